@@ -1,0 +1,24 @@
+//! Kafka's record format: the bytes producers send, brokers store and consumers fetch.
+//!
+//! # Layout
+//! - [`varint`]: zig-zag varints and varlongs used inside records.
+//! - [`batch`]: [`RecordBatch`], a zero-copy view over one RecordBatch v2 (magic 2) that
+//!   exposes every header field without decoding records, verifies the CRC-32C and lets the
+//!   broker stamp the fields it owns (base offset, partition leader epoch).
+//! - [`record`]: [`Record`] and [`Header`], decoded lazily by [`Records`].
+//! - [`builder`]: [`RecordBatchBuilder`], which encodes records into a batch.
+//!
+//! Data flows one way: bytes from the wire or a segment file → [`RecordBatches`] splits them
+//! into [`RecordBatch`] views → [`RecordBatch::records`] decodes records on demand.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+pub mod batch;
+pub mod builder;
+mod error;
+pub mod record;
+pub mod varint;
+
+pub use batch::{Attributes, Compression, RecordBatch, RecordBatches, TimestampType};
+pub use builder::RecordBatchBuilder;
+pub use error::{Error, Result};
+pub use record::{Header, Record, Records};

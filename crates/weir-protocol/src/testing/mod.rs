@@ -111,3 +111,5 @@ macro_rules! round_trip_tests {
     };
 }
 pub(crate) use round_trip_tests;
+
+mod differential;

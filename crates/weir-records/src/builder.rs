@@ -4,6 +4,7 @@ use crate::batch::{
     Attributes, BATCH_HEADER_LEN, Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID, NO_SEQUENCE, TimestampType, crc_of,
 };
+use crate::compression;
 use crate::record::Record;
 use crate::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use crate::{Error, Result};
@@ -105,16 +106,8 @@ impl RecordBatchBuilder {
     /// Encodes the batch.
     pub fn build(&self) -> Result<Bytes> {
         let compression = self.attributes.compression()?;
-        if compression != Compression::None {
-            return Err(Error::UnsupportedCompression(compression.id()));
-        }
         let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
-        let max_timestamp = self
-            .records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(-1);
+        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let count = i32::try_from(self.records.len()).map_err(|_| Error::TooLarge {
             size: self.records.len(),
             limit: i32::MAX as usize,
@@ -134,16 +127,23 @@ impl RecordBatchBuilder {
         buf.put_i16(self.producer_epoch);
         buf.put_i32(self.base_sequence);
         buf.put_i32(count);
-        for (delta, record) in self.records.iter().enumerate() {
-            encode_record(&mut buf, record, delta as i32, base_timestamp);
+        if compression == Compression::None {
+            for (delta, record) in self.records.iter().enumerate() {
+                encode_record(&mut buf, record, delta as i32, base_timestamp)?;
+            }
+        } else {
+            let mut plain = BytesMut::with_capacity(64 * self.records.len());
+            for (delta, record) in self.records.iter().enumerate() {
+                encode_record(&mut plain, record, delta as i32, base_timestamp)?;
+            }
+            buf.put_slice(&compression::compress(compression, &plain)?);
         }
 
-        let batch_length = i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| {
-            Error::TooLarge {
+        let batch_length =
+            i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| Error::TooLarge {
                 size: buf.len(),
                 limit: i32::MAX as usize,
-            }
-        })?;
+            })?;
         if let Some(dst) = buf.get_mut(8..12) {
             dst.copy_from_slice(&batch_length.to_be_bytes());
         }
@@ -155,11 +155,19 @@ impl RecordBatchBuilder {
     }
 }
 
-fn nullable_len(field: Option<&Bytes>) -> usize {
-    match field {
+fn nullable_len(field: Option<&Bytes>) -> Result<usize> {
+    Ok(match field {
         None => varint_len(-1),
-        Some(b) => varint_len(b.len() as i32) + b.len(),
-    }
+        Some(b) => varint_len(field_len(b.len())?) + b.len(),
+    })
+}
+
+/// A key, value or header length as the varint the format stores.
+fn field_len(len: usize) -> Result<i32> {
+    i32::try_from(len).map_err(|_| Error::TooLarge {
+        size: len,
+        limit: i32::MAX as usize,
+    })
 }
 
 fn put_nullable(buf: &mut BytesMut, field: Option<&Bytes>) {
@@ -173,28 +181,35 @@ fn put_nullable(buf: &mut BytesMut, field: Option<&Bytes>) {
 }
 
 /// Appends one record in the v2 record encoding.
-pub(crate) fn encode_record(buf: &mut BytesMut, record: &Record, offset_delta: i32, base_timestamp: i64) {
+pub(crate) fn encode_record(
+    buf: &mut BytesMut,
+    record: &Record,
+    offset_delta: i32,
+    base_timestamp: i64,
+) -> Result<()> {
     let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
+    let header_count = field_len(record.headers.len())?;
     let mut body_len = 1
         + varlong_len(timestamp_delta)
         + varint_len(offset_delta)
-        + nullable_len(record.key.as_ref())
-        + nullable_len(record.value.as_ref())
-        + varint_len(record.headers.len() as i32);
+        + nullable_len(record.key.as_ref())?
+        + nullable_len(record.value.as_ref())?
+        + varint_len(header_count);
     for header in &record.headers {
-        body_len += nullable_len(Some(&header.key)) + nullable_len(header.value.as_ref());
+        body_len += nullable_len(Some(&header.key))? + nullable_len(header.value.as_ref())?;
     }
-    put_varint(buf, body_len as i32);
+    put_varint(buf, field_len(body_len)?);
     buf.put_i8(record.attributes);
     put_varlong(buf, timestamp_delta);
     put_varint(buf, offset_delta);
     put_nullable(buf, record.key.as_ref());
     put_nullable(buf, record.value.as_ref());
-    put_varint(buf, record.headers.len() as i32);
+    put_varint(buf, header_count);
     for header in &record.headers {
         put_nullable(buf, Some(&header.key));
         put_nullable(buf, header.value.as_ref());
     }
+    Ok(())
 }
 
 #[cfg(test)]

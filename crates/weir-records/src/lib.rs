@@ -14,11 +14,14 @@
 
 pub mod batch;
 pub mod builder;
+mod compression;
 mod error;
+pub mod legacy;
 pub mod record;
 pub mod varint;
 
 pub use batch::{Attributes, Compression, RecordBatch, RecordBatches, TimestampType};
 pub use builder::RecordBatchBuilder;
-pub use error::{Error, Result};
+pub use error::{CodecError, Error, Result};
+pub use legacy::LegacyRecords;
 pub use record::{Header, Record, Records};

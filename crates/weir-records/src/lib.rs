@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod builder;
 mod compression;
+pub mod control;
 mod error;
 pub mod legacy;
 pub mod record;
@@ -22,6 +23,7 @@ pub mod varint;
 
 pub use batch::{Attributes, Compression, RecordBatch, RecordBatches, TimestampType};
 pub use builder::RecordBatchBuilder;
+pub use control::{ControlRecord, ControlRecordType, EndTransactionMarker};
 pub use error::{CodecError, Error, Result};
 pub use legacy::LegacyRecords;
 pub use record::{Header, Record, Records};

@@ -225,10 +225,11 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
             proptest::collection::vec(
                 (
-                    proptest::collection::vec(any::<u8>(), 0..8),
+                    // A small key space, so duplicate header keys are common.
+                    proptest::collection::vec(0u8..3, 0..2),
                     proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
                 ),
-                0..4,
+                0..5,
             ),
         )
             .prop_map(|(ts, key, value, headers)| {
@@ -240,19 +241,38 @@ mod tests {
             })
     }
 
+    fn arb_compression() -> impl Strategy<Value = Compression> {
+        prop_oneof![
+            Just(Compression::None),
+            Just(Compression::Gzip),
+            Just(Compression::Snappy),
+            Just(Compression::Lz4),
+            Just(Compression::Zstd),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn build_then_decode(base in 0i64..1 << 40, records in proptest::collection::vec(arb_record(), 1..16)) {
+        fn build_then_decode(
+            base in 0i64..1 << 40,
+            codec in arb_compression(),
+            transactional: bool,
+            records in proptest::collection::vec(arb_record(), 1..16),
+        ) {
             let mut builder = RecordBatchBuilder::new();
-            builder.base_offset(base);
+            builder.base_offset(base).compression(codec).transactional(transactional);
             for r in &records {
                 builder.push(r.clone());
             }
             let batch = RecordBatch::new(builder.build().unwrap()).unwrap();
             batch.verify_crc().unwrap();
+            prop_assert_eq!(batch.attributes().compression().unwrap(), codec);
+            prop_assert_eq!(batch.attributes().is_transactional(), transactional);
             prop_assert_eq!(batch.record_count() as usize, records.len());
             prop_assert_eq!(batch.last_offset(), base + records.len() as i64 - 1);
+            prop_assert_eq!(batch.max_timestamp(), records.iter().map(|r| r.timestamp).max().unwrap());
             let decoded: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+            prop_assert_eq!(decoded.len(), records.len());
             for (i, (got, want)) in decoded.iter().zip(&records).enumerate() {
                 prop_assert_eq!(got.offset, base + i as i64);
                 prop_assert_eq!(got.timestamp, want.timestamp);

@@ -1,5 +1,6 @@
 //! Arbitrary and mutated bytes through every decoding entry point: errors are fine, panics and
 //! unbounded allocations are not.
+#![expect(clippy::unwrap_used, reason = "fixture helpers outside #[test] fail loudly")]
 
 use bytes::Bytes;
 use proptest::prelude::*;

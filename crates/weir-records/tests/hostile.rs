@@ -1,6 +1,9 @@
 //! Arbitrary and mutated bytes through every decoding entry point: errors are fine, panics and
 //! unbounded allocations are not.
-#![expect(clippy::unwrap_used, reason = "fixture helpers outside #[test] fail loudly")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "fixture helpers outside #[test] fail loudly"
+)]
 
 use bytes::Bytes;
 use proptest::prelude::*;

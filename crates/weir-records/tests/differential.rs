@@ -20,6 +20,9 @@ use kafka_protocol::records::{
 use proptest::prelude::*;
 use weir_records::{Header, Record, RecordBatch, RecordBatchBuilder, RecordBatches};
 
+/// Timestamp step from the previous record, key, value and header values.
+type InputRecord = (u32, Option<Vec<u8>>, Option<Vec<u8>>, Vec<Option<Vec<u8>>>);
+
 #[derive(Debug, Clone)]
 struct Input {
     base_offset: i64,
@@ -27,7 +30,7 @@ struct Input {
     /// (producer id, epoch, base sequence), or a plain producer.
     producer: Option<(i64, i16, i32)>,
     transactional: bool,
-    records: Vec<(u32, Option<Vec<u8>>, Option<Vec<u8>>, Vec<Option<Vec<u8>>>)>,
+    records: Vec<InputRecord>,
 }
 
 fn arb_input() -> impl Strategy<Value = Input> {

@@ -553,6 +553,13 @@ mod tests {
             TimestampType::LogAppendTime
         );
         batch.verify_crc().unwrap();
+        // Consumers see the append time on every record, as Kafka's do.
+        let timestamps: Vec<i64> = batch
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().timestamp)
+            .collect();
+        assert_eq!(timestamps, [9_999, 9_999]);
     }
 
     #[test]

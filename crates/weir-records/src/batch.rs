@@ -582,104 +582,116 @@ mod tests {
         assert!(it.next().is_none());
     }
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    /// Codec tests need every codec feature.
+    #[cfg(all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    ))]
+    mod codecs {
+        use super::*;
 
-    fn build_with(codec: Compression, records: &[Record]) -> RecordBatch {
-        let mut builder = RecordBatchBuilder::new();
-        builder.compression(codec).base_offset(100);
-        for record in records {
-            builder.push(record.clone());
+        const CODECS: [Compression; 5] = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+
+        fn build_with(codec: Compression, records: &[Record]) -> RecordBatch {
+            let mut builder = RecordBatchBuilder::new();
+            builder.compression(codec).base_offset(100);
+            for record in records {
+                builder.push(record.clone());
+            }
+            RecordBatch::new(builder.build().unwrap()).unwrap()
         }
-        RecordBatch::new(builder.build().unwrap()).unwrap()
-    }
 
-    #[test]
-    fn every_codec_round_trips() {
-        let records: Vec<Record> = (0..500)
-            .map(|i| {
-                Record::new(
-                    1_000 + i,
-                    (i % 3 != 0).then_some(format!("key-{i}").as_bytes()),
-                    (i % 7 != 0)
-                        .then_some(format!("value {i} {}", "x".repeat(i as usize % 40)).as_bytes()),
-                )
-                .with_header(crate::Header::new(b"h", Some(b"1")))
-                .with_header(crate::Header::new(b"h", None))
-            })
-            .collect();
-        for codec in CODECS {
-            let batch = build_with(codec, &records);
-            batch.verify_crc().unwrap();
-            assert_eq!(batch.attributes().compression().unwrap(), codec);
-            let decoded: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
-            assert_eq!(decoded.len(), records.len(), "{codec:?}");
-            for (i, (got, want)) in decoded.iter().zip(&records).enumerate() {
-                assert_eq!(got.offset, 100 + i as i64);
+        #[test]
+        fn every_codec_round_trips() {
+            let records: Vec<Record> = (0..500)
+                .map(|i| {
+                    Record::new(
+                        1_000 + i,
+                        (i % 3 != 0).then_some(format!("key-{i}").as_bytes()),
+                        (i % 7 != 0).then_some(
+                            format!("value {i} {}", "x".repeat(i as usize % 40)).as_bytes(),
+                        ),
+                    )
+                    .with_header(crate::Header::new(b"h", Some(b"1")))
+                    .with_header(crate::Header::new(b"h", None))
+                })
+                .collect();
+            for codec in CODECS {
+                let batch = build_with(codec, &records);
+                batch.verify_crc().unwrap();
+                assert_eq!(batch.attributes().compression().unwrap(), codec);
+                let decoded: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+                assert_eq!(decoded.len(), records.len(), "{codec:?}");
+                for (i, (got, want)) in decoded.iter().zip(&records).enumerate() {
+                    assert_eq!(got.offset, 100 + i as i64);
+                    assert_eq!(
+                        (&got.key, &got.value, &got.headers, got.timestamp),
+                        (&want.key, &want.value, &want.headers, want.timestamp),
+                        "{codec:?}"
+                    );
+                }
+                if codec != Compression::None {
+                    assert!(
+                        batch.size() < 20_000,
+                        "{codec:?} did not compress: {}",
+                        batch.size()
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn decompression_bomb_is_refused_for_every_codec() {
+            let bomb = [Record::new(0, None, Some(&[0u8; 256 * 1024]))];
+            for codec in CODECS.into_iter().skip(1) {
+                let batch = build_with(codec, &bomb);
+                assert!(batch.size() < 16 * 1024, "{codec:?}: {}", batch.size());
                 assert_eq!(
-                    (&got.key, &got.value, &got.headers, got.timestamp),
-                    (&want.key, &want.value, &want.headers, want.timestamp),
+                    batch.records_with_limit(64 * 1024).err(),
+                    Some(Error::DecompressionLimit {
+                        codec,
+                        limit: 64 * 1024
+                    }),
                     "{codec:?}"
                 );
-            }
-            if codec != Compression::None {
-                assert!(
-                    batch.size() < 20_000,
-                    "{codec:?} did not compress: {}",
-                    batch.size()
-                );
+                assert_eq!(batch.records_with_limit(300 * 1024).unwrap().count(), 1);
             }
         }
-    }
 
-    #[test]
-    fn decompression_bomb_is_refused_for_every_codec() {
-        let bomb = [Record::new(0, None, Some(&[0u8; 256 * 1024]))];
-        for codec in CODECS.into_iter().skip(1) {
-            let batch = build_with(codec, &bomb);
-            assert!(batch.size() < 16 * 1024, "{codec:?}: {}", batch.size());
-            assert_eq!(
-                batch.records_with_limit(64 * 1024).err(),
-                Some(Error::DecompressionLimit {
-                    codec,
-                    limit: 64 * 1024
-                }),
-                "{codec:?}"
-            );
-            assert_eq!(batch.records_with_limit(300 * 1024).unwrap().count(), 1);
-        }
-    }
-
-    #[test]
-    fn default_limit_refuses_a_high_ratio_batch() {
-        let bomb = [Record::new(0, None, Some(&vec![0u8; 8 << 20]))];
-        for codec in [Compression::Gzip, Compression::Zstd] {
-            let batch = build_with(codec, &bomb);
-            assert_eq!(batch.default_decompression_limit(), MIN_DECOMPRESSION_LIMIT);
-            assert!(matches!(
-                batch.records(),
-                Err(Error::DecompressionLimit { .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn corrupt_compressed_payload_is_a_typed_error() {
-        for codec in CODECS.into_iter().skip(1) {
-            let good = build_with(codec, &[Record::new(0, Some(b"k"), Some(b"some value"))]);
-            let mut bytes = good.as_bytes().to_vec();
-            let payload_start = BATCH_HEADER_LEN;
-            for b in bytes[payload_start..].iter_mut() {
-                *b ^= 0x5a;
+        #[test]
+        fn default_limit_refuses_a_high_ratio_batch() {
+            let bomb = [Record::new(0, None, Some(&vec![0u8; 8 << 20]))];
+            for codec in [Compression::Gzip, Compression::Zstd] {
+                let batch = build_with(codec, &bomb);
+                assert_eq!(batch.default_decompression_limit(), MIN_DECOMPRESSION_LIMIT);
+                assert!(matches!(
+                    batch.records(),
+                    Err(Error::DecompressionLimit { .. })
+                ));
             }
-            let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
-            let result = batch.records().and_then(|r| r.collect::<Result<Vec<_>>>());
-            assert!(result.is_err(), "{codec:?}");
+        }
+
+        #[test]
+        fn corrupt_compressed_payload_is_a_typed_error() {
+            for codec in CODECS.into_iter().skip(1) {
+                let good = build_with(codec, &[Record::new(0, Some(b"k"), Some(b"some value"))]);
+                let mut bytes = good.as_bytes().to_vec();
+                let payload_start = BATCH_HEADER_LEN;
+                for b in bytes[payload_start..].iter_mut() {
+                    *b ^= 0x5a;
+                }
+                let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+                let result = batch.records().and_then(|r| r.collect::<Result<Vec<_>>>());
+                assert!(result.is_err(), "{codec:?}");
+            }
         }
     }
 }

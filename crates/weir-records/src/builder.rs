@@ -212,7 +212,15 @@ pub(crate) fn encode_record(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    )
+))]
 mod tests {
     use super::*;
     use crate::{Header, RecordBatch};

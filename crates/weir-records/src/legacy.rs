@@ -312,7 +312,15 @@ impl Reader {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    )
+))]
 mod tests {
     use super::*;
 

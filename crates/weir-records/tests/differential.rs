@@ -5,6 +5,12 @@
 //! Both encoders are fed what they agree on: unique UTF-8 header keys (it keeps headers in a
 //! map), non-decreasing timestamps (it takes the minimum as the base timestamp, we take the first
 //! record's, as the Java client does) and CreateTime (it does not write the timestamp type bit).
+#![cfg(all(
+    feature = "gzip",
+    feature = "snappy",
+    feature = "lz4",
+    feature = "zstd"
+))]
 #![expect(
     clippy::unwrap_used,
     reason = "fixture helpers outside #[test] fail loudly"

@@ -4,6 +4,12 @@
 //! `WEIR_WRITE_SEEDS=1 cargo test -p weir-records --test fuzz_seeds` rewrites the files; a plain
 //! run checks that every committed seed still decodes cleanly, so the fuzzer starts from inputs
 //! that reach deep into the decoders.
+#![cfg(all(
+    feature = "gzip",
+    feature = "snappy",
+    feature = "lz4",
+    feature = "zstd"
+))]
 #![expect(
     clippy::unwrap_used,
     reason = "fixture helpers outside #[test] fail loudly"

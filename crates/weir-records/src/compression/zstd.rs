@@ -35,3 +35,38 @@ pub(super) fn decompress(input: &[u8], limit: usize) -> Result<Vec<u8>> {
         })?;
     read_bounded(Compression::Zstd, decoder, limit, input.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame declaring a `2^window_log` window and no content size, then one raw block.
+    fn frame_with_window(window_log: u8) -> Vec<u8> {
+        let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+        frame.push(0x00); // no content size, not single segment, no checksum, no dictionary
+        frame.push((window_log - 10) << 3);
+        frame.extend_from_slice(&[0x09, 0x00, 0x00, b'a']); // last raw block of 1 byte
+        frame
+    }
+
+    #[test]
+    fn declared_window_beyond_the_bound_is_refused() {
+        assert_eq!(decompress(&frame_with_window(20), 1 << 20).unwrap(), b"a");
+        assert!(matches!(
+            decompress(&frame_with_window(30), 1 << 20),
+            Err(crate::Error::Decompression {
+                codec: Compression::Zstd,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn round_trip() {
+        let data = b"zstd zstd zstd zstd".repeat(1000);
+        assert_eq!(
+            decompress(&compress(&data).unwrap(), 1 << 20).unwrap(),
+            data
+        );
+    }
+}

@@ -22,6 +22,7 @@
 //! Because the CRC does not cover the base offset or the partition leader epoch, a broker can
 //! assign offsets without re-checksumming.
 
+use crate::compression::{self, Framing};
 use crate::{Error, Result, record::Records};
 use bytes::Bytes;
 
@@ -370,15 +371,47 @@ impl RecordBatch {
         self.bytes.slice(BATCH_HEADER_LEN.min(self.bytes.len())..)
     }
 
-    /// Decodes the records lazily. Compressed batches fail with
-    /// [`Error::UnsupportedCompression`] until a codec is available.
+    /// Decodes the records lazily, decompressing them first if the batch is compressed, with
+    /// the default limit [`RecordBatch::default_decompression_limit`].
     pub fn records(&self) -> Result<Records> {
+        self.records_with_limit(self.default_decompression_limit())
+    }
+
+    /// Decodes the records lazily; a compressed payload may decompress to at most `max_bytes`,
+    /// or the call fails with [`Error::DecompressionLimit`] having allocated no more than that.
+    /// Uncompressed payloads are not copied and not limited (they are already in memory).
+    pub fn records_with_limit(&self, max_bytes: usize) -> Result<Records> {
+        let payload = self.records_payload();
         match self.header.attributes.compression()? {
-            Compression::None => Ok(Records::new(self.records_payload(), self.header)),
-            other => Err(Error::UnsupportedCompression(other.id())),
+            Compression::None => Ok(Records::new(payload, self.header)),
+            codec => {
+                let decompressed =
+                    compression::decompress(codec, &payload, max_bytes, Framing::Standard)?;
+                Ok(Records::new(Bytes::from(decompressed), self.header))
+            }
         }
     }
+
+    /// The decompressed-size limit [`RecordBatch::records`] uses:
+    /// [`DECOMPRESSION_RATIO`] times the batch size, at least [`MIN_DECOMPRESSION_LIMIT`] and at
+    /// most [`MAX_DECOMPRESSION_LIMIT`].
+    pub fn default_decompression_limit(&self) -> usize {
+        self.size()
+            .saturating_mul(DECOMPRESSION_RATIO)
+            .clamp(MIN_DECOMPRESSION_LIMIT, MAX_DECOMPRESSION_LIMIT)
+    }
 }
+
+/// Decompression ratio [`RecordBatch::records`] accepts before refusing a batch as a
+/// decompression bomb. Text and JSON compress 5-20x; 64x leaves headroom for very repetitive
+/// payloads, while a bomb (gzip reaches ~1000x) still fails early.
+pub const DECOMPRESSION_RATIO: usize = 64;
+/// Floor of the default decompression limit, so small batches of repetitive records decode.
+pub const MIN_DECOMPRESSION_LIMIT: usize = 1 << 20;
+/// Ceiling of the default decompression limit: a 1 MiB batch (Kafka's default
+/// `message.max.bytes`) may expand to 64 MiB. Callers that need more use
+/// [`RecordBatch::records_with_limit`].
+pub const MAX_DECOMPRESSION_LIMIT: usize = 64 << 20;
 
 /// CRC-32C of a batch from its attributes to its end; 0 for a buffer shorter than a header.
 pub(crate) fn crc_of(batch: &[u8]) -> u32 {
@@ -520,6 +553,13 @@ mod tests {
             TimestampType::LogAppendTime
         );
         batch.verify_crc().unwrap();
+        // Consumers see the append time on every record, as Kafka's do.
+        let timestamps: Vec<i64> = batch
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().timestamp)
+            .collect();
+        assert_eq!(timestamps, [9_999, 9_999]);
     }
 
     #[test]
@@ -540,5 +580,118 @@ mod tests {
         assert!(it.next().unwrap().is_ok());
         assert!(matches!(it.next(), Some(Err(Error::Truncated { .. }))));
         assert!(it.next().is_none());
+    }
+
+    /// Codec tests need every codec feature.
+    #[cfg(all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    ))]
+    mod codecs {
+        use super::*;
+
+        const CODECS: [Compression; 5] = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+
+        fn build_with(codec: Compression, records: &[Record]) -> RecordBatch {
+            let mut builder = RecordBatchBuilder::new();
+            builder.compression(codec).base_offset(100);
+            for record in records {
+                builder.push(record.clone());
+            }
+            RecordBatch::new(builder.build().unwrap()).unwrap()
+        }
+
+        #[test]
+        fn every_codec_round_trips() {
+            let records: Vec<Record> = (0..500)
+                .map(|i| {
+                    Record::new(
+                        1_000 + i,
+                        (i % 3 != 0).then_some(format!("key-{i}").as_bytes()),
+                        (i % 7 != 0).then_some(
+                            format!("value {i} {}", "x".repeat(i as usize % 40)).as_bytes(),
+                        ),
+                    )
+                    .with_header(crate::Header::new(b"h", Some(b"1")))
+                    .with_header(crate::Header::new(b"h", None))
+                })
+                .collect();
+            for codec in CODECS {
+                let batch = build_with(codec, &records);
+                batch.verify_crc().unwrap();
+                assert_eq!(batch.attributes().compression().unwrap(), codec);
+                let decoded: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+                assert_eq!(decoded.len(), records.len(), "{codec:?}");
+                for (i, (got, want)) in decoded.iter().zip(&records).enumerate() {
+                    assert_eq!(got.offset, 100 + i as i64);
+                    assert_eq!(
+                        (&got.key, &got.value, &got.headers, got.timestamp),
+                        (&want.key, &want.value, &want.headers, want.timestamp),
+                        "{codec:?}"
+                    );
+                }
+                if codec != Compression::None {
+                    assert!(
+                        batch.size() < 20_000,
+                        "{codec:?} did not compress: {}",
+                        batch.size()
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn decompression_bomb_is_refused_for_every_codec() {
+            let bomb = [Record::new(0, None, Some(&[0u8; 256 * 1024]))];
+            for codec in CODECS.into_iter().skip(1) {
+                let batch = build_with(codec, &bomb);
+                assert!(batch.size() < 16 * 1024, "{codec:?}: {}", batch.size());
+                assert_eq!(
+                    batch.records_with_limit(64 * 1024).err(),
+                    Some(Error::DecompressionLimit {
+                        codec,
+                        limit: 64 * 1024
+                    }),
+                    "{codec:?}"
+                );
+                assert_eq!(batch.records_with_limit(300 * 1024).unwrap().count(), 1);
+            }
+        }
+
+        #[test]
+        fn default_limit_refuses_a_high_ratio_batch() {
+            let bomb = [Record::new(0, None, Some(&vec![0u8; 8 << 20]))];
+            for codec in [Compression::Gzip, Compression::Zstd] {
+                let batch = build_with(codec, &bomb);
+                assert_eq!(batch.default_decompression_limit(), MIN_DECOMPRESSION_LIMIT);
+                assert!(matches!(
+                    batch.records(),
+                    Err(Error::DecompressionLimit { .. })
+                ));
+            }
+        }
+
+        #[test]
+        fn corrupt_compressed_payload_is_a_typed_error() {
+            for codec in CODECS.into_iter().skip(1) {
+                let good = build_with(codec, &[Record::new(0, Some(b"k"), Some(b"some value"))]);
+                let mut bytes = good.as_bytes().to_vec();
+                let payload_start = BATCH_HEADER_LEN;
+                for b in bytes[payload_start..].iter_mut() {
+                    *b ^= 0x5a;
+                }
+                let batch = RecordBatch::new(Bytes::from(bytes)).unwrap();
+                let result = batch.records().and_then(|r| r.collect::<Result<Vec<_>>>());
+                assert!(result.is_err(), "{codec:?}");
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@ use crate::batch::{
     Attributes, BATCH_HEADER_LEN, Compression, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID, NO_SEQUENCE, TimestampType, crc_of,
 };
+use crate::compression;
 use crate::record::Record;
 use crate::varint::{put_varint, put_varlong, varint_len, varlong_len};
 use crate::{Error, Result};
@@ -105,9 +106,6 @@ impl RecordBatchBuilder {
     /// Encodes the batch.
     pub fn build(&self) -> Result<Bytes> {
         let compression = self.attributes.compression()?;
-        if compression != Compression::None {
-            return Err(Error::UnsupportedCompression(compression.id()));
-        }
         let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
         let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let count = i32::try_from(self.records.len()).map_err(|_| Error::TooLarge {
@@ -129,8 +127,16 @@ impl RecordBatchBuilder {
         buf.put_i16(self.producer_epoch);
         buf.put_i32(self.base_sequence);
         buf.put_i32(count);
-        for (delta, record) in self.records.iter().enumerate() {
-            encode_record(&mut buf, record, delta as i32, base_timestamp);
+        if compression == Compression::None {
+            for (delta, record) in self.records.iter().enumerate() {
+                encode_record(&mut buf, record, delta as i32, base_timestamp)?;
+            }
+        } else {
+            let mut plain = BytesMut::with_capacity(64 * self.records.len());
+            for (delta, record) in self.records.iter().enumerate() {
+                encode_record(&mut plain, record, delta as i32, base_timestamp)?;
+            }
+            buf.put_slice(&compression::compress(compression, &plain)?);
         }
 
         let batch_length =
@@ -149,11 +155,19 @@ impl RecordBatchBuilder {
     }
 }
 
-fn nullable_len(field: Option<&Bytes>) -> usize {
-    match field {
+fn nullable_len(field: Option<&Bytes>) -> Result<usize> {
+    Ok(match field {
         None => varint_len(-1),
-        Some(b) => varint_len(b.len() as i32) + b.len(),
-    }
+        Some(b) => varint_len(field_len(b.len())?) + b.len(),
+    })
+}
+
+/// A key, value or header length as the varint the format stores.
+fn field_len(len: usize) -> Result<i32> {
+    i32::try_from(len).map_err(|_| Error::TooLarge {
+        size: len,
+        limit: i32::MAX as usize,
+    })
 }
 
 fn put_nullable(buf: &mut BytesMut, field: Option<&Bytes>) {
@@ -172,31 +186,41 @@ pub(crate) fn encode_record(
     record: &Record,
     offset_delta: i32,
     base_timestamp: i64,
-) {
+) -> Result<()> {
     let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
+    let header_count = field_len(record.headers.len())?;
     let mut body_len = 1
         + varlong_len(timestamp_delta)
         + varint_len(offset_delta)
-        + nullable_len(record.key.as_ref())
-        + nullable_len(record.value.as_ref())
-        + varint_len(record.headers.len() as i32);
+        + nullable_len(record.key.as_ref())?
+        + nullable_len(record.value.as_ref())?
+        + varint_len(header_count);
     for header in &record.headers {
-        body_len += nullable_len(Some(&header.key)) + nullable_len(header.value.as_ref());
+        body_len += nullable_len(Some(&header.key))? + nullable_len(header.value.as_ref())?;
     }
-    put_varint(buf, body_len as i32);
+    put_varint(buf, field_len(body_len)?);
     buf.put_i8(record.attributes);
     put_varlong(buf, timestamp_delta);
     put_varint(buf, offset_delta);
     put_nullable(buf, record.key.as_ref());
     put_nullable(buf, record.value.as_ref());
-    put_varint(buf, record.headers.len() as i32);
+    put_varint(buf, header_count);
     for header in &record.headers {
         put_nullable(buf, Some(&header.key));
         put_nullable(buf, header.value.as_ref());
     }
+    Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(
+    test,
+    all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    )
+))]
 mod tests {
     use super::*;
     use crate::{Header, RecordBatch};
@@ -209,10 +233,11 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
             proptest::collection::vec(
                 (
-                    proptest::collection::vec(any::<u8>(), 0..8),
+                    // A small key space, so duplicate header keys are common.
+                    proptest::collection::vec(0u8..3, 0..2),
                     proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
                 ),
-                0..4,
+                0..5,
             ),
         )
             .prop_map(|(ts, key, value, headers)| {
@@ -224,19 +249,38 @@ mod tests {
             })
     }
 
+    fn arb_compression() -> impl Strategy<Value = Compression> {
+        prop_oneof![
+            Just(Compression::None),
+            Just(Compression::Gzip),
+            Just(Compression::Snappy),
+            Just(Compression::Lz4),
+            Just(Compression::Zstd),
+        ]
+    }
+
     proptest! {
         #[test]
-        fn build_then_decode(base in 0i64..1 << 40, records in proptest::collection::vec(arb_record(), 1..16)) {
+        fn build_then_decode(
+            base in 0i64..1 << 40,
+            codec in arb_compression(),
+            transactional: bool,
+            records in proptest::collection::vec(arb_record(), 1..16),
+        ) {
             let mut builder = RecordBatchBuilder::new();
-            builder.base_offset(base);
+            builder.base_offset(base).compression(codec).transactional(transactional);
             for r in &records {
                 builder.push(r.clone());
             }
             let batch = RecordBatch::new(builder.build().unwrap()).unwrap();
             batch.verify_crc().unwrap();
+            prop_assert_eq!(batch.attributes().compression().unwrap(), codec);
+            prop_assert_eq!(batch.attributes().is_transactional(), transactional);
             prop_assert_eq!(batch.record_count() as usize, records.len());
             prop_assert_eq!(batch.last_offset(), base + records.len() as i64 - 1);
+            prop_assert_eq!(batch.max_timestamp(), records.iter().map(|r| r.timestamp).max().unwrap());
             let decoded: Vec<Record> = batch.records().unwrap().collect::<Result<_>>().unwrap();
+            prop_assert_eq!(decoded.len(), records.len());
             for (i, (got, want)) in decoded.iter().zip(&records).enumerate() {
                 prop_assert_eq!(got.offset, base + i as i64);
                 prop_assert_eq!(got.timestamp, want.timestamp);

@@ -1,3 +1,6 @@
+use crate::batch::Compression;
+use std::fmt;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Result alias for this crate.
@@ -47,4 +50,117 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// Decompressing the records would produce more bytes than the caller allows: a
+    /// decompression bomb, or a batch that needs a larger limit.
+    #[error("{codec:?} records decompress to more than the limit of {limit} bytes")]
+    DecompressionLimit {
+        /// Codec of the batch.
+        codec: Compression,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The compressed records are not valid for their codec.
+    #[error("corrupt {codec:?} compressed records")]
+    Decompression {
+        /// Codec of the batch.
+        codec: Compression,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+    /// A codec failed to compress records while building a batch.
+    #[error("{codec:?} compression failed")]
+    Compression {
+        /// Codec of the batch.
+        codec: Compression,
+        /// What the codec reported.
+        #[source]
+        source: CodecError,
+    },
+    /// A control record's key or value is malformed.
+    #[error("corrupt control record: {0}")]
+    CorruptControlRecord(&'static str),
+    /// A legacy (magic 0 or 1) message is malformed.
+    #[error("corrupt legacy message: {0}")]
+    CorruptMessage(&'static str),
 }
+
+/// An error reported by a compression library, kept so callers can walk the source chain.
+///
+/// Errors compare equal when their messages do, so [`enum@Error`] stays `PartialEq` for tests.
+#[derive(Clone)]
+pub struct CodecError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+#[cfg_attr(
+    not(all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    )),
+    allow(
+        dead_code,
+        reason = "each helper serves only some codecs; `expect` would be unfulfilled in other feature sets"
+    )
+)]
+impl CodecError {
+    pub(crate) fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    pub(crate) fn msg(message: &'static str) -> Self {
+        Self::new(Message(message))
+    }
+}
+
+impl fmt::Debug for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for CodecError {
+    // The wrapped error is this error (its message is printed by Display), so the chain
+    // continues at its source; returning the wrapped error would print it twice.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for CodecError {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for CodecError {}
+
+/// A codec failure we detect ourselves (framing around the codec's own format).
+#[cfg_attr(
+    not(all(
+        feature = "gzip",
+        feature = "snappy",
+        feature = "lz4",
+        feature = "zstd"
+    )),
+    allow(
+        dead_code,
+        reason = "each helper serves only some codecs; `expect` would be unfulfilled in other feature sets"
+    )
+)]
+#[derive(Debug)]
+struct Message(&'static str);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Message {}

@@ -4,7 +4,7 @@
 //! offset delta (varint), key length (varint, -1 for null) and key, value length and value,
 //! header count (varint) and headers (key length, key, value length (-1 for null), value).
 
-use crate::batch::BatchHeader;
+use crate::batch::{BatchHeader, TimestampType};
 use crate::varint::{read_varint, read_varlong};
 use crate::{Error, Result};
 use bytes::Bytes;
@@ -35,7 +35,8 @@ pub struct Record {
     pub attributes: i8,
     /// Absolute offset (base offset + offset delta).
     pub offset: i64,
-    /// Absolute timestamp (base timestamp + timestamp delta).
+    /// Absolute timestamp: base timestamp + timestamp delta, or the batch's max timestamp (the
+    /// append time) when the batch uses LogAppendTime.
     pub timestamp: i64,
     /// Key, or null.
     pub key: Option<Bytes>,
@@ -70,6 +71,9 @@ pub struct Records {
     base_offset: i64,
     base_timestamp: i64,
     remaining: i32,
+    /// Under LogAppendTime every record takes the batch's max timestamp, the broker's append
+    /// time, whatever its delta says (the producer's create time stays in the delta).
+    log_append_time: Option<i64>,
     failed: bool,
 }
 
@@ -80,6 +84,8 @@ impl Records {
             base_offset: header.base_offset,
             base_timestamp: header.base_timestamp,
             remaining: header.record_count.max(0),
+            log_append_time: (header.attributes.timestamp_type() == TimestampType::LogAppendTime)
+                .then_some(header.max_timestamp),
             failed: false,
         }
     }
@@ -129,7 +135,9 @@ impl Records {
         Ok(Record {
             attributes,
             offset: self.base_offset.wrapping_add(i64::from(offset_delta)),
-            timestamp: self.base_timestamp.wrapping_add(timestamp_delta),
+            timestamp: self
+                .log_append_time
+                .unwrap_or(self.base_timestamp.wrapping_add(timestamp_delta)),
             key,
             value,
             headers,

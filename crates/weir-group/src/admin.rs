@@ -165,6 +165,7 @@ impl Coordinator {
                 .offsets
                 .insert(tp, value);
         }
+        self.arm_offset_expiry(now);
         for (group_id, g) in loaded {
             if let Some(old) = self.groups.insert(group_id, g) {
                 self.release_parked(old, Error::NotCoordinator);

@@ -75,8 +75,7 @@ impl Coordinator {
             self.tick_group(&group_id, now);
         }
         if self.next_offset_expiry == Millis::MIN {
-            self.next_offset_expiry =
-                now.saturating_add(self.config.offsets_retention_check_interval_ms);
+            self.arm_offset_expiry(now);
         } else if now >= self.next_offset_expiry {
             self.expire_offsets(now);
             self.next_offset_expiry =
@@ -148,7 +147,13 @@ impl Coordinator {
             .map(|m| m.member_id.clone())
             .collect();
         for id in expired {
-            let Some(m) = g.members.get_mut(&id) else {
+            // Removing an earlier member may have completed a rebalance, which restarts
+            // everyone's session.
+            let Some(m) = g
+                .members
+                .get_mut(&id)
+                .filter(|m| m.heartbeat_deadline <= now)
+            else {
                 continue;
             };
             if m.is_parked() {
@@ -171,7 +176,17 @@ impl Coordinator {
         }
     }
 
+    /// Offset retention is checked every `offsets.retention.check.interval.ms` from the first
+    /// time the coordinator sees the clock.
+    pub(crate) fn arm_offset_expiry(&mut self, now: Millis) {
+        if self.next_offset_expiry == Millis::MIN {
+            self.next_offset_expiry =
+                now.saturating_add(self.config.offsets_retention_check_interval_ms);
+        }
+    }
+
     fn try_join(&mut self, now: Millis, request: RequestId, req: JoinRequest) -> Result<()> {
+        self.arm_offset_expiry(now);
         if req.group_id.is_empty() {
             return Err(Error::InvalidGroupId);
         }

@@ -32,6 +32,7 @@ impl Coordinator {
     /// queued as an [`Output::Persist`](crate::Output::Persist), which the broker makes durable
     /// before answering.
     pub fn commit_offsets(&mut self, now: Millis, req: &OffsetCommitRequest) -> Vec<Result<()>> {
+        self.arm_offset_expiry(now);
         let fail = |e: Error| req.offsets.iter().map(|_| Err(e.clone())).collect();
         if !self.groups.contains_key(&req.group_id) {
             if req.generation_id >= 0 {

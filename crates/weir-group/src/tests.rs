@@ -1126,3 +1126,22 @@ fn pending_member_id_lapses_after_session_timeout() {
         Some(Err(Error::UnknownMemberId))
     );
 }
+
+/// Regression: when one member's session expiry completes a rebalance in the same tick as
+/// another member's deadline, the member that was just answered must not be removed (its
+/// session restarted with the new generation). Found by the invariants proptest.
+#[test]
+fn rebalance_completed_by_an_expiry_restarts_the_other_sessions() {
+    let mut h = Harness::new();
+    let (a, generation) = h.stable_single();
+    let (b, rb) = h.new_member();
+    // a commits at the same instant b joined: both deadlines are now + SESSION.
+    assert_eq!(h.commit(&a, generation, 1), Ok(()));
+    h.advance(i64::from(SESSION));
+    let j = Harness::join_response(&h.outputs(), rb).unwrap().unwrap();
+    assert_eq!(j.member_id, b);
+    let d = h.describe();
+    assert_eq!(d.members.len(), 1, "{d:?}");
+    assert_eq!(d.members[0].member_id, b);
+    assert_eq!(d.state, GroupState::CompletingRebalance);
+}

@@ -50,15 +50,19 @@ impl Coordinator {
             return fail(Error::FencedInstanceId);
         }
         if !(req.generation_id < 0 && g.state == GroupState::Empty) {
-            if g.state == GroupState::CompletingRebalance {
-                return fail(Error::RebalanceInProgress);
-            }
-            let generation = g.generation;
+            let (generation, state) = (g.generation, g.state);
             let Some(m) = g.members.get_mut(&req.member_id) else {
                 return fail(Error::UnknownMemberId);
             };
             if req.generation_id != generation {
                 return fail(Error::IllegalGeneration);
+            }
+            // PreparingRebalance still accepts commits of the current generation: members
+            // learn of the rebalance from their next heartbeat and commit before rejoining
+            // (cooperative members keep consuming throughout). Between join and sync the
+            // member cannot know its new assignment yet, so its commit would be a guess.
+            if state == GroupState::CompletingRebalance {
+                return fail(Error::RebalanceInProgress);
             }
             // A commit is as good as a heartbeat.
             m.heartbeat_deadline = now.saturating_add(i64::from(m.session_timeout_ms));
@@ -170,10 +174,11 @@ impl Coordinator {
         let mut dead = Vec::new();
         let mut batches = Vec::new();
         for g in self.groups.values_mut() {
-            let subscribed = if g.state == GroupState::Empty {
-                None
-            } else {
+            // Only a Stable group knows what its members read; in other states nothing expires.
+            let subscribed = if g.state == GroupState::Stable {
                 subscribed_topics(g)
+            } else {
+                None
             };
             let expired: Vec<TopicPartition> = g
                 .offsets

@@ -1145,3 +1145,49 @@ fn rebalance_completed_by_an_expiry_restarts_the_other_sessions() {
     assert_eq!(d.members[0].member_id, b);
     assert_eq!(d.state, GroupState::CompletingRebalance);
 }
+
+#[test]
+fn stable_consumer_group_expires_offsets_of_topics_it_no_longer_reads() {
+    let mut h = Harness::with(Config {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        ..Config::default()
+    });
+    let r = h.join(JoinRequest {
+        protocols: vec![Protocol {
+            name: "range".into(),
+            metadata: subscription(&["t"]),
+        }],
+        require_known_member_id: false,
+        ..join_req("", None)
+    });
+    h.advance(100);
+    let j = Harness::join_response(&h.outputs(), r).unwrap().unwrap();
+    h.sync(&j.member_id, 1, &[]);
+    let commit = |topic: &str| OffsetCommit {
+        partition: TopicPartition::new(topic, 0),
+        offset: 1,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    h.c.commit_offsets(
+        h.now,
+        &OffsetCommitRequest {
+            group_id: GROUP.into(),
+            generation_id: 1,
+            member_id: j.member_id.clone(),
+            group_instance_id: None,
+            offsets: vec![commit("t"), commit("old")],
+        },
+    );
+    for _ in 0..25 {
+        h.advance(3_000);
+        h.heartbeat(&j.member_id, 1).unwrap();
+    }
+    let left: Vec<String> = h
+        .fetch(GROUP)
+        .into_iter()
+        .map(|f| f.partition.topic)
+        .collect();
+    assert_eq!(left, vec!["t".to_owned()]);
+}

@@ -80,8 +80,7 @@ impl Coordinator {
 
     /// Handles DeleteGroups: one result per group id. Deleting writes tombstones for the
     /// group's metadata and every offset.
-    pub fn delete_groups(&mut self, now: Millis, group_ids: &[String]) -> Vec<Result<()>> {
-        let _ = now;
+    pub fn delete_groups(&mut self, group_ids: &[String]) -> Vec<Result<()>> {
         group_ids
             .iter()
             .map(|id| {

@@ -1,7 +1,8 @@
 #![doc = include_str!("../README.md")]
 //!
 //! # Layout
-//! - [`types`]: the inputs and outputs in Kafka's vocabulary ([`JoinRequest`], [`Output`], …).
+//! - `types`: the inputs and outputs in Kafka's vocabulary ([`JoinRequest`], [`Output`], …),
+//!   re-exported at the crate root.
 //! - `group`: one group's bookkeeping (members, generation, protocol vote, offsets).
 //! - [`Coordinator`]: the classic protocol transitions (JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, timers), then committed offsets (OffsetCommit, OffsetFetch, OffsetDelete,
@@ -24,7 +25,7 @@ mod group;
 mod offsets;
 mod partition;
 pub mod record;
-pub mod types;
+mod types;
 
 pub use config::Config;
 pub use coordinator::Coordinator;

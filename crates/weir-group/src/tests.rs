@@ -918,7 +918,7 @@ fn delete_groups_refuses_active_groups() {
     let (m, generation) = h.stable_single();
     h.commit(&m, generation, 9).unwrap();
     assert_eq!(
-        h.c.delete_groups(h.now, &[GROUP.into(), "nope".into()]),
+        h.c.delete_groups(&[GROUP.into(), "nope".into()]),
         vec![Err(Error::NonEmptyGroup), Err(Error::GroupIdNotFound)]
     );
     h.c.leave_group(
@@ -930,7 +930,7 @@ fn delete_groups_refuses_active_groups() {
         }],
     );
     h.outputs();
-    assert_eq!(h.c.delete_groups(h.now, &[GROUP.into()]), vec![Ok(())]);
+    assert_eq!(h.c.delete_groups(&[GROUP.into()]), vec![Ok(())]);
     let out = h.outputs();
     let Output::Persist { records, .. } = &out[0] else {
         panic!("{out:?}")
@@ -1190,4 +1190,84 @@ fn stable_consumer_group_expires_offsets_of_topics_it_no_longer_reads() {
         .map(|f| f.partition.topic)
         .collect();
     assert_eq!(left, vec!["t".to_owned()]);
+}
+
+/// Brings `n` dynamic members that start together to one Stable generation, each assigned its
+/// own id. Returns the member ids and the generation.
+fn stable_group_of(h: &mut Harness, n: usize) -> (Vec<String>, i32) {
+    let mut parked = Vec::new();
+    for _ in 0..n {
+        parked.push(h.new_member());
+    }
+    h.advance(200);
+    let out = h.outputs();
+    let joined: Vec<JoinResponse> = parked
+        .iter()
+        .map(|(_, r)| Harness::join_response(&out, *r).unwrap().unwrap())
+        .collect();
+    let generation = joined[0].generation_id;
+    assert!(joined.iter().all(|j| j.generation_id == generation));
+    let leader = joined.iter().find(|j| !j.members.is_empty()).unwrap();
+    assert_eq!(leader.members.len(), n);
+    let ids: Vec<String> = parked.into_iter().map(|(m, _)| m).collect();
+    let assignments: Vec<(&str, &str)> = ids.iter().map(|m| (m.as_str(), m.as_str())).collect();
+    let leader_id = leader.member_id.clone();
+    for m in ids.iter().filter(|m| **m != leader_id) {
+        h.sync(m, generation, &[]);
+    }
+    h.sync(&leader_id, generation, &assignments);
+    let syncs = h
+        .outputs()
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Sync {
+                    response: Ok(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(syncs, n);
+    (ids, generation)
+}
+
+#[test]
+fn a_hundred_members_started_together_form_one_generation() {
+    let mut h = Harness::new();
+    let (ids, generation) = stable_group_of(&mut h, 100);
+    assert_eq!(generation, 1);
+    let d = h.describe();
+    assert_eq!(d.state, GroupState::Stable);
+    assert!(
+        d.members
+            .iter()
+            .all(|m| m.assignment == m.member_id.as_bytes())
+    );
+    assert_eq!(d.members.len(), ids.len());
+}
+
+#[test]
+fn rebalance_completes_when_the_last_member_rejoins_without_waiting_on_a_timer() {
+    let mut h = Harness::new();
+    let (ids, generation) = stable_group_of(&mut h, 100);
+    h.c.leave_group(
+        h.now,
+        GROUP,
+        &[LeavingMember {
+            member_id: ids[0].clone(),
+            ..LeavingMember::default()
+        }],
+    );
+    let mut last = None;
+    for m in &ids[1..] {
+        assert_eq!(h.heartbeat(m, generation), Err(Error::RebalanceInProgress));
+        last = Some(h.join(join_req(m, None)));
+    }
+    let j = Harness::join_response(&h.outputs(), last.unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(j.generation_id, generation + 1);
+    assert_eq!(h.describe().state, GroupState::CompletingRebalance);
 }

@@ -25,7 +25,8 @@ pub struct Coordinator {
     pub(crate) config: Config,
     pub(crate) groups: BTreeMap<String, Group>,
     pub(crate) outputs: Vec<Output>,
-    pub(crate) next_offset_expiry: Millis,
+    /// When `tick` next checks offset retention; armed the first time the clock is seen.
+    pub(crate) next_offset_expiry: Option<Millis>,
     member_id_counter: u64,
 }
 
@@ -36,7 +37,7 @@ impl Coordinator {
             config,
             groups: BTreeMap::new(),
             outputs: Vec::new(),
-            next_offset_expiry: Millis::MIN,
+            next_offset_expiry: None,
             member_id_counter: 0,
         }
     }
@@ -54,12 +55,11 @@ impl Coordinator {
     /// The earliest time [`Coordinator::tick`] has work: a session, join, sync or initial
     /// rebalance delay expiring, or the next offset retention check.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let groups = self.groups.values().filter_map(Group::next_deadline).min();
-        let expiry = (self.next_offset_expiry != Millis::MIN).then_some(self.next_offset_expiry);
-        match (groups, expiry) {
-            (Some(g), Some(e)) => Some(g.min(e)),
-            (g, e) => g.or(e),
-        }
+        self.groups
+            .values()
+            .filter_map(Group::next_deadline)
+            .chain(self.next_offset_expiry)
+            .min()
     }
 
     /// Handles every timer due at `now`: lapsed member ids, initial rebalance delays,
@@ -74,13 +74,11 @@ impl Coordinator {
         for group_id in due {
             self.tick_group(&group_id, now);
         }
-        if self.next_offset_expiry == Millis::MIN {
-            self.arm_offset_expiry(now);
-        } else if now >= self.next_offset_expiry {
+        if self.next_offset_expiry.is_some_and(|t| t <= now) {
             self.expire_offsets(now);
-            self.next_offset_expiry =
-                now.saturating_add(self.config.offsets_retention_check_interval_ms);
+            self.next_offset_expiry = None;
         }
+        self.arm_offset_expiry(now);
     }
 
     fn tick_group(&mut self, group_id: &str, now: Millis) {
@@ -179,9 +177,9 @@ impl Coordinator {
     /// Offset retention is checked every `offsets.retention.check.interval.ms` from the first
     /// time the coordinator sees the clock.
     pub(crate) fn arm_offset_expiry(&mut self, now: Millis) {
-        if self.next_offset_expiry == Millis::MIN {
+        if self.next_offset_expiry.is_none() {
             self.next_offset_expiry =
-                now.saturating_add(self.config.offsets_retention_check_interval_ms);
+                Some(now.saturating_add(self.config.offsets_retention_check_interval_ms));
         }
     }
 

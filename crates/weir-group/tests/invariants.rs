@@ -12,8 +12,10 @@
 //!   in the current generation, or with generation -1 on an empty group.
 //! - `offsets_survive_reload`: replaying what the coordinator persisted gives back every
 //!   accepted commit.
+//! - `every_request_answered_once`: no parked JoinGroup or SyncGroup is answered twice, and
+//!   none is left hanging when the coordinator unloads the group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use proptest::prelude::*;
@@ -97,6 +99,7 @@ struct World {
     now: Millis,
     next_request: u64,
     requests: HashMap<RequestId, (usize, u32)>,
+    outstanding: HashSet<RequestId>,
     clients: Vec<Client>,
     log: Vec<(Bytes, Option<Bytes>)>,
     committed: BTreeMap<TopicPartition, i64>,
@@ -127,6 +130,7 @@ impl World {
             now: 1_700_000_000_000,
             next_request: 0,
             requests: HashMap::new(),
+            outstanding: HashSet::new(),
             clients: (0..CLIENTS)
                 .map(|i| Client {
                     instance: (i < 2).then(|| format!("instance-{i}")),
@@ -156,6 +160,7 @@ impl World {
         let c = &mut self.clients[client];
         c.parked = Some(id);
         self.requests.insert(id, (client, c.incarnation));
+        self.outstanding.insert(id);
         id
     }
 
@@ -318,6 +323,14 @@ impl World {
             }
             Action::Reload => {
                 self.deliver()?;
+                // every_request_answered_once: losing the partition answers what was parked.
+                self.c.unload(partition_for(GROUP, 50), 50);
+                self.deliver()?;
+                prop_assert!(
+                    self.outstanding.is_empty(),
+                    "left hanging: {:?}",
+                    self.outstanding
+                );
                 self.reloads += 1;
                 let mut config = Config::default();
                 config.member_id_seed = self.reloads;
@@ -430,6 +443,11 @@ impl World {
                         .extend(records.into_iter().map(|r| (r.key, r.value)));
                 }
                 Output::Join { request, response } => {
+                    // every_request_answered_once
+                    prop_assert!(
+                        self.outstanding.remove(&request),
+                        "{request:?} answered twice"
+                    );
                     let Some(i) = self.owner(request) else {
                         continue;
                     };
@@ -454,6 +472,11 @@ impl World {
                     }
                 }
                 Output::Sync { request, response } => {
+                    // every_request_answered_once
+                    prop_assert!(
+                        self.outstanding.remove(&request),
+                        "{request:?} answered twice"
+                    );
                     let Some(i) = self.owner(request) else {
                         continue;
                     };

@@ -634,18 +634,28 @@ impl Tx<'_> {
         g.members.insert(new_member_id.clone(), m);
         match g.state {
             GroupState::Stable if g.select_protocol() == g.protocol_name => {
-                // Restarted within its session: same assignment, no rebalance. The old leader
-                // id is returned so that a restarted leader does not believe it must assign
-                // (its SyncGroup in a Stable group would not be broadcast).
+                // Restarted within its session: same assignment, no rebalance.
                 self.persist_group(g);
-                let response = JoinResponse {
-                    generation_id: g.generation,
-                    protocol_type: g.protocol_type.clone(),
-                    protocol_name: g.protocol_name.clone(),
-                    leader: previous_leader,
-                    skip_assignment: false,
-                    member_id: new_member_id,
-                    members: Vec::new(),
+                let response = if g.is_leader(&new_member_id) && req.supports_skip_assignment {
+                    // KIP-814: the leader learns the members (to watch their subscriptions)
+                    // but is told not to assign.
+                    JoinResponse {
+                        skip_assignment: true,
+                        ..self.join_response(g, &new_member_id)
+                    }
+                } else {
+                    // Older clients get the old leader id, so that a restarted leader does not
+                    // believe it must assign: its SyncGroup in a Stable group would not be
+                    // broadcast.
+                    JoinResponse {
+                        generation_id: g.generation,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol_name: g.protocol_name.clone(),
+                        leader: previous_leader,
+                        skip_assignment: false,
+                        member_id: new_member_id,
+                        members: Vec::new(),
+                    }
                 };
                 self.respond_join(request, Ok(response));
             }

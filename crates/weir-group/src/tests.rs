@@ -37,6 +37,7 @@ fn join_req(member_id: &str, instance: Option<&str>) -> JoinRequest {
         client_id: "client".into(),
         client_host: "/127.0.0.1".into(),
         require_known_member_id: true,
+        supports_skip_assignment: false,
         reason: None,
     }
 }
@@ -1270,4 +1271,34 @@ fn rebalance_completes_when_the_last_member_rejoins_without_waiting_on_a_timer()
         .unwrap();
     assert_eq!(j.generation_id, generation + 1);
     assert_eq!(h.describe().state, GroupState::CompletingRebalance);
+}
+
+#[test]
+fn restarted_static_leader_is_told_to_skip_assignment_on_v9() {
+    for v9 in [false, true] {
+        let mut h = Harness::new();
+        let ra = static_join(&mut h, "", "i-a");
+        h.advance(100);
+        let a = Harness::join_response(&h.outputs(), ra).unwrap().unwrap();
+        h.sync(&a.member_id, 1, &[(&a.member_id, "p")]);
+        h.outputs();
+        let r = h.join(JoinRequest {
+            supports_skip_assignment: v9,
+            ..join_req("", Some("i-a"))
+        });
+        let j = Harness::join_response(&h.outputs(), r).unwrap().unwrap();
+        assert_eq!(j.generation_id, 1);
+        assert_eq!(j.skip_assignment, v9);
+        if v9 {
+            assert_eq!(j.leader, j.member_id);
+            assert_eq!(j.members.len(), 1);
+        } else {
+            assert_eq!(
+                j.leader, a.member_id,
+                "old leader id: the restarted leader must not assign"
+            );
+            assert!(j.members.is_empty());
+        }
+        assert_eq!(h.describe().leader.as_deref(), Some(j.member_id.as_str()));
+    }
 }

@@ -69,6 +69,8 @@ pub struct JoinRequest {
     pub client_host: String,
     /// True for JoinGroup v4+: a first join without a member id gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// True for JoinGroup v9+: the client understands `skip_assignment` (KIP-814).
+    pub supports_skip_assignment: bool,
     /// Why the member joins (v8+), for logs.
     pub reason: Option<String>,
 }
@@ -95,9 +97,8 @@ pub struct JoinResponse {
     pub protocol_name: Option<String>,
     /// The leader's member id.
     pub leader: String,
-    /// True when the leader must not compute a new assignment (KIP-814). This coordinator
-    /// answers a static leader's restart the pre-KIP-814 way (see `docs/groups.md`), so it is
-    /// always false today.
+    /// True when the leader must not compute a new assignment: a static leader restarted in a
+    /// Stable group (KIP-814, JoinGroup v9+).
     pub skip_assignment: bool,
     /// The member's id.
     pub member_id: String,

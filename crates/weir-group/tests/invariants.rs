@@ -194,6 +194,7 @@ impl World {
                     client_id: format!("client-{i}"),
                     client_host: "/10.0.0.1".into(),
                     require_known_member_id: true,
+                    supports_skip_assignment: i % 2 == 0,
                     reason: None,
                 };
                 let id = self.request(i);
@@ -459,7 +460,11 @@ impl World {
                             let c = &mut self.clients[i];
                             c.member_id = r.member_id;
                             c.generation = r.generation_id;
-                            c.members = r.members;
+                            c.members = if r.skip_assignment {
+                                Vec::new()
+                            } else {
+                                r.members
+                            };
                             c.needs_rejoin = false;
                             c.needs_sync = true;
                         }

@@ -81,7 +81,10 @@ impl Coordinator {
                     leader_epoch: c.leader_epoch,
                     metadata,
                     commit_timestamp: now,
-                    expire_timestamp: None,
+                    expire_timestamp: req
+                        .retention_time_ms
+                        .filter(|r| *r >= 0)
+                        .map(|r| now.saturating_add(r)),
                 };
                 records.push(PersistRecord {
                     key: offset_key(&req.group_id, &c.partition),

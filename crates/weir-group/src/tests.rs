@@ -193,6 +193,7 @@ impl Harness {
                     generation_id: generation,
                     member_id: member_id.into(),
                     group_instance_id: None,
+                    retention_time_ms: None,
                     offsets: vec![OffsetCommit {
                         partition: TopicPartition::new("t", 0),
                         offset,
@@ -631,6 +632,7 @@ fn duplicate_static_instance_is_fenced() {
             generation_id: 1,
             member_id: first.member_id.clone(),
             group_instance_id: Some("i-a".into()),
+            retention_time_ms: None,
             offsets: vec![OffsetCommit {
                 partition: TopicPartition::new("t", 0),
                 offset: 1,
@@ -893,6 +895,7 @@ fn offset_delete() {
             generation_id: 1,
             member_id: j.member_id.clone(),
             group_instance_id: None,
+            retention_time_ms: None,
             offsets: vec![commit("t"), commit("old")],
         },
     );
@@ -1178,6 +1181,7 @@ fn stable_consumer_group_expires_offsets_of_topics_it_no_longer_reads() {
             generation_id: 1,
             member_id: j.member_id.clone(),
             group_instance_id: None,
+            retention_time_ms: None,
             offsets: vec![commit("t"), commit("old")],
         },
     );
@@ -1301,4 +1305,101 @@ fn restarted_static_leader_is_told_to_skip_assignment_on_v9() {
         }
         assert_eq!(h.describe().leader.as_deref(), Some(j.member_id.as_str()));
     }
+}
+
+#[test]
+fn explicit_retention_time_expires_even_an_active_groups_offset() {
+    let mut h = Harness::with(Config {
+        offsets_retention_check_interval_ms: 1_000,
+        ..Config::default()
+    });
+    let (m, generation) = h.stable_single();
+    h.c.commit_offsets(
+        h.now,
+        &OffsetCommitRequest {
+            group_id: GROUP.into(),
+            generation_id: generation,
+            member_id: m.clone(),
+            retention_time_ms: Some(5_000),
+            offsets: vec![OffsetCommit {
+                partition: TopicPartition::new("t", 0),
+                offset: 1,
+                leader_epoch: 0,
+                metadata: None,
+            }],
+            ..OffsetCommitRequest::default()
+        },
+    );
+    let out = h.outputs();
+    let Output::Persist { records, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    // An explicit expiry can only be stored in value version 1.
+    assert_eq!(&records[0].value.as_ref().unwrap()[..2], &[0, 1]);
+    // It survives a reload, then expires on time.
+    let mut reloaded = Coordinator::new(Config {
+        offsets_retention_check_interval_ms: 1_000,
+        ..Config::default()
+    });
+    reloaded.load(h.now, h.persisted.clone()).unwrap();
+    h.c = reloaded;
+    assert_eq!(h.fetch(GROUP).len(), 1);
+    for _ in 0..3 {
+        h.advance(2_000);
+        h.heartbeat(&m, generation).unwrap();
+    }
+    assert!(h.fetch(GROUP).is_empty());
+}
+
+#[test]
+fn load_keeps_the_last_value_of_each_key() {
+    let mut h = Harness::new();
+    h.commit("", -1, 1).unwrap();
+    h.c.delete_offsets(h.now, GROUP, &[TopicPartition::new("t", 0)])
+        .unwrap();
+    h.commit("", -1, 2).unwrap();
+    h.commit("", -1, 3).unwrap();
+    let (m, generation) = {
+        // The group gains members; its metadata is written after the offsets.
+        let (m, r) = h.new_member();
+        h.advance(100);
+        let j = Harness::join_response(&h.outputs(), r).unwrap().unwrap();
+        h.sync(&m, j.generation_id, &[(&m, "a")]);
+        (m, j.generation_id)
+    };
+    h.outputs();
+    let mut reloaded = Coordinator::new(Config::default());
+    reloaded.load(h.now, h.persisted.clone()).unwrap();
+    let fetched = reloaded.fetch_offsets(&[OffsetFetchRequest {
+        group_id: GROUP.into(),
+        partitions: None,
+    }]);
+    assert_eq!(fetched[0][0].offset, 3);
+    let d = reloaded
+        .describe_groups(&[GROUP.into()])
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.generation_id, generation);
+    assert_eq!(d.members[0].member_id, m);
+    assert_eq!(d.members[0].assignment, "a");
+
+    // A group tombstone followed by nothing removes the group; its offsets stay.
+    let mut log = h.persisted.clone();
+    log.push((
+        record::RecordKey::GroupMetadata {
+            group: GROUP.into(),
+        }
+        .encode(),
+        None,
+    ));
+    let mut reloaded = Coordinator::new(Config::default());
+    reloaded.load(h.now, log).unwrap();
+    let d = reloaded
+        .describe_groups(&[GROUP.into()])
+        .pop()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.state, GroupState::Empty);
+    assert_eq!(d.protocol_type, "");
 }

@@ -184,6 +184,9 @@ pub struct OffsetCommitRequest {
     pub member_id: String,
     /// Static membership id.
     pub group_instance_id: Option<String>,
+    /// How long to keep these offsets (OffsetCommit v2–v4 `retention_time_ms`); `None` or a
+    /// negative value leaves it to `offsets.retention.minutes`.
+    pub retention_time_ms: Option<i64>,
     /// Offsets to commit.
     pub offsets: Vec<OffsetCommit>,
 }

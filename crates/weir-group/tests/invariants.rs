@@ -387,6 +387,7 @@ impl World {
             },
             member_id: c.member_id.clone(),
             group_instance_id: c.instance.clone(),
+            retention_time_ms: None,
             offsets: vec![OffsetCommit {
                 partition: TopicPartition::new("t", partition),
                 offset: self.next_offset,

@@ -186,23 +186,23 @@ impl Coordinator {
             let expired: Vec<TopicPartition> = g
                 .offsets
                 .iter()
-                .filter(|(tp, v)| match v.expire_timestamp {
-                    Some(expire) => now >= expire,
-                    None => {
-                        let base = if g.state == GroupState::Empty && g.protocol_type.is_some() {
-                            // An empty consumer group keeps its offsets for the retention
-                            // period after its last member left (KIP-211), or after the last
-                            // commit if that is later.
-                            g.state_timestamp.max(v.commit_timestamp)
-                        } else if g.state == GroupState::Empty {
-                            v.commit_timestamp
-                        } else if subscribed.as_ref().is_some_and(|s| !s.contains(&tp.topic)) {
-                            // An active group stops protecting topics it no longer reads.
-                            v.commit_timestamp
-                        } else {
-                            return false;
-                        };
-                        now.saturating_sub(base) >= retention
+                .filter(|(tp, v)| {
+                    let base = if g.state == GroupState::Empty && g.protocol_type.is_some() {
+                        // An empty consumer group keeps its offsets for the retention period
+                        // after its last member left (KIP-211), or after the last commit if
+                        // that is later.
+                        g.state_timestamp.max(v.commit_timestamp)
+                    } else if g.state == GroupState::Empty {
+                        v.commit_timestamp
+                    } else if subscribed.as_ref().is_some_and(|s| !s.contains(&tp.topic)) {
+                        // An active group stops protecting topics it no longer reads.
+                        v.commit_timestamp
+                    } else {
+                        return false;
+                    };
+                    match v.expire_timestamp {
+                        Some(expire) => now >= expire,
+                        None => now.saturating_sub(base) >= retention,
                     }
                 })
                 .map(|(tp, _)| tp.clone())

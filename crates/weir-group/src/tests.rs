@@ -1308,47 +1308,43 @@ fn restarted_static_leader_is_told_to_skip_assignment_on_v9() {
 }
 
 #[test]
-fn explicit_retention_time_expires_even_an_active_groups_offset() {
-    let mut h = Harness::with(Config {
+fn explicit_retention_time_sets_the_expiry() {
+    let config = Config {
         offsets_retention_check_interval_ms: 1_000,
         ..Config::default()
-    });
-    let (m, generation) = h.stable_single();
-    h.c.commit_offsets(
-        h.now,
-        &OffsetCommitRequest {
-            group_id: GROUP.into(),
-            generation_id: generation,
-            member_id: m.clone(),
-            retention_time_ms: Some(5_000),
-            offsets: vec![OffsetCommit {
-                partition: TopicPartition::new("t", 0),
-                offset: 1,
-                leader_epoch: 0,
-                metadata: None,
-            }],
-            ..OffsetCommitRequest::default()
-        },
-    );
+    };
+    let mut h = Harness::with(config.clone());
+    let commit = |retention_time_ms| OffsetCommitRequest {
+        group_id: GROUP.into(),
+        generation_id: -1,
+        retention_time_ms,
+        offsets: vec![OffsetCommit {
+            partition: TopicPartition::new("t", 0),
+            offset: 1,
+            leader_epoch: 0,
+            metadata: None,
+        }],
+        ..OffsetCommitRequest::default()
+    };
+    h.c.commit_offsets(h.now, &commit(Some(5_000)));
     let out = h.outputs();
     let Output::Persist { records, .. } = &out[0] else {
         panic!("{out:?}")
     };
     // An explicit expiry can only be stored in value version 1.
     assert_eq!(&records[0].value.as_ref().unwrap()[..2], &[0, 1]);
-    // It survives a reload, then expires on time.
-    let mut reloaded = Coordinator::new(Config {
-        offsets_retention_check_interval_ms: 1_000,
-        ..Config::default()
-    });
+    // It survives a reload, then expires on time rather than after offsets.retention.minutes.
+    let mut reloaded = Coordinator::new(config);
     reloaded.load(h.now, h.persisted.clone()).unwrap();
     h.c = reloaded;
+    h.advance(3_000);
     assert_eq!(h.fetch(GROUP).len(), 1);
-    for _ in 0..3 {
-        h.advance(2_000);
-        h.heartbeat(&m, generation).unwrap();
-    }
+    h.advance(3_000);
     assert!(h.fetch(GROUP).is_empty());
+    // Without one, the retention setting applies.
+    h.c.commit_offsets(h.now, &commit(Some(-1)));
+    h.advance(10_000);
+    assert_eq!(h.fetch(GROUP).len(), 1);
 }
 
 #[test]

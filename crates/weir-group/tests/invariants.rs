@@ -12,6 +12,8 @@
 //!   in the current generation, or with generation -1 on an empty group.
 //! - `offsets_survive_reload`: replaying what the coordinator persisted gives back every
 //!   accepted commit.
+//! - `stable_group_survives_reload`: a Stable group comes back from its persisted records with
+//!   the same generation, leader, members and assignments.
 //! - `every_request_answered_once`: no parked JoinGroup or SyncGroup is answered twice, and
 //!   none is left hanging when the coordinator unloads the group.
 
@@ -35,7 +37,9 @@ enum Action {
     Sync(usize),
     Heartbeat(usize),
     Leave(usize),
-    Commit(usize, i32),
+    /// Commit for a partition; `true` uses a generation one behind the client's, as a consumer
+    /// that slept through a rebalance would.
+    Commit(usize, i32, bool),
     Crash(usize),
     Restart(usize),
     Advance(i64),
@@ -52,7 +56,8 @@ fn action() -> impl Strategy<Value = Action> {
         4 => client.clone().prop_map(Action::Sync),
         4 => client.clone().prop_map(Action::Heartbeat),
         1 => client.clone().prop_map(Action::Leave),
-        3 => (client.clone(), 0..3i32).prop_map(|(c, p)| Action::Commit(c, p)),
+        3 => (client.clone(), 0..3i32, proptest::bool::weighted(0.2))
+            .prop_map(|(c, p, stale)| Action::Commit(c, p, stale)),
         1 => client.clone().prop_map(Action::Crash),
         1 => client.prop_map(Action::Restart),
         4 => prop_oneof![0..500i64, 500..4_000i64, 4_000..20_000i64].prop_map(Action::Advance),
@@ -282,7 +287,7 @@ impl World {
                 self.c.leave_group(self.now, GROUP, &[leaving]);
                 self.reset(i);
             }
-            Action::Commit(i, partition) => self.commit(i, partition)?,
+            Action::Commit(i, partition, stale) => self.commit(i, partition, stale)?,
             Action::Crash(i) => {
                 if self.clients[i].alive {
                     self.crash(i);
@@ -325,6 +330,7 @@ impl World {
             Action::Reload => {
                 self.deliver()?;
                 // every_request_answered_once: losing the partition answers what was parked.
+                let before = describe(&self.c).filter(|d| d.state == GroupState::Stable);
                 self.c.unload(partition_for(GROUP, 50), 50);
                 self.deliver()?;
                 prop_assert!(
@@ -349,6 +355,14 @@ impl World {
                     d.seen_in_generation = None;
                 }
                 self.offsets_survive_reload()?;
+                // stable_group_survives_reload
+                if let Some(before) = before {
+                    prop_assert_eq!(
+                        Some(before),
+                        describe(&self.c),
+                        "Stable group lost on reload"
+                    );
+                }
             }
         }
         self.deliver()?;
@@ -371,20 +385,21 @@ impl World {
     }
 
     /// stale_generation_commits_are_rejected
-    fn commit(&mut self, i: usize, partition: i32) -> Result<(), TestCaseError> {
+    fn commit(&mut self, i: usize, partition: i32, stale: bool) -> Result<(), TestCaseError> {
         let c = &self.clients[i];
         if !c.alive || c.parked.is_some() {
             return Ok(());
         }
         let before = describe(&self.c);
         self.next_offset += 1;
+        let generation_id = match (c.member_id.is_empty(), stale) {
+            (true, _) => -1,
+            (false, false) => c.generation,
+            (false, true) => c.generation.saturating_sub(1).max(0),
+        };
         let req = OffsetCommitRequest {
             group_id: GROUP.into(),
-            generation_id: if c.member_id.is_empty() {
-                -1
-            } else {
-                c.generation
-            },
+            generation_id,
             member_id: c.member_id.clone(),
             group_instance_id: c.instance.clone(),
             retention_time_ms: None,

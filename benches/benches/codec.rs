@@ -4,7 +4,7 @@
 //! bytes; an encoder has to copy them once, so about 1.0 is its ceiling.
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
 use weir_benches::{report, seconds_per_iter};
@@ -122,5 +122,8 @@ fn codec(c: &mut Criterion) {
     bench_message(c, "fetch-response-v12", &fetch_response(&records), 12);
 }
 
-criterion_group!(benches, codec);
-criterion_main!(benches);
+fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    codec(&mut criterion);
+    criterion.final_summary();
+}

@@ -144,7 +144,13 @@ struct Message {
     structs: Vec<StructDef>,
 }
 
-pub(crate) fn run(schema_dir: &Path, out_dir: &Path, check: bool) -> Result<()> {
+/// Markers around the generated API table in docs/protocol.md.
+const TABLE_BEGIN: &str = "<!-- BEGIN GENERATED API TABLE: cargo xtask codegen -->";
+const TABLE_END: &str = "<!-- END GENERATED API TABLE -->";
+
+pub(crate) fn run(schema_dir: &Path, root: &Path, check: bool) -> Result<()> {
+    let out_dir = root.join("crates/weir-protocol/src");
+    let out_dir = out_dir.as_path();
     let mut paths: Vec<_> = std::fs::read_dir(schema_dir)
         .with_context(|| format!("reading {}", schema_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -199,6 +205,24 @@ pub(crate) fn run(schema_dir: &Path, out_dir: &Path, check: bool) -> Result<()> 
                 } else {
                     std::fs::remove_file(entry.path())?;
                 }
+            }
+        }
+    }
+    // The API table in docs/protocol.md, between its markers.
+    let doc_path = root.join("docs/protocol.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
+    if let (Some(begin), Some(end)) = (doc.find(TABLE_BEGIN), doc.find(TABLE_END)) {
+        let updated = format!(
+            "{}{TABLE_BEGIN}\n{}{}",
+            doc.get(..begin).unwrap_or_default(),
+            render_api_table(&messages)?,
+            doc.get(end..).unwrap_or_default()
+        );
+        if updated != doc {
+            if check {
+                stale.push("docs/protocol.md".into());
+            } else {
+                std::fs::write(&doc_path, updated)?;
             }
         }
     }
@@ -1334,5 +1358,23 @@ fn render_api_keys(messages: &[Message]) -> Result<String> {
         );
     }
     out.push_str("        }\n    }\n}\n");
+    Ok(out)
+}
+
+fn render_api_table(messages: &[Message]) -> Result<String> {
+    let mut out = String::new();
+    out.push_str("| key | API | versions decoded and encoded | flexible from | listeners |\n");
+    out.push_str("|---:|---|---|---|---|\n");
+    for api in apis(messages)? {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            api.key,
+            api.name,
+            api.request.valid.display(),
+            api.request.flexible.map_or("never".to_string(), |f| f.min.to_string()),
+            api.request.raw.listeners.join(", ")
+        );
+    }
     Ok(out)
 }

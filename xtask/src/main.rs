@@ -1,8 +1,9 @@
 //! Project automation for Weir.
 //!
 //! `cargo xtask codegen [--check] [SCHEMA_DIR]` generates `crates/weir-protocol/src/messages`
-//! and `crates/weir-protocol/src/api_key.rs` from Kafka's JSON message schemas. With `--check`
-//! it regenerates in memory and fails when the checked-in files differ.
+//! and `crates/weir-protocol/src/api_key.rs` from Kafka's JSON message schemas, and the API
+//! table in `docs/protocol.md`. With `--check` it regenerates in memory and fails when the
+//! checked-in files differ.
 
 mod codegen;
 mod schema;
@@ -27,7 +28,7 @@ fn main() -> Result<()> {
             }
             let root = workspace_root()?;
             let schema_dir = schema_dir.unwrap_or_else(|| root.join(DEFAULT_SCHEMA_DIR));
-            codegen::run(&schema_dir, &root.join("crates/weir-protocol/src"), check)
+            codegen::run(&schema_dir, &root, check)
         }
         _ => {
             eprintln!("usage: cargo xtask codegen [--check] [SCHEMA_DIR]");

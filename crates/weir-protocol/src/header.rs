@@ -208,6 +208,42 @@ mod tests {
         assert_eq!(decoded.body, body);
     }
 
+    /// Guards the zero-copy promise: a Produce request's records stay a slice of the frame.
+    #[test]
+    fn produce_records_are_not_copied() {
+        use crate::messages::ProduceRequest;
+        use crate::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let records = Bytes::from(vec![7u8; 4096]);
+        let body = RequestBody::Produce(Box::new(ProduceRequest {
+            acks: 1,
+            topic_data: vec![TopicProduceData {
+                name: "t".into(),
+                partition_data: vec![PartitionProduceData {
+                    index: 0,
+                    records: Some(records),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }));
+        let header = RequestHeader {
+            request_api_key: 0,
+            request_api_version: 9,
+            ..RequestHeader::default()
+        };
+        let mut buf = BytesMut::new();
+        encode_request(&mut buf, &header, &body).unwrap();
+        let frame = buf.freeze().slice(4..);
+        let frame_range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        let RequestBody::Produce(produce) = decode_request(frame.clone()).unwrap().body else {
+            panic!("not a produce request");
+        };
+        let decoded = produce.topic_data[0].partition_data[0].records.clone().unwrap();
+        assert_eq!(decoded.len(), 4096);
+        assert!(frame_range.contains(&(decoded.as_ptr() as usize)));
+    }
+
     #[test]
     fn unknown_api_key_and_version_are_typed_errors() {
         let frame = Bytes::from_static(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1]);

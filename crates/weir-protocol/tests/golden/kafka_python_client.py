@@ -1,0 +1,36 @@
+"""kafka-python scenario for capture.sh: a producer per codec, then a group consumer that commits."""
+import sys
+
+from kafka import KafkaConsumer, KafkaProducer
+
+BOOTSTRAP = sys.argv[1]
+CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
+PAYLOAD = b"weir golden bytes " * 8  # compressible, so every codec really compresses
+
+total = 0
+for codec in CODECS:
+    try:
+        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, compression_type=codec, linger_ms=20)
+    except Exception as e:  # a codec whose python package is missing
+        print(f"kafka-python: skipping codec {codec}: {e}", file=sys.stderr)
+        continue
+    for i in range(10):
+        producer.send("kp-topic", key=b"key-%d" % i, value=PAYLOAD + b"%d" % i,
+                      headers=[("h", b"v%d" % i)])
+    producer.flush()
+    producer.close()
+    total += 10
+    print(f"kafka-python: produced 10 with {codec}", file=sys.stderr)
+
+consumer = KafkaConsumer("kp-topic", bootstrap_servers=BOOTSTRAP, group_id="kp-group",
+                         auto_offset_reset="earliest", enable_auto_commit=False,
+                         consumer_timeout_ms=10000)
+seen = 0
+for _ in consumer:
+    seen += 1
+    if seen >= total:
+        break
+consumer.commit()
+consumer.close()
+print(f"kafka-python: consumed {seen}/{total}", file=sys.stderr)
+sys.exit(0 if seen == total else 1)

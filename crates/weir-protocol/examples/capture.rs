@@ -339,11 +339,11 @@ fn respond(broker: &Broker, request: DecodedRequest, out: &mut BytesMut) -> Resu
         RequestBody::OffsetCommit(req) => reply!(offset_commit(broker, &req)),
         RequestBody::OffsetFetch(req) => reply!(offset_fetch(broker, &req, version)),
         RequestBody::OffsetForLeaderEpoch(req) => reply!(offset_for_leader_epoch(broker, &req)),
-        RequestBody::DescribeGroups(_) => reply!(DescribeGroupsResponse::default()),
-        RequestBody::ListGroups(_) => reply!(ListGroupsResponse::default()),
-        RequestBody::CreateTopics(_) => reply!(CreateTopicsResponse::default()),
-        RequestBody::DeleteTopics(_) => reply!(DeleteTopicsResponse::default()),
-        RequestBody::DescribeConfigs(_) => reply!(DescribeConfigsResponse::default()),
+        RequestBody::DescribeGroups(req) => reply!(describe_groups(&req)),
+        RequestBody::ListGroups(_) => reply!(list_groups(broker)),
+        RequestBody::CreateTopics(req) => reply!(create_topics(broker, &req)),
+        RequestBody::DeleteTopics(req) => reply!(delete_topics(broker, &req)),
+        RequestBody::DescribeConfigs(req) => reply!(describe_configs(&req)),
         other => {
             eprintln!(
                 "capture: no handler for {} v{version}; closing the connection",
@@ -833,6 +833,106 @@ fn offset_for_leader_epoch(
                         ..Default::default()
                     })
                     .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn create_topics(broker: &Broker, req: &CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut state = broker.state();
+    CreateTopicsResponse {
+        topics: req
+            .topics
+            .iter()
+            .map(|t| create_topics_response::CreatableTopicResult {
+                name: t.name.clone(),
+                topic_id: state.topic(&t.name),
+                error_message: None,
+                num_partitions: 1,
+                replication_factor: 1,
+                configs: Some(Vec::new()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn delete_topics(broker: &Broker, req: &DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut state = broker.state();
+    // v0-5 name topics in `topic_names`, v6 in `topics` (by name or id).
+    let mut names = req.topic_names.clone();
+    names.extend(
+        req.topics
+            .iter()
+            .filter_map(|t| t.name.clone().or_else(|| state.topic_name(t.topic_id))),
+    );
+    let responses = names
+        .into_iter()
+        .map(|name| {
+            let topic_id = state.topics.remove(&name).unwrap_or(Uuid::ZERO);
+            state.logs.retain(|(topic, _), _| *topic != name);
+            delete_topics_response::DeletableTopicResult {
+                name: Some(name),
+                topic_id,
+                error_message: None,
+                ..Default::default()
+            }
+        })
+        .collect();
+    DeleteTopicsResponse {
+        responses,
+        ..Default::default()
+    }
+}
+
+fn describe_configs(req: &DescribeConfigsRequest) -> DescribeConfigsResponse {
+    DescribeConfigsResponse {
+        results: req
+            .resources
+            .iter()
+            .map(|r| describe_configs_response::DescribeConfigsResult {
+                error_message: None,
+                resource_type: r.resource_type,
+                resource_name: r.resource_name.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn list_groups(broker: &Broker) -> ListGroupsResponse {
+    let state = broker.state();
+    let mut groups: Vec<_> = state.groups.keys().cloned().collect();
+    groups.sort();
+    ListGroupsResponse {
+        groups: groups
+            .into_iter()
+            .map(|group_id| list_groups_response::ListedGroup {
+                group_id,
+                protocol_type: "consumer".into(),
+                group_state: "Empty".into(),
+                group_type: "classic".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn describe_groups(req: &DescribeGroupsRequest) -> DescribeGroupsResponse {
+    DescribeGroupsResponse {
+        groups: req
+            .groups
+            .iter()
+            .map(|group_id| describe_groups_response::DescribedGroup {
+                error_message: None,
+                group_id: group_id.clone(),
+                group_state: "Empty".into(),
+                protocol_type: "consumer".into(),
                 ..Default::default()
             })
             .collect(),

@@ -131,5 +131,5 @@ and keeps the first frame of each (API, version) and the first Produce of each c
 To refresh: \`bash crates/weir-protocol/tests/golden/capture.sh\`, then
 \`cargo test -p weir-protocol --test golden\`.
 EOF
-du -sh "$HERE"
+du -sh --apparent-size "$HERE"
 echo "capture.sh: done; raw captures in $RAW" >&2

@@ -4,6 +4,7 @@ import sys
 import time
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 BOOTSTRAP = sys.argv[1]
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -35,4 +36,24 @@ while seen < total and time.time() < deadline:
 consumer.commit(asynchronous=False)
 consumer.close()
 print(f"confluent-kafka: consumed {seen}/{total}", file=sys.stderr)
+
+# Admin requests; the capture broker answers them minimally, so failures are only reported.
+admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+for name, call in [
+    ("create_topics", lambda: admin.create_topics(
+        [NewTopic("ck-admin", 1, 1, config={"retention.ms": "60000"})], request_timeout=5)),
+    ("describe_configs", lambda: admin.describe_configs(
+        [ConfigResource("topic", "ck-admin")], request_timeout=5)),
+    ("list_consumer_groups", lambda: admin.list_consumer_groups(request_timeout=5)),
+    ("describe_consumer_groups", lambda: admin.describe_consumer_groups(
+        ["ck-group"], request_timeout=5)),
+    ("delete_topics", lambda: admin.delete_topics(["ck-admin"], request_timeout=5)),
+]:
+    try:
+        result = call()
+        futures = result.values() if isinstance(result, dict) else [result]
+        for f in futures:
+            f.result(timeout=10)
+    except Exception as e:
+        print(f"confluent-kafka: admin {name}: {e!r}", file=sys.stderr)
 sys.exit(0 if seen == total else 1)

@@ -2,6 +2,7 @@
 import sys
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 BOOTSTRAP = sys.argv[1]
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -33,4 +34,22 @@ for _ in consumer:
 consumer.commit()
 consumer.close()
 print(f"kafka-python: consumed {seen}/{total}", file=sys.stderr)
+
+# Admin requests; the capture broker answers them minimally, so failures are only reported.
+admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=5000)
+for name, call in [
+    ("create_topics", lambda: admin.create_topics(
+        [NewTopic("kp-admin", 1, 1, topic_configs={"retention.ms": "60000"})])),
+    ("describe_configs", lambda: admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, "kp-admin")])),
+    ("list_groups", admin.list_groups),
+    ("describe_groups", lambda: admin.describe_groups(["kp-group"])),
+    ("list_group_offsets", lambda: admin.list_group_offsets("kp-group")),
+    ("delete_topics", lambda: admin.delete_topics(["kp-admin"])),
+]:
+    try:
+        call()
+    except Exception as e:
+        print(f"kafka-python: admin {name}: {e!r}", file=sys.stderr)
+admin.close()
 sys.exit(0 if seen == total else 1)

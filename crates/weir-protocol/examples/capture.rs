@@ -6,8 +6,8 @@
 //!
 //! Each request frame body (without its 4-byte size prefix) is written to
 //! `DIR/<seq>-<ApiName>-v<version>.bin`, and a line `file, api, version, codec` is appended to
-//! `DIR/index.tsv` (codec is the compression of a Produce request's first batch, `-` for other
-//! APIs) so the capture script can keep one frame per API version and codec. The broker answers
+//! `DIR/index.tsv` (codec is the compression of a Produce request's first batch, suffixed
+//! `-transactional` for a transactional one, `-` for other APIs) so the capture script can keep one frame per API version and codec. The broker answers
 //! just enough for producers and group consumers to get through: one broker (node 0), one
 //! partition per topic, records kept in memory. Anything it cannot decode is reported loudly on
 //! stderr: it doubles as a protocol smoke test. Only std threads and blocking sockets, no async
@@ -53,6 +53,10 @@ const ADVERTISED: &[(ApiKey, i16)] = &[
     (ApiKey::InitProducerId, 6),
     (ApiKey::OffsetForLeaderEpoch, 4),
     (ApiKey::DescribeConfigs, 4),
+    (ApiKey::AddPartitionsToTxn, 5),
+    (ApiKey::AddOffsetsToTxn, 4),
+    (ApiKey::EndTxn, 5),
+    (ApiKey::TxnOffsetCommit, 5),
 ];
 
 #[derive(Debug)]
@@ -262,7 +266,8 @@ fn save(path: &Path, frame: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The compression of the first batch of a Produce frame, found by decoding it.
+/// The compression of the first batch of a Produce frame, found by decoding it, with
+/// `-transactional` appended for a transactional batch.
 fn produce_codec(frame: &Bytes, api_key: i16) -> String {
     if api_key != ApiKey::Produce as i16 {
         return "-".into();
@@ -282,10 +287,18 @@ fn produce_codec(frame: &Bytes, api_key: i16) -> String {
         .flat_map(RecordBatches::new)
         .next();
     match first {
-        Some(Ok(batch)) => match batch.attributes().compression() {
-            Ok(c) => format!("{c:?}").to_lowercase(),
-            Err(_) => "unknown".into(),
-        },
+        Some(Ok(batch)) => {
+            let attributes = batch.attributes();
+            let codec = match attributes.compression() {
+                Ok(c) => format!("{c:?}").to_lowercase(),
+                Err(_) => "unknown".into(),
+            };
+            if attributes.is_transactional() {
+                codec + "-transactional"
+            } else {
+                codec
+            }
+        }
         _ => "none".into(),
     }
 }
@@ -339,6 +352,10 @@ fn respond(broker: &Broker, request: DecodedRequest, out: &mut BytesMut) -> Resu
         RequestBody::OffsetCommit(req) => reply!(offset_commit(broker, &req)),
         RequestBody::OffsetFetch(req) => reply!(offset_fetch(broker, &req, version)),
         RequestBody::OffsetForLeaderEpoch(req) => reply!(offset_for_leader_epoch(broker, &req)),
+        RequestBody::AddPartitionsToTxn(req) => reply!(add_partitions_to_txn(&req)),
+        RequestBody::AddOffsetsToTxn(_) => reply!(AddOffsetsToTxnResponse::default()),
+        RequestBody::EndTxn(_) => reply!(EndTxnResponse::default()),
+        RequestBody::TxnOffsetCommit(req) => reply!(txn_offset_commit(broker, &req)),
         RequestBody::DescribeGroups(req) => reply!(describe_groups(&req)),
         RequestBody::ListGroups(_) => reply!(list_groups(broker)),
         RequestBody::CreateTopics(req) => reply!(create_topics(broker, &req)),
@@ -933,6 +950,74 @@ fn describe_groups(req: &DescribeGroupsRequest) -> DescribeGroupsResponse {
                 group_id: group_id.clone(),
                 group_state: "Empty".into(),
                 protocol_type: "consumer".into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn add_partitions_to_txn(req: &AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    use add_partitions_to_txn_response::*;
+    let results = |topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic]| {
+        topics
+            .iter()
+            .map(|t| AddPartitionsToTxnTopicResult {
+                name: t.name.clone(),
+                results_by_partition: t
+                    .partitions
+                    .iter()
+                    .map(|&partition_index| AddPartitionsToTxnPartitionResult {
+                        partition_index,
+                        partition_error_code: 0,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect::<Vec<_>>()
+    };
+    // v0-3 carry one transaction at the top level; v4+ a batch of them.
+    AddPartitionsToTxnResponse {
+        results_by_topic_v3_and_below: results(&req.v3_and_below_topics),
+        results_by_transaction: req
+            .transactions
+            .iter()
+            .map(|t| AddPartitionsToTxnResult {
+                transactional_id: t.transactional_id.clone(),
+                topic_results: results(&t.topics),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn txn_offset_commit(broker: &Broker, req: &TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    use txn_offset_commit_response::*;
+    let mut state = broker.state();
+    let group = state.groups.entry(req.group_id.clone()).or_default();
+    TxnOffsetCommitResponse {
+        topics: req
+            .topics
+            .iter()
+            .map(|t| TxnOffsetCommitResponseTopic {
+                name: t.name.clone(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        group.offsets.insert(
+                            (t.name.clone(), p.partition_index),
+                            (p.committed_offset, p.committed_metadata.clone()),
+                        );
+                        TxnOffsetCommitResponsePartition {
+                            partition_index: p.partition_index,
+                            error_code: 0,
+                            ..Default::default()
+                        }
+                    })
+                    .collect(),
                 ..Default::default()
             })
             .collect(),

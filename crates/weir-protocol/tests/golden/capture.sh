@@ -120,12 +120,13 @@ and re-encodes it byte for byte.
 
 Captured $(date -u +%Y-%m-%d) by \`crates/weir-protocol/tests/golden/capture.sh\`, which runs
 each client against \`cargo run -p weir-protocol --example capture -- --listen $BOOTSTRAP --out DIR\`
-and keeps the first frame of each (API, version) and the first Produce of each codec.
+and keeps the first frame of each (API, version) and the first Produce of each codec
+(transactional batches counted apart).
 
 | folder | client | scenario |
 |---|---|---|
-| \`$KP_DIR/\` | kafka-python $KP_VERSION (Python $("$PY" -c 'import platform; print(platform.python_version())')) | \`kafka_python_client.py\`: a producer per codec (none, gzip, snappy, lz4, zstd) with keys and headers, then a group consumer that commits |
-| \`$CK_DIR/\` | confluent-kafka $CK_VERSION, librdkafka $CK_LIBRDKAFKA | \`confluent_kafka_client.py\`: a producer per codec with keys and headers, then a group consumer that commits |
+| \`$KP_DIR/\` | kafka-python $KP_VERSION (Python $("$PY" -c 'import platform; print(platform.python_version())')) | \`kafka_python_client.py\`: a producer per codec (none, gzip, snappy, lz4, zstd) with keys and headers; a group consumer that commits; a transactional producer sending the group's offsets (consume-transform-produce); admin: create/describe-configs/delete topics, list/describe groups, group offsets |
+| \`$CK_DIR/\` | confluent-kafka $CK_VERSION, librdkafka $CK_LIBRDKAFKA | \`confluent_kafka_client.py\`: a producer per codec with keys and headers; a group consumer that commits; a transactional producer sending the group's offsets; admin: create/describe-configs/delete topics, list/describe groups |
 | \`$KCAT_DIR/\` | kcat ${KCAT_VERSION%%-librdkafka-*}, librdkafka ${KCAT_VERSION##*-librdkafka-} (Debian package) | \`kcat -P -K: -H h=v -X compression.codec=<codec>\` per codec, \`kcat -C -o beginning -e\`, \`kcat -G kc-group -e\` |
 
 To refresh: \`bash crates/weir-protocol/tests/golden/capture.sh\`, then

@@ -34,6 +34,19 @@ while seen < total and time.time() < deadline:
         continue
     seen += 1
 consumer.commit(asynchronous=False)
+
+# Consume-transform-produce: a transactional producer that commits the group's offsets.
+try:
+    txn = Producer({"bootstrap.servers": BOOTSTRAP, "transactional.id": "ck-txn",
+                    "linger.ms": 5})
+    txn.init_transactions(15)
+    txn.begin_transaction()
+    txn.produce("ck-topic", key=b"key-txn", value=PAYLOAD + b"txn", headers=[("h", b"txn")])
+    txn.send_offsets_to_transaction(consumer.position(consumer.assignment()),
+                                    consumer.consumer_group_metadata(), 15)
+    txn.commit_transaction(15)
+except Exception as e:
+    print(f"confluent-kafka: transaction: {e!r}", file=sys.stderr)
 consumer.close()
 print(f"confluent-kafka: consumed {seen}/{total}", file=sys.stderr)
 

@@ -1,7 +1,8 @@
 """kafka-python scenario for capture.sh: a producer per codec, then a group consumer that commits."""
 import sys
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 BOOTSTRAP = sys.argv[1]
@@ -32,6 +33,20 @@ for _ in consumer:
     if seen >= total:
         break
 consumer.commit()
+
+# Consume-transform-produce: a transactional producer that commits the group's offsets.
+try:
+    txn = KafkaProducer(bootstrap_servers=BOOTSTRAP, transactional_id="kp-txn")
+    txn.init_transactions()
+    txn.begin_transaction()
+    txn.send("kp-topic", key=b"key-txn", value=PAYLOAD + b"txn", headers=[("h", b"txn")])
+    txn.send_offsets_to_transaction(
+        {TopicPartition("kp-topic", 0): OffsetAndMetadata(seen, "", -1)},
+        consumer.group_metadata())
+    txn.commit_transaction()
+    txn.close()
+except Exception as e:
+    print(f"kafka-python: transaction: {e!r}", file=sys.stderr)
 consumer.close()
 print(f"kafka-python: consumed {seen}/{total}", file=sys.stderr)
 

@@ -257,7 +257,24 @@ fn handle_frame(broker: &Broker, frame: Bytes, out: &mut BytesMut) -> Result<()>
             return Err(e.into());
         }
     };
-    respond(broker, request, out)
+    let (api_key, version) = (request.api_key, request.header.request_api_version);
+    respond(broker, request, out)?;
+    check_response(out, api_key, version, &file);
+    Ok(())
+}
+
+/// Decodes the response just encoded, as a client would: a smoke test of the response side.
+fn check_response(out: &BytesMut, api_key: ApiKey, version: i16, file: &str) {
+    let mut copy = out.clone();
+    match split_frame(&mut copy, DEFAULT_MAX_FRAME_SIZE) {
+        Ok(Some(frame)) => {
+            if let Err(e) = header::decode_response(frame, api_key, version) {
+                eprintln!("capture: !!!!!! response to {file} does not decode: {e}");
+            }
+        }
+        Ok(None) => {} // acks=0 Produce: no response
+        Err(e) => eprintln!("capture: !!!!!! response to {file} has a bad frame: {e}"),
+    }
 }
 
 fn save(path: &Path, frame: &[u8]) -> Result<()> {
@@ -403,6 +420,12 @@ fn metadata(broker: &Broker, req: &MetadataRequest, version: i16) -> MetadataRes
             .filter_map(|t| t.name.clone().or_else(|| state.topic_name(t.topic_id)))
             .collect(),
         None => state.topics.keys().cloned().collect(),
+    };
+    // Before v1 there is no null: an empty list asks for every topic.
+    let names = if version == 0 && names.is_empty() {
+        state.topics.keys().cloned().collect()
+    } else {
+        names
     };
     let topics = names
         .into_iter()

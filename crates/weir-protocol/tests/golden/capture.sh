@@ -22,9 +22,11 @@ if ! "$VENV/bin/python" -c 'import kafka, confluent_kafka' 2>/dev/null; then
     "$VENV/bin/pip" install -q 'kafka-python>=3,<4' confluent-kafka
 fi
 # Codec packages for kafka-python; a codec whose package will not install is skipped.
-for pkg in cramjam python-snappy lz4 zstandard; do
-    "$VENV/bin/pip" install -q "$pkg" || echo "capture.sh: $pkg not installable, codec skipped" >&2
-done
+if ! "$VENV/bin/python" -c 'import cramjam, snappy, lz4, zstandard' 2>/dev/null; then
+    for pkg in cramjam python-snappy lz4 zstandard; do
+        "$VENV/bin/pip" install -q "$pkg" || echo "capture.sh: $pkg not installable, codec skipped" >&2
+    done
+fi
 if ! command -v kcat >/dev/null; then
     apt-get update -qq && apt-get install -y -qq kcat
 fi

@@ -1372,7 +1372,9 @@ fn render_api_table(messages: &[Message]) -> Result<String> {
             api.key,
             api.name,
             api.request.valid.display(),
-            api.request.flexible.map_or("never".to_string(), |f| f.min.to_string()),
+            api.request
+                .flexible
+                .map_or("never".to_string(), |f| f.min.to_string()),
             api.request.raw.listeners.join(", ")
         );
     }

@@ -239,7 +239,10 @@ mod tests {
         let RequestBody::Produce(produce) = decode_request(frame.clone()).unwrap().body else {
             panic!("not a produce request");
         };
-        let decoded = produce.topic_data[0].partition_data[0].records.clone().unwrap();
+        let decoded = produce.topic_data[0].partition_data[0]
+            .records
+            .clone()
+            .unwrap();
         assert_eq!(decoded.len(), 4096);
         assert!(frame_range.contains(&(decoded.as_ptr() as usize)));
     }

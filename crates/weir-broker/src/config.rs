@@ -1,0 +1,552 @@
+//! Broker configuration with Kafka's property names.
+//!
+//! Sources, later ones winning: built-in defaults, a config file (`--config FILE`: TOML with
+//! dotted keys, or a Kafka `server.properties` file), environment variables (`WEIR_` + the key
+//! in upper case with `.` as `_`, e.g. `WEIR_LOG_DIRS`), and command-line flags
+//! (`--log.dirs=DIR` or `--override log.dirs=DIR`). Every value is checked; an invalid one is
+//! an error naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// A configuration problem, naming the key or file.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value does not parse or is out of range.
+    #[error("invalid value {value:?} for `{key}`: {reason}")]
+    InvalidValue {
+        /// The property name.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config file {path}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or properties.
+    #[error("cannot parse config file {path}: {reason}")]
+    ParseFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A command-line argument is not understood.
+    #[error("unknown argument {0:?} (try --help)")]
+    UnknownArgument(String),
+}
+
+/// Everything the broker reads from its configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// `node.id`: this broker's id.
+    pub node_id: i32,
+    /// `listeners`: where clients connect (`PLAINTEXT://127.0.0.1:9092`).
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: host and port given to clients in metadata.
+    pub advertised_host: String,
+    /// Port given to clients in metadata.
+    pub advertised_port: u16,
+    /// `log.dirs`: data directories.
+    pub log_dirs: Vec<PathBuf>,
+    /// `num.partitions`: partitions of an auto-created topic.
+    pub num_partitions: i32,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `message.max.bytes`: largest record batch accepted.
+    pub message_max_bytes: i32,
+    /// `socket.request.max.bytes`: largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: idle connections are closed after this.
+    pub connections_max_idle_ms: u64,
+    /// `max.connections`: open connections allowed at once.
+    pub max_connections: usize,
+    /// `log.segment.bytes`.
+    pub log_segment_bytes: u64,
+    /// `log.retention.ms` (-1: forever).
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes` (-1: unbounded).
+    pub log_retention_bytes: i64,
+    /// `log.flush.interval.messages`.
+    pub log_flush_interval_messages: i64,
+    /// `log.flush.interval.ms` (`None`: only `log.flush.interval.messages` and shutdown).
+    pub log_flush_interval_ms: Option<i64>,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention_minutes: i64,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// `group.min.session.timeout.ms`.
+    pub group_min_session_timeout_ms: i64,
+    /// `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: i64,
+    /// `weir.admin.listener`: the HTTP port for `/metrics` and `/health` (`None`: off).
+    pub admin_listener: Option<SocketAddr>,
+    /// Every property as given (after merging sources), for per-topic defaults.
+    pub raw: BTreeMap<String, String>,
+}
+
+/// Defaults for a single embedded node on localhost.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("node.id", "0"),
+    ("listeners", "PLAINTEXT://127.0.0.1:9092"),
+    ("log.dirs", "./weir-data"),
+    ("num.partitions", "1"),
+    ("auto.create.topics.enable", "true"),
+    ("default.replication.factor", "1"),
+    ("message.max.bytes", "1048588"),
+    ("socket.request.max.bytes", "104857600"),
+    ("connections.max.idle.ms", "600000"),
+    ("max.connections", "10000"),
+    ("log.segment.bytes", "1073741824"),
+    ("log.retention.ms", "604800000"),
+    ("log.retention.bytes", "-1"),
+    ("log.flush.interval.messages", "9223372036854775807"),
+    ("offsets.topic.num.partitions", "50"),
+    ("offsets.retention.minutes", "10080"),
+    ("group.initial.rebalance.delay.ms", "100"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("weir.admin.listener", "127.0.0.1:9644"),
+];
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        // The defaults are constants that parse; fall back field by field if they ever don't.
+        Self::from_properties(BTreeMap::new()).unwrap_or_else(|_| Self::fallback())
+    }
+}
+
+fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    props: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = props
+        .get(key)
+        .map(String::as_str)
+        .or_else(|| DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+        .unwrap_or_default();
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| invalid(key, value, e.to_string()))
+}
+
+fn positive<T: PartialOrd + Default + Copy>(
+    key: &str,
+    value: T,
+    text: &str,
+) -> Result<T, ConfigError> {
+    if value > T::default() {
+        Ok(value)
+    } else {
+        Err(invalid(key, text, "must be positive"))
+    }
+}
+
+/// Parses `PLAINTEXT://host:port` (or plain `host:port`) into host and port.
+fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
+    let first = value.split(',').next().unwrap_or_default().trim();
+    let address = match first.split_once("://") {
+        Some((protocol, rest)) => {
+            if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
+                return Err(invalid(
+                    key,
+                    value,
+                    "only PLAINTEXT listeners are supported",
+                ));
+            }
+            rest
+        }
+        None => first,
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, value, "expected host:port"))?;
+    let port = port
+        .parse()
+        .map_err(|_| invalid(key, value, "port must be a number from 0 to 65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+impl BrokerConfig {
+    fn fallback() -> Self {
+        Self {
+            node_id: 0,
+            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            log_dirs: vec![PathBuf::from("./weir-data")],
+            num_partitions: 1,
+            auto_create_topics_enable: true,
+            default_replication_factor: 1,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            connections_max_idle_ms: 600_000,
+            max_connections: 10_000,
+            log_segment_bytes: 1 << 30,
+            log_retention_ms: 604_800_000,
+            log_retention_bytes: -1,
+            log_flush_interval_messages: i64::MAX,
+            log_flush_interval_ms: None,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10_080,
+            group_initial_rebalance_delay_ms: 100,
+            group_min_session_timeout_ms: 6_000,
+            group_max_session_timeout_ms: 1_800_000,
+            admin_listener: None,
+            raw: BTreeMap::new(),
+        }
+    }
+
+    /// Builds the config from merged properties (missing keys take their defaults).
+    pub fn from_properties(props: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| -> String {
+            props
+                .get(key)
+                .cloned()
+                .or_else(|| {
+                    DEFAULTS
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| v.to_string())
+                })
+                .unwrap_or_default()
+        };
+        let listeners = get("listeners");
+        let (host, port) = parse_listener("listeners", &listeners)?;
+        let listener: SocketAddr = match (host.as_str(), port) {
+            ("localhost", p) => SocketAddr::from(([127, 0, 0, 1], p)),
+            (h, p) => format!("{h}:{p}")
+                .parse()
+                .or_else(|_| format!("[{h}]:{p}").parse())
+                .map_err(|_| {
+                    invalid(
+                        "listeners",
+                        &listeners,
+                        "host must be an IP address or localhost",
+                    )
+                })?,
+        };
+        let (advertised_host, advertised_port) = match props.get("advertised.listeners") {
+            Some(adv) => parse_listener("advertised.listeners", adv)?,
+            None => {
+                let host = if listener.ip().is_unspecified() {
+                    "localhost".to_string()
+                } else {
+                    listener.ip().to_string()
+                };
+                (host, listener.port())
+            }
+        };
+        let log_dirs: Vec<PathBuf> = get("log.dirs")
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if log_dirs.is_empty() {
+            return Err(invalid(
+                "log.dirs",
+                &get("log.dirs"),
+                "needs at least one directory",
+            ));
+        }
+        let admin = get("weir.admin.listener");
+        let admin_listener =
+            if admin.trim().is_empty() || admin.trim() == "none" {
+                None
+            } else {
+                Some(admin.trim().parse().map_err(|_| {
+                    invalid("weir.admin.listener", &admin, "expected ip:port or none")
+                })?)
+            };
+        let flush_ms = props.get("log.flush.interval.ms");
+        let config = Self {
+            node_id: parse(&props, "node.id")?,
+            listener,
+            advertised_host,
+            advertised_port,
+            log_dirs,
+            num_partitions: positive(
+                "num.partitions",
+                parse(&props, "num.partitions")?,
+                &get("num.partitions"),
+            )?,
+            auto_create_topics_enable: parse(&props, "auto.create.topics.enable")?,
+            default_replication_factor: positive(
+                "default.replication.factor",
+                parse(&props, "default.replication.factor")?,
+                &get("default.replication.factor"),
+            )?,
+            message_max_bytes: positive(
+                "message.max.bytes",
+                parse(&props, "message.max.bytes")?,
+                &get("message.max.bytes"),
+            )?,
+            socket_request_max_bytes: positive(
+                "socket.request.max.bytes",
+                parse(&props, "socket.request.max.bytes")?,
+                &get("socket.request.max.bytes"),
+            )?,
+            connections_max_idle_ms: parse(&props, "connections.max.idle.ms")?,
+            max_connections: positive(
+                "max.connections",
+                parse(&props, "max.connections")?,
+                &get("max.connections"),
+            )?,
+            log_segment_bytes: positive(
+                "log.segment.bytes",
+                parse(&props, "log.segment.bytes")?,
+                &get("log.segment.bytes"),
+            )?,
+            log_retention_ms: parse(&props, "log.retention.ms")?,
+            log_retention_bytes: parse(&props, "log.retention.bytes")?,
+            log_flush_interval_messages: positive(
+                "log.flush.interval.messages",
+                parse(&props, "log.flush.interval.messages")?,
+                &get("log.flush.interval.messages"),
+            )?,
+            log_flush_interval_ms: match flush_ms {
+                Some(_) => Some(parse(&props, "log.flush.interval.ms")?),
+                None => None,
+            },
+            offsets_topic_num_partitions: positive(
+                "offsets.topic.num.partitions",
+                parse(&props, "offsets.topic.num.partitions")?,
+                &get("offsets.topic.num.partitions"),
+            )?,
+            offsets_retention_minutes: positive(
+                "offsets.retention.minutes",
+                parse(&props, "offsets.retention.minutes")?,
+                &get("offsets.retention.minutes"),
+            )?,
+            group_initial_rebalance_delay_ms: parse(&props, "group.initial.rebalance.delay.ms")?,
+            group_min_session_timeout_ms: parse(&props, "group.min.session.timeout.ms")?,
+            group_max_session_timeout_ms: parse(&props, "group.max.session.timeout.ms")?,
+            admin_listener,
+            raw: props,
+        };
+        if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
+            return Err(invalid(
+                "group.min.session.timeout.ms",
+                &config.group_min_session_timeout_ms.to_string(),
+                "must not exceed group.max.session.timeout.ms",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Reads the command line and environment: `--config FILE`, `--KEY=VALUE`,
+    /// `--override KEY=VALUE`, and `WEIR_*` variables.
+    pub fn from_args_and_env(
+        args: impl IntoIterator<Item = String>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut file: Option<PathBuf> = None;
+        let mut flags: Vec<(String, String)> = Vec::new();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let flag = arg
+                .strip_prefix("--")
+                .ok_or_else(|| ConfigError::UnknownArgument(arg.clone()))?;
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (flag.to_string(), None),
+            };
+            let mut value = || {
+                inline
+                    .clone()
+                    .or_else(|| args.next())
+                    .ok_or_else(|| ConfigError::UnknownArgument(arg.clone()))
+            };
+            match name.as_str() {
+                "config" => file = Some(PathBuf::from(value()?)),
+                "override" => {
+                    let kv = value()?;
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| ConfigError::UnknownArgument(kv.clone()))?;
+                    flags.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                key if key.contains('.') || key == "listeners" => {
+                    flags.push((key.to_string(), value()?))
+                }
+                _ => return Err(ConfigError::UnknownArgument(arg)),
+            }
+        }
+        let mut props = BTreeMap::new();
+        if let Some(path) = file {
+            props.extend(read_file(&path)?);
+        }
+        for (name, value) in env {
+            if let Some(rest) = name.strip_prefix("WEIR_") {
+                props.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        props.extend(flags);
+        Self::from_properties(props)
+    }
+}
+
+/// Reads a TOML file (dotted keys, as quoted keys or nested tables) or a `server.properties`
+/// file into flat properties.
+pub fn read_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let is_toml = path.extension().is_some_and(|e| e == "toml");
+    if is_toml {
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::ParseFile {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+        let mut out = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut out);
+        Ok(out)
+    } else {
+        let mut out = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .or_else(|| line.split_once(':'))
+                .ok_or_else(|| ConfigError::ParseFile {
+                    path: path.to_path_buf(),
+                    reason: format!("line {}: expected key=value", n + 1),
+                })?;
+            out.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(out)
+    }
+}
+
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        toml::Value::Array(items) => {
+            let joined: Vec<String> = items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            out.insert(prefix.to_string(), joined.join(","));
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_a_local_single_node() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.listener, "127.0.0.1:9092".parse().unwrap());
+        assert_eq!(c.log_dirs, vec![PathBuf::from("./weir-data")]);
+        assert!(c.auto_create_topics_enable);
+        assert_eq!(c.advertised_host, "127.0.0.1");
+    }
+
+    #[test]
+    fn flags_override_env_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(
+            &file,
+            "# comment\nnum.partitions=3\nlog.dirs=/tmp/a\nzookeeper.connect=x:2181\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::from_args_and_env(
+            args(&["--config", file.to_str().unwrap(), "--num.partitions=5"]),
+            vec![("WEIR_LOG_DIRS".to_string(), "/tmp/b".to_string())],
+        )
+        .unwrap();
+        assert_eq!(c.num_partitions, 5);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/tmp/b")]);
+    }
+
+    #[test]
+    fn toml_files_with_dotted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("weir.toml");
+        std::fs::write(
+            &file,
+            "\"num.partitions\" = 4\n[log]\ndirs = [\"/d1\", \"/d2\"]\n",
+        )
+        .unwrap();
+        let c =
+            BrokerConfig::from_args_and_env(args(&["--config", file.to_str().unwrap()]), vec![])
+                .unwrap();
+        assert_eq!(c.num_partitions, 4);
+        assert_eq!(c.log_dirs.len(), 2);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err =
+            BrokerConfig::from_args_and_env(args(&["--num.partitions=zero"]), vec![]).unwrap_err();
+        assert!(err.to_string().contains("num.partitions"), "{err}");
+        let err = BrokerConfig::from_args_and_env(args(&["--listeners=SSL://1.2.3.4:1"]), vec![])
+            .unwrap_err();
+        assert!(err.to_string().contains("listeners"), "{err}");
+        let err =
+            BrokerConfig::from_args_and_env(args(&["--num.partitions=0"]), vec![]).unwrap_err();
+        assert!(err.to_string().contains("positive"), "{err}");
+        assert!(BrokerConfig::from_args_and_env(args(&["bogus"]), vec![]).is_err());
+    }
+}

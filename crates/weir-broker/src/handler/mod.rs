@@ -1,0 +1,14 @@
+//! One module per Kafka API. Each has `handle(broker, ctx, request) -> response` and
+//! `wants_response(&request)` (false only for Produce with acks=0).
+
+pub(crate) mod api_versions;
+
+/// Every request except Produce with acks=0 gets a response.
+macro_rules! always_responds {
+    ($request:ty) => {
+        pub(crate) fn wants_response(_request: &$request) -> bool {
+            true
+        }
+    };
+}
+pub(crate) use always_responds;

@@ -1,0 +1,27 @@
+//! The Weir broker: a Kafka-compatible server composed of Weir's library crates.
+//!
+//! # Layout
+//! - [`config`]: [`BrokerConfig`] from defaults, a file, the environment and flags, with
+//!   Kafka's property names.
+//! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully.
+//! - `connection`: one client connection: frames in, requests handled in order, responses out.
+//! - `router`: API key → handler; the ApiVersions answer is derived from this table.
+//! - `handler`: one module per Kafka API.
+//! - [`Broker`]: the state the handlers share.
+//!
+//! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared
+//! state → response encoded back on the same connection, in request order.
+
+pub mod config;
+mod connection;
+mod handler;
+mod router;
+pub mod server;
+mod state;
+
+pub use config::{BrokerConfig, ConfigError};
+pub use server::Server;
+pub use state::Broker;
+
+/// The broker's version, reported at startup and in ApiVersions.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,101 @@
+//! `weir`: run a Weir broker. With no arguments, a single node on localhost:9092 with its data
+//! in `./weir-data`.
+
+use std::process::ExitCode;
+use tracing::{error, info};
+use weir_broker::{BrokerConfig, Server, VERSION};
+
+const USAGE: &str = "usage: weir [--config FILE] [--KEY=VALUE ...] [--override KEY=VALUE ...]
+
+Runs a Weir broker. Settings use Kafka's property names (listeners, log.dirs, num.partitions,
+auto.create.topics.enable, log.segment.bytes, log.retention.ms, message.max.bytes, ...), from
+a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) and flags.
+Log level: RUST_LOG (default info).";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        println!("weir {VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    let config = match BrokerConfig::from_args_and_env(args, std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("weir: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let data_dirs: Vec<String> = config
+        .log_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let server = Server::bind(config.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listener))?;
+    info!(
+        version = VERSION,
+        listener = %server.local_addr()?,
+        data_dirs = %data_dirs.join(","),
+        node_id = config.node_id,
+        "weir broker ready"
+    );
+    server.run(shutdown_signal()).await?;
+    info!("weir broker stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    info!("shutdown requested");
+}

@@ -1,0 +1,77 @@
+//! From API key to handler. The ApiVersions response is derived from [`SUPPORTED`], the same
+//! table that dispatches requests, so the broker never advertises what it cannot serve.
+
+use crate::connection::RequestContext;
+use crate::handler;
+use crate::state::Broker;
+use bytes::BytesMut;
+use std::sync::Arc;
+use weir_protocol::header::encode_response;
+use weir_protocol::messages::RequestBody;
+use weir_protocol::{ApiKey, EncodeError, VersionRange};
+
+/// What became of a request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The response was encoded into the buffer.
+    Responded,
+    /// The request wants no response (Produce with acks=0).
+    NoResponse,
+    /// This broker does not serve the API.
+    Unsupported,
+}
+
+macro_rules! routes {
+    ($($api:ident => $module:ident, $min:literal ..= $max:literal;)*) => {
+        /// The APIs this broker serves and their versions.
+        pub(crate) const SUPPORTED: &[(ApiKey, VersionRange)] = &[
+            $((ApiKey::$api, VersionRange { min: $min, max: $max }),)*
+        ];
+
+        /// Runs the handler for `body` and encodes its response into `buf`.
+        pub(crate) async fn dispatch(
+            broker: &Arc<Broker>,
+            ctx: &RequestContext,
+            body: RequestBody,
+            buf: &mut BytesMut,
+        ) -> Result<Outcome, EncodeError> {
+            match body {
+                $(
+                    RequestBody::$api(request) => {
+                        let wants_response = handler::$module::wants_response(&request);
+                        let response = handler::$module::handle(broker, ctx, *request).await;
+                        if !wants_response {
+                            return Ok(Outcome::NoResponse);
+                        }
+                        encode_response(buf, ApiKey::$api, ctx.api_version, ctx.correlation_id, &response)?;
+                        Ok(Outcome::Responded)
+                    }
+                )*
+                _ => Ok(Outcome::Unsupported),
+            }
+        }
+    };
+}
+
+routes! {
+    ApiVersions => api_versions, 0..=4;
+}
+
+/// The versions of `api_key` this broker serves, if any.
+pub(crate) fn supported(api_key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map(|(_, range)| *range)
+}
+
+/// The version range advertised in ApiVersions. Produce is advertised from v0 although only
+/// v3+ decodes: librdkafka checks for Produce v0 support, and Kafka 4 advertises it the same way
+/// while rejecting v0-2 requests.
+pub(crate) fn advertised(api_key: ApiKey, range: VersionRange) -> VersionRange {
+    if api_key == ApiKey::Produce {
+        VersionRange { min: 0, ..range }
+    } else {
+        range
+    }
+}

@@ -18,6 +18,7 @@ mod handler;
 mod router;
 pub mod server;
 mod state;
+mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use server::Server;

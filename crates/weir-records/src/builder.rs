@@ -109,12 +109,7 @@ impl RecordBatchBuilder {
             return Err(Error::UnsupportedCompression(compression.id()));
         }
         let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
-        let max_timestamp = self
-            .records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(-1);
+        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let count = i32::try_from(self.records.len()).map_err(|_| Error::TooLarge {
             size: self.records.len(),
             limit: i32::MAX as usize,
@@ -138,12 +133,11 @@ impl RecordBatchBuilder {
             encode_record(&mut buf, record, delta as i32, base_timestamp);
         }
 
-        let batch_length = i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| {
-            Error::TooLarge {
+        let batch_length =
+            i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| Error::TooLarge {
                 size: buf.len(),
                 limit: i32::MAX as usize,
-            }
-        })?;
+            })?;
         if let Some(dst) = buf.get_mut(8..12) {
             dst.copy_from_slice(&batch_length.to_be_bytes());
         }
@@ -173,7 +167,12 @@ fn put_nullable(buf: &mut BytesMut, field: Option<&Bytes>) {
 }
 
 /// Appends one record in the v2 record encoding.
-pub(crate) fn encode_record(buf: &mut BytesMut, record: &Record, offset_delta: i32, base_timestamp: i64) {
+pub(crate) fn encode_record(
+    buf: &mut BytesMut,
+    record: &Record,
+    offset_delta: i32,
+    base_timestamp: i64,
+) {
     let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
     let mut body_len = 1
         + varlong_len(timestamp_delta)

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, reason = "each test crate uses a different subset of the helpers")]
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
 use bytes::Bytes;
 use std::path::{Path, PathBuf};
@@ -8,14 +9,14 @@ use weir_log::fault::FaultFs;
 use weir_log::{AppendOrigin, Log, LogConfig, LogOptions, ManualClock};
 use weir_records::{Record, RecordBatch, RecordBatchBuilder, RecordBatches};
 
-pub const NOW: i64 = 1_700_000_000_000;
-pub const LEADER: AppendOrigin = AppendOrigin::Leader { leader_epoch: 0 };
+pub(crate) const NOW: i64 = 1_700_000_000_000;
+pub(crate) const LEADER: AppendOrigin = AppendOrigin::Leader { leader_epoch: 0 };
 
-pub fn dir() -> PathBuf {
+pub(crate) fn dir() -> PathBuf {
     PathBuf::from("/data/events-0")
 }
 
-pub fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -> Log {
+pub(crate) fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -> Log {
     Log::open_with(
         dir(),
         LogOptions {
@@ -28,7 +29,7 @@ pub fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -> Log {
 }
 
 /// A batch of `n` records whose values name `tag` and the record index.
-pub fn batch(tag: u64, n: usize, ts: i64) -> Vec<u8> {
+pub(crate) fn batch(tag: u64, n: usize, ts: i64) -> Vec<u8> {
     let mut builder = RecordBatchBuilder::new();
     for i in 0..n {
         let value = format!("{tag}-{i}-{}", "x".repeat((tag % 50) as usize));
@@ -42,7 +43,7 @@ pub fn batch(tag: u64, n: usize, ts: i64) -> Vec<u8> {
 }
 
 /// Every batch of the log from its start, checked.
-pub fn all_batches(log: &Log) -> Vec<RecordBatch> {
+pub(crate) fn all_batches(log: &Log) -> Vec<RecordBatch> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     let leo = log.log_end_offset();
@@ -62,10 +63,10 @@ pub fn all_batches(log: &Log) -> Vec<RecordBatch> {
     out
 }
 
-pub fn segment_path(dir: &Path, base: i64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 
-pub fn bytes_of(batches: &[RecordBatch]) -> Vec<Bytes> {
+pub(crate) fn bytes_of(batches: &[RecordBatch]) -> Vec<Bytes> {
     batches.iter().map(|b| b.as_bytes().clone()).collect()
 }

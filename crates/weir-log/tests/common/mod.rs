@@ -1,5 +1,8 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, reason = "each test crate uses a different subset of the helpers")]
+#![allow(
+    dead_code,
+    reason = "each test crate uses a different subset of the helpers"
+)]
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test on error")]
 
 use bytes::Bytes;

@@ -4,6 +4,8 @@
 //! The child is this same test binary running `child_appender` with an environment variable
 //! naming the log directory; without it, `child_appender` does nothing.
 
+#![expect(clippy::unwrap_used, reason = "helpers outside #[test] fail the test on error")]
+
 mod common;
 
 use common::LEADER;

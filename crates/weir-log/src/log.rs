@@ -600,17 +600,33 @@ impl Log {
         let flushed = self.flushed.load(Ordering::Acquire);
         let (files, end) = {
             let mut inner = self.inner.lock();
-            let mut files: Vec<(Arc<dyn File>, PathBuf)> = Vec::new();
-            for segment in inner.segments.values_mut() {
-                if segment.next_offset > flushed || !segment.unsynced_index_files.is_empty() {
-                    files.push((segment.file.clone(), segment.path.clone()));
-                    for f in segment.unsynced_index_files.drain(..) {
-                        files.push((f, segment.path.clone()));
-                    }
+            (
+                Self::files_to_sync(&mut inner, flushed),
+                inner.log_end_offset,
+            )
+        };
+        self.sync_files(files)?;
+        self.flushed.store(end, Ordering::Release);
+        let mut inner = self.inner.lock();
+        inner.recovery_point = inner.recovery_point.max(end);
+        Ok(())
+    }
+
+    /// Files holding data at or above `flushed`, and index files not yet fsynced.
+    fn files_to_sync(inner: &mut Inner, flushed: i64) -> Vec<(Arc<dyn File>, PathBuf)> {
+        let mut files: Vec<(Arc<dyn File>, PathBuf)> = Vec::new();
+        for segment in inner.segments.values_mut() {
+            if segment.next_offset > flushed || !segment.unsynced_index_files.is_empty() {
+                files.push((segment.file.clone(), segment.path.clone()));
+                for f in segment.unsynced_index_files.drain(..) {
+                    files.push((f, segment.path.clone()));
                 }
             }
-            (files, inner.log_end_offset)
-        };
+        }
+        files
+    }
+
+    fn sync_files(&self, files: Vec<(Arc<dyn File>, PathBuf)>) -> Result<()> {
         for (file, path) in files {
             file.sync_data().map_err(|source| {
                 self.fail(Error::Io {
@@ -620,9 +636,6 @@ impl Log {
                 })
             })?;
         }
-        self.flushed.store(end, Ordering::Release);
-        let mut inner = self.inner.lock();
-        inner.recovery_point = inner.recovery_point.max(end);
         Ok(())
     }
 
@@ -800,7 +813,11 @@ impl Log {
         inner.recovery_point = inner.recovery_point.min(offset);
         inner.log_start_offset = inner.log_start_offset.min(offset);
         self.write_checkpoint(&inner)?;
-        let doomed: Vec<i64> = inner.segments.range(offset..).map(|(&b, _)| b).collect();
+        let doomed: Vec<i64> = inner
+            .segments
+            .range(offset + 1..)
+            .map(|(&b, _)| b)
+            .collect();
         for base in doomed {
             inner.segments.remove(&base);
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
@@ -822,7 +839,14 @@ impl Log {
         let leo = active.next_offset;
         inner.log_end_offset = leo;
         inner.log_start_offset = inner.log_start_offset.min(leo);
-        self.flushed.fetch_min(leo, Ordering::AcqRel);
+        // Flush what is left: a crash must not keep a later segment's data (or the truncated
+        // one's) while losing an earlier segment's un-fsynced batches.
+        let flushed = self.flushed.load(Ordering::Acquire).min(leo);
+        let files = Self::files_to_sync(&mut inner, flushed);
+        self.sync_files(files)?;
+        self.flushed.store(leo, Ordering::Release);
+        inner.recovery_point = leo;
+        self.write_checkpoint(&inner)?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(Error::io("fsync directory", &self.dir))

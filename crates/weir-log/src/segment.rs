@@ -293,6 +293,11 @@ impl Segment {
         self.file
             .set_len(position)
             .map_err(Error::io("truncate segment", &self.path))?;
+        // Make the truncation durable now: otherwise a crash could bring back the removed
+        // batches, which a follower truncating to its leader must never see again.
+        self.file
+            .sync_data()
+            .map_err(Error::io("fsync segment", &self.path))?;
         // Rebuild the in-memory state of what is left: cheap compared to the I/O that produced it.
         let mut batches = Vec::new();
         scan(&*self.file, 0, position, false, |p, h| {

@@ -4,7 +4,10 @@
 //! The child is this same test binary running `child_appender` with an environment variable
 //! naming the log directory; without it, `child_appender` does nothing.
 
-#![expect(clippy::unwrap_used, reason = "helpers outside #[test] fail the test on error")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers outside #[test] fail the test on error"
+)]
 
 mod common;
 

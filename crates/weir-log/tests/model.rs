@@ -154,6 +154,7 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                     None => assert!(got.is_empty()),
                     Some(i) => {
                         assert!(!got.is_empty(), "read from {from} returned nothing");
+                        assert_eq!(slice.first_offset(), model.batches[i].base);
                         let want: Vec<Vec<u8>> = model.batches[i..i + got.len()]
                             .iter()
                             .map(|b| b.bytes.clone())

@@ -61,6 +61,7 @@ pub struct LogSlice {
     position: u64,
     len: usize,
     first_offset: i64,
+    last_offset: i64,
 }
 
 impl LogSlice {
@@ -70,7 +71,29 @@ impl LogSlice {
             position: 0,
             len: 0,
             first_offset: offset,
+            last_offset: offset - 1,
         }
+    }
+
+    /// Last offset of the last batch (`first_offset - 1` when empty); a consumer continues at
+    /// the next one.
+    pub fn last_offset(&self) -> i64 {
+        self.last_offset
+    }
+
+    /// Reads the batches into the front of `buf`, which must hold at least [`LogSlice::len`]
+    /// bytes; lets a caller reuse one buffer across reads.
+    pub fn read_into(&self, buf: &mut [u8]) -> Result<()> {
+        let (Some(file), Some(dst)) = (&self.file, buf.get_mut(..self.len)) else {
+            return if self.len == 0 {
+                Ok(())
+            } else {
+                Err(Error::io("read", "segment")(std::io::Error::other(
+                    "buffer too small",
+                )))
+            };
+        };
+        read_exact_at(&**file, dst, self.position).map_err(Error::io("read", "segment"))
     }
 
     /// Number of bytes.
@@ -691,9 +714,11 @@ impl Log {
                 break;
             }
             let mut end = start + header.size() as u64;
+            let mut last_offset = header.last_offset();
             let limit = start + (max_bytes as u64).max(header.size() as u64);
             if upper >= segment.next_offset && segment.size <= limit {
                 end = segment.size; // everything left in the segment fits
+                last_offset = segment.next_offset - 1;
             } else {
                 let io = Error::io("read", &segment.path);
                 segment::scan(
@@ -706,6 +731,7 @@ impl Log {
                             return false;
                         }
                         end = position + h.size() as u64;
+                        last_offset = h.last_offset();
                         true
                     },
                 )
@@ -716,6 +742,7 @@ impl Log {
                 position: start,
                 len: (end - start) as usize,
                 first_offset: header.base_offset,
+                last_offset,
             });
         }
         Ok(LogSlice::empty(from_offset))

@@ -5,11 +5,7 @@
 //! once on a few MiB to keep it compiling and working. Set `WEIR_BENCH_DIR` to measure on a
 //! specific filesystem (default: the system temp directory).
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a benchmark fails loudly"
-)]
+#![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
 
 use criterion::{Criterion, Throughput};
 use std::fs::{File, OpenOptions};

@@ -42,6 +42,15 @@ impl OffsetIndex {
             .map_or(0, |&(_, p)| p)
     }
 
+    /// The last entry whose batch starts at or before `position` and whose relative offset is
+    /// at most `relative_offset`.
+    pub(crate) fn last_within(&self, position: u64, relative_offset: u32) -> Option<(u32, u32)> {
+        let i = self
+            .entries
+            .partition_point(|&(o, p)| u64::from(p) <= position && o <= relative_offset);
+        i.checked_sub(1).and_then(|i| self.entries.get(i)).copied()
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * OFFSET_ENTRY);
         for &(o, p) in &self.entries {

@@ -61,7 +61,7 @@ pub struct LogSlice {
     position: u64,
     len: usize,
     first_offset: i64,
-    last_offset: i64,
+    next_offset: i64,
 }
 
 impl LogSlice {
@@ -71,14 +71,14 @@ impl LogSlice {
             position: 0,
             len: 0,
             first_offset: offset,
-            last_offset: offset - 1,
+            next_offset: offset,
         }
     }
 
-    /// Last offset of the last batch (`first_offset - 1` when empty); a consumer continues at
-    /// the next one.
-    pub fn last_offset(&self) -> i64 {
-        self.last_offset
+    /// Where the next read continues: past the last batch of the slice (the requested offset
+    /// when empty).
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
     }
 
     /// Reads the batches into the front of `buf`, which must hold at least [`LogSlice::len`]
@@ -714,12 +714,33 @@ impl Log {
                 break;
             }
             let mut end = start + header.size() as u64;
-            let mut last_offset = header.last_offset();
+            let mut next_offset = header.last_offset() + 1;
             let limit = start + (max_bytes as u64).max(header.size() as u64);
             if upper >= segment.next_offset && segment.size <= limit {
                 end = segment.size; // everything left in the segment fits
-                last_offset = segment.next_offset - 1;
+                next_offset = segment.next_offset;
             } else {
+                // Jump with the index to the last indexed batch that starts within the limit
+                // and ends below the upper bound: every batch before it qualifies too. (The
+                // first batch ends below `upper`, so `upper - 1` is in this segment.)
+                if let Some((relative, position)) = segment
+                    .index
+                    .last_within(limit, segment.relative(upper - 1))
+                {
+                    if u64::from(position) > end {
+                        if let Some(h) =
+                            segment::read_header(&*segment.file, u64::from(position), segment.size)
+                                .map_err(Error::io("read", &segment.path))?
+                        {
+                            debug_assert_eq!(
+                                h.last_offset(),
+                                segment.base_offset + i64::from(relative)
+                            );
+                            end = u64::from(position);
+                            next_offset = h.base_offset;
+                        }
+                    }
+                }
                 let io = Error::io("read", &segment.path);
                 segment::scan(
                     &*segment.file,
@@ -731,7 +752,7 @@ impl Log {
                             return false;
                         }
                         end = position + h.size() as u64;
-                        last_offset = h.last_offset();
+                        next_offset = h.last_offset() + 1;
                         true
                     },
                 )
@@ -742,7 +763,7 @@ impl Log {
                 position: start,
                 len: (end - start) as usize,
                 first_offset: header.base_offset,
-                last_offset,
+                next_offset,
             });
         }
         Ok(LogSlice::empty(from_offset))

@@ -155,7 +155,10 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                     Some(i) => {
                         assert!(!got.is_empty(), "read from {from} returned nothing");
                         assert_eq!(slice.first_offset(), model.batches[i].base);
-                        assert_eq!(slice.last_offset(), model.batches[i + got.len() - 1].last);
+                        assert_eq!(
+                            slice.next_offset(),
+                            model.batches[i + got.len() - 1].last + 1
+                        );
                         let want: Vec<Vec<u8>> = model.batches[i..i + got.len()]
                             .iter()
                             .map(|b| b.bytes.clone())

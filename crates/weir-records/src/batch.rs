@@ -242,8 +242,7 @@ impl BatchHeader {
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 }
 
@@ -374,7 +373,10 @@ impl RecordBatch {
     /// [`Error::UnsupportedCompression`] until a codec is available.
     pub fn records(&self) -> Result<Records> {
         match self.header.attributes.compression()? {
-            Compression::None => Ok(Records::new(self.records_payload(), self.header)),
+            Compression::None => Ok(Records::new(
+                self.records_payload(),
+                self.header,
+            )),
             other => Err(Error::UnsupportedCompression(other.id())),
         }
     }

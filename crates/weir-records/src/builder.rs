@@ -19,6 +19,7 @@ pub struct RecordBatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    preserved_last_offset_delta: Option<i32>,
     records: Vec<Record>,
 }
 
@@ -38,6 +39,7 @@ impl RecordBatchBuilder {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
+            preserved_last_offset_delta: None,
             records: Vec::new(),
         }
     }
@@ -86,6 +88,14 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// Keeps each pushed record's own `offset` (its offset delta is `offset - base offset`)
+    /// instead of numbering records from the base offset, and sets the batch's last offset
+    /// delta. Compaction uses this to drop records from a batch without renumbering the rest.
+    pub fn preserve_offsets(&mut self, last_offset_delta: i32) -> &mut Self {
+        self.preserved_last_offset_delta = Some(last_offset_delta);
+        self
+    }
+
     /// Adds a record.
     pub fn push(&mut self, record: Record) -> &mut Self {
         self.records.push(record);
@@ -109,7 +119,12 @@ impl RecordBatchBuilder {
             return Err(Error::UnsupportedCompression(compression.id()));
         }
         let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
-        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+        let max_timestamp = self
+            .records
+            .iter()
+            .map(|r| r.timestamp)
+            .max()
+            .unwrap_or(-1);
         let count = i32::try_from(self.records.len()).map_err(|_| Error::TooLarge {
             size: self.records.len(),
             limit: i32::MAX as usize,
@@ -122,7 +137,10 @@ impl RecordBatchBuilder {
         buf.put_i8(crate::batch::MAGIC_V2);
         buf.put_u32(0); // CRC, patched below
         buf.put_i16(self.attributes.0);
-        buf.put_i32(count.saturating_sub(1).max(0));
+        let last_offset_delta = self
+            .preserved_last_offset_delta
+            .unwrap_or(count.saturating_sub(1).max(0));
+        buf.put_i32(last_offset_delta);
         buf.put_i64(base_timestamp);
         buf.put_i64(max_timestamp);
         buf.put_i64(self.producer_id);
@@ -130,14 +148,19 @@ impl RecordBatchBuilder {
         buf.put_i32(self.base_sequence);
         buf.put_i32(count);
         for (delta, record) in self.records.iter().enumerate() {
-            encode_record(&mut buf, record, delta as i32, base_timestamp);
+            let delta = match self.preserved_last_offset_delta {
+                Some(_) => record.offset.wrapping_sub(self.base_offset) as i32,
+                None => delta as i32,
+            };
+            encode_record(&mut buf, record, delta, base_timestamp);
         }
 
-        let batch_length =
-            i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| Error::TooLarge {
+        let batch_length = i32::try_from(buf.len() - crate::batch::LOG_OVERHEAD).map_err(|_| {
+            Error::TooLarge {
                 size: buf.len(),
                 limit: i32::MAX as usize,
-            })?;
+            }
+        })?;
         if let Some(dst) = buf.get_mut(8..12) {
             dst.copy_from_slice(&batch_length.to_be_bytes());
         }
@@ -167,12 +190,7 @@ fn put_nullable(buf: &mut BytesMut, field: Option<&Bytes>) {
 }
 
 /// Appends one record in the v2 record encoding.
-pub(crate) fn encode_record(
-    buf: &mut BytesMut,
-    record: &Record,
-    offset_delta: i32,
-    base_timestamp: i64,
-) {
+pub(crate) fn encode_record(buf: &mut BytesMut, record: &Record, offset_delta: i32, base_timestamp: i64) {
     let timestamp_delta = record.timestamp.wrapping_sub(base_timestamp);
     let mut body_len = 1
         + varlong_len(timestamp_delta)
@@ -222,6 +240,22 @@ mod tests {
                 }
                 record
             })
+    }
+
+    #[test]
+    fn preserved_offsets_keep_gaps() {
+        let mut builder = RecordBatchBuilder::new();
+        builder.base_offset(100).preserve_offsets(9);
+        let mut a = Record::new(1, Some(b"a"), Some(b"1"));
+        a.offset = 102;
+        let mut b = Record::new(2, Some(b"b"), None);
+        b.offset = 107;
+        builder.push(a).push(b);
+        let batch = RecordBatch::new(builder.build().unwrap()).unwrap();
+        batch.verify_crc().unwrap();
+        assert_eq!((batch.base_offset(), batch.last_offset(), batch.record_count()), (100, 109, 2));
+        let offsets: Vec<i64> = batch.records().unwrap().map(|r| r.unwrap().offset).collect();
+        assert_eq!(offsets, vec![102, 107]);
     }
 
     proptest! {

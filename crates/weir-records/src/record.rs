@@ -86,8 +86,7 @@ impl Records {
 
     fn decode_next(&mut self) -> Result<Record> {
         let (length, n) = read_varint(&self.rest)?;
-        let length =
-            usize::try_from(length).map_err(|_| Error::CorruptRecord("negative record length"))?;
+        let length = usize::try_from(length).map_err(|_| Error::CorruptRecord("negative record length"))?;
         if n + length > self.rest.len() {
             return Err(Error::Truncated {
                 needed: n + length,
@@ -122,9 +121,7 @@ impl Records {
             headers.push(Header { key, value });
         }
         if body.remaining() != 0 {
-            return Err(Error::CorruptRecord(
-                "record length does not match its fields",
-            ));
+            return Err(Error::CorruptRecord("record length does not match its fields"));
         }
         Ok(Record {
             attributes,
@@ -149,9 +146,7 @@ impl Iterator for Records {
                 return None;
             }
             self.failed = true;
-            return Some(Err(Error::CorruptRecord(
-                "bytes left after the last record",
-            )));
+            return Some(Err(Error::CorruptRecord("bytes left after the last record")));
         }
         self.remaining -= 1;
         let result = self.decode_next();

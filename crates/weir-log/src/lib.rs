@@ -8,6 +8,7 @@
 //! - `index`: sparse offset and time indexes of a segment.
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
 //! - `checkpoint`: the recovery-point/log-start-offset checkpoint and clean-shutdown marker.
+//! - `cleaner`: compaction passes over inactive segments and their crash-safe swap.
 //! - [`Log`] (`log`): one partition — append, read, offsets, roll, flush, truncate, retention.
 //!
 //! Data flows: producer bytes → `validate` → [`Log::append`] stamps offsets → the active
@@ -16,6 +17,7 @@
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 mod checkpoint;
+mod cleaner;
 pub mod config;
 mod error;
 pub mod fault;
@@ -25,6 +27,7 @@ mod log;
 mod segment;
 mod validate;
 
+pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};

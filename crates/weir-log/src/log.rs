@@ -7,6 +7,7 @@
 //! before it (group commit).
 
 use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, Checkpoint, TMP_SUFFIX};
+use crate::cleaner::{self, CompactionStats};
 use crate::config::{Clock, LogConfig, SystemClock};
 use crate::fs::{File, FileSystem, StdFs, read_exact_at};
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, file_path};
@@ -206,9 +207,14 @@ impl Log {
         })?;
         fs.create_dir_all(&dir)
             .map_err(Error::io("create directory", &dir))?;
-        let names = fs
+        let mut names = fs
             .list_dir(&dir)
             .map_err(Error::io("list directory", &dir))?;
+        if cleaner::recover_swaps(&*fs, &dir, &names)? {
+            names = fs
+                .list_dir(&dir)
+                .map_err(Error::io("list directory", &dir))?;
+        }
         let clean = names.iter().any(|n| n == CLEAN_SHUTDOWN_FILE);
         let mut bases: Vec<i64> = names
             .iter()
@@ -1028,6 +1034,34 @@ impl Log {
         self.write_checkpoint(inner)?;
         tracing::info!(dir = %self.dir.display(), deleted = doomed.len(), log_start_offset = inner.log_start_offset, "deleted segments");
         Ok(doomed.len())
+    }
+
+    /// Runs one compaction pass (when `cleanup.policy` includes compact) over the inactive
+    /// segments wholly below `high_watermark`: keeps the latest record of each key, drops
+    /// tombstones whose timestamp is more than `delete.retention.ms` old, preserves offsets.
+    /// The broker's cleaner calls this per log, as often as it likes; it is deterministic given
+    /// the clock. Appends wait while it runs.
+    pub fn compact(&self, high_watermark: i64) -> Result<CompactionStats> {
+        self.check_online()?;
+        let now = self.clock.now_ms();
+        let mut inner = self.inner.lock();
+        if !inner.config.cleanup_policy.compact {
+            return Ok(CompactionStats::default());
+        }
+        let config = inner.config.clone();
+        let stats = cleaner::compact(
+            &*self.fs,
+            &self.dir,
+            &mut inner.segments,
+            high_watermark,
+            now,
+            &config,
+        )
+        .map_err(|e| self.fail(e))?;
+        if stats.segments > 0 {
+            tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
+        }
+        Ok(stats)
     }
 
     /// Flushes everything, writes the indexes and checkpoint and the clean-shutdown marker, so

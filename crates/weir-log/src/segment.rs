@@ -64,7 +64,7 @@ pub(crate) struct Recovered {
 }
 
 impl Segment {
-    fn empty(base_offset: i64, file: Arc<dyn File>, path: PathBuf) -> Self {
+    pub(crate) fn empty(base_offset: i64, file: Arc<dyn File>, path: PathBuf) -> Self {
         Self {
             base_offset,
             file,
@@ -272,6 +272,32 @@ impl Segment {
             &self.time_index.encode(),
         )?;
         self.unsynced_index_files = vec![index, time];
+        Ok(())
+    }
+
+    /// Writes both index files through temp files, fsyncs and renames them into place, so a
+    /// crash leaves either complete index files or none (the caller fsyncs the directory).
+    pub(crate) fn write_index_files_atomically(
+        &mut self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+    ) -> Result<()> {
+        if self.max_timestamp >= 0 || !self.is_empty() {
+            let rel = self.relative(self.offset_of_max_timestamp);
+            self.time_index
+                .maybe_append(self.max_timestamp.max(-1), rel);
+        }
+        for (suffix, bytes) in [
+            (INDEX_SUFFIX, self.index.encode()),
+            (TIME_INDEX_SUFFIX, self.time_index.encode()),
+        ] {
+            let path = file_path(dir, self.base_offset, suffix);
+            let tmp = path.with_extension(format!("{}.tmp", suffix.trim_start_matches('.')));
+            let file = write_file(fs, &tmp, &bytes)?;
+            file.sync_data().map_err(Error::io("fsync", &tmp))?;
+            fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
+        }
+        self.unsynced_index_files.clear();
         Ok(())
     }
 

@@ -152,8 +152,15 @@ fn check_records(
         // attributes (1 byte), timestamp delta (varlong), offset delta (varint), ...
         let after_attributes = body.get(1..).ok_or_else(|| bad("empty record"))?;
         let (timestamp_delta, n) = read_varlong(after_attributes).map_err(records)?;
-        let (offset_delta, _) =
-            read_varint(after_attributes.get(n..).unwrap_or_default()).map_err(records)?;
+        let after_timestamp = after_attributes.get(n..).unwrap_or_default();
+        let (offset_delta, n) = read_varint(after_timestamp).map_err(records)?;
+        if config.cleanup_policy.compact {
+            let (key_length, _) =
+                read_varint(after_timestamp.get(n..).unwrap_or_default()).map_err(records)?;
+            if key_length < 0 {
+                return Err(bad("records on a compacted topic need a key"));
+            }
+        }
         if offset_delta != expected_delta {
             return Err(bad("record offset deltas are not consecutive from 0"));
         }
@@ -239,5 +246,17 @@ mod tests {
             Err(Error::InvalidTimestamp { .. })
         ));
         assert!(validate(&future, &config, TimestampCheck::Trust).is_ok());
+        let mut keyless = RecordBatchBuilder::new();
+        keyless.push(Record::new(0, None, Some(b"v")));
+        let keyless = keyless.build().unwrap();
+        let compacted = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::COMPACT,
+            ..LogConfig::default()
+        };
+        assert!(validate(&keyless, &config, now).is_ok());
+        assert!(matches!(
+            validate(&keyless, &compacted, now),
+            Err(Error::InvalidRecords { .. })
+        ));
     }
 }

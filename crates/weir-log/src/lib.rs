@@ -9,6 +9,8 @@
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
 //! - `checkpoint`: the recovery-point/log-start-offset checkpoint and clean-shutdown marker.
 //! - `cleaner`: compaction passes over inactive segments and their crash-safe swap.
+//! - [`LogManager`] (`manager`): every partition of a node across data directories, opened
+//!   concurrently.
 //! - [`Log`] (`log`): one partition — append, read, offsets, roll, flush, truncate, retention.
 //!
 //! Data flows: producer bytes → `validate` → [`Log::append`] stamps offsets → the active
@@ -24,6 +26,7 @@ pub mod fault;
 pub mod fs;
 mod index;
 mod log;
+mod manager;
 mod segment;
 mod validate;
 
@@ -32,3 +35,4 @@ pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, Time
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
+pub use manager::{LogManager, LogManagerOptions, TopicPartition};

@@ -173,6 +173,8 @@ struct Inner {
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// The clean-shutdown marker is still on disk: the log has not changed since a clean open.
+    clean_marker: bool,
 }
 
 /// The log of one partition, stored in its own directory. Shareable across threads.
@@ -308,18 +310,21 @@ impl Log {
                 recovery_point: log_end_offset,
                 unflushed_messages: 0,
                 last_flush_ms: clock.now_ms(),
+                clean_marker: clean,
             }),
             flush_lock: Mutex::new(()),
             flushed: AtomicI64::new(log_end_offset),
             offline: AtomicBool::new(false),
         };
-        log.write_checkpoint(&log.inner.lock())?;
-        if clean {
-            let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-            fs.remove_file(&marker)
-                .map_err(Error::io("remove", &marker))?;
-            fs.sync_dir(&dir)
-                .map_err(Error::io("fsync directory", &dir))?;
+        // A clean open of an unchanged log writes nothing: the marker stays until the first
+        // change (see `mark_dirty`), so idle partitions cost no fsync at start.
+        let up_to_date = checkpoint
+            == Some(Checkpoint {
+                recovery_point: log_end_offset,
+                log_start_offset,
+            });
+        if !clean || !up_to_date {
+            log.write_checkpoint(&log.inner.lock())?;
         }
         tracing::debug!(dir = %dir.display(), clean, log_start_offset, log_end_offset, "opened log");
         Ok(log)
@@ -425,6 +430,25 @@ impl Log {
         Ok(info)
     }
 
+    /// Removes the clean-shutdown marker durably before the first change after a clean open,
+    /// so a crash later cannot make the next open trust index files that went stale.
+    fn mark_dirty(&self, inner: &mut Inner) -> Result<()> {
+        if !inner.clean_marker {
+            return Ok(());
+        }
+        let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
+        if self.fs.exists(&marker) {
+            self.fs
+                .remove_file(&marker)
+                .map_err(Error::io("remove", &marker))?;
+            self.fs
+                .sync_dir(&self.dir)
+                .map_err(Error::io("fsync directory", &self.dir))?;
+        }
+        inner.clean_marker = false;
+        Ok(())
+    }
+
     fn append_locked(
         &self,
         inner: &mut Inner,
@@ -433,6 +457,7 @@ impl Log {
         origin: AppendOrigin,
         now: i64,
     ) -> Result<AppendInfo> {
+        self.mark_dirty(inner)?;
         let first_offset = match origin {
             AppendOrigin::Leader { .. } => inner.log_end_offset,
             AppendOrigin::Replication => metas
@@ -556,6 +581,7 @@ impl Log {
     /// Starts a new segment at `base_offset`; the old active segment's index files are
     /// written (made durable by the next flush).
     fn roll_locked(&self, inner: &mut Inner, base_offset: i64) -> Result<()> {
+        self.mark_dirty(inner)?;
         if let Some(active) = inner.segments.values_mut().next_back() {
             if active.is_empty() && active.base_offset == base_offset {
                 return Ok(());
@@ -863,6 +889,7 @@ impl Log {
             drop(_flushing);
             return self.truncate_fully_and_start_at(offset);
         }
+        self.mark_dirty(&mut inner)?;
         // Durably lower the recovery point first: a crash mid-truncation then rescans.
         inner.recovery_point = inner.recovery_point.min(offset);
         inner.log_start_offset = inner.log_start_offset.min(offset);
@@ -915,6 +942,7 @@ impl Log {
         self.check_online()?;
         let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
+        self.mark_dirty(&mut inner)?;
         let bases: Vec<i64> = inner.segments.keys().copied().collect();
         for base in bases {
             inner.segments.remove(&base);
@@ -948,6 +976,7 @@ impl Log {
             });
         }
         if offset > inner.log_start_offset {
+            self.mark_dirty(&mut inner)?;
             inner.log_start_offset = offset;
             self.write_checkpoint(&inner)?;
         }
@@ -1012,6 +1041,7 @@ impl Log {
         if doomed.is_empty() {
             return Ok(0);
         }
+        self.mark_dirty(inner)?;
         if doomed.len() == bases.len() {
             let leo = inner.log_end_offset;
             self.roll_locked(inner, leo)?;
@@ -1049,6 +1079,7 @@ impl Log {
             return Ok(CompactionStats::default());
         }
         let config = inner.config.clone();
+        self.mark_dirty(&mut inner)?;
         let stats = cleaner::compact(
             &*self.fs,
             &self.dir,

@@ -205,7 +205,8 @@ fn clean_close_and_reopen_keeps_everything() {
     log.close().unwrap();
     assert!(h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
     let log = h.open();
-    assert!(!h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
+    // The marker stays until the first change.
+    assert!(h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
     assert_eq!(log.segment_base_offsets(), segments);
     assert_eq!(log.log_end_offset(), 100);
     assert_eq!(
@@ -224,6 +225,17 @@ fn clean_close_and_reopen_keeps_everything() {
         19
     );
     log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(log.log_end_offset(), 101);
+    assert!(!h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
+    // A crash now must not trust the stale index files: the last segment is recovered.
+    let crashed = h.open_on(&h.fs.crash());
+    assert_eq!(crashed.log_end_offset(), 100);
+    drop(crashed);
+    // A clean open with no change, then a crash: the marker is still valid.
+    log.close().unwrap();
+    let idle = h.open();
+    drop(idle);
+    let log = h.open_on(&h.fs.crash());
     assert_eq!(log.log_end_offset(), 101);
 }
 

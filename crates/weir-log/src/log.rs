@@ -238,7 +238,6 @@ impl Log {
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
 
         let mut segments = BTreeMap::new();
-        let mut recovered_any = false;
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let is_last = next_base.is_none();
@@ -254,7 +253,6 @@ impl Log {
                 None => {
                     let (mut segment, recovered) =
                         Segment::recover(&*fs, &dir, base, config.index_interval_bytes)?;
-                    recovered_any = true;
                     if !is_last {
                         segment.write_index_files(&*fs, &dir)?;
                     }
@@ -283,21 +281,15 @@ impl Log {
             .map_or(first_base, |c| c.log_start_offset)
             .max(first_base)
             .min(log_end_offset);
-        if recovered_any {
-            // Make the truncations and rebuilt indexes durable so the new recovery point holds.
-            for segment in segments.values_mut() {
-                segment
-                    .file
-                    .sync_data()
-                    .map_err(Error::io("fsync", &segment.path))?;
-                for file in segment.unsynced_index_files.drain(..) {
-                    file.sync_data()
-                        .map_err(Error::io("fsync", &segment.path))?;
-                }
-            }
-            fs.sync_dir(&dir)
-                .map_err(Error::io("fsync directory", &dir))?;
-        }
+        // Recovery fsyncs nothing: what it kept may still be only in the page cache, so the
+        // recovery point stays where the checkpoint had it, and the next flush syncs every
+        // segment past it (and the index files recovery rebuilt). Recovering again after
+        // another crash gives the same result.
+        let recovery_point = if clean {
+            log_end_offset
+        } else {
+            recovery_point.min(log_end_offset)
+        };
         let log = Self {
             dir: dir.clone(),
             fs: fs.clone(),
@@ -307,23 +299,23 @@ impl Log {
                 segments,
                 log_start_offset,
                 log_end_offset,
-                recovery_point: log_end_offset,
+                recovery_point,
                 unflushed_messages: 0,
                 last_flush_ms: clock.now_ms(),
                 clean_marker: clean,
             }),
             flush_lock: Mutex::new(()),
-            flushed: AtomicI64::new(log_end_offset),
+            flushed: AtomicI64::new(recovery_point),
             offline: AtomicBool::new(false),
         };
         // A clean open of an unchanged log writes nothing: the marker stays until the first
         // change (see `mark_dirty`), so idle partitions cost no fsync at start.
         let up_to_date = checkpoint
             == Some(Checkpoint {
-                recovery_point: log_end_offset,
+                recovery_point,
                 log_start_offset,
             });
-        if !clean || !up_to_date {
+        if !up_to_date {
             log.write_checkpoint(&log.inner.lock())?;
         }
         tracing::debug!(dir = %dir.display(), clean, log_start_offset, log_end_offset, "opened log");

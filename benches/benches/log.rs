@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use weir_log::{AppendOrigin, Log, LogConfig};
+use weir_log::{AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions};
 use weir_records::{Record, RecordBatchBuilder};
 
 const BATCH_BYTES: usize = 16 * 1024;
@@ -205,6 +205,83 @@ fn ratios(test_mode: bool) {
     );
 }
 
+/// Resident memory of this process in bytes, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Writes `n` partition directories straight in the on-disk format (docs/log-format.md), each
+/// with one segment of one 10-record batch: cleanly shut down (indexes, checkpoint, marker), or
+/// as a crash leaves them (no marker, recovery point 0, so every log is scanned).
+fn write_partitions(root: &Path, n: usize, clean: bool) {
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..10 {
+        builder.push(Record::new(
+            1_700_000_000_000 + i,
+            Some(b"key"),
+            Some(&[7u8; 100]),
+        ));
+    }
+    let batch = builder.build().unwrap();
+    let mut time_index = 1_700_000_000_009i64.to_be_bytes().to_vec();
+    time_index.extend_from_slice(&9u32.to_be_bytes());
+    for p in 0..n {
+        let dir = root.join(format!("topic-{p}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = format!("{:020}", 0);
+        std::fs::write(dir.join(format!("{base}.log")), &batch).unwrap();
+        if clean {
+            std::fs::write(dir.join(format!("{base}.index")), []).unwrap();
+            std::fs::write(dir.join(format!("{base}.timeindex")), &time_index).unwrap();
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n10 0\n").unwrap();
+            std::fs::write(dir.join(".clean-shutdown"), []).unwrap();
+        } else {
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n0 0\n").unwrap();
+        }
+    }
+}
+
+fn open_partitions(test_mode: bool) {
+    let n = if test_mode { 200 } else { 10_000 };
+    for clean in [true, false] {
+        let root = bench_dir();
+        write_partitions(root.path(), n, clean);
+        let (rss, files) = (rss_bytes(), open_files());
+        let start = Instant::now();
+        let mut options =
+            LogManagerOptions::new(vec![root.path().to_path_buf()], LogConfig::default());
+        options.open_threads = 4;
+        let manager = LogManager::open(options).unwrap();
+        let elapsed = start.elapsed();
+        let (rss_after, files_after) = (rss_bytes(), open_files());
+        assert_eq!(manager.len(), n);
+        assert!(
+            manager
+                .logs()
+                .iter()
+                .all(|(_, log)| log.log_end_offset() == 10)
+        );
+        println!(
+            "open {n} partitions ({}): {:.0} ms, +{:.1} MiB RSS, +{} open files",
+            if clean { "clean" } else { "after a crash" },
+            elapsed.as_secs_f64() * 1e3,
+            rss_after.saturating_sub(rss) as f64 / (1 << 20) as f64,
+            files_after.saturating_sub(files),
+        );
+        drop(manager);
+    }
+}
+
 fn criterion_benches(c: &mut Criterion) {
     let root = bench_dir();
     let mut group = c.benchmark_group("log");
@@ -244,6 +321,7 @@ fn criterion_benches(c: &mut Criterion) {
 fn main() {
     let test_mode = std::env::args().any(|a| a == "--test");
     ratios(test_mode);
+    open_partitions(test_mode);
     let mut criterion = Criterion::default().configure_from_args();
     criterion_benches(&mut criterion);
     criterion.final_summary();

@@ -13,11 +13,13 @@
 
 use crate::config::LogConfig;
 use crate::fs::{FileSystem, read_exact_at};
+use crate::handles::{HandleCache, SegmentFile};
 use crate::segment::{self, LOG_SUFFIX, Segment, file_path};
 use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use weir_records::batch::BatchHeader;
 use weir_records::{RecordBatch, RecordBatchBuilder, TimestampType, batch};
 
@@ -62,22 +64,17 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
 }
 
 fn read_batches(segment: &Segment) -> Result<Vec<(BatchHeader, Bytes)>> {
+    let file = segment.file.get()?;
     let mut headers = Vec::new();
-    segment::scan(
-        &*segment.file,
-        0,
-        segment.size,
-        false,
-        |position, header| {
-            headers.push((position, *header));
-            true
-        },
-    )
+    segment::scan(&*file, 0, segment.size, false, |position, header| {
+        headers.push((position, *header));
+        true
+    })
     .map_err(Error::io("read segment", &segment.path))?;
     let mut out = Vec::with_capacity(headers.len());
     for (position, header) in headers {
         let mut buf = BytesMut::zeroed(header.size());
-        read_exact_at(&*segment.file, &mut buf, position)
+        read_exact_at(&*file, &mut buf, position)
             .map_err(Error::io("read segment", &segment.path))?;
         out.push((header, buf.freeze()));
     }
@@ -86,7 +83,8 @@ fn read_batches(segment: &Segment) -> Result<Vec<(BatchHeader, Bytes)>> {
 
 /// Compacts the eligible segments of `segments` (all but the last, wholly below `clean_below`).
 pub(crate) fn compact(
-    fs: &dyn FileSystem,
+    fs: &Arc<dyn FileSystem>,
+    handles: &HandleCache,
     dir: &Path,
     segments: &mut BTreeMap<i64, Segment>,
     clean_below: i64,
@@ -147,7 +145,10 @@ pub(crate) fn compact(
             .map_err(Error::io("create", &cleaned_path))?;
         file.set_len(0)
             .map_err(Error::io("truncate", &cleaned_path))?;
-        let mut cleaned = Segment::empty(base, file.clone(), file_path(dir, base, LOG_SUFFIX));
+        let mut cleaned = Segment::empty(
+            base,
+            SegmentFile::pinned(fs, file_path(dir, base, LOG_SUFFIX), file.clone()),
+        );
         let mut position = 0u64;
         for (header, bytes) in read_batches(old)? {
             let (keep, removed) = clean_batch(&header, bytes, &latest, tombstone_horizon)?;
@@ -183,14 +184,15 @@ pub(crate) fn compact(
             .map_err(Error::io("rename", &cleaned_path))?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
-        segment::remove_index_files(fs, dir, base)?;
+        segment::remove_index_files(&**fs, dir, base)?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
         fs.rename(&swap_path, &cleaned.path)
             .map_err(Error::io("rename", &swap_path))?;
-        cleaned.write_index_files_atomically(fs, dir)?;
+        cleaned.write_index_files_atomically(&**fs, dir)?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
+        cleaned.file.unpin(handles, false);
         segments.insert(base, cleaned);
     }
     Ok(stats)

@@ -5,6 +5,7 @@
 //! - [`fs`]: the [`FileSystem`]/[`File`] seam every byte goes through; [`fault`] is an
 //!   in-memory implementation that tears writes, fails fsyncs and crashes.
 //! - `validate`: checks an append (framing, size, CRC-32C, records, timestamps) before writing.
+//! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
 //! - `index`: sparse offset and time indexes of a segment.
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
 //! - `checkpoint`: the recovery-point/log-start-offset checkpoint and clean-shutdown marker.
@@ -24,6 +25,7 @@ pub mod config;
 mod error;
 pub mod fault;
 pub mod fs;
+mod handles;
 mod index;
 mod log;
 mod manager;
@@ -34,5 +36,6 @@ pub use cleaner::CompactionStats;
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
+pub use handles::HandleCache;
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
 pub use manager::{LogManager, LogManagerOptions, TopicPartition};

@@ -10,6 +10,7 @@ use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, Checkpoint, TMP_SUFFIX};
 use crate::cleaner::{self, CompactionStats};
 use crate::config::{Clock, LogConfig, SystemClock};
 use crate::fs::{File, FileSystem, StdFs, read_exact_at};
+use crate::handles::HandleCache;
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, file_path};
 use crate::validate::{BatchMeta, TimestampCheck, validate};
 use crate::{Error, Result};
@@ -151,15 +152,18 @@ pub struct LogOptions {
     pub fs: Arc<dyn FileSystem>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Open handles of inactive segments (share one among many logs to bound the total).
+    pub handles: HandleCache,
 }
 
 impl LogOptions {
-    /// The real file system and the system clock.
+    /// The real file system, the system clock and a private handle cache.
     pub fn new(config: LogConfig) -> Self {
         Self {
             config,
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
+            handles: HandleCache::default(),
         }
     }
 }
@@ -185,6 +189,7 @@ pub struct Log {
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     clock: Arc<dyn Clock>,
+    handles: HandleCache,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
     /// Every offset below this is durable.
@@ -200,7 +205,12 @@ impl Log {
 
     /// Opens (or creates) the log in `dir`, recovering it if it was not closed cleanly.
     pub fn open_with(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self> {
-        let LogOptions { config, fs, clock } = options;
+        let LogOptions {
+            config,
+            fs,
+            clock,
+            handles,
+        } = options;
         let dir = dir.as_ref().to_path_buf();
         config.validate().map_err(|reason| Error::InvalidConfig {
             name: "log config".into(),
@@ -246,13 +256,13 @@ impl Log {
             let loaded = if needs_recovery {
                 None
             } else {
-                Segment::open_with_indexes(&*fs, &dir, base)?
+                Segment::open_with_indexes(&fs, &dir, base)?
             };
             let segment = match loaded {
                 Some(segment) => segment,
                 None => {
                     let (mut segment, recovered) =
-                        Segment::recover(&*fs, &dir, base, config.index_interval_bytes)?;
+                        Segment::recover(&fs, &dir, base, config.index_interval_bytes)?;
                     if !is_last {
                         segment.write_index_files(&*fs, &dir)?;
                     }
@@ -271,9 +281,16 @@ impl Log {
         }
         if segments.is_empty() {
             let base = checkpoint.map_or(0, |c| c.log_start_offset.max(0));
-            segments.insert(base, Segment::create(&*fs, &dir, base)?);
+            segments.insert(base, Segment::create(&fs, &dir, base)?);
             fs.sync_dir(&dir)
                 .map_err(Error::io("fsync directory", &dir))?;
+        }
+        // Inactive segments open their files on demand, through the shared handle cache.
+        let active_base = segments.keys().next_back().copied();
+        for segment in segments.values_mut() {
+            if Some(segment.base_offset) != active_base {
+                segment.file.unpin(&handles, false);
+            }
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let log_end_offset = segments.values().next_back().map_or(0, |s| s.next_offset);
@@ -294,6 +311,7 @@ impl Log {
             dir: dir.clone(),
             fs: fs.clone(),
             clock: clock.clone(),
+            handles: handles.clone(),
             inner: Mutex::new(Inner {
                 config,
                 segments,
@@ -516,9 +534,10 @@ impl Log {
             });
         };
         let position = active.size;
-        if let Err(source) = active.file.write_all_at(records, position) {
+        let file = active.file.get().map_err(|e| self.fail(e))?;
+        if let Err(source) = file.write_all_at(records, position) {
             // Whatever part was written is garbage: cut it off, and stop trusting the file.
-            let _ = active.file.set_len(position);
+            let _ = file.set_len(position);
             return Err(self.fail(Error::Io {
                 op: "append",
                 path: active.path.clone(),
@@ -581,9 +600,10 @@ impl Log {
             active
                 .write_index_files(&*self.fs, &self.dir)
                 .map_err(|e| self.fail(e))?;
+            active.file.unpin(&self.handles, true);
         }
         let segment =
-            Segment::create(&*self.fs, &self.dir, base_offset).map_err(|e| self.fail(e))?;
+            Segment::create(&self.fs, &self.dir, base_offset).map_err(|e| self.fail(e))?;
         self.fs
             .sync_dir(&self.dir)
             .map_err(Error::io("fsync directory", &self.dir))
@@ -648,7 +668,7 @@ impl Log {
         let (files, end) = {
             let mut inner = self.inner.lock();
             (
-                Self::files_to_sync(&mut inner, flushed),
+                Self::files_to_sync(&mut inner, flushed)?,
                 inner.log_end_offset,
             )
         };
@@ -660,17 +680,17 @@ impl Log {
     }
 
     /// Files holding data at or above `flushed`, and index files not yet fsynced.
-    fn files_to_sync(inner: &mut Inner, flushed: i64) -> Vec<(Arc<dyn File>, PathBuf)> {
+    fn files_to_sync(inner: &mut Inner, flushed: i64) -> Result<Vec<(Arc<dyn File>, PathBuf)>> {
         let mut files: Vec<(Arc<dyn File>, PathBuf)> = Vec::new();
         for segment in inner.segments.values_mut() {
             if segment.next_offset > flushed || !segment.unsynced_index_files.is_empty() {
-                files.push((segment.file.clone(), segment.path.clone()));
+                files.push((segment.file.get()?, segment.path.clone()));
                 for f in segment.unsynced_index_files.drain(..) {
                     files.push((f, segment.path.clone()));
                 }
             }
         }
-        files
+        Ok(files)
     }
 
     fn sync_files(&self, files: Vec<(Arc<dyn File>, PathBuf)>) -> Result<()> {
@@ -729,14 +749,14 @@ impl Log {
             if segment.base_offset >= upper {
                 break;
             }
-            let io = Error::io("read", &segment.path);
-            let Some((start, header)) = segment.find_batch(from, segment.size).map_err(io)? else {
+            let Some((start, header)) = segment.find_batch(from, segment.size)? else {
                 from = from.max(segment.next_offset);
                 continue;
             };
             if header.last_offset() >= upper {
                 break;
             }
+            let file = segment.file.get()?;
             let mut end = start + header.size() as u64;
             let mut next_offset = header.last_offset() + 1;
             let limit = start + (max_bytes as u64).max(header.size() as u64);
@@ -753,7 +773,7 @@ impl Log {
                 {
                     if u64::from(position) > end {
                         if let Some(h) =
-                            segment::read_header(&*segment.file, u64::from(position), segment.size)
+                            segment::read_header(&*file, u64::from(position), segment.size)
                                 .map_err(Error::io("read", &segment.path))?
                         {
                             debug_assert_eq!(
@@ -767,7 +787,7 @@ impl Log {
                 }
                 let io = Error::io("read", &segment.path);
                 segment::scan(
-                    &*segment.file,
+                    &*file,
                     end,
                     segment.size.min(limit),
                     false,
@@ -783,7 +803,7 @@ impl Log {
                 .map_err(io)?;
             }
             return Ok(LogSlice {
-                file: Some(segment.file.clone()),
+                file: Some(file),
                 position: start,
                 len: (end - start) as usize,
                 first_offset: header.base_offset,
@@ -809,8 +829,9 @@ impl Log {
             };
             let mut hit = None;
             let io = Error::io("read", &segment.path);
+            let file = segment.file.get()?;
             segment::scan(
-                &*segment.file,
+                &*file,
                 u64::from(start),
                 segment.size,
                 false,
@@ -827,8 +848,7 @@ impl Log {
                 continue;
             };
             let mut buf = BytesMut::zeroed(header.size());
-            read_exact_at(&*segment.file, &mut buf, position)
-                .map_err(Error::io("read", &segment.path))?;
+            read_exact_at(&*file, &mut buf, position).map_err(Error::io("read", &segment.path))?;
             let batch = RecordBatch::new(buf.freeze()).map_err(|source| Error::InvalidBatch {
                 position: 0,
                 source,
@@ -902,6 +922,7 @@ impl Log {
                 reason: "log has no segment",
             });
         };
+        active.file.pin().map_err(|e| self.fail(e))?;
         active
             .truncate_to(offset, interval)
             .map_err(|e| self.fail(e))?;
@@ -915,7 +936,7 @@ impl Log {
         // Flush what is left: a crash must not keep a later segment's data (or the truncated
         // one's) while losing an earlier segment's un-fsynced batches.
         let flushed = self.flushed.load(Ordering::Acquire).min(leo);
-        let files = Self::files_to_sync(&mut inner, flushed);
+        let files = Self::files_to_sync(&mut inner, flushed)?;
         self.sync_files(files)?;
         self.flushed.store(leo, Ordering::Release);
         inner.recovery_point = leo;
@@ -940,7 +961,7 @@ impl Log {
             inner.segments.remove(&base);
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
-        let segment = Segment::create(&*self.fs, &self.dir, offset).map_err(|e| self.fail(e))?;
+        let segment = Segment::create(&self.fs, &self.dir, offset).map_err(|e| self.fail(e))?;
         inner.segments.insert(offset, segment);
         self.fs
             .sync_dir(&self.dir)
@@ -1073,7 +1094,8 @@ impl Log {
         let config = inner.config.clone();
         self.mark_dirty(&mut inner)?;
         let stats = cleaner::compact(
-            &*self.fs,
+            &self.fs,
+            &self.handles,
             &self.dir,
             &mut inner.segments,
             high_watermark,

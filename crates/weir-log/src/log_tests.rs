@@ -32,6 +32,8 @@ impl Harness {
                 config: self.config.clone(),
                 fs: Arc::new(fs.clone()),
                 clock: self.clock.clone(),
+                // Tiny, so tests exercise closing and reopening inactive segments.
+                handles: crate::HandleCache::new(2),
             },
         )
         .unwrap()

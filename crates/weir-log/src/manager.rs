@@ -6,6 +6,7 @@
 
 use crate::config::{Clock, LogConfig, SystemClock};
 use crate::fs::{FileSystem, StdFs};
+use crate::handles::HandleCache;
 use crate::log::{Log, LogOptions};
 use crate::{Error, Result};
 use parking_lot::RwLock;
@@ -68,6 +69,8 @@ pub struct LogManagerOptions {
     pub fs: Arc<dyn FileSystem>,
     /// Where time comes from.
     pub clock: Arc<dyn Clock>,
+    /// Most inactive segment files kept open across all logs; active segments stay open.
+    pub max_inactive_handles: usize,
 }
 
 impl LogManagerOptions {
@@ -79,6 +82,7 @@ impl LogManagerOptions {
             open_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
+            max_inactive_handles: 4096,
         }
     }
 }
@@ -87,6 +91,7 @@ impl LogManagerOptions {
 #[derive(Debug)]
 pub struct LogManager {
     options: LogManagerOptions,
+    handles: HandleCache,
     logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
 }
 
@@ -110,6 +115,7 @@ impl LogManager {
             }
         }
         found.sort();
+        let handles = HandleCache::new(options.max_inactive_handles);
         let next = AtomicUsize::new(0);
         let threads = options.open_threads.clamp(1, found.len().max(1));
         let opened: Vec<Result<Vec<(TopicPartition, Log)>>> = std::thread::scope(|scope| {
@@ -124,7 +130,11 @@ impl LogManager {
                             };
                             let log = Log::open_with(
                                 path,
-                                Self::log_options(&options, options.default_config.clone()),
+                                Self::log_options(
+                                    &options,
+                                    &handles,
+                                    options.default_config.clone(),
+                                ),
                             )?;
                             mine.push((tp.clone(), log));
                         }
@@ -157,16 +167,27 @@ impl LogManager {
         );
         Ok(Self {
             options,
+            handles,
             logs: RwLock::new(logs),
         })
     }
 
-    fn log_options(options: &LogManagerOptions, config: LogConfig) -> LogOptions {
+    fn log_options(
+        options: &LogManagerOptions,
+        handles: &HandleCache,
+        config: LogConfig,
+    ) -> LogOptions {
         LogOptions {
             config,
             fs: options.fs.clone(),
             clock: options.clock.clone(),
+            handles: handles.clone(),
         }
+    }
+
+    /// The cache bounding the open files of inactive segments of every log.
+    pub fn handles(&self) -> &HandleCache {
+        &self.handles
     }
 
     /// The log of a partition, if this node has it.
@@ -192,7 +213,7 @@ impl LogManager {
         let config = config.unwrap_or_else(|| self.options.default_config.clone());
         let log = Arc::new(Log::open_with(
             dir.join(tp.dir_name()),
-            Self::log_options(&self.options, config),
+            Self::log_options(&self.options, &self.handles, config),
         )?);
         self.options
             .fs
@@ -330,6 +351,7 @@ mod tests {
             open_threads: 3,
             fs: Arc::new(fs.clone()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+            max_inactive_handles: 4,
         }
     }
 

@@ -5,6 +5,7 @@
 //! the flush that moves the recovery point past it.
 
 use crate::fs::{File, FileSystem, read_exact_at, read_up_to};
+use crate::handles::SegmentFile;
 use crate::index::{OFFSET_ENTRY, OffsetIndex, TIME_ENTRY, TimeIndex};
 use crate::{Error, Result};
 use std::io;
@@ -38,7 +39,7 @@ const SCAN_CHUNK: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub(crate) base_offset: i64,
-    pub(crate) file: Arc<dyn File>,
+    pub(crate) file: SegmentFile,
     pub(crate) path: PathBuf,
     /// Bytes of whole batches in the file.
     pub(crate) size: u64,
@@ -64,11 +65,11 @@ pub(crate) struct Recovered {
 }
 
 impl Segment {
-    pub(crate) fn empty(base_offset: i64, file: Arc<dyn File>, path: PathBuf) -> Self {
+    pub(crate) fn empty(base_offset: i64, file: SegmentFile) -> Self {
         Self {
             base_offset,
+            path: file.path().to_path_buf(),
             file,
-            path,
             size: 0,
             next_offset: base_offset,
             index: OffsetIndex::default(),
@@ -82,21 +83,24 @@ impl Segment {
     }
 
     /// Creates an empty segment, replacing any stale files of the same name.
-    pub(crate) fn create(fs: &dyn FileSystem, dir: &Path, base_offset: i64) -> Result<Self> {
+    pub(crate) fn create(fs: &Arc<dyn FileSystem>, dir: &Path, base_offset: i64) -> Result<Self> {
         let path = file_path(dir, base_offset, LOG_SUFFIX);
-        remove_index_files(fs, dir, base_offset)?;
+        remove_index_files(&**fs, dir, base_offset)?;
         let file = fs
             .open(&path, true)
             .map_err(Error::io("create segment", &path))?;
         file.set_len(0)
             .map_err(Error::io("truncate segment", &path))?;
-        Ok(Self::empty(base_offset, file, path))
+        Ok(Self::empty(
+            base_offset,
+            SegmentFile::pinned(fs, path, file),
+        ))
     }
 
     /// Opens a segment whose index files can be trusted if they pass their checks; returns
     /// `Ok(None)` when they are missing or fail, so the caller recovers the segment instead.
     pub(crate) fn open_with_indexes(
-        fs: &dyn FileSystem,
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: i64,
     ) -> Result<Option<Self>> {
@@ -105,7 +109,7 @@ impl Segment {
             .open(&path, false)
             .map_err(Error::io("open segment", &path))?;
         let size = file.len().map_err(Error::io("stat segment", &path))?;
-        let mut segment = Self::empty(base_offset, file, path);
+        let mut segment = Self::empty(base_offset, SegmentFile::pinned(fs, path, file.clone()));
         segment.size = size;
         if size == 0 {
             return Ok(Some(segment));
@@ -115,8 +119,8 @@ impl Segment {
         if !fs.exists(&index_path) || !fs.exists(&time_path) {
             return Ok(None);
         }
-        let index_bytes = read_file(fs, &index_path)?;
-        let time_bytes = read_file(fs, &time_path)?;
+        let index_bytes = read_file(&**fs, &index_path)?;
+        let time_bytes = read_file(&**fs, &time_path)?;
         let (Ok(index), Ok(time_index)) = (
             OffsetIndex::decode(&index_bytes, size),
             TimeIndex::decode(&time_bytes),
@@ -137,7 +141,7 @@ impl Segment {
         // The next offset: scan the few batches after the last index entry.
         let start = u64::from(segment.index.lookup(u32::MAX));
         let mut next = base_offset;
-        let end = scan(&*segment.file, start, size, false, |_, header| {
+        let end = scan(&*file, start, size, false, |_, header| {
             next = header.last_offset() + 1;
             true
         })
@@ -152,7 +156,7 @@ impl Segment {
     /// Opens a segment and rebuilds its indexes from the batches, verifying every CRC and
     /// truncating the file at the first torn or corrupt batch.
     pub(crate) fn recover(
-        fs: &dyn FileSystem,
+        fs: &Arc<dyn FileSystem>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
@@ -162,10 +166,10 @@ impl Segment {
             .open(&path, false)
             .map_err(Error::io("open segment", &path))?;
         let len = file.len().map_err(Error::io("stat segment", &path))?;
-        let mut segment = Self::empty(base_offset, file, path);
+        let mut segment = Self::empty(base_offset, SegmentFile::pinned(fs, path, file.clone()));
         let mut next = base_offset;
         let mut batches = Vec::new();
-        let end = scan(&*segment.file, 0, len, true, |position, header| {
+        let end = scan(&*file, 0, len, true, |position, header| {
             let relative = header.last_offset() - base_offset;
             if header.base_offset < next || !(0..=i64::from(i32::MAX)).contains(&relative) {
                 return false;
@@ -192,14 +196,12 @@ impl Segment {
                 len,
                 "truncating torn or corrupt tail"
             );
-            segment
-                .file
-                .set_len(end)
+            file.set_len(end)
                 .map_err(Error::io("truncate segment", &segment.path))?;
         }
         segment.size = end;
         segment.next_offset = next;
-        remove_index_files(fs, dir, base_offset)?;
+        remove_index_files(&**fs, dir, base_offset)?;
         Ok((
             segment,
             Recovered {
@@ -303,9 +305,10 @@ impl Segment {
 
     /// Removes batches from the first one containing an offset `>= offset` onwards.
     pub(crate) fn truncate_to(&mut self, offset: i64, interval: u32) -> Result<()> {
+        let file = self.file.get()?;
         let start = u64::from(self.index.lookup(self.relative(offset)));
         let mut cut = None;
-        scan(&*self.file, start, self.size, false, |position, header| {
+        scan(&*file, start, self.size, false, |position, header| {
             if header.last_offset() >= offset {
                 cut = Some((position, header.base_offset));
                 return false;
@@ -316,23 +319,28 @@ impl Segment {
         let Some((position, _)) = cut else {
             return Ok(());
         };
-        self.file
-            .set_len(position)
+        file.set_len(position)
             .map_err(Error::io("truncate segment", &self.path))?;
         // Make the truncation durable now: otherwise a crash could bring back the removed
         // batches, which a follower truncating to its leader must never see again.
-        self.file
-            .sync_data()
+        file.sync_data()
             .map_err(Error::io("fsync segment", &self.path))?;
         // Rebuild the in-memory state of what is left: cheap compared to the I/O that produced it.
         let mut batches = Vec::new();
-        scan(&*self.file, 0, position, false, |p, h| {
+        scan(&*file, 0, position, false, |p, h| {
             batches.push((p, *h));
             true
         })
         .map_err(Error::io("read segment", &self.path))?;
-        let (file, path, base) = (self.file.clone(), self.path.clone(), self.base_offset);
-        *self = Self::empty(base, file, path);
+        let base = self.base_offset;
+        self.size = 0;
+        self.next_offset = base;
+        self.index = OffsetIndex::default();
+        self.time_index = TimeIndex::default();
+        self.bytes_since_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = base;
+        self.first_batch_timestamp = None;
         for (p, h) in batches {
             self.track_batch(
                 p,
@@ -349,24 +357,22 @@ impl Segment {
 
     /// Position of the first batch whose last offset is `>= offset`, with its header, searching
     /// from the index; `None` when no batch in `[.., end)` qualifies.
-    pub(crate) fn find_batch(
-        &self,
-        offset: i64,
-        end: u64,
-    ) -> io::Result<Option<(u64, BatchHeader)>> {
+    pub(crate) fn find_batch(&self, offset: i64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let file = self.file.get()?;
         let start = if offset <= self.base_offset {
             0
         } else {
             u64::from(self.index.lookup(self.relative(offset)))
         };
         let mut found = None;
-        scan(&*self.file, start, end, false, |position, header| {
+        scan(&*file, start, end, false, |position, header| {
             if header.last_offset() >= offset {
                 found = Some((position, *header));
                 return false;
             }
             true
-        })?;
+        })
+        .map_err(Error::io("read segment", &self.path))?;
         Ok(found)
     }
 }

@@ -26,6 +26,8 @@ pub(crate) fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -
             config: config.clone(),
             fs: Arc::new(fs.clone()),
             clock: clock.clone(),
+            // Tiny, so tests exercise closing and reopening inactive segments.
+            handles: weir_log::HandleCache::new(2),
         },
     )
     .unwrap()

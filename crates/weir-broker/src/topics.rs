@@ -235,9 +235,11 @@ impl TopicRegistry {
     }
 
     fn persist(&self, topics: &BTreeMap<String, Topic>) -> Result<(), TopicError> {
-        let storage = |e: std::io::Error| TopicError::Storage(format!("{}: {e}", self.path.display()));
+        let storage =
+            |e: std::io::Error| TopicError::Storage(format!("{}: {e}", self.path.display()));
         let list: Vec<&Topic> = topics.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).map_err(|e| TopicError::Storage(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&list).map_err(|e| TopicError::Storage(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
         {
             use std::io::Write;
@@ -247,7 +249,9 @@ impl TopicRegistry {
         }
         std::fs::rename(&tmp, &self.path).map_err(storage)?;
         if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(storage)?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(storage)?;
         }
         Ok(())
     }
@@ -274,18 +278,25 @@ mod tests {
         let mut configs = BTreeMap::new();
         configs.insert("retention.ms".to_string(), "1000".to_string());
         let created = registry.create("t", 3, configs, false).unwrap();
-        assert!(matches!(registry.create("t", 1, BTreeMap::new(), false), Err(TopicError::AlreadyExists(_))));
-        registry.update("t", |t| {
-            t.partitions = 5;
-            Ok(())
-        })
-        .unwrap();
+        assert!(matches!(
+            registry.create("t", 1, BTreeMap::new(), false),
+            Err(TopicError::AlreadyExists(_))
+        ));
+        registry
+            .update("t", |t| {
+                t.partitions = 5;
+                Ok(())
+            })
+            .unwrap();
         drop(registry);
         let reopened = TopicRegistry::open(dir.path()).unwrap();
         let t = reopened.get("t").unwrap();
         assert_eq!(t.id, created.id);
         assert_eq!(t.partitions, 5);
-        assert_eq!(t.configs.get("retention.ms").map(String::as_str), Some("1000"));
+        assert_eq!(
+            t.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
         assert_eq!(reopened.by_id(created.id).unwrap().name, "t");
         reopened.delete("t").unwrap();
         assert!(TopicRegistry::open(dir.path()).unwrap().get("t").is_none());

@@ -20,6 +20,7 @@ pub struct RecordBatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    preserved_last_offset_delta: Option<i32>,
     records: Vec<Record>,
 }
 
@@ -39,6 +40,7 @@ impl RecordBatchBuilder {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
+            preserved_last_offset_delta: None,
             records: Vec::new(),
         }
     }
@@ -87,6 +89,14 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// Keeps each pushed record's own `offset` (its offset delta is `offset - base offset`)
+    /// instead of numbering records from the base offset, and sets the batch's last offset
+    /// delta. Compaction uses this to drop records from a batch without renumbering the rest.
+    pub fn preserve_offsets(&mut self, last_offset_delta: i32) -> &mut Self {
+        self.preserved_last_offset_delta = Some(last_offset_delta);
+        self
+    }
+
     /// Adds a record.
     pub fn push(&mut self, record: Record) -> &mut Self {
         self.records.push(record);
@@ -120,22 +130,31 @@ impl RecordBatchBuilder {
         buf.put_i8(crate::batch::MAGIC_V2);
         buf.put_u32(0); // CRC, patched below
         buf.put_i16(self.attributes.0);
-        buf.put_i32(count.saturating_sub(1).max(0));
+        let last_offset_delta = self
+            .preserved_last_offset_delta
+            .unwrap_or(count.saturating_sub(1).max(0));
+        buf.put_i32(last_offset_delta);
         buf.put_i64(base_timestamp);
         buf.put_i64(max_timestamp);
         buf.put_i64(self.producer_id);
         buf.put_i16(self.producer_epoch);
         buf.put_i32(self.base_sequence);
         buf.put_i32(count);
-        if compression == Compression::None {
-            for (delta, record) in self.records.iter().enumerate() {
-                encode_record(&mut buf, record, delta as i32, base_timestamp)?;
-            }
+        // Compressed batches encode their records here first; empty (no allocation) otherwise.
+        let mut plain = BytesMut::new();
+        let target = if compression == Compression::None {
+            &mut buf
         } else {
-            let mut plain = BytesMut::with_capacity(64 * self.records.len());
-            for (delta, record) in self.records.iter().enumerate() {
-                encode_record(&mut plain, record, delta as i32, base_timestamp)?;
-            }
+            &mut plain
+        };
+        for (delta, record) in self.records.iter().enumerate() {
+            let delta = match self.preserved_last_offset_delta {
+                Some(_) => record.offset.wrapping_sub(self.base_offset) as i32,
+                None => delta as i32,
+            };
+            encode_record(target, record, delta, base_timestamp)?;
+        }
+        if compression != Compression::None {
             buf.put_slice(&compression::compress(compression, &plain)?);
         }
 
@@ -257,6 +276,33 @@ mod tests {
             Just(Compression::Lz4),
             Just(Compression::Zstd),
         ]
+    }
+
+    #[test]
+    fn preserved_offsets_keep_gaps() {
+        let mut builder = RecordBatchBuilder::new();
+        builder.base_offset(100).preserve_offsets(9);
+        let mut a = Record::new(1, Some(b"a"), Some(b"1"));
+        a.offset = 102;
+        let mut b = Record::new(2, Some(b"b"), None);
+        b.offset = 107;
+        builder.push(a).push(b);
+        let batch = RecordBatch::new(builder.build().unwrap()).unwrap();
+        batch.verify_crc().unwrap();
+        assert_eq!(
+            (
+                batch.base_offset(),
+                batch.last_offset(),
+                batch.record_count()
+            ),
+            (100, 109, 2)
+        );
+        let offsets: Vec<i64> = batch
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().offset)
+            .collect();
+        assert_eq!(offsets, vec![102, 107]);
     }
 
     proptest! {

@@ -1,0 +1,328 @@
+//! Log append and read throughput against raw file I/O on the same filesystem, in the same run.
+//!
+//! Prints one line per case, `append <case>: X MB/s, raw: Y MB/s, ratio: R`, then runs the
+//! criterion benchmarks. `cargo bench -p weir-benches --bench log -- --test` runs every case
+//! once on a few MiB to keep it compiling and working. Set `WEIR_BENCH_DIR` to measure on a
+//! specific filesystem (default: the system temp directory).
+
+#![expect(clippy::unwrap_used, reason = "a benchmark fails loudly")]
+
+use criterion::{Criterion, Throughput};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use weir_log::{AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions};
+use weir_records::{Record, RecordBatchBuilder};
+
+const BATCH_BYTES: usize = 16 * 1024;
+const FSYNC_EVERY: usize = 1 << 20;
+const LEADER: AppendOrigin = AppendOrigin::Leader { leader_epoch: 0 };
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("WEIR_BENCH_DIR") {
+        Some(dir) => tempfile::tempdir_in(dir).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+/// A batch of records of `record_bytes` values filling about 16 KiB.
+fn batch(record_bytes: usize) -> (Vec<u8>, usize) {
+    let mut builder = RecordBatchBuilder::new();
+    let value = vec![0x5a; record_bytes];
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut count = 0;
+    while builder.clone().build().unwrap().len() + record_bytes + 16 <= BATCH_BYTES {
+        builder.push(Record::new(
+            now,
+            Some(format!("key-{count}").as_bytes()),
+            Some(&value),
+        ));
+        count += 1;
+    }
+    (builder.build().unwrap().to_vec(), count)
+}
+
+fn config(fsync: bool, records_per_batch: usize) -> LogConfig {
+    LogConfig {
+        flush_messages: if fsync {
+            (FSYNC_EVERY / BATCH_BYTES * records_per_batch) as i64
+        } else {
+            i64::MAX
+        },
+        ..LogConfig::default()
+    }
+}
+
+fn append_log(
+    dir: &Path,
+    template: &[u8],
+    records: usize,
+    batches: usize,
+    fsync: bool,
+) -> Duration {
+    let log = Log::open(dir, config(fsync, records)).unwrap();
+    let mut buf = template.to_vec();
+    let start = Instant::now();
+    for _ in 0..batches {
+        log.append(&mut buf, LEADER).unwrap();
+    }
+    let elapsed = start.elapsed();
+    log.close().unwrap();
+    elapsed
+}
+
+fn append_raw(path: &Path, template: &[u8], batches: usize, fsync: bool) -> Duration {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    let per_sync = FSYNC_EVERY / BATCH_BYTES;
+    let start = Instant::now();
+    for i in 0..batches {
+        file.write_all(template).unwrap();
+        if fsync && (i + 1) % per_sync == 0 {
+            file.sync_data().unwrap();
+        }
+    }
+    start.elapsed()
+}
+
+fn read_log(log: &Log, buf: &mut [u8]) -> (Duration, usize) {
+    let leo = log.log_end_offset();
+    let start = Instant::now();
+    let mut offset = 0;
+    let mut total = 0;
+    while offset < leo {
+        let slice = log.read(offset, 1 << 20, leo).unwrap();
+        slice.read_into(buf).unwrap();
+        total += slice.len();
+        offset = slice.next_offset();
+    }
+    (start.elapsed(), total)
+}
+
+fn read_raw(path: &Path, buf: &mut [u8]) -> (Duration, usize) {
+    let mut file = File::open(path).unwrap();
+    let start = Instant::now();
+    let mut total = 0;
+    loop {
+        let n = file.read(&mut buf[..1 << 20]).unwrap();
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    (start.elapsed(), total)
+}
+
+fn mbps(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / 1e6 / elapsed.as_secs_f64()
+}
+
+/// Measures each side `rounds` times, alternating, and keeps each side's best run.
+fn compare(
+    name: &str,
+    rounds: usize,
+    mut log: impl FnMut() -> (Duration, usize),
+    mut raw: impl FnMut() -> (Duration, usize),
+) {
+    let (mut best_log, mut best_raw) = (0f64, 0f64);
+    for _ in 0..rounds {
+        let (t, n) = log();
+        best_log = best_log.max(mbps(n, t));
+        let (t, n) = raw();
+        best_raw = best_raw.max(mbps(n, t));
+    }
+    println!(
+        "{name}: {best_log:.0} MB/s, raw: {best_raw:.0} MB/s, ratio: {:.2}",
+        best_log / best_raw
+    );
+}
+
+fn ratios(test_mode: bool) {
+    let root = bench_dir();
+    let rounds = if test_mode { 1 } else { 5 };
+    let cases = [
+        ("1KiB records, 16KiB batches", 1024),
+        ("100B records, 16KiB batches", 100),
+    ];
+    for (label, record_bytes) in cases {
+        let (template, records) = batch(record_bytes);
+        for fsync in [false, true] {
+            let mib = match (test_mode, fsync) {
+                (true, _) => 2,
+                (false, false) => 256,
+                (false, true) => 64,
+            };
+            let batches = mib * (1 << 20) / template.len();
+            let bytes = batches * template.len();
+            let mut run = 0;
+            let name = format!(
+                "append {label}{}",
+                if fsync { ", fsync every 1 MiB" } else { "" }
+            );
+            let log_dir = root.path().join("log");
+            let raw_path = root.path().join("raw");
+            compare(
+                &name,
+                rounds,
+                || {
+                    run += 1;
+                    let dir = log_dir.join(format!("bench-{run}"));
+                    let t = append_log(&dir, &template, records, batches, fsync);
+                    std::fs::remove_dir_all(&dir).unwrap();
+                    (t, bytes)
+                },
+                || {
+                    let t = append_raw(&raw_path, &template, batches, fsync);
+                    (t, bytes)
+                },
+            );
+        }
+    }
+    // Reads from the page cache: a freshly written log and file of the same bytes.
+    let (template, records) = batch(1024);
+    let mib = if test_mode { 2 } else { 256 };
+    let batches = mib * (1 << 20) / template.len();
+    let dir = root.path().join("read-log");
+    append_log(&dir, &template, records, batches, false);
+    let raw_path = root.path().join("read-raw");
+    append_raw(&raw_path, &template, batches, false);
+    let log = Log::open(&dir, LogConfig::default()).unwrap();
+    let mut buf = vec![0u8; 2 << 20];
+    let mut buf2 = vec![0u8; 2 << 20];
+    compare(
+        "read 1KiB records, 1 MiB fetches from page cache",
+        rounds * 2,
+        || read_log(&log, &mut buf),
+        || read_raw(&raw_path, &mut buf2),
+    );
+}
+
+/// Resident memory of this process in bytes, from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Writes `n` partition directories straight in the on-disk format (docs/log-format.md), each
+/// with one segment of one 10-record batch: cleanly shut down (indexes, checkpoint, marker), or
+/// as a crash leaves them (no marker, recovery point 0, so every log is scanned).
+fn write_partitions(root: &Path, n: usize, clean: bool) {
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..10 {
+        builder.push(Record::new(
+            1_700_000_000_000 + i,
+            Some(b"key"),
+            Some(&[7u8; 100]),
+        ));
+    }
+    let batch = builder.build().unwrap();
+    let mut time_index = 1_700_000_000_009i64.to_be_bytes().to_vec();
+    time_index.extend_from_slice(&9u32.to_be_bytes());
+    for p in 0..n {
+        let dir = root.join(format!("topic-{p}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = format!("{:020}", 0);
+        std::fs::write(dir.join(format!("{base}.log")), &batch).unwrap();
+        if clean {
+            std::fs::write(dir.join(format!("{base}.index")), []).unwrap();
+            std::fs::write(dir.join(format!("{base}.timeindex")), &time_index).unwrap();
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n10 0\n").unwrap();
+            std::fs::write(dir.join(".clean-shutdown"), []).unwrap();
+        } else {
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n0 0\n").unwrap();
+        }
+    }
+}
+
+fn open_partitions(test_mode: bool) {
+    let n = if test_mode { 200 } else { 10_000 };
+    for clean in [true, false] {
+        let root = bench_dir();
+        write_partitions(root.path(), n, clean);
+        let (rss, files) = (rss_bytes(), open_files());
+        let start = Instant::now();
+        let mut options =
+            LogManagerOptions::new(vec![root.path().to_path_buf()], LogConfig::default());
+        options.open_threads = 4;
+        let manager = LogManager::open(options).unwrap();
+        let elapsed = start.elapsed();
+        let (rss_after, files_after) = (rss_bytes(), open_files());
+        assert_eq!(manager.len(), n);
+        assert!(
+            manager
+                .logs()
+                .iter()
+                .all(|(_, log)| log.log_end_offset() == 10)
+        );
+        println!(
+            "open {n} partitions ({}): {:.0} ms, +{:.1} MiB RSS, +{} open files",
+            if clean { "clean" } else { "after a crash" },
+            elapsed.as_secs_f64() * 1e3,
+            rss_after.saturating_sub(rss) as f64 / (1 << 20) as f64,
+            files_after.saturating_sub(files),
+        );
+        drop(manager);
+    }
+}
+
+fn criterion_benches(c: &mut Criterion) {
+    let root = bench_dir();
+    let mut group = c.benchmark_group("log");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(300));
+    for (label, record_bytes) in [("append_1KiB_records", 1024), ("append_100B_records", 100)] {
+        let (template, records) = batch(record_bytes);
+        group.throughput(Throughput::Bytes(template.len() as u64));
+        let dir = root.path().join(label);
+        let log = Log::open(&dir, config(false, records)).unwrap();
+        let mut buf = template.clone();
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    // Keep the log (and the dirty page cache) small between timed runs.
+                    log.truncate_fully_and_start_at(log.log_end_offset())
+                        .unwrap();
+                    let run = (iters - done).min(2048);
+                    let start = Instant::now();
+                    for _ in 0..run {
+                        log.append(&mut buf, LEADER).unwrap();
+                    }
+                    elapsed += start.elapsed();
+                    done += run;
+                }
+                elapsed
+            });
+        });
+    }
+    group.finish();
+}
+
+fn main() {
+    let test_mode = std::env::args().any(|a| a == "--test");
+    ratios(test_mode);
+    open_partitions(test_mode);
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion);
+    criterion.final_summary();
+}

@@ -1,0 +1,153 @@
+//! The file-system seam: everything the log does to disk goes through [`FileSystem`] and
+//! [`File`], so tests can swap in [`crate::fault::FaultFs`] to tear writes, fail fsyncs and
+//! crash.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A directory tree of files. Paths are absolute or relative to the process; the log only
+/// touches paths under its own partition directory.
+pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
+    /// Creates `path` and any missing parents.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Opens `path` for reading and writing, creating it (empty) when `create` is set.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory and everything in it.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Names of the entries of a directory, in no particular order.
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// Makes creations, renames and removals of entries of directory `path` durable.
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+}
+
+/// An open file addressed by position (pread/pwrite), shared between the writer and readers.
+pub trait File: Send + Sync + fmt::Debug {
+    /// Reads at most `buf.len()` bytes at `pos`; 0 means end of file.
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `pos`. On error an unknown prefix may have been written.
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()>;
+    /// Current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Truncates or extends to `len`.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes the data written so far durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// The underlying OS file, for `sendfile` on plaintext listeners; `None` for in-memory files.
+    fn as_std(&self) -> Option<&std::fs::File> {
+        None
+    }
+}
+
+/// Reads exactly `buf.len()` bytes at `pos`, failing with `UnexpectedEof` on a short file.
+pub(crate) fn read_exact_at(file: &dyn File, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match file.read_at(buf, pos) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = buf.get_mut(n..).unwrap_or_default();
+                pos += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to `buf.len()` bytes at `pos`, stopping early only at end of file.
+pub(crate) fn read_up_to(file: &dyn File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..) {
+        if rest.is_empty() {
+            break;
+        }
+        match file.read_at(rest, pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// The real file system through `std::fs`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdFile(std::fs::File);
+
+impl File for StdFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.0.read_at(buf, pos)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.0, buf, pos)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn as_std(&self) -> Option<&std::fs::File> {
+        Some(&self.0)
+    }
+}
+
+impl FileSystem for StdFs {
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(path)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(Arc::new(StdFile(file)))
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            if let Ok(name) = entry?.file_name().into_string() {
+                names.push(name);
+            }
+        }
+        Ok(names)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::File::open(path)?.sync_all()
+    }
+}

@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+//!
+//! # Layout
+//! - [`config`]: [`LogConfig`] (Kafka property names and defaults) and the injectable [`Clock`].
+//! - [`fs`]: the [`FileSystem`]/[`File`] seam every byte goes through; [`fault`] is an
+//!   in-memory implementation that tears writes, fails fsyncs and crashes.
+//! - `validate`: checks an append (framing, size, CRC-32C, records, timestamps) before writing.
+//! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
+//! - `index`: sparse offset and time indexes of a segment.
+//! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
+//! - `checkpoint`: the recovery-point/log-start-offset checkpoint and clean-shutdown marker.
+//! - `cleaner`: compaction passes over inactive segments and their crash-safe swap.
+//! - [`LogManager`] (`manager`): every partition of a node across data directories, opened
+//!   concurrently.
+//! - [`Log`] (`log`): one partition — append, read, offsets, roll, flush, truncate, retention.
+//!
+//! Data flows: producer bytes → `validate` → [`Log::append`] stamps offsets → the active
+//! `segment` file (+ its indexes) → `fs`; reads go [`Log::read`] → index lookup → a
+//! [`LogSlice`] of whole batches in a segment file.
+#![cfg_attr(not(test), deny(clippy::indexing_slicing))]
+
+mod checkpoint;
+mod cleaner;
+pub mod config;
+mod error;
+pub mod fault;
+pub mod fs;
+mod handles;
+mod index;
+mod log;
+mod manager;
+mod segment;
+mod validate;
+
+pub use cleaner::CompactionStats;
+pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
+pub use error::{Error, Result};
+pub use fs::{File, FileSystem, StdFs};
+pub use handles::HandleCache;
+pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
+pub use manager::{LogManager, LogManagerOptions, TopicPartition};

@@ -1,0 +1,487 @@
+use super::*;
+use crate::config::ManualClock;
+use crate::fault::FaultFs;
+use weir_records::{Record, RecordBatchBuilder};
+
+const NOW: i64 = 1_700_000_000_000;
+const LEADER: AppendOrigin = AppendOrigin::Leader { leader_epoch: 3 };
+
+struct Harness {
+    fs: FaultFs,
+    clock: Arc<ManualClock>,
+    dir: PathBuf,
+    config: LogConfig,
+}
+
+impl Harness {
+    fn new(config: LogConfig) -> Self {
+        Self {
+            fs: FaultFs::new(),
+            clock: Arc::new(ManualClock::new(NOW)),
+            dir: PathBuf::from("/data/topic-0"),
+            config,
+        }
+    }
+    fn open(&self) -> Log {
+        self.open_on(&self.fs)
+    }
+    fn open_on(&self, fs: &FaultFs) -> Log {
+        Log::open_with(
+            &self.dir,
+            LogOptions {
+                config: self.config.clone(),
+                fs: Arc::new(fs.clone()),
+                clock: self.clock.clone(),
+                // Tiny, so tests exercise closing and reopening inactive segments.
+                handles: crate::HandleCache::new(2),
+            },
+        )
+        .unwrap()
+    }
+}
+
+fn batch(n: usize, ts: i64, value_len: usize) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    let value = vec![7u8; value_len];
+    for i in 0..n {
+        builder.push(Record::new(
+            ts + i as i64,
+            Some(format!("k{i}").as_bytes()),
+            Some(&value),
+        ));
+    }
+    builder.build().unwrap().to_vec()
+}
+
+fn offsets_in(bytes: &Bytes) -> Vec<(i64, i64)> {
+    weir_records::RecordBatches::new(bytes.clone())
+        .map(|b| {
+            let b = b.unwrap();
+            b.verify_crc().unwrap();
+            (b.base_offset(), b.last_offset())
+        })
+        .collect()
+}
+
+#[test]
+fn append_assigns_offsets_and_read_returns_whole_batches() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    let a = log.append(&mut batch(3, NOW, 10), LEADER).unwrap();
+    let b = log.append(&mut batch(2, NOW, 10), LEADER).unwrap();
+    assert_eq!(
+        (a.first_offset, a.last_offset, b.first_offset, b.last_offset),
+        (0, 2, 3, 4)
+    );
+    assert_eq!(log.log_end_offset(), 5);
+    let all = log.read(0, 1 << 20, 5).unwrap().to_bytes().unwrap();
+    assert_eq!(offsets_in(&all), vec![(0, 2), (3, 4)]);
+    // From the middle of a batch: the whole containing batch comes back.
+    let mid = log.read(4, 1 << 20, 5).unwrap().to_bytes().unwrap();
+    assert_eq!(offsets_in(&mid), vec![(3, 4)]);
+    // The upper bound hides batches not wholly below it.
+    assert_eq!(
+        offsets_in(&log.read(0, 1 << 20, 4).unwrap().to_bytes().unwrap()),
+        vec![(0, 2)]
+    );
+    assert!(log.read(0, 1 << 20, 2).unwrap().is_empty());
+    // KIP-74: one whole batch even when larger than max_bytes.
+    assert_eq!(
+        offsets_in(&log.read(0, 1, 5).unwrap().to_bytes().unwrap()),
+        vec![(0, 2)]
+    );
+    assert!(log.read(5, 100, 5).unwrap().is_empty());
+    assert!(matches!(
+        log.read(6, 100, 6),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    let stored = RecordBatch::new(log.read(0, 1, 5).unwrap().to_bytes().unwrap()).unwrap();
+    assert_eq!(stored.header().partition_leader_epoch, 3);
+}
+
+#[test]
+fn invalid_append_writes_nothing() {
+    let h = Harness::new(LogConfig {
+        max_message_bytes: 200,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let mut good = batch(1, NOW, 10);
+    let mut corrupt = good.clone();
+    *corrupt.last_mut().unwrap() ^= 0xff;
+    let mut both = good.clone();
+    both.extend_from_slice(&corrupt);
+    assert!(matches!(
+        log.append(&mut both, LEADER),
+        Err(Error::InvalidBatch { .. })
+    ));
+    assert!(matches!(
+        log.append(&mut batch(1, NOW, 500), LEADER),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    assert!(matches!(
+        log.append(&mut batch(1, NOW + 7_200_000, 1), LEADER),
+        Err(Error::InvalidTimestamp { .. })
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_bytes(), 0);
+    log.append(&mut good, LEADER).unwrap();
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+#[test]
+fn log_append_time_is_stamped() {
+    let h = Harness::new(LogConfig {
+        message_timestamp_type: TimestampType::LogAppendTime,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let info = log.append(&mut batch(2, 5, 1), LEADER).unwrap();
+    assert_eq!(info.log_append_time, NOW);
+    let stored = RecordBatch::new(log.read(0, 1, 2).unwrap().to_bytes().unwrap()).unwrap();
+    stored.verify_crc().unwrap();
+    assert_eq!(stored.max_timestamp(), NOW);
+}
+
+#[test]
+fn rolls_on_size_time_and_full_index() {
+    let one = batch(1, NOW, 100).len() as u32;
+    let h = Harness::new(LogConfig {
+        segment_bytes: one * 3,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for _ in 0..7 {
+        log.append(&mut batch(1, NOW, 100), LEADER).unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 3, 6]);
+    // Reads never span segments.
+    assert_eq!(
+        offsets_in(&log.read(0, 1 << 20, 7).unwrap().to_bytes().unwrap()).len(),
+        3
+    );
+    assert_eq!(
+        offsets_in(&log.read(3, 1 << 20, 7).unwrap().to_bytes().unwrap())[0],
+        (3, 3)
+    );
+
+    let h = Harness::new(LogConfig {
+        segment_ms: 1000,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    log.append(&mut batch(1, NOW + 1000, 1), LEADER).unwrap();
+    log.append(&mut batch(1, NOW + 1001, 1), LEADER).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+
+    let h = Harness::new(LogConfig {
+        index_interval_bytes: 1,
+        segment_index_bytes: 16,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for _ in 0..8 {
+        log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    }
+    assert!(log.segment_count() > 1);
+    for offset in 0..8 {
+        let slice = log.read(offset, 1, 8).unwrap().to_bytes().unwrap();
+        assert_eq!(offsets_in(&slice), vec![(offset, offset)]);
+    }
+}
+
+#[test]
+fn clean_close_and_reopen_keeps_everything() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 1000,
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for i in 0..50 {
+        log.append(&mut batch(2, NOW + i, 20), LEADER).unwrap();
+    }
+    let before = log.read(0, usize::MAX, 100).unwrap().to_bytes().unwrap();
+    let segments = log.segment_base_offsets();
+    log.close().unwrap();
+    assert!(h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
+    let log = h.open();
+    // The marker stays until the first change.
+    assert!(h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
+    assert_eq!(log.segment_base_offsets(), segments);
+    assert_eq!(log.log_end_offset(), 100);
+    assert_eq!(
+        log.read(0, usize::MAX, 100).unwrap().to_bytes().unwrap(),
+        before
+    );
+    for offset in 0..100 {
+        let slice = log.read(offset, 1, 100).unwrap().to_bytes().unwrap();
+        assert_eq!(offsets_in(&slice)[0].0, offset & !1);
+    }
+    assert_eq!(
+        log.fetch_offset_by_timestamp(NOW + 10)
+            .unwrap()
+            .unwrap()
+            .offset,
+        19
+    );
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(log.log_end_offset(), 101);
+    assert!(!h.fs.exists(&h.dir.join(CLEAN_SHUTDOWN_FILE)));
+    // A crash now must not trust the stale index files: the last segment is recovered.
+    let crashed = h.open_on(&h.fs.crash());
+    assert_eq!(crashed.log_end_offset(), 100);
+    drop(crashed);
+    // A clean open with no change, then a crash: the marker is still valid.
+    log.close().unwrap();
+    let idle = h.open();
+    drop(idle);
+    let log = h.open_on(&h.fs.crash());
+    assert_eq!(log.log_end_offset(), 101);
+}
+
+#[test]
+fn flush_messages_fsyncs_and_advances_recovery_point() {
+    let h = Harness::new(LogConfig {
+        flush_messages: 3,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let syncs = h.fs.sync_count();
+    log.append(&mut batch(2, NOW, 1), LEADER).unwrap();
+    assert_eq!(h.fs.sync_count(), syncs);
+    assert_eq!(log.recovery_point(), 0);
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(h.fs.sync_count(), syncs + 1);
+    assert_eq!(log.recovery_point(), 3);
+    // What was fsynced survives a crash.
+    let log2 = h.open_on(&h.fs.crash());
+    assert_eq!(log2.log_end_offset(), 3);
+}
+
+#[test]
+fn flush_ms_is_applied_on_append_and_tick() {
+    let h = Harness::new(LogConfig {
+        flush_ms: 100,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    h.clock.advance(100);
+    log.flush_if_due().unwrap();
+    assert_eq!(log.recovery_point(), 1);
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    h.clock.advance(100);
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(log.recovery_point(), 3);
+}
+
+#[test]
+fn failed_fsync_takes_the_log_offline() {
+    let h = Harness::new(LogConfig {
+        flush_messages: 1,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    h.fs.fail_syncs(1);
+    assert!(matches!(
+        log.append(&mut batch(1, NOW, 1), LEADER),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        log.append(&mut batch(1, NOW, 1), LEADER),
+        Err(Error::Offline { .. })
+    ));
+    assert!(matches!(log.read(0, 1, 1), Err(Error::Offline { .. })));
+    let log = h.open_on(&h.fs.crash());
+    assert_eq!(log.log_end_offset(), 1);
+}
+
+#[test]
+fn group_commit_shares_fsyncs_between_threads() {
+    let h = Harness::new(LogConfig {
+        flush_messages: 1,
+        ..LogConfig::default()
+    });
+    let log = Arc::new(h.open());
+    let syncs = h.fs.sync_count();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let log = log.clone();
+            s.spawn(move || {
+                for _ in 0..50 {
+                    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(log.log_end_offset(), 200);
+    assert_eq!(log.recovery_point(), 200);
+    assert!(h.fs.sync_count() - syncs <= 200);
+    let log = h.open_on(&h.fs.crash());
+    assert_eq!(log.log_end_offset(), 200);
+}
+
+#[test]
+fn truncate_to_and_fully() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 500,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for _ in 0..20 {
+        log.append(&mut batch(2, NOW, 30), LEADER).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    log.truncate_to(25).unwrap(); // mid-batch: the batch [24, 25] goes
+    assert_eq!(log.log_end_offset(), 24);
+    assert_eq!(
+        offsets_in(&log.read(22, 1, 24).unwrap().to_bytes().unwrap()),
+        vec![(22, 23)]
+    );
+    let info = log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    assert_eq!(info.first_offset, 24);
+    // Truncation survives a crash: nothing of the removed batches comes back.
+    log.flush().unwrap();
+    let crashed = h.open_on(&h.fs.crash());
+    assert_eq!(crashed.log_end_offset(), 25);
+    drop(crashed);
+
+    log.truncate_fully_and_start_at(1000).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (1000, 1000));
+    assert_eq!(log.segment_base_offsets(), vec![1000]);
+    assert_eq!(
+        log.append(&mut batch(1, NOW, 1), LEADER)
+            .unwrap()
+            .first_offset,
+        1000
+    );
+    log.close().unwrap();
+    let log = h.open();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (1000, 1001));
+}
+
+#[test]
+fn replicated_appends_keep_offsets() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    let mut b = batch(2, NOW, 1);
+    batch::set_base_offset(&mut b, 10).unwrap();
+    let info = log.append(&mut b, AppendOrigin::Replication).unwrap();
+    assert_eq!((info.first_offset, info.last_offset), (10, 11));
+    assert_eq!(log.log_end_offset(), 12);
+    assert_eq!(
+        log.segment_base_offsets(),
+        vec![0],
+        "an empty segment takes the gap"
+    );
+    let mut old = batch(1, NOW, 1);
+    batch::set_base_offset(&mut old, 11).unwrap();
+    assert!(matches!(
+        log.append(&mut old, AppendOrigin::Replication),
+        Err(Error::OutOfOrderOffset { .. })
+    ));
+}
+
+#[test]
+fn retention_by_time_size_and_log_start_offset() {
+    let one = batch(1, NOW, 100).len() as u32;
+    let config = LogConfig {
+        segment_bytes: one * 2,
+        retention_ms: 1000,
+        ..LogConfig::default()
+    };
+    let h = Harness::new(config.clone());
+    let log = h.open();
+    for i in 0..6 {
+        log.append(&mut batch(1, NOW + i * 100, 100), LEADER)
+            .unwrap();
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 2, 4]);
+    assert_eq!(log.apply_retention(6).unwrap(), 0);
+    h.clock.advance(1150); // segment [0, 1] has max timestamp NOW + 100
+    assert_eq!(
+        log.apply_retention(1).unwrap(),
+        0,
+        "not below the high watermark"
+    );
+    assert_eq!(log.apply_retention(6).unwrap(), 1);
+    assert_eq!(log.log_start_offset(), 2);
+    assert!(matches!(
+        log.read(0, 1, 6),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
+    h.clock.advance(10_000); // everything expired: the active segment is replaced
+    assert_eq!(log.apply_retention(6).unwrap(), 2);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
+    assert_eq!(
+        log.append(&mut batch(1, NOW, 1), LEADER)
+            .unwrap()
+            .first_offset,
+        6
+    );
+
+    let h = Harness::new(LogConfig {
+        retention_ms: -1,
+        retention_bytes: i64::from(one) * 3,
+        ..config
+    });
+    let log = h.open();
+    for _ in 0..6 {
+        log.append(&mut batch(1, NOW, 100), LEADER).unwrap();
+    }
+    assert_eq!(log.apply_retention(6).unwrap(), 1);
+    assert_eq!(log.segment_base_offsets(), vec![2, 4]);
+
+    assert_eq!(log.delete_records_before(3).unwrap(), 3);
+    assert_eq!(log.segment_base_offsets(), vec![2, 4]);
+    assert!(log.read(2, 1, 6).is_err());
+    assert_eq!(
+        offsets_in(&log.read(3, 1, 6).unwrap().to_bytes().unwrap()),
+        vec![(3, 3)]
+    );
+    assert_eq!(log.delete_records_before(4).unwrap(), 4);
+    assert_eq!(log.segment_base_offsets(), vec![4]);
+    assert!(log.delete_records_before(7).is_err());
+    log.close().unwrap();
+    assert_eq!(h.open().log_start_offset(), 4);
+}
+
+#[test]
+fn offsets_by_timestamp() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 400,
+        index_interval_bytes: 50,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    assert_eq!(log.fetch_offset_by_timestamp(0).unwrap(), None);
+    assert_eq!(log.max_timestamp_offset(), None);
+    // Offsets 2i and 2i+1 have timestamps NOW + 10i and NOW + 10i + 1.
+    for i in 0..30 {
+        log.append(&mut batch(2, NOW + 10 * i, 5), LEADER).unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    for i in 0..30 {
+        let exact = log
+            .fetch_offset_by_timestamp(NOW + 10 * i + 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (exact.offset, exact.timestamp),
+            (2 * i + 1, NOW + 10 * i + 1)
+        );
+        let between = log.fetch_offset_by_timestamp(NOW + 10 * i + 5).unwrap();
+        if i < 29 {
+            assert_eq!(between.unwrap().offset, 2 * i + 2);
+        } else {
+            assert_eq!(between, None);
+        }
+    }
+    assert_eq!(log.fetch_offset_by_timestamp(0).unwrap().unwrap().offset, 0);
+    let max = log.max_timestamp_offset().unwrap();
+    assert_eq!((max.offset, max.timestamp), (59, NOW + 291));
+}

@@ -1,0 +1,406 @@
+//! [`LogManager`]: the logs of every partition on a node, across one or more data directories.
+//!
+//! Each data directory holds partition directories named `<topic>-<partition>`. At start the
+//! manager opens them concurrently on a few std threads (recovery of unclean logs included);
+//! new partitions go to the data directory holding the fewest.
+
+use crate::config::{Clock, LogConfig, SystemClock};
+use crate::fs::{FileSystem, StdFs};
+use crate::handles::HandleCache;
+use crate::log::{Log, LogOptions};
+use crate::{Error, Result};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic partition.
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    /// The directory name, `<topic>-<partition>`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-{}", self.topic, self.partition)
+    }
+
+    /// Parses a directory name; the partition is after the last `-`.
+    pub fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        if topic.is_empty() || !partition.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self::new(topic, partition.parse().ok()?))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// How to open a [`LogManager`].
+#[derive(Debug, Clone)]
+pub struct LogManagerOptions {
+    /// Data directories (`log.dirs`).
+    pub data_dirs: Vec<PathBuf>,
+    /// Config for logs found on disk and for new logs without an override.
+    pub default_config: LogConfig,
+    /// Threads opening and recovering logs at start (`num.recovery.threads.per.data.dir`
+    /// times the number of data directories in Kafka).
+    pub open_threads: usize,
+    /// Where files live.
+    pub fs: Arc<dyn FileSystem>,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Most inactive segment files kept open across all logs; active segments stay open.
+    pub max_inactive_handles: usize,
+}
+
+impl LogManagerOptions {
+    /// Real file system, system clock, one opening thread per available core.
+    pub fn new(data_dirs: Vec<PathBuf>, default_config: LogConfig) -> Self {
+        Self {
+            data_dirs,
+            default_config,
+            open_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            fs: Arc::new(StdFs),
+            clock: Arc::new(SystemClock),
+            max_inactive_handles: 4096,
+        }
+    }
+}
+
+/// All partition logs of a node.
+#[derive(Debug)]
+pub struct LogManager {
+    options: LogManagerOptions,
+    handles: HandleCache,
+    logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
+}
+
+impl LogManager {
+    /// Opens every partition log found in the data directories, concurrently.
+    pub fn open(options: LogManagerOptions) -> Result<Self> {
+        let mut found = Vec::new();
+        for dir in &options.data_dirs {
+            options
+                .fs
+                .create_dir_all(dir)
+                .map_err(Error::io("create data directory", dir))?;
+            let names = options
+                .fs
+                .list_dir(dir)
+                .map_err(Error::io("list data directory", dir))?;
+            for name in names {
+                if let Some(tp) = TopicPartition::from_dir_name(&name) {
+                    found.push((tp, dir.join(name)));
+                }
+            }
+        }
+        found.sort();
+        let handles = HandleCache::new(options.max_inactive_handles);
+        let next = AtomicUsize::new(0);
+        let threads = options.open_threads.clamp(1, found.len().max(1));
+        let opened: Vec<Result<Vec<(TopicPartition, Log)>>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut mine = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some((tp, path)) = found.get(i) else {
+                                break;
+                            };
+                            let log = Log::open_with(
+                                path,
+                                Self::log_options(
+                                    &options,
+                                    &handles,
+                                    options.default_config.clone(),
+                                ),
+                            )?;
+                            mine.push((tp.clone(), log));
+                        }
+                        Ok(mine)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(Error::Corrupt {
+                            path: PathBuf::new(),
+                            reason: "a log opening thread panicked",
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut logs = HashMap::with_capacity(found.len());
+        for batch in opened {
+            for (tp, log) in batch? {
+                logs.insert(tp, Arc::new(log));
+            }
+        }
+        tracing::info!(
+            partitions = logs.len(),
+            dirs = options.data_dirs.len(),
+            "opened logs"
+        );
+        Ok(Self {
+            options,
+            handles,
+            logs: RwLock::new(logs),
+        })
+    }
+
+    fn log_options(
+        options: &LogManagerOptions,
+        handles: &HandleCache,
+        config: LogConfig,
+    ) -> LogOptions {
+        LogOptions {
+            config,
+            fs: options.fs.clone(),
+            clock: options.clock.clone(),
+            handles: handles.clone(),
+        }
+    }
+
+    /// The cache bounding the open files of inactive segments of every log.
+    pub fn handles(&self) -> &HandleCache {
+        &self.handles
+    }
+
+    /// The log of a partition, if this node has it.
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<Log>> {
+        self.logs.read().get(tp).cloned()
+    }
+
+    /// The log of a partition, created (in the data directory with the fewest partitions)
+    /// with `config` or the default config when missing.
+    pub fn get_or_create(
+        &self,
+        tp: &TopicPartition,
+        config: Option<LogConfig>,
+    ) -> Result<Arc<Log>> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write();
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        let dir = self.least_loaded_dir(&logs)?;
+        let config = config.unwrap_or_else(|| self.options.default_config.clone());
+        let log = Arc::new(Log::open_with(
+            dir.join(tp.dir_name()),
+            Self::log_options(&self.options, &self.handles, config),
+        )?);
+        self.options
+            .fs
+            .sync_dir(&dir)
+            .map_err(Error::io("fsync directory", &dir))?;
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    fn least_loaded_dir(&self, logs: &HashMap<TopicPartition, Arc<Log>>) -> Result<PathBuf> {
+        let count = |dir: &Path| {
+            logs.values()
+                .filter(|l| l.dir().parent() == Some(dir))
+                .count()
+        };
+        self.options
+            .data_dirs
+            .iter()
+            .min_by_key(|d| count(d))
+            .cloned()
+            .ok_or(Error::InvalidConfig {
+                name: "log.dirs".into(),
+                value: String::new(),
+                reason: "no data directory",
+            })
+    }
+
+    /// Removes a partition and deletes its files.
+    pub fn delete(&self, tp: &TopicPartition) -> Result<()> {
+        let Some(log) = self.logs.write().remove(tp) else {
+            return Ok(());
+        };
+        let dir = log.dir().to_path_buf();
+        self.options
+            .fs
+            .remove_dir_all(&dir)
+            .map_err(Error::io("remove directory", &dir))?;
+        if let Some(parent) = dir.parent() {
+            self.options
+                .fs
+                .sync_dir(parent)
+                .map_err(Error::io("fsync directory", parent))?;
+        }
+        Ok(())
+    }
+
+    /// Every partition with its log.
+    pub fn logs(&self) -> Vec<(TopicPartition, Arc<Log>)> {
+        let mut all: Vec<_> = self
+            .logs
+            .read()
+            .iter()
+            .map(|(tp, l)| (tp.clone(), l.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Number of partitions.
+    pub fn len(&self) -> usize {
+        self.logs.read().len()
+    }
+
+    /// Whether there is no partition.
+    pub fn is_empty(&self) -> bool {
+        self.logs.read().is_empty()
+    }
+
+    /// Runs `flush.ms` flushes that are due and writes every checkpoint; the broker calls this
+    /// on a timer.
+    pub fn tick(&self) -> Result<()> {
+        for (_, log) in self.logs() {
+            log.flush_if_due()?;
+            log.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Closes every log cleanly (flush, indexes, checkpoints, clean-shutdown markers),
+    /// concurrently. Logs still shared elsewhere are flushed but not marked clean.
+    pub fn close(self) -> Result<()> {
+        let logs: Vec<Arc<Log>> = self.logs.into_inner().into_values().collect();
+        let next = AtomicUsize::new(0);
+        let threads = self.options.open_threads.clamp(1, logs.len().max(1));
+        let slots: Vec<parking_lot::Mutex<Option<Arc<Log>>>> = logs
+            .into_iter()
+            .map(|l| parking_lot::Mutex::new(Some(l)))
+            .collect();
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(slot) = slots.get(i) else { break };
+                            let Some(log) = slot.lock().take() else {
+                                continue;
+                            };
+                            match Arc::try_unwrap(log) {
+                                Ok(log) => log.close()?,
+                                Err(shared) => shared.flush()?,
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(Error::Corrupt {
+                            path: PathBuf::new(),
+                            reason: "a log closing thread panicked",
+                        })
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::FaultFs;
+    use crate::{AppendOrigin, ManualClock};
+    use weir_records::{Record, RecordBatchBuilder};
+
+    fn options(fs: &FaultFs) -> LogManagerOptions {
+        LogManagerOptions {
+            data_dirs: vec![PathBuf::from("/d1"), PathBuf::from("/d2")],
+            default_config: LogConfig::default(),
+            open_threads: 3,
+            fs: Arc::new(fs.clone()),
+            clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+            max_inactive_handles: 4,
+        }
+    }
+
+    fn append(log: &Log) {
+        let mut b = RecordBatchBuilder::new();
+        b.push(Record::new(1_700_000_000_000, Some(b"k"), Some(b"v")));
+        let mut bytes = b.build().unwrap().to_vec();
+        log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
+            .unwrap();
+    }
+
+    #[test]
+    fn dir_names_round_trip() {
+        let tp = TopicPartition::new("my-topic", 12);
+        assert_eq!(tp.dir_name(), "my-topic-12");
+        assert_eq!(TopicPartition::from_dir_name("my-topic-12"), Some(tp));
+        assert_eq!(TopicPartition::from_dir_name("nodash"), None);
+        assert_eq!(TopicPartition::from_dir_name("t-x"), None);
+    }
+
+    #[test]
+    fn creates_spreads_reopens_and_deletes() {
+        let fs = FaultFs::new();
+        let manager = LogManager::open(options(&fs)).unwrap();
+        for p in 0..10 {
+            let log = manager
+                .get_or_create(&TopicPartition::new("t", p), None)
+                .unwrap();
+            for _ in 0..=p {
+                append(&log);
+            }
+        }
+        let in_d1 = manager
+            .logs()
+            .iter()
+            .filter(|(_, l)| l.dir().starts_with("/d1"))
+            .count();
+        assert_eq!(in_d1, 5);
+        manager.close().unwrap();
+
+        let manager = LogManager::open(options(&fs)).unwrap();
+        assert_eq!(manager.len(), 10);
+        for (tp, log) in manager.logs() {
+            assert_eq!(log.log_end_offset(), i64::from(tp.partition) + 1);
+        }
+        manager.delete(&TopicPartition::new("t", 3)).unwrap();
+        drop(manager); // unclean
+        let manager = LogManager::open(options(&fs.crash())).unwrap();
+        assert_eq!(manager.len(), 9);
+        assert!(manager.get(&TopicPartition::new("t", 3)).is_none());
+    }
+}

@@ -1,0 +1,262 @@
+//! Checks an append before anything is written: the batch framing, `max.message.bytes`, the
+//! CRC-32C, the records against the header, and CreateTime timestamps against the clock.
+//!
+//! Uncompressed records are walked without decoding keys and values (length, timestamp delta and
+//! offset delta only), which keeps validation cheap next to the write itself.
+
+use crate::config::LogConfig;
+use crate::{Error, Result};
+use weir_records::TimestampType;
+use weir_records::batch::{BATCH_HEADER_LEN, BatchHeader, CRC_START};
+use weir_records::varint::{read_varint, read_varlong};
+use weir_records::{Compression, Error as RecordsError};
+
+/// What validation learned about one batch of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BatchMeta {
+    /// Byte position within the appended buffer.
+    pub(crate) position: usize,
+    /// Total size.
+    pub(crate) size: usize,
+    /// Last offset delta (record count - 1 for appends from clients).
+    pub(crate) last_offset_delta: i32,
+    /// Base offset as received (meaningful for replicated appends).
+    pub(crate) base_offset: i64,
+    /// Largest timestamp in the batch.
+    pub(crate) max_timestamp: i64,
+    /// Offset delta of the first record with the largest timestamp.
+    pub(crate) max_timestamp_delta: i32,
+    /// Number of records.
+    pub(crate) record_count: i32,
+}
+
+/// Whether timestamps are checked against the clock (appends from producers) or trusted
+/// (appends replicated from a leader, which checked them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimestampCheck {
+    Clock(i64),
+    Trust,
+}
+
+/// Validates every batch in `buf`; nothing is modified.
+pub(crate) fn validate(
+    buf: &[u8],
+    config: &LogConfig,
+    check: TimestampCheck,
+) -> Result<Vec<BatchMeta>> {
+    let mut metas = Vec::with_capacity(1);
+    let mut position = 0;
+    while position < buf.len() {
+        let rest = buf.get(position..).unwrap_or_default();
+        let invalid = |source| Error::InvalidBatch { position, source };
+        let header = BatchHeader::parse(rest).map_err(invalid)?;
+        let size = header.size();
+        let Some(batch) = rest.get(..size) else {
+            return Err(invalid(RecordsError::Truncated {
+                needed: size,
+                available: rest.len(),
+            }));
+        };
+        if size > config.max_message_bytes as usize {
+            return Err(Error::MessageTooLarge {
+                size,
+                limit: config.max_message_bytes,
+            });
+        }
+        let computed = crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default());
+        if computed != header.crc {
+            return Err(invalid(RecordsError::CrcMismatch {
+                stored: header.crc,
+                computed,
+            }));
+        }
+        let meta = check_records(batch, &header, position, config, check)?;
+        metas.push(meta);
+        position += size;
+    }
+    if metas.is_empty() {
+        return Err(Error::EmptyAppend);
+    }
+    Ok(metas)
+}
+
+fn check_records(
+    batch: &[u8],
+    header: &BatchHeader,
+    position: usize,
+    config: &LogConfig,
+    check: TimestampCheck,
+) -> Result<BatchMeta> {
+    let bad = |reason| Error::InvalidRecords { position, reason };
+    if header.record_count < 1 {
+        return Err(bad("a batch must hold at least one record"));
+    }
+    if header.last_offset_delta < header.record_count - 1 {
+        return Err(bad(
+            "last offset delta is smaller than the record count allows",
+        ));
+    }
+    let compression = header
+        .attributes
+        .compression()
+        .map_err(|source| Error::InvalidBatch { position, source })?;
+    let check_clock = match check {
+        TimestampCheck::Clock(now)
+            if config.message_timestamp_type == TimestampType::CreateTime
+                && header.attributes.timestamp_type() == TimestampType::CreateTime =>
+        {
+            Some(now)
+        }
+        _ => None,
+    };
+    let check_ts = |timestamp: i64| match check_clock {
+        Some(now)
+            if now.saturating_sub(timestamp) > config.message_timestamp_before_max_ms
+                || timestamp.saturating_sub(now) > config.message_timestamp_after_max_ms =>
+        {
+            Err(Error::InvalidTimestamp { timestamp, now })
+        }
+        _ => Ok(()),
+    };
+    let mut meta = BatchMeta {
+        position,
+        size: batch.len(),
+        last_offset_delta: header.last_offset_delta,
+        base_offset: header.base_offset,
+        max_timestamp: header.max_timestamp,
+        max_timestamp_delta: header.last_offset_delta,
+        record_count: header.record_count,
+    };
+    if compression != Compression::None {
+        // The records are opaque until weir-records can decompress them; the header's max
+        // timestamp stands for all of them.
+        check_ts(header.max_timestamp)?;
+        return Ok(meta);
+    }
+    if header.last_offset_delta != header.record_count - 1 {
+        return Err(bad("last offset delta does not match the record count"));
+    }
+    let mut rest = batch.get(BATCH_HEADER_LEN..).unwrap_or_default();
+    let mut max_timestamp = i64::MIN;
+    let records = |e| Error::InvalidBatch {
+        position,
+        source: e,
+    };
+    for expected_delta in 0..header.record_count {
+        let (length, n) = read_varint(rest).map_err(records)?;
+        let length = usize::try_from(length).map_err(|_| bad("negative record length"))?;
+        let body = rest
+            .get(n..n + length)
+            .ok_or_else(|| bad("record runs past the batch"))?;
+        rest = rest.get(n + length..).unwrap_or_default();
+        // attributes (1 byte), timestamp delta (varlong), offset delta (varint), ...
+        let after_attributes = body.get(1..).ok_or_else(|| bad("empty record"))?;
+        let (timestamp_delta, n) = read_varlong(after_attributes).map_err(records)?;
+        let after_timestamp = after_attributes.get(n..).unwrap_or_default();
+        let (offset_delta, n) = read_varint(after_timestamp).map_err(records)?;
+        if config.cleanup_policy.compact {
+            let (key_length, _) =
+                read_varint(after_timestamp.get(n..).unwrap_or_default()).map_err(records)?;
+            if key_length < 0 {
+                return Err(bad("records on a compacted topic need a key"));
+            }
+        }
+        if offset_delta != expected_delta {
+            return Err(bad("record offset deltas are not consecutive from 0"));
+        }
+        let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
+        check_ts(timestamp)?;
+        if timestamp > max_timestamp {
+            max_timestamp = timestamp;
+            meta.max_timestamp_delta = offset_delta;
+        }
+    }
+    if !rest.is_empty() {
+        return Err(bad("bytes left after the last record"));
+    }
+    if header.attributes.timestamp_type() == TimestampType::CreateTime
+        && max_timestamp != header.max_timestamp
+    {
+        return Err(bad("max timestamp does not match the records"));
+    }
+    if header.attributes.timestamp_type() == TimestampType::CreateTime {
+        meta.max_timestamp = max_timestamp;
+    }
+    Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_records::{Record, RecordBatchBuilder};
+
+    fn batch(timestamps: &[i64]) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new();
+        for &ts in timestamps {
+            builder.push(Record::new(ts, Some(b"k"), Some(b"v")));
+        }
+        builder.build().unwrap().to_vec()
+    }
+
+    #[test]
+    fn accepts_good_batches_and_reports_max_timestamp() {
+        let mut buf = batch(&[10, 30, 20]);
+        buf.extend(batch(&[40]));
+        let metas = validate(&buf, &LogConfig::default(), TimestampCheck::Clock(50)).unwrap();
+        assert_eq!(metas.len(), 2);
+        assert_eq!(metas[0].max_timestamp, 30);
+        assert_eq!(metas[0].max_timestamp_delta, 1);
+        assert_eq!(metas[0].last_offset_delta, 2);
+        assert_eq!(metas[1].position, metas[0].size);
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        let config = LogConfig::default();
+        let now = TimestampCheck::Clock(0);
+        assert!(matches!(
+            validate(&[], &config, now),
+            Err(Error::EmptyAppend)
+        ));
+        let good = batch(&[0]);
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            validate(&flipped, &config, now),
+            Err(Error::InvalidBatch {
+                source: RecordsError::CrcMismatch { .. },
+                ..
+            })
+        ));
+        assert!(matches!(
+            validate(&good[..good.len() - 1], &config, now),
+            Err(Error::InvalidBatch { .. })
+        ));
+        let small = LogConfig {
+            max_message_bytes: 10,
+            ..LogConfig::default()
+        };
+        assert!(matches!(
+            validate(&good, &small, now),
+            Err(Error::MessageTooLarge { .. })
+        ));
+        let future = batch(&[10_000_000]);
+        assert!(matches!(
+            validate(&future, &config, now),
+            Err(Error::InvalidTimestamp { .. })
+        ));
+        assert!(validate(&future, &config, TimestampCheck::Trust).is_ok());
+        let mut keyless = RecordBatchBuilder::new();
+        keyless.push(Record::new(0, None, Some(b"v")));
+        let keyless = keyless.build().unwrap();
+        let compacted = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::COMPACT,
+            ..LogConfig::default()
+        };
+        assert!(validate(&keyless, &config, now).is_ok());
+        assert!(matches!(
+            validate(&keyless, &compacted, now),
+            Err(Error::InvalidRecords { .. })
+        ));
+    }
+}

@@ -1,0 +1,201 @@
+//! Compaction: the latest record per key survives with its offset, tombstones go after
+//! `delete.retention.ms`, and an interrupted swap completes on open.
+
+#![expect(clippy::unwrap_used, reason = "helpers fail the test on error")]
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weir_log::fault::FaultFs;
+use weir_log::{CleanupPolicy, FileSystem, Log, LogConfig, ManualClock};
+use weir_records::{Record, RecordBatchBuilder};
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 600,
+        index_interval_bytes: 64,
+        cleanup_policy: CleanupPolicy::COMPACT,
+        delete_retention_ms: 1_000,
+        ..LogConfig::default()
+    }
+}
+
+/// A batch of `(key, value)` records; `None` values are tombstones.
+fn keyed(records: &[(u8, Option<u16>)], ts: i64) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    for &(key, value) in records {
+        let value = value.map(|v| format!("value-{v}"));
+        builder.push(Record::new(
+            ts,
+            Some(&[b'k', key]),
+            value.as_deref().map(str::as_bytes),
+        ));
+    }
+    builder.build().unwrap().to_vec()
+}
+
+/// Every record in the log as offset → (key, value).
+fn records(log: &Log) -> BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)> {
+    let mut out = BTreeMap::new();
+    for batch in all_batches(log) {
+        for r in batch.records().unwrap() {
+            let r = r.unwrap();
+            out.insert(
+                r.offset,
+                (r.key.unwrap().to_vec(), r.value.map(|v| v.to_vec())),
+            );
+        }
+    }
+    out
+}
+
+fn check_compacted(
+    before: &BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)>,
+    after: &BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)>,
+    cleaned_below: i64,
+) {
+    // Nothing above the cleaned range changes, and every surviving record is the original one.
+    for (offset, record) in after {
+        assert_eq!(before.get(offset), Some(record), "offset {offset} changed");
+    }
+    for (offset, record) in before.range(cleaned_below..) {
+        assert_eq!(after.get(offset), Some(record));
+    }
+    // The latest record of every key in the cleaned range survives, unless it is a tombstone.
+    let mut latest: BTreeMap<&Vec<u8>, (i64, &Option<Vec<u8>>)> = BTreeMap::new();
+    for (offset, (key, value)) in before.range(..cleaned_below) {
+        latest.insert(key, (*offset, value));
+    }
+    for (key, (offset, value)) in latest {
+        if value.is_some() {
+            assert!(
+                after.contains_key(&offset),
+                "latest record of {key:?} at {offset} lost"
+            );
+        }
+        for (o, (k, _)) in after.range(..cleaned_below) {
+            assert!(
+                k != key || *o == offset,
+                "superseded record of {key:?} at {o} kept"
+            );
+        }
+    }
+}
+
+#[test]
+fn keeps_latest_per_key_and_drops_old_tombstones() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    for round in 0..6u16 {
+        log.append(
+            &mut keyed(&[(0, Some(round)), (1, Some(round)), (2, Some(round))], NOW),
+            LEADER,
+        )
+        .unwrap();
+    }
+    log.append(&mut keyed(&[(1, None)], NOW), LEADER).unwrap();
+    log.roll().unwrap();
+    log.append(&mut keyed(&[(3, Some(0))], NOW), LEADER)
+        .unwrap();
+    let before = records(&log);
+    let leo = log.log_end_offset();
+    let stats = log.compact(leo).unwrap();
+    assert!(
+        stats.segments > 0 && stats.records_removed > 0 && stats.bytes_after < stats.bytes_before
+    );
+    let after = records(&log);
+    let active_base = *log.segment_base_offsets().last().unwrap();
+    check_compacted(&before, &after, active_base);
+    // The young tombstone for key 1 stays; its older values are gone.
+    assert_eq!(after.values().filter(|(k, _)| k == b"k\x01").count(), 1);
+    assert!(after.values().any(|(k, v)| k == b"k\x01" && v.is_none()));
+    assert_eq!(log.log_end_offset(), leo);
+    assert_eq!(
+        log.read(0, 1, leo).unwrap().first_offset(),
+        *after.keys().next().unwrap()
+    );
+
+    // After delete.retention.ms the tombstone goes too.
+    clock.advance(1_001);
+    log.compact(leo).unwrap();
+    let later = records(&log);
+    assert!(later.values().all(|(k, _)| k != b"k\x01"));
+
+    // Clean reopen and crash both keep the compacted log.
+    log.close().unwrap();
+    assert_eq!(records(&open(&fs, &config(), &clock)), later);
+    assert_eq!(records(&open(&fs.crash(), &config(), &clock)), later);
+}
+
+#[test]
+fn interrupted_swap_completes_on_open() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    for round in 0..8u16 {
+        log.append(
+            &mut keyed(&[(0, Some(round)), (1, Some(round))], NOW),
+            LEADER,
+        )
+        .unwrap();
+    }
+    log.roll().unwrap();
+    let before = records(&log);
+    log.close().unwrap();
+    // Compact a copy, then stage its cleaned first segment as a pending swap in the original.
+    let copy = fs.crash();
+    let compacted = open(&copy, &config(), &clock);
+    compacted.compact(compacted.log_end_offset()).unwrap();
+    let cleaned = copy.read_all(&segment_path(&dir(), 0)).unwrap();
+    drop(compacted);
+    let swap = dir().join(format!("{:020}.log.swap", 0));
+    let staged = fs.open(&swap, true).unwrap();
+    staged.write_all_at(&cleaned, 0).unwrap();
+    staged.sync_data().unwrap();
+    let stray = fs
+        .open(&dir().join(format!("{:020}.log.cleaned", 16)), true)
+        .unwrap();
+    stray.write_all_at(b"partial", 0).unwrap();
+    fs.sync_dir(&dir()).unwrap();
+
+    let log = open(&fs, &config(), &clock);
+    assert!(!fs.exists(&swap));
+    let after = records(&log);
+    assert!(after.len() < before.len());
+    for (offset, record) in &after {
+        assert_eq!(before.get(offset), Some(record));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #[test]
+    fn compaction_matches_latest_per_key(
+        batches in prop::collection::vec(prop::collection::vec((0u8..6, prop::option::weighted(0.8, 0u16..100)), 1..5), 1..40),
+        rolls in prop::collection::vec(any::<bool>(), 40),
+    ) {
+        let fs = FaultFs::new();
+        let clock = Arc::new(ManualClock::new(NOW));
+        let log = open(&fs, &config(), &clock);
+        for (i, batch) in batches.iter().enumerate() {
+            log.append(&mut keyed(batch, NOW), LEADER).unwrap();
+            if rolls[i] {
+                log.roll().unwrap();
+            }
+        }
+        let before = records(&log);
+        let active_base = *log.segment_base_offsets().last().unwrap();
+        log.compact(log.log_end_offset()).unwrap();
+        let after = records(&log);
+        check_compacted(&before, &after, active_base);
+        // A second pass changes nothing, and the log still takes appends.
+        log.compact(log.log_end_offset()).unwrap();
+        prop_assert_eq!(records(&log), after);
+        let leo = log.log_end_offset();
+        prop_assert_eq!(log.append(&mut keyed(&[(0, Some(1))], NOW), LEADER).unwrap().first_offset, leo);
+    }
+}

@@ -1,0 +1,240 @@
+//! Model test: random appends, reads, rolls, truncations, retention, DeleteRecords, flushes,
+//! clean reopens and crashes against an in-memory model of the batches the log must hold.
+
+#![expect(clippy::unwrap_used, reason = "the model fails the test on error")]
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use std::sync::Arc;
+use weir_log::fault::FaultFs;
+use weir_log::{Clock, Log, LogConfig, ManualClock};
+use weir_records::RecordBatches;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append {
+        records: usize,
+        age_ms: i64,
+        tag: u64,
+    },
+    Read {
+        from: u64,
+        max_bytes: usize,
+    },
+    Roll,
+    Truncate {
+        to: u64,
+    },
+    DeleteRecordsBefore {
+        to: u64,
+    },
+    Retention {
+        advance_ms: i64,
+    },
+    Flush,
+    Reopen,
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (1usize..6, 0i64..3_000, any::<u64>()).prop_map(|(records, age_ms, tag)| Op::Append { records, age_ms, tag }),
+        3 => (any::<u64>(), 1usize..2_000).prop_map(|(from, max_bytes)| Op::Read { from, max_bytes }),
+        1 => Just(Op::Roll),
+        1 => any::<u64>().prop_map(|to| Op::Truncate { to }),
+        1 => any::<u64>().prop_map(|to| Op::DeleteRecordsBefore { to }),
+        1 => (0i64..4_000).prop_map(|advance_ms| Op::Retention { advance_ms }),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Crash),
+    ]
+}
+
+fn config() -> impl Strategy<Value = LogConfig> {
+    (
+        prop::sample::select(vec![300u32, 1_000, 4_096]),
+        prop::sample::select(vec![1u32, 100, 4_096]),
+        prop::sample::select(vec![48u32, 10 << 20]),
+        prop::sample::select(vec![-1i64, 5_000]),
+        prop::sample::select(vec![-1i64, 2_000]),
+    )
+        .prop_map(
+            |(
+                segment_bytes,
+                index_interval_bytes,
+                segment_index_bytes,
+                retention_ms,
+                retention_bytes,
+            )| LogConfig {
+                segment_bytes,
+                index_interval_bytes,
+                segment_index_bytes,
+                retention_ms,
+                retention_bytes,
+                ..LogConfig::default()
+            },
+        )
+}
+
+#[derive(Debug, Clone)]
+struct Batch {
+    base: i64,
+    last: i64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    batches: Vec<Batch>,
+    lso: i64,
+    leo: i64,
+    flushed: i64,
+}
+
+impl Model {
+    fn visible(&self) -> Vec<Vec<u8>> {
+        self.batches
+            .iter()
+            .filter(|b| b.last >= self.lso)
+            .map(|b| b.bytes.clone())
+            .collect()
+    }
+}
+
+fn pick(x: u64, lo: i64, hi: i64) -> i64 {
+    lo + (x % ((hi - lo + 1) as u64)) as i64
+}
+
+fn stored(log: &Log) -> Vec<Vec<u8>> {
+    all_batches(log)
+        .iter()
+        .map(|b| b.as_bytes().to_vec())
+        .collect()
+}
+
+fn check(log: &Log, model: &Model) {
+    assert_eq!(log.log_end_offset(), model.leo);
+    assert_eq!(log.log_start_offset(), model.lso);
+    assert_eq!(stored(log), model.visible());
+}
+
+fn run(config: LogConfig, ops: Vec<Op>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut fs = FaultFs::new();
+    let mut log = open(&fs, &config, &clock);
+    let mut model = Model::default();
+    for op in ops {
+        match op {
+            Op::Append {
+                records,
+                age_ms,
+                tag,
+            } => {
+                let mut bytes = batch(tag, records, clock.now_ms() - age_ms);
+                let info = log.append(&mut bytes, LEADER).unwrap();
+                assert_eq!(info.first_offset, model.leo);
+                assert_eq!(info.last_offset, model.leo + records as i64 - 1);
+                model.batches.push(Batch {
+                    base: info.first_offset,
+                    last: info.last_offset,
+                    bytes,
+                });
+                model.leo = info.last_offset + 1;
+            }
+            Op::Read { from, max_bytes } => {
+                let from = pick(from, model.lso, model.leo);
+                let slice = log.read(from, max_bytes, model.leo).unwrap();
+                let got: Vec<Vec<u8>> = RecordBatches::new(slice.to_bytes().unwrap())
+                    .map(|b| b.unwrap().as_bytes().to_vec())
+                    .collect();
+                let start = model.batches.iter().position(|b| b.last >= from);
+                match start {
+                    None => assert!(got.is_empty()),
+                    Some(i) => {
+                        assert!(!got.is_empty(), "read from {from} returned nothing");
+                        assert_eq!(slice.first_offset(), model.batches[i].base);
+                        assert_eq!(
+                            slice.next_offset(),
+                            model.batches[i + got.len() - 1].last + 1
+                        );
+                        let want: Vec<Vec<u8>> = model.batches[i..i + got.len()]
+                            .iter()
+                            .map(|b| b.bytes.clone())
+                            .collect();
+                        assert_eq!(got, want);
+                        let total: usize = got.iter().map(Vec::len).sum();
+                        assert!(got.len() == 1 || total <= max_bytes);
+                    }
+                }
+            }
+            Op::Roll => log.roll().unwrap(),
+            Op::Truncate { to } => {
+                let to = pick(to, 0, model.leo + 1);
+                let bases = log.segment_base_offsets();
+                log.truncate_to(to).unwrap();
+                if to >= model.leo {
+                    // nothing to do
+                } else if to <= bases[0] {
+                    model.batches.clear();
+                    model.lso = to;
+                    model.leo = to;
+                    model.flushed = to;
+                } else {
+                    model.batches.retain(|b| b.last < to);
+                    let floor = bases.iter().copied().filter(|&b| b <= to).max().unwrap();
+                    model.leo = model
+                        .batches
+                        .last()
+                        .map_or(floor, |b| (b.last + 1).max(floor));
+                    model.lso = model.lso.min(model.leo);
+                    model.flushed = model.leo; // truncation flushes what is left
+                }
+            }
+            Op::DeleteRecordsBefore { to } => {
+                let to = pick(to, model.lso, model.leo);
+                assert_eq!(log.delete_records_before(to).unwrap(), to);
+                model.lso = to;
+            }
+            Op::Retention { advance_ms } => {
+                clock.advance(advance_ms);
+                log.apply_retention(model.leo).unwrap();
+                let lso = log.log_start_offset();
+                assert!(lso >= model.lso && lso <= model.leo);
+                // Retention moves the start to a segment boundary (after a crash, segments may be
+                // empty, so that is not always a batch boundary).
+                assert!(lso == model.lso || log.segment_base_offsets().first() == Some(&lso));
+                model.lso = lso;
+            }
+            Op::Flush => {
+                log.flush().unwrap();
+                model.flushed = model.leo;
+            }
+            Op::Reopen => {
+                log.close().unwrap();
+                log = open(&fs, &config, &clock);
+                model.flushed = model.leo;
+            }
+            Op::Crash => {
+                drop(log);
+                fs = fs.crash();
+                log = open(&fs, &config, &clock);
+                model.batches.retain(|b| b.last < model.flushed);
+                model.leo = log.log_end_offset();
+                assert!(model.leo >= model.flushed);
+                model.lso = model.lso.min(model.leo);
+                model.flushed = model.leo;
+            }
+        }
+        check(&log, &model);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #[test]
+    fn log_matches_model(config in config(), ops in prop::collection::vec(op(), 1..60)) {
+        run(config, ops);
+    }
+}

@@ -1266,6 +1266,17 @@ fn render_mod(messages: &[Message]) -> Result<String> {
             );
         }
         out.push_str("        }\n    }\n}\n\n");
+        for api in &apis {
+            let n = &api.name;
+            let _ = writeln!(
+                out,
+                "impl From<{n}{kind}> for {kind}Body {{\n    fn from(body: {n}{kind}) -> Self {{\n        Self::{n}(Box::new(body))\n    }}\n}}\n"
+            );
+            let _ = writeln!(
+                out,
+                "impl TryFrom<{kind}Body> for {n}{kind} {{\n    type Error = {kind}Body;\n\n    fn try_from(body: {kind}Body) -> Result<Self, {kind}Body> {{\n        match body {{\n            {kind}Body::{n}(inner) => Ok(*inner),\n            other => Err(other),\n        }}\n    }}\n}}\n"
+            );
+        }
     }
 
     // The round-trip property tests, one per message.

@@ -7,22 +7,28 @@
 //! - `connection`: one client connection: frames in, requests handled in order, responses out.
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
 //! - `handler`: one module per Kafka API.
-//! - [`Broker`]: the state the handlers share.
+//! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
+//!   partition logs (`partitions`).
+//! - `error`: domain errors and the one place they become Kafka error codes.
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared
 //! state → response encoded back on the same connection, in request order.
 
 pub mod config;
 mod connection;
+mod error;
 mod handler;
+mod partitions;
 mod router;
 pub mod server;
 mod state;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
-pub use server::Server;
+pub use error::BrokerError;
+pub use server::{Server, ServerError};
 pub use state::Broker;
+pub use topics::TopicError;
 
 /// The broker's version, reported at startup and in ApiVersions.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -61,9 +61,15 @@ async fn run(config: BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|d| d.display().to_string())
         .collect();
-    let server = Server::bind(config.clone())
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listener))?;
+    let server = Server::bind(config.clone()).await.map_err(|e| {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        text
+    })?;
     info!(
         version = VERSION,
         listener = %server.local_addr()?,

@@ -55,6 +55,7 @@ macro_rules! routes {
 
 routes! {
     ApiVersions => api_versions, 0..=4;
+    Metadata => metadata, 0..=13;
 }
 
 /// The versions of `api_key` this broker serves, if any.

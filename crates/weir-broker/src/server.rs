@@ -2,13 +2,36 @@
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::error::BrokerError;
 use crate::state::Broker;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
+
+/// How often the broker flushes what its flush policy says is due and checkpoints logs.
+const TICK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The broker's data could not be opened or closed.
+    #[error("broker storage")]
+    Broker(#[from] BrokerError),
+}
 
 /// A bound, not yet running broker server.
 #[derive(Debug)]
@@ -18,11 +41,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens the broker's state and binds its listener.
-    pub async fn bind(config: BrokerConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.listener).await?;
-        let broker = Arc::new(Broker::new(config));
-        Ok(Self { broker, listener })
+    /// Opens the broker's data (recovering it if needed) and binds its listener.
+    pub async fn bind(config: BrokerConfig) -> Result<Self, ServerError> {
+        let listener =
+            TcpListener::bind(config.listener)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    address: config.listener,
+                    source,
+                })?;
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+            .await
+            .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??;
+        Ok(Self {
+            broker: Arc::new(broker),
+            listener,
+        })
     }
 
     /// The address the listener is bound to (useful with port 0).
@@ -37,9 +71,13 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets every connection finish
     /// its in-flight request, and returns.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         let limit = Arc::new(Semaphore::new(self.broker.config().max_connections));
         let (stop, stopped) = watch::channel(false);
+        let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -74,7 +112,37 @@ impl Server {
         );
         let _ = stop.send(true);
         while connections.join_next().await.is_some() {}
-        info!("all connections closed");
+        let _ = ticker.await;
+        info!("all connections closed; flushing logs");
+        match Arc::try_unwrap(self.broker) {
+            Ok(broker) => tokio::task::spawn_blocking(move || broker.close())
+                .await
+                .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??,
+            // Something still holds the state (a detached task); flush what we can.
+            Err(shared) => {
+                warn!(
+                    "broker state still shared at shutdown; flushing without clean-shutdown markers"
+                );
+                shared.tick()?;
+            }
+        }
         Ok(())
+    }
+}
+
+async fn tick_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(TICK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let b = broker.clone();
+                match tokio::task::spawn_blocking(move || b.tick()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => error!(error = %e, cause = ?std::error::Error::source(&e), "periodic flush failed"),
+                    Err(_) => error!("periodic flush task failed"),
+                }
+            }
+            _ = stopped.changed() => return,
+        }
     }
 }

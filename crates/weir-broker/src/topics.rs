@@ -60,15 +60,21 @@ mod uuid_hex {
 
 /// Why a topic operation failed; each maps to one Kafka error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum TopicError {
+#[non_exhaustive]
+pub enum TopicError {
+    /// The name breaks Kafka's topic naming rules.
     #[error("topic name {0:?} is invalid: {1}")]
     InvalidName(String, &'static str),
+    /// A topic with the name exists.
     #[error("topic {0} already exists")]
     AlreadyExists(String),
+    /// No topic with the name exists.
     #[error("topic {0} does not exist")]
     Unknown(String),
+    /// The partition count is not positive or would shrink the topic.
     #[error("invalid partition count {0}")]
     InvalidPartitions(i32),
+    /// The registry file could not be read or written.
     #[error("cannot persist the topic registry: {0}")]
     Storage(String),
 }

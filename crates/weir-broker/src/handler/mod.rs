@@ -2,6 +2,7 @@
 //! `wants_response(&request)` (false only for Produce with acks=0).
 
 pub(crate) mod api_versions;
+pub(crate) mod metadata;
 
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {

@@ -1812,6 +1812,1502 @@ impl RequestBody {
     }
 }
 
+impl From<ProduceRequest> for RequestBody {
+    fn from(body: ProduceRequest) -> Self {
+        Self::Produce(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ProduceRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Produce(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FetchRequest> for RequestBody {
+    fn from(body: FetchRequest) -> Self {
+        Self::Fetch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for FetchRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Fetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListOffsetsRequest> for RequestBody {
+    fn from(body: ListOffsetsRequest) -> Self {
+        Self::ListOffsets(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ListOffsetsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ListOffsets(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<MetadataRequest> for RequestBody {
+    fn from(body: MetadataRequest) -> Self {
+        Self::Metadata(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for MetadataRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Metadata(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<LeaderAndIsrRequest> for RequestBody {
+    fn from(body: LeaderAndIsrRequest) -> Self {
+        Self::LeaderAndIsr(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for LeaderAndIsrRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::LeaderAndIsr(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<StopReplicaRequest> for RequestBody {
+    fn from(body: StopReplicaRequest) -> Self {
+        Self::StopReplica(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for StopReplicaRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::StopReplica(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateMetadataRequest> for RequestBody {
+    fn from(body: UpdateMetadataRequest) -> Self {
+        Self::UpdateMetadata(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for UpdateMetadataRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::UpdateMetadata(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ControlledShutdownRequest> for RequestBody {
+    fn from(body: ControlledShutdownRequest) -> Self {
+        Self::ControlledShutdown(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ControlledShutdownRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ControlledShutdown(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetCommitRequest> for RequestBody {
+    fn from(body: OffsetCommitRequest) -> Self {
+        Self::OffsetCommit(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for OffsetCommitRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::OffsetCommit(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetFetchRequest> for RequestBody {
+    fn from(body: OffsetFetchRequest) -> Self {
+        Self::OffsetFetch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for OffsetFetchRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::OffsetFetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FindCoordinatorRequest> for RequestBody {
+    fn from(body: FindCoordinatorRequest) -> Self {
+        Self::FindCoordinator(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for FindCoordinatorRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::FindCoordinator(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<JoinGroupRequest> for RequestBody {
+    fn from(body: JoinGroupRequest) -> Self {
+        Self::JoinGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for JoinGroupRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::JoinGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<HeartbeatRequest> for RequestBody {
+    fn from(body: HeartbeatRequest) -> Self {
+        Self::Heartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for HeartbeatRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Heartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<LeaveGroupRequest> for RequestBody {
+    fn from(body: LeaveGroupRequest) -> Self {
+        Self::LeaveGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for LeaveGroupRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::LeaveGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SyncGroupRequest> for RequestBody {
+    fn from(body: SyncGroupRequest) -> Self {
+        Self::SyncGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for SyncGroupRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::SyncGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeGroupsRequest> for RequestBody {
+    fn from(body: DescribeGroupsRequest) -> Self {
+        Self::DescribeGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeGroupsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListGroupsRequest> for RequestBody {
+    fn from(body: ListGroupsRequest) -> Self {
+        Self::ListGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ListGroupsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ListGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SaslHandshakeRequest> for RequestBody {
+    fn from(body: SaslHandshakeRequest) -> Self {
+        Self::SaslHandshake(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for SaslHandshakeRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::SaslHandshake(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ApiVersionsRequest> for RequestBody {
+    fn from(body: ApiVersionsRequest) -> Self {
+        Self::ApiVersions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ApiVersionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ApiVersions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateTopicsRequest> for RequestBody {
+    fn from(body: CreateTopicsRequest) -> Self {
+        Self::CreateTopics(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for CreateTopicsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::CreateTopics(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteTopicsRequest> for RequestBody {
+    fn from(body: DeleteTopicsRequest) -> Self {
+        Self::DeleteTopics(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DeleteTopicsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DeleteTopics(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteRecordsRequest> for RequestBody {
+    fn from(body: DeleteRecordsRequest) -> Self {
+        Self::DeleteRecords(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DeleteRecordsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DeleteRecords(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<InitProducerIdRequest> for RequestBody {
+    fn from(body: InitProducerIdRequest) -> Self {
+        Self::InitProducerId(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for InitProducerIdRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::InitProducerId(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetForLeaderEpochRequest> for RequestBody {
+    fn from(body: OffsetForLeaderEpochRequest) -> Self {
+        Self::OffsetForLeaderEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for OffsetForLeaderEpochRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::OffsetForLeaderEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddPartitionsToTxnRequest> for RequestBody {
+    fn from(body: AddPartitionsToTxnRequest) -> Self {
+        Self::AddPartitionsToTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AddPartitionsToTxnRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AddPartitionsToTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddOffsetsToTxnRequest> for RequestBody {
+    fn from(body: AddOffsetsToTxnRequest) -> Self {
+        Self::AddOffsetsToTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AddOffsetsToTxnRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AddOffsetsToTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EndTxnRequest> for RequestBody {
+    fn from(body: EndTxnRequest) -> Self {
+        Self::EndTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for EndTxnRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::EndTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<WriteTxnMarkersRequest> for RequestBody {
+    fn from(body: WriteTxnMarkersRequest) -> Self {
+        Self::WriteTxnMarkers(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for WriteTxnMarkersRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::WriteTxnMarkers(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<TxnOffsetCommitRequest> for RequestBody {
+    fn from(body: TxnOffsetCommitRequest) -> Self {
+        Self::TxnOffsetCommit(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for TxnOffsetCommitRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::TxnOffsetCommit(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeAclsRequest> for RequestBody {
+    fn from(body: DescribeAclsRequest) -> Self {
+        Self::DescribeAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeAclsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateAclsRequest> for RequestBody {
+    fn from(body: CreateAclsRequest) -> Self {
+        Self::CreateAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for CreateAclsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::CreateAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteAclsRequest> for RequestBody {
+    fn from(body: DeleteAclsRequest) -> Self {
+        Self::DeleteAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DeleteAclsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DeleteAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeConfigsRequest> for RequestBody {
+    fn from(body: DescribeConfigsRequest) -> Self {
+        Self::DescribeConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeConfigsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterConfigsRequest> for RequestBody {
+    fn from(body: AlterConfigsRequest) -> Self {
+        Self::AlterConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterConfigsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterReplicaLogDirsRequest> for RequestBody {
+    fn from(body: AlterReplicaLogDirsRequest) -> Self {
+        Self::AlterReplicaLogDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterReplicaLogDirsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterReplicaLogDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeLogDirsRequest> for RequestBody {
+    fn from(body: DescribeLogDirsRequest) -> Self {
+        Self::DescribeLogDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeLogDirsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeLogDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SaslAuthenticateRequest> for RequestBody {
+    fn from(body: SaslAuthenticateRequest) -> Self {
+        Self::SaslAuthenticate(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for SaslAuthenticateRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::SaslAuthenticate(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreatePartitionsRequest> for RequestBody {
+    fn from(body: CreatePartitionsRequest) -> Self {
+        Self::CreatePartitions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for CreatePartitionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::CreatePartitions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateDelegationTokenRequest> for RequestBody {
+    fn from(body: CreateDelegationTokenRequest) -> Self {
+        Self::CreateDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for CreateDelegationTokenRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::CreateDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<RenewDelegationTokenRequest> for RequestBody {
+    fn from(body: RenewDelegationTokenRequest) -> Self {
+        Self::RenewDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for RenewDelegationTokenRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::RenewDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ExpireDelegationTokenRequest> for RequestBody {
+    fn from(body: ExpireDelegationTokenRequest) -> Self {
+        Self::ExpireDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ExpireDelegationTokenRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ExpireDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeDelegationTokenRequest> for RequestBody {
+    fn from(body: DescribeDelegationTokenRequest) -> Self {
+        Self::DescribeDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeDelegationTokenRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteGroupsRequest> for RequestBody {
+    fn from(body: DeleteGroupsRequest) -> Self {
+        Self::DeleteGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DeleteGroupsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DeleteGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ElectLeadersRequest> for RequestBody {
+    fn from(body: ElectLeadersRequest) -> Self {
+        Self::ElectLeaders(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ElectLeadersRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ElectLeaders(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<IncrementalAlterConfigsRequest> for RequestBody {
+    fn from(body: IncrementalAlterConfigsRequest) -> Self {
+        Self::IncrementalAlterConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for IncrementalAlterConfigsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::IncrementalAlterConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterPartitionReassignmentsRequest> for RequestBody {
+    fn from(body: AlterPartitionReassignmentsRequest) -> Self {
+        Self::AlterPartitionReassignments(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterPartitionReassignmentsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterPartitionReassignments(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListPartitionReassignmentsRequest> for RequestBody {
+    fn from(body: ListPartitionReassignmentsRequest) -> Self {
+        Self::ListPartitionReassignments(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ListPartitionReassignmentsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ListPartitionReassignments(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetDeleteRequest> for RequestBody {
+    fn from(body: OffsetDeleteRequest) -> Self {
+        Self::OffsetDelete(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for OffsetDeleteRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::OffsetDelete(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeClientQuotasRequest> for RequestBody {
+    fn from(body: DescribeClientQuotasRequest) -> Self {
+        Self::DescribeClientQuotas(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeClientQuotasRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeClientQuotas(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterClientQuotasRequest> for RequestBody {
+    fn from(body: AlterClientQuotasRequest) -> Self {
+        Self::AlterClientQuotas(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterClientQuotasRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterClientQuotas(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeUserScramCredentialsRequest> for RequestBody {
+    fn from(body: DescribeUserScramCredentialsRequest) -> Self {
+        Self::DescribeUserScramCredentials(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeUserScramCredentialsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeUserScramCredentials(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterUserScramCredentialsRequest> for RequestBody {
+    fn from(body: AlterUserScramCredentialsRequest) -> Self {
+        Self::AlterUserScramCredentials(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterUserScramCredentialsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterUserScramCredentials(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<VoteRequest> for RequestBody {
+    fn from(body: VoteRequest) -> Self {
+        Self::Vote(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for VoteRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Vote(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BeginQuorumEpochRequest> for RequestBody {
+    fn from(body: BeginQuorumEpochRequest) -> Self {
+        Self::BeginQuorumEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for BeginQuorumEpochRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::BeginQuorumEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EndQuorumEpochRequest> for RequestBody {
+    fn from(body: EndQuorumEpochRequest) -> Self {
+        Self::EndQuorumEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for EndQuorumEpochRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::EndQuorumEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeQuorumRequest> for RequestBody {
+    fn from(body: DescribeQuorumRequest) -> Self {
+        Self::DescribeQuorum(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeQuorumRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeQuorum(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterPartitionRequest> for RequestBody {
+    fn from(body: AlterPartitionRequest) -> Self {
+        Self::AlterPartition(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AlterPartitionRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AlterPartition(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateFeaturesRequest> for RequestBody {
+    fn from(body: UpdateFeaturesRequest) -> Self {
+        Self::UpdateFeatures(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for UpdateFeaturesRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::UpdateFeatures(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EnvelopeRequest> for RequestBody {
+    fn from(body: EnvelopeRequest) -> Self {
+        Self::Envelope(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for EnvelopeRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::Envelope(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FetchSnapshotRequest> for RequestBody {
+    fn from(body: FetchSnapshotRequest) -> Self {
+        Self::FetchSnapshot(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for FetchSnapshotRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::FetchSnapshot(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeClusterRequest> for RequestBody {
+    fn from(body: DescribeClusterRequest) -> Self {
+        Self::DescribeCluster(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeClusterRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeCluster(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeProducersRequest> for RequestBody {
+    fn from(body: DescribeProducersRequest) -> Self {
+        Self::DescribeProducers(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeProducersRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeProducers(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BrokerRegistrationRequest> for RequestBody {
+    fn from(body: BrokerRegistrationRequest) -> Self {
+        Self::BrokerRegistration(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for BrokerRegistrationRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::BrokerRegistration(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BrokerHeartbeatRequest> for RequestBody {
+    fn from(body: BrokerHeartbeatRequest) -> Self {
+        Self::BrokerHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for BrokerHeartbeatRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::BrokerHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UnregisterBrokerRequest> for RequestBody {
+    fn from(body: UnregisterBrokerRequest) -> Self {
+        Self::UnregisterBroker(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for UnregisterBrokerRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::UnregisterBroker(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeTransactionsRequest> for RequestBody {
+    fn from(body: DescribeTransactionsRequest) -> Self {
+        Self::DescribeTransactions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeTransactionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeTransactions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListTransactionsRequest> for RequestBody {
+    fn from(body: ListTransactionsRequest) -> Self {
+        Self::ListTransactions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ListTransactionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ListTransactions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AllocateProducerIdsRequest> for RequestBody {
+    fn from(body: AllocateProducerIdsRequest) -> Self {
+        Self::AllocateProducerIds(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AllocateProducerIdsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AllocateProducerIds(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ConsumerGroupHeartbeatRequest> for RequestBody {
+    fn from(body: ConsumerGroupHeartbeatRequest) -> Self {
+        Self::ConsumerGroupHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ConsumerGroupHeartbeatRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ConsumerGroupHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ConsumerGroupDescribeRequest> for RequestBody {
+    fn from(body: ConsumerGroupDescribeRequest) -> Self {
+        Self::ConsumerGroupDescribe(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ConsumerGroupDescribeRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ConsumerGroupDescribe(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ControllerRegistrationRequest> for RequestBody {
+    fn from(body: ControllerRegistrationRequest) -> Self {
+        Self::ControllerRegistration(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ControllerRegistrationRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ControllerRegistration(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<GetTelemetrySubscriptionsRequest> for RequestBody {
+    fn from(body: GetTelemetrySubscriptionsRequest) -> Self {
+        Self::GetTelemetrySubscriptions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for GetTelemetrySubscriptionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::GetTelemetrySubscriptions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<PushTelemetryRequest> for RequestBody {
+    fn from(body: PushTelemetryRequest) -> Self {
+        Self::PushTelemetry(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for PushTelemetryRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::PushTelemetry(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AssignReplicasToDirsRequest> for RequestBody {
+    fn from(body: AssignReplicasToDirsRequest) -> Self {
+        Self::AssignReplicasToDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AssignReplicasToDirsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AssignReplicasToDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListConfigResourcesRequest> for RequestBody {
+    fn from(body: ListConfigResourcesRequest) -> Self {
+        Self::ListConfigResources(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ListConfigResourcesRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ListConfigResources(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeTopicPartitionsRequest> for RequestBody {
+    fn from(body: DescribeTopicPartitionsRequest) -> Self {
+        Self::DescribeTopicPartitions(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DescribeTopicPartitionsRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DescribeTopicPartitions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareGroupHeartbeatRequest> for RequestBody {
+    fn from(body: ShareGroupHeartbeatRequest) -> Self {
+        Self::ShareGroupHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ShareGroupHeartbeatRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ShareGroupHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareGroupDescribeRequest> for RequestBody {
+    fn from(body: ShareGroupDescribeRequest) -> Self {
+        Self::ShareGroupDescribe(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ShareGroupDescribeRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ShareGroupDescribe(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareFetchRequest> for RequestBody {
+    fn from(body: ShareFetchRequest) -> Self {
+        Self::ShareFetch(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ShareFetchRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ShareFetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareAcknowledgeRequest> for RequestBody {
+    fn from(body: ShareAcknowledgeRequest) -> Self {
+        Self::ShareAcknowledge(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ShareAcknowledgeRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ShareAcknowledge(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddRaftVoterRequest> for RequestBody {
+    fn from(body: AddRaftVoterRequest) -> Self {
+        Self::AddRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for AddRaftVoterRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::AddRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<RemoveRaftVoterRequest> for RequestBody {
+    fn from(body: RemoveRaftVoterRequest) -> Self {
+        Self::RemoveRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for RemoveRaftVoterRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::RemoveRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateRaftVoterRequest> for RequestBody {
+    fn from(body: UpdateRaftVoterRequest) -> Self {
+        Self::UpdateRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for UpdateRaftVoterRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::UpdateRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<InitializeShareGroupStateRequest> for RequestBody {
+    fn from(body: InitializeShareGroupStateRequest) -> Self {
+        Self::InitializeShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for InitializeShareGroupStateRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::InitializeShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ReadShareGroupStateRequest> for RequestBody {
+    fn from(body: ReadShareGroupStateRequest) -> Self {
+        Self::ReadShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ReadShareGroupStateRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ReadShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<WriteShareGroupStateRequest> for RequestBody {
+    fn from(body: WriteShareGroupStateRequest) -> Self {
+        Self::WriteShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for WriteShareGroupStateRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::WriteShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteShareGroupStateRequest> for RequestBody {
+    fn from(body: DeleteShareGroupStateRequest) -> Self {
+        Self::DeleteShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for DeleteShareGroupStateRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::DeleteShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ReadShareGroupStateSummaryRequest> for RequestBody {
+    fn from(body: ReadShareGroupStateSummaryRequest) -> Self {
+        Self::ReadShareGroupStateSummary(Box::new(body))
+    }
+}
+
+impl TryFrom<RequestBody> for ReadShareGroupStateSummaryRequest {
+    type Error = RequestBody;
+
+    fn try_from(body: RequestBody) -> Result<Self, RequestBody> {
+        match body {
+            RequestBody::ReadShareGroupStateSummary(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
 /// Any response body, by API.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -2447,6 +3943,1502 @@ impl ResponseBody {
             Self::WriteShareGroupState(_) => ApiKey::WriteShareGroupState,
             Self::DeleteShareGroupState(_) => ApiKey::DeleteShareGroupState,
             Self::ReadShareGroupStateSummary(_) => ApiKey::ReadShareGroupStateSummary,
+        }
+    }
+}
+
+impl From<ProduceResponse> for ResponseBody {
+    fn from(body: ProduceResponse) -> Self {
+        Self::Produce(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ProduceResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Produce(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FetchResponse> for ResponseBody {
+    fn from(body: FetchResponse) -> Self {
+        Self::Fetch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for FetchResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Fetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListOffsetsResponse> for ResponseBody {
+    fn from(body: ListOffsetsResponse) -> Self {
+        Self::ListOffsets(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ListOffsetsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ListOffsets(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<MetadataResponse> for ResponseBody {
+    fn from(body: MetadataResponse) -> Self {
+        Self::Metadata(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for MetadataResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Metadata(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<LeaderAndIsrResponse> for ResponseBody {
+    fn from(body: LeaderAndIsrResponse) -> Self {
+        Self::LeaderAndIsr(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for LeaderAndIsrResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::LeaderAndIsr(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<StopReplicaResponse> for ResponseBody {
+    fn from(body: StopReplicaResponse) -> Self {
+        Self::StopReplica(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for StopReplicaResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::StopReplica(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateMetadataResponse> for ResponseBody {
+    fn from(body: UpdateMetadataResponse) -> Self {
+        Self::UpdateMetadata(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for UpdateMetadataResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::UpdateMetadata(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ControlledShutdownResponse> for ResponseBody {
+    fn from(body: ControlledShutdownResponse) -> Self {
+        Self::ControlledShutdown(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ControlledShutdownResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ControlledShutdown(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetCommitResponse> for ResponseBody {
+    fn from(body: OffsetCommitResponse) -> Self {
+        Self::OffsetCommit(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for OffsetCommitResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::OffsetCommit(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetFetchResponse> for ResponseBody {
+    fn from(body: OffsetFetchResponse) -> Self {
+        Self::OffsetFetch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for OffsetFetchResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::OffsetFetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FindCoordinatorResponse> for ResponseBody {
+    fn from(body: FindCoordinatorResponse) -> Self {
+        Self::FindCoordinator(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for FindCoordinatorResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::FindCoordinator(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<JoinGroupResponse> for ResponseBody {
+    fn from(body: JoinGroupResponse) -> Self {
+        Self::JoinGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for JoinGroupResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::JoinGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<HeartbeatResponse> for ResponseBody {
+    fn from(body: HeartbeatResponse) -> Self {
+        Self::Heartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for HeartbeatResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Heartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<LeaveGroupResponse> for ResponseBody {
+    fn from(body: LeaveGroupResponse) -> Self {
+        Self::LeaveGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for LeaveGroupResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::LeaveGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SyncGroupResponse> for ResponseBody {
+    fn from(body: SyncGroupResponse) -> Self {
+        Self::SyncGroup(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for SyncGroupResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::SyncGroup(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeGroupsResponse> for ResponseBody {
+    fn from(body: DescribeGroupsResponse) -> Self {
+        Self::DescribeGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeGroupsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListGroupsResponse> for ResponseBody {
+    fn from(body: ListGroupsResponse) -> Self {
+        Self::ListGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ListGroupsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ListGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SaslHandshakeResponse> for ResponseBody {
+    fn from(body: SaslHandshakeResponse) -> Self {
+        Self::SaslHandshake(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for SaslHandshakeResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::SaslHandshake(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ApiVersionsResponse> for ResponseBody {
+    fn from(body: ApiVersionsResponse) -> Self {
+        Self::ApiVersions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ApiVersionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ApiVersions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateTopicsResponse> for ResponseBody {
+    fn from(body: CreateTopicsResponse) -> Self {
+        Self::CreateTopics(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for CreateTopicsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::CreateTopics(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteTopicsResponse> for ResponseBody {
+    fn from(body: DeleteTopicsResponse) -> Self {
+        Self::DeleteTopics(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DeleteTopicsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DeleteTopics(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteRecordsResponse> for ResponseBody {
+    fn from(body: DeleteRecordsResponse) -> Self {
+        Self::DeleteRecords(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DeleteRecordsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DeleteRecords(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<InitProducerIdResponse> for ResponseBody {
+    fn from(body: InitProducerIdResponse) -> Self {
+        Self::InitProducerId(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for InitProducerIdResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::InitProducerId(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetForLeaderEpochResponse> for ResponseBody {
+    fn from(body: OffsetForLeaderEpochResponse) -> Self {
+        Self::OffsetForLeaderEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for OffsetForLeaderEpochResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::OffsetForLeaderEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddPartitionsToTxnResponse> for ResponseBody {
+    fn from(body: AddPartitionsToTxnResponse) -> Self {
+        Self::AddPartitionsToTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AddPartitionsToTxnResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AddPartitionsToTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddOffsetsToTxnResponse> for ResponseBody {
+    fn from(body: AddOffsetsToTxnResponse) -> Self {
+        Self::AddOffsetsToTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AddOffsetsToTxnResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AddOffsetsToTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EndTxnResponse> for ResponseBody {
+    fn from(body: EndTxnResponse) -> Self {
+        Self::EndTxn(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for EndTxnResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::EndTxn(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<WriteTxnMarkersResponse> for ResponseBody {
+    fn from(body: WriteTxnMarkersResponse) -> Self {
+        Self::WriteTxnMarkers(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for WriteTxnMarkersResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::WriteTxnMarkers(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<TxnOffsetCommitResponse> for ResponseBody {
+    fn from(body: TxnOffsetCommitResponse) -> Self {
+        Self::TxnOffsetCommit(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for TxnOffsetCommitResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::TxnOffsetCommit(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeAclsResponse> for ResponseBody {
+    fn from(body: DescribeAclsResponse) -> Self {
+        Self::DescribeAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeAclsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateAclsResponse> for ResponseBody {
+    fn from(body: CreateAclsResponse) -> Self {
+        Self::CreateAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for CreateAclsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::CreateAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteAclsResponse> for ResponseBody {
+    fn from(body: DeleteAclsResponse) -> Self {
+        Self::DeleteAcls(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DeleteAclsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DeleteAcls(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeConfigsResponse> for ResponseBody {
+    fn from(body: DescribeConfigsResponse) -> Self {
+        Self::DescribeConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeConfigsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterConfigsResponse> for ResponseBody {
+    fn from(body: AlterConfigsResponse) -> Self {
+        Self::AlterConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterConfigsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterReplicaLogDirsResponse> for ResponseBody {
+    fn from(body: AlterReplicaLogDirsResponse) -> Self {
+        Self::AlterReplicaLogDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterReplicaLogDirsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterReplicaLogDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeLogDirsResponse> for ResponseBody {
+    fn from(body: DescribeLogDirsResponse) -> Self {
+        Self::DescribeLogDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeLogDirsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeLogDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<SaslAuthenticateResponse> for ResponseBody {
+    fn from(body: SaslAuthenticateResponse) -> Self {
+        Self::SaslAuthenticate(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for SaslAuthenticateResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::SaslAuthenticate(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreatePartitionsResponse> for ResponseBody {
+    fn from(body: CreatePartitionsResponse) -> Self {
+        Self::CreatePartitions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for CreatePartitionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::CreatePartitions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<CreateDelegationTokenResponse> for ResponseBody {
+    fn from(body: CreateDelegationTokenResponse) -> Self {
+        Self::CreateDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for CreateDelegationTokenResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::CreateDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<RenewDelegationTokenResponse> for ResponseBody {
+    fn from(body: RenewDelegationTokenResponse) -> Self {
+        Self::RenewDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for RenewDelegationTokenResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::RenewDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ExpireDelegationTokenResponse> for ResponseBody {
+    fn from(body: ExpireDelegationTokenResponse) -> Self {
+        Self::ExpireDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ExpireDelegationTokenResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ExpireDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeDelegationTokenResponse> for ResponseBody {
+    fn from(body: DescribeDelegationTokenResponse) -> Self {
+        Self::DescribeDelegationToken(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeDelegationTokenResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeDelegationToken(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteGroupsResponse> for ResponseBody {
+    fn from(body: DeleteGroupsResponse) -> Self {
+        Self::DeleteGroups(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DeleteGroupsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DeleteGroups(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ElectLeadersResponse> for ResponseBody {
+    fn from(body: ElectLeadersResponse) -> Self {
+        Self::ElectLeaders(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ElectLeadersResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ElectLeaders(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<IncrementalAlterConfigsResponse> for ResponseBody {
+    fn from(body: IncrementalAlterConfigsResponse) -> Self {
+        Self::IncrementalAlterConfigs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for IncrementalAlterConfigsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::IncrementalAlterConfigs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterPartitionReassignmentsResponse> for ResponseBody {
+    fn from(body: AlterPartitionReassignmentsResponse) -> Self {
+        Self::AlterPartitionReassignments(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterPartitionReassignmentsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterPartitionReassignments(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListPartitionReassignmentsResponse> for ResponseBody {
+    fn from(body: ListPartitionReassignmentsResponse) -> Self {
+        Self::ListPartitionReassignments(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ListPartitionReassignmentsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ListPartitionReassignments(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<OffsetDeleteResponse> for ResponseBody {
+    fn from(body: OffsetDeleteResponse) -> Self {
+        Self::OffsetDelete(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for OffsetDeleteResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::OffsetDelete(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeClientQuotasResponse> for ResponseBody {
+    fn from(body: DescribeClientQuotasResponse) -> Self {
+        Self::DescribeClientQuotas(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeClientQuotasResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeClientQuotas(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterClientQuotasResponse> for ResponseBody {
+    fn from(body: AlterClientQuotasResponse) -> Self {
+        Self::AlterClientQuotas(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterClientQuotasResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterClientQuotas(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeUserScramCredentialsResponse> for ResponseBody {
+    fn from(body: DescribeUserScramCredentialsResponse) -> Self {
+        Self::DescribeUserScramCredentials(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeUserScramCredentialsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeUserScramCredentials(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterUserScramCredentialsResponse> for ResponseBody {
+    fn from(body: AlterUserScramCredentialsResponse) -> Self {
+        Self::AlterUserScramCredentials(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterUserScramCredentialsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterUserScramCredentials(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<VoteResponse> for ResponseBody {
+    fn from(body: VoteResponse) -> Self {
+        Self::Vote(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for VoteResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Vote(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BeginQuorumEpochResponse> for ResponseBody {
+    fn from(body: BeginQuorumEpochResponse) -> Self {
+        Self::BeginQuorumEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for BeginQuorumEpochResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::BeginQuorumEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EndQuorumEpochResponse> for ResponseBody {
+    fn from(body: EndQuorumEpochResponse) -> Self {
+        Self::EndQuorumEpoch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for EndQuorumEpochResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::EndQuorumEpoch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeQuorumResponse> for ResponseBody {
+    fn from(body: DescribeQuorumResponse) -> Self {
+        Self::DescribeQuorum(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeQuorumResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeQuorum(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AlterPartitionResponse> for ResponseBody {
+    fn from(body: AlterPartitionResponse) -> Self {
+        Self::AlterPartition(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AlterPartitionResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AlterPartition(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateFeaturesResponse> for ResponseBody {
+    fn from(body: UpdateFeaturesResponse) -> Self {
+        Self::UpdateFeatures(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for UpdateFeaturesResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::UpdateFeatures(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<EnvelopeResponse> for ResponseBody {
+    fn from(body: EnvelopeResponse) -> Self {
+        Self::Envelope(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for EnvelopeResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::Envelope(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<FetchSnapshotResponse> for ResponseBody {
+    fn from(body: FetchSnapshotResponse) -> Self {
+        Self::FetchSnapshot(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for FetchSnapshotResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::FetchSnapshot(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeClusterResponse> for ResponseBody {
+    fn from(body: DescribeClusterResponse) -> Self {
+        Self::DescribeCluster(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeClusterResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeCluster(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeProducersResponse> for ResponseBody {
+    fn from(body: DescribeProducersResponse) -> Self {
+        Self::DescribeProducers(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeProducersResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeProducers(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BrokerRegistrationResponse> for ResponseBody {
+    fn from(body: BrokerRegistrationResponse) -> Self {
+        Self::BrokerRegistration(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for BrokerRegistrationResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::BrokerRegistration(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<BrokerHeartbeatResponse> for ResponseBody {
+    fn from(body: BrokerHeartbeatResponse) -> Self {
+        Self::BrokerHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for BrokerHeartbeatResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::BrokerHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UnregisterBrokerResponse> for ResponseBody {
+    fn from(body: UnregisterBrokerResponse) -> Self {
+        Self::UnregisterBroker(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for UnregisterBrokerResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::UnregisterBroker(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeTransactionsResponse> for ResponseBody {
+    fn from(body: DescribeTransactionsResponse) -> Self {
+        Self::DescribeTransactions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeTransactionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeTransactions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListTransactionsResponse> for ResponseBody {
+    fn from(body: ListTransactionsResponse) -> Self {
+        Self::ListTransactions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ListTransactionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ListTransactions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AllocateProducerIdsResponse> for ResponseBody {
+    fn from(body: AllocateProducerIdsResponse) -> Self {
+        Self::AllocateProducerIds(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AllocateProducerIdsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AllocateProducerIds(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ConsumerGroupHeartbeatResponse> for ResponseBody {
+    fn from(body: ConsumerGroupHeartbeatResponse) -> Self {
+        Self::ConsumerGroupHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ConsumerGroupHeartbeatResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ConsumerGroupHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ConsumerGroupDescribeResponse> for ResponseBody {
+    fn from(body: ConsumerGroupDescribeResponse) -> Self {
+        Self::ConsumerGroupDescribe(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ConsumerGroupDescribeResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ConsumerGroupDescribe(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ControllerRegistrationResponse> for ResponseBody {
+    fn from(body: ControllerRegistrationResponse) -> Self {
+        Self::ControllerRegistration(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ControllerRegistrationResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ControllerRegistration(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<GetTelemetrySubscriptionsResponse> for ResponseBody {
+    fn from(body: GetTelemetrySubscriptionsResponse) -> Self {
+        Self::GetTelemetrySubscriptions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for GetTelemetrySubscriptionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::GetTelemetrySubscriptions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<PushTelemetryResponse> for ResponseBody {
+    fn from(body: PushTelemetryResponse) -> Self {
+        Self::PushTelemetry(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for PushTelemetryResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::PushTelemetry(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AssignReplicasToDirsResponse> for ResponseBody {
+    fn from(body: AssignReplicasToDirsResponse) -> Self {
+        Self::AssignReplicasToDirs(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AssignReplicasToDirsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AssignReplicasToDirs(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ListConfigResourcesResponse> for ResponseBody {
+    fn from(body: ListConfigResourcesResponse) -> Self {
+        Self::ListConfigResources(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ListConfigResourcesResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ListConfigResources(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DescribeTopicPartitionsResponse> for ResponseBody {
+    fn from(body: DescribeTopicPartitionsResponse) -> Self {
+        Self::DescribeTopicPartitions(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DescribeTopicPartitionsResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DescribeTopicPartitions(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareGroupHeartbeatResponse> for ResponseBody {
+    fn from(body: ShareGroupHeartbeatResponse) -> Self {
+        Self::ShareGroupHeartbeat(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ShareGroupHeartbeatResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ShareGroupHeartbeat(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareGroupDescribeResponse> for ResponseBody {
+    fn from(body: ShareGroupDescribeResponse) -> Self {
+        Self::ShareGroupDescribe(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ShareGroupDescribeResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ShareGroupDescribe(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareFetchResponse> for ResponseBody {
+    fn from(body: ShareFetchResponse) -> Self {
+        Self::ShareFetch(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ShareFetchResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ShareFetch(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ShareAcknowledgeResponse> for ResponseBody {
+    fn from(body: ShareAcknowledgeResponse) -> Self {
+        Self::ShareAcknowledge(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ShareAcknowledgeResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ShareAcknowledge(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<AddRaftVoterResponse> for ResponseBody {
+    fn from(body: AddRaftVoterResponse) -> Self {
+        Self::AddRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for AddRaftVoterResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::AddRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<RemoveRaftVoterResponse> for ResponseBody {
+    fn from(body: RemoveRaftVoterResponse) -> Self {
+        Self::RemoveRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for RemoveRaftVoterResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::RemoveRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<UpdateRaftVoterResponse> for ResponseBody {
+    fn from(body: UpdateRaftVoterResponse) -> Self {
+        Self::UpdateRaftVoter(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for UpdateRaftVoterResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::UpdateRaftVoter(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<InitializeShareGroupStateResponse> for ResponseBody {
+    fn from(body: InitializeShareGroupStateResponse) -> Self {
+        Self::InitializeShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for InitializeShareGroupStateResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::InitializeShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ReadShareGroupStateResponse> for ResponseBody {
+    fn from(body: ReadShareGroupStateResponse) -> Self {
+        Self::ReadShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ReadShareGroupStateResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ReadShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<WriteShareGroupStateResponse> for ResponseBody {
+    fn from(body: WriteShareGroupStateResponse) -> Self {
+        Self::WriteShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for WriteShareGroupStateResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::WriteShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<DeleteShareGroupStateResponse> for ResponseBody {
+    fn from(body: DeleteShareGroupStateResponse) -> Self {
+        Self::DeleteShareGroupState(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for DeleteShareGroupStateResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::DeleteShareGroupState(inner) => Ok(*inner),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ReadShareGroupStateSummaryResponse> for ResponseBody {
+    fn from(body: ReadShareGroupStateSummaryResponse) -> Self {
+        Self::ReadShareGroupStateSummary(Box::new(body))
+    }
+}
+
+impl TryFrom<ResponseBody> for ReadShareGroupStateSummaryResponse {
+    type Error = ResponseBody;
+
+    fn try_from(body: ResponseBody) -> Result<Self, ResponseBody> {
+        match body {
+            ResponseBody::ReadShareGroupStateSummary(inner) => Ok(*inner),
+            other => Err(other),
         }
     }
 }

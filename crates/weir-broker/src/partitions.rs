@@ -1,0 +1,181 @@
+//! The partition manager: owns every partition's log (through `weir_log::LogManager`), appends
+//! producers' batches, serves reads, and wakes waiting fetches when data arrives.
+//!
+//! Log I/O is synchronous (weir-log has no runtime); it runs on tokio's blocking pool so a slow
+//! disk never stalls the connection tasks.
+
+use crate::config::BrokerConfig;
+use crate::topics::Topic;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use weir_log::{
+    AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition,
+};
+
+/// The leader epoch of every partition on a single node (no elections happen).
+pub(crate) const LEADER_EPOCH: i32 = 0;
+
+/// Every partition log on this broker.
+#[derive(Debug)]
+pub(crate) struct Partitions {
+    logs: LogManager,
+    /// Broker-wide log settings (`log.*` properties) that topic overrides start from.
+    defaults: BTreeMap<String, String>,
+    /// Bumped after every append; fetches waiting for data watch it.
+    appended: watch::Sender<u64>,
+}
+
+/// Maps broker properties (`log.segment.bytes`, ...) to topic-level names (`segment.bytes`).
+const BROKER_TO_TOPIC: &[(&str, &str)] = &[
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.flush.interval.messages", "flush.messages"),
+    ("log.flush.interval.ms", "flush.ms"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+];
+
+impl Partitions {
+    /// Opens (and recovers) every partition log under `log.dirs`.
+    pub(crate) fn open(config: &BrokerConfig) -> Result<Self, weir_log::Error> {
+        let mut defaults = BTreeMap::new();
+        for (broker_key, topic_key) in BROKER_TO_TOPIC {
+            if let Some(value) = config.raw.get(*broker_key) {
+                defaults.insert((*topic_key).to_string(), value.clone());
+            }
+        }
+        defaults.insert(
+            "segment.bytes".into(),
+            config
+                .log_segment_bytes
+                .min(u64::from(u32::MAX))
+                .to_string(),
+        );
+        defaults.insert("retention.ms".into(), config.log_retention_ms.to_string());
+        defaults.insert(
+            "retention.bytes".into(),
+            config.log_retention_bytes.to_string(),
+        );
+        defaults.insert(
+            "max.message.bytes".into(),
+            config.message_max_bytes.to_string(),
+        );
+        defaults.insert(
+            "flush.messages".into(),
+            config.log_flush_interval_messages.to_string(),
+        );
+        if let Some(ms) = config.log_flush_interval_ms {
+            defaults.insert("flush.ms".into(), ms.to_string());
+        }
+        let default_config =
+            LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let logs = LogManager::open(LogManagerOptions::new(
+            config.log_dirs.clone(),
+            default_config,
+        ))?;
+        let (appended, _) = watch::channel(0);
+        Ok(Self {
+            logs,
+            defaults,
+            appended,
+        })
+    }
+
+    /// The log config of `topic`: broker defaults overridden by the topic's configs.
+    pub(crate) fn log_config(&self, topic: &Topic) -> Result<LogConfig, weir_log::Error> {
+        let mut props = self.defaults.clone();
+        props.extend(topic.configs.clone());
+        LogConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// Creates (or opens) the logs of every partition of `topic`.
+    pub(crate) fn create_logs(&self, topic: &Topic) -> Result<(), weir_log::Error> {
+        let config = self.log_config(topic)?;
+        for partition in 0..topic.partitions {
+            self.logs.get_or_create(
+                &TopicPartition::new(&topic.name, partition),
+                Some(config.clone()),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the logs of every partition of `topic`.
+    pub(crate) fn delete_logs(&self, topic: &str, partitions: i32) -> Result<(), weir_log::Error> {
+        for partition in 0..partitions {
+            let tp = TopicPartition::new(topic, partition);
+            if self.logs.get(&tp).is_some() {
+                self.logs.delete(&tp)?;
+            }
+        }
+        self.appended.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Applies a topic's changed configs to its open logs.
+    pub(crate) fn reconfigure(&self, topic: &Topic) -> Result<(), weir_log::Error> {
+        let config = self.log_config(topic)?;
+        for partition in 0..topic.partitions {
+            if let Some(log) = self.logs.get(&TopicPartition::new(&topic.name, partition)) {
+                log.set_config(config.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The log of one partition.
+    pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Arc<Log>> {
+        self.logs.get(&TopicPartition::new(topic, partition))
+    }
+
+    /// Every open log.
+    pub(crate) fn all(&self) -> Vec<(TopicPartition, Arc<Log>)> {
+        self.logs.logs()
+    }
+
+    /// Appends a producer's batches as leader; wakes waiting fetches.
+    pub(crate) async fn append(
+        &self,
+        log: Arc<Log>,
+        records: Bytes,
+    ) -> Result<AppendInfo, weir_log::Error> {
+        let info = tokio::task::spawn_blocking(move || {
+            // The log stamps base offsets and epochs in place, so it needs its own copy of the
+            // bytes; the request frame is shared and immutable.
+            let mut batches = records.to_vec();
+            log.append(
+                &mut batches,
+                AppendOrigin::Leader {
+                    leader_epoch: LEADER_EPOCH,
+                },
+            )
+        })
+        .await
+        .map_err(|_| weir_log::Error::EmptyAppend)??;
+        self.appended.send_modify(|n| *n += 1);
+        Ok(info)
+    }
+
+    /// A receiver that changes after every append, for long-polling fetches.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    /// Flushes what the flush policy says is due and checkpoints recovery points.
+    pub(crate) fn tick(&self) -> Result<(), weir_log::Error> {
+        self.logs.tick()
+    }
+
+    /// Flushes and closes every log, writing clean-shutdown markers.
+    pub(crate) fn close(self) -> Result<(), weir_log::Error> {
+        self.logs.close()
+    }
+}

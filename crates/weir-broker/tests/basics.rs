@@ -1,0 +1,119 @@
+//! ApiVersions and Metadata against an in-process broker, plus the connection rules for bad
+//! input.
+
+mod support;
+
+use support::TestBroker;
+use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+use weir_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use weir_protocol::{ApiKey, ErrorCode};
+
+#[tokio::test]
+async fn api_versions_lists_what_the_router_serves() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    for version in [0, 3, 4] {
+        let response = client.send(ApiVersionsRequest::default(), version).await;
+        assert_eq!(response.error_code, 0);
+        let metadata = response
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Metadata as i16)
+            .unwrap();
+        assert_eq!(metadata.max_version, 13);
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_auto_creates_and_topics_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[("num.partitions", "3")]).await;
+    let mut client = broker.client().await;
+    let request = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some("orders".into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: true,
+        ..Default::default()
+    };
+    let response = client.send(request.clone(), 12).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(response.topics[0].partitions.len(), 3);
+    let id = response.topics[0].topic_id;
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    let all = MetadataRequest {
+        topics: None,
+        ..Default::default()
+    };
+    let response = client.send(all, 12).await;
+    assert_eq!(response.topics.len(), 1);
+    assert_eq!(response.topics[0].topic_id, id);
+    assert_eq!(response.topics[0].partitions.len(), 3);
+
+    // Invalid names are refused, unknown topics without auto-creation are unknown.
+    let bad = MetadataRequest {
+        topics: Some(vec![
+            MetadataRequestTopic {
+                name: Some("bad name".into()),
+                ..Default::default()
+            },
+            MetadataRequestTopic {
+                name: Some("missing".into()),
+                ..Default::default()
+            },
+        ]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    };
+    let response = client.send(bad, 12).await;
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::INVALID_TOPIC_EXCEPTION.code()
+    );
+    assert_eq!(
+        response.topics[1].error_code,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_close_only_their_connection() {
+    let broker = TestBroker::start(&[]).await;
+    let mut good = broker.client().await;
+
+    // A 2 GiB size prefix is refused before the body is read.
+    let mut huge = broker.client().await;
+    huge.write_raw(&[0x7f, 0xff, 0xff, 0xff, 0, 0])
+        .await
+        .unwrap();
+    assert!(huge.is_closed().await);
+
+    // An unknown API key closes the connection.
+    let mut unknown = broker.client().await;
+    unknown
+        .write_raw(&[0, 0, 0, 8, 0x7f, 0x00, 0, 0, 0, 0, 0, 1])
+        .await
+        .unwrap();
+    assert!(unknown.is_closed().await);
+
+    // A negative array length inside a Metadata request.
+    let mut negative = broker.client().await;
+    negative
+        .write_raw(&[
+            0, 0, 0, 14, 0, 3, 0, 1, 0, 0, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xf0,
+        ])
+        .await
+        .unwrap();
+    assert!(negative.is_closed().await);
+
+    // The first connection still works.
+    let response = good.send(ApiVersionsRequest::default(), 3).await;
+    assert_eq!(response.error_code, 0);
+    broker.stop().await;
+}

@@ -186,7 +186,7 @@ def admin():
 
 
 def main():
-    log(f"confluent-kafka {confluent_kafka.version()[0]}, librdkafka "
+    log(f"confluent-kafka {confluent_kafka.__version__}, librdkafka "
         f"{confluent_kafka.libversion()[0]}, topic {TOPIC}, group {GROUP}")
     expected = expected_records()
     produce(expected)

@@ -25,7 +25,7 @@ fail() {
 # Each kcat call is bounded; -q drops kcat's informational lines.
 k() { timeout --kill-after=5 30 "$kcat" -b "$bootstrap" -q "$@"; }
 
-log "$("$kcat" -V 2>&1 | head -n 1), topic $topic, group $group"
+log "$("$kcat" -V 2>&1 | sed -n 's/^Version \([^ ]*\) .*librdkafka \([^ ]*\) .*/kcat \1, librdkafka \2/p'), topic $topic, group $group"
 
 # 1. Metadata: ApiVersions + Metadata as librdkafka 2.0.2 reads them.
 k -L -t "$topic" >"$work/metadata" 2>&1 || {

@@ -9,6 +9,7 @@ Usage: python confluent.py [HOST:PORT]   prints PASS or FAIL, exits 0 on PASS.
 """
 import sys
 import time
+import traceback
 import uuid
 
 import confluent_kafka
@@ -202,4 +203,5 @@ if __name__ == "__main__":
     except SystemExit:
         raise
     except BaseException as e:  # any client error is a failure with its message
+        traceback.print_exc()
         fail(repr(e))

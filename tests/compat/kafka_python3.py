@@ -9,6 +9,7 @@ Usage: python kafka_python3.py [HOST:PORT]   prints PASS or FAIL, exits 0 on PAS
 """
 import sys
 import time
+import traceback
 import uuid
 
 import kafka
@@ -154,4 +155,5 @@ if __name__ == "__main__":
     except SystemExit:
         raise
     except BaseException as e:  # any client error is a failure with its message
+        traceback.print_exc()
         fail(repr(e))

@@ -8,7 +8,7 @@
 #                 (lz4, python-snappy/cramjam, zstandard)              default: python3
 #   PYTHON3_KP2   python with kafka-python 2.0.2                         default: python3
 #   KCAT          kcat from Debian (librdkafka 2.0.2)                    default: kcat
-#   COMPAT_TIMEOUT  seconds each check may take                          default: 180
+#   COMPAT_TIMEOUT  seconds each check may take                          default: 120
 #   COMPAT_ONLY   space-separated check names to run (default: all)
 set -euo pipefail
 
@@ -17,7 +17,7 @@ bootstrap="${1:-localhost:9092}"
 python3_bin="${PYTHON3:-python3}"
 python3_kp2="${PYTHON3_KP2:-python3}"
 kcat_bin="${KCAT:-kcat}"
-limit="${COMPAT_TIMEOUT:-180}"
+limit="${COMPAT_TIMEOUT:-120}"
 only="${COMPAT_ONLY:-}"
 export KCAT="$kcat_bin" PYTHONUNBUFFERED=1
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Hostile input against a running broker.
 
 Each attack runs on its own connections: random bytes, random frames, huge and negative size

@@ -4,10 +4,6 @@
 //! length would allocate gigabytes.
 //!
 //! One test in this binary, so no other test thread allocates while it measures.
-#![expect(
-    clippy::unwrap_used,
-    reason = "fixture helpers outside #[test] fail loudly"
-)]
 
 use bytes::{Bytes, BytesMut};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};

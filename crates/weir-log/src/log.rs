@@ -192,6 +192,8 @@ pub struct Log {
     handles: HandleCache,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
+    /// What the checkpoint file holds.
+    last_checkpoint: Mutex<Option<Checkpoint>>,
     /// Every offset below this is durable.
     flushed: AtomicI64,
     offline: AtomicBool,
@@ -323,6 +325,7 @@ impl Log {
                 clean_marker: clean,
             }),
             flush_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new(checkpoint),
             flushed: AtomicI64::new(recovery_point),
             offline: AtomicBool::new(false),
         };
@@ -708,20 +711,28 @@ impl Log {
 
     /// Writes the recovery point and log start offset checkpoint. The broker calls this
     /// periodically; a stale checkpoint only makes recovery scan more.
+    /// Skipped when nothing changed since the last one, so a periodic tick over many idle
+    /// partitions costs no fsync.
     pub fn checkpoint(&self) -> Result<()> {
         let inner = self.inner.lock();
+        let current = Checkpoint {
+            recovery_point: inner.recovery_point,
+            log_start_offset: inner.log_start_offset,
+        };
+        if *self.last_checkpoint.lock() == Some(current) {
+            return Ok(());
+        }
         self.write_checkpoint(&inner)
     }
 
     fn write_checkpoint(&self, inner: &Inner) -> Result<()> {
-        checkpoint::write(
-            &*self.fs,
-            &self.dir,
-            Checkpoint {
-                recovery_point: inner.recovery_point,
-                log_start_offset: inner.log_start_offset,
-            },
-        )
+        let current = Checkpoint {
+            recovery_point: inner.recovery_point,
+            log_start_offset: inner.log_start_offset,
+        };
+        checkpoint::write(&*self.fs, &self.dir, current)?;
+        *self.last_checkpoint.lock() = Some(current);
+        Ok(())
     }
 
     /// Reads whole batches starting with the one containing `from_offset`, up to `max_bytes`

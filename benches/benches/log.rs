@@ -147,7 +147,7 @@ fn compare(
 
 fn ratios(test_mode: bool) {
     let root = bench_dir();
-    let rounds = if test_mode { 1 } else { 5 };
+    let rounds = if test_mode { 1 } else { 6 };
     let cases = [
         ("1KiB records, 16KiB batches", 1024),
         ("100B records, 16KiB batches", 100),
@@ -199,7 +199,7 @@ fn ratios(test_mode: bool) {
     let mut buf2 = vec![0u8; 2 << 20];
     compare(
         "read 1KiB records, 1 MiB fetches from page cache",
-        rounds * 2,
+        rounds * 4,
         || read_log(&log, &mut buf),
         || read_raw(&raw_path, &mut buf2),
     );

@@ -172,6 +172,9 @@ fn rolls_on_size_time_and_full_index() {
     let log = h.open();
     log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
     log.append(&mut batch(1, NOW + 1000, 1), LEADER).unwrap();
+    // segment.ms still counts from the first batch after a clean reopen.
+    log.close().unwrap();
+    let log = h.open();
     log.append(&mut batch(1, NOW + 1001, 1), LEADER).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 2]);
 

@@ -150,6 +150,12 @@ impl Segment {
             return Ok(None);
         }
         segment.next_offset = next;
+        // What appends to a reopened active segment need: `segment.ms` counts from the first
+        // batch, and the next index entry comes `index.interval.bytes` after the last one.
+        segment.first_batch_timestamp = read_header(&*file, 0, size)
+            .map_err(Error::io("read segment", &segment.path))?
+            .map(|h| h.max_timestamp);
+        segment.bytes_since_index_entry = size - start;
         Ok(Some(segment))
     }
 

@@ -37,6 +37,8 @@ pub struct CompactionStats {
     pub bytes_after: u64,
     /// Records removed (superseded values and expired tombstones).
     pub records_removed: u64,
+    /// Base offset of the first segment the pass left alone; below it the log is compacted.
+    pub cleaned_up_to: i64,
 }
 
 /// Finishes or discards compaction swaps interrupted by a crash; called before segments load.
@@ -105,7 +107,13 @@ pub(crate) fn compact(
         }
         cleanable.push(base);
     }
-    let mut stats = CompactionStats::default();
+    let mut stats = CompactionStats {
+        cleaned_up_to: cleanable
+            .last()
+            .and_then(|last| segments.range(last + 1..).next().map(|(&b, _)| b))
+            .unwrap_or_else(|| bases.first().copied().unwrap_or(0)),
+        ..CompactionStats::default()
+    };
     if cleanable.is_empty() {
         return Ok(stats);
     }

@@ -179,6 +179,9 @@ struct Inner {
     last_flush_ms: i64,
     /// The clean-shutdown marker is still on disk: the log has not changed since a clean open.
     clean_marker: bool,
+    /// Below this offset the last compaction pass cleaned the log (in memory only: after a
+    /// restart everything counts as dirty once).
+    cleaned_up_to: i64,
 }
 
 /// The log of one partition, stored in its own directory. Shareable across threads.
@@ -323,6 +326,7 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: clock.now_ms(),
                 clean_marker: clean,
+                cleaned_up_to: 0,
             }),
             flush_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(checkpoint),
@@ -1115,9 +1119,32 @@ impl Log {
         )
         .map_err(|e| self.fail(e))?;
         if stats.segments > 0 {
+            inner.cleaned_up_to = stats.cleaned_up_to;
             tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
         }
         Ok(stats)
+    }
+
+    /// Share of the inactive segments' bytes written since the last compaction pass, which the
+    /// cleaner compares with `min.cleanable.dirty.ratio`. 0 for logs that are not compacted.
+    pub fn dirty_ratio(&self) -> f64 {
+        let inner = self.inner.lock();
+        if !inner.config.cleanup_policy.compact {
+            return 0.0;
+        }
+        let inactive = inner.segments.len().saturating_sub(1);
+        let (mut dirty, mut total) = (0u64, 0u64);
+        for segment in inner.segments.values().take(inactive) {
+            total += segment.size;
+            if segment.base_offset >= inner.cleaned_up_to {
+                dirty += segment.size;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        }
     }
 
     /// Flushes everything, writes the indexes and checkpoint and the clean-shutdown marker, so

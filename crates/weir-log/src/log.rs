@@ -887,18 +887,43 @@ impl Log {
     }
 
     /// The record with the largest timestamp (ListOffsets `MAX_TIMESTAMP`), `None` when empty.
-    pub fn max_timestamp_offset(&self) -> Option<TimestampOffset> {
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        self.check_online()?;
         let inner = self.inner.lock();
-        let mut best: Option<TimestampOffset> = None;
+        let mut best: Option<&Segment> = None;
         for s in inner.segments.values() {
-            if !s.is_empty() && best.is_none_or(|b| s.max_timestamp > b.timestamp) {
-                best = Some(TimestampOffset {
-                    offset: s.offset_of_max_timestamp,
-                    timestamp: s.max_timestamp,
-                });
+            if !s.is_empty() && best.is_none_or(|b| s.max_timestamp > b.max_timestamp) {
+                best = Some(s);
             }
         }
-        best
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        // Indexes rebuilt by recovery only know the batch; find the record in it.
+        let mut found = TimestampOffset {
+            offset: segment.offset_of_max_timestamp,
+            timestamp: segment.max_timestamp,
+        };
+        if let Some((position, header)) =
+            segment.find_batch(segment.offset_of_max_timestamp, segment.size)?
+        {
+            let file = segment.file.get()?;
+            let mut buf = BytesMut::zeroed(header.size());
+            read_exact_at(&*file, &mut buf, position).map_err(Error::io("read", &segment.path))?;
+            if header.attributes.timestamp_type() == TimestampType::CreateTime {
+                if let Ok(records) = RecordBatch::new(buf.freeze()).and_then(|b| b.records()) {
+                    if let Some(r) = records
+                        .filter_map(Result::ok)
+                        .find(|r| r.timestamp == segment.max_timestamp)
+                    {
+                        found.offset = r.offset;
+                    }
+                }
+            } else {
+                found.offset = header.base_offset;
+            }
+        }
+        Ok(Some(found))
     }
 
     /// Removes every batch from the one containing `offset` onwards (a follower truncating to

@@ -36,6 +36,10 @@ enum Op {
     Flush,
     Reopen,
     Crash,
+    /// ListOffsets by timestamp, `back_ms` before the clock.
+    Timestamp {
+        back_ms: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -49,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        2 => (-10i64..3_100).prop_map(|back_ms| Op::Timestamp { back_ms }),
     ]
 }
 
@@ -82,6 +87,7 @@ fn config() -> impl Strategy<Value = LogConfig> {
 struct Batch {
     base: i64,
     last: i64,
+    timestamp: i64,
     bytes: Vec<u8>,
 }
 
@@ -132,13 +138,15 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                 age_ms,
                 tag,
             } => {
-                let mut bytes = batch(tag, records, clock.now_ms() - age_ms);
+                let timestamp = clock.now_ms() - age_ms;
+                let mut bytes = batch(tag, records, timestamp);
                 let info = log.append(&mut bytes, LEADER).unwrap();
                 assert_eq!(info.first_offset, model.leo);
                 assert_eq!(info.last_offset, model.leo + records as i64 - 1);
                 model.batches.push(Batch {
                     base: info.first_offset,
                     last: info.last_offset,
+                    timestamp,
                     bytes,
                 });
                 model.leo = info.last_offset + 1;
@@ -215,6 +223,21 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                 log.close().unwrap();
                 log = open(&fs, &config, &clock);
                 model.flushed = model.leo;
+            }
+            Op::Timestamp { back_ms } => {
+                let target = clock.now_ms() - back_ms;
+                let found = log.fetch_offset_by_timestamp(target).unwrap();
+                // Every record of a model batch has the batch's timestamp.
+                let expected = model
+                    .batches
+                    .iter()
+                    .find(|b| b.last >= model.lso && b.timestamp >= target)
+                    .map(|b| (b.base.max(model.lso), b.timestamp));
+                assert_eq!(
+                    found.map(|f| (f.offset, f.timestamp)),
+                    expected,
+                    "timestamp {target}"
+                );
             }
             Op::Crash => {
                 drop(log);

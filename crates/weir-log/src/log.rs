@@ -182,6 +182,9 @@ struct Inner {
     /// Below this offset the last compaction pass cleaned the log (in memory only: after a
     /// restart everything counts as dirty once).
     cleaned_up_to: i64,
+    /// Bumped whenever segments are removed or truncated, so a compaction pass that ran
+    /// without the lock knows its input is gone.
+    generation: u64,
 }
 
 /// The log of one partition, stored in its own directory. Shareable across threads.
@@ -195,6 +198,8 @@ pub struct Log {
     handles: HandleCache,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
+    /// Serializes compaction passes.
+    compaction_lock: Mutex<()>,
     /// What the checkpoint file holds.
     last_checkpoint: Mutex<Option<Checkpoint>>,
     /// Every offset below this is durable.
@@ -327,8 +332,10 @@ impl Log {
                 last_flush_ms: clock.now_ms(),
                 clean_marker: clean,
                 cleaned_up_to: 0,
+                generation: 0,
             }),
             flush_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(checkpoint),
             flushed: AtomicI64::new(recovery_point),
             offline: AtomicBool::new(false),
@@ -619,6 +626,7 @@ impl Log {
         if let Some((&base, last)) = inner.segments.iter().next_back() {
             if last.is_empty() {
                 inner.segments.remove(&base);
+                inner.generation += 1;
                 delete_segment_files(&*self.fs, &self.dir, base)?;
             }
         }
@@ -953,9 +961,11 @@ impl Log {
             .collect();
         for base in doomed {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         let interval = inner.config.index_interval_bytes;
+        inner.generation += 1;
         let Some(active) = inner.segments.values_mut().next_back() else {
             return Err(Error::Corrupt {
                 path: self.dir.clone(),
@@ -999,6 +1009,7 @@ impl Log {
         let bases: Vec<i64> = inner.segments.keys().copied().collect();
         for base in bases {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         let segment = Segment::create(&self.fs, &self.dir, offset).map_err(|e| self.fail(e))?;
@@ -1101,6 +1112,7 @@ impl Log {
         }
         for &base in &doomed {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         self.fs
@@ -1126,27 +1138,46 @@ impl Log {
     /// the clock. Appends wait while it runs.
     pub fn compact(&self, high_watermark: i64) -> Result<CompactionStats> {
         self.check_online()?;
+        let _cleaning = self.compaction_lock.lock();
         let now = self.clock.now_ms();
+        let (config, planned, cleaned_up_to, generation) = {
+            let mut inner = self.inner.lock();
+            if !inner.config.cleanup_policy.compact {
+                return Ok(CompactionStats::default());
+            }
+            let config = inner.config.clone();
+            let (planned, cleaned_up_to) =
+                cleaner::plan(&inner.segments, high_watermark, now, &config)?;
+            if planned.is_empty() {
+                return Ok(CompactionStats::default());
+            }
+            self.mark_dirty(&mut inner)?;
+            (config, planned, cleaned_up_to, inner.generation)
+        };
+        let mut stats = CompactionStats {
+            cleaned_up_to,
+            ..CompactionStats::default()
+        };
+        let cleaned = cleaner::clean(&self.fs, &self.dir, &planned, now, &config, &mut stats)
+            .map_err(|e| self.fail(e))?;
+        drop(planned);
         let mut inner = self.inner.lock();
-        if !inner.config.cleanup_policy.compact {
-            return Ok(CompactionStats::default());
-        }
-        let config = inner.config.clone();
-        self.mark_dirty(&mut inner)?;
-        let stats = cleaner::compact(
+        let still_valid = inner.generation == generation;
+        cleaner::swap(
             &self.fs,
             &self.handles,
             &self.dir,
+            cleaned,
             &mut inner.segments,
-            high_watermark,
-            now,
-            &config,
+            still_valid,
         )
         .map_err(|e| self.fail(e))?;
-        if stats.segments > 0 {
-            inner.cleaned_up_to = stats.cleaned_up_to;
-            tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
+        if !still_valid {
+            tracing::info!(dir = %self.dir.display(), "segments changed during compaction; discarded the pass");
+            return Ok(CompactionStats::default());
         }
+        inner.cleaned_up_to = stats.cleaned_up_to;
+        tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
         Ok(stats)
     }
 

@@ -258,6 +258,19 @@ impl Log {
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
 
         let mut segments = BTreeMap::new();
+        if !clean && !bases.is_empty() {
+            let to_scan = bases
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| bases.get(i + 1).is_none_or(|&n| n > recovery_point))
+                .count();
+            tracing::info!(
+                dir = %dir.display(),
+                recovery_point,
+                segments = to_scan,
+                "no clean shutdown: recovering"
+            );
+        }
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let is_last = next_base.is_none();

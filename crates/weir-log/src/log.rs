@@ -863,46 +863,46 @@ impl Log {
                 Some((_, rel)) => segment.index.lookup(rel),
                 None => 0,
             };
-            let mut hit = None;
-            let io = Error::io("read", &segment.path);
             let file = segment.file.get()?;
-            segment::scan(
-                &*file,
-                u64::from(start),
-                segment.size,
-                false,
-                |position, h| {
-                    if h.max_timestamp >= timestamp && h.last_offset() >= lso {
-                        hit = Some((position, *h));
-                        return false;
+            let io = || Error::io("read", &segment.path);
+            let mut position = u64::from(start);
+            while let Some(header) =
+                segment::read_header(&*file, position, segment.size).map_err(io())?
+            {
+                let size = header.size() as u64;
+                if position + size > segment.size {
+                    break;
+                }
+                if header.max_timestamp >= timestamp && header.last_offset() >= lso {
+                    let mut buf = BytesMut::zeroed(header.size());
+                    read_exact_at(&*file, &mut buf, position).map_err(io())?;
+                    let records = RecordBatch::new(buf.freeze()).and_then(|b| b.records());
+                    match (header.attributes.timestamp_type(), records) {
+                        (TimestampType::CreateTime, Ok(records)) => {
+                            // Compaction may have removed every record at or past the log
+                            // start offset: then the search goes on.
+                            if let Some(r) = records
+                                .filter_map(Result::ok)
+                                .find(|r| r.timestamp >= timestamp && r.offset >= lso)
+                            {
+                                return Ok(Some(TimestampOffset {
+                                    offset: r.offset,
+                                    timestamp: r.timestamp,
+                                }));
+                            }
+                        }
+                        // LogAppendTime: every record has the batch's time. Compressed batches
+                        // cannot be searched yet; their first offset stands in.
+                        _ => {
+                            return Ok(Some(TimestampOffset {
+                                offset: header.base_offset.max(lso),
+                                timestamp: header.max_timestamp,
+                            }));
+                        }
                     }
-                    true
-                },
-            )
-            .map_err(io)?;
-            let Some((position, header)) = hit else {
-                continue;
-            };
-            let mut buf = BytesMut::zeroed(header.size());
-            read_exact_at(&*file, &mut buf, position).map_err(Error::io("read", &segment.path))?;
-            let batch = RecordBatch::new(buf.freeze()).map_err(|source| Error::InvalidBatch {
-                position: 0,
-                source,
-            })?;
-            let found = match (header.attributes.timestamp_type(), batch.records()) {
-                (TimestampType::CreateTime, Ok(records)) => records
-                    .filter_map(Result::ok)
-                    .find(|r| r.timestamp >= timestamp && r.offset >= lso)
-                    .map(|r| TimestampOffset {
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                    }),
-                _ => None,
-            };
-            return Ok(Some(found.unwrap_or(TimestampOffset {
-                offset: header.base_offset.max(lso),
-                timestamp: header.max_timestamp,
-            })));
+                }
+                position += size;
+            }
         }
         Ok(None)
     }

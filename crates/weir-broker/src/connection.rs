@@ -148,6 +148,9 @@ async fn handle_frame(
     };
     let api_key = request.api_key;
     let version = prefix.api_version;
+    if request.trailing_bytes > 0 {
+        debug!(%peer, api = api_key.name(), version, bytes = request.trailing_bytes, "ignoring bytes after the request body");
+    }
     let served = router::supported(api_key).is_some_and(|r| r.contains(version));
     if !served {
         if api_key == ApiKey::ApiVersions {

@@ -42,7 +42,7 @@ pub struct Server {
 
 impl Server {
     /// Opens the broker's data (recovering it if needed) and binds its listener.
-    pub async fn bind(config: BrokerConfig) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: BrokerConfig) -> Result<Self, ServerError> {
         let listener =
             TcpListener::bind(config.listener)
                 .await
@@ -50,6 +50,12 @@ impl Server {
                     address: config.listener,
                     source,
                 })?;
+        // With port 0 the OS picks the port; clients must be told the real one.
+        if config.advertised_port == 0 {
+            if let Ok(bound) = listener.local_addr() {
+                config.advertised_port = bound.port();
+            }
+        }
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
             .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??;

@@ -14,6 +14,8 @@ pub struct Broker {
     cluster_id: String,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
+    /// Request, byte and connection counters for `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl Broker {
@@ -34,12 +36,15 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "data directories loaded"
         );
-        Ok(Self {
+        let broker = Self {
             config,
             cluster_id,
             topics,
             partitions,
-        })
+            metrics: crate::metrics::Metrics::default(),
+        };
+        broker.remove_orphan_logs()?;
+        Ok(broker)
     }
 
     /// The configuration.

@@ -1,0 +1,111 @@
+//! Topic administration on [`Broker`]: delete a topic, grow its partitions, replace its config
+//! overrides. The handlers check requests; these methods change the registry and the logs
+//! together.
+//!
+//! Ordering for crash safety: the registry is the source of truth. Deleting removes the registry
+//! entry first and the logs second, so a crash in between leaves orphan log directories, which
+//! [`Broker::remove_orphan_logs`] deletes on the next start; a recreated topic never sees the old
+//! data.
+
+use crate::error::{AdminError, BrokerError};
+use crate::state::Broker;
+use crate::topic_config;
+use crate::topics::{Topic, TopicError};
+use std::collections::BTreeMap;
+use tracing::{info, warn};
+
+/// Internal topics: created by the broker itself, never through CreateTopics or DeleteTopics.
+pub(crate) const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+impl Broker {
+    /// Deletes a topic: its registry entry, then its partition logs.
+    pub(crate) fn delete_topic(&self, name: &str) -> Result<Topic, AdminError> {
+        let topic = self.topics.delete(name)?;
+        self.partitions
+            .delete_logs(&topic.name, topic.partitions)
+            .map_err(BrokerError::Log)?;
+        self.metrics.forget_topic(&topic.name);
+        info!(topic = name, partitions = topic.partitions, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `count` partitions and creates the new logs.
+    pub(crate) fn grow_topic(&self, name: &str, count: i32) -> Result<Topic, AdminError> {
+        let mut refused = None;
+        let result = self.topics.update(name, |topic| {
+            if count <= topic.partitions {
+                refused = Some(topic.partitions);
+                return Err(TopicError::InvalidPartitions(count));
+            }
+            topic.partitions = count;
+            Ok(())
+        });
+        let topic = match (result, refused) {
+            (Ok(topic), _) => topic,
+            (Err(_), Some(current)) => return Err(shrink_error(current, count)),
+            (Err(e), None) => return Err(e.into()),
+        };
+        self.partitions
+            .create_logs(&topic)
+            .map_err(BrokerError::Log)?;
+        info!(topic = name, partitions = count, "grew topic");
+        Ok(topic)
+    }
+
+    /// Replaces a topic's config overrides (already validated) and applies them to its logs.
+    pub(crate) fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Topic, AdminError> {
+        topic_config::validate(self, name, &configs)?;
+        let topic = self.topics.update(name, |topic| {
+            topic.configs = configs;
+            Ok(())
+        })?;
+        self.partitions
+            .reconfigure(&topic)
+            .map_err(BrokerError::Log)?;
+        info!(topic = name, configs = ?topic.configs, "changed topic configs");
+        Ok(topic)
+    }
+
+    /// Deletes logs that belong to no registered topic or partition: what a crash between
+    /// deleting a topic's registry entry and its logs leaves behind.
+    pub(crate) fn remove_orphan_logs(&self) -> Result<(), BrokerError> {
+        for (tp, _) in self.partitions.all() {
+            let known = self
+                .topics
+                .get(&tp.topic)
+                .is_some_and(|t| tp.partition < t.partitions);
+            if !known {
+                warn!(topic = %tp.topic, partition = tp.partition, "deleting orphan partition log");
+                self.partitions.delete_logs_of(&tp)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The error for a CreatePartitions count that does not grow the topic, in Kafka's words.
+pub(crate) fn shrink_error(current: i32, requested: i32) -> AdminError {
+    if current == requested {
+        AdminError::InvalidPartitions(format!("Topic already has {current} partitions."))
+    } else {
+        AdminError::InvalidPartitions(format!(
+            "Topic currently has {current} partitions, which is higher than the requested {requested}."
+        ))
+    }
+}
+
+/// Runs `work` (registry and log file I/O) on the blocking pool, so an fsync never stalls the
+/// connection tasks. `None` if the task died, which handlers report as a storage error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    broker: &std::sync::Arc<Broker>,
+    work: impl FnOnce(&Broker) -> T + Send + 'static,
+) -> Option<T> {
+    let broker = broker.clone();
+    tokio::task::spawn_blocking(move || work(&broker))
+        .await
+        .ok()
+}

@@ -109,3 +109,101 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    fn open(dir: &std::path::Path) -> Broker {
+        let mut props = BTreeMap::new();
+        props.insert("log.dirs".to_string(), dir.display().to_string());
+        Broker::open(BrokerConfig::from_properties(props).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn config_changes_reach_the_open_logs_and_new_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path());
+        broker.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "1234".to_string());
+        configs.insert("segment.bytes".to_string(), "4096".to_string());
+        configs.insert("min.insync.replicas".to_string(), "1".to_string());
+        broker.set_topic_configs("t", configs).unwrap();
+        let log = broker.partitions.log("t", 0).unwrap();
+        assert_eq!(log.config().retention_ms, 1234);
+        assert_eq!(log.config().segment_bytes, 4096);
+
+        broker.grow_topic("t", 3).unwrap();
+        let added = broker.partitions.log("t", 2).unwrap();
+        assert_eq!(added.config().segment_bytes, 4096);
+        assert!(matches!(
+            broker.grow_topic("t", 3),
+            Err(AdminError::InvalidPartitions(_))
+        ));
+
+        // Refused values leave the logs alone.
+        let mut bad = BTreeMap::new();
+        bad.insert("segment.bytes".to_string(), "1".to_string());
+        assert!(matches!(
+            broker.set_topic_configs("t", bad),
+            Err(AdminError::InvalidConfig(_))
+        ));
+        assert_eq!(log.config().segment_bytes, 4096);
+        broker.close().unwrap();
+    }
+
+    /// Guards against a broker that would not start when a broker property maps to a topic
+    /// config the log does not know (`log.segment.delete.delay.ms`).
+    #[test]
+    fn stored_configs_take_broker_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut props = BTreeMap::new();
+        props.insert("log.dirs".to_string(), dir.path().display().to_string());
+        props.insert(
+            "log.segment.delete.delay.ms".to_string(),
+            "1000".to_string(),
+        );
+        props.insert("min.insync.replicas".to_string(), "2".to_string());
+        let broker = Broker::open(BrokerConfig::from_properties(props).unwrap()).unwrap();
+        let topic = broker.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        let described = topic_config::describe_topic(&broker, &topic).unwrap();
+        let delay = described
+            .iter()
+            .find(|d| d.name == "file.delete.delay.ms")
+            .unwrap();
+        assert_eq!(delay.value.as_deref(), Some("1000"));
+        assert_eq!(delay.source, topic_config::ConfigSource::StaticBroker);
+        let insync = described
+            .iter()
+            .find(|d| d.name == "min.insync.replicas")
+            .unwrap();
+        assert_eq!(insync.value.as_deref(), Some("2"));
+        broker.close().unwrap();
+    }
+
+    /// Guards against a deleted topic's data coming back: a crash after the registry entry is
+    /// removed but before the logs are deleted must not leave the logs to a recreated topic.
+    #[test]
+    fn orphan_logs_are_deleted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = open(dir.path());
+        broker
+            .create_topic("gone", 2, BTreeMap::new(), false)
+            .unwrap();
+        broker
+            .create_topic("kept", 1, BTreeMap::new(), false)
+            .unwrap();
+        // The crash window: registry updated, logs still there.
+        broker.topics.delete("gone").unwrap();
+        broker.close().unwrap();
+        assert!(dir.path().join("gone-1").exists());
+
+        let broker = open(dir.path());
+        assert!(!dir.path().join("gone-0").exists());
+        assert!(!dir.path().join("gone-1").exists());
+        assert!(broker.partitions.log("kept", 0).is_some());
+        broker.close().unwrap();
+    }
+}

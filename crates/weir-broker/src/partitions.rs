@@ -48,6 +48,10 @@ impl Partitions {
     pub(crate) fn open(config: &BrokerConfig) -> Result<Self, weir_log::Error> {
         let mut defaults = BTreeMap::new();
         for (broker_key, topic_key) in BROKER_TO_TOPIC {
+            // `file.delete.delay.ms` is a stored-only topic config that LogConfig refuses.
+            if !crate::topic_config::is_log_config(topic_key) {
+                continue;
+            }
             if let Some(value) = config.raw.get(*broker_key) {
                 defaults.insert((*topic_key).to_string(), value.clone());
             }

@@ -99,15 +99,20 @@ pub(crate) fn shrink_error(current: i32, requested: i32) -> AdminError {
 }
 
 /// Runs `work` (registry and log file I/O) on the blocking pool, so an fsync never stalls the
-/// connection tasks. `None` if the task died, which handlers report as a storage error.
+/// connection tasks, holding the admin lock so that concurrent admin requests (an incremental
+/// config change reads, validates and writes back) do not interleave. `None` if the task died,
+/// which handlers report as a storage error.
 pub(crate) async fn blocking<T: Send + 'static>(
     broker: &std::sync::Arc<Broker>,
     work: impl FnOnce(&Broker) -> T + Send + 'static,
 ) -> Option<T> {
     let broker = broker.clone();
-    tokio::task::spawn_blocking(move || work(&broker))
-        .await
-        .ok()
+    tokio::task::spawn_blocking(move || {
+        let _serialized = broker.admin_lock.lock();
+        work(&broker)
+    })
+    .await
+    .ok()
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct Broker {
     pub(crate) partitions: Partitions,
     /// Request, byte and connection counters for `/metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Serializes admin changes, which read a topic, validate and write it back.
+    pub(crate) admin_lock: parking_lot::Mutex<()>,
 }
 
 impl Broker {
@@ -42,6 +44,7 @@ impl Broker {
             topics,
             partitions,
             metrics: crate::metrics::Metrics::default(),
+            admin_lock: parking_lot::Mutex::new(()),
         };
         broker.remove_orphan_logs()?;
         Ok(broker)

@@ -4,13 +4,14 @@
 //!
 //! Ordering for crash safety: the registry is the source of truth. Deleting removes the registry
 //! entry first and the logs second, so a crash in between leaves orphan log directories, which
-//! [`Broker::remove_orphan_logs`] deletes on the next start; a recreated topic never sees the old
+//! [`remove_orphan_logs`] deletes on the next start; a recreated topic never sees the old
 //! data.
 
 use crate::error::{AdminError, BrokerError};
+use crate::partitions::Partitions;
 use crate::state::Broker;
 use crate::topic_config;
-use crate::topics::{Topic, TopicError};
+use crate::topics::{Topic, TopicError, TopicRegistry};
 use std::collections::BTreeMap;
 use tracing::{info, warn};
 
@@ -69,22 +70,24 @@ impl Broker {
         info!(topic = name, configs = ?topic.configs, "changed topic configs");
         Ok(topic)
     }
+}
 
-    /// Deletes logs that belong to no registered topic or partition: what a crash between
-    /// deleting a topic's registry entry and its logs leaves behind.
-    pub(crate) fn remove_orphan_logs(&self) -> Result<(), BrokerError> {
-        for (tp, _) in self.partitions.all() {
-            let known = self
-                .topics
-                .get(&tp.topic)
-                .is_some_and(|t| tp.partition < t.partitions);
-            if !known {
-                warn!(topic = %tp.topic, partition = tp.partition, "deleting orphan partition log");
-                self.partitions.delete_logs_of(&tp)?;
-            }
+/// Deletes logs that belong to no registered topic or partition: what a crash between deleting
+/// a topic's registry entry and its logs leaves behind. Runs when the broker opens its data.
+pub(crate) fn remove_orphan_logs(
+    topics: &TopicRegistry,
+    partitions: &Partitions,
+) -> Result<(), BrokerError> {
+    for (tp, _) in partitions.all() {
+        let known = topics
+            .get(&tp.topic)
+            .is_some_and(|t| tp.partition < t.partitions);
+        if !known {
+            warn!(topic = %tp.topic, partition = tp.partition, "deleting orphan partition log");
+            partitions.delete_logs_of(&tp)?;
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The error for a CreatePartitions count that does not grow the topic, in Kafka's words.

@@ -31,6 +31,7 @@ impl Broker {
         for topic in topics.all() {
             partitions.create_logs(&topic)?;
         }
+        crate::admin::remove_orphan_logs(&topics, &partitions)?;
         let cluster_id = cluster_id(&meta_dir)?;
         info!(
             topics = topics.all().len(),
@@ -38,16 +39,14 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "data directories loaded"
         );
-        let broker = Self {
+        Ok(Self {
             config,
             cluster_id,
             topics,
             partitions,
             metrics: crate::metrics::Metrics::default(),
             admin_lock: parking_lot::Mutex::new(()),
-        };
-        broker.remove_orphan_logs()?;
-        Ok(broker)
+        })
     }
 
     /// The configuration.

@@ -48,6 +48,7 @@ pub(crate) async fn handle(
                     resource.resource_type,
                     &resource.resource_name,
                     validate_only,
+                    ops.len(),
                     |current| apply_ops(broker, current, ops),
                 )
             })

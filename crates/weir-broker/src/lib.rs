@@ -10,18 +10,26 @@
 //! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
 //!   partition logs (`partitions`).
 //! - `error`: domain errors and the one place they become Kafka error codes.
+//! - `admin` (topic deletion, growth, config changes on [`Broker`]) and `topic_config` (the
+//!   topic config catalog and how values are described) serve the admin API handlers.
+//! - `metrics` (request, byte, connection and log counters) and `admin_http` (the
+//!   `weir.admin.listener` HTTP port: `/health`, `/metrics`).
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared
 //! state → response encoded back on the same connection, in request order.
 
+mod admin;
+mod admin_http;
 pub mod config;
 mod connection;
 mod error;
 mod handler;
+mod metrics;
 mod partitions;
 mod router;
 pub mod server;
 mod state;
+mod topic_config;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};

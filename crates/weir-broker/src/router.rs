@@ -56,6 +56,13 @@ macro_rules! routes {
 routes! {
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
+    CreateTopics => create_topics, 2..=7;
+    DeleteTopics => delete_topics, 1..=6;
+    DescribeConfigs => describe_configs, 1..=4;
+    AlterConfigs => alter_configs, 0..=2;
+    CreatePartitions => create_partitions, 0..=3;
+    IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    DescribeCluster => describe_cluster, 0..=2;
 }
 
 /// The versions of `api_key` this broker serves, if any.

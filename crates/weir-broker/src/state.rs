@@ -14,6 +14,10 @@ pub struct Broker {
     cluster_id: String,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
+    /// Request, byte and connection counters for `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Serializes admin changes, which read a topic, validate and write it back.
+    pub(crate) admin_lock: parking_lot::Mutex<()>,
 }
 
 impl Broker {
@@ -27,6 +31,7 @@ impl Broker {
         for topic in topics.all() {
             partitions.create_logs(&topic)?;
         }
+        crate::admin::remove_orphan_logs(&topics, &partitions)?;
         let cluster_id = cluster_id(&meta_dir)?;
         info!(
             topics = topics.all().len(),
@@ -39,6 +44,8 @@ impl Broker {
             cluster_id,
             topics,
             partitions,
+            metrics: crate::metrics::Metrics::default(),
+            admin_lock: parking_lot::Mutex::new(()),
         })
     }
 

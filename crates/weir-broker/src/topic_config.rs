@@ -111,13 +111,6 @@ fn check_min_insync(value: &str) -> Result<(), &'static str> {
     }
 }
 
-fn check_ratio(value: &str) -> Result<(), &'static str> {
-    match value.trim().parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(()),
-        _ => Err("expected a number from 0 to 1"),
-    }
-}
-
 fn check_positive_ms(value: &str) -> Result<(), &'static str> {
     match value.trim().parse::<i64>() {
         Ok(n) if n >= 1 => Ok(()),
@@ -196,12 +189,10 @@ pub(crate) const CATALOG: &[ConfigDef] = &[
         Some("log.message.timestamp.type"),
         ConfigType::String,
     ),
-    stored(
+    log(
         "min.cleanable.dirty.ratio",
-        "log.cleaner.min.cleanable.ratio",
+        Some("log.cleaner.min.cleanable.ratio"),
         ConfigType::Double,
-        "0.5",
-        check_ratio,
     ),
     log("min.compaction.lag.ms", None, ConfigType::Long),
     stored(
@@ -435,6 +426,7 @@ fn log_value(config: &LogConfig, name: &str) -> String {
         }
         "delete.retention.ms" => config.delete_retention_ms.to_string(),
         "min.compaction.lag.ms" => config.min_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => config.min_cleanable_dirty_ratio.to_string(),
         _ => String::new(),
     }
 }

@@ -19,6 +19,9 @@ mod connection;
 mod error;
 mod handler;
 mod partitions;
+mod producer_ids;
+mod producer_state;
+mod producers;
 mod router;
 pub mod server;
 mod state;
@@ -26,6 +29,7 @@ mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use error::BrokerError;
+pub use producer_ids::ProducerIdError;
 pub use server::{Server, ServerError};
 pub use state::Broker;
 pub use topics::TopicError;

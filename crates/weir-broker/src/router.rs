@@ -56,6 +56,11 @@ macro_rules! routes {
 routes! {
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
+    Produce => produce, 3..=13;
+    Fetch => fetch, 4..=18;
+    ListOffsets => list_offsets, 1..=11;
+    DeleteRecords => delete_records, 0..=2;
+    InitProducerId => init_producer_id, 0..=5;
 }
 
 /// The versions of `api_key` this broker serves, if any.

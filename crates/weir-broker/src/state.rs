@@ -3,6 +3,8 @@
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partitions::Partitions;
+use crate::producer_ids::ProducerIds;
+use crate::producer_state::ProducerStates;
 use crate::topics::{Topic, TopicRegistry};
 use std::collections::BTreeMap;
 use tracing::info;
@@ -14,6 +16,10 @@ pub struct Broker {
     cluster_id: String,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
+    /// Producer ids for InitProducerId.
+    pub(crate) producer_ids: ProducerIds,
+    /// Idempotent producers' sequence state per partition.
+    pub(crate) producer_states: ProducerStates,
 }
 
 impl Broker {
@@ -28,6 +34,7 @@ impl Broker {
             partitions.create_logs(&topic)?;
         }
         let cluster_id = cluster_id(&meta_dir)?;
+        let producer_ids = ProducerIds::open(&meta_dir)?;
         info!(
             topics = topics.all().len(),
             partitions = partitions.all().len(),
@@ -39,6 +46,8 @@ impl Broker {
             cluster_id,
             topics,
             partitions,
+            producer_ids,
+            producer_states: ProducerStates::default(),
         })
     }
 
@@ -72,6 +81,10 @@ impl Broker {
 
     /// Flushes and closes every log (writing clean-shutdown markers).
     pub fn close(self) -> Result<(), BrokerError> {
+        self.producer_states
+            .write_snapshots(&self.topics, |topic, partition| {
+                self.partitions.log(topic, partition)
+            });
         self.partitions.close()?;
         Ok(())
     }

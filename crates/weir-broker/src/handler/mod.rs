@@ -2,7 +2,12 @@
 //! `wants_response(&request)` (false only for Produce with acks=0).
 
 pub(crate) mod api_versions;
+pub(crate) mod delete_records;
+pub(crate) mod fetch;
+pub(crate) mod init_producer_id;
+pub(crate) mod list_offsets;
 pub(crate) mod metadata;
+pub(crate) mod produce;
 
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {

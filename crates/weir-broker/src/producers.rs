@@ -46,13 +46,14 @@ impl ProducerBatch {
     }
 }
 
-/// `sequence + increment`, wrapping to 0 after `i32::MAX` as Kafka's sequences do.
+/// `sequence + increment`, wrapping to 0 after `i32::MAX` as Kafka's sequences do. Computed
+/// in 64 bits: the header has not been validated yet when this runs, and a nonsensical
+/// (negative) increment must not overflow.
 pub(crate) fn increment_sequence(sequence: i32, increment: i32) -> i32 {
-    if sequence > i32::MAX - increment {
-        increment - (i32::MAX - sequence) - 1
-    } else {
-        sequence + increment
-    }
+    let max = i64::from(i32::MAX);
+    let next = i64::from(sequence) + i64::from(increment);
+    let wrapped = if next > max { next - max - 1 } else { next };
+    i32::try_from(wrapped).unwrap_or(-1)
 }
 
 /// Whether `next` directly follows `last`.
@@ -300,6 +301,9 @@ mod tests {
         assert_eq!(increment_sequence(i32::MAX, 1), 0);
         assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
         assert!(in_sequence(i32::MAX, 0));
+        // Garbage from an unvalidated header does not overflow.
+        assert_eq!(increment_sequence(i32::MIN, -5), -1);
+        assert_eq!(increment_sequence(3, i32::MIN), 3 + i32::MIN);
     }
 
     #[test]

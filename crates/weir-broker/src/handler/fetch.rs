@@ -111,7 +111,10 @@ pub(crate) async fn handle(
     let mut appended = broker.partitions.subscribe();
     let mut pass = read(broker, &topics, limits).await;
     loop {
-        if pass.error || pass.bytes >= min_bytes.max(1) || Instant::now() >= deadline {
+        // As Kafka: answer at once on an error, with enough data, or when there is nothing
+        // to wait for.
+        if pass.error || pass.bytes >= min_bytes || topics.is_empty() || Instant::now() >= deadline
+        {
             break;
         }
         match tokio::time::timeout_at(deadline, appended.changed()).await {

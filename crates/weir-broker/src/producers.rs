@@ -11,6 +11,9 @@
 //! - a producer id the table does not know is accepted at any sequence, as Kafka does since
 //!   KIP-360 (its state may have been lost to retention or DeleteRecords).
 //!
+//! Producers idle for longer than `producer.id.expiration.ms` (by their batches' max
+//! timestamps, as in Kafka) are forgotten, so short-lived producers do not accumulate.
+//!
 //! [`ProducerSnapshot`] is the table as of a log offset, for `producer_state` to persist.
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,13 @@ use weir_records::batch::BatchHeader;
 /// most five requests in flight per connection when idempotence is on).
 pub(crate) const MAX_CACHED_BATCHES: usize = 5;
 
+/// Kafka's default `producer.id.expiration.ms`: one day.
+pub(crate) const DEFAULT_EXPIRATION_MS: i64 = 86_400_000;
+
+/// How often, at most, idle producers are looked for (Kafka's
+/// `producer.id.expiration.check.interval.ms` default).
+const EXPIRATION_CHECK_INTERVAL_MS: i64 = 600_000;
+
 /// The producer fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerBatch {
@@ -28,6 +38,8 @@ pub(crate) struct ProducerBatch {
     pub(crate) producer_epoch: i16,
     pub(crate) first_sequence: i32,
     pub(crate) last_sequence: i32,
+    /// The batch's max timestamp: when the producer was last heard of.
+    pub(crate) timestamp: i64,
 }
 
 impl ProducerBatch {
@@ -42,6 +54,7 @@ impl ProducerBatch {
             producer_epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
             last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
+            timestamp: header.max_timestamp,
         })
     }
 }
@@ -109,12 +122,22 @@ struct ProducerEntry {
     epoch: i16,
     /// Oldest first.
     batches: VecDeque<BatchMetadata>,
+    /// Max timestamp of the producer's last batch.
+    last_timestamp: i64,
 }
 
 /// The producer state of one partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// When idle producers were last looked for (not persisted).
+    last_expiration_check: i64,
+}
+
+impl PartialEq for ProducerTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.producers == other.producers
+    }
 }
 
 impl ProducerTable {
@@ -169,9 +192,23 @@ impl ProducerTable {
             entry.batches.clear();
         }
         entry.batches.push_back(metadata);
+        entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
+    }
+
+    /// Forgets producers whose last batch is older than `expiration_ms` before `now_ms`,
+    /// checking at most every ten minutes. Returns how many were forgotten.
+    pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        if now_ms.saturating_sub(self.last_expiration_check) < EXPIRATION_CHECK_INTERVAL_MS {
+            return 0;
+        }
+        self.last_expiration_check = now_ms;
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, p| now_ms.saturating_sub(p.last_timestamp) <= expiration_ms);
+        before - self.producers.len()
     }
 
     /// Replays a batch read back from the log (rebuilding the table after a restart): no
@@ -212,6 +249,7 @@ impl ProducerTable {
                 producer_id,
                 epoch: entry.epoch,
                 batches: entry.batches.iter().copied().collect(),
+                last_timestamp: entry.last_timestamp,
             })
             .collect();
         producers.sort_by_key(|p| p.producer_id);
@@ -237,11 +275,15 @@ impl ProducerTable {
                     ProducerEntry {
                         epoch: p.epoch,
                         batches,
+                        last_timestamp: p.last_timestamp,
                     },
                 )
             })
             .collect();
-        Self { producers }
+        Self {
+            producers,
+            last_expiration_check: 0,
+        }
     }
 }
 
@@ -261,6 +303,8 @@ struct SnapshotEntry {
     producer_id: i64,
     epoch: i16,
     batches: Vec<BatchMetadata>,
+    #[serde(default)]
+    last_timestamp: i64,
 }
 
 #[cfg(test)]
@@ -273,6 +317,7 @@ mod tests {
             producer_epoch: epoch,
             first_sequence: first,
             last_sequence: increment_sequence(first, count - 1),
+            timestamp: 1_000_000,
         }
     }
 
@@ -364,6 +409,22 @@ mod tests {
     fn unknown_producers_are_accepted_at_any_sequence() {
         let table = ProducerTable::default();
         assert_eq!(table.check(&batch(9, 1, 42, 1)), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn idle_producers_expire() {
+        let mut table = ProducerTable::default();
+        append(&mut table, batch(1, 0, 0, 1), 0);
+        let mut recent = batch(2, 0, 0, 1);
+        recent.timestamp = 5_000_000;
+        append(&mut table, recent, 1);
+        // Producer 1 was last heard of at 1,000,000; producer 2 at 5,000,000.
+        assert_eq!(table.expire(5_000_000, 3_000_000), 1);
+        assert_eq!(table.len(), 1);
+        // Checked at most every ten minutes.
+        assert_eq!(table.expire(5_000_001, 0), 0);
+        // A forgotten producer is accepted again at any sequence.
+        assert_eq!(table.check(&batch(1, 0, 7, 1)), Ok(Verdict::Append));
     }
 
     #[test]

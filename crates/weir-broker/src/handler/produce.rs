@@ -19,7 +19,9 @@ use crate::connection::RequestContext;
 use crate::error::{log_error_code, producer_error_code};
 use crate::partitions::Partitions;
 use crate::producer_state;
-use crate::producers::{BatchMetadata, ProducerBatch, ProducerError, Verdict};
+use crate::producers::{
+    BatchMetadata, DEFAULT_EXPIRATION_MS, ProducerBatch, ProducerError, Verdict,
+};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
@@ -298,6 +300,10 @@ fn append_idempotent(
                         log_append_time: info.log_append_time,
                     },
                 );
+                let forgotten = table.expire(now_ms(), expiration_ms(broker));
+                if forgotten > 0 {
+                    debug!(topic = %topic.name, partition = index, forgotten, "expired idle producers");
+                }
                 Ok(Accepted::Appended(info))
             }
             Err(e) => Err(Refused::Log(e)),
@@ -305,6 +311,22 @@ fn append_idempotent(
     };
     *guard = Some(table);
     result
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `producer.id.expiration.ms`.
+fn expiration_ms(broker: &Broker) -> i64 {
+    broker
+        .config()
+        .raw
+        .get("producer.id.expiration.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EXPIRATION_MS)
 }
 
 /// The records a refused batch was refused for (KIP-467), where the log's error tells:

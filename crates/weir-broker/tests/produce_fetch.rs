@@ -637,3 +637,86 @@ async fn list_offsets_and_delete_records() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn every_served_version_round_trips() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let topic_id = create_topic(&mut client, "versions").await;
+    for version in 3..=13 {
+        let mut request = produce_request(
+            "versions",
+            0,
+            batch(
+                &[(None, &format!("v{version}"), now_ms())],
+                Compression::None,
+            ),
+            1,
+        );
+        if version >= 13 {
+            request.topic_data[0].name = String::new();
+            request.topic_data[0].topic_id = topic_id;
+        }
+        let response = client.send(request, version).await;
+        let p = &response.responses[0].partition_responses[0];
+        assert_eq!(
+            (p.error_code, p.base_offset),
+            (0, i64::from(version) - 3),
+            "v{version}"
+        );
+        if version >= 13 {
+            assert_eq!(response.responses[0].topic_id, topic_id);
+        }
+    }
+    for version in 4..=18 {
+        let mut request = fetch_request("versions", 0, 0);
+        if version >= 13 {
+            request.topics[0].topic = String::new();
+            request.topics[0].topic_id = topic_id;
+        }
+        let response = client.send(request, version).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "v{version}");
+        assert_eq!(records(data).len(), 11, "v{version}");
+    }
+    for version in 1..=11 {
+        let mut request = ListOffsetsRequest {
+            replica_id: -1,
+            topics: vec![ListOffsetsTopic {
+                name: "versions".into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition_index: 0,
+                    current_leader_epoch: -1,
+                    timestamp: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        if version >= 4 {
+            // A client that knows the leader epoch.
+            request.topics[0].partitions[0].current_leader_epoch = 0;
+        }
+        let response = client.send(request, version).await;
+        let p = &response.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.offset), (0, 11), "v{version}");
+    }
+    // A client that saw a newer leader epoch than this node's.
+    let mut request = fetch_request("versions", 0, 0);
+    request.topics[0].partitions[0].current_leader_epoch = 5;
+    let response = client.send(request, 12).await;
+    assert_eq!(
+        response.responses[0].partitions[0].error_code,
+        ErrorCode::UNKNOWN_LEADER_EPOCH.code()
+    );
+    let mut ids = Vec::new();
+    for version in 0..=5 {
+        let response = client.send(InitProducerIdRequest::default(), version).await;
+        assert_eq!(response.error_code, 0);
+        ids.push(response.producer_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 6);
+    broker.stop().await;
+}

@@ -9,6 +9,8 @@
 //! - `handler`: one module per Kafka API.
 //! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
 //!   partition logs (`partitions`).
+//! - `producers`: the idempotent producer state machine of one partition (no I/O);
+//!   `producer_state` loads it from the log and snapshots it; `producer_ids` allocates ids.
 //! - `error`: domain errors and the one place they become Kafka error codes.
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared

@@ -5,7 +5,8 @@
 //! - acks 0 sends no response; 1 and -1 answer after the append, which on a single node is
 //!   also the commit. The log fsyncs before returning when its flush policy
 //!   (`flush.messages`, `flush.ms`) says so, for either.
-//! - As in Kafka, each partition carries exactly one v2 record batch.
+//! - As in Kafka, each partition carries exactly one v2 record batch, and clients cannot
+//!   write to internal topics.
 //! - Batches with a producer id go through the partition's [`ProducerTable`] (see
 //!   `producer_state`): retries get their original offsets, out-of-order sequences and fenced
 //!   epochs are refused. Transactional batches are treated as idempotent ones until
@@ -70,7 +71,16 @@ pub(crate) async fn handle(
                     .topics
                     .get(&t.name)
                     .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
-            };
+            }
+            // Internal topics (`__consumer_offsets`) are written by the broker only, as in
+            // Kafka.
+            .and_then(|topic| {
+                if topic.internal {
+                    Err(ErrorCode::INVALID_TOPIC_EXCEPTION)
+                } else {
+                    Ok(topic)
+                }
+            });
             TopicPlan {
                 name: t.name,
                 topic_id: t.topic_id,

@@ -720,3 +720,21 @@ async fn every_served_version_round_trips() {
     assert_eq!(ids.len(), 6);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn log_append_time_is_returned_and_kept_for_duplicates() {
+    let broker = TestBroker::start(&[("log.message.timestamp.type", "LogAppendTime")]).await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "lat").await;
+    let before = now_ms();
+    let first = idempotent_batch(7, 0, 0, &["a"]);
+    let response = produce(&mut client, "lat", first.clone()).await;
+    assert_eq!(response.error_code, 0);
+    assert!(response.log_append_time_ms >= before);
+    let retry = produce(&mut client, "lat", first).await;
+    assert_eq!(retry.base_offset, 0);
+    assert_eq!(retry.log_append_time_ms, response.log_append_time_ms);
+    let data = fetch(&mut client, "lat", 0).await;
+    assert_eq!(records(&data)[0].3, response.log_append_time_ms);
+    broker.stop().await;
+}

@@ -158,3 +158,78 @@ fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()
     std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
     std::fs::File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producers::{ProducerBatch, Verdict};
+    use weir_log::{AppendOrigin, LogConfig};
+    use weir_records::{Record, RecordBatchBuilder};
+
+    fn append(log: &Log, producer_id: i64, sequence: i32) -> i64 {
+        let mut builder = RecordBatchBuilder::new();
+        builder.producer(producer_id, 0, sequence);
+        builder.push(Record::new(1_000, None, Some(b"v")));
+        let mut bytes = builder.build().unwrap().to_vec();
+        log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
+            .unwrap()
+            .first_offset
+    }
+
+    fn retry(producer_id: i64, sequence: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: 0,
+            first_sequence: sequence,
+            last_sequence: sequence,
+            timestamp: 1_000,
+        }
+    }
+
+    #[test]
+    fn load_scans_the_log_after_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+        append(&log, 1, 0);
+        append(&log, 1, 1);
+        // No snapshot: everything is scanned.
+        let table = load(&log).unwrap();
+        assert!(
+            matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
+        );
+
+        // A snapshot at the log end, then more appends: snapshot + tail.
+        write_snapshot(log.dir(), &table.snapshot(log.log_end_offset())).unwrap();
+        append(&log, 2, 0);
+        let table = load(&log).unwrap();
+        assert!(
+            matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
+        );
+        assert!(
+            matches!(table.check(&retry(2, 0)), Ok(Verdict::Duplicate(m)) if m.first_offset == 2)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+        append(&log, 1, 0);
+        let mut ahead = ProducerTable::default();
+        ahead.replay(&{
+            let mut builder = RecordBatchBuilder::new();
+            builder.producer(9, 0, 0);
+            builder.push(Record::new(1_000, None, Some(b"lost")));
+            let batch = weir_records::RecordBatch::new(builder.build().unwrap()).unwrap();
+            *batch.header()
+        });
+        write_snapshot(log.dir(), &ahead.snapshot(50)).unwrap();
+        let table = load(&log).unwrap();
+        assert_eq!(table.len(), 1);
+        assert!(matches!(
+            table.check(&retry(1, 0)),
+            Ok(Verdict::Duplicate(_))
+        ));
+        assert!(!log.dir().join(SNAPSHOT_FILE).exists());
+    }
+}

@@ -13,6 +13,9 @@ pub enum BrokerError {
     /// A topic operation failed.
     #[error("topic error")]
     Topic(#[from] TopicError),
+    /// Producer ids could not be reserved.
+    #[error("producer id allocation failed")]
+    ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     /// A blocking storage task did not complete.
     #[error("storage task failed")]
     TaskFailed,
@@ -24,6 +27,7 @@ impl BrokerError {
         match self {
             BrokerError::Log(e) => log_error_code(e),
             BrokerError::Topic(e) => e.code(),
+            BrokerError::ProducerIds(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             BrokerError::TaskFailed => ErrorCode::KAFKA_STORAGE_ERROR,
         }
     }
@@ -116,5 +120,16 @@ pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
         E::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         E::InvalidConfig { .. } => ErrorCode::INVALID_CONFIG,
         _ => ErrorCode::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The Kafka error code for a refused idempotent batch.
+pub(crate) fn producer_error_code(error: &crate::producers::ProducerError) -> ErrorCode {
+    use crate::producers::ProducerError as E;
+    match error {
+        E::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        // Kafka answers an old epoch on Produce with INVALID_PRODUCER_EPOCH (KIP-588);
+        // PRODUCER_FENCED is for the transaction coordinator's APIs.
+        E::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
     }
 }

@@ -165,21 +165,32 @@ impl Partitions {
         log: Arc<Log>,
         records: Bytes,
     ) -> Result<AppendInfo, weir_log::Error> {
-        let info = tokio::task::spawn_blocking(move || {
-            // The log stamps base offsets and epochs in place, so it needs its own copy of the
-            // bytes; the request frame is shared and immutable.
-            let mut batches = records.to_vec();
-            log.append(
-                &mut batches,
-                AppendOrigin::Leader {
-                    leader_epoch: LEADER_EPOCH,
-                },
-            )
-        })
-        .await
-        .map_err(|_| weir_log::Error::EmptyAppend)??;
+        let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
+            .await
+            .map_err(|_| weir_log::Error::EmptyAppend)??;
         self.appended.send_modify(|n| *n += 1);
         Ok(info)
+    }
+
+    /// Appends a producer's batches as leader on the calling thread (the blocking pool); the
+    /// caller wakes waiting fetches with [`Partitions::notify_appended`] afterwards.
+    pub(crate) fn append_blocking(
+        log: &Log,
+        records: &[u8],
+    ) -> Result<AppendInfo, weir_log::Error> {
+        // The log stamps base offsets and epochs in place; the request frame is immutable.
+        let mut batches = records.to_vec();
+        log.append(
+            &mut batches,
+            AppendOrigin::Leader {
+                leader_epoch: LEADER_EPOCH,
+            },
+        )
+    }
+
+    /// Wakes fetches waiting for data.
+    pub(crate) fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
     }
 
     /// A receiver that changes after every append, for long-polling fetches.

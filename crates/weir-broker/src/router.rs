@@ -63,6 +63,11 @@ routes! {
     CreatePartitions => create_partitions, 0..=3;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     DescribeCluster => describe_cluster, 0..=2;
+    Produce => produce, 3..=13;
+    Fetch => fetch, 4..=18;
+    ListOffsets => list_offsets, 1..=11;
+    DeleteRecords => delete_records, 0..=2;
+    InitProducerId => init_producer_id, 0..=5;
 }
 
 /// The versions of `api_key` this broker serves, if any.

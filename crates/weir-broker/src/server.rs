@@ -1,5 +1,6 @@
 //! The listener: accepts connections within `max.connections` and shuts down gracefully.
 
+use crate::admin_http;
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::error::BrokerError;
@@ -38,6 +39,8 @@ pub enum ServerError {
 pub struct Server {
     broker: Arc<Broker>,
     listener: TcpListener,
+    /// The admin HTTP listener (`weir.admin.listener`), unless disabled.
+    admin: Option<TcpListener>,
 }
 
 impl Server {
@@ -50,25 +53,38 @@ impl Server {
                     address: config.listener,
                     source,
                 })?;
-        // With port 0 the OS picks the port: advertise the one bound, as Kafka does, or clients
-        // that bootstrap and then follow Metadata (librdkafka, kafka-python) dial port 0.
+        // With port 0 the OS picks the port; clients must be told the real one.
         if config.advertised_port == 0 {
             if let Ok(bound) = listener.local_addr() {
                 config.advertised_port = bound.port();
             }
         }
+        let admin = match config.admin_listener {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?,
+            ),
+            None => None,
+        };
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
             .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??;
         Ok(Self {
             broker: Arc::new(broker),
             listener,
+            admin,
         })
     }
 
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the admin HTTP listener is bound to, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared broker state.
@@ -85,6 +101,13 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.broker.config().max_connections));
         let (stop, stopped) = watch::channel(false);
         let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
+        let admin = self.admin.map(|listener| {
+            tokio::spawn(admin_http::serve(
+                listener,
+                self.broker.clone(),
+                stopped.clone(),
+            ))
+        });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -120,6 +143,9 @@ impl Server {
         let _ = stop.send(true);
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         info!("all connections closed; flushing logs");
         match Arc::try_unwrap(self.broker) {
             Ok(broker) => tokio::task::spawn_blocking(move || broker.close())

@@ -31,9 +31,12 @@ def log(msg):
     print(f"confluent-kafka: {msg}", flush=True)
 
 
+class CheckFailed(Exception):
+    pass
+
+
 def fail(msg):
-    log(f"FAIL: {msg}")
-    sys.exit(1)
+    raise CheckFailed(msg)
 
 
 def expected_records():
@@ -77,7 +80,7 @@ def new_consumer():
     return consumer
 
 
-def consume(consumer, count, deadline_s=60):
+def consume(consumer, count, deadline_s=40):
     records = []
     deadline = time.time() + deadline_s
     while len(records) < count and time.time() < deadline:
@@ -190,18 +193,29 @@ def main():
     log(f"confluent-kafka {confluent_kafka.__version__}, librdkafka "
         f"{confluent_kafka.libversion()[0]}, topic {TOPIC}, group {GROUP}")
     expected = expected_records()
-    produce(expected)
-    groups(expected)
-    admin()
+    # Each part reports on its own, so a broken group path does not hide the admin result.
+    parts = [("produce", lambda: produce(expected)), ("groups", lambda: groups(expected)),
+             ("admin", admin)]
+    failed = []
+    for name, part in parts:
+        if name in failed:
+            continue
+        try:
+            part()
+            log(f"part {name}: ok")
+        except BaseException as e:  # any client error is a failure with its message
+            if not isinstance(e, CheckFailed):
+                traceback.print_exc()
+            log(f"part {name}: FAIL: {e!r}")
+            failed.append(name)
+            if name == "produce":  # the group part reads what produce wrote
+                failed.append("groups")
+    if failed:
+        log(f"FAIL: {', '.join(failed)}")
+        sys.exit(1)
     log(f"PASS: {len(expected)} idempotent records over {len(CODECS)} codecs, group commit and "
         "resume, admin create/describe-configs/create-partitions/delete")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException as e:  # any client error is a failure with its message
-        traceback.print_exc()
-        fail(repr(e))
+    main()

@@ -48,7 +48,7 @@ def main():
                              session_timeout_ms=10000, request_timeout_ms=30000)
     consumer.subscribe([TOPIC])
     records = []
-    deadline = time.time() + 60
+    deadline = time.time() + 40
     while len(records) < COUNT and time.time() < deadline:
         for recs in consumer.poll(timeout_ms=1000).values():
             records.extend(recs)

@@ -79,7 +79,7 @@ def produce(expected):
         log(f"produced {PER_CODEC} records with codec {codec or 'none'}")
 
 
-def consume(consumer, count, deadline_s=60):
+def consume(consumer, count, deadline_s=40):
     """Polls until `count` records arrived (or the deadline), returns them in order."""
     records = []
     deadline = time.time() + deadline_s

@@ -94,6 +94,17 @@ fn consumer(broker: &TestBroker, group: &str) -> StreamConsumer {
         .expect("consumer")
 }
 
+/// A consumer reading partition 0 of `topic` from the beginning, outside any group.
+fn reader(broker: &TestBroker, topic: &str) -> StreamConsumer {
+    let consumer = consumer(broker, &format!("{topic}-reader"));
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition offset");
+    consumer.assign(&assignment).expect("assign");
+    consumer
+}
+
 fn admin(broker: &TestBroker) -> AdminClient<DefaultClientContext> {
     client_config(broker).create().expect("admin client")
 }
@@ -283,8 +294,7 @@ async fn every_codec_round_trips_keys_headers_and_timestamps() {
         close(producer);
     }
 
-    let consumer = consumer(&broker, "rd-codecs-reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = reader(&broker, topic);
     let messages = receive(&consumer, expected.len()).await;
     for (i, (message, want)) in messages.iter().zip(&expected).enumerate() {
         assert_eq!((message.partition(), message.offset()), (0, i as i64));
@@ -323,8 +333,7 @@ async fn idempotent_producer_keeps_order_without_duplicates() {
     assert_eq!(positions, want);
     close(second);
 
-    let consumer = consumer(&broker, "rd-idempotent-reader");
-    consumer.subscribe(&[topic]).expect("subscribe");
+    let consumer = reader(&broker, topic);
     let messages = receive(&consumer, 600).await;
     for (i, (message, want)) in messages.iter().zip(records.iter().chain(&more)).enumerate() {
         assert_eq!(message.offset(), i as i64);

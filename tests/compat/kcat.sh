@@ -55,8 +55,9 @@ produce_batch() { # produce_batch LABEL KCAT-ARGS...
         echo "key-$n|$payload-$label-$n|codec=$label" >>"$work/expected"
         n=$((n + 1))
     done
-    k -P -t "$topic" -K: -H "codec=$label" -X linger.ms=20 "$@" <"$work/batch" ||
-        fail "producing with $label failed"
+    local rc=0
+    k -P -t "$topic" -K: -H "codec=$label" -X linger.ms=20 "$@" <"$work/batch" || rc=$?
+    [ "$rc" -eq 0 ] || fail "producing with $label failed (exit $rc; 124: timed out)"
 }
 for codec in none gzip snappy lz4 zstd; do
     if [ "$codec" = none ]; then
@@ -82,11 +83,13 @@ log "kcat -C read back all $n records with keys and headers, in order"
 # 4. A group consumer reads all and commits on exit; a second run after more records reads only
 #    the new ones.
 group_read() { # group_read OUT
+    local rc=0
     k -G "$group" -X auto.offset.reset=earliest -e -f '%k|%s|%h\n' "$topic" >"$1" \
-        2>"$work/group.err" || {
+        2>"$work/group.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
         cat "$work/group.err"
-        fail "kcat -G failed"
-    }
+        fail "kcat -G failed (exit $rc; 124: no end of partition within 30 s)"
+    fi
 }
 group_read "$work/group1"
 if ! diff -u "$work/expected" "$work/group1" >"$work/diff"; then

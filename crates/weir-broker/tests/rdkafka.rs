@@ -114,9 +114,20 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-/// Closes a client (consumers leave their group, producers flush) without stalling the runtime.
-fn close<T>(client: T) {
-    blocking(move || drop(client));
+/// Closes a client (consumers leave their group, producers flush) on a thread of its own, and
+/// fails the test if that takes too long: rdkafka's consumer drop polls until librdkafka says
+/// the consumer is closed, with no timeout of its own.
+fn close<T: Send + 'static>(client: T) {
+    let (closed, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(client);
+        let _ = closed.send(());
+    });
+    let result = blocking(|| done.recv_timeout(WAIT));
+    assert!(
+        result.is_ok(),
+        "a client did not close within {WAIT:?} (a consumer leaves its group on close)"
+    );
 }
 
 /// Produces `records` to `topic` (all enqueued before any is awaited, so they batch) and returns
@@ -208,6 +219,24 @@ fn assert_message(message: &OwnedMessage, expected: &Sent) {
     );
 }
 
+/// Stops the broker, failing the test rather than hanging if a connection keeps it busy.
+async fn stop(broker: TestBroker) {
+    tokio::time::timeout(WAIT, broker.stop())
+        .await
+        .expect("the broker stops within the timeout");
+}
+
+/// Leaves the group (unsubscribe, then serve the revocation for a moment) and closes the
+/// consumer: dropping a consumer that still holds an assignment can wait forever in rdkafka.
+async fn leave(consumer: StreamConsumer) {
+    consumer.unsubscribe();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await;
+    }
+    close(consumer);
+}
+
 /// Metadata for `topic` once it exists with `partitions` partitions (or fails after a deadline).
 fn wait_for_topic<C: ClientContext>(
     client: &Client<C>,
@@ -275,7 +304,7 @@ async fn metadata_and_auto_creation() {
         assert_eq!(p.isr(), &[0]);
     }
     close(client);
-    broker.stop().await;
+    stop(broker).await;
 }
 
 /// Every codec, with keys, headers and CreateTime timestamps, comes back byte for byte.
@@ -302,7 +331,7 @@ async fn every_codec_round_trips_keys_headers_and_timestamps() {
     }
     assert_nothing_more(&consumer).await;
     close(consumer);
-    broker.stop().await;
+    stop(broker).await;
 }
 
 /// An idempotent producer with several batches in flight: every record once, in send order.
@@ -341,7 +370,7 @@ async fn idempotent_producer_keeps_order_without_duplicates() {
     }
     assert_nothing_more(&consumer).await;
     close(consumer);
-    broker.stop().await;
+    stop(broker).await;
 }
 
 /// A group consumer commits what it processed; after a broker restart the group's next
@@ -401,8 +430,8 @@ async fn consumer_group_resumes_from_committed_offsets_after_restart() {
             .expect("committed partition");
         assert_eq!(element.offset(), Offset::Offset(*offset));
     }
-    close(first);
-    broker.stop().await;
+    leave(first).await;
+    stop(broker).await;
 
     // Restart on the same data directory (a new port: clients bootstrap afresh).
     let broker = TestBroker::start_in(dir.path(), &props).await;
@@ -445,8 +474,8 @@ async fn consumer_group_resumes_from_committed_offsets_after_restart() {
     }
     let all: BTreeSet<(i32, i64)> = by_position.keys().copied().collect();
     assert_eq!(seen, all, "records lost");
-    close(second);
-    broker.stop().await;
+    leave(second).await;
+    stop(broker).await;
 }
 
 /// Admin: create a topic with partitions and configs (and refuse a duplicate), validate-only
@@ -588,7 +617,7 @@ async fn admin_topics_partitions_and_configs() {
         ))]
     );
     close(admin);
-    broker.stop().await;
+    stop(broker).await;
 }
 
 /// A topic's configs as name → (value, source).

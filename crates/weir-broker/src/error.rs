@@ -42,3 +42,22 @@ pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
         _ => ErrorCode::KAFKA_STORAGE_ERROR,
     }
 }
+
+/// The Kafka error code for a refusal of the group coordinator.
+pub(crate) fn group_error_code(error: &weir_group::Error) -> ErrorCode {
+    // weir-group's errors each stand for exactly one Kafka code.
+    ErrorCode(error.code())
+}
+
+/// The Kafka error code group requests carry when appending to `__consumer_offsets` failed,
+/// following Kafka's coordinator: a log that cannot take the write makes the coordinator
+/// unavailable (clients look it up again and retry); an oversized write is the request's fault.
+pub(crate) fn persist_error_code(error: &crate::groups::PersistError) -> ErrorCode {
+    use crate::groups::PersistError as E;
+    match error {
+        E::MissingPartition(_) => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+        E::Records(_) => ErrorCode::UNKNOWN_SERVER_ERROR,
+        E::Log(weir_log::Error::MessageTooLarge { .. }) => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
+        E::Log(_) => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+    }
+}

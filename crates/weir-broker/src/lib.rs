@@ -9,6 +9,8 @@
 //! - `handler`: one module per Kafka API.
 //! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
 //!   partition logs (`partitions`).
+//! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
+//!   `__consumer_offsets` persistence and replay, the coordinator's timers.
 //! - `error`: domain errors and the one place they become Kafka error codes.
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared
@@ -17,6 +19,7 @@
 pub mod config;
 mod connection;
 mod error;
+mod groups;
 mod handler;
 mod partitions;
 mod router;

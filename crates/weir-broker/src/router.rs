@@ -56,6 +56,18 @@ macro_rules! routes {
 routes! {
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
+    // Consumer groups.
+    OffsetCommit => offset_commit, 2..=9;
+    OffsetFetch => offset_fetch, 1..=9;
+    FindCoordinator => find_coordinator, 0..=6;
+    JoinGroup => join_group, 0..=9;
+    Heartbeat => heartbeat, 0..=4;
+    LeaveGroup => leave_group, 0..=5;
+    SyncGroup => sync_group, 0..=5;
+    DescribeGroups => describe_groups, 0..=6;
+    ListGroups => list_groups, 0..=5;
+    DeleteGroups => delete_groups, 0..=2;
+    OffsetDelete => offset_delete, 0..=0;
 }
 
 /// The versions of `api_key` this broker serves, if any.

@@ -78,6 +78,10 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.broker.config().max_connections));
         let (stop, stopped) = watch::channel(false);
         let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
+        let group_timer = tokio::spawn(crate::groups::run_timer(
+            self.broker.clone(),
+            stopped.clone(),
+        ));
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -113,6 +117,7 @@ impl Server {
         let _ = stop.send(true);
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
+        let _ = group_timer.await;
         info!("all connections closed; flushing logs");
         match Arc::try_unwrap(self.broker) {
             Ok(broker) => tokio::task::spawn_blocking(move || broker.close())

@@ -12,6 +12,8 @@ use tracing::info;
 pub struct Broker {
     config: BrokerConfig,
     cluster_id: String,
+    /// The group coordinator (`__consumer_offsets` loaded at open).
+    pub(crate) groups: crate::groups::Groups,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
 }
@@ -28,6 +30,7 @@ impl Broker {
             partitions.create_logs(&topic)?;
         }
         let cluster_id = cluster_id(&meta_dir)?;
+        let groups = crate::groups::Groups::open(&config, &topics, &partitions)?;
         info!(
             topics = topics.all().len(),
             partitions = partitions.all().len(),
@@ -37,6 +40,7 @@ impl Broker {
         Ok(Self {
             config,
             cluster_id,
+            groups,
             topics,
             partitions,
         })

@@ -3,6 +3,18 @@
 
 pub(crate) mod api_versions;
 pub(crate) mod metadata;
+// Consumer groups.
+pub(crate) mod delete_groups;
+pub(crate) mod describe_groups;
+pub(crate) mod find_coordinator;
+pub(crate) mod heartbeat;
+pub(crate) mod join_group;
+pub(crate) mod leave_group;
+pub(crate) mod list_groups;
+pub(crate) mod offset_commit;
+pub(crate) mod offset_delete;
+pub(crate) mod offset_fetch;
+pub(crate) mod sync_group;
 
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {

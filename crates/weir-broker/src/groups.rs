@@ -86,7 +86,8 @@ type Reply<T> = Result<T, GroupFailure>;
 /// A parked request's way back to its handler.
 #[derive(Debug)]
 enum Waiter {
-    Join(oneshot::Sender<Reply<JoinResponse>>),
+    /// The group id is kept for the log line when the rebalance completes.
+    Join(String, oneshot::Sender<Reply<JoinResponse>>),
     Sync(oneshot::Sender<Reply<SyncResponse>>),
 }
 
@@ -213,7 +214,7 @@ impl Groups {
     /// JoinGroup: parks until the coordinator answers.
     pub(crate) async fn join(&self, broker: &Broker, request: JoinRequest) -> Reply<JoinResponse> {
         let (tx, rx) = oneshot::channel();
-        let id = self.park(Waiter::Join(tx))?;
+        let id = self.park(Waiter::Join(request.group_id.clone(), tx))?;
         // A persistence failure reaches the handler through its reply.
         let ((), _persisted) = self
             .call(broker, |c, now| c.join_group(now, id, request))
@@ -259,7 +260,21 @@ impl Groups {
                         Some(code) => Err(GroupFailure::Persist(code)),
                         None => response.map_err(GroupFailure::Coordinator),
                     };
-                    if let Some(Waiter::Join(tx)) = self.parked.lock().waiters.remove(&request) {
+                    let waiter = self.parked.lock().waiters.remove(&request);
+                    if let Some(Waiter::Join(group, tx)) = waiter {
+                        if let Ok(joined) = &reply {
+                            // Only the leader's response lists the members: one line per
+                            // rebalance.
+                            if joined.leader == joined.member_id {
+                                info!(
+                                    group,
+                                    generation = joined.generation_id,
+                                    members = joined.members.len(),
+                                    protocol = joined.protocol_name.as_deref().unwrap_or(""),
+                                    "group rebalanced"
+                                );
+                            }
+                        }
                         let _ = tx.send(reply);
                     }
                 }

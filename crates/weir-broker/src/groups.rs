@@ -18,6 +18,7 @@
 //! response never overtakes the records it depends on.
 
 use crate::config::BrokerConfig;
+use crate::error::PersistFailure;
 use crate::partitions::Partitions;
 use crate::state::Broker;
 use crate::topics::TopicRegistry;
@@ -49,8 +50,8 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 pub(crate) enum GroupFailure {
     /// The coordinator refused the request.
     Coordinator(weir_group::Error),
-    /// Appending to `__consumer_offsets` failed; the code is already mapped for clients.
-    Persist(ErrorCode),
+    /// Appending to `__consumer_offsets` failed.
+    Persist(PersistFailure),
     /// The broker is shutting down: parked requests are released, as Kafka does when it unloads
     /// a group, so that clients look for the coordinator again.
     ShuttingDown,
@@ -61,7 +62,7 @@ impl GroupFailure {
     pub(crate) fn code(&self) -> ErrorCode {
         match self {
             GroupFailure::Coordinator(e) => crate::error::group_error_code(e),
-            GroupFailure::Persist(code) => *code,
+            GroupFailure::Persist(failure) => failure.code(false),
             GroupFailure::ShuttingDown => ErrorCode::NOT_COORDINATOR,
         }
     }
@@ -156,15 +157,7 @@ impl Groups {
             };
             let records = replay(&log, partition)?;
             records_loaded += records.len();
-            if let Err(e) = coordinator.load(now_ms(), records.iter().cloned()) {
-                // A record this coordinator cannot read: keep every record that does decode
-                // rather than lose the partition's groups.
-                error!(partition, error = %e, "unreadable __consumer_offsets record; skipping it");
-                let readable: Vec<_> = records.into_iter().filter(decodes).collect();
-                if let Err(e) = coordinator.load(now_ms(), readable) {
-                    error!(partition, error = %e, "cannot load __consumer_offsets partition");
-                }
-            }
+            load_partition(&mut coordinator, partition, records);
         }
         let groups = coordinator.list_groups(&[], &[]).len();
         info!(
@@ -199,7 +192,7 @@ impl Groups {
         &self,
         broker: &Broker,
         call: impl FnOnce(&mut Coordinator, Millis) -> T,
-    ) -> (T, Result<(), ErrorCode>) {
+    ) -> (T, Result<(), PersistFailure>) {
         let _turn = self.pipeline.lock().await;
         let (result, outputs) = {
             let mut coordinator = self.coordinator.lock();
@@ -244,52 +237,100 @@ impl Groups {
 
     /// Performs outputs in order: appends, and answers parked requests. Once an append fails,
     /// the responses after it carry the failure instead: they must not promise state that is
-    /// not on disk.
-    async fn perform(&self, broker: &Broker, outputs: Vec<Output>) -> Result<(), ErrorCode> {
-        let mut failed: Option<ErrorCode> = None;
+    /// not on disk. The failed partition is then reloaded from its log, so the coordinator
+    /// holds only what is durable again (as after a leader change).
+    async fn perform(&self, broker: &Broker, outputs: Vec<Output>) -> Result<(), PersistFailure> {
+        let mut failed: Option<PersistFailure> = None;
+        let mut failed_partitions = Vec::new();
         for output in outputs {
             match output {
                 Output::Persist { group_id, records } => {
                     if let Err(e) = self.append(broker, &group_id, records).await {
                         error!(group = %group_id, error = %e, cause = ?std::error::Error::source(&e), "cannot persist group state");
-                        failed.get_or_insert(crate::error::persist_error_code(&e));
+                        failed.get_or_insert(PersistFailure::of(&e));
+                        failed_partitions.push(self.partition_for(&group_id));
                     }
                 }
-                Output::Join { request, response } => {
-                    let reply = match failed {
-                        Some(code) => Err(GroupFailure::Persist(code)),
-                        None => response.map_err(GroupFailure::Coordinator),
-                    };
-                    let waiter = self.parked.lock().waiters.remove(&request);
-                    if let Some(Waiter::Join(group, tx)) = waiter {
-                        if let Ok(joined) = &reply {
-                            // Only the leader's response lists the members: one line per
-                            // rebalance.
-                            if joined.leader == joined.member_id {
-                                info!(
-                                    group,
-                                    generation = joined.generation_id,
-                                    members = joined.members.len(),
-                                    protocol = joined.protocol_name.as_deref().unwrap_or(""),
-                                    "group rebalanced"
-                                );
-                            }
-                        }
-                        let _ = tx.send(reply);
-                    }
-                }
-                Output::Sync { request, response } => {
-                    let reply = match failed {
-                        Some(code) => Err(GroupFailure::Persist(code)),
-                        None => response.map_err(GroupFailure::Coordinator),
-                    };
-                    if let Some(Waiter::Sync(tx)) = self.parked.lock().waiters.remove(&request) {
-                        let _ = tx.send(reply);
-                    }
-                }
+                answer => self.answer(answer, failed),
             }
         }
+        failed_partitions.sort_unstable();
+        failed_partitions.dedup();
+        for partition in failed_partitions {
+            self.reload(broker, partition).await;
+        }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Answers a parked request (`Output::Join` or `Output::Sync`), with `failed` instead of
+    /// the coordinator's answer when an append before it failed.
+    fn answer(&self, output: Output, failed: Option<PersistFailure>) {
+        match output {
+            Output::Join { request, response } => {
+                let reply = failed.map_or_else(
+                    || response.map_err(GroupFailure::Coordinator),
+                    |f| Err(GroupFailure::Persist(f)),
+                );
+                let waiter = self.parked.lock().waiters.remove(&request);
+                if let Some(Waiter::Join(group, tx)) = waiter {
+                    if let Ok(joined) = &reply {
+                        // Only the leader's response lists the members: one line per rebalance.
+                        if joined.leader == joined.member_id {
+                            info!(
+                                group,
+                                generation = joined.generation_id,
+                                members = joined.members.len(),
+                                protocol = joined.protocol_name.as_deref().unwrap_or(""),
+                                "group rebalanced"
+                            );
+                        }
+                    }
+                    let _ = tx.send(reply);
+                }
+            }
+            Output::Sync { request, response } => {
+                let reply = failed.map_or_else(
+                    || response.map_err(GroupFailure::Coordinator),
+                    |f| Err(GroupFailure::Persist(f)),
+                );
+                if let Some(Waiter::Sync(tx)) = self.parked.lock().waiters.remove(&request) {
+                    let _ = tx.send(reply);
+                }
+            }
+            Output::Persist { group_id, .. } => {
+                error!(group = %group_id, "unexpected records to persist while answering");
+            }
+        }
+    }
+
+    /// Replaces the groups of one `__consumer_offsets` partition with what its log holds.
+    async fn reload(&self, broker: &Broker, partition: i32) {
+        let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
+            Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
+                .await
+                .map_err(|_| crate::BrokerError::TaskFailed)
+                .and_then(|r| r),
+            None => Ok(Vec::new()),
+        };
+        let outputs = {
+            let mut coordinator = self.coordinator.lock();
+            coordinator.unload(partition, self.num_partitions);
+            match records {
+                Ok(records) => load_partition(&mut coordinator, partition, records),
+                // The groups stay unloaded: nothing is better than state that is not on disk.
+                Err(e) => {
+                    error!(partition, error = %e, "cannot reload __consumer_offsets partition")
+                }
+            }
+            coordinator.take_outputs()
+        };
+        warn!(
+            partition,
+            "reloaded __consumer_offsets partition after a failed append"
+        );
+        for output in outputs {
+            self.answer(output, None);
+        }
     }
 
     /// Appends one output's records to the group's `__consumer_offsets` partition as one batch.
@@ -426,6 +467,22 @@ fn replay(
         from = slice.next_offset();
     }
     Ok(records)
+}
+
+/// Loads one partition's replayed records. A record this coordinator cannot read is skipped
+/// (with an error logged) rather than losing every group of the partition.
+fn load_partition(
+    coordinator: &mut Coordinator,
+    partition: i32,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) {
+    if let Err(e) = coordinator.load(now_ms(), records.iter().cloned()) {
+        error!(partition, error = %e, "unreadable __consumer_offsets record; skipping it");
+        let readable: Vec<_> = records.into_iter().filter(decodes).collect();
+        if let Err(e) = coordinator.load(now_ms(), readable) {
+            error!(partition, error = %e, "cannot load __consumer_offsets partition");
+        }
+    }
 }
 
 /// Whether the coordinator can read a replayed record.

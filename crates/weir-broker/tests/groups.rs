@@ -842,3 +842,29 @@ async fn shutdown_releases_a_parked_join() {
     let response = bounded(b_join).await.unwrap();
     assert_eq!(response.error_code, ErrorCode::NOT_COORDINATOR.code());
 }
+
+/// Guards the rule that a response never promises group state the log refused: the leader's
+/// assignment is too large for `__consumer_offsets`, so SyncGroup fails and the coordinator
+/// falls back to what the log holds (nothing for this group).
+#[tokio::test]
+async fn a_failed_append_fails_the_request_and_reloads_the_log_state() {
+    let broker = TestBroker::start(&[("message.max.bytes", "512")]).await;
+    let mut client = broker.client().await;
+    let joined = join_new(&mut client, "big", 10_000, 5).await;
+    let me = joined.member_id.clone();
+    let huge = vec![7u8; 2048];
+    let synced = sync(&mut client, "big", &joined, &[(&me, &huge)], 3).await;
+    assert_eq!(synced.error_code, ErrorCode::UNKNOWN_SERVER_ERROR.code());
+    assert_eq!(
+        heartbeat(&mut client, "big", &joined).await,
+        ErrorCode::UNKNOWN_MEMBER_ID.code()
+    );
+    assert_eq!(client_describe(&broker, "big", 5).await.group_state, "Dead");
+    // The member starts over with an assignment that fits.
+    let joined = join_new(&mut client, "big", 10_000, 5).await;
+    let me = joined.member_id.clone();
+    let synced = sync(&mut client, "big", &joined, &[(&me, b"small")], 3).await;
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(&synced.assignment[..], b"small");
+    broker.stop().await;
+}

@@ -28,7 +28,7 @@ pub(crate) async fn handle(
             .map(|(group_id, result)| {
                 let error_code = match (result, persisted) {
                     (Err(e), _) => crate::error::group_error_code(&e).code(),
-                    (Ok(()), Err(code)) => code.code(),
+                    (Ok(()), Err(failure)) => failure.code(false).code(),
                     (Ok(()), Ok(())) => {
                         info!(group = %group_id, "deleted group");
                         0

@@ -72,7 +72,7 @@ pub(crate) async fn handle(
             .into_iter()
             .map(|r| match (r, persisted) {
                 (Err(e), _) => crate::error::group_error_code(&e),
-                (Ok(()), Err(code)) => code,
+                (Ok(()), Err(failure)) => failure.code(true),
                 (Ok(()), Ok(())) => ErrorCode::NONE,
             })
             .collect()

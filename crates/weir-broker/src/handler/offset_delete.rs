@@ -54,9 +54,9 @@ pub(crate) async fn handle(
                 ..OffsetDeleteResponse::default()
             };
         }
-        (Ok(_), Err(code)) => {
+        (Ok(_), Err(failure)) => {
             return OffsetDeleteResponse {
-                error_code: code.code(),
+                error_code: failure.code(false).code(),
                 ..OffsetDeleteResponse::default()
             };
         }

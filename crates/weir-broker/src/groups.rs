@@ -543,3 +543,46 @@ pub(crate) fn now_ms() -> Millis {
 pub(crate) fn client_host(peer: std::net::SocketAddr) -> String {
     format!("/{}", peer.ip())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_properties_map_onto_the_coordinator_config() {
+        let props = [
+            ("group.initial.rebalance.delay.ms", "250"),
+            ("group.min.session.timeout.ms", "100"),
+            ("group.max.session.timeout.ms", "60000"),
+            ("offsets.retention.minutes", "2"),
+            ("group.max.size", "7"),
+            ("offset.metadata.max.bytes", "10"),
+        ];
+        let config = BrokerConfig::from_properties(
+            props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap();
+        let c = coordinator_config(&config);
+        assert_eq!(c.initial_rebalance_delay_ms, 250);
+        assert_eq!(c.min_session_timeout_ms, 100);
+        assert_eq!(c.max_session_timeout_ms, 60_000);
+        assert_eq!(c.offsets_retention_ms, 120_000);
+        assert_eq!(c.max_size, 7);
+        assert_eq!(c.offset_metadata_max_bytes, 10);
+        // Each start gets its own member id seed.
+        assert_ne!(c.member_id_seed, coordinator_config(&config).member_id_seed);
+    }
+
+    #[test]
+    fn unreadable_records_are_told_apart() {
+        let key = RecordKey::GroupMetadata { group: "g".into() }.encode();
+        assert!(decodes(&(key.clone(), None)));
+        assert!(!decodes(&(key, Some(Bytes::from_static(b"\x00")))));
+        assert!(!decodes(&(Bytes::from_static(b"\x00"), None)));
+        // Keys of newer group kinds belong to another coordinator and are skipped, not errors.
+        assert!(decodes(&(Bytes::from_static(b"\x00\x07"), None)));
+    }
+}

@@ -7,10 +7,10 @@
 //! - `connection`: one client connection: frames in, requests handled in order, responses out.
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
 //! - `handler`: one module per Kafka API.
-//! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
-//!   partition logs (`partitions`).
 //! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
 //!   `__consumer_offsets` persistence and replay, the coordinator's timers.
+//! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
+//!   partition logs (`partitions`).
 //! - `error`: domain errors and the one place they become Kafka error codes.
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared

@@ -54,8 +54,6 @@ macro_rules! routes {
 }
 
 routes! {
-    ApiVersions => api_versions, 0..=4;
-    Metadata => metadata, 0..=13;
     // Consumer groups.
     OffsetCommit => offset_commit, 2..=9;
     OffsetFetch => offset_fetch, 1..=9;
@@ -68,6 +66,8 @@ routes! {
     ListGroups => list_groups, 0..=5;
     DeleteGroups => delete_groups, 0..=2;
     OffsetDelete => offset_delete, 0..=0;
+    ApiVersions => api_versions, 0..=4;
+    Metadata => metadata, 0..=13;
 }
 
 /// The versions of `api_key` this broker serves, if any.

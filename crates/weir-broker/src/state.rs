@@ -29,8 +29,8 @@ impl Broker {
         for topic in topics.all() {
             partitions.create_logs(&topic)?;
         }
-        let cluster_id = cluster_id(&meta_dir)?;
         let groups = crate::groups::Groups::open(&config, &topics, &partitions)?;
+        let cluster_id = cluster_id(&meta_dir)?;
         info!(
             topics = topics.all().len(),
             partitions = partitions.all().len(),

@@ -1,9 +1,8 @@
 //! One module per Kafka API. Each has `handle(broker, ctx, request) -> response` and
 //! `wants_response(&request)` (false only for Produce with acks=0).
 
-pub(crate) mod api_versions;
-pub(crate) mod metadata;
 // Consumer groups.
+pub(crate) mod api_versions;
 pub(crate) mod delete_groups;
 pub(crate) mod describe_groups;
 pub(crate) mod find_coordinator;
@@ -11,6 +10,7 @@ pub(crate) mod heartbeat;
 pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
+pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;

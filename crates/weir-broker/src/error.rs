@@ -29,20 +29,6 @@ impl BrokerError {
     }
 }
 
-/// The Kafka error code for a log error.
-pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
-    use weir_log::Error as E;
-    match error {
-        E::InvalidBatch { .. } | E::EmptyAppend => ErrorCode::CORRUPT_MESSAGE,
-        E::MessageTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
-        E::InvalidRecords { .. } => ErrorCode::INVALID_RECORD,
-        E::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
-        E::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
-        E::InvalidConfig { .. } => ErrorCode::INVALID_CONFIG,
-        _ => ErrorCode::KAFKA_STORAGE_ERROR,
-    }
-}
-
 /// The Kafka error code for a refusal of the group coordinator.
 pub(crate) fn group_error_code(error: &weir_group::Error) -> ErrorCode {
     // weir-group's errors each stand for exactly one Kafka code.
@@ -81,5 +67,19 @@ impl PersistFailure {
             Self::TooLarge if offset_commit => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
             Self::TooLarge | Self::Internal => ErrorCode::UNKNOWN_SERVER_ERROR,
         }
+    }
+}
+
+/// The Kafka error code for a log error.
+pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
+    use weir_log::Error as E;
+    match error {
+        E::InvalidBatch { .. } | E::EmptyAppend => ErrorCode::CORRUPT_MESSAGE,
+        E::MessageTooLarge { .. } => ErrorCode::MESSAGE_TOO_LARGE,
+        E::InvalidRecords { .. } => ErrorCode::INVALID_RECORD,
+        E::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
+        E::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
+        E::InvalidConfig { .. } => ErrorCode::INVALID_CONFIG,
+        _ => ErrorCode::KAFKA_STORAGE_ERROR,
     }
 }

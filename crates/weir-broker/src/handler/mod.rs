@@ -2,7 +2,6 @@
 //! `wants_response(&request)` (false only for Produce with acks=0).
 
 // Consumer groups.
-pub(crate) mod api_versions;
 pub(crate) mod delete_groups;
 pub(crate) mod describe_groups;
 pub(crate) mod find_coordinator;
@@ -10,11 +9,13 @@ pub(crate) mod heartbeat;
 pub(crate) mod join_group;
 pub(crate) mod leave_group;
 pub(crate) mod list_groups;
-pub(crate) mod metadata;
 pub(crate) mod offset_commit;
 pub(crate) mod offset_delete;
 pub(crate) mod offset_fetch;
 pub(crate) mod sync_group;
+
+pub(crate) mod api_versions;
+pub(crate) mod metadata;
 
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {

@@ -147,7 +147,7 @@ fn compare(
 
 fn ratios(test_mode: bool) {
     let root = bench_dir();
-    let rounds = if test_mode { 1 } else { 5 };
+    let rounds = if test_mode { 1 } else { 6 };
     let cases = [
         ("1KiB records, 16KiB batches", 1024),
         ("100B records, 16KiB batches", 100),
@@ -199,7 +199,7 @@ fn ratios(test_mode: bool) {
     let mut buf2 = vec![0u8; 2 << 20];
     compare(
         "read 1KiB records, 1 MiB fetches from page cache",
-        rounds * 2,
+        rounds * 4,
         || read_log(&log, &mut buf),
         || read_raw(&raw_path, &mut buf2),
     );
@@ -221,8 +221,9 @@ fn open_files() -> usize {
 }
 
 /// Writes `n` partition directories straight in the on-disk format (docs/log-format.md), each
-/// with one segment of one 10-record batch: cleanly shut down (indexes, checkpoint, marker), or
-/// as a crash leaves them (no marker, recovery point 0, so every log is scanned).
+/// with two segments of one 10-record batch (offsets 0-9 and 10-19): cleanly shut down (index
+/// files, checkpoint at 20, marker), or as a crash leaves them (no marker, recovery point 10,
+/// so the last segment of every log is scanned and CRC-checked).
 fn write_partitions(root: &Path, n: usize, clean: bool) {
     let mut builder = RecordBatchBuilder::new();
     for i in 0..10 {
@@ -232,21 +233,27 @@ fn write_partitions(root: &Path, n: usize, clean: bool) {
             Some(&[7u8; 100]),
         ));
     }
-    let batch = builder.build().unwrap();
+    let first = builder.build().unwrap().to_vec();
+    let mut second = first.clone();
+    weir_records::batch::set_base_offset(&mut second, 10).unwrap();
     let mut time_index = 1_700_000_000_009i64.to_be_bytes().to_vec();
     time_index.extend_from_slice(&9u32.to_be_bytes());
     for p in 0..n {
         let dir = root.join(format!("topic-{p}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let base = format!("{:020}", 0);
-        std::fs::write(dir.join(format!("{base}.log")), &batch).unwrap();
+        for (base, batch) in [(0, &first), (10, &second)] {
+            let name = format!("{base:020}");
+            std::fs::write(dir.join(format!("{name}.log")), batch).unwrap();
+            if clean || base == 0 {
+                std::fs::write(dir.join(format!("{name}.index")), []).unwrap();
+                std::fs::write(dir.join(format!("{name}.timeindex")), &time_index).unwrap();
+            }
+        }
         if clean {
-            std::fs::write(dir.join(format!("{base}.index")), []).unwrap();
-            std::fs::write(dir.join(format!("{base}.timeindex")), &time_index).unwrap();
-            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n10 0\n").unwrap();
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n20 0\n").unwrap();
             std::fs::write(dir.join(".clean-shutdown"), []).unwrap();
         } else {
-            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n0 0\n").unwrap();
+            std::fs::write(dir.join("log-offsets.checkpoint"), "0\n10 0\n").unwrap();
         }
     }
 }
@@ -269,7 +276,7 @@ fn open_partitions(test_mode: bool) {
             manager
                 .logs()
                 .iter()
-                .all(|(_, log)| log.log_end_offset() == 10)
+                .all(|(_, log)| log.log_end_offset() == 20)
         );
         println!(
             "open {n} partitions ({}): {:.0} ms, +{:.1} MiB RSS, +{} open files",

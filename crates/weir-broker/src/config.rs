@@ -101,7 +101,7 @@ pub struct BrokerConfig {
 }
 
 /// Defaults for a single embedded node on localhost.
-const DEFAULTS: &[(&str, &str)] = &[
+pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("node.id", "0"),
     ("listeners", "PLAINTEXT://127.0.0.1:9092"),
     ("log.dirs", "./weir-data"),

@@ -70,7 +70,9 @@ pub(crate) async fn serve(
         writer.shutdown().await
     });
 
+    broker.metrics.connection_opened();
     let result = read_loop(&broker, &mut reader, peer, &responses, &mut shutdown).await;
+    broker.metrics.connection_closed();
     match &result {
         Ok(()) => debug!(%peer, "connection closed"),
         Err(ConnectionError::Idle) => debug!(%peer, "closing idle connection"),
@@ -133,6 +135,7 @@ async fn handle_frame(
     peer: SocketAddr,
     out: &mut BytesMut,
 ) -> Result<bool, ConnectionError> {
+    let frame_len = frame.len();
     let prefix = header::peek_request(&frame)?;
     let request = match header::decode_request(frame) {
         Ok(request) => request,
@@ -148,6 +151,9 @@ async fn handle_frame(
     };
     let api_key = request.api_key;
     let version = prefix.api_version;
+    if request.trailing_bytes > 0 {
+        debug!(%peer, api = api_key.name(), version, bytes = request.trailing_bytes, "ignoring bytes after the request body");
+    }
     let served = router::supported(api_key).is_some_and(|r| r.contains(version));
     if !served {
         if api_key == ApiKey::ApiVersions {
@@ -173,7 +179,12 @@ async fn handle_frame(
         peer = %ctx.peer,
         "request"
     );
-    match router::dispatch(broker, &ctx, request.body, out).await? {
+    let started = std::time::Instant::now();
+    let outcome = router::dispatch(broker, &ctx, request.body, out).await?;
+    broker
+        .metrics
+        .request(api_key, frame_len, out.len(), started.elapsed());
+    match outcome {
         Outcome::Responded => Ok(true),
         Outcome::NoResponse => Ok(false),
         Outcome::Unsupported => Err(ConnectionError::Unsupported {

@@ -13,6 +13,9 @@ pub enum BrokerError {
     /// A topic operation failed.
     #[error("topic error")]
     Topic(#[from] TopicError),
+    /// Producer ids could not be reserved.
+    #[error("producer id allocation failed")]
+    ProducerIds(#[from] crate::producer_ids::ProducerIdError),
     /// A blocking storage task did not complete.
     #[error("storage task failed")]
     TaskFailed,
@@ -24,6 +27,7 @@ impl BrokerError {
         match self {
             BrokerError::Log(e) => log_error_code(e),
             BrokerError::Topic(e) => e.code(),
+            BrokerError::ProducerIds(_) => ErrorCode::KAFKA_STORAGE_ERROR,
             BrokerError::TaskFailed => ErrorCode::KAFKA_STORAGE_ERROR,
         }
     }
@@ -70,6 +74,82 @@ impl PersistFailure {
     }
 }
 
+/// Why an admin request (topic, partition or config change) was refused for one resource.
+/// Each carries the message the client shows its user.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdminError {
+    /// The request is malformed (duplicate names, conflicting fields, unknown operations).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A config name is unknown or its value is refused.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The replication factor cannot be met on this single node.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// A manual replica assignment names another broker or is inconsistent.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// The partition count is not positive or would not grow the topic.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// The topic name is invalid or the operation is not allowed on an internal topic.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// No topic has the id.
+    #[error("{0}")]
+    UnknownTopicId(String),
+    /// The endpoint type in DescribeCluster is not served by a broker listener.
+    #[error("{0}")]
+    UnsupportedEndpointType(String),
+    /// The registry or a log failed.
+    #[error("{0}")]
+    Broker(#[from] BrokerError),
+}
+
+impl From<TopicError> for AdminError {
+    fn from(error: TopicError) -> Self {
+        AdminError::Broker(BrokerError::Topic(error))
+    }
+}
+
+impl From<weir_log::Error> for AdminError {
+    fn from(error: weir_log::Error) -> Self {
+        match error {
+            // A refused value is the client's mistake; name it in the message.
+            weir_log::Error::InvalidConfig { .. } => AdminError::InvalidConfig(error.to_string()),
+            other => AdminError::Broker(BrokerError::Log(other)),
+        }
+    }
+}
+
+impl AdminError {
+    /// The Kafka error code a client sees for this error.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            AdminError::InvalidRequest(_) => ErrorCode::INVALID_REQUEST,
+            AdminError::InvalidConfig(_) => ErrorCode::INVALID_CONFIG,
+            AdminError::InvalidReplicationFactor(_) => ErrorCode::INVALID_REPLICATION_FACTOR,
+            AdminError::InvalidReplicaAssignment(_) => ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+            AdminError::InvalidPartitions(_) => ErrorCode::INVALID_PARTITIONS,
+            AdminError::InvalidTopic(_) => ErrorCode::INVALID_TOPIC_EXCEPTION,
+            AdminError::UnknownTopicId(_) => ErrorCode::UNKNOWN_TOPIC_ID,
+            AdminError::UnsupportedEndpointType(_) => ErrorCode::UNSUPPORTED_ENDPOINT_TYPE,
+            AdminError::Broker(e) => e.code(),
+        }
+    }
+
+    /// The error message for the response: the error itself, with the cause of a storage
+    /// error so an operator sees which file failed.
+    pub(crate) fn message(&self) -> String {
+        match self {
+            AdminError::Broker(BrokerError::Topic(e)) => e.to_string(),
+            AdminError::Broker(BrokerError::Log(e)) => e.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The Kafka error code for a log error.
 pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
     use weir_log::Error as E;
@@ -81,5 +161,16 @@ pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
         E::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         E::InvalidConfig { .. } => ErrorCode::INVALID_CONFIG,
         _ => ErrorCode::KAFKA_STORAGE_ERROR,
+    }
+}
+
+/// The Kafka error code for a refused idempotent batch.
+pub(crate) fn producer_error_code(error: &crate::producers::ProducerError) -> ErrorCode {
+    use crate::producers::ProducerError as E;
+    match error {
+        E::OutOfOrderSequence { .. } => ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        // Kafka answers an old epoch on Produce with INVALID_PRODUCER_EPOCH (KIP-588);
+        // PRODUCER_FENCED is for the transaction coordinator's APIs.
+        E::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
     }
 }

@@ -11,24 +11,38 @@
 //!   `__consumer_offsets` persistence and replay, the coordinator's timers.
 //! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
 //!   partition logs (`partitions`).
+//! - `producers`: the idempotent producer state machine of one partition (no I/O);
+//!   `producer_state` loads it from the log and snapshots it; `producer_ids` allocates ids.
 //! - `error`: domain errors and the one place they become Kafka error codes.
+//! - `admin` (topic deletion, growth, config changes on [`Broker`]) and `topic_config` (the
+//!   topic config catalog and how values are described) serve the admin API handlers.
+//! - `metrics` (request, byte, connection and log counters) and `admin_http` (the
+//!   `weir.admin.listener` HTTP port: `/health`, `/metrics`).
 //!
 //! Data flows: socket → `connection` (frame, header) → `router` → `handler::<api>` → shared
 //! state → response encoded back on the same connection, in request order.
 
+mod admin;
+mod admin_http;
 pub mod config;
 mod connection;
 mod error;
 mod groups;
 mod handler;
+mod metrics;
 mod partitions;
+mod producer_ids;
+mod producer_state;
+mod producers;
 mod router;
 pub mod server;
 mod state;
+mod topic_config;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use error::BrokerError;
+pub use producer_ids::ProducerIdError;
 pub use server::{Server, ServerError};
 pub use state::Broker;
 pub use topics::TopicError;

@@ -73,6 +73,7 @@ async fn run(config: BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {
     info!(
         version = VERSION,
         listener = %server.local_addr()?,
+        admin = %server.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}")),
         data_dirs = %data_dirs.join(","),
         node_id = config.node_id,
         "weir broker ready"

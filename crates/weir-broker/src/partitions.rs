@@ -48,6 +48,10 @@ impl Partitions {
     pub(crate) fn open(config: &BrokerConfig) -> Result<Self, weir_log::Error> {
         let mut defaults = BTreeMap::new();
         for (broker_key, topic_key) in BROKER_TO_TOPIC {
+            // `file.delete.delay.ms` is a stored-only topic config that LogConfig refuses.
+            if !crate::topic_config::is_log_config(topic_key) {
+                continue;
+            }
             if let Some(value) = config.raw.get(*broker_key) {
                 defaults.insert((*topic_key).to_string(), value.clone());
             }
@@ -92,7 +96,14 @@ impl Partitions {
     /// The log config of `topic`: broker defaults overridden by the topic's configs.
     pub(crate) fn log_config(&self, topic: &Topic) -> Result<LogConfig, weir_log::Error> {
         let mut props = self.defaults.clone();
-        props.extend(topic.configs.clone());
+        // Stored-only topic configs (min.insync.replicas, ...) are not the log's business.
+        props.extend(
+            topic
+                .configs
+                .iter()
+                .filter(|(name, _)| crate::topic_config::is_log_config(name))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         LogConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
@@ -116,6 +127,13 @@ impl Partitions {
                 self.logs.delete(&tp)?;
             }
         }
+        self.appended.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// Deletes the log of one partition (an orphan left by an interrupted topic deletion).
+    pub(crate) fn delete_logs_of(&self, tp: &TopicPartition) -> Result<(), weir_log::Error> {
+        self.logs.delete(tp)?;
         self.appended.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -147,21 +165,32 @@ impl Partitions {
         log: Arc<Log>,
         records: Bytes,
     ) -> Result<AppendInfo, weir_log::Error> {
-        let info = tokio::task::spawn_blocking(move || {
-            // The log stamps base offsets and epochs in place, so it needs its own copy of the
-            // bytes; the request frame is shared and immutable.
-            let mut batches = records.to_vec();
-            log.append(
-                &mut batches,
-                AppendOrigin::Leader {
-                    leader_epoch: LEADER_EPOCH,
-                },
-            )
-        })
-        .await
-        .map_err(|_| weir_log::Error::EmptyAppend)??;
+        let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
+            .await
+            .map_err(|_| weir_log::Error::EmptyAppend)??;
         self.appended.send_modify(|n| *n += 1);
         Ok(info)
+    }
+
+    /// Appends a producer's batches as leader on the calling thread (the blocking pool); the
+    /// caller wakes waiting fetches with [`Partitions::notify_appended`] afterwards.
+    pub(crate) fn append_blocking(
+        log: &Log,
+        records: &[u8],
+    ) -> Result<AppendInfo, weir_log::Error> {
+        // The log stamps base offsets and epochs in place; the request frame is immutable.
+        let mut batches = records.to_vec();
+        log.append(
+            &mut batches,
+            AppendOrigin::Leader {
+                leader_epoch: LEADER_EPOCH,
+            },
+        )
+    }
+
+    /// Wakes fetches waiting for data.
+    pub(crate) fn notify_appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
     }
 
     /// A receiver that changes after every append, for long-polling fetches.

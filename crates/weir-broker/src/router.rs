@@ -68,6 +68,18 @@ routes! {
     OffsetDelete => offset_delete, 0..=0;
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
+    CreateTopics => create_topics, 2..=7;
+    DeleteTopics => delete_topics, 1..=6;
+    DescribeConfigs => describe_configs, 1..=4;
+    AlterConfigs => alter_configs, 0..=2;
+    CreatePartitions => create_partitions, 0..=3;
+    IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    DescribeCluster => describe_cluster, 0..=2;
+    Produce => produce, 3..=13;
+    Fetch => fetch, 4..=18;
+    ListOffsets => list_offsets, 1..=11;
+    DeleteRecords => delete_records, 0..=2;
+    InitProducerId => init_producer_id, 0..=5;
 }
 
 /// The versions of `api_key` this broker serves, if any.

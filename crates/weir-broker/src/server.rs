@@ -1,5 +1,6 @@
 //! The listener: accepts connections within `max.connections` and shuts down gracefully.
 
+use crate::admin_http;
 use crate::config::BrokerConfig;
 use crate::connection;
 use crate::error::BrokerError;
@@ -38,11 +39,13 @@ pub enum ServerError {
 pub struct Server {
     broker: Arc<Broker>,
     listener: TcpListener,
+    /// The admin HTTP listener (`weir.admin.listener`), unless disabled.
+    admin: Option<TcpListener>,
 }
 
 impl Server {
     /// Opens the broker's data (recovering it if needed) and binds its listener.
-    pub async fn bind(config: BrokerConfig) -> Result<Self, ServerError> {
+    pub async fn bind(mut config: BrokerConfig) -> Result<Self, ServerError> {
         let listener =
             TcpListener::bind(config.listener)
                 .await
@@ -50,18 +53,38 @@ impl Server {
                     address: config.listener,
                     source,
                 })?;
+        // With port 0 the OS picks the port; clients must be told the real one.
+        if config.advertised_port == 0 {
+            if let Ok(bound) = listener.local_addr() {
+                config.advertised_port = bound.port();
+            }
+        }
+        let admin = match config.admin_listener {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?,
+            ),
+            None => None,
+        };
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
             .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??;
         Ok(Self {
             broker: Arc::new(broker),
             listener,
+            admin,
         })
     }
 
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the admin HTTP listener is bound to, if it is enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The shared broker state.
@@ -82,6 +105,13 @@ impl Server {
             self.broker.clone(),
             stopped.clone(),
         ));
+        let admin = self.admin.map(|listener| {
+            tokio::spawn(admin_http::serve(
+                listener,
+                self.broker.clone(),
+                stopped.clone(),
+            ))
+        });
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -118,6 +148,9 @@ impl Server {
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
         let _ = group_timer.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         info!("all connections closed; flushing logs");
         match Arc::try_unwrap(self.broker) {
             Ok(broker) => tokio::task::spawn_blocking(move || broker.close())

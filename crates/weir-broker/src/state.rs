@@ -3,6 +3,8 @@
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::partitions::Partitions;
+use crate::producer_ids::ProducerIds;
+use crate::producer_state::ProducerStates;
 use crate::topics::{Topic, TopicRegistry};
 use std::collections::BTreeMap;
 use tracing::info;
@@ -16,6 +18,14 @@ pub struct Broker {
     pub(crate) groups: crate::groups::Groups,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
+    /// Request, byte and connection counters for `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Serializes admin changes, which read a topic, validate and write it back.
+    pub(crate) admin_lock: parking_lot::Mutex<()>,
+    /// Producer ids for InitProducerId.
+    pub(crate) producer_ids: ProducerIds,
+    /// Idempotent producers' sequence state per partition.
+    pub(crate) producer_states: ProducerStates,
 }
 
 impl Broker {
@@ -29,8 +39,10 @@ impl Broker {
         for topic in topics.all() {
             partitions.create_logs(&topic)?;
         }
+        crate::admin::remove_orphan_logs(&topics, &partitions)?;
         let groups = crate::groups::Groups::open(&config, &topics, &partitions)?;
         let cluster_id = cluster_id(&meta_dir)?;
+        let producer_ids = ProducerIds::open(&meta_dir)?;
         info!(
             topics = topics.all().len(),
             partitions = partitions.all().len(),
@@ -43,6 +55,10 @@ impl Broker {
             groups,
             topics,
             partitions,
+            metrics: crate::metrics::Metrics::default(),
+            admin_lock: parking_lot::Mutex::new(()),
+            producer_ids,
+            producer_states: ProducerStates::default(),
         })
     }
 
@@ -76,6 +92,10 @@ impl Broker {
 
     /// Flushes and closes every log (writing clean-shutdown markers).
     pub fn close(self) -> Result<(), BrokerError> {
+        self.producer_states
+            .write_snapshots(&self.topics, |topic, partition| {
+                self.partitions.log(topic, partition)
+            });
         self.partitions.close()?;
         Ok(())
     }

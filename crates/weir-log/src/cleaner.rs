@@ -3,7 +3,10 @@
 //!
 //! A pass is driven by the caller ([`crate::Log::compact`]) and is deterministic: it reads the
 //! clock once and touches only inactive segments wholly below the given offset whose records
-//! are all older than `min.compaction.lag.ms`.
+//! are all older than `min.compaction.lag.ms`. It runs in three phases so appends and reads
+//! continue meanwhile: [`plan`] under the log's lock, [`clean`] without it (inactive segments
+//! never change), [`swap`] under the lock again, discarding the work if a truncation or
+//! deletion changed the segments in between.
 //!
 //! Each cleaned segment replaces its original through a swap that survives a crash at any
 //! point: the new bytes go to `<base>.log.cleaned` (fsynced), which is renamed to
@@ -12,13 +15,13 @@
 //! discarded and a `.swap` file completes its swap.
 
 use crate::config::LogConfig;
-use crate::fs::{FileSystem, read_exact_at};
+use crate::fs::{File, FileSystem, read_exact_at};
 use crate::handles::{HandleCache, SegmentFile};
 use crate::segment::{self, LOG_SUFFIX, Segment, file_path};
 use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weir_records::batch::BatchHeader;
 use weir_records::{RecordBatch, RecordBatchBuilder, TimestampType, batch};
@@ -37,6 +40,8 @@ pub struct CompactionStats {
     pub bytes_after: u64,
     /// Records removed (superseded values and expired tombstones).
     pub records_removed: u64,
+    /// Base offset of the first segment the pass left alone; below it the log is compacted.
+    pub cleaned_up_to: i64,
 }
 
 /// Finishes or discards compaction swaps interrupted by a crash; called before segments load.
@@ -63,36 +68,48 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
     Ok(changed)
 }
 
-fn read_batches(segment: &Segment) -> Result<Vec<(BatchHeader, Bytes)>> {
-    let file = segment.file.get()?;
+/// An inactive segment chosen for a pass, captured so the pass can read it without the lock.
+pub(crate) struct Planned {
+    base: i64,
+    file: Arc<dyn File>,
+    path: PathBuf,
+    size: u64,
+    next_offset: i64,
+}
+
+/// A rewritten segment, fsynced as `<base>.log.cleaned`, waiting for its swap.
+pub(crate) struct Cleaned {
+    segment: Segment,
+    cleaned_path: PathBuf,
+}
+
+fn read_batches(file: &dyn File, size: u64, path: &Path) -> Result<Vec<(BatchHeader, Bytes)>> {
     let mut headers = Vec::new();
-    segment::scan(&*file, 0, segment.size, false, |position, header| {
+    segment::scan(file, 0, size, false, |position, header| {
         headers.push((position, *header));
         true
     })
-    .map_err(Error::io("read segment", &segment.path))?;
+    .map_err(Error::io("read segment", path))?;
     let mut out = Vec::with_capacity(headers.len());
     for (position, header) in headers {
         let mut buf = BytesMut::zeroed(header.size());
-        read_exact_at(&*file, &mut buf, position)
-            .map_err(Error::io("read segment", &segment.path))?;
+        read_exact_at(file, &mut buf, position).map_err(Error::io("read segment", path))?;
         out.push((header, buf.freeze()));
     }
     Ok(out)
 }
 
-/// Compacts the eligible segments of `segments` (all but the last, wholly below `clean_below`).
-pub(crate) fn compact(
-    fs: &Arc<dyn FileSystem>,
-    handles: &HandleCache,
-    dir: &Path,
-    segments: &mut BTreeMap<i64, Segment>,
+/// Phase 1, under the log's lock: the inactive segments wholly below `clean_below` whose
+/// records are all older than `min.compaction.lag.ms`, and where the cleaned range will end.
+pub(crate) fn plan(
+    segments: &BTreeMap<i64, Segment>,
     clean_below: i64,
     now: i64,
     config: &LogConfig,
-) -> Result<CompactionStats> {
+) -> Result<(Vec<Planned>, i64)> {
     let bases: Vec<i64> = segments.keys().copied().collect();
-    let mut cleanable = Vec::new();
+    let mut planned = Vec::new();
+    let mut cleaned_up_to = bases.first().copied().unwrap_or(0);
     for (i, &base) in bases.iter().enumerate() {
         let Some(&next) = bases.get(i + 1) else { break };
         let Some(segment) = segments.get(&base) else {
@@ -103,20 +120,32 @@ pub(crate) fn compact(
         {
             break;
         }
-        cleanable.push(base);
+        planned.push(Planned {
+            base,
+            file: segment.file.get()?,
+            path: segment.path.clone(),
+            size: segment.size,
+            next_offset: segment.next_offset,
+        });
+        cleaned_up_to = next;
     }
-    let mut stats = CompactionStats::default();
-    if cleanable.is_empty() {
-        return Ok(stats);
-    }
+    Ok((planned, cleaned_up_to))
+}
 
+/// Phase 2, without the lock: builds the offset map over the planned segments and writes each
+/// one's surviving batches to `<base>.log.cleaned`, fsynced.
+pub(crate) fn clean(
+    fs: &Arc<dyn FileSystem>,
+    dir: &Path,
+    planned: &[Planned],
+    now: i64,
+    config: &LogConfig,
+    stats: &mut CompactionStats,
+) -> Result<Vec<Cleaned>> {
     // The offset map: the latest offset of every key in the cleanable range.
     let mut latest: HashMap<Bytes, i64> = HashMap::new();
-    for base in &cleanable {
-        let Some(segment) = segments.get(base) else {
-            continue;
-        };
-        for (header, bytes) in read_batches(segment)? {
+    for p in planned {
+        for (header, bytes) in read_batches(&*p.file, p.size, &p.path)? {
             if header.attributes.is_control() {
                 continue;
             }
@@ -135,22 +164,20 @@ pub(crate) fn compact(
     }
 
     let tombstone_horizon = now.saturating_sub(config.delete_retention_ms);
-    for base in cleanable {
-        let Some(old) = segments.get(&base) else {
-            continue;
-        };
-        let cleaned_path = file_path(dir, base, CLEANED_SUFFIX);
+    let mut out = Vec::with_capacity(planned.len());
+    for p in planned {
+        let cleaned_path = file_path(dir, p.base, CLEANED_SUFFIX);
         let file = fs
             .open(&cleaned_path, true)
             .map_err(Error::io("create", &cleaned_path))?;
         file.set_len(0)
             .map_err(Error::io("truncate", &cleaned_path))?;
         let mut cleaned = Segment::empty(
-            base,
-            SegmentFile::pinned(fs, file_path(dir, base, LOG_SUFFIX), file.clone()),
+            p.base,
+            SegmentFile::pinned(fs, file_path(dir, p.base, LOG_SUFFIX), file.clone()),
         );
         let mut position = 0u64;
-        for (header, bytes) in read_batches(old)? {
+        for (header, bytes) in read_batches(&*p.file, p.size, &p.path)? {
             let (keep, removed) = clean_batch(&header, bytes, &latest, tombstone_horizon)?;
             stats.records_removed += removed;
             let Some(keep) = keep else { continue };
@@ -173,12 +200,41 @@ pub(crate) fn compact(
         file.sync_data()
             .map_err(Error::io("fsync", &cleaned_path))?;
         // Offsets are never renumbered: the segment still ends where it ended.
-        cleaned.next_offset = old.next_offset;
+        cleaned.next_offset = p.next_offset;
         cleaned.size = position;
         stats.segments += 1;
-        stats.bytes_before += old.size;
+        stats.bytes_before += p.size;
         stats.bytes_after += position;
+        out.push(Cleaned {
+            segment: cleaned,
+            cleaned_path,
+        });
+    }
+    Ok(out)
+}
 
+/// Phase 3, under the lock again: replaces each original with its cleaned version through the
+/// crash-safe swap, or discards the cleaned files when `still_valid` is false (the log was
+/// truncated or lost segments meanwhile).
+pub(crate) fn swap(
+    fs: &Arc<dyn FileSystem>,
+    handles: &HandleCache,
+    dir: &Path,
+    cleaned: Vec<Cleaned>,
+    segments: &mut BTreeMap<i64, Segment>,
+    still_valid: bool,
+) -> Result<()> {
+    for Cleaned {
+        segment: mut cleaned,
+        cleaned_path,
+    } in cleaned
+    {
+        let base = cleaned.base_offset;
+        if !still_valid || !segments.contains_key(&base) {
+            fs.remove_file(&cleaned_path)
+                .map_err(Error::io("remove", &cleaned_path))?;
+            continue;
+        }
         let swap_path = file_path(dir, base, SWAP_SUFFIX);
         fs.rename(&cleaned_path, &swap_path)
             .map_err(Error::io("rename", &cleaned_path))?;
@@ -195,7 +251,7 @@ pub(crate) fn compact(
         cleaned.file.unpin(handles, false);
         segments.insert(base, cleaned);
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// The bytes to keep for one batch (`None` when no record survives) and how many records go.

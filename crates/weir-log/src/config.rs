@@ -62,6 +62,9 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`: records younger than this are not compacted (default 0).
     pub min_compaction_lag_ms: i64,
+    /// `min.cleanable.dirty.ratio`: compact a log once this share of its inactive bytes is new
+    /// since the last pass (default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -82,6 +85,7 @@ impl Default for LogConfig {
             cleanup_policy: CleanupPolicy::DELETE,
             delete_retention_ms: 24 * 3_600_000,
             min_compaction_lag_ms: 0,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -138,6 +142,12 @@ impl LogConfig {
             }
             "delete.retention.ms" => self.delete_retention_ms = parse(name, value)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse(name, value)?,
+            "min.cleanable.dirty.ratio" => {
+                self.min_cleanable_dirty_ratio = parse(name, value)?;
+                if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+                    return Err(invalid("expected a ratio between 0 and 1"));
+                }
+            }
             _ => return Err(invalid("unknown log property")),
         }
         self.validate().map_err(invalid)

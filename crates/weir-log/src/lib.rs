@@ -16,7 +16,10 @@
 //!
 //! Data flows: producer bytes → `validate` → [`Log::append`] stamps offsets → the active
 //! `segment` file (+ its indexes) → `fs`; reads go [`Log::read`] → index lookup → a
-//! [`LogSlice`] of whole batches in a segment file.
+//! [`LogSlice`] of whole batches in a segment file. Beside that path, `cleaner` rewrites
+//! inactive segments and swaps them in, retention and truncation drop or cut segments, and the
+//! [`LogManager`] owns the [`Log`] of every partition and drives flushes, checkpoints and
+//! cleaning.
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
 mod checkpoint;

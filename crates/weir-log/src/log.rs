@@ -179,6 +179,12 @@ struct Inner {
     last_flush_ms: i64,
     /// The clean-shutdown marker is still on disk: the log has not changed since a clean open.
     clean_marker: bool,
+    /// Below this offset the last compaction pass cleaned the log (in memory only: after a
+    /// restart everything counts as dirty once).
+    cleaned_up_to: i64,
+    /// Bumped whenever segments are removed or truncated, so a compaction pass that ran
+    /// without the lock knows its input is gone.
+    generation: u64,
 }
 
 /// The log of one partition, stored in its own directory. Shareable across threads.
@@ -192,6 +198,10 @@ pub struct Log {
     handles: HandleCache,
     inner: Mutex<Inner>,
     flush_lock: Mutex<()>,
+    /// Serializes compaction passes.
+    compaction_lock: Mutex<()>,
+    /// What the checkpoint file holds.
+    last_checkpoint: Mutex<Option<Checkpoint>>,
     /// Every offset below this is durable.
     flushed: AtomicI64,
     offline: AtomicBool,
@@ -248,6 +258,19 @@ impl Log {
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
 
         let mut segments = BTreeMap::new();
+        if !clean && !bases.is_empty() {
+            let to_scan = bases
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| bases.get(i + 1).is_none_or(|&n| n > recovery_point))
+                .count();
+            tracing::info!(
+                dir = %dir.display(),
+                recovery_point,
+                segments = to_scan,
+                "no clean shutdown: recovering"
+            );
+        }
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let is_last = next_base.is_none();
@@ -321,8 +344,12 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: clock.now_ms(),
                 clean_marker: clean,
+                cleaned_up_to: 0,
+                generation: 0,
             }),
             flush_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
+            last_checkpoint: Mutex::new(checkpoint),
             flushed: AtomicI64::new(recovery_point),
             offline: AtomicBool::new(false),
         };
@@ -612,6 +639,7 @@ impl Log {
         if let Some((&base, last)) = inner.segments.iter().next_back() {
             if last.is_empty() {
                 inner.segments.remove(&base);
+                inner.generation += 1;
                 delete_segment_files(&*self.fs, &self.dir, base)?;
             }
         }
@@ -708,20 +736,28 @@ impl Log {
 
     /// Writes the recovery point and log start offset checkpoint. The broker calls this
     /// periodically; a stale checkpoint only makes recovery scan more.
+    /// Skipped when nothing changed since the last one, so a periodic tick over many idle
+    /// partitions costs no fsync.
     pub fn checkpoint(&self) -> Result<()> {
         let inner = self.inner.lock();
+        let current = Checkpoint {
+            recovery_point: inner.recovery_point,
+            log_start_offset: inner.log_start_offset,
+        };
+        if *self.last_checkpoint.lock() == Some(current) {
+            return Ok(());
+        }
         self.write_checkpoint(&inner)
     }
 
     fn write_checkpoint(&self, inner: &Inner) -> Result<()> {
-        checkpoint::write(
-            &*self.fs,
-            &self.dir,
-            Checkpoint {
-                recovery_point: inner.recovery_point,
-                log_start_offset: inner.log_start_offset,
-            },
-        )
+        let current = Checkpoint {
+            recovery_point: inner.recovery_point,
+            log_start_offset: inner.log_start_offset,
+        };
+        checkpoint::write(&*self.fs, &self.dir, current)?;
+        *self.last_checkpoint.lock() = Some(current);
+        Ok(())
     }
 
     /// Reads whole batches starting with the one containing `from_offset`, up to `max_bytes`
@@ -827,63 +863,88 @@ impl Log {
                 Some((_, rel)) => segment.index.lookup(rel),
                 None => 0,
             };
-            let mut hit = None;
-            let io = Error::io("read", &segment.path);
             let file = segment.file.get()?;
-            segment::scan(
-                &*file,
-                u64::from(start),
-                segment.size,
-                false,
-                |position, h| {
-                    if h.max_timestamp >= timestamp && h.last_offset() >= lso {
-                        hit = Some((position, *h));
-                        return false;
+            let io = || Error::io("read", &segment.path);
+            let mut position = u64::from(start);
+            while let Some(header) =
+                segment::read_header(&*file, position, segment.size).map_err(io())?
+            {
+                let size = header.size() as u64;
+                if position + size > segment.size {
+                    break;
+                }
+                if header.max_timestamp >= timestamp && header.last_offset() >= lso {
+                    let mut buf = BytesMut::zeroed(header.size());
+                    read_exact_at(&*file, &mut buf, position).map_err(io())?;
+                    let records = RecordBatch::new(buf.freeze()).and_then(|b| b.records());
+                    match (header.attributes.timestamp_type(), records) {
+                        (TimestampType::CreateTime, Ok(records)) => {
+                            // Compaction may have removed every record at or past the log
+                            // start offset: then the search goes on.
+                            if let Some(r) = records
+                                .filter_map(Result::ok)
+                                .find(|r| r.timestamp >= timestamp && r.offset >= lso)
+                            {
+                                return Ok(Some(TimestampOffset {
+                                    offset: r.offset,
+                                    timestamp: r.timestamp,
+                                }));
+                            }
+                        }
+                        // LogAppendTime: every record has the batch's time. Compressed batches
+                        // cannot be searched yet; their first offset stands in.
+                        _ => {
+                            return Ok(Some(TimestampOffset {
+                                offset: header.base_offset.max(lso),
+                                timestamp: header.max_timestamp,
+                            }));
+                        }
                     }
-                    true
-                },
-            )
-            .map_err(io)?;
-            let Some((position, header)) = hit else {
-                continue;
-            };
-            let mut buf = BytesMut::zeroed(header.size());
-            read_exact_at(&*file, &mut buf, position).map_err(Error::io("read", &segment.path))?;
-            let batch = RecordBatch::new(buf.freeze()).map_err(|source| Error::InvalidBatch {
-                position: 0,
-                source,
-            })?;
-            let found = match (header.attributes.timestamp_type(), batch.records()) {
-                (TimestampType::CreateTime, Ok(records)) => records
-                    .filter_map(Result::ok)
-                    .find(|r| r.timestamp >= timestamp && r.offset >= lso)
-                    .map(|r| TimestampOffset {
-                        offset: r.offset,
-                        timestamp: r.timestamp,
-                    }),
-                _ => None,
-            };
-            return Ok(Some(found.unwrap_or(TimestampOffset {
-                offset: header.base_offset.max(lso),
-                timestamp: header.max_timestamp,
-            })));
+                }
+                position += size;
+            }
         }
         Ok(None)
     }
 
     /// The record with the largest timestamp (ListOffsets `MAX_TIMESTAMP`), `None` when empty.
-    pub fn max_timestamp_offset(&self) -> Option<TimestampOffset> {
+    pub fn max_timestamp_offset(&self) -> Result<Option<TimestampOffset>> {
+        self.check_online()?;
         let inner = self.inner.lock();
-        let mut best: Option<TimestampOffset> = None;
+        let mut best: Option<&Segment> = None;
         for s in inner.segments.values() {
-            if !s.is_empty() && best.is_none_or(|b| s.max_timestamp > b.timestamp) {
-                best = Some(TimestampOffset {
-                    offset: s.offset_of_max_timestamp,
-                    timestamp: s.max_timestamp,
-                });
+            if !s.is_empty() && best.is_none_or(|b| s.max_timestamp > b.max_timestamp) {
+                best = Some(s);
             }
         }
-        best
+        let Some(segment) = best else {
+            return Ok(None);
+        };
+        // Indexes rebuilt by recovery only know the batch; find the record in it.
+        let mut found = TimestampOffset {
+            offset: segment.offset_of_max_timestamp,
+            timestamp: segment.max_timestamp,
+        };
+        if let Some((position, header)) =
+            segment.find_batch(segment.offset_of_max_timestamp, segment.size)?
+        {
+            let file = segment.file.get()?;
+            let mut buf = BytesMut::zeroed(header.size());
+            read_exact_at(&*file, &mut buf, position).map_err(Error::io("read", &segment.path))?;
+            if header.attributes.timestamp_type() == TimestampType::CreateTime {
+                if let Ok(records) = RecordBatch::new(buf.freeze()).and_then(|b| b.records()) {
+                    if let Some(r) = records
+                        .filter_map(Result::ok)
+                        .find(|r| r.timestamp == segment.max_timestamp)
+                    {
+                        found.offset = r.offset;
+                    }
+                }
+            } else {
+                found.offset = header.base_offset;
+            }
+        }
+        Ok(Some(found))
     }
 
     /// Removes every batch from the one containing `offset` onwards (a follower truncating to
@@ -913,9 +974,11 @@ impl Log {
             .collect();
         for base in doomed {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         let interval = inner.config.index_interval_bytes;
+        inner.generation += 1;
         let Some(active) = inner.segments.values_mut().next_back() else {
             return Err(Error::Corrupt {
                 path: self.dir.clone(),
@@ -959,6 +1022,7 @@ impl Log {
         let bases: Vec<i64> = inner.segments.keys().copied().collect();
         for base in bases {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         let segment = Segment::create(&self.fs, &self.dir, offset).map_err(|e| self.fail(e))?;
@@ -1061,6 +1125,7 @@ impl Log {
         }
         for &base in &doomed {
             inner.segments.remove(&base);
+            inner.generation += 1;
             delete_segment_files(&*self.fs, &self.dir, base).map_err(|e| self.fail(e))?;
         }
         self.fs
@@ -1086,27 +1151,69 @@ impl Log {
     /// the clock. Appends wait while it runs.
     pub fn compact(&self, high_watermark: i64) -> Result<CompactionStats> {
         self.check_online()?;
+        let _cleaning = self.compaction_lock.lock();
         let now = self.clock.now_ms();
+        let (config, planned, cleaned_up_to, generation) = {
+            let mut inner = self.inner.lock();
+            if !inner.config.cleanup_policy.compact {
+                return Ok(CompactionStats::default());
+            }
+            let config = inner.config.clone();
+            let (planned, cleaned_up_to) =
+                cleaner::plan(&inner.segments, high_watermark, now, &config)?;
+            if planned.is_empty() {
+                return Ok(CompactionStats::default());
+            }
+            self.mark_dirty(&mut inner)?;
+            (config, planned, cleaned_up_to, inner.generation)
+        };
+        let mut stats = CompactionStats {
+            cleaned_up_to,
+            ..CompactionStats::default()
+        };
+        let cleaned = cleaner::clean(&self.fs, &self.dir, &planned, now, &config, &mut stats)
+            .map_err(|e| self.fail(e))?;
+        drop(planned);
         let mut inner = self.inner.lock();
-        if !inner.config.cleanup_policy.compact {
-            return Ok(CompactionStats::default());
-        }
-        let config = inner.config.clone();
-        self.mark_dirty(&mut inner)?;
-        let stats = cleaner::compact(
+        let still_valid = inner.generation == generation;
+        cleaner::swap(
             &self.fs,
             &self.handles,
             &self.dir,
+            cleaned,
             &mut inner.segments,
-            high_watermark,
-            now,
-            &config,
+            still_valid,
         )
         .map_err(|e| self.fail(e))?;
-        if stats.segments > 0 {
-            tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
+        if !still_valid {
+            tracing::info!(dir = %self.dir.display(), "segments changed during compaction; discarded the pass");
+            return Ok(CompactionStats::default());
         }
+        inner.cleaned_up_to = stats.cleaned_up_to;
+        tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
         Ok(stats)
+    }
+
+    /// Share of the inactive segments' bytes written since the last compaction pass, which the
+    /// cleaner compares with `min.cleanable.dirty.ratio`. 0 for logs that are not compacted.
+    pub fn dirty_ratio(&self) -> f64 {
+        let inner = self.inner.lock();
+        if !inner.config.cleanup_policy.compact {
+            return 0.0;
+        }
+        let inactive = inner.segments.len().saturating_sub(1);
+        let (mut dirty, mut total) = (0u64, 0u64);
+        for segment in inner.segments.values().take(inactive) {
+            total += segment.size;
+            if segment.base_offset >= inner.cleaned_up_to {
+                dirty += segment.size;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        }
     }
 
     /// Flushes everything, writes the indexes and checkpoint and the clean-shutdown marker, so

@@ -172,6 +172,9 @@ fn rolls_on_size_time_and_full_index() {
     let log = h.open();
     log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
     log.append(&mut batch(1, NOW + 1000, 1), LEADER).unwrap();
+    // segment.ms still counts from the first batch after a clean reopen.
+    log.close().unwrap();
+    let log = h.open();
     log.append(&mut batch(1, NOW + 1001, 1), LEADER).unwrap();
     assert_eq!(log.segment_base_offsets(), vec![0, 2]);
 
@@ -459,7 +462,7 @@ fn offsets_by_timestamp() {
     });
     let log = h.open();
     assert_eq!(log.fetch_offset_by_timestamp(0).unwrap(), None);
-    assert_eq!(log.max_timestamp_offset(), None);
+    assert_eq!(log.max_timestamp_offset().unwrap(), None);
     // Offsets 2i and 2i+1 have timestamps NOW + 10i and NOW + 10i + 1.
     for i in 0..30 {
         log.append(&mut batch(2, NOW + 10 * i, 5), LEADER).unwrap();
@@ -482,6 +485,19 @@ fn offsets_by_timestamp() {
         }
     }
     assert_eq!(log.fetch_offset_by_timestamp(0).unwrap().unwrap().offset, 0);
-    let max = log.max_timestamp_offset().unwrap();
+    let max = log.max_timestamp_offset().unwrap().unwrap();
     assert_eq!((max.offset, max.timestamp), (59, NOW + 291));
+    // A batch whose newest record comes first.
+    let mut builder = RecordBatchBuilder::new();
+    builder.push(Record::new(NOW + 500, Some(b"a"), None));
+    builder.push(Record::new(NOW + 1, Some(b"b"), None));
+    log.append(&mut builder.build().unwrap().to_vec(), LEADER)
+        .unwrap();
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.offset, max.timestamp), (60, NOW + 500));
+    // The same after recovery rebuilt the indexes from batch headers only.
+    drop(log);
+    let log = h.open_on(&h.fs.crash_with(|_, _, len| len));
+    let max = log.max_timestamp_offset().unwrap().unwrap();
+    assert_eq!((max.offset, max.timestamp), (60, NOW + 500));
 }

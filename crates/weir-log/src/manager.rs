@@ -4,6 +4,7 @@
 //! manager opens them concurrently on a few std threads (recovery of unclean logs included);
 //! new partitions go to the data directory holding the fewest.
 
+use crate::cleaner::CompactionStats;
 use crate::config::{Clock, LogConfig, SystemClock};
 use crate::fs::{FileSystem, StdFs};
 use crate::handles::HandleCache;
@@ -282,6 +283,31 @@ impl LogManager {
         self.logs.read().is_empty()
     }
 
+    /// One step of the log cleaner: compacts the compacted log with the highest dirty ratio
+    /// at or above its `min.cleanable.dirty.ratio` (ties go to the first partition in order),
+    /// up to the offset `high_watermark` gives for it. `None` when no log needs cleaning.
+    /// Deterministic and single-threaded; the broker runs it on its own thread or timer.
+    pub fn clean_step(
+        &self,
+        high_watermark: impl Fn(&TopicPartition, &Log) -> i64,
+    ) -> Result<Option<(TopicPartition, CompactionStats)>> {
+        let mut best: Option<(f64, TopicPartition, Arc<Log>)> = None;
+        for (tp, log) in self.logs() {
+            let ratio = log.dirty_ratio();
+            if ratio <= 0.0 || ratio < log.config().min_cleanable_dirty_ratio {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(b, _, _)| ratio > *b) {
+                best = Some((ratio, tp, log));
+            }
+        }
+        let Some((_, tp, log)) = best else {
+            return Ok(None);
+        };
+        let stats = log.compact(high_watermark(&tp, &log))?;
+        Ok(Some((tp, stats)))
+    }
+
     /// Runs `flush.ms` flushes that are due and writes every checkpoint; the broker calls this
     /// on a timer.
     pub fn tick(&self) -> Result<()> {
@@ -361,6 +387,45 @@ mod tests {
         let mut bytes = b.build().unwrap().to_vec();
         log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
             .unwrap();
+    }
+
+    #[test]
+    fn clean_step_picks_the_dirtiest_compacted_log() {
+        let fs = FaultFs::new();
+        let manager = LogManager::open(options(&fs)).unwrap();
+        let compacted = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::COMPACT,
+            ..LogConfig::default()
+        };
+        let plain = manager
+            .get_or_create(&TopicPartition::new("plain", 0), None)
+            .unwrap();
+        let a = manager
+            .get_or_create(&TopicPartition::new("a", 0), Some(compacted.clone()))
+            .unwrap();
+        let b = manager
+            .get_or_create(&TopicPartition::new("b", 0), Some(compacted))
+            .unwrap();
+        for log in [&plain, &a, &b] {
+            append(log);
+            append(log);
+            log.roll().unwrap();
+        }
+        append(&b);
+        assert_eq!(b.dirty_ratio(), 1.0);
+        let hw = |_: &TopicPartition, log: &Log| log.log_end_offset();
+        let (first, stats) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(
+            first,
+            TopicPartition::new("a", 0),
+            "a tie goes to the first partition"
+        );
+        assert_eq!(stats.records_removed, 1);
+        assert_eq!(a.dirty_ratio(), 0.0);
+        let (second, _) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(second, TopicPartition::new("b", 0));
+        assert!(manager.clean_step(hw).unwrap().is_none());
+        assert_eq!(plain.dirty_ratio(), 0.0);
     }
 
     #[test]

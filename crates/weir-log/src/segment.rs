@@ -150,6 +150,12 @@ impl Segment {
             return Ok(None);
         }
         segment.next_offset = next;
+        // What appends to a reopened active segment need: `segment.ms` counts from the first
+        // batch, and the next index entry comes `index.interval.bytes` after the last one.
+        segment.first_batch_timestamp = read_header(&*file, 0, size)
+            .map_err(Error::io("read segment", &segment.path))?
+            .map(|h| h.max_timestamp);
+        segment.bytes_since_index_entry = size - start;
         Ok(Some(segment))
     }
 
@@ -303,7 +309,8 @@ impl Segment {
         Ok(())
     }
 
-    /// Removes batches from the first one containing an offset `>= offset` onwards.
+    /// Removes batches from the first one containing an offset `>= offset` onwards; the
+    /// segment then ends after its last remaining batch (or at its base when none remains).
     pub(crate) fn truncate_to(&mut self, offset: i64, interval: u32) -> Result<()> {
         let file = self.file.get()?;
         let start = u64::from(self.index.lookup(self.relative(offset)));
@@ -316,15 +323,17 @@ impl Segment {
             true
         })
         .map_err(Error::io("read segment", &self.path))?;
-        let Some((position, _)) = cut else {
-            return Ok(());
-        };
-        file.set_len(position)
-            .map_err(Error::io("truncate segment", &self.path))?;
-        // Make the truncation durable now: otherwise a crash could bring back the removed
-        // batches, which a follower truncating to its leader must never see again.
-        file.sync_data()
-            .map_err(Error::io("fsync segment", &self.path))?;
+        // With no batch to cut, the state is still rebuilt: a compacted segment may end past
+        // its last batch, and as the active segment its end must be what reopening would find.
+        let position = cut.map_or(self.size, |(position, _)| position);
+        if position < self.size {
+            file.set_len(position)
+                .map_err(Error::io("truncate segment", &self.path))?;
+            // Make the truncation durable now: otherwise a crash could bring back the removed
+            // batches, which a follower truncating to its leader must never see again.
+            file.sync_data()
+                .map_err(Error::io("fsync segment", &self.path))?;
+        }
         // Rebuild the in-memory state of what is left: cheap compared to the I/O that produced it.
         let mut batches = Vec::new();
         scan(&*file, 0, position, false, |p, h| {

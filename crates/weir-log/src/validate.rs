@@ -8,7 +8,6 @@ use crate::config::LogConfig;
 use crate::{Error, Result};
 use weir_records::TimestampType;
 use weir_records::batch::{BATCH_HEADER_LEN, BatchHeader, CRC_START};
-use weir_records::varint::{read_varint, read_varlong};
 use weir_records::{Compression, Error as RecordsError};
 
 /// What validation learned about one batch of an append.
@@ -138,12 +137,9 @@ fn check_records(
     }
     let mut rest = batch.get(BATCH_HEADER_LEN..).unwrap_or_default();
     let mut max_timestamp = i64::MIN;
-    let records = |e| Error::InvalidBatch {
-        position,
-        source: e,
-    };
+    let malformed = || bad("malformed varint in a record");
     for expected_delta in 0..header.record_count {
-        let (length, n) = read_varint(rest).map_err(records)?;
+        let (length, n) = zigzag(rest, 5).ok_or_else(malformed)?;
         let length = usize::try_from(length).map_err(|_| bad("negative record length"))?;
         let body = rest
             .get(n..n + length)
@@ -151,24 +147,24 @@ fn check_records(
         rest = rest.get(n + length..).unwrap_or_default();
         // attributes (1 byte), timestamp delta (varlong), offset delta (varint), ...
         let after_attributes = body.get(1..).ok_or_else(|| bad("empty record"))?;
-        let (timestamp_delta, n) = read_varlong(after_attributes).map_err(records)?;
+        let (timestamp_delta, n) = zigzag(after_attributes, 10).ok_or_else(malformed)?;
         let after_timestamp = after_attributes.get(n..).unwrap_or_default();
-        let (offset_delta, n) = read_varint(after_timestamp).map_err(records)?;
+        let (offset_delta, n) = zigzag(after_timestamp, 5).ok_or_else(malformed)?;
         if config.cleanup_policy.compact {
             let (key_length, _) =
-                read_varint(after_timestamp.get(n..).unwrap_or_default()).map_err(records)?;
+                zigzag(after_timestamp.get(n..).unwrap_or_default(), 5).ok_or_else(malformed)?;
             if key_length < 0 {
                 return Err(bad("records on a compacted topic need a key"));
             }
         }
-        if offset_delta != expected_delta {
+        if offset_delta != i64::from(expected_delta) {
             return Err(bad("record offset deltas are not consecutive from 0"));
         }
         let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
         check_ts(timestamp)?;
         if timestamp > max_timestamp {
             max_timestamp = timestamp;
-            meta.max_timestamp_delta = offset_delta;
+            meta.max_timestamp_delta = expected_delta;
         }
     }
     if !rest.is_empty() {
@@ -183,6 +179,21 @@ fn check_records(
         meta.max_timestamp = max_timestamp;
     }
     Ok(meta)
+}
+
+/// Decodes a zig-zag varint of at most `max_len` bytes from the front of `input`: the same
+/// encoding as `weir_records::varint`, copied here so it inlines into the per-record loop, the
+/// hot path of every append.
+#[inline]
+fn zigzag(input: &[u8], max_len: usize) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, &byte) in input.iter().take(max_len).enumerate() {
+        raw |= u64::from(byte & 0x7f) << (7 * i as u32);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -208,6 +219,28 @@ mod tests {
         assert_eq!(metas[0].max_timestamp_delta, 1);
         assert_eq!(metas[0].last_offset_delta, 2);
         assert_eq!(metas[1].position, metas[0].size);
+    }
+
+    #[test]
+    fn zigzag_matches_weir_records() {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -301,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            weir_records::varint::put_varlong(&mut buf, value);
+            assert_eq!(zigzag(&buf, 10), Some((value, buf.len())));
+        }
+        assert_eq!(zigzag(&[0x80, 0x80], 5), None);
     }
 
     #[test]

@@ -171,6 +171,49 @@ fn interrupted_swap_completes_on_open() {
     }
 }
 
+/// Appends, rolls and truncations from one thread while another compacts: every pass either
+/// applies or is discarded, and the log keeps the latest value of every key.
+#[test]
+fn compaction_runs_beside_appends_and_truncation() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = Arc::new(open(&fs, &config(), &clock));
+    std::thread::scope(|scope| {
+        let writer = log.clone();
+        scope.spawn(move || {
+            for round in 0..300u16 {
+                writer
+                    .append(&mut keyed(&[((round % 5) as u8, Some(round))], NOW), LEADER)
+                    .unwrap();
+                if round % 7 == 0 {
+                    writer.roll().unwrap();
+                }
+                if round % 50 == 49 {
+                    writer.truncate_to(writer.log_end_offset() - 3).unwrap();
+                }
+            }
+        });
+        let cleaner = log.clone();
+        scope.spawn(move || {
+            for _ in 0..200 {
+                cleaner.compact(cleaner.log_end_offset()).unwrap();
+            }
+        });
+    });
+    log.roll().unwrap();
+    log.compact(log.log_end_offset()).unwrap();
+    let after = records(&log);
+    let mut keys: Vec<&Vec<u8>> = after.values().map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 5, "one record per key survives");
+    assert_eq!(after.len(), 5);
+    drop(after);
+    let leo = log.log_end_offset();
+    drop(log);
+    assert_eq!(open(&fs, &config(), &clock).log_end_offset(), leo);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]

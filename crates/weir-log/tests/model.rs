@@ -5,18 +5,27 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use weir_log::CleanupPolicy;
 use weir_log::fault::FaultFs;
 use weir_log::{Clock, Log, LogConfig, ManualClock};
-use weir_records::RecordBatches;
+use weir_records::{RecordBatch, RecordBatches};
 
 #[derive(Debug, Clone)]
 enum Op {
     Append {
         records: usize,
         age_ms: i64,
+        tag: u64,
+    },
+    /// A follower's append: offsets chosen by the leader, possibly after a gap.
+    Replicate {
+        records: usize,
+        gap: i64,
         tag: u64,
     },
     Read {
@@ -36,11 +45,18 @@ enum Op {
     Flush,
     Reopen,
     Crash,
+    /// A compaction pass up to the log end offset (compacted configs only).
+    Compact,
+    /// ListOffsets by timestamp, `back_ms` before the clock.
+    Timestamp {
+        back_ms: i64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (1usize..6, 0i64..3_000, any::<u64>()).prop_map(|(records, age_ms, tag)| Op::Append { records, age_ms, tag }),
+        2 => (1usize..4, 0i64..3, any::<u64>()).prop_map(|(records, gap, tag)| Op::Replicate { records, gap, tag }),
         3 => (any::<u64>(), 1usize..2_000).prop_map(|(from, max_bytes)| Op::Read { from, max_bytes }),
         1 => Just(Op::Roll),
         1 => any::<u64>().prop_map(|to| Op::Truncate { to }),
@@ -49,6 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
+        1 => Just(Op::Compact),
+        2 => (-10i64..3_100).prop_map(|back_ms| Op::Timestamp { back_ms }),
     ]
 }
 
@@ -59,6 +77,7 @@ fn config() -> impl Strategy<Value = LogConfig> {
         prop::sample::select(vec![48u32, 10 << 20]),
         prop::sample::select(vec![-1i64, 5_000]),
         prop::sample::select(vec![-1i64, 2_000]),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -67,12 +86,17 @@ fn config() -> impl Strategy<Value = LogConfig> {
                 segment_index_bytes,
                 retention_ms,
                 retention_bytes,
+                compact,
             )| LogConfig {
                 segment_bytes,
                 index_interval_bytes,
                 segment_index_bytes,
                 retention_ms,
                 retention_bytes,
+                cleanup_policy: CleanupPolicy {
+                    delete: true,
+                    compact,
+                },
                 ..LogConfig::default()
             },
         )
@@ -82,7 +106,43 @@ fn config() -> impl Strategy<Value = LogConfig> {
 struct Batch {
     base: i64,
     last: i64,
+    timestamp: i64,
+    /// Offsets of the records still in the batch (compaction removes some).
+    offsets: Vec<i64>,
     bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn from_stored(batch: &RecordBatch) -> Self {
+        Self {
+            base: batch.base_offset(),
+            last: batch.last_offset(),
+            timestamp: batch.max_timestamp(),
+            offsets: batch
+                .records()
+                .unwrap()
+                .map(|r| r.unwrap().offset)
+                .collect(),
+            bytes: batch.as_bytes().to_vec(),
+        }
+    }
+}
+
+type Records = BTreeMap<i64, (Option<Bytes>, Option<Bytes>)>;
+
+/// Every record of the batches at or past the log start offset.
+fn records_of(batches: &[Batch], lso: i64) -> Records {
+    let mut out = Records::new();
+    for b in batches.iter().filter(|b| b.last >= lso) {
+        let batch = RecordBatch::new(Bytes::from(b.bytes.clone())).unwrap();
+        for r in batch.records().unwrap() {
+            let r = r.unwrap();
+            if r.offset >= lso {
+                out.insert(r.offset, (r.key, r.value));
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, Default)]
@@ -132,13 +192,37 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                 age_ms,
                 tag,
             } => {
-                let mut bytes = batch(tag, records, clock.now_ms() - age_ms);
+                let timestamp = clock.now_ms() - age_ms;
+                let mut bytes = batch(tag, records, timestamp);
                 let info = log.append(&mut bytes, LEADER).unwrap();
                 assert_eq!(info.first_offset, model.leo);
                 assert_eq!(info.last_offset, model.leo + records as i64 - 1);
                 model.batches.push(Batch {
                     base: info.first_offset,
                     last: info.last_offset,
+                    timestamp,
+                    offsets: (info.first_offset..=info.last_offset).collect(),
+                    bytes,
+                });
+                model.leo = info.last_offset + 1;
+            }
+            Op::Replicate { records, gap, tag } => {
+                let timestamp = clock.now_ms();
+                let mut bytes = batch(tag, records, timestamp);
+                let base = model.leo + gap;
+                weir_records::batch::set_base_offset(&mut bytes, base).unwrap();
+                let info = log
+                    .append(&mut bytes, weir_log::AppendOrigin::Replication)
+                    .unwrap();
+                assert_eq!(
+                    (info.first_offset, info.last_offset),
+                    (base, base + records as i64 - 1)
+                );
+                model.batches.push(Batch {
+                    base,
+                    last: info.last_offset,
+                    timestamp,
+                    offsets: (base..=info.last_offset).collect(),
                     bytes,
                 });
                 model.leo = info.last_offset + 1;
@@ -155,10 +239,14 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                     Some(i) => {
                         assert!(!got.is_empty(), "read from {from} returned nothing");
                         assert_eq!(slice.first_offset(), model.batches[i].base);
-                        assert_eq!(
-                            slice.next_offset(),
-                            model.batches[i + got.len() - 1].last + 1
-                        );
+                        // Past the last batch returned, and no further than the next one (a gap
+                        // left by a replicated append may be skipped).
+                        let next = slice.next_offset();
+                        let after = model
+                            .batches
+                            .get(i + got.len())
+                            .map_or(model.leo, |b| b.base);
+                        assert!(next > model.batches[i + got.len() - 1].last && next <= after);
                         let want: Vec<Vec<u8>> = model.batches[i..i + got.len()]
                             .iter()
                             .map(|b| b.bytes.clone())
@@ -171,7 +259,14 @@ fn run(config: LogConfig, ops: Vec<Op>) {
             }
             Op::Roll => log.roll().unwrap(),
             Op::Truncate { to } => {
-                let to = pick(to, 0, model.leo + 1);
+                // With compaction, records below the log start offset change unseen: never
+                // expose them again by truncating below it.
+                let floor = if config.cleanup_policy.compact {
+                    model.lso
+                } else {
+                    0
+                };
+                let to = pick(to, floor, model.leo + 1);
                 let bases = log.segment_base_offsets();
                 log.truncate_to(to).unwrap();
                 if to >= model.leo {
@@ -184,10 +279,28 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                 } else {
                     model.batches.retain(|b| b.last < to);
                     let floor = bases.iter().copied().filter(|&b| b <= to).max().unwrap();
-                    model.leo = model
+                    let expected = model
                         .batches
                         .last()
                         .map_or(floor, |b| (b.last + 1).max(floor));
+                    if config.cleanup_policy.compact {
+                        // Compaction may have removed batches the model no longer sees (below the
+                        // log start offset) or left an emptied segment ending past them: the log
+                        // end offset then lies between what is visible and the target.
+                        let visible_end = model
+                            .batches
+                            .iter()
+                            .filter(|b| b.last >= model.lso)
+                            .map(|b| b.last + 1)
+                            .max()
+                            .unwrap_or(floor);
+                        let leo = log.log_end_offset();
+                        assert!(leo <= to.max(expected) && leo >= visible_end.min(expected));
+                        model.leo = leo;
+                        model.batches.retain(|b| b.last < leo);
+                    } else {
+                        model.leo = expected;
+                    }
                     model.lso = model.lso.min(model.leo);
                     model.flushed = model.leo; // truncation flushes what is left
                 }
@@ -215,6 +328,67 @@ fn run(config: LogConfig, ops: Vec<Op>) {
                 log.close().unwrap();
                 log = open(&fs, &config, &clock);
                 model.flushed = model.leo;
+            }
+            Op::Timestamp { back_ms } => {
+                let target = clock.now_ms() - back_ms;
+                let found = log.fetch_offset_by_timestamp(target).unwrap();
+                // Every record of a model batch has the batch's timestamp.
+                let expected = model
+                    .batches
+                    .iter()
+                    .filter(|b| b.timestamp >= target)
+                    .find_map(|b| {
+                        b.offsets
+                            .iter()
+                            .find(|&&o| o >= model.lso)
+                            .map(|&o| (o, b.timestamp))
+                    });
+                assert_eq!(
+                    found.map(|f| (f.offset, f.timestamp)),
+                    expected,
+                    "timestamp {target}"
+                );
+            }
+            Op::Compact => {
+                let before = records_of(&model.batches, model.lso);
+                let stats = log.compact(model.leo).unwrap();
+                if !config.cleanup_policy.compact {
+                    assert_eq!(stats.segments, 0);
+                } else if stats.segments > 0 {
+                    let stored: Vec<Batch> =
+                        all_batches(&log).iter().map(Batch::from_stored).collect();
+                    let after = records_of(&stored, model.lso);
+                    // Surviving records are unchanged; nothing past the cleaned range moved.
+                    for (offset, record) in &after {
+                        assert_eq!(before.get(offset), Some(record), "offset {offset} changed");
+                    }
+                    for (offset, record) in before.range(stats.cleaned_up_to..) {
+                        assert_eq!(after.get(offset), Some(record));
+                    }
+                    // Below it, exactly the latest record of each key is left (no tombstones here).
+                    let mut latest = BTreeMap::new();
+                    for (offset, (key, _)) in before.range(..stats.cleaned_up_to) {
+                        latest.insert(key.clone(), *offset);
+                    }
+                    let kept: Vec<i64> = after
+                        .range(..stats.cleaned_up_to)
+                        .map(|(o, _)| *o)
+                        .collect();
+                    let mut want: Vec<i64> = latest.into_values().collect();
+                    want.sort_unstable();
+                    assert_eq!(kept, want);
+                    // The model takes the log's batches; invisible ones stay as they were.
+                    let mut batches: Vec<Batch> = model
+                        .batches
+                        .iter()
+                        .filter(|b| b.last < model.lso)
+                        .cloned()
+                        .collect();
+                    batches.extend(stored.into_iter().filter(|b| b.last >= model.lso));
+                    model.batches = batches;
+                    // A pass fsyncs what it rewrites.
+                    model.flushed = model.flushed.max(stats.cleaned_up_to);
+                }
             }
             Op::Crash => {
                 drop(log);

@@ -72,6 +72,10 @@ pub struct DecodedRequest {
     pub api_key: ApiKey,
     /// The request body.
     pub body: RequestBody,
+    /// Bytes after the body that no field claims. Kafka ignores them, and so do we: librdkafka
+    /// 2.16 sends Metadata v13 with the v8-v10 `IncludeClusterAuthorizedOperations` byte and an
+    /// empty tagged field still in it.
+    pub trailing_bytes: usize,
 }
 
 /// Decodes a whole request frame body (without the size prefix).
@@ -101,16 +105,11 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, DecodeError> {
         e.offset += header_len;
         e
     })?;
-    if !buf.is_empty() {
-        return Err(DecodeError {
-            offset: total - buf.len(),
-            kind: DecodeErrorKind::TrailingBytes(buf.len()),
-        });
-    }
     Ok(DecodedRequest {
         header,
         api_key,
         body,
+        trailing_bytes: buf.len(),
     })
 }
 
@@ -245,6 +244,23 @@ mod tests {
             .unwrap();
         assert_eq!(decoded.len(), 4096);
         assert!(frame_range.contains(&(decoded.as_ptr() as usize)));
+    }
+
+    /// Guards the librdkafka 2.16 `list_topics` request: Metadata v13 with three bytes after
+    /// the fields Kafka's schema defines must still decode (Kafka ignores them).
+    #[test]
+    fn trailing_bytes_after_a_request_are_ignored() {
+        let frame = Bytes::from_static(&[
+            0x00, 0x03, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x03, 0x00, 0x07, b'r', b'd', b'k', b'a',
+            b'f', b'k', b'a', 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+        ]);
+        let decoded = decode_request(frame).unwrap();
+        assert_eq!(decoded.api_key, ApiKey::Metadata);
+        assert_eq!(decoded.trailing_bytes, 3);
+        let RequestBody::Metadata(metadata) = decoded.body else {
+            panic!("not metadata");
+        };
+        assert_eq!(metadata.topics, None);
     }
 
     #[test]

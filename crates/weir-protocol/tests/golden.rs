@@ -67,6 +67,10 @@ fn client_frames_decode_and_re_encode_byte_for_byte() {
             }
         };
         let (api, version) = name_and_version(path);
+        assert_eq!(
+            decoded.trailing_bytes, 0,
+            "{path}: bytes left after the body"
+        );
         assert_eq!(decoded.api_key.name(), api, "{path}");
         assert_eq!(decoded.header.request_api_version, version, "{path}");
 

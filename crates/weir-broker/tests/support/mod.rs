@@ -17,6 +17,8 @@ use weir_protocol::{Message, Request};
 /// A running in-process broker; stops (gracefully) when dropped or on [`TestBroker::stop`].
 pub struct TestBroker {
     pub addr: SocketAddr,
+    /// The admin HTTP address, when started with `weir.admin.listener` set.
+    pub admin_addr: Option<SocketAddr>,
     pub dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -51,6 +53,7 @@ impl TestBroker {
         let config = BrokerConfig::from_properties(map).unwrap();
         let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr().unwrap();
+        let admin_addr = server.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -62,6 +65,7 @@ impl TestBroker {
         });
         Self {
             addr,
+            admin_addr,
             dir: dir.to_path_buf(),
             stop: Some(stop),
             task: Some(task),

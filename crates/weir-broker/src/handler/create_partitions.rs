@@ -1,0 +1,111 @@
+//! CreatePartitions: grows topics (never shrinks them) and creates the new partition logs; with
+//! `validate_only` it only checks.
+
+use crate::admin::{self, shrink_error};
+use crate::connection::RequestContext;
+use crate::error::{AdminError, BrokerError};
+use crate::state::Broker;
+use crate::topics::TopicError;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use weir_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use weir_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use weir_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+super::always_responds!(CreatePartitionsRequest);
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let names: Vec<String> = request.topics.iter().map(|t| t.name.clone()).collect();
+    let results = admin::blocking(broker, move |broker| {
+        let mut seen = BTreeSet::new();
+        let duplicates: BTreeSet<String> = request
+            .topics
+            .iter()
+            .filter(|t| !seen.insert(t.name.clone()))
+            .map(|t| t.name.clone())
+            .collect();
+        request
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let name = topic.name.clone();
+                let outcome = if duplicates.contains(&name) {
+                    Err(AdminError::InvalidRequest(
+                        "Duplicate topic in request.".to_string(),
+                    ))
+                } else {
+                    grow(broker, topic, request.validate_only)
+                };
+                result(name, outcome)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_else(|| {
+        names
+            .into_iter()
+            .map(|name| result(name, Err(AdminError::Broker(BrokerError::TaskFailed))))
+            .collect()
+    });
+    CreatePartitionsResponse {
+        results,
+        ..CreatePartitionsResponse::default()
+    }
+}
+
+fn grow(
+    broker: &Broker,
+    request: CreatePartitionsTopic,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let topic = broker
+        .topics
+        .get(&request.name)
+        .ok_or_else(|| AdminError::from(TopicError::Unknown(request.name.clone())))?;
+    if request.count <= topic.partitions {
+        return Err(shrink_error(topic.partitions, request.count));
+    }
+    // An empty list is read as "no manual assignment", like null.
+    if let Some(assignments) = request.assignments.as_ref().filter(|a| !a.is_empty()) {
+        let added = request.count - topic.partitions;
+        if i32::try_from(assignments.len()).ok() != Some(added) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {added} but {} assignments provided.",
+                assignments.len()
+            )));
+        }
+        let node = broker.config().node_id;
+        if let Some(bad) = assignments.iter().find(|a| a.broker_ids != [node]) {
+            return Err(AdminError::InvalidReplicaAssignment(format!(
+                "Assignment to brokers {:?}: this single-node cluster has only broker {node}.",
+                bad.broker_ids
+            )));
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    broker.grow_topic(&request.name, request.count)?;
+    Ok(())
+}
+
+fn result(name: String, outcome: Result<(), AdminError>) -> CreatePartitionsTopicResult {
+    match outcome {
+        Ok(()) => CreatePartitionsTopicResult {
+            name,
+            error_code: 0,
+            error_message: None,
+            ..CreatePartitionsTopicResult::default()
+        },
+        Err(e) => CreatePartitionsTopicResult {
+            name,
+            error_code: e.code().code(),
+            error_message: Some(e.message()),
+            ..CreatePartitionsTopicResult::default()
+        },
+    }
+}

@@ -1,0 +1,102 @@
+//! DeleteRecords: moves partitions' log start offsets forward (whole segments below it are
+//! deleted) and answers the new low watermark.
+
+use crate::connection::RequestContext;
+use crate::error::log_error_code;
+use crate::state::Broker;
+use std::sync::Arc;
+use tracing::{debug, info};
+use weir_protocol::ErrorCode;
+use weir_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use weir_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+super::always_responds!(DeleteRecordsRequest);
+
+/// The offset that means "up to the high watermark".
+const HIGH_WATERMARK: i64 = -1;
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    _ctx: &RequestContext,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let fallback: Vec<DeleteRecordsTopicResult> = request
+        .topics
+        .iter()
+        .map(|t| DeleteRecordsTopicResult {
+            name: t.name.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| failed(p.partition_index, ErrorCode::KAFKA_STORAGE_ERROR))
+                .collect(),
+            ..DeleteRecordsTopicResult::default()
+        })
+        .collect();
+    let task_broker = broker.clone();
+    // Deleting segments is file I/O.
+    let topics = tokio::task::spawn_blocking(move || {
+        request
+            .topics
+            .iter()
+            .map(|topic| DeleteRecordsTopicResult {
+                name: topic.name.clone(),
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|p| delete_before(&task_broker, &topic.name, p.partition_index, p.offset))
+                    .collect(),
+                ..DeleteRecordsTopicResult::default()
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or(fallback);
+    DeleteRecordsResponse {
+        topics,
+        ..DeleteRecordsResponse::default()
+    }
+}
+
+fn failed(partition_index: i32, code: ErrorCode) -> DeleteRecordsPartitionResult {
+    DeleteRecordsPartitionResult {
+        partition_index,
+        low_watermark: -1,
+        error_code: code.code(),
+        ..DeleteRecordsPartitionResult::default()
+    }
+}
+
+fn delete_before(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> DeleteRecordsPartitionResult {
+    let Some(log) = broker.partitions.log(topic, partition) else {
+        return failed(partition, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    // The high watermark is the log end offset on a single node.
+    let offset = if offset == HIGH_WATERMARK {
+        log.log_end_offset()
+    } else {
+        offset
+    };
+    match log.delete_records_before(offset) {
+        Ok(low_watermark) => {
+            info!(topic, partition, low_watermark, "deleted records");
+            DeleteRecordsPartitionResult {
+                partition_index: partition,
+                low_watermark,
+                error_code: 0,
+                ..DeleteRecordsPartitionResult::default()
+            }
+        }
+        Err(e) => {
+            debug!(topic, partition, offset, error = %e, "delete records refused");
+            failed(partition, log_error_code(&e))
+        }
+    }
+}

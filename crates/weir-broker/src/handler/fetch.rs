@@ -1,0 +1,297 @@
+//! Fetch: whole record batches from partitions, with long polling.
+//!
+//! - Topics by name (v4-12) or id (v13+); the response answers by the same key.
+//! - Long poll: when the first read finds fewer than `min_bytes` (and no partition has an
+//!   error), the request waits on the partition manager's append signal until an append to a
+//!   requested partition, then reads again, until `max_wait_ms` has passed. No polling.
+//! - Limits (KIP-74): each partition reads at most `partition_max_bytes` and the response at
+//!   most `max_bytes`, except that the first partition with data returns its first batch
+//!   whole however large it is, so a consumer can always make progress.
+//! - Single node, no transactions yet: high watermark = last stable offset = log end offset;
+//!   READ_COMMITTED reads the same as READ_UNCOMMITTED (there is nothing to abort), only
+//!   answering an empty aborted-transactions list as Kafka does for that level.
+//! - Fetch sessions (KIP-227) are never created: every response has session id 0, which tells
+//!   clients to keep sending full fetch requests (each lists every partition, and gets every
+//!   partition back). An incremental request (epoch > 0) names a session this broker never
+//!   gave out and gets FETCH_SESSION_ID_NOT_FOUND, as from Kafka after a restart; clients then
+//!   start over with a full fetch. Forgotten topics only matter to sessions and are ignored,
+//!   as are replica ids/state and the rack (no replication or follower fetching yet).
+//! - Records are read into memory (`LogSlice::to_bytes`); sendfile is a later optimisation.
+
+use crate::connection::RequestContext;
+use crate::error::log_error_code;
+use crate::handler::list_offsets::check_leader_epoch;
+use crate::state::Broker;
+use crate::topics::Topic;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::debug;
+use weir_protocol::messages::fetch_request::FetchPartition;
+use weir_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use weir_protocol::messages::{FetchRequest, FetchResponse};
+use weir_protocol::{ErrorCode, Uuid};
+
+super::always_responds!(FetchRequest);
+
+/// `isolation_level` READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
+
+/// One topic of the request, resolved.
+struct TopicFetch {
+    name: String,
+    topic_id: Uuid,
+    topic: Result<Topic, ErrorCode>,
+    partitions: Vec<FetchPartition>,
+}
+
+/// One read pass over every requested partition.
+struct Pass {
+    responses: Vec<FetchableTopicResponse>,
+    bytes: usize,
+    /// A partition has an error: answer at once, as Kafka does.
+    error: bool,
+    /// The log end offset of each partition read, in request order (-1 when unknown).
+    log_ends: Vec<i64>,
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: FetchRequest,
+) -> FetchResponse {
+    if ctx.api_version >= 7 && request.session_epoch > 0 {
+        debug!(
+            session_id = request.session_id,
+            epoch = request.session_epoch,
+            "incremental fetch for an unknown session"
+        );
+        return FetchResponse {
+            error_code: ErrorCode::FETCH_SESSION_ID_NOT_FOUND.code(),
+            session_id: 0,
+            ..FetchResponse::default()
+        };
+    }
+    let by_id = ctx.api_version >= 13;
+    let topics: Arc<Vec<TopicFetch>> = Arc::new(
+        request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let topic = if by_id {
+                    broker
+                        .topics
+                        .by_id(t.topic_id)
+                        .ok_or(ErrorCode::UNKNOWN_TOPIC_ID)
+                } else {
+                    broker
+                        .topics
+                        .get(&t.topic)
+                        .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+                };
+                TopicFetch {
+                    name: t.topic,
+                    topic_id: t.topic_id,
+                    topic,
+                    partitions: t.partitions,
+                }
+            })
+            .collect(),
+    );
+    let limits = Limits {
+        max_bytes: usize::try_from(request.max_bytes).unwrap_or(0),
+        read_committed: request.isolation_level == READ_COMMITTED,
+    };
+    let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
+    let deadline =
+        Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
+    // Subscribe before the first read so that an append between the read and the wait is
+    // not missed.
+    let mut appended = broker.partitions.subscribe();
+    let mut pass = read(broker, &topics, limits).await;
+    loop {
+        // As Kafka: answer at once on an error, with enough data, or when there is nothing
+        // to wait for.
+        if pass.error || pass.bytes >= min_bytes || topics.is_empty() || Instant::now() >= deadline
+        {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, appended.changed()).await {
+            // Something was appended somewhere: read again only if it was one of ours.
+            Ok(Ok(())) => {
+                if log_ends(broker, &topics) != pass.log_ends {
+                    pass = read(broker, &topics, limits).await;
+                }
+            }
+            Ok(Err(_)) => break,
+            Err(_) => {
+                // Waited max_wait_ms; answer with what there is now.
+                if log_ends(broker, &topics) != pass.log_ends {
+                    pass = read(broker, &topics, limits).await;
+                }
+                break;
+            }
+        }
+    }
+    FetchResponse {
+        error_code: 0,
+        session_id: 0,
+        responses: pass.responses,
+        ..FetchResponse::default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_bytes: usize,
+    read_committed: bool,
+}
+
+/// The current log end offsets of the requested partitions, in request order.
+fn log_ends(broker: &Broker, topics: &[TopicFetch]) -> Vec<i64> {
+    topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| match &t.topic {
+                Ok(topic) => broker
+                    .partitions
+                    .log(&topic.name, p.partition)
+                    .map_or(-1, |log| log.log_end_offset()),
+                Err(_) => -1,
+            })
+        })
+        .collect()
+}
+
+/// Reads every requested partition on the blocking pool.
+async fn read(broker: &Arc<Broker>, topics: &Arc<Vec<TopicFetch>>, limits: Limits) -> Pass {
+    let task_broker = broker.clone();
+    let task_topics = topics.clone();
+    match tokio::task::spawn_blocking(move || read_blocking(&task_broker, &task_topics, limits))
+        .await
+    {
+        Ok(pass) => pass,
+        Err(_) => Pass {
+            responses: topics
+                .iter()
+                .map(|t| FetchableTopicResponse {
+                    topic: t.name.clone(),
+                    topic_id: t.topic_id,
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| failed(p.partition, ErrorCode::KAFKA_STORAGE_ERROR))
+                        .collect(),
+                    ..FetchableTopicResponse::default()
+                })
+                .collect(),
+            bytes: 0,
+            error: true,
+            log_ends: Vec::new(),
+        },
+    }
+}
+
+fn failed(partition_index: i32, code: ErrorCode) -> PartitionData {
+    PartitionData {
+        partition_index,
+        error_code: code.code(),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        aborted_transactions: None,
+        records: Some(Bytes::new()),
+        ..PartitionData::default()
+    }
+}
+
+fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass {
+    let mut pass = Pass {
+        responses: Vec::with_capacity(topics.len()),
+        bytes: 0,
+        error: false,
+        log_ends: Vec::new(),
+    };
+    let mut remaining = limits.max_bytes;
+    // KIP-74: the first batch of the first partition with data is returned whole.
+    let mut first = true;
+    for t in topics {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in &t.partitions {
+            let topic = match &t.topic {
+                Ok(topic) => topic,
+                Err(code) => {
+                    pass.error = true;
+                    pass.log_ends.push(-1);
+                    partitions.push(failed(p.partition, *code));
+                    continue;
+                }
+            };
+            let Some(log) = broker.partitions.log(&topic.name, p.partition) else {
+                pass.error = true;
+                pass.log_ends.push(-1);
+                partitions.push(failed(p.partition, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+                continue;
+            };
+            let high_watermark = log.log_end_offset();
+            pass.log_ends.push(high_watermark);
+            let mut data = PartitionData {
+                partition_index: p.partition,
+                error_code: 0,
+                high_watermark,
+                last_stable_offset: high_watermark,
+                log_start_offset: log.log_start_offset(),
+                aborted_transactions: limits.read_committed.then(Vec::new),
+                preferred_read_replica: -1,
+                records: Some(Bytes::new()),
+                ..PartitionData::default()
+            };
+            if let Some(code) = check_leader_epoch(p.current_leader_epoch) {
+                pass.error = true;
+                data.error_code = code.code();
+                partitions.push(data);
+                continue;
+            }
+            let limit = usize::try_from(p.partition_max_bytes)
+                .unwrap_or(0)
+                .min(remaining);
+            if limit == 0 && !first {
+                partitions.push(data);
+                continue;
+            }
+            let read = log
+                .read(p.fetch_offset, limit, high_watermark)
+                .and_then(|slice| {
+                    if slice.is_empty() || (!first && slice.len() > limit) {
+                        Ok(Bytes::new())
+                    } else {
+                        slice.to_bytes()
+                    }
+                });
+            match read {
+                Ok(records) => {
+                    if !records.is_empty() {
+                        first = false;
+                        remaining = remaining.saturating_sub(records.len());
+                        pass.bytes += records.len();
+                    }
+                    data.records = Some(records);
+                }
+                Err(e) => {
+                    debug!(topic = %topic.name, partition = p.partition, offset = p.fetch_offset, error = %e, "fetch refused");
+                    pass.error = true;
+                    data.error_code = log_error_code(&e).code();
+                }
+            }
+            partitions.push(data);
+        }
+        pass.responses.push(FetchableTopicResponse {
+            topic: t.name.clone(),
+            topic_id: t.topic_id,
+            partitions,
+            ..FetchableTopicResponse::default()
+        });
+    }
+    pass
+}

@@ -1,0 +1,381 @@
+//! Produce: appends each partition's record batch to its log.
+//!
+//! - Topics are named (v3-12) or identified by id (v13); Produce never creates topics (only
+//!   Metadata does, as in Kafka).
+//! - acks 0 sends no response; 1 and -1 answer after the append, which on a single node is
+//!   also the commit. The log fsyncs before returning when its flush policy
+//!   (`flush.messages`, `flush.ms`) says so, for either.
+//! - As in Kafka, each partition carries exactly one v2 record batch, and clients cannot
+//!   write to internal topics.
+//! - Batches with a producer id go through the partition's [`ProducerTable`] (see
+//!   `producer_state`): retries get their original offsets, out-of-order sequences and fenced
+//!   epochs are refused. Transactional batches are treated as idempotent ones until
+//!   transactions exist.
+//! - A request's appends run in one task on the blocking pool; waiting fetches are woken
+//!   once afterwards.
+//!
+//! [`ProducerTable`]: crate::producers::ProducerTable
+
+use crate::connection::RequestContext;
+use crate::error::{log_error_code, producer_error_code};
+use crate::partitions::Partitions;
+use crate::producer_state;
+use crate::producers::{
+    BatchMetadata, DEFAULT_EXPIRATION_MS, ProducerBatch, ProducerError, Verdict,
+};
+use crate::state::Broker;
+use crate::topics::Topic;
+use bytes::Bytes;
+use std::sync::Arc;
+use tracing::debug;
+use weir_log::{AppendInfo, Log};
+use weir_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
+use weir_protocol::messages::{ProduceRequest, ProduceResponse};
+use weir_protocol::{ErrorCode, Uuid};
+use weir_records::batch::BatchHeader;
+use weir_records::{RecordBatch, Records};
+
+/// acks=0 gets no response.
+pub(crate) fn wants_response(request: &ProduceRequest) -> bool {
+    request.acks != 0
+}
+
+/// One topic of the request, resolved.
+struct TopicPlan {
+    name: String,
+    topic_id: Uuid,
+    topic: Result<Topic, ErrorCode>,
+    partitions: Vec<(i32, Option<Bytes>)>,
+}
+
+pub(crate) async fn handle(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: ProduceRequest,
+) -> ProduceResponse {
+    let by_id = ctx.api_version >= 13;
+    let acks_valid = matches!(request.acks, -1..=1);
+    let plans: Vec<TopicPlan> = request
+        .topic_data
+        .into_iter()
+        .map(|t| {
+            let topic = if by_id {
+                broker
+                    .topics
+                    .by_id(t.topic_id)
+                    .ok_or(ErrorCode::UNKNOWN_TOPIC_ID)
+            } else {
+                broker
+                    .topics
+                    .get(&t.name)
+                    .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+            }
+            // Internal topics (`__consumer_offsets`) are written by the broker only, as in
+            // Kafka.
+            .and_then(|topic| {
+                if topic.internal {
+                    Err(ErrorCode::INVALID_TOPIC_EXCEPTION)
+                } else {
+                    Ok(topic)
+                }
+            });
+            TopicPlan {
+                name: t.name,
+                topic_id: t.topic_id,
+                topic: if acks_valid {
+                    topic
+                } else {
+                    Err(ErrorCode::INVALID_REQUIRED_ACKS)
+                },
+                partitions: t
+                    .partition_data
+                    .into_iter()
+                    .map(|p| (p.index, p.records))
+                    .collect(),
+            }
+        })
+        .collect();
+    let fallback: Vec<TopicProduceResponse> = plans
+        .iter()
+        .map(|plan| {
+            topic_response(
+                plan,
+                plan.partitions
+                    .iter()
+                    .map(|(index, _)| failed(*index, ErrorCode::KAFKA_STORAGE_ERROR, None))
+                    .collect(),
+            )
+        })
+        .collect();
+    let task_broker = broker.clone();
+    let responses = tokio::task::spawn_blocking(move || {
+        let mut appended = false;
+        let responses: Vec<TopicProduceResponse> = plans
+            .iter()
+            .map(|plan| {
+                let partitions = plan
+                    .partitions
+                    .iter()
+                    .map(|(index, records)| match &plan.topic {
+                        Err(code) => failed(*index, *code, None),
+                        Ok(topic) => {
+                            let response =
+                                produce_partition(&task_broker, topic, *index, records.as_ref());
+                            appended |= response.error_code == 0;
+                            response
+                        }
+                    })
+                    .collect();
+                topic_response(plan, partitions)
+            })
+            .collect();
+        if appended {
+            task_broker.partitions.notify_appended();
+        }
+        responses
+    })
+    .await
+    .unwrap_or(fallback);
+    ProduceResponse {
+        responses,
+        ..ProduceResponse::default()
+    }
+}
+
+fn topic_response(
+    plan: &TopicPlan,
+    partitions: Vec<PartitionProduceResponse>,
+) -> TopicProduceResponse {
+    TopicProduceResponse {
+        name: plan.name.clone(),
+        topic_id: plan.topic_id,
+        partition_responses: partitions,
+        ..TopicProduceResponse::default()
+    }
+}
+
+fn failed(index: i32, code: ErrorCode, message: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse {
+        index,
+        error_code: code.code(),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        error_message: message,
+        ..PartitionProduceResponse::default()
+    }
+}
+
+/// Why a partition's batch was not appended.
+enum Refused {
+    Log(weir_log::Error),
+    Producer(ProducerError),
+}
+
+impl From<weir_log::Error> for Refused {
+    fn from(e: weir_log::Error) -> Self {
+        Refused::Log(e)
+    }
+}
+
+/// What became of an accepted batch.
+enum Accepted {
+    Appended(AppendInfo),
+    /// A retry of an earlier batch, which keeps its original offsets.
+    Duplicate(BatchMetadata),
+}
+
+/// Appends one partition's batch on the blocking pool.
+fn produce_partition(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    records: Option<&Bytes>,
+) -> PartitionProduceResponse {
+    let Some(log) = broker.partitions.log(&topic.name, index) else {
+        return failed(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+    };
+    let records: &[u8] = records.map_or(&[], |r| r.as_ref());
+    let header = match single_batch(records) {
+        Ok(header) => header,
+        Err((code, message)) => {
+            debug!(topic = %topic.name, partition = index, message, "produce refused");
+            return failed(index, code, Some(message.to_string()));
+        }
+    };
+    let result = match ProducerBatch::from_header(&header) {
+        None => Partitions::append_blocking(&log, records)
+            .map(Accepted::Appended)
+            .map_err(Refused::Log),
+        Some(batch) => append_idempotent(broker, topic, index, &log, records, &batch),
+    };
+    match result {
+        Ok(Accepted::Appended(info)) => PartitionProduceResponse {
+            index,
+            error_code: 0,
+            base_offset: info.first_offset,
+            log_append_time_ms: info.log_append_time,
+            log_start_offset: info.log_start_offset,
+            ..PartitionProduceResponse::default()
+        },
+        Ok(Accepted::Duplicate(original)) => {
+            debug!(topic = %topic.name, partition = index, offset = original.first_offset, "duplicate batch acknowledged with its original offsets");
+            PartitionProduceResponse {
+                index,
+                error_code: 0,
+                base_offset: original.first_offset,
+                log_append_time_ms: original.log_append_time,
+                log_start_offset: log.log_start_offset(),
+                ..PartitionProduceResponse::default()
+            }
+        }
+        Err(Refused::Producer(e)) => {
+            debug!(topic = %topic.name, partition = index, error = %e, "produce refused");
+            failed(index, producer_error_code(&e), Some(e.to_string()))
+        }
+        Err(Refused::Log(e)) => {
+            let code = log_error_code(&e);
+            let message = match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            };
+            debug!(topic = %topic.name, partition = index, error = %message, "produce refused");
+            PartitionProduceResponse {
+                record_errors: record_errors(&e, records, &log),
+                ..failed(index, code, Some(message))
+            }
+        }
+    }
+}
+
+/// Checks that `records` holds exactly one v2 batch, as Kafka requires of Produce v3+.
+fn single_batch(records: &[u8]) -> Result<BatchHeader, (ErrorCode, &'static str)> {
+    if records.is_empty() {
+        return Err((
+            ErrorCode::INVALID_RECORD,
+            "a produce request must carry exactly one record batch per partition",
+        ));
+    }
+    let header = BatchHeader::parse(records).map_err(|e| match e {
+        weir_records::Error::UnsupportedMagic(_) => (
+            ErrorCode::INVALID_RECORD,
+            "produce requests v3 and later must use record batches of magic 2",
+        ),
+        _ => (ErrorCode::CORRUPT_MESSAGE, "malformed record batch header"),
+    })?;
+    match header.size().cmp(&records.len()) {
+        std::cmp::Ordering::Equal => Ok(header),
+        std::cmp::Ordering::Greater => {
+            Err((ErrorCode::CORRUPT_MESSAGE, "the record batch is truncated"))
+        }
+        std::cmp::Ordering::Less => Err((
+            ErrorCode::INVALID_RECORD,
+            "a produce request must carry exactly one record batch per partition",
+        )),
+    }
+}
+
+/// Checks the producer's sequence, appends, and records where the batch landed, all under
+/// the partition's producer lock so concurrent appends cannot interleave with the check.
+fn append_idempotent(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    log: &Log,
+    records: &[u8],
+    batch: &ProducerBatch,
+) -> Result<Accepted, Refused> {
+    let slot = broker
+        .producer_states
+        .partition(&topic.name, topic.id, index);
+    let mut guard = slot.table.lock();
+    let mut table = match guard.take() {
+        Some(table) => table,
+        None => producer_state::load(log)?,
+    };
+    let result = match table.check(batch) {
+        Err(e) => Err(Refused::Producer(e)),
+        Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
+        Ok(Verdict::Append) => match Partitions::append_blocking(log, records) {
+            Ok(info) => {
+                table.record(
+                    batch,
+                    BatchMetadata {
+                        first_sequence: batch.first_sequence,
+                        last_sequence: batch.last_sequence,
+                        first_offset: info.first_offset,
+                        last_offset: info.last_offset,
+                        log_append_time: info.log_append_time,
+                    },
+                );
+                let forgotten = table.expire(now_ms(), expiration_ms(broker));
+                if forgotten > 0 {
+                    debug!(topic = %topic.name, partition = index, forgotten, "expired idle producers");
+                }
+                Ok(Accepted::Appended(info))
+            }
+            Err(e) => Err(Refused::Log(e)),
+        },
+    };
+    *guard = Some(table);
+    result
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `producer.id.expiration.ms`.
+fn expiration_ms(broker: &Broker) -> i64 {
+    broker
+        .config()
+        .raw
+        .get("producer.id.expiration.ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_EXPIRATION_MS)
+}
+
+/// The records a refused batch was refused for (KIP-467), where the log's error tells:
+/// out-of-range timestamps, and keyless records on a compacted topic.
+fn record_errors(
+    error: &weir_log::Error,
+    records: &[u8],
+    log: &Log,
+) -> Vec<BatchIndexAndErrorMessage> {
+    let decoded = || -> Option<Records> {
+        RecordBatch::new(Bytes::copy_from_slice(records))
+            .ok()?
+            .records()
+            .ok()
+    };
+    let matching = |wanted: &dyn Fn(&weir_records::Record) -> bool, message: String| {
+        decoded()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let r = r.ok()?;
+                wanted(&r).then(|| BatchIndexAndErrorMessage {
+                    batch_index: i32::try_from(i).unwrap_or(i32::MAX),
+                    batch_index_error_message: Some(message.clone()),
+                    ..BatchIndexAndErrorMessage::default()
+                })
+            })
+            .collect()
+    };
+    match error {
+        weir_log::Error::InvalidTimestamp { timestamp, .. } => matching(
+            &|r| r.timestamp == *timestamp,
+            format!("timestamp {timestamp} is out of the accepted range"),
+        ),
+        weir_log::Error::InvalidRecords { .. } if log.config().cleanup_policy.compact => matching(
+            &|r| r.key.is_none(),
+            "compacted topics cannot accept records without a key".to_string(),
+        ),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,235 @@
+//! Each partition's [`ProducerTable`], loaded on first use and persisted at clean shutdown.
+//!
+//! Durability: the table of a partition is rebuilt from the log itself — the snapshot file
+//! `producer-state.json` in the partition directory (written at clean shutdown, after which the
+//! log is flushed, so every batch it reflects is durable) plus a scan of the batch headers
+//! from the snapshot's offset to the log end. A snapshot whose offset lies beyond the log end
+//! (the log lost its tail after a crash) is ignored and removed, and the whole log is scanned.
+//! Loading happens on the first idempotent produce to the partition after a start, so
+//! startup stays fast however many partitions there are.
+//!
+//! Atomicity: an idempotent append holds the partition's table lock from the sequence check
+//! to recording the offsets it got, on the blocking pool. Appends without a producer id do not
+//! take it.
+
+use crate::producers::{ProducerSnapshot, ProducerTable};
+use crate::topics::TopicRegistry;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use tracing::{debug, warn};
+use weir_log::Log;
+use weir_protocol::Uuid;
+use weir_records::RecordBatches;
+
+const SNAPSHOT_FILE: &str = "producer-state.json";
+/// The log removes `*.tmp` leftovers when it opens.
+const SNAPSHOT_TMP: &str = "producer-state.json.tmp";
+
+/// Bytes read per step when scanning a log for producer batches.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// One partition's table; `None` until loaded.
+#[derive(Debug)]
+pub(crate) struct PartitionProducers {
+    topic_id: Uuid,
+    pub(crate) table: Mutex<Option<ProducerTable>>,
+}
+
+/// The producer tables of every partition that has seen an idempotent produce.
+#[derive(Debug, Default)]
+pub(crate) struct ProducerStates {
+    partitions: Mutex<HashMap<(String, i32), Arc<PartitionProducers>>>,
+}
+
+impl ProducerStates {
+    /// The table slot of a partition of the topic with id `topic_id` (a topic deleted and
+    /// created again under the same name starts afresh).
+    pub(crate) fn partition(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Arc<PartitionProducers> {
+        let mut map = self.partitions.lock();
+        let slot = map
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| {
+                Arc::new(PartitionProducers {
+                    topic_id,
+                    table: Mutex::new(None),
+                })
+            });
+        if slot.topic_id != topic_id {
+            *slot = Arc::new(PartitionProducers {
+                topic_id,
+                table: Mutex::new(None),
+            });
+        }
+        slot.clone()
+    }
+
+    /// Writes the snapshot of every loaded table whose topic still exists; called at shutdown
+    /// when no appends run any more, before the logs are closed (flushed).
+    pub(crate) fn write_snapshots(
+        &self,
+        topics: &TopicRegistry,
+        log_of: impl Fn(&str, i32) -> Option<Arc<Log>>,
+    ) {
+        let map = self.partitions.lock();
+        for ((topic, partition), slot) in map.iter() {
+            if topics.get(topic).is_none_or(|t| t.id != slot.topic_id) {
+                continue;
+            }
+            let table = slot.table.lock();
+            let (Some(table), Some(log)) = (table.as_ref(), log_of(topic, *partition)) else {
+                continue;
+            };
+            let snapshot = table.snapshot(log.log_end_offset());
+            if let Err(e) = write_snapshot(log.dir(), &snapshot) {
+                warn!(topic, partition, error = %e, "cannot write producer state snapshot");
+            }
+        }
+    }
+}
+
+/// Rebuilds a partition's table from its snapshot and the log after it.
+pub(crate) fn load(log: &Log) -> Result<ProducerTable, weir_log::Error> {
+    let log_end = log.log_end_offset();
+    let path = log.dir().join(SNAPSHOT_FILE);
+    let snapshot = match std::fs::read(&path) {
+        Ok(bytes) => match serde_json::from_slice::<ProducerSnapshot>(&bytes) {
+            Ok(s) if s.offset <= log_end => Some(s),
+            Ok(s) => {
+                warn!(path = %path.display(), offset = s.offset, log_end, "producer state snapshot is ahead of the log; rebuilding from the log");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "unreadable producer state snapshot; rebuilding from the log");
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let (mut table, mut from) = match snapshot {
+        Some(s) => {
+            let offset = s.offset;
+            (ProducerTable::from_snapshot(s), offset)
+        }
+        None => (ProducerTable::default(), 0),
+    };
+    from = from.max(log.log_start_offset());
+    let scanned_from = from;
+    while from < log_end {
+        let slice = match log.read(from, SCAN_CHUNK, log_end) {
+            Ok(slice) => slice,
+            // Retention moved the start past `from` meanwhile: continue from the new start.
+            Err(weir_log::Error::OffsetOutOfRange {
+                log_start_offset, ..
+            }) if log_start_offset > from => {
+                from = log_start_offset;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if slice.is_empty() || slice.next_offset() <= from {
+            break;
+        }
+        for batch in RecordBatches::new(slice.to_bytes()?) {
+            let Ok(batch) = batch else { break };
+            table.replay(batch.header());
+        }
+        from = slice.next_offset();
+    }
+    debug!(dir = %log.dir().display(), producers = table.len(), scanned_from, log_end, "loaded producer state");
+    Ok(table)
+}
+fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
+    let tmp = dir.join(SNAPSHOT_TMP);
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producers::{ProducerBatch, Verdict};
+    use weir_log::{AppendOrigin, LogConfig};
+    use weir_records::{Record, RecordBatchBuilder};
+
+    fn append(log: &Log, producer_id: i64, sequence: i32) -> i64 {
+        let mut builder = RecordBatchBuilder::new();
+        builder.producer(producer_id, 0, sequence);
+        builder.push(Record::new(1_000, None, Some(b"v")));
+        let mut bytes = builder.build().unwrap().to_vec();
+        log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
+            .unwrap()
+            .first_offset
+    }
+
+    fn retry(producer_id: i64, sequence: i32) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch: 0,
+            first_sequence: sequence,
+            last_sequence: sequence,
+            timestamp: 1_000,
+        }
+    }
+
+    #[test]
+    fn load_scans_the_log_after_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+        append(&log, 1, 0);
+        append(&log, 1, 1);
+        // No snapshot: everything is scanned.
+        let table = load(&log).unwrap();
+        assert!(
+            matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
+        );
+
+        // A snapshot at the log end, then more appends: snapshot + tail.
+        write_snapshot(log.dir(), &table.snapshot(log.log_end_offset())).unwrap();
+        append(&log, 2, 0);
+        let table = load(&log).unwrap();
+        assert!(
+            matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
+        );
+        assert!(
+            matches!(table.check(&retry(2, 0)), Ok(Verdict::Duplicate(m)) if m.first_offset == 2)
+        );
+    }
+
+    #[test]
+    fn a_snapshot_ahead_of_the_log_is_ignored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
+        append(&log, 1, 0);
+        let mut ahead = ProducerTable::default();
+        ahead.replay(&{
+            let mut builder = RecordBatchBuilder::new();
+            builder.producer(9, 0, 0);
+            builder.push(Record::new(1_000, None, Some(b"lost")));
+            let batch = weir_records::RecordBatch::new(builder.build().unwrap()).unwrap();
+            *batch.header()
+        });
+        write_snapshot(log.dir(), &ahead.snapshot(50)).unwrap();
+        let table = load(&log).unwrap();
+        assert_eq!(table.len(), 1);
+        assert!(matches!(
+            table.check(&retry(1, 0)),
+            Ok(Verdict::Duplicate(_))
+        ));
+        assert!(!log.dir().join(SNAPSHOT_FILE).exists());
+    }
+}

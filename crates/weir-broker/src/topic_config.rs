@@ -1,0 +1,461 @@
+//! The catalog of topic configs the broker accepts, and how each one is described: its value,
+//! where that value comes from (a topic override, a broker property, or the built-in default),
+//! and its broker-level synonym.
+//!
+//! Two kinds of config are accepted. Log configs (`retention.ms`, `segment.bytes`, ...) are
+//! enforced by `weir_log::LogConfig`, which also validates their values. Stored configs
+//! (`min.insync.replicas`, `compression.type`, ...) are Kafka topic configs that clients commonly
+//! set when creating topics; the broker validates, persists and reports them so those clients
+//! work, but the single-node log does not act on them (yet). Any other name is refused with
+//! INVALID_CONFIG, as Kafka refuses unknown topic config names.
+
+use crate::error::AdminError;
+use crate::state::Broker;
+use crate::topics::Topic;
+use std::collections::BTreeMap;
+use weir_log::{LogConfig, TimestampType};
+
+/// Where a config value comes from (Kafka's `ConfigSource` ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub(crate) enum ConfigSource {
+    /// A per-topic override set through CreateTopics or AlterConfigs.
+    DynamicTopic = 1,
+    /// A property in the broker's config file, environment or flags.
+    StaticBroker = 4,
+    /// The built-in default.
+    Default = 5,
+}
+
+/// The type of a config value (Kafka's `ConfigType` ids, DescribeConfigs v3+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub(crate) enum ConfigType {
+    /// `true` or `false`.
+    Boolean = 1,
+    /// Free text or one of a few words.
+    String = 2,
+    /// A 32-bit integer.
+    Int = 3,
+    /// A 64-bit integer.
+    Long = 5,
+    /// A floating point number.
+    Double = 6,
+    /// A comma-separated list (APPEND and SUBTRACT apply).
+    List = 7,
+}
+
+/// How a topic config is backed.
+#[derive(Debug, Clone, Copy)]
+enum Backing {
+    /// Enforced by the partition log; values are checked by `LogConfig`.
+    Log,
+    /// Validated and stored but not acted on; `default` applies unless the broker property is set.
+    Stored {
+        default: &'static str,
+        check: fn(&str) -> Result<(), &'static str>,
+    },
+}
+
+/// One accepted topic config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConfigDef {
+    /// The topic-level name.
+    pub(crate) name: &'static str,
+    /// The broker property that sets its default, when the broker honours one.
+    pub(crate) broker_synonym: Option<&'static str>,
+    /// The value type.
+    pub(crate) config_type: ConfigType,
+    backing: Backing,
+}
+
+const fn log(
+    name: &'static str,
+    broker_synonym: Option<&'static str>,
+    config_type: ConfigType,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        broker_synonym,
+        config_type,
+        backing: Backing::Log,
+    }
+}
+
+const fn stored(
+    name: &'static str,
+    broker_synonym: &'static str,
+    config_type: ConfigType,
+    default: &'static str,
+    check: fn(&str) -> Result<(), &'static str>,
+) -> ConfigDef {
+    ConfigDef {
+        name,
+        broker_synonym: Some(broker_synonym),
+        config_type,
+        backing: Backing::Stored { default, check },
+    }
+}
+
+fn check_bool(value: &str) -> Result<(), &'static str> {
+    match value.trim() {
+        "true" | "false" => Ok(()),
+        _ => Err("expected true or false"),
+    }
+}
+
+fn check_min_insync(value: &str) -> Result<(), &'static str> {
+    match value.trim().parse::<i32>() {
+        Ok(n) if n >= 1 => Ok(()),
+        _ => Err("expected an integer of at least 1"),
+    }
+}
+
+fn check_positive_ms(value: &str) -> Result<(), &'static str> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(()),
+        _ => Err("expected a positive number of milliseconds"),
+    }
+}
+
+fn check_non_negative_ms(value: &str) -> Result<(), &'static str> {
+    match value.trim().parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(()),
+        _ => Err("expected a non-negative number of milliseconds"),
+    }
+}
+
+fn check_compression(value: &str) -> Result<(), &'static str> {
+    match value.trim() {
+        "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+        _ => Err("expected producer, uncompressed, gzip, snappy, lz4 or zstd"),
+    }
+}
+
+/// Every accepted topic config, in the order DescribeConfigs lists them. Broker synonyms are
+/// given only where `partitions.rs` actually reads the broker property.
+pub(crate) const CATALOG: &[ConfigDef] = &[
+    log(
+        "cleanup.policy",
+        Some("log.cleanup.policy"),
+        ConfigType::List,
+    ),
+    stored(
+        "compression.type",
+        "compression.type",
+        ConfigType::String,
+        "producer",
+        check_compression,
+    ),
+    log(
+        "delete.retention.ms",
+        Some("log.cleaner.delete.retention.ms"),
+        ConfigType::Long,
+    ),
+    stored(
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        ConfigType::Long,
+        "60000",
+        check_non_negative_ms,
+    ),
+    log(
+        "flush.messages",
+        Some("log.flush.interval.messages"),
+        ConfigType::Long,
+    ),
+    log("flush.ms", Some("log.flush.interval.ms"), ConfigType::Long),
+    log(
+        "index.interval.bytes",
+        Some("log.index.interval.bytes"),
+        ConfigType::Int,
+    ),
+    stored(
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        ConfigType::Long,
+        "9223372036854775807",
+        check_positive_ms,
+    ),
+    log(
+        "max.message.bytes",
+        Some("message.max.bytes"),
+        ConfigType::Int,
+    ),
+    log("message.timestamp.after.max.ms", None, ConfigType::Long),
+    log("message.timestamp.before.max.ms", None, ConfigType::Long),
+    log(
+        "message.timestamp.type",
+        Some("log.message.timestamp.type"),
+        ConfigType::String,
+    ),
+    log(
+        "min.cleanable.dirty.ratio",
+        Some("log.cleaner.min.cleanable.ratio"),
+        ConfigType::Double,
+    ),
+    log("min.compaction.lag.ms", None, ConfigType::Long),
+    stored(
+        "min.insync.replicas",
+        "min.insync.replicas",
+        ConfigType::Int,
+        "1",
+        check_min_insync,
+    ),
+    stored(
+        "preallocate",
+        "log.preallocate",
+        ConfigType::Boolean,
+        "false",
+        check_bool,
+    ),
+    log(
+        "retention.bytes",
+        Some("log.retention.bytes"),
+        ConfigType::Long,
+    ),
+    log("retention.ms", Some("log.retention.ms"), ConfigType::Long),
+    log("segment.bytes", Some("log.segment.bytes"), ConfigType::Int),
+    log("segment.index.bytes", None, ConfigType::Int),
+    stored(
+        "segment.jitter.ms",
+        "log.roll.jitter.ms",
+        ConfigType::Long,
+        "0",
+        check_non_negative_ms,
+    ),
+    log("segment.ms", Some("log.roll.ms"), ConfigType::Long),
+    stored(
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        ConfigType::Boolean,
+        "false",
+        check_bool,
+    ),
+];
+
+/// The catalog entry for `name`.
+pub(crate) fn def(name: &str) -> Option<&'static ConfigDef> {
+    CATALOG.iter().find(|d| d.name == name)
+}
+
+/// Whether `name` is a config the partition log enforces (and `LogConfig` understands).
+pub(crate) fn is_log_config(name: &str) -> bool {
+    def(name).is_some_and(|d| matches!(d.backing, Backing::Log))
+}
+
+/// Checks a complete override set: every name is known and every value valid, including the
+/// log configs as the log would apply them over the broker defaults.
+pub(crate) fn validate(
+    broker: &Broker,
+    topic: &str,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), AdminError> {
+    for (name, value) in overrides {
+        let def = def(name).ok_or_else(|| {
+            AdminError::InvalidConfig(format!("Unknown topic config name: {name}"))
+        })?;
+        if let Backing::Stored { check, .. } = def.backing {
+            check(value).map_err(|reason| {
+                AdminError::InvalidConfig(format!(
+                    "Invalid value {value} for configuration {name}: {reason}"
+                ))
+            })?;
+        }
+    }
+    let probe = Topic {
+        name: topic.to_string(),
+        id: weir_protocol::Uuid::ZERO,
+        partitions: 1,
+        configs: overrides.clone(),
+        internal: false,
+    };
+    broker.partitions.log_config(&probe)?;
+    Ok(())
+}
+
+/// A described config value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Described {
+    /// The config name.
+    pub(crate) name: String,
+    /// Its value (`None` for a sensitive value).
+    pub(crate) value: Option<String>,
+    /// Where the value comes from.
+    pub(crate) source: ConfigSource,
+    /// Whether AlterConfigs may change it.
+    pub(crate) read_only: bool,
+    /// Whether the value is a secret.
+    pub(crate) sensitive: bool,
+    /// The value type.
+    pub(crate) config_type: ConfigType,
+    /// The value's synonyms, most specific first (Kafka's order): the topic override, the
+    /// broker property, the built-in default.
+    pub(crate) synonyms: Vec<(String, Option<String>, ConfigSource)>,
+}
+
+/// Every config of `topic`, with values and sources.
+pub(crate) fn describe_topic(broker: &Broker, topic: &Topic) -> Result<Vec<Described>, AdminError> {
+    let defaults_probe = Topic {
+        configs: BTreeMap::new(),
+        ..topic.clone()
+    };
+    let default_log = broker.partitions.log_config(&defaults_probe)?;
+    let raw = &broker.config().raw;
+    Ok(CATALOG
+        .iter()
+        .map(|def| {
+            let broker_value = def
+                .broker_synonym
+                .and_then(|key| raw.get(key).map(|v| (key, v.clone())));
+            let default_value = match def.backing {
+                Backing::Log => log_value(&default_log, def.name),
+                Backing::Stored { default, .. } => default.to_string(),
+            };
+            let builtin = match def.backing {
+                Backing::Log => log_value(&LogConfig::default(), def.name),
+                Backing::Stored { default, .. } => default.to_string(),
+            };
+            let mut synonyms = Vec::new();
+            let override_value = topic.configs.get(def.name).cloned();
+            if let Some(v) = &override_value {
+                synonyms.push((
+                    def.name.to_string(),
+                    Some(v.clone()),
+                    ConfigSource::DynamicTopic,
+                ));
+            }
+            if let Some((key, v)) = &broker_value {
+                synonyms.push((key.to_string(), Some(v.clone()), ConfigSource::StaticBroker));
+            }
+            synonyms.push((
+                def.broker_synonym.unwrap_or(def.name).to_string(),
+                Some(builtin),
+                ConfigSource::Default,
+            ));
+            let (value, source) = match (override_value, &broker_value) {
+                (Some(v), _) => (v, ConfigSource::DynamicTopic),
+                (None, Some((_, v))) => match def.backing {
+                    // The log config already merged the broker property in.
+                    Backing::Log => (default_value, ConfigSource::StaticBroker),
+                    Backing::Stored { .. } => (v.clone(), ConfigSource::StaticBroker),
+                },
+                (None, None) => (default_value, ConfigSource::Default),
+            };
+            Described {
+                name: def.name.to_string(),
+                value: Some(value),
+                source,
+                read_only: false,
+                sensitive: false,
+                config_type: def.config_type,
+                synonyms,
+            }
+        })
+        .collect())
+}
+
+/// The value a topic config has when the topic does not override it.
+pub(crate) fn default_value(broker: &Broker, name: &str) -> Result<Option<String>, AdminError> {
+    let probe = Topic {
+        name: String::new(),
+        id: weir_protocol::Uuid::ZERO,
+        partitions: 1,
+        configs: BTreeMap::new(),
+        internal: false,
+    };
+    Ok(describe_topic(broker, &probe)?
+        .into_iter()
+        .find(|d| d.name == name)
+        .and_then(|d| d.value))
+}
+
+/// The broker's own properties: every default and every property given, all read-only (the
+/// broker's config is static; change it in the file or flags and restart).
+pub(crate) fn describe_broker(broker: &Broker) -> Vec<Described> {
+    let raw = &broker.config().raw;
+    let mut all: BTreeMap<String, (String, ConfigSource)> = crate::config::DEFAULTS
+        .iter()
+        .map(|(k, v)| (k.to_string(), (v.to_string(), ConfigSource::Default)))
+        .collect();
+    for (k, v) in raw {
+        all.insert(k.clone(), (v.clone(), ConfigSource::StaticBroker));
+    }
+    all.into_iter()
+        .map(|(name, (value, source))| {
+            let sensitive = name.contains("password") || name.contains("secret");
+            let value = (!sensitive).then_some(value);
+            Described {
+                synonyms: vec![(name.clone(), value.clone(), source)],
+                name,
+                value,
+                source,
+                read_only: true,
+                sensitive,
+                config_type: ConfigType::String,
+            }
+        })
+        .collect()
+}
+
+/// The value of a log config as Kafka spells it.
+fn log_value(config: &LogConfig, name: &str) -> String {
+    match name {
+        "segment.bytes" => config.segment_bytes.to_string(),
+        "segment.ms" => config.segment_ms.to_string(),
+        "segment.index.bytes" => config.segment_index_bytes.to_string(),
+        "index.interval.bytes" => config.index_interval_bytes.to_string(),
+        "retention.ms" => config.retention_ms.to_string(),
+        "retention.bytes" => config.retention_bytes.to_string(),
+        "max.message.bytes" => config.max_message_bytes.to_string(),
+        "message.timestamp.type" => match config.message_timestamp_type {
+            TimestampType::LogAppendTime => "LogAppendTime".to_string(),
+            TimestampType::CreateTime => "CreateTime".to_string(),
+        },
+        "message.timestamp.before.max.ms" => config.message_timestamp_before_max_ms.to_string(),
+        "message.timestamp.after.max.ms" => config.message_timestamp_after_max_ms.to_string(),
+        "flush.messages" => config.flush_messages.to_string(),
+        "flush.ms" => config.flush_ms.to_string(),
+        "cleanup.policy" => {
+            let policy = config.cleanup_policy;
+            match (policy.compact, policy.delete) {
+                (true, true) => "compact,delete".to_string(),
+                (true, false) => "compact".to_string(),
+                _ => "delete".to_string(),
+            }
+        }
+        "delete.retention.ms" => config.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => config.min_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => config.min_cleanable_dirty_ratio.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_log_config_in_the_catalog_is_understood_by_the_log() {
+        let defaults = LogConfig::default();
+        for def in CATALOG {
+            if is_log_config(def.name) {
+                let value = log_value(&defaults, def.name);
+                assert!(!value.is_empty(), "{} has no rendering", def.name);
+                LogConfig::from_properties([(def.name, value.as_str())])
+                    .unwrap_or_else(|e| panic!("{}: {e}", def.name));
+            } else {
+                assert!(LogConfig::from_properties([(def.name, "1")]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn catalog_is_sorted_and_unique() {
+        let names: Vec<_> = CATALOG.iter().map(|d| d.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+    }
+}

@@ -1,0 +1,805 @@
+//! Admin APIs (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
+//! IncrementalAlterConfigs, DescribeCluster) and the admin HTTP port, against an in-process
+//! broker.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test on any error"
+)]
+
+#[allow(
+    unreachable_pub,
+    reason = "support is shared by several test crates; `expect` would fail if it is fixed there"
+)]
+mod support;
+
+use support::{RawClient, TestBroker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weir_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use weir_protocol::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
+use weir_protocol::messages::delete_topics_request::DeleteTopicState;
+use weir_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use weir_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+use weir_protocol::messages::{
+    AlterConfigsRequest, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, MetadataRequest, alter_configs_request,
+    incremental_alter_configs_request,
+};
+use weir_protocol::{ApiKey, ErrorCode, Uuid};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+fn topic(name: &str, partitions: i32, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic {
+        name: name.into(),
+        num_partitions: partitions,
+        replication_factor: -1,
+        configs: configs
+            .iter()
+            .map(|(k, v)| CreatableTopicConfig {
+                name: (*k).into(),
+                value: Some((*v).into()),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+async fn create(
+    client: &mut RawClient,
+    topics: Vec<CreatableTopic>,
+    validate_only: bool,
+    version: i16,
+) -> CreateTopicsResponse {
+    let request = CreateTopicsRequest {
+        topics,
+        validate_only,
+        ..Default::default()
+    };
+    client.send(request, version).await
+}
+
+async fn describe_topic(
+    client: &mut RawClient,
+    name: &str,
+    keys: Option<Vec<&str>>,
+) -> Vec<DescribeConfigsResourceResult> {
+    let request = DescribeConfigsRequest {
+        resources: vec![DescribeConfigsResource {
+            resource_type: TOPIC,
+            resource_name: name.into(),
+            configuration_keys: keys.map(|k| k.into_iter().map(String::from).collect()),
+            ..Default::default()
+        }],
+        include_synonyms: true,
+        ..Default::default()
+    };
+    let response = client.send(request, 4).await;
+    assert_eq!(response.results.len(), 1);
+    assert_eq!(
+        response.results[0].error_code, 0,
+        "{:?}",
+        response.results[0].error_message
+    );
+    response.results[0].configs.clone()
+}
+
+fn config<'a>(
+    configs: &'a [DescribeConfigsResourceResult],
+    name: &str,
+) -> &'a DescribeConfigsResourceResult {
+    configs
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no config {name} in {configs:?}"))
+}
+
+async fn partition_count(client: &mut RawClient, name: &str) -> Option<usize> {
+    let request = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(name.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..Default::default()
+    };
+    let response = client.send(request, 12).await;
+    (response.topics[0].error_code == 0).then(|| response.topics[0].partitions.len())
+}
+
+#[tokio::test]
+async fn api_versions_advertises_the_admin_apis() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let response = client.send(ApiVersionsRequest::default(), 3).await;
+    for (key, min, max) in [
+        (ApiKey::CreateTopics, 2, 7),
+        (ApiKey::DeleteTopics, 1, 6),
+        (ApiKey::DescribeConfigs, 1, 4),
+        (ApiKey::AlterConfigs, 0, 2),
+        (ApiKey::CreatePartitions, 0, 3),
+        (ApiKey::IncrementalAlterConfigs, 0, 1),
+        (ApiKey::DescribeCluster, 0, 2),
+    ] {
+        let api = response
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .unwrap_or_else(|| panic!("{key:?} not advertised"));
+        assert_eq!((api.min_version, api.max_version), (min, max), "{key:?}");
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn create_topics_checks_everything_and_creates_logs() {
+    let broker = TestBroker::start(&[("num.partitions", "2")]).await;
+    let mut client = broker.client().await;
+
+    // A valid topic with an override: v7 returns its id, partitions and configs.
+    let response = create(
+        &mut client,
+        vec![topic("orders", 3, &[("retention.ms", "60000")])],
+        false,
+        7,
+    )
+    .await;
+    let result = &response.topics[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    assert_eq!(result.error_message, None);
+    assert_eq!(result.num_partitions, 3);
+    assert_eq!(result.replication_factor, 1);
+    assert_ne!(result.topic_id, Uuid::ZERO);
+    let configs = result.configs.as_ref().unwrap();
+    let retention = configs.iter().find(|c| c.name == "retention.ms").unwrap();
+    assert_eq!(retention.value.as_deref(), Some("60000"));
+    assert_eq!(retention.config_source, DYNAMIC_TOPIC_CONFIG);
+    let segment = configs.iter().find(|c| c.name == "segment.bytes").unwrap();
+    assert_eq!(segment.config_source, DEFAULT_CONFIG);
+    for p in 0..3 {
+        assert!(broker.dir.join(format!("orders-{p}")).is_dir());
+    }
+    assert_eq!(partition_count(&mut client, "orders").await, Some(3));
+
+    // Defaults: -1 partitions takes num.partitions; old versions work.
+    let response = create(&mut client, vec![topic("defaults", -1, &[])], false, 2).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(partition_count(&mut client, "defaults").await, Some(2));
+
+    // validate_only checks and creates nothing.
+    let response = create(&mut client, vec![topic("dry", 4, &[])], true, 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(response.topics[0].num_partitions, 4);
+    assert_eq!(response.topics[0].topic_id, Uuid::ZERO);
+    assert_eq!(partition_count(&mut client, "dry").await, None);
+    assert!(!broker.dir.join("dry-0").exists());
+
+    // Each failure has its code and a message, and the others in the request still succeed.
+    let mut replicated = topic("replicated", 1, &[]);
+    replicated.replication_factor = 3;
+    let mut elsewhere = topic("elsewhere", -1, &[]);
+    elsewhere.replication_factor = -1;
+    elsewhere.assignments = vec![CreatableReplicaAssignment {
+        partition_index: 0,
+        broker_ids: vec![5],
+        ..Default::default()
+    }];
+    let mut assigned = topic("assigned", -1, &[]);
+    assigned.assignments = (0..2)
+        .map(|p| CreatableReplicaAssignment {
+            partition_index: p,
+            broker_ids: vec![0],
+            ..Default::default()
+        })
+        .collect();
+    let response = create(
+        &mut client,
+        vec![
+            topic("orders", 1, &[]),
+            topic("bad name", 1, &[]),
+            topic("bad-config", 1, &[("retention.ms", "soon")]),
+            topic("unknown-config", 1, &[("no.such.config", "1")]),
+            topic("zero", 0, &[]),
+            replicated,
+            elsewhere,
+            assigned,
+            topic("twice", 1, &[]),
+            topic("twice", 1, &[]),
+            topic("__consumer_offsets", 1, &[]),
+            topic(
+                "stored",
+                1,
+                &[("min.insync.replicas", "1"), ("compression.type", "zstd")],
+            ),
+            topic("bad-stored", 1, &[("min.insync.replicas", "0")]),
+        ],
+        false,
+        5,
+    )
+    .await;
+    let codes: Vec<(String, i16)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.clone(), t.error_code))
+        .collect();
+    let expect = [
+        ("orders", ErrorCode::TOPIC_ALREADY_EXISTS),
+        ("bad name", ErrorCode::INVALID_TOPIC_EXCEPTION),
+        ("bad-config", ErrorCode::INVALID_CONFIG),
+        ("unknown-config", ErrorCode::INVALID_CONFIG),
+        ("zero", ErrorCode::INVALID_PARTITIONS),
+        ("replicated", ErrorCode::INVALID_REPLICATION_FACTOR),
+        ("elsewhere", ErrorCode::INVALID_REPLICA_ASSIGNMENT),
+        ("assigned", ErrorCode::NONE),
+        ("twice", ErrorCode::INVALID_REQUEST),
+        ("twice", ErrorCode::INVALID_REQUEST),
+        ("__consumer_offsets", ErrorCode::INVALID_REQUEST),
+        ("stored", ErrorCode::NONE),
+        ("bad-stored", ErrorCode::INVALID_CONFIG),
+    ];
+    let expect: Vec<(String, i16)> = expect
+        .iter()
+        .map(|(n, c)| (n.to_string(), c.code()))
+        .collect();
+    assert_eq!(codes, expect);
+    let bad_config = &response.topics[2];
+    assert!(
+        bad_config
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("retention.ms"),
+        "{:?}",
+        bad_config.error_message
+    );
+    assert_eq!(bad_config.num_partitions, -1);
+    assert!(
+        response.topics[3]
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("no.such.config")
+    );
+    assert_eq!(partition_count(&mut client, "assigned").await, Some(2));
+    assert_eq!(partition_count(&mut client, "bad-config").await, None);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn describe_configs_shows_overrides_broker_properties_and_defaults() {
+    let broker = TestBroker::start(&[("log.retention.bytes", "1000000")]).await;
+    let mut client = broker.client().await;
+    let response = create(
+        &mut client,
+        vec![topic(
+            "events",
+            1,
+            &[("retention.ms", "3600000"), ("cleanup.policy", "compact")],
+        )],
+        false,
+        7,
+    )
+    .await;
+    assert_eq!(response.topics[0].error_code, 0);
+
+    let configs = describe_topic(&mut client, "events", None).await;
+    let retention = config(&configs, "retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert_eq!(retention.config_source, DYNAMIC_TOPIC_CONFIG);
+    assert!(!retention.read_only);
+    assert!(!retention.is_sensitive);
+    assert_eq!(retention.documentation, None);
+    // Synonyms: the override, then the built-in default of the broker property.
+    let synonyms: Vec<(&str, i8)> = retention
+        .synonyms
+        .iter()
+        .map(|s| (s.name.as_str(), s.source))
+        .collect();
+    assert_eq!(
+        synonyms,
+        [
+            ("retention.ms", DYNAMIC_TOPIC_CONFIG),
+            ("log.retention.ms", DEFAULT_CONFIG)
+        ]
+    );
+    let policy = config(&configs, "cleanup.policy");
+    assert_eq!(policy.value.as_deref(), Some("compact"));
+    assert_eq!(policy.config_type, 7, "cleanup.policy is a LIST");
+    let bytes = config(&configs, "retention.bytes");
+    assert_eq!(bytes.value.as_deref(), Some("1000000"));
+    assert_eq!(bytes.config_source, STATIC_BROKER_CONFIG);
+    let segment = config(&configs, "segment.bytes");
+    assert_eq!(segment.value.as_deref(), Some("1073741824"));
+    assert_eq!(segment.config_source, DEFAULT_CONFIG);
+    let insync = config(&configs, "min.insync.replicas");
+    assert_eq!(insync.value.as_deref(), Some("1"));
+
+    // A key filter returns only those keys; old versions work.
+    let filtered = describe_topic(&mut client, "events", Some(vec!["segment.ms", "nope"])).await;
+    assert_eq!(filtered.len(), 1);
+    assert_eq!(filtered[0].name, "segment.ms");
+    let request = DescribeConfigsRequest {
+        resources: vec![
+            DescribeConfigsResource {
+                resource_type: TOPIC,
+                resource_name: "events".into(),
+                configuration_keys: None,
+                ..Default::default()
+            },
+            DescribeConfigsResource {
+                resource_type: TOPIC,
+                resource_name: "missing".into(),
+                configuration_keys: None,
+                ..Default::default()
+            },
+            DescribeConfigsResource {
+                resource_type: BROKER,
+                resource_name: "0".into(),
+                configuration_keys: None,
+                ..Default::default()
+            },
+            DescribeConfigsResource {
+                resource_type: BROKER,
+                resource_name: "7".into(),
+                configuration_keys: None,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let response = client.send(request, 1).await;
+    assert_eq!(response.results[0].error_code, 0);
+    assert!(response.results[0].configs.len() > 10);
+    assert_eq!(
+        response.results[1].error_code,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
+    );
+    assert_eq!(response.results[2].error_code, 0);
+    let broker_configs = &response.results[2].configs;
+    let given = config(broker_configs, "log.retention.bytes");
+    assert_eq!(given.value.as_deref(), Some("1000000"));
+    assert_eq!(given.config_source, STATIC_BROKER_CONFIG);
+    assert!(given.read_only);
+    let default = config(broker_configs, "num.partitions");
+    assert_eq!(default.config_source, DEFAULT_CONFIG);
+    assert_eq!(
+        response.results[3].error_code,
+        ErrorCode::INVALID_REQUEST.code()
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn alter_configs_replace_and_incremental_changes_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    let response = create(
+        &mut client,
+        vec![topic("logs", 1, &[("retention.ms", "3600000")])],
+        false,
+        7,
+    )
+    .await;
+    assert_eq!(response.topics[0].error_code, 0);
+
+    // AlterConfigs replaces the whole set: retention.ms goes back to its default.
+    let alter = |configs: &[(&str, &str)], validate_only| AlterConfigsRequest {
+        resources: vec![alter_configs_request::AlterConfigsResource {
+            resource_type: TOPIC,
+            resource_name: "logs".into(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| alter_configs_request::AlterableConfig {
+                    name: (*k).into(),
+                    value: Some((*v).into()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        validate_only,
+        ..Default::default()
+    };
+    let response = client
+        .send(alter(&[("segment.bytes", "1048576")], false), 2)
+        .await;
+    assert_eq!(response.responses[0].error_code, 0);
+    assert_eq!(response.responses[0].resource_name, "logs");
+    let configs = describe_topic(&mut client, "logs", None).await;
+    assert_eq!(
+        config(&configs, "segment.bytes").value.as_deref(),
+        Some("1048576")
+    );
+    assert_eq!(
+        config(&configs, "segment.bytes").config_source,
+        DYNAMIC_TOPIC_CONFIG
+    );
+    assert_eq!(
+        config(&configs, "retention.ms").config_source,
+        DEFAULT_CONFIG
+    );
+
+    // validate_only and invalid values change nothing.
+    let response = client
+        .send(alter(&[("segment.bytes", "2097152")], true), 0)
+        .await;
+    assert_eq!(response.responses[0].error_code, 0);
+    let response = client
+        .send(alter(&[("segment.bytes", "tiny")], false), 1)
+        .await;
+    assert_eq!(
+        response.responses[0].error_code,
+        ErrorCode::INVALID_CONFIG.code()
+    );
+    let configs = describe_topic(&mut client, "logs", Some(vec!["segment.bytes"])).await;
+    assert_eq!(configs[0].value.as_deref(), Some("1048576"));
+
+    // IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on the list cleanup.policy.
+    let incremental = |ops: &[(&str, i8, Option<&str>)]| IncrementalAlterConfigsRequest {
+        resources: vec![incremental_alter_configs_request::AlterConfigsResource {
+            resource_type: TOPIC,
+            resource_name: "logs".into(),
+            configs: ops
+                .iter()
+                .map(
+                    |(name, op, value)| incremental_alter_configs_request::AlterableConfig {
+                        name: (*name).into(),
+                        config_operation: *op,
+                        value: value.map(String::from),
+                        ..Default::default()
+                    },
+                )
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response = client
+        .send(
+            incremental(&[
+                ("retention.ms", 0, Some("120000")),
+                ("segment.bytes", 1, None),
+                ("cleanup.policy", 2, Some("compact")),
+            ]),
+            1,
+        )
+        .await;
+    assert_eq!(
+        response.responses[0].error_code, 0,
+        "{:?}",
+        response.responses[0].error_message
+    );
+    let configs = describe_topic(&mut client, "logs", None).await;
+    assert_eq!(
+        config(&configs, "retention.ms").value.as_deref(),
+        Some("120000")
+    );
+    assert_eq!(
+        config(&configs, "segment.bytes").config_source,
+        DEFAULT_CONFIG
+    );
+    assert_eq!(
+        config(&configs, "cleanup.policy").value.as_deref(),
+        Some("delete,compact")
+    );
+    let response = client
+        .send(incremental(&[("cleanup.policy", 3, Some("delete"))]), 0)
+        .await;
+    assert_eq!(response.responses[0].error_code, 0);
+    for (ops, code) in [
+        (
+            vec![("retention.ms", 2, Some("1"))],
+            ErrorCode::INVALID_CONFIG,
+        ),
+        (vec![("nope", 0, Some("1"))], ErrorCode::INVALID_CONFIG),
+        (
+            vec![("retention.ms", 9, Some("1"))],
+            ErrorCode::INVALID_REQUEST,
+        ),
+        (
+            vec![("retention.ms", 0, Some("1")), ("retention.ms", 1, None)],
+            ErrorCode::INVALID_REQUEST,
+        ),
+    ] {
+        let response = client.send(incremental(&ops), 1).await;
+        assert_eq!(response.responses[0].error_code, code.code(), "{ops:?}");
+    }
+
+    // Broker configs are static.
+    let request = IncrementalAlterConfigsRequest {
+        resources: vec![incremental_alter_configs_request::AlterConfigsResource {
+            resource_type: BROKER,
+            resource_name: "0".into(),
+            configs: vec![incremental_alter_configs_request::AlterableConfig {
+                name: "retention.ms".into(),
+                config_operation: 0,
+                value: Some("1".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response = client.send(request, 1).await;
+    assert_eq!(
+        response.responses[0].error_code,
+        ErrorCode::INVALID_REQUEST.code()
+    );
+    broker.stop().await;
+
+    // The overrides survive a restart.
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    let configs = describe_topic(&mut client, "logs", None).await;
+    assert_eq!(
+        config(&configs, "retention.ms").value.as_deref(),
+        Some("120000")
+    );
+    assert_eq!(
+        config(&configs, "cleanup.policy").value.as_deref(),
+        Some("compact")
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn create_partitions_only_grows() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    create(&mut client, vec![topic("grow", 1, &[])], false, 7).await;
+    let request = |count, validate_only| CreatePartitionsRequest {
+        topics: vec![CreatePartitionsTopic {
+            name: "grow".into(),
+            count,
+            assignments: None,
+            ..Default::default()
+        }],
+        validate_only,
+        ..Default::default()
+    };
+    let response = client.send(request(5, true), 3).await;
+    assert_eq!(response.results[0].error_code, 0);
+    assert_eq!(partition_count(&mut client, "grow").await, Some(1));
+
+    let response = client.send(request(3, false), 0).await;
+    assert_eq!(response.results[0].error_code, 0);
+    assert_eq!(response.results[0].error_message, None);
+    assert_eq!(partition_count(&mut client, "grow").await, Some(3));
+    assert!(broker.dir.join("grow-2").is_dir());
+
+    for count in [3, 2] {
+        let response = client.send(request(count, false), 2).await;
+        assert_eq!(
+            response.results[0].error_code,
+            ErrorCode::INVALID_PARTITIONS.code()
+        );
+        assert!(response.results[0].error_message.is_some());
+    }
+    let response = client
+        .send(
+            CreatePartitionsRequest {
+                topics: vec![CreatePartitionsTopic {
+                    name: "missing".into(),
+                    count: 2,
+                    assignments: None,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            3,
+        )
+        .await;
+    assert_eq!(
+        response.results[0].error_code,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn delete_topics_removes_logs_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    let response = create(
+        &mut client,
+        vec![topic("a", 2, &[]), topic("b", 1, &[]), topic("c", 1, &[])],
+        false,
+        7,
+    )
+    .await;
+    let b_id = response.topics[1].topic_id;
+    // An internal topic, as the group coordinator would create it.
+    let request = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some("__consumer_offsets".into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: true,
+        ..Default::default()
+    };
+    client.send(request, 12).await;
+
+    // v1: by name.
+    let response = client
+        .send(
+            DeleteTopicsRequest {
+                topic_names: vec!["a".into(), "missing".into(), "__consumer_offsets".into()],
+                ..Default::default()
+            },
+            1,
+        )
+        .await;
+    let codes: Vec<i16> = response.responses.iter().map(|r| r.error_code).collect();
+    assert_eq!(
+        codes,
+        [
+            0,
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+            ErrorCode::INVALID_TOPIC_EXCEPTION.code()
+        ]
+    );
+    assert!(!dir.path().join("a-0").exists());
+    assert!(!dir.path().join("a-1").exists());
+    assert_eq!(partition_count(&mut client, "a").await, None);
+
+    // v6: by id and by name.
+    let response = client
+        .send(
+            DeleteTopicsRequest {
+                topics: vec![
+                    DeleteTopicState {
+                        name: None,
+                        topic_id: b_id,
+                        ..Default::default()
+                    },
+                    DeleteTopicState {
+                        name: None,
+                        topic_id: Uuid([7; 16]),
+                        ..Default::default()
+                    },
+                    DeleteTopicState {
+                        name: Some("c".into()),
+                        topic_id: Uuid::ZERO,
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            },
+            6,
+        )
+        .await;
+    assert_eq!(response.responses[0].error_code, 0);
+    assert_eq!(response.responses[0].name.as_deref(), Some("b"));
+    assert_eq!(
+        response.responses[1].error_code,
+        ErrorCode::UNKNOWN_TOPIC_ID.code()
+    );
+    assert_eq!(response.responses[2].error_code, 0);
+    assert_eq!(response.responses[2].error_message, None);
+    assert!(!dir.path().join("b-0").exists());
+    broker.stop().await;
+
+    // Gone after a restart too, and the name can be reused with no old data.
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    for name in ["a", "b", "c"] {
+        assert_eq!(partition_count(&mut client, name).await, None, "{name}");
+    }
+    let response = create(&mut client, vec![topic("a", 1, &[])], false, 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn describe_cluster_names_this_node() {
+    let broker = TestBroker::start(&[("node.id", "3")]).await;
+    let mut client = broker.client().await;
+    for version in 0..=2 {
+        let response = client
+            .send(DescribeClusterRequest::default(), version)
+            .await;
+        assert_eq!(response.error_code, 0);
+        assert_eq!(response.error_message, None);
+        assert_eq!(response.controller_id, 3);
+        assert!(!response.cluster_id.is_empty());
+        assert_eq!(response.brokers.len(), 1);
+        assert_eq!(response.brokers[0].broker_id, 3);
+        assert_eq!(response.brokers[0].host, "127.0.0.1");
+        assert_eq!(response.cluster_authorized_operations, i32::MIN);
+    }
+    let response = client
+        .send(
+            DescribeClusterRequest {
+                endpoint_type: 2,
+                ..Default::default()
+            },
+            1,
+        )
+        .await;
+    assert_eq!(
+        response.error_code,
+        ErrorCode::UNSUPPORTED_ENDPOINT_TYPE.code()
+    );
+    broker.stop().await;
+}
+
+/// Sends raw bytes to the admin port and returns the whole response.
+async fn http(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    String::from_utf8(response).unwrap()
+}
+
+#[tokio::test]
+async fn admin_http_serves_health_and_metrics() {
+    let broker = TestBroker::start(&[("weir.admin.listener", "127.0.0.1:0")]).await;
+    let admin = broker.admin_addr.expect("admin listener enabled");
+
+    let health = http(admin, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+
+    let mut client = broker.client().await;
+    create(&mut client, vec![topic("metered", 2, &[])], false, 7).await;
+    partition_count(&mut client, "metered").await;
+
+    let metrics = http(admin, b"GET /metrics HTTP/1.0\r\n\r\n").await;
+    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
+    assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+    for expected in [
+        "weir_requests_total{api=\"Metadata\"} 1\n",
+        "weir_requests_total{api=\"CreateTopics\"} 1\n",
+        "weir_request_duration_seconds_count{api=\"Metadata\"} 1\n",
+        "weir_request_duration_seconds_bucket{api=\"Metadata\",le=\"+Inf\"} 1\n",
+        "weir_connections 1\n",
+        "weir_connections_total 1\n",
+        "weir_log_end_offset{topic=\"metered\",partition=\"1\"} 0\n",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("weir_request_bytes_total{api=\"Metadata\"} "));
+    assert!(metrics.contains("# TYPE weir_request_duration_seconds histogram"));
+
+    let missing = http(admin, b"GET /nope HTTP/1.1\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    let post = http(
+        admin,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let garbage = http(admin, b"\x00\x01 nonsense\r\n\r\n").await;
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    let mut huge = b"GET /health HTTP/1.1\r\n".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 20_000));
+    let huge = http(admin, &huge).await;
+    assert!(huge.starts_with("HTTP/1.1 400 "), "{huge}");
+
+    // The broker still serves, and the admin port stops with it.
+    assert_eq!(partition_count(&mut client, "metered").await, Some(2));
+    drop(client);
+    broker.stop().await;
+    assert!(tokio::net::TcpStream::connect(admin).await.is_err());
+}

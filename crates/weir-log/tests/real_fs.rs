@@ -1,0 +1,101 @@
+//! The same operations on the real file system (`StdFs`): roll, truncate, retention,
+//! DeleteRecords, compaction with its swap, clean and unclean reopen, and the log manager.
+
+#![expect(clippy::unwrap_used, reason = "helpers fail the test on error")]
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use weir_log::{CleanupPolicy, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition};
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 2_000,
+        index_interval_bytes: 100,
+        cleanup_policy: CleanupPolicy {
+            delete: true,
+            compact: true,
+        },
+        retention_ms: -1,
+        ..LogConfig::default()
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn lifecycle_on_the_real_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("events-0");
+    let log = Log::open(&dir, config()).unwrap();
+    for tag in 0..60 {
+        log.append(&mut batch(tag, 3, NOW), LEADER).unwrap();
+    }
+    assert!(log.segment_count() > 3);
+    let before = bytes_of(&all_batches(&log));
+
+    // Unclean reopen: everything was written (the page cache survives a process exit).
+    drop(log);
+    let log = Log::open(&dir, config()).unwrap();
+    assert_eq!(bytes_of(&all_batches(&log)), before);
+
+    log.truncate_to(170).unwrap();
+    assert_eq!(log.log_end_offset(), 168);
+    assert_eq!(log.delete_records_before(20).unwrap(), 20);
+    let stats = log.compact(log.log_end_offset()).unwrap();
+    assert!(stats.segments > 0 && stats.records_removed > 0);
+    let compacted = bytes_of(&all_batches(&log));
+    log.close().unwrap();
+    assert!(names(&dir).contains(&".clean-shutdown".to_owned()));
+    assert!(
+        !names(&dir)
+            .iter()
+            .any(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".tmp"))
+    );
+
+    let log = Log::open(&dir, config()).unwrap();
+    assert_eq!(log.log_start_offset(), 20);
+    assert_eq!(bytes_of(&all_batches(&log)), compacted);
+    log.truncate_fully_and_start_at(1_000).unwrap();
+    assert_eq!(
+        names(&dir).iter().filter(|n| n.ends_with(".log")).count(),
+        1
+    );
+    log.close().unwrap();
+}
+
+#[test]
+fn manager_on_the_real_file_system() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = vec![tmp.path().join("a"), tmp.path().join("b")];
+    let mut options = LogManagerOptions::new(dirs.clone(), LogConfig::default());
+    options.open_threads = 2;
+    let manager = LogManager::open(options.clone()).unwrap();
+    for p in 0..20 {
+        let log = manager
+            .get_or_create(&TopicPartition::new("orders", p), None)
+            .unwrap();
+        log.append(&mut batch(p as u64, 2, NOW), LEADER).unwrap();
+    }
+    manager.tick().unwrap();
+    manager.close().unwrap();
+    assert_eq!(names(&dirs[0]).len() + names(&dirs[1]).len(), 20);
+    let manager = LogManager::open(options).unwrap();
+    assert_eq!(manager.len(), 20);
+    assert!(
+        manager
+            .logs()
+            .iter()
+            .all(|(_, log)| log.log_end_offset() == 2)
+    );
+    manager.delete(&TopicPartition::new("orders", 0)).unwrap();
+    assert_eq!(manager.len(), 19);
+}

@@ -3,13 +3,12 @@
 
     python3 tests/compat/kafka_python_groups.py [BOOTSTRAP]   (default 127.0.0.1:9092)
 
-Checks: a lone consumer joins, syncs, gets every partition and commits (committed() reads it
-back), reporting the time from its first JoinGroup to the SyncGroup response; two consumers in
-one group split a 4-partition topic 2+2 and one gets all 4 back when the other leaves.
+Checks: a lone consumer joins, syncs, gets every partition, reads the 10 records produced
+before it started and commits (committed() reads it back), reporting the time from its first
+JoinGroup to the SyncGroup response and to the first record (target <= 0.5 s); two consumers
+in one group split a 4-partition topic and one gets every partition back when the other leaves.
 Exits non-zero on failure. Needs `pip install kafka-python` (3.x) and a broker with
-auto-created topics (the two-consumer check wants `num.partitions=4`; with fewer partitions it
-checks a fair split instead). Errors from Fetch/ListOffsets are tolerated so that the group
-flow can be checked on its own.
+auto-created topics (`num.partitions=4` shows a 2+2 split).
 """
 import datetime
 import logging
@@ -18,7 +17,7 @@ import threading
 import time
 import uuid
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 BOOTSTRAP = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
@@ -30,7 +29,7 @@ class JoinTimer(logging.Handler):
 
     def __init__(self):
         super().__init__(logging.DEBUG)
-        self.join = self.sync = None
+        self.join = self.sync = self.first_record = None
 
     def emit(self, record):
         msg = record.getMessage()
@@ -46,10 +45,7 @@ def fail(why):
 
 
 def poll(consumer):
-    try:
-        consumer.poll(timeout_ms=50)
-    except Exception:  # noqa: BLE001 - the fetch path may not be served yet
-        pass
+    consumer.poll(timeout_ms=50)
 
 
 def lone_consumer():
@@ -57,26 +53,38 @@ def lone_consumer():
     logging.getLogger("kafka").addHandler(timer)
     logging.getLogger("kafka").setLevel(logging.DEBUG)
     topic, group = "groups-lone-" + RUN, "groups-lone-" + RUN
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+    for i in range(10):
+        producer.send(topic, key=b"k%d" % i, value=b"v%d" % i)
+    producer.flush()
+    producer.close()
     c = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=group, enable_auto_commit=False,
                       auto_offset_reset="earliest")
     c.subscribe([topic])
+    records = 0
     deadline = time.time() + 20
-    while not c.assignment() and time.time() < deadline:
-        poll(c)
+    while records < 10 and time.time() < deadline:
+        for batch in c.poll(timeout_ms=50).values():
+            if batch and timer.first_record is None:
+                timer.first_record = time.time()
+            records += len(batch)
     logging.getLogger("kafka").removeHandler(timer)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     if not c.assignment():
         fail("lone consumer got no assignment")
+    if records != 10:
+        fail("lone consumer read %d of 10 records" % records)
     assigned = sorted(c.assignment())
     tp = TopicPartition(topic, 0)
     c.commit({tp: OffsetAndMetadata(7, "meta", -1)})
     if c.committed(tp) != 7:
         fail("committed offset not read back: %r" % c.committed(tp))
     c.close(autocommit=False)
-    if timer.join and timer.sync:
-        print("lone consumer: first JoinGroup -> SyncGroup response %.0f ms"
-              % ((timer.sync - timer.join) * 1000))
-    print("ok: lone consumer joined, got %s, committed 7" % assigned)
+    if timer.join and timer.sync and timer.first_record:
+        print("lone consumer: first JoinGroup -> SyncGroup response %.0f ms, -> first record %.0f ms"
+              % ((timer.sync - timer.join) * 1000, (timer.first_record - timer.join) * 1000))
+    print("ok: lone consumer joined, got %d partitions, read 10 records, committed 7"
+          % len(assigned))
 
 
 def pair():

@@ -55,8 +55,8 @@ macro_rules! routes {
 
 routes! {
     // Consumer groups.
-    OffsetCommit => offset_commit, 2..=9;
-    OffsetFetch => offset_fetch, 1..=9;
+    OffsetCommit => offset_commit, 2..=10;
+    OffsetFetch => offset_fetch, 1..=10;
     FindCoordinator => find_coordinator, 0..=6;
     JoinGroup => join_group, 0..=9;
     Heartbeat => heartbeat, 0..=4;

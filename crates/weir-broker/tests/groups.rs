@@ -978,3 +978,91 @@ async fn many_members_join_one_generation() {
     }
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn offset_commit_and_fetch_v10_name_topics_by_id() {
+    let broker = TestBroker::start(&[("num.partitions", "2")]).await;
+    let mut client = broker.client().await;
+    let request = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some("orders".into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: true,
+        ..Default::default()
+    };
+    let id = client.send(request, 12).await.topics[0].topic_id;
+    let unknown = weir_protocol::Uuid([9; 16]);
+    let commit = OffsetCommitRequest {
+        group_id: "ids".into(),
+        generation_id_or_member_epoch: -1,
+        topics: [id, unknown]
+            .into_iter()
+            .map(|topic_id| OffsetCommitRequestTopic {
+                topic_id,
+                partitions: vec![OffsetCommitRequestPartition {
+                    partition_index: 1,
+                    committed_offset: 33,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let response = bounded(client.send(commit, 10)).await;
+    assert_eq!(response.topics[0].topic_id, id);
+    assert_eq!(
+        commit_errors(&response),
+        vec![0, ErrorCode::UNKNOWN_TOPIC_ID.code()]
+    );
+    // Stored by name: older versions see the commit.
+    assert_eq!(
+        fetch_offsets(&mut client, "ids", "orders", &[1]).await,
+        vec![33]
+    );
+
+    let fetch = |topics: Option<Vec<OffsetFetchRequestTopics>>| OffsetFetchRequest {
+        groups: vec![OffsetFetchRequestGroup {
+            group_id: "ids".into(),
+            topics,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let all = bounded(client.send(fetch(None), 10)).await;
+    let topics = &all.groups[0].topics;
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0].topic_id, id);
+    assert_eq!(topics[0].partitions[0].committed_offset, 33);
+    let some = bounded(
+        client.send(
+            fetch(Some(
+                [id, unknown]
+                    .into_iter()
+                    .map(|topic_id| OffsetFetchRequestTopics {
+                        topic_id,
+                        partition_indexes: vec![0, 1],
+                        ..Default::default()
+                    })
+                    .collect(),
+            )),
+            10,
+        ),
+    )
+    .await;
+    let topics = &some.groups[0].topics;
+    assert_eq!(topics[0].topic_id, id);
+    let offsets: Vec<i64> = topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.committed_offset)
+        .collect();
+    assert_eq!(offsets, vec![-1, 33]);
+    assert_eq!(topics[1].topic_id, unknown);
+    assert_eq!(
+        topics[1].partitions[0].error_code,
+        ErrorCode::UNKNOWN_TOPIC_ID.code()
+    );
+    broker.stop().await;
+}

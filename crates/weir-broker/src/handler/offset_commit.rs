@@ -1,16 +1,17 @@
 //! OffsetCommit: stores a group's consumed positions in `__consumer_offsets`; answers after
 //! the records are appended. Partitions of unknown topics are refused one by one, as Kafka does.
+//! v10 names topics by id; offsets are still stored by topic name, as Kafka stores them.
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
 use std::sync::Arc;
 use tracing::debug;
 use weir_group::{OffsetCommit, OffsetCommitRequest as Commit, TopicPartition};
-use weir_protocol::ErrorCode;
 use weir_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use weir_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use weir_protocol::{ErrorCode, Uuid};
 
 super::always_responds!(OffsetCommitRequest);
 
@@ -19,30 +20,37 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    // Per partition in request order: `None` to commit, or the error already decided.
-    let mut decided: Vec<(String, i32, Option<ErrorCode>)> = Vec::new();
+    let by_id = ctx.api_version >= 10;
+    // Per partition in request order: the topic as the client named it, and `None` to commit
+    // or the error already decided.
+    let mut decided: Vec<(String, Uuid, i32, Option<ErrorCode>)> = Vec::new();
     let mut offsets = Vec::new();
     for topic in request.topics {
-        let known = broker.topics.get(&topic.name);
+        let known = if by_id {
+            broker.topics.by_id(topic.topic_id)
+        } else {
+            broker.topics.get(&topic.name)
+        };
+        let unknown = if by_id {
+            ErrorCode::UNKNOWN_TOPIC_ID
+        } else {
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+        };
         for p in topic.partitions {
-            let exists = known
-                .as_ref()
-                .is_some_and(|t| (0..t.partitions).contains(&p.partition_index));
-            if exists {
-                offsets.push(OffsetCommit {
-                    partition: TopicPartition::new(topic.name.clone(), p.partition_index),
-                    offset: p.committed_offset,
-                    leader_epoch: p.committed_leader_epoch,
-                    metadata: p.committed_metadata,
-                });
-                decided.push((topic.name.clone(), p.partition_index, None));
-            } else {
-                decided.push((
-                    topic.name.clone(),
-                    p.partition_index,
-                    Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                ));
-            }
+            let error = match &known {
+                Some(t) if (0..t.partitions).contains(&p.partition_index) => {
+                    offsets.push(OffsetCommit {
+                        partition: TopicPartition::new(t.name.clone(), p.partition_index),
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata,
+                    });
+                    None
+                }
+                Some(_) => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+                None => Some(unknown),
+            };
+            decided.push((topic.name.clone(), topic.topic_id, p.partition_index, error));
         }
     }
     let commit = Commit {
@@ -79,7 +87,7 @@ pub(crate) async fn handle(
     }
     .into_iter();
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
-    for (name, partition_index, error) in decided {
+    for (name, topic_id, partition_index, error) in decided {
         let code = error.unwrap_or_else(|| results.next().unwrap_or(ErrorCode::NONE));
         let partition = OffsetCommitResponsePartition {
             partition_index,
@@ -87,9 +95,10 @@ pub(crate) async fn handle(
             ..OffsetCommitResponsePartition::default()
         };
         match topics.last_mut() {
-            Some(t) if t.name == name => t.partitions.push(partition),
+            Some(t) if t.name == name && t.topic_id == topic_id => t.partitions.push(partition),
             _ => topics.push(OffsetCommitResponseTopic {
                 name,
+                topic_id,
                 partitions: vec![partition],
                 ..OffsetCommitResponseTopic::default()
             }),

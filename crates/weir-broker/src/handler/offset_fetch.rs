@@ -1,6 +1,6 @@
 //! OffsetFetch: a group's committed offsets; v8+ asks for several groups at once. A partition
 //! without a committed offset answers offset -1. `require_stable` (v7+) is accepted: without
-//! transactions no offset commit is ever pending.
+//! transactions no offset commit is ever pending. v10 names topics by id.
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -13,6 +13,7 @@ use weir_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use weir_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use weir_protocol::{ErrorCode, Uuid};
 
 super::always_responds!(OffsetFetchRequest);
 
@@ -32,47 +33,91 @@ pub(crate) async fn handle(
             .collect::<Vec<_>>()
     };
     if ctx.api_version >= 8 {
+        // v10 names topics by id: resolve them to names (offsets are stored by name), and
+        // remember the ids this broker does not know, to answer UNKNOWN_TOPIC_ID for them.
+        let by_id = ctx.api_version >= 10;
+        let mut unknown_ids: Vec<Vec<(Uuid, Vec<i32>)>> = Vec::new();
         let fetches: Vec<Fetch> = request
             .groups
             .into_iter()
-            .map(|g| Fetch {
-                group_id: g.group_id,
-                partitions: g.topics.map(|topics| {
-                    partitions(
-                        topics
-                            .into_iter()
-                            .map(|t| (t.name, t.partition_indexes))
-                            .collect(),
-                    )
-                }),
+            .map(|g| {
+                let mut unknown = Vec::new();
+                let topics = g.topics.map(|topics| {
+                    let named = topics
+                        .into_iter()
+                        .filter_map(|t| {
+                            if !by_id {
+                                return Some((t.name, t.partition_indexes));
+                            }
+                            match broker.topics.by_id(t.topic_id) {
+                                Some(topic) => Some((topic.name, t.partition_indexes)),
+                                None => {
+                                    unknown.push((t.topic_id, t.partition_indexes));
+                                    None
+                                }
+                            }
+                        })
+                        .collect();
+                    partitions(named)
+                });
+                unknown_ids.push(unknown);
+                Fetch {
+                    group_id: g.group_id,
+                    partitions: topics,
+                }
             })
             .collect();
         debug!(groups = fetches.len(), "OffsetFetch");
         let fetched = broker.groups.read(|c| c.fetch_offsets(&fetches));
+        let partition = |o: FetchedOffset| OffsetFetchResponsePartitions {
+            partition_index: o.partition.partition,
+            committed_offset: o.offset,
+            committed_leader_epoch: o.leader_epoch,
+            metadata: Some(o.metadata),
+            ..OffsetFetchResponsePartitions::default()
+        };
         OffsetFetchResponse {
             groups: fetches
                 .into_iter()
                 .zip(fetched)
-                .map(|(f, offsets)| OffsetFetchResponseGroup {
-                    group_id: f.group_id,
-                    topics: by_topic(offsets)
-                        .into_iter()
-                        .map(|(name, offsets)| OffsetFetchResponseTopics {
+                .zip(unknown_ids)
+                .map(|((f, offsets), unknown)| {
+                    let known = by_topic(offsets).into_iter().filter_map(|(name, offsets)| {
+                        let topic_id = if by_id {
+                            // A topic deleted since the commit has no id to report.
+                            broker.topics.get(&name)?.id
+                        } else {
+                            Uuid::ZERO
+                        };
+                        Some(OffsetFetchResponseTopics {
                             name,
-                            partitions: offsets
-                                .into_iter()
-                                .map(|o| OffsetFetchResponsePartitions {
-                                    partition_index: o.partition.partition,
-                                    committed_offset: o.offset,
-                                    committed_leader_epoch: o.leader_epoch,
-                                    metadata: Some(o.metadata),
-                                    ..OffsetFetchResponsePartitions::default()
-                                })
-                                .collect(),
+                            topic_id,
+                            partitions: offsets.into_iter().map(partition).collect(),
                             ..OffsetFetchResponseTopics::default()
                         })
-                        .collect(),
-                    ..OffsetFetchResponseGroup::default()
+                    });
+                    let unknown =
+                        unknown
+                            .into_iter()
+                            .map(|(topic_id, indexes)| OffsetFetchResponseTopics {
+                                topic_id,
+                                partitions: indexes
+                                    .into_iter()
+                                    .map(|partition_index| OffsetFetchResponsePartitions {
+                                        partition_index,
+                                        committed_offset: -1,
+                                        metadata: Some(String::new()),
+                                        error_code: ErrorCode::UNKNOWN_TOPIC_ID.code(),
+                                        ..OffsetFetchResponsePartitions::default()
+                                    })
+                                    .collect(),
+                                ..OffsetFetchResponseTopics::default()
+                            });
+                    OffsetFetchResponseGroup {
+                        group_id: f.group_id,
+                        topics: known.chain(unknown).collect(),
+                        ..OffsetFetchResponseGroup::default()
+                    }
                 })
                 .collect(),
             ..OffsetFetchResponse::default()

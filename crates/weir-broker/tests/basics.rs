@@ -1,6 +1,10 @@
 //! ApiVersions and Metadata against an in-process broker, plus the connection rules for bad
 //! input.
 
+#[expect(
+    unreachable_pub,
+    reason = "support items are pub for every test binary that includes the module"
+)]
 mod support;
 
 use support::TestBroker;

@@ -33,6 +33,47 @@ impl BrokerError {
     }
 }
 
+/// The Kafka error code for a refusal of the group coordinator.
+pub(crate) fn group_error_code(error: &weir_group::Error) -> ErrorCode {
+    // weir-group's errors each stand for exactly one Kafka code.
+    ErrorCode(error.code())
+}
+
+/// How an append to `__consumer_offsets` failed, as far as clients are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PersistFailure {
+    /// The log cannot take writes: the coordinator is unavailable until it can.
+    Unavailable,
+    /// The records exceed the topic's `max.message.bytes`.
+    TooLarge,
+    /// A bug: the records did not encode.
+    Internal,
+}
+
+impl PersistFailure {
+    /// Classifies an append failure.
+    pub(crate) fn of(error: &crate::groups::PersistError) -> Self {
+        use crate::groups::PersistError as E;
+        match error {
+            E::MissingPartition(_) => Self::Unavailable,
+            E::Records(_) => Self::Internal,
+            E::Log(weir_log::Error::MessageTooLarge { .. }) => Self::TooLarge,
+            E::Log(_) => Self::Unavailable,
+        }
+    }
+
+    /// The code a group request carries for it, as Kafka's coordinator answers: unavailable
+    /// (clients look the coordinator up again and retry), and an oversized write is
+    /// INVALID_COMMIT_OFFSET_SIZE for OffsetCommit and UNKNOWN_SERVER_ERROR for the rest.
+    pub(crate) fn code(self, offset_commit: bool) -> ErrorCode {
+        match self {
+            Self::Unavailable => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            Self::TooLarge if offset_commit => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
+            Self::TooLarge | Self::Internal => ErrorCode::UNKNOWN_SERVER_ERROR,
+        }
+    }
+}
+
 /// Why an admin request (topic, partition or config change) was refused for one resource.
 /// Each carries the message the client shows its user.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,8 @@
 //! - `connection`: one client connection: frames in, requests handled in order, responses out.
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
 //! - `handler`: one module per Kafka API.
+//! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
+//!   `__consumer_offsets` persistence and replay, the coordinator's timers.
 //! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
 //!   partition logs (`partitions`).
 //! - `producers`: the idempotent producer state machine of one partition (no I/O);
@@ -25,6 +27,7 @@ mod admin_http;
 pub mod config;
 mod connection;
 mod error;
+mod groups;
 mod handler;
 mod metrics;
 mod partitions;

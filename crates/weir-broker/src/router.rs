@@ -54,6 +54,18 @@ macro_rules! routes {
 }
 
 routes! {
+    // Consumer groups.
+    OffsetCommit => offset_commit, 2..=10;
+    OffsetFetch => offset_fetch, 1..=10;
+    FindCoordinator => find_coordinator, 0..=6;
+    JoinGroup => join_group, 0..=9;
+    Heartbeat => heartbeat, 0..=4;
+    LeaveGroup => leave_group, 0..=5;
+    SyncGroup => sync_group, 0..=5;
+    DescribeGroups => describe_groups, 0..=6;
+    ListGroups => list_groups, 0..=5;
+    DeleteGroups => delete_groups, 0..=2;
+    OffsetDelete => offset_delete, 0..=0;
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
     CreateTopics => create_topics, 2..=7;

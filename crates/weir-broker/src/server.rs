@@ -101,6 +101,10 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.broker.config().max_connections));
         let (stop, stopped) = watch::channel(false);
         let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
+        let group_timer = tokio::spawn(crate::groups::run_timer(
+            self.broker.clone(),
+            stopped.clone(),
+        ));
         let admin = self.admin.map(|listener| {
             tokio::spawn(admin_http::serve(
                 listener,
@@ -143,6 +147,7 @@ impl Server {
         let _ = stop.send(true);
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
+        let _ = group_timer.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }

@@ -14,6 +14,8 @@ use tracing::info;
 pub struct Broker {
     config: BrokerConfig,
     cluster_id: String,
+    /// The group coordinator (`__consumer_offsets` loaded at open).
+    pub(crate) groups: crate::groups::Groups,
     pub(crate) topics: TopicRegistry,
     pub(crate) partitions: Partitions,
     /// Request, byte and connection counters for `/metrics`.
@@ -38,6 +40,7 @@ impl Broker {
             partitions.create_logs(&topic)?;
         }
         crate::admin::remove_orphan_logs(&topics, &partitions)?;
+        let groups = crate::groups::Groups::open(&config, &topics, &partitions)?;
         let cluster_id = cluster_id(&meta_dir)?;
         let producer_ids = ProducerIds::open(&meta_dir)?;
         info!(
@@ -49,6 +52,7 @@ impl Broker {
         Ok(Self {
             config,
             cluster_id,
+            groups,
             topics,
             partitions,
             metrics: crate::metrics::Metrics::default(),

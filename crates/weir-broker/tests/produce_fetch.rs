@@ -5,6 +5,10 @@
     reason = "test helpers outside #[test] functions fail the test on any error"
 )]
 
+#[expect(
+    unreachable_pub,
+    reason = "support items are pub for every test binary that includes the module"
+)]
 mod support;
 
 use bytes::{Bytes, BytesMut};

@@ -21,6 +21,7 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: MetadataRequest,
 ) -> MetadataResponse {
+    debug!(topics = ?request.topics, allow_auto_topic_creation = request.allow_auto_topic_creation, "metadata request");
     let config = broker.config();
     // Before v4 a Metadata request always allowed auto-creation.
     let allow_create = config.auto_create_topics_enable

@@ -44,6 +44,9 @@ impl TestBroker {
         );
         map.insert("log.dirs".to_string(), dir.display().to_string());
         map.insert("weir.admin.listener".to_string(), "none".to_string());
+        // Creating Kafka's default 50 `__consumer_offsets` partitions costs every test start
+        // more than half a second; tests that care set their own.
+        map.insert("offsets.topic.num.partitions".to_string(), "4".to_string());
         for (k, v) in props {
             map.insert(k.to_string(), v.to_string());
         }

@@ -1,0 +1,588 @@
+//! The group coordinator driver: performs the I/O that `weir_group::Coordinator` asks for.
+//!
+//! The coordinator is a state machine behind a mutex. This module
+//! - parks JoinGroup and SyncGroup requests on `oneshot` channels keyed by [`RequestId`] until
+//!   the coordinator answers them (possibly during another member's request or a timer tick);
+//! - appends [`Output::Persist`] records to the group's partition of the internal compacted
+//!   topic `__consumer_offsets`, and only then releases the responses queued after them;
+//! - runs a timer task ([`run_timer`]) that sleeps until [`Coordinator::next_deadline`] and calls
+//!   [`Coordinator::tick`], woken through a [`Notify`] whenever a call may have moved the
+//!   deadline;
+//! - replays every `__consumer_offsets` partition into [`Coordinator::load`] when the broker
+//!   opens, before the listener accepts connections, so no request ever sees a half-loaded
+//!   coordinator (a single node leads every partition; there is nothing to load later).
+//!
+//! Ordering: every coordinator call that may queue outputs holds the `pipeline` lock from the
+//! call until its outputs are performed. Records therefore reach the log in the order the
+//! coordinator produced them (the last commit of a partition is also the last in the log), and a
+//! response never overtakes the records it depends on.
+
+use crate::config::BrokerConfig;
+use crate::error::PersistFailure;
+use crate::partitions::Partitions;
+use crate::state::Broker;
+use crate::topics::TopicRegistry;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot, watch};
+use tracing::{debug, error, info, warn};
+use weir_group::record::{GroupMetadataValue, OffsetCommitValue, RecordKey};
+use weir_group::{
+    Config, Coordinator, JoinRequest, JoinResponse, Millis, Output, PersistRecord, RequestId,
+    SyncRequest, SyncResponse,
+};
+use weir_protocol::ErrorCode;
+use weir_records::{Record, RecordBatchBuilder, RecordBatches};
+
+/// The internal topic holding group metadata and committed offsets.
+pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How much of a `__consumer_offsets` log one replay read takes.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// Why a group request failed.
+#[derive(Debug, Clone)]
+pub(crate) enum GroupFailure {
+    /// The coordinator refused the request.
+    Coordinator(weir_group::Error),
+    /// Appending to `__consumer_offsets` failed.
+    Persist(PersistFailure),
+    /// The broker is shutting down: parked requests are released, as Kafka does when it unloads
+    /// a group, so that clients look for the coordinator again.
+    ShuttingDown,
+}
+
+impl GroupFailure {
+    /// The error code the client sees.
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            GroupFailure::Coordinator(e) => crate::error::group_error_code(e),
+            GroupFailure::Persist(failure) => failure.code(false),
+            GroupFailure::ShuttingDown => ErrorCode::NOT_COORDINATOR,
+        }
+    }
+}
+
+/// Why appending to `__consumer_offsets` failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PersistError {
+    /// The group's partition has no log (the topic was deleted underneath us).
+    #[error("__consumer_offsets partition {0} has no log")]
+    MissingPartition(i32),
+    /// The records did not encode into a batch.
+    #[error("cannot build a __consumer_offsets batch")]
+    Records(#[source] weir_records::Error),
+    /// The log refused or failed the append.
+    #[error("cannot append to __consumer_offsets")]
+    Log(#[source] weir_log::Error),
+}
+
+type Reply<T> = Result<T, GroupFailure>;
+
+/// A parked request's way back to its handler.
+#[derive(Debug)]
+enum Waiter {
+    /// The group id is kept for the log line when the rebalance completes.
+    Join(String, oneshot::Sender<Reply<JoinResponse>>),
+    Sync(oneshot::Sender<Reply<SyncResponse>>),
+}
+
+#[derive(Debug, Default)]
+struct Parked {
+    /// Set at shutdown: nothing parks any more.
+    closing: bool,
+    waiters: HashMap<RequestId, Waiter>,
+}
+
+/// The broker's group coordinator: the state machine plus the requests parked on it.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    coordinator: Mutex<Coordinator>,
+    /// Held from a coordinator call that may queue outputs until those outputs are performed.
+    pipeline: tokio::sync::Mutex<()>,
+    parked: Mutex<Parked>,
+    next_request: AtomicU64,
+    /// Wakes the timer task: the next deadline may have changed.
+    wake: Notify,
+    /// Partitions of `__consumer_offsets`: what `partition_for` divides by.
+    num_partitions: i32,
+}
+
+impl Groups {
+    /// Creates `__consumer_offsets` on first start and replays it into a new coordinator.
+    pub(crate) fn open(
+        config: &BrokerConfig,
+        topics: &TopicRegistry,
+        partitions: &Partitions,
+    ) -> Result<Self, crate::BrokerError> {
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(topic) => topic,
+            None => {
+                let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]);
+                let topic = topics.create(
+                    OFFSETS_TOPIC,
+                    config.offsets_topic_num_partitions,
+                    configs,
+                    true,
+                )?;
+                partitions.create_logs(&topic)?;
+                info!(
+                    topic = OFFSETS_TOPIC,
+                    partitions = topic.partitions,
+                    "created the internal offsets topic"
+                );
+                topic
+            }
+        };
+        let num_partitions = topic.partitions;
+        if num_partitions != config.offsets_topic_num_partitions {
+            // Records already sit in the existing partitions; placement must follow them.
+            warn!(
+                existing = num_partitions,
+                configured = config.offsets_topic_num_partitions,
+                "offsets.topic.num.partitions differs from the existing topic; using the topic's"
+            );
+        }
+        let mut coordinator = Coordinator::new(coordinator_config(config));
+        let started = std::time::Instant::now();
+        let mut records_loaded = 0usize;
+        for partition in 0..num_partitions {
+            let Some(log) = partitions.log(OFFSETS_TOPIC, partition) else {
+                continue;
+            };
+            let records = replay(&log, partition)?;
+            records_loaded += records.len();
+            load_partition(&mut coordinator, partition, records);
+        }
+        let groups = coordinator.list_groups(&[], &[]).len();
+        info!(
+            groups,
+            records = records_loaded,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups and offsets"
+        );
+        Ok(Self {
+            coordinator: Mutex::new(coordinator),
+            pipeline: tokio::sync::Mutex::new(()),
+            parked: Mutex::new(Parked::default()),
+            next_request: AtomicU64::new(1),
+            wake: Notify::new(),
+            num_partitions,
+        })
+    }
+
+    /// Read-only access to the coordinator (OffsetFetch, DescribeGroups, ListGroups).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Coordinator) -> T) -> T {
+        f(&self.coordinator.lock())
+    }
+
+    /// The partition of `__consumer_offsets` that holds `group_id`.
+    pub(crate) fn partition_for(&self, group_id: &str) -> i32 {
+        weir_group::partition_for(group_id, self.num_partitions)
+    }
+
+    /// Runs `call` on the coordinator, then performs the outputs it queued in order. Returns
+    /// the call's result and the first persistence failure, if any.
+    pub(crate) async fn call<T>(
+        &self,
+        broker: &Broker,
+        call: impl FnOnce(&mut Coordinator, Millis) -> T,
+    ) -> (T, Result<(), PersistFailure>) {
+        let _turn = self.pipeline.lock().await;
+        let (result, outputs) = {
+            let mut coordinator = self.coordinator.lock();
+            let result = call(&mut coordinator, now_ms());
+            (result, coordinator.take_outputs())
+        };
+        self.wake.notify_one();
+        let persisted = self.perform(broker, outputs).await;
+        (result, persisted)
+    }
+
+    /// JoinGroup: parks until the coordinator answers.
+    pub(crate) async fn join(&self, broker: &Broker, request: JoinRequest) -> Reply<JoinResponse> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.park(Waiter::Join(request.group_id.clone(), tx))?;
+        // A persistence failure reaches the handler through its reply.
+        let ((), _persisted) = self
+            .call(broker, |c, now| c.join_group(now, id, request))
+            .await;
+        rx.await.unwrap_or(Err(GroupFailure::ShuttingDown))
+    }
+
+    /// SyncGroup: parks until the leader's assignment arrives (or the rebalance fails).
+    pub(crate) async fn sync(&self, broker: &Broker, request: SyncRequest) -> Reply<SyncResponse> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.park(Waiter::Sync(tx))?;
+        let ((), _persisted) = self
+            .call(broker, |c, now| c.sync_group(now, id, request))
+            .await;
+        rx.await.unwrap_or(Err(GroupFailure::ShuttingDown))
+    }
+
+    fn park(&self, waiter: Waiter) -> Result<RequestId, GroupFailure> {
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::Relaxed));
+        let mut parked = self.parked.lock();
+        if parked.closing {
+            return Err(GroupFailure::ShuttingDown);
+        }
+        parked.waiters.insert(id, waiter);
+        Ok(id)
+    }
+
+    /// Performs outputs in order: appends, and answers parked requests. Once an append fails,
+    /// the responses after it carry the failure instead: they must not promise state that is
+    /// not on disk. The failed partition is then reloaded from its log, so the coordinator
+    /// holds only what is durable again (as after a leader change).
+    async fn perform(&self, broker: &Broker, outputs: Vec<Output>) -> Result<(), PersistFailure> {
+        let mut failed: Option<PersistFailure> = None;
+        let mut failed_partitions = Vec::new();
+        for output in outputs {
+            match output {
+                Output::Persist { group_id, records } => {
+                    if let Err(e) = self.append(broker, &group_id, records).await {
+                        error!(group = %group_id, error = %e, cause = ?std::error::Error::source(&e), "cannot persist group state");
+                        failed.get_or_insert(PersistFailure::of(&e));
+                        failed_partitions.push(self.partition_for(&group_id));
+                    }
+                }
+                answer => self.answer(answer, failed),
+            }
+        }
+        failed_partitions.sort_unstable();
+        failed_partitions.dedup();
+        for partition in failed_partitions {
+            self.reload(broker, partition).await;
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Answers a parked request (`Output::Join` or `Output::Sync`), with `failed` instead of
+    /// the coordinator's answer when an append before it failed.
+    fn answer(&self, output: Output, failed: Option<PersistFailure>) {
+        match output {
+            Output::Join { request, response } => {
+                let reply = failed.map_or_else(
+                    || response.map_err(GroupFailure::Coordinator),
+                    |f| Err(GroupFailure::Persist(f)),
+                );
+                let waiter = self.parked.lock().waiters.remove(&request);
+                if let Some(Waiter::Join(group, tx)) = waiter {
+                    if let Ok(joined) = &reply {
+                        // Only the leader's response lists the members: one line per rebalance.
+                        if joined.leader == joined.member_id {
+                            info!(
+                                group,
+                                generation = joined.generation_id,
+                                members = joined.members.len(),
+                                protocol = joined.protocol_name.as_deref().unwrap_or(""),
+                                "group rebalanced"
+                            );
+                        }
+                    }
+                    let _ = tx.send(reply);
+                }
+            }
+            Output::Sync { request, response } => {
+                let reply = failed.map_or_else(
+                    || response.map_err(GroupFailure::Coordinator),
+                    |f| Err(GroupFailure::Persist(f)),
+                );
+                if let Some(Waiter::Sync(tx)) = self.parked.lock().waiters.remove(&request) {
+                    let _ = tx.send(reply);
+                }
+            }
+            Output::Persist { group_id, .. } => {
+                error!(group = %group_id, "unexpected records to persist while answering");
+            }
+        }
+    }
+
+    /// Replaces the groups of one `__consumer_offsets` partition with what its log holds.
+    async fn reload(&self, broker: &Broker, partition: i32) {
+        let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
+            Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
+                .await
+                .map_err(|_| crate::BrokerError::TaskFailed)
+                .and_then(|r| r),
+            None => Ok(Vec::new()),
+        };
+        let outputs = {
+            let mut coordinator = self.coordinator.lock();
+            coordinator.unload(partition, self.num_partitions);
+            match records {
+                Ok(records) => load_partition(&mut coordinator, partition, records),
+                // The groups stay unloaded: nothing is better than state that is not on disk.
+                Err(e) => {
+                    error!(partition, error = %e, "cannot reload __consumer_offsets partition")
+                }
+            }
+            coordinator.take_outputs()
+        };
+        warn!(
+            partition,
+            "reloaded __consumer_offsets partition after a failed append"
+        );
+        for output in outputs {
+            self.answer(output, None);
+        }
+    }
+
+    /// Appends one output's records to the group's `__consumer_offsets` partition as one batch.
+    async fn append(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        records: Vec<PersistRecord>,
+    ) -> Result<(), PersistError> {
+        let partition = self.partition_for(group_id);
+        let log = broker
+            .partitions
+            .log(OFFSETS_TOPIC, partition)
+            .ok_or(PersistError::MissingPartition(partition))?;
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        for r in records {
+            builder.push(Record {
+                timestamp: now,
+                key: Some(r.key),
+                value: r.value,
+                ..Record::default()
+            });
+        }
+        let batch = builder.build().map_err(PersistError::Records)?;
+        let info = broker
+            .partitions
+            .append(log, batch)
+            .await
+            .map_err(PersistError::Log)?;
+        debug!(
+            group = group_id,
+            partition,
+            offset = info.last_offset,
+            "persisted group records"
+        );
+        Ok(())
+    }
+
+    /// Releases every parked request and refuses new ones (shutdown).
+    fn close(&self) {
+        let mut parked = self.parked.lock();
+        parked.closing = true;
+        let released = parked.waiters.len();
+        // Dropping the senders wakes the handlers with `ShuttingDown`.
+        parked.waiters.clear();
+        if released > 0 {
+            info!(released, "released parked group requests for shutdown");
+        }
+    }
+}
+
+/// Drives the coordinator's timers until `stopped`, then releases parked requests. Holds an
+/// `Arc<Broker>` only while running, so the server can reclaim the broker after shutdown.
+pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let groups = &broker.groups;
+    let mut just_ticked = false;
+    loop {
+        if *stopped.borrow() {
+            break;
+        }
+        let deadline = groups.coordinator.lock().next_deadline();
+        let wait = deadline.map(|d| {
+            let ms = u64::try_from(d.saturating_sub(now_ms())).unwrap_or(0);
+            // A deadline the last tick left in the past must not spin the loop.
+            Duration::from_millis(if just_ticked { ms.max(1) } else { ms })
+        });
+        just_ticked = false;
+        tokio::select! {
+            () = sleep_for(wait) => {
+                // Failures were logged and reached the parked requests they concern.
+                let ((), _persisted) = groups.call(&broker, |c, now| c.tick(now)).await;
+                just_ticked = true;
+            }
+            () = groups.wake.notified() => {}
+            _ = stopped.changed() => break,
+        }
+    }
+    groups.close();
+}
+
+async fn sleep_for(wait: Option<Duration>) {
+    match wait {
+        Some(wait) => tokio::time::sleep(wait).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads one `__consumer_offsets` partition from its log start to its end: `(key, value)` in
+/// log order. Control batches (transaction markers) carry no group state.
+fn replay(
+    log: &weir_log::Log,
+    partition: i32,
+) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+    let end = log.log_end_offset();
+    let mut from = log.log_start_offset();
+    let mut records = Vec::new();
+    while from < end {
+        let slice = log.read(from, REPLAY_READ_BYTES, end)?;
+        if slice.is_empty() {
+            break;
+        }
+        for batch in RecordBatches::new(slice.to_bytes()?) {
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    error!(partition, error = %e, "unreadable __consumer_offsets batch");
+                    break;
+                }
+            };
+            if batch.attributes().is_control() {
+                continue;
+            }
+            let decoded = batch
+                .records()
+                .and_then(|rs| rs.collect::<Result<Vec<_>, _>>());
+            match decoded {
+                Ok(batch_records) => records.extend(
+                    batch_records
+                        .into_iter()
+                        .filter_map(|r| r.key.map(|k| (k, r.value))),
+                ),
+                Err(e) => error!(
+                    partition,
+                    offset = batch.base_offset(),
+                    error = %e,
+                    "unreadable __consumer_offsets batch"
+                ),
+            }
+        }
+        if slice.next_offset() <= from {
+            break;
+        }
+        from = slice.next_offset();
+    }
+    Ok(records)
+}
+
+/// Loads one partition's replayed records. A record this coordinator cannot read is skipped
+/// (with an error logged) rather than losing every group of the partition.
+fn load_partition(
+    coordinator: &mut Coordinator,
+    partition: i32,
+    records: Vec<(Bytes, Option<Bytes>)>,
+) {
+    if let Err(e) = coordinator.load(now_ms(), records.iter().cloned()) {
+        error!(partition, error = %e, "unreadable __consumer_offsets record; skipping it");
+        let readable: Vec<_> = records.into_iter().filter(decodes).collect();
+        if let Err(e) = coordinator.load(now_ms(), readable) {
+            error!(partition, error = %e, "cannot load __consumer_offsets partition");
+        }
+    }
+}
+
+/// Whether the coordinator can read a replayed record.
+fn decodes(record: &(Bytes, Option<Bytes>)) -> bool {
+    let (key, value) = record;
+    match (RecordKey::decode(key), value) {
+        (Ok(None), _) | (Ok(Some(_)), None) => true,
+        (Ok(Some(RecordKey::OffsetCommit { .. })), Some(v)) => OffsetCommitValue::decode(v).is_ok(),
+        (Ok(Some(RecordKey::GroupMetadata { .. })), Some(v)) => {
+            GroupMetadataValue::decode(v).is_ok()
+        }
+        (Err(_), _) => false,
+    }
+}
+
+/// The coordinator settings from the broker's `group.*` and `offsets.*` properties.
+fn coordinator_config(config: &BrokerConfig) -> Config {
+    let clamp = |v: i64| i32::try_from(v.max(0)).unwrap_or(i32::MAX);
+    let raw = |key: &str| {
+        config
+            .raw
+            .get(key)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    let mut c = Config::default();
+    c.min_session_timeout_ms = clamp(config.group_min_session_timeout_ms);
+    c.max_session_timeout_ms = clamp(config.group_max_session_timeout_ms);
+    c.initial_rebalance_delay_ms = clamp(config.group_initial_rebalance_delay_ms);
+    c.offsets_retention_ms = config.offsets_retention_minutes.saturating_mul(60_000);
+    if let Some(size) = raw("group.max.size").filter(|s| *s > 0) {
+        c.max_size = usize::try_from(size).unwrap_or(usize::MAX);
+    }
+    if let Some(ms) = raw("offsets.retention.check.interval.ms").filter(|ms| *ms > 0) {
+        c.offsets_retention_check_interval_ms = ms;
+    }
+    if let Some(bytes) = raw("offset.metadata.max.bytes").filter(|b| *b >= 0) {
+        c.offset_metadata_max_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    // Random per start, so member ids handed out before and after a restart never collide.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    c.member_id_seed = hasher.finish();
+    c
+}
+
+/// The coordinator's clock: wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The client host as Kafka reports it in DescribeGroups (`InetAddress.toString`: `/1.2.3.4`).
+pub(crate) fn client_host(peer: std::net::SocketAddr) -> String {
+    format!("/{}", peer.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_properties_map_onto_the_coordinator_config() {
+        let props = [
+            ("group.initial.rebalance.delay.ms", "250"),
+            ("group.min.session.timeout.ms", "100"),
+            ("group.max.session.timeout.ms", "60000"),
+            ("offsets.retention.minutes", "2"),
+            ("group.max.size", "7"),
+            ("offset.metadata.max.bytes", "10"),
+        ];
+        let config = BrokerConfig::from_properties(
+            props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .unwrap();
+        let c = coordinator_config(&config);
+        assert_eq!(c.initial_rebalance_delay_ms, 250);
+        assert_eq!(c.min_session_timeout_ms, 100);
+        assert_eq!(c.max_session_timeout_ms, 60_000);
+        assert_eq!(c.offsets_retention_ms, 120_000);
+        assert_eq!(c.max_size, 7);
+        assert_eq!(c.offset_metadata_max_bytes, 10);
+        // Each start gets its own member id seed.
+        assert_ne!(c.member_id_seed, coordinator_config(&config).member_id_seed);
+    }
+
+    #[test]
+    fn unreadable_records_are_told_apart() {
+        let key = RecordKey::GroupMetadata { group: "g".into() }.encode();
+        assert!(decodes(&(key.clone(), None)));
+        assert!(!decodes(&(key, Some(Bytes::from_static(b"\x00")))));
+        assert!(!decodes(&(Bytes::from_static(b"\x00"), None)));
+        // Keys of newer group kinds belong to another coordinator and are skipped, not errors.
+        assert!(decodes(&(Bytes::from_static(b"\x00\x07"), None)));
+    }
+}

@@ -922,6 +922,17 @@ fn field_env<'a>(f: &Field, flex: Option<&'a str>) -> Env<'a> {
     }
 }
 
+/// Whether a struct's read or write code looks at the version (else the parameter is `_version`).
+fn uses_version(s: &StructDef, flex: Option<&str>) -> bool {
+    s.fields.iter().any(|f| {
+        cond(f.versions, s.versions).is_some()
+            || f.nullable.is_some_and(|n| cond(n, f.versions).is_some())
+            || f.tag.is_some()
+            || matches!(&f.ty, Ty::Struct(_))
+            || matches!(&f.ty, Ty::Array(t) if matches!(t.as_ref(), Ty::Struct(_)))
+    }) || flex.is_some_and(|f| f != "true")
+}
+
 fn render_read(out: &mut String, s: &StructDef, flex: Option<&str>) -> Result<()> {
     let uses_ctx = s.fields.iter().any(|f| {
         let mut t = &f.ty;
@@ -930,13 +941,7 @@ fn render_read(out: &mut String, s: &StructDef, flex: Option<&str>) -> Result<()
         }
         matches!(t, Ty::Struct(_) | Ty::Prim(Prim::Bytes | Prim::Records))
     }) || flex.is_some();
-    let uses_version = s.fields.iter().any(|f| {
-        cond(f.versions, s.versions).is_some()
-            || f.nullable.is_some_and(|n| cond(n, f.versions).is_some())
-            || f.tag.is_some()
-            || matches!(&f.ty, Ty::Struct(_))
-            || matches!(&f.ty, Ty::Array(t) if matches!(t.as_ref(), Ty::Struct(_)))
-    }) || flex.is_some_and(|f| f != "true");
+    let uses_version = uses_version(s, flex);
     let ctx_name = if uses_ctx { "ctx" } else { "_ctx" };
     let version_name = if uses_version { "version" } else { "_version" };
     let _ = writeln!(
@@ -1018,13 +1023,7 @@ fn render_read(out: &mut String, s: &StructDef, flex: Option<&str>) -> Result<()
 }
 
 fn render_write(out: &mut String, s: &StructDef, flex: Option<&str>) -> Result<()> {
-    let uses_version = s.fields.iter().any(|f| {
-        cond(f.versions, s.versions).is_some()
-            || f.nullable.is_some_and(|n| cond(n, f.versions).is_some())
-            || f.tag.is_some()
-            || matches!(&f.ty, Ty::Struct(_))
-            || matches!(&f.ty, Ty::Array(t) if matches!(t.as_ref(), Ty::Struct(_)))
-    }) || flex.is_some_and(|f| f != "true");
+    let uses_version = uses_version(s, flex);
     let version_name = if uses_version { "version" } else { "_version" };
     let buf_name = if s.fields.is_empty() && flex.is_none() {
         "_buf"

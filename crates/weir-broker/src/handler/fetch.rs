@@ -134,6 +134,19 @@ pub(crate) async fn handle(
             }
         }
     }
+    // Count only what is actually sent: earlier passes of a long poll are discarded.
+    for (t, response) in topics.iter().zip(&pass.responses) {
+        if let Ok(topic) = &t.topic {
+            let bytes: usize = response
+                .partitions
+                .iter()
+                .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+                .sum();
+            if bytes > 0 {
+                broker.metrics.bytes_out(&topic.name, bytes as u64);
+            }
+        }
+    }
     FetchResponse {
         error_code: 0,
         session_id: 0,

@@ -211,6 +211,9 @@ fn produce_partition(
             .map_err(Refused::Log),
         Some(batch) => append_idempotent(broker, topic, index, &log, records, &batch),
     };
+    if let Ok(Accepted::Appended(_)) = &result {
+        broker.metrics.bytes_in(&topic.name, records.len() as u64);
+    }
     match result {
         Ok(Accepted::Appended(info)) => PartitionProduceResponse {
             index,

@@ -51,6 +51,8 @@ enum ConnectionError {
     Idle,
     #[error("response writer stopped")]
     WriterGone,
+    #[error("a request without response (acks=0) failed")]
+    SilentFailure,
 }
 
 /// Serves one connection until the client closes it, an error ends it, or `shutdown` fires.
@@ -187,6 +189,7 @@ async fn handle_frame(
     match outcome {
         Outcome::Responded => Ok(true),
         Outcome::NoResponse => Ok(false),
+        Outcome::Close => Err(ConnectionError::SilentFailure),
         Outcome::Unsupported => Err(ConnectionError::Unsupported {
             api_key: prefix.api_key,
             api_version: version,

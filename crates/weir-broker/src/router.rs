@@ -17,6 +17,9 @@ pub(crate) enum Outcome {
     Responded,
     /// The request wants no response (Produce with acks=0).
     NoResponse,
+    /// A request that wants no response failed: close the connection, which is how Kafka tells
+    /// an acks=0 producer that something went wrong (it then refreshes metadata and retries).
+    Close,
     /// This broker does not serve the API.
     Unsupported,
 }
@@ -41,7 +44,7 @@ macro_rules! routes {
                         let wants_response = handler::$module::wants_response(&request);
                         let response = handler::$module::handle(broker, ctx, *request).await;
                         if !wants_response {
-                            return Ok(Outcome::NoResponse);
+                            return Ok(silent_outcome(&response));
                         }
                         encode_response(buf, ApiKey::$api, ctx.api_version, ctx.correlation_id, &response)?;
                         Ok(Outcome::Responded)
@@ -80,6 +83,24 @@ routes! {
     ListOffsets => list_offsets, 1..=11;
     DeleteRecords => delete_records, 0..=2;
     InitProducerId => init_producer_id, 0..=5;
+}
+
+/// What to do after a request that wants no response: close the connection if it failed.
+fn silent_outcome(response: &dyn std::any::Any) -> Outcome {
+    let failed = response
+        .downcast_ref::<weir_protocol::messages::ProduceResponse>()
+        .is_some_and(|produce| {
+            produce
+                .responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .any(|p| p.error_code != 0)
+        });
+    if failed {
+        Outcome::Close
+    } else {
+        Outcome::NoResponse
+    }
 }
 
 /// The versions of `api_key` this broker serves, if any.

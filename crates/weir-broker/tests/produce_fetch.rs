@@ -331,6 +331,38 @@ async fn acks_zero_gets_no_response_and_the_next_request_gets_its_own() {
     assert_eq!(response_header.correlation_id, 1001);
     let data = fetch(&mut client, "fire", 0).await;
     assert_eq!(records(&data).len(), 1);
+
+    // A failed acks=0 produce (unknown topic) closes the connection, as Kafka does, since
+    // there is no response to carry the error.
+    let mut raw = broker.client().await;
+    let header = RequestHeader {
+        request_api_key: 0,
+        request_api_version: 9,
+        correlation_id: 1002,
+        ..header
+    };
+    let mut buf = BytesMut::new();
+    let body = RequestBody::from(produce_request(
+        "no-such-topic",
+        0,
+        batch(&[(None, "lost", now_ms())], Compression::None),
+        0,
+    ));
+    encode_request(&mut buf, &header, &body).unwrap();
+    raw.write_raw(&buf).await.unwrap();
+    assert!(raw.is_closed().await);
+    // A successful acks=0 produce keeps the connection open.
+    let mut raw = broker.client().await;
+    let mut buf = BytesMut::new();
+    let body = RequestBody::from(produce_request(
+        "fire",
+        0,
+        batch(&[(None, "kept", now_ms())], Compression::None),
+        0,
+    ));
+    encode_request(&mut buf, &header, &body).unwrap();
+    raw.write_raw(&buf).await.unwrap();
+    assert!(!raw.is_closed().await);
     broker.stop().await;
 }
 

@@ -8,6 +8,7 @@
 #                 (lz4, python-snappy/cramjam, zstandard)              default: python3
 #   PYTHON3_KP2   python with kafka-python 2.0.2                         default: python3
 #   KCAT          kcat from Debian (librdkafka 2.0.2)                    default: kcat
+#   NODE          node with kafkajs 2.2.4 reachable (NODE_PATH)          default: node
 #   COMPAT_TIMEOUT  seconds each check may take                          default: 120
 #   COMPAT_ONLY   space-separated check names to run (default: all)
 set -euo pipefail
@@ -17,15 +18,17 @@ bootstrap="${1:-localhost:9092}"
 python3_bin="${PYTHON3:-python3}"
 python3_kp2="${PYTHON3_KP2:-python3}"
 kcat_bin="${KCAT:-kcat}"
+node_bin="${NODE:-node}"
 limit="${COMPAT_TIMEOUT:-120}"
 only="${COMPAT_ONLY:-}"
-export KCAT="$kcat_bin" PYTHONUNBUFFERED=1
+export KCAT="$kcat_bin" PYTHONUNBUFFERED=1 KAFKAJS_NO_PARTITIONER_WARNING=1
 
 checks=(
     "kafka-python-3|$python3_bin $here/kafka_python3.py $bootstrap"
     "kafka-python-2.0.2|$python3_kp2 $here/kafka_python2.py $bootstrap"
     "confluent-kafka|$python3_bin $here/confluent.py $bootstrap"
     "kcat|bash $here/kcat.sh $bootstrap"
+    "kafkajs|$node_bin $here/kafkajs.js $bootstrap"
 )
 
 passed=()

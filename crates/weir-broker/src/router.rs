@@ -57,32 +57,35 @@ macro_rules! routes {
 }
 
 routes! {
-    // Consumer groups.
-    OffsetCommit => offset_commit, 2..=10;
-    OffsetFetch => offset_fetch, 1..=10;
-    FindCoordinator => find_coordinator, 0..=6;
-    JoinGroup => join_group, 0..=9;
-    Heartbeat => heartbeat, 0..=4;
-    LeaveGroup => leave_group, 0..=5;
-    SyncGroup => sync_group, 0..=5;
-    DescribeGroups => describe_groups, 0..=6;
-    ListGroups => list_groups, 0..=5;
-    DeleteGroups => delete_groups, 0..=2;
-    OffsetDelete => offset_delete, 0..=0;
+    // Discovery.
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
-    CreateTopics => create_topics, 2..=7;
-    DeleteTopics => delete_topics, 1..=6;
-    DescribeConfigs => describe_configs, 1..=4;
-    AlterConfigs => alter_configs, 0..=2;
-    CreatePartitions => create_partitions, 0..=3;
-    IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     DescribeCluster => describe_cluster, 0..=2;
+    // The data path.
     Produce => produce, 3..=13;
     Fetch => fetch, 4..=18;
     ListOffsets => list_offsets, 1..=11;
     DeleteRecords => delete_records, 0..=2;
     InitProducerId => init_producer_id, 0..=5;
+    // Consumer groups.
+    FindCoordinator => find_coordinator, 0..=6;
+    JoinGroup => join_group, 0..=9;
+    SyncGroup => sync_group, 0..=5;
+    Heartbeat => heartbeat, 0..=4;
+    LeaveGroup => leave_group, 0..=5;
+    OffsetCommit => offset_commit, 2..=10;
+    OffsetFetch => offset_fetch, 1..=10;
+    OffsetDelete => offset_delete, 0..=0;
+    DescribeGroups => describe_groups, 0..=6;
+    ListGroups => list_groups, 0..=5;
+    DeleteGroups => delete_groups, 0..=2;
+    // Topic administration.
+    CreateTopics => create_topics, 2..=7;
+    DeleteTopics => delete_topics, 1..=6;
+    CreatePartitions => create_partitions, 0..=3;
+    DescribeConfigs => describe_configs, 1..=4;
+    AlterConfigs => alter_configs, 0..=2;
+    IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
 }
 
 /// What to do after a request that wants no response: close the connection if it failed.

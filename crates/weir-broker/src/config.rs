@@ -354,6 +354,22 @@ impl BrokerConfig {
             admin_listener,
             raw: props,
         };
+        // Read elsewhere straight from `raw` (the group coordinator's optional settings), so
+        // checked here: a bad value must stop the broker with the key named, not be ignored.
+        for key in ["group.max.size", "offsets.retention.check.interval.ms"] {
+            if let Some(text) = config.raw.get(key) {
+                positive(key, parse::<i64>(&config.raw, key)?, text)?;
+            }
+        }
+        if let Some(text) = config.raw.get("offset.metadata.max.bytes") {
+            if parse::<i64>(&config.raw, "offset.metadata.max.bytes")? < 0 {
+                return Err(invalid(
+                    "offset.metadata.max.bytes",
+                    text,
+                    "must not be negative",
+                ));
+            }
+        }
         if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
             return Err(invalid(
                 "group.min.session.timeout.ms",
@@ -548,5 +564,15 @@ mod tests {
             BrokerConfig::from_args_and_env(args(&["--num.partitions=0"]), vec![]).unwrap_err();
         assert!(err.to_string().contains("positive"), "{err}");
         assert!(BrokerConfig::from_args_and_env(args(&["bogus"]), vec![]).is_err());
+        let err =
+            BrokerConfig::from_args_and_env(args(&["--group.max.size=lots"]), vec![]).unwrap_err();
+        assert!(err.to_string().contains("group.max.size"), "{err}");
+        let err =
+            BrokerConfig::from_args_and_env(args(&["--offset.metadata.max.bytes=-1"]), vec![])
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("offset.metadata.max.bytes"),
+            "{err}"
+        );
     }
 }

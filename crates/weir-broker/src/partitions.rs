@@ -56,6 +56,8 @@ impl Partitions {
                 defaults.insert((*topic_key).to_string(), value.clone());
             }
         }
+        // Properties left unset take LogConfig's defaults, which are Kafka's, as are the broker's.
+        // `segment.bytes` is a u32 in the log; a larger broker value is capped rather than refused.
         defaults.insert(
             "segment.bytes".into(),
             config
@@ -63,22 +65,6 @@ impl Partitions {
                 .min(u64::from(u32::MAX))
                 .to_string(),
         );
-        defaults.insert("retention.ms".into(), config.log_retention_ms.to_string());
-        defaults.insert(
-            "retention.bytes".into(),
-            config.log_retention_bytes.to_string(),
-        );
-        defaults.insert(
-            "max.message.bytes".into(),
-            config.message_max_bytes.to_string(),
-        );
-        defaults.insert(
-            "flush.messages".into(),
-            config.log_flush_interval_messages.to_string(),
-        );
-        if let Some(ms) = config.log_flush_interval_ms {
-            defaults.insert("flush.ms".into(), ms.to_string());
-        }
         let default_config =
             LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let logs = LogManager::open(LogManagerOptions::new(
@@ -168,7 +154,7 @@ impl Partitions {
         let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
             .await
             .map_err(|_| weir_log::Error::EmptyAppend)??;
-        self.appended.send_modify(|n| *n += 1);
+        self.notify_appended();
         Ok(info)
     }
 

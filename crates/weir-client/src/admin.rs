@@ -1,0 +1,1 @@
+//! Administrative operations: topics, partitions, configs, groups, offsets and records.

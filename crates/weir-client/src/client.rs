@@ -1,0 +1,1 @@
+//! The cluster handle shared by producers, consumers and admin clients.

@@ -1,0 +1,1 @@
+//! Client configuration, with the Java client's property names where one exists.

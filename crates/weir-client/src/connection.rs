@@ -1,0 +1,1 @@
+//! One pipelined connection to one broker: framing, correlation ids, API versions.

@@ -1,0 +1,1 @@
+//! The consumer: groups (classic protocol) or assigned partitions, records as a stream.

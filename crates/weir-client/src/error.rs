@@ -1,0 +1,90 @@
+//! The client's one error type.
+
+use weir_protocol::{DecodeError, EncodeError, ErrorCode};
+
+/// A `Result` whose error is the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to a cluster.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A socket failed.
+    #[error("I/O error talking to {addr}: {source}")]
+    Io {
+        /// The broker's address.
+        addr: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A broker sent bytes that do not decode as the expected response.
+    #[error("malformed response from {addr}: {source}")]
+    Decode {
+        /// The broker's address.
+        addr: String,
+        /// Where and why decoding failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// A request could not be encoded (a field too long for its version, for example).
+    #[error("cannot encode request: {0}")]
+    Encode(#[from] EncodeError),
+    /// The broker answered with a Kafka error code.
+    #[error("{code}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Kafka {
+        /// The error code.
+        code: ErrorCode,
+        /// The broker's error message, when it sent one.
+        message: Option<String>,
+    },
+    /// No response (or no progress) within the configured timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The connection closed while requests were in flight.
+    #[error("connection to {0} closed")]
+    Disconnected(String),
+    /// None of the bootstrap servers could be reached.
+    #[error("no broker reachable (tried {0})")]
+    NoBrokerReachable(String),
+    /// The broker supports no version of an API in the range this client speaks.
+    #[error("broker does not support {api} in versions {min}..={max}")]
+    UnsupportedVersion {
+        /// The API's name.
+        api: &'static str,
+        /// The lowest version this client speaks.
+        min: i16,
+        /// The highest version this client speaks.
+        max: i16,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration {key}: {reason}")]
+    Config {
+        /// The property name.
+        key: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The producer or consumer was closed.
+    #[error("client is closed")]
+    Closed,
+}
+
+impl Error {
+    /// A Kafka error without a message.
+    pub fn kafka(code: ErrorCode) -> Self {
+        Error::Kafka {
+            code,
+            message: None,
+        }
+    }
+
+    /// Whether retrying the same operation (after a metadata refresh) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Kafka { code, .. } => code.is_retriable(),
+            Error::Io { .. } | Error::Timeout(_) | Error::Disconnected(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! An async client for Kafka-compatible brokers (Weir, Apache Kafka, Redpanda).
+//!
+//! # Layout
+//! - [`ClientConfig`] and [`Client`]: bootstrap, one pipelined connection per broker, API
+//!   version negotiation and a metadata cache that the producer, consumer and admin share.
+//! - [`producer`]: batching per partition, compression, idempotence, the Java client's default
+//!   partitioner.
+//! - [`consumer`]: consumer groups (classic protocol) or hand-assigned partitions, a `Stream`
+//!   of records, commits.
+//! - [`admin`]: topics, partitions, configs, groups, offsets, records, the cluster.
+//!
+//! Everything runs on tokio; nothing here blocks a runtime thread.
+
+pub mod admin;
+mod client;
+mod config;
+mod connection;
+pub mod consumer;
+mod error;
+mod metadata;
+pub mod producer;
+
+pub use error::{Error, Result};

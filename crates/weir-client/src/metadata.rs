@@ -1,0 +1,1 @@
+//! The metadata cache: brokers, topics, partitions and their leaders.

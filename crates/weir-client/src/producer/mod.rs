@@ -1,0 +1,1 @@
+//! The producer: batching per partition, compression, idempotence and partitioning.

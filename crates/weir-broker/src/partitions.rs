@@ -27,6 +27,17 @@ pub(crate) struct Partitions {
     appended: watch::Sender<u64>,
 }
 
+/// The error for an append whose blocking task did not finish (it panicked, or the runtime is
+/// shutting down): whether the batch reached the log is unknown, so it is a storage error
+/// (KAFKA_STORAGE_ERROR), never a verdict on the client's records.
+fn append_task_failed(dir: std::path::PathBuf, error: tokio::task::JoinError) -> weir_log::Error {
+    weir_log::Error::Io {
+        op: "append task",
+        path: dir,
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
 /// Maps broker properties (`log.segment.bytes`, ...) to topic-level names (`segment.bytes`).
 const BROKER_TO_TOPIC: &[(&str, &str)] = &[
     ("log.segment.bytes", "segment.bytes"),
@@ -151,9 +162,10 @@ impl Partitions {
         log: Arc<Log>,
         records: Bytes,
     ) -> Result<AppendInfo, weir_log::Error> {
+        let dir = log.dir().to_path_buf();
         let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
             .await
-            .map_err(|_| weir_log::Error::EmptyAppend)??;
+            .map_err(|e| append_task_failed(dir, e))??;
         self.notify_appended();
         Ok(info)
     }
@@ -192,5 +204,22 @@ impl Partitions {
     /// Flushes and closes every log, writing clean-shutdown markers.
     pub(crate) fn close(self) -> Result<(), weir_log::Error> {
         self.logs.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::log_error_code;
+    use weir_protocol::ErrorCode;
+
+    #[tokio::test]
+    async fn an_append_task_that_did_not_finish_is_a_storage_error() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let join_error = task.await.unwrap_err();
+        let error = append_task_failed("/data/t-0".into(), join_error);
+        assert_eq!(log_error_code(&error), ErrorCode::KAFKA_STORAGE_ERROR);
+        assert!(error.to_string().contains("/data/t-0"), "{error}");
     }
 }

@@ -9,6 +9,7 @@ use crate::topics::Topic;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use weir_log::{
     AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition,
@@ -25,6 +26,9 @@ pub(crate) struct Partitions {
     defaults: BTreeMap<String, String>,
     /// Bumped after every append; fetches waiting for data watch it.
     appended: watch::Sender<u64>,
+    /// Set when the server shuts down: a waiting fetch answers at once instead of holding its
+    /// connection (and so the shutdown) for up to its `max_wait_ms`.
+    closing: AtomicBool,
 }
 
 /// The error for an append whose blocking task did not finish (it panicked, or the runtime is
@@ -87,6 +91,7 @@ impl Partitions {
             logs,
             defaults,
             appended,
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -189,6 +194,23 @@ impl Partitions {
     /// Wakes fetches waiting for data.
     pub(crate) fn notify_appended(&self) {
         self.appended.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes every waiting fetch for good: from now on fetches do not wait for data.
+    pub(crate) fn stop_waiting(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.notify_appended();
+    }
+
+    /// Whether fetches must stop waiting (the server is shutting down).
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// How many fetches hold the append signal (are waiting for data).
+    #[cfg(test)]
+    pub(crate) fn waiting_fetches(&self) -> usize {
+        self.appended.receiver_count()
     }
 
     /// A receiver that changes after every append, for long-polling fetches.

@@ -5,6 +5,7 @@ Weir broker this script starts (and restarts) itself.
     python3 tests/compat/groups_e2e.py [--weir PATH]      (or WEIR_BIN; default target/release/weir)
 
 Scenarios (each prints `ok: ...` lines and the measured figures):
+ 0. A lone consumer reads 10 records; prints its first JoinGroup -> first record time.
  1. 4 partitions, 4 consumers in one group: one partition each; a fifth joins and stays idle
     while the four still hold one each.
  2. Records flowing, SIGKILL a consumer holding a partition: the partition moves to another
@@ -169,6 +170,10 @@ def worker_main(spec):
     }
     if spec.get("instance"):
         conf["group.instance.id"] = spec["instance"]
+    if spec.get("debug"):
+        # librdkafka then writes its protocol log, with timestamps, to this process's stderr.
+        conf["debug"] = spec["debug"]
+        conf["log_level"] = 7
     consumer = Consumer(conf)
     pending = {}  # partition -> next offset to commit (processed, not yet committed)
 
@@ -228,7 +233,7 @@ def worker_main(spec):
 class Worker:
     """The parent's handle on one consumer process and the events it reported."""
 
-    def __init__(self, name, spec):
+    def __init__(self, name, spec, stderr=None):
         self.name = name
         self.events = []
         self.lock = threading.Lock()
@@ -236,7 +241,8 @@ class Worker:
         spec = dict(spec, name=name)
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, bufsize=1)
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, stderr=stderr, text=True,
+            bufsize=1)
         WORKERS.append(self)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -383,6 +389,31 @@ def one_each(workers, partitions):
 
 # --------------------------------------------------------------------------------------------
 # Scenarios
+
+
+def scenario_lone_consumer(cluster, workdir, figures):
+    """A lone consumer's first JoinGroup (from librdkafka's protocol log) to its first record."""
+    topic = group = "e2e-lone-" + RUN
+    cluster.create_topic(topic, 1)
+    cluster.produce(topic, 10, 1)
+    log_path = os.path.join(workdir, "lone-consumer.log")
+    with open(log_path, "w") as log:
+        lone = Worker("lone", {"bootstrap": cluster.broker.bootstrap, "group": group,
+                               "topic": topic, "debug": "protocol"}, stderr=log)
+    wait_until(lambda: len(Consumed([lone]).offsets()) == 10, "lone consumer reads 10 records")
+    first_record = min(e["t"] for e in lone.events_since(0, ("records",)))
+    lone.close()
+    join = None
+    with open(log_path) as f:
+        for line in f:
+            # %7|<unix time>|SEND|<client>| [thrd:...]: ...: Sent JoinGroupRequest (v5, ...)
+            if "Sent JoinGroupRequest" in line:
+                join = float(line.split("|")[1])
+                break
+    check(join is not None, "no JoinGroupRequest in the lone consumer's protocol log")
+    figures["lone_join_to_record_ms"] = (first_record - join) * 1000
+    print("ok: lone consumer read 10 records; first JoinGroup -> first record %.0f ms "
+          "(group.initial.rebalance.delay.ms=100)" % figures["lone_join_to_record_ms"])
 
 
 def scenario_one_partition_each(cluster, figures):
@@ -655,6 +686,7 @@ def main():
         broker.start()
         print("broker %s on %s, data in %s" % (binary, broker.bootstrap, workdir))
         cluster = Cluster(broker)
+        scenario_lone_consumer(cluster, workdir, figures)
         topic, group, workers = scenario_one_partition_each(cluster, figures)
         workers = scenario_sigkill(cluster, topic, group, workers, figures)
         scenario_broker_restart(cluster, broker, topic, group, workers, figures)
@@ -677,8 +709,10 @@ def main():
         for w in WORKERS:
             if w.alive():
                 w.proc.kill()
-    print("figures: SIGKILLed consumer's partition reassigned after %.2fs; SIGTERM stop %.2fs"
-          % (figures["sigkill_reassign_s"], figures["sigterm_stop_s"]))
+    print("figures: lone consumer first JoinGroup -> first record %.0f ms; SIGKILLed consumer's "
+          "partition reassigned after %.2fs; SIGTERM stop %.2fs"
+          % (figures["lone_join_to_record_ms"], figures["sigkill_reassign_s"],
+             figures["sigterm_stop_s"]))
     print("PASS (%.0fs)" % (time.monotonic() - started))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0

@@ -10,7 +10,6 @@ in one group split a 4-partition topic and one gets every partition back when th
 Exits non-zero on failure. Needs `pip install kafka-python` (3.x); the pair's topic is created
 with 4 partitions through the admin client, the lone consumer's is auto-created.
 """
-import datetime
 import logging
 import sys
 import threading

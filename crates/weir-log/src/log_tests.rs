@@ -34,6 +34,7 @@ impl Harness {
                 clock: self.clock.clone(),
                 // Tiny, so tests exercise closing and reopening inactive segments.
                 handles: crate::HandleCache::new(2),
+                cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
             },
         )
         .unwrap()

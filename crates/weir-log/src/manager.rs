@@ -72,6 +72,8 @@ pub struct LogManagerOptions {
     pub clock: Arc<dyn Clock>,
     /// Most inactive segment files kept open across all logs; active segments stay open.
     pub max_inactive_handles: usize,
+    /// `log.cleaner.dedupe.buffer.size`: memory of one compaction pass's key map.
+    pub cleaner_dedupe_buffer_size: usize,
 }
 
 impl LogManagerOptions {
@@ -84,6 +86,7 @@ impl LogManagerOptions {
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
             max_inactive_handles: 4096,
+            cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
         }
     }
 }
@@ -183,6 +186,7 @@ impl LogManager {
             fs: options.fs.clone(),
             clock: options.clock.clone(),
             handles: handles.clone(),
+            cleaner_dedupe_buffer_size: options.cleaner_dedupe_buffer_size,
         }
     }
 
@@ -285,23 +289,28 @@ impl LogManager {
 
     /// One step of the log cleaner: compacts the compacted log with the highest dirty ratio
     /// at or above its `min.cleanable.dirty.ratio` (ties go to the first partition in order),
-    /// up to the offset `high_watermark` gives for it. `None` when no log needs cleaning.
-    /// Deterministic and single-threaded; the broker runs it on its own thread or timer.
+    /// or else the first whose tombstones have passed their delete horizon, up to the offset
+    /// `high_watermark` gives for it. `None` when no log needs cleaning. Deterministic and
+    /// single-threaded; the broker runs it on its own thread or timer.
     pub fn clean_step(
         &self,
         high_watermark: impl Fn(&TopicPartition, &Log) -> i64,
     ) -> Result<Option<(TopicPartition, CompactionStats)>> {
         let mut best: Option<(f64, TopicPartition, Arc<Log>)> = None;
+        let mut expired: Option<(TopicPartition, Arc<Log>)> = None;
         for (tp, log) in self.logs() {
             let ratio = log.dirty_ratio();
             if ratio <= 0.0 || ratio < log.config().min_cleanable_dirty_ratio {
+                if expired.is_none() && log.delete_horizon_passed() {
+                    expired = Some((tp, log));
+                }
                 continue;
             }
             if best.as_ref().is_none_or(|(b, _, _)| ratio > *b) {
                 best = Some((ratio, tp, log));
             }
         }
-        let Some((_, tp, log)) = best else {
+        let Some((tp, log)) = best.map(|(_, tp, log)| (tp, log)).or(expired) else {
             return Ok(None);
         };
         let stats = log.compact(high_watermark(&tp, &log))?;
@@ -378,6 +387,7 @@ mod tests {
             fs: Arc::new(fs.clone()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             max_inactive_handles: 4,
+            cleaner_dedupe_buffer_size: 1 << 20,
         }
     }
 
@@ -426,6 +436,41 @@ mod tests {
         assert_eq!(second, TopicPartition::new("b", 0));
         assert!(manager.clean_step(hw).unwrap().is_none());
         assert_eq!(plain.dirty_ratio(), 0.0);
+    }
+
+    #[test]
+    fn clean_step_removes_tombstones_past_their_horizon() {
+        let fs = FaultFs::new();
+        let options = options(&fs);
+        let clock = ManualClock::new(1_700_000_000_000);
+        let clock = Arc::new(clock);
+        let manager = LogManager::open(LogManagerOptions {
+            clock: clock.clone(),
+            ..options
+        })
+        .unwrap();
+        let compacted = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::COMPACT,
+            delete_retention_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let log = manager
+            .get_or_create(&TopicPartition::new("c", 0), Some(compacted))
+            .unwrap();
+        let mut b = RecordBatchBuilder::new();
+        b.push(Record::new(1_700_000_000_000, Some(b"k"), None));
+        let mut bytes = b.build().unwrap().to_vec();
+        log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
+            .unwrap();
+        log.roll().unwrap();
+        let hw = |_: &TopicPartition, log: &Log| log.log_end_offset();
+        let (_, stats) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(stats.records_removed, 0);
+        assert!(manager.clean_step(hw).unwrap().is_none(), "nothing dirty");
+        clock.advance(1_000);
+        let (_, stats) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(stats.records_removed, 1);
+        assert!(manager.clean_step(hw).unwrap().is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! [`FaultFs::crash_with`] may additionally keep any prefix of the un-synced appended bytes, as
 //! a real disk might.
 
+use crate::config::{Clock, SystemClock};
 use crate::fs::{File, FileSystem};
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
@@ -28,12 +29,15 @@ struct Faults {
 struct Content {
     data: Vec<u8>,
     synced: Vec<u8>,
+    /// Last modification, in milliseconds since the epoch of the file system's clock.
+    modified_ms: i64,
 }
 
 #[derive(Debug)]
 struct MemFile {
     content: Mutex<Content>,
     faults: Arc<Mutex<Faults>>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
@@ -44,10 +48,18 @@ struct Namespace {
 }
 
 /// In-memory file system with fault injection and crash simulation. Cloning shares the state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FaultFs {
     names: Arc<Mutex<Namespace>>,
     faults: Arc<Mutex<Faults>>,
+    /// Stamps modification times (the system clock unless a test injects one).
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for FaultFs {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -65,6 +77,15 @@ impl FaultFs {
     /// An empty file system.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty file system whose files take their modification times from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            names: Arc::default(),
+            faults: Arc::default(),
+            clock,
+        }
     }
 
     /// From now on, writes may store `bytes` more bytes in total; the write that crosses the
@@ -94,7 +115,7 @@ impl FaultFs {
     /// when the un-synced bytes only extend the synced ones.
     pub fn crash_with(&self, mut keep: impl FnMut(&Path, usize, usize) -> usize) -> FaultFs {
         let names = self.names.lock();
-        let fresh = FaultFs::new();
+        let fresh = FaultFs::with_clock(self.clock.clone());
         {
             let mut new_names = fresh.names.lock();
             new_names.dirs = names.dirs.clone();
@@ -112,8 +133,10 @@ impl FaultFs {
                     content: Mutex::new(Content {
                         data: survived.clone(),
                         synced: survived,
+                        modified_ms: content.modified_ms,
                     }),
                     faults: fresh.faults.clone(),
+                    clock: fresh.clock.clone(),
                 });
                 new_names.current.insert(path.clone(), file.clone());
                 new_names.durable.insert(path.clone(), file);
@@ -181,6 +204,7 @@ impl File for MemFile {
         if let (Some(dst), Some(src)) = (content.data.get_mut(pos..end), buf.get(..allowed)) {
             dst.copy_from_slice(src);
         }
+        content.modified_ms = self.clock.now_ms();
         if allowed < buf.len() {
             return Err(injected("torn write"));
         }
@@ -193,7 +217,9 @@ impl File for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("length overflow"))?;
-        self.content.lock().data.resize(len, 0);
+        let mut content = self.content.lock();
+        content.data.resize(len, 0);
+        content.modified_ms = self.clock.now_ms();
         Ok(())
     }
 
@@ -233,8 +259,12 @@ impl FileSystem for FaultFs {
             return Err(not_found(path));
         }
         let file = Arc::new(MemFile {
-            content: Mutex::new(Content::default()),
+            content: Mutex::new(Content {
+                modified_ms: self.clock.now_ms(),
+                ..Content::default()
+            }),
             faults: self.faults.clone(),
+            clock: self.clock.clone(),
         });
         names.current.insert(path.to_path_buf(), file.clone());
         Ok(file)
@@ -275,6 +305,12 @@ impl FileSystem for FaultFs {
             .chain(dirs)
             .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .collect())
+    }
+
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let names = self.names.lock();
+        let file = names.current.get(path).ok_or_else(|| not_found(path))?;
+        Ok(file.content.lock().modified_ms)
     }
 
     fn exists(&self, path: &Path) -> bool {

@@ -1122,16 +1122,29 @@ impl Log {
         } else {
             0
         };
+        let fs = self.fs.clone();
         self.delete_segments_locked(&mut inner, high_watermark, |segment, _, _| {
             let by_time = config.cleanup_policy.delete
                 && config.retention_ms >= 0
-                && segment.max_timestamp >= 0
-                && now.saturating_sub(segment.max_timestamp) > config.retention_ms;
+                && now.saturating_sub(Self::largest_timestamp(&*fs, segment)) > config.retention_ms;
             let by_size = excess >= segment.size && segment.size > 0;
             if by_size {
                 excess -= segment.size;
             }
             by_time || by_size
+        })
+    }
+
+    /// The time `retention.ms` measures a segment by: its largest record timestamp, or, when it
+    /// has none (-1: empty, or records without timestamps), its file's modification time, as
+    /// Kafka does. A segment whose time cannot be read is kept.
+    fn largest_timestamp(fs: &dyn FileSystem, segment: &Segment) -> i64 {
+        if segment.max_timestamp >= 0 {
+            return segment.max_timestamp;
+        }
+        fs.modified_ms(&segment.path).unwrap_or_else(|error| {
+            tracing::warn!(segment = %segment.path.display(), %error, "cannot read the segment's modification time; keeping it");
+            i64::MAX
         })
     }
 

@@ -717,7 +717,7 @@ impl Log {
         let (files, end) = {
             let mut inner = self.inner.lock();
             (
-                Self::files_to_sync(&mut inner, flushed)?,
+                Self::files_to_sync(&*self.fs, &mut inner, flushed)?,
                 inner.log_end_offset,
             )
         };
@@ -729,13 +729,19 @@ impl Log {
     }
 
     /// Files holding data at or above `flushed`, and index files not yet fsynced.
-    fn files_to_sync(inner: &mut Inner, flushed: i64) -> Result<Vec<(Arc<dyn File>, PathBuf)>> {
+    fn files_to_sync(
+        fs: &dyn FileSystem,
+        inner: &mut Inner,
+        flushed: i64,
+    ) -> Result<Vec<(Arc<dyn File>, PathBuf)>> {
         let mut files: Vec<(Arc<dyn File>, PathBuf)> = Vec::new();
         for segment in inner.segments.values_mut() {
             if segment.next_offset > flushed || !segment.unsynced_index_files.is_empty() {
                 files.push((segment.file.get()?, segment.path.clone()));
-                for f in segment.unsynced_index_files.drain(..) {
-                    files.push((f, segment.path.clone()));
+                for path in segment.unsynced_index_files.drain(..) {
+                    if let Some(file) = open_to_sync(fs, &path)? {
+                        files.push((file, path));
+                    }
                 }
             }
         }
@@ -1045,7 +1051,7 @@ impl Log {
         // Flush what is left: a crash must not keep a later segment's data (or the truncated
         // one's) while losing an earlier segment's un-fsynced batches.
         let flushed = self.flushed.load(Ordering::Acquire).min(leo);
-        let files = Self::files_to_sync(&mut inner, flushed)?;
+        let files = Self::files_to_sync(&*self.fs, &mut inner, flushed)?;
         self.sync_files(files)?;
         self.flushed.store(leo, Ordering::Release);
         inner.recovery_point = leo;
@@ -1318,8 +1324,10 @@ impl Log {
         let mut inner = self.inner.lock();
         if let Some(active) = inner.segments.values_mut().next_back() {
             active.write_index_files(&*self.fs, &self.dir)?;
-            for file in active.unsynced_index_files.drain(..) {
-                file.sync_data().map_err(Error::io("fsync", &active.path))?;
+            for path in active.unsynced_index_files.drain(..) {
+                if let Some(file) = open_to_sync(&*self.fs, &path)? {
+                    file.sync_data().map_err(Error::io("fsync", &path))?;
+                }
             }
         }
         inner.recovery_point = inner.log_end_offset;
@@ -1341,6 +1349,16 @@ impl Log {
         self.fs
             .remove_dir_all(&self.dir)
             .map_err(Error::io("remove directory", &self.dir))
+    }
+}
+
+/// Opens an index file written earlier so it can be fsynced; `None` when it is gone meanwhile
+/// (its segment was deleted or rewritten, so there is nothing to make durable).
+fn open_to_sync(fs: &dyn FileSystem, path: &Path) -> Result<Option<Arc<dyn File>>> {
+    match fs.open(path, false) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("open", path)(e)),
     }
 }
 

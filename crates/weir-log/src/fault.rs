@@ -23,6 +23,8 @@ struct Faults {
     failing_syncs: u32,
     /// Number of successful `sync_data` calls so far.
     syncs: u64,
+    /// Paths whose whole subtree fails every name operation (a dead disk or mount).
+    failed_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +99,25 @@ impl FaultFs {
     /// The next `count` fsyncs fail and make nothing durable.
     pub fn fail_syncs(&self, count: u32) {
         self.faults.lock().failing_syncs = count;
+    }
+
+    /// From now on, every operation on a name at or under `path` (open, create, list, rename,
+    /// remove, directory fsync) fails with an I/O error, as on a failed disk.
+    pub fn fail_path(&self, path: impl Into<PathBuf>) {
+        self.faults.lock().failed_paths.push(path.into());
+    }
+
+    fn check_path(&self, path: &Path) -> io::Result<()> {
+        if self
+            .faults
+            .lock()
+            .failed_paths
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            return Err(injected("I/O error on a failed path"));
+        }
+        Ok(())
     }
 
     /// Number of successful file fsyncs so far.
@@ -240,6 +261,7 @@ impl File for MemFile {
 
 impl FileSystem for FaultFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         for ancestor in path.ancestors() {
             names.dirs.insert(ancestor.to_path_buf());
@@ -248,6 +270,7 @@ impl FileSystem for FaultFs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         if let Some(file) = names.current.get(path) {
             return Ok(file.clone());
@@ -271,6 +294,7 @@ impl FileSystem for FaultFs {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         names
             .current
@@ -280,6 +304,7 @@ impl FileSystem for FaultFs {
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         names.current.retain(|p, _| !p.starts_with(path));
         names.durable.retain(|p, _| !p.starts_with(path));
@@ -288,6 +313,8 @@ impl FileSystem for FaultFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check_path(from)?;
+        self.check_path(to)?;
         let mut names = self.names.lock();
         let file = names.current.remove(from).ok_or_else(|| not_found(from))?;
         names.current.insert(to.to_path_buf(), file);
@@ -295,6 +322,7 @@ impl FileSystem for FaultFs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.check_path(path)?;
         let names = self.names.lock();
         if !names.dirs.contains(path) {
             return Err(not_found(path));
@@ -308,6 +336,7 @@ impl FileSystem for FaultFs {
     }
 
     fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        self.check_path(path)?;
         let names = self.names.lock();
         let file = names.current.get(path).ok_or_else(|| not_found(path))?;
         Ok(file.content.lock().modified_ms)
@@ -319,6 +348,7 @@ impl FileSystem for FaultFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         let names = &mut *names;
         names.durable.retain(|p, _| p.parent() != Some(path));

@@ -43,4 +43,4 @@ pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
-pub use manager::{LogManager, LogManagerOptions, TopicPartition};
+pub use manager::{LogManager, LogManagerOptions, OfflineDir, TopicPartition};

@@ -169,3 +169,29 @@ fn bounded_handles_with_many_partitions_and_segments() {
     check(&manager);
     assert!(manager.handles().open_count() <= 2);
 }
+
+/// A data directory that cannot be used (here a regular file where the directory should be)
+/// is reported offline while the healthy one opens and serves.
+#[test]
+fn unusable_data_directory_is_offline_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let bad = tmp.path().join("bad");
+    std::fs::write(&bad, b"not a directory").unwrap();
+    let options = LogManagerOptions::new(vec![good.clone(), bad.clone()], LogConfig::default());
+    let manager = LogManager::open(options.clone()).unwrap();
+    let offline = manager.offline_dirs();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(offline[0].path, bad);
+    assert!(matches!(*offline[0].error, weir_log::Error::Io { .. }));
+    let log = manager
+        .get_or_create(&TopicPartition::new("t", 0), None)
+        .unwrap();
+    assert!(log.dir().starts_with(&good));
+    log.append(&mut batch(1, 1, NOW), LEADER).unwrap();
+    drop(log);
+    manager.close().unwrap();
+
+    let only_bad = LogManagerOptions::new(vec![bad], LogConfig::default());
+    assert!(LogManager::open(only_bad).is_err());
+}

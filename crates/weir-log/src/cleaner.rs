@@ -29,7 +29,7 @@
 //! atomically. On open, a `.cleaned` file is discarded and a `.swap` file completes its swap.
 
 use crate::config::LogConfig;
-use crate::fs::{File, FileSystem, read_exact_at};
+use crate::fs::{FileSystem, read_exact_at};
 use crate::handles::{HandleCache, SegmentFile};
 use crate::index::{OFFSET_ENTRY, TIME_ENTRY};
 use crate::segment::{self, LOG_SUFFIX, Segment, file_path};
@@ -143,9 +143,10 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
 }
 
 /// An inactive segment chosen for a pass, captured so the pass can read it without the lock.
+/// Its file is opened only while the pass reads it, so a pass over many segments stays within
+/// a few open files.
 pub(crate) struct Planned {
     base: i64,
-    file: Arc<dyn File>,
     path: PathBuf,
     size: u64,
     /// Where the segment's offsets end (the next segment's base).
@@ -187,18 +188,20 @@ pub(crate) struct Cleaned {
 /// Calls `visit(header, bytes)` for every whole batch of a planned segment, reading one batch
 /// at a time, until it returns false.
 fn for_each_batch(
+    fs: &dyn FileSystem,
     p: &Planned,
     mut visit: impl FnMut(&BatchHeader, Bytes) -> Result<bool>,
 ) -> Result<()> {
     let io = || Error::io("read segment", &p.path);
+    let file = fs.open(&p.path, false).map_err(io())?;
     let mut position = 0u64;
-    while let Some(header) = segment::read_header(&*p.file, position, p.size).map_err(io())? {
+    while let Some(header) = segment::read_header(&*file, position, p.size).map_err(io())? {
         let size = header.size() as u64;
         if position + size > p.size {
             break;
         }
         let mut buf = BytesMut::zeroed(header.size());
-        read_exact_at(&*p.file, &mut buf, position).map_err(io())?;
+        read_exact_at(&*file, &mut buf, position).map_err(io())?;
         if !visit(&header, buf.freeze())? {
             break;
         }
@@ -251,7 +254,6 @@ pub(crate) fn plan(
         time_entries += segment.time_index.len() + 1;
         planned.push(Planned {
             base,
-            file: segment.file.get()?,
             path: segment.path.clone(),
             size: segment.size,
             end: next,
@@ -283,12 +285,12 @@ type OffsetMap = HashMap<Box<[u8]>, i64>;
 
 /// Builds the key → latest offset map over the dirty part of the plan within `budget` bytes.
 /// Returns it with the offset where mapping stopped (a batch boundary, or the plan's end).
-fn build_map(plan: &Plan, budget: usize) -> Result<(OffsetMap, i64)> {
+fn build_map(fs: &dyn FileSystem, plan: &Plan, budget: usize) -> Result<(OffsetMap, i64)> {
     let mut map = OffsetMap::new();
     let mut used = 0usize;
     let mut stop = None;
     for p in plan.segments.iter().filter(|p| p.end > plan.first_dirty) {
-        for_each_batch(p, |header, bytes| {
+        for_each_batch(fs, p, |header, bytes| {
             if header.last_offset() < plan.first_dirty || header.attributes.is_control() {
                 return Ok(true);
             }
@@ -334,7 +336,7 @@ pub(crate) fn clean(
     dedupe_buffer_size: usize,
     stats: &mut CompactionStats,
 ) -> Result<Vec<Cleaned>> {
-    let (map, map_end) = build_map(plan, dedupe_buffer_size)?;
+    let (map, map_end) = build_map(&**fs, plan, dedupe_buffer_size)?;
     stats.cleaned_up_to = map_end;
     let new_horizon = now.saturating_add(config.delete_retention_ms.max(0));
     let mut horizon: Option<i64> = None;
@@ -362,7 +364,7 @@ pub(crate) fn clean(
         );
         let mut position = 0u64;
         for p in &members {
-            for_each_batch(p, |header, bytes| {
+            for_each_batch(&**fs, p, |header, bytes| {
                 let outcome = if header.base_offset >= map_end {
                     // Past the map: a later pass cleans it.
                     Cleaning::keep(bytes, header)

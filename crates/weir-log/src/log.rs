@@ -1247,7 +1247,7 @@ impl Log {
             (config, plan, inner.generation)
         };
         let mut stats = CompactionStats::default();
-        let cleaned = cleaner::clean(
+        let cleaned = match cleaner::clean(
             &self.fs,
             &self.dir,
             &plan,
@@ -1255,8 +1255,16 @@ impl Log {
             &config,
             self.cleaner_dedupe_buffer_size,
             &mut stats,
-        )
-        .map_err(|e| self.fail(e))?;
+        ) {
+            Ok(cleaned) => cleaned,
+            // A segment deleted or cut meanwhile (retention, truncation) fails the read: that
+            // is the pass's input going away, not a storage error.
+            Err(_) if self.inner.lock().generation != generation => {
+                tracing::info!(dir = %self.dir.display(), "segments changed during compaction; discarded the pass");
+                return Ok(CompactionStats::default());
+            }
+            Err(e) => return Err(self.fail(e)),
+        };
         drop(plan);
         let mut inner = self.inner.lock();
         let still_valid = inner.generation == generation;

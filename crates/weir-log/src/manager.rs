@@ -529,6 +529,22 @@ mod tests {
         assert_eq!(second, TopicPartition::new("b", 0));
         assert!(manager.clean_step(hw).unwrap().is_none());
         assert_eq!(plain.dirty_ratio(), 0.0);
+
+        // Below min.cleanable.dirty.ratio a log waits: one dirty segment of two is not enough
+        // at 0.6, and is at 0.5.
+        append(&a);
+        a.roll().unwrap();
+        let ratio = a.dirty_ratio();
+        assert!(ratio > 0.3 && ratio < 0.6, "{ratio}");
+        let mut strict = a.config();
+        strict.min_cleanable_dirty_ratio = 0.6;
+        a.set_config(strict.clone()).unwrap();
+        b.set_config(strict.clone()).unwrap();
+        assert!(manager.clean_step(hw).unwrap().is_none());
+        strict.min_cleanable_dirty_ratio = 0.3;
+        a.set_config(strict).unwrap();
+        let (picked, _) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(picked, TopicPartition::new("a", 0));
     }
 
     #[test]

@@ -413,3 +413,36 @@ fn segment_sizes(fs: &FaultFs, log: &Log) -> Vec<usize> {
         .map(|b| fs.read_all(&segment_path(&dir(), b)).unwrap().len())
         .collect()
 }
+
+/// `min.compaction.lag.ms`: a segment holding a record younger than the lag is not cleaned,
+/// nor anything after it.
+#[test]
+fn young_records_wait_for_min_compaction_lag() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let config = LogConfig {
+        min_compaction_lag_ms: 1_000,
+        ..config()
+    };
+    let log = open(&fs, &config, &clock);
+    log.append(
+        &mut keyed(&[(0, Some(1)), (0, Some(2))], NOW - 5_000),
+        LEADER,
+    )
+    .unwrap();
+    log.roll().unwrap();
+    log.append(&mut keyed(&[(1, Some(1)), (1, Some(2))], NOW), LEADER)
+        .unwrap();
+    log.roll().unwrap();
+    let leo = log.log_end_offset();
+    let stats = log.compact(leo).unwrap();
+    assert_eq!(
+        (stats.records_removed, stats.cleaned_up_to),
+        (1, 2),
+        "only the old segment"
+    );
+    assert_eq!(records(&log).len(), 3);
+    clock.advance(1_001);
+    assert_eq!(log.compact(leo).unwrap().records_removed, 1);
+    assert_eq!(records(&log).len(), 2);
+}

@@ -38,6 +38,7 @@ fn open(fs: &FaultFs, dir: &Path) -> Log {
         fs: Arc::new(fs.clone()),
         clock: Arc::new(ManualClock::new(NOW)),
         handles: weir_log::HandleCache::new(4),
+        ..LogOptions::new(LogConfig::default())
     };
     match Log::open_with(dir, options) {
         Ok(log) => log,

@@ -94,6 +94,15 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i64,
     /// `group.max.session.timeout.ms`.
     pub group_max_session_timeout_ms: i64,
+    /// `log.retention.check.interval.ms`: how often segments past `retention.ms` or
+    /// `retention.bytes` are deleted.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: whether the log cleaner compacts `cleanup.policy=compact` topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how long the cleaner sleeps when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the cleaner's key map in one pass.
+    pub log_cleaner_dedupe_buffer_size: usize,
     /// `weir.admin.listener`: the HTTP port for `/metrics` and `/health` (`None`: off).
     pub admin_listener: Option<SocketAddr>,
     /// Every property as given (after merging sources), for per-topic defaults.
@@ -121,6 +130,10 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("group.initial.rebalance.delay.ms", "100"),
     ("group.min.session.timeout.ms", "6000"),
     ("group.max.session.timeout.ms", "1800000"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("log.cleaner.enable", "true"),
+    ("log.cleaner.backoff.ms", "15000"),
+    ("log.cleaner.dedupe.buffer.size", "134217728"),
     ("weir.admin.listener", "127.0.0.1:9644"),
 ];
 
@@ -221,6 +234,10 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: 100,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            log_retention_check_interval_ms: 300_000,
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
             admin_listener: None,
             raw: BTreeMap::new(),
         }
@@ -351,6 +368,22 @@ impl BrokerConfig {
             group_initial_rebalance_delay_ms: parse(&props, "group.initial.rebalance.delay.ms")?,
             group_min_session_timeout_ms: parse(&props, "group.min.session.timeout.ms")?,
             group_max_session_timeout_ms: parse(&props, "group.max.session.timeout.ms")?,
+            log_retention_check_interval_ms: positive(
+                "log.retention.check.interval.ms",
+                parse(&props, "log.retention.check.interval.ms")?,
+                &get("log.retention.check.interval.ms"),
+            )?,
+            log_cleaner_enable: parse(&props, "log.cleaner.enable")?,
+            log_cleaner_backoff_ms: positive(
+                "log.cleaner.backoff.ms",
+                parse(&props, "log.cleaner.backoff.ms")?,
+                &get("log.cleaner.backoff.ms"),
+            )?,
+            log_cleaner_dedupe_buffer_size: positive(
+                "log.cleaner.dedupe.buffer.size",
+                parse(&props, "log.cleaner.dedupe.buffer.size")?,
+                &get("log.cleaner.dedupe.buffer.size"),
+            )?,
             admin_listener,
             raw: props,
         };

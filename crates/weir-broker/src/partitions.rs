@@ -56,6 +56,11 @@ const BROKER_TO_TOPIC: &[(&str, &str)] = &[
     ("log.index.interval.bytes", "index.interval.bytes"),
     ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
     ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    (
+        "log.cleaner.min.cleanable.ratio",
+        "min.cleanable.dirty.ratio",
+    ),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
 ];
 
 impl Partitions {
@@ -82,10 +87,10 @@ impl Partitions {
         );
         let default_config =
             LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let logs = LogManager::open(LogManagerOptions::new(
-            config.log_dirs.clone(),
-            default_config,
-        ))?;
+        let logs = LogManager::open(LogManagerOptions {
+            cleaner_dedupe_buffer_size: config.log_cleaner_dedupe_buffer_size,
+            ..LogManagerOptions::new(config.log_dirs.clone(), default_config)
+        })?;
         let (appended, _) = watch::channel(0);
         Ok(Self {
             logs,
@@ -225,6 +230,28 @@ impl Partitions {
     /// Flushes what the flush policy says is due and checkpoints recovery points.
     pub(crate) fn tick(&self) -> Result<(), weir_log::Error> {
         self.logs.tick()
+    }
+
+    /// Deletes the segments of every log that are past its `retention.ms` or
+    /// `retention.bytes`; returns how many went. A log that fails is reported and skipped, so
+    /// one bad partition does not stop retention for the others.
+    pub(crate) fn apply_retention(&self) -> usize {
+        let mut deleted = 0;
+        for (tp, log) in self.logs.logs() {
+            // One replica: everything appended is committed, so the high watermark is the end.
+            match log.apply_retention(log.log_end_offset()) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::error!(%tp, error = %e, "retention failed"),
+            }
+        }
+        deleted
+    }
+
+    /// One step of the log cleaner: compacts the dirtiest compacted log, if any needs it.
+    pub(crate) fn clean_step(
+        &self,
+    ) -> Result<Option<(TopicPartition, weir_log::CompactionStats)>, weir_log::Error> {
+        self.logs.clean_step(|_, log| log.log_end_offset())
     }
 
     /// Flushes and closes every log, writing clean-shutdown markers.

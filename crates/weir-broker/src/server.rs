@@ -101,6 +101,12 @@ impl Server {
         let limit = Arc::new(Semaphore::new(self.broker.config().max_connections));
         let (stop, stopped) = watch::channel(false);
         let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
+        let retention = tokio::spawn(retention_loop(self.broker.clone(), stopped.clone()));
+        let cleaner = self
+            .broker
+            .config()
+            .log_cleaner_enable
+            .then(|| tokio::spawn(cleaner_loop(self.broker.clone(), stopped.clone())));
         let group_timer = tokio::spawn(crate::groups::run_timer(
             self.broker.clone(),
             stopped.clone(),
@@ -148,6 +154,10 @@ impl Server {
         self.broker.partitions.stop_waiting();
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
+        let _ = retention.await;
+        if let Some(cleaner) = cleaner {
+            let _ = cleaner.await;
+        }
         let _ = group_timer.await;
         if let Some(admin) = admin {
             let _ = admin.await;
@@ -166,6 +176,68 @@ impl Server {
             }
         }
         Ok(())
+    }
+}
+
+/// Deletes segments past retention every `log.retention.check.interval.ms`.
+async fn retention_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config().log_retention_check_interval_ms);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let b = broker.clone();
+                match tokio::task::spawn_blocking(move || b.partitions.apply_retention()).await {
+                    Ok(0) => {}
+                    Ok(deleted) => info!(segments = deleted, "retention deleted old segments"),
+                    Err(_) => error!("retention task failed"),
+                }
+            }
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// The log cleaner: compacts one log at a time while any needs it, then sleeps
+/// `log.cleaner.backoff.ms`. A pass that is running when the server stops finishes first (its
+/// work is bounded by `log.cleaner.dedupe.buffer.size`).
+async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let backoff = Duration::from_millis(broker.config().log_cleaner_backoff_ms);
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        let b = broker.clone();
+        let busy = match tokio::task::spawn_blocking(move || b.partitions.clean_step()).await {
+            Ok(Ok(Some((tp, stats)))) => {
+                info!(
+                    %tp,
+                    records_removed = stats.records_removed,
+                    bytes_before = stats.bytes_before,
+                    bytes_after = stats.bytes_after,
+                    segments_before = stats.segments,
+                    segments_after = stats.segments_after,
+                    "log cleaned"
+                );
+                true
+            }
+            Ok(Ok(None)) => false,
+            Ok(Err(e)) => {
+                error!(error = %e, "log cleaner pass failed");
+                false
+            }
+            Err(_) => {
+                error!("log cleaner task failed");
+                false
+            }
+        };
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stopped.changed() => return,
+        }
     }
 }
 

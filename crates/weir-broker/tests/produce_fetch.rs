@@ -774,3 +774,112 @@ async fn log_append_time_is_returned_and_kept_for_duplicates() {
     assert_eq!(records(&data)[0].3, response.log_append_time_ms);
     broker.stop().await;
 }
+
+/// How long a test waits for background work (the cleaner, retention) before failing.
+const BACKGROUND_WORK: Duration = Duration::from_secs(30);
+
+/// Every record from the log start offset to the end, fetched batch by batch.
+async fn fetch_all(client: &mut RawClient, topic: &str) -> Vec<Row> {
+    let mut out = Vec::new();
+    let mut offset = list_offset(client, topic, -2).await.offset;
+    loop {
+        let data = fetch(client, topic, offset).await;
+        let rows = records(&data);
+        let Some(last) = rows.last() else { break };
+        offset = last.0 + 1;
+        out.extend(rows);
+        if offset >= data.high_watermark {
+            break;
+        }
+    }
+    out
+}
+
+/// The broker runs the log cleaner: a compacted topic keeps the latest record of every key,
+/// at its original offset, once its segments are inactive.
+#[tokio::test]
+async fn the_log_cleaner_compacts_compacted_topics() {
+    let broker = TestBroker::start(&[
+        ("log.cleanup.policy", "compact"),
+        ("log.segment.bytes", "1024"),
+        ("log.cleaner.backoff.ms", "50"),
+        ("log.cleaner.min.cleanable.ratio", "0.01"),
+    ])
+    .await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "compacted").await;
+    let now = now_ms();
+    let mut latest = std::collections::BTreeMap::new();
+    for i in 0..60i64 {
+        let key = format!("k{}", i % 3);
+        let value = format!("v{i}");
+        let r = produce(
+            &mut client,
+            "compacted",
+            batch(&[(Some(&key), &value, now)], Compression::None),
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+        latest.insert(key, (r.base_offset, value));
+    }
+    let deadline = Instant::now() + BACKGROUND_WORK;
+    while fetch_all(&mut client, "compacted").await.len() >= 20 {
+        assert!(Instant::now() < deadline, "the cleaner never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = fetch_all(&mut client, "compacted").await;
+    // Offsets are kept and only ever increase; the latest value of every key is there.
+    assert!(rows.windows(2).all(|w| w[0].0 < w[1].0));
+    for (key, (offset, value)) in &latest {
+        assert!(
+            rows.iter().any(|r| r.0 == *offset
+                && r.1.as_deref() == Some(key.as_bytes())
+                && r.2 == value.as_bytes()),
+            "latest record of {key} (offset {offset}) is missing"
+        );
+    }
+    broker.stop().await;
+}
+
+/// The broker applies time retention every `log.retention.check.interval.ms`: segments whose
+/// records are older than `retention.ms` go, and the log start offset moves past them.
+#[tokio::test]
+async fn retention_deletes_expired_segments() {
+    let broker = TestBroker::start(&[
+        ("log.segment.bytes", "1024"),
+        ("log.retention.ms", "60000"),
+        ("log.retention.check.interval.ms", "50"),
+    ])
+    .await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "aging").await;
+    let hour_ago = now_ms() - 3_600_000;
+    for i in 0..30 {
+        let value = format!("old-{i}-{}", "x".repeat(100));
+        let r = produce(
+            &mut client,
+            "aging",
+            batch(&[(None, &value, hour_ago)], Compression::None),
+        )
+        .await;
+        assert_eq!(r.error_code, 0);
+    }
+    let r = produce(
+        &mut client,
+        "aging",
+        batch(&[(None, "fresh", now_ms())], Compression::None),
+    )
+    .await;
+    let fresh = r.base_offset;
+    let deadline = Instant::now() + BACKGROUND_WORK;
+    while list_offset(&mut client, "aging", -2).await.offset == 0 {
+        assert!(Instant::now() < deadline, "retention never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = fetch_all(&mut client, "aging").await;
+    let start = list_offset(&mut client, "aging", -2).await.offset;
+    assert!(start <= fresh, "the fresh record must survive");
+    assert_eq!(rows.last().map(|r| r.0), Some(fresh));
+    assert_eq!(rows.first().map(|r| r.0), Some(start));
+    broker.stop().await;
+}

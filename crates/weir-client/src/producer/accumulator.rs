@@ -26,8 +26,10 @@ pub(crate) const BATCH_OVERHEAD: usize = weir_records::batch::BATCH_HEADER_LEN;
 pub(crate) struct Batch {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
+    /// The records until the batch is first encoded (then they live in `encoded`).
     pub(crate) records: Vec<Record>,
-    pub(crate) deliveries: Vec<oneshot::Sender<Result<RecordMetadata>>>,
+    /// One per record, with the record's timestamp.
+    pub(crate) deliveries: Vec<(oneshot::Sender<Result<RecordMetadata>>, i64)>,
     /// Estimated encoded size, and the buffer memory it holds.
     pub(crate) size: usize,
     pub(crate) created: Instant,
@@ -218,7 +220,7 @@ impl Shared {
                 .entry((topic.clone(), partition))
                 .or_default();
             if let Some(open) = &queue.open {
-                if open.size + size > batch_size && !open.records.is_empty() {
+                if open.size + size > batch_size && !open.deliveries.is_empty() {
                     if let Some(full) = queue.open.take() {
                         queue.ready.push_back(full);
                         wake = true;
@@ -237,7 +239,7 @@ impl Shared {
                 value: record.value,
                 headers: record.headers,
             });
-            open.deliveries.push(tx);
+            open.deliveries.push((tx, timestamp));
             open.size += size;
             if open.size >= batch_size {
                 if let Some(full) = queue.open.take() {
@@ -287,11 +289,9 @@ impl Shared {
         let count = batch.deliveries.len();
         match result {
             Ok((base_offset, log_append_time)) => {
-                for (i, (tx, record)) in
-                    batch.deliveries.into_iter().zip(&batch.records).enumerate()
-                {
+                for (i, (tx, timestamp)) in batch.deliveries.into_iter().enumerate() {
                     let _ = tx.send(Ok(RecordMetadata {
-                        topic: batch.topic.to_string(),
+                        topic: batch.topic.clone(),
                         partition: batch.partition,
                         offset: if base_offset < 0 {
                             -1
@@ -301,14 +301,14 @@ impl Shared {
                         timestamp: if log_append_time >= 0 {
                             log_append_time
                         } else {
-                            record.timestamp
+                            timestamp
                         },
                     }));
                 }
             }
             Err(err) => {
                 let err = Arc::new(err);
-                for tx in batch.deliveries {
+                for (tx, _) in batch.deliveries {
                     let _ = tx.send(Err(share_error(&err)));
                 }
             }

@@ -285,8 +285,8 @@ impl ProducerRecord {
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of a batch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset, or -1 with `acks=0`.

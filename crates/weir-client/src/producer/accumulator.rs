@@ -82,11 +82,21 @@ pub(crate) struct ProducerIdentity {
     pub(crate) epoch: i16,
 }
 
+/// A topic's name (shared by its batches) and partition count.
+#[derive(Debug)]
+struct TopicCache {
+    name: Arc<str>,
+    partitions: usize,
+    epoch: u64,
+}
+
 /// Everything behind the lock.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) partitions: HashMap<(Arc<str>, i32), PartitionQueue>,
-    topic_names: HashMap<String, Arc<str>>,
+    /// Partition counts of the topics produced to, valid while the client's metadata epoch
+    /// is unchanged.
+    topics: HashMap<String, TopicCache>,
     sticky: StickyPartitioner,
     pub(crate) producer: ProducerIdentity,
     /// The producer id must be (re)obtained before more batches are sent.
@@ -121,7 +131,7 @@ impl Shared {
             memory: Semaphore::new(config.buffer_memory),
             state: Mutex::new(State {
                 partitions: HashMap::new(),
-                topic_names: HashMap::new(),
+                topics: HashMap::new(),
                 sticky: StickyPartitioner::new(config.batch_size, seed),
                 producer: ProducerIdentity { id: -1, epoch: -1 },
                 needs_producer_id: false,
@@ -150,31 +160,6 @@ impl Shared {
                 )),
             });
         }
-        let partitions = match self.client.cached_partition_count(&record.topic) {
-            Some(n) => n,
-            None => tokio::time::timeout(self.config.max_block, self.client.topic(&record.topic))
-                .await
-                .map_err(|_| Error::Timeout(self.config.max_block))??
-                .partitions
-                .len(),
-        };
-        if partitions == 0 {
-            return Err(Error::Kafka {
-                code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                message: Some(format!("topic {} has no partitions", record.topic)),
-            });
-        }
-        if let Some(p) = record.partition {
-            if p < 0 || p as usize >= partitions {
-                return Err(Error::Kafka {
-                    code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                    message: Some(format!(
-                        "topic {} has {partitions} partitions, no partition {p}",
-                        record.topic
-                    )),
-                });
-            }
-        }
         // Waiting for memory is the backpressure: acknowledged batches give it back.
         let permits = u32::try_from(size).map_err(|_| Error::Kafka {
             code: ErrorCode::MESSAGE_TOO_LARGE,
@@ -190,65 +175,125 @@ impl Shared {
                     .forget();
             }
         }
+        let result = self.append_with_memory(record, size).await;
+        if result.is_err() {
+            self.memory.add_permits(size);
+        }
+        result
+    }
 
+    /// Appends a record whose memory is already taken. The topic's partition count comes from
+    /// the producer's own cache while the client's metadata is unchanged, so the common case
+    /// takes one lock and no metadata lookup.
+    async fn append_with_memory(
+        &self,
+        record: ProducerRecord,
+        size: usize,
+    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let mut looked_up = false;
+        loop {
+            let epoch = self.client.metadata_epoch();
+            {
+                let mut state = self.state.lock();
+                if state.closed {
+                    return Err(Error::Closed);
+                }
+                let known = state
+                    .topics
+                    .get(record.topic.as_str())
+                    .filter(|t| looked_up || t.epoch == epoch)
+                    .map(|t| (t.name.clone(), t.partitions));
+                if let Some((topic, partitions)) = known {
+                    return self
+                        .append_locked(&mut state, record, topic, partitions, size, timestamp);
+                }
+            }
+            let metadata =
+                tokio::time::timeout(self.config.max_block, self.client.topic(&record.topic))
+                    .await
+                    .map_err(|_| Error::Timeout(self.config.max_block))??;
+            let mut state = self.state.lock();
+            let name = state
+                .topics
+                .get(record.topic.as_str())
+                .map_or_else(|| Arc::from(record.topic.as_str()), |t| t.name.clone());
+            state.topics.insert(
+                record.topic.clone(),
+                TopicCache {
+                    name,
+                    partitions: metadata.partitions.len(),
+                    epoch,
+                },
+            );
+            looked_up = true;
+        }
+    }
+
+    fn append_locked(
+        &self,
+        state: &mut State,
+        record: ProducerRecord,
+        topic: Arc<str>,
+        partitions: usize,
+        size: usize,
+        timestamp: i64,
+    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+        if partitions == 0 {
+            return Err(Error::Kafka {
+                code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                message: Some(format!("topic {topic} has no partitions")),
+            });
+        }
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < 0 || p as usize >= partitions => {
+                return Err(Error::Kafka {
+                    code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    message: Some(format!(
+                        "topic {topic} has {partitions} partitions, no partition {p}"
+                    )),
+                });
+            }
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => state.sticky.partition(&topic, partitions, size),
+        };
         let (tx, rx) = oneshot::channel();
         let mut wake = false;
-        {
-            let mut state = self.state.lock();
-            if state.closed {
-                drop(state);
-                self.memory.add_permits(size);
-                return Err(Error::Closed);
-            }
-            let partition = match (record.partition, &record.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partition_for_key(key, partitions),
-                (None, None) => state.sticky.partition(&record.topic, partitions, size),
-            };
-            let topic = match state.topic_names.get(&record.topic) {
-                Some(t) => t.clone(),
-                None => {
-                    let t: Arc<str> = Arc::from(record.topic.as_str());
-                    state.topic_names.insert(record.topic.clone(), t.clone());
-                    t
-                }
-            };
-            let batch_size = self.config.batch_size;
-            let queue = state
-                .partitions
-                .entry((topic.clone(), partition))
-                .or_default();
-            if let Some(open) = &queue.open {
-                if open.size + size > batch_size && !open.deliveries.is_empty() {
-                    if let Some(full) = queue.open.take() {
-                        queue.ready.push_back(full);
-                        wake = true;
-                    }
-                }
-            }
-            let open = queue.open.get_or_insert_with(|| {
-                wake = true;
-                Batch::new(topic, partition)
-            });
-            open.records.push(Record {
-                attributes: 0,
-                offset: 0,
-                timestamp,
-                key: record.key,
-                value: record.value,
-                headers: record.headers,
-            });
-            open.deliveries.push((tx, timestamp));
-            open.size += size;
-            if open.size >= batch_size {
+        let batch_size = self.config.batch_size;
+        let queue = state
+            .partitions
+            .entry((topic.clone(), partition))
+            .or_default();
+        if let Some(open) = &queue.open {
+            if open.size + size > batch_size && !open.deliveries.is_empty() {
                 if let Some(full) = queue.open.take() {
                     queue.ready.push_back(full);
                     wake = true;
                 }
             }
-            self.pending.fetch_add(1, Ordering::AcqRel);
         }
+        let open = queue.open.get_or_insert_with(|| {
+            wake = true;
+            Batch::new(topic, partition)
+        });
+        open.records.push(Record {
+            attributes: 0,
+            offset: 0,
+            timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        });
+        open.deliveries.push((tx, timestamp));
+        open.size += size;
+        if open.size >= batch_size {
+            if let Some(full) = queue.open.take() {
+                queue.ready.push_back(full);
+                wake = true;
+            }
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
         if wake {
             self.wake.notify_one();
         }

@@ -78,7 +78,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let _ = done.send(init_producer_id(&shared).await);
             });
         }
-        if round.needs_metadata && !refreshing {
+        // Also refresh what `metadata.max.age.ms` says is old: appends trust the producer's
+        // cache of partition counts until the metadata changes.
+        if (round.needs_metadata || shared.client.needs_refresh()) && !refreshing {
             refreshing = true;
             let shared = shared.clone();
             let done = refresh_done_tx.clone();

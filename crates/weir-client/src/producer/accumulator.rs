@@ -1,6 +1,7 @@
 //! Per-partition queues of batches, sequence numbers and buffer memory, shared by the
 //! producer handles, the sender and the broker tasks.
 
+use super::Delivery;
 use super::partitioner::{StickyPartitioner, partition_for_key};
 use super::{ProducerConfig, ProducerRecord, RecordMetadata};
 use crate::client::{Backoff, Client};
@@ -9,9 +10,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use weir_protocol::ErrorCode;
 use weir_records::Record;
 
@@ -28,8 +31,10 @@ pub(crate) struct Batch {
     pub(crate) partition: i32,
     /// The records until the batch is first encoded (then they live in `encoded`).
     pub(crate) records: Vec<Record>,
-    /// One per record, with the record's timestamp.
-    pub(crate) deliveries: Vec<(oneshot::Sender<Result<RecordMetadata>>, i64)>,
+    /// How many records the batch holds.
+    pub(crate) count: usize,
+    /// What the records' deliveries wait on.
+    pub(crate) outcome: Arc<BatchOutcome>,
     /// Estimated encoded size, and the buffer memory it holds.
     pub(crate) size: usize,
     pub(crate) created: Instant,
@@ -43,12 +48,18 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn new(topic: Arc<str>, partition: i32) -> Self {
+    pub(crate) fn new(topic: Arc<str>, partition: i32) -> Self {
         Self {
-            topic,
+            topic: topic.clone(),
             partition,
             records: Vec::new(),
-            deliveries: Vec::new(),
+            count: 0,
+            outcome: Arc::new(BatchOutcome {
+                topic: topic.clone(),
+                partition,
+                result: OnceLock::new(),
+                wakers: Mutex::new(Vec::new()),
+            }),
             size: BATCH_OVERHEAD,
             created: Instant::now(),
             retry_at: None,
@@ -56,6 +67,83 @@ impl Batch {
             attempts: 0,
             sequence: None,
             encoded: None,
+        }
+    }
+}
+
+impl Drop for Batch {
+    /// A batch dropped without an outcome (the producer's tasks ended) fails its records rather
+    /// than leaving their deliveries waiting.
+    fn drop(&mut self) {
+        self.outcome.finish(Err(Arc::new(Error::Closed)));
+    }
+}
+
+/// The outcome of one batch, shared by the [`super::Delivery`] of each of its records: one
+/// allocation per batch instead of a channel per record.
+#[derive(Debug)]
+pub(crate) struct BatchOutcome {
+    topic: Arc<str>,
+    partition: i32,
+    /// Base offset and log append time, or why the batch failed.
+    result: OnceLock<std::result::Result<(i64, i64), Arc<Error>>>,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl BatchOutcome {
+    /// Sets the outcome (the first one wins) and wakes every waiting delivery.
+    fn finish(&self, result: std::result::Result<(i64, i64), Arc<Error>>) {
+        if self.result.set(result).is_ok() {
+            let wakers = std::mem::take(&mut *self.wakers.lock());
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The metadata of record `index` (created at `timestamp`) once the batch has an outcome.
+    pub(crate) fn poll_record(
+        &self,
+        index: usize,
+        timestamp: i64,
+        waker: &Waker,
+    ) -> Poll<Result<RecordMetadata>> {
+        if let Some(result) = self.result.get() {
+            return Poll::Ready(self.record(result, index, timestamp));
+        }
+        let mut wakers = self.wakers.lock();
+        // Checked again under the lock `finish` takes, so no wake-up is lost.
+        if let Some(result) = self.result.get() {
+            return Poll::Ready(self.record(result, index, timestamp));
+        }
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    fn record(
+        &self,
+        result: &std::result::Result<(i64, i64), Arc<Error>>,
+        index: usize,
+        timestamp: i64,
+    ) -> Result<RecordMetadata> {
+        match result {
+            Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + index as i64
+                },
+                timestamp: if *log_append_time >= 0 {
+                    *log_append_time
+                } else {
+                    timestamp
+                },
+            }),
+            Err(err) => Err(share_error(err)),
         }
     }
 }
@@ -146,10 +234,7 @@ impl Shared {
     }
 
     /// Adds a record to its partition's open batch.
-    pub(crate) async fn append(
-        &self,
-        record: ProducerRecord,
-    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+    pub(crate) async fn append(&self, record: ProducerRecord) -> Result<Delivery> {
         let size = record_size(&record);
         let limit = self.config.max_request_size.min(self.config.buffer_memory);
         if size + BATCH_OVERHEAD > limit {
@@ -185,11 +270,7 @@ impl Shared {
     /// Appends a record whose memory is already taken. The topic's partition count comes from
     /// the producer's own cache while the client's metadata is unchanged, so the common case
     /// takes one lock and no metadata lookup.
-    async fn append_with_memory(
-        &self,
-        record: ProducerRecord,
-        size: usize,
-    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+    async fn append_with_memory(&self, record: ProducerRecord, size: usize) -> Result<Delivery> {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let mut looked_up = false;
         loop {
@@ -238,7 +319,7 @@ impl Shared {
         partitions: usize,
         size: usize,
         timestamp: i64,
-    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+    ) -> Result<Delivery> {
         if partitions == 0 {
             return Err(Error::Kafka {
                 code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
@@ -258,7 +339,6 @@ impl Shared {
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => state.sticky.partition(&topic, partitions, size),
         };
-        let (tx, rx) = oneshot::channel();
         let mut wake = false;
         let batch_size = self.config.batch_size;
         let queue = state
@@ -266,7 +346,7 @@ impl Shared {
             .entry((topic.clone(), partition))
             .or_default();
         if let Some(open) = &queue.open {
-            if open.size + size > batch_size && !open.deliveries.is_empty() {
+            if open.size + size > batch_size && open.count > 0 {
                 if let Some(full) = queue.open.take() {
                     queue.ready.push_back(full);
                     wake = true;
@@ -285,7 +365,12 @@ impl Shared {
             value: record.value,
             headers: record.headers,
         });
-        open.deliveries.push((tx, timestamp));
+        let delivery = Delivery {
+            outcome: open.outcome.clone(),
+            index: open.count,
+            timestamp,
+        };
+        open.count += 1;
         open.size += size;
         if open.size >= batch_size {
             if let Some(full) = queue.open.take() {
@@ -297,7 +382,7 @@ impl Shared {
         if wake {
             self.wake.notify_one();
         }
-        Ok(rx)
+        Ok(delivery)
     }
 
     pub(crate) async fn flush(&self) {
@@ -331,34 +416,10 @@ impl Shared {
 
     /// Resolves a batch's deliveries and gives back its memory.
     pub(crate) fn complete(&self, batch: Batch, result: Result<(i64, i64)>) {
-        let count = batch.deliveries.len();
-        match result {
-            Ok((base_offset, log_append_time)) => {
-                for (i, (tx, timestamp)) in batch.deliveries.into_iter().enumerate() {
-                    let _ = tx.send(Ok(RecordMetadata {
-                        topic: batch.topic.clone(),
-                        partition: batch.partition,
-                        offset: if base_offset < 0 {
-                            -1
-                        } else {
-                            base_offset + i as i64
-                        },
-                        timestamp: if log_append_time >= 0 {
-                            log_append_time
-                        } else {
-                            timestamp
-                        },
-                    }));
-                }
-            }
-            Err(err) => {
-                let err = Arc::new(err);
-                for (tx, _) in batch.deliveries {
-                    let _ = tx.send(Err(share_error(&err)));
-                }
-            }
-        }
+        let count = batch.count;
+        batch.outcome.finish(result.map_err(Arc::new));
         self.memory.add_permits(batch.size);
+        drop(batch);
         if self.pending.fetch_sub(count, Ordering::AcqRel) == count {
             self.idle.notify_waiters();
             // The sender may be waiting to exit.

@@ -205,7 +205,7 @@ fn collect(shared: &Shared) -> Round {
                 let stale = batch.sequence.is_some_and(|(id, _, _)| id != producer.id);
                 if batch.sequence.is_none() || stale {
                     batch.sequence = Some((producer.id, producer.epoch, queue.next_sequence));
-                    queue.next_sequence = add_sequence(queue.next_sequence, batch.deliveries.len());
+                    queue.next_sequence = add_sequence(queue.next_sequence, batch.count);
                 }
             }
             queue.in_flight += 1;
@@ -575,19 +575,7 @@ mod tests {
     use super::*;
 
     fn batch(topic: &str, partition: i32, size: usize) -> Batch {
-        let mut b = Batch {
-            topic: Arc::from(topic),
-            partition,
-            records: Vec::new(),
-            deliveries: Vec::new(),
-            size,
-            created: Instant::now(),
-            retry_at: None,
-            backoff: None,
-            attempts: 0,
-            sequence: None,
-            encoded: None,
-        };
+        let mut b = Batch::new(Arc::from(topic), partition);
         b.size = size;
         b
     }

@@ -65,6 +65,9 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// Records could not be encoded or decoded (a corrupt batch, a codec failure).
+    #[error("record batch: {0}")]
+    Records(#[from] weir_records::Error),
     /// The producer or consumer was closed.
     #[error("client is closed")]
     Closed,

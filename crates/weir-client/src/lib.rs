@@ -3,6 +3,9 @@
 //! # Layout
 //! - [`ClientConfig`] and [`Client`]: bootstrap, one pipelined connection per broker, API
 //!   version negotiation and a metadata cache that the producer, consumer and admin share.
+//!   Requests flow `Client::send_to` → a broker's connection (writer task) → socket → reader
+//!   task → the waiter for that correlation id → decoded by the caller at the negotiated
+//!   version.
 //! - [`producer`]: batching per partition, compression, idempotence, the Java client's default
 //!   partitioner.
 //! - [`consumer`]: consumer groups (classic protocol) or hand-assigned partitions, a `Stream`
@@ -20,4 +23,7 @@ mod error;
 mod metadata;
 pub mod producer;
 
+pub use client::Client;
+pub use config::ClientConfig;
 pub use error::{Error, Result};
+pub use metadata::{BrokerMetadata, PartitionMetadata, TopicMetadata, invalidates_metadata};

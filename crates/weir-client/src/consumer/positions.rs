@@ -181,13 +181,6 @@ impl Positions {
         }
     }
 
-    /// Forgets the position so the reset policy picks a new one.
-    pub(crate) fn request_reset(&mut self, tp: &TopicPartition) {
-        if let Some(start) = self.partitions.get_mut(tp) {
-            *start = Start::Reset;
-        }
-    }
-
     pub(crate) fn position(&self, tp: &TopicPartition) -> Option<i64> {
         match self.partitions.get(tp) {
             Some(Start::At(o)) => Some(*o),

@@ -386,7 +386,31 @@ impl Client {
         Err(Error::NoBrokerReachable(tried.join("; ")))
     }
 
-    fn needs_refresh(&self) -> bool {
+    /// The cached leader of a partition, without refreshing: `None` when the topic or
+    /// partition is unknown or has no leader.
+    pub(crate) fn cached_leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        match self.inner.metadata.read().topics.get(topic) {
+            Some(TopicEntry::Known(t)) => usize::try_from(partition)
+                .ok()
+                .and_then(|i| t.partitions.get(i))
+                .filter(|p| p.partition == partition && p.leader_id >= 0)
+                .map(|p| p.leader_id),
+            _ => None,
+        }
+    }
+
+    /// The cached partition count of a topic, when the cache is fresh.
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<usize> {
+        if self.needs_refresh() {
+            return None;
+        }
+        match self.inner.metadata.read().topics.get(topic) {
+            Some(TopicEntry::Known(t)) => Some(t.partitions.len()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn needs_refresh(&self) -> bool {
         let metadata = self.inner.metadata.read();
         metadata.stale
             || metadata

@@ -182,6 +182,18 @@ impl Connection {
 
     /// Sends `request` in `version` and waits for the response frame (header included).
     async fn request_at<R: Request>(&self, request: &R, version: i16) -> Result<Bytes> {
+        let (correlation_id, rx) = self.start(request, version)?;
+        self.wait(correlation_id, rx).await
+    }
+
+    /// Queues `request` for writing and registers a waiter for its response. The frame is
+    /// queued before this returns, so requests started one after another are written (and, by
+    /// Kafka's rules, handled) in that order.
+    fn start<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+    ) -> Result<(i32, oneshot::Receiver<Bytes>)> {
         let (correlation_id, frame) = self.encode(request, version)?;
         let (tx, rx) = oneshot::channel();
         {
@@ -195,6 +207,11 @@ impl Connection {
             self.in_flight.lock().waiters.remove(&correlation_id);
             return Err(Error::Disconnected(self.addr.clone()));
         }
+        Ok((correlation_id, rx))
+    }
+
+    /// Waits for the response to the request `correlation_id`, up to the request timeout.
+    async fn wait(&self, correlation_id: i32, rx: oneshot::Receiver<Bytes>) -> Result<Bytes> {
         match tokio::time::timeout(self.options.request_timeout, rx).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(_)) => Err(Error::Disconnected(self.addr.clone())),
@@ -204,6 +221,38 @@ impl Connection {
                 Err(Error::Timeout(self.options.request_timeout))
             }
         }
+    }
+
+    /// Queues `request` at the negotiated version now and returns that version and a future
+    /// for the response: callers that need requests written in order (an idempotent producer
+    /// pipelining Produce requests) start them one after another and await them later.
+    pub(crate) fn dispatch<R: Request>(
+        self: &Arc<Self>,
+        request: &R,
+    ) -> Result<(
+        i16,
+        impl std::future::Future<Output = Result<R::Response>> + Send + 'static,
+    )> {
+        let version = self.version(R::API_KEY)?;
+        let (correlation_id, rx) = self.start(request, version)?;
+        let connection = self.clone();
+        Ok((version, async move {
+            let frame = connection.wait(correlation_id, rx).await?;
+            connection.decode::<R>(frame, version)
+        }))
+    }
+
+    /// Queues a request the broker does not answer (Produce with acks=0).
+    pub(crate) fn dispatch_no_response<R: Request>(&self, request: &R) -> Result<i16> {
+        let version = self.version(R::API_KEY)?;
+        let (_, frame) = self.encode(request, version)?;
+        if self.in_flight.lock().closed {
+            return Err(Error::Disconnected(self.addr.clone()));
+        }
+        self.writer
+            .send(frame)
+            .map_err(|_| Error::Disconnected(self.addr.clone()))?;
+        Ok(version)
     }
 
     fn decode<R: Request>(&self, mut frame: Bytes, version: i16) -> Result<R::Response> {

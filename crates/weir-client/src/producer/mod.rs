@@ -1,1 +1,424 @@
-//! The producer: batching per partition, compression, idempotence and partitioning.
+//! The producer: batching per partition, compression, idempotence, the Java client's default
+//! partitioner.
+//!
+//! # Layout
+//! - [`ProducerConfig`]: the Java producer's settings (`acks`, `linger.ms`, `batch.size`,
+//!   `compression.type`, `enable.idempotence`, `buffer.memory`, ...).
+//! - [`partitioner`]: murmur2 for keyed records, sticky partitions for the others.
+//! - `accumulator` (private): per-partition queues of batches, sequence numbers, memory.
+//! - `sender` (private): one task that decides which batches are sendable and one task per
+//!   broker that encodes them into Produce requests, in order, and completes them.
+//!
+//! Records flow `Producer::enqueue` → the partition's open batch → (full, or `linger.ms`
+//! passed, or `flush`) ready queue → the leader's broker task → Produce request → response →
+//! each record's [`Delivery`] resolves to its [`RecordMetadata`].
+//!
+//! ```no_run
+//! # async fn run() -> weir_client::Result<()> {
+//! use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+//! use weir_client::{Client, ClientConfig};
+//!
+//! let client = Client::connect(ClientConfig::new("localhost:9092")).await?;
+//! let producer = Producer::new(client, ProducerConfig::default()).await?;
+//! let metadata = producer
+//!     .send(ProducerRecord::new("user-activity").key("user_1").value("{}"))
+//!     .await?;
+//! println!("partition {} offset {}", metadata.partition, metadata.offset);
+//! # Ok(())
+//! # }
+//! ```
+
+mod accumulator;
+pub mod partitioner;
+mod sender;
+
+use crate::client::Client;
+use crate::config::{config_error, millis, parse};
+use crate::error::{Error, Result};
+use accumulator::Shared;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+pub use weir_records::Compression;
+use weir_records::Header;
+
+/// How many replicas must have a batch before the broker acknowledges it (`acks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// `acks=0`: the broker does not answer; offsets are unknown (-1) and nothing is retried.
+    None,
+    /// `acks=1`: the leader has appended the batch.
+    Leader,
+    /// `acks=all` (-1): every in-sync replica has it.
+    #[default]
+    All,
+}
+
+impl Acks {
+    /// The value carried in Produce requests.
+    pub fn wire_value(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Producer settings, named after the Java producer's properties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerConfig {
+    /// `acks` (default `all`).
+    pub acks: Acks,
+    /// `enable.idempotence` (default true): the broker drops retried duplicates, so a retry
+    /// never writes a record twice and order per partition holds. Needs `acks=all`.
+    pub enable_idempotence: bool,
+    /// `linger.ms`: how long a batch that is not full waits for more records (default 5 ms).
+    pub linger: Duration,
+    /// `batch.size`: bytes per partition batch before it is sent (default 16 KiB).
+    pub batch_size: usize,
+    /// `compression.type`: none, gzip, snappy, lz4 or zstd (default none).
+    pub compression: Compression,
+    /// `retries`: attempts after the first for a batch that failed retriably (default
+    /// unbounded; `delivery.timeout.ms` bounds them).
+    pub retries: u32,
+    /// `delivery.timeout.ms`: the longest a record may take from `send` to acknowledgement,
+    /// retries included (default 120 s).
+    pub delivery_timeout: Duration,
+    /// `max.in.flight.requests.per.connection`: unacknowledged batches per partition (at most
+    /// 5 with idempotence, which is what brokers remember for duplicate detection; default 5).
+    pub max_in_flight: usize,
+    /// `buffer.memory`: bytes of records waiting to be acknowledged before `send` waits
+    /// (default 32 MiB).
+    pub buffer_memory: usize,
+    /// `max.block.ms`: how long `send` waits for buffer memory or for a topic's metadata
+    /// before it fails (default 60 s).
+    pub max_block: Duration,
+    /// `max.request.size`: the largest Produce request, and so the largest record (default
+    /// 1 MiB).
+    pub max_request_size: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            enable_idempotence: true,
+            linger: Duration::from_millis(5),
+            batch_size: 16 * 1024,
+            compression: Compression::None,
+            retries: u32::MAX,
+            delivery_timeout: Duration::from_secs(120),
+            max_in_flight: 5,
+            buffer_memory: 32 * 1024 * 1024,
+            max_block: Duration::from_secs(60),
+            max_request_size: 1024 * 1024,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets one property by its Java producer name. As in the Java client, setting `acks` to
+    /// 0 or 1 turns idempotence off unless `enable.idempotence` is set to true afterwards.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
+        match key {
+            "acks" => {
+                self.acks = match value.trim() {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    other => {
+                        return Err(config_error(
+                            "acks",
+                            format!("{other:?} is not 0, 1 or all"),
+                        ));
+                    }
+                };
+                if self.acks != Acks::All {
+                    self.enable_idempotence = false;
+                }
+            }
+            "enable.idempotence" => self.enable_idempotence = parse("enable.idempotence", value)?,
+            "linger.ms" => self.linger = millis("linger.ms", value)?,
+            "batch.size" => self.batch_size = parse("batch.size", value)?,
+            "compression.type" => {
+                self.compression = match value.trim() {
+                    "none" => Compression::None,
+                    "gzip" => Compression::Gzip,
+                    "snappy" => Compression::Snappy,
+                    "lz4" => Compression::Lz4,
+                    "zstd" => Compression::Zstd,
+                    other => {
+                        return Err(config_error(
+                            "compression.type",
+                            format!("{other:?} is not none, gzip, snappy, lz4 or zstd"),
+                        ));
+                    }
+                }
+            }
+            "retries" => self.retries = parse("retries", value)?,
+            "delivery.timeout.ms" => self.delivery_timeout = millis("delivery.timeout.ms", value)?,
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight = parse("max.in.flight.requests.per.connection", value)?
+            }
+            "buffer.memory" => self.buffer_memory = parse("buffer.memory", value)?,
+            "max.block.ms" => self.max_block = millis("max.block.ms", value)?,
+            "max.request.size" => self.max_request_size = parse("max.request.size", value)?,
+            _ => {
+                return Err(config_error(
+                    "(unknown)",
+                    format!("unknown producer property {key:?}"),
+                ));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Checks the values against each other and against their ranges.
+    pub fn validate(&self) -> Result<()> {
+        if self.enable_idempotence && self.acks != Acks::All {
+            return Err(config_error(
+                "enable.idempotence",
+                "idempotence needs acks=all; set enable.idempotence=false for acks 0 or 1",
+            ));
+        }
+        if self.enable_idempotence && !(1..=5).contains(&self.max_in_flight) {
+            return Err(config_error(
+                "max.in.flight.requests.per.connection",
+                "must be between 1 and 5 with idempotence",
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(config_error(
+                "max.in.flight.requests.per.connection",
+                "must be at least 1",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(config_error("batch.size", "must be positive"));
+        }
+        if self.max_request_size < 1024 || self.max_request_size > i32::MAX as usize {
+            return Err(config_error(
+                "max.request.size",
+                "must be between 1024 and 2147483647",
+            ));
+        }
+        if self.buffer_memory < self.batch_size
+            || self.buffer_memory > (u32::MAX as usize).min(usize::MAX >> 4)
+        {
+            return Err(config_error(
+                "buffer.memory",
+                "must be at least batch.size and below 4 GiB",
+            ));
+        }
+        if self.delivery_timeout < self.linger {
+            return Err(config_error(
+                "delivery.timeout.ms",
+                "must be at least linger.ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProducerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// Key, or null.
+    pub key: Option<Bytes>,
+    /// Value, or null (a tombstone on compacted topics).
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Create time in milliseconds since the epoch; `None` for now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record for `topic` with no key, value or headers.
+    pub fn new(topic: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Sets the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
+    /// Sets the create timestamp.
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where an acknowledged record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset, or -1 with `acks=0`.
+    pub offset: i64,
+    /// The record's timestamp: its create time, or the broker's append time on topics with
+    /// `message.timestamp.type=LogAppendTime`.
+    pub timestamp: i64,
+}
+
+/// The outcome of one enqueued record; resolves when the broker acknowledges its batch or the
+/// batch fails for good.
+#[derive(Debug)]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl std::future::Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|result| result.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// An asynchronous Kafka producer. Cheap to clone; clones share batches and connections.
+/// The last clone to be dropped still delivers what was enqueued; [`Producer::flush`] waits
+/// for it.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// Ends the sender when the last producer handle goes.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+impl Producer {
+    /// Validates `config`, obtains a producer id when idempotence is on, and starts the sender.
+    pub async fn new(client: Client, config: ProducerConfig) -> Result<Self> {
+        config.validate()?;
+        let shared = Shared::new(client, config);
+        if shared.config.enable_idempotence {
+            sender::init_producer_id(&shared).await?;
+        }
+        tokio::spawn(sender::run(shared.clone()));
+        Ok(Self {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    /// Sends `record` and waits for its acknowledgement: the partition and offset it got.
+    /// To keep many records in flight (and batches full), use [`Producer::enqueue`] and await
+    /// the deliveries later.
+    pub async fn send(&self, record: ProducerRecord) -> Result<RecordMetadata> {
+        self.enqueue(record).await?.await
+    }
+
+    /// Adds `record` to its partition's batch and returns its [`Delivery`]. Waits (up to
+    /// `max.block.ms`) while the topic's metadata is unknown or `buffer.memory` is used up.
+    pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
+        let rx = self.handle.shared.append(record).await?;
+        Ok(Delivery { rx })
+    }
+
+    /// Sends every batch now, without waiting for `linger.ms`, and waits until every record
+    /// enqueued so far is acknowledged or has failed.
+    pub async fn flush(&self) {
+        self.handle.shared.flush().await;
+    }
+
+    /// The producer id and epoch the broker assigned (idempotence), or `None`.
+    pub fn producer_id(&self) -> Option<(i64, i16)> {
+        self.handle.shared.producer_id()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_use_java_names() {
+        let mut config = ProducerConfig::default();
+        config
+            .set("linger.ms", "20")
+            .unwrap()
+            .set("compression.type", "zstd")
+            .unwrap()
+            .set("batch.size", "65536")
+            .unwrap();
+        assert_eq!(config.linger, Duration::from_millis(20));
+        assert_eq!(config.compression, Compression::Zstd);
+        assert_eq!(config.batch_size, 65536);
+        config.validate().unwrap();
+        config.set("acks", "1").unwrap();
+        assert!(!config.enable_idempotence);
+        config.validate().unwrap();
+        config.set("enable.idempotence", "true").unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_config_errors() {
+        let mut config = ProducerConfig::default();
+        assert!(matches!(
+            config.set("acks", "2"),
+            Err(Error::Config { key: "acks", .. })
+        ));
+        assert!(config.set("compression.type", "brotli").is_err());
+        assert!(config.set("linger.ms", "soon").is_err());
+        let config = ProducerConfig {
+            max_in_flight: 6,
+            ..ProducerConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = ProducerConfig {
+            buffer_memory: 10,
+            ..ProducerConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

@@ -116,3 +116,86 @@ pub async fn create_topic(client: &Client, name: &str, partitions: i32) {
         client.leader_for(name, partition).await.unwrap();
     }
 }
+
+/// Every record of a partition, read with plain Fetch requests (independent of the consumer).
+pub async fn fetch_all(client: &Client, topic: &str, partition: i32) -> Vec<weir_records::Record> {
+    use weir_protocol::messages::FetchRequest;
+    use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    let leader = client.leader_for(topic, partition).await.unwrap();
+    let end = end_offset(client, topic, partition).await;
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let (response, _) = client
+            .send_to(
+                leader,
+                FetchRequest {
+                    replica_id: -1,
+                    max_wait_ms: 100,
+                    min_bytes: 1,
+                    max_bytes: 64 << 20,
+                    session_epoch: -1,
+                    topics: vec![FetchTopic {
+                        topic: topic.into(),
+                        partitions: vec![FetchPartition {
+                            partition,
+                            fetch_offset: offset,
+                            partition_max_bytes: 16 << 20,
+                            current_leader_epoch: -1,
+                            last_fetched_epoch: -1,
+                            log_start_offset: -1,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "fetch {topic}-{partition}");
+        let bytes = data.records.clone().unwrap_or_default();
+        for batch in weir_records::RecordBatches::new(bytes) {
+            let Ok(batch) = batch else { break };
+            for record in batch.records().unwrap() {
+                let record = record.unwrap();
+                if record.offset >= offset {
+                    offset = record.offset + 1;
+                    records.push(record);
+                }
+            }
+        }
+    }
+    records
+}
+
+/// The log end offset of a partition (ListOffsets latest).
+pub async fn end_offset(client: &Client, topic: &str, partition: i32) -> i64 {
+    use weir_protocol::messages::ListOffsetsRequest;
+    use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let leader = client.leader_for(topic, partition).await.unwrap();
+    let (response, _) = client
+        .send_to(
+            leader,
+            ListOffsetsRequest {
+                replica_id: -1,
+                topics: vec![ListOffsetsTopic {
+                    name: topic.into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition_index: partition,
+                        current_leader_epoch: -1,
+                        timestamp: -1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_core::Stream;
 use support::{TestBroker, create_topic};
 use weir_client::Client;
 use weir_client::consumer::{
@@ -129,11 +130,15 @@ async fn assigned_partitions_read_plain_and_compressed_batches_with_seek_and_pos
     // Seeking into the middle of a compressed batch skips its earlier records.
     consumer.seek(&tp("t", 0), 7).unwrap();
     assert_eq!(consumer.position(&tp("t", 0)).await.unwrap(), 7);
-    let again = recv_n(&mut consumer, 3).await;
-    assert_eq!(
-        again.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        [7, 8, 9]
-    );
+    // This time through the Stream.
+    let mut stream = consumer.stream();
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx));
+        again.push(next.await.unwrap().unwrap().offset);
+    }
+    drop(stream);
+    assert_eq!(again, [7, 8, 9]);
     assert!(consumer.seek(&tp("t", 5), 0).is_err());
     // Committing needs a group.
     assert!(consumer.commit().await.is_err());

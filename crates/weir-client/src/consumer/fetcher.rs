@@ -409,3 +409,84 @@ fn corrupt(tp: &TopicPartition, err: weir_records::Error) -> Error {
         message: Some(format!("{tp}: {err}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use weir_records::{Compression, EndTransactionMarker, Record, RecordBatchBuilder};
+
+    fn batch(base: i64, values: &[&str], compression: Compression) -> Bytes {
+        let mut builder = RecordBatchBuilder::new();
+        builder.base_offset(base).compression(compression);
+        for v in values {
+            builder.push(Record::new(0, None, Some(v.as_bytes())));
+        }
+        builder.build().unwrap()
+    }
+
+    fn completed(bytes: Bytes, next: i64) -> Completed {
+        Completed {
+            tp: TopicPartition::new("t", 0),
+            topic: Arc::from("t"),
+            next,
+            batches: RecordBatches::new(bytes),
+            current: None,
+            current_end: next,
+        }
+    }
+
+    /// Drains like `Fetcher::next_record` does: the offsets handed out, and where it ends.
+    fn drain(c: &mut Completed) -> (Vec<i64>, i64) {
+        let mut offsets = Vec::new();
+        while let Some(record) = c.next_record(true).unwrap() {
+            c.next = record.offset + 1;
+            offsets.push(record.offset);
+        }
+        (offsets, c.next)
+    }
+
+    #[test]
+    fn skips_records_before_the_position_and_control_batches() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&batch(0, &["a", "b", "c", "d"], Compression::Gzip));
+        let marker = EndTransactionMarker::commit(0)
+            .batch_builder(7, 0, 0)
+            .base_offset(4)
+            .build()
+            .unwrap();
+        buf.extend_from_slice(&marker);
+        buf.extend_from_slice(&batch(5, &["e"], Compression::None));
+        // A response cut inside the next batch.
+        let cut = batch(6, &["f", "g"], Compression::None);
+        buf.extend_from_slice(&cut[..cut.len() - 3]);
+        let mut c = completed(buf.freeze(), 2);
+        let (offsets, next) = drain(&mut c);
+        assert_eq!(offsets, [2, 3, 5]);
+        assert_eq!(next, 6);
+    }
+
+    #[test]
+    fn a_trailing_control_batch_moves_the_position_past_it() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&batch(0, &["a"], Compression::None));
+        let marker = EndTransactionMarker::abort(0)
+            .batch_builder(7, 0, 0)
+            .base_offset(1)
+            .build()
+            .unwrap();
+        buf.extend_from_slice(&marker);
+        let mut c = completed(buf.freeze(), 0);
+        assert_eq!(drain(&mut c), (vec![0], 2));
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error() {
+        let mut bytes = BytesMut::from(&batch(0, &["a", "b"], Compression::None)[..]);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        let mut c = completed(bytes.freeze(), 0);
+        let err = c.next_record(true).unwrap_err();
+        assert!(err.to_string().contains("t-0"), "{err}");
+    }
+}

@@ -8,6 +8,7 @@
 //! - `group`: JoinGroup/SyncGroup/Heartbeat/LeaveGroup and commits, against the coordinator.
 //! - `positions`: where the consumer stands in each partition, with no I/O.
 //! - `fetcher`: Fetch requests to partition leaders and the buffer of fetched batches.
+//! - [`RecordStream`]: the records as a `futures_core::Stream`.
 //!
 //! Like the Java consumer, all work happens inside [`Consumer::recv`] (and the other methods):
 //! rebalances, rebalance callbacks, position lookups, auto commits and fetches. Only
@@ -38,6 +39,7 @@ mod positions;
 mod protocol;
 mod rebalance;
 mod record;
+mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +56,7 @@ pub use config::ConsumerConfig;
 pub use positions::OffsetReset;
 pub use protocol::TopicPartition;
 pub use record::{ConsumerRecord, RebalanceListener};
+pub use stream::RecordStream;
 
 use crate::{Client, Error, Result};
 
@@ -215,6 +218,11 @@ impl Consumer {
             }
             self.poll_once().await?;
         }
+    }
+
+    /// The records as a [`futures_core::Stream`], each item what [`Consumer::recv`] returns.
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream::new(self)
     }
 
     /// One round of housekeeping and, when nothing is buffered, one wait for a fetch.

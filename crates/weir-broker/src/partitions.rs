@@ -9,6 +9,7 @@ use crate::topics::Topic;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use weir_log::{
     AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition,
@@ -25,6 +26,20 @@ pub(crate) struct Partitions {
     defaults: BTreeMap<String, String>,
     /// Bumped after every append; fetches waiting for data watch it.
     appended: watch::Sender<u64>,
+    /// Set when the server shuts down: a waiting fetch answers at once instead of holding its
+    /// connection (and so the shutdown) for up to its `max_wait_ms`.
+    closing: AtomicBool,
+}
+
+/// The error for an append whose blocking task did not finish (it panicked, or the runtime is
+/// shutting down): whether the batch reached the log is unknown, so it is a storage error
+/// (KAFKA_STORAGE_ERROR), never a verdict on the client's records.
+fn append_task_failed(dir: std::path::PathBuf, error: tokio::task::JoinError) -> weir_log::Error {
+    weir_log::Error::Io {
+        op: "append task",
+        path: dir,
+        source: std::io::Error::other(error.to_string()),
+    }
 }
 
 /// Maps broker properties (`log.segment.bytes`, ...) to topic-level names (`segment.bytes`).
@@ -76,6 +91,7 @@ impl Partitions {
             logs,
             defaults,
             appended,
+            closing: AtomicBool::new(false),
         })
     }
 
@@ -151,9 +167,10 @@ impl Partitions {
         log: Arc<Log>,
         records: Bytes,
     ) -> Result<AppendInfo, weir_log::Error> {
+        let dir = log.dir().to_path_buf();
         let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
             .await
-            .map_err(|_| weir_log::Error::EmptyAppend)??;
+            .map_err(|e| append_task_failed(dir, e))??;
         self.notify_appended();
         Ok(info)
     }
@@ -179,6 +196,23 @@ impl Partitions {
         self.appended.send_modify(|n| *n += 1);
     }
 
+    /// Wakes every waiting fetch for good: from now on fetches do not wait for data.
+    pub(crate) fn stop_waiting(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.notify_appended();
+    }
+
+    /// Whether fetches must stop waiting (the server is shutting down).
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// How many fetches hold the append signal (are waiting for data).
+    #[cfg(test)]
+    pub(crate) fn waiting_fetches(&self) -> usize {
+        self.appended.receiver_count()
+    }
+
     /// A receiver that changes after every append, for long-polling fetches.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.appended.subscribe()
@@ -192,5 +226,22 @@ impl Partitions {
     /// Flushes and closes every log, writing clean-shutdown markers.
     pub(crate) fn close(self) -> Result<(), weir_log::Error> {
         self.logs.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::log_error_code;
+    use weir_protocol::ErrorCode;
+
+    #[tokio::test]
+    async fn an_append_task_that_did_not_finish_is_a_storage_error() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let join_error = task.await.unwrap_err();
+        let error = append_task_failed("/data/t-0".into(), join_error);
+        assert_eq!(log_error_code(&error), ErrorCode::KAFKA_STORAGE_ERROR);
+        assert!(error.to_string().contains("/data/t-0"), "{error}");
     }
 }

@@ -145,6 +145,7 @@ impl Server {
             "shutting down: no new connections"
         );
         let _ = stop.send(true);
+        self.broker.partitions.stop_waiting();
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
         let _ = group_timer.await;

@@ -607,6 +607,46 @@ async fn create_partitions_only_grows() {
 }
 
 #[tokio::test]
+async fn create_partitions_refuses_internal_topics() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let before = partition_count(&mut client, "__consumer_offsets").await;
+    assert_eq!(before, Some(4));
+    for validate_only in [true, false] {
+        let response = client
+            .send(
+                CreatePartitionsRequest {
+                    topics: vec![CreatePartitionsTopic {
+                        name: "__consumer_offsets".into(),
+                        count: 8,
+                        assignments: None,
+                        ..Default::default()
+                    }],
+                    validate_only,
+                    ..Default::default()
+                },
+                3,
+            )
+            .await;
+        assert_eq!(
+            response.results[0].error_code,
+            ErrorCode::INVALID_TOPIC_EXCEPTION.code()
+        );
+        let message = response.results[0].error_message.clone().unwrap();
+        assert!(
+            message.contains("internal topic __consumer_offsets"),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        partition_count(&mut client, "__consumer_offsets").await,
+        before
+    );
+    assert!(!broker.dir.join("__consumer_offsets-4").exists());
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn delete_topics_removes_logs_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path(), &[]).await;

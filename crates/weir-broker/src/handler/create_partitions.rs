@@ -1,7 +1,7 @@
-//! CreatePartitions: grows topics (never shrinks them) and creates the new partition logs; with
-//! `validate_only` it only checks.
+//! CreatePartitions: grows topics (never shrinks them, never internal ones) and creates the new
+//! partition logs; with `validate_only` it only checks.
 
-use crate::admin::{self, shrink_error};
+use crate::admin::{self, INTERNAL_TOPICS, shrink_error};
 use crate::connection::RequestContext;
 use crate::error::{AdminError, BrokerError};
 use crate::state::Broker;
@@ -66,6 +66,14 @@ fn grow(
         .topics
         .get(&request.name)
         .ok_or_else(|| AdminError::from(TopicError::Unknown(request.name.clone())))?;
+    // Groups are placed on `__consumer_offsets` partitions by hashing over the partition count;
+    // growing it would move groups away from their committed offsets.
+    if topic.internal || INTERNAL_TOPICS.contains(&topic.name.as_str()) {
+        return Err(AdminError::InvalidTopic(format!(
+            "Cannot change the partition count of internal topic {}.",
+            topic.name
+        )));
+    }
     if request.count <= topic.partitions {
         return Err(shrink_error(topic.partitions, request.count));
     }

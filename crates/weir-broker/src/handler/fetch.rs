@@ -3,7 +3,8 @@
 //! - Topics by name (v4-12) or id (v13+); the response answers by the same key.
 //! - Long poll: when the first read finds fewer than `min_bytes` (and no partition has an
 //!   error), the request waits on the partition manager's append signal until an append to a
-//!   requested partition, then reads again, until `max_wait_ms` has passed. No polling.
+//!   requested partition, then reads again, until `max_wait_ms` has passed or the server shuts
+//!   down (then it answers at once, so a graceful stop never waits out a long poll). No polling.
 //! - Limits (KIP-74): each partition reads at most `partition_max_bytes` and the response at
 //!   most `max_bytes`, except that the first partition with data returns its first batch
 //!   whole however large it is, so a consumer can always make progress.
@@ -112,8 +113,12 @@ pub(crate) async fn handle(
     let mut pass = read(broker, &topics, limits).await;
     loop {
         // As Kafka: answer at once on an error, with enough data, or when there is nothing
-        // to wait for.
-        if pass.error || pass.bytes >= min_bytes || topics.is_empty() || Instant::now() >= deadline
+        // to wait for; and at shutdown, so the connection can finish and close.
+        if pass.error
+            || pass.bytes >= min_bytes
+            || topics.is_empty()
+            || Instant::now() >= deadline
+            || broker.partitions.closing()
         {
             break;
         }
@@ -307,4 +312,84 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
         });
     }
     pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+    use std::collections::BTreeMap;
+    use weir_protocol::messages::fetch_request::FetchTopic;
+
+    #[tokio::test]
+    async fn a_waiting_fetch_answers_when_the_server_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut props = BTreeMap::new();
+        props.insert("log.dirs".to_string(), dir.path().display().to_string());
+        props.insert("offsets.topic.num.partitions".to_string(), "1".to_string());
+        let broker = Arc::new(Broker::open(BrokerConfig::from_properties(props).unwrap()).unwrap());
+        broker.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        let request = FetchRequest {
+            max_wait_ms: 600_000,
+            min_bytes: 1,
+            max_bytes: 1 << 20,
+            session_epoch: -1,
+            topics: vec![FetchTopic {
+                topic: "t".into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: 0,
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let ctx = RequestContext {
+            api_version: 12,
+            correlation_id: 1,
+            client_id: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let waiting = {
+            let broker = broker.clone();
+            tokio::spawn(async move { handle(&broker, &ctx, request).await })
+        };
+        // The fetch holds a subscription to the append signal while it waits.
+        while broker.partitions.waiting_fetches() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+        broker.partitions.stop_waiting();
+        // Far below the 10-minute max_wait_ms: the fetch answers as soon as it is woken.
+        let response = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the waiting fetch did not answer at shutdown")
+            .unwrap();
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0);
+        assert_eq!(partition.high_watermark, 0);
+        // Fetches arriving after the shutdown began do not wait at all.
+        let ctx = RequestContext {
+            api_version: 12,
+            correlation_id: 2,
+            client_id: None,
+            peer: "127.0.0.1:1".parse().unwrap(),
+        };
+        let late = FetchRequest {
+            max_wait_ms: 600_000,
+            min_bytes: 1,
+            session_epoch: -1,
+            topics: vec![FetchTopic {
+                topic: "t".into(),
+                partitions: vec![FetchPartition::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        tokio::time::timeout(Duration::from_secs(30), handle(&broker, &ctx, late))
+            .await
+            .expect("a fetch after shutdown waited");
+    }
 }

@@ -39,12 +39,12 @@ fn main() {
         Case {
             name: "1KiB",
             value_bytes: 1024,
-            records: if test_mode { 2_000 } else { 100_000 },
+            records: if test_mode { 2_000 } else { 300_000 },
         },
         Case {
             name: "100B",
             value_bytes: 100,
-            records: if test_mode { 5_000 } else { 500_000 },
+            records: if test_mode { 5_000 } else { 2_000_000 },
         },
     ];
     let runs = if test_mode { 1 } else { 3 };

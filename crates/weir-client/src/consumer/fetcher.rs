@@ -1,9 +1,10 @@
 //! Fetching: one Fetch in flight per partition leader, completed fetches buffered until the
 //! application reads them, and ListOffsets lookups for the reset policy.
 //!
-//! A partition is fetched again only once its buffered data is used up, so the buffer holds at
-//! most one response's worth (`fetch.max.bytes`) per broker: the prefetch overlaps the next
-//! round trip with the application's processing without growing unbounded.
+//! While the application reads a partition's buffered data, the next fetch of that partition
+//! already runs, from the end of what is buffered; a partition with two responses buffered is
+//! not fetched again until one is used up. So the round trip overlaps the application's
+//! processing, and the buffer holds at most two responses' worth (`fetch.max.bytes`) per broker.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -42,7 +43,15 @@ struct Completed {
     /// The offset after the current batch: the position once it is used up (its last
     /// records may have been compacted away).
     current_end: i64,
+    /// The offset this response was fetched from.
+    start: i64,
+    /// The offset after the last complete batch: the position once all of it is used up, and
+    /// where the partition's next fetch starts.
+    end: i64,
 }
+
+/// Responses buffered per partition before it is fetched no further.
+const MAX_BUFFERED: usize = 2;
 
 pub(crate) struct Fetcher {
     client: Client,
@@ -83,8 +92,37 @@ impl Fetcher {
 
     /// Drops buffered data of partitions no longer assigned (or whose position moved).
     pub(crate) fn retain(&mut self, positions: &Positions) {
-        self.ready
-            .retain(|c| positions.position(&c.tp) == Some(c.next));
+        // A partition's first buffered response must start at its position, each later one
+        // where the one before it ends.
+        let mut expected: HashMap<TopicPartition, Option<i64>> = HashMap::new();
+        self.ready.retain(|c| {
+            let want = expected
+                .entry(c.tp.clone())
+                .or_insert_with(|| positions.position(&c.tp));
+            if *want == Some(c.next) {
+                *want = Some(c.end);
+                true
+            } else {
+                *want = None;
+                false
+            }
+        });
+    }
+
+    /// Where the next fetch of `tp` starts given its position: there, or after what is
+    /// buffered for it; `None` while enough is buffered.
+    fn fetch_offset(&self, tp: &TopicPartition, position: i64) -> Option<i64> {
+        let mut count = 0;
+        let mut end = position;
+        for c in self.ready.iter().filter(|c| c.tp == *tp) {
+            count += 1;
+            // A response with no complete batch gives no offset to continue from.
+            if c.end <= c.start {
+                return None;
+            }
+            end = c.end;
+        }
+        (count < MAX_BUFFERED).then_some(end)
     }
 
     /// The next buffered record, advancing the position past it. Data that no longer
@@ -125,13 +163,15 @@ impl Fetcher {
     pub(crate) async fn send_fetches(&mut self, positions: &Positions) -> Result<()> {
         let now = Instant::now();
         self.backoff.retain(|_, until| *until > now);
-        let buffered: HashSet<&TopicPartition> = self.ready.iter().map(|c| &c.tp).collect();
         let in_flight: HashSet<&TopicPartition> = self.in_flight.values().flatten().collect();
         let mut by_broker: BTreeMap<i32, Vec<(TopicPartition, i64)>> = BTreeMap::new();
-        for (tp, offset) in positions.fetchable() {
-            if buffered.contains(&tp) || in_flight.contains(&tp) || self.backoff.contains_key(&tp) {
+        for (tp, position) in positions.fetchable() {
+            if in_flight.contains(&tp) || self.backoff.contains_key(&tp) {
                 continue;
             }
+            let Some(offset) = self.fetch_offset(&tp, position) else {
+                continue;
+            };
             let leader = match self.client.leader_for(&tp.topic, tp.partition).await {
                 Ok(leader) => leader,
                 Err(err) if err.is_retriable() => {
@@ -275,6 +315,9 @@ impl Fetcher {
                 topic
             }
         };
+        let end = RecordBatches::new(records.clone())
+            .map_while(|batch| batch.ok().map(|b| b.next_offset()))
+            .fold(fetched_from, i64::max);
         self.ready.push_back(Completed {
             tp,
             topic,
@@ -282,6 +325,8 @@ impl Fetcher {
             batches: RecordBatches::new(records),
             current: None,
             current_end: fetched_from,
+            start: fetched_from,
+            end,
         });
     }
 
@@ -433,6 +478,8 @@ mod tests {
             batches: RecordBatches::new(bytes),
             current: None,
             current_end: next,
+            start: next,
+            end: next,
         }
     }
 

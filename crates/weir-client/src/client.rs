@@ -11,6 +11,7 @@ use crate::metadata::{BrokerMetadata, Metadata, TopicEntry, TopicMetadata, inval
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use weir_protocol::messages::MetadataRequest;
 use weir_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
@@ -43,6 +44,9 @@ struct Inner {
     metadata: RwLock<Metadata>,
     /// Topics whose metadata the client keeps.
     topics: Mutex<BTreeSet<String>>,
+    /// Changes whenever the metadata is refreshed or marked stale, so callers can cache what
+    /// they derive from it.
+    epoch: AtomicU64,
     /// Serialises refreshes so concurrent callers share one Metadata request.
     refresh: tokio::sync::Mutex<()>,
     /// Connections by broker id.
@@ -76,6 +80,7 @@ impl Client {
                 options,
                 metadata: RwLock::new(Metadata::default()),
                 topics: Mutex::new(BTreeSet::new()),
+                epoch: AtomicU64::new(0),
                 refresh: tokio::sync::Mutex::new(()),
                 pool: Mutex::new(HashMap::new()),
                 bootstrap: tokio::sync::Mutex::new(None),
@@ -249,6 +254,7 @@ impl Client {
     /// Marks the metadata stale: the next lookup refreshes it.
     pub fn invalidate_metadata(&self) {
         self.inner.metadata.write().stale = true;
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Fetches metadata for the brokers and every topic looked up so far. Callers that were
@@ -275,6 +281,7 @@ impl Client {
         };
         let (response, _) = self.send_any(request).await?;
         self.inner.metadata.write().update(response, &topics);
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -399,15 +406,9 @@ impl Client {
         }
     }
 
-    /// The cached partition count of a topic, when the cache is fresh.
-    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<usize> {
-        if self.needs_refresh() {
-            return None;
-        }
-        match self.inner.metadata.read().topics.get(topic) {
-            Some(TopicEntry::Known(t)) => Some(t.partitions.len()),
-            _ => None,
-        }
+    /// A counter that changes whenever the metadata is refreshed or marked stale.
+    pub(crate) fn metadata_epoch(&self) -> u64 {
+        self.inner.epoch.load(Ordering::Acquire)
     }
 
     pub(crate) fn needs_refresh(&self) -> bool {

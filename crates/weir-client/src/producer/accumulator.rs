@@ -1,6 +1,7 @@
 //! Per-partition queues of batches, sequence numbers and buffer memory, shared by the
 //! producer handles, the sender and the broker tasks.
 
+use super::Delivery;
 use super::partitioner::{StickyPartitioner, partition_for_key};
 use super::{ProducerConfig, ProducerRecord, RecordMetadata};
 use crate::client::{Backoff, Client};
@@ -9,9 +10,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore};
 use weir_protocol::ErrorCode;
 use weir_records::Record;
 
@@ -26,8 +29,12 @@ pub(crate) const BATCH_OVERHEAD: usize = weir_records::batch::BATCH_HEADER_LEN;
 pub(crate) struct Batch {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
+    /// The records until the batch is first encoded (then they live in `encoded`).
     pub(crate) records: Vec<Record>,
-    pub(crate) deliveries: Vec<oneshot::Sender<Result<RecordMetadata>>>,
+    /// How many records the batch holds.
+    pub(crate) count: usize,
+    /// What the records' deliveries wait on.
+    pub(crate) outcome: Arc<BatchOutcome>,
     /// Estimated encoded size, and the buffer memory it holds.
     pub(crate) size: usize,
     pub(crate) created: Instant,
@@ -41,12 +48,18 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn new(topic: Arc<str>, partition: i32) -> Self {
+    pub(crate) fn new(topic: Arc<str>, partition: i32) -> Self {
         Self {
-            topic,
+            topic: topic.clone(),
             partition,
             records: Vec::new(),
-            deliveries: Vec::new(),
+            count: 0,
+            outcome: Arc::new(BatchOutcome {
+                topic: topic.clone(),
+                partition,
+                result: OnceLock::new(),
+                wakers: Mutex::new(Vec::new()),
+            }),
             size: BATCH_OVERHEAD,
             created: Instant::now(),
             retry_at: None,
@@ -54,6 +67,83 @@ impl Batch {
             attempts: 0,
             sequence: None,
             encoded: None,
+        }
+    }
+}
+
+impl Drop for Batch {
+    /// A batch dropped without an outcome (the producer's tasks ended) fails its records rather
+    /// than leaving their deliveries waiting.
+    fn drop(&mut self) {
+        self.outcome.finish(Err(Arc::new(Error::Closed)));
+    }
+}
+
+/// The outcome of one batch, shared by the [`super::Delivery`] of each of its records: one
+/// allocation per batch instead of a channel per record.
+#[derive(Debug)]
+pub(crate) struct BatchOutcome {
+    topic: Arc<str>,
+    partition: i32,
+    /// Base offset and log append time, or why the batch failed.
+    result: OnceLock<std::result::Result<(i64, i64), Arc<Error>>>,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl BatchOutcome {
+    /// Sets the outcome (the first one wins) and wakes every waiting delivery.
+    fn finish(&self, result: std::result::Result<(i64, i64), Arc<Error>>) {
+        if self.result.set(result).is_ok() {
+            let wakers = std::mem::take(&mut *self.wakers.lock());
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+
+    /// The metadata of record `index` (created at `timestamp`) once the batch has an outcome.
+    pub(crate) fn poll_record(
+        &self,
+        index: usize,
+        timestamp: i64,
+        waker: &Waker,
+    ) -> Poll<Result<RecordMetadata>> {
+        if let Some(result) = self.result.get() {
+            return Poll::Ready(self.record(result, index, timestamp));
+        }
+        let mut wakers = self.wakers.lock();
+        // Checked again under the lock `finish` takes, so no wake-up is lost.
+        if let Some(result) = self.result.get() {
+            return Poll::Ready(self.record(result, index, timestamp));
+        }
+        if !wakers.iter().any(|w| w.will_wake(waker)) {
+            wakers.push(waker.clone());
+        }
+        Poll::Pending
+    }
+
+    fn record(
+        &self,
+        result: &std::result::Result<(i64, i64), Arc<Error>>,
+        index: usize,
+        timestamp: i64,
+    ) -> Result<RecordMetadata> {
+        match result {
+            Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset: if *base_offset < 0 {
+                    -1
+                } else {
+                    base_offset + index as i64
+                },
+                timestamp: if *log_append_time >= 0 {
+                    *log_append_time
+                } else {
+                    timestamp
+                },
+            }),
+            Err(err) => Err(share_error(err)),
         }
     }
 }
@@ -80,11 +170,21 @@ pub(crate) struct ProducerIdentity {
     pub(crate) epoch: i16,
 }
 
+/// A topic's name (shared by its batches) and partition count.
+#[derive(Debug)]
+struct TopicCache {
+    name: Arc<str>,
+    partitions: usize,
+    epoch: u64,
+}
+
 /// Everything behind the lock.
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) partitions: HashMap<(Arc<str>, i32), PartitionQueue>,
-    topic_names: HashMap<String, Arc<str>>,
+    /// Partition counts of the topics produced to, valid while the client's metadata epoch
+    /// is unchanged.
+    topics: HashMap<String, TopicCache>,
     sticky: StickyPartitioner,
     pub(crate) producer: ProducerIdentity,
     /// The producer id must be (re)obtained before more batches are sent.
@@ -119,7 +219,7 @@ impl Shared {
             memory: Semaphore::new(config.buffer_memory),
             state: Mutex::new(State {
                 partitions: HashMap::new(),
-                topic_names: HashMap::new(),
+                topics: HashMap::new(),
                 sticky: StickyPartitioner::new(config.batch_size, seed),
                 producer: ProducerIdentity { id: -1, epoch: -1 },
                 needs_producer_id: false,
@@ -134,10 +234,7 @@ impl Shared {
     }
 
     /// Adds a record to its partition's open batch.
-    pub(crate) async fn append(
-        &self,
-        record: ProducerRecord,
-    ) -> Result<oneshot::Receiver<Result<RecordMetadata>>> {
+    pub(crate) async fn append(&self, record: ProducerRecord) -> Result<Delivery> {
         let size = record_size(&record);
         let limit = self.config.max_request_size.min(self.config.buffer_memory);
         if size + BATCH_OVERHEAD > limit {
@@ -147,31 +244,6 @@ impl Shared {
                     "a record of {size} bytes exceeds max.request.size or buffer.memory ({limit})"
                 )),
             });
-        }
-        let partitions = match self.client.cached_partition_count(&record.topic) {
-            Some(n) => n,
-            None => tokio::time::timeout(self.config.max_block, self.client.topic(&record.topic))
-                .await
-                .map_err(|_| Error::Timeout(self.config.max_block))??
-                .partitions
-                .len(),
-        };
-        if partitions == 0 {
-            return Err(Error::Kafka {
-                code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                message: Some(format!("topic {} has no partitions", record.topic)),
-            });
-        }
-        if let Some(p) = record.partition {
-            if p < 0 || p as usize >= partitions {
-                return Err(Error::Kafka {
-                    code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                    message: Some(format!(
-                        "topic {} has {partitions} partitions, no partition {p}",
-                        record.topic
-                    )),
-                });
-            }
         }
         // Waiting for memory is the backpressure: acknowledged batches give it back.
         let permits = u32::try_from(size).map_err(|_| Error::Kafka {
@@ -188,69 +260,129 @@ impl Shared {
                     .forget();
             }
         }
+        let result = self.append_with_memory(record, size).await;
+        if result.is_err() {
+            self.memory.add_permits(size);
+        }
+        result
+    }
 
+    /// Appends a record whose memory is already taken. The topic's partition count comes from
+    /// the producer's own cache while the client's metadata is unchanged, so the common case
+    /// takes one lock and no metadata lookup.
+    async fn append_with_memory(&self, record: ProducerRecord, size: usize) -> Result<Delivery> {
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (tx, rx) = oneshot::channel();
-        let mut wake = false;
-        {
+        let mut looked_up = false;
+        loop {
+            let epoch = self.client.metadata_epoch();
+            {
+                let mut state = self.state.lock();
+                if state.closed {
+                    return Err(Error::Closed);
+                }
+                let known = state
+                    .topics
+                    .get(record.topic.as_str())
+                    .filter(|t| looked_up || t.epoch == epoch)
+                    .map(|t| (t.name.clone(), t.partitions));
+                if let Some((topic, partitions)) = known {
+                    return self
+                        .append_locked(&mut state, record, topic, partitions, size, timestamp);
+                }
+            }
+            let metadata =
+                tokio::time::timeout(self.config.max_block, self.client.topic(&record.topic))
+                    .await
+                    .map_err(|_| Error::Timeout(self.config.max_block))??;
             let mut state = self.state.lock();
-            if state.closed {
-                drop(state);
-                self.memory.add_permits(size);
-                return Err(Error::Closed);
-            }
-            let partition = match (record.partition, &record.key) {
-                (Some(p), _) => p,
-                (None, Some(key)) => partition_for_key(key, partitions),
-                (None, None) => state.sticky.partition(&record.topic, partitions, size),
-            };
-            let topic = match state.topic_names.get(&record.topic) {
-                Some(t) => t.clone(),
-                None => {
-                    let t: Arc<str> = Arc::from(record.topic.as_str());
-                    state.topic_names.insert(record.topic.clone(), t.clone());
-                    t
-                }
-            };
-            let batch_size = self.config.batch_size;
-            let queue = state
-                .partitions
-                .entry((topic.clone(), partition))
-                .or_default();
-            if let Some(open) = &queue.open {
-                if open.size + size > batch_size && !open.records.is_empty() {
-                    if let Some(full) = queue.open.take() {
-                        queue.ready.push_back(full);
-                        wake = true;
-                    }
-                }
-            }
-            let open = queue.open.get_or_insert_with(|| {
-                wake = true;
-                Batch::new(topic, partition)
+            let name = state
+                .topics
+                .get(record.topic.as_str())
+                .map_or_else(|| Arc::from(record.topic.as_str()), |t| t.name.clone());
+            state.topics.insert(
+                record.topic.clone(),
+                TopicCache {
+                    name,
+                    partitions: metadata.partitions.len(),
+                    epoch,
+                },
+            );
+            looked_up = true;
+        }
+    }
+
+    fn append_locked(
+        &self,
+        state: &mut State,
+        record: ProducerRecord,
+        topic: Arc<str>,
+        partitions: usize,
+        size: usize,
+        timestamp: i64,
+    ) -> Result<Delivery> {
+        if partitions == 0 {
+            return Err(Error::Kafka {
+                code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                message: Some(format!("topic {topic} has no partitions")),
             });
-            open.records.push(Record {
-                attributes: 0,
-                offset: 0,
-                timestamp,
-                key: record.key,
-                value: record.value,
-                headers: record.headers,
-            });
-            open.deliveries.push(tx);
-            open.size += size;
-            if open.size >= batch_size {
+        }
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < 0 || p as usize >= partitions => {
+                return Err(Error::Kafka {
+                    code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    message: Some(format!(
+                        "topic {topic} has {partitions} partitions, no partition {p}"
+                    )),
+                });
+            }
+            (Some(p), _) => p,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => state.sticky.partition(&topic, partitions, size),
+        };
+        let mut wake = false;
+        let batch_size = self.config.batch_size;
+        let queue = state
+            .partitions
+            .entry((topic.clone(), partition))
+            .or_default();
+        if let Some(open) = &queue.open {
+            if open.size + size > batch_size && open.count > 0 {
                 if let Some(full) = queue.open.take() {
                     queue.ready.push_back(full);
                     wake = true;
                 }
             }
-            self.pending.fetch_add(1, Ordering::AcqRel);
         }
+        let open = queue.open.get_or_insert_with(|| {
+            wake = true;
+            Batch::new(topic, partition)
+        });
+        open.records.push(Record {
+            attributes: 0,
+            offset: 0,
+            timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+        });
+        let delivery = Delivery {
+            outcome: open.outcome.clone(),
+            index: open.count,
+            timestamp,
+        };
+        open.count += 1;
+        open.size += size;
+        if open.size >= batch_size {
+            if let Some(full) = queue.open.take() {
+                queue.ready.push_back(full);
+                wake = true;
+            }
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
         if wake {
             self.wake.notify_one();
         }
-        Ok(rx)
+        Ok(delivery)
     }
 
     pub(crate) async fn flush(&self) {
@@ -284,36 +416,10 @@ impl Shared {
 
     /// Resolves a batch's deliveries and gives back its memory.
     pub(crate) fn complete(&self, batch: Batch, result: Result<(i64, i64)>) {
-        let count = batch.deliveries.len();
-        match result {
-            Ok((base_offset, log_append_time)) => {
-                for (i, (tx, record)) in
-                    batch.deliveries.into_iter().zip(&batch.records).enumerate()
-                {
-                    let _ = tx.send(Ok(RecordMetadata {
-                        topic: batch.topic.to_string(),
-                        partition: batch.partition,
-                        offset: if base_offset < 0 {
-                            -1
-                        } else {
-                            base_offset + i as i64
-                        },
-                        timestamp: if log_append_time >= 0 {
-                            log_append_time
-                        } else {
-                            record.timestamp
-                        },
-                    }));
-                }
-            }
-            Err(err) => {
-                let err = Arc::new(err);
-                for tx in batch.deliveries {
-                    let _ = tx.send(Err(share_error(&err)));
-                }
-            }
-        }
+        let count = batch.count;
+        batch.outcome.finish(result.map_err(Arc::new));
         self.memory.add_permits(batch.size);
+        drop(batch);
         if self.pending.fetch_sub(count, Ordering::AcqRel) == count {
             self.idle.notify_waiters();
             // The sender may be waiting to exit.

@@ -34,12 +34,11 @@ mod sender;
 
 use crate::client::Client;
 use crate::config::{config_error, millis, parse};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use accumulator::Shared;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
 pub use weir_records::Compression;
 use weir_records::Header;
 
@@ -285,8 +284,8 @@ impl ProducerRecord {
 /// Where an acknowledged record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordMetadata {
-    /// Topic.
-    pub topic: String,
+    /// Topic (shared by every record of a batch).
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset, or -1 with `acks=0`.
@@ -300,19 +299,20 @@ pub struct RecordMetadata {
 /// batch fails for good.
 #[derive(Debug)]
 pub struct Delivery {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
+    outcome: Arc<accumulator::BatchOutcome>,
+    index: usize,
+    timestamp: i64,
 }
 
 impl std::future::Future for Delivery {
     type Output = Result<RecordMetadata>;
 
     fn poll(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|result| result.unwrap_or(Err(Error::Closed)))
+        self.outcome
+            .poll_record(self.index, self.timestamp, cx.waker())
     }
 }
 
@@ -360,8 +360,7 @@ impl Producer {
     /// Adds `record` to its partition's batch and returns its [`Delivery`]. Waits (up to
     /// `max.block.ms`) while the topic's metadata is unknown or `buffer.memory` is used up.
     pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
-        let rx = self.handle.shared.append(record).await?;
-        Ok(Delivery { rx })
+        self.handle.shared.append(record).await
     }
 
     /// Sends every batch now, without waiting for `linger.ms`, and waits until every record
@@ -379,6 +378,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn properties_use_java_names() {

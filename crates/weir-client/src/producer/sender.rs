@@ -78,7 +78,9 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 let _ = done.send(init_producer_id(&shared).await);
             });
         }
-        if round.needs_metadata && !refreshing {
+        // Also refresh what `metadata.max.age.ms` says is old: appends trust the producer's
+        // cache of partition counts until the metadata changes.
+        if (round.needs_metadata || shared.client.needs_refresh()) && !refreshing {
             refreshing = true;
             let shared = shared.clone();
             let done = refresh_done_tx.clone();
@@ -203,8 +205,7 @@ fn collect(shared: &Shared) -> Round {
                 let stale = batch.sequence.is_some_and(|(id, _, _)| id != producer.id);
                 if batch.sequence.is_none() || stale {
                     batch.sequence = Some((producer.id, producer.epoch, queue.next_sequence));
-                    batch.encoded = None;
-                    queue.next_sequence = add_sequence(queue.next_sequence, batch.records.len());
+                    queue.next_sequence = add_sequence(queue.next_sequence, batch.count);
                 }
             }
             queue.in_flight += 1;
@@ -255,7 +256,7 @@ async fn broker_task(shared: Arc<Shared>, broker: i32, mut rx: mpsc::UnboundedRe
         for request in split_requests(batches, shared.config.max_request_size) {
             let mut ready = Vec::with_capacity(request.len());
             for mut batch in request {
-                match encode(&shared, &mut batch) {
+                match encode(shared.config.compression, &mut batch) {
                     Ok(()) => ready.push(batch),
                     Err(err) => finish(&shared, batch, Err(err)),
                 }
@@ -327,17 +328,30 @@ fn split_requests(batches: Vec<Batch>, max_size: usize) -> Vec<Vec<Batch>> {
     requests.into_iter().map(|(_, r)| r).collect()
 }
 
-fn encode(shared: &Shared, batch: &mut Batch) -> Result<()> {
-    if batch.encoded.is_some() {
-        return Ok(());
+/// Encodes the batch once; the records move into the encoding. A batch sequenced again under
+/// a new producer id (after a reset) is decoded and encoded afresh, which is rare.
+fn encode(compression: weir_records::Compression, batch: &mut Batch) -> Result<()> {
+    let (id, epoch, sequence) = batch.sequence.unwrap_or((-1, -1, -1));
+    if let Some(encoded) = &batch.encoded {
+        let header = weir_records::batch::BatchHeader::parse(encoded)?;
+        if (
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+        ) == (id, epoch, sequence)
+        {
+            return Ok(());
+        }
+        let records = weir_records::RecordBatch::new(encoded.clone())?.records()?;
+        batch.records = records.collect::<weir_records::Result<Vec<_>>>()?;
     }
     let mut builder = RecordBatchBuilder::new();
-    builder.compression(shared.config.compression);
-    if let Some((id, epoch, sequence)) = batch.sequence {
+    builder.compression(compression);
+    if batch.sequence.is_some() {
         builder.producer(id, epoch, sequence);
     }
-    for record in &batch.records {
-        builder.push(record.clone());
+    for record in batch.records.drain(..) {
+        builder.push(record);
     }
     batch.encoded = Some(builder.build()?);
     Ok(())
@@ -561,19 +575,7 @@ mod tests {
     use super::*;
 
     fn batch(topic: &str, partition: i32, size: usize) -> Batch {
-        let mut b = Batch {
-            topic: Arc::from(topic),
-            partition,
-            records: Vec::new(),
-            deliveries: Vec::new(),
-            size,
-            created: Instant::now(),
-            retry_at: None,
-            backoff: None,
-            attempts: 0,
-            sequence: None,
-            encoded: None,
-        };
+        let mut b = Batch::new(Arc::from(topic), partition);
         b.size = size;
         b
     }
@@ -604,6 +606,42 @@ mod tests {
                 vec![("t".into(), 0)],
             ]
         );
+    }
+
+    /// Guards the rare path where a batch already sent is sequenced again under a new producer
+    /// id: its records come back out of the old encoding.
+    #[test]
+    fn a_restamped_batch_is_encoded_again_with_the_same_records() {
+        let mut b = batch("t", 0, 100);
+        b.records = vec![
+            weir_records::Record::new(5, Some(b"k1"), Some(b"v1")),
+            weir_records::Record::new(6, None, Some(b"v2")),
+        ];
+        b.sequence = Some((7, 0, 40));
+        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        assert!(b.records.is_empty());
+        let first = b.encoded.clone().unwrap();
+        // Encoding again with the same sequence keeps the bytes.
+        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        assert_eq!(b.encoded.as_ref(), Some(&first));
+
+        b.sequence = Some((8, 1, 0));
+        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        let again = weir_records::RecordBatch::new(b.encoded.clone().unwrap()).unwrap();
+        let header = again.header();
+        assert_eq!(
+            (
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence
+            ),
+            (8, 1, 0)
+        );
+        let records: Vec<_> = again.records().unwrap().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(records[1].value.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(records[1].timestamp, 6);
     }
 
     #[test]

@@ -1,0 +1,323 @@
+//! weir-client against librdkafka (the `rdkafka` crate), both talking to the same in-process
+//! Weir broker in the same run.
+//!
+//! Prints one line per case, `<kind> <case>: weir X MB/s, librdkafka Y MB/s, ratio R` (ratio =
+//! weir / librdkafka, the median of a few rounds). `cargo bench -p weir-benches --bench client
+//! -- --test` runs every case once on a few hundred records. Positional arguments filter cases
+//! by substring (`-- produce`).
+//!
+//! To add a case, write an `async fn(&Bench, &Case) -> Measurement` pair (weir and librdkafka)
+//! and list it in `CASES`.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a benchmark fails loudly"
+)]
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig as RdConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use weir_broker::{BrokerConfig, Server};
+use weir_client::admin::{Admin, NewTopic};
+use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use weir_client::{Client, ClientConfig};
+
+/// Settings both producers share, so the comparison is of the clients, not their defaults.
+const LINGER_MS: u64 = 5;
+const BATCH_SIZE: usize = 256 * 1024;
+
+/// One workload.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    /// `produce`, later `consume`.
+    kind: &'static str,
+    /// The case label, e.g. `1KiB`.
+    name: &'static str,
+    record_size: usize,
+    /// Bytes of record values per round (full run).
+    bytes: usize,
+}
+
+impl Case {
+    fn records(&self) -> usize {
+        if weir_benches::test_mode() {
+            200
+        } else {
+            self.bytes / self.record_size
+        }
+    }
+}
+
+/// Bytes moved and the time it took.
+#[derive(Debug, Clone, Copy)]
+struct Measurement {
+    bytes: usize,
+    elapsed: Duration,
+}
+
+impl Measurement {
+    fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// What every case gets: the broker's address and a fresh topic name per round.
+struct Bench {
+    bootstrap: String,
+    topics: AtomicUsize,
+    client: Client,
+}
+
+impl Bench {
+    async fn topic(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", self.topics.fetch_add(1, Ordering::Relaxed));
+        let created = Admin::new(self.client.clone())
+            .create_topics(&[NewTopic::new(&name, 1)])
+            .await
+            .unwrap();
+        created[0].1.as_ref().unwrap();
+        self.client.leader_for(&name, 0).await.unwrap();
+        name
+    }
+}
+
+type Run = for<'a> fn(&'a Bench, &'a Case) -> Pin<Box<dyn Future<Output = Measurement> + 'a>>;
+
+/// Each case with its weir-client and librdkafka runs.
+const CASES: &[(Case, Run, Run)] = &[
+    (
+        Case {
+            kind: "produce",
+            name: "1KiB",
+            record_size: 1024,
+            bytes: 64 << 20,
+        },
+        |b, c| Box::pin(produce_weir(b, c)),
+        |b, c| Box::pin(produce_rdkafka(b, c)),
+    ),
+    (
+        Case {
+            kind: "produce",
+            name: "100B",
+            record_size: 100,
+            bytes: 24 << 20,
+        },
+        |b, c| Box::pin(produce_weir(b, c)),
+        |b, c| Box::pin(produce_rdkafka(b, c)),
+    ),
+];
+
+fn value(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b"weir-bench-"[i % 11]).collect()
+}
+
+async fn produce_weir(bench: &Bench, case: &Case) -> Measurement {
+    let topic = bench.topic("weir").await;
+    let producer = Producer::new(
+        bench.client.clone(),
+        ProducerConfig {
+            linger: Duration::from_millis(LINGER_MS),
+            batch_size: BATCH_SIZE,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let value = bytes::Bytes::from(value(case.record_size));
+    let count = case.records();
+    // Connections, metadata and the producer id are set up before the clock starts.
+    producer
+        .send(ProducerRecord::new(&topic).value(value.clone()))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut deliveries = Vec::with_capacity(count);
+    for i in 0..count {
+        let record = ProducerRecord::new(&topic)
+            .key(format!("key-{i}"))
+            .value(value.clone());
+        deliveries.push(producer.enqueue(record).await.unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    Measurement {
+        bytes: count * case.record_size,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Counts librdkafka's delivery reports (they arrive on its polling thread).
+#[derive(Default)]
+struct Deliveries {
+    acknowledged: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.acknowledged.fetch_add(1, Ordering::Release),
+            Err(_) => self.failed.fetch_add(1, Ordering::Release),
+        };
+    }
+}
+
+/// librdkafka as its fastest: a `ThreadedProducer` (no future per record), delivery reports
+/// counted by the context.
+async fn produce_rdkafka(bench: &Bench, case: &Case) -> Measurement {
+    let topic = bench.topic("rdkafka").await;
+    let producer: ThreadedProducer<Deliveries> = RdConfig::new()
+        .set("bootstrap.servers", &bench.bootstrap)
+        .set("broker.address.family", "v4")
+        .set("linger.ms", LINGER_MS.to_string())
+        .set("batch.size", BATCH_SIZE.to_string())
+        .set("batch.num.messages", "1000000")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .create_with_context(Deliveries::default())
+        .unwrap();
+    let value = value(case.record_size);
+    let count = case.records();
+    let context = producer.context();
+    let wait_for = |n: usize| async move {
+        while context.acknowledged.load(Ordering::Acquire) < n {
+            assert_eq!(
+                context.failed.load(Ordering::Acquire),
+                0,
+                "librdkafka delivery failed"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    };
+    // Connections, metadata and the producer id are set up before the clock starts.
+    producer
+        .send(BaseRecord::<(), _>::to(&topic).payload(&value))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    wait_for(1).await;
+    let start = Instant::now();
+    for i in 0..count {
+        let key = format!("key-{i}");
+        let mut record = BaseRecord::to(&topic).key(&key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => panic!("librdkafka produce: {e}"),
+            }
+        }
+    }
+    wait_for(count + 1).await;
+    Measurement {
+        bytes: count * case.record_size,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let rounds = if weir_benches::test_mode() { 1 } else { 3 };
+
+    // The broker gets a runtime (and so threads) of its own, as a separate process would.
+    let data = tempfile::tempdir().unwrap();
+    let broker_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = BrokerConfig::from_properties(
+        [
+            ("listeners", "PLAINTEXT://127.0.0.1:0".to_string()),
+            ("log.dirs", data.path().display().to_string()),
+            ("weir.admin.listener", "none".to_string()),
+            ("offsets.topic.num.partitions", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+    .unwrap();
+    let server = broker_runtime.block_on(Server::bind(config)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = broker_runtime.spawn(async move {
+        server
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Client::connect(ClientConfig::new(&addr.to_string()))
+            .await
+            .unwrap();
+        let bench = Arc::new(Bench {
+            bootstrap: addr.to_string(),
+            topics: AtomicUsize::new(0),
+            client,
+        });
+        for (case, weir, rdkafka) in CASES {
+            let label = format!("{} {}", case.kind, case.name);
+            if !filters.is_empty() && !filters.iter().any(|f| label.contains(f.as_str())) {
+                continue;
+            }
+            let mut ours = Vec::new();
+            let mut theirs = Vec::new();
+            let mut ratios = Vec::new();
+            for round in 0..rounds {
+                // Alternate who goes first so neither always meets a warmer broker.
+                let (w, r) = if round % 2 == 0 {
+                    let w = weir(&bench, case).await.mb_per_s();
+                    (w, rdkafka(&bench, case).await.mb_per_s())
+                } else {
+                    let r = rdkafka(&bench, case).await.mb_per_s();
+                    (weir(&bench, case).await.mb_per_s(), r)
+                };
+                ours.push(w);
+                theirs.push(r);
+                ratios.push(w / r);
+            }
+            println!(
+                "{label}: weir {:.1} MB/s, librdkafka {:.1} MB/s, ratio {:.2}",
+                median(ours),
+                median(theirs),
+                median(ratios)
+            );
+        }
+    });
+    drop(runtime);
+    let _ = stop.send(());
+    broker_runtime.block_on(served).unwrap().unwrap();
+}

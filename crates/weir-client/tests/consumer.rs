@@ -427,3 +427,45 @@ async fn cooperative_sticky_moves_partitions_in_two_rounds() {
     }
     assert!(by_partition.values().all(|&n| n == 5));
 }
+
+/// The broker restarts under a group member: fetches and heartbeats fail for a while, then the
+/// member carries on from where it stood, without records twice or lost.
+#[tokio::test]
+async fn a_group_member_carries_on_after_the_broker_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_at(tmp.path(), "127.0.0.1:0", BROKER).await;
+    let addr = broker.addr;
+    let client = broker.client().await;
+    create_topic(&client, "restart", 2).await;
+    for p in 0..2 {
+        produce(&client, "restart", p, "before", 5, Compression::None).await;
+    }
+    let mut cfg = config(&broker, "restarting");
+    cfg.enable_auto_commit = false;
+    let mut consumer = Consumer::new(cfg).await.unwrap();
+    consumer.subscribe(&["restart"]).unwrap();
+    let before = recv_n(&mut consumer, 10).await;
+    consumer.commit().await.unwrap();
+
+    broker.stop().await;
+    let broker = TestBroker::start_at(tmp.path(), &addr.to_string(), BROKER).await;
+    let client = broker.client().await;
+    for p in 0..2 {
+        produce(&client, "restart", p, "after", 5, Compression::None).await;
+    }
+    let after = recv_n(&mut consumer, 10).await;
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    for r in before.iter().chain(&after) {
+        assert!(seen.insert((r.partition, r.offset)), "twice: {r:?}");
+    }
+    assert!(
+        after
+            .iter()
+            .all(|r| r.value.as_deref().unwrap().starts_with(b"after"))
+    );
+    assert_eq!(
+        consumer.committed(&[tp("restart", 0)]).await.unwrap(),
+        [Some(5)]
+    );
+    consumer.close().await.unwrap();
+}

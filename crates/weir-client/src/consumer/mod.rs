@@ -230,7 +230,17 @@ impl Consumer {
         if self.rebalancing.is_none() && self.needs_join() {
             self.start_rebalance()?;
         }
-        self.init_positions().await?;
+        let mut retry_at = None;
+        match self.init_positions().await {
+            Ok(()) => {}
+            // A lookup that may succeed later (a broker restarting, a leader moving) is
+            // retried on the next round rather than failing `recv`.
+            Err(err) if err.is_retriable() => {
+                tracing::debug!(%err, "position lookup failed, retrying");
+                retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+            }
+            Err(err) => return Err(err),
+        }
         self.maybe_auto_commit();
         self.fetcher.send_fetches(&self.positions).await?;
         let signal = self.group.as_ref().map(|g| g.signal.clone());
@@ -241,6 +251,7 @@ impl Consumer {
             }
         };
         let wake_at = [
+            retry_at,
             self.fetcher.next_retry(),
             (self.config.enable_auto_commit && self.group.is_some())
                 .then_some(self.next_auto_commit),

@@ -336,13 +336,16 @@ async fn commits_survive_a_consumer_restart() {
     assert_eq!(consumer.committed(&[tp("c", 0)]).await.unwrap(), [Some(10)]);
     consumer.close().await.unwrap();
 
-    // Auto commit on close.
+    // Auto commit when unsubscribing.
     produce(&client, "c", 0, "w", 2, Compression::None).await;
     let mut auto = config(&broker, "restart");
     auto.enable_auto_commit = true;
     let mut consumer = Consumer::new(auto).await.unwrap();
     consumer.subscribe(&["c"]).unwrap();
     recv_n(&mut consumer, 2).await;
+    consumer.unsubscribe().await.unwrap();
+    assert!(consumer.assignment().is_empty());
+    assert!(quiet(&mut consumer, Duration::from_millis(200)).await);
     consumer.close().await.unwrap();
     let mut consumer = Consumer::new(config(&broker, "restart")).await.unwrap();
     consumer.assign(&[tp("c", 0)]).unwrap();

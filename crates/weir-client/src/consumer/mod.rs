@@ -79,7 +79,6 @@ pub struct Consumer {
     next_auto_commit: Instant,
     /// Offsets committed last, to skip auto commits that would change nothing.
     last_committed: BTreeMap<TopicPartition, i64>,
-    closed: bool,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -137,7 +136,6 @@ impl Consumer {
             joined: false,
             listener: None,
             last_committed: BTreeMap::new(),
-            closed: false,
         })
     }
 
@@ -204,9 +202,6 @@ impl Consumer {
     /// The next record. Joins or rejoins the group when needed, runs rebalance callbacks,
     /// looks up starting positions, commits automatically and fetches ahead.
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
-        if self.closed {
-            return Err(Error::Closed);
-        }
         loop {
             // A pending rebalance goes first, even with records buffered: the coordinator
             // only waits so long for this member to rejoin.
@@ -350,34 +345,49 @@ impl Consumer {
         }
     }
 
-    /// Leaves cleanly: commits positions (with auto commit on), calls `revoked`, leaves the
-    /// group (dynamic members) and stops heartbeating.
-    pub async fn close(mut self) -> Result<()> {
-        self.closed = true;
+    /// Stops consuming the subscribed topics: commits positions (with auto commit on), calls
+    /// `revoked`, leaves the group (dynamic members) and stops heartbeating. The consumer may
+    /// subscribe or assign partitions again afterwards.
+    pub async fn unsubscribe(&mut self) -> Result<()> {
         if let Some(handle) = self.rebalancing.take() {
-            // Finish the round so the member can leave from a known generation.
+            // Finish the round so the member leaves from a known generation.
             let joined = handle.await;
             self.finish_rebalance(joined)?;
         }
+        if self.subscription.is_none() {
+            return Ok(());
+        }
         let mut result = Ok(());
-        if self.group.is_some() {
+        if self.joined {
             if self.config.enable_auto_commit {
                 result = self.commit().await;
             }
-            if self.subscription.is_some() && self.joined {
-                let all = self.assignment();
-                if let Some(listener) = &mut self.listener {
-                    listener.revoked(&all);
-                }
-            }
-            if let Some(group) = &mut self.group
-                && self.subscription.is_some()
-            {
-                let left = group.leave().await;
-                result = result.and(left);
+            let all = self.assignment();
+            if let Some(listener) = &mut self.listener {
+                listener.revoked(&all);
             }
         }
+        if let Some(group) = &mut self.group {
+            result = result.and(group.leave().await);
+            group.signal.take();
+        }
+        self.subscription = None;
+        self.joined = false;
+        self.positions.assign([], true);
+        self.fetcher.retain(&self.positions);
         result
+    }
+
+    /// Leaves cleanly: [`Consumer::unsubscribe`] for a group member; with hand-assigned
+    /// partitions and a `group.id`, commits their positions (with auto commit on).
+    pub async fn close(mut self) -> Result<()> {
+        if self.subscription.is_some() {
+            return self.unsubscribe().await;
+        }
+        if self.group.is_some() && self.config.enable_auto_commit {
+            return self.commit().await;
+        }
+        Ok(())
     }
 
     fn group(&self) -> Result<&Group> {

@@ -304,7 +304,13 @@ impl Group {
                             last_ok = Instant::now();
                             continue;
                         }
-                        ErrorCode::REBALANCE_IN_PROGRESS => Rejoin::Rebalance,
+                        // Keep heartbeating until `recv` rejoins, so a member that takes
+                        // a while to come back is not expired meanwhile.
+                        ErrorCode::REBALANCE_IN_PROGRESS => {
+                            last_ok = Instant::now();
+                            signal.raise(Rejoin::Rebalance);
+                            continue;
+                        }
                         ErrorCode::UNKNOWN_MEMBER_ID => Rejoin::UnknownMember,
                         ErrorCode::ILLEGAL_GENERATION | ErrorCode::FENCED_INSTANCE_ID => {
                             Rejoin::Lost

@@ -473,8 +473,8 @@ impl Consumer {
             return Ok(());
         };
         let strategy = self.config.assignment_strategy;
-        let reason = group.signal.take();
         group.stop_heartbeat();
+        let reason = group.signal.take();
         let owned = self.assignment();
         let mut commit_first = std::mem::take(&mut self.revoked_positions);
         match reason {
@@ -523,6 +523,9 @@ impl Consumer {
     ) -> Result<()> {
         self.rebalancing = None;
         let (group, result) = joined.map_err(|_| Error::Closed)?;
+        // Whatever was raised meanwhile spoke of the previous generation (the new one's
+        // heartbeat raises again, every interval, if the group rebalances once more).
+        group.signal.take();
         self.group = Some(group);
         let partitions = result?;
         self.joined = true;

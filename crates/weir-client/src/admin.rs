@@ -260,6 +260,13 @@ impl Admin {
             .into_iter()
             .filter_map(|r| Some((r.name?, item(r.error_code, r.error_message))))
             .collect();
+        // Kept in the metadata, a deleted topic would be auto-created by the next refresh.
+        let deleted: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| matches!(results.get(*n), Some(Ok(()))))
+            .collect();
+        self.client.forget_topics(&deleted);
         self.client.invalidate_metadata();
         Ok(in_order(names.iter().map(|n| n.to_string()), results))
     }

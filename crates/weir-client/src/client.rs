@@ -251,6 +251,19 @@ impl Client {
         invalidates
     }
 
+    /// Stops keeping metadata for `topics` (they were deleted): refreshes no longer ask for
+    /// them, so they are not auto-created again.
+    pub(crate) fn forget_topics(&self, topics: &[&str]) {
+        let mut tracked = self.inner.topics.lock();
+        let mut metadata = self.inner.metadata.write();
+        for topic in topics {
+            tracked.remove(*topic);
+            metadata.topics.remove(*topic);
+        }
+        drop(metadata);
+        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Marks the metadata stale: the next lookup refreshes it.
     pub fn invalidate_metadata(&self) {
         self.inner.metadata.write().stale = true;

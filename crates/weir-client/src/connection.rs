@@ -145,7 +145,7 @@ impl Connection {
             _ => {
                 let range = client_versions(api_key).unwrap_or(VersionRange { min: 0, max: -1 });
                 Err(Error::UnsupportedVersion {
-                    api: api_key_name(api_key),
+                    api: api_key.name(),
                     min: range.min,
                     max: range.max,
                 })
@@ -352,10 +352,6 @@ fn negotiated_versions(response: &ApiVersionsResponse) -> Vec<i16> {
         }
     }
     versions
-}
-
-fn api_key_name(api_key: ApiKey) -> &'static str {
-    api_key.name()
 }
 
 /// Writes queued frames, coalescing whatever is queued into one write.

@@ -91,3 +91,39 @@ impl Error {
         }
     }
 }
+
+impl Error {
+    /// A copy of this error for each of several waiters on one failed operation (the records of
+    /// a batch, the batches of a request). An I/O error keeps its kind and message.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { addr, source } => Error::Io {
+                addr: addr.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Decode { addr, source } => Error::Decode {
+                addr: addr.clone(),
+                source: source.clone(),
+            },
+            Error::Encode(e) => Error::Encode(e.clone()),
+            Error::Kafka { code, message } => Error::Kafka {
+                code: *code,
+                message: message.clone(),
+            },
+            Error::Timeout(d) => Error::Timeout(*d),
+            Error::Disconnected(a) => Error::Disconnected(a.clone()),
+            Error::NoBrokerReachable(a) => Error::NoBrokerReachable(a.clone()),
+            Error::UnsupportedVersion { api, min, max } => Error::UnsupportedVersion {
+                api,
+                min: *min,
+                max: *max,
+            },
+            Error::Config { key, reason } => Error::Config {
+                key,
+                reason: reason.clone(),
+            },
+            Error::Records(e) => Error::Records(e.clone()),
+            Error::Closed => Error::Closed,
+        }
+    }
+}

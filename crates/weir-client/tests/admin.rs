@@ -10,10 +10,10 @@ use weir_client::Error;
 use weir_client::admin::{Admin, AlterConfigOp, ConfigResource, NewTopic, OffsetSpec};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_protocol::ErrorCode;
-use weir_protocol::messages::OffsetCommitRequest;
 use weir_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use weir_protocol::messages::{MetadataRequest, OffsetCommitRequest};
 
 fn code(result: &Result<impl std::fmt::Debug, Error>) -> Option<ErrorCode> {
     match result {
@@ -72,6 +72,20 @@ async fn topics_and_partitions() {
     assert_eq!(
         code(&deleted[1].1),
         Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    // The client looked "orders" up before; refreshing must not auto-create it again.
+    client.refresh_metadata().await.unwrap();
+    let (all, _) = client
+        .send_any(MetadataRequest {
+            topics: None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        all.topics
+            .iter()
+            .all(|t| t.name.as_deref() != Some("orders"))
     );
 }
 

@@ -517,3 +517,68 @@ async fn retries_without_idempotence_duplicate() {
     let (end, _, _, _broker) = produce_through_lossy_proxy(false, 16 * 1024, 10).await;
     assert!(end > 50, "end offset {end}");
 }
+
+/// After a topic gains partitions (through the admin client, which marks the metadata stale),
+/// keys hash over the new partition count.
+#[tokio::test]
+async fn keys_follow_a_topic_that_gains_partitions() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "widening", 1).await;
+    let producer = producer(&client, ProducerConfig::default()).await;
+    let key = "order-7";
+    let first = producer
+        .send(ProducerRecord::new("widening").key(key).value("a"))
+        .await
+        .unwrap();
+    assert_eq!(first.partition, 0);
+    let admin = weir_client::admin::Admin::new(client.clone());
+    let grown = admin.create_partitions(&[("widening", 8)]).await.unwrap();
+    assert!(grown[0].1.is_ok());
+    let expected = partition_for_key(key.as_bytes(), 8);
+    assert_ne!(expected, 0, "pick a key that moves");
+    let second = producer
+        .send(ProducerRecord::new("widening").key(key).value("b"))
+        .await
+        .unwrap();
+    assert_eq!(second.partition, expected);
+}
+
+/// With `retries=0` a lost response is not retried: the delivery fails with the connection
+/// error instead.
+#[tokio::test]
+async fn without_retries_a_lost_response_is_an_error() {
+    let (proxy, listener) = LossyProxy::start(1).await;
+    let broker = TestBroker::start(&[(
+        "advertised.listeners",
+        &format!("PLAINTEXT://127.0.0.1:{}", proxy.addr.port()),
+    )])
+    .await;
+    proxy.run(listener, broker.addr);
+    let client = Client::connect(ClientConfig::new(&broker.addr.to_string()))
+        .await
+        .unwrap();
+    create_topic(&client, "unretried", 1).await;
+    let producer = producer(
+        &client,
+        ProducerConfig {
+            enable_idempotence: false,
+            retries: 0,
+            ..ProducerConfig::default()
+        },
+    )
+    .await;
+    let err = producer
+        .send(ProducerRecord::new("unretried").value("v"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Disconnected(_)), "{err}");
+    assert_eq!(
+        producer
+            .send(ProducerRecord::new("unretried").value("w"))
+            .await
+            .unwrap()
+            .offset,
+        1
+    );
+}

@@ -143,7 +143,7 @@ impl BatchOutcome {
                     timestamp
                 },
             }),
-            Err(err) => Err(share_error(err)),
+            Err(err) => Err(err.duplicate()),
         }
     }
 }
@@ -425,37 +425,6 @@ impl Shared {
             // The sender may be waiting to exit.
             self.wake.notify_one();
         }
-    }
-}
-
-/// Copies an error for each record of a failed batch.
-fn share_error(err: &Error) -> Error {
-    match err {
-        Error::Kafka { code, message } => Error::Kafka {
-            code: *code,
-            message: message.clone(),
-        },
-        Error::Timeout(d) => Error::Timeout(*d),
-        Error::Disconnected(a) => Error::Disconnected(a.clone()),
-        Error::NoBrokerReachable(a) => Error::NoBrokerReachable(a.clone()),
-        Error::Closed => Error::Closed,
-        Error::UnsupportedVersion { api, min, max } => Error::UnsupportedVersion {
-            api,
-            min: *min,
-            max: *max,
-        },
-        Error::Config { key, reason } => Error::Config {
-            key,
-            reason: reason.clone(),
-        },
-        Error::Records(e) => Error::Kafka {
-            code: ErrorCode::CORRUPT_MESSAGE,
-            message: Some(e.to_string()),
-        },
-        other => Error::Kafka {
-            code: ErrorCode::UNKNOWN_SERVER_ERROR,
-            message: Some(other.to_string()),
-        },
     }
 }
 

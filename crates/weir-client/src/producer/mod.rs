@@ -188,6 +188,12 @@ impl ProducerConfig {
                 "must be between 1 and 5 with idempotence",
             ));
         }
+        if self.enable_idempotence && self.retries == 0 {
+            return Err(config_error(
+                "retries",
+                "idempotence needs retries; set enable.idempotence=false for retries=0",
+            ));
+        }
         if self.max_in_flight == 0 {
             return Err(config_error(
                 "max.in.flight.requests.per.connection",

@@ -230,14 +230,7 @@ fn fail_unsent(shared: &Shared, err: &Error) {
         }
     }
     for batch in failed {
-        let copy = Error::Kafka {
-            code: match err {
-                Error::Kafka { code, .. } => *code,
-                _ => ErrorCode::UNKNOWN_SERVER_ERROR,
-            },
-            message: Some(err.to_string()),
-        };
-        shared.complete(batch, Err(copy));
+        shared.complete(batch, Err(err.duplicate()));
     }
 }
 
@@ -248,7 +241,7 @@ async fn broker_task(shared: Arc<Shared>, broker: i32, mut rx: mpsc::UnboundedRe
             Ok(connection) => connection,
             Err(err) => {
                 for batch in batches {
-                    retry_or_fail(&shared, batch, err_copy(&err));
+                    retry_or_fail(&shared, batch, err.duplicate());
                 }
                 continue;
             }
@@ -274,7 +267,7 @@ async fn broker_task(shared: Arc<Shared>, broker: i32, mut rx: mpsc::UnboundedRe
                     }
                     Err(err) => {
                         for batch in ready {
-                            finish(&shared, batch, Err(err_copy(&err)));
+                            finish(&shared, batch, Err(err.duplicate()));
                         }
                     }
                 }
@@ -290,7 +283,7 @@ async fn broker_task(shared: Arc<Shared>, broker: i32, mut rx: mpsc::UnboundedRe
                 }
                 Err(err) => {
                     for batch in ready {
-                        retry_or_fail(&shared, batch, err_copy(&err));
+                        retry_or_fail(&shared, batch, err.duplicate());
                     }
                 }
             }
@@ -390,7 +383,7 @@ fn handle_response(shared: &Shared, batches: Vec<Batch>, response: Result<Produc
         Ok(response) => response,
         Err(err) => {
             for batch in batches {
-                retry_or_fail(shared, batch, err_copy(&err));
+                retry_or_fail(shared, batch, err.duplicate());
             }
             return;
         }
@@ -544,29 +537,6 @@ fn reset_producer_id(shared: &Shared) {
             tracing::info!("producer id reset after a sequence error");
             state.needs_producer_id = true;
         }
-    }
-}
-
-/// A copy of a request-level error for each batch of the request.
-fn err_copy(err: &Error) -> Error {
-    match err {
-        Error::Disconnected(a) => Error::Disconnected(a.clone()),
-        Error::Timeout(d) => Error::Timeout(*d),
-        Error::Io { addr, source } => Error::Disconnected(format!("{addr} ({source})")),
-        Error::Kafka { code, message } => Error::Kafka {
-            code: *code,
-            message: message.clone(),
-        },
-        Error::NoBrokerReachable(a) => Error::NoBrokerReachable(a.clone()),
-        Error::UnsupportedVersion { api, min, max } => Error::UnsupportedVersion {
-            api,
-            min: *min,
-            max: *max,
-        },
-        other => Error::Kafka {
-            code: ErrorCode::UNKNOWN_SERVER_ERROR,
-            message: Some(other.to_string()),
-        },
     }
 }
 

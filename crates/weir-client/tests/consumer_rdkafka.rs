@@ -1,7 +1,8 @@
 //! The consumer with librdkafka (the `rdkafka` crate) against an in-process broker: what
 //! librdkafka produces with every codec, weir-client consumes intact; a group mixing a Weir
 //! consumer and a librdkafka consumer splits the partitions between them, for the eager
-//! `range` assignor and for `cooperative-sticky`.
+//! `range` and `roundrobin` assignors (with the same split whichever client leads) and for
+//! `cooperative-sticky`.
 //!
 //! librdkafka runs its own threads; its blocking calls run in `block_in_place` on a
 //! multi-threaded runtime so the in-process broker keeps serving.
@@ -193,6 +194,19 @@ async fn mixed_group(strategy: AssignmentStrategy, group: &str) {
         );
     }
     let weir_partitions: BTreeSet<i32> = weir.assignment().iter().map(|tp| tp.partition).collect();
+    // Both clients' assignors agree on the shape whichever of them leads.
+    let expected: &[&[i32]] = match strategy {
+        AssignmentStrategy::Range => &[&[0, 1], &[2, 3]],
+        AssignmentStrategy::RoundRobin => &[&[0, 2], &[1, 3]],
+        _ => &[],
+    };
+    if !expected.is_empty() {
+        let mine: Vec<i32> = weir_partitions.iter().copied().collect();
+        assert!(
+            expected.contains(&mine.as_slice()),
+            "{strategy:?} gave weir {mine:?}"
+        );
+    }
 
     // Records go to the member owning their partition, each exactly once.
     let producer: FutureProducer = rd_config(&broker).create().unwrap();
@@ -242,6 +256,11 @@ async fn mixed_group(strategy: AssignmentStrategy, group: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_of_weir_and_librdkafka_splits_partitions_with_range() {
     mixed_group(AssignmentStrategy::Range, "mixed-range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_weir_and_librdkafka_splits_partitions_with_roundrobin() {
+    mixed_group(AssignmentStrategy::RoundRobin, "mixed-roundrobin").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,7 +139,13 @@ async fn assigned_partitions_read_plain_and_compressed_batches_with_seek_and_pos
     }
     drop(stream);
     assert_eq!(again, [7, 8, 9]);
-    assert!(consumer.seek(&tp("t", 5), 0).is_err());
+    assert!(matches!(
+        consumer.seek(&tp("t", 5), 0),
+        Err(weir_client::Error::IllegalState(_))
+    ));
+    assert!(consumer.seek(&tp("t", 0), -1).is_err());
+    assert!(consumer.position(&tp("u", 0)).await.is_err());
+    assert!(consumer.assign(&[tp("t", 1)]).is_ok());
     // Committing needs a group.
     assert!(consumer.commit().await.is_err());
     consumer.close().await.unwrap();

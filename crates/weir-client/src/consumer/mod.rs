@@ -154,9 +154,9 @@ impl Consumer {
             });
         }
         if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
-            return Err(Error::Config {
-                key: "group.id",
-                reason: "subscribe to at least one topic, with non-empty names".to_string(),
+            return Err(Error::Kafka {
+                code: weir_protocol::ErrorCode::INVALID_TOPIC_EXCEPTION,
+                message: Some("subscribe to at least one topic, with non-empty names".to_string()),
             });
         }
         let mut topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
@@ -175,10 +175,9 @@ impl Consumer {
     /// committed offsets are the starting positions and commits are stored for the group.
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         if self.subscription.is_some() {
-            return Err(Error::Config {
-                key: "group.id",
-                reason: "the consumer is subscribed; it cannot also assign partitions".to_string(),
-            });
+            return Err(Error::IllegalState(
+                "the consumer is subscribed; it cannot also assign partitions".to_string(),
+            ));
         }
         self.positions
             .assign(partitions.iter().cloned(), self.group.is_some());
@@ -311,13 +310,15 @@ impl Consumer {
 
     /// Makes `offset` the next offset read from `partition`, which must be assigned.
     pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<()> {
-        if offset < 0 || !self.positions.seek(partition, offset) {
-            return Err(Error::Kafka {
-                code: weir_protocol::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                message: Some(format!(
-                    "cannot seek {partition} to {offset}: not assigned or negative offset"
-                )),
-            });
+        if offset < 0 {
+            return Err(Error::IllegalState(format!(
+                "cannot seek {partition} to a negative offset ({offset})"
+            )));
+        }
+        if !self.positions.seek(partition, offset) {
+            return Err(Error::IllegalState(format!(
+                "cannot seek {partition}: not assigned"
+            )));
         }
         self.fetcher.retain(&self.positions);
         Ok(())
@@ -327,10 +328,7 @@ impl Consumer {
     /// offset, then the reset policy) if it has none yet.
     pub async fn position(&mut self, partition: &TopicPartition) -> Result<i64> {
         if !self.positions.is_assigned(partition) {
-            return Err(Error::Kafka {
-                code: weir_protocol::ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                message: Some(format!("{partition} is not assigned")),
-            });
+            return Err(Error::IllegalState(format!("{partition} is not assigned")));
         }
         let deadline = Instant::now() + self.client.config().request_timeout;
         loop {

@@ -478,3 +478,26 @@ async fn a_group_member_carries_on_after_the_broker_restarts() {
     );
     consumer.close().await.unwrap();
 }
+
+/// The leader notices a subscribed topic gaining partitions and the group rebalances onto them.
+#[tokio::test]
+async fn the_group_rebalances_when_a_topic_gains_partitions() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "grows", 2).await;
+    let mut cfg = config(&broker, "growing");
+    cfg.client.metadata_max_age = Duration::from_millis(200);
+    let mut consumer = Consumer::new(cfg).await.unwrap();
+    consumer.subscribe(&["grows"]).unwrap();
+    let mut consumers = vec![consumer];
+    settle(&mut consumers, |a| a[0].len() == 2).await;
+    let created = weir_client::admin::Admin::new(client.clone())
+        .create_partitions(&[("grows", 4)])
+        .await
+        .unwrap();
+    created[0].1.as_ref().unwrap();
+    settle(&mut consumers, |a| a[0].len() == 4).await;
+    produce(&client, "grows", 3, "new", 1, Compression::None).await;
+    let record = recv_n(&mut consumers[0], 1).await;
+    assert_eq!(record[0].partition, 3);
+}

@@ -66,7 +66,10 @@ pub struct Consumer {
     config: ConsumerConfig,
     /// The group; away on the rebalance task while `rebalancing` runs.
     group: Option<Group>,
-    rebalancing: Option<JoinHandle<(Group, Result<Vec<TopicPartition>>)>>,
+    rebalancing: Option<JoinHandle<(Group, Result<rebalance::Joined>)>>,
+    /// As the group's leader: the partition counts assigned, and when to compare them with the
+    /// metadata again (a topic that gains partitions calls for a new assignment).
+    led: Option<(BTreeMap<String, i32>, Instant)>,
     /// Positions of partitions revoked cooperatively, committed before the next JoinGroup.
     revoked_positions: Vec<(TopicPartition, i64)>,
     /// Topics subscribed to; `None` when partitions are assigned by hand.
@@ -131,6 +134,7 @@ impl Consumer {
             config,
             group,
             rebalancing: None,
+            led: None,
             revoked_positions: Vec::new(),
             subscription: None,
             joined: false,
@@ -236,6 +240,7 @@ impl Consumer {
             Err(err) => return Err(err),
         }
         self.maybe_auto_commit();
+        self.check_partition_counts().await;
         self.fetcher.send_fetches(&self.positions).await?;
         let signal = self.group.as_ref().map(|g| g.signal.clone());
         let rejoin = async {
@@ -371,6 +376,7 @@ impl Consumer {
         }
         self.subscription = None;
         self.joined = false;
+        self.led = None;
         self.positions.assign([], true);
         self.fetcher.retain(&self.positions);
         result
@@ -410,6 +416,33 @@ impl Consumer {
                 key: "group.id",
                 reason: "commits and committed offsets need a consumer group".to_string(),
             }
+        }
+    }
+
+    /// As the leader, every `metadata.max.age.ms`: asks for a new assignment when a subscribed
+    /// topic's partition count differs from the one assigned.
+    async fn check_partition_counts(&mut self) {
+        let Some((counts, due)) = &self.led else {
+            return;
+        };
+        if Instant::now() < *due || self.rebalancing.is_some() {
+            return;
+        }
+        let mut changed = false;
+        for (topic, &count) in counts {
+            if let Ok(metadata) = self.client.topic(topic).await
+                && i32::try_from(metadata.partitions.len()).ok() != Some(count)
+            {
+                tracing::debug!(%topic, "partition count changed, rebalancing");
+                changed = true;
+            }
+        }
+        let next = Instant::now() + self.client.config().metadata_max_age;
+        if let Some((_, due)) = &mut self.led {
+            *due = next;
+        }
+        if changed && let Some(group) = &self.group {
+            group.signal.raise(Rejoin::Rebalance);
         }
     }
 
@@ -499,6 +532,7 @@ impl Consumer {
             _ => {}
         }
         self.joined = false;
+        self.led = None;
         self.fetcher.retain(&self.positions);
         let rejoin = rebalance::Rejoin {
             topics,
@@ -517,7 +551,7 @@ impl Consumer {
     /// Takes the group back from a finished rebalance and applies the assignment.
     fn finish_rebalance(
         &mut self,
-        joined: std::result::Result<(Group, Result<Vec<TopicPartition>>), tokio::task::JoinError>,
+        joined: std::result::Result<(Group, Result<rebalance::Joined>), tokio::task::JoinError>,
     ) -> Result<()> {
         self.rebalancing = None;
         let (group, result) = joined.map_err(|_| Error::Closed)?;
@@ -525,11 +559,17 @@ impl Consumer {
         // heartbeat raises again, every interval, if the group rebalances once more).
         group.signal.take();
         self.group = Some(group);
-        let partitions = result?;
+        let joined = result?;
         self.joined = true;
+        self.led = joined.partition_counts.map(|counts| {
+            (
+                counts,
+                Instant::now() + self.client.config().metadata_max_age,
+            )
+        });
         self.apply(
             self.config.assignment_strategy.rebalance_protocol(),
-            partitions,
+            joined.partitions,
         );
         Ok(())
     }

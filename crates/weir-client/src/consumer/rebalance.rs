@@ -28,21 +28,24 @@ pub(crate) struct Rejoin {
     pub(crate) commit_first: Vec<(TopicPartition, i64)>,
 }
 
+/// What a finished round gave this member.
+pub(crate) struct Joined {
+    pub(crate) partitions: Vec<TopicPartition>,
+    /// When this member led: the partition counts it assigned, to watch for changes.
+    pub(crate) partition_counts: Option<BTreeMap<String, i32>>,
+}
+
 /// Runs the rebalance and returns the group with the new assignment.
 pub(crate) async fn run(
     mut group: Group,
     client: Client,
     rejoin: Rejoin,
-) -> (Group, Result<Vec<TopicPartition>>) {
+) -> (Group, Result<Joined>) {
     let result = rebalance(&mut group, &client, rejoin).await;
     (group, result)
 }
 
-async fn rebalance(
-    group: &mut Group,
-    client: &Client,
-    rejoin: Rejoin,
-) -> Result<Vec<TopicPartition>> {
+async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result<Joined> {
     if !rejoin.commit_first.is_empty() {
         let target = group.commit_target(true);
         if let Err(err) = target.commit(rejoin.commit_first).await {
@@ -67,16 +70,17 @@ async fn rebalance(
                 subscription.encode()?,
             )])
             .await?;
-        let assignments = match &joined.members {
+        let (assignments, partition_counts) = match &joined.members {
             Some(members) => {
                 let used = joined
                     .protocol_name
                     .as_deref()
                     .and_then(AssignmentStrategy::from_name)
                     .unwrap_or(rejoin.strategy);
-                lead(client, used, members).await?
+                let (assignments, counts) = lead(client, used, members).await?;
+                (assignments, Some(counts))
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), None),
         };
         let Some(bytes) = group.sync(joined.protocol_name, assignments).await? else {
             tracing::debug!(group = %group.id, "SyncGroup failed, rejoining");
@@ -88,17 +92,20 @@ async fn rebalance(
             partitions = assignment.partitions.len(), "joined"
         );
         group.start_heartbeat();
-        return Ok(assignment.partitions);
+        return Ok(Joined {
+            partitions: assignment.partitions,
+            partition_counts,
+        });
     }
 }
 
 /// Runs the assignor as the group's leader over the members' subscriptions and the partition
-/// counts of every topic any of them wants.
+/// counts of every topic any of them wants; returns the assignments and those counts.
 async fn lead(
     client: &Client,
     strategy: AssignmentStrategy,
     members: &[JoinGroupResponseMember],
-) -> Result<BTreeMap<String, Bytes>> {
+) -> Result<(BTreeMap<String, Bytes>, BTreeMap<String, i32>)> {
     let mut decoded = Vec::with_capacity(members.len());
     for m in members {
         decoded.push(Member {
@@ -132,5 +139,5 @@ async fn lead(
         .encode()?;
         assignments.insert(member_id, bytes);
     }
-    Ok(assignments)
+    Ok((assignments, partition_counts))
 }

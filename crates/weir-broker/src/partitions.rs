@@ -113,10 +113,14 @@ impl Partitions {
     pub(crate) fn create_logs(&self, topic: &Topic) -> Result<(), weir_log::Error> {
         let config = self.log_config(topic)?;
         for partition in 0..topic.partitions {
-            self.logs.get_or_create(
-                &TopicPartition::new(&topic.name, partition),
-                Some(config.clone()),
-            )?;
+            let tp = TopicPartition::new(&topic.name, partition);
+            // A partition on a data directory that failed at start stays offline; the others
+            // serve on.
+            if let Some(offline) = self.logs.offline_dir_of(&tp) {
+                tracing::warn!(%tp, dir = %offline.path.display(), "partition is offline");
+                continue;
+            }
+            self.logs.get_or_create(&tp, Some(config.clone()))?;
         }
         Ok(())
     }

@@ -123,3 +123,59 @@ async fn bad_frames_close_only_their_connection() {
     assert_eq!(response.error_code, 0);
     broker.stop().await;
 }
+
+/// A data directory that fails at start (here one of its partition directories is replaced by
+/// a regular file, so opening that log fails) is taken offline with its partitions; the broker
+/// starts on the healthy one and keeps serving and creating topics there.
+#[tokio::test]
+async fn broker_starts_when_one_data_directory_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let dirs = format!("{},{}", a.display(), b.display());
+    let props = [("log.dirs", dirs.as_str()), ("num.partitions", "4")];
+    let metadata = |name: &str| MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(name.into()),
+            ..Default::default()
+        }]),
+        allow_auto_topic_creation: true,
+        ..Default::default()
+    };
+    let broker = TestBroker::start_in(&a, &props).await;
+    let response = broker.client().await.send(metadata("orders"), 12).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    broker.stop().await;
+    let in_b: Vec<std::path::PathBuf> = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("orders-")
+        })
+        .collect();
+    assert!(
+        !in_b.is_empty(),
+        "partitions are spread over both directories"
+    );
+
+    std::fs::remove_dir_all(&in_b[0]).unwrap();
+    std::fs::write(&in_b[0], b"a failed disk").unwrap();
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    let response = client.send(metadata("orders"), 12).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    let response = client.send(metadata("payments"), 12).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(response.topics[0].partitions.len(), 4);
+    broker.stop().await;
+    assert!(
+        a.join("payments-3").is_dir(),
+        "new partitions go to the healthy directory"
+    );
+    // The offline directory's partitions were not recreated in the healthy one.
+    for p in &in_b {
+        assert!(!a.join(p.file_name().unwrap()).exists(), "{}", p.display());
+    }
+}

@@ -1,63 +1,137 @@
 //! Compaction for `cleanup.policy=compact`: keep the latest record per key, drop tombstones
-//! older than `delete.retention.ms`, never renumber offsets.
+//! once their delete horizon has passed, never renumber offsets.
 //!
 //! A pass is driven by the caller ([`crate::Log::compact`]) and is deterministic: it reads the
 //! clock once and touches only inactive segments wholly below the given offset whose records
-//! are all older than `min.compaction.lag.ms`. It runs in three phases so appends and reads
-//! continue meanwhile: [`plan`] under the log's lock, [`clean`] without it (inactive segments
-//! never change), [`swap`] under the lock again, discarding the work if a truncation or
-//! deletion changed the segments in between.
+//! are all older than `min.compaction.lag.ms` (the *cleanable* range). It runs in three phases
+//! so appends and reads continue meanwhile: [`plan`] under the log's lock, [`clean`] without it
+//! (inactive segments never change), [`swap`] under the lock again, discarding the work if a
+//! truncation or deletion changed the segments in between.
 //!
-//! Each cleaned segment replaces its original through a swap that survives a crash at any
-//! point: the new bytes go to `<base>.log.cleaned` (fsynced), which is renamed to
-//! `<base>.log.swap`; then the old index files are removed, the swap file is renamed over
-//! `<base>.log`, and new index files are put in place atomically. On open, a `.cleaned` file is
-//! discarded and a `.swap` file completes its swap.
+//! As in Kafka, the log below the cleaner checkpoint (the first *dirty* offset) already holds
+//! one record per key. A pass builds a key → latest offset map over the dirty part only, within
+//! a memory budget (`log.cleaner.dedupe.buffer.size`); where the budget runs out, at a batch
+//! boundary, the pass ends, and the next pass continues from there. Every segment below that end
+//! is rewritten against the map: a record stays when no later record of its key was mapped.
+//!
+//! Tombstones follow KIP-534: the first pass that keeps a tombstone stamps its batch with a
+//! delete horizon (`now + delete.retention.ms`, stored as the batch's base timestamp with
+//! attribute bit 6); passes after the horizon drop the batch's tombstones. A consumer reading
+//! from the start within `delete.retention.ms` of the first cleaning therefore sees them.
+//!
+//! Small adjacent segments are merged: the segments of a pass are grouped while their combined
+//! size fits `segment.bytes`, their index entries fit `segment.index.bytes` and their offsets fit
+//! relative to the first base; each group becomes one segment. A group's output replaces its
+//! members through a swap that survives a crash at any point: the new bytes go to
+//! `<base>.log.cleaned` (fsynced), which is renamed to `<base>.log.swap` (one member) or
+//! `<base>-<last member base>.log.swap`; then the old index files and the other members are
+//! removed, the swap file is renamed over `<base>.log`, and new index files are put in place
+//! atomically. On open, a `.cleaned` file is discarded and a `.swap` file completes its swap.
 
 use crate::config::LogConfig;
-use crate::fs::{File, FileSystem, read_exact_at};
+use crate::fs::{FileSystem, read_exact_at};
 use crate::handles::{HandleCache, SegmentFile};
+use crate::index::{OFFSET_ENTRY, TIME_ENTRY};
 use crate::segment::{self, LOG_SUFFIX, Segment, file_path};
 use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weir_records::batch::BatchHeader;
-use weir_records::{RecordBatch, RecordBatchBuilder, TimestampType, batch};
+use weir_records::{Record, RecordBatch, RecordBatchBuilder, TimestampType, batch};
 
 pub(crate) const CLEANED_SUFFIX: &str = ".log.cleaned";
 pub(crate) const SWAP_SUFFIX: &str = ".log.swap";
+
+/// Kafka's default `log.cleaner.dedupe.buffer.size`: memory for a pass's key → offset map.
+pub const DEFAULT_DEDUPE_BUFFER_SIZE: usize = 128 << 20;
+
+/// What a map entry costs beyond its key bytes: the boxed slice, the offset and the hash
+/// table's share (a conservative estimate, so the budget errs on the safe side).
+const MAP_ENTRY_OVERHEAD: usize = 48;
 
 /// What a compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactionStats {
     /// Segments rewritten.
     pub segments: usize,
+    /// Segments they became (fewer when small adjacent ones were merged).
+    pub segments_after: usize,
     /// Their size before.
     pub bytes_before: u64,
     /// Their size after.
     pub bytes_after: u64,
     /// Records removed (superseded values and expired tombstones).
     pub records_removed: u64,
-    /// Base offset of the first segment the pass left alone; below it the log is compacted.
+    /// Where the pass ended: below it the log holds one record per key. This is the cleaner
+    /// checkpoint, where the next pass starts its map.
     pub cleaned_up_to: i64,
+    /// Earliest delete horizon of a tombstone left in the cleaned range, -1 when none.
+    pub delete_horizon: i64,
+}
+
+/// Parses a swap file name: `<base>.log.swap` replaces segment `base`, and
+/// `<base>-<last>.log.swap` every segment with a base in `[base, last]`.
+fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
+    let stem = name.strip_suffix(SWAP_SUFFIX)?;
+    let (first, last) = stem.split_once('-').unwrap_or((stem, stem));
+    let parse = |digits: &str| -> Option<i64> {
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    let (first, last) = (parse(first)?, parse(last)?);
+    (first <= last).then_some((first, last))
+}
+
+fn swap_path(dir: &Path, first: i64, last: i64) -> PathBuf {
+    if first == last {
+        file_path(dir, first, SWAP_SUFFIX)
+    } else {
+        dir.join(format!("{first:020}-{last:020}{SWAP_SUFFIX}"))
+    }
+}
+
+/// Removes the index files of `first` and every file of the other segments a swap replaces.
+fn remove_replaced(fs: &dyn FileSystem, dir: &Path, first: i64, others: &[i64]) -> Result<()> {
+    segment::remove_index_files(fs, dir, first)?;
+    for &base in others {
+        // The .log goes first: an index without its segment is removed as a leftover on open.
+        let path = file_path(dir, base, LOG_SUFFIX);
+        if fs.exists(&path) {
+            fs.remove_file(&path).map_err(Error::io("remove", &path))?;
+        }
+        segment::remove_index_files(fs, dir, base)?;
+    }
+    Ok(())
 }
 
 /// Finishes or discards compaction swaps interrupted by a crash; called before segments load.
 pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -> Result<bool> {
     let mut changed = false;
+    let bases: Vec<i64> = names
+        .iter()
+        .filter_map(|n| segment::parse_file_name(n, LOG_SUFFIX))
+        .collect();
     for name in names {
         if name.ends_with(CLEANED_SUFFIX) {
             let path = dir.join(name);
             fs.remove_file(&path).map_err(Error::io("remove", &path))?;
             changed = true;
-        } else if let Some(base) = segment::parse_file_name(name, SWAP_SUFFIX) {
+        } else if let Some((first, last)) = parse_swap_name(name) {
             let swap = dir.join(name);
-            segment::remove_index_files(fs, dir, base)?;
-            let log = file_path(dir, base, LOG_SUFFIX);
+            let others: Vec<i64> = bases
+                .iter()
+                .copied()
+                .filter(|&b| b > first && b <= last)
+                .collect();
+            remove_replaced(fs, dir, first, &others)?;
+            let log = file_path(dir, first, LOG_SUFFIX);
             fs.rename(&swap, &log).map_err(Error::io("rename", &swap))?;
-            tracing::info!(segment = %log.display(), "completed an interrupted compaction swap");
+            tracing::info!(segment = %log.display(), replaced = others.len() + 1, "completed an interrupted compaction swap");
             changed = true;
         }
     }
@@ -69,47 +143,91 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
 }
 
 /// An inactive segment chosen for a pass, captured so the pass can read it without the lock.
+/// Its file is opened only while the pass reads it, so a pass over many segments stays within
+/// a few open files.
 pub(crate) struct Planned {
     base: i64,
-    file: Arc<dyn File>,
     path: PathBuf,
     size: u64,
+    /// Where the segment's offsets end (the next segment's base).
+    end: i64,
+    /// Offset after its last batch as the log knows it.
     next_offset: i64,
 }
 
-/// A rewritten segment, fsynced as `<base>.log.cleaned`, waiting for its swap.
+/// The cleanable range of a log, captured under its lock.
+pub(crate) struct Plan {
+    segments: Vec<Planned>,
+    /// Consecutive segments that fit in one output segment.
+    groups: Vec<Range<usize>>,
+    /// The cleaner checkpoint: the map starts here.
+    first_dirty: i64,
+    /// End of the cleanable range.
+    end: i64,
+}
+
+impl Plan {
+    /// Whether a pass would change anything: dirty data to map, tombstones whose horizon
+    /// passed, or segments to merge.
+    pub(crate) fn has_work(&self, horizon_due: bool) -> bool {
+        !self.segments.is_empty()
+            && (self.first_dirty < self.end
+                || horizon_due
+                || self.groups.len() < self.segments.len())
+    }
+}
+
+/// A rewritten group of segments, fsynced as `<base>.log.cleaned`, waiting for its swap.
 pub(crate) struct Cleaned {
     segment: Segment,
     cleaned_path: PathBuf,
+    /// Base offsets of the segments it replaces, the first being its own.
+    members: Vec<i64>,
 }
 
-fn read_batches(file: &dyn File, size: u64, path: &Path) -> Result<Vec<(BatchHeader, Bytes)>> {
-    let mut headers = Vec::new();
-    segment::scan(file, 0, size, false, |position, header| {
-        headers.push((position, *header));
-        true
-    })
-    .map_err(Error::io("read segment", path))?;
-    let mut out = Vec::with_capacity(headers.len());
-    for (position, header) in headers {
+/// Calls `visit(header, bytes)` for every whole batch of a planned segment, reading one batch
+/// at a time, until it returns false.
+fn for_each_batch(
+    fs: &dyn FileSystem,
+    p: &Planned,
+    mut visit: impl FnMut(&BatchHeader, Bytes) -> Result<bool>,
+) -> Result<()> {
+    let io = || Error::io("read segment", &p.path);
+    let file = fs.open(&p.path, false).map_err(io())?;
+    let mut position = 0u64;
+    while let Some(header) = segment::read_header(&*file, position, p.size).map_err(io())? {
+        let size = header.size() as u64;
+        if position + size > p.size {
+            break;
+        }
         let mut buf = BytesMut::zeroed(header.size());
-        read_exact_at(file, &mut buf, position).map_err(Error::io("read segment", path))?;
-        out.push((header, buf.freeze()));
+        read_exact_at(&*file, &mut buf, position).map_err(io())?;
+        if !visit(&header, buf.freeze())? {
+            break;
+        }
+        position += size;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Phase 1, under the log's lock: the inactive segments wholly below `clean_below` whose
-/// records are all older than `min.compaction.lag.ms`, and where the cleaned range will end.
+/// records are all older than `min.compaction.lag.ms`, grouped for merging, with the map
+/// starting at `cleaned_up_to`.
 pub(crate) fn plan(
     segments: &BTreeMap<i64, Segment>,
     clean_below: i64,
     now: i64,
     config: &LogConfig,
-) -> Result<(Vec<Planned>, i64)> {
+    cleaned_up_to: i64,
+) -> Result<Plan> {
     let bases: Vec<i64> = segments.keys().copied().collect();
     let mut planned = Vec::new();
-    let mut cleaned_up_to = bases.first().copied().unwrap_or(0);
+    let mut groups = Vec::new();
+    let mut end = bases.first().copied().unwrap_or(0);
+    let index_capacity = config.segment_index_bytes as usize / OFFSET_ENTRY;
+    let time_capacity = config.segment_index_bytes as usize / TIME_ENTRY;
+    // Running totals of the current group: bytes, offset and time index entries.
+    let (mut start, mut bytes, mut entries, mut time_entries) = (0usize, 0u64, 0usize, 0usize);
     for (i, &base) in bases.iter().enumerate() {
         let Some(&next) = bases.get(i + 1) else { break };
         let Some(segment) = segments.get(&base) else {
@@ -120,102 +238,186 @@ pub(crate) fn plan(
         {
             break;
         }
+        let group_base = planned.get(start).map_or(base, |p: &Planned| p.base);
+        // Sizes before cleaning bound the output, so a group never outgrows one segment.
+        let fits = bytes + segment.size <= u64::from(config.segment_bytes)
+            && entries + segment.index.len() < index_capacity
+            && time_entries + segment.time_index.len() < time_capacity
+            && next - 1 - group_base <= i64::from(i32::MAX);
+        if planned.len() > start && !fits {
+            groups.push(start..planned.len());
+            start = planned.len();
+            (bytes, entries, time_entries) = (0, 0, 0);
+        }
+        bytes += segment.size;
+        entries += segment.index.len() + 1;
+        time_entries += segment.time_index.len() + 1;
         planned.push(Planned {
             base,
-            file: segment.file.get()?,
             path: segment.path.clone(),
             size: segment.size,
+            end: next,
             next_offset: segment.next_offset,
         });
-        cleaned_up_to = next;
+        end = next;
     }
-    Ok((planned, cleaned_up_to))
+    if planned.len() > start {
+        groups.push(start..planned.len());
+    }
+    let first_dirty = cleaned_up_to.max(bases.first().copied().unwrap_or(0));
+    Ok(Plan {
+        segments: planned,
+        groups,
+        first_dirty,
+        end,
+    })
 }
 
-/// Phase 2, without the lock: builds the offset map over the planned segments and writes each
-/// one's surviving batches to `<base>.log.cleaned`, fsynced.
+/// The records of a batch, or `None` when they cannot be decoded (such batches are kept whole
+/// and not mapped).
+fn decode(bytes: &Bytes) -> Option<Vec<Record>> {
+    let batch = RecordBatch::new(bytes.clone()).ok()?;
+    batch.records().ok()?.collect::<Result<_, _>>().ok()
+}
+
+/// Key → offset of its latest record in the mapped range.
+type OffsetMap = HashMap<Box<[u8]>, i64>;
+
+/// Builds the key → latest offset map over the dirty part of the plan within `budget` bytes.
+/// Returns it with the offset where mapping stopped (a batch boundary, or the plan's end).
+fn build_map(fs: &dyn FileSystem, plan: &Plan, budget: usize) -> Result<(OffsetMap, i64)> {
+    let mut map = OffsetMap::new();
+    let mut used = 0usize;
+    let mut stop = None;
+    for p in plan.segments.iter().filter(|p| p.end > plan.first_dirty) {
+        for_each_batch(fs, p, |header, bytes| {
+            if header.last_offset() < plan.first_dirty || header.attributes.is_control() {
+                return Ok(true);
+            }
+            let Some(records) = decode(&bytes) else {
+                return Ok(true);
+            };
+            // What the batch's new keys would cost; the first batch always goes in, so every
+            // pass makes progress.
+            let mut fresh: HashSet<&[u8]> = HashSet::new();
+            let mut cost = 0;
+            for key in records.iter().filter_map(|r| r.key.as_deref()) {
+                if !map.contains_key(key) && fresh.insert(key) {
+                    cost += key.len() + MAP_ENTRY_OVERHEAD;
+                }
+            }
+            if used + cost > budget && !map.is_empty() {
+                stop = Some(header.base_offset);
+                return Ok(false);
+            }
+            used += cost;
+            for record in &records {
+                if let Some(key) = &record.key {
+                    map.insert(Box::from(&key[..]), record.offset);
+                }
+            }
+            Ok(true)
+        })?;
+        if let Some(stop) = stop {
+            return Ok((map, stop));
+        }
+    }
+    Ok((map, plan.end))
+}
+
+/// Phase 2, without the lock: maps the dirty part, then writes each group's surviving batches
+/// to `<first base>.log.cleaned`, fsynced.
 pub(crate) fn clean(
     fs: &Arc<dyn FileSystem>,
     dir: &Path,
-    planned: &[Planned],
+    plan: &Plan,
     now: i64,
     config: &LogConfig,
+    dedupe_buffer_size: usize,
     stats: &mut CompactionStats,
 ) -> Result<Vec<Cleaned>> {
-    // The offset map: the latest offset of every key in the cleanable range.
-    let mut latest: HashMap<Bytes, i64> = HashMap::new();
-    for p in planned {
-        for (header, bytes) in read_batches(&*p.file, p.size, &p.path)? {
-            if header.attributes.is_control() {
-                continue;
-            }
-            let Ok(batch) = RecordBatch::new(bytes) else {
-                continue;
-            };
-            let Ok(records) = batch.records() else {
-                continue;
-            };
-            for record in records.flatten() {
-                if let Some(key) = record.key {
-                    latest.insert(key, record.offset);
-                }
-            }
-        }
-    }
-
-    let tombstone_horizon = now.saturating_sub(config.delete_retention_ms);
-    let mut out = Vec::with_capacity(planned.len());
-    for p in planned {
-        let cleaned_path = file_path(dir, p.base, CLEANED_SUFFIX);
+    let (map, map_end) = build_map(&**fs, plan, dedupe_buffer_size)?;
+    stats.cleaned_up_to = map_end;
+    let new_horizon = now.saturating_add(config.delete_retention_ms.max(0));
+    let mut horizon: Option<i64> = None;
+    let mut out = Vec::new();
+    for group in &plan.groups {
+        let members: Vec<&Planned> = plan
+            .segments
+            .get(group.clone())
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p.base < map_end)
+            .collect();
+        let (Some(first), Some(last)) = (members.first(), members.last()) else {
+            continue;
+        };
+        let cleaned_path = file_path(dir, first.base, CLEANED_SUFFIX);
         let file = fs
             .open(&cleaned_path, true)
             .map_err(Error::io("create", &cleaned_path))?;
         file.set_len(0)
             .map_err(Error::io("truncate", &cleaned_path))?;
         let mut cleaned = Segment::empty(
-            p.base,
-            SegmentFile::pinned(fs, file_path(dir, p.base, LOG_SUFFIX), file.clone()),
+            first.base,
+            SegmentFile::pinned(fs, file_path(dir, first.base, LOG_SUFFIX), file.clone()),
         );
         let mut position = 0u64;
-        for (header, bytes) in read_batches(&*p.file, p.size, &p.path)? {
-            let (keep, removed) = clean_batch(&header, bytes, &latest, tombstone_horizon)?;
-            stats.records_removed += removed;
-            let Some(keep) = keep else { continue };
-            let kept = BatchHeader::parse(&keep).map_err(|source| Error::InvalidBatch {
-                position: 0,
-                source,
+        for p in &members {
+            for_each_batch(&**fs, p, |header, bytes| {
+                let outcome = if header.base_offset >= map_end {
+                    // Past the map: a later pass cleans it.
+                    Cleaning::keep(bytes, header)
+                } else {
+                    clean_batch(header, bytes, &map, now, new_horizon)?
+                };
+                stats.records_removed += outcome.removed;
+                if let Some(h) = outcome.horizon {
+                    horizon = Some(horizon.map_or(h, |x: i64| x.min(h)));
+                }
+                let Some(keep) = outcome.bytes else {
+                    return Ok(true);
+                };
+                let kept = BatchHeader::parse(&keep).map_err(|source| Error::InvalidBatch {
+                    position: 0,
+                    source,
+                })?;
+                file.write_all_at(&keep, position)
+                    .map_err(Error::io("write", &cleaned_path))?;
+                cleaned.track_batch(
+                    position,
+                    keep.len() as u64,
+                    kept.last_offset(),
+                    kept.max_timestamp,
+                    kept.last_offset(),
+                    config.index_interval_bytes,
+                );
+                position += keep.len() as u64;
+                Ok(true)
             })?;
-            file.write_all_at(&keep, position)
-                .map_err(Error::io("write", &cleaned_path))?;
-            cleaned.track_batch(
-                position,
-                keep.len() as u64,
-                kept.last_offset(),
-                kept.max_timestamp,
-                kept.last_offset(),
-                config.index_interval_bytes,
-            );
-            position += keep.len() as u64;
+            stats.segments += 1;
+            stats.bytes_before += p.size;
         }
         file.sync_data()
             .map_err(Error::io("fsync", &cleaned_path))?;
-        // Offsets are never renumbered: the segment still ends where it ended.
-        cleaned.next_offset = p.next_offset;
+        // Offsets are never renumbered: the output ends where its last member ended.
+        cleaned.next_offset = last.next_offset.max(cleaned.next_offset);
         cleaned.size = position;
-        stats.segments += 1;
-        stats.bytes_before += p.size;
         stats.bytes_after += position;
+        stats.segments_after += 1;
         out.push(Cleaned {
             segment: cleaned,
             cleaned_path,
+            members: members.iter().map(|p| p.base).collect(),
         });
     }
+    stats.delete_horizon = horizon.unwrap_or(-1);
     Ok(out)
 }
 
-/// Phase 3, under the lock again: replaces each original with its cleaned version through the
-/// crash-safe swap, or discards the cleaned files when `still_valid` is false (the log was
-/// truncated or lost segments meanwhile).
+/// Phase 3, under the lock again: replaces each group's members with its cleaned segment
+/// through the crash-safe swap, or discards the cleaned files when `still_valid` is false (the
+/// log was truncated or lost segments meanwhile).
 pub(crate) fn swap(
     fs: &Arc<dyn FileSystem>,
     handles: &HandleCache,
@@ -227,75 +429,118 @@ pub(crate) fn swap(
     for Cleaned {
         segment: mut cleaned,
         cleaned_path,
+        members,
     } in cleaned
     {
-        let base = cleaned.base_offset;
-        if !still_valid || !segments.contains_key(&base) {
+        let (Some(&first), Some(&last)) = (members.first(), members.last()) else {
+            continue;
+        };
+        if !still_valid || !members.iter().all(|b| segments.contains_key(b)) {
             fs.remove_file(&cleaned_path)
                 .map_err(Error::io("remove", &cleaned_path))?;
             continue;
         }
-        let swap_path = file_path(dir, base, SWAP_SUFFIX);
-        fs.rename(&cleaned_path, &swap_path)
+        let swap = swap_path(dir, first, last);
+        fs.rename(&cleaned_path, &swap)
             .map_err(Error::io("rename", &cleaned_path))?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
-        segment::remove_index_files(&**fs, dir, base)?;
+        remove_replaced(&**fs, dir, first, members.get(1..).unwrap_or_default())?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
-        fs.rename(&swap_path, &cleaned.path)
-            .map_err(Error::io("rename", &swap_path))?;
+        fs.rename(&swap, &cleaned.path)
+            .map_err(Error::io("rename", &swap))?;
         cleaned.write_index_files_atomically(&**fs, dir)?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
         cleaned.file.unpin(handles, false);
-        segments.insert(base, cleaned);
+        for base in &members {
+            segments.remove(base);
+        }
+        segments.insert(first, cleaned);
     }
     Ok(())
 }
 
-/// The bytes to keep for one batch (`None` when no record survives) and how many records go.
+/// What cleaning did to one batch.
+struct Cleaning {
+    /// The bytes to keep, `None` when no record survives.
+    bytes: Option<Bytes>,
+    /// Records removed.
+    removed: u64,
+    /// Delete horizon of the kept batch while it holds tombstones.
+    horizon: Option<i64>,
+}
+
+impl Cleaning {
+    fn keep(bytes: Bytes, header: &BatchHeader) -> Self {
+        Self {
+            bytes: Some(bytes),
+            removed: 0,
+            horizon: header
+                .attributes
+                .has_delete_horizon()
+                .then_some(header.base_timestamp),
+        }
+    }
+}
+
+/// Cleans one batch below the map's end: a record goes when a later record of its key was
+/// mapped, and a tombstone when its batch's delete horizon has passed. A batch that keeps a
+/// tombstone and has no horizon yet gets `new_horizon`.
 fn clean_batch(
     header: &BatchHeader,
     bytes: Bytes,
-    latest: &HashMap<Bytes, i64>,
-    tombstone_horizon: i64,
-) -> Result<(Option<Bytes>, u64)> {
+    map: &OffsetMap,
+    now: i64,
+    new_horizon: i64,
+) -> Result<Cleaning> {
     if header.attributes.is_control() {
-        return Ok((Some(bytes), 0));
+        return Ok(Cleaning::keep(bytes, header));
     }
-    let batch = RecordBatch::new(bytes.clone()).map_err(|source| Error::InvalidBatch {
-        position: 0,
-        source,
-    })?;
-    // Compressed batches stay whole until weir-records can decompress them.
-    let Ok(records) = batch.records() else {
-        return Ok((Some(bytes), 0));
+    let Some(records) = decode(&bytes) else {
+        return Ok(Cleaning::keep(bytes, header));
     };
-    let records: Vec<_> = records
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|source| Error::InvalidBatch {
-            position: 0,
-            source,
-        })?;
+    let has_horizon = header.attributes.has_delete_horizon();
+    let horizon_passed = has_horizon && now >= header.base_timestamp;
     let total = records.len();
-    let retained: Vec<_> = records
+    let retained: Vec<Record> = records
         .into_iter()
         .filter(|r| match &r.key {
             None => true,
             Some(key) => {
-                latest.get(key) == Some(&r.offset)
-                    && !(r.value.is_none() && r.timestamp <= tombstone_horizon)
+                map.get(&key[..]).is_none_or(|&latest| latest <= r.offset)
+                    && !(r.value.is_none() && horizon_passed)
             }
         })
         .collect();
     let removed = (total - retained.len()) as u64;
-    if removed == 0 {
-        return Ok((Some(bytes), 0));
+    let tombstones = retained
+        .iter()
+        .any(|r| r.key.is_some() && r.value.is_none());
+    if removed == 0 && (has_horizon || !tombstones) {
+        return Ok(Cleaning {
+            bytes: Some(bytes),
+            removed: 0,
+            horizon: tombstones.then_some(header.base_timestamp),
+        });
     }
     if retained.is_empty() {
-        return Ok((None, removed));
+        return Ok(Cleaning {
+            bytes: None,
+            removed,
+            horizon: None,
+        });
     }
+    let invalid = |source| Error::InvalidBatch {
+        position: 0,
+        source,
+    };
+    let horizon = tombstones.then_some(if has_horizon {
+        header.base_timestamp
+    } else {
+        new_horizon
+    });
     let mut builder = RecordBatchBuilder::new();
     builder
         .base_offset(header.base_offset)
@@ -305,25 +550,27 @@ fn clean_batch(
             header.producer_epoch,
             header.base_sequence,
         )
+        .compression(header.attributes.compression().map_err(invalid)?)
         .transactional(header.attributes.is_transactional())
         .timestamp_type(header.attributes.timestamp_type())
         .preserve_offsets(header.last_offset_delta);
+    if let Some(horizon) = horizon {
+        builder.delete_horizon(horizon);
+    }
     for record in retained {
         builder.push(record);
     }
-    let rebuilt = builder.build().map_err(|source| Error::InvalidBatch {
-        position: 0,
-        source,
-    })?;
-    if header.attributes.timestamp_type() == TimestampType::LogAppendTime {
+    let rebuilt = builder.build().map_err(invalid)?;
+    let rebuilt = if header.attributes.timestamp_type() == TimestampType::LogAppendTime {
         let mut bytes = rebuilt.to_vec();
-        batch::set_log_append_time(&mut bytes, header.max_timestamp).map_err(|source| {
-            Error::InvalidBatch {
-                position: 0,
-                source,
-            }
-        })?;
-        return Ok((Some(Bytes::from(bytes)), removed));
-    }
-    Ok((Some(rebuilt), removed))
+        batch::set_log_append_time(&mut bytes, header.max_timestamp).map_err(invalid)?;
+        Bytes::from(bytes)
+    } else {
+        rebuilt
+    };
+    Ok(Cleaning {
+        bytes: Some(rebuilt),
+        removed,
+        horizon,
+    })
 }

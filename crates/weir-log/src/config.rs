@@ -40,7 +40,8 @@ pub struct LogConfig {
     pub segment_index_bytes: u32,
     /// `index.interval.bytes`: bytes between offset index entries (default 4096).
     pub index_interval_bytes: u32,
-    /// `retention.ms`: delete segments whose newest timestamp is older (default 7 days; -1 keeps all).
+    /// `retention.ms`: delete segments whose newest timestamp (their file's modification time
+    /// when they hold none) is older (default 7 days; -1 keeps all).
     pub retention_ms: i64,
     /// `retention.bytes`: delete oldest segments while the log is larger (default -1).
     pub retention_bytes: i64,

@@ -6,6 +6,7 @@
 //! [`FaultFs::crash_with`] may additionally keep any prefix of the un-synced appended bytes, as
 //! a real disk might.
 
+use crate::config::{Clock, SystemClock};
 use crate::fs::{File, FileSystem};
 use parking_lot::Mutex;
 use std::collections::{BTreeSet, HashMap};
@@ -22,18 +23,23 @@ struct Faults {
     failing_syncs: u32,
     /// Number of successful `sync_data` calls so far.
     syncs: u64,
+    /// Paths whose whole subtree fails every name operation (a dead disk or mount).
+    failed_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
 struct Content {
     data: Vec<u8>,
     synced: Vec<u8>,
+    /// Last modification, in milliseconds since the epoch of the file system's clock.
+    modified_ms: i64,
 }
 
 #[derive(Debug)]
 struct MemFile {
     content: Mutex<Content>,
     faults: Arc<Mutex<Faults>>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Default)]
@@ -44,10 +50,18 @@ struct Namespace {
 }
 
 /// In-memory file system with fault injection and crash simulation. Cloning shares the state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FaultFs {
     names: Arc<Mutex<Namespace>>,
     faults: Arc<Mutex<Faults>>,
+    /// Stamps modification times (the system clock unless a test injects one).
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for FaultFs {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 fn not_found(path: &Path) -> io::Error {
@@ -67,6 +81,15 @@ impl FaultFs {
         Self::default()
     }
 
+    /// An empty file system whose files take their modification times from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            names: Arc::default(),
+            faults: Arc::default(),
+            clock,
+        }
+    }
+
     /// From now on, writes may store `bytes` more bytes in total; the write that crosses the
     /// budget stores only its prefix (a torn write) and fails, as do all later writes.
     pub fn set_write_budget(&self, bytes: Option<u64>) {
@@ -76,6 +99,25 @@ impl FaultFs {
     /// The next `count` fsyncs fail and make nothing durable.
     pub fn fail_syncs(&self, count: u32) {
         self.faults.lock().failing_syncs = count;
+    }
+
+    /// From now on, every operation on a name at or under `path` (open, create, list, rename,
+    /// remove, directory fsync) fails with an I/O error, as on a failed disk.
+    pub fn fail_path(&self, path: impl Into<PathBuf>) {
+        self.faults.lock().failed_paths.push(path.into());
+    }
+
+    fn check_path(&self, path: &Path) -> io::Result<()> {
+        if self
+            .faults
+            .lock()
+            .failed_paths
+            .iter()
+            .any(|p| path.starts_with(p))
+        {
+            return Err(injected("I/O error on a failed path"));
+        }
+        Ok(())
     }
 
     /// Number of successful file fsyncs so far.
@@ -94,7 +136,7 @@ impl FaultFs {
     /// when the un-synced bytes only extend the synced ones.
     pub fn crash_with(&self, mut keep: impl FnMut(&Path, usize, usize) -> usize) -> FaultFs {
         let names = self.names.lock();
-        let fresh = FaultFs::new();
+        let fresh = FaultFs::with_clock(self.clock.clone());
         {
             let mut new_names = fresh.names.lock();
             new_names.dirs = names.dirs.clone();
@@ -112,8 +154,10 @@ impl FaultFs {
                     content: Mutex::new(Content {
                         data: survived.clone(),
                         synced: survived,
+                        modified_ms: content.modified_ms,
                     }),
                     faults: fresh.faults.clone(),
+                    clock: fresh.clock.clone(),
                 });
                 new_names.current.insert(path.clone(), file.clone());
                 new_names.durable.insert(path.clone(), file);
@@ -181,6 +225,7 @@ impl File for MemFile {
         if let (Some(dst), Some(src)) = (content.data.get_mut(pos..end), buf.get(..allowed)) {
             dst.copy_from_slice(src);
         }
+        content.modified_ms = self.clock.now_ms();
         if allowed < buf.len() {
             return Err(injected("torn write"));
         }
@@ -193,7 +238,9 @@ impl File for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("length overflow"))?;
-        self.content.lock().data.resize(len, 0);
+        let mut content = self.content.lock();
+        content.data.resize(len, 0);
+        content.modified_ms = self.clock.now_ms();
         Ok(())
     }
 
@@ -214,6 +261,7 @@ impl File for MemFile {
 
 impl FileSystem for FaultFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         for ancestor in path.ancestors() {
             names.dirs.insert(ancestor.to_path_buf());
@@ -222,6 +270,7 @@ impl FileSystem for FaultFs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         if let Some(file) = names.current.get(path) {
             return Ok(file.clone());
@@ -233,14 +282,19 @@ impl FileSystem for FaultFs {
             return Err(not_found(path));
         }
         let file = Arc::new(MemFile {
-            content: Mutex::new(Content::default()),
+            content: Mutex::new(Content {
+                modified_ms: self.clock.now_ms(),
+                ..Content::default()
+            }),
             faults: self.faults.clone(),
+            clock: self.clock.clone(),
         });
         names.current.insert(path.to_path_buf(), file.clone());
         Ok(file)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         names
             .current
@@ -250,6 +304,7 @@ impl FileSystem for FaultFs {
     }
 
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         names.current.retain(|p, _| !p.starts_with(path));
         names.durable.retain(|p, _| !p.starts_with(path));
@@ -258,6 +313,8 @@ impl FileSystem for FaultFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check_path(from)?;
+        self.check_path(to)?;
         let mut names = self.names.lock();
         let file = names.current.remove(from).ok_or_else(|| not_found(from))?;
         names.current.insert(to.to_path_buf(), file);
@@ -265,6 +322,7 @@ impl FileSystem for FaultFs {
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        self.check_path(path)?;
         let names = self.names.lock();
         if !names.dirs.contains(path) {
             return Err(not_found(path));
@@ -277,12 +335,20 @@ impl FileSystem for FaultFs {
             .collect())
     }
 
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        self.check_path(path)?;
+        let names = self.names.lock();
+        let file = names.current.get(path).ok_or_else(|| not_found(path))?;
+        Ok(file.content.lock().modified_ms)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         let names = self.names.lock();
         names.current.contains_key(path) || names.dirs.contains(path)
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.check_path(path)?;
         let mut names = self.names.lock();
         let names = &mut *names;
         names.durable.retain(|p, _| p.parent() != Some(path));

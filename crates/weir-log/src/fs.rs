@@ -26,6 +26,9 @@ pub trait FileSystem: Send + Sync + fmt::Debug + 'static {
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
+    /// When the file was last modified, in milliseconds since the Unix epoch (`retention.ms`
+    /// falls back to it for segments without timestamps).
+    fn modified_ms(&self, path: &Path) -> io::Result<i64>;
     /// Makes creations, renames and removals of entries of directory `path` durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
 }
@@ -147,7 +150,40 @@ impl FileSystem for StdFs {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+    fn modified_ms(&self, path: &Path) -> io::Result<i64> {
+        let modified = std::fs::metadata(path)?.modified()?;
+        let ms = match modified.duration_since(std::time::UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        Ok(ms)
+    }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::File::open(path)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Clock, SystemClock};
+
+    #[test]
+    fn std_modification_time_is_the_write_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let before = SystemClock.now_ms();
+        StdFs
+            .open(&path, true)
+            .unwrap()
+            .write_all_at(b"x", 0)
+            .unwrap();
+        let modified = StdFs.modified_ms(&path).unwrap();
+        // File systems may round timestamps down to their granularity (up to 2 s on FAT).
+        assert!(
+            modified >= before - 2_000 && modified <= SystemClock.now_ms(),
+            "{modified}"
+        );
+        assert!(StdFs.modified_ms(&dir.path().join("missing")).is_err());
     }
 }

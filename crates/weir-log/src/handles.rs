@@ -1,19 +1,29 @@
 //! Bounded open file handles: an active segment keeps its `.log` open; inactive segments open
-//! theirs on demand and share a [`HandleCache`] that closes the oldest when full, so a node
-//! with many partitions and segments keeps a predictable number of files open.
+//! theirs on demand and share a [`HandleCache`] that closes the least recently used when full,
+//! so a node with many partitions and segments keeps a predictable number of files open.
 
 use crate::fs::{File, FileSystem};
 use crate::{Error, Result};
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-type Slot = Mutex<Option<Arc<dyn File>>>;
+/// A segment's open file, if any, and its place in the cache's use order.
+#[derive(Default)]
+struct SlotState {
+    file: Option<Arc<dyn File>>,
+    /// Key in [`Queue::by_use`] while the cache tracks this slot.
+    tick: Option<u64>,
+}
 
-/// Open handles of inactive segments, closed first-in first-out beyond a capacity. Cloning
-/// shares the cache; a [`crate::LogManager`] shares one among all its logs.
+type Slot = Mutex<SlotState>;
+
+/// Open handles of inactive segments, the least recently used closed beyond a capacity.
+/// Cloning shares the cache; a [`crate::LogManager`] shares one among all its logs.
+///
+/// Locking: the cache's lock is taken before a slot's, never the other way round.
 #[derive(Clone)]
 pub struct HandleCache {
     inner: Arc<Mutex<Queue>>,
@@ -21,7 +31,10 @@ pub struct HandleCache {
 
 struct Queue {
     capacity: usize,
-    open: VecDeque<Weak<Slot>>,
+    /// Bumped on every use; orders `by_use`.
+    tick: u64,
+    /// Open slots by last use, oldest first.
+    by_use: BTreeMap<u64, Weak<Slot>>,
 }
 
 impl fmt::Debug for HandleCache {
@@ -29,7 +42,7 @@ impl fmt::Debug for HandleCache {
         let queue = self.inner.lock();
         f.debug_struct("HandleCache")
             .field("capacity", &queue.capacity)
-            .field("entries", &queue.open.len())
+            .field("open", &queue.by_use.len())
             .finish()
     }
 }
@@ -40,35 +53,61 @@ impl HandleCache {
         Self {
             inner: Arc::new(Mutex::new(Queue {
                 capacity: capacity.max(1),
-                open: VecDeque::new(),
+                tick: 0,
+                by_use: BTreeMap::new(),
             })),
         }
+    }
+
+    /// The most inactive segment files kept open.
+    pub fn capacity(&self) -> usize {
+        self.inner.lock().capacity
     }
 
     /// Number of inactive segment files currently open through this cache.
     pub fn open_count(&self) -> usize {
         self.inner
             .lock()
-            .open
-            .iter()
-            .filter(|w| w.upgrade().is_some_and(|s| s.lock().is_some()))
+            .by_use
+            .values()
+            .filter(|w| w.upgrade().is_some_and(|s| s.lock().file.is_some()))
             .count()
     }
 
-    fn admit(&self, slot: &Arc<Slot>) {
-        let evicted: Vec<Arc<Slot>> = {
-            let mut queue = self.inner.lock();
-            queue.open.retain(|w| w.strong_count() > 0);
-            queue.open.push_back(Arc::downgrade(slot));
-            let excess = queue.open.len().saturating_sub(queue.capacity);
-            queue
-                .open
-                .drain(..excess)
-                .filter_map(|w| w.upgrade())
-                .collect()
-        };
-        for slot in evicted {
-            slot.lock().take();
+    /// Marks `slot` as just used (tracking it if it is new) and closes the least recently
+    /// used files beyond the capacity.
+    fn touch(&self, slot: &Arc<Slot>) {
+        let mut queue = self.inner.lock();
+        queue.tick += 1;
+        let tick = queue.tick;
+        {
+            let mut state = slot.lock();
+            if let Some(old) = state.tick.take() {
+                queue.by_use.remove(&old);
+            }
+            if state.file.is_none() {
+                return; // closed meanwhile: nothing to track
+            }
+            state.tick = Some(tick);
+        }
+        queue.by_use.insert(tick, Arc::downgrade(slot));
+        while queue.by_use.len() > queue.capacity {
+            let Some((_, oldest)) = queue.by_use.pop_first() else {
+                break;
+            };
+            if let Some(slot) = oldest.upgrade() {
+                let mut state = slot.lock();
+                state.tick = None;
+                state.file = None;
+            }
+        }
+    }
+
+    /// Stops tracking `slot` (its segment is gone or active again).
+    fn forget(&self, slot: &Arc<Slot>) {
+        let mut queue = self.inner.lock();
+        if let Some(tick) = slot.lock().tick.take() {
+            queue.by_use.remove(&tick);
         }
     }
 }
@@ -96,6 +135,14 @@ impl fmt::Debug for SegmentFile {
     }
 }
 
+impl Drop for SegmentFile {
+    fn drop(&mut self) {
+        if let Some(cache) = &self.cache {
+            cache.forget(&self.slot);
+        }
+    }
+}
+
 impl SegmentFile {
     /// A pinned handle to an open file.
     pub(crate) fn pinned(fs: &Arc<dyn FileSystem>, path: PathBuf, file: Arc<dyn File>) -> Self {
@@ -103,7 +150,10 @@ impl SegmentFile {
             path,
             fs: fs.clone(),
             cache: None,
-            slot: Arc::new(Mutex::new(Some(file))),
+            slot: Arc::new(Mutex::new(SlotState {
+                file: Some(file),
+                tick: None,
+            })),
         }
     }
 
@@ -113,16 +163,20 @@ impl SegmentFile {
 
     /// The open file, reopening it if the cache closed it.
     pub(crate) fn get(&self) -> Result<Arc<dyn File>> {
-        if let Some(file) = self.slot.lock().clone() {
-            return Ok(file);
-        }
-        let file = self
-            .fs
-            .open(&self.path, false)
-            .map_err(Error::io("open segment", &self.path))?;
-        *self.slot.lock() = Some(file.clone());
+        let open = self.slot.lock().file.clone();
+        let file = match open {
+            Some(file) => file,
+            None => {
+                let file = self
+                    .fs
+                    .open(&self.path, false)
+                    .map_err(Error::io("open segment", &self.path))?;
+                self.slot.lock().file = Some(file.clone());
+                file
+            }
+        };
         if let Some(cache) = &self.cache {
-            cache.admit(&self.slot);
+            cache.touch(&self.slot);
         }
         Ok(file)
     }
@@ -131,9 +185,9 @@ impl SegmentFile {
     /// when `keep_open` is false) and is reopened on demand.
     pub(crate) fn unpin(&mut self, cache: &HandleCache, keep_open: bool) {
         if keep_open {
-            cache.admit(&self.slot);
+            cache.touch(&self.slot);
         } else {
-            self.slot.lock().take();
+            self.slot.lock().file = None;
         }
         self.cache = Some(cache.clone());
     }
@@ -141,9 +195,14 @@ impl SegmentFile {
     /// The segment became active again (after a truncation): keep its file open.
     pub(crate) fn pin(&mut self) -> Result<()> {
         let file = self.get()?;
-        // A fresh slot: the cache's reference to the old one can no longer close this handle.
-        self.slot = Arc::new(Mutex::new(Some(file)));
-        self.cache = None;
+        if let Some(cache) = self.cache.take() {
+            cache.forget(&self.slot);
+        }
+        // A fresh slot: a racing eviction holding the old one can no longer close this handle.
+        self.slot = Arc::new(Mutex::new(SlotState {
+            file: Some(file),
+            tick: None,
+        }));
         Ok(())
     }
 }
@@ -153,18 +212,26 @@ mod tests {
     use super::*;
     use crate::fault::FaultFs;
 
-    #[test]
-    fn cache_bounds_open_inactive_files() {
-        let fs: Arc<dyn FileSystem> = Arc::new(FaultFs::new());
+    fn files(fs: &Arc<dyn FileSystem>, n: usize) -> Vec<SegmentFile> {
         fs.create_dir_all(Path::new("/d")).unwrap();
-        let cache = HandleCache::new(2);
-        let mut files: Vec<SegmentFile> = (0..4)
+        (0..n)
             .map(|i| {
                 let path = PathBuf::from(format!("/d/{i}"));
                 let file = fs.open(&path, true).unwrap();
-                SegmentFile::pinned(&fs, path, file)
+                SegmentFile::pinned(fs, path, file)
             })
-            .collect();
+            .collect()
+    }
+
+    fn is_open(f: &SegmentFile) -> bool {
+        f.slot.lock().file.is_some()
+    }
+
+    #[test]
+    fn cache_bounds_open_inactive_files() {
+        let fs: Arc<dyn FileSystem> = Arc::new(FaultFs::new());
+        let cache = HandleCache::new(2);
+        let mut files = files(&fs, 4);
         for f in &mut files {
             f.unpin(&cache, true);
         }
@@ -175,9 +242,25 @@ mod tests {
         files[1].pin().unwrap();
         files[2].get().unwrap();
         files[3].get().unwrap();
-        assert!(
-            files[1].slot.lock().is_some(),
-            "pinned handles are never closed"
-        );
+        assert!(is_open(&files[1]), "pinned handles are never closed");
+        assert_eq!(cache.open_count(), 2);
+    }
+
+    #[test]
+    fn least_recently_used_goes_first() {
+        let fs: Arc<dyn FileSystem> = Arc::new(FaultFs::new());
+        let cache = HandleCache::new(2);
+        let mut files = files(&fs, 3);
+        files[0].unpin(&cache, true);
+        files[1].unpin(&cache, true);
+        // Using 0 again makes 1 the least recently used, so opening 2 closes 1, not 0.
+        files[0].get().unwrap();
+        files[2].unpin(&cache, true);
+        assert!(is_open(&files[0]) && !is_open(&files[1]) && is_open(&files[2]));
+        // Dropped segments free their place at once.
+        drop(files.remove(0));
+        files[0].get().unwrap(); // file 1 reopens without closing file 2
+        assert!(is_open(&files[0]) && is_open(&files[1]));
+        assert_eq!(cache.open_count(), 2);
     }
 }

@@ -8,8 +8,10 @@
 //! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
 //! - `index`: sparse offset and time indexes of a segment.
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
-//! - `checkpoint`: the recovery-point/log-start-offset checkpoint and clean-shutdown marker.
-//! - `cleaner`: compaction passes over inactive segments and their crash-safe swap.
+//! - `checkpoint`: the recovery-point/log-start-offset checkpoint, the cleaner checkpoint and
+//!   the clean-shutdown marker.
+//! - `cleaner`: compaction passes (bounded key map, delete horizons, merging of small
+//!   segments) over inactive segments and their crash-safe swap.
 //! - [`LogManager`] (`manager`): every partition of a node across data directories, opened
 //!   concurrently.
 //! - [`Log`] (`log`): one partition — append, read, offsets, roll, flush, truncate, retention.
@@ -35,10 +37,10 @@ mod manager;
 mod segment;
 mod validate;
 
-pub use cleaner::CompactionStats;
+pub use cleaner::{CompactionStats, DEFAULT_DEDUPE_BUFFER_SIZE};
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
-pub use manager::{LogManager, LogManagerOptions, TopicPartition};
+pub use manager::{LogManager, LogManagerOptions, OfflineDir, TopicPartition};

@@ -6,7 +6,7 @@
 //! fsync a flush policy asks for runs outside it, so one fsync covers every append written
 //! before it (group commit).
 
-use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, Checkpoint, TMP_SUFFIX};
+use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, Checkpoint, CleanerCheckpoint, TMP_SUFFIX};
 use crate::cleaner::{self, CompactionStats};
 use crate::config::{Clock, LogConfig, SystemClock};
 use crate::fs::{File, FileSystem, StdFs, read_exact_at};
@@ -154,6 +154,9 @@ pub struct LogOptions {
     pub clock: Arc<dyn Clock>,
     /// Open handles of inactive segments (share one among many logs to bound the total).
     pub handles: HandleCache,
+    /// `log.cleaner.dedupe.buffer.size`: memory a compaction pass's key map may use; a pass
+    /// whose dirty keys do not fit ends where the map is full and the next pass goes on.
+    pub cleaner_dedupe_buffer_size: usize,
 }
 
 impl LogOptions {
@@ -164,6 +167,7 @@ impl LogOptions {
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
             handles: HandleCache::default(),
+            cleaner_dedupe_buffer_size: cleaner::DEFAULT_DEDUPE_BUFFER_SIZE,
         }
     }
 }
@@ -179,9 +183,10 @@ struct Inner {
     last_flush_ms: i64,
     /// The clean-shutdown marker is still on disk: the log has not changed since a clean open.
     clean_marker: bool,
-    /// Below this offset the last compaction pass cleaned the log (in memory only: after a
-    /// restart everything counts as dirty once).
+    /// Below this offset the log holds one record per key (the cleaner checkpoint).
     cleaned_up_to: i64,
+    /// Earliest delete horizon of a tombstone below `cleaned_up_to`.
+    delete_horizon: Option<i64>,
     /// Bumped whenever segments are removed or truncated, so a compaction pass that ran
     /// without the lock knows its input is gone.
     generation: u64,
@@ -202,6 +207,7 @@ pub struct Log {
     compaction_lock: Mutex<()>,
     /// What the checkpoint file holds.
     last_checkpoint: Mutex<Option<Checkpoint>>,
+    cleaner_dedupe_buffer_size: usize,
     /// Every offset below this is durable.
     flushed: AtomicI64,
     offline: AtomicBool,
@@ -220,6 +226,7 @@ impl Log {
             fs,
             clock,
             handles,
+            cleaner_dedupe_buffer_size,
         } = options;
         let dir = dir.as_ref().to_path_buf();
         config.validate().map_err(|reason| Error::InvalidConfig {
@@ -255,6 +262,7 @@ impl Log {
             }
         }
         let checkpoint = checkpoint::read(&*fs, &dir);
+        let cleaner_checkpoint = checkpoint::read_cleaner(&*fs, &dir);
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
 
         let mut segments = BTreeMap::new();
@@ -344,12 +352,20 @@ impl Log {
                 unflushed_messages: 0,
                 last_flush_ms: clock.now_ms(),
                 clean_marker: clean,
-                cleaned_up_to: 0,
+                // A pass only ever cleans durable segments, so the offset is within the log;
+                // clamping guards against a hand-edited file.
+                cleaned_up_to: cleaner_checkpoint
+                    .map_or(0, |c| c.cleaned_up_to)
+                    .min(log_end_offset),
+                delete_horizon: cleaner_checkpoint
+                    .map(|c| c.delete_horizon)
+                    .filter(|&h| h >= 0),
                 generation: 0,
             }),
             flush_lock: Mutex::new(()),
             compaction_lock: Mutex::new(()),
             last_checkpoint: Mutex::new(checkpoint),
+            cleaner_dedupe_buffer_size,
             flushed: AtomicI64::new(recovery_point),
             offline: AtomicBool::new(false),
         };
@@ -472,6 +488,11 @@ impl Log {
     fn mark_dirty(&self, inner: &mut Inner) -> Result<()> {
         if !inner.clean_marker {
             return Ok(());
+        }
+        // The active segment's index files from the clean close go stale with this change;
+        // a crash must not leave them beside a segment that a flush then covers.
+        if let Some(active) = inner.segments.values().next_back() {
+            segment::remove_index_files(&*self.fs, &self.dir, active.base_offset)?;
         }
         let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
         if self.fs.exists(&marker) {
@@ -696,7 +717,7 @@ impl Log {
         let (files, end) = {
             let mut inner = self.inner.lock();
             (
-                Self::files_to_sync(&mut inner, flushed)?,
+                Self::files_to_sync(&*self.fs, &mut inner, flushed)?,
                 inner.log_end_offset,
             )
         };
@@ -708,13 +729,19 @@ impl Log {
     }
 
     /// Files holding data at or above `flushed`, and index files not yet fsynced.
-    fn files_to_sync(inner: &mut Inner, flushed: i64) -> Result<Vec<(Arc<dyn File>, PathBuf)>> {
+    fn files_to_sync(
+        fs: &dyn FileSystem,
+        inner: &mut Inner,
+        flushed: i64,
+    ) -> Result<Vec<(Arc<dyn File>, PathBuf)>> {
         let mut files: Vec<(Arc<dyn File>, PathBuf)> = Vec::new();
         for segment in inner.segments.values_mut() {
             if segment.next_offset > flushed || !segment.unsynced_index_files.is_empty() {
                 files.push((segment.file.get()?, segment.path.clone()));
-                for f in segment.unsynced_index_files.drain(..) {
-                    files.push((f, segment.path.clone()));
+                for path in segment.unsynced_index_files.drain(..) {
+                    if let Some(file) = open_to_sync(fs, &path)? {
+                        files.push((file, path));
+                    }
                 }
             }
         }
@@ -748,6 +775,28 @@ impl Log {
             return Ok(());
         }
         self.write_checkpoint(&inner)
+    }
+
+    /// Records how far the log is compacted; only compacted logs (or logs that were) have one.
+    fn write_cleaner_checkpoint(&self, inner: &Inner) -> Result<()> {
+        checkpoint::write_cleaner(
+            &*self.fs,
+            &self.dir,
+            CleanerCheckpoint {
+                cleaned_up_to: inner.cleaned_up_to,
+                delete_horizon: inner.delete_horizon.unwrap_or(-1),
+            },
+        )
+    }
+
+    /// Lowers the cleaner checkpoint to `offset` before the log is cut there, so data appended
+    /// again below the old checkpoint counts as dirty.
+    fn lower_cleaner_checkpoint(&self, inner: &mut Inner, offset: i64) -> Result<()> {
+        if inner.cleaned_up_to <= offset {
+            return Ok(());
+        }
+        inner.cleaned_up_to = offset;
+        self.write_cleaner_checkpoint(inner)
     }
 
     fn write_checkpoint(&self, inner: &Inner) -> Result<()> {
@@ -967,6 +1016,7 @@ impl Log {
         inner.recovery_point = inner.recovery_point.min(offset);
         inner.log_start_offset = inner.log_start_offset.min(offset);
         self.write_checkpoint(&inner)?;
+        self.lower_cleaner_checkpoint(&mut inner, offset)?;
         let doomed: Vec<i64> = inner
             .segments
             .range(offset + 1..)
@@ -995,11 +1045,13 @@ impl Log {
         active.unsynced_index_files.clear();
         let leo = active.next_offset;
         inner.log_end_offset = leo;
+        // The log may end below `offset` (a batch containing it goes whole).
+        self.lower_cleaner_checkpoint(&mut inner, leo)?;
         inner.log_start_offset = inner.log_start_offset.min(leo);
         // Flush what is left: a crash must not keep a later segment's data (or the truncated
         // one's) while losing an earlier segment's un-fsynced batches.
         let flushed = self.flushed.load(Ordering::Acquire).min(leo);
-        let files = Self::files_to_sync(&mut inner, flushed)?;
+        let files = Self::files_to_sync(&*self.fs, &mut inner, flushed)?;
         self.sync_files(files)?;
         self.flushed.store(leo, Ordering::Release);
         inner.recovery_point = leo;
@@ -1019,6 +1071,7 @@ impl Log {
         let _flushing = self.flush_lock.lock();
         let mut inner = self.inner.lock();
         self.mark_dirty(&mut inner)?;
+        self.lower_cleaner_checkpoint(&mut inner, offset)?;
         let bases: Vec<i64> = inner.segments.keys().copied().collect();
         for base in bases {
             inner.segments.remove(&base);
@@ -1075,16 +1128,29 @@ impl Log {
         } else {
             0
         };
+        let fs = self.fs.clone();
         self.delete_segments_locked(&mut inner, high_watermark, |segment, _, _| {
             let by_time = config.cleanup_policy.delete
                 && config.retention_ms >= 0
-                && segment.max_timestamp >= 0
-                && now.saturating_sub(segment.max_timestamp) > config.retention_ms;
+                && now.saturating_sub(Self::largest_timestamp(&*fs, segment)) > config.retention_ms;
             let by_size = excess >= segment.size && segment.size > 0;
             if by_size {
                 excess -= segment.size;
             }
             by_time || by_size
+        })
+    }
+
+    /// The time `retention.ms` measures a segment by: its largest record timestamp, or, when it
+    /// has none (-1: empty, or records without timestamps), its file's modification time, as
+    /// Kafka does. A segment whose time cannot be read is kept.
+    fn largest_timestamp(fs: &dyn FileSystem, segment: &Segment) -> i64 {
+        if segment.max_timestamp >= 0 {
+            return segment.max_timestamp;
+        }
+        fs.modified_ms(&segment.path).unwrap_or_else(|error| {
+            tracing::warn!(segment = %segment.path.display(), %error, "cannot read the segment's modification time; keeping it");
+            i64::MAX
         })
     }
 
@@ -1145,35 +1211,61 @@ impl Log {
     }
 
     /// Runs one compaction pass (when `cleanup.policy` includes compact) over the inactive
-    /// segments wholly below `high_watermark`: keeps the latest record of each key, drops
-    /// tombstones whose timestamp is more than `delete.retention.ms` old, preserves offsets.
-    /// The broker's cleaner calls this per log, as often as it likes; it is deterministic given
-    /// the clock. Appends wait while it runs.
+    /// segments wholly below `high_watermark` whose records are older than
+    /// `min.compaction.lag.ms`: keeps the latest record of each key, stamps kept tombstones with
+    /// a delete horizon of `delete.retention.ms` from now and drops those whose horizon has
+    /// passed, merges small adjacent segments, preserves offsets. The key map of one pass is
+    /// bounded by [`LogOptions::cleaner_dedupe_buffer_size`]; a pass that fills it ends there
+    /// ([`CompactionStats::cleaned_up_to`]) and the next pass continues. How far the log is
+    /// clean is checkpointed, so a restart does not start over.
+    ///
+    /// Does nothing when no data is dirty, no delete horizon has passed and no segments can be
+    /// merged. The broker's cleaner calls this per log, as often as it likes; it is
+    /// deterministic given the clock. Appends and reads continue while it runs.
     pub fn compact(&self, high_watermark: i64) -> Result<CompactionStats> {
         self.check_online()?;
         let _cleaning = self.compaction_lock.lock();
         let now = self.clock.now_ms();
-        let (config, planned, cleaned_up_to, generation) = {
+        let (config, plan, generation) = {
             let mut inner = self.inner.lock();
             if !inner.config.cleanup_policy.compact {
                 return Ok(CompactionStats::default());
             }
             let config = inner.config.clone();
-            let (planned, cleaned_up_to) =
-                cleaner::plan(&inner.segments, high_watermark, now, &config)?;
-            if planned.is_empty() {
+            let plan = cleaner::plan(
+                &inner.segments,
+                high_watermark,
+                now,
+                &config,
+                inner.cleaned_up_to,
+            )?;
+            let horizon_due = inner.delete_horizon.is_some_and(|h| h <= now);
+            if !plan.has_work(horizon_due) {
                 return Ok(CompactionStats::default());
             }
             self.mark_dirty(&mut inner)?;
-            (config, planned, cleaned_up_to, inner.generation)
+            (config, plan, inner.generation)
         };
-        let mut stats = CompactionStats {
-            cleaned_up_to,
-            ..CompactionStats::default()
+        let mut stats = CompactionStats::default();
+        let cleaned = match cleaner::clean(
+            &self.fs,
+            &self.dir,
+            &plan,
+            now,
+            &config,
+            self.cleaner_dedupe_buffer_size,
+            &mut stats,
+        ) {
+            Ok(cleaned) => cleaned,
+            // A segment deleted or cut meanwhile (retention, truncation) fails the read: that
+            // is the pass's input going away, not a storage error.
+            Err(_) if self.inner.lock().generation != generation => {
+                tracing::info!(dir = %self.dir.display(), "segments changed during compaction; discarded the pass");
+                return Ok(CompactionStats::default());
+            }
+            Err(e) => return Err(self.fail(e)),
         };
-        let cleaned = cleaner::clean(&self.fs, &self.dir, &planned, now, &config, &mut stats)
-            .map_err(|e| self.fail(e))?;
-        drop(planned);
+        drop(plan);
         let mut inner = self.inner.lock();
         let still_valid = inner.generation == generation;
         cleaner::swap(
@@ -1189,23 +1281,28 @@ impl Log {
             tracing::info!(dir = %self.dir.display(), "segments changed during compaction; discarded the pass");
             return Ok(CompactionStats::default());
         }
+        inner.generation += 1;
         inner.cleaned_up_to = stats.cleaned_up_to;
+        inner.delete_horizon = (stats.delete_horizon >= 0).then_some(stats.delete_horizon);
+        self.write_cleaner_checkpoint(&inner)
+            .map_err(|e| self.fail(e))?;
         tracing::info!(dir = %self.dir.display(), ?stats, "compacted");
         Ok(stats)
     }
 
-    /// Share of the inactive segments' bytes written since the last compaction pass, which the
-    /// cleaner compares with `min.cleanable.dirty.ratio`. 0 for logs that are not compacted.
+    /// Share of the inactive segments' bytes holding offsets past the cleaner checkpoint, which
+    /// the cleaner compares with `min.cleanable.dirty.ratio`. 0 for logs that are not compacted.
     pub fn dirty_ratio(&self) -> f64 {
         let inner = self.inner.lock();
         if !inner.config.cleanup_policy.compact {
             return 0.0;
         }
-        let inactive = inner.segments.len().saturating_sub(1);
         let (mut dirty, mut total) = (0u64, 0u64);
-        for segment in inner.segments.values().take(inactive) {
+        let mut segments = inner.segments.values().peekable();
+        while let Some(segment) = segments.next() {
+            let Some(next) = segments.peek() else { break };
             total += segment.size;
-            if segment.base_offset >= inner.cleaned_up_to {
+            if next.base_offset > inner.cleaned_up_to {
                 dirty += segment.size;
             }
         }
@@ -1214,6 +1311,16 @@ impl Log {
         } else {
             dirty as f64 / total as f64
         }
+    }
+
+    /// Whether a tombstone in the compacted part of the log has passed its delete horizon, so
+    /// a compaction pass would remove it even though nothing is dirty.
+    pub fn delete_horizon_passed(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.config.cleanup_policy.compact
+            && inner
+                .delete_horizon
+                .is_some_and(|h| h <= self.clock.now_ms())
     }
 
     /// Flushes everything, writes the indexes and checkpoint and the clean-shutdown marker, so
@@ -1225,8 +1332,10 @@ impl Log {
         let mut inner = self.inner.lock();
         if let Some(active) = inner.segments.values_mut().next_back() {
             active.write_index_files(&*self.fs, &self.dir)?;
-            for file in active.unsynced_index_files.drain(..) {
-                file.sync_data().map_err(Error::io("fsync", &active.path))?;
+            for path in active.unsynced_index_files.drain(..) {
+                if let Some(file) = open_to_sync(&*self.fs, &path)? {
+                    file.sync_data().map_err(Error::io("fsync", &path))?;
+                }
             }
         }
         inner.recovery_point = inner.log_end_offset;
@@ -1248,6 +1357,16 @@ impl Log {
         self.fs
             .remove_dir_all(&self.dir)
             .map_err(Error::io("remove directory", &self.dir))
+    }
+}
+
+/// Opens an index file written earlier so it can be fsynced; `None` when it is gone meanwhile
+/// (its segment was deleted or rewritten, so there is nothing to make durable).
+fn open_to_sync(fs: &dyn FileSystem, path: &Path) -> Result<Option<Arc<dyn File>>> {
+    match fs.open(path, false) {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("open", path)(e)),
     }
 }
 

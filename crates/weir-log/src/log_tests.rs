@@ -34,6 +34,7 @@ impl Harness {
                 clock: self.clock.clone(),
                 // Tiny, so tests exercise closing and reopening inactive segments.
                 handles: crate::HandleCache::new(2),
+                cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
             },
         )
         .unwrap()
@@ -451,6 +452,45 @@ fn retention_by_time_size_and_log_start_offset() {
     assert!(log.delete_records_before(7).is_err());
     log.close().unwrap();
     assert_eq!(h.open().log_start_offset(), 4);
+}
+
+/// Kafka's fallback: a segment without timestamps (largest timestamp -1, as old-format data
+/// converted without them) is aged by its file's modification time.
+#[test]
+fn retention_by_time_falls_back_to_modification_time() {
+    let mut h = Harness::new(LogConfig {
+        retention_ms: 1000,
+        ..LogConfig::default()
+    });
+    h.fs = FaultFs::with_clock(h.clock.clone());
+    let log = h.open();
+    let untimed = |n: usize| {
+        let mut builder = RecordBatchBuilder::new();
+        for _ in 0..n {
+            builder.push(Record::new(-1, Some(b"k"), Some(b"v")));
+        }
+        builder.build().unwrap().to_vec()
+    };
+    log.append(&mut untimed(2), LEADER).unwrap();
+    log.roll().unwrap();
+    h.clock.advance(600);
+    // Timestamps, when present, win over the file's time: this one is older than the clock.
+    log.append(&mut batch(1, NOW - 5_000, 10), LEADER).unwrap();
+    log.roll().unwrap();
+    log.append(&mut untimed(1), LEADER).unwrap();
+    assert_eq!(log.segment_base_offsets(), vec![0, 2, 3]);
+    assert_eq!(
+        log.apply_retention(4).unwrap(),
+        0,
+        "segment 0 written 600 ms ago"
+    );
+    h.clock.advance(500);
+    assert_eq!(log.apply_retention(4).unwrap(), 2);
+    assert_eq!(log.segment_base_offsets(), vec![3]);
+    // The active segment goes by its modification time too.
+    h.clock.advance(1_000);
+    assert_eq!(log.apply_retention(4).unwrap(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 4));
 }
 
 #[test]

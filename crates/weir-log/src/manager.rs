@@ -3,6 +3,12 @@
 //! Each data directory holds partition directories named `<topic>-<partition>`. At start the
 //! manager opens them concurrently on a few std threads (recovery of unclean logs included);
 //! new partitions go to the data directory holding the fewest.
+//!
+//! A data directory that cannot be created or listed, or in which a log fails to open, is taken
+//! offline as a whole, as Kafka does: its partitions are reported by
+//! [`LogManager::offline_dirs`] instead of failing the start, as long as one directory is
+//! healthy. Nothing is created in an offline directory, and its partitions are not recreated
+//! elsewhere (that would hide the data still on the failed disk).
 
 use crate::cleaner::CompactionStats;
 use crate::config::{Clock, LogConfig, SystemClock};
@@ -72,6 +78,8 @@ pub struct LogManagerOptions {
     pub clock: Arc<dyn Clock>,
     /// Most inactive segment files kept open across all logs; active segments stay open.
     pub max_inactive_handles: usize,
+    /// `log.cleaner.dedupe.buffer.size`: memory of one compaction pass's key map.
+    pub cleaner_dedupe_buffer_size: usize,
 }
 
 impl LogManagerOptions {
@@ -84,8 +92,20 @@ impl LogManagerOptions {
             fs: Arc::new(StdFs),
             clock: Arc::new(SystemClock),
             max_inactive_handles: 4096,
+            cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
         }
     }
+}
+
+/// A data directory taken offline at start, with why.
+#[derive(Debug, Clone)]
+pub struct OfflineDir {
+    /// The data directory.
+    pub path: PathBuf,
+    /// What failed: listing the directory, or opening one of its logs.
+    pub error: Arc<Error>,
+    /// Partitions found in it (empty when it could not even be listed).
+    pub partitions: Vec<TopicPartition>,
 }
 
 /// All partition logs of a node.
@@ -94,24 +114,40 @@ pub struct LogManager {
     options: LogManagerOptions,
     handles: HandleCache,
     logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
+    offline: Vec<OfflineDir>,
 }
 
 impl LogManager {
-    /// Opens every partition log found in the data directories, concurrently.
+    /// Opens every partition log found in the data directories, concurrently. A directory
+    /// that fails is taken offline (see [`LogManager::offline_dirs`]); the start fails only
+    /// when every directory does.
     pub fn open(options: LogManagerOptions) -> Result<Self> {
         let mut found = Vec::new();
-        for dir in &options.data_dirs {
-            options
+        let mut failed: Vec<Option<(Error, Vec<TopicPartition>)>> =
+            (0..options.data_dirs.len()).map(|_| None).collect();
+        for (d, dir) in options.data_dirs.iter().enumerate() {
+            let listed = options
                 .fs
                 .create_dir_all(dir)
-                .map_err(Error::io("create data directory", dir))?;
-            let names = options
-                .fs
-                .list_dir(dir)
-                .map_err(Error::io("list data directory", dir))?;
-            for name in names {
-                if let Some(tp) = TopicPartition::from_dir_name(&name) {
-                    found.push((tp, dir.join(name)));
+                .map_err(Error::io("create data directory", dir))
+                .and_then(|()| {
+                    options
+                        .fs
+                        .list_dir(dir)
+                        .map_err(Error::io("list data directory", dir))
+                });
+            match listed {
+                Ok(names) => {
+                    for name in names {
+                        if let Some(tp) = TopicPartition::from_dir_name(&name) {
+                            found.push((tp, d, dir.join(name)));
+                        }
+                    }
+                }
+                Err(error) => {
+                    if let Some(slot) = failed.get_mut(d) {
+                        *slot = Some((error, Vec::new()));
+                    }
                 }
             }
         }
@@ -119,16 +155,15 @@ impl LogManager {
         let handles = HandleCache::new(options.max_inactive_handles);
         let next = AtomicUsize::new(0);
         let threads = options.open_threads.clamp(1, found.len().max(1));
-        let opened: Vec<Result<Vec<(TopicPartition, Log)>>> = std::thread::scope(|scope| {
+        type Opened = Vec<(TopicPartition, usize, Result<Log>)>;
+        let opened: Vec<Opened> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
                 .map(|_| {
                     scope.spawn(|| {
                         let mut mine = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some((tp, path)) = found.get(i) else {
-                                break;
-                            };
+                        while let Some((tp, d, path)) =
+                            found.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
                             let log = Log::open_with(
                                 path,
                                 Self::log_options(
@@ -136,10 +171,10 @@ impl LogManager {
                                     &handles,
                                     options.default_config.clone(),
                                 ),
-                            )?;
-                            mine.push((tp.clone(), log));
+                            );
+                            mine.push((tp.clone(), *d, log));
                         }
-                        Ok(mine)
+                        mine
                     })
                 })
                 .collect();
@@ -147,30 +182,85 @@ impl LogManager {
                 .into_iter()
                 .map(|w| {
                     w.join().unwrap_or_else(|_| {
-                        Err(Error::Corrupt {
-                            path: PathBuf::new(),
-                            reason: "a log opening thread panicked",
-                        })
+                        vec![(
+                            TopicPartition::new("", -1),
+                            usize::MAX,
+                            Err(Error::Corrupt {
+                                path: PathBuf::new(),
+                                reason: "a log opening thread panicked",
+                            }),
+                        )]
                     })
                 })
                 .collect()
         });
         let mut logs = HashMap::with_capacity(found.len());
-        for batch in opened {
-            for (tp, log) in batch? {
-                logs.insert(tp, Arc::new(log));
+        for (tp, d, log) in opened.into_iter().flatten() {
+            match log {
+                Ok(log) => {
+                    logs.insert(tp, (d, Arc::new(log)));
+                }
+                Err(error) => {
+                    let Some(slot) = failed.get_mut(d) else {
+                        return Err(error); // a panicked thread: no directory to blame
+                    };
+                    if slot.is_none() {
+                        *slot = Some((error, Vec::new()));
+                    }
+                }
             }
         }
+        // Every partition of a failed directory is offline, including the ones that opened.
+        let mut offline = Vec::new();
+        for (d, failure) in failed.into_iter().enumerate() {
+            let (Some((error, mut partitions)), Some(path)) = (failure, options.data_dirs.get(d))
+            else {
+                continue;
+            };
+            partitions.extend(found.iter().filter(|f| f.1 == d).map(|f| f.0.clone()));
+            logs.retain(|_, (ld, _)| *ld != d);
+            tracing::error!(dir = %path.display(), %error, partitions = partitions.len(), "data directory is offline");
+            offline.push(OfflineDir {
+                path: path.clone(),
+                error: Arc::new(error),
+                partitions,
+            });
+        }
+        if !options.data_dirs.is_empty() && offline.len() == options.data_dirs.len() {
+            let mut offline = offline;
+            return match offline.pop().map(|o| Arc::try_unwrap(o.error)) {
+                Some(Ok(error)) => Err(error),
+                _ => Err(Error::InvalidConfig {
+                    name: "log.dirs".into(),
+                    value: String::new(),
+                    reason: "every data directory is offline",
+                }),
+            };
+        }
+        let logs: HashMap<TopicPartition, Arc<Log>> =
+            logs.into_iter().map(|(tp, (_, log))| (tp, log)).collect();
         tracing::info!(
             partitions = logs.len(),
             dirs = options.data_dirs.len(),
+            offline_dirs = offline.len(),
             "opened logs"
         );
         Ok(Self {
             options,
             handles,
             logs: RwLock::new(logs),
+            offline,
         })
+    }
+
+    /// Data directories taken offline at start, with the error and the partitions they hold.
+    pub fn offline_dirs(&self) -> &[OfflineDir] {
+        &self.offline
+    }
+
+    /// The offline data directory holding `tp`, if it is one of theirs.
+    pub fn offline_dir_of(&self, tp: &TopicPartition) -> Option<&OfflineDir> {
+        self.offline.iter().find(|o| o.partitions.contains(tp))
     }
 
     fn log_options(
@@ -183,6 +273,7 @@ impl LogManager {
             fs: options.fs.clone(),
             clock: options.clock.clone(),
             handles: handles.clone(),
+            cleaner_dedupe_buffer_size: options.cleaner_dedupe_buffer_size,
         }
     }
 
@@ -205,6 +296,11 @@ impl LogManager {
     ) -> Result<Arc<Log>> {
         if let Some(log) = self.get(tp) {
             return Ok(log);
+        }
+        if let Some(offline) = self.offline_dir_of(tp) {
+            return Err(Error::Offline {
+                path: offline.path.join(tp.dir_name()),
+            });
         }
         let mut logs = self.logs.write();
         if let Some(log) = logs.get(tp) {
@@ -233,12 +329,13 @@ impl LogManager {
         self.options
             .data_dirs
             .iter()
+            .filter(|d| !self.offline.iter().any(|o| &o.path == *d))
             .min_by_key(|d| count(d))
             .cloned()
             .ok_or(Error::InvalidConfig {
                 name: "log.dirs".into(),
                 value: String::new(),
-                reason: "no data directory",
+                reason: "no data directory online",
             })
     }
 
@@ -285,23 +382,28 @@ impl LogManager {
 
     /// One step of the log cleaner: compacts the compacted log with the highest dirty ratio
     /// at or above its `min.cleanable.dirty.ratio` (ties go to the first partition in order),
-    /// up to the offset `high_watermark` gives for it. `None` when no log needs cleaning.
-    /// Deterministic and single-threaded; the broker runs it on its own thread or timer.
+    /// or else the first whose tombstones have passed their delete horizon, up to the offset
+    /// `high_watermark` gives for it. `None` when no log needs cleaning. Deterministic and
+    /// single-threaded; the broker runs it on its own thread or timer.
     pub fn clean_step(
         &self,
         high_watermark: impl Fn(&TopicPartition, &Log) -> i64,
     ) -> Result<Option<(TopicPartition, CompactionStats)>> {
         let mut best: Option<(f64, TopicPartition, Arc<Log>)> = None;
+        let mut expired: Option<(TopicPartition, Arc<Log>)> = None;
         for (tp, log) in self.logs() {
             let ratio = log.dirty_ratio();
             if ratio <= 0.0 || ratio < log.config().min_cleanable_dirty_ratio {
+                if expired.is_none() && log.delete_horizon_passed() {
+                    expired = Some((tp, log));
+                }
                 continue;
             }
             if best.as_ref().is_none_or(|(b, _, _)| ratio > *b) {
                 best = Some((ratio, tp, log));
             }
         }
-        let Some((_, tp, log)) = best else {
+        let Some((tp, log)) = best.map(|(_, tp, log)| (tp, log)).or(expired) else {
             return Ok(None);
         };
         let stats = log.compact(high_watermark(&tp, &log))?;
@@ -378,6 +480,7 @@ mod tests {
             fs: Arc::new(fs.clone()),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             max_inactive_handles: 4,
+            cleaner_dedupe_buffer_size: 1 << 20,
         }
     }
 
@@ -426,6 +529,125 @@ mod tests {
         assert_eq!(second, TopicPartition::new("b", 0));
         assert!(manager.clean_step(hw).unwrap().is_none());
         assert_eq!(plain.dirty_ratio(), 0.0);
+
+        // Below min.cleanable.dirty.ratio a log waits: one dirty segment of two is not enough
+        // at 0.6, and is at 0.5.
+        append(&a);
+        a.roll().unwrap();
+        let ratio = a.dirty_ratio();
+        assert!(ratio > 0.3 && ratio < 0.6, "{ratio}");
+        let mut strict = a.config();
+        strict.min_cleanable_dirty_ratio = 0.6;
+        a.set_config(strict.clone()).unwrap();
+        b.set_config(strict.clone()).unwrap();
+        assert!(manager.clean_step(hw).unwrap().is_none());
+        strict.min_cleanable_dirty_ratio = 0.3;
+        a.set_config(strict).unwrap();
+        let (picked, _) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(picked, TopicPartition::new("a", 0));
+    }
+
+    #[test]
+    fn clean_step_removes_tombstones_past_their_horizon() {
+        let fs = FaultFs::new();
+        let options = options(&fs);
+        let clock = ManualClock::new(1_700_000_000_000);
+        let clock = Arc::new(clock);
+        let manager = LogManager::open(LogManagerOptions {
+            clock: clock.clone(),
+            ..options
+        })
+        .unwrap();
+        let compacted = LogConfig {
+            cleanup_policy: crate::CleanupPolicy::COMPACT,
+            delete_retention_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let log = manager
+            .get_or_create(&TopicPartition::new("c", 0), Some(compacted))
+            .unwrap();
+        let mut b = RecordBatchBuilder::new();
+        b.push(Record::new(1_700_000_000_000, Some(b"k"), None));
+        let mut bytes = b.build().unwrap().to_vec();
+        log.append(&mut bytes, AppendOrigin::Leader { leader_epoch: 0 })
+            .unwrap();
+        log.roll().unwrap();
+        let hw = |_: &TopicPartition, log: &Log| log.log_end_offset();
+        let (_, stats) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(stats.records_removed, 0);
+        assert!(manager.clean_step(hw).unwrap().is_none(), "nothing dirty");
+        clock.advance(1_000);
+        let (_, stats) = manager.clean_step(hw).unwrap().unwrap();
+        assert_eq!(stats.records_removed, 1);
+        assert!(manager.clean_step(hw).unwrap().is_none());
+    }
+
+    #[test]
+    fn failed_data_directory_goes_offline_alone() {
+        let fs = FaultFs::new();
+        let manager = LogManager::open(options(&fs)).unwrap();
+        for p in 0..6 {
+            append(
+                &manager
+                    .get_or_create(&TopicPartition::new("t", p), None)
+                    .unwrap(),
+            );
+        }
+        let in_d2: Vec<TopicPartition> = manager
+            .logs()
+            .into_iter()
+            .filter(|(_, l)| l.dir().starts_with("/d2"))
+            .map(|(tp, _)| tp)
+            .collect();
+        assert_eq!(in_d2.len(), 3);
+        manager.close().unwrap();
+
+        // One log of /d2 fails to open: all of /d2 goes offline, /d1 serves on.
+        fs.fail_path(PathBuf::from("/d2").join(in_d2[1].dir_name()));
+        let manager = LogManager::open(options(&fs)).unwrap();
+        let [offline] = manager.offline_dirs() else {
+            panic!("{:?}", manager.offline_dirs());
+        };
+        assert_eq!(offline.path, PathBuf::from("/d2"));
+        assert!(offline.error.to_string().contains(&in_d2[1].dir_name()));
+        let mut partitions = offline.partitions.clone();
+        partitions.sort();
+        assert_eq!(partitions, in_d2);
+        assert_eq!(manager.len(), 3);
+        for tp in &in_d2 {
+            assert!(manager.get(tp).is_none());
+            assert!(matches!(
+                manager.get_or_create(tp, None),
+                Err(Error::Offline { .. })
+            ));
+        }
+        let fresh = manager
+            .get_or_create(&TopicPartition::new("new", 0), None)
+            .unwrap();
+        assert!(
+            fresh.dir().starts_with("/d1"),
+            "nothing goes to an offline dir"
+        );
+        for (tp, log) in manager.logs() {
+            assert!(!in_d2.contains(&tp));
+            assert!(log.log_end_offset() >= i64::from(tp.topic == "t"));
+        }
+        drop(manager);
+
+        // A directory that cannot even be listed goes offline with no partitions known.
+        let fs2 = fs.crash();
+        fs2.fail_path("/d2");
+        let manager = LogManager::open(options(&fs2)).unwrap();
+        assert_eq!(manager.offline_dirs().len(), 1);
+        assert!(manager.offline_dirs()[0].partitions.is_empty());
+        assert_eq!(manager.len(), 4);
+
+        // When every directory fails, the start fails.
+        fs2.fail_path("/d1");
+        assert!(matches!(
+            LogManager::open(options(&fs2)),
+            Err(Error::Io { .. })
+        ));
     }
 
     #[test]

@@ -54,7 +54,9 @@ pub(crate) struct Segment {
     /// Max timestamp of the first batch: `segment.ms` is measured from it.
     pub(crate) first_batch_timestamp: Option<i64>,
     /// Index files written but not yet fsynced.
-    pub(crate) unsynced_index_files: Vec<Arc<dyn File>>,
+    /// Paths only: holding them open would cost two descriptors per rolled segment until the
+    /// next flush, beyond the handle cache's bound.
+    pub(crate) unsynced_index_files: Vec<PathBuf>,
 }
 
 /// What recovery found in a segment.
@@ -269,16 +271,10 @@ impl Segment {
             self.time_index
                 .maybe_append(self.max_timestamp.max(-1), rel);
         }
-        let index = write_file(
-            fs,
-            &file_path(dir, self.base_offset, INDEX_SUFFIX),
-            &self.index.encode(),
-        )?;
-        let time = write_file(
-            fs,
-            &file_path(dir, self.base_offset, TIME_INDEX_SUFFIX),
-            &self.time_index.encode(),
-        )?;
+        let index = file_path(dir, self.base_offset, INDEX_SUFFIX);
+        write_file(fs, &index, &self.index.encode())?;
+        let time = file_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
+        write_file(fs, &time, &self.time_index.encode())?;
         self.unsynced_index_files = vec![index, time];
         Ok(())
     }
@@ -456,7 +452,7 @@ pub(crate) fn scan(
         }
         let at = (position - buf_start) as usize;
         let batch = buf.get(at..at + size).unwrap_or_default();
-        if crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default()) != header.crc {
+        if crate::validate::crc32c(batch.get(CRC_START..).unwrap_or_default()) != header.crc {
             break;
         }
         if !visit(position, &header) {

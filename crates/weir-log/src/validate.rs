@@ -63,7 +63,7 @@ pub(crate) fn validate(
                 limit: config.max_message_bytes,
             });
         }
-        let computed = crc32c::crc32c(batch.get(CRC_START..).unwrap_or_default());
+        let computed = crc32c(batch.get(CRC_START..).unwrap_or_default());
         if computed != header.crc {
             return Err(invalid(RecordsError::CrcMismatch {
                 stored: header.crc,
@@ -135,6 +135,7 @@ fn check_records(
     }
     let mut rest = batch.get(BATCH_HEADER_LEN..).unwrap_or_default();
     let mut max_timestamp = i64::MIN;
+    let mut min_timestamp = i64::MAX;
     let malformed = || bad("malformed varint in a record");
     for expected_delta in 0..header.record_count {
         let (length, n) = zigzag(rest, 5).ok_or_else(malformed)?;
@@ -159,11 +160,17 @@ fn check_records(
             return Err(bad("record offset deltas are not consecutive from 0"));
         }
         let timestamp = header.base_timestamp.wrapping_add(timestamp_delta);
-        check_ts(timestamp)?;
         if timestamp > max_timestamp {
             max_timestamp = timestamp;
             meta.max_timestamp_delta = expected_delta;
         }
+        min_timestamp = min_timestamp.min(timestamp);
+    }
+    // The clock bounds are monotone in the timestamp: checking the extremes checks them all,
+    // outside the per-record loop.
+    if header.record_count > 0 {
+        check_ts(min_timestamp)?;
+        check_ts(max_timestamp)?;
     }
     if !rest.is_empty() {
         return Err(bad("bytes left after the last record"));
@@ -226,11 +233,28 @@ fn check_compressed_records(
     Ok(meta)
 }
 
+/// CRC-32C (Castagnoli), the RecordBatch v2 checksum. `crc-fast` folds with carry-less
+/// multiplication (VPCLMULQDQ where available), 2-3 times the `crc32c` crate's throughput on
+/// 16 KiB batches; the checksum is the largest share of an append's CPU time.
+pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
+    // A CRC-32 fits in the low 32 bits of the u64 `crc-fast` returns for every width.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
+
 /// Decodes a zig-zag varint of at most `max_len` bytes from the front of `input`: the same
 /// encoding as `weir_records::varint`, copied here so it inlines into the per-record loop, the
 /// hot path of every append.
 #[inline]
 fn zigzag(input: &[u8], max_len: usize) -> Option<(i64, usize)> {
+    // Most lengths, deltas and key lengths take one or two bytes.
+    match *input {
+        [b0, ..] if b0 < 0x80 => return Some(((b0 >> 1) as i64 ^ -((b0 & 1) as i64), 1)),
+        [b0, b1, ..] if b1 < 0x80 && max_len >= 2 => {
+            let raw = u64::from(b0 & 0x7f) | u64::from(b1) << 7;
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), 2));
+        }
+        _ => {}
+    }
     let mut raw: u64 = 0;
     for (i, &byte) in input.iter().take(max_len).enumerate() {
         raw |= u64::from(byte & 0x7f) << (7 * i as u32);
@@ -308,6 +332,16 @@ mod tests {
         assert_eq!(metas[0].max_timestamp_delta, 1);
         assert_eq!(metas[0].last_offset_delta, 2);
         assert_eq!(metas[1].position, metas[0].size);
+    }
+
+    #[test]
+    fn crc_matches_crc32c() {
+        let data: Vec<u8> = (0..20_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) as u8)
+            .collect();
+        for len in [0, 1, 7, 16, 63, 64, 65, 255, 256, 1_000, 16_363, 20_000] {
+            assert_eq!(crc32c(&data[..len]), crc32c::crc32c(&data[..len]), "{len}");
+        }
     }
 
     #[test]

@@ -220,10 +220,11 @@ proptest! {
     fn compaction_matches_latest_per_key(
         batches in prop::collection::vec(prop::collection::vec((0u8..6, prop::option::weighted(0.8, 0u16..100)), 1..5), 1..40),
         rolls in prop::collection::vec(any::<bool>(), 40),
+        dedupe in prop::sample::select(vec![60usize, 200, 1 << 20]),
     ) {
         let fs = FaultFs::new();
         let clock = Arc::new(ManualClock::new(NOW));
-        let log = open(&fs, &config(), &clock);
+        let log = open_with_dedupe(&fs, &config(), &clock, dedupe);
         for (i, batch) in batches.iter().enumerate() {
             log.append(&mut keyed(batch, NOW), LEADER).unwrap();
             if rolls[i] {
@@ -232,7 +233,14 @@ proptest! {
         }
         let before = records(&log);
         let active_base = *log.segment_base_offsets().last().unwrap();
-        log.compact(log.log_end_offset()).unwrap();
+        // A small key map takes several passes; each leaves its range compacted.
+        loop {
+            let stats = log.compact(log.log_end_offset()).unwrap();
+            check_compacted(&before, &records(&log), stats.cleaned_up_to.max(log.log_start_offset()));
+            if stats.cleaned_up_to >= active_base || stats == Default::default() {
+                break;
+            }
+        }
         let after = records(&log);
         check_compacted(&before, &after, active_base);
         // A second pass changes nothing, and the log still takes appends.
@@ -241,4 +249,243 @@ proptest! {
         let leo = log.log_end_offset();
         prop_assert_eq!(log.append(&mut keyed(&[(0, Some(1))], NOW), LEADER).unwrap().first_offset, leo);
     }
+}
+
+/// Kafka's delete horizon (KIP-534): a tombstone survives `delete.retention.ms` from the pass
+/// that first kept it, however old its own timestamp, and the horizon survives a restart.
+#[test]
+fn tombstones_live_delete_retention_from_their_first_cleaning() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    let old = NOW - 10 * 86_400_000;
+    log.append(&mut keyed(&[(1, Some(1)), (2, Some(1))], old), LEADER)
+        .unwrap();
+    log.append(&mut keyed(&[(1, None)], old), LEADER).unwrap();
+    log.roll().unwrap();
+    let leo = log.log_end_offset();
+    let stats = log.compact(leo).unwrap();
+    assert_eq!(stats.delete_horizon, NOW + 1_000);
+    let tombstone = all_batches(&log)
+        .into_iter()
+        .find(|b| b.records().unwrap().any(|r| r.unwrap().value.is_none()))
+        .unwrap();
+    assert!(tombstone.attributes().has_delete_horizon());
+    let r = tombstone.records().unwrap().next().unwrap().unwrap();
+    assert_eq!(r.timestamp, old, "record timestamps are kept");
+    assert!(!log.delete_horizon_passed());
+
+    // Not yet: one millisecond before the horizon.
+    clock.advance(999);
+    log.compact(leo).unwrap();
+    assert!(records(&log).values().any(|(_, v)| v.is_none()));
+
+    // The horizon outlives a restart, and once it passes a pass removes the tombstone even
+    // though nothing is dirty.
+    log.close().unwrap();
+    let log = open(&fs, &config(), &clock);
+    assert_eq!(log.dirty_ratio(), 0.0);
+    clock.advance(1);
+    assert!(log.delete_horizon_passed());
+    let stats = log.compact(leo).unwrap();
+    assert_eq!((stats.records_removed, stats.delete_horizon), (1, -1));
+    let left = records(&log);
+    assert_eq!(left.len(), 1);
+    assert!(left.values().all(|(k, v)| k == b"k\x02" && v.is_some()));
+    assert!(!log.delete_horizon_passed());
+}
+
+/// A key map too small for the dirty part: each pass ends where the map filled, checkpoints
+/// it, and the next goes on; the result equals one pass with a roomy map.
+#[test]
+fn small_key_map_cleans_in_passes() {
+    let fill = |log: &Log| {
+        for round in 0..12u16 {
+            let batch: Vec<(u8, Option<u16>)> = (0..4)
+                .map(|k| (((round + k) % 9) as u8, Some(round)))
+                .collect();
+            log.append(&mut keyed(&batch, NOW), LEADER).unwrap();
+        }
+        log.roll().unwrap();
+    };
+    let roomy = open(&FaultFs::new(), &config(), &Arc::new(ManualClock::new(NOW)));
+    fill(&roomy);
+    roomy.compact(roomy.log_end_offset()).unwrap();
+
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    // Room for about four keys.
+    let log = open_with_dedupe(&fs, &config(), &clock, 4 * 60);
+    fill(&log);
+    let before = records(&log);
+    let leo = log.log_end_offset();
+    let mut ends = Vec::new();
+    loop {
+        let stats = log.compact(leo).unwrap();
+        if stats == Default::default() {
+            break;
+        }
+        ends.push(stats.cleaned_up_to);
+        check_compacted(&before, &records(&log), stats.cleaned_up_to);
+        if ends.len() == 3 {
+            // The checkpoint survives a crash: the next pass continues, not starts over.
+            let log2 = open_with_dedupe(&fs.crash(), &config(), &clock, 4 * 60);
+            assert!(log2.compact(leo).unwrap().cleaned_up_to > ends[2]);
+        }
+        assert!(ends.len() < 50, "passes make progress");
+    }
+    assert!(ends.len() > 2, "the map filled: {ends:?}");
+    assert!(ends.windows(2).all(|w| w[0] <= w[1]), "{ends:?}");
+    assert_eq!(records(&log), records(&roomy));
+}
+
+/// Compaction merges small adjacent segments, never past `segment.bytes`.
+#[test]
+fn small_cleaned_segments_are_merged() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    for round in 0..30u16 {
+        log.append(&mut keyed(&[((round % 4) as u8, Some(round))], NOW), LEADER)
+            .unwrap();
+        log.roll().unwrap();
+    }
+    log.append(&mut keyed(&[(9, Some(0))], NOW), LEADER)
+        .unwrap();
+    let before = records(&log);
+    let leo = log.log_end_offset();
+    assert_eq!(log.segment_count(), 31);
+    let stats = log.compact(leo).unwrap();
+    assert_eq!(stats.segments, 30);
+    assert!(stats.segments_after < 30, "{stats:?}");
+    // Merged outputs are small; the next pass merges them further.
+    log.compact(leo).unwrap();
+    assert!(log.segment_count() <= 3, "{:?}", log.segment_base_offsets());
+    check_compacted(
+        &before,
+        &records(&log),
+        *log.segment_base_offsets().last().unwrap(),
+    );
+    assert_eq!(log.log_end_offset(), leo);
+    let sizes = segment_sizes(&fs, &log);
+    assert!(sizes.iter().all(|&s| s <= 600), "{sizes:?}");
+    // Reads, reopen and a crash see the merged log.
+    log.close().unwrap();
+    let after = records(&open(&fs, &config(), &clock));
+    assert_eq!(after, records(&open(&fs.crash(), &config(), &clock)));
+    assert_eq!(after.len(), 5);
+}
+
+/// A merged swap interrupted after its commit point completes on open: the other members go.
+#[test]
+fn interrupted_merge_swap_completes_on_open() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    for round in 0..6u16 {
+        log.append(
+            &mut keyed(&[(0, Some(round)), (1, Some(round))], NOW),
+            LEADER,
+        )
+        .unwrap();
+        log.roll().unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    let before = records(&log);
+    log.close().unwrap();
+    // Stage: the cleaned first three segments as one swap file; the members stay.
+    let copy = fs.crash();
+    let compacted = open(&copy, &config(), &clock);
+    let mut cleaned = Vec::new();
+    for base in &bases[..3] {
+        cleaned.extend(copy.read_all(&segment_path(&dir(), *base)).unwrap());
+    }
+    drop(compacted);
+    let swap = dir().join(format!("{:020}-{:020}.log.swap", bases[0], bases[2]));
+    let staged = fs.open(&swap, true).unwrap();
+    staged.write_all_at(&cleaned, 0).unwrap();
+    staged.sync_data().unwrap();
+    fs.sync_dir(&dir()).unwrap();
+
+    let log = open(&fs, &config(), &clock);
+    assert!(!fs.exists(&swap));
+    let mut expected = bases.clone();
+    expected.drain(1..3);
+    assert_eq!(log.segment_base_offsets(), expected);
+    assert_eq!(records(&log), before);
+}
+
+fn segment_sizes(fs: &FaultFs, log: &Log) -> Vec<usize> {
+    log.segment_base_offsets()
+        .into_iter()
+        .map(|b| fs.read_all(&segment_path(&dir(), b)).unwrap().len())
+        .collect()
+}
+
+/// `min.compaction.lag.ms`: a segment holding a record younger than the lag is not cleaned,
+/// nor anything after it.
+#[test]
+fn young_records_wait_for_min_compaction_lag() {
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let config = LogConfig {
+        min_compaction_lag_ms: 1_000,
+        ..config()
+    };
+    let log = open(&fs, &config, &clock);
+    log.append(
+        &mut keyed(&[(0, Some(1)), (0, Some(2))], NOW - 5_000),
+        LEADER,
+    )
+    .unwrap();
+    log.roll().unwrap();
+    log.append(&mut keyed(&[(1, Some(1)), (1, Some(2))], NOW), LEADER)
+        .unwrap();
+    log.roll().unwrap();
+    let leo = log.log_end_offset();
+    let stats = log.compact(leo).unwrap();
+    assert_eq!(
+        (stats.records_removed, stats.cleaned_up_to),
+        (1, 2),
+        "only the old segment"
+    );
+    assert_eq!(records(&log).len(), 3);
+    clock.advance(1_001);
+    assert_eq!(log.compact(leo).unwrap().records_removed, 1);
+    assert_eq!(records(&log).len(), 2);
+}
+
+/// A compressed batch that loses records is rewritten with its codec, and a kept tombstone
+/// inside it gets the delete horizon like any other.
+#[test]
+fn compressed_batches_keep_their_codec() {
+    use weir_records::Compression;
+    let fs = FaultFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let log = open(&fs, &config(), &clock);
+    let mut builder = RecordBatchBuilder::new();
+    builder
+        .compression(Compression::Gzip)
+        .push(Record::new(NOW, Some(b"a"), Some(b"1")))
+        .push(Record::new(NOW, Some(b"a"), Some(b"2")))
+        .push(Record::new(NOW, Some(b"b"), None));
+    log.append(&mut builder.build().unwrap().to_vec(), LEADER)
+        .unwrap();
+    log.roll().unwrap();
+    let stats = log.compact(log.log_end_offset()).unwrap();
+    assert_eq!(stats.records_removed, 1);
+    let batches = all_batches(&log);
+    assert_eq!(batches.len(), 1);
+    let attributes = batches[0].attributes();
+    assert_eq!(attributes.compression().unwrap(), Compression::Gzip);
+    assert!(attributes.has_delete_horizon());
+    let kept: Vec<(i64, Option<Vec<u8>>)> = batches[0]
+        .records()
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.offset, r.value.map(|v| v.to_vec()))
+        })
+        .collect();
+    assert_eq!(kept, vec![(1, Some(b"2".to_vec())), (2, None)]);
 }

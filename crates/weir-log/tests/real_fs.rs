@@ -99,3 +99,99 @@ fn manager_on_the_real_file_system() {
     manager.delete(&TopicPartition::new("orders", 0)).unwrap();
     assert_eq!(manager.len(), 19);
 }
+
+/// Files of `dir` this process holds open, from `/proc/self/fd`.
+fn open_files_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// With room for two inactive segment files across the manager, 30 partitions of many
+/// segments each are appended to and read back correctly, and the process never holds more
+/// than one file per partition (its active segment) plus the two.
+#[test]
+fn bounded_handles_with_many_partitions_and_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().canonicalize().unwrap();
+    let mut options = LogManagerOptions::new(
+        vec![root.join("a"), root.join("b")],
+        LogConfig {
+            segment_bytes: 300,
+            ..LogConfig::default()
+        },
+    );
+    options.open_threads = 2;
+    options.max_inactive_handles = 2;
+    let partitions = 30;
+    let bound = partitions + 2;
+    let manager = LogManager::open(options.clone()).unwrap();
+    let tps: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new("many", p as i32))
+        .collect();
+    let mut written: Vec<Vec<Vec<u8>>> = vec![Vec::new(); partitions];
+    for round in 0..12u64 {
+        for (p, tp) in tps.iter().enumerate() {
+            let log = manager.get_or_create(tp, None).unwrap();
+            let mut bytes = batch(round * 100 + p as u64, 3, NOW);
+            log.append(&mut bytes, LEADER).unwrap();
+            written[p].push(bytes);
+        }
+        // Reads of old segments of every partition go through the shared cache.
+        for tp in &tps {
+            let log = manager.get(tp).unwrap();
+            log.read(0, 1, log.log_end_offset()).unwrap();
+        }
+        assert!(manager.handles().open_count() <= 2);
+        assert!(
+            open_files_under(&root) <= bound,
+            "{}",
+            open_files_under(&root)
+        );
+    }
+    let check = |manager: &LogManager| {
+        for (p, tp) in tps.iter().enumerate() {
+            let log = manager.get(tp).unwrap();
+            assert!(log.segment_count() > 3, "{}", log.segment_count());
+            let stored: Vec<Vec<u8>> = all_batches(&log)
+                .iter()
+                .map(|b| b.as_bytes().to_vec())
+                .collect();
+            assert_eq!(stored, written[p], "partition {p}");
+            assert!(open_files_under(&root) <= bound);
+        }
+    };
+    check(&manager);
+    drop(manager); // unclean: recovery reads through the same bound
+    let manager = LogManager::open(options).unwrap();
+    check(&manager);
+    assert!(manager.handles().open_count() <= 2);
+}
+
+/// A data directory that cannot be used (here a regular file where the directory should be)
+/// is reported offline while the healthy one opens and serves.
+#[test]
+fn unusable_data_directory_is_offline_not_fatal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good");
+    let bad = tmp.path().join("bad");
+    std::fs::write(&bad, b"not a directory").unwrap();
+    let options = LogManagerOptions::new(vec![good.clone(), bad.clone()], LogConfig::default());
+    let manager = LogManager::open(options.clone()).unwrap();
+    let offline = manager.offline_dirs();
+    assert_eq!(offline.len(), 1);
+    assert_eq!(offline[0].path, bad);
+    assert!(matches!(*offline[0].error, weir_log::Error::Io { .. }));
+    let log = manager
+        .get_or_create(&TopicPartition::new("t", 0), None)
+        .unwrap();
+    assert!(log.dir().starts_with(&good));
+    log.append(&mut batch(1, 1, NOW), LEADER).unwrap();
+    drop(log);
+    manager.close().unwrap();
+
+    let only_bad = LogManagerOptions::new(vec![bad], LogConfig::default());
+    assert!(LogManager::open(only_bad).is_err());
+}

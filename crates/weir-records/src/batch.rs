@@ -532,6 +532,25 @@ mod tests {
     }
 
     #[test]
+    fn delete_horizon_keeps_record_timestamps() {
+        let mut builder = RecordBatchBuilder::new();
+        builder.delete_horizon(5_000);
+        builder.push(Record::new(1_000, Some(b"k"), None));
+        builder.push(Record::new(1_005, Some(b"j"), Some(b"v")));
+        let batch = RecordBatch::new(builder.build().unwrap()).unwrap();
+        batch.verify_crc().unwrap();
+        assert!(batch.attributes().has_delete_horizon());
+        assert_eq!(batch.header().base_timestamp, 5_000);
+        assert_eq!(batch.max_timestamp(), 1_005);
+        let timestamps: Vec<i64> = batch
+            .records()
+            .unwrap()
+            .map(|r| r.unwrap().timestamp)
+            .collect();
+        assert_eq!(timestamps, [1_000, 1_005]);
+    }
+
+    #[test]
     fn base_offset_and_epoch_do_not_change_crc() {
         let mut bytes = sample().to_vec();
         set_base_offset(&mut bytes, 42).unwrap();

@@ -21,6 +21,7 @@ pub struct RecordBatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     preserved_last_offset_delta: Option<i32>,
+    delete_horizon: Option<i64>,
     records: Vec<Record>,
 }
 
@@ -41,6 +42,7 @@ impl RecordBatchBuilder {
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
             preserved_last_offset_delta: None,
+            delete_horizon: None,
             records: Vec::new(),
         }
     }
@@ -97,6 +99,15 @@ impl RecordBatchBuilder {
         self
     }
 
+    /// Stores `horizon_ms` as the base timestamp and sets the delete horizon attribute
+    /// (KIP-534): compaction stamps when the batch's tombstones may go. Record timestamps are
+    /// kept, encoded relative to the horizon.
+    pub fn delete_horizon(&mut self, horizon_ms: i64) -> &mut Self {
+        self.delete_horizon = Some(horizon_ms);
+        self.attributes = self.attributes.with_delete_horizon(true);
+        self
+    }
+
     /// Adds a record.
     pub fn push(&mut self, record: Record) -> &mut Self {
         self.records.push(record);
@@ -116,7 +127,10 @@ impl RecordBatchBuilder {
     /// Encodes the batch.
     pub fn build(&self) -> Result<Bytes> {
         let compression = self.attributes.compression()?;
-        let base_timestamp = self.records.first().map_or(-1, |r| r.timestamp);
+        let base_timestamp = match self.delete_horizon {
+            Some(horizon) => horizon,
+            None => self.records.first().map_or(-1, |r| r.timestamp),
+        };
         let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
         let count = i32::try_from(self.records.len()).map_err(|_| Error::TooLarge {
             size: self.records.len(),

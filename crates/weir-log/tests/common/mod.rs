@@ -20,6 +20,16 @@ pub(crate) fn dir() -> PathBuf {
 }
 
 pub(crate) fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -> Log {
+    open_with_dedupe(fs, config, clock, weir_log::DEFAULT_DEDUPE_BUFFER_SIZE)
+}
+
+/// [`open`] with a compaction key map of `dedupe_buffer_size` bytes.
+pub(crate) fn open_with_dedupe(
+    fs: &FaultFs,
+    config: &LogConfig,
+    clock: &Arc<ManualClock>,
+    dedupe_buffer_size: usize,
+) -> Log {
     Log::open_with(
         dir(),
         LogOptions {
@@ -28,6 +38,7 @@ pub(crate) fn open(fs: &FaultFs, config: &LogConfig, clock: &Arc<ManualClock>) -
             clock: clock.clone(),
             // Tiny, so tests exercise closing and reopening inactive segments.
             handles: weir_log::HandleCache::new(2),
+            cleaner_dedupe_buffer_size: dedupe_buffer_size,
         },
     )
     .unwrap()

@@ -582,3 +582,68 @@ async fn without_retries_a_lost_response_is_an_error() {
         1
     );
 }
+
+/// Five lost responses while batches of three partitions are pipelined: every record is in the
+/// log exactly once and each partition keeps the order records were sent in.
+#[tokio::test]
+async fn lost_responses_across_partitions_neither_duplicate_nor_reorder() {
+    let (proxy, listener) = LossyProxy::start(5).await;
+    let broker = TestBroker::start(&[(
+        "advertised.listeners",
+        &format!("PLAINTEXT://127.0.0.1:{}", proxy.addr.port()),
+    )])
+    .await;
+    proxy.run(listener, broker.addr);
+    let client = Client::connect(ClientConfig {
+        retry_backoff: Duration::from_millis(10),
+        ..ClientConfig::new(&broker.addr.to_string())
+    })
+    .await
+    .unwrap();
+    create_topic(&client, "lossy-many", 3).await;
+    let producer = producer(
+        &client,
+        ProducerConfig {
+            batch_size: 200,
+            linger: Duration::from_millis(1),
+            ..ProducerConfig::default()
+        },
+    )
+    .await;
+    let mut deliveries = Vec::new();
+    for i in 0..300 {
+        let record = ProducerRecord::new("lossy-many")
+            .key(format!("k{}", i % 10))
+            .value(i.to_string());
+        deliveries.push(producer.enqueue(record).await.unwrap());
+    }
+    producer.flush().await;
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    assert_eq!(
+        proxy.dropped.load(Ordering::SeqCst),
+        0,
+        "responses were lost"
+    );
+    let mut seen = Vec::new();
+    for partition in 0..3 {
+        let values: Vec<u32> = fetch_all(&client, "lossy-many", partition)
+            .await
+            .iter()
+            .map(|r| {
+                std::str::from_utf8(r.value.as_deref().unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition}: {values:?}"
+        );
+        seen.extend(values);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..300).collect::<Vec<u32>>());
+}

@@ -2,7 +2,8 @@
 //! Weir broker in the same run.
 //!
 //! Prints one line per case, `<kind> <case>: weir X MB/s, librdkafka Y MB/s, ratio R` (ratio =
-//! weir / librdkafka, the median of a few rounds). `cargo bench -p weir-benches --bench client
+//! weir / librdkafka, the median of a few rounds). Kinds: `produce`, and `consume`, where each
+//! client reads a topic of 4 partitions filled beforehand, assigned by hand from the beginning. `cargo bench -p weir-benches --bench client
 //! -- --test` runs every case once on a few hundred records. Positional arguments filter cases
 //! by substring (`-- produce`).
 //!
@@ -15,12 +16,13 @@
     reason = "a benchmark fails loudly"
 )]
 
-use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
+use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,8 +30,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use weir_broker::{BrokerConfig, Server};
 use weir_client::admin::{Admin, NewTopic};
+use weir_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
+use weir_protocol::messages::ProduceRequest;
+use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_records::{Record, RecordBatchBuilder};
 
 /// Settings both producers share, so the comparison is of the clients, not their defaults.
 const LINGER_MS: u64 = 5;
@@ -38,7 +44,7 @@ const BATCH_SIZE: usize = 256 * 1024;
 /// One workload.
 #[derive(Debug, Clone, Copy)]
 struct Case {
-    /// `produce`, later `consume`.
+    /// `produce` or `consume`.
     kind: &'static str,
     /// The case label, e.g. `1KiB`.
     name: &'static str,
@@ -113,6 +119,26 @@ const CASES: &[(Case, Run, Run)] = &[
         },
         |b, c| Box::pin(produce_weir(b, c)),
         |b, c| Box::pin(produce_rdkafka(b, c)),
+    ),
+    (
+        Case {
+            kind: "consume",
+            name: "1KiB",
+            record_size: 1024,
+            bytes: 256 << 20,
+        },
+        |b, c| Box::pin(consume_weir(b, c)),
+        |b, c| Box::pin(consume_rdkafka(b, c)),
+    ),
+    (
+        Case {
+            kind: "consume",
+            name: "100B",
+            record_size: 100,
+            bytes: 128 << 20,
+        },
+        |b, c| Box::pin(consume_weir(b, c)),
+        |b, c| Box::pin(consume_rdkafka(b, c)),
     ),
 ];
 
@@ -230,6 +256,130 @@ async fn produce_rdkafka(bench: &Bench, case: &Case) -> Measurement {
         bytes: count * case.record_size,
         elapsed: start.elapsed(),
     }
+}
+
+/// Partitions of the topics the consume cases read.
+const CONSUME_PARTITIONS: i32 = 4;
+
+/// A fresh topic of [`CONSUME_PARTITIONS`] partitions holding `case.records()` records (keys
+/// `key-<n>`), written as 64 KiB batches spread evenly over the partitions.
+async fn filled_topic(bench: &Bench, case: &Case) -> String {
+    let name = format!("consume-{}", bench.topics.fetch_add(1, Ordering::Relaxed));
+    let created = Admin::new(bench.client.clone())
+        .create_topics(&[NewTopic::new(&name, CONSUME_PARTITIONS)])
+        .await
+        .unwrap();
+    created[0].1.as_ref().unwrap();
+    let value = value(case.record_size);
+    let per_batch = (64 * 1024 / (case.record_size + 20)).max(1);
+    let per_partition = case.records() / CONSUME_PARTITIONS as usize;
+    for partition in 0..CONSUME_PARTITIONS {
+        let leader = bench.client.leader_for(&name, partition).await.unwrap();
+        let mut written = 0;
+        while written < per_partition {
+            let n = per_batch.min(per_partition - written);
+            let mut batch = RecordBatchBuilder::new();
+            for i in written..written + n {
+                batch.push(Record::new(
+                    1_700_000_000_000,
+                    Some(format!("key-{i}").as_bytes()),
+                    Some(&value),
+                ));
+            }
+            let request = ProduceRequest {
+                acks: 1,
+                timeout_ms: 30_000,
+                topic_data: vec![TopicProduceData {
+                    name: name.clone(),
+                    partition_data: vec![PartitionProduceData {
+                        index: partition,
+                        records: Some(batch.build().unwrap()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let (response, _) = bench.client.send_to(leader, request).await.unwrap();
+            assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+            written += n;
+        }
+    }
+    name
+}
+
+/// weir-client's `Consumer` reads the whole topic; the clock starts at its first record, so
+/// connecting and the first offset lookup stay out.
+async fn consume_weir(bench: &Bench, case: &Case) -> Measurement {
+    let topic = filled_topic(bench, case).await;
+    let count = case.records() / CONSUME_PARTITIONS as usize * CONSUME_PARTITIONS as usize;
+    let mut config = ConsumerConfig {
+        group_id: None,
+        auto_offset_reset: OffsetReset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    config.client = ClientConfig::new(&bench.bootstrap);
+    let mut consumer = Consumer::new(config).await.unwrap();
+    let partitions: Vec<_> = (0..CONSUME_PARTITIONS)
+        .map(|p| TopicPartition::new(&topic, p))
+        .collect();
+    consumer.assign(&partitions).unwrap();
+    let first = consumer.recv().await.unwrap();
+    let start = Instant::now();
+    let mut bytes = 0;
+    for _ in 1..count {
+        let record = consumer.recv().await.unwrap();
+        bytes += record.value.map_or(0, |v| v.len());
+    }
+    let elapsed = start.elapsed();
+    drop(first);
+    Measurement { bytes, elapsed }
+}
+
+/// librdkafka's `BaseConsumer`, polled on a blocking thread (its fastest path in the `rdkafka`
+/// crate), reads the whole topic; the clock starts at its first record.
+async fn consume_rdkafka(bench: &Bench, case: &Case) -> Measurement {
+    let topic = filled_topic(bench, case).await;
+    let count = case.records() / CONSUME_PARTITIONS as usize * CONSUME_PARTITIONS as usize;
+    let bootstrap = bench.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = RdConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("broker.address.family", "v4")
+            .set("group.id", "consume-bench")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .unwrap();
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..CONSUME_PARTITIONS {
+            assignment
+                .add_partition_offset(&topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut received = 0;
+        let mut bytes = 0;
+        let mut start = Instant::now();
+        while received < count {
+            let Some(message) = consumer.poll(Duration::from_secs(10)) else {
+                panic!("librdkafka received {received} of {count} records");
+            };
+            let message = message.unwrap();
+            if received == 0 {
+                start = Instant::now();
+            } else {
+                bytes += message.payload().map_or(0, <[u8]>::len);
+            }
+            received += 1;
+        }
+        Measurement {
+            bytes,
+            elapsed: start.elapsed(),
+        }
+    })
+    .await
+    .unwrap()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

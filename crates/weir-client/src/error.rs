@@ -71,6 +71,10 @@ pub enum Error {
     /// The producer or consumer was closed.
     #[error("client is closed")]
     Closed,
+    /// A call the client's current state does not allow, such as seeking a partition the
+    /// consumer is not assigned.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
 }
 
 impl Error {
@@ -124,6 +128,7 @@ impl Error {
             },
             Error::Records(e) => Error::Records(e.clone()),
             Error::Closed => Error::Closed,
+            Error::IllegalState(s) => Error::IllegalState(s.clone()),
         }
     }
 }

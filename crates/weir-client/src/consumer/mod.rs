@@ -1,1 +1,617 @@
-//! The consumer: groups (classic protocol) or assigned partitions, records as a stream.
+//! The consumer: a member of a consumer group (classic protocol) or a reader of partitions
+//! assigned by hand, handing out records one at a time.
+//!
+//! # Layout
+//! - [`ConsumerConfig`]: the Java consumer's settings.
+//! - `protocol`: the subscription and assignment bytes inside JoinGroup and SyncGroup.
+//! - `assignor`: `range`, `roundrobin` and `cooperative-sticky`, run by the group leader.
+//! - `group`: JoinGroup/SyncGroup/Heartbeat/LeaveGroup and commits, against the coordinator.
+//! - `positions`: where the consumer stands in each partition, with no I/O.
+//! - `fetcher`: Fetch requests to partition leaders and the buffer of fetched batches.
+//! - [`RecordStream`]: the records as a `futures_core::Stream`.
+//!
+//! Like the Java consumer, all work happens inside [`Consumer::recv`] (and the other methods):
+//! rebalances, rebalance callbacks, position lookups, auto commits and fetches. Only
+//! heartbeats and the fetches already sent run on background tasks, so a consumer that stops
+//! calling `recv` keeps its membership until `max.poll.interval.ms`-worth of rebalances pass
+//! it by, and never has a callback run behind its back.
+//!
+//! ```no_run
+//! # async fn run() -> weir_client::Result<()> {
+//! use weir_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
+//!
+//! let mut config = ConsumerConfig::new("localhost:9092", "my-consumer-group");
+//! config.auto_offset_reset = OffsetReset::Earliest;
+//! let mut consumer = Consumer::new(config).await?;
+//! consumer.subscribe(&["user-activity"])?;
+//! loop {
+//!     let record = consumer.recv().await?;
+//!     println!("{}-{}@{}", record.topic, record.partition, record.offset);
+//! }
+//! # }
+//! ```
+
+mod assignor;
+mod config;
+mod fetcher;
+mod group;
+mod positions;
+mod protocol;
+mod rebalance;
+mod record;
+mod stream;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use std::time::Instant;
+use tokio::task::JoinHandle;
+
+use assignor::RebalanceProtocol;
+use fetcher::Fetcher;
+use group::{Group, Rejoin};
+use positions::Positions;
+
+pub use assignor::AssignmentStrategy;
+pub use config::ConsumerConfig;
+pub use positions::OffsetReset;
+pub use protocol::TopicPartition;
+pub use record::{ConsumerRecord, RebalanceListener};
+pub use stream::RecordStream;
+
+use crate::{Client, Error, Result};
+
+/// Reads records from a cluster. See the [module docs](self).
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    /// The group; away on the rebalance task while `rebalancing` runs.
+    group: Option<Group>,
+    rebalancing: Option<JoinHandle<(Group, Result<rebalance::Joined>)>>,
+    /// As the group's leader: the partition counts assigned, and when to compare them with the
+    /// metadata again (a topic that gains partitions calls for a new assignment).
+    led: Option<(BTreeMap<String, i32>, Instant)>,
+    /// Positions of partitions revoked cooperatively, committed before the next JoinGroup.
+    revoked_positions: Vec<(TopicPartition, i64)>,
+    /// Topics subscribed to; `None` when partitions are assigned by hand.
+    subscription: Option<Vec<String>>,
+    /// Whether the member has joined its current generation.
+    joined: bool,
+    positions: Positions,
+    fetcher: Fetcher,
+    listener: Option<Box<dyn RebalanceListener>>,
+    next_auto_commit: Instant,
+    /// Offsets committed last, to skip auto commits that would change nothing.
+    last_committed: BTreeMap<TopicPartition, i64>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("group_id", &self.config.group_id)
+            .field("subscription", &self.subscription)
+            .field("assignment", &self.assignment())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.rebalancing {
+            handle.abort();
+        }
+    }
+}
+
+impl Consumer {
+    /// Validates `config` and connects. A consumer with a `group.id` opens a second set of
+    /// connections for its group coordinator.
+    pub async fn new(config: ConsumerConfig) -> Result<Self> {
+        config.validate()?;
+        let client = Client::connect(config.client.clone()).await?;
+        let group = match &config.group_id {
+            Some(group_id) => {
+                let mut group_config = config.client.clone();
+                // The coordinator may hold a JoinGroup for the whole rebalance timeout.
+                group_config.request_timeout = group_config
+                    .request_timeout
+                    .max(config.max_poll_interval + std::time::Duration::from_secs(5));
+                Some(Group::new(
+                    Client::connect(group_config).await?,
+                    group_id.clone(),
+                    config.group_instance_id.clone(),
+                    config.session_timeout,
+                    config.max_poll_interval,
+                    config.heartbeat_interval,
+                ))
+            }
+            None => None,
+        };
+        Ok(Self {
+            fetcher: Fetcher::new(client.clone(), &config),
+            positions: Positions::new(config.auto_offset_reset),
+            next_auto_commit: Instant::now() + config.auto_commit_interval,
+            client,
+            config,
+            group,
+            rebalancing: None,
+            led: None,
+            revoked_positions: Vec::new(),
+            subscription: None,
+            joined: false,
+            listener: None,
+            last_committed: BTreeMap::new(),
+        })
+    }
+
+    /// Calls `listener` as partitions are assigned, revoked or lost.
+    pub fn set_rebalance_listener(&mut self, listener: impl RebalanceListener + 'static) {
+        self.listener = Some(Box::new(listener));
+    }
+
+    /// Subscribes to `topics` as a member of the group; the group is joined (or rejoined with
+    /// the new topics) on the next [`Consumer::recv`].
+    pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
+        if self.group.is_none() {
+            return Err(Error::Config {
+                key: "group.id",
+                reason: "subscribing needs a consumer group".to_string(),
+            });
+        }
+        if topics.is_empty() || topics.iter().any(|t| t.is_empty()) {
+            return Err(Error::Kafka {
+                code: weir_protocol::ErrorCode::INVALID_TOPIC_EXCEPTION,
+                message: Some("subscribe to at least one topic, with non-empty names".to_string()),
+            });
+        }
+        let mut topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        topics.sort();
+        topics.dedup();
+        if self.subscription.as_ref() != Some(&topics) {
+            self.subscription = Some(topics);
+            if let Some(group) = &self.group {
+                group.signal.raise(Rejoin::Rebalance);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads exactly these partitions, outside any group membership. With a `group.id` their
+    /// committed offsets are the starting positions and commits are stored for the group.
+    pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        if self.subscription.is_some() {
+            return Err(Error::IllegalState(
+                "the consumer is subscribed; it cannot also assign partitions".to_string(),
+            ));
+        }
+        self.positions
+            .assign(partitions.iter().cloned(), self.group.is_some());
+        self.fetcher.retain(&self.positions);
+        Ok(())
+    }
+
+    /// The partitions the consumer reads now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.positions.assigned().cloned().collect()
+    }
+
+    /// The member id and generation in the group, once joined.
+    pub fn group_generation(&self) -> Option<(String, i32)> {
+        self.group
+            .as_ref()
+            .filter(|_| self.joined)
+            .map(|g| (g.member_id.clone(), g.generation))
+    }
+
+    /// The next record. Joins or rejoins the group when needed, runs rebalance callbacks,
+    /// looks up starting positions, commits automatically and fetches ahead.
+    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            // A pending rebalance goes first, even with records buffered: the coordinator
+            // only waits so long for this member to rejoin.
+            if self.rebalancing.is_none() && self.needs_join() {
+                self.start_rebalance()?;
+            }
+            if let Some(record) = self.fetcher.next_record(&mut self.positions) {
+                return record;
+            }
+            self.poll_once().await?;
+        }
+    }
+
+    /// The records as a [`futures_core::Stream`], each item what [`Consumer::recv`] returns.
+    pub fn stream(&mut self) -> RecordStream<'_> {
+        RecordStream::new(self)
+    }
+
+    /// One round of housekeeping and, when nothing is buffered, one wait for a fetch.
+    async fn poll_once(&mut self) -> Result<()> {
+        if self.rebalancing.is_none() && self.needs_join() {
+            self.start_rebalance()?;
+        }
+        let mut retry_at = None;
+        match self.init_positions().await {
+            Ok(()) => {}
+            // A lookup that may succeed later (a broker restarting, a leader moving) is
+            // retried on the next round rather than failing `recv`.
+            Err(err) if err.is_retriable() => {
+                tracing::debug!(%err, "position lookup failed, retrying");
+                retry_at = Some(Instant::now() + self.client.config().retry_backoff);
+            }
+            Err(err) => return Err(err),
+        }
+        self.maybe_auto_commit();
+        self.check_partition_counts().await;
+        self.fetcher.send_fetches(&self.positions).await?;
+        let signal = self.group.as_ref().map(|g| g.signal.clone());
+        let rejoin = async {
+            match &signal {
+                Some(signal) if self.subscription.is_some() => signal.raised().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let wake_at = [
+            retry_at,
+            self.fetcher.next_retry(),
+            (self.config.enable_auto_commit && self.group.is_some())
+                .then_some(self.next_auto_commit),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + self.config.fetch_max_wait);
+        let rebalancing = async {
+            match &mut self.rebalancing {
+                Some(handle) => handle.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            joined = rebalancing => self.finish_rebalance(joined)?,
+            result = self.fetcher.receive(&mut self.positions), if self.fetcher.has_in_flight() => result?,
+            () = rejoin => {}
+            () = tokio::time::sleep_until(wake_at.into()) => {}
+        }
+        Ok(())
+    }
+
+    fn needs_join(&self) -> bool {
+        self.subscription.is_some()
+            && self
+                .group
+                .as_ref()
+                .is_some_and(|g| !self.joined || g.signal.is_raised())
+    }
+
+    /// Commits the current positions of every assigned partition and waits for the answer.
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.positions.fetchable();
+        self.commit_offsets(&offsets).await
+    }
+
+    /// Commits these offsets (the next offset to read, as Kafka stores them) and waits.
+    pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        let target = self.group()?.commit_target(self.joined);
+        target.commit(offsets.to_vec()).await?;
+        self.last_committed.extend(offsets.iter().cloned());
+        Ok(())
+    }
+
+    /// Commits the current positions on a background task; await the handle for the result.
+    pub fn commit_async(&mut self) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let target = self.group()?.commit_target(self.joined);
+        let offsets = self.positions.fetchable();
+        self.last_committed.extend(offsets.iter().cloned());
+        Ok(tokio::spawn(target.commit(offsets)))
+    }
+
+    /// The group's committed offsets for `partitions` (`None` where nothing is committed).
+    pub async fn committed(&mut self, partitions: &[TopicPartition]) -> Result<Vec<Option<i64>>> {
+        let committed = self.group_mut()?.fetch_committed(partitions).await?;
+        Ok(partitions
+            .iter()
+            .map(|tp| committed.get(tp).copied().flatten())
+            .collect())
+    }
+
+    /// Makes `offset` the next offset read from `partition`, which must be assigned.
+    pub fn seek(&mut self, partition: &TopicPartition, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(Error::IllegalState(format!(
+                "cannot seek {partition} to a negative offset ({offset})"
+            )));
+        }
+        if !self.positions.seek(partition, offset) {
+            return Err(Error::IllegalState(format!(
+                "cannot seek {partition}: not assigned"
+            )));
+        }
+        self.fetcher.retain(&self.positions);
+        Ok(())
+    }
+
+    /// The next offset the consumer will read from `partition`, looking it up (committed
+    /// offset, then the reset policy) if it has none yet.
+    pub async fn position(&mut self, partition: &TopicPartition) -> Result<i64> {
+        if !self.positions.is_assigned(partition) {
+            return Err(Error::IllegalState(format!("{partition} is not assigned")));
+        }
+        let deadline = Instant::now() + self.client.config().request_timeout;
+        loop {
+            self.init_positions().await?;
+            if let Some(position) = self.positions.position(partition) {
+                return Ok(position);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(self.client.config().request_timeout));
+            }
+            tokio::time::sleep(self.client.config().retry_backoff).await;
+        }
+    }
+
+    /// Stops consuming the subscribed topics: commits positions (with auto commit on), calls
+    /// `revoked`, leaves the group (dynamic members) and stops heartbeating. The consumer may
+    /// subscribe or assign partitions again afterwards.
+    pub async fn unsubscribe(&mut self) -> Result<()> {
+        if let Some(handle) = self.rebalancing.take() {
+            // Finish the round so the member leaves from a known generation.
+            let joined = handle.await;
+            self.finish_rebalance(joined)?;
+        }
+        if self.subscription.is_none() {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        if self.joined {
+            if self.config.enable_auto_commit {
+                result = self.commit().await;
+            }
+            let all = self.assignment();
+            if let Some(listener) = &mut self.listener {
+                listener.revoked(&all);
+            }
+        }
+        if let Some(group) = &mut self.group {
+            result = result.and(group.leave().await);
+            group.signal.take();
+        }
+        self.subscription = None;
+        self.joined = false;
+        self.led = None;
+        self.positions.assign([], true);
+        self.fetcher.retain(&self.positions);
+        result
+    }
+
+    /// Leaves cleanly: [`Consumer::unsubscribe`] for a group member; with hand-assigned
+    /// partitions and a `group.id`, commits their positions (with auto commit on).
+    pub async fn close(mut self) -> Result<()> {
+        if self.subscription.is_some() {
+            return self.unsubscribe().await;
+        }
+        if self.group.is_some() && self.config.enable_auto_commit {
+            return self.commit().await;
+        }
+        Ok(())
+    }
+
+    fn group(&self) -> Result<&Group> {
+        self.group.as_ref().ok_or_else(|| self.no_group())
+    }
+
+    fn group_mut(&mut self) -> Result<&mut Group> {
+        if self.group.is_none() {
+            return Err(self.no_group());
+        }
+        self.group.as_mut().ok_or(Error::Closed)
+    }
+
+    fn no_group(&self) -> Error {
+        if self.rebalancing.is_some() {
+            Error::Kafka {
+                code: weir_protocol::ErrorCode::REBALANCE_IN_PROGRESS,
+                message: Some("the consumer is rejoining its group; retry after recv".to_string()),
+            }
+        } else {
+            Error::Config {
+                key: "group.id",
+                reason: "commits and committed offsets need a consumer group".to_string(),
+            }
+        }
+    }
+
+    /// As the leader, every `metadata.max.age.ms`: asks for a new assignment when a subscribed
+    /// topic's partition count differs from the one assigned.
+    async fn check_partition_counts(&mut self) {
+        let Some((counts, due)) = &self.led else {
+            return;
+        };
+        if Instant::now() < *due || self.rebalancing.is_some() {
+            return;
+        }
+        let mut changed = false;
+        for (topic, &count) in counts {
+            if let Ok(metadata) = self.client.topic(topic).await
+                && i32::try_from(metadata.partitions.len()).ok() != Some(count)
+            {
+                tracing::debug!(%topic, "partition count changed, rebalancing");
+                changed = true;
+            }
+        }
+        let next = Instant::now() + self.client.config().metadata_max_age;
+        if let Some((_, due)) = &mut self.led {
+            *due = next;
+        }
+        if changed && let Some(group) = &self.group {
+            group.signal.raise(Rejoin::Rebalance);
+        }
+    }
+
+    fn maybe_auto_commit(&mut self) {
+        if !self.config.enable_auto_commit || self.group.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if now < self.next_auto_commit {
+            return;
+        }
+        self.next_auto_commit = now + self.config.auto_commit_interval;
+        let offsets: Vec<_> = self
+            .positions
+            .fetchable()
+            .into_iter()
+            .filter(|(tp, o)| self.last_committed.get(tp) != Some(o))
+            .collect();
+        if offsets.is_empty() {
+            return;
+        }
+        if let Some(group) = &self.group {
+            let target = group.commit_target(self.joined);
+            self.last_committed.extend(offsets.iter().cloned());
+            tokio::spawn(async move {
+                if let Err(err) = target.commit(offsets).await {
+                    tracing::warn!(%err, "auto commit failed");
+                }
+            });
+        }
+    }
+
+    /// Looks up starting positions: committed offsets first, then the reset policy.
+    async fn init_positions(&mut self) -> Result<()> {
+        let awaiting = self.positions.awaiting_committed();
+        if !awaiting.is_empty()
+            && let Some(group) = &mut self.group
+        {
+            let committed = group.fetch_committed(&awaiting).await?;
+            for (tp, offset) in committed {
+                self.positions.set_committed(&tp, offset);
+            }
+        }
+        let resets = self.positions.awaiting_reset()?;
+        if !resets.is_empty() {
+            for (tp, offset) in self.fetcher.list_offsets(&resets).await? {
+                self.positions.set_reset(&tp, offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a rebalance on its own task, after giving up what the protocol says to give up.
+    fn start_rebalance(&mut self) -> Result<()> {
+        let Some(topics) = self.subscription.clone() else {
+            return Ok(());
+        };
+        let Some(mut group) = self.group.take() else {
+            return Ok(());
+        };
+        let strategy = self.config.assignment_strategy;
+        group.stop_heartbeat();
+        let reason = group.signal.take();
+        let owned = self.assignment();
+        let mut commit_first = std::mem::take(&mut self.revoked_positions);
+        match reason {
+            Some(Rejoin::Lost | Rejoin::UnknownMember) if self.joined => {
+                if reason == Some(Rejoin::UnknownMember) {
+                    group.member_id.clear();
+                }
+                // Another member may own these already: nothing to commit.
+                commit_first.clear();
+                if let Some(listener) = &mut self.listener {
+                    listener.lost(&owned);
+                }
+                self.positions.assign([], true);
+            }
+            _ if self.joined && strategy.rebalance_protocol() == RebalanceProtocol::Eager => {
+                if self.config.enable_auto_commit {
+                    commit_first.extend(self.positions.fetchable());
+                }
+                if let Some(listener) = &mut self.listener {
+                    listener.revoked(&owned);
+                }
+                self.positions.assign([], true);
+            }
+            _ => {}
+        }
+        self.joined = false;
+        self.led = None;
+        self.fetcher.retain(&self.positions);
+        let rejoin = rebalance::Rejoin {
+            topics,
+            strategy,
+            owned: self.assignment(),
+            commit_first,
+        };
+        self.rebalancing = Some(tokio::spawn(rebalance::run(
+            group,
+            self.client.clone(),
+            rejoin,
+        )));
+        Ok(())
+    }
+
+    /// Takes the group back from a finished rebalance and applies the assignment.
+    fn finish_rebalance(
+        &mut self,
+        joined: std::result::Result<(Group, Result<rebalance::Joined>), tokio::task::JoinError>,
+    ) -> Result<()> {
+        self.rebalancing = None;
+        let (group, result) = joined.map_err(|_| Error::Closed)?;
+        // Whatever was raised meanwhile spoke of the previous generation (the new one's
+        // heartbeat raises again, every interval, if the group rebalances once more).
+        group.signal.take();
+        self.group = Some(group);
+        let joined = result?;
+        self.joined = true;
+        self.led = joined.partition_counts.map(|counts| {
+            (
+                counts,
+                Instant::now() + self.client.config().metadata_max_age,
+            )
+        });
+        self.apply(
+            self.config.assignment_strategy.rebalance_protocol(),
+            joined.partitions,
+        );
+        Ok(())
+    }
+
+    /// Takes the new assignment: eagerly (everything was revoked before joining) or
+    /// cooperatively (revoke what moved away, then rejoin so others can take it).
+    fn apply(&mut self, protocol: RebalanceProtocol, partitions: Vec<TopicPartition>) {
+        match protocol {
+            RebalanceProtocol::Eager => {
+                self.positions.assign(partitions.iter().cloned(), true);
+                if let Some(listener) = &mut self.listener {
+                    listener.assigned(&partitions);
+                }
+            }
+            RebalanceProtocol::Cooperative => {
+                let new: BTreeSet<TopicPartition> = partitions.into_iter().collect();
+                let owned: BTreeSet<TopicPartition> = self.positions.assigned().cloned().collect();
+                let revoked: Vec<TopicPartition> = owned.difference(&new).cloned().collect();
+                let added: Vec<TopicPartition> = new.difference(&owned).cloned().collect();
+                if !revoked.is_empty() {
+                    if self.config.enable_auto_commit {
+                        let positions: Vec<_> = revoked
+                            .iter()
+                            .filter_map(|tp| self.positions.position(tp).map(|o| (tp.clone(), o)))
+                            .collect();
+                        self.revoked_positions.extend(positions);
+                    }
+                    if let Some(listener) = &mut self.listener {
+                        listener.revoked(&revoked);
+                    }
+                    self.positions.remove(&revoked);
+                    // The partitions are free now; the follow-up rebalance hands them out.
+                    if let Some(group) = &self.group {
+                        group.signal.raise(Rejoin::Rebalance);
+                    }
+                }
+                self.positions.add(added.iter().cloned(), true);
+                if let Some(listener) = &mut self.listener {
+                    listener.assigned(&added);
+                }
+            }
+        }
+        self.fetcher.retain(&self.positions);
+    }
+}

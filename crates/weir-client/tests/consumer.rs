@@ -1,0 +1,503 @@
+//! The consumer against an in-process Weir broker: assigned partitions, groups splitting and
+//! rebalancing partitions, commits, static membership, cooperative rebalancing, seek and
+//! `auto.offset.reset`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[allow(unreachable_pub)]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_core::Stream;
+use support::{TestBroker, create_topic};
+use weir_client::Client;
+use weir_client::consumer::{
+    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener,
+    TopicPartition,
+};
+use weir_protocol::ErrorCode;
+use weir_protocol::messages::ProduceRequest;
+use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_records::{Compression, Record, RecordBatchBuilder};
+
+/// Broker settings that let group tests run quickly.
+const BROKER: &[(&str, &str)] = &[
+    ("group.min.session.timeout.ms", "500"),
+    ("group.initial.rebalance.delay.ms", "0"),
+];
+
+fn config(broker: &TestBroker, group: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(&broker.addr.to_string(), group);
+    config.client = broker.config();
+    config.auto_offset_reset = OffsetReset::Earliest;
+    config.session_timeout = Duration::from_millis(1500);
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.max_poll_interval = Duration::from_secs(10);
+    config.fetch_max_wait = Duration::from_millis(100);
+    config
+}
+
+/// Appends `count` records keyed `k<i>` with values `<prefix>-<i>` to one partition, as one
+/// batch with `compression`.
+async fn produce(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    prefix: &str,
+    count: usize,
+    compression: Compression,
+) {
+    let mut builder = RecordBatchBuilder::new();
+    builder.compression(compression);
+    for i in 0..count {
+        builder.push(Record::new(
+            1_700_000_000_000 + i as i64,
+            Some(format!("k{i}").as_bytes()),
+            Some(format!("{prefix}-{i}").as_bytes()),
+        ));
+    }
+    let request = ProduceRequest {
+        acks: -1,
+        timeout_ms: 10_000,
+        topic_data: vec![TopicProduceData {
+            name: topic.to_string(),
+            partition_data: vec![PartitionProduceData {
+                index: partition,
+                records: Some(builder.build().unwrap()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let leader = client.leader_for(topic, partition).await.unwrap();
+    let (response, _) = client.send_to(leader, request).await.unwrap();
+    let code = ErrorCode(response.responses[0].partition_responses[0].error_code);
+    assert!(!code.is_error(), "produce: {code}");
+}
+
+/// Receives until `count` records arrived, failing after 20 s.
+async fn recv_n(consumer: &mut Consumer, count: usize) -> Vec<ConsumerRecord> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let record = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} records arrived", out.len()))
+            .unwrap();
+        out.push(record);
+    }
+    out
+}
+
+/// Whether `recv` yields nothing within `wait`.
+async fn quiet(consumer: &mut Consumer, wait: Duration) -> bool {
+    tokio::time::timeout(wait, consumer.recv()).await.is_err()
+}
+
+fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition::new(topic, partition)
+}
+
+#[tokio::test]
+async fn assigned_partitions_read_plain_and_compressed_batches_with_seek_and_position() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "t", 2).await;
+    produce(&client, "t", 0, "plain", 5, Compression::None).await;
+    produce(&client, "t", 0, "gzip", 5, Compression::Gzip).await;
+    produce(&client, "t", 1, "zstd", 3, Compression::Zstd).await;
+
+    let mut config = config(&broker, "unused");
+    config.group_id = None;
+    let mut consumer = Consumer::new(config).await.unwrap();
+    consumer.assign(&[tp("t", 0), tp("t", 1)]).unwrap();
+    let records = recv_n(&mut consumer, 13).await;
+    let p0: Vec<_> = records.iter().filter(|r| r.partition == 0).collect();
+    assert_eq!(
+        p0.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(p0[7].value.as_deref(), Some(&b"gzip-2"[..]));
+    assert_eq!(p0[7].key.as_deref(), Some(&b"k2"[..]));
+    assert_eq!(p0[7].timestamp, 1_700_000_000_002);
+    assert_eq!(&*p0[7].topic, "t");
+    assert_eq!(records.iter().filter(|r| r.partition == 1).count(), 3);
+    assert_eq!(consumer.position(&tp("t", 0)).await.unwrap(), 10);
+    assert!(quiet(&mut consumer, Duration::from_millis(300)).await);
+
+    // Seeking into the middle of a compressed batch skips its earlier records.
+    consumer.seek(&tp("t", 0), 7).unwrap();
+    assert_eq!(consumer.position(&tp("t", 0)).await.unwrap(), 7);
+    // This time through the Stream.
+    let mut stream = consumer.stream();
+    let mut again = Vec::new();
+    for _ in 0..3 {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx));
+        again.push(next.await.unwrap().unwrap().offset);
+    }
+    drop(stream);
+    assert_eq!(again, [7, 8, 9]);
+    assert!(matches!(
+        consumer.seek(&tp("t", 5), 0),
+        Err(weir_client::Error::IllegalState(_))
+    ));
+    assert!(consumer.seek(&tp("t", 0), -1).is_err());
+    assert!(consumer.position(&tp("u", 0)).await.is_err());
+    assert!(consumer.assign(&[tp("t", 1)]).is_ok());
+    // Committing needs a group.
+    assert!(consumer.commit().await.is_err());
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn auto_offset_reset_latest_none_and_out_of_range() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "r", 1).await;
+    produce(&client, "r", 0, "old", 4, Compression::None).await;
+
+    let mut latest = config(&broker, "g-latest");
+    latest.auto_offset_reset = OffsetReset::Latest;
+    let mut consumer = Consumer::new(latest).await.unwrap();
+    consumer.assign(&[tp("r", 0)]).unwrap();
+    assert_eq!(consumer.position(&tp("r", 0)).await.unwrap(), 4);
+    produce(&client, "r", 0, "new", 2, Compression::None).await;
+    let records = recv_n(&mut consumer, 2).await;
+    assert_eq!(records[0].value.as_deref(), Some(&b"new-0"[..]));
+
+    // Out of range: back to the reset policy (earliest here).
+    let mut earliest = config(&broker, "g-earliest");
+    earliest.group_id = None;
+    let mut consumer = Consumer::new(earliest).await.unwrap();
+    consumer.assign(&[tp("r", 0)]).unwrap();
+    consumer.seek(&tp("r", 0), 1_000).unwrap();
+    let records = recv_n(&mut consumer, 1).await;
+    assert_eq!(records[0].offset, 0);
+
+    let mut none = config(&broker, "g-none");
+    none.auto_offset_reset = OffsetReset::None;
+    let mut consumer = Consumer::new(none).await.unwrap();
+    consumer.assign(&[tp("r", 0)]).unwrap();
+    let err = consumer.recv().await.unwrap_err();
+    assert!(err.to_string().contains("OFFSET_OUT_OF_RANGE"), "{err}");
+    // A committed offset is a valid start even under `none`.
+    consumer.commit_offsets(&[(tp("r", 0), 3)]).await.unwrap();
+    let mut none = config(&broker, "g-none");
+    none.auto_offset_reset = OffsetReset::None;
+    let mut consumer = Consumer::new(none).await.unwrap();
+    consumer.assign(&[tp("r", 0)]).unwrap();
+    assert_eq!(recv_n(&mut consumer, 1).await[0].offset, 3);
+}
+
+/// Records which partitions each rebalance callback saw.
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<Event>>>);
+
+/// A callback's name and the partitions it was given.
+type Event = (&'static str, Vec<TopicPartition>);
+
+impl RebalanceListener for Events {
+    fn revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("revoked", partitions.to_vec()));
+    }
+    fn assigned(&mut self, partitions: &[TopicPartition]) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(("assigned", partitions.to_vec()));
+    }
+    fn lost(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().unwrap().push(("lost", partitions.to_vec()));
+    }
+}
+
+/// Polls every consumer in turn until `done` holds for their assignments, failing after 20 s.
+async fn settle(
+    consumers: &mut [Consumer],
+    done: impl Fn(&[Vec<TopicPartition>]) -> bool,
+) -> Vec<ConsumerRecord> {
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let assignments: Vec<_> = consumers.iter().map(Consumer::assignment).collect();
+        if done(&assignments) {
+            return records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never settled: {assignments:?}"
+        );
+        for consumer in consumers.iter_mut() {
+            if let Ok(record) =
+                tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await
+            {
+                records.push(record.unwrap());
+            }
+        }
+    }
+}
+
+fn disjoint_cover(assignments: &[Vec<TopicPartition>], total: usize, sizes: &[usize]) -> bool {
+    let all: BTreeSet<_> = assignments.iter().flatten().collect();
+    let count: usize = assignments.iter().map(Vec::len).sum();
+    let mut got: Vec<usize> = assignments.iter().map(Vec::len).collect();
+    got.sort_unstable();
+    all.len() == total && count == total && got == sizes
+}
+
+#[tokio::test]
+async fn group_splits_partitions_and_rebalances_when_members_leave_or_die() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "g", 6).await;
+    for p in 0..6 {
+        produce(&client, "g", p, "v", 10, Compression::None).await;
+    }
+    let mut consumers = Vec::new();
+    let events = Events::default();
+    for i in 0..3 {
+        let mut c = Consumer::new(config(&broker, "split")).await.unwrap();
+        if i == 0 {
+            c.set_rebalance_listener(events.clone());
+        }
+        c.subscribe(&["g"]).unwrap();
+        consumers.push(c);
+    }
+    let mut records = settle(&mut consumers, |a| disjoint_cover(a, 6, &[2, 2, 2])).await;
+    // Range: contiguous pairs.
+    for a in consumers.iter().map(Consumer::assignment) {
+        assert_eq!(a[1].partition, a[0].partition + 1, "{a:?}");
+    }
+    // Every record exactly once while the group is stable.
+    while records.len() < 60 {
+        for c in consumers.iter_mut() {
+            if let Ok(r) = tokio::time::timeout(Duration::from_millis(50), c.recv()).await {
+                records.push(r.unwrap());
+            }
+        }
+    }
+    let unique: BTreeSet<_> = records.iter().map(|r| (r.partition, r.offset)).collect();
+    assert_eq!(unique.len(), 60);
+    assert_eq!(records.len(), 60);
+    for c in consumers.iter_mut() {
+        c.commit().await.unwrap();
+    }
+
+    // A clean leave: the other two take over at once.
+    let leaving = consumers.pop().unwrap();
+    leaving.close().await.unwrap();
+    settle(&mut consumers, |a| disjoint_cover(a, 6, &[3, 3])).await;
+
+    // A dead member (dropped without leaving, heartbeats stop): its session expires.
+    let dead = consumers.pop().unwrap();
+    drop(dead);
+    settle(&mut consumers, |a| disjoint_cover(a, 6, &[6])).await;
+    // Committed positions carry over: nothing is delivered twice.
+    assert!(quiet(&mut consumers[0], Duration::from_millis(500)).await);
+    let seen = events.0.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|(kind, p)| *kind == "revoked" && p.len() == 2),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(|(k, p)| (*k, p.len())),
+        Some(("assigned", 6)),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn commits_survive_a_consumer_restart() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "c", 1).await;
+    produce(&client, "c", 0, "v", 10, Compression::None).await;
+
+    let mut cfg = config(&broker, "restart");
+    cfg.enable_auto_commit = false;
+    let mut consumer = Consumer::new(cfg.clone()).await.unwrap();
+    consumer.subscribe(&["c"]).unwrap();
+    let first = recv_n(&mut consumer, 4).await;
+    assert_eq!(first[3].offset, 3);
+    consumer.commit().await.unwrap();
+    assert_eq!(consumer.committed(&[tp("c", 0)]).await.unwrap(), [Some(4)]);
+    recv_n(&mut consumer, 2).await; // read but not committed
+    consumer.close().await.unwrap();
+
+    let mut consumer = Consumer::new(cfg).await.unwrap();
+    consumer.subscribe(&["c"]).unwrap();
+    let rest = recv_n(&mut consumer, 6).await;
+    assert_eq!(
+        rest.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [4, 5, 6, 7, 8, 9]
+    );
+    let handle = consumer.commit_async().unwrap();
+    handle.await.unwrap().unwrap();
+    assert_eq!(consumer.committed(&[tp("c", 0)]).await.unwrap(), [Some(10)]);
+    consumer.close().await.unwrap();
+
+    // Auto commit when unsubscribing.
+    produce(&client, "c", 0, "w", 2, Compression::None).await;
+    let mut auto = config(&broker, "restart");
+    auto.enable_auto_commit = true;
+    let mut consumer = Consumer::new(auto).await.unwrap();
+    consumer.subscribe(&["c"]).unwrap();
+    recv_n(&mut consumer, 2).await;
+    consumer.unsubscribe().await.unwrap();
+    assert!(consumer.assignment().is_empty());
+    assert!(quiet(&mut consumer, Duration::from_millis(200)).await);
+    consumer.close().await.unwrap();
+    let mut consumer = Consumer::new(config(&broker, "restart")).await.unwrap();
+    consumer.assign(&[tp("c", 0)]).unwrap();
+    assert_eq!(consumer.committed(&[tp("c", 0)]).await.unwrap(), [Some(12)]);
+}
+
+#[tokio::test]
+async fn static_member_rejoins_without_a_rebalance() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "s", 4).await;
+    let mut a_config = config(&broker, "static");
+    a_config.group_instance_id = Some("a".into());
+    let mut b_config = config(&broker, "static");
+    b_config.group_instance_id = Some("b".into());
+    b_config.session_timeout = Duration::from_secs(5);
+    let mut consumers = vec![
+        Consumer::new(a_config).await.unwrap(),
+        Consumer::new(b_config.clone()).await.unwrap(),
+    ];
+    for c in &mut consumers {
+        c.subscribe(&["s"]).unwrap();
+    }
+    settle(&mut consumers, |a| disjoint_cover(a, 4, &[2, 2])).await;
+    let generation = consumers[0].group_generation().unwrap().1;
+    let b_assignment = consumers[1].assignment();
+
+    // b restarts within its session timeout: same partitions, no new generation for a.
+    let b = consumers.pop().unwrap();
+    b.close().await.unwrap();
+    let mut b = Consumer::new(b_config).await.unwrap();
+    b.subscribe(&["s"]).unwrap();
+    consumers.push(b);
+    settle(&mut consumers, |a| disjoint_cover(a, 4, &[2, 2])).await;
+    assert_eq!(consumers[1].assignment(), b_assignment);
+    assert!(quiet(&mut consumers[0], Duration::from_millis(500)).await);
+    assert_eq!(consumers[0].group_generation().unwrap().1, generation);
+}
+
+#[tokio::test]
+async fn cooperative_sticky_moves_partitions_in_two_rounds() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "co", 6).await;
+    for p in 0..6 {
+        produce(&client, "co", p, "v", 5, Compression::None).await;
+    }
+    let mut cfg = config(&broker, "coop");
+    cfg.assignment_strategy = AssignmentStrategy::CooperativeSticky;
+    let first_events = Events::default();
+    let mut first = Consumer::new(cfg.clone()).await.unwrap();
+    first.set_rebalance_listener(first_events.clone());
+    first.subscribe(&["co"]).unwrap();
+    let mut consumers = vec![first];
+    let mut records = settle(&mut consumers, |a| disjoint_cover(a, 6, &[6])).await;
+    records.extend(recv_n(&mut consumers[0], 30 - records.len()).await);
+    let before = consumers[0].assignment();
+
+    for _ in 0..2 {
+        let mut c = Consumer::new(cfg.clone()).await.unwrap();
+        c.subscribe(&["co"]).unwrap();
+        consumers.push(c);
+    }
+    settle(&mut consumers, |a| disjoint_cover(a, 6, &[2, 2, 2])).await;
+    // The first member kept two of its partitions and was never asked to give up all six.
+    let kept = consumers[0].assignment();
+    assert!(kept.iter().all(|tp| before.contains(tp)));
+    let events = first_events.0.lock().unwrap().clone();
+    let revoked: Vec<_> = events.iter().filter(|(k, _)| *k == "revoked").collect();
+    assert!(
+        !revoked.is_empty() && revoked.iter().all(|(_, p)| p.len() < 6),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|(k, _)| *k == "lost"));
+    // No record was delivered twice across the moves (positions were committed on revoke).
+    for c in consumers.iter_mut() {
+        assert!(quiet(c, Duration::from_millis(200)).await);
+    }
+    let mut by_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    for r in &records {
+        *by_partition.entry(r.partition).or_default() += 1;
+    }
+    assert!(by_partition.values().all(|&n| n == 5));
+}
+
+/// The broker restarts under a group member: fetches and heartbeats fail for a while, then the
+/// member carries on from where it stood, without records twice or lost.
+#[tokio::test]
+async fn a_group_member_carries_on_after_the_broker_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_at(tmp.path(), "127.0.0.1:0", BROKER).await;
+    let addr = broker.addr;
+    let client = broker.client().await;
+    create_topic(&client, "restart", 2).await;
+    for p in 0..2 {
+        produce(&client, "restart", p, "before", 5, Compression::None).await;
+    }
+    let mut cfg = config(&broker, "restarting");
+    cfg.enable_auto_commit = false;
+    let mut consumer = Consumer::new(cfg).await.unwrap();
+    consumer.subscribe(&["restart"]).unwrap();
+    let before = recv_n(&mut consumer, 10).await;
+    consumer.commit().await.unwrap();
+
+    broker.stop().await;
+    let broker = TestBroker::start_at(tmp.path(), &addr.to_string(), BROKER).await;
+    let client = broker.client().await;
+    for p in 0..2 {
+        produce(&client, "restart", p, "after", 5, Compression::None).await;
+    }
+    let after = recv_n(&mut consumer, 10).await;
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
+    for r in before.iter().chain(&after) {
+        assert!(seen.insert((r.partition, r.offset)), "twice: {r:?}");
+    }
+    assert!(
+        after
+            .iter()
+            .all(|r| r.value.as_deref().unwrap().starts_with(b"after"))
+    );
+    assert_eq!(
+        consumer.committed(&[tp("restart", 0)]).await.unwrap(),
+        [Some(5)]
+    );
+    consumer.close().await.unwrap();
+}
+
+/// The leader notices a subscribed topic gaining partitions and the group rebalances onto them.
+#[tokio::test]
+async fn the_group_rebalances_when_a_topic_gains_partitions() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "grows", 2).await;
+    let mut cfg = config(&broker, "growing");
+    cfg.client.metadata_max_age = Duration::from_millis(200);
+    let mut consumer = Consumer::new(cfg).await.unwrap();
+    consumer.subscribe(&["grows"]).unwrap();
+    let mut consumers = vec![consumer];
+    settle(&mut consumers, |a| a[0].len() == 2).await;
+    let created = weir_client::admin::Admin::new(client.clone())
+        .create_partitions(&[("grows", 4)])
+        .await
+        .unwrap();
+    created[0].1.as_ref().unwrap();
+    settle(&mut consumers, |a| a[0].len() == 4).await;
+    produce(&client, "grows", 3, "new", 1, Compression::None).await;
+    let record = recv_n(&mut consumers[0], 1).await;
+    assert_eq!(record[0].partition, 3);
+}

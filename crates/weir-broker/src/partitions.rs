@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use weir_log::{
     AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition,
 };
+use weir_protocol::ErrorCode;
 
 /// The leader epoch of every partition on a single node (no elections happen).
 pub(crate) const LEADER_EPOCH: i32 = 0;
@@ -163,6 +164,23 @@ impl Partitions {
     /// The log of one partition.
     pub(crate) fn log(&self, topic: &str, partition: i32) -> Option<Arc<Log>> {
         self.logs.get(&TopicPartition::new(topic, partition))
+    }
+
+    /// Whether the partition lives on a data directory that failed at start.
+    pub(crate) fn is_offline(&self, topic: &str, partition: i32) -> bool {
+        self.logs
+            .offline_dir_of(&TopicPartition::new(topic, partition))
+            .is_some()
+    }
+
+    /// The error for a request on a partition that has no open log: KAFKA_STORAGE_ERROR when
+    /// its data directory is offline, else UNKNOWN_TOPIC_OR_PARTITION.
+    pub(crate) fn missing_log_error(&self, topic: &str, partition: i32) -> ErrorCode {
+        if self.is_offline(topic, partition) {
+            ErrorCode::KAFKA_STORAGE_ERROR
+        } else {
+            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
+        }
     }
 
     /// Every open log.

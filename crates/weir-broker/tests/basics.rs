@@ -9,8 +9,10 @@ mod support;
 
 use support::TestBroker;
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
-use weir_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
 use weir_protocol::{ApiKey, ErrorCode};
+use weir_records::{Record, RecordBatchBuilder};
 
 #[tokio::test]
 async fn api_versions_lists_what_the_router_serves() {
@@ -166,6 +168,49 @@ async fn broker_starts_when_one_data_directory_failed() {
     let mut client = broker.client().await;
     let response = client.send(metadata("orders"), 12).await;
     assert_eq!(response.topics[0].error_code, 0);
+    // The partition on the failed directory has no leader, and its only replica is offline;
+    // a produce to it gets KAFKA_STORAGE_ERROR, one to a healthy partition succeeds.
+    // The whole directory is offline, with every partition it held.
+    let offline: Vec<i32> = in_b
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.trim_start_matches("orders-").parse().unwrap()
+        })
+        .collect();
+    for p in &response.topics[0].partitions {
+        if offline.contains(&p.partition_index) {
+            assert_eq!(p.error_code, ErrorCode::LEADER_NOT_AVAILABLE.code());
+            assert_eq!((p.leader_id, p.offline_replicas.as_slice()), (-1, &[0][..]));
+        } else {
+            assert_eq!((p.error_code, p.leader_id), (0, 0));
+        }
+    }
+    let healthy = (0..4).find(|p| !offline.contains(p)).unwrap();
+    for (partition, expected) in [
+        (offline[0], ErrorCode::KAFKA_STORAGE_ERROR),
+        (healthy, ErrorCode::NONE),
+    ] {
+        let mut builder = RecordBatchBuilder::new();
+        builder.push(Record::new(0, None, Some(b"v".as_slice())));
+        let request = ProduceRequest {
+            acks: -1,
+            timeout_ms: 30_000,
+            topic_data: vec![TopicProduceData {
+                name: "orders".into(),
+                partition_data: vec![PartitionProduceData {
+                    index: partition,
+                    records: Some(builder.build().unwrap()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let response = client.send(request, 9).await;
+        let code = response.responses[0].partition_responses[0].error_code;
+        assert_eq!(code, expected.code(), "produce to partition {partition}");
+    }
     let response = client.send(metadata("payments"), 12).await;
     assert_eq!(response.topics[0].error_code, 0);
     assert_eq!(response.topics[0].partitions.len(), 4);

@@ -76,7 +76,10 @@ fn delete_before(
     offset: i64,
 ) -> DeleteRecordsPartitionResult {
     let Some(log) = broker.partitions.log(topic, partition) else {
-        return failed(partition, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+        return failed(
+            partition,
+            broker.partitions.missing_log_error(topic, partition),
+        );
     };
     // The high watermark is the log end offset on a single node.
     let offset = if offset == HIGH_WATERMARK {

@@ -249,7 +249,10 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
             let Some(log) = broker.partitions.log(&topic.name, p.partition) else {
                 pass.error = true;
                 pass.log_ends.push(-1);
-                partitions.push(failed(p.partition, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION));
+                let code = broker
+                    .partitions
+                    .missing_log_error(&topic.name, p.partition);
+                partitions.push(failed(p.partition, code));
                 continue;
             };
             let high_watermark = log.log_end_offset();

@@ -101,7 +101,7 @@ fn partition_offset(
 ) -> ListOffsetsPartitionResponse {
     let index = request.partition_index;
     let Some(log) = broker.partitions.log(topic, index) else {
-        return failed(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+        return failed(index, broker.partitions.missing_log_error(topic, index));
     };
     if let Some(code) = check_leader_epoch(request.current_leader_epoch) {
         return failed(index, code);

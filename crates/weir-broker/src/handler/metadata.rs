@@ -122,13 +122,30 @@ fn topic_entry(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
         topic_id: topic.id,
         is_internal: topic.internal,
         partitions: (0..topic.partitions)
-            .map(|partition_index| MetadataResponsePartition {
-                partition_index,
-                leader_id: node,
-                leader_epoch: LEADER_EPOCH,
-                replica_nodes: vec![node],
-                isr_nodes: vec![node],
-                ..MetadataResponsePartition::default()
+            .map(|partition_index| {
+                // A partition on a failed data directory has no leader: its only replica is
+                // offline (clients retry LEADER_NOT_AVAILABLE; requests that reach it get
+                // KAFKA_STORAGE_ERROR).
+                if broker.partitions.is_offline(&topic.name, partition_index) {
+                    return MetadataResponsePartition {
+                        error_code: ErrorCode::LEADER_NOT_AVAILABLE.code(),
+                        partition_index,
+                        leader_id: -1,
+                        leader_epoch: LEADER_EPOCH,
+                        replica_nodes: vec![node],
+                        isr_nodes: Vec::new(),
+                        offline_replicas: vec![node],
+                        ..MetadataResponsePartition::default()
+                    };
+                }
+                MetadataResponsePartition {
+                    partition_index,
+                    leader_id: node,
+                    leader_epoch: LEADER_EPOCH,
+                    replica_nodes: vec![node],
+                    isr_nodes: vec![node],
+                    ..MetadataResponsePartition::default()
+                }
             })
             .collect(),
         ..MetadataResponseTopic::default()

@@ -195,7 +195,8 @@ fn produce_partition(
     records: Option<&Bytes>,
 ) -> PartitionProduceResponse {
     let Some(log) = broker.partitions.log(&topic.name, index) else {
-        return failed(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION, None);
+        let code = broker.partitions.missing_log_error(&topic.name, index);
+        return failed(index, code, None);
     };
     let records: &[u8] = records.map_or(&[], |r| r.as_ref());
     let header = match single_batch(records) {

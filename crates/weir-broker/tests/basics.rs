@@ -168,9 +168,9 @@ async fn broker_starts_when_one_data_directory_failed() {
     let mut client = broker.client().await;
     let response = client.send(metadata("orders"), 12).await;
     assert_eq!(response.topics[0].error_code, 0);
-    // The partition on the failed directory has no leader, and its only replica is offline;
-    // a produce to it gets KAFKA_STORAGE_ERROR, one to a healthy partition succeeds.
-    // The whole directory is offline, with every partition it held.
+    // The whole failed directory is offline, with every partition it held: those have no
+    // leader and their only replica is offline; a produce to one gets KAFKA_STORAGE_ERROR, one
+    // to a healthy partition succeeds.
     let offline: Vec<i32> = in_b
         .iter()
         .map(|p| {

@@ -98,6 +98,8 @@ class Broker:
             [self.binary,
              "--listeners=PLAINTEXT://127.0.0.1:%d" % self.port,
              "--log.dirs=%s" % self.data_dir,
+             # No admin HTTP port: another broker (CI's, on :9092) may hold the default one.
+             "--weir.admin.listener=none",
              "--num.partitions=1",
              "--offsets.topic.num.partitions=10",
              # Lets consumers use a 2 s session so a SIGKILLed member is noticed quickly.

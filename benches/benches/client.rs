@@ -3,9 +3,10 @@
 //!
 //! Prints one line per case, `<kind> <case>: weir X MB/s, librdkafka Y MB/s, ratio R` (ratio =
 //! weir / librdkafka, the median of a few rounds). Kinds: `produce`, and `consume`, where each
-//! client reads a topic of 4 partitions filled beforehand, assigned by hand from the beginning. `cargo bench -p weir-benches --bench client
-//! -- --test` runs every case once on a few hundred records. Positional arguments filter cases
-//! by substring (`-- produce`).
+//! client reads a topic of 4 partitions filled beforehand, assigned by hand from the beginning,
+//! with the same fetch settings, and checks every record it gets the same way ([`Tally`]).
+//! `cargo bench -p weir-benches --bench client -- --test` runs every case once on a few hundred
+//! records. Positional arguments filter cases by substring (`-- produce`).
 //!
 //! To add a case, write an `async fn(&Bench, &Case) -> Measurement` pair (weir and librdkafka)
 //! and list it in `CASES`.
@@ -261,6 +262,16 @@ async fn produce_rdkafka(bench: &Bench, case: &Case) -> Measurement {
 /// Partitions of the topics the consume cases read.
 const CONSUME_PARTITIONS: i32 = 4;
 
+/// Fetch settings both consumers share (the Java client's and librdkafka's defaults, spelled
+/// out so a change of either default cannot skew the comparison).
+const FETCH_MIN_BYTES: i32 = 1;
+const FETCH_MAX_WAIT_MS: u64 = 500;
+const FETCH_MAX_BYTES: i32 = 50 * 1024 * 1024;
+const MAX_PARTITION_FETCH_BYTES: i32 = 1024 * 1024;
+/// Both verify each batch's CRC-32C (weir-client's default, as the Java client's).
+const CHECK_CRCS: bool = true;
+const RDKAFKA_FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
 /// A fresh topic of [`CONSUME_PARTITIONS`] partitions holding `case.records()` records (keys
 /// `key-<n>`), written as 64 KiB batches spread evenly over the partitions.
 async fn filled_topic(bench: &Bench, case: &Case) -> String {
@@ -308,6 +319,51 @@ async fn filled_topic(bench: &Bench, case: &Case) -> String {
     name
 }
 
+/// What each consumer checks of every record it receives, the same for both clients: the
+/// offsets of each partition arrive in order without gaps, every record has its key and a
+/// value of the expected size, and the value's bytes are read (summed), so a client that
+/// handed out records without their data would not get away with it.
+struct Tally {
+    record_size: usize,
+    next_offsets: [i64; CONSUME_PARTITIONS as usize],
+    records: usize,
+    bytes: usize,
+    sum: u64,
+}
+
+impl Tally {
+    fn new(case: &Case) -> Self {
+        Self {
+            record_size: case.record_size,
+            next_offsets: [0; CONSUME_PARTITIONS as usize],
+            records: 0,
+            bytes: 0,
+            sum: 0,
+        }
+    }
+
+    fn record(&mut self, partition: i32, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let next = &mut self.next_offsets[usize::try_from(partition).unwrap()];
+        assert_eq!(offset, *next, "partition {partition}: offset out of order");
+        *next += 1;
+        assert!(key.is_some_and(|k| k.starts_with(b"key-")), "missing key");
+        let value = value.unwrap();
+        assert_eq!(value.len(), self.record_size, "value of the wrong size");
+        self.sum = value
+            .iter()
+            .fold(self.sum, |sum, &b| sum.wrapping_add(u64::from(b)));
+        self.records += 1;
+        self.bytes += value.len();
+    }
+
+    /// Every record arrived with the bytes the topic was filled with.
+    fn check(&self, count: usize) {
+        assert_eq!(self.records, count);
+        let per_value: u64 = value(self.record_size).iter().map(|&b| u64::from(b)).sum();
+        assert_eq!(self.sum, per_value * count as u64, "value bytes differ");
+    }
+}
+
 /// weir-client's `Consumer` reads the whole topic; the clock starts at its first record, so
 /// connecting and the first offset lookup stay out.
 async fn consume_weir(bench: &Bench, case: &Case) -> Measurement {
@@ -316,6 +372,11 @@ async fn consume_weir(bench: &Bench, case: &Case) -> Measurement {
     let mut config = ConsumerConfig {
         group_id: None,
         auto_offset_reset: OffsetReset::Earliest,
+        fetch_min_bytes: FETCH_MIN_BYTES,
+        fetch_max_wait: Duration::from_millis(FETCH_MAX_WAIT_MS),
+        fetch_max_bytes: FETCH_MAX_BYTES,
+        max_partition_fetch_bytes: MAX_PARTITION_FETCH_BYTES,
+        check_crcs: CHECK_CRCS,
         ..ConsumerConfig::default()
     };
     config.client = ClientConfig::new(&bench.bootstrap);
@@ -324,16 +385,27 @@ async fn consume_weir(bench: &Bench, case: &Case) -> Measurement {
         .map(|p| TopicPartition::new(&topic, p))
         .collect();
     consumer.assign(&partitions).unwrap();
-    let first = consumer.recv().await.unwrap();
+    let mut tally = Tally::new(case);
+    let mut record = consumer.recv().await.unwrap();
     let start = Instant::now();
-    let mut bytes = 0;
-    for _ in 1..count {
-        let record = consumer.recv().await.unwrap();
-        bytes += record.value.map_or(0, |v| v.len());
+    loop {
+        tally.record(
+            record.partition,
+            record.offset,
+            record.key.as_deref(),
+            record.value.as_deref(),
+        );
+        if tally.records == count {
+            break;
+        }
+        record = consumer.recv().await.unwrap();
     }
     let elapsed = start.elapsed();
-    drop(first);
-    Measurement { bytes, elapsed }
+    tally.check(count);
+    Measurement {
+        bytes: tally.bytes - case.record_size,
+        elapsed,
+    }
 }
 
 /// librdkafka's `BaseConsumer`, polled on a blocking thread (its fastest path in the `rdkafka`
@@ -342,6 +414,7 @@ async fn consume_rdkafka(bench: &Bench, case: &Case) -> Measurement {
     let topic = filled_topic(bench, case).await;
     let count = case.records() / CONSUME_PARTITIONS as usize * CONSUME_PARTITIONS as usize;
     let bootstrap = bench.bootstrap.clone();
+    let case = *case;
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = RdConfig::new()
             .set("bootstrap.servers", &bootstrap)
@@ -349,6 +422,18 @@ async fn consume_rdkafka(bench: &Bench, case: &Case) -> Measurement {
             .set("group.id", "consume-bench")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
+            .set("fetch.min.bytes", FETCH_MIN_BYTES.to_string())
+            .set("fetch.wait.max.ms", FETCH_MAX_WAIT_MS.to_string())
+            .set("fetch.max.bytes", FETCH_MAX_BYTES.to_string())
+            .set(
+                "max.partition.fetch.bytes",
+                MAX_PARTITION_FETCH_BYTES.to_string(),
+            )
+            .set("check.crcs", CHECK_CRCS.to_string())
+            // Its default (1 s) idles a partition's fetcher for a whole second each time
+            // `queued.min.messages` (100,000 per partition) are buffered, which capped the 100 B
+            // case at ~30 MB/s: librdkafka's own docs advise lowering it for such cases.
+            .set("fetch.queue.backoff.ms", RDKAFKA_FETCH_QUEUE_BACKOFF_MS)
             .create()
             .unwrap();
         let mut assignment = TopicPartitionList::new();
@@ -358,24 +443,28 @@ async fn consume_rdkafka(bench: &Bench, case: &Case) -> Measurement {
                 .unwrap();
         }
         consumer.assign(&assignment).unwrap();
-        let mut received = 0;
-        let mut bytes = 0;
+        let mut tally = Tally::new(&case);
         let mut start = Instant::now();
-        while received < count {
+        while tally.records < count {
             let Some(message) = consumer.poll(Duration::from_secs(10)) else {
-                panic!("librdkafka received {received} of {count} records");
+                panic!("librdkafka received {} of {count} records", tally.records);
             };
             let message = message.unwrap();
-            if received == 0 {
+            if tally.records == 0 {
                 start = Instant::now();
-            } else {
-                bytes += message.payload().map_or(0, <[u8]>::len);
             }
-            received += 1;
+            tally.record(
+                message.partition(),
+                message.offset(),
+                message.key(),
+                message.payload(),
+            );
         }
+        let elapsed = start.elapsed();
+        tally.check(count);
         Measurement {
-            bytes,
-            elapsed: start.elapsed(),
+            bytes: tally.bytes - case.record_size,
+            elapsed,
         }
     })
     .await
@@ -392,7 +481,6 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let rounds = if weir_benches::test_mode() { 1 } else { 3 };
 
     // The broker gets a runtime (and so threads) of its own, as a separate process would.
     let data = tempfile::tempdir().unwrap();
@@ -443,6 +531,12 @@ fn main() {
             if !filters.is_empty() && !filters.iter().any(|f| label.contains(f.as_str())) {
                 continue;
             }
+            // Consume rounds are short (a few hundred milliseconds) and so noisier.
+            let rounds = match (weir_benches::test_mode(), case.kind) {
+                (true, _) => 1,
+                (false, "consume") => 5,
+                (false, _) => 3,
+            };
             let mut ours = Vec::new();
             let mut theirs = Vec::new();
             let mut ratios = Vec::new();

@@ -1,10 +1,16 @@
 //! Fetching: one Fetch in flight per partition leader, completed fetches buffered until the
 //! application reads them, and ListOffsets lookups for the reset policy.
 //!
-//! While the application reads a partition's buffered data, the next fetch of that partition
-//! already runs, from the end of what is buffered; a partition with two responses buffered is
-//! not fetched again until one is used up. So the round trip overlaps the application's
-//! processing, and the buffer holds at most two responses' worth (`fetch.max.bytes`) per broker.
+//! Fetches go out when the buffer runs dry (`Consumer::recv` finds no record): one to every
+//! leader with fetchable partitions and no fetch in flight, each partition from the end of
+//! what is buffered for it. The consumer reads the first response to arrive while the fetches
+//! to other leaders continue, so with several leaders their round trips overlap the
+//! application's processing; a partition with two responses buffered is not fetched again
+//! until one is used up, which bounds the buffer to two responses' worth (`fetch.max.bytes`)
+//! per broker. With a single leader the next fetch starts only once its response is used up:
+//! sending it earlier, while records were still buffered, was measured no faster in the
+//! client benchmark (docs/benchmarks.md), whose two cores the broker and client already keep
+//! busy.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -203,7 +203,7 @@ impl Consumer {
     }
 
     /// The next record. Joins or rejoins the group when needed, runs rebalance callbacks,
-    /// looks up starting positions, commits automatically and fetches ahead.
+    /// looks up starting positions, commits automatically and fetches when the buffer is empty.
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {
         loop {
             // A pending rebalance goes first, even with records buffered: the coordinator

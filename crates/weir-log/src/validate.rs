@@ -40,13 +40,37 @@ pub(crate) enum TimestampCheck {
     Trust,
 }
 
+/// What validation learned about the batches of one append, in order: nearly always one (a
+/// produce request carries one batch per partition), kept without an allocation.
+#[derive(Debug)]
+pub(crate) enum Metas {
+    One([BatchMeta; 1]),
+    Many(Vec<BatchMeta>),
+}
+
+impl Metas {
+    fn push(metas: Option<Self>, meta: BatchMeta) -> Self {
+        match metas {
+            None => Self::One([meta]),
+            Some(Self::One([first])) => Self::Many(vec![first, meta]),
+            Some(Self::Many(mut all)) => {
+                all.push(meta);
+                Self::Many(all)
+            }
+        }
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [BatchMeta] {
+        match self {
+            Self::One(one) => one,
+            Self::Many(all) => all,
+        }
+    }
+}
+
 /// Validates every batch in `buf`; nothing is modified.
-pub(crate) fn validate(
-    buf: &[u8],
-    config: &LogConfig,
-    check: TimestampCheck,
-) -> Result<Vec<BatchMeta>> {
-    let mut metas = Vec::with_capacity(1);
+pub(crate) fn validate(buf: &[u8], config: &LogConfig, check: TimestampCheck) -> Result<Metas> {
+    let mut metas = None;
     let mut position = 0;
     while position < buf.len() {
         let rest = buf.get(position..).unwrap_or_default();
@@ -73,13 +97,10 @@ pub(crate) fn validate(
             }));
         }
         let meta = check_records(batch, &header, position, config, check)?;
-        metas.push(meta);
+        metas = Some(Metas::push(metas, meta));
         position += size;
     }
-    if metas.is_empty() {
-        return Err(Error::EmptyAppend);
-    }
-    Ok(metas)
+    metas.ok_or(Error::EmptyAppend)
 }
 
 fn check_records(
@@ -545,8 +566,9 @@ mod tests {
         };
         let now = 1_700_000_000_000;
         let plain = LogConfig::default();
-        let metas = validate(&compressed(None, now), &plain, TimestampCheck::Clock(now)).unwrap();
-        assert_eq!(metas[0].max_timestamp, now);
+        let mut metas =
+            validate(&compressed(None, now), &plain, TimestampCheck::Clock(now)).unwrap();
+        assert_eq!(metas.as_mut_slice()[0].max_timestamp, now);
 
         let mut compacted = LogConfig::default();
         compacted.set("cleanup.policy", "compact").unwrap();
@@ -587,13 +609,21 @@ mod tests {
     #[test]
     fn accepts_good_batches_and_reports_max_timestamp() {
         let mut buf = batch(&[10, 30, 20]);
+        assert!(matches!(
+            validate(&buf, &LogConfig::default(), TimestampCheck::Clock(50)).unwrap(),
+            Metas::One(_)
+        ));
         buf.extend(batch(&[40]));
-        let metas = validate(&buf, &LogConfig::default(), TimestampCheck::Clock(50)).unwrap();
-        assert_eq!(metas.len(), 2);
+        buf.extend(batch(&[5]));
+        let mut metas = validate(&buf, &LogConfig::default(), TimestampCheck::Clock(50)).unwrap();
+        let metas = metas.as_mut_slice();
+        assert_eq!(metas.len(), 3);
         assert_eq!(metas[0].max_timestamp, 30);
         assert_eq!(metas[0].max_timestamp_delta, 1);
         assert_eq!(metas[0].last_offset_delta, 2);
         assert_eq!(metas[1].position, metas[0].size);
+        assert_eq!(metas[2].position, metas[1].position + metas[1].size);
+        assert_eq!(metas[2].max_timestamp, 5);
     }
 
     /// The walk decoding every record in full (the walk before predictions): the reference

@@ -205,8 +205,9 @@ struct Walk {
 /// previous one plus one, so the first 8 bytes of a record can be predicted from the record
 /// before. A prediction that holds also gives the next record's position before this record's
 /// bytes are loaded, so consecutive records are checked in parallel instead of each waiting
-/// for the previous length to be decoded. Records that differ take a 2-byte-varint decode
-/// when only the timestamp changed, else a full decode, which reports every error.
+/// for the previous length to be decoded; on topics that are not compacted, [`RUN`] records
+/// are compared per branch. Records that differ take a 2-byte-varint decode when only the
+/// timestamp changed, else a full decode, which reports every error.
 fn walk_records(
     records: &[u8],
     count: i32,
@@ -222,8 +223,17 @@ fn walk_records(
     let mut at: usize = 0;
     // The first record always takes the full decode, which then predicts the next one.
     let mut prediction = Prediction::NONE;
-    for expected_delta in 0..count {
+    let mut expected_delta = 0;
+    while expected_delta < count {
         let size = prediction.size;
+        if !compact
+            && count - expected_delta >= RUN as i32
+            && prediction.same_heads(records, at, expected_delta)
+        {
+            at += RUN * size;
+            expected_delta += RUN as i32;
+            continue;
+        }
         let window = records
             .get(at..at.saturating_add(prediction.span))
             .and_then(<[u8]>::first_chunk::<8>)
@@ -237,6 +247,7 @@ fn walk_records(
         if same_head.is_some() {
             // Same timestamp as the record before: the bounds cannot move.
             at += size;
+            expected_delta += 1;
             continue;
         }
         let timestamp_delta = match window
@@ -261,10 +272,14 @@ fn walk_records(
             walk.max_timestamp_delta = expected_delta;
         }
         walk.min_timestamp = walk.min_timestamp.min(timestamp);
+        expected_delta += 1;
     }
     walk.end = at;
     Ok(walk)
 }
+
+/// Records [`Prediction::same_heads`] checks at once.
+const RUN: usize = 4;
 
 /// One record decoded in full.
 struct FullRecord {
@@ -419,6 +434,46 @@ impl Prediction {
         };
         let expected = self.head | encoded.wrapping_shl(8 * self.head_bytes as u32);
         (window & mask == expected).then_some(self.head_bytes + delta_bytes)
+    }
+
+    /// Whether the [`RUN`] records from `at` on each repeat the last record's length,
+    /// attributes and timestamp delta with consecutive offset deltas from `first_delta`, all
+    /// of one varint width (the common case, checked with one branch for the run).
+    #[inline(always)]
+    fn same_heads(&self, records: &[u8], at: usize, first_delta: i32) -> bool {
+        let Some(run) = records.get(at..at.saturating_add((RUN - 1) * self.size + self.span))
+        else {
+            return false;
+        };
+        // Zig-zag offset deltas (2k for k >= 0) and their varint bytes: 1 below 0x80, else 2
+        // below 0x4000 (low 7 bits with the continuation bit, then the rest).
+        let first = 2 * u64::from(first_delta.unsigned_abs());
+        let last = first + 2 * (RUN as u64 - 1);
+        let (mask, two_bytes) = if last < 0x80 {
+            (self.mask_1, false)
+        } else if first >= 0x80 && last < 0x4000 {
+            (self.mask_2, true)
+        } else {
+            return false;
+        };
+        let encode = |raw: u64| {
+            if two_bytes {
+                0x80 | (raw & 0x7f) | ((raw << 1) & 0x7f00)
+            } else {
+                raw
+            }
+        };
+        let shift = 8 * self.head_bytes as u32;
+        let mut differ = 0;
+        for i in 0..RUN {
+            let Some(window) = run.get(i * self.size..).and_then(<[u8]>::first_chunk::<8>) else {
+                return false;
+            };
+            let window = u64::from_le_bytes(*window);
+            let expected = self.head | encode(first + 2 * i as u64).wrapping_shl(shift);
+            differ |= (window & mask) ^ expected;
+        }
+        differ == 0
     }
 
     /// Checks the record with first bytes `window` when its length prefix is the predicted
@@ -747,19 +802,53 @@ mod tests {
     fn walk_handles_delta_widths_and_short_records() {
         let same: Vec<_> = (0..9_000).map(|_| (0, Some(1), 0)).collect();
         let (records, count, base) = records_of(&same);
-        let expected = reference_walk(&records, count, base, true);
-        assert!(expected.is_ok());
-        assert_eq!(walk(&records, count, base, true), expected);
+        for compact in [false, true] {
+            let expected = reference_walk(&records, count, base, compact);
+            assert!(expected.is_ok());
+            assert_eq!(walk(&records, count, base, compact), expected);
+        }
+        // A wrong last byte of any offset delta is caught, around every width change too.
+        for k in [
+            1, 2, 3, 4, 5, 62, 63, 64, 65, 66, 67, 127, 128, 8190, 8191, 8192, 8193,
+        ] {
+            let (_, _, _, start) = reference_walk(&records, k, base, true).unwrap();
+            let (_, _, _, end) = reference_walk(&records, k + 1, base, true).unwrap();
+            let mut bad = records.clone();
+            // length, attributes, timestamp delta (1 byte each), offset delta, then 4 bytes of
+            // key length, key, value length and header count.
+            bad[end - 5] ^= 0x02;
+            for compact in [false, true] {
+                let expected = reference_walk(&bad, count, base, compact);
+                assert!(expected.is_err(), "{k}");
+                assert_eq!(walk(&bad, count, base, compact), expected, "{k}");
+            }
+            assert!(end - 5 >= start + 3);
+        }
+        // Records whose offset delta grows to 2 bytes while their value shrinks by one keep
+        // their length: the second delta byte is still checked.
+        let mut specs = vec![(0, Some(1), 1); 64];
+        specs.extend([(0, Some(1), 0); 16]);
+        let (mut widening, widening_count, base) = records_of(&specs);
+        let (_, _, _, end) = reference_walk(&widening, 65, base, false).unwrap();
+        let (_, _, _, sixty_four) = reference_walk(&widening, 64, base, false).unwrap();
+        assert_eq!(end - sixty_four, sixty_four / 64);
+        widening[end - 5] ^= 0x02;
+        assert_eq!(
+            walk(&widening, widening_count, base, false),
+            Err("record offset deltas are not consecutive from 0")
+        );
         // A repeated offset delta deep in the 2-byte range is caught.
         let mut bad = records.clone();
         let (_, _, _, at) = reference_walk(&records, 5_000, base, true).unwrap();
         let (_, _, _, next) = reference_walk(&records, 5_001, base, true).unwrap();
         bad[next + 3] = bad[at + 3];
         bad[next + 4] = bad[at + 4];
-        assert_eq!(
-            walk(&bad, count, base, true),
-            Err("record offset deltas are not consecutive from 0")
-        );
+        for compact in [false, true] {
+            assert_eq!(
+                walk(&bad, count, base, compact),
+                Err("record offset deltas are not consecutive from 0")
+            );
+        }
 
         let (records, count, base) = records_of(&[(0, Some(2), 30), (0, None, 0), (0, None, 0)]);
         assert_eq!(

@@ -463,10 +463,11 @@ impl Log {
             AppendOrigin::Replication => TimestampCheck::Trust,
         };
         let mut metas = validate(records, &config, check)?;
+        let metas = metas.as_mut_slice();
         let (info, flush_to) = {
             let mut inner = self.inner.lock();
             self.check_online()?;
-            let info = self.append_locked(&mut inner, records, &mut metas, origin, now)?;
+            let info = self.append_locked(&mut inner, records, metas, origin, now)?;
             let records_appended: i64 = metas.iter().map(|m| i64::from(m.record_count)).sum();
             inner.unflushed_messages += records_appended;
             let due = inner.unflushed_messages >= inner.config.flush_messages

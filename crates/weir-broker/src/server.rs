@@ -179,23 +179,39 @@ impl Server {
     }
 }
 
-/// Deletes segments past retention every `log.retention.check.interval.ms`.
-async fn retention_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
-    let period = Duration::from_millis(broker.config().log_retention_check_interval_ms);
-    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+/// Runs `work` on the blocking pool at every tick of `interval` until the server stops; a
+/// task that panics is reported as `what` failing.
+async fn run_periodically(
+    broker: Arc<Broker>,
+    mut stopped: watch::Receiver<bool>,
+    mut interval: tokio::time::Interval,
+    what: &'static str,
+    work: fn(&Broker),
+) {
     loop {
         tokio::select! {
             _ = interval.tick() => {
                 let b = broker.clone();
-                match tokio::task::spawn_blocking(move || b.partitions.apply_retention()).await {
-                    Ok(0) => {}
-                    Ok(deleted) => info!(segments = deleted, "retention deleted old segments"),
-                    Err(_) => error!("retention task failed"),
+                if tokio::task::spawn_blocking(move || work(&b)).await.is_err() {
+                    error!(task = what, "periodic task failed");
                 }
             }
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// Deletes segments past retention every `log.retention.check.interval.ms`.
+async fn retention_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config().log_retention_check_interval_ms);
+    let interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    run_periodically(broker, stopped, interval, "retention", |broker| {
+        let deleted = broker.partitions.apply_retention();
+        if deleted > 0 {
+            info!(segments = deleted, "retention deleted old segments");
+        }
+    })
+    .await;
 }
 
 /// The log cleaner: compacts one log at a time while any needs it, then sleeps
@@ -241,19 +257,13 @@ async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
     }
 }
 
-async fn tick_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(TICK_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {
-                let b = broker.clone();
-                match tokio::task::spawn_blocking(move || b.tick()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => error!(error = %e, cause = ?std::error::Error::source(&e), "periodic flush failed"),
-                    Err(_) => error!("periodic flush task failed"),
-                }
-            }
-            _ = stopped.changed() => return,
+/// Flushes what the flush policy makes due and checkpoints logs every [`TICK_INTERVAL`].
+async fn tick_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
+    let interval = tokio::time::interval(TICK_INTERVAL);
+    run_periodically(broker, stopped, interval, "periodic flush", |broker| {
+        if let Err(e) = broker.tick() {
+            error!(error = %e, cause = ?std::error::Error::source(&e), "periodic flush failed");
         }
-    }
+    })
+    .await;
 }

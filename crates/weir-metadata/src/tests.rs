@@ -1,0 +1,567 @@
+//! The controller and image together: unit tests, then a proptest that runs random operations
+//! and checks named invariants after every step.
+
+use crate::controller::{Heartbeat, RegisterBroker};
+use crate::{
+    ConfigResource, Controller, ControllerConfig, ControllerError, CreateTopic, MetadataImage,
+    MetadataRecord, Millis, NO_LEADER, TopicId,
+};
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+/// A controller, its image and the log of every batch applied, for tests.
+struct Cluster {
+    controller: Controller,
+    image: MetadataImage,
+    log: Vec<(u64, Vec<MetadataRecord>)>,
+    epochs: BTreeMap<i32, i64>,
+    now: Millis,
+    next_topic: u8,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let mut cluster = Self {
+            controller: Controller::new(ControllerConfig {
+                broker_session_timeout_ms: 1_000,
+                ..ControllerConfig::default()
+            }),
+            image: MetadataImage::empty(),
+            log: Vec::new(),
+            epochs: BTreeMap::new(),
+            now: 0,
+            next_topic: 0,
+        };
+        let records = cluster.controller.bootstrap(&cluster.image, "test-cluster");
+        cluster.commit(records);
+        cluster
+    }
+
+    /// Appends and applies one batch; every batch the controller makes must apply cleanly.
+    fn commit(&mut self, records: Vec<MetadataRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let offset = self.image.offset() + 1;
+        let (image, result) = self.image.apply(offset, &records);
+        assert_eq!(
+            result,
+            Ok(()),
+            "controller batch did not apply: {records:?}"
+        );
+        self.image = image;
+        self.log.push((offset, records));
+    }
+
+    fn register(&mut self, id: i32, rack: Option<&str>) -> Result<(), ControllerError> {
+        let (records, epoch) = self.controller.register_broker(
+            &self.image,
+            self.now,
+            RegisterBroker {
+                broker_id: id,
+                cluster_id: None,
+                incarnation_id: [u8::try_from(id).unwrap_or(0); 16],
+                endpoints: Vec::new(),
+                rack: rack.map(str::to_string),
+            },
+        )?;
+        self.commit(records);
+        self.epochs.insert(id, epoch);
+        Ok(())
+    }
+
+    fn heartbeat(
+        &mut self,
+        id: i32,
+        want_shutdown: bool,
+    ) -> Option<crate::controller::HeartbeatReply> {
+        let epoch = *self.epochs.get(&id)?;
+        let (records, reply) = self
+            .controller
+            .heartbeat(
+                &self.image,
+                self.now,
+                Heartbeat {
+                    broker_id: id,
+                    broker_epoch: epoch,
+                    current_metadata_offset: self.image.offset(),
+                    want_fence: false,
+                    want_shutdown,
+                },
+            )
+            .ok()?;
+        self.commit(records);
+        Some(reply)
+    }
+
+    fn create(&mut self, name: &str, partitions: i32, factor: i16) -> Result<(), ControllerError> {
+        self.next_topic += 1;
+        let request = CreateTopic {
+            name: name.to_string(),
+            num_partitions: Some(partitions),
+            replication_factor: Some(factor),
+            assignments: None,
+            configs: BTreeMap::new(),
+        };
+        let records =
+            self.controller
+                .create_topic(&self.image, TopicId([self.next_topic; 16]), &request)?;
+        self.commit(records);
+        Ok(())
+    }
+
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+        let records = self.controller.tick(&self.image, self.now);
+        self.commit(records);
+    }
+}
+
+#[test]
+fn three_brokers_take_two_leaders_each_of_six_partitions() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("t", 6, 1).unwrap();
+    let topic = c.image.topic("t").unwrap();
+    let mut per_broker = BTreeMap::new();
+    for p in &topic.partitions {
+        *per_broker.entry(p.leader).or_insert(0) += 1;
+    }
+    assert_eq!(per_broker, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+}
+
+#[test]
+fn a_broker_is_fenced_until_it_catches_up() {
+    let mut c = Cluster::new();
+    c.register(1, None).unwrap();
+    assert!(c.image.broker(1).unwrap().fenced);
+    let epoch = c.epochs[&1];
+    let (records, reply) = c
+        .controller
+        .heartbeat(
+            &c.image,
+            0,
+            Heartbeat {
+                broker_id: 1,
+                broker_epoch: epoch,
+                current_metadata_offset: 0,
+                want_fence: false,
+                want_shutdown: false,
+            },
+        )
+        .unwrap();
+    assert!(records.is_empty());
+    assert!(!reply.is_caught_up && reply.is_fenced);
+    let reply = c.heartbeat(1, false).unwrap();
+    assert!(reply.is_caught_up && !reply.is_fenced);
+    assert!(!c.image.broker(1).unwrap().fenced);
+}
+
+#[test]
+fn a_silent_broker_is_fenced_and_its_partitions_go_offline_until_it_returns() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("t", 6, 1).unwrap();
+    let led_by_2: Vec<usize> = c
+        .image
+        .topic("t")
+        .unwrap()
+        .partitions
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.leader == 2)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(led_by_2.len(), 2);
+    // Brokers 1 and 3 keep heartbeating; 2 falls silent.
+    for _ in 0..3 {
+        c.advance(400);
+        c.heartbeat(1, false);
+        c.heartbeat(3, false);
+    }
+    assert!(c.image.broker(2).unwrap().fenced);
+    let topic = c.image.topic("t").unwrap().clone();
+    for i in &led_by_2 {
+        let p = &topic.partitions[*i];
+        assert_eq!(
+            p.leader, NO_LEADER,
+            "replication factor 1: nothing is moved"
+        );
+        assert_eq!(p.isr, vec![2], "the last ISR member is kept");
+        assert_eq!(p.leader_epoch, 1);
+        assert_eq!(p.offline_replicas(&c.image), vec![2]);
+    }
+    // It comes back (same process): unfenced, and leads its partitions again.
+    c.heartbeat(2, false).unwrap();
+    let topic = c.image.topic("t").unwrap();
+    for i in &led_by_2 {
+        assert_eq!(topic.partitions[*i].leader, 2);
+        assert_eq!(topic.partitions[*i].leader_epoch, 2);
+    }
+}
+
+#[test]
+fn replicated_partitions_fail_over_within_the_isr() {
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("r", 3, 3).unwrap();
+    c.advance(600);
+    c.heartbeat(1, false);
+    c.heartbeat(2, false);
+    c.advance(600);
+    assert!(c.image.broker(3).unwrap().fenced);
+    for p in &c.image.topic("r").unwrap().partitions {
+        assert_ne!(p.leader, 3);
+        assert_ne!(p.leader, NO_LEADER);
+        assert!(!p.isr.contains(&3));
+    }
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_then_allows_the_stop() {
+    let mut c = Cluster::new();
+    for id in 1..=2 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("r", 2, 2).unwrap();
+    let reply = c.heartbeat(1, true).unwrap();
+    assert!(reply.should_shut_down);
+    assert!(c.image.broker(1).unwrap().fenced);
+    for p in &c.image.topic("r").unwrap().partitions {
+        assert_eq!(p.leader, 2);
+    }
+}
+
+#[test]
+fn a_restarted_broker_cannot_take_a_live_id() {
+    let mut c = Cluster::new();
+    c.register(1, None).unwrap();
+    c.heartbeat(1, false).unwrap();
+    let other = RegisterBroker {
+        broker_id: 1,
+        cluster_id: None,
+        incarnation_id: [99; 16],
+        endpoints: Vec::new(),
+        rack: None,
+    };
+    assert_eq!(
+        c.controller.register_broker(&c.image, c.now, other.clone()),
+        Err(ControllerError::DuplicateBrokerRegistration(1))
+    );
+    c.advance(2_000);
+    assert!(c.controller.register_broker(&c.image, c.now, other).is_ok());
+}
+
+#[test]
+fn wrong_cluster_id_is_refused() {
+    let mut c = Cluster::new();
+    let request = RegisterBroker {
+        broker_id: 1,
+        cluster_id: Some("another".into()),
+        incarnation_id: [1; 16],
+        endpoints: Vec::new(),
+        rack: None,
+    };
+    assert!(matches!(
+        c.controller.register_broker(&c.image, 0, request),
+        Err(ControllerError::InconsistentClusterId { .. })
+    ));
+}
+
+#[test]
+fn topic_validation() {
+    let mut c = Cluster::new();
+    c.register(1, None).unwrap();
+    c.heartbeat(1, false).unwrap();
+    assert!(matches!(
+        c.create("bad name", 1, 1),
+        Err(ControllerError::InvalidTopicName { .. })
+    ));
+    assert!(matches!(
+        c.create("t", 0, 1),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    assert!(matches!(
+        c.create("t", 1, 2),
+        Err(ControllerError::InvalidReplicationFactor(_))
+    ));
+    c.create("t", 1, 1).unwrap();
+    assert!(matches!(
+        c.create("t", 1, 1),
+        Err(ControllerError::TopicAlreadyExists(_))
+    ));
+    assert!(matches!(
+        c.controller.create_partitions(&c.image, "t", 1, None),
+        Err(ControllerError::InvalidPartitions(_))
+    ));
+    let records = c
+        .controller
+        .create_partitions(&c.image, "t", 4, None)
+        .unwrap();
+    c.commit(records);
+    assert_eq!(c.image.topic("t").unwrap().partition_count(), 4);
+    let manual = CreateTopic {
+        name: "m".into(),
+        num_partitions: None,
+        replication_factor: None,
+        assignments: Some(vec![vec![1], vec![7]]),
+        configs: BTreeMap::new(),
+    };
+    assert!(matches!(
+        c.controller
+            .create_topic(&c.image, TopicId([200; 16]), &manual),
+        Err(ControllerError::InvalidReplicaAssignment(_))
+    ));
+}
+
+#[test]
+fn rack_aware_placement_spreads_replicas_over_racks() {
+    let mut c = Cluster::new();
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b")] {
+        c.register(id, Some(rack)).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("t", 8, 2).unwrap();
+    let rack = |id: i32| c.image.broker(id).unwrap().rack.clone();
+    for p in &c.image.topic("t").unwrap().partitions {
+        assert_ne!(rack(p.replicas[0]), rack(p.replicas[1]), "{p:?}");
+    }
+}
+
+#[test]
+fn configs_and_deletion() {
+    let mut c = Cluster::new();
+    c.register(1, None).unwrap();
+    c.heartbeat(1, false).unwrap();
+    c.create("t", 1, 1).unwrap();
+    let resource = ConfigResource::Topic("t".into());
+    let records = c
+        .controller
+        .alter_configs(
+            &c.image,
+            &resource,
+            &[("retention.ms".into(), Some("5".into()))],
+        )
+        .unwrap();
+    c.commit(records);
+    assert_eq!(c.image.configs(&resource).unwrap()["retention.ms"], "5");
+    // Setting the same value again writes nothing.
+    assert!(
+        c.controller
+            .alter_configs(
+                &c.image,
+                &resource,
+                &[("retention.ms".into(), Some("5".into()))]
+            )
+            .unwrap()
+            .is_empty()
+    );
+    let records = c.controller.delete_topic(&c.image, "t").unwrap();
+    c.commit(records);
+    assert!(c.image.topic("t").is_none());
+    assert!(c.image.configs(&resource).is_none());
+    assert!(matches!(
+        c.controller.alter_configs(&c.image, &resource, &[]),
+        Err(ControllerError::UnknownTopic(_))
+    ));
+}
+
+#[test]
+fn producer_id_blocks_never_overlap() {
+    let mut c = Cluster::new();
+    c.register(1, None).unwrap();
+    let epoch = c.epochs[&1];
+    let mut blocks = Vec::new();
+    for _ in 0..3 {
+        let (records, block) = c
+            .controller
+            .allocate_producer_ids(&c.image, 1, epoch)
+            .unwrap();
+        c.commit(records);
+        blocks.push(block);
+    }
+    assert_eq!(blocks[0].first, 0);
+    assert_eq!(blocks[1].first, 1_000);
+    assert_eq!(blocks[2].first, 2_000);
+    assert!(
+        c.controller
+            .allocate_producer_ids(&c.image, 1, epoch + 1)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_bad_batch_changes_nothing_but_the_offset() {
+    let image = MetadataImage::empty();
+    let records = vec![
+        MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: TopicId([1; 16]),
+        },
+        MetadataRecord::PartitionChange {
+            topic_id: TopicId([2; 16]),
+            partition: 0,
+            leader: Some(1),
+            isr: None,
+            replicas: None,
+        },
+    ];
+    let (after, result) = image.apply(5, &records);
+    assert!(result.is_err());
+    assert!(after.topic("t").is_none());
+    assert_eq!(after.offset(), 5);
+}
+
+/// One step of the random walk.
+#[derive(Clone, Debug)]
+enum Op {
+    Register(i32),
+    Heartbeat(i32),
+    Shutdown(i32),
+    Advance(Millis),
+    Create { partitions: i32, factor: i16 },
+    Grow(u8, i32),
+    Delete(u8),
+    ProducerIds(i32),
+    Snapshot,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        1 => (1..=4i32).prop_map(Op::Register),
+        4 => (1..=4i32).prop_map(Op::Heartbeat),
+        1 => (1..=4i32).prop_map(Op::Shutdown),
+        2 => (1..1500u64).prop_map(Op::Advance),
+        2 => (1..6i32, 1..4i16).prop_map(|(partitions, factor)| Op::Create { partitions, factor }),
+        1 => (any::<u8>(), 1..4i32).prop_map(|(t, n)| Op::Grow(t, n)),
+        1 => any::<u8>().prop_map(Op::Delete),
+        1 => (1..=4i32).prop_map(Op::ProducerIds),
+        1 => Just(Op::Snapshot),
+    ]
+}
+
+/// Named invariants over one image and the one before it.
+fn check_invariants(before: &MetadataImage, after: &MetadataImage) -> Result<(), TestCaseError> {
+    for topic in after.topics().values() {
+        for (i, p) in topic.partitions.iter().enumerate() {
+            // one_leader_from_replicas_or_none
+            prop_assert!(
+                p.leader == NO_LEADER
+                    || (p.replicas.contains(&p.leader) && p.isr.contains(&p.leader)),
+                "{}-{i}: leader {} not an in-sync replica {p:?}",
+                topic.name,
+                p.leader
+            );
+            // fenced_broker_leads_nothing
+            if p.leader != NO_LEADER {
+                let leader = after.broker(p.leader);
+                prop_assert!(
+                    leader.is_some_and(|b| !b.fenced),
+                    "{}-{i}: led by fenced or unknown broker {}",
+                    topic.name,
+                    p.leader
+                );
+            }
+            // isr_never_empty
+            prop_assert!(!p.isr.is_empty(), "{}-{i}: empty ISR", topic.name);
+            // epochs_only_grow
+            if let Some(old) = before
+                .topic_by_id(topic.id)
+                .and_then(|t| t.partitions.get(i))
+            {
+                prop_assert!(p.leader_epoch >= old.leader_epoch);
+                prop_assert!(p.partition_epoch >= old.partition_epoch);
+                if p != old {
+                    prop_assert!(p.partition_epoch > old.partition_epoch);
+                }
+                if p.leader != old.leader {
+                    prop_assert!(p.leader_epoch > old.leader_epoch);
+                }
+            }
+        }
+    }
+    // producer_ids_only_grow
+    prop_assert!(after.next_producer_id() >= before.next_producer_id());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Random registrations, heartbeats, silences, shutdowns and topic changes: every batch
+    /// the controller writes applies cleanly, the invariants hold after every step, and
+    /// replaying the log equals restoring a snapshot and replaying the rest.
+    #[test]
+    fn controller_walk_keeps_invariants(ops in proptest::collection::vec(op(), 1..80)) {
+        let mut c = Cluster::new();
+        let mut snapshot: Option<(MetadataImage, usize)> = None;
+        for op in ops {
+            let before = c.image.clone();
+            match op {
+                Op::Register(id) => { let _ = c.register(id, None); }
+                Op::Heartbeat(id) => { c.heartbeat(id, false); }
+                Op::Shutdown(id) => { c.heartbeat(id, true); }
+                Op::Advance(ms) => c.advance(ms),
+                Op::Create { partitions, factor } => {
+                    let name = format!("t{}", c.next_topic);
+                    let _ = c.create(&name, partitions, factor);
+                }
+                Op::Grow(t, n) => {
+                    let names: Vec<String> = c.image.topics().keys().cloned().collect();
+                    if let Some(name) = names.get(usize::from(t) % names.len().max(1)) {
+                        let count = c.image.topic(name).map_or(0, |t| t.partition_count()) + n;
+                        if let Ok(records) = c.controller.create_partitions(&c.image, name, count, None) {
+                            c.commit(records);
+                        }
+                    }
+                }
+                Op::Delete(t) => {
+                    let names: Vec<String> = c.image.topics().keys().cloned().collect();
+                    if let Some(name) = names.get(usize::from(t) % names.len().max(1)) {
+                        let records = c.controller.delete_topic(&c.image, name).unwrap();
+                        c.commit(records);
+                    }
+                }
+                Op::ProducerIds(id) => {
+                    if let Some(epoch) = c.epochs.get(&id).copied() {
+                        if let Ok((records, block)) = c.controller.allocate_producer_ids(&c.image, id, epoch) {
+                            prop_assert!(block.first >= before.next_producer_id());
+                            c.commit(records);
+                        }
+                    }
+                }
+                Op::Snapshot => {
+                    let bytes = serde_json::to_vec(&c.image).unwrap();
+                    let restored: MetadataImage = serde_json::from_slice(&bytes).unwrap();
+                    prop_assert_eq!(&restored, &c.image);
+                    snapshot = Some((restored, c.log.len()));
+                }
+            }
+            check_invariants(&before, &c.image)?;
+        }
+        // replay_equals_snapshot_plus_rest
+        let mut replayed = MetadataImage::empty();
+        for (offset, records) in &c.log {
+            let (next, result) = replayed.apply(*offset, records);
+            prop_assert_eq!(result, Ok(()));
+            replayed = next;
+        }
+        prop_assert_eq!(&replayed, &c.image);
+        if let Some((mut image, applied)) = snapshot {
+            for (offset, records) in c.log.iter().skip(applied) {
+                image = image.apply(*offset, records).0;
+            }
+            prop_assert_eq!(&image, &c.image);
+        }
+    }
+}

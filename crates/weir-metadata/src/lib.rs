@@ -9,6 +9,9 @@
 //! - [`controller`]: [`Controller`], the active controller's decisions (broker registration,
 //!   heartbeats and fencing, replica placement, leader election, topic and config changes,
 //!   producer-id blocks) over the image and an injected clock: requests in, records out.
+//! - [`active`] (feature `quorum`): the active controller, the async task that drives
+//!   [`Controller`] on the quorum's leader: one request at a time, each answered once its
+//!   records are committed and applied.
 //! - `types`: identifiers and registrations shared by the above.
 //!
 //! Data flows one way: a request reaches the active controller's driver → [`Controller`]
@@ -61,6 +64,8 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::indexing_slicing))]
 
+#[cfg(feature = "quorum")]
+pub mod active;
 pub mod controller;
 pub mod image;
 pub mod record;

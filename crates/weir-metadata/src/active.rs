@@ -1,0 +1,491 @@
+//! The active controller: the thin async layer that drives [`Controller`] on the node that
+//! leads the metadata quorum.
+//!
+//! One task owns the [`Controller`] and handles one request at a time: it decides against the
+//! latest image, appends the records, and waits until they are committed and applied before it
+//! answers and takes the next request, so every decision sees the effects of the one before.
+//! When the node becomes leader it first appends an empty batch (returning once everything
+//! before it is applied, so its image is complete) and gives every broker a fresh session;
+//! while it is not leader, requests are refused with [`ControllerCallError::NotActive`] naming
+//! the leader, so the caller can go there instead.
+
+use crate::controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
+use crate::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
+use crate::image::{ApplyError, MetadataImage};
+use crate::record::MetadataRecord;
+use crate::types::{BrokerId, ConfigResource, Millis, ProducerIdBlock, TopicId};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+/// A boxed future, for the object-safe [`MetadataLog`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an append to the metadata log failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// This node does not lead the quorum (any more).
+    #[error("this node is not the metadata quorum's leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<u64>,
+    },
+    /// The batch was committed but did not apply (a controller bug).
+    #[error("the batch did not apply")]
+    Rejected(#[source] ApplyError),
+    /// The log failed (storage, shutdown).
+    #[error("metadata log failure: {0}")]
+    Failed(String),
+}
+
+/// The replicated metadata log as the active controller uses it: the quorum in production, an
+/// in-memory log in tests.
+pub trait MetadataLog: Send + Sync + 'static {
+    /// The latest applied image.
+    fn image(&self) -> Arc<MetadataImage>;
+    /// Appends one batch; resolves once it is committed and applied here, with its offset.
+    fn append(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<u64, AppendError>>;
+}
+
+/// One request to the active controller.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ControllerRequest {
+    /// Kafka's BrokerRegistration.
+    RegisterBroker(RegisterBroker),
+    /// Kafka's BrokerHeartbeat.
+    Heartbeat(Heartbeat),
+    /// One CreateTopics entry, with the id the topic gets.
+    CreateTopic {
+        /// The new topic's id.
+        topic_id: TopicId,
+        /// What to create.
+        request: CreateTopic,
+        /// Check only; write nothing.
+        validate_only: bool,
+    },
+    /// One CreatePartitions entry.
+    CreatePartitions {
+        /// The topic.
+        topic: String,
+        /// The new partition count.
+        count: i32,
+        /// Replicas of each new partition, or `None` to place them.
+        assignments: Option<Vec<Vec<BrokerId>>>,
+        /// Check only; write nothing.
+        validate_only: bool,
+    },
+    /// One DeleteTopics entry.
+    DeleteTopic {
+        /// The topic.
+        name: String,
+    },
+    /// Config changes of one resource (already validated by the broker).
+    AlterConfigs {
+        /// Whose configs.
+        resource: ConfigResource,
+        /// Entries to set (`Some`) or remove (`None`).
+        changes: Vec<(String, Option<String>)>,
+    },
+    /// Kafka's AllocateProducerIds.
+    AllocateProducerIds {
+        /// The asking broker.
+        broker_id: BrokerId,
+        /// Its registration.
+        broker_epoch: i64,
+    },
+    /// The first records of a new cluster: written only while the log has no cluster id, with
+    /// the cluster id and feature levels first (a restarted node that imports data of an
+    /// earlier, single-node Weir uses `records` for it).
+    Bootstrap {
+        /// The cluster id to adopt.
+        cluster_id: String,
+        /// Further records to write with it.
+        records: Vec<MetadataRecord>,
+    },
+}
+
+/// What a request achieved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControllerOutcome {
+    /// Done; nothing to report beyond the offset.
+    Done,
+    /// The broker's new registration epoch.
+    Registered {
+        /// The epoch.
+        broker_epoch: i64,
+    },
+    /// The heartbeat's answer.
+    Heartbeat(HeartbeatReply),
+    /// The producer ids handed out.
+    ProducerIds(ProducerIdBlock),
+}
+
+/// The answer to a [`ControllerRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerResponse {
+    /// The metadata offset at which the request's records are applied (a caller waits for its
+    /// own image to reach it before it relies on them).
+    pub offset: u64,
+    /// What it achieved.
+    pub outcome: ControllerOutcome,
+}
+
+/// Why a controller call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControllerCallError {
+    /// The controller refused the request.
+    #[error(transparent)]
+    Refused(#[from] ControllerError),
+    /// This node is not the active controller.
+    #[error("this node is not the active controller (leader: {leader:?})")]
+    NotActive {
+        /// The node that is, if known.
+        leader: Option<u64>,
+    },
+    /// The records could not be written.
+    #[error("the metadata log failed")]
+    Log(#[source] AppendError),
+    /// The controller task has stopped.
+    #[error("the controller has stopped")]
+    Stopped,
+}
+
+/// Whether this node leads the quorum, and who does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Leader {
+    /// The leader's node id, if any is known.
+    pub leader: Option<u64>,
+    /// This node is the leader.
+    pub is_self: bool,
+}
+
+type Pending = (
+    ControllerRequest,
+    oneshot::Sender<Result<ControllerResponse, ControllerCallError>>,
+);
+
+/// A handle to the active-controller task; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ControllerHandle {
+    requests: mpsc::Sender<Pending>,
+}
+
+impl ControllerHandle {
+    /// Sends a request and waits for its answer.
+    pub async fn call(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerCallError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send((request, tx))
+            .await
+            .map_err(|_| ControllerCallError::Stopped)?;
+        rx.await.map_err(|_| ControllerCallError::Stopped)?
+    }
+}
+
+/// A clock for the controller: milliseconds from any fixed origin.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// A monotonic clock starting at 0 now.
+pub fn monotonic_clock() -> Clock {
+    let origin = std::time::Instant::now();
+    Arc::new(move || u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Starts the active-controller task on the current tokio runtime. It acts while `leadership`
+/// says this node leads, and stops when every handle is dropped.
+pub fn spawn(
+    log: Arc<dyn MetadataLog>,
+    leadership: watch::Receiver<Leader>,
+    config: ControllerConfig,
+    clock: Clock,
+) -> ControllerHandle {
+    let (requests, inbox) = mpsc::channel(256);
+    tokio::spawn(run(log, leadership, Controller::new(config), clock, inbox));
+    ControllerHandle { requests }
+}
+
+async fn run(
+    log: Arc<dyn MetadataLog>,
+    mut leadership: watch::Receiver<Leader>,
+    mut controller: Controller,
+    clock: Clock,
+    mut inbox: mpsc::Receiver<Pending>,
+) {
+    let mut active = false;
+    loop {
+        let leader = *leadership.borrow_and_update();
+        if leader.is_self && !active {
+            // Everything committed before this term must be in the image before deciding.
+            match log.append(Vec::new()).await {
+                Ok(offset) => {
+                    controller.activate(&log.image(), clock());
+                    active = true;
+                    info!(offset, "became the active controller");
+                }
+                Err(e) => debug!(error = %e, "could not take over as the active controller yet"),
+            }
+        } else if !leader.is_self && active {
+            active = false;
+            info!(leader = ?leader.leader, "no longer the active controller");
+        }
+        let deadline = if active {
+            controller.next_deadline()
+        } else {
+            None
+        };
+        let wait = async {
+            match deadline {
+                Some(at) => {
+                    let ms = at.saturating_sub(clock());
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            changed = leadership.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            pending = inbox.recv() => {
+                let Some((request, reply)) = pending else {
+                    return;
+                };
+                let answer = if active {
+                    handle(&mut controller, log.as_ref(), &clock, request).await
+                } else {
+                    Err(ControllerCallError::NotActive { leader: leadership.borrow().leader })
+                };
+                if let Err(ControllerCallError::Log(AppendError::NotLeader { .. })) = &answer {
+                    active = false;
+                }
+                let _ = reply.send(answer);
+            }
+            () = wait => {
+                let records = controller.tick(&log.image(), clock());
+                if !records.is_empty() {
+                    if let Err(e) = log.append(records).await {
+                        warn!(error = %e, "could not write fencing records");
+                        if matches!(e, AppendError::NotLeader { .. }) {
+                            active = false;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(
+    controller: &mut Controller,
+    log: &dyn MetadataLog,
+    clock: &Clock,
+    request: ControllerRequest,
+) -> Result<ControllerResponse, ControllerCallError> {
+    let image = log.image();
+    let now = clock();
+    let (records, outcome) = match request {
+        ControllerRequest::RegisterBroker(register) => {
+            let id = register.broker_id;
+            let (records, broker_epoch) = controller.register_broker(&image, now, register)?;
+            info!(broker = id, broker_epoch, "registering broker");
+            (records, ControllerOutcome::Registered { broker_epoch })
+        }
+        ControllerRequest::Heartbeat(heartbeat) => {
+            let (records, reply) = controller.heartbeat(&image, now, heartbeat)?;
+            (records, ControllerOutcome::Heartbeat(reply))
+        }
+        ControllerRequest::CreateTopic {
+            topic_id,
+            request,
+            validate_only,
+        } => {
+            let records = controller.create_topic(&image, topic_id, &request)?;
+            if validate_only {
+                (Vec::new(), ControllerOutcome::Done)
+            } else {
+                (records, ControllerOutcome::Done)
+            }
+        }
+        ControllerRequest::CreatePartitions {
+            topic,
+            count,
+            assignments,
+            validate_only,
+        } => {
+            let records =
+                controller.create_partitions(&image, &topic, count, assignments.as_deref())?;
+            if validate_only {
+                (Vec::new(), ControllerOutcome::Done)
+            } else {
+                (records, ControllerOutcome::Done)
+            }
+        }
+        ControllerRequest::DeleteTopic { name } => (
+            controller.delete_topic(&image, &name)?,
+            ControllerOutcome::Done,
+        ),
+        ControllerRequest::AlterConfigs { resource, changes } => (
+            controller.alter_configs(&image, &resource, &changes)?,
+            ControllerOutcome::Done,
+        ),
+        ControllerRequest::AllocateProducerIds {
+            broker_id,
+            broker_epoch,
+        } => {
+            let (records, block) =
+                controller.allocate_producer_ids(&image, broker_id, broker_epoch)?;
+            (records, ControllerOutcome::ProducerIds(block))
+        }
+        ControllerRequest::Bootstrap {
+            cluster_id,
+            records: extra,
+        } => {
+            let mut records = controller.bootstrap(&image, &cluster_id);
+            if !records.is_empty() {
+                info!(
+                    cluster_id,
+                    imported = extra.len(),
+                    "bootstrapping a new cluster"
+                );
+                records.extend(extra);
+            }
+            (records, ControllerOutcome::Done)
+        }
+    };
+    if records.is_empty() {
+        return Ok(ControllerResponse {
+            offset: image.offset(),
+            outcome,
+        });
+    }
+    let offset = log
+        .append(records)
+        .await
+        .map_err(ControllerCallError::Log)?;
+    Ok(ControllerResponse { offset, outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A single-node, in-memory metadata log.
+    struct MemoryLog {
+        image: Mutex<Arc<MetadataImage>>,
+    }
+
+    impl MetadataLog for MemoryLog {
+        fn image(&self) -> Arc<MetadataImage> {
+            self.image.lock().clone()
+        }
+
+        fn append(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<u64, AppendError>> {
+            Box::pin(async move {
+                let mut image = self.image.lock();
+                let offset = image.offset() + 1;
+                let (next, result) = image.apply(offset, &records);
+                *image = Arc::new(next);
+                result.map(|()| offset).map_err(AppendError::Rejected)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_only_while_leader_and_fences_silent_brokers() {
+        let log = Arc::new(MemoryLog {
+            image: Mutex::new(Arc::new(MetadataImage::empty())),
+        });
+        let (leader_tx, leader_rx) = watch::channel(Leader::default());
+        let time = Arc::new(AtomicU64::new(0));
+        let clock_time = time.clone();
+        let clock: Clock = Arc::new(move || clock_time.load(Ordering::SeqCst));
+        let controller = spawn(
+            log.clone(),
+            leader_rx,
+            ControllerConfig {
+                broker_session_timeout_ms: 50,
+                ..ControllerConfig::default()
+            },
+            clock,
+        );
+        let bootstrap = ControllerRequest::Bootstrap {
+            cluster_id: "c".into(),
+            records: Vec::new(),
+        };
+        assert!(matches!(
+            controller.call(bootstrap.clone()).await,
+            Err(ControllerCallError::NotActive { leader: None })
+        ));
+        leader_tx
+            .send(Leader {
+                leader: Some(1),
+                is_self: true,
+            })
+            .unwrap();
+        // The task notices leadership before it takes the next request.
+        tokio::task::yield_now().await;
+        let mut answer = controller.call(bootstrap.clone()).await;
+        for _ in 0..100 {
+            if answer.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            answer = controller.call(bootstrap.clone()).await;
+        }
+        answer.unwrap();
+        assert_eq!(log.image().cluster_id(), Some("c"));
+        let registered = controller
+            .call(ControllerRequest::RegisterBroker(RegisterBroker {
+                broker_id: 1,
+                cluster_id: Some("c".into()),
+                incarnation_id: [1; 16],
+                endpoints: Vec::new(),
+                rack: None,
+            }))
+            .await
+            .unwrap();
+        let ControllerOutcome::Registered { broker_epoch } = registered.outcome else {
+            panic!("{registered:?}");
+        };
+        let beat = controller
+            .call(ControllerRequest::Heartbeat(Heartbeat {
+                broker_id: 1,
+                broker_epoch,
+                current_metadata_offset: registered.offset,
+                want_fence: false,
+                want_shutdown: false,
+            }))
+            .await
+            .unwrap();
+        assert!(matches!(
+            beat.outcome,
+            ControllerOutcome::Heartbeat(HeartbeatReply {
+                is_fenced: false,
+                ..
+            })
+        ));
+        assert!(!log.image().broker(1).unwrap().fenced);
+        // Silence past the session: the timer fences it.
+        time.store(1_000, Ordering::SeqCst);
+        for _ in 0..200 {
+            if log.image().broker(1).is_some_and(|b| b.fenced) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(log.image().broker(1).unwrap().fenced);
+    }
+}

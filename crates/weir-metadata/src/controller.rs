@@ -20,6 +20,9 @@ const MAX_TOPIC_NAME_LEN: usize = 249;
 /// The controller's settings (Kafka's names in the docs of each).
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
+    /// The controller's own `node.id` when it is also a broker (combined mode): a new process
+    /// registering this id means the old one is gone, since this process is it.
+    pub local_node_id: Option<BrokerId>,
     /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
     pub broker_session_timeout_ms: Millis,
     /// `num.partitions`: partitions of a topic created without a count.
@@ -33,6 +36,7 @@ pub struct ControllerConfig {
 impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
+            local_node_id: None,
             broker_session_timeout_ms: 9_000,
             default_num_partitions: 1,
             default_replication_factor: 1,

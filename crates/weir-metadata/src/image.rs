@@ -406,7 +406,11 @@ impl MetadataImage {
                 broker_epoch,
                 next_producer_id,
             } => {
-                self.registered_mut(index, *broker_id, *broker_epoch)?;
+                // Broker -1 is the controller itself, importing the reservation of an earlier
+                // single-node Weir at bootstrap.
+                if *broker_id != NO_LEADER {
+                    self.registered_mut(index, *broker_id, *broker_epoch)?;
+                }
                 if *next_producer_id <= self.next_producer_id {
                     return Err(ApplyError::ProducerIdsBackwards {
                         index,

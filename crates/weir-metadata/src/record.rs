@@ -97,7 +97,7 @@ pub enum MetadataRecord {
     /// A block of producer ids was handed to a broker; ids below `next_producer_id` are never
     /// handed out again.
     ProducerIds {
-        /// The broker that got the block.
+        /// The broker that got the block; -1 for the controller's own bootstrap import.
         broker_id: BrokerId,
         /// Its registration.
         broker_epoch: i64,

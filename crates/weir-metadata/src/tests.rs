@@ -262,6 +262,27 @@ fn a_restarted_broker_cannot_take_a_live_id() {
     assert!(c.controller.register_broker(&c.image, c.now, other).is_ok());
 }
 
+/// Guards against a combined single node waiting out its own old session after a kill -9: its
+/// controller is the same process, so the old incarnation is certainly gone.
+#[test]
+fn the_controllers_own_node_re_registers_at_once() {
+    let mut c = Cluster::new();
+    c.controller = Controller::new(ControllerConfig {
+        local_node_id: Some(1),
+        ..ControllerConfig::default()
+    });
+    c.register(1, None).unwrap();
+    c.heartbeat(1, false).unwrap();
+    let restarted = RegisterBroker {
+        broker_id: 1,
+        cluster_id: None,
+        incarnation_id: [42; 16],
+        endpoints: Vec::new(),
+        rack: None,
+    };
+    assert!(c.controller.register_broker(&c.image, c.now, restarted).is_ok());
+}
+
 #[test]
 fn wrong_cluster_id_is_refused() {
     let mut c = Cluster::new();

@@ -237,9 +237,11 @@ impl Controller {
                 .sessions
                 .get(&request.broker_id)
                 .is_some_and(|end| *end > now);
+            let is_local = self.config.local_node_id == Some(request.broker_id);
             if existing.incarnation_id != request.incarnation_id
                 && !existing.fenced
                 && session_alive
+                && !is_local
             {
                 return Err(ControllerError::DuplicateBrokerRegistration(
                     request.broker_id,

@@ -280,7 +280,11 @@ fn the_controllers_own_node_re_registers_at_once() {
         endpoints: Vec::new(),
         rack: None,
     };
-    assert!(c.controller.register_broker(&c.image, c.now, restarted).is_ok());
+    assert!(
+        c.controller
+            .register_broker(&c.image, c.now, restarted)
+            .is_ok()
+    );
 }
 
 #[test]

@@ -105,6 +105,12 @@ pub struct BrokerConfig {
     pub log_cleaner_dedupe_buffer_size: usize,
     /// `weir.admin.listener`: the HTTP port for `/metrics` and `/health` (`None`: off).
     pub admin_listener: Option<SocketAddr>,
+    /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`: how often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval_ms: u64,
+    /// `broker.rack`: the rack, for rack-aware replica placement.
+    pub broker_rack: Option<String>,
     /// Every property as given (after merging sources), for per-topic defaults.
     pub raw: BTreeMap<String, String>,
 }
@@ -135,6 +141,8 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("log.cleaner.backoff.ms", "15000"),
     ("log.cleaner.dedupe.buffer.size", "134217728"),
     ("weir.admin.listener", "127.0.0.1:9644"),
+    ("broker.session.timeout.ms", "9000"),
+    ("broker.heartbeat.interval.ms", "2000"),
 ];
 
 impl Default for BrokerConfig {
@@ -239,6 +247,9 @@ impl BrokerConfig {
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
             admin_listener: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            broker_rack: None,
             raw: BTreeMap::new(),
         }
     }
@@ -385,6 +396,20 @@ impl BrokerConfig {
                 &get("log.cleaner.dedupe.buffer.size"),
             )?,
             admin_listener,
+            broker_session_timeout_ms: positive(
+                "broker.session.timeout.ms",
+                parse(&props, "broker.session.timeout.ms")?,
+                &get("broker.session.timeout.ms"),
+            )?,
+            broker_heartbeat_interval_ms: positive(
+                "broker.heartbeat.interval.ms",
+                parse(&props, "broker.heartbeat.interval.ms")?,
+                &get("broker.heartbeat.interval.ms"),
+            )?,
+            broker_rack: props
+                .get("broker.rack")
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
             raw: props,
         };
         // Read elsewhere straight from `raw` (the group coordinator's optional settings), so

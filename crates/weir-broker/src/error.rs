@@ -13,9 +13,9 @@ pub enum BrokerError {
     /// A topic operation failed.
     #[error("topic error")]
     Topic(#[from] TopicError),
-    /// Producer ids could not be reserved.
-    #[error("producer id allocation failed")]
-    ProducerIds(#[from] crate::producer_ids::ProducerIdError),
+    /// Joining the cluster or a call to the controller failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A blocking storage task did not complete.
     #[error("storage task failed")]
     TaskFailed,
@@ -27,7 +27,8 @@ impl BrokerError {
         match self {
             BrokerError::Log(e) => log_error_code(e),
             BrokerError::Topic(e) => e.code(),
-            BrokerError::ProducerIds(_) => ErrorCode::KAFKA_STORAGE_ERROR,
+            // The controller could not be reached or did not answer in time: retriable.
+            BrokerError::Cluster(_) => ErrorCode::REQUEST_TIMED_OUT,
             BrokerError::TaskFailed => ErrorCode::KAFKA_STORAGE_ERROR,
         }
     }

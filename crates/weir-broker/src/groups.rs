@@ -19,15 +19,13 @@
 
 use crate::config::BrokerConfig;
 use crate::error::PersistFailure;
-use crate::partitions::Partitions;
 use crate::state::Broker;
-use crate::topics::TopicRegistry;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -109,71 +107,22 @@ pub(crate) struct Groups {
     next_request: AtomicU64,
     /// Wakes the timer task: the next deadline may have changed.
     wake: Notify,
-    /// Partitions of `__consumer_offsets`: what `partition_for` divides by.
-    num_partitions: i32,
+    /// Partitions of `__consumer_offsets`: what `partition_for` divides by (the existing
+    /// topic's count, once [`open`] has looked).
+    num_partitions: AtomicI32,
 }
 
 impl Groups {
-    /// Creates `__consumer_offsets` on first start and replays it into a new coordinator.
-    pub(crate) fn open(
-        config: &BrokerConfig,
-        topics: &TopicRegistry,
-        partitions: &Partitions,
-    ) -> Result<Self, crate::BrokerError> {
-        let topic = match topics.get(OFFSETS_TOPIC) {
-            Some(topic) => topic,
-            None => {
-                let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]);
-                let topic = topics.create(
-                    OFFSETS_TOPIC,
-                    config.offsets_topic_num_partitions,
-                    configs,
-                    true,
-                )?;
-                partitions.create_logs(&topic)?;
-                info!(
-                    topic = OFFSETS_TOPIC,
-                    partitions = topic.partitions,
-                    "created the internal offsets topic"
-                );
-                topic
-            }
-        };
-        let num_partitions = topic.partitions;
-        if num_partitions != config.offsets_topic_num_partitions {
-            // Records already sit in the existing partitions; placement must follow them.
-            warn!(
-                existing = num_partitions,
-                configured = config.offsets_topic_num_partitions,
-                "offsets.topic.num.partitions differs from the existing topic; using the topic's"
-            );
-        }
-        let mut coordinator = Coordinator::new(coordinator_config(config));
-        let started = std::time::Instant::now();
-        let mut records_loaded = 0usize;
-        for partition in 0..num_partitions {
-            let Some(log) = partitions.log(OFFSETS_TOPIC, partition) else {
-                continue;
-            };
-            let records = replay(&log, partition)?;
-            records_loaded += records.len();
-            load_partition(&mut coordinator, partition, records);
-        }
-        let groups = coordinator.list_groups(&[], &[]).len();
-        info!(
-            groups,
-            records = records_loaded,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "loaded consumer groups and offsets"
-        );
-        Ok(Self {
-            coordinator: Mutex::new(coordinator),
+    /// A coordinator with no groups yet; [`open`] loads them.
+    pub(crate) fn new(config: &BrokerConfig) -> Self {
+        Self {
+            coordinator: Mutex::new(Coordinator::new(coordinator_config(config))),
             pipeline: tokio::sync::Mutex::new(()),
             parked: Mutex::new(Parked::default()),
             next_request: AtomicU64::new(1),
             wake: Notify::new(),
-            num_partitions,
-        })
+            num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
+        }
     }
 
     /// Read-only access to the coordinator (OffsetFetch, DescribeGroups, ListGroups).
@@ -183,7 +132,7 @@ impl Groups {
 
     /// The partition of `__consumer_offsets` that holds `group_id`.
     pub(crate) fn partition_for(&self, group_id: &str) -> i32 {
-        weir_group::partition_for(group_id, self.num_partitions)
+        weir_group::partition_for(group_id, self.num_partitions.load(Ordering::SeqCst))
     }
 
     /// Runs `call` on the coordinator, then performs the outputs it queued in order. Returns
@@ -314,7 +263,7 @@ impl Groups {
         };
         let outputs = {
             let mut coordinator = self.coordinator.lock();
-            coordinator.unload(partition, self.num_partitions);
+            coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
             match records {
                 Ok(records) => load_partition(&mut coordinator, partition, records),
                 // The groups stay unloaded: nothing is better than state that is not on disk.
@@ -341,10 +290,9 @@ impl Groups {
         records: Vec<PersistRecord>,
     ) -> Result<(), PersistError> {
         let partition = self.partition_for(group_id);
-        let log = broker
-            .partitions
-            .log(OFFSETS_TOPIC, partition)
-            .ok_or(PersistError::MissingPartition(partition))?;
+        let (log, leader_epoch) = broker
+            .leader_log(OFFSETS_TOPIC, partition, -1)
+            .map_err(|_| PersistError::MissingPartition(partition))?;
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for r in records {
@@ -358,7 +306,7 @@ impl Groups {
         let batch = builder.build().map_err(PersistError::Records)?;
         let info = broker
             .partitions
-            .append(log, batch)
+            .append(log, batch, leader_epoch)
             .await
             .map_err(PersistError::Log)?;
         debug!(
@@ -530,6 +478,90 @@ fn coordinator_config(config: &BrokerConfig) -> Config {
     );
     c.member_id_seed = hasher.finish();
     c
+}
+
+/// Creates `__consumer_offsets` through the controller on first start (compacted, with
+/// `offsets.topic.num.partitions` partitions), then replays it into the coordinator before the
+/// listener accepts connections, so no request sees a half-loaded coordinator.
+pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError> {
+    let config = broker.config();
+    if broker.topics.get(OFFSETS_TOPIC).is_none() {
+        let request = weir_metadata::active::ControllerRequest::CreateTopic {
+            topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
+            request: weir_metadata::CreateTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                num_partitions: Some(config.offsets_topic_num_partitions),
+                replication_factor: Some(1),
+                assignments: None,
+                configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]),
+            },
+            validate_only: false,
+        };
+        match broker.cluster.call(request).await {
+            Ok(response) => {
+                broker.cluster.wait_published(response.offset).await;
+                info!(
+                    topic = OFFSETS_TOPIC,
+                    partitions = config.offsets_topic_num_partitions,
+                    "created the internal offsets topic"
+                );
+            }
+            // Another broker created it first.
+            Err(weir_metadata::active::ControllerCallError::Refused(
+                weir_metadata::ControllerError::TopicAlreadyExists(_),
+            )) => {}
+            Err(e) => {
+                return Err(crate::BrokerError::Cluster(format!(
+                    "cannot create {OFFSETS_TOPIC}: {e}"
+                )));
+            }
+        }
+    }
+    let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
+        return Err(crate::BrokerError::Cluster(format!(
+            "{OFFSETS_TOPIC} is missing"
+        )));
+    };
+    let num_partitions = topic.partitions;
+    if num_partitions != config.offsets_topic_num_partitions {
+        // Records already sit in the existing partitions; placement must follow them.
+        warn!(
+            existing = num_partitions,
+            configured = config.offsets_topic_num_partitions,
+            "offsets.topic.num.partitions differs from the existing topic; using the topic's"
+        );
+    }
+    broker
+        .groups
+        .num_partitions
+        .store(num_partitions, Ordering::SeqCst);
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || load_all(&b, num_partitions))
+        .await
+        .map_err(|_| crate::BrokerError::TaskFailed)?
+}
+
+/// Replays every `__consumer_offsets` partition into the coordinator.
+fn load_all(broker: &Broker, num_partitions: i32) -> Result<(), crate::BrokerError> {
+    let started = std::time::Instant::now();
+    let mut records_loaded = 0usize;
+    let mut coordinator = broker.groups.coordinator.lock();
+    for partition in 0..num_partitions {
+        let Some(log) = broker.partitions.log(OFFSETS_TOPIC, partition) else {
+            continue;
+        };
+        let records = replay(&log, partition)?;
+        records_loaded += records.len();
+        load_partition(&mut coordinator, partition, records);
+    }
+    let groups = coordinator.list_groups(&[], &[]).len();
+    info!(
+        groups,
+        records = records_loaded,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "loaded consumer groups and offsets"
+    );
+    Ok(())
 }
 
 /// The coordinator's clock: wall-clock milliseconds since the Unix epoch.

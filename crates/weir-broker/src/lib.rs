@@ -9,8 +9,11 @@
 //! - `handler`: one module per Kafka API.
 //! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
 //!   `__consumer_offsets` persistence and replay, the coordinator's timers.
-//! - [`Broker`] (`state`): the state the handlers share: the topic registry (`topics`) and the
-//!   partition logs (`partitions`).
+//! - `cluster`: this node in the cluster: the metadata quorum and active controller
+//!   (weir-metadata), joining, heartbeats, and the local logs kept in step with each metadata
+//!   image before handlers see it.
+//! - [`Broker`] (`state`): the state the handlers share: the topics of the published metadata
+//!   image (`topics`) and the partition logs (`partitions`).
 //! - `producers`: the idempotent producer state machine of one partition (no I/O);
 //!   `producer_state` loads it from the log and snapshots it; `producer_ids` allocates ids.
 //! - `error`: domain errors and the one place they become Kafka error codes.
@@ -24,6 +27,7 @@
 
 mod admin;
 mod admin_http;
+mod cluster;
 pub mod config;
 mod connection;
 mod error;
@@ -36,13 +40,13 @@ mod producer_state;
 mod producers;
 mod router;
 pub mod server;
+mod solo_log;
 mod state;
 mod topic_config;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use error::BrokerError;
-pub use producer_ids::ProducerIdError;
 pub use server::{Server, ServerError};
 pub use state::Broker;
 pub use topics::TopicError;

@@ -16,9 +16,6 @@ use weir_log::{
 };
 use weir_protocol::ErrorCode;
 
-/// The leader epoch of every partition on a single node (no elections happen).
-pub(crate) const LEADER_EPOCH: i32 = 0;
-
 /// Every partition log on this broker.
 #[derive(Debug)]
 pub(crate) struct Partitions {
@@ -115,10 +112,14 @@ impl Partitions {
         LogConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// Creates (or opens) the logs of every partition of `topic`.
-    pub(crate) fn create_logs(&self, topic: &Topic) -> Result<(), weir_log::Error> {
+    /// Creates (or opens) the logs of the partitions `local` of `topic`.
+    pub(crate) fn create_logs_of(
+        &self,
+        topic: &Topic,
+        local: &[i32],
+    ) -> Result<(), weir_log::Error> {
         let config = self.log_config(topic)?;
-        for partition in 0..topic.partitions {
+        for &partition in local {
             let tp = TopicPartition::new(&topic.name, partition);
             // A partition on a data directory that failed at start stays offline; the others
             // serve on.
@@ -193,11 +194,14 @@ impl Partitions {
         &self,
         log: Arc<Log>,
         records: Bytes,
+        leader_epoch: i32,
     ) -> Result<AppendInfo, weir_log::Error> {
         let dir = log.dir().to_path_buf();
-        let info = tokio::task::spawn_blocking(move || Self::append_blocking(&log, &records))
-            .await
-            .map_err(|e| append_task_failed(dir, e))??;
+        let info = tokio::task::spawn_blocking(move || {
+            Self::append_blocking(&log, &records, leader_epoch)
+        })
+        .await
+        .map_err(|e| append_task_failed(dir, e))??;
         self.notify_appended();
         Ok(info)
     }
@@ -207,15 +211,11 @@ impl Partitions {
     pub(crate) fn append_blocking(
         log: &Log,
         records: &[u8],
+        leader_epoch: i32,
     ) -> Result<AppendInfo, weir_log::Error> {
         // The log stamps base offsets and epochs in place; the request frame is immutable.
         let mut batches = records.to_vec();
-        log.append(
-            &mut batches,
-            AppendOrigin::Leader {
-                leader_epoch: LEADER_EPOCH,
-            },
-        )
+        log.append(&mut batches, AppendOrigin::Leader { leader_epoch })
     }
 
     /// Wakes fetches waiting for data.

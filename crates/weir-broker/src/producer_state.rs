@@ -13,7 +13,7 @@
 //! take it.
 
 use crate::producers::{ProducerSnapshot, ProducerTable};
-use crate::topics::TopicRegistry;
+use crate::topics::Topics;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Write;
@@ -75,7 +75,7 @@ impl ProducerStates {
     /// when no appends run any more, before the logs are closed (flushed).
     pub(crate) fn write_snapshots(
         &self,
-        topics: &TopicRegistry,
+        topics: &Topics,
         log_of: impl Fn(&str, i32) -> Option<Arc<Log>>,
     ) {
         let map = self.partitions.lock();

@@ -67,11 +67,9 @@ impl Server {
             ),
             None => None,
         };
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-            .await
-            .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??;
+        let broker = Broker::open(config).await?;
         Ok(Self {
-            broker: Arc::new(broker),
+            broker,
             listener,
             admin,
         })
@@ -150,6 +148,8 @@ impl Server {
             connections = connections.len(),
             "shutting down: no new connections"
         );
+        // Leaderships move away before the connections close (Kafka's controlled shutdown).
+        self.broker.cluster.controlled_shutdown().await;
         let _ = stop.send(true);
         self.broker.partitions.stop_waiting();
         while connections.join_next().await.is_some() {}
@@ -162,6 +162,7 @@ impl Server {
         if let Some(admin) = admin {
             let _ = admin.await;
         }
+        self.broker.cluster.stop_background().await;
         info!("all connections closed; flushing logs");
         match Arc::try_unwrap(self.broker) {
             Ok(broker) => tokio::task::spawn_blocking(move || broker.close())

@@ -1,22 +1,30 @@
 //! [`Broker`]: the state every handler shares.
 
+use crate::cluster::ClusterNode;
 use crate::config::BrokerConfig;
-use crate::error::BrokerError;
+use crate::error::{AdminError, BrokerError};
 use crate::partitions::Partitions;
 use crate::producer_ids::ProducerIds;
 use crate::producer_state::ProducerStates;
-use crate::topics::{Topic, TopicRegistry};
+use crate::topics::{Topic, Topics};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tracing::info;
+use weir_metadata::active::ControllerRequest;
+use weir_metadata::{CreateTopic, TopicId};
+use weir_protocol::ErrorCode;
 
 /// Shared broker state.
 #[derive(Debug)]
 pub struct Broker {
     config: BrokerConfig,
     cluster_id: String,
+    /// This node in the cluster: the metadata quorum, the controller, registration.
+    pub(crate) cluster: ClusterNode,
     /// The group coordinator (`__consumer_offsets` loaded at open).
     pub(crate) groups: crate::groups::Groups,
-    pub(crate) topics: TopicRegistry,
+    /// Topics of the published metadata image.
+    pub(crate) topics: Topics,
     pub(crate) partitions: Partitions,
     /// Request, byte and connection counters for `/metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
@@ -29,37 +37,109 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the broker's data: the topic registry and every partition log (recovering logs
-    /// that were not shut down cleanly).
-    pub fn open(config: BrokerConfig) -> Result<Self, BrokerError> {
+    /// Opens the broker: recovers every partition log, starts this node's metadata quorum and
+    /// controller, joins the cluster (see [`crate::cluster`]), makes the logs match the
+    /// metadata, creates `__consumer_offsets` on first start and loads the groups.
+    pub(crate) async fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
         let started = std::time::Instant::now();
         let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
-        let topics = TopicRegistry::open(&meta_dir)?;
-        let partitions = Partitions::open(&config)?;
-        for topic in topics.all() {
-            partitions.create_logs(&topic)?;
+        let partitions = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Partitions::open(&config))
+                .await
+                .map_err(|_| BrokerError::TaskFailed)??
+        };
+        let bootstrap = {
+            let dir = meta_dir.clone();
+            let node = config.node_id;
+            tokio::task::spawn_blocking(move || crate::cluster::legacy_bootstrap(&dir, node))
+                .await
+                .map_err(|_| BrokerError::TaskFailed)??
+        };
+        let legacy_topics = crate::cluster::topic_ids(&bootstrap.records);
+        let cluster = ClusterNode::start(&config, bootstrap).await?;
+        let cluster_id = cluster.check_cluster_id(&meta_dir).await?;
+        let registered_at = cluster.register(&config, &cluster_id).await?;
+        // The image at the registration holds everything committed before this start: only now
+        // may logs that no topic holds be deleted.
+        let mut images = cluster.images();
+        let _ = images.wait_for(|i| i.offset() >= registered_at).await;
+        let image = cluster.latest_image();
+        if !legacy_topics.is_empty()
+            && legacy_topics
+                .iter()
+                .all(|id| image.topic_by_id(*id).is_some())
+        {
+            crate::topics::retire_legacy_registry(&meta_dir)?;
+            info!(
+                topics = legacy_topics.len(),
+                "imported the topics of an earlier single-node Weir"
+            );
         }
-        crate::admin::remove_orphan_logs(&topics, &partitions)?;
-        let groups = crate::groups::Groups::open(&config, &topics, &partitions)?;
-        let cluster_id = cluster_id(&meta_dir)?;
-        let producer_ids = ProducerIds::open(&meta_dir)?;
-        info!(
-            topics = topics.all().len(),
-            partitions = partitions.all().len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "data directories loaded"
-        );
-        Ok(Self {
+        let partitions = {
+            let image = image.clone();
+            let node = config.node_id;
+            tokio::task::spawn_blocking(move || {
+                crate::cluster::reconcile_logs(node, &partitions, None, &image).map(|()| partitions)
+            })
+            .await
+            .map_err(|_| BrokerError::TaskFailed)??
+        };
+        let broker = Arc::new(Self {
+            groups: crate::groups::Groups::new(&config),
+            producer_ids: ProducerIds::default(),
             config,
             cluster_id,
-            groups,
-            topics,
+            cluster,
+            topics: Topics::new(image),
             partitions,
             metrics: crate::metrics::Metrics::default(),
             admin_lock: parking_lot::Mutex::new(()),
-            producer_ids,
             producer_states: ProducerStates::default(),
-        })
+        });
+        crate::cluster::start_background(&broker);
+        broker.cluster.wait_unfenced().await?;
+        crate::groups::open(&broker).await?;
+        info!(
+            topics = broker.topics.all().len(),
+            partitions = broker.partitions.all().len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "data directories loaded and cluster joined"
+        );
+        Ok(broker)
+    }
+
+    /// The log of a partition this broker leads and its leader epoch, or the error a client
+    /// gets: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (another broker leads, or none
+    /// does), KAFKA_STORAGE_ERROR (its data directory failed), and for a client whose
+    /// `current_leader_epoch` (-1: unknown, no check) differs from the partition's,
+    /// FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer than this broker knows).
+    pub(crate) fn leader_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(Arc<weir_log::Log>, i32), ErrorCode> {
+        let image = self.topics.image();
+        let registration = image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .ok_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)?;
+        if registration.leader != self.config.node_id {
+            return Err(ErrorCode::NOT_LEADER_OR_FOLLOWER);
+        }
+        let epoch = registration.leader_epoch;
+        match current_leader_epoch {
+            -1 => {}
+            e if e < epoch => return Err(ErrorCode::FENCED_LEADER_EPOCH),
+            e if e > epoch => return Err(ErrorCode::UNKNOWN_LEADER_EPOCH),
+            _ => {}
+        }
+        let log = self
+            .partitions
+            .log(topic, partition)
+            .ok_or_else(|| self.partitions.missing_log_error(topic, partition))?;
+        Ok((log, epoch))
     }
 
     /// The configuration.
@@ -72,20 +152,28 @@ impl Broker {
         &self.cluster_id
     }
 
-    /// Creates a topic and its partition logs.
+    /// Creates a topic through the controller and waits until its logs exist here. Blocks:
+    /// call it on the blocking pool.
     pub(crate) fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         configs: BTreeMap<String, String>,
-        internal: bool,
-    ) -> Result<Topic, BrokerError> {
-        let topic = self.topics.create(name, partitions, configs, internal)?;
-        if let Err(e) = self.partitions.create_logs(&topic) {
-            let _ = self.topics.delete(name);
-            let _ = self.partitions.delete_logs(name, partitions);
-            return Err(e.into());
-        }
+    ) -> Result<Topic, AdminError> {
+        self.cluster.call_blocking(ControllerRequest::CreateTopic {
+            topic_id: TopicId(crate::topics::new_topic_id().0),
+            request: CreateTopic {
+                name: name.to_string(),
+                num_partitions: Some(partitions),
+                replication_factor: None,
+                assignments: None,
+                configs,
+            },
+            validate_only: false,
+        })?;
+        let topic = self.topics.get(name).ok_or_else(|| {
+            AdminError::from(crate::topics::TopicError::Unknown(name.to_string()))
+        })?;
         info!(topic = name, partitions, "created topic");
         Ok(topic)
     }
@@ -105,26 +193,4 @@ impl Broker {
         self.partitions.tick()?;
         Ok(())
     }
-}
-
-/// Reads the cluster id from `meta.properties`, creating one on first start.
-fn cluster_id(dir: &std::path::Path) -> Result<String, BrokerError> {
-    let path = dir.join("meta.properties");
-    let storage =
-        |e: std::io::Error| crate::topics::TopicError::Storage(format!("{}: {e}", path.display()));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            if let Some(id) = text.lines().find_map(|l| l.strip_prefix("cluster.id=")) {
-                return Ok(id.trim().to_string());
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(storage(e).into()),
-    }
-    let id = crate::topics::new_topic_id();
-    // Kafka cluster ids are 22 characters of URL-safe base64 of a UUID; any stable string works
-    // for clients, so hex keeps it simple.
-    let id = format!("{id:?}").chars().take(22).collect::<String>();
-    std::fs::write(&path, format!("version=1\ncluster.id={id}\n")).map_err(storage)?;
-    Ok(id)
 }

@@ -1,20 +1,20 @@
-//! The topic registry: names, ids, partition counts and per-topic config overrides, persisted
-//! in `<first log dir>/weir-topics.json` so topics survive restarts.
+//! Topics as handlers see them: a view of the published metadata image (weir-metadata), where
+//! topics, partitions and configs live since Weir runs on a metadata quorum.
 //!
-//! Writes go to a temporary file that is fsynced and renamed over the old one, and the
-//! directory is fsynced, so a crash leaves either the old or the new registry.
+//! Earlier single-node versions kept topics in `<first log dir>/weir-topics.json`; a node that
+//! starts a new cluster on such a directory imports that file into the metadata log once.
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use weir_metadata::{ConfigResource, MetadataImage, TopicImage};
 use weir_protocol::{ErrorCode, Uuid};
 
-const FILE_NAME: &str = "weir-topics.json";
-
-/// Kafka's limit on topic name length.
-const MAX_TOPIC_NAME_LEN: usize = 249;
+/// The registry file of earlier single-node versions.
+const LEGACY_FILE_NAME: &str = "weir-topics.json";
 
 /// A topic's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,23 +94,12 @@ impl TopicError {
 
 /// Checks a topic name against Kafka's rules.
 pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
-    let invalid = |why| Err(TopicError::InvalidName(name.to_string(), why));
-    if name.is_empty() {
-        return invalid("empty");
-    }
-    if name == "." || name == ".." {
-        return invalid("'.' and '..' are not allowed");
-    }
-    if name.len() > MAX_TOPIC_NAME_LEN {
-        return invalid("longer than 249 characters");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return invalid("only ASCII letters, digits, '.', '_' and '-' are allowed");
-    }
-    Ok(())
+    weir_metadata::controller::validate_topic_name(name).map_err(|e| match e {
+        weir_metadata::ControllerError::InvalidTopicName { name, why } => {
+            TopicError::InvalidName(name, why)
+        }
+        _ => TopicError::InvalidName(name.to_string(), "invalid"),
+    })
 }
 
 /// A new random topic id (never the all-zero "no id").
@@ -133,134 +122,93 @@ pub(crate) fn new_topic_id() -> Uuid {
     Uuid(bytes)
 }
 
-/// All topics, persisted on every change.
+/// The topics of the published metadata image: what every handler reads.
+///
+/// The image is swapped whole when the broker publishes a new one (after its logs match it),
+/// so a reader sees one consistent state and never waits on a writer.
 #[derive(Debug)]
-pub(crate) struct TopicRegistry {
-    path: PathBuf,
-    topics: RwLock<BTreeMap<String, Topic>>,
+pub(crate) struct Topics {
+    image: RwLock<Arc<MetadataImage>>,
 }
 
-impl TopicRegistry {
-    /// Loads the registry from `dir` (empty if there is none yet).
-    pub(crate) fn open(dir: &Path) -> Result<Self, TopicError> {
-        std::fs::create_dir_all(dir).map_err(|e| TopicError::Storage(e.to_string()))?;
-        let path = dir.join(FILE_NAME);
-        let topics = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let list: Vec<Topic> = serde_json::from_slice(&bytes)
-                    .map_err(|e| TopicError::Storage(format!("{}: {e}", path.display())))?;
-                list.into_iter().map(|t| (t.name.clone(), t)).collect()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(TopicError::Storage(format!("{}: {e}", path.display()))),
-        };
-        Ok(Self {
-            path,
-            topics: RwLock::new(topics),
-        })
+impl Topics {
+    /// A view of `image`.
+    pub(crate) fn new(image: Arc<MetadataImage>) -> Self {
+        Self {
+            image: RwLock::new(image),
+        }
+    }
+
+    /// The published image.
+    pub(crate) fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().clone()
+    }
+
+    /// Replaces the published image.
+    pub(crate) fn publish(&self, image: Arc<MetadataImage>) {
+        *self.image.write() = image;
     }
 
     /// The topic named `name`.
     pub(crate) fn get(&self, name: &str) -> Option<Topic> {
-        self.topics.read().get(name).cloned()
+        let image = self.image();
+        image.topic(name).map(|t| Topic::of(&image, t))
     }
 
     /// The topic with id `id`.
     pub(crate) fn by_id(&self, id: Uuid) -> Option<Topic> {
-        self.topics.read().values().find(|t| t.id == id).cloned()
+        let image = self.image();
+        image
+            .topic_by_id(weir_metadata::TopicId(id.0))
+            .map(|t| Topic::of(&image, t))
     }
 
     /// Every topic, by name.
     pub(crate) fn all(&self) -> Vec<Topic> {
-        self.topics.read().values().cloned().collect()
+        let image = self.image();
+        image
+            .topics()
+            .values()
+            .map(|t| Topic::of(&image, t))
+            .collect()
     }
+}
 
-    /// Adds a topic.
-    pub(crate) fn create(
-        &self,
-        name: &str,
-        partitions: i32,
-        configs: BTreeMap<String, String>,
-        internal: bool,
-    ) -> Result<Topic, TopicError> {
-        validate_name(name)?;
-        if partitions <= 0 {
-            return Err(TopicError::InvalidPartitions(partitions));
+impl Topic {
+    /// The broker's view of a topic of the image.
+    pub(crate) fn of(image: &MetadataImage, topic: &TopicImage) -> Topic {
+        Topic {
+            name: topic.name.clone(),
+            id: Uuid(topic.id.0),
+            partitions: topic.partition_count(),
+            configs: image
+                .configs(&ConfigResource::Topic(topic.name.clone()))
+                .cloned()
+                .unwrap_or_default(),
+            internal: topic.is_internal(),
         }
-        let mut topics = self.topics.write();
-        if topics.contains_key(name) {
-            return Err(TopicError::AlreadyExists(name.to_string()));
-        }
-        let topic = Topic {
-            name: name.to_string(),
-            id: new_topic_id(),
-            partitions,
-            configs,
-            internal,
-        };
-        topics.insert(name.to_string(), topic.clone());
-        if let Err(e) = self.persist(&topics) {
-            topics.remove(name);
-            return Err(e);
-        }
-        Ok(topic)
     }
+}
 
-    /// Removes a topic.
-    pub(crate) fn delete(&self, name: &str) -> Result<Topic, TopicError> {
-        let mut topics = self.topics.write();
-        let topic = topics
-            .remove(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        if let Err(e) = self.persist(&topics) {
-            topics.insert(name.to_string(), topic);
-            return Err(e);
-        }
-        Ok(topic)
+/// Reads the topic registry of an earlier, single-node Weir (`weir-topics.json` in `dir`), so
+/// its topics can be imported into a new cluster's metadata log with their ids. `None` when
+/// there is none.
+pub(crate) fn read_legacy_registry(dir: &Path) -> Result<Option<Vec<Topic>>, TopicError> {
+    let path = dir.join(LEGACY_FILE_NAME);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| TopicError::Storage(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(TopicError::Storage(format!("{}: {e}", path.display()))),
     }
+}
 
-    /// Changes a topic in place and persists the result.
-    pub(crate) fn update(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut Topic) -> Result<(), TopicError>,
-    ) -> Result<Topic, TopicError> {
-        let mut topics = self.topics.write();
-        let old = topics
-            .get(name)
-            .cloned()
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-        let mut new = old.clone();
-        change(&mut new)?;
-        topics.insert(name.to_string(), new.clone());
-        if let Err(e) = self.persist(&topics) {
-            topics.insert(name.to_string(), old);
-            return Err(e);
-        }
-        Ok(new)
-    }
-
-    fn persist(&self, topics: &BTreeMap<String, Topic>) -> Result<(), TopicError> {
-        let storage =
-            |e: std::io::Error| TopicError::Storage(format!("{}: {e}", self.path.display()));
-        let list: Vec<&Topic> = topics.values().collect();
-        let bytes =
-            serde_json::to_vec_pretty(&list).map_err(|e| TopicError::Storage(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut file = std::fs::File::create(&tmp).map_err(storage)?;
-            file.write_all(&bytes).map_err(storage)?;
-            file.sync_all().map_err(storage)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(storage)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(storage)?;
-        }
-        Ok(())
-    }
+/// Renames the imported legacy registry so it is never imported twice.
+pub(crate) fn retire_legacy_registry(dir: &Path) -> Result<(), TopicError> {
+    let path = dir.join(LEGACY_FILE_NAME);
+    std::fs::rename(&path, path.with_extension("json.imported"))
+        .map_err(|e| TopicError::Storage(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -275,37 +223,6 @@ mod tests {
         assert!(validate_name("..").is_err());
         assert!(validate_name("has space").is_err());
         assert!(validate_name(&"x".repeat(250)).is_err());
-    }
-
-    #[test]
-    fn topics_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = TopicRegistry::open(dir.path()).unwrap();
-        let mut configs = BTreeMap::new();
-        configs.insert("retention.ms".to_string(), "1000".to_string());
-        let created = registry.create("t", 3, configs, false).unwrap();
-        assert!(matches!(
-            registry.create("t", 1, BTreeMap::new(), false),
-            Err(TopicError::AlreadyExists(_))
-        ));
-        registry
-            .update("t", |t| {
-                t.partitions = 5;
-                Ok(())
-            })
-            .unwrap();
-        drop(registry);
-        let reopened = TopicRegistry::open(dir.path()).unwrap();
-        let t = reopened.get("t").unwrap();
-        assert_eq!(t.id, created.id);
-        assert_eq!(t.partitions, 5);
-        assert_eq!(
-            t.configs.get("retention.ms").map(String::as_str),
-            Some("1000")
-        );
-        assert_eq!(reopened.by_id(created.id).unwrap().name, "t");
-        reopened.delete("t").unwrap();
-        assert!(TopicRegistry::open(dir.path()).unwrap().get("t").is_none());
     }
 
     #[test]

@@ -97,15 +97,6 @@ pub enum ControllerRequest {
         /// Its registration.
         broker_epoch: i64,
     },
-    /// The first records of a new cluster: written only while the log has no cluster id, with
-    /// the cluster id and feature levels first (a restarted node that imports data of an
-    /// earlier, single-node Weir uses `records` for it).
-    Bootstrap {
-        /// The cluster id to adopt.
-        cluster_id: String,
-        /// Further records to write with it.
-        records: Vec<MetadataRecord>,
-    },
 }
 
 /// What a request achieved.
@@ -200,17 +191,60 @@ pub fn monotonic_clock() -> Clock {
     Arc::new(move || u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
+/// What the first active controller of a new cluster writes before anything else.
+#[derive(Clone, Debug, Default)]
+pub struct Bootstrap {
+    /// The cluster id to give the cluster (from this node's `meta.properties`, or new).
+    pub cluster_id: String,
+    /// Records to write with it: what this node imports from an earlier single-node Weir.
+    pub records: Vec<MetadataRecord>,
+}
+
 /// Starts the active-controller task on the current tokio runtime. It acts while `leadership`
-/// says this node leads, and stops when every handle is dropped.
+/// says this node leads, and stops when every handle is dropped. If it finds the log without a
+/// cluster id when it takes over, it writes `bootstrap` first.
 pub fn spawn(
     log: Arc<dyn MetadataLog>,
     leadership: watch::Receiver<Leader>,
     config: ControllerConfig,
     clock: Clock,
+    bootstrap: Bootstrap,
 ) -> ControllerHandle {
     let (requests, inbox) = mpsc::channel(256);
-    tokio::spawn(run(log, leadership, Controller::new(config), clock, inbox));
+    tokio::spawn(run(
+        log,
+        leadership,
+        Controller::new(config),
+        clock,
+        inbox,
+        bootstrap,
+    ));
     ControllerHandle { requests }
+}
+
+/// Takes over as the active controller: waits until everything committed before is applied
+/// (an empty batch commits only after it), writes the bootstrap records into an empty log, and
+/// gives every broker a fresh session.
+async fn take_over(
+    log: &dyn MetadataLog,
+    controller: &mut Controller,
+    clock: &Clock,
+    bootstrap: &Bootstrap,
+) -> Result<u64, AppendError> {
+    let mut offset = log.append(Vec::new()).await?;
+    let records = controller.bootstrap(&log.image(), &bootstrap.cluster_id);
+    if !records.is_empty() {
+        info!(
+            cluster_id = bootstrap.cluster_id,
+            imported = bootstrap.records.len(),
+            "bootstrapping a new cluster"
+        );
+        let mut records = records;
+        records.extend(bootstrap.records.iter().cloned());
+        offset = log.append(records).await?;
+    }
+    controller.activate(&log.image(), clock());
+    Ok(offset)
 }
 
 async fn run(
@@ -219,15 +253,14 @@ async fn run(
     mut controller: Controller,
     clock: Clock,
     mut inbox: mpsc::Receiver<Pending>,
+    bootstrap: Bootstrap,
 ) {
     let mut active = false;
     loop {
         let leader = *leadership.borrow_and_update();
         if leader.is_self && !active {
-            // Everything committed before this term must be in the image before deciding.
-            match log.append(Vec::new()).await {
+            match take_over(log.as_ref(), &mut controller, &clock, &bootstrap).await {
                 Ok(offset) => {
-                    controller.activate(&log.image(), clock());
                     active = true;
                     info!(offset, "became the active controller");
                 }
@@ -347,21 +380,6 @@ async fn handle(
                 controller.allocate_producer_ids(&image, broker_id, broker_epoch)?;
             (records, ControllerOutcome::ProducerIds(block))
         }
-        ControllerRequest::Bootstrap {
-            cluster_id,
-            records: extra,
-        } => {
-            let mut records = controller.bootstrap(&image, &cluster_id);
-            if !records.is_empty() {
-                info!(
-                    cluster_id,
-                    imported = extra.len(),
-                    "bootstrapping a new cluster"
-                );
-                records.extend(extra);
-            }
-            (records, ControllerOutcome::Done)
-        }
     };
     if records.is_empty() {
         return Ok(ControllerResponse {
@@ -420,13 +438,20 @@ mod tests {
                 ..ControllerConfig::default()
             },
             clock,
+            Bootstrap {
+                cluster_id: "c".into(),
+                records: Vec::new(),
+            },
         );
-        let bootstrap = ControllerRequest::Bootstrap {
-            cluster_id: "c".into(),
-            records: Vec::new(),
-        };
+        let register = ControllerRequest::RegisterBroker(RegisterBroker {
+            broker_id: 1,
+            cluster_id: Some("c".into()),
+            incarnation_id: [1; 16],
+            endpoints: Vec::new(),
+            rack: None,
+        });
         assert!(matches!(
-            controller.call(bootstrap.clone()).await,
+            controller.call(register.clone()).await,
             Err(ControllerCallError::NotActive { leader: None })
         ));
         leader_tx
@@ -437,26 +462,16 @@ mod tests {
             .unwrap();
         // The task notices leadership before it takes the next request.
         tokio::task::yield_now().await;
-        let mut answer = controller.call(bootstrap.clone()).await;
+        let mut answer = controller.call(register.clone()).await;
         for _ in 0..100 {
             if answer.is_ok() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            answer = controller.call(bootstrap.clone()).await;
+            answer = controller.call(register.clone()).await;
         }
-        answer.unwrap();
+        let registered = answer.unwrap();
         assert_eq!(log.image().cluster_id(), Some("c"));
-        let registered = controller
-            .call(ControllerRequest::RegisterBroker(RegisterBroker {
-                broker_id: 1,
-                cluster_id: Some("c".into()),
-                incarnation_id: [1; 16],
-                endpoints: Vec::new(),
-                rack: None,
-            }))
-            .await
-            .unwrap();
         let ControllerOutcome::Registered { broker_epoch } = registered.outcome else {
             panic!("{registered:?}");
         };

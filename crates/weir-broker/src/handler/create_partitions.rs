@@ -8,6 +8,7 @@ use crate::state::Broker;
 use crate::topics::TopicError;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use weir_metadata::active::ControllerRequest;
 use weir_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use weir_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use weir_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -78,7 +79,12 @@ fn grow(
         return Err(shrink_error(topic.partitions, request.count));
     }
     // An empty list is read as "no manual assignment", like null.
-    if let Some(assignments) = request.assignments.as_ref().filter(|a| !a.is_empty()) {
+    let assignments: Option<Vec<Vec<i32>>> = request
+        .assignments
+        .as_ref()
+        .filter(|a| !a.is_empty())
+        .map(|a| a.iter().map(|p| p.broker_ids.clone()).collect());
+    if let Some(assignments) = &assignments {
         let added = request.count - topic.partitions;
         if i32::try_from(assignments.len()).ok() != Some(added) {
             return Err(AdminError::InvalidReplicaAssignment(format!(
@@ -86,18 +92,19 @@ fn grow(
                 assignments.len()
             )));
         }
-        let node = broker.config().node_id;
-        if let Some(bad) = assignments.iter().find(|a| a.broker_ids != [node]) {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "Assignment to brokers {:?}: this single-node cluster has only broker {node}.",
-                bad.broker_ids
-            )));
-        }
     }
     if validate_only {
+        broker
+            .cluster
+            .call_blocking(ControllerRequest::CreatePartitions {
+                topic: request.name.clone(),
+                count: request.count,
+                assignments,
+                validate_only: true,
+            })?;
         return Ok(());
     }
-    broker.grow_topic(&request.name, request.count)?;
+    broker.grow_topic(&request.name, request.count, assignments)?;
     Ok(())
 }
 

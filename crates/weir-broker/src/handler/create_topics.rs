@@ -1,6 +1,6 @@
-//! CreateTopics: creates topics with a partition count (or manual assignment to this node),
-//! a replication factor this single node can meet, and validated config overrides; with
-//! `validate_only` it checks everything and creates nothing.
+//! CreateTopics: creates topics through the controller, with a partition count and replication
+//! factor (replicas placed over the unfenced brokers) or a manual assignment, and validated
+//! config overrides; with `validate_only` the controller checks everything and writes nothing.
 
 use crate::admin::{self, INTERNAL_TOPICS};
 use crate::connection::RequestContext;
@@ -10,6 +10,9 @@ use crate::topic_config;
 use crate::topics::{self, Topic};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use tracing::info;
+use weir_metadata::active::ControllerRequest;
+use weir_metadata::{CreateTopic, TopicId};
 use weir_protocol::Uuid;
 use weir_protocol::messages::create_topics_request::CreatableTopic;
 use weir_protocol::messages::create_topics_response::{
@@ -76,7 +79,6 @@ fn create_one(
     validate_only: bool,
 ) -> Result<CreatableTopicResult, AdminError> {
     let name = creatable.name.clone();
-    let node = broker.config().node_id;
     topics::validate_name(&name).map_err(|e| AdminError::InvalidTopic(e.to_string()))?;
     if INTERNAL_TOPICS.contains(&name.as_str()) {
         return Err(AdminError::InvalidRequest(format!(
@@ -102,41 +104,29 @@ fn create_one(
         )));
     }
 
-    let partitions = if creatable.assignments.is_empty() {
-        match creatable.num_partitions {
-            -1 => broker.config().num_partitions,
-            n if n > 0 => n,
-            _ => {
-                return Err(AdminError::InvalidPartitions(
-                    "Number of partitions was set to an invalid non-positive value.".to_string(),
-                ));
-            }
-        }
+    if !creatable.assignments.is_empty()
+        && (creatable.num_partitions != -1 || creatable.replication_factor != -1)
+    {
+        return Err(AdminError::InvalidRequest(
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time."
+                .to_string(),
+        ));
+    }
+    let assignments = if creatable.assignments.is_empty() {
+        None
     } else {
-        if creatable.num_partitions != -1 || creatable.replication_factor != -1 {
-            return Err(AdminError::InvalidRequest(
-                "Both numPartitions or replicationFactor and replicasAssignments were set. \
-                 Both cannot be used at the same time."
-                    .to_string(),
-            ));
-        }
-        check_assignments(&creatable, node)?
+        Some(check_assignments(&creatable)?)
     };
-    let replication_factor = match creatable.replication_factor {
-        -1 => broker.config().default_replication_factor,
-        n => n,
-    };
-    if replication_factor < 1 {
+    if creatable.num_partitions == 0 || creatable.num_partitions < -1 {
+        return Err(AdminError::InvalidPartitions(
+            "Number of partitions was set to an invalid non-positive value.".to_string(),
+        ));
+    }
+    if creatable.replication_factor == 0 || creatable.replication_factor < -1 {
         return Err(AdminError::InvalidReplicationFactor(
             "Replication factor must be larger than 0, or -1 to use the default value.".to_string(),
         ));
-    }
-    if replication_factor > 1 {
-        return Err(AdminError::InvalidReplicationFactor(format!(
-            "Unable to replicate the partition {replication_factor} time(s): The target \
-             replication factor of {replication_factor} cannot be reached because only 1 \
-             broker(s) are registered."
-        )));
     }
 
     let mut configs = BTreeMap::new();
@@ -156,16 +146,55 @@ fn create_one(
     }
     topic_config::validate(broker, &name, &configs)?;
 
-    let topic = if validate_only {
-        Topic {
+    let request = CreateTopic {
+        name: name.clone(),
+        num_partitions: (creatable.num_partitions != -1).then_some(creatable.num_partitions),
+        replication_factor: (creatable.replication_factor != -1)
+            .then_some(creatable.replication_factor),
+        assignments,
+        configs: configs.clone(),
+    };
+    broker
+        .cluster
+        .call_blocking(ControllerRequest::CreateTopic {
+            topic_id: TopicId(topics::new_topic_id().0),
+            request: request.clone(),
+            validate_only,
+        })?;
+    let (topic, replication_factor) = if validate_only {
+        let partitions = match &request.assignments {
+            Some(a) => i32::try_from(a.len()).unwrap_or(i32::MAX),
+            None => request
+                .num_partitions
+                .unwrap_or(broker.config().num_partitions),
+        };
+        let factor = match &request.assignments {
+            Some(a) => a
+                .first()
+                .map_or(1, |r| i16::try_from(r.len()).unwrap_or(i16::MAX)),
+            None => request
+                .replication_factor
+                .unwrap_or(broker.config().default_replication_factor),
+        };
+        let topic = Topic {
             name,
             id: Uuid::ZERO,
             partitions,
             configs,
             internal: false,
-        }
+        };
+        (topic, factor)
     } else {
-        broker.create_topic(&name, partitions, configs, false)?
+        let image = broker.topics.image();
+        let created = image
+            .topic(&name)
+            .ok_or_else(|| AdminError::from(crate::topics::TopicError::Unknown(name.clone())))?;
+        let factor = created
+            .partitions
+            .first()
+            .map_or(1, |p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX));
+        info!(topic = %name, partitions = created.partition_count(), replication_factor = factor, "created topic");
+        (Topic::of(&image, created), factor)
     };
     let configs = topic_config::describe_topic(broker, &topic)?
         .into_iter()
@@ -184,40 +213,34 @@ fn create_one(
         error_code: 0,
         error_message: None,
         num_partitions: topic.partitions,
-        replication_factor: 1,
+        replication_factor,
         configs: Some(configs),
         ..CreatableTopicResult::default()
     })
 }
 
-/// Checks a manual assignment: partitions 0..n, each on exactly this node. Returns n.
-fn check_assignments(creatable: &CreatableTopic, node: i32) -> Result<i32, AdminError> {
-    let mut indexes: Vec<i32> = creatable
+/// Checks a manual assignment's shape (partitions numbered 0..n) and returns the replicas of
+/// each partition in order; the controller checks the brokers.
+fn check_assignments(creatable: &CreatableTopic) -> Result<Vec<Vec<i32>>, AdminError> {
+    let mut assignments: Vec<(i32, Vec<i32>)> = creatable
         .assignments
         .iter()
-        .map(|a| a.partition_index)
+        .map(|a| (a.partition_index, a.broker_ids.clone()))
         .collect();
-    indexes.sort_unstable();
-    let contiguous = indexes
+    assignments.sort_unstable_by_key(|(p, _)| *p);
+    let contiguous = assignments
         .iter()
         .enumerate()
-        .all(|(i, p)| i32::try_from(i).is_ok_and(|i| i == *p));
+        .all(|(i, (p, _))| i32::try_from(i).is_ok_and(|i| i == *p));
     if !contiguous {
         return Err(AdminError::InvalidReplicaAssignment(
             "Partitions must be numbered consecutively from 0.".to_string(),
         ));
     }
-    for assignment in &creatable.assignments {
-        if assignment.broker_ids != [node] {
-            return Err(AdminError::InvalidReplicaAssignment(format!(
-                "Partition {} is assigned to brokers {:?}; this single-node cluster has only \
-                 broker {node}.",
-                assignment.partition_index, assignment.broker_ids
-            )));
-        }
-    }
-    i32::try_from(indexes.len())
-        .map_err(|_| AdminError::InvalidReplicaAssignment("Too many partitions.".to_string()))
+    Ok(assignments
+        .into_iter()
+        .map(|(_, replicas)| replicas)
+        .collect())
 }
 
 fn error_result(name: String, error: &AdminError) -> CreatableTopicResult {

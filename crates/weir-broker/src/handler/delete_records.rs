@@ -75,11 +75,9 @@ fn delete_before(
     partition: i32,
     offset: i64,
 ) -> DeleteRecordsPartitionResult {
-    let Some(log) = broker.partitions.log(topic, partition) else {
-        return failed(
-            partition,
-            broker.partitions.missing_log_error(topic, partition),
-        );
+    let (log, _) = match broker.leader_log(topic, partition, -1) {
+        Ok(found) => found,
+        Err(code) => return failed(partition, code),
     };
     // The high watermark is the log end offset on a single node.
     let offset = if offset == HIGH_WATERMARK {

@@ -21,7 +21,6 @@
 
 use crate::connection::RequestContext;
 use crate::error::log_error_code;
-use crate::handler::list_offsets::check_leader_epoch;
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
@@ -246,14 +245,14 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
                     continue;
                 }
             };
-            let Some(log) = broker.partitions.log(&topic.name, p.partition) else {
-                pass.error = true;
-                pass.log_ends.push(-1);
-                let code = broker
-                    .partitions
-                    .missing_log_error(&topic.name, p.partition);
-                partitions.push(failed(p.partition, code));
-                continue;
+            let log = match broker.leader_log(&topic.name, p.partition, p.current_leader_epoch) {
+                Ok((log, _)) => log,
+                Err(code) => {
+                    pass.error = true;
+                    pass.log_ends.push(-1);
+                    partitions.push(failed(p.partition, code));
+                    continue;
+                }
             };
             let high_watermark = log.log_end_offset();
             pass.log_ends.push(high_watermark);
@@ -268,12 +267,6 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
                 records: Some(Bytes::new()),
                 ..PartitionData::default()
             };
-            if let Some(code) = check_leader_epoch(p.current_leader_epoch) {
-                pass.error = true;
-                data.error_code = code.code();
-                partitions.push(data);
-                continue;
-            }
             let limit = usize::try_from(p.partition_max_bytes)
                 .unwrap_or(0)
                 .min(remaining);
@@ -324,14 +317,19 @@ mod tests {
     use std::collections::BTreeMap;
     use weir_protocol::messages::fetch_request::FetchTopic;
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiting_fetch_answers_when_the_server_shuts_down() {
         let dir = tempfile::tempdir().unwrap();
         let mut props = BTreeMap::new();
         props.insert("log.dirs".to_string(), dir.path().display().to_string());
         props.insert("offsets.topic.num.partitions".to_string(), "1".to_string());
-        let broker = Arc::new(Broker::open(BrokerConfig::from_properties(props).unwrap()).unwrap());
-        broker.create_topic("t", 1, BTreeMap::new(), false).unwrap();
+        let broker = Broker::open(BrokerConfig::from_properties(props).unwrap())
+            .await
+            .unwrap();
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || b.create_topic("t", 1, BTreeMap::new()).unwrap())
+            .await
+            .unwrap();
         let request = FetchRequest {
             max_wait_ms: 600_000,
             min_bytes: 1,

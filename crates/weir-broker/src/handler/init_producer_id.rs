@@ -9,7 +9,7 @@
 //! coordinator.
 
 use crate::connection::RequestContext;
-use crate::error::BrokerError;
+use crate::error::{AdminError, BrokerError};
 use crate::state::Broker;
 use std::sync::Arc;
 use tracing::{debug, warn};
@@ -23,11 +23,12 @@ pub(crate) async fn handle(
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let task_broker = broker.clone();
-    // A new block of ids is reserved with an fsync now and then.
-    let allocated = tokio::task::spawn_blocking(move || task_broker.producer_ids.allocate())
-        .await
-        .map_err(|_| BrokerError::TaskFailed)
-        .and_then(|r| r.map_err(BrokerError::from));
+    // Now and then a new block of ids comes from the controller (a metadata log write).
+    let allocated =
+        tokio::task::spawn_blocking(move || task_broker.producer_ids.allocate(&task_broker))
+            .await
+            .map_err(|_| AdminError::Broker(BrokerError::TaskFailed))
+            .and_then(|r| r);
     match allocated {
         Ok(producer_id) => {
             debug!(

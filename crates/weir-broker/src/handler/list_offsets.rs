@@ -2,14 +2,13 @@
 //! at or after a timestamp.
 //!
 //! On a single node without transactions the high watermark and the last stable offset are
-//! both the log end offset, so "latest" is the same for both isolation levels. Every batch is
-//! stamped with the one leader epoch, [`LEADER_EPOCH`], which is what found offsets report.
+//! both the log end offset, so "latest" is the same for both isolation levels. Found offsets
+//! report the partition's current leader epoch.
 //! There is no tiered storage: "earliest local" is the log start offset, and "latest tiered" /
 //! "earliest pending upload" find nothing (-1).
 
 use crate::connection::RequestContext;
 use crate::error::log_error_code;
-use crate::partitions::LEADER_EPOCH;
 use crate::state::Broker;
 use std::sync::Arc;
 use tracing::debug;
@@ -83,29 +82,16 @@ fn failed(partition_index: i32, code: ErrorCode) -> ListOffsetsPartitionResponse
     }
 }
 
-/// FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH for a client whose leader epoch differs from
-/// this node's (-1: the client does not know it, no check).
-pub(crate) fn check_leader_epoch(current_leader_epoch: i32) -> Option<ErrorCode> {
-    match current_leader_epoch {
-        -1 => None,
-        e if e < LEADER_EPOCH => Some(ErrorCode::FENCED_LEADER_EPOCH),
-        e if e > LEADER_EPOCH => Some(ErrorCode::UNKNOWN_LEADER_EPOCH),
-        _ => None,
-    }
-}
-
 fn partition_offset(
     broker: &Broker,
     topic: &str,
     request: &ListOffsetsPartition,
 ) -> ListOffsetsPartitionResponse {
     let index = request.partition_index;
-    let Some(log) = broker.partitions.log(topic, index) else {
-        return failed(index, broker.partitions.missing_log_error(topic, index));
+    let (log, leader_epoch) = match broker.leader_log(topic, index, request.current_leader_epoch) {
+        Ok(found) => found,
+        Err(code) => return failed(index, code),
     };
-    if let Some(code) = check_leader_epoch(request.current_leader_epoch) {
-        return failed(index, code);
-    }
     let found = match request.timestamp {
         EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
         LATEST => Some((log.log_end_offset(), -1)),
@@ -131,7 +117,7 @@ fn partition_offset(
             error_code: 0,
             timestamp,
             offset,
-            leader_epoch: LEADER_EPOCH,
+            leader_epoch,
             ..ListOffsetsPartitionResponse::default()
         },
         None => ListOffsetsPartitionResponse {

@@ -1,18 +1,19 @@
-//! Metadata: brokers, topics and partition leaders; creates unknown topics on request when
+//! Metadata: the unfenced brokers, and per partition the leader, leader epoch, replicas, ISR and
+//! offline replicas, from the published metadata image; creates unknown topics on request when
 //! `auto.create.topics.enable` is on.
 
+use crate::admin;
 use crate::connection::RequestContext;
-use crate::partitions::LEADER_EPOCH;
 use crate::state::Broker;
-use crate::topics::Topic;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::debug;
-use weir_protocol::ErrorCode;
+use weir_metadata::{MetadataImage, NO_LEADER, TopicId, TopicImage};
 use weir_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use weir_protocol::messages::{MetadataRequest, MetadataResponse};
+use weir_protocol::{ErrorCode, Uuid};
 
 super::always_responds!(MetadataRequest);
 
@@ -26,84 +27,107 @@ pub(crate) async fn handle(
     // Before v4 a Metadata request always allowed auto-creation.
     let allow_create = config.auto_create_topics_enable
         && (ctx.api_version < 4 || request.allow_auto_topic_creation);
-    let topics = match request.topics {
+    let all = match &request.topics {
         // Null (or, in v0, empty) means every topic.
-        None => broker
+        None => true,
+        Some(list) => list.is_empty() && ctx.api_version == 0,
+    };
+    let mut missing = Vec::new();
+    if let (false, Some(list)) = (all, &request.topics) {
+        let image = broker.topics.image();
+        for requested in list {
+            if let Some(name) = &requested.name {
+                if image.topic(name).is_none() && allow_create {
+                    missing.push(name.clone());
+                }
+            }
+        }
+    }
+    // Auto-creation goes through the controller and waits for the new logs: off the workers.
+    let mut creation_errors = BTreeMap::new();
+    if !missing.is_empty() {
+        let partitions = config.num_partitions;
+        let errors = admin::blocking(broker, move |broker| {
+            missing
+                .into_iter()
+                .filter_map(|name| {
+                    match broker.create_topic(&name, partitions, BTreeMap::new()) {
+                        Ok(_) => None,
+                        // A concurrent request may have created it first.
+                        Err(_) if broker.topics.get(&name).is_some() => None,
+                        Err(e) => {
+                            debug!(topic = %name, error = %e, "auto-creation failed");
+                            Some((name, e.code()))
+                        }
+                    }
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
+        .await;
+        creation_errors = errors.unwrap_or_default();
+    }
+    let image = broker.topics.image();
+    let topics = if all {
+        image
+            .topics()
+            .values()
+            .map(|t| topic_entry(broker, &image, t))
+            .collect()
+    } else {
+        request
             .topics
-            .all()
-            .iter()
-            .map(|t| topic_entry(broker, t))
-            .collect(),
-        Some(list) if list.is_empty() && ctx.api_version == 0 => broker
-            .topics
-            .all()
-            .iter()
-            .map(|t| topic_entry(broker, t))
-            .collect(),
-        Some(list) => list
+            .unwrap_or_default()
             .into_iter()
             .map(|requested| {
                 let known = match &requested.name {
-                    Some(name) => broker.topics.get(name),
-                    None => broker.topics.by_id(requested.topic_id),
+                    Some(name) => image.topic(name),
+                    None => image.topic_by_id(TopicId(requested.topic_id.0)),
                 };
-                match (known, requested.name) {
-                    (Some(topic), _) => topic_entry(broker, &topic),
-                    (None, Some(name)) if allow_create => {
-                        match broker.create_topic(
-                            &name,
-                            config.num_partitions,
-                            BTreeMap::new(),
-                            false,
-                        ) {
-                            Ok(topic) => topic_entry(broker, &topic),
-                            // A concurrent request may have created it first.
-                            Err(_) if broker.topics.get(&name).is_some() => {
-                                broker.topics.get(&name).map_or_else(
-                                    || {
-                                        error_entry(
-                                            Some(name.clone()),
-                                            ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                                        )
-                                    },
-                                    |t| topic_entry(broker, &t),
-                                )
-                            }
-                            Err(e) => {
-                                debug!(topic = %name, error = %e, "auto-creation failed");
-                                error_entry(Some(name), e.code())
-                            }
-                        }
+                if let Some(topic) = known {
+                    return topic_entry(broker, &image, topic);
+                }
+                let code = match &requested.name {
+                    Some(n) if creation_errors.contains_key(n) => creation_errors
+                        .get(n)
+                        .copied()
+                        .unwrap_or(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+                    Some(n) if crate::topics::validate_name(n).is_err() => {
+                        ErrorCode::INVALID_TOPIC_EXCEPTION
                     }
-                    (None, name) => {
-                        let code = match &name {
-                            Some(n) if crate::topics::validate_name(n).is_err() => {
-                                ErrorCode::INVALID_TOPIC_EXCEPTION
-                            }
-                            Some(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
-                            None => ErrorCode::UNKNOWN_TOPIC_ID,
-                        };
-                        MetadataResponseTopic {
-                            topic_id: requested.topic_id,
-                            ..error_entry(name, code)
-                        }
-                    }
+                    Some(_) => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+                    None => ErrorCode::UNKNOWN_TOPIC_ID,
+                };
+                MetadataResponseTopic {
+                    topic_id: requested.topic_id,
+                    ..error_entry(requested.name, code)
                 }
             })
-            .collect(),
+            .collect()
     };
     MetadataResponse {
-        brokers: vec![MetadataResponseBroker {
-            node_id: config.node_id,
-            host: config.advertised_host.clone(),
-            port: i32::from(config.advertised_port),
-            ..MetadataResponseBroker::default()
-        }],
+        brokers: brokers(&image),
         cluster_id: Some(broker.cluster_id().to_string()),
-        controller_id: config.node_id,
+        controller_id: broker.cluster.active_controller().unwrap_or(-1),
         topics,
         ..MetadataResponse::default()
     }
+}
+
+/// Every unfenced broker with its client listener, as clients must see them.
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .unfenced_brokers()
+        .filter_map(|b| {
+            let endpoint = b.endpoint("PLAINTEXT")?;
+            Some(MetadataResponseBroker {
+                node_id: b.broker_id,
+                host: endpoint.host.clone(),
+                port: i32::from(endpoint.port),
+                rack: b.rack.clone(),
+                ..MetadataResponseBroker::default()
+            })
+        })
+        .collect()
 }
 
 fn error_entry(name: Option<String>, code: ErrorCode) -> MetadataResponseTopic {
@@ -114,36 +138,53 @@ fn error_entry(name: Option<String>, code: ErrorCode) -> MetadataResponseTopic {
     }
 }
 
-fn topic_entry(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+fn topic_entry(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> MetadataResponseTopic {
     let node = broker.config().node_id;
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
-        topic_id: topic.id,
-        is_internal: topic.internal,
-        partitions: (0..topic.partitions)
-            .map(|partition_index| {
-                // A partition on a failed data directory has no leader: its only replica is
-                // offline (clients retry LEADER_NOT_AVAILABLE; requests that reach it get
-                // KAFKA_STORAGE_ERROR).
-                if broker.partitions.is_offline(&topic.name, partition_index) {
-                    return MetadataResponsePartition {
-                        error_code: ErrorCode::LEADER_NOT_AVAILABLE.code(),
-                        partition_index,
-                        leader_id: -1,
-                        leader_epoch: LEADER_EPOCH,
-                        replica_nodes: vec![node],
-                        isr_nodes: Vec::new(),
-                        offline_replicas: vec![node],
-                        ..MetadataResponsePartition::default()
-                    };
+        topic_id: Uuid(topic.id.0),
+        is_internal: topic.is_internal(),
+        partitions: topic
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(index, p)| {
+                let partition_index = i32::try_from(index).unwrap_or(i32::MAX);
+                let mut offline_replicas = p.offline_replicas(image);
+                // A replica here on a failed data directory is offline too (requests that
+                // reach it get KAFKA_STORAGE_ERROR).
+                let local_offline = p.replicas.contains(&node)
+                    && broker.partitions.is_offline(&topic.name, partition_index);
+                if local_offline && !offline_replicas.contains(&node) {
+                    offline_replicas.push(node);
                 }
+                let leader_id = if local_offline && p.leader == node {
+                    NO_LEADER
+                } else {
+                    p.leader
+                };
                 MetadataResponsePartition {
+                    // Clients retry LEADER_NOT_AVAILABLE until a leader is elected.
+                    error_code: if leader_id == NO_LEADER {
+                        ErrorCode::LEADER_NOT_AVAILABLE.code()
+                    } else {
+                        0
+                    },
                     partition_index,
-                    leader_id: node,
-                    leader_epoch: LEADER_EPOCH,
-                    replica_nodes: vec![node],
-                    isr_nodes: vec![node],
+                    leader_id,
+                    leader_epoch: p.leader_epoch,
+                    replica_nodes: p.replicas.clone(),
+                    isr_nodes: if leader_id == NO_LEADER && local_offline {
+                        Vec::new()
+                    } else {
+                        p.isr.clone()
+                    },
+                    offline_replicas,
                     ..MetadataResponsePartition::default()
                 }
             })

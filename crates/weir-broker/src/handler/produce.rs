@@ -194,9 +194,9 @@ fn produce_partition(
     index: i32,
     records: Option<&Bytes>,
 ) -> PartitionProduceResponse {
-    let Some(log) = broker.partitions.log(&topic.name, index) else {
-        let code = broker.partitions.missing_log_error(&topic.name, index);
-        return failed(index, code, None);
+    let (log, leader_epoch) = match broker.leader_log(&topic.name, index, -1) {
+        Ok(found) => found,
+        Err(code) => return failed(index, code, None),
     };
     let records: &[u8] = records.map_or(&[], |r| r.as_ref());
     let header = match single_batch(records) {
@@ -207,10 +207,12 @@ fn produce_partition(
         }
     };
     let result = match ProducerBatch::from_header(&header) {
-        None => Partitions::append_blocking(&log, records)
+        None => Partitions::append_blocking(&log, records, leader_epoch)
             .map(Accepted::Appended)
             .map_err(Refused::Log),
-        Some(batch) => append_idempotent(broker, topic, index, &log, records, &batch),
+        Some(batch) => {
+            append_idempotent(broker, topic, index, (&log, leader_epoch), records, &batch)
+        }
     };
     if let Ok(Accepted::Appended(_)) = &result {
         broker.metrics.bytes_in(&topic.name, records.len() as u64);
@@ -287,7 +289,7 @@ fn append_idempotent(
     broker: &Broker,
     topic: &Topic,
     index: i32,
-    log: &Log,
+    (log, leader_epoch): (&Log, i32),
     records: &[u8],
     batch: &ProducerBatch,
 ) -> Result<Accepted, Refused> {
@@ -302,7 +304,7 @@ fn append_idempotent(
     let result = match table.check(batch) {
         Err(e) => Err(Refused::Producer(e)),
         Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
-        Ok(Verdict::Append) => match Partitions::append_blocking(log, records) {
+        Ok(Verdict::Append) => match Partitions::append_blocking(log, records, leader_epoch) {
             Ok(info) => {
                 table.record(
                     batch,

@@ -1,0 +1,576 @@
+//! The broker in its cluster: the metadata quorum and the active controller on this node,
+//! joining the cluster, calls to the controller, and the local logs kept in step with each
+//! metadata image before it is published to handlers.
+//!
+//! Start-up ([`ClusterNode::start`], then [`ClusterNode::join`]): the quorum opens its log
+//! and elects a leader; the active controller writes the cluster id (and what an earlier
+//! single-node Weir left in its data directory) into an empty log; the broker checks the
+//! cluster id against its `meta.properties`, registers (fenced), waits until its image reaches
+//! its registration, makes its logs match that image (creating what is missing and deleting
+//! logs of topics that no longer exist — only now, when the image is known to be complete),
+//! publishes it, and heartbeats until the controller unfences it.
+//!
+//! Afterwards every new image goes through [`publish`]: logs first, then the image, so a
+//! handler never sees a partition whose log does not exist yet. A caller that changed metadata
+//! waits with [`ClusterNode::wait_published`] until its change is visible here.
+
+use crate::config::BrokerConfig;
+use crate::error::{AdminError, BrokerError};
+use crate::partitions::Partitions;
+use crate::topics::Topic;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use weir_metadata::active::{
+    self, Bootstrap, ControllerCallError, ControllerHandle, ControllerOutcome, ControllerRequest,
+    ControllerResponse, Leader, MetadataLog,
+};
+use weir_metadata::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
+use weir_metadata::{
+    ConfigResource, ControllerConfig, ControllerError, Endpoint, MetadataImage, MetadataRecord,
+    NO_LEADER, TopicId,
+};
+
+/// How long start-up waits for the quorum to elect a leader and the controller to answer.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a controlled shutdown waits for the controller to move leaderships away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// This node's part of the cluster.
+pub(crate) struct ClusterNode {
+    node_id: i32,
+    leadership: watch::Receiver<Leader>,
+    log: Arc<dyn MetadataLog>,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    controller: ControllerHandle,
+    /// A random id of this process, so the controller tells a restart from a duplicate.
+    incarnation: [u8; 16],
+    broker_epoch: AtomicI64,
+    /// The offset of the image handlers see.
+    published: watch::Sender<u64>,
+    runtime: tokio::runtime::Handle,
+    /// Stops the background tasks.
+    stop: watch::Sender<bool>,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("node_id", &self.node_id)
+            .field("broker_epoch", &self.broker_epoch)
+            .field("published", &*self.published.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterNode {
+    /// Starts the metadata quorum and the active controller of this node.
+    pub(crate) async fn start(
+        config: &BrokerConfig,
+        bootstrap: Bootstrap,
+    ) -> Result<Self, BrokerError> {
+        let (log, images, leadership) = crate::solo_log::start(config)?;
+        let controller = active::spawn(
+            log.clone(),
+            leadership.clone(),
+            ControllerConfig {
+                local_node_id: Some(config.node_id),
+                broker_session_timeout_ms: config.broker_session_timeout_ms,
+                default_num_partitions: config.num_partitions,
+                default_replication_factor: config.default_replication_factor,
+                producer_id_block_size: 1_000,
+            },
+            active::monotonic_clock(),
+            bootstrap,
+        );
+        let (published, _) = watch::channel(0);
+        Ok(Self {
+            node_id: config.node_id,
+            leadership,
+            log,
+            images,
+            controller,
+            incarnation: crate::topics::new_topic_id().0,
+            broker_epoch: AtomicI64::new(-1),
+            published,
+            runtime: tokio::runtime::Handle::current(),
+            stop: watch::channel(false).0,
+            tasks: parking_lot::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The node id of the active controller (the quorum's leader), if known.
+    pub(crate) fn active_controller(&self) -> Option<i32> {
+        self.leadership
+            .borrow()
+            .leader
+            .and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// The latest image the quorum applied (not necessarily published yet).
+    pub(crate) fn latest_image(&self) -> Arc<MetadataImage> {
+        self.log.image()
+    }
+
+    /// New images as the quorum applies them.
+    pub(crate) fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.clone()
+    }
+
+    /// This broker's registration epoch (-1 before it registered).
+    pub(crate) fn broker_epoch(&self) -> i64 {
+        self.broker_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the quorum's image holds a cluster id, then checks it against the one in
+    /// `meta.properties` (writing the file on first start). A data directory of another
+    /// cluster is refused.
+    pub(crate) async fn check_cluster_id(
+        &self,
+        meta_dir: &std::path::Path,
+    ) -> Result<String, BrokerError> {
+        let mut images = self.images.clone();
+        let waited = tokio::time::timeout(JOIN_TIMEOUT, async {
+            loop {
+                if let Some(id) = images.borrow_and_update().cluster_id() {
+                    return Some(id.to_string());
+                }
+                if images.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        let cluster_id = match waited {
+            Ok(Some(id)) => id,
+            _ => {
+                return Err(BrokerError::Cluster(
+                    "no metadata quorum leader wrote a cluster id in time".into(),
+                ));
+            }
+        };
+        match read_meta_properties(meta_dir)? {
+            Some(existing) if existing != cluster_id => Err(BrokerError::Cluster(format!(
+                "data directory {} belongs to cluster {existing}, but this cluster is {cluster_id}",
+                meta_dir.display()
+            ))),
+            Some(_) => Ok(cluster_id),
+            None => {
+                write_meta_properties(meta_dir, &cluster_id, self.node_id)?;
+                Ok(cluster_id)
+            }
+        }
+    }
+
+    /// Sends `request` to the active controller, retrying while there is none yet.
+    pub(crate) async fn call(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerCallError> {
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        loop {
+            match self.controller.call(request.clone()).await {
+                Err(ControllerCallError::NotActive { leader })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    debug!(?leader, "no active controller here yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`ClusterNode::call`], then waits until this broker published the image holding the
+    /// request's records. For handlers running on the blocking pool.
+    pub(crate) fn call_blocking(
+        &self,
+        request: ControllerRequest,
+    ) -> Result<ControllerResponse, AdminError> {
+        self.runtime.block_on(async {
+            let response = self.call(request).await.map_err(admin_error)?;
+            self.wait_published(response.offset).await;
+            Ok(response)
+        })
+    }
+
+    /// Waits until the published image has reached `offset`.
+    pub(crate) async fn wait_published(&self, offset: u64) {
+        let mut published = self.published.subscribe();
+        let _ = published.wait_for(|p| *p >= offset).await;
+    }
+
+    /// Registers this broker with the controller; returns the registration's offset.
+    pub(crate) async fn register(
+        &self,
+        config: &BrokerConfig,
+        cluster_id: &str,
+    ) -> Result<u64, BrokerError> {
+        let request = ControllerRequest::RegisterBroker(RegisterBroker {
+            broker_id: self.node_id,
+            cluster_id: Some(cluster_id.to_string()),
+            incarnation_id: self.incarnation,
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+                security_protocol: "PLAINTEXT".into(),
+            }],
+            rack: config.broker_rack.clone(),
+        });
+        let response = self
+            .call(request)
+            .await
+            .map_err(|e| BrokerError::Cluster(format!("registration failed: {e}")))?;
+        if let ControllerOutcome::Registered { broker_epoch } = response.outcome {
+            self.broker_epoch.store(broker_epoch, Ordering::SeqCst);
+            info!(
+                broker_epoch,
+                offset = response.offset,
+                "registered with the controller"
+            );
+        }
+        Ok(response.offset)
+    }
+
+    /// One heartbeat with the published offset.
+    pub(crate) async fn heartbeat(
+        &self,
+        want_shutdown: bool,
+    ) -> Result<HeartbeatReply, ControllerCallError> {
+        let request = ControllerRequest::Heartbeat(Heartbeat {
+            broker_id: self.node_id,
+            broker_epoch: self.broker_epoch(),
+            current_metadata_offset: *self.published.borrow(),
+            want_fence: false,
+            want_shutdown,
+        });
+        let response = self.controller.call(request).await?;
+        match response.outcome {
+            ControllerOutcome::Heartbeat(reply) => Ok(reply),
+            other => {
+                warn!(?other, "unexpected heartbeat answer");
+                Ok(HeartbeatReply {
+                    is_caught_up: false,
+                    is_fenced: true,
+                    should_shut_down: false,
+                })
+            }
+        }
+    }
+
+    /// Heartbeats until the controller unfences this broker.
+    pub(crate) async fn wait_unfenced(&self) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        loop {
+            match self.heartbeat(false).await {
+                Ok(reply) if !reply.is_fenced => return Ok(()),
+                Ok(_) | Err(ControllerCallError::NotActive { .. }) => {}
+                Err(e) => return Err(BrokerError::Cluster(format!("heartbeat failed: {e}"))),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::Cluster(
+                    "the controller did not unfence this broker in time".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Asks the controller to move this broker's leaderships away and waits (bounded) until it
+    /// says the broker may stop.
+    pub(crate) async fn controlled_shutdown(&self) {
+        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            match self.heartbeat(true).await {
+                Ok(reply) if reply.should_shut_down => {
+                    info!("controlled shutdown complete");
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "controlled shutdown: heartbeat failed");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        warn!("controlled shutdown did not complete in time");
+    }
+
+    /// Stops the background tasks ([`publish`], [`heartbeat_loop`]) and waits for them.
+    pub(crate) async fn stop_background(&self) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    fn set_published(&self, offset: u64) {
+        self.published.send_if_modified(|p| {
+            let moved = offset > *p;
+            if moved {
+                *p = offset;
+            }
+            moved
+        });
+    }
+}
+
+/// The error for a failed controller call, as an admin request reports it.
+pub(crate) fn admin_error(error: ControllerCallError) -> AdminError {
+    use crate::topics::TopicError;
+    match error {
+        ControllerCallError::Refused(refused) => match refused {
+            ControllerError::InvalidTopicName { name, why } => {
+                TopicError::InvalidName(name, why).into()
+            }
+            ControllerError::TopicAlreadyExists(name) => TopicError::AlreadyExists(name).into(),
+            ControllerError::UnknownTopic(name) => TopicError::Unknown(name).into(),
+            ControllerError::InvalidPartitions(m) => AdminError::InvalidPartitions(m),
+            ControllerError::InvalidReplicationFactor(m) => AdminError::InvalidReplicationFactor(m),
+            ControllerError::InvalidReplicaAssignment(m) => AdminError::InvalidReplicaAssignment(m),
+            other => AdminError::InvalidRequest(other.to_string()),
+        },
+        other => AdminError::Broker(BrokerError::Cluster(other.to_string())),
+    }
+}
+
+/// Makes this broker's logs match `image` (after `previous`): creates the logs of partitions
+/// it holds a replica of, applies changed topic configs, deletes the logs of deleted topics.
+/// With `previous` = `None` (at start) every local log the image does not know is deleted.
+pub(crate) fn reconcile_logs(
+    node_id: i32,
+    partitions: &Partitions,
+    previous: Option<&MetadataImage>,
+    image: &MetadataImage,
+) -> Result<(), BrokerError> {
+    for topic in image.topics().values() {
+        let before = previous.and_then(|p| p.topic(&topic.name));
+        let view = Topic::of(image, topic);
+        let config_changed = before.is_some_and(|b| b.id == topic.id)
+            && previous.and_then(|p| p.configs(&ConfigResource::Topic(topic.name.clone())))
+                != image.configs(&ConfigResource::Topic(topic.name.clone()));
+        if before.is_some_and(|b| b.id != topic.id) {
+            // Deleted and created again under the same name: the old data must not come back.
+            if let Some(old) = before {
+                partitions.delete_logs(&old.name, old.partition_count())?;
+            }
+        }
+        let unchanged = before.is_some_and(|b| Arc::ptr_eq(b, topic) || **b == **topic);
+        if !unchanged || previous.is_none() {
+            let local: Vec<i32> = topic
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&node_id))
+                .filter_map(|(i, _)| i32::try_from(i).ok())
+                .collect();
+            partitions.create_logs_of(&view, &local)?;
+        }
+        if config_changed {
+            partitions.reconfigure(&view)?;
+        }
+    }
+    match previous {
+        Some(previous) => {
+            for old in previous.topics().values() {
+                if image.topic_by_id(old.id).is_none() {
+                    partitions.delete_logs(&old.name, old.partition_count())?;
+                    info!(topic = %old.name, "deleted the logs of a deleted topic");
+                }
+            }
+        }
+        None => {
+            for (tp, _) in partitions.all() {
+                let known = image
+                    .topic(&tp.topic)
+                    .and_then(|t| t.partition(tp.partition));
+                if known.is_none_or(|p| !p.replicas.contains(&node_id)) {
+                    warn!(topic = %tp.topic, partition = tp.partition, "deleting a log no topic holds");
+                    partitions.delete_logs_of(&tp)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Starts the broker's cluster background tasks: the publisher and the heartbeats.
+pub(crate) fn start_background(broker: &Arc<crate::state::Broker>) {
+    broker.cluster.set_published(broker.topics.image().offset());
+    let stopped = broker.cluster.stop.subscribe();
+    let publisher = tokio::spawn(publish(broker.clone(), stopped.clone()));
+    let heartbeats = tokio::spawn(heartbeat_loop(broker.clone(), stopped));
+    broker.cluster.tasks.lock().extend([publisher, heartbeats]);
+}
+
+/// The topic ids that `records` create.
+pub(crate) fn topic_ids(records: &[MetadataRecord]) -> Vec<TopicId> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            MetadataRecord::Topic { topic_id, .. } => Some(*topic_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Publishes every new image the quorum applies, after this broker's logs match it, until the
+/// server stops.
+pub(crate) async fn publish(broker: Arc<crate::state::Broker>, mut stopped: watch::Receiver<bool>) {
+    let mut images = broker.cluster.images();
+    loop {
+        let image = images.borrow_and_update().clone();
+        let current = broker.topics.image();
+        if image.offset() > current.offset() {
+            let b = broker.clone();
+            let next = image.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                reconcile_logs(b.config().node_id, &b.partitions, Some(&current), &next)
+            })
+            .await;
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, offset = image.offset(), "could not make the logs match the metadata")
+                }
+                Err(_) => warn!("log reconciliation task failed"),
+            }
+            broker.topics.publish(image.clone());
+            broker.cluster.set_published(image.offset());
+            broker.partitions.notify_appended();
+        }
+        tokio::select! {
+            changed = images.changed() => if changed.is_err() { return },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Heartbeats every `broker.heartbeat.interval.ms` until the server stops; re-registers when
+/// the controller no longer knows this registration.
+pub(crate) async fn heartbeat_loop(
+    broker: Arc<crate::state::Broker>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let period = Duration::from_millis(broker.config().broker_heartbeat_interval_ms);
+    let mut interval = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        match broker.cluster.heartbeat(false).await {
+            Ok(_) => {}
+            Err(ControllerCallError::Refused(ControllerError::StaleBrokerEpoch { .. })) => {
+                warn!("the controller no longer knows this registration; registering again");
+                if let Err(e) = broker
+                    .cluster
+                    .register(broker.config(), broker.cluster_id())
+                    .await
+                {
+                    warn!(error = %e, "registration failed");
+                }
+            }
+            Err(e) => debug!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// What an earlier single-node Weir left in `dir` (its topic registry, producer-id reservation
+/// and cluster id), as bootstrap records for a new cluster's metadata log. The topics keep
+/// their ids, partition counts and configs, with this node as their only replica.
+pub(crate) fn legacy_bootstrap(
+    dir: &std::path::Path,
+    node_id: i32,
+) -> Result<Bootstrap, BrokerError> {
+    let cluster_id = read_meta_properties(dir)?.unwrap_or_else(new_cluster_id);
+    let mut records = Vec::new();
+    for topic in crate::topics::read_legacy_registry(dir)?.unwrap_or_default() {
+        let topic_id = TopicId(topic.id.0);
+        records.push(MetadataRecord::Topic {
+            name: topic.name.clone(),
+            topic_id,
+        });
+        for partition in 0..topic.partitions {
+            records.push(MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas: vec![node_id],
+                isr: vec![node_id],
+                leader: NO_LEADER,
+            });
+        }
+        for (name, value) in &topic.configs {
+            records.push(MetadataRecord::Config {
+                resource: ConfigResource::Topic(topic.name.clone()),
+                name: name.clone(),
+                value: Some(value.clone()),
+            });
+        }
+    }
+    if let Some(next) = crate::producer_ids::read_legacy_reservation(dir)? {
+        if next > 0 {
+            records.push(MetadataRecord::ProducerIds {
+                broker_id: NO_LEADER,
+                broker_epoch: -1,
+                next_producer_id: next,
+            });
+        }
+    }
+    Ok(Bootstrap {
+        cluster_id,
+        records,
+    })
+}
+
+/// A new cluster id: 22 characters, as Kafka's (any stable string works for clients).
+fn new_cluster_id() -> String {
+    let id = crate::topics::new_topic_id();
+    format!("{id:?}").chars().take(22).collect()
+}
+
+/// The cluster id in `meta.properties` in `dir`, if the file exists.
+fn read_meta_properties(dir: &std::path::Path) -> Result<Option<String>, BrokerError> {
+    let path = dir.join("meta.properties");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("cluster.id="))
+            .map(|id| id.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BrokerError::Cluster(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes `meta.properties` (Kafka's format: version, cluster id, node id), durably.
+fn write_meta_properties(
+    dir: &std::path::Path,
+    cluster_id: &str,
+    node_id: i32,
+) -> Result<(), BrokerError> {
+    let path = dir.join("meta.properties");
+    let error = |e: std::io::Error| BrokerError::Cluster(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(error)?;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(error)?;
+        file.write_all(
+            format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
+        )
+        .map_err(error)?;
+        file.sync_all().map_err(error)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(error)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(error)?;
+    Ok(())
+}

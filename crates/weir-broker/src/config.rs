@@ -111,6 +111,8 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.rack`: the rack, for rack-aware replica placement.
     pub broker_rack: Option<String>,
+    /// The metadata quorum: `controller.quorum.voters` and this node's CONTROLLER listener.
+    pub quorum: QuorumSettings,
     /// Every property as given (after merging sources), for per-topic defaults.
     pub raw: BTreeMap<String, String>,
 }
@@ -217,6 +219,178 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
     Ok((host.to_string(), port))
 }
 
+/// The metadata quorum as this node is configured (KRaft's property names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSettings {
+    /// `controller.quorum.voters`: node id → `host:port` of its CONTROLLER listener. Without
+    /// the property: this node alone, a one-voter quorum that needs no listener.
+    pub voters: BTreeMap<u64, String>,
+    /// This node's CONTROLLER listener (the `listeners` entry named by
+    /// `controller.listener.names`), if it has one.
+    pub controller_listener: Option<SocketAddr>,
+}
+
+impl QuorumSettings {
+    /// A one-voter quorum of node `node_id`: the embedded single node.
+    pub fn single(node_id: i32) -> Self {
+        Self {
+            voters: BTreeMap::from([(u64::try_from(node_id).unwrap_or(0), String::new())]),
+            controller_listener: None,
+        }
+    }
+
+    fn parse(
+        props: &BTreeMap<String, String>,
+        listeners: &str,
+        controller_names: &[String],
+    ) -> Result<Self, ConfigError> {
+        let roles = props
+            .get("process.roles")
+            .map_or("broker,controller", String::as_str);
+        let mut roles: Vec<&str> = roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .collect();
+        roles.sort_unstable();
+        if roles != ["broker", "controller"] {
+            return Err(invalid(
+                "process.roles",
+                props.get("process.roles").map_or("", String::as_str),
+                "Weir runs every node as broker,controller for now (dedicated broker or controller \
+                 nodes come later)",
+            ));
+        }
+        let controller_listener = match listeners.split(',').map(str::trim).find(|entry| {
+            listener_name(entry).is_some_and(|n| controller_names.iter().any(|c| c == n))
+        }) {
+            Some(entry) => {
+                let (_, address) = entry.split_once("://").unwrap_or(("", entry));
+                let (host, port) = address
+                    .rsplit_once(':')
+                    .ok_or_else(|| invalid("listeners", listeners, "expected NAME://host:port"))?;
+                let host = match host.trim_start_matches('[').trim_end_matches(']') {
+                    "" => "0.0.0.0",
+                    "localhost" => "127.0.0.1",
+                    h => h,
+                };
+                let port: u16 = port.parse().map_err(|_| {
+                    invalid(
+                        "listeners",
+                        listeners,
+                        "port must be a number from 0 to 65535",
+                    )
+                })?;
+                Some(
+                    format!("{host}:{port}")
+                        .parse()
+                        .or_else(|_| format!("[{host}]:{port}").parse())
+                        .map_err(|_| {
+                            invalid(
+                                "listeners",
+                                listeners,
+                                "a CONTROLLER listener host must be an IP address or localhost",
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let mut voters = BTreeMap::new();
+        if let Some(text) = props.get("controller.quorum.voters") {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let bad = || {
+                    invalid(
+                        "controller.quorum.voters",
+                        text,
+                        "expected id@host:port,...",
+                    )
+                };
+                let (id, address) = entry.split_once('@').ok_or_else(bad)?;
+                let id: u64 = id.trim().parse().map_err(|_| bad())?;
+                let address = address.trim();
+                if address
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(bad());
+                }
+                if voters.insert(id, address.to_string()).is_some() {
+                    return Err(invalid(
+                        "controller.quorum.voters",
+                        text,
+                        format!("node id {id} appears twice"),
+                    ));
+                }
+            }
+        }
+        Ok(Self {
+            voters,
+            controller_listener,
+        })
+    }
+
+    /// Fills in the one-voter default and checks the settings against `node_id`.
+    fn check(&mut self, node_id: i32) -> Result<(), ConfigError> {
+        let id = u64::try_from(node_id)
+            .map_err(|_| invalid("node.id", &node_id.to_string(), "must not be negative"))?;
+        if self.voters.is_empty() {
+            self.voters.insert(id, String::new());
+            return Ok(());
+        }
+        let voters = self
+            .voters
+            .iter()
+            .map(|(id, a)| format!("{id}@{a}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if !self.voters.contains_key(&id) {
+            return Err(invalid(
+                "controller.quorum.voters",
+                &voters,
+                format!("this node (node.id={node_id}) is a controller but not one of the voters"),
+            ));
+        }
+        if self.voters.len() > 1 && self.controller_listener.is_none() {
+            return Err(invalid(
+                "listeners",
+                &voters,
+                "a controller of a quorum with several voters needs a CONTROLLER listener \
+                 (listeners=PLAINTEXT://...,CONTROLLER://host:port)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `controller.listener.names` (default `CONTROLLER`).
+fn controller_listener_names(props: &BTreeMap<String, String>) -> Vec<String> {
+    props
+        .get("controller.listener.names")
+        .map_or("CONTROLLER", String::as_str)
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// The listener name of a `NAME://host:port` entry.
+fn listener_name(entry: &str) -> Option<&str> {
+    entry.split_once("://").map(|(name, _)| name.trim())
+}
+
+/// `listeners` without the controller listeners: what clients connect to.
+fn listeners_except(listeners: &str, controller_names: &[String]) -> String {
+    listeners
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| {
+            !listener_name(entry).is_some_and(|n| controller_names.iter().any(|c| c == n))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl BrokerConfig {
     fn fallback() -> Self {
         Self {
@@ -250,6 +424,7 @@ impl BrokerConfig {
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
             broker_rack: None,
+            quorum: QuorumSettings::single(0),
             raw: BTreeMap::new(),
         }
     }
@@ -268,8 +443,10 @@ impl BrokerConfig {
                 })
                 .unwrap_or_default()
         };
+        let controller_names = controller_listener_names(&props);
         let listeners = get("listeners");
-        let (host, port) = parse_listener("listeners", &listeners)?;
+        let client_listeners = listeners_except(&listeners, &controller_names);
+        let (host, port) = parse_listener("listeners", &client_listeners)?;
         let listener: SocketAddr = match (host.as_str(), port) {
             ("localhost", p) => SocketAddr::from(([127, 0, 0, 1], p)),
             (h, p) => format!("{h}:{p}")
@@ -317,7 +494,7 @@ impl BrokerConfig {
                 })?)
             };
         let flush_ms = props.get("log.flush.interval.ms");
-        let config = Self {
+        let mut config = Self {
             node_id: parse(&props, "node.id")?,
             listener,
             advertised_host,
@@ -410,6 +587,7 @@ impl BrokerConfig {
                 .get("broker.rack")
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty()),
+            quorum: QuorumSettings::parse(&props, &listeners, &controller_names)?,
             raw: props,
         };
         // Read elsewhere straight from `raw` (the group coordinator's optional settings), so
@@ -428,6 +606,7 @@ impl BrokerConfig {
                 ));
             }
         }
+        config.quorum.check(config.node_id)?;
         if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
             return Err(invalid(
                 "group.min.session.timeout.ms",

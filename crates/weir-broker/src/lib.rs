@@ -35,6 +35,7 @@ mod groups;
 mod handler;
 mod metrics;
 mod partitions;
+mod peer;
 mod producer_ids;
 mod producer_state;
 mod producers;

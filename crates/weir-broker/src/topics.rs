@@ -64,7 +64,7 @@ mod uuid_hex {
 pub enum TopicError {
     /// The name breaks Kafka's topic naming rules.
     #[error("topic name {0:?} is invalid: {1}")]
-    InvalidName(String, &'static str),
+    InvalidName(String, String),
     /// A topic with the name exists.
     #[error("topic {0} already exists")]
     AlreadyExists(String),
@@ -98,7 +98,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
         weir_metadata::ControllerError::InvalidTopicName { name, why } => {
             TopicError::InvalidName(name, why)
         }
-        _ => TopicError::InvalidName(name.to_string(), "invalid"),
+        other => TopicError::InvalidName(name.to_string(), other.to_string()),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::image::{ApplyError, MetadataImage};
 use crate::record::MetadataRecord;
 use crate::types::{BrokerId, ConfigResource, Millis, ProducerIdBlock, TopicId};
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub trait MetadataLog: Send + Sync + 'static {
 }
 
 /// One request to the active controller.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ControllerRequest {
     /// Kafka's BrokerRegistration.
@@ -100,7 +101,7 @@ pub enum ControllerRequest {
 }
 
 /// What a request achieved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ControllerOutcome {
     /// Done; nothing to report beyond the offset.
@@ -117,7 +118,7 @@ pub enum ControllerOutcome {
 }
 
 /// The answer to a [`ControllerRequest`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControllerResponse {
     /// The metadata offset at which the request's records are applied (a caller waits for its
     /// own image to reach it before it relies on them).

@@ -12,6 +12,7 @@ use crate::types::{
     BrokerId, BrokerRegistration, ConfigResource, Endpoint, Millis, NO_LEADER,
     PartitionRegistration, ProducerIdBlock, TopicId,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Kafka's limit on topic name length.
@@ -46,7 +47,7 @@ impl Default for ControllerConfig {
 }
 
 /// Why the controller refused a request. Each maps to one Kafka error code in the broker.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ControllerError {
     /// The topic name breaks Kafka's rules.
@@ -55,7 +56,7 @@ pub enum ControllerError {
         /// The name.
         name: String,
         /// Which rule.
-        why: &'static str,
+        why: String,
     },
     /// A topic with the name exists.
     #[error("topic {0} already exists")]
@@ -100,7 +101,7 @@ pub enum ControllerError {
 }
 
 /// A broker's registration request (Kafka's BrokerRegistration).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisterBroker {
     /// The broker's id.
     pub broker_id: BrokerId,
@@ -115,7 +116,7 @@ pub struct RegisterBroker {
 }
 
 /// A broker's heartbeat (Kafka's BrokerHeartbeat).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// The broker.
     pub broker_id: BrokerId,
@@ -130,7 +131,7 @@ pub struct Heartbeat {
 }
 
 /// The answer to a [`Heartbeat`], once its records are committed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
     /// The broker has applied the metadata log up to its registration.
     pub is_caught_up: bool,
@@ -141,7 +142,7 @@ pub struct HeartbeatReply {
 }
 
 /// A CreateTopics entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateTopic {
     /// The name.
     pub name: String,
@@ -726,10 +727,10 @@ fn validate_assignments(
 
 /// Checks a topic name against Kafka's rules.
 pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
-    let invalid = |why| {
+    let invalid = |why: &str| {
         Err(ControllerError::InvalidTopicName {
             name: name.to_string(),
-            why,
+            why: why.to_string(),
         })
     };
     if name.is_empty() {

@@ -10,6 +10,9 @@
 //!   heartbeats and fencing, replica placement, leader election, topic and config changes,
 //!   producer-id blocks) over the image and an injected clock: requests in, records out.
 //! - `types`: identifiers and registrations shared by the above.
+//! - [`quorum`] (feature `quorum`, on by default): [`quorum::Quorum`], the Raft quorum on
+//!   openraft that replicates the records and applies them to each node's image, with the
+//!   log, vote and snapshots on disk.
 //!
 //! Data flows one way: a request reaches the active controller's driver → [`Controller`]
 //! validates it against the latest image and returns records → the driver appends them to the
@@ -63,6 +66,8 @@
 
 pub mod controller;
 pub mod image;
+#[cfg(feature = "quorum")]
+pub mod quorum;
 pub mod record;
 mod types;
 

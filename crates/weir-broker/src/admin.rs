@@ -134,7 +134,7 @@ mod tests {
         for (k, v) in extra {
             props.insert(k.to_string(), v.to_string());
         }
-        Broker::open(BrokerConfig::from_properties(props).unwrap())
+        Broker::open(BrokerConfig::from_properties(props).unwrap(), None)
             .await
             .unwrap()
     }

@@ -17,17 +17,22 @@
 use crate::config::BrokerConfig;
 use crate::error::{AdminError, BrokerError};
 use crate::partitions::Partitions;
+use crate::peer::{PeerClient, PeerError, PeerService};
 use crate::topics::Topic;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use weir_metadata::active::{
-    self, Bootstrap, ControllerCallError, ControllerHandle, ControllerOutcome, ControllerRequest,
-    ControllerResponse, Leader, MetadataLog,
+    self, AppendError, Bootstrap, ControllerCallError, ControllerHandle, ControllerOutcome,
+    ControllerRequest, ControllerResponse, MetadataLog,
 };
 use weir_metadata::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
+use weir_metadata::quorum::{
+    Leadership, Quorum, QuorumConfig, QuorumError, Transport, TransportError, TransportFuture,
+};
 use weir_metadata::{
     ConfigResource, ControllerConfig, ControllerError, Endpoint, MetadataImage, MetadataRecord,
     NO_LEADER, TopicId,
@@ -42,7 +47,11 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// This node's part of the cluster.
 pub(crate) struct ClusterNode {
     node_id: i32,
-    leadership: watch::Receiver<Leader>,
+    /// `controller.quorum.voters`: where to reach the active controller when it is elsewhere.
+    voters: BTreeMap<u64, String>,
+    peers: Arc<PeerClient>,
+    quorum: Quorum,
+    leadership: watch::Receiver<Leadership>,
     log: Arc<dyn MetadataLog>,
     images: watch::Receiver<Arc<MetadataImage>>,
     controller: ControllerHandle,
@@ -68,12 +77,34 @@ impl std::fmt::Debug for ClusterNode {
 }
 
 impl ClusterNode {
-    /// Starts the metadata quorum and the active controller of this node.
+    /// Starts the metadata quorum and the active controller of this node, and serves the
+    /// CONTROLLER listener (when this node has one) for the other voters.
     pub(crate) async fn start(
         config: &BrokerConfig,
         bootstrap: Bootstrap,
+        controller_listener: Option<tokio::net::TcpListener>,
     ) -> Result<Self, BrokerError> {
-        let (log, images, leadership) = crate::solo_log::start(config)?;
+        let node_id = u64::try_from(config.node_id)
+            .map_err(|_| BrokerError::Setup(format!("node.id {} is negative", config.node_id)))?;
+        let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
+        let peers = Arc::new(PeerClient::default());
+        let quorum = Quorum::start(
+            QuorumConfig {
+                node_id,
+                voters: config.quorum.voters.clone(),
+                dir: meta_dir.join(METADATA_DIR),
+                ..QuorumConfig::default()
+            },
+            Arc::new(PeerTransport(peers.clone())),
+        )
+        .await
+        .map_err(|e| match e {
+            QuorumError::Config(why) => BrokerError::Setup(why),
+            other => BrokerError::Cluster(format!("cannot start the metadata quorum: {other}")),
+        })?;
+        let log: Arc<dyn MetadataLog> = Arc::new(quorum.clone());
+        let images = quorum.images();
+        let leadership = quorum.leadership();
         let controller = active::spawn(
             log.clone(),
             leadership.clone(),
@@ -88,8 +119,24 @@ impl ClusterNode {
             bootstrap,
         );
         let (published, _) = watch::channel(0);
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if let Some(listener) = controller_listener {
+            let service = Arc::new(ControllerService {
+                quorum: quorum.clone(),
+                controller: controller.clone(),
+            });
+            tasks.push(tokio::spawn(crate::peer::serve(
+                listener,
+                service,
+                stop.subscribe(),
+            )));
+        }
         Ok(Self {
             node_id: config.node_id,
+            voters: config.quorum.voters.clone(),
+            peers,
+            quorum,
             leadership,
             log,
             images,
@@ -98,8 +145,8 @@ impl ClusterNode {
             broker_epoch: AtomicI64::new(-1),
             published,
             runtime: tokio::runtime::Handle::current(),
-            stop: watch::channel(false).0,
-            tasks: parking_lot::Mutex::new(Vec::new()),
+            stop,
+            tasks: parking_lot::Mutex::new(tasks),
         })
     }
 
@@ -154,7 +201,7 @@ impl ClusterNode {
             }
         };
         match read_meta_properties(meta_dir)? {
-            Some(existing) if existing != cluster_id => Err(BrokerError::Cluster(format!(
+            Some(existing) if existing != cluster_id => Err(BrokerError::Setup(format!(
                 "data directory {} belongs to cluster {existing}, but this cluster is {cluster_id}",
                 meta_dir.display()
             ))),
@@ -166,21 +213,70 @@ impl ClusterNode {
         }
     }
 
-    /// Sends `request` to the active controller, retrying while there is none yet.
+    /// Sends `request` to the active controller (this node's, or over the CONTROLLER
+    /// listener of the node that leads the quorum), retrying while there is none yet.
     pub(crate) async fn call(
         &self,
         request: ControllerRequest,
     ) -> Result<ControllerResponse, ControllerCallError> {
         let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
         loop {
-            match self.controller.call(request.clone()).await {
+            let answer = match self.controller.call(request.clone()).await {
+                Err(ControllerCallError::NotActive {
+                    leader: Some(leader),
+                }) if leader != self.quorum_node_id() => self.call_remote(leader, &request).await,
+                other => other,
+            };
+            match answer {
                 Err(ControllerCallError::NotActive { leader })
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    debug!(?leader, "no active controller here yet; retrying");
+                    debug!(?leader, "no active controller reachable yet; retrying");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 other => return other,
+            }
+        }
+    }
+
+    fn quorum_node_id(&self) -> u64 {
+        u64::try_from(self.node_id).unwrap_or(u64::MAX)
+    }
+
+    /// Sends `request` to the controller of voter `leader`.
+    async fn call_remote(
+        &self,
+        leader: u64,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerCallError> {
+        let not_active = ControllerCallError::NotActive {
+            leader: Some(leader),
+        };
+        let Some(address) = self.voters.get(&leader).filter(|a| !a.is_empty()) else {
+            return Err(not_active);
+        };
+        let Ok(payload) = serde_json::to_vec(request) else {
+            return Err(not_active);
+        };
+        match self
+            .peers
+            .call(address, crate::peer::CONTROLLER, payload.into())
+            .await
+        {
+            Ok(answer) => match serde_json::from_slice::<RemoteAnswer>(&answer) {
+                Ok(RemoteAnswer::Done(response)) => Ok(response),
+                Ok(RemoteAnswer::Refused(e)) => Err(ControllerCallError::Refused(e)),
+                Ok(RemoteAnswer::NotActive { leader }) => {
+                    Err(ControllerCallError::NotActive { leader })
+                }
+                Ok(RemoteAnswer::Failed(why)) => {
+                    Err(ControllerCallError::Log(AppendError::Failed(why)))
+                }
+                Err(_) => Err(not_active),
+            },
+            Err(e) => {
+                debug!(leader, error = %e, "the active controller is unreachable");
+                Err(not_active)
             }
         }
     }
@@ -309,6 +405,9 @@ impl ClusterNode {
         for task in tasks {
             let _ = task.await;
         }
+        if let Err(e) = self.quorum.shutdown().await {
+            debug!(error = %e, "metadata quorum shutdown");
+        }
     }
 
     fn set_published(&self, offset: u64) {
@@ -319,6 +418,70 @@ impl ClusterNode {
             }
             moved
         });
+    }
+}
+
+/// Where the metadata log lives in the first data directory (Kafka's name for it).
+const METADATA_DIR: &str = "__cluster_metadata-0";
+
+/// A controller call's answer as it travels between nodes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum RemoteAnswer {
+    Done(ControllerResponse),
+    Refused(ControllerError),
+    NotActive { leader: Option<u64> },
+    Failed(String),
+}
+
+/// Raft messages over [`PeerClient`].
+struct PeerTransport(Arc<PeerClient>);
+
+impl Transport for PeerTransport {
+    fn send(&self, _target: u64, address: &str, rpc: bytes::Bytes) -> TransportFuture {
+        let peers = self.0.clone();
+        let address = address.to_string();
+        Box::pin(async move {
+            peers
+                .call(&address, crate::peer::RAFT, rpc)
+                .await
+                .map_err(|e| match e {
+                    PeerError::Timeout(_) => TransportError::Timeout,
+                    PeerError::Io { source, .. } => TransportError::Io(source),
+                    PeerError::Malformed(a) => TransportError::Unreachable(a),
+                })
+        })
+    }
+}
+
+/// What this node serves on its CONTROLLER listener.
+struct ControllerService {
+    quorum: Quorum,
+    controller: ControllerHandle,
+}
+
+impl PeerService for ControllerService {
+    fn serve(&self, kind: i16, payload: bytes::Bytes) -> crate::peer::BoxFuture<bytes::Bytes> {
+        let quorum = self.quorum.clone();
+        let controller = self.controller.clone();
+        Box::pin(async move {
+            if kind == crate::peer::RAFT {
+                return quorum.handle_rpc(payload).await;
+            }
+            let answer = match serde_json::from_slice::<ControllerRequest>(&payload) {
+                Err(e) => RemoteAnswer::Failed(format!("malformed controller request: {e}")),
+                Ok(request) => match controller.call(request).await {
+                    Ok(response) => RemoteAnswer::Done(response),
+                    Err(ControllerCallError::Refused(e)) => RemoteAnswer::Refused(e),
+                    Err(ControllerCallError::NotActive { leader }) => {
+                        RemoteAnswer::NotActive { leader }
+                    }
+                    Err(e) => RemoteAnswer::Failed(e.to_string()),
+                },
+            };
+            serde_json::to_vec(&answer)
+                .map(bytes::Bytes::from)
+                .unwrap_or_default()
+        })
     }
 }
 

@@ -13,6 +13,10 @@ pub enum BrokerError {
     /// A topic operation failed.
     #[error("topic error")]
     Topic(#[from] TopicError),
+    /// The node's setup cannot work (configuration, a data directory of another cluster): the
+    /// process exits with status 2.
+    #[error("{0}")]
+    Setup(String),
     /// Joining the cluster or a call to the controller failed.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -29,6 +33,7 @@ impl BrokerError {
             BrokerError::Topic(e) => e.code(),
             // The controller could not be reached or did not answer in time: retriable.
             BrokerError::Cluster(_) => ErrorCode::REQUEST_TIMED_OUT,
+            BrokerError::Setup(_) => ErrorCode::UNKNOWN_SERVER_ERROR,
             BrokerError::TaskFailed => ErrorCode::KAFKA_STORAGE_ERROR,
         }
     }

@@ -41,7 +41,7 @@ mod producer_state;
 mod producers;
 mod router;
 pub mod server;
-mod solo_log;
+
 mod state;
 mod topic_config;
 mod topics;

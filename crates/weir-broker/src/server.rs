@@ -67,7 +67,15 @@ impl Server {
             ),
             None => None,
         };
-        let broker = Broker::open(config).await?;
+        let controller = match config.quorum.controller_listener {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServerError::Bind { address, source })?,
+            ),
+            None => None,
+        };
+        let broker = Broker::open(config, controller).await?;
         Ok(Self {
             broker,
             listener,

@@ -40,7 +40,10 @@ impl Broker {
     /// Opens the broker: recovers every partition log, starts this node's metadata quorum and
     /// controller, joins the cluster (see [`crate::cluster`]), makes the logs match the
     /// metadata, creates `__consumer_offsets` on first start and loads the groups.
-    pub(crate) async fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+    pub(crate) async fn open(
+        config: BrokerConfig,
+        controller_listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Arc<Self>, BrokerError> {
         let started = std::time::Instant::now();
         let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
         let partitions = {
@@ -57,7 +60,7 @@ impl Broker {
                 .map_err(|_| BrokerError::TaskFailed)??
         };
         let legacy_topics = crate::cluster::topic_ids(&bootstrap.records);
-        let cluster = ClusterNode::start(&config, bootstrap).await?;
+        let cluster = ClusterNode::start(&config, bootstrap, controller_listener).await?;
         let cluster_id = cluster.check_cluster_id(&meta_dir).await?;
         let registered_at = cluster.register(&config, &cluster_id).await?;
         // The image at the registration holds everything committed before this start: only now

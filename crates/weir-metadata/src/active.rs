@@ -12,6 +12,7 @@
 use crate::controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
 use crate::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::image::{ApplyError, MetadataImage};
+use crate::quorum::{Leadership, Quorum, QuorumError};
 use crate::record::MetadataRecord;
 use crate::types::{BrokerId, ConfigResource, Millis, ProducerIdBlock, TopicId};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,22 @@ pub trait MetadataLog: Send + Sync + 'static {
     fn image(&self) -> Arc<MetadataImage>;
     /// Appends one batch; resolves once it is committed and applied here, with its offset.
     fn append(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<u64, AppendError>>;
+}
+
+impl MetadataLog for Quorum {
+    fn image(&self) -> Arc<MetadataImage> {
+        Quorum::image(self)
+    }
+
+    fn append(&self, records: Vec<MetadataRecord>) -> BoxFuture<'_, Result<u64, AppendError>> {
+        Box::pin(async move {
+            Quorum::append(self, records).await.map_err(|e| match e {
+                QuorumError::NotLeader { leader } => AppendError::NotLeader { leader },
+                QuorumError::Apply(e) => AppendError::Rejected(e),
+                other => AppendError::Failed(other.to_string()),
+            })
+        })
+    }
 }
 
 /// One request to the active controller.
@@ -148,15 +165,6 @@ pub enum ControllerCallError {
     Stopped,
 }
 
-/// Whether this node leads the quorum, and who does.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Leader {
-    /// The leader's node id, if any is known.
-    pub leader: Option<u64>,
-    /// This node is the leader.
-    pub is_self: bool,
-}
-
 type Pending = (
     ControllerRequest,
     oneshot::Sender<Result<ControllerResponse, ControllerCallError>>,
@@ -206,7 +214,7 @@ pub struct Bootstrap {
 /// cluster id when it takes over, it writes `bootstrap` first.
 pub fn spawn(
     log: Arc<dyn MetadataLog>,
-    leadership: watch::Receiver<Leader>,
+    leadership: watch::Receiver<Leadership>,
     config: ControllerConfig,
     clock: Clock,
     bootstrap: Bootstrap,
@@ -250,7 +258,7 @@ async fn take_over(
 
 async fn run(
     log: Arc<dyn MetadataLog>,
-    mut leadership: watch::Receiver<Leader>,
+    mut leadership: watch::Receiver<Leadership>,
     mut controller: Controller,
     clock: Clock,
     mut inbox: mpsc::Receiver<Pending>,
@@ -258,7 +266,7 @@ async fn run(
 ) {
     let mut active = false;
     loop {
-        let leader = *leadership.borrow_and_update();
+        let leader = leadership.borrow_and_update().clone();
         if leader.is_self && !active {
             match take_over(log.as_ref(), &mut controller, &clock, &bootstrap).await {
                 Ok(offset) => {
@@ -427,7 +435,11 @@ mod tests {
         let log = Arc::new(MemoryLog {
             image: Mutex::new(Arc::new(MetadataImage::empty())),
         });
-        let (leader_tx, leader_rx) = watch::channel(Leader::default());
+        let (leader_tx, leader_rx) = watch::channel(Leadership {
+            leader: None,
+            term: 0,
+            is_self: false,
+        });
         let time = Arc::new(AtomicU64::new(0));
         let clock_time = time.clone();
         let clock: Clock = Arc::new(move || clock_time.load(Ordering::SeqCst));
@@ -456,8 +468,9 @@ mod tests {
             Err(ControllerCallError::NotActive { leader: None })
         ));
         leader_tx
-            .send(Leader {
+            .send(Leadership {
                 leader: Some(1),
+                term: 1,
                 is_self: true,
             })
             .unwrap();

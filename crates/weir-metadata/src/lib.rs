@@ -13,6 +13,9 @@
 //!   [`Controller`] on the quorum's leader: one request at a time, each answered once its
 //!   records are committed and applied.
 //! - `types`: identifiers and registrations shared by the above.
+//! - [`quorum`] (feature `quorum`, on by default): [`quorum::Quorum`], the Raft quorum on
+//!   openraft that replicates the records and applies them to each node's image, with the
+//!   log, vote and snapshots on disk.
 //!
 //! Data flows one way: a request reaches the active controller's driver → [`Controller`]
 //! validates it against the latest image and returns records → the driver appends them to the
@@ -68,6 +71,8 @@
 pub mod active;
 pub mod controller;
 pub mod image;
+#[cfg(feature = "quorum")]
+pub mod quorum;
 pub mod record;
 mod types;
 

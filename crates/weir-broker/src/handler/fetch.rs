@@ -323,7 +323,7 @@ mod tests {
         let mut props = BTreeMap::new();
         props.insert("log.dirs".to_string(), dir.path().display().to_string());
         props.insert("offsets.topic.num.partitions".to_string(), "1".to_string());
-        let broker = Broker::open(BrokerConfig::from_properties(props).unwrap())
+        let broker = Broker::open(BrokerConfig::from_properties(props).unwrap(), None)
             .await
             .unwrap();
         let b = broker.clone();

@@ -422,7 +422,7 @@ impl ClusterNode {
 }
 
 /// Where the metadata log lives in the first data directory (Kafka's name for it).
-const METADATA_DIR: &str = "__cluster_metadata-0";
+pub(crate) const METADATA_DIR: &str = "__cluster_metadata-0";
 
 /// A controller call's answer as it travels between nodes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]

@@ -87,6 +87,7 @@ impl Partitions {
             LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let logs = LogManager::open(LogManagerOptions {
             cleaner_dedupe_buffer_size: config.log_cleaner_dedupe_buffer_size,
+            foreign_dirs: vec![crate::cluster::METADATA_DIR.to_string()],
             ..LogManagerOptions::new(config.log_dirs.clone(), default_config)
         })?;
         let (appended, _) = watch::channel(0);

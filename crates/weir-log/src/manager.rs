@@ -80,6 +80,9 @@ pub struct LogManagerOptions {
     pub max_inactive_handles: usize,
     /// `log.cleaner.dedupe.buffer.size`: memory of one compaction pass's key map.
     pub cleaner_dedupe_buffer_size: usize,
+    /// Directory names inside data directories that look like partitions but belong to
+    /// someone else (the broker's metadata log, `__cluster_metadata-0`): never opened as logs.
+    pub foreign_dirs: Vec<String>,
 }
 
 impl LogManagerOptions {
@@ -93,6 +96,7 @@ impl LogManagerOptions {
             clock: Arc::new(SystemClock),
             max_inactive_handles: 4096,
             cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
+            foreign_dirs: Vec::new(),
         }
     }
 }
@@ -139,6 +143,9 @@ impl LogManager {
             match listed {
                 Ok(names) => {
                     for name in names {
+                        if options.foreign_dirs.iter().any(|f| *f == name) {
+                            continue;
+                        }
                         if let Some(tp) = TopicPartition::from_dir_name(&name) {
                             found.push((tp, d, dir.join(name)));
                         }
@@ -481,7 +488,25 @@ mod tests {
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
             max_inactive_handles: 4,
             cleaner_dedupe_buffer_size: 1 << 20,
+            foreign_dirs: vec!["__cluster_metadata-0".into()],
         }
+    }
+
+    /// Guards against the broker's metadata log being taken for a partition (and deleted as
+    /// one that no topic holds).
+    #[test]
+    fn foreign_directories_are_not_logs() {
+        let fs = FaultFs::new();
+        fs.create_dir_all(Path::new("/d1/__cluster_metadata-0"))
+            .unwrap();
+        fs.create_dir_all(Path::new("/d1/t-0")).unwrap();
+        let manager = LogManager::open(options(&fs)).unwrap();
+        let names: Vec<String> = manager
+            .logs()
+            .iter()
+            .map(|(tp, _)| tp.to_string())
+            .collect();
+        assert_eq!(names, vec!["t-0".to_string()]);
     }
 
     fn append(log: &Log) {

@@ -104,6 +104,11 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: memory for the cleaner's key map in one pass.
     pub log_cleaner_dedupe_buffer_size: usize,
+    /// `producer.id.expiration.ms`: an idempotent producer that has not appended for this long
+    /// (by the broker's clock) is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`: how often idle producers are looked for.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// `weir.admin.listener`: the HTTP port for `/metrics` and `/health` (`None`: off).
     pub admin_listener: Option<SocketAddr>,
     /// Every property as given (after merging sources), for per-topic defaults.
@@ -135,6 +140,8 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("log.cleaner.enable", "true"),
     ("log.cleaner.backoff.ms", "15000"),
     ("log.cleaner.dedupe.buffer.size", "134217728"),
+    ("producer.id.expiration.ms", "86400000"),
+    ("producer.id.expiration.check.interval.ms", "600000"),
     ("weir.admin.listener", "127.0.0.1:9644"),
 ];
 
@@ -273,6 +280,8 @@ impl BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             admin_listener: None,
             raw: BTreeMap::new(),
         }
@@ -418,6 +427,20 @@ impl BrokerConfig {
                 parse(&props, "log.cleaner.dedupe.buffer.size")?,
                 &get("log.cleaner.dedupe.buffer.size"),
             )?,
+            producer_id_expiration_ms: positive(
+                "producer.id.expiration.ms",
+                parse(&props, "producer.id.expiration.ms")?,
+                &get("producer.id.expiration.ms"),
+            )?,
+            // An int in Kafka; the bound also keeps the timer's deadline from overflowing.
+            producer_id_expiration_check_interval_ms: u64::from(
+                positive(
+                    "producer.id.expiration.check.interval.ms",
+                    parse::<i32>(&props, "producer.id.expiration.check.interval.ms")?,
+                    &get("producer.id.expiration.check.interval.ms"),
+                )?
+                .unsigned_abs(),
+            ),
             admin_listener,
             raw: props,
         };
@@ -688,6 +711,14 @@ mod tests {
         let err =
             BrokerConfig::from_args_and_env(args(&["--group.max.size=lots"]), vec![]).unwrap_err();
         assert!(err.to_string().contains("group.max.size"), "{err}");
+        for bad in [
+            "--producer.id.expiration.ms=0",
+            "--producer.id.expiration.check.interval.ms=0",
+            "--producer.id.expiration.check.interval.ms=99999999999999",
+        ] {
+            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            assert!(err.to_string().contains("producer.id.expiration"), "{err}");
+        }
         let err =
             BrokerConfig::from_args_and_env(args(&["--offset.metadata.max.bytes=-1"]), vec![])
                 .unwrap_err();

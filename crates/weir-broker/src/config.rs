@@ -54,7 +54,8 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// `listeners`: where clients connect (`PLAINTEXT://127.0.0.1:9092`).
     pub listener: SocketAddr,
-    /// `advertised.listeners`: host and port given to clients in metadata.
+    /// `advertised.listeners` (default: `listeners`): the host given to clients in Metadata,
+    /// FindCoordinator and DescribeCluster, exactly as configured.
     pub advertised_host: String,
     /// Port given to clients in metadata.
     pub advertised_port: u16,
@@ -103,6 +104,11 @@ pub struct BrokerConfig {
     pub log_cleaner_backoff_ms: u64,
     /// `log.cleaner.dedupe.buffer.size`: memory for the cleaner's key map in one pass.
     pub log_cleaner_dedupe_buffer_size: usize,
+    /// `producer.id.expiration.ms`: an idempotent producer that has not appended for this long
+    /// (by the broker's clock) is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`: how often idle producers are looked for.
+    pub producer_id_expiration_check_interval_ms: u64,
     /// `weir.admin.listener`: the HTTP port for `/metrics` and `/health` (`None`: off).
     pub admin_listener: Option<SocketAddr>,
     /// `broker.session.timeout.ms`: a broker without a heartbeat for this long is fenced.
@@ -142,6 +148,8 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("log.cleaner.enable", "true"),
     ("log.cleaner.backoff.ms", "15000"),
     ("log.cleaner.dedupe.buffer.size", "134217728"),
+    ("producer.id.expiration.ms", "86400000"),
+    ("producer.id.expiration.check.interval.ms", "600000"),
     ("weir.admin.listener", "127.0.0.1:9644"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
@@ -192,7 +200,8 @@ fn positive<T: PartialOrd + Default + Copy>(
     }
 }
 
-/// Parses `PLAINTEXT://host:port` (or plain `host:port`) into host and port.
+/// Parses `PLAINTEXT://host:port` (or plain `host:port`) into host and port; the host is
+/// returned as written (brackets of an IPv6 literal removed), empty when none is given.
 fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> {
     let first = value.split(',').next().unwrap_or_default().trim();
     let address = match first.split_once("://") {
@@ -215,7 +224,6 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
         .parse()
         .map_err(|_| invalid(key, value, "port must be a number from 0 to 65535"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_string(), port))
 }
 
@@ -391,6 +399,40 @@ fn listeners_except(listeners: &str, controller_names: &[String]) -> String {
         .join(",")
 }
 
+/// The host clients are given for a listener, as Kafka chooses it: the host exactly as
+/// configured (clients that verify TLS host names or compare broker addresses rely on it), the
+/// machine's host name when none is given, and never a wildcard address, which no client can
+/// connect to.
+fn advertised_host(key: &str, value: &str, host: &str) -> Result<String, ConfigError> {
+    if host.is_empty() {
+        return Ok(machine_host_name());
+    }
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(invalid(
+            key,
+            value,
+            "a wildcard address cannot be advertised to clients; set advertised.listeners to a \
+             host or address they can reach",
+        ));
+    }
+    Ok(host.to_string())
+}
+
+/// The machine's host name (uname's node name), what an empty listener host advertises.
+fn machine_host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().into_owned();
+    // A machine without a host name still needs something clients can resolve.
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
 impl BrokerConfig {
     fn fallback() -> Self {
         Self {
@@ -420,6 +462,8 @@ impl BrokerConfig {
             log_cleaner_enable: true,
             log_cleaner_backoff_ms: 15_000,
             log_cleaner_dedupe_buffer_size: 128 << 20,
+            producer_id_expiration_ms: 86_400_000,
+            producer_id_expiration_check_interval_ms: 600_000,
             admin_listener: None,
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
@@ -448,6 +492,8 @@ impl BrokerConfig {
         let client_listeners = listeners_except(&listeners, &controller_names);
         let (host, port) = parse_listener("listeners", &client_listeners)?;
         let listener: SocketAddr = match (host.as_str(), port) {
+            // No host: every interface, as in Kafka.
+            ("", p) => SocketAddr::from(([0, 0, 0, 0], p)),
             ("localhost", p) => SocketAddr::from(([127, 0, 0, 1], p)),
             (h, p) => format!("{h}:{p}")
                 .parse()
@@ -460,17 +506,14 @@ impl BrokerConfig {
                     )
                 })?,
         };
-        let (advertised_host, advertised_port) = match props.get("advertised.listeners") {
-            Some(adv) => parse_listener("advertised.listeners", adv)?,
-            None => {
-                let host = if listener.ip().is_unspecified() {
-                    "localhost".to_string()
-                } else {
-                    listener.ip().to_string()
-                };
-                (host, listener.port())
-            }
+        // Without `advertised.listeners` the listener is advertised as written (`localhost`
+        // stays `localhost`), not as the address it was bound to.
+        let (advertised_key, advertised_value) = match props.get("advertised.listeners") {
+            Some(adv) => ("advertised.listeners", adv.clone()),
+            None => ("listeners", client_listeners.clone()),
         };
+        let (host, advertised_port) = parse_listener(advertised_key, &advertised_value)?;
+        let advertised_host = advertised_host(advertised_key, &advertised_value, &host)?;
         let log_dirs: Vec<PathBuf> = get("log.dirs")
             .split(',')
             .map(str::trim)
@@ -572,6 +615,20 @@ impl BrokerConfig {
                 parse(&props, "log.cleaner.dedupe.buffer.size")?,
                 &get("log.cleaner.dedupe.buffer.size"),
             )?,
+            producer_id_expiration_ms: positive(
+                "producer.id.expiration.ms",
+                parse(&props, "producer.id.expiration.ms")?,
+                &get("producer.id.expiration.ms"),
+            )?,
+            // An int in Kafka; the bound also keeps the timer's deadline from overflowing.
+            producer_id_expiration_check_interval_ms: u64::from(
+                positive(
+                    "producer.id.expiration.check.interval.ms",
+                    parse::<i32>(&props, "producer.id.expiration.check.interval.ms")?,
+                    &get("producer.id.expiration.check.interval.ms"),
+                )?
+                .unsigned_abs(),
+            ),
             admin_listener,
             broker_session_timeout_ms: positive(
                 "broker.session.timeout.ms",
@@ -755,6 +812,60 @@ mod tests {
         assert_eq!(c.advertised_host, "127.0.0.1");
     }
 
+    /// Issue 15: `localhost` was advertised as `127.0.0.1`, the address it was bound to.
+    #[test]
+    fn listeners_are_advertised_as_configured() {
+        let c = BrokerConfig::from_args_and_env(
+            args(&["--listeners=PLAINTEXT://localhost:19092"]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.listener, "127.0.0.1:19092".parse().unwrap());
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("localhost", 19092)
+        );
+
+        let c = BrokerConfig::from_args_and_env(
+            args(&[
+                "--listeners=PLAINTEXT://0.0.0.0:9092",
+                "--advertised.listeners=PLAINTEXT://broker-1.example.com:19092",
+            ]),
+            vec![],
+        )
+        .unwrap();
+        assert!(c.listener.ip().is_unspecified());
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("broker-1.example.com", 19092)
+        );
+
+        // No host: every interface, advertised under the machine's host name.
+        let c = BrokerConfig::from_args_and_env(args(&["--listeners=PLAINTEXT://:9092"]), vec![])
+            .unwrap();
+        assert!(c.listener.ip().is_unspecified());
+        assert_eq!(c.advertised_host, machine_host_name());
+        assert!(!c.advertised_host.is_empty());
+    }
+
+    #[test]
+    fn a_wildcard_address_needs_an_advertised_listener() {
+        for listeners in ["PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://[::]:9092"] {
+            let err = BrokerConfig::from_args_and_env(
+                args(&[&format!("--listeners={listeners}")]),
+                vec![],
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("advertised.listeners"), "{err}");
+        }
+        let err = BrokerConfig::from_args_and_env(
+            args(&["--advertised.listeners=PLAINTEXT://0.0.0.0:9092"]),
+            vec![],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`advertised.listeners`"), "{err}");
+    }
+
     #[test]
     fn flags_override_env_override_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -804,6 +915,14 @@ mod tests {
         let err =
             BrokerConfig::from_args_and_env(args(&["--group.max.size=lots"]), vec![]).unwrap_err();
         assert!(err.to_string().contains("group.max.size"), "{err}");
+        for bad in [
+            "--producer.id.expiration.ms=0",
+            "--producer.id.expiration.check.interval.ms=0",
+            "--producer.id.expiration.check.interval.ms=99999999999999",
+        ] {
+            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            assert!(err.to_string().contains("producer.id.expiration"), "{err}");
+        }
         let err =
             BrokerConfig::from_args_and_env(args(&["--offset.metadata.max.bytes=-1"]), vec![])
                 .unwrap_err();

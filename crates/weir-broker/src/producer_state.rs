@@ -8,6 +8,10 @@
 //! Loading happens on the first idempotent produce to the partition after a start, so
 //! startup stays fast however many partitions there are.
 //!
+//! Expiry: the snapshot keeps each producer's last-append time (see `SnapshotEntry` in
+//! `producers`), and [`ProducerStates::expire`] runs every
+//! `producer.id.expiration.check.interval.ms` over the loaded tables.
+//!
 //! Atomicity: an idempotent append holds the partition's table lock from the sequence check
 //! to recording the offsets it got, on the blocking pool. Appends without a producer id do not
 //! take it.
@@ -71,6 +75,23 @@ impl ProducerStates {
         slot.clone()
     }
 
+    /// Forgets, in every loaded table, the producers that have not appended for
+    /// `expiration_ms` before `now_ms`; returns how many were forgotten. Each table is locked
+    /// on its own, so appends to other partitions go on meanwhile.
+    pub(crate) fn expire(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        let slots: Vec<Arc<PartitionProducers>> =
+            self.partitions.lock().values().cloned().collect();
+        slots
+            .iter()
+            .map(|slot| {
+                slot.table
+                    .lock()
+                    .as_mut()
+                    .map_or(0, |table| table.expire(now_ms, expiration_ms))
+            })
+            .sum()
+    }
+
     /// Writes the snapshot of every loaded table whose topic still exists; called at shutdown
     /// when no appends run any more, before the logs are closed (flushed).
     pub(crate) fn write_snapshots(
@@ -95,8 +116,9 @@ impl ProducerStates {
     }
 }
 
-/// Rebuilds a partition's table from its snapshot and the log after it.
-pub(crate) fn load(log: &Log) -> Result<ProducerTable, weir_log::Error> {
+/// Rebuilds a partition's table from its snapshot and the log after it; `now_ms` is the
+/// last-append time given to producers whose batches are replayed from the log.
+pub(crate) fn load(log: &Log, now_ms: i64) -> Result<ProducerTable, weir_log::Error> {
     let log_end = log.log_end_offset();
     let path = log.dir().join(SNAPSHOT_FILE);
     let snapshot = match std::fs::read(&path) {
@@ -117,7 +139,7 @@ pub(crate) fn load(log: &Log) -> Result<ProducerTable, weir_log::Error> {
     let (mut table, mut from) = match snapshot {
         Some(s) => {
             let offset = s.offset;
-            (ProducerTable::from_snapshot(s), offset)
+            (ProducerTable::from_snapshot(s, now_ms), offset)
         }
         None => (ProducerTable::default(), 0),
     };
@@ -140,7 +162,7 @@ pub(crate) fn load(log: &Log) -> Result<ProducerTable, weir_log::Error> {
         }
         for batch in RecordBatches::new(slice.to_bytes()?) {
             let Ok(batch) = batch else { break };
-            table.replay(batch.header());
+            table.replay(batch.header(), now_ms);
         }
         from = slice.next_offset();
     }
@@ -182,7 +204,6 @@ mod tests {
             producer_epoch: 0,
             first_sequence: sequence,
             last_sequence: sequence,
-            timestamp: 1_000,
         }
     }
 
@@ -193,7 +214,7 @@ mod tests {
         append(&log, 1, 0);
         append(&log, 1, 1);
         // No snapshot: everything is scanned.
-        let table = load(&log).unwrap();
+        let table = load(&log, 1_000).unwrap();
         assert!(
             matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
         );
@@ -201,7 +222,7 @@ mod tests {
         // A snapshot at the log end, then more appends: snapshot + tail.
         write_snapshot(log.dir(), &table.snapshot(log.log_end_offset())).unwrap();
         append(&log, 2, 0);
-        let table = load(&log).unwrap();
+        let table = load(&log, 1_000).unwrap();
         assert!(
             matches!(table.check(&retry(1, 1)), Ok(Verdict::Duplicate(m)) if m.first_offset == 1)
         );
@@ -216,15 +237,18 @@ mod tests {
         let log = Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap();
         append(&log, 1, 0);
         let mut ahead = ProducerTable::default();
-        ahead.replay(&{
-            let mut builder = RecordBatchBuilder::new();
-            builder.producer(9, 0, 0);
-            builder.push(Record::new(1_000, None, Some(b"lost")));
-            let batch = weir_records::RecordBatch::new(builder.build().unwrap()).unwrap();
-            *batch.header()
-        });
+        ahead.replay(
+            &{
+                let mut builder = RecordBatchBuilder::new();
+                builder.producer(9, 0, 0);
+                builder.push(Record::new(1_000, None, Some(b"lost")));
+                let batch = weir_records::RecordBatch::new(builder.build().unwrap()).unwrap();
+                *batch.header()
+            },
+            1_000,
+        );
         write_snapshot(log.dir(), &ahead.snapshot(50)).unwrap();
-        let table = load(&log).unwrap();
+        let table = load(&log, 1_000).unwrap();
         assert_eq!(table.len(), 1);
         assert!(matches!(
             table.check(&retry(1, 0)),

@@ -11,8 +11,11 @@
 //! - a producer id the table does not know is accepted at any sequence, as Kafka does since
 //!   KIP-360 (its state may have been lost to retention or DeleteRecords).
 //!
-//! Producers idle for longer than `producer.id.expiration.ms` (by their batches' max
-//! timestamps, as in Kafka) are forgotten, so short-lived producers do not accumulate.
+//! Producers that have not appended for `producer.id.expiration.ms` by the broker's clock are
+//! forgotten by [`ProducerTable::expire`], which the broker calls every
+//! `producer.id.expiration.check.interval.ms`, never while appending: a batch must be judged
+//! against the state its producer left, however old the timestamps its records carry (a
+//! replay of last year's data is still one producer's ordered stream).
 //!
 //! [`ProducerSnapshot`] is the table as of a log offset, for `producer_state` to persist.
 
@@ -24,13 +27,6 @@ use weir_records::batch::BatchHeader;
 /// most five requests in flight per connection when idempotence is on).
 pub(crate) const MAX_CACHED_BATCHES: usize = 5;
 
-/// Kafka's default `producer.id.expiration.ms`: one day.
-pub(crate) const DEFAULT_EXPIRATION_MS: i64 = 86_400_000;
-
-/// How often, at most, idle producers are looked for (Kafka's
-/// `producer.id.expiration.check.interval.ms` default).
-const EXPIRATION_CHECK_INTERVAL_MS: i64 = 600_000;
-
 /// The producer fields of a batch header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProducerBatch {
@@ -38,8 +34,6 @@ pub(crate) struct ProducerBatch {
     pub(crate) producer_epoch: i16,
     pub(crate) first_sequence: i32,
     pub(crate) last_sequence: i32,
-    /// The batch's max timestamp: when the producer was last heard of.
-    pub(crate) timestamp: i64,
 }
 
 impl ProducerBatch {
@@ -54,7 +48,6 @@ impl ProducerBatch {
             producer_epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
             last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
-            timestamp: header.max_timestamp,
         })
     }
 }
@@ -122,22 +115,23 @@ struct ProducerEntry {
     epoch: i16,
     /// Oldest first.
     batches: VecDeque<BatchMetadata>,
-    /// Max timestamp of the producer's last batch.
-    last_timestamp: i64,
+    /// The broker's wall clock (ms since the epoch) when the producer last appended, or when
+    /// its state was rebuilt from the log (see [`ProducerTable::replay`]). Record timestamps
+    /// are the client's and say nothing about when the producer was last active.
+    last_append_ms: i64,
 }
 
 /// The producer state of one partition.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
-    /// When idle producers were last looked for (not persisted).
-    last_expiration_check: i64,
 }
 
-impl PartialEq for ProducerTable {
-    fn eq(&self, other: &Self) -> bool {
-        self.producers == other.producers
-    }
+/// The broker's wall clock in milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl ProducerTable {
@@ -184,36 +178,37 @@ impl ProducerTable {
         }
     }
 
-    /// Records a batch that was appended at `first_offset..=last_offset`.
-    pub(crate) fn record(&mut self, batch: &ProducerBatch, metadata: BatchMetadata) {
+    /// Records a batch that was appended at `first_offset..=last_offset` at `now_ms` by the
+    /// broker's clock.
+    pub(crate) fn record(&mut self, batch: &ProducerBatch, metadata: BatchMetadata, now_ms: i64) {
         let entry = self.producers.entry(batch.producer_id).or_default();
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
         }
         entry.batches.push_back(metadata);
-        entry.last_timestamp = entry.last_timestamp.max(batch.timestamp);
+        // A wall clock stepped back must not make the producer look idle for longer.
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
     }
 
-    /// Forgets producers whose last batch is older than `expiration_ms` before `now_ms`,
-    /// checking at most every ten minutes. Returns how many were forgotten.
+    /// Forgets producers that have not appended for `expiration_ms` or more before `now_ms`
+    /// (Kafka's `producer.id.expiration.ms`). Returns how many were forgotten.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
-        if now_ms.saturating_sub(self.last_expiration_check) < EXPIRATION_CHECK_INTERVAL_MS {
-            return 0;
-        }
-        self.last_expiration_check = now_ms;
         let before = self.producers.len();
         self.producers
-            .retain(|_, p| now_ms.saturating_sub(p.last_timestamp) <= expiration_ms);
+            .retain(|_, p| now_ms.saturating_sub(p.last_append_ms) < expiration_ms);
         before - self.producers.len()
     }
 
     /// Replays a batch read back from the log (rebuilding the table after a restart): no
-    /// checks, the log is the truth.
-    pub(crate) fn replay(&mut self, header: &BatchHeader) {
+    /// checks, the log is the truth. When the batch was appended is not in the log (record
+    /// timestamps are the client's), so the producer counts as last seen at `now_ms`, the time
+    /// of the rebuild: it is then remembered for at least one full expiration period, erring
+    /// towards keeping its duplicate detection.
+    pub(crate) fn replay(&mut self, header: &BatchHeader, now_ms: i64) {
         let Some(batch) = ProducerBatch::from_header(header) else {
             return;
         };
@@ -232,6 +227,7 @@ impl ProducerTable {
                 last_offset: header.last_offset(),
                 log_append_time,
             },
+            now_ms,
         );
     }
 
@@ -249,7 +245,7 @@ impl ProducerTable {
                 producer_id,
                 epoch: entry.epoch,
                 batches: entry.batches.iter().copied().collect(),
-                last_timestamp: entry.last_timestamp,
+                last_append_ms: Some(entry.last_append_ms),
             })
             .collect();
         producers.sort_by_key(|p| p.producer_id);
@@ -260,8 +256,9 @@ impl ProducerTable {
         }
     }
 
-    /// The table a snapshot describes.
-    pub(crate) fn from_snapshot(snapshot: ProducerSnapshot) -> Self {
+    /// The table a snapshot describes; `now_ms` stands in for the last-append time of a
+    /// producer in a version 1 snapshot, which did not record it.
+    pub(crate) fn from_snapshot(snapshot: ProducerSnapshot, now_ms: i64) -> Self {
         let producers = snapshot
             .producers
             .into_iter()
@@ -275,19 +272,18 @@ impl ProducerTable {
                     ProducerEntry {
                         epoch: p.epoch,
                         batches,
-                        last_timestamp: p.last_timestamp,
+                        last_append_ms: p.last_append_ms.unwrap_or(now_ms),
                     },
                 )
             })
             .collect();
-        Self {
-            producers,
-            last_expiration_check: 0,
-        }
+        Self { producers }
     }
 }
 
-const SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 records each producer's last-append time (version 1 had its last batch's max
+/// record timestamp instead, which is ignored when read).
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// A persisted [`ProducerTable`]: valid for a log whose end offset is at least `offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -303,8 +299,12 @@ struct SnapshotEntry {
     producer_id: i64,
     epoch: i16,
     batches: Vec<BatchMetadata>,
+    /// The broker's wall clock at the producer's last append. Persisted so that a restart
+    /// does not make an idle producer young again (a broker restarted more often than
+    /// `producer.id.expiration.ms` would otherwise never forget anyone); wall-clock time,
+    /// because a monotonic clock starts over with the process. `None` in version 1 snapshots.
     #[serde(default)]
-    last_timestamp: i64,
+    last_append_ms: Option<i64>,
 }
 
 #[cfg(test)]
@@ -317,7 +317,6 @@ mod tests {
             producer_epoch: epoch,
             first_sequence: first,
             last_sequence: increment_sequence(first, count - 1),
-            timestamp: 1_000_000,
         }
     }
 
@@ -331,11 +330,15 @@ mod tests {
         }
     }
 
-    /// Appends when the table says so, as the broker does.
+    /// Appends at 1,000,000 ms when the table says so, as the broker does.
     fn append(table: &mut ProducerTable, b: ProducerBatch, offset: i64) -> Verdict {
+        append_at(table, b, offset, 1_000_000)
+    }
+
+    fn append_at(table: &mut ProducerTable, b: ProducerBatch, offset: i64, now: i64) -> Verdict {
         let verdict = table.check(&b).unwrap();
         if verdict == Verdict::Append {
-            table.record(&b, meta(&b, offset));
+            table.record(&b, meta(&b, offset), now);
         }
         verdict
     }
@@ -412,19 +415,50 @@ mod tests {
     }
 
     #[test]
-    fn idle_producers_expire() {
+    fn idle_producers_expire_by_their_last_append() {
         let mut table = ProducerTable::default();
         append(&mut table, batch(1, 0, 0, 1), 0);
-        let mut recent = batch(2, 0, 0, 1);
-        recent.timestamp = 5_000_000;
-        append(&mut table, recent, 1);
-        // Producer 1 was last heard of at 1,000,000; producer 2 at 5,000,000.
-        assert_eq!(table.expire(5_000_000, 3_000_000), 1);
+        append_at(&mut table, batch(2, 0, 0, 1), 1, 5_000_000);
+        // Producer 1 last appended at 1,000,000; producer 2 at 5,000,000.
+        assert_eq!(table.expire(3_999_999, 3_000_000), 0);
+        assert_eq!(table.expire(4_000_000, 3_000_000), 1);
         assert_eq!(table.len(), 1);
-        // Checked at most every ten minutes.
-        assert_eq!(table.expire(5_000_001, 0), 0);
         // A forgotten producer is accepted again at any sequence.
         assert_eq!(table.check(&batch(1, 0, 7, 1)), Ok(Verdict::Append));
+        // A clock stepped back keeps the later time.
+        append_at(&mut table, batch(2, 0, 1, 1), 2, 10);
+        assert_eq!(table.expire(7_999_999, 3_000_000), 0);
+    }
+
+    /// Issue 15: expiry compared the batches' record timestamps with now, in the append path,
+    /// so a producer writing old CreateTime timestamps was forgotten after its first batch and
+    /// its out-of-order next batch appended. The table no longer sees record timestamps;
+    /// expiry counts from the broker's clock of the last append, and only when asked.
+    #[test]
+    fn old_record_timestamps_do_not_expire_a_producer() {
+        let mut table = ProducerTable::default();
+        let header = {
+            let mut builder = weir_records::RecordBatchBuilder::new();
+            builder.producer(1, 0, 0);
+            for _ in 0..3 {
+                // 2017-07-14.
+                builder.push(weir_records::Record::new(
+                    1_500_000_000_000,
+                    None,
+                    Some(b"v"),
+                ));
+            }
+            let bytes = builder.build().unwrap();
+            *weir_records::RecordBatch::new(bytes).unwrap().header()
+        };
+        let first = ProducerBatch::from_header(&header).unwrap();
+        let now = wall_clock_ms();
+        assert_eq!(append_at(&mut table, first, 0, now), Verdict::Append);
+        assert_eq!(table.expire(now, 86_400_000), 0);
+        assert!(matches!(
+            table.check(&batch(1, 0, 1, 1)),
+            Err(ProducerError::OutOfOrderSequence { last: 2, .. })
+        ));
     }
 
     #[test]
@@ -436,6 +470,26 @@ mod tests {
         let json = serde_json::to_vec(&snapshot).unwrap();
         let back: ProducerSnapshot = serde_json::from_slice(&json).unwrap();
         assert_eq!(back.offset, 6);
-        assert_eq!(ProducerTable::from_snapshot(back), table);
+        // The last-append time survives: the producers are as idle after a reload as before.
+        let mut back = ProducerTable::from_snapshot(back, 9_000_000);
+        assert_eq!(back, table);
+        assert_eq!(back.expire(2_000_000, 1_000_000), 2);
+    }
+
+    /// A version 1 snapshot (record timestamps, no last-append time) still loads; its
+    /// producers count as last seen when it is loaded.
+    #[test]
+    fn version_1_snapshots_load() {
+        let json = br#"{"version":1,"offset":3,"producers":[{"producer_id":4,"epoch":0,
+            "batches":[{"first_sequence":0,"last_sequence":2,"first_offset":0,"last_offset":2,
+            "log_append_time":-1}],"last_timestamp":1500000000000}]}"#;
+        let snapshot: ProducerSnapshot = serde_json::from_slice(json).unwrap();
+        let mut table = ProducerTable::from_snapshot(snapshot, 5_000_000);
+        assert!(matches!(
+            table.check(&batch(4, 0, 0, 3)),
+            Ok(Verdict::Duplicate(m)) if m.last_offset == 2
+        ));
+        assert_eq!(table.expire(5_999_999, 1_000_000), 0);
+        assert_eq!(table.expire(6_000_000, 1_000_000), 1);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// How often the broker flushes what its flush policy says is due and checkpoints logs.
 const TICK_INTERVAL: Duration = Duration::from_millis(500);
@@ -108,6 +108,10 @@ impl Server {
         let (stop, stopped) = watch::channel(false);
         let ticker = tokio::spawn(tick_loop(self.broker.clone(), stopped.clone()));
         let retention = tokio::spawn(retention_loop(self.broker.clone(), stopped.clone()));
+        let producer_expiration = tokio::spawn(producer_expiration_loop(
+            self.broker.clone(),
+            stopped.clone(),
+        ));
         let cleaner = self
             .broker
             .config()
@@ -163,6 +167,7 @@ impl Server {
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
         let _ = retention.await;
+        let _ = producer_expiration.await;
         if let Some(cleaner) = cleaner {
             let _ = cleaner.await;
         }
@@ -218,6 +223,23 @@ async fn retention_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
         let deleted = broker.partitions.apply_retention();
         if deleted > 0 {
             info!(segments = deleted, "retention deleted old segments");
+        }
+    })
+    .await;
+}
+
+/// Forgets idempotent producers idle for `producer.id.expiration.ms` every
+/// `producer.id.expiration.check.interval.ms`.
+async fn producer_expiration_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config().producer_id_expiration_check_interval_ms);
+    let interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    run_periodically(broker, stopped, interval, "producer expiration", |broker| {
+        let forgotten = broker.producer_states.expire(
+            crate::producers::wall_clock_ms(),
+            broker.config().producer_id_expiration_ms,
+        );
+        if forgotten > 0 {
+            debug!(producers = forgotten, "expired idle producers");
         }
     })
     .await;

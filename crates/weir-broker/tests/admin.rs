@@ -741,6 +741,59 @@ async fn delete_topics_removes_logs_and_survives_restart() {
     broker.stop().await;
 }
 
+/// Issue 15: with `include_synonyms = false` (kafkajs's and the Java client's default) every
+/// entry carries an empty synonym list, at every version, for topics and for the broker.
+#[tokio::test]
+async fn describe_configs_without_synonyms_lists_none() {
+    let broker = TestBroker::start(&[("log.retention.bytes", "1000000")]).await;
+    let mut client = broker.client().await;
+    let response = create(
+        &mut client,
+        vec![topic("events", 1, &[("retention.ms", "3600000")])],
+        false,
+        7,
+    )
+    .await;
+    assert_eq!(response.topics[0].error_code, 0);
+    for version in 1..=4 {
+        for include_synonyms in [false, true] {
+            let request = DescribeConfigsRequest {
+                resources: vec![
+                    DescribeConfigsResource {
+                        resource_type: TOPIC,
+                        resource_name: "events".into(),
+                        configuration_keys: None,
+                        ..Default::default()
+                    },
+                    DescribeConfigsResource {
+                        resource_type: BROKER,
+                        resource_name: String::new(),
+                        configuration_keys: None,
+                        ..Default::default()
+                    },
+                ],
+                include_synonyms,
+                ..Default::default()
+            };
+            let response = client.send(request, version).await;
+            for result in &response.results {
+                assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+                for entry in &result.configs {
+                    assert_eq!(
+                        entry.synonyms.is_empty(),
+                        !include_synonyms,
+                        "v{version} {} {entry:?}",
+                        result.resource_name
+                    );
+                }
+            }
+            let retention = config(&response.results[0].configs, "retention.ms");
+            assert_eq!(retention.value.as_deref(), Some("3600000"));
+        }
+    }
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn describe_cluster_names_this_node() {
     let broker = TestBroker::start(&[("node.id", "3")]).await;

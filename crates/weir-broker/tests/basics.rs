@@ -10,7 +10,10 @@ mod support;
 use support::TestBroker;
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use weir_protocol::messages::{ApiVersionsRequest, MetadataRequest, ProduceRequest};
+use weir_protocol::messages::{
+    ApiVersionsRequest, DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest,
+    ProduceRequest,
+};
 use weir_protocol::{ApiKey, ErrorCode};
 use weir_records::{Record, RecordBatchBuilder};
 
@@ -223,4 +226,69 @@ async fn broker_starts_when_one_data_directory_failed() {
     for p in &in_b {
         assert!(!a.join(p.file_name().unwrap()).exists(), "{}", p.display());
     }
+}
+
+/// The (host, port) a broker hands out in Metadata, FindCoordinator (every version) and
+/// DescribeCluster; asserts they all agree.
+async fn advertised(broker: &TestBroker) -> (String, i32) {
+    let mut client = broker.client().await;
+    let mut seen = Vec::new();
+    for version in [0, 9, 12] {
+        let metadata = client.send(MetadataRequest::default(), version).await;
+        assert_eq!(metadata.brokers.len(), 1);
+        seen.push((metadata.brokers[0].host.clone(), metadata.brokers[0].port));
+    }
+    for version in 0..=3 {
+        let request = FindCoordinatorRequest {
+            key: "g".into(),
+            ..Default::default()
+        };
+        let response = client.send(request, version).await;
+        assert_eq!(response.error_code, 0);
+        seen.push((response.host, response.port));
+    }
+    let request = FindCoordinatorRequest {
+        coordinator_keys: vec!["g".into()],
+        ..Default::default()
+    };
+    let response = client.send(request, 4).await;
+    seen.push((
+        response.coordinators[0].host.clone(),
+        response.coordinators[0].port,
+    ));
+    let response = client.send(DescribeClusterRequest::default(), 1).await;
+    seen.push((response.brokers[0].host.clone(), response.brokers[0].port));
+    let first = seen[0].clone();
+    assert!(seen.iter().all(|s| *s == first), "{seen:?}");
+    first
+}
+
+/// Issue 15: a listener on `localhost` was advertised as `127.0.0.1`, the address it was bound
+/// to; Kafka advertises the host exactly as configured (clients verifying TLS host names or
+/// comparing broker hosts depend on it).
+#[tokio::test]
+async fn listeners_are_advertised_exactly_as_configured() {
+    let broker = TestBroker::start(&[("listeners", "PLAINTEXT://localhost:0")]).await;
+    let port = i32::from(broker.addr.port());
+    assert_eq!(advertised(&broker).await, ("localhost".to_string(), port));
+    broker.stop().await;
+
+    let broker = TestBroker::start(&[
+        ("listeners", "PLAINTEXT://127.0.0.1:0"),
+        (
+            "advertised.listeners",
+            "PLAINTEXT://broker-7.example.com:29092",
+        ),
+    ])
+    .await;
+    assert_eq!(
+        advertised(&broker).await,
+        ("broker-7.example.com".to_string(), 29092)
+    );
+    broker.stop().await;
+
+    let broker = TestBroker::start(&[]).await;
+    let port = i32::from(broker.addr.port());
+    assert_eq!(advertised(&broker).await, ("127.0.0.1".to_string(), port));
+    broker.stop().await;
 }

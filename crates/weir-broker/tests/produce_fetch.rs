@@ -597,6 +597,115 @@ async fn idempotent_produce_deduplicates_across_restarts() {
     broker.stop().await;
 }
 
+/// A batch of `values` from an idempotent producer, every record stamped `timestamp`.
+fn idempotent_batch_at(producer_id: i64, sequence: i32, timestamp: i64, values: &[&str]) -> Bytes {
+    let mut builder = RecordBatchBuilder::new();
+    builder.producer(producer_id, 0, sequence);
+    for value in values {
+        builder.push(Record::new(timestamp, None, Some(value.as_bytes())));
+    }
+    builder.build().unwrap()
+}
+
+/// Issue 15: idle producers were expired in the append path by comparing their batches'
+/// record timestamps with now, so a producer replaying records stamped in 2017 was forgotten
+/// right after its first batch, and its out-of-order next batch was appended (at offset 3)
+/// instead of refused. Producers now expire by the broker's clock of their last append; the
+/// same holds after a clean restart (the snapshot keeps that time) and after a crash (the
+/// state rebuilt from the log counts as fresh).
+#[tokio::test]
+async fn old_record_timestamps_do_not_expire_an_idempotent_producer() {
+    /// 2017-07-14, far more than `producer.id.expiration.ms` (one day) ago.
+    const OLD: i64 = 1_500_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "replay").await;
+    let init = client.send(InitProducerIdRequest::default(), 4).await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id;
+
+    let first = idempotent_batch_at(pid, 0, OLD, &["a", "b", "c"]);
+    let appended = produce(&mut client, "replay", first.clone()).await;
+    assert_eq!((appended.error_code, appended.base_offset), (0, 0));
+    let out_of_order = produce(
+        &mut client,
+        "replay",
+        idempotent_batch_at(pid, 1, OLD, &["x"]),
+    )
+    .await;
+    assert_eq!(
+        (out_of_order.error_code, out_of_order.base_offset),
+        (ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.code(), -1)
+    );
+    // A retry is still recognised, and the next batch in sequence appends.
+    let retry = produce(&mut client, "replay", first.clone()).await;
+    assert_eq!((retry.error_code, retry.base_offset), (0, 0));
+    let next = produce(
+        &mut client,
+        "replay",
+        idempotent_batch_at(pid, 3, OLD, &["d"]),
+    )
+    .await;
+    assert_eq!((next.error_code, next.base_offset), (0, 3));
+    broker.stop().await;
+
+    // After a clean restart (the snapshot) and after losing it (the log is scanned).
+    for lose_snapshot in [false, true] {
+        if lose_snapshot {
+            std::fs::remove_file(dir.path().join("replay-0").join("producer-state.json")).unwrap();
+        }
+        let broker = TestBroker::start_in(dir.path(), &[]).await;
+        let mut client = broker.client().await;
+        let gap = produce(
+            &mut client,
+            "replay",
+            idempotent_batch_at(pid, 1, OLD, &["x"]),
+        )
+        .await;
+        assert_eq!(
+            gap.error_code,
+            ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.code(),
+            "lose_snapshot: {lose_snapshot}"
+        );
+        let values: Vec<Bytes> = records(&fetch(&mut client, "replay", 0).await)
+            .into_iter()
+            .map(|r| r.2)
+            .collect();
+        assert_eq!(values, ["a", "b", "c", "d"].map(Bytes::from).to_vec());
+        broker.stop().await;
+    }
+}
+
+/// `producer.id.expiration.ms` still forgets idle producers, in the periodic check
+/// (`producer.id.expiration.check.interval.ms`): a forgotten producer is accepted again at any
+/// sequence, as Kafka accepts an unknown one.
+#[tokio::test]
+async fn idle_producers_expire_in_the_periodic_check() {
+    let broker = TestBroker::start(&[
+        ("producer.id.expiration.ms", "300"),
+        ("producer.id.expiration.check.interval.ms", "100"),
+    ])
+    .await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "idle").await;
+    let pid = client
+        .send(InitProducerIdRequest::default(), 4)
+        .await
+        .producer_id;
+    let first = produce(&mut client, "idle", idempotent_batch(pid, 0, 0, &["a"])).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    let gap = produce(&mut client, "idle", idempotent_batch(pid, 0, 7, &["b"])).await;
+    assert_eq!(
+        gap.error_code,
+        ErrorCode::OUT_OF_ORDER_SEQUENCE_NUMBER.code()
+    );
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let after = produce(&mut client, "idle", idempotent_batch(pid, 0, 7, &["b"])).await;
+    assert_eq!((after.error_code, after.base_offset), (0, 1));
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn list_offsets_and_delete_records() {
     let dir = tempfile::tempdir().unwrap();

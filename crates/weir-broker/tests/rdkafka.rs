@@ -313,6 +313,39 @@ async fn metadata_and_auto_creation() {
     stop(broker).await;
 }
 
+/// Issue 15: librdkafka sees the broker under the host its listener names (`localhost`), not
+/// the address the listener was bound to, and reaches it there for produce and consume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_advertised_host_is_the_configured_one() {
+    let broker = TestBroker::start(&[("listeners", "PLAINTEXT://localhost:0")]).await;
+    let topic = "rd-advertised";
+    let client: StreamConsumer = client_config(&broker)
+        .set("group.id", "rd-advertised")
+        .set("allow.auto.create.topics", "true")
+        .create()
+        .expect("consumer");
+    let metadata = blocking(|| wait_for_topic(client.client(), topic, 1));
+    let brokers: Vec<(&str, i32)> = metadata
+        .brokers()
+        .iter()
+        .map(|b| (b.host(), b.port()))
+        .collect();
+    assert_eq!(brokers, [("localhost", i32::from(broker.addr.port()))]);
+    close(client);
+
+    // Clients bootstrapped on the address then connect to the advertised host.
+    let records = [sent("advertised", 0)];
+    let producer = producer(&broker, &[]);
+    produce(&producer, topic, &records).await;
+    close(producer);
+    let consumer = consumer(&broker, "rd-advertised-group");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let received = receive(&consumer, 1).await;
+    assert_message(&received[0], &records[0]);
+    leave(consumer).await;
+    stop(broker).await;
+}
+
 /// Every codec, with keys, headers and CreateTime timestamps, comes back byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_codec_round_trips_keys_headers_and_timestamps() {

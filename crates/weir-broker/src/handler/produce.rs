@@ -20,9 +20,7 @@ use crate::connection::RequestContext;
 use crate::error::{log_error_code, producer_error_code};
 use crate::partitions::Partitions;
 use crate::producer_state;
-use crate::producers::{
-    BatchMetadata, DEFAULT_EXPIRATION_MS, ProducerBatch, ProducerError, Verdict,
-};
+use crate::producers::{BatchMetadata, ProducerBatch, ProducerError, Verdict, wall_clock_ms};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
@@ -299,7 +297,7 @@ fn append_idempotent(
     let mut guard = slot.table.lock();
     let mut table = match guard.take() {
         Some(table) => table,
-        None => producer_state::load(log)?,
+        None => producer_state::load(log, wall_clock_ms())?,
     };
     let result = match table.check(batch) {
         Err(e) => Err(Refused::Producer(e)),
@@ -315,11 +313,10 @@ fn append_idempotent(
                         last_offset: info.last_offset,
                         log_append_time: info.log_append_time,
                     },
+                    wall_clock_ms(),
                 );
-                let forgotten = table.expire(now_ms(), expiration_ms(broker));
-                if forgotten > 0 {
-                    debug!(topic = %topic.name, partition = index, forgotten, "expired idle producers");
-                }
+                // Idle producers are expired by a periodic check (server.rs), not here: the
+                // batch just checked must see the state its producer left.
                 Ok(Accepted::Appended(info))
             }
             Err(e) => Err(Refused::Log(e)),
@@ -327,22 +324,6 @@ fn append_idempotent(
     };
     *guard = Some(table);
     result
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// `producer.id.expiration.ms`.
-fn expiration_ms(broker: &Broker) -> i64 {
-    broker
-        .config()
-        .raw
-        .get("producer.id.expiration.ms")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_EXPIRATION_MS)
 }
 
 /// The records a refused batch was refused for (KIP-467), where the log's error tells:

@@ -143,7 +143,7 @@ impl LogManager {
             match listed {
                 Ok(names) => {
                     for name in names {
-                        if options.foreign_dirs.iter().any(|f| *f == name) {
+                        if options.foreign_dirs.contains(&name) {
                             continue;
                         }
                         if let Some(tp) = TopicPartition::from_dir_name(&name) {

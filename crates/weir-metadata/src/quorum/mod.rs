@@ -358,6 +358,20 @@ impl Quorum {
             tracing::warn!(%why, "metadata quorum: refusing an RPC that no leader sends");
             return network::encode(&Response::Refused(why));
         }
+        if let RequestBody::AppendEntries(rpc) = &request.body {
+            let ids = rpc
+                .prev_log_id
+                .iter()
+                .chain(rpc.entries.iter().map(|e| &e.log_id));
+            if let Some(id) = ids
+                .into_iter()
+                .find(|id| self.inner.log.contradicts_committed(id))
+            {
+                let why = format!("log id {id} contradicts a committed entry");
+                tracing::warn!(%why, "metadata quorum: refusing an RPC that no leader sends");
+                return network::encode(&Response::Refused(why));
+            }
+        }
         let raft = &self.inner.raft;
         let response = match request.body {
             RequestBody::AppendEntries(rpc) => {

@@ -197,6 +197,24 @@ async fn single_voter_restores_from_snapshot_and_tail() {
     q.shutdown().await.unwrap();
 }
 
+/// The broker runs a multi-threaded runtime, where file I/O goes through `block_in_place`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_voter_on_a_multi_threaded_runtime() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = config(1, &[1], dir.path());
+    cfg.snapshot_every = 3;
+    let q = Quorum::start(cfg.clone(), Arc::new(NoPeers)).await.unwrap();
+    wait_leader_self(&q).await;
+    for seq in 0..8 {
+        q.append(batch(seq)).await.unwrap();
+    }
+    let image = q.image();
+    q.shutdown().await.unwrap();
+    let q = Quorum::start(cfg, Arc::new(NoPeers)).await.unwrap();
+    assert_eq!(*q.image(), *image);
+    q.shutdown().await.unwrap();
+}
+
 /// A write torn by a crash leaves a partial frame at the end of `raft.log`; it must be cut off
 /// on open, not refuse the start or be read as an entry.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -824,6 +842,20 @@ async fn malformed_rpcs_change_nothing() {
         vec![entry(0, 1, 904), entry(0, 2, 905)],
     ));
 
+    // A fake leader with a newer term whose prev_log_id contradicts a committed entry.
+    hostile.push(append_request(
+        follower,
+        term + 1,
+        Some(log_id(term + 1, 1)),
+        vec![entry(term + 1, 2, 906)],
+    ));
+    // A newer term whose prev_log_id is the committed index with another term.
+    hostile.push(append_request(
+        follower,
+        term + 1,
+        Some(log_id(term + 1, last)),
+        vec![entry(term + 1, last + 1, 907)],
+    ));
     for rpc in hostile {
         let response = fq.handle_rpc(rpc).await;
         assert!(

@@ -364,7 +364,10 @@ impl Cluster {
         });
         let mut config = config(id, &self.voters, self.dirs[&id].path());
         config.snapshot_every = self.snapshot_every;
-        let q = Quorum::start(config, transport).await.unwrap();
+        let q = timeout(Duration::from_secs(10), Quorum::start(config, transport))
+            .await
+            .unwrap_or_else(|_| panic!("node {id} did not start"))
+            .unwrap();
         let mut leadership = q.leadership();
         let leaders = self.leaders.clone();
         tokio::spawn(async move {
@@ -385,7 +388,10 @@ impl Cluster {
         let q = self.net.nodes.lock().remove(&id);
         if let Some(q) = q {
             self.crashes += 1;
-            q.shutdown().await.unwrap();
+            timeout(Duration::from_secs(10), q.shutdown())
+                .await
+                .unwrap_or_else(|_| panic!("node {id} did not shut down"))
+                .unwrap();
         }
     }
 
@@ -435,7 +441,15 @@ impl Cluster {
                 assert_eq!(earlier, None, "offset {offset} acknowledged twice");
                 Some(offset)
             }
-            _ => None,
+            failed => {
+                if let Ok(Err(QuorumError::Raft(e))) = &failed {
+                    panic!("raft failed: {e:?}");
+                }
+                // A refusal comes back at once: let (virtual) time pass before the caller
+                // retries, or a retry loop would keep the paused clock from ever advancing.
+                sleep(Duration::from_millis(10)).await;
+                None
+            }
         }
     }
 
@@ -570,8 +584,19 @@ async fn run_seed(seed: u64) {
     let mut cluster = Cluster::start(seed, snapshot_every).await;
     let mut rng = Rng(seed ^ 0xa11c_e5ed);
     cluster.wait_leader(Duration::from_secs(30)).await;
-    for _ in 0..40 {
-        match rng.below(12) {
+    let trace = std::env::var("WEIR_QUORUM_TRACE").is_ok();
+    let t0 = tokio::time::Instant::now();
+    for step in 0..40 {
+        let action = rng.below(12);
+        if trace {
+            eprintln!(
+                "step {step} at {:?}: action {action}, leader {:?}, faults {:?}",
+                t0.elapsed(),
+                cluster.leader().map(|(id, _)| id),
+                cluster.net.faults.lock().isolated
+            );
+        }
+        match action {
             0 => {
                 let id = cluster.voters[rng.below(3) as usize];
                 cluster.net.faults.lock().isolated = BTreeSet::from([id]);
@@ -617,7 +642,13 @@ async fn run_seed(seed: u64) {
         }
         sleep(Duration::from_millis(rng.below(400))).await;
     }
+    if trace {
+        eprintln!("healing at {:?}", t0.elapsed());
+    }
     cluster.heal().await;
+    if trace {
+        eprintln!("converging at {:?}", t0.elapsed());
+    }
     cluster.converge().await;
     cluster.check_committed_never_lost_or_rewritten();
     cluster.check_at_most_one_leader_per_term();

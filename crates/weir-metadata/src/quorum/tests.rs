@@ -6,7 +6,8 @@
 //! timeouts and injected delays cost no wall time. Faults (drops, delays, isolation, crashes)
 //! are drawn from the printed seed; openraft draws its election timeouts from its own random
 //! source, so a replay follows the same fault schedule but not always the same elections.
-//! `WEIR_QUORUM_SEEDS=N` runs N seeds (default 4); `WEIR_QUORUM_SEED=S` runs seed S alone.
+//! `WEIR_QUORUM_SEEDS=N` runs N seeds (default 4, plus a regression seed); `WEIR_QUORUM_SEED=S`
+//! runs seed S alone; `WEIR_QUORUM_TRACE=1` prints each step of the schedule.
 
 use super::state_machine::StateMachine;
 use super::storage::LogStore;
@@ -575,7 +576,12 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(4u64);
-    (0..count).map(|i| 0x5eed_0000 + i).collect()
+    let mut seeds: Vec<u64> = (0..count).map(|i| 0x5eed_0000 + i).collect();
+    // Regression: a stale leader rejoining after its isolation sent AppendEntries whose
+    // prev_log_id contradicted the others' committed entries; they refused it before openraft
+    // could answer with the newer vote, so it never stepped down and retried without pause.
+    seeds.push(1_592_590_535);
+    seeds
 }
 
 async fn run_seed(seed: u64) {

@@ -48,32 +48,57 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Setup(e)) => {
+            error!("{e}");
+            eprintln!("weir: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
             error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// Why the broker stopped with an error: a setup that cannot work (exit status 2, like a bad
+/// configuration) or anything else.
+enum Failure {
+    Setup(String),
+    Other(String),
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
+async fn run(config: BrokerConfig) -> Result<(), Failure> {
     let data_dirs: Vec<String> = config
         .log_dirs
         .iter()
         .map(|d| d.display().to_string())
         .collect();
     let server = Server::bind(config.clone()).await.map_err(|e| {
+        let setup = matches!(&e, weir_broker::ServerError::Broker(b) if b.is_setup());
         let mut text = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
             text.push_str(&format!(": {c}"));
             cause = c.source();
         }
-        text
+        if setup {
+            Failure::Setup(text)
+        } else {
+            Failure::Other(text)
+        }
     })?;
     info!(
         version = VERSION,
         listener = %server.local_addr()?,
         admin = %server.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}")),
+        controller = %server.controller_addr().map_or_else(|| "none".to_string(), |a| a.to_string()),
+        quorum_voters = config.quorum.voters.len(),
         data_dirs = %data_dirs.join(","),
         node_id = config.node_id,
         "weir broker ready"

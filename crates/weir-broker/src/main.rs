@@ -10,13 +10,18 @@ const USAGE: &str = "usage: weir [--config FILE] [--KEY=VALUE ...] [--override K
 Runs a Weir broker. Settings use Kafka's property names (listeners, log.dirs, num.partitions,
 auto.create.topics.enable, log.segment.bytes, log.retention.ms, message.max.bytes, ...), from
 a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) and flags.
-Log level: RUST_LOG (default info).";
+Log level: RUST_LOG (default info, with the Raft engine's own lines at error only: it retries
+unreachable voters often).
+
+A cluster: every node runs as broker and controller; list the voters with
+controller.quorum.voters=1@host:port,2@host:port,3@host:port and give each node a
+CONTROLLER://host:port entry in listeners (see docs/cluster.md).";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -320,11 +320,17 @@ fn bad_cluster_setups_exit_with_status_2() {
     ];
     let cases: [(&[&str], &str); 3] = [
         (
-            &["--node.id=4", "--controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2"],
+            &[
+                "--node.id=4",
+                "--controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            ],
             "not one of the voters",
         ),
         (
-            &["--node.id=1", "--controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2"],
+            &[
+                "--node.id=1",
+                "--controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2",
+            ],
             "appears twice",
         ),
         (
@@ -357,7 +363,11 @@ async fn a_data_directory_of_another_cluster_is_refused() {
     let meta = dir.path().join("meta.properties");
     let text = std::fs::read_to_string(&meta).unwrap();
     assert!(text.contains("cluster.id="), "{text}");
-    std::fs::write(&meta, "version=1\ncluster.id=someone-elses-cluster\nnode.id=0\n").unwrap();
+    std::fs::write(
+        &meta,
+        "version=1\ncluster.id=someone-elses-cluster\nnode.id=0\n",
+    )
+    .unwrap();
     let log_dirs = format!("--log.dirs={}", dir.path().display());
     let (code, stderr) = run_weir(&[
         "--listeners=PLAINTEXT://127.0.0.1:0",

@@ -340,10 +340,29 @@ impl ClusterNode {
             }],
             rack: config.broker_rack.clone(),
         });
-        let response = self
-            .call(request)
-            .await
-            .map_err(|e| BrokerError::Cluster(format!("registration failed: {e}")))?;
+        // A process of this id that died moments ago still holds its session until the
+        // controller fences it (`broker.session.timeout.ms`): wait that out, as Kafka does.
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        let mut told = false;
+        let response = loop {
+            match self.call(request.clone()).await {
+                Err(ControllerCallError::Refused(
+                    ControllerError::DuplicateBrokerRegistration(_),
+                )) if tokio::time::Instant::now() < deadline => {
+                    if !told {
+                        info!(
+                            "the controller still sees this node's previous process; waiting for its session to end"
+                        );
+                        told = true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                other => {
+                    break other
+                        .map_err(|e| BrokerError::Cluster(format!("registration failed: {e}")))?;
+                }
+            }
+        };
         if let ControllerOutcome::Registered { broker_epoch } = response.outcome {
             self.broker_epoch.store(broker_epoch, Ordering::SeqCst);
             info!(

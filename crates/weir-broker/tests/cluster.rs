@@ -316,8 +316,13 @@ type Received = (i32, i64, String, String);
 /// What must survive a restart of a topic: its id and, per partition, leader and replicas.
 type TopicShape = ([u8; 16], Vec<(i32, i32, Vec<i32>)>);
 
-/// Receives `count` records from `consumer` (failing after `WAIT`).
-async fn receive(consumer: &StreamConsumer, count: usize, what: &str) -> Vec<Received> {
+/// Receives `count` records from `consumer` (failing after `WAIT` with the nodes' logs).
+async fn receive(
+    cluster: &Cluster,
+    consumer: &StreamConsumer,
+    count: usize,
+    what: &str,
+) -> Vec<Received> {
     let deadline = Instant::now() + WAIT;
     let mut received = Vec::new();
     while received.len() < count {
@@ -330,7 +335,10 @@ async fn receive(consumer: &StreamConsumer, count: usize, what: &str) -> Vec<Rec
                 String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
             )),
             Ok(Err(e)) => eprintln!("{what}: consumer error (retried): {e}"),
-            Err(_) => panic!("{what}: received {} of {count} records", received.len()),
+            Err(_) => cluster.fail(&format!(
+                "{what}: received {} of {count} records within {WAIT:?}",
+                received.len()
+            )),
         }
     }
     received
@@ -339,6 +347,7 @@ async fn receive(consumer: &StreamConsumer, count: usize, what: &str) -> Vec<Rec
 /// Reads `partitions` of `topic` from offset 0 through librdkafka on `bootstrap`, outside any
 /// group, until `count` records arrived.
 async fn rd_read_from_start(
+    cluster: &Cluster,
     bootstrap: &str,
     topic: &str,
     partitions: &[i32],
@@ -356,14 +365,43 @@ async fn rd_read_from_start(
             .expect("partition offset");
     }
     consumer.assign(&assignment).expect("assign");
-    let received = receive(&consumer, count, &format!("reading {topic} from 0")).await;
+    let received = receive(
+        cluster,
+        &consumer,
+        count,
+        &format!("reading {topic} from 0"),
+    )
+    .await;
     blocking(|| drop(consumer));
     received
 }
 
-/// The active controller as node `addr` reports it in DescribeCluster (-1 for none).
+/// The active controller as node `addr` names it in Metadata (-1 for none).
 async fn controller_of(addr: SocketAddr) -> i32 {
-    describe_cluster(addr).await.controller_id
+    metadata(addr, Some(&[])).await.controller_id
+}
+
+/// What the test found wrong without stopping at the first: reported together at the end, so
+/// one run shows every misbehaviour of a scenario.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, problem: String) {
+        eprintln!("PROBLEM: {problem}");
+        self.0.push(problem);
+    }
+
+    /// Fails the test with every problem (and the nodes' logs) if there was any.
+    fn check(self, cluster: &Cluster) {
+        if !self.0.is_empty() {
+            cluster.fail(&format!(
+                "{} problem(s):\n- {}",
+                self.0.len(),
+                self.0.join("\n- ")
+            ));
+        }
+    }
 }
 
 /// CreateTopics (v7) for one topic with one replica per partition, sent to node `addr`.
@@ -438,7 +476,21 @@ async fn a_topic_is_spread_evenly_and_every_node_sees_the_same_metadata() {
         controllers.insert(response.controller_id);
     }
     assert_eq!(controllers.len(), 1, "controllers named: {controllers:?}");
-    assert!(cluster.ids().contains(controllers.first().unwrap()));
+    let controller = *controllers.first().unwrap();
+    assert!(
+        cluster.ids().contains(&controller),
+        "controller {controller}"
+    );
+    // DescribeCluster from every node: all three brokers and the controller Metadata names.
+    for id in cluster.ids() {
+        let response = describe_cluster(cluster.addr(id)).await;
+        let brokers: BTreeSet<i32> = response.brokers.iter().map(|b| b.broker_id).collect();
+        assert_eq!(
+            (brokers, response.controller_id),
+            (cluster.ids().into_iter().collect(), controller),
+            "DescribeCluster from node {id}: (brokers, controller_id) differ from Metadata's"
+        );
+    }
 }
 
 /// librdkafka produces 600 keyed records through node 1 alone; a consumer group bootstrapped
@@ -477,7 +529,7 @@ async fn librdkafka_produces_through_one_node_and_a_group_consumes_through_anoth
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
-    let received = receive(&consumer, sent.len(), "group consumer").await;
+    let received = receive(&cluster, &consumer, sent.len(), "group consumer").await;
     blocking(|| drop(consumer));
 
     let expected: BTreeSet<(i32, i64, String, String)> = positions
@@ -507,11 +559,11 @@ async fn librdkafka_produces_through_one_node_and_a_group_consumes_through_anoth
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_controller_takes_over_after_kill_9() {
     let mut cluster = start_cluster("controller-failover");
+    let mut problems = Problems::default();
     let controller = controller_of(cluster.addr(1)).await;
-    assert!(
-        cluster.ids().contains(&controller),
-        "DescribeCluster names no live controller: {controller}"
-    );
+    if !cluster.ids().contains(&controller) {
+        cluster.fail(&format!("Metadata names no live controller: {controller}"));
+    }
     // The cluster works before the kill.
     let survivor = cluster
         .ids()
@@ -549,21 +601,41 @@ async fn a_new_controller_takes_over_after_kill_9() {
         failover.as_millis()
     );
     for &id in &survivors {
-        let now = controller_of(cluster.addr(id)).await;
-        assert!(
-            survivors.contains(&now),
-            "node {id} names controller {now} after the failover (killed: {controller})"
-        );
+        let named = controller_of(cluster.addr(id)).await;
+        if !survivors.contains(&named) {
+            problems.add(format!(
+                "Metadata from node {id} names controller {named} after the failover \
+                 (killed: {controller})"
+            ));
+        }
+        let described = describe_cluster(cluster.addr(id)).await.controller_id;
+        if described != named {
+            problems.add(format!(
+                "DescribeCluster from node {id} names controller {described}, Metadata {named}"
+            ));
+        }
     }
 
-    let rejoined = blocking(|| cluster.restart(controller));
+    // Restarted at once, within its old session: Kafka's broker retries its registration
+    // until the controller accepts it; it must not give up.
+    let rejoined = match blocking(|| cluster.try_restart(controller)) {
+        Ok(took) => took,
+        Err(why) => {
+            problems.add(format!(
+                "node {controller} restarted right after its kill -9: {why}"
+            ));
+            std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(1));
+            blocking(|| cluster.restart(controller))
+        }
+    };
     println!(
         "[controller-failover] node {controller} restarted and ready in {} ms",
         rejoined.as_millis()
     );
-    create_topic_on(cluster.addr(controller), "after-rejoin", 3)
-        .await
-        .unwrap_or_else(|e| cluster.fail(&format!("CreateTopics through the rejoined node: {e}")));
+    if let Err(e) = create_topic_on(cluster.addr(controller), "after-rejoin", 3).await {
+        problems.add(format!("CreateTopics through the rejoined node: {e}"));
+    }
+    problems.check(&cluster);
 }
 
 /// kill -9 of a broker (not the controller): once `broker.session.timeout.ms` has passed, the
@@ -678,6 +750,7 @@ async fn a_killed_broker_is_fenced_and_its_partitions_return_with_their_data() {
         .map(|((p, o), (k, v))| (*p, *o, k.clone(), v.clone()))
         .collect();
     let read = rd_read_from_start(
+        &cluster,
         &cluster.addr(survivors[0]).to_string(),
         topic,
         &victims_partitions,
@@ -738,12 +811,19 @@ async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
     drop(producer);
 
     let before = topic_views(&metadata(cluster.addr(1), None).await);
+    let mut problems = Problems::default();
     let stopping = Instant::now();
-    blocking(|| cluster.stop_all());
+    let killed = blocking(|| cluster.stop_all());
     println!(
         "[full-restart] SIGTERM to all three nodes -> all exited in {} ms",
         stopping.elapsed().as_millis()
     );
+    if !killed.is_empty() {
+        problems.add(format!(
+            "node(s) {killed:?} still ran {:?} after SIGTERM (killed with SIGKILL)",
+            support::cluster::STOP_TIMEOUT
+        ));
+    }
     let restart = blocking(|| cluster.start_all());
     println!(
         "[full-restart] all three nodes ready again in {} ms",
@@ -779,6 +859,7 @@ async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
         let partitions: Vec<i32> =
             (0..i32::try_from(before[topic].partitions.len()).unwrap()).collect();
         let read = rd_read_from_start(
+            &cluster,
             &cluster.addr(2).to_string(),
             topic,
             &partitions,
@@ -788,4 +869,5 @@ async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
         let read: BTreeSet<Received> = read.into_iter().collect();
         assert_eq!(&read, records, "records of {topic} after the restart");
     }
+    problems.check(&cluster);
 }

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a node may take to log that it is ready. Generous: a debug build on two busy
-/// cores, with every node of the quorum starting at once.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node may take to log that it is ready. Generous (a debug build starts in well
+/// under a second): two busy cores, every node of the quorum starting at once.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM (its controlled shutdown is bounded by 5 s).
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The line a node logs once it has joined the cluster and serves clients.
 const READY_LINE: &str = "weir broker ready";
 
@@ -227,24 +227,35 @@ impl Cluster {
     /// Waits until node `id` logs that it is ready; on timeout or exit, fails the test with
     /// every node's log.
     pub fn wait_ready(&mut self, id: i32) -> Duration {
+        match self.try_wait_ready(id) {
+            Ok(took) => took,
+            Err(why) => self.fail(&why),
+        }
+    }
+
+    /// Waits until node `id` logs that it is ready; says why not when it exits first or takes
+    /// longer than [`READY_TIMEOUT`] (the process is left as it is).
+    pub fn try_wait_ready(&mut self, id: i32) -> Result<Duration, String> {
         let started = Instant::now();
         let deadline = started + READY_TIMEOUT;
         loop {
             let node = self.node_mut(id);
             if count_ready_lines(&node.log) > node.ready_lines_before {
-                return started.elapsed();
+                return Ok(started.elapsed());
             }
-            let exited = node
-                .child
-                .as_mut()
-                .map_or(Some(None), |c| c.try_wait().ok().flatten().map(Some));
+            let exited = match node.child.as_mut() {
+                None => Some("not running".to_string()),
+                Some(child) => match child.try_wait() {
+                    Ok(Some(status)) => Some(status.to_string()),
+                    _ => None,
+                },
+            };
             if let Some(status) = exited {
-                self.fail(&format!(
-                    "node {id} exited before it was ready ({status:?})"
-                ));
+                node.child = None;
+                return Err(format!("node {id} exited before it was ready ({status})"));
             }
             if Instant::now() >= deadline {
-                self.fail(&format!(
+                return Err(format!(
                     "node {id} was not ready within {READY_TIMEOUT:?} (no {READY_LINE:?} line)"
                 ));
             }
@@ -317,21 +328,27 @@ impl Cluster {
     /// Starts node `id` again on the same ports and data directory and waits until it is
     /// ready; returns how long that took.
     pub fn restart(&mut self, id: i32) -> Duration {
-        let started = Instant::now();
         self.spawn(id);
-        self.wait_ready(id);
-        started.elapsed()
+        self.wait_ready(id)
+    }
+
+    /// [`Cluster::restart`], returning why the node did not become ready instead of failing.
+    pub fn try_restart(&mut self, id: i32) -> Result<Duration, String> {
+        self.spawn(id);
+        self.try_wait_ready(id)
     }
 
     /// Stops every running node with SIGTERM, all at once (a node's controlled shutdown
     /// needs the quorum, so stopping them one by one would leave the last ones without
-    /// one); fails the test if one does not exit in time.
-    pub fn stop_all(&mut self) {
+    /// one). A node still running [`STOP_TIMEOUT`] after the signal is killed with SIGKILL;
+    /// returns those nodes' ids, so that a test can report them and go on.
+    pub fn stop_all(&mut self) -> Vec<i32> {
         let ids = self.running();
         for &id in &ids {
             self.signal(id, "TERM");
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut killed = Vec::new();
         for id in ids {
             loop {
                 let node = self.node_mut(id);
@@ -343,13 +360,14 @@ impl Cluster {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    self.fail(&format!(
-                        "node {id} did not exit within {STOP_TIMEOUT:?} of SIGTERM"
-                    ));
+                    self.kill9(id);
+                    killed.push(id);
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        killed
     }
 
     /// Node `id`'s log so far (all its runs).
@@ -368,7 +386,7 @@ impl Cluster {
                 node.controller_addr,
                 node.log.display()
             ));
-            text.push_str(&tail(&self.log(node.id), 200));
+            text.push_str(&readable_tail(&self.log(node.id)));
         }
         text
     }
@@ -426,11 +444,23 @@ fn count_ready_lines(log: &Path) -> usize {
     text.matches(READY_LINE).count()
 }
 
-/// The last `lines` lines of `text`.
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    let from = all.len().saturating_sub(lines);
-    let mut out = all[from..].join("\n");
-    out.push('\n');
+/// The end of a node's log for a failure message: its last 150 lines of Weir's own, and only
+/// the last 10 of openraft's, whose retry warnings about an unreachable peer would otherwise
+/// push everything else out.
+fn readable_tail(log: &str) -> String {
+    let (raft, own): (Vec<&str>, Vec<&str>) = log.lines().partition(|l| l.contains(" openraft::"));
+    let mut out = String::new();
+    if raft.len() > 10 {
+        out.push_str(&format!("[{} openraft lines omitted]\n", raft.len() - 10));
+    }
+    for line in &raft[raft.len().saturating_sub(10)..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str("[weir's own lines:]\n");
+    for line in &own[own.len().saturating_sub(150)..] {
+        out.push_str(line);
+        out.push('\n');
+    }
     out
 }

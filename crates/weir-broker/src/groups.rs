@@ -480,48 +480,15 @@ fn coordinator_config(config: &BrokerConfig) -> Config {
     c
 }
 
-/// Creates `__consumer_offsets` through the controller on first start (compacted, with
-/// `offsets.topic.num.partitions` partitions), then replays it into the coordinator before the
-/// listener accepts connections, so no request sees a half-loaded coordinator.
+/// Loads the groups of `__consumer_offsets` partitions on this broker into the coordinator
+/// before the listener accepts connections, so no request sees a half-loaded coordinator. The
+/// topic itself is created on first use ([`ensure_offsets_topic`]), as Kafka does, once the
+/// cluster's brokers are up to share its partitions.
 pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError> {
-    let config = broker.config();
-    if broker.topics.get(OFFSETS_TOPIC).is_none() {
-        let request = weir_metadata::active::ControllerRequest::CreateTopic {
-            topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
-            request: weir_metadata::CreateTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                num_partitions: Some(config.offsets_topic_num_partitions),
-                replication_factor: Some(1),
-                assignments: None,
-                configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]),
-            },
-            validate_only: false,
-        };
-        match broker.cluster.call(request).await {
-            Ok(response) => {
-                broker.cluster.wait_published(response.offset).await;
-                info!(
-                    topic = OFFSETS_TOPIC,
-                    partitions = config.offsets_topic_num_partitions,
-                    "created the internal offsets topic"
-                );
-            }
-            // Another broker created it first.
-            Err(weir_metadata::active::ControllerCallError::Refused(
-                weir_metadata::ControllerError::TopicAlreadyExists(_),
-            )) => {}
-            Err(e) => {
-                return Err(crate::BrokerError::Cluster(format!(
-                    "cannot create {OFFSETS_TOPIC}: {e}"
-                )));
-            }
-        }
-    }
     let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
-        return Err(crate::BrokerError::Cluster(format!(
-            "{OFFSETS_TOPIC} is missing"
-        )));
+        return Ok(());
     };
+    let config = broker.config();
     let num_partitions = topic.partitions;
     if num_partitions != config.offsets_topic_num_partitions {
         // Records already sit in the existing partitions; placement must follow them.
@@ -539,6 +506,93 @@ pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError>
     tokio::task::spawn_blocking(move || load_all(&b, num_partitions))
         .await
         .map_err(|_| crate::BrokerError::TaskFailed)?
+}
+
+/// Creates `__consumer_offsets` through the controller if it does not exist yet (compacted,
+/// `offsets.topic.num.partitions` partitions spread over the unfenced brokers), and waits until
+/// this broker has published it. Its new partitions are empty: nothing to load.
+pub(crate) async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), crate::BrokerError> {
+    if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
+        broker
+            .groups
+            .num_partitions
+            .store(topic.partitions, Ordering::SeqCst);
+        return Ok(());
+    }
+    let config = broker.config();
+    let request = weir_metadata::active::ControllerRequest::CreateTopic {
+        topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
+        request: weir_metadata::CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: Some(config.offsets_topic_num_partitions),
+            // Replication comes with the next step of the cluster work.
+            replication_factor: Some(1),
+            assignments: None,
+            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]),
+        },
+        validate_only: false,
+    };
+    match broker.cluster.call(request).await {
+        Ok(response) => {
+            broker.cluster.wait_published(response.offset).await;
+            info!(
+                topic = OFFSETS_TOPIC,
+                partitions = config.offsets_topic_num_partitions,
+                "created the internal offsets topic"
+            );
+        }
+        // Another broker created it first.
+        Err(weir_metadata::active::ControllerCallError::Refused(
+            weir_metadata::ControllerError::TopicAlreadyExists(_),
+        )) => {
+            let mut images = broker.cluster.images();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                images.wait_for(|i| i.topic(OFFSETS_TOPIC).is_some()),
+            )
+            .await;
+            let offset = broker.cluster.latest_image().offset();
+            broker.cluster.wait_published(offset).await;
+        }
+        Err(e) => {
+            return Err(crate::BrokerError::Cluster(format!(
+                "cannot create {OFFSETS_TOPIC}: {e}"
+            )));
+        }
+    }
+    if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
+        broker
+            .groups
+            .num_partitions
+            .store(topic.partitions, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// Whether this broker coordinates `group_id`: it leads the group's `__consumer_offsets`
+/// partition. NOT_COORDINATOR otherwise (the client looks the coordinator up again), and
+/// COORDINATOR_NOT_AVAILABLE when the partition has no leader. A group request that arrives
+/// before any FindCoordinator creates `__consumer_offsets` first.
+pub(crate) async fn check_coordinator(
+    broker: &Arc<Broker>,
+    group_id: &str,
+) -> Result<(), ErrorCode> {
+    if broker.topics.get(OFFSETS_TOPIC).is_none() {
+        ensure_offsets_topic(broker)
+            .await
+            .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
+    }
+    let partition = broker.groups.partition_for(group_id);
+    let image = broker.topics.image();
+    let leader = image
+        .topic(OFFSETS_TOPIC)
+        .and_then(|t| t.partition(partition))
+        .map(|p| p.leader);
+    match leader {
+        Some(leader) if leader == broker.config().node_id => Ok(()),
+        Some(weir_metadata::NO_LEADER) | None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+        Some(_) => Err(ErrorCode::NOT_COORDINATOR),
+    }
 }
 
 /// Replays every `__consumer_offsets` partition into the coordinator.

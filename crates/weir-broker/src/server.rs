@@ -41,6 +41,8 @@ pub struct Server {
     listener: TcpListener,
     /// The admin HTTP listener (`weir.admin.listener`), unless disabled.
     admin: Option<TcpListener>,
+    /// Where the CONTROLLER listener is bound, if this node has one.
+    controller_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -75,9 +77,11 @@ impl Server {
             ),
             None => None,
         };
+        let controller_addr = controller.as_ref().and_then(|l| l.local_addr().ok());
         let broker = Broker::open(config, controller).await?;
         Ok(Self {
             broker,
+            controller_addr,
             listener,
             admin,
         })
@@ -86,6 +90,11 @@ impl Server {
     /// The address the listener is bound to (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the CONTROLLER listener is bound to, if this node has one.
+    pub fn controller_addr(&self) -> Option<SocketAddr> {
+        self.controller_addr
     }
 
     /// The address the admin HTTP listener is bound to, if it is enabled.

@@ -610,6 +610,21 @@ async fn create_partitions_only_grows() {
 async fn create_partitions_refuses_internal_topics() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
+    // As in Kafka, the first group lookup creates the offsets topic.
+    assert_eq!(
+        partition_count(&mut client, "__consumer_offsets").await,
+        None
+    );
+    let found = client
+        .send(
+            weir_protocol::messages::FindCoordinatorRequest {
+                key: "g".into(),
+                ..Default::default()
+            },
+            3,
+        )
+        .await;
+    assert_eq!(found.error_code, 0);
     let before = partition_count(&mut client, "__consumer_offsets").await;
     assert_eq!(before, Some(4));
     for validate_only in [true, false] {

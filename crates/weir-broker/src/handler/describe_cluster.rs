@@ -26,7 +26,6 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let config = broker.config();
     // v0 has no endpoint type and means brokers.
     let endpoint_type = if ctx.api_version >= 1 {
         request.endpoint_type
@@ -48,20 +47,31 @@ pub(crate) async fn handle(
             ..DescribeClusterResponse::default()
         };
     }
+    let image = broker.topics.image();
+    // Fenced brokers only when asked (v2's include_fenced_brokers), as Kafka answers.
+    let brokers = image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced || request.include_fenced_brokers)
+        .filter_map(|b| {
+            let endpoint = b.endpoint("PLAINTEXT")?;
+            Some(DescribeClusterBroker {
+                broker_id: b.broker_id,
+                host: endpoint.host.clone(),
+                port: i32::from(endpoint.port),
+                rack: b.rack.clone(),
+                is_fenced: b.fenced,
+                ..DescribeClusterBroker::default()
+            })
+        })
+        .collect();
     DescribeClusterResponse {
         error_code: 0,
         error_message: None,
         endpoint_type,
         cluster_id: broker.cluster_id().to_string(),
-        controller_id: config.node_id,
-        brokers: vec![DescribeClusterBroker {
-            broker_id: config.node_id,
-            host: config.advertised_host.clone(),
-            port: i32::from(config.advertised_port),
-            rack: None,
-            is_fenced: false,
-            ..DescribeClusterBroker::default()
-        }],
+        controller_id: broker.cluster.active_controller().unwrap_or(-1),
+        brokers,
         cluster_authorized_operations: if request.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
         } else {

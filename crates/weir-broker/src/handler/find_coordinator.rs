@@ -1,7 +1,9 @@
-//! FindCoordinator: on a single node this broker coordinates every group and (once
-//! transactions exist) every transactional id. v4+ asks for several keys at once.
+//! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
+//! partition (the topic is created on the first lookup, as Kafka does); transactional ids are
+//! answered with this broker until transactions exist. v4+ asks for several keys at once.
 
 use crate::connection::RequestContext;
+use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
 use std::sync::Arc;
 use tracing::debug;
@@ -21,31 +23,56 @@ pub(crate) async fn handle(
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
     let config = broker.config();
-    let error = match request.key_type {
+    let created = if request.key_type == GROUP {
+        crate::groups::ensure_offsets_topic(broker).await
+    } else {
+        Ok(())
+    };
+    let image = broker.topics.image();
+    // The group's coordinator is the leader of its `__consumer_offsets` partition.
+    let group_coordinator = |key: &str| -> Result<(i32, String, i32), ErrorCode> {
+        if created.is_err() {
+            return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        }
+        let partition = broker.groups.partition_for(key);
+        image
+            .topic(OFFSETS_TOPIC)
+            .and_then(|t| t.partition(partition))
+            .and_then(|p| image.broker(p.leader))
+            .filter(|b| !b.fenced)
+            .and_then(|b| {
+                let endpoint = b.endpoint("PLAINTEXT")?;
+                Some((b.broker_id, endpoint.host.clone(), i32::from(endpoint.port)))
+            })
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)
+    };
+    let locate = |key: &str| match request.key_type {
+        GROUP => group_coordinator(key),
         // Transactions come later; answering with this node lets clients that look up a
         // transaction coordinator proceed to the (then unsupported) transactional APIs.
-        GROUP | TRANSACTION => ErrorCode::NONE,
-        _ => ErrorCode::INVALID_REQUEST,
-    };
-    // kafkajs treats any non-null error message as a failure, so it is null without an error.
-    let message = error.is_error().then(|| error.name().to_string());
-    let (node_id, host, port) = if error.is_error() {
-        (-1, String::new(), -1)
-    } else {
-        (
+        TRANSACTION => Ok((
             config.node_id,
             config.advertised_host.clone(),
             i32::from(config.advertised_port),
-        )
+        )),
+        _ => Err(ErrorCode::INVALID_REQUEST),
     };
-    let coordinator = |key: String| Coordinator {
-        key,
-        node_id,
-        host: host.clone(),
-        port,
-        error_code: error.code(),
-        error_message: message.clone(),
-        ..Coordinator::default()
+    let coordinator = |key: String| {
+        let (node_id, host, port, error) = match locate(&key) {
+            Ok((node_id, host, port)) => (node_id, host, port, ErrorCode::NONE),
+            Err(error) => (-1, String::new(), -1, error),
+        };
+        Coordinator {
+            key,
+            node_id,
+            host,
+            port,
+            error_code: error.code(),
+            // kafkajs treats any non-null error message as a failure, so it is null without
+            // an error.
+            error_message: error.is_error().then(|| error.name().to_string()),
+            ..Coordinator::default()
+        }
     };
     if ctx.api_version >= 4 {
         debug!(keys = ?request.coordinator_keys, key_type = request.key_type, "FindCoordinator");

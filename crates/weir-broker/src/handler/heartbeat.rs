@@ -13,6 +13,12 @@ pub(crate) async fn handle(
     _ctx: &RequestContext,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    if let Err(code) = crate::groups::check_coordinator(broker, &request.group_id).await {
+        return HeartbeatResponse {
+            error_code: code.code(),
+            ..HeartbeatResponse::default()
+        };
+    }
     let heartbeat = weir_group::HeartbeatRequest {
         group_id: request.group_id,
         generation_id: request.generation_id,

@@ -16,6 +16,12 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if let Err(code) = crate::groups::check_coordinator(broker, &request.group_id).await {
+        return JoinGroupResponse {
+            error_code: code.code(),
+            ..JoinGroupResponse::default()
+        };
+    }
     let version = ctx.api_version;
     let member_id = request.member_id.clone();
     debug!(

@@ -16,6 +16,12 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    if let Err(code) = crate::groups::check_coordinator(broker, &request.group_id).await {
+        return LeaveGroupResponse {
+            error_code: code.code(),
+            ..LeaveGroupResponse::default()
+        };
+    }
     let members: Vec<LeavingMember> = if ctx.api_version >= 3 {
         request
             .members

@@ -25,6 +25,9 @@ pub(crate) async fn handle(
     // or the error already decided.
     let mut decided: Vec<(String, Uuid, i32, Option<ErrorCode>)> = Vec::new();
     let mut offsets = Vec::new();
+    let not_coordinator = crate::groups::check_coordinator(broker, &request.group_id)
+        .await
+        .err();
     for topic in request.topics {
         let known = if by_id {
             broker.topics.by_id(topic.topic_id)
@@ -37,18 +40,22 @@ pub(crate) async fn handle(
             ErrorCode::UNKNOWN_TOPIC_OR_PARTITION
         };
         for p in topic.partitions {
-            let error = match &known {
-                Some(t) if (0..t.partitions).contains(&p.partition_index) => {
-                    offsets.push(OffsetCommit {
-                        partition: TopicPartition::new(t.name.clone(), p.partition_index),
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata,
-                    });
-                    None
+            let error = if not_coordinator.is_some() {
+                not_coordinator
+            } else {
+                match &known {
+                    Some(t) if (0..t.partitions).contains(&p.partition_index) => {
+                        offsets.push(OffsetCommit {
+                            partition: TopicPartition::new(t.name.clone(), p.partition_index),
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata,
+                        });
+                        None
+                    }
+                    Some(_) => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+                    None => Some(unknown),
                 }
-                Some(_) => Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
-                None => Some(unknown),
             };
             decided.push((topic.name.clone(), topic.topic_id, p.partition_index, error));
         }

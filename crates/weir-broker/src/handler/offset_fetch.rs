@@ -68,6 +68,11 @@ pub(crate) async fn handle(
             })
             .collect();
         debug!(groups = fetches.len(), "OffsetFetch");
+        let mut checks = std::collections::BTreeMap::new();
+        for f in &fetches {
+            let check = crate::groups::check_coordinator(broker, &f.group_id).await;
+            checks.insert(f.group_id.clone(), check);
+        }
         let fetched = broker.groups.read(|c| c.fetch_offsets(&fetches));
         let partition = |o: FetchedOffset| OffsetFetchResponsePartitions {
             partition_index: o.partition.partition,
@@ -113,6 +118,13 @@ pub(crate) async fn handle(
                                     .collect(),
                                 ..OffsetFetchResponseTopics::default()
                             });
+                    if let Some(Err(code)) = checks.get(&f.group_id) {
+                        return OffsetFetchResponseGroup {
+                            group_id: f.group_id,
+                            error_code: code.code(),
+                            ..OffsetFetchResponseGroup::default()
+                        };
+                    }
                     OffsetFetchResponseGroup {
                         group_id: f.group_id,
                         topics: known.chain(unknown).collect(),
@@ -123,6 +135,12 @@ pub(crate) async fn handle(
             ..OffsetFetchResponse::default()
         }
     } else {
+        if let Err(code) = crate::groups::check_coordinator(broker, &request.group_id).await {
+            return OffsetFetchResponse {
+                error_code: code.code(),
+                ..OffsetFetchResponse::default()
+            };
+        }
         let fetch = Fetch {
             group_id: request.group_id,
             // v1 has no null (all partitions); later versions use null for it.

@@ -14,6 +14,12 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: SyncGroupRequest,
 ) -> SyncGroupResponse {
+    if let Err(code) = crate::groups::check_coordinator(broker, &request.group_id).await {
+        return SyncGroupResponse {
+            error_code: code.code(),
+            ..SyncGroupResponse::default()
+        };
+    }
     debug!(
         group = %request.group_id,
         member = %request.member_id,

@@ -365,6 +365,25 @@ impl Quorum {
             tracing::warn!(%why, "metadata quorum: refusing an RPC that no leader sends");
             return network::encode(&Response::Refused(why));
         }
+        // Only a request from a term at least this node's reaches openraft's log matching; an
+        // older one is answered with the newer vote, which is how a stale leader learns to
+        // step down, so it must not be refused here.
+        let current_term = self.inner.raft.metrics().borrow().current_term;
+        if let RequestBody::AppendEntries(rpc) = &request.body {
+            let ids = rpc
+                .prev_log_id
+                .iter()
+                .chain(rpc.entries.iter().map(|e| &e.log_id));
+            let current = rpc.vote.leader_id().term >= current_term;
+            if let Some(id) = ids
+                .into_iter()
+                .find(|id| current && self.inner.log.contradicts_committed(id))
+            {
+                let why = format!("log id {id} contradicts a committed entry");
+                tracing::warn!(%why, "metadata quorum: refusing an RPC that no leader sends");
+                return network::encode(&Response::Refused(why));
+            }
+        }
         let raft = &self.inner.raft;
         let response = match request.body {
             RequestBody::AppendEntries(rpc) => {

@@ -171,9 +171,11 @@ enum CallError {
 impl<E: std::error::Error> From<CallError> for RPCError<NodeId, BasicNode, E> {
     fn from(e: CallError) -> Self {
         match &e {
-            CallError::Transport(TransportError::Unreachable(_)) => {
-                RPCError::Unreachable(Unreachable::new(&e))
-            }
+            // A peer that refuses or cannot be understood will most likely do so again:
+            // Unreachable makes openraft back off instead of retrying in a tight loop.
+            CallError::Transport(TransportError::Unreachable(_))
+            | CallError::Refused(_)
+            | CallError::Undecodable(_) => RPCError::Unreachable(Unreachable::new(&e)),
             _ => RPCError::Network(NetworkError::new(&e)),
         }
     }

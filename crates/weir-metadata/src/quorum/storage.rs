@@ -68,6 +68,25 @@ impl LogReader {
         *self.committed.lock()
     }
 
+    /// Whether `id` names a committed index with another log id than this node's: no real
+    /// leader sends that (a leader's log holds every committed entry), and openraft assumes it
+    /// never happens, so such a request is refused before it reaches openraft.
+    pub(crate) fn contradicts_committed(&self, id: &LogId) -> bool {
+        let Some(committed) = self.committed() else {
+            return false;
+        };
+        if id.index > committed.index {
+            return false;
+        }
+        if id.index == committed.index && *id != committed {
+            return true;
+        }
+        self.entries
+            .read()
+            .get(&id.index)
+            .is_some_and(|local| local.get_log_id() != id)
+    }
+
     /// The entry at `index`, if the log holds it.
     #[cfg(test)]
     pub(crate) fn entry(&self, index: u64) -> Option<Entry> {

@@ -6,7 +6,8 @@
 //! timeouts and injected delays cost no wall time. Faults (drops, delays, isolation, crashes)
 //! are drawn from the printed seed; openraft draws its election timeouts from its own random
 //! source, so a replay follows the same fault schedule but not always the same elections.
-//! `WEIR_QUORUM_SEEDS=N` runs N seeds (default 4); `WEIR_QUORUM_SEED=S` runs seed S alone.
+//! `WEIR_QUORUM_SEEDS=N` runs N seeds (default 4, plus a regression seed); `WEIR_QUORUM_SEED=S`
+//! runs seed S alone; `WEIR_QUORUM_TRACE=1` prints each step of the schedule.
 
 use super::state_machine::StateMachine;
 use super::storage::LogStore;
@@ -197,6 +198,24 @@ async fn single_voter_restores_from_snapshot_and_tail() {
     q.shutdown().await.unwrap();
 }
 
+/// The broker runs a multi-threaded runtime, where file I/O goes through `block_in_place`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_voter_on_a_multi_threaded_runtime() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = config(1, &[1], dir.path());
+    cfg.snapshot_every = 3;
+    let q = Quorum::start(cfg.clone(), Arc::new(NoPeers)).await.unwrap();
+    wait_leader_self(&q).await;
+    for seq in 0..8 {
+        q.append(batch(seq)).await.unwrap();
+    }
+    let image = q.image();
+    q.shutdown().await.unwrap();
+    let q = Quorum::start(cfg, Arc::new(NoPeers)).await.unwrap();
+    assert_eq!(*q.image(), *image);
+    q.shutdown().await.unwrap();
+}
+
 /// A write torn by a crash leaves a partial frame at the end of `raft.log`; it must be cut off
 /// on open, not refuse the start or be read as an entry.
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -346,7 +365,10 @@ impl Cluster {
         });
         let mut config = config(id, &self.voters, self.dirs[&id].path());
         config.snapshot_every = self.snapshot_every;
-        let q = Quorum::start(config, transport).await.unwrap();
+        let q = timeout(Duration::from_secs(10), Quorum::start(config, transport))
+            .await
+            .unwrap_or_else(|_| panic!("node {id} did not start"))
+            .unwrap();
         let mut leadership = q.leadership();
         let leaders = self.leaders.clone();
         tokio::spawn(async move {
@@ -367,7 +389,10 @@ impl Cluster {
         let q = self.net.nodes.lock().remove(&id);
         if let Some(q) = q {
             self.crashes += 1;
-            q.shutdown().await.unwrap();
+            timeout(Duration::from_secs(10), q.shutdown())
+                .await
+                .unwrap_or_else(|_| panic!("node {id} did not shut down"))
+                .unwrap();
         }
     }
 
@@ -417,7 +442,15 @@ impl Cluster {
                 assert_eq!(earlier, None, "offset {offset} acknowledged twice");
                 Some(offset)
             }
-            _ => None,
+            failed => {
+                if let Ok(Err(QuorumError::Raft(e))) = &failed {
+                    panic!("raft failed: {e:?}");
+                }
+                // A refusal comes back at once: let (virtual) time pass before the caller
+                // retries, or a retry loop would keep the paused clock from ever advancing.
+                sleep(Duration::from_millis(10)).await;
+                None
+            }
         }
     }
 
@@ -543,7 +576,12 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(4u64);
-    (0..count).map(|i| 0x5eed_0000 + i).collect()
+    let mut seeds: Vec<u64> = (0..count).map(|i| 0x5eed_0000 + i).collect();
+    // Regression: a stale leader rejoining after its isolation sent AppendEntries whose
+    // prev_log_id contradicted the others' committed entries; they refused it before openraft
+    // could answer with the newer vote, so it never stepped down and retried without pause.
+    seeds.push(1_592_590_535);
+    seeds
 }
 
 async fn run_seed(seed: u64) {
@@ -552,8 +590,19 @@ async fn run_seed(seed: u64) {
     let mut cluster = Cluster::start(seed, snapshot_every).await;
     let mut rng = Rng(seed ^ 0xa11c_e5ed);
     cluster.wait_leader(Duration::from_secs(30)).await;
-    for _ in 0..40 {
-        match rng.below(12) {
+    let trace = std::env::var("WEIR_QUORUM_TRACE").is_ok();
+    let t0 = tokio::time::Instant::now();
+    for step in 0..40 {
+        let action = rng.below(12);
+        if trace {
+            eprintln!(
+                "step {step} at {:?}: action {action}, leader {:?}, faults {:?}",
+                t0.elapsed(),
+                cluster.leader().map(|(id, _)| id),
+                cluster.net.faults.lock().isolated
+            );
+        }
+        match action {
             0 => {
                 let id = cluster.voters[rng.below(3) as usize];
                 cluster.net.faults.lock().isolated = BTreeSet::from([id]);
@@ -599,7 +648,13 @@ async fn run_seed(seed: u64) {
         }
         sleep(Duration::from_millis(rng.below(400))).await;
     }
+    if trace {
+        eprintln!("healing at {:?}", t0.elapsed());
+    }
     cluster.heal().await;
+    if trace {
+        eprintln!("converging at {:?}", t0.elapsed());
+    }
     cluster.converge().await;
     cluster.check_committed_never_lost_or_rewritten();
     cluster.check_at_most_one_leader_per_term();
@@ -824,6 +879,20 @@ async fn malformed_rpcs_change_nothing() {
         vec![entry(0, 1, 904), entry(0, 2, 905)],
     ));
 
+    // A fake leader with a newer term whose prev_log_id contradicts a committed entry.
+    hostile.push(append_request(
+        follower,
+        term + 1,
+        Some(log_id(term + 1, 1)),
+        vec![entry(term + 1, 2, 906)],
+    ));
+    // A newer term whose prev_log_id is the committed index with another term.
+    hostile.push(append_request(
+        follower,
+        term + 1,
+        Some(log_id(term + 1, last)),
+        vec![entry(term + 1, last + 1, 907)],
+    ));
     for rpc in hostile {
         let response = fq.handle_rpc(rpc).await;
         assert!(

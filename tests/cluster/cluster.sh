@@ -13,6 +13,7 @@
 #
 # Environment:
 #   WEIR_CLUSTER_DIR      data, logs and pids (default ./weir-cluster-data)
+#   WEIR_CLUSTER_PORT_OFFSET  added to every port (default 0), to run beside another cluster
 #   WEIR_BIN              the weir binary (default target/release/weir, else target/debug/weir)
 #   WEIR_CLUSTER_ARGS     extra flags for every node (e.g. "--num.partitions=6")
 #   WEIR_READY_TIMEOUT    seconds to wait for the nodes to be ready (default 60)
@@ -37,8 +38,12 @@ case "$n" in
   '' | *[!0-9]* | 0) echo "cluster.sh: N must be a positive number, not '$n'" >&2; exit 2 ;;
 esac
 
-client_port() { echo $((9090 + 2 * $1)); }
-controller_port() { echo $((19091 + 2 * $1)); }
+offset=${WEIR_CLUSTER_PORT_OFFSET:-0}
+case "$offset" in
+  '' | *[!0-9]*) echo "cluster.sh: WEIR_CLUSTER_PORT_OFFSET must be a number, not '$offset'" >&2; exit 2 ;;
+esac
+client_port() { echo $((9090 + 2 * $1 + offset)); }
+controller_port() { echo $((19091 + 2 * $1 + offset)); }
 
 # The pid of node $1 if it is running (per its pid file), else nothing.
 pid_of() {

@@ -10,6 +10,7 @@
 //!   through a survivor (the time is printed);
 //! - kill -9 of a broker: after `broker.session.timeout.ms` its partitions have no leader and
 //!   name it offline; restarted, it leads them again with all their records;
+//! - SIGSTOP of a broker: fenced the same way; after SIGCONT it returns without a restart;
 //! - SIGTERM to the whole cluster and a restart: same topics, ids, partitions and leaders, and
 //!   the same records.
 //!
@@ -244,26 +245,38 @@ fn rd_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// Creates `topic` through librdkafka's admin client on `bootstrap`.
-async fn rd_create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+/// Creates `topic` through librdkafka's admin client on `bootstrap` (failing with the nodes'
+/// logs).
+async fn rd_create_topic(cluster: &Cluster, bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         rd_config(bootstrap).create().expect("admin client");
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
-    let results = tokio::time::timeout(
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(20)))
+        .request_timeout(Some(Duration::from_secs(25)));
+    let started = Instant::now();
+    let created = tokio::time::timeout(
         WAIT,
         admin.create_topics(
             &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
             &options,
         ),
     )
-    .await
-    .expect("CreateTopics within the timeout")
-    .expect("CreateTopics request");
-    for result in results {
-        if let Err((name, code)) = result {
-            panic!("creating {name} through {bootstrap}: {code:?}");
-        }
+    .await;
+    let failure = match created {
+        Err(_) => Some(format!("no answer within {WAIT:?}")),
+        Ok(Err(e)) => Some(e.to_string()),
+        Ok(Ok(results)) => results
+            .into_iter()
+            .find_map(|r| r.err())
+            .map(|(name, code)| format!("{name}: {code:?}")),
+    };
+    if let Some(why) = failure {
+        cluster.fail(&format!(
+            "librdkafka CreateTopics {topic} through {bootstrap}, after {:?}: {why}",
+            started.elapsed()
+        ));
     }
+    blocking(|| drop(admin));
 }
 
 /// `count` keyed records (`key-i` → `value-i`).
@@ -280,7 +293,12 @@ fn records(prefix: &str, count: usize) -> Vec<(String, String)> {
 
 /// Produces `records` to `topic` through librdkafka on `bootstrap` (acks=all, idempotent),
 /// returning each record's (partition, offset).
-async fn rd_produce(bootstrap: &str, topic: &str, records: &[(String, String)]) -> Vec<(i32, i64)> {
+async fn rd_produce(
+    cluster: &Cluster,
+    bootstrap: &str,
+    topic: &str,
+    records: &[(String, String)],
+) -> Vec<(i32, i64)> {
     let producer: FutureProducer = rd_config(bootstrap)
         .set("linger.ms", "5")
         .set("acks", "all")
@@ -297,13 +315,15 @@ async fn rd_produce(bootstrap: &str, topic: &str, records: &[(String, String)]) 
     }
     let mut positions = Vec::new();
     for delivery in deliveries {
-        let delivered = tokio::time::timeout(WAIT, delivery)
-            .await
-            .expect("delivery report within the timeout")
-            .expect("delivery future not cancelled");
-        match delivered {
-            Ok(d) => positions.push((d.partition, d.offset)),
-            Err((e, _)) => panic!("producing to {topic} through {bootstrap}: {e}"),
+        match tokio::time::timeout(WAIT, delivery).await {
+            Ok(Ok(Ok(d))) => positions.push((d.partition, d.offset)),
+            Ok(Ok(Err((e, _)))) => {
+                cluster.fail(&format!("producing to {topic} through {bootstrap}: {e}"))
+            }
+            Ok(Err(_)) => panic!("a delivery future was cancelled"),
+            Err(_) => cluster.fail(&format!(
+                "producing to {topic} through {bootstrap}: no delivery report in {WAIT:?}"
+            )),
         }
     }
     blocking(|| drop(producer));
@@ -440,7 +460,7 @@ async fn create_topic_on(addr: SocketAddr, topic: &str, partitions: i32) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_is_spread_evenly_and_every_node_sees_the_same_metadata() {
     let cluster = start_cluster("placement");
-    rd_create_topic(&cluster.addr(2).to_string(), "spread", 6).await;
+    rd_create_topic(&cluster, &cluster.addr(2).to_string(), "spread", 6).await;
     let views = wait_for_topic_everywhere(&cluster, &cluster.ids(), "spread", 6).await;
     let first = &views[&1];
     for (id, view) in &views {
@@ -516,7 +536,7 @@ async fn librdkafka_produces_through_one_node_and_a_group_consumes_through_anoth
     wait_for_topic_everywhere(&cluster, &cluster.ids(), topic, 6).await;
 
     let sent = records("rd", 600);
-    let positions = rd_produce(&cluster.addr(1).to_string(), topic, &sent).await;
+    let positions = rd_produce(&cluster, &cluster.addr(1).to_string(), topic, &sent).await;
     let used: BTreeSet<i32> = positions.iter().map(|(p, _)| *p).collect();
     assert!(used.len() > 1, "all keys went to one partition: {used:?}");
 
@@ -646,10 +666,10 @@ async fn a_new_controller_takes_over_after_kill_9() {
 async fn a_killed_broker_is_fenced_and_its_partitions_return_with_their_data() {
     let mut cluster = start_cluster("fencing");
     let topic = "fenced";
-    rd_create_topic(&cluster.bootstrap(), topic, 6).await;
+    rd_create_topic(&cluster, &cluster.bootstrap(), topic, 6).await;
     let before = wait_for_topic_everywhere(&cluster, &cluster.ids(), topic, 6).await;
     let sent = records("fenced", 300);
-    let positions = rd_produce(&cluster.bootstrap(), topic, &sent).await;
+    let positions = rd_produce(&cluster, &cluster.bootstrap(), topic, &sent).await;
 
     let controller = controller_of(cluster.addr(1)).await;
     let victim = cluster
@@ -764,14 +784,88 @@ async fn a_killed_broker_is_fenced_and_its_partitions_return_with_their_data() {
     );
 }
 
+/// SIGSTOP of a broker (its sockets stay open, nothing answers): fenced like a dead one after
+/// `broker.session.timeout.ms`; after SIGCONT it heartbeats again, is unfenced without a
+/// restart, and leads its partitions again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_broker_is_fenced_and_returns_after_sigcont() {
+    let mut cluster = start_cluster("pause");
+    let topic = "paused";
+    rd_create_topic(&cluster, &cluster.bootstrap(), topic, 3).await;
+    let before = wait_for_topic_everywhere(&cluster, &cluster.ids(), topic, 3).await;
+    let controller = controller_of(cluster.addr(1)).await;
+    let victim = cluster
+        .ids()
+        .into_iter()
+        .find(|&id| id != controller)
+        .unwrap();
+    let survivors: Vec<i32> = cluster
+        .ids()
+        .into_iter()
+        .filter(|&id| id != victim)
+        .collect();
+    let partitions = leaders(&before[&survivors[0]])
+        .remove(&victim)
+        .unwrap_or_default();
+    assert!(!partitions.is_empty(), "node {victim} leads nothing");
+
+    cluster.sigstop(victim);
+    let paused = Instant::now();
+    wait_until(
+        &cluster,
+        &format!("paused node {victim} fenced"),
+        SESSION_TIMEOUT + WAIT,
+        || async {
+            for &id in &survivors {
+                let response = metadata(cluster.addr(id), Some(&[topic])).await;
+                if response.brokers.iter().any(|b| b.node_id == victim) {
+                    return Err(format!("node {id} still lists node {victim}"));
+                }
+                let view = topic_views(&response).remove(topic).unwrap();
+                for p in &partitions {
+                    if view.partitions[p].leader != -1 {
+                        return Err(format!(
+                            "node {id}, partition {p}: {:?}",
+                            view.partitions[p]
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    println!(
+        "[pause] SIGSTOP of broker {victim} -> fenced on every survivor: {} ms",
+        paused.elapsed().as_millis()
+    );
+
+    cluster.sigcont(victim);
+    let resumed = Instant::now();
+    let back = wait_for_topic_everywhere(&cluster, &cluster.ids(), topic, 3).await;
+    println!(
+        "[pause] SIGCONT -> broker {victim} leads its partitions again after {} ms",
+        resumed.elapsed().as_millis()
+    );
+    for (id, view) in &back {
+        for p in &partitions {
+            assert_eq!(
+                view.partitions[p].leader, victim,
+                "node {id}, partition {p}"
+            );
+        }
+    }
+    assert_eq!(cluster.running().len(), 3, "a node exited");
+}
+
 /// SIGTERM to every node, then all three started again: the same topics with the same ids,
 /// partition counts, replicas and leaders, and the same records (produced by weir-client and
 /// read back by librdkafka).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
     let mut cluster = start_cluster("full-restart");
-    rd_create_topic(&cluster.bootstrap(), "restart-a", 6).await;
-    rd_create_topic(&cluster.bootstrap(), "restart-b", 3).await;
+    rd_create_topic(&cluster, &cluster.bootstrap(), "restart-a", 6).await;
+    rd_create_topic(&cluster, &cluster.bootstrap(), "restart-b", 3).await;
     wait_for_topic_everywhere(&cluster, &cluster.ids(), "restart-a", 6).await;
     wait_for_topic_everywhere(&cluster, &cluster.ids(), "restart-b", 3).await;
 

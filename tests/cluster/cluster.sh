@@ -77,7 +77,7 @@ weir_bin() {
 }
 
 start() {
-  local bin voters i pid
+  local bin voters i pid port
   bin=$(weir_bin)
   if [ ! -x "$bin" ]; then
     echo "cluster.sh: no weir binary at $bin (cargo build --release -p weir-broker, or set WEIR_BIN)" >&2
@@ -92,6 +92,16 @@ start() {
       exit 1
     fi
     voters="$voters${voters:+,}$i@127.0.0.1:$(controller_port "$i")"
+  done
+  for i in $(seq 1 "$n"); do
+    for port in $(client_port "$i") $(controller_port "$i"); do
+      # Something already listens there (another broker, an earlier cluster): say so plainly
+      # rather than let a node fail with "address already in use" in its log.
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "cluster.sh: port $port is already in use on 127.0.0.1 (another broker or cluster?); not starting" >&2
+        exit 1
+      fi
+    done
   done
   local started_ms
   started_ms=$(date +%s%3N)

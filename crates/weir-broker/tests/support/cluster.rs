@@ -11,7 +11,7 @@
 //! the same tests against a release build). Node logs use `info` without openraft's own
 //! chatter unless `WEIR_CLUSTER_LOG` says otherwise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -422,15 +422,24 @@ impl Drop for Cluster {
 }
 
 /// `n` distinct free ports on 127.0.0.1: all bound at once (so none repeats), then released.
-/// Another process could take one in between; the window is short and the ports are random.
+/// Ports handed out before in this test process are skipped, so clusters of tests running in
+/// parallel never share one (a released port can come back from the next bind to port 0).
+/// Another process could still take one in between; the window is short.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().expect("local address").port();
+        // Kept bound until the end so the next bind cannot return it again.
+        listeners.push(listener);
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// How many ready lines the log file holds (0 when it does not exist yet).

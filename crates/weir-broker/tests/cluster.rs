@@ -601,6 +601,21 @@ async fn a_new_controller_takes_over_after_kill_9() {
         .into_iter()
         .filter(|&id| id != controller)
         .collect();
+    // Meanwhile: when the survivor's Metadata first names another controller (the election
+    // alone, without the controller's take-over and the request).
+    let watched = cluster.addr(survivor);
+    let election = tokio::spawn(async move {
+        loop {
+            let named = controller_of(watched).await;
+            if named >= 0 && named != controller {
+                return (killed.elapsed(), named);
+            }
+            if killed.elapsed() > WAIT {
+                return (killed.elapsed(), named);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
     let mut attempt = 0;
     wait_until(
         &cluster,
@@ -615,6 +630,12 @@ async fn a_new_controller_takes_over_after_kill_9() {
     )
     .await;
     let failover = killed.elapsed();
+    let (elected_after, elected) = election.await.expect("election watcher");
+    println!(
+        "[controller-failover] kill -9 of controller {controller} -> node {survivor}'s Metadata \
+         names controller {elected}: {} ms",
+        elected_after.as_millis()
+    );
     println!(
         "[controller-failover] kill -9 of controller {controller} -> first successful \
          CreateTopics through node {survivor}: {} ms ({attempt} attempts)",

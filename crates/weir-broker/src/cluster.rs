@@ -41,6 +41,9 @@ use weir_metadata::{
 /// How long start-up waits for the quorum to elect a leader and the controller to answer.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one call to the controller may take.
+const CONTROLLER_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a controlled shutdown waits for the controller to move leaderships away.
 const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -221,13 +224,7 @@ impl ClusterNode {
     ) -> Result<ControllerResponse, ControllerCallError> {
         let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
         loop {
-            let answer = match self.controller.call(request.clone()).await {
-                Err(ControllerCallError::NotActive {
-                    leader: Some(leader),
-                }) if leader != self.quorum_node_id() => self.call_remote(leader, &request).await,
-                other => other,
-            };
-            match answer {
+            match self.call_once(&request).await {
                 Err(ControllerCallError::NotActive { leader })
                     if tokio::time::Instant::now() < deadline =>
                 {
@@ -237,6 +234,31 @@ impl ClusterNode {
                 other => return other,
             }
         }
+    }
+
+    /// One attempt of [`ClusterNode::call`]: this node's controller, else the one it names.
+    /// Bounded by [`CONTROLLER_CALL_TIMEOUT`]: without a majority of voters a write never
+    /// commits, and neither a handler nor a shutdown may wait for that forever.
+    async fn call_once(
+        &self,
+        request: &ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerCallError> {
+        let attempt = async {
+            match self.controller.call(request.clone()).await {
+                Err(ControllerCallError::NotActive {
+                    leader: Some(leader),
+                }) if leader != self.quorum_node_id() => self.call_remote(leader, request).await,
+                other => other,
+            }
+        };
+        tokio::time::timeout(CONTROLLER_CALL_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ControllerCallError::Log(AppendError::Failed(
+                    "the metadata quorum did not commit in time (is a majority of voters up?)"
+                        .into(),
+                )))
+            })
     }
 
     fn quorum_node_id(&self) -> u64 {
@@ -345,7 +367,7 @@ impl ClusterNode {
             want_fence: false,
             want_shutdown,
         });
-        let response = self.controller.call(request).await?;
+        let response = self.call_once(&request).await?;
         match response.outcome {
             ControllerOutcome::Heartbeat(reply) => Ok(reply),
             other => {
@@ -382,7 +404,11 @@ impl ClusterNode {
     pub(crate) async fn controlled_shutdown(&self) {
         let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_TIMEOUT;
         while tokio::time::Instant::now() < deadline {
-            match self.heartbeat(true).await {
+            // The whole cluster may be stopping: without a majority this heartbeat never commits.
+            let Ok(answer) = tokio::time::timeout_at(deadline, self.heartbeat(true)).await else {
+                break;
+            };
+            match answer {
                 Ok(reply) if reply.should_shut_down => {
                     info!("controlled shutdown complete");
                     return;
@@ -629,7 +655,11 @@ pub(crate) async fn heartbeat_loop(
             _ = interval.tick() => {}
             _ = stopped.changed() => return,
         }
-        match broker.cluster.heartbeat(false).await {
+        let answer = tokio::select! {
+            answer = broker.cluster.heartbeat(false) => answer,
+            _ = stopped.changed() => return,
+        };
+        match answer {
             Ok(_) => {}
             Err(ControllerCallError::Refused(ControllerError::StaleBrokerEpoch { .. })) => {
                 warn!("the controller no longer knows this registration; registering again");

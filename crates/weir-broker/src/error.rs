@@ -26,6 +26,11 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// Whether the node's setup cannot work (the process exits with status 2).
+    pub fn is_setup(&self) -> bool {
+        matches!(self, BrokerError::Setup(_))
+    }
+
     /// The Kafka error code a client sees for this error.
     pub(crate) fn code(&self) -> ErrorCode {
         match self {

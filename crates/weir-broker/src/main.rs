@@ -10,13 +10,18 @@ const USAGE: &str = "usage: weir [--config FILE] [--KEY=VALUE ...] [--override K
 Runs a Weir broker. Settings use Kafka's property names (listeners, log.dirs, num.partitions,
 auto.create.topics.enable, log.segment.bytes, log.retention.ms, message.max.bytes, ...), from
 a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) and flags.
-Log level: RUST_LOG (default info).";
+Log level: RUST_LOG (default info, with the Raft engine's own lines at error only: it retries
+unreachable voters often).
+
+A cluster: every node runs as broker and controller; list the voters with
+controller.quorum.voters=1@host:port,2@host:port,3@host:port and give each node a
+CONTROLLER://host:port entry in listeners (see docs/cluster.md).";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -48,32 +53,57 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Failure::Setup(e)) => {
+            error!("{e}");
+            eprintln!("weir: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
             error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: BrokerConfig) -> Result<(), Box<dyn std::error::Error>> {
+/// Why the broker stopped with an error: a setup that cannot work (exit status 2, like a bad
+/// configuration) or anything else.
+enum Failure {
+    Setup(String),
+    Other(String),
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
+async fn run(config: BrokerConfig) -> Result<(), Failure> {
     let data_dirs: Vec<String> = config
         .log_dirs
         .iter()
         .map(|d| d.display().to_string())
         .collect();
     let server = Server::bind(config.clone()).await.map_err(|e| {
+        let setup = matches!(&e, weir_broker::ServerError::Broker(b) if b.is_setup());
         let mut text = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
             text.push_str(&format!(": {c}"));
             cause = c.source();
         }
-        text
+        if setup {
+            Failure::Setup(text)
+        } else {
+            Failure::Other(text)
+        }
     })?;
     info!(
         version = VERSION,
         listener = %server.local_addr()?,
         admin = %server.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}")),
+        controller = %server.controller_addr().map_or_else(|| "none".to_string(), |a| a.to_string()),
+        quorum_voters = config.quorum.voters.len(),
         data_dirs = %data_dirs.join(","),
         node_id = config.node_id,
         "weir broker ready"

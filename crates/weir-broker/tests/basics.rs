@@ -292,3 +292,88 @@ async fn listeners_are_advertised_exactly_as_configured() {
     assert_eq!(advertised(&broker).await, ("127.0.0.1".to_string(), port));
     broker.stop().await;
 }
+
+/// Runs the `weir` binary with `args` and returns its exit code and stderr.
+fn run_weir(args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Setups that cannot work stop the node at start with exit status 2 and a message naming the
+/// problem: a node that is not one of the voters, a voter listed twice, several voters without
+/// a CONTROLLER listener, a data directory of another cluster.
+#[test]
+fn bad_cluster_setups_exit_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dirs = format!("--log.dirs={}", dir.path().display());
+    let common = [
+        "--listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0",
+        "--weir.admin.listener=none",
+        log_dirs.as_str(),
+    ];
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "--node.id=4",
+                "--controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            ],
+            "not one of the voters",
+        ),
+        (
+            &[
+                "--node.id=1",
+                "--controller.quorum.voters=1@127.0.0.1:1,1@127.0.0.1:2",
+            ],
+            "appears twice",
+        ),
+        (
+            &[
+                "--node.id=1",
+                "--controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+                "--listeners=PLAINTEXT://127.0.0.1:0",
+            ],
+            "CONTROLLER listener",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all: Vec<&str> = common.to_vec();
+        all.extend_from_slice(args);
+        let (code, stderr) = run_weir(&all);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a refused configuration writes nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_data_directory_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    broker.stop().await;
+    let meta = dir.path().join("meta.properties");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    assert!(text.contains("cluster.id="), "{text}");
+    std::fs::write(
+        &meta,
+        "version=1\ncluster.id=someone-elses-cluster\nnode.id=0\n",
+    )
+    .unwrap();
+    let log_dirs = format!("--log.dirs={}", dir.path().display());
+    let (code, stderr) = run_weir(&[
+        "--listeners=PLAINTEXT://127.0.0.1:0",
+        "--weir.admin.listener=none",
+        &log_dirs,
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("someone-elses-cluster"), "{stderr}");
+}

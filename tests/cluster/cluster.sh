@@ -18,7 +18,7 @@
 #   WEIR_CLUSTER_ARGS     extra flags for every node (e.g. "--num.partitions=6")
 #   WEIR_READY_TIMEOUT    seconds to wait for the nodes to be ready (default 60)
 #   WEIR_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 20)
-#   RUST_LOG              node log level (default: info, without openraft's chatter)
+#   RUST_LOG              node log level (default: the broker's, info with openraft at error)
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -110,7 +110,7 @@ start() {
     before[$i]=$(ready_lines "$i")
     # Started together: a node is ready only once a majority of the quorum is up.
     # shellcheck disable=SC2086 # WEIR_CLUSTER_ARGS is a list of flags
-    RUST_LOG=${RUST_LOG:-info,openraft=warn} NO_COLOR=1 nohup "$bin" \
+    RUST_LOG=${RUST_LOG:-info,openraft=error} NO_COLOR=1 nohup "$bin" \
       --node.id="$i" \
       --listeners="PLAINTEXT://127.0.0.1:$(client_port "$i"),CONTROLLER://127.0.0.1:$(controller_port "$i")" \
       --controller.quorum.voters="$voters" \

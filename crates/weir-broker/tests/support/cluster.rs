@@ -8,8 +8,9 @@
 //! process is killed when the [`Cluster`] is dropped, also when a test panics.
 //!
 //! The binary is the package's `weir` (`CARGO_BIN_EXE_weir`), or `WEIR_BIN` when set (to run
-//! the same tests against a release build). Node logs use `info` without openraft's own
-//! chatter unless `WEIR_CLUSTER_LOG` says otherwise.
+//! the same tests against a release build). Node logs use the broker's default filter (`info`,
+//! openraft at `error`) whatever `RUST_LOG` the test runs with, unless `WEIR_CLUSTER_LOG`
+//! says otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
@@ -211,7 +212,7 @@ impl Cluster {
             .args(props.iter().map(|(k, v)| format!("--{k}={v}")))
             .env(
                 "RUST_LOG",
-                std::env::var("WEIR_CLUSTER_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+                std::env::var("WEIR_CLUSTER_LOG").unwrap_or_else(|_| "info,openraft=error".into()),
             )
             // No colours in the log files.
             .env("NO_COLOR", "1")

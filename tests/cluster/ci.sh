@@ -5,6 +5,7 @@
 #
 # Needs a built release broker (target/release/weir, or WEIR_BIN) and a python3 with
 # kafka-python in $PYTHON3 (its directory goes first on PATH, as check.sh runs `python3`).
+# (WEIR_CLUSTER_PORT_OFFSET and SEED_CHECK exist to try it beside a broker that holds 9092.)
 # Starts the cluster with cluster.sh in a fresh directory, runs ../shared/seed-example/check.sh,
 # stops the cluster, and exits non-zero if the cluster did not start, the seed example failed
 # or a node did not stop on SIGTERM. The nodes' logs are printed on failure.
@@ -64,7 +65,7 @@ if ! "$cluster" start 3; then
 fi
 "$cluster" status
 
-echo "== seed example against 127.0.0.1:9092 (python3: $(command -v python3))"
+echo "== seed example against node 1 on 127.0.0.1:$((9092 + ${WEIR_CLUSTER_PORT_OFFSET:-0})) (python3: $(command -v python3))"
 bash "$seed" 60
 seed_status=$?
 if [ "$seed_status" = 0 ]; then

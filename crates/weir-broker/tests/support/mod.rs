@@ -14,6 +14,8 @@ use weir_protocol::header::{self, decode_response};
 use weir_protocol::messages::{RequestBody, RequestHeader, ResponseBody};
 use weir_protocol::{Message, Request};
 
+pub mod cluster;
+
 /// A running in-process broker; stops (gracefully) when dropped or on [`TestBroker::stop`].
 pub struct TestBroker {
     pub addr: SocketAddr,

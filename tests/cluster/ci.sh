@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# CI: the seed example, verbatim, against a 3-node Weir cluster (node 1 on 127.0.0.1:9092).
+#
+#   PYTHON3=/path/to/venv/bin/python3 tests/cluster/ci.sh
+#
+# Needs a built release broker (target/release/weir, or WEIR_BIN) and a python3 with
+# kafka-python in $PYTHON3 (its directory goes first on PATH, as check.sh runs `python3`).
+# (WEIR_CLUSTER_PORT_OFFSET and SEED_CHECK exist to try it beside a broker that holds 9092.)
+# Starts the cluster with cluster.sh in a fresh directory, runs ../shared/seed-example/check.sh,
+# stops the cluster, and exits non-zero if the cluster did not start, the seed example failed
+# or a node did not stop on SIGTERM. The nodes' logs are printed on failure.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+seed=${SEED_CHECK:-$root/../shared/seed-example/check.sh}
+export WEIR_BIN=${WEIR_BIN:-$root/target/release/weir}
+export WEIR_CLUSTER_DIR=${WEIR_CLUSTER_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/weir-cluster-ci.XXXXXX")}
+
+if [ -z "${PYTHON3:-}" ] || [ ! -x "$PYTHON3" ]; then
+  echo "ci.sh: set PYTHON3 to a python3 that has kafka-python (got '${PYTHON3:-}')" >&2
+  exit 2
+fi
+if [ ! -x "$WEIR_BIN" ]; then
+  echo "ci.sh: no weir binary at $WEIR_BIN (cargo build --release -p weir-broker)" >&2
+  exit 2
+fi
+if [ ! -f "$seed" ]; then
+  echo "ci.sh: no seed example check at $seed" >&2
+  exit 2
+fi
+# check.sh calls `python3`: the venv's comes first.
+venv_bin=$(cd "$(dirname "$PYTHON3")" && pwd)
+if [ ! -e "$venv_bin/python3" ]; then
+  # A PYTHON3 named otherwise (python3.12): give check.sh a python3 that is it.
+  shim=$(mktemp -d)
+  ln -s "$PYTHON3" "$shim/python3"
+  venv_bin="$shim"
+fi
+export PATH="$venv_bin:$PATH"
+
+cluster="$here/cluster.sh"
+print_logs() {
+  local log
+  for log in "$WEIR_CLUSTER_DIR"/node-*.log; do
+    [ -f "$log" ] || continue
+    echo "----- $log (without openraft's lines, last 60) -----"
+    grep -v ' openraft::' "$log" | tail -n 60
+  done
+}
+
+stopped=0
+cleanup() {
+  if [ "$stopped" = 0 ]; then
+    "$cluster" stop >/dev/null 2>&1
+  fi
+}
+trap cleanup EXIT
+
+echo "== starting a 3-node cluster ($WEIR_BIN, data in $WEIR_CLUSTER_DIR)"
+if ! "$cluster" start 3; then
+  echo "== FAILED: the cluster did not start"
+  print_logs
+  exit 1
+fi
+"$cluster" status
+
+echo "== seed example against node 1 on 127.0.0.1:$((9092 + ${WEIR_CLUSTER_PORT_OFFSET:-0})) (python3: $(command -v python3))"
+bash "$seed" 60
+seed_status=$?
+if [ "$seed_status" = 0 ]; then
+  echo "== seed example: PASSED"
+else
+  echo "== seed example: FAILED (exit status $seed_status)"
+fi
+
+echo "== stopping the cluster"
+"$cluster" stop
+stop_status=$?
+stopped=1
+if [ "$stop_status" != 0 ]; then
+  echo "== FAILED: a node did not stop on SIGTERM (it was killed)"
+fi
+
+if [ "$seed_status" != 0 ] || [ "$stop_status" != 0 ]; then
+  print_logs
+  exit 1
+fi
+rm -rf "$WEIR_CLUSTER_DIR"
+echo "== cluster seed check: OK"

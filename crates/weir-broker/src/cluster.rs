@@ -225,7 +225,12 @@ impl ClusterNode {
         let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
         loop {
             match self.call_once(&request).await {
+                // No controller yet, or it lost its leadership while writing (an election
+                // race): ask whoever leads now. A write lost that way may still commit; every
+                // request here is safe to repeat (a repeated topic creation is answered
+                // TOPIC_ALREADY_EXISTS, a repeated registration just takes a newer epoch).
                 Err(ControllerCallError::NotActive { leader })
+                | Err(ControllerCallError::Log(AppendError::NotLeader { leader }))
                     if tokio::time::Instant::now() < deadline =>
                 {
                     debug!(?leader, "no active controller reachable yet; retrying");
@@ -489,10 +494,11 @@ impl Transport for PeerTransport {
             peers
                 .call(&address, crate::peer::RAFT, rpc)
                 .await
+                // Unreachable is what makes openraft back off before the next try; an
+                // unreachable voter otherwise gets retried in a tight loop.
                 .map_err(|e| match e {
                     PeerError::Timeout(_) => TransportError::Timeout,
-                    PeerError::Io { source, .. } => TransportError::Io(source),
-                    PeerError::Malformed(a) => TransportError::Unreachable(a),
+                    other => TransportError::Unreachable(other.to_string()),
                 })
         })
     }

@@ -294,6 +294,10 @@ async fn listeners_are_advertised_exactly_as_configured() {
 }
 
 /// Runs the `weir` binary with `args` and returns its exit code and stderr.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper: failing to run the binary fails the test"
+)]
 fn run_weir(args: &[&str]) -> (Option<i32>, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)

@@ -107,7 +107,11 @@ pub(crate) async fn handle(
     MetadataResponse {
         brokers: brokers(&image),
         cluster_id: Some(broker.cluster_id().to_string()),
-        controller_id: broker.cluster.active_controller().unwrap_or(-1),
+        // As in KRaft, clients never reach the controllers: any broker takes their admin
+        // requests and forwards them. This one is up (it is answering), so name it; a client
+        // that cached a dead controller id would otherwise send its admin requests nowhere until
+        // its next metadata refresh (librdkafka: 5 minutes).
+        controller_id: broker.config().node_id,
         topics,
         ..MetadataResponse::default()
     }

@@ -379,11 +379,12 @@ impl ClusterNode {
         Ok(response.offset)
     }
 
-    /// One heartbeat with the published offset.
+    /// One heartbeat with the published offset: the answer, and the offset at which its
+    /// records (if any) apply.
     pub(crate) async fn heartbeat(
         &self,
         want_shutdown: bool,
-    ) -> Result<HeartbeatReply, ControllerCallError> {
+    ) -> Result<(HeartbeatReply, u64), ControllerCallError> {
         let request = ControllerRequest::Heartbeat(Heartbeat {
             broker_id: self.node_id,
             broker_epoch: self.broker_epoch(),
@@ -393,14 +394,15 @@ impl ClusterNode {
         });
         let response = self.call_once(&request).await?;
         match response.outcome {
-            ControllerOutcome::Heartbeat(reply) => Ok(reply),
+            ControllerOutcome::Heartbeat(reply) => Ok((reply, response.offset)),
             other => {
                 warn!(?other, "unexpected heartbeat answer");
-                Ok(HeartbeatReply {
+                let reply = HeartbeatReply {
                     is_caught_up: false,
                     is_fenced: true,
                     should_shut_down: false,
-                })
+                };
+                Ok((reply, response.offset))
             }
         }
     }
@@ -410,7 +412,12 @@ impl ClusterNode {
         let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
         loop {
             match self.heartbeat(false).await {
-                Ok(reply) if !reply.is_fenced => return Ok(()),
+                Ok((reply, offset)) if !reply.is_fenced => {
+                    // Serve only once this broker's image shows it unfenced, leading what it
+                    // was given back.
+                    self.wait_published(offset).await;
+                    return Ok(());
+                }
                 Ok(_) | Err(ControllerCallError::NotActive { .. }) => {}
                 Err(e) => return Err(BrokerError::Cluster(format!("heartbeat failed: {e}"))),
             }
@@ -433,7 +440,7 @@ impl ClusterNode {
                 break;
             };
             match answer {
-                Ok(reply) if reply.should_shut_down => {
+                Ok((reply, _)) if reply.should_shut_down => {
                     info!("controlled shutdown complete");
                     return;
                 }

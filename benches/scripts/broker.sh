@@ -30,12 +30,15 @@ trap cleanup EXIT
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 now_ns() { date +%s%N; }
 
-# Start-to-ready: from exec to the first accepted TCP connection.
+# Start-to-ready: from exec to the "weir broker ready" line. (The listener is bound before the
+# data is opened and the node joins its metadata quorum, so the first accepted TCP connection
+# would come too early.)
 t0=$(now_ns)
 "$bin" --listeners="PLAINTEXT://127.0.0.1:$port" --log.dirs="$data" --weir.admin.listener=none >"$log" 2>&1 &
 pid=$!
-until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+until grep -q "weir broker ready" "$log"; do
   kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.001
 done
 t1=$(now_ns)
 ready_ms=$(( (t1 - t0) / 1000000 ))

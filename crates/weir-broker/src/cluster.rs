@@ -31,7 +31,8 @@ use weir_metadata::active::{
 };
 use weir_metadata::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use weir_metadata::quorum::{
-    Leadership, Quorum, QuorumConfig, QuorumError, Transport, TransportError, TransportFuture,
+    Leadership, Quorum, QuorumConfig, QuorumDescription, QuorumError, Transport, TransportError,
+    TransportFuture,
 };
 use weir_metadata::{
     ConfigResource, ControllerConfig, ControllerError, Endpoint, MetadataImage, MetadataRecord,
@@ -151,6 +152,31 @@ impl ClusterNode {
             stop,
             tasks: parking_lot::Mutex::new(tasks),
         })
+    }
+
+    /// The quorum as its leader sees it (with every voter's progress): this node's view if it
+    /// leads, else the leader's, asked over its CONTROLLER listener. `None` when no leader is
+    /// known or it cannot be reached.
+    pub(crate) async fn describe_quorum(&self) -> Option<QuorumDescription> {
+        let leadership = self.leadership.borrow().clone();
+        if leadership.is_self {
+            return Some(self.quorum.describe());
+        }
+        let address = self
+            .voters
+            .get(&leadership.leader?)
+            .filter(|a| !a.is_empty())?;
+        let answer = self
+            .peers
+            .call(address, crate::peer::DESCRIBE_QUORUM, bytes::Bytes::new())
+            .await
+            .ok()?;
+        serde_json::from_slice(&answer).ok()
+    }
+
+    /// `controller.quorum.voters`: each voter's CONTROLLER listener.
+    pub(crate) fn voters(&self) -> &BTreeMap<u64, String> {
+        &self.voters
     }
 
     /// The node id of the active controller (the quorum's leader), if known.
@@ -524,6 +550,11 @@ impl PeerService for ControllerService {
         Box::pin(async move {
             if kind == crate::peer::RAFT {
                 return quorum.handle_rpc(payload).await;
+            }
+            if kind == crate::peer::DESCRIBE_QUORUM {
+                return serde_json::to_vec(&quorum.describe())
+                    .map(bytes::Bytes::from)
+                    .unwrap_or_default();
             }
             let answer = match serde_json::from_slice::<ControllerRequest>(&payload) {
                 Err(e) => RemoteAnswer::Failed(format!("malformed controller request: {e}")),

@@ -1,8 +1,9 @@
 //! The CONTROLLER listener: how Weir nodes talk to each other about metadata.
 //!
-//! Two kinds of request travel on it, both Weir's own: Raft messages of the metadata quorum
-//! ([`RAFT`]), and requests to the active controller from brokers on other nodes
-//! ([`CONTROLLER`]: registration, heartbeats, topic and config changes, producer ids).
+//! Three kinds of request travel on it, all Weir's own: Raft messages of the metadata quorum
+//! ([`RAFT`]), requests to the active controller from brokers on other nodes ([`CONTROLLER`]:
+//! registration, heartbeats, topic and config changes, producer ids), and the leader's view of
+//! the quorum for DescribeQuorum ([`DESCRIBE_QUORUM`]).
 //!
 //! Framing follows Kafka's so that the same checks apply as on the client listener: a 4-byte
 //! size (checked against the limit before anything is buffered), then an 8-byte header of API
@@ -28,7 +29,9 @@ use weir_protocol::frame;
 pub(crate) const RAFT: i16 = 0x7E00;
 /// A request to the active controller.
 pub(crate) const CONTROLLER: i16 = 0x7E01;
-/// The only version of both.
+/// This node's view of the metadata quorum, asked of its leader for DescribeQuorum.
+pub(crate) const DESCRIBE_QUORUM: i16 = 0x7E02;
+/// The only version of each.
 const VERSION: i16 = 0;
 const HEADER_LEN: usize = 8;
 /// Snapshots of a large cluster's metadata travel in one message.
@@ -41,7 +44,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 
 /// Serves the requests that arrive on the CONTROLLER listener.
 pub(crate) trait PeerService: Send + Sync + 'static {
-    /// Answers one request of kind [`RAFT`] or [`CONTROLLER`].
+    /// Answers one request of kind [`RAFT`], [`CONTROLLER`] or [`DESCRIBE_QUORUM`].
     fn serve(&self, kind: i16, payload: Bytes) -> BoxFuture<Bytes>;
 }
 
@@ -121,7 +124,7 @@ async fn serve_connection(
             warn!("controller listener: a request without a header; closing the connection");
             return Ok(());
         };
-        if !matches!(kind, RAFT | CONTROLLER) || version != VERSION {
+        if !matches!(kind, RAFT | CONTROLLER | DESCRIBE_QUORUM) || version != VERSION {
             warn!(
                 api_key = kind,
                 api_version = version,

@@ -61,6 +61,7 @@ routes! {
     ApiVersions => api_versions, 0..=4;
     Metadata => metadata, 0..=13;
     DescribeCluster => describe_cluster, 0..=2;
+    DescribeQuorum => describe_quorum, 0..=2;
     // The data path.
     Produce => produce, 3..=13;
     Fetch => fetch, 4..=18;

@@ -381,3 +381,47 @@ async fn a_data_directory_of_another_cluster_is_refused() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("someone-elses-cluster"), "{stderr}");
 }
+
+/// DescribeQuorum on the single node: it leads its one-voter quorum, the high watermark and its
+/// log end offset are past the records written at start; other partitions are unknown.
+#[tokio::test]
+async fn describe_quorum_answers_for_the_metadata_log() {
+    use weir_protocol::messages::DescribeQuorumRequest;
+    use weir_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let request = DescribeQuorumRequest {
+        topics: vec![
+            TopicData {
+                topic_name: "__cluster_metadata".into(),
+                partitions: vec![PartitionData {
+                    partition_index: 0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            TopicData {
+                topic_name: "other".into(),
+                partitions: vec![PartitionData {
+                    partition_index: 0,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let response = client.send(request, 2).await;
+    let quorum = &response.topics[0].partitions[0];
+    assert_eq!((quorum.error_code, quorum.leader_id), (0, 0));
+    assert!(quorum.leader_epoch >= 1, "{quorum:?}");
+    assert!(quorum.high_watermark > 1, "{quorum:?}");
+    assert_eq!(quorum.current_voters.len(), 1);
+    assert_eq!(quorum.current_voters[0].replica_id, 0);
+    assert!(quorum.current_voters[0].log_end_offset >= quorum.high_watermark);
+    assert_eq!(
+        response.topics[1].partitions[0].error_code,
+        ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
+    );
+    broker.stop().await;
+}

@@ -174,6 +174,33 @@ async fn describe_cluster(addr: SocketAddr) -> DescribeClusterResponse {
         .unwrap_or_else(|_| panic!("DescribeCluster from {addr} took over {WAIT:?}"))
 }
 
+/// DescribeQuorum (v2) for `__cluster_metadata` from node `addr`: (leader, voters with the log
+/// end offset the leader knows for each).
+async fn describe_quorum(addr: SocketAddr) -> (i32, BTreeMap<i32, i64>) {
+    use weir_protocol::messages::DescribeQuorumRequest;
+    use weir_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+    let request = DescribeQuorumRequest {
+        topics: vec![TopicData {
+            topic_name: "__cluster_metadata".into(),
+            partitions: vec![PartitionData::default()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut client = RawClient::connect(addr).await;
+    let response = tokio::time::timeout(WAIT, client.send(request, 2))
+        .await
+        .unwrap_or_else(|_| panic!("DescribeQuorum from {addr} took over {WAIT:?}"));
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0, "DescribeQuorum from {addr}");
+    let voters = partition
+        .current_voters
+        .iter()
+        .map(|v| (v.replica_id, v.log_end_offset))
+        .collect();
+    (partition.leader_id, voters)
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, failing the test with the cluster's
 /// logs and the last value seen after `within`.
 async fn wait_until<T, F, Fut>(cluster: &Cluster, what: &str, within: Duration, mut check: F) -> T
@@ -517,6 +544,20 @@ async fn a_topic_is_spread_evenly_and_every_node_sees_the_same_metadata() {
         cluster.ids().contains(&controller),
         "controller {controller}"
     );
+    // DescribeQuorum from every node: the leader's view, with all three voters' progress.
+    for id in cluster.ids() {
+        let (leader, voters) = describe_quorum(cluster.addr(id)).await;
+        assert_eq!(leader, controller, "DescribeQuorum from node {id}");
+        assert_eq!(
+            voters.keys().copied().collect::<Vec<_>>(),
+            cluster.ids(),
+            "voters from node {id}"
+        );
+        assert!(
+            voters.values().all(|end| *end > 0),
+            "every voter's log end offset is known to the leader: {voters:?}"
+        );
+    }
 }
 
 /// librdkafka produces 600 keyed records through node 1 alone; a consumer group bootstrapped

@@ -130,7 +130,7 @@ pub struct Leadership {
 }
 
 /// One voter's replication progress, for DescribeQuorum.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoterProgress {
     /// The voter.
     pub node_id: NodeId,
@@ -141,7 +141,7 @@ pub struct VoterProgress {
 }
 
 /// The quorum as this node sees it, for DescribeQuorum (KIP-595) and DescribeCluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumDescription {
     /// This node.
     pub node_id: NodeId,

@@ -197,3 +197,44 @@ impl Broker {
         Ok(())
     }
 }
+
+/// Where a partition's leader is, for the KIP-951 hints a NOT_LEADER_OR_FOLLOWER answer
+/// carries (so a client can go there without a metadata round trip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderHint {
+    /// The leader's id and leader epoch.
+    pub(crate) leader_id: i32,
+    pub(crate) leader_epoch: i32,
+    /// The leader's client listener and rack.
+    pub(crate) host: String,
+    pub(crate) port: i32,
+    pub(crate) rack: Option<String>,
+}
+
+impl Broker {
+    /// The current leader of a partition (by topic name, or by id when the name is empty),
+    /// when it has one that clients can reach.
+    pub(crate) fn leader_hint(
+        &self,
+        topic: &str,
+        topic_id: weir_protocol::Uuid,
+        partition: i32,
+    ) -> Option<LeaderHint> {
+        let image = self.topics.image();
+        let found = if topic.is_empty() {
+            image.topic_by_id(weir_metadata::TopicId(topic_id.0))
+        } else {
+            image.topic(topic)
+        };
+        let registration = found?.partition(partition)?;
+        let leader = image.broker(registration.leader).filter(|b| !b.fenced)?;
+        let endpoint = leader.endpoint("PLAINTEXT")?;
+        Some(LeaderHint {
+            leader_id: leader.broker_id,
+            leader_epoch: registration.leader_epoch,
+            host: endpoint.host.clone(),
+            port: i32::from(endpoint.port),
+            rack: leader.rack.clone(),
+        })
+    }
+}

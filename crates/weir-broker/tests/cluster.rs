@@ -507,6 +507,73 @@ async fn a_topic_is_spread_evenly_and_every_node_sees_the_same_metadata() {
         assert_eq!(p.isr, vec![p.leader], "partition {index}: ISR");
         assert!(p.offline.is_empty(), "partition {index}: offline replicas");
     }
+    // A produce and a fetch sent to a broker that does not lead the partition are refused with
+    // NOT_LEADER_OR_FOLLOWER naming the leader, its epoch and its endpoint (KIP-951).
+    let (&index, partition) = first
+        .partitions
+        .iter()
+        .find(|(_, p)| p.leader != 1)
+        .unwrap();
+    let leader_port = i32::from(cluster.addr(partition.leader).port());
+    let mut client = RawClient::connect(cluster.addr(1)).await;
+    let mut batch = weir_records::RecordBatchBuilder::new();
+    batch.push(weir_records::Record {
+        value: Some(bytes::Bytes::from_static(b"v")),
+        ..Default::default()
+    });
+    let produce = weir_protocol::messages::ProduceRequest {
+        acks: 1,
+        timeout_ms: 5_000,
+        topic_data: vec![weir_protocol::messages::produce_request::TopicProduceData {
+            name: "spread".into(),
+            partition_data: vec![
+                weir_protocol::messages::produce_request::PartitionProduceData {
+                    index,
+                    records: Some(batch.build().unwrap()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let refused = client.send(produce, 11).await;
+    let answer = &refused.responses[0].partition_responses[0];
+    assert_eq!(answer.error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.code());
+    assert_eq!(
+        (
+            answer.current_leader.leader_id,
+            answer.current_leader.leader_epoch
+        ),
+        (partition.leader, partition.leader_epoch)
+    );
+    let endpoints: Vec<(i32, i32)> = refused
+        .node_endpoints
+        .iter()
+        .map(|e| (e.node_id, e.port))
+        .collect();
+    assert_eq!(endpoints, vec![(partition.leader, leader_port)]);
+    let fetch = weir_protocol::messages::FetchRequest {
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        session_epoch: -1,
+        // v16: the first with node endpoints; from v13 topics go by id.
+        topics: vec![weir_protocol::messages::fetch_request::FetchTopic {
+            topic_id: weir_protocol::Uuid(first.id),
+            partitions: vec![weir_protocol::messages::fetch_request::FetchPartition {
+                partition: index,
+                partition_max_bytes: 1 << 20,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let refused = client.send(fetch, 16).await;
+    let answer = &refused.responses[0].partitions[0];
+    assert_eq!(answer.error_code, ErrorCode::NOT_LEADER_OR_FOLLOWER.code());
+    assert_eq!(answer.current_leader.leader_id, partition.leader);
+    assert_eq!(refused.node_endpoints.len(), 1);
     // Every node lists every broker at its own port, and agrees on the controller.
     let mut controllers = BTreeSet::new();
     for id in cluster.ids() {

@@ -151,12 +151,47 @@ pub(crate) async fn handle(
             }
         }
     }
-    FetchResponse {
+    let mut response = FetchResponse {
         error_code: 0,
         session_id: 0,
         responses: pass.responses,
         ..FetchResponse::default()
+    };
+    add_leader_hints(broker, &mut response);
+    response
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
+/// and the response lists those leaders' endpoints (encoded from v16 on).
+fn add_leader_hints(broker: &Broker, response: &mut FetchResponse) {
+    use weir_protocol::messages::fetch_response::{LeaderIdAndEpoch, NodeEndpoint};
+    let mut endpoints = std::collections::BTreeMap::new();
+    for topic in &mut response.responses {
+        for p in &mut topic.partitions {
+            if p.error_code != ErrorCode::NOT_LEADER_OR_FOLLOWER.code() {
+                continue;
+            }
+            if let Some(hint) = broker.leader_hint(&topic.topic, topic.topic_id, p.partition_index)
+            {
+                p.current_leader = LeaderIdAndEpoch {
+                    leader_id: hint.leader_id,
+                    leader_epoch: hint.leader_epoch,
+                    ..LeaderIdAndEpoch::default()
+                };
+                endpoints.insert(hint.leader_id, hint);
+            }
+        }
     }
+    response.node_endpoints = endpoints
+        .into_values()
+        .map(|hint| NodeEndpoint {
+            node_id: hint.leader_id,
+            host: hint.host,
+            port: hint.port,
+            rack: hint.rack,
+            ..NodeEndpoint::default()
+        })
+        .collect();
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -28,7 +28,8 @@ use std::sync::Arc;
 use tracing::debug;
 use weir_log::{AppendInfo, Log};
 use weir_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
+    TopicProduceResponse,
 };
 use weir_protocol::messages::{ProduceRequest, ProduceResponse};
 use weir_protocol::{ErrorCode, Uuid};
@@ -136,10 +137,43 @@ pub(crate) async fn handle(
     })
     .await
     .unwrap_or(fallback);
-    ProduceResponse {
+    let mut response = ProduceResponse {
         responses,
         ..ProduceResponse::default()
+    };
+    add_leader_hints(broker, &mut response);
+    response
+}
+
+/// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
+/// and the response lists those leaders' endpoints (encoded from v10 on).
+fn add_leader_hints(broker: &Broker, response: &mut ProduceResponse) {
+    let mut endpoints = std::collections::BTreeMap::new();
+    for topic in &mut response.responses {
+        for p in &mut topic.partition_responses {
+            if p.error_code != ErrorCode::NOT_LEADER_OR_FOLLOWER.code() {
+                continue;
+            }
+            if let Some(hint) = broker.leader_hint(&topic.name, topic.topic_id, p.index) {
+                p.current_leader = LeaderIdAndEpoch {
+                    leader_id: hint.leader_id,
+                    leader_epoch: hint.leader_epoch,
+                    ..LeaderIdAndEpoch::default()
+                };
+                endpoints.insert(hint.leader_id, hint);
+            }
+        }
     }
+    response.node_endpoints = endpoints
+        .into_values()
+        .map(|hint| NodeEndpoint {
+            node_id: hint.leader_id,
+            host: hint.host,
+            port: hint.port,
+            rack: hint.rack,
+            ..NodeEndpoint::default()
+        })
+        .collect();
 }
 
 fn topic_response(

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# CI: the seed example, verbatim, against a 3-node Weir cluster (node 1 on 127.0.0.1:9092).
+# CI: the seed example, verbatim, and real clients against a 3-node Weir cluster (node 1 on
+# 127.0.0.1:9092).
 #
 #   PYTHON3=/path/to/venv/bin/python3 tests/cluster/ci.sh
 #
 # Needs a built release broker (target/release/weir, or WEIR_BIN) and a python3 with
 # kafka-python in $PYTHON3 (its directory goes first on PATH, as check.sh runs `python3`).
 # (WEIR_CLUSTER_PORT_OFFSET and SEED_CHECK exist to try it beside a broker that holds 9092.)
-# Starts the cluster with cluster.sh in a fresh directory, runs ../shared/seed-example/check.sh,
-# stops the cluster, and exits non-zero if the cluster did not start, the seed example failed
+# Starts the cluster with cluster.sh in a fresh directory, runs ../shared/seed-example/check.sh
+# against node 1, then kafka-python (node 3) and confluent-kafka (node 2) from tests/compat,
+# stops the cluster, and exits non-zero if the cluster did not start, a client check failed
 # or a node did not stop on SIGTERM. The nodes' logs are printed on failure.
 set -u
 
@@ -74,6 +76,16 @@ else
   echo "== seed example: FAILED (exit status $seed_status)"
 fi
 
+# Real clients bootstrapping from the other nodes: they must find each partition's leader and
+# each group's coordinator wherever it is, and admin requests must reach the controller.
+offset=${WEIR_CLUSTER_PORT_OFFSET:-0}
+clients_status=0
+echo "== kafka-python (3.x, groups) through node 3, confluent-kafka through node 2"
+COMPAT_ONLY="kafka-python-3 kafka-python-groups" PYTHON3="$PYTHON3" \
+  bash "$root/tests/compat/run.sh" "127.0.0.1:$((9096 + offset))" || clients_status=1
+COMPAT_ONLY="confluent-kafka" PYTHON3="$PYTHON3" \
+  bash "$root/tests/compat/run.sh" "127.0.0.1:$((9094 + offset))" || clients_status=1
+
 echo "== stopping the cluster"
 "$cluster" stop
 stop_status=$?
@@ -82,9 +94,9 @@ if [ "$stop_status" != 0 ]; then
   echo "== FAILED: a node did not stop on SIGTERM (it was killed)"
 fi
 
-if [ "$seed_status" != 0 ] || [ "$stop_status" != 0 ]; then
+if [ "$seed_status" != 0 ] || [ "$clients_status" != 0 ] || [ "$stop_status" != 0 ]; then
   print_logs
   exit 1
 fi
 rm -rf "$WEIR_CLUSTER_DIR"
-echo "== cluster seed check: OK"
+echo "== cluster checks (seed example, kafka-python, confluent-kafka): OK"

@@ -31,7 +31,7 @@ use weir_metadata::active::{
 };
 use weir_metadata::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use weir_metadata::quorum::{
-    Leadership, Quorum, QuorumConfig, QuorumDescription, QuorumError, Transport, TransportError,
+    Quorum, QuorumConfig, QuorumDescription, QuorumError, Transport, TransportError,
     TransportFuture,
 };
 use weir_metadata::{
@@ -54,10 +54,8 @@ pub(crate) struct ClusterNode {
     /// `controller.quorum.voters`: where to reach the active controller when it is elsewhere.
     voters: BTreeMap<u64, String>,
     peers: Arc<PeerClient>,
+    /// The metadata quorum: images, leadership, Raft.
     quorum: Quorum,
-    leadership: watch::Receiver<Leadership>,
-    log: Arc<dyn MetadataLog>,
-    images: watch::Receiver<Arc<MetadataImage>>,
     controller: ControllerHandle,
     /// A random id of this process, so the controller tells a restart from a duplicate.
     incarnation: [u8; 16],
@@ -107,11 +105,9 @@ impl ClusterNode {
             other => BrokerError::Cluster(format!("cannot start the metadata quorum: {other}")),
         })?;
         let log: Arc<dyn MetadataLog> = Arc::new(quorum.clone());
-        let images = quorum.images();
-        let leadership = quorum.leadership();
         let controller = active::spawn(
-            log.clone(),
-            leadership.clone(),
+            log,
+            quorum.leadership(),
             ControllerConfig {
                 local_node_id: Some(config.node_id),
                 broker_session_timeout_ms: config.broker_session_timeout_ms,
@@ -141,9 +137,6 @@ impl ClusterNode {
             voters: config.quorum.voters.clone(),
             peers,
             quorum,
-            leadership,
-            log,
-            images,
             controller,
             incarnation: crate::topics::new_topic_id().0,
             broker_epoch: AtomicI64::new(-1),
@@ -158,7 +151,7 @@ impl ClusterNode {
     /// leads, else the leader's, asked over its CONTROLLER listener. `None` when no leader is
     /// known or it cannot be reached.
     pub(crate) async fn describe_quorum(&self) -> Option<QuorumDescription> {
-        let leadership = self.leadership.borrow().clone();
+        let leadership = self.quorum.leadership().borrow().clone();
         if leadership.is_self {
             return Some(self.quorum.describe());
         }
@@ -181,7 +174,8 @@ impl ClusterNode {
 
     /// The node id of the active controller (the quorum's leader), if known.
     pub(crate) fn active_controller(&self) -> Option<i32> {
-        self.leadership
+        self.quorum
+            .leadership()
             .borrow()
             .leader
             .and_then(|id| i32::try_from(id).ok())
@@ -189,12 +183,12 @@ impl ClusterNode {
 
     /// The latest image the quorum applied (not necessarily published yet).
     pub(crate) fn latest_image(&self) -> Arc<MetadataImage> {
-        self.log.image()
+        self.quorum.image()
     }
 
     /// New images as the quorum applies them.
     pub(crate) fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.images.clone()
+        self.quorum.images()
     }
 
     /// This broker's registration epoch (-1 before it registered).
@@ -209,7 +203,7 @@ impl ClusterNode {
         &self,
         meta_dir: &std::path::Path,
     ) -> Result<String, BrokerError> {
-        let mut images = self.images.clone();
+        let mut images = self.quorum.images();
         let waited = tokio::time::timeout(JOIN_TIMEOUT, async {
             loop {
                 if let Some(id) = images.borrow_and_update().cluster_id() {

@@ -512,11 +512,11 @@ pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError>
 /// `offsets.topic.num.partitions` partitions spread over the unfenced brokers), and waits until
 /// this broker has published it. Its new partitions are empty: nothing to load.
 pub(crate) async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), crate::BrokerError> {
-    if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
+    if let Some(topic) = broker.topics.image().topic(OFFSETS_TOPIC) {
         broker
             .groups
             .num_partitions
-            .store(topic.partitions, Ordering::SeqCst);
+            .store(topic.partition_count(), Ordering::SeqCst);
         return Ok(());
     }
     let config = broker.config();
@@ -577,7 +577,7 @@ pub(crate) async fn check_coordinator(
     broker: &Arc<Broker>,
     group_id: &str,
 ) -> Result<(), ErrorCode> {
-    if broker.topics.get(OFFSETS_TOPIC).is_none() {
+    if broker.topics.image().topic(OFFSETS_TOPIC).is_none() {
         ensure_offsets_topic(broker)
             .await
             .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;

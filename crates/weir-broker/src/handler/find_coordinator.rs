@@ -7,9 +7,9 @@ use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
 use std::sync::Arc;
 use tracing::debug;
-use weir_protocol::ErrorCode;
 use weir_protocol::messages::find_coordinator_response::Coordinator;
 use weir_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse};
+use weir_protocol::{ErrorCode, Uuid};
 
 super::always_responds!(FindCoordinatorRequest);
 
@@ -28,22 +28,15 @@ pub(crate) async fn handle(
     } else {
         Ok(())
     };
-    let image = broker.topics.image();
     // The group's coordinator is the leader of its `__consumer_offsets` partition.
     let group_coordinator = |key: &str| -> Result<(i32, String, i32), ErrorCode> {
         if created.is_err() {
             return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
         }
         let partition = broker.groups.partition_for(key);
-        image
-            .topic(OFFSETS_TOPIC)
-            .and_then(|t| t.partition(partition))
-            .and_then(|p| image.broker(p.leader))
-            .filter(|b| !b.fenced)
-            .and_then(|b| {
-                let endpoint = b.endpoint("PLAINTEXT")?;
-                Some((b.broker_id, endpoint.host.clone(), i32::from(endpoint.port)))
-            })
+        broker
+            .leader_hint(OFFSETS_TOPIC, Uuid::ZERO, partition)
+            .map(|leader| (leader.leader_id, leader.host, leader.port))
             .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)
     };
     let locate = |key: &str| match request.key_type {

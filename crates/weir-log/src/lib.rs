@@ -8,8 +8,10 @@
 //! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
 //! - `index`: sparse offset and time indexes of a segment.
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
-//! - `checkpoint`: the recovery-point/log-start-offset checkpoint, the cleaner checkpoint and
-//!   the clean-shutdown marker.
+//! - [`epoch_cache`]: [`LeaderEpochCache`], the start offset of each leader epoch and Kafka's
+//!   OffsetForLeaderEpoch answer ([`EpochEndOffset`]); pure, no I/O.
+//! - `checkpoint`: the recovery-point/log-start-offset checkpoint, the cleaner checkpoint, the
+//!   leader epoch checkpoint and the clean-shutdown marker.
 //! - `cleaner`: compaction passes (bounded key map, delete horizons, merging of small
 //!   segments) over inactive segments and their crash-safe swap.
 //! - [`LogManager`] (`manager`): every partition of a node across data directories, opened
@@ -27,6 +29,7 @@
 mod checkpoint;
 mod cleaner;
 pub mod config;
+pub mod epoch_cache;
 mod error;
 pub mod fault;
 pub mod fs;
@@ -39,6 +42,9 @@ mod validate;
 
 pub use cleaner::{CompactionStats, DEFAULT_DEDUPE_BUFFER_SIZE};
 pub use config::{CleanupPolicy, Clock, LogConfig, ManualClock, SystemClock, TimestampType};
+pub use epoch_cache::{
+    EpochEndOffset, EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET,
+};
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;

@@ -5,10 +5,22 @@
 //! always taken before `inner`. Appends hold `inner` only to assign offsets and write; the
 //! fsync a flush policy asks for runs outside it, so one fsync covers every append written
 //! before it (group commit).
+//!
+//! Leader epochs: `Inner::epochs` mirrors which leader epoch wrote each range of the log, and
+//! the `leader-epoch-checkpoint` file mirrors it on disk. The file may lead the log after a
+//! crash but never lag it: an assignment is made durable before the batches it describes are
+//! written, and a removal (truncation, retention, DeleteRecords) only after the log change it
+//! follows is durable (the segment cut fsynced, the log start offset checkpointed). Whatever a
+//! crash leaves, open trims the loaded entries to the recovered log
+//! (`truncate_from_end(log end)`, `truncate_from_start(log start)`), which restores exactly
+//! the cache the surviving batches imply.
 
-use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, Checkpoint, CleanerCheckpoint, TMP_SUFFIX};
+use crate::checkpoint::{
+    self, CLEAN_SHUTDOWN_FILE, Checkpoint, CleanerCheckpoint, LeaderEpochFile, TMP_SUFFIX,
+};
 use crate::cleaner::{self, CompactionStats};
 use crate::config::{Clock, LogConfig, SystemClock};
+use crate::epoch_cache::{EpochEndOffset, EpochEntry, LeaderEpochCache};
 use crate::fs::{File, FileSystem, StdFs, read_exact_at};
 use crate::handles::HandleCache;
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, file_path};
@@ -190,6 +202,8 @@ struct Inner {
     /// Bumped whenever segments are removed or truncated, so a compaction pass that ran
     /// without the lock knows its input is gone.
     generation: u64,
+    /// Start offset of each leader epoch; the leader epoch checkpoint holds the same.
+    epochs: LeaderEpochCache,
 }
 
 /// The log of one partition, stored in its own directory. Shareable across threads.
@@ -263,6 +277,9 @@ impl Log {
         }
         let checkpoint = checkpoint::read(&*fs, &dir);
         let cleaner_checkpoint = checkpoint::read_cleaner(&*fs, &dir);
+        let epoch_file = checkpoint::read_leader_epochs(&*fs, &dir);
+        // Epoch runs of the batches recovery scanned, in offset order.
+        let mut recovered_epochs = Vec::new();
         let recovery_point = checkpoint.map_or(0, |c| c.recovery_point);
 
         let mut segments = BTreeMap::new();
@@ -294,6 +311,7 @@ impl Log {
                 None => {
                     let (mut segment, recovered) =
                         Segment::recover(&fs, &dir, base, config.index_interval_bytes)?;
+                    recovered_epochs.extend_from_slice(&recovered.epoch_starts);
                     if !is_last {
                         segment.write_index_files(&*fs, &dir)?;
                     }
@@ -338,6 +356,22 @@ impl Log {
         } else {
             recovery_point.min(log_end_offset)
         };
+        let epochs = load_epochs(
+            &dir,
+            &segments,
+            &epoch_file,
+            &recovered_epochs,
+            log_start_offset,
+            log_end_offset,
+        )?;
+        let write_epochs = match &epoch_file {
+            LeaderEpochFile::Entries(entries) => entries != epochs.entries(),
+            LeaderEpochFile::Missing => !epochs.is_empty(),
+            LeaderEpochFile::Corrupt(_) => true,
+        };
+        if write_epochs {
+            checkpoint::write_leader_epochs(&*fs, &dir, epochs.entries())?;
+        }
         let log = Self {
             dir: dir.clone(),
             fs: fs.clone(),
@@ -361,6 +395,7 @@ impl Log {
                     .map(|c| c.delete_horizon)
                     .filter(|&h| h >= 0),
                 generation: 0,
+                epochs,
             }),
             flush_lock: Mutex::new(()),
             compaction_lock: Mutex::new(()),
@@ -417,6 +452,45 @@ impl Log {
     /// Every offset below this is fsynced.
     pub fn recovery_point(&self) -> i64 {
         self.inner.lock().recovery_point
+    }
+
+    /// Every offset below this is fsynced; unlike [`Log::recovery_point`], read without the
+    /// log's lock, so it is cheap to poll (the broker's acks=all and high watermark paths).
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The leader epoch of the newest entry of the leader epoch cache: the epoch the log's
+    /// latest batches were written in (or that [`Log::assign_leader_epoch`] started).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.inner.lock().epochs.latest_epoch()
+    }
+
+    /// Kafka's OffsetForLeaderEpoch answer for `epoch` from this log: see
+    /// [`LeaderEpochCache::end_offset_for`]; the latest epoch ends at the log end offset.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> EpochEndOffset {
+        let inner = self.inner.lock();
+        inner.epochs.end_offset_for(epoch, inner.log_end_offset)
+    }
+
+    /// The leader epoch cache's entries, oldest first.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.inner.lock().epochs.entries().to_vec()
+    }
+
+    /// Records that `leader_epoch` starts at the log end offset, before anything is appended
+    /// in it: what a replica does when it becomes leader, so that OffsetForLeaderEpoch answers
+    /// for its epoch at once. Appends in the epoch later keep the entry. An entry with no
+    /// batch behind it is dropped when the log is reopened (as in Kafka), so the broker calls
+    /// this again on each election.
+    pub fn assign_leader_epoch(&self, leader_epoch: i32) -> Result<()> {
+        self.check_online()?;
+        let mut inner = self.inner.lock();
+        let leo = inner.log_end_offset;
+        if inner.epochs.assign(leader_epoch, leo) {
+            self.write_epochs(&inner)?;
+        }
+        Ok(())
     }
 
     /// Total bytes of all segments.
@@ -565,6 +639,25 @@ impl Log {
         }
         let last_offset = next - 1;
         let max_timestamp = metas.iter().map(|m| m.max_timestamp).max().unwrap_or(-1);
+        // A new epoch is made durable before the batches that start it are written, so the
+        // checkpoint never lacks the epoch of a batch on disk.
+        let epochs_changed = match origin {
+            AppendOrigin::Leader { leader_epoch } => {
+                inner.epochs.assign(leader_epoch, first_offset)
+            }
+            AppendOrigin::Replication => {
+                let mut changed = false;
+                for meta in metas.iter() {
+                    changed |= inner
+                        .epochs
+                        .assign(meta.partition_leader_epoch, meta.base_offset);
+                }
+                changed
+            }
+        };
+        if epochs_changed {
+            self.write_epochs(inner)?;
+        }
 
         if self.should_roll(
             inner,
@@ -703,9 +796,14 @@ impl Log {
         }
     }
 
-    /// Group commit: makes every offset below `offset` durable with as few fsyncs as possible.
-    /// A caller that finds its data already covered by another thread's fsync returns at once.
-    fn flush_to(&self, offset: i64) -> Result<()> {
+    /// Makes every offset below `offset` durable (fsyncs the segments and index files holding
+    /// data at or past [`Log::flushed_offset`]), then returns; an `offset` already covered
+    /// returns at once without locking.
+    ///
+    /// Group commit: concurrent callers share fsyncs. One caller at a time syncs, and it syncs
+    /// up to the log end offset it sees, so the callers waiting behind it usually find their
+    /// offsets covered when their turn comes and return without another fsync.
+    pub fn flush_to(&self, offset: i64) -> Result<()> {
         if self.flushed.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
@@ -798,6 +896,23 @@ impl Log {
         }
         inner.cleaned_up_to = offset;
         self.write_cleaner_checkpoint(inner)
+    }
+
+    /// Writes the leader epoch checkpoint. A failure takes the log offline: the cache in memory
+    /// has changed, and a later append must not write batches whose epoch the file lacks.
+    fn write_epochs(&self, inner: &Inner) -> Result<()> {
+        checkpoint::write_leader_epochs(&*self.fs, &self.dir, inner.epochs.entries())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Drops leader epochs below the log start offset, once the log start offset is durable
+    /// (a crash before this leaves extra entries, which open trims the same way).
+    fn trim_epochs_to_log_start(&self, inner: &mut Inner) -> Result<()> {
+        let log_start_offset = inner.log_start_offset;
+        if inner.epochs.truncate_from_start(log_start_offset) {
+            self.write_epochs(inner)?;
+        }
+        Ok(())
     }
 
     fn write_checkpoint(&self, inner: &Inner) -> Result<()> {
@@ -1061,6 +1176,12 @@ impl Log {
             .sync_dir(&self.dir)
             .map_err(Error::io("fsync directory", &self.dir))
             .map_err(|e| self.fail(e))?;
+        // The cut is durable now (segment fsynced, later segments' removal synced), so the
+        // epochs past it can go: a crash before this leaves them in the file, and open drops
+        // them again.
+        if inner.epochs.truncate_from_end(leo) {
+            self.write_epochs(&inner)?;
+        }
         tracing::info!(dir = %self.dir.display(), offset, log_end_offset = leo, "truncated log");
         Ok(())
     }
@@ -1089,6 +1210,11 @@ impl Log {
         inner.log_end_offset = offset;
         inner.recovery_point = offset;
         self.flushed.store(offset, Ordering::Release);
+        // After the segments are durably gone: a crash before this leaves the old entries,
+        // which open trims to the empty log.
+        if inner.epochs.clear() {
+            self.write_epochs(&inner)?;
+        }
         self.write_checkpoint(&inner)?;
         tracing::info!(dir = %self.dir.display(), offset, "truncated fully");
         Ok(())
@@ -1112,6 +1238,7 @@ impl Log {
             self.write_checkpoint(&inner)?;
         }
         self.delete_segments_locked(&mut inner, i64::MAX, |_, _, _| false)?;
+        self.trim_epochs_to_log_start(&mut inner)?;
         Ok(inner.log_start_offset)
     }
 
@@ -1207,6 +1334,7 @@ impl Log {
             .unwrap_or(inner.log_end_offset);
         inner.log_start_offset = inner.log_start_offset.max(first);
         self.write_checkpoint(inner)?;
+        self.trim_epochs_to_log_start(inner)?;
         tracing::info!(dir = %self.dir.display(), deleted = doomed.len(), log_start_offset = inner.log_start_offset, "deleted segments");
         Ok(doomed.len())
     }
@@ -1359,6 +1487,58 @@ impl Log {
             .remove_dir_all(&self.dir)
             .map_err(Error::io("remove directory", &self.dir))
     }
+}
+
+/// The leader epoch cache of a log being opened: the checkpoint's entries, or, when the file is
+/// missing or corrupt, the epochs of every batch header; then trimmed to the log's range.
+fn load_epochs(
+    dir: &Path,
+    segments: &BTreeMap<i64, Segment>,
+    file: &LeaderEpochFile,
+    recovered: &[EpochEntry],
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> Result<LeaderEpochCache> {
+    let mut epochs = match file {
+        LeaderEpochFile::Entries(entries) => {
+            let mut epochs = LeaderEpochCache::from_entries(entries.iter().copied());
+            // The file may lead the log (see the module docs): drop what a crash took.
+            epochs.truncate_from_end(log_end_offset);
+            // The file never lags the log, unless written by something that did not keep the
+            // order: an epoch newer than any it has, among the batches recovery scanned, joins.
+            for run in recovered {
+                if epochs
+                    .latest_epoch()
+                    .is_none_or(|latest| run.epoch > latest)
+                {
+                    tracing::warn!(dir = %dir.display(), epoch = run.epoch, start_offset = run.start_offset, "leader epoch checkpoint lacks a recovered epoch; adding it");
+                    epochs.assign(run.epoch, run.start_offset);
+                }
+            }
+            epochs
+        }
+        LeaderEpochFile::Missing | LeaderEpochFile::Corrupt(_) => {
+            if let LeaderEpochFile::Corrupt(reason) = file {
+                tracing::warn!(dir = %dir.display(), %reason, "corrupt leader epoch checkpoint; rebuilding it from the segments");
+            }
+            let large = segments.len() > 100;
+            if large {
+                tracing::info!(dir = %dir.display(), segments = segments.len(), "rebuilding the leader epoch cache from batch headers");
+            }
+            let mut epochs = LeaderEpochCache::new();
+            for (i, segment) in segments.values().enumerate() {
+                for run in segment.epoch_starts()? {
+                    epochs.assign(run.epoch, run.start_offset);
+                }
+                if large && (i + 1) % 100 == 0 {
+                    tracing::info!(dir = %dir.display(), done = i + 1, segments = segments.len(), "rebuilding the leader epoch cache");
+                }
+            }
+            epochs
+        }
+    };
+    epochs.truncate_from_start(log_start_offset);
+    Ok(epochs)
 }
 
 /// Opens an index file written earlier so it can be fsynced; `None` when it is gone meanwhile

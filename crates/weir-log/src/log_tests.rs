@@ -252,6 +252,8 @@ fn flush_messages_fsyncs_and_advances_recovery_point() {
         ..LogConfig::default()
     });
     let log = h.open();
+    // The epoch's checkpoint is written once, before its first batch.
+    log.assign_leader_epoch(3).unwrap();
     let syncs = h.fs.sync_count();
     log.append(&mut batch(2, NOW, 1), LEADER).unwrap();
     assert_eq!(h.fs.sync_count(), syncs);
@@ -311,6 +313,7 @@ fn group_commit_shares_fsyncs_between_threads() {
         ..LogConfig::default()
     });
     let log = Arc::new(h.open());
+    log.assign_leader_epoch(3).unwrap(); // so every fsync counted is a flush
     let syncs = h.fs.sync_count();
     std::thread::scope(|s| {
         for _ in 0..4 {
@@ -540,4 +543,379 @@ fn offsets_by_timestamp() {
     let log = h.open_on(&h.fs.crash_with(|_, _, len| len));
     let max = log.max_timestamp_offset().unwrap().unwrap();
     assert_eq!((max.offset, max.timestamp), (60, NOW + 500));
+}
+
+fn entries(list: &[(i32, i64)]) -> Vec<EpochEntry> {
+    list.iter()
+        .map(|&(epoch, start_offset)| EpochEntry {
+            epoch,
+            start_offset,
+        })
+        .collect()
+}
+
+fn leader(leader_epoch: i32) -> AppendOrigin {
+    AppendOrigin::Leader { leader_epoch }
+}
+
+/// A batch of `n` records as a leader of `epoch` stored it at `base`.
+fn replicated(base: i64, n: usize, epoch: i32) -> Vec<u8> {
+    let mut b = batch(n, NOW, 20);
+    batch::set_base_offset(&mut b, base).unwrap();
+    batch::set_partition_leader_epoch(&mut b, epoch).unwrap();
+    b
+}
+
+/// The leader epoch entries a log on `fs` (as written so far, durable or not) gets from its
+/// batch headers alone (no checkpoint).
+fn rebuilt_epochs(h: &Harness, fs: &FaultFs) -> Vec<EpochEntry> {
+    let copy = fs.crash_with(|_, _, len| len);
+    let _ = copy.remove_file(&h.dir.join(checkpoint::LEADER_EPOCH_FILE));
+    h.open_on(&copy).epoch_entries()
+}
+
+fn epoch_file(h: &Harness, fs: &FaultFs) -> String {
+    String::from_utf8(
+        fs.read_all(&h.dir.join(checkpoint::LEADER_EPOCH_FILE))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn leader_epochs_follow_appends_of_both_origins() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    assert_eq!(log.latest_epoch(), None);
+    assert_eq!(log.end_offset_for_epoch(0), EpochEndOffset::UNDEFINED);
+    assert!(!h.fs.exists(&h.dir.join(checkpoint::LEADER_EPOCH_FILE)));
+    log.append(&mut batch(2, NOW, 1), leader(3)).unwrap();
+    // Appends within an epoch do not touch the checkpoint.
+    let syncs = h.fs.sync_count();
+    log.append(&mut batch(2, NOW, 1), leader(3)).unwrap();
+    assert_eq!(h.fs.sync_count(), syncs);
+    log.append(&mut batch(1, NOW, 1), leader(5)).unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(3, 0), (5, 4)]));
+    // A follower keeps the epochs its leader stamped, batch by batch.
+    let mut two = replicated(5, 2, 5);
+    two.extend(replicated(7, 1, 8));
+    two.extend(replicated(8, 1, 8));
+    log.append(&mut two, AppendOrigin::Replication).unwrap();
+    log.append(&mut replicated(9, 3, 9), AppendOrigin::Replication)
+        .unwrap();
+    // A batch no leader stamped (epoch -1) is not an epoch.
+    log.append(&mut replicated(12, 1, -1), AppendOrigin::Replication)
+        .unwrap();
+    let expected = entries(&[(3, 0), (5, 4), (8, 7), (9, 9)]);
+    assert_eq!(log.epoch_entries(), expected);
+    assert_eq!(log.latest_epoch(), Some(9));
+    assert_eq!(epoch_file(&h, &h.fs), "0\n4\n3 0\n5 4\n8 7\n9 9\n");
+    // An elected leader starts its epoch at the log end before appending.
+    log.assign_leader_epoch(11).unwrap();
+    assert_eq!(log.latest_epoch(), Some(11));
+    assert_eq!(log.end_offset_for_epoch(9).end_offset, 13);
+    log.append(&mut batch(1, NOW, 1), leader(11)).unwrap();
+    assert_eq!(
+        log.epoch_entries().last(),
+        Some(&EpochEntry {
+            epoch: 11,
+            start_offset: 13
+        })
+    );
+    assert_eq!(rebuilt_epochs(&h, &h.fs), log.epoch_entries());
+}
+
+/// OffsetForLeaderEpoch through the log: epochs 3 [0, 4), 5 [4, 7), 8 [7, 9), 9 [9, 12).
+#[test]
+fn end_offset_for_epoch_table() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    log.append(&mut batch(4, NOW, 1), leader(3)).unwrap();
+    log.append(&mut batch(3, NOW, 1), leader(5)).unwrap();
+    log.append(&mut replicated(7, 2, 8), AppendOrigin::Replication)
+        .unwrap();
+    log.append(&mut replicated(9, 3, 9), AppendOrigin::Replication)
+        .unwrap();
+    let cases = [
+        (-1, -1, -1),
+        (0, 0, 0),
+        (2, 2, 0),
+        (3, 3, 4),
+        (4, 3, 4),
+        (5, 5, 7),
+        (7, 5, 7),
+        (8, 8, 9),
+        (9, 9, 12),
+        (10, -1, -1),
+    ];
+    for (requested, epoch, end) in cases {
+        assert_eq!(
+            log.end_offset_for_epoch(requested),
+            EpochEndOffset {
+                leader_epoch: epoch,
+                end_offset: end
+            },
+            "requested {requested}"
+        );
+    }
+    // Retention took epoch 3's offsets: asking for it answers with where the log now begins.
+    log.roll().unwrap();
+    log.delete_records_before(5).unwrap();
+    assert_eq!(
+        log.end_offset_for_epoch(3),
+        EpochEndOffset {
+            leader_epoch: 3,
+            end_offset: 5
+        }
+    );
+    assert_eq!(log.epoch_entries(), entries(&[(5, 5), (8, 7), (9, 9)]));
+}
+
+#[test]
+fn leader_epochs_follow_truncation_retention_and_deletion() {
+    let one = batch(1, NOW, 100).len() as u32;
+    let h = Harness::new(LogConfig {
+        segment_bytes: one * 2,
+        retention_ms: 1000,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    // Offsets 0..8, epochs 1 [0, 3), 2 [3, 6), 4 [6, 8); segments of two offsets.
+    for (epoch, n) in [(1, 3), (2, 3), (4, 2)] {
+        for _ in 0..n {
+            log.append(&mut batch(1, NOW, 100), leader(epoch)).unwrap();
+        }
+    }
+    assert_eq!(log.segment_base_offsets(), vec![0, 2, 4, 6]);
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 3), (4, 6)]));
+
+    log.truncate_to(7).unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 3), (4, 6)]));
+    log.truncate_to(6).unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 3)]));
+    assert_eq!(epoch_file(&h, &h.fs), "0\n2\n1 0\n2 3\n");
+    log.append(&mut replicated(6, 2, 5), AppendOrigin::Replication)
+        .unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 3), (5, 6)]));
+
+    // Retention deletes segment [0, 2): epoch 1 now starts at the log start offset.
+    h.clock.advance(500);
+    log.append(&mut batch(1, NOW + 10_000, 100), leader(5))
+        .unwrap();
+    h.clock.advance(1000);
+    assert!(log.apply_retention(8).unwrap() > 0);
+    let start = log.log_start_offset();
+    assert!(start > 0);
+    assert_eq!(log.epoch_entries(), rebuilt_epochs(&h, &h.fs));
+    assert_eq!(log.epoch_entries().first().unwrap().start_offset, start);
+
+    log.delete_records_before(7).unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(5, 7)]));
+    assert_eq!(epoch_file(&h, &h.fs), "0\n1\n5 7\n");
+
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert!(log.epoch_entries().is_empty());
+    assert_eq!(epoch_file(&h, &h.fs), "0\n0\n");
+    log.append(&mut batch(1, NOW, 1), leader(6)).unwrap();
+    assert_eq!(log.epoch_entries(), entries(&[(6, 100)]));
+    // A truncation to the first segment's base goes through truncate fully.
+    log.truncate_to(100).unwrap();
+    assert!(log.epoch_entries().is_empty());
+    log.close().unwrap();
+    assert!(h.open().epoch_entries().is_empty());
+}
+
+#[test]
+fn compaction_leaves_leader_epochs_alone() {
+    let h = Harness::new(LogConfig {
+        cleanup_policy: crate::CleanupPolicy {
+            delete: false,
+            compact: true,
+        },
+        segment_bytes: 300,
+        min_compaction_lag_ms: 0,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for epoch in [1, 1, 2, 2, 3, 3, 4] {
+        log.append(&mut batch(3, NOW - 1000, 10), leader(epoch))
+            .unwrap();
+    }
+    let before = log.epoch_entries();
+    assert_eq!(before, entries(&[(1, 0), (2, 6), (3, 12), (4, 18)]));
+    log.flush().unwrap(); // compaction only cleans durable segments
+    let stats = log.compact(log.log_end_offset()).unwrap();
+    assert!(stats.cleaned_up_to > 0, "{stats:?}");
+    assert_eq!(log.epoch_entries(), before);
+    log.close().unwrap();
+    assert_eq!(h.open().epoch_entries(), before);
+}
+
+#[test]
+fn leader_epochs_survive_clean_reopen_and_crashes() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 600,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for epoch in [1, 1, 2, 2, 2, 4] {
+        log.append(&mut batch(2, NOW, 50), leader(epoch)).unwrap();
+    }
+    let durable = log.epoch_entries();
+    log.close().unwrap();
+    let log = h.open();
+    assert_eq!(log.epoch_entries(), durable);
+
+    // A crash loses unflushed batches of a new epoch: the checkpoint has the epoch (it was
+    // written first), and open drops it.
+    log.append(&mut batch(2, NOW, 50), leader(7)).unwrap();
+    assert_eq!(log.latest_epoch(), Some(7));
+    let crashed = h.fs.crash();
+    assert!(epoch_file(&h, &crashed).ends_with("7 12\n"));
+    let reopened = h.open_on(&crashed);
+    assert_eq!(reopened.log_end_offset(), 12);
+    assert_eq!(reopened.epoch_entries(), durable);
+    assert_eq!(epoch_file(&h, &crashed), "0\n3\n1 0\n2 4\n4 10\n");
+    drop(reopened);
+
+    // Torn tails: whatever prefix of the un-fsynced bytes survives, the entries are those of
+    // the batches that did.
+    log.append(&mut batch(2, NOW, 50), leader(7)).unwrap();
+    log.append(&mut batch(2, NOW, 50), leader(8)).unwrap();
+    for extra in (0..400).step_by(23) {
+        let crashed = h.fs.crash_with(|_, synced, _| synced + extra);
+        let expected = rebuilt_epochs(&h, &crashed);
+        let reopened = h.open_on(&crashed);
+        assert_eq!(reopened.epoch_entries(), expected, "{extra} bytes kept");
+        assert!(
+            reopened
+                .epoch_entries()
+                .iter()
+                .all(|e| e.start_offset < reopened.log_end_offset())
+        );
+    }
+    let all = h.fs.crash_with(|_, _, len| len);
+    assert_eq!(
+        h.open_on(&all).epoch_entries(),
+        entries(&[(1, 0), (2, 4), (4, 10), (7, 12), (8, 16)])
+    );
+}
+
+#[test]
+fn missing_or_corrupt_epoch_checkpoint_is_rebuilt() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 400,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    for epoch in [1, 1, 3, 3, 3, 6, 6] {
+        log.append(&mut batch(2, NOW, 40), leader(epoch)).unwrap();
+    }
+    log.delete_records_before(3).unwrap();
+    let expected = entries(&[(1, 3), (3, 4), (6, 10)]);
+    assert_eq!(log.epoch_entries(), expected);
+    assert!(log.segment_count() > 2);
+    log.close().unwrap();
+    let path = h.dir.join(checkpoint::LEADER_EPOCH_FILE);
+
+    // Missing (a log written before the file existed), after a clean shutdown.
+    h.fs.remove_file(&path).unwrap();
+    assert_eq!(h.open().epoch_entries(), expected);
+    assert_eq!(epoch_file(&h, &h.fs), "0\n3\n1 3\n3 4\n6 10\n");
+
+    for garbage in [
+        &b"0\n3\n1 3\n"[..],
+        b"",
+        b"\xff\xfe",
+        b"7\n0\n",
+        b"0\n2\n5 0\n1 9\n",
+    ] {
+        h.fs.write_all(&path, garbage);
+        let log = h.open();
+        assert_eq!(log.epoch_entries(), expected, "{garbage:?}");
+        assert_eq!(epoch_file(&h, &h.fs), "0\n3\n1 3\n3 4\n6 10\n");
+        drop(log);
+    }
+    // Corrupt after a crash (recovery scanning too).
+    h.fs.write_all(&path, b"junk");
+    let log = h.open_on(&h.fs.crash());
+    assert_eq!(log.epoch_entries(), expected);
+}
+
+/// Guards against a checkpoint that lags its log (written by a version that did not assign
+/// before appending): recovery adds the newer epochs of the batches it scans.
+#[test]
+fn recovery_adds_epochs_a_checkpoint_lacks() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    log.append(&mut batch(2, NOW, 1), leader(1)).unwrap();
+    log.append(&mut batch(2, NOW, 1), leader(2)).unwrap();
+    log.flush().unwrap();
+    checkpoint::write_leader_epochs(&h.fs, &h.dir, &entries(&[(1, 0)])).unwrap();
+    let log = h.open_on(&h.fs.crash());
+    assert_eq!(log.epoch_entries(), entries(&[(1, 0), (2, 2)]));
+}
+
+/// Every crash point of a truncation, an epoch change and retention: tearing the writes at
+/// each byte budget, then crashing, leaves a log whose epochs match its batches.
+#[test]
+fn crash_at_any_write_keeps_epochs_consistent() {
+    let one = batch(1, NOW, 100).len() as u32;
+    let config = LogConfig {
+        segment_bytes: one * 2,
+        retention_ms: 1000,
+        ..LogConfig::default()
+    };
+    let mut points = 0;
+    for op in 0..3 {
+        for budget in 0.. {
+            let h = Harness::new(config.clone());
+            let log = h.open();
+            for epoch in [1, 1, 2, 2, 3, 3] {
+                log.append(&mut batch(1, NOW, 100), leader(epoch)).unwrap();
+            }
+            log.flush().unwrap();
+            log.append(&mut batch(1, NOW, 100), leader(3)).unwrap();
+            h.fs.set_write_budget(Some(budget));
+            let done = match op {
+                0 => log.truncate_to(3),
+                1 => log
+                    .append(&mut replicated(7, 1, 9), AppendOrigin::Replication)
+                    .map(drop),
+                _ => {
+                    h.clock.advance(2000);
+                    log.apply_retention(4).map(drop)
+                }
+            };
+            let crashed = h.fs.crash();
+            let expected = rebuilt_epochs(&h, &crashed);
+            let reopened = h.open_on(&crashed);
+            assert_eq!(
+                reopened.epoch_entries(),
+                expected,
+                "op {op}, budget {budget}"
+            );
+            points += 1;
+            if done.is_ok() {
+                break;
+            }
+        }
+    }
+    assert!(points > 6);
+}
+
+#[test]
+fn flush_to_and_flushed_offset() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    log.append(&mut batch(3, NOW, 1), LEADER).unwrap();
+    log.append(&mut batch(2, NOW, 1), LEADER).unwrap();
+    assert_eq!(log.flushed_offset(), 0);
+    log.flush_to(2).unwrap();
+    // One fsync covers everything written so far.
+    assert_eq!(log.flushed_offset(), 5);
+    let syncs = h.fs.sync_count();
+    log.flush_to(5).unwrap();
+    assert_eq!(h.fs.sync_count(), syncs);
+    assert_eq!(h.open_on(&h.fs.crash()).log_end_offset(), 5);
 }

@@ -7,7 +7,7 @@
 use crate::fs::{File, FileSystem, read_exact_at, read_up_to};
 use crate::handles::SegmentFile;
 use crate::index::{OFFSET_ENTRY, OffsetIndex, TIME_ENTRY, TimeIndex};
-use crate::{Error, Result};
+use crate::{EpochEntry, Error, Result};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,10 +60,12 @@ pub(crate) struct Segment {
 }
 
 /// What recovery found in a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Recovered {
     /// Bytes truncated off the end because they were torn or corrupt.
     pub(crate) truncated_bytes: u64,
+    /// Where each run of batches of one partition leader epoch starts, among the batches kept.
+    pub(crate) epoch_starts: Vec<EpochEntry>,
 }
 
 impl Segment {
@@ -177,6 +179,7 @@ impl Segment {
         let mut segment = Self::empty(base_offset, SegmentFile::pinned(fs, path, file.clone()));
         let mut next = base_offset;
         let mut batches = Vec::new();
+        let mut epoch_starts = Vec::new();
         let end = scan(&*file, 0, len, true, |position, header| {
             let relative = header.last_offset() - base_offset;
             if header.base_offset < next || !(0..=i64::from(i32::MAX)).contains(&relative) {
@@ -184,6 +187,7 @@ impl Segment {
             }
             next = header.last_offset() + 1;
             batches.push((position, *header));
+            push_epoch_start(&mut epoch_starts, header);
             true
         })
         .map_err(Error::io("read segment", &segment.path))?;
@@ -214,8 +218,22 @@ impl Segment {
             segment,
             Recovered {
                 truncated_bytes: len - end,
+                epoch_starts,
             },
         ))
+    }
+
+    /// Where each run of batches of one partition leader epoch starts (reading only batch
+    /// headers), to rebuild the leader epoch cache.
+    pub(crate) fn epoch_starts(&self) -> Result<Vec<EpochEntry>> {
+        let file = self.file.get()?;
+        let mut starts = Vec::new();
+        scan(&*file, 0, self.size, false, |_, header| {
+            push_epoch_start(&mut starts, header);
+            true
+        })
+        .map_err(Error::io("read segment", &self.path))?;
+        Ok(starts)
     }
 
     /// Records a batch written at `position`, adding index entries every `interval` bytes.
@@ -379,6 +397,19 @@ impl Segment {
         })
         .map_err(Error::io("read segment", &self.path))?;
         Ok(found)
+    }
+}
+
+/// Adds `header`'s batch to `starts` when it begins a run of a new partition leader epoch.
+fn push_epoch_start(starts: &mut Vec<EpochEntry>, header: &BatchHeader) {
+    if starts
+        .last()
+        .is_none_or(|last| last.epoch != header.partition_leader_epoch)
+    {
+        starts.push(EpochEntry {
+            epoch: header.partition_leader_epoch,
+            start_offset: header.base_offset,
+        });
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct BatchMeta {
     pub(crate) max_timestamp_delta: i32,
     /// Number of records.
     pub(crate) record_count: i32,
+    /// Partition leader epoch as received (meaningful for replicated appends).
+    pub(crate) partition_leader_epoch: i32,
 }
 
 /// Whether timestamps are checked against the clock (appends from producers) or trusted
@@ -149,6 +151,7 @@ fn check_records(
         max_timestamp: header.max_timestamp,
         max_timestamp_delta: header.last_offset_delta,
         record_count: header.record_count,
+        partition_leader_epoch: header.partition_leader_epoch,
     };
     if compression != Compression::None {
         return check_compressed_records(batch, header, position, config, check_ts, meta);

@@ -1,6 +1,7 @@
 //! Model test: random appends (tombstones included), reads, rolls, truncations, retention,
 //! DeleteRecords, flushes, compaction passes (some with a key map too small for one pass), clean
-//! reopens and crashes against an in-memory model of the batches the log must hold.
+//! reopens and crashes against an in-memory model of the batches the log must hold. Leader
+//! epochs rise now and then; the leader epoch cache must give every visible batch its epoch.
 
 #![expect(clippy::unwrap_used, reason = "the model fails the test on error")]
 
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use weir_log::CleanupPolicy;
 use weir_log::fault::FaultFs;
-use weir_log::{Clock, Log, LogConfig, ManualClock};
+use weir_log::{Clock, LeaderEpochCache, Log, LogConfig, ManualClock};
 use weir_records::{RecordBatch, RecordBatches};
 
 #[derive(Debug, Clone)]
@@ -165,6 +166,8 @@ struct Model {
     lso: i64,
     leo: i64,
     flushed: i64,
+    /// The epoch of the next append; rises now and then, never falls.
+    epoch: i32,
 }
 
 impl Model {
@@ -192,6 +195,25 @@ fn check(log: &Log, model: &Model) {
     assert_eq!(log.log_end_offset(), model.leo);
     assert_eq!(log.log_start_offset(), model.lso);
     assert_eq!(stored(log), model.visible());
+    // The leader epoch cache lies within the log and knows the epoch of every visible batch.
+    let entries = log.epoch_entries();
+    for e in &entries {
+        assert!(
+            (model.lso..=model.leo).contains(&e.start_offset),
+            "{entries:?} outside [{}, {}]",
+            model.lso,
+            model.leo
+        );
+    }
+    let cache = LeaderEpochCache::from_entries(entries.iter().copied());
+    for b in all_batches(log) {
+        let offset = b.base_offset().max(model.lso);
+        assert_eq!(
+            cache.epoch_for_offset(offset),
+            Some(b.header().partition_leader_epoch),
+            "batch at {offset}, {entries:?}"
+        );
+    }
 }
 
 fn run(config: LogConfig, dedupe: usize, ops: Vec<Op>) {
@@ -211,7 +233,11 @@ fn run(config: LogConfig, dedupe: usize, ops: Vec<Op>) {
             } => {
                 let timestamp = clock.now_ms() - age_ms;
                 let mut bytes = batch(tag, records, timestamp);
-                let info = log.append(&mut bytes, LEADER).unwrap();
+                model.epoch += i32::from(tag % 4 == 0);
+                let leader = weir_log::AppendOrigin::Leader {
+                    leader_epoch: model.epoch,
+                };
+                let info = log.append(&mut bytes, leader).unwrap();
                 assert_eq!(info.first_offset, model.leo);
                 assert_eq!(info.last_offset, model.leo + records as i64 - 1);
                 model.batches.push(Batch {
@@ -234,7 +260,10 @@ fn run(config: LogConfig, dedupe: usize, ops: Vec<Op>) {
                     ));
                 }
                 let mut bytes = builder.build().unwrap().to_vec();
-                let info = log.append(&mut bytes, LEADER).unwrap();
+                let leader = weir_log::AppendOrigin::Leader {
+                    leader_epoch: model.epoch,
+                };
+                let info = log.append(&mut bytes, leader).unwrap();
                 assert_eq!(info.first_offset, model.leo);
                 model.batches.push(Batch {
                     base: info.first_offset,
@@ -250,6 +279,8 @@ fn run(config: LogConfig, dedupe: usize, ops: Vec<Op>) {
                 let mut bytes = batch(tag, records, timestamp);
                 let base = model.leo + gap;
                 weir_records::batch::set_base_offset(&mut bytes, base).unwrap();
+                model.epoch += i32::from(tag % 3 == 0);
+                weir_records::batch::set_partition_leader_epoch(&mut bytes, model.epoch).unwrap();
                 let info = log
                     .append(&mut bytes, weir_log::AppendOrigin::Replication)
                     .unwrap();

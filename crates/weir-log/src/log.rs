@@ -1538,6 +1538,10 @@ fn load_epochs(
         }
     };
     epochs.truncate_from_start(log_start_offset);
+    // An entry moved up to the start of an empty log (its segments went, by a crash during a
+    // full truncation, say) has no batch behind it: drop it like any other at the log end, so
+    // open always yields the epochs of the batches that survived.
+    epochs.truncate_from_end(log_end_offset);
     Ok(epochs)
 }
 

@@ -867,7 +867,7 @@ fn crash_at_any_write_keeps_epochs_consistent() {
         ..LogConfig::default()
     };
     let mut points = 0;
-    for op in 0..3 {
+    for op in 0..4 {
         for budget in 0.. {
             let h = Harness::new(config.clone());
             let log = h.open();
@@ -879,6 +879,7 @@ fn crash_at_any_write_keeps_epochs_consistent() {
             h.fs.set_write_budget(Some(budget));
             let done = match op {
                 0 => log.truncate_to(3),
+                3 => log.truncate_fully_and_start_at(100),
                 1 => log
                     .append(&mut replicated(7, 1, 9), AppendOrigin::Replication)
                     .map(drop),

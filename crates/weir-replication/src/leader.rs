@@ -74,6 +74,9 @@ pub struct LeaderPartition {
     high_watermark: i64,
     followers: BTreeMap<BrokerId, Follower>,
     in_flight: Option<AlterIsr>,
+    /// Requests that got no definitive answer: the controller may still commit them, until an
+    /// image with a newer partition epoch than theirs arrives.
+    unresolved: Vec<AlterIsr>,
 }
 
 impl LeaderPartition {
@@ -116,6 +119,7 @@ impl LeaderPartition {
             high_watermark: high_watermark.clamp(0, local_log_end_offset),
             followers,
             in_flight: None,
+            unresolved: Vec::new(),
         };
         tracing::debug!(
             leader = local,
@@ -257,16 +261,27 @@ impl LeaderPartition {
     }
 
     /// The controller answered the in-flight [`AlterIsr`]: `Ok` with the partition's new state,
-    /// or `Err` (rejected, or no answer in time). Either way the in-flight request is cleared,
-    /// so the next tick or fetch may propose again. A state from another leadership or older
-    /// than the current partition epoch is not applied. Returns the new high watermark if it
-    /// advanced (a committed shrink, or a rejected expansion no longer holding it).
+    /// or `Err` (rejected, or [`AlterIsrRejected::NoAnswer`]). Either way the in-flight request
+    /// is cleared, so the next tick or fetch may propose again. A state from another
+    /// leadership or older than the current partition epoch is not applied. Returns the new
+    /// high watermark if it advanced (a committed shrink, or a rejected expansion no longer
+    /// holding it).
+    ///
+    /// Without a definitive answer the controller may still commit the request later, so its
+    /// members keep holding the high watermark (see [`LeaderPartition::maximal_isr`]) until an
+    /// image newer than the request's partition epoch settles it: forgetting them could let
+    /// the HW pass a replica that then joins the ISR, and be elected, without those records.
     pub fn alter_isr_completed(
         &mut self,
         result: Result<LeaderAndIsr, AlterIsrRejected>,
         now_ms: i64,
     ) -> Option<i64> {
-        self.in_flight = None;
+        let request = self.in_flight.take();
+        if let (Err(AlterIsrRejected::NoAnswer), Some(request)) = (&result, request)
+            && !self.unresolved.contains(&request)
+        {
+            self.unresolved.push(request);
+        }
         match result {
             Ok(state)
                 if state.leader == self.local
@@ -301,12 +316,13 @@ impl LeaderPartition {
         &self.replicas
     }
 
-    /// The ISR plus the members of an in-flight expansion (Kafka's "maximal ISR"): the high
-    /// watermark waits for them too.
+    /// The ISR plus the members of an in-flight expansion (Kafka's "maximal ISR"), and of
+    /// expansions that got no answer and the controller may still commit: the high watermark
+    /// waits for them too.
     pub fn maximal_isr(&self) -> Vec<BrokerId> {
         let mut maximal = self.isr.clone();
-        if let Some(in_flight) = &self.in_flight {
-            for r in &in_flight.new_isr {
+        for request in self.in_flight.iter().chain(&self.unresolved) {
+            for r in &request.new_isr {
                 if !maximal.contains(r) {
                     maximal.push(*r);
                 }
@@ -387,6 +403,10 @@ impl LeaderPartition {
                 follower.last_caught_up_ms = follower.last_caught_up_ms.max(now_ms);
             }
         }
+        // The controller commits a request only at its exact partition epoch: a newer image
+        // settles every request based on an older one, committed (it is in this image) or not.
+        self.unresolved
+            .retain(|r| r.partition_epoch >= state.partition_epoch);
         self.partition_epoch = state.partition_epoch;
         self.replicas = state.replicas;
         self.isr = state.isr;

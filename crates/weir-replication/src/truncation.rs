@@ -31,10 +31,17 @@ pub enum Truncation {
 ///
 /// `leader`: the leader's answer for the epoch the follower asked about (the largest epoch
 /// the leader has at or below it, and where that epoch ends on the leader). `local`: the
-/// follower's own counterpart for `leader.leader_epoch` (its largest local epoch at or below
-/// it and that epoch's local end offset), computed by the caller from its leader-epoch cache;
-/// [`UNDEFINED_EPOCH`] when it has none. `local_log_end_offset` and `high_watermark` are the
-/// follower's.
+/// follower's own counterpart for `leader.leader_epoch`, computed by the caller from its
+/// leader-epoch cache exactly as Kafka's `LeaderEpochFileCache.endOffsetFor` does:
+/// - its largest local epoch at or below `leader.leader_epoch`, and where that epoch ends
+///   locally (the start offset of the next local epoch, or the log end offset);
+/// - if every local epoch is later than `leader.leader_epoch`: `leader.leader_epoch` itself,
+///   ending at the start offset of the first local epoch. Passing [`UNDEFINED_EPOCH`] there
+///   instead would keep records from epochs the leader never had (the simulation caught
+///   exactly that);
+/// - [`UNDEFINED_EPOCH`] and [`UNDEFINED_OFFSET`] only when the cache is empty.
+///
+/// `local_log_end_offset` and `high_watermark` are the follower's.
 ///
 /// The rules are Kafka's (`AbstractFetcherThread`):
 /// - the leader has no end offset for the epoch (an answer from a leader without epoch
@@ -87,6 +94,17 @@ mod tests {
             leader_epoch,
             end_offset,
         }
+    }
+
+    /// Regression (found by the simulation): every local epoch is later than the leader's
+    /// answer. The caller passes the leader's epoch ending where the first local epoch starts,
+    /// and everything from there goes: the leader never had those epochs.
+    #[test]
+    fn all_local_epochs_later_than_the_leader_answer_truncate_to_the_first_one() {
+        assert_eq!(
+            truncation_offset(epoch(2, 2), epoch(2, 0), 1, 0),
+            Truncation::To(0)
+        );
     }
 
     /// Same epoch on both sides, the leader's copy shorter: cut the follower's extra tail.

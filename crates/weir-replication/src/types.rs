@@ -66,6 +66,12 @@ pub enum AlterIsrRejected {
     FencedLeaderEpoch,
     /// A proposed ISR member is fenced or shutting down (`INELIGIBLE_REPLICA`).
     IneligibleReplica,
-    /// Any other error, or no answer in time; the leader may propose again.
-    Failed,
+    /// The request is malformed (the leader missing from the ISR, a member not a replica):
+    /// not applied (`INVALID_REQUEST`).
+    InvalidRequest,
+    /// No definitive answer (a timeout, a lost connection, the controller moved, any other
+    /// error): the controller may still commit the request. The leader may propose again, but
+    /// keeps counting the request's members toward the high watermark until an image with a
+    /// newer partition epoch settles whether it was committed.
+    NoAnswer,
 }

@@ -26,7 +26,7 @@ use weir_replication::{
 
 const BASE_SEED: u64 = 0x5EED_0000;
 const TICK_MS: i64 = 5;
-const DURATION_MS: i64 = 6_000;
+const DURATION_MS: i64 = 10_000;
 const HEARTBEAT_MS: i64 = 50;
 const SESSION_TIMEOUT_MS: i64 = 300;
 const REPLICA_LAG_TIME_MAX_MS: i64 = 250;
@@ -179,13 +179,21 @@ impl EpochHistory {
         }
     }
 
-    /// The follower's largest epoch at or below `epoch` and where it ends locally.
+    /// The follower's largest epoch at or below `epoch` and where it ends locally; if all its
+    /// epochs are later, `epoch` itself ending where the first local one starts (Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`, the contract of `truncation_offset`).
     fn local_end(log: &[Entry], epoch: i32) -> EpochEndOffset {
         let history = Self::of(log).0;
         let Some(index) = history.iter().rposition(|&(e, _)| e <= epoch) else {
-            return EpochEndOffset {
-                leader_epoch: UNDEFINED_EPOCH,
-                end_offset: UNDEFINED_OFFSET,
+            return match history.first() {
+                Some(&(_, start)) => EpochEndOffset {
+                    leader_epoch: epoch,
+                    end_offset: start,
+                },
+                None => EpochEndOffset {
+                    leader_epoch: UNDEFINED_EPOCH,
+                    end_offset: UNDEFINED_OFFSET,
+                },
             };
         };
         let end = history.get(index + 1).map_or(log.len() as i64, |&(_, s)| s);
@@ -265,6 +273,8 @@ struct Controller {
     last_heartbeat: Vec<i64>,
     fenced: Vec<bool>,
     incarnation: Vec<u32>,
+    /// The next leadership move of a burst.
+    next_move_at: Option<i64>,
 }
 
 /// An acks=all produce completed by a leader in this step.
@@ -369,6 +379,7 @@ impl Sim {
                 last_heartbeat: vec![0; n],
                 fenced: vec![false; n],
                 incarnation: vec![0; n],
+                next_move_at: None,
             },
             net: Vec::new(),
             cuts: Vec::new(),
@@ -464,7 +475,7 @@ impl Sim {
             self.log(|| "heal the network".to_string());
             self.cuts.clear();
         }
-        if self.rng.chance(0.003) {
+        if self.rng.chance(0.005) {
             let b = self.rng.below(self.brokers.len() as u64) as usize;
             if self.brokers[b].alive {
                 self.crash(b);
@@ -581,7 +592,7 @@ impl Sim {
                 } else if !request.new_isr.contains(&leader)
                     || request.new_isr.iter().any(|r| !state.replicas.contains(r))
                 {
-                    Err(AlterIsrRejected::Failed)
+                    Err(AlterIsrRejected::InvalidRequest)
                 } else if request
                     .new_isr
                     .iter()
@@ -602,6 +613,18 @@ impl Sim {
     }
 
     fn controller_tick(&mut self) {
+        let burst_due = self
+            .controller
+            .next_move_at
+            .is_some_and(|at| self.now >= at);
+        if burst_due || self.rng.chance(0.002) {
+            // Moves come in bursts now and then, faster than metadata reaches every broker.
+            self.controller.next_move_at = self
+                .rng
+                .chance(0.5)
+                .then(|| self.now + self.rng.range(5, 60));
+            self.move_leader();
+        }
         for b in 0..self.brokers.len() {
             if !self.controller.fenced[b]
                 && self.now - self.controller.last_heartbeat[b] > SESSION_TIMEOUT_MS
@@ -610,6 +633,30 @@ impl Sim {
             }
         }
         self.maybe_elect();
+    }
+
+    /// A preferred-leader election (or a controlled shutdown): leadership moves to another
+    /// unfenced ISR member and the old leader stays in the ISR, so leader epochs can interleave
+    /// on two brokers' logs (what KIP-279's repeated OffsetForLeaderEpoch is for).
+    fn move_leader(&mut self) {
+        let state = &self.controller.state;
+        let candidates: Vec<BrokerId> = state
+            .isr
+            .iter()
+            .copied()
+            .filter(|&r| r != state.leader && !self.controller.fenced[r as usize])
+            .collect();
+        if state.leader < 0 || candidates.is_empty() {
+            return;
+        }
+        let leader = candidates[self.rng.below(candidates.len() as u64) as usize];
+        let state = &mut self.controller.state;
+        state.leader = leader;
+        state.leader_epoch += 1;
+        state.partition_epoch += 1;
+        let epoch = state.leader_epoch;
+        self.log(|| format!("controller moves leadership to broker {leader} for epoch {epoch}"));
+        self.broadcast();
     }
 
     /// Fences broker `b`: out of the ISR (unless it is the last member) and out of leadership.
@@ -946,7 +993,7 @@ impl Sim {
                 if l.alter.is_some_and(|(_, at)| now - at > REQUEST_TIMEOUT_MS) {
                     l.alter = None;
                     l.core
-                        .alter_isr_completed(Err(AlterIsrRejected::Failed), now);
+                        .alter_isr_completed(Err(AlterIsrRejected::NoAnswer), now);
                 }
                 let request = l.core.tick(now);
                 self.leader_progress(b);
@@ -1333,5 +1380,11 @@ fn simulation() {
             "no faults: {total:?}"
         );
         assert!(total.alter_isr_committed > 0, "no ISR change: {total:?}");
+    }
+    if seeds.len() >= 100 {
+        assert!(
+            total.ask_again > 0,
+            "KIP-279's repeated OffsetForLeaderEpoch never ran: {total:?}"
+        );
     }
 }

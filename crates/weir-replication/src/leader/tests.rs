@@ -199,6 +199,32 @@ fn rejected_expansion_releases_the_high_watermark() {
     );
 }
 
+/// Regression (found by the simulation): an expansion that got no answer may still be
+/// committed, so its member keeps holding the HW until a newer image settles it. Forgetting it
+/// let the HW pass a replica the controller then put in the ISR and elected.
+#[test]
+fn unanswered_expansion_holds_the_high_watermark_until_a_newer_image() {
+    let mut p = leader(&[1, 2]);
+    assert!(
+        p.on_follower_fetch(3, 60, 100, 1)
+            .unwrap()
+            .alter_isr
+            .is_some()
+    );
+    p.on_follower_fetch(2, 100, 100, 1).unwrap();
+    assert_eq!(
+        p.alter_isr_completed(Err(AlterIsrRejected::NoAnswer), 2),
+        None
+    );
+    assert_eq!(p.high_watermark(), 60);
+    assert_eq!(p.maximal_isr(), vec![1, 2, 3]);
+    // An image at the same partition epoch settles nothing.
+    assert_eq!(p.update(state(10, &[1, 2]), 3), None);
+    // A newer one does: here the expansion was not committed, and the HW moves on.
+    assert_eq!(p.update(state(11, &[1, 2]), 4), Some(100));
+    assert_eq!(p.maximal_isr(), vec![1, 2]);
+}
+
 #[test]
 fn lagging_follower_is_proposed_for_removal_after_the_lag_time() {
     let mut p = leader(&[1, 2, 3]);
@@ -321,10 +347,13 @@ enum Op {
     Tick {
         elapsed: i64,
     },
-    /// The controller answers the in-flight AlterIsr.
+    /// The controller answers the in-flight AlterIsr: 0 commits it, 1 rejects it, 2 commits it
+    /// but the answer is lost (NoAnswer), 3 neither commits it nor answers.
     Complete {
-        accept: bool,
+        kind: u8,
     },
+    /// The latest image reaches the leader.
+    Metadata,
     /// The controller fences a follower (an ISR shrink the leader did not ask for).
     Fence {
         index: usize,
@@ -336,7 +365,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..5i64, 0..5i64).prop_map(|(records, synced)| Op::Append { records, synced }),
         3 => (0..4usize, 0..6i64).prop_map(|(index, advance)| Op::Fetch { index, advance }),
         1 => (0..700i64).prop_map(|elapsed| Op::Tick { elapsed }),
-        1 => any::<bool>().prop_map(|accept| Op::Complete { accept }),
+        1 => (0..4u8).prop_map(|kind| Op::Complete { kind }),
+        1 => Just(Op::Metadata),
         1 => (0..4usize).prop_map(|index| Op::Fence { index }),
     ]
 }
@@ -397,6 +427,15 @@ impl Model {
                 self.end_of(p, r)
             );
         }
+        // Invariant `high_watermark_within_every_committed_isr_member`: whatever the leader
+        // knows, the HW never passes a member of the ISR the controller has committed.
+        for &r in &self.controller.isr {
+            prop_assert!(
+                hw <= self.end_of(p, r),
+                "HW {hw} above ISR member {r}'s end {}",
+                self.end_of(p, r)
+            );
+        }
         prop_assert_eq!(p.in_flight_alter_isr(), self.in_flight.as_ref());
         Ok(())
     }
@@ -449,19 +488,24 @@ fn run(ops: Vec<Op>, replicas: usize, initial_high_watermark: i64) -> Result<(),
                 let proposal = p.tick(model.now);
                 model.record_proposal(proposal)?;
             }
-            Op::Complete { accept } => {
+            Op::Complete { kind } => {
                 let Some(request) = model.in_flight.take() else {
                     continue;
                 };
                 let current = request.partition_epoch == model.controller.partition_epoch;
-                let result = if accept && current {
+                if current && (kind == 0 || kind == 2) {
                     model.controller.isr = request.new_isr;
                     model.controller.partition_epoch += 1;
-                    Ok(model.controller.clone())
-                } else {
-                    Err(AlterIsrRejected::InvalidUpdateVersion)
+                }
+                let result = match kind {
+                    0 if current => Ok(model.controller.clone()),
+                    0 | 1 => Err(AlterIsrRejected::InvalidUpdateVersion),
+                    _ => Err(AlterIsrRejected::NoAnswer),
                 };
                 p.alter_isr_completed(result, now);
+            }
+            Op::Metadata => {
+                p.update(model.controller.clone(), now);
             }
             Op::Fence { index } => {
                 let f = model.followers[index % model.followers.len()];

@@ -678,7 +678,12 @@ pub(crate) async fn publish(broker: Arc<crate::state::Broker>, mut stopped: watc
             let b = broker.clone();
             let next = image.clone();
             let done = tokio::task::spawn_blocking(move || {
-                reconcile_logs(b.config().node_id, &b.partitions, Some(&current), &next)
+                let reconciled =
+                    reconcile_logs(b.config().node_id, &b.partitions, Some(&current), &next);
+                // Roles next, before handlers see the image: one that finds this broker the
+                // leader finds the replica leading.
+                b.replicas.apply(&b, &next);
+                reconciled
             })
             .await;
             match done {

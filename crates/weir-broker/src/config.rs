@@ -119,8 +119,36 @@ pub struct BrokerConfig {
     pub broker_rack: Option<String>,
     /// The metadata quorum: `controller.quorum.voters` and this node's CONTROLLER listener.
     pub quorum: QuorumSettings,
+    /// Replication settings.
+    pub replication: ReplicationSettings,
     /// Every property as given (after merging sources), for per-topic defaults.
     pub raw: BTreeMap<String, String>,
+}
+
+/// How partitions replicate (Kafka's names, plus Weir's `durable.acks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationSettings {
+    /// `replica.lag.time.max.ms`: a follower that has not caught up for this long leaves the
+    /// ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `min.insync.replicas`: the broker default of the topic config.
+    pub min_insync_replicas: usize,
+    /// `replica.fetch.max.bytes`: bytes a follower asks for per partition.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`: bytes a follower asks for per fetch.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms`: how long a follower's fetch waits at the leader.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.backoff.ms`: the pause after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `offsets.topic.replication.factor`: replicas of `__consumer_offsets` (clamped to the
+    /// live brokers when it is created).
+    pub offsets_topic_replication_factor: i16,
+    /// `durable.acks` (Weir): a replica counts towards the high watermark only for data it has
+    /// fsynced, so acks=all survives every replica losing power at once. `false` is Kafka's
+    /// behaviour: the high watermark follows the replicas' log end offsets, and fsyncs follow
+    /// the flush policy.
+    pub durable_acks: bool,
 }
 
 /// Defaults for a single embedded node on localhost.
@@ -153,6 +181,14 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("weir.admin.listener", "127.0.0.1:9644"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
+    ("replica.lag.time.max.ms", "30000"),
+    ("min.insync.replicas", "1"),
+    ("replica.fetch.max.bytes", "1048576"),
+    ("replica.fetch.response.max.bytes", "10485760"),
+    ("replica.fetch.wait.max.ms", "500"),
+    ("replica.fetch.backoff.ms", "1000"),
+    ("offsets.topic.replication.factor", "3"),
+    ("durable.acks", "true"),
 ];
 
 impl Default for BrokerConfig {
@@ -225,6 +261,50 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
         .map_err(|_| invalid(key, value, "port must be a number from 0 to 65535"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_string(), port))
+}
+
+impl ReplicationSettings {
+    fn parse(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let text = |key: &str| {
+            props
+                .get(key)
+                .cloned()
+                .or_else(|| {
+                    DEFAULTS
+                        .iter()
+                        .find(|(k, _)| *k == key)
+                        .map(|(_, v)| (*v).to_string())
+                })
+                .unwrap_or_default()
+        };
+        let positive_key = |key: &str| -> Result<i64, ConfigError> {
+            positive(key, parse::<i64>(props, key)?, &text(key))
+        };
+        let int = |key: &str| -> Result<i32, ConfigError> {
+            let value = positive_key(key)?;
+            i32::try_from(value).map_err(|_| invalid(key, &text(key), "must fit in an int"))
+        };
+        Ok(Self {
+            replica_lag_time_max_ms: positive_key("replica.lag.time.max.ms")?,
+            min_insync_replicas: usize::try_from(int("min.insync.replicas")?).unwrap_or(1),
+            replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
+            replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes")?,
+            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
+            replica_fetch_backoff_ms: u64::try_from(positive_key("replica.fetch.backoff.ms")?)
+                .unwrap_or(1_000),
+            offsets_topic_replication_factor: i16::try_from(int(
+                "offsets.topic.replication.factor",
+            )?)
+            .map_err(|_| {
+                invalid(
+                    "offsets.topic.replication.factor",
+                    &text("offsets.topic.replication.factor"),
+                    "must fit in a short",
+                )
+            })?,
+            durable_acks: parse(props, "durable.acks")?,
+        })
+    }
 }
 
 /// The metadata quorum as this node is configured (KRaft's property names).
@@ -469,6 +549,16 @@ impl BrokerConfig {
             broker_heartbeat_interval_ms: 2_000,
             broker_rack: None,
             quorum: QuorumSettings::single(0),
+            replication: ReplicationSettings {
+                replica_lag_time_max_ms: 30_000,
+                min_insync_replicas: 1,
+                replica_fetch_max_bytes: 1 << 20,
+                replica_fetch_response_max_bytes: 10 << 20,
+                replica_fetch_wait_max_ms: 500,
+                replica_fetch_backoff_ms: 1_000,
+                offsets_topic_replication_factor: 3,
+                durable_acks: true,
+            },
             raw: BTreeMap::new(),
         }
     }
@@ -645,6 +735,7 @@ impl BrokerConfig {
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty()),
             quorum: QuorumSettings::parse(&props, &listeners, &controller_names)?,
+            replication: ReplicationSettings::parse(&props)?,
             raw: props,
         };
         // Read elsewhere straight from `raw` (the group coordinator's optional settings), so

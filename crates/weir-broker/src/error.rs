@@ -59,6 +59,8 @@ pub(crate) enum PersistFailure {
     TooLarge,
     /// A bug: the records did not encode.
     Internal,
+    /// Leadership of the group's partition moved away: clients look the coordinator up again.
+    NotCoordinator,
 }
 
 impl PersistFailure {
@@ -70,6 +72,10 @@ impl PersistFailure {
             E::Records(_) => Self::Internal,
             E::Log(weir_log::Error::MessageTooLarge { .. }) => Self::TooLarge,
             E::Log(_) => Self::Unavailable,
+            E::NotLeader | E::NotCommitted(crate::replication::AckError::NotLeader) => {
+                Self::NotCoordinator
+            }
+            E::NotCommitted(_) => Self::Unavailable,
         }
     }
 
@@ -79,6 +85,7 @@ impl PersistFailure {
     pub(crate) fn code(self, offset_commit: bool) -> ErrorCode {
         match self {
             Self::Unavailable => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            Self::NotCoordinator => ErrorCode::NOT_COORDINATOR,
             Self::TooLarge if offset_commit => ErrorCode::INVALID_COMMIT_OFFSET_SIZE,
             Self::TooLarge | Self::Internal => ErrorCode::UNKNOWN_SERVER_ERROR,
         }

@@ -8,9 +8,14 @@
 //! - runs a timer task ([`run_timer`]) that sleeps until [`Coordinator::next_deadline`] and calls
 //!   [`Coordinator::tick`], woken through a [`Notify`] whenever a call may have moved the
 //!   deadline;
-//! - replays every `__consumer_offsets` partition into [`Coordinator::load`] when the broker
-//!   opens, before the listener accepts connections, so no request ever sees a half-loaded
-//!   coordinator (a single node leads every partition; there is nothing to load later).
+//! - loads the groups of a `__consumer_offsets` partition when this broker becomes its leader
+//!   ([`Groups::become_leader`]: the log is replayed into [`Coordinator::load`]) and unloads them
+//!   when leadership moves away ([`Groups::resign`], parked requests answered NOT_COORDINATOR),
+//!   as the replicas' roles follow the metadata (`replication`). Until a partition's groups are
+//!   loaded, its group requests get COORDINATOR_LOAD_IN_PROGRESS, so no request ever sees a
+//!   half-loaded coordinator;
+//! - waits, after each append, until the high watermark passes it (the offsets topic is
+//!   replicated like any other): a commit is answered once it would survive the leader's loss.
 //!
 //! Ordering: every coordinator call that may queue outputs holds the `pipeline` lock from the
 //! call until its outputs are performed. Records therefore reach the log in the order the
@@ -39,6 +44,10 @@ use weir_records::{Record, RecordBatchBuilder, RecordBatches};
 
 /// The internal topic holding group metadata and committed offsets.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// How long a group request waits for its partition's groups to load before it is answered
+/// COORDINATOR_LOAD_IN_PROGRESS.
+const LOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// How much of a `__consumer_offsets` log one replay read takes.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -78,6 +87,21 @@ pub(crate) enum PersistError {
     /// The log refused or failed the append.
     #[error("cannot append to __consumer_offsets")]
     Log(#[source] weir_log::Error),
+    /// This broker no longer leads the partition.
+    #[error("this broker no longer leads the __consumer_offsets partition")]
+    NotLeader,
+    /// The append did not reach the high watermark (in time, or before leadership moved).
+    #[error("the __consumer_offsets append was not committed: {0:?}")]
+    NotCommitted(crate::replication::AckError),
+}
+
+impl From<crate::replication::LeaderAppendError> for PersistError {
+    fn from(e: crate::replication::LeaderAppendError) -> Self {
+        match e {
+            crate::replication::LeaderAppendError::NotLeader => PersistError::NotLeader,
+            crate::replication::LeaderAppendError::Log(e) => PersistError::Log(e),
+        }
+    }
 }
 
 type Reply<T> = Result<T, GroupFailure>;
@@ -110,6 +134,13 @@ pub(crate) struct Groups {
     /// Partitions of `__consumer_offsets`: what `partition_for` divides by (the existing
     /// topic's count, once [`open`] has looked).
     num_partitions: AtomicI32,
+    /// The `__consumer_offsets` partitions this broker leads: leader epoch, and whether their
+    /// groups are loaded.
+    owned: Mutex<HashMap<i32, (i32, bool)>>,
+    /// `offsets.commit.timeout.ms`: how long an append waits for the high watermark.
+    commit_timeout: Duration,
+    /// Bumped whenever a partition's groups finish loading.
+    loads: watch::Sender<u64>,
 }
 
 impl Groups {
@@ -122,7 +153,101 @@ impl Groups {
             next_request: AtomicU64::new(1),
             wake: Notify::new(),
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
+            owned: Mutex::new(HashMap::new()),
+            loads: watch::channel(0).0,
+            commit_timeout: Duration::from_millis(
+                config
+                    .raw
+                    .get("offsets.commit.timeout.ms")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(5_000),
+            ),
         }
+    }
+
+    /// This broker now leads `partition` of `__consumer_offsets` in `leader_epoch`: replays its
+    /// log into the coordinator in the background. Group requests for it get
+    /// COORDINATOR_LOAD_IN_PROGRESS until it is done.
+    pub(crate) fn become_leader(&self, broker: &Arc<Broker>, partition: i32, leader_epoch: i32) {
+        {
+            let mut owned = self.owned.lock();
+            if owned
+                .get(&partition)
+                .is_some_and(|(e, _)| *e == leader_epoch)
+            {
+                return;
+            }
+            owned.insert(partition, (leader_epoch, false));
+        }
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
+                Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
+                    .await
+                    .map_err(|_| crate::BrokerError::TaskFailed)
+                    .and_then(|r| r),
+                None => Ok(Vec::new()),
+            };
+            let groups = &broker.groups;
+            let records = match records {
+                Ok(records) => records,
+                Err(e) => {
+                    error!(partition, error = %e, "cannot load __consumer_offsets partition; its groups stay unavailable");
+                    return;
+                }
+            };
+            let loaded = records.len();
+            let outputs = {
+                let mut coordinator = groups.coordinator.lock();
+                // Still ours in that epoch? (Leadership may have moved on meanwhile.)
+                let mut owned = groups.owned.lock();
+                if owned.get(&partition) != Some(&(leader_epoch, false)) {
+                    return;
+                }
+                coordinator.unload(partition, groups.num_partitions.load(Ordering::SeqCst));
+                load_partition(&mut coordinator, partition, records);
+                owned.insert(partition, (leader_epoch, true));
+                coordinator.take_outputs()
+            };
+            for output in outputs {
+                groups.answer(output, None);
+            }
+            groups.wake.notify_one();
+            groups.loads.send_modify(|n| *n += 1);
+            info!(
+                partition,
+                leader_epoch,
+                records = loaded,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "loaded the groups of a __consumer_offsets partition"
+            );
+        });
+    }
+
+    /// This broker no longer leads `partition` of `__consumer_offsets`: its groups are dropped
+    /// and their parked requests answered NOT_COORDINATOR.
+    pub(crate) fn resign(&self, partition: i32) {
+        let outputs = {
+            let mut coordinator = self.coordinator.lock();
+            if self.owned.lock().remove(&partition).is_none() {
+                return;
+            }
+            coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
+            coordinator.take_outputs()
+        };
+        for output in outputs {
+            self.answer(output, None);
+        }
+        info!(
+            partition,
+            "unloaded the groups of a __consumer_offsets partition"
+        );
+    }
+
+    /// Whether the groups of `partition` are loaded here in `leader_epoch`.
+    fn loaded(&self, partition: i32, leader_epoch: i32) -> bool {
+        self.owned.lock().get(&partition) == Some(&(leader_epoch, true))
     }
 
     /// Read-only access to the coordinator (OffsetFetch, DescribeGroups, ListGroups).
@@ -254,6 +379,14 @@ impl Groups {
 
     /// Replaces the groups of one `__consumer_offsets` partition with what its log holds.
     async fn reload(&self, broker: &Broker, partition: i32) {
+        if !self
+            .owned
+            .lock()
+            .get(&partition)
+            .is_some_and(|(_, loaded)| *loaded)
+        {
+            return;
+        }
         let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
             Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
                 .await
@@ -290,9 +423,13 @@ impl Groups {
         records: Vec<PersistRecord>,
     ) -> Result<(), PersistError> {
         let partition = self.partition_for(group_id);
-        let (log, leader_epoch) = broker
+        let (_, leader_epoch) = broker
             .leader_log(OFFSETS_TOPIC, partition, -1)
             .map_err(|_| PersistError::MissingPartition(partition))?;
+        let replica = broker
+            .replicas
+            .get(OFFSETS_TOPIC, partition)
+            .ok_or(PersistError::MissingPartition(partition))?;
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for r in records {
@@ -304,11 +441,21 @@ impl Groups {
             });
         }
         let batch = builder.build().map_err(PersistError::Records)?;
-        let info = broker
-            .partitions
-            .append(log, batch, leader_epoch)
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        let appending = replica.clone();
+        let dir = replica.log.dir().to_path_buf();
+        let info = tokio::task::spawn_blocking(move || {
+            crate::replication::append_as_leader(&appending, leader_epoch, &batch)
+        })
+        .await
+        .map_err(|e| PersistError::Log(crate::partitions::append_task_failed(dir, e)))??;
+        broker.partitions.notify_appended();
+        broker.replicas.local_log_end_offset_moved(&replica);
+        broker
+            .replicas
+            .wait_for_commit(&replica, leader_epoch, info.last_offset + 1, deadline)
             .await
-            .map_err(PersistError::Log)?;
+            .map_err(PersistError::NotCommitted)?;
         debug!(
             group = group_id,
             partition,
@@ -480,13 +627,13 @@ fn coordinator_config(config: &BrokerConfig) -> Config {
     c
 }
 
-/// Loads the groups of `__consumer_offsets` partitions on this broker into the coordinator
-/// before the listener accepts connections, so no request sees a half-loaded coordinator. The
-/// topic itself is created on first use ([`ensure_offsets_topic`]), as Kafka does, once the
-/// cluster's brokers are up to share its partitions.
-pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError> {
+/// Takes the partition count of an existing `__consumer_offsets` (groups are placed by it).
+/// Groups themselves load as this broker becomes the leader of their partitions
+/// ([`Groups::become_leader`]). The topic is created on first use
+/// ([`ensure_offsets_topic`]), as Kafka does, once the cluster's brokers are up to share it.
+pub(crate) fn open(broker: &Arc<Broker>) {
     let Some(topic) = broker.topics.get(OFFSETS_TOPIC) else {
-        return Ok(());
+        return;
     };
     let config = broker.config();
     let num_partitions = topic.partitions;
@@ -502,10 +649,6 @@ pub(crate) async fn open(broker: &Arc<Broker>) -> Result<(), crate::BrokerError>
         .groups
         .num_partitions
         .store(num_partitions, Ordering::SeqCst);
-    let b = broker.clone();
-    tokio::task::spawn_blocking(move || load_all(&b, num_partitions))
-        .await
-        .map_err(|_| crate::BrokerError::TaskFailed)?
 }
 
 /// Creates `__consumer_offsets` through the controller if it does not exist yet (compacted,
@@ -520,13 +663,25 @@ pub(crate) async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), cra
         return Ok(());
     }
     let config = broker.config();
+    // `offsets.topic.replication.factor`, clamped to the brokers that can take a replica now.
+    let live = broker
+        .cluster
+        .latest_image()
+        .brokers()
+        .values()
+        .filter(|b| b.is_active())
+        .count();
+    let factor = config
+        .replication
+        .offsets_topic_replication_factor
+        .min(i16::try_from(live).unwrap_or(i16::MAX))
+        .max(1);
     let request = weir_metadata::active::ControllerRequest::CreateTopic {
         topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
         request: weir_metadata::CreateTopic {
             name: OFFSETS_TOPIC.to_string(),
             num_partitions: Some(config.offsets_topic_num_partitions),
-            // Replication comes with the next step of the cluster work.
-            replication_factor: Some(1),
+            replication_factor: Some(factor),
             assignments: None,
             configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]),
         },
@@ -587,35 +742,25 @@ pub(crate) async fn check_coordinator(
     let leader = image
         .topic(OFFSETS_TOPIC)
         .and_then(|t| t.partition(partition))
-        .map(|p| p.leader);
+        .map(|p| (p.leader, p.leader_epoch));
     match leader {
-        Some(leader) if leader == broker.config().node_id => Ok(()),
-        Some(weir_metadata::NO_LEADER) | None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
+        Some((leader, epoch)) if leader == broker.config().node_id => {
+            // A load is usually quick (a new partition is empty): wait a little for it before
+            // sending the client away to retry.
+            let mut loads = broker.groups.loads.subscribe();
+            let loaded = tokio::time::timeout(
+                LOAD_WAIT,
+                loads.wait_for(|_| broker.groups.loaded(partition, epoch)),
+            )
+            .await;
+            match loaded {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+            }
+        }
+        Some((weir_metadata::NO_LEADER, _)) | None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
         Some(_) => Err(ErrorCode::NOT_COORDINATOR),
     }
-}
-
-/// Replays every `__consumer_offsets` partition into the coordinator.
-fn load_all(broker: &Broker, num_partitions: i32) -> Result<(), crate::BrokerError> {
-    let started = std::time::Instant::now();
-    let mut records_loaded = 0usize;
-    let mut coordinator = broker.groups.coordinator.lock();
-    for partition in 0..num_partitions {
-        let Some(log) = broker.partitions.log(OFFSETS_TOPIC, partition) else {
-            continue;
-        };
-        let records = replay(&log, partition)?;
-        records_loaded += records.len();
-        load_partition(&mut coordinator, partition, records);
-    }
-    let groups = coordinator.list_groups(&[], &[]).len();
-    info!(
-        groups,
-        records = records_loaded,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "loaded consumer groups and offsets"
-    );
-    Ok(())
 }
 
 /// The coordinator's clock: wall-clock milliseconds since the Unix epoch.

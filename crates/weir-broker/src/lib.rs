@@ -16,6 +16,10 @@
 //!   image (`topics`) and the partition logs (`partitions`).
 //! - `producers`: the idempotent producer state machine of one partition (no I/O);
 //!   `producer_state` loads it from the log and snapshots it; `producer_ids` allocates ids.
+//! - `replication`: each local replica's role (leader, follower, offline) from the metadata
+//!   image, driving weir-replication's leader state: high watermark, ISR changes, acks=all
+//!   waits, durable acknowledgement; `replica_fetcher` copies followed partitions from their
+//!   leaders (OffsetForLeaderEpoch truncation, then Fetch as a replica).
 //! - `error`: domain errors and the one place they become Kafka error codes.
 //! - `admin` (topic deletion, growth, config changes on [`Broker`]) and `topic_config` (the
 //!   topic config catalog and how values are described) serve the admin API handlers.
@@ -39,6 +43,8 @@ mod peer;
 mod producer_ids;
 mod producer_state;
 mod producers;
+mod replica_fetcher;
+mod replication;
 mod router;
 pub mod server;
 

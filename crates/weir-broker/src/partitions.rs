@@ -6,7 +6,6 @@
 
 use crate::config::BrokerConfig;
 use crate::topics::Topic;
-use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,8 +21,9 @@ pub(crate) struct Partitions {
     logs: LogManager,
     /// Broker-wide log settings (`log.*` properties) that topic overrides start from.
     defaults: BTreeMap<String, String>,
-    /// Bumped after every append; fetches waiting for data watch it.
-    appended: watch::Sender<u64>,
+    /// Bumped after every append and every high watermark move; fetches waiting for data watch
+    /// it. Shared with `replication`, which moves high watermarks.
+    appended: Arc<watch::Sender<u64>>,
     /// Set when the server shuts down: a waiting fetch answers at once instead of holding its
     /// connection (and so the shutdown) for up to its `max_wait_ms`.
     closing: AtomicBool,
@@ -32,7 +32,10 @@ pub(crate) struct Partitions {
 /// The error for an append whose blocking task did not finish (it panicked, or the runtime is
 /// shutting down): whether the batch reached the log is unknown, so it is a storage error
 /// (KAFKA_STORAGE_ERROR), never a verdict on the client's records.
-fn append_task_failed(dir: std::path::PathBuf, error: tokio::task::JoinError) -> weir_log::Error {
+pub(crate) fn append_task_failed(
+    dir: std::path::PathBuf,
+    error: tokio::task::JoinError,
+) -> weir_log::Error {
     weir_log::Error::Io {
         op: "append task",
         path: dir,
@@ -94,7 +97,7 @@ impl Partitions {
         Ok(Self {
             logs,
             defaults,
-            appended,
+            appended: Arc::new(appended),
             closing: AtomicBool::new(false),
         })
     }
@@ -190,23 +193,6 @@ impl Partitions {
         self.logs.logs()
     }
 
-    /// Appends a producer's batches as leader; wakes waiting fetches.
-    pub(crate) async fn append(
-        &self,
-        log: Arc<Log>,
-        records: Bytes,
-        leader_epoch: i32,
-    ) -> Result<AppendInfo, weir_log::Error> {
-        let dir = log.dir().to_path_buf();
-        let info = tokio::task::spawn_blocking(move || {
-            Self::append_blocking(&log, &records, leader_epoch)
-        })
-        .await
-        .map_err(|e| append_task_failed(dir, e))??;
-        self.notify_appended();
-        Ok(info)
-    }
-
     /// Appends a producer's batches as leader on the calling thread (the blocking pool); the
     /// caller wakes waiting fetches with [`Partitions::notify_appended`] afterwards.
     pub(crate) fn append_blocking(
@@ -217,6 +203,11 @@ impl Partitions {
         // The log stamps base offsets and epochs in place; the request frame is immutable.
         let mut batches = records.to_vec();
         log.append(&mut batches, AppendOrigin::Leader { leader_epoch })
+    }
+
+    /// The signal that wakes waiting fetches.
+    pub(crate) fn append_signal(&self) -> Arc<watch::Sender<u64>> {
+        self.appended.clone()
     }
 
     /// Wakes fetches waiting for data.
@@ -254,11 +245,11 @@ impl Partitions {
     /// Deletes the segments of every log that are past its `retention.ms` or
     /// `retention.bytes`; returns how many went. A log that fails is reported and skipped, so
     /// one bad partition does not stop retention for the others.
-    pub(crate) fn apply_retention(&self) -> usize {
+    /// Only segments wholly below `high_watermark(partition)` go.
+    pub(crate) fn apply_retention(&self, high_watermark: impl Fn(&TopicPartition) -> i64) -> usize {
         let mut deleted = 0;
         for (tp, log) in self.logs.logs() {
-            // One replica: everything appended is committed, so the high watermark is the end.
-            match log.apply_retention(log.log_end_offset()) {
+            match log.apply_retention(high_watermark(&tp)) {
                 Ok(n) => deleted += n,
                 Err(e) => tracing::error!(%tp, error = %e, "retention failed"),
             }
@@ -266,11 +257,13 @@ impl Partitions {
         deleted
     }
 
-    /// One step of the log cleaner: compacts the dirtiest compacted log, if any needs it.
+    /// One step of the log cleaner: compacts the dirtiest compacted log, if any needs it, up
+    /// to its high watermark.
     pub(crate) fn clean_step(
         &self,
+        high_watermark: impl Fn(&TopicPartition) -> i64,
     ) -> Result<Option<(TopicPartition, weir_log::CompactionStats)>, weir_log::Error> {
-        self.logs.clean_step(|_, log| log.log_end_offset())
+        self.logs.clean_step(|tp, _| high_watermark(tp))
     }
 
     /// Flushes and closes every log, writing clean-shutdown markers.

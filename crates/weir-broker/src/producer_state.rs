@@ -75,6 +75,24 @@ impl ProducerStates {
         slot.clone()
     }
 
+    /// Drops a partition's table (it is loaded again from the log on next use) and its
+    /// snapshot file: called when this broker becomes the partition's leader (as follower it
+    /// appended the leader's batches without tracking them) and when its log is truncated (the
+    /// snapshot may describe batches that are gone).
+    pub(crate) fn forget(&self, topic: &str, partition: i32, log_dir: &Path) {
+        self.partitions
+            .lock()
+            .remove(&(topic.to_string(), partition));
+        let path = log_dir.join(SNAPSHOT_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => debug!(path = %path.display(), "removed producer state snapshot"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot remove producer state snapshot")
+            }
+        }
+    }
+
     /// Forgets, in every loaded table, the producers that have not appended for
     /// `expiration_ms` before `now_ms`; returns how many were forgotten. Each table is locked
     /// on its own, so appends to other partitions go on meanwhile.

@@ -126,6 +126,10 @@ impl Server {
             .config()
             .log_cleaner_enable
             .then(|| tokio::spawn(cleaner_loop(self.broker.clone(), stopped.clone())));
+        let isr_check = tokio::spawn(crate::replication::isr_check_loop(
+            self.broker.clone(),
+            stopped.clone(),
+        ));
         let group_timer = tokio::spawn(crate::groups::run_timer(
             self.broker.clone(),
             stopped.clone(),
@@ -173,6 +177,8 @@ impl Server {
         self.broker.cluster.controlled_shutdown().await;
         let _ = stop.send(true);
         self.broker.partitions.stop_waiting();
+        self.broker.replicas.fetchers.stop_all();
+        let _ = isr_check.await;
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
         let _ = retention.await;
@@ -229,7 +235,9 @@ async fn retention_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
     let period = Duration::from_millis(broker.config().log_retention_check_interval_ms);
     let interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     run_periodically(broker, stopped, interval, "retention", |broker| {
-        let deleted = broker.partitions.apply_retention();
+        let deleted = broker
+            .partitions
+            .apply_retention(|tp| broker.high_watermark(&tp.topic, tp.partition));
         if deleted > 0 {
             info!(segments = deleted, "retention deleted old segments");
         }
@@ -264,7 +272,12 @@ async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             return;
         }
         let b = broker.clone();
-        let busy = match tokio::task::spawn_blocking(move || b.partitions.clean_step()).await {
+        let busy = match tokio::task::spawn_blocking(move || {
+            b.partitions
+                .clean_step(|tp| b.high_watermark(&tp.topic, tp.partition))
+        })
+        .await
+        {
             Ok(Ok(Some((tp, stats)))) => {
                 info!(
                     %tp,

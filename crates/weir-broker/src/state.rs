@@ -34,6 +34,8 @@ pub struct Broker {
     pub(crate) producer_ids: ProducerIds,
     /// Idempotent producers' sequence state per partition.
     pub(crate) producer_states: ProducerStates,
+    /// Each local replica's role and high watermark.
+    pub(crate) replicas: Arc<crate::replication::Replicas>,
 }
 
 impl Broker {
@@ -90,6 +92,11 @@ impl Broker {
         };
         let broker = Arc::new(Self {
             groups: crate::groups::Groups::new(&config),
+            replicas: Arc::new(crate::replication::Replicas::new(
+                config.node_id,
+                config.replication.clone(),
+                partitions.append_signal(),
+            )),
             producer_ids: ProducerIds::default(),
             config,
             cluster_id,
@@ -100,9 +107,15 @@ impl Broker {
             admin_lock: parking_lot::Mutex::new(()),
             producer_states: ProducerStates::default(),
         });
+        crate::groups::open(&broker);
+        {
+            let b = broker.clone();
+            tokio::task::spawn_blocking(move || b.replicas.apply(&b, &b.topics.image()))
+                .await
+                .map_err(|_| BrokerError::TaskFailed)?;
+        }
         crate::cluster::start_background(&broker);
         broker.cluster.wait_unfenced().await?;
-        crate::groups::open(&broker).await?;
         info!(
             topics = broker.topics.all().len(),
             partitions = broker.partitions.all().len(),
@@ -143,6 +156,13 @@ impl Broker {
             .log(topic, partition)
             .ok_or_else(|| self.partitions.missing_log_error(topic, partition))?;
         Ok((log, epoch))
+    }
+
+    /// The high watermark of a local replica (-1 when there is none).
+    pub(crate) fn high_watermark(&self, topic: &str, partition: i32) -> i64 {
+        self.replicas
+            .get(topic, partition)
+            .map_or(-1, |r| r.high_watermark())
     }
 
     /// The configuration.

@@ -329,7 +329,14 @@ async fn acks_zero_gets_no_response_and_the_next_request_gets_its_own() {
     let (response_header, _) =
         decode_response(frame.into(), weir_protocol::ApiKey::ApiVersions, 3).unwrap();
     assert_eq!(response_header.correlation_id, 1001);
-    let data = fetch(&mut client, "fire", 0).await;
+    // The record becomes readable once the high watermark passes it (after its fsync, with
+    // durable acknowledgement), which acks=0 does not wait for.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut data = fetch(&mut client, "fire", 0).await;
+    while records(&data).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        data = fetch(&mut client, "fire", 0).await;
+    }
     assert_eq!(records(&data).len(), 1);
 
     // A failed acks=0 produce (unknown topic) closes the connection, as Kafka does, since
@@ -796,7 +803,9 @@ async fn every_served_version_round_trips() {
                 &[(None, &format!("v{version}"), now_ms())],
                 Compression::None,
             ),
-            1,
+            // acks=all: answered once the high watermark passed the batch, so the fetches
+            // below see all of them (acks=1 answers before the fsync that commits it).
+            -1,
         );
         if version >= 13 {
             request.topic_data[0].name = String::new();

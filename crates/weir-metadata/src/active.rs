@@ -9,12 +9,14 @@
 //! while it is not leader, requests are refused with [`ControllerCallError::NotActive`] naming
 //! the leader, so the caller can go there instead.
 
+use crate::controller::{AlterPartition, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
-use crate::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::image::{ApplyError, MetadataImage};
 use crate::quorum::{Leadership, Quorum, QuorumError};
 use crate::record::MetadataRecord;
-use crate::types::{BrokerId, ConfigResource, Millis, ProducerIdBlock, TopicId};
+use crate::types::{
+    BrokerId, ConfigResource, Millis, PartitionRegistration, ProducerIdBlock, TopicId,
+};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
@@ -108,6 +110,8 @@ pub enum ControllerRequest {
         /// Entries to set (`Some`) or remove (`None`).
         changes: Vec<(String, Option<String>)>,
     },
+    /// Kafka's AlterPartition: a leader's ISR change.
+    AlterPartition(AlterPartition),
     /// Kafka's AllocateProducerIds.
     AllocateProducerIds {
         /// The asking broker.
@@ -132,6 +136,8 @@ pub enum ControllerOutcome {
     Heartbeat(HeartbeatReply),
     /// The producer ids handed out.
     ProducerIds(ProducerIdBlock),
+    /// The partition after an AlterPartition.
+    Partition(PartitionRegistration),
 }
 
 /// The answer to a [`ControllerRequest`].
@@ -381,6 +387,10 @@ async fn handle(
             controller.alter_configs(&image, &resource, &changes)?,
             ControllerOutcome::Done,
         ),
+        ControllerRequest::AlterPartition(request) => {
+            let (records, partition) = controller.alter_partition(&image, &request)?;
+            (records, ControllerOutcome::Partition(partition))
+        }
         ControllerRequest::AllocateProducerIds {
             broker_id,
             broker_epoch,

@@ -98,6 +98,58 @@ pub enum ControllerError {
     /// Producer ids are exhausted.
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    /// No such partition.
+    #[error("partition {partition} of topic {topic} does not exist")]
+    UnknownPartition {
+        /// The topic (name or id).
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// An AlterPartition from a broker that does not lead the partition in the epoch it sent
+    /// (a deposed leader): Kafka's FENCED_LEADER_EPOCH / NOT_LEADER_OR_FOLLOWER.
+    #[error("broker {broker_id} does not lead the partition in leader epoch {leader_epoch}")]
+    FencedLeaderEpoch {
+        /// The asking broker.
+        broker_id: BrokerId,
+        /// The leader epoch it sent.
+        leader_epoch: i32,
+    },
+    /// An AlterPartition based on a partition epoch that is not the current one: Kafka's
+    /// INVALID_UPDATE_VERSION.
+    #[error("partition epoch {sent} is not the current one ({current})")]
+    InvalidUpdateVersion {
+        /// The partition epoch the request was based on.
+        sent: i32,
+        /// The current partition epoch.
+        current: i32,
+    },
+    /// A proposed ISR member that is fenced, shutting down or not a replica: Kafka's
+    /// INELIGIBLE_REPLICA.
+    #[error("broker {0} cannot join the ISR")]
+    IneligibleReplica(BrokerId),
+    /// A malformed request (an ISR without its leader, duplicates).
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+/// A leader's request to change a partition's ISR (Kafka's AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    /// The partition's leader, asking.
+    pub broker_id: BrokerId,
+    /// Its registration.
+    pub broker_epoch: i64,
+    /// The topic.
+    pub topic_id: TopicId,
+    /// The partition.
+    pub partition: i32,
+    /// The leader epoch the leader believes current.
+    pub leader_epoch: i32,
+    /// The partition epoch the change is based on.
+    pub partition_epoch: i32,
+    /// The ISR wanted.
+    pub new_isr: Vec<BrokerId>,
 }
 
 /// A broker's registration request (Kafka's BrokerRegistration).
@@ -501,6 +553,82 @@ impl Controller {
                 value: value.clone(),
             })
             .collect())
+    }
+
+    /// A leader's ISR change (Kafka's AlterPartition), checked against the current registration
+    /// of the partition: the asker must be its leader in the leader epoch it sent, the change
+    /// must be based on the current partition epoch, and every new member must be an active
+    /// replica. Returns the records and the partition as it will be once they apply.
+    pub fn alter_partition(
+        &self,
+        image: &MetadataImage,
+        request: &AlterPartition,
+    ) -> Result<(Vec<MetadataRecord>, PartitionRegistration), ControllerError> {
+        current_registration(image, request.broker_id, request.broker_epoch)?;
+        let topic = image
+            .topic_by_id(request.topic_id)
+            .ok_or_else(|| ControllerError::UnknownTopic(request.topic_id.to_string()))?;
+        let partition = topic.partition(request.partition).ok_or_else(|| {
+            ControllerError::UnknownPartition {
+                topic: topic.name.clone(),
+                partition: request.partition,
+            }
+        })?;
+        if partition.leader != request.broker_id || partition.leader_epoch != request.leader_epoch {
+            return Err(ControllerError::FencedLeaderEpoch {
+                broker_id: request.broker_id,
+                leader_epoch: request.leader_epoch,
+            });
+        }
+        if partition.partition_epoch != request.partition_epoch {
+            return Err(ControllerError::InvalidUpdateVersion {
+                sent: request.partition_epoch,
+                current: partition.partition_epoch,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        if !request.new_isr.iter().all(|id| seen.insert(*id)) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "the ISR {:?} names a broker twice",
+                request.new_isr
+            )));
+        }
+        if !request.new_isr.contains(&request.broker_id) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "the ISR {:?} leaves out its leader {}",
+                request.new_isr, request.broker_id
+            )));
+        }
+        // Members that stay need not be active (a shrink may keep a failing one for now), but
+        // a joining one must be (KIP-841: the ISR only grows with unfenced brokers).
+        let ineligible = request.new_isr.iter().find(|id| {
+            !partition.replicas.contains(id)
+                || (!partition.isr.contains(id)
+                    && !image.broker(**id).is_some_and(|b| b.is_active()))
+        });
+        if let Some(id) = ineligible {
+            return Err(ControllerError::IneligibleReplica(*id));
+        }
+        if request.new_isr == partition.isr {
+            return Ok((Vec::new(), partition.clone()));
+        }
+        let records = vec![MetadataRecord::PartitionChange {
+            topic_id: request.topic_id,
+            partition: request.partition,
+            leader: None,
+            isr: Some(request.new_isr.clone()),
+            replicas: None,
+        }];
+        let after = speculative(image, &records);
+        let changed = after
+            .topic_by_id(request.topic_id)
+            .and_then(|t| t.partition(request.partition))
+            .cloned()
+            .ok_or_else(|| ControllerError::UnknownPartition {
+                topic: topic.name.clone(),
+                partition: request.partition,
+            })?;
+        Ok((records, changed))
     }
 
     /// Hands a block of producer ids to a broker.

@@ -76,7 +76,7 @@ pub mod quorum;
 pub mod record;
 mod types;
 
-pub use controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
+pub use controller::{AlterPartition, Controller, ControllerConfig, ControllerError, CreateTopic};
 pub use image::{ApplyError, MetadataImage, TopicImage};
 pub use record::MetadataRecord;
 pub use types::*;

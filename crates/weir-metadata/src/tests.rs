@@ -226,6 +226,105 @@ fn replicated_partitions_fail_over_within_the_isr() {
     }
 }
 
+/// AlterPartition: the leader shrinks and re-grows the ISR; a stale partition epoch, a deposed
+/// leader, a fenced joiner, a non-replica and an ISR without its leader are refused and change
+/// nothing.
+#[test]
+fn alter_partition_checks_leader_epochs_and_eligibility() {
+    use crate::AlterPartition;
+    let mut c = Cluster::new();
+    for id in 1..=3 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("a", 1, 3).unwrap();
+    let topic_id = c.image.topic("a").unwrap().id;
+    let p = c.image.topic("a").unwrap().partitions[0].clone();
+    let leader = p.leader;
+    let others: Vec<i32> = p.isr.iter().copied().filter(|id| *id != leader).collect();
+    let epochs = c.epochs.clone();
+    let request =
+        |isr: Vec<i32>, leader_epoch: i32, partition_epoch: i32, from: i32| AlterPartition {
+            broker_id: from,
+            broker_epoch: epochs[&from],
+            topic_id,
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            new_isr: isr,
+        };
+    let shrink = request(
+        vec![leader, others[0]],
+        p.leader_epoch,
+        p.partition_epoch,
+        leader,
+    );
+    let stale_from_follower = request(
+        vec![others[0]],
+        p.leader_epoch,
+        p.partition_epoch,
+        others[0],
+    );
+    let (records, after) = c.controller.alter_partition(&c.image, &shrink).unwrap();
+    assert_eq!(after.isr, vec![leader, others[0]]);
+    assert_eq!(after.partition_epoch, p.partition_epoch + 1);
+    assert_eq!(after.leader_epoch, p.leader_epoch);
+    c.commit(records);
+    assert_eq!(c.image.topic("a").unwrap().partitions[0], after);
+    // The same request again is based on an old partition epoch.
+    assert!(matches!(
+        c.controller.alter_partition(&c.image, &shrink),
+        Err(ControllerError::InvalidUpdateVersion { .. })
+    ));
+    assert!(matches!(
+        c.controller.alter_partition(&c.image, &stale_from_follower),
+        Err(ControllerError::FencedLeaderEpoch { .. })
+    ));
+    let no_leader = request(
+        vec![others[0]],
+        p.leader_epoch,
+        after.partition_epoch,
+        leader,
+    );
+    assert!(matches!(
+        c.controller.alter_partition(&c.image, &no_leader),
+        Err(ControllerError::InvalidRequest(_))
+    ));
+    let stranger = request(
+        vec![leader, 9],
+        p.leader_epoch,
+        after.partition_epoch,
+        leader,
+    );
+    assert!(matches!(
+        c.controller.alter_partition(&c.image, &stranger),
+        Err(ControllerError::IneligibleReplica(9))
+    ));
+    // A fenced broker cannot rejoin; once it is back it can.
+    c.advance(600);
+    for id in [leader, others[0]] {
+        c.heartbeat(id, false);
+    }
+    c.advance(600);
+    assert!(c.image.broker(others[1]).unwrap().fenced);
+    let p = c.image.topic("a").unwrap().partitions[0].clone();
+    let grow = request(
+        vec![leader, others[0], others[1]],
+        p.leader_epoch,
+        p.partition_epoch,
+        leader,
+    );
+    assert_eq!(
+        c.controller.alter_partition(&c.image, &grow).unwrap_err(),
+        ControllerError::IneligibleReplica(others[1])
+    );
+    c.heartbeat(others[1], false).unwrap();
+    assert!(!c.image.broker(others[1]).unwrap().fenced);
+    let (records, after) = c.controller.alter_partition(&c.image, &grow).unwrap();
+    c.commit(records);
+    assert_eq!(after.isr.len(), 3);
+}
+
 #[test]
 fn controlled_shutdown_moves_leadership_then_allows_the_stop() {
     let mut c = Cluster::new();

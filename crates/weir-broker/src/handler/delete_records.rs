@@ -79,12 +79,20 @@ fn delete_before(
         Ok(found) => found,
         Err(code) => return failed(partition, code),
     };
-    // The high watermark is the log end offset on a single node.
+    // As Kafka: records above the high watermark (not yet committed) cannot be deleted.
+    let high_watermark = broker.high_watermark(topic, partition);
     let offset = if offset == HIGH_WATERMARK {
-        log.log_end_offset()
+        high_watermark
     } else {
         offset
     };
+    if offset > high_watermark {
+        debug!(
+            topic,
+            partition, offset, high_watermark, "delete records above the high watermark refused"
+        );
+        return failed(partition, weir_protocol::ErrorCode::OFFSET_OUT_OF_RANGE);
+    }
     match log.delete_records_before(offset) {
         Ok(low_watermark) => {
             info!(topic, partition, low_watermark, "deleted records");

@@ -8,15 +8,20 @@
 //! - Limits (KIP-74): each partition reads at most `partition_max_bytes` and the response at
 //!   most `max_bytes`, except that the first partition with data returns its first batch
 //!   whole however large it is, so a consumer can always make progress.
-//! - Single node, no transactions yet: high watermark = last stable offset = log end offset;
-//!   READ_COMMITTED reads the same as READ_UNCOMMITTED (there is nothing to abort), only
-//!   answering an empty aborted-transactions list as Kafka does for that level.
+//! - Consumers read up to the high watermark (see `replication`); no transactions yet, so the
+//!   last stable offset is the high watermark and READ_COMMITTED reads the same as
+//!   READ_UNCOMMITTED, only answering an empty aborted-transactions list as Kafka does for that
+//!   level.
+//! - Followers (a `replica_id`, or from v15 `replica_state.replica_id`, of 0 or more) read up
+//!   to the log end offset, and their fetch offset is their progress: it moves the high
+//!   watermark and the ISR. A replica id that is not a replica of the partition gets
+//!   NOT_LEADER_OR_FOLLOWER. Like Kafka without authorization, the broker trusts the id.
 //! - Fetch sessions (KIP-227) are never created: every response has session id 0, which tells
 //!   clients to keep sending full fetch requests (each lists every partition, and gets every
 //!   partition back). An incremental request (epoch > 0) names a session this broker never
 //!   gave out and gets FETCH_SESSION_ID_NOT_FOUND, as from Kafka after a restart; clients then
 //!   start over with a full fetch. Forgotten topics only matter to sessions and are ignored,
-//!   as are replica ids/state and the rack (no replication or follower fetching yet).
+//!   as is the rack (no fetching from the closest replica yet).
 //! - Records are read into memory (`LogSlice::to_bytes`); sendfile is a later optimisation.
 
 use crate::connection::RequestContext;
@@ -99,9 +104,15 @@ pub(crate) async fn handle(
             })
             .collect(),
     );
+    let replica_id = if ctx.api_version >= 15 {
+        request.replica_state.replica_id
+    } else {
+        request.replica_id
+    };
     let limits = Limits {
         max_bytes: usize::try_from(request.max_bytes).unwrap_or(0),
         read_committed: request.isolation_level == READ_COMMITTED,
+        follower: (replica_id >= 0).then_some(replica_id),
     };
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0);
     let deadline =
@@ -124,14 +135,14 @@ pub(crate) async fn handle(
         match tokio::time::timeout_at(deadline, appended.changed()).await {
             // Something was appended somewhere: read again only if it was one of ours.
             Ok(Ok(())) => {
-                if log_ends(broker, &topics) != pass.log_ends {
+                if log_ends(broker, &topics, limits) != pass.log_ends {
                     pass = read(broker, &topics, limits).await;
                 }
             }
             Ok(Err(_)) => break,
             Err(_) => {
                 // Waited max_wait_ms; answer with what there is now.
-                if log_ends(broker, &topics) != pass.log_ends {
+                if log_ends(broker, &topics, limits) != pass.log_ends {
                     pass = read(broker, &topics, limits).await;
                 }
                 break;
@@ -198,18 +209,29 @@ fn add_leader_hints(broker: &Broker, response: &mut FetchResponse) {
 struct Limits {
     max_bytes: usize,
     read_committed: bool,
+    /// The fetching follower's broker id; `None` for a consumer.
+    follower: Option<i32>,
 }
 
-/// The current log end offsets of the requested partitions, in request order.
-fn log_ends(broker: &Broker, topics: &[TopicFetch]) -> Vec<i64> {
+/// Where a read of a partition ends: the high watermark for consumers, the log end offset for
+/// followers.
+fn readable_end(broker: &Broker, topic: &str, partition: i32, limits: Limits) -> i64 {
+    let Some(replica) = broker.replicas.get(topic, partition) else {
+        return -1;
+    };
+    match limits.follower {
+        Some(_) => replica.log.log_end_offset(),
+        None => replica.high_watermark(),
+    }
+}
+
+/// The current readable ends of the requested partitions, in request order.
+fn log_ends(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Vec<i64> {
     topics
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(move |p| match &t.topic {
-                Ok(topic) => broker
-                    .partitions
-                    .log(&topic.name, p.partition)
-                    .map_or(-1, |log| log.log_end_offset()),
+                Ok(topic) => readable_end(broker, &topic.name, p.partition, limits),
                 Err(_) => -1,
             })
         })
@@ -258,7 +280,7 @@ fn failed(partition_index: i32, code: ErrorCode) -> PartitionData {
     }
 }
 
-fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass {
+fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) -> Pass {
     let mut pass = Pass {
         responses: Vec::with_capacity(topics.len()),
         bytes: 0,
@@ -280,17 +302,45 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
                     continue;
                 }
             };
-            let log = match broker.leader_log(&topic.name, p.partition, p.current_leader_epoch) {
-                Ok((log, _)) => log,
+            let found = broker
+                .leader_log(&topic.name, p.partition, p.current_leader_epoch)
+                .and_then(|(log, _)| {
+                    let replica = broker
+                        .replicas
+                        .get(&topic.name, p.partition)
+                        .ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+                    if let Some(follower) = limits.follower {
+                        broker.replicas.follower_fetched(
+                            broker,
+                            &replica,
+                            follower,
+                            p.fetch_offset,
+                        )?;
+                    }
+                    Ok((log, replica))
+                });
+            let (log, replica) = match found {
+                Ok(found) => found,
                 Err(code) => {
                     pass.error = true;
                     pass.log_ends.push(-1);
-                    partitions.push(failed(p.partition, code));
+                    let mut data = failed(p.partition, code);
+                    // A follower past the leader's start learns where the log starts now.
+                    if code == ErrorCode::OFFSET_OUT_OF_RANGE {
+                        if let Some(log) = broker.partitions.log(&topic.name, p.partition) {
+                            data.log_start_offset = log.log_start_offset();
+                        }
+                    }
+                    partitions.push(data);
                     continue;
                 }
             };
-            let high_watermark = log.log_end_offset();
-            pass.log_ends.push(high_watermark);
+            let high_watermark = replica.high_watermark();
+            let end = match limits.follower {
+                Some(_) => log.log_end_offset(),
+                None => high_watermark,
+            };
+            pass.log_ends.push(end);
             let mut data = PartitionData {
                 partition_index: p.partition,
                 error_code: 0,
@@ -309,15 +359,13 @@ fn read_blocking(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Pass
                 partitions.push(data);
                 continue;
             }
-            let read = log
-                .read(p.fetch_offset, limit, high_watermark)
-                .and_then(|slice| {
-                    if slice.is_empty() || (!first && slice.len() > limit) {
-                        Ok(Bytes::new())
-                    } else {
-                        slice.to_bytes()
-                    }
-                });
+            let read = log.read(p.fetch_offset, limit, end).and_then(|slice| {
+                if slice.is_empty() || (!first && slice.len() > limit) {
+                    Ok(Bytes::new())
+                } else {
+                    slice.to_bytes()
+                }
+            });
             match read {
                 Ok(records) => {
                     if !records.is_empty() {

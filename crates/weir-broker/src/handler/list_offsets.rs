@@ -1,9 +1,9 @@
 //! ListOffsets: the earliest, latest or max-timestamp offset of partitions, or the first offset
 //! at or after a timestamp.
 //!
-//! On a single node without transactions the high watermark and the last stable offset are
-//! both the log end offset, so "latest" is the same for both isolation levels. Found offsets
-//! report the partition's current leader epoch.
+//! "Latest" is the high watermark (no transactions yet, so the last stable offset is the same
+//! and both isolation levels get it); lookups by timestamp find nothing at or above it.
+//! Found offsets report the partition's current leader epoch.
 //! There is no tiered storage: "earliest local" is the log start offset, and "latest tiered" /
 //! "earliest pending upload" find nothing (-1).
 
@@ -92,11 +92,14 @@ fn partition_offset(
         Ok(found) => found,
         Err(code) => return failed(index, code),
     };
+    let high_watermark = broker.high_watermark(topic, index);
     let found = match request.timestamp {
         EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
-        LATEST => Some((log.log_end_offset(), -1)),
+        LATEST => Some((high_watermark, -1)),
         MAX_TIMESTAMP => match log.max_timestamp_offset() {
-            Ok(found) => found.map(|t| (t.offset, t.timestamp)),
+            Ok(found) => found
+                .map(|t| (t.offset, t.timestamp))
+                .filter(|(offset, _)| *offset < high_watermark),
             Err(e) => {
                 debug!(topic, partition = index, error = %e, "max timestamp lookup failed");
                 return failed(index, log_error_code(&e));
@@ -104,7 +107,9 @@ fn partition_offset(
         },
         t if t < 0 => None,
         t => match log.fetch_offset_by_timestamp(t) {
-            Ok(found) => found.map(|t| (t.offset, t.timestamp)),
+            Ok(found) => found
+                .map(|t| (t.offset, t.timestamp))
+                .filter(|(offset, _)| *offset < high_watermark),
             Err(e) => {
                 debug!(topic, partition = index, error = %e, "offset lookup by timestamp failed");
                 return failed(index, log_error_code(&e));

@@ -2,9 +2,13 @@
 //!
 //! - Topics are named (v3-12) or identified by id (v13); Produce never creates topics (only
 //!   Metadata does, as in Kafka).
-//! - acks 0 sends no response; 1 and -1 answer after the append, which on a single node is
-//!   also the commit. The log fsyncs before returning when its flush policy
-//!   (`flush.messages`, `flush.ms`) says so, for either.
+//! - acks 0 sends no response; 1 answers after the leader's append; -1 (all) first checks
+//!   `min.insync.replicas` against the ISR (NOT_ENOUGH_REPLICAS, nothing appended), then
+//!   answers once the high watermark passes the batch (see `replication`): with
+//!   `durable.acks` that is once every ISR member has fsynced it. A wait longer than the
+//!   request's `timeout_ms` answers REQUEST_TIMED_OUT, a leadership lost meanwhile
+//!   NOT_LEADER_OR_FOLLOWER, and an ISR shrunk below the minimum meanwhile
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND (the batch stays in the log, as in Kafka).
 //! - As in Kafka, each partition carries exactly one v2 record batch, and clients cannot
 //!   write to internal topics.
 //! - Batches with a producer id go through the partition's [`ProducerTable`] (see
@@ -21,10 +25,12 @@ use crate::error::{log_error_code, producer_error_code};
 use crate::partitions::Partitions;
 use crate::producer_state;
 use crate::producers::{BatchMetadata, ProducerBatch, ProducerError, Verdict, wall_clock_ms};
+use crate::replication::{Replica, Role};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::debug;
 use weir_log::{AppendInfo, Log};
 use weir_protocol::messages::produce_response::{
@@ -109,20 +115,32 @@ pub(crate) async fn handle(
         })
         .collect();
     let task_broker = broker.clone();
-    let responses = tokio::task::spawn_blocking(move || {
+    let acks = request.acks;
+    let (mut responses, commits) = tokio::task::spawn_blocking(move || {
         let mut appended = false;
+        let mut commits = Vec::new();
         let responses: Vec<TopicProduceResponse> = plans
             .iter()
-            .map(|plan| {
+            .enumerate()
+            .map(|(t, plan)| {
                 let partitions = plan
                     .partitions
                     .iter()
-                    .map(|(index, records)| match &plan.topic {
+                    .enumerate()
+                    .map(|(p, (index, records))| match &plan.topic {
                         Err(code) => failed(*index, *code, None),
                         Ok(topic) => {
-                            let response =
-                                produce_partition(&task_broker, topic, *index, records.as_ref());
+                            let (response, commit) = produce_partition(
+                                &task_broker,
+                                topic,
+                                *index,
+                                records.as_ref(),
+                                acks,
+                            );
                             appended |= response.error_code == 0;
+                            if let Some(commit) = commit {
+                                commits.push(((t, p), commit));
+                            }
                             response
                         }
                     })
@@ -133,10 +151,36 @@ pub(crate) async fn handle(
         if appended {
             task_broker.partitions.notify_appended();
         }
-        responses
+        (responses, commits)
     })
     .await
-    .unwrap_or(fallback);
+    .unwrap_or((fallback, Vec::new()));
+    if acks == -1 && !commits.is_empty() {
+        // One deadline for all: waiting for them one after another takes no longer than
+        // waiting for them together.
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
+        for ((t, p), commit) in commits {
+            let result = broker
+                .replicas
+                .wait_for_commit(
+                    &commit.replica,
+                    commit.leader_epoch,
+                    commit.end_offset,
+                    deadline,
+                )
+                .await;
+            if let Err(e) = result {
+                if let Some(partition) = responses
+                    .get_mut(t)
+                    .and_then(|topic| topic.partition_responses.get_mut(p))
+                {
+                    debug!(partition = partition.index, error = ?e, "acks=all produce not acknowledged");
+                    *partition = failed(partition.index, e.code(), None);
+                }
+            }
+        }
+    }
     let mut response = ProduceResponse {
         responses,
         ..ProduceResponse::default()
@@ -219,59 +263,122 @@ enum Accepted {
     Duplicate(BatchMetadata),
 }
 
-/// Appends one partition's batch on the blocking pool.
+/// What an acks=all produce waits for after its append.
+struct Commit {
+    replica: Arc<Replica>,
+    leader_epoch: i32,
+    /// The high watermark that acknowledges the batch (one past its last offset).
+    end_offset: i64,
+}
+
+/// Appends one partition's batch on the blocking pool; for an accepted batch, also what its
+/// acknowledgement waits for.
 fn produce_partition(
+    broker: &Arc<Broker>,
+    topic: &Topic,
+    index: i32,
+    records: Option<&Bytes>,
+    acks: i16,
+) -> (PartitionProduceResponse, Option<Commit>) {
+    let (log, leader_epoch) = match broker.leader_log(&topic.name, index, -1) {
+        Ok(found) => found,
+        Err(code) => return (failed(index, code, None), None),
+    };
+    let Some(replica) = broker.replicas.get(&topic.name, index) else {
+        return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None);
+    };
+    let response = {
+        // Held across the append: the replica cannot turn follower (and take replicated
+        // batches) in the middle of it.
+        let role = replica.role.lock();
+        match &*role {
+            Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {
+                if acks == -1 {
+                    if let Err(e) = leader.check_min_isr() {
+                        debug!(topic = %topic.name, partition = index, error = %e, "produce refused");
+                        return (
+                            failed(index, ErrorCode::NOT_ENOUGH_REPLICAS, Some(e.to_string())),
+                            None,
+                        );
+                    }
+                }
+                append_partition(broker, topic, index, records, (&log, leader_epoch))
+            }
+            _ => return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None),
+        }
+    };
+    if response.0.error_code != 0 {
+        return (response.0, None);
+    }
+    broker.replicas.local_log_end_offset_moved(&replica);
+    let commit = Commit {
+        replica,
+        leader_epoch,
+        end_offset: response.1,
+    };
+    (response.0, Some(commit))
+}
+
+/// Appends one partition's batch; returns the answer and, when accepted, one past the last
+/// offset of the batch (or of the original, for a duplicate).
+fn append_partition(
     broker: &Broker,
     topic: &Topic,
     index: i32,
     records: Option<&Bytes>,
-) -> PartitionProduceResponse {
-    let (log, leader_epoch) = match broker.leader_log(&topic.name, index, -1) {
-        Ok(found) => found,
-        Err(code) => return failed(index, code, None),
-    };
+    (log, leader_epoch): (&Arc<Log>, i32),
+) -> (PartitionProduceResponse, i64) {
     let records: &[u8] = records.map_or(&[], |r| r.as_ref());
     let header = match single_batch(records) {
         Ok(header) => header,
         Err((code, message)) => {
             debug!(topic = %topic.name, partition = index, message, "produce refused");
-            return failed(index, code, Some(message.to_string()));
+            return (failed(index, code, Some(message.to_string())), -1);
         }
     };
     let result = match ProducerBatch::from_header(&header) {
-        None => Partitions::append_blocking(&log, records, leader_epoch)
+        None => Partitions::append_blocking(log, records, leader_epoch)
             .map(Accepted::Appended)
             .map_err(Refused::Log),
         Some(batch) => {
-            append_idempotent(broker, topic, index, (&log, leader_epoch), records, &batch)
+            append_idempotent(broker, topic, index, (log, leader_epoch), records, &batch)
         }
     };
     if let Ok(Accepted::Appended(_)) = &result {
         broker.metrics.bytes_in(&topic.name, records.len() as u64);
     }
     match result {
-        Ok(Accepted::Appended(info)) => PartitionProduceResponse {
-            index,
-            error_code: 0,
-            base_offset: info.first_offset,
-            log_append_time_ms: info.log_append_time,
-            log_start_offset: info.log_start_offset,
-            ..PartitionProduceResponse::default()
-        },
-        Ok(Accepted::Duplicate(original)) => {
-            debug!(topic = %topic.name, partition = index, offset = original.first_offset, "duplicate batch acknowledged with its original offsets");
+        Ok(Accepted::Appended(info)) => (
             PartitionProduceResponse {
                 index,
                 error_code: 0,
-                base_offset: original.first_offset,
-                log_append_time_ms: original.log_append_time,
-                log_start_offset: log.log_start_offset(),
+                base_offset: info.first_offset,
+                log_append_time_ms: info.log_append_time,
+                log_start_offset: info.log_start_offset,
                 ..PartitionProduceResponse::default()
-            }
+            },
+            info.last_offset + 1,
+        ),
+        Ok(Accepted::Duplicate(original)) => {
+            debug!(topic = %topic.name, partition = index, offset = original.first_offset, "duplicate batch acknowledged with its original offsets");
+            (
+                PartitionProduceResponse {
+                    index,
+                    error_code: 0,
+                    base_offset: original.first_offset,
+                    log_append_time_ms: original.log_append_time,
+                    log_start_offset: log.log_start_offset(),
+                    ..PartitionProduceResponse::default()
+                },
+                original.last_offset + 1,
+            )
         }
         Err(Refused::Producer(e)) => {
             debug!(topic = %topic.name, partition = index, error = %e, "produce refused");
-            failed(index, producer_error_code(&e), Some(e.to_string()))
+            (
+                failed(index, producer_error_code(&e), Some(e.to_string())),
+                -1,
+            )
         }
         Err(Refused::Log(e)) => {
             let code = log_error_code(&e);
@@ -280,10 +387,13 @@ fn produce_partition(
                 None => e.to_string(),
             };
             debug!(topic = %topic.name, partition = index, error = %message, "produce refused");
-            PartitionProduceResponse {
-                record_errors: record_errors(&e, records, &log),
-                ..failed(index, code, Some(message))
-            }
+            (
+                PartitionProduceResponse {
+                    record_errors: record_errors(&e, records, log),
+                    ..failed(index, code, Some(message))
+                },
+                -1,
+            )
         }
     }
 }

@@ -66,7 +66,7 @@ routes! {
     Produce => produce, 3..=13;
     Fetch => fetch, 4..=18;
     ListOffsets => list_offsets, 1..=11;
-    OffsetForLeaderEpoch => offset_for_leader_epoch, 0..=4;
+    OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
     DeleteRecords => delete_records, 0..=2;
     InitProducerId => init_producer_id, 0..=5;
     // Consumer groups.

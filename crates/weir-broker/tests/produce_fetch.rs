@@ -1001,3 +1001,90 @@ async fn retention_deletes_expired_segments() {
     assert_eq!(rows.first().map(|r| r.0), Some(start));
     broker.stop().await;
 }
+
+/// Bad input on the replication APIs: a Fetch claiming a replica id that is not a replica of
+/// the partition (a client, or the leader itself), an OffsetForLeaderEpoch with epochs from the
+/// future, and the normal answers next to them.
+#[tokio::test]
+async fn replica_fetches_and_leader_epoch_queries_are_checked() {
+    use weir_protocol::messages::OffsetForLeaderEpochRequest;
+    use weir_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let topic_id = create_topic(&mut client, "epochs").await;
+    let response = client
+        .send(
+            produce_request(
+                "epochs",
+                0,
+                batch(
+                    &[(None, "a", now_ms()), (None, "b", now_ms())],
+                    Compression::None,
+                ),
+                -1,
+            ),
+            9,
+        )
+        .await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+
+    // Replica ids that are not followers of the partition: nothing is read, nothing moves.
+    for (replica_id, version) in [(7, 12), (0, 12), (7, 15)] {
+        let mut request = fetch_request("epochs", 0, 0);
+        if version >= 15 {
+            request.replica_state.replica_id = replica_id;
+            request.topics[0].topic = String::new();
+            request.topics[0].topic_id = topic_id;
+        } else {
+            request.replica_id = replica_id;
+        }
+        let response = client.send(request, version).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(
+            data.error_code,
+            ErrorCode::NOT_LEADER_OR_FOLLOWER.code(),
+            "replica {replica_id} v{version}"
+        );
+        assert!(records(data).is_empty());
+    }
+    // A consumer still reads everything.
+    assert_eq!(records(&fetch(&mut client, "epochs", 0).await).len(), 2);
+
+    let ask = |current_leader_epoch: i32, leader_epoch: i32| OffsetForLeaderEpochRequest {
+        replica_id: -1,
+        topics: vec![OffsetForLeaderTopic {
+            topic: "epochs".into(),
+            partitions: vec![OffsetForLeaderPartition {
+                partition: 0,
+                current_leader_epoch,
+                leader_epoch,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    for version in 2..=4 {
+        let response = client.send(ask(-1, 0), version).await;
+        let p = &response.topics[0].partitions[0];
+        assert_eq!(
+            (p.error_code, p.leader_epoch, p.end_offset),
+            (0, 0, 2),
+            "v{version}"
+        );
+    }
+    // An epoch later than any the log has: undefined, as Kafka answers.
+    let p = client.send(ask(0, 9), 4).await.topics[0].partitions[0].clone();
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, -1, -1));
+    // A current leader epoch from the future: this broker does not know it yet.
+    let p = client.send(ask(5, 0), 4).await.topics[0].partitions[0].clone();
+    assert_eq!(p.error_code, ErrorCode::UNKNOWN_LEADER_EPOCH.code());
+    // Unknown partition.
+    let mut request = ask(-1, 0);
+    request.topics[0].partitions[0].partition = 3;
+    let p = client.send(request, 4).await.topics[0].partitions[0].clone();
+    assert_eq!(p.error_code, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code());
+    broker.stop().await;
+}

@@ -13,6 +13,10 @@
 //!   from the partition.
 //! - **catch-up**: a replica killed while records are written catches up when it returns and
 //!   rejoins the ISR.
+//! - **coordinator failover**: a consumer group resumes from its committed offset after its
+//!   coordinator is killed.
+//! - **rolling restart**: SIGTERM to each node in turn while an idempotent producer writes: no
+//!   delivery fails.
 #![expect(clippy::expect_used, reason = "test helpers fail the test")]
 
 #[allow(
@@ -611,7 +615,7 @@ async fn a_deposed_leader_acknowledges_nothing() {
     let others: Vec<i32> = all.iter().copied().filter(|id| *id != old).collect();
     let paused = Instant::now();
     let (new, new_epoch, _) = wait_until(&cluster, "a new leader", WAIT, || async {
-        match agreed_leader_once(&cluster, &others, topic).await {
+        match agreed_leader_once_for(&cluster, &others, topic, 0).await {
             Some(state) if state.0 != old && state.0 >= 0 => Ok(state),
             other => Err(format!("{other:?}")),
         }
@@ -662,19 +666,6 @@ async fn a_deposed_leader_acknowledges_nothing() {
         ["before", "after"],
         "the partition holds {values:?}"
     );
-}
-
-async fn agreed_leader_once(
-    cluster: &Cluster,
-    nodes: &[i32],
-    topic: &str,
-) -> Option<(i32, i32, Vec<i32>)> {
-    let mut seen = Vec::new();
-    for &id in nodes {
-        seen.push(partition_state(cluster.addr(id), topic, 0).await?);
-    }
-    let first = seen.first()?.clone();
-    seen.iter().all(|s| *s == first).then_some(first)
 }
 
 /// A follower killed while records are written catches up when it returns and rejoins the ISR;
@@ -821,4 +812,79 @@ async fn committed_offsets_survive_a_coordinator_kill_9() {
     if second != expected {
         cluster.fail(&format!("after the failover the group read {second:?}"));
     }
+}
+
+/// SIGTERM to each node in turn, restarting it before the next (a rolling restart), while an
+/// idempotent acks=all producer writes: each controlled shutdown moves leadership away first,
+/// so no delivery fails and nothing is lost, duplicated or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_shows_no_errors_to_an_idempotent_producer() {
+    let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
+    let topic = "rolling";
+    let partitions = 3;
+    create_topic(&cluster, topic, partitions).await;
+    let all = cluster.ids();
+    full_isr(&cluster, &all, topic, partitions).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let producer = tokio::spawn(run_rdkafka_producer(
+        cluster.bootstrap(),
+        topic.into(),
+        stop.clone(),
+        Duration::from_millis(5),
+    ));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for id in all.clone() {
+        let (stopped_in, clean) = blocking(|| cluster.sigterm(id));
+        assert!(clean, "node {id} did not stop on SIGTERM");
+        println!(
+            "[rolling] node {id} stopped in {} ms",
+            stopped_in.as_millis()
+        );
+        blocking(|| cluster.restart(id));
+        full_isr(&cluster, &all, topic, partitions).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Release);
+    let ended = Instant::now();
+    let report = producer.await.expect("producer task");
+    let read = blocking(|| read_all(&mut cluster, topic, partitions));
+    let verdict = check(std::slice::from_ref(&report), &read, started, ended);
+    println!("{}", verdict.table("rolling", 0, ended - started));
+    if verdict.failed > 0
+        || !verdict.lost.is_empty()
+        || !verdict.duplicated.is_empty()
+        || !verdict.out_of_order.is_empty()
+        || !verdict.moved.is_empty()
+    {
+        cluster.fail(&format!("rolling restart: {verdict:?}"));
+    }
+}
+
+/// Waits until every partition of `topic` has all of `nodes` in its ISR, as every node sees it.
+async fn full_isr(cluster: &Cluster, nodes: &[i32], topic: &str, partitions: i32) {
+    wait_until(cluster, "every partition's ISR full", WAIT, || async {
+        for p in 0..partitions {
+            match agreed_leader_once_for(cluster, nodes, topic, p).await {
+                Some((leader, _, isr)) if leader >= 0 && isr == nodes => {}
+                other => return Err(format!("partition {p}: {other:?}")),
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn agreed_leader_once_for(
+    cluster: &Cluster,
+    nodes: &[i32],
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32, Vec<i32>)> {
+    let mut seen = Vec::new();
+    for &id in nodes {
+        seen.push(partition_state(cluster.addr(id), topic, partition).await?);
+    }
+    let first = seen.first()?.clone();
+    seen.iter().all(|s| *s == first).then_some(first)
 }

@@ -6,7 +6,8 @@
 //! comes from the leader's leader-epoch cache: for the latest epoch (or a later one) it is the
 //! log end offset, for an earlier one the start offset of the next epoch, and an epoch older
 //! than the log knows gets UNDEFINED (-1, -1). Only the leader answers, after the usual
-//! current-leader-epoch check (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH).
+//! current-leader-epoch check (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH). Versions 2-4 (the
+//! ones Kafka 4 still serves, all with a current leader epoch).
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -20,11 +21,9 @@ super::always_responds!(OffsetForLeaderEpochRequest);
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
-    ctx: &RequestContext,
+    _ctx: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    // v0-1 carry no current leader epoch: no fencing check.
-    let fenced_by_epoch = ctx.api_version >= 2;
     let topics = request
         .topics
         .into_iter()
@@ -33,12 +32,7 @@ pub(crate) async fn handle(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let current = if fenced_by_epoch {
-                        p.current_leader_epoch
-                    } else {
-                        -1
-                    };
-                    match broker.leader_log(&topic.topic, p.partition, current) {
+                    match broker.leader_log(&topic.topic, p.partition, p.current_leader_epoch) {
                         Ok((log, _)) => {
                             let found = log.end_offset_for_epoch(p.leader_epoch);
                             EpochEndOffset {

@@ -188,6 +188,11 @@ impl Partitions {
         }
     }
 
+    /// Data directories taken offline at start.
+    pub(crate) fn offline_dirs(&self) -> &[weir_log::OfflineDir] {
+        self.logs.offline_dirs()
+    }
+
     /// Every open log.
     pub(crate) fn all(&self) -> Vec<(TopicPartition, Arc<Log>)> {
         self.logs.logs()

@@ -62,6 +62,7 @@ routes! {
     Metadata => metadata, 0..=13;
     DescribeCluster => describe_cluster, 0..=2;
     DescribeQuorum => describe_quorum, 0..=2;
+    DescribeTopicPartitions => describe_topic_partitions, 0..=0;
     // The data path.
     Produce => produce, 3..=13;
     Fetch => fetch, 4..=18;
@@ -88,6 +89,7 @@ routes! {
     DescribeConfigs => describe_configs, 1..=4;
     AlterConfigs => alter_configs, 0..=2;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    DescribeLogDirs => describe_log_dirs, 1..=4;
 }
 
 /// What to do after a request that wants no response: close the connection if it failed.

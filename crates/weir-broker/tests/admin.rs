@@ -1,6 +1,6 @@
 //! Admin APIs (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
-//! IncrementalAlterConfigs, DescribeCluster) and the admin HTTP port, against an in-process
-//! broker.
+//! IncrementalAlterConfigs, DescribeCluster, DescribeLogDirs, DescribeTopicPartitions) and the
+//! admin HTTP port, against an in-process broker.
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -22,14 +22,20 @@ use weir_protocol::messages::create_topics_request::{
 use weir_protocol::messages::delete_topics_request::DeleteTopicState;
 use weir_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use weir_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
+use weir_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+use weir_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+use weir_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::{
     AlterConfigsRequest, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
     CreateTopicsResponse, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    IncrementalAlterConfigsRequest, MetadataRequest, alter_configs_request,
-    incremental_alter_configs_request,
+    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, IncrementalAlterConfigsRequest, MetadataRequest,
+    ProduceRequest, alter_configs_request, incremental_alter_configs_request,
 };
 use weir_protocol::{ApiKey, ErrorCode, Uuid};
+use weir_records::{Record, RecordBatchBuilder};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -129,6 +135,8 @@ async fn api_versions_advertises_the_admin_apis() {
         (ApiKey::CreatePartitions, 0, 3),
         (ApiKey::IncrementalAlterConfigs, 0, 1),
         (ApiKey::DescribeCluster, 0, 2),
+        (ApiKey::DescribeLogDirs, 1, 4),
+        (ApiKey::DescribeTopicPartitions, 0, 0),
     ] {
         let api = response
             .api_keys
@@ -910,4 +918,323 @@ async fn admin_http_serves_health_and_metrics() {
     drop(client);
     broker.stop().await;
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
+}
+
+async fn describe_log_dirs(
+    client: &mut RawClient,
+    topics: Option<Vec<(&str, Vec<i32>)>>,
+    version: i16,
+) -> DescribeLogDirsResponse {
+    let request = DescribeLogDirsRequest {
+        topics: topics.map(|topics| {
+            topics
+                .into_iter()
+                .map(|(topic, partitions)| DescribableLogDirTopic {
+                    topic: topic.into(),
+                    partitions,
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    };
+    client.send(request, version).await
+}
+
+/// (partition, size, offset lag) of every partition of `topic` in a log directory result.
+fn partitions_of(
+    result: &weir_protocol::messages::describe_log_dirs_response::DescribeLogDirsResult,
+    topic: &str,
+) -> Vec<(i32, i64, i64)> {
+    result
+        .topics
+        .iter()
+        .filter(|t| t.name == topic)
+        .flat_map(|t| &t.partitions)
+        .map(|p| {
+            assert!(!p.is_future_key);
+            (p.partition_index, p.partition_size, p.offset_lag)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn describe_log_dirs_reports_partition_sizes() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let response = create(&mut client, vec![topic("sized", 2, &[])], false, 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+
+    // v4: every log (null topics), with the directory's file system sizes.
+    let response = describe_log_dirs(&mut client, None, 4).await;
+    assert_eq!((response.error_code, response.results.len()), (0, 1));
+    let dir = &response.results[0];
+    assert_eq!(dir.error_code, 0);
+    assert_eq!(
+        dir.log_dir,
+        std::path::absolute(&broker.dir)
+            .unwrap()
+            .display()
+            .to_string()
+    );
+    assert!(dir.total_bytes > 0, "{}", dir.total_bytes);
+    assert!((0..=dir.total_bytes).contains(&dir.usable_bytes));
+    assert_eq!(partitions_of(dir, "sized"), vec![(0, 0, 0), (1, 0, 0)]);
+
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..10 {
+        builder.push(Record::new(0, None, Some(format!("value {i}").as_bytes())));
+    }
+    let produce = ProduceRequest {
+        acks: -1,
+        timeout_ms: 30_000,
+        topic_data: vec![TopicProduceData {
+            name: "sized".into(),
+            partition_data: vec![PartitionProduceData {
+                index: 0,
+                records: Some(builder.build().unwrap()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let produced = client.send(produce, 9).await;
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+
+    // v1: only the requested partitions that have a log here; an unknown topic or partition
+    // is simply absent. The volume sizes are not in v1 and decode as unknown.
+    let requested = vec![("sized", vec![0, 1, 7]), ("nope", vec![0])];
+    let response = describe_log_dirs(&mut client, Some(requested), 1).await;
+    let dir = &response.results[0];
+    assert_eq!((dir.total_bytes, dir.usable_bytes), (-1, -1));
+    assert_eq!(dir.topics.len(), 1, "{:?}", dir.topics);
+    let sized = partitions_of(dir, "sized");
+    assert_eq!(sized.len(), 2);
+    assert_eq!((sized[0].0, sized[0].2), (0, 0));
+    assert!(sized[0].1 > 0, "partition 0 grew: {sized:?}");
+    assert_eq!(sized[1], (1, 0, 0));
+
+    // An empty list asks for nothing.
+    let response = describe_log_dirs(&mut client, Some(Vec::new()), 4).await;
+    assert_eq!(response.results.len(), 1);
+    assert!(response.results[0].topics.is_empty());
+    broker.stop().await;
+}
+
+/// A data directory taken offline at start answers KAFKA_STORAGE_ERROR and no partitions; the
+/// healthy one lists its logs.
+#[tokio::test]
+async fn describe_log_dirs_reports_an_offline_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let dirs = format!("{},{}", a.display(), b.display());
+    let props = [("log.dirs", dirs.as_str())];
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    let response = create(&mut client, vec![topic("spread", 4, &[])], false, 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    drop(client);
+    broker.stop().await;
+    let in_b = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("spread-")
+        })
+        .expect("partitions are spread over both directories");
+    std::fs::remove_dir_all(&in_b).unwrap();
+    std::fs::write(&in_b, b"a failed disk").unwrap();
+
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    let response = describe_log_dirs(&mut client, None, 4).await;
+    let by_dir = |dir: &std::path::Path| {
+        let dir = std::path::absolute(dir).unwrap().display().to_string();
+        response
+            .results
+            .iter()
+            .find(|r| r.log_dir == dir)
+            .unwrap_or_else(|| panic!("{dir} in {response:?}"))
+    };
+    let (healthy, failed) = (by_dir(&a), by_dir(&b));
+    assert_eq!(failed.error_code, ErrorCode::KAFKA_STORAGE_ERROR.code());
+    assert!(failed.topics.is_empty());
+    assert_eq!((failed.total_bytes, failed.usable_bytes), (-1, -1));
+    assert_eq!(healthy.error_code, 0);
+    let local = partitions_of(healthy, "spread");
+    assert!(!local.is_empty() && local.len() < 4, "{local:?}");
+    broker.stop().await;
+}
+
+async fn describe_topic_partitions(
+    client: &mut RawClient,
+    topics: &[&str],
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> DescribeTopicPartitionsResponse {
+    let request = DescribeTopicPartitionsRequest {
+        topics: topics
+            .iter()
+            .map(|name| TopicRequest {
+                name: (*name).into(),
+                ..Default::default()
+            })
+            .collect(),
+        response_partition_limit: limit,
+        cursor: cursor.map(|(topic_name, partition_index)| Cursor {
+            topic_name: topic_name.into(),
+            partition_index,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.send(request, 0).await
+}
+
+fn partition_indexes(topic: &DescribeTopicPartitionsResponseTopic) -> Vec<i32> {
+    topic.partitions.iter().map(|p| p.partition_index).collect()
+}
+
+fn next_cursor(response: &DescribeTopicPartitionsResponse) -> Option<(String, i32)> {
+    response
+        .next_cursor
+        .as_ref()
+        .map(|c| (c.topic_name.clone(), c.partition_index))
+}
+
+#[tokio::test]
+async fn describe_topic_partitions_pages_by_partition_limit() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let topics = vec![topic("paged", 5, &[]), topic("three", 3, &[])];
+    let created = create(&mut client, topics, false, 7).await;
+    assert!(created.topics.iter().all(|t| t.error_code == 0));
+    let paged_id = created.topics[0].topic_id;
+
+    // Pages of 2, 2 and 1 partitions, each naming where the next starts.
+    let mut cursor = None;
+    let mut pages = Vec::new();
+    loop {
+        let response = describe_topic_partitions(
+            &mut client,
+            &["paged"],
+            2,
+            cursor
+                .as_ref()
+                .map(|(t, p): &(String, i32)| (t.as_str(), *p)),
+        )
+        .await;
+        assert_eq!(response.topics.len(), 1);
+        let topic = &response.topics[0];
+        assert_eq!(
+            (topic.error_code, topic.name.as_deref()),
+            (0, Some("paged"))
+        );
+        assert_eq!(topic.topic_id, paged_id);
+        assert!(!topic.is_internal);
+        assert_ne!(topic.topic_authorized_operations, i32::MIN);
+        for p in &topic.partitions {
+            assert_eq!((p.error_code, p.leader_id), (0, 0));
+            assert!(p.leader_epoch >= 0);
+            assert_eq!(
+                (p.replica_nodes.as_slice(), p.isr_nodes.as_slice()),
+                (&[0][..], &[0][..])
+            );
+            assert_eq!(p.eligible_leader_replicas.as_deref(), Some(&[][..]));
+            assert_eq!(p.last_known_elr.as_deref(), Some(&[][..]));
+            assert!(p.offline_replicas.is_empty());
+        }
+        pages.push((partition_indexes(topic), next_cursor(&response)));
+        cursor = next_cursor(&response);
+        if cursor.is_none() || pages.len() > 5 {
+            break;
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![
+            (vec![0, 1], Some(("paged".to_string(), 2))),
+            (vec![2, 3], Some(("paged".to_string(), 4))),
+            (vec![4], None),
+        ]
+    );
+
+    // Topics come in name order; a page filled exactly by one topic points at the next.
+    let response = describe_topic_partitions(&mut client, &["three", "paged"], 5, None).await;
+    let names: Vec<_> = response.topics.iter().map(|t| t.name.as_deref()).collect();
+    assert_eq!(names, vec![Some("paged")]);
+    assert_eq!(next_cursor(&response), Some(("three".to_string(), 0)));
+    let response =
+        describe_topic_partitions(&mut client, &["three", "paged"], 6, Some(("paged", 3))).await;
+    let pages: Vec<_> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.clone().unwrap(), partition_indexes(t)))
+        .collect();
+    assert_eq!(
+        pages,
+        vec![
+            ("paged".to_string(), vec![3, 4]),
+            ("three".to_string(), vec![0, 1, 2]),
+        ]
+    );
+    assert_eq!(next_cursor(&response), None);
+
+    // No topics: every topic, internal ones included.
+    let response = describe_topic_partitions(&mut client, &[], 2000, None).await;
+    let names: Vec<_> = response
+        .topics
+        .iter()
+        .filter_map(|t| t.name.clone())
+        .collect();
+    assert!(names.contains(&"paged".to_string()) && names.contains(&"three".to_string()));
+    assert!(response.topics.iter().all(|t| t.error_code == 0));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn describe_topic_partitions_reports_unknown_topics() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    let created = create(&mut client, vec![topic("known", 1, &[])], false, 7).await;
+    assert_eq!(created.topics[0].error_code, 0);
+
+    let response =
+        describe_topic_partitions(&mut client, &["known", "ghost", "bad name!"], 2000, None).await;
+    let answers: Vec<_> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.clone().unwrap(), t.error_code, t.partitions.len()))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            (
+                "bad name!".to_string(),
+                ErrorCode::INVALID_TOPIC_EXCEPTION.code(),
+                0
+            ),
+            (
+                "ghost".to_string(),
+                ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code(),
+                0
+            ),
+            ("known".to_string(), 0, 1),
+        ]
+    );
+    assert_eq!(response.topics[1].topic_id, Uuid::ZERO);
+
+    // The cursor must name a requested topic.
+    let response =
+        describe_topic_partitions(&mut client, &["known"], 2000, Some(("other", 0))).await;
+    assert_eq!(response.topics.len(), 1);
+    assert_eq!(
+        response.topics[0].error_code,
+        ErrorCode::INVALID_REQUEST.code()
+    );
+    broker.stop().await;
 }

@@ -8,7 +8,7 @@ use crate::state::Broker;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tracing::debug;
-use weir_metadata::{MetadataImage, NO_LEADER, TopicId, TopicImage};
+use weir_metadata::{MetadataImage, NO_LEADER, PartitionRegistration, TopicId, TopicImage};
 use weir_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -147,7 +147,6 @@ fn topic_entry(
     image: &MetadataImage,
     topic: &TopicImage,
 ) -> MetadataResponseTopic {
-    let node = broker.config().node_id;
     MetadataResponseTopic {
         error_code: 0,
         name: Some(topic.name.clone()),
@@ -159,40 +158,73 @@ fn topic_entry(
             .enumerate()
             .map(|(index, p)| {
                 let partition_index = i32::try_from(index).unwrap_or(i32::MAX);
-                let mut offline_replicas = p.offline_replicas(image);
-                // A replica here on a failed data directory is offline too (requests that
-                // reach it get KAFKA_STORAGE_ERROR).
-                let local_offline = p.replicas.contains(&node)
-                    && broker.partitions.is_offline(&topic.name, partition_index);
-                if local_offline && !offline_replicas.contains(&node) {
-                    offline_replicas.push(node);
-                }
-                let leader_id = if local_offline && p.leader == node {
-                    NO_LEADER
-                } else {
-                    p.leader
-                };
+                let state = PartitionState::of(broker, image, &topic.name, partition_index, p);
                 MetadataResponsePartition {
-                    // Clients retry LEADER_NOT_AVAILABLE until a leader is elected.
-                    error_code: if leader_id == NO_LEADER {
-                        ErrorCode::LEADER_NOT_AVAILABLE.code()
-                    } else {
-                        0
-                    },
+                    error_code: state.error.code(),
                     partition_index,
-                    leader_id,
-                    leader_epoch: p.leader_epoch,
-                    replica_nodes: p.replicas.clone(),
-                    isr_nodes: if leader_id == NO_LEADER && local_offline {
-                        Vec::new()
-                    } else {
-                        p.isr.clone()
-                    },
-                    offline_replicas,
+                    leader_id: state.leader_id,
+                    leader_epoch: state.leader_epoch,
+                    replica_nodes: state.replicas,
+                    isr_nodes: state.isr,
+                    offline_replicas: state.offline_replicas,
                     ..MetadataResponsePartition::default()
                 }
             })
             .collect(),
         ..MetadataResponseTopic::default()
+    }
+}
+
+/// What clients are told of one partition, by Metadata and DescribeTopicPartitions alike.
+pub(crate) struct PartitionState {
+    /// LEADER_NOT_AVAILABLE while it has no leader (clients retry until one is elected).
+    pub(crate) error: ErrorCode,
+    pub(crate) leader_id: i32,
+    pub(crate) leader_epoch: i32,
+    pub(crate) replicas: Vec<i32>,
+    pub(crate) isr: Vec<i32>,
+    pub(crate) offline_replicas: Vec<i32>,
+}
+
+impl PartitionState {
+    /// The partition's registration in `image`, with this broker's own failed data directories
+    /// taken into account.
+    pub(crate) fn of(
+        broker: &Broker,
+        image: &MetadataImage,
+        topic: &str,
+        partition_index: i32,
+        p: &PartitionRegistration,
+    ) -> Self {
+        let node = broker.config().node_id;
+        let mut offline_replicas = p.offline_replicas(image);
+        // A replica here on a failed data directory is offline too (requests that reach it get
+        // KAFKA_STORAGE_ERROR).
+        let local_offline =
+            p.replicas.contains(&node) && broker.partitions.is_offline(topic, partition_index);
+        if local_offline && !offline_replicas.contains(&node) {
+            offline_replicas.push(node);
+        }
+        let leader_id = if local_offline && p.leader == node {
+            NO_LEADER
+        } else {
+            p.leader
+        };
+        Self {
+            error: if leader_id == NO_LEADER {
+                ErrorCode::LEADER_NOT_AVAILABLE
+            } else {
+                ErrorCode::NONE
+            },
+            leader_id,
+            leader_epoch: p.leader_epoch,
+            replicas: p.replicas.clone(),
+            isr: if leader_id == NO_LEADER && local_offline {
+                Vec::new()
+            } else {
+                p.isr.clone()
+            },
+            offline_replicas,
+        }
     }
 }

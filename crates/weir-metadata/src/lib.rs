@@ -76,7 +76,10 @@ pub mod quorum;
 pub mod record;
 mod types;
 
-pub use controller::{AlterPartition, Controller, ControllerConfig, ControllerError, CreateTopic};
+pub use controller::{
+    AlterPartition, Controller, ControllerConfig, ControllerError, CreateTopic, ElectionError,
+    ElectionType, PartitionElection,
+};
 pub use image::{ApplyError, MetadataImage, TopicImage};
 pub use record::MetadataRecord;
 pub use types::*;

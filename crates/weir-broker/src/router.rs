@@ -88,6 +88,8 @@ routes! {
     DescribeConfigs => describe_configs, 1..=4;
     AlterConfigs => alter_configs, 0..=2;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
+    // Partition leadership.
+    ElectLeaders => elect_leaders, 0..=2;
 }
 
 /// What to do after a request that wants no response: close the connection if it failed.

@@ -114,6 +114,12 @@ impl ClusterNode {
                 default_num_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
                 producer_id_block_size: 1_000,
+                auto_leader_rebalance_enable: config.auto_leader_rebalance_enable,
+                leader_imbalance_check_interval_ms: config
+                    .leader_imbalance_check_interval_seconds
+                    .saturating_mul(1_000),
+                leader_imbalance_per_broker_percentage: config
+                    .leader_imbalance_per_broker_percentage,
             },
             active::monotonic_clock(),
             bootstrap,

@@ -117,6 +117,14 @@ pub struct BrokerConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.rack`: the rack, for rack-aware replica placement.
     pub broker_rack: Option<String>,
+    /// `auto.leader.rebalance.enable`: the controller moves leadership back to preferred
+    /// replicas when a broker's share of partitions it prefers but does not lead is too high.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often that share is checked.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage` (0 to 100): the share above which leadership
+    /// moves back.
+    pub leader_imbalance_per_broker_percentage: u8,
     /// The metadata quorum: `controller.quorum.voters` and this node's CONTROLLER listener.
     pub quorum: QuorumSettings,
     /// Replication settings.
@@ -181,6 +189,9 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("weir.admin.listener", "127.0.0.1:9644"),
     ("broker.session.timeout.ms", "9000"),
     ("broker.heartbeat.interval.ms", "2000"),
+    ("auto.leader.rebalance.enable", "true"),
+    ("leader.imbalance.check.interval.seconds", "300"),
+    ("leader.imbalance.per.broker.percentage", "10"),
     ("replica.lag.time.max.ms", "30000"),
     ("min.insync.replicas", "1"),
     ("replica.fetch.max.bytes", "1048576"),
@@ -548,6 +559,9 @@ impl BrokerConfig {
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
             broker_rack: None,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             quorum: QuorumSettings::single(0),
             replication: ReplicationSettings {
                 replica_lag_time_max_ms: 30_000,
@@ -734,6 +748,30 @@ impl BrokerConfig {
                 .get("broker.rack")
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty()),
+            auto_leader_rebalance_enable: parse(&props, "auto.leader.rebalance.enable")?,
+            // A long in Kafka; bounded so the controller's deadline in milliseconds cannot
+            // overflow.
+            leader_imbalance_check_interval_seconds: u64::from(
+                positive(
+                    "leader.imbalance.check.interval.seconds",
+                    parse::<i32>(&props, "leader.imbalance.check.interval.seconds")?,
+                    &get("leader.imbalance.check.interval.seconds"),
+                )?
+                .unsigned_abs(),
+            ),
+            leader_imbalance_per_broker_percentage: parse::<u8>(
+                &props,
+                "leader.imbalance.per.broker.percentage",
+            )
+            .ok()
+            .filter(|p| *p <= 100)
+            .ok_or_else(|| {
+                invalid(
+                    "leader.imbalance.per.broker.percentage",
+                    &get("leader.imbalance.per.broker.percentage"),
+                    "must be a percentage from 0 to 100",
+                )
+            })?,
             quorum: QuorumSettings::parse(&props, &listeners, &controller_names)?,
             replication: ReplicationSettings::parse(&props)?,
             raw: props,
@@ -1021,5 +1059,36 @@ mod tests {
             err.to_string().contains("offset.metadata.max.bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn leader_rebalance_settings() {
+        let c = BrokerConfig::default();
+        assert!(c.auto_leader_rebalance_enable);
+        assert_eq!(c.leader_imbalance_check_interval_seconds, 300);
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
+        let c = BrokerConfig::from_args_and_env(
+            args(&[
+                "--auto.leader.rebalance.enable=false",
+                "--leader.imbalance.check.interval.seconds=2",
+                "--leader.imbalance.per.broker.percentage=0",
+            ]),
+            vec![],
+        )
+        .unwrap();
+        assert!(!c.auto_leader_rebalance_enable);
+        assert_eq!(c.leader_imbalance_check_interval_seconds, 2);
+        assert_eq!(c.leader_imbalance_per_broker_percentage, 0);
+        for bad in [
+            "--auto.leader.rebalance.enable=sometimes",
+            "--leader.imbalance.check.interval.seconds=0",
+            "--leader.imbalance.check.interval.seconds=99999999999",
+            "--leader.imbalance.per.broker.percentage=101",
+            "--leader.imbalance.per.broker.percentage=-1",
+        ] {
+            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            let key = bad.trim_start_matches("--").split('=').next().unwrap();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 }

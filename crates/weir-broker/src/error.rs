@@ -182,6 +182,32 @@ pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
     }
 }
 
+/// The Kafka error code for one partition's ElectLeaders result.
+pub(crate) fn election_error_code(error: &weir_metadata::ElectionError) -> ErrorCode {
+    use weir_metadata::ElectionError as E;
+    match error {
+        E::NotNeeded { .. } => ErrorCode::ELECTION_NOT_NEEDED,
+        E::PreferredLeaderNotAvailable { .. } => ErrorCode::PREFERRED_LEADER_NOT_AVAILABLE,
+        E::EligibleLeadersNotAvailable { .. } => ErrorCode::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        E::UnknownTopicOrPartition { .. } => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        _ => ErrorCode::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// The top-level Kafka error code of a controller call that failed as a whole (ElectLeaders):
+/// no active controller reachable is NOT_CONTROLLER, a write that did not commit in time is
+/// REQUEST_TIMED_OUT; both are retriable.
+pub(crate) fn controller_call_error_code(
+    error: &weir_metadata::active::ControllerCallError,
+) -> ErrorCode {
+    use weir_metadata::active::{AppendError, ControllerCallError as E};
+    match error {
+        E::NotActive { .. } | E::Log(AppendError::NotLeader { .. }) => ErrorCode::NOT_CONTROLLER,
+        E::Log(AppendError::Failed(_)) | E::Stopped => ErrorCode::REQUEST_TIMED_OUT,
+        _ => ErrorCode::UNKNOWN_SERVER_ERROR,
+    }
+}
+
 /// The Kafka error code for a refused idempotent batch.
 pub(crate) fn producer_error_code(error: &crate::producers::ProducerError) -> ErrorCode {
     use crate::producers::ProducerError as E;

@@ -90,6 +90,8 @@ routes! {
     AlterConfigs => alter_configs, 0..=2;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;
+    // Partition leadership.
+    ElectLeaders => elect_leaders, 0..=2;
 }
 
 /// What to do after a request that wants no response: close the connection if it failed.

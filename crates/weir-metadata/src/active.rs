@@ -11,6 +11,7 @@
 
 use crate::controller::{AlterPartition, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
+use crate::controller::{ElectionType, PartitionElection};
 use crate::image::{ApplyError, MetadataImage};
 use crate::quorum::{Leadership, Quorum, QuorumError};
 use crate::record::MetadataRecord;
@@ -119,6 +120,13 @@ pub enum ControllerRequest {
         /// Its registration.
         broker_epoch: i64,
     },
+    /// Kafka's ElectLeaders (KIP-460).
+    ElectLeaders {
+        /// Which leader to elect.
+        election_type: ElectionType,
+        /// Topic names and partitions, or `None` for every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What a request achieved.
@@ -138,6 +146,8 @@ pub enum ControllerOutcome {
     ProducerIds(ProducerIdBlock),
     /// The partition after an AlterPartition.
     Partition(PartitionRegistration),
+    /// Each partition's result of an ElectLeaders.
+    Elections(Vec<PartitionElection>),
 }
 
 /// The answer to a [`ControllerRequest`].
@@ -323,7 +333,7 @@ async fn run(
                 let records = controller.tick(&log.image(), clock());
                 if !records.is_empty() {
                     if let Err(e) = log.append(records).await {
-                        warn!(error = %e, "could not write fencing records");
+                        warn!(error = %e, "could not write fencing or rebalancing records");
                         if matches!(e, AppendError::NotLeader { .. }) {
                             active = false;
                         }
@@ -398,6 +408,19 @@ async fn handle(
             let (records, block) =
                 controller.allocate_producer_ids(&image, broker_id, broker_epoch)?;
             (records, ControllerOutcome::ProducerIds(block))
+        }
+        ControllerRequest::ElectLeaders {
+            election_type,
+            partitions,
+        } => {
+            let (records, results) =
+                controller.elect_leaders(&image, election_type, partitions.as_deref());
+            info!(
+                ?election_type,
+                elected = records.len(),
+                "electing leaders on request"
+            );
+            (records, ControllerOutcome::Elections(results))
         }
     };
     if records.is_empty() {

@@ -32,6 +32,14 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// Producer ids handed to a broker at a time (Kafka: 1000).
     pub producer_id_block_size: i64,
+    /// `auto.leader.rebalance.enable`: every `leader_imbalance_check_interval_ms` the
+    /// controller moves leadership back to preferred replicas (see [`Controller::tick`]).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`, in milliseconds.
+    pub leader_imbalance_check_interval_ms: Millis,
+    /// `leader.imbalance.per.broker.percentage`: a broker's share of partitions it prefers but
+    /// does not lead above which its leaderships are moved back.
+    pub leader_imbalance_per_broker_percentage: u8,
 }
 
 impl Default for ControllerConfig {
@@ -42,6 +50,9 @@ impl Default for ControllerConfig {
             default_num_partitions: 1,
             default_replication_factor: 1,
             producer_id_block_size: 1_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_ms: 300_000,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -208,12 +219,82 @@ pub struct CreateTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Which leader an ElectLeaders request asks for (Kafka's `ElectionType`, KIP-460).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    /// Kafka's PREFERRED (0): make the preferred replica (the first of the replicas) leader.
+    Preferred,
+    /// Kafka's UNCLEAN (1): elect a leader for a partition that has none, even outside the
+    /// ISR. Weir never elects outside the ISR, so this only elects an active ISR member.
+    Unclean,
+}
+
+/// Why a partition's election did not happen: each is one of Kafka's per-partition
+/// ElectLeaders error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ElectionError {
+    /// The partition already has the leader asked for: ELECTION_NOT_NEEDED.
+    #[error("leader election not needed for {topic}-{partition}")]
+    NotNeeded {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The preferred replica is fenced, shutting down or not in the ISR:
+    /// PREFERRED_LEADER_NOT_AVAILABLE.
+    #[error(
+        "preferred replica {preferred} of {topic}-{partition} is not an active in-sync replica"
+    )]
+    PreferredLeaderNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The preferred replica.
+        preferred: BrokerId,
+    },
+    /// No replica may lead (Weir elects only from the ISR): ELIGIBLE_LEADERS_NOT_AVAILABLE.
+    #[error(
+        "no in-sync replica of {topic}-{partition} can lead; Weir never elects outside the ISR"
+    )]
+    EligibleLeadersNotAvailable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// No such topic or partition: UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("no such partition as {topic}-{partition}")]
+    UnknownTopicOrPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+}
+
+/// One partition's part of an ElectLeaders answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionElection {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `Ok` once the election's record applies, else why there is none.
+    pub result: Result<(), ElectionError>,
+}
+
 /// The controller's soft state and decisions.
 #[derive(Debug)]
 pub struct Controller {
     config: ControllerConfig,
     /// When each broker's session ends unless it heartbeats, by broker id.
     sessions: BTreeMap<BrokerId, Millis>,
+    /// When the next leader-imbalance check is due (only while this controller is active and
+    /// `auto.leader.rebalance.enable` is on).
+    next_rebalance: Option<Millis>,
 }
 
 impl Controller {
@@ -223,6 +304,7 @@ impl Controller {
         Self {
             config,
             sessions: BTreeMap::new(),
+            next_rebalance: None,
         }
     }
 
@@ -244,6 +326,10 @@ impl Controller {
                 )
             })
             .collect();
+        self.next_rebalance = self
+            .config
+            .auto_leader_rebalance_enable
+            .then(|| now.saturating_add(self.config.leader_imbalance_check_interval_ms));
     }
 
     /// The records the first active controller writes to an empty log (the cluster id), or
@@ -265,7 +351,11 @@ impl Controller {
 
     /// When [`Controller::tick`] next has something to do.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.sessions.values().min().copied()
+        self.sessions
+            .values()
+            .copied()
+            .chain(self.next_rebalance)
+            .min()
     }
 
     /// Registers a broker: a new epoch, fenced until it catches up. A broker that restarted
@@ -388,7 +478,9 @@ impl Controller {
         ))
     }
 
-    /// Fences every unfenced broker whose session ended by `now` and moves its leaderships.
+    /// Fences every unfenced broker whose session ended by `now` and moves its leaderships;
+    /// when the leader-imbalance check is due, moves leaderships back to preferred replicas
+    /// (see [`imbalanced_partitions`]).
     pub fn tick(&mut self, image: &MetadataImage, now: Millis) -> Vec<MetadataRecord> {
         let expired: Vec<BrokerId> = self
             .sessions
@@ -409,7 +501,69 @@ impl Controller {
             let after = speculative(image, &records);
             records.extend(elect_leaders(&after, |p| p.isr.contains(&id)));
         }
+        if self.next_rebalance.is_some_and(|at| at <= now) {
+            self.next_rebalance =
+                Some(now.saturating_add(self.config.leader_imbalance_check_interval_ms.max(1)));
+            let after = speculative(image, &records);
+            let imbalanced =
+                imbalanced_partitions(&after, self.config.leader_imbalance_per_broker_percentage);
+            let (elected, _) =
+                self.elect_leaders(&after, ElectionType::Preferred, Some(imbalanced.as_slice()));
+            records.extend(elected);
+        }
         records
+    }
+
+    /// Kafka's ElectLeaders for `partitions` (topic name and partition; `None`: every
+    /// partition). Returns the records and one result per partition; with `None`, partitions
+    /// that already have the leader asked for are left out of the results, as Kafka does.
+    ///
+    /// [`ElectionType::Preferred`] makes the preferred replica leader when it is an active
+    /// member of the ISR. [`ElectionType::Unclean`] is answered as Kafka answers it for a
+    /// partition that has a leader (not needed); for one without, Weir elects only an active
+    /// ISR member (which the controller already does whenever one becomes active), so the
+    /// answer is ELIGIBLE_LEADERS_NOT_AVAILABLE unless one can lead.
+    pub fn elect_leaders(
+        &self,
+        image: &MetadataImage,
+        election_type: ElectionType,
+        partitions: Option<&[(String, i32)]>,
+    ) -> (Vec<MetadataRecord>, Vec<PartitionElection>) {
+        let all: Vec<(String, i32)>;
+        let (wanted, report_not_needed) = match partitions {
+            Some(list) => (list, true),
+            None => {
+                all = image
+                    .topics()
+                    .values()
+                    .flat_map(|t| (0..t.partition_count()).map(|p| (t.name.clone(), p)))
+                    .collect();
+                (all.as_slice(), false)
+            }
+        };
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (topic, partition) in wanted {
+            if !seen.insert((topic, *partition)) {
+                continue;
+            }
+            let result = elect_one(image, election_type, topic, *partition);
+            let result = match result {
+                Ok(record) => {
+                    records.push(record);
+                    Ok(())
+                }
+                Err(ElectionError::NotNeeded { .. }) if !report_not_needed => continue,
+                Err(e) => Err(e),
+            };
+            results.push(PartitionElection {
+                topic: topic.clone(),
+                partition: *partition,
+                result,
+            });
+        }
+        (records, results)
     }
 
     /// The records that create a topic, after validating it against the image.
@@ -733,6 +887,108 @@ pub fn elect_leaders(
         }
     }
     records
+}
+
+/// The record that elects a leader of one partition, or why there is none to elect.
+fn elect_one(
+    image: &MetadataImage,
+    election_type: ElectionType,
+    topic_name: &str,
+    partition: i32,
+) -> Result<MetadataRecord, ElectionError> {
+    let unknown = || ElectionError::UnknownTopicOrPartition {
+        topic: topic_name.to_string(),
+        partition,
+    };
+    let topic = image.topic(topic_name).ok_or_else(unknown)?;
+    let current = topic.partition(partition).ok_or_else(unknown)?;
+    let active = |id: BrokerId| image.broker(id).is_some_and(|b| b.is_active());
+    let leader = match election_type {
+        ElectionType::Preferred => {
+            let preferred = current.replicas.first().copied().unwrap_or(NO_LEADER);
+            if current.leader == preferred {
+                return Err(ElectionError::NotNeeded {
+                    topic: topic_name.to_string(),
+                    partition,
+                });
+            }
+            if !active(preferred) || !current.isr.contains(&preferred) {
+                return Err(ElectionError::PreferredLeaderNotAvailable {
+                    topic: topic_name.to_string(),
+                    partition,
+                    preferred,
+                });
+            }
+            preferred
+        }
+        ElectionType::Unclean => {
+            if current.leader != NO_LEADER {
+                return Err(ElectionError::NotNeeded {
+                    topic: topic_name.to_string(),
+                    partition,
+                });
+            }
+            current
+                .isr
+                .iter()
+                .copied()
+                .find(|id| active(*id))
+                .ok_or_else(|| ElectionError::EligibleLeadersNotAvailable {
+                    topic: topic_name.to_string(),
+                    partition,
+                })?
+        }
+    };
+    Ok(MetadataRecord::PartitionChange {
+        topic_id: topic.id,
+        partition,
+        leader: Some(leader),
+        isr: None,
+        replicas: None,
+    })
+}
+
+/// The partitions whose preferred replica should lead again (the ZooKeeper-era controller's
+/// leader-imbalance check): for each active broker, the partitions that prefer it but are led
+/// by another; when their share of all partitions preferring it is above `percentage`, those
+/// of them where it is in the ISR (it may lead) are picked.
+pub fn imbalanced_partitions(image: &MetadataImage, percentage: u8) -> Vec<(String, i32)> {
+    /// Per preferred broker: partitions preferring it, those it does not lead, and those of
+    /// them it could lead (it is in the ISR).
+    #[derive(Default)]
+    struct Share {
+        total: usize,
+        not_led: usize,
+        movable: Vec<(String, i32)>,
+    }
+    let mut by_broker: BTreeMap<BrokerId, Share> = BTreeMap::new();
+    for topic in image.topics().values() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let Some(preferred) = p.replicas.first().copied() else {
+                continue;
+            };
+            let share = by_broker.entry(preferred).or_default();
+            share.total += 1;
+            if p.leader != preferred {
+                share.not_led += 1;
+                if p.isr.contains(&preferred) {
+                    let index = i32::try_from(index).unwrap_or(i32::MAX);
+                    share.movable.push((topic.name.clone(), index));
+                }
+            }
+        }
+    }
+    let mut picked = Vec::new();
+    for (broker, share) in by_broker {
+        if !image.broker(broker).is_some_and(|b| b.is_active()) {
+            continue;
+        }
+        // not_led / total > percentage / 100, in integers.
+        if share.not_led * 100 > share.total * usize::from(percentage) {
+            picked.extend(share.movable);
+        }
+    }
+    picked
 }
 
 fn partition_records(

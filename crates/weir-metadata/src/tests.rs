@@ -1,10 +1,10 @@
 //! The controller and image together: unit tests, then a proptest that runs random operations
 //! and checks named invariants after every step.
 
-use crate::controller::{Heartbeat, RegisterBroker};
+use crate::controller::{Heartbeat, RegisterBroker, imbalanced_partitions};
 use crate::{
-    ConfigResource, Controller, ControllerConfig, ControllerError, CreateTopic, MetadataImage,
-    MetadataRecord, Millis, NO_LEADER, TopicId,
+    AlterPartition, ConfigResource, Controller, ControllerConfig, ControllerError, CreateTopic,
+    ElectionError, ElectionType, MetadataImage, MetadataRecord, Millis, NO_LEADER, TopicId,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -21,11 +21,17 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Self {
+        Self::with_config(ControllerConfig {
+            broker_session_timeout_ms: 1_000,
+            auto_leader_rebalance_enable: false,
+            ..ControllerConfig::default()
+        })
+    }
+
+    /// A cluster whose controller is active from time 0.
+    fn with_config(config: ControllerConfig) -> Self {
         let mut cluster = Self {
-            controller: Controller::new(ControllerConfig {
-                broker_session_timeout_ms: 1_000,
-                ..ControllerConfig::default()
-            }),
+            controller: Controller::new(config),
             image: MetadataImage::empty(),
             log: Vec::new(),
             epochs: BTreeMap::new(),
@@ -34,6 +40,7 @@ impl Cluster {
         };
         let records = cluster.controller.bootstrap(&cluster.image, "test-cluster");
         cluster.commit(records);
+        cluster.controller.activate(&cluster.image, 0);
         cluster
     }
 
@@ -114,6 +121,101 @@ impl Cluster {
         self.now += ms;
         let records = self.controller.tick(&self.image, self.now);
         self.commit(records);
+    }
+
+    /// The leader of `topic`-`partition` adds every active replica to the ISR (as it would
+    /// once they caught up); `false` if it cannot.
+    fn rejoin_isr(&mut self, topic: &str, partition: i32) -> bool {
+        let Some(t) = self.image.topic(topic) else {
+            return false;
+        };
+        let Some(p) = t.partition(partition) else {
+            return false;
+        };
+        let Some(epoch) = self.epochs.get(&p.leader).copied() else {
+            return false;
+        };
+        let mut isr = p.isr.clone();
+        for id in &p.replicas {
+            if !isr.contains(id) && self.image.broker(*id).is_some_and(|b| b.is_active()) {
+                isr.push(*id);
+            }
+        }
+        let request = AlterPartition {
+            broker_id: p.leader,
+            broker_epoch: epoch,
+            topic_id: t.id,
+            partition,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: isr,
+        };
+        match self.controller.alter_partition(&self.image, &request) {
+            Ok((records, _)) => {
+                self.commit(records);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The topic at index `t` and its partition `p`, both modulo what exists (`p` = 255: one
+    /// past the last partition).
+    fn pick_partition(&self, t: u8, p: u8) -> Option<(String, i32)> {
+        let topics: Vec<_> = self.image.topics().values().collect();
+        let topic = topics.get(usize::from(t) % topics.len().max(1))?;
+        let count = topic.partition_count().max(1);
+        let partition = if p == u8::MAX {
+            count
+        } else {
+            i32::from(p) % count
+        };
+        Some((topic.name.clone(), partition))
+    }
+
+    /// Runs an ElectLeaders and commits its records.
+    fn elect(
+        &mut self,
+        election_type: ElectionType,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<crate::PartitionElection> {
+        let (records, results) =
+            self.controller
+                .elect_leaders(&self.image, election_type, partitions);
+        self.commit(records);
+        results
+    }
+
+    /// Three unfenced brokers and topic `t` with 3 partitions of 3 replicas; the preferred
+    /// leader of partition 0 then falls silent until it is fenced, comes back and rejoins the
+    /// ISR, so partition 0 is led by another broker. Returns the preferred leader.
+    fn with_moved_leader(config: ControllerConfig) -> (Self, i32) {
+        let mut c = Self::with_config(ControllerConfig {
+            broker_session_timeout_ms: 1_000,
+            ..config
+        });
+        for id in 1..=3 {
+            c.register(id, None).unwrap();
+            c.heartbeat(id, false).unwrap();
+        }
+        c.create("t", 3, 3).unwrap();
+        let preferred = c.image.topic("t").unwrap().partitions[0].replicas[0];
+        for _ in 0..3 {
+            c.advance(400);
+            for id in (1..=3).filter(|id| *id != preferred) {
+                c.heartbeat(id, false);
+            }
+        }
+        assert!(c.image.broker(preferred).unwrap().fenced);
+        c.heartbeat(preferred, false).unwrap();
+        assert!(!c.image.broker(preferred).unwrap().fenced);
+        let p0 = &c.image.topic("t").unwrap().partitions[0];
+        assert_ne!(
+            p0.leader, preferred,
+            "leadership does not come back by itself"
+        );
+        assert!(!p0.isr.contains(&preferred));
+        (c, preferred)
     }
 }
 
@@ -546,6 +648,190 @@ fn a_bad_batch_changes_nothing_but_the_offset() {
     assert_eq!(after.offset(), 5);
 }
 
+fn no_rebalance() -> ControllerConfig {
+    ControllerConfig {
+        auto_leader_rebalance_enable: false,
+        ..ControllerConfig::default()
+    }
+}
+
+fn one(topic: &str, partition: i32) -> Vec<(String, i32)> {
+    vec![(topic.to_string(), partition)]
+}
+
+/// A preferred election is refused while the preferred replica is outside the ISR, moves
+/// leadership back (new leader epoch) once it is in, and is then not needed.
+#[test]
+fn preferred_election_restores_the_preferred_leader() {
+    let (mut c, preferred) = Cluster::with_moved_leader(no_rebalance());
+    let before = c.image.topic("t").unwrap().partitions[0].clone();
+    let results = c.elect(ElectionType::Preferred, Some(&one("t", 0)));
+    assert!(matches!(
+        results[0].result,
+        Err(ElectionError::PreferredLeaderNotAvailable { preferred: p, .. }) if p == preferred
+    ));
+    assert_eq!(c.image.topic("t").unwrap().partitions[0], before);
+    assert!(c.rejoin_isr("t", 0));
+    let before = c.image.topic("t").unwrap().partitions[0].clone();
+    let results = c.elect(ElectionType::Preferred, Some(&one("t", 0)));
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].result, Ok(()));
+    let after = c.image.topic("t").unwrap().partitions[0].clone();
+    assert_eq!(after.leader, preferred);
+    assert_eq!(after.leader_epoch, before.leader_epoch + 1);
+    assert_eq!(after.isr, before.isr, "the ISR is untouched");
+    let results = c.elect(ElectionType::Preferred, Some(&one("t", 0)));
+    assert!(matches!(
+        results[0].result,
+        Err(ElectionError::NotNeeded { .. })
+    ));
+}
+
+/// Unknown topics and partitions are answered per partition; a partition named twice is
+/// answered once; `None` elects every partition that needs it and reports only those.
+#[test]
+fn elect_leaders_answers_per_partition() {
+    let (mut c, preferred) = Cluster::with_moved_leader(no_rebalance());
+    let (records, results) = c.controller.elect_leaders(
+        &c.image,
+        ElectionType::Preferred,
+        Some(&[
+            ("t".to_string(), 3),
+            ("nope".to_string(), 0),
+            ("t".to_string(), -1),
+            ("t".to_string(), 1),
+            ("t".to_string(), 1),
+        ]),
+    );
+    assert!(records.is_empty());
+    assert_eq!(results.len(), 4);
+    for r in &results[..3] {
+        assert!(matches!(
+            r.result,
+            Err(ElectionError::UnknownTopicOrPartition { .. })
+        ));
+    }
+    assert!(matches!(
+        results[3].result,
+        Err(ElectionError::NotNeeded { .. })
+    ));
+    // Every partition: the one still outside the ISR is reported, led ones are not.
+    let results = c.elect(ElectionType::Preferred, None);
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!((results[0].topic.as_str(), results[0].partition), ("t", 0));
+    assert!(matches!(
+        results[0].result,
+        Err(ElectionError::PreferredLeaderNotAvailable { .. })
+    ));
+    c.rejoin_isr("t", 0);
+    let results = c.elect(ElectionType::Preferred, None);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].result, Ok(()));
+    assert_eq!(c.image.topic("t").unwrap().partitions[0].leader, preferred);
+    assert!(c.elect(ElectionType::Preferred, None).is_empty());
+}
+
+/// UNCLEAN: Weir never elects outside the ISR. A partition with a leader needs no election;
+/// one whose only in-sync replica is fenced has no eligible leader.
+#[test]
+fn unclean_election_never_leaves_the_isr() {
+    let mut c = Cluster::new();
+    for id in 1..=2 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    c.create("single", 2, 1).unwrap();
+    let partitions = c.image.topic("single").unwrap().partitions.clone();
+    let on_2 = i32::try_from(partitions.iter().position(|p| p.leader == 2).unwrap()).unwrap();
+    let on_1 = 1 - on_2;
+    for _ in 0..3 {
+        c.advance(400);
+        c.heartbeat(1, false);
+    }
+    assert!(c.image.broker(2).unwrap().fenced);
+    let results = c.elect(
+        ElectionType::Unclean,
+        Some(&[("single".to_string(), on_1), ("single".to_string(), on_2)]),
+    );
+    assert!(matches!(
+        results[0].result,
+        Err(ElectionError::NotNeeded { .. })
+    ));
+    assert!(matches!(
+        results[1].result,
+        Err(ElectionError::EligibleLeadersNotAvailable { .. })
+    ));
+    let p = &c.image.topic("single").unwrap().partitions[usize::try_from(on_2).unwrap()];
+    assert_eq!(p.leader, NO_LEADER);
+    assert_eq!(p.isr, vec![2]);
+}
+
+/// `auto.leader.rebalance.enable`: the check runs on the controller's timer (it is a
+/// deadline), and moves leadership back only once it is due.
+#[test]
+fn auto_rebalance_moves_leadership_back_when_the_check_is_due() {
+    let config = ControllerConfig {
+        leader_imbalance_check_interval_ms: 5_000,
+        ..ControllerConfig::default()
+    };
+    let (mut c, preferred) = Cluster::with_moved_leader(config);
+    c.rejoin_isr("t", 0);
+    // The first check is due 5 s after activation; 1.2 s have passed.
+    assert_eq!(c.controller.next_deadline().map(|d| d <= 5_000), Some(true));
+    let keep_alive = |c: &mut Cluster| {
+        for id in 1..=3 {
+            c.heartbeat(id, false);
+        }
+    };
+    while c.now + 500 < 5_000 {
+        c.advance(500);
+        keep_alive(&mut c);
+        assert_ne!(c.image.topic("t").unwrap().partitions[0].leader, preferred);
+    }
+    let epoch = c.image.topic("t").unwrap().partitions[0].leader_epoch;
+    c.advance(500);
+    let p0 = &c.image.topic("t").unwrap().partitions[0];
+    assert_eq!(p0.leader, preferred);
+    assert_eq!(p0.leader_epoch, epoch + 1);
+}
+
+/// `leader.imbalance.per.broker.percentage`: only a share above it triggers the move, and
+/// with the setting off there is no check at all.
+#[test]
+fn auto_rebalance_respects_the_per_broker_percentage() {
+    let (mut c, preferred) = Cluster::with_moved_leader(no_rebalance());
+    c.rejoin_isr("t", 0);
+    // The preferred broker prefers 1 of the 3 partitions; it does not lead it: 100 %.
+    assert_eq!(imbalanced_partitions(&c.image, 10), one("t", 0));
+    assert_eq!(imbalanced_partitions(&c.image, 99), one("t", 0));
+    assert!(imbalanced_partitions(&c.image, 100).is_empty());
+    // Off: no deadline beyond the sessions, nothing moves however long it waits.
+    for _ in 0..20 {
+        c.advance(500);
+        for id in 1..=3 {
+            c.heartbeat(id, false);
+        }
+    }
+    assert_ne!(c.image.topic("t").unwrap().partitions[0].leader, preferred);
+    // A broker preferring more partitions: 1 of 4 not led is 25 %.
+    let records = c
+        .controller
+        .create_partitions(&c.image, "t", 12, None)
+        .unwrap();
+    c.commit(records);
+    let prefers: Vec<_> = c
+        .image
+        .topic("t")
+        .unwrap()
+        .partitions
+        .iter()
+        .filter(|p| p.replicas[0] == preferred)
+        .collect();
+    assert_eq!(prefers.len(), 4);
+    assert_eq!(imbalanced_partitions(&c.image, 24), one("t", 0));
+    assert!(imbalanced_partitions(&c.image, 25).is_empty());
+}
+
 /// One step of the random walk.
 #[derive(Clone, Debug)]
 enum Op {
@@ -553,11 +839,22 @@ enum Op {
     Heartbeat(i32),
     Shutdown(i32),
     Advance(Millis),
-    Create { partitions: i32, factor: i16 },
+    Create {
+        partitions: i32,
+        factor: i16,
+    },
     Grow(u8, i32),
     Delete(u8),
     ProducerIds(i32),
     Snapshot,
+    /// The leader of a partition (topic index, partition index, both modulo what exists)
+    /// takes every active replica back into the ISR.
+    RejoinIsr(u8, u8),
+    /// A broker falls silent past its session while the others heartbeat, then returns.
+    Bounce(i32),
+    /// A preferred election of one partition (as for `RejoinIsr`; 255 names one that does not
+    /// exist), or of all.
+    ElectPreferred(Option<(u8, u8)>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -571,6 +868,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::Delete),
         1 => (1..=4i32).prop_map(Op::ProducerIds),
         1 => Just(Op::Snapshot),
+        3 => (any::<u8>(), any::<u8>()).prop_map(|(t, p)| Op::RejoinIsr(t, p)),
+        1 => (1..=4i32).prop_map(Op::Bounce),
+        3 => proptest::option::of((any::<u8>(), any::<u8>())).prop_map(Op::ElectPreferred),
     ]
 }
 
@@ -619,6 +919,39 @@ fn check_invariants(before: &MetadataImage, after: &MetadataImage) -> Result<(),
     Ok(())
 }
 
+/// Named invariants of one preferred election from `before` to `after`.
+fn check_preferred_election(
+    before: &MetadataImage,
+    after: &MetadataImage,
+    results: &[crate::PartitionElection],
+) -> Result<(), TestCaseError> {
+    for result in results {
+        let old = before
+            .topic(&result.topic)
+            .and_then(|t| t.partition(result.partition));
+        let new = after
+            .topic(&result.topic)
+            .and_then(|t| t.partition(result.partition));
+        match (&result.result, old, new) {
+            (Ok(()), Some(old), Some(new)) => {
+                let preferred = old.replicas[0];
+                // preferred_election_elects_the_preferred_replica
+                prop_assert_eq!(new.leader, preferred);
+                // preferred_election_never_leaves_the_isr
+                prop_assert!(old.isr.contains(&preferred), "{:?} -> {:?}", old, new);
+                prop_assert!(after.broker(preferred).is_some_and(|b| b.is_active()));
+                // preferred_election_bumps_the_leader_epoch
+                prop_assert!(new.leader_epoch > old.leader_epoch);
+                prop_assert_eq!(&new.isr, &old.isr);
+            }
+            (Ok(()), _, _) => prop_assert!(false, "elected an unknown partition {:?}", result),
+            // refused_election_changes_nothing
+            (Err(_), old, new) => prop_assert_eq!(old, new),
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -627,7 +960,17 @@ proptest! {
     /// replaying the log equals restoring a snapshot and replaying the rest.
     #[test]
     fn controller_walk_keeps_invariants(ops in proptest::collection::vec(op(), 1..80)) {
-        let mut c = Cluster::new();
+        // Auto rebalance on, with a check every few steps of the walk.
+        let mut c = Cluster::with_config(ControllerConfig {
+            broker_session_timeout_ms: 1_000,
+            leader_imbalance_check_interval_ms: 3_000,
+            ..ControllerConfig::default()
+        });
+        // Three brokers up, as a cluster starts; broker 4 is new to it.
+        for id in 1..=3 {
+            c.register(id, None).unwrap();
+            c.heartbeat(id, false).unwrap();
+        }
         let mut snapshot: Option<(MetadataImage, usize)> = None;
         for op in ops {
             let before = c.image.clone();
@@ -663,6 +1006,28 @@ proptest! {
                             c.commit(records);
                         }
                     }
+                }
+                Op::Bounce(id) => {
+                    let others: Vec<i32> = c.epochs.keys().copied().filter(|o| *o != id).collect();
+                    for _ in 0..3 {
+                        c.advance(400);
+                        for other in &others {
+                            c.heartbeat(*other, false);
+                        }
+                    }
+                    c.heartbeat(id, false);
+                }
+                Op::RejoinIsr(t, p) => {
+                    if let Some((name, p)) = c.pick_partition(t, p) {
+                        c.rejoin_isr(&name, p);
+                    }
+                }
+                Op::ElectPreferred(which) => {
+                    let partitions = which.map(|(t, p)| {
+                        vec![c.pick_partition(t, p).unwrap_or_else(|| ("missing".to_string(), 0))]
+                    });
+                    let results = c.elect(ElectionType::Preferred, partitions.as_deref());
+                    check_preferred_election(&before, &c.image, &results)?;
                 }
                 Op::Snapshot => {
                     let bytes = serde_json::to_vec(&c.image).unwrap();

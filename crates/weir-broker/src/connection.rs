@@ -3,10 +3,13 @@
 //! Requests on a connection are handled one at a time, in order, as Kafka does: an idempotent
 //! producer pipelines several Produce requests and relies on them being appended in the order
 //! sent. Responses are written by a separate task so that writing one response overlaps with
-//! handling the next request. A frame larger than `socket.request.max.bytes` or a request that
+//! handling the next request. An acks=all Produce is handled in two parts: its appends, before
+//! the next request is read, and its wait for the high watermark, in a task of its own, so the
+//! waits of pipelined requests overlap (one fsync or replication round trip can acknowledge
+//! many) while the writer still sends every response in request order. A frame larger than `socket.request.max.bytes` or a request that
 //! does not decode closes the connection with a log line; other connections are not affected.
 
-use crate::handler::api_versions;
+use crate::handler::{api_versions, produce};
 use crate::router::{self, Outcome};
 use crate::state::Broker;
 use bytes::{Bytes, BytesMut};
@@ -18,10 +21,28 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use weir_protocol::header::{self, HeaderPrefix};
+use weir_protocol::messages::{ProduceRequest, RequestBody};
 use weir_protocol::{ApiKey, DecodeErrorKind, ErrorCode, frame};
 
-/// Responses waiting to be written before the connection stops reading more requests.
+/// Responses waiting to be written (or still being completed) before the connection stops
+/// reading more requests.
 const MAX_QUEUED_RESPONSES: usize = 64;
+
+/// A response in the writer's queue.
+enum Queued {
+    /// Encoded and ready to write.
+    Ready(Bytes),
+    /// Still waiting (an acks=all Produce); `None` if it could not be encoded.
+    Pending(tokio::task::JoinHandle<Option<Bytes>>),
+}
+
+/// What handling a frame produced.
+enum Handled {
+    /// A response to queue.
+    Response(Queued),
+    /// Nothing to send (acks=0).
+    Nothing,
+}
 
 /// What a handler knows about the request it serves.
 #[derive(Debug, Clone)]
@@ -64,9 +85,18 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let (responses, mut queue) = mpsc::channel::<Bytes>(MAX_QUEUED_RESPONSES);
+    let (responses, mut queue) = mpsc::channel::<Queued>(MAX_QUEUED_RESPONSES);
     let write_task = tokio::spawn(async move {
-        while let Some(bytes) = queue.recv().await {
+        while let Some(queued) = queue.recv().await {
+            let bytes = match queued {
+                Queued::Ready(bytes) => bytes,
+                Queued::Pending(task) => match task.await {
+                    Ok(Some(bytes)) => bytes,
+                    // A response that cannot be sent: the client must not wait for it in
+                    // vain, and later responses must not take its place.
+                    _ => break,
+                },
+            };
             writer.write_all(&bytes).await?;
         }
         writer.shutdown().await
@@ -92,7 +122,7 @@ async fn read_loop(
     broker: &Arc<Broker>,
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
-    responses: &mpsc::Sender<Bytes>,
+    responses: &mpsc::Sender<Queued>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let limit = broker.config().socket_request_max_bytes;
@@ -100,10 +130,9 @@ async fn read_loop(
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
         while let Some(frame) = frame::split_frame(&mut buf, limit)? {
-            let mut out = BytesMut::new();
-            if handle_frame(broker, frame, peer, &mut out).await? {
+            if let Handled::Response(queued) = handle_frame(broker, frame, peer).await? {
                 responses
-                    .send(out.freeze())
+                    .send(queued)
                     .await
                     .map_err(|_| ConnectionError::WriterGone)?;
             }
@@ -130,13 +159,14 @@ async fn read_loop(
     }
 }
 
-/// Handles one request frame; returns whether `out` holds a response to send.
+/// Handles one request frame.
 async fn handle_frame(
     broker: &Arc<Broker>,
     frame: Bytes,
     peer: SocketAddr,
-    out: &mut BytesMut,
-) -> Result<bool, ConnectionError> {
+) -> Result<Handled, ConnectionError> {
+    let mut out = BytesMut::new();
+    let out = &mut out;
     let frame_len = frame.len();
     let prefix = header::peek_request(&frame)?;
     let request = match header::decode_request(frame) {
@@ -145,7 +175,7 @@ async fn handle_frame(
             if let DecodeErrorKind::UnsupportedVersion { .. } = e.kind {
                 if prefix.api_key == ApiKey::ApiVersions as i16 {
                     unsupported_api_versions(prefix, out)?;
-                    return Ok(true);
+                    return Ok(ready(out));
                 }
             }
             return Err(e.into());
@@ -160,7 +190,7 @@ async fn handle_frame(
     if !served {
         if api_key == ApiKey::ApiVersions {
             unsupported_api_versions(prefix, out)?;
-            return Ok(true);
+            return Ok(ready(out));
         }
         return Err(ConnectionError::Unsupported {
             api_key: prefix.api_key,
@@ -182,19 +212,81 @@ async fn handle_frame(
         "request"
     );
     let started = std::time::Instant::now();
-    let outcome = router::dispatch(broker, &ctx, request.body, out).await?;
+    let body = match request.body {
+        RequestBody::Produce(produce) if produce.acks == -1 => {
+            return produce_acks_all(broker, ctx, *produce, frame_len, started).await;
+        }
+        body => body,
+    };
+    let outcome = router::dispatch(broker, &ctx, body, out).await?;
     broker
         .metrics
         .request(api_key, frame_len, out.len(), started.elapsed());
     match outcome {
-        Outcome::Responded => Ok(true),
-        Outcome::NoResponse => Ok(false),
+        Outcome::Responded => Ok(ready(out)),
+        Outcome::NoResponse => Ok(Handled::Nothing),
         Outcome::Close => Err(ConnectionError::SilentFailure),
         Outcome::Unsupported => Err(ConnectionError::Unsupported {
             api_key: prefix.api_key,
             api_version: version,
         }),
     }
+}
+
+fn ready(out: &mut BytesMut) -> Handled {
+    Handled::Response(Queued::Ready(std::mem::take(out).freeze()))
+}
+
+/// An acks=all Produce: appends now (so the next request's appends come after these), and
+/// completes in a task of its own once the high watermark passes them.
+async fn produce_acks_all(
+    broker: &Arc<Broker>,
+    ctx: RequestContext,
+    request: ProduceRequest,
+    frame_len: usize,
+    started: std::time::Instant,
+) -> Result<Handled, ConnectionError> {
+    let appended = produce::append(broker, &ctx, request).await;
+    if appended.is_complete() {
+        // Nothing to wait for (every partition failed): answer now.
+        let response = appended.complete(broker).await;
+        let mut out = BytesMut::new();
+        header::encode_response(
+            &mut out,
+            ApiKey::Produce,
+            ctx.api_version,
+            ctx.correlation_id,
+            &response,
+        )?;
+        broker
+            .metrics
+            .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
+        return Ok(ready(&mut out));
+    }
+    let broker = broker.clone();
+    let finish = async move {
+        let response = appended.complete(&broker).await;
+        let mut out = BytesMut::new();
+        match header::encode_response(
+            &mut out,
+            ApiKey::Produce,
+            ctx.api_version,
+            ctx.correlation_id,
+            &response,
+        ) {
+            Ok(()) => {
+                broker
+                    .metrics
+                    .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
+                Some(out.freeze())
+            }
+            Err(e) => {
+                warn!(peer = %ctx.peer, error = %e, "cannot encode a Produce response; closing the connection");
+                None
+            }
+        }
+    };
+    Ok(Handled::Response(Queued::Pending(tokio::spawn(finish))))
 }
 
 /// A client asked for an ApiVersions version this broker does not know: answer in v0 with

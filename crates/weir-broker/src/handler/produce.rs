@@ -60,6 +60,71 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: ProduceRequest,
 ) -> ProduceResponse {
+    append(broker, ctx, request).await.complete(broker).await
+}
+
+/// A Produce whose batches are appended and whose answer may still wait for the high
+/// watermark (acks=all). The connection appends one request after another, in order, but
+/// lets the waits of several overlap, answering in order (see `connection`).
+pub(crate) struct Appended {
+    responses: Vec<TopicProduceResponse>,
+    /// What each accepted acks=all partition waits for, by (topic, partition) index.
+    commits: Vec<((usize, usize), Commit)>,
+    deadline: tokio::time::Instant,
+}
+
+impl Appended {
+    /// Waits until every acks=all batch is committed (or fails with REQUEST_TIMED_OUT,
+    /// NOT_LEADER_OR_FOLLOWER or NOT_ENOUGH_REPLICAS_AFTER_APPEND), then builds the response.
+    pub(crate) async fn complete(self, broker: &Arc<Broker>) -> ProduceResponse {
+        let Appended {
+            mut responses,
+            commits,
+            deadline,
+        } = self;
+        // One deadline for all: waiting for them one after another takes no longer than
+        // waiting for them together.
+        for ((t, p), commit) in commits {
+            let result = broker
+                .replicas
+                .wait_for_commit(
+                    &commit.replica,
+                    commit.leader_epoch,
+                    commit.end_offset,
+                    deadline,
+                )
+                .await;
+            if let Err(e) = result {
+                if let Some(partition) = responses
+                    .get_mut(t)
+                    .and_then(|topic| topic.partition_responses.get_mut(p))
+                {
+                    debug!(partition = partition.index, error = ?e, "acks=all produce not acknowledged");
+                    *partition = failed(partition.index, e.code(), None);
+                }
+            }
+        }
+        let mut response = ProduceResponse {
+            responses,
+            ..ProduceResponse::default()
+        };
+        add_leader_hints(broker, &mut response);
+        response
+    }
+
+    /// Whether the answer waits for nothing.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.commits.is_empty()
+    }
+}
+
+/// Appends every partition's batch (on the blocking pool); what an acks=all answer still waits
+/// for is in the result.
+pub(crate) async fn append(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: ProduceRequest,
+) -> Appended {
     let by_id = ctx.api_version >= 13;
     let acks_valid = matches!(request.acks, -1..=1);
     let plans: Vec<TopicPlan> = request
@@ -116,7 +181,7 @@ pub(crate) async fn handle(
         .collect();
     let task_broker = broker.clone();
     let acks = request.acks;
-    let (mut responses, commits) = tokio::task::spawn_blocking(move || {
+    let (responses, commits) = tokio::task::spawn_blocking(move || {
         let mut appended = false;
         let mut commits = Vec::new();
         let responses: Vec<TopicProduceResponse> = plans
@@ -155,38 +220,13 @@ pub(crate) async fn handle(
     })
     .await
     .unwrap_or((fallback, Vec::new()));
-    if acks == -1 && !commits.is_empty() {
-        // One deadline for all: waiting for them one after another takes no longer than
-        // waiting for them together.
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0));
-        for ((t, p), commit) in commits {
-            let result = broker
-                .replicas
-                .wait_for_commit(
-                    &commit.replica,
-                    commit.leader_epoch,
-                    commit.end_offset,
-                    deadline,
-                )
-                .await;
-            if let Err(e) = result {
-                if let Some(partition) = responses
-                    .get_mut(t)
-                    .and_then(|topic| topic.partition_responses.get_mut(p))
-                {
-                    debug!(partition = partition.index, error = ?e, "acks=all produce not acknowledged");
-                    *partition = failed(partition.index, e.code(), None);
-                }
-            }
-        }
-    }
-    let mut response = ProduceResponse {
+    let commits = if acks == -1 { commits } else { Vec::new() };
+    Appended {
         responses,
-        ..ProduceResponse::default()
-    };
-    add_leader_hints(broker, &mut response);
-    response
+        commits,
+        deadline: tokio::time::Instant::now()
+            + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
+    }
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,

@@ -41,6 +41,8 @@ const RECORDS: usize = 2000;
 const TAIL_RECORDS: usize = 20_000;
 /// acks=1 records acknowledged before the nodes are frozen.
 const TAIL_BEFORE_FREEZE: usize = 200;
+/// Times the nodes may be frozen and thawed in search of an unfsynced append.
+const FREEZE_ATTEMPTS: u32 = 200;
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -132,9 +134,9 @@ async fn produce(
     acknowledged
 }
 
-/// Streams acks=1 records and freezes every node (SIGSTOP, all at once) once
-/// [`TAIL_BEFORE_FREEZE`] of them are acknowledged, so appends are in flight, some not yet
-/// fsynced. Returns the acknowledged ones.
+/// Streams acks=1 records and, once [`TAIL_BEFORE_FREEZE`] of them are acknowledged, freezes
+/// every node (SIGSTOP) at a moment when some append is not fsynced yet. Returns the
+/// acknowledged ones.
 async fn produce_tail_then_freeze(
     cluster: &mut Cluster,
     topic: &str,
@@ -168,11 +170,34 @@ async fn produce_tail_then_freeze(
             break;
         }
     }
-    blocking(|| {
-        for id in cluster.ids() {
-            cluster.sigstop(id);
+    // Freeze, look whether a power loss now would cut an unfsynced append, else thaw and try
+    // again a moment later: the freeze has to fall between an append and its fsync.
+    for attempt in 1.. {
+        let ids = cluster.ids();
+        let cut = blocking(|| {
+            for &id in &ids {
+                cluster.sigstop(id);
+            }
+            ids.iter()
+                .map(|&id| {
+                    let dir = cluster.dir(id);
+                    weir_log::power_loss_preview(dir, &dir.join("fsync-journal"))
+                        .expect("power loss preview")
+                        .bytes_truncated
+                })
+                .sum::<u64>()
+        });
+        if cut > 0 || attempt == FREEZE_ATTEMPTS {
+            eprintln!("frozen at attempt {attempt}, with {cut} unfsynced bytes");
+            break;
         }
-    });
+        blocking(|| {
+            for &id in &ids {
+                cluster.sigcont(id);
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
     // Whatever is still queued or in flight fails at once instead of timing out.
     producer.purge(PurgeConfig::default().queue().inflight());
     for (value, delivery) in pending {

@@ -550,6 +550,16 @@ fn tree_size(path: &Path) -> (u64, u64) {
 /// process is writing (after a kill -9); `dir` itself is taken as durable. The journal is left
 /// as it is: remove it before the tree is used again, since the tree it described is gone.
 pub fn power_loss(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
+    cut(dir, journal, true)
+}
+
+/// What [`power_loss`] would do now, changing nothing: with the writing processes paused
+/// (SIGSTOP), a test can pick a moment at which a power loss would cut something.
+pub fn power_loss_preview(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
+    cut(dir, journal, false)
+}
+
+fn cut(dir: &Path, journal: &Path, apply: bool) -> io::Result<PowerLossReport> {
     let replay = Replay::read(journal)?;
     let mut report = PowerLossReport::default();
     // Where each identity durably belongs, and where each one is now.
@@ -570,7 +580,7 @@ pub fn power_loss(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
     let mut moves = Vec::new();
     for (id, path) in &now_at {
         if let Some(home) = durable_at.get(id) {
-            if home != path {
+            if home != path && home.parent().is_some_and(Path::exists) {
                 moves.push((path.clone(), home.clone()));
             }
             continue;
@@ -597,20 +607,13 @@ pub fn power_loss(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
             report.entries_not_restored += 1;
         }
     }
-    // Files going back to their durable names are moved aside first, so neither a removal nor
-    // another move in a chain of renames can touch them, then put in place.
-    let mut staged = Vec::new();
-    for (i, (from, to)) in moves.into_iter().enumerate() {
-        let Some(parent) = to.parent().filter(|p| p.exists()) else {
-            continue;
-        };
-        let stage = parent.join(format!(".power-loss-{i}"));
-        std::fs::rename(&from, &stage)?;
-        staged.push((stage, to));
-    }
     // Shallowest first, so a removed directory takes what it holds along.
     removals.sort_by_key(|p| p.components().count());
+    let mut removed: Vec<PathBuf> = Vec::new();
     for path in removals {
+        if removed.iter().any(|r| path.starts_with(r)) {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue;
         };
@@ -619,21 +622,23 @@ pub fn power_loss(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
         if meta.is_dir() {
             report.dirs_removed += 1;
             report.files_removed += files;
-            std::fs::remove_dir_all(&path)?;
         } else {
             report.files_removed += 1;
-            std::fs::remove_file(&path)?;
         }
+        removed.push(path);
     }
-    for (stage, to) in staged {
-        std::fs::rename(&stage, &to)?;
-        report.renames_undone += 1;
-    }
-    // Bytes: every surviving file is cut to its durable length.
+    let gone = |path: &Path| removed.iter().any(|r| path.starts_with(r));
+    // Moves out of a removed directory still happen: the file had a durable name elsewhere.
+    report.renames_undone = moves.len() as u64;
+    let mut truncations = Vec::new();
     for (id, durable) in &replay.durable_len {
-        let Some(path) = durable_at.get(id).or_else(|| now_at.get(id)) else {
+        let Some(path) = now_at.get(id) else {
             continue;
         };
+        let moved = durable_at.get(id).filter(|home| *home != path);
+        if gone(path) && moved.is_none() {
+            continue;
+        }
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             continue;
         };
@@ -642,10 +647,35 @@ pub fn power_loss(dir: &Path, journal: &Path) -> io::Result<PowerLossReport> {
         }
         report.files_truncated += 1;
         report.bytes_truncated += meta.len() - durable;
+        truncations.push((moved.unwrap_or(path).clone(), *durable));
+    }
+    if !apply {
+        return Ok(report);
+    }
+    // Files going back to their durable names are moved aside first, so neither a removal nor
+    // another move in a chain of renames can touch them, then put in place.
+    let mut staged = Vec::new();
+    for (i, (from, to)) in moves.into_iter().enumerate() {
+        let Some(parent) = to.parent() else { continue };
+        let stage = parent.join(format!(".power-loss-{i}"));
+        std::fs::rename(&from, &stage)?;
+        staged.push((stage, to));
+    }
+    for path in &removed {
+        if std::fs::symlink_metadata(path)?.is_dir() {
+            std::fs::remove_dir_all(path)?;
+        } else {
+            std::fs::remove_file(path)?;
+        }
+    }
+    for (stage, to) in staged {
+        std::fs::rename(&stage, &to)?;
+    }
+    for (path, len) in truncations {
         std::fs::OpenOptions::new()
             .write(true)
-            .open(path)?
-            .set_len(*durable)?;
+            .open(&path)?
+            .set_len(len)?;
     }
     Ok(report)
 }

@@ -310,3 +310,18 @@ fn a_power_lost_log_keeps_every_flushed_offset_and_recovers() {
         .unwrap();
     assert_eq!(info.first_offset, next);
 }
+
+#[test]
+fn a_preview_reports_the_cut_and_changes_nothing() {
+    let h = Harness::new();
+    let file = h.write("a", b"0123");
+    file.sync_data().unwrap();
+    h.fs.sync_dir(&h.dir).unwrap();
+    file.write_all_at(b"4567", 4).unwrap();
+    h.write("b", b"new");
+    let preview = power_loss_preview(&h.dir, &h.journal).unwrap();
+    assert_eq!(h.read("a").unwrap(), b"01234567");
+    assert_eq!(h.read("b").unwrap(), b"new");
+    assert_eq!(h.power_loss(), preview);
+    assert_eq!((preview.bytes_truncated, preview.files_removed), (4, 1));
+}

@@ -51,6 +51,6 @@ pub use epoch_cache::{
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
-pub use journal::{PowerLossReport, SyncJournalFs, power_loss};
+pub use journal::{PowerLossReport, SyncJournalFs, power_loss, power_loss_preview};
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
 pub use manager::{LogManager, LogManagerOptions, OfflineDir, TopicPartition};

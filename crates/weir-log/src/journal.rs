@@ -4,7 +4,9 @@
 //! [`crate::fault::FaultFs`] simulates power loss in memory for unit tests; this module does the
 //! same for real processes on real disks: a broker runs with the journal (kill -9 keeps the page
 //! cache, so every file is intact afterwards), and a test harness then applies the journal to the
-//! stopped broker's data directory before restarting it.
+//! stopped broker's data directory before restarting it. [`power_loss_preview`] tells what the
+//! cut would do without doing it, so a harness can pause the processes (SIGSTOP) at a moment
+//! worth cutting.
 //!
 //! # The journal
 //! One line per event, appended with a single `write(2)` as the operation returns and never

@@ -129,6 +129,10 @@ pub struct BrokerConfig {
     pub quorum: QuorumSettings,
     /// Replication settings.
     pub replication: ReplicationSettings,
+    /// `weir.debug.fsync.journal` (Weir, tests only): partition logs go through
+    /// `weir_log::SyncJournalFs`, journaling what was fsynced to `<first log dir>/fsync-journal`
+    /// so a test can cut the data directory back to what a power loss would leave.
+    pub debug_fsync_journal: bool,
     /// Every property as given (after merging sources), for per-topic defaults.
     pub raw: BTreeMap<String, String>,
 }
@@ -200,6 +204,7 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("replica.fetch.backoff.ms", "1000"),
     ("offsets.topic.replication.factor", "3"),
     ("durable.acks", "true"),
+    ("weir.debug.fsync.journal", "false"),
 ];
 
 impl Default for BrokerConfig {
@@ -573,6 +578,7 @@ impl BrokerConfig {
                 offsets_topic_replication_factor: 3,
                 durable_acks: true,
             },
+            debug_fsync_journal: false,
             raw: BTreeMap::new(),
         }
     }
@@ -774,6 +780,7 @@ impl BrokerConfig {
             })?,
             quorum: QuorumSettings::parse(&props, &listeners, &controller_names)?,
             replication: ReplicationSettings::parse(&props)?,
+            debug_fsync_journal: parse(&props, "weir.debug.fsync.journal")?,
             raw: props,
         };
         // Read elsewhere straight from `raw` (the group coordinator's optional settings), so
@@ -1041,6 +1048,13 @@ mod tests {
             BrokerConfig::from_args_and_env(args(&["--num.partitions=0"]), vec![]).unwrap_err();
         assert!(err.to_string().contains("positive"), "{err}");
         assert!(BrokerConfig::from_args_and_env(args(&["bogus"]), vec![]).is_err());
+        let err =
+            BrokerConfig::from_args_and_env(args(&["--weir.debug.fsync.journal=yes"]), vec![])
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("weir.debug.fsync.journal"),
+            "{err}"
+        );
         let err =
             BrokerConfig::from_args_and_env(args(&["--group.max.size=lots"]), vec![]).unwrap_err();
         assert!(err.to_string().contains("group.max.size"), "{err}");

@@ -7,11 +7,13 @@
 use crate::config::BrokerConfig;
 use crate::topics::Topic;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use weir_log::{
-    AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, TopicPartition,
+    AppendInfo, AppendOrigin, Log, LogConfig, LogManager, LogManagerOptions, StdFs, SyncJournalFs,
+    TopicPartition,
 };
 use weir_protocol::ErrorCode;
 
@@ -64,6 +66,28 @@ const BROKER_TO_TOPIC: &[(&str, &str)] = &[
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
 ];
 
+/// `weir.debug.fsync.journal`: the real file system, journaling what it makes durable to
+/// `<first log dir>/fsync-journal` (paths in it are absolute, so one journal covers every data
+/// directory) for power-loss tests.
+fn fsync_journal(log_dirs: &[PathBuf]) -> Result<SyncJournalFs, weir_log::Error> {
+    let first = log_dirs
+        .first()
+        .map(|d| d.as_path())
+        .unwrap_or(Path::new("."));
+    let absolute = std::path::absolute(first).unwrap_or_else(|_| first.to_path_buf());
+    let journal = absolute.join(FSYNC_JOURNAL);
+    std::fs::create_dir_all(&absolute)
+        .and_then(|()| SyncJournalFs::new(Arc::new(StdFs), &journal))
+        .map_err(|source| weir_log::Error::Io {
+            op: "open fsync journal",
+            path: journal,
+            source,
+        })
+}
+
+/// Name of the fsync journal in the first log directory (`weir.debug.fsync.journal`).
+pub(crate) const FSYNC_JOURNAL: &str = "fsync-journal";
+
 impl Partitions {
     /// Opens (and recovers) every partition log under `log.dirs`.
     pub(crate) fn open(config: &BrokerConfig) -> Result<Self, weir_log::Error> {
@@ -88,11 +112,15 @@ impl Partitions {
         );
         let default_config =
             LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let logs = LogManager::open(LogManagerOptions {
+        let mut options = LogManagerOptions {
             cleaner_dedupe_buffer_size: config.log_cleaner_dedupe_buffer_size,
             foreign_dirs: vec![crate::cluster::METADATA_DIR.to_string()],
             ..LogManagerOptions::new(config.log_dirs.clone(), default_config)
-        })?;
+        };
+        if config.debug_fsync_journal {
+            options.fs = Arc::new(fsync_journal(&config.log_dirs)?);
+        }
+        let logs = LogManager::open(options)?;
         let (appended, _) = watch::channel(0);
         Ok(Self {
             logs,

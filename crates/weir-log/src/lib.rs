@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`config`]: [`LogConfig`] (Kafka property names and defaults) and the injectable [`Clock`].
 //! - [`fs`]: the [`FileSystem`]/[`File`] seam every byte goes through; [`fault`] is an
-//!   in-memory implementation that tears writes, fails fsyncs and crashes.
+//!   in-memory implementation that tears writes, fails fsyncs and crashes; [`journal`] wraps a
+//!   real one ([`SyncJournalFs`]) to record what was fsynced, and [`power_loss`] cuts a data
+//!   directory back to it, for power-loss tests of real processes.
 //! - `validate`: checks an append (framing, size, CRC-32C, records, timestamps) before writing.
 //! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
 //! - `index`: sparse offset and time indexes of a segment.
@@ -35,6 +37,7 @@ pub mod fault;
 pub mod fs;
 mod handles;
 mod index;
+pub mod journal;
 mod log;
 mod manager;
 mod segment;
@@ -48,5 +51,6 @@ pub use epoch_cache::{
 pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
+pub use journal::{PowerLossReport, SyncJournalFs, power_loss, power_loss_preview};
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
 pub use manager::{LogManager, LogManagerOptions, OfflineDir, TopicPartition};

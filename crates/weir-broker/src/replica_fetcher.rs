@@ -423,8 +423,16 @@ async fn truncate_round(
             continue;
         };
         if answer.error_code != 0 {
-            debug!(topic = %w.tp.topic, partition = w.tp.partition, error = answer.error_code, "OffsetForLeaderEpoch refused");
-            set_phase(fetcher, &w.tp, w.leader_epoch, w.phase, Some(backoff));
+            let code = ErrorCode(answer.error_code);
+            debug!(topic = %w.tp.topic, partition = w.tp.partition, error = code.name(), "OffsetForLeaderEpoch refused");
+            let wait = match code {
+                // The leader has not applied the metadata that makes it leader yet.
+                ErrorCode::NOT_LEADER_OR_FOLLOWER
+                | ErrorCode::UNKNOWN_LEADER_EPOCH
+                | ErrorCode::FENCED_LEADER_EPOCH => METADATA_BACKOFF,
+                _ => backoff,
+            };
+            set_phase(fetcher, &w.tp, w.leader_epoch, w.phase, Some(wait));
             continue;
         }
         let leader = weir_replication::EpochEndOffset {
@@ -578,6 +586,13 @@ async fn fetch_round(
                 set_phase(fetcher, &tp, leader_epoch, Phase::Truncating(None), None)
             }
             Applied::Retry => set_phase(fetcher, &tp, leader_epoch, Phase::Fetching, Some(backoff)),
+            Applied::AwaitMetadata => set_phase(
+                fetcher,
+                &tp,
+                leader_epoch,
+                Phase::Fetching,
+                Some(METADATA_BACKOFF),
+            ),
         }
     }
     Ok(())
@@ -586,8 +601,15 @@ async fn fetch_round(
 enum Applied {
     Ok,
     Truncate,
+    /// Try again after `replica.fetch.backoff.ms`.
     Retry,
+    /// The leader does not (yet) know itself leader in this epoch: the metadata is on its way,
+    /// so try again soon rather than after the full backoff.
+    AwaitMetadata,
 }
+
+/// The pause after a leader answered that it does not lead in the follower's epoch (yet).
+const METADATA_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Appends one partition's fetched batches (on the blocking pool), fsyncs them with durable
 /// acknowledgement, and takes the leader's high watermark and log start offset.
@@ -616,6 +638,12 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
                 return Applied::Ok;
             }
             return Applied::Truncate;
+        }
+        ErrorCode::NOT_LEADER_OR_FOLLOWER
+        | ErrorCode::UNKNOWN_LEADER_EPOCH
+        | ErrorCode::FENCED_LEADER_EPOCH => {
+            debug!(%tp, error = ErrorCode(data.error_code).name(), "the leader refused the fetch; waiting for metadata");
+            return Applied::AwaitMetadata;
         }
         other => {
             debug!(%tp, error = other.name(), "the leader refused the fetch");

@@ -287,10 +287,15 @@ fn read_all(cluster: &Cluster, bootstrap: &str, topic: &str, at_least: i64) -> V
     let deadline = Instant::now() + WAIT;
     while i64::try_from(read.len()).expect("count") < end {
         if Instant::now() > deadline {
-            cluster.fail(&format!("reading {topic} back: end {end}, read {}", read.len()));
+            cluster.fail(&format!(
+                "reading {topic} back: end {end}, read {}",
+                read.len()
+            ));
         }
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => read.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()),
+            Some(Ok(m)) => {
+                read.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())
+            }
             Some(Err(e)) => eprintln!("checker consumer: {e}"),
             None => {}
         }
@@ -349,7 +354,10 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
         p.replicas == [2, 3, 4] && p.isr == [2, 3, 4]
     })
     .await;
-    assert_eq!(moved.leader, 2, "the preferred target replica leads: {moved:?}");
+    assert_eq!(
+        moved.leader, 2,
+        "the preferred target replica leads: {moved:?}"
+    );
     wait_until(&cluster, "node 1 deletes its log", WAIT, || async {
         if partition_dir(1).exists() {
             Err(format!("{} exists", partition_dir(1).display()))
@@ -392,8 +400,7 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
 /// original replicas in their order, and the errors are Kafka's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_stuck_reassignment_restores_the_original_replicas() {
-    let mut cluster =
-        blocking(|| Cluster::start_with(4, &[("default.replication.factor", "3")]));
+    let mut cluster = blocking(|| Cluster::start_with(4, &[("default.replication.factor", "3")]));
     let topic = "stuck";
     create_topic_on(&cluster, topic, &[1, 2, 3]).await;
     let live = [1, 2, 3];
@@ -410,7 +417,11 @@ async fn cancelling_a_stuck_reassignment_restores_the_original_replicas() {
     let (name, p) = &listed[0];
     assert_eq!(name, topic);
     assert_eq!(
-        (p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()),
+        (
+            p.replicas.clone(),
+            p.adding_replicas.clone(),
+            p.removing_replicas.clone()
+        ),
         (vec![4, 2, 1, 3], vec![4], vec![3])
     );
     // Broker 4 is down: nothing completes.
@@ -425,7 +436,10 @@ async fn cancelling_a_stuck_reassignment_restores_the_original_replicas() {
     })
     .await;
     assert_eq!((after.leader, after.isr.clone()), (1, vec![1, 2, 3]));
-    assert_eq!(after.leader_epoch, before.leader_epoch, "the leader never moved");
+    assert_eq!(
+        after.leader_epoch, before.leader_epoch,
+        "the leader never moved"
+    );
 
     let again = reassign(cluster.addr(1), &[(topic, None)]).await;
     assert_eq!(codes(&again), vec![NO_REASSIGNMENT_IN_PROGRESS]);

@@ -48,7 +48,9 @@ pub(crate) async fn handle(
     let call = async {
         let response = broker
             .cluster
-            .call(ControllerRequest::AlterPartitionReassignments(reassignments))
+            .call(ControllerRequest::AlterPartitionReassignments(
+                reassignments,
+            ))
             .await?;
         broker.cluster.wait_published(response.offset).await;
         Ok(response.outcome)

@@ -251,8 +251,9 @@ async fn produce(cluster: &Cluster, topic: &str, n: usize) {
 }
 
 /// Reads partition 0 of `topic` from its start to its high watermark through `bootstrap`, once
-/// the high watermark has reached `at_least` (a new leader's may lag until its followers
-/// fetched in its epoch).
+/// the high watermark has reached `at_least`: a new leader starts from the high watermark it
+/// knew as a follower, which lags by one fetch (right after the move it is 0 for about a
+/// second, until the followers have fetched in its epoch).
 fn read_all(cluster: &Cluster, bootstrap: &str, topic: &str, at_least: i64) -> Vec<String> {
     let consumer: BaseConsumer = rd_config(bootstrap)
         .set("group.id", format!("{topic}-checker"))

@@ -142,8 +142,8 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Grows by one with every change of the registration (AlterPartition checks it).
     pub partition_epoch: i32,
-    /// Replicas a reassignment is adding (KIP-455): in `replicas`, not yet in the ISR or not
-    /// yet confirmed. Empty when no reassignment is in progress.
+    /// Replicas a reassignment is adding (KIP-455): in `replicas` until the reassignment
+    /// completes or is cancelled. Empty when no reassignment is in progress.
     #[serde(default)]
     pub adding_replicas: Vec<BrokerId>,
     /// Replicas a reassignment will drop once every target replica is in the ISR: in

@@ -594,7 +594,8 @@ pub(crate) fn admin_error(error: ControllerCallError) -> AdminError {
 }
 
 /// Makes this broker's logs match `image` (after `previous`): creates the logs of partitions
-/// it holds a replica of, applies changed topic configs, deletes the logs of deleted topics.
+/// it holds a replica of, applies changed topic configs, deletes the logs of deleted topics
+/// and of partitions a reassignment moved off this broker.
 /// With `previous` = `None` (at start) every local log the image does not know is deleted.
 pub(crate) fn reconcile_logs(
     node_id: i32,
@@ -637,6 +638,7 @@ pub(crate) fn reconcile_logs(
                     info!(topic = %old.name, "deleted the logs of a deleted topic");
                 }
             }
+            delete_reassigned_away(node_id, partitions, previous, image)?;
         }
         None => {
             for (tp, _) in partitions.all() {
@@ -647,6 +649,41 @@ pub(crate) fn reconcile_logs(
                     warn!(topic = %tp.topic, partition = tp.partition, "deleting a log no topic holds");
                     partitions.delete_logs_of(&tp)?;
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the logs of partitions whose replicas held this broker in `previous` and do not in
+/// `image` (a reassignment completed or was cancelled): the topic is the same (same id), so
+/// this never repeats a topic deletion. The replica stops following when
+/// [`crate::replication::Replicas::apply`] runs next; until then its fetches land in the
+/// unlinked files.
+fn delete_reassigned_away(
+    node_id: i32,
+    partitions: &Partitions,
+    previous: &MetadataImage,
+    image: &MetadataImage,
+) -> Result<(), BrokerError> {
+    for topic in image.topics().values() {
+        let Some(old) = previous.topic_by_id(topic.id) else {
+            continue;
+        };
+        if Arc::ptr_eq(old, topic) {
+            continue;
+        }
+        for (index, before) in old.partitions.iter().enumerate() {
+            let Ok(partition) = i32::try_from(index) else {
+                continue;
+            };
+            let now_held = topic
+                .partition(partition)
+                .is_some_and(|p| p.replicas.contains(&node_id));
+            if before.replicas.contains(&node_id) && !now_held {
+                let tp = weir_log::TopicPartition::new(&topic.name, partition);
+                partitions.delete_logs_of(&tp)?;
+                info!(topic = %topic.name, partition, "deleted the log of a replica reassigned away");
             }
         }
     }

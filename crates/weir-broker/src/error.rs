@@ -194,7 +194,19 @@ pub(crate) fn election_error_code(error: &weir_metadata::ElectionError) -> Error
     }
 }
 
-/// The top-level Kafka error code of a controller call that failed as a whole (ElectLeaders):
+/// The Kafka error code for one partition's AlterPartitionReassignments result.
+pub(crate) fn reassignment_error_code(error: &weir_metadata::ReassignmentError) -> ErrorCode {
+    use weir_metadata::ReassignmentError as E;
+    match error {
+        E::UnknownTopicOrPartition { .. } => ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
+        E::InvalidReplicaAssignment { .. } => ErrorCode::INVALID_REPLICA_ASSIGNMENT,
+        E::NoReassignmentInProgress { .. } => ErrorCode::NO_REASSIGNMENT_IN_PROGRESS,
+        _ => ErrorCode::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+/// The top-level Kafka error code of a controller call that failed as a whole (ElectLeaders,
+/// the reassignment APIs):
 /// no active controller reachable is NOT_CONTROLLER, a write that did not commit in time is
 /// REQUEST_TIMED_OUT; both are retriable.
 pub(crate) fn controller_call_error_code(

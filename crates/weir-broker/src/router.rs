@@ -92,6 +92,8 @@ routes! {
     DescribeLogDirs => describe_log_dirs, 1..=4;
     // Partition leadership.
     ElectLeaders => elect_leaders, 0..=2;
+    AlterPartitionReassignments => alter_partition_reassignments, 0..=0;
+    ListPartitionReassignments => list_partition_reassignments, 0..=0;
 }
 
 /// What to do after a request that wants no response: close the connection if it failed.

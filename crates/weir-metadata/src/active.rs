@@ -12,6 +12,7 @@
 use crate::controller::{AlterPartition, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::controller::{Controller, ControllerConfig, ControllerError, CreateTopic};
 use crate::controller::{ElectionType, PartitionElection};
+use crate::controller::{OngoingReassignment, Reassignment, ReassignmentResult};
 use crate::image::{ApplyError, MetadataImage};
 use crate::quorum::{Leadership, Quorum, QuorumError};
 use crate::record::MetadataRecord;
@@ -127,6 +128,13 @@ pub enum ControllerRequest {
         /// Topic names and partitions, or `None` for every partition.
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments (KIP-455).
+    AlterPartitionReassignments(Vec<Reassignment>),
+    /// Kafka's ListPartitionReassignments (KIP-455); writes nothing.
+    ListPartitionReassignments {
+        /// Topic names and partitions, or `None` for every partition.
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// What a request achieved.
@@ -148,6 +156,10 @@ pub enum ControllerOutcome {
     Partition(PartitionRegistration),
     /// Each partition's result of an ElectLeaders.
     Elections(Vec<PartitionElection>),
+    /// Each partition's result of an AlterPartitionReassignments.
+    Reassignments(Vec<ReassignmentResult>),
+    /// The reassignments in progress, for ListPartitionReassignments.
+    OngoingReassignments(Vec<OngoingReassignment>),
 }
 
 /// The answer to a [`ControllerRequest`].
@@ -421,6 +433,20 @@ async fn handle(
                 "electing leaders on request"
             );
             (records, ControllerOutcome::Elections(results))
+        }
+        ControllerRequest::AlterPartitionReassignments(reassignments) => {
+            let (records, results) =
+                controller.alter_partition_reassignments(&image, &reassignments);
+            info!(
+                partitions = reassignments.len(),
+                records = records.len(),
+                "altering partition reassignments"
+            );
+            (records, ControllerOutcome::Reassignments(results))
+        }
+        ControllerRequest::ListPartitionReassignments { partitions } => {
+            let ongoing = controller.list_partition_reassignments(&image, partitions.as_deref());
+            (Vec::new(), ControllerOutcome::OngoingReassignments(ongoing))
         }
     };
     if records.is_empty() {

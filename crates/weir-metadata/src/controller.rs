@@ -286,6 +286,80 @@ pub struct PartitionElection {
     pub result: Result<(), ElectionError>,
 }
 
+/// One AlterPartitionReassignments entry (KIP-455).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The replicas to move to, the preferred leader first; `None` cancels the reassignment
+    /// in progress.
+    pub target: Option<Vec<BrokerId>>,
+}
+
+/// Why a partition's reassignment was refused: each is one of Kafka's per-partition
+/// AlterPartitionReassignments error codes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ReassignmentError {
+    /// No such topic or partition: UNKNOWN_TOPIC_OR_PARTITION.
+    #[error("no such partition as {topic}-{partition}")]
+    UnknownTopicOrPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The target is empty, names a broker twice or an unregistered one, or would leave the
+    /// partition without an in-sync replica: INVALID_REPLICA_ASSIGNMENT.
+    #[error("invalid reassignment of {topic}-{partition}: {why}")]
+    InvalidReplicaAssignment {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Which rule.
+        why: String,
+    },
+    /// A cancellation of a partition that is not being reassigned:
+    /// NO_REASSIGNMENT_IN_PROGRESS.
+    #[error("no reassignment of {topic}-{partition} is in progress")]
+    NoReassignmentInProgress {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+}
+
+/// One partition's part of an AlterPartitionReassignments answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReassignmentResult {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// `Ok` once the change's records apply (the reassignment started, completed or was
+    /// cancelled), else why not.
+    pub result: Result<(), ReassignmentError>,
+}
+
+/// A reassignment in progress, as ListPartitionReassignments shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OngoingReassignment {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Every replica: the target's, then those being removed.
+    pub replicas: Vec<BrokerId>,
+    /// Replicas being added.
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas being removed.
+    pub removing_replicas: Vec<BrokerId>,
+}
+
 /// The controller's soft state and decisions.
 #[derive(Debug)]
 pub struct Controller {
@@ -766,13 +840,24 @@ impl Controller {
         if request.new_isr == partition.isr {
             return Ok((Vec::new(), partition.clone()));
         }
-        let records = vec![MetadataRecord::PartitionChange {
+        let mut records = vec![MetadataRecord::PartitionChange {
             topic_id: request.topic_id,
             partition: request.partition,
             leader: None,
             isr: Some(request.new_isr.clone()),
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+            original_replicas: None,
         }];
+        // An expansion that brings the last target replica of a reassignment into the ISR
+        // completes it (the leader learns the outcome from the registration returned).
+        let after = speculative(image, &records);
+        records.extend(complete_reassignment(
+            &after,
+            request.topic_id,
+            request.partition,
+        ));
         let after = speculative(image, &records);
         let changed = after
             .topic_by_id(request.topic_id)
@@ -783,6 +868,77 @@ impl Controller {
                 partition: request.partition,
             })?;
         Ok((records, changed))
+    }
+
+    /// Kafka's AlterPartitionReassignments (KIP-455), one entry at a time, each building on
+    /// the records of the ones before. Returns the records and one result per entry.
+    ///
+    /// A target starts a reassignment from the original replicas (the current ones without
+    /// those a reassignment in progress is adding): the replicas become the target followed by
+    /// the original ones it leaves out, `adding` the target's new ones and `removing` the
+    /// original ones left out. It completes at once when every target replica is already in
+    /// the ISR, else with the ISR expansion that makes it so. `None` cancels: the replicas go
+    /// back to the original ones, the ISR keeps only those, and a leader outside them is
+    /// replaced.
+    pub fn alter_partition_reassignments(
+        &self,
+        image: &MetadataImage,
+        reassignments: &[Reassignment],
+    ) -> (Vec<MetadataRecord>, Vec<ReassignmentResult>) {
+        let mut records = Vec::new();
+        let mut results = Vec::new();
+        for reassignment in reassignments {
+            let after = speculative(image, &records);
+            let result = match reassign_one(&after, reassignment) {
+                Ok(more) => {
+                    records.extend(more);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            results.push(ReassignmentResult {
+                topic: reassignment.topic.clone(),
+                partition: reassignment.partition,
+                result,
+            });
+        }
+        (records, results)
+    }
+
+    /// Kafka's ListPartitionReassignments: the reassignments in progress among `partitions`
+    /// (topic name and partition; `None`: every partition). Partitions that do not exist are
+    /// left out, as Kafka does.
+    pub fn list_partition_reassignments(
+        &self,
+        image: &MetadataImage,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<OngoingReassignment> {
+        let ongoing = |topic: &crate::TopicImage, partition: i32| {
+            topic
+                .partition(partition)
+                .filter(|p| p.is_reassigning())
+                .map(|p| OngoingReassignment {
+                    topic: topic.name.clone(),
+                    partition,
+                    replicas: p.replicas.clone(),
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
+                })
+        };
+        match partitions {
+            None => image
+                .topics()
+                .values()
+                .flat_map(|t| (0..t.partition_count()).filter_map(|p| ongoing(t, p)))
+                .collect(),
+            Some(list) => {
+                let mut seen = BTreeSet::new();
+                list.iter()
+                    .filter(|(t, p)| seen.insert((t.clone(), *p)))
+                    .filter_map(|(t, p)| image.topic(t).and_then(|topic| ongoing(topic, *p)))
+                    .collect()
+            }
+        }
     }
 
     /// Hands a block of producer ids to a broker.
@@ -807,6 +963,152 @@ impl Controller {
             ProducerIdBlock { first, len },
         ))
     }
+}
+
+/// The records of one reassignment entry: the change it asks for and, when that leaves every
+/// target replica in the ISR, the one completing it.
+fn reassign_one(
+    image: &MetadataImage,
+    request: &Reassignment,
+) -> Result<Vec<MetadataRecord>, ReassignmentError> {
+    let (topic, partition) = (&request.topic, request.partition);
+    let unknown = || ReassignmentError::UnknownTopicOrPartition {
+        topic: topic.clone(),
+        partition,
+    };
+    let invalid = |why: String| ReassignmentError::InvalidReplicaAssignment {
+        topic: topic.clone(),
+        partition,
+        why,
+    };
+    let topic_image = image.topic(topic).ok_or_else(unknown)?;
+    let current = topic_image.partition(partition).ok_or_else(unknown)?;
+    let original = current.replicas_before_reassignment();
+    let (replicas, adding, removing) = match &request.target {
+        Some(target) => {
+            if target.is_empty() {
+                return Err(invalid("the target replicas are empty".into()));
+            }
+            let mut seen = BTreeSet::new();
+            if let Some(id) = target.iter().find(|id| !seen.insert(**id)) {
+                return Err(invalid(format!("the target names broker {id} twice")));
+            }
+            if let Some(id) = target.iter().find(|id| image.broker(**id).is_none()) {
+                return Err(invalid(format!("broker {id} is not registered")));
+            }
+            let removing: Vec<BrokerId> = original
+                .iter()
+                .copied()
+                .filter(|id| !target.contains(id))
+                .collect();
+            let adding: Vec<BrokerId> = target
+                .iter()
+                .copied()
+                .filter(|id| !original.contains(id))
+                .collect();
+            let mut replicas = target.clone();
+            replicas.extend(&removing);
+            (replicas, adding, removing)
+        }
+        None => {
+            if !current.is_reassigning() {
+                return Err(ReassignmentError::NoReassignmentInProgress {
+                    topic: topic.clone(),
+                    partition,
+                });
+            }
+            (original.clone(), Vec::new(), Vec::new())
+        }
+    };
+    let original = if adding.is_empty() && removing.is_empty() {
+        Vec::new()
+    } else {
+        original
+    };
+    let active = |id: &BrokerId| image.broker(*id).is_some_and(|b| b.is_active());
+    let isr: Vec<BrokerId> = current
+        .isr
+        .iter()
+        .copied()
+        .filter(|id| replicas.contains(id))
+        .collect();
+    if isr.is_empty() {
+        return Err(invalid(format!(
+            "no in-sync replica ({:?}) would be left among {replicas:?}",
+            current.isr
+        )));
+    }
+    let leader = if isr.contains(&current.leader) {
+        current.leader
+    } else {
+        isr.iter().copied().find(active).unwrap_or(NO_LEADER)
+    };
+    let unchanged = replicas == current.replicas
+        && isr == current.isr
+        && leader == current.leader
+        && adding == current.adding_replicas
+        && removing == current.removing_replicas
+        && original == current.original_replicas;
+    if unchanged {
+        return Ok(Vec::new());
+    }
+    let mut records = vec![MetadataRecord::PartitionChange {
+        topic_id: topic_image.id,
+        partition,
+        leader: (leader != current.leader).then_some(leader),
+        isr: (isr != current.isr).then_some(isr),
+        replicas: (replicas != current.replicas).then_some(replicas),
+        adding_replicas: Some(adding),
+        removing_replicas: Some(removing),
+        original_replicas: Some(original),
+    }];
+    let after = speculative(image, &records);
+    records.extend(complete_reassignment(&after, topic_image.id, partition));
+    Ok(records)
+}
+
+/// The record completing the reassignment of a partition whose target replicas are all in
+/// the ISR: the replicas become the target, the ISR keeps only target replicas, and a leader
+/// being removed hands over to the first active target replica in the ISR (none if no target
+/// replica is active: the partition waits for one, as after any failure).
+fn complete_reassignment(
+    image: &MetadataImage,
+    topic_id: TopicId,
+    partition: i32,
+) -> Option<MetadataRecord> {
+    let current = image.topic_by_id(topic_id)?.partition(partition)?;
+    if !current.is_reassigning() {
+        return None;
+    }
+    let target = current.target_replicas();
+    if !target.iter().all(|id| current.isr.contains(id)) {
+        return None;
+    }
+    let isr: Vec<BrokerId> = current
+        .isr
+        .iter()
+        .copied()
+        .filter(|id| target.contains(id))
+        .collect();
+    let leader = if target.contains(&current.leader) {
+        current.leader
+    } else {
+        target
+            .iter()
+            .copied()
+            .find(|id| isr.contains(id) && image.broker(*id).is_some_and(|b| b.is_active()))
+            .unwrap_or(NO_LEADER)
+    };
+    Some(MetadataRecord::PartitionChange {
+        topic_id,
+        partition,
+        leader: (leader != current.leader).then_some(leader),
+        isr: (isr != current.isr).then_some(isr),
+        replicas: (target != current.replicas).then_some(target),
+        adding_replicas: Some(Vec::new()),
+        removing_replicas: Some(Vec::new()),
+        original_replicas: Some(Vec::new()),
+    })
 }
 
 /// The image after `records`, for decisions that build on records not yet committed.
@@ -883,6 +1185,9 @@ pub fn elect_leaders(
                 leader: (leader != partition.leader).then_some(leader),
                 isr: (isr != partition.isr).then_some(isr),
                 replicas: None,
+                adding_replicas: None,
+                removing_replicas: None,
+                original_replicas: None,
             });
         }
     }
@@ -945,6 +1250,9 @@ fn elect_one(
         leader: Some(leader),
         isr: None,
         replicas: None,
+        adding_replicas: None,
+        removing_replicas: None,
+        original_replicas: None,
     })
 }
 

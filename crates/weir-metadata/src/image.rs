@@ -315,6 +315,9 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
+                    original_replicas: Vec::new(),
                 };
                 check_registration(index, *topic_id, *partition, &registration)?;
                 let topic = self.topic_mut(index, *topic_id)?;
@@ -333,6 +336,9 @@ impl MetadataImage {
                 leader,
                 isr,
                 replicas,
+                adding_replicas,
+                removing_replicas,
+                original_replicas,
             } => {
                 let topic = self.topic_mut(index, *topic_id)?;
                 let current = usize::try_from(*partition)
@@ -349,6 +355,15 @@ impl MetadataImage {
                 }
                 if let Some(isr) = isr {
                     changed.isr = isr.clone();
+                }
+                if let Some(adding) = adding_replicas {
+                    changed.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = removing_replicas {
+                    changed.removing_replicas = removing.clone();
+                }
+                if let Some(original) = original_replicas {
+                    changed.original_replicas = original.clone();
                 }
                 if let Some(leader) = leader {
                     if *leader != changed.leader {
@@ -452,7 +467,9 @@ impl MetadataImage {
 }
 
 /// The rules every partition registration keeps: replicas are distinct, the ISR is a subset of
-/// them, and the leader is in the ISR or there is none.
+/// them, the leader is in the ISR or there is none, and a reassignment's adding and removing
+/// replicas are distinct replicas, none both, leaving a target that is not empty, with the
+/// original replicas being the replicas it does not add.
 fn check_registration(
     index: usize,
     topic_id: TopicId,
@@ -481,6 +498,42 @@ fn check_registration(
     }
     if registration.leader != NO_LEADER && !registration.isr.contains(&registration.leader) {
         return Err(invalid("the leader is not in the ISR"));
+    }
+    let mut moving = std::collections::BTreeSet::new();
+    let (adding, removing) = (
+        &registration.adding_replicas,
+        &registration.removing_replicas,
+    );
+    if !adding.iter().chain(removing).all(|r| moving.insert(*r)) {
+        return Err(invalid(
+            "a replica is added or removed twice, or both added and removed",
+        ));
+    }
+    if !moving.iter().all(|r| seen.contains(r)) {
+        return Err(invalid("an adding or removing replica is not a replica"));
+    }
+    if removing.len() >= registration.replicas.len() {
+        return Err(invalid("a reassignment removes every replica"));
+    }
+    let original = &registration.original_replicas;
+    let expected: Vec<BrokerId> = if registration.is_reassigning() {
+        let mut kept: Vec<BrokerId> = registration
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| !adding.contains(r))
+            .collect();
+        kept.sort_unstable();
+        kept
+    } else {
+        Vec::new()
+    };
+    let mut sorted = original.clone();
+    sorted.sort_unstable();
+    if sorted != expected {
+        return Err(invalid(
+            "the original replicas are not the replicas a reassignment does not add",
+        ));
     }
     Ok(())
 }

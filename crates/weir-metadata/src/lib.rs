@@ -8,8 +8,8 @@
 //!   turns a batch of records into the next image, all or nothing. Pure: no I/O, no clock.
 //! - [`controller`]: [`Controller`], the active controller's decisions (broker registration,
 //!   heartbeats and fencing, replica placement, leader election, preferred-leader elections
-//!   and the periodic leader rebalance, topic and config changes, producer-id blocks) over the
-//!   image and an injected clock: requests in, records out.
+//!   and the periodic leader rebalance, partition reassignments, topic and config changes,
+//!   producer-id blocks) over the image and an injected clock: requests in, records out.
 //! - [`active`] (feature `quorum`): the active controller, the async task that drives
 //!   [`Controller`] on the quorum's leader: one request at a time, each answered once its
 //!   records are committed and applied.
@@ -79,7 +79,8 @@ mod types;
 
 pub use controller::{
     AlterPartition, Controller, ControllerConfig, ControllerError, CreateTopic, ElectionError,
-    ElectionType, PartitionElection,
+    ElectionType, OngoingReassignment, PartitionElection, Reassignment, ReassignmentError,
+    ReassignmentResult,
 };
 pub use image::{ApplyError, MetadataImage, TopicImage};
 pub use record::MetadataRecord;

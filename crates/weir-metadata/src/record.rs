@@ -79,6 +79,16 @@ pub enum MetadataRecord {
         isr: Option<Vec<BrokerId>>,
         /// The new replicas, if they change.
         replicas: Option<Vec<BrokerId>>,
+        /// The replicas a reassignment adds, if they change (empty: none). Absent in records
+        /// written before reassignments existed.
+        #[serde(default)]
+        adding_replicas: Option<Vec<BrokerId>>,
+        /// The replicas a reassignment removes, if they change (empty: none).
+        #[serde(default)]
+        removing_replicas: Option<Vec<BrokerId>>,
+        /// The replicas before the reassignment, in order, if they change (empty: none).
+        #[serde(default)]
+        original_replicas: Option<Vec<BrokerId>>,
     },
     /// A config entry was set (`Some`) or removed (`None`).
     Config {
@@ -126,6 +136,9 @@ mod tests {
                 leader: Some(2),
                 isr: None,
                 replicas: None,
+                adding_replicas: Some(vec![3]),
+                removing_replicas: None,
+                original_replicas: Some(vec![1, 2]),
             },
             MetadataRecord::Config {
                 resource: ConfigResource::Topic("t".into()),
@@ -136,5 +149,21 @@ mod tests {
         let text = serde_json::to_string(&records).unwrap();
         let back: Vec<MetadataRecord> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, records);
+    }
+
+    /// A PartitionChange written before reassignments existed still loads.
+    #[test]
+    fn partition_change_without_reassignment_fields_loads() {
+        let old = r#"{"PartitionChange":{"topic_id":"07070707070707070707070707070707","partition":0,"leader":2,"isr":null,"replicas":null}}"#;
+        let record: MetadataRecord = serde_json::from_str(old).unwrap();
+        assert!(matches!(
+            record,
+            MetadataRecord::PartitionChange {
+                adding_replicas: None,
+                removing_replicas: None,
+                original_replicas: None,
+                ..
+            }
+        ));
     }
 }

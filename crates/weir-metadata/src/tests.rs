@@ -4,7 +4,8 @@
 use crate::controller::{Heartbeat, RegisterBroker, imbalanced_partitions};
 use crate::{
     AlterPartition, ConfigResource, Controller, ControllerConfig, ControllerError, CreateTopic,
-    ElectionError, ElectionType, MetadataImage, MetadataRecord, Millis, NO_LEADER, TopicId,
+    ElectionError, ElectionType, MetadataImage, MetadataRecord, Millis, NO_LEADER, Reassignment,
+    ReassignmentError, TopicId,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -171,6 +172,26 @@ impl Cluster {
             i32::from(p) % count
         };
         Some((topic.name.clone(), partition))
+    }
+
+    /// Runs an AlterPartitionReassignments and commits its records.
+    fn reassign(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        target: Option<&[i32]>,
+    ) -> Result<(), ReassignmentError> {
+        let request = Reassignment {
+            topic: topic.to_string(),
+            partition,
+            target: target.map(<[i32]>::to_vec),
+        };
+        let (records, mut results) = self
+            .controller
+            .alter_partition_reassignments(&self.image, &[request]);
+        self.commit(records);
+        assert_eq!(results.len(), 1);
+        results.remove(0).result
     }
 
     /// Runs an ElectLeaders and commits its records.
@@ -640,6 +661,9 @@ fn a_bad_batch_changes_nothing_but_the_offset() {
             leader: Some(1),
             isr: None,
             replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
+            original_replicas: None,
         },
     ];
     let (after, result) = image.apply(5, &records);
@@ -855,6 +879,11 @@ enum Op {
     /// A preferred election of one partition (as for `RejoinIsr`; 255 names one that does not
     /// exist), or of all.
     ElectPreferred(Option<(u8, u8)>),
+    /// A reassignment of one partition (as for `RejoinIsr`) to the brokers of a bit mask
+    /// (bit 0: broker 1, ...; 0: an empty target), rotated by the last value.
+    Reassign(u8, u8, u8, u8),
+    /// Cancels the reassignment of one partition.
+    CancelReassignment(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -871,7 +900,196 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u8>(), any::<u8>()).prop_map(|(t, p)| Op::RejoinIsr(t, p)),
         1 => (1..=4i32).prop_map(Op::Bounce),
         3 => proptest::option::of((any::<u8>(), any::<u8>())).prop_map(Op::ElectPreferred),
+        3 => (any::<u8>(), any::<u8>(), 0..32u8, 0..4u8).prop_map(|(t, p, m, r)| Op::Reassign(t, p, m, r)),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(t, p)| Op::CancelReassignment(t, p)),
     ]
+}
+
+/// Four unfenced brokers and topic `t` with one partition on brokers 1, 2 and 3 (led by 1).
+fn four_brokers_and_a_partition_on_1_2_3() -> Cluster {
+    let mut c = Cluster::new();
+    for id in 1..=4 {
+        c.register(id, None).unwrap();
+        c.heartbeat(id, false).unwrap();
+    }
+    let request = CreateTopic {
+        name: "t".into(),
+        num_partitions: None,
+        replication_factor: None,
+        assignments: Some(vec![vec![1, 2, 3]]),
+        configs: BTreeMap::new(),
+    };
+    let records = c
+        .controller
+        .create_topic(&c.image, TopicId([1; 16]), &request)
+        .unwrap();
+    c.commit(records);
+    let p = c.partition("t", 0);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
+    c
+}
+
+impl Cluster {
+    fn partition(&self, topic: &str, partition: i32) -> crate::PartitionRegistration {
+        self.image
+            .topic(topic)
+            .and_then(|t| t.partition(partition))
+            .cloned()
+            .unwrap()
+    }
+}
+
+#[test]
+fn reassignment_adds_then_removes_and_moves_the_leader_away() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    let before = c.partition("t", 0);
+    c.reassign("t", 0, Some(&[2, 3, 4])).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!(
+        p.replicas,
+        vec![2, 3, 4, 1],
+        "the target first, then the removed"
+    );
+    assert_eq!(p.adding_replicas, vec![4]);
+    assert_eq!(p.removing_replicas, vec![1]);
+    assert_eq!((p.leader, p.leader_epoch), (1, before.leader_epoch));
+    assert_eq!(p.isr, vec![1, 2, 3]);
+    assert!(p.partition_epoch > before.partition_epoch);
+    let listed = c.controller.list_partition_reassignments(&c.image, None);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0].replicas.clone(),
+            listed[0].adding_replicas.clone(),
+            listed[0].removing_replicas.clone()
+        ),
+        (vec![2, 3, 4, 1], vec![4], vec![1])
+    );
+    // The leader's ISR expansion with broker 4 completes it: 1 leaves, 2 (preferred) leads.
+    let request = AlterPartition {
+        broker_id: 1,
+        broker_epoch: c.epochs[&1],
+        topic_id: TopicId([1; 16]),
+        partition: 0,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        new_isr: vec![1, 2, 3, 4],
+    };
+    let (records, answered) = c.controller.alter_partition(&c.image, &request).unwrap();
+    c.commit(records);
+    let done = c.partition("t", 0);
+    assert_eq!(
+        answered, done,
+        "the leader learns the completed registration"
+    );
+    assert_eq!(done.replicas, vec![2, 3, 4]);
+    assert_eq!(done.isr, vec![2, 3, 4]);
+    assert_eq!(done.leader, 2);
+    assert!(done.leader_epoch > p.leader_epoch);
+    assert!(!done.is_reassigning());
+    assert!(
+        c.controller
+            .list_partition_reassignments(&c.image, None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_target_already_in_the_isr_completes_at_once() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    c.reassign("t", 0, Some(&[3, 2])).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!(
+        (p.replicas.clone(), p.isr.clone()),
+        (vec![3, 2], vec![2, 3])
+    );
+    assert_eq!(p.leader, 3, "the first active target replica in the ISR");
+    assert!(!p.is_reassigning());
+    // The same replicas again: nothing to do, nothing written.
+    let offset = c.image.offset();
+    c.reassign("t", 0, Some(&[3, 2])).unwrap();
+    assert_eq!(c.image.offset(), offset);
+}
+
+#[test]
+fn cancelling_returns_to_the_original_replicas() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    assert!(matches!(
+        c.reassign("t", 0, None),
+        Err(ReassignmentError::NoReassignmentInProgress { .. })
+    ));
+    c.reassign("t", 0, Some(&[4, 3, 2])).unwrap();
+    assert_eq!(c.partition("t", 0).replicas, vec![4, 3, 2, 1]);
+    c.reassign("t", 0, None).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!(p.replicas, vec![1, 2, 3]);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2, 3]));
+    assert!(!p.is_reassigning());
+    assert!(matches!(
+        c.reassign("t", 0, None),
+        Err(ReassignmentError::NoReassignmentInProgress { .. })
+    ));
+}
+
+#[test]
+fn a_new_target_replaces_the_reassignment_in_progress() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    c.reassign("t", 0, Some(&[2, 3, 4])).unwrap();
+    // From the original replicas {1, 2, 3}: 4 is no longer added, and {1, 2} is in the ISR.
+    c.reassign("t", 0, Some(&[2, 1])).unwrap();
+    let p = c.partition("t", 0);
+    assert_eq!(p.replicas, vec![2, 1]);
+    assert_eq!((p.leader, p.isr.clone()), (1, vec![1, 2]));
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn invalid_reassignments_are_refused_and_change_nothing() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    let offset = c.image.offset();
+    let invalid = |r: Result<(), ReassignmentError>| {
+        matches!(r, Err(ReassignmentError::InvalidReplicaAssignment { .. }))
+    };
+    assert!(invalid(c.reassign("t", 0, Some(&[]))));
+    assert!(invalid(c.reassign("t", 0, Some(&[2, 2, 4]))));
+    assert!(invalid(c.reassign("t", 0, Some(&[2, 3, 9]))));
+    let unknown = |r: Result<(), ReassignmentError>| {
+        matches!(r, Err(ReassignmentError::UnknownTopicOrPartition { .. }))
+    };
+    assert!(unknown(c.reassign("t", 1, Some(&[1]))));
+    assert!(unknown(c.reassign("nope", 0, Some(&[1]))));
+    assert_eq!(c.image.offset(), offset);
+    // A fenced target broker is accepted (it is registered): the reassignment waits for it.
+    for _ in 0..3 {
+        c.advance(400);
+        for id in 1..=3 {
+            c.heartbeat(id, false);
+        }
+    }
+    assert!(c.image.broker(4).unwrap().fenced);
+    c.reassign("t", 0, Some(&[2, 3, 4])).unwrap();
+    assert!(c.partition("t", 0).is_reassigning());
+    assert!(!c.rejoin_isr("t", 0) || c.partition("t", 0).is_reassigning());
+}
+
+#[test]
+fn a_snapshot_keeps_reassignments_and_old_snapshots_still_load() {
+    let mut c = four_brokers_and_a_partition_on_1_2_3();
+    c.reassign("t", 0, Some(&[2, 3, 4])).unwrap();
+    let text = serde_json::to_string(&c.image).unwrap();
+    let back: MetadataImage = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, c.image);
+    // Without the reassignment fields, as a snapshot written before they existed.
+    let old = text
+        .replace(r#","adding_replicas":[4]"#, "")
+        .replace(r#","removing_replicas":[1]"#, "")
+        .replace(r#","original_replicas":[1,2,3]"#, "");
+    assert_ne!(old, text);
+    let back: MetadataImage = serde_json::from_str(&old).unwrap();
+    assert!(!back.topic("t").unwrap().partitions[0].is_reassigning());
+    // A snapshot whose adding replica is not a replica is refused.
+    let bad = text.replace(r#""adding_replicas":[4]"#, r#""adding_replicas":[7]"#);
+    assert!(serde_json::from_str::<MetadataImage>(&bad).is_err());
 }
 
 /// Named invariants over one image and the one before it.
@@ -898,6 +1116,27 @@ fn check_invariants(before: &MetadataImage, after: &MetadataImage) -> Result<(),
             }
             // isr_never_empty
             prop_assert!(!p.isr.is_empty(), "{}-{i}: empty ISR", topic.name);
+            // isr_within_replicas
+            prop_assert!(
+                p.isr.iter().all(|r| p.replicas.contains(r)),
+                "{}-{i}: {p:?}",
+                topic.name
+            );
+            // replicas_contain_adding_and_removing
+            prop_assert!(
+                p.adding_replicas
+                    .iter()
+                    .chain(&p.removing_replicas)
+                    .all(|r| p.replicas.contains(r)),
+                "{}-{i}: {p:?}",
+                topic.name
+            );
+            // a_reassignment_never_lingers_once_its_target_is_in_sync
+            prop_assert!(
+                !p.is_reassigning() || !p.target_replicas().iter().all(|r| p.isr.contains(r)),
+                "{}-{i}: target in the ISR but not completed {p:?}",
+                topic.name
+            );
             // epochs_only_grow
             if let Some(old) = before
                 .topic_by_id(topic.id)
@@ -1028,6 +1267,32 @@ proptest! {
                     });
                     let results = c.elect(ElectionType::Preferred, partitions.as_deref());
                     check_preferred_election(&before, &c.image, &results)?;
+                }
+                Op::Reassign(t, p, mask, rotate) => {
+                    if let Some((name, p)) = c.pick_partition(t, p) {
+                        // Brokers 1..=5 (5 never registers: refused).
+                        let mut target: Vec<i32> = (1..=5).filter(|b| mask & (1 << (b - 1)) != 0).collect();
+                        let len = target.len().max(1);
+                        target.rotate_left(usize::from(rotate) % len);
+                        let result = c.reassign(&name, p, Some(&target));
+                        // refused_reassignment_changes_nothing
+                        if result.is_err() {
+                            prop_assert_eq!(&before, &c.image);
+                        } else if let Some(after) = c.image.topic(&name).and_then(|t| t.partition(p)) {
+                            // reassignment_targets_what_was_asked
+                            prop_assert_eq!(after.target_replicas(), target);
+                        }
+                    }
+                }
+                Op::CancelReassignment(t, p) => {
+                    if let Some((name, p)) = c.pick_partition(t, p) {
+                        let original = c.image.topic(&name).and_then(|t| t.partition(p)).map(|p| p.replicas_before_reassignment());
+                        if c.reassign(&name, p, None).is_ok() {
+                            // cancel_restores_the_original_replicas
+                            let after = c.image.topic(&name).and_then(|t| t.partition(p));
+                            prop_assert_eq!(after.map(|p| p.replicas.clone()), original);
+                        }
+                    }
                 }
                 Op::Snapshot => {
                     let bytes = serde_json::to_vec(&c.image).unwrap();

@@ -142,9 +142,47 @@ pub struct PartitionRegistration {
     pub leader_epoch: i32,
     /// Grows by one with every change of the registration (AlterPartition checks it).
     pub partition_epoch: i32,
+    /// Replicas a reassignment is adding (KIP-455): in `replicas` until the reassignment
+    /// completes or is cancelled. Empty when no reassignment is in progress.
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas a reassignment will drop once every target replica is in the ISR: in
+    /// `replicas`. The target is `replicas` without these.
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
+    /// The replicas before the reassignment in progress, in their order (what cancelling it
+    /// returns to, preferred leader included): `replicas` without `adding_replicas`. Not
+    /// Kafka's (whose cancellation keeps the order of `replicas`, which starts with the
+    /// target's); empty when no reassignment is in progress.
+    #[serde(default)]
+    pub original_replicas: Vec<BrokerId>,
 }
 
 impl PartitionRegistration {
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment moves to: `replicas` without `removing_replicas` (all of
+    /// `replicas` when none is in progress).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress (all of `replicas` when none is).
+    pub fn replicas_before_reassignment(&self) -> Vec<BrokerId> {
+        if self.is_reassigning() {
+            self.original_replicas.clone()
+        } else {
+            self.replicas.clone()
+        }
+    }
+
     /// Replicas on brokers that cannot serve: not registered or fenced.
     pub fn offline_replicas(&self, image: &crate::MetadataImage) -> Vec<BrokerId> {
         self.replicas

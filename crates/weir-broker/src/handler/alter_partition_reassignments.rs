@@ -14,9 +14,7 @@
 use crate::connection::RequestContext;
 use crate::error::{controller_call_error_code, reassignment_error_code};
 use crate::state::Broker;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use weir_metadata::active::{ControllerOutcome, ControllerRequest};
 use weir_metadata::{Reassignment, ReassignmentResult};
 use weir_protocol::ErrorCode;
@@ -45,23 +43,12 @@ pub(crate) async fn handle(
             })
         })
         .collect();
-    let call = async {
-        let response = broker
-            .cluster
-            .call(ControllerRequest::AlterPartitionReassignments(
-                reassignments,
-            ))
-            .await?;
-        broker.cluster.wait_published(response.offset).await;
-        Ok(response.outcome)
-    };
-    // A non-positive timeout leaves only the controller call's own bounds.
-    let answer = match u64::try_from(request.timeout_ms) {
-        Ok(ms) if ms > 0 => tokio::time::timeout(Duration::from_millis(ms), call)
-            .await
-            .unwrap_or(Err(None)),
-        _ => call.await,
-    };
+    let answer = super::call_controller(
+        broker,
+        ControllerRequest::AlterPartitionReassignments(reassignments),
+        request.timeout_ms,
+    )
+    .await;
     match answer {
         Ok(ControllerOutcome::Reassignments(results)) => AlterPartitionReassignmentsResponse {
             responses: by_topic(results),
@@ -83,31 +70,24 @@ pub(crate) async fn handle(
 
 /// The controller's results grouped by topic, topics in the order they first appear.
 fn by_topic(results: Vec<ReassignmentResult>) -> Vec<ReassignableTopicResponse> {
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: BTreeMap<String, Vec<ReassignablePartitionResponse>> = BTreeMap::new();
-    for result in results {
-        if !grouped.contains_key(&result.topic) {
-            order.push(result.topic.clone());
-        }
+    let results = results.into_iter().map(|result| {
         let (error_code, error_message) = match &result.result {
             Ok(()) => (0, None),
             Err(e) => (reassignment_error_code(e).code(), Some(e.to_string())),
         };
-        grouped
-            .entry(result.topic)
-            .or_default()
-            .push(ReassignablePartitionResponse {
-                partition_index: result.partition,
-                error_code,
-                error_message,
-                ..ReassignablePartitionResponse::default()
-            });
-    }
-    order
+        let response = ReassignablePartitionResponse {
+            partition_index: result.partition,
+            error_code,
+            error_message,
+            ..ReassignablePartitionResponse::default()
+        };
+        (result.topic, response)
+    });
+    super::group_by_topic(results)
         .into_iter()
-        .map(|name| ReassignableTopicResponse {
-            partitions: grouped.remove(&name).unwrap_or_default(),
+        .map(|(name, partitions)| ReassignableTopicResponse {
             name,
+            partitions,
             ..ReassignableTopicResponse::default()
         })
         .collect()

@@ -11,9 +11,7 @@
 use crate::connection::RequestContext;
 use crate::error::{controller_call_error_code, election_error_code};
 use crate::state::Broker;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use weir_metadata::active::{ControllerOutcome, ControllerRequest};
 use weir_metadata::{ElectionType, PartitionElection};
 use weir_protocol::ErrorCode;
@@ -45,24 +43,15 @@ pub(crate) async fn handle(
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
             .collect()
     });
-    let call = async {
-        let response = broker
-            .cluster
-            .call(ControllerRequest::ElectLeaders {
-                election_type,
-                partitions,
-            })
-            .await?;
-        broker.cluster.wait_published(response.offset).await;
-        Ok(response.outcome)
-    };
-    // A non-positive timeout leaves only the controller call's own bounds.
-    let answer = match u64::try_from(request.timeout_ms) {
-        Ok(ms) if ms > 0 => tokio::time::timeout(Duration::from_millis(ms), call)
-            .await
-            .unwrap_or(Err(None)),
-        _ => call.await,
-    };
+    let answer = super::call_controller(
+        broker,
+        ControllerRequest::ElectLeaders {
+            election_type,
+            partitions,
+        },
+        request.timeout_ms,
+    )
+    .await;
     match answer {
         Ok(ControllerOutcome::Elections(results)) => ElectLeadersResponse {
             replica_election_results: by_topic(results),
@@ -84,31 +73,24 @@ pub(crate) async fn handle(
 
 /// The controller's results grouped by topic, topics in the order they first appear.
 fn by_topic(results: Vec<PartitionElection>) -> Vec<ReplicaElectionResult> {
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: BTreeMap<String, Vec<PartitionResult>> = BTreeMap::new();
-    for election in results {
-        if !grouped.contains_key(&election.topic) {
-            order.push(election.topic.clone());
-        }
+    let results = results.into_iter().map(|election| {
         let (error_code, error_message) = match &election.result {
             Ok(()) => (0, None),
             Err(e) => (election_error_code(e).code(), Some(e.to_string())),
         };
-        grouped
-            .entry(election.topic)
-            .or_default()
-            .push(PartitionResult {
-                partition_id: election.partition,
-                error_code,
-                error_message,
-                ..PartitionResult::default()
-            });
-    }
-    order
+        let result = PartitionResult {
+            partition_id: election.partition,
+            error_code,
+            error_message,
+            ..PartitionResult::default()
+        };
+        (election.topic, result)
+    });
+    super::group_by_topic(results)
         .into_iter()
-        .map(|topic| ReplicaElectionResult {
-            partition_result: grouped.remove(&topic).unwrap_or_default(),
+        .map(|(topic, partition_result)| ReplicaElectionResult {
             topic,
+            partition_result,
             ..ReplicaElectionResult::default()
         })
         .collect()

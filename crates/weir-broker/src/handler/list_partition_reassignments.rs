@@ -8,9 +8,7 @@
 use crate::connection::RequestContext;
 use crate::error::controller_call_error_code;
 use crate::state::Broker;
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 use weir_metadata::OngoingReassignment;
 use weir_metadata::active::{ControllerOutcome, ControllerRequest};
 use weir_protocol::ErrorCode;
@@ -34,20 +32,12 @@ pub(crate) async fn handle(
             .flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.clone(), *p)))
             .collect()
     });
-    let call = async {
-        let response = broker
-            .cluster
-            .call(ControllerRequest::ListPartitionReassignments { partitions })
-            .await?;
-        broker.cluster.wait_published(response.offset).await;
-        Ok(response.outcome)
-    };
-    let answer = match u64::try_from(request.timeout_ms) {
-        Ok(ms) if ms > 0 => tokio::time::timeout(Duration::from_millis(ms), call)
-            .await
-            .unwrap_or(Err(None)),
-        _ => call.await,
-    };
+    let answer = super::call_controller(
+        broker,
+        ControllerRequest::ListPartitionReassignments { partitions },
+        request.timeout_ms,
+    )
+    .await;
     let (code, message) = match answer {
         Ok(ControllerOutcome::OngoingReassignments(ongoing)) => {
             return ListPartitionReassignmentsResponse {
@@ -74,28 +64,21 @@ pub(crate) async fn handle(
 
 /// The reassignments grouped by topic, topics in the order they first appear.
 fn by_topic(ongoing: Vec<OngoingReassignment>) -> Vec<OngoingTopicReassignment> {
-    let mut order: Vec<String> = Vec::new();
-    let mut grouped: BTreeMap<String, Vec<OngoingPartitionReassignment>> = BTreeMap::new();
-    for reassignment in ongoing {
-        if !grouped.contains_key(&reassignment.topic) {
-            order.push(reassignment.topic.clone());
-        }
-        grouped
-            .entry(reassignment.topic)
-            .or_default()
-            .push(OngoingPartitionReassignment {
-                partition_index: reassignment.partition,
-                replicas: reassignment.replicas,
-                adding_replicas: reassignment.adding_replicas,
-                removing_replicas: reassignment.removing_replicas,
-                ..OngoingPartitionReassignment::default()
-            });
-    }
-    order
+    let ongoing = ongoing.into_iter().map(|reassignment| {
+        let partition = OngoingPartitionReassignment {
+            partition_index: reassignment.partition,
+            replicas: reassignment.replicas,
+            adding_replicas: reassignment.adding_replicas,
+            removing_replicas: reassignment.removing_replicas,
+            ..OngoingPartitionReassignment::default()
+        };
+        (reassignment.topic, partition)
+    });
+    super::group_by_topic(ongoing)
         .into_iter()
-        .map(|name| OngoingTopicReassignment {
-            partitions: grouped.remove(&name).unwrap_or_default(),
+        .map(|(name, partitions)| OngoingTopicReassignment {
             name,
+            partitions,
             ..OngoingTopicReassignment::default()
         })
         .collect()

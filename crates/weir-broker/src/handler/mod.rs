@@ -45,3 +45,43 @@ macro_rules! always_responds {
     };
 }
 pub(crate) use always_responds;
+
+/// Sends `request` to the active controller and waits until this broker has published the
+/// result, within `timeout_ms` (a non-positive timeout leaves only the controller call's own
+/// bounds). `Err(None)` means the time ran out. For admin APIs that change metadata through
+/// the controller and answer once the change is visible here.
+pub(crate) async fn call_controller(
+    broker: &crate::state::Broker,
+    request: weir_metadata::active::ControllerRequest,
+    timeout_ms: i32,
+) -> Result<
+    weir_metadata::active::ControllerOutcome,
+    Option<weir_metadata::active::ControllerCallError>,
+> {
+    let call = async {
+        let response = broker.cluster.call(request).await.map_err(Some)?;
+        broker.cluster.wait_published(response.offset).await;
+        Ok(response.outcome)
+    };
+    match u64::try_from(timeout_ms) {
+        Ok(ms) if ms > 0 => tokio::time::timeout(std::time::Duration::from_millis(ms), call)
+            .await
+            .unwrap_or(Err(None)),
+        _ => call.await,
+    }
+}
+
+/// Per-partition results grouped by topic, topics in the order they first appear (responses
+/// list partitions under their topic).
+pub(crate) fn group_by_topic<T>(
+    items: impl IntoIterator<Item = (String, T)>,
+) -> Vec<(String, Vec<T>)> {
+    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+    for (topic, item) in items {
+        match groups.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, list)) => list.push(item),
+            None => groups.push((topic, vec![item])),
+        }
+    }
+    groups
+}

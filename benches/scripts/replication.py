@@ -65,6 +65,7 @@ class Cluster:
         self.client_ports = {i: 9090 + 2 * i + port_offset for i in range(1, n + 1)}
         self.controller_ports = {i: 19091 + 2 * i + port_offset for i in range(1, n + 1)}
         self.procs = {}
+        self.log_starts = {}
         self.voters = ",".join(
             f"{i}@127.0.0.1:{p}" for i, p in self.controller_ports.items())
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.client_ports.values())
@@ -103,6 +104,7 @@ class Cluster:
         env.setdefault("RUST_LOG", "info,openraft=error")
         env["NO_COLOR"] = "1"
         out = open(self.log_path(i), "ab")
+        self.log_starts[i] = out.tell()
         self.procs[i] = subprocess.Popen(
             [self.weir] + self.flags(i), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, env=env)
@@ -133,6 +135,18 @@ class Cluster:
         before = {i: self.ready_lines(i)}
         self.spawn(i)
         self.wait_ready([i], before)
+
+    def active_controller(self):
+        """The running node whose current run last logged becoming the active controller."""
+        for i, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            with open(self.log_path(i), errors="replace") as f:
+                f.seek(self.log_starts[i])
+                text = f.read()
+            if text.rfind("became the active controller") > text.rfind("no longer the active"):
+                return i
+        return None
 
     def kill(self, i):
         self.procs[i].kill()
@@ -193,9 +207,10 @@ def create_topic(cluster, rf):
 
 def producer(cluster, **config):
     settings = {"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 0}
-    settings.update({k.replace("_", "."): v for k, v in config.items()})
-    p = Producer(settings)
-    return p
+    # librdkafka's property names with "_" for "."; callbacks (error_cb) keep their names.
+    settings.update({k if k.endswith("_cb") else k.replace("_", "."): v
+                     for k, v in config.items()})
+    return Producer(settings)
 
 
 def warm_up(p, topic):
@@ -284,6 +299,7 @@ def failover_once(cluster, topic, interval_s, after_s):
     count = int((1 + after_s) / interval_s) + 10
     d = Deliveries(count)
     leader, _ = partition_state(admin, topic)
+    controller = cluster.active_controller()
     started = time.perf_counter()
     killed_at = None
     sent = 0
@@ -311,7 +327,8 @@ def failover_once(cluster, topic, interval_s, after_s):
             gap_end, gap = cur, cur - prev
     first_ms = (after[0] - killed_at) * 1000 if after else float("nan")
     outage_ms = (gap_end - killed_at) * 1000 if gap_end else float("nan")
-    return leader, first_ms, outage_ms, gap * 1000, d.errors, client_errors, sent - len(acks)
+    return (leader, controller, first_ms, outage_ms, gap * 1000, d.errors, client_errors,
+            sent - len(acks))
 
 
 def measure_failover(cluster, repetitions, rows):
@@ -321,9 +338,9 @@ def measure_failover(cluster, repetitions, rows):
     admin = admin_of(cluster)
     for rep in range(1, repetitions + 1):
         before = load()
-        leader, first_ms, outage_ms, gap_ms, errors, client_errors, lost = failover_once(
-            cluster, topic, interval_s=0.002, after_s=8.0)
-        rows.append(f"| {rep} | {leader} | {outage_ms:,.0f} | {first_ms:,.0f} | {gap_ms:,.0f} "
+        leader, controller, first_ms, outage_ms, gap_ms, errors, client_errors, lost = \
+            failover_once(cluster, topic, interval_s=0.002, after_s=15.0)
+        rows.append(f"| {rep} | {leader} | {controller} | {outage_ms:,.0f} | {first_ms:,.0f} | {gap_ms:,.0f} "
                     f"| {fmt_errors(errors)}; unacknowledged: {lost} | {max(before, load()):.1f} |")
         log(rows[-1])
         if client_errors:
@@ -371,9 +388,9 @@ def measure_catch_up(cluster, mib, rows):
     log(rows[-1])
 
 
-def fixed_rate(cluster, topic, rate, seconds):
+def fixed_rate(cluster, topic, rate, seconds, max_in_flight):
     """One producer, single records (linger.ms=0) sent on a fixed schedule of `rate`/s."""
-    p = producer(cluster, linger_ms=0)
+    p = producer(cluster, linger_ms=0, max_in_flight_requests_per_connection=max_in_flight)
     warm_up(p, topic)
     count = int(rate * seconds)
     d = Deliveries(count)
@@ -394,12 +411,12 @@ def fixed_rate(cluster, topic, rate, seconds):
             "p999": percentile(lat, 99.9), "errors": d.errors}
 
 
-def measure_fixed_rates(cluster, rf, rates, seconds, rows, label):
+def measure_fixed_rates(cluster, rf, rates, seconds, rows, label, max_in_flight):
     """Measurement 4: latency per offered rate, up to the first rate the client cannot hold."""
     topic = create_topic(cluster, rf)
     for rate in rates:
         before = load()
-        r = fixed_rate(cluster, topic, rate, seconds)
+        r = fixed_rate(cluster, topic, rate, seconds, max_in_flight)
         held = r["achieved"] >= 0.95 * rate
         rows.append(f"| {label} | {rate:,} | {r['achieved']:,.0f}{'' if held else ' (not held)'} "
                     f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} "
@@ -426,7 +443,7 @@ def main():
         parser.error(f"no weir binary at {weir} (cargo build --release -p weir-broker)")
     only = {int(x) for x in args.only.split(",")}
     rates = [int(x) for x in args.rates.split(",")]
-    count = 20_000 if args.quick else 100_000
+    count = 100_000 if args.quick else 500_000
     catch_up_mib = 100 if args.quick else 1024
     rate_seconds = 3 if args.quick else 10
 
@@ -464,10 +481,17 @@ def main():
             finally:
                 c.stop()
         if 4 in only:
-            for n, rf, label in ((1, 1, "1 node, RF 1"), (3, 3, "3 nodes, RF 3")):
+            # librdkafka's default max.in.flight (1,000,000) sends every record as its own
+            # request; 5 (the Java producer's default, and librdkafka's with idempotence) lets
+            # records queue up behind the requests in flight and go together.
+            for n, rf in ((1, 1), (3, 3)):
                 c = cluster(n)
                 try:
-                    measure_fixed_rates(c, rf, rates, rate_seconds, rate_rows, label)
+                    for max_in_flight in (1_000_000, 5):
+                        label = (f"{n} node{'s' if n > 1 else ''}, RF {rf}, "
+                                 f"max.in.flight={max_in_flight:,}")
+                        measure_fixed_rates(c, rf, rates, rate_seconds, rate_rows, label,
+                                            max_in_flight)
                 finally:
                     c.stop()
     finally:
@@ -502,9 +526,9 @@ def print_report(throughput, throughput_rows, failover_rows, catch_up_rows, rate
         print(f"\n2. Failover: kill -9 of the leader of a 1-partition RF 3 topic "
               f"(min.insync.replicas=2), idempotent acks=all producer sending a record every "
               f"2 ms; broker.session.timeout.ms={SESSION_TIMEOUT_MS}\n")
-        print("| run | killed node | kill → first ack after the outage, ms | kill → first ack, ms "
+        print("| run | killed leader | active controller | kill → first ack after the outage, ms | kill → first ack, ms "
               "| longest ack gap, ms | delivery errors | load |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         print("\n".join(failover_rows))
     if catch_up_rows:
         print("\n3. Catch-up: a follower killed (kill -9), data produced (acks=all, 1 KiB) "

@@ -192,6 +192,25 @@ def wait_for(admin, topic, check, timeout=60, what="partition state"):
         time.sleep(0.05)
 
 
+def settled_leader(cluster, topic, timeout=60):
+    """(leader, isr) once the ISR is full and the leader itself says it leads: any one broker's
+    metadata can be stale (a node just restarted)."""
+    deadline = time.monotonic() + timeout
+    admin = admin_of(cluster)
+    while True:
+        leader, isr = wait_for(admin, topic, lambda l, isr: l >= 0 and len(isr) == cluster.n,
+                               timeout=timeout, what="full ISR")
+        own = AdminClient({"bootstrap.servers": f"127.0.0.1:{cluster.client_ports[leader]}"})
+        try:
+            if partition_state(own, topic)[0] == leader:
+                return leader, isr
+        except Exception:  # A broker just killed or starting: ask again.
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{topic}: no settled leader within {timeout} s")
+        time.sleep(0.05)
+
+
 def create_topic(cluster, rf):
     admin = admin_of(cluster)
     name = f"repl-rf{rf}-{uuid.uuid4().hex[:8]}"
@@ -291,14 +310,13 @@ def failover_once(cluster, topic, interval_s, after_s):
     with SIGKILL after 1 s, goes on for `after_s`. Returns (killed node, ms from the kill to the
     next acknowledged record, longest gap between acknowledgements in ms, delivery errors,
     client errors)."""
-    admin = admin_of(cluster)
     client_errors = []
     p = producer(cluster, enable_idempotence=True, error_cb=lambda e: client_errors.append(
         f"{e.name()}: {e.str()}"))
     warm_up(p, topic)
     count = int((1 + after_s) / interval_s) + 10
     d = Deliveries(count)
-    leader, _ = partition_state(admin, topic)
+    leader, _ = settled_leader(cluster, topic)
     controller = cluster.active_controller()
     started = time.perf_counter()
     killed_at = None
@@ -335,7 +353,6 @@ def measure_failover(cluster, repetitions, rows):
     """Measurement 2: kill -9 of the leader of a 1-partition RF3 topic, `repetitions` times,
     the killed node restarted (and back in the ISR) between repetitions."""
     topic = create_topic(cluster, 3)
-    admin = admin_of(cluster)
     for rep in range(1, repetitions + 1):
         before = load()
         leader, controller, first_ms, outage_ms, gap_ms, errors, client_errors, lost = \
@@ -346,7 +363,7 @@ def measure_failover(cluster, repetitions, rows):
         if client_errors:
             log(f"client errors: {sorted(set(client_errors))}")
         cluster.restart(leader)
-        wait_for(admin, topic, lambda _l, isr: len(isr) == 3, what="full ISR")
+        settled_leader(cluster, topic)
 
 
 def measure_catch_up(cluster, mib, rows):
@@ -354,7 +371,7 @@ def measure_catch_up(cluster, mib, rows):
     the follower restarted; time from its restart to its return to the ISR."""
     topic = create_topic(cluster, 3)
     admin = admin_of(cluster)
-    leader, isr = partition_state(admin, topic)
+    leader, isr = settled_leader(cluster, topic)
     follower = next(i for i in isr if i != leader)
     cluster.kill(follower)
     killed = time.perf_counter()

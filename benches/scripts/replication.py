@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 RECORD = 1024

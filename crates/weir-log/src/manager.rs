@@ -216,13 +216,14 @@ impl LogManager {
         let mut copies = Vec::new();
         for (tp, d, log) in opened.into_iter().flatten() {
             match log {
-                Ok(log) => {
-                    if logs.contains_key(&tp) {
-                        copies.push((tp, d, Arc::new(log)));
-                    } else {
-                        logs.insert(tp, (d, Arc::new(log)));
+                Ok(log) => match logs.entry(tp) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        copies.push((first.key().clone(), d, Arc::new(log)));
                     }
-                }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert((d, Arc::new(log)));
+                    }
+                },
                 Err(error) => {
                     let Some(slot) = failed.get_mut(d) else {
                         return Err(error); // a panicked thread: no directory to blame

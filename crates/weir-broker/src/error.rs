@@ -178,6 +178,11 @@ pub(crate) fn log_error_code(error: &weir_log::Error) -> ErrorCode {
         E::InvalidTimestamp { .. } => ErrorCode::INVALID_TIMESTAMP,
         E::OffsetOutOfRange { .. } => ErrorCode::OFFSET_OUT_OF_RANGE,
         E::InvalidConfig { .. } => ErrorCode::INVALID_CONFIG,
+        E::UnknownDataDir { .. } => ErrorCode::LOG_DIR_NOT_FOUND,
+        // What Kafka answers when this broker holds no replica of the partition.
+        E::UnknownPartition { .. } => ErrorCode::REPLICA_NOT_AVAILABLE,
+        // Another AlterReplicaLogDirs is moving it; Kafka has no closer code.
+        E::MoveInProgress { .. } => ErrorCode::REASSIGNMENT_IN_PROGRESS,
         _ => ErrorCode::KAFKA_STORAGE_ERROR,
     }
 }

@@ -221,6 +221,21 @@ impl Partitions {
         self.logs.offline_dirs()
     }
 
+    /// Step 1 of moving a partition's log to another data directory: copies its inactive
+    /// segments there while appends go on (see `weir_log::LogMove`). `None` when it is there.
+    pub(crate) fn prepare_move(
+        &self,
+        tp: &TopicPartition,
+        target_dir: &Path,
+    ) -> Result<Option<weir_log::LogMove>, weir_log::Error> {
+        self.logs.prepare_move(tp, target_dir)
+    }
+
+    /// Step 2, with the partition quiet: copies the rest and swaps the copy in.
+    pub(crate) fn finish_move(&self, mv: weir_log::LogMove) -> Result<Arc<Log>, weir_log::Error> {
+        self.logs.finish_move(mv)
+    }
+
     /// Every open log.
     pub(crate) fn all(&self) -> Vec<(TopicPartition, Arc<Log>)> {
         self.logs.logs()

@@ -643,3 +643,50 @@ pub(crate) async fn isr_check_loop(broker: Arc<Broker>, mut stopped: watch::Rece
         }
     }
 }
+
+// Moving a replica's log between data directories (AlterReplicaLogDirs).
+
+impl Replicas {
+    /// Runs `swap` with the partition quiet and puts the log it returns under the replica.
+    ///
+    /// Holds the replica's role lock throughout: every leader append (`append_as_leader`, the
+    /// Produce handler) and follower append or truncation (the replica fetcher) takes it, so
+    /// nothing is written meanwhile. `Replica::log` is a plain `Arc<Log>` read by many, so the
+    /// replica is replaced rather than changed: the new one, on the new log, takes over a
+    /// leader's role (follower progress, ISR, pending ISR change) and shares the high
+    /// watermark channel, so acks=all produces and fetches waiting on the old one carry on.
+    /// The old one turns Offline, so a produce or replica fetch still holding it refuses
+    /// instead of writing to the retired log. A follower's new replica starts Offline: the
+    /// caller re-applies the current image ([`Replicas::apply`]), which hands it to the
+    /// fetcher. Without a local replica (no image has given the partition a role yet) `swap`
+    /// runs alone.
+    pub(crate) fn swap_log<E>(
+        &self,
+        tp: &TopicPartition,
+        swap: impl FnOnce() -> Result<Arc<Log>, E>,
+    ) -> Result<(), E> {
+        let Some(old) = self.replicas.lock().get(tp).cloned() else {
+            return swap().map(drop);
+        };
+        let mut role = old.role.lock();
+        let log = swap()?;
+        let kept = match std::mem::replace(&mut *role, Role::Offline) {
+            leader @ Role::Leader(_) => leader,
+            _ => Role::Offline,
+        };
+        let new = Arc::new(Replica {
+            tp: tp.clone(),
+            topic_id: old.topic_id,
+            log,
+            role: Mutex::new(kept),
+            view: old.view.clone(),
+            flush_scheduled: AtomicBool::new(false),
+        });
+        let mut replicas = self.replicas.lock();
+        // An image applied meanwhile may have replaced it already (it saw the new log).
+        if replicas.get(tp).is_some_and(|r| Arc::ptr_eq(r, &old)) {
+            replicas.insert(tp.clone(), new);
+        }
+        Ok(())
+    }
+}

@@ -90,6 +90,7 @@ routes! {
     AlterConfigs => alter_configs, 0..=2;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;
+    AlterReplicaLogDirs => alter_replica_log_dirs, 1..=2;
     // Partition leadership.
     ElectLeaders => elect_leaders, 0..=2;
     AlterPartitionReassignments => alter_partition_reassignments, 0..=0;

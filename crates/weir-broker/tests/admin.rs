@@ -1,5 +1,6 @@
 //! Admin APIs (CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs,
-//! IncrementalAlterConfigs, DescribeCluster, DescribeLogDirs, DescribeTopicPartitions) and the
+//! IncrementalAlterConfigs, DescribeCluster, DescribeLogDirs, AlterReplicaLogDirs,
+//! DescribeTopicPartitions) and the
 //! admin HTTP port, against an in-process broker.
 #![expect(
     clippy::unwrap_used,
@@ -15,6 +16,9 @@ mod support;
 
 use support::{RawClient, TestBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weir_protocol::messages::alter_replica_log_dirs_request::{
+    AlterReplicaLogDir, AlterReplicaLogDirTopic,
+};
 use weir_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use weir_protocol::messages::create_topics_request::{
     CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
@@ -25,14 +29,16 @@ use weir_protocol::messages::describe_configs_response::DescribeConfigsResourceR
 use weir_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use weir_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
 use weir_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
+use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::{
-    AlterConfigsRequest, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, DescribeTopicPartitionsRequest,
-    DescribeTopicPartitionsResponse, IncrementalAlterConfigsRequest, MetadataRequest,
-    ProduceRequest, alter_configs_request, incremental_alter_configs_request,
+    AlterConfigsRequest, AlterReplicaLogDirsRequest, ApiVersionsRequest, CreatePartitionsRequest,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, FetchRequest,
+    IncrementalAlterConfigsRequest, MetadataRequest, ProduceRequest, alter_configs_request,
+    incremental_alter_configs_request,
 };
 use weir_protocol::{ApiKey, ErrorCode, Uuid};
 use weir_records::{Record, RecordBatchBuilder};
@@ -136,6 +142,7 @@ async fn api_versions_advertises_the_admin_apis() {
         (ApiKey::IncrementalAlterConfigs, 0, 1),
         (ApiKey::DescribeCluster, 0, 2),
         (ApiKey::DescribeLogDirs, 1, 4),
+        (ApiKey::AlterReplicaLogDirs, 1, 2),
         (ApiKey::DescribeTopicPartitions, 0, 0),
     ] {
         let api = response
@@ -1236,5 +1243,255 @@ async fn describe_topic_partitions_reports_unknown_topics() {
         response.topics[0].error_code,
         ErrorCode::INVALID_REQUEST.code()
     );
+    broker.stop().await;
+}
+
+/// Produces `batches` batches of 5 records to partition `partition` of `topic` (acks=all).
+async fn produce_batches(client: &mut RawClient, topic: &str, partition: i32, batches: usize) {
+    for b in 0..batches {
+        let mut builder = RecordBatchBuilder::new();
+        for i in 0..5 {
+            builder.push(Record::new(
+                0,
+                None,
+                Some(format!("batch {b} record {i} with some padding").as_bytes()),
+            ));
+        }
+        let produce = ProduceRequest {
+            acks: -1,
+            timeout_ms: 30_000,
+            topic_data: vec![TopicProduceData {
+                name: topic.into(),
+                partition_data: vec![PartitionProduceData {
+                    index: partition,
+                    records: Some(builder.build().unwrap()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let produced = client.send(produce, 9).await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+}
+
+/// The offsets of every record of partition 0 of `topic`, fetched from its start.
+async fn fetch_offsets(client: &mut RawClient, topic: &str) -> Vec<i64> {
+    let mut offsets = Vec::new();
+    loop {
+        let request = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 1,
+            max_bytes: 50 << 20,
+            session_epoch: -1,
+            topics: vec![FetchTopic {
+                topic: topic.into(),
+                partitions: vec![FetchPartition {
+                    partition: 0,
+                    fetch_offset: offsets.last().map_or(0, |o| o + 1),
+                    partition_max_bytes: 1 << 20,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let response = client.send(request, 12).await;
+        let data = &response.responses[0].partitions[0];
+        assert_eq!(data.error_code, 0, "{data:?}");
+        let before = offsets.len();
+        for batch in weir_records::RecordBatches::new(data.records.clone().unwrap_or_default()) {
+            let batch = batch.unwrap();
+            offsets.extend(batch.base_offset()..=batch.last_offset());
+        }
+        if offsets.len() == before {
+            return offsets;
+        }
+    }
+}
+
+async fn alter_replica_log_dirs(
+    client: &mut RawClient,
+    moves: Vec<(String, &str, Vec<i32>)>,
+) -> Vec<(String, i32, i16)> {
+    let request = AlterReplicaLogDirsRequest {
+        dirs: moves
+            .into_iter()
+            .map(|(path, topic, partitions)| AlterReplicaLogDir {
+                path,
+                topics: vec![AlterReplicaLogDirTopic {
+                    name: topic.into(),
+                    partitions,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let response = client.send(request, 2).await;
+    response
+        .results
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.topic_name.clone(), p.partition_index, p.error_code))
+        })
+        .collect()
+}
+
+/// The data directory (absolute, as DescribeLogDirs names it) holding `topic`-`partition`.
+async fn dir_of(client: &mut RawClient, topic: &str, partition: i32) -> Option<String> {
+    let response = describe_log_dirs(client, Some(vec![(topic, vec![partition])]), 4).await;
+    let mut holding = response
+        .results
+        .iter()
+        .filter(|r| !partitions_of(r, topic).is_empty())
+        .map(|r| r.log_dir.clone());
+    let found = holding.next();
+    assert_eq!(holding.next(), None, "in one directory only");
+    found
+}
+
+/// AlterReplicaLogDirs moves a partition with several segments to the other data directory:
+/// DescribeLogDirs shows it there, every record reads back, appends go on, and all of it
+/// survives a restart; the error cases answer what Kafka does.
+#[tokio::test]
+async fn alter_replica_log_dirs_moves_a_partition_between_data_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let dirs = format!("{},{}", a.display(), b.display());
+    let props = [("log.dirs", dirs.as_str())];
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap().display().to_string();
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    let created = create(
+        &mut client,
+        vec![topic("moving", 1, &[("segment.bytes", "1024")])],
+        false,
+        7,
+    )
+    .await;
+    assert_eq!(created.topics[0].error_code, 0);
+    produce_batches(&mut client, "moving", 0, 20).await;
+    let source = dir_of(&mut client, "moving", 0).await.unwrap();
+    let target = if source == absolute(&a) {
+        absolute(&b)
+    } else {
+        absolute(&a)
+    };
+
+    let results = alter_replica_log_dirs(
+        &mut client,
+        vec![
+            (target.clone(), "moving", vec![0, 5]),
+            ("/no/such/dir".into(), "moving", vec![0]),
+            (target.clone(), "unknown", vec![0]),
+        ],
+    )
+    .await;
+    assert_eq!(
+        results,
+        vec![
+            ("moving".into(), 0, 0),
+            ("moving".into(), 5, ErrorCode::REPLICA_NOT_AVAILABLE.code()),
+            ("moving".into(), 0, ErrorCode::LOG_DIR_NOT_FOUND.code()),
+            ("unknown".into(), 0, ErrorCode::REPLICA_NOT_AVAILABLE.code()),
+        ]
+    );
+    assert_eq!(dir_of(&mut client, "moving", 0).await, Some(target.clone()));
+    let source_path = std::path::PathBuf::from(&source);
+    assert!(!source_path.join("moving-0").exists());
+    let names: Vec<String> = std::fs::read_dir(&source_path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("moving-0")),
+        "no leftovers: {names:?}"
+    );
+    let segments = std::fs::read_dir(std::path::Path::new(&target).join("moving-0"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
+        .count();
+    assert!(segments > 2, "{segments} segments moved");
+    assert_eq!(
+        fetch_offsets(&mut client, "moving").await,
+        (0..100).collect::<Vec<_>>()
+    );
+    // Already there: nothing to do.
+    let again = alter_replica_log_dirs(&mut client, vec![(target.clone(), "moving", vec![0])]);
+    assert_eq!(again.await, vec![("moving".into(), 0, 0)]);
+
+    produce_batches(&mut client, "moving", 0, 10).await;
+    assert_eq!(
+        fetch_offsets(&mut client, "moving").await,
+        (0..150).collect::<Vec<_>>()
+    );
+    drop(client);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    assert_eq!(dir_of(&mut client, "moving", 0).await, Some(target.clone()));
+    // Reads wait for the restarted leader's high watermark.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut read = fetch_offsets(&mut client, "moving").await;
+    while read.len() < 150 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        read = fetch_offsets(&mut client, "moving").await;
+    }
+    assert_eq!(read, (0..150).collect::<Vec<_>>());
+    let created = create(&mut client, vec![topic("spread", 4, &[])], false, 7).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    drop(client);
+    broker.stop().await;
+
+    // The source directory fails: moving to it, or moving a partition off it, is a storage
+    // error.
+    let source_path = std::path::PathBuf::from(&source);
+    let failed = std::fs::read_dir(&source_path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("spread-")
+        })
+        .expect("partitions are spread over both directories");
+    let failed_partition: i32 = failed
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("spread-")
+        .parse()
+        .unwrap();
+    std::fs::remove_dir_all(&failed).unwrap();
+    std::fs::write(&failed, b"a failed disk").unwrap();
+    let broker = TestBroker::start_in(&a, &props).await;
+    let mut client = broker.client().await;
+    let results = alter_replica_log_dirs(
+        &mut client,
+        vec![
+            (source.clone(), "moving", vec![0]),
+            (target.clone(), "spread", vec![failed_partition]),
+        ],
+    )
+    .await;
+    assert_eq!(
+        results,
+        vec![
+            ("moving".into(), 0, ErrorCode::KAFKA_STORAGE_ERROR.code()),
+            (
+                "spread".into(),
+                failed_partition,
+                ErrorCode::KAFKA_STORAGE_ERROR.code()
+            ),
+        ]
+    );
+    assert_eq!(dir_of(&mut client, "moving", 0).await, Some(target));
     broker.stop().await;
 }

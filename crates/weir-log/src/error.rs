@@ -95,6 +95,24 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// A path is not one of the data directories (`log.dirs`).
+    #[error("{path} is not a data directory")]
+    UnknownDataDir {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The node has no log of the partition.
+    #[error("no log of partition {partition}")]
+    UnknownPartition {
+        /// `<topic>-<partition>`.
+        partition: String,
+    },
+    /// The partition's log is already being moved to another data directory.
+    #[error("partition {partition} is already being moved")]
+    MoveInProgress {
+        /// `<topic>-<partition>`.
+        partition: String,
+    },
     /// A file the log owns has content it cannot use and cannot repair by truncation.
     #[error("corrupt log file {path}: {reason}")]
     Corrupt {

@@ -316,6 +316,9 @@ impl FileSystem for FaultFs {
         self.check_path(from)?;
         self.check_path(to)?;
         let mut names = self.names.lock();
+        if names.dirs.contains(from) {
+            return rename_dir(&mut names, from, to);
+        }
         let file = names.current.remove(from).ok_or_else(|| not_found(from))?;
         names.current.insert(to.to_path_buf(), file);
         Ok(())
@@ -359,6 +362,47 @@ impl FileSystem for FaultFs {
         }
         Ok(())
     }
+}
+
+/// Renames a directory with everything in it. Directories are always durable here, so the
+/// rename is too: it moves the durable entries along with the current ones. (A real file
+/// system needs an fsync of the parent; callers do it, and these tests do not check it.)
+fn rename_dir(names: &mut Namespace, from: &Path, to: &Path) -> io::Result<()> {
+    if names.dirs.iter().any(|d| d.starts_with(to))
+        || names.current.keys().any(|p| p.starts_with(to))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        ));
+    }
+    let moved = |p: &Path| -> PathBuf {
+        p.strip_prefix(from)
+            .map_or_else(|_| p.to_path_buf(), |rest| to.join(rest))
+    };
+    for map in [&mut names.current, &mut names.durable] {
+        let inside: Vec<PathBuf> = map
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for path in inside {
+            if let Some(file) = map.remove(&path) {
+                map.insert(moved(&path), file);
+            }
+        }
+    }
+    let dirs: Vec<PathBuf> = names
+        .dirs
+        .iter()
+        .filter(|d| d.starts_with(from))
+        .cloned()
+        .collect();
+    for dir in dirs {
+        names.dirs.remove(&dir);
+        names.dirs.insert(moved(&dir));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! - `cleaner`: compaction passes (bounded key map, delete horizons, merging of small
 //!   segments) over inactive segments and their crash-safe swap.
 //! - [`LogManager`] (`manager`): every partition of a node across data directories, opened
-//!   concurrently.
+//!   concurrently; `manager/future_log` moves a partition's log between them ([`LogMove`]).
 //! - [`Log`] (`log`): one partition — append, read, offsets, roll, flush, truncate, retention.
 //!
 //! Data flows: producer bytes → `validate` → [`Log::append`] stamps offsets → the active
@@ -53,4 +53,4 @@ pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
 pub use journal::{PowerLossReport, SyncJournalFs, power_loss, power_loss_preview};
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
-pub use manager::{LogManager, LogManagerOptions, OfflineDir, TopicPartition};
+pub use manager::{LogManager, LogManagerOptions, LogMove, OfflineDir, TopicPartition};

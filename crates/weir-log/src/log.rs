@@ -508,6 +508,39 @@ impl Log {
         self.inner.lock().segments.keys().copied().collect()
     }
 
+    /// Bumped whenever segments are removed, truncated or rewritten by compaction: a copy of
+    /// the inactive segments taken at one generation is still exact at the same generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.lock().generation
+    }
+
+    /// Runs `f` with the log frozen: everything appended is fsynced (the checkpoint then holds
+    /// the log end offset as recovery point), and the compaction and state locks are held, so
+    /// no flush, checkpoint, retention, truncation, compaction or append changes a file
+    /// meanwhile. `f` gets the current generation. For copying the log elsewhere
+    /// (`LogManager::finish_move`).
+    pub(crate) fn frozen<T>(&self, f: impl FnOnce(u64) -> Result<T>) -> Result<T> {
+        self.check_online()?;
+        self.flush()?;
+        let _compacting = self.compaction_lock.lock();
+        let inner = self.inner.lock();
+        let current = Checkpoint {
+            recovery_point: inner.recovery_point,
+            log_start_offset: inner.log_start_offset,
+        };
+        if *self.last_checkpoint.lock() != Some(current) {
+            self.write_checkpoint(&inner)?;
+        }
+        f(inner.generation)
+    }
+
+    /// Takes the log offline for good: it has been replaced by a copy in another directory, so
+    /// a late append or read through a stale handle fails instead of landing in (or reading)
+    /// files about to be deleted.
+    pub(crate) fn retire(&self) {
+        self.offline.store(true, Ordering::Release);
+    }
+
     fn check_online(&self) -> Result<()> {
         if self.offline.load(Ordering::Acquire) {
             return Err(Error::Offline {

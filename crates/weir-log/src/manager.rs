@@ -17,11 +17,15 @@ use crate::handles::HandleCache;
 use crate::log::{Log, LogOptions};
 use crate::{Error, Result};
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[path = "future_log.rs"]
+mod future_log;
+pub use future_log::LogMove;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,6 +123,8 @@ pub struct LogManager {
     handles: HandleCache,
     logs: RwLock<HashMap<TopicPartition, Arc<Log>>>,
     offline: Vec<OfflineDir>,
+    /// Partitions with a [`LogMove`] under way.
+    moving: Arc<parking_lot::Mutex<HashSet<TopicPartition>>>,
 }
 
 impl LogManager {
@@ -144,6 +150,10 @@ impl LogManager {
                 Ok(names) => {
                     for name in names {
                         if options.foreign_dirs.contains(&name) {
+                            continue;
+                        }
+                        if future_log::is_move_leftover(&name) {
+                            Self::remove_move_leftover(&options, dir, &name);
                             continue;
                         }
                         if let Some(tp) = TopicPartition::from_dir_name(&name) {
@@ -202,11 +212,18 @@ impl LogManager {
                 .collect()
         });
         let mut logs = HashMap::with_capacity(found.len());
+        // Second copies of a partition, left by a move interrupted after its rename.
+        let mut copies = Vec::new();
         for (tp, d, log) in opened.into_iter().flatten() {
             match log {
-                Ok(log) => {
-                    logs.insert(tp, (d, Arc::new(log)));
-                }
+                Ok(log) => match logs.entry(tp) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        copies.push((first.key().clone(), d, Arc::new(log)));
+                    }
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert((d, Arc::new(log)));
+                    }
+                },
                 Err(error) => {
                     let Some(slot) = failed.get_mut(d) else {
                         return Err(error); // a panicked thread: no directory to blame
@@ -233,6 +250,46 @@ impl LogManager {
                 partitions,
             });
         }
+        for (tp, d, copy) in copies {
+            if offline
+                .iter()
+                .any(|o| Some(&o.path) == options.data_dirs.get(d))
+            {
+                continue;
+            }
+            let Some((kept_d, kept)) = logs.get(&tp) else {
+                // The other copy is on an offline directory: which one is current is unknown,
+                // so the partition stays offline.
+                continue;
+            };
+            let (loser, winner) =
+                if future_log::second_copy_wins(&*options.fs, (*kept_d, kept), (d, &copy)) {
+                    let loser = logs.insert(tp.clone(), (d, copy)).map(|(_, l)| l);
+                    (loser, logs.get(&tp).map(|(_, l)| l.clone()))
+                } else {
+                    (Some(copy), Some(kept.clone()))
+                };
+            if let (Some(loser), Some(winner)) = (loser, winner) {
+                tracing::warn!(partition = %tp, kept = %winner.dir().display(), deleted = %loser.dir().display(), "partition found in two data directories after an interrupted move; deleting the older copy");
+                let dir = loser.dir().to_path_buf();
+                drop(loser);
+                if let Err(error) = Self::remove_dir_synced(&options, &dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot delete the older copy");
+                }
+            }
+        }
+        for (_, log) in logs.values() {
+            let marker = log.dir().join(future_log::MOVED_IN_FILE);
+            if options.fs.exists(&marker) {
+                let removed = options
+                    .fs
+                    .remove_file(&marker)
+                    .and_then(|()| options.fs.sync_dir(log.dir()));
+                if let Err(error) = removed {
+                    tracing::warn!(path = %marker.display(), %error, "cannot remove a move marker");
+                }
+            }
+        }
         if !options.data_dirs.is_empty() && offline.len() == options.data_dirs.len() {
             let mut offline = offline;
             return match offline.pop().map(|o| Arc::try_unwrap(o.error)) {
@@ -257,7 +314,26 @@ impl LogManager {
             handles,
             logs: RwLock::new(logs),
             offline,
+            moving: Arc::default(),
         })
+    }
+
+    /// Deletes a leftover of an interrupted move (see `future_log`): a future copy (the source
+    /// is whole) or a moved-away copy being deleted. A failure only warns.
+    fn remove_move_leftover(options: &LogManagerOptions, data_dir: &Path, name: &str) {
+        let path = data_dir.join(name);
+        tracing::warn!(dir = %path.display(), "deleting the leftover of an interrupted log move");
+        if let Err(error) = Self::remove_dir_synced(options, &path) {
+            tracing::warn!(dir = %path.display(), %error, "cannot delete the leftover");
+        }
+    }
+
+    fn remove_dir_synced(options: &LogManagerOptions, dir: &Path) -> std::io::Result<()> {
+        options.fs.remove_dir_all(dir)?;
+        match dir.parent() {
+            Some(parent) => options.fs.sync_dir(parent),
+            None => Ok(()),
+        }
     }
 
     /// Data directories taken offline at start, with the error and the partitions they hold.

@@ -32,7 +32,6 @@ use rdkafka::Offset;
 use rdkafka::TopicPartitionList;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -40,7 +39,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::Cluster;
+use support::cluster::{Cluster, blocking, rd_config, wait_until};
 use weir_protocol::ErrorCode;
 use weir_protocol::messages::create_topics_request::CreatableTopic;
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -56,12 +55,6 @@ const SESSION_TIMEOUT: Duration = Duration::from_millis(3000);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Runs a call that blocks the thread (librdkafka, the harness's waits) without stalling the
-/// runtime's other tasks.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
 
 /// Starts a 3-node cluster and prints how long it took to be ready.
 fn start_cluster(test: &str) -> Cluster {
@@ -201,25 +194,6 @@ async fn describe_quorum(addr: SocketAddr) -> (i32, BTreeMap<i32, i64>) {
     (partition.leader_id, voters)
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, failing the test with the cluster's
-/// logs and the last value seen after `within`.
-async fn wait_until<T, F, Fut>(cluster: &Cluster, what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                cluster.fail(&format!("{what}: not within {within:?}; last seen: {last}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
 /// Waits until every node in `nodes` knows `topic` with `partitions` partitions, each with a
 /// leader, and returns each node's view.
 async fn wait_for_topic_everywhere(
@@ -259,17 +233,6 @@ fn leaders(view: &TopicView) -> BTreeMap<i32, Vec<i32>> {
         by_leader.entry(p.leader).or_default().push(index);
     }
     by_leader
-}
-
-/// A librdkafka client configuration bootstrapping from `bootstrap` only.
-fn rd_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
-    config
 }
 
 /// Creates `topic` through librdkafka's admin client on `bootstrap` (failing with the nodes'

@@ -18,7 +18,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::Cluster;
+use support::cluster::{Cluster, blocking, wait_until};
 use weir_protocol::messages::create_topics_request::CreatableTopic;
 use weir_protocol::messages::elect_leaders_request::TopicPartitions;
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -31,10 +31,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 const ELECTION_NOT_NEEDED: i16 = 84;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
 
 /// Creates `topic` with `partitions` partitions and the default replication factor (3).
 async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
@@ -94,24 +90,6 @@ async fn partition_view(addr: SocketAddr, topic: &str, partition: i32) -> Option
         replicas: p.replica_nodes.clone(),
         isr,
     })
-}
-
-/// Polls every 100 ms until `check` holds, failing with the nodes' logs after `within`.
-async fn wait_until<T, F, Fut>(cluster: &Cluster, what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                cluster.fail(&format!("{what}: not within {within:?}; last seen: {last}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// Partition `partition` of `topic` as every node in `nodes` sees it, once they agree and it

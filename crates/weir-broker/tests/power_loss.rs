@@ -21,14 +21,13 @@ mod support;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::cluster::Cluster;
+use support::cluster::{Cluster, blocking, rd_config};
 use weir_log::PowerLossReport;
 
 /// Upper bound for any one wait on the cluster.
@@ -43,20 +42,6 @@ const TAIL_RECORDS: usize = 20_000;
 const TAIL_BEFORE_FREEZE: usize = 200;
 /// Times the nodes may be frozen and thawed in search of an unfsynced append.
 const FREEZE_ATTEMPTS: u32 = 200;
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-fn rd_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
-    config
-}
 
 async fn create_topic(cluster: &Cluster, topic: &str) {
     let admin: AdminClient<DefaultClientContext> =

@@ -18,7 +18,6 @@
 )]
 mod support;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,7 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::Cluster;
+use support::cluster::{Cluster, blocking, rd_config, wait_until};
 use weir_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -44,20 +43,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
-
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
-fn rd_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
-    config
-}
 
 /// Creates `topic` with one partition on `replicas` (a manual assignment).
 async fn create_topic_on(cluster: &Cluster, topic: &str, replicas: &[i32]) {
@@ -122,24 +107,6 @@ async fn partition_view(addr: SocketAddr, topic: &str) -> Option<PartitionView> 
         replicas: p.replica_nodes.clone(),
         isr,
     })
-}
-
-/// Polls every 100 ms until `check` holds, failing with the nodes' logs after `within`.
-async fn wait_until<T, F, Fut>(cluster: &Cluster, what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                cluster.fail(&format!("{what}: not within {within:?}; last seen: {last}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// Partition 0 of `topic` as every node in `nodes` sees it, once they agree and it satisfies

@@ -27,7 +27,6 @@ mod support;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -38,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::Cluster;
+use support::cluster::{Cluster, blocking, rd_config, wait_until};
 use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::{MetadataRequest, ProduceRequest};
@@ -53,10 +52,6 @@ const PROPS: [(&str, &str); 3] = [
     ("replica.lag.time.max.ms", "4000"),
 ];
 
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(f)
-}
-
 fn env_secs(name: &str, default: u64) -> Duration {
     Duration::from_secs(
         std::env::var(name)
@@ -64,16 +59,6 @@ fn env_secs(name: &str, default: u64) -> Duration {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default),
     )
-}
-
-fn rd_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("broker.address.family", "v4")
-        .set("socket.timeout.ms", "10000")
-        .set("topic.metadata.refresh.interval.ms", "1000");
-    config
 }
 
 /// Creates `topic` with replication factor 3 through librdkafka's admin client.
@@ -124,24 +109,6 @@ async fn partition_state(
     let mut isr = p.isr_nodes.clone();
     isr.sort_unstable();
     Some((p.leader_id, p.leader_epoch, isr))
-}
-
-/// Polls every 100 ms until `check` holds, failing with the nodes' logs after `within`.
-async fn wait_until<T, F, Fut>(cluster: &Cluster, what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        match check().await {
-            Ok(value) => return value,
-            Err(last) if Instant::now() >= deadline => {
-                cluster.fail(&format!("{what}: not within {within:?}; last seen: {last}"))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// The leader of a partition as the running nodes agree on it, with its ISR.

@@ -474,3 +474,45 @@ fn readable_tail(log: &str) -> String {
     }
     out
 }
+
+/// Runs a call that blocks the thread (librdkafka, the harness's waits) without stalling the
+/// runtime's other tasks.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// librdkafka settings for a client of the cluster at `bootstrap`: IPv4, quick metadata
+/// refreshes so leader changes are seen within a second.
+pub fn rd_config(bootstrap: &str) -> rdkafka::config::ClientConfig {
+    let mut config = rdkafka::config::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("broker.address.family", "v4")
+        .set("socket.timeout.ms", "10000")
+        .set("topic.metadata.refresh.interval.ms", "1000");
+    config
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`, failing the test with the cluster's logs
+/// and the last value seen after `within`.
+pub async fn wait_until<T, F, Fut>(
+    cluster: &Cluster,
+    what: &str,
+    within: Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                cluster.fail(&format!("{what}: not within {within:?}; last seen: {last}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

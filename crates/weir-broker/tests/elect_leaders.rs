@@ -15,16 +15,12 @@
 )]
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, blocking, wait_until};
+use support::cluster::{Cluster, PartitionView, blocking, partition_view, wait_until};
 use weir_protocol::messages::create_topics_request::CreatableTopic;
 use weir_protocol::messages::elect_leaders_request::TopicPartitions;
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
-use weir_protocol::messages::{
-    CreateTopicsRequest, ElectLeadersRequest, ElectLeadersResponse, MetadataRequest,
-};
+use weir_protocol::messages::{CreateTopicsRequest, ElectLeadersRequest, ElectLeadersResponse};
 
 /// Upper bound for any one wait on the cluster.
 const WAIT: Duration = Duration::from_secs(60);
@@ -49,47 +45,6 @@ async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
     if response.topics[0].error_code != 0 {
         cluster.fail(&format!("creating {topic}: {response:?}"));
     }
-}
-
-/// One partition as a node's Metadata v12 shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PartitionView {
-    leader: i32,
-    leader_epoch: i32,
-    replicas: Vec<i32>,
-    /// Sorted.
-    isr: Vec<i32>,
-}
-
-async fn partition_view(addr: SocketAddr, topic: &str, partition: i32) -> Option<PartitionView> {
-    let request = MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.to_string()),
-            ..MetadataRequestTopic::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..MetadataRequest::default()
-    };
-    let mut client = tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr))
-        .await
-        .ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request, 12))
-        .await
-        .ok()?;
-    let p = response
-        .topics
-        .first()?
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == partition)?;
-    let mut isr = p.isr_nodes.clone();
-    isr.sort_unstable();
-    Some(PartitionView {
-        leader: p.leader_id,
-        leader_epoch: p.leader_epoch,
-        replicas: p.replica_nodes.clone(),
-        isr,
-    })
 }
 
 /// Partition `partition` of `topic` as every node in `nodes` sees it, once they agree and it

@@ -19,15 +19,13 @@
 )]
 mod support;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
-use support::cluster::{Cluster, blocking, rd_config};
+use support::cluster::{Cluster, blocking, create_replicated_topic, rd_config};
 use weir_log::PowerLossReport;
 
 /// Upper bound for any one wait on the cluster.
@@ -42,24 +40,6 @@ const TAIL_RECORDS: usize = 20_000;
 const TAIL_BEFORE_FREEZE: usize = 200;
 /// Times the nodes may be frozen and thawed in search of an unfsynced append.
 const FREEZE_ATTEMPTS: u32 = 200;
-
-async fn create_topic(cluster: &Cluster, topic: &str) {
-    let admin: AdminClient<DefaultClientContext> =
-        rd_config(&cluster.bootstrap()).create().expect("admin");
-    let result = admin
-        .create_topics(
-            &[NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(3))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .expect("CreateTopics");
-    for r in result {
-        if let Err((name, code)) = r {
-            cluster.fail(&format!("creating {name}: {code}"));
-        }
-    }
-    blocking(|| drop(admin));
-}
 
 /// Produces `count` records named `{prefix}-{i}`, alternating partitions, with `acks`; returns
 /// the acknowledged ones: value → (partition, offset).
@@ -303,7 +283,7 @@ async fn run(durable_acks: &str, topic: &str) -> (Cluster, Outcome) {
         ("durable.acks", durable_acks),
     ];
     let mut cluster = blocking(|| Cluster::start_with(3, &props));
-    create_topic(&cluster, topic).await;
+    create_replicated_topic(&cluster, topic, PARTITIONS, 3).await;
     let acknowledged = produce(&cluster, topic, "all", RECORDS, "all").await;
     if acknowledged.len() < RECORDS / 2 {
         cluster.fail(&format!(

@@ -25,16 +25,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, blocking, rd_config, wait_until};
+use support::cluster::{Cluster, PartitionView, blocking, partition_view, rd_config, wait_until};
 use weir_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use weir_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use weir_protocol::messages::list_partition_reassignments_response::OngoingPartitionReassignment;
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, CreateTopicsRequest,
-    ListPartitionReassignmentsRequest, MetadataRequest,
+    ListPartitionReassignmentsRequest,
 };
 
 /// Upper bound for any one wait on the cluster.
@@ -68,47 +67,6 @@ async fn create_topic_on(cluster: &Cluster, topic: &str, replicas: &[i32]) {
     }
 }
 
-/// Partition 0 as a node's Metadata v12 shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PartitionView {
-    leader: i32,
-    leader_epoch: i32,
-    replicas: Vec<i32>,
-    /// Sorted.
-    isr: Vec<i32>,
-}
-
-async fn partition_view(addr: SocketAddr, topic: &str) -> Option<PartitionView> {
-    let request = MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.to_string()),
-            ..MetadataRequestTopic::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..MetadataRequest::default()
-    };
-    let mut client = tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr))
-        .await
-        .ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request, 12))
-        .await
-        .ok()?;
-    let p = response
-        .topics
-        .first()?
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == 0)?;
-    let mut isr = p.isr_nodes.clone();
-    isr.sort_unstable();
-    Some(PartitionView {
-        leader: p.leader_id,
-        leader_epoch: p.leader_epoch,
-        replicas: p.replica_nodes.clone(),
-        isr,
-    })
-}
-
 /// Partition 0 of `topic` as every node in `nodes` sees it, once they agree and it satisfies
 /// `accept`.
 async fn agreed_view(
@@ -121,7 +79,7 @@ async fn agreed_view(
     wait_until(cluster, what, WAIT, || async {
         let mut seen = Vec::new();
         for &id in nodes {
-            seen.push(partition_view(cluster.addr(id), topic).await);
+            seen.push(partition_view(cluster.addr(id), topic, 0).await);
         }
         match seen.first() {
             Some(Some(first))
@@ -350,7 +308,7 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
         )
         .await;
     }
-    let alone = partition_view(cluster.addr(4), topic)
+    let alone = partition_view(cluster.addr(4), topic, 0)
         .await
         .expect("metadata");
     assert_eq!((alone.leader, alone.isr.clone()), (4, vec![4]), "{alone:?}");

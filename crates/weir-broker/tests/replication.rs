@@ -25,8 +25,6 @@
 )]
 mod support;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -37,10 +35,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, blocking, rd_config, wait_until};
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+use support::cluster::{
+    Cluster, blocking, create_replicated_topic, partition_view, rd_config, wait_until,
+};
+use weir_protocol::messages::ProduceRequest;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use weir_protocol::messages::{MetadataRequest, ProduceRequest};
 
 /// Upper bound for any one wait on the cluster.
 const WAIT: Duration = Duration::from_secs(60);
@@ -59,56 +58,6 @@ fn env_secs(name: &str, default: u64) -> Duration {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default),
     )
-}
-
-/// Creates `topic` with replication factor 3 through librdkafka's admin client.
-async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        rd_config(&cluster.bootstrap()).create().expect("admin");
-    let result = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(3))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
-        )
-        .await
-        .expect("CreateTopics");
-    for r in result {
-        if let Err((name, code)) = r {
-            cluster.fail(&format!("creating {name}: {code}"));
-        }
-    }
-    blocking(|| drop(admin));
-}
-
-/// Leader, leader epoch and ISR of one partition as node `addr` sees it.
-async fn partition_state(
-    addr: SocketAddr,
-    topic: &str,
-    partition: i32,
-) -> Option<(i32, i32, Vec<i32>)> {
-    let request = MetadataRequest {
-        topics: Some(vec![MetadataRequestTopic {
-            name: Some(topic.to_string()),
-            ..MetadataRequestTopic::default()
-        }]),
-        allow_auto_topic_creation: false,
-        ..MetadataRequest::default()
-    };
-    let mut client = tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr))
-        .await
-        .ok()?;
-    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request, 12))
-        .await
-        .ok()?;
-    let p = response
-        .topics
-        .first()?
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == partition)?;
-    let mut isr = p.isr_nodes.clone();
-    isr.sort_unstable();
-    Some((p.leader_id, p.leader_epoch, isr))
 }
 
 /// The leader of a partition as the running nodes agree on it, with its ISR.
@@ -472,7 +421,7 @@ async fn acknowledged_records_survive_kill_9_of_leaders() {
     let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
     let topic = "chaos";
     let partitions = 3;
-    create_topic(&cluster, topic, partitions).await;
+    create_replicated_topic(&cluster, topic, partitions, 3).await;
     let all = cluster.ids();
     agreed_leader(&cluster, &all, topic, 0).await;
 
@@ -539,6 +488,17 @@ async fn acknowledged_records_survive_kill_9_of_leaders() {
     );
 }
 
+/// Leader, leader epoch and ISR (sorted) of one partition as node `addr` sees it.
+async fn partition_state(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32, Vec<i32>)> {
+    partition_view(addr, topic, partition)
+        .await
+        .map(|p| (p.leader, p.leader_epoch, p.isr))
+}
+
 /// An acks=all Produce of one record to partition 0 that waits at most `timeout_ms`.
 fn produce_request(topic: &str, value: &str, timeout_ms: i32) -> ProduceRequest {
     let mut builder = weir_records::RecordBatchBuilder::new();
@@ -565,7 +525,7 @@ fn produce_request(topic: &str, value: &str, timeout_ms: i32) -> ProduceRequest 
 async fn a_deposed_leader_acknowledges_nothing() {
     let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
     let topic = "zombie";
-    create_topic(&cluster, topic, 1).await;
+    create_replicated_topic(&cluster, topic, 1, 3).await;
     let all = cluster.ids();
     let (old, epoch, _) = agreed_leader(&cluster, &all, topic, 0).await;
     // Something committed first.
@@ -641,7 +601,7 @@ async fn a_deposed_leader_acknowledges_nothing() {
 async fn a_returning_replica_catches_up_and_rejoins_the_isr() {
     let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
     let topic = "catch-up";
-    create_topic(&cluster, topic, 1).await;
+    create_replicated_topic(&cluster, topic, 1, 3).await;
     let all = cluster.ids();
     let (leader, _, isr) = agreed_leader(&cluster, &all, topic, 0).await;
     assert_eq!(
@@ -714,7 +674,7 @@ async fn committed_offsets_survive_a_coordinator_kill_9() {
     let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
     let topic = "group-failover";
     let group = "failover-group";
-    create_topic(&cluster, topic, 1).await;
+    create_replicated_topic(&cluster, topic, 1, 3).await;
     let mut client = RawClient::connect(cluster.addr(1)).await;
     for i in 0..100 {
         let response = client
@@ -789,7 +749,7 @@ async fn a_rolling_restart_shows_no_errors_to_an_idempotent_producer() {
     let mut cluster = blocking(|| Cluster::start_with(3, &PROPS));
     let topic = "rolling";
     let partitions = 3;
-    create_topic(&cluster, topic, partitions).await;
+    create_replicated_topic(&cluster, topic, partitions, 3).await;
     let all = cluster.ids();
     full_isr(&cluster, &all, topic, partitions).await;
     let stop = Arc::new(AtomicBool::new(false));

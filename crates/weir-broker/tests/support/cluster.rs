@@ -516,3 +516,92 @@ where
         }
     }
 }
+
+/// One partition as a node's Metadata (v12) shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    /// The leader, or -1.
+    pub leader: i32,
+    /// Its leader epoch.
+    pub leader_epoch: i32,
+    /// Replicas, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// In-sync replicas, sorted.
+    pub isr: Vec<i32>,
+}
+
+/// Partition `partition` of `topic` as node `addr` answers Metadata; `None` when the node does
+/// not answer within 5 s or does not know the partition.
+pub async fn partition_view(
+    addr: SocketAddr,
+    topic: &str,
+    partition: i32,
+) -> Option<PartitionView> {
+    use weir_protocol::messages::MetadataRequest;
+    use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+    let request = MetadataRequest {
+        topics: Some(vec![MetadataRequestTopic {
+            name: Some(topic.to_string()),
+            ..MetadataRequestTopic::default()
+        }]),
+        allow_auto_topic_creation: false,
+        ..MetadataRequest::default()
+    };
+    let mut client = tokio::time::timeout(Duration::from_secs(5), super::RawClient::connect(addr))
+        .await
+        .ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(5), client.send(request, 12))
+        .await
+        .ok()?;
+    let p = response
+        .topics
+        .first()?
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)?;
+    let mut isr = p.isr_nodes.clone();
+    isr.sort_unstable();
+    Some(PartitionView {
+        leader: p.leader_id,
+        leader_epoch: p.leader_epoch,
+        replicas: p.replica_nodes.clone(),
+        isr,
+    })
+}
+
+/// Creates `topic` with `replication_factor` replicas per partition through librdkafka's admin
+/// client, failing the test with the nodes' logs if it is refused.
+pub async fn create_replicated_topic(
+    cluster: &Cluster,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = match rd_config(&cluster.bootstrap()).create() {
+        Ok(admin) => admin,
+        Err(e) => cluster.fail(&format!("admin client: {e}")),
+    };
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(replication_factor),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))),
+        )
+        .await;
+    match created {
+        Ok(results) => {
+            for r in results {
+                if let Err((name, code)) = r {
+                    cluster.fail(&format!("creating {name}: {code}"));
+                }
+            }
+        }
+        Err(e) => cluster.fail(&format!("CreateTopics for {topic}: {e}")),
+    }
+    blocking(|| drop(admin));
+}

@@ -9,8 +9,10 @@
 # (WEIR_CLUSTER_PORT_OFFSET and SEED_CHECK exist to try it beside a broker that holds 9092.)
 # Starts the cluster with cluster.sh in a fresh directory, runs ../shared/seed-example/check.sh
 # against node 1, then kafka-python (node 3) and confluent-kafka (node 2) from tests/compat,
-# stops the cluster, and exits non-zero if the cluster did not start, a client check failed
-# or a node did not stop on SIGTERM. The nodes' logs are printed on failure.
+# stops the cluster; then runs the seed example once more on a fresh cluster with three replicas
+# per partition while a broker is killed with kill -9 (needs kcat to find the leader). Exits
+# non-zero if a cluster did not start, a client check failed or a node did not stop on
+# SIGTERM. The nodes' logs are printed on failure.
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -99,4 +101,47 @@ if [ "$seed_status" != 0 ] || [ "$clients_status" != 0 ] || [ "$stop_status" != 
   exit 1
 fi
 rm -rf "$WEIR_CLUSTER_DIR"
-echo "== cluster checks (seed example, kafka-python, confluent-kafka): OK"
+
+# The seed example again, verbatim, on a fresh cluster whose topics have three replicas, while a
+# broker is killed with kill -9 in the middle of it: the leader of user-activity's partition,
+# unless that is node 1 (the example's only bootstrap address), then node 3. kafka-python 3.x
+# produces idempotently with acks=all, so all 10 events must arrive.
+export WEIR_CLUSTER_DIR=$(mktemp -d "${TMPDIR:-/tmp}/weir-cluster-ci-kill.XXXXXX")
+echo "== starting a 3-node cluster with default.replication.factor=3 (data in $WEIR_CLUSTER_DIR)"
+if ! WEIR_CLUSTER_ARGS="--default.replication.factor=3 ${WEIR_CLUSTER_ARGS:-}" "$cluster" start 3; then
+  echo "== FAILED: the cluster did not start"
+  print_logs
+  exit 1
+fi
+stopped=0
+bash "$seed" 90 &
+seed_pid=$!
+sleep 5
+leader=$(kcat -b "127.0.0.1:$((9092 + offset))" -L -J -t user-activity 2>/dev/null | "$PYTHON3" -c '
+import json, sys
+try:
+    print(json.load(sys.stdin)["topics"][0]["partitions"][0]["leader"])
+except Exception:
+    print("unknown")')
+case "$leader" in
+  2|3) victim=$leader ;;
+  *) victim=3 ;;
+esac
+victim_pid=$(cat "$WEIR_CLUSTER_DIR/node-$victim.pid")
+echo "== kill -9 of node $victim (pid $victim_pid; user-activity-0 led by node $leader) while the seed example runs"
+kill -9 "$victim_pid"
+wait "$seed_pid"
+kill_status=$?
+if [ "$kill_status" = 0 ]; then
+  echo "== seed example with node $victim killed: PASSED"
+else
+  echo "== seed example with node $victim killed: FAILED (exit status $kill_status)"
+fi
+"$cluster" stop >/dev/null 2>&1
+stopped=1
+if [ "$kill_status" != 0 ]; then
+  print_logs
+  exit 1
+fi
+rm -rf "$WEIR_CLUSTER_DIR"
+echo "== cluster checks (seed example, with and without a broker killed; kafka-python, confluent-kafka): OK"

@@ -306,10 +306,8 @@ impl Client {
                 // Boxed: refreshing goes through `send_any`, which may come back here.
                 self.invalidate_metadata();
                 Box::pin(self.refresh_metadata()).await?;
-                self.broker_address(broker_id).ok_or_else(|| Error::Kafka {
-                    code: ErrorCode::BROKER_NOT_AVAILABLE,
-                    message: Some(format!("broker {broker_id} is not in the cluster metadata")),
-                })?
+                self.broker_address(broker_id)
+                    .ok_or(Error::BrokerNotInMetadata(broker_id))?
             }
         };
         let slot = self.inner.pool.lock().entry(broker_id).or_default().clone();

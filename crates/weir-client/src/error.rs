@@ -44,6 +44,11 @@ pub enum Error {
     /// The connection closed while requests were in flight.
     #[error("connection to {0} closed")]
     Disconnected(String),
+    /// A broker (a partition's leader, a group's coordinator) is not in the cluster metadata,
+    /// even after a refresh: it was fenced or left. Retriable: the next metadata names the
+    /// broker that took over.
+    #[error("broker {0} is not in the cluster metadata")]
+    BrokerNotInMetadata(i32),
     /// None of the bootstrap servers could be reached.
     #[error("no broker reachable (tried {0})")]
     NoBrokerReachable(String),
@@ -90,7 +95,10 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Kafka { code, .. } => code.is_retriable(),
-            Error::Io { .. } | Error::Timeout(_) | Error::Disconnected(_) => true,
+            Error::Io { .. }
+            | Error::Timeout(_)
+            | Error::Disconnected(_)
+            | Error::BrokerNotInMetadata(_) => true,
             _ => false,
         }
     }
@@ -116,6 +124,7 @@ impl Error {
             },
             Error::Timeout(d) => Error::Timeout(*d),
             Error::Disconnected(a) => Error::Disconnected(a.clone()),
+            Error::BrokerNotInMetadata(id) => Error::BrokerNotInMetadata(*id),
             Error::NoBrokerReachable(a) => Error::NoBrokerReachable(a.clone()),
             Error::UnsupportedVersion { api, min, max } => Error::UnsupportedVersion {
                 api,
@@ -130,5 +139,20 @@ impl Error {
             Error::Closed => Error::Closed,
             Error::IllegalState(s) => Error::IllegalState(s.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the chaos test's finding: a leader that was fenced drops out of the metadata,
+    /// and batches routed to it must be retried towards the new leader, not failed.
+    #[test]
+    fn a_broker_missing_from_the_metadata_is_retriable() {
+        let error = Error::BrokerNotInMetadata(3);
+        assert!(error.is_retriable());
+        assert!(error.duplicate().is_retriable());
+        assert_eq!(error.to_string(), "broker 3 is not in the cluster metadata");
     }
 }

@@ -5,8 +5,9 @@
 //!   weir-client) write at a steady rate while the leader of partition 0 is killed with
 //!   `kill -9` every few seconds and restarted; a checker then reads every partition back and
 //!   reports acknowledged, lost, duplicated and out-of-order records and the share of time
-//!   produce was available. Delivery failures, lost, duplicated and out of order must be 0. CI runs it for
-//!   `WEIR_CHAOS_SECS` (default 24 s, a kill every `WEIR_CHAOS_KILL_EVERY_SECS`, default 8 s);
+//!   produce was available. Delivery failures, lost, duplicated and out of order must be 0.
+//!   CI runs it for `WEIR_CHAOS_SECS` (default 24 s, a kill every
+//!   `WEIR_CHAOS_KILL_EVERY_SECS`, default 8 s);
 //!   `tests/cluster/chaos.sh` runs the 5-minute version and prints the table.
 //! - **zombie leader**: a leader stopped with SIGSTOP until another replica replaces it, then
 //!   resumed, acknowledges nothing any more, and what it appended as a deposed leader is gone

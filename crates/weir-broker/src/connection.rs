@@ -247,46 +247,40 @@ async fn produce_acks_all(
     started: std::time::Instant,
 ) -> Result<Handled, ConnectionError> {
     let appended = produce::append(broker, &ctx, request).await;
-    if appended.is_complete() {
-        // Nothing to wait for (every partition failed): answer now.
-        let response = appended.complete(broker).await;
-        let mut out = BytesMut::new();
-        header::encode_response(
-            &mut out,
-            ApiKey::Produce,
-            ctx.api_version,
-            ctx.correlation_id,
-            &response,
-        )?;
-        broker
-            .metrics
-            .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
-        return Ok(ready(&mut out));
-    }
-    let broker = broker.clone();
-    let finish = async move {
-        let response = appended.complete(&broker).await;
-        let mut out = BytesMut::new();
-        match header::encode_response(
-            &mut out,
-            ApiKey::Produce,
-            ctx.api_version,
-            ctx.correlation_id,
-            &response,
-        ) {
-            Ok(()) => {
-                broker
-                    .metrics
-                    .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
-                Some(out.freeze())
-            }
-            Err(e) => {
-                warn!(peer = %ctx.peer, error = %e, "cannot encode a Produce response; closing the connection");
-                None
-            }
+    let appended_is_complete = appended.is_complete();
+    let peer = ctx.peer;
+    // Completes the response, encodes it and counts the request.
+    let finish = {
+        let broker = broker.clone();
+        move || async move {
+            let response = appended.complete(&broker).await;
+            let mut out = BytesMut::new();
+            header::encode_response(
+                &mut out,
+                ApiKey::Produce,
+                ctx.api_version,
+                ctx.correlation_id,
+                &response,
+            )?;
+            broker
+                .metrics
+                .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
+            Ok::<Bytes, ConnectionError>(out.freeze())
         }
     };
-    Ok(Handled::Response(Queued::Pending(tokio::spawn(finish))))
+    if appended_is_complete {
+        // Nothing to wait for (every partition failed): answer now.
+        return Ok(Handled::Response(Queued::Ready(finish().await?)));
+    }
+    let pending = tokio::spawn(async move {
+        finish()
+            .await
+            .map_err(
+                |e| warn!(%peer, error = %e, "cannot encode a Produce response; closing the connection"),
+            )
+            .ok()
+    });
+    Ok(Handled::Response(Queued::Pending(pending)))
 }
 
 /// A client asked for an ApiVersions version this broker does not know: answer in v0 with

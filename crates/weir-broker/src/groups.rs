@@ -182,15 +182,8 @@ impl Groups {
         let broker = broker.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
-                Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
-                    .await
-                    .map_err(|_| crate::BrokerError::TaskFailed)
-                    .and_then(|r| r),
-                None => Ok(Vec::new()),
-            };
             let groups = &broker.groups;
-            let records = match records {
+            let records = match replay_partition(&broker, partition).await {
                 Ok(records) => records,
                 Err(e) => {
                     error!(partition, error = %e, "cannot load __consumer_offsets partition; its groups stay unavailable");
@@ -387,13 +380,7 @@ impl Groups {
         {
             return;
         }
-        let records = match broker.partitions.log(OFFSETS_TOPIC, partition) {
-            Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
-                .await
-                .map_err(|_| crate::BrokerError::TaskFailed)
-                .and_then(|r| r),
-            None => Ok(Vec::new()),
-        };
+        let records = replay_partition(broker, partition).await;
         let outputs = {
             let mut coordinator = self.coordinator.lock();
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
@@ -423,13 +410,9 @@ impl Groups {
         records: Vec<PersistRecord>,
     ) -> Result<(), PersistError> {
         let partition = self.partition_for(group_id);
-        let (_, leader_epoch) = broker
-            .leader_log(OFFSETS_TOPIC, partition, -1)
+        let (replica, leader_epoch) = broker
+            .leader_replica(OFFSETS_TOPIC, partition, -1)
             .map_err(|_| PersistError::MissingPartition(partition))?;
-        let replica = broker
-            .replicas
-            .get(OFFSETS_TOPIC, partition)
-            .ok_or(PersistError::MissingPartition(partition))?;
         let now = now_ms();
         let mut builder = RecordBatchBuilder::new();
         for r in records {
@@ -566,6 +549,20 @@ fn replay(
 
 /// Loads one partition's replayed records. A record this coordinator cannot read is skipped
 /// (with an error logged) rather than losing every group of the partition.
+/// The records of one `__consumer_offsets` partition's log, read on the blocking pool (none
+/// when this broker has no log of it).
+async fn replay_partition(
+    broker: &Broker,
+    partition: i32,
+) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+    match broker.partitions.log(OFFSETS_TOPIC, partition) {
+        Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
+            .await
+            .map_err(|_| crate::BrokerError::TaskFailed)?,
+        None => Ok(Vec::new()),
+    }
+}
+
 fn load_partition(
     coordinator: &mut Coordinator,
     partition: i32,

@@ -651,10 +651,9 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
         }
     }
     if let Some(records) = data.records.filter(|r| !r.is_empty()) {
-        let mut batches = records.to_vec();
         // A response may end in a partial batch (a size limit): keep whole batches only.
-        let whole = whole_batches_len(&batches);
-        batches.truncate(whole);
+        let whole = whole_batches_len(&records);
+        let mut batches = records.slice(..whole).to_vec();
         if !batches.is_empty() {
             if let Err(e) = log.append(&mut batches, AppendOrigin::Replication) {
                 warn!(%tp, error = %e, "cannot append replicated batches");
@@ -683,41 +682,40 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
     Applied::Ok
 }
 
-/// The length of the whole v2 batches at the front of `records`.
-fn whole_batches_len(records: &[u8]) -> usize {
-    let mut at = 0;
-    // A batch starts with its base offset (8 bytes) and the length of the rest (4 bytes).
-    while let Some(Ok(length)) = records.get(at + 8..at + 12).map(<[u8; 4]>::try_from) {
-        let Ok(len) = usize::try_from(i32::from_be_bytes(length)) else {
-            break;
-        };
-        let end = at + 12 + len;
-        if end > records.len() {
-            break;
+/// The length of the whole batches at the front of `records`: up to a partial batch at the end,
+/// which a fetch response may carry. Any other framing error keeps everything, for the log's
+/// validation to refuse.
+fn whole_batches_len(records: &Bytes) -> usize {
+    let mut batches = weir_records::RecordBatches::new(records.clone());
+    while let Some(batch) = batches.next() {
+        if let Err(weir_records::Error::Truncated { .. }) = batch {
+            return records.len() - batches.remaining().len();
         }
-        at = end;
     }
-    at
+    records.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::whole_batches_len;
+    use bytes::Bytes;
 
     #[test]
     fn partial_batches_at_the_end_are_cut_off() {
+        let batch = |value: &[u8]| {
+            let mut builder = weir_records::RecordBatchBuilder::new();
+            builder.push(weir_records::Record::new(0, None, Some(value)));
+            builder.build().unwrap_or_default()
+        };
         let mut records = Vec::new();
-        for len in [20u32, 30] {
-            records.extend_from_slice(&0i64.to_be_bytes());
-            records.extend_from_slice(&len.to_be_bytes());
-            records.extend(std::iter::repeat_n(0u8, len as usize));
+        for value in [&b"first"[..], b"second batch"] {
+            records.extend_from_slice(&batch(value));
         }
         let whole = records.len();
-        assert_eq!(whole_batches_len(&records), whole);
-        records.extend_from_slice(&0i64.to_be_bytes());
-        records.extend_from_slice(&100u32.to_be_bytes());
-        records.extend_from_slice(&[0; 10]);
-        assert_eq!(whole_batches_len(&records), whole);
-        assert_eq!(whole_batches_len(&[0; 5]), 0);
+        assert_eq!(whole_batches_len(&Bytes::from(records.clone())), whole);
+        let third = batch(b"cut off by the size limit");
+        records.extend_from_slice(third.get(..third.len() - 10).unwrap_or_default());
+        assert_eq!(whole_batches_len(&Bytes::from(records)), whole);
+        assert_eq!(whole_batches_len(&Bytes::from_static(&[0; 5])), 0);
     }
 }

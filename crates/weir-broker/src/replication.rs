@@ -206,6 +206,7 @@ impl Replicas {
         let now = self.now_ms();
         let mut seen = std::collections::HashSet::new();
         for topic in image.topics().values() {
+            let config = self.config_for(image, &topic.name);
             for (index, registration) in topic.partitions.iter().enumerate() {
                 if !registration.replicas.contains(&self.node_id) {
                     continue;
@@ -228,22 +229,17 @@ impl Replicas {
                     }
                     entry.clone()
                 };
-                let config = self.config_for(image, &topic.name);
                 self.apply_partition(broker, image, &replica, registration, config, now);
             }
         }
-        let gone: Vec<Arc<Replica>> = {
-            let mut replicas = self.replicas.lock();
-            let gone_keys: Vec<TopicPartition> = replicas
-                .keys()
-                .filter(|tp| !seen.contains(*tp))
-                .cloned()
-                .collect();
-            gone_keys
-                .iter()
-                .filter_map(|tp| replicas.remove(tp))
-                .collect()
-        };
+        let mut gone: Vec<Arc<Replica>> = Vec::new();
+        self.replicas.lock().retain(|tp, replica| {
+            let kept = seen.contains(tp);
+            if !kept {
+                gone.push(replica.clone());
+            }
+            kept
+        });
         for replica in gone {
             self.fetchers.remove(&replica.tp);
             if replica.tp.topic == crate::groups::OFFSETS_TOPIC {

@@ -125,17 +125,17 @@ impl Broker {
         Ok(broker)
     }
 
-    /// The log of a partition this broker leads and its leader epoch, or the error a client
+    /// The replica of a partition this broker leads and its leader epoch, or the error a client
     /// gets: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER (another broker leads, or none
     /// does), KAFKA_STORAGE_ERROR (its data directory failed), and for a client whose
     /// `current_leader_epoch` (-1: unknown, no check) differs from the partition's,
     /// FENCED_LEADER_EPOCH (older) or UNKNOWN_LEADER_EPOCH (newer than this broker knows).
-    pub(crate) fn leader_log(
+    pub(crate) fn leader_replica(
         &self,
         topic: &str,
         partition: i32,
         current_leader_epoch: i32,
-    ) -> Result<(Arc<weir_log::Log>, i32), ErrorCode> {
+    ) -> Result<(Arc<crate::replication::Replica>, i32), ErrorCode> {
         let image = self.topics.image();
         let registration = image
             .topic(topic)
@@ -151,11 +151,25 @@ impl Broker {
             e if e > epoch => return Err(ErrorCode::UNKNOWN_LEADER_EPOCH),
             _ => {}
         }
-        let log = self
-            .partitions
-            .log(topic, partition)
+        // Roles are applied before an image is published, so a led partition whose log exists
+        // has its replica; none means its data directory is offline.
+        let replica = self
+            .replicas
+            .get(topic, partition)
             .ok_or_else(|| self.partitions.missing_log_error(topic, partition))?;
-        Ok((log, epoch))
+        Ok((replica, epoch))
+    }
+
+    /// The log of a partition this broker leads and its leader epoch, with the errors of
+    /// [`Broker::leader_replica`].
+    pub(crate) fn leader_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+    ) -> Result<(Arc<weir_log::Log>, i32), ErrorCode> {
+        self.leader_replica(topic, partition, current_leader_epoch)
+            .map(|(replica, epoch)| (replica.log.clone(), epoch))
     }
 
     /// The high watermark of a local replica (-1 when there is none).

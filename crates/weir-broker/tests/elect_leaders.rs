@@ -17,10 +17,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, PartitionView, blocking, partition_view, wait_until};
+use support::cluster::{
+    Cluster, PartitionView, agreed_view, blocking, create_topic_raw, partition_view,
+};
 use weir_protocol::messages::create_topics_request::CreatableTopic;
 use weir_protocol::messages::elect_leaders_request::TopicPartitions;
-use weir_protocol::messages::{CreateTopicsRequest, ElectLeadersRequest, ElectLeadersResponse};
+use weir_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
 
 /// Upper bound for any one wait on the cluster.
 const WAIT: Duration = Duration::from_secs(60);
@@ -30,49 +32,13 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Creates `topic` with `partitions` partitions and the default replication factor (3).
 async fn create_topic(cluster: &Cluster, topic: &str, partitions: i32) {
-    let mut client = RawClient::connect(cluster.addr(cluster.ids()[0])).await;
-    let request = CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.to_string(),
-            num_partitions: partitions,
-            replication_factor: -1,
-            ..CreatableTopic::default()
-        }],
-        timeout_ms: 30_000,
-        ..CreateTopicsRequest::default()
+    let topic = CreatableTopic {
+        name: topic.to_string(),
+        num_partitions: partitions,
+        replication_factor: -1,
+        ..CreatableTopic::default()
     };
-    let response = client.send(request, 7).await;
-    if response.topics[0].error_code != 0 {
-        cluster.fail(&format!("creating {topic}: {response:?}"));
-    }
-}
-
-/// Partition `partition` of `topic` as every node in `nodes` sees it, once they agree and it
-/// satisfies `accept`.
-async fn agreed_view(
-    cluster: &Cluster,
-    nodes: &[i32],
-    topic: &str,
-    partition: i32,
-    what: &str,
-    within: Duration,
-    accept: impl Fn(&PartitionView) -> bool,
-) -> PartitionView {
-    wait_until(cluster, what, within, || async {
-        let mut seen = Vec::new();
-        for &id in nodes {
-            seen.push(partition_view(cluster.addr(id), topic, partition).await);
-        }
-        match seen.first() {
-            Some(Some(first))
-                if accept(first) && seen.iter().all(|s| s.as_ref() == Some(first)) =>
-            {
-                Ok(first.clone())
-            }
-            _ => Err(format!("{seen:?}")),
-        }
-    })
-    .await
+    create_topic_raw(cluster, topic).await;
 }
 
 /// Kills the preferred leader of partition 0 of a new 3-partition topic and restarts it;

@@ -62,19 +62,7 @@ async fn produce(
         .create()
         .expect("producer");
     // Everything is queued first, so librdkafka batches as a busy producer would.
-    let mut pending = Vec::with_capacity(count);
-    for i in 0..count {
-        let value = format!("{prefix}-{i}");
-        let partition = i32::try_from(i).expect("index") % PARTITIONS;
-        let record = FutureRecord::<(), _>::to(topic)
-            .payload(&value)
-            .partition(partition);
-        let delivery = producer
-            .send_result(record)
-            .map_err(|(e, _)| e)
-            .expect("queue a record");
-        pending.push((value, delivery));
-    }
+    let pending = queue_records(&producer, topic, prefix, count);
     let mut acknowledged = HashMap::new();
     let mut failed = 0;
     for (value, delivery) in pending {
@@ -99,6 +87,30 @@ async fn produce(
     acknowledged
 }
 
+/// Queues `count` records named `{prefix}-{i}`, alternating partitions; returns each value
+/// with its delivery.
+fn queue_records(
+    producer: &FutureProducer,
+    topic: &str,
+    prefix: &str,
+    count: usize,
+) -> Vec<(String, rdkafka::producer::DeliveryFuture)> {
+    (0..count)
+        .map(|i| {
+            let value = format!("{prefix}-{i}");
+            let partition = i32::try_from(i).expect("index") % PARTITIONS;
+            let record = FutureRecord::<(), _>::to(topic)
+                .payload(&value)
+                .partition(partition);
+            let delivery = producer
+                .send_result(record)
+                .map_err(|(e, _)| e)
+                .expect("queue a record");
+            (value, delivery)
+        })
+        .collect()
+}
+
 /// Streams acks=1 records and, once [`TAIL_BEFORE_FREEZE`] of them are acknowledged, freezes
 /// every node (SIGSTOP) at a moment when some append is not fsynced yet. Returns the
 /// acknowledged ones.
@@ -112,19 +124,7 @@ async fn produce_tail_then_freeze(
         .set("message.timeout.ms", "20000")
         .create()
         .expect("producer");
-    let mut pending = Vec::with_capacity(TAIL_RECORDS);
-    for i in 0..TAIL_RECORDS {
-        let value = format!("one-{i}");
-        let partition = i32::try_from(i).expect("index") % PARTITIONS;
-        let record = FutureRecord::<(), _>::to(topic)
-            .payload(&value)
-            .partition(partition);
-        let delivery = producer
-            .send_result(record)
-            .map_err(|(e, _)| e)
-            .expect("queue a record");
-        pending.push((value, delivery));
-    }
+    let pending = queue_records(&producer, topic, "one", TAIL_RECORDS);
     let mut acknowledged = HashMap::new();
     let mut pending = pending.into_iter();
     for (value, delivery) in pending.by_ref() {

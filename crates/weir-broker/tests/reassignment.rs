@@ -25,14 +25,16 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, PartitionView, blocking, partition_view, rd_config, wait_until};
+use support::cluster::{
+    Cluster, agreed_view, blocking, create_topic_raw, partition_view, rd_config, wait_until,
+};
 use weir_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use weir_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use weir_protocol::messages::list_partition_reassignments_response::OngoingPartitionReassignment;
 use weir_protocol::messages::{
-    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, CreateTopicsRequest,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
     ListPartitionReassignmentsRequest,
 };
 
@@ -45,52 +47,18 @@ const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 
 /// Creates `topic` with one partition on `replicas` (a manual assignment).
 async fn create_topic_on(cluster: &Cluster, topic: &str, replicas: &[i32]) {
-    let mut client = RawClient::connect(cluster.addr(cluster.ids()[0])).await;
-    let request = CreateTopicsRequest {
-        topics: vec![CreatableTopic {
-            name: topic.to_string(),
-            num_partitions: -1,
-            replication_factor: -1,
-            assignments: vec![CreatableReplicaAssignment {
-                partition_index: 0,
-                broker_ids: replicas.to_vec(),
-                ..CreatableReplicaAssignment::default()
-            }],
-            ..CreatableTopic::default()
+    let topic = CreatableTopic {
+        name: topic.to_string(),
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: vec![CreatableReplicaAssignment {
+            partition_index: 0,
+            broker_ids: replicas.to_vec(),
+            ..CreatableReplicaAssignment::default()
         }],
-        timeout_ms: 30_000,
-        ..CreateTopicsRequest::default()
+        ..CreatableTopic::default()
     };
-    let response = client.send(request, 7).await;
-    if response.topics[0].error_code != 0 {
-        cluster.fail(&format!("creating {topic}: {response:?}"));
-    }
-}
-
-/// Partition 0 of `topic` as every node in `nodes` sees it, once they agree and it satisfies
-/// `accept`.
-async fn agreed_view(
-    cluster: &Cluster,
-    nodes: &[i32],
-    topic: &str,
-    what: &str,
-    accept: impl Fn(&PartitionView) -> bool,
-) -> PartitionView {
-    wait_until(cluster, what, WAIT, || async {
-        let mut seen = Vec::new();
-        for &id in nodes {
-            seen.push(partition_view(cluster.addr(id), topic, 0).await);
-        }
-        match seen.first() {
-            Some(Some(first))
-                if accept(first) && seen.iter().all(|s| s.as_ref() == Some(first)) =>
-            {
-                Ok(first.clone())
-            }
-            _ => Err(format!("{seen:?}")),
-        }
-    })
-    .await
+    create_topic_raw(cluster, topic).await;
 }
 
 /// An AlterPartitionReassignments v0 of partition 0 of each topic (`None`: cancel).
@@ -246,7 +214,7 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
     let topic = "moved";
     let all = cluster.ids();
     create_topic_on(&cluster, topic, &[1, 2, 3]).await;
-    agreed_view(&cluster, &all, topic, "the new partition", |p| {
+    agreed_view(&cluster, &all, topic, 0, "the new partition", WAIT, |p| {
         p.leader == 1 && p.isr == [1, 2, 3]
     })
     .await;
@@ -276,9 +244,15 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
         asked.as_millis(),
         completed.as_millis()
     );
-    let moved = agreed_view(&cluster, &all, topic, "every node sees [2, 3, 4]", |p| {
-        p.replicas == [2, 3, 4] && p.isr == [2, 3, 4]
-    })
+    let moved = agreed_view(
+        &cluster,
+        &all,
+        topic,
+        0,
+        "every node sees [2, 3, 4]",
+        WAIT,
+        |p| p.replicas == [2, 3, 4] && p.isr == [2, 3, 4],
+    )
     .await;
     assert_eq!(
         moved.leader, 2,
@@ -303,7 +277,9 @@ async fn a_reassigned_partition_moves_its_data_and_leaves_the_old_replica() {
             &cluster,
             &survivors,
             topic,
+            0,
             &format!("leadership leaves node {killed}"),
+            WAIT,
             |p| p.leader > 0 && p.leader != killed && !p.isr.contains(&killed),
         )
         .await;
@@ -330,7 +306,7 @@ async fn cancelling_a_stuck_reassignment_restores_the_original_replicas() {
     let topic = "stuck";
     create_topic_on(&cluster, topic, &[1, 2, 3]).await;
     let live = [1, 2, 3];
-    let before = agreed_view(&cluster, &live, topic, "the new partition", |p| {
+    let before = agreed_view(&cluster, &live, topic, 0, "the new partition", WAIT, |p| {
         p.leader == 1 && p.isr == [1, 2, 3]
     })
     .await;
@@ -357,9 +333,15 @@ async fn cancelling_a_stuck_reassignment_restores_the_original_replicas() {
     let cancelled = reassign(cluster.addr(3), &[(topic, None)]).await;
     assert_eq!(codes(&cancelled), vec![0], "{cancelled:?}");
     assert!(ongoing(cluster.addr(3)).await.is_empty());
-    let after = agreed_view(&cluster, &live, topic, "the original replicas", |p| {
-        p.replicas == [1, 2, 3]
-    })
+    let after = agreed_view(
+        &cluster,
+        &live,
+        topic,
+        0,
+        "the original replicas",
+        WAIT,
+        |p| p.replicas == [1, 2, 3],
+    )
     .await;
     assert_eq!((after.leader, after.isr.clone()), (1, vec![1, 2, 3]));
     assert_eq!(

@@ -37,7 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::RawClient;
 use support::cluster::{
-    Cluster, blocking, create_replicated_topic, partition_view, rd_config, wait_until,
+    Cluster, agreed_view, agreed_view_once, blocking, create_replicated_topic, partition_view,
+    rd_config, wait_until,
 };
 use weir_protocol::messages::ProduceRequest;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -68,26 +69,12 @@ async fn agreed_leader(
     topic: &str,
     partition: i32,
 ) -> (i32, i32, Vec<i32>) {
-    wait_until(
-        cluster,
-        &format!("{topic}-{partition} has an agreed leader"),
-        WAIT,
-        || async {
-            let mut seen = Vec::new();
-            for &id in running {
-                seen.push(partition_state(cluster.addr(id), topic, partition).await);
-            }
-            match seen.first() {
-                Some(Some(first))
-                    if first.0 >= 0 && seen.iter().all(|s| s.as_ref() == Some(first)) =>
-                {
-                    Ok(first.clone())
-                }
-                _ => Err(format!("{seen:?}")),
-            }
-        },
-    )
-    .await
+    let what = format!("{topic}-{partition} has an agreed leader");
+    let view = agreed_view(cluster, running, topic, partition, &what, WAIT, |p| {
+        p.leader >= 0
+    })
+    .await;
+    (view.leader, view.leader_epoch, view.isr)
 }
 
 /// One acknowledged record: which producer wrote it, its sequence number in that producer,
@@ -111,21 +98,41 @@ struct ProducerReport {
 /// A finished delivery: the value and where it landed, or why it failed.
 type Delivered = (String, Result<(i32, i64), String>);
 
-fn note(report: &mut ProducerReport, delivered: Delivered) {
-    match delivered {
-        (value, Ok((partition, offset))) => {
-            report.acked.insert(
-                value,
-                Acked {
-                    partition,
-                    offset,
-                    at: Instant::now(),
-                },
-            );
+impl ProducerReport {
+    fn note(&mut self, delivered: Delivered) {
+        match delivered {
+            (value, Ok((partition, offset))) => {
+                self.acked.insert(
+                    value,
+                    Acked {
+                        partition,
+                        offset,
+                        at: Instant::now(),
+                    },
+                );
+            }
+            (value, Err(e)) => {
+                eprintln!("delivery of {value} failed: {e}");
+                self.failed += 1;
+            }
         }
-        (value, Err(e)) => {
-            eprintln!("delivery of {value} failed: {e}");
-            report.failed += 1;
+    }
+
+    /// Notes the deliveries that have finished, without waiting.
+    fn note_finished(&mut self, pending: &mut tokio::task::JoinSet<Delivered>) {
+        while let Some(done) = pending.try_join_next() {
+            if let Ok(delivered) = done {
+                self.note(delivered);
+            }
+        }
+    }
+
+    /// Waits for every delivery and notes it.
+    async fn note_all(&mut self, pending: &mut tokio::task::JoinSet<Delivered>) {
+        while let Some(done) = pending.join_next().await {
+            if let Ok(delivered) = done {
+                self.note(delivered);
+            }
         }
     }
 }
@@ -170,17 +177,9 @@ async fn run_rdkafka_producer(
                 report.failed += 1;
             }
         }
-        while let Some(done) = pending.try_join_next() {
-            if let Ok(delivered) = done {
-                note(&mut report, delivered);
-            }
-        }
+        report.note_finished(&mut pending);
     }
-    while let Some(done) = pending.join_next().await {
-        if let Ok(delivered) = done {
-            note(&mut report, delivered);
-        }
-    }
+    report.note_all(&mut pending).await;
     blocking(|| drop(producer));
     report
 }
@@ -228,18 +227,10 @@ async fn run_weir_client_producer(
                 report.failed += 1;
             }
         }
-        while let Some(done) = pending.try_join_next() {
-            if let Ok(delivered) = done {
-                note(&mut report, delivered);
-            }
-        }
+        report.note_finished(&mut pending);
     }
     producer.flush().await;
-    while let Some(done) = pending.join_next().await {
-        if let Ok(delivered) = done {
-            note(&mut report, delivered);
-        }
-    }
+    report.note_all(&mut pending).await;
     report
 }
 
@@ -812,10 +803,8 @@ async fn agreed_leader_once_for(
     topic: &str,
     partition: i32,
 ) -> Option<(i32, i32, Vec<i32>)> {
-    let mut seen = Vec::new();
-    for &id in nodes {
-        seen.push(partition_state(cluster.addr(id), topic, partition).await?);
-    }
-    let first = seen.first()?.clone();
-    seen.iter().all(|s| *s == first).then_some(first)
+    let view = agreed_view_once(cluster, nodes, topic, partition)
+        .await
+        .ok()?;
+    Some((view.leader, view.leader_epoch, view.isr))
 }

@@ -303,12 +303,8 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
                 }
             };
             let found = broker
-                .leader_log(&topic.name, p.partition, p.current_leader_epoch)
-                .and_then(|(log, _)| {
-                    let replica = broker
-                        .replicas
-                        .get(&topic.name, p.partition)
-                        .ok_or(ErrorCode::NOT_LEADER_OR_FOLLOWER)?;
+                .leader_replica(&topic.name, p.partition, p.current_leader_epoch)
+                .and_then(|(replica, _)| {
                     if let Some(follower) = limits.follower {
                         broker.replicas.follower_fetched(
                             broker,
@@ -317,9 +313,9 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
                             p.fetch_offset,
                         )?;
                     }
-                    Ok((log, replica))
+                    Ok(replica)
                 });
-            let (log, replica) = match found {
+            let replica = match found {
                 Ok(found) => found,
                 Err(code) => {
                     pass.error = true;
@@ -335,6 +331,7 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
                     continue;
                 }
             };
+            let log = &replica.log;
             let high_watermark = replica.high_watermark();
             let end = match limits.follower {
                 Some(_) => log.log_end_offset(),

@@ -220,7 +220,6 @@ pub(crate) async fn append(
     })
     .await
     .unwrap_or((fallback, Vec::new()));
-    let commits = if acks == -1 { commits } else { Vec::new() };
     Appended {
         responses,
         commits,
@@ -311,8 +310,8 @@ struct Commit {
     end_offset: i64,
 }
 
-/// Appends one partition's batch on the blocking pool; for an accepted batch, also what its
-/// acknowledgement waits for.
+/// Appends one partition's batch on the blocking pool; for a batch accepted with acks=all,
+/// also what its acknowledgement waits for.
 fn produce_partition(
     broker: &Arc<Broker>,
     topic: &Topic,
@@ -320,12 +319,9 @@ fn produce_partition(
     records: Option<&Bytes>,
     acks: i16,
 ) -> (PartitionProduceResponse, Option<Commit>) {
-    let (log, leader_epoch) = match broker.leader_log(&topic.name, index, -1) {
+    let (replica, leader_epoch) = match broker.leader_replica(&topic.name, index, -1) {
         Ok(found) => found,
         Err(code) => return (failed(index, code, None), None),
-    };
-    let Some(replica) = broker.replicas.get(&topic.name, index) else {
-        return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None);
     };
     let response = {
         // Held across the append: the replica cannot turn follower (and take replicated
@@ -342,7 +338,7 @@ fn produce_partition(
                         );
                     }
                 }
-                append_partition(broker, topic, index, records, (&log, leader_epoch))
+                append_partition(broker, topic, index, records, (&replica.log, leader_epoch))
             }
             _ => return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None),
         }
@@ -351,12 +347,13 @@ fn produce_partition(
         return (response.0, None);
     }
     broker.replicas.local_log_end_offset_moved(&replica);
-    let commit = Commit {
+    // Only acks=all waits for the high watermark.
+    let commit = (acks == -1).then(|| Commit {
         replica,
         leader_epoch,
         end_offset: response.1,
-    };
-    (response.0, Some(commit))
+    });
+    (response.0, commit)
 }
 
 /// Appends one partition's batch; returns the answer and, when accepted, one past the last

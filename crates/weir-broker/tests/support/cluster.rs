@@ -605,3 +605,61 @@ pub async fn create_replicated_topic(
     }
     blocking(|| drop(admin));
 }
+
+/// Partition `partition` of `topic` if every node in `nodes` answers Metadata with the same
+/// view of it; otherwise what each node said.
+pub async fn agreed_view_once(
+    cluster: &Cluster,
+    nodes: &[i32],
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionView, String> {
+    let mut seen = Vec::new();
+    for &id in nodes {
+        seen.push(partition_view(cluster.addr(id), topic, partition).await);
+    }
+    match seen.first() {
+        Some(Some(first)) if seen.iter().all(|s| s.as_ref() == Some(first)) => Ok(first.clone()),
+        _ => Err(format!("{seen:?}")),
+    }
+}
+
+/// Partition `partition` of `topic` as every node in `nodes` sees it, once they agree and it
+/// satisfies `accept`; fails the test with the nodes' logs after `within`.
+pub async fn agreed_view(
+    cluster: &Cluster,
+    nodes: &[i32],
+    topic: &str,
+    partition: i32,
+    what: &str,
+    within: Duration,
+    accept: impl Fn(&PartitionView) -> bool,
+) -> PartitionView {
+    wait_until(cluster, what, within, || async {
+        match agreed_view_once(cluster, nodes, topic, partition).await {
+            Ok(view) if accept(&view) => Ok(view),
+            Ok(view) => Err(format!("{view:?}")),
+            Err(seen) => Err(seen),
+        }
+    })
+    .await
+}
+
+/// Creates one topic with a raw CreateTopics (v7) through the first node, failing the test
+/// with the nodes' logs if it is refused.
+pub async fn create_topic_raw(
+    cluster: &Cluster,
+    topic: weir_protocol::messages::create_topics_request::CreatableTopic,
+) {
+    let name = topic.name.clone();
+    let mut client = super::RawClient::connect(cluster.addr(cluster.ids()[0])).await;
+    let request = weir_protocol::messages::CreateTopicsRequest {
+        topics: vec![topic],
+        timeout_ms: 30_000,
+        ..weir_protocol::messages::CreateTopicsRequest::default()
+    };
+    let response = client.send(request, 7).await;
+    if response.topics.first().is_none_or(|t| t.error_code != 0) {
+        cluster.fail(&format!("creating {name}: {response:?}"));
+    }
+}

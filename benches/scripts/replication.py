@@ -11,7 +11,8 @@
 4. produce latency at fixed rates (single 1 KiB records, linger.ms=0, one connection) on a
    single node (replication factor 1) and on the 3-node cluster (replication factor 3).
 
-    python3 benches/scripts/replication.py [--weir BIN] [--quick]
+    cargo build --release -p weir-broker -p weir-benches --bin weir --bin group-commit-baseline
+    python3 benches/scripts/replication.py [--weir BIN] [--baseline BIN] [--quick]
 
 Needs confluent-kafka (`pip install confluent-kafka`). The nodes run with the flags of
 tests/cluster/cluster.sh (`broker.session.timeout.ms=3000`, `broker.heartbeat.interval.ms=500`)
@@ -459,10 +460,30 @@ def measure_fixed_rates(cluster, rf, rates, seconds, rows, label, max_in_flight)
             break
 
 
+def measure_disk_floor(baseline, root, rates, seconds, rows):
+    """The disk's own group-commit latency at each rate (group-commit-baseline: write 1 KiB
+    records on schedule, fdatasync in a loop, no broker): the floor under every durable.acks
+    figure of measurement 4, taken in the same run and on the same file system."""
+    for rate in rates:
+        before = load()
+        out = subprocess.run([baseline, str(rate), str(seconds), root, str(RECORD)],
+                             check=True, capture_output=True, text=True).stdout
+        fields = dict(kv.split("=", 1) for kv in out.split())
+        rows.append(f"| disk floor: write → fdatasync, no broker | {rate:,} | {rate:,} "
+                    f"| {float(fields['p50_ms']):.2f} | {float(fields['p99_ms']):.2f} "
+                    f"| {float(fields['p999_ms']):.2f} | {max(before, load()):.1f} "
+                    f"| fdatasync p50/p99 {fields['fsync_p50_ms']}/{fields['fsync_p99_ms']} ms |")
+        log(rows[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weir", default=os.environ.get("WEIR_BIN", "target/release/weir"))
+    parser.add_argument("--baseline", default=os.environ.get(
+        "WEIR_GROUP_COMMIT_BASELINE", "target/release/group-commit-baseline"),
+        help="the disk-floor program (cargo build --release -p weir-benches "
+             "--bin group-commit-baseline), needed by measurement 4")
     parser.add_argument("--quick", action="store_true",
                         help="fewer records, 100 MiB catch-up instead of 1 GiB")
     parser.add_argument("--port-offset", type=int, default=600,
@@ -475,6 +496,9 @@ def main():
     if not os.access(weir, os.X_OK):
         parser.error(f"no weir binary at {weir} (cargo build --release -p weir-broker)")
     only = {int(x) for x in args.only.split(",")}
+    if 4 in only and not os.access(args.baseline, os.X_OK):
+        parser.error(f"no group-commit-baseline at {args.baseline} (cargo build --release "
+                     "-p weir-benches --bin group-commit-baseline)")
     rates = [int(x) for x in args.rates.split(",")]
     count = 100_000 if args.quick else 500_000
     catch_up_mib = 100 if args.quick else 1024
@@ -514,6 +538,8 @@ def main():
             finally:
                 c.stop()
         if 4 in only:
+            measure_disk_floor(os.path.abspath(args.baseline), root, rates, rate_seconds,
+                               rate_rows)
             # librdkafka's default max.in.flight (1,000,000) sends every record as its own
             # request; 5 (the Java producer's default, and librdkafka's with idempotence) lets
             # records queue up behind the requests in flight and go together.

@@ -31,8 +31,8 @@ use weir_metadata::active::{
 };
 use weir_metadata::controller::{Heartbeat, HeartbeatReply, RegisterBroker};
 use weir_metadata::quorum::{
-    Quorum, QuorumConfig, QuorumDescription, QuorumError, Transport, TransportError,
-    TransportFuture,
+    Leadership, Observer, ObserverConfig, Quorum, QuorumConfig, QuorumDescription, QuorumError,
+    Transport, TransportError, TransportFuture,
 };
 use weir_metadata::{
     ConfigResource, ControllerConfig, ControllerError, Endpoint, MetadataImage, MetadataRecord,
@@ -51,12 +51,9 @@ const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// This node's part of the cluster.
 pub(crate) struct ClusterNode {
     node_id: i32,
-    /// `controller.quorum.voters`: where to reach the active controller when it is elsewhere.
-    voters: BTreeMap<u64, String>,
     peers: Arc<PeerClient>,
-    /// The metadata quorum: images, leadership, Raft.
-    quorum: Quorum,
-    controller: ControllerHandle,
+    /// How this node holds the metadata: as a voter with a controller, or as an observer.
+    metadata: Metadata,
     /// A random id of this process, so the controller tells a restart from a duplicate.
     incarnation: [u8; 16],
     broker_epoch: AtomicI64,
@@ -66,6 +63,42 @@ pub(crate) struct ClusterNode {
     /// Stops the background tasks.
     stop: watch::Sender<bool>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// This node's part in the metadata quorum (`process.roles`).
+enum Metadata {
+    /// A controller: a voter of the quorum, with the controller that runs while it leads.
+    Voter {
+        quorum: Quorum,
+        controller: ControllerHandle,
+        /// `controller.quorum.voters`: where to reach the active controller elsewhere.
+        voters: BTreeMap<u64, String>,
+    },
+    /// A broker-only node: follows the committed log from the voters.
+    Observer(Observer),
+}
+
+impl Metadata {
+    fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        match self {
+            Metadata::Voter { quorum, .. } => quorum.images(),
+            Metadata::Observer(observer) => observer.images(),
+        }
+    }
+
+    fn leadership(&self) -> watch::Receiver<Leadership> {
+        match self {
+            Metadata::Voter { quorum, .. } => quorum.leadership(),
+            Metadata::Observer(observer) => observer.leadership(),
+        }
+    }
+
+    fn voters(&self) -> BTreeMap<u64, String> {
+        match self {
+            Metadata::Voter { voters, .. } => voters.clone(),
+            Metadata::Observer(observer) => observer.voters(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -88,8 +121,68 @@ impl ClusterNode {
     ) -> Result<Self, BrokerError> {
         let node_id = u64::try_from(config.node_id)
             .map_err(|_| BrokerError::Setup(format!("node.id {} is negative", config.node_id)))?;
-        let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
         let peers = Arc::new(PeerClient::default());
+        let (published, _) = watch::channel(0);
+        let (stop, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let metadata = if config.quorum.roles.controller {
+            let (quorum, controller) =
+                Self::start_voter(config, node_id, &peers, bootstrap).await?;
+            if let Some(listener) = controller_listener {
+                let service = Arc::new(ControllerService {
+                    quorum: quorum.clone(),
+                    controller: controller.clone(),
+                });
+                tasks.push(tokio::spawn(crate::peer::serve(
+                    listener,
+                    service,
+                    stop.subscribe(),
+                )));
+            }
+            Metadata::Voter {
+                quorum,
+                controller,
+                voters: config.quorum.voters.clone(),
+            }
+        } else {
+            info!(
+                voters = ?config.quorum.voters,
+                bootstrap = ?config.quorum.bootstrap_servers,
+                "broker-only node: following the metadata log of the controllers"
+            );
+            Metadata::Observer(Observer::start(
+                ObserverConfig {
+                    node_id,
+                    voters: config.quorum.voters.clone(),
+                    bootstrap: config.quorum.bootstrap_servers.clone(),
+                },
+                Arc::new(PeerTransport {
+                    peers: peers.clone(),
+                    kind: crate::peer::FETCH_METADATA,
+                }),
+            ))
+        };
+        Ok(Self {
+            node_id: config.node_id,
+            peers,
+            metadata,
+            incarnation: crate::topics::new_topic_id().0,
+            broker_epoch: AtomicI64::new(-1),
+            published,
+            runtime: tokio::runtime::Handle::current(),
+            stop,
+            tasks: parking_lot::Mutex::new(tasks),
+        })
+    }
+
+    /// Starts this node's voter of the metadata quorum and its controller.
+    async fn start_voter(
+        config: &BrokerConfig,
+        node_id: u64,
+        peers: &Arc<PeerClient>,
+        bootstrap: Bootstrap,
+    ) -> Result<(Quorum, ControllerHandle), BrokerError> {
+        let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
         let quorum = Quorum::start(
             QuorumConfig {
                 node_id,
@@ -97,7 +190,10 @@ impl ClusterNode {
                 dir: meta_dir.join(METADATA_DIR),
                 ..QuorumConfig::default()
             },
-            Arc::new(PeerTransport(peers.clone())),
+            Arc::new(PeerTransport {
+                peers: peers.clone(),
+                kind: crate::peer::RAFT,
+            }),
         )
         .await
         .map_err(|e| match e {
@@ -109,7 +205,7 @@ impl ClusterNode {
             log,
             quorum.leadership(),
             ControllerConfig {
-                local_node_id: Some(config.node_id),
+                local_node_id: config.quorum.roles.broker.then_some(config.node_id),
                 broker_session_timeout_ms: config.broker_session_timeout_ms,
                 default_num_partitions: config.num_partitions,
                 default_replication_factor: config.default_replication_factor,
@@ -124,47 +220,21 @@ impl ClusterNode {
             active::monotonic_clock(),
             bootstrap,
         );
-        let (published, _) = watch::channel(0);
-        let (stop, _) = watch::channel(false);
-        let mut tasks = Vec::new();
-        if let Some(listener) = controller_listener {
-            let service = Arc::new(ControllerService {
-                quorum: quorum.clone(),
-                controller: controller.clone(),
-            });
-            tasks.push(tokio::spawn(crate::peer::serve(
-                listener,
-                service,
-                stop.subscribe(),
-            )));
-        }
-        Ok(Self {
-            node_id: config.node_id,
-            voters: config.quorum.voters.clone(),
-            peers,
-            quorum,
-            controller,
-            incarnation: crate::topics::new_topic_id().0,
-            broker_epoch: AtomicI64::new(-1),
-            published,
-            runtime: tokio::runtime::Handle::current(),
-            stop,
-            tasks: parking_lot::Mutex::new(tasks),
-        })
+        Ok((quorum, controller))
     }
 
     /// The quorum as its leader sees it (with every voter's progress): this node's view if it
     /// leads, else the leader's, asked over its CONTROLLER listener. `None` when no leader is
     /// known or it cannot be reached.
     pub(crate) async fn describe_quorum(&self) -> Option<QuorumDescription> {
-        let leadership = self.quorum.leadership().borrow().clone();
-        if leadership.is_self {
-            return Some(self.quorum.describe());
+        let leadership = self.metadata.leadership().borrow().clone();
+        if let Metadata::Voter { quorum, .. } = &self.metadata
+            && leadership.is_self
+        {
+            return Some(quorum.describe());
         }
-        let address = self
-            .voters
-            .get(&leadership.leader?)
-            .filter(|a| !a.is_empty())?;
+        let voters = self.metadata.voters();
+        let address = voters.get(&leadership.leader?).filter(|a| !a.is_empty())?;
         let answer = self
             .peers
             .call(address, crate::peer::DESCRIBE_QUORUM, bytes::Bytes::new())
@@ -173,14 +243,15 @@ impl ClusterNode {
         serde_json::from_slice(&answer).ok()
     }
 
-    /// `controller.quorum.voters`: each voter's CONTROLLER listener.
-    pub(crate) fn voters(&self) -> &BTreeMap<u64, String> {
-        &self.voters
+    /// The voters and their CONTROLLER listeners (`controller.quorum.voters`, or as learned
+    /// from `controller.quorum.bootstrap.servers`).
+    pub(crate) fn voters(&self) -> BTreeMap<u64, String> {
+        self.metadata.voters()
     }
 
     /// The node id of the active controller (the quorum's leader), if known.
     pub(crate) fn active_controller(&self) -> Option<i32> {
-        self.quorum
+        self.metadata
             .leadership()
             .borrow()
             .leader
@@ -189,12 +260,12 @@ impl ClusterNode {
 
     /// The latest image the quorum applied (not necessarily published yet).
     pub(crate) fn latest_image(&self) -> Arc<MetadataImage> {
-        self.quorum.image()
+        self.metadata.images().borrow().clone()
     }
 
     /// New images as the quorum applies them.
     pub(crate) fn images(&self) -> watch::Receiver<Arc<MetadataImage>> {
-        self.quorum.images()
+        self.metadata.images()
     }
 
     /// This broker's registration epoch (-1 before it registered).
@@ -209,7 +280,7 @@ impl ClusterNode {
         &self,
         meta_dir: &std::path::Path,
     ) -> Result<String, BrokerError> {
-        let mut images = self.quorum.images();
+        let mut images = self.metadata.images();
         let waited = tokio::time::timeout(JOIN_TIMEOUT, async {
             loop {
                 if let Some(id) = images.borrow_and_update().cluster_id() {
@@ -275,10 +346,26 @@ impl ClusterNode {
         request: &ControllerRequest,
     ) -> Result<ControllerResponse, ControllerCallError> {
         let attempt = async {
-            match self.controller.call(request.clone()).await {
+            let first = match &self.metadata {
+                Metadata::Voter { controller, .. } => controller.call(request.clone()).await,
+                Metadata::Observer(observer) => Err(ControllerCallError::NotActive {
+                    leader: observer.leadership().borrow().leader,
+                }),
+            };
+            match first {
                 Err(ControllerCallError::NotActive {
                     leader: Some(leader),
-                }) if leader != self.quorum_node_id() => self.call_remote(leader, request).await,
+                }) if leader != self.quorum_node_id() => {
+                    match self.call_remote(leader, request).await {
+                        // The voter asked knows a newer leader than this node did: one more hop.
+                        Err(ControllerCallError::NotActive {
+                            leader: Some(newer),
+                        }) if newer != leader && newer != self.quorum_node_id() => {
+                            self.call_remote(newer, request).await
+                        }
+                        other => other,
+                    }
+                }
                 other => other,
             }
         };
@@ -305,7 +392,8 @@ impl ClusterNode {
         let not_active = ControllerCallError::NotActive {
             leader: Some(leader),
         };
-        let Some(address) = self.voters.get(&leader).filter(|a| !a.is_empty()) else {
+        let voters = self.metadata.voters();
+        let Some(address) = voters.get(&leader).filter(|a| !a.is_empty()) else {
             return Err(not_active);
         };
         let Ok(payload) = serde_json::to_vec(request) else {
@@ -488,8 +576,13 @@ impl ClusterNode {
         for task in tasks {
             let _ = task.await;
         }
-        if let Err(e) = self.quorum.shutdown().await {
-            debug!(error = %e, "metadata quorum shutdown");
+        match &self.metadata {
+            Metadata::Voter { quorum, .. } => {
+                if let Err(e) = quorum.shutdown().await {
+                    debug!(error = %e, "metadata quorum shutdown");
+                }
+            }
+            Metadata::Observer(observer) => observer.shutdown().await,
         }
     }
 
@@ -516,16 +609,21 @@ enum RemoteAnswer {
     Failed(String),
 }
 
-/// Raft messages over [`PeerClient`].
-struct PeerTransport(Arc<PeerClient>);
+/// Raft messages (or an observer's fetches) over [`PeerClient`].
+struct PeerTransport {
+    peers: Arc<PeerClient>,
+    /// [`crate::peer::RAFT`] or [`crate::peer::FETCH_METADATA`].
+    kind: i16,
+}
 
 impl Transport for PeerTransport {
     fn send(&self, _target: u64, address: &str, rpc: bytes::Bytes) -> TransportFuture {
-        let peers = self.0.clone();
+        let peers = self.peers.clone();
         let address = address.to_string();
+        let kind = self.kind;
         Box::pin(async move {
             peers
-                .call(&address, crate::peer::RAFT, rpc)
+                .call(&address, kind, rpc)
                 .await
                 // Unreachable is what makes openraft back off before the next try; an
                 // unreachable voter otherwise gets retried in a tight loop.
@@ -550,6 +648,9 @@ impl PeerService for ControllerService {
         Box::pin(async move {
             if kind == crate::peer::RAFT {
                 return quorum.handle_rpc(payload).await;
+            }
+            if kind == crate::peer::FETCH_METADATA {
+                return quorum.serve_fetch(payload).await;
             }
             if kind == crate::peer::DESCRIBE_QUORUM {
                 return serde_json::to_vec(&quorum.describe())
@@ -825,6 +926,15 @@ pub(crate) fn legacy_bootstrap(
     Ok(Bootstrap {
         cluster_id,
         records,
+    })
+}
+
+/// What a controller-only node writes into a new cluster's empty log: the cluster id from its
+/// `meta.properties` (as `kafka-storage format` leaves it) or a new one, and nothing else.
+pub(crate) fn controller_bootstrap(dir: &std::path::Path) -> Result<Bootstrap, BrokerError> {
+    Ok(Bootstrap {
+        cluster_id: read_meta_properties(dir)?.unwrap_or_else(new_cluster_id),
+        records: Vec::new(),
     })
 }
 

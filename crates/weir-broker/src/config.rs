@@ -332,6 +332,64 @@ pub struct QuorumSettings {
     /// This node's CONTROLLER listener (the `listeners` entry named by
     /// `controller.listener.names`), if it has one.
     pub controller_listener: Option<SocketAddr>,
+    /// `controller.quorum.bootstrap.servers`: controllers a broker-only node asks first (it
+    /// learns the voters from their answer), or, on a controller with no
+    /// `controller.quorum.voters`, its own CONTROLLER listener (a standalone quorum).
+    pub bootstrap_servers: Vec<String>,
+    /// `process.roles`.
+    pub roles: ProcessRoles,
+}
+
+/// `process.roles`: what this node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    /// Serves clients, holds partitions (`broker`).
+    pub broker: bool,
+    /// Is a voter of the metadata quorum and may be the active controller (`controller`).
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    /// `broker,controller`: the default, and the embedded single node.
+    pub const COMBINED: ProcessRoles = ProcessRoles {
+        broker: true,
+        controller: true,
+    };
+
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        let mut roles = ProcessRoles {
+            broker: false,
+            controller: false,
+        };
+        for role in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            let seen = match role {
+                "broker" => std::mem::replace(&mut roles.broker, true),
+                "controller" => std::mem::replace(&mut roles.controller, true),
+                other => {
+                    return Err(invalid(
+                        "process.roles",
+                        text,
+                        format!("unknown role {other:?}: expected broker, controller or both"),
+                    ));
+                }
+            };
+            if seen {
+                return Err(invalid(
+                    "process.roles",
+                    text,
+                    format!("{role} is listed twice"),
+                ));
+            }
+        }
+        if !roles.broker && !roles.controller {
+            return Err(invalid(
+                "process.roles",
+                text,
+                "expected broker, controller or broker,controller",
+            ));
+        }
+        Ok(roles)
+    }
 }
 
 impl QuorumSettings {
@@ -340,6 +398,8 @@ impl QuorumSettings {
         Self {
             voters: BTreeMap::from([(u64::try_from(node_id).unwrap_or(0), String::new())]),
             controller_listener: None,
+            bootstrap_servers: Vec::new(),
+            roles: ProcessRoles::COMBINED,
         }
     }
 
@@ -348,23 +408,10 @@ impl QuorumSettings {
         listeners: &str,
         controller_names: &[String],
     ) -> Result<Self, ConfigError> {
-        let roles = props
-            .get("process.roles")
-            .map_or("broker,controller", String::as_str);
-        let mut roles: Vec<&str> = roles
-            .split(',')
-            .map(str::trim)
-            .filter(|r| !r.is_empty())
-            .collect();
-        roles.sort_unstable();
-        if roles != ["broker", "controller"] {
-            return Err(invalid(
-                "process.roles",
-                props.get("process.roles").map_or("", String::as_str),
-                "Weir runs every node as broker,controller for now (dedicated broker or controller \
-                 nodes come later)",
-            ));
-        }
+        let roles = match props.get("process.roles") {
+            Some(text) => ProcessRoles::parse(text)?,
+            None => ProcessRoles::COMBINED,
+        };
         let controller_listener = match listeners.split(',').map(str::trim).find(|entry| {
             listener_name(entry).is_some_and(|n| controller_names.iter().any(|c| c == n))
         }) {
@@ -428,9 +475,27 @@ impl QuorumSettings {
                 }
             }
         }
+        let mut bootstrap_servers = Vec::new();
+        if let Some(text) = props.get("controller.quorum.bootstrap.servers") {
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                if entry
+                    .rsplit_once(':')
+                    .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                {
+                    return Err(invalid(
+                        "controller.quorum.bootstrap.servers",
+                        text,
+                        "expected host:port,...",
+                    ));
+                }
+                bootstrap_servers.push(entry.to_string());
+            }
+        }
         Ok(Self {
             voters,
             controller_listener,
+            bootstrap_servers,
+            roles,
         })
     }
 
@@ -438,9 +503,46 @@ impl QuorumSettings {
     fn check(&mut self, node_id: i32) -> Result<(), ConfigError> {
         let id = u64::try_from(node_id)
             .map_err(|_| invalid("node.id", &node_id.to_string(), "must not be negative"))?;
+        if !self.roles.controller {
+            return self.check_broker_only(node_id, id);
+        }
         if self.voters.is_empty() {
-            self.voters.insert(id, String::new());
-            return Ok(());
+            match self.bootstrap_servers.as_slice() {
+                [] => {
+                    self.voters.insert(id, String::new());
+                    if !self.roles.broker && self.controller_listener.is_none() {
+                        return Err(invalid(
+                            "listeners",
+                            "",
+                            "a controller-only node needs a CONTROLLER listener \
+                             (listeners=CONTROLLER://host:port)",
+                        ));
+                    }
+                    return Ok(());
+                }
+                // Kafka's sample server.properties: the node's own CONTROLLER listener as the
+                // only bootstrap server, formatted with `kafka-storage format --standalone`.
+                [own]
+                    if self.controller_listener.is_some_and(|l| {
+                        own.rsplit_once(':')
+                            .and_then(|(_, p)| p.parse::<u16>().ok())
+                            == Some(l.port())
+                    }) =>
+                {
+                    self.voters.insert(id, own.clone());
+                    return Ok(());
+                }
+                _ => {
+                    return Err(invalid(
+                        "controller.quorum.bootstrap.servers",
+                        &self.bootstrap_servers.join(","),
+                        "a controller joining other controllers needs controller.quorum.voters \
+                         (Weir has static quorums; adding voters at run time, KIP-853, is not \
+                         supported); a controller alone may name only its own CONTROLLER \
+                         listener here",
+                    ));
+                }
+            }
         }
         let voters = self
             .voters
@@ -461,6 +563,38 @@ impl QuorumSettings {
                 &voters,
                 "a controller of a quorum with several voters needs a CONTROLLER listener \
                  (listeners=PLAINTEXT://...,CONTROLLER://host:port)",
+            ));
+        }
+        if !self.roles.broker && self.controller_listener.is_none() {
+            return Err(invalid(
+                "listeners",
+                &voters,
+                "a controller-only node needs a CONTROLLER listener \
+                 (listeners=CONTROLLER://host:port)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A broker-only node follows the voters: it must know where some are, and must not be
+    /// one of them.
+    fn check_broker_only(&self, node_id: i32, id: u64) -> Result<(), ConfigError> {
+        if self.voters.contains_key(&id) {
+            return Err(invalid(
+                "process.roles",
+                "broker",
+                format!(
+                    "node.id={node_id} is one of controller.quorum.voters, so this node must \
+                     have the controller role (process.roles=broker,controller)"
+                ),
+            ));
+        }
+        if self.voters.is_empty() && self.bootstrap_servers.is_empty() {
+            return Err(invalid(
+                "process.roles",
+                "broker",
+                "a broker-only node needs controller.quorum.voters or \
+                 controller.quorum.bootstrap.servers to find the controllers",
             ));
         }
         Ok(())
@@ -599,7 +733,15 @@ impl BrokerConfig {
         };
         let controller_names = controller_listener_names(&props);
         let listeners = get("listeners");
-        let client_listeners = listeners_except(&listeners, &controller_names);
+        let mut client_listeners = listeners_except(&listeners, &controller_names);
+        let roles = match props.get("process.roles") {
+            Some(text) => ProcessRoles::parse(text)?,
+            None => ProcessRoles::COMBINED,
+        };
+        if !roles.broker && client_listeners.is_empty() {
+            // A controller-only node serves no clients; this address is never bound.
+            client_listeners = "PLAINTEXT://127.0.0.1:0".into();
+        }
         let (host, port) = parse_listener("listeners", &client_listeners)?;
         let listener: SocketAddr = match (host.as_str(), port) {
             // No host: every interface, as in Kafka.
@@ -619,8 +761,12 @@ impl BrokerConfig {
         // Without `advertised.listeners` the listener is advertised as written (`localhost`
         // stays `localhost`), not as the address it was bound to.
         let (advertised_key, advertised_value) = match props.get("advertised.listeners") {
-            Some(adv) => ("advertised.listeners", adv.clone()),
-            None => ("listeners", client_listeners.clone()),
+            // Kafka's sample files advertise the CONTROLLER listener too; clients get the rest.
+            Some(adv) if !listeners_except(adv, &controller_names).is_empty() => (
+                "advertised.listeners",
+                listeners_except(adv, &controller_names),
+            ),
+            _ => ("listeners", client_listeners.clone()),
         };
         let (host, advertised_port) = parse_listener(advertised_key, &advertised_value)?;
         let advertised_host = advertised_host(advertised_key, &advertised_value, &host)?;

@@ -34,6 +34,7 @@ mod admin_http;
 mod cluster;
 pub mod config;
 mod connection;
+mod controller_node;
 mod error;
 mod groups;
 mod handler;
@@ -53,6 +54,7 @@ mod topic_config;
 mod topics;
 
 pub use config::{BrokerConfig, ConfigError};
+pub use controller_node::ControllerNode;
 pub use error::BrokerError;
 pub use server::{Server, ServerError};
 pub use state::Broker;

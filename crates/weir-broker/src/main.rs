@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use tracing::{error, info};
-use weir_broker::{BrokerConfig, Server, VERSION};
+use weir_broker::{BrokerConfig, ControllerNode, Server, VERSION};
 
 const USAGE: &str = "usage: weir [--config FILE] [--KEY=VALUE ...] [--override KEY=VALUE ...]
 
@@ -13,9 +13,11 @@ a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) a
 Log level: RUST_LOG (default info, with the Raft engine's own lines at error only: it retries
 unreachable voters often).
 
-A cluster: every node runs as broker and controller; list the voters with
-controller.quorum.voters=1@host:port,2@host:port,3@host:port and give each node a
-CONTROLLER://host:port entry in listeners (see docs/cluster.md).";
+A cluster: list the controllers with controller.quorum.voters=1@host:port,2@host:port,3@host:port
+and give each of them a CONTROLLER://host:port entry in listeners. process.roles says what a
+node runs: broker,controller (the default), controller (a voter only, no client listener) or
+broker (follows the controllers; needs controller.quorum.voters or
+controller.quorum.bootstrap.servers). See docs/cluster.md.";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -84,20 +86,10 @@ async fn run(config: BrokerConfig) -> Result<(), Failure> {
         .iter()
         .map(|d| d.display().to_string())
         .collect();
-    let server = Server::bind(config.clone()).await.map_err(|e| {
-        let setup = matches!(&e, weir_broker::ServerError::Broker(b) if b.is_setup());
-        let mut text = e.to_string();
-        let mut cause = std::error::Error::source(&e);
-        while let Some(c) = cause {
-            text.push_str(&format!(": {c}"));
-            cause = c.source();
-        }
-        if setup {
-            Failure::Setup(text)
-        } else {
-            Failure::Other(text)
-        }
-    })?;
+    if !config.quorum.roles.broker {
+        return run_controller(config).await;
+    }
+    let server = Server::bind(config.clone()).await.map_err(start_failure)?;
     info!(
         version = VERSION,
         listener = %server.local_addr()?,
@@ -111,6 +103,41 @@ async fn run(config: BrokerConfig) -> Result<(), Failure> {
     server.run(shutdown_signal()).await?;
     info!("weir broker stopped");
     Ok(())
+}
+
+/// A controller-only node: the CONTROLLER listener and the quorum, no client listener.
+async fn run_controller(config: BrokerConfig) -> Result<(), Failure> {
+    let node = ControllerNode::start(config.clone())
+        .await
+        .map_err(start_failure)?;
+    info!(
+        version = VERSION,
+        controller = %node.controller_addr(),
+        quorum_voters = config.quorum.voters.len(),
+        cluster_id = node.cluster_id(),
+        metadata_dir = %config.log_dirs.first().map_or_else(String::new, |d| d.display().to_string()),
+        node_id = config.node_id,
+        "weir controller ready"
+    );
+    node.run(shutdown_signal()).await?;
+    info!("weir controller stopped");
+    Ok(())
+}
+
+/// A start-up error with its causes on one line; a setup that cannot work exits with 2.
+fn start_failure(e: weir_broker::ServerError) -> Failure {
+    let setup = matches!(&e, weir_broker::ServerError::Broker(b) if b.is_setup());
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    if setup {
+        Failure::Setup(text)
+    } else {
+        Failure::Other(text)
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

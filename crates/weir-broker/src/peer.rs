@@ -1,9 +1,10 @@
 //! The CONTROLLER listener: how Weir nodes talk to each other about metadata.
 //!
-//! Three kinds of request travel on it, all Weir's own: Raft messages of the metadata quorum
+//! Four kinds of request travel on it, all Weir's own: Raft messages of the metadata quorum
 //! ([`RAFT`]), requests to the active controller from brokers on other nodes ([`CONTROLLER`]:
-//! registration, heartbeats, topic and config changes, producer ids), and the leader's view of
-//! the quorum for DescribeQuorum ([`DESCRIBE_QUORUM`]).
+//! registration, heartbeats, topic and config changes, producer ids), the leader's view of
+//! the quorum for DescribeQuorum ([`DESCRIBE_QUORUM`]), and broker-only nodes fetching the
+//! committed metadata log ([`FETCH_METADATA`]).
 //!
 //! Framing follows Kafka's so that the same checks apply as on the client listener: a 4-byte
 //! size (checked against the limit before anything is buffered), then an 8-byte header of API
@@ -31,6 +32,8 @@ pub(crate) const RAFT: i16 = 0x7E00;
 pub(crate) const CONTROLLER: i16 = 0x7E01;
 /// This node's view of the metadata quorum, asked of its leader for DescribeQuorum.
 pub(crate) const DESCRIBE_QUORUM: i16 = 0x7E02;
+/// A broker-only node's fetch of the committed metadata log (`Quorum::serve_fetch`).
+pub(crate) const FETCH_METADATA: i16 = 0x7E03;
 /// The only version of each.
 const VERSION: i16 = 0;
 const HEADER_LEN: usize = 8;
@@ -44,7 +47,8 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 
 /// Serves the requests that arrive on the CONTROLLER listener.
 pub(crate) trait PeerService: Send + Sync + 'static {
-    /// Answers one request of kind [`RAFT`], [`CONTROLLER`] or [`DESCRIBE_QUORUM`].
+    /// Answers one request of kind [`RAFT`], [`CONTROLLER`], [`DESCRIBE_QUORUM`] or
+    /// [`FETCH_METADATA`].
     fn serve(&self, kind: i16, payload: Bytes) -> BoxFuture<Bytes>;
 }
 
@@ -124,7 +128,9 @@ async fn serve_connection(
             warn!("controller listener: a request without a header; closing the connection");
             return Ok(());
         };
-        if !matches!(kind, RAFT | CONTROLLER | DESCRIBE_QUORUM) || version != VERSION {
+        if !matches!(kind, RAFT | CONTROLLER | DESCRIBE_QUORUM | FETCH_METADATA)
+            || version != VERSION
+        {
             warn!(
                 api_key = kind,
                 api_version = version,

@@ -312,7 +312,10 @@ fn run_weir(args: &[&str]) -> (Option<i32>, String) {
 
 /// Setups that cannot work stop the node at start with exit status 2 and a message naming the
 /// problem: a node that is not one of the voters, a voter listed twice, several voters without
-/// a CONTROLLER listener, a data directory of another cluster.
+/// a CONTROLLER listener, unknown or repeated `process.roles`, a broker-only node that cannot
+/// find the controllers or is itself a voter, a controller-only node without a CONTROLLER
+/// listener, a controller asked to join a quorum through bootstrap servers (KIP-853), a data
+/// directory of another cluster.
 #[test]
 fn bad_cluster_setups_exit_with_status_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +325,7 @@ fn bad_cluster_setups_exit_with_status_2() {
         "--weir.admin.listener=none",
         log_dirs.as_str(),
     ];
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &[
                 "--node.id=4",
@@ -344,6 +347,36 @@ fn bad_cluster_setups_exit_with_status_2() {
                 "--listeners=PLAINTEXT://127.0.0.1:0",
             ],
             "CONTROLLER listener",
+        ),
+        (&["--process.roles=broker,zookeeper"], "unknown role"),
+        (&["--process.roles=broker,broker"], "listed twice"),
+        (
+            &["--process.roles=broker", "--node.id=5"],
+            "controller.quorum.bootstrap.servers",
+        ),
+        (
+            &[
+                "--process.roles=broker",
+                "--node.id=1",
+                "--controller.quorum.voters=1@127.0.0.1:1,2@127.0.0.1:2",
+            ],
+            "must have the controller role",
+        ),
+        (
+            &[
+                "--process.roles=controller",
+                "--node.id=1",
+                "--listeners=PLAINTEXT://127.0.0.1:0",
+            ],
+            "controller-only node needs a CONTROLLER listener",
+        ),
+        (
+            &[
+                "--process.roles=broker,controller",
+                "--node.id=2",
+                "--controller.quorum.bootstrap.servers=127.0.0.1:1",
+            ],
+            "KIP-853",
         ),
     ];
     for (args, message) in cases {
@@ -424,4 +457,86 @@ async fn describe_quorum_answers_for_the_metadata_log() {
         ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code()
     );
     broker.stop().await;
+}
+
+/// The combined `server.properties` Kafka 4 ships (its keys and values; only the ports and the
+/// data directory changed): a controller whose only `controller.quorum.bootstrap.servers`
+/// entry is its own CONTROLLER listener is a standalone one-voter quorum (what
+/// `kafka-storage format --standalone` makes), and the node serves clients on its PLAINTEXT
+/// listener while the CONTROLLER entries of `advertised.listeners` are not given to clients.
+#[tokio::test]
+async fn kafka_4_sample_server_properties_start_a_standalone_node() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (client, controller) = {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        )
+    };
+    let file = dir.path().join("server.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.bootstrap.servers=localhost:{controller}\n\
+             listeners=PLAINTEXT://localhost:{client},CONTROLLER://localhost:{controller}\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             advertised.listeners=PLAINTEXT://localhost:{client},CONTROLLER://localhost:{controller}\n\
+             controller.listener.names=CONTROLLER\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL\n\
+             num.network.threads=3\n\
+             num.io.threads=8\n\
+             socket.send.buffer.bytes=102400\n\
+             socket.receive.buffer.bytes=102400\n\
+             socket.request.max.bytes=104857600\n\
+             log.dirs={}\n\
+             num.partitions=1\n\
+             num.recovery.threads.per.data.dir=1\n\
+             offsets.topic.replication.factor=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             log.retention.hours=168\n\
+             log.segment.bytes=1073741824\n\
+             log.retention.check.interval.ms=300000\n\
+             weir.admin.listener=none\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("--config")
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("weir broker ready") {
+                let _ = ready_tx.send(line.clone());
+            }
+        }
+    });
+    let ready = ready_rx.recv_timeout(std::time::Duration::from_secs(30));
+    if ready.is_err() {
+        let _ = child.kill();
+        panic!("the node did not start with Kafka's sample server.properties");
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], client));
+    let mut raw = support::RawClient::connect(addr).await;
+    let response = raw.send(MetadataRequest::default(), 12).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(response.brokers.len(), 1, "{response:?}");
+    assert_eq!(response.brokers[0].host, "localhost");
+    assert_eq!(response.brokers[0].port, i32::from(client));
 }

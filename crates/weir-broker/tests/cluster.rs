@@ -1065,3 +1065,110 @@ async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
     }
     problems.check(&cluster);
 }
+
+/// Dedicated roles, as a KRaft cluster is usually deployed: three controller-only nodes (no
+/// client listener) and two broker-only nodes, one finding the controllers through
+/// `controller.quorum.voters`, the other through `controller.quorum.bootstrap.servers`.
+/// Clients see only the two brokers; a replicated topic is placed on them alone; librdkafka
+/// produces and a group consumes; kill -9 of the active controller leaves the brokers
+/// following the new one (CreateTopics works again, the time is printed); a broker-only node
+/// killed and restarted catches up from the controllers and serves its data again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_controllers_and_brokers_form_one_cluster() {
+    use support::cluster::Roles;
+    let started = Instant::now();
+    let mut cluster = blocking(|| {
+        Cluster::start_roles(
+            &[
+                Roles::Controller,
+                Roles::Controller,
+                Roles::Controller,
+                Roles::Broker { bootstrap: false },
+                Roles::Broker { bootstrap: true },
+            ],
+            &[],
+        )
+    });
+    println!(
+        "[roles] 3 controllers + 2 brokers ready in {} ms",
+        started.elapsed().as_millis()
+    );
+    let brokers = [4, 5];
+    let bootstrap = cluster.bootstrap();
+    for id in brokers {
+        let response = metadata(cluster.addr(id), Some(&[])).await;
+        let listed: BTreeSet<i32> = response.brokers.iter().map(|b| b.node_id).collect();
+        assert_eq!(
+            listed,
+            BTreeSet::from(brokers),
+            "node {id} lists only the brokers"
+        );
+    }
+
+    support::cluster::create_replicated_topic(&cluster, "split", 4, 2).await;
+    let views = wait_for_topic_everywhere(&cluster, &brokers, "split", 4).await;
+    assert_eq!(views[&4], views[&5], "both brokers see the same metadata");
+    for (index, p) in &views[&4].partitions {
+        assert_eq!(p.replicas.len(), 2, "partition {index}: {p:?}");
+        assert!(
+            p.replicas.iter().all(|r| brokers.contains(r)),
+            "partition {index} placed on a controller-only node: {p:?}"
+        );
+    }
+    let first = records("split", 200);
+    rd_produce(&cluster, &cluster.addr(5).to_string(), "split", &first).await;
+    let read = rd_read_from_start(&cluster, &bootstrap, "split", &[0, 1, 2, 3], first.len()).await;
+    assert_eq!(read.len(), first.len());
+
+    // kill -9 of the active controller: the brokers follow whoever is elected next.
+    let active = wait_until(&cluster, "an active controller", WAIT, || async {
+        match controller_of(cluster.addr(4)).await {
+            id @ 1..=3 => Ok(id),
+            other => Err(format!("controller {other}")),
+        }
+    })
+    .await;
+    let killed = Instant::now();
+    blocking(|| cluster.kill9(active));
+    wait_until(
+        &cluster,
+        "CreateTopics after the failover",
+        WAIT,
+        || async { create_topic_on(cluster.addr(4), "after-failover", 1).await },
+    )
+    .await;
+    println!(
+        "[roles] controller {active} killed: CreateTopics works again after {} ms",
+        killed.elapsed().as_millis()
+    );
+    wait_for_topic_everywhere(&cluster, &brokers, "after-failover", 1).await;
+    let now = wait_until(&cluster, "the new controller named", WAIT, || async {
+        match controller_of(cluster.addr(5)).await {
+            id if id != active && (1..=3).contains(&id) => Ok(id),
+            other => Err(format!("controller {other}")),
+        }
+    })
+    .await;
+    println!("[roles] controller {now} is active now");
+
+    // A broker-only node restarted gets the metadata from the controllers again.
+    blocking(|| cluster.kill9(5));
+    let second = records("split-2", 100);
+    rd_produce(&cluster, &cluster.addr(4).to_string(), "split", &second).await;
+    blocking(|| cluster.restart(5));
+    wait_for_topic_everywhere(&cluster, &[5], "after-failover", 1).await;
+    let all = first.len() + second.len();
+    let read = rd_read_from_start(
+        &cluster,
+        &cluster.addr(5).to_string(),
+        "split",
+        &[0, 1, 2, 3],
+        all,
+    )
+    .await;
+    let values: BTreeSet<&str> = read.iter().map(|r| r.3.as_str()).collect();
+    for (_, value) in first.iter().chain(&second) {
+        assert!(values.contains(value.as_str()), "{value} lost");
+    }
+    blocking(|| cluster.stop_all());
+}

@@ -26,6 +26,33 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The line a node logs once it has joined the cluster and serves clients.
 const READY_LINE: &str = "weir broker ready";
+/// The line a controller-only node logs once the quorum has a cluster id.
+const CONTROLLER_READY_LINE: &str = "weir controller ready";
+
+/// What a node runs (`process.roles`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// `broker,controller`.
+    Combined,
+    /// `controller`: a voter, no client listener.
+    Controller,
+    /// `broker`: follows the controllers; `bootstrap` says whether it finds them through
+    /// `controller.quorum.bootstrap.servers` instead of `controller.quorum.voters`.
+    Broker {
+        /// Use `controller.quorum.bootstrap.servers`.
+        bootstrap: bool,
+    },
+}
+
+impl Roles {
+    fn is_controller(self) -> bool {
+        matches!(self, Roles::Combined | Roles::Controller)
+    }
+
+    fn is_broker(self) -> bool {
+        !matches!(self, Roles::Controller)
+    }
+}
 
 /// One node: its ports, its data directory and, while it runs, its process.
 #[derive(Debug)]
@@ -38,6 +65,8 @@ pub struct Node {
     pub controller_addr: SocketAddr,
     /// `log.dirs`.
     pub dir: PathBuf,
+    /// `process.roles`.
+    pub roles: Roles,
     /// Where its stderr goes (appended to across restarts).
     pub log: PathBuf,
     child: Option<Child>,
@@ -73,6 +102,13 @@ impl Cluster {
 
     /// Starts `n` nodes with extra properties (`key`, `value`) and waits until each is ready.
     pub fn start_with(n: usize, props: &[(&str, &str)]) -> Self {
+        Self::start_roles(&vec![Roles::Combined; n], props)
+    }
+
+    /// Starts one node per entry of `roles` (node ids from 1, in that order) with extra
+    /// properties, and waits until each is ready.
+    pub fn start_roles(roles: &[Roles], props: &[(&str, &str)]) -> Self {
+        let n = roles.len();
         let tmp = tempfile::Builder::new()
             .prefix("weir-cluster-")
             .tempdir()
@@ -86,6 +122,7 @@ impl Cluster {
                     addr: SocketAddr::from(([127, 0, 0, 1], ports[2 * i])),
                     controller_addr: SocketAddr::from(([127, 0, 0, 1], ports[2 * i + 1])),
                     dir: tmp.path().join(format!("node-{id}")),
+                    roles: roles[i],
                     log: tmp.path().join(format!("node-{id}.log")),
                     child: None,
                     ready_lines_before: 0,
@@ -156,10 +193,11 @@ impl Cluster {
         self.node(id).addr
     }
 
-    /// `bootstrap.servers` naming every node.
+    /// `bootstrap.servers` naming every broker.
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
+            .filter(|n| n.roles.is_broker())
             .map(|n| n.addr.to_string())
             .collect::<Vec<_>>()
             .join(",")
@@ -169,6 +207,7 @@ impl Cluster {
     pub fn voters(&self) -> String {
         self.nodes
             .iter()
+            .filter(|n| n.roles.is_controller())
             .map(|n| format!("{}@{}", n.id, n.controller_addr))
             .collect::<Vec<_>>()
             .join(",")
@@ -190,24 +229,48 @@ impl Cluster {
     /// Starts node `id`'s process (not waiting for it to be ready).
     pub fn spawn(&mut self, id: i32) {
         let voters = self.voters();
+        let controllers: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.roles.is_controller())
+            .map(|n| n.controller_addr.to_string())
+            .collect();
         let bin = self.bin.clone();
         let props = self.props.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
-        node.ready_lines_before = count_ready_lines(&node.log);
+        node.ready_lines_before = count_ready_lines(&node.log, node.roles);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&node.log)
             .expect("node log file");
         let mut command = Command::new(&bin);
+        command.arg(format!("--node.id={}", node.id));
+        match node.roles {
+            Roles::Combined => command
+                .arg(format!(
+                    "--listeners=PLAINTEXT://{},CONTROLLER://{}",
+                    node.addr, node.controller_addr
+                ))
+                .arg(format!("--controller.quorum.voters={voters}")),
+            Roles::Controller => command
+                .arg("--process.roles=controller")
+                .arg(format!("--listeners=CONTROLLER://{}", node.controller_addr))
+                .arg(format!("--controller.quorum.voters={voters}")),
+            Roles::Broker { bootstrap } => command
+                .arg("--process.roles=broker")
+                .arg(format!("--listeners=PLAINTEXT://{}", node.addr))
+                .arg(if bootstrap {
+                    format!(
+                        "--controller.quorum.bootstrap.servers={}",
+                        controllers.join(",")
+                    )
+                } else {
+                    format!("--controller.quorum.voters={voters}")
+                }),
+        };
         command
-            .arg(format!("--node.id={}", node.id))
-            .arg(format!(
-                "--listeners=PLAINTEXT://{},CONTROLLER://{}",
-                node.addr, node.controller_addr
-            ))
-            .arg(format!("--controller.quorum.voters={voters}"))
             .arg(format!("--log.dirs={}", node.dir.display()))
             .args(props.iter().map(|(k, v)| format!("--{k}={v}")))
             .env(
@@ -241,7 +304,7 @@ impl Cluster {
         let deadline = started + READY_TIMEOUT;
         loop {
             let node = self.node_mut(id);
-            if count_ready_lines(&node.log) > node.ready_lines_before {
+            if count_ready_lines(&node.log, node.roles) > node.ready_lines_before {
                 return Ok(started.elapsed());
             }
             let exited = match node.child.as_mut() {
@@ -257,7 +320,7 @@ impl Cluster {
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "node {id} was not ready within {READY_TIMEOUT:?} (no {READY_LINE:?} line)"
+                    "node {id} was not ready within {READY_TIMEOUT:?} (no ready line)"
                 ));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -444,14 +507,19 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 }
 
 /// How many ready lines the log file holds (0 when it does not exist yet).
-fn count_ready_lines(log: &Path) -> usize {
+fn count_ready_lines(log: &Path, roles: Roles) -> usize {
     let Ok(mut file) = std::fs::File::open(log) else {
         return 0;
     };
     let mut text = String::new();
     let _ = file.seek(SeekFrom::Start(0));
     let _ = file.read_to_string(&mut text);
-    text.matches(READY_LINE).count()
+    let line = if roles.is_broker() {
+        READY_LINE
+    } else {
+        CONTROLLER_READY_LINE
+    };
+    text.matches(line).count()
 }
 
 /// The end of a node's log for a failure message: its last 150 lines of Weir's own, and only

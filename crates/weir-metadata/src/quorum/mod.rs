@@ -14,6 +14,7 @@
 
 mod file;
 mod network;
+mod observer;
 mod state_machine;
 mod storage;
 
@@ -22,6 +23,7 @@ mod tests;
 
 use crate::{ApplyError, MetadataImage, MetadataRecord};
 use network::{NetworkFactory, Request, RequestBody, Response};
+pub use observer::{Observer, ObserverConfig};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};

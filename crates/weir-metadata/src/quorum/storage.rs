@@ -23,6 +23,8 @@
 
 use super::file::{self, blocking, invalid};
 use super::{Entry, LogId, NodeId, TypeConfig, Vote};
+use crate::MetadataRecord;
+use openraft::EntryPayload;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     ErrorSubject, ErrorVerb, OptionalSend, RaftLogId, RaftLogReader, StorageError, StorageIOError,
@@ -85,6 +87,24 @@ impl LogReader {
             .read()
             .get(&id.index)
             .is_some_and(|local| local.get_log_id() != id)
+    }
+
+    /// The records of the entries `from..=to`, each at its index (blank and membership
+    /// entries as empty batches), or `None` when the log no longer holds one of them.
+    pub(crate) fn records(&self, from: u64, to: u64) -> Option<Vec<(u64, Vec<MetadataRecord>)>> {
+        let entries = self.entries.read();
+        (from..=to)
+            .map(|index| {
+                let entry = entries.get(&index)?;
+                Some((
+                    index,
+                    match &entry.payload {
+                        EntryPayload::Normal(records) => records.clone(),
+                        _ => Vec::new(),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// The entry at `index`, if the log holds it.

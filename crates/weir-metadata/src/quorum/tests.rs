@@ -942,3 +942,100 @@ async fn malformed_rpcs_change_nothing() {
     cluster.check_leaderships_are_ordered();
     cluster.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Observers
+
+/// Carries an observer's fetches straight to one voter's [`Quorum::serve_fetch`].
+struct FetchFrom(Quorum);
+
+impl Transport for FetchFrom {
+    fn send(&self, _: NodeId, _: &str, rpc: bytes::Bytes) -> TransportFuture {
+        let quorum = self.0.clone();
+        Box::pin(async move { Ok(quorum.serve_fetch(rpc).await) })
+    }
+}
+
+async fn wait_observed(observer: &Observer, offset: u64) {
+    let mut images = observer.images();
+    timeout(
+        Duration::from_secs(30),
+        images.wait_for(|i| i.offset() >= offset),
+    )
+    .await
+    .expect("the observer did not catch up in time")
+    .unwrap();
+}
+
+/// An observer that starts after the voter purged its log gets the image whole, then follows
+/// entry by entry; its image equals the voter's at every offset it reaches, and it learns the
+/// leader and the voters from the answers (as with `controller.quorum.bootstrap.servers`).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn observer_follows_from_a_snapshot_then_entries() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = config(1, &[1], dir.path());
+    cfg.snapshot_every = 5;
+    let q = Quorum::start(cfg, Arc::new(NoPeers)).await.unwrap();
+    wait_leader_self(&q).await;
+    for seq in 0..13 {
+        q.append(batch(seq)).await.unwrap();
+    }
+    let mut metrics = q.raft().metrics();
+    timeout(
+        Duration::from_secs(10),
+        metrics.wait_for(|m| m.purged.is_some()),
+    )
+    .await
+    .expect("no purge in time")
+    .unwrap();
+
+    let observer = Observer::start(
+        ObserverConfig {
+            node_id: 7,
+            voters: BTreeMap::new(),
+            bootstrap: vec!["voter-1".into()],
+        },
+        Arc::new(FetchFrom(q.clone())),
+    );
+    wait_observed(&observer, q.image().offset()).await;
+    assert_eq!(*observer.image(), *q.image(), "the image arrived whole");
+    assert_eq!(observer.leadership().borrow().leader, Some(1));
+    assert_eq!(
+        observer.voters().keys().copied().collect::<Vec<_>>(),
+        vec![1],
+        "voters learned from the answer"
+    );
+
+    for seq in 13..20 {
+        let offset = q.append(batch(seq)).await.unwrap();
+        wait_observed(&observer, offset).await;
+        assert_eq!(
+            *observer.image(),
+            *q.image(),
+            "entry {seq} applied as the voter did"
+        );
+    }
+    observer.shutdown().await;
+    q.shutdown().await.unwrap();
+}
+
+/// A malformed fetch is refused; nothing changes on the voter.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn malformed_fetch_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let q = Quorum::start(config(1, &[1], dir.path()), Arc::new(NoPeers))
+        .await
+        .unwrap();
+    wait_leader_self(&q).await;
+    let before = q.image();
+    for junk in [&b""[..], b"\x01{", b"\x09{}", b"\x01{\"after\":\"x\"}"] {
+        let answer = q.serve_fetch(bytes::Bytes::copy_from_slice(junk)).await;
+        let response: observer::FetchResponse = network::decode(&answer).unwrap();
+        assert!(
+            matches!(response, observer::FetchResponse::Refused(_)),
+            "{junk:?} → {response:?}"
+        );
+    }
+    assert_eq!(*q.image(), *before);
+    q.shutdown().await.unwrap();
+}

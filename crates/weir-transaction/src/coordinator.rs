@@ -13,8 +13,8 @@ use crate::partition::partition_for;
 use crate::record::{TransactionLogValue, encode_key};
 use crate::transition;
 use crate::types::{
-    Millis, Output, PersistRecord, PersistToken, ProducerIdAndEpoch, RequestId, TopicPartition,
-    TransactionResult, TxnMarkers, TxnState,
+    MarkersToken, Millis, Output, PersistRecord, PersistToken, ProducerIdAndEpoch, RequestId,
+    TopicPartition, TransactionResult, TxnMarkers, TxnState,
 };
 
 /// What to do once a transition's record is persisted (or fails to be).
@@ -71,6 +71,8 @@ pub(crate) struct Entry {
     /// In memory only, as in Kafka: a reload sends every partition's marker again, which
     /// partition leaders accept idempotently.
     pub(crate) markers_pending: BTreeSet<TopicPartition>,
+    /// The token of the markers being written, while in PrepareCommit/PrepareAbort.
+    pub(crate) markers_token: Option<MarkersToken>,
     /// After a failed internal write: not before then.
     pub(crate) retry_at: Option<Millis>,
 }
@@ -83,6 +85,7 @@ impl Entry {
             persisted,
             pending: None,
             markers_pending: BTreeSet::new(),
+            markers_token: None,
             retry_at: None,
         }
     }
@@ -251,6 +254,7 @@ impl Coordinator {
                 entry.meta = target;
                 entry.persisted = true;
                 entry.retry_at = None;
+                entry.markers_token = None;
                 let identity = client_identity(&entry.meta);
                 match pending.then {
                     Then::Fence(request) => {
@@ -272,18 +276,18 @@ impl Coordinator {
         }
     }
 
-    /// Reports that the markers of `partitions` are written for the transaction of
-    /// `transactional_id` that `producer` (the [`TxnMarkers`] producer id and epoch) ends.
-    /// Once every partition has its marker, CompleteCommit or CompleteAbort is written.
+    /// Reports that the markers of `partitions` are written for the [`TxnMarkers`] of
+    /// `transactional_id` with `token`. Once every partition has its marker, CompleteCommit or
+    /// CompleteAbort is written.
     ///
     /// The broker retries a marker that failed for a retriable reason itself, and reports a
-    /// partition whose topic was deleted as written, as Kafka does. Reports for another epoch
-    /// or a transactional id no longer deciding are ignored.
+    /// partition whose topic was deleted as written, as Kafka does. Reports for other markers
+    /// (an earlier transaction, a previous load) are ignored.
     pub fn markers_written(
         &mut self,
         now: Millis,
         transactional_id: &str,
-        producer: ProducerIdAndEpoch,
+        token: MarkersToken,
         partitions: &[TopicPartition],
     ) {
         let Some(entry) = self.entries.get_mut(transactional_id) else {
@@ -291,8 +295,7 @@ impl Coordinator {
         };
         if entry.pending.is_some()
             || !entry.meta.state.is_prepare()
-            || ProducerIdAndEpoch::new(entry.meta.producer_id, entry.meta.producer_epoch)
-                != producer
+            || entry.markers_token != Some(token)
             || entry.markers_pending.is_empty()
         {
             return;
@@ -384,7 +387,11 @@ impl Coordinator {
             return;
         }
         let coordinator_epoch = self.loaded.get(&entry.partition).copied().unwrap_or(-1);
+        self.next_token += 1;
+        let token = MarkersToken(self.next_token);
+        entry.markers_token = Some(token);
         self.outputs.push(Output::WriteMarkers(TxnMarkers {
+            token,
             transactional_id: id.to_owned(),
             producer_id: m.producer_id,
             producer_epoch: m.producer_epoch,

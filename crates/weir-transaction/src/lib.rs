@@ -50,7 +50,7 @@
 //! assert!(matches!(outputs[0], Output::EndTxn { response: Ok(_), .. }));
 //! let Output::WriteMarkers(markers) = &outputs[1] else { panic!() };
 //! assert_eq!(markers.coordinator_epoch, 3);
-//! c.markers_written(3, id, producer, &markers.partitions);
+//! c.markers_written(3, id, markers.token, &markers.partitions);
 //! // CompleteCommit is written; the transaction is done once it is durable.
 //! let Some(Output::Persist { token, .. }) = c.take_outputs().pop() else { panic!() };
 //! c.persisted(3, token, Ok(()));
@@ -160,5 +160,7 @@ pub use producer_id::{ProducerIdAllocator, ProducerIdBlock};
 pub use requests::CONSUMER_OFFSETS_TOPIC;
 pub use types::*;
 
+#[cfg(test)]
+mod invariants;
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,8 @@ impl Coordinator {
             return Err(Error::InvalidTransactionTimeout);
         }
         let partition = self.owner(id)?;
-        if !self.entries.contains_key(id) {
+        let created = !self.entries.contains_key(id);
+        if created {
             let producer_id = ids.allocate().ok_or(Error::CoordinatorLoadInProgress)?;
             let meta = transition::new_id(producer_id, req.transaction_timeout_ms, now);
             self.entries
@@ -87,8 +88,8 @@ impl Coordinator {
             .ok_or(Error::NotCoordinator)
             .and_then(|entry| prepare_init(entry, request, req, ids, now));
         let started = decided.and_then(|(target, then)| self.begin(id, Some(target), then));
-        if started.is_err() && self.entries.get(id).is_some_and(|e| !e.persisted) {
-            // Nothing was written for a brand new id: forget it.
+        if started.is_err() && created {
+            // Nothing was written for the id this call created: forget it.
             self.entries.remove(id);
         }
         started
@@ -363,9 +364,16 @@ fn decide_end_v2(
 ) -> Result<EndDecision> {
     let m = &entry.meta;
     let p = req.producer;
-    let retry_on_overflow =
-        m.previous_producer_id == p.producer_id && p.epoch == i16::MAX - 1 && m.producer_epoch == 0;
-    let retry_on_bump = i32::from(m.producer_epoch) == i32::from(p.epoch) + 1;
+    // Only an epoch bumped by a version 2 end (or by the fence of a version 2 transaction) can
+    // be retried from the epoch before it. Kafka does not check this; without it, a producer
+    // fenced by a newer InitProducerId could, after the new producer's version 1 EndTxn, pass
+    // its old epoch off as a version 2 retry and be handed the new producer's epoch.
+    let bumped_at_end = m.transaction_version.bumps_epoch_on_end();
+    let retry_on_overflow = bumped_at_end
+        && m.previous_producer_id == p.producer_id
+        && p.epoch == i16::MAX - 1
+        && m.producer_epoch == 0;
+    let retry_on_bump = bumped_at_end && i32::from(m.producer_epoch) == i32::from(p.epoch) + 1;
     let valid_epoch = match m.state {
         TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
         TxnState::CompleteCommit | TxnState::CompleteAbort => {

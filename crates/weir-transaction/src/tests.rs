@@ -166,12 +166,8 @@ impl Harness {
     }
 
     fn write_markers(&mut self, m: &TxnMarkers) -> Vec<Output> {
-        self.c.markers_written(
-            self.now,
-            &m.transactional_id,
-            ProducerIdAndEpoch::new(m.producer_id, m.producer_epoch),
-            &m.partitions,
-        );
+        self.c
+            .markers_written(self.now, &m.transactional_id, m.token, &m.partitions);
         self.settle()
     }
 
@@ -642,12 +638,12 @@ fn commit_writes_prepare_then_markers_then_complete() {
     assert_eq!((m.producer_id, m.producer_epoch), (p.producer_id, p.epoch));
     assert_eq!(m.transactional_id, ID);
     // Describe shows the partitions still without a marker.
-    h.c.markers_written(h.now, ID, p, &[TopicPartition::new("a", 0)]);
+    h.c.markers_written(h.now, ID, m.token, &[TopicPartition::new("a", 0)]);
     let d = h.describe().unwrap();
     assert_eq!(d.state, TxnState::PrepareCommit);
     assert_eq!(d.partitions.len(), 1);
     assert!(h.take().is_empty());
-    h.c.markers_written(h.now, ID, p, &[TopicPartition::new("b", 1)]);
+    h.c.markers_written(h.now, ID, m.token, &[TopicPartition::new("b", 1)]);
     let out = h.take();
     let complete = persisted_values(&out)[0].clone().unwrap();
     assert_eq!(complete.state, TxnState::CompleteCommit);
@@ -756,7 +752,7 @@ fn a_failed_completion_is_retried_after_the_backoff() {
     let p = h.init(None).unwrap();
     h.add(p, &[("t", 0)]).unwrap();
     let (_, m) = h.end(p, Commit, TV::V0);
-    h.c.markers_written(h.now, ID, p, &m[0].partitions);
+    h.c.markers_written(h.now, ID, m[0].token, &m[0].partitions);
     h.fail_persists(PersistError::Unavailable);
     assert_eq!(h.state(), TxnState::PrepareCommit);
     let backoff = h.c.config().retry_backoff_ms;
@@ -798,7 +794,7 @@ fn idle_transactional_ids_expire_with_a_tombstone() {
     // Activity restarts the clock.
     h.add(p, &[("t", 0)]).unwrap();
     h.end(p, Abort, TV::V0).1.iter().for_each(|m| {
-        h.c.markers_written(h.now, ID, p, &m.partitions);
+        h.c.markers_written(h.now, ID, m.token, &m.partitions);
     });
     h.settle();
     let last = h.now;
@@ -840,8 +836,8 @@ fn loading_resumes_markers_of_decided_transactions() {
     let m = markers(&out).pop().unwrap();
     assert_eq!((m.producer_id, m.producer_epoch, m.result), (42, 3, Commit));
     assert_eq!(m.coordinator_epoch, EPOCH);
-    // Markers of another epoch are not this transaction's.
-    h.c.markers_written(h.now, ID, pe(42, 2), &m.partitions);
+    // Reports quoting other markers (an earlier transaction, a previous load) are ignored.
+    h.c.markers_written(h.now, ID, MarkersToken(999), &m.partitions);
     assert!(h.take().is_empty());
     h.write_markers(&m);
     assert_eq!(h.state(), TxnState::CompleteCommit);

@@ -29,6 +29,14 @@ pub struct RequestId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistToken(pub u64);
 
+/// Identifies one decided transaction's [`TxnMarkers`]; the broker quotes it in
+/// [`Coordinator::markers_written`](crate::Coordinator::markers_written). Needed because with
+/// transaction versions 0 and 1 consecutive transactions of a producer share its epoch, so the
+/// producer id and epoch alone cannot tell a late report for the previous transaction from one
+/// for the current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MarkersToken(pub u64);
+
 /// A topic partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -297,6 +305,8 @@ pub struct EndTxnRequest {
 /// [`Coordinator::markers_written`](crate::Coordinator::markers_written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMarkers {
+    /// Quote in `markers_written`.
+    pub token: MarkersToken,
     /// The transactional id the markers end a transaction of.
     pub transactional_id: String,
     /// Producer id.

@@ -150,7 +150,6 @@ struct Coverage {
 #[derive(Debug, Clone)]
 struct Sent {
     id: usize,
-    #[allow(dead_code)] // Shown in failure messages.
     kind: Kind,
     producer: ProducerIdAndEpoch,
     /// Older than the latest identity handed out for its producer id when sent.
@@ -162,7 +161,8 @@ struct Sent {
 enum Kind {
     Init,
     Add,
-    End(TransactionResult),
+    /// EndTxn, and whether it is transaction version 2.
+    End(TransactionResult, bool),
 }
 
 /// A decided transaction: a persisted PrepareCommit/PrepareAbort. With transaction versions 0
@@ -200,6 +200,8 @@ struct World {
     marked: BTreeMap<(usize, TopicPartition), TransactionResult>,
     /// Partitions acknowledged to the client since its transactional id's last decision.
     acked: BTreeMap<usize, BTreeSet<TopicPartition>>,
+    /// Whether the outputs being absorbed come from `tick`.
+    in_tick: bool,
 }
 
 type Check = Result<(), TestCaseError>;
@@ -233,6 +235,7 @@ impl World {
             latest_decision: BTreeMap::new(),
             marked: BTreeMap::new(),
             acked: BTreeMap::new(),
+            in_tick: false,
         }
     }
 
@@ -392,7 +395,7 @@ impl World {
                 } else {
                     TransactionResult::Abort
                 };
-                let r = self.send(id, Kind::End(result), producer);
+                let r = self.send(id, Kind::End(result, v2), producer);
                 let req = EndTxnRequest {
                     transactional_id: IDS[id].into(),
                     producer,
@@ -552,7 +555,10 @@ impl World {
 
     fn absorb_tick(&mut self, cov: &mut Coverage) -> Check {
         let before = self.in_flight.len();
-        self.absorb(cov, None)?;
+        self.in_tick = true;
+        let absorbed = self.absorb(cov, None);
+        self.in_tick = false;
+        absorbed?;
         for (_, _, record) in self.in_flight.iter().skip(before) {
             let fence = record
                 .value
@@ -572,6 +578,11 @@ impl World {
         let caller_stale = caller
             .and_then(|r| self.sent.get(&r))
             .is_some_and(|s| s.stale);
+        // Aborts the coordinator starts itself: a timeout, or fencing for InitProducerId.
+        let fencing = self.in_tick
+            || caller
+                .and_then(|r| self.sent.get(&r))
+                .is_some_and(|s| s.kind == Kind::Init);
         for output in self.c.take_outputs() {
             match output {
                 Output::Persist {
@@ -606,6 +617,18 @@ impl World {
                             return Err(violated(
                                 "fenced_epoch_never_writes_again",
                                 format!("record at a fenced epoch: {v:?}"),
+                            ));
+                        }
+                        // A fencing abort must put the producer's epoch out of use: its
+                        // markers carry an epoch above every one handed out.
+                        let latest = self.latest.get(&v.producer_id).copied();
+                        if fencing
+                            && v.state == TxnState::PrepareAbort
+                            && latest.is_some_and(|l| v.producer_epoch <= l && l < i16::MAX)
+                        {
+                            return Err(violated(
+                                "fenced_epoch_never_writes_again",
+                                format!("fencing abort does not bump past {latest:?}: {v:?}"),
                             ));
                         }
                     }
@@ -714,9 +737,18 @@ impl World {
                                     ));
                                 }
                             }
-                            if p.epoch > sent.producer.epoch
-                                || p.producer_id != sent.producer.producer_id
-                            {
+                            let bumped = p.epoch > sent.producer.epoch
+                                || p.producer_id != sent.producer.producer_id;
+                            // Answered after its own call: it wrote PrepareCommit/PrepareAbort.
+                            // With version 2 that write must have bumped the epoch.
+                            let wrote = caller != Some(request);
+                            if wrote && matches!(sent.kind, Kind::End(_, true)) && !bumped {
+                                return Err(violated(
+                                    "fenced_epoch_never_writes_again",
+                                    format!("version 2 EndTxn {sent:?} kept its epoch"),
+                                ));
+                            }
+                            if bumped {
                                 cov.v2_epoch_bumps += 1;
                             }
                             self.hand_out(sent.id, p, cov);

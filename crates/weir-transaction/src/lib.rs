@@ -115,6 +115,11 @@
 //!   expired ids every hour; here [`Coordinator::next_deadline`] is the earliest exact
 //!   deadline, so tests need no polling and timeouts are not up to 10 s late. A failed write
 //!   the coordinator started itself is retried after [`Config::retry_backoff_ms`].
+//! - **Markers carry a [`MarkersToken`]** that [`Coordinator::markers_written`] must quote.
+//!   With transaction versions 0 and 1 consecutive transactions of a producer share its
+//!   epoch, so producer id and epoch cannot tell a late report about the previous transaction
+//!   from one about the current; Kafka avoids the question by holding the in-memory marker
+//!   entry, which a sans-IO API cannot hand out.
 //! - **A fencing abort bumps the epoch once**, for every transaction version (Kafka's version
 //!   2 path bumps it a second time when writing PrepareAbort); the markers carry the bumped
 //!   epoch, which is what fences the producer's late writes.
@@ -127,6 +132,25 @@
 //!   current one, and accepts an abort with no transaction open. The implicit partition add is
 //!   a partition leader's AddPartitionsToTxn with [`TransactionVersion::V2`]; TxnOffsetCommit's
 //!   implicit add of the offsets partition is the same call, made by the group coordinator.
+//!   Two departures from Kafka: when the epoch runs out, EndTxn answers with the new producer
+//!   id at epoch 0 (the identity the client continues with) rather than the old id at
+//!   `i16::MAX`; and a retry is recognised by the epoch just below the current one only when
+//!   that epoch was bumped by a version 2 end, so a producer fenced by InitProducerId cannot
+//!   pass its old epoch off as a retry after the new producer's version 1 EndTxn and be handed
+//!   the new epoch.
+//!
+//! # Tests
+//! Rule-by-rule unit tests next to the code (`tests`, plus each module's own), and
+//! `invariants`: a property test over random sequences of InitProducerId (fresh and KIP-360),
+//! AddPartitionsToTxn, AddOffsetsToTxn, verify-only, EndTxn (versions 0 and 2) from current and
+//! stale producers, appends acknowledged out of order or failed, markers delivered partially,
+//! time passing and partitions reloaded (in-flight appends lost or landed). After every step it
+//! checks `one_ongoing_transaction_per_transactional_id`, `fenced_epoch_never_writes_again`,
+//! `every_partition_gets_its_marker` and `reload_equals_live`, then drives each case to
+//! quiescence and checks that every decided transaction got all its markers and every request
+//! exactly one answer. The run counts the scenarios it reached (commits, fences, timeouts,
+//! expirations, failed appends, resumed markers, …) and fails if any was reached fewer than 5
+//! times; `WEIR_TXN_PROPTEST_CASES` sets the number of cases (default 1000).
 //!
 //! # Left out
 //! - KIP-939 two-phase commit (InitProducerId v6 `Enable2Pc`, `KeepPreparedTxn`): it needs the

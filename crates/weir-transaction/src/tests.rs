@@ -1113,3 +1113,70 @@ fn transitions_follow_kafkas_table() {
     }
     assert_eq!(TxnState::parse("ongoing"), None);
 }
+
+// ---- Found by the property test ----
+
+#[test]
+fn a_second_init_while_the_first_of_a_new_id_is_written_does_not_lose_it() {
+    let mut h = Harness::new();
+    let first = h.init_req(ID, None);
+    let second = h.init_req(ID, None);
+    let out = h.settle();
+    assert_eq!(
+        init_response(&out, second).unwrap(),
+        Err(Error::ConcurrentTransactions)
+    );
+    assert_eq!(init_response(&out, first).unwrap(), Ok(pe(1000, 0)));
+    assert!(h.c.tokens.is_empty());
+    assert_eq!(h.state(), TxnState::Empty);
+}
+
+#[test]
+fn a_late_marker_report_of_the_previous_transaction_at_the_same_epoch_is_ignored() {
+    let mut h = Harness::new();
+    let p = h.init(None).unwrap();
+    h.add(p, &[("t", 0)]).unwrap();
+    let (_, first) = h.end(p, Commit, TV::V0);
+    h.write_markers(&first[0]);
+    // Version 1: the next transaction has the same producer id and epoch.
+    h.add(p, &[("t", 0), ("t", 1)]).unwrap();
+    let (_, second) = h.end(p, Abort, TV::V0);
+    assert_eq!(
+        (second[0].producer_id, second[0].producer_epoch),
+        (first[0].producer_id, first[0].producer_epoch)
+    );
+    // The broker reports the first transaction's marker again, late.
+    h.c.markers_written(h.now, ID, first[0].token, &second[0].partitions);
+    assert!(h.take().is_empty());
+    assert_eq!(h.describe().unwrap().partitions.len(), 2);
+    h.write_markers(&second[0]);
+    assert_eq!(h.state(), TxnState::CompleteAbort);
+}
+
+#[test]
+fn a_version_2_retry_needs_a_version_2_bump() {
+    let mut h = Harness::new();
+    let zombie = h.init(None).unwrap();
+    let current = h.init(None).unwrap();
+    h.add(current, &[("t", 0)]).unwrap();
+    let (_, m) = h.end(current, Commit, TV::V0);
+    h.write_markers(&m[0]);
+    // CompleteCommit at epoch 1 after a version 1 end: epoch 0 is a zombie, not a retry.
+    assert_eq!(h.end(zombie, Commit, TV::V2).0, Err(Error::ProducerFenced));
+}
+
+#[test]
+fn a_version_2_producer_timed_out_recovers_by_aborting() {
+    let mut h = Harness::new();
+    let p = h.init(None).unwrap();
+    h.add_req(p, &[("t", 0)], TV::V2);
+    h.settle();
+    let out = h.advance(i64::from(TIMEOUT) + 1);
+    let m = markers(&out).pop().unwrap();
+    assert_eq!(m.producer_epoch, 1);
+    h.write_markers(&m);
+    // As in Kafka, the producer's abort at its old epoch is taken for a retry of the abort the
+    // timeout did, and it continues with the bumped epoch.
+    assert_eq!(h.end(p, Abort, TV::V2).0, Ok(pe(1000, 1)));
+    assert_eq!(h.end(p, Commit, TV::V2).0, Err(Error::InvalidTxnState));
+}

@@ -78,6 +78,13 @@ impl ProducerIdAndEpoch {
     }
 }
 
+/// No producer id and no epoch (`-1`, `-1`), as requests encode "none".
+impl Default for ProducerIdAndEpoch {
+    fn default() -> Self {
+        Self::new(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+    }
+}
+
 /// The transaction protocol version a client negotiated (the `transaction.version` feature,
 /// KIP-890): 0 and 1 are the classic protocol, 2 bumps the producer epoch at every EndTxn and
 /// lets partition leaders add partitions on the client's behalf.
@@ -263,12 +270,6 @@ pub struct AddPartitionsRequest {
     /// The client's transaction version. A partition leader adding a partition implicitly for a
     /// version 2 client (KIP-890 part 2) passes [`TransactionVersion::V2`].
     pub transaction_version: TransactionVersion,
-}
-
-impl Default for ProducerIdAndEpoch {
-    fn default() -> Self {
-        Self::new(NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
-    }
 }
 
 /// An AddOffsetsToTxn request: adds the group's `__consumer_offsets` partition to the

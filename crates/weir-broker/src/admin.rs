@@ -91,6 +91,30 @@ impl Broker {
         info!(topic = name, configs = ?topic.configs, "changed topic configs");
         Ok(topic)
     }
+
+    /// Replaces the dynamic broker configs of `resource` (this broker's or the cluster-wide
+    /// default), `current` → `configs`, through the controller; returns once this broker's
+    /// image holds them (and its logs were reconfigured).
+    pub(crate) fn set_dynamic_broker_configs(
+        &self,
+        resource: ConfigResource,
+        current: &BTreeMap<String, String>,
+        configs: BTreeMap<String, String>,
+    ) -> Result<(), AdminError> {
+        let mut changes: Vec<(String, Option<String>)> = current
+            .keys()
+            .filter(|k| !configs.contains_key(*k))
+            .map(|k| (k.clone(), None))
+            .collect();
+        changes.extend(configs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+        self.cluster
+            .call_blocking(ControllerRequest::AlterConfigs {
+                resource: resource.clone(),
+                changes,
+            })?;
+        info!(?resource, ?configs, "changed dynamic broker configs");
+        Ok(())
+    }
 }
 
 /// The error for a CreatePartitions count that does not grow the topic, in Kafka's words.

@@ -704,12 +704,15 @@ pub(crate) fn reconcile_logs(
     previous: Option<&MetadataImage>,
     image: &MetadataImage,
 ) -> Result<(), BrokerError> {
+    let dynamic_changed =
+        partitions.set_dynamic_defaults(crate::topic_config::dynamic_defaults(image, node_id));
     for topic in image.topics().values() {
         let before = previous.and_then(|p| p.topic(&topic.name));
         let view = Topic::of(image, topic);
-        let config_changed = before.is_some_and(|b| b.id == topic.id)
-            && previous.and_then(|p| p.configs(&ConfigResource::Topic(topic.name.clone())))
-                != image.configs(&ConfigResource::Topic(topic.name.clone()));
+        let config_changed = dynamic_changed
+            || before.is_some_and(|b| b.id == topic.id)
+                && previous.and_then(|p| p.configs(&ConfigResource::Topic(topic.name.clone())))
+                    != image.configs(&ConfigResource::Topic(topic.name.clone()));
         if before.is_some_and(|b| b.id != topic.id) {
             // Deleted and created again under the same name: the old data must not come back.
             if let Some(old) = before {

@@ -23,6 +23,10 @@ pub(crate) struct Partitions {
     logs: LogManager,
     /// Broker-wide log settings (`log.*` properties) that topic overrides start from.
     defaults: BTreeMap<String, String>,
+    /// Dynamic broker configs from the metadata image, as topic config names: the cluster-wide
+    /// default overridden by this broker's own. They sit between `defaults` and a topic's
+    /// overrides, as in Kafka.
+    dynamic: parking_lot::RwLock<BTreeMap<String, String>>,
     /// Bumped after every append and every high watermark move; fetches waiting for data watch
     /// it. Shared with `replication`, which moves high watermarks.
     appended: Arc<watch::Sender<u64>>,
@@ -46,7 +50,7 @@ pub(crate) fn append_task_failed(
 }
 
 /// Maps broker properties (`log.segment.bytes`, ...) to topic-level names (`segment.bytes`).
-const BROKER_TO_TOPIC: &[(&str, &str)] = &[
+pub(crate) const BROKER_TO_TOPIC: &[(&str, &str)] = &[
     ("log.segment.bytes", "segment.bytes"),
     ("log.roll.ms", "segment.ms"),
     ("log.retention.ms", "retention.ms"),
@@ -125,6 +129,7 @@ impl Partitions {
         Ok(Self {
             logs,
             defaults,
+            dynamic: parking_lot::RwLock::new(BTreeMap::new()),
             appended: Arc::new(appended),
             closing: AtomicBool::new(false),
         })
@@ -133,6 +138,13 @@ impl Partitions {
     /// The log config of `topic`: broker defaults overridden by the topic's configs.
     pub(crate) fn log_config(&self, topic: &Topic) -> Result<LogConfig, weir_log::Error> {
         let mut props = self.defaults.clone();
+        props.extend(
+            self.dynamic
+                .read()
+                .iter()
+                .filter(|(name, _)| crate::topic_config::is_log_config(name))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         // Stored-only topic configs (min.insync.replicas, ...) are not the log's business.
         props.extend(
             topic
@@ -142,6 +154,15 @@ impl Partitions {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         LogConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// Sets the dynamic broker configs (topic config names) that every topic's log config
+    /// starts from; returns whether they changed.
+    pub(crate) fn set_dynamic_defaults(&self, dynamic: BTreeMap<String, String>) -> bool {
+        let mut current = self.dynamic.write();
+        let changed = *current != dynamic;
+        *current = dynamic;
+        changed
     }
 
     /// Creates (or opens) the logs of the partitions `local` of `topic`.

@@ -195,7 +195,7 @@ impl Replicas {
     fn config_for(&self, image: &MetadataImage, topic: &str) -> ReplicationConfig {
         ReplicationConfig {
             replica_lag_time_max_ms: self.settings.replica_lag_time_max_ms,
-            min_insync_replicas: min_insync_replicas(image, topic, &self.settings),
+            min_insync_replicas: min_insync_replicas(image, topic, self.node_id, &self.settings),
         }
     }
 
@@ -288,6 +288,8 @@ impl Replicas {
             let mut role = replica.role.lock();
             if let Role::Leader(leader) = &mut *role {
                 if leader.leader_epoch() == registration.leader_epoch {
+                    // `min.insync.replicas` may have changed (a topic or dynamic broker config).
+                    leader.set_config(config);
                     if let Some(hw) = leader.update(state, now) {
                         drop(role);
                         self.high_watermark_moved(replica, hw);
@@ -598,17 +600,28 @@ pub(crate) fn append_as_leader(
     }
 }
 
-/// The `min.insync.replicas` of a topic: its own config, else the broker's.
+/// The `min.insync.replicas` of a topic: its own config, else this broker's dynamic config,
+/// else the cluster-wide dynamic default, else the broker's property.
 fn min_insync_replicas(
     image: &MetadataImage,
     topic: &str,
+    node_id: i32,
     settings: &ReplicationSettings,
 ) -> usize {
-    image
-        .configs(&weir_metadata::ConfigResource::Topic(topic.to_string()))
-        .and_then(|c| c.get("min.insync.replicas"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(settings.min_insync_replicas)
+    use weir_metadata::ConfigResource;
+    [
+        ConfigResource::Topic(topic.to_string()),
+        ConfigResource::Broker(node_id),
+        ConfigResource::ClusterDefault,
+    ]
+    .iter()
+    .find_map(|resource| {
+        image
+            .configs(resource)
+            .and_then(|c| c.get("min.insync.replicas"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    })
+    .unwrap_or(settings.min_insync_replicas)
 }
 
 /// The Kafka error code of a refused follower fetch.

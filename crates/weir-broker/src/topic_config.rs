@@ -14,6 +14,7 @@ use crate::state::Broker;
 use crate::topics::Topic;
 use std::collections::BTreeMap;
 use weir_log::{LogConfig, TimestampType};
+use weir_metadata::{ConfigResource, MetadataImage};
 
 /// Where a config value comes from (Kafka's `ConfigSource` ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,10 @@ use weir_log::{LogConfig, TimestampType};
 pub(crate) enum ConfigSource {
     /// A per-topic override set through CreateTopics or AlterConfigs.
     DynamicTopic = 1,
+    /// A dynamic config of this broker (a BROKER resource naming its id).
+    DynamicBroker = 2,
+    /// A dynamic cluster-wide default (the BROKER resource with an empty name).
+    DynamicDefaultBroker = 3,
     /// A property in the broker's config file, environment or flags.
     StaticBroker = 4,
     /// The built-in default.
@@ -239,6 +244,91 @@ pub(crate) fn def(name: &str) -> Option<&'static ConfigDef> {
     CATALOG.iter().find(|d| d.name == name)
 }
 
+/// The catalog entry whose default the broker property `key` sets (`log.retention.ms` →
+/// `retention.ms`). These properties are the dynamic broker configs: they can be changed at
+/// run time through a BROKER resource, for one broker or as the cluster-wide default, as
+/// Kafka's per-broker log configs can.
+pub(crate) fn def_by_broker_key(key: &str) -> Option<&'static ConfigDef> {
+    CATALOG.iter().find(|d| d.broker_synonym == Some(key))
+}
+
+/// The dynamic broker configs in force on broker `node_id`, by topic config name: the
+/// cluster-wide default overridden by the broker's own.
+pub(crate) fn dynamic_defaults(image: &MetadataImage, node_id: i32) -> BTreeMap<String, String> {
+    let mut dynamic = BTreeMap::new();
+    for resource in [
+        ConfigResource::ClusterDefault,
+        ConfigResource::Broker(node_id),
+    ] {
+        for (key, value) in image.configs(&resource).into_iter().flatten() {
+            if let Some(def) = def_by_broker_key(key) {
+                dynamic.insert(def.name.to_string(), value.clone());
+            }
+        }
+    }
+    dynamic
+}
+
+/// The dynamic values of broker property `key` on this broker, most specific first: its own,
+/// then the cluster-wide default.
+fn dynamic_values(image: &MetadataImage, node_id: i32, key: &str) -> Vec<(String, ConfigSource)> {
+    [
+        (ConfigResource::Broker(node_id), ConfigSource::DynamicBroker),
+        (
+            ConfigResource::ClusterDefault,
+            ConfigSource::DynamicDefaultBroker,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(resource, source)| {
+        image
+            .configs(&resource)
+            .and_then(|c| c.get(key))
+            .map(|v| (v.clone(), source))
+    })
+    .collect()
+}
+
+/// Checks a whole set of dynamic broker configs (broker property names): each must be one of
+/// the dynamic ones, with a value the topic config it defaults would accept.
+pub(crate) fn validate_dynamic(
+    broker: &Broker,
+    configs: &BTreeMap<String, String>,
+) -> Result<(), AdminError> {
+    let static_only: Vec<&str> = configs
+        .keys()
+        .filter(|k| def_by_broker_key(k).is_none())
+        .map(String::as_str)
+        .collect();
+    if !static_only.is_empty() {
+        return Err(AdminError::InvalidRequest(format!(
+            "Cannot update these configs dynamically: {}. Dynamic broker configs are the \
+             topic defaults: {}",
+            static_only.join(", "),
+            CATALOG
+                .iter()
+                .filter_map(|d| d.broker_synonym)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let as_topic: BTreeMap<String, String> = configs
+        .iter()
+        .filter_map(|(k, v)| def_by_broker_key(k).map(|d| (d.name.to_string(), v.clone())))
+        .collect();
+    validate(broker, "", &as_topic).map_err(|e| match e {
+        // Name the broker property, not the topic config it defaults.
+        AdminError::InvalidConfig(message) => {
+            AdminError::InvalidConfig(configs.keys().fold(message, |m, key| {
+                def_by_broker_key(key).map_or(m.clone(), |d| {
+                    m.replace(&format!(" {}", d.name), &format!(" {key}"))
+                })
+            }))
+        }
+        other => other,
+    })
+}
+
 /// Whether `name` is a config the partition log enforces (and `LogConfig` understands).
 pub(crate) fn is_log_config(name: &str) -> bool {
     def(name).is_some_and(|d| matches!(d.backing, Backing::Log))
@@ -302,12 +392,18 @@ pub(crate) fn describe_topic(broker: &Broker, topic: &Topic) -> Result<Vec<Descr
     };
     let default_log = broker.partitions.log_config(&defaults_probe)?;
     let raw = &broker.config().raw;
+    let image = broker.topics.image();
+    let node_id = broker.config().node_id;
     Ok(CATALOG
         .iter()
         .map(|def| {
             let broker_value = def
                 .broker_synonym
                 .and_then(|key| raw.get(key).map(|v| (key, v.clone())));
+            let dynamic = def
+                .broker_synonym
+                .map(|key| dynamic_values(&image, node_id, key))
+                .unwrap_or_default();
             let default_value = match def.backing {
                 Backing::Log => log_value(&default_log, def.name),
                 Backing::Stored { default, .. } => default.to_string(),
@@ -325,6 +421,13 @@ pub(crate) fn describe_topic(broker: &Broker, topic: &Topic) -> Result<Vec<Descr
                     ConfigSource::DynamicTopic,
                 ));
             }
+            for (v, source) in &dynamic {
+                synonyms.push((
+                    def.broker_synonym.unwrap_or(def.name).to_string(),
+                    Some(v.clone()),
+                    *source,
+                ));
+            }
             if let Some((key, v)) = &broker_value {
                 synonyms.push((key.to_string(), Some(v.clone()), ConfigSource::StaticBroker));
             }
@@ -335,6 +438,12 @@ pub(crate) fn describe_topic(broker: &Broker, topic: &Topic) -> Result<Vec<Descr
             ));
             let (value, source) = match (override_value, &broker_value) {
                 (Some(v), _) => (v, ConfigSource::DynamicTopic),
+                (None, _) if !dynamic.is_empty() => match (def.backing, dynamic.first()) {
+                    // The log config already merged the dynamic value in.
+                    (Backing::Log, Some((_, source))) => (default_value, *source),
+                    (_, Some((v, source))) => (v.clone(), *source),
+                    (_, None) => (default_value, ConfigSource::Default),
+                },
                 (None, Some((_, v))) => match def.backing {
                     // The log config already merged the broker property in.
                     Backing::Log => (default_value, ConfigSource::StaticBroker),
@@ -370,9 +479,11 @@ pub(crate) fn default_value(broker: &Broker, name: &str) -> Result<Option<String
         .and_then(|d| d.value))
 }
 
-/// The broker's own properties: every default and every property given, all read-only (the
-/// broker's config is static; change it in the file or flags and restart).
-pub(crate) fn describe_broker(broker: &Broker) -> Vec<Described> {
+/// The broker's properties: every default, every property given, and the dynamic configs
+/// over them (the cluster-wide default, then — when `own` — this broker's). Only the dynamic
+/// broker configs (the topic defaults, [`def_by_broker_key`]) can be altered; the rest are
+/// read-only (change them in the file or flags and restart).
+pub(crate) fn describe_broker(broker: &Broker, own: bool) -> Vec<Described> {
     let raw = &broker.config().raw;
     let mut all: BTreeMap<String, (String, ConfigSource)> = crate::config::DEFAULTS
         .iter()
@@ -381,18 +492,34 @@ pub(crate) fn describe_broker(broker: &Broker) -> Vec<Described> {
     for (k, v) in raw {
         all.insert(k.clone(), (v.clone(), ConfigSource::StaticBroker));
     }
+    let image = broker.topics.image();
+    let mut layers = vec![(
+        ConfigResource::ClusterDefault,
+        ConfigSource::DynamicDefaultBroker,
+    )];
+    if own {
+        layers.push((
+            ConfigResource::Broker(broker.config().node_id),
+            ConfigSource::DynamicBroker,
+        ));
+    }
+    for (resource, source) in layers {
+        for (k, v) in image.configs(&resource).into_iter().flatten() {
+            all.insert(k.clone(), (v.clone(), source));
+        }
+    }
     all.into_iter()
         .map(|(name, (value, source))| {
             let sensitive = name.contains("password") || name.contains("secret");
             let value = (!sensitive).then_some(value);
             Described {
                 synonyms: vec![(name.clone(), value.clone(), source)],
+                read_only: def_by_broker_key(&name).is_none(),
+                config_type: def_by_broker_key(&name).map_or(ConfigType::String, |d| d.config_type),
                 name,
                 value,
                 source,
-                read_only: true,
                 sensitive,
-                config_type: ConfigType::String,
             }
         })
         .collect()

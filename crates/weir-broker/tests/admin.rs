@@ -383,9 +383,13 @@ async fn describe_configs_shows_overrides_broker_properties_and_defaults() {
     let given = config(broker_configs, "log.retention.bytes");
     assert_eq!(given.value.as_deref(), Some("1000000"));
     assert_eq!(given.config_source, STATIC_BROKER_CONFIG);
-    assert!(given.read_only);
+    assert!(
+        !given.read_only,
+        "a topic default is a dynamic broker config"
+    );
     let default = config(broker_configs, "num.partitions");
     assert_eq!(default.config_source, DEFAULT_CONFIG);
+    assert!(default.read_only, "num.partitions is static");
     assert_eq!(
         response.results[3].error_code,
         ErrorCode::INVALID_REQUEST.code()
@@ -530,7 +534,7 @@ async fn alter_configs_replace_and_incremental_changes_persist() {
         assert_eq!(response.responses[0].error_code, code.code(), "{ops:?}");
     }
 
-    // Broker configs are static.
+    // A topic config name is not a broker config.
     let request = IncrementalAlterConfigsRequest {
         resources: vec![incremental_alter_configs_request::AlterConfigsResource {
             resource_type: BROKER,
@@ -1249,6 +1253,13 @@ async fn describe_topic_partitions_reports_unknown_topics() {
 /// Produces `batches` batches of 5 records to partition `partition` of `topic` (acks=all).
 async fn produce_batches(client: &mut RawClient, topic: &str, partition: i32, batches: usize) {
     for b in 0..batches {
+        assert_eq!(produce_one(client, topic, partition, b).await, 0);
+    }
+}
+
+/// Produces one batch of five records with acks=all; returns the partition's error code.
+async fn produce_one(client: &mut RawClient, topic: &str, partition: i32, b: usize) -> i16 {
+    {
         let mut builder = RecordBatchBuilder::new();
         for i in 0..5 {
             builder.push(Record::new(
@@ -1272,7 +1283,7 @@ async fn produce_batches(client: &mut RawClient, topic: &str, partition: i32, ba
             ..Default::default()
         };
         let produced = client.send(produce, 9).await;
-        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+        produced.responses[0].partition_responses[0].error_code
     }
 }
 
@@ -1493,5 +1504,170 @@ async fn alter_replica_log_dirs_moves_a_partition_between_data_directories() {
         ]
     );
     assert_eq!(dir_of(&mut client, "moving", 0).await, Some(target));
+    broker.stop().await;
+}
+
+/// IncrementalAlterConfigs for one BROKER resource (`""` is the cluster-wide default):
+/// (name, operation, value) triples; returns the error code and message.
+async fn alter_broker(
+    client: &mut RawClient,
+    name: &str,
+    ops: &[(&str, i8, Option<&str>)],
+) -> (i16, Option<String>) {
+    let request = IncrementalAlterConfigsRequest {
+        resources: vec![incremental_alter_configs_request::AlterConfigsResource {
+            resource_type: BROKER,
+            resource_name: name.into(),
+            configs: ops
+                .iter()
+                .map(
+                    |(name, op, value)| incremental_alter_configs_request::AlterableConfig {
+                        name: (*name).into(),
+                        config_operation: *op,
+                        value: value.map(String::from),
+                        ..Default::default()
+                    },
+                )
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let response = client.send(request, 1).await;
+    (
+        response.responses[0].error_code,
+        response.responses[0].error_message.clone(),
+    )
+}
+
+async fn describe_broker(client: &mut RawClient, name: &str) -> Vec<DescribeConfigsResourceResult> {
+    let request = DescribeConfigsRequest {
+        resources: vec![DescribeConfigsResource {
+            resource_type: BROKER,
+            resource_name: name.into(),
+            ..Default::default()
+        }],
+        include_synonyms: true,
+        ..Default::default()
+    };
+    let response = client.send(request, 4).await;
+    assert_eq!(response.results[0].error_code, 0);
+    response.results[0].configs.clone()
+}
+
+/// Dynamic broker configs (Kafka's per-broker and cluster-default log configs): the
+/// cluster-wide default (the BROKER resource with an empty name, what `kafka-configs.sh
+/// --entity-default` sends) and this broker's own (its id) set the defaults of topic configs,
+/// are described with their sources (DYNAMIC_DEFAULT_BROKER_CONFIG 3, DYNAMIC_BROKER_CONFIG
+/// 2), take effect at once (`min.insync.replicas` refuses an acks=all produce to a
+/// one-replica topic), go through the metadata log and survive a restart. Static properties
+/// and bad values are refused.
+#[tokio::test]
+async fn dynamic_broker_configs_set_topic_defaults_and_persist() {
+    const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    // The embedded single node is node 0.
+    let node = 0;
+    let mut client = broker.client().await;
+    let response = create(&mut client, vec![topic("dyn", 1, &[])], false, 7).await;
+    assert_eq!(response.topics[0].error_code, 0);
+    assert_eq!(produce_one(&mut client, "dyn", 0, 0).await, 0);
+
+    let (code, message) = alter_broker(
+        &mut client,
+        "",
+        &[
+            ("log.retention.ms", 0, Some("1234567")),
+            ("min.insync.replicas", 0, Some("2")),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{message:?}");
+    let configs = describe_topic(&mut client, "dyn", None).await;
+    let retention = config(&configs, "retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("1234567"));
+    assert_eq!(retention.config_source, DYNAMIC_DEFAULT_BROKER_CONFIG);
+    assert_eq!(
+        retention
+            .synonyms
+            .iter()
+            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                "log.retention.ms",
+                Some("1234567"),
+                DYNAMIC_DEFAULT_BROKER_CONFIG
+            ),
+            ("log.retention.ms", Some("604800000"), DEFAULT_CONFIG),
+        ]
+    );
+    assert_eq!(
+        config(&configs, "min.insync.replicas").config_source,
+        DYNAMIC_DEFAULT_BROKER_CONFIG
+    );
+    assert_eq!(
+        produce_one(&mut client, "dyn", 0, 1).await,
+        ErrorCode::NOT_ENOUGH_REPLICAS.code(),
+        "min.insync.replicas=2 applies to a one-replica topic at once"
+    );
+
+    // This broker's own value wins over the cluster default.
+    let (code, message) = alter_broker(
+        &mut client,
+        &node.to_string(),
+        &[("min.insync.replicas", 0, Some("1"))],
+    )
+    .await;
+    assert_eq!(code, 0, "{message:?}");
+    assert_eq!(produce_one(&mut client, "dyn", 0, 2).await, 0);
+    let configs = describe_broker(&mut client, &node.to_string()).await;
+    let min_isr = config(&configs, "min.insync.replicas");
+    assert_eq!(
+        (
+            min_isr.value.as_deref(),
+            min_isr.config_source,
+            min_isr.read_only
+        ),
+        (Some("1"), DYNAMIC_BROKER_CONFIG, false)
+    );
+    assert!(config(&configs, "num.partitions").read_only);
+    let defaults = describe_broker(&mut client, "").await;
+    assert_eq!(
+        config(&defaults, "min.insync.replicas").value.as_deref(),
+        Some("2"),
+        "the default resource shows the cluster default"
+    );
+
+    // Refused: a static property, a bad value (named by its broker property), another broker.
+    let (code, message) = alter_broker(&mut client, "", &[("num.partitions", 0, Some("5"))]).await;
+    assert_eq!(code, ErrorCode::INVALID_REQUEST.code());
+    assert!(message.unwrap_or_default().contains("num.partitions"));
+    let (code, message) =
+        alter_broker(&mut client, "", &[("log.retention.ms", 0, Some("soon"))]).await;
+    assert_eq!(code, ErrorCode::INVALID_CONFIG.code());
+    assert!(
+        message
+            .clone()
+            .unwrap_or_default()
+            .contains("log.retention.ms"),
+        "{message:?}"
+    );
+    let (code, _) = alter_broker(&mut client, "77", &[("log.retention.ms", 0, Some("1"))]).await;
+    assert_eq!(code, ErrorCode::INVALID_REQUEST.code());
+    broker.stop().await;
+
+    // Kept in the metadata log: the same after a restart; DELETE returns to the default.
+    let broker = TestBroker::start_in(dir.path(), &[]).await;
+    let mut client = broker.client().await;
+    let configs = describe_topic(&mut client, "dyn", Some(vec!["retention.ms"])).await;
+    assert_eq!(configs[0].value.as_deref(), Some("1234567"));
+    assert_eq!(configs[0].config_source, DYNAMIC_DEFAULT_BROKER_CONFIG);
+    let (code, _) = alter_broker(&mut client, "", &[("log.retention.ms", 1, None)]).await;
+    assert_eq!(code, 0);
+    let configs = describe_topic(&mut client, "dyn", Some(vec!["retention.ms"])).await;
+    assert_eq!(configs[0].config_source, DEFAULT_CONFIG);
     broker.stop().await;
 }

@@ -301,6 +301,12 @@ impl LeaderPartition {
         self.maybe_advance_high_watermark()
     }
 
+    /// Replaces the settings (`min.insync.replicas`, the lag limit) when the topic's or the
+    /// broker's config changed; they apply from the next call on.
+    pub fn set_config(&mut self, config: ReplicationConfig) {
+        self.config = config;
+    }
+
     /// The high watermark.
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark

@@ -1,7 +1,9 @@
 //! AlterConfigs: replaces a topic's whole set of config overrides (what is not named returns to
 //! its default), validated as the log would apply it, persisted, and applied to the open logs.
-//! The broker's own config is static: altering a broker resource is refused with
-//! INVALID_REQUEST (change the config file or flags and restart).
+//! A broker resource (this broker's id, or empty for the cluster-wide default) holds the dynamic
+//! broker configs: the broker properties that default topic configs (`log.retention.ms`,
+//! `min.insync.replicas`, ...), kept in the metadata log and applied by every broker as its
+//! image moves; any other broker property is static and refused with INVALID_REQUEST.
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC, check_broker_name};
 use crate::admin;
@@ -12,6 +14,7 @@ use crate::topic_config;
 use crate::topics::{self, TopicError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use weir_metadata::ConfigResource;
 use weir_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use weir_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
@@ -37,7 +40,6 @@ pub(crate) async fn handle(
                 if duplicates.contains(&(resource.resource_type, resource.resource_name.clone())) {
                     return Err(duplicate_error());
                 }
-                let entries = resource.configs.len();
                 let mut overrides = BTreeMap::new();
                 for config in resource.configs {
                     // A null value leaves the config at its default, as if it were not named.
@@ -50,7 +52,6 @@ pub(crate) async fn handle(
                     resource.resource_type,
                     &resource.resource_name,
                     validate_only,
-                    entries,
                     |_current| Ok(overrides),
                 )
             })
@@ -116,14 +117,12 @@ pub(crate) fn responses(
 }
 
 /// Changes one resource's overrides to what `change` makes of the current ones, after
-/// validating the result; with `validate_only` nothing is changed. `entries` is how many
-/// configs the request names: a broker resource accepts only none.
+/// validating the result; with `validate_only` nothing is changed.
 pub(crate) fn alter(
     broker: &Broker,
     resource_type: i8,
     name: &str,
     validate_only: bool,
-    entries: usize,
     change: impl FnOnce(&BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AdminError>,
 ) -> Result<(), AdminError> {
     match resource_type {
@@ -142,15 +141,23 @@ pub(crate) fn alter(
         }
         RESOURCE_BROKER => {
             check_broker_name(broker, name)?;
-            if entries == 0 {
-                Ok(())
+            let resource = if name.is_empty() {
+                ConfigResource::ClusterDefault
             } else {
-                Err(AdminError::InvalidRequest(
-                    "Broker configs are static in Weir: set them in the config file, \
-                     environment or flags and restart."
-                        .to_string(),
-                ))
+                ConfigResource::Broker(broker.config().node_id)
+            };
+            let current = broker
+                .topics
+                .image()
+                .configs(&resource)
+                .cloned()
+                .unwrap_or_default();
+            let configs = change(&current)?;
+            topic_config::validate_dynamic(broker, &configs)?;
+            if !validate_only && configs != current {
+                broker.set_dynamic_broker_configs(resource, &current, configs)?;
             }
+            Ok(())
         }
         other => Err(AdminError::InvalidRequest(format!(
             "Unsupported resource type {other}; configs can be altered for topics (2)."

@@ -84,7 +84,10 @@ fn describe(
         }
         RESOURCE_BROKER => {
             check_broker_name(broker, &resource.resource_name)?;
-            Ok(topic_config::describe_broker(broker))
+            Ok(topic_config::describe_broker(
+                broker,
+                !resource.resource_name.is_empty(),
+            ))
         }
         other => Err(AdminError::InvalidRequest(format!(
             "Unsupported resource type {other}; this broker describes topics (2) and brokers (4)."

@@ -1,9 +1,10 @@
-//! IncrementalAlterConfigs: changes single topic configs: SET (0), DELETE (1, back to the
-//! default), and for list configs (`cleanup.policy`) APPEND (2) and SUBTRACT (3), which start
-//! from the current value (the override, or the default). The result is validated, persisted and
-//! applied to the open logs as in AlterConfigs.
+//! IncrementalAlterConfigs: changes single topic configs or dynamic broker configs: SET (0),
+//! DELETE (1, back to the default), and for list configs (`cleanup.policy`) APPEND (2) and
+//! SUBTRACT (3), which start from the current value (the override, or the default). The result
+//! is validated, persisted and applied to the open logs as in AlterConfigs.
 
 use super::alter_configs::{alter, duplicate_error, duplicate_resources, responses};
+use super::describe_configs::RESOURCE_BROKER;
 use crate::admin;
 use crate::connection::RequestContext;
 use crate::error::AdminError;
@@ -43,13 +44,13 @@ pub(crate) async fn handle(
                     return Err(duplicate_error());
                 }
                 let ops = resource.configs;
+                let scope = resource.resource_type;
                 alter(
                     broker,
                     resource.resource_type,
                     &resource.resource_name,
                     validate_only,
-                    ops.len(),
-                    |current| apply_ops(broker, current, ops),
+                    |current| apply_ops(broker, scope, current, ops),
                 )
             })
             .collect::<Vec<_>>()
@@ -74,9 +75,11 @@ pub(crate) async fn handle(
     }
 }
 
-/// The overrides after applying `ops` to `current`.
+/// The overrides after applying `ops` to `current` (of a topic, or of a broker resource when
+/// `resource_type` says so: its names are broker properties).
 fn apply_ops(
     broker: &Broker,
+    resource_type: i8,
     current: &BTreeMap<String, String>,
     ops: Vec<AlterableConfig>,
 ) -> Result<BTreeMap<String, String>, AdminError> {
@@ -89,9 +92,18 @@ fn apply_ops(
     }
     let mut overrides = current.clone();
     for op in ops {
-        let def = topic_config::def(&op.name).ok_or_else(|| {
-            AdminError::InvalidConfig(format!("Unknown topic config name: {}", op.name))
-        })?;
+        let def = if resource_type == RESOURCE_BROKER {
+            topic_config::def_by_broker_key(&op.name).ok_or_else(|| {
+                AdminError::InvalidRequest(format!(
+                    "Cannot update these configs dynamically: {}",
+                    op.name
+                ))
+            })?
+        } else {
+            topic_config::def(&op.name).ok_or_else(|| {
+                AdminError::InvalidConfig(format!("Unknown topic config name: {}", op.name))
+            })?
+        };
         match op.config_operation {
             SET => {
                 let value = op.value.ok_or_else(|| {
@@ -114,7 +126,7 @@ fn apply_ops(
                 }
                 let base = match overrides.get(&op.name) {
                     Some(v) => Some(v.clone()),
-                    None => topic_config::default_value(broker, &op.name)?,
+                    None => topic_config::default_value(broker, def.name)?,
                 };
                 let mut items: Vec<String> = base
                     .unwrap_or_default()

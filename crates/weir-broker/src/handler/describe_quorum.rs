@@ -3,8 +3,9 @@
 //! `__cluster_metadata`. Any broker answers: it asks the leader when it does not lead.
 //!
 //! Offsets are Kafka's: a Raft index `i` is offset `i`, so the log end offset and high
-//! watermark are the last index plus one. Fetch times are not tracked (-1); there are no
-//! observers, since every node is a voter.
+//! watermark are the last index plus one. Voters' fetch times are not tracked (-1). Observers
+//! are the broker-only nodes that fetched the metadata log from the leader in the last minute,
+//! with their last fetch time.
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -62,7 +63,17 @@ pub(crate) async fn handle(
                                     ..ReplicaState::default()
                                 })
                                 .collect(),
-                            observers: Vec::new(),
+                            observers: quorum
+                                .observers
+                                .iter()
+                                .map(|o| ReplicaState {
+                                    replica_id: i32::try_from(o.node_id).unwrap_or(-1),
+                                    log_end_offset: end_offset(Some(o.matched_index)),
+                                    last_fetch_timestamp: o.last_fetch_ms,
+                                    last_caught_up_timestamp: -1,
+                                    ..ReplicaState::default()
+                                })
+                                .collect(),
                             ..PartitionData::default()
                         },
                     }

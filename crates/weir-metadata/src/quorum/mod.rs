@@ -142,6 +142,20 @@ pub struct VoterProgress {
     pub matched_index: Option<u64>,
 }
 
+/// An observer's progress as the voter it fetches from saw it last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObserverProgress {
+    /// The observer (a broker-only node).
+    pub node_id: NodeId,
+    /// The raft index of the last entry it holds; Kafka's log end offset is this plus one.
+    pub matched_index: u64,
+    /// When it last fetched, in milliseconds since the Unix epoch.
+    pub last_fetch_ms: i64,
+}
+
+/// How long an observer that stopped fetching is still listed.
+const OBSERVER_EXPIRY_MS: i64 = 60_000;
+
 /// The quorum as this node sees it, for DescribeQuorum (KIP-595) and DescribeCluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumDescription {
@@ -158,6 +172,9 @@ pub struct QuorumDescription {
     pub last_applied: Option<u64>,
     /// Every voter, by id.
     pub voters: Vec<VoterProgress>,
+    /// The observers that fetched from this node in the last minute, by id.
+    #[serde(default)]
+    pub observers: Vec<ObserverProgress>,
 }
 
 /// Why a quorum operation failed.
@@ -211,6 +228,8 @@ struct Inner {
     images: watch::Receiver<Arc<MetadataImage>>,
     leadership: watch::Receiver<Leadership>,
     log: LogReader,
+    /// Observers that fetch from this node: node id → (matched index, last fetch ms).
+    observers: parking_lot::Mutex<BTreeMap<NodeId, (u64, i64)>>,
 }
 
 impl Quorum {
@@ -309,6 +328,7 @@ impl Quorum {
                 images: image,
                 leadership,
                 log: log_reader,
+                observers: parking_lot::Mutex::new(BTreeMap::new()),
             }),
         })
     }
@@ -425,7 +445,21 @@ impl Quorum {
                 }
             })
             .collect();
+        let now = unix_ms();
+        let observers = self
+            .inner
+            .observers
+            .lock()
+            .iter()
+            .filter(|(_, (_, at))| now.saturating_sub(*at) < OBSERVER_EXPIRY_MS)
+            .map(|(node_id, (matched_index, at))| ObserverProgress {
+                node_id: *node_id,
+                matched_index: *matched_index,
+                last_fetch_ms: *at,
+            })
+            .collect();
         QuorumDescription {
+            observers,
             node_id: self.inner.node_id,
             leader: metrics.current_leader,
             term: metrics.current_term,
@@ -433,6 +467,14 @@ impl Quorum {
             last_applied: metrics.last_applied.map(|id| id.index),
             voters,
         }
+    }
+
+    /// Records an observer's fetch (it holds entries up to `matched_index`).
+    fn observed(&self, node_id: NodeId, matched_index: u64) {
+        let now = unix_ms();
+        let mut observers = self.inner.observers.lock();
+        observers.retain(|_, (_, at)| now.saturating_sub(*at) < OBSERVER_EXPIRY_MS);
+        observers.insert(node_id, (matched_index, now));
     }
 
     /// Stops raft on this node; the files stay for the next [`Quorum::start`].
@@ -453,6 +495,13 @@ impl Quorum {
     pub(crate) fn raft(&self) -> &Raft<TypeConfig> {
         &self.inner.raft
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Follows openraft's metrics into a [`Leadership`] channel; the task ends when raft stops.

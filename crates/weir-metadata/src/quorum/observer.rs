@@ -36,6 +36,9 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 /// An observer's request: the committed entries after `after`.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct FetchRequest {
+    /// The observer's node id, for DescribeQuorum's list of observers.
+    #[serde(default)]
+    pub(crate) node_id: Option<NodeId>,
     /// The offset of the observer's image.
     pub(crate) after: u64,
     /// How long the voter may hold the request while it has nothing newer.
@@ -77,6 +80,9 @@ impl Quorum {
             Ok(request) => request,
             Err(why) => return network::encode(&FetchResponse::Refused(why)),
         };
+        if let Some(node_id) = request.node_id {
+            self.observed(node_id, request.after);
+        }
         let wait = Duration::from_millis(request.max_wait_ms).min(MAX_WAIT);
         let mut images = self.images();
         // Nothing newer in time is not an error: the answer is then empty.
@@ -267,6 +273,7 @@ impl Follow {
         };
         let after = self.images.borrow().offset();
         let request = network::encode(&FetchRequest {
+            node_id: Some(self.node_id),
             after,
             max_wait_ms: u64::try_from(MAX_WAIT.as_millis()).unwrap_or(1_000),
         });

@@ -314,10 +314,8 @@ impl Replicas {
             let hw = leader.high_watermark();
             *role = Role::Leader(Box::new(leader));
             drop(role);
-            // As follower it appended the leader's batches without tracking producers.
-            broker
-                .producer_states
-                .forget(&tp.topic, tp.partition, replica.log.dir());
+            // The producer state stays: as follower this broker tracked the batches it
+            // appended (`replica_fetcher`), ongoing transactions included.
             replica.set_leading(Some(registration.leader_epoch), hw);
             info!(topic = %tp.topic, partition = tp.partition, leader_epoch = registration.leader_epoch, log_end_offset = leo, high_watermark = hw, isr = ?registration.isr, "became leader");
             if tp.topic == crate::groups::OFFSETS_TOPIC {

@@ -29,8 +29,8 @@
 //! take it.
 
 use crate::producers::{ProducerSnapshot, ProducerTable, wall_clock_ms};
-use bytes::Bytes;
 use crate::topics::Topics;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Write;
@@ -184,8 +184,9 @@ impl ProducerStates {
         log: &Log,
         high_watermark: i64,
     ) -> Result<i64, weir_log::Error> {
-        let first_unstable =
-            self.with_table(topic, topic_id, partition, log, |t| t.first_unstable_offset())?;
+        let first_unstable = self.with_table(topic, topic_id, partition, log, |t| {
+            t.first_unstable_offset()
+        })?;
         let lso = first_unstable.map_or(high_watermark, |f| f.min(high_watermark));
         Ok(lso.max(log.log_start_offset().min(high_watermark)))
     }

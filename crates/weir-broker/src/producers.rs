@@ -217,8 +217,7 @@ impl ProducerTable {
                 current: entry.epoch,
             });
         }
-        if let (false, Some(first_offset)) = (batch.transactional, entry.current_txn_first_offset)
-        {
+        if let (false, Some(first_offset)) = (batch.transactional, entry.current_txn_first_offset) {
             return Err(ProducerError::InvalidTxnState {
                 producer_id: batch.producer_id,
                 first_offset,
@@ -348,7 +347,11 @@ impl ProducerTable {
 
     /// Replays a batch read back from the log (see [`ProducerTable::replay`]); a marker ends
     /// its producer's transaction, which is returned.
-    pub(crate) fn replay_batch(&mut self, batch: &RecordBatch, now_ms: i64) -> Option<CompletedTxn> {
+    pub(crate) fn replay_batch(
+        &mut self,
+        batch: &RecordBatch,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
         let header = batch.header();
         if header.producer_id < 0 {
             return None;
@@ -608,7 +611,10 @@ mod tests {
         assert_eq!(table.first_unstable_offset(), Some(5));
         let mut abort = EndTransactionMarker::abort(3).batch_builder(4, 0, 1);
         let done = table.replay_batch(&build(&mut abort, 6), 0).unwrap();
-        assert_eq!((done.first_offset, done.last_offset, done.aborted), (5, 6, true));
+        assert_eq!(
+            (done.first_offset, done.last_offset, done.aborted),
+            (5, 6, true)
+        );
         assert_eq!(table.first_unstable_offset(), None);
         // The snapshot keeps an ongoing transaction and the coordinator epoch.
         table.replay_batch(&build(&mut data, 7), 0);

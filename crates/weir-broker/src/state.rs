@@ -184,7 +184,8 @@ impl Broker {
     /// knows only once the marker is written). -1 (nothing) when the replica or its producer
     /// state is unavailable.
     pub(crate) fn cleanable_end(&self, topic: &str, partition: i32) -> i64 {
-        let (Some(replica), Some(t)) = (self.replicas.get(topic, partition), self.topics.get(topic))
+        let (Some(replica), Some(t)) =
+            (self.replicas.get(topic, partition), self.topics.get(topic))
         else {
             return -1;
         };

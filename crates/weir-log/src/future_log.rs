@@ -199,7 +199,12 @@ impl LogManager {
         let bases = mv.source.segment_base_offsets();
         let inactive = bases.len().saturating_sub(1);
         for &base in bases.iter().take(inactive) {
-            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
+            for suffix in [
+                LOG_SUFFIX,
+                INDEX_SUFFIX,
+                TIME_INDEX_SUFFIX,
+                TXN_INDEX_SUFFIX,
+            ] {
                 let from = file_path(mv.source.dir(), base, suffix);
                 let to = file_path(&mv.future_dir, base, suffix);
                 if copy_file(fs, &from, &to)?.is_some() {

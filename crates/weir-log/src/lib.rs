@@ -54,6 +54,6 @@ pub use error::{Error, Result};
 pub use fs::{File, FileSystem, StdFs};
 pub use handles::HandleCache;
 pub use journal::{PowerLossReport, SyncJournalFs, power_loss, power_loss_preview};
-pub use txn_index::AbortedTxn;
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
 pub use manager::{LogManager, LogManagerOptions, LogMove, OfflineDir, TopicPartition};
+pub use txn_index::AbortedTxn;

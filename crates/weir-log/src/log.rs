@@ -267,9 +267,12 @@ impl Log {
         bases.sort_unstable();
         // Leftovers of interrupted work: temp files and indexes whose segment is gone.
         for name in &names {
-            let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX].iter().any(|s| {
-                segment::parse_file_name(name, s).is_some_and(|b| bases.binary_search(&b).is_err())
-            });
+            let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
+                .iter()
+                .any(|s| {
+                    segment::parse_file_name(name, s)
+                        .is_some_and(|b| bases.binary_search(&b).is_err())
+                });
             if orphan_index || name.ends_with(TMP_SUFFIX) {
                 let path = dir.join(name);
                 fs.remove_file(&path)

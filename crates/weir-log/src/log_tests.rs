@@ -982,12 +982,13 @@ fn aborted_transactions_are_indexed_and_survive_close_and_crash() {
     assert_eq!(log.aborted_transactions(3, 7), vec![a, b]);
     assert_eq!(log.aborted_transactions(0, 1), vec![a]);
     // An entry for a marker not in the log is refused.
-    assert!(log
-        .add_aborted_txn(AbortedTxn {
+    assert!(
+        log.add_aborted_txn(AbortedTxn {
             last_offset: 100,
             ..a
         })
-        .is_err());
+        .is_err()
+    );
     assert_eq!(txn_index_file(&h, &h.fs, 0).unwrap().len(), 68);
     log.flush().unwrap();
     // Flushed: a crash keeps both.
@@ -1032,9 +1033,7 @@ fn recovery_drops_torn_entries_and_entries_past_the_log_end() {
     let recovered = h.open_on(&lost);
     assert_eq!(recovered.log_end_offset(), 3);
     assert_eq!(recovered.aborted_txn_entries(), vec![a]);
-    recovered
-        .append(&mut batch(5, NOW, 1), LEADER)
-        .unwrap();
+    recovered.append(&mut batch(5, NOW, 1), LEADER).unwrap();
     drop(recovered);
     let again = h.open_on(&lost.crash());
     assert_eq!(again.aborted_txn_entries(), vec![a]);
@@ -1090,7 +1089,11 @@ fn deleted_segments_take_their_transaction_index() {
     log.delete_records_before(bases[1]).unwrap();
     assert_eq!(log.segment_base_offsets()[0], bases[1]);
     assert!(txn_index_file(&h, &h.fs, bases[0]).is_none());
-    assert!(log.aborted_txn_entries().iter().all(|e| e.last_offset >= bases[1]));
+    assert!(
+        log.aborted_txn_entries()
+            .iter()
+            .all(|e| e.last_offset >= bases[1])
+    );
     // A search from the new start still finds the rest.
     assert_eq!(
         log.aborted_transactions(bases[1], log.log_end_offset()),
@@ -1112,7 +1115,10 @@ fn aborted_transactions_search_stops_early() {
     // A later entry claiming to start early; its segment is never read because the first
     // entry says every transaction below 2 had ended by offset 3.
     log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
-    let late = log.append(&mut marker(2, false), LEADER).unwrap().first_offset;
+    let late = log
+        .append(&mut marker(2, false), LEADER)
+        .unwrap()
+        .first_offset;
     log.add_aborted_txn(AbortedTxn {
         producer_id: 2,
         first_offset: 0,
@@ -1194,7 +1200,10 @@ fn interrupted_merge_keeps_transaction_index_entries() {
     // Stage the three first segments merged as a committed swap; the members stay.
     let mut merged = Vec::new();
     for base in &bases[..3] {
-        merged.extend(h.fs.read_all(&file_path(&h.dir, *base, LOG_SUFFIX)).unwrap());
+        merged.extend(
+            h.fs.read_all(&file_path(&h.dir, *base, LOG_SUFFIX))
+                .unwrap(),
+        );
     }
     let swap = h
         .dir

@@ -408,10 +408,7 @@ mod tests {
         let mut index = TxnIndex::default();
         append(&fs, dir, 10, &mut index, txn(1, 10, 12, 13)).unwrap();
         append(&fs, dir, 10, &mut index, txn(1, 14, 20, 21)).unwrap();
-        fs.open(&path(dir, 10), false)
-            .unwrap()
-            .sync_data()
-            .unwrap();
+        fs.open(&path(dir, 10), false).unwrap().sync_data().unwrap();
         fs.sync_dir(dir).unwrap();
         // The log now ends at 15: the second marker is gone.
         let loaded = load(&fs, dir, 10, 15).unwrap();

@@ -110,10 +110,13 @@ fn partition_offset(
         let Some(topic_id) = broker.topics.get(topic).map(|t| t.id) else {
             return failed(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
         };
-        match broker
-            .producer_states
-            .last_stable_offset(topic, topic_id, index, &log, high_watermark)
-        {
+        match broker.producer_states.last_stable_offset(
+            topic,
+            topic_id,
+            index,
+            &log,
+            high_watermark,
+        ) {
             Ok(offset) => offset,
             Err(e) => {
                 debug!(topic, partition = index, error = %e, "cannot load the producer state");

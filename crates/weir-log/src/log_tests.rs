@@ -1166,7 +1166,7 @@ fn compaction_drops_aborted_data_and_keeps_the_index() {
         let batch = batch.unwrap();
         let h = batch.header();
         assert!(
-            !(h.producer_id == 2 && !h.attributes.is_control()),
+            h.producer_id != 2 || h.attributes.is_control(),
             "aborted data survived compaction"
         );
         if h.producer_id == 1 && !h.attributes.is_control() {

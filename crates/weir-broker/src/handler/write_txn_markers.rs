@@ -127,16 +127,15 @@ fn results(
         .collect()
 }
 
-/// Writes every marker of the request, in order, on the blocking pool; returns the results and
-/// what each written marker waits for, by (marker, topic, partition) index.
-#[allow(clippy::type_complexity)]
-fn write_all(
-    broker: &Arc<Broker>,
-    request: &WriteTxnMarkersRequest,
-) -> (
+/// The results of a request, and what each written marker waits for by (marker, topic,
+/// partition) index.
+type Written = (
     Vec<WritableTxnMarkerResult>,
     Vec<((usize, usize, usize), Commit)>,
-) {
+);
+
+/// Writes every marker of the request, in order, on the blocking pool.
+fn write_all(broker: &Arc<Broker>, request: &WriteTxnMarkersRequest) -> Written {
     let mut commits = Vec::new();
     let mut markers = Vec::with_capacity(request.markers.len());
     for (m, marker) in request.markers.iter().enumerate() {

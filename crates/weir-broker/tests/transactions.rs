@@ -168,6 +168,13 @@ fn codes(response: &WriteTxnMarkersResponse) -> Vec<(i64, String, i32, i16)> {
 }
 
 async fn fetch(client: &mut RawClient, offset: i64, isolation_level: i8) -> PartitionData {
+    let data = try_fetch(client, offset, isolation_level).await;
+    assert_eq!(data.error_code, 0);
+    data
+}
+
+/// A fetch of partition 0 from `offset`, whatever its error code.
+async fn try_fetch(client: &mut RawClient, offset: i64, isolation_level: i8) -> PartitionData {
     let request = FetchRequest {
         max_wait_ms: 0,
         min_bytes: 1,
@@ -188,9 +195,7 @@ async fn fetch(client: &mut RawClient, offset: i64, isolation_level: i8) -> Part
     };
     let response = client.send(request, 12).await;
     assert_eq!(response.error_code, 0);
-    let data = response.responses[0].partitions[0].clone();
-    assert_eq!(data.error_code, 0);
-    data
+    response.responses[0].partitions[0].clone()
 }
 
 /// (offset, value, from a transaction) of every data record in a fetch response.
@@ -460,4 +465,125 @@ async fn check_state(broker: &TestBroker, p2: i64) {
         consume(broker, "read_uncommitted", 8).await,
         ["plain-0", "c1", "c2", "a1", "a2", "c3", "open-1", "plain-1"]
     );
+}
+
+/// Every `*.txnindex` file under `dir`, with its size.
+fn txn_index_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "txnindex") {
+                found.push((path.clone(), entry.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    found
+}
+
+/// Three real `weir` processes, replication factor 3: the followers write the same transaction
+/// index entry as the leader, and after the leader is killed the new leader knows the ongoing
+/// transaction (the last stable offset stops at it) and the aborted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_index_aborts_and_a_new_leader_knows_ongoing_transactions() {
+    use support::cluster::{Cluster, agreed_view, blocking, create_replicated_topic, wait_until};
+    let props = [
+        ("default.replication.factor", "3"),
+        ("min.insync.replicas", "2"),
+        ("replica.lag.time.max.ms", "4000"),
+    ];
+    let mut cluster = blocking(|| Cluster::start_with(3, &props));
+    create_replicated_topic(&cluster, TOPIC, 1, 3).await;
+    let all = cluster.ids();
+    let view = agreed_view(
+        &cluster,
+        &all,
+        TOPIC,
+        0,
+        "a leader with a full ISR",
+        WAIT,
+        |v| v.leader >= 0 && v.isr.len() == 3,
+    )
+    .await;
+    let leader = view.leader;
+    let mut client = RawClient::connect(cluster.addr(leader)).await;
+    let (p2, p3) = (
+        init_producer_id(&mut client).await,
+        init_producer_id(&mut client).await,
+    );
+    // 0-1: producer 2's transaction, aborted by the marker at 2; 3: producer 3's, left open;
+    // 4: plain.
+    produce_at(&mut client, batch(Some((p2, 0, 0, true)), &["a1", "a2"]), 0).await;
+    let response = write_markers(&mut client, &[(p2, 0, false, 0, &[(TOPIC, &[0])])], 1).await;
+    assert_eq!(codes(&response), vec![(p2, TOPIC.into(), 0, 0)]);
+    produce_at(&mut client, batch(Some((p3, 0, 0, true)), &["open"]), 3).await;
+    produce_at(&mut client, batch(None, &["plain"]), 4).await;
+    assert_eq!(latest(&mut client, 1).await, 3);
+
+    // Every replica's partition directory gets the same one-entry index.
+    for &id in &all {
+        let dir = cluster.dir(id).to_path_buf();
+        wait_until(
+            &cluster,
+            &format!("node {id}'s transaction index"),
+            WAIT,
+            || {
+                let dir = dir.clone();
+                async move {
+                    match txn_index_files(&dir).as_slice() {
+                        [(_, 34)] => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    blocking(|| cluster.kill9(leader));
+    let others: Vec<i32> = all.iter().copied().filter(|&id| id != leader).collect();
+    let view = agreed_view(&cluster, &others, TOPIC, 0, "a new leader", WAIT, |v| {
+        v.leader >= 0 && v.leader != leader
+    })
+    .await;
+    let mut client = RawClient::connect(cluster.addr(view.leader)).await;
+    wait_until(&cluster, "the new leader's stable offset", WAIT, || {
+        let addr = cluster.addr(view.leader);
+        async move {
+            let mut client = RawClient::connect(addr).await;
+            let committed = try_fetch(&mut client, 0, 1).await;
+            let aborted: Vec<(i64, i64)> = committed
+                .aborted_transactions
+                .clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|a| (a.producer_id, a.first_offset))
+                .collect();
+            match (
+                committed.error_code,
+                committed.high_watermark,
+                committed.last_stable_offset,
+                aborted.as_slice(),
+            ) {
+                (0, 5, 3, [(p, 0)]) if *p == p2 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(latest(&mut client, 1).await, 3);
+    // The new leader ends producer 3's transaction.
+    let response = write_markers(&mut client, &[(p3, 0, true, 0, &[(TOPIC, &[0])])], 2).await;
+    assert_eq!(codes(&response), vec![(p3, TOPIC.into(), 0, 0)]);
+    assert_eq!(latest(&mut client, 1).await, 6);
+    let committed = fetch(&mut client, 0, 1).await;
+    let values: Vec<String> = data_records(&committed).into_iter().map(|r| r.1).collect();
+    // The aborted records are in the response; the aborted list tells a consumer to drop them.
+    assert_eq!(values, ["a1", "a2", "open", "plain"]);
 }

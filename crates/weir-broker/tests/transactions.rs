@@ -392,6 +392,13 @@ async fn markers_decide_what_read_committed_consumers_see_across_restarts() {
     // That marker took offset 10.
     let mixed = produce(&mut client, batch(Some((p3, 0, 1, false)), &["x"])).await;
     assert_eq!(mixed.error_code, ErrorCode::INVALID_TXN_STATE.code());
+    // A client cannot write a marker itself.
+    let forged = weir_records::EndTransactionMarker::abort(0)
+        .batch_builder(p3, 0, now_ms())
+        .build()
+        .unwrap();
+    let forged = produce(&mut client, forged).await;
+    assert_eq!(forged.error_code, ErrorCode::INVALID_RECORD.code());
     let stale = produce(&mut client, batch(Some((p1, 0, 3, true)), &["x"])).await;
     assert_eq!(stale.error_code, ErrorCode::INVALID_PRODUCER_EPOCH.code());
     // The high watermark counts the marker at 10 too.

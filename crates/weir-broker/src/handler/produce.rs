@@ -454,6 +454,14 @@ fn single_batch(records: &[u8]) -> Result<BatchHeader, (ErrorCode, &'static str)
         ),
         _ => (ErrorCode::CORRUPT_MESSAGE, "malformed record batch header"),
     })?;
+    // Markers are the leader's to write (WriteTxnMarkers): one from a client would end a
+    // transaction behind the producer state's back. Kafka refuses them the same way.
+    if header.attributes.is_control() {
+        return Err((
+            ErrorCode::INVALID_RECORD,
+            "clients cannot append control batches",
+        ));
+    }
     match header.size().cmp(&records.len()) {
         std::cmp::Ordering::Equal => Ok(header),
         std::cmp::Ordering::Greater => {

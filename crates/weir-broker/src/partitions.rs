@@ -327,7 +327,7 @@ impl Partitions {
     }
 
     /// One step of the log cleaner: compacts the dirtiest compacted log, if any needs it, up
-    /// to its high watermark.
+    /// to the offset `high_watermark` gives (the broker's `Broker::cleanable_end`).
     pub(crate) fn clean_step(
         &self,
         high_watermark: impl Fn(&TopicPartition) -> i64,

@@ -5,8 +5,20 @@
 //! log is flushed, so every batch it reflects is durable) plus a scan of the batch headers
 //! from the snapshot's offset to the log end. A snapshot whose offset lies beyond the log end
 //! (the log lost its tail after a crash) is ignored and removed, and the whole log is scanned.
-//! Loading happens on the first idempotent produce to the partition after a start, so
-//! startup stays fast however many partitions there are.
+//! Loading happens on first use after a start — an idempotent or transactional produce, a
+//! WriteTxnMarkers, a consumer fetch or ListOffsets (which need the last stable offset), a
+//! follower appending batches with producer ids — so startup stays fast however many
+//! partitions there are. (A log without a snapshot is scanned whole on that first use;
+//! snapshots at segment rolls, as Kafka takes them, would bound the scan.)
+//!
+//! Transactions: the table knows each producer's ongoing transaction (see `producers`). The
+//! leader (Produce, WriteTxnMarkers) and followers (the replica fetcher, through
+//! [`ProducerStates::track_appended`]) update it on every append, and an ABORT marker's entry
+//! goes into the log's transaction index right after the marker, from the same state on every
+//! replica. Rebuilding the table replays the markers too and restores any entry the index
+//! lacks ([`weir_log::Log::add_aborted_txn`] is idempotent): a crash can keep a marker whose
+//! entry was not yet durable, and this is what repairs it (the snapshot is only written once
+//! the log, indexes included, is flushed, so entries below it are durable).
 //!
 //! Expiry: the snapshot keeps each producer's last-append time (see `SnapshotEntry` in
 //! `producers`), and [`ProducerStates::expire`] runs every
@@ -16,8 +28,9 @@
 //! to recording the offsets it got, on the blocking pool. Appends without a producer id do not
 //! take it.
 
-use crate::producers::{ProducerSnapshot, ProducerTable};
+use crate::producers::{ProducerSnapshot, ProducerTable, wall_clock_ms};
 use crate::topics::Topics;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Write;
@@ -76,9 +89,9 @@ impl ProducerStates {
     }
 
     /// Drops a partition's table (it is loaded again from the log on next use) and its
-    /// snapshot file: called when this broker becomes the partition's leader (as follower it
-    /// appended the leader's batches without tracking them) and when its log is truncated (the
-    /// snapshot may describe batches that are gone).
+    /// snapshot file: called when its log is truncated (the table and the snapshot may
+    /// describe batches that are gone). Followers track the batches they append, so becoming
+    /// leader keeps the table.
     pub(crate) fn forget(&self, topic: &str, partition: i32, log_dir: &Path) {
         self.partitions
             .lock()
@@ -126,6 +139,12 @@ impl ProducerStates {
             let (Some(table), Some(log)) = (table.as_ref(), log_of(topic, *partition)) else {
                 continue;
             };
+            // Everything the snapshot reflects, transaction index entries included, must be
+            // durable before it: a rebuild replays (and repairs) only what comes after it.
+            if let Err(e) = log.flush() {
+                warn!(topic, partition, error = %e, "cannot flush before the producer state snapshot; not writing it");
+                continue;
+            }
             let snapshot = table.snapshot(log.log_end_offset());
             if let Err(e) = write_snapshot(log.dir(), &snapshot) {
                 warn!(topic, partition, error = %e, "cannot write producer state snapshot");
@@ -134,8 +153,92 @@ impl ProducerStates {
     }
 }
 
+impl ProducerStates {
+    /// Runs `f` on a partition's table, loading it from the log first if needed, with the
+    /// table locked. Lock order: a replica's role lock, when held, comes before this one.
+    pub(crate) fn with_table<T>(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        log: &Log,
+        f: impl FnOnce(&mut ProducerTable) -> T,
+    ) -> Result<T, weir_log::Error> {
+        let slot = self.partition(topic, topic_id, partition);
+        let mut guard = slot.table.lock();
+        let table = match guard.as_mut() {
+            Some(table) => table,
+            None => guard.insert(load(log, wall_clock_ms())?),
+        };
+        Ok(f(table))
+    }
+
+    /// The last stable offset of a partition with high watermark `high_watermark`: below
+    /// both it and the first offset of every ongoing transaction (and not below the log
+    /// start). What read_committed consumers read up to.
+    pub(crate) fn last_stable_offset(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        log: &Log,
+        high_watermark: i64,
+    ) -> Result<i64, weir_log::Error> {
+        let first_unstable = self.with_table(topic, topic_id, partition, log, |t| {
+            t.first_unstable_offset()
+        })?;
+        let lso = first_unstable.map_or(high_watermark, |f| f.min(high_watermark));
+        Ok(lso.max(log.log_start_offset().min(high_watermark)))
+    }
+
+    /// A follower appended `appended` (whole batches as stored): replays the batches with a
+    /// producer id into the partition's table and records the transactions their ABORT
+    /// markers end in the log's transaction index, as the leader did. A table not loaded yet
+    /// is loaded instead (which reads these batches from the log). On failure the table is
+    /// dropped, to be rebuilt from the log on next use.
+    pub(crate) fn track_appended(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+        log: &Log,
+        appended: &Bytes,
+    ) -> Result<(), weir_log::Error> {
+        let with_producers = RecordBatches::new(appended.clone())
+            .filter_map(Result::ok)
+            .any(|b| b.header().producer_id >= 0);
+        if !with_producers {
+            return Ok(());
+        }
+        let slot = self.partition(topic, topic_id, partition);
+        let mut guard = slot.table.lock();
+        let now = wall_clock_ms();
+        let Some(table) = guard.as_mut() else {
+            *guard = Some(load(log, now)?);
+            return Ok(());
+        };
+        let mut result = Ok(());
+        for batch in RecordBatches::new(appended.clone()) {
+            let Ok(batch) = batch else { break };
+            if let Some(done) = table.replay_batch(&batch, now) {
+                if done.aborted {
+                    if let Err(e) = log.add_aborted_txn(table.aborted_entry(&done)) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+}
+
 /// Rebuilds a partition's table from its snapshot and the log after it; `now_ms` is the
-/// last-append time given to producers whose batches are replayed from the log.
+/// last-append time given to producers whose batches are replayed from the log. Restores the
+/// transaction index entry of every ABORT marker replayed, where the index lacks it.
 pub(crate) fn load(log: &Log, now_ms: i64) -> Result<ProducerTable, weir_log::Error> {
     let log_end = log.log_end_offset();
     let path = log.dir().join(SNAPSHOT_FILE);
@@ -180,7 +283,11 @@ pub(crate) fn load(log: &Log, now_ms: i64) -> Result<ProducerTable, weir_log::Er
         }
         for batch in RecordBatches::new(slice.to_bytes()?) {
             let Ok(batch) = batch else { break };
-            table.replay(batch.header(), now_ms);
+            if let Some(done) = table.replay_batch(&batch, now_ms) {
+                if done.aborted && log.add_aborted_txn(table.aborted_entry(&done))? {
+                    warn!(dir = %log.dir().display(), producer_id = done.producer_id, marker = done.last_offset, "restored a transaction index entry the log had lost");
+                }
+            }
         }
         from = slice.next_offset();
     }
@@ -222,6 +329,7 @@ mod tests {
             producer_epoch: 0,
             first_sequence: sequence,
             last_sequence: sequence,
+            transactional: false,
         }
     }
 

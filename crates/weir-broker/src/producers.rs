@@ -17,11 +17,26 @@
 //! against the state its producer left, however old the timestamps its records carry (a
 //! replay of last year's data is still one producer's ordered stream).
 //!
+//! Transactions: a transactional data batch starts its producer's ongoing transaction on the
+//! partition (at its first offset) or continues it; a control batch (a COMMIT or ABORT marker,
+//! written by WriteTxnMarkers) ends it, and an ABORT marker yields the [`AbortedTxn`] entry of
+//! the partition's transaction index. A non-transactional batch from a producer with an
+//! ongoing transaction is refused (INVALID_TXN_STATE), a marker from an older producer epoch
+//! (INVALID_PRODUCER_EPOCH) or an older coordinator epoch (TRANSACTION_COORDINATOR_FENCED) too,
+//! as in Kafka. The first offset of the oldest ongoing transaction bounds the last stable
+//! offset (see [`ProducerTable::first_unstable_offset`]). Producers with an ongoing transaction
+//! are never expired: forgetting one would make its undecided records readable as committed.
+//! Whether a producer may write transactionally at all (KIP-890: the leader asks the
+//! transaction coordinator whether the partition was added to the transaction) comes with the
+//! coordinator; until then a transactional batch is accepted under the idempotent checks.
+//!
 //! [`ProducerSnapshot`] is the table as of a log offset, for `producer_state` to persist.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use weir_log::AbortedTxn;
 use weir_records::batch::BatchHeader;
+use weir_records::{EndTransactionMarker, RecordBatch};
 
 /// Batches remembered per producer for duplicate detection (Kafka's value; clients allow at
 /// most five requests in flight per connection when idempotence is on).
@@ -34,6 +49,8 @@ pub(crate) struct ProducerBatch {
     pub(crate) producer_epoch: i16,
     pub(crate) first_sequence: i32,
     pub(crate) last_sequence: i32,
+    /// Part of a transaction.
+    pub(crate) transactional: bool,
 }
 
 impl ProducerBatch {
@@ -48,8 +65,29 @@ impl ProducerBatch {
             producer_epoch: header.producer_epoch,
             first_sequence: header.base_sequence,
             last_sequence: increment_sequence(header.base_sequence, header.last_offset_delta),
+            transactional: header.attributes.is_transactional(),
         })
     }
+}
+
+/// A transaction marker for one partition (WriteTxnMarkers, or a control batch read back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TxnMarker {
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) coordinator_epoch: i32,
+    pub(crate) commit: bool,
+}
+
+/// A transaction a marker ended on this partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompletedTxn {
+    pub(crate) producer_id: i64,
+    /// Offset of its first batch here.
+    pub(crate) first_offset: i64,
+    /// Offset of the marker.
+    pub(crate) last_offset: i64,
+    pub(crate) aborted: bool,
 }
 
 /// `sequence + increment`, wrapping to 0 after `i32::MAX` as Kafka's sequences do. Computed
@@ -108,9 +146,23 @@ pub(crate) enum ProducerError {
         epoch: i16,
         current: i16,
     },
+    /// A non-transactional batch while the producer has a transaction ongoing here.
+    #[error(
+        "producer {producer_id} wrote a non-transactional batch while its transaction from offset {first_offset} is ongoing"
+    )]
+    InvalidTxnState { producer_id: i64, first_offset: i64 },
+    /// A marker from a coordinator older than the one that wrote the producer's last marker.
+    #[error(
+        "marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than {current}"
+    )]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ProducerEntry {
     epoch: i16,
     /// Oldest first.
@@ -119,12 +171,30 @@ struct ProducerEntry {
     /// its state was rebuilt from the log (see [`ProducerTable::replay`]). Record timestamps
     /// are the client's and say nothing about when the producer was last active.
     last_append_ms: i64,
+    /// First offset of the producer's ongoing transaction on this partition.
+    current_txn_first_offset: Option<i64>,
+    /// Epoch of the coordinator that wrote the producer's last marker (-1: none yet).
+    coordinator_epoch: i32,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_append_ms: 0,
+            current_txn_first_offset: None,
+            coordinator_epoch: -1,
+        }
+    }
 }
 
 /// The producer state of one partition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
+    /// (first offset, producer id) of every ongoing transaction, oldest first.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 /// The broker's wall clock in milliseconds since the Unix epoch (0 if the clock is before it).
@@ -145,6 +215,12 @@ impl ProducerTable {
                 producer_id: batch.producer_id,
                 epoch: batch.producer_epoch,
                 current: entry.epoch,
+            });
+        }
+        if let (false, Some(first_offset)) = (batch.transactional, entry.current_txn_first_offset) {
+            return Err(ProducerError::InvalidTxnState {
+                producer_id: batch.producer_id,
+                first_offset,
             });
         }
         if batch.producer_epoch > entry.epoch {
@@ -192,14 +268,121 @@ impl ProducerTable {
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
+        if batch.transactional && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(metadata.first_offset);
+            self.ongoing
+                .insert((metadata.first_offset, batch.producer_id));
+        }
+    }
+
+    /// Decides whether a marker may be written: not from an older producer epoch, nor from an
+    /// older coordinator than the producer's last marker. A producer the table does not know
+    /// passes (its state may have expired; the marker then ends nothing here).
+    pub(crate) fn check_marker(&self, marker: &TxnMarker) -> Result<(), ProducerError> {
+        let Some(entry) = self.producers.get(&marker.producer_id) else {
+            return Ok(());
+        };
+        if marker.producer_epoch < entry.epoch {
+            return Err(ProducerError::InvalidProducerEpoch {
+                producer_id: marker.producer_id,
+                epoch: marker.producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if marker.coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                producer_id: marker.producer_id,
+                coordinator_epoch: marker.coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker written at `offset`: ends the producer's ongoing transaction, if any,
+    /// and returns it. A newer producer epoch in the marker (the coordinator bumped it)
+    /// becomes the producer's, and its sequences start over.
+    pub(crate) fn complete_txn(
+        &mut self,
+        marker: &TxnMarker,
+        offset: i64,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
+        let entry = self.producers.entry(marker.producer_id).or_default();
+        if marker.producer_epoch != entry.epoch {
+            entry.epoch = marker.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = marker.coordinator_epoch;
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        let first_offset = entry.current_txn_first_offset.take()?;
+        self.ongoing.remove(&(first_offset, marker.producer_id));
+        Some(CompletedTxn {
+            producer_id: marker.producer_id,
+            first_offset,
+            last_offset: offset,
+            aborted: !marker.commit,
+        })
+    }
+
+    /// The transaction index entry of a transaction just completed (already out of the
+    /// ongoing set): its last stable offset is where the first transaction still ongoing
+    /// starts, or the offset after the marker. Like Kafka, this does not include the high
+    /// watermark, so the same entry is computed on the leader, on followers and when the
+    /// table is rebuilt from the log.
+    pub(crate) fn aborted_entry(&self, txn: &CompletedTxn) -> AbortedTxn {
+        let next = txn.last_offset + 1;
+        AbortedTxn {
+            producer_id: txn.producer_id,
+            first_offset: txn.first_offset,
+            last_offset: txn.last_offset,
+            last_stable_offset: self.first_unstable_offset().map_or(next, |f| f.min(next)),
+        }
+    }
+
+    /// Where the oldest ongoing transaction starts: the last stable offset is at most this.
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|&(first, _)| first)
+    }
+
+    /// Replays a batch read back from the log (see [`ProducerTable::replay`]); a marker ends
+    /// its producer's transaction, which is returned.
+    pub(crate) fn replay_batch(
+        &mut self,
+        batch: &RecordBatch,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
+        let header = batch.header();
+        if header.producer_id < 0 {
+            return None;
+        }
+        if !header.attributes.is_control() {
+            self.replay(header, now_ms);
+            return None;
+        }
+        // A marker batch holds one record; anything else (or garbage) ends nothing.
+        let record = batch.records().ok()?.next()?.ok()?;
+        let marker = EndTransactionMarker::from_record(&record).ok()??;
+        self.complete_txn(
+            &TxnMarker {
+                producer_id: header.producer_id,
+                producer_epoch: header.producer_epoch,
+                coordinator_epoch: marker.coordinator_epoch,
+                commit: marker.commit,
+            },
+            header.base_offset,
+            now_ms,
+        )
     }
 
     /// Forgets producers that have not appended for `expiration_ms` or more before `now_ms`
     /// (Kafka's `producer.id.expiration.ms`). Returns how many were forgotten.
     pub(crate) fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, p| now_ms.saturating_sub(p.last_append_ms) < expiration_ms);
+        self.producers.retain(|_, p| {
+            p.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(p.last_append_ms) < expiration_ms
+        });
         before - self.producers.len()
     }
 
@@ -246,6 +429,8 @@ impl ProducerTable {
                 epoch: entry.epoch,
                 batches: entry.batches.iter().copied().collect(),
                 last_append_ms: Some(entry.last_append_ms),
+                current_txn_first_offset: entry.current_txn_first_offset,
+                coordinator_epoch: Some(entry.coordinator_epoch),
             })
             .collect();
         producers.sort_by_key(|p| p.producer_id);
@@ -259,7 +444,7 @@ impl ProducerTable {
     /// The table a snapshot describes; `now_ms` stands in for the last-append time of a
     /// producer in a version 1 snapshot, which did not record it.
     pub(crate) fn from_snapshot(snapshot: ProducerSnapshot, now_ms: i64) -> Self {
-        let producers = snapshot
+        let producers: HashMap<i64, ProducerEntry> = snapshot
             .producers
             .into_iter()
             .map(|p| {
@@ -273,17 +458,24 @@ impl ProducerTable {
                         epoch: p.epoch,
                         batches,
                         last_append_ms: p.last_append_ms.unwrap_or(now_ms),
+                        current_txn_first_offset: p.current_txn_first_offset,
+                        coordinator_epoch: p.coordinator_epoch.unwrap_or(-1),
                     },
                 )
             })
             .collect();
-        Self { producers }
+        let ongoing = producers
+            .iter()
+            .filter_map(|(&id, p)| p.current_txn_first_offset.map(|first| (first, id)))
+            .collect();
+        Self { producers, ongoing }
     }
 }
 
 /// Version 2 records each producer's last-append time (version 1 had its last batch's max
-/// record timestamp instead, which is ignored when read).
-const SNAPSHOT_VERSION: u32 = 2;
+/// record timestamp instead, which is ignored when read); version 3 adds the ongoing
+/// transaction and the coordinator epoch (absent: none ongoing, no marker yet).
+const SNAPSHOT_VERSION: u32 = 3;
 
 /// A persisted [`ProducerTable`]: valid for a log whose end offset is at least `offset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +497,12 @@ struct SnapshotEntry {
     /// because a monotonic clock starts over with the process. `None` in version 1 snapshots.
     #[serde(default)]
     last_append_ms: Option<i64>,
+    /// First offset of the ongoing transaction.
+    #[serde(default)]
+    current_txn_first_offset: Option<i64>,
+    /// Epoch of the coordinator of the last marker.
+    #[serde(default)]
+    coordinator_epoch: Option<i32>,
 }
 
 #[cfg(test)]
@@ -317,7 +515,116 @@ mod tests {
             producer_epoch: epoch,
             first_sequence: first,
             last_sequence: increment_sequence(first, count - 1),
+            transactional: false,
         }
+    }
+
+    fn txn(producer_id: i64, epoch: i16, first: i32, count: i32) -> ProducerBatch {
+        ProducerBatch {
+            transactional: true,
+            ..batch(producer_id, epoch, first, count)
+        }
+    }
+
+    fn marker(producer_id: i64, epoch: i16, coordinator_epoch: i32, commit: bool) -> TxnMarker {
+        TxnMarker {
+            producer_id,
+            producer_epoch: epoch,
+            coordinator_epoch,
+            commit,
+        }
+    }
+
+    #[test]
+    fn transactions_start_continue_and_end_with_their_marker() {
+        let mut table = ProducerTable::default();
+        assert_eq!(table.first_unstable_offset(), None);
+        append(&mut table, txn(1, 0, 0, 2), 10);
+        append(&mut table, txn(2, 0, 0, 1), 12);
+        append(&mut table, txn(1, 0, 2, 1), 13);
+        assert_eq!(table.first_unstable_offset(), Some(10));
+        // A plain batch from producer 1 mid-transaction is refused; producer 3 is unaffected.
+        assert!(matches!(
+            table.check(&batch(1, 0, 3, 1)),
+            Err(ProducerError::InvalidTxnState {
+                first_offset: 10,
+                ..
+            })
+        ));
+        assert_eq!(table.check(&batch(3, 0, 0, 1)), Ok(Verdict::Append));
+        // Producer 1 aborts at 14: its entry's LSO is where producer 2's transaction starts.
+        table.check_marker(&marker(1, 0, 5, false)).unwrap();
+        let done = table
+            .complete_txn(&marker(1, 0, 5, false), 14, 1_000_000)
+            .unwrap();
+        assert_eq!(
+            (done.first_offset, done.last_offset, done.aborted),
+            (10, 14, true)
+        );
+        let entry = table.aborted_entry(&done);
+        assert_eq!(entry.last_stable_offset, 12);
+        assert_eq!(table.first_unstable_offset(), Some(12));
+        // Producer 2 commits at 15: nothing ongoing any more.
+        let done = table
+            .complete_txn(&marker(2, 0, 5, true), 15, 1_000_000)
+            .unwrap();
+        assert!(!done.aborted);
+        assert_eq!(table.aborted_entry(&done).last_stable_offset, 16);
+        assert_eq!(table.first_unstable_offset(), None);
+        // A second marker ends nothing.
+        assert_eq!(table.complete_txn(&marker(2, 0, 5, true), 16, 0), None);
+        // Stale producer and coordinator epochs are refused.
+        append(&mut table, txn(1, 1, 0, 1), 17);
+        assert!(matches!(
+            table.check_marker(&marker(1, 0, 5, false)),
+            Err(ProducerError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            table.check_marker(&marker(1, 1, 4, false)),
+            Err(ProducerError::CoordinatorFenced { current: 5, .. })
+        ));
+        assert_eq!(table.check_marker(&marker(9, 0, 0, true)), Ok(()));
+    }
+
+    #[test]
+    fn producers_with_ongoing_transactions_do_not_expire() {
+        let mut table = ProducerTable::default();
+        append(&mut table, txn(1, 0, 0, 1), 0);
+        append(&mut table, batch(2, 0, 0, 1), 1);
+        assert_eq!(table.expire(i64::MAX, 1), 1);
+        assert_eq!(table.first_unstable_offset(), Some(0));
+        table.complete_txn(&marker(1, 0, 0, true), 2, 5);
+        assert_eq!(table.expire(i64::MAX, 1), 1);
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn replayed_batches_rebuild_transactions() {
+        let build = |builder: &mut weir_records::RecordBatchBuilder, offset: i64| {
+            RecordBatch::new(builder.base_offset(offset).build().unwrap()).unwrap()
+        };
+        let mut data = weir_records::RecordBatchBuilder::new();
+        data.producer(4, 0, 0).transactional(true);
+        data.push(weir_records::Record::new(1, None, Some(b"v")));
+        let mut table = ProducerTable::default();
+        assert_eq!(table.replay_batch(&build(&mut data, 5), 0), None);
+        assert_eq!(table.first_unstable_offset(), Some(5));
+        let mut abort = EndTransactionMarker::abort(3).batch_builder(4, 0, 1);
+        let done = table.replay_batch(&build(&mut abort, 6), 0).unwrap();
+        assert_eq!(
+            (done.first_offset, done.last_offset, done.aborted),
+            (5, 6, true)
+        );
+        assert_eq!(table.first_unstable_offset(), None);
+        // The snapshot keeps an ongoing transaction and the coordinator epoch.
+        table.replay_batch(&build(&mut data, 7), 0);
+        let back = ProducerTable::from_snapshot(
+            serde_json::from_slice(&serde_json::to_vec(&table.snapshot(8)).unwrap()).unwrap(),
+            0,
+        );
+        assert_eq!(back, table);
+        assert_eq!(back.first_unstable_offset(), Some(7));
+        assert!(back.check_marker(&marker(4, 0, 2, true)).is_err());
     }
 
     fn meta(b: &ProducerBatch, first_offset: i64) -> BatchMetadata {

@@ -662,6 +662,17 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
                     _ => Applied::Retry,
                 };
             }
+            // The same producer state as the leader's, so that as leader this broker knows
+            // the ongoing transactions, and the same transaction index entries.
+            if let Err(e) = broker.producer_states.track_appended(
+                &tp.topic,
+                weir_protocol::Uuid(replica.topic_id.0),
+                tp.partition,
+                log,
+                &Bytes::from(batches),
+            ) {
+                warn!(%tp, error = %e, "cannot track the producers of replicated batches; rebuilding on next use");
+            }
         }
     }
     if durable {

@@ -313,14 +313,19 @@ impl Replicas {
                 now,
             )
             .with_leader_epoch_start_offset(leo);
+            // Alone in the ISR the high watermark can move to the counted end at once; it is
+            // published with the role, so no read sees the role without it (a fetch right
+            // after a produce would otherwise find the high watermark of before).
+            let mut leader = leader;
+            leader.on_local_log_end_offset(counted);
             let hw = leader.high_watermark();
             *role = Role::Leader(Box::new(leader));
-            drop(role);
-            // As follower it appended the leader's batches without tracking producers.
-            broker
-                .producer_states
-                .forget(&tp.topic, tp.partition, replica.log.dir());
+            // Published before the role lock is released: a produce that sees the new role
+            // must not be followed by a fetch that still sees the high watermark of before.
             replica.set_leading(Some(registration.leader_epoch), hw);
+            drop(role);
+            // The producer state stays: as follower this broker tracked the batches it
+            // appended (`replica_fetcher`), ongoing transactions included.
             info!(topic = %tp.topic, partition = tp.partition, leader_epoch = registration.leader_epoch, log_end_offset = leo, high_watermark = hw, isr = ?registration.isr, "became leader");
             if tp.topic == crate::groups::OFFSETS_TOPIC {
                 broker

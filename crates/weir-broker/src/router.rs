@@ -70,6 +70,8 @@ routes! {
     OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
     DeleteRecords => delete_records, 0..=2;
     InitProducerId => init_producer_id, 0..=5;
+    // Transactions: the partition side (the coordinator calls it).
+    WriteTxnMarkers => write_txn_markers, 1..=2;
     // Consumer groups.
     FindCoordinator => find_coordinator, 0..=6;
     JoinGroup => join_group, 0..=9;

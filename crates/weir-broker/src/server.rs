@@ -274,7 +274,7 @@ async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
         let b = broker.clone();
         let busy = match tokio::task::spawn_blocking(move || {
             b.partitions
-                .clean_step(|tp| b.high_watermark(&tp.topic, tp.partition))
+                .clean_step(|tp| b.cleanable_end(&tp.topic, tp.partition))
         })
         .await
         {

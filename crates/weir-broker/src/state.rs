@@ -179,6 +179,27 @@ impl Broker {
             .map_or(-1, |r| r.high_watermark())
     }
 
+    /// Where the log cleaner may compact a local replica up to: its last stable offset, so
+    /// that no undecided transaction is cleaned (the cleaner drops aborted data, which it
+    /// knows only once the marker is written). -1 (nothing) when the replica or its producer
+    /// state is unavailable.
+    pub(crate) fn cleanable_end(&self, topic: &str, partition: i32) -> i64 {
+        let (Some(replica), Some(t)) =
+            (self.replicas.get(topic, partition), self.topics.get(topic))
+        else {
+            return -1;
+        };
+        self.producer_states
+            .last_stable_offset(
+                topic,
+                t.id,
+                partition,
+                &replica.log,
+                replica.high_watermark(),
+            )
+            .unwrap_or(-1)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BrokerConfig {
         &self.config

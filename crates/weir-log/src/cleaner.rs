@@ -19,6 +19,14 @@
 //! attribute bit 6); passes after the horizon drop the batch's tombstones. A consumer reading
 //! from the start within `delete.retention.ms` of the first cleaning therefore sees them.
 //!
+//! Transactions (as Kafka): data batches of aborted transactions (known from the transaction
+//! indexes) are left out of the key map, so they never supersede committed records, and are
+//! removed; control batches (markers) are always kept, and so are the transaction index
+//! entries, which a merge of segments carries into the merged segment's index before the other
+//! members' files go. Kafka also removes a marker once its transaction has no data left and
+//! `delete.retention.ms` has passed; Weir keeps markers (a few bytes each), which is sound.
+//! The caller bounds a pass by the last stable offset, so no undecided transaction is cleaned.
+//!
 //! Small adjacent segments are merged: the segments of a pass are grouped while their combined
 //! size fits `segment.bytes`, their index entries fit `segment.index.bytes` and their offsets fit
 //! relative to the first base; each group becomes one segment. A group's output replaces its
@@ -33,6 +41,7 @@ use crate::fs::{FileSystem, read_exact_at};
 use crate::handles::{HandleCache, SegmentFile};
 use crate::index::{OFFSET_ENTRY, TIME_ENTRY};
 use crate::segment::{self, LOG_SUFFIX, Segment, file_path};
+use crate::txn_index;
 use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -105,6 +114,7 @@ fn remove_replaced(fs: &dyn FileSystem, dir: &Path, first: i64, others: &[i64]) 
             fs.remove_file(&path).map_err(Error::io("remove", &path))?;
         }
         segment::remove_index_files(fs, dir, base)?;
+        txn_index::remove(fs, dir, base)?;
     }
     Ok(())
 }
@@ -128,6 +138,9 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
                 .copied()
                 .filter(|&b| b > first && b <= last)
                 .collect();
+            // The merged segment's transaction index must hold the others' entries before
+            // their files go (see `txn_index::merge_into`).
+            txn_index::merge_into(fs, dir, first, &others)?;
             remove_replaced(fs, dir, first, &others)?;
             let log = file_path(dir, first, LOG_SUFFIX);
             fs.rename(&swap, &log).map_err(Error::io("rename", &swap))?;
@@ -164,9 +177,25 @@ pub(crate) struct Plan {
     first_dirty: i64,
     /// End of the cleanable range.
     end: i64,
+    /// Aborted transactions by producer: (first offset, marker offset), from the transaction
+    /// indexes of every segment (a marker may lie past the cleanable range).
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
 }
 
 impl Plan {
+    /// Whether `header` is a data batch of an aborted transaction: such batches are dropped and
+    /// never supersede other records of their keys, as in Kafka. (The caller cleans only below
+    /// the last stable offset, so every transactional batch in range has its marker.)
+    fn is_aborted(&self, header: &BatchHeader) -> bool {
+        header.attributes.is_transactional()
+            && !header.attributes.is_control()
+            && self.aborted.get(&header.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|&(first, last)| first <= header.base_offset && header.base_offset <= last)
+            })
+    }
+
     /// Whether a pass would change anything: dirty data to map, tombstones whose horizon
     /// passed, or segments to merge.
     pub(crate) fn has_work(&self, horizon_due: bool) -> bool {
@@ -265,11 +294,21 @@ pub(crate) fn plan(
         groups.push(start..planned.len());
     }
     let first_dirty = cleaned_up_to.max(bases.first().copied().unwrap_or(0));
+    let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for entry in segments.values().flat_map(|s| s.txn_index.entries()) {
+        if entry.first_offset < end {
+            aborted
+                .entry(entry.producer_id)
+                .or_default()
+                .push((entry.first_offset, entry.last_offset));
+        }
+    }
     Ok(Plan {
         segments: planned,
         groups,
         first_dirty,
         end,
+        aborted,
     })
 }
 
@@ -291,7 +330,10 @@ fn build_map(fs: &dyn FileSystem, plan: &Plan, budget: usize) -> Result<(OffsetM
     let mut stop = None;
     for p in plan.segments.iter().filter(|p| p.end > plan.first_dirty) {
         for_each_batch(fs, p, |header, bytes| {
-            if header.last_offset() < plan.first_dirty || header.attributes.is_control() {
+            if header.last_offset() < plan.first_dirty
+                || header.attributes.is_control()
+                || plan.is_aborted(header)
+            {
                 return Ok(true);
             }
             let Some(records) = decode(&bytes) else {
@@ -368,6 +410,14 @@ pub(crate) fn clean(
                 let outcome = if header.base_offset >= map_end {
                     // Past the map: a later pass cleans it.
                     Cleaning::keep(bytes, header)
+                } else if plan.is_aborted(header) {
+                    // Aborted data no consumer reads committed; its marker and index entry
+                    // stay (harmless without data).
+                    Cleaning {
+                        bytes: None,
+                        removed: u64::try_from(header.record_count).unwrap_or(0),
+                        horizon: None,
+                    }
                 } else {
                     clean_batch(header, bytes, &map, now, new_horizon)?
                 };
@@ -445,7 +495,9 @@ pub(crate) fn swap(
             .map_err(Error::io("rename", &cleaned_path))?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
-        remove_replaced(&**fs, dir, first, members.get(1..).unwrap_or_default())?;
+        let others = members.get(1..).unwrap_or_default();
+        cleaned.txn_index = txn_index::merge_into(&**fs, dir, first, others)?;
+        remove_replaced(&**fs, dir, first, others)?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
         fs.rename(&swap, &cleaned.path)

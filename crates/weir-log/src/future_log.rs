@@ -33,6 +33,7 @@ use crate::fs::{FileSystem, read_up_to};
 use crate::log::Log;
 use crate::manager::TopicPartition;
 use crate::segment::{INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, file_path};
+use crate::txn_index::TXN_INDEX_SUFFIX;
 use crate::{Error, Result};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -198,7 +199,12 @@ impl LogManager {
         let bases = mv.source.segment_base_offsets();
         let inactive = bases.len().saturating_sub(1);
         for &base in bases.iter().take(inactive) {
-            for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            for suffix in [
+                LOG_SUFFIX,
+                INDEX_SUFFIX,
+                TIME_INDEX_SUFFIX,
+                TXN_INDEX_SUFFIX,
+            ] {
                 let from = file_path(mv.source.dir(), base, suffix);
                 let to = file_path(&mv.future_dir, base, suffix);
                 if copy_file(fs, &from, &to)?.is_some() {
@@ -286,7 +292,10 @@ impl LogManager {
         let unchanged = generation == mv.generation;
         let mut present = HashSet::new();
         for name in names.into_iter().filter(|n| is_copied(n)) {
-            if !(unchanged && mv.copied.contains(&name)) {
+            // A transaction index may gain an entry without the generation changing (a marker
+            // in a segment that rolled just after it): always copied again; it is small.
+            let stable = !name.ends_with(TXN_INDEX_SUFFIX);
+            if !(unchanged && stable && mv.copied.contains(&name)) {
                 copy_file(fs, &source_dir.join(&name), &mv.future_dir.join(&name))?;
             }
             present.insert(name);
@@ -489,6 +498,35 @@ mod tests {
         let log = manager.get(&tp()).unwrap();
         assert_eq!(log.dir(), Path::new("/d1/t-0"));
         assert_eq!(read_all(&log), (0..13).collect::<Vec<_>>());
+    }
+
+    /// Transaction indexes move with their segments, including an entry added to an inactive
+    /// segment's index after the bulk copy took it.
+    #[test]
+    fn transaction_indexes_move_with_the_log() {
+        let fs = FaultFs::new();
+        let (manager, old) = manager_with_log(&fs, 6);
+        let entry = |last_offset: i64| crate::AbortedTxn {
+            producer_id: 9,
+            first_offset: last_offset,
+            last_offset,
+            last_stable_offset: last_offset + 1,
+        };
+        old.add_aborted_txn(entry(0)).unwrap();
+        let mv = manager
+            .prepare_move(&tp(), Path::new("/d2"))
+            .unwrap()
+            .unwrap();
+        // After the copy of the inactive segments: one more entry in the first segment.
+        old.add_aborted_txn(entry(1)).unwrap();
+        let new = manager.finish_move(mv).unwrap();
+        assert_eq!(new.aborted_txn_entries(), vec![entry(0), entry(1)]);
+        drop(old);
+        drop(new);
+        drop(manager);
+        let manager = LogManager::open(options(&fs.crash())).unwrap();
+        let log = manager.get(&tp()).unwrap();
+        assert_eq!(log.aborted_txn_entries(), vec![entry(0), entry(1)]);
     }
 
     /// Segments deleted during the bulk copy must not come back in the copy.

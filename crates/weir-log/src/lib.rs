@@ -10,6 +10,7 @@
 //! - `handles`: [`HandleCache`] bounds the open files of inactive segments.
 //! - `index`: sparse offset and time indexes of a segment.
 //! - `segment`: one `.log` file with its indexes; scanning and recovery of its batches.
+//! - `txn_index`: the aborted-transaction index of a segment (`.txnindex`, [`AbortedTxn`]).
 //! - [`epoch_cache`]: [`LeaderEpochCache`], the start offset of each leader epoch and Kafka's
 //!   OffsetForLeaderEpoch answer ([`EpochEndOffset`]); pure, no I/O.
 //! - `checkpoint`: the recovery-point/log-start-offset checkpoint, the cleaner checkpoint, the
@@ -41,6 +42,7 @@ pub mod journal;
 mod log;
 mod manager;
 mod segment;
+mod txn_index;
 mod validate;
 
 pub use cleaner::{CompactionStats, DEFAULT_DEDUPE_BUFFER_SIZE};
@@ -54,3 +56,4 @@ pub use handles::HandleCache;
 pub use journal::{PowerLossReport, SyncJournalFs, power_loss, power_loss_preview};
 pub use log::{AppendInfo, AppendOrigin, Log, LogOptions, LogSlice, TimestampOffset};
 pub use manager::{LogManager, LogManagerOptions, LogMove, OfflineDir, TopicPartition};
+pub use txn_index::AbortedTxn;

@@ -24,6 +24,7 @@ use crate::epoch_cache::{EpochEndOffset, EpochEntry, LeaderEpochCache};
 use crate::fs::{File, FileSystem, StdFs, read_exact_at};
 use crate::handles::HandleCache;
 use crate::segment::{self, INDEX_SUFFIX, LOG_SUFFIX, Segment, TIME_INDEX_SUFFIX, file_path};
+use crate::txn_index::{self, AbortedTxn, TXN_INDEX_SUFFIX};
 use crate::validate::{BatchMeta, TimestampCheck, validate};
 use crate::{Error, Result};
 use bytes::{Bytes, BytesMut};
@@ -266,9 +267,12 @@ impl Log {
         bases.sort_unstable();
         // Leftovers of interrupted work: temp files and indexes whose segment is gone.
         for name in &names {
-            let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|s| {
-                segment::parse_file_name(name, s).is_some_and(|b| bases.binary_search(&b).is_err())
-            });
+            let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
+                .iter()
+                .any(|s| {
+                    segment::parse_file_name(name, s)
+                        .is_some_and(|b| bases.binary_search(&b).is_err())
+                });
             if orphan_index || name.ends_with(TMP_SUFFIX) {
                 let path = dir.join(name);
                 fs.remove_file(&path)
@@ -491,6 +495,65 @@ impl Log {
             self.write_epochs(&inner)?;
         }
         Ok(())
+    }
+
+    /// Records that the transaction `txn.producer_id` wrote from `txn.first_offset` was
+    /// aborted by the marker at `txn.last_offset`, in the transaction index of the segment
+    /// holding the marker (which must be in the log). Returns false, changing nothing, when the
+    /// marker has an entry already (so the broker can call this again for every ABORT marker
+    /// it replays, restoring entries a crash lost) or its segment is gone (retention).
+    /// The entry is fsynced by the next flush covering the segment; a failed write takes the
+    /// log offline, since consumers would otherwise read aborted records as committed.
+    pub fn add_aborted_txn(&self, txn: AbortedTxn) -> Result<bool> {
+        self.check_online()?;
+        let mut inner = self.inner.lock();
+        if txn.last_offset >= inner.log_end_offset || txn.last_offset < inner.log_start_offset {
+            if txn.last_offset < inner.log_start_offset {
+                return Ok(false);
+            }
+            return Err(Error::OffsetOutOfRange {
+                offset: txn.last_offset,
+                log_start_offset: inner.log_start_offset,
+                log_end_offset: inner.log_end_offset,
+            });
+        }
+        let Some((_, segment)) = inner.segments.range_mut(..=txn.last_offset).next_back() else {
+            return Ok(false);
+        };
+        segment
+            .add_aborted_txn(&*self.fs, &self.dir, txn)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The aborted transactions with records in `[from, upper)`: what a read_committed Fetch
+    /// returning that range sends along, for the consumer to drop their records. Searches the
+    /// transaction indexes from the segment holding `from` on (a marker comes after its
+    /// transaction's records), stopping at the first segment with an entry written when every
+    /// transaction starting below `upper` had ended. In marker order.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let inner = self.inner.lock();
+        let start = inner
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(&base, _)| base);
+        let mut found = Vec::new();
+        for segment in inner.segments.range(start..).map(|(_, s)| s) {
+            if segment.txn_index.collect(from, upper, &mut found) {
+                break;
+            }
+        }
+        found
+    }
+
+    /// Every entry of every transaction index, in marker order (for tests and tools).
+    pub fn aborted_txn_entries(&self) -> Vec<AbortedTxn> {
+        let inner = self.inner.lock();
+        inner
+            .segments
+            .values()
+            .flat_map(|s| s.txn_index.entries().iter().copied())
+            .collect()
     }
 
     /// Total bytes of all segments.
@@ -1188,6 +1251,9 @@ impl Log {
         active
             .truncate_to(offset, interval)
             .map_err(|e| self.fail(e))?;
+        active
+            .truncate_txn_index(&*self.fs, &self.dir)
+            .map_err(|e| self.fail(e))?;
         // It is the active segment again: its index lives in memory until the next roll.
         segment::remove_index_files(&*self.fs, &self.dir, active.base_offset)
             .map_err(|e| self.fail(e))?;
@@ -1594,7 +1660,8 @@ fn delete_segment_files(fs: &dyn FileSystem, dir: &Path, base: i64) -> Result<()
     if fs.exists(&path) {
         fs.remove_file(&path).map_err(Error::io("remove", &path))?;
     }
-    segment::remove_index_files(fs, dir, base)
+    segment::remove_index_files(fs, dir, base)?;
+    txn_index::remove(fs, dir, base)
 }
 
 #[cfg(test)]

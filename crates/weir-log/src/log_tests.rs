@@ -920,3 +920,302 @@ fn flush_to_and_flushed_offset() {
     assert_eq!(h.fs.sync_count(), syncs);
     assert_eq!(h.open_on(&h.fs.crash()).log_end_offset(), 5);
 }
+
+// The transaction index (`.txnindex`).
+
+/// A transactional data batch of `n` keyed records from producer `pid`.
+fn txn_batch(pid: i64, n: usize, key: u8) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    builder.producer(pid, 0, 0).transactional(true);
+    for _ in 0..n {
+        builder.push(Record::new(NOW, Some(&[b'k', key]), Some(b"txn")));
+    }
+    builder.build().unwrap().to_vec()
+}
+
+/// A marker batch ending producer `pid`'s transaction.
+fn marker(pid: i64, commit: bool) -> Vec<u8> {
+    let marker = if commit {
+        weir_records::EndTransactionMarker::commit(0)
+    } else {
+        weir_records::EndTransactionMarker::abort(0)
+    };
+    marker.batch_builder(pid, 0, NOW).build().unwrap().to_vec()
+}
+
+/// Appends producer `pid`'s transaction of `n` records and its ABORT marker, recording the
+/// aborted transaction as the broker does; returns the entry.
+fn aborted(log: &Log, pid: i64, n: usize) -> AbortedTxn {
+    let first = log
+        .append(&mut txn_batch(pid, n, 0), LEADER)
+        .unwrap()
+        .first_offset;
+    let last = log
+        .append(&mut marker(pid, false), LEADER)
+        .unwrap()
+        .first_offset;
+    let entry = AbortedTxn {
+        producer_id: pid,
+        first_offset: first,
+        last_offset: last,
+        last_stable_offset: last + 1,
+    };
+    assert!(log.add_aborted_txn(entry).unwrap());
+    entry
+}
+
+fn txn_index_file(h: &Harness, fs: &FaultFs, base: i64) -> Option<Vec<u8>> {
+    fs.read_all(&file_path(&h.dir, base, TXN_INDEX_SUFFIX))
+}
+
+#[test]
+fn aborted_transactions_are_indexed_and_survive_close_and_crash() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    let a = aborted(&log, 7, 3); // [0, 2] aborted by 3
+    log.append(&mut batch(2, NOW, 1), LEADER).unwrap(); // 4, 5
+    // Idempotent: the broker replays markers and adds again.
+    assert!(!log.add_aborted_txn(a).unwrap());
+    let b = aborted(&log, 8, 1); // [6] aborted by 7
+    assert_eq!(log.aborted_transactions(0, 8), vec![a, b]);
+    assert_eq!(log.aborted_transactions(4, 6), vec![]);
+    assert_eq!(log.aborted_transactions(3, 7), vec![a, b]);
+    assert_eq!(log.aborted_transactions(0, 1), vec![a]);
+    // An entry for a marker not in the log is refused.
+    assert!(
+        log.add_aborted_txn(AbortedTxn {
+            last_offset: 100,
+            ..a
+        })
+        .is_err()
+    );
+    assert_eq!(txn_index_file(&h, &h.fs, 0).unwrap().len(), 68);
+    log.flush().unwrap();
+    // Flushed: a crash keeps both.
+    assert_eq!(h.open_on(&h.fs.crash()).aborted_txn_entries(), vec![a, b]);
+    log.close().unwrap();
+    let log = h.open();
+    assert_eq!(log.aborted_txn_entries(), vec![a, b]);
+    assert_eq!(log.aborted_transactions(0, 8), vec![a, b]);
+}
+
+#[test]
+fn recovery_drops_torn_entries_and_entries_past_the_log_end() {
+    let h = Harness::new(LogConfig::default());
+    let log = h.open();
+    let a = aborted(&log, 7, 2);
+    log.flush().unwrap();
+    let b = aborted(&log, 8, 2);
+    // The second entry torn in the crash (its marker kept): only the first survives, and
+    // the broker restores the second when it replays the marker.
+    let torn = h.fs.crash_with(|path, synced, len| {
+        if path.to_string_lossy().ends_with(TXN_INDEX_SUFFIX) {
+            synced + 20
+        } else {
+            len
+        }
+    });
+    let recovered = h.open_on(&torn);
+    assert_eq!(recovered.log_end_offset(), 6);
+    assert_eq!(recovered.aborted_txn_entries(), vec![a]);
+    assert_eq!(txn_index_file(&h, &torn, 0).unwrap().len(), 34);
+    assert!(recovered.add_aborted_txn(b).unwrap());
+    assert_eq!(recovered.aborted_txn_entries(), vec![a, b]);
+    drop(recovered);
+    // The second entry whole, its marker lost: the entry goes, durably.
+    let lost = h.fs.crash_with(|path, synced, len| {
+        if path.to_string_lossy().ends_with(TXN_INDEX_SUFFIX) {
+            len
+        } else {
+            synced
+        }
+    });
+    let recovered = h.open_on(&lost);
+    assert_eq!(recovered.log_end_offset(), 3);
+    assert_eq!(recovered.aborted_txn_entries(), vec![a]);
+    recovered.append(&mut batch(5, NOW, 1), LEADER).unwrap();
+    drop(recovered);
+    let again = h.open_on(&lost.crash());
+    assert_eq!(again.aborted_txn_entries(), vec![a]);
+}
+
+#[test]
+fn truncation_removes_entries_from_the_point_durably() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let mut entries = Vec::new();
+    for pid in 0..6 {
+        entries.push(aborted(&log, pid, 2));
+    }
+    assert!(log.segment_count() > 2);
+    assert_eq!(log.aborted_txn_entries(), entries);
+    // Cut at the marker of the third transaction: it and the later ones go.
+    log.truncate_to(entries[2].last_offset).unwrap();
+    assert_eq!(log.aborted_txn_entries(), entries[..2].to_vec());
+    // New batches at the same offsets: a crash must not bring the old entries back.
+    for _ in 0..8 {
+        log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    }
+    log.flush().unwrap();
+    let crashed = h.open_on(&h.fs.crash_with(|_, _, len| len));
+    assert_eq!(crashed.aborted_txn_entries(), entries[..2].to_vec());
+    drop(crashed);
+    log.truncate_fully_and_start_at(100).unwrap();
+    assert_eq!(log.aborted_txn_entries(), vec![]);
+    assert!(
+        h.fs.list_dir(&h.dir)
+            .unwrap()
+            .iter()
+            .all(|n| !n.ends_with(TXN_INDEX_SUFFIX))
+    );
+}
+
+#[test]
+fn deleted_segments_take_their_transaction_index() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let mut entries = Vec::new();
+    for pid in 0..6 {
+        entries.push(aborted(&log, pid, 2));
+    }
+    let bases = log.segment_base_offsets();
+    assert!(txn_index_file(&h, &h.fs, bases[0]).is_some());
+    log.delete_records_before(bases[1]).unwrap();
+    assert_eq!(log.segment_base_offsets()[0], bases[1]);
+    assert!(txn_index_file(&h, &h.fs, bases[0]).is_none());
+    assert!(
+        log.aborted_txn_entries()
+            .iter()
+            .all(|e| e.last_offset >= bases[1])
+    );
+    // A search from the new start still finds the rest.
+    assert_eq!(
+        log.aborted_transactions(bases[1], log.log_end_offset()),
+        log.aborted_txn_entries()
+    );
+}
+
+/// A search stops at the first segment with an entry whose last stable offset passes the upper
+/// bound, and looks no further.
+#[test]
+fn aborted_transactions_search_stops_early() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 300,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let early = aborted(&log, 1, 2); // [0, 1] by 2, LSO 3
+    log.roll().unwrap();
+    // A later entry claiming to start early; its segment is never read because the first
+    // entry says every transaction below 2 had ended by offset 3.
+    log.append(&mut batch(1, NOW, 1), LEADER).unwrap();
+    let late = log
+        .append(&mut marker(2, false), LEADER)
+        .unwrap()
+        .first_offset;
+    log.add_aborted_txn(AbortedTxn {
+        producer_id: 2,
+        first_offset: 0,
+        last_offset: late,
+        last_stable_offset: late + 1,
+    })
+    .unwrap();
+    assert_eq!(log.aborted_transactions(0, 2), vec![early]);
+    assert_eq!(log.aborted_transactions(0, 4).len(), 2);
+}
+
+#[test]
+fn compaction_drops_aborted_data_and_keeps_the_index() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 400,
+        cleanup_policy: crate::CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    // Committed value for key 0, then an aborted transaction writing key 0 again, then more.
+    log.append(&mut txn_batch(1, 1, 0), LEADER).unwrap();
+    log.append(&mut marker(1, true), LEADER).unwrap();
+    let a = aborted(&log, 2, 2);
+    for _ in 0..6 {
+        log.append(&mut txn_batch(3, 1, 9), LEADER).unwrap();
+        log.append(&mut marker(3, true), LEADER).unwrap();
+    }
+    log.roll().unwrap();
+    let before_entries = log.aborted_txn_entries();
+    assert_eq!(before_entries, vec![a]);
+    let stats = log.compact(log.log_end_offset()).unwrap();
+    assert!(stats.segments > 1, "{stats:?}");
+    let bytes = {
+        let mut all = Vec::new();
+        let mut from = log.log_start_offset();
+        while from < log.log_end_offset() {
+            let slice = log.read(from, 1 << 20, i64::MAX).unwrap();
+            all.extend_from_slice(&slice.to_bytes().unwrap());
+            from = slice.next_offset();
+        }
+        Bytes::from(all)
+    };
+    let mut committed_key0 = 0;
+    for batch in weir_records::RecordBatches::new(bytes) {
+        let batch = batch.unwrap();
+        let h = batch.header();
+        assert!(
+            h.producer_id != 2 || h.attributes.is_control(),
+            "aborted data survived compaction"
+        );
+        if h.producer_id == 1 && !h.attributes.is_control() {
+            committed_key0 += 1;
+        }
+    }
+    // The aborted record did not supersede the committed one.
+    assert_eq!(committed_key0, 1);
+    // The index entry is kept (merged into the first output segment), also after a reopen.
+    assert_eq!(log.aborted_txn_entries(), vec![a]);
+    log.close().unwrap();
+    assert_eq!(h.open().aborted_txn_entries(), vec![a]);
+}
+
+/// A merging swap interrupted after its commit point (the swap file renamed) completes on open,
+/// carrying every member's transaction index entries into the merged segment's index.
+#[test]
+fn interrupted_merge_keeps_transaction_index_entries() {
+    let h = Harness::new(LogConfig {
+        cleanup_policy: crate::CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let mut entries = Vec::new();
+    for pid in 0..3 {
+        entries.push(aborted(&log, pid, 1));
+        log.roll().unwrap();
+    }
+    let bases = log.segment_base_offsets();
+    log.close().unwrap();
+    // Stage the three first segments merged as a committed swap; the members stay.
+    let mut merged = Vec::new();
+    for base in &bases[..3] {
+        merged.extend(
+            h.fs.read_all(&file_path(&h.dir, *base, LOG_SUFFIX))
+                .unwrap(),
+        );
+    }
+    let swap = h
+        .dir
+        .join(format!("{:020}-{:020}.log.swap", bases[0], bases[2]));
+    let staged = h.fs.open(&swap, true).unwrap();
+    staged.write_all_at(&merged, 0).unwrap();
+    staged.sync_data().unwrap();
+    h.fs.sync_dir(&h.dir).unwrap();
+    let log = h.open();
+    assert_eq!(log.segment_base_offsets().len(), bases.len() - 2);
+    assert_eq!(log.aborted_txn_entries(), entries);
+    assert!(txn_index_file(&h, &h.fs, bases[1]).is_none());
+    drop(log);
+    assert_eq!(h.open_on(&h.fs.crash()).aborted_txn_entries(), entries);
+}

@@ -7,6 +7,7 @@
 use crate::fs::{File, FileSystem, read_exact_at, read_up_to};
 use crate::handles::SegmentFile;
 use crate::index::{OFFSET_ENTRY, OffsetIndex, TIME_ENTRY, TimeIndex};
+use crate::txn_index::{self, TxnIndex};
 use crate::{EpochEntry, Error, Result};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub(crate) struct Segment {
     pub(crate) next_offset: i64,
     pub(crate) index: OffsetIndex,
     pub(crate) time_index: TimeIndex,
+    /// Transactions aborted by markers in this segment (its `.txnindex`, kept in memory: a
+    /// read_committed fetch consults it on every read).
+    pub(crate) txn_index: TxnIndex,
     bytes_since_index_entry: u64,
     /// Largest timestamp in the segment, -1 when none.
     pub(crate) max_timestamp: i64,
@@ -78,6 +82,7 @@ impl Segment {
             next_offset: base_offset,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            txn_index: TxnIndex::default(),
             bytes_since_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
@@ -90,6 +95,7 @@ impl Segment {
     pub(crate) fn create(fs: &Arc<dyn FileSystem>, dir: &Path, base_offset: i64) -> Result<Self> {
         let path = file_path(dir, base_offset, LOG_SUFFIX);
         remove_index_files(&**fs, dir, base_offset)?;
+        txn_index::remove(&**fs, dir, base_offset)?;
         let file = fs
             .open(&path, true)
             .map_err(Error::io("create segment", &path))?;
@@ -116,6 +122,7 @@ impl Segment {
         let mut segment = Self::empty(base_offset, SegmentFile::pinned(fs, path, file.clone()));
         segment.size = size;
         if size == 0 {
+            segment.txn_index = txn_index::load(&**fs, dir, base_offset, base_offset)?;
             return Ok(Some(segment));
         }
         let index_path = file_path(dir, base_offset, INDEX_SUFFIX);
@@ -160,6 +167,7 @@ impl Segment {
             .map_err(Error::io("read segment", &segment.path))?
             .map(|h| h.max_timestamp);
         segment.bytes_since_index_entry = size - start;
+        segment.txn_index = txn_index::load(&**fs, dir, base_offset, next)?;
         Ok(Some(segment))
     }
 
@@ -214,6 +222,9 @@ impl Segment {
         segment.size = end;
         segment.next_offset = next;
         remove_index_files(&**fs, dir, base_offset)?;
+        // The transaction index cannot be rebuilt from this segment alone (see `txn_index`):
+        // keep its valid entries for the batches that survived.
+        segment.txn_index = txn_index::load(&**fs, dir, base_offset, next)?;
         Ok((
             segment,
             Recovered {
@@ -293,7 +304,12 @@ impl Segment {
         write_file(fs, &index, &self.index.encode())?;
         let time = file_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
         write_file(fs, &time, &self.time_index.encode())?;
-        self.unsynced_index_files = vec![index, time];
+        // Keep a transaction index path waiting for its fsync.
+        for path in [index, time] {
+            if !self.unsynced_index_files.contains(&path) {
+                self.unsynced_index_files.push(path);
+            }
+        }
         Ok(())
     }
 
@@ -320,6 +336,34 @@ impl Segment {
             fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
         }
         self.unsynced_index_files.clear();
+        Ok(())
+    }
+
+    /// Adds an aborted transaction whose marker is in this segment to its index (no-op when
+    /// the marker has an entry already); an appended entry is fsynced by the next flush.
+    pub(crate) fn add_aborted_txn(
+        &mut self,
+        fs: &dyn FileSystem,
+        dir: &Path,
+        entry: txn_index::AbortedTxn,
+    ) -> Result<bool> {
+        let (added, unsynced) =
+            txn_index::insert(fs, dir, self.base_offset, &mut self.txn_index, entry)?;
+        if let Some(path) = unsynced {
+            if !self.unsynced_index_files.contains(&path) {
+                self.unsynced_index_files.push(path);
+            }
+        }
+        Ok(added)
+    }
+
+    /// Drops the transaction index entries whose marker is no longer in the segment (after
+    /// [`Segment::truncate_to`]), durably: a crash must not bring back an entry that would
+    /// then cover batches appended later at the same offsets.
+    pub(crate) fn truncate_txn_index(&mut self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+        if self.txn_index.truncate_from(self.next_offset) {
+            txn_index::cut(fs, dir, self.base_offset, &self.txn_index)?;
+        }
         Ok(())
     }
 

@@ -8,10 +8,12 @@
 //! - Limits (KIP-74): each partition reads at most `partition_max_bytes` and the response at
 //!   most `max_bytes`, except that the first partition with data returns its first batch
 //!   whole however large it is, so a consumer can always make progress.
-//! - Consumers read up to the high watermark (see `replication`); no transactions yet, so the
-//!   last stable offset is the high watermark and READ_COMMITTED reads the same as
-//!   READ_UNCOMMITTED, only answering an empty aborted-transactions list as Kafka does for that
-//!   level.
+//! - Consumers read up to the high watermark (see `replication`) with READ_UNCOMMITTED, and up
+//!   to the last stable offset with READ_COMMITTED: below the high watermark and the first
+//!   offset of every ongoing transaction (see `producer_state`). Every answer reports the last
+//!   stable offset; a READ_COMMITTED one also lists the aborted transactions overlapping the
+//!   records it returns (from the transaction index, `Log::aborted_transactions`), whose
+//!   records the consumer drops, as Kafka does.
 //! - Followers (a `replica_id`, or from v15 `replica_state.replica_id`, of 0 or more) read up
 //!   to the log end offset, and their fetch offset is their progress: it moves the high
 //!   watermark and the ISR. A replica id that is not a replica of the partition gets
@@ -34,7 +36,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::debug;
 use weir_protocol::messages::fetch_request::FetchPartition;
-use weir_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use weir_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use weir_protocol::messages::{FetchRequest, FetchResponse};
 use weir_protocol::{ErrorCode, Uuid};
 
@@ -213,14 +217,24 @@ struct Limits {
     follower: Option<i32>,
 }
 
-/// Where a read of a partition ends: the high watermark for consumers, the log end offset for
-/// followers.
-fn readable_end(broker: &Broker, topic: &str, partition: i32, limits: Limits) -> i64 {
-    let Some(replica) = broker.replicas.get(topic, partition) else {
+/// Where a read of a partition ends: the high watermark for READ_UNCOMMITTED consumers, the
+/// last stable offset for READ_COMMITTED ones, the log end offset for followers.
+fn readable_end(broker: &Broker, topic: &Topic, partition: i32, limits: Limits) -> i64 {
+    let Some(replica) = broker.replicas.get(&topic.name, partition) else {
         return -1;
     };
     match limits.follower {
         Some(_) => replica.log.log_end_offset(),
+        None if limits.read_committed => broker
+            .producer_states
+            .last_stable_offset(
+                &topic.name,
+                topic.id,
+                partition,
+                &replica.log,
+                replica.high_watermark(),
+            )
+            .unwrap_or(-1),
         None => replica.high_watermark(),
     }
 }
@@ -231,7 +245,7 @@ fn log_ends(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Vec<i64> 
         .iter()
         .flat_map(|t| {
             t.partitions.iter().map(move |p| match &t.topic {
-                Ok(topic) => readable_end(broker, &topic.name, p.partition, limits),
+                Ok(topic) => readable_end(broker, topic, p.partition, limits),
                 Err(_) => -1,
             })
         })
@@ -333,8 +347,25 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
             };
             let log = &replica.log;
             let high_watermark = replica.high_watermark();
+            let last_stable_offset = match broker.producer_states.last_stable_offset(
+                &topic.name,
+                topic.id,
+                p.partition,
+                log,
+                high_watermark,
+            ) {
+                Ok(offset) => offset,
+                Err(e) => {
+                    debug!(topic = %topic.name, partition = p.partition, error = %e, "cannot load the producer state");
+                    pass.error = true;
+                    pass.log_ends.push(-1);
+                    partitions.push(failed(p.partition, log_error_code(&e)));
+                    continue;
+                }
+            };
             let end = match limits.follower {
                 Some(_) => log.log_end_offset(),
+                None if limits.read_committed => last_stable_offset,
                 None => high_watermark,
             };
             pass.log_ends.push(end);
@@ -342,7 +373,7 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
                 partition_index: p.partition,
                 error_code: 0,
                 high_watermark,
-                last_stable_offset: high_watermark,
+                last_stable_offset,
                 log_start_offset: log.log_start_offset(),
                 aborted_transactions: limits.read_committed.then(Vec::new),
                 preferred_read_replica: -1,
@@ -358,17 +389,29 @@ fn read_blocking(broker: &Arc<Broker>, topics: &[TopicFetch], limits: Limits) ->
             }
             let read = log.read(p.fetch_offset, limit, end).and_then(|slice| {
                 if slice.is_empty() || (!first && slice.len() > limit) {
-                    Ok(Bytes::new())
+                    Ok((Bytes::new(), p.fetch_offset))
                 } else {
-                    slice.to_bytes()
+                    Ok((slice.to_bytes()?, slice.next_offset()))
                 }
             });
             match read {
-                Ok(records) => {
+                Ok((records, next_offset)) => {
                     if !records.is_empty() {
                         first = false;
                         remaining = remaining.saturating_sub(records.len());
                         pass.bytes += records.len();
+                        if limits.read_committed && limits.follower.is_none() {
+                            data.aborted_transactions = Some(
+                                log.aborted_transactions(p.fetch_offset, next_offset)
+                                    .into_iter()
+                                    .map(|txn| AbortedTransaction {
+                                        producer_id: txn.producer_id,
+                                        first_offset: txn.first_offset,
+                                        ..AbortedTransaction::default()
+                                    })
+                                    .collect(),
+                            );
+                        }
                     }
                     data.records = Some(records);
                 }

@@ -1,8 +1,10 @@
 //! ListOffsets: the earliest, latest or max-timestamp offset of partitions, or the first offset
 //! at or after a timestamp.
 //!
-//! "Latest" is the high watermark (no transactions yet, so the last stable offset is the same
-//! and both isolation levels get it); lookups by timestamp find nothing at or above it.
+//! "Latest" is the high watermark for READ_UNCOMMITTED and the last stable offset for
+//! READ_COMMITTED (isolation_level 1, from v2): below the first offset of every ongoing
+//! transaction (see `producer_state`); lookups by timestamp and max timestamp find nothing at
+//! or above that bound, as in Kafka.
 //! Found offsets report the partition's current leader epoch.
 //! There is no tiered storage: "earliest local" is the log start offset, and "latest tiered" /
 //! "earliest pending upload" find nothing (-1).
@@ -26,6 +28,8 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+/// `isolation_level` READ_COMMITTED.
+const READ_COMMITTED: i8 = 1;
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
@@ -44,7 +48,14 @@ pub(crate) async fn handle(
                 partitions: topic
                     .partitions
                     .iter()
-                    .map(|p| partition_offset(&task_broker, &topic.name, p))
+                    .map(|p| {
+                        partition_offset(
+                            &task_broker,
+                            &topic.name,
+                            p,
+                            request.isolation_level == READ_COMMITTED,
+                        )
+                    })
                     .collect(),
                 ..ListOffsetsTopicResponse::default()
             })
@@ -86,6 +97,7 @@ fn partition_offset(
     broker: &Broker,
     topic: &str,
     request: &ListOffsetsPartition,
+    read_committed: bool,
 ) -> ListOffsetsPartitionResponse {
     let index = request.partition_index;
     let (log, leader_epoch) = match broker.leader_log(topic, index, request.current_leader_epoch) {
@@ -93,6 +105,27 @@ fn partition_offset(
         Err(code) => return failed(index, code),
     };
     let high_watermark = broker.high_watermark(topic, index);
+    // What a consumer of this isolation level can read up to; lookups find nothing past it.
+    let high_watermark = if read_committed {
+        let Some(topic_id) = broker.topics.get(topic).map(|t| t.id) else {
+            return failed(index, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION);
+        };
+        match broker.producer_states.last_stable_offset(
+            topic,
+            topic_id,
+            index,
+            &log,
+            high_watermark,
+        ) {
+            Ok(offset) => offset,
+            Err(e) => {
+                debug!(topic, partition = index, error = %e, "cannot load the producer state");
+                return failed(index, log_error_code(&e));
+            }
+        }
+    } else {
+        high_watermark
+    };
     let found = match request.timestamp {
         EARLIEST | EARLIEST_LOCAL => Some((log.log_start_offset(), -1)),
         LATEST => Some((high_watermark, -1)),

@@ -36,6 +36,7 @@ pub(crate) mod list_partition_reassignments;
 pub(crate) mod metadata;
 pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
+pub(crate) mod write_txn_markers;
 
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {

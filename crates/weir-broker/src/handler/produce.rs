@@ -13,8 +13,12 @@
 //!   write to internal topics.
 //! - Batches with a producer id go through the partition's [`ProducerTable`] (see
 //!   `producer_state`): retries get their original offsets, out-of-order sequences and fenced
-//!   epochs are refused. Transactional batches are treated as idempotent ones until
-//!   transactions exist.
+//!   epochs are refused. A transactional batch goes through the same checks and starts (or
+//!   continues) its producer's ongoing transaction on the partition, which holds back the last
+//!   stable offset until WriteTxnMarkers ends it; a non-transactional batch from a producer
+//!   with an ongoing transaction gets INVALID_TXN_STATE. KIP-890's check that the partition was
+//!   added to the transaction (the leader asking the transaction coordinator) comes with the
+//!   coordinator, which does not exist yet.
 //! - A request's appends run in one task on the blocking pool; waiting fetches are woken
 //!   once afterwards.
 //!
@@ -450,6 +454,14 @@ fn single_batch(records: &[u8]) -> Result<BatchHeader, (ErrorCode, &'static str)
         ),
         _ => (ErrorCode::CORRUPT_MESSAGE, "malformed record batch header"),
     })?;
+    // Markers are the leader's to write (WriteTxnMarkers): one from a client would end a
+    // transaction behind the producer state's back. Kafka refuses them the same way.
+    if header.attributes.is_control() {
+        return Err((
+            ErrorCode::INVALID_RECORD,
+            "clients cannot append control batches",
+        ));
+    }
     match header.size().cmp(&records.len()) {
         std::cmp::Ordering::Equal => Ok(header),
         std::cmp::Ordering::Greater => {

@@ -170,6 +170,14 @@ async fn describe_cluster(addr: SocketAddr) -> DescribeClusterResponse {
 /// DescribeQuorum (v2) for `__cluster_metadata` from node `addr`: (leader, voters with the log
 /// end offset the leader knows for each).
 async fn describe_quorum(addr: SocketAddr) -> (i32, BTreeMap<i32, i64>) {
+    let (leader, voters, _) = describe_quorum_with_observers(addr).await;
+    (leader, voters)
+}
+
+/// [`describe_quorum`] with the observers (broker-only nodes) and their log end offsets.
+async fn describe_quorum_with_observers(
+    addr: SocketAddr,
+) -> (i32, BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
     use weir_protocol::messages::DescribeQuorumRequest;
     use weir_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
     let request = DescribeQuorumRequest {
@@ -191,7 +199,12 @@ async fn describe_quorum(addr: SocketAddr) -> (i32, BTreeMap<i32, i64>) {
         .iter()
         .map(|v| (v.replica_id, v.log_end_offset))
         .collect();
-    (partition.leader_id, voters)
+    let observers = partition
+        .observers
+        .iter()
+        .map(|v| (v.replica_id, v.log_end_offset))
+        .collect();
+    (partition.leader_id, voters, observers)
 }
 
 /// Waits until every node in `nodes` knows `topic` with `partitions` partitions, each with a
@@ -1105,6 +1118,29 @@ async fn dedicated_controllers_and_brokers_form_one_cluster() {
         );
     }
 
+    // DescribeQuorum (any broker asks the leader): three voters, the two brokers observing.
+    wait_until(
+        &cluster,
+        "both brokers listed as observers",
+        WAIT,
+        || async {
+            let (leader, voters, observers) = describe_quorum_with_observers(cluster.addr(4)).await;
+            let voters: Vec<i32> = voters.into_keys().collect();
+            let observers: Vec<i32> = observers
+                .into_iter()
+                .filter(|(_, end)| *end > 0)
+                .map(|(id, _)| id)
+                .collect();
+            if (1..=3).contains(&leader) && voters == [1, 2, 3] && observers == [4, 5] {
+                Ok(())
+            } else {
+                Err(format!(
+                    "leader {leader}, voters {voters:?}, observers {observers:?}"
+                ))
+            }
+        },
+    )
+    .await;
     support::cluster::create_replicated_topic(&cluster, "split", 4, 2).await;
     let views = wait_for_topic_everywhere(&cluster, &brokers, "split", 4).await;
     assert_eq!(views[&4], views[&5], "both brokers see the same metadata");

@@ -141,7 +141,15 @@ pub(crate) struct Groups {
     commit_timeout: Duration,
     /// Bumped whenever a partition's groups finish loading.
     loads: watch::Sender<u64>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id, then
+    /// group, then partition: applied when the transaction's COMMIT marker lands on the group's
+    /// partition, dropped on ABORT. In memory only (see `docs/transactions.md`).
+    pending_txn: Mutex<PendingTxnOffsets>,
 }
+
+/// Transactional offsets waiting for their marker: producer id → group → partition → offset.
+type PendingTxnOffsets =
+    HashMap<i64, BTreeMap<String, BTreeMap<weir_group::TopicPartition, weir_group::OffsetCommit>>>;
 
 impl Groups {
     /// A coordinator with no groups yet; [`open`] loads them.
@@ -155,6 +163,7 @@ impl Groups {
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
             owned: Mutex::new(HashMap::new()),
             loads: watch::channel(0).0,
+            pending_txn: Mutex::new(HashMap::new()),
             commit_timeout: Duration::from_millis(
                 config
                     .raw
@@ -269,6 +278,75 @@ impl Groups {
         self.wake.notify_one();
         let persisted = self.perform(broker, outputs).await;
         (result, persisted)
+    }
+
+    /// Holds the offsets of a TxnOffsetCommit until the transaction of `producer_id` ends.
+    pub(crate) fn add_txn_offsets(
+        &self,
+        producer_id: i64,
+        group_id: &str,
+        offsets: Vec<weir_group::OffsetCommit>,
+    ) {
+        let mut pending = self.pending_txn.lock();
+        let group = pending
+            .entry(producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default();
+        for offset in offsets {
+            group.insert(offset.partition.clone(), offset);
+        }
+    }
+
+    /// The marker of `producer_id`'s transaction is on `__consumer_offsets` partition
+    /// `partition`: its offsets for the groups of that partition become committed (`commit`)
+    /// or are dropped. On a failed append they stay pending, for the marker's retry.
+    pub(crate) async fn complete_txn(
+        &self,
+        broker: &Broker,
+        producer_id: i64,
+        partition: i32,
+        commit: bool,
+    ) -> Result<(), PersistFailure> {
+        let taken: Vec<(String, Vec<weir_group::OffsetCommit>)> = {
+            let mut pending = self.pending_txn.lock();
+            let Some(groups) = pending.get_mut(&producer_id) else {
+                return Ok(());
+            };
+            let ours: Vec<String> = groups
+                .keys()
+                .filter(|g| self.partition_for(g) == partition)
+                .cloned()
+                .collect();
+            let taken = ours
+                .into_iter()
+                .filter_map(|g| groups.remove(&g).map(|o| (g, o.into_values().collect())))
+                .collect();
+            if groups.is_empty() {
+                pending.remove(&producer_id);
+            }
+            taken
+        };
+        if !commit {
+            return Ok(());
+        }
+        let mut taken = taken.into_iter();
+        while let Some((group, offsets)) = taken.next() {
+            let ((), persisted) = self
+                .call(broker, |c, now| {
+                    c.commit_transactional_offsets(now, &group, &offsets);
+                })
+                .await;
+            if let Err(failure) = persisted {
+                // Back to pending, this group and the ones not tried yet.
+                for (g, o) in std::iter::once((group, offsets)).chain(taken) {
+                    self.add_txn_offsets(producer_id, &g, o);
+                }
+                return Err(failure);
+            }
+            debug!(group, producer_id, "transactional offsets committed");
+        }
+        Ok(())
     }
 
     /// JoinGroup: parks until the coordinator answers.
@@ -497,9 +575,10 @@ async fn sleep_for(wait: Option<Duration>) {
     }
 }
 
-/// Reads one `__consumer_offsets` partition from its log start to its end: `(key, value)` in
-/// log order. Control batches (transaction markers) carry no group state.
-fn replay(
+/// Reads one partition of an internal topic (`__consumer_offsets`, `__transaction_state`) from
+/// its log start to its end: `(key, value)` in log order. Control batches (transaction markers)
+/// carry no coordinator state.
+pub(crate) fn replay(
     log: &weir_log::Log,
     partition: i32,
 ) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
@@ -515,7 +594,7 @@ fn replay(
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(e) => {
-                    error!(partition, error = %e, "unreadable __consumer_offsets batch");
+                    error!(partition, error = %e, "unreadable internal topic batch");
                     break;
                 }
             };
@@ -535,7 +614,7 @@ fn replay(
                     partition,
                     offset = batch.base_offset(),
                     error = %e,
-                    "unreadable __consumer_offsets batch"
+                    "unreadable internal topic batch"
                 ),
             }
         }

@@ -340,6 +340,15 @@ impl ProducerTable {
         }
     }
 
+    /// Whether `producer_id` at `epoch` has a transaction ongoing on this partition (KIP-890:
+    /// only a producer's first transactional batch of a transaction is verified with the
+    /// coordinator).
+    pub(crate) fn has_ongoing_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.epoch == epoch && p.current_txn_first_offset.is_some())
+    }
+
     /// Where the oldest ongoing transaction starts: the last stable offset is at most this.
     pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
         self.ongoing.first().map(|&(first, _)| first)

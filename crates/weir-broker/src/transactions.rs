@@ -833,6 +833,147 @@ pub(crate) async fn check_coordinator(
     }
 }
 
+/// KIP-890 part 1, for a partition leader about to append `producer`'s first transactional
+/// batch on `partition`: asks the coordinator of `transactional_id` (this broker's, or another
+/// broker's with verify-only AddPartitionsToTxn) whether the partition is in the producer's
+/// ongoing transaction. The answer is the Produce error: NONE, INVALID_TXN_STATE when it is not
+/// in the transaction, INVALID_PRODUCER_EPOCH for a fenced producer, NOT_ENOUGH_REPLICAS
+/// (retriable) when the coordinator cannot be asked, as Kafka's `AddPartitionsToTxnManager`
+/// maps them.
+pub(crate) async fn verify(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    partition: TopicPartition,
+) -> ErrorCode {
+    let state_partition = broker.transactions.partition_for(transactional_id);
+    let image = broker.topics.image();
+    let leader = image
+        .topic(STATE_TOPIC)
+        .and_then(|t| t.partition(state_partition))
+        .map(|p| p.leader);
+    let node_id = broker.config().node_id;
+    let result: Result<(), i16> = match leader {
+        Some(leader) if leader == node_id => {
+            if !broker.transactions.loaded(
+                state_partition,
+                image
+                    .topic(STATE_TOPIC)
+                    .and_then(|t| t.partition(state_partition))
+                    .map_or(-1, |p| p.leader_epoch),
+            ) {
+                Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code())
+            } else {
+                let request = weir_transaction::AddPartitionsRequest {
+                    transactional_id: transactional_id.to_string(),
+                    producer,
+                    partitions: vec![partition.clone()],
+                    transaction_version: weir_transaction::TransactionVersion::V0,
+                };
+                match broker
+                    .transactions
+                    .read(|c| c.verify_partitions_in_txn(&request))
+                {
+                    Ok(each) => each
+                        .into_iter()
+                        .next()
+                        .map_or(Ok(()), |(_, r)| r.map_err(|e| e.code())),
+                    Err(e) => Err(e.code()),
+                }
+            }
+        }
+        Some(leader) if leader != weir_metadata::NO_LEADER => {
+            let address = image
+                .broker(leader)
+                .filter(|b| !b.fenced)
+                .and_then(|b| b.endpoint("PLAINTEXT"))
+                .map(|e| format!("{}:{}", e.host, e.port));
+            match address {
+                Some(address) => {
+                    verify_remote(node_id, &address, transactional_id, producer, &partition).await
+                }
+                None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code()),
+            }
+        }
+        _ => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code()),
+    };
+    match result {
+        Ok(()) => ErrorCode::NONE,
+        Err(code) => produce_error(ErrorCode(code)),
+    }
+}
+
+/// Kafka's mapping of a verification failure onto a Produce error.
+fn produce_error(code: ErrorCode) -> ErrorCode {
+    match code {
+        ErrorCode::NONE => ErrorCode::NONE,
+        ErrorCode::PRODUCER_FENCED | ErrorCode::INVALID_PRODUCER_EPOCH => {
+            ErrorCode::INVALID_PRODUCER_EPOCH
+        }
+        ErrorCode::TRANSACTION_ABORTABLE | ErrorCode::INVALID_TXN_STATE => {
+            ErrorCode::INVALID_TXN_STATE
+        }
+        ErrorCode::INVALID_PRODUCER_ID_MAPPING => ErrorCode::INVALID_PRODUCER_ID_MAPPING,
+        // The coordinator is moving, loading or busy: the producer retries.
+        _ => ErrorCode::NOT_ENOUGH_REPLICAS,
+    }
+}
+
+/// Verify-only AddPartitionsToTxn (v4) to the coordinator on another broker.
+async fn verify_remote(
+    node_id: i32,
+    address: &str,
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    partition: &TopicPartition,
+) -> Result<(), i16> {
+    use weir_protocol::messages::AddPartitionsToTxnRequest;
+    use weir_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    let request = AddPartitionsToTxnRequest {
+        transactions: vec![AddPartitionsToTxnTransaction {
+            transactional_id: transactional_id.to_string(),
+            producer_id: producer.producer_id,
+            producer_epoch: producer.epoch,
+            verify_only: true,
+            topics: vec![AddPartitionsToTxnTopic {
+                name: partition.topic.clone(),
+                partitions: vec![partition.partition],
+                ..AddPartitionsToTxnTopic::default()
+            }],
+            ..AddPartitionsToTxnTransaction::default()
+        }],
+        ..AddPartitionsToTxnRequest::default()
+    };
+    let sent = async {
+        let mut connection = crate::replica_fetcher::LeaderConnection::connect_as(
+            address,
+            format!("weir-txn-verifier-{node_id}"),
+        )
+        .await?;
+        connection.send(&request, 4).await
+    };
+    match sent.await {
+        Ok(response) if response.error_code != 0 => Err(response.error_code),
+        Ok(response) => {
+            let code = response
+                .results_by_transaction
+                .iter()
+                .flat_map(|t| &t.topic_results)
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(0);
+            if code == 0 { Ok(()) } else { Err(code) }
+        }
+        Err(e) => {
+            debug!(address, error = %e, "cannot verify a transactional produce");
+            Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

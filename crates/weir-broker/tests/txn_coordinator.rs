@@ -467,6 +467,37 @@ async fn init(client: &mut RawClient, id: &str, producer: (i64, i16)) -> (i16, i
     (r.error_code, r.producer_id, r.producer_epoch)
 }
 
+/// A transactional batch (first sequence 0) to `durable` partition 0; its error code.
+async fn produce_txn(
+    client: &mut RawClient,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    values: &[&str],
+) -> i16 {
+    let produced = client
+        .send(
+            ProduceRequest {
+                transactional_id: Some(id.into()),
+                acks: -1,
+                timeout_ms: 30_000,
+                topic_data: vec![TopicProduceData {
+                    name: "durable".into(),
+                    partition_data: vec![PartitionProduceData {
+                        index: 0,
+                        records: Some(txn_batch(producer_id, epoch, 0, values)),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            9,
+        )
+        .await;
+    produced.responses[0].partition_responses[0].error_code
+}
+
 /// InitProducerId, retried while the coordinator answers with a retriable error.
 async fn init_until_ok(client: &mut RawClient, id: &str) -> (i64, i16) {
     let deadline = Instant::now() + WAIT;
@@ -511,6 +542,10 @@ async fn the_coordinator_state_survives_a_restart() {
     // A transaction left open: InitProducerId, AddPartitionsToTxn, a transactional batch.
     let (producer_id, epoch) = init_until_ok(&mut client, "durable-tx").await;
     assert_eq!(epoch, 0);
+    // KIP-890 part 1: a transactional batch for a partition not added to the transaction is
+    // refused, so it cannot open a transaction nothing will end.
+    let refused = produce_txn(&mut client, "durable-tx", producer_id, epoch, &["stray"]).await;
+    assert_eq!(refused, ErrorCode::INVALID_TXN_STATE.code());
     let added = client
         .send(
             AddPartitionsToTxnRequest {
@@ -531,27 +566,15 @@ async fn the_coordinator_state_survives_a_restart() {
         added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
         0
     );
-    let produced = client
-        .send(
-            ProduceRequest {
-                transactional_id: Some("durable-tx".into()),
-                acks: -1,
-                timeout_ms: 30_000,
-                topic_data: vec![TopicProduceData {
-                    name: "durable".into(),
-                    partition_data: vec![PartitionProduceData {
-                        index: 0,
-                        records: Some(txn_batch(producer_id, epoch, 0, &["open-1", "open-2"])),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            9,
-        )
-        .await;
-    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let produced = produce_txn(
+        &mut client,
+        "durable-tx",
+        producer_id,
+        epoch,
+        &["open-1", "open-2"],
+    )
+    .await;
+    assert_eq!(produced, 0);
     drop(client);
     broker.stop().await;
 

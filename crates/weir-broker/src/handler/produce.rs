@@ -16,9 +16,13 @@
 //!   epochs are refused. A transactional batch goes through the same checks and starts (or
 //!   continues) its producer's ongoing transaction on the partition, which holds back the last
 //!   stable offset until WriteTxnMarkers ends it; a non-transactional batch from a producer
-//!   with an ongoing transaction gets INVALID_TXN_STATE. KIP-890's check that the partition was
-//!   added to the transaction (the leader asking the transaction coordinator) comes with the
-//!   coordinator, which does not exist yet.
+//!   with an ongoing transaction gets INVALID_TXN_STATE.
+//! - KIP-890 part 1: when the request names a transactional id, a transactional batch that would
+//!   start its producer's transaction on the partition is first verified with the transactional
+//!   id's coordinator (`transactions::verify`): a partition not added to the ongoing
+//!   transaction gets INVALID_TXN_STATE (a late write of a transaction already ended must not
+//!   open a new one that nothing will close), a stale epoch INVALID_PRODUCER_EPOCH, a
+//!   coordinator that cannot answer NOT_ENOUGH_REPLICAS (retriable), as Kafka answers.
 //! - A request's appends run in one task on the blocking pool; waiting fetches are woken
 //!   once afterwards.
 //!
@@ -33,6 +37,7 @@ use crate::replication::{Replica, Role};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
@@ -171,6 +176,14 @@ pub(crate) async fn append(
             }
         })
         .collect();
+    let refused = match request
+        .transactional_id
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        Some(transactional_id) => verify_transactional(broker, transactional_id, &plans).await,
+        None => HashMap::new(),
+    };
     let fallback: Vec<TopicProduceResponse> = plans
         .iter()
         .map(|plan| {
@@ -198,6 +211,13 @@ pub(crate) async fn append(
                     .enumerate()
                     .map(|(p, (index, records))| match &plan.topic {
                         Err(code) => failed(*index, *code, None),
+                        Ok(_) if refused.contains_key(&(t, p)) => {
+                            let code = refused
+                                .get(&(t, p))
+                                .copied()
+                                .unwrap_or(ErrorCode::INVALID_TXN_STATE);
+                            failed(*index, code, None)
+                        }
                         Ok(topic) => {
                             let (response, commit) = produce_partition(
                                 &task_broker,
@@ -230,6 +250,71 @@ pub(crate) async fn append(
         deadline: tokio::time::Instant::now()
             + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
     }
+}
+
+/// KIP-890 part 1: the partitions (by topic and partition index in `plans`) whose
+/// transactional batch would start a transaction that the coordinator does not know of, with
+/// the error to answer.
+async fn verify_transactional(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    plans: &[TopicPlan],
+) -> HashMap<(usize, usize), ErrorCode> {
+    // (topic index, partition index, topic, partition, producer) of each transactional batch.
+    let mut batches = Vec::new();
+    for (t, plan) in plans.iter().enumerate() {
+        let Ok(topic) = &plan.topic else { continue };
+        for (p, (index, records)) in plan.partitions.iter().enumerate() {
+            let header = records
+                .as_ref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+                .and_then(|h| ProducerBatch::from_header(&h))
+                .filter(|b| b.transactional);
+            if let Some(batch) = header {
+                batches.push((t, p, topic.clone(), *index, batch));
+            }
+        }
+    }
+    if batches.is_empty() {
+        return HashMap::new();
+    }
+    // Only batches that would open a transaction on their partition need the coordinator.
+    let task_broker = broker.clone();
+    let unverified = tokio::task::spawn_blocking(move || {
+        batches
+            .into_iter()
+            .filter(|(_, _, topic, index, batch)| {
+                let Ok((log, _)) = task_broker.leader_log(&topic.name, *index, -1) else {
+                    // Refused later as it is refused now.
+                    return false;
+                };
+                let ongoing = task_broker
+                    .producer_states
+                    .with_table(&topic.name, topic.id, *index, &log, |table| {
+                        table.has_ongoing_txn(batch.producer_id, batch.producer_epoch)
+                    })
+                    .unwrap_or(false);
+                !ongoing
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut refused = HashMap::new();
+    for (t, p, topic, index, batch) in unverified {
+        let code = crate::transactions::verify(
+            broker,
+            transactional_id,
+            weir_transaction::ProducerIdAndEpoch::new(batch.producer_id, batch.producer_epoch),
+            weir_transaction::TopicPartition::new(topic.name.clone(), index),
+        )
+        .await;
+        if code != ErrorCode::NONE {
+            debug!(topic = %topic.name, partition = index, transactional_id, error = code.name(), "transactional produce not verified");
+            refused.insert((t, p), code);
+        }
+    }
+    refused
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,

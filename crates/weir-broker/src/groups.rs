@@ -199,7 +199,7 @@ impl Groups {
                     return;
                 }
             };
-            let loaded = records.len();
+            let loaded = records.records.len();
             let outputs = {
                 let mut coordinator = groups.coordinator.lock();
                 // Still ours in that epoch? (Leadership may have moved on meanwhile.)
@@ -208,7 +208,8 @@ impl Groups {
                     return;
                 }
                 coordinator.unload(partition, groups.num_partitions.load(Ordering::SeqCst));
-                load_partition(&mut coordinator, partition, records);
+                groups.restore_pending(partition, &records.pending);
+                load_partition(&mut coordinator, partition, records.records);
                 owned.insert(partition, (leader_epoch, true));
                 coordinator.take_outputs()
             };
@@ -236,6 +237,9 @@ impl Groups {
                 return;
             }
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
+            // The next leader rebuilds them from the log; kept here they could outlive the
+            // marker that decides them.
+            self.restore_pending(partition, &BTreeMap::new());
             coordinator.take_outputs()
         };
         for output in outputs {
@@ -296,6 +300,133 @@ impl Groups {
         for offset in offsets {
             group.insert(offset.partition.clone(), offset);
         }
+    }
+
+    /// Replaces the pending transactional offsets of the groups of `partition` with those
+    /// replayed from its log (transactional offset records without a marker yet).
+    fn restore_pending(
+        &self,
+        partition: i32,
+        replayed: &BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>>,
+    ) {
+        let mut pending = self.pending_txn.lock();
+        for groups in pending.values_mut() {
+            groups.retain(|g, _| self.partition_for(g) != partition);
+        }
+        pending.retain(|_, groups| !groups.is_empty());
+        for (producer_id, records) in replayed {
+            for (key, value) in records {
+                let (
+                    Ok(Some(RecordKey::OffsetCommit {
+                        group,
+                        topic,
+                        partition: p,
+                    })),
+                    Some(value),
+                ) = (RecordKey::decode(key), value)
+                else {
+                    continue;
+                };
+                let Ok(value) = OffsetCommitValue::decode(value) else {
+                    continue;
+                };
+                let tp = weir_group::TopicPartition::new(topic, p);
+                pending
+                    .entry(*producer_id)
+                    .or_default()
+                    .entry(group)
+                    .or_default()
+                    .insert(
+                        tp.clone(),
+                        weir_group::OffsetCommit {
+                            partition: tp,
+                            offset: value.offset,
+                            leader_epoch: value.leader_epoch,
+                            metadata: Some(value.metadata),
+                        },
+                    );
+            }
+        }
+    }
+
+    /// Writes the offsets of a TxnOffsetCommit to the group's `__consumer_offsets` partition
+    /// as a transactional batch of the producer, as Kafka does: they survive a coordinator
+    /// change (the next leader replays them as pending) until the transaction's marker decides
+    /// them. Answers once the high watermark passes the batch.
+    pub(crate) async fn append_txn_offsets(
+        &self,
+        broker: &Arc<Broker>,
+        producer: (i64, i16),
+        group_id: &str,
+        offsets: &[weir_group::OffsetCommit],
+    ) -> Result<(), ErrorCode> {
+        let (producer_id, producer_epoch) = producer;
+        let partition = self.partition_for(group_id);
+        let (replica, leader_epoch) = broker
+            .leader_replica(OFFSETS_TOPIC, partition, -1)
+            .map_err(|_| ErrorCode::NOT_COORDINATOR)?;
+        let topic_id = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+            .id;
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        // Kafka writes these batches with no sequence: they are not idempotent produces.
+        builder
+            .producer(producer_id, producer_epoch, -1)
+            .transactional(true);
+        for c in offsets {
+            builder.push(Record {
+                timestamp: now,
+                key: Some(
+                    RecordKey::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: c.partition.topic.clone(),
+                        partition: c.partition.partition,
+                    }
+                    .encode(),
+                ),
+                value: Some(
+                    OffsetCommitValue {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        metadata: c.metadata.clone().unwrap_or_default(),
+                        commit_timestamp: now,
+                        expire_timestamp: None,
+                    }
+                    .encode(),
+                ),
+                ..Record::default()
+            });
+        }
+        let batch = builder
+            .build()
+            .map_err(|_| ErrorCode::UNKNOWN_SERVER_ERROR)?;
+        let task_broker = broker.clone();
+        let appending = replica.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            append_txn_batch(
+                &task_broker,
+                &appending,
+                (topic_id, leader_epoch),
+                producer,
+                &batch,
+            )
+        })
+        .await
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)??;
+        broker.partitions.notify_appended();
+        broker.replicas.local_log_end_offset_moved(&replica);
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        broker
+            .replicas
+            .wait_for_commit(&replica, leader_epoch, appended, deadline)
+            .await
+            .map_err(|e| match e {
+                crate::replication::AckError::NotLeader => ErrorCode::NOT_COORDINATOR,
+                _ => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            })
     }
 
     /// The marker of `producer_id`'s transaction is on `__consumer_offsets` partition
@@ -463,7 +594,10 @@ impl Groups {
             let mut coordinator = self.coordinator.lock();
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
             match records {
-                Ok(records) => load_partition(&mut coordinator, partition, records),
+                Ok(records) => {
+                    self.restore_pending(partition, &records.pending);
+                    load_partition(&mut coordinator, partition, records.records);
+                }
                 // The groups stay unloaded: nothing is better than state that is not on disk.
                 Err(e) => {
                     error!(partition, error = %e, "cannot reload __consumer_offsets partition")
@@ -539,6 +673,58 @@ impl Groups {
     }
 }
 
+/// Appends a transactional offsets batch as the partition's leader, under the role and
+/// producer-state locks (in that order, as Produce takes them), recording the producer's
+/// ongoing transaction so its marker ends it. Returns one past the batch's last offset.
+fn append_txn_batch(
+    broker: &Broker,
+    replica: &crate::replication::Replica,
+    (topic_id, leader_epoch): (weir_protocol::Uuid, i32),
+    (producer_id, producer_epoch): (i64, i16),
+    batch: &[u8],
+) -> Result<i64, ErrorCode> {
+    let role = replica.role.lock();
+    match &*role {
+        crate::replication::Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {}
+        _ => return Err(ErrorCode::NOT_COORDINATOR),
+    }
+    let log = &replica.log;
+    let tp = &replica.tp;
+    let appended = broker
+        .producer_states
+        .with_table(&tp.topic, topic_id, tp.partition, log, |table| {
+            if table
+                .current_epoch(producer_id)
+                .is_some_and(|current| producer_epoch < current)
+            {
+                return Err(ErrorCode::PRODUCER_FENCED);
+            }
+            let info = crate::partitions::Partitions::append_blocking(log, batch, leader_epoch)
+                .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
+            table.record(
+                &crate::producers::ProducerBatch {
+                    producer_id,
+                    producer_epoch,
+                    first_sequence: -1,
+                    last_sequence: -1,
+                    transactional: true,
+                },
+                crate::producers::BatchMetadata {
+                    first_sequence: -1,
+                    last_sequence: -1,
+                    first_offset: info.first_offset,
+                    last_offset: info.last_offset,
+                    log_append_time: info.log_append_time,
+                },
+                now_ms(),
+            );
+            Ok(info.last_offset + 1)
+        })
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)??;
+    drop(role);
+    Ok(appended)
+}
+
 /// Drives the coordinator's timers until `stopped`, then releases parked requests. Holds an
 /// `Arc<Broker>` only while running, so the server can reclaim the broker after shutdown.
 pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
@@ -575,16 +761,25 @@ async fn sleep_for(wait: Option<Duration>) {
     }
 }
 
+/// What a replay of an internal topic partition found.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    /// `(key, value)` in log order: plain records where they are, a committed transaction's
+    /// records where its COMMIT marker is (that is when they took effect); aborted ones left
+    /// out.
+    pub(crate) records: Vec<(Bytes, Option<Bytes>)>,
+    /// Records of transactions with no marker yet, by producer id (TxnOffsetCommit offsets
+    /// still waiting for their transaction's outcome).
+    pub(crate) pending: BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>>,
+}
+
 /// Reads one partition of an internal topic (`__consumer_offsets`, `__transaction_state`) from
-/// its log start to its end: `(key, value)` in log order. Control batches (transaction markers)
-/// carry no coordinator state.
-pub(crate) fn replay(
-    log: &weir_log::Log,
-    partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+/// its log start to its end. Transactional batches (TxnOffsetCommit offsets) count from their
+/// producer's COMMIT marker on, and not at all after an ABORT.
+pub(crate) fn replay(log: &weir_log::Log, partition: i32) -> Result<Replayed, crate::BrokerError> {
     let end = log.log_end_offset();
     let mut from = log.log_start_offset();
-    let mut records = Vec::new();
+    let mut replayed = Replayed::default();
     while from < end {
         let slice = log.read(from, REPLAY_READ_BYTES, end)?;
         if slice.is_empty() {
@@ -598,24 +793,47 @@ pub(crate) fn replay(
                     break;
                 }
             };
-            if batch.attributes().is_control() {
-                continue;
-            }
             let decoded = batch
                 .records()
                 .and_then(|rs| rs.collect::<Result<Vec<_>, _>>());
-            match decoded {
-                Ok(batch_records) => records.extend(
-                    batch_records
-                        .into_iter()
-                        .filter_map(|r| r.key.map(|k| (k, r.value))),
-                ),
-                Err(e) => error!(
-                    partition,
-                    offset = batch.base_offset(),
-                    error = %e,
-                    "unreadable internal topic batch"
-                ),
+            let batch_records = match decoded {
+                Ok(batch_records) => batch_records,
+                Err(e) => {
+                    error!(
+                        partition,
+                        offset = batch.base_offset(),
+                        error = %e,
+                        "unreadable internal topic batch"
+                    );
+                    continue;
+                }
+            };
+            let attributes = batch.attributes();
+            let producer_id = batch.header().producer_id;
+            if attributes.is_control() {
+                let marker = batch_records
+                    .first()
+                    .and_then(|r| weir_records::EndTransactionMarker::from_record(r).ok())
+                    .flatten();
+                let txn = replayed.pending.remove(&producer_id);
+                if let (Some(marker), Some(txn)) = (marker, txn) {
+                    if marker.commit {
+                        replayed.records.extend(txn);
+                    }
+                }
+                continue;
+            }
+            let keyed = batch_records
+                .into_iter()
+                .filter_map(|r| r.key.map(|k| (k, r.value)));
+            if attributes.is_transactional() && producer_id >= 0 {
+                replayed
+                    .pending
+                    .entry(producer_id)
+                    .or_default()
+                    .extend(keyed);
+            } else {
+                replayed.records.extend(keyed);
             }
         }
         if slice.next_offset() <= from {
@@ -623,22 +841,19 @@ pub(crate) fn replay(
         }
         from = slice.next_offset();
     }
-    Ok(records)
+    Ok(replayed)
 }
 
 /// Loads one partition's replayed records. A record this coordinator cannot read is skipped
 /// (with an error logged) rather than losing every group of the partition.
 /// The records of one `__consumer_offsets` partition's log, read on the blocking pool (none
 /// when this broker has no log of it).
-async fn replay_partition(
-    broker: &Broker,
-    partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+async fn replay_partition(broker: &Broker, partition: i32) -> Result<Replayed, crate::BrokerError> {
     match broker.partitions.log(OFFSETS_TOPIC, partition) {
         Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
             .await
             .map_err(|_| crate::BrokerError::TaskFailed)?,
-        None => Ok(Vec::new()),
+        None => Ok(Replayed::default()),
     }
 }
 

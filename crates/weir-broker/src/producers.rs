@@ -340,6 +340,11 @@ impl ProducerTable {
         }
     }
 
+    /// The epoch the table knows `producer_id` at, if it knows the producer.
+    pub(crate) fn current_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|p| p.epoch)
+    }
+
     /// Whether `producer_id` at `epoch` has a transaction ongoing on this partition (KIP-890:
     /// only a producer's first transactional batch of a transaction is verified with the
     /// coordinator).

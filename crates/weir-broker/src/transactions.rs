@@ -240,10 +240,10 @@ impl Transactions {
                         .map_err(|_| crate::BrokerError::TaskFailed)
                         .and_then(|r| r)
                 }
-                None => Ok(Vec::new()),
+                None => Ok(crate::groups::Replayed::default()),
             };
             let records = match records {
-                Ok(records) => records,
+                Ok(replayed) => replayed.records,
                 Err(e) => {
                     error!(partition, error = %e, "cannot load __transaction_state partition; its transactional ids stay unavailable");
                     return;
@@ -846,6 +846,22 @@ pub(crate) async fn verify(
     producer: ProducerIdAndEpoch,
     partition: TopicPartition,
 ) -> ErrorCode {
+    match verify_in_txn(broker, transactional_id, producer, partition).await {
+        Ok(()) => ErrorCode::NONE,
+        Err(code) => produce_error(code),
+    }
+}
+
+/// Whether `partition` is in the ongoing transaction of `transactional_id` for `producer`,
+/// with the coordinator's error when not (or COORDINATOR_NOT_AVAILABLE /
+/// COORDINATOR_LOAD_IN_PROGRESS when it cannot be asked). TxnOffsetCommit asks it for the
+/// group's `__consumer_offsets` partition before writing.
+pub(crate) async fn verify_in_txn(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    partition: TopicPartition,
+) -> Result<(), ErrorCode> {
     let state_partition = broker.transactions.partition_for(transactional_id);
     let image = broker.topics.image();
     let leader = image
@@ -897,10 +913,7 @@ pub(crate) async fn verify(
         }
         _ => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code()),
     };
-    match result {
-        Ok(()) => ErrorCode::NONE,
-        Err(code) => produce_error(ErrorCode(code)),
-    }
+    result.map_err(ErrorCode)
 }
 
 /// Kafka's mapping of a verification failure onto a Produce error.

@@ -615,3 +615,127 @@ async fn the_coordinator_state_survives_a_restart() {
     std::thread::spawn(move || drop(producer));
     broker.stop().await;
 }
+
+/// The committed offset of `group` for `durable` partition 0 (-1: none), retried while the
+/// coordinator loads.
+async fn committed_offset(client: &mut RawClient, group: &str) -> i64 {
+    use weir_protocol::messages::OffsetFetchRequest;
+    use weir_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = client
+            .send(
+                OffsetFetchRequest {
+                    group_id: group.into(),
+                    topics: Some(vec![OffsetFetchRequestTopic {
+                        name: "durable".into(),
+                        partition_indexes: vec![0],
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                },
+                5,
+            )
+            .await;
+        if response.error_code == 0 {
+            return response.topics[0].partitions[0].committed_offset;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "OffsetFetch: {}",
+            ErrorCode(response.error_code).name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Evaluates `$send` (an error code) until it is not a retriable error; the last code.
+macro_rules! until_settled {
+    ($send:expr) => {{
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let code: i16 = $send;
+            if code == 0 || !ErrorCode(code).is_retriable() || Instant::now() > deadline {
+                break code;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// TxnOffsetCommit's offsets are written to `__consumer_offsets` as the producer's
+/// transactional batch: after a restart in the middle of the transaction they are still
+/// pending (not visible), and the commit makes them the group's offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transactional_offsets_survive_a_restart() {
+    use weir_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use weir_protocol::messages::{AddOffsetsToTxnRequest, EndTxnRequest, TxnOffsetCommitRequest};
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(tmp.path(), &[]).await;
+    let mut client = broker.client().await;
+    create_topic(&mut client, "durable").await;
+    let (producer_id, epoch) = init_until_ok(&mut client, "offsets-tx").await;
+    let added = until_settled!({
+        let request = AddOffsetsToTxnRequest {
+            transactional_id: "offsets-tx".into(),
+            producer_id,
+            producer_epoch: epoch,
+            group_id: "offsets-group".into(),
+            ..Default::default()
+        };
+        client.send(request, 3).await.error_code
+    });
+    assert_eq!(added, 0);
+    let committed = until_settled!({
+        let request = TxnOffsetCommitRequest {
+            transactional_id: "offsets-tx".into(),
+            group_id: "offsets-group".into(),
+            producer_id,
+            producer_epoch: epoch,
+            generation_id: -1,
+            topics: vec![TxnOffsetCommitRequestTopic {
+                name: "durable".into(),
+                partitions: vec![TxnOffsetCommitRequestPartition {
+                    partition_index: 0,
+                    committed_offset: 42,
+                    committed_leader_epoch: -1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        client.send(request, 3).await.topics[0].partitions[0].error_code
+    });
+    assert_eq!(committed, 0);
+    assert_eq!(committed_offset(&mut client, "offsets-group").await, -1);
+    drop(client);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(tmp.path(), &[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(committed_offset(&mut client, "offsets-group").await, -1);
+    let ended = until_settled!({
+        let request = EndTxnRequest {
+            transactional_id: "offsets-tx".into(),
+            producer_id,
+            producer_epoch: epoch,
+            committed: true,
+            ..Default::default()
+        };
+        client.send(request, 3).await.error_code
+    });
+    assert_eq!(ended, 0);
+    wait_for_state(&mut client, "offsets-tx", "CompleteCommit").await;
+    assert_eq!(committed_offset(&mut client, "offsets-group").await, 42);
+
+    // And once more after a restart: the committed transaction's offsets replay as committed.
+    drop(client);
+    broker.stop().await;
+    let broker = TestBroker::start_in(tmp.path(), &[]).await;
+    let mut client = broker.client().await;
+    assert_eq!(committed_offset(&mut client, "offsets-group").await, 42);
+    broker.stop().await;
+}

@@ -4,9 +4,12 @@
 //!
 //! The request is checked as Kafka does (this broker coordinates the group; the member, if
 //! named, belongs to it and the generation, if given, is current; unknown topics are refused
-//! one by one), then its offsets wait in memory (`groups`) until the transaction's marker lands
-//! on the group's partition: COMMIT makes them the group's committed offsets (written to
-//! `__consumer_offsets` then), ABORT drops them.
+//! one by one) and verified with the transaction coordinator (KIP-890 part 1: the group's
+//! partition is in the producer's ongoing transaction). The offsets are then written to the
+//! group's `__consumer_offsets` partition as a transactional batch of the producer (as Kafka
+//! writes them) and held as pending in `groups` until the transaction's marker lands on that
+//! partition: COMMIT makes them the group's committed offsets, ABORT drops them. A new
+//! coordinator rebuilds pending offsets from the log (`groups::replay`).
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -77,10 +80,15 @@ pub(crate) async fn handle(
         error = checked.err().map(|c| c.name()),
         "TxnOffsetCommit"
     );
+    let mut checked = checked;
     if checked.is_ok() && not_coordinator.is_none() && !commit.offsets.is_empty() {
-        broker
-            .groups
-            .add_txn_offsets(request.producer_id, &commit.group_id, commit.offsets);
+        checked = persist(
+            broker,
+            &request.transactional_id,
+            (request.producer_id, request.producer_epoch),
+            commit,
+        )
+        .await;
     }
     let each = decided.into_iter().map(|(topic, partition, error)| {
         let code = error.unwrap_or_else(|| checked.err().unwrap_or(ErrorCode::NONE));
@@ -104,4 +112,44 @@ pub(crate) async fn handle(
             .collect(),
         ..TxnOffsetCommitResponse::default()
     }
+}
+
+/// Verifies the transaction, writes the offsets and holds them until the marker.
+async fn persist(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    producer: (i64, i16),
+    commit: Commit,
+) -> Result<(), ErrorCode> {
+    let partition = broker.groups.partition_for(&commit.group_id);
+    crate::transactions::verify_in_txn(
+        broker,
+        transactional_id,
+        weir_transaction::ProducerIdAndEpoch::new(producer.0, producer.1),
+        weir_transaction::TopicPartition::new(crate::groups::OFFSETS_TOPIC, partition),
+    )
+    .await
+    .map_err(|code| match code {
+        ErrorCode::TRANSACTION_ABORTABLE | ErrorCode::INVALID_TXN_STATE => {
+            ErrorCode::INVALID_TXN_STATE
+        }
+        ErrorCode::PRODUCER_FENCED | ErrorCode::INVALID_PRODUCER_EPOCH => {
+            ErrorCode::INVALID_PRODUCER_EPOCH
+        }
+        ErrorCode::INVALID_PRODUCER_ID_MAPPING | ErrorCode::CONCURRENT_TRANSACTIONS => code,
+        // The transaction coordinator is moving or loading: the client retries.
+        _ => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+    })?;
+    broker
+        .groups
+        .append_txn_offsets(broker, producer, &commit.group_id, &commit.offsets)
+        .await
+        .map_err(|code| match code {
+            ErrorCode::PRODUCER_FENCED => ErrorCode::INVALID_PRODUCER_EPOCH,
+            code => code,
+        })?;
+    broker
+        .groups
+        .add_txn_offsets(producer.0, &commit.group_id, commit.offsets);
+    Ok(())
 }

@@ -29,7 +29,7 @@ use crate::state::Broker;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, oneshot, watch};
 use tracing::{debug, error, info, warn};
@@ -108,6 +108,10 @@ pub(crate) struct Transactions {
     spare_id: Mutex<Option<i64>>,
     /// `transaction.state.log.*` and the coordinator settings.
     settings: Settings,
+    /// Appends and marker writes running in their own tasks: shutdown waits for them (briefly),
+    /// since each holds the broker and the server closes the logs only once nothing does.
+    tasks: AtomicUsize,
+    tasks_done: Notify,
 }
 
 /// The broker properties of the transaction coordinator, with Kafka's defaults.
@@ -186,6 +190,8 @@ impl Transactions {
             loads: watch::channel(0).0,
             spare_id: Mutex::new(None),
             settings,
+            tasks: AtomicUsize::new(0),
+            tasks_done: Notify::new(),
         }
     }
 
@@ -386,14 +392,11 @@ fn dispatch(broker: &Arc<Broker>, outputs: Vec<Output>) {
                 coordinator_epoch,
                 record,
             } => {
-                let broker = broker.clone();
-                tokio::spawn(async move {
-                    persist(broker, token, partition, coordinator_epoch, record).await;
-                });
+                let task = persist(broker.clone(), token, partition, coordinator_epoch, record);
+                spawn_tracked(broker, task);
             }
             Output::WriteMarkers(markers) => {
-                let broker = broker.clone();
-                tokio::spawn(async move { send_markers(broker, markers).await });
+                spawn_tracked(broker, send_markers(broker.clone(), markers));
             }
             Output::InitProducerId { request, response } | Output::EndTxn { request, response } => {
                 txns.answer(request, response.map_err(TxnFailure::Coordinator));
@@ -411,6 +414,26 @@ fn dispatch(broker: &Arc<Broker>, outputs: Vec<Output>) {
     }
     txns.wake.notify_one();
 }
+
+/// Runs `task` (which holds the broker) on its own, counted so shutdown can wait for it.
+fn spawn_tracked(
+    broker: &Arc<Broker>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let txns = &broker.transactions;
+    txns.tasks.fetch_add(1, Ordering::SeqCst);
+    let broker = broker.clone();
+    tokio::spawn(async move {
+        task.await;
+        let txns = &broker.transactions;
+        if txns.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            txns.tasks_done.notify_waiters();
+        }
+    });
+}
+
+/// How long shutdown waits for appends and marker writes in flight.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// Appends one record and reports the outcome to the coordinator.
 async fn persist(
@@ -675,6 +698,24 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<
         }
     }
     txns.close();
+    // Leadership has moved away by now (controlled shutdown), so appends end with
+    // NOT_LEADER and marker writers at their next round.
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_WAIT;
+    loop {
+        let done = txns.tasks_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if txns.tasks.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
+            warn!(
+                tasks = txns.tasks.load(Ordering::SeqCst),
+                "transaction coordinator tasks still running at shutdown"
+            );
+            break;
+        }
+    }
 }
 
 async fn sleep_for(wait: Option<Duration>) {

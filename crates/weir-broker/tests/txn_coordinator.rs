@@ -358,7 +358,9 @@ async fn an_open_transaction_times_out_and_is_aborted_by_the_coordinator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_sent_to_a_transaction_are_committed_with_it() {
-    let broker = TestBroker::start(&[("group.initial.rebalance.delay.ms", "0")]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let props = [("group.initial.rebalance.delay.ms", "0")];
+    let broker = TestBroker::start_in(tmp.path(), &props).await;
     let mut client = broker.client().await;
     create_topic(&mut client, "in").await;
     create_topic(&mut client, "out").await;
@@ -429,6 +431,12 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it() {
         drop(producer);
         drop(plain);
     });
+    broker.stop().await;
+
+    // Replayed after a restart: the committed transaction's offset, not the aborted one's.
+    let broker = TestBroker::start_in(tmp.path(), &props).await;
+    let mut client = broker.client().await;
+    assert_eq!(committed_offset(&mut client, "transformer", "in").await, 3);
     broker.stop().await;
 }
 
@@ -616,9 +624,9 @@ async fn the_coordinator_state_survives_a_restart() {
     broker.stop().await;
 }
 
-/// The committed offset of `group` for `durable` partition 0 (-1: none), retried while the
+/// The committed offset of `group` for partition 0 of `topic` (-1: none), retried while the
 /// coordinator loads.
-async fn committed_offset(client: &mut RawClient, group: &str) -> i64 {
+async fn committed_offset(client: &mut RawClient, group: &str, topic: &str) -> i64 {
     use weir_protocol::messages::OffsetFetchRequest;
     use weir_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     let deadline = Instant::now() + WAIT;
@@ -628,7 +636,7 @@ async fn committed_offset(client: &mut RawClient, group: &str) -> i64 {
                 OffsetFetchRequest {
                     group_id: group.into(),
                     topics: Some(vec![OffsetFetchRequestTopic {
-                        name: "durable".into(),
+                        name: topic.into(),
                         partition_indexes: vec![0],
                         ..Default::default()
                     }]),
@@ -710,13 +718,19 @@ async fn pending_transactional_offsets_survive_a_restart() {
         client.send(request, 3).await.topics[0].partitions[0].error_code
     });
     assert_eq!(committed, 0);
-    assert_eq!(committed_offset(&mut client, "offsets-group").await, -1);
+    assert_eq!(
+        committed_offset(&mut client, "offsets-group", "durable").await,
+        -1
+    );
     drop(client);
     broker.stop().await;
 
     let broker = TestBroker::start_in(tmp.path(), &[]).await;
     let mut client = broker.client().await;
-    assert_eq!(committed_offset(&mut client, "offsets-group").await, -1);
+    assert_eq!(
+        committed_offset(&mut client, "offsets-group", "durable").await,
+        -1
+    );
     let ended = until_settled!({
         let request = EndTxnRequest {
             transactional_id: "offsets-tx".into(),
@@ -729,13 +743,19 @@ async fn pending_transactional_offsets_survive_a_restart() {
     });
     assert_eq!(ended, 0);
     wait_for_state(&mut client, "offsets-tx", "CompleteCommit").await;
-    assert_eq!(committed_offset(&mut client, "offsets-group").await, 42);
+    assert_eq!(
+        committed_offset(&mut client, "offsets-group", "durable").await,
+        42
+    );
 
     // And once more after a restart: the committed transaction's offsets replay as committed.
     drop(client);
     broker.stop().await;
     let broker = TestBroker::start_in(tmp.path(), &[]).await;
     let mut client = broker.client().await;
-    assert_eq!(committed_offset(&mut client, "offsets-group").await, 42);
+    assert_eq!(
+        committed_offset(&mut client, "offsets-group", "durable").await,
+        42
+    );
     broker.stop().await;
 }

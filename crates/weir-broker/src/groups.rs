@@ -302,6 +302,20 @@ impl Groups {
         }
     }
 
+    /// Whether an open transaction has committed an offset of `group_id` for `partition`
+    /// (OffsetFetch's `require_stable`).
+    pub(crate) fn has_pending_txn_offset(
+        &self,
+        group_id: &str,
+        partition: &weir_group::TopicPartition,
+    ) -> bool {
+        self.pending_txn.lock().values().any(|groups| {
+            groups
+                .get(group_id)
+                .is_some_and(|o| o.contains_key(partition))
+        })
+    }
+
     /// Replaces the pending transactional offsets of the groups of `partition` with those
     /// replayed from its log (transactional offset records without a marker yet).
     fn restore_pending(

@@ -404,13 +404,14 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it() {
         let metadata = consumer.group_metadata().expect("group metadata");
         blocking(|| producer.send_offsets_to_transaction(&position, &metadata, WAIT))
             .expect("send_offsets_to_transaction");
-        // Not visible before the transaction ends.
-        let before = committed(&consumer);
+        // Not visible before the transaction ends. (librdkafka's read_committed consumer asks
+        // for stable offsets, and would be told to retry until then: KIP-447.)
+        let before = committed_offset(&mut client, "transformer", "in").await;
         if round == 0 {
-            assert_eq!(before, Offset::Invalid, "offsets visible before the commit");
+            assert_eq!(before, -1, "offsets visible before the commit");
             blocking(|| producer.commit_transaction(WAIT)).expect("commit");
         } else {
-            assert_eq!(before, Offset::Offset(3));
+            assert_eq!(before, 3);
             blocking(|| producer.abort_transaction(WAIT)).expect("abort");
         }
         let mut client = broker.client().await;
@@ -730,6 +731,28 @@ async fn pending_transactional_offsets_survive_a_restart() {
     assert_eq!(
         committed_offset(&mut client, "offsets-group", "durable").await,
         -1
+    );
+    // KIP-447: a consumer that wants stable offsets is told to retry while one is pending.
+    let stable = client
+        .send(
+            weir_protocol::messages::OffsetFetchRequest {
+                group_id: "offsets-group".into(),
+                topics: Some(vec![
+                    weir_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic {
+                        name: "durable".into(),
+                        partition_indexes: vec![0],
+                        ..Default::default()
+                    },
+                ]),
+                require_stable: true,
+                ..Default::default()
+            },
+            7,
+        )
+        .await;
+    assert_eq!(
+        stable.topics[0].partitions[0].error_code,
+        ErrorCode::UNSTABLE_OFFSET_COMMIT.code()
     );
     let ended = until_settled!({
         let request = EndTxnRequest {

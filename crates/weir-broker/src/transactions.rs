@@ -112,6 +112,24 @@ pub(crate) struct Transactions {
     /// since each holds the broker and the server closes the logs only once nothing does.
     tasks: AtomicUsize,
     tasks_done: Notify,
+    /// Idle connections to other brokers' client listeners, by address, for WriteTxnMarkers
+    /// and verify-only AddPartitionsToTxn.
+    idle: Mutex<IdleConnections>,
+}
+
+/// At most this many idle connections are kept per broker.
+const IDLE_PER_BROKER: usize = 4;
+
+/// Idle connections by address.
+#[derive(Default)]
+struct IdleConnections(HashMap<String, Vec<crate::replica_fetcher::LeaderConnection>>);
+
+impl std::fmt::Debug for IdleConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(a, c)| (a, c.len())))
+            .finish()
+    }
 }
 
 /// The broker properties of the transaction coordinator, with Kafka's defaults.
@@ -192,6 +210,7 @@ impl Transactions {
             settings,
             tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
+            idle: Mutex::new(IdleConnections::default()),
         }
     }
 
@@ -366,6 +385,51 @@ impl Transactions {
         parked.closing = true;
         // Dropping the senders answers the handlers NOT_COORDINATOR.
         parked.waiters.clear();
+    }
+
+    /// Sends `request` to the broker at `address`, over an idle connection when there is one
+    /// (and a new one if that fails: the peer may have closed it), keeping the connection for
+    /// the next request after a successful exchange.
+    async fn send_to<R: weir_protocol::Request>(
+        &self,
+        node_id: i32,
+        address: &str,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, crate::replica_fetcher::FetchError> {
+        let pooled = self.idle.lock().0.get_mut(address).and_then(Vec::pop);
+        let mut connection = match pooled {
+            Some(mut connection) => match connection.send(request, version).await {
+                Ok(response) => {
+                    self.keep(address, connection);
+                    return Ok(response);
+                }
+                Err(_) => Self::connect(node_id, address).await?,
+            },
+            None => Self::connect(node_id, address).await?,
+        };
+        let response = connection.send(request, version).await?;
+        self.keep(address, connection);
+        Ok(response)
+    }
+
+    async fn connect(
+        node_id: i32,
+        address: &str,
+    ) -> Result<crate::replica_fetcher::LeaderConnection, crate::replica_fetcher::FetchError> {
+        crate::replica_fetcher::LeaderConnection::connect_as(
+            address,
+            format!("weir-txn-coordinator-{node_id}"),
+        )
+        .await
+    }
+
+    fn keep(&self, address: &str, connection: crate::replica_fetcher::LeaderConnection) {
+        let mut idle = self.idle.lock();
+        let list = idle.0.entry(address.to_string()).or_default();
+        if list.len() < IDLE_PER_BROKER {
+            list.push(connection);
+        }
     }
 
     /// Whether the coordinator still owns `partition` at `coordinator_epoch`: markers of an
@@ -591,7 +655,7 @@ async fn write_round(
                 .and_then(|b| b.endpoint("PLAINTEXT"))
                 .map(|e| format!("{}:{}", e.host, e.port));
             match address {
-                Some(address) => send_remote(node_id, &address, &request).await,
+                Some(address) => send_remote(broker, &address, &request).await,
                 None => None,
             }
         };
@@ -622,18 +686,16 @@ async fn write_round(
 /// Sends a WriteTxnMarkers request to another broker's client listener; `None` when the
 /// connection or the exchange failed (retried next round).
 async fn send_remote(
-    node_id: i32,
+    broker: &Broker,
     address: &str,
     request: &WriteTxnMarkersRequest,
 ) -> Option<weir_protocol::messages::WriteTxnMarkersResponse> {
-    let sent = async {
-        let mut connection = crate::replica_fetcher::LeaderConnection::connect_as(
-            address,
-            format!("weir-txn-coordinator-{node_id}"),
-        )
-        .await?;
-        connection.send(request, WRITE_TXN_MARKERS_VERSION).await
-    };
+    let sent = broker.transactions.send_to(
+        broker.config().node_id,
+        address,
+        request,
+        WRITE_TXN_MARKERS_VERSION,
+    );
     match sent.await {
         Ok(response) => Some(response),
         Err(e) => {
@@ -947,7 +1009,7 @@ pub(crate) async fn verify_in_txn(
                 .map(|e| format!("{}:{}", e.host, e.port));
             match address {
                 Some(address) => {
-                    verify_remote(node_id, &address, transactional_id, producer, &partition).await
+                    verify_remote(broker, &address, transactional_id, producer, &partition).await
                 }
                 None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code()),
             }
@@ -975,7 +1037,7 @@ fn produce_error(code: ErrorCode) -> ErrorCode {
 
 /// Verify-only AddPartitionsToTxn (v4) to the coordinator on another broker.
 async fn verify_remote(
-    node_id: i32,
+    broker: &Broker,
     address: &str,
     transactional_id: &str,
     producer: ProducerIdAndEpoch,
@@ -1000,14 +1062,9 @@ async fn verify_remote(
         }],
         ..AddPartitionsToTxnRequest::default()
     };
-    let sent = async {
-        let mut connection = crate::replica_fetcher::LeaderConnection::connect_as(
-            address,
-            format!("weir-txn-verifier-{node_id}"),
-        )
-        .await?;
-        connection.send(&request, 4).await
-    };
+    let sent = broker
+        .transactions
+        .send_to(broker.config().node_id, address, &request, 4);
     match sent.await {
         Ok(response) if response.error_code != 0 => Err(response.error_code),
         Ok(response) => {

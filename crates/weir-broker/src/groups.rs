@@ -367,10 +367,41 @@ impl Groups {
     /// as a transactional batch of the producer, as Kafka does: they survive a coordinator
     /// change (the next leader replays them as pending) until the transaction's marker decides
     /// them. Answers once the high watermark passes the batch.
-    pub(crate) async fn append_txn_offsets(
+    /// Starts a KIP-890 verification of `producer`'s TxnOffsetCommit on the group's partition
+    /// (see `ProducerTable::begin_verification`): the guard [`Groups::append_txn_offsets`]
+    /// presents, `None` when the producer's transaction is already ongoing there.
+    pub(crate) async fn begin_txn_offsets_verification(
         &self,
         broker: &Arc<Broker>,
         producer: (i64, i16),
+        group_id: &str,
+    ) -> Result<Option<u64>, ErrorCode> {
+        let partition = self.partition_for(group_id);
+        let (log, _) = broker
+            .leader_log(OFFSETS_TOPIC, partition, -1)
+            .map_err(|_| ErrorCode::NOT_COORDINATOR)?;
+        let topic_id = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+            .id;
+        let task_broker = broker.clone();
+        tokio::task::spawn_blocking(move || {
+            task_broker
+                .producer_states
+                .with_table(OFFSETS_TOPIC, topic_id, partition, &log, |table| {
+                    table.begin_verification(producer.0, producer.1)
+                })
+                .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)
+        })
+        .await
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+    }
+
+    pub(crate) async fn append_txn_offsets(
+        &self,
+        broker: &Arc<Broker>,
+        (producer, guard): ((i64, i16), Option<u64>),
         group_id: &str,
         offsets: &[weir_group::OffsetCommit],
     ) -> Result<(), ErrorCode> {
@@ -424,7 +455,7 @@ impl Groups {
                 &task_broker,
                 &appending,
                 (topic_id, leader_epoch),
-                producer,
+                (producer, guard),
                 &batch,
             )
         })
@@ -694,9 +725,16 @@ fn append_txn_batch(
     broker: &Broker,
     replica: &crate::replication::Replica,
     (topic_id, leader_epoch): (weir_protocol::Uuid, i32),
-    (producer_id, producer_epoch): (i64, i16),
+    ((producer_id, producer_epoch), guard): ((i64, i16), Option<u64>),
     batch: &[u8],
 ) -> Result<i64, ErrorCode> {
+    let producer_batch = crate::producers::ProducerBatch {
+        producer_id,
+        producer_epoch,
+        first_sequence: -1,
+        last_sequence: -1,
+        transactional: true,
+    };
     let role = replica.role.lock();
     match &*role {
         crate::replication::Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {}
@@ -713,16 +751,14 @@ fn append_txn_batch(
             {
                 return Err(ErrorCode::PRODUCER_FENCED);
             }
+            // KIP-890: the transaction verified must not have ended since.
+            table
+                .check_verified(&producer_batch, guard)
+                .map_err(|_| ErrorCode::INVALID_TXN_STATE)?;
             let info = crate::partitions::Partitions::append_blocking(log, batch, leader_epoch)
                 .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
             table.record(
-                &crate::producers::ProducerBatch {
-                    producer_id,
-                    producer_epoch,
-                    first_sequence: -1,
-                    last_sequence: -1,
-                    transactional: true,
-                },
+                &producer_batch,
                 crate::producers::BatchMetadata {
                     first_sequence: -1,
                     last_sequence: -1,

@@ -176,13 +176,13 @@ pub(crate) async fn append(
             }
         })
         .collect();
-    let refused = match request
+    let verified = match request
         .transactional_id
         .as_deref()
         .filter(|t| !t.is_empty())
     {
         Some(transactional_id) => verify_transactional(broker, transactional_id, &plans).await,
-        None => HashMap::new(),
+        None => Verified::default(),
     };
     let fallback: Vec<TopicProduceResponse> = plans
         .iter()
@@ -211,20 +211,24 @@ pub(crate) async fn append(
                     .enumerate()
                     .map(|(p, (index, records))| match &plan.topic {
                         Err(code) => failed(*index, *code, None),
-                        Ok(_) if refused.contains_key(&(t, p)) => {
-                            let code = refused
+                        Ok(_) if verified.refused.contains_key(&(t, p)) => {
+                            let code = verified
+                                .refused
                                 .get(&(t, p))
                                 .copied()
                                 .unwrap_or(ErrorCode::INVALID_TXN_STATE);
                             failed(*index, code, None)
                         }
                         Ok(topic) => {
+                            let guard = verified
+                                .enabled
+                                .then(|| verified.guards.get(&(t, p)).copied());
                             let (response, commit) = produce_partition(
                                 &task_broker,
                                 topic,
                                 *index,
                                 records.as_ref(),
-                                acks,
+                                (acks, guard),
                             );
                             appended |= response.error_code == 0;
                             if let Some(commit) = commit {
@@ -252,14 +256,31 @@ pub(crate) async fn append(
     }
 }
 
+/// What KIP-890 verification decided for a request's partitions, by (topic, partition) index
+/// in the plans.
+#[derive(Default)]
+struct Verified {
+    /// Whether the request is verified at all (it names a transactional id).
+    enabled: bool,
+    /// Partitions refused, with the error to answer.
+    refused: HashMap<(usize, usize), ErrorCode>,
+    /// Partitions whose batch would start a transaction and was verified: the guard its append
+    /// presents (`ProducerTable::check_verified`).
+    guards: HashMap<(usize, usize), u64>,
+}
+
 /// KIP-890 part 1: the partitions (by topic and partition index in `plans`) whose
 /// transactional batch would start a transaction that the coordinator does not know of, with
-/// the error to answer.
+/// the error to answer; and the verification guards of those it confirmed.
 async fn verify_transactional(
     broker: &Arc<Broker>,
     transactional_id: &str,
     plans: &[TopicPlan],
-) -> HashMap<(usize, usize), ErrorCode> {
+) -> Verified {
+    let mut verified = Verified {
+        enabled: true,
+        ..Verified::default()
+    };
     // (topic index, partition index, topic, partition, producer) of each transactional batch.
     let mut batches = Vec::new();
     for (t, plan) in plans.iter().enumerate() {
@@ -276,32 +297,30 @@ async fn verify_transactional(
         }
     }
     if batches.is_empty() {
-        return HashMap::new();
+        return verified;
     }
-    // Only batches that would open a transaction on their partition need the coordinator.
+    // Only batches that would open a transaction on their partition need the coordinator; a
+    // guard is set for each before asking, which a marker arriving meanwhile removes.
     let task_broker = broker.clone();
     let unverified = tokio::task::spawn_blocking(move || {
         batches
             .into_iter()
-            .filter(|(_, _, topic, index, batch)| {
-                let Ok((log, _)) = task_broker.leader_log(&topic.name, *index, -1) else {
-                    // Refused later as it is refused now.
-                    return false;
-                };
-                let ongoing = task_broker
+            .filter_map(|(t, p, topic, index, batch)| {
+                // Without a log here the append is refused later as it would be now.
+                let (log, _) = task_broker.leader_log(&topic.name, index, -1).ok()?;
+                let guard = task_broker
                     .producer_states
-                    .with_table(&topic.name, topic.id, *index, &log, |table| {
-                        table.has_ongoing_txn(batch.producer_id, batch.producer_epoch)
+                    .with_table(&topic.name, topic.id, index, &log, |table| {
+                        table.begin_verification(batch.producer_id, batch.producer_epoch)
                     })
-                    .unwrap_or(false);
-                !ongoing
+                    .ok()??;
+                Some((t, p, topic, index, batch, guard))
             })
             .collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
-    let mut refused = HashMap::new();
-    for (t, p, topic, index, batch) in unverified {
+    for (t, p, topic, index, batch, guard) in unverified {
         let code = crate::transactions::verify(
             broker,
             transactional_id,
@@ -309,12 +328,14 @@ async fn verify_transactional(
             weir_transaction::TopicPartition::new(topic.name.clone(), index),
         )
         .await;
-        if code != ErrorCode::NONE {
+        if code == ErrorCode::NONE {
+            verified.guards.insert((t, p), guard);
+        } else {
             debug!(topic = %topic.name, partition = index, transactional_id, error = code.name(), "transactional produce not verified");
-            refused.insert((t, p), code);
+            verified.refused.insert((t, p), code);
         }
     }
-    refused
+    verified
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
@@ -401,12 +422,14 @@ struct Commit {
 
 /// Appends one partition's batch on the blocking pool; for a batch accepted with acks=all,
 /// also what its acknowledgement waits for.
+/// `guard`: `None` when the request is not verified (no transactional id), else the
+/// verification guard of the partition's batch, if it was verified.
 fn produce_partition(
     broker: &Arc<Broker>,
     topic: &Topic,
     index: i32,
     records: Option<&Bytes>,
-    acks: i16,
+    (acks, guard): (i16, Option<Option<u64>>),
 ) -> (PartitionProduceResponse, Option<Commit>) {
     let (replica, leader_epoch) = match broker.leader_replica(&topic.name, index, -1) {
         Ok(found) => found,
@@ -427,7 +450,14 @@ fn produce_partition(
                         );
                     }
                 }
-                append_partition(broker, topic, index, records, (&replica.log, leader_epoch))
+                append_partition(
+                    broker,
+                    topic,
+                    index,
+                    records,
+                    (&replica.log, leader_epoch),
+                    guard,
+                )
             }
             _ => return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None),
         }
@@ -453,6 +483,7 @@ fn append_partition(
     index: i32,
     records: Option<&Bytes>,
     (log, leader_epoch): (&Arc<Log>, i32),
+    guard: Option<Option<u64>>,
 ) -> (PartitionProduceResponse, i64) {
     let records: &[u8] = records.map_or(&[], |r| r.as_ref());
     let header = match single_batch(records) {
@@ -466,9 +497,14 @@ fn append_partition(
         None => Partitions::append_blocking(log, records, leader_epoch)
             .map(Accepted::Appended)
             .map_err(Refused::Log),
-        Some(batch) => {
-            append_idempotent(broker, topic, index, (log, leader_epoch), records, &batch)
-        }
+        Some(batch) => append_idempotent(
+            broker,
+            topic,
+            index,
+            (log, leader_epoch),
+            records,
+            (&batch, guard),
+        ),
     };
     if let Ok(Accepted::Appended(_)) = &result {
         broker.metrics.bytes_in(&topic.name, records.len() as u64);
@@ -567,7 +603,7 @@ fn append_idempotent(
     index: i32,
     (log, leader_epoch): (&Log, i32),
     records: &[u8],
-    batch: &ProducerBatch,
+    (batch, verification): (&ProducerBatch, Option<Option<u64>>),
 ) -> Result<Accepted, Refused> {
     let slot = broker
         .producer_states
@@ -577,7 +613,13 @@ fn append_idempotent(
         Some(table) => table,
         None => producer_state::load(log, wall_clock_ms())?,
     };
-    let result = match table.check(batch) {
+    // KIP-890: a verified request's batch may start a transaction only on a standing
+    // verification (a retry of a batch already appended is let through to `check`).
+    let verified = match verification {
+        Some(presented) => table.check_verified(batch, presented),
+        None => Ok(()),
+    };
+    let result = match verified.and_then(|()| table.check(batch)) {
         Err(e) => Err(Refused::Producer(e)),
         Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
         Ok(Verdict::Append) => match Partitions::append_blocking(log, records, leader_epoch) {

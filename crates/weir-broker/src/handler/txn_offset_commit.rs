@@ -122,6 +122,10 @@ async fn persist(
     commit: Commit,
 ) -> Result<(), ErrorCode> {
     let partition = broker.groups.partition_for(&commit.group_id);
+    let guard = broker
+        .groups
+        .begin_txn_offsets_verification(broker, producer, &commit.group_id)
+        .await?;
     crate::transactions::verify_in_txn(
         broker,
         transactional_id,
@@ -142,7 +146,7 @@ async fn persist(
     })?;
     broker
         .groups
-        .append_txn_offsets(broker, producer, &commit.group_id, &commit.offsets)
+        .append_txn_offsets(broker, (producer, guard), &commit.group_id, &commit.offsets)
         .await
         .map_err(|code| match code {
             ErrorCode::PRODUCER_FENCED => ErrorCode::INVALID_PRODUCER_EPOCH,

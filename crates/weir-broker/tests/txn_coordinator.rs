@@ -782,3 +782,49 @@ async fn pending_transactional_offsets_survive_a_restart() {
     );
     broker.stop().await;
 }
+
+/// A transactional id idle for `transactional.id.expiration.ms` is deleted (a tombstone in
+/// `__transaction_state`): DescribeTransactions no longer finds it, also after a restart, and
+/// the next InitProducerId starts it afresh with a new producer id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_transactional_id_expires() {
+    let tmp = tempfile::tempdir().unwrap();
+    let props = [("transactional.id.expiration.ms", "1000")];
+    let broker = TestBroker::start_in(tmp.path(), &props).await;
+    let mut client = broker.client().await;
+    let (producer_id, _) = init_until_ok(&mut client, "idle-tx").await;
+    let (code, state, ..) = describe(&mut client, "idle-tx").await;
+    assert_eq!((code, state.as_str()), (0, "Empty"));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, ..) = describe(&mut client, "idle-tx").await;
+        if code == ErrorCode::TRANSACTIONAL_ID_NOT_FOUND.code() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "idle-tx never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(client);
+    broker.stop().await;
+
+    let broker = TestBroker::start_in(tmp.path(), &props).await;
+    let mut client = broker.client().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, ..) = describe(&mut client, "idle-tx").await;
+        if code == ErrorCode::TRANSACTIONAL_ID_NOT_FOUND.code() {
+            break;
+        }
+        // Loading after the restart.
+        assert!(
+            ErrorCode(code).is_retriable() && Instant::now() < deadline,
+            "after the restart: {}",
+            ErrorCode(code).name()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (again, epoch) = init_until_ok(&mut client, "idle-tx").await;
+    assert_eq!(epoch, 0);
+    assert_ne!(again, producer_id);
+    broker.stop().await;
+}

@@ -283,7 +283,7 @@ impl Transactions {
                 if owned.get(&partition) != Some(&(leader_epoch, false)) {
                     return;
                 }
-                if let Err(e) = coordinator.load(groups_now(), partition, leader_epoch, records) {
+                if let Err(e) = coordinator.load(now_ms(), partition, leader_epoch, records) {
                     // Nothing is loaded: the ids of this partition stay NOT_COORDINATOR rather
                     // than being served from a state that misses records.
                     error!(partition, error = %e, "unreadable __transaction_state partition; its transactional ids stay unavailable");
@@ -364,7 +364,7 @@ impl Transactions {
         let outputs = {
             let mut coordinator = self.coordinator.lock();
             let mut spare = self.spare_id.lock();
-            call(&mut coordinator, groups_now(), id, &mut Spare(&mut spare));
+            call(&mut coordinator, now_ms(), id, &mut Spare(&mut spare));
             coordinator.take_outputs()
         };
         dispatch(broker, outputs);
@@ -440,7 +440,7 @@ impl Transactions {
 }
 
 /// The coordinator's clock (wall-clock milliseconds, as the group coordinator uses).
-fn groups_now() -> Millis {
+fn now_ms() -> Millis {
     crate::groups::now_ms()
 }
 
@@ -510,7 +510,7 @@ async fn persist(
     let result = append(&broker, partition, coordinator_epoch, record).await;
     let outputs = {
         let mut coordinator = broker.transactions.coordinator.lock();
-        coordinator.persisted(groups_now(), token, result);
+        coordinator.persisted(now_ms(), token, result);
         coordinator.take_outputs()
     };
     dispatch(&broker, outputs);
@@ -536,7 +536,7 @@ async fn append(
         })?;
     let mut builder = RecordBatchBuilder::new();
     builder.push(Record {
-        timestamp: groups_now(),
+        timestamp: now_ms(),
         key: Some(record.key),
         value: record.value,
         ..Record::default()
@@ -595,7 +595,7 @@ async fn send_markers(broker: Arc<Broker>, markers: TxnMarkers) {
             let outputs = {
                 let mut coordinator = txns.coordinator.lock();
                 coordinator.markers_written(
-                    groups_now(),
+                    now_ms(),
                     &markers.transactional_id,
                     markers.token,
                     &written,
@@ -740,7 +740,7 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<
         }
         let deadline = txns.coordinator.lock().next_deadline();
         let wait = deadline.map(|d| {
-            let ms = u64::try_from(d.saturating_sub(groups_now())).unwrap_or(0);
+            let ms = u64::try_from(d.saturating_sub(now_ms())).unwrap_or(0);
             // A deadline the last tick left in the past must not spin the loop.
             Duration::from_millis(if just_ticked { ms.max(1) } else { ms })
         });
@@ -749,7 +749,7 @@ pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<
             () = sleep_for(wait) => {
                 let outputs = {
                     let mut coordinator = txns.coordinator.lock();
-                    coordinator.tick(groups_now());
+                    coordinator.tick(now_ms());
                     coordinator.take_outputs()
                 };
                 dispatch(&broker, outputs);

@@ -484,6 +484,16 @@ impl Groups {
         partition: i32,
         commit: bool,
     ) -> Result<(), PersistFailure> {
+        // Until the partition's groups are loaded, its pending offsets may not be restored
+        // yet: the marker is reported unwritten, and its retry finds them.
+        if !self
+            .owned
+            .lock()
+            .get(&partition)
+            .is_some_and(|(_, loaded)| *loaded)
+        {
+            return Err(PersistFailure::Unavailable);
+        }
         let taken: Vec<(String, Vec<weir_group::OffsetCommit>)> = {
             let mut pending = self.pending_txn.lock();
             let Some(groups) = pending.get_mut(&producer_id) else {

@@ -33,6 +33,7 @@ checks=(
     "confluent-kafka-txn|$python3_bin $here/confluent_txn.py $bootstrap"
     "kcat|bash $here/kcat.sh $bootstrap"
     "kafkajs|$node_bin $here/kafkajs.js $bootstrap"
+    "kafkajs-txn|$node_bin $here/kafkajs_txn.js $bootstrap"
 )
 
 passed=()

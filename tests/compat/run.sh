@@ -27,10 +27,13 @@ checks=(
     "kafka-python-3|$python3_bin $here/kafka_python3.py $bootstrap"
     "kafka-python-groups|$python3_bin $here/kafka_python_groups.py $bootstrap"
     "kafka-python-log-dirs|$python3_bin $here/kafka_python_log_dirs.py $bootstrap"
+    "kafka-python-txn|$python3_bin $here/kafka_python_txn.py $bootstrap"
     "kafka-python-2.0.2|$python3_kp2 $here/kafka_python2.py $bootstrap"
     "confluent-kafka|$python3_bin $here/confluent.py $bootstrap"
+    "confluent-kafka-txn|$python3_bin $here/confluent_txn.py $bootstrap"
     "kcat|bash $here/kcat.sh $bootstrap"
     "kafkajs|$node_bin $here/kafkajs.js $bootstrap"
+    "kafkajs-txn|$node_bin $here/kafkajs_txn.js $bootstrap"
 )
 
 passed=()

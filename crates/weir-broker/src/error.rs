@@ -233,7 +233,7 @@ pub(crate) fn producer_error_code(error: &crate::producers::ProducerError) -> Er
         // Kafka answers an old epoch on Produce with INVALID_PRODUCER_EPOCH (KIP-588);
         // PRODUCER_FENCED is for the transaction coordinator's APIs.
         E::InvalidProducerEpoch { .. } => ErrorCode::INVALID_PRODUCER_EPOCH,
-        E::InvalidTxnState { .. } => ErrorCode::INVALID_TXN_STATE,
+        E::InvalidTxnState { .. } | E::UnverifiedTxn { .. } => ErrorCode::INVALID_TXN_STATE,
         E::CoordinatorFenced { .. } => ErrorCode::TRANSACTION_COORDINATOR_FENCED,
     }
 }

@@ -141,7 +141,15 @@ pub(crate) struct Groups {
     commit_timeout: Duration,
     /// Bumped whenever a partition's groups finish loading.
     loads: watch::Sender<u64>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id, then
+    /// group, then partition: applied when the transaction's COMMIT marker lands on the group's
+    /// partition, dropped on ABORT. In memory only (see `docs/transactions.md`).
+    pending_txn: Mutex<PendingTxnOffsets>,
 }
+
+/// Transactional offsets waiting for their marker: producer id → group → partition → offset.
+type PendingTxnOffsets =
+    HashMap<i64, BTreeMap<String, BTreeMap<weir_group::TopicPartition, weir_group::OffsetCommit>>>;
 
 impl Groups {
     /// A coordinator with no groups yet; [`open`] loads them.
@@ -155,6 +163,7 @@ impl Groups {
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
             owned: Mutex::new(HashMap::new()),
             loads: watch::channel(0).0,
+            pending_txn: Mutex::new(HashMap::new()),
             commit_timeout: Duration::from_millis(
                 config
                     .raw
@@ -190,7 +199,7 @@ impl Groups {
                     return;
                 }
             };
-            let loaded = records.len();
+            let loaded = records.records.len();
             let outputs = {
                 let mut coordinator = groups.coordinator.lock();
                 // Still ours in that epoch? (Leadership may have moved on meanwhile.)
@@ -199,7 +208,8 @@ impl Groups {
                     return;
                 }
                 coordinator.unload(partition, groups.num_partitions.load(Ordering::SeqCst));
-                load_partition(&mut coordinator, partition, records);
+                groups.restore_pending(partition, &records.pending);
+                load_partition(&mut coordinator, partition, records.records);
                 owned.insert(partition, (leader_epoch, true));
                 coordinator.take_outputs()
             };
@@ -227,6 +237,9 @@ impl Groups {
                 return;
             }
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
+            // The next leader rebuilds them from the log; kept here they could outlive the
+            // marker that decides them.
+            self.restore_pending(partition, &BTreeMap::new());
             coordinator.take_outputs()
         };
         for output in outputs {
@@ -269,6 +282,257 @@ impl Groups {
         self.wake.notify_one();
         let persisted = self.perform(broker, outputs).await;
         (result, persisted)
+    }
+
+    /// Holds the offsets of a TxnOffsetCommit until the transaction of `producer_id` ends.
+    pub(crate) fn add_txn_offsets(
+        &self,
+        producer_id: i64,
+        group_id: &str,
+        offsets: Vec<weir_group::OffsetCommit>,
+    ) {
+        let mut pending = self.pending_txn.lock();
+        let group = pending
+            .entry(producer_id)
+            .or_default()
+            .entry(group_id.to_string())
+            .or_default();
+        for offset in offsets {
+            group.insert(offset.partition.clone(), offset);
+        }
+    }
+
+    /// Whether an open transaction has committed an offset of `group_id` for `partition`
+    /// (OffsetFetch's `require_stable`).
+    pub(crate) fn has_pending_txn_offset(
+        &self,
+        group_id: &str,
+        partition: &weir_group::TopicPartition,
+    ) -> bool {
+        self.pending_txn.lock().values().any(|groups| {
+            groups
+                .get(group_id)
+                .is_some_and(|o| o.contains_key(partition))
+        })
+    }
+
+    /// Replaces the pending transactional offsets of the groups of `partition` with those
+    /// replayed from its log (transactional offset records without a marker yet).
+    fn restore_pending(
+        &self,
+        partition: i32,
+        replayed: &BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>>,
+    ) {
+        let mut pending = self.pending_txn.lock();
+        for groups in pending.values_mut() {
+            groups.retain(|g, _| self.partition_for(g) != partition);
+        }
+        pending.retain(|_, groups| !groups.is_empty());
+        for (producer_id, records) in replayed {
+            for (key, value) in records {
+                let (
+                    Ok(Some(RecordKey::OffsetCommit {
+                        group,
+                        topic,
+                        partition: p,
+                    })),
+                    Some(value),
+                ) = (RecordKey::decode(key), value)
+                else {
+                    continue;
+                };
+                let Ok(value) = OffsetCommitValue::decode(value) else {
+                    continue;
+                };
+                let tp = weir_group::TopicPartition::new(topic, p);
+                pending
+                    .entry(*producer_id)
+                    .or_default()
+                    .entry(group)
+                    .or_default()
+                    .insert(
+                        tp.clone(),
+                        weir_group::OffsetCommit {
+                            partition: tp,
+                            offset: value.offset,
+                            leader_epoch: value.leader_epoch,
+                            metadata: Some(value.metadata),
+                        },
+                    );
+            }
+        }
+    }
+
+    /// Writes the offsets of a TxnOffsetCommit to the group's `__consumer_offsets` partition
+    /// as a transactional batch of the producer, as Kafka does: they survive a coordinator
+    /// change (the next leader replays them as pending) until the transaction's marker decides
+    /// them. Answers once the high watermark passes the batch.
+    /// Starts a KIP-890 verification of `producer`'s TxnOffsetCommit on the group's partition
+    /// (see `ProducerTable::begin_verification`): the guard [`Groups::append_txn_offsets`]
+    /// presents, `None` when the producer's transaction is already ongoing there.
+    pub(crate) async fn begin_txn_offsets_verification(
+        &self,
+        broker: &Arc<Broker>,
+        producer: (i64, i16),
+        group_id: &str,
+    ) -> Result<Option<u64>, ErrorCode> {
+        let partition = self.partition_for(group_id);
+        let (log, _) = broker
+            .leader_log(OFFSETS_TOPIC, partition, -1)
+            .map_err(|_| ErrorCode::NOT_COORDINATOR)?;
+        let topic_id = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+            .id;
+        let task_broker = broker.clone();
+        tokio::task::spawn_blocking(move || {
+            task_broker
+                .producer_states
+                .with_table(OFFSETS_TOPIC, topic_id, partition, &log, |table| {
+                    table.begin_verification(producer.0, producer.1)
+                })
+                .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)
+        })
+        .await
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+    }
+
+    pub(crate) async fn append_txn_offsets(
+        &self,
+        broker: &Arc<Broker>,
+        (producer, guard): ((i64, i16), Option<u64>),
+        group_id: &str,
+        offsets: &[weir_group::OffsetCommit],
+    ) -> Result<(), ErrorCode> {
+        let (producer_id, producer_epoch) = producer;
+        let partition = self.partition_for(group_id);
+        let (replica, leader_epoch) = broker
+            .leader_replica(OFFSETS_TOPIC, partition, -1)
+            .map_err(|_| ErrorCode::NOT_COORDINATOR)?;
+        let topic_id = broker
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?
+            .id;
+        let now = now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        // Kafka writes these batches with no sequence: they are not idempotent produces.
+        builder
+            .producer(producer_id, producer_epoch, -1)
+            .transactional(true);
+        for c in offsets {
+            builder.push(Record {
+                timestamp: now,
+                key: Some(
+                    RecordKey::OffsetCommit {
+                        group: group_id.to_string(),
+                        topic: c.partition.topic.clone(),
+                        partition: c.partition.partition,
+                    }
+                    .encode(),
+                ),
+                value: Some(
+                    OffsetCommitValue {
+                        offset: c.offset,
+                        leader_epoch: c.leader_epoch,
+                        metadata: c.metadata.clone().unwrap_or_default(),
+                        commit_timestamp: now,
+                        expire_timestamp: None,
+                    }
+                    .encode(),
+                ),
+                ..Record::default()
+            });
+        }
+        let batch = builder
+            .build()
+            .map_err(|_| ErrorCode::UNKNOWN_SERVER_ERROR)?;
+        let task_broker = broker.clone();
+        let appending = replica.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            append_txn_batch(
+                &task_broker,
+                &appending,
+                (topic_id, leader_epoch),
+                (producer, guard),
+                &batch,
+            )
+        })
+        .await
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)??;
+        broker.partitions.notify_appended();
+        broker.replicas.local_log_end_offset_moved(&replica);
+        let deadline = tokio::time::Instant::now() + self.commit_timeout;
+        broker
+            .replicas
+            .wait_for_commit(&replica, leader_epoch, appended, deadline)
+            .await
+            .map_err(|e| match e {
+                crate::replication::AckError::NotLeader => ErrorCode::NOT_COORDINATOR,
+                _ => ErrorCode::COORDINATOR_NOT_AVAILABLE,
+            })
+    }
+
+    /// The marker of `producer_id`'s transaction is on `__consumer_offsets` partition
+    /// `partition`: its offsets for the groups of that partition become committed (`commit`)
+    /// or are dropped. On a failed append they stay pending, for the marker's retry.
+    pub(crate) async fn complete_txn(
+        &self,
+        broker: &Broker,
+        producer_id: i64,
+        partition: i32,
+        commit: bool,
+    ) -> Result<(), PersistFailure> {
+        // Until the partition's groups are loaded, its pending offsets may not be restored
+        // yet: the marker is reported unwritten, and its retry finds them.
+        if !self
+            .owned
+            .lock()
+            .get(&partition)
+            .is_some_and(|(_, loaded)| *loaded)
+        {
+            return Err(PersistFailure::Unavailable);
+        }
+        let taken: Vec<(String, Vec<weir_group::OffsetCommit>)> = {
+            let mut pending = self.pending_txn.lock();
+            let Some(groups) = pending.get_mut(&producer_id) else {
+                return Ok(());
+            };
+            let ours: Vec<String> = groups
+                .keys()
+                .filter(|g| self.partition_for(g) == partition)
+                .cloned()
+                .collect();
+            let taken = ours
+                .into_iter()
+                .filter_map(|g| groups.remove(&g).map(|o| (g, o.into_values().collect())))
+                .collect();
+            if groups.is_empty() {
+                pending.remove(&producer_id);
+            }
+            taken
+        };
+        if !commit {
+            return Ok(());
+        }
+        let mut taken = taken.into_iter();
+        while let Some((group, offsets)) = taken.next() {
+            let ((), persisted) = self
+                .call(broker, |c, now| {
+                    c.commit_transactional_offsets(now, &group, &offsets);
+                })
+                .await;
+            if let Err(failure) = persisted {
+                // Back to pending, this group and the ones not tried yet.
+                for (g, o) in std::iter::once((group, offsets)).chain(taken) {
+                    self.add_txn_offsets(producer_id, &g, o);
+                }
+                return Err(failure);
+            }
+            debug!(group, producer_id, "transactional offsets committed");
+        }
+        Ok(())
     }
 
     /// JoinGroup: parks until the coordinator answers.
@@ -385,7 +649,10 @@ impl Groups {
             let mut coordinator = self.coordinator.lock();
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
             match records {
-                Ok(records) => load_partition(&mut coordinator, partition, records),
+                Ok(records) => {
+                    self.restore_pending(partition, &records.pending);
+                    load_partition(&mut coordinator, partition, records.records);
+                }
                 // The groups stay unloaded: nothing is better than state that is not on disk.
                 Err(e) => {
                     error!(partition, error = %e, "cannot reload __consumer_offsets partition")
@@ -461,6 +728,63 @@ impl Groups {
     }
 }
 
+/// Appends a transactional offsets batch as the partition's leader, under the role and
+/// producer-state locks (in that order, as Produce takes them), recording the producer's
+/// ongoing transaction so its marker ends it. Returns one past the batch's last offset.
+fn append_txn_batch(
+    broker: &Broker,
+    replica: &crate::replication::Replica,
+    (topic_id, leader_epoch): (weir_protocol::Uuid, i32),
+    ((producer_id, producer_epoch), guard): ((i64, i16), Option<u64>),
+    batch: &[u8],
+) -> Result<i64, ErrorCode> {
+    let producer_batch = crate::producers::ProducerBatch {
+        producer_id,
+        producer_epoch,
+        first_sequence: -1,
+        last_sequence: -1,
+        transactional: true,
+    };
+    let role = replica.role.lock();
+    match &*role {
+        crate::replication::Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {}
+        _ => return Err(ErrorCode::NOT_COORDINATOR),
+    }
+    let log = &replica.log;
+    let tp = &replica.tp;
+    let appended = broker
+        .producer_states
+        .with_table(&tp.topic, topic_id, tp.partition, log, |table| {
+            if table
+                .current_epoch(producer_id)
+                .is_some_and(|current| producer_epoch < current)
+            {
+                return Err(ErrorCode::PRODUCER_FENCED);
+            }
+            // KIP-890: the transaction verified must not have ended since.
+            table
+                .check_verified(&producer_batch, guard)
+                .map_err(|_| ErrorCode::INVALID_TXN_STATE)?;
+            let info = crate::partitions::Partitions::append_blocking(log, batch, leader_epoch)
+                .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
+            table.record(
+                &producer_batch,
+                crate::producers::BatchMetadata {
+                    first_sequence: -1,
+                    last_sequence: -1,
+                    first_offset: info.first_offset,
+                    last_offset: info.last_offset,
+                    log_append_time: info.log_append_time,
+                },
+                now_ms(),
+            );
+            Ok(info.last_offset + 1)
+        })
+        .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)??;
+    drop(role);
+    Ok(appended)
+}
+
 /// Drives the coordinator's timers until `stopped`, then releases parked requests. Holds an
 /// `Arc<Broker>` only while running, so the server can reclaim the broker after shutdown.
 pub(crate) async fn run_timer(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
@@ -497,15 +821,25 @@ async fn sleep_for(wait: Option<Duration>) {
     }
 }
 
-/// Reads one `__consumer_offsets` partition from its log start to its end: `(key, value)` in
-/// log order. Control batches (transaction markers) carry no group state.
-fn replay(
-    log: &weir_log::Log,
-    partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+/// What a replay of an internal topic partition found.
+#[derive(Debug, Default)]
+pub(crate) struct Replayed {
+    /// `(key, value)` in log order: plain records where they are, a committed transaction's
+    /// records where its COMMIT marker is (that is when they took effect); aborted ones left
+    /// out.
+    pub(crate) records: Vec<(Bytes, Option<Bytes>)>,
+    /// Records of transactions with no marker yet, by producer id (TxnOffsetCommit offsets
+    /// still waiting for their transaction's outcome).
+    pub(crate) pending: BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>>,
+}
+
+/// Reads one partition of an internal topic (`__consumer_offsets`, `__transaction_state`) from
+/// its log start to its end. Transactional batches (TxnOffsetCommit offsets) count from their
+/// producer's COMMIT marker on, and not at all after an ABORT.
+pub(crate) fn replay(log: &weir_log::Log, partition: i32) -> Result<Replayed, crate::BrokerError> {
     let end = log.log_end_offset();
     let mut from = log.log_start_offset();
-    let mut records = Vec::new();
+    let mut replayed = Replayed::default();
     while from < end {
         let slice = log.read(from, REPLAY_READ_BYTES, end)?;
         if slice.is_empty() {
@@ -515,28 +849,51 @@ fn replay(
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(e) => {
-                    error!(partition, error = %e, "unreadable __consumer_offsets batch");
+                    error!(partition, error = %e, "unreadable internal topic batch");
                     break;
                 }
             };
-            if batch.attributes().is_control() {
-                continue;
-            }
             let decoded = batch
                 .records()
                 .and_then(|rs| rs.collect::<Result<Vec<_>, _>>());
-            match decoded {
-                Ok(batch_records) => records.extend(
-                    batch_records
-                        .into_iter()
-                        .filter_map(|r| r.key.map(|k| (k, r.value))),
-                ),
-                Err(e) => error!(
-                    partition,
-                    offset = batch.base_offset(),
-                    error = %e,
-                    "unreadable __consumer_offsets batch"
-                ),
+            let batch_records = match decoded {
+                Ok(batch_records) => batch_records,
+                Err(e) => {
+                    error!(
+                        partition,
+                        offset = batch.base_offset(),
+                        error = %e,
+                        "unreadable internal topic batch"
+                    );
+                    continue;
+                }
+            };
+            let attributes = batch.attributes();
+            let producer_id = batch.header().producer_id;
+            if attributes.is_control() {
+                let marker = batch_records
+                    .first()
+                    .and_then(|r| weir_records::EndTransactionMarker::from_record(r).ok())
+                    .flatten();
+                let txn = replayed.pending.remove(&producer_id);
+                if let (Some(marker), Some(txn)) = (marker, txn) {
+                    if marker.commit {
+                        replayed.records.extend(txn);
+                    }
+                }
+                continue;
+            }
+            let keyed = batch_records
+                .into_iter()
+                .filter_map(|r| r.key.map(|k| (k, r.value)));
+            if attributes.is_transactional() && producer_id >= 0 {
+                replayed
+                    .pending
+                    .entry(producer_id)
+                    .or_default()
+                    .extend(keyed);
+            } else {
+                replayed.records.extend(keyed);
             }
         }
         if slice.next_offset() <= from {
@@ -544,22 +901,19 @@ fn replay(
         }
         from = slice.next_offset();
     }
-    Ok(records)
+    Ok(replayed)
 }
 
 /// Loads one partition's replayed records. A record this coordinator cannot read is skipped
 /// (with an error logged) rather than losing every group of the partition.
 /// The records of one `__consumer_offsets` partition's log, read on the blocking pool (none
 /// when this broker has no log of it).
-async fn replay_partition(
-    broker: &Broker,
-    partition: i32,
-) -> Result<Vec<(Bytes, Option<Bytes>)>, crate::BrokerError> {
+async fn replay_partition(broker: &Broker, partition: i32) -> Result<Replayed, crate::BrokerError> {
     match broker.partitions.log(OFFSETS_TOPIC, partition) {
         Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
             .await
             .map_err(|_| crate::BrokerError::TaskFailed)?,
-        None => Ok(Vec::new()),
+        None => Ok(Replayed::default()),
     }
 }
 

@@ -9,6 +9,8 @@
 //! - `handler`: one module per Kafka API.
 //! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
 //!   `__consumer_offsets` persistence and replay, the coordinator's timers.
+//! - `transactions`: drives the transaction coordinator (weir-transaction) the same way over
+//!   `__transaction_state`, and sends transaction markers to partition leaders.
 //! - `cluster`: this node in the cluster: the metadata quorum and active controller
 //!   (weir-metadata), joining, heartbeats, and the local logs kept in step with each metadata
 //!   image before handlers see it.
@@ -52,6 +54,7 @@ pub mod server;
 mod state;
 mod topic_config;
 mod topics;
+mod transactions;
 
 pub use config::{BrokerConfig, ConfigError};
 pub use controller_node::ControllerNode;

@@ -151,6 +151,13 @@ pub(crate) enum ProducerError {
         "producer {producer_id} wrote a non-transactional batch while its transaction from offset {first_offset} is ongoing"
     )]
     InvalidTxnState { producer_id: i64, first_offset: i64 },
+    /// A transactional batch that would start its producer's transaction here without a
+    /// verification (KIP-890) still standing: the transaction the coordinator confirmed has
+    /// ended (its marker came in between) or the batch was never verified.
+    #[error(
+        "producer {producer_id} would start a transaction that the coordinator has not verified"
+    )]
+    UnverifiedTxn { producer_id: i64 },
     /// A marker from a coordinator older than the one that wrote the producer's last marker.
     #[error(
         "marker for producer {producer_id} from coordinator epoch {coordinator_epoch}, older than {current}"
@@ -195,7 +202,15 @@ pub(crate) struct ProducerTable {
     producers: HashMap<i64, ProducerEntry>,
     /// (first offset, producer id) of every ongoing transaction, oldest first.
     ongoing: BTreeSet<(i64, i64)>,
+    /// KIP-890 verification guards: producer id → the guard of a verification in progress for
+    /// a batch that would start its transaction here. A marker for the producer removes it, so
+    /// a batch verified against a transaction that ended meanwhile cannot open a new one. In
+    /// memory only (a lost guard makes the producer verify again).
+    verification_guards: HashMap<i64, u64>,
 }
+
+/// Source of verification guards, unique in this process.
+static NEXT_GUARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The broker's wall clock in milliseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn wall_clock_ms() -> i64 {
@@ -272,6 +287,8 @@ impl ProducerTable {
             entry.current_txn_first_offset = Some(metadata.first_offset);
             self.ongoing
                 .insert((metadata.first_offset, batch.producer_id));
+            // The transaction is open: the verification that let it start is used up.
+            self.verification_guards.remove(&batch.producer_id);
         }
     }
 
@@ -315,6 +332,8 @@ impl ProducerTable {
         }
         entry.coordinator_epoch = marker.coordinator_epoch;
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        // A verification in progress was for the transaction this marker ends.
+        self.verification_guards.remove(&marker.producer_id);
         let first_offset = entry.current_txn_first_offset.take()?;
         self.ongoing.remove(&(first_offset, marker.producer_id));
         Some(CompletedTxn {
@@ -338,6 +357,49 @@ impl ProducerTable {
             last_offset: txn.last_offset,
             last_stable_offset: self.first_unstable_offset().map_or(next, |f| f.min(next)),
         }
+    }
+
+    /// Starts a KIP-890 verification for `producer_id` at `epoch`: `None` when its transaction
+    /// is already ongoing here (nothing to verify), else the guard the append must present.
+    pub(crate) fn begin_verification(&mut self, producer_id: i64, epoch: i16) -> Option<u64> {
+        if self.has_ongoing_txn(producer_id, epoch) {
+            return None;
+        }
+        let guard = NEXT_GUARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.verification_guards.insert(producer_id, guard);
+        Some(guard)
+    }
+
+    /// For an append that verification covers: refuses a transactional `batch` that would start
+    /// its producer's transaction here unless `guard` is the verification still standing.
+    pub(crate) fn check_verified(
+        &self,
+        batch: &ProducerBatch,
+        guard: Option<u64>,
+    ) -> Result<(), ProducerError> {
+        if !batch.transactional || self.has_ongoing_txn(batch.producer_id, batch.producer_epoch) {
+            return Ok(());
+        }
+        match (guard, self.verification_guards.get(&batch.producer_id)) {
+            (Some(presented), Some(standing)) if presented == *standing => Ok(()),
+            _ => Err(ProducerError::UnverifiedTxn {
+                producer_id: batch.producer_id,
+            }),
+        }
+    }
+
+    /// The epoch the table knows `producer_id` at, if it knows the producer.
+    pub(crate) fn current_epoch(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|p| p.epoch)
+    }
+
+    /// Whether `producer_id` at `epoch` has a transaction ongoing on this partition (KIP-890:
+    /// only a producer's first transactional batch of a transaction is verified with the
+    /// coordinator).
+    pub(crate) fn has_ongoing_txn(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.epoch == epoch && p.current_txn_first_offset.is_some())
     }
 
     /// Where the oldest ongoing transaction starts: the last stable offset is at most this.
@@ -468,7 +530,11 @@ impl ProducerTable {
             .iter()
             .filter_map(|(&id, p)| p.current_txn_first_offset.map(|first| (first, id)))
             .collect();
-        Self { producers, ongoing }
+        Self {
+            producers,
+            ongoing,
+            verification_guards: HashMap::new(),
+        }
     }
 }
 
@@ -648,6 +714,33 @@ mod tests {
             table.record(&b, meta(&b, offset), now);
         }
         verdict
+    }
+
+    #[test]
+    fn a_transaction_starts_only_on_a_standing_verification() {
+        let mut table = ProducerTable::default();
+        let first = txn(7, 0, 0, 2);
+        // Unverified (no guard): refused.
+        assert_eq!(
+            table.check_verified(&first, None),
+            Err(ProducerError::UnverifiedTxn { producer_id: 7 })
+        );
+        // A marker between the verification and the append ends the guard.
+        let guard = table.begin_verification(7, 0).unwrap();
+        assert!(table.check_verified(&first, Some(guard)).is_ok());
+        assert_eq!(table.complete_txn(&marker(7, 0, 1, false), 5, 1), None);
+        assert!(table.check_verified(&first, Some(guard)).is_err());
+        // A fresh verification lets the transaction start; later batches need none.
+        let guard = table.begin_verification(7, 0).unwrap();
+        assert!(table.check_verified(&first, Some(guard)).is_ok());
+        append(&mut table, first, 10);
+        assert_eq!(table.begin_verification(7, 0), None);
+        assert!(table.check_verified(&txn(7, 0, 2, 1), None).is_ok());
+        // Non-transactional batches are not its business.
+        assert!(table.check_verified(&batch(8, 0, 0, 1), None).is_ok());
+        // The transaction ends: the next one needs a new verification, the used guard is gone.
+        table.complete_txn(&marker(7, 0, 1, true), 13, 1);
+        assert!(table.check_verified(&txn(7, 0, 3, 1), Some(guard)).is_err());
     }
 
     #[test]

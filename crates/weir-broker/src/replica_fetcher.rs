@@ -159,7 +159,7 @@ impl Fetchers {
 
 /// Why a round trip to the leader failed.
 #[derive(Debug, thiserror::Error)]
-enum FetchError {
+pub(crate) enum FetchError {
     #[error("connection to {address}: {source}")]
     Io {
         address: String,
@@ -173,7 +173,7 @@ enum FetchError {
 }
 
 /// One connection to a leader; requests go one at a time.
-struct LeaderConnection {
+pub(crate) struct LeaderConnection {
     address: String,
     stream: TcpStream,
     client_id: String,
@@ -182,6 +182,12 @@ struct LeaderConnection {
 
 impl LeaderConnection {
     async fn connect(address: &str, node_id: i32) -> Result<Self, FetchError> {
+        Self::connect_as(address, format!("weir-replica-fetcher-{node_id}")).await
+    }
+
+    /// A connection to another broker's client listener, sending as `client_id` (the
+    /// transaction coordinator's marker sender uses it too).
+    pub(crate) async fn connect_as(address: &str, client_id: String) -> Result<Self, FetchError> {
         let io = |source| FetchError::Io {
             address: address.to_string(),
             source,
@@ -194,12 +200,12 @@ impl LeaderConnection {
         Ok(Self {
             address: address.to_string(),
             stream,
-            client_id: format!("weir-replica-fetcher-{node_id}"),
+            client_id,
             next_correlation_id: 0,
         })
     }
 
-    async fn send<R: Request>(
+    pub(crate) async fn send<R: Request>(
         &mut self,
         request: &R,
         version: i16,

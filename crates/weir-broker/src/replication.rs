@@ -245,6 +245,9 @@ impl Replicas {
             if replica.tp.topic == crate::groups::OFFSETS_TOPIC {
                 broker.groups.resign(replica.tp.partition);
             }
+            if replica.tp.topic == crate::transactions::STATE_TOPIC {
+                broker.transactions.resign(broker, replica.tp.partition);
+            }
             *replica.role.lock() = Role::Offline;
             replica.set_leading(None, 0);
         }
@@ -332,6 +335,11 @@ impl Replicas {
                     .groups
                     .become_leader(broker, tp.partition, registration.leader_epoch);
             }
+            if tp.topic == crate::transactions::STATE_TOPIC {
+                broker
+                    .transactions
+                    .become_leader(broker, tp.partition, registration.leader_epoch);
+            }
             broker.partitions.notify_appended();
             // What recovery found may not be fsynced yet.
             broker.replicas.local_log_end_offset_moved(replica);
@@ -345,6 +353,9 @@ impl Replicas {
                 info!(topic = %tp.topic, partition = tp.partition, "partition has no leader");
                 if tp.topic == crate::groups::OFFSETS_TOPIC {
                     broker.groups.resign(tp.partition);
+                }
+                if tp.topic == crate::transactions::STATE_TOPIC {
+                    broker.transactions.resign(broker, tp.partition);
                 }
             }
         } else {
@@ -366,6 +377,9 @@ impl Replicas {
             replica.set_leading(None, 0);
             if tp.topic == crate::groups::OFFSETS_TOPIC {
                 broker.groups.resign(tp.partition);
+            }
+            if tp.topic == crate::transactions::STATE_TOPIC {
+                broker.transactions.resign(broker, tp.partition);
             }
             let endpoint = image
                 .broker(registration.leader)

@@ -70,7 +70,12 @@ routes! {
     OffsetForLeaderEpoch => offset_for_leader_epoch, 2..=4;
     DeleteRecords => delete_records, 0..=2;
     InitProducerId => init_producer_id, 0..=5;
-    // Transactions: the partition side (the coordinator calls it).
+    // Transactions: the coordinator, and the partition side it calls.
+    AddPartitionsToTxn => add_partitions_to_txn, 0..=5;
+    AddOffsetsToTxn => add_offsets_to_txn, 0..=4;
+    EndTxn => end_txn, 0..=5;
+    DescribeTransactions => describe_transactions, 0..=0;
+    ListTransactions => list_transactions, 0..=1;
     WriteTxnMarkers => write_txn_markers, 1..=2;
     // Consumer groups.
     FindCoordinator => find_coordinator, 0..=6;
@@ -81,6 +86,7 @@ routes! {
     OffsetCommit => offset_commit, 2..=10;
     OffsetFetch => offset_fetch, 1..=10;
     OffsetDelete => offset_delete, 0..=0;
+    TxnOffsetCommit => txn_offset_commit, 0..=5;
     DescribeGroups => describe_groups, 0..=6;
     ListGroups => list_groups, 0..=5;
     DeleteGroups => delete_groups, 0..=2;

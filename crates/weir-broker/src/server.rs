@@ -134,6 +134,10 @@ impl Server {
             self.broker.clone(),
             stopped.clone(),
         ));
+        let txn_timer = tokio::spawn(crate::transactions::run_timer(
+            self.broker.clone(),
+            stopped.clone(),
+        ));
         let admin = self.admin.map(|listener| {
             tokio::spawn(admin_http::serve(
                 listener,
@@ -187,6 +191,7 @@ impl Server {
             let _ = cleaner.await;
         }
         let _ = group_timer.await;
+        let _ = txn_timer.await;
         if let Some(admin) = admin {
             let _ = admin.await;
         }

@@ -23,6 +23,9 @@ pub struct Broker {
     pub(crate) cluster: ClusterNode,
     /// The group coordinator (`__consumer_offsets` loaded at open).
     pub(crate) groups: crate::groups::Groups,
+    /// The transaction coordinator (`__transaction_state` partitions load as this broker
+    /// becomes their leader).
+    pub(crate) transactions: crate::transactions::Transactions,
     /// Topics of the published metadata image.
     pub(crate) topics: Topics,
     pub(crate) partitions: Partitions,
@@ -92,6 +95,7 @@ impl Broker {
         };
         let broker = Arc::new(Self {
             groups: crate::groups::Groups::new(&config),
+            transactions: crate::transactions::Transactions::new(&config),
             replicas: Arc::new(crate::replication::Replicas::new(
                 config.node_id,
                 config.replication.clone(),
@@ -108,6 +112,7 @@ impl Broker {
             producer_states: ProducerStates::default(),
         });
         crate::groups::open(&broker);
+        crate::transactions::open(&broker);
         {
             let b = broker.clone();
             tokio::task::spawn_blocking(move || b.replicas.apply(&b, &b.topics.image()))

@@ -2,7 +2,8 @@
 //! producer ids that InitProducerId handed out, WriteTxnMarkers COMMIT and ABORT, the last
 //! stable offset in Fetch and ListOffsets, librdkafka consumers at both isolation levels, and
 //! all of it again after restarts (from the producer state snapshot, and rebuilt from the log
-//! with a lost transaction index). There is no transaction coordinator yet: the test plays it.
+//! with a lost transaction index). The test plays the transaction coordinator (its own tests are
+//! in txn_coordinator.rs).
 #![expect(
     clippy::unwrap_used,
     clippy::expect_used,

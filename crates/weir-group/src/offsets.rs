@@ -103,6 +103,74 @@ impl Coordinator {
         results
     }
 
+    /// Checks a TxnOffsetCommit (KIP-98, KIP-447) as Kafka's `handleTxnCommitOffsets` does,
+    /// without committing anything: the offsets wait for the transaction's marker and are then
+    /// applied with [`Coordinator::commit_transactional_offsets`]. An unknown group is fine
+    /// for a producer outside group management (generation `-1`); a named member must belong
+    /// to the group, and a given generation must be the current one.
+    pub fn check_txn_offset_commit(&self, req: &OffsetCommitRequest) -> Result<()> {
+        let Some(g) = self.groups.get(&req.group_id) else {
+            return if req.generation_id < 0 {
+                Ok(())
+            } else {
+                Err(Error::IllegalGeneration)
+            };
+        };
+        if g.is_fenced(req.group_instance_id.as_deref(), &req.member_id) {
+            return Err(Error::FencedInstanceId);
+        }
+        if !req.member_id.is_empty() && !g.members.contains_key(&req.member_id) {
+            return Err(Error::UnknownMemberId);
+        }
+        if req.generation_id >= 0 && req.generation_id != g.generation {
+            return Err(Error::IllegalGeneration);
+        }
+        for c in &req.offsets {
+            if c.metadata.as_ref().map_or(0, String::len) > self.config.offset_metadata_max_bytes {
+                return Err(Error::OffsetMetadataTooLarge);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the offsets of a committed transaction: its COMMIT marker is on the group's
+    /// partition, so the offsets TxnOffsetCommit checked earlier become the group's committed
+    /// offsets, whatever the group's generation is by now (as Kafka completes pending
+    /// transactional offsets). Queued as an [`Output::Persist`](crate::Output::Persist).
+    pub fn commit_transactional_offsets(
+        &mut self,
+        now: Millis,
+        group_id: &str,
+        offsets: &[crate::types::OffsetCommit],
+    ) {
+        self.arm_offset_expiry(now);
+        let g = self
+            .groups
+            .entry(group_id.to_owned())
+            .or_insert_with(|| Group::new(group_id.to_owned(), now));
+        let mut records = Vec::new();
+        for c in offsets {
+            let value = OffsetCommitValue {
+                offset: c.offset,
+                leader_epoch: c.leader_epoch,
+                metadata: c.metadata.clone().unwrap_or_default(),
+                commit_timestamp: now,
+                expire_timestamp: None,
+            };
+            records.push(PersistRecord {
+                key: offset_key(group_id, &c.partition),
+                value: Some(value.encode()),
+            });
+            g.offsets.insert(c.partition.clone(), value);
+        }
+        let mut tx = Tx {
+            config: &self.config,
+            outputs: &mut self.outputs,
+            now,
+        };
+        tx.persist(group_id, records);
+    }
+
     /// Handles OffsetFetch for one or more groups. A partition without a committed offset, or a
     /// group this coordinator does not know, yields offset `-1`.
     pub fn fetch_offsets(&self, requests: &[OffsetFetchRequest]) -> Vec<Vec<FetchedOffset>> {

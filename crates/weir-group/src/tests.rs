@@ -1399,3 +1399,51 @@ fn load_keeps_the_last_value_of_each_key() {
     assert_eq!(d.state, GroupState::Empty);
     assert_eq!(d.protocol_type, "");
 }
+
+#[test]
+fn txn_offset_commits_are_checked_against_the_group_and_applied_whatever_the_generation() {
+    let mut h = Harness::new();
+    let offsets = vec![OffsetCommit {
+        partition: TopicPartition::new("t", 0),
+        offset: 9,
+        leader_epoch: 2,
+        metadata: Some("txn".into()),
+    }];
+    let req = |member: &str, generation: i32| OffsetCommitRequest {
+        group_id: GROUP.into(),
+        generation_id: generation,
+        member_id: member.into(),
+        group_instance_id: None,
+        retention_time_ms: None,
+        offsets: offsets.clone(),
+    };
+    // An unknown group: fine outside group management, not with a generation.
+    assert_eq!(h.c.check_txn_offset_commit(&req("", -1)), Ok(()));
+    assert_eq!(
+        h.c.check_txn_offset_commit(&req("m", 1)),
+        Err(Error::IllegalGeneration)
+    );
+    let (a, generation) = h.stable_single();
+    assert_eq!(h.c.check_txn_offset_commit(&req(&a, generation)), Ok(()));
+    assert_eq!(
+        h.c.check_txn_offset_commit(&req(&a, generation + 1)),
+        Err(Error::IllegalGeneration)
+    );
+    assert_eq!(
+        h.c.check_txn_offset_commit(&req("ghost", generation)),
+        Err(Error::UnknownMemberId)
+    );
+    // Checking commits nothing.
+    assert!(h.fetch(GROUP).iter().all(|f| f.offset == -1));
+    h.outputs();
+    // At the COMMIT marker the offsets are applied, even though the member is gone by then.
+    h.c.commit_transactional_offsets(h.now, GROUP, &offsets);
+    let outputs = h.outputs();
+    assert!(
+        matches!(&outputs[..], [Output::Persist { group_id, records }] if group_id == GROUP && records.len() == 1),
+        "{outputs:?}"
+    );
+    let fetched = h.fetch(GROUP);
+    assert_eq!((fetched[0].offset, fetched[0].leader_epoch), (9, 2));
+    assert_eq!(fetched[0].metadata, "txn");
+}

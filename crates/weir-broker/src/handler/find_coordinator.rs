@@ -1,10 +1,11 @@
 //! FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets`
-//! partition (the topic is created on the first lookup, as Kafka does); transactional ids are
-//! answered with this broker until transactions exist. v4+ asks for several keys at once.
+//! partition, a transactional id's the leader of its `__transaction_state` partition (each topic
+//! is created on the first lookup, as Kafka does). v4+ asks for several keys at once.
 
 use crate::connection::RequestContext;
 use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
+use crate::transactions::STATE_TOPIC;
 use std::sync::Arc;
 use tracing::debug;
 use weir_protocol::messages::find_coordinator_response::Coordinator;
@@ -22,11 +23,10 @@ pub(crate) async fn handle(
     ctx: &RequestContext,
     request: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let config = broker.config();
-    let created = if request.key_type == GROUP {
-        crate::groups::ensure_offsets_topic(broker).await
-    } else {
-        Ok(())
+    let created = match request.key_type {
+        GROUP => crate::groups::ensure_offsets_topic(broker).await,
+        TRANSACTION => crate::transactions::ensure_state_topic(broker).await,
+        _ => Ok(()),
     };
     // The group's coordinator is the leader of its `__consumer_offsets` partition.
     let group_coordinator = |key: &str| -> Result<(i32, String, i32), ErrorCode> {
@@ -39,15 +39,20 @@ pub(crate) async fn handle(
             .map(|leader| (leader.leader_id, leader.host, leader.port))
             .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)
     };
+    // A transactional id's coordinator is the leader of its `__transaction_state` partition.
+    let transaction_coordinator = |key: &str| -> Result<(i32, String, i32), ErrorCode> {
+        if created.is_err() {
+            return Err(ErrorCode::COORDINATOR_NOT_AVAILABLE);
+        }
+        let partition = broker.transactions.partition_for(key);
+        broker
+            .leader_hint(STATE_TOPIC, Uuid::ZERO, partition)
+            .map(|leader| (leader.leader_id, leader.host, leader.port))
+            .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)
+    };
     let locate = |key: &str| match request.key_type {
         GROUP => group_coordinator(key),
-        // Transactions come later; answering with this node lets clients that look up a
-        // transaction coordinator proceed to the (then unsupported) transactional APIs.
-        TRANSACTION => Ok((
-            config.node_id,
-            config.advertised_host.clone(),
-            i32::from(config.advertised_port),
-        )),
+        TRANSACTION => transaction_coordinator(key),
         _ => Err(ErrorCode::INVALID_REQUEST),
     };
     let coordinator = |key: String| {

@@ -38,6 +38,14 @@ pub(crate) mod offset_for_leader_epoch;
 pub(crate) mod produce;
 pub(crate) mod write_txn_markers;
 
+// Transactions (the coordinator side).
+pub(crate) mod add_offsets_to_txn;
+pub(crate) mod add_partitions_to_txn;
+pub(crate) mod describe_transactions;
+pub(crate) mod end_txn;
+pub(crate) mod list_transactions;
+pub(crate) mod txn_offset_commit;
+
 /// Every request except Produce with acks=0 gets a response.
 macro_rules! always_responds {
     ($request:ty) => {

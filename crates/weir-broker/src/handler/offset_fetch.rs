@@ -1,6 +1,7 @@
 //! OffsetFetch: a group's committed offsets; v8+ asks for several groups at once. A partition
-//! without a committed offset answers offset -1. `require_stable` (v7+) is accepted: without
-//! transactions no offset commit is ever pending. v10 names topics by id.
+//! without a committed offset answers offset -1. With `require_stable` (v7+, KIP-447) a
+//! partition whose offset a transaction has committed but not yet ended (TxnOffsetCommit)
+//! answers UNSTABLE_OFFSET_COMMIT, which clients retry. v10 names topics by id.
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -74,12 +75,25 @@ pub(crate) async fn handle(
             checks.insert(f.group_id.clone(), check);
         }
         let fetched = broker.groups.read(|c| c.fetch_offsets(&fetches));
-        let partition = |o: FetchedOffset| OffsetFetchResponsePartitions {
-            partition_index: o.partition.partition,
-            committed_offset: o.offset,
-            committed_leader_epoch: o.leader_epoch,
-            metadata: Some(o.metadata),
-            ..OffsetFetchResponsePartitions::default()
+        let require_stable = request.require_stable;
+        let partition = |group: &str, o: FetchedOffset| {
+            if require_stable && broker.groups.has_pending_txn_offset(group, &o.partition) {
+                return OffsetFetchResponsePartitions {
+                    partition_index: o.partition.partition,
+                    committed_offset: -1,
+                    committed_leader_epoch: -1,
+                    metadata: Some(String::new()),
+                    error_code: ErrorCode::UNSTABLE_OFFSET_COMMIT.code(),
+                    ..OffsetFetchResponsePartitions::default()
+                };
+            }
+            OffsetFetchResponsePartitions {
+                partition_index: o.partition.partition,
+                committed_offset: o.offset,
+                committed_leader_epoch: o.leader_epoch,
+                metadata: Some(o.metadata),
+                ..OffsetFetchResponsePartitions::default()
+            }
         };
         OffsetFetchResponse {
             groups: fetches
@@ -87,6 +101,7 @@ pub(crate) async fn handle(
                 .zip(fetched)
                 .zip(unknown_ids)
                 .map(|((f, offsets), unknown)| {
+                    let group = f.group_id.clone();
                     let known = by_topic(offsets).into_iter().filter_map(|(name, offsets)| {
                         let topic_id = if by_id {
                             // A topic deleted since the commit has no id to report.
@@ -97,7 +112,7 @@ pub(crate) async fn handle(
                         Some(OffsetFetchResponseTopics {
                             name,
                             topic_id,
-                            partitions: offsets.into_iter().map(partition).collect(),
+                            partitions: offsets.into_iter().map(|o| partition(&group, o)).collect(),
                             ..OffsetFetchResponseTopics::default()
                         })
                     });
@@ -154,6 +169,8 @@ pub(crate) async fn handle(
             }),
         };
         debug!(group = %fetch.group_id, "OffsetFetch");
+        let require_stable = ctx.api_version >= 7 && request.require_stable;
+        let group_id = fetch.group_id.clone();
         let fetched = broker
             .groups
             .read(|c| c.fetch_offsets(std::slice::from_ref(&fetch)))
@@ -167,12 +184,28 @@ pub(crate) async fn handle(
                     name,
                     partitions: offsets
                         .into_iter()
-                        .map(|o| OffsetFetchResponsePartition {
-                            partition_index: o.partition.partition,
-                            committed_offset: o.offset,
-                            committed_leader_epoch: o.leader_epoch,
-                            metadata: Some(o.metadata),
-                            ..OffsetFetchResponsePartition::default()
+                        .map(|o| {
+                            if require_stable
+                                && broker
+                                    .groups
+                                    .has_pending_txn_offset(&group_id, &o.partition)
+                            {
+                                return OffsetFetchResponsePartition {
+                                    partition_index: o.partition.partition,
+                                    committed_offset: -1,
+                                    committed_leader_epoch: -1,
+                                    metadata: Some(String::new()),
+                                    error_code: ErrorCode::UNSTABLE_OFFSET_COMMIT.code(),
+                                    ..OffsetFetchResponsePartition::default()
+                                };
+                            }
+                            OffsetFetchResponsePartition {
+                                partition_index: o.partition.partition,
+                                committed_offset: o.offset,
+                                committed_leader_epoch: o.leader_epoch,
+                                metadata: Some(o.metadata),
+                                ..OffsetFetchResponsePartition::default()
+                            }
                         })
                         .collect(),
                     ..OffsetFetchResponseTopic::default()

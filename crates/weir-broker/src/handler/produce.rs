@@ -16,9 +16,13 @@
 //!   epochs are refused. A transactional batch goes through the same checks and starts (or
 //!   continues) its producer's ongoing transaction on the partition, which holds back the last
 //!   stable offset until WriteTxnMarkers ends it; a non-transactional batch from a producer
-//!   with an ongoing transaction gets INVALID_TXN_STATE. KIP-890's check that the partition was
-//!   added to the transaction (the leader asking the transaction coordinator) comes with the
-//!   coordinator, which does not exist yet.
+//!   with an ongoing transaction gets INVALID_TXN_STATE.
+//! - KIP-890 part 1: when the request names a transactional id, a transactional batch that would
+//!   start its producer's transaction on the partition is first verified with the transactional
+//!   id's coordinator (`transactions::verify`): a partition not added to the ongoing
+//!   transaction gets INVALID_TXN_STATE (a late write of a transaction already ended must not
+//!   open a new one that nothing will close), a stale epoch INVALID_PRODUCER_EPOCH, a
+//!   coordinator that cannot answer NOT_ENOUGH_REPLICAS (retriable), as Kafka answers.
 //! - A request's appends run in one task on the blocking pool; waiting fetches are woken
 //!   once afterwards.
 //!
@@ -33,6 +37,7 @@ use crate::replication::{Replica, Role};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::debug;
@@ -171,6 +176,14 @@ pub(crate) async fn append(
             }
         })
         .collect();
+    let verified = match request
+        .transactional_id
+        .as_deref()
+        .filter(|t| !t.is_empty())
+    {
+        Some(transactional_id) => verify_transactional(broker, transactional_id, &plans).await,
+        None => Verified::default(),
+    };
     let fallback: Vec<TopicProduceResponse> = plans
         .iter()
         .map(|plan| {
@@ -198,13 +211,24 @@ pub(crate) async fn append(
                     .enumerate()
                     .map(|(p, (index, records))| match &plan.topic {
                         Err(code) => failed(*index, *code, None),
+                        Ok(_) if verified.refused.contains_key(&(t, p)) => {
+                            let code = verified
+                                .refused
+                                .get(&(t, p))
+                                .copied()
+                                .unwrap_or(ErrorCode::INVALID_TXN_STATE);
+                            failed(*index, code, None)
+                        }
                         Ok(topic) => {
+                            let guard = verified
+                                .enabled
+                                .then(|| verified.guards.get(&(t, p)).copied());
                             let (response, commit) = produce_partition(
                                 &task_broker,
                                 topic,
                                 *index,
                                 records.as_ref(),
-                                acks,
+                                (acks, guard),
                             );
                             appended |= response.error_code == 0;
                             if let Some(commit) = commit {
@@ -230,6 +254,88 @@ pub(crate) async fn append(
         deadline: tokio::time::Instant::now()
             + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
     }
+}
+
+/// What KIP-890 verification decided for a request's partitions, by (topic, partition) index
+/// in the plans.
+#[derive(Default)]
+struct Verified {
+    /// Whether the request is verified at all (it names a transactional id).
+    enabled: bool,
+    /// Partitions refused, with the error to answer.
+    refused: HashMap<(usize, usize), ErrorCode>,
+    /// Partitions whose batch would start a transaction and was verified: the guard its append
+    /// presents (`ProducerTable::check_verified`).
+    guards: HashMap<(usize, usize), u64>,
+}
+
+/// KIP-890 part 1: the partitions (by topic and partition index in `plans`) whose
+/// transactional batch would start a transaction that the coordinator does not know of, with
+/// the error to answer; and the verification guards of those it confirmed.
+async fn verify_transactional(
+    broker: &Arc<Broker>,
+    transactional_id: &str,
+    plans: &[TopicPlan],
+) -> Verified {
+    let mut verified = Verified {
+        enabled: true,
+        ..Verified::default()
+    };
+    // (topic index, partition index, topic, partition, producer) of each transactional batch.
+    let mut batches = Vec::new();
+    for (t, plan) in plans.iter().enumerate() {
+        let Ok(topic) = &plan.topic else { continue };
+        for (p, (index, records)) in plan.partitions.iter().enumerate() {
+            let header = records
+                .as_ref()
+                .and_then(|r| BatchHeader::parse(r).ok())
+                .and_then(|h| ProducerBatch::from_header(&h))
+                .filter(|b| b.transactional);
+            if let Some(batch) = header {
+                batches.push((t, p, topic.clone(), *index, batch));
+            }
+        }
+    }
+    if batches.is_empty() {
+        return verified;
+    }
+    // Only batches that would open a transaction on their partition need the coordinator; a
+    // guard is set for each before asking, which a marker arriving meanwhile removes.
+    let task_broker = broker.clone();
+    let unverified = tokio::task::spawn_blocking(move || {
+        batches
+            .into_iter()
+            .filter_map(|(t, p, topic, index, batch)| {
+                // Without a log here the append is refused later as it would be now.
+                let (log, _) = task_broker.leader_log(&topic.name, index, -1).ok()?;
+                let guard = task_broker
+                    .producer_states
+                    .with_table(&topic.name, topic.id, index, &log, |table| {
+                        table.begin_verification(batch.producer_id, batch.producer_epoch)
+                    })
+                    .ok()??;
+                Some((t, p, topic, index, batch, guard))
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    for (t, p, topic, index, batch, guard) in unverified {
+        let code = crate::transactions::verify(
+            broker,
+            transactional_id,
+            weir_transaction::ProducerIdAndEpoch::new(batch.producer_id, batch.producer_epoch),
+            weir_transaction::TopicPartition::new(topic.name.clone(), index),
+        )
+        .await;
+        if code == ErrorCode::NONE {
+            verified.guards.insert((t, p), guard);
+        } else {
+            debug!(topic = %topic.name, partition = index, transactional_id, error = code.name(), "transactional produce not verified");
+            verified.refused.insert((t, p), code);
+        }
+    }
+    verified
 }
 
 /// KIP-951: a partition answered NOT_LEADER_OR_FOLLOWER names its current leader and epoch,
@@ -316,12 +422,14 @@ struct Commit {
 
 /// Appends one partition's batch on the blocking pool; for a batch accepted with acks=all,
 /// also what its acknowledgement waits for.
+/// `guard`: `None` when the request is not verified (no transactional id), else the
+/// verification guard of the partition's batch, if it was verified.
 fn produce_partition(
     broker: &Arc<Broker>,
     topic: &Topic,
     index: i32,
     records: Option<&Bytes>,
-    acks: i16,
+    (acks, guard): (i16, Option<Option<u64>>),
 ) -> (PartitionProduceResponse, Option<Commit>) {
     let (replica, leader_epoch) = match broker.leader_replica(&topic.name, index, -1) {
         Ok(found) => found,
@@ -342,7 +450,14 @@ fn produce_partition(
                         );
                     }
                 }
-                append_partition(broker, topic, index, records, (&replica.log, leader_epoch))
+                append_partition(
+                    broker,
+                    topic,
+                    index,
+                    records,
+                    (&replica.log, leader_epoch),
+                    guard,
+                )
             }
             _ => return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None),
         }
@@ -368,6 +483,7 @@ fn append_partition(
     index: i32,
     records: Option<&Bytes>,
     (log, leader_epoch): (&Arc<Log>, i32),
+    guard: Option<Option<u64>>,
 ) -> (PartitionProduceResponse, i64) {
     let records: &[u8] = records.map_or(&[], |r| r.as_ref());
     let header = match single_batch(records) {
@@ -381,9 +497,14 @@ fn append_partition(
         None => Partitions::append_blocking(log, records, leader_epoch)
             .map(Accepted::Appended)
             .map_err(Refused::Log),
-        Some(batch) => {
-            append_idempotent(broker, topic, index, (log, leader_epoch), records, &batch)
-        }
+        Some(batch) => append_idempotent(
+            broker,
+            topic,
+            index,
+            (log, leader_epoch),
+            records,
+            (&batch, guard),
+        ),
     };
     if let Ok(Accepted::Appended(_)) = &result {
         broker.metrics.bytes_in(&topic.name, records.len() as u64);
@@ -482,7 +603,7 @@ fn append_idempotent(
     index: i32,
     (log, leader_epoch): (&Log, i32),
     records: &[u8],
-    batch: &ProducerBatch,
+    (batch, verification): (&ProducerBatch, Option<Option<u64>>),
 ) -> Result<Accepted, Refused> {
     let slot = broker
         .producer_states
@@ -492,7 +613,13 @@ fn append_idempotent(
         Some(table) => table,
         None => producer_state::load(log, wall_clock_ms())?,
     };
-    let result = match table.check(batch) {
+    // KIP-890: a verified request's batch may start a transaction only on a standing
+    // verification (a retry of a batch already appended is let through to `check`).
+    let verified = match verification {
+        Some(presented) => table.check_verified(batch, presented),
+        None => Ok(()),
+    };
+    let result = match verified.and_then(|()| table.check(batch)) {
         Err(e) => Err(Refused::Producer(e)),
         Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
         Ok(Verdict::Append) => match Partitions::append_blocking(log, records, leader_epoch) {

@@ -20,7 +20,8 @@
 //!   the minimum. The coordinator retries failed partitions; a marker written twice ends
 //!   nothing the second time.
 //!
-//! There is no transaction coordinator yet: this is the partition side it will call.
+//! The transaction coordinator (`transactions`) calls [`write`] directly for partitions this
+//! broker leads, and sends this request to the other leaders.
 
 use crate::connection::RequestContext;
 use crate::error::{log_error_code, producer_error_code};
@@ -63,7 +64,23 @@ pub(crate) async fn handle(
     _ctx: &RequestContext,
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
+    write(broker, request).await
+}
+
+/// Writes the markers of `request` on the partitions this broker leads and waits for them to
+/// be committed: the request's whole work, without a connection.
+pub(crate) async fn write(
+    broker: &Arc<Broker>,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
     let fallback = results(&request, |_, _| ErrorCode::KAFKA_STORAGE_ERROR);
+    // Per marker: its producer id and result, for the transactional offsets of
+    // `__consumer_offsets` partitions below.
+    let outcomes: Vec<(i64, bool)> = request
+        .markers
+        .iter()
+        .map(|m| (m.producer_id, m.transaction_result))
+        .collect();
     let task_broker = broker.clone();
     let written = tokio::task::spawn_blocking(move || write_all(&task_broker, &request)).await;
     let (mut markers, commits) = written.unwrap_or((fallback, Vec::new()));
@@ -86,6 +103,29 @@ pub(crate) async fn handle(
             {
                 debug!(partition = partition.partition_index, error = ?e, "transaction marker not acknowledged");
                 partition.error_code = e.code().code();
+            }
+        }
+    }
+    // A marker on a `__consumer_offsets` partition decides the offsets the transaction
+    // committed for that partition's groups (TxnOffsetCommit): visible on COMMIT, dropped on
+    // ABORT. A failure leaves them pending and fails the partition, so the coordinator sends
+    // the marker again.
+    for (marker, &(producer_id, commit)) in markers.iter_mut().zip(&outcomes) {
+        for topic in &mut marker.topics {
+            if topic.name != crate::groups::OFFSETS_TOPIC {
+                continue;
+            }
+            for partition in &mut topic.partitions {
+                if partition.error_code != 0 {
+                    continue;
+                }
+                let completed = broker
+                    .groups
+                    .complete_txn(broker, producer_id, partition.partition_index, commit)
+                    .await;
+                if let Err(failure) = completed {
+                    partition.error_code = failure.code(false).code();
+                }
             }
         }
     }

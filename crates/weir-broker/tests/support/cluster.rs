@@ -86,9 +86,11 @@ pub struct Cluster {
 }
 
 /// Settings every node gets unless the test overrides them: fast fencing (so tests wait
-/// seconds, not Kafka's 9 s default), few offsets partitions, no admin HTTP port.
-const DEFAULT_PROPS: [(&str, &str); 4] = [
+/// seconds, not Kafka's 9 s default), few offsets and transaction state partitions, no admin
+/// HTTP port.
+const DEFAULT_PROPS: [(&str, &str); 5] = [
     ("offsets.topic.num.partitions", "3"),
+    ("transaction.state.log.num.partitions", "3"),
     ("broker.session.timeout.ms", "3000"),
     ("broker.heartbeat.interval.ms", "500"),
     ("weir.admin.listener", "none"),

@@ -49,6 +49,11 @@ impl TestBroker {
         // Creating Kafka's default 50 `__consumer_offsets` partitions costs every test start
         // more than half a second; tests that care set their own.
         map.insert("offsets.topic.num.partitions".to_string(), "4".to_string());
+        // Likewise Kafka's default 50 `__transaction_state` partitions.
+        map.insert(
+            "transaction.state.log.num.partitions".to_string(),
+            "4".to_string(),
+        );
         for (k, v) in props {
             map.insert(k.to_string(), v.to_string());
         }

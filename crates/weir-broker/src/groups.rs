@@ -45,10 +45,6 @@ use weir_records::{Record, RecordBatchBuilder, RecordBatches};
 /// The internal topic holding group metadata and committed offsets.
 pub(crate) const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
-/// How long a group request waits for its partition's groups to load before it is answered
-/// COORDINATOR_LOAD_IN_PROGRESS.
-const LOAD_WAIT: Duration = Duration::from_secs(2);
-
 /// How much of a `__consumer_offsets` log one replay read takes.
 const REPLAY_READ_BYTES: usize = 1 << 20;
 
@@ -134,13 +130,11 @@ pub(crate) struct Groups {
     /// Partitions of `__consumer_offsets`: what `partition_for` divides by (the existing
     /// topic's count, once [`open`] has looked).
     num_partitions: AtomicI32,
-    /// The `__consumer_offsets` partitions this broker leads: leader epoch, and whether their
-    /// groups are loaded.
-    owned: Mutex<HashMap<i32, (i32, bool)>>,
+    /// The `__consumer_offsets` partitions this broker leads, and whether their groups are
+    /// loaded.
+    owned: crate::internal_topics::PartitionLoads,
     /// `offsets.commit.timeout.ms`: how long an append waits for the high watermark.
     commit_timeout: Duration,
-    /// Bumped whenever a partition's groups finish loading.
-    loads: watch::Sender<u64>,
     /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id, then
     /// group, then partition: applied when the transaction's COMMIT marker lands on the group's
     /// partition, dropped on ABORT. In memory only (see `docs/transactions.md`).
@@ -161,8 +155,7 @@ impl Groups {
             next_request: AtomicU64::new(1),
             wake: Notify::new(),
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
-            owned: Mutex::new(HashMap::new()),
-            loads: watch::channel(0).0,
+            owned: crate::internal_topics::PartitionLoads::default(),
             pending_txn: Mutex::new(HashMap::new()),
             commit_timeout: Duration::from_millis(
                 config
@@ -178,15 +171,8 @@ impl Groups {
     /// log into the coordinator in the background. Group requests for it get
     /// COORDINATOR_LOAD_IN_PROGRESS until it is done.
     pub(crate) fn become_leader(&self, broker: &Arc<Broker>, partition: i32, leader_epoch: i32) {
-        {
-            let mut owned = self.owned.lock();
-            if owned
-                .get(&partition)
-                .is_some_and(|(e, _)| *e == leader_epoch)
-            {
-                return;
-            }
-            owned.insert(partition, (leader_epoch, false));
+        if !self.owned.claim(partition, leader_epoch) {
+            return;
         }
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -202,22 +188,22 @@ impl Groups {
             let loaded = records.records.len();
             let outputs = {
                 let mut coordinator = groups.coordinator.lock();
-                // Still ours in that epoch? (Leadership may have moved on meanwhile.)
-                let mut owned = groups.owned.lock();
-                if owned.get(&partition) != Some(&(leader_epoch, false)) {
+                let loaded = groups.owned.finish(partition, leader_epoch, || {
+                    coordinator.unload(partition, groups.num_partitions.load(Ordering::SeqCst));
+                    groups.restore_pending(partition, &records.pending);
+                    load_partition(&mut coordinator, partition, records.records);
+                    Some(coordinator.take_outputs())
+                });
+                // Leadership moved on meanwhile.
+                let Some(outputs) = loaded else {
                     return;
-                }
-                coordinator.unload(partition, groups.num_partitions.load(Ordering::SeqCst));
-                groups.restore_pending(partition, &records.pending);
-                load_partition(&mut coordinator, partition, records.records);
-                owned.insert(partition, (leader_epoch, true));
-                coordinator.take_outputs()
+                };
+                outputs
             };
             for output in outputs {
                 groups.answer(output, None);
             }
             groups.wake.notify_one();
-            groups.loads.send_modify(|n| *n += 1);
             info!(
                 partition,
                 leader_epoch,
@@ -233,7 +219,7 @@ impl Groups {
     pub(crate) fn resign(&self, partition: i32) {
         let outputs = {
             let mut coordinator = self.coordinator.lock();
-            if self.owned.lock().remove(&partition).is_none() {
+            if !self.owned.release(partition) {
                 return;
             }
             coordinator.unload(partition, self.num_partitions.load(Ordering::SeqCst));
@@ -249,11 +235,6 @@ impl Groups {
             partition,
             "unloaded the groups of a __consumer_offsets partition"
         );
-    }
-
-    /// Whether the groups of `partition` are loaded here in `leader_epoch`.
-    fn loaded(&self, partition: i32, leader_epoch: i32) -> bool {
-        self.owned.lock().get(&partition) == Some(&(leader_epoch, true))
     }
 
     /// Read-only access to the coordinator (OffsetFetch, DescribeGroups, ListGroups).
@@ -486,12 +467,7 @@ impl Groups {
     ) -> Result<(), PersistFailure> {
         // Until the partition's groups are loaded, its pending offsets may not be restored
         // yet: the marker is reported unwritten, and its retry finds them.
-        if !self
-            .owned
-            .lock()
-            .get(&partition)
-            .is_some_and(|(_, loaded)| *loaded)
-        {
+        if !self.owned.is_loaded(partition) {
             return Err(PersistFailure::Unavailable);
         }
         let taken: Vec<(String, Vec<weir_group::OffsetCommit>)> = {
@@ -636,12 +612,7 @@ impl Groups {
 
     /// Replaces the groups of one `__consumer_offsets` partition with what its log holds.
     async fn reload(&self, broker: &Broker, partition: i32) {
-        if !self
-            .owned
-            .lock()
-            .get(&partition)
-            .is_some_and(|(_, loaded)| *loaded)
-        {
+        if !self.owned.is_loaded(partition) {
             return;
         }
         let records = replay_partition(broker, partition).await;
@@ -1014,58 +985,14 @@ pub(crate) async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), cra
         return Ok(());
     }
     let config = broker.config();
-    // `offsets.topic.replication.factor`, clamped to the brokers that can take a replica now.
-    let live = broker
-        .cluster
-        .latest_image()
-        .brokers()
-        .values()
-        .filter(|b| b.is_active())
-        .count();
-    let factor = config
-        .replication
-        .offsets_topic_replication_factor
-        .min(i16::try_from(live).unwrap_or(i16::MAX))
-        .max(1);
-    let request = weir_metadata::active::ControllerRequest::CreateTopic {
-        topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
-        request: weir_metadata::CreateTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            num_partitions: Some(config.offsets_topic_num_partitions),
-            replication_factor: Some(factor),
-            assignments: None,
-            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".into())]),
-        },
-        validate_only: false,
-    };
-    match broker.cluster.call(request).await {
-        Ok(response) => {
-            broker.cluster.wait_published(response.offset).await;
-            info!(
-                topic = OFFSETS_TOPIC,
-                partitions = config.offsets_topic_num_partitions,
-                "created the internal offsets topic"
-            );
-        }
-        // Another broker created it first.
-        Err(weir_metadata::active::ControllerCallError::Refused(
-            weir_metadata::ControllerError::TopicAlreadyExists(_),
-        )) => {
-            let mut images = broker.cluster.images();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                images.wait_for(|i| i.topic(OFFSETS_TOPIC).is_some()),
-            )
-            .await;
-            let offset = broker.cluster.latest_image().offset();
-            broker.cluster.wait_published(offset).await;
-        }
-        Err(e) => {
-            return Err(crate::BrokerError::Cluster(format!(
-                "cannot create {OFFSETS_TOPIC}: {e}"
-            )));
-        }
-    }
+    crate::internal_topics::create_topic(
+        broker,
+        OFFSETS_TOPIC,
+        config.offsets_topic_num_partitions,
+        config.replication.offsets_topic_replication_factor,
+        |_| BTreeMap::new(),
+    )
+    .await?;
     if let Some(topic) = broker.topics.get(OFFSETS_TOPIC) {
         broker
             .groups
@@ -1089,29 +1016,13 @@ pub(crate) async fn check_coordinator(
             .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
     }
     let partition = broker.groups.partition_for(group_id);
-    let image = broker.topics.image();
-    let leader = image
-        .topic(OFFSETS_TOPIC)
-        .and_then(|t| t.partition(partition))
-        .map(|p| (p.leader, p.leader_epoch));
-    match leader {
-        Some((leader, epoch)) if leader == broker.config().node_id => {
-            // A load is usually quick (a new partition is empty): wait a little for it before
-            // sending the client away to retry.
-            let mut loads = broker.groups.loads.subscribe();
-            let loaded = tokio::time::timeout(
-                LOAD_WAIT,
-                loads.wait_for(|_| broker.groups.loaded(partition, epoch)),
-            )
-            .await;
-            match loaded {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
-            }
-        }
-        Some((weir_metadata::NO_LEADER, _)) | None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
-        Some(_) => Err(ErrorCode::NOT_COORDINATOR),
-    }
+    crate::internal_topics::check_coordinator(
+        broker,
+        OFFSETS_TOPIC,
+        partition,
+        &broker.groups.owned,
+    )
+    .await
 }
 
 /// The coordinator's clock: wall-clock milliseconds since the Unix epoch.

@@ -40,6 +40,7 @@ mod controller_node;
 mod error;
 mod groups;
 mod handler;
+mod internal_topics;
 mod metrics;
 mod partitions;
 mod peer;

@@ -47,10 +47,6 @@ use weir_transaction::{
 /// The internal topic holding the transaction coordinator's state.
 pub(crate) const STATE_TOPIC: &str = "__transaction_state";
 
-/// How long a request waits for its partition to load before it is answered
-/// COORDINATOR_LOAD_IN_PROGRESS.
-const LOAD_WAIT: Duration = Duration::from_secs(2);
-
 /// The first and the longest pause between two rounds of marker writes that left partitions
 /// without their marker.
 const MARKER_BACKOFF: Duration = Duration::from_millis(50);
@@ -98,11 +94,8 @@ pub(crate) struct Transactions {
     next_request: AtomicU64,
     /// Wakes the timer task: the next deadline may have changed.
     wake: Notify,
-    /// The `__transaction_state` partitions this broker leads: leader epoch, and whether they
-    /// are loaded.
-    owned: Mutex<HashMap<i32, (i32, bool)>>,
-    /// Bumped whenever a partition finishes loading.
-    loads: watch::Sender<u64>,
+    /// The `__transaction_state` partitions this broker leads, and whether they are loaded.
+    owned: crate::internal_topics::PartitionLoads,
     /// A producer id taken from the controller's block ahead of a coordinator call (the call
     /// runs under a lock and cannot wait for a new block); kept for the next call if unused.
     spare_id: Mutex<Option<i64>>,
@@ -204,8 +197,7 @@ impl Transactions {
             parked: Mutex::new(Parked::default()),
             next_request: AtomicU64::new(1),
             wake: Notify::new(),
-            owned: Mutex::new(HashMap::new()),
-            loads: watch::channel(0).0,
+            owned: crate::internal_topics::PartitionLoads::default(),
             spare_id: Mutex::new(None),
             settings,
             tasks: AtomicUsize::new(0),
@@ -226,34 +218,20 @@ impl Transactions {
 
     /// Whether this broker leads `partition` but has not finished loading it.
     pub(crate) fn loading(&self, partition: i32) -> bool {
-        self.owned
-            .lock()
-            .get(&partition)
-            .is_some_and(|(_, loaded)| !loaded)
+        self.owned.loading(partition)
     }
 
     /// Whether any partition this broker leads is still loading.
     pub(crate) fn any_loading(&self) -> bool {
-        self.owned.lock().values().any(|(_, loaded)| !loaded)
-    }
-
-    fn loaded(&self, partition: i32, leader_epoch: i32) -> bool {
-        self.owned.lock().get(&partition) == Some(&(leader_epoch, true))
+        self.owned.any_loading()
     }
 
     /// This broker now leads `partition` of `__transaction_state` in `leader_epoch`: replays
     /// its log into the coordinator in the background. Transactions whose outcome was decided
     /// but not completed resume: their markers are sent again with the new coordinator epoch.
     pub(crate) fn become_leader(&self, broker: &Arc<Broker>, partition: i32, leader_epoch: i32) {
-        {
-            let mut owned = self.owned.lock();
-            if owned
-                .get(&partition)
-                .is_some_and(|(e, _)| *e == leader_epoch)
-            {
-                return;
-            }
-            owned.insert(partition, (leader_epoch, false));
+        if !self.owned.claim(partition, leader_epoch) {
+            return;
         }
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -278,22 +256,24 @@ impl Transactions {
             let count = records.len();
             let outputs = {
                 let mut coordinator = txns.coordinator.lock();
-                let mut owned = txns.owned.lock();
-                // Still ours in that epoch? (Leadership may have moved on meanwhile.)
-                if owned.get(&partition) != Some(&(leader_epoch, false)) {
+                // None: leadership moved on meanwhile, or the partition is unreadable.
+                let loaded = txns.owned.finish(partition, leader_epoch, || {
+                    match coordinator.load(now_ms(), partition, leader_epoch, records) {
+                        Ok(()) => Some(coordinator.take_outputs()),
+                        Err(e) => {
+                            // Nothing is loaded: the ids of this partition stay NOT_COORDINATOR
+                            // rather than being served from a state that misses records.
+                            error!(partition, error = %e, "unreadable __transaction_state partition; its transactional ids stay unavailable");
+                            None
+                        }
+                    }
+                });
+                let Some(outputs) = loaded else {
                     return;
-                }
-                if let Err(e) = coordinator.load(now_ms(), partition, leader_epoch, records) {
-                    // Nothing is loaded: the ids of this partition stay NOT_COORDINATOR rather
-                    // than being served from a state that misses records.
-                    error!(partition, error = %e, "unreadable __transaction_state partition; its transactional ids stay unavailable");
-                    return;
-                }
-                owned.insert(partition, (leader_epoch, true));
-                coordinator.take_outputs()
+                };
+                outputs
             };
             dispatch(&broker, outputs);
-            txns.loads.send_modify(|n| *n += 1);
             info!(
                 partition,
                 leader_epoch,
@@ -309,7 +289,7 @@ impl Transactions {
     pub(crate) fn resign(&self, broker: &Arc<Broker>, partition: i32) {
         let outputs = {
             let mut coordinator = self.coordinator.lock();
-            if self.owned.lock().remove(&partition).is_none() {
+            if !self.owned.release(partition) {
                 return;
             }
             coordinator.unload(partition);
@@ -435,7 +415,7 @@ impl Transactions {
     /// Whether the coordinator still owns `partition` at `coordinator_epoch`: markers of an
     /// earlier load stop being sent (the new owner sends them again).
     fn owns(&self, partition: i32, coordinator_epoch: i32) -> bool {
-        self.loaded(partition, coordinator_epoch)
+        self.owned.loaded(partition, coordinator_epoch)
     }
 }
 
@@ -839,64 +819,23 @@ pub(crate) async fn ensure_state_topic(broker: &Arc<Broker>) -> Result<(), crate
     // partition counts are fixed.
     crate::groups::ensure_offsets_topic(broker).await?;
     let settings = &broker.transactions.settings;
-    let live = broker
-        .cluster
-        .latest_image()
-        .brokers()
-        .values()
-        .filter(|b| b.is_active())
-        .count();
-    let factor = settings
-        .replication_factor
-        .min(i16::try_from(live).unwrap_or(i16::MAX))
-        .max(1);
     // Kafka sets the topic's `min.insync.replicas` to `transaction.state.log.min.isr`; clamped
     // to the replication factor here, so that a cluster smaller than the defaults assume can
     // still run transactions.
-    let min_isr = settings.min_isr.min(factor).max(1);
-    let request = weir_metadata::active::ControllerRequest::CreateTopic {
-        topic_id: weir_metadata::TopicId(crate::topics::new_topic_id().0),
-        request: weir_metadata::CreateTopic {
-            name: STATE_TOPIC.to_string(),
-            num_partitions: Some(settings.num_partitions),
-            replication_factor: Some(factor),
-            assignments: None,
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".into()),
-                ("min.insync.replicas".to_string(), min_isr.to_string()),
-            ]),
+    let min_isr = settings.min_isr;
+    crate::internal_topics::create_topic(
+        broker,
+        STATE_TOPIC,
+        settings.num_partitions,
+        settings.replication_factor,
+        |factor| {
+            BTreeMap::from([(
+                "min.insync.replicas".to_string(),
+                min_isr.min(factor).max(1).to_string(),
+            )])
         },
-        validate_only: false,
-    };
-    match broker.cluster.call(request).await {
-        Ok(response) => {
-            broker.cluster.wait_published(response.offset).await;
-            info!(
-                topic = STATE_TOPIC,
-                partitions = settings.num_partitions,
-                replication_factor = factor,
-                "created the internal transaction state topic"
-            );
-        }
-        // Another broker created it first.
-        Err(weir_metadata::active::ControllerCallError::Refused(
-            weir_metadata::ControllerError::TopicAlreadyExists(_),
-        )) => {
-            let mut images = broker.cluster.images();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(10),
-                images.wait_for(|i| i.topic(STATE_TOPIC).is_some()),
-            )
-            .await;
-            let offset = broker.cluster.latest_image().offset();
-            broker.cluster.wait_published(offset).await;
-        }
-        Err(e) => {
-            return Err(crate::BrokerError::Cluster(format!(
-                "cannot create {STATE_TOPIC}: {e}"
-            )));
-        }
-    }
+    )
+    .await?;
     Ok(())
 }
 
@@ -913,27 +852,13 @@ pub(crate) async fn check_coordinator(
             .map_err(|_| ErrorCode::COORDINATOR_NOT_AVAILABLE)?;
     }
     let partition = broker.transactions.partition_for(transactional_id);
-    let image = broker.topics.image();
-    let leader = image
-        .topic(STATE_TOPIC)
-        .and_then(|t| t.partition(partition))
-        .map(|p| (p.leader, p.leader_epoch));
-    match leader {
-        Some((leader, epoch)) if leader == broker.config().node_id => {
-            let mut loads = broker.transactions.loads.subscribe();
-            let loaded = tokio::time::timeout(
-                LOAD_WAIT,
-                loads.wait_for(|_| broker.transactions.loaded(partition, epoch)),
-            )
-            .await;
-            match loaded {
-                Ok(Ok(_)) => Ok(()),
-                _ => Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
-            }
-        }
-        Some((weir_metadata::NO_LEADER, _)) | None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE),
-        Some(_) => Err(ErrorCode::NOT_COORDINATOR),
-    }
+    crate::internal_topics::check_coordinator(
+        broker,
+        STATE_TOPIC,
+        partition,
+        &broker.transactions.owned,
+    )
+    .await
 }
 
 /// KIP-890 part 1, for a partition leader about to append `producer`'s first transactional
@@ -974,7 +899,7 @@ pub(crate) async fn verify_in_txn(
     let node_id = broker.config().node_id;
     let result: Result<(), i16> = match leader {
         Some(leader) if leader == node_id => {
-            if !broker.transactions.loaded(
+            if !broker.transactions.owned.loaded(
                 state_partition,
                 image
                     .topic(STATE_TOPIC)

@@ -72,17 +72,10 @@ impl Broker {
             .topics
             .get(name)
             .ok_or_else(|| AdminError::from(TopicError::Unknown(name.to_string())))?;
-        let mut changes: Vec<(String, Option<String>)> = current
-            .configs
-            .keys()
-            .filter(|k| !configs.contains_key(*k))
-            .map(|k| (k.clone(), None))
-            .collect();
-        changes.extend(configs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
         self.cluster
             .call_blocking(ControllerRequest::AlterConfigs {
                 resource: ConfigResource::Topic(name.to_string()),
-                changes,
+                changes: config_changes(&current.configs, &configs),
             })?;
         let topic = self
             .topics
@@ -101,16 +94,10 @@ impl Broker {
         current: &BTreeMap<String, String>,
         configs: BTreeMap<String, String>,
     ) -> Result<(), AdminError> {
-        let mut changes: Vec<(String, Option<String>)> = current
-            .keys()
-            .filter(|k| !configs.contains_key(*k))
-            .map(|k| (k.clone(), None))
-            .collect();
-        changes.extend(configs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
         self.cluster
             .call_blocking(ControllerRequest::AlterConfigs {
                 resource: resource.clone(),
-                changes,
+                changes: config_changes(current, &configs),
             })?;
         info!(?resource, ?configs, "changed dynamic broker configs");
         Ok(())
@@ -143,6 +130,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })
     .await
     .ok()
+}
+
+/// The config changes that turn `current` into `configs`: every name `configs` drops is
+/// removed (`None`), every name it holds is set.
+fn config_changes(
+    current: &BTreeMap<String, String>,
+    configs: &BTreeMap<String, String>,
+) -> Vec<(String, Option<String>)> {
+    current
+        .keys()
+        .filter(|k| !configs.contains_key(*k))
+        .map(|k| (k.clone(), None))
+        .chain(configs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))))
+        .collect()
 }
 
 #[cfg(test)]

@@ -407,11 +407,8 @@ impl QuorumSettings {
         props: &BTreeMap<String, String>,
         listeners: &str,
         controller_names: &[String],
+        roles: ProcessRoles,
     ) -> Result<Self, ConfigError> {
-        let roles = match props.get("process.roles") {
-            Some(text) => ProcessRoles::parse(text)?,
-            None => ProcessRoles::COMBINED,
-        };
         let controller_listener = match listeners.split(',').map(str::trim).find(|entry| {
             listener_name(entry).is_some_and(|n| controller_names.iter().any(|c| c == n))
         }) {
@@ -924,7 +921,7 @@ impl BrokerConfig {
                     "must be a percentage from 0 to 100",
                 )
             })?,
-            quorum: QuorumSettings::parse(&props, &listeners, &controller_names)?,
+            quorum: QuorumSettings::parse(&props, &listeners, &controller_names, roles)?,
             replication: ReplicationSettings::parse(&props)?,
             debug_fsync_journal: parse(&props, "weir.debug.fsync.journal")?,
             raw: props,

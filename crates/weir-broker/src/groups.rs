@@ -647,41 +647,25 @@ impl Groups {
         group_id: &str,
         records: Vec<PersistRecord>,
     ) -> Result<(), PersistError> {
+        use crate::internal_topics::AppendFailure;
         let partition = self.partition_for(group_id);
-        let (replica, leader_epoch) = broker
-            .leader_replica(OFFSETS_TOPIC, partition, -1)
-            .map_err(|_| PersistError::MissingPartition(partition))?;
-        let now = now_ms();
-        let mut builder = RecordBatchBuilder::new();
-        for r in records {
-            builder.push(Record {
-                timestamp: now,
-                key: Some(r.key),
-                value: r.value,
-                ..Record::default()
-            });
-        }
-        let batch = builder.build().map_err(PersistError::Records)?;
-        let deadline = tokio::time::Instant::now() + self.commit_timeout;
-        let appending = replica.clone();
-        let dir = replica.log.dir().to_path_buf();
-        let info = tokio::task::spawn_blocking(move || {
-            crate::replication::append_as_leader(&appending, leader_epoch, &batch)
-        })
+        let offset = crate::internal_topics::append(
+            broker,
+            OFFSETS_TOPIC,
+            (partition, -1),
+            records.into_iter().map(|r| (r.key, r.value)),
+            self.commit_timeout,
+        )
         .await
-        .map_err(|e| PersistError::Log(crate::partitions::append_task_failed(dir, e)))??;
-        broker.partitions.notify_appended();
-        broker.replicas.local_log_end_offset_moved(&replica);
-        broker
-            .replicas
-            .wait_for_commit(&replica, leader_epoch, info.last_offset + 1, deadline)
-            .await
-            .map_err(PersistError::NotCommitted)?;
+        .map_err(|e| match e {
+            AppendFailure::NotLeader(_) => PersistError::MissingPartition(partition),
+            AppendFailure::Records(e) => PersistError::Records(e),
+            AppendFailure::Append(e) => e.into(),
+            AppendFailure::NotCommitted(e) => PersistError::NotCommitted(e),
+        })?;
         debug!(
             group = group_id,
-            partition,
-            offset = info.last_offset,
-            "persisted group records"
+            partition, offset, "persisted group records"
         );
         Ok(())
     }
@@ -1027,9 +1011,7 @@ pub(crate) async fn check_coordinator(
 
 /// The coordinator's clock: wall-clock milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    crate::producers::wall_clock_ms()
 }
 
 /// The client host as Kafka reports it in DescribeGroups (`InetAddress.toString`: `/1.2.3.4`).

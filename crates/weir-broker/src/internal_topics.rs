@@ -3,9 +3,12 @@
 //! (`transactions.rs`). Each topic is created on first use with its replication factor clamped
 //! to the brokers alive then; each coordinator serves the keys of the partitions this broker
 //! leads once it has replayed them ([`PartitionLoads`]), and [`check_coordinator`] says to a
-//! request whether that is the case here.
+//! request whether that is the case here. Their records go in with [`append`], acknowledged
+//! at the high watermark.
 
+use crate::replication::{AckError, LeaderAppendError};
 use crate::state::Broker;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::info;
 use weir_protocol::ErrorCode;
+use weir_records::{Record, RecordBatchBuilder};
 
 /// How long a coordinator request waits for its partition to finish loading before it answers
 /// COORDINATOR_LOAD_IN_PROGRESS (a load is usually quick: a new partition is empty).
@@ -202,4 +206,65 @@ pub(crate) async fn create_topic(
         }
     }
     Ok(())
+}
+
+/// Why [`append`] did not commit its records.
+#[derive(Debug)]
+pub(crate) enum AppendFailure {
+    /// This broker does not lead the partition (in the leader epoch asked for): the lookup's
+    /// error.
+    NotLeader(ErrorCode),
+    /// The records did not encode into a batch.
+    Records(weir_records::Error),
+    /// The leader append failed, or leadership moved during it.
+    Append(LeaderAppendError),
+    /// Appended, but not committed in time or before leadership moved.
+    NotCommitted(AckError),
+}
+
+/// Appends `records` (key, value) as one batch to `partition` of internal topic `topic` as its
+/// leader — in `leader_epoch`, or whatever the current one is with -1 — and waits until the
+/// high watermark passes it, at most `timeout`. Returns the batch's last offset.
+pub(crate) async fn append(
+    broker: &Broker,
+    topic: &str,
+    (partition, leader_epoch): (i32, i32),
+    records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    timeout: Duration,
+) -> Result<i64, AppendFailure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (replica, leader_epoch) = broker
+        .leader_replica(topic, partition, leader_epoch)
+        .map_err(AppendFailure::NotLeader)?;
+    let now = crate::producers::wall_clock_ms();
+    let mut builder = RecordBatchBuilder::new();
+    for (key, value) in records {
+        builder.push(Record {
+            timestamp: now,
+            key: Some(key),
+            value,
+            ..Record::default()
+        });
+    }
+    let batch = builder.build().map_err(AppendFailure::Records)?;
+    let appending = replica.clone();
+    let dir = replica.log.dir().to_path_buf();
+    let info = tokio::task::spawn_blocking(move || {
+        crate::replication::append_as_leader(&appending, leader_epoch, &batch)
+    })
+    .await
+    .map_err(|e| {
+        AppendFailure::Append(LeaderAppendError::Log(
+            crate::partitions::append_task_failed(dir, e),
+        ))
+    })?
+    .map_err(AppendFailure::Append)?;
+    broker.partitions.notify_appended();
+    broker.replicas.local_log_end_offset_moved(&replica);
+    broker
+        .replicas
+        .wait_for_commit(&replica, leader_epoch, info.last_offset + 1, deadline)
+        .await
+        .map_err(AppendFailure::NotCommitted)?;
+    Ok(info.last_offset)
 }

@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tracing::{debug, warn};
 use weir_log::Log;
 use weir_protocol::Uuid;
@@ -52,7 +53,35 @@ const SCAN_CHUNK: usize = 1 << 20;
 #[derive(Debug)]
 pub(crate) struct PartitionProducers {
     topic_id: Uuid,
-    pub(crate) table: Mutex<Option<ProducerTable>>,
+    table: Mutex<Option<ProducerTable>>,
+    /// The table's first unstable offset ([`ProducerTable::first_unstable_offset`]),
+    /// [`NO_TRANSACTION`] when none, [`NOT_LOADED`] while there is no table: republished
+    /// whenever the table is used, so the last stable offset every fetch reports is read
+    /// without taking the lock an idempotent append holds across its write.
+    first_unstable: AtomicI64,
+}
+
+/// [`PartitionProducers::first_unstable`] with no ongoing transaction.
+const NO_TRANSACTION: i64 = i64::MAX;
+/// [`PartitionProducers::first_unstable`] before the table is loaded.
+const NOT_LOADED: i64 = i64::MIN;
+
+impl PartitionProducers {
+    fn new(topic_id: Uuid) -> Self {
+        Self {
+            topic_id,
+            table: Mutex::new(None),
+            first_unstable: AtomicI64::new(NOT_LOADED),
+        }
+    }
+
+    /// Publishes what `table` holds now (`None`: no table).
+    fn publish(&self, table: Option<&ProducerTable>) {
+        let first = table.map_or(NOT_LOADED, |t| {
+            t.first_unstable_offset().unwrap_or(NO_TRANSACTION)
+        });
+        self.first_unstable.store(first, Ordering::SeqCst);
+    }
 }
 
 /// The producer tables of every partition that has seen an idempotent produce.
@@ -73,17 +102,9 @@ impl ProducerStates {
         let mut map = self.partitions.lock();
         let slot = map
             .entry((topic.to_string(), partition))
-            .or_insert_with(|| {
-                Arc::new(PartitionProducers {
-                    topic_id,
-                    table: Mutex::new(None),
-                })
-            });
+            .or_insert_with(|| Arc::new(PartitionProducers::new(topic_id)));
         if slot.topic_id != topic_id {
-            *slot = Arc::new(PartitionProducers {
-                topic_id,
-                table: Mutex::new(None),
-            });
+            *slot = Arc::new(PartitionProducers::new(topic_id));
         }
         slot.clone()
     }
@@ -170,7 +191,9 @@ impl ProducerStates {
             Some(table) => table,
             None => guard.insert(load(log, wall_clock_ms())?),
         };
-        Ok(f(table))
+        let result = f(table);
+        slot.publish(Some(table));
+        Ok(result)
     }
 
     /// The last stable offset of a partition with high watermark `high_watermark`: below
@@ -184,9 +207,19 @@ impl ProducerStates {
         log: &Log,
         high_watermark: i64,
     ) -> Result<i64, weir_log::Error> {
-        let first_unstable = self.with_table(topic, topic_id, partition, log, |t| {
-            t.first_unstable_offset()
-        })?;
+        // Read before the table changes again: a transaction starting meanwhile starts at or
+        // above the high watermark read before this, so the bound below does not miss it.
+        let first_unstable = match self
+            .partition(topic, topic_id, partition)
+            .first_unstable
+            .load(Ordering::SeqCst)
+        {
+            NOT_LOADED => self.with_table(topic, topic_id, partition, log, |t| {
+                t.first_unstable_offset()
+            })?,
+            NO_TRANSACTION => None,
+            first => Some(first),
+        };
         let lso = first_unstable.map_or(high_watermark, |f| f.min(high_watermark));
         Ok(lso.max(log.log_start_offset().min(high_watermark)))
     }
@@ -214,7 +247,9 @@ impl ProducerStates {
         let mut guard = slot.table.lock();
         let now = wall_clock_ms();
         let Some(table) = guard.as_mut() else {
-            *guard = Some(load(log, now)?);
+            let loaded = load(log, now)?;
+            slot.publish(Some(&loaded));
+            *guard = Some(loaded);
             return Ok(());
         };
         let mut result = Ok(());
@@ -232,6 +267,7 @@ impl ProducerStates {
         if result.is_err() {
             *guard = None;
         }
+        slot.publish(guard.as_ref());
         result
     }
 }

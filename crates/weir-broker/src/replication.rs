@@ -563,6 +563,26 @@ impl Replicas {
 
     /// Waits until the high watermark passes `end_offset` (exclusive end of an appended batch)
     /// while this broker leads in `leader_epoch`, until `deadline`.
+    /// Waits for every pending acknowledgement, all under one deadline (waiting for them one
+    /// after another takes no longer than waiting for them together); returns the keys of those
+    /// that failed, with why.
+    pub(crate) async fn wait_for_acks<K>(
+        &self,
+        pending: Vec<(K, PendingAck)>,
+        deadline: tokio::time::Instant,
+    ) -> Vec<(K, AckError)> {
+        let mut failed = Vec::new();
+        for (key, ack) in pending {
+            let waited = self
+                .wait_for_commit(&ack.replica, ack.leader_epoch, ack.end_offset, deadline)
+                .await;
+            if let Err(e) = waited {
+                failed.push((key, e));
+            }
+        }
+        failed
+    }
+
     pub(crate) async fn wait_for_commit(
         &self,
         replica: &Arc<Replica>,
@@ -591,6 +611,15 @@ impl Replicas {
         }
         Ok(())
     }
+}
+
+/// What an acknowledgement waits for after a leader append: the high watermark passing
+/// `end_offset` while `replica` still leads in `leader_epoch`.
+pub(crate) struct PendingAck {
+    pub(crate) replica: Arc<Replica>,
+    pub(crate) leader_epoch: i32,
+    /// One past the last offset appended.
+    pub(crate) end_offset: i64,
 }
 
 /// Why a leader append did not happen.

@@ -256,11 +256,8 @@ pub(crate) fn def_by_broker_key(key: &str) -> Option<&'static ConfigDef> {
 /// cluster-wide default overridden by the broker's own.
 pub(crate) fn dynamic_defaults(image: &MetadataImage, node_id: i32) -> BTreeMap<String, String> {
     let mut dynamic = BTreeMap::new();
-    for resource in [
-        ConfigResource::ClusterDefault,
-        ConfigResource::Broker(node_id),
-    ] {
-        for (key, value) in image.configs(&resource).into_iter().flatten() {
+    for (resource, _) in dynamic_layers(node_id).iter().rev() {
+        for (key, value) in image.configs(resource).into_iter().flatten() {
             if let Some(def) = def_by_broker_key(key) {
                 dynamic.insert(def.name.to_string(), value.clone());
             }
@@ -269,9 +266,9 @@ pub(crate) fn dynamic_defaults(image: &MetadataImage, node_id: i32) -> BTreeMap<
     dynamic
 }
 
-/// The dynamic values of broker property `key` on this broker, most specific first: its own,
+/// Where dynamic broker configs of broker `node_id` come from, most specific first: its own,
 /// then the cluster-wide default.
-fn dynamic_values(image: &MetadataImage, node_id: i32, key: &str) -> Vec<(String, ConfigSource)> {
+fn dynamic_layers(node_id: i32) -> [(ConfigResource, ConfigSource); 2] {
     [
         (ConfigResource::Broker(node_id), ConfigSource::DynamicBroker),
         (
@@ -279,14 +276,20 @@ fn dynamic_values(image: &MetadataImage, node_id: i32, key: &str) -> Vec<(String
             ConfigSource::DynamicDefaultBroker,
         ),
     ]
-    .into_iter()
-    .filter_map(|(resource, source)| {
-        image
-            .configs(&resource)
-            .and_then(|c| c.get(key))
-            .map(|v| (v.clone(), source))
-    })
-    .collect()
+}
+
+/// The dynamic values of broker property `key` on this broker, most specific first: its own,
+/// then the cluster-wide default.
+fn dynamic_values(image: &MetadataImage, node_id: i32, key: &str) -> Vec<(String, ConfigSource)> {
+    dynamic_layers(node_id)
+        .into_iter()
+        .filter_map(|(resource, source)| {
+            image
+                .configs(&resource)
+                .and_then(|c| c.get(key))
+                .map(|v| (v.clone(), source))
+        })
+        .collect()
 }
 
 /// Checks a whole set of dynamic broker configs (broker property names): each must be one of
@@ -295,11 +298,16 @@ pub(crate) fn validate_dynamic(
     broker: &Broker,
     configs: &BTreeMap<String, String>,
 ) -> Result<(), AdminError> {
-    let static_only: Vec<&str> = configs
-        .keys()
-        .filter(|k| def_by_broker_key(k).is_none())
-        .map(String::as_str)
-        .collect();
+    let mut as_topic = BTreeMap::new();
+    let mut static_only = Vec::new();
+    for (key, value) in configs {
+        match def_by_broker_key(key) {
+            Some(def) => {
+                as_topic.insert(def.name.to_string(), value.clone());
+            }
+            None => static_only.push(key.as_str()),
+        }
+    }
     if !static_only.is_empty() {
         return Err(AdminError::InvalidRequest(format!(
             "Cannot update these configs dynamically: {}. Dynamic broker configs are the \
@@ -312,18 +320,15 @@ pub(crate) fn validate_dynamic(
                 .join(", ")
         )));
     }
-    let as_topic: BTreeMap<String, String> = configs
-        .iter()
-        .filter_map(|(k, v)| def_by_broker_key(k).map(|d| (d.name.to_string(), v.clone())))
-        .collect();
     validate(broker, "", &as_topic).map_err(|e| match e {
         // Name the broker property, not the topic config it defaults.
-        AdminError::InvalidConfig(message) => {
-            AdminError::InvalidConfig(configs.keys().fold(message, |m, key| {
-                def_by_broker_key(key).map_or(m.clone(), |d| {
-                    m.replace(&format!(" {}", d.name), &format!(" {key}"))
-                })
-            }))
+        AdminError::InvalidConfig(mut message) => {
+            for key in configs.keys() {
+                if let Some(def) = def_by_broker_key(key) {
+                    message = message.replace(&format!(" {}", def.name), &format!(" {key}"));
+                }
+            }
+            AdminError::InvalidConfig(message)
         }
         other => other,
     })
@@ -493,19 +498,11 @@ pub(crate) fn describe_broker(broker: &Broker, own: bool) -> Vec<Described> {
         all.insert(k.clone(), (v.clone(), ConfigSource::StaticBroker));
     }
     let image = broker.topics.image();
-    let mut layers = vec![(
-        ConfigResource::ClusterDefault,
-        ConfigSource::DynamicDefaultBroker,
-    )];
-    if own {
-        layers.push((
-            ConfigResource::Broker(broker.config().node_id),
-            ConfigSource::DynamicBroker,
-        ));
-    }
-    for (resource, source) in layers {
-        for (k, v) in image.configs(&resource).into_iter().flatten() {
-            all.insert(k.clone(), (v.clone(), source));
+    // The default first, so that this broker's own values (when asked for) win.
+    let layers = dynamic_layers(broker.config().node_id);
+    for (resource, source) in layers.iter().rev().take(if own { 2 } else { 1 }) {
+        for (k, v) in image.configs(resource).into_iter().flatten() {
+            all.insert(k.clone(), (v.clone(), *source));
         }
     }
     all.into_iter()

@@ -38,7 +38,6 @@ use weir_protocol::messages::WriteTxnMarkersRequest;
 use weir_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
-use weir_records::{Record, RecordBatchBuilder};
 use weir_transaction::{
     Config, Coordinator, Millis, Output, PersistError, PersistRecord, PersistToken,
     ProducerIdAllocator, ProducerIdAndEpoch, RequestId, TopicPartition, TxnMarkers,
@@ -504,52 +503,41 @@ async fn append(
     coordinator_epoch: i32,
     record: PersistRecord,
 ) -> Result<(), PersistError> {
-    let (replica, leader_epoch) = broker
-        .leader_replica(STATE_TOPIC, partition, coordinator_epoch)
-        .map_err(|code| {
+    use crate::internal_topics::AppendFailure;
+    crate::internal_topics::append(
+        broker,
+        STATE_TOPIC,
+        (partition, coordinator_epoch),
+        [(record.key, record.value)],
+        broker.transactions.settings.commit_timeout,
+    )
+    .await
+    .map_err(|e| match e {
+        AppendFailure::NotLeader(code) => {
             debug!(
                 partition,
                 error = code.name(),
                 "cannot append to __transaction_state"
             );
             PersistError::NotLeader
-        })?;
-    let mut builder = RecordBatchBuilder::new();
-    builder.push(Record {
-        timestamp: now_ms(),
-        key: Some(record.key),
-        value: record.value,
-        ..Record::default()
-    });
-    let batch = builder.build().map_err(|e| {
-        error!(partition, error = %e, "cannot build a __transaction_state batch");
-        PersistError::Other
-    })?;
-    let appending = replica.clone();
-    let info = tokio::task::spawn_blocking(move || {
-        crate::replication::append_as_leader(&appending, leader_epoch, &batch)
-    })
-    .await
-    .map_err(|_| PersistError::Unavailable)?
-    .map_err(|e| match e {
-        LeaderAppendError::NotLeader => PersistError::NotLeader,
-        LeaderAppendError::Log(weir_log::Error::MessageTooLarge { .. }) => PersistError::Other,
-        LeaderAppendError::Log(e) => {
+        }
+        AppendFailure::Records(e) => {
+            error!(partition, error = %e, "cannot build a __transaction_state batch");
+            PersistError::Other
+        }
+        AppendFailure::Append(LeaderAppendError::NotLeader)
+        | AppendFailure::NotCommitted(crate::replication::AckError::NotLeader) => {
+            PersistError::NotLeader
+        }
+        AppendFailure::Append(LeaderAppendError::Log(weir_log::Error::MessageTooLarge {
+            ..
+        })) => PersistError::Other,
+        AppendFailure::Append(LeaderAppendError::Log(e)) => {
             warn!(partition, error = %e, "cannot append to __transaction_state");
             PersistError::Unavailable
         }
+        AppendFailure::NotCommitted(_) => PersistError::Unavailable,
     })?;
-    broker.partitions.notify_appended();
-    broker.replicas.local_log_end_offset_moved(&replica);
-    let deadline = tokio::time::Instant::now() + broker.transactions.settings.commit_timeout;
-    broker
-        .replicas
-        .wait_for_commit(&replica, leader_epoch, info.last_offset + 1, deadline)
-        .await
-        .map_err(|e| match e {
-            crate::replication::AckError::NotLeader => PersistError::NotLeader,
-            _ => PersistError::Unavailable,
-        })?;
     Ok(())
 }
 
@@ -629,12 +617,7 @@ async fn write_round(
         let response = if leader == node_id {
             Some(crate::handler::write_txn_markers::write(broker, request).await)
         } else {
-            let address = image
-                .broker(leader)
-                .filter(|b| !b.fenced)
-                .and_then(|b| b.endpoint("PLAINTEXT"))
-                .map(|e| format!("{}:{}", e.host, e.port));
-            match address {
+            match client_address(&image, leader) {
                 Some(address) => send_remote(broker, &address, &request).await,
                 None => None,
             }
@@ -683,6 +666,15 @@ async fn send_remote(
             None
         }
     }
+}
+
+/// Where another broker serves clients (its PLAINTEXT listener), unless it is fenced.
+fn client_address(image: &weir_metadata::MetadataImage, broker_id: i32) -> Option<String> {
+    image
+        .broker(broker_id)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint("PLAINTEXT"))
+        .map(|e| format!("{}:{}", e.host, e.port))
 }
 
 fn marker_request(markers: &TxnMarkers, partitions: &[TopicPartition]) -> WriteTxnMarkersRequest {
@@ -927,12 +919,7 @@ pub(crate) async fn verify_in_txn(
             }
         }
         Some(leader) if leader != weir_metadata::NO_LEADER => {
-            let address = image
-                .broker(leader)
-                .filter(|b| !b.fenced)
-                .and_then(|b| b.endpoint("PLAINTEXT"))
-                .map(|e| format!("{}:{}", e.host, e.port));
-            match address {
+            match client_address(&image, leader) {
                 Some(address) => {
                     verify_remote(broker, &address, transactional_id, producer, &partition).await
                 }

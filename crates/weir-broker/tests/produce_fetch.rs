@@ -21,34 +21,14 @@ use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use weir_protocol::messages::fetch_response::PartitionData;
 use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use weir_protocol::messages::list_offsets_response::ListOffsetsPartitionResponse;
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::produce_response::PartitionProduceResponse;
 use weir_protocol::messages::{
     ApiVersionsRequest, DeleteRecordsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestBody, RequestHeader,
+    ListOffsetsRequest, ProduceRequest, RequestBody, RequestHeader,
 };
 use weir_protocol::{ErrorCode, Uuid};
 use weir_records::{Compression, Header, Record, RecordBatchBuilder, RecordBatches};
-
-/// Creates `topic` (one partition unless the broker says otherwise) and returns its id.
-async fn create_topic(client: &mut RawClient, topic: &str) -> Uuid {
-    let response = client
-        .send(
-            MetadataRequest {
-                topics: Some(vec![MetadataRequestTopic {
-                    name: Some(topic.into()),
-                    ..Default::default()
-                }]),
-                allow_auto_topic_creation: true,
-                ..Default::default()
-            },
-            12,
-        )
-        .await;
-    assert_eq!(response.topics[0].error_code, 0);
-    response.topics[0].topic_id
-}
 
 fn batch(records: &[(Option<&str>, &str, i64)], compression: Compression) -> Bytes {
     let mut builder = RecordBatchBuilder::new();
@@ -180,7 +160,7 @@ async fn list_offset(
 async fn produce_then_fetch_round_trips_every_codec() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    let topic_id = create_topic(&mut client, "events").await;
+    let topic_id = support::auto_create_topic(&mut client, "events").await;
     let t0 = now_ms();
     let mut expected = Vec::new();
     for (i, compression) in [
@@ -258,7 +238,7 @@ async fn produce_then_fetch_round_trips_every_codec() {
 async fn fetch_limits_return_whole_batches() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "big").await;
+    support::auto_create_topic(&mut client, "big").await;
     let value = "x".repeat(10_000);
     for _ in 0..3 {
         let response = produce(
@@ -289,7 +269,7 @@ async fn fetch_limits_return_whole_batches() {
 async fn acks_zero_gets_no_response_and_the_next_request_gets_its_own() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "fire").await;
+    support::auto_create_topic(&mut client, "fire").await;
     let mut stream = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
     let header = RequestHeader {
         request_api_key: 0,
@@ -377,7 +357,7 @@ async fn acks_zero_gets_no_response_and_the_next_request_gets_its_own() {
 async fn long_poll_wakes_on_produce_and_times_out_empty() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "poll").await;
+    support::auto_create_topic(&mut client, "poll").await;
 
     // Nothing arrives: an empty answer after max_wait.
     let response = client.send(fetch_request("poll", 0, 200), 12).await;
@@ -413,7 +393,7 @@ async fn long_poll_wakes_on_produce_and_times_out_empty() {
 async fn produce_and_fetch_errors() {
     let broker = TestBroker::start(&[("message.max.bytes", "2000")]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "errs").await;
+    support::auto_create_topic(&mut client, "errs").await;
     let ok = produce(
         &mut client,
         "errs",
@@ -506,7 +486,7 @@ async fn produce_and_fetch_errors() {
 async fn incremental_fetch_for_unknown_session_is_refused() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "s").await;
+    support::auto_create_topic(&mut client, "s").await;
     let mut request = fetch_request("s", 0, 0);
     request.session_id = 1234;
     request.session_epoch = 1;
@@ -530,7 +510,7 @@ async fn idempotent_produce_deduplicates_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path(), &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "idem").await;
+    support::auto_create_topic(&mut client, "idem").await;
     let init = client.send(InitProducerIdRequest::default(), 4).await;
     assert_eq!(init.error_code, 0);
     assert_eq!(init.producer_epoch, 0);
@@ -627,7 +607,7 @@ async fn old_record_timestamps_do_not_expire_an_idempotent_producer() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path(), &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "replay").await;
+    support::auto_create_topic(&mut client, "replay").await;
     let init = client.send(InitProducerIdRequest::default(), 4).await;
     assert_eq!(init.error_code, 0);
     let pid = init.producer_id;
@@ -695,7 +675,7 @@ async fn idle_producers_expire_in_the_periodic_check() {
     ])
     .await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "idle").await;
+    support::auto_create_topic(&mut client, "idle").await;
     let pid = client
         .send(InitProducerIdRequest::default(), 4)
         .await
@@ -718,7 +698,7 @@ async fn list_offsets_and_delete_records() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path(), &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "lo").await;
+    support::auto_create_topic(&mut client, "lo").await;
     let t0 = now_ms() - 60_000;
     for i in 0..4 {
         let r = produce(
@@ -794,7 +774,7 @@ async fn list_offsets_and_delete_records() {
 async fn every_served_version_round_trips() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    let topic_id = create_topic(&mut client, "versions").await;
+    let topic_id = support::auto_create_topic(&mut client, "versions").await;
     for version in 3..=13 {
         let mut request = produce_request(
             "versions",
@@ -879,7 +859,7 @@ async fn every_served_version_round_trips() {
 async fn log_append_time_is_returned_and_kept_for_duplicates() {
     let broker = TestBroker::start(&[("log.message.timestamp.type", "LogAppendTime")]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "lat").await;
+    support::auto_create_topic(&mut client, "lat").await;
     let before = now_ms();
     let first = idempotent_batch(7, 0, 0, &["a"]);
     let response = produce(&mut client, "lat", first.clone()).await;
@@ -925,7 +905,7 @@ async fn the_log_cleaner_compacts_compacted_topics() {
     ])
     .await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "compacted").await;
+    support::auto_create_topic(&mut client, "compacted").await;
     let now = now_ms();
     let mut latest = std::collections::BTreeMap::new();
     for i in 0..60i64 {
@@ -970,7 +950,7 @@ async fn retention_deletes_expired_segments() {
     ])
     .await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "aging").await;
+    support::auto_create_topic(&mut client, "aging").await;
     let hour_ago = now_ms() - 3_600_000;
     for i in 0..30 {
         let value = format!("old-{i}-{}", "x".repeat(100));
@@ -1025,7 +1005,7 @@ async fn replica_fetches_and_leader_epoch_queries_are_checked() {
     };
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    let topic_id = create_topic(&mut client, "epochs").await;
+    let topic_id = support::auto_create_topic(&mut client, "epochs").await;
     let response = client
         .send(
             produce_request(

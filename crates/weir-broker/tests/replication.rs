@@ -37,8 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::RawClient;
 use support::cluster::{
-    Cluster, agreed_view, agreed_view_once, blocking, create_replicated_topic, partition_view,
-    rd_config, wait_until,
+    Cluster, agreed_view, agreed_view_once, blocking, coordinator_of, create_replicated_topic,
+    partition_view, rd_config, wait_until,
 };
 use weir_protocol::messages::ProduceRequest;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -643,24 +643,6 @@ async fn a_returning_replica_catches_up_and_rejoins_the_isr() {
     assert_eq!(values, expected);
 }
 
-/// The node that coordinates `group` as node `addr` answers FindCoordinator (-1 when none).
-async fn coordinator_of(addr: SocketAddr, group: &str) -> i32 {
-    let request = weir_protocol::messages::FindCoordinatorRequest {
-        key: group.to_string(),
-        key_type: 0,
-        ..Default::default()
-    };
-    let Ok(mut client) =
-        tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr)).await
-    else {
-        return -1;
-    };
-    match tokio::time::timeout(Duration::from_secs(5), client.send(request, 3)).await {
-        Ok(response) if response.error_code == 0 => response.node_id,
-        _ => -1,
-    }
-}
-
 /// A consumer group commits, its coordinator is killed with kill -9, and the group resumes
 /// from its committed offset on the new coordinator (the `__consumer_offsets` partition is
 /// replicated and its groups load on the new leader).
@@ -704,7 +686,7 @@ async fn committed_offsets_survive_a_coordinator_kill_9() {
     let bootstrap = cluster.bootstrap();
     let first = blocking(|| consume(bootstrap.clone(), 40));
     assert_eq!(first.len(), 40, "first consumer read {first:?}");
-    let coordinator = coordinator_of(cluster.addr(1), group).await;
+    let coordinator = coordinator_of(cluster.addr(1), group, 0).await;
     assert!(coordinator > 0, "no coordinator for {group}");
     blocking(|| cluster.kill9(coordinator));
     let survivors: Vec<i32> = cluster
@@ -714,7 +696,7 @@ async fn committed_offsets_survive_a_coordinator_kill_9() {
         .collect();
     let killed = Instant::now();
     let new = wait_until(&cluster, "a new coordinator", WAIT, || async {
-        match coordinator_of(cluster.addr(survivors[0]), group).await {
+        match coordinator_of(cluster.addr(survivors[0]), group, 0).await {
             c if c > 0 && c != coordinator => Ok(c),
             c => Err(format!("coordinator {c}")),
         }

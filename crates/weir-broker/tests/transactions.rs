@@ -28,37 +28,19 @@ use weir_protocol::ErrorCode;
 use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use weir_protocol::messages::fetch_response::PartitionData;
 use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::produce_response::PartitionProduceResponse;
 use weir_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use weir_protocol::messages::{
-    ApiVersionsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, MetadataRequest,
-    ProduceRequest, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    ApiVersionsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use weir_records::{Record, RecordBatchBuilder, RecordBatches};
 
 const TOPIC: &str = "txn";
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn create_topic(client: &mut RawClient, topic: &str) {
-    let response = client
-        .send(
-            MetadataRequest {
-                topics: Some(vec![MetadataRequestTopic {
-                    name: Some(topic.into()),
-                    ..Default::default()
-                }]),
-                allow_auto_topic_creation: true,
-                ..Default::default()
-            },
-            12,
-        )
-        .await;
-    assert_eq!(response.topics[0].error_code, 0);
-}
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -293,7 +275,7 @@ async fn markers_decide_what_read_committed_consumers_see_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(dir.path(), &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, TOPIC).await;
+    support::auto_create_topic(&mut client, TOPIC).await;
     let versions = client.send(ApiVersionsRequest::default(), 3).await;
     let advertised = versions
         .api_keys

@@ -32,12 +32,10 @@ use std::time::{Duration, Instant};
 use support::{RawClient, TestBroker};
 use weir_protocol::ErrorCode;
 use weir_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use weir_protocol::messages::metadata_request::MetadataRequestTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::{
     AddPartitionsToTxnRequest, ApiVersionsRequest, DescribeTransactionsRequest,
-    FindCoordinatorRequest, InitProducerIdRequest, ListTransactionsRequest, MetadataRequest,
-    ProduceRequest,
+    FindCoordinatorRequest, InitProducerIdRequest, ListTransactionsRequest, ProduceRequest,
 };
 use weir_records::{Record, RecordBatchBuilder};
 
@@ -82,23 +80,6 @@ async fn send(producer: &FutureProducer, topic: &str, partition: i32, value: &st
         .await
         .map_err(|(e, _)| e)
         .expect("send");
-}
-
-async fn create_topic(client: &mut RawClient, topic: &str) {
-    let response = client
-        .send(
-            MetadataRequest {
-                topics: Some(vec![MetadataRequestTopic {
-                    name: Some(topic.into()),
-                    ..Default::default()
-                }]),
-                allow_auto_topic_creation: true,
-                ..Default::default()
-            },
-            12,
-        )
-        .await;
-    assert_eq!(response.topics[0].error_code, 0);
 }
 
 fn reader(broker: &TestBroker, isolation: &str, topic: &str, partitions: i32) -> StreamConsumer {
@@ -202,7 +183,7 @@ async fn wait_for_state(client: &mut RawClient, id: &str, state: &str) {
 async fn committed_transactions_are_read_and_aborted_ones_are_not() {
     let broker = TestBroker::start(&[("num.partitions", "3")]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "orders").await;
+    support::auto_create_topic(&mut client, "orders").await;
 
     // The transactional APIs are advertised.
     let versions = client.send(ApiVersionsRequest::default(), 3).await;
@@ -278,7 +259,7 @@ async fn committed_transactions_are_read_and_aborted_ones_are_not() {
 async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "fenced").await;
+    support::auto_create_topic(&mut client, "fenced").await;
 
     let first = txn_producer(&broker, "fence-tx", &[]);
     blocking(|| first.begin_transaction()).expect("begin");
@@ -318,7 +299,7 @@ async fn a_second_producer_with_the_same_transactional_id_fences_the_first() {
 async fn an_open_transaction_times_out_and_is_aborted_by_the_coordinator() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "slow").await;
+    support::auto_create_topic(&mut client, "slow").await;
 
     let producer = txn_producer(
         &broker,
@@ -362,8 +343,8 @@ async fn offsets_sent_to_a_transaction_are_committed_with_it() {
     let props = [("group.initial.rebalance.delay.ms", "0")];
     let broker = TestBroker::start_in(tmp.path(), &props).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "in").await;
-    create_topic(&mut client, "out").await;
+    support::auto_create_topic(&mut client, "in").await;
+    support::auto_create_topic(&mut client, "out").await;
 
     // Input records, written plainly.
     let plain: FutureProducer = client_config(&broker).create().expect("producer");
@@ -530,7 +511,7 @@ async fn the_coordinator_state_survives_a_restart() {
     let dir = tmp.path().to_path_buf();
     let broker = TestBroker::start_in(&dir, &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "durable").await;
+    support::auto_create_topic(&mut client, "durable").await;
 
     // FindCoordinator names this broker (the leader of the id's partition).
     let found = client
@@ -684,7 +665,7 @@ async fn pending_transactional_offsets_survive_a_restart() {
     let tmp = tempfile::tempdir().unwrap();
     let broker = TestBroker::start_in(tmp.path(), &[]).await;
     let mut client = broker.client().await;
-    create_topic(&mut client, "durable").await;
+    support::auto_create_topic(&mut client, "durable").await;
     let (producer_id, epoch) = init_until_ok(&mut client, "offsets-tx").await;
     let added = until_settled!({
         let request = AddOffsetsToTxnRequest {

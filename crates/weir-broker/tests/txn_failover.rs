@@ -22,7 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::RawClient;
-use support::cluster::{Cluster, blocking, create_replicated_topic, rd_config, wait_until};
+use support::cluster::{
+    Cluster, blocking, coordinator_of, create_replicated_topic, rd_config, wait_until,
+};
 
 /// Upper bound for any one wait on the cluster.
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,25 +34,6 @@ const PROPS: [(&str, &str); 3] = [
     ("min.insync.replicas", "2"),
     ("replica.lag.time.max.ms", "4000"),
 ];
-
-/// The node that coordinates transactional id `id` as node `addr` answers FindCoordinator (-1
-/// when none).
-async fn coordinator_of(addr: SocketAddr, id: &str) -> i32 {
-    let request = weir_protocol::messages::FindCoordinatorRequest {
-        key: id.to_string(),
-        key_type: 1,
-        ..Default::default()
-    };
-    let Ok(mut client) =
-        tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr)).await
-    else {
-        return -1;
-    };
-    match tokio::time::timeout(Duration::from_secs(5), client.send(request, 3)).await {
-        Ok(response) if response.error_code == 0 => response.node_id,
-        _ => -1,
-    }
-}
 
 async fn send(cluster: &Cluster, producer: &FutureProducer, topic: &str, value: &str) {
     let partition = i32::from(value.as_bytes().last().copied().unwrap_or(0) % 3);
@@ -96,7 +79,7 @@ async fn a_transaction_commits_through_a_new_coordinator_after_kill_9() {
     for n in 0..6 {
         send(&cluster, &producer, topic, &format!("second-{n}")).await;
     }
-    let coordinator = coordinator_of(cluster.addr(1), id).await;
+    let coordinator = coordinator_of(cluster.addr(1), id, 1).await;
     assert!(coordinator > 0, "no coordinator for {id}");
     blocking(|| cluster.kill9(coordinator));
     let survivors: Vec<i32> = cluster
@@ -106,7 +89,7 @@ async fn a_transaction_commits_through_a_new_coordinator_after_kill_9() {
         .collect();
     let killed = Instant::now();
     let new = wait_until(&cluster, "a new transaction coordinator", WAIT, || async {
-        match coordinator_of(cluster.addr(survivors[0]), id).await {
+        match coordinator_of(cluster.addr(survivors[0]), id, 1).await {
             c if c > 0 && c != coordinator => Ok(c),
             c => Err(format!("coordinator {c}")),
         }
@@ -171,25 +154,6 @@ async fn a_transaction_commits_through_a_new_coordinator_after_kill_9() {
     expected.sort();
     if read != expected {
         cluster.fail(&format!("read_committed after the failover read {read:?}"));
-    }
-}
-
-/// The node that coordinates group `group` as node `addr` answers FindCoordinator (-1 when
-/// none).
-async fn group_coordinator_of(addr: SocketAddr, group: &str) -> i32 {
-    let request = weir_protocol::messages::FindCoordinatorRequest {
-        key: group.to_string(),
-        key_type: 0,
-        ..Default::default()
-    };
-    let Ok(mut client) =
-        tokio::time::timeout(Duration::from_secs(5), RawClient::connect(addr)).await
-    else {
-        return -1;
-    };
-    match tokio::time::timeout(Duration::from_secs(5), client.send(request, 3)).await {
-        Ok(response) if response.error_code == 0 => response.node_id,
-        _ => -1,
     }
 }
 
@@ -287,7 +251,7 @@ async fn offsets_sent_to_a_transaction_survive_a_group_coordinator_kill_9() {
     if let Err(e) = blocking(|| producer.send_offsets_to_transaction(&position, &metadata, WAIT)) {
         cluster.fail(&format!("send_offsets_to_transaction: {e}"));
     }
-    let coordinator = group_coordinator_of(cluster.addr(1), group).await;
+    let coordinator = coordinator_of(cluster.addr(1), group, 0).await;
     assert!(coordinator > 0, "no coordinator for {group}");
     blocking(|| cluster.kill9(coordinator));
     // The consumer's group coordinator is gone; it has nothing more to do.
@@ -305,7 +269,7 @@ async fn offsets_sent_to_a_transaction_survive_a_group_coordinator_kill_9() {
         "the committed offset on the new coordinator",
         WAIT,
         || async {
-            let new = group_coordinator_of(cluster.addr(survivors[0]), group).await;
+            let new = coordinator_of(cluster.addr(survivors[0]), group, 0).await;
             if new <= 0 || new == coordinator {
                 return Err(format!("coordinator {new}"));
             }

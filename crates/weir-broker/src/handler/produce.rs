@@ -31,9 +31,8 @@
 use crate::connection::RequestContext;
 use crate::error::{log_error_code, producer_error_code};
 use crate::partitions::Partitions;
-use crate::producer_state;
 use crate::producers::{BatchMetadata, ProducerBatch, ProducerError, Verdict, wall_clock_ms};
-use crate::replication::{Replica, Role};
+use crate::replication::{PendingAck, Role};
 use crate::state::Broker;
 use crate::topics::Topic;
 use bytes::Bytes;
@@ -78,7 +77,7 @@ pub(crate) async fn handle(
 pub(crate) struct Appended {
     responses: Vec<TopicProduceResponse>,
     /// What each accepted acks=all partition waits for, by (topic, partition) index.
-    commits: Vec<((usize, usize), Commit)>,
+    commits: Vec<((usize, usize), PendingAck)>,
     deadline: tokio::time::Instant,
 }
 
@@ -91,26 +90,13 @@ impl Appended {
             commits,
             deadline,
         } = self;
-        // One deadline for all: waiting for them one after another takes no longer than
-        // waiting for them together.
-        for ((t, p), commit) in commits {
-            let result = broker
-                .replicas
-                .wait_for_commit(
-                    &commit.replica,
-                    commit.leader_epoch,
-                    commit.end_offset,
-                    deadline,
-                )
-                .await;
-            if let Err(e) = result {
-                if let Some(partition) = responses
-                    .get_mut(t)
-                    .and_then(|topic| topic.partition_responses.get_mut(p))
-                {
-                    debug!(partition = partition.index, error = ?e, "acks=all produce not acknowledged");
-                    *partition = failed(partition.index, e.code(), None);
-                }
+        for ((t, p), e) in broker.replicas.wait_for_acks(commits, deadline).await {
+            if let Some(partition) = responses
+                .get_mut(t)
+                .and_then(|topic| topic.partition_responses.get_mut(p))
+            {
+                debug!(partition = partition.index, error = ?e, "acks=all produce not acknowledged");
+                *partition = failed(partition.index, e.code(), None);
             }
         }
         let mut response = ProduceResponse {
@@ -209,32 +195,26 @@ pub(crate) async fn append(
                     .partitions
                     .iter()
                     .enumerate()
-                    .map(|(p, (index, records))| match &plan.topic {
-                        Err(code) => failed(*index, *code, None),
-                        Ok(_) if verified.refused.contains_key(&(t, p)) => {
-                            let code = verified
-                                .refused
-                                .get(&(t, p))
-                                .copied()
-                                .unwrap_or(ErrorCode::INVALID_TXN_STATE);
-                            failed(*index, code, None)
-                        }
-                        Ok(topic) => {
-                            let guard = verified
-                                .enabled
-                                .then(|| verified.guards.get(&(t, p)).copied());
-                            let (response, commit) = produce_partition(
-                                &task_broker,
-                                topic,
-                                *index,
-                                records.as_ref(),
-                                (acks, guard),
-                            );
-                            appended |= response.error_code == 0;
-                            if let Some(commit) = commit {
-                                commits.push(((t, p), commit));
+                    .map(|(p, (index, records))| {
+                        match (&plan.topic, verified.refused.get(&(t, p))) {
+                            (Err(code), _) | (Ok(_), Some(code)) => failed(*index, *code, None),
+                            (Ok(topic), None) => {
+                                let guard = verified
+                                    .enabled
+                                    .then(|| verified.guards.get(&(t, p)).copied());
+                                let (response, commit) = produce_partition(
+                                    &task_broker,
+                                    topic,
+                                    *index,
+                                    records.as_ref(),
+                                    (acks, guard),
+                                );
+                                appended |= response.error_code == 0;
+                                if let Some(commit) = commit {
+                                    commits.push(((t, p), commit));
+                                }
+                                response
                             }
-                            response
                         }
                     })
                     .collect();
@@ -412,14 +392,6 @@ enum Accepted {
     Duplicate(BatchMetadata),
 }
 
-/// What an acks=all produce waits for after its append.
-struct Commit {
-    replica: Arc<Replica>,
-    leader_epoch: i32,
-    /// The high watermark that acknowledges the batch (one past its last offset).
-    end_offset: i64,
-}
-
 /// Appends one partition's batch on the blocking pool; for a batch accepted with acks=all,
 /// also what its acknowledgement waits for.
 /// `guard`: `None` when the request is not verified (no transactional id), else the
@@ -430,7 +402,7 @@ fn produce_partition(
     index: i32,
     records: Option<&Bytes>,
     (acks, guard): (i16, Option<Option<u64>>),
-) -> (PartitionProduceResponse, Option<Commit>) {
+) -> (PartitionProduceResponse, Option<PendingAck>) {
     let (replica, leader_epoch) = match broker.leader_replica(&topic.name, index, -1) {
         Ok(found) => found,
         Err(code) => return (failed(index, code, None), None),
@@ -467,7 +439,7 @@ fn produce_partition(
     }
     broker.replicas.local_log_end_offset_moved(&replica);
     // Only acks=all waits for the high watermark.
-    let commit = (acks == -1).then(|| Commit {
+    let commit = (acks == -1).then(|| PendingAck {
         replica,
         leader_epoch,
         end_offset: response.1,
@@ -605,45 +577,37 @@ fn append_idempotent(
     records: &[u8],
     (batch, verification): (&ProducerBatch, Option<Option<u64>>),
 ) -> Result<Accepted, Refused> {
-    let slot = broker
+    broker
         .producer_states
-        .partition(&topic.name, topic.id, index);
-    let mut guard = slot.table.lock();
-    let mut table = match guard.take() {
-        Some(table) => table,
-        None => producer_state::load(log, wall_clock_ms())?,
-    };
-    // KIP-890: a verified request's batch may start a transaction only on a standing
-    // verification (a retry of a batch already appended is let through to `check`).
-    let verified = match verification {
-        Some(presented) => table.check_verified(batch, presented),
-        None => Ok(()),
-    };
-    let result = match verified.and_then(|()| table.check(batch)) {
-        Err(e) => Err(Refused::Producer(e)),
-        Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
-        Ok(Verdict::Append) => match Partitions::append_blocking(log, records, leader_epoch) {
-            Ok(info) => {
-                table.record(
-                    batch,
-                    BatchMetadata {
-                        first_sequence: batch.first_sequence,
-                        last_sequence: batch.last_sequence,
-                        first_offset: info.first_offset,
-                        last_offset: info.last_offset,
-                        log_append_time: info.log_append_time,
-                    },
-                    wall_clock_ms(),
-                );
-                // Idle producers are expired by a periodic check (server.rs), not here: the
-                // batch just checked must see the state its producer left.
-                Ok(Accepted::Appended(info))
+        .with_table(&topic.name, topic.id, index, log, |table| {
+            // KIP-890: a verified request's batch may start a transaction only on a standing
+            // verification (a retry of a batch already appended is let through to `check`).
+            let verified = match verification {
+                Some(presented) => table.check_verified(batch, presented),
+                None => Ok(()),
+            };
+            match verified.and_then(|()| table.check(batch)) {
+                Err(e) => Err(Refused::Producer(e)),
+                Ok(Verdict::Duplicate(original)) => Ok(Accepted::Duplicate(original)),
+                Ok(Verdict::Append) => {
+                    let info = Partitions::append_blocking(log, records, leader_epoch)?;
+                    table.record(
+                        batch,
+                        BatchMetadata {
+                            first_sequence: batch.first_sequence,
+                            last_sequence: batch.last_sequence,
+                            first_offset: info.first_offset,
+                            last_offset: info.last_offset,
+                            log_append_time: info.log_append_time,
+                        },
+                        wall_clock_ms(),
+                    );
+                    // Idle producers are expired by a periodic check (server.rs), not here:
+                    // the batch just checked must see the state its producer left.
+                    Ok(Accepted::Appended(info))
+                }
             }
-            Err(e) => Err(Refused::Log(e)),
-        },
-    };
-    *guard = Some(table);
-    result
+        })?
 }
 
 /// The records a refused batch was refused for (KIP-467), where the log's error tells:

@@ -27,7 +27,7 @@ use crate::connection::RequestContext;
 use crate::error::{log_error_code, producer_error_code};
 use crate::partitions::Partitions;
 use crate::producers::{ProducerError, TxnMarker, wall_clock_ms};
-use crate::replication::{Replica, Role};
+use crate::replication::{PendingAck, Role};
 use crate::state::Broker;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,14 +43,6 @@ super::always_responds!(WriteTxnMarkersRequest);
 
 /// Kafka's default `request.timeout.ms`, which bounds its wait for a marker's replication.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What a written marker waits for.
-struct Commit {
-    replica: Arc<Replica>,
-    leader_epoch: i32,
-    /// One past the marker's offset.
-    end_offset: i64,
-}
 
 /// Why a marker was not written.
 enum Refused {
@@ -85,25 +77,14 @@ pub(crate) async fn write(
     let written = tokio::task::spawn_blocking(move || write_all(&task_broker, &request)).await;
     let (mut markers, commits) = written.unwrap_or((fallback, Vec::new()));
     let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-    for ((m, t, p), commit) in commits {
-        let waited = broker
-            .replicas
-            .wait_for_commit(
-                &commit.replica,
-                commit.leader_epoch,
-                commit.end_offset,
-                deadline,
-            )
-            .await;
-        if let Err(e) = waited {
-            if let Some(partition) = markers
-                .get_mut(m)
-                .and_then(|marker| marker.topics.get_mut(t))
-                .and_then(|topic| topic.partitions.get_mut(p))
-            {
-                debug!(partition = partition.partition_index, error = ?e, "transaction marker not acknowledged");
-                partition.error_code = e.code().code();
-            }
+    for ((m, t, p), e) in broker.replicas.wait_for_acks(commits, deadline).await {
+        if let Some(partition) = markers
+            .get_mut(m)
+            .and_then(|marker| marker.topics.get_mut(t))
+            .and_then(|topic| topic.partitions.get_mut(p))
+        {
+            debug!(partition = partition.partition_index, error = ?e, "transaction marker not acknowledged");
+            partition.error_code = e.code().code();
         }
     }
     // A marker on a `__consumer_offsets` partition decides the offsets the transaction
@@ -171,7 +152,7 @@ fn results(
 /// partition) index.
 type Written = (
     Vec<WritableTxnMarkerResult>,
-    Vec<((usize, usize, usize), Commit)>,
+    Vec<((usize, usize, usize), PendingAck)>,
 );
 
 /// Writes every marker of the request, in order, on the blocking pool.
@@ -235,7 +216,7 @@ fn write_marker(
     topic: &str,
     index: i32,
     txn: &TxnMarker,
-) -> Result<Commit, Refused> {
+) -> Result<PendingAck, Refused> {
     let topic_id = broker
         .topics
         .get(topic)
@@ -280,7 +261,7 @@ fn write_marker(
         })
         .map_err(Refused::Log)??;
     drop(role);
-    Ok(Commit {
+    Ok(PendingAck {
         replica,
         leader_epoch,
         end_offset,

@@ -733,3 +733,22 @@ pub async fn create_topic_raw(
         cluster.fail(&format!("creating {name}: {response:?}"));
     }
 }
+
+/// The coordinator node `addr` names for `key` in FindCoordinator (v3; `key_type` 0 for a
+/// group, 1 for a transactional id), or -1 when it names none or does not answer within 5 s.
+pub async fn coordinator_of(addr: SocketAddr, key: &str, key_type: i8) -> i32 {
+    let request = weir_protocol::messages::FindCoordinatorRequest {
+        key: key.to_string(),
+        key_type,
+        ..Default::default()
+    };
+    let Ok(mut client) =
+        tokio::time::timeout(Duration::from_secs(5), super::RawClient::connect(addr)).await
+    else {
+        return -1;
+    };
+    match tokio::time::timeout(Duration::from_secs(5), client.send(request, 3)).await {
+        Ok(response) if response.error_code == 0 => response.node_id,
+        _ => -1,
+    }
+}

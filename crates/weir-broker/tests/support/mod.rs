@@ -187,3 +187,25 @@ pub fn encode<M: Message>(message: &M, version: i16) -> BytesMut {
     message.encode(&mut buf, version).unwrap();
     buf
 }
+
+/// Creates `topic` through Metadata's auto-creation (the broker's default partition count)
+/// and returns its id.
+pub async fn auto_create_topic(client: &mut RawClient, topic: &str) -> weir_protocol::Uuid {
+    use weir_protocol::messages::MetadataRequest;
+    use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+    let response = client
+        .send(
+            MetadataRequest {
+                topics: Some(vec![MetadataRequestTopic {
+                    name: Some(topic.into()),
+                    ..Default::default()
+                }]),
+                allow_auto_topic_creation: true,
+                ..Default::default()
+            },
+            12,
+        )
+        .await;
+    assert_eq!(response.topics[0].error_code, 0);
+    response.topics[0].topic_id
+}

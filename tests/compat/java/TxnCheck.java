@@ -138,6 +138,15 @@ public class TxnCheck {
                     .description(txId).get(30, TimeUnit.SECONDS);
             check(described.state() == org.apache.kafka.clients.admin.TransactionState.COMPLETE_ABORT,
                     "describeTransactions: " + described.state());
+            // The broker's finalized transaction.version (describeFeatures reads ApiVersions):
+            // at 2 (KIP-890 part 2) every EndTxn bumps the epoch, so after a commit and an
+            // abort the producer is at epoch 2; with the classic protocol it stays at 0.
+            var finalized = admin.describeFeatures().featureMetadata().get(30, TimeUnit.SECONDS)
+                    .finalizedFeatures().get("transaction.version");
+            boolean tv2 = finalized != null && finalized.maxVersionLevel() >= 2;
+            check(described.producerEpoch() == (tv2 ? 2 : 0),
+                    "transaction.version " + (finalized == null ? 0 : finalized.maxVersionLevel())
+                            + ": producer epoch " + described.producerEpoch() + " after two transactions");
             Collection<TransactionListing> listed = admin.listTransactions().all().get(30, TimeUnit.SECONDS);
             check(listed.stream().anyMatch(l -> l.transactionalId().equals(txId)),
                     "listTransactions includes " + txId);

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 pub use weir_records::Compression;
-use weir_records::Header;
+pub use weir_records::Header;
 
 /// How many replicas must have a batch before the broker acknowledges it (`acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

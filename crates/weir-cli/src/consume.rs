@@ -29,10 +29,10 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Error> {
     let client = crate::connect(&args.connect, false).await?;
     let admin = Admin::from_client(client.clone());
     let topic = args.topic.clone();
-    let metadata = client
-        .topic(&topic)
-        .await
-        .context(|| format!("cannot read topic {topic}"))?;
+    let metadata = crate::topic::describe_topics(&admin, std::slice::from_ref(&topic))
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Failed(format!("topic {topic} does not exist")))?;
     let partitions: Vec<i32> = if args.partition.is_empty() {
         metadata.partitions.iter().map(|p| p.partition).collect()
     } else {

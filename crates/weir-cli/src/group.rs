@@ -298,15 +298,14 @@ async fn seek(
     let partitions: Vec<TopicPartition> = if all_topics {
         committed.keys().cloned().collect()
     } else {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         let mut out = Vec::new();
-        for (name, result) in admin
-            .describe_topics(&names)
-            .await
-            .context(|| format!("cannot describe {}", topics.join(", ")))?
-        {
-            let topic = result.context(|| format!("cannot describe topic {name}"))?;
-            out.extend(topic.partitions.iter().map(|p| (name.clone(), p.partition)));
+        for topic in crate::topic::describe_topics(admin, topics).await? {
+            out.extend(
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| (topic.name.clone(), p.partition)),
+            );
         }
         out
     };

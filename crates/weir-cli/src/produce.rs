@@ -22,6 +22,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Error> {
         CompressionArg::Lz4 => Compression::Lz4,
         CompressionArg::Zstd => Compression::Zstd,
     };
+    // A topic that does not exist (and is not auto-created) fails within --timeout-ms.
+    config.max_block = config.client.request_timeout;
     config
         .set("acks", &args.acks)
         .map_err(|e| Error::Usage(e.to_string()))?;

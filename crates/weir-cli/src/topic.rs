@@ -8,6 +8,7 @@ use weir_client::TopicMetadata;
 use weir_client::admin::{
     Admin, AlterConfigOp, ConfigEntry, ConfigResource, ListedOffset, NewTopic, OffsetSpec,
 };
+use weir_protocol::ErrorCode;
 
 pub(crate) async fn run(args: TopicArgs) -> Result<(), Error> {
     let admin = Admin::from_client(crate::connect(&args.connect, false).await?);
@@ -152,6 +153,37 @@ fn first_failure(
     Ok(())
 }
 
+/// Topics' metadata, never creating one, without retrying (a client's topic lookup waits for
+/// a missing topic to appear); a missing topic is named as such.
+pub(crate) async fn describe_topics(
+    admin: &Admin,
+    topics: &[String],
+) -> Result<Vec<TopicMetadata>, Error> {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut out = Vec::new();
+    for (name, result) in admin
+        .describe_topics(&names)
+        .await
+        .context(|| format!("cannot describe {}", topics.join(", ")))?
+    {
+        match result {
+            Ok(topic) => out.push(topic),
+            Err(weir_client::Error::Kafka { code, .. })
+                if code == ErrorCode::UNKNOWN_TOPIC_OR_PARTITION =>
+            {
+                return Err(Error::Failed(format!("topic {name} does not exist")));
+            }
+            Err(source) => {
+                return Err(Error::Client {
+                    action: format!("cannot describe topic {name}"),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn replication_factor(topic: &TopicMetadata) -> usize {
     topic.partitions.first().map_or(0, |p| p.replicas.len())
 }
@@ -164,14 +196,9 @@ struct Described {
 }
 
 async fn describe(admin: &Admin, topics: &[String], format: OutputFormat) -> Result<(), Error> {
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut described = Vec::new();
-    for (name, result) in admin
-        .describe_topics(&names)
-        .await
-        .context(|| format!("cannot describe {}", topics.join(", ")))?
-    {
-        let topic = result.context(|| format!("cannot describe topic {name}"))?;
+    for topic in describe_topics(admin, topics).await? {
+        let name = topic.name.clone();
         let mut offsets = Vec::new();
         for spec in [OffsetSpec::Earliest, OffsetSpec::Latest] {
             let wanted: Vec<_> = topic

@@ -531,3 +531,75 @@ async fn broker_logs_as_json_without_colour() {
     assert!(ready.len() > 1);
     child.kill().await.unwrap();
 }
+
+/// The seed scenario with the binary alone: a group member follows a topic that does not exist
+/// yet, records produced meanwhile arrive, and Ctrl-C leaves the group with its offsets
+/// committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_member_follows_until_ctrl_c() {
+    let broker = TestBroker::start(&[]).await;
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "consume",
+            "user-activity",
+            "--group",
+            "my-consumer-group",
+            "--follow",
+            "--format",
+            "{offset} {value}",
+        ])
+        .env("WEIR_BROKERS", broker.addr.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let events: String = (0..3)
+        .map(|i| format!("{{\"user_id\": \"user_{i}\", \"action\": \"click\"}}\n"))
+        .collect();
+    // Produced at once, maybe before the member has joined: a group with no committed offset
+    // starts at the beginning (the default --from), so nothing is missed.
+    weir_in(&broker, &["produce", "user-activity"], &events)
+        .await
+        .ok();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while seen.len() < 3 {
+            seen.push(lines.next_line().await.unwrap().expect("a record line"));
+        }
+    })
+    .await
+    .expect("three records within 30 s");
+    assert_eq!(
+        seen[0],
+        "0 {\"user_id\": \"user_0\", \"action\": \"click\"}"
+    );
+    assert_eq!(
+        seen[2],
+        "2 {\"user_id\": \"user_2\", \"action\": \"click\"}"
+    );
+
+    let pid = follower.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), follower.wait())
+        .await
+        .expect("the follower stops on Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let described = json(
+        &weir(
+            &broker,
+            &["group", "describe", "my-consumer-group", "--format", "json"],
+        )
+        .await
+        .ok(),
+    );
+    assert_eq!(described[0]["members"], serde_json::json!([]));
+    assert_eq!(described[0]["offsets"][0]["committed"], 3, "{described}");
+    assert_eq!(described[0]["offsets"][0]["lag"], 0, "{described}");
+}

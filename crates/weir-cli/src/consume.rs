@@ -7,7 +7,7 @@
 
 use crate::args::{ConsumeArgs, Start};
 use crate::error::{Context, Error};
-use crate::output::print;
+use crate::output::try_print;
 use crate::template::RecordFormat;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,13 +26,23 @@ pub(crate) async fn run(args: ConsumeArgs) -> Result<(), Error> {
                 .to_string(),
         ));
     }
-    let client = crate::connect(&args.connect, false).await?;
+    // Following, a topic that does not exist yet is waited for (and auto-created where the
+    // broker allows it, as any consumer's lookup does): a consumer started before its
+    // producer, as in the seed scenario. Otherwise a missing topic is an error at once.
+    let client = crate::connect(&args.connect, args.follow).await?;
     let admin = Admin::from_client(client.clone());
     let topic = args.topic.clone();
-    let metadata = crate::topic::describe_topics(&admin, std::slice::from_ref(&topic))
-        .await?
-        .pop()
-        .ok_or_else(|| Error::Failed(format!("topic {topic} does not exist")))?;
+    let metadata = if args.follow {
+        client
+            .topic(&topic)
+            .await
+            .context(|| format!("topic {topic} did not appear"))?
+    } else {
+        crate::topic::describe_topics(&admin, std::slice::from_ref(&topic))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::Failed(format!("topic {topic} does not exist")))?
+    };
     let partitions: Vec<i32> = if args.partition.is_empty() {
         metadata.partitions.iter().map(|p| p.partition).collect()
     } else {
@@ -139,7 +149,10 @@ async fn read(
         match received {
             Ok(record) => {
                 let record = record.context(|| format!("cannot read {}", args.topic))?;
-                print(&format.render(&record));
+                if try_print(&format.render(&record)).is_err() {
+                    // Nobody reads any more (`| head -1`): stop as if -n were reached.
+                    return Ok(());
+                }
                 printed += 1;
                 if args.count.is_some_and(|n| printed >= n) {
                     return Ok(());

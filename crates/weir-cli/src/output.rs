@@ -58,9 +58,15 @@ impl Table {
 
 /// Writes `text` to stdout; a closed pipe (`| head`) is not an error worth reporting.
 pub(crate) fn print(text: &str) {
+    let _ = try_print(text);
+}
+
+/// Writes `text` to stdout and flushes it, so a follower sees each record at once; fails when
+/// the reader has gone (`| head -1`).
+pub(crate) fn try_print(text: &str) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
 }
 
 /// Writes one JSON document and a newline to stdout.

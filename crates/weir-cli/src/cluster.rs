@@ -90,7 +90,7 @@ async fn health(
                     c.controller_id
                 )
             })
-            .map_err(|e| e.to_string()),
+            .map_err(|e| format!("{}: cannot describe the cluster: {e}", connect.brokers)),
         Err(e) => Err(e.one_line()),
     };
     let timeout = Duration::from_millis(connect.timeout_ms.max(1));
@@ -119,10 +119,7 @@ async fn health(
     }
     match (kafka, http) {
         (Ok(_), Ok(_)) => Ok(()),
-        (Err(e), _) => Err(Error::Failed(format!(
-            "unhealthy: {} does not answer: {e}",
-            connect.brokers
-        ))),
+        (Err(e), _) => Err(Error::Failed(format!("unhealthy: {e}"))),
         (_, Err(e)) => Err(Error::Failed(format!(
             "unhealthy: http://{admin_addr}/health: {e}"
         ))),

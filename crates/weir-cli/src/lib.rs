@@ -95,7 +95,13 @@ where
         }
     };
     match cli.command {
-        Command::Broker(broker) => Outcome::Broker(broker_options(broker)),
+        Command::Broker(broker) => match broker_options(broker) {
+            Ok(options) => Outcome::Broker(options),
+            Err(e) => {
+                eprintln!("weir: {e}");
+                Outcome::Exit(ExitCode::from(2))
+            }
+        },
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "weir", &mut std::io::stdout());
@@ -107,7 +113,7 @@ where
 
 /// The broker's flags in the order its configuration reads them; `--log-format` given among
 /// the properties (clap stops parsing flags at the first property) is taken out here.
-fn broker_options(broker: args::BrokerArgs) -> BrokerOptions {
+fn broker_options(broker: args::BrokerArgs) -> Result<BrokerOptions, String> {
     let mut out = Vec::new();
     if let Some(file) = broker.config {
         out.push("--config".to_string());
@@ -130,16 +136,21 @@ fn broker_options(broker: args::BrokerArgs) -> BrokerOptions {
                 }
             },
         };
-        if value.as_deref() == Some("json") {
-            log_format = LogFormat::Json;
-        } else {
-            log_format = LogFormat::Text;
-        }
+        log_format = match value.as_deref() {
+            Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "--log-format takes text or json, not {}",
+                    other.unwrap_or("nothing")
+                ));
+            }
+        };
     }
-    BrokerOptions {
+    Ok(BrokerOptions {
         args: out,
         log_format,
-    }
+    })
 }
 
 /// Runs a subcommand that talks to a cluster, on a runtime of its own.
@@ -232,5 +243,9 @@ mod tests {
         let options = broker(&["--node.id=1", "--log-format", "json", "--x.y", "z"]);
         assert_eq!(options.args, ["--node.id=1", "--x.y", "z"]);
         assert_eq!(options.log_format, LogFormat::Json);
+        assert!(matches!(
+            run(["weir", "--node.id=1", "--log-format", "xml"]),
+            Outcome::Exit(_)
+        ));
     }
 }

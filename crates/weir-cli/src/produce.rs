@@ -138,7 +138,8 @@ pub(crate) async fn run(args: ProduceArgs) -> Result<(), Error> {
         bar.finish_and_clear();
     }
     eprintln!(
-        "produced {count} records to {} in {:.2}s ({:.0} records/s)",
+        "produced {count} record{} to {} in {:.2}s ({:.0} records/s)",
+        if count == 1 { "" } else { "s" },
         args.topic,
         started.elapsed().as_secs_f64(),
         rate(count, started)

@@ -259,6 +259,34 @@ async fn lines_produced_from_stdin_are_consumed_with_a_format() {
         .ok();
     assert_eq!(out, "");
 
+    // From a file: tab-separated keys (`\t` typed as two characters), partitions by key.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lines.txt");
+    let lines: String = (0..100).map(|i| format!("key-{i}\tvalue-{i}\n")).collect();
+    std::fs::write(&file, lines).unwrap();
+    weir(&broker, &["topic", "create", "keyed", "-p", "4"])
+        .await
+        .ok();
+    let path = file.to_str().unwrap();
+    let run = weir(
+        &broker,
+        &["produce", "keyed", "--file", path, "--key-separator", r"\t"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("produced 100 records to keyed"),
+        "{run:?}"
+    );
+    let out = weir(&broker, &["consume", "keyed", "--format", "{key} {value}"])
+        .await
+        .ok();
+    assert_eq!(out.lines().count(), 100, "{out}");
+    for line in out.lines() {
+        let (key, value) = line.split_once(' ').unwrap();
+        assert_eq!(key.replace("key", "value"), value, "{out}");
+    }
+
     // A line without the separator is refused with its number.
     let line = weir_in(
         &broker,
@@ -579,6 +607,39 @@ async fn a_group_member_follows_until_ctrl_c() {
         seen[2],
         "2 {\"user_id\": \"user_2\", \"action\": \"click\"}"
     );
+
+    // While it follows: one member, owning the partition; its offsets cannot be moved.
+    let described = json(
+        &weir(
+            &broker,
+            &["group", "describe", "my-consumer-group", "--format", "json"],
+        )
+        .await
+        .ok(),
+    );
+    assert_eq!(described[0]["state"], "Stable", "{described}");
+    let members = described[0]["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{described}");
+    assert_eq!(
+        members[0]["assignment"],
+        serde_json::json!([{"topic": "user-activity", "partition": 0}])
+    );
+    let line = weir(
+        &broker,
+        &[
+            "group",
+            "seek",
+            "my-consumer-group",
+            "--topic",
+            "user-activity",
+            "--to",
+            "earliest",
+            "--execute",
+        ],
+    )
+    .await
+    .failed(1);
+    assert!(line.contains("1 active member(s)"), "{line}");
 
     let pid = follower.id().unwrap().to_string();
     let status = std::process::Command::new("kill")

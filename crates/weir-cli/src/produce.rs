@@ -161,3 +161,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 fn unescape(separator: &str) -> String {
     separator.replace("\\t", "\t").replace("\\n", "\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separators_split_at_their_first_occurrence() {
+        assert_eq!(find(b"k:v:w", b":"), Some(1));
+        assert_eq!(find(b"k::v", b"::"), Some(1));
+        assert_eq!(find(b"kv", b":"), None);
+        assert_eq!(unescape(r"\t"), "\t");
+    }
+}

@@ -444,6 +444,29 @@ async fn group_lag_and_seek() {
         .map(|p| p["new"].as_i64().unwrap())
         .collect();
     assert_eq!(news, [10, 2]);
+    // By time: before every record is the start, after every record the end.
+    for (to, expected) in [
+        ("timestamp:0", [0, 0]),
+        ("timestamp:99999999999999", [10, 2]),
+    ] {
+        let plan = json(
+            &weir(
+                &broker,
+                &[
+                    "group", "seek", "readers", "--topic", "clicks", "--to", to, "--format", "json",
+                ],
+            )
+            .await
+            .ok(),
+        );
+        let news: Vec<i64> = plan["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["new"].as_i64().unwrap())
+            .collect();
+        assert_eq!(news, expected, "{to}: {plan}");
+    }
 
     let out = weir(&broker, &["group", "delete", "readers"]).await.ok();
     assert_eq!(out, "deleted group readers\n");

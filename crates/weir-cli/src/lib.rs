@@ -95,6 +95,15 @@ where
         }
     };
     match cli.command {
+        // After the first property clap takes every argument as one; `--help` among them still
+        // asks for help, as it did before the broker's flags went through clap.
+        Command::Broker(broker) if broker.properties.iter().any(|a| a == "--help" || a == "-h") => {
+            // Parsed again on its own, so the help names `weir broker` as clap renders it.
+            if let Err(help) = Cli::try_parse_from(["weir", "broker", "--help"]) {
+                let _ = help.print();
+            }
+            Outcome::Exit(ExitCode::SUCCESS)
+        }
         Command::Broker(broker) => match broker_options(broker) {
             Ok(options) => Outcome::Broker(options),
             Err(e) => {

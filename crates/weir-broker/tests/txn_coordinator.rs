@@ -936,3 +936,82 @@ async fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch() 
         (0, pid, epoch)
     );
 }
+
+/// Bad transactional requests get Kafka's error codes and change nothing: EndTxn and
+/// AddPartitionsToTxn for a transactional id the coordinator never saw
+/// (INVALID_PRODUCER_ID_MAPPING), AddPartitionsToTxn and EndTxn from a fenced epoch
+/// (PRODUCER_FENCED), EndTxn committing a transaction that has no partitions under the classic
+/// protocol (INVALID_TXN_STATE); the current producer's transaction then commits as if nothing
+/// happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transactional_requests_get_kafkas_errors_and_change_nothing() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    support::auto_create_topic(&mut client, "durable").await;
+    let add = |id: &str, producer: (i64, i16)| AddPartitionsToTxnRequest {
+        v3_and_below_transactional_id: id.into(),
+        v3_and_below_producer_id: producer.0,
+        v3_and_below_producer_epoch: producer.1,
+        v3_and_below_topics: vec![AddPartitionsToTxnTopic {
+            name: "durable".into(),
+            partitions: vec![0],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let end = |id: &str, producer: (i64, i16), commit: bool| EndTxnRequest {
+        transactional_id: id.into(),
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        committed: commit,
+        ..Default::default()
+    };
+    let add_code = |r: &weir_protocol::messages::AddPartitionsToTxnResponse| {
+        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+
+    // An id the coordinator never saw (its partition is loaded: another id initialised first).
+    let (old_pid, old_epoch) = init_until_ok(&mut client, "bad-tx").await;
+    let unknown = client.send(end("never-seen", (77, 0), true), 3).await;
+    assert_eq!(
+        unknown.error_code,
+        ErrorCode::INVALID_PRODUCER_ID_MAPPING.code()
+    );
+    let unknown = client.send(add("never-seen", (77, 0)), 3).await;
+    assert_eq!(
+        add_code(&unknown),
+        ErrorCode::INVALID_PRODUCER_ID_MAPPING.code()
+    );
+    // Committing with nothing added is not a transaction (classic protocol).
+    let empty = client
+        .send(end("bad-tx", (old_pid, old_epoch), true), 3)
+        .await;
+    assert_eq!(empty.error_code, ErrorCode::INVALID_TXN_STATE.code());
+
+    // A second InitProducerId fences the first epoch: its requests are refused.
+    let (pid, epoch) = init_until_ok(&mut client, "bad-tx").await;
+    assert_eq!((pid, epoch), (old_pid, old_epoch + 1));
+    let stale = client.send(add("bad-tx", (old_pid, old_epoch)), 3).await;
+    assert_eq!(add_code(&stale), ErrorCode::PRODUCER_FENCED.code());
+    let stale = client
+        .send(end("bad-tx", (old_pid, old_epoch), false), 3)
+        .await;
+    assert_eq!(stale.error_code, ErrorCode::PRODUCER_FENCED.code());
+    let late = produce_txn(&mut client, "bad-tx", old_pid, old_epoch, &["zombie"]).await;
+    assert_ne!(late, 0, "a fenced producer's batch was accepted");
+
+    // Nothing changed for the current producer: add, produce, commit, read.
+    let (_, state, _, described_epoch, _) = describe(&mut client, "bad-tx").await;
+    assert_eq!((state.as_str(), described_epoch), ("Empty", epoch));
+    let added = client.send(add("bad-tx", (pid, epoch)), 3).await;
+    assert_eq!(add_code(&added), 0);
+    let produced = produce_txn(&mut client, "bad-tx", pid, epoch, &["good"]).await;
+    assert_eq!(produced, 0, "{}", ErrorCode(produced).name());
+    let committed = client.send(end("bad-tx", (pid, epoch), true), 3).await;
+    assert_eq!(committed.error_code, 0);
+    wait_for_state(&mut client, "bad-tx", "CompleteCommit").await;
+    assert_eq!(
+        consume(&broker, "read_committed", "durable", 1, 1).await,
+        strings(&["good"])
+    );
+}

@@ -10,7 +10,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// A socket failed.
-    #[error("I/O error talking to {addr}: {source}")]
+    #[error("I/O error talking to {addr}")]
     Io {
         /// The broker's address.
         addr: String,
@@ -19,7 +19,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A broker sent bytes that do not decode as the expected response.
-    #[error("malformed response from {addr}: {source}")]
+    #[error("malformed response from {addr}")]
     Decode {
         /// The broker's address.
         addr: String,

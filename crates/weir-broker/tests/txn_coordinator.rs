@@ -500,6 +500,28 @@ async fn produce_txn_at(
     produced.responses[0].partition_responses[0].error_code
 }
 
+/// AddPartitionsToTxn v3 of `durable` partition 0 for `id` at (producer id, epoch); the
+/// partition's error code.
+async fn add_durable_0(client: &mut RawClient, id: &str, producer: (i64, i16)) -> i16 {
+    let added = client
+        .send(
+            AddPartitionsToTxnRequest {
+                v3_and_below_transactional_id: id.into(),
+                v3_and_below_producer_id: producer.0,
+                v3_and_below_producer_epoch: producer.1,
+                v3_and_below_topics: vec![AddPartitionsToTxnTopic {
+                    name: "durable".into(),
+                    partitions: vec![0],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            3,
+        )
+        .await;
+    added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+}
+
 /// InitProducerId, retried while the coordinator answers with a retriable error.
 async fn init_until_ok(client: &mut RawClient, id: &str) -> (i64, i16) {
     let deadline = Instant::now() + WAIT;
@@ -548,24 +570,8 @@ async fn the_coordinator_state_survives_a_restart() {
     // refused, so it cannot open a transaction nothing will end.
     let refused = produce_txn(&mut client, "durable-tx", producer_id, epoch, &["stray"]).await;
     assert_eq!(refused, ErrorCode::INVALID_TXN_STATE.code());
-    let added = client
-        .send(
-            AddPartitionsToTxnRequest {
-                v3_and_below_transactional_id: "durable-tx".into(),
-                v3_and_below_producer_id: producer_id,
-                v3_and_below_producer_epoch: epoch,
-                v3_and_below_topics: vec![AddPartitionsToTxnTopic {
-                    name: "durable".into(),
-                    partitions: vec![0],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            3,
-        )
-        .await;
     assert_eq!(
-        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        add_durable_0(&mut client, "durable-tx", (producer_id, epoch)).await,
         0
     );
     let produced = produce_txn(
@@ -909,26 +915,7 @@ async fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch() 
     let (pid, epoch) = init_until_ok(&mut client, id).await;
     let refused = produce_txn_at(&mut client, id, (pid, epoch, 0), &["x"], 12).await;
     assert_eq!(refused, ErrorCode::INVALID_TXN_STATE.code());
-    let added = client
-        .send(
-            AddPartitionsToTxnRequest {
-                v3_and_below_transactional_id: id.into(),
-                v3_and_below_producer_id: pid,
-                v3_and_below_producer_epoch: epoch,
-                v3_and_below_topics: vec![AddPartitionsToTxnTopic {
-                    name: "durable".into(),
-                    partitions: vec![0],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            3,
-        )
-        .await;
-    assert_eq!(
-        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
-        0
-    );
+    assert_eq!(add_durable_0(&mut client, id, (pid, epoch)).await, 0);
     let produced = produce_txn_at(&mut client, id, (pid, epoch, 0), &["x"], 12).await;
     assert_eq!(produced, 0, "{}", ErrorCode(produced).name());
     assert_eq!(
@@ -948,26 +935,12 @@ async fn bad_transactional_requests_get_kafkas_errors_and_change_nothing() {
     let broker = TestBroker::start(&[]).await;
     let mut client = broker.client().await;
     support::auto_create_topic(&mut client, "durable").await;
-    let add = |id: &str, producer: (i64, i16)| AddPartitionsToTxnRequest {
-        v3_and_below_transactional_id: id.into(),
-        v3_and_below_producer_id: producer.0,
-        v3_and_below_producer_epoch: producer.1,
-        v3_and_below_topics: vec![AddPartitionsToTxnTopic {
-            name: "durable".into(),
-            partitions: vec![0],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
     let end = |id: &str, producer: (i64, i16), commit: bool| EndTxnRequest {
         transactional_id: id.into(),
         producer_id: producer.0,
         producer_epoch: producer.1,
         committed: commit,
         ..Default::default()
-    };
-    let add_code = |r: &weir_protocol::messages::AddPartitionsToTxnResponse| {
-        r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
     };
 
     // An id the coordinator never saw (its partition is loaded: another id initialised first).
@@ -977,9 +950,8 @@ async fn bad_transactional_requests_get_kafkas_errors_and_change_nothing() {
         unknown.error_code,
         ErrorCode::INVALID_PRODUCER_ID_MAPPING.code()
     );
-    let unknown = client.send(add("never-seen", (77, 0)), 3).await;
     assert_eq!(
-        add_code(&unknown),
+        add_durable_0(&mut client, "never-seen", (77, 0)).await,
         ErrorCode::INVALID_PRODUCER_ID_MAPPING.code()
     );
     // Committing with nothing added is not a transaction (classic protocol).
@@ -991,8 +963,10 @@ async fn bad_transactional_requests_get_kafkas_errors_and_change_nothing() {
     // A second InitProducerId fences the first epoch: its requests are refused.
     let (pid, epoch) = init_until_ok(&mut client, "bad-tx").await;
     assert_eq!((pid, epoch), (old_pid, old_epoch + 1));
-    let stale = client.send(add("bad-tx", (old_pid, old_epoch)), 3).await;
-    assert_eq!(add_code(&stale), ErrorCode::PRODUCER_FENCED.code());
+    assert_eq!(
+        add_durable_0(&mut client, "bad-tx", (old_pid, old_epoch)).await,
+        ErrorCode::PRODUCER_FENCED.code()
+    );
     let stale = client
         .send(end("bad-tx", (old_pid, old_epoch), false), 3)
         .await;
@@ -1003,8 +977,7 @@ async fn bad_transactional_requests_get_kafkas_errors_and_change_nothing() {
     // Nothing changed for the current producer: add, produce, commit, read.
     let (_, state, _, described_epoch, _) = describe(&mut client, "bad-tx").await;
     assert_eq!((state.as_str(), described_epoch), ("Empty", epoch));
-    let added = client.send(add("bad-tx", (pid, epoch)), 3).await;
-    assert_eq!(add_code(&added), 0);
+    assert_eq!(add_durable_0(&mut client, "bad-tx", (pid, epoch)).await, 0);
     let produced = produce_txn(&mut client, "bad-tx", pid, epoch, &["good"]).await;
     assert_eq!(produced, 0, "{}", ErrorCode(produced).name());
     let committed = client.send(end("bad-tx", (pid, epoch), true), 3).await;

@@ -26,35 +26,13 @@ pub(crate) async fn handle(
     _ctx: &RequestContext,
     request: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
-    let fallback: Vec<TopicResponse> = request
-        .topics
-        .iter()
-        .map(|topic| TopicResponse {
-            name: topic.name.clone(),
-            partitions: topic
-                .partition_indexes
-                .iter()
-                .map(|&p| failed(p, ErrorCode::KAFKA_STORAGE_ERROR))
-                .collect(),
-            ..TopicResponse::default()
-        })
-        .collect();
+    let fallback = each_partition(&request, |_, p| failed(p, ErrorCode::KAFKA_STORAGE_ERROR));
     let task_broker = broker.clone();
     // A producer table not loaded yet is rebuilt from the log, which reads segment files.
     let topics = tokio::task::spawn_blocking(move || {
-        request
-            .topics
-            .iter()
-            .map(|topic| TopicResponse {
-                name: topic.name.clone(),
-                partitions: topic
-                    .partition_indexes
-                    .iter()
-                    .map(|&p| describe_partition(&task_broker, &topic.name, p))
-                    .collect(),
-                ..TopicResponse::default()
-            })
-            .collect()
+        each_partition(&request, |topic, p| {
+            describe_partition(&task_broker, topic, p)
+        })
     })
     .await
     .unwrap_or(fallback);
@@ -62,6 +40,26 @@ pub(crate) async fn handle(
         topics,
         ..DescribeProducersResponse::default()
     }
+}
+
+/// The response's topics, with `describe` answering each requested partition.
+fn each_partition(
+    request: &DescribeProducersRequest,
+    describe: impl Fn(&str, i32) -> PartitionResponse,
+) -> Vec<TopicResponse> {
+    request
+        .topics
+        .iter()
+        .map(|topic| TopicResponse {
+            name: topic.name.clone(),
+            partitions: topic
+                .partition_indexes
+                .iter()
+                .map(|&p| describe(&topic.name, p))
+                .collect(),
+            ..TopicResponse::default()
+        })
+        .collect()
 }
 
 fn failed(partition_index: i32, code: ErrorCode) -> PartitionResponse {

@@ -75,6 +75,18 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// `max.connections`: open connections allowed at once.
     pub max_connections: usize,
+    /// `queued.max.request.bytes`: bytes of requests (read or being read) the broker holds
+    /// at once, over all connections (`None`: no cap, Kafka's -1). See `request_memory`.
+    pub queued_max_request_bytes: Option<usize>,
+    /// `weir.request.read.timeout.ms`: a request must arrive whole within this long of its
+    /// first byte (time spent waiting for `queued.max.request.bytes` not counted), else its
+    /// connection is closed.
+    pub request_read_timeout_ms: u64,
+    /// `weir.queued.max.response.bytes`: responses queued on one connection, in bytes, above
+    /// which the broker stops reading that connection's requests until the client drains them.
+    pub queued_max_response_bytes: usize,
+    /// `fetch.max.bytes`: the broker's cap on a Fetch response, whatever the request asks.
+    pub fetch_max_bytes: i32,
     /// `log.segment.bytes`.
     pub log_segment_bytes: u64,
     /// `log.retention.ms` (-1: forever).
@@ -175,6 +187,10 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "104857600"),
     ("connections.max.idle.ms", "600000"),
     ("max.connections", "10000"),
+    ("queued.max.request.bytes", "268435456"),
+    ("weir.request.read.timeout.ms", "30000"),
+    ("weir.queued.max.response.bytes", "16777216"),
+    ("fetch.max.bytes", "57671680"),
     ("log.segment.bytes", "1073741824"),
     ("log.retention.ms", "604800000"),
     ("log.retention.bytes", "-1"),
@@ -675,6 +691,10 @@ impl BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
             max_connections: 10_000,
+            queued_max_request_bytes: Some(256 << 20),
+            request_read_timeout_ms: 30_000,
+            queued_max_response_bytes: 16 << 20,
+            fetch_max_bytes: 57_671_680,
             log_segment_bytes: 1 << 30,
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
@@ -822,6 +842,32 @@ impl BrokerConfig {
                 "max.connections",
                 parse(&props, "max.connections")?,
                 &get("max.connections"),
+            )?,
+            queued_max_request_bytes: match parse::<i64>(&props, "queued.max.request.bytes")? {
+                -1 => None,
+                n if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                _ => {
+                    return Err(invalid(
+                        "queued.max.request.bytes",
+                        &get("queued.max.request.bytes"),
+                        "must be positive, or -1 for no cap",
+                    ));
+                }
+            },
+            request_read_timeout_ms: positive(
+                "weir.request.read.timeout.ms",
+                parse(&props, "weir.request.read.timeout.ms")?,
+                &get("weir.request.read.timeout.ms"),
+            )?,
+            queued_max_response_bytes: positive(
+                "weir.queued.max.response.bytes",
+                parse(&props, "weir.queued.max.response.bytes")?,
+                &get("weir.queued.max.response.bytes"),
+            )?,
+            fetch_max_bytes: positive(
+                "fetch.max.bytes",
+                parse(&props, "fetch.max.bytes")?,
+                &get("fetch.max.bytes"),
             )?,
             log_segment_bytes: positive(
                 "log.segment.bytes",

@@ -4,7 +4,8 @@
 //! - [`config`]: [`BrokerConfig`] from defaults, a file, the environment and flags, with
 //!   Kafka's property names.
 //! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully.
-//! - `connection`: one client connection: frames in, requests handled in order, responses out.
+//! - `connection`: one client connection: frames in, requests handled in order, responses out;
+//!   `request_memory` caps the bytes of requests held at once (`queued.max.request.bytes`).
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
 //! - `handler`: one module per Kafka API.
 //! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
@@ -49,6 +50,7 @@ mod producer_state;
 mod producers;
 mod replica_fetcher;
 mod replication;
+mod request_memory;
 mod router;
 pub mod server;
 

@@ -1,0 +1,319 @@
+//! Clients that try to make the broker hold unbounded memory, against a real `weir` process
+//! whose peak resident memory (`VmHWM` in `/proc/PID/status`) is read afterwards:
+//!
+//! - 200 connections each announcing a 100 MiB request and trickling it, while another
+//!   connection's small requests are still answered promptly (`queued.max.request.bytes` with
+//!   its reserved quarter, `weir.request.read.timeout.ms`, a read buffer that grows as bytes
+//!   arrive);
+//! - a client asking Fetch for 2 GiB again and again and never reading its socket
+//!   (`weir.queued.max.response.bytes`, `fetch.max.bytes`).
+//!
+//! Each test prints the figures (`cargo test -p weir-broker --test abuse -- --nocapture`).
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] functions fail the test on any error"
+)]
+
+#[expect(
+    unreachable_pub,
+    reason = "support items are pub for every test binary that includes the module"
+)]
+mod support;
+
+use bytes::Bytes;
+use std::time::{Duration, Instant};
+use support::RawClient;
+use support::cluster::{Cluster, Roles};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use weir_protocol::messages::{
+    ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, RequestBody, RequestHeader,
+};
+use weir_records::{Record, RecordBatchBuilder};
+
+const MIB: u64 = 1 << 20;
+
+/// A field of `/proc/PID/status` in bytes (`VmHWM`: peak resident set; `VmRSS`: now;
+/// `VmPeak`: peak address space).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap();
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / MIB as f64
+}
+
+fn produce_request(topic: &str, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest {
+        acks,
+        timeout_ms: 30_000,
+        topic_data: vec![TopicProduceData {
+            name: topic.into(),
+            partition_data: vec![PartitionProduceData {
+                index: 0,
+                records: Some(records),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// One batch with one record of `size` bytes that do not compress to nothing.
+fn batch_of(size: usize, seed: u8) -> Bytes {
+    let value: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let mut builder = RecordBatchBuilder::new();
+    builder.push(Record::new(0, None, Some(&value)));
+    builder.build().unwrap()
+}
+
+fn fetch_everything(topic: &str) -> FetchRequest {
+    FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: i32::MAX,
+        session_epoch: -1,
+        topics: vec![FetchTopic {
+            topic: topic.into(),
+            partitions: vec![FetchPartition {
+                partition: 0,
+                fetch_offset: 0,
+                partition_max_bytes: i32::MAX,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// 200 connections each announce a 100 MiB request (the largest `socket.request.max.bytes`
+/// allows by default) and trickle its body, 4 KiB every 100 ms. The broker reads one of them at
+/// a time (two do not fit in the shared three quarters of `queued.max.request.bytes`, 256 MiB),
+/// closes it when `weir.request.read.timeout.ms` runs out, and meanwhile answers another
+/// connection's ApiVersions, Metadata and Produce requests from the reserved quarter.
+///
+/// Memory bound: the broker buffers at most the one request it reads (what arrived of it by the
+/// deadline, ~80 KiB) and 16 KiB per other connection, about 4 MiB in all; the test allows 48 MiB
+/// over the broker's resident size before the abuse. Before this change every connection
+/// reserved the announced 100 MiB as soon as the size prefix arrived (20 GiB of address space,
+/// `VmPeak`) and buffered everything it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_large_requests_do_not_starve_small_ones() {
+    let cluster = Cluster::start_roles(
+        &[Roles::Combined],
+        &[("weir.request.read.timeout.ms", "2000")],
+    );
+    let addr = cluster.addr(1);
+    let pid = cluster.pid(1).unwrap();
+    let mut client = RawClient::connect(addr).await;
+    support::auto_create_topic(&mut client, "small").await;
+    let before = proc_status(pid, "VmRSS");
+
+    let started = Instant::now();
+    let trickle_for = Duration::from_secs(12);
+    let mut tricklers = Vec::new();
+    for _ in 0..200 {
+        tricklers.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let (mut reader, mut writer) = stream.into_split();
+            let size: i32 = 100 << 20;
+            writer.write_all(&size.to_be_bytes()).await.unwrap();
+            let chunk = [0u8; 4096];
+            let trickle = async {
+                loop {
+                    if writer.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let closed = async {
+                let mut byte = [0u8; 1];
+                let _ = reader.read(&mut byte).await;
+            };
+            // Whether the broker closed the connection before the test stopped trickling.
+            tokio::select! {
+                () = closed => true,
+                () = trickle => true,
+                () = tokio::time::sleep(trickle_for) => false,
+            }
+        }));
+    }
+
+    // Small requests on another connection, while the tricklers hold the pool.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut latencies = Vec::new();
+    let mut round = 0u8;
+    while started.elapsed() < trickle_for - Duration::from_secs(1) {
+        let t = Instant::now();
+        let versions = client.send(ApiVersionsRequest::default(), 3).await;
+        assert_eq!(versions.error_code, 0);
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let metadata = client.send(MetadataRequest::default(), 12).await;
+        assert!(!metadata.brokers.is_empty());
+        latencies.push(t.elapsed());
+        let t = Instant::now();
+        let produced = client
+            .send(produce_request("small", batch_of(1000, round), 1), 9)
+            .await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+        latencies.push(t.elapsed());
+        round = round.wrapping_add(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut closed = 0;
+    for trickler in tricklers {
+        if trickler.await.unwrap() {
+            closed += 1;
+        }
+    }
+    let peak = proc_status(pid, "VmHWM");
+    let vm_peak = proc_status(pid, "VmPeak");
+    latencies.sort();
+    let max = *latencies.last().unwrap();
+    let median = latencies[latencies.len() / 2];
+    println!(
+        "trickle: {} small requests, median {median:?}, max {max:?}; {closed} of 200 trickling \
+         connections closed by the broker; RSS before {:.1} MiB, peak (VmHWM) {:.1} MiB, \
+         VmPeak {:.1} MiB",
+        latencies.len(),
+        mib(before),
+        mib(peak),
+        mib(vm_peak),
+    );
+    assert!(
+        max < Duration::from_secs(2),
+        "a small request waited {max:?}"
+    );
+    assert!(
+        closed >= 2,
+        "the read deadline closed {closed} trickling connections"
+    );
+    assert!(
+        peak < before + 48 * MIB,
+        "peak RSS {:.1} MiB, {:.1} MiB before",
+        mib(peak),
+        mib(before)
+    );
+    // 200 reservations of 100 MiB would be 20 GiB of address space.
+    assert!(vm_peak < 8 << 30, "VmPeak {:.1} MiB", mib(vm_peak));
+}
+
+/// A client asks Fetch for 2 GiB (total and per partition) of a topic holding ~4 MiB, 2000
+/// times pipelined, and never reads its socket. The broker handles requests until
+/// `weir.queued.max.response.bytes` (16 MiB) of responses wait, then reads nothing more from
+/// that connection, while other connections are served.
+///
+/// Memory bound: the response queue (16 MiB) plus the one response built past it (4 MiB) and
+/// its log read (4 MiB): about 24 MiB; the test allows 64 MiB over the broker's resident size
+/// before the abuse. Before this change the queue held 64 responses whatever their size (here
+/// ~256 MiB; with 50 MiB fetches, 3.2 GiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_its_fetches_is_not_buffered_without_bound() {
+    let cluster = Cluster::start_roles(&[Roles::Combined], &[]);
+    let addr = cluster.addr(1);
+    let pid = cluster.pid(1).unwrap();
+    let mut client = RawClient::connect(addr).await;
+    support::auto_create_topic(&mut client, "big").await;
+    for seed in 0..4 {
+        let produced = client
+            .send(produce_request("big", batch_of(1_000_000, seed), -1), 9)
+            .await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    // One fetch read normally: the whole topic comes back.
+    let fetched = client.send(fetch_everything("big"), 12).await;
+    let whole = fetched.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, Bytes::len);
+    assert!(whole > 3_900_000, "{whole}");
+    let before = proc_status(pid, "VmRSS");
+
+    let mut requests = bytes::BytesMut::new();
+    for correlation_id in 0..2000 {
+        let header = RequestHeader {
+            request_api_key: 1,
+            request_api_version: 12,
+            correlation_id,
+            client_id: Some("never-reads".into()),
+            ..RequestHeader::default()
+        };
+        weir_protocol::header::encode_request(
+            &mut requests,
+            &header,
+            &RequestBody::from(fetch_everything("big")),
+        )
+        .unwrap();
+    }
+    let hog = TcpStream::connect(addr).await.unwrap();
+    let (_hog_reader, mut hog_writer) = hog.into_split();
+    // The writes block once the broker stops reading; that is the point.
+    let writing = tokio::spawn(async move {
+        let _ = hog_writer.write_all(&requests).await;
+        hog_writer
+    });
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Others are still served.
+    let t = Instant::now();
+    let mut other = RawClient::connect(addr).await;
+    let fetched = other.send(fetch_everything("big"), 12).await;
+    assert_eq!(fetched.responses[0].partitions[0].error_code, 0);
+    let other_took = t.elapsed();
+    let peak = proc_status(pid, "VmHWM");
+    println!(
+        "never-reading fetcher: responses of {:.1} MiB each; RSS before {:.1} MiB, peak (VmHWM) \
+         {:.1} MiB; another connection's fetch took {other_took:?}",
+        mib(whole as u64),
+        mib(before),
+        mib(peak),
+    );
+    writing.abort();
+    assert!(
+        peak < before + 64 * MIB,
+        "peak RSS {:.1} MiB, {:.1} MiB before",
+        mib(peak),
+        mib(before)
+    );
+    assert!(other_took < Duration::from_secs(5), "{other_took:?}");
+}
+
+/// `fetch.max.bytes` caps a response whatever the request asks (here 2 GiB): the first batch
+/// whole (KIP-74), then no more than the cap.
+#[tokio::test]
+async fn fetch_max_bytes_caps_every_response() {
+    let broker = support::TestBroker::start(&[("fetch.max.bytes", "1048576")]).await;
+    let mut client = broker.client().await;
+    support::auto_create_topic(&mut client, "capped").await;
+    for seed in 0..4 {
+        let produced = client
+            .send(produce_request("capped", batch_of(400_000, seed), -1), 9)
+            .await;
+        assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetched = client.send(fetch_everything("capped"), 12).await;
+    let len = fetched.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .map_or(0, Bytes::len);
+    // Two batches of ~400 KB fit in 1 MiB, a third does not.
+    assert!((800_000..1_048_576).contains(&len), "{len}");
+    broker.stop().await;
+}

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`config`]: [`BrokerConfig`] from defaults, a file, the environment and flags, with
 //!   Kafka's property names.
-//! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully.
+//! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully;
+//!   `descriptors` raises the open-file limit and backs the accept loops off when it runs out.
 //! - `connection`: one client connection: frames in, requests handled in order, responses out;
 //!   `request_memory` caps the bytes of requests held at once (`queued.max.request.bytes`).
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
@@ -38,6 +39,7 @@ mod cluster;
 pub mod config;
 mod connection;
 mod controller_node;
+mod descriptors;
 mod error;
 mod groups;
 mod handler;

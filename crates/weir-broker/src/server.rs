@@ -48,6 +48,7 @@ pub struct Server {
 impl Server {
     /// Opens the broker's data (recovering it if needed) and binds its listener.
     pub async fn bind(mut config: BrokerConfig) -> Result<Self, ServerError> {
+        crate::descriptors::raise_open_file_limit();
         let listener =
             TcpListener::bind(config.listener)
                 .await
@@ -146,6 +147,7 @@ impl Server {
             ))
         });
         let mut connections = JoinSet::new();
+        let mut backoff = crate::descriptors::AcceptBackoff::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -153,10 +155,11 @@ impl Server {
                     let (stream, peer) = match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
-                            warn!(error = %e, "accept failed");
+                            backoff.failed("client", &e).await;
                             continue;
                         }
                     };
+                    backoff.accepted("client");
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         warn!(%peer, "max.connections reached; refusing connection");
                         drop(stream);

@@ -317,3 +317,86 @@ async fn fetch_max_bytes_caps_every_response() {
     assert!((800_000..1_048_576).contains(&len), "{len}");
     broker.stop().await;
 }
+
+/// CPU time (user + system) the process has used, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // the first, utime the 12th, stime the 13th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The broker started with 64 descriptors (soft and hard, so it cannot raise them) gets more
+/// connections than it has descriptors: its accept loop waits 100 ms between attempts (one
+/// warning) instead of spinning a core on EMFILE, and once the connections close it serves a
+/// new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_descriptors_backs_off_and_recovers() {
+    let cluster = Cluster::start_launched(&[Roles::Combined], &[], &["prlimit", "--nofile=64:64"]);
+    let addr = cluster.addr(1);
+    let pid = cluster.pid(1).unwrap();
+    assert!(
+        cluster.log(1).contains("open file limit"),
+        "{}",
+        cluster.log(1)
+    );
+    let mut client = RawClient::connect(addr).await;
+    assert_eq!(
+        client
+            .send(ApiVersionsRequest::default(), 3)
+            .await
+            .error_code,
+        0
+    );
+    // The kernel completes connections into the listen backlog (128 here) whether or not the
+    // broker can accept them; once the backlog is full, connecting times out.
+    let mut connections = Vec::new();
+    for _ in 0..150 {
+        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => connections.push(stream),
+            _ => break,
+        }
+    }
+    assert!(connections.len() > 100, "{} connections", connections.len());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(pid) - before;
+    let warnings = cluster.log(1).matches("out of file descriptors").count();
+    println!(
+        "descriptors: {} connections on 64 descriptors; {used} CPU ticks in 3 s while out of \
+         descriptors, {warnings} warning(s)",
+        connections.len()
+    );
+    assert!(warnings >= 1, "{}", cluster.log(1));
+    // Spinning on accept would use about 300 ticks (one core, 100 Hz) in 3 s.
+    assert!(used < 100, "the broker used {used} ticks in 3 s");
+
+    drop(connections);
+    drop(client);
+    let mut fresh = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut fresh = RawClient::connect(addr).await;
+            // The backlog drains first; a connection the broker accepted answers.
+            let answered = tokio::time::timeout(
+                Duration::from_secs(2),
+                fresh.send(ApiVersionsRequest::default(), 3),
+            )
+            .await;
+            if answered.is_ok() {
+                return fresh;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let metadata = fresh.send(MetadataRequest::default(), 12).await;
+    assert_eq!(metadata.brokers.len(), 1);
+    assert!(
+        cluster.log(1).contains("accepting connections again"),
+        "{}",
+        cluster.log(1)
+    );
+}

@@ -825,8 +825,23 @@ pub(crate) async fn publish(broker: Arc<crate::state::Broker>, mut stopped: watc
             let b = broker.clone();
             let next = image.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let reconciled =
-                    reconcile_logs(b.config().node_id, &b.partitions, Some(&current), &next);
+                let node_id = b.config().node_id;
+                let reconciled = reconcile_logs(node_id, &b.partitions, Some(&current), &next);
+                // Producer state of partitions whose logs just went (deleted topics, replicas
+                // reassigned away) goes too.
+                let dropped = b.producer_states.retain_held(|topic, id, partition| {
+                    next.topic(topic).is_some_and(|t| {
+                        t.id.0 == id.0
+                            && t.partition(partition)
+                                .is_some_and(|p| p.replicas.contains(&node_id))
+                    })
+                });
+                if dropped > 0 {
+                    debug!(
+                        partitions = dropped,
+                        "dropped the producer state of partitions no longer held"
+                    );
+                }
                 // Roles next, before handlers see the image: one that finds this broker the
                 // leader finds the replica leading.
                 b.replicas.apply(&b, &next);

@@ -144,6 +144,18 @@ impl ProducerStates {
             .sum()
     }
 
+    /// Drops the tables of partitions `held` says this broker no longer holds (`held(topic,
+    /// topic_id, partition)`: the topic was deleted, deleted and created again under a new id,
+    /// or the replica was reassigned away); returns how many went. Their logs (and snapshot
+    /// files) are deleted with them; without this their tables stayed in memory for the
+    /// broker's lifetime. Called whenever a new metadata image is applied.
+    pub(crate) fn retain_held(&self, held: impl Fn(&str, Uuid, i32) -> bool) -> usize {
+        let mut map = self.partitions.lock();
+        let before = map.len();
+        map.retain(|(topic, partition), slot| held(topic, slot.topic_id, *partition));
+        before - map.len()
+    }
+
     /// Writes the snapshot of every loaded table whose topic still exists; called at shutdown
     /// when no appends run any more, before the logs are closed (flushed).
     pub(crate) fn write_snapshots(
@@ -391,6 +403,22 @@ mod tests {
         assert!(
             matches!(table.check(&retry(2, 0)), Ok(Verdict::Duplicate(m)) if m.first_offset == 2)
         );
+    }
+
+    /// Guards against the tables of deleted topics staying in memory for good.
+    #[test]
+    fn tables_of_partitions_no_longer_held_are_dropped() {
+        let states = ProducerStates::default();
+        let kept = Uuid([1; 16]);
+        let deleted = Uuid([2; 16]);
+        states.partition("kept", kept, 0);
+        states.partition("kept", kept, 1);
+        states.partition("gone", deleted, 0);
+        let dropped = states
+            .retain_held(|topic, id, partition| topic == "kept" && id == kept && partition == 0);
+        assert_eq!(dropped, 2);
+        let left: Vec<(String, i32)> = states.partitions.lock().keys().cloned().collect();
+        assert_eq!(left, vec![("kept".to_string(), 0)]);
     }
 
     #[test]

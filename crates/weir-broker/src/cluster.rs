@@ -982,21 +982,12 @@ fn write_meta_properties(
     node_id: i32,
 ) -> Result<(), BrokerError> {
     let path = dir.join("meta.properties");
-    let error = |e: std::io::Error| BrokerError::Cluster(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp).map_err(error)?;
-        file.write_all(
-            format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
-        )
-        .map_err(error)?;
-        file.sync_all().map_err(error)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(error)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(error)?;
-    Ok(())
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BrokerError::Cluster(format!("{}: {e}", dir.display())))?;
+    weir_log::fs::write_atomically(
+        &weir_log::StdFs,
+        &path,
+        format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
+    )
+    .map_err(|e| BrokerError::Cluster(format!("{}: {e}", path.display())))
 }

@@ -33,7 +33,6 @@ use crate::topics::Topics;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,9 +41,9 @@ use weir_log::Log;
 use weir_protocol::Uuid;
 use weir_records::RecordBatches;
 
+/// Written by `weir_log::fs::write_atomically` through `producer-state.json.tmp`, which the
+/// log removes as a leftover when it opens.
 const SNAPSHOT_FILE: &str = "producer-state.json";
-/// The log removes `*.tmp` leftovers when it opens.
-const SNAPSHOT_TMP: &str = "producer-state.json.tmp";
 
 /// Bytes read per step when scanning a log for producer batches.
 const SCAN_CHUNK: usize = 1 << 20;
@@ -342,16 +341,14 @@ pub(crate) fn load(log: &Log, now_ms: i64) -> Result<ProducerTable, weir_log::Er
     debug!(dir = %log.dir().display(), producers = table.len(), scanned_from, log_end, "loaded producer state");
     Ok(table)
 }
-fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
-    let tmp = dir.join(SNAPSHOT_TMP);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> Result<(), weir_log::Error> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let bytes = serde_json::to_vec(snapshot).map_err(|e| weir_log::Error::Io {
+        op: "encode",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    weir_log::fs::write_atomically(&weir_log::StdFs, &path, &bytes)
 }
 
 #[cfg(test)]

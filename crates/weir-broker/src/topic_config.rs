@@ -252,6 +252,28 @@ pub(crate) fn def_by_broker_key(key: &str) -> Option<&'static ConfigDef> {
     CATALOG.iter().find(|d| d.broker_synonym == Some(key))
 }
 
+/// Checks the value of broker property `key` when it is a topic default (`log.retention.ms`
+/// for `retention.ms`, ...): `None` for any other property, else whether the topic config
+/// would accept the value.
+pub(crate) fn check_broker_default(key: &str, value: &str) -> Option<Result<(), String>> {
+    let def = def_by_broker_key(key)?;
+    Some(match def.backing {
+        Backing::Stored { check, .. } => check(value).map_err(str::to_string),
+        Backing::Log => {
+            let mut config = LogConfig::default();
+            config.set(def.name, value).map_err(|e| {
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    reason = format!("{reason}: {cause}");
+                    source = cause.source();
+                }
+                reason
+            })
+        }
+    })
+}
+
 /// The dynamic broker configs in force on broker `node_id`, by topic config name: the
 /// cluster-wide default overridden by the broker's own.
 pub(crate) fn dynamic_defaults(image: &MetadataImage, node_id: i32) -> BTreeMap<String, String> {

@@ -1634,6 +1634,26 @@ async fn dynamic_broker_configs_set_topic_defaults_and_persist() {
         (Some("1"), DYNAMIC_BROKER_CONFIG, false)
     );
     assert!(config(&configs, "num.partitions").read_only);
+    // Every property the broker reads is listed, set or not, with its source.
+    for (name, value, source) in [
+        ("num.partitions", Some("1"), DEFAULT_CONFIG),
+        ("log.cleanup.policy", Some("delete"), DEFAULT_CONFIG),
+        ("fetch.max.bytes", Some("57671680"), DEFAULT_CONFIG),
+        (
+            "transaction.state.log.num.partitions",
+            Some("4"),
+            STATIC_BROKER_CONFIG,
+        ),
+        ("weir.admin.listener", Some("none"), STATIC_BROKER_CONFIG),
+        ("broker.rack", None, DEFAULT_CONFIG),
+    ] {
+        let c = config(&configs, name);
+        assert_eq!(
+            (c.value.as_deref(), c.config_source),
+            (value, source),
+            "{name}"
+        );
+    }
     let defaults = describe_broker(&mut client, "").await;
     assert_eq!(
         config(&defaults, "min.insync.replicas").value.as_deref(),

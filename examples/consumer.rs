@@ -16,7 +16,7 @@ async fn main() -> weir_client::Result<()> {
     let mut config = ConsumerConfig::new(&bootstrap, "my-consumer-group");
     // Start at the earliest record when the group has no committed offset yet.
     config.auto_offset_reset = OffsetReset::Earliest;
-    let mut consumer = Consumer::new(config).await?;
+    let mut consumer = Consumer::connect(config).await?;
     consumer.subscribe(&["user-activity"])?;
     println!("Waiting for messages...");
     loop {

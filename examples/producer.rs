@@ -8,16 +8,15 @@
 //! ```
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
-use weir_client::{Client, ClientConfig};
 
 #[tokio::main]
 async fn main() -> weir_client::Result<()> {
     let bootstrap = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "localhost:9092".to_string());
-    let client = Client::connect(ClientConfig::new(&bootstrap)).await?;
-    let producer = Producer::new(client, ProducerConfig::default()).await?;
+    let producer = Producer::connect(ProducerConfig::new(ClientConfig::new(&bootstrap))).await?;
 
     println!("Sending messages...");
     let mut deliveries = Vec::new();

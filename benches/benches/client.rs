@@ -87,7 +87,7 @@ struct Bench {
 impl Bench {
     async fn topic(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", self.topics.fetch_add(1, Ordering::Relaxed));
-        let created = Admin::new(self.client.clone())
+        let created = Admin::from_client(self.client.clone())
             .create_topics(&[NewTopic::new(&name, 1)])
             .await
             .unwrap();
@@ -149,7 +149,7 @@ fn value(size: usize) -> Vec<u8> {
 
 async fn produce_weir(bench: &Bench, case: &Case) -> Measurement {
     let topic = bench.topic("weir").await;
-    let producer = Producer::new(
+    let producer = Producer::from_client(
         bench.client.clone(),
         ProducerConfig {
             linger: Duration::from_millis(LINGER_MS),
@@ -276,7 +276,7 @@ const RDKAFKA_FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// `key-<n>`), written as 64 KiB batches spread evenly over the partitions.
 async fn filled_topic(bench: &Bench, case: &Case) -> String {
     let name = format!("consume-{}", bench.topics.fetch_add(1, Ordering::Relaxed));
-    let created = Admin::new(bench.client.clone())
+    let created = Admin::from_client(bench.client.clone())
         .create_topics(&[NewTopic::new(&name, CONSUME_PARTITIONS)])
         .await
         .unwrap();
@@ -380,7 +380,7 @@ async fn consume_weir(bench: &Bench, case: &Case) -> Measurement {
         ..ConsumerConfig::default()
     };
     config.client = ClientConfig::new(&bench.bootstrap);
-    let mut consumer = Consumer::new(config).await.unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
     let partitions: Vec<_> = (0..CONSUME_PARTITIONS)
         .map(|p| TopicPartition::new(&topic, p))
         .collect();

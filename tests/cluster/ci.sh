@@ -82,10 +82,10 @@ fi
 # each group's coordinator wherever it is, and admin requests must reach the controller.
 offset=${WEIR_CLUSTER_PORT_OFFSET:-0}
 clients_status=0
-echo "== kafka-python (3.x, groups) through node 3, confluent-kafka through node 2"
+echo "== kafka-python (3.x, groups) through node 3, confluent-kafka and the Java client (transactions) through node 2"
 COMPAT_ONLY="kafka-python-3 kafka-python-groups" PYTHON3="$PYTHON3" \
   bash "$root/tests/compat/run.sh" "127.0.0.1:$((9096 + offset))" || clients_status=1
-COMPAT_ONLY="confluent-kafka" PYTHON3="$PYTHON3" \
+COMPAT_ONLY="confluent-kafka java-txn" PYTHON3="$PYTHON3" \
   bash "$root/tests/compat/run.sh" "127.0.0.1:$((9094 + offset))" || clients_status=1
 
 echo "== stopping the cluster"

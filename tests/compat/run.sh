@@ -9,6 +9,7 @@
 #   PYTHON3_KP2   python with kafka-python 2.0.2                         default: python3
 #   KCAT          kcat from Debian (librdkafka 2.0.2)                    default: kcat
 #   NODE          node with kafkajs 2.2.4 reachable (NODE_PATH)          default: node
+#   JAVA, MVN     Java 17 and Maven for the Java client (java/run.sh)    default: java, mvn
 #   COMPAT_TIMEOUT  seconds each check may take                          default: 120
 #   COMPAT_ONLY   space-separated check names to run (default: all)
 set -euo pipefail
@@ -34,6 +35,7 @@ checks=(
     "kcat|bash $here/kcat.sh $bootstrap"
     "kafkajs|$node_bin $here/kafkajs.js $bootstrap"
     "kafkajs-txn|$node_bin $here/kafkajs_txn.js $bootstrap"
+    "java-txn|bash $here/java/run.sh $bootstrap"
 )
 
 passed=()

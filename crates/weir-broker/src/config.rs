@@ -148,6 +148,12 @@ pub struct BrokerConfig {
     /// `weir_log::SyncJournalFs`, journaling what was fsynced to `<first log dir>/fsync-journal`
     /// so a test can cut the data directory back to what a power loss would leave.
     pub debug_fsync_journal: bool,
+    /// `weir.transaction.version` (Weir; Kafka sets it as a feature with `kafka-features.sh`):
+    /// the `transaction.version` feature level finalized in ApiVersions, 0 to 2. At 2 (the
+    /// default, as a new Kafka 4 cluster) clients that know KIP-890 part 2 use it: implicit
+    /// partition adds and an epoch bump at every EndTxn. Every broker of a cluster should set
+    /// the same level.
+    pub transaction_version: i16,
     /// Every property as given (after merging sources), for per-topic defaults.
     pub raw: BTreeMap<String, String>,
 }
@@ -224,6 +230,7 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("offsets.topic.replication.factor", "3"),
     ("durable.acks", "true"),
     ("weir.debug.fsync.journal", "false"),
+    ("weir.transaction.version", "2"),
 ];
 
 /// Properties Weir reads besides [`DEFAULTS`] and the topic defaults
@@ -932,6 +939,7 @@ impl BrokerConfig {
                 durable_acks: true,
             },
             debug_fsync_journal: false,
+            transaction_version: 2,
             raw: BTreeMap::new(),
         }
     }
@@ -1174,6 +1182,16 @@ impl BrokerConfig {
             quorum: QuorumSettings::parse(&props, &listeners, &controller_names, roles)?,
             replication: ReplicationSettings::parse(&props)?,
             debug_fsync_journal: parse(&props, "weir.debug.fsync.journal")?,
+            transaction_version: parse::<i16>(&props, "weir.transaction.version")
+                .ok()
+                .filter(|v| (0..=2).contains(v))
+                .ok_or_else(|| {
+                    invalid(
+                        "weir.transaction.version",
+                        &get("weir.transaction.version"),
+                        "must be a transaction.version feature level from 0 to 2",
+                    )
+                })?,
             raw: props,
         };
         config.quorum.check(config.node_id)?;
@@ -1572,6 +1590,18 @@ mod tests {
             err.to_string().contains("offset.metadata.max.bytes"),
             "{err}"
         );
+        for bad in ["3", "-1", "two"] {
+            let flag = format!("--weir.transaction.version={bad}");
+            let err = BrokerConfig::from_args_and_env(args(&[&flag]), vec![]).unwrap_err();
+            assert!(
+                err.to_string().contains("weir.transaction.version"),
+                "{err}"
+            );
+        }
+        let ok = BrokerConfig::from_args_and_env(args(&["--weir.transaction.version=0"]), vec![])
+            .unwrap();
+        assert_eq!(ok.transaction_version, 0);
+        assert_eq!(BrokerConfig::default().transaction_version, 2);
     }
 
     fn properties_file(text: &str) -> BTreeMap<String, String> {

@@ -1,42 +1,44 @@
-//! `weir`: run a Weir broker. With no arguments, a single node on localhost:9092 with its data
-//! in `./weir-data`.
+//! `weir`: run a Weir broker, or operate a Kafka-compatible cluster. With no arguments, a single
+//! node on localhost:9092 with its data in `./weir-data`.
+//!
+//! The command line is weir-cli's: it runs the `topic`, `produce`, `consume`, `group`,
+//! `cluster` and `completions` subcommands itself and hands `weir` / `weir broker` /
+//! `weir start` back here with the broker's flags, since only this crate can run a broker.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing::{error, info};
 use weir_broker::{BrokerConfig, ControllerNode, Server, VERSION};
-
-const USAGE: &str = "usage: weir [--config FILE] [--KEY=VALUE ...] [--override KEY=VALUE ...]
-
-Runs a Weir broker. Settings use Kafka's property names (listeners, log.dirs, num.partitions,
-auto.create.topics.enable, log.segment.bytes, log.retention.ms, message.max.bytes, ...), from
-a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) and flags.
-Log level: RUST_LOG (default info, with the Raft engine's own lines at error only: it retries
-unreachable voters often).
-
-A cluster: list the controllers with controller.quorum.voters=1@host:port,2@host:port,3@host:port
-and give each of them a CONTROLLER://host:port entry in listeners. process.roles says what a
-node runs: broker,controller (the default), controller (a voter only, no client listener) or
-broker (follows the controllers; needs controller.quorum.voters or
-controller.quorum.bootstrap.servers). See docs/cluster.md.";
+use weir_cli::{BrokerOptions, LogFormat, Outcome};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error")),
-        )
+    match weir_cli::run(std::env::args_os()) {
+        Outcome::Exit(code) => code,
+        Outcome::Broker(options) => run_broker(options),
+        // Outcome is non-exhaustive: a variant this binary does not know is a build mismatch.
+        _ => {
+            eprintln!("weir: unexpected command line outcome");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_broker(options: BrokerOptions) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
+        // Colour escapes only for a person at a terminal, never in files or pipes.
+        .with_ansi(std::io::stderr().is_terminal());
+    match options.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
     }
-    if args.iter().any(|a| a == "--version" || a == "-V") {
-        println!("weir {VERSION}");
-        return ExitCode::SUCCESS;
-    }
-    let config = match BrokerConfig::from_args_and_env(args, std::env::vars()) {
+    // WEIR_BROKERS and WEIR_ADMIN are the command line's (`weir topic ...`), not broker
+    // properties.
+    let env = std::env::vars().filter(|(k, _)| k != "WEIR_BROKERS" && k != "WEIR_ADMIN");
+    let config = match BrokerConfig::from_args_and_env(options.args, env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("weir: invalid configuration: {e}");

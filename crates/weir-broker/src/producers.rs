@@ -196,6 +196,22 @@ impl Default for ProducerEntry {
     }
 }
 
+/// One producer of a partition, as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ActiveProducer {
+    pub(crate) producer_id: i64,
+    pub(crate) epoch: i16,
+    /// The last sequence appended, -1 when no batch of this epoch is known.
+    pub(crate) last_sequence: i32,
+    /// The broker's clock when the producer last appended (Kafka reports the last batch's
+    /// max timestamp, a client clock; the table keeps the broker's, see `ProducerEntry`).
+    pub(crate) last_append_ms: i64,
+    /// Epoch of the coordinator that wrote the producer's last marker, -1 for none.
+    pub(crate) coordinator_epoch: i32,
+    /// First offset of its ongoing transaction here.
+    pub(crate) current_txn_first_offset: Option<i64>,
+}
+
 /// The producer state of one partition.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ProducerTable {
@@ -400,6 +416,24 @@ impl ProducerTable {
         self.producers
             .get(&producer_id)
             .is_some_and(|p| p.epoch == epoch && p.current_txn_first_offset.is_some())
+    }
+
+    /// The producers the table knows, by producer id: what DescribeProducers reports.
+    pub(crate) fn active_producers(&self) -> Vec<ActiveProducer> {
+        let mut producers: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, entry)| ActiveProducer {
+                producer_id,
+                epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                last_append_ms: entry.last_append_ms,
+                coordinator_epoch: entry.coordinator_epoch,
+                current_txn_first_offset: entry.current_txn_first_offset,
+            })
+            .collect();
+        producers.sort_by_key(|p| p.producer_id);
+        producers
     }
 
     /// Where the oldest ongoing transaction starts: the last stable offset is at most this.
@@ -650,6 +684,29 @@ mod tests {
             Err(ProducerError::CoordinatorFenced { current: 5, .. })
         ));
         assert_eq!(table.check_marker(&marker(9, 0, 0, true)), Ok(()));
+    }
+
+    #[test]
+    fn active_producers_report_sequence_epochs_and_open_transactions() {
+        let mut table = ProducerTable::default();
+        append(&mut table, txn(7, 2, 0, 3), 40);
+        append(&mut table, batch(3, 0, 0, 5), 43);
+        table.complete_txn(&marker(7, 2, 4, true), 48, 1_000);
+        append(&mut table, txn(7, 2, 3, 1), 49);
+        let active = table.active_producers();
+        assert_eq!(
+            active
+                .iter()
+                .map(|p| (
+                    p.producer_id,
+                    p.epoch,
+                    p.last_sequence,
+                    p.coordinator_epoch,
+                    p.current_txn_first_offset
+                ))
+                .collect::<Vec<_>>(),
+            vec![(3, 0, 4, -1, None), (7, 2, 3, 4, Some(49))]
+        );
     }
 
     #[test]

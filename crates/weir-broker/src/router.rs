@@ -75,6 +75,7 @@ routes! {
     AddOffsetsToTxn => add_offsets_to_txn, 0..=4;
     EndTxn => end_txn, 0..=5;
     DescribeTransactions => describe_transactions, 0..=0;
+    DescribeProducers => describe_producers, 0..=0;
     ListTransactions => list_transactions, 0..=1;
     WriteTxnMarkers => write_txn_markers, 1..=2;
     // Consumer groups.

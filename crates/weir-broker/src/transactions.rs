@@ -853,34 +853,60 @@ pub(crate) async fn check_coordinator(
     .await
 }
 
-/// KIP-890 part 1, for a partition leader about to append `producer`'s first transactional
-/// batch on `partition`: asks the coordinator of `transactional_id` (this broker's, or another
-/// broker's with verify-only AddPartitionsToTxn) whether the partition is in the producer's
-/// ongoing transaction. The answer is the Produce error: NONE, INVALID_TXN_STATE when it is not
-/// in the transaction, INVALID_PRODUCER_EPOCH for a fenced producer, NOT_ENOUGH_REPLICAS
-/// (retriable) when the coordinator cannot be asked, as Kafka's `AddPartitionsToTxnManager`
-/// maps them.
+/// What a partition leader (or the group coordinator, for offsets) asks the transaction
+/// coordinator before a producer's first transactional write to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnCheck {
+    /// KIP-890 part 1: the partition must already be in the ongoing transaction (the producer
+    /// added it with AddPartitionsToTxn or AddOffsetsToTxn).
+    Verify,
+    /// KIP-890 part 2, transaction version 2 (Produce v12+, TxnOffsetCommit v5 when the
+    /// broker finalizes that level): the producer adds nothing itself, so the partition is
+    /// added to its transaction, which this starts if none is open.
+    ImplicitAdd,
+}
+
+impl TxnCheck {
+    /// The check for a request of `version` when version 2 starts at `v2_from`.
+    pub(crate) fn for_version(broker: &Broker, version: i16, v2_from: i16) -> Self {
+        if version >= v2_from && broker.config().transaction_version >= 2 {
+            Self::ImplicitAdd
+        } else {
+            Self::Verify
+        }
+    }
+}
+
+/// KIP-890, for a partition leader about to append `producer`'s first transactional batch on
+/// `partition`: asks the coordinator of `transactional_id` (this broker's, or another broker's
+/// with AddPartitionsToTxn v4+) to verify that the partition is in the producer's ongoing
+/// transaction, or to add it (`check`). The answer is the Produce error: NONE,
+/// INVALID_TXN_STATE when it is not in the transaction, INVALID_PRODUCER_EPOCH for a fenced
+/// producer, NOT_ENOUGH_REPLICAS (retriable) when the coordinator cannot be asked or is busy,
+/// as Kafka's `AddPartitionsToTxnManager` maps them.
 pub(crate) async fn verify(
     broker: &Arc<Broker>,
     transactional_id: &str,
     producer: ProducerIdAndEpoch,
     partition: TopicPartition,
+    check: TxnCheck,
 ) -> ErrorCode {
-    match verify_in_txn(broker, transactional_id, producer, partition).await {
+    match verify_in_txn(broker, transactional_id, producer, partition, check).await {
         Ok(()) => ErrorCode::NONE,
         Err(code) => produce_error(code),
     }
 }
 
-/// Whether `partition` is in the ongoing transaction of `transactional_id` for `producer`,
-/// with the coordinator's error when not (or COORDINATOR_NOT_AVAILABLE /
-/// COORDINATOR_LOAD_IN_PROGRESS when it cannot be asked). TxnOffsetCommit asks it for the
-/// group's `__consumer_offsets` partition before writing.
+/// Whether `partition` is (or, with [`TxnCheck::ImplicitAdd`], is now) in the ongoing
+/// transaction of `transactional_id` for `producer`, with the coordinator's error when not
+/// (or COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS when it cannot be asked).
+/// TxnOffsetCommit asks it for the group's `__consumer_offsets` partition before writing.
 pub(crate) async fn verify_in_txn(
     broker: &Arc<Broker>,
     transactional_id: &str,
     producer: ProducerIdAndEpoch,
     partition: TopicPartition,
+    check: TxnCheck,
 ) -> Result<(), ErrorCode> {
     let state_partition = broker.transactions.partition_for(transactional_id);
     let image = broker.topics.image();
@@ -899,6 +925,21 @@ pub(crate) async fn verify_in_txn(
                     .map_or(-1, |p| p.leader_epoch),
             ) {
                 Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code())
+            } else if check == TxnCheck::ImplicitAdd {
+                let request = weir_transaction::AddPartitionsRequest {
+                    transactional_id: transactional_id.to_string(),
+                    producer,
+                    partitions: vec![partition.clone()],
+                    transaction_version: weir_transaction::TransactionVersion::V2,
+                };
+                broker
+                    .transactions
+                    .request(broker, false, |c, now, id, _| {
+                        c.add_partitions_to_txn(now, id, &request);
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(|f| f.code(true).code())
             } else {
                 let request = weir_transaction::AddPartitionsRequest {
                     transactional_id: transactional_id.to_string(),
@@ -921,7 +962,15 @@ pub(crate) async fn verify_in_txn(
         Some(leader) if leader != weir_metadata::NO_LEADER => {
             match client_address(&image, leader) {
                 Some(address) => {
-                    verify_remote(broker, &address, transactional_id, producer, &partition).await
+                    verify_remote(
+                        broker,
+                        &address,
+                        transactional_id,
+                        producer,
+                        &partition,
+                        check,
+                    )
+                    .await
                 }
                 None => Err(ErrorCode::COORDINATOR_NOT_AVAILABLE.code()),
             }
@@ -947,13 +996,15 @@ fn produce_error(code: ErrorCode) -> ErrorCode {
     }
 }
 
-/// Verify-only AddPartitionsToTxn (v4) to the coordinator on another broker.
+/// AddPartitionsToTxn to the coordinator on another broker: verify-only (v4), or an implicit
+/// add (v5, `verify_only` false).
 async fn verify_remote(
     broker: &Broker,
     address: &str,
     transactional_id: &str,
     producer: ProducerIdAndEpoch,
     partition: &TopicPartition,
+    check: TxnCheck,
 ) -> Result<(), i16> {
     use weir_protocol::messages::AddPartitionsToTxnRequest;
     use weir_protocol::messages::add_partitions_to_txn_request::{
@@ -964,7 +1015,7 @@ async fn verify_remote(
             transactional_id: transactional_id.to_string(),
             producer_id: producer.producer_id,
             producer_epoch: producer.epoch,
-            verify_only: true,
+            verify_only: check == TxnCheck::Verify,
             topics: vec![AddPartitionsToTxnTopic {
                 name: partition.topic.clone(),
                 partitions: vec![partition.partition],
@@ -974,9 +1025,12 @@ async fn verify_remote(
         }],
         ..AddPartitionsToTxnRequest::default()
     };
-    let sent = broker
-        .transactions
-        .send_to(broker.config().node_id, address, &request, 4);
+    let sent = broker.transactions.send_to(
+        broker.config().node_id,
+        address,
+        &request,
+        if check == TxnCheck::Verify { 4 } else { 5 },
+    );
     match sent.await {
         Ok(response) if response.error_code != 0 => Err(response.error_code),
         Ok(response) => {

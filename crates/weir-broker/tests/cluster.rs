@@ -614,7 +614,7 @@ async fn librdkafka_produces_through_one_node_and_a_group_consumes_through_anoth
         weir_client::Client::connect(weir_client::ClientConfig::new(&cluster.addr(2).to_string()))
             .await
             .expect("weir-client connects");
-    let admin = weir_client::admin::Admin::new(client);
+    let admin = weir_client::admin::Admin::from_client(client);
     let created = admin
         .create_topics(&[weir_client::admin::NewTopic::new(topic, 6)])
         .await
@@ -985,7 +985,7 @@ async fn the_whole_cluster_restarts_with_identical_metadata_and_data() {
     let client = weir_client::Client::connect(weir_client::ClientConfig::new(&cluster.bootstrap()))
         .await
         .expect("weir-client connects");
-    let producer = weir_client::producer::Producer::new(
+    let producer = weir_client::producer::Producer::from_client(
         client,
         weir_client::producer::ProducerConfig::default(),
     )

@@ -195,7 +195,7 @@ async fn run_weir_client_producer(
     let client = weir_client::Client::connect(weir_client::ClientConfig::new(&bootstrap))
         .await
         .expect("weir-client connects");
-    let producer = weir_client::producer::Producer::new(
+    let producer = weir_client::producer::Producer::from_client(
         client,
         weir_client::producer::ProducerConfig::default(),
     )

@@ -25,6 +25,7 @@ use rdkafka::message::Message;
 use std::time::{Duration, Instant};
 use support::{RawClient, TestBroker};
 use weir_protocol::ErrorCode;
+use weir_protocol::messages::describe_producers_request;
 use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use weir_protocol::messages::fetch_response::PartitionData;
 use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -34,8 +35,8 @@ use weir_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use weir_protocol::messages::{
-    ApiVersionsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest, ProduceRequest,
-    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    ApiVersionsRequest, DescribeProducersRequest, FetchRequest, InitProducerIdRequest,
+    ListOffsetsRequest, ProduceRequest, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use weir_records::{Record, RecordBatchBuilder, RecordBatches};
 
@@ -326,6 +327,45 @@ async fn markers_decide_what_read_committed_consumers_see_across_restarts() {
     // 8: producer 3 opens a transaction (left open); 9: plain.
     produce_at(&mut client, batch(Some((p3, 0, 0, true)), &["open-1"]), 8).await;
     produce_at(&mut client, batch(None, &["plain-1"]), 9).await;
+    // DescribeProducers: every producer's epoch, last sequence, marker coordinator epoch, and
+    // where producer 3's open transaction starts; a missing partition is reported as such.
+    let described = client
+        .send(
+            DescribeProducersRequest {
+                topics: vec![describe_producers_request::TopicRequest {
+                    name: TOPIC.into(),
+                    partition_indexes: vec![0, 7],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            0,
+        )
+        .await;
+    let partitions = &described.topics[0].partitions;
+    assert_eq!(partitions[0].error_code, 0);
+    let mut producers: Vec<_> = partitions[0]
+        .active_producers
+        .iter()
+        .map(|p| {
+            (
+                p.producer_id,
+                p.producer_epoch,
+                p.last_sequence,
+                p.coordinator_epoch,
+                p.current_txn_start_offset,
+            )
+        })
+        .collect();
+    producers.sort();
+    let mut expected = vec![(p1, 0, 2, 0, -1), (p2, 0, 1, 0, -1), (p3, 0, 0, -1, 8)];
+    expected.sort();
+    assert_eq!(producers, expected);
+    assert!(partitions[0].active_producers[0].last_timestamp > 0);
+    assert_eq!(
+        (partitions[1].partition_index, partitions[1].error_code),
+        (7, ErrorCode::UNKNOWN_TOPIC_OR_PARTITION.code())
+    );
 
     // Bad input: unknown topics and partitions, stale producer and coordinator epochs, a plain
     // batch in the middle of a transaction. None of it changes producer 3's transaction.

@@ -34,7 +34,7 @@ use weir_protocol::ErrorCode;
 use weir_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use weir_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use weir_protocol::messages::{
-    AddPartitionsToTxnRequest, ApiVersionsRequest, DescribeTransactionsRequest,
+    AddPartitionsToTxnRequest, ApiVersionsRequest, DescribeTransactionsRequest, EndTxnRequest,
     FindCoordinatorRequest, InitProducerIdRequest, ListTransactionsRequest, ProduceRequest,
 };
 use weir_records::{Record, RecordBatchBuilder};
@@ -465,6 +465,18 @@ async fn produce_txn(
     epoch: i16,
     values: &[&str],
 ) -> i16 {
+    produce_txn_at(client, id, (producer_id, epoch, 0), values, 9).await
+}
+
+/// A transactional batch from (producer id, epoch, first sequence) to `durable` partition 0
+/// with Produce `version`; its error code.
+async fn produce_txn_at(
+    client: &mut RawClient,
+    id: &str,
+    (producer_id, epoch, sequence): (i64, i16, i32),
+    values: &[&str],
+    version: i16,
+) -> i16 {
     let produced = client
         .send(
             ProduceRequest {
@@ -475,14 +487,14 @@ async fn produce_txn(
                     name: "durable".into(),
                     partition_data: vec![PartitionProduceData {
                         index: 0,
-                        records: Some(txn_batch(producer_id, epoch, 0, values)),
+                        records: Some(txn_batch(producer_id, epoch, sequence, values)),
                         ..Default::default()
                     }],
                     ..Default::default()
                 }],
                 ..Default::default()
             },
-            9,
+            version,
         )
         .await;
     produced.responses[0].partition_responses[0].error_code
@@ -808,4 +820,119 @@ async fn an_idle_transactional_id_expires() {
     assert_eq!(epoch, 0);
     assert_ne!(again, producer_id);
     broker.stop().await;
+}
+
+/// EndTxn v5: (error, producer id, producer epoch) of the answer.
+async fn end_txn_v5(
+    client: &mut RawClient,
+    id: &str,
+    producer: (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let r = client
+        .send(
+            EndTxnRequest {
+                transactional_id: id.into(),
+                producer_id: producer.0,
+                producer_epoch: producer.1,
+                committed: commit,
+                ..Default::default()
+            },
+            5,
+        )
+        .await;
+    (r.error_code, r.producer_id, r.producer_epoch)
+}
+
+/// Transaction version 2 (KIP-890 part 2) as the Java client from 4.0 speaks it, on the raw
+/// protocol: ApiVersions finalizes `transaction.version` 2; a Produce v12 needs no
+/// AddPartitionsToTxn (the leader adds the partition to the transaction), while v11 still
+/// does; EndTxn v5 bumps the epoch, the next transaction starts at sequence 0 with it, and a
+/// late batch at the old epoch is fenced. With `weir.transaction.version=0` nothing is
+/// finalized and EndTxn v5 keeps the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_version_2_adds_partitions_implicitly_and_bumps_the_epoch() {
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    support::auto_create_topic(&mut client, "durable").await;
+    let versions = client.send(ApiVersionsRequest::default(), 3).await;
+    let finalized: Vec<(String, i16)> = versions
+        .finalized_features
+        .iter()
+        .map(|f| (f.name.clone(), f.max_version_level))
+        .collect();
+    assert_eq!(finalized, vec![("transaction.version".to_string(), 2)]);
+    assert!(versions.finalized_features_epoch >= 0);
+
+    let id = "tv2-tx";
+    let (pid, epoch) = init_until_ok(&mut client, id).await;
+    // Produce v11 is the classic protocol: the partition must have been added.
+    let classic = produce_txn_at(&mut client, id, (pid, epoch, 0), &["classic"], 11).await;
+    assert_eq!(classic, ErrorCode::INVALID_TXN_STATE.code());
+    // Produce v12: the leader adds it, which opens the transaction.
+    let added = produce_txn_at(&mut client, id, (pid, epoch, 0), &["tv2-a", "tv2-b"], 12).await;
+    assert_eq!(added, 0, "{}", ErrorCode(added).name());
+    let (_, state, _, _, partitions) = describe(&mut client, id).await;
+    assert_eq!(
+        (state.as_str(), partitions),
+        ("Ongoing", vec![("durable".to_string(), 0)])
+    );
+    // EndTxn v5 commits and bumps the epoch.
+    assert_eq!(
+        end_txn_v5(&mut client, id, (pid, epoch), true).await,
+        (0, pid, epoch + 1)
+    );
+    wait_for_state(&mut client, id, "CompleteCommit").await;
+    // A late batch at the old epoch is fenced; the new epoch starts over at sequence 0.
+    let late = produce_txn_at(&mut client, id, (pid, epoch, 2), &["late"], 12).await;
+    assert_eq!(late, ErrorCode::INVALID_PRODUCER_EPOCH.code());
+    let next = produce_txn_at(&mut client, id, (pid, epoch + 1, 0), &["tv2-c"], 12).await;
+    assert_eq!(next, 0, "{}", ErrorCode(next).name());
+    assert_eq!(
+        end_txn_v5(&mut client, id, (pid, epoch + 1), false).await,
+        (0, pid, epoch + 2)
+    );
+    wait_for_state(&mut client, id, "CompleteAbort").await;
+    assert_eq!(
+        consume(&broker, "read_committed", "durable", 1, 2).await,
+        strings(&["tv2-a", "tv2-b"])
+    );
+    drop(client);
+    broker.stop().await;
+
+    // Level 0: nothing finalized, EndTxn v5 keeps the epoch (and v12 verifies, as v11).
+    let broker = TestBroker::start(&[("weir.transaction.version", "0")]).await;
+    let mut client = broker.client().await;
+    support::auto_create_topic(&mut client, "durable").await;
+    let versions = client.send(ApiVersionsRequest::default(), 3).await;
+    assert!(versions.finalized_features.is_empty());
+    let (pid, epoch) = init_until_ok(&mut client, id).await;
+    let refused = produce_txn_at(&mut client, id, (pid, epoch, 0), &["x"], 12).await;
+    assert_eq!(refused, ErrorCode::INVALID_TXN_STATE.code());
+    let added = client
+        .send(
+            AddPartitionsToTxnRequest {
+                v3_and_below_transactional_id: id.into(),
+                v3_and_below_producer_id: pid,
+                v3_and_below_producer_epoch: epoch,
+                v3_and_below_topics: vec![AddPartitionsToTxnTopic {
+                    name: "durable".into(),
+                    partitions: vec![0],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            3,
+        )
+        .await;
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    let produced = produce_txn_at(&mut client, id, (pid, epoch, 0), &["x"], 12).await;
+    assert_eq!(produced, 0, "{}", ErrorCode(produced).name());
+    assert_eq!(
+        end_txn_v5(&mut client, id, (pid, epoch), true).await,
+        (0, pid, epoch)
+    );
 }

@@ -7,8 +7,9 @@
 //! within `request.timeout.ms`.
 
 use crate::client::Client;
+use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use crate::metadata::BrokerMetadata;
+use crate::metadata::{BrokerMetadata, TopicEntry, TopicMetadata, topic_entry};
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -22,10 +23,15 @@ use weir_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use weir_protocol::messages::metadata_request::MetadataRequestTopic;
+use weir_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use weir_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, MetadataRequest,
+    OffsetCommitRequest, OffsetFetchRequest,
 };
 
 /// A topic to create.
@@ -90,6 +96,61 @@ pub struct ConfigEntry {
     pub is_default: bool,
     /// Whether the value is hidden because it is sensitive.
     pub is_sensitive: bool,
+    /// Where the value comes from.
+    pub source: ConfigSource,
+}
+
+/// Where a config value comes from (Kafka's `ConfigSource`), most specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigSource {
+    /// Set on the topic (`DYNAMIC_TOPIC_CONFIG`).
+    DynamicTopic,
+    /// Set at run time for this broker (`DYNAMIC_BROKER_CONFIG`).
+    DynamicBroker,
+    /// Set at run time for every broker (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    DynamicDefaultBroker,
+    /// Set in the broker's configuration (`STATIC_BROKER_CONFIG`).
+    StaticBroker,
+    /// The built-in default (`DEFAULT_CONFIG`).
+    Default,
+    /// Any other source, or one the broker did not say (`UNKNOWN`, a broker logger, client
+    /// metrics, a group config).
+    Other(i8),
+}
+
+impl ConfigSource {
+    fn from_wire(source: i8) -> Self {
+        match source {
+            1 => ConfigSource::DynamicTopic,
+            2 => ConfigSource::DynamicBroker,
+            3 => ConfigSource::DynamicDefaultBroker,
+            4 => ConfigSource::StaticBroker,
+            5 => ConfigSource::Default,
+            other => ConfigSource::Other(other),
+        }
+    }
+
+    /// Kafka's name for it, as `kafka-configs.sh --describe` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigSource::DynamicTopic => "DYNAMIC_TOPIC_CONFIG",
+            ConfigSource::DynamicBroker => "DYNAMIC_BROKER_CONFIG",
+            ConfigSource::DynamicDefaultBroker => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+            ConfigSource::StaticBroker => "STATIC_BROKER_CONFIG",
+            ConfigSource::Default => "DEFAULT_CONFIG",
+            ConfigSource::Other(6) => "DYNAMIC_BROKER_LOGGER_CONFIG",
+            ConfigSource::Other(7) => "CLIENT_METRICS_CONFIG",
+            ConfigSource::Other(8) => "GROUP_CONFIG",
+            ConfigSource::Other(_) => "UNKNOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// How an incremental config change applies.
@@ -146,6 +207,22 @@ pub struct MemberDescription {
     pub assignment: Bytes,
 }
 
+impl MemberDescription {
+    /// The partitions its assignment gives it, decoded as the consumer protocol (the
+    /// `consumer` protocol type); empty while the group has not assigned anything.
+    pub fn assigned_partitions(&self) -> Result<Vec<TopicPartition>> {
+        if self.assignment.is_empty() {
+            return Ok(Vec::new());
+        }
+        let assignment = crate::consumer::protocol::Assignment::decode(self.assignment.clone())?;
+        Ok(assignment
+            .partitions
+            .into_iter()
+            .map(|tp| (tp.topic, tp.partition))
+            .collect())
+    }
+}
+
 /// Which offset [`Admin::list_offsets`] looks up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -193,15 +270,102 @@ pub struct ClusterDescription {
 pub type TopicPartition = (String, i32);
 
 /// An admin client over a shared [`Client`].
+///
+/// Built like the producer and the consumer: [`Admin::connect`] from a config, or
+/// [`Admin::from_client`] on a [`Client`] shared with them.
+///
+/// ```no_run
+/// # async fn run() -> weir_client::Result<()> {
+/// use weir_client::ClientConfig;
+/// use weir_client::admin::{Admin, NewTopic};
+///
+/// let admin = Admin::connect(ClientConfig::new("localhost:9092")).await?;
+/// for (topic, result) in admin.create_topics(&[NewTopic::new("user-activity", 3)]).await? {
+///     println!("{topic}: {result:?}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Admin {
     client: Client,
 }
 
 impl Admin {
-    /// An admin client using `client`'s connections.
-    pub fn new(client: Client) -> Self {
+    /// Validates `config` and connects to the cluster.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        Ok(Self::from_client(Client::connect(config).await?))
+    }
+
+    /// An admin client using `client`'s connections and metadata.
+    pub fn from_client(client: Client) -> Self {
         Self { client }
+    }
+
+    /// The client it sends through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every topic of the cluster, internal ones included, sorted by name. A topic the broker
+    /// reports with an error (one still being created) is left out.
+    pub async fn list_topics(&self) -> Result<Vec<TopicMetadata>> {
+        let request = MetadataRequest {
+            // Null asks for every topic (Metadata v1+).
+            topics: None,
+            allow_auto_topic_creation: false,
+            ..MetadataRequest::default()
+        };
+        let (response, _) = self.client.send_any(request).await?;
+        let mut topics: Vec<TopicMetadata> = response
+            .topics
+            .into_iter()
+            .filter_map(topic_entry)
+            .filter_map(|(_, entry)| match entry {
+                TopicEntry::Known(topic) => Some(topic),
+                TopicEntry::Error(_) => None,
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// Partitions, leaders, replicas and ISR of each topic, never creating one; one result per
+    /// topic, in request order (UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist).
+    pub async fn describe_topics(
+        &self,
+        names: &[&str],
+    ) -> Result<Vec<(String, Result<TopicMetadata>)>> {
+        let request = MetadataRequest {
+            topics: Some(
+                names
+                    .iter()
+                    .map(|name| MetadataRequestTopic {
+                        name: Some(name.to_string()),
+                        ..MetadataRequestTopic::default()
+                    })
+                    .collect(),
+            ),
+            allow_auto_topic_creation: false,
+            ..MetadataRequest::default()
+        };
+        let (response, _) = self.client.send_any(request).await?;
+        let results: HashMap<String, Result<TopicMetadata>> = response
+            .topics
+            .into_iter()
+            .filter_map(topic_entry)
+            .map(|(name, entry)| match entry {
+                TopicEntry::Known(topic) => (name, Ok(topic)),
+                TopicEntry::Error(code) => (
+                    name.clone(),
+                    Err(Error::Kafka {
+                        code,
+                        message: Some(format!("topic {name}")),
+                    }),
+                ),
+            })
+            .collect();
+        Ok(in_order(names.iter().map(|n| n.to_string()), results))
     }
 
     /// Creates topics; one result per topic, in request order.
@@ -333,6 +497,7 @@ impl Admin {
                             // DEFAULT_CONFIG in Kafka's ConfigSource.
                             is_default: c.config_source == 5,
                             is_sensitive: c.is_sensitive,
+                            source: ConfigSource::from_wire(c.config_source),
                         })
                         .collect()
                 }),
@@ -451,6 +616,153 @@ impl Admin {
                 })
                 .collect(),
         })
+    }
+
+    /// The offsets group `group` has committed (the next offset each partition's consumer
+    /// reads), for every partition it has one, sorted. Asks its coordinator with OffsetFetch
+    /// v2+ (every topic).
+    pub async fn list_group_offsets(&self, group: &str) -> Result<Vec<(TopicPartition, i64)>> {
+        let request = OffsetFetchRequest {
+            group_id: group.to_string(),
+            topics: None,
+            ..OffsetFetchRequest::default()
+        };
+        self.with_coordinator(group, request, |response| {
+            let mut code = ErrorCode(response.error_code);
+            let mut offsets = Vec::new();
+            for topic in response.topics {
+                for p in topic.partitions {
+                    let partition_code = ErrorCode(p.error_code);
+                    if partition_code.is_error() {
+                        if !code.is_error() {
+                            code = partition_code;
+                        }
+                    } else if p.committed_offset >= 0 {
+                        offsets.push(((topic.name.clone(), p.partition_index), p.committed_offset));
+                    }
+                }
+            }
+            if code.is_error() {
+                return Err(Error::kafka(code));
+            }
+            offsets.sort();
+            Ok(offsets)
+        })
+        .await
+    }
+
+    /// Commits offsets for group `group` as an admin (OffsetCommit with generation -1 and no
+    /// member id, as `kafka-consumer-groups.sh --reset-offsets` does): the coordinator accepts
+    /// it only while the group has no members. One result per partition, in request order.
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<Vec<(TopicPartition, Result<()>)>> {
+        let mut by_topic: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for ((topic, partition), offset) in offsets {
+            by_topic
+                .entry(topic.clone())
+                .or_default()
+                .push(OffsetCommitRequestPartition {
+                    partition_index: *partition,
+                    committed_offset: *offset,
+                    committed_leader_epoch: -1,
+                    committed_metadata: Some(String::new()),
+                    ..OffsetCommitRequestPartition::default()
+                });
+        }
+        let request = OffsetCommitRequest {
+            group_id: group.to_string(),
+            generation_id_or_member_epoch: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+            retention_time_ms: -1,
+            topics: by_topic
+                .into_iter()
+                .map(|(name, partitions)| OffsetCommitRequestTopic {
+                    name,
+                    partitions,
+                    ..OffsetCommitRequestTopic::default()
+                })
+                .collect(),
+            ..OffsetCommitRequest::default()
+        };
+        let results = self
+            .with_coordinator(group, request, |response| {
+                let mut results = HashMap::new();
+                for topic in response.topics {
+                    for p in topic.partitions {
+                        let code = ErrorCode(p.error_code);
+                        // The whole request goes to the coordinator again.
+                        if is_coordinator_error(code) {
+                            return Err(Error::kafka(code));
+                        }
+                        results.insert(
+                            (topic.name.clone(), p.partition_index),
+                            item(p.error_code, None),
+                        );
+                    }
+                }
+                Ok(results)
+            })
+            .await?;
+        Ok(in_order(offsets.iter().map(|(tp, _)| tp.clone()), results))
+    }
+
+    /// Deletes consumer groups with no members, and their committed offsets; one result per
+    /// group (NON_EMPTY_GROUP for a group with members, GROUP_ID_NOT_FOUND for none).
+    pub async fn delete_groups(&self, groups: &[&str]) -> Result<Vec<(String, Result<()>)>> {
+        let mut out = Vec::new();
+        for group in groups {
+            let request = DeleteGroupsRequest {
+                groups_names: vec![group.to_string()],
+                ..DeleteGroupsRequest::default()
+            };
+            let result = self
+                .with_coordinator(group, request, |response| {
+                    let result = response.results.into_iter().next().ok_or_else(missing)?;
+                    let code = ErrorCode(result.error_code);
+                    if is_coordinator_error(code) {
+                        return Err(Error::kafka(code));
+                    }
+                    Ok(item(result.error_code, None))
+                })
+                .await;
+            out.push((group.to_string(), result.and_then(|r| r)));
+        }
+        Ok(out)
+    }
+
+    /// Sends `request` to `group`'s coordinator and parses the answer, finding the coordinator
+    /// again and retrying while the outcome is retriable (the coordinator moved or is loading,
+    /// its connection dropped) within `request.timeout.ms`.
+    async fn with_coordinator<R, T>(
+        &self,
+        group: &str,
+        request: R,
+        parse: impl Fn(R::Response) -> Result<T>,
+    ) -> Result<T>
+    where
+        R: weir_protocol::Request + Clone,
+    {
+        let deadline = Instant::now() + self.client.config().request_timeout;
+        let mut backoff = self.client.retry_backoff();
+        loop {
+            let result = match self.client.find_coordinator(group).await {
+                Ok(coordinator) => match self.client.send_to(coordinator, request.clone()).await {
+                    Ok((response, _)) => parse(response),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
+            };
+            match result {
+                Err(err) if err.is_retriable() && Instant::now() < deadline => {
+                    tokio::time::sleep(backoff.next()).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Looks up offsets by time (or the log start or end) on each partition's leader; one
@@ -667,6 +979,13 @@ fn item(code: i16, message: Option<String>) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Whether `code` says to ask the group's coordinator again (it moved, or is still loading).
+fn is_coordinator_error(code: ErrorCode) -> bool {
+    code == ErrorCode::NOT_COORDINATOR
+        || code == ErrorCode::COORDINATOR_NOT_AVAILABLE
+        || code == ErrorCode::COORDINATOR_LOAD_IN_PROGRESS
 }
 
 fn missing() -> Error {

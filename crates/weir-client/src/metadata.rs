@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 use weir_protocol::messages::MetadataResponse;
+use weir_protocol::messages::metadata_response::MetadataResponseTopic;
 use weir_protocol::{ErrorCode, Uuid};
 
 /// A broker as the cluster advertises it.
@@ -114,37 +115,45 @@ impl Metadata {
             );
         }
         for topic in response.topics {
-            let Some(name) = topic.name else { continue };
-            let code = ErrorCode(topic.error_code);
-            let entry = if code.is_error() {
-                TopicEntry::Error(code)
-            } else {
-                let mut partitions: Vec<PartitionMetadata> = topic
-                    .partitions
-                    .into_iter()
-                    .map(|p| PartitionMetadata {
-                        partition: p.partition_index,
-                        leader_id: p.leader_id,
-                        leader_epoch: p.leader_epoch,
-                        replicas: p.replica_nodes,
-                        isr: p.isr_nodes,
-                        error: ErrorCode(p.error_code),
-                    })
-                    .collect();
-                partitions.sort_by_key(|p| p.partition);
-                TopicEntry::Known(TopicMetadata {
-                    name: name.clone(),
-                    topic_id: topic.topic_id,
-                    is_internal: topic.is_internal,
-                    partitions,
-                })
-            };
-            self.topics.insert(name, entry);
+            if let Some((name, entry)) = topic_entry(topic) {
+                self.topics.insert(name, entry);
+            }
         }
         self.refreshed_at = Some(Instant::now());
         self.stale = false;
         self.generation += 1;
     }
+}
+
+/// A Metadata response's topic as the client keeps it: the topic or its error. `None` for an
+/// entry without a name (a v10+ broker answering a lookup by id).
+pub(crate) fn topic_entry(topic: MetadataResponseTopic) -> Option<(String, TopicEntry)> {
+    let name = topic.name?;
+    let code = ErrorCode(topic.error_code);
+    let entry = if code.is_error() {
+        TopicEntry::Error(code)
+    } else {
+        let mut partitions: Vec<PartitionMetadata> = topic
+            .partitions
+            .into_iter()
+            .map(|p| PartitionMetadata {
+                partition: p.partition_index,
+                leader_id: p.leader_id,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replica_nodes,
+                isr: p.isr_nodes,
+                error: ErrorCode(p.error_code),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        TopicEntry::Known(TopicMetadata {
+            name: name.clone(),
+            topic_id: topic.topic_id,
+            is_internal: topic.is_internal,
+            partitions,
+        })
+    };
+    Some((name, entry))
 }
 
 /// Whether a partition- or topic-level error code means the cached metadata is wrong: the

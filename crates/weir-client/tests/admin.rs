@@ -27,7 +27,7 @@ fn code(result: &Result<impl std::fmt::Debug, Error>) -> Option<ErrorCode> {
 async fn topics_and_partitions() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    let admin = Admin::new(client.clone());
+    let admin = Admin::from_client(client.clone());
     let results = admin
         .create_topics(&[
             NewTopic::new("orders", 2).config("retention.ms", "3600000"),
@@ -93,7 +93,7 @@ async fn topics_and_partitions() {
 async fn describe_and_alter_configs() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    let admin = Admin::new(client.clone());
+    let admin = Admin::from_client(client.clone());
     admin
         .create_topics(&[NewTopic::new("configured", 1)])
         .await
@@ -179,12 +179,12 @@ async fn describe_and_alter_configs() {
 async fn offsets_and_records() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    let admin = Admin::new(client.clone());
+    let admin = Admin::from_client(client.clone());
     admin
         .create_topics(&[NewTopic::new("history", 1)])
         .await
         .unwrap();
-    let producer = Producer::new(client.clone(), ProducerConfig::default())
+    let producer = Producer::from_client(client.clone(), ProducerConfig::default())
         .await
         .unwrap();
     for i in 0..10 {
@@ -237,7 +237,7 @@ async fn offsets_and_records() {
 async fn groups_and_cluster() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    let admin = Admin::new(client.clone());
+    let admin = Admin::from_client(client.clone());
     admin
         .create_topics(&[NewTopic::new("consumed", 1)])
         .await
@@ -280,4 +280,78 @@ async fn groups_and_cluster() {
     assert_eq!(cluster.brokers.len(), 1);
     assert_eq!(cluster.brokers[0].port, i32::from(broker.addr.port()));
     assert!(!cluster.cluster_id.is_empty());
+}
+
+#[tokio::test]
+async fn listing_topics_and_group_offsets() {
+    let broker = TestBroker::start(&[]).await;
+    let admin = Admin::connect(weir_client::ClientConfig::new(&broker.addr.to_string()))
+        .await
+        .unwrap();
+    admin
+        .create_topics(&[NewTopic::new("listed", 2)])
+        .await
+        .unwrap();
+    let names: Vec<String> = admin
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(names.contains(&"listed".to_string()), "{names:?}");
+    // Describing never creates a topic, even with the broker's auto-creation on.
+    let described = admin.describe_topics(&["listed", "nope"]).await.unwrap();
+    assert_eq!(described[0].1.as_ref().unwrap().partitions.len(), 2);
+    assert_eq!(
+        code(&described[1].1),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION)
+    );
+    assert!(
+        !admin
+            .list_topics()
+            .await
+            .unwrap()
+            .iter()
+            .any(|t| t.name == "nope")
+    );
+
+    // Offsets of a group with no members: altered as an admin, fetched, deleted with it.
+    let altered = admin
+        .alter_group_offsets(
+            "reset-me",
+            &[(("listed".into(), 0), 3), (("listed".into(), 1), 0)],
+        )
+        .await
+        .unwrap();
+    assert!(altered.iter().all(|(_, r)| r.is_ok()), "{altered:?}");
+    assert_eq!(
+        admin.list_group_offsets("reset-me").await.unwrap(),
+        [
+            (("listed".to_string(), 0), 3),
+            (("listed".to_string(), 1), 0)
+        ]
+    );
+    let deleted = admin
+        .delete_groups(&["reset-me", "never-was"])
+        .await
+        .unwrap();
+    assert!(deleted[0].1.is_ok(), "{deleted:?}");
+    assert_eq!(code(&deleted[1].1), Some(ErrorCode::GROUP_ID_NOT_FOUND));
+    assert!(
+        admin
+            .list_group_offsets("reset-me")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A topic's configs carry their source.
+    let configs = admin
+        .describe_configs(&[ConfigResource::Topic("listed".into())])
+        .await
+        .unwrap();
+    let entries = configs[0].1.as_ref().unwrap();
+    let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+    assert_eq!(retention.source, weir_client::admin::ConfigSource::Default);
 }

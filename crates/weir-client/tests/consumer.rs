@@ -111,7 +111,7 @@ async fn assigned_partitions_read_plain_and_compressed_batches_with_seek_and_pos
 
     let mut config = config(&broker, "unused");
     config.group_id = None;
-    let mut consumer = Consumer::new(config).await.unwrap();
+    let mut consumer = Consumer::connect(config).await.unwrap();
     consumer.assign(&[tp("t", 0), tp("t", 1)]).unwrap();
     let records = recv_n(&mut consumer, 13).await;
     let p0: Vec<_> = records.iter().filter(|r| r.partition == 0).collect();
@@ -160,7 +160,7 @@ async fn auto_offset_reset_latest_none_and_out_of_range() {
 
     let mut latest = config(&broker, "g-latest");
     latest.auto_offset_reset = OffsetReset::Latest;
-    let mut consumer = Consumer::new(latest).await.unwrap();
+    let mut consumer = Consumer::connect(latest).await.unwrap();
     consumer.assign(&[tp("r", 0)]).unwrap();
     assert_eq!(consumer.position(&tp("r", 0)).await.unwrap(), 4);
     produce(&client, "r", 0, "new", 2, Compression::None).await;
@@ -170,7 +170,7 @@ async fn auto_offset_reset_latest_none_and_out_of_range() {
     // Out of range: back to the reset policy (earliest here).
     let mut earliest = config(&broker, "g-earliest");
     earliest.group_id = None;
-    let mut consumer = Consumer::new(earliest).await.unwrap();
+    let mut consumer = Consumer::connect(earliest).await.unwrap();
     consumer.assign(&[tp("r", 0)]).unwrap();
     consumer.seek(&tp("r", 0), 1_000).unwrap();
     let records = recv_n(&mut consumer, 1).await;
@@ -178,7 +178,7 @@ async fn auto_offset_reset_latest_none_and_out_of_range() {
 
     let mut none = config(&broker, "g-none");
     none.auto_offset_reset = OffsetReset::None;
-    let mut consumer = Consumer::new(none).await.unwrap();
+    let mut consumer = Consumer::connect(none).await.unwrap();
     consumer.assign(&[tp("r", 0)]).unwrap();
     let err = consumer.recv().await.unwrap_err();
     assert!(err.to_string().contains("OFFSET_OUT_OF_RANGE"), "{err}");
@@ -186,7 +186,7 @@ async fn auto_offset_reset_latest_none_and_out_of_range() {
     consumer.commit_offsets(&[(tp("r", 0), 3)]).await.unwrap();
     let mut none = config(&broker, "g-none");
     none.auto_offset_reset = OffsetReset::None;
-    let mut consumer = Consumer::new(none).await.unwrap();
+    let mut consumer = Consumer::connect(none).await.unwrap();
     consumer.assign(&[tp("r", 0)]).unwrap();
     assert_eq!(recv_n(&mut consumer, 1).await[0].offset, 3);
 }
@@ -261,7 +261,7 @@ async fn group_splits_partitions_and_rebalances_when_members_leave_or_die() {
     let mut consumers = Vec::new();
     let events = Events::default();
     for i in 0..3 {
-        let mut c = Consumer::new(config(&broker, "split")).await.unwrap();
+        let mut c = Consumer::connect(config(&broker, "split")).await.unwrap();
         if i == 0 {
             c.set_rebalance_listener(events.clone());
         }
@@ -321,7 +321,7 @@ async fn commits_survive_a_consumer_restart() {
 
     let mut cfg = config(&broker, "restart");
     cfg.enable_auto_commit = false;
-    let mut consumer = Consumer::new(cfg.clone()).await.unwrap();
+    let mut consumer = Consumer::connect(cfg.clone()).await.unwrap();
     consumer.subscribe(&["c"]).unwrap();
     let first = recv_n(&mut consumer, 4).await;
     assert_eq!(first[3].offset, 3);
@@ -330,7 +330,7 @@ async fn commits_survive_a_consumer_restart() {
     recv_n(&mut consumer, 2).await; // read but not committed
     consumer.close().await.unwrap();
 
-    let mut consumer = Consumer::new(cfg).await.unwrap();
+    let mut consumer = Consumer::connect(cfg).await.unwrap();
     consumer.subscribe(&["c"]).unwrap();
     let rest = recv_n(&mut consumer, 6).await;
     assert_eq!(
@@ -346,14 +346,14 @@ async fn commits_survive_a_consumer_restart() {
     produce(&client, "c", 0, "w", 2, Compression::None).await;
     let mut auto = config(&broker, "restart");
     auto.enable_auto_commit = true;
-    let mut consumer = Consumer::new(auto).await.unwrap();
+    let mut consumer = Consumer::connect(auto).await.unwrap();
     consumer.subscribe(&["c"]).unwrap();
     recv_n(&mut consumer, 2).await;
     consumer.unsubscribe().await.unwrap();
     assert!(consumer.assignment().is_empty());
     assert!(quiet(&mut consumer, Duration::from_millis(200)).await);
     consumer.close().await.unwrap();
-    let mut consumer = Consumer::new(config(&broker, "restart")).await.unwrap();
+    let mut consumer = Consumer::connect(config(&broker, "restart")).await.unwrap();
     consumer.assign(&[tp("c", 0)]).unwrap();
     assert_eq!(consumer.committed(&[tp("c", 0)]).await.unwrap(), [Some(12)]);
 }
@@ -369,8 +369,8 @@ async fn static_member_rejoins_without_a_rebalance() {
     b_config.group_instance_id = Some("b".into());
     b_config.session_timeout = Duration::from_secs(5);
     let mut consumers = vec![
-        Consumer::new(a_config).await.unwrap(),
-        Consumer::new(b_config.clone()).await.unwrap(),
+        Consumer::connect(a_config).await.unwrap(),
+        Consumer::connect(b_config.clone()).await.unwrap(),
     ];
     for c in &mut consumers {
         c.subscribe(&["s"]).unwrap();
@@ -382,7 +382,7 @@ async fn static_member_rejoins_without_a_rebalance() {
     // b restarts within its session timeout: same partitions, no new generation for a.
     let b = consumers.pop().unwrap();
     b.close().await.unwrap();
-    let mut b = Consumer::new(b_config).await.unwrap();
+    let mut b = Consumer::connect(b_config).await.unwrap();
     b.subscribe(&["s"]).unwrap();
     consumers.push(b);
     settle(&mut consumers, |a| disjoint_cover(a, 4, &[2, 2])).await;
@@ -402,7 +402,7 @@ async fn cooperative_sticky_moves_partitions_in_two_rounds() {
     let mut cfg = config(&broker, "coop");
     cfg.assignment_strategy = AssignmentStrategy::CooperativeSticky;
     let first_events = Events::default();
-    let mut first = Consumer::new(cfg.clone()).await.unwrap();
+    let mut first = Consumer::connect(cfg.clone()).await.unwrap();
     first.set_rebalance_listener(first_events.clone());
     first.subscribe(&["co"]).unwrap();
     let mut consumers = vec![first];
@@ -411,7 +411,7 @@ async fn cooperative_sticky_moves_partitions_in_two_rounds() {
     let before = consumers[0].assignment();
 
     for _ in 0..2 {
-        let mut c = Consumer::new(cfg.clone()).await.unwrap();
+        let mut c = Consumer::connect(cfg.clone()).await.unwrap();
         c.subscribe(&["co"]).unwrap();
         consumers.push(c);
     }
@@ -451,7 +451,7 @@ async fn a_group_member_carries_on_after_the_broker_restarts() {
     }
     let mut cfg = config(&broker, "restarting");
     cfg.enable_auto_commit = false;
-    let mut consumer = Consumer::new(cfg).await.unwrap();
+    let mut consumer = Consumer::connect(cfg).await.unwrap();
     consumer.subscribe(&["restart"]).unwrap();
     let before = recv_n(&mut consumer, 10).await;
     consumer.commit().await.unwrap();
@@ -487,11 +487,11 @@ async fn the_group_rebalances_when_a_topic_gains_partitions() {
     create_topic(&client, "grows", 2).await;
     let mut cfg = config(&broker, "growing");
     cfg.client.metadata_max_age = Duration::from_millis(200);
-    let mut consumer = Consumer::new(cfg).await.unwrap();
+    let mut consumer = Consumer::connect(cfg).await.unwrap();
     consumer.subscribe(&["grows"]).unwrap();
     let mut consumers = vec![consumer];
     settle(&mut consumers, |a| a[0].len() == 2).await;
-    let created = weir_client::admin::Admin::new(client.clone())
+    let created = weir_client::admin::Admin::from_client(client.clone())
         .create_partitions(&[("grows", 4)])
         .await
         .unwrap();

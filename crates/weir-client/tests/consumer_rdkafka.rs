@@ -95,7 +95,7 @@ async fn records_librdkafka_produces_with_every_codec_arrive_intact() {
         }
     }
 
-    let mut consumer = Consumer::new(weir_config(&broker, "reads-rdkafka"))
+    let mut consumer = Consumer::connect(weir_config(&broker, "reads-rdkafka"))
         .await
         .unwrap();
     consumer.subscribe(&["from-rdkafka"]).unwrap();
@@ -161,7 +161,7 @@ async fn mixed_group(strategy: AssignmentStrategy, group: &str) {
     let mut config = weir_config(&broker, group);
     config.assignment_strategy = strategy;
     config.enable_auto_commit = false;
-    let mut weir = Consumer::new(config).await.unwrap();
+    let mut weir = Consumer::connect(config).await.unwrap();
     weir.subscribe(&["mixed"]).unwrap();
     let rd: StreamConsumer = rd_config(&broker)
         .set("group.id", group)

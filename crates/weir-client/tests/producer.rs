@@ -19,7 +19,7 @@ use weir_client::{Client, ClientConfig, Error};
 use weir_protocol::ErrorCode;
 
 async fn producer(client: &Client, config: ProducerConfig) -> Producer {
-    Producer::new(client.clone(), config).await.unwrap()
+    Producer::from_client(client.clone(), config).await.unwrap()
 }
 
 #[tokio::test]
@@ -535,7 +535,7 @@ async fn keys_follow_a_topic_that_gains_partitions() {
         .await
         .unwrap();
     assert_eq!(first.partition, 0);
-    let admin = weir_client::admin::Admin::new(client.clone());
+    let admin = weir_client::admin::Admin::from_client(client.clone());
     let grown = admin.create_partitions(&[("widening", 8)]).await.unwrap();
     assert!(grown[0].1.is_ok());
     let expected = partition_for_key(key.as_bytes(), 8);

@@ -107,7 +107,7 @@ async fn librdkafka_consumes_what_weir_client_produces() {
     ] {
         let topic = format!("to-rdkafka-{name}");
         create_topic(&client, &topic, 3).await;
-        let producer = Producer::new(
+        let producer = Producer::from_client(
             client.clone(),
             ProducerConfig {
                 compression: codec,
@@ -182,7 +182,7 @@ async fn weir_client_reads_what_librdkafka_produces_on_the_same_partitions() {
         rd_partitions.insert(key, delivered.partition);
     }
 
-    let producer = Producer::new(client.clone(), ProducerConfig::default())
+    let producer = Producer::from_client(client.clone(), ProducerConfig::default())
         .await
         .expect("producer");
     let mut weir_partitions = BTreeMap::new();

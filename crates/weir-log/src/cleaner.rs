@@ -21,10 +21,14 @@
 //!
 //! Transactions (as Kafka): data batches of aborted transactions (known from the transaction
 //! indexes) are left out of the key map, so they never supersede committed records, and are
-//! removed; control batches (markers) are always kept, and so are the transaction index
-//! entries, which a merge of segments carries into the merged segment's index before the other
-//! members' files go. Kafka also removes a marker once its transaction has no data left and
-//! `delete.retention.ms` has passed; Weir keeps markers (a few bytes each), which is sound.
+//! removed. A marker (control batch) goes once no data of its transaction is left in the log,
+//! in two steps as a tombstone does: the first pass that finds its transaction empty stamps it
+//! with a delete horizon, a pass after the horizon removes it, so a consumer that read the
+//! transaction's data within `delete.retention.ms` still gets its marker. The transaction
+//! index entry of a removed ABORT marker goes with it (an entry without its marker would make
+//! read_committed consumers skip the producer's later committed batches); the merged
+//! segment's index keeps exactly the entries whose markers the segment still holds, on the
+//! normal path and when a swap interrupted by a crash is completed on open.
 //! The caller bounds a pass by the last stable offset, so no undecided transaction is cleaned.
 //!
 //! Small adjacent segments are merged: the segments of a pass are grouped while their combined
@@ -139,8 +143,12 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
                 .filter(|&b| b > first && b <= last)
                 .collect();
             // The merged segment's transaction index must hold the others' entries before
-            // their files go (see `txn_index::merge_into`).
-            txn_index::merge_into(fs, dir, first, &others)?;
+            // their files go (see `txn_index::merge_into`), except those whose markers the
+            // pass removed.
+            let markers = markers_in(fs, &swap)?;
+            txn_index::merge_into(fs, dir, first, &others, |e| {
+                markers.contains(&(e.producer_id, e.last_offset))
+            })?;
             remove_replaced(fs, dir, first, &others)?;
             let log = file_path(dir, first, LOG_SUFFIX);
             fs.rename(&swap, &log).map_err(Error::io("rename", &swap))?;
@@ -153,6 +161,29 @@ pub(crate) fn recover_swaps(fs: &dyn FileSystem, dir: &Path, names: &[String]) -
             .map_err(Error::io("fsync directory", dir))?;
     }
     Ok(changed)
+}
+
+/// (producer id, offset) of every control batch in a segment file.
+fn markers_in(fs: &dyn FileSystem, path: &Path) -> Result<HashSet<(i64, i64)>> {
+    let size = fs
+        .open(path, false)
+        .and_then(|f| f.len())
+        .map_err(Error::io("read segment", path))?;
+    let whole = Planned {
+        base: 0,
+        path: path.to_path_buf(),
+        size,
+        end: i64::MAX,
+        next_offset: i64::MAX,
+    };
+    let mut markers = HashSet::new();
+    for_each_batch(fs, &whole, |header, _| {
+        if header.attributes.is_control() {
+            markers.insert((header.producer_id, header.base_offset));
+        }
+        Ok(true)
+    })?;
+    Ok(markers)
 }
 
 /// An inactive segment chosen for a pass, captured so the pass can read it without the lock.
@@ -212,6 +243,9 @@ pub(crate) struct Cleaned {
     cleaned_path: PathBuf,
     /// Base offsets of the segments it replaces, the first being its own.
     members: Vec<i64>,
+    /// (producer id, offset) of the markers the pass removed: their transaction index entries
+    /// go too.
+    removed_markers: HashSet<(i64, i64)>,
 }
 
 /// Calls `visit(header, bytes)` for every whole batch of a planned segment, reading one batch
@@ -383,6 +417,10 @@ pub(crate) fn clean(
     let new_horizon = now.saturating_add(config.delete_retention_ms.max(0));
     let mut horizon: Option<i64> = None;
     let mut out = Vec::new();
+    // Producers whose current transaction (since their last marker) still has data in the
+    // log. The pass reads the log from its first segment, so every batch of a transaction
+    // whose marker it reaches has been seen.
+    let mut with_data: HashSet<i64> = HashSet::new();
     for group in &plan.groups {
         let members: Vec<&Planned> = plan
             .segments
@@ -405,22 +443,35 @@ pub(crate) fn clean(
             SegmentFile::pinned(fs, file_path(dir, first.base, LOG_SUFFIX), file.clone()),
         );
         let mut position = 0u64;
+        let mut removed_markers = HashSet::new();
         for p in &members {
             for_each_batch(&**fs, p, |header, bytes| {
                 let outcome = if header.base_offset >= map_end {
                     // Past the map: a later pass cleans it.
                     Cleaning::keep(bytes, header)
                 } else if plan.is_aborted(header) {
-                    // Aborted data no consumer reads committed; its marker and index entry
-                    // stay (harmless without data).
+                    // Aborted data no consumer reads committed.
                     Cleaning {
                         bytes: None,
                         removed: u64::try_from(header.record_count).unwrap_or(0),
                         horizon: None,
                     }
+                } else if header.attributes.is_control() {
+                    let has_data = with_data.remove(&header.producer_id);
+                    let outcome = clean_marker(header, bytes, has_data, now, new_horizon)?;
+                    if outcome.bytes.is_none() {
+                        removed_markers.insert((header.producer_id, header.base_offset));
+                    }
+                    outcome
                 } else {
                     clean_batch(header, bytes, &map, now, new_horizon)?
                 };
+                if header.attributes.is_transactional()
+                    && !header.attributes.is_control()
+                    && outcome.bytes.is_some()
+                {
+                    with_data.insert(header.producer_id);
+                }
                 stats.records_removed += outcome.removed;
                 if let Some(h) = outcome.horizon {
                     horizon = Some(horizon.map_or(h, |x: i64| x.min(h)));
@@ -459,6 +510,7 @@ pub(crate) fn clean(
             segment: cleaned,
             cleaned_path,
             members: members.iter().map(|p| p.base).collect(),
+            removed_markers,
         });
     }
     stats.delete_horizon = horizon.unwrap_or(-1);
@@ -480,6 +532,7 @@ pub(crate) fn swap(
         segment: mut cleaned,
         cleaned_path,
         members,
+        removed_markers,
     } in cleaned
     {
         let (Some(&first), Some(&last)) = (members.first(), members.last()) else {
@@ -496,7 +549,9 @@ pub(crate) fn swap(
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
         let others = members.get(1..).unwrap_or_default();
-        cleaned.txn_index = txn_index::merge_into(&**fs, dir, first, others)?;
+        cleaned.txn_index = txn_index::merge_into(&**fs, dir, first, others, |e| {
+            !removed_markers.contains(&(e.producer_id, e.last_offset))
+        })?;
         remove_replaced(&**fs, dir, first, others)?;
         fs.sync_dir(dir)
             .map_err(Error::io("fsync directory", dir))?;
@@ -537,6 +592,39 @@ impl Cleaning {
     }
 }
 
+/// Cleans a marker below the map's end: kept while its transaction has data in the log;
+/// otherwise stamped with a delete horizon by the first pass, and removed by a pass after it.
+fn clean_marker(
+    header: &BatchHeader,
+    bytes: Bytes,
+    has_data: bool,
+    now: i64,
+    new_horizon: i64,
+) -> Result<Cleaning> {
+    let has_horizon = header.attributes.has_delete_horizon();
+    if has_data {
+        return Ok(Cleaning::keep(bytes, header));
+    }
+    if has_horizon && now >= header.base_timestamp {
+        return Ok(Cleaning {
+            bytes: None,
+            removed: u64::try_from(header.record_count).unwrap_or(0),
+            horizon: None,
+        });
+    }
+    if has_horizon {
+        return Ok(Cleaning::keep(bytes, header));
+    }
+    let Some(records) = decode(&bytes) else {
+        return Ok(Cleaning::keep(bytes, header));
+    };
+    Ok(Cleaning {
+        bytes: Some(rebuild(header, records, Some(new_horizon))?),
+        removed: 0,
+        horizon: Some(new_horizon),
+    })
+}
+
 /// Cleans one batch below the map's end: a record goes when a later record of its key was
 /// mapped, and a tombstone when its batch's delete horizon has passed. A batch that keeps a
 /// tombstone and has no horizon yet gets `new_horizon`.
@@ -547,9 +635,6 @@ fn clean_batch(
     now: i64,
     new_horizon: i64,
 ) -> Result<Cleaning> {
-    if header.attributes.is_control() {
-        return Ok(Cleaning::keep(bytes, header));
-    }
     let Some(records) = decode(&bytes) else {
         return Ok(Cleaning::keep(bytes, header));
     };
@@ -584,15 +669,25 @@ fn clean_batch(
             horizon: None,
         });
     }
-    let invalid = |source| Error::InvalidBatch {
-        position: 0,
-        source,
-    };
     let horizon = tombstones.then_some(if has_horizon {
         header.base_timestamp
     } else {
         new_horizon
     });
+    Ok(Cleaning {
+        bytes: Some(rebuild(header, retained, horizon)?),
+        removed,
+        horizon,
+    })
+}
+
+/// The batch of `header` again with only `retained` of its records, at the same offsets, with
+/// `horizon` as its delete horizon when given.
+fn rebuild(header: &BatchHeader, retained: Vec<Record>, horizon: Option<i64>) -> Result<Bytes> {
+    let invalid = |source| Error::InvalidBatch {
+        position: 0,
+        source,
+    };
     let mut builder = RecordBatchBuilder::new();
     builder
         .base_offset(header.base_offset)
@@ -604,6 +699,7 @@ fn clean_batch(
         )
         .compression(header.attributes.compression().map_err(invalid)?)
         .transactional(header.attributes.is_transactional())
+        .control(header.attributes.is_control())
         .timestamp_type(header.attributes.timestamp_type())
         .preserve_offsets(header.last_offset_delta);
     if let Some(horizon) = horizon {
@@ -613,16 +709,11 @@ fn clean_batch(
         builder.push(record);
     }
     let rebuilt = builder.build().map_err(invalid)?;
-    let rebuilt = if header.attributes.timestamp_type() == TimestampType::LogAppendTime {
+    if header.attributes.timestamp_type() == TimestampType::LogAppendTime {
         let mut bytes = rebuilt.to_vec();
         batch::set_log_append_time(&mut bytes, header.max_timestamp).map_err(invalid)?;
-        Bytes::from(bytes)
+        Ok(Bytes::from(bytes))
     } else {
-        rebuilt
-    };
-    Ok(Cleaning {
-        bytes: Some(rebuilt),
-        removed,
-        horizon,
-    })
+        Ok(rebuilt)
+    }
 }

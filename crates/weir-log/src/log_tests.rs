@@ -1181,6 +1181,139 @@ fn compaction_drops_aborted_data_and_keeps_the_index() {
     assert_eq!(h.open().aborted_txn_entries(), vec![a]);
 }
 
+/// Every batch of the log, in offset order.
+fn all_batches(log: &Log) -> Vec<weir_records::batch::BatchHeader> {
+    let mut all = Vec::new();
+    let mut from = log.log_start_offset();
+    while from < log.log_end_offset() {
+        let slice = log.read(from, 1 << 20, i64::MAX).unwrap();
+        all.extend_from_slice(&slice.to_bytes().unwrap());
+        from = slice.next_offset();
+    }
+    weir_records::RecordBatches::new(Bytes::from(all))
+        .map(|b| *b.unwrap().header())
+        .collect()
+}
+
+/// Markers (producer, offset, delete horizon stamped) in the log.
+fn markers(log: &Log) -> Vec<(i64, i64, bool)> {
+    all_batches(log)
+        .iter()
+        .filter(|h| h.attributes.is_control())
+        .map(|h| {
+            (
+                h.producer_id,
+                h.base_offset,
+                h.attributes.has_delete_horizon(),
+            )
+        })
+        .collect()
+}
+
+/// As Kafka's cleaner: a marker whose transaction has no data left is stamped with a delete
+/// horizon by one pass and removed by a pass after it, and an ABORT marker's transaction index
+/// entry goes with it (it would otherwise make read_committed consumers skip the producer's
+/// later batches). Markers of transactions with data stay, unstamped.
+#[test]
+fn compaction_removes_markers_of_empty_transactions_after_the_delete_horizon() {
+    let h = Harness::new(LogConfig {
+        segment_bytes: 400,
+        cleanup_policy: crate::CleanupPolicy::COMPACT,
+        delete_retention_ms: 1_000,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    // Producer 1 commits key 0 (superseded later); producer 2 aborts; producer 3 commits key 5
+    // (kept); producer 4 aborts again later, after its first abort's marker.
+    log.append(&mut txn_batch(1, 1, 0), LEADER).unwrap();
+    log.append(&mut marker(1, true), LEADER).unwrap(); // 1
+    let a = aborted(&log, 2, 2); // data 2-3, marker 4
+    log.append(&mut txn_batch(3, 1, 5), LEADER).unwrap();
+    log.append(&mut marker(3, true), LEADER).unwrap(); // 6
+    let b = aborted(&log, 4, 1); // data 7, marker 8
+    log.append(&mut txn_batch(1, 1, 0), LEADER).unwrap(); // 9: supersedes key 0
+    log.append(&mut marker(1, true), LEADER).unwrap(); // 10
+    log.roll().unwrap();
+    let end = log.log_end_offset();
+    assert_eq!(log.aborted_txn_entries(), vec![a, b]);
+
+    // First pass: the empty transactions' markers are stamped, nothing else goes.
+    let stats = log.compact(end).unwrap();
+    assert!(stats.delete_horizon > 0, "{stats:?}");
+    assert_eq!(
+        markers(&log),
+        vec![
+            (1, 1, true),
+            (2, 4, true),
+            (3, 6, false),
+            (4, 8, true),
+            (1, 10, false)
+        ]
+    );
+    assert_eq!(log.aborted_txn_entries(), vec![a, b]);
+    assert!(!log.delete_horizon_passed());
+
+    // Before the horizon nothing changes; after it the stamped markers go with their entries.
+    h.clock.advance(500);
+    log.compact(end).unwrap();
+    assert_eq!(markers(&log).len(), 5);
+    h.clock.advance(600);
+    assert!(log.delete_horizon_passed());
+    log.compact(end).unwrap();
+    assert_eq!(markers(&log), vec![(3, 6, false), (1, 10, false)]);
+    assert_eq!(log.aborted_txn_entries(), vec![]);
+    assert_eq!(log.aborted_transactions(0, end), vec![]);
+    // The data that stayed is the committed records of producers 3 and 1 (the later key 0).
+    let data: Vec<(i64, i64)> = all_batches(&log)
+        .iter()
+        .filter(|h| !h.attributes.is_control())
+        .map(|h| (h.producer_id, h.base_offset))
+        .collect();
+    assert_eq!(data, vec![(3, 5), (1, 9)]);
+    log.close().unwrap();
+    let log = h.open();
+    assert_eq!(log.aborted_txn_entries(), vec![]);
+    assert_eq!(markers(&log), vec![(3, 6, false), (1, 10, false)]);
+}
+
+/// A swap interrupted by a crash completes on open with the transaction index entries of the
+/// markers the swapped segment still holds, and no others.
+#[test]
+fn interrupted_swap_drops_entries_of_removed_markers() {
+    let h = Harness::new(LogConfig {
+        cleanup_policy: crate::CleanupPolicy::COMPACT,
+        ..LogConfig::default()
+    });
+    let log = h.open();
+    let a = aborted(&log, 1, 1); // data 0, marker 1
+    let b = aborted(&log, 2, 1); // data 2, marker 3
+    log.roll().unwrap();
+    let base = log.segment_base_offsets()[0];
+    let segment = h.fs.read_all(&file_path(&h.dir, base, LOG_SUFFIX)).unwrap();
+    log.close().unwrap();
+    // Stage a cleaned segment without producer 1's data and marker, as a committed swap.
+    let kept: Vec<u8> = {
+        let mut out = Vec::new();
+        for batch in weir_records::RecordBatches::new(Bytes::from(segment)) {
+            let batch = batch.unwrap();
+            if batch.header().producer_id != 1 {
+                out.extend_from_slice(batch.as_bytes());
+            }
+        }
+        out
+    };
+    let swap = file_path(&h.dir, base, ".log.swap");
+    let staged = h.fs.open(&swap, true).unwrap();
+    staged.write_all_at(&kept, 0).unwrap();
+    staged.sync_data().unwrap();
+    h.fs.sync_dir(&h.dir).unwrap();
+    let log = h.open();
+    assert_eq!(log.aborted_txn_entries(), vec![b]);
+    assert_ne!(a, b);
+    drop(log);
+    assert_eq!(h.open_on(&h.fs.crash()).aborted_txn_entries(), vec![b]);
+}
+
 /// A merging swap interrupted after its commit point (the swap file renamed) completes on open,
 /// carrying every member's transaction index entries into the merged segment's index.
 #[test]

@@ -278,21 +278,29 @@ pub(crate) fn remove(fs: &dyn FileSystem, dir: &Path, base: i64) -> Result<()> {
 }
 
 /// Folds the index files of the segments `others` into the one of `first` (a compaction swap
-/// merging them), so the merged segment's file holds every entry before the others' files are
-/// removed. Idempotent: a crash anywhere leaves files that the same call completes. Returns
-/// the merged index.
+/// merging them), keeping the entries `keep` accepts (compaction removes the markers of
+/// transactions without data, and their entries with them), so the merged segment's file
+/// holds every surviving entry before the others' files are removed. Idempotent: a crash
+/// anywhere leaves files that the same call completes. Returns the merged index.
 pub(crate) fn merge_into(
     fs: &dyn FileSystem,
     dir: &Path,
     first: i64,
     others: &[i64],
+    keep: impl Fn(&AbortedTxn) -> bool,
 ) -> Result<TxnIndex> {
     let mut parts = Vec::new();
     let mut changed = false;
     for &base in std::iter::once(&first).chain(others) {
         let index = load(fs, dir, base, i64::MAX)?;
         changed |= base != first && !index.is_empty();
-        parts.extend_from_slice(index.entries());
+        for entry in index.entries() {
+            if keep(entry) {
+                parts.push(*entry);
+            } else {
+                changed = true;
+            }
+        }
     }
     let merged = TxnIndex::merged(parts);
     if changed {
@@ -417,12 +425,12 @@ mod tests {
         let (mut a, mut b) = (TxnIndex::default(), TxnIndex::default());
         append(&fs, dir, 0, &mut a, txn(1, 0, 4, 5)).unwrap();
         append(&fs, dir, 10, &mut b, txn(2, 2, 12, 13)).unwrap();
-        let merged = merge_into(&fs, dir, 0, &[10]).unwrap();
+        let merged = merge_into(&fs, dir, 0, &[10], |_| true).unwrap();
         assert_eq!(merged.entries(), &[txn(1, 0, 4, 5), txn(2, 2, 12, 13)]);
         // Again, as recovery would after a crash before the other file went: the same.
-        assert_eq!(merge_into(&fs, dir, 0, &[10]).unwrap(), merged);
+        assert_eq!(merge_into(&fs, dir, 0, &[10], |_| true).unwrap(), merged);
         remove(&fs, dir, 10).unwrap();
-        assert_eq!(merge_into(&fs, dir, 0, &[10]).unwrap(), merged);
+        assert_eq!(merge_into(&fs, dir, 0, &[10], |_| true).unwrap(), merged);
         assert_eq!(load(&fs, dir, 0, 100).unwrap(), merged);
     }
 }

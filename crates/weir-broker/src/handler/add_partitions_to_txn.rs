@@ -7,7 +7,9 @@
 //!   otherwise the coordinator's one result applies to every partition.
 //! - v4+ (KIP-890, inter-broker): several transactions, each answered the same way; a
 //!   `verify_only` transaction is only checked (OK for partitions in its ongoing transaction,
-//!   TRANSACTION_ABORTABLE for the others), which writes nothing.
+//!   TRANSACTION_ABORTABLE for the others), which writes nothing; any other is a partition
+//!   leader's or group coordinator's implicit add for a transaction version 2 producer
+//!   (KIP-890 part 2: Produce v12+, TxnOffsetCommit v5 without AddOffsetsToTxn).
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -43,6 +45,7 @@ pub(crate) async fn handle(
                 request.v3_and_below_producer_epoch,
             ),
             false,
+            TransactionVersion::V0,
             &request.v3_and_below_topics,
             knows_fenced,
         )
@@ -59,6 +62,7 @@ pub(crate) async fn handle(
             txn.transactional_id.clone(),
             ProducerIdAndEpoch::new(txn.producer_id, txn.producer_epoch),
             txn.verify_only,
+            TransactionVersion::V2,
             &txn.topics,
             knows_fenced,
         )
@@ -80,6 +84,7 @@ async fn one_transaction(
     transactional_id: String,
     producer: ProducerIdAndEpoch,
     verify_only: bool,
+    transaction_version: TransactionVersion,
     topics: &[AddPartitionsToTxnTopic],
     knows_fenced: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
@@ -118,7 +123,7 @@ async fn one_transaction(
         transactional_id,
         producer,
         partitions: partitions.clone(),
-        transaction_version: TransactionVersion::V0,
+        transaction_version,
     };
     if verify_only {
         let verified = broker

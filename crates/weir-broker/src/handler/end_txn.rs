@@ -3,9 +3,11 @@
 //! `__transaction_state`; the markers are written to the transaction's partitions after that,
 //! and the next transaction of the id waits (CONCURRENT_TRANSACTIONS) until they are.
 //!
-//! Weir does not finalize the `transaction.version` feature, so clients use the classic
-//! protocol (transaction version 0): the epoch stays, and v5's producer id and epoch in the
-//! answer are the request's own.
+//! v5 is transaction version 2 (KIP-890 part 2) when the broker finalizes that level
+//! (`weir.transaction.version`, default 2), as in Kafka: the coordinator bumps the producer's
+//! epoch (or moves it to a new producer id at epoch 0 when the epoch runs out), the markers
+//! carry the new epoch, and the answer names the identity the producer continues with.
+//! Earlier versions keep the classic protocol: the epoch stays.
 
 use crate::connection::RequestContext;
 use crate::state::Broker;
@@ -41,7 +43,11 @@ pub(crate) async fn handle(
         } else {
             TransactionResult::Abort
         },
-        transaction_version: TransactionVersion::V0,
+        transaction_version: if ctx.api_version >= 5 && broker.config().transaction_version >= 2 {
+            TransactionVersion::V2
+        } else {
+            TransactionVersion::V0
+        },
     };
     let reply = broker
         .transactions

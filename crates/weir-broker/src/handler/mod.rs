@@ -42,6 +42,7 @@ pub(crate) mod write_txn_markers;
 // Transactions (the coordinator side).
 pub(crate) mod add_offsets_to_txn;
 pub(crate) mod add_partitions_to_txn;
+pub(crate) mod describe_producers;
 pub(crate) mod describe_transactions;
 pub(crate) mod end_txn;
 pub(crate) mod list_transactions;

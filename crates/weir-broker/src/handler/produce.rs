@@ -167,7 +167,10 @@ pub(crate) async fn append(
         .as_deref()
         .filter(|t| !t.is_empty())
     {
-        Some(transactional_id) => verify_transactional(broker, transactional_id, &plans).await,
+        Some(transactional_id) => {
+            let check = crate::transactions::TxnCheck::for_version(broker, ctx.api_version, 12);
+            verify_transactional(broker, transactional_id, &plans, check).await
+        }
         None => Verified::default(),
     };
     let fallback: Vec<TopicProduceResponse> = plans
@@ -256,6 +259,7 @@ async fn verify_transactional(
     broker: &Arc<Broker>,
     transactional_id: &str,
     plans: &[TopicPlan],
+    check: crate::transactions::TxnCheck,
 ) -> Verified {
     let mut verified = Verified {
         enabled: true,
@@ -306,6 +310,7 @@ async fn verify_transactional(
             transactional_id,
             weir_transaction::ProducerIdAndEpoch::new(batch.producer_id, batch.producer_epoch),
             weir_transaction::TopicPartition::new(topic.name.clone(), index),
+            check,
         )
         .await;
         if code == ErrorCode::NONE {

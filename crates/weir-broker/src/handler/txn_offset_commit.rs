@@ -5,7 +5,9 @@
 //! The request is checked as Kafka does (this broker coordinates the group; the member, if
 //! named, belongs to it and the generation, if given, is current; unknown topics are refused
 //! one by one) and verified with the transaction coordinator (KIP-890 part 1: the group's
-//! partition is in the producer's ongoing transaction). The offsets are then written to the
+//! partition is in the producer's ongoing transaction; from v5, when the broker finalizes
+//! transaction version 2, the partition is added to it instead, since such producers send no
+//! AddOffsetsToTxn). The offsets are then written to the
 //! group's `__consumer_offsets` partition as a transactional batch of the producer (as Kafka
 //! writes them) and held as pending in `groups` until the transaction's marker lands on that
 //! partition: COMMIT makes them the group's committed offsets, ABORT drops them. A new
@@ -26,7 +28,7 @@ super::always_responds!(TxnOffsetCommitRequest);
 
 pub(crate) async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     request: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let not_coordinator = crate::groups::check_coordinator(broker, &request.group_id)
@@ -87,6 +89,7 @@ pub(crate) async fn handle(
             &request.transactional_id,
             (request.producer_id, request.producer_epoch),
             commit,
+            crate::transactions::TxnCheck::for_version(broker, ctx.api_version, 5),
         )
         .await;
     }
@@ -120,6 +123,7 @@ async fn persist(
     transactional_id: &str,
     producer: (i64, i16),
     commit: Commit,
+    check: crate::transactions::TxnCheck,
 ) -> Result<(), ErrorCode> {
     let partition = broker.groups.partition_for(&commit.group_id);
     let guard = broker
@@ -131,6 +135,7 @@ async fn persist(
         transactional_id,
         weir_transaction::ProducerIdAndEpoch::new(producer.0, producer.1),
         weir_transaction::TopicPartition::new(crate::groups::OFFSETS_TOPIC, partition),
+        check,
     )
     .await
     .map_err(|code| match code {

@@ -22,7 +22,7 @@
 //!
 //! let mut config = ConsumerConfig::new("localhost:9092", "my-consumer-group");
 //! config.auto_offset_reset = OffsetReset::Earliest;
-//! let mut consumer = Consumer::new(config).await?;
+//! let mut consumer = Consumer::connect(config).await?;
 //! consumer.subscribe(&["user-activity"])?;
 //! loop {
 //!     let record = consumer.recv().await?;
@@ -36,7 +36,7 @@ mod config;
 mod fetcher;
 mod group;
 mod positions;
-mod protocol;
+pub(crate) mod protocol;
 mod rebalance;
 mod record;
 mod stream;
@@ -103,14 +103,23 @@ impl Drop for Consumer {
 }
 
 impl Consumer {
-    /// Validates `config` and connects. A consumer with a `group.id` opens a second set of
-    /// connections for its group coordinator.
-    pub async fn new(config: ConsumerConfig) -> Result<Self> {
+    /// Validates `config` and connects with `config.client`. A consumer with a `group.id`
+    /// opens a second set of connections for its group coordinator.
+    pub async fn connect(config: ConsumerConfig) -> Result<Self> {
         config.validate()?;
         let client = Client::connect(config.client.clone()).await?;
+        Self::from_client(client, config).await
+    }
+
+    /// Validates `config` and reads through `client`, which may be shared with producers and
+    /// admin clients; its connection settings apply and `config.client` is not used. A
+    /// consumer with a `group.id` opens a second set of connections, with the same settings,
+    /// for its group coordinator.
+    pub async fn from_client(client: Client, config: ConsumerConfig) -> Result<Self> {
+        config.validate()?;
         let group = match &config.group_id {
             Some(group_id) => {
-                let mut group_config = config.client.clone();
+                let mut group_config = client.config().clone();
                 // The coordinator may hold a JoinGroup for the whole rebalance timeout.
                 group_config.request_timeout = group_config
                     .request_timeout

@@ -15,11 +15,11 @@
 //!
 //! ```no_run
 //! # async fn run() -> weir_client::Result<()> {
+//! use weir_client::ClientConfig;
 //! use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
-//! use weir_client::{Client, ClientConfig};
 //!
-//! let client = Client::connect(ClientConfig::new("localhost:9092")).await?;
-//! let producer = Producer::new(client, ProducerConfig::default()).await?;
+//! let config = ProducerConfig::new(ClientConfig::new("localhost:9092"));
+//! let producer = Producer::connect(config).await?;
 //! let metadata = producer
 //!     .send(ProducerRecord::new("user-activity").key("user_1").value("{}"))
 //!     .await?;
@@ -33,14 +33,14 @@ pub mod partitioner;
 mod sender;
 
 use crate::client::Client;
-use crate::config::{config_error, millis, parse};
+use crate::config::{ClientConfig, config_error, millis, parse};
 use crate::error::Result;
 use accumulator::Shared;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 pub use weir_records::Compression;
-use weir_records::Header;
+pub use weir_records::Header;
 
 /// How many replicas must have a batch before the broker acknowledges it (`acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +68,8 @@ impl Acks {
 /// Producer settings, named after the Java producer's properties.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerConfig {
+    /// The connection settings, used by [`Producer::connect`].
+    pub client: ClientConfig,
     /// `acks` (default `all`).
     pub acks: Acks,
     /// `enable.idempotence` (default true): the broker drops retried duplicates, so a retry
@@ -102,6 +104,7 @@ pub struct ProducerConfig {
 impl Default for ProducerConfig {
     fn default() -> Self {
         Self {
+            client: ClientConfig::default(),
             acks: Acks::All,
             enable_idempotence: true,
             linger: Duration::from_millis(5),
@@ -118,8 +121,17 @@ impl Default for ProducerConfig {
 }
 
 impl ProducerConfig {
-    /// Sets one property by its Java producer name. As in the Java client, setting `acks` to
-    /// 0 or 1 turns idempotence off unless `enable.idempotence` is set to true afterwards.
+    /// The defaults, connecting with `client`.
+    pub fn new(client: ClientConfig) -> Self {
+        Self {
+            client,
+            ..Self::default()
+        }
+    }
+
+    /// Sets one property by its Java producer name; unknown producer properties are passed to
+    /// [`ClientConfig::set`]. As in the Java client, setting `acks` to 0 or 1 turns idempotence
+    /// off unless `enable.idempotence` is set to true afterwards.
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         match key {
             "acks" => {
@@ -165,10 +177,7 @@ impl ProducerConfig {
             "max.block.ms" => self.max_block = millis("max.block.ms", value)?,
             "max.request.size" => self.max_request_size = parse("max.request.size", value)?,
             _ => {
-                return Err(config_error(
-                    "(unknown)",
-                    format!("unknown producer property {key:?}"),
-                ));
+                self.client.set(key, value)?;
             }
         }
         Ok(self)
@@ -176,6 +185,7 @@ impl ProducerConfig {
 
     /// Checks the values against each other and against their ranges.
     pub fn validate(&self) -> Result<()> {
+        self.client.validate()?;
         if self.enable_idempotence && self.acks != Acks::All {
             return Err(config_error(
                 "enable.idempotence",
@@ -343,8 +353,18 @@ impl Drop for Handle {
 }
 
 impl Producer {
-    /// Validates `config`, obtains a producer id when idempotence is on, and starts the sender.
-    pub async fn new(client: Client, config: ProducerConfig) -> Result<Self> {
+    /// Validates `config`, connects with `config.client`, obtains a producer id when
+    /// idempotence is on, and starts the sender.
+    pub async fn connect(config: ProducerConfig) -> Result<Self> {
+        config.validate()?;
+        let client = Client::connect(config.client.clone()).await?;
+        Self::from_client(client, config).await
+    }
+
+    /// Validates `config` and sends through `client`, which may be shared with consumers and
+    /// admin clients; its connection settings apply and `config.client` is not used. Obtains a
+    /// producer id when idempotence is on, and starts the sender.
+    pub async fn from_client(client: Client, config: ProducerConfig) -> Result<Self> {
         config.validate()?;
         let shared = Shared::new(client, config);
         if shared.config.enable_idempotence {

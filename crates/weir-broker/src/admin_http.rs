@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Largest request head (request line and headers) accepted.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -32,6 +32,7 @@ pub(crate) async fn serve(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         if *stopped.borrow() {
             break;
@@ -41,10 +42,11 @@ pub(crate) async fn serve(
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        warn!(error = %e, "admin accept failed");
+                        backoff.failed("admin", &e).await;
                         continue;
                     }
                 };
+                backoff.accepted("admin");
                 if connections.len() >= MAX_CONNECTIONS {
                     debug!(%peer, "too many admin connections; refusing");
                     continue;

@@ -825,8 +825,23 @@ pub(crate) async fn publish(broker: Arc<crate::state::Broker>, mut stopped: watc
             let b = broker.clone();
             let next = image.clone();
             let done = tokio::task::spawn_blocking(move || {
-                let reconciled =
-                    reconcile_logs(b.config().node_id, &b.partitions, Some(&current), &next);
+                let node_id = b.config().node_id;
+                let reconciled = reconcile_logs(node_id, &b.partitions, Some(&current), &next);
+                // Producer state of partitions whose logs just went (deleted topics, replicas
+                // reassigned away) goes too.
+                let dropped = b.producer_states.retain_held(|topic, id, partition| {
+                    next.topic(topic).is_some_and(|t| {
+                        t.id.0 == id.0
+                            && t.partition(partition)
+                                .is_some_and(|p| p.replicas.contains(&node_id))
+                    })
+                });
+                if dropped > 0 {
+                    debug!(
+                        partitions = dropped,
+                        "dropped the producer state of partitions no longer held"
+                    );
+                }
                 // Roles next, before handlers see the image: one that finds this broker the
                 // leader finds the replica leading.
                 b.replicas.apply(&b, &next);
@@ -967,21 +982,12 @@ fn write_meta_properties(
     node_id: i32,
 ) -> Result<(), BrokerError> {
     let path = dir.join("meta.properties");
-    let error = |e: std::io::Error| BrokerError::Cluster(format!("{}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(error)?;
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp).map_err(error)?;
-        file.write_all(
-            format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
-        )
-        .map_err(error)?;
-        file.sync_all().map_err(error)?;
-    }
-    std::fs::rename(&tmp, &path).map_err(error)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(error)?;
-    Ok(())
+    std::fs::create_dir_all(dir)
+        .map_err(|e| BrokerError::Cluster(format!("{}: {e}", dir.display())))?;
+    weir_log::fs::write_atomically(
+        &weir_log::StdFs,
+        &path,
+        format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
+    )
+    .map_err(|e| BrokerError::Cluster(format!("{}: {e}", path.display())))
 }

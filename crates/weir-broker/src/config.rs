@@ -4,7 +4,10 @@
 //! dotted keys, or a Kafka `server.properties` file), environment variables (`WEIR_` + the key
 //! in upper case with `.` as `_`, e.g. `WEIR_LOG_DIRS`), and command-line flags
 //! (`--log.dirs=DIR` or `--override log.dirs=DIR`). Every value is checked; an invalid one is
-//! an error naming the key.
+//! an error naming the key. `server.properties` files go through the `java-properties` crate
+//! (Java's full syntax). Names are classified ([`classify`]): read by Weir, a Kafka broker
+//! property Weir ignores (a debug line), or unknown (a warning at start, with the nearest known
+//! name within two edits).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,6 +78,18 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     /// `max.connections`: open connections allowed at once.
     pub max_connections: usize,
+    /// `queued.max.request.bytes`: bytes of requests (read or being read) the broker holds
+    /// at once, over all connections (`None`: no cap, Kafka's -1). See `request_memory`.
+    pub queued_max_request_bytes: Option<usize>,
+    /// `weir.request.read.timeout.ms`: a request must arrive whole within this long of its
+    /// first byte (time spent waiting for `queued.max.request.bytes` not counted), else its
+    /// connection is closed.
+    pub request_read_timeout_ms: u64,
+    /// `weir.queued.max.response.bytes`: responses queued on one connection, in bytes, above
+    /// which the broker stops reading that connection's requests until the client drains them.
+    pub queued_max_response_bytes: usize,
+    /// `fetch.max.bytes`: the broker's cap on a Fetch response, whatever the request asks.
+    pub fetch_max_bytes: i32,
     /// `log.segment.bytes`.
     pub log_segment_bytes: u64,
     /// `log.retention.ms` (-1: forever).
@@ -181,6 +196,10 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("socket.request.max.bytes", "104857600"),
     ("connections.max.idle.ms", "600000"),
     ("max.connections", "10000"),
+    ("queued.max.request.bytes", "268435456"),
+    ("weir.request.read.timeout.ms", "30000"),
+    ("weir.queued.max.response.bytes", "16777216"),
+    ("fetch.max.bytes", "57671680"),
     ("log.segment.bytes", "1073741824"),
     ("log.retention.ms", "604800000"),
     ("log.retention.bytes", "-1"),
@@ -213,6 +232,205 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("weir.debug.fsync.journal", "false"),
     ("weir.transaction.version", "2"),
 ];
+
+/// Properties Weir reads besides [`DEFAULTS`] and the topic defaults
+/// (`topic_config::CATALOG`'s broker synonyms), with the value their absence stands for
+/// (`None`: absence means something else, given in the comment), so DescribeConfigs can list
+/// them all.
+pub(crate) const OTHER_PROPERTIES: &[(&str, Option<&str>)] = &[
+    // Follows `listeners`.
+    ("advertised.listeners", None),
+    ("process.roles", Some("broker,controller")),
+    ("controller.listener.names", Some("CONTROLLER")),
+    // This node alone.
+    ("controller.quorum.voters", None),
+    ("controller.quorum.bootstrap.servers", None),
+    ("broker.rack", None),
+    // `log.dirs` wins; Kafka's single-directory form.
+    ("log.dir", None),
+    // `log.retention.ms` wins over minutes, minutes over hours, as in Kafka.
+    ("log.retention.minutes", None),
+    ("log.retention.hours", Some("168")),
+    // `log.roll.ms` wins.
+    ("log.roll.hours", Some("168")),
+    ("group.max.size", Some("2147483647")),
+    ("offsets.retention.check.interval.ms", Some("600000")),
+    ("offset.metadata.max.bytes", Some("4096")),
+    ("offsets.commit.timeout.ms", Some("5000")),
+    ("transaction.state.log.num.partitions", Some("50")),
+    ("transaction.state.log.replication.factor", Some("3")),
+    ("transaction.state.log.min.isr", Some("2")),
+    ("transaction.max.timeout.ms", Some("900000")),
+    ("transactional.id.expiration.ms", Some("604800000")),
+    // How long a transaction coordinator's write waits for the high watermark.
+    ("request.timeout.ms", Some("30000")),
+];
+
+/// Kafka broker properties Weir accepts and ignores (threads, socket buffers, security,
+/// quotas, tiered storage, ...): a real Kafka `server.properties` carries them, so they get a
+/// debug line, not a warning.
+const KAFKA_IGNORED: &[&str] = &[
+    "alter.config.policy.class.name",
+    "alter.log.dirs.replication.quota.window.num",
+    "alter.log.dirs.replication.quota.window.size.seconds",
+    "authorizer.class.name",
+    "allow.everyone.if.no.acl.found",
+    "auto.include.jmx.reporter",
+    "background.threads",
+    "client.quota.callback.class",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "config.providers",
+    "connection.failed.authentication.delay.ms",
+    "connections.max.reauth.ms",
+    "controlled.shutdown.enable",
+    "controlled.shutdown.max.retries",
+    "controlled.shutdown.retry.backoff.ms",
+    "create.topic.policy.class.name",
+    "delete.records.purgatory.purge.interval.requests",
+    "delete.topic.enable",
+    "early.start.listeners",
+    "eligible.leader.replicas.enable",
+    "fetch.purgatory.purge.interval.requests",
+    "initial.broker.registration.timeout.ms",
+    "inter.broker.listener.name",
+    "inter.broker.protocol.version",
+    "kafka.metrics.polling.interval.secs",
+    "kafka.metrics.reporters",
+    "listener.security.protocol.map",
+    "log.cleaner.io.buffer.load.factor",
+    "log.cleaner.io.buffer.size",
+    "log.cleaner.io.max.bytes.per.second",
+    "log.cleaner.threads",
+    "log.dir.failure.timeout.ms",
+    "log.flush.offset.checkpoint.interval.ms",
+    "log.flush.scheduler.interval.ms",
+    "log.flush.start.offset.checkpoint.interval.ms",
+    "log.index.size.max.bytes",
+    "log.initial.task.delay.ms",
+    "log.message.downconversion.enable",
+    "log.message.timestamp.after.max.ms",
+    "log.message.timestamp.before.max.ms",
+    "log.roll.jitter.hours",
+    "max.connection.creation.rate",
+    "max.connections.per.ip",
+    "max.connections.per.ip.overrides",
+    "max.incremental.fetch.session.cache.slots",
+    "max.request.partition.size.limit",
+    "metadata.log.dir",
+    "metadata.log.max.record.bytes.between.snapshots",
+    "metadata.log.max.snapshot.interval.ms",
+    "metadata.log.segment.bytes",
+    "metadata.log.segment.ms",
+    "metadata.max.idle.interval.ms",
+    "metadata.max.retention.bytes",
+    "metadata.max.retention.ms",
+    "metric.reporters",
+    "metrics.num.samples",
+    "metrics.recording.level",
+    "metrics.sample.window.ms",
+    "node.id.generation.enable",
+    "num.io.threads",
+    "num.network.threads",
+    "num.recovery.threads.per.data.dir",
+    "num.replica.alter.log.dirs.threads",
+    "num.replica.fetchers",
+    "offsets.load.buffer.size",
+    "offsets.topic.compression.codec",
+    "offsets.topic.segment.bytes",
+    "principal.builder.class",
+    "producer.purgatory.purge.interval.requests",
+    "queued.max.requests",
+    "replica.fetch.min.bytes",
+    "replica.high.watermark.checkpoint.interval.ms",
+    "replica.selector.class",
+    "replica.socket.receive.buffer.bytes",
+    "replica.socket.timeout.ms",
+    "replication.quota.window.num",
+    "replication.quota.window.size.seconds",
+    "reserved.broker.max.id",
+    "security.inter.broker.protocol",
+    "security.providers",
+    "socket.connection.setup.timeout.max.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.listen.backlog.size",
+    "socket.receive.buffer.bytes",
+    "socket.send.buffer.bytes",
+    "super.users",
+    "telemetry.max.bytes",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "transaction.partition.verification.enable",
+    "transaction.remove.expired.transaction.cleanup.interval.ms",
+    "transaction.state.log.load.buffer.size",
+    "transaction.state.log.segment.bytes",
+    "unstable.api.versions.enable",
+    "unstable.feature.versions.enable",
+];
+
+/// Families of Kafka broker properties Weir ignores, by prefix (TLS, SASL, per-listener
+/// settings, share groups, tiered storage, quotas, the KIP-848 group coordinator, the
+/// controller's Raft tuning).
+const KAFKA_IGNORED_PREFIXES: &[&str] = &[
+    "controller.quorum.",
+    "delegation.token.",
+    "group.consumer.",
+    "group.coordinator.",
+    "group.share.",
+    "listener.name.",
+    "log.local.",
+    "metrics.",
+    "quota.",
+    "remote.",
+    "sasl.",
+    "share.",
+    "ssl.",
+];
+
+/// What Weir makes of a property name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PropertyName {
+    /// Weir reads it.
+    Read,
+    /// A Kafka broker property Weir ignores.
+    KafkaIgnored,
+    /// Neither: most likely a typo, so the broker warns, naming the nearest known property
+    /// within two edits.
+    Unknown {
+        /// The property it is most likely a misspelling of.
+        did_you_mean: Option<&'static str>,
+    },
+}
+
+/// Every property name Weir reads.
+pub(crate) fn read_properties() -> impl Iterator<Item = &'static str> {
+    DEFAULTS
+        .iter()
+        .map(|(k, _)| *k)
+        .chain(OTHER_PROPERTIES.iter().map(|(k, _)| *k))
+        .chain(
+            crate::topic_config::CATALOG
+                .iter()
+                .filter_map(|d| d.broker_synonym),
+        )
+}
+
+/// Classifies a property name (see [`PropertyName`]).
+pub(crate) fn classify(name: &str) -> PropertyName {
+    if read_properties().any(|k| k == name) {
+        return PropertyName::Read;
+    }
+    if KAFKA_IGNORED.contains(&name) || KAFKA_IGNORED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        return PropertyName::KafkaIgnored;
+    }
+    let did_you_mean = read_properties()
+        .chain(KAFKA_IGNORED.iter().copied())
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k);
+    PropertyName::Unknown { did_you_mean }
+}
 
 impl Default for BrokerConfig {
     fn default() -> Self {
@@ -682,6 +900,10 @@ impl BrokerConfig {
             socket_request_max_bytes: 104_857_600,
             connections_max_idle_ms: 600_000,
             max_connections: 10_000,
+            queued_max_request_bytes: Some(256 << 20),
+            request_read_timeout_ms: 30_000,
+            queued_max_response_bytes: 16 << 20,
+            fetch_max_bytes: 57_671_680,
             log_segment_bytes: 1 << 30,
             log_retention_ms: 604_800_000,
             log_retention_bytes: -1,
@@ -723,7 +945,9 @@ impl BrokerConfig {
     }
 
     /// Builds the config from merged properties (missing keys take their defaults).
-    pub fn from_properties(props: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn from_properties(mut props: BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        apply_kafka_aliases(&mut props)?;
+        check_other_properties(&props)?;
         let get = |key: &str| -> String {
             props
                 .get(key)
@@ -830,6 +1054,32 @@ impl BrokerConfig {
                 "max.connections",
                 parse(&props, "max.connections")?,
                 &get("max.connections"),
+            )?,
+            queued_max_request_bytes: match parse::<i64>(&props, "queued.max.request.bytes")? {
+                -1 => None,
+                n if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                _ => {
+                    return Err(invalid(
+                        "queued.max.request.bytes",
+                        &get("queued.max.request.bytes"),
+                        "must be positive, or -1 for no cap",
+                    ));
+                }
+            },
+            request_read_timeout_ms: positive(
+                "weir.request.read.timeout.ms",
+                parse(&props, "weir.request.read.timeout.ms")?,
+                &get("weir.request.read.timeout.ms"),
+            )?,
+            queued_max_response_bytes: positive(
+                "weir.queued.max.response.bytes",
+                parse(&props, "weir.queued.max.response.bytes")?,
+                &get("weir.queued.max.response.bytes"),
+            )?,
+            fetch_max_bytes: positive(
+                "fetch.max.bytes",
+                parse(&props, "fetch.max.bytes")?,
+                &get("fetch.max.bytes"),
             )?,
             log_segment_bytes: positive(
                 "log.segment.bytes",
@@ -944,22 +1194,6 @@ impl BrokerConfig {
                 })?,
             raw: props,
         };
-        // Read elsewhere straight from `raw` (the group coordinator's optional settings), so
-        // checked here: a bad value must stop the broker with the key named, not be ignored.
-        for key in ["group.max.size", "offsets.retention.check.interval.ms"] {
-            if let Some(text) = config.raw.get(key) {
-                positive(key, parse::<i64>(&config.raw, key)?, text)?;
-            }
-        }
-        if let Some(text) = config.raw.get("offset.metadata.max.bytes") {
-            if parse::<i64>(&config.raw, "offset.metadata.max.bytes")? < 0 {
-                return Err(invalid(
-                    "offset.metadata.max.bytes",
-                    text,
-                    "must not be negative",
-                ));
-            }
-        }
         config.quorum.check(config.node_id)?;
         if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
             return Err(invalid(
@@ -1010,17 +1244,139 @@ impl BrokerConfig {
             }
         }
         let mut props = BTreeMap::new();
+        let mut given = Vec::new();
         if let Some(path) = file {
-            props.extend(read_file(&path)?);
+            let from_file = read_file(&path)?;
+            given.extend(from_file.keys().cloned());
+            props.extend(from_file);
         }
         for (name, value) in env {
             if let Some(rest) = name.strip_prefix("WEIR_") {
-                props.insert(rest.to_ascii_lowercase().replace('_', "."), value);
+                let key = rest.to_ascii_lowercase().replace('_', ".");
+                // Other tools share the prefix (the CLI's WEIR_BROKERS, the tests' WEIR_BIN):
+                // a variable that names no property is not the broker's.
+                if matches!(classify(&key), PropertyName::Unknown { .. }) {
+                    tracing::debug!(variable = %name, "environment variable names no broker property; ignored");
+                    continue;
+                }
+                props.insert(key, value);
             }
         }
+        given.extend(flags.iter().map(|(k, _)| k.clone()));
         props.extend(flags);
+        for key in &given {
+            match classify(key) {
+                PropertyName::Read => {}
+                PropertyName::KafkaIgnored => {
+                    tracing::debug!(property = %key, "Kafka broker property not used by Weir; ignored")
+                }
+                PropertyName::Unknown {
+                    did_you_mean: Some(near),
+                } => tracing::warn!(
+                    property = %key,
+                    "unknown property {key:?} ignored: did you mean {near:?}?"
+                ),
+                PropertyName::Unknown { did_you_mean: None } => {
+                    tracing::warn!(property = %key, "unknown property {key:?} ignored")
+                }
+            }
+        }
         Self::from_properties(props)
     }
+}
+
+/// Kafka's other spellings of properties Weir reads: `log.dir` for `log.dirs`,
+/// `log.retention.minutes` / `log.retention.hours` for `log.retention.ms`, `log.roll.hours`
+/// for `log.roll.ms`, each used only when the preferred one is not set (Kafka's precedence).
+/// Kafka's sample `server.properties` sets `log.retention.hours=168`.
+fn apply_kafka_aliases(props: &mut BTreeMap<String, String>) -> Result<(), ConfigError> {
+    if !props.contains_key("log.dirs") {
+        if let Some(dir) = props.get("log.dir").cloned() {
+            props.insert("log.dirs".into(), dir);
+        }
+    }
+    for (target, sources) in [
+        (
+            "log.retention.ms",
+            &[
+                ("log.retention.minutes", 60_000),
+                ("log.retention.hours", 3_600_000),
+            ][..],
+        ),
+        ("log.roll.ms", &[("log.roll.hours", 3_600_000)][..]),
+    ] {
+        if props.contains_key(target) {
+            continue;
+        }
+        for (key, unit_ms) in sources {
+            let Some(text) = props.get(*key) else {
+                continue;
+            };
+            let value: i64 = text
+                .trim()
+                .parse()
+                .map_err(|e: std::num::ParseIntError| invalid(key, text, e.to_string()))?;
+            // Negative retention means forever, as in Kafka.
+            let ms = if value < 0 {
+                -1
+            } else {
+                value.saturating_mul(*unit_ms)
+            };
+            if target == "log.roll.ms" && ms <= 0 {
+                return Err(invalid(key, text, "must be positive"));
+            }
+            props.insert(target.to_string(), ms.to_string());
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Checks the properties read elsewhere than [`BrokerConfig::from_properties`] (the group and
+/// transaction coordinators' settings, the topic defaults), so that a bad value stops the
+/// broker at start naming the key instead of being replaced by a default.
+fn check_other_properties(props: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    let positive_ints: [(&str, i64); 9] = [
+        ("group.max.size", i64::from(i32::MAX)),
+        ("offsets.retention.check.interval.ms", i64::MAX),
+        ("offsets.commit.timeout.ms", i64::from(i32::MAX)),
+        ("transaction.state.log.num.partitions", i64::from(i32::MAX)),
+        (
+            "transaction.state.log.replication.factor",
+            i64::from(i16::MAX),
+        ),
+        ("transaction.state.log.min.isr", i64::from(i16::MAX)),
+        ("transaction.max.timeout.ms", i64::from(i32::MAX)),
+        ("transactional.id.expiration.ms", i64::from(i32::MAX)),
+        ("request.timeout.ms", i64::from(i32::MAX)),
+    ];
+    for (key, max) in positive_ints {
+        if let Some(text) = props.get(key) {
+            let value = positive(key, parse::<i64>(props, key)?, text)?;
+            if value > max {
+                return Err(invalid(key, text, format!("must be at most {max}")));
+            }
+        }
+    }
+    if let Some(text) = props.get("offset.metadata.max.bytes") {
+        if parse::<i64>(props, "offset.metadata.max.bytes")? < 0 {
+            return Err(invalid(
+                "offset.metadata.max.bytes",
+                text,
+                "must not be negative",
+            ));
+        }
+    }
+    for (key, value) in props {
+        // Parsed as a u64 by `from_properties`; the log caps it at 4 GiB instead of refusing.
+        if key == "log.segment.bytes" {
+            continue;
+        }
+        if let Some(Err(reason)) = crate::topic_config::check_broker_default(key, value) {
+            return Err(invalid(key, value, reason));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a TOML file (dotted keys, as quoted keys or nested tables) or a `server.properties`
@@ -1042,21 +1398,21 @@ pub fn read_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, Con
         flatten("", &toml::Value::Table(table), &mut out);
         Ok(out)
     } else {
+        // Java's `Properties.load` syntax (escapes, `\` line continuations, `=`, `:` or
+        // whitespace between key and value, `#` and `!` comments), decoded as UTF-8: the same
+        // as ISO-8859-1 for the ASCII every Kafka key uses, and what editors write today.
         let mut out = BTreeMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line
-                .split_once('=')
-                .or_else(|| line.split_once(':'))
-                .ok_or_else(|| ConfigError::ParseFile {
-                    path: path.to_path_buf(),
-                    reason: format!("line {}: expected key=value", n + 1),
-                })?;
-            out.insert(k.trim().to_string(), v.trim().to_string());
-        }
+        java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8)
+            .read_into(|k, v| {
+                out.insert(k, v.trim().to_string());
+            })
+            .map_err(|e| ConfigError::ParseFile {
+                path: path.to_path_buf(),
+                reason: match e.line_number() {
+                    Some(line) => format!("line {line}: {e}"),
+                    None => e.to_string(),
+                },
+            })?;
         Ok(out)
     }
 }
@@ -1246,6 +1602,190 @@ mod tests {
             .unwrap();
         assert_eq!(ok.transaction_version, 0);
         assert_eq!(BrokerConfig::default().transaction_version, 2);
+    }
+
+    fn properties_file(text: &str) -> BTreeMap<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("server.properties");
+        std::fs::write(&file, text).unwrap();
+        read_file(&file).unwrap()
+    }
+
+    /// Issue 14: the hand-written parser split on the first `=` only: no escapes, no line
+    /// continuations, no `:` or space separators.
+    #[test]
+    fn server_properties_follow_java_syntax() {
+        let props = properties_file(
+            "# comment\n\
+             ! another comment\n\
+             log.dirs = /data/a,\\\n    /data/b\n\
+             num.partitions: 3\n\
+             broker.rack eu\\u002dwest\n\
+             weir.admin.listener=none\n\
+             listeners=PLAINTEXT\\://127.0.0.1\\:9092\n\
+             key\\ with\\ spaces=v\n",
+        );
+        assert_eq!(props["log.dirs"], "/data/a,/data/b");
+        assert_eq!(props["num.partitions"], "3");
+        assert_eq!(props["broker.rack"], "eu-west");
+        assert_eq!(props["listeners"], "PLAINTEXT://127.0.0.1:9092");
+        assert_eq!(props["key with spaces"], "v");
+        let c = BrokerConfig::from_properties(props).unwrap();
+        assert_eq!(c.log_dirs.len(), 2);
+        assert_eq!(c.broker_rack.as_deref(), Some("eu-west"));
+    }
+
+    #[test]
+    fn property_names_are_read_ignored_or_unknown() {
+        assert_eq!(classify("log.retention.ms"), PropertyName::Read);
+        assert_eq!(classify("log.cleanup.policy"), PropertyName::Read);
+        assert_eq!(
+            classify("transaction.state.log.min.isr"),
+            PropertyName::Read
+        );
+        assert_eq!(classify("queued.max.request.bytes"), PropertyName::Read);
+        assert_eq!(classify("num.io.threads"), PropertyName::KafkaIgnored);
+        assert_eq!(
+            classify("ssl.keystore.location"),
+            PropertyName::KafkaIgnored
+        );
+        assert_eq!(
+            classify("log.retension.ms"),
+            PropertyName::Unknown {
+                did_you_mean: Some("log.retention.ms")
+            }
+        );
+        assert_eq!(
+            classify("num.partitons"),
+            PropertyName::Unknown {
+                did_you_mean: Some("num.partitions")
+            }
+        );
+        assert_eq!(
+            classify("zookeeper.connect"),
+            PropertyName::Unknown { did_you_mean: None }
+        );
+    }
+
+    /// Every property of Kafka 4's sample `config/server.properties` is read or knowingly
+    /// ignored: none draws a warning.
+    #[test]
+    fn kafka_4_sample_properties_draw_no_warning() {
+        for key in [
+            "process.roles",
+            "node.id",
+            "controller.quorum.bootstrap.servers",
+            "listeners",
+            "inter.broker.listener.name",
+            "advertised.listeners",
+            "controller.listener.names",
+            "listener.security.protocol.map",
+            "num.network.threads",
+            "num.io.threads",
+            "socket.send.buffer.bytes",
+            "socket.receive.buffer.bytes",
+            "socket.request.max.bytes",
+            "log.dirs",
+            "num.partitions",
+            "num.recovery.threads.per.data.dir",
+            "offsets.topic.replication.factor",
+            "share.coordinator.state.topic.replication.factor",
+            "share.coordinator.state.topic.min.isr",
+            "transaction.state.log.replication.factor",
+            "transaction.state.log.min.isr",
+            "log.flush.interval.messages",
+            "log.flush.interval.ms",
+            "log.retention.hours",
+            "log.retention.bytes",
+            "log.segment.bytes",
+            "log.retention.check.interval.ms",
+        ] {
+            assert!(
+                !matches!(classify(key), PropertyName::Unknown { .. }),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn kafka_aliases_apply_unless_the_preferred_key_is_set() {
+        let c = BrokerConfig::from_args_and_env(
+            args(&[
+                "--log.retention.hours=24",
+                "--log.dir=/d",
+                "--log.roll.hours=1",
+            ]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.log_retention_ms, 24 * 3_600_000);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/d")]);
+        assert_eq!(c.raw["log.roll.ms"], "3600000");
+        let c = BrokerConfig::from_args_and_env(
+            args(&[
+                "--log.retention.hours=24",
+                "--log.retention.minutes=5",
+                "--log.dirs=/a",
+                "--log.dir=/d",
+            ]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.log_retention_ms, 5 * 60_000);
+        assert_eq!(c.log_dirs, vec![PathBuf::from("/a")]);
+        let c = BrokerConfig::from_args_and_env(
+            args(&["--log.retention.hours=-1", "--log.retention.ms=1000"]),
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(c.log_retention_ms, 1000);
+        let c =
+            BrokerConfig::from_args_and_env(args(&["--log.retention.hours=-1"]), vec![]).unwrap();
+        assert_eq!(c.log_retention_ms, -1);
+    }
+
+    /// Properties read outside `from_properties` used to fall back to their default on a bad
+    /// value; now the broker refuses to start, naming the key.
+    #[test]
+    fn bad_values_of_properties_read_elsewhere_are_refused() {
+        for bad in [
+            "--transaction.state.log.num.partitions=many",
+            "--transaction.state.log.min.isr=0",
+            "--transaction.max.timeout.ms=99999999999",
+            "--offsets.commit.timeout.ms=-5",
+            "--request.timeout.ms=soon",
+            "--log.cleanup.policy=shred",
+            "--log.message.timestamp.type=Whenever",
+            "--log.cleaner.min.cleanable.ratio=lots",
+            "--min.insync.replicas=0",
+            "--unclean.leader.election.enable=maybe",
+            "--log.retention.hours=week",
+            "--queued.max.request.bytes=0",
+            "--fetch.max.bytes=-1",
+            "--weir.request.read.timeout.ms=0",
+        ] {
+            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            let key = bad.trim_start_matches("--").split('=').next().unwrap();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+        // Kafka's -1: no cap.
+        let c = BrokerConfig::from_args_and_env(args(&["--queued.max.request.bytes=-1"]), vec![])
+            .unwrap();
+        assert_eq!(c.queued_max_request_bytes, None);
+    }
+
+    #[test]
+    fn environment_variables_that_name_no_property_are_not_properties() {
+        let c = BrokerConfig::from_args_and_env(
+            vec![],
+            vec![
+                ("WEIR_BROKERS".to_string(), "localhost:9092".to_string()),
+                ("WEIR_NUM_PARTITIONS".to_string(), "7".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.num_partitions, 7);
+        assert!(!c.raw.contains_key("brokers"));
     }
 
     #[test]

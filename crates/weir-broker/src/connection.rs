@@ -6,10 +6,18 @@
 //! handling the next request. An acks=all Produce is handled in two parts: its appends, before
 //! the next request is read, and its wait for the high watermark, in a task of its own, so the
 //! waits of pipelined requests overlap (one fsync or replication round trip can acknowledge
-//! many) while the writer still sends every response in request order. A frame larger than `socket.request.max.bytes` or a request that
-//! does not decode closes the connection with a log line; other connections are not affected.
+//! many) while the writer still sends every response in request order. A frame larger than
+//! `socket.request.max.bytes` or a request that does not decode closes the connection with a
+//! log line; other connections are not affected.
+//!
+//! Memory a client can make the broker hold is bounded: a request's bytes are read only once
+//! `queued.max.request.bytes` has room for it (`request_memory`), into a buffer that grows as
+//! they arrive; a request must arrive whole within `weir.request.read.timeout.ms`; and once
+//! `weir.queued.max.response.bytes` of responses wait to be written, no further request is
+//! read until the client has taken some.
 
 use crate::handler::{api_versions, produce};
+use crate::request_memory::Reservation;
 use crate::router::{self, Outcome};
 use crate::state::Broker;
 use bytes::{Bytes, BytesMut};
@@ -19,6 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weir_protocol::header::{self, HeaderPrefix};
 use weir_protocol::messages::{ProduceRequest, RequestBody};
@@ -74,7 +83,16 @@ enum ConnectionError {
     WriterGone,
     #[error("a request without response (acks=0) failed")]
     SilentFailure,
+    #[error("request not received whole within weir.request.read.timeout.ms ({0:?})")]
+    SlowRequest(Duration),
+    #[error("frame incomplete after its bytes arrived")]
+    FrameIncomplete,
 }
+
+/// Responses queued on this connection, in bytes: the reader adds each response it queues,
+/// the writer subtracts it once written, and the reader waits while it is at or above
+/// `weir.queued.max.response.bytes`.
+type QueuedBytes = watch::Sender<usize>;
 
 /// Serves one connection until the client closes it, an error ends it, or `shutdown` fires.
 pub(crate) async fn serve(
@@ -86,24 +104,41 @@ pub(crate) async fn serve(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (responses, mut queue) = mpsc::channel::<Queued>(MAX_QUEUED_RESPONSES);
-    let write_task = tokio::spawn(async move {
-        while let Some(queued) = queue.recv().await {
-            let bytes = match queued {
-                Queued::Ready(bytes) => bytes,
-                Queued::Pending(task) => match task.await {
-                    Ok(Some(bytes)) => bytes,
-                    // A response that cannot be sent: the client must not wait for it in
-                    // vain, and later responses must not take its place.
-                    _ => break,
-                },
-            };
-            writer.write_all(&bytes).await?;
+    let queued_bytes: Arc<QueuedBytes> = Arc::new(watch::Sender::new(0));
+    let write_task = tokio::spawn({
+        let queued_bytes = queued_bytes.clone();
+        async move {
+            while let Some(queued) = queue.recv().await {
+                let (bytes, counted) = match queued {
+                    Queued::Ready(bytes) => {
+                        let len = bytes.len();
+                        (bytes, len)
+                    }
+                    Queued::Pending(task) => match task.await {
+                        Ok(Some(bytes)) => (bytes, 0),
+                        // A response that cannot be sent: the client must not wait for it in
+                        // vain, and later responses must not take its place.
+                        _ => break,
+                    },
+                };
+                writer.write_all(&bytes).await?;
+                drop(bytes);
+                queued_bytes.send_modify(|q| *q = q.saturating_sub(counted));
+            }
+            writer.shutdown().await
         }
-        writer.shutdown().await
     });
 
     broker.metrics.connection_opened();
-    let result = read_loop(&broker, &mut reader, peer, &responses, &mut shutdown).await;
+    let result = read_loop(
+        &broker,
+        &mut reader,
+        peer,
+        &responses,
+        &queued_bytes,
+        &mut shutdown,
+    )
+    .await;
     broker.metrics.connection_closed();
     match &result {
         Ok(()) => debug!(%peer, "connection closed"),
@@ -118,45 +153,129 @@ pub(crate) async fn serve(
     let _ = write_task.await;
 }
 
+/// The read buffer's size between requests; a larger one left by a large request is given back.
+const IDLE_BUFFER: usize = 16 * 1024;
+/// The read buffer grows at least by this much at a time while a frame arrives.
+const MIN_GROWTH: usize = 64 * 1024;
+
 async fn read_loop(
     broker: &Arc<Broker>,
     reader: &mut tokio::net::tcp::OwnedReadHalf,
     peer: SocketAddr,
     responses: &mpsc::Sender<Queued>,
+    queued_bytes: &QueuedBytes,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
-    let limit = broker.config().socket_request_max_bytes;
-    let idle = Duration::from_millis(broker.config().connections_max_idle_ms.max(1));
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let response_cap = broker.config().queued_max_response_bytes;
+    let mut queued = queued_bytes.subscribe();
+    let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
     loop {
-        while let Some(frame) = frame::split_frame(&mut buf, limit)? {
-            if let Handled::Response(queued) = handle_frame(broker, frame, peer).await? {
-                responses
-                    .send(queued)
-                    .await
-                    .map_err(|_| ConnectionError::WriterGone)?;
+        // A client that does not read its responses gets no more handled until it does: the
+        // broker would otherwise buffer every response it keeps asking for.
+        tokio::select! {
+            drained = queued.wait_for(|q| *q < response_cap) => {
+                drained.map_err(|_| ConnectionError::WriterGone)?;
             }
+            _ = shutdown.changed() => return Ok(()),
         }
         if *shutdown.borrow() {
             return Ok(());
         }
-        tokio::select! {
-            read = tokio::time::timeout(idle, reader.read_buf(&mut buf)) => {
-                match read {
-                    Err(_) => return Err(ConnectionError::Idle),
-                    Ok(Ok(0)) => {
-                        if !buf.is_empty() {
-                            debug!(%peer, bytes = buf.len(), "connection closed mid-frame");
-                        }
-                        return Ok(());
-                    }
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(e.into()),
-                }
+        let Some((frame, reservation)) = read_request(broker, reader, &mut buf, shutdown).await?
+        else {
+            if !buf.is_empty() {
+                debug!(%peer, bytes = buf.len(), "connection closed mid-frame");
             }
-            _ = shutdown.changed() => return Ok(()),
+            return Ok(());
+        };
+        let handled = handle_frame(broker, frame, peer).await?;
+        // Handled: its bytes (the frame, slices of it in the decoded request) are released.
+        drop(reservation);
+        if let Handled::Response(queued) = handled {
+            if let Queued::Ready(bytes) = &queued {
+                let len = bytes.len();
+                queued_bytes.send_modify(|q| *q += len);
+            }
+            responses
+                .send(queued)
+                .await
+                .map_err(|_| ConnectionError::WriterGone)?;
+        }
+        // A large request's buffer is not kept for the connection's lifetime.
+        if buf.capacity() > 4 * IDLE_BUFFER && buf.len() <= IDLE_BUFFER {
+            let mut smaller = BytesMut::with_capacity(IDLE_BUFFER);
+            smaller.extend_from_slice(&buf);
+            buf = smaller;
         }
     }
+}
+
+/// Reads the next request frame: its size prefix (within `connections.max.idle.ms` when
+/// nothing of it has arrived yet), room for it in `queued.max.request.bytes`, and its body
+/// (the whole frame within `weir.request.read.timeout.ms` of its first byte, not counting the
+/// wait for room). `None` when the client closed the connection or the broker is stopping.
+async fn read_request(
+    broker: &Arc<Broker>,
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<(Bytes, Reservation)>, ConnectionError> {
+    let config = broker.config();
+    let limit = config.socket_request_max_bytes;
+    let idle = Duration::from_millis(config.connections_max_idle_ms.max(1));
+    let read_timeout = Duration::from_millis(config.request_read_timeout_ms);
+    let mut deadline = (!buf.is_empty()).then(|| Instant::now() + read_timeout);
+    while buf.len() < frame::SIZE_PREFIX_LEN {
+        let read = async {
+            match deadline {
+                None => tokio::time::timeout(idle, reader.read_buf(buf))
+                    .await
+                    .map_err(|_| ConnectionError::Idle),
+                Some(at) => tokio::time::timeout_at(at, reader.read_buf(buf))
+                    .await
+                    .map_err(|_| ConnectionError::SlowRequest(read_timeout)),
+            }
+        };
+        tokio::select! {
+            read = read => {
+                if read?? == 0 {
+                    return Ok(None);
+                }
+            }
+            _ = shutdown.changed() => return Ok(None),
+        }
+        deadline.get_or_insert_with(|| Instant::now() + read_timeout);
+    }
+    let mut prefix = [0u8; frame::SIZE_PREFIX_LEN];
+    prefix.copy_from_slice(&buf[..frame::SIZE_PREFIX_LEN]);
+    let size = frame::check_size(prefix, limit)?;
+    let total = frame::SIZE_PREFIX_LEN + size;
+    let waiting = Instant::now();
+    let reservation = tokio::select! {
+        reservation = broker.request_memory.reserve(total) => reservation,
+        _ = shutdown.changed() => return Ok(None),
+    };
+    // Waiting for memory is the broker's doing, not the client's.
+    let deadline = deadline.unwrap_or(waiting + read_timeout) + waiting.elapsed();
+    while buf.len() < total {
+        // Grow as bytes arrive (doubling, never past the frame), not by the size the client
+        // announced: a client that announces 100 MiB and sends 10 bytes costs 64 KiB.
+        let missing = total - buf.len();
+        if buf.capacity() == buf.len() {
+            buf.reserve(missing.min(buf.len().max(MIN_GROWTH)));
+        }
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, reader.read_buf(buf)) => {
+                let read = read.map_err(|_| ConnectionError::SlowRequest(read_timeout))?;
+                if read? == 0 {
+                    return Ok(None);
+                }
+            }
+            _ = shutdown.changed() => return Ok(None),
+        }
+    }
+    let frame = frame::split_frame(buf, limit)?.ok_or(ConnectionError::FrameIncomplete)?;
+    Ok(Some((frame, reservation)))
 }
 
 /// Handles one request frame.

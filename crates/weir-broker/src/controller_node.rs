@@ -23,6 +23,7 @@ impl ControllerNode {
     /// Binds the CONTROLLER listener, starts this voter and its controller, and waits until
     /// the quorum has a cluster id (checked against this node's `meta.properties`).
     pub async fn start(config: BrokerConfig) -> Result<Self, ServerError> {
+        crate::descriptors::raise_open_file_limit();
         let address = config.quorum.controller_listener.ok_or_else(|| {
             BrokerError::Setup("a controller-only node needs a CONTROLLER listener".into())
         })?;

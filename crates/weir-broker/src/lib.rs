@@ -3,8 +3,10 @@
 //! # Layout
 //! - [`config`]: [`BrokerConfig`] from defaults, a file, the environment and flags, with
 //!   Kafka's property names.
-//! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully.
-//! - `connection`: one client connection: frames in, requests handled in order, responses out.
+//! - [`server`]: binds the listener, accepts connections within limits, shuts down gracefully;
+//!   `descriptors` raises the open-file limit and backs the accept loops off when it runs out.
+//! - `connection`: one client connection: frames in, requests handled in order, responses out;
+//!   `request_memory` caps the bytes of requests held at once (`queued.max.request.bytes`).
 //! - `router`: API key → handler; the ApiVersions answer is derived from this table.
 //! - `handler`: one module per Kafka API.
 //! - `groups`: drives the group coordinator (weir-group): parked JoinGroup/SyncGroup requests,
@@ -37,6 +39,7 @@ mod cluster;
 pub mod config;
 mod connection;
 mod controller_node;
+mod descriptors;
 mod error;
 mod groups;
 mod handler;
@@ -49,6 +52,7 @@ mod producer_state;
 mod producers;
 mod replica_fetcher;
 mod replication;
+mod request_memory;
 mod router;
 pub mod server;
 

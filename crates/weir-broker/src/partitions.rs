@@ -306,9 +306,15 @@ impl Partitions {
         self.appended.subscribe()
     }
 
-    /// Flushes what the flush policy says is due and checkpoints recovery points.
-    pub(crate) fn tick(&self) -> Result<(), weir_log::Error> {
-        self.logs.tick()
+    /// Flushes what the flush policy says is due and checkpoints recovery points. A log that
+    /// fails is reported and skipped, so one bad partition does not stop the others; returns
+    /// how many failed.
+    pub(crate) fn tick(&self) -> usize {
+        let failed = self.logs.tick();
+        for (tp, e) in &failed {
+            tracing::error!(%tp, error = %e, cause = ?std::error::Error::source(e), "periodic flush or checkpoint failed");
+        }
+        failed.len()
     }
 
     /// Deletes the segments of every log that are past its `retention.ms` or

@@ -81,10 +81,18 @@ pub(crate) async fn serve(
     if let Ok(address) = listener.local_addr() {
         info!(%address, "controller listener ready");
     }
+    let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        backoff.failed("controller", &e).await;
+                        continue;
+                    }
+                };
+                backoff.accepted("controller");
                 let service = service.clone();
                 let stopped = stopped.clone();
                 tokio::spawn(async move {

@@ -33,7 +33,6 @@ use crate::topics::Topics;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -42,9 +41,9 @@ use weir_log::Log;
 use weir_protocol::Uuid;
 use weir_records::RecordBatches;
 
+/// Written by `weir_log::fs::write_atomically` through `producer-state.json.tmp`, which the
+/// log removes as a leftover when it opens.
 const SNAPSHOT_FILE: &str = "producer-state.json";
-/// The log removes `*.tmp` leftovers when it opens.
-const SNAPSHOT_TMP: &str = "producer-state.json.tmp";
 
 /// Bytes read per step when scanning a log for producer batches.
 const SCAN_CHUNK: usize = 1 << 20;
@@ -142,6 +141,18 @@ impl ProducerStates {
                     .map_or(0, |table| table.expire(now_ms, expiration_ms))
             })
             .sum()
+    }
+
+    /// Drops the tables of partitions `held` says this broker no longer holds (`held(topic,
+    /// topic_id, partition)`: the topic was deleted, deleted and created again under a new id,
+    /// or the replica was reassigned away); returns how many went. Their logs (and snapshot
+    /// files) are deleted with them; without this their tables stayed in memory for the
+    /// broker's lifetime. Called whenever a new metadata image is applied.
+    pub(crate) fn retain_held(&self, held: impl Fn(&str, Uuid, i32) -> bool) -> usize {
+        let mut map = self.partitions.lock();
+        let before = map.len();
+        map.retain(|(topic, partition), slot| held(topic, slot.topic_id, *partition));
+        before - map.len()
     }
 
     /// Writes the snapshot of every loaded table whose topic still exists; called at shutdown
@@ -330,16 +341,14 @@ pub(crate) fn load(log: &Log, now_ms: i64) -> Result<ProducerTable, weir_log::Er
     debug!(dir = %log.dir().display(), producers = table.len(), scanned_from, log_end, "loaded producer state");
     Ok(table)
 }
-fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
-    let tmp = dir.join(SNAPSHOT_TMP);
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+fn write_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> Result<(), weir_log::Error> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let bytes = serde_json::to_vec(snapshot).map_err(|e| weir_log::Error::Io {
+        op: "encode",
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    weir_log::fs::write_atomically(&weir_log::StdFs, &path, &bytes)
 }
 
 #[cfg(test)]
@@ -391,6 +400,22 @@ mod tests {
         assert!(
             matches!(table.check(&retry(2, 0)), Ok(Verdict::Duplicate(m)) if m.first_offset == 2)
         );
+    }
+
+    /// Guards against the tables of deleted topics staying in memory for good.
+    #[test]
+    fn tables_of_partitions_no_longer_held_are_dropped() {
+        let states = ProducerStates::default();
+        let kept = Uuid([1; 16]);
+        let deleted = Uuid([2; 16]);
+        states.partition("kept", kept, 0);
+        states.partition("kept", kept, 1);
+        states.partition("gone", deleted, 0);
+        let dropped = states
+            .retain_held(|topic, id, partition| topic == "kept" && id == kept && partition == 0);
+        assert_eq!(dropped, 2);
+        let left: Vec<(String, i32)> = states.partitions.lock().keys().cloned().collect();
+        assert_eq!(left, vec![("kept".to_string(), 0)]);
     }
 
     #[test]

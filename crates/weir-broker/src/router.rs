@@ -96,6 +96,7 @@ routes! {
     DeleteTopics => delete_topics, 1..=6;
     CreatePartitions => create_partitions, 0..=3;
     DescribeConfigs => describe_configs, 1..=4;
+    ListConfigResources => list_config_resources, 0..=1;
     AlterConfigs => alter_configs, 0..=2;
     IncrementalAlterConfigs => incremental_alter_configs, 0..=1;
     DescribeLogDirs => describe_log_dirs, 1..=4;

@@ -48,6 +48,7 @@ pub struct Server {
 impl Server {
     /// Opens the broker's data (recovering it if needed) and binds its listener.
     pub async fn bind(mut config: BrokerConfig) -> Result<Self, ServerError> {
+        crate::descriptors::raise_open_file_limit();
         let listener =
             TcpListener::bind(config.listener)
                 .await
@@ -146,6 +147,7 @@ impl Server {
             ))
         });
         let mut connections = JoinSet::new();
+        let mut backoff = crate::descriptors::AcceptBackoff::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -153,10 +155,11 @@ impl Server {
                     let (stream, peer) = match accepted {
                         Ok(pair) => pair,
                         Err(e) => {
-                            warn!(error = %e, "accept failed");
+                            backoff.failed("client", &e).await;
                             continue;
                         }
                     };
+                    backoff.accepted("client");
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         warn!(%peer, "max.connections reached; refusing connection");
                         drop(stream);
@@ -206,7 +209,7 @@ impl Server {
                 warn!(
                     "broker state still shared at shutdown; flushing without clean-shutdown markers"
                 );
-                shared.tick()?;
+                shared.tick();
             }
         }
         Ok(())
@@ -318,10 +321,9 @@ async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
 /// Flushes what the flush policy makes due and checkpoints logs every [`TICK_INTERVAL`].
 async fn tick_loop(broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
     let interval = tokio::time::interval(TICK_INTERVAL);
+    // Each failing log is logged by `tick`, which carries on with the others.
     run_periodically(broker, stopped, interval, "periodic flush", |broker| {
-        if let Err(e) = broker.tick() {
-            error!(error = %e, cause = ?std::error::Error::source(&e), "periodic flush failed");
-        }
+        broker.tick();
     })
     .await;
 }

@@ -39,6 +39,8 @@ pub struct Broker {
     pub(crate) producer_states: ProducerStates,
     /// Each local replica's role and high watermark.
     pub(crate) replicas: Arc<crate::replication::Replicas>,
+    /// `queued.max.request.bytes`: room for requests being read or handled.
+    pub(crate) request_memory: crate::request_memory::RequestMemory,
 }
 
 impl Broker {
@@ -102,6 +104,9 @@ impl Broker {
                 partitions.append_signal(),
             )),
             producer_ids: ProducerIds::default(),
+            request_memory: crate::request_memory::RequestMemory::new(
+                config.queued_max_request_bytes,
+            ),
             config,
             cluster_id,
             cluster,
@@ -251,10 +256,10 @@ impl Broker {
         Ok(())
     }
 
-    /// Flushes what the flush policy says is due; called periodically.
-    pub(crate) fn tick(&self) -> Result<(), BrokerError> {
-        self.partitions.tick()?;
-        Ok(())
+    /// Flushes what the flush policy says is due and checkpoints; called periodically. Failures
+    /// are logged per partition; returns how many logs failed.
+    pub(crate) fn tick(&self) -> usize {
+        self.partitions.tick()
     }
 }
 

@@ -252,6 +252,28 @@ pub(crate) fn def_by_broker_key(key: &str) -> Option<&'static ConfigDef> {
     CATALOG.iter().find(|d| d.broker_synonym == Some(key))
 }
 
+/// Checks the value of broker property `key` when it is a topic default (`log.retention.ms`
+/// for `retention.ms`, ...): `None` for any other property, else whether the topic config
+/// would accept the value.
+pub(crate) fn check_broker_default(key: &str, value: &str) -> Option<Result<(), String>> {
+    let def = def_by_broker_key(key)?;
+    Some(match def.backing {
+        Backing::Stored { check, .. } => check(value).map_err(str::to_string),
+        Backing::Log => {
+            let mut config = LogConfig::default();
+            config.set(def.name, value).map_err(|e| {
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    reason = format!("{reason}: {cause}");
+                    source = cause.source();
+                }
+                reason
+            })
+        }
+    })
+}
+
 /// The dynamic broker configs in force on broker `node_id`, by topic config name: the
 /// cluster-wide default overridden by the broker's own.
 pub(crate) fn dynamic_defaults(image: &MetadataImage, node_id: i32) -> BTreeMap<String, String> {
@@ -484,31 +506,49 @@ pub(crate) fn default_value(broker: &Broker, name: &str) -> Result<Option<String
         .and_then(|d| d.value))
 }
 
-/// The broker's properties: every default, every property given, and the dynamic configs
-/// over them (the cluster-wide default, then — when `own` — this broker's). Only the dynamic
-/// broker configs (the topic defaults, [`def_by_broker_key`]) can be altered; the rest are
-/// read-only (change them in the file or flags and restart).
+/// The broker's properties: every property Weir reads (its built-in default, `DEFAULT_CONFIG`;
+/// no value when its absence means something else, such as `advertised.listeners` following
+/// `listeners`), every property given (`STATIC_BROKER_CONFIG`), and the dynamic configs over
+/// them (the cluster-wide default, then — when `own` — this broker's). Only the dynamic broker
+/// configs (the topic defaults, [`def_by_broker_key`]) can be altered; the rest are read-only
+/// (change them in the file or flags and restart).
 pub(crate) fn describe_broker(broker: &Broker, own: bool) -> Vec<Described> {
     let raw = &broker.config().raw;
-    let mut all: BTreeMap<String, (String, ConfigSource)> = crate::config::DEFAULTS
+    let mut all: BTreeMap<String, (Option<String>, ConfigSource)> = crate::config::DEFAULTS
         .iter()
-        .map(|(k, v)| (k.to_string(), (v.to_string(), ConfigSource::Default)))
+        .map(|(k, v)| (k.to_string(), (Some(v.to_string()), ConfigSource::Default)))
         .collect();
+    for (k, v) in crate::config::OTHER_PROPERTIES {
+        all.entry(k.to_string())
+            .or_insert((v.map(str::to_string), ConfigSource::Default));
+    }
+    let builtin_log = LogConfig::default();
+    for def in CATALOG {
+        let Some(key) = def.broker_synonym else {
+            continue;
+        };
+        let builtin = match def.backing {
+            Backing::Log => log_value(&builtin_log, def.name),
+            Backing::Stored { default, .. } => default.to_string(),
+        };
+        all.entry(key.to_string())
+            .or_insert((Some(builtin), ConfigSource::Default));
+    }
     for (k, v) in raw {
-        all.insert(k.clone(), (v.clone(), ConfigSource::StaticBroker));
+        all.insert(k.clone(), (Some(v.clone()), ConfigSource::StaticBroker));
     }
     let image = broker.topics.image();
     // The default first, so that this broker's own values (when asked for) win.
     let layers = dynamic_layers(broker.config().node_id);
     for (resource, source) in layers.iter().rev().take(if own { 2 } else { 1 }) {
         for (k, v) in image.configs(resource).into_iter().flatten() {
-            all.insert(k.clone(), (v.clone(), *source));
+            all.insert(k.clone(), (Some(v.clone()), *source));
         }
     }
     all.into_iter()
         .map(|(name, (value, source))| {
             let sensitive = name.contains("password") || name.contains("secret");
-            let value = (!sensitive).then_some(value);
+            let value = value.filter(|_| !sensitive);
             Described {
                 synonyms: vec![(name.clone(), value.clone(), source)],
                 read_only: def_by_broker_key(&name).is_none(),

@@ -1634,6 +1634,26 @@ async fn dynamic_broker_configs_set_topic_defaults_and_persist() {
         (Some("1"), DYNAMIC_BROKER_CONFIG, false)
     );
     assert!(config(&configs, "num.partitions").read_only);
+    // Every property the broker reads is listed, set or not, with its source.
+    for (name, value, source) in [
+        ("num.partitions", Some("1"), DEFAULT_CONFIG),
+        ("log.cleanup.policy", Some("delete"), DEFAULT_CONFIG),
+        ("fetch.max.bytes", Some("57671680"), DEFAULT_CONFIG),
+        (
+            "transaction.state.log.num.partitions",
+            Some("4"),
+            STATIC_BROKER_CONFIG,
+        ),
+        ("weir.admin.listener", Some("none"), STATIC_BROKER_CONFIG),
+        ("broker.rack", None, DEFAULT_CONFIG),
+    ] {
+        let c = config(&configs, name);
+        assert_eq!(
+            (c.value.as_deref(), c.config_source),
+            (value, source),
+            "{name}"
+        );
+    }
     let defaults = describe_broker(&mut client, "").await;
     assert_eq!(
         config(&defaults, "min.insync.replicas").value.as_deref(),
@@ -1669,5 +1689,70 @@ async fn dynamic_broker_configs_set_topic_defaults_and_persist() {
     assert_eq!(code, 0);
     let configs = describe_topic(&mut client, "dyn", Some(vec!["retention.ms"])).await;
     assert_eq!(configs[0].config_source, DEFAULT_CONFIG);
+    broker.stop().await;
+}
+
+/// ListConfigResources (KIP-1142): v1 lists topics, brokers and groups (all of them when no
+/// type is asked for, else the types asked for); v0 (ListClientMetricsResources) lists client
+/// metrics resources, of which Weir has none; an unsupported type is INVALID_REQUEST.
+#[tokio::test]
+async fn list_config_resources_lists_topics_brokers_and_groups() {
+    use weir_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use weir_protocol::messages::{ListConfigResourcesRequest, OffsetCommitRequest};
+    let broker = TestBroker::start(&[]).await;
+    let mut client = broker.client().await;
+    support::auto_create_topic(&mut client, "listed").await;
+    let commit = OffsetCommitRequest {
+        group_id: "listed-group".into(),
+        generation_id_or_member_epoch: -1,
+        topics: vec![OffsetCommitRequestTopic {
+            name: "listed".into(),
+            partitions: vec![OffsetCommitRequestPartition {
+                partition_index: 0,
+                committed_offset: 0,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let committed = client.send(commit, 8).await;
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+
+    let list = |types: Vec<i8>| ListConfigResourcesRequest {
+        resource_types: types,
+        ..Default::default()
+    };
+    let all = client.send(list(vec![]), 1).await;
+    assert_eq!(all.error_code, 0);
+    let mut listed: Vec<(i8, String)> = all
+        .config_resources
+        .iter()
+        .map(|r| (r.resource_type, r.resource_name.clone()))
+        .collect();
+    listed.sort();
+    assert!(listed.contains(&(2, "listed".to_string())), "{listed:?}");
+    assert!(listed.contains(&(4, "0".to_string())), "{listed:?}");
+    assert!(
+        listed.contains(&(32, "listed-group".to_string())),
+        "{listed:?}"
+    );
+
+    let brokers = client.send(list(vec![4]), 1).await;
+    assert_eq!(
+        brokers
+            .config_resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(4, "0")]
+    );
+    let client_metrics = client.send(list(vec![]), 0).await;
+    assert_eq!(client_metrics.error_code, 0);
+    assert!(client_metrics.config_resources.is_empty());
+    let unsupported = client.send(list(vec![8]), 1).await;
+    assert_eq!(unsupported.error_code, ErrorCode::INVALID_REQUEST.code());
     broker.stop().await;
 }

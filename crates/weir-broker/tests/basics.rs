@@ -310,6 +310,30 @@ fn run_weir(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// A bad value of any property the broker reads stops it at start with exit status 2, also
+/// for properties read outside the main config (the transaction coordinator's, the topic
+/// defaults), which used to fall back to their defaults silently.
+#[test]
+fn bad_property_values_exit_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dirs = format!("--log.dirs={}", dir.path().display());
+    for bad in [
+        "--transaction.state.log.num.partitions=lots",
+        "--log.cleanup.policy=shred",
+        "--fetch.max.bytes=0",
+    ] {
+        let (status, stderr) = run_weir(&[
+            "--listeners=PLAINTEXT://127.0.0.1:0",
+            "--weir.admin.listener=none",
+            log_dirs.as_str(),
+            bad,
+        ]);
+        let key = bad.trim_start_matches("--").split('=').next().unwrap();
+        assert_eq!(status, Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(key), "{bad}: {stderr}");
+    }
+}
+
 /// Setups that cannot work stop the node at start with exit status 2 and a message naming the
 /// problem: a node that is not one of the voters, a voter listed twice, several voters without
 /// a CONTROLLER listener, unknown or repeated `process.roles`, a broker-only node that cannot
@@ -504,7 +528,9 @@ async fn kafka_4_sample_server_properties_start_a_standalone_node() {
              log.retention.hours=168\n\
              log.segment.bytes=1073741824\n\
              log.retention.check.interval.ms=300000\n\
-             weir.admin.listener=none\n",
+             weir.admin.listener=none\n\
+             # A typo: warned about, with the property it most likely means.\n\
+             num.partitons=2\n",
             dir.path().join("data").display()
         ),
     )
@@ -519,8 +545,11 @@ async fn kafka_4_sample_server_properties_start_a_standalone_node() {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.lock().unwrap().push(line.clone());
             if line.contains("weir broker ready") {
                 let _ = ready_tx.send(line.clone());
             }
@@ -539,4 +568,18 @@ async fn kafka_4_sample_server_properties_start_a_standalone_node() {
     assert_eq!(response.brokers.len(), 1, "{response:?}");
     assert_eq!(response.brokers[0].host, "localhost");
     assert_eq!(response.brokers[0].port, i32::from(client));
+    // Kafka's own keys draw no warning; the typo does, naming what it most likely means.
+    let lines = lines.lock().unwrap();
+    let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("WARN")).collect();
+    let unknown: Vec<&&String> = warnings
+        .iter()
+        .filter(|l| l.contains("unknown property"))
+        .collect();
+    assert_eq!(unknown.len(), 1, "{warnings:#?}");
+    assert!(
+        unknown[0].contains("num.partitons")
+            && unknown[0].contains("did you mean \"num.partitions\""),
+        "{}",
+        unknown[0]
+    );
 }

@@ -16,9 +16,9 @@
 //!
 //! Checkpoints are written atomically (temp file, fsync, rename, directory fsync).
 
+use crate::Result;
 use crate::epoch_cache::{self, EpochEntry};
 use crate::fs::{FileSystem, read_exact_at};
-use crate::{Error, Result};
 use std::path::Path;
 
 pub(crate) const CHECKPOINT_FILE: &str = "log-offsets.checkpoint";
@@ -69,17 +69,9 @@ fn write_pair(fs: &dyn FileSystem, dir: &Path, name: &str, a: i64, b: i64) -> Re
     write_atomically(fs, dir, name, &format!("0\n{a} {b}\n"))
 }
 
-/// Replaces file `name` in `dir` with `text`: temp file, fsync, rename, directory fsync.
+/// Replaces file `name` in `dir` with `text` ([`crate::fs::write_atomically`]).
 fn write_atomically(fs: &dyn FileSystem, dir: &Path, name: &str, text: &str) -> Result<()> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let file = fs.open(&tmp, true).map_err(Error::io("create", &tmp))?;
-    file.set_len(0).map_err(Error::io("truncate", &tmp))?;
-    file.write_all_at(text.as_bytes(), 0)
-        .map_err(Error::io("write", &tmp))?;
-    file.sync_data().map_err(Error::io("fsync", &tmp))?;
-    fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
-    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+    crate::fs::write_atomically(fs, &dir.join(name), text.as_bytes())
 }
 
 /// Reads the checkpoint; a missing or unreadable one is `None` (recover everything).

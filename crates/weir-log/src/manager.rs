@@ -494,13 +494,17 @@ impl LogManager {
     }
 
     /// Runs `flush.ms` flushes that are due and writes every checkpoint; the broker calls this
-    /// on a timer.
-    pub fn tick(&self) -> Result<()> {
-        for (_, log) in self.logs() {
-            log.flush_if_due()?;
-            log.checkpoint()?;
+    /// on a timer. A log that fails does not stop the others: every log is visited, and the
+    /// failures come back with their partitions (a log whose flush failed skips its
+    /// checkpoint this time).
+    pub fn tick(&self) -> Vec<(TopicPartition, Error)> {
+        let mut failed = Vec::new();
+        for (tp, log) in self.logs() {
+            if let Err(e) = log.flush_if_due().and_then(|()| log.checkpoint()) {
+                failed.push((tp, e));
+            }
         }
-        Ok(())
+        failed
     }
 
     /// Closes every log cleanly (flush, indexes, checkpoints, clean-shutdown markers),
@@ -681,6 +685,41 @@ mod tests {
         let (_, stats) = manager.clean_step(hw).unwrap().unwrap();
         assert_eq!(stats.records_removed, 1);
         assert!(manager.clean_step(hw).unwrap().is_none());
+    }
+
+    /// Guards against one failing log stopping the periodic flush and checkpoint of every
+    /// log after it.
+    #[test]
+    fn a_failing_log_does_not_stop_the_tick_for_the_others() {
+        let fs = FaultFs::new();
+        let manager = LogManager::open(options(&fs)).unwrap();
+        let logs: Vec<(TopicPartition, Arc<Log>)> = (0..4)
+            .map(|p| {
+                let tp = TopicPartition::new("t", p);
+                let log = manager.get_or_create(&tp, None).unwrap();
+                (tp, log)
+            })
+            .collect();
+        for (_, log) in &logs {
+            append(log);
+            log.flush().unwrap();
+            // Written by the tick, not by the flush.
+            let before = crate::checkpoint::read(&fs, log.dir());
+            assert!(before.is_none_or(|c| c.recovery_point == 0), "{before:?}");
+        }
+        // The first log the tick visits fails; the others still get their checkpoint.
+        let (broken_tp, broken) = manager.logs().into_iter().next().unwrap();
+        fs.fail_path(broken.dir());
+        let failed = manager.tick();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, broken_tp);
+        for (tp, log) in &logs {
+            if *tp == broken_tp {
+                continue;
+            }
+            let checkpoint = crate::checkpoint::read(&fs, log.dir()).unwrap();
+            assert_eq!(checkpoint.recovery_point, 1, "{tp}");
+        }
     }
 
     #[test]

@@ -313,8 +313,8 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes both index files through temp files, fsyncs and renames them into place, so a
-    /// crash leaves either complete index files or none (the caller fsyncs the directory).
+    /// Writes both index files with [`crate::fs::write_atomically`], so a crash leaves each
+    /// either complete or as it was.
     pub(crate) fn write_index_files_atomically(
         &mut self,
         fs: &dyn FileSystem,
@@ -329,11 +329,7 @@ impl Segment {
             (INDEX_SUFFIX, self.index.encode()),
             (TIME_INDEX_SUFFIX, self.time_index.encode()),
         ] {
-            let path = file_path(dir, self.base_offset, suffix);
-            let tmp = path.with_extension(format!("{}.tmp", suffix.trim_start_matches('.')));
-            let file = write_file(fs, &tmp, &bytes)?;
-            file.sync_data().map_err(Error::io("fsync", &tmp))?;
-            fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
+            crate::fs::write_atomically(fs, &file_path(dir, self.base_offset, suffix), &bytes)?;
         }
         self.unsynced_index_files.clear();
         Ok(())

@@ -241,8 +241,8 @@ pub(crate) fn insert(
     }
 }
 
-/// Replaces a segment's index file with `index` through a fsynced temp file and a rename
-/// (the caller fsyncs the directory); removes the file when `index` is empty.
+/// Replaces a segment's index file with `index` ([`crate::fs::write_atomically`]: temp file,
+/// fsync, rename, directory fsync); removes the file when `index` is empty.
 pub(crate) fn write_atomically(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -253,16 +253,7 @@ pub(crate) fn write_atomically(
     if index.is_empty() {
         return remove(fs, dir, base);
     }
-    let tmp = path.with_extension("txnindex.tmp");
-    let file = fs.open(&tmp, true).map_err(Error::io("create", &tmp))?;
-    file.set_len(0).map_err(Error::io("truncate", &tmp))?;
-    file.write_all_at(&index.encode(), 0)
-        .map_err(Error::io("write", &tmp))?;
-    file.sync_data().map_err(Error::io("fsync", &tmp))?;
-    fs.rename(&tmp, &path).map_err(Error::io("rename", &tmp))?;
-    fs.sync_dir(dir)
-        .map_err(Error::io("fsync directory", dir))?;
-    Ok(())
+    crate::fs::write_atomically(fs, &path, &index.encode())
 }
 
 /// Cuts a segment's index file to the entries left in `index`, durably.

@@ -7,6 +7,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// Kafka's default `socket.request.max.bytes`: 100 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 100 * 1024 * 1024;
 
+/// The least a partly arrived frame's buffer grows by at a time.
+const MIN_GROWTH: usize = 64 * 1024;
+
 /// Length of the size prefix.
 pub const SIZE_PREFIX_LEN: usize = 4;
 
@@ -27,9 +30,10 @@ pub fn check_size(prefix: [u8; 4], limit: usize) -> Result<usize, DecodeError> {
 
 /// Takes one complete frame body off the front of `buf`, if it has arrived.
 ///
-/// Returns `Ok(None)` while more bytes are needed, after reserving room for the body only
-/// once its size has passed the limit check. An oversized or negative size is an error
-/// before anything is allocated.
+/// Returns `Ok(None)` while more bytes are needed. Room is reserved as the body arrives (at
+/// most doubling what has arrived, never past the frame), not from the announced size: a
+/// peer that announces 100 MiB and sends a few bytes costs a few KiB. An oversized or
+/// negative size is an error before anything is allocated.
 pub fn split_frame(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>, DecodeError> {
     let Some(prefix) = buf.first_chunk::<SIZE_PREFIX_LEN>() else {
         return Ok(None);
@@ -37,7 +41,10 @@ pub fn split_frame(buf: &mut BytesMut, limit: usize) -> Result<Option<Bytes>, De
     let size = check_size(*prefix, limit)?;
     let total = SIZE_PREFIX_LEN + size;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        let missing = total - buf.len();
+        if buf.capacity() - buf.len() < missing {
+            buf.reserve(missing.min(buf.len().max(MIN_GROWTH)));
+        }
         return Ok(None);
     }
     buf.advance(SIZE_PREFIX_LEN);
@@ -77,6 +84,19 @@ mod tests {
         ));
         // Nothing was reserved for the claimed 2 GiB body.
         assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn room_grows_with_the_bytes_that_arrive_not_the_announced_size() {
+        // 100 MiB announced, 10 bytes sent.
+        let mut buf = BytesMut::from(&[0x06, 0x40, 0x00, 0x00, 1, 2, 3, 4, 5, 6][..]);
+        assert_eq!(split_frame(&mut buf, DEFAULT_MAX_FRAME_SIZE).unwrap(), None);
+        assert!(buf.capacity() <= 2 * MIN_GROWTH, "{}", buf.capacity());
+        // A frame that has nearly arrived gets room for the rest, no more.
+        let mut buf = BytesMut::from(&[0, 0, 0, 100][..]);
+        buf.extend_from_slice(&[0; 90]);
+        assert_eq!(split_frame(&mut buf, 1024).unwrap(), None);
+        assert!(buf.capacity() - buf.len() >= 10);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   requested partition, then reads again, until `max_wait_ms` has passed or the server shuts
 //!   down (then it answers at once, so a graceful stop never waits out a long poll). No polling.
 //! - Limits (KIP-74): each partition reads at most `partition_max_bytes` and the response at
-//!   most `max_bytes`, except that the first partition with data returns its first batch
+//!   most `max_bytes` (never more than the broker's `fetch.max.bytes`), except that the first partition with data returns its first batch
 //!   whole however large it is, so a consumer can always make progress.
 //! - Consumers read up to the high watermark (see `replication`) with READ_UNCOMMITTED, and up
 //!   to the last stable offset with READ_COMMITTED: below the high watermark and the first
@@ -114,7 +114,11 @@ pub(crate) async fn handle(
         request.replica_id
     };
     let limits = Limits {
-        max_bytes: usize::try_from(request.max_bytes).unwrap_or(0),
+        // `fetch.max.bytes` caps every response, whatever the client asks for (v0-v2 carry
+        // no total at all).
+        max_bytes: usize::try_from(request.max_bytes)
+            .unwrap_or(0)
+            .min(usize::try_from(broker.config().fetch_max_bytes).unwrap_or(usize::MAX)),
         read_committed: request.isolation_level == READ_COMMITTED,
         follower: (replica_id >= 0).then_some(replica_id),
     };

@@ -81,6 +81,8 @@ pub struct Cluster {
     /// Properties every node gets after the harness's own (so a test can override them).
     props: BTreeMap<String, String>,
     bin: PathBuf,
+    /// A command the binary is started under (`prlimit --nofile=64:64`), or empty.
+    launcher: Vec<String>,
     // Declared last: removed after the processes are gone.
     tmp: tempfile::TempDir,
 }
@@ -110,6 +112,13 @@ impl Cluster {
     /// Starts one node per entry of `roles` (node ids from 1, in that order) with extra
     /// properties, and waits until each is ready.
     pub fn start_roles(roles: &[Roles], props: &[(&str, &str)]) -> Self {
+        Self::start_launched(roles, props, &[])
+    }
+
+    /// Like [`Cluster::start_roles`], each node's binary started under `launcher` (a command
+    /// that runs the rest of its arguments in place, such as `prlimit --nofile=64:64`), so
+    /// the node's pid is still the broker's.
+    pub fn start_launched(roles: &[Roles], props: &[(&str, &str)], launcher: &[&str]) -> Self {
         let n = roles.len();
         let tmp = tempfile::Builder::new()
             .prefix("weir-cluster-")
@@ -145,6 +154,7 @@ impl Cluster {
             nodes,
             props: all_props,
             bin,
+            launcher: launcher.iter().map(|a| a.to_string()).collect(),
             tmp,
         };
         cluster.start_all();
@@ -188,6 +198,11 @@ impl Cluster {
             .iter_mut()
             .find(|n| n.id == id)
             .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: i32) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
     }
 
     /// The client address of node `id`.
@@ -238,6 +253,7 @@ impl Cluster {
             .map(|n| n.controller_addr.to_string())
             .collect();
         let bin = self.bin.clone();
+        let launcher = self.launcher.clone();
         let props = self.props.clone();
         let node = self.node_mut(id);
         assert!(node.child.is_none(), "node {id} is already running");
@@ -247,7 +263,14 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .expect("node log file");
-        let mut command = Command::new(&bin);
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
         command.arg(format!("--node.id={}", node.id));
         match node.roles {
             Roles::Combined => command

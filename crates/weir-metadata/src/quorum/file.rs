@@ -55,7 +55,9 @@ pub(crate) fn write_atomic(path: &Path, payload: &[u8]) -> io::Result<()> {
     replace_file(path, &framed)
 }
 
-/// Replaces `path` with exactly `bytes`, atomically as [`write_atomic`] does.
+/// Replaces `path` with exactly `bytes`, atomically as [`write_atomic`] does. The same
+/// sequence as `weir_log::fs::write_atomically`, kept here because weir-metadata depends on no
+/// other Weir crate (pulling weir-log and its codecs in for six lines would undo that).
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::serdes::Serde;
-use crate::store::{ReadOnlyKeyValueStore, SharedStore};
+use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{RawRecord, Task, TaskMetrics, Topology};
 
 /// An input topic of a test: its name and the serdes that write test records to it.
@@ -212,19 +212,7 @@ impl TopologyTestDriver {
         &self,
         name: &str,
     ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
-        let store = self
-            .task
-            .topology()
-            .stores
-            .get(name)
-            .ok_or_else(|| Error::UnknownStore(name.to_string()))?;
-        let entries = store
-            .downcast_ref::<SharedStore<K, V>>()
-            .ok_or_else(|| Error::StoreType(name.to_string()))?;
-        Ok(ReadOnlyKeyValueStore {
-            name: name.to_string(),
-            entries: Arc::clone(entries),
-        })
+        self.task.topology().key_value_store(name)
     }
 
     /// The task's stream time: the largest timestamp processed, `-1` before any.

@@ -4,8 +4,8 @@
 //! from topics through serdes, stateless operators (filter, map, flat_map, branch, merge...),
 //! grouping and aggregation into tables held in state stores, tumbling windows, and writes to
 //! topics. The topology is data plus closures and does no I/O; the
-//! [`TopologyTestDriver`] runs it in-process for tests, and `KafkaStreams` (see below) runs it
-//! against a Kafka-compatible cluster.
+//! [`TopologyTestDriver`] runs it in-process for tests, and [`KafkaStreams`] runs it against
+//! a Kafka-compatible cluster.
 //!
 //! ```
 //! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, TopologyTestDriver,
@@ -45,6 +45,9 @@
 //! - `store`, `window`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them)
 //!   and tumbling windows.
 //! - `driver`: the [`TopologyTestDriver`].
+//! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client:
+//!   consume a batch, process it, produce its outputs, wait for their acknowledgements,
+//!   commit its input offsets (at least once).
 //!
 //! # Semantics
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
@@ -81,6 +84,7 @@
 mod driver;
 mod error;
 mod kstream;
+mod runtime;
 pub mod serdes;
 mod store;
 mod topology;
@@ -92,6 +96,7 @@ pub use kstream::{
     BranchedKStream, KGroupedStream, KStream, KTable, Predicate, RecordTimestamp, StreamsBuilder,
     TimeWindowedKStream, TimestampExtractor,
 };
+pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, StringSerde, TimeWindowedSerde,
 };

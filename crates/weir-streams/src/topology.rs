@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Error;
+use crate::store::{ReadOnlyKeyValueStore, SharedStore};
 
 /// Bounds on keys and values flowing through a topology: they are cloned when a stream feeds
 /// several operators, and tasks may run on any thread.
@@ -190,6 +191,23 @@ impl Topology {
     /// The names of the state stores, sorted.
     pub fn store_names(&self) -> Vec<String> {
         self.stores.keys().cloned().collect()
+    }
+
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
+        let store = self
+            .stores
+            .get(name)
+            .ok_or_else(|| Error::UnknownStore(name.to_string()))?;
+        let entries = store
+            .downcast_ref::<SharedStore<K, V>>()
+            .ok_or_else(|| Error::StoreType(name.to_string()))?;
+        Ok(ReadOnlyKeyValueStore {
+            name: name.to_string(),
+            entries: Arc::clone(entries),
+        })
     }
 }
 

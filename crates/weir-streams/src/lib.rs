@@ -63,6 +63,13 @@
 //! - **Bad input.** A key or value that does not deserialize stops processing with
 //!   [`Error::Deserialize`] naming topic, partition and offset (Kafka's default
 //!   `LogAndFailExceptionHandler`). Records without a key need a [`Nullable`] key serde.
+//! - **Nulls.** Keys and values are typed, so a null is the `None` of a [`Nullable`] serde
+//!   and aggregations count it like any other value; Kafka Streams' aggregations skip records
+//!   with a null key or value. Filter them out first for Kafka's behaviour.
+//! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
+//!   output of the batch is acknowledged. A crash, or a rebalance during a batch, makes the
+//!   uncommitted records run again: their outputs may be written twice, and the in-memory
+//!   aggregates count them twice.
 //!
 //! # Not built yet
 //! Issue 12 asks for much more; this increment deliberately leaves out:

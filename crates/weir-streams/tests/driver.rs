@@ -592,3 +592,82 @@ fn the_topology_describes_its_topics_and_stores() {
     assert_eq!(topology.sink_topics(), vec![s("a-out"), s("b-out")]);
     assert_eq!(topology.store_names(), vec![s("s")]);
 }
+
+#[test]
+fn windowed_reduce_and_aggregate_keep_one_aggregate_per_key_and_window() {
+    let builder = StreamsBuilder::new();
+    let windowed = source(&builder)
+        .group_by_key()
+        .windowed_by(TumblingWindows::of(Duration::from_millis(100)));
+    windowed
+        .reduce(|agg, v| format!("{agg}{v}"))
+        .to_stream()
+        .map(|w, v| (format!("{}@{}", w.key, w.window.start), v))
+        .to("out", StringSerde, StringSerde);
+    let lengths = windowed.aggregate(|| 0i64, |_key, v: String, total| total + v.len() as i64);
+    let store = lengths.store_name().to_string();
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    for (k, v, ts) in [
+        ("a", "x", 10),
+        ("a", "yy", 99),
+        ("b", "z", 50),
+        ("a", "w", 100),
+    ] {
+        driver.pipe_input(&input(), &s(k), &s(v), ts).unwrap();
+    }
+    assert_eq!(
+        out(&mut driver),
+        vec![
+            rec(s("a@0"), s("x"), 10),
+            rec(s("a@0"), s("xyy"), 99),
+            rec(s("b@0"), s("z"), 50),
+            rec(s("a@100"), s("w"), 100)
+        ]
+    );
+    let store = driver
+        .key_value_store::<Windowed<String>, i64>(&store)
+        .unwrap();
+    let totals: Vec<_> = store
+        .all()
+        .into_iter()
+        .map(|(w, t)| (w.key, w.window, t))
+        .collect();
+    assert_eq!(
+        totals,
+        vec![
+            (s("a"), Window { start: 0, end: 100 }, 3),
+            (
+                s("a"),
+                Window {
+                    start: 100,
+                    end: 200
+                },
+                1
+            ),
+            (s("b"), Window { start: 0, end: 100 }, 1)
+        ]
+    );
+}
+
+#[test]
+fn a_stream_feeding_several_operators_gives_each_every_record() {
+    let mut driver = run(
+        |b| {
+            let stream = source(b);
+            stream
+                .map_values(|v| format!("1:{v}"))
+                .to("out", StringSerde, StringSerde);
+            stream
+                .map_values(|v| format!("2:{v}"))
+                .to("out", StringSerde, StringSerde);
+            stream.merge(&stream).map_values(|v| format!("m:{v}")).to(
+                "out",
+                StringSerde,
+                StringSerde,
+            );
+        },
+        &[("k", "v", 1)],
+    );
+    let values: Vec<_> = out(&mut driver).into_iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![s("1:v"), s("2:v"), s("m:v"), s("m:v")]);
+}

@@ -40,6 +40,9 @@ pub struct StreamsConfig {
     /// `auto.offset.reset` for partitions the group has no offset for (default earliest, as
     /// Kafka Streams).
     pub auto_offset_reset: OffsetReset,
+    /// `session.timeout.ms` of the group member: how long the group waits for an instance
+    /// that stopped heartbeating (crashed) before its partitions move (default 45 s).
+    pub session_timeout: Duration,
 }
 
 impl StreamsConfig {
@@ -51,6 +54,7 @@ impl StreamsConfig {
             commit_interval: Duration::from_secs(30),
             max_poll_records: 1000,
             auto_offset_reset: OffsetReset::Earliest,
+            session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -85,6 +89,9 @@ impl KafkaStreams {
             auto_offset_reset: config.auto_offset_reset,
             // Offsets are committed only once the outputs they led to are acknowledged.
             enable_auto_commit: false,
+            session_timeout: config.session_timeout,
+            // The Java client's ratio: a third of the session, at most its 3 s default.
+            heartbeat_interval: (config.session_timeout / 3).min(Duration::from_secs(3)),
             ..ConsumerConfig::default()
         };
         let mut consumer = Consumer::from_client(client.clone(), consumer_config).await?;

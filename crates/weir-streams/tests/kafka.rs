@@ -194,3 +194,53 @@ async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged(
     assert_eq!(committed(&broker).await, 36);
     broker.stop().await;
 }
+
+/// A crash (the task dropped mid-batch, nothing flushed or committed at exit) loses nothing:
+/// the next instance processes again exactly the records after the last commit.
+#[tokio::test]
+async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "user-activity", 3).await;
+    create_topic(&client, "clicks-per-user", 1).await;
+    produce_clicks(&broker, 0..30).await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    // Batches of 7 records commit at once; the last, partial one would wait a minute.
+    config.max_poll_records = 7;
+    config.commit_interval = Duration::from_secs(60);
+    config.session_timeout = Duration::from_millis(2000);
+    let (_stop, task) = start(KafkaStreams::new(topology(), config.clone()).await.unwrap());
+    wait_for_updates(&broker, 30).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while committed(&broker).await < 28 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "4 batches of 7 not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        committed(&broker).await,
+        28,
+        "records 29 and 30 were processed, not committed"
+    );
+
+    let (stop, task) = start(KafkaStreams::new(topology(), config).await.unwrap());
+    let updates = wait_for_updates(&broker, 32).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(
+        streams.metrics().process_total,
+        2,
+        "only the uncommitted records run again"
+    );
+    streams.close().await.unwrap();
+    assert_eq!(committed(&broker).await, 30);
+    // Outputs: 30 from the first run, and 2 duplicates (at least once) from the second.
+    assert_eq!(updates.len(), 32);
+    broker.stop().await;
+}

@@ -123,6 +123,8 @@ impl StreamsBuilder {
 
     /// The topology built so far; refused if it is invalid (a topic read by two sources, a
     /// store name used twice, no source at all), with a message naming the topic or store.
+    /// Streams and tables from this builder must not be extended afterwards: their operators
+    /// would join the built topology half-way (no new sources or stores).
     pub fn build(self) -> Result<Topology, Error> {
         let state = std::mem::take(&mut *self.state.lock());
         if !state.errors.is_empty() {

@@ -67,9 +67,13 @@
 //!   and aggregations count it like any other value; Kafka Streams' aggregations skip records
 //!   with a null key or value. Filter them out first for Kafka's behaviour.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
-//!   output of the batch is acknowledged. A crash, or a rebalance during a batch, makes the
-//!   uncommitted records run again: their outputs may be written twice, and the in-memory
-//!   aggregates count them twice.
+//!   output of the batch is acknowledged, so no input is lost; the records after the last
+//!   commit run again after a crash (their outputs are written twice). State lives in memory
+//!   only: a restarted instance starts its aggregates empty, over the records after the
+//!   committed offsets. A rebalance during a batch hands the same instance its uncommitted
+//!   records again, and its aggregates count them twice.
+//! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
+//!   the producer's default partitioner on the serialized key.
 //!
 //! # Not built yet
 //! Issue 12 asks for much more; this increment deliberately leaves out:
@@ -85,8 +89,13 @@
 //! - persistent stores, changelog topics and restoration; window retention (window stores
 //!   grow until the task is dropped); range queries on windows by time;
 //! - the processor API and punctuation; interactive queries across instances;
-//! - exactly-once; deserialization handlers other than fail (log-and-skip, dead-letter
-//!   topic); a check for cycles is unnecessary (the DSL cannot build one).
+//! - exactly-once (the runtime's process → produce → flush → commit path is where a
+//!   transaction will go); deserialization handlers other than fail (log-and-skip,
+//!   dead-letter topic);
+//! - a benchmark, and a comparison with Apache Kafka Streams on the same input.
+//!
+//! The DSL cannot build a cycle (an operator only ever feeds a node made after it), so the
+//! topology needs no cycle check.
 
 mod driver;
 mod error;

@@ -1,0 +1,227 @@
+//! [`TopologyTestDriver`]: runs a topology in-process, without a broker, so applications
+//! unit-test their topologies (Kafka's `TopologyTestDriver`).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::Error;
+use crate::serdes::Serde;
+use crate::store::ReadOnlyKeyValueStore;
+use crate::topology::{RawRecord, Task, TaskMetrics, Topology};
+
+/// An input topic of a test: its name and the serdes that write test records to it.
+pub struct TestInputTopic<K, V> {
+    name: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> std::fmt::Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestInputTopic")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestInputTopic<K, V> {
+    /// The topic `name`, written with these serdes.
+    pub fn new(name: &str, key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self {
+            name: name.to_string(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+}
+
+/// An output topic of a test: its name and the serdes that read its records.
+pub struct TestOutputTopic<K, V> {
+    name: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> std::fmt::Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestOutputTopic")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl<K: 'static, V: 'static> TestOutputTopic<K, V> {
+    /// The topic `name`, read with these serdes.
+    pub fn new(name: &str, key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self {
+            name: name.to_string(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+}
+
+/// A record read from an output topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestRecord<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// The timestamp.
+    pub timestamp: i64,
+}
+
+impl<K, V> TestRecord<K, V> {
+    /// A record with this key, value and timestamp.
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        Self {
+            key,
+            value,
+            timestamp,
+        }
+    }
+}
+
+/// Runs a [`Topology`] as one task, synchronously: each piped record goes through the whole
+/// topology before `pipe_input` returns, and what the topology writes waits per topic until
+/// read. Input records get offsets 0, 1, 2... per topic on partition 0.
+pub struct TopologyTestDriver {
+    task: Task,
+    outputs: HashMap<String, VecDeque<RawRecord>>,
+    next_offsets: HashMap<String, i64>,
+}
+
+impl std::fmt::Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyTestDriver")
+            .field("topology", self.task.topology())
+            .finish()
+    }
+}
+
+impl TopologyTestDriver {
+    /// A driver for `topology`.
+    pub fn new(topology: Topology) -> Self {
+        Self {
+            task: Task::new(topology),
+            outputs: HashMap::new(),
+            next_offsets: HashMap::new(),
+        }
+    }
+
+    /// Writes one record to an input topic and runs it through the topology.
+    pub fn pipe_input<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestInputTopic<K, V>,
+        key: &K,
+        value: &V,
+        timestamp: i64,
+    ) -> Result<(), Error> {
+        let failed = |part, source| Error::Serialize {
+            topic: topic.name.clone(),
+            part,
+            source: Box::new(source),
+        };
+        let key = topic
+            .key_serde
+            .serialize_nullable(key)
+            .map_err(|e| failed("key", e))?;
+        let value = topic
+            .value_serde
+            .serialize_nullable(value)
+            .map_err(|e| failed("value", e))?;
+        self.pipe_raw(
+            &topic.name,
+            key.map(Into::into),
+            value.map(Into::into),
+            timestamp,
+        )
+    }
+
+    /// Writes one serialized record (null key or value as `None`) to an input topic and runs
+    /// it through the topology.
+    pub fn pipe_raw(
+        &mut self,
+        topic: &str,
+        key: Option<bytes::Bytes>,
+        value: Option<bytes::Bytes>,
+        timestamp: i64,
+    ) -> Result<(), Error> {
+        let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
+        let record = RawRecord {
+            topic: topic.to_string(),
+            partition: 0,
+            offset: *offset,
+            key,
+            value,
+            timestamp,
+        };
+        *offset += 1;
+        let result = self.task.process(&record);
+        // Outputs written before a failure were sent in a real run too.
+        for output in self.task.take_outputs() {
+            self.outputs
+                .entry(output.topic.clone())
+                .or_default()
+                .push_back(output);
+        }
+        result
+    }
+
+    /// Takes every record written to the output topic so far, oldest first.
+    pub fn read_output<K: 'static, V: 'static>(
+        &mut self,
+        topic: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<TestRecord<K, V>>, Error> {
+        let records = self.outputs.remove(&topic.name).unwrap_or_default();
+        records
+            .into_iter()
+            .map(|record| {
+                let failed = |part, source| Error::Deserialize {
+                    topic: record.topic.clone(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    part,
+                    source: Box::new(source),
+                };
+                let key = topic
+                    .key_serde
+                    .deserialize_nullable(record.key.as_deref())
+                    .map_err(|e| failed("key", e))?;
+                let value = topic
+                    .value_serde
+                    .deserialize_nullable(record.value.as_deref())
+                    .map_err(|e| failed("value", e))?;
+                Ok(TestRecord {
+                    key,
+                    value,
+                    timestamp: record.timestamp,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether nothing waits in the output topic.
+    pub fn is_output_empty<K, V>(&self, topic: &TestOutputTopic<K, V>) -> bool {
+        self.outputs.get(&topic.name).is_none_or(VecDeque::is_empty)
+    }
+
+    /// A read-only view of the key-value state store `name`.
+    pub fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
+        self.task.topology().key_value_store(name)
+    }
+
+    /// The task's stream time: the largest timestamp processed, `-1` before any.
+    pub fn stream_time(&self) -> i64 {
+        self.task.stream_time()
+    }
+
+    /// The task's counters.
+    pub fn metrics(&self) -> TaskMetrics {
+        self.task.metrics()
+    }
+}

@@ -1,0 +1,76 @@
+//! The crate's one error type.
+
+/// What can go wrong while building or running a topology, or in a [`Serde`](crate::Serde).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The topology was refused when built; the message names the topic or node.
+    #[error("invalid topology: {0}")]
+    InvalidTopology(String),
+    /// A serde was given no data (a null key or value) and cannot represent it; wrap it in
+    /// [`Nullable`](crate::Nullable) to read nulls as `None`.
+    #[error("null data for a serde that cannot represent null")]
+    NullData,
+    /// Fixed-size data (integers) of the wrong length.
+    #[error("expected {expected} bytes, got {actual}")]
+    DataSize {
+        /// The size the serde needs.
+        expected: usize,
+        /// The size it got.
+        actual: usize,
+    },
+    /// A string that is not UTF-8.
+    #[error("invalid UTF-8")]
+    Utf8(#[source] std::string::FromUtf8Error),
+    /// JSON that does not parse into the type, or a value that does not serialize.
+    #[error("invalid JSON")]
+    Json(#[source] serde_json::Error),
+    /// A user serde's own failure.
+    #[error("serde failed: {0}")]
+    Serde(String),
+    /// A record read from `topic`-`partition` at `offset` whose key or value did not
+    /// deserialize; processing stops (Kafka Streams' default `LogAndFailExceptionHandler`).
+    #[error("cannot deserialize the {part} of the record at {topic}-{partition} offset {offset}")]
+    Deserialize {
+        /// The input topic.
+        topic: String,
+        /// The input partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// `"key"` or `"value"`.
+        part: &'static str,
+        /// Why the serde refused it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A key or value that did not serialize for the output topic `topic`.
+    #[error("cannot serialize the {part} of a record for topic {topic}")]
+    Serialize {
+        /// The output topic.
+        topic: String,
+        /// `"key"` or `"value"`.
+        part: &'static str,
+        /// Why the serde refused it.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A record piped to a topic that no source of the topology reads.
+    #[error("no source in the topology reads topic {0}")]
+    UnknownTopic(String),
+    /// No state store has this name.
+    #[error("no state store named {0}")]
+    UnknownStore(String),
+    /// The state store exists but holds other key or value types than asked for.
+    #[error("state store {0} holds other key or value types")]
+    StoreType(String),
+    /// The Kafka client failed (runtime only).
+    #[error("Kafka client error")]
+    Client(#[source] weir_client::Error),
+}
+
+impl From<weir_client::Error> for Error {
+    fn from(error: weir_client::Error) -> Self {
+        Self::Client(error)
+    }
+}

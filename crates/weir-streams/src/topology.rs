@@ -1,0 +1,258 @@
+//! The topology: sources by topic, the processor graph behind them, and the state stores; and
+//! the task that runs records through it.
+//!
+//! A node of the graph is a list of typed sinks ([`Node`]); an operator on a stream registers
+//! one sink on its parent node that transforms a record and forwards it to its own node's
+//! sinks. Records thus travel depth-first from a source to every sink, as in Kafka Streams.
+//! Nothing here does I/O: the task takes serialized input records and collects serialized
+//! output records, which the test driver or the runtime read.
+
+use std::any::Any;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::Error;
+use crate::store::{ReadOnlyKeyValueStore, SharedStore};
+
+/// Bounds on keys and values flowing through a topology: they are cloned when a stream feeds
+/// several operators, and tasks may run on any thread.
+pub trait Data: Clone + Send + 'static {}
+
+impl<T: Clone + Send + 'static> Data for T {}
+
+/// A typed record inside the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: V,
+    pub(crate) timestamp: i64,
+}
+
+/// A serialized record as read from, or written to, a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition, `-1` where unknown (outputs: the producer's partitioner picks one).
+    pub partition: i32,
+    /// The offset, `-1` where unknown.
+    pub offset: i64,
+    /// The key, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// The value, `None` for a null value (a tombstone).
+    pub value: Option<Bytes>,
+    /// The record's timestamp (milliseconds since the epoch).
+    pub timestamp: i64,
+}
+
+/// Counters a task keeps, named after Kafka Streams' task metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskMetrics {
+    /// Records that entered the topology from a source.
+    pub process_total: u64,
+    /// Records skipped because their timestamp is negative.
+    pub dropped_invalid_timestamp: u64,
+    /// Records dropped by a windowed aggregation because their window had closed (its end plus
+    /// the grace period is at or before stream time).
+    pub dropped_late: u64,
+}
+
+/// What a processor can see and do besides forwarding: the task's stream time, the output
+/// records, the counters.
+#[derive(Debug, Default)]
+pub(crate) struct Context {
+    /// The largest timestamp of any record this task has processed; `-1` before the first.
+    pub(crate) stream_time: i64,
+    pub(crate) outputs: Vec<RawRecord>,
+    pub(crate) metrics: TaskMetrics,
+}
+
+type Sink<K, V> = Box<dyn FnMut(&mut Context, Record<K, V>) -> Result<(), Error> + Send>;
+
+/// One node of the graph: where the records of one stream go.
+pub(crate) struct Node<K, V> {
+    sinks: Arc<Mutex<Vec<Sink<K, V>>>>,
+}
+
+impl<K, V> Clone for Node<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            sinks: Arc::clone(&self.sinks),
+        }
+    }
+}
+
+impl<K: Data, V: Data> Node<K, V> {
+    pub(crate) fn new() -> Self {
+        Self {
+            sinks: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub(crate) fn add_sink(
+        &self,
+        sink: impl FnMut(&mut Context, Record<K, V>) -> Result<(), Error> + Send + 'static,
+    ) {
+        self.sinks.lock().push(Box::new(sink));
+    }
+
+    /// Hands `record` to every sink in the order they were added, cloning it for all but the
+    /// last. The graph is acyclic by construction (a sink only ever points at a node created
+    /// after its parent), so no node's lock is taken twice on one call stack.
+    pub(crate) fn forward(&self, ctx: &mut Context, record: Record<K, V>) -> Result<(), Error> {
+        let mut sinks = self.sinks.lock();
+        let Some((last, rest)) = sinks.split_last_mut() else {
+            return Ok(());
+        };
+        for sink in rest {
+            sink(ctx, record.clone())?;
+        }
+        last(ctx, record)
+    }
+}
+
+type Source = Box<dyn FnMut(&mut Context, &RawRecord) -> Result<(), Error> + Send>;
+
+/// What the builder collects, shared by every stream handle it gave out.
+#[derive(Default)]
+pub(crate) struct BuilderState {
+    pub(crate) sources: HashMap<String, Source>,
+    pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
+    pub(crate) sink_topics: BTreeSet<String>,
+    /// Problems found while building, reported by `build`.
+    pub(crate) errors: Vec<String>,
+    /// Numbers generated names, as Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000001`.
+    pub(crate) next_index: u64,
+}
+
+impl BuilderState {
+    pub(crate) fn add_source(&mut self, topic: &str, source: Source) {
+        if self.sources.contains_key(topic) {
+            self.errors
+                .push(format!("topic {topic} is already read by another source"));
+        } else {
+            self.sources.insert(topic.to_string(), source);
+        }
+    }
+
+    pub(crate) fn add_store(&mut self, name: &str, store: Arc<dyn Any + Send + Sync>) {
+        if self.stores.contains_key(name) {
+            self.errors
+                .push(format!("state store {name} is defined twice"));
+        } else {
+            self.stores.insert(name.to_string(), store);
+        }
+    }
+
+    pub(crate) fn generated_name(&mut self, prefix: &str) -> String {
+        self.next_index += 1;
+        format!("{prefix}-{:010}", self.next_index)
+    }
+}
+
+/// A built topology: the processor graph of one task, with its state stores.
+///
+/// Built by [`StreamsBuilder::build`](crate::StreamsBuilder::build); run by a
+/// [`TopologyTestDriver`](crate::TopologyTestDriver) or [`KafkaStreams`](crate::KafkaStreams).
+/// It owns its processors' state, so one topology is one task: build it again for another.
+pub struct Topology {
+    pub(crate) sources: HashMap<String, Source>,
+    pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
+    pub(crate) sink_topics: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topology")
+            .field("source_topics", &self.source_topics())
+            .field("sink_topics", &self.sink_topics)
+            .field("stores", &self.stores.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Topology {
+    /// The topics the sources read, sorted.
+    pub fn source_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self.sources.keys().cloned().collect();
+        topics.sort();
+        topics
+    }
+
+    /// The topics `to` writes, sorted.
+    pub fn sink_topics(&self) -> Vec<String> {
+        self.sink_topics.iter().cloned().collect()
+    }
+
+    /// The names of the state stores, sorted.
+    pub fn store_names(&self) -> Vec<String> {
+        self.stores.keys().cloned().collect()
+    }
+
+    pub(crate) fn key_value_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
+        let store = self
+            .stores
+            .get(name)
+            .ok_or_else(|| Error::UnknownStore(name.to_string()))?;
+        let entries = store
+            .downcast_ref::<SharedStore<K, V>>()
+            .ok_or_else(|| Error::StoreType(name.to_string()))?;
+        Ok(ReadOnlyKeyValueStore {
+            name: name.to_string(),
+            entries: Arc::clone(entries),
+        })
+    }
+}
+
+/// A topology with its context: processes input records one at a time.
+pub(crate) struct Task {
+    topology: Topology,
+    ctx: Context,
+}
+
+impl Task {
+    pub(crate) fn new(topology: Topology) -> Self {
+        Self {
+            topology,
+            ctx: Context {
+                stream_time: -1,
+                ..Context::default()
+            },
+        }
+    }
+
+    /// Runs one input record through the topology; its outputs wait in
+    /// [`Task::take_outputs`]. A record whose key or value does not deserialize stops
+    /// processing with an error naming its topic, partition and offset.
+    pub(crate) fn process(&mut self, record: &RawRecord) -> Result<(), Error> {
+        let source = self
+            .topology
+            .sources
+            .get_mut(&record.topic)
+            .ok_or_else(|| Error::UnknownTopic(record.topic.clone()))?;
+        source(&mut self.ctx, record)
+    }
+
+    pub(crate) fn take_outputs(&mut self) -> Vec<RawRecord> {
+        std::mem::take(&mut self.ctx.outputs)
+    }
+
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.ctx.stream_time
+    }
+
+    pub(crate) fn metrics(&self) -> TaskMetrics {
+        self.ctx.metrics
+    }
+
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topology
+    }
+}

@@ -1,0 +1,246 @@
+//! KafkaStreams against an in-process Weir broker: JSON click events counted per user, at
+//! least once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+// The broker harness weir-client's own tests use.
+#[allow(unreachable_pub, reason = "written for weir-client's test crates")]
+#[path = "../../weir-client/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::{TestBroker, create_topic, fetch_all};
+use tokio::sync::oneshot;
+use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
+use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use weir_streams::{
+    I64Serde, JsonSerde, KafkaStreams, Nullable, Serde, StreamsBuilder, StreamsConfig, StringSerde,
+    Topology,
+};
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Click {
+    user_id: String,
+    action: String,
+    timestamp: f64,
+}
+
+const APP: &str = "click-counts";
+
+fn topology() -> Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        // The seed producer sends JSON values without keys.
+        .stream(
+            "user-activity",
+            Nullable(StringSerde),
+            JsonSerde::<Click>::new(),
+        )
+        .group_by(|_, click| click.user_id.clone())
+        .materialized_as("clicks-per-user")
+        .count()
+        .to_stream()
+        .to("clicks-per-user", StringSerde, I64Serde);
+    builder.build().unwrap()
+}
+
+async fn produce_clicks(broker: &TestBroker, range: std::ops::Range<usize>) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in range {
+        let click = Click {
+            user_id: format!("user_{}", i % 3),
+            action: "click".into(),
+            timestamp: i as f64,
+        };
+        let value = JsonSerde::<Click>::new().serialize(&click).unwrap();
+        producer
+            .enqueue(ProducerRecord::new("user-activity").value(value))
+            .await
+            .unwrap();
+    }
+    producer.flush().await;
+}
+
+/// Starts the application on a task; returns the way to stop it and the stopped instance.
+fn start(streams: KafkaStreams) -> (oneshot::Sender<()>, tokio::task::JoinHandle<KafkaStreams>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut streams = streams;
+    let task = tokio::spawn(async move {
+        streams
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        streams
+    });
+    (stop, task)
+}
+
+/// The updates in the output topic (one per input record), once there are `n`.
+async fn wait_for_updates(broker: &TestBroker, n: usize) -> Vec<(String, i64)> {
+    let client = broker.client().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let updates: Vec<(String, i64)> = fetch_all(&client, "clicks-per-user", 0)
+            .await
+            .into_iter()
+            .map(|record| {
+                let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+                (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
+            })
+            .collect();
+        if updates.len() >= n {
+            return updates;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "updates so far: {updates:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn last_per_user(updates: &[(String, i64)]) -> BTreeMap<String, i64> {
+    updates.iter().cloned().collect()
+}
+
+async fn committed(broker: &TestBroker) -> i64 {
+    let mut config = ConsumerConfig::new(&broker.addr.to_string(), APP);
+    config.client = broker.config();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let partitions: Vec<_> = (0..3)
+        .map(|p| TopicPartition::new("user-activity", p))
+        .collect();
+    consumer
+        .committed(&partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "user-activity", 3).await;
+    create_topic(&client, "clicks-per-user", 1).await;
+    produce_clicks(&broker, 0..30).await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(200);
+    let (stop, task) = start(KafkaStreams::new(topology(), config.clone()).await.unwrap());
+    let counts = last_per_user(&wait_for_updates(&broker, 30).await);
+    assert_eq!(
+        counts,
+        [("user_0", 10), ("user_1", 10), ("user_2", 10)]
+            .map(|(u, c)| (u.to_string(), c))
+            .into()
+    );
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let store = streams
+        .key_value_store::<String, i64>("clicks-per-user")
+        .unwrap();
+    assert_eq!(store.all().iter().map(|(_, c)| c).sum::<i64>(), 30);
+    assert_eq!(streams.metrics().process_total, 30);
+    streams.close().await.unwrap();
+    // Every input record's offset is committed: the last batch was flushed at shutdown.
+    assert_eq!(committed(&broker).await, 30);
+
+    // A restarted instance resumes after the committed offsets: it sees only the new records
+    // (its state is in memory, so its counts start again from zero).
+    produce_clicks(&broker, 30..36).await;
+    let (stop, task) = start(KafkaStreams::new(topology(), config).await.unwrap());
+    let updates = wait_for_updates(&broker, 30 + 6).await;
+    assert_eq!(updates.len(), 36, "one update per input record, none twice");
+    assert_eq!(
+        last_per_user(&updates[30..]),
+        last_per_user(&updates[30..])
+            .into_keys()
+            .map(|u| (u, 2))
+            .collect()
+    );
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(
+        streams.metrics().process_total,
+        6,
+        "no committed record is processed again"
+    );
+    let store = streams
+        .key_value_store::<String, i64>("clicks-per-user")
+        .unwrap();
+    assert_eq!(
+        store.all(),
+        vec![
+            ("user_0".into(), 2),
+            ("user_1".into(), 2),
+            ("user_2".into(), 2)
+        ]
+    );
+    streams.close().await.unwrap();
+    assert_eq!(committed(&broker).await, 36);
+    broker.stop().await;
+}
+
+/// A crash (the task dropped mid-batch, nothing flushed or committed at exit) loses nothing:
+/// the next instance processes again exactly the records after the last commit.
+#[tokio::test]
+async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "user-activity", 3).await;
+    create_topic(&client, "clicks-per-user", 1).await;
+    produce_clicks(&broker, 0..30).await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    // Batches of 7 records commit at once; the last, partial one would wait a minute.
+    config.max_poll_records = 7;
+    config.commit_interval = Duration::from_secs(60);
+    config.session_timeout = Duration::from_millis(2000);
+    let (_stop, task) = start(KafkaStreams::new(topology(), config.clone()).await.unwrap());
+    wait_for_updates(&broker, 30).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while committed(&broker).await < 28 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "4 batches of 7 not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        committed(&broker).await,
+        28,
+        "records 29 and 30 were processed, not committed"
+    );
+
+    let (stop, task) = start(KafkaStreams::new(topology(), config).await.unwrap());
+    let updates = wait_for_updates(&broker, 32).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(
+        streams.metrics().process_total,
+        2,
+        "only the uncommitted records run again"
+    );
+    streams.close().await.unwrap();
+    assert_eq!(committed(&broker).await, 30);
+    // Outputs: 30 from the first run, and 2 duplicates (at least once) from the second.
+    assert_eq!(updates.len(), 32);
+    broker.stop().await;
+}

@@ -81,6 +81,12 @@ pub(crate) struct Fetchers {
     node_id: i32,
     settings: ReplicationSettings,
     fetchers: Mutex<HashMap<i32, Arc<Fetcher>>>,
+    /// Set by [`Fetchers::stop_all`]: a shutdown's controlled leadership moves can still make
+    /// this broker a follower afterwards, and a fetcher started then would hold the replica's
+    /// log (and the broker) past the clean close.
+    stopped: std::sync::atomic::AtomicBool,
+    /// The fetcher tasks, awaited at shutdown ([`Fetchers::join_all`]): each holds the broker.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Fetchers {
@@ -89,6 +95,8 @@ impl Fetchers {
             node_id,
             settings,
             fetchers: Mutex::new(HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
         }
     }
 
@@ -106,6 +114,10 @@ impl Fetchers {
         self.remove(&tp);
         let (fetcher, start) = {
             let mut fetchers = self.fetchers.lock();
+            // Checked under the lock `stop_all` drains with, so no fetcher starts after it.
+            if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             match fetchers.get(&leader) {
                 Some(f) => (f.clone(), false),
                 None => {
@@ -135,7 +147,10 @@ impl Fetchers {
             let broker = broker.clone();
             let node_id = self.node_id;
             let settings = self.settings.clone();
-            tokio::spawn(async move { run(broker, fetcher, node_id, settings).await });
+            let task = tokio::spawn(async move { run(broker, fetcher, node_id, settings).await });
+            let mut tasks = self.tasks.lock();
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
         }
     }
 
@@ -148,9 +163,27 @@ impl Fetchers {
         }
     }
 
+    /// Waits, after [`Fetchers::stop_all`], until every fetcher task has ended (a round in
+    /// flight finishes first), so none holds the broker or a log when they close; a task still
+    /// running after `within` is aborted.
+    pub(crate) async fn join_all(&self, within: Duration) {
+        let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
+        let deadline = tokio::time::Instant::now() + within;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                warn!("a replica fetcher did not stop in time; aborting it");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+
     /// Stops every fetcher (shutdown).
     pub(crate) fn stop_all(&self) {
-        for fetcher in self.fetchers.lock().drain().map(|(_, f)| f) {
+        let mut fetchers = self.fetchers.lock();
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
+        for fetcher in fetchers.drain().map(|(_, f)| f) {
             fetcher.partitions.lock().clear();
             fetcher.changed.notify_one();
         }
@@ -274,6 +307,16 @@ struct Work {
     phase: Phase,
 }
 
+/// Resolves once the server is shutting down (`Partitions::stop_waiting`).
+async fn until_closing(broker: &Broker) {
+    let mut signal = broker.partitions.subscribe();
+    while !broker.partitions.closing() {
+        if signal.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn run(
     broker: Arc<Broker>,
     fetcher: Arc<Fetcher>,
@@ -312,7 +355,11 @@ async fn run(
         }
         let address = fetcher.address.lock().clone();
         if connection.as_ref().is_none_or(|c| c.address != address) {
-            match LeaderConnection::connect(&address, node_id).await {
+            let connected = tokio::select! {
+                connected = LeaderConnection::connect(&address, node_id) => connected,
+                () = until_closing(&broker) => return,
+            };
+            match connected {
                 Ok(c) => connection = Some(c),
                 Err(e) => {
                     debug!(leader = fetcher.leader, error = %e, "cannot reach the leader");
@@ -327,10 +374,18 @@ async fn run(
         let (truncating, fetching): (Vec<Work>, Vec<Work>) = work
             .into_iter()
             .partition(|w| matches!(w.phase, Phase::Truncating(_)));
-        let result = if truncating.is_empty() {
-            fetch_round(&broker, &fetcher, conn, node_id, &settings, fetching).await
-        } else {
-            truncate_round(&broker, &fetcher, conn, node_id, truncating).await
+        // At shutdown a round in flight is dropped: a leader that is itself stopping no longer
+        // answers, and waiting out the request timeout would hold this broker's clean close.
+        let round = async {
+            if truncating.is_empty() {
+                fetch_round(&broker, &fetcher, conn, node_id, &settings, fetching).await
+            } else {
+                truncate_round(&broker, &fetcher, conn, node_id, truncating).await
+            }
+        };
+        let result = tokio::select! {
+            result = round => result,
+            () = until_closing(&broker) => return,
         };
         if let Err(e) = result {
             debug!(leader = fetcher.leader, error = %e, "replica fetch failed");

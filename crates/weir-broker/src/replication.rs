@@ -402,6 +402,13 @@ impl Replicas {
         }
     }
 
+    /// Lets go of every replica, and with them their logs, at shutdown: the log manager closes
+    /// a log cleanly (recovery point checkpointed, clean-shutdown marker) only when it holds
+    /// the last reference, and an unclean close makes the next start recover every log.
+    pub(crate) fn release_all(&self) {
+        self.replicas.lock().clear();
+    }
+
     /// The leader's own log grew (an append) or became durable (an fsync): with durable
     /// acknowledgement an fsync is scheduled, else the high watermark may move at once.
     pub(crate) fn local_log_end_offset_moved(self: &Arc<Self>, replica: &Arc<Replica>) {

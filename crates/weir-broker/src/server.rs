@@ -186,6 +186,11 @@ impl Server {
         self.broker.partitions.stop_waiting();
         self.broker.replicas.fetchers.stop_all();
         let _ = isr_check.await;
+        self.broker
+            .replicas
+            .fetchers
+            .join_all(Duration::from_secs(10))
+            .await;
         while connections.join_next().await.is_some() {}
         let _ = ticker.await;
         let _ = retention.await;

@@ -252,6 +252,7 @@ impl Broker {
             .write_snapshots(&self.topics, |topic, partition| {
                 self.partitions.log(topic, partition)
             });
+        self.replicas.release_all();
         self.partitions.close()?;
         Ok(())
     }

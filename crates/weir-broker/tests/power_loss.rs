@@ -136,7 +136,10 @@ async fn produce_tail_then_freeze(
         }
     }
     // Freeze, look whether a power loss now would cut an unfsynced append, else thaw and try
-    // again a moment later: the freeze has to fall between an append and its fsync.
+    // again a moment later: the freeze has to fall between an append and its fsync. On a fast
+    // or idle machine the queue may drain first; then more records are queued, so there is
+    // always an append in flight to catch.
+    let mut more = Vec::new();
     for attempt in 1.. {
         let ids = cluster.ids();
         let cut = blocking(|| {
@@ -161,11 +164,19 @@ async fn produce_tail_then_freeze(
                 cluster.sigcont(id);
             }
         });
+        if producer.in_flight_count() == 0 {
+            more.extend(queue_records(
+                &producer,
+                topic,
+                &format!("more{attempt}"),
+                TAIL_RECORDS / 10,
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     // Whatever is still queued or in flight fails at once instead of timing out.
     producer.purge(PurgeConfig::default().queue().inflight());
-    for (value, delivery) in pending {
+    for (value, delivery) in pending.chain(more) {
         if let Ok(Ok(d)) = delivery.await {
             acknowledged.insert(value, (d.partition, d.offset));
         }

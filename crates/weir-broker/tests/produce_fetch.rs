@@ -636,6 +636,12 @@ async fn old_record_timestamps_do_not_expire_an_idempotent_producer() {
     .await;
     assert_eq!((next.error_code, next.base_offset), (0, 3));
     broker.stop().await;
+    // A graceful stop closes the log cleanly, so the next start recovers nothing and the high
+    // watermark is the log end at once (a shared log used to be only flushed).
+    assert!(
+        dir.path().join("replay-0").join(".clean-shutdown").exists(),
+        "no clean-shutdown marker after a graceful stop"
+    );
 
     // After a clean restart (the snapshot) and after losing it (the log is scanned).
     for lose_snapshot in [false, true] {

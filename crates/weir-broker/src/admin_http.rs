@@ -1,36 +1,59 @@
 //! The admin HTTP port (`weir.admin.listener`): `GET /health` and `GET /metrics`.
 //!
-//! A deliberately tiny HTTP/1.1 server: one request per connection (`Connection: close`), the
-//! request head bounded in size and time, no request bodies. Scrapers and health checks need
-//! nothing more, and it keeps an HTTP library out of the broker. Anything it does not understand
-//! gets a 4xx answer and the connection closes.
+//! HTTP/1.1 through hyper's server connection, one request per connection (keep-alive off):
+//! scrapers and health checks need nothing more. The accept loop is ours rather than a
+//! framework's so that it shares the client listener's back-off when descriptors run out
+//! ([`AcceptBackoff`](crate::descriptors::AcceptBackoff)) and refuses connections beyond
+//! [`MAX_CONNECTIONS`]. hyper answers what it cannot parse with a 4xx and closes the connection.
 
 use crate::metrics;
 use crate::state::Broker;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::debug;
 
-/// Largest request head (request line and headers) accepted.
+/// Largest request head (request line and headers) accepted; hyper answers a larger one with
+/// 431. 8 KiB is also the smallest read buffer hyper allows.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// How long a client may take to send its request head, and to read the response.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may take to send its request head (hyper then closes the connection).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long one connection may last in all: head, handling and reading the response.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long connections in flight get to finish their response when the broker stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Admin connections served at once; more are refused (scrapers need one or two).
 const MAX_CONNECTIONS: usize = 64;
 
-/// Serves the admin port until `stopped` turns true, then ends every admin connection so that
-/// no task holds the broker when the server shuts down.
+/// Serves the admin port until `stopped` turns true, then lets the connections in flight
+/// finish their response (for at most [`SHUTDOWN_GRACE`]) and ends the rest, so that no task
+/// holds the broker when the server shuts down.
 pub(crate) async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(false)
+        .title_case_headers(true)
+        .auto_date_header(false)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_header_size(MAX_HEAD_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
     let mut connections = JoinSet::new();
     let mut backoff = crate::descriptors::AcceptBackoff::default();
     loop {
@@ -52,8 +75,10 @@ pub(crate) async fn serve(
                     continue;
                 }
                 let broker = broker.clone();
+                let http = http.clone();
+                let stopped = stopped.clone();
                 connections.spawn(async move {
-                    if let Err(e) = handle(stream, &broker).await {
+                    if let Err(e) = handle(&http, stream, broker, stopped).await {
                         debug!(%peer, error = %e, "admin connection ended");
                     }
                 });
@@ -62,120 +87,77 @@ pub(crate) async fn serve(
             _ = stopped.changed() => break,
         }
     }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     connections.shutdown().await;
 }
 
-/// A response to send: status line, content type and body.
-struct Response {
-    status: &'static str,
-    content_type: &'static str,
-    body: String,
-}
-
-impl Response {
-    fn text(status: &'static str, body: &str) -> Self {
-        Self {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: body.to_string(),
+/// Serves one connection; on `stopped`, hyper finishes the response in progress (if any) and
+/// closes it.
+async fn handle(
+    http: &hyper::server::conn::http1::Builder,
+    stream: TcpStream,
+    broker: Arc<Broker>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let service = hyper::service::service_fn(move |request| {
+        let response = route(&request, &broker);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let serve = async {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            _ = stopped.wait_for(|stopped| *stopped) => {}
         }
-    }
-}
-
-/// Reads one request head and answers it; the connection then closes.
-async fn handle(mut stream: TcpStream, broker: &Broker) -> std::io::Result<()> {
-    let response = match tokio::time::timeout(IO_TIMEOUT, read_head(&mut stream)).await {
-        Err(_) => Response::text("408 Request Timeout", "request timeout\n"),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(None)) => Response::text("400 Bad Request", "bad request\n"),
-        Ok(Ok(Some(head))) => route(&head, broker),
+        connection.as_mut().graceful_shutdown();
+        connection.await
     };
-    let mut out = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        response.status,
-        response.content_type,
-        response.body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(response.body.as_bytes());
-    tokio::time::timeout(IO_TIMEOUT, async {
-        stream.write_all(&out).await?;
-        stream.shutdown().await
-    })
-    .await
-    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    tokio::time::timeout(CONNECTION_TIMEOUT, serve)
+        .await
+        .map_err(|_| Error::TimedOut)?
+        .map_err(Error::Http)
 }
 
-/// Reads until the end of the request head; `None` if it is too large or the client closed
-/// the connection first.
-async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
+/// Why an admin connection ended early (only logged).
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("connection outlived {CONNECTION_TIMEOUT:?}")]
+    TimedOut,
+    #[error("HTTP error")]
+    Http(#[source] hyper::Error),
+}
+
+/// Answers a request (its body, if any, is ignored).
+fn route(request: &Request<Incoming>, broker: &Broker) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served\n");
+    }
+    match request.uri().path() {
+        "/health" => text(StatusCode::OK, "ok\n"),
+        "/metrics" => {
+            let mut response = Response::new(Full::new(Bytes::from(metrics::render(broker))));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            response
         }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if let Some(end) = find_head_end(&buf) {
-            buf.truncate(end);
-            return Ok(String::from_utf8(buf).ok());
-        }
-        if buf.len() > MAX_HEAD_BYTES {
-            return Ok(None);
-        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 
-/// The length of the head up to the blank line that ends it (`\r\n\r\n`, or `\n\n` from lax
-/// clients).
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = buf.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Answers a parsed request head.
-fn route(head: &str, broker: &Broker) -> Response {
-    let request_line = head.lines().next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Response::text("400 Bad Request", "bad request line\n");
-    };
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return Response::text("400 Bad Request", "bad request line\n");
-    }
-    if method != "GET" {
-        return Response::text("405 Method Not Allowed", "only GET is served\n");
-    }
-    let path = target.split('?').next().unwrap_or_default();
-    match path {
-        "/health" => Response::text("200 OK", "ok\n"),
-        "/metrics" => Response {
-            status: "200 OK",
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: metrics::render(broker),
-        },
-        _ => Response::text("404 Not Found", "not found\n"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn head_ends_at_the_blank_line() {
-        assert_eq!(
-            find_head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"),
-            Some(23)
-        );
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n"), Some(14));
-        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n"), None);
-    }
+/// A plain-text response.
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }

@@ -890,13 +890,15 @@ async fn admin_http_serves_health_and_metrics() {
     partition_count(&mut client, "metered").await;
 
     let metrics = http(admin, b"GET /metrics HTTP/1.0\r\n\r\n").await;
-    assert!(metrics.starts_with("HTTP/1.1 200 OK\r\n"), "{metrics}");
-    assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+    // hyper answers an HTTP/1.0 request in HTTP/1.0.
+    assert!(metrics.starts_with("HTTP/1.0 200 OK\r\n"), "{metrics}");
+    assert!(metrics.contains("Content-Type: application/openmetrics-text; version=1.0.0"));
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     for expected in [
         "weir_requests_total{api=\"Metadata\"} 1\n",
         "weir_requests_total{api=\"CreateTopics\"} 1\n",
         "weir_request_duration_seconds_count{api=\"Metadata\"} 1\n",
-        "weir_request_duration_seconds_bucket{api=\"Metadata\",le=\"+Inf\"} 1\n",
+        "weir_request_duration_seconds_bucket{le=\"+Inf\",api=\"Metadata\"} 1\n",
         "weir_connections 1\n",
         "weir_connections_total 1\n",
         "weir_log_end_offset{topic=\"metered\",partition=\"1\"} 0\n",
@@ -908,6 +910,21 @@ async fn admin_http_serves_health_and_metrics() {
     }
     assert!(metrics.contains("weir_request_bytes_total{api=\"Metadata\"} "));
     assert!(metrics.contains("# TYPE weir_request_duration_seconds histogram"));
+    // OpenMetrics wants each family described once (strict parsers reject the page otherwise):
+    // the open-connections gauge and the accepted-connections counter must not share a name.
+    let mut families: Vec<&str> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split(' ').next())
+        .collect();
+    let described = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(
+        families.len(),
+        described,
+        "a family described twice in\n{metrics}"
+    );
 
     let missing = http(admin, b"GET /nope HTTP/1.1\r\n\r\n").await;
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
@@ -922,13 +939,53 @@ async fn admin_http_serves_health_and_metrics() {
     let mut huge = b"GET /health HTTP/1.1\r\n".to_vec();
     huge.extend(std::iter::repeat_n(b'x', 20_000));
     let huge = http(admin, &huge).await;
-    assert!(huge.starts_with("HTTP/1.1 400 "), "{huge}");
+    assert!(huge.starts_with("HTTP/1.1 431 "), "{huge}");
 
     // The broker still serves, and the admin port stops with it.
     assert_eq!(partition_count(&mut client, "metered").await, Some(2));
     drop(client);
     broker.stop().await;
     assert!(tokio::net::TcpStream::connect(admin).await.is_err());
+}
+
+/// The admin port holds at most 64 connections, and one whose client never finishes its
+/// request head is closed after 5 s, so idle or trickling clients cannot keep it busy.
+#[tokio::test]
+async fn admin_http_bounds_connections_and_head_time() {
+    let broker = TestBroker::start(&[("weir.admin.listener", "127.0.0.1:0")]).await;
+    let admin = broker.admin_addr.expect("admin listener enabled");
+
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+        stream.write_all(b"GET /health HTTP/1.1\r\n").await.unwrap();
+        idle.push(stream);
+    }
+    // Refused: closed (or reset) without an answer.
+    let mut refused = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        refused.read_to_end(&mut answer),
+    )
+    .await
+    .expect("refused at once");
+    assert!(read.is_err() || answer.is_empty(), "{answer:?}");
+
+    // The unfinished heads time out and their connections close.
+    for mut stream in idle {
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(8),
+            stream.read_to_end(&mut rest),
+        )
+        .await
+        .expect("closed after the head timeout")
+        .unwrap();
+    }
+    let health = http(admin, b"GET /health HTTP/1.1\r\n\r\n").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    broker.stop().await;
 }
 
 async fn describe_log_dirs(

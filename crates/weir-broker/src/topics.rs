@@ -7,7 +7,6 @@
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 use weir_metadata::{ConfigResource, MetadataImage, TopicImage};
@@ -102,24 +101,10 @@ pub(crate) fn validate_name(name: &str) -> Result<(), TopicError> {
     })
 }
 
-/// A new random topic id (never the all-zero "no id").
+/// A new random topic id: a version 4 UUID, so never the all-zero "no id" (nor Kafka's reserved
+/// metadata topic id, `0...01`).
 pub(crate) fn new_topic_id() -> Uuid {
-    let state = std::collections::hash_map::RandomState::new();
-    let mut bytes = [0u8; 16];
-    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        let mut h = state.build_hasher();
-        h.write_usize(i);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        chunk.copy_from_slice(&h.finish().to_be_bytes());
-    }
-    if bytes == [0; 16] {
-        bytes[15] = 1;
-    }
-    Uuid(bytes)
+    Uuid(uuid::Uuid::new_v4().into_bytes())
 }
 
 /// The topics of the published metadata image: what every handler reads.
@@ -231,5 +216,8 @@ mod tests {
         let b = new_topic_id();
         assert_ne!(a, b);
         assert_ne!(a, Uuid::ZERO);
+        // Version 4, RFC 4122 variant.
+        assert_eq!(a.0[6] >> 4, 4);
+        assert_eq!(a.0[8] >> 6, 0b10);
     }
 }

@@ -523,7 +523,7 @@ pub(crate) fn scan(
         }
         let at = (position - buf_start) as usize;
         let batch = buf.get(at..at + size).unwrap_or_default();
-        if crate::validate::crc32c(batch.get(CRC_START..).unwrap_or_default()) != header.crc {
+        if weir_records::crc32c(batch.get(CRC_START..).unwrap_or_default()) != header.crc {
             break;
         }
         if !visit(position, &header) {

@@ -11,7 +11,8 @@ use crate::config::LogConfig;
 use crate::{Error, Result};
 use weir_records::TimestampType;
 use weir_records::batch::{BATCH_HEADER_LEN, BatchHeader, CRC_START};
-use weir_records::{Compression, Error as RecordsError, RecordBatch};
+use weir_records::varint::read_zigzag;
+use weir_records::{Compression, Error as RecordsError, RecordBatch, crc32c};
 
 /// What validation learned about one batch of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,19 +301,19 @@ fn full_record(
     compact: bool,
 ) -> std::result::Result<FullRecord, &'static str> {
     const MALFORMED: &str = "malformed varint in a record";
-    let (length, n) = zigzag(rest, 5).ok_or(MALFORMED)?;
+    let (length, n) = read_zigzag(rest, 5).ok_or(MALFORMED)?;
     let length = usize::try_from(length).map_err(|_| "negative record length")?;
     let body = rest
         .get(n..n + length)
         .ok_or("record runs past the batch")?;
     // attributes (1 byte), timestamp delta (varlong), offset delta (varint), key length, ...
     let after_attributes = body.get(1..).ok_or("empty record")?;
-    let (timestamp_delta, t) = zigzag(after_attributes, 10).ok_or(MALFORMED)?;
+    let (timestamp_delta, t) = read_zigzag(after_attributes, 10).ok_or(MALFORMED)?;
     let after_timestamp = after_attributes.get(t..).unwrap_or_default();
-    let (offset_delta, o) = zigzag(after_timestamp, 5).ok_or(MALFORMED)?;
+    let (offset_delta, o) = read_zigzag(after_timestamp, 5).ok_or(MALFORMED)?;
     if compact {
         let key = after_timestamp.get(o..).unwrap_or_default();
-        let (key_length, _) = zigzag(key, 5).ok_or(MALFORMED)?;
+        let (key_length, _) = read_zigzag(key, 5).ok_or(MALFORMED)?;
         if key_length < 0 {
             return Err("records on a compacted topic need a key");
         }
@@ -524,7 +525,7 @@ fn two_byte_varint(b0: u8, b1: u8) -> Option<(u64, usize)> {
 /// Whether the key length at the front of `key` is well formed and not negative (a null key).
 #[inline(always)]
 fn key_present(key: &[u8]) -> bool {
-    zigzag(key, 5).is_some_and(|(length, _)| length >= 0)
+    read_zigzag(key, 5).is_some_and(|(length, _)| length >= 0)
 }
 
 /// Checks the records of a compressed batch: decompressed within weir-records' bomb limit,
@@ -572,38 +573,6 @@ fn check_compressed_records(
         meta.max_timestamp = max_timestamp;
     }
     Ok(meta)
-}
-
-/// CRC-32C (Castagnoli), the RecordBatch v2 checksum. `crc-fast` folds with carry-less
-/// multiplication (VPCLMULQDQ where available), 2-3 times the `crc32c` crate's throughput on
-/// 16 KiB batches; the checksum is the largest share of an append's CPU time.
-pub(crate) fn crc32c(bytes: &[u8]) -> u32 {
-    // A CRC-32 fits in the low 32 bits of the u64 `crc-fast` returns for every width.
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
-}
-
-/// Decodes a zig-zag varint of at most `max_len` bytes from the front of `input`: the same
-/// encoding as `weir_records::varint`, copied here so it inlines into the per-record loop, the
-/// hot path of every append.
-#[inline]
-fn zigzag(input: &[u8], max_len: usize) -> Option<(i64, usize)> {
-    // Most lengths, deltas and key lengths take one or two bytes.
-    match *input {
-        [b0, ..] if b0 < 0x80 => return Some(((b0 >> 1) as i64 ^ -((b0 & 1) as i64), 1)),
-        [b0, b1, ..] if b1 < 0x80 && max_len >= 2 => {
-            let raw = u64::from(b0 & 0x7f) | u64::from(b1) << 7;
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), 2));
-        }
-        _ => {}
-    }
-    let mut raw: u64 = 0;
-    for (i, &byte) in input.iter().take(max_len).enumerate() {
-        raw |= u64::from(byte & 0x7f) << (7 * i as u32);
-        if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -862,38 +831,6 @@ mod tests {
             walk(&records, count, base, true),
             Err("records on a compacted topic need a key")
         );
-    }
-
-    #[test]
-    fn crc_matches_crc32c() {
-        let data: Vec<u8> = (0..20_000u32)
-            .map(|i| i.wrapping_mul(2_654_435_761) as u8)
-            .collect();
-        for len in [0, 1, 7, 16, 63, 64, 65, 255, 256, 1_000, 16_363, 20_000] {
-            assert_eq!(crc32c(&data[..len]), crc32c::crc32c(&data[..len]), "{len}");
-        }
-    }
-
-    #[test]
-    fn zigzag_matches_weir_records() {
-        for value in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -301,
-            i64::from(i32::MAX),
-            i64::MIN,
-            i64::MAX,
-        ] {
-            let mut buf = Vec::new();
-            weir_records::varint::put_varlong(&mut buf, value);
-            assert_eq!(zigzag(&buf, 10), Some((value, buf.len())));
-        }
-        assert_eq!(zigzag(&[0x80, 0x80], 5), None);
     }
 
     #[test]

@@ -415,7 +415,19 @@ pub const MAX_DECOMPRESSION_LIMIT: usize = 64 << 20;
 
 /// CRC-32C of a batch from its attributes to its end; 0 for a buffer shorter than a header.
 pub(crate) fn crc_of(batch: &[u8]) -> u32 {
-    batch.get(CRC_START..).map_or(0, crc32c::crc32c)
+    batch.get(CRC_START..).map_or(0, crc32c)
+}
+
+/// CRC-32C (Castagnoli) of `bytes`: the RecordBatch v2 checksum, which covers a batch from its
+/// attributes (at [`CRC_START`]) to its end.
+///
+/// `crc-fast` folds with carry-less multiplication (VPCLMULQDQ or PCLMULQDQ where available),
+/// 2-3 times the `crc32c` crate's throughput on 16 KiB batches; the checksum is the largest share
+/// of a log append's CPU time, which is why weir-log calls this rather than its own copy.
+#[inline]
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    // A CRC-32 fits in the low 32 bits of the u64 `crc-fast` returns for every width.
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
 }
 
 /// Sets the base offset of the batch at the front of `batch`.
@@ -512,6 +524,16 @@ impl Iterator for RecordBatches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc_matches_crc32c() {
+        let data: Vec<u8> = (0..20_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761) as u8)
+            .collect();
+        for len in [0, 1, 7, 16, 63, 64, 65, 255, 256, 1_000, 16_363, 20_000] {
+            assert_eq!(crc32c(&data[..len]), crc32c::crc32c(&data[..len]), "{len}");
+        }
+    }
     use crate::{Record, RecordBatchBuilder};
 
     fn sample() -> Bytes {

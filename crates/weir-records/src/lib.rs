@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 //!
 //! # Layout
-//! - [`varint`]: zig-zag varints and varlongs used inside records.
+//! - [`varint`]: zig-zag varints and varlongs used inside records, including the inlined
+//!   [`varint::read_zigzag`] that weir-log's append check uses.
 //! - [`batch`]: [`RecordBatch`], a zero-copy view over one RecordBatch v2 (magic 2) that
-//!   exposes every header field without decoding records, verifies the CRC-32C and lets the
-//!   broker stamp the fields it owns (base offset, partition leader epoch).
+//!   exposes every header field without decoding records, verifies the CRC-32C ([`crc32c`], the
+//!   one implementation Weir uses) and lets the broker stamp the fields it owns (base offset,
+//!   partition leader epoch).
 //! - [`record`]: [`Record`] and [`Header`], decoded lazily by [`Records`].
 //! - `compression` (private): the gzip, Snappy (xerial and raw), LZ4 frame and Zstandard codecs,
 //!   each behind a cargo feature; decompression is bounded by a caller's limit.
@@ -28,7 +30,7 @@ pub mod legacy;
 pub mod record;
 pub mod varint;
 
-pub use batch::{Attributes, Compression, RecordBatch, RecordBatches, TimestampType};
+pub use batch::{Attributes, Compression, RecordBatch, RecordBatches, TimestampType, crc32c};
 pub use builder::RecordBatchBuilder;
 pub use control::{ControlRecord, ControlRecordType, EndTransactionMarker};
 pub use error::{CodecError, Error, Result};

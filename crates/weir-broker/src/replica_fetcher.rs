@@ -81,10 +81,11 @@ pub(crate) struct Fetchers {
     node_id: i32,
     settings: ReplicationSettings,
     fetchers: Mutex<HashMap<i32, Arc<Fetcher>>>,
-    /// Set by [`Fetchers::stop_all`]: a shutdown's controlled leadership moves can still make
-    /// this broker a follower afterwards, and a fetcher started then would hold the replica's
-    /// log (and the broker) past the clean close.
-    stopped: std::sync::atomic::AtomicBool,
+    /// Turned true by [`Fetchers::stop_all`]: a shutdown's controlled leadership moves can
+    /// still make this broker a follower afterwards, and a fetcher started then would hold the
+    /// replica's log (and the broker) past the clean close. Fetcher tasks watch it to drop a
+    /// round in flight.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// The fetcher tasks, awaited at shutdown ([`Fetchers::join_all`]): each holds the broker.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -95,7 +96,7 @@ impl Fetchers {
             node_id,
             settings,
             fetchers: Mutex::new(HashMap::new()),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
             tasks: Mutex::new(Vec::new()),
         }
     }
@@ -115,7 +116,7 @@ impl Fetchers {
         let (fetcher, start) = {
             let mut fetchers = self.fetchers.lock();
             // Checked under the lock `stop_all` drains with, so no fetcher starts after it.
-            if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            if *self.stopping.borrow() {
                 return;
             }
             match fetchers.get(&leader) {
@@ -147,7 +148,10 @@ impl Fetchers {
             let broker = broker.clone();
             let node_id = self.node_id;
             let settings = self.settings.clone();
-            let task = tokio::spawn(async move { run(broker, fetcher, node_id, settings).await });
+            let stopping = self.stopping.subscribe();
+            let task = tokio::spawn(async move {
+                run(broker, fetcher, node_id, settings, stopping).await;
+            });
             let mut tasks = self.tasks.lock();
             tasks.retain(|t| !t.is_finished());
             tasks.push(task);
@@ -181,8 +185,7 @@ impl Fetchers {
     /// Stops every fetcher (shutdown).
     pub(crate) fn stop_all(&self) {
         let mut fetchers = self.fetchers.lock();
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.stopping.send_replace(true);
         for fetcher in fetchers.drain().map(|(_, f)| f) {
             fetcher.partitions.lock().clear();
             fetcher.changed.notify_one();
@@ -307,14 +310,9 @@ struct Work {
     phase: Phase,
 }
 
-/// Resolves once the server is shutting down (`Partitions::stop_waiting`).
-async fn until_closing(broker: &Broker) {
-    let mut signal = broker.partitions.subscribe();
-    while !broker.partitions.closing() {
-        if signal.changed().await.is_err() {
-            return;
-        }
-    }
+/// Resolves once [`Fetchers::stop_all`] ran (or the fetchers are gone).
+async fn until_stopping(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stopping| *stopping).await;
 }
 
 async fn run(
@@ -322,6 +320,7 @@ async fn run(
     fetcher: Arc<Fetcher>,
     node_id: i32,
     settings: ReplicationSettings,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let backoff = Duration::from_millis(settings.replica_fetch_backoff_ms);
     let mut connection: Option<LeaderConnection> = None;
@@ -357,7 +356,7 @@ async fn run(
         if connection.as_ref().is_none_or(|c| c.address != address) {
             let connected = tokio::select! {
                 connected = LeaderConnection::connect(&address, node_id) => connected,
-                () = until_closing(&broker) => return,
+                () = until_stopping(&mut stopping) => return,
             };
             match connected {
                 Ok(c) => connection = Some(c),
@@ -385,7 +384,7 @@ async fn run(
         };
         let result = tokio::select! {
             result = round => result,
-            () = until_closing(&broker) => return,
+            () = until_stopping(&mut stopping) => return,
         };
         if let Err(e) = result {
             debug!(leader = fetcher.leader, error = %e, "replica fetch failed");

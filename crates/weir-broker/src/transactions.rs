@@ -869,12 +869,26 @@ pub(crate) enum TxnCheck {
 impl TxnCheck {
     /// The check for a request of `version` when version 2 starts at `v2_from`.
     pub(crate) fn for_version(broker: &Broker, version: i16, v2_from: i16) -> Self {
-        if version >= v2_from && broker.config().transaction_version >= 2 {
+        if uses_transaction_version_2(broker, version, v2_from) {
             Self::ImplicitAdd
         } else {
             Self::Verify
         }
     }
+
+    /// The transaction version the coordinator is asked under.
+    fn transaction_version(self) -> weir_transaction::TransactionVersion {
+        match self {
+            Self::Verify => weir_transaction::TransactionVersion::V0,
+            Self::ImplicitAdd => weir_transaction::TransactionVersion::V2,
+        }
+    }
+}
+
+/// Whether a request of `version` speaks transaction version 2 (KIP-890 part 2): the API's
+/// version 2 form starts at `v2_from` and the broker finalizes that level.
+pub(crate) fn uses_transaction_version_2(broker: &Broker, version: i16, v2_from: i16) -> bool {
+    version >= v2_from && broker.config().transaction_version >= 2
 }
 
 /// KIP-890, for a partition leader about to append `producer`'s first transactional batch on
@@ -925,37 +939,32 @@ pub(crate) async fn verify_in_txn(
                     .map_or(-1, |p| p.leader_epoch),
             ) {
                 Err(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code())
-            } else if check == TxnCheck::ImplicitAdd {
-                let request = weir_transaction::AddPartitionsRequest {
-                    transactional_id: transactional_id.to_string(),
-                    producer,
-                    partitions: vec![partition.clone()],
-                    transaction_version: weir_transaction::TransactionVersion::V2,
-                };
-                broker
-                    .transactions
-                    .request(broker, false, |c, now, id, _| {
-                        c.add_partitions_to_txn(now, id, &request);
-                    })
-                    .await
-                    .map(|_| ())
-                    .map_err(|f| f.code(true).code())
             } else {
                 let request = weir_transaction::AddPartitionsRequest {
                     transactional_id: transactional_id.to_string(),
                     producer,
                     partitions: vec![partition.clone()],
-                    transaction_version: weir_transaction::TransactionVersion::V0,
+                    transaction_version: check.transaction_version(),
                 };
-                match broker
-                    .transactions
-                    .read(|c| c.verify_partitions_in_txn(&request))
-                {
-                    Ok(each) => each
-                        .into_iter()
-                        .next()
-                        .map_or(Ok(()), |(_, r)| r.map_err(|e| e.code())),
-                    Err(e) => Err(e.code()),
+                match check {
+                    TxnCheck::ImplicitAdd => broker
+                        .transactions
+                        .request(broker, false, |c, now, id, _| {
+                            c.add_partitions_to_txn(now, id, &request);
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(|f| f.code(true).code()),
+                    TxnCheck::Verify => match broker
+                        .transactions
+                        .read(|c| c.verify_partitions_in_txn(&request))
+                    {
+                        Ok(each) => each
+                            .into_iter()
+                            .next()
+                            .map_or(Ok(()), |(_, r)| r.map_err(|e| e.code())),
+                        Err(e) => Err(e.code()),
+                    },
                 }
             }
         }

@@ -489,20 +489,24 @@ fn read_topic(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(i32, i64, V
     records
 }
 
-/// The group's committed offset per input partition (-1 for none), asked through a consumer
-/// of the group that does not join it.
-fn committed_offsets(bootstrap: &str) -> Option<Vec<i64>> {
-    let consumer: BaseConsumer = rd_config(bootstrap)
+/// A consumer of the group that never joins it: asks the group's committed offsets and the
+/// input's end offsets while the workers drain the input.
+fn progress_checker(bootstrap: &str) -> BaseConsumer {
+    rd_config(bootstrap)
         .set("group.id", GROUP)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .create()
-        .ok()?;
+        .expect("progress checker")
+}
+
+/// The group's committed offset per input partition (-1 for none).
+fn committed_offsets(checker: &BaseConsumer) -> Option<Vec<i64>> {
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition(INPUT, p);
     }
-    let committed = consumer
+    let committed = checker
         .committed_offsets(tpl, Duration::from_secs(10))
         .ok()?;
     Some(
@@ -517,11 +521,11 @@ fn committed_offsets(bootstrap: &str) -> Option<Vec<i64>> {
     )
 }
 
-fn end_offsets(bootstrap: &str) -> Option<Vec<i64>> {
-    let consumer: BaseConsumer = rd_config(bootstrap).create().ok()?;
+/// The input's end offset (high watermark) per partition.
+fn end_offsets(checker: &BaseConsumer) -> Option<Vec<i64>> {
     (0..PARTITIONS)
         .map(|p| {
-            consumer
+            checker
                 .fetch_watermarks(INPUT, p, Duration::from_secs(10))
                 .ok()
                 .map(|(_, high)| high)
@@ -690,9 +694,9 @@ async fn consume_transform_produce_is_exactly_once_under_kill_9() {
     // The workers drain the input: wait until the group committed everything.
     let mut offsets_at_end = false;
     let mut last = String::new();
+    let checker = blocking(|| progress_checker(&bootstrap));
     while chaos_ended.elapsed() < DRAIN {
-        let (ends, committed) =
-            blocking(|| (end_offsets(&bootstrap), committed_offsets(&bootstrap)));
+        let (ends, committed) = blocking(|| (end_offsets(&checker), committed_offsets(&checker)));
         if let (Some(ends), Some(committed)) = (ends, committed) {
             if ends == committed {
                 offsets_at_end = true;
@@ -703,6 +707,7 @@ async fn consume_transform_produce_is_exactly_once_under_kill_9() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let drained_in = chaos_ended.elapsed();
+    blocking(|| drop(checker));
     stop_workers.store(true, Ordering::Release);
     let reports: Vec<WorkerReport> = blocking(|| {
         workers

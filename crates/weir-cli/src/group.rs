@@ -122,8 +122,9 @@ struct Described {
     partitions: Vec<PartitionLag>,
 }
 
-async fn describe(admin: &Admin, group: &str) -> Result<Described, Error> {
-    let description = admin
+/// DescribeGroups for one group: its description, `None` when the answer lists none.
+async fn describe_group(admin: &Admin, group: &str) -> Result<Option<GroupDescription>, Error> {
+    admin
         .describe_groups(&[group])
         .await
         .context(|| format!("cannot describe group {group}"))?
@@ -131,7 +132,12 @@ async fn describe(admin: &Admin, group: &str) -> Result<Described, Error> {
         .next()
         .map(|(_, r)| r)
         .transpose()
-        .context(|| format!("cannot describe group {group}"))?
+        .context(|| format!("cannot describe group {group}"))
+}
+
+async fn describe(admin: &Admin, group: &str) -> Result<Described, Error> {
+    let description = describe_group(admin, group)
+        .await?
         .ok_or_else(|| Error::Failed(format!("no description of group {group}")))?;
     if description.state == "Dead" {
         return Err(Error::Failed(format!("group {group} does not exist")));
@@ -341,16 +347,7 @@ async fn seek(
     }
 
     if execute {
-        let described = admin
-            .describe_groups(&[group])
-            .await
-            .context(|| format!("cannot describe group {group}"))?
-            .into_iter()
-            .next()
-            .map(|(_, r)| r)
-            .transpose()
-            .context(|| format!("cannot describe group {group}"))?;
-        if let Some(d) = described
+        if let Some(d) = describe_group(admin, group).await?
             && !d.members.is_empty()
         {
             return Err(Error::Failed(format!(

@@ -470,6 +470,27 @@ impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
 /// How an aggregation updates a key's aggregate with a new record.
 type Update<K, V, VR> = Box<dyn FnMut(&K, V, Option<VR>) -> VR + Send>;
 
+/// `reduce`'s update: a key's first value is its first aggregate.
+fn reducing<K, V: 'static>(mut reducer: impl FnMut(V, V) -> V + Send + 'static) -> Update<K, V, V> {
+    Box::new(move |_, value, aggregate| match aggregate {
+        Some(aggregate) => reducer(aggregate, value),
+        None => value,
+    })
+}
+
+/// `aggregate`'s update on store keys `SK` (the record key, or it windowed): the aggregate
+/// starts at `initializer()` and the aggregator sees the record key `key_of` gives.
+fn folding<SK, K, V: 'static, VR: 'static>(
+    mut initializer: impl FnMut() -> VR + Send + 'static,
+    mut aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+    key_of: impl Fn(&SK) -> &K + Send + 'static,
+) -> Update<SK, V, VR> {
+    Box::new(move |key, value, aggregate| {
+        let aggregate = aggregate.unwrap_or_else(&mut initializer);
+        aggregator(key_of(key), value, aggregate)
+    })
+}
+
 impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
     /// Names the state store of the aggregation that follows (Kafka's `Materialized.as`);
     /// otherwise it gets a generated name, [`KTable::store_name`].
@@ -487,24 +508,18 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
 
     /// Combines each key's values with `reducer(aggregate, value)`; a key's first value is
     /// its first aggregate.
-    pub fn reduce(&self, mut reducer: impl FnMut(V, V) -> V + Send + 'static) -> KTable<K, V> {
-        self.aggregation(Box::new(move |_, value, aggregate| match aggregate {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        }))
+    pub fn reduce(&self, reducer: impl FnMut(V, V) -> V + Send + 'static) -> KTable<K, V> {
+        self.aggregation(reducing(reducer))
     }
 
     /// Folds each key's values into an aggregate that starts at `initializer()`, with
     /// `aggregator(key, value, aggregate)`.
     pub fn aggregate<VR: Data>(
         &self,
-        mut initializer: impl FnMut() -> VR + Send + 'static,
-        mut aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
-        self.aggregation(Box::new(move |key, value, aggregate| {
-            let aggregate = aggregate.unwrap_or_else(&mut initializer);
-            aggregator(key, value, aggregate)
-        }))
+        self.aggregation(folding(initializer, aggregator, |key: &K| key))
     }
 
     /// Aggregates per key and per tumbling window.
@@ -559,23 +574,19 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
     /// Combines each key's values per window with `reducer(aggregate, value)`.
     pub fn reduce(
         &self,
-        mut reducer: impl FnMut(V, V) -> V + Send + 'static,
+        reducer: impl FnMut(V, V) -> V + Send + 'static,
     ) -> KTable<Windowed<K>, V> {
-        self.aggregation(Box::new(move |_, value, aggregate| match aggregate {
-            Some(aggregate) => reducer(aggregate, value),
-            None => value,
-        }))
+        self.aggregation(reducing(reducer))
     }
 
     /// Folds each key's values per window into an aggregate that starts at `initializer()`.
     pub fn aggregate<VR: Data>(
         &self,
-        mut initializer: impl FnMut() -> VR + Send + 'static,
-        mut aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     ) -> KTable<Windowed<K>, VR> {
-        self.aggregation(Box::new(move |key: &Windowed<K>, value, aggregate| {
-            let aggregate = aggregate.unwrap_or_else(&mut initializer);
-            aggregator(&key.key, value, aggregate)
+        self.aggregation(folding(initializer, aggregator, |key: &Windowed<K>| {
+            &key.key
         }))
     }
 

@@ -43,7 +43,11 @@ pub(crate) async fn handle(
         } else {
             TransactionResult::Abort
         },
-        transaction_version: if ctx.api_version >= 5 && broker.config().transaction_version >= 2 {
+        transaction_version: if crate::transactions::uses_transaction_version_2(
+            broker,
+            ctx.api_version,
+            5,
+        ) {
             TransactionVersion::V2
         } else {
             TransactionVersion::V0

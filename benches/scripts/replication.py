@@ -11,7 +11,8 @@
 4. produce latency at fixed rates (single 1 KiB records, linger.ms=0, one connection) on a
    single node (replication factor 1) and on the 3-node cluster (replication factor 3).
 
-    cargo build --release -p weir-broker -p weir-benches --bin weir --bin group-commit-baseline
+    cargo build --release -p weir-broker -p weir-benches --bin weir \
+        --bin group-commit-baseline --bin produce-latency
     python3 benches/scripts/replication.py [--weir BIN] [--baseline BIN] [--quick]
 
 Needs confluent-kafka (`pip install confluent-kafka`). The nodes run with the flags of
@@ -406,54 +407,36 @@ def measure_catch_up(cluster, mib, rows):
     log(rows[-1])
 
 
-def fixed_rate(cluster, topic, rate, seconds, max_in_flight):
+def fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight):
     """One producer, single records (linger.ms=0) sent on a fixed schedule of `rate`/s, until
-    the schedule ends or librdkafka's queue (100,000 records) is full."""
-    p = producer(cluster, linger_ms=0, max_in_flight_requests_per_connection=max_in_flight)
-    warm_up(p, topic)
-    count = int(rate * seconds)
-    d = Deliveries(count)
-    value = b"x" * RECORD
-    interval = 1.0 / rate
-    started = time.perf_counter()
-    sent, queue_full = 0, False
-    for i in range(count):
-        deadline = started + i * interval
-        while (left := deadline - time.perf_counter()) > 0:
-            p.poll(left if left > 0.002 else 0)
-        d.sent[i] = time.perf_counter()
-        try:
-            p.produce(topic, value, key=str(i).encode(), on_delivery=d.callback)
-        except BufferError:
-            queue_full = True
-            break
-        sent += 1
-        p.poll(0)
-    send_s = time.perf_counter() - started
-    left = p.flush(60)
-    if left:
-        p.purge()
-        p.flush(5)
-    lat = d.latencies_ms()
-    return {"achieved": sent / send_s, "p50": percentile(lat, 50), "p99": percentile(lat, 99),
-            "p999": percentile(lat, 99.9), "errors": d.errors, "queue_full": queue_full,
-            "unacknowledged": left}
+    the schedule ends or librdkafka's queue (100,000 records) is full: the produce-latency
+    program (librdkafka through the rdkafka crate), which sleeps between records instead of
+    spinning, so the client does not take the cores the brokers need."""
+    out = subprocess.run([latency_tool, cluster.bootstrap, topic, str(rate), str(seconds),
+                          str(max_in_flight), "all", str(RECORD)],
+                         check=True, capture_output=True, text=True).stdout
+    fields = dict(kv.split("=", 1) for kv in out.split())
+    return {"achieved": float(fields["achieved"]), "p50": float(fields["p50_ms"]),
+            "p99": float(fields["p99_ms"]), "p999": float(fields["p999_ms"]),
+            "max": float(fields["max_ms"]), "errors": int(fields["errors"]),
+            "queue_full": fields["queue_full"] == "true",
+            "unacknowledged": int(fields["unacknowledged"])}
 
 
-def measure_fixed_rates(cluster, rf, rates, seconds, rows, label, max_in_flight):
+def measure_fixed_rates(latency_tool, cluster, rf, rates, seconds, rows, label, max_in_flight):
     """Measurement 4: latency per offered rate, up to the first rate the client cannot hold."""
     topic = create_topic(cluster, rf)
     for rate in rates:
         before = load()
-        r = fixed_rate(cluster, topic, rate, seconds, max_in_flight)
+        r = fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight)
         held = r["achieved"] >= 0.95 * rate and not r["queue_full"]
-        notes = [fmt_errors(r["errors"])]
+        notes = [f"{r['errors']} errors" if r["errors"] else "no errors"]
         if r["queue_full"]:
             notes.append("client queue full (100,000 records), stopped")
         if r["unacknowledged"]:
             notes.append(f"{r['unacknowledged']:,} unacknowledged after 60 s, purged")
         rows.append(f"| {label} | {rate:,} | {r['achieved']:,.0f}{'' if held else ' (not held)'} "
-                    f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} "
+                    f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} | {r['max']:.1f} "
                     f"| {max(before, load()):.1f} | {'; '.join(notes)} |")
         log(rows[-1])
         if not held:
@@ -490,7 +473,15 @@ def main():
                         help="added to every port (default 600: 9694, 9696, 9698)")
     parser.add_argument("--rates", default="2000,5000,10000,20000",
                         help="offered rates for the latency measurement (records/s)")
+    parser.add_argument("--latency-tool", default=os.environ.get(
+        "WEIR_PRODUCE_LATENCY", "target/release/produce-latency"),
+        help="the fixed-rate producer (cargo build --release -p weir-benches "
+             "--bin produce-latency), needed by measurement 4")
     parser.add_argument("--only", default="1,2,3,4", help="which measurements to run")
+    parser.add_argument("--setups", default="1:true,3:true,1:false,3:false",
+                        help="measurement 4's clusters as NODES:DURABLE_ACKS (RF = NODES)")
+    parser.add_argument("--in-flight", default="1000000,5",
+                        help="measurement 4's max.in.flight.requests.per.connection values")
     args = parser.parse_args()
     weir = os.path.abspath(args.weir)
     if not os.access(weir, os.X_OK):
@@ -499,6 +490,11 @@ def main():
     if 4 in only and not os.access(args.baseline, os.X_OK):
         parser.error(f"no group-commit-baseline at {args.baseline} (cargo build --release "
                      "-p weir-benches --bin group-commit-baseline)")
+    if 4 in only and not os.access(args.latency_tool, os.X_OK):
+        parser.error(f"no produce-latency at {args.latency_tool} (cargo build --release "
+                     "-p weir-benches --bin produce-latency)")
+    setups = [(int(n), durable) for n, durable in (x.split(":") for x in args.setups.split(","))]
+    in_flights = [int(x) for x in args.in_flight.split(",")]
     rates = [int(x) for x in args.rates.split(",")]
     count = 100_000 if args.quick else 500_000
     catch_up_mib = 100 if args.quick else 1024
@@ -543,15 +539,15 @@ def main():
             # librdkafka's default max.in.flight (1,000,000) sends every record as its own
             # request; 5 (the Java producer's default, and librdkafka's with idempotence) lets
             # records queue up behind the requests in flight and go together.
-            for n, rf, durable in ((1, 1, "true"), (3, 3, "true"), (1, 1, "false"),
-                                   (3, 3, "false")):
+            for n, durable in setups:
+                rf = n
                 c = cluster(n, durable_acks=durable)
                 try:
-                    for max_in_flight in (1_000_000, 5):
+                    for max_in_flight in in_flights:
                         label = (f"{n} node{'s' if n > 1 else ''}, RF {rf}, durable.acks="
                                  f"{durable}, max.in.flight={max_in_flight:,}")
-                        measure_fixed_rates(c, rf, rates, rate_seconds, rate_rows, label,
-                                            max_in_flight)
+                        measure_fixed_rates(os.path.abspath(args.latency_tool), c, rf, rates,
+                                            rate_seconds, rate_rows, label, max_in_flight)
                 finally:
                     c.stop()
     finally:
@@ -600,8 +596,8 @@ def print_report(throughput, throughput_rows, failover_rows, catch_up_rows, rate
     if rate_rows:
         print(f"\n4. Produce latency at fixed rates: one producer, single 1 KiB records, "
               f"linger.ms=0, acks=all, {rate_seconds} s per rate\n")
-        print("| setup | offered/s | sent/s | p50 ms | p99 ms | p99.9 ms | load | errors |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| setup | offered/s | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | load | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
         print("\n".join(rate_rows))
 
 

@@ -124,7 +124,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce(&Broker) -> T + Send + 'static,
 ) -> Option<T> {
     let broker = broker.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::spawn(move || {
         let _serialized = broker.admin_lock.lock();
         work(&broker)
     })
@@ -170,13 +170,13 @@ mod tests {
         f: impl FnOnce(&Broker) -> T + Send + 'static,
     ) -> T {
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || f(&b)).await.unwrap()
+        crate::blocking::spawn(move || f(&b)).await.unwrap()
     }
 
     async fn close(broker: Arc<Broker>) {
         broker.cluster.stop_background().await;
         let broker = Arc::try_unwrap(broker).unwrap();
-        tokio::task::spawn_blocking(move || broker.close())
+        crate::blocking::spawn(move || broker.close())
             .await
             .unwrap()
             .unwrap();

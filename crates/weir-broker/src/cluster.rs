@@ -300,17 +300,20 @@ impl ClusterNode {
                 ));
             }
         };
-        match read_meta_properties(meta_dir)? {
+        let (dir, node_id) = (meta_dir.to_path_buf(), self.node_id);
+        crate::blocking::spawn(move || match read_meta_properties(&dir)? {
             Some(existing) if existing != cluster_id => Err(BrokerError::Setup(format!(
                 "data directory {} belongs to cluster {existing}, but this cluster is {cluster_id}",
-                meta_dir.display()
+                dir.display()
             ))),
             Some(_) => Ok(cluster_id),
             None => {
-                write_meta_properties(meta_dir, &cluster_id, self.node_id)?;
+                write_meta_properties(&dir, &cluster_id, node_id)?;
                 Ok(cluster_id)
             }
-        }
+        })
+        .await
+        .map_err(|e| BrokerError::Cluster(format!("meta.properties: {e}")))?
     }
 
     /// Sends `request` to the active controller (this node's, or over the CONTROLLER
@@ -824,7 +827,7 @@ pub(crate) async fn publish(broker: Arc<crate::state::Broker>, mut stopped: watc
         if image.offset() > current.offset() {
             let b = broker.clone();
             let next = image.clone();
-            let done = tokio::task::spawn_blocking(move || {
+            let done = crate::blocking::spawn(move || {
                 let node_id = b.config().node_id;
                 let reconciled = reconcile_logs(node_id, &b.partitions, Some(&current), &next);
                 // Producer state of partitions whose logs just went (deleted topics, replicas

@@ -4,9 +4,11 @@
 //! producer pipelines several Produce requests and relies on them being appended in the order
 //! sent. Responses are written by a separate task so that writing one response overlaps with
 //! handling the next request. An acks=all Produce is handled in two parts: its appends, before
-//! the next request is read, and its wait for the high watermark, in a task of its own, so the
-//! waits of pipelined requests overlap (one fsync or replication round trip can acknowledge
-//! many) while the writer still sends every response in request order. A frame larger than
+//! the next request is read, and its wait for the high watermark, which the writer awaits in
+//! order, so the waits of pipelined requests overlap (one fsync or replication round trip can
+//! acknowledge many) while every response still goes out in request order. The appends run
+//! on the connection's append lane (`append_lane`): in order, on the blocking pool, without
+//! holding up the reading of the next request; any other request first waits for the lane. A frame larger than
 //! `socket.request.max.bytes` or a request that does not decode closes the connection with a
 //! log line; other connections are not affected.
 //!
@@ -16,12 +18,15 @@
 //! `weir.queued.max.response.bytes` of responses wait to be written, no further request is
 //! read until the client has taken some.
 
+use crate::append_lane::AppendLane;
 use crate::handler::{api_versions, produce};
 use crate::request_memory::Reservation;
 use crate::router::{self, Outcome};
 use crate::state::Broker;
 use bytes::{Bytes, BytesMut};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,8 +46,8 @@ const MAX_QUEUED_RESPONSES: usize = 64;
 enum Queued {
     /// Encoded and ready to write.
     Ready(Bytes),
-    /// Still waiting (an acks=all Produce); `None` if it could not be encoded.
-    Pending(tokio::task::JoinHandle<Option<Bytes>>),
+    /// Still waiting (an acks=all Produce); `None` if it could not be appended or encoded.
+    Pending(Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>),
 }
 
 /// What handling a frame produced.
@@ -114,8 +119,8 @@ pub(crate) async fn serve(
                         let len = bytes.len();
                         (bytes, len)
                     }
-                    Queued::Pending(task) => match task.await {
-                        Ok(Some(bytes)) => (bytes, 0),
+                    Queued::Pending(response) => match response.await {
+                        Some(bytes) => (bytes, 0),
                         // A response that cannot be sent: the client must not wait for it in
                         // vain, and later responses must not take its place.
                         _ => break,
@@ -169,6 +174,7 @@ async fn read_loop(
     let response_cap = broker.config().queued_max_response_bytes;
     let mut queued = queued_bytes.subscribe();
     let mut buf = BytesMut::with_capacity(IDLE_BUFFER);
+    let mut lane = AppendLane::new();
     loop {
         // A client that does not read its responses gets no more handled until it does: the
         // broker would otherwise buffer every response it keeps asking for.
@@ -188,7 +194,7 @@ async fn read_loop(
             }
             return Ok(());
         };
-        let handled = handle_frame(broker, frame, peer).await?;
+        let handled = handle_frame(broker, frame, peer, &mut lane).await?;
         // Handled: its bytes (the frame, slices of it in the decoded request) are released.
         drop(reservation);
         if let Handled::Response(queued) = handled {
@@ -283,6 +289,7 @@ async fn handle_frame(
     broker: &Arc<Broker>,
     frame: Bytes,
     peer: SocketAddr,
+    lane: &mut AppendLane,
 ) -> Result<Handled, ConnectionError> {
     let mut out = BytesMut::new();
     let out = &mut out;
@@ -333,10 +340,12 @@ async fn handle_frame(
     let started = std::time::Instant::now();
     let body = match request.body {
         RequestBody::Produce(produce) if produce.acks == -1 => {
-            return produce_acks_all(broker, ctx, *produce, frame_len, started).await;
+            return produce_acks_all(broker, ctx, *produce, (frame_len, started), lane).await;
         }
         body => body,
     };
+    // Handled as if alone on the connection: after every append submitted before it.
+    lane.idle().await;
     let outcome = router::dispatch(broker, &ctx, body, out).await?;
     broker
         .metrics
@@ -356,50 +365,58 @@ fn ready(out: &mut BytesMut) -> Handled {
     Handled::Response(Queued::Ready(std::mem::take(out).freeze()))
 }
 
-/// An acks=all Produce: appends now (so the next request's appends come after these), and
-/// completes in a task of its own once the high watermark passes them.
+/// An acks=all Produce: its appends go on the connection's lane (so the next request's
+/// appends come after these), and its response completes once the high watermark passes them.
 async fn produce_acks_all(
     broker: &Arc<Broker>,
     ctx: RequestContext,
     request: ProduceRequest,
-    frame_len: usize,
-    started: std::time::Instant,
+    (frame_len, started): (usize, std::time::Instant),
+    lane: &mut AppendLane,
 ) -> Result<Handled, ConnectionError> {
-    let appended = produce::append(broker, &ctx, request).await;
-    let appended_is_complete = appended.is_complete();
-    let peer = ctx.peer;
-    // Completes the response, encodes it and counts the request.
-    let finish = {
-        let broker = broker.clone();
-        move || async move {
-            let response = appended.complete(&broker).await;
-            let mut out = BytesMut::new();
-            header::encode_response(
-                &mut out,
-                ApiKey::Produce,
-                ctx.api_version,
-                ctx.correlation_id,
-                &response,
-            )?;
-            broker
-                .metrics
-                .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
-            Ok::<Bytes, ConnectionError>(out.freeze())
-        }
-    };
-    if appended_is_complete {
-        // Nothing to wait for (every partition failed): answer now.
-        return Ok(Handled::Response(Queued::Ready(finish().await?)));
+    if request
+        .transactional_id
+        .as_deref()
+        .is_some_and(|id| !id.is_empty())
+    {
+        // KIP-890 verification reads the producer's state on each partition, which earlier
+        // batches of this connection may still be about to change.
+        lane.idle().await;
     }
-    let pending = tokio::spawn(async move {
-        finish()
-            .await
-            .map_err(
-                |e| warn!(%peer, error = %e, "cannot encode a Produce response; closing the connection"),
-            )
-            .ok()
+    let prepared = produce::prepare(broker, &ctx, request).await;
+    let (appended_tx, appended_rx) = tokio::sync::oneshot::channel();
+    let task_broker = broker.clone();
+    lane.submit(move || {
+        let _ = appended_tx.send(prepared.append(&task_broker));
     });
-    Ok(Handled::Response(Queued::Pending(pending)))
+    let broker = broker.clone();
+    let peer = ctx.peer;
+    let response = async move {
+        let appended = match appended_rx.await {
+            Ok(appended) => appended,
+            Err(_) => {
+                warn!(%peer, "a Produce was not appended (the broker is stopping?); closing the connection");
+                return None;
+            }
+        };
+        let response = appended.complete(&broker).await;
+        let mut out = BytesMut::new();
+        if let Err(e) = header::encode_response(
+            &mut out,
+            ApiKey::Produce,
+            ctx.api_version,
+            ctx.correlation_id,
+            &response,
+        ) {
+            warn!(%peer, error = %e, "cannot encode a Produce response; closing the connection");
+            return None;
+        }
+        broker
+            .metrics
+            .request(ApiKey::Produce, frame_len, out.len(), started.elapsed());
+        Some(out.freeze())
+    };
+    Ok(Handled::Response(Queued::Pending(Box::pin(response))))
 }
 
 /// A client asked for an ApiVersions version this broker does not know: answer in v0 with

@@ -367,7 +367,7 @@ impl Groups {
             .ok_or(ErrorCode::COORDINATOR_NOT_AVAILABLE)?
             .id;
         let task_broker = broker.clone();
-        tokio::task::spawn_blocking(move || {
+        crate::blocking::spawn(move || {
             task_broker
                 .producer_states
                 .with_table(OFFSETS_TOPIC, topic_id, partition, &log, |table| {
@@ -431,7 +431,7 @@ impl Groups {
             .map_err(|_| ErrorCode::UNKNOWN_SERVER_ERROR)?;
         let task_broker = broker.clone();
         let appending = replica.clone();
-        let appended = tokio::task::spawn_blocking(move || {
+        let appended = crate::blocking::spawn(move || {
             append_txn_batch(
                 &task_broker,
                 &appending,
@@ -865,7 +865,7 @@ pub(crate) fn replay(log: &weir_log::Log, partition: i32) -> Result<Replayed, cr
 /// when this broker has no log of it).
 async fn replay_partition(broker: &Broker, partition: i32) -> Result<Replayed, crate::BrokerError> {
     match broker.partitions.log(OFFSETS_TOPIC, partition) {
-        Some(log) => tokio::task::spawn_blocking(move || replay(&log, partition))
+        Some(log) => crate::blocking::spawn(move || replay(&log, partition))
             .await
             .map_err(|_| crate::BrokerError::TaskFailed)?,
         None => Ok(Replayed::default()),

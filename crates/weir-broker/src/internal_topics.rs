@@ -249,7 +249,7 @@ pub(crate) async fn append(
     let batch = builder.build().map_err(AppendFailure::Records)?;
     let appending = replica.clone();
     let dir = replica.log.dir().to_path_buf();
-    let info = tokio::task::spawn_blocking(move || {
+    let info = crate::blocking::spawn(move || {
         crate::replication::append_as_leader(&appending, leader_epoch, &batch)
     })
     .await

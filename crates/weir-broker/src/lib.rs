@@ -35,6 +35,8 @@
 
 mod admin;
 mod admin_http;
+mod append_lane;
+mod blocking;
 mod cluster;
 pub mod config;
 mod connection;

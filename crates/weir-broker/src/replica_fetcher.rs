@@ -436,7 +436,7 @@ async fn truncate_round(
                 let replica = w.replica.clone();
                 let b = broker.clone();
                 let leader_epoch = w.leader_epoch;
-                let _ = tokio::task::spawn_blocking(move || {
+                let _ = crate::blocking::spawn(move || {
                     truncate_follower(&b, &replica, leader_epoch, hw)
                 })
                 .await;
@@ -502,7 +502,7 @@ async fn truncate_round(
         let replica = w.replica.clone();
         let b = broker.clone();
         let leader_epoch = w.leader_epoch;
-        let decided = tokio::task::spawn_blocking(move || {
+        let decided = crate::blocking::spawn(move || {
             let log = &replica.log;
             let local = log.end_offset_for_epoch(leader.leader_epoch);
             let local = weir_replication::EpochEndOffset {
@@ -627,7 +627,7 @@ async fn fetch_round(
     }
     let b = broker.clone();
     let durable = settings.durable_acks;
-    let outcomes = tokio::task::spawn_blocking(move || {
+    let outcomes = crate::blocking::spawn(move || {
         results
             .into_iter()
             .map(|(w, data)| {

@@ -418,7 +418,7 @@ impl Replicas {
             } else if !replica.flush_scheduled.swap(true, Ordering::AcqRel) {
                 let replicas = self.clone();
                 let replica = replica.clone();
-                tokio::task::spawn_blocking(move || {
+                crate::blocking::spawn(move || {
                     // Cleared before the fsync: an append during it schedules the next one.
                     replica.flush_scheduled.store(false, Ordering::Release);
                     let end = replica.log.log_end_offset();

@@ -206,7 +206,7 @@ impl Server {
         self.broker.cluster.stop_background().await;
         info!("all connections closed; flushing logs");
         match Arc::try_unwrap(self.broker) {
-            Ok(broker) => tokio::task::spawn_blocking(move || broker.close())
+            Ok(broker) => crate::blocking::spawn(move || broker.close())
                 .await
                 .map_err(|_| ServerError::Broker(BrokerError::TaskFailed))??,
             // Something still holds the state (a detached task); flush what we can.
@@ -234,7 +234,7 @@ async fn run_periodically(
         tokio::select! {
             _ = interval.tick() => {
                 let b = broker.clone();
-                if tokio::task::spawn_blocking(move || work(&b)).await.is_err() {
+                if crate::blocking::spawn(move || work(&b)).await.is_err() {
                     error!(task = what, "periodic task failed");
                 }
             }
@@ -285,7 +285,7 @@ async fn cleaner_loop(broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
             return;
         }
         let b = broker.clone();
-        let busy = match tokio::task::spawn_blocking(move || {
+        let busy = match crate::blocking::spawn(move || {
             b.partitions
                 .clean_step(|tp| b.cleanable_end(&tp.topic, tp.partition))
         })

@@ -55,14 +55,14 @@ impl Broker {
         let meta_dir = config.log_dirs.first().cloned().unwrap_or_default();
         let partitions = {
             let config = config.clone();
-            tokio::task::spawn_blocking(move || Partitions::open(&config))
+            crate::blocking::spawn(move || Partitions::open(&config))
                 .await
                 .map_err(|_| BrokerError::TaskFailed)??
         };
         let bootstrap = {
             let dir = meta_dir.clone();
             let node = config.node_id;
-            tokio::task::spawn_blocking(move || crate::cluster::legacy_bootstrap(&dir, node))
+            crate::blocking::spawn(move || crate::cluster::legacy_bootstrap(&dir, node))
                 .await
                 .map_err(|_| BrokerError::TaskFailed)??
         };
@@ -89,7 +89,7 @@ impl Broker {
         let partitions = {
             let image = image.clone();
             let node = config.node_id;
-            tokio::task::spawn_blocking(move || {
+            crate::blocking::spawn(move || {
                 crate::cluster::reconcile_logs(node, &partitions, None, &image).map(|()| partitions)
             })
             .await
@@ -120,7 +120,7 @@ impl Broker {
         crate::transactions::open(&broker);
         {
             let b = broker.clone();
-            tokio::task::spawn_blocking(move || b.replicas.apply(&b, &b.topics.image()))
+            crate::blocking::spawn(move || b.replicas.apply(&b, &b.topics.image()))
                 .await
                 .map_err(|_| BrokerError::TaskFailed)?;
         }

@@ -236,12 +236,10 @@ impl Transactions {
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let records = match broker.partitions.log(STATE_TOPIC, partition) {
-                Some(log) => {
-                    tokio::task::spawn_blocking(move || crate::groups::replay(&log, partition))
-                        .await
-                        .map_err(|_| crate::BrokerError::TaskFailed)
-                        .and_then(|r| r)
-                }
+                Some(log) => crate::blocking::spawn(move || crate::groups::replay(&log, partition))
+                    .await
+                    .map_err(|_| crate::BrokerError::TaskFailed)
+                    .and_then(|r| r),
                 None => Ok(crate::groups::Replayed::default()),
             };
             let records = match records {
@@ -312,10 +310,9 @@ impl Transactions {
     ) -> Reply {
         if needs_id && self.spare_id.lock().is_none() {
             let task_broker = broker.clone();
-            let allocated = tokio::task::spawn_blocking(move || {
-                task_broker.producer_ids.allocate(&task_broker)
-            })
-            .await;
+            let allocated =
+                crate::blocking::spawn(move || task_broker.producer_ids.allocate(&task_broker))
+                    .await;
             match allocated {
                 Ok(Ok(id)) => {
                     let mut spare = self.spare_id.lock();

@@ -2,12 +2,13 @@
 //! [`File`], so tests can swap in [`crate::fault::FaultFs`] to tear writes, fail fsyncs and
 //! crash.
 
+use std::cell::Cell;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// A directory tree of files. Paths are absolute or relative to the process; the log only
 /// touches paths under its own partition directory.
@@ -116,57 +117,118 @@ pub(crate) fn read_up_to(file: &dyn File, buf: &mut [u8], pos: u64) -> io::Resul
     Ok(done)
 }
 
+/// Watches the blocking operations of [`StdFs`]: called with the operation's name and path
+/// before each one, on the thread about to block. Services built on the log (the broker) run
+/// file I/O off their async runtime's worker threads; their tests install an observer that
+/// reports any operation outside [`allow_blocking`] on a runtime thread. One per process,
+/// the first wins; without one an operation costs a single atomic load.
+pub type BlockingIoObserver = Box<dyn Fn(&'static str, &Path) + Send + Sync>;
+
+static OBSERVER: OnceLock<BlockingIoObserver> = OnceLock::new();
+
+thread_local! {
+    static BLOCKING_ALLOWED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs the process's [`BlockingIoObserver`]; false when one was installed already.
+pub fn observe_blocking_io(observer: BlockingIoObserver) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+/// Runs `f` as code that may block on file I/O (a blocking-pool task, a dedicated thread):
+/// what [`blocking_allowed`] reports inside it.
+pub fn allow_blocking<R>(f: impl FnOnce() -> R) -> R {
+    let before = BLOCKING_ALLOWED.replace(true);
+    // Restored even when `f` unwinds, so a caught panic does not leave the thread marked.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BLOCKING_ALLOWED.set(self.0);
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+/// Whether the current thread is inside [`allow_blocking`].
+pub fn blocking_allowed() -> bool {
+    BLOCKING_ALLOWED.get()
+}
+
+fn observe(op: &'static str, path: &Path) {
+    if let Some(observer) = OBSERVER.get() {
+        observer(op, path);
+    }
+}
+
 /// The real file system through `std::fs`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdFs;
 
 #[derive(Debug)]
-struct StdFile(std::fs::File);
+struct StdFile {
+    file: std::fs::File,
+    /// For [`BlockingIoObserver`]s.
+    path: PathBuf,
+}
 
 impl File for StdFile {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        self.0.read_at(buf, pos)
+        observe("read", &self.path);
+        self.file.read_at(buf, pos)
     }
     fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
-        FileExt::write_all_at(&self.0, buf, pos)
+        observe("write", &self.path);
+        FileExt::write_all_at(&self.file, buf, pos)
     }
     fn len(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        observe("set_len", &self.path);
+        self.file.set_len(len)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        observe("fsync", &self.path);
+        self.file.sync_data()
     }
     fn as_std(&self) -> Option<&std::fs::File> {
-        Some(&self.0)
+        Some(&self.file)
     }
 }
 
 impl FileSystem for StdFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        observe("create_dir_all", path);
         std::fs::create_dir_all(path)
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        observe("open", path);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(create)
             .truncate(false)
             .open(path)?;
-        Ok(Arc::new(StdFile(file)))
+        Ok(Arc::new(StdFile {
+            file,
+            path: path.to_path_buf(),
+        }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
+        observe("remove_file", path);
         std::fs::remove_file(path)
     }
     fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        observe("remove_dir_all", path);
         std::fs::remove_dir_all(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        observe("rename", from);
         std::fs::rename(from, to)
     }
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {
+        observe("list_dir", path);
         let mut names = Vec::new();
         for entry in std::fs::read_dir(path)? {
             if let Ok(name) = entry?.file_name().into_string() {
@@ -187,6 +249,7 @@ impl FileSystem for StdFs {
         Ok(ms)
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        observe("fsync_dir", path);
         std::fs::File::open(path)?.sync_all()
     }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn handle(
 ) -> AlterReplicaLogDirsResponse {
     let b = broker.clone();
     let dirs = request.dirs.clone();
-    let results = match tokio::task::spawn_blocking(move || alter(&b, dirs)).await {
+    let results = match crate::blocking::spawn(move || alter(&b, dirs)).await {
         Ok(results) => results,
         // The task did not finish: whether a move completed is unknown.
         Err(_) => answer(request.dirs.iter().flat_map(|dir| {

@@ -37,7 +37,7 @@ pub(crate) async fn handle(
         .collect();
     let task_broker = broker.clone();
     // Deleting segments is file I/O.
-    let topics = tokio::task::spawn_blocking(move || {
+    let topics = crate::blocking::spawn(move || {
         request
             .topics
             .iter()

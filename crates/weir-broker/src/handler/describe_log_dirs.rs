@@ -31,7 +31,7 @@ pub(crate) async fn handle(
 ) -> DescribeLogDirsResponse {
     // File system calls (statvfs) go to the blocking pool, like every other disk access.
     let b = broker.clone();
-    match tokio::task::spawn_blocking(move || describe(&b, request.topics)).await {
+    match crate::blocking::spawn(move || describe(&b, request.topics)).await {
         Ok(results) => DescribeLogDirsResponse {
             results,
             ..DescribeLogDirsResponse::default()

@@ -29,7 +29,7 @@ pub(crate) async fn handle(
     let fallback = each_partition(&request, |_, p| failed(p, ErrorCode::KAFKA_STORAGE_ERROR));
     let task_broker = broker.clone();
     // A producer table not loaded yet is rebuilt from the log, which reads segment files.
-    let topics = tokio::task::spawn_blocking(move || {
+    let topics = crate::blocking::spawn(move || {
         each_partition(&request, |topic, p| {
             describe_partition(&task_broker, topic, p)
         })

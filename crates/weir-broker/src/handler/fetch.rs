@@ -260,9 +260,7 @@ fn log_ends(broker: &Broker, topics: &[TopicFetch], limits: Limits) -> Vec<i64> 
 async fn read(broker: &Arc<Broker>, topics: &Arc<Vec<TopicFetch>>, limits: Limits) -> Pass {
     let task_broker = broker.clone();
     let task_topics = topics.clone();
-    match tokio::task::spawn_blocking(move || read_blocking(&task_broker, &task_topics, limits))
-        .await
-    {
+    match crate::blocking::spawn(move || read_blocking(&task_broker, &task_topics, limits)).await {
         Ok(pass) => pass,
         Err(_) => Pass {
             responses: topics
@@ -454,7 +452,7 @@ mod tests {
             .await
             .unwrap();
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || b.create_topic("t", 1, BTreeMap::new()).unwrap())
+        crate::blocking::spawn(move || b.create_topic("t", 1, BTreeMap::new()).unwrap())
             .await
             .unwrap();
         let request = FetchRequest {

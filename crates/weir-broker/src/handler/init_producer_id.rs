@@ -31,11 +31,10 @@ pub(crate) async fn handle(
     }
     let task_broker = broker.clone();
     // Now and then a new block of ids comes from the controller (a metadata log write).
-    let allocated =
-        tokio::task::spawn_blocking(move || task_broker.producer_ids.allocate(&task_broker))
-            .await
-            .map_err(|_| AdminError::Broker(BrokerError::TaskFailed))
-            .and_then(|r| r);
+    let allocated = crate::blocking::spawn(move || task_broker.producer_ids.allocate(&task_broker))
+        .await
+        .map_err(|_| AdminError::Broker(BrokerError::TaskFailed))
+        .and_then(|r| r);
     match allocated {
         Ok(producer_id) => {
             debug!(

@@ -39,7 +39,7 @@ pub(crate) async fn handle(
     let fallback = error_response(&request, ErrorCode::KAFKA_STORAGE_ERROR);
     let task_broker = broker.clone();
     // Looking up by timestamp reads segment files.
-    let topics = tokio::task::spawn_blocking(move || {
+    let topics = crate::blocking::spawn(move || {
         request
             .topics
             .iter()

@@ -106,11 +106,6 @@ impl Appended {
         add_leader_hints(broker, &mut response);
         response
     }
-
-    /// Whether the answer waits for nothing.
-    pub(crate) fn is_complete(&self) -> bool {
-        self.commits.is_empty()
-    }
 }
 
 /// Appends every partition's batch (on the blocking pool); what an acks=all answer still waits
@@ -120,6 +115,30 @@ pub(crate) async fn append(
     ctx: &RequestContext,
     request: ProduceRequest,
 ) -> Appended {
+    let prepared = prepare(broker, ctx, request).await;
+    let fallback = prepared.storage_errors();
+    let task_broker = broker.clone();
+    crate::blocking::spawn(move || prepared.append(&task_broker))
+        .await
+        .unwrap_or(fallback)
+}
+
+/// A Produce resolved and (KIP-890) verified, ready to append: what is left is blocking work,
+/// which the connection runs on its append lane (`connection`) or [`append`] on the pool.
+pub(crate) struct Prepared {
+    plans: Vec<TopicPlan>,
+    verified: Verified,
+    acks: i16,
+    deadline: tokio::time::Instant,
+}
+
+/// Resolves a request's topics and verifies its transactional batches with their coordinator:
+/// everything before the appends that may wait on the network.
+pub(crate) async fn prepare(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    request: ProduceRequest,
+) -> Prepared {
     let by_id = ctx.api_version >= 13;
     let acks_valid = matches!(request.acks, -1..=1);
     let plans: Vec<TopicPlan> = request
@@ -173,21 +192,46 @@ pub(crate) async fn append(
         }
         None => Verified::default(),
     };
-    let fallback: Vec<TopicProduceResponse> = plans
-        .iter()
-        .map(|plan| {
-            topic_response(
-                plan,
-                plan.partitions
-                    .iter()
-                    .map(|(index, _)| failed(*index, ErrorCode::KAFKA_STORAGE_ERROR, None))
-                    .collect(),
-            )
-        })
-        .collect();
-    let task_broker = broker.clone();
-    let acks = request.acks;
-    let (responses, commits) = tokio::task::spawn_blocking(move || {
+    Prepared {
+        plans,
+        verified,
+        acks: request.acks,
+        deadline: tokio::time::Instant::now()
+            + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
+    }
+}
+
+impl Prepared {
+    /// The answer when the appends could not run at all: KAFKA_STORAGE_ERROR everywhere.
+    pub(crate) fn storage_errors(&self) -> Appended {
+        Appended {
+            responses: self
+                .plans
+                .iter()
+                .map(|plan| {
+                    topic_response(
+                        plan,
+                        plan.partitions
+                            .iter()
+                            .map(|(index, _)| failed(*index, ErrorCode::KAFKA_STORAGE_ERROR, None))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            commits: Vec::new(),
+            deadline: self.deadline,
+        }
+    }
+
+    /// Appends every partition's batch, here and now (blocking file I/O: call it on the
+    /// blocking pool), and wakes waiting fetches once.
+    pub(crate) fn append(self, broker: &Arc<Broker>) -> Appended {
+        let Prepared {
+            plans,
+            verified,
+            acks,
+            deadline,
+        } = self;
         let mut appended = false;
         let mut commits = Vec::new();
         let responses: Vec<TopicProduceResponse> = plans
@@ -206,7 +250,7 @@ pub(crate) async fn append(
                                     .enabled
                                     .then(|| verified.guards.get(&(t, p)).copied());
                                 let (response, commit) = produce_partition(
-                                    &task_broker,
+                                    broker,
                                     topic,
                                     *index,
                                     records.as_ref(),
@@ -225,17 +269,13 @@ pub(crate) async fn append(
             })
             .collect();
         if appended {
-            task_broker.partitions.notify_appended();
+            broker.partitions.notify_appended();
         }
-        (responses, commits)
-    })
-    .await
-    .unwrap_or((fallback, Vec::new()));
-    Appended {
-        responses,
-        commits,
-        deadline: tokio::time::Instant::now()
-            + Duration::from_millis(u64::try_from(request.timeout_ms).unwrap_or(0)),
+        Appended {
+            responses,
+            commits,
+            deadline,
+        }
     }
 }
 
@@ -286,7 +326,7 @@ async fn verify_transactional(
     // Only batches that would open a transaction on their partition need the coordinator; a
     // guard is set for each before asking, which a marker arriving meanwhile removes.
     let task_broker = broker.clone();
-    let unverified = tokio::task::spawn_blocking(move || {
+    let unverified = crate::blocking::spawn(move || {
         batches
             .into_iter()
             .filter_map(|(t, p, topic, index, batch)| {

@@ -74,7 +74,7 @@ pub(crate) async fn write(
         .map(|m| (m.producer_id, m.transaction_result))
         .collect();
     let task_broker = broker.clone();
-    let written = tokio::task::spawn_blocking(move || write_all(&task_broker, &request)).await;
+    let written = crate::blocking::spawn(move || write_all(&task_broker, &request)).await;
     let (mut markers, commits) = written.unwrap_or((fallback, Vec::new()));
     let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
     for ((m, t, p), e) in broker.replicas.wait_for_acks(commits, deadline).await {

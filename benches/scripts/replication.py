@@ -226,6 +226,12 @@ def create_topic(cluster, rf):
     return name
 
 
+def delete_topic(cluster, topic):
+    admin = admin_of(cluster)  # Kept alive until the futures complete.
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        future.result(timeout=30)
+
+
 def producer(cluster, **config):
     settings = {"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 0}
     # librdkafka's property names with "_" for "."; callbacks (error_cb) keep their names.
@@ -416,7 +422,8 @@ def fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight):
                           str(max_in_flight), "all", str(RECORD)],
                          check=True, capture_output=True, text=True).stdout
     fields = dict(kv.split("=", 1) for kv in out.split())
-    return {"achieved": float(fields["achieved"]), "p50": float(fields["p50_ms"]),
+    return {"achieved": float(fields["achieved"]),
+            "acknowledged": float(fields["acknowledged_per_s"]), "p50": float(fields["p50_ms"]),
             "p99": float(fields["p99_ms"]), "p999": float(fields["p999_ms"]),
             "max": float(fields["max_ms"]), "errors": int(fields["errors"]),
             "queue_full": fields["queue_full"] == "true",
@@ -424,11 +431,16 @@ def fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight):
 
 
 def measure_fixed_rates(latency_tool, cluster, rf, rates, seconds, rows, label, max_in_flight):
-    """Measurement 4: latency per offered rate, up to the first rate the client cannot hold."""
-    topic = create_topic(cluster, rf)
+    """Measurement 4: latency per offered rate, up to the first rate the client cannot hold.
+    Each rate writes to a topic of its own, deleted afterwards: the peak probe alone writes
+    gigabytes (times the replication factor), which would otherwise fill a small disk."""
     for rate in rates:
         before = load()
-        r = fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight)
+        topic = create_topic(cluster, rf)
+        try:
+            r = fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight)
+        finally:
+            delete_topic(cluster, topic)
         held = r["achieved"] >= 0.95 * rate and not r["queue_full"]
         notes = [f"{r['errors']} errors" if r["errors"] else "no errors"]
         if r["queue_full"]:
@@ -436,6 +448,7 @@ def measure_fixed_rates(latency_tool, cluster, rf, rates, seconds, rows, label, 
         if r["unacknowledged"]:
             notes.append(f"{r['unacknowledged']:,} unacknowledged after 60 s, purged")
         rows.append(f"| {label} | {rate:,} | {r['achieved']:,.0f}{'' if held else ' (not held)'} "
+                    f"| {r['acknowledged']:,.0f} "
                     f"| {r['p50']:.2f} | {r['p99']:.2f} | {r['p999']:.2f} | {r['max']:.1f} "
                     f"| {max(before, load()):.1f} | {'; '.join(notes)} |")
         log(rows[-1])
@@ -452,9 +465,9 @@ def measure_disk_floor(baseline, root, rates, seconds, rows):
         out = subprocess.run([baseline, str(rate), str(seconds), root, str(RECORD)],
                              check=True, capture_output=True, text=True).stdout
         fields = dict(kv.split("=", 1) for kv in out.split())
-        rows.append(f"| disk floor: write → fdatasync, no broker | {rate:,} | {rate:,} "
+        rows.append(f"| disk floor: write → fdatasync, no broker | {rate:,} | {rate:,} | {rate:,} "
                     f"| {float(fields['p50_ms']):.2f} | {float(fields['p99_ms']):.2f} "
-                    f"| {float(fields['p999_ms']):.2f} | {max(before, load()):.1f} "
+                    f"| {float(fields['p999_ms']):.2f} | — | {max(before, load()):.1f} "
                     f"| fdatasync p50/p99 {fields['fsync_p50_ms']}/{fields['fsync_p99_ms']} ms |")
         log(rows[-1])
 
@@ -471,12 +484,16 @@ def main():
                         help="fewer records, 100 MiB catch-up instead of 1 GiB")
     parser.add_argument("--port-offset", type=int, default=600,
                         help="added to every port (default 600: 9694, 9696, 9698)")
-    parser.add_argument("--rates", default="2000,5000,10000,20000",
-                        help="offered rates for the latency measurement (records/s)")
+    parser.add_argument("--rates", default="2000,20000,50000,100000,200000,400000",
+                        help="offered rates for the latency measurement (records/s); the "
+                             "last, beyond what one producer sustains, measures the peak "
+                             "(acknowledged/s)")
     parser.add_argument("--latency-tool", default=os.environ.get(
         "WEIR_PRODUCE_LATENCY", "target/release/produce-latency"),
         help="the fixed-rate producer (cargo build --release -p weir-benches "
              "--bin produce-latency), needed by measurement 4")
+    parser.add_argument("--rate-seconds", type=int, default=None,
+                        help="seconds per rate in measurement 4 (default 10, 3 with --quick)")
     parser.add_argument("--only", default="1,2,3,4", help="which measurements to run")
     parser.add_argument("--setups", default="1:true,3:true,1:false,3:false",
                         help="measurement 4's clusters as NODES:DURABLE_ACKS (RF = NODES)")
@@ -498,7 +515,7 @@ def main():
     rates = [int(x) for x in args.rates.split(",")]
     count = 100_000 if args.quick else 500_000
     catch_up_mib = 100 if args.quick else 1024
-    rate_seconds = 3 if args.quick else 10
+    rate_seconds = args.rate_seconds or (3 if args.quick else 10)
 
     # SIGTERM (or ^C) must still reach the finally below and stop the nodes.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -534,8 +551,9 @@ def main():
             finally:
                 c.stop()
         if 4 in only:
-            measure_disk_floor(os.path.abspath(args.baseline), root, rates, rate_seconds,
-                               rate_rows)
+            # The floor only where the broker holds the rate: the last rate probes the peak.
+            measure_disk_floor(os.path.abspath(args.baseline), root,
+                               [r for r in rates if r <= 200_000], rate_seconds, rate_rows)
             # librdkafka's default max.in.flight (1,000,000) sends every record as its own
             # request; 5 (the Java producer's default, and librdkafka's with idempotence) lets
             # records queue up behind the requests in flight and go together.
@@ -596,8 +614,9 @@ def print_report(throughput, throughput_rows, failover_rows, catch_up_rows, rate
     if rate_rows:
         print(f"\n4. Produce latency at fixed rates: one producer, single 1 KiB records, "
               f"linger.ms=0, acks=all, {rate_seconds} s per rate\n")
-        print("| setup | offered/s | sent/s | p50 ms | p99 ms | p99.9 ms | max ms | load | errors |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| setup | offered/s | sent/s | acknowledged/s | p50 ms | p99 ms | p99.9 ms | max ms "
+              "| load | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(rate_rows))
 
 

@@ -8,7 +8,7 @@
 //! a Kafka-compatible cluster.
 //!
 //! ```
-//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, TopologyTestDriver,
+//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, Nullable, TopologyTestDriver,
 //!     TestInputTopic, TestOutputTopic, TestRecord};
 //!
 //! # fn main() -> Result<(), weir_streams::Error> {
@@ -19,7 +19,7 @@
 //!     .group_by(|_, word| word.clone())
 //!     .count()
 //!     .to_stream()
-//!     .to("word-counts", StringSerde, I64Serde);
+//!     .to("word-counts", StringSerde, Nullable(I64Serde));
 //! let mut driver = TopologyTestDriver::new(builder.build()?);
 //! let input = TestInputTopic::new("words", StringSerde, StringSerde);
 //! let output = TestOutputTopic::new("word-counts", StringSerde, I64Serde);
@@ -99,23 +99,31 @@
 
 mod driver;
 mod error;
+mod join;
 mod kstream;
+mod ktable;
 mod runtime;
 pub mod serdes;
 mod store;
 mod topology;
 mod window;
+mod windowed;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
 pub use kstream::{
-    BranchedKStream, KGroupedStream, KStream, KTable, Predicate, RecordTimestamp, StreamsBuilder,
-    TimeWindowedKStream, TimestampExtractor,
+    BranchedKStream, KGroupedStream, KStream, Predicate, RecordTimestamp, StreamsBuilder,
+    TimestampExtractor,
 };
+pub use ktable::{KTable, Suppressed};
 pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
-    BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, StringSerde, TimeWindowedSerde,
+    BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,
+    TimeWindowedSerde,
 };
 pub use store::ReadOnlyKeyValueStore;
 pub use topology::{Data, RawRecord, TaskMetrics, Topology};
-pub use window::{TumblingWindows, Window, Windowed};
+pub use window::{
+    JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
+};
+pub use windowed::{SessionWindowedKStream, TimeWindowedKStream};

@@ -46,7 +46,7 @@ fn topology() -> Topology {
         .materialized_as("clicks-per-user")
         .count()
         .to_stream()
-        .to("clicks-per-user", StringSerde, I64Serde);
+        .to("clicks-per-user", StringSerde, Nullable(I64Serde));
     builder.build().unwrap()
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir_streams::{
-    I64Serde, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic, TopologyTestDriver,
-    TumblingWindows, Windowed,
+    I64Serde, Nullable, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic,
+    TopologyTestDriver, TumblingWindows, Windowed,
 };
 
 fn inputs() -> impl Strategy<Value = Vec<(u8, i64)>> {
@@ -25,7 +25,7 @@ proptest! {
             .materialized_as("counts")
             .count()
             .to_stream()
-            .to("out", StringSerde, I64Serde);
+            .to("out", StringSerde, Nullable(I64Serde));
         let mut driver = TopologyTestDriver::new(builder.build().unwrap());
         let input = TestInputTopic::new("in", StringSerde, I64Serde);
         let mut model: BTreeMap<String, i64> = BTreeMap::new();

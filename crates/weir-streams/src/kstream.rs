@@ -120,9 +120,9 @@ impl StreamsBuilder {
 
     /// The records of `topic` as a table (Kafka's `StreamsBuilder#table`), materialized in a
     /// key-value store named `<topic>-STATE-STORE-<n>`: each record is the new value of its
-    /// key, and a null value (`None` from the value serde, e.g. a [`Nullable`]
-    /// (crate::Nullable) one) deletes the key and is forwarded as a tombstone. Records
-    /// without a key are skipped, as Kafka does.
+    /// key, and a null value (`None` from the value serde, e.g. a
+    /// [`Nullable`](crate::Nullable) one) deletes the key and is forwarded as a tombstone.
+    /// Records without a key are skipped, as Kafka does.
     pub fn table<K: Data + Ord, V: Data>(
         &self,
         topic: &str,

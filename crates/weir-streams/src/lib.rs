@@ -104,9 +104,14 @@
 //!   with the emit interval at zero). Table-table ([`KTable::join`], [`KTable::left_join`],
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
 //!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`.
-//! - **Bad input.** A key or value that does not deserialize stops processing with
-//!   [`Error::Deserialize`] naming topic, partition and offset (Kafka's default
-//!   `LogAndFailExceptionHandler`). Records without a key need a [`Nullable`] key serde.
+//! - **Bad input.** A key or value that does not deserialize goes to the
+//!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
+//!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
+//!   (Kafka's `LogAndFailExceptionHandler`); `LogAndContinue` logs and skips the record;
+//!   `DeadLetterQueue(topic)` also writes its raw key, value and timestamp to `topic` (the
+//!   error goes to the log, not to headers as KIP-1034's does). Skipped records are counted
+//!   in [`TaskMetrics::dropped_deserialization_errors`]. Records without a key need a
+//!   [`Nullable`] key serde.
 //! - **Nulls.** Keys and values are typed, so a null is the `None` of a [`Nullable`] serde
 //!   and aggregations and joins treat it like any other value; Kafka Streams' aggregations
 //!   and stream joins skip records with a null key or value. Filter them out first for
@@ -139,8 +144,7 @@
 //!   queries by time range;
 //! - the processor API and punctuation; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
-//!   transaction will go); deserialization handlers other than fail (log-and-skip,
-//!   dead-letter topic);
+//!   transaction will go); a production exception handler;
 //! - a benchmark, and a comparison with Apache Kafka Streams on the same input.
 //!
 //! The DSL cannot build a cycle (an operator only ever feeds a node made after it), so the
@@ -171,7 +175,7 @@ pub use serdes::{
     TimeWindowedSerde,
 };
 pub use store::ReadOnlyKeyValueStore;
-pub use topology::{Data, RawRecord, TaskMetrics, Topology};
+pub use topology::{Data, DeserializationExceptionHandler, RawRecord, TaskMetrics, Topology};
 pub use window::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
 };

@@ -734,3 +734,55 @@ fn stream_stream_outer_join_emits_both_sides_after_window_and_grace() {
         vec![(s("none/x"), 100), (s("a/none"), 200)]
     );
 }
+
+#[test]
+fn deserialization_errors_fail_skip_or_go_to_a_dead_letter_topic() {
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("in", StringSerde, I64Serde)
+            .to("out", StringSerde, I64Serde);
+        builder.build().unwrap()
+    };
+    let bad = |driver: &mut TopologyTestDriver| {
+        driver.pipe_raw(
+            "in",
+            Some(bytes::Bytes::from_static(b"k")),
+            Some(bytes::Bytes::from_static(b"not 8 bytes")),
+            7,
+        )
+    };
+    let good = |driver: &mut TopologyTestDriver| driver.pipe_input(&counts_in(), &s("k"), &1, 8);
+    let out = || TestOutputTopic::new("out", StringSerde, I64Serde);
+
+    let mut driver = TopologyTestDriver::new(topology());
+    match bad(&mut driver) {
+        Err(Error::Deserialize {
+            topic,
+            partition: 0,
+            offset: 0,
+            part: "value",
+            ..
+        }) => assert_eq!(topic, "in"),
+        other => panic!("expected a deserialization error, got {other:?}"),
+    }
+
+    use weir_streams::DeserializationExceptionHandler as Handler;
+    let mut driver = TopologyTestDriver::new(topology())
+        .with_deserialization_exception_handler(Handler::LogAndContinue);
+    bad(&mut driver).unwrap();
+    good(&mut driver).unwrap();
+    assert_eq!(driver.read_output(&out()).unwrap(), vec![rec(s("k"), 1, 8)]);
+    assert_eq!(driver.metrics().dropped_deserialization_errors, 1);
+
+    let mut driver = TopologyTestDriver::new(topology())
+        .with_deserialization_exception_handler(Handler::DeadLetterQueue(s("in-dlq")));
+    bad(&mut driver).unwrap();
+    good(&mut driver).unwrap();
+    assert_eq!(driver.read_output(&out()).unwrap(), vec![rec(s("k"), 1, 8)]);
+    let dead = TestOutputTopic::new("in-dlq", StringSerde, StringSerde);
+    assert_eq!(
+        driver.read_output(&dead).unwrap(),
+        vec![rec(s("k"), s("not 8 bytes"), 7)]
+    );
+}

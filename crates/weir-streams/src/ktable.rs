@@ -1,7 +1,7 @@
 //! [`KTable`]: a changelog stream held in a state store, its operators (filter, map_values,
 //! to_stream), table-table joins, and suppress ("emit final results") for windowed tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -305,6 +305,168 @@ impl<K: Data, V: Data> KTable<K, V> {
                 ),
                 None => Ok(()),
             }
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter,
+            grace_ms: None,
+        }
+    }
+}
+
+impl<K: Data + Ord, V: Data> KTable<K, V> {
+    /// The inner foreign-key join with `other` (Kafka's `KTable#join(other,
+    /// foreignKeyExtractor, joiner)`): each row of this table joins the row of `other` whose
+    /// key `extractor` takes from its value; the result is keyed by this table's key. A new
+    /// row emits its joined row if `other` holds the foreign key; an updated row emits it,
+    /// or a tombstone for the result it may have had; a deleted row emits a tombstone. An
+    /// update of `other` re-emits every row of this table that refers to it (a tombstone
+    /// when `other` deleted it). Results carry the triggering record's timestamp.
+    pub fn join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.foreign_key_join(other, extractor, false, move |value, other| {
+            other.map(|other| joiner(value, other))
+        })
+    }
+
+    /// The left foreign-key join with `other` (Kafka's `KTable#leftJoin(other,
+    /// foreignKeyExtractor, joiner)`): as [`KTable::join_foreign_key`], but a row whose
+    /// foreign key `other` does not hold is emitted as `joiner(value, None)`.
+    pub fn left_join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.foreign_key_join(other, extractor, true, move |value, other| {
+            Some(joiner(value, other))
+        })
+    }
+
+    /// Both sides of a foreign-key join. The subscriptions Kafka keeps in a store and sends
+    /// through topics are an index from foreign key to this table's keys here: one task
+    /// sees both tables.
+    fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        left: bool,
+        joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
+    ) -> KTable<K, VR> {
+        let extractor = Arc::new(Mutex::new(extractor));
+        let joiner = Arc::new(Mutex::new(joiner));
+        let subscriptions: Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>> =
+            Arc::new(Mutex::new(BTreeMap::new()));
+        let node: Node<K, Change<VR>> = Node::new();
+
+        let (this_getter, other_getter) = (Arc::clone(&self.getter), Arc::clone(&other.getter));
+        let (extract, join) = (Arc::clone(&extractor), Arc::clone(&joiner));
+        let getter: Getter<K, VR> = Arc::new(move |key: &K| {
+            let (value, timestamp) = this_getter(key)?;
+            let foreign_key = (extract.lock())(&value);
+            let other = other_getter(&foreign_key);
+            let joined = (join.lock())(&value, other.as_ref().map(|(other, _)| other))?;
+            Some((joined, timestamp))
+        });
+
+        // This table's updates: move the subscription, then look the foreign key up.
+        let other_getter = Arc::clone(&other.getter);
+        let (extract, join, subscribed) = (
+            Arc::clone(&extractor),
+            Arc::clone(&joiner),
+            Arc::clone(&subscriptions),
+        );
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            let key = record.key;
+            let (old_key, new_key) = {
+                let mut extract = extract.lock();
+                (
+                    record.value.old.as_ref().map(&mut *extract),
+                    record.value.new.as_ref().map(&mut *extract),
+                )
+            };
+            {
+                let mut subscribed = subscribed.lock();
+                if let Some(old_key) = &old_key {
+                    if let Some(keys) = subscribed.get_mut(old_key) {
+                        keys.remove(&key);
+                        if keys.is_empty() {
+                            subscribed.remove(old_key);
+                        }
+                    }
+                }
+                if let Some(new_key) = &new_key {
+                    subscribed
+                        .entry(new_key.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+            }
+            let new = match (&record.value.new, new_key) {
+                (None, _) | (_, None) => {
+                    // A deleted row deletes its result, if it had one.
+                    if record.value.old.is_none() {
+                        return Ok(());
+                    }
+                    None
+                }
+                (Some(value), Some(foreign_key)) => {
+                    let other = other_getter(&foreign_key);
+                    let joined = (join.lock())(value, other.as_ref().map(|(other, _)| other));
+                    // Kafka's PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE: a new row of an inner
+                    // join has no earlier result to delete. An updated row deletes the
+                    // result it may have had (PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE).
+                    if joined.is_none() && !left && record.value.old.is_none() {
+                        return Ok(());
+                    }
+                    joined
+                }
+            };
+            next.forward(
+                ctx,
+                Record {
+                    key,
+                    value: Change { new, old: None },
+                    timestamp: record.timestamp,
+                },
+            )
+        });
+
+        // The other table's updates: every subscribed row again.
+        let this_getter = Arc::clone(&self.getter);
+        let next = node.clone();
+        other.node.add_sink(move |ctx, record| {
+            let keys: Vec<K> = subscriptions
+                .lock()
+                .get(&record.key)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                let Some((value, _)) = this_getter(&key) else {
+                    continue;
+                };
+                let new = (joiner.lock())(&value, record.value.new.as_ref());
+                if new.is_none() && record.value.old.is_none() {
+                    // Nothing was joined before and nothing is now.
+                    continue;
+                }
+                next.forward(
+                    ctx,
+                    Record {
+                        key,
+                        value: Change { new, old: None },
+                        timestamp: record.timestamp,
+                    },
+                )?;
+            }
+            Ok(())
         });
         KTable {
             node,

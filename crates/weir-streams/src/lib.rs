@@ -4,9 +4,10 @@
 //! tables read from topics through serdes, stateless operators (filter, map, flat_map,
 //! branch, merge...), grouping and aggregation into tables held in state stores, time
 //! (tumbling, hopping), sliding and session windows, suppression of intermediate window
-//! results, stream-table, stream-stream and table-table joins, and writes to topics. The
-//! topology is data plus closures and does no I/O; the [`TopologyTestDriver`] runs it
-//! in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible cluster.
+//! results, stream-table, stream-stream, table-table and foreign-key joins, and writes to
+//! topics. The topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
+//! runs it in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible
+//! cluster.
 //!
 //! ```
 //! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, Nullable, TopologyTestDriver,
@@ -103,7 +104,10 @@
 //!   `t + before + grace`), or at once when it arrives after its window closed (Kafka 3.1+,
 //!   with the emit interval at zero). Table-table ([`KTable::join`], [`KTable::left_join`],
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
-//!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`.
+//!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
+//!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's
+//!   subscription instructions, with the subscriptions an in-memory index instead of
+//!   topics (one task sees both tables); results carry the triggering record's timestamp.
 //! - **Bad input.** A key or value that does not deserialize goes to the
 //!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
 //!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
@@ -135,7 +139,7 @@
 //!   and wrong once work is split by partition;
 //! - tasks per input partition, several instances sharing work, co-partitioning checks (a
 //!   join of topics with different partition counts is not refused);
-//! - the foreign-key table join, `GlobalKTable`, `Materialized` for tables from topics and for
+//! - `GlobalKTable`, `Materialized` for tables from topics and for
 //!   filter/map_values/join results (their store names are generated or absent), versioned
 //!   tables, `suppress` with a time limit or a bounded buffer;
 //! - persistent stores, changelog topics and restoration; retention for time-window stores

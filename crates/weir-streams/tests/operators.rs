@@ -786,3 +786,60 @@ fn deserialization_errors_fail_skip_or_go_to_a_dead_letter_topic() {
         vec![rec(s("k"), s("not 8 bytes"), 7)]
     );
 }
+
+#[test]
+fn foreign_key_joins_follow_both_tables() {
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+    let products = builder.table("products", StringSerde, Nullable(StringSerde));
+    // An order's value is "product:quantity".
+    let product = |order: &String| order.split(':').next().unwrap_or_default().to_string();
+    orders
+        .join_foreign_key(&products, product, |order, name| format!("{order}={name}"))
+        .to_stream()
+        .to("inner", StringSerde, Nullable(StringSerde));
+    orders
+        .left_join_foreign_key(&products, product, |order, name| {
+            format!("{order}={}", name.map_or("?", String::as_str))
+        })
+        .to_stream()
+        .to("left-out", StringSerde, Nullable(StringSerde));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let (o, p) = (table_in("orders"), table_in("products"));
+    let v = |value: &str| Some(s(value));
+    driver.pipe_input(&p, &s("p1"), &v("apple"), 1).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v("p1:2"), 2).unwrap();
+    driver.pipe_input(&o, &s("o2"), &v("p2:1"), 3).unwrap();
+    driver.pipe_input(&p, &s("p2"), &v("pear"), 4).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v("p3:2"), 5).unwrap();
+    driver
+        .pipe_input(&p, &s("p1"), &v("green apple"), 6)
+        .unwrap();
+    driver.pipe_input(&p, &s("p2"), &None, 7).unwrap();
+    driver.pipe_input(&o, &s("o2"), &None, 8).unwrap();
+    // Inner: o1 joins apple (2); o2's product is missing and o2 is new: nothing (3); pear
+    // arrives for o2 (4); o1 moves to the missing p3: its result is deleted (5); p1 has no
+    // subscriber any more (6); p2 deleted: o2's result deleted (7); o2 deleted (8).
+    assert_eq!(
+        driver.read_output(&string_out("inner")).unwrap(),
+        vec![
+            rec(s("o1"), v("p1:2=apple"), 2),
+            rec(s("o2"), v("p2:1=pear"), 4),
+            rec(s("o1"), None, 5),
+            rec(s("o2"), None, 7),
+            rec(s("o2"), None, 8),
+        ]
+    );
+    // Left: every order row, with "?" while its product is missing.
+    assert_eq!(
+        driver.read_output(&string_out("left-out")).unwrap(),
+        vec![
+            rec(s("o1"), v("p1:2=apple"), 2),
+            rec(s("o2"), v("p2:1=?"), 3),
+            rec(s("o2"), v("p2:1=pear"), 4),
+            rec(s("o1"), v("p3:2=?"), 5),
+            rec(s("o2"), v("p2:1=?"), 7),
+            rec(s("o2"), None, 8),
+        ]
+    );
+}

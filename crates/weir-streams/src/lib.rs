@@ -79,7 +79,8 @@
 //!   left window `[t - d, t]` and, once a later record falls in it, its right window
 //!   `[t + 1, t + 1 + d]`; records before `d` share `[0, d]`. A record whose right window would
 //!   be closed (`t + 1 + d <= stream time - grace`) is dropped; otherwise it is dropped per
-//!   closed window (end before stream time minus grace). The window store hides windows
+//!   closed window (end before stream time minus grace). Existing windows are updated latest
+//!   start first, as Kafka's backward store iteration does. The window store hides windows
 //!   older than `2d + grace` from the latest window start, as Kafka's does.
 //! - **Session windows.** [`SessionWindows`] follow `KStreamSessionWindowAggregate`: a
 //!   record joins every session of its key ending at or after `t - gap` and starting at or
@@ -102,7 +103,7 @@
 //!   `before + after + grace`; a left/outer record without a partner is emitted with the
 //!   null side once stream time (over both sides) passes `t + after + grace` (right records:
 //!   `t + before + grace`), or at once when it arrives after its window closed (Kafka 3.1+,
-//!   with the emit interval at zero). Table-table ([`KTable::join`], [`KTable::left_join`],
+//!   with the emit interval at zero; at equal timestamps left records go first). Table-table ([`KTable::join`], [`KTable::left_join`],
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
 //!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
 //!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's

@@ -254,6 +254,9 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
         }
     }
 
+    /// A record at or after `difference`. Kafka's stores iterate backwards, so windows are
+    /// updated latest start first (its `processReverse`), and the scan stops at the first
+    /// window that ends before the record: the previous record's.
     fn process_in_order(&mut self) {
         let t = self.timestamp;
         let mut starts = BTreeSet::new();
@@ -262,25 +265,33 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
         let mut previous = None;
         // The windows that can hold the record, its left window's neighbour, and its right
         // window.
-        for (window, aggregate, max_timestamp) in
-            self.fetch((t - 2 * self.difference).max(0), t + 1)
+        for (window, aggregate, max_timestamp) in self
+            .fetch((t - 2 * self.difference).max(0), t + 1)
+            .into_iter()
+            .rev()
         {
             starts.insert(window.start);
             let end = window.start + self.difference;
-            if end < t {
-                left_aggregate = Some(aggregate);
-                previous = Some(max_timestamp);
-            } else if end == t {
-                left_exists = true;
-                if max_timestamp < t {
-                    previous = Some(max_timestamp);
+            if window.start == t + 1 {
+                right_exists = true;
+            } else if end > t {
+                if right_aggregate.is_none() {
+                    right_aggregate = Some((aggregate.clone(), max_timestamp));
                 }
                 self.update_window(window, Some((aggregate, max_timestamp)));
-            } else if window.start <= t {
-                right_aggregate = Some((aggregate.clone(), max_timestamp));
+            } else if end == t {
+                left_exists = true;
                 self.update_window(window, Some((aggregate, max_timestamp)));
-            } else if window.start == t + 1 {
-                right_exists = true;
+                if max_timestamp < t {
+                    previous = Some(max_timestamp);
+                } else {
+                    // A record at this very time came before: its windows exist already.
+                    return;
+                }
+            } else {
+                left_aggregate = Some(aggregate);
+                previous = Some(max_timestamp);
+                break;
             }
         }
         // The previous record's right window, when the record falls in it.

@@ -167,8 +167,9 @@ fn sliding_windows_create_left_and_right_windows_as_kafka_does() {
     // 25: the previous record 20 has no right window yet and 25 falls in [21,31]: created
     //     with 25 alone; 25's left window [15,25] starts from [10,20]'s aggregate (20 is in
     //     range) plus 25 = 2.
-    // 22 (out of order): [15,25] and [21,31] hold it (3 and 2); its left window [12,22]
-    //     holds 20 and 22 = 2; its right window [23,33] holds what comes after it, 25: 1.
+    // 22 (out of order): [21,31] and [15,25] hold it (2 and 3; Kafka's stores iterate
+    //     backwards, latest start first); its left window [12,22] holds 20 and 22 = 2; its
+    //     right window [23,33] holds what comes after it, 25: 1.
     pipe(&mut driver, &[("a", 20), ("a", 25), ("a", 22)]);
     assert_eq!(
         driver.read_output(&session_out()).unwrap(),
@@ -176,8 +177,8 @@ fn sliding_windows_create_left_and_right_windows_as_kafka_does() {
             rec(w("a", 10, 20), Some(1), 20),
             rec(w("a", 21, 31), Some(1), 25),
             rec(w("a", 15, 25), Some(2), 25),
-            rec(w("a", 15, 25), Some(3), 25),
             rec(w("a", 21, 31), Some(2), 25),
+            rec(w("a", 15, 25), Some(3), 25),
             rec(w("a", 12, 22), Some(2), 22),
             rec(w("a", 23, 33), Some(1), 25),
         ]

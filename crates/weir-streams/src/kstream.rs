@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::Error;
 use crate::join::stream_stream_join;
-use crate::ktable::{Change, KTable};
+use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::Serde;
 use crate::store::SharedStore;
 use crate::topology::{BuilderState, Context, Data, Node, RawRecord, Record, Topology};
@@ -181,6 +181,49 @@ impl StreamsBuilder {
         });
         self.state.lock().add_source(topic, source);
         KTable::materialized(node, &self.state, name, store, None)
+    }
+
+    /// The records of `topic` as a [`GlobalKTable`] (Kafka's `StreamsBuilder#globalTable`),
+    /// in a key-value store named `<topic>-STATE-STORE-<n>`; a null value deletes the key.
+    /// Unlike Kafka, which reads a global topic to its end before processing anything, the
+    /// runtime reads it alongside the other topics.
+    pub fn global_table<K: Data + Ord, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<Option<V>>,
+    ) -> GlobalKTable<K, V> {
+        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let name = {
+            let mut state = self.state.lock();
+            let name = state.generated_name(&format!("{topic}-STATE-STORE"));
+            state.add_store(&name, Arc::new(Arc::clone(&store)));
+            name
+        };
+        let shared = Arc::clone(&store);
+        let source = Box::new(move |_: &mut Context, raw: &RawRecord| {
+            if raw.key.is_none() {
+                return Ok(());
+            }
+            let failed = |part, source| deserialize_failed(raw, part, source);
+            let key = key_serde
+                .deserialize_nullable(raw.key.as_deref())
+                .map_err(|e| failed("key", e))?;
+            let value = value_serde
+                .deserialize_nullable(raw.value.as_deref())
+                .map_err(|e| failed("value", e))?;
+            let mut entries = shared.lock();
+            match value {
+                Some(value) => entries.insert(key, (value, raw.timestamp)),
+                None => entries.remove(&key),
+            };
+            Ok(())
+        });
+        self.state.lock().add_source(topic, source);
+        GlobalKTable {
+            getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
+            store_name: name,
+        }
     }
 
     /// The topology built so far; refused if it is invalid (a topic read by two sources, a
@@ -499,6 +542,58 @@ impl<K: Data, V: Data> KStream<K, V> {
         let getter = Arc::clone(&table.getter);
         self.derive(move |ctx, record, next| {
             let found = getter(&record.key);
+            let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
+            next.forward(
+                ctx,
+                Record {
+                    key: record.key,
+                    value,
+                    timestamp: record.timestamp,
+                },
+            )
+        })
+    }
+
+    /// Joins each record with the global table's value for the key `key_selector` computes
+    /// from the record (Kafka's `KStream#join(GlobalKTable, KeyValueMapper, ValueJoiner)`);
+    /// a record whose lookup key the table does not hold is dropped. The result keeps the
+    /// stream record's key and timestamp.
+    pub fn join_global<GK: Data, VG: Data, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, VG>,
+        mut key_selector: impl FnMut(&K, &V) -> GK + Send + 'static,
+        mut joiner: impl FnMut(&V, &VG) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&global.getter);
+        self.derive(move |ctx, record, next| {
+            match getter(&key_selector(&record.key, &record.value)) {
+                Some((found, _)) => {
+                    let value = joiner(&record.value, &found);
+                    next.forward(
+                        ctx,
+                        Record {
+                            key: record.key,
+                            value,
+                            timestamp: record.timestamp,
+                        },
+                    )
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Like [`KStream::join_global`], but a record whose lookup key the table does not hold
+    /// is joined with `None` (Kafka's `KStream#leftJoin(GlobalKTable, ...)`).
+    pub fn left_join_global<GK: Data, VG: Data, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, VG>,
+        mut key_selector: impl FnMut(&K, &V) -> GK + Send + 'static,
+        mut joiner: impl FnMut(&V, Option<&VG>) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&global.getter);
+        self.derive(move |ctx, record, next| {
+            let found = getter(&key_selector(&record.key, &record.value));
             let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
             next.forward(
                 ctx,

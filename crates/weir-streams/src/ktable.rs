@@ -505,6 +505,38 @@ fn join_update<T, O, R>(
     Some((Change { new, old: None }, timestamp))
 }
 
+/// A table replicated in full to every instance (Kafka's `GlobalKTable`), for joins whose
+/// lookup key comes from the stream record ([`KStream::join_global`]). Its updates only fill
+/// its store: they neither emit records nor move stream time.
+pub struct GlobalKTable<K, V> {
+    pub(crate) getter: Getter<K, V>,
+    pub(crate) store_name: String,
+}
+
+impl<K, V> Clone for GlobalKTable<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            getter: Arc::clone(&self.getter),
+            store_name: self.store_name.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for GlobalKTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalKTable")
+            .field("store_name", &self.store_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of the store behind the table (Kafka's `queryableStoreName`).
+    pub fn store_name(&self) -> &str {
+        &self.store_name
+    }
+}
+
 /// How a windowed table is suppressed (Kafka's `Suppressed`). Only "emit final results" is
 /// built: [`Suppressed::until_window_closes`], with an unbounded buffer.
 #[derive(Debug, Clone, Copy)]

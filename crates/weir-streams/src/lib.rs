@@ -97,6 +97,9 @@
 //!   windowed aggregation upstream the topology is refused, naming the suppress node.
 //! - **Joins.** Stream-table ([`KStream::join_table`], [`KStream::left_join_table`]): each
 //!   stream record looks up the table's current value; table updates emit nothing.
+//!   Stream-global table ([`KStream::join_global`], [`KStream::left_join_global`]): the same,
+//!   with the lookup key computed from the record; a [`GlobalKTable`]'s updates fill its
+//!   store only (no output, no stream time), as Kafka's global thread does.
 //!   Stream-stream ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`] with
 //!   [`JoinWindows`]): a left record at `t` joins right records in `[t - before, t + after]`
 //!   (bounds inclusive); both sides are buffered in window stores kept for
@@ -140,7 +143,8 @@
 //!   and wrong once work is split by partition;
 //! - tasks per input partition, several instances sharing work, co-partitioning checks (a
 //!   join of topics with different partition counts is not refused);
-//! - `GlobalKTable`, `Materialized` for tables from topics and for
+//! - bootstrapping global tables (the runtime reads a [`GlobalKTable`]'s topic alongside the
+//!   others instead of to its end first), `Materialized` for tables from topics and for
 //!   filter/map_values/join results (their store names are generated or absent), versioned
 //!   tables, `suppress` with a time limit or a bounded buffer;
 //! - persistent stores, changelog topics and restoration; retention for time-window stores
@@ -173,7 +177,7 @@ pub use kstream::{
     BranchedKStream, KGroupedStream, KStream, Predicate, RecordTimestamp, StreamsBuilder,
     TimestampExtractor,
 };
-pub use ktable::{KTable, Suppressed};
+pub use ktable::{GlobalKTable, KTable, Suppressed};
 pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,

@@ -844,3 +844,52 @@ fn foreign_key_joins_follow_both_tables() {
         ]
     );
 }
+
+#[test]
+fn global_table_joins_look_up_a_key_computed_from_the_record() {
+    let builder = StreamsBuilder::new();
+    let products = builder.global_table("products", StringSerde, Nullable(StringSerde));
+    assert!(products.store_name().starts_with("products-STATE-STORE-"));
+    let orders = builder.stream("orders", StringSerde, StringSerde);
+    // An order's value is "product:quantity"; the lookup key is its product.
+    let product =
+        |_: &String, order: &String| order.split(':').next().unwrap_or_default().to_string();
+    orders
+        .join_global(&products, product, |order, name| format!("{order}={name}"))
+        .to("inner", StringSerde, StringSerde);
+    orders
+        .left_join_global(&products, product, |order, name| {
+            format!("{order}={}", name.map_or("?", String::as_str))
+        })
+        .to("left-out", StringSerde, StringSerde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let orders = TestInputTopic::new("orders", StringSerde, StringSerde);
+    driver
+        .pipe_input(&table_in("products"), &s("p1"), &Some(s("apple")), 1)
+        .unwrap();
+    // Global table updates do not move stream time.
+    assert_eq!(driver.stream_time(), -1);
+    driver.pipe_input(&orders, &s("o1"), &s("p1:2"), 5).unwrap();
+    driver.pipe_input(&orders, &s("o2"), &s("p2:1"), 6).unwrap();
+    driver
+        .pipe_input(&table_in("products"), &s("p1"), &None, 7)
+        .unwrap();
+    driver.pipe_input(&orders, &s("o3"), &s("p1:1"), 8).unwrap();
+    let read = |driver: &mut TopologyTestDriver, topic: &str| {
+        driver
+            .read_output(&TestOutputTopic::new(topic, StringSerde, StringSerde))
+            .unwrap()
+    };
+    assert_eq!(
+        read(&mut driver, "inner"),
+        vec![rec(s("o1"), s("p1:2=apple"), 5)]
+    );
+    assert_eq!(
+        read(&mut driver, "left-out"),
+        vec![
+            rec(s("o1"), s("p1:2=apple"), 5),
+            rec(s("o2"), s("p2:1=?"), 6),
+            rec(s("o3"), s("p1:1=?"), 8),
+        ]
+    );
+}

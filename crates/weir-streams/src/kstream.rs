@@ -203,6 +203,12 @@ impl StreamsBuilder {
         let shared = Arc::clone(&store);
         let source = Box::new(move |_: &mut Context, raw: &RawRecord| {
             if raw.key.is_none() {
+                tracing::warn!(
+                    topic = %raw.topic,
+                    partition = raw.partition,
+                    offset = raw.offset,
+                    "skipping a global table record without a key"
+                );
                 return Ok(());
             }
             let failed = |part, source| deserialize_failed(raw, part, source);

@@ -106,7 +106,9 @@
 //!   `before + after + grace`; a left/outer record without a partner is emitted with the
 //!   null side once stream time (over both sides) passes `t + after + grace` (right records:
 //!   `t + before + grace`), or at once when it arrives after its window closed (Kafka 3.1+,
-//!   with the emit interval at zero; at equal timestamps left records go first). Table-table ([`KTable::join`], [`KTable::left_join`],
+//!   with the emit interval at zero; at equal timestamps left records go first). A record
+//!   older than its side's latest timestamp minus the retention is not buffered (it still
+//!   joins what it finds). Table-table ([`KTable::join`], [`KTable::left_join`],
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
 //!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
 //!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's
@@ -147,10 +149,11 @@
 //!   others instead of to its end first), `Materialized` for tables from topics and for
 //!   filter/map_values/join results (their store names are generated or absent), versioned
 //!   tables, `suppress` with a time limit or a bounded buffer;
-//! - persistent stores, changelog topics and restoration; retention for time-window stores
-//!   (tumbling and hopping windows stay in their store until the task is dropped; sliding
-//!   windows, sessions and join buffers honour Kafka's retention), window and session store
-//!   queries by time range;
+//! - persistent stores, changelog topics and restoration; retention for window and session
+//!   stores (windows and sessions stay in memory until the task is dropped; sliding windows
+//!   and sessions past Kafka's retention are no longer seen by the aggregation, as in Kafka,
+//!   but still held; only the stream-stream join buffers drop expired records), window and
+//!   session store queries by time range;
 //! - the processor API and punctuation; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;

@@ -893,3 +893,54 @@ fn global_table_joins_look_up_a_key_computed_from_the_record() {
         ]
     );
 }
+
+#[test]
+fn joins_look_up_tables_computed_from_other_tables() {
+    let builder = StreamsBuilder::new();
+    let names = builder.table("names", StringSerde, Nullable(StringSerde));
+    let cities = builder.table("cities", StringSerde, Nullable(StringSerde));
+    // Long names, upper-cased, joined with the city: a table with no store of its own.
+    let people = names
+        .filter(|_, name| name.len() > 2)
+        .map_values(|name| name.to_uppercase())
+        .join(&cities, |name, city| format!("{name}@{city}"));
+    assert_eq!(people.store_name(), None);
+    builder
+        .stream("visits", StringSerde, StringSerde)
+        .left_join_table(&people, |page, person| {
+            format!("{page} by {}", person.map_or("?", String::as_str))
+        })
+        .to("out", StringSerde, StringSerde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let visits = TestInputTopic::new("visits", StringSerde, StringSerde);
+    let v = |value: &str| Some(s(value));
+    driver
+        .pipe_input(&table_in("names"), &s("u1"), &v("ann"), 1)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("names"), &s("u2"), &v("bo"), 1)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("cities"), &s("u1"), &v("oslo"), 1)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("cities"), &s("u2"), &v("rome"), 1)
+        .unwrap();
+    driver.pipe_input(&visits, &s("u1"), &s("/a"), 2).unwrap();
+    // "bo" is filtered out, so u2 is not in the joined table.
+    driver.pipe_input(&visits, &s("u2"), &s("/b"), 3).unwrap();
+    driver
+        .pipe_input(&table_in("cities"), &s("u1"), &None, 4)
+        .unwrap();
+    driver.pipe_input(&visits, &s("u1"), &s("/c"), 5).unwrap();
+    assert_eq!(
+        driver
+            .read_output(&TestOutputTopic::new("out", StringSerde, StringSerde))
+            .unwrap(),
+        vec![
+            rec(s("u1"), s("/a by ANN@oslo"), 2),
+            rec(s("u2"), s("/b by ?"), 3),
+            rec(s("u1"), s("/c by ?"), 5),
+        ]
+    );
+}

@@ -80,14 +80,15 @@
 //!   `[t + 1, t + 1 + d]`; records before `d` share `[0, d]`. A record whose right window would
 //!   be closed (`t + 1 + d <= stream time - grace`) is dropped; otherwise it is dropped per
 //!   closed window (end before stream time minus grace). Existing windows are updated latest
-//!   start first, as Kafka's backward store iteration does. The window store hides windows
-//!   older than `2d + grace` from the latest window start, as Kafka's does.
+//!   start first, as Kafka's backward store iteration does. The window store drops windows
+//!   starting `2d + grace` or more before the latest window start, as Kafka's does.
 //! - **Session windows.** [`SessionWindows`] follow `KStreamSessionWindowAggregate`: a
 //!   record joins every session of its key ending at or after `t - gap` and starting at or
 //!   before `t + gap`; their aggregates merge (Kafka's `Merger`, in the order the sessions
 //!   end) and every merged session is deleted with a tombstone (timestamp: its end) before
 //!   the new session `[min start, max end]` is forwarded (timestamp: its end). A merged
-//!   session ending before stream time minus grace is dropped. [`SessionWindowedSerde`]
+//!   session ending before stream time minus grace is dropped; the store drops sessions
+//!   ending `gap + grace` or more before the latest session end. [`SessionWindowedSerde`]
 //!   writes the key, then end, then start, as Kafka's.
 //! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the
 //!   latest update per windowed key in an unbounded buffer and emits it once its window end
@@ -149,11 +150,10 @@
 //!   others instead of to its end first), `Materialized` for tables from topics and for
 //!   filter/map_values/join results (their store names are generated or absent), versioned
 //!   tables, `suppress` with a time limit or a bounded buffer;
-//! - persistent stores, changelog topics and restoration; retention for window and session
-//!   stores (windows and sessions stay in memory until the task is dropped; sliding windows
-//!   and sessions past Kafka's retention are no longer seen by the aggregation, as in Kafka,
-//!   but still held; only the stream-stream join buffers drop expired records), window and
-//!   session store queries by time range;
+//! - persistent stores, changelog topics and restoration; retention for time-window stores
+//!   (tumbling and hopping windows stay in memory until the task is dropped; sliding windows,
+//!   sessions and the stream-stream join buffers are dropped after Kafka's default retention),
+//!   window and session store queries by time range;
 //! - the processor API and punctuation; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;

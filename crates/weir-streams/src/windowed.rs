@@ -117,6 +117,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             }
             Ok(())
         });
+        // Time windows are kept until the task is dropped (no retention yet): their stores
+        // answer queries for every window so far.
         aggregate_into_store(
             &windowed,
             &self.state,
@@ -124,6 +126,49 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             update,
             Some(windows.grace_ms),
         )
+    }
+}
+
+/// A window or session store's retention, as Kafka's in-memory stores keep it: an entry
+/// whose time (a window's start, a session's end) is at or before the latest time put minus
+/// the retention period has expired. Expired entries are not seen by the aggregation and are
+/// dropped from the store, in one sweep each time the latest time has moved on by a period,
+/// so the cost of sweeping stays proportional to what is put.
+pub(crate) struct Retention {
+    period: i64,
+    observed: i64,
+    swept_at: i64,
+}
+
+impl Retention {
+    pub(crate) fn new(period: i64) -> Self {
+        Self {
+            period,
+            observed: i64::MIN,
+            swept_at: i64::MIN,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, time: i64) {
+        self.observed = self.observed.max(time);
+    }
+
+    /// Entries with a time at or before this have expired.
+    pub(crate) fn expired_until(&self) -> i64 {
+        self.observed.saturating_sub(self.period)
+    }
+
+    pub(crate) fn purge<K: Ord, V>(
+        &mut self,
+        entries: &mut Entries<Windowed<K>, V>,
+        time_of: impl Fn(&Window) -> i64,
+    ) {
+        if self.observed.saturating_sub(self.swept_at) < self.period.max(1) {
+            return;
+        }
+        self.swept_at = self.observed;
+        let expired = self.expired_until();
+        entries.retain(|key, _| time_of(&key.window) > expired);
     }
 }
 
@@ -158,20 +203,18 @@ fn key_range<'a, K: Ord + Clone, VR>(
 
 /// The state of one record's pass through a sliding-window aggregation: Kafka's
 /// `KStreamSlidingWindowAggregate`, with its window store's retention (a window whose start
-/// is at or before the latest start put minus `2 * timeDifference + grace` is no longer
-/// seen).
+/// is at or before the latest start put minus `2 * timeDifference + grace` has expired).
 struct SlidingPass<'a, K, V, VR> {
     entries: &'a mut Entries<Windowed<K>, VR>,
     update: &'a mut Update<Windowed<K>, V, VR>,
     ctx: &'a mut Context,
-    observed: &'a mut i64,
+    retention: &'a mut Retention,
     out: Vec<Record<Windowed<K>, Change<VR>>>,
     key: K,
     value: V,
     timestamp: i64,
     close: i64,
     difference: i64,
-    retention: i64,
 }
 
 /// A window found for the record: the window, its aggregate, the largest timestamp in it.
@@ -179,15 +222,10 @@ type Found<VR> = (Window, VR, i64);
 
 impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
     fn fetch(&self, from: i64, to: i64) -> Vec<Found<VR>> {
-        let live = self.observed.saturating_sub(self.retention);
-        key_range(
-            self.entries,
-            &self.key,
-            from.max(live.saturating_add(1)),
-            to,
-        )
-        .map(|(key, (value, timestamp))| (key.window, value.clone(), *timestamp))
-        .collect()
+        let live = self.retention.expired_until().saturating_add(1);
+        key_range(self.entries, &self.key, from.max(live), to)
+            .map(|(key, (value, timestamp))| (key.window, value.clone(), *timestamp))
+            .collect()
     }
 
     fn windowed(&self, window: Window) -> Windowed<K> {
@@ -198,7 +236,7 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
     }
 
     fn put(&mut self, window: Window, value: VR, timestamp: i64) -> Option<VR> {
-        *self.observed = (*self.observed).max(window.start);
+        self.retention.observe(window.start);
         self.entries
             .insert(self.windowed(window), (value, timestamp))
             .map(|(old, _)| old)
@@ -376,7 +414,12 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     let next = table.clone();
     let shared = Arc::clone(&store);
     let difference = windows.time_difference_ms;
-    let mut observed = i64::MIN;
+    // Kafka's default retention for sliding windows.
+    let mut retention = Retention::new(
+        difference
+            .saturating_mul(2)
+            .saturating_add(windows.grace_ms),
+    );
     node.add_sink(move |ctx, record| {
         let close = ctx.stream_time.saturating_sub(windows.grace_ms);
         // Even the record's right window would be closed.
@@ -390,21 +433,22 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
                 entries: &mut entries,
                 update: &mut update,
                 ctx: &mut *ctx,
-                observed: &mut observed,
+                retention: &mut retention,
                 out: Vec::new(),
                 key: record.key,
                 value: record.value,
                 timestamp: record.timestamp,
                 close,
                 difference,
-                retention: 2 * difference + windows.grace_ms,
             };
             if record.timestamp < difference {
                 pass.process_early();
             } else {
                 pass.process_in_order();
             }
-            pass.out
+            let out = pass.out;
+            retention.purge(&mut entries, |window| window.start);
+            out
         };
         for record in out {
             next.forward(ctx, record)?;
@@ -500,9 +544,8 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         let next = table.clone();
         let shared = Arc::clone(&store);
         let SessionWindows { gap_ms, grace_ms } = self.windows;
-        // The session store's retention, from the latest session end put.
-        let retention = gap_ms.saturating_add(grace_ms);
-        let mut observed = i64::MIN;
+        // Kafka's default session store retention: gap plus grace, from the latest end put.
+        let mut retention = Retention::new(gap_ms.saturating_add(grace_ms));
         self.node.add_sink(move |ctx, record| {
             let t = record.timestamp;
             let close = ctx.stream_time.saturating_sub(grace_ms);
@@ -511,7 +554,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 let mut entries = shared.lock();
                 // Kafka's findSessions(key, t - gap, t + gap): sessions ending at or after
                 // t - gap that start at or before t + gap, ordered by end.
-                let live = observed.saturating_sub(retention);
+                let live = retention.expired_until();
                 let mut found: Vec<(Windowed<K>, VR)> =
                     key_range(&entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
                         .filter(|(key, _)| {
@@ -562,8 +605,9 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                         key: record.key,
                         window: merged,
                     };
-                    observed = observed.max(merged.end);
+                    retention.observe(merged.end);
                     entries.insert(key.clone(), (value.clone(), merged.end));
+                    retention.purge(&mut entries, |window| window.end);
                     out.push(Record {
                         key,
                         value: Change {

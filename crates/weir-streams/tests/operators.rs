@@ -944,3 +944,23 @@ fn joins_look_up_tables_computed_from_other_tables() {
         ]
     );
 }
+
+#[test]
+fn sessions_and_sliding_windows_leave_their_stores_after_retention() {
+    // Session store retention is gap + grace = 10 from the latest session end: once b's
+    // session ends at 100, a's session (end 0) has expired and is dropped from the store.
+    let mut driver = session_driver(10, 0);
+    pipe(&mut driver, &[("a", 0), ("b", 100)]);
+    let sessions = driver
+        .key_value_store::<Windowed<String>, i64>("sessions")
+        .unwrap();
+    assert_eq!(sessions.all(), vec![(w("b", 100, 100), 1)]);
+    // Sliding window retention is 2 * 10 + grace 0 = 20 from the latest window start: b's
+    // left window starts at 90, so a's window [0,10] has expired.
+    let mut driver = sliding_driver(10, 0);
+    pipe(&mut driver, &[("a", 0), ("b", 100)]);
+    let windows = driver
+        .key_value_store::<Windowed<String>, i64>("sliding")
+        .unwrap();
+    assert_eq!(windows.all(), vec![(w("b", 90, 100), 1)]);
+}

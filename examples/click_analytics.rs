@@ -67,7 +67,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 user_id: windowed.key.clone(),
                 window_start: windowed.window.start,
                 window_end: windowed.window.end,
-                actions,
+                // Time-window counts are never deleted.
+                actions: actions.unwrap_or_default(),
             };
             (windowed.key, count)
         })

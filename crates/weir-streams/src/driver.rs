@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::serdes::Serde;
 use crate::store::ReadOnlyKeyValueStore;
-use crate::topology::{RawRecord, Task, TaskMetrics, Topology};
+use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, TaskMetrics, Topology};
 
 /// An input topic of a test: its name and the serdes that write test records to it.
 pub struct TestInputTopic<K, V> {
@@ -104,10 +104,19 @@ impl TopologyTestDriver {
     /// A driver for `topology`.
     pub fn new(topology: Topology) -> Self {
         Self {
-            task: Task::new(topology),
+            task: Task::new(topology, DeserializationExceptionHandler::default()),
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
         }
+    }
+
+    /// The driver with another deserialization exception handler (the default fails).
+    pub fn with_deserialization_exception_handler(
+        mut self,
+        handler: DeserializationExceptionHandler,
+    ) -> Self {
+        self.task.set_deserialization_exception_handler(handler);
+        self
     }
 
     /// Writes one record to an input topic and runs it through the topology.

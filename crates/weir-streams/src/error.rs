@@ -7,6 +7,9 @@ pub enum Error {
     /// The topology was refused when built; the message names the topic or node.
     #[error("invalid topology: {0}")]
     InvalidTopology(String),
+    /// A window definition Kafka Streams would refuse (an advance above the size...).
+    #[error("invalid windows: {0}")]
+    InvalidWindows(String),
     /// A serde was given no data (a null key or value) and cannot represent it; wrap it in
     /// [`Nullable`](crate::Nullable) to read nulls as `None`.
     #[error("null data for a serde that cannot represent null")]

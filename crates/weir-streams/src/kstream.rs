@@ -1,6 +1,6 @@
-//! The DSL: [`StreamsBuilder`] makes streams from topics; [`KStream`] transforms them,
-//! branches, merges and writes them to topics; [`KGroupedStream`] and
-//! [`TimeWindowedKStream`] aggregate them into [`KTable`]s backed by state stores.
+//! The DSL: [`StreamsBuilder`] makes streams and tables from topics; [`KStream`] transforms
+//! them, branches, merges, joins and writes them to topics; [`KGroupedStream`] and the
+//! windowed streams aggregate them into [`KTable`]s backed by state stores.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,10 +8,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::Error;
+use crate::join::stream_stream_join;
+use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::Serde;
 use crate::store::SharedStore;
 use crate::topology::{BuilderState, Context, Data, Node, RawRecord, Record, Topology};
-use crate::window::{TumblingWindows, Windowed};
+use crate::window::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
+use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream, TimeWindowing};
 
 /// Gives a record its event time (Kafka's `TimestampExtractor`). The default,
 /// [`RecordTimestamp`], takes the Kafka record's own timestamp. A negative result skips the
@@ -85,13 +88,7 @@ impl StreamsBuilder {
         let node = Node::new();
         let next = node.clone();
         let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
-            let failed = |part, source| Error::Deserialize {
-                topic: raw.topic.clone(),
-                partition: raw.partition,
-                offset: raw.offset,
-                part,
-                source: Box::new(source),
-            };
+            let failed = |part, source| deserialize_failed(raw, part, source);
             let key = key_serde
                 .deserialize_nullable(raw.key.as_deref())
                 .map_err(|e| failed("key", e))?;
@@ -121,6 +118,120 @@ impl StreamsBuilder {
         }
     }
 
+    /// The records of `topic` as a table (Kafka's `StreamsBuilder#table`), materialized in a
+    /// key-value store named `<topic>-STATE-STORE-<n>`: each record is the new value of its
+    /// key, and a null value (`None` from the value serde, e.g. a
+    /// [`Nullable`](crate::Nullable) one) deletes the key and is forwarded as a tombstone.
+    /// Records without a key are skipped, as Kafka does.
+    pub fn table<K: Data + Ord, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<Option<V>>,
+    ) -> KTable<K, V> {
+        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let name = {
+            let mut state = self.state.lock();
+            let name = state.generated_name(&format!("{topic}-STATE-STORE"));
+            state.add_store(&name, Arc::new(Arc::clone(&store)));
+            name
+        };
+        let node: Node<K, Change<V>> = Node::new();
+        let next = node.clone();
+        let shared = Arc::clone(&store);
+        let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
+            if raw.key.is_none() {
+                tracing::warn!(
+                    topic = %raw.topic,
+                    partition = raw.partition,
+                    offset = raw.offset,
+                    "skipping a table record without a key"
+                );
+                return Ok(());
+            }
+            let failed = |part, source| deserialize_failed(raw, part, source);
+            let key = key_serde
+                .deserialize_nullable(raw.key.as_deref())
+                .map_err(|e| failed("key", e))?;
+            let value = value_serde
+                .deserialize_nullable(raw.value.as_deref())
+                .map_err(|e| failed("value", e))?;
+            if raw.timestamp < 0 {
+                ctx.metrics.dropped_invalid_timestamp += 1;
+                return Ok(());
+            }
+            ctx.metrics.process_total += 1;
+            ctx.stream_time = ctx.stream_time.max(raw.timestamp);
+            let old = {
+                let mut entries = shared.lock();
+                match &value {
+                    Some(value) => entries.insert(key.clone(), (value.clone(), raw.timestamp)),
+                    None => entries.remove(&key),
+                }
+                .map(|(old, _)| old)
+            };
+            next.forward(
+                ctx,
+                Record {
+                    key,
+                    value: Change { new: value, old },
+                    timestamp: raw.timestamp,
+                },
+            )
+        });
+        self.state.lock().add_source(topic, source);
+        KTable::materialized(node, &self.state, name, store, None)
+    }
+
+    /// The records of `topic` as a [`GlobalKTable`] (Kafka's `StreamsBuilder#globalTable`),
+    /// in a key-value store named `<topic>-STATE-STORE-<n>`; a null value deletes the key.
+    /// Unlike Kafka, which reads a global topic to its end before processing anything, the
+    /// runtime reads it alongside the other topics.
+    pub fn global_table<K: Data + Ord, V: Data>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<Option<V>>,
+    ) -> GlobalKTable<K, V> {
+        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let name = {
+            let mut state = self.state.lock();
+            let name = state.generated_name(&format!("{topic}-STATE-STORE"));
+            state.add_store(&name, Arc::new(Arc::clone(&store)));
+            name
+        };
+        let shared = Arc::clone(&store);
+        let source = Box::new(move |_: &mut Context, raw: &RawRecord| {
+            if raw.key.is_none() {
+                tracing::warn!(
+                    topic = %raw.topic,
+                    partition = raw.partition,
+                    offset = raw.offset,
+                    "skipping a global table record without a key"
+                );
+                return Ok(());
+            }
+            let failed = |part, source| deserialize_failed(raw, part, source);
+            let key = key_serde
+                .deserialize_nullable(raw.key.as_deref())
+                .map_err(|e| failed("key", e))?;
+            let value = value_serde
+                .deserialize_nullable(raw.value.as_deref())
+                .map_err(|e| failed("value", e))?;
+            let mut entries = shared.lock();
+            match value {
+                Some(value) => entries.insert(key, (value, raw.timestamp)),
+                None => entries.remove(&key),
+            };
+            Ok(())
+        });
+        self.state.lock().add_source(topic, source);
+        GlobalKTable {
+            getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
+            store_name: name,
+        }
+    }
+
     /// The topology built so far; refused if it is invalid (a topic read by two sources, a
     /// store name used twice, no source at all), with a message naming the topic or store.
     /// Streams and tables from this builder must not be extended afterwards: their operators
@@ -143,11 +254,21 @@ impl StreamsBuilder {
     }
 }
 
+fn deserialize_failed(raw: &RawRecord, part: &'static str, source: Error) -> Error {
+    Error::Deserialize {
+        topic: raw.topic.clone(),
+        partition: raw.partition,
+        offset: raw.offset,
+        part,
+        source: Box::new(source),
+    }
+}
+
 /// A record stream (Kafka's `KStream`): every record is an independent event. A handle: it can
 /// feed several operators, each of which gets every record.
 pub struct KStream<K, V> {
-    node: Node<K, V>,
-    state: Arc<Mutex<BuilderState>>,
+    pub(crate) node: Node<K, V>,
+    pub(crate) state: Arc<Mutex<BuilderState>>,
 }
 
 impl<K, V> Clone for KStream<K, V> {
@@ -391,6 +512,165 @@ impl<K: Data, V: Data> KStream<K, V> {
         });
     }
 
+    /// Joins each record with the table's current value for its key (Kafka's
+    /// `KStream#join(KTable)`): `joiner(value, table value)` with the stream record's
+    /// timestamp; a record whose key the table does not hold is dropped. Table updates do
+    /// not trigger output.
+    pub fn join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        mut joiner: impl FnMut(&V, &VT) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&table.getter);
+        self.derive(move |ctx, record, next| match getter(&record.key) {
+            Some((found, _)) => {
+                let value = joiner(&record.value, &found);
+                next.forward(
+                    ctx,
+                    Record {
+                        key: record.key,
+                        value,
+                        timestamp: record.timestamp,
+                    },
+                )
+            }
+            None => Ok(()),
+        })
+    }
+
+    /// Like [`KStream::join_table`], but a record whose key the table does not hold is
+    /// joined with `None` (Kafka's `KStream#leftJoin(KTable)`).
+    pub fn left_join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        mut joiner: impl FnMut(&V, Option<&VT>) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&table.getter);
+        self.derive(move |ctx, record, next| {
+            let found = getter(&record.key);
+            let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
+            next.forward(
+                ctx,
+                Record {
+                    key: record.key,
+                    value,
+                    timestamp: record.timestamp,
+                },
+            )
+        })
+    }
+
+    /// Joins each record with the global table's value for the key `key_selector` computes
+    /// from the record (Kafka's `KStream#join(GlobalKTable, KeyValueMapper, ValueJoiner)`);
+    /// a record whose lookup key the table does not hold is dropped. The result keeps the
+    /// stream record's key and timestamp.
+    pub fn join_global<GK: Data, VG: Data, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, VG>,
+        mut key_selector: impl FnMut(&K, &V) -> GK + Send + 'static,
+        mut joiner: impl FnMut(&V, &VG) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&global.getter);
+        self.derive(move |ctx, record, next| {
+            match getter(&key_selector(&record.key, &record.value)) {
+                Some((found, _)) => {
+                    let value = joiner(&record.value, &found);
+                    next.forward(
+                        ctx,
+                        Record {
+                            key: record.key,
+                            value,
+                            timestamp: record.timestamp,
+                        },
+                    )
+                }
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// Like [`KStream::join_global`], but a record whose lookup key the table does not hold
+    /// is joined with `None` (Kafka's `KStream#leftJoin(GlobalKTable, ...)`).
+    pub fn left_join_global<GK: Data, VG: Data, VR: Data>(
+        &self,
+        global: &GlobalKTable<GK, VG>,
+        mut key_selector: impl FnMut(&K, &V) -> GK + Send + 'static,
+        mut joiner: impl FnMut(&V, Option<&VG>) -> VR + Send + 'static,
+    ) -> KStream<K, VR> {
+        let getter = Arc::clone(&global.getter);
+        self.derive(move |ctx, record, next| {
+            let found = getter(&key_selector(&record.key, &record.value));
+            let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
+            next.forward(
+                ctx,
+                Record {
+                    key: record.key,
+                    value,
+                    timestamp: record.timestamp,
+                },
+            )
+        })
+    }
+
+    /// The windowed inner join with `other` (Kafka's `KStream#join(KStream, ValueJoiner,
+    /// JoinWindows)`): a record at `t` joins every record of `other` with the same key and a
+    /// timestamp in `[t - before, t + after]` (other's records look the other way), whichever
+    /// arrives second triggering `joiner(this, other)`, with the larger timestamp of the
+    /// two.
+    pub fn join<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR>
+    where
+        K: Ord,
+    {
+        let joiner = Box::new(
+            move |left: Option<&V>, right: Option<&VO>| match (left, right) {
+                (Some(left), Some(right)) => Some(joiner(left, right)),
+                _ => None,
+            },
+        );
+        stream_stream_join(self, other, windows, (false, false), joiner)
+    }
+
+    /// The windowed left join with `other`: as [`KStream::join`], and a record of this
+    /// stream that joined nothing is emitted as `joiner(this, None)` with its own timestamp
+    /// once its window has closed (stream time past `t + after + grace`), as Kafka does
+    /// since 3.1.
+    pub fn left_join<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR>
+    where
+        K: Ord,
+    {
+        let joiner = Box::new(move |left: Option<&V>, right: Option<&VO>| {
+            left.map(|left| joiner(left, right))
+        });
+        stream_stream_join(self, other, windows, (true, false), joiner)
+    }
+
+    /// The windowed outer join with `other`: as [`KStream::left_join`] for both sides; a
+    /// record of `other` that joined nothing is emitted as `joiner(None, other)` once stream
+    /// time passes `t + before + grace`.
+    pub fn outer_join<VO: Data, VR: Data>(
+        &self,
+        other: &KStream<K, VO>,
+        mut joiner: impl FnMut(Option<&V>, Option<&VO>) -> VR + Send + 'static,
+        windows: JoinWindows,
+    ) -> KStream<K, VR>
+    where
+        K: Ord,
+    {
+        let joiner =
+            Box::new(move |left: Option<&V>, right: Option<&VO>| Some(joiner(left, right)));
+        stream_stream_join(self, other, windows, (true, true), joiner)
+    }
+
     /// Groups the records by their key, for an aggregation.
     pub fn group_by_key(&self) -> KGroupedStream<K, V>
     where
@@ -468,10 +748,12 @@ impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
 }
 
 /// How an aggregation updates a key's aggregate with a new record.
-type Update<K, V, VR> = Box<dyn FnMut(&K, V, Option<VR>) -> VR + Send>;
+pub(crate) type Update<K, V, VR> = Box<dyn FnMut(&K, V, Option<VR>) -> VR + Send>;
 
 /// `reduce`'s update: a key's first value is its first aggregate.
-fn reducing<K, V: 'static>(mut reducer: impl FnMut(V, V) -> V + Send + 'static) -> Update<K, V, V> {
+pub(crate) fn reducing<K, V: 'static>(
+    mut reducer: impl FnMut(V, V) -> V + Send + 'static,
+) -> Update<K, V, V> {
     Box::new(move |_, value, aggregate| match aggregate {
         Some(aggregate) => reducer(aggregate, value),
         None => value,
@@ -480,7 +762,7 @@ fn reducing<K, V: 'static>(mut reducer: impl FnMut(V, V) -> V + Send + 'static) 
 
 /// `aggregate`'s update on store keys `SK` (the record key, or it windowed): the aggregate
 /// starts at `initializer()` and the aggregator sees the record key `key_of` gives.
-fn folding<SK, K, V: 'static, VR: 'static>(
+pub(crate) fn folding<SK, K, V: 'static, VR: 'static>(
     mut initializer: impl FnMut() -> VR + Send + 'static,
     mut aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     key_of: impl Fn(&SK) -> &K + Send + 'static,
@@ -522,8 +804,27 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
         self.aggregation(folding(initializer, aggregator, |key: &K| key))
     }
 
-    /// Aggregates per key and per tumbling window.
-    pub fn windowed_by(&self, windows: TumblingWindows) -> TimeWindowedKStream<K, V> {
+    /// Aggregates per key and per time window (tumbling or hopping).
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        self.time_windowed(TimeWindowing::Time(windows))
+    }
+
+    /// Aggregates per key and per sliding window (Kafka's `windowedBy(SlidingWindows)`).
+    pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> TimeWindowedKStream<K, V> {
+        self.time_windowed(TimeWindowing::Sliding(windows))
+    }
+
+    /// Aggregates per key and per session (Kafka's `windowedBy(SessionWindows)`).
+    pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: self.store_name.clone(),
+            windows,
+        }
+    }
+
+    fn time_windowed(&self, windows: TimeWindowing) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
             node: self.node.clone(),
             state: Arc::clone(&self.state),
@@ -533,174 +834,68 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
     }
 
     fn aggregation<VR: Data>(&self, update: Update<K, V, VR>) -> KTable<K, VR> {
-        aggregate_into_store(&self.node, &self.state, self.store_name.clone(), update)
+        aggregate_into_store(
+            &self.node,
+            &self.state,
+            self.store_name.clone(),
+            update,
+            None,
+        )
     }
 }
 
-/// A grouped stream with tumbling windows, ready for an aggregation (Kafka's
-/// `TimeWindowedKStream`). Results are keyed by [`Windowed<K>`]; records for windows that have
-/// closed (end plus grace at or before stream time) are dropped and counted.
-pub struct TimeWindowedKStream<K, V> {
-    node: Node<K, V>,
-    state: Arc<Mutex<BuilderState>>,
+/// Registers `store` under `store_name`, or a generated name; returns the name.
+pub(crate) fn register_store<K: Send + 'static, V: Send + 'static>(
+    state: &Arc<Mutex<BuilderState>>,
     store_name: Option<String>,
-    windows: TumblingWindows,
-}
-
-impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimeWindowedKStream")
-            .field("store_name", &self.store_name)
-            .field("windows", &self.windows)
-            .finish()
-    }
-}
-
-impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
-    /// Names the state store of the aggregation that follows; otherwise it gets a generated
-    /// name, [`KTable::store_name`].
-    pub fn materialized_as(self, store_name: &str) -> Self {
-        Self {
-            store_name: Some(store_name.to_string()),
-            ..self
-        }
-    }
-
-    /// The number of records per key and window.
-    pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1)
-    }
-
-    /// Combines each key's values per window with `reducer(aggregate, value)`.
-    pub fn reduce(
-        &self,
-        reducer: impl FnMut(V, V) -> V + Send + 'static,
-    ) -> KTable<Windowed<K>, V> {
-        self.aggregation(reducing(reducer))
-    }
-
-    /// Folds each key's values per window into an aggregate that starts at `initializer()`.
-    pub fn aggregate<VR: Data>(
-        &self,
-        initializer: impl FnMut() -> VR + Send + 'static,
-        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
-    ) -> KTable<Windowed<K>, VR> {
-        self.aggregation(folding(initializer, aggregator, |key: &Windowed<K>| {
-            &key.key
-        }))
-    }
-
-    fn aggregation<VR: Data>(&self, update: Update<Windowed<K>, V, VR>) -> KTable<Windowed<K>, VR> {
-        let windows = self.windows;
-        let late = move |ctx: &mut Context, window_end: i64| {
-            // Kafka's KStreamWindowAggregate: a window takes records while its end is after
-            // stream time minus grace.
-            let closed = window_end.saturating_add(windows.grace_ms) <= ctx.stream_time;
-            if closed {
-                ctx.metrics.dropped_late += 1;
-            }
-            closed
-        };
-        let windowed = Node::<Windowed<K>, V>::new();
-        let next = windowed.clone();
-        self.node.add_sink(move |ctx, record| {
-            let window = windows.window_for(record.timestamp);
-            if late(ctx, window.end) {
-                return Ok(());
-            }
-            let key = Windowed {
-                key: record.key,
-                window,
-            };
-            next.forward(
-                ctx,
-                Record {
-                    key,
-                    value: record.value,
-                    timestamp: record.timestamp,
-                },
-            )
-        });
-        aggregate_into_store(&windowed, &self.state, self.store_name.clone(), update)
-    }
+    store: &SharedStore<K, V>,
+) -> String {
+    let mut state = state.lock();
+    let name = store_name.unwrap_or_else(|| state.generated_name("KSTREAM-AGGREGATE-STATE-STORE"));
+    state.add_store(&name, Arc::new(Arc::clone(store)));
+    name
 }
 
 /// Registers an in-memory store and an aggregation over `node` that keeps one aggregate per
 /// store key, and forwards each updated aggregate with the largest timestamp that went into
-/// it (Kafka's semantics since KIP-258).
-fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
+/// it (Kafka's semantics since KIP-258). `grace_ms` is the windows' grace period for a
+/// windowed aggregation.
+pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     node: &Node<K, V>,
     state: &Arc<Mutex<BuilderState>>,
     store_name: Option<String>,
     mut update: Update<K, V, VR>,
+    grace_ms: Option<i64>,
 ) -> KTable<K, VR> {
     let store: SharedStore<K, VR> = Arc::new(Mutex::new(BTreeMap::new()));
-    let name = {
-        let mut state = state.lock();
-        let name =
-            store_name.unwrap_or_else(|| state.generated_name("KSTREAM-AGGREGATE-STATE-STORE"));
-        state.add_store(&name, Arc::new(Arc::clone(&store)));
-        name
-    };
+    let name = register_store(state, store_name, &store);
     let table = Node::new();
     let next = table.clone();
+    let shared = Arc::clone(&store);
     node.add_sink(move |ctx, record| {
         let key = record.key;
-        let (value, timestamp) = {
-            let mut entries = store.lock();
+        let (value, old, timestamp) = {
+            let mut entries = shared.lock();
             let (previous, previous_timestamp) = match entries.remove(&key) {
                 Some((value, timestamp)) => (Some(value), timestamp),
                 None => (None, record.timestamp),
             };
-            let value = update(&key, record.value, previous);
+            let value = update(&key, record.value, previous.clone());
             let timestamp = previous_timestamp.max(record.timestamp);
             entries.insert(key.clone(), (value.clone(), timestamp));
-            (value, timestamp)
+            (value, previous, timestamp)
         };
         next.forward(
             ctx,
             Record {
                 key,
-                value,
+                value: Change {
+                    new: Some(value),
+                    old,
+                },
                 timestamp,
             },
         )
     });
-    KTable {
-        node: table,
-        state: Arc::clone(state),
-        store_name: name,
-    }
-}
-
-/// A changelog stream (Kafka's `KTable`): the latest value per key, held in a state store.
-/// Every update is forwarded downstream as it happens (Kafka Streams with record caching
-/// off).
-pub struct KTable<K, V> {
-    node: Node<K, V>,
-    state: Arc<Mutex<BuilderState>>,
-    store_name: String,
-}
-
-impl<K, V> std::fmt::Debug for KTable<K, V> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KTable")
-            .field("store_name", &self.store_name)
-            .finish()
-    }
-}
-
-impl<K: Data, V: Data> KTable<K, V> {
-    /// The name of the state store behind the table (Kafka's `queryableStoreName`).
-    pub fn store_name(&self) -> &str {
-        &self.store_name
-    }
-
-    /// The table's updates as a stream.
-    pub fn to_stream(&self) -> KStream<K, V> {
-        KStream {
-            node: self.node.clone(),
-            state: Arc::clone(&self.state),
-        }
-    }
+    KTable::materialized(table, state, name, store, grace_ms)
 }

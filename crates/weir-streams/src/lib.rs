@@ -1,14 +1,16 @@
-//! Kafka Streams for Rust, on weir-client: **a first increment** of issue 12.
+//! Kafka Streams for Rust, on weir-client: **an increment** of issue 12.
 //!
-//! An application describes its processing as a *topology* with a typed DSL: streams read
-//! from topics through serdes, stateless operators (filter, map, flat_map, branch, merge...),
-//! grouping and aggregation into tables held in state stores, tumbling windows, and writes to
-//! topics. The topology is data plus closures and does no I/O; the
-//! [`TopologyTestDriver`] runs it in-process for tests, and [`KafkaStreams`] runs it against
-//! a Kafka-compatible cluster.
+//! An application describes its processing as a *topology* with a typed DSL: streams and
+//! tables read from topics through serdes, stateless operators (filter, map, flat_map,
+//! branch, merge...), grouping and aggregation into tables held in state stores, time
+//! (tumbling, hopping), sliding and session windows, suppression of intermediate window
+//! results, stream-table, stream-stream, table-table and foreign-key joins, and writes to
+//! topics. The topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
+//! runs it in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible
+//! cluster.
 //!
 //! ```
-//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, TopologyTestDriver,
+//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, Nullable, TopologyTestDriver,
 //!     TestInputTopic, TestOutputTopic, TestRecord};
 //!
 //! # fn main() -> Result<(), weir_streams::Error> {
@@ -19,7 +21,7 @@
 //!     .group_by(|_, word| word.clone())
 //!     .count()
 //!     .to_stream()
-//!     .to("word-counts", StringSerde, I64Serde);
+//!     .to("word-counts", StringSerde, Nullable(I64Serde));
 //! let mut driver = TopologyTestDriver::new(builder.build()?);
 //! let input = TestInputTopic::new("words", StringSerde, StringSerde);
 //! let output = TestOutputTopic::new("word-counts", StringSerde, I64Serde);
@@ -35,63 +37,126 @@
 //!
 //! # Layout
 //! - [`serdes`]: the [`Serde`] trait and Kafka-compatible serdes (bytes, strings, big-endian
-//!   integers, JSON, [`Nullable`], windowed keys).
-//! - `kstream`: the DSL. [`StreamsBuilder`] → [`KStream`] → [`KGroupedStream`] /
-//!   [`TimeWindowedKStream`] → [`KTable`].
+//!   integers, JSON, [`Nullable`], time- and session-windowed keys).
+//! - `kstream`: the DSL. [`StreamsBuilder`] → [`KStream`] → [`KGroupedStream`] →
+//!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins.
+//! - `ktable`: [`KTable`] operators, table-table joins, [`Suppressed`].
+//! - `window`, `windowed`: window definitions ([`TimeWindows`], [`SlidingWindows`],
+//!   [`SessionWindows`], [`JoinWindows`]) and the windowed aggregations; `join`: the
+//!   stream-stream join.
 //! - `topology`: the graph the DSL builds. Each operator registers a closure on its parent's
 //!   node; a record flows depth-first from the source that deserialized it through every
 //!   operator to the sinks, which serialize it into output records. A [`Topology`] is one
 //!   task: its processors, its stores, its stream time.
-//! - `store`, `window`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them)
-//!   and tumbling windows.
+//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them).
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client:
 //!   consume a batch, process it, produce its outputs, wait for their acknowledgements,
 //!   commit its input offsets (at least once).
 //!
 //! # Semantics
+//! These follow Kafka Streams' processors (3.x) with record caching off, so every update is
+//! visible, as in Kafka's `TopologyTestDriver` with `statestore.cache.max.bytes=0`.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
 //!   event time the task has processed. Operators keep the input record's timestamp;
-//!   aggregates carry the largest timestamp that went into them.
-//! - **Tables.** Every aggregate update is forwarded downstream at once, as Kafka Streams does
-//!   with record caching disabled.
-//! - **Windows.** [`TumblingWindows`] are aligned to the epoch; a record whose window's end
-//!   plus grace is at or before stream time is dropped and counted
-//!   ([`TaskMetrics::dropped_late`]), exactly Kafka's rule. The default grace is zero
-//!   (Kafka's `ofSizeWithNoGrace`).
-//! - **Bad input.** A key or value that does not deserialize stops processing with
-//!   [`Error::Deserialize`] naming topic, partition and offset (Kafka's default
-//!   `LogAndFailExceptionHandler`). Records without a key need a [`Nullable`] key serde.
+//!   aggregates carry the largest timestamp that went into them; joins the larger of the two
+//!   sides'.
+//! - **Tables.** Every update is forwarded downstream at once. [`StreamsBuilder::table`]
+//!   materializes a topic: a null value (`None` of the value serde) deletes the key and is
+//!   forwarded as a tombstone, a record without a key is skipped. [`KTable::to_stream`] gives
+//!   `None` for a tombstone (Kafka's null). [`KTable::filter`] turns an update that fails the
+//!   predicate into a tombstone (Kafka without old values); [`KTable::map_values`] keeps
+//!   tombstones. Table updates carry the value they replace, so left and outer table joins
+//!   propagate deletions as Kafka does (it enables old values for them).
+//! - **Time windows.** [`TimeWindows`] are aligned to the epoch, `[start, end)`; hopping
+//!   windows (`advance_by`) start at every multiple of the advance. A window closes when
+//!   stream time reaches its end plus grace; a record is dropped, and counted in
+//!   [`TaskMetrics::dropped_late`], once per closed window it falls in (Kafka's
+//!   `KStreamWindowAggregate`). The default grace is zero (`ofSizeWithNoGrace`).
+//! - **Sliding windows.** [`SlidingWindows`] follow Kafka's `KStreamSlidingWindowAggregate`:
+//!   windows `[start, start + timeDifference]` with both ends inclusive, created as a record's
+//!   left window `[t - d, t]` and, once a later record falls in it, its right window
+//!   `[t + 1, t + 1 + d]`; records before `d` share `[0, d]`. A record whose right window would
+//!   be closed (`t + 1 + d <= stream time - grace`) is dropped; otherwise it is dropped per
+//!   closed window (end before stream time minus grace). Existing windows are updated latest
+//!   start first, as Kafka's backward store iteration does. The window store drops windows
+//!   starting `2d + grace` or more before the latest window start, as Kafka's does.
+//! - **Session windows.** [`SessionWindows`] follow `KStreamSessionWindowAggregate`: a
+//!   record joins every session of its key ending at or after `t - gap` and starting at or
+//!   before `t + gap`; their aggregates merge (Kafka's `Merger`, in the order the sessions
+//!   end) and every merged session is deleted with a tombstone (timestamp: its end) before
+//!   the new session `[min start, max end]` is forwarded (timestamp: its end). A merged
+//!   session ending before stream time minus grace is dropped; the store drops sessions
+//!   ending `gap + grace` or more before the latest session end. [`SessionWindowedSerde`]
+//!   writes the key, then end, then start, as Kafka's.
+//! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the
+//!   latest update per windowed key in an unbounded buffer and emits it once its window end
+//!   is at or before the suppression's own stream time (from the records reaching it) minus
+//!   the grace of the windowed aggregation upstream (for sessions, gap plus grace, as
+//!   Kafka's), in window-end then key order; tombstones are never emitted. Without a
+//!   windowed aggregation upstream the topology is refused, naming the suppress node.
+//! - **Joins.** Stream-table ([`KStream::join_table`], [`KStream::left_join_table`]): each
+//!   stream record looks up the table's current value; table updates emit nothing.
+//!   Stream-global table ([`KStream::join_global`], [`KStream::left_join_global`]): the same,
+//!   with the lookup key computed from the record; a [`GlobalKTable`]'s updates fill its
+//!   store only (no output, no stream time), as Kafka's global thread does.
+//!   Stream-stream ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`] with
+//!   [`JoinWindows`]): a left record at `t` joins right records in `[t - before, t + after]`
+//!   (bounds inclusive); both sides are buffered in window stores kept for
+//!   `before + after + grace`; a left/outer record without a partner is emitted with the
+//!   null side once stream time (over both sides) passes `t + after + grace` (right records:
+//!   `t + before + grace`), or at once when it arrives after its window closed (Kafka 3.1+,
+//!   with the emit interval at zero; at equal timestamps left records go first). A record
+//!   older than its side's latest timestamp minus the retention is not buffered (it still
+//!   joins what it finds). Table-table ([`KTable::join`], [`KTable::left_join`],
+//!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
+//!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
+//!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's
+//!   subscription instructions, with the subscriptions an in-memory index instead of
+//!   topics (one task sees both tables); results carry the triggering record's timestamp.
+//! - **Bad input.** A key or value that does not deserialize goes to the
+//!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
+//!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
+//!   (Kafka's `LogAndFailExceptionHandler`); `LogAndContinue` logs and skips the record;
+//!   `DeadLetterQueue(topic)` also writes its raw key, value and timestamp to `topic` (the
+//!   error goes to the log, not to headers as KIP-1034's does). Skipped records are counted
+//!   in [`TaskMetrics::dropped_deserialization_errors`]. Records without a key need a
+//!   [`Nullable`] key serde.
 //! - **Nulls.** Keys and values are typed, so a null is the `None` of a [`Nullable`] serde
-//!   and aggregations count it like any other value; Kafka Streams' aggregations skip records
-//!   with a null key or value. Filter them out first for Kafka's behaviour.
+//!   and aggregations and joins treat it like any other value; Kafka Streams' aggregations
+//!   and stream joins skip records with a null key or value. Filter them out first for
+//!   Kafka's behaviour.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
 //!   output of the batch is acknowledged, so no input is lost; the records after the last
 //!   commit run again after a crash (their outputs are written twice). State lives in memory
-//!   only: a restarted instance starts its aggregates empty, over the records after the
-//!   committed offsets. A rebalance during a batch hands the same instance its uncommitted
-//!   records again, and its aggregates count them twice.
+//!   only: a restarted instance starts its aggregates, tables and join buffers empty, over
+//!   the records after the committed offsets (so a table topic should be read from the
+//!   start: give the application a new `application.id`, or reset its group). A rebalance
+//!   during a batch hands the same instance its uncommitted records again, and its
+//!   aggregates count them twice.
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
 //!   the producer's default partitioner on the serialized key.
 //!
 //! # Not built yet
-//! Issue 12 asks for much more; this increment deliberately leaves out:
-//! - repartitioning: `group_by`/`select_key` before an aggregation do not go through a
+//! Issue 12 asks for more; this increment leaves out:
+//! - repartitioning: `group_by`/`select_key` before an aggregation or join do not go through a
 //!   repartition topic, so an aggregation only sees its own task's records. That is correct
 //!   while one task reads every input partition (the test driver; one application instance)
 //!   and wrong once work is split by partition;
-//! - tasks per input partition, several instances sharing work, co-partitioning checks;
-//! - tables from topics (`builder.table`), KTable operators (filter, map_values, join),
-//!   tombstones in tables, old values in updates;
-//! - joins of any kind; hopping, sliding and session windows; suppress ("emit final
-//!   results");
-//! - persistent stores, changelog topics and restoration; window retention (window stores
-//!   grow until the task is dropped); range queries on windows by time;
+//! - tasks per input partition, several instances sharing work, co-partitioning checks (a
+//!   join of topics with different partition counts is not refused);
+//! - bootstrapping global tables (the runtime reads a [`GlobalKTable`]'s topic alongside the
+//!   others instead of to its end first), `Materialized` for tables from topics and for
+//!   filter/map_values/join results (their store names are generated or absent), versioned
+//!   tables, `suppress` with a time limit or a bounded buffer;
+//! - persistent stores, changelog topics and restoration; retention for time-window stores
+//!   (tumbling and hopping windows stay in memory until the task is dropped; sliding windows,
+//!   sessions and the stream-stream join buffers are dropped after Kafka's default retention),
+//!   window and session store queries by time range;
 //! - the processor API and punctuation; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
-//!   transaction will go); deserialization handlers other than fail (log-and-skip,
-//!   dead-letter topic);
+//!   transaction will go); a production exception handler;
 //! - a benchmark, and a comparison with Apache Kafka Streams on the same input.
 //!
 //! The DSL cannot build a cycle (an operator only ever feeds a node made after it), so the
@@ -99,23 +164,31 @@
 
 mod driver;
 mod error;
+mod join;
 mod kstream;
+mod ktable;
 mod runtime;
 pub mod serdes;
 mod store;
 mod topology;
 mod window;
+mod windowed;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
 pub use kstream::{
-    BranchedKStream, KGroupedStream, KStream, KTable, Predicate, RecordTimestamp, StreamsBuilder,
-    TimeWindowedKStream, TimestampExtractor,
+    BranchedKStream, KGroupedStream, KStream, Predicate, RecordTimestamp, StreamsBuilder,
+    TimestampExtractor,
 };
+pub use ktable::{GlobalKTable, KTable, Suppressed};
 pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
-    BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, StringSerde, TimeWindowedSerde,
+    BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,
+    TimeWindowedSerde,
 };
 pub use store::ReadOnlyKeyValueStore;
-pub use topology::{Data, RawRecord, TaskMetrics, Topology};
-pub use window::{TumblingWindows, Window, Windowed};
+pub use topology::{Data, DeserializationExceptionHandler, RawRecord, TaskMetrics, Topology};
+pub use window::{
+    JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
+};
+pub use windowed::{SessionWindowedKStream, TimeWindowedKStream};

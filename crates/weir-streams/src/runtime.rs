@@ -22,7 +22,7 @@ use weir_client::{Client, ClientConfig};
 
 use crate::Error;
 use crate::store::ReadOnlyKeyValueStore;
-use crate::topology::{RawRecord, Task, TaskMetrics, Topology};
+use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, TaskMetrics, Topology};
 
 /// Settings of a streams application, named after Kafka Streams' properties.
 #[derive(Debug, Clone)]
@@ -43,6 +43,9 @@ pub struct StreamsConfig {
     /// `session.timeout.ms` of the group member: how long the group waits for an instance
     /// that stopped heartbeating (crashed) before its partitions move (default 45 s).
     pub session_timeout: Duration,
+    /// `default.deserialization.exception.handler` (and KIP-1034's dead-letter queue): what
+    /// to do with an input record that does not deserialize (default: fail).
+    pub deserialization_exception_handler: DeserializationExceptionHandler,
 }
 
 impl StreamsConfig {
@@ -55,6 +58,7 @@ impl StreamsConfig {
             max_poll_records: 1000,
             auto_offset_reset: OffsetReset::Earliest,
             session_timeout: Duration::from_secs(45),
+            deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
         }
     }
 }
@@ -101,7 +105,7 @@ impl KafkaStreams {
         let producer =
             Producer::from_client(client, ProducerConfig::new(config.client.clone())).await?;
         Ok(Self {
-            task: Task::new(topology),
+            task: Task::new(topology, config.deserialization_exception_handler.clone()),
             consumer,
             producer,
             config,

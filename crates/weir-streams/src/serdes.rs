@@ -226,6 +226,45 @@ impl<K, S: Serde<K>> Serde<Windowed<K>> for TimeWindowedSerde<S> {
     }
 }
 
+/// A session-windowed key as Kafka's `SessionWindowedSerde` writes it: the inner key's
+/// bytes, then the session's end and start, each 8 bytes big-endian.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionWindowedSerde<S> {
+    inner: S,
+}
+
+impl<S> SessionWindowedSerde<S> {
+    /// Session-windowed keys whose key goes through `inner`.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<K, S: Serde<K>> Serde<Windowed<K>> for SessionWindowedSerde<S> {
+    fn serialize(&self, value: &Windowed<K>) -> Result<Vec<u8>, Error> {
+        let mut data = self.inner.serialize(&value.key)?;
+        data.extend_from_slice(&value.window.end.to_be_bytes());
+        data.extend_from_slice(&value.window.start.to_be_bytes());
+        Ok(data)
+    }
+
+    fn deserialize(&self, data: &[u8]) -> Result<Windowed<K>, Error> {
+        let split = data.len().checked_sub(16).ok_or(Error::DataSize {
+            expected: 16,
+            actual: data.len(),
+        })?;
+        let (key, times) = data.split_at(split);
+        let (end, start) = times.split_at(8);
+        Ok(Windowed {
+            key: self.inner.deserialize(key)?,
+            window: Window {
+                start: I64Serde.deserialize(start)?,
+                end: I64Serde.deserialize(end)?,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -303,5 +342,18 @@ mod tests {
         assert_eq!(data, [b"u".as_slice(), &20_000i64.to_be_bytes()].concat());
         assert_eq!(serde.deserialize(&data).unwrap(), key);
         assert!(serde.deserialize(&[1, 2]).is_err());
+    }
+
+    #[test]
+    fn session_keys_append_end_then_start() {
+        let serde = SessionWindowedSerde::new(StringSerde);
+        let key = Windowed {
+            key: "u".to_string(),
+            window: Window { start: 5, end: 9 },
+        };
+        let data = serde.serialize(&key).unwrap();
+        let expected = [b"u".as_slice(), &9i64.to_be_bytes(), &5i64.to_be_bytes()].concat();
+        assert_eq!(data, expected);
+        assert_eq!(serde.deserialize(&data).unwrap(), key);
     }
 }

@@ -59,6 +59,28 @@ pub struct TaskMetrics {
     /// Records dropped by a windowed aggregation because their window had closed (its end plus
     /// the grace period is at or before stream time).
     pub dropped_late: u64,
+    /// Records skipped because their key or value did not deserialize, under
+    /// [`DeserializationExceptionHandler::LogAndContinue`] or
+    /// [`DeserializationExceptionHandler::DeadLetterQueue`].
+    pub dropped_deserialization_errors: u64,
+}
+
+/// What a task does with an input record whose key or value does not deserialize (Kafka's
+/// `default.deserialization.exception.handler`, and the dead-letter queue of KIP-1034).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeserializationExceptionHandler {
+    /// Stop processing with [`Error::Deserialize`] naming topic, partition and offset
+    /// (Kafka's `LogAndFailExceptionHandler`, its default).
+    #[default]
+    LogAndFail,
+    /// Log the record's coordinates and the error, skip the record, and count it (Kafka's
+    /// `LogAndContinueExceptionHandler`).
+    LogAndContinue,
+    /// As `LogAndContinue`, and write the record's raw key, value and timestamp to this topic
+    /// (Kafka's `errors.dead.letter.queue.topic.name`; the error is logged, not written as
+    /// headers).
+    DeadLetterQueue(String),
 }
 
 /// What a processor can see and do besides forwarding: the task's stream time, the output
@@ -215,29 +237,67 @@ impl Topology {
 pub(crate) struct Task {
     topology: Topology,
     ctx: Context,
+    on_deserialization_error: DeserializationExceptionHandler,
 }
 
 impl Task {
-    pub(crate) fn new(topology: Topology) -> Self {
+    pub(crate) fn new(topology: Topology, handler: DeserializationExceptionHandler) -> Self {
         Self {
             topology,
             ctx: Context {
                 stream_time: -1,
                 ..Context::default()
             },
+            on_deserialization_error: handler,
         }
     }
 
+    pub(crate) fn set_deserialization_exception_handler(
+        &mut self,
+        handler: DeserializationExceptionHandler,
+    ) {
+        self.on_deserialization_error = handler;
+    }
+
     /// Runs one input record through the topology; its outputs wait in
-    /// [`Task::take_outputs`]. A record whose key or value does not deserialize stops
-    /// processing with an error naming its topic, partition and offset.
+    /// [`Task::take_outputs`]. A record whose key or value does not deserialize goes to the
+    /// deserialization exception handler: by default processing stops with an error naming
+    /// its topic, partition and offset.
     pub(crate) fn process(&mut self, record: &RawRecord) -> Result<(), Error> {
         let source = self
             .topology
             .sources
             .get_mut(&record.topic)
             .ok_or_else(|| Error::UnknownTopic(record.topic.clone()))?;
-        source(&mut self.ctx, record)
+        // A source deserializes before it forwards anything, so a record that fails has
+        // produced no output and changed no state.
+        match source(&mut self.ctx, record) {
+            Err(error @ Error::Deserialize { .. }) => {
+                let dead_letters = match &self.on_deserialization_error {
+                    DeserializationExceptionHandler::LogAndFail => return Err(error),
+                    DeserializationExceptionHandler::LogAndContinue => None,
+                    DeserializationExceptionHandler::DeadLetterQueue(topic) => Some(topic),
+                };
+                tracing::warn!(
+                    error = %error,
+                    cause = ?std::error::Error::source(&error).map(ToString::to_string),
+                    "skipping a record that does not deserialize"
+                );
+                self.ctx.metrics.dropped_deserialization_errors += 1;
+                if let Some(topic) = dead_letters {
+                    self.ctx.outputs.push(RawRecord {
+                        topic: topic.clone(),
+                        partition: -1,
+                        offset: -1,
+                        key: record.key.clone(),
+                        value: record.value.clone(),
+                        timestamp: record.timestamp,
+                    });
+                }
+                Ok(())
+            }
+            result => result,
+        }
     }
 
     pub(crate) fn take_outputs(&mut self) -> Vec<RawRecord> {

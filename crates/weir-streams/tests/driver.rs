@@ -252,8 +252,10 @@ fn count_emits_every_update_and_fills_the_store() {
     let mut driver = run(
         |b| {
             let counts = source(b).group_by_key().materialized_as("counts").count();
-            assert_eq!(counts.store_name(), "counts");
-            counts.to_stream().to("out", StringSerde, I64Serde);
+            assert_eq!(counts.store_name(), Some("counts"));
+            counts
+                .to_stream()
+                .to("out", StringSerde, Nullable(I64Serde));
         },
         &[("a", "x", 1), ("b", "x", 5), ("a", "y", 3)],
     );
@@ -288,7 +290,7 @@ fn reduce_combines_values_per_key() {
                 .group_by_key()
                 .reduce(|agg, v| format!("{agg}+{v}"))
                 .to_stream()
-                .to("out", StringSerde, StringSerde);
+                .to("out", StringSerde, Nullable(StringSerde));
         },
         &[("a", "1", 1), ("a", "2", 2), ("b", "3", 3), ("a", "4", 4)],
     );
@@ -309,12 +311,12 @@ fn aggregate_by_a_new_key_starts_from_the_initializer() {
     let table = source(&builder)
         .group_by(|_, v| v.len() as i32)
         .aggregate(|| 100, |_len, v: String, sum| sum + v.len() as i64);
-    let store = table.store_name().to_string();
+    let store = table.store_name().unwrap().to_string();
     assert!(
         store.starts_with("KSTREAM-AGGREGATE-STATE-STORE-"),
         "{store}"
     );
-    table.to_stream().to("out", I32Serde, I64Serde);
+    table.to_stream().to("out", I32Serde, Nullable(I64Serde));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());
     for (k, v) in [("x", "ab"), ("y", "abc"), ("z", "cd")] {
         driver.pipe_input(&input(), &s(k), &s(v), 0).unwrap();
@@ -343,7 +345,7 @@ fn windowed_driver(grace: Duration) -> TopologyTestDriver {
         .to(
             "out",
             TimeWindowedSerde::new(StringSerde, Duration::from_secs(10)),
-            I64Serde,
+            Nullable(I64Serde),
         );
     TopologyTestDriver::new(builder.build().unwrap())
 }
@@ -474,7 +476,7 @@ fn json_clicks_without_keys_counted_per_user_with_an_extractor() {
         .count()
         .to_stream()
         .map(|windowed, count| (windowed.key, count))
-        .to("out", StringSerde, I64Serde);
+        .to("out", StringSerde, Nullable(I64Serde));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());
     let input = TestInputTopic::new(
         "user-activity",
@@ -586,7 +588,7 @@ fn the_topology_describes_its_topics_and_stores() {
         .materialized_as("s")
         .count()
         .to_stream()
-        .to("a-out", StringSerde, I64Serde);
+        .to("a-out", StringSerde, Nullable(I64Serde));
     let topology = builder.build().unwrap();
     assert_eq!(topology.source_topics(), vec![s("in")]);
     assert_eq!(topology.sink_topics(), vec![s("a-out"), s("b-out")]);
@@ -603,9 +605,9 @@ fn windowed_reduce_and_aggregate_keep_one_aggregate_per_key_and_window() {
         .reduce(|agg, v| format!("{agg}{v}"))
         .to_stream()
         .map(|w, v| (format!("{}@{}", w.key, w.window.start), v))
-        .to("out", StringSerde, StringSerde);
+        .to("out", StringSerde, Nullable(StringSerde));
     let lengths = windowed.aggregate(|| 0i64, |_key, v: String, total| total + v.len() as i64);
-    let store = lengths.store_name().to_string();
+    let store = lengths.store_name().unwrap().to_string();
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());
     for (k, v, ts) in [
         ("a", "x", 10),

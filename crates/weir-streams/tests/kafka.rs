@@ -46,7 +46,7 @@ fn topology() -> Topology {
         .materialized_as("clicks-per-user")
         .count()
         .to_stream()
-        .to("clicks-per-user", StringSerde, I64Serde);
+        .to("clicks-per-user", StringSerde, Nullable(I64Serde));
     builder.build().unwrap()
 }
 
@@ -242,5 +242,116 @@ async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
     assert_eq!(committed(&broker).await, 30);
     // Outputs: 30 from the first run, and 2 duplicates (at least once) from the second.
     assert_eq!(updates.len(), 32);
+    broker.stop().await;
+}
+
+/// The records of `topic` partition 0, as UTF-8 key and value (`None` for a null value).
+async fn read_strings(broker: &TestBroker, topic: &str) -> Vec<(String, Option<String>)> {
+    let client = broker.client().await;
+    fetch_all(&client, topic, 0)
+        .await
+        .into_iter()
+        .map(|record| {
+            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+            let value = record
+                .value
+                .map(|value| StringSerde.deserialize(&value).unwrap());
+            (key, value)
+        })
+        .collect()
+}
+
+async fn wait_for_strings(
+    broker: &TestBroker,
+    topic: &str,
+    n: usize,
+) -> Vec<(String, Option<String>)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let records = read_strings(broker, topic).await;
+        if records.len() >= n {
+            return records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic} so far: {records:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn produce_strings(broker: &TestBroker, topic: &str, records: &[(&str, Option<&str>)]) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for (key, value) in records {
+        let mut record = ProducerRecord::new(topic).key(key.to_string());
+        record.value = value.map(|value| value.to_string().into());
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// A table read from a topic (tombstones included) joined with a stream, through the runtime:
+/// the table's updates are seen before the stream records produced after them.
+#[tokio::test]
+async fn a_stream_table_join_reads_the_table_topic_with_its_tombstones() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    for topic in ["limits", "payments", "limits-seen", "checked"] {
+        create_topic(&client, topic, 1).await;
+    }
+    let builder = StreamsBuilder::new();
+    let limits = builder.table("limits", StringSerde, Nullable(StringSerde));
+    let store = limits.store_name().unwrap().to_string();
+    limits
+        .to_stream()
+        .to("limits-seen", StringSerde, Nullable(StringSerde));
+    builder
+        .stream("payments", StringSerde, StringSerde)
+        .left_join_table(&limits, |amount, limit| {
+            format!("{amount}/{}", limit.map_or("none", String::as_str))
+        })
+        .to("checked", StringSerde, StringSerde);
+    let mut config = StreamsConfig::new("limits-join", &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    let (stop, task) = start(
+        KafkaStreams::new(builder.build().unwrap(), config)
+            .await
+            .unwrap(),
+    );
+
+    produce_strings(
+        &broker,
+        "limits",
+        &[("c1", Some("100")), ("c2", Some("50")), ("c2", None)],
+    )
+    .await;
+    let seen = wait_for_strings(&broker, "limits-seen", 3).await;
+    assert_eq!(
+        seen[2],
+        ("c2".to_string(), None),
+        "the tombstone is forwarded"
+    );
+    produce_strings(
+        &broker,
+        "payments",
+        &[("c1", Some("10")), ("c2", Some("20"))],
+    )
+    .await;
+    let checked = wait_for_strings(&broker, "checked", 2).await;
+    assert_eq!(
+        checked,
+        vec![
+            ("c1".to_string(), Some("10/100".to_string())),
+            ("c2".to_string(), Some("20/none".to_string())),
+        ]
+    );
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let store = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(store.all(), vec![("c1".to_string(), "100".to_string())]);
+    streams.close().await.unwrap();
     broker.stop().await;
 }

@@ -1,0 +1,312 @@
+//! Stream-stream windowed joins (Kafka's `KStreamKStreamJoin`): both sides buffered in
+//! window stores, left/outer results for records that found no partner emitted once their
+//! join window has closed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::kstream::KStream;
+use crate::topology::{Data, Node, Record};
+use crate::window::JoinWindows;
+
+/// Which input of the join a record came from. Left sorts before right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// One side's window store: records by key and timestamp (duplicates kept, in arrival
+/// order), with Kafka's in-memory window store retention: records at or before the latest
+/// timestamp put minus the retention are neither stored nor found.
+struct JoinStore<K, V> {
+    records: BTreeMap<(K, i64, u64), V>,
+    observed: i64,
+}
+
+impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
+    fn new() -> Self {
+        Self {
+            records: BTreeMap::new(),
+            observed: i64::MIN,
+        }
+    }
+
+    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) {
+        self.observed = self.observed.max(timestamp);
+        let live = self.observed.saturating_sub(retention);
+        if timestamp <= live {
+            return;
+        }
+        self.records.insert((key, timestamp, sequence), value);
+        // Expired records go, so the store stays bounded by the retention.
+        while let Some(entry) = self.records.first_entry() {
+            if entry.key().1 > live {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
+    fn fetch(&self, key: &K, from: i64, to: i64, retention: i64) -> Vec<(i64, V)> {
+        let from = from.max(self.observed.saturating_sub(retention).saturating_add(1));
+        if from > to {
+            return Vec::new();
+        }
+        self.records
+            .range((key.clone(), from, 0)..=(key.clone(), to, u64::MAX))
+            .map(|((_, timestamp, _), value)| (*timestamp, value.clone()))
+            .collect()
+    }
+}
+
+/// A record waiting for a partner: its value on its own side.
+type Unjoined<V1, V2> = (Option<V1>, Option<V2>);
+
+/// What both sides of one join share.
+struct JoinState<K, V1, V2> {
+    left: JoinStore<K, V1>,
+    right: JoinStore<K, V2>,
+    /// Records still without a partner, waiting for their window to close (left and outer
+    /// joins): by timestamp, side and key.
+    unjoined: BTreeMap<(i64, Side, K), Vec<Unjoined<V1, V2>>>,
+    /// The largest timestamp seen on either side.
+    stream_time: i64,
+    /// A lower bound on the timestamps in `unjoined` (Kafka's `minTime`), to skip the scan.
+    min_time: i64,
+    sequence: u64,
+}
+
+/// The joiner of a join of any kind: `None` when the kind needs a side that is missing.
+type JoinerFn<V1, V2, VR> = dyn FnMut(Option<&V1>, Option<&V2>) -> Option<VR> + Send;
+type Joiner<V1, V2, VR> = Box<JoinerFn<V1, V2, VR>>;
+
+/// Wires a stream-stream join of `left` and `right`; `outer` says which sides emit a result
+/// without a partner (inner: neither; left: the left; outer: both).
+pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
+    left: &KStream<K, V1>,
+    right: &KStream<K, V2>,
+    windows: JoinWindows,
+    outer: (bool, bool),
+    joiner: Joiner<V1, V2, VR>,
+) -> KStream<K, VR> {
+    let state = Arc::new(Mutex::new(JoinState {
+        left: JoinStore::new(),
+        right: JoinStore::new(),
+        unjoined: BTreeMap::new(),
+        stream_time: i64::MIN,
+        min_time: i64::MAX,
+        sequence: 0,
+    }));
+    let joiner = Arc::new(Mutex::new(joiner));
+    let node: Node<K, VR> = Node::new();
+    let has_unjoined = outer.0 || outer.1;
+    let retention = windows
+        .before_ms
+        .saturating_add(windows.after_ms)
+        .saturating_add(windows.grace_ms);
+
+    let (shared, join, next) = (Arc::clone(&state), Arc::clone(&joiner), node.clone());
+    left.node.add_sink(move |ctx, record| {
+        let out = {
+            let mut state = shared.lock();
+            let state = &mut *state;
+            let mut joiner = join.lock();
+            state.sequence += 1;
+            let t = record.timestamp;
+            state.left.put(
+                record.key.clone(),
+                t,
+                state.sequence,
+                record.value.clone(),
+                retention,
+            );
+            let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
+                state.right.fetch(key, from, to, retention)
+            };
+            process(
+                state,
+                &mut **joiner,
+                windows,
+                (windows.before_ms, windows.after_ms),
+                (outer.0, has_unjoined),
+                Side::Left,
+                record,
+                partners,
+                |value, partner| (Some(value), partner),
+            )
+        };
+        for record in out {
+            next.forward(ctx, record)?;
+        }
+        Ok(())
+    });
+
+    let next = node.clone();
+    right.node.add_sink(move |ctx, record| {
+        let out = {
+            let mut state = state.lock();
+            let state = &mut *state;
+            let mut joiner = joiner.lock();
+            state.sequence += 1;
+            let t = record.timestamp;
+            state.right.put(
+                record.key.clone(),
+                t,
+                state.sequence,
+                record.value.clone(),
+                retention,
+            );
+            let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
+                state.left.fetch(key, from, to, retention)
+            };
+            process(
+                state,
+                &mut **joiner,
+                windows,
+                (windows.after_ms, windows.before_ms),
+                (outer.1, has_unjoined),
+                Side::Right,
+                record,
+                partners,
+                |value, partner| (partner, Some(value)),
+            )
+        };
+        for record in out {
+            next.forward(ctx, record)?;
+        }
+        Ok(())
+    });
+    KStream {
+        node,
+        state: Arc::clone(&left.state),
+    }
+}
+
+/// One record's pass through its side of the join: emit the unjoined records whose window
+/// has closed, join with the partners in `[t - before, t + after]` of the other side, and
+/// keep or emit the record itself when it found none and its side is outer.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one side of a two-sided processor"
+)]
+fn process<K: Data + Ord, V1: Data, V2: Data, VR, VT: Clone, VO: Clone>(
+    state: &mut JoinState<K, V1, V2>,
+    joiner: &mut JoinerFn<V1, V2, VR>,
+    windows: JoinWindows,
+    (before, after): (i64, i64),
+    (outer, has_unjoined): (bool, bool),
+    side: Side,
+    record: Record<K, VT>,
+    partners: impl Fn(&JoinState<K, V1, V2>, &K, i64, i64) -> Vec<(i64, VO)>,
+    pair: impl Fn(VT, Option<VO>) -> (Option<V1>, Option<V2>),
+) -> Vec<Record<K, VR>> {
+    let t = record.timestamp;
+    let mut out = Vec::new();
+    state.stream_time = state.stream_time.max(t);
+    if has_unjoined && t == state.stream_time {
+        emit_unjoined(state, joiner, windows, after, &mut out);
+    }
+    let from = t.saturating_sub(before).max(0);
+    let to = t.saturating_add(after).max(0);
+    let found = partners(state, &record.key, from, to);
+    let other_side = match side {
+        Side::Left => Side::Right,
+        Side::Right => Side::Left,
+    };
+    for (partner_time, partner) in &found {
+        // The partner found a match: it no longer waits for a left/outer result.
+        state
+            .unjoined
+            .remove(&(*partner_time, other_side, record.key.clone()));
+        let (l, r) = pair(record.value.clone(), Some(partner.clone()));
+        if let Some(value) = joiner(l.as_ref(), r.as_ref()) {
+            out.push(Record {
+                key: record.key.clone(),
+                value,
+                timestamp: t.max(*partner_time),
+            });
+        }
+    }
+    if outer && found.is_empty() {
+        if to < state.stream_time {
+            // The window is already closed for this out-of-order record: no partner can
+            // come any more.
+            let (l, r) = pair(record.value, None);
+            if let Some(value) = joiner(l.as_ref(), r.as_ref()) {
+                out.push(Record {
+                    key: record.key,
+                    value,
+                    timestamp: t,
+                });
+            }
+        } else {
+            state.min_time = state.min_time.min(t);
+            let (l, r) = pair(record.value, None);
+            state
+                .unjoined
+                .entry((t, side, record.key))
+                .or_default()
+                .push((l, r));
+        }
+    }
+    out
+}
+
+/// Emits, oldest first, the unjoined records whose join window closed: a left record at `t`
+/// once `t + after + grace` is before stream time, a right one once `t + before + grace` is.
+fn emit_unjoined<K: Data + Ord, V1, V2, VR>(
+    state: &mut JoinState<K, V1, V2>,
+    joiner: &mut JoinerFn<V1, V2, VR>,
+    windows: JoinWindows,
+    after: i64,
+    out: &mut Vec<Record<K, VR>>,
+) {
+    if state
+        .min_time
+        .saturating_add(after)
+        .saturating_add(windows.grace_ms)
+        >= state.stream_time
+    {
+        return;
+    }
+    state.min_time = i64::MAX;
+    let (mut left_open, mut right_open) = (false, false);
+    let mut emitted = Vec::new();
+    for ((timestamp, side, key), values) in &state.unjoined {
+        state.min_time = *timestamp;
+        if left_open && right_open {
+            break;
+        }
+        let look_back = match side {
+            Side::Left => windows.after_ms,
+            Side::Right => windows.before_ms,
+        };
+        if timestamp
+            .saturating_add(look_back)
+            .saturating_add(windows.grace_ms)
+            >= state.stream_time
+        {
+            match side {
+                Side::Left => left_open = true,
+                Side::Right => right_open = true,
+            }
+            continue;
+        }
+        for (left, right) in values {
+            if let Some(value) = joiner(left.as_ref(), right.as_ref()) {
+                out.push(Record {
+                    key: key.clone(),
+                    value,
+                    timestamp: *timestamp,
+                });
+            }
+        }
+        emitted.push((*timestamp, *side, key.clone()));
+    }
+    for key in emitted {
+        state.unjoined.remove(&key);
+    }
+}

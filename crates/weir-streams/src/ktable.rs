@@ -1,0 +1,617 @@
+//! [`KTable`]: a changelog stream held in a state store, its operators (filter, map_values,
+//! to_stream), table-table joins, and suppress ("emit final results") for windowed tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::kstream::KStream;
+use crate::store::SharedStore;
+use crate::topology::{BuilderState, Data, Node, Record};
+use crate::window::Windowed;
+
+/// An update of one key of a table: the new value (`None`: the key was deleted, a tombstone)
+/// and the value it replaced, which left and outer joins need to tell a deletion of a key
+/// they emitted from one they never saw (Kafka's `Change`, with old values always sent).
+#[derive(Debug, Clone)]
+pub(crate) struct Change<V> {
+    pub(crate) new: Option<V>,
+    pub(crate) old: Option<V>,
+}
+
+/// Reads a table's current value and its timestamp by key (Kafka's `KTableValueGetter`):
+/// joins look the other side up through it.
+pub(crate) type Getter<K, V> = Arc<dyn Fn(&K) -> Option<(V, i64)> + Send + Sync>;
+
+/// A changelog stream (Kafka's `KTable`): the latest value per key. Every update is forwarded
+/// downstream as it happens (Kafka Streams with record caching off); a deleted key is
+/// forwarded as a tombstone (`None`).
+pub struct KTable<K, V> {
+    pub(crate) node: Node<K, Change<V>>,
+    pub(crate) state: Arc<Mutex<BuilderState>>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) getter: Getter<K, V>,
+    /// The grace period of the windowed aggregation upstream, which suppress needs.
+    pub(crate) grace_ms: Option<i64>,
+}
+
+impl<K, V> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: self.store_name.clone(),
+            getter: Arc::clone(&self.getter),
+            grace_ms: self.grace_ms,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for KTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KTable")
+            .field("store_name", &self.store_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Data + Ord, V: Data> KTable<K, V> {
+    /// A table materialized in `store`, whose updates arrive on `node`.
+    pub(crate) fn materialized(
+        node: Node<K, Change<V>>,
+        state: &Arc<Mutex<BuilderState>>,
+        store_name: String,
+        store: SharedStore<K, V>,
+        grace_ms: Option<i64>,
+    ) -> Self {
+        Self {
+            node,
+            state: Arc::clone(state),
+            store_name: Some(store_name),
+            getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
+            grace_ms,
+        }
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    /// The name of the state store behind the table (Kafka's `queryableStoreName`); `None`
+    /// for a table computed from another (filter, map_values, joins), which has no store of
+    /// its own.
+    pub fn store_name(&self) -> Option<&str> {
+        self.store_name.as_deref()
+    }
+
+    /// The table's updates as a stream; a deleted key comes as `None` (Kafka's null value).
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let node = Node::new();
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            next.forward(
+                ctx,
+                Record {
+                    key: record.key,
+                    value: record.value.new,
+                    timestamp: record.timestamp,
+                },
+            )
+        });
+        KStream {
+            node,
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// A table computed from this one (no store of its own), fed by `process`.
+    fn derive<VR: Data>(
+        &self,
+        getter: Getter<K, VR>,
+        mut process: impl FnMut(Change<V>) -> Change<VR> + Send + 'static,
+    ) -> KTable<K, VR> {
+        let node = Node::new();
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            let value = process(record.value);
+            next.forward(
+                ctx,
+                Record {
+                    key: record.key,
+                    value,
+                    timestamp: record.timestamp,
+                },
+            )
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter,
+            grace_ms: self.grace_ms,
+        }
+    }
+
+    /// The entries for which `predicate` holds. An update that fails it is forwarded as a
+    /// tombstone for its key, as Kafka's `KTable#filter` does when old values are not
+    /// sent: downstream, the key is not in the filtered table.
+    pub fn filter(&self, predicate: impl FnMut(&K, &V) -> bool + Send + 'static) -> KTable<K, V> {
+        // The processor and the getter both apply the predicate.
+        let predicate = Arc::new(Mutex::new(predicate));
+        let shared = Arc::clone(&predicate);
+        let parent = Arc::clone(&self.getter);
+        let getter: Getter<K, V> =
+            Arc::new(move |key: &K| parent(key).filter(|(value, _)| (shared.lock())(key, value)));
+        let node = Node::new();
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            let key = record.key;
+            let (new, old) = {
+                let mut predicate = predicate.lock();
+                (
+                    record.value.new.filter(|value| (*predicate)(&key, value)),
+                    record.value.old.filter(|value| (*predicate)(&key, value)),
+                )
+            };
+            next.forward(
+                ctx,
+                Record {
+                    key,
+                    value: Change { new, old },
+                    timestamp: record.timestamp,
+                },
+            )
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter,
+            grace_ms: self.grace_ms,
+        }
+    }
+
+    /// The table with each value mapped; tombstones stay tombstones. The mapper should be a
+    /// pure function: it also runs on lookups by joins and on replaced values.
+    pub fn map_values<VR: Data>(
+        &self,
+        mapper: impl FnMut(V) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        let mapper = Arc::new(Mutex::new(mapper));
+        let shared = Arc::clone(&mapper);
+        let parent = Arc::clone(&self.getter);
+        let getter: Getter<K, VR> = Arc::new(move |key: &K| {
+            parent(key).map(|(value, timestamp)| ((shared.lock())(value), timestamp))
+        });
+        self.derive(getter, move |change| {
+            let mut mapper = mapper.lock();
+            Change {
+                new: change.new.map(&mut *mapper),
+                old: change.old.map(&mut *mapper),
+            }
+        })
+    }
+
+    /// The inner join with `other` on the key (Kafka's `KTable#join`): an update on either
+    /// side emits `joiner(this, other)` when both sides have the key, and a tombstone when
+    /// one side deletes a key the other side has. The result's timestamp is the larger of
+    /// the two sides'.
+    pub fn join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.table_join(other, (true, true), move |left, right| {
+            match (left, right) {
+                (Some(left), Some(right)) => Some(joiner(left, right)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The left join with `other` (Kafka's `KTable#leftJoin`): every key of this table is in
+    /// the result, with `joiner(this, None)` while `other` does not have it; an update on
+    /// `other` re-emits the keys this table has.
+    pub fn left_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.table_join(other, (true, false), move |left, right| {
+            left.map(|left| joiner(left, right))
+        })
+    }
+
+    /// The outer join with `other` (Kafka's `KTable#outerJoin`): every key of either table
+    /// is in the result; a tombstone once both sides have deleted it.
+    pub fn outer_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        mut joiner: impl FnMut(Option<&V>, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.table_join(other, (false, false), move |left, right| {
+            Some(joiner(left, right))
+        })
+    }
+
+    /// Both sides of a table-table join. `required` says which sides must hold the key for
+    /// a result (inner: both; left: this one; outer: neither); the joiner returns `None`
+    /// only when a required side is missing.
+    fn table_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        required: (bool, bool),
+        joiner: impl FnMut(Option<&V>, Option<&VO>) -> Option<VR> + Send + 'static,
+    ) -> KTable<K, VR> {
+        let joiner = Arc::new(Mutex::new(joiner));
+        let node: Node<K, Change<VR>> = Node::new();
+
+        let (left_getter, right_getter) = (Arc::clone(&self.getter), Arc::clone(&other.getter));
+        let shared = Arc::clone(&joiner);
+        let getter: Getter<K, VR> = Arc::new(move |key: &K| {
+            let left = left_getter(key);
+            let right = right_getter(key);
+            if (required.0 && left.is_none()) || (required.1 && right.is_none()) {
+                return None;
+            }
+            let timestamp = match (&left, &right) {
+                (Some((_, l)), Some((_, r))) => (*l).max(*r),
+                (Some((_, t)), None) | (None, Some((_, t))) => *t,
+                (None, None) => return None,
+            };
+            let value = (shared.lock())(left.as_ref().map(|l| &l.0), right.as_ref().map(|r| &r.0));
+            value.map(|value| (value, timestamp))
+        });
+
+        // An update of the left side, looked up against the right, and the other way round.
+        let right_getter = Arc::clone(&other.getter);
+        let shared = Arc::clone(&joiner);
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            let other = right_getter(&record.key);
+            let joined = join_update(record.value, other, record.timestamp, required, |l, r| {
+                (shared.lock())(l, r)
+            });
+            match joined {
+                Some((value, timestamp)) => next.forward(
+                    ctx,
+                    Record {
+                        key: record.key,
+                        value,
+                        timestamp,
+                    },
+                ),
+                None => Ok(()),
+            }
+        });
+        let left_getter = Arc::clone(&self.getter);
+        let next = node.clone();
+        other.node.add_sink(move |ctx, record| {
+            let other = left_getter(&record.key);
+            let joined = join_update(
+                record.value,
+                other,
+                record.timestamp,
+                (required.1, required.0),
+                |r, l| (joiner.lock())(l, r),
+            );
+            match joined {
+                Some((value, timestamp)) => next.forward(
+                    ctx,
+                    Record {
+                        key: record.key,
+                        value,
+                        timestamp,
+                    },
+                ),
+                None => Ok(()),
+            }
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter,
+            grace_ms: None,
+        }
+    }
+}
+
+impl<K: Data + Ord, V: Data> KTable<K, V> {
+    /// The inner foreign-key join with `other` (Kafka's `KTable#join(other,
+    /// foreignKeyExtractor, joiner)`): each row of this table joins the row of `other` whose
+    /// key `extractor` takes from its value; the result is keyed by this table's key. A new
+    /// row emits its joined row if `other` holds the foreign key; an updated row emits it,
+    /// or a tombstone for the result it may have had; a deleted row emits a tombstone. An
+    /// update of `other` re-emits every row of this table that refers to it (a tombstone
+    /// when `other` deleted it). Results carry the triggering record's timestamp.
+    pub fn join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.foreign_key_join(other, extractor, false, move |value, other| {
+            other.map(|other| joiner(value, other))
+        })
+    }
+
+    /// The left foreign-key join with `other` (Kafka's `KTable#leftJoin(other,
+    /// foreignKeyExtractor, joiner)`): as [`KTable::join_foreign_key`], but a row whose
+    /// foreign key `other` does not hold is emitted as `joiner(value, None)`.
+    pub fn left_join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.foreign_key_join(other, extractor, true, move |value, other| {
+            Some(joiner(value, other))
+        })
+    }
+
+    /// Both sides of a foreign-key join. The subscriptions Kafka keeps in a store and sends
+    /// through topics are an index from foreign key to this table's keys here: one task
+    /// sees both tables.
+    fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
+        &self,
+        other: &KTable<KO, VO>,
+        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        left: bool,
+        joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
+    ) -> KTable<K, VR> {
+        let extractor = Arc::new(Mutex::new(extractor));
+        let joiner = Arc::new(Mutex::new(joiner));
+        let subscriptions: Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>> =
+            Arc::new(Mutex::new(BTreeMap::new()));
+        let node: Node<K, Change<VR>> = Node::new();
+
+        let (this_getter, other_getter) = (Arc::clone(&self.getter), Arc::clone(&other.getter));
+        let (extract, join) = (Arc::clone(&extractor), Arc::clone(&joiner));
+        let getter: Getter<K, VR> = Arc::new(move |key: &K| {
+            let (value, timestamp) = this_getter(key)?;
+            let foreign_key = (extract.lock())(&value);
+            let other = other_getter(&foreign_key);
+            let joined = (join.lock())(&value, other.as_ref().map(|(other, _)| other))?;
+            Some((joined, timestamp))
+        });
+
+        // This table's updates: move the subscription, then look the foreign key up.
+        let other_getter = Arc::clone(&other.getter);
+        let (extract, join, subscribed) = (
+            Arc::clone(&extractor),
+            Arc::clone(&joiner),
+            Arc::clone(&subscriptions),
+        );
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            let key = record.key;
+            let (old_key, new_key) = {
+                let mut extract = extract.lock();
+                (
+                    record.value.old.as_ref().map(&mut *extract),
+                    record.value.new.as_ref().map(&mut *extract),
+                )
+            };
+            {
+                let mut subscribed = subscribed.lock();
+                if let Some(old_key) = &old_key {
+                    if let Some(keys) = subscribed.get_mut(old_key) {
+                        keys.remove(&key);
+                        if keys.is_empty() {
+                            subscribed.remove(old_key);
+                        }
+                    }
+                }
+                if let Some(new_key) = &new_key {
+                    subscribed
+                        .entry(new_key.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+            }
+            let new = match (&record.value.new, new_key) {
+                (None, _) | (_, None) => {
+                    // A deleted row deletes its result, if it had one.
+                    if record.value.old.is_none() {
+                        return Ok(());
+                    }
+                    None
+                }
+                (Some(value), Some(foreign_key)) => {
+                    let other = other_getter(&foreign_key);
+                    let joined = (join.lock())(value, other.as_ref().map(|(other, _)| other));
+                    // Kafka's PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE: a new row of an inner
+                    // join has no earlier result to delete. An updated row deletes the
+                    // result it may have had (PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE).
+                    if joined.is_none() && !left && record.value.old.is_none() {
+                        return Ok(());
+                    }
+                    joined
+                }
+            };
+            next.forward(
+                ctx,
+                Record {
+                    key,
+                    value: Change { new, old: None },
+                    timestamp: record.timestamp,
+                },
+            )
+        });
+
+        // The other table's updates: every subscribed row again.
+        let this_getter = Arc::clone(&self.getter);
+        let next = node.clone();
+        other.node.add_sink(move |ctx, record| {
+            let keys: Vec<K> = subscriptions
+                .lock()
+                .get(&record.key)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default();
+            for key in keys {
+                let Some((value, _)) = this_getter(&key) else {
+                    continue;
+                };
+                let new = (joiner.lock())(&value, record.value.new.as_ref());
+                if new.is_none() && record.value.old.is_none() {
+                    // Nothing was joined before and nothing is now.
+                    continue;
+                }
+                next.forward(
+                    ctx,
+                    Record {
+                        key,
+                        value: Change { new, old: None },
+                        timestamp: record.timestamp,
+                    },
+                )?;
+            }
+            Ok(())
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter,
+            grace_ms: None,
+        }
+    }
+}
+
+/// One side's update of a table-table join against the other side's current value: what to
+/// forward, if anything, and its timestamp. Follows Kafka's `KTableKTable*Join` processors:
+/// nothing when a required other side is missing, nor for a deletion of a key neither side
+/// had; otherwise the joined value, or a tombstone when this side's new value is missing and
+/// required, or both sides are missing.
+fn join_update<T, O, R>(
+    change: Change<T>,
+    other: Option<(O, i64)>,
+    timestamp: i64,
+    (this_required, other_required): (bool, bool),
+    mut joiner: impl FnMut(Option<&T>, Option<&O>) -> Option<R>,
+) -> Option<(Change<R>, i64)> {
+    if other_required && other.is_none() {
+        return None;
+    }
+    if other.is_none() && change.new.is_none() && change.old.is_none() {
+        return None;
+    }
+    let timestamp = other.as_ref().map_or(timestamp, |(_, t)| timestamp.max(*t));
+    let other = other.as_ref().map(|(value, _)| value);
+    let new = match &change.new {
+        None if this_required || other.is_none() => None,
+        new => joiner(new.as_ref(), other),
+    };
+    Some((Change { new, old: None }, timestamp))
+}
+
+/// A table replicated in full to every instance (Kafka's `GlobalKTable`), for joins whose
+/// lookup key comes from the stream record ([`KStream::join_global`]). Its updates only fill
+/// its store: they neither emit records nor move stream time.
+pub struct GlobalKTable<K, V> {
+    pub(crate) getter: Getter<K, V>,
+    pub(crate) store_name: String,
+}
+
+impl<K, V> Clone for GlobalKTable<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            getter: Arc::clone(&self.getter),
+            store_name: self.store_name.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for GlobalKTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalKTable")
+            .field("store_name", &self.store_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of the store behind the table (Kafka's `queryableStoreName`).
+    pub fn store_name(&self) -> &str {
+        &self.store_name
+    }
+}
+
+/// How a windowed table is suppressed (Kafka's `Suppressed`). Only "emit final results" is
+/// built: [`Suppressed::until_window_closes`], with an unbounded buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Suppressed {
+    _final_results: (),
+}
+
+impl Suppressed {
+    /// Holds back every update of a window and emits its final value once, when the window
+    /// closes (Kafka's `Suppressed.untilWindowCloses(BufferConfig.unbounded())`).
+    pub fn until_window_closes() -> Self {
+        Self { _final_results: () }
+    }
+}
+
+impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
+    /// Emits each window's final result once (Kafka's `suppress(untilWindowCloses(...))`):
+    /// updates wait in a buffer, the latest per windowed key, until the stream time seen by
+    /// the suppression passes the window's end by the grace period of the windowed
+    /// aggregation upstream; then they are emitted in window-end order. Tombstones (merged
+    /// sessions) are never emitted. The topology is refused when no windowed aggregation is
+    /// upstream. Lookups (joins) see the unsuppressed table.
+    pub fn suppress(&self, _suppressed: Suppressed) -> KTable<Windowed<K>, V> {
+        let grace = match self.grace_ms {
+            Some(grace) => grace,
+            None => {
+                let mut state = self.state.lock();
+                let name = state.generated_name("KTABLE-SUPPRESS");
+                state.errors.push(format!(
+                    "{name}: suppress(untilWindowCloses) needs a windowed aggregation upstream"
+                ));
+                0
+            }
+        };
+        // Ordered by window end, then key: the order windows close in.
+        type Buffer<K, V> = BTreeMap<(i64, Windowed<K>), (Option<V>, i64)>;
+        let mut buffer: Buffer<K, V> = BTreeMap::new();
+        let mut observed = i64::MIN;
+        let node = Node::new();
+        let next = node.clone();
+        self.node.add_sink(move |ctx, record| {
+            // Kafka's suppression keeps its own stream time, from the records reaching it.
+            observed = observed.max(record.timestamp);
+            buffer.insert(
+                (record.key.window.end, record.key),
+                (record.value.new, record.timestamp),
+            );
+            let expiry = observed.saturating_sub(grace);
+            while let Some(entry) = buffer.first_entry() {
+                if entry.key().0 > expiry {
+                    break;
+                }
+                let ((_, key), (value, timestamp)) = entry.remove_entry();
+                if let Some(value) = value {
+                    next.forward(
+                        ctx,
+                        Record {
+                            key,
+                            value: Change {
+                                new: Some(value),
+                                old: None,
+                            },
+                            timestamp,
+                        },
+                    )?;
+                }
+            }
+            Ok(())
+        });
+        KTable {
+            node,
+            state: Arc::clone(&self.state),
+            store_name: None,
+            getter: Arc::clone(&self.getter),
+            grace_ms: self.grace_ms,
+        }
+    }
+}

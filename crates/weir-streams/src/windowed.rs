@@ -1,0 +1,631 @@
+//! Windowed aggregations: [`TimeWindowedKStream`] (time windows, tumbling or hopping, and
+//! sliding windows) and [`SessionWindowedKStream`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::kstream::{Update, aggregate_into_store, folding, reducing, register_store};
+use crate::ktable::{Change, KTable};
+use crate::store::{Entries, SharedStore};
+use crate::topology::{BuilderState, Context, Data, Node, Record};
+use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+
+/// The windows of a [`TimeWindowedKStream`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TimeWindowing {
+    Time(TimeWindows),
+    Sliding(SlidingWindows),
+}
+
+/// A grouped stream with time windows (tumbling, hopping or sliding), ready for an
+/// aggregation (Kafka's `TimeWindowedKStream`). Results are keyed by [`Windowed<K>`]; a
+/// record is dropped for each window of it that has closed, and counted in
+/// [`TaskMetrics::dropped_late`](crate::TaskMetrics::dropped_late).
+pub struct TimeWindowedKStream<K, V> {
+    pub(crate) node: Node<K, V>,
+    pub(crate) state: Arc<Mutex<BuilderState>>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) windows: TimeWindowing,
+}
+
+impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeWindowedKStream")
+            .field("store_name", &self.store_name)
+            .field("windows", &self.windows)
+            .finish()
+    }
+}
+
+impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
+    /// Names the state store of the aggregation that follows; otherwise it gets a generated
+    /// name, [`KTable::store_name`].
+    pub fn materialized_as(self, store_name: &str) -> Self {
+        Self {
+            store_name: Some(store_name.to_string()),
+            ..self
+        }
+    }
+
+    /// The number of records per key and window.
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.aggregate(|| 0, |_, _, count| count + 1)
+    }
+
+    /// Combines each key's values per window with `reducer(aggregate, value)`.
+    pub fn reduce(
+        &self,
+        reducer: impl FnMut(V, V) -> V + Send + 'static,
+    ) -> KTable<Windowed<K>, V> {
+        self.aggregation(reducing(reducer))
+    }
+
+    /// Folds each key's values per window into an aggregate that starts at `initializer()`.
+    pub fn aggregate<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+    ) -> KTable<Windowed<K>, VR> {
+        self.aggregation(folding(initializer, aggregator, |key: &Windowed<K>| {
+            &key.key
+        }))
+    }
+
+    fn aggregation<VR: Data>(&self, update: Update<Windowed<K>, V, VR>) -> KTable<Windowed<K>, VR> {
+        match self.windows {
+            TimeWindowing::Time(windows) => self.time_aggregation(windows, update),
+            TimeWindowing::Sliding(windows) => sliding_aggregation(
+                &self.node,
+                &self.state,
+                self.store_name.clone(),
+                windows,
+                update,
+            ),
+        }
+    }
+
+    fn time_aggregation<VR: Data>(
+        &self,
+        windows: TimeWindows,
+        update: Update<Windowed<K>, V, VR>,
+    ) -> KTable<Windowed<K>, VR> {
+        let windowed = Node::<Windowed<K>, V>::new();
+        let next = windowed.clone();
+        self.node.add_sink(move |ctx, record| {
+            // Kafka's KStreamWindowAggregate: a window takes records while its end is after
+            // stream time minus grace; a record is dropped (and counted) per closed window.
+            let close = ctx.stream_time.saturating_sub(windows.grace_ms);
+            for window in windows.windows_for(record.timestamp) {
+                if window.end <= close {
+                    ctx.metrics.dropped_late += 1;
+                    continue;
+                }
+                let key = Windowed {
+                    key: record.key.clone(),
+                    window,
+                };
+                next.forward(
+                    ctx,
+                    Record {
+                        key,
+                        value: record.value.clone(),
+                        timestamp: record.timestamp,
+                    },
+                )?;
+            }
+            Ok(())
+        });
+        // Time windows are kept until the task is dropped (no retention yet): their stores
+        // answer queries for every window so far.
+        aggregate_into_store(
+            &windowed,
+            &self.state,
+            self.store_name.clone(),
+            update,
+            Some(windows.grace_ms),
+        )
+    }
+}
+
+/// A window or session store's retention, as Kafka's in-memory stores keep it: an entry
+/// whose time (a window's start, a session's end) is at or before the latest time put minus
+/// the retention period has expired. Expired entries are not seen by the aggregation and are
+/// dropped from the store, in one sweep each time the latest time has moved on by a period,
+/// so the cost of sweeping stays proportional to what is put.
+pub(crate) struct Retention {
+    period: i64,
+    observed: i64,
+    swept_at: i64,
+}
+
+impl Retention {
+    pub(crate) fn new(period: i64) -> Self {
+        Self {
+            period,
+            observed: i64::MIN,
+            swept_at: i64::MIN,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, time: i64) {
+        self.observed = self.observed.max(time);
+    }
+
+    /// Entries with a time at or before this have expired.
+    pub(crate) fn expired_until(&self) -> i64 {
+        self.observed.saturating_sub(self.period)
+    }
+
+    pub(crate) fn purge<K: Ord, V>(
+        &mut self,
+        entries: &mut Entries<Windowed<K>, V>,
+        time_of: impl Fn(&Window) -> i64,
+    ) {
+        if self.observed.saturating_sub(self.swept_at) < self.period.max(1) {
+            return;
+        }
+        self.swept_at = self.observed;
+        let expired = self.expired_until();
+        entries.retain(|key, _| time_of(&key.window) > expired);
+    }
+}
+
+/// The key's windows (or sessions) whose start lies in `[from, to]`, oldest first.
+fn key_range<'a, K: Ord + Clone, VR>(
+    entries: &'a Entries<Windowed<K>, VR>,
+    key: &K,
+    from: i64,
+    to: i64,
+) -> impl Iterator<Item = (&'a Windowed<K>, &'a (VR, i64))> {
+    let low = Windowed {
+        key: key.clone(),
+        window: Window {
+            start: from,
+            end: i64::MIN,
+        },
+    };
+    let high = Windowed {
+        key: key.clone(),
+        window: Window {
+            start: to,
+            end: i64::MAX,
+        },
+    };
+    let range = if from <= to {
+        Some(entries.range(low..=high))
+    } else {
+        None
+    };
+    range.into_iter().flatten()
+}
+
+/// The state of one record's pass through a sliding-window aggregation: Kafka's
+/// `KStreamSlidingWindowAggregate`, with its window store's retention (a window whose start
+/// is at or before the latest start put minus `2 * timeDifference + grace` has expired).
+struct SlidingPass<'a, K, V, VR> {
+    entries: &'a mut Entries<Windowed<K>, VR>,
+    update: &'a mut Update<Windowed<K>, V, VR>,
+    ctx: &'a mut Context,
+    retention: &'a mut Retention,
+    out: Vec<Record<Windowed<K>, Change<VR>>>,
+    key: K,
+    value: V,
+    timestamp: i64,
+    close: i64,
+    difference: i64,
+}
+
+/// A window found for the record: the window, its aggregate, the largest timestamp in it.
+type Found<VR> = (Window, VR, i64);
+
+impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
+    fn fetch(&self, from: i64, to: i64) -> Vec<Found<VR>> {
+        let live = self.retention.expired_until().saturating_add(1);
+        key_range(self.entries, &self.key, from.max(live), to)
+            .map(|(key, (value, timestamp))| (key.window, value.clone(), *timestamp))
+            .collect()
+    }
+
+    fn windowed(&self, window: Window) -> Windowed<K> {
+        Windowed {
+            key: self.key.clone(),
+            window,
+        }
+    }
+
+    fn put(&mut self, window: Window, value: VR, timestamp: i64) -> Option<VR> {
+        self.retention.observe(window.start);
+        self.entries
+            .insert(self.windowed(window), (value, timestamp))
+            .map(|(old, _)| old)
+    }
+
+    /// Adds the record to `window`, whose aggregate so far is `aggregate` (`None`: a new
+    /// window), unless the window has closed.
+    fn update_window(&mut self, window: Window, aggregate: Option<(VR, i64)>) {
+        if window.end < self.close {
+            self.ctx.metrics.dropped_late += 1;
+            return;
+        }
+        let (aggregate, timestamp) = match aggregate {
+            Some((aggregate, timestamp)) => (Some(aggregate), timestamp.max(self.timestamp)),
+            None => (None, self.timestamp),
+        };
+        let key = self.windowed(window);
+        let value = (self.update)(&key, self.value.clone(), aggregate);
+        let old = self.put(window, value.clone(), timestamp);
+        self.out.push(Record {
+            key,
+            value: Change {
+                new: Some(value),
+                old,
+            },
+            timestamp,
+        });
+    }
+
+    /// The record's right window `[t + 1, t + 1 + difference]`, holding the records after
+    /// it that `aggregate` holds (not the record itself).
+    fn create_right_window(&mut self, (aggregate, timestamp): (VR, i64)) {
+        let start = self.timestamp + 1;
+        let window = Window {
+            start,
+            end: start + self.difference,
+        };
+        let old = self.put(window, aggregate.clone(), timestamp);
+        self.out.push(Record {
+            key: self.windowed(window),
+            value: Change {
+                new: Some(aggregate),
+                old,
+            },
+            timestamp,
+        });
+    }
+
+    fn window_from(&self, start: i64) -> Window {
+        Window {
+            start,
+            end: start + self.difference,
+        }
+    }
+
+    /// A record at or after `difference`. Kafka's stores iterate backwards, so windows are
+    /// updated latest start first (its `processReverse`), and the scan stops at the first
+    /// window that ends before the record: the previous record's.
+    fn process_in_order(&mut self) {
+        let t = self.timestamp;
+        let mut starts = BTreeSet::new();
+        let (mut left_aggregate, mut right_aggregate) = (None, None);
+        let (mut left_exists, mut right_exists) = (false, false);
+        let mut previous = None;
+        // The windows that can hold the record, its left window's neighbour, and its right
+        // window.
+        for (window, aggregate, max_timestamp) in self
+            .fetch((t - 2 * self.difference).max(0), t + 1)
+            .into_iter()
+            .rev()
+        {
+            starts.insert(window.start);
+            let end = window.start + self.difference;
+            if window.start == t + 1 {
+                right_exists = true;
+            } else if end > t {
+                if right_aggregate.is_none() {
+                    right_aggregate = Some((aggregate.clone(), max_timestamp));
+                }
+                self.update_window(window, Some((aggregate, max_timestamp)));
+            } else if end == t {
+                left_exists = true;
+                self.update_window(window, Some((aggregate, max_timestamp)));
+                if max_timestamp < t {
+                    previous = Some(max_timestamp);
+                } else {
+                    // A record at this very time came before: its windows exist already.
+                    return;
+                }
+            } else {
+                left_aggregate = Some(aggregate);
+                previous = Some(max_timestamp);
+                break;
+            }
+        }
+        // The previous record's right window, when the record falls in it.
+        if let Some(previous) = previous {
+            let start = previous + 1;
+            if !starts.contains(&start) && start + self.difference >= t {
+                self.update_window(self.window_from(start), None);
+            }
+        }
+        if !left_exists {
+            // The left window holds what the window ending before it holds, when the
+            // previous record is in range.
+            let aggregate = match (previous, left_aggregate) {
+                (Some(previous), Some(aggregate)) if t - self.difference <= previous => {
+                    Some((aggregate, t))
+                }
+                _ => None,
+            };
+            self.update_window(self.window_from(t - self.difference), aggregate);
+        }
+        if let Some(right) = right_aggregate.filter(|(_, max)| !right_exists && *max > t) {
+            self.create_right_window(right);
+        }
+    }
+
+    /// A record before `difference`: its left window would start before the epoch, so it
+    /// goes in the window `[0, difference]` that holds every such record.
+    fn process_early(&mut self) {
+        let t = self.timestamp;
+        let mut starts = BTreeSet::new();
+        let mut combined = None;
+        let mut right_aggregate = None;
+        let mut right_exists = false;
+        let mut previous = None;
+        for (window, aggregate, max_timestamp) in self.fetch(0, t + 1) {
+            starts.insert(window.start);
+            if window.start == 0 {
+                if max_timestamp < t {
+                    previous = Some(max_timestamp);
+                }
+                combined = Some((window, aggregate, max_timestamp));
+            } else if window.start <= t {
+                right_aggregate = Some((aggregate.clone(), max_timestamp));
+                self.update_window(window, Some((aggregate, max_timestamp)));
+            } else if window.start == t + 1 {
+                right_exists = true;
+            }
+        }
+        // Without a window between, the combined window holds only records after this one
+        // when its latest record is later.
+        if right_aggregate.is_none() {
+            right_aggregate = combined
+                .as_ref()
+                .filter(|(_, _, max)| *max > t)
+                .map(|(_, aggregate, max)| (aggregate.clone(), *max));
+        }
+        if let Some(right) = right_aggregate.filter(|(_, max)| !right_exists && *max > t) {
+            self.create_right_window(right);
+        }
+        if let Some(previous) = previous {
+            if !starts.contains(&(previous + 1)) {
+                self.update_window(self.window_from(previous + 1), None);
+            }
+        }
+        match combined {
+            Some((window, aggregate, max)) => self.update_window(window, Some((aggregate, max))),
+            None => self.update_window(self.window_from(0), None),
+        }
+    }
+}
+
+fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
+    node: &Node<K, V>,
+    state: &Arc<Mutex<BuilderState>>,
+    store_name: Option<String>,
+    windows: SlidingWindows,
+    mut update: Update<Windowed<K>, V, VR>,
+) -> KTable<Windowed<K>, VR> {
+    let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+    let name = register_store(state, store_name, &store);
+    let table = Node::new();
+    let next = table.clone();
+    let shared = Arc::clone(&store);
+    let difference = windows.time_difference_ms;
+    // Kafka's default retention for sliding windows.
+    let mut retention = Retention::new(
+        difference
+            .saturating_mul(2)
+            .saturating_add(windows.grace_ms),
+    );
+    node.add_sink(move |ctx, record| {
+        let close = ctx.stream_time.saturating_sub(windows.grace_ms);
+        // Even the record's right window would be closed.
+        if record.timestamp + 1 + difference <= close {
+            ctx.metrics.dropped_late += 1;
+            return Ok(());
+        }
+        let out = {
+            let mut entries = shared.lock();
+            let mut pass = SlidingPass {
+                entries: &mut entries,
+                update: &mut update,
+                ctx: &mut *ctx,
+                retention: &mut retention,
+                out: Vec::new(),
+                key: record.key,
+                value: record.value,
+                timestamp: record.timestamp,
+                close,
+                difference,
+            };
+            if record.timestamp < difference {
+                pass.process_early();
+            } else {
+                pass.process_in_order();
+            }
+            let out = pass.out;
+            retention.purge(&mut entries, |window| window.start);
+            out
+        };
+        for record in out {
+            next.forward(ctx, record)?;
+        }
+        Ok(())
+    });
+    KTable::materialized(table, state, name, store, Some(windows.grace_ms))
+}
+
+/// A grouped stream with session windows, ready for an aggregation (Kafka's
+/// `SessionWindowedKStream`). Results are keyed by [`Windowed<K>`] whose window is the
+/// session `[first, last]` timestamp. When a record extends or merges sessions, each session
+/// it replaces is deleted: a tombstone for its windowed key is forwarded before the new
+/// session's aggregate, as Kafka does.
+pub struct SessionWindowedKStream<K, V> {
+    pub(crate) node: Node<K, V>,
+    pub(crate) state: Arc<Mutex<BuilderState>>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) windows: SessionWindows,
+}
+
+impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionWindowedKStream")
+            .field("store_name", &self.store_name)
+            .field("windows", &self.windows)
+            .finish()
+    }
+}
+
+/// A session aggregation: where a key's aggregate starts (`None` for reduce: the first
+/// value), how a record updates it, and how two sessions' aggregates merge.
+struct SessionOps<K, V, VR> {
+    initializer: Box<dyn FnMut() -> Option<VR> + Send>,
+    update: Update<K, V, VR>,
+    merger: Merger<K, VR>,
+}
+
+/// Kafka's `Merger`: combines the aggregates of two sessions being merged.
+type Merger<K, VR> = Box<dyn FnMut(&K, VR, VR) -> VR + Send>;
+
+impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
+    /// Names the state store of the aggregation that follows.
+    pub fn materialized_as(self, store_name: &str) -> Self {
+        Self {
+            store_name: Some(store_name.to_string()),
+            ..self
+        }
+    }
+
+    /// The number of records per session.
+    pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.aggregate(|| 0, |_, _, count| count + 1, |_, a, b| a + b)
+    }
+
+    /// Combines each session's values with `reducer(aggregate, value)`; merged sessions
+    /// combine with it too.
+    pub fn reduce(
+        &self,
+        reducer: impl FnMut(V, V) -> V + Send + 'static,
+    ) -> KTable<Windowed<K>, V> {
+        let reducer = Arc::new(Mutex::new(reducer));
+        let shared = Arc::clone(&reducer);
+        self.aggregation(SessionOps {
+            initializer: Box::new(|| None),
+            update: reducing(move |a, b| (shared.lock())(a, b)),
+            merger: Box::new(move |_, a, b| (reducer.lock())(a, b)),
+        })
+    }
+
+    /// Folds each session's values into an aggregate that starts at `initializer()`; when a
+    /// record merges sessions, their aggregates combine with `merger(key, a, b)` (Kafka's
+    /// `Merger`) from `initializer()`, in the order the sessions end.
+    pub fn aggregate<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        merger: impl FnMut(&K, VR, VR) -> VR + Send + 'static,
+    ) -> KTable<Windowed<K>, VR> {
+        let initializer = Arc::new(Mutex::new(initializer));
+        let shared = Arc::clone(&initializer);
+        self.aggregation(SessionOps {
+            initializer: Box::new(move || Some((shared.lock())())),
+            update: folding(move || (initializer.lock())(), aggregator, |key: &K| key),
+            merger: Box::new(merger),
+        })
+    }
+
+    fn aggregation<VR: Data>(&self, mut ops: SessionOps<K, V, VR>) -> KTable<Windowed<K>, VR> {
+        let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+        let name = register_store(&self.state, self.store_name.clone(), &store);
+        let table = Node::new();
+        let next = table.clone();
+        let shared = Arc::clone(&store);
+        let SessionWindows { gap_ms, grace_ms } = self.windows;
+        // Kafka's default session store retention: gap plus grace, from the latest end put.
+        let mut retention = Retention::new(gap_ms.saturating_add(grace_ms));
+        self.node.add_sink(move |ctx, record| {
+            let t = record.timestamp;
+            let close = ctx.stream_time.saturating_sub(grace_ms);
+            let mut out = Vec::new();
+            {
+                let mut entries = shared.lock();
+                // Kafka's findSessions(key, t - gap, t + gap): sessions ending at or after
+                // t - gap that start at or before t + gap, ordered by end.
+                let live = retention.expired_until();
+                let mut found: Vec<(Windowed<K>, VR)> =
+                    key_range(&entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
+                        .filter(|(key, _)| {
+                            key.window.end >= t.saturating_sub(gap_ms) && key.window.end > live
+                        })
+                        .map(|(key, (value, _))| (key.clone(), value.clone()))
+                        .collect();
+                found.sort_by_key(|(key, _)| (key.window.end, key.window.start));
+                let mut aggregate = (ops.initializer)();
+                let mut merged = Window { start: t, end: t };
+                for (key, value) in &found {
+                    aggregate = Some(match aggregate {
+                        Some(aggregate) => (ops.merger)(&record.key, aggregate, value.clone()),
+                        None => value.clone(),
+                    });
+                    merged = Window {
+                        start: merged.start.min(key.window.start),
+                        end: merged.end.max(key.window.end),
+                    };
+                }
+                // A session's end is inclusive: it closes once stream time minus grace is
+                // past it.
+                if merged.end < close {
+                    ctx.metrics.dropped_late += 1;
+                } else {
+                    let mut old = None;
+                    for (key, value) in found {
+                        if merged == (Window { start: t, end: t }) {
+                            // The record repeats a session of its own instant: updated in
+                            // place. Any other merge deletes every session it found, even
+                            // one it re-creates with the same bounds (as Kafka does).
+                            old = Some(value);
+                            continue;
+                        }
+                        entries.remove(&key);
+                        let timestamp = key.window.end;
+                        out.push(Record {
+                            key,
+                            value: Change {
+                                new: None,
+                                old: Some(value),
+                            },
+                            timestamp,
+                        });
+                    }
+                    let value = (ops.update)(&record.key, record.value, aggregate);
+                    let key = Windowed {
+                        key: record.key,
+                        window: merged,
+                    };
+                    retention.observe(merged.end);
+                    entries.insert(key.clone(), (value.clone(), merged.end));
+                    retention.purge(&mut entries, |window| window.end);
+                    out.push(Record {
+                        key,
+                        value: Change {
+                            new: Some(value),
+                            old,
+                        },
+                        timestamp: merged.end,
+                    });
+                }
+            }
+            for record in out {
+                next.forward(ctx, record)?;
+            }
+            Ok(())
+        });
+        // Kafka's suppression waits the inactivity gap too: a session can still grow until
+        // stream time passes its end by gap plus grace.
+        let suppress_after = Some(gap_ms.saturating_add(grace_ms));
+        KTable::materialized(table, &self.state, name, store, suppress_after)
+    }
+}

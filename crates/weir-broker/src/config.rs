@@ -768,43 +768,25 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
 
 impl ReplicationSettings {
     fn parse(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let text = |key: &str| {
-            props
-                .get(key)
-                .cloned()
-                .or_else(|| {
-                    DEFAULTS
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| (*v).to_string())
-                })
-                .unwrap_or_default()
-        };
-        let positive_key = |key: &str| -> Result<i64, ConfigError> {
-            positive(key, parse::<i64>(props, key)?, &text(key))
-        };
-        let int = |key: &str| -> Result<i32, ConfigError> {
-            let value = positive_key(key)?;
-            i32::try_from(value).map_err(|_| invalid(key, &text(key), "must fit in an int"))
-        };
+        let int = i64::from(i32::MAX);
         Ok(Self {
-            replica_lag_time_max_ms: positive_key("replica.lag.time.max.ms")?,
-            min_insync_replicas: usize::try_from(int("min.insync.replicas")?).unwrap_or(1),
-            replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
-            replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes")?,
-            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
-            replica_fetch_backoff_ms: u64::try_from(positive_key("replica.fetch.backoff.ms")?)
-                .unwrap_or(1_000),
-            offsets_topic_replication_factor: i16::try_from(int(
+            replica_lag_time_max_ms: int_in(props, "replica.lag.time.max.ms", 1, i64::MAX)?,
+            min_insync_replicas: int_in(props, "min.insync.replicas", 1, int)?,
+            replica_fetch_max_bytes: int_in(props, "replica.fetch.max.bytes", 1, int)?,
+            replica_fetch_response_max_bytes: int_in(
+                props,
+                "replica.fetch.response.max.bytes",
+                1,
+                int,
+            )?,
+            replica_fetch_wait_max_ms: int_in(props, "replica.fetch.wait.max.ms", 1, int)?,
+            replica_fetch_backoff_ms: int_in(props, "replica.fetch.backoff.ms", 1, i64::MAX)?,
+            offsets_topic_replication_factor: int_in(
+                props,
                 "offsets.topic.replication.factor",
-            )?)
-            .map_err(|_| {
-                invalid(
-                    "offsets.topic.replication.factor",
-                    &text("offsets.topic.replication.factor"),
-                    "must fit in a short",
-                )
-            })?,
+                1,
+                i64::from(i16::MAX),
+            )?,
             durable_acks: parse(props, "durable.acks")?,
         })
     }

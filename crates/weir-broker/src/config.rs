@@ -2,17 +2,26 @@
 //!
 //! Sources, later ones winning: built-in defaults, a config file (`--config FILE`: TOML with
 //! dotted keys, or a Kafka `server.properties` file), environment variables (`WEIR_` + the key
-//! in upper case with `.` as `_`, e.g. `WEIR_LOG_DIRS`), and command-line flags
-//! (`--log.dirs=DIR` or `--override log.dirs=DIR`). Every value is checked; an invalid one is
-//! an error naming the key. `server.properties` files go through the `java-properties` crate
-//! (Java's full syntax). Names are classified ([`classify`]): read by Weir, a Kafka broker
-//! property Weir ignores (a debug line), or unknown (a warning at start, with the nearest known
-//! name within two edits).
+//! in upper case with `.` as `_`, e.g. `WEIR_LOG_DIRS`), and command-line flags, which
+//! weir-cli's clap grammar has already turned into ordered `(key, value)` pairs
+//! (`--log.dirs=DIR`, `--log.dirs DIR`, `--override log.dirs=DIR`). `server.properties` files
+//! go through the `java-properties` crate (Java's full syntax). Names are classified
+//! ([`classify`]): read by Weir, a Kafka broker property Weir ignores (a debug line), or
+//! unknown (a warning at start, with the nearest known name within two edits).
+//!
+//! Every property the broker reads is parsed and checked here, once, into a typed field of
+//! [`BrokerConfig`] (or of its [`GroupSettings`], [`TransactionSettings`] and
+//! [`TopicDefaults`]); a bad value is an error naming the key, so the broker stops at start
+//! instead of running on a silent default. Handlers read the typed fields only. The merged
+//! strings survive as [`BrokerConfig::static_properties`], private and read-only, for one
+//! reason: DescribeConfigs reports the static broker properties as the operator wrote them
+//! (including Kafka properties Weir ignores). Nothing parses them.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use thiserror::Error;
+use weir_log::LogConfig;
 
 /// A configuration problem, naming the key or file.
 #[derive(Debug, Error)]
@@ -45,9 +54,6 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A command-line argument is not understood.
-    #[error("unknown argument {0:?} (try --help)")]
-    UnknownArgument(String),
 }
 
 /// Everything the broker reads from its configuration.
@@ -154,8 +160,118 @@ pub struct BrokerConfig {
     /// partition adds and an epoch bump at every EndTxn. Every broker of a cluster should set
     /// the same level.
     pub transaction_version: i16,
-    /// Every property as given (after merging sources), for per-topic defaults.
-    pub raw: BTreeMap<String, String>,
+    /// The group coordinator's `group.*` and `offsets.*` settings not listed above.
+    pub groups: GroupSettings,
+    /// The transaction coordinator's settings.
+    pub transactions: TransactionSettings,
+    /// The broker-level defaults of topic configs (`log.retention.ms`, `log.cleanup.policy`,
+    /// `compression.type`, ...).
+    pub topic_defaults: TopicDefaults,
+    /// Every property given (file, environment, flags, after Kafka's aliases), as written.
+    /// Private and only reported (DescribeConfigs' static broker configs): the typed fields
+    /// are the configuration, and no code parses these strings.
+    given: BTreeMap<String, String>,
+}
+
+/// The group coordinator's settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// `group.max.size`: members a classic group admits.
+    pub max_size: usize,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: i64,
+    /// `offset.metadata.max.bytes`: the longest metadata string an offset commit may carry.
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.commit.timeout.ms`: how long an offset commit waits for its write to
+    /// replicate.
+    pub offsets_commit_timeout_ms: u64,
+}
+
+/// The transaction coordinator's settings (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionSettings {
+    /// `transaction.state.log.num.partitions`: partitions of `__transaction_state`.
+    pub state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor`.
+    pub state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr`.
+    pub state_log_min_isr: i16,
+    /// `transaction.max.timeout.ms`: the longest transaction timeout a producer may ask for.
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: a transactional id unused for this long is forgotten.
+    pub transactional_id_expiration_ms: i64,
+    /// `request.timeout.ms`: how long a coordinator's write waits for the high watermark.
+    pub request_timeout_ms: u64,
+}
+
+/// `compression.type` as a broker or topic config: what the log stores batches as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionType {
+    /// Whatever the producer sent (Kafka's default).
+    Producer,
+    /// Not compressed.
+    Uncompressed,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
+    /// LZ4.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl CompressionType {
+    /// Kafka's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Producer => "producer",
+            Self::Uncompressed => "uncompressed",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+impl std::str::FromStr for CompressionType {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.trim() {
+            "producer" => Self::Producer,
+            "uncompressed" => Self::Uncompressed,
+            "gzip" => Self::Gzip,
+            "snappy" => Self::Snappy,
+            "lz4" => Self::Lz4,
+            "zstd" => Self::Zstd,
+            _ => return Err("expected producer, uncompressed, gzip, snappy, lz4 or zstd"),
+        })
+    }
+}
+
+/// The broker properties that set topic configs' defaults (each topic config of
+/// `topic_config::CATALOG` with a broker synonym), typed. `min.insync.replicas` is
+/// [`ReplicationSettings::min_insync_replicas`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicDefaults {
+    /// The log configs (`log.retention.ms` → `retention.ms`, `log.cleanup.policy` →
+    /// `cleanup.policy`, ...): what every topic's log config starts from. Properties left
+    /// unset keep `LogConfig`'s defaults, which are Kafka's.
+    pub log: LogConfig,
+    /// `compression.type`.
+    pub compression_type: CompressionType,
+    /// `log.segment.delete.delay.ms` (`file.delete.delay.ms`).
+    pub file_delete_delay_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms` (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: i64,
+    /// `log.preallocate` (`preallocate`).
+    pub preallocate: bool,
+    /// `log.roll.jitter.ms` (`segment.jitter.ms`).
+    pub segment_jitter_ms: i64,
+    /// `unclean.leader.election.enable`.
+    pub unclean_leader_election_enable: bool,
 }
 
 /// How partitions replicate (Kafka's names, plus Weir's `durable.acks`).
@@ -231,6 +347,17 @@ pub(crate) const DEFAULTS: &[(&str, &str)] = &[
     ("durable.acks", "true"),
     ("weir.debug.fsync.journal", "false"),
     ("weir.transaction.version", "2"),
+    ("group.max.size", "2147483647"),
+    ("offsets.retention.check.interval.ms", "600000"),
+    ("offset.metadata.max.bytes", "4096"),
+    ("offsets.commit.timeout.ms", "5000"),
+    ("transaction.state.log.num.partitions", "50"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.state.log.min.isr", "2"),
+    ("transaction.max.timeout.ms", "900000"),
+    ("transactional.id.expiration.ms", "604800000"),
+    // How long a coordinator's write waits for the high watermark.
+    ("request.timeout.ms", "30000"),
 ];
 
 /// Properties Weir reads besides [`DEFAULTS`] and the topic defaults
@@ -253,17 +380,6 @@ pub(crate) const OTHER_PROPERTIES: &[(&str, Option<&str>)] = &[
     ("log.retention.hours", Some("168")),
     // `log.roll.ms` wins.
     ("log.roll.hours", Some("168")),
-    ("group.max.size", Some("2147483647")),
-    ("offsets.retention.check.interval.ms", Some("600000")),
-    ("offset.metadata.max.bytes", Some("4096")),
-    ("offsets.commit.timeout.ms", Some("5000")),
-    ("transaction.state.log.num.partitions", Some("50")),
-    ("transaction.state.log.replication.factor", Some("3")),
-    ("transaction.state.log.min.isr", Some("2")),
-    ("transaction.max.timeout.ms", Some("900000")),
-    ("transactional.id.expiration.ms", Some("604800000")),
-    // How long a transaction coordinator's write waits for the high watermark.
-    ("request.timeout.ms", Some("30000")),
 ];
 
 /// Kafka broker properties Weir accepts and ignores (threads, socket buffers, security,
@@ -447,6 +563,29 @@ fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The built-in value of a property Weir reads: [`DEFAULTS`], else the default of the stored
+/// topic config it sets.
+fn builtin_default(key: &str) -> Option<&'static str> {
+    DEFAULTS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+        .or_else(|| {
+            crate::topic_config::def_by_broker_key(key)
+                .and_then(crate::topic_config::stored_default)
+        })
+}
+
+/// The value of `key`: given, else built in.
+fn value_of(props: &BTreeMap<String, String>, key: &str) -> String {
+    props
+        .get(key)
+        .map(String::as_str)
+        .or_else(|| builtin_default(key))
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn parse<T: std::str::FromStr>(
     props: &BTreeMap<String, String>,
     key: &str,
@@ -454,15 +593,138 @@ fn parse<T: std::str::FromStr>(
 where
     T::Err: std::fmt::Display,
 {
-    let value = props
-        .get(key)
-        .map(String::as_str)
-        .or_else(|| DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
-        .unwrap_or_default();
+    let value = value_of(props, key);
     value
         .trim()
         .parse()
-        .map_err(|e: T::Err| invalid(key, value, e.to_string()))
+        .map_err(|e: T::Err| invalid(key, &value, e.to_string()))
+}
+
+/// An integer property within `min..=max`, converted to the type its user holds it in.
+fn int_in<T: TryFrom<i64>>(
+    props: &BTreeMap<String, String>,
+    key: &str,
+    min: i64,
+    max: i64,
+) -> Result<T, ConfigError> {
+    let value: i64 = parse(props, key)?;
+    let reason = match (min, max) {
+        (0, i64::MAX) => "must not be negative".to_string(),
+        (1, i64::MAX) => "must be positive".to_string(),
+        (1, max) => format!("must be positive and at most {max}"),
+        (min, max) => format!("must be from {min} to {max}"),
+    };
+    if !(min..=max).contains(&value) {
+        return Err(invalid(key, &value_of(props, key), reason));
+    }
+    T::try_from(value).map_err(|_| invalid(key, &value_of(props, key), reason))
+}
+
+impl GroupSettings {
+    fn parse(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_size: int_in(props, "group.max.size", 1, i64::from(i32::MAX))?,
+            offsets_retention_check_interval_ms: int_in(
+                props,
+                "offsets.retention.check.interval.ms",
+                1,
+                i64::MAX,
+            )?,
+            offset_metadata_max_bytes: int_in(
+                props,
+                "offset.metadata.max.bytes",
+                0,
+                i64::from(i32::MAX),
+            )?,
+            offsets_commit_timeout_ms: int_in(
+                props,
+                "offsets.commit.timeout.ms",
+                1,
+                i64::from(i32::MAX),
+            )?,
+        })
+    }
+}
+
+impl TransactionSettings {
+    fn parse(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let int = i64::from(i32::MAX);
+        let short = i64::from(i16::MAX);
+        Ok(Self {
+            state_log_num_partitions: int_in(
+                props,
+                "transaction.state.log.num.partitions",
+                1,
+                int,
+            )?,
+            state_log_replication_factor: int_in(
+                props,
+                "transaction.state.log.replication.factor",
+                1,
+                short,
+            )?,
+            state_log_min_isr: int_in(props, "transaction.state.log.min.isr", 1, short)?,
+            max_timeout_ms: int_in(props, "transaction.max.timeout.ms", 1, int)?,
+            // A long in Kafka, bounded as an int here: the coordinator's timers add it to now.
+            transactional_id_expiration_ms: int_in(
+                props,
+                "transactional.id.expiration.ms",
+                1,
+                int,
+            )?,
+            request_timeout_ms: int_in(props, "request.timeout.ms", 1, int)?,
+        })
+    }
+}
+
+impl TopicDefaults {
+    fn parse(props: &BTreeMap<String, String>, segment_bytes: u64) -> Result<Self, ConfigError> {
+        let mut log = LogConfig::default();
+        for def in crate::topic_config::CATALOG {
+            let Some(key) = def.broker_synonym else {
+                continue;
+            };
+            if !crate::topic_config::is_log_config(def.name) {
+                continue;
+            }
+            // `log.segment.bytes` is read as a long; the log caps it at 4 GiB instead of
+            // refusing a larger one.
+            let value = if key == "log.segment.bytes" {
+                segment_bytes.min(u64::from(u32::MAX)).to_string()
+            } else {
+                match props.get(key) {
+                    Some(value) => value.clone(),
+                    None => continue,
+                }
+            };
+            log.set(def.name, &value).map_err(|e| match e {
+                weir_log::Error::InvalidConfig { reason, .. } => invalid(key, &value, reason),
+                other => invalid(key, &value, other.to_string()),
+            })?;
+        }
+        Ok(Self {
+            log,
+            compression_type: parse(props, "compression.type")?,
+            file_delete_delay_ms: int_in(props, "log.segment.delete.delay.ms", 0, i64::MAX)?,
+            max_compaction_lag_ms: int_in(props, "log.cleaner.max.compaction.lag.ms", 1, i64::MAX)?,
+            preallocate: parse(props, "log.preallocate")?,
+            segment_jitter_ms: int_in(props, "log.roll.jitter.ms", 0, i64::MAX)?,
+            unclean_leader_election_enable: parse(props, "unclean.leader.election.enable")?,
+        })
+    }
+
+    /// The value of a stored (not log) topic config's broker default, as Kafka spells it.
+    pub(crate) fn stored_value(&self, topic_config: &str) -> Option<String> {
+        Some(match topic_config {
+            "compression.type" => self.compression_type.as_str().to_string(),
+            "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "preallocate" => self.preallocate.to_string(),
+            "segment.jitter.ms" => self.segment_jitter_ms.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            _ => return None,
+        })
+    }
 }
 
 fn positive<T: PartialOrd + Default + Copy>(
@@ -506,43 +768,25 @@ fn parse_listener(key: &str, value: &str) -> Result<(String, u16), ConfigError> 
 
 impl ReplicationSettings {
     fn parse(props: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let text = |key: &str| {
-            props
-                .get(key)
-                .cloned()
-                .or_else(|| {
-                    DEFAULTS
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| (*v).to_string())
-                })
-                .unwrap_or_default()
-        };
-        let positive_key = |key: &str| -> Result<i64, ConfigError> {
-            positive(key, parse::<i64>(props, key)?, &text(key))
-        };
-        let int = |key: &str| -> Result<i32, ConfigError> {
-            let value = positive_key(key)?;
-            i32::try_from(value).map_err(|_| invalid(key, &text(key), "must fit in an int"))
-        };
+        let int = i64::from(i32::MAX);
         Ok(Self {
-            replica_lag_time_max_ms: positive_key("replica.lag.time.max.ms")?,
-            min_insync_replicas: usize::try_from(int("min.insync.replicas")?).unwrap_or(1),
-            replica_fetch_max_bytes: int("replica.fetch.max.bytes")?,
-            replica_fetch_response_max_bytes: int("replica.fetch.response.max.bytes")?,
-            replica_fetch_wait_max_ms: int("replica.fetch.wait.max.ms")?,
-            replica_fetch_backoff_ms: u64::try_from(positive_key("replica.fetch.backoff.ms")?)
-                .unwrap_or(1_000),
-            offsets_topic_replication_factor: i16::try_from(int(
+            replica_lag_time_max_ms: int_in(props, "replica.lag.time.max.ms", 1, i64::MAX)?,
+            min_insync_replicas: int_in(props, "min.insync.replicas", 1, int)?,
+            replica_fetch_max_bytes: int_in(props, "replica.fetch.max.bytes", 1, int)?,
+            replica_fetch_response_max_bytes: int_in(
+                props,
+                "replica.fetch.response.max.bytes",
+                1,
+                int,
+            )?,
+            replica_fetch_wait_max_ms: int_in(props, "replica.fetch.wait.max.ms", 1, int)?,
+            replica_fetch_backoff_ms: int_in(props, "replica.fetch.backoff.ms", 1, i64::MAX)?,
+            offsets_topic_replication_factor: int_in(
+                props,
                 "offsets.topic.replication.factor",
-            )?)
-            .map_err(|_| {
-                invalid(
-                    "offsets.topic.replication.factor",
-                    &text("offsets.topic.replication.factor"),
-                    "must fit in a short",
-                )
-            })?,
+                1,
+                i64::from(i16::MAX),
+            )?,
             durable_acks: parse(props, "durable.acks")?,
         })
     }
@@ -940,26 +1184,49 @@ impl BrokerConfig {
             },
             debug_fsync_journal: false,
             transaction_version: 2,
-            raw: BTreeMap::new(),
+            groups: GroupSettings {
+                max_size: 2_147_483_647,
+                offsets_retention_check_interval_ms: 600_000,
+                offset_metadata_max_bytes: 4096,
+                offsets_commit_timeout_ms: 5_000,
+            },
+            transactions: TransactionSettings {
+                state_log_num_partitions: 50,
+                state_log_replication_factor: 3,
+                state_log_min_isr: 2,
+                max_timeout_ms: 900_000,
+                transactional_id_expiration_ms: 604_800_000,
+                request_timeout_ms: 30_000,
+            },
+            topic_defaults: TopicDefaults {
+                log: LogConfig::default(),
+                compression_type: CompressionType::Producer,
+                file_delete_delay_ms: 60_000,
+                max_compaction_lag_ms: i64::MAX,
+                preallocate: false,
+                segment_jitter_ms: 0,
+                unclean_leader_election_enable: false,
+            },
+            given: BTreeMap::new(),
         }
+    }
+
+    /// Every property given (file, environment, flags; Kafka's aliases resolved), as written:
+    /// for reporting only (DescribeConfigs' static broker configs). Read the typed fields for
+    /// the values.
+    pub(crate) fn static_properties(&self) -> &BTreeMap<String, String> {
+        &self.given
+    }
+
+    /// Whether property `key` was given (rather than left at its default).
+    pub(crate) fn is_static(&self, key: &str) -> bool {
+        self.given.contains_key(key)
     }
 
     /// Builds the config from merged properties (missing keys take their defaults).
     pub fn from_properties(mut props: BTreeMap<String, String>) -> Result<Self, ConfigError> {
         apply_kafka_aliases(&mut props)?;
-        check_other_properties(&props)?;
-        let get = |key: &str| -> String {
-            props
-                .get(key)
-                .cloned()
-                .or_else(|| {
-                    DEFAULTS
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| v.to_string())
-                })
-                .unwrap_or_default()
-        };
+        let get = |key: &str| value_of(&props, key);
         let controller_names = controller_listener_names(&props);
         let listeners = get("listeners");
         let mut client_listeners = listeners_except(&listeners, &controller_names);
@@ -1022,6 +1289,11 @@ impl BrokerConfig {
                 })?)
             };
         let flush_ms = props.get("log.flush.interval.ms");
+        let log_segment_bytes = positive(
+            "log.segment.bytes",
+            parse(&props, "log.segment.bytes")?,
+            &get("log.segment.bytes"),
+        )?;
         let mut config = Self {
             node_id: parse(&props, "node.id")?,
             listener,
@@ -1081,11 +1353,7 @@ impl BrokerConfig {
                 parse(&props, "fetch.max.bytes")?,
                 &get("fetch.max.bytes"),
             )?,
-            log_segment_bytes: positive(
-                "log.segment.bytes",
-                parse(&props, "log.segment.bytes")?,
-                &get("log.segment.bytes"),
-            )?,
+            log_segment_bytes,
             log_retention_ms: parse(&props, "log.retention.ms")?,
             log_retention_bytes: parse(&props, "log.retention.bytes")?,
             log_flush_interval_messages: positive(
@@ -1192,8 +1460,12 @@ impl BrokerConfig {
                         "must be a transaction.version feature level from 0 to 2",
                     )
                 })?,
-            raw: props,
+            groups: GroupSettings::parse(&props)?,
+            transactions: TransactionSettings::parse(&props)?,
+            topic_defaults: TopicDefaults::parse(&props, log_segment_bytes)?,
+            given: BTreeMap::new(),
         };
+        config.given = props;
         config.quorum.check(config.node_id)?;
         if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms {
             return Err(invalid(
@@ -1205,48 +1477,19 @@ impl BrokerConfig {
         Ok(config)
     }
 
-    /// Reads the command line and environment: `--config FILE`, `--KEY=VALUE`,
-    /// `--override KEY=VALUE`, and `WEIR_*` variables.
-    pub fn from_args_and_env(
-        args: impl IntoIterator<Item = String>,
+    /// Merges the sources (later ones win) and builds the config: the file named by
+    /// `--config`, then `WEIR_*` environment variables, then the command line's properties in
+    /// the order given (weir-cli parses the flags and hands them over as key-value pairs).
+    /// Unknown names in the file and flags draw a warning.
+    pub fn load(
+        file: Option<&Path>,
+        flags: Vec<(String, String)>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut file: Option<PathBuf> = None;
-        let mut flags: Vec<(String, String)> = Vec::new();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            let flag = arg
-                .strip_prefix("--")
-                .ok_or_else(|| ConfigError::UnknownArgument(arg.clone()))?;
-            let (name, inline) = match flag.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (flag.to_string(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| ConfigError::UnknownArgument(arg.clone()))
-            };
-            match name.as_str() {
-                "config" => file = Some(PathBuf::from(value()?)),
-                "override" => {
-                    let kv = value()?;
-                    let (k, v) = kv
-                        .split_once('=')
-                        .ok_or_else(|| ConfigError::UnknownArgument(kv.clone()))?;
-                    flags.push((k.trim().to_string(), v.trim().to_string()));
-                }
-                key if key.contains('.') || key == "listeners" => {
-                    flags.push((key.to_string(), value()?))
-                }
-                _ => return Err(ConfigError::UnknownArgument(arg)),
-            }
-        }
         let mut props = BTreeMap::new();
         let mut given = Vec::new();
         if let Some(path) = file {
-            let from_file = read_file(&path)?;
+            let from_file = read_file(path)?;
             given.extend(from_file.keys().cloned());
             props.extend(from_file);
         }
@@ -1332,53 +1575,6 @@ fn apply_kafka_aliases(props: &mut BTreeMap<String, String>) -> Result<(), Confi
     Ok(())
 }
 
-/// Checks the properties read elsewhere than [`BrokerConfig::from_properties`] (the group and
-/// transaction coordinators' settings, the topic defaults), so that a bad value stops the
-/// broker at start naming the key instead of being replaced by a default.
-fn check_other_properties(props: &BTreeMap<String, String>) -> Result<(), ConfigError> {
-    let positive_ints: [(&str, i64); 9] = [
-        ("group.max.size", i64::from(i32::MAX)),
-        ("offsets.retention.check.interval.ms", i64::MAX),
-        ("offsets.commit.timeout.ms", i64::from(i32::MAX)),
-        ("transaction.state.log.num.partitions", i64::from(i32::MAX)),
-        (
-            "transaction.state.log.replication.factor",
-            i64::from(i16::MAX),
-        ),
-        ("transaction.state.log.min.isr", i64::from(i16::MAX)),
-        ("transaction.max.timeout.ms", i64::from(i32::MAX)),
-        ("transactional.id.expiration.ms", i64::from(i32::MAX)),
-        ("request.timeout.ms", i64::from(i32::MAX)),
-    ];
-    for (key, max) in positive_ints {
-        if let Some(text) = props.get(key) {
-            let value = positive(key, parse::<i64>(props, key)?, text)?;
-            if value > max {
-                return Err(invalid(key, text, format!("must be at most {max}")));
-            }
-        }
-    }
-    if let Some(text) = props.get("offset.metadata.max.bytes") {
-        if parse::<i64>(props, "offset.metadata.max.bytes")? < 0 {
-            return Err(invalid(
-                "offset.metadata.max.bytes",
-                text,
-                "must not be negative",
-            ));
-        }
-    }
-    for (key, value) in props {
-        // Parsed as a u64 by `from_properties`; the log caps it at 4 GiB instead of refusing.
-        if key == "log.segment.bytes" {
-            continue;
-        }
-        if let Some(Err(reason)) = crate::topic_config::check_broker_default(key, value) {
-            return Err(invalid(key, value, reason));
-        }
-    }
-    Ok(())
-}
-
 /// Reads a TOML file (dotted keys, as quoted keys or nested tables) or a `server.properties`
 /// file into flat properties.
 pub fn read_file(path: &std::path::Path) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -1452,8 +1648,16 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
+    /// The config from command-line properties written as `--KEY=VALUE`.
+    fn flags(list: &[&str]) -> Result<BrokerConfig, ConfigError> {
+        let properties = list
+            .iter()
+            .map(|flag| {
+                let (k, v) = flag.trim_start_matches("--").split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        BrokerConfig::load(None, properties, vec![])
     }
 
     #[test]
@@ -1468,24 +1672,17 @@ mod tests {
     /// Issue 15: `localhost` was advertised as `127.0.0.1`, the address it was bound to.
     #[test]
     fn listeners_are_advertised_as_configured() {
-        let c = BrokerConfig::from_args_and_env(
-            args(&["--listeners=PLAINTEXT://localhost:19092"]),
-            vec![],
-        )
-        .unwrap();
+        let c = flags(&["--listeners=PLAINTEXT://localhost:19092"]).unwrap();
         assert_eq!(c.listener, "127.0.0.1:19092".parse().unwrap());
         assert_eq!(
             (c.advertised_host.as_str(), c.advertised_port),
             ("localhost", 19092)
         );
 
-        let c = BrokerConfig::from_args_and_env(
-            args(&[
-                "--listeners=PLAINTEXT://0.0.0.0:9092",
-                "--advertised.listeners=PLAINTEXT://broker-1.example.com:19092",
-            ]),
-            vec![],
-        )
+        let c = flags(&[
+            "--listeners=PLAINTEXT://0.0.0.0:9092",
+            "--advertised.listeners=PLAINTEXT://broker-1.example.com:19092",
+        ])
         .unwrap();
         assert!(c.listener.ip().is_unspecified());
         assert_eq!(
@@ -1494,8 +1691,7 @@ mod tests {
         );
 
         // No host: every interface, advertised under the machine's host name.
-        let c = BrokerConfig::from_args_and_env(args(&["--listeners=PLAINTEXT://:9092"]), vec![])
-            .unwrap();
+        let c = flags(&["--listeners=PLAINTEXT://:9092"]).unwrap();
         assert!(c.listener.ip().is_unspecified());
         assert_eq!(c.advertised_host, machine_host_name());
         assert!(!c.advertised_host.is_empty());
@@ -1504,18 +1700,10 @@ mod tests {
     #[test]
     fn a_wildcard_address_needs_an_advertised_listener() {
         for listeners in ["PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://[::]:9092"] {
-            let err = BrokerConfig::from_args_and_env(
-                args(&[&format!("--listeners={listeners}")]),
-                vec![],
-            )
-            .unwrap_err();
+            let err = flags(&[&format!("--listeners={listeners}")]).unwrap_err();
             assert!(err.to_string().contains("advertised.listeners"), "{err}");
         }
-        let err = BrokerConfig::from_args_and_env(
-            args(&["--advertised.listeners=PLAINTEXT://0.0.0.0:9092"]),
-            vec![],
-        )
-        .unwrap_err();
+        let err = flags(&["--advertised.listeners=PLAINTEXT://0.0.0.0:9092"]).unwrap_err();
         assert!(err.to_string().contains("`advertised.listeners`"), "{err}");
     }
 
@@ -1528,9 +1716,13 @@ mod tests {
             "# comment\nnum.partitions=3\nlog.dirs=/tmp/a\nzookeeper.connect=x:2181\n",
         )
         .unwrap();
-        let c = BrokerConfig::from_args_and_env(
-            args(&["--config", file.to_str().unwrap(), "--num.partitions=5"]),
-            vec![("WEIR_LOG_DIRS".to_string(), "/tmp/b".to_string())],
+        let c = BrokerConfig::load(
+            Some(&file),
+            vec![("num.partitions".to_string(), "5".to_string())],
+            vec![
+                ("WEIR_LOG_DIRS".to_string(), "/tmp/b".to_string()),
+                ("WEIR_NUM_PARTITIONS".to_string(), "4".to_string()),
+            ],
         )
         .unwrap();
         assert_eq!(c.num_partitions, 5);
@@ -1546,60 +1738,48 @@ mod tests {
             "\"num.partitions\" = 4\n[log]\ndirs = [\"/d1\", \"/d2\"]\n",
         )
         .unwrap();
-        let c =
-            BrokerConfig::from_args_and_env(args(&["--config", file.to_str().unwrap()]), vec![])
-                .unwrap();
+        let c = BrokerConfig::load(Some(&file), vec![], vec![]).unwrap();
         assert_eq!(c.num_partitions, 4);
         assert_eq!(c.log_dirs.len(), 2);
     }
 
     #[test]
     fn invalid_values_name_the_key() {
-        let err =
-            BrokerConfig::from_args_and_env(args(&["--num.partitions=zero"]), vec![]).unwrap_err();
+        let err = flags(&["--num.partitions=zero"]).unwrap_err();
         assert!(err.to_string().contains("num.partitions"), "{err}");
-        let err = BrokerConfig::from_args_and_env(args(&["--listeners=SSL://1.2.3.4:1"]), vec![])
-            .unwrap_err();
+        let err = flags(&["--listeners=SSL://1.2.3.4:1"]).unwrap_err();
         assert!(err.to_string().contains("listeners"), "{err}");
-        let err =
-            BrokerConfig::from_args_and_env(args(&["--num.partitions=0"]), vec![]).unwrap_err();
+        let err = flags(&["--num.partitions=0"]).unwrap_err();
         assert!(err.to_string().contains("positive"), "{err}");
-        assert!(BrokerConfig::from_args_and_env(args(&["bogus"]), vec![]).is_err());
-        let err =
-            BrokerConfig::from_args_and_env(args(&["--weir.debug.fsync.journal=yes"]), vec![])
-                .unwrap_err();
+        let err = flags(&["--weir.debug.fsync.journal=yes"]).unwrap_err();
         assert!(
             err.to_string().contains("weir.debug.fsync.journal"),
             "{err}"
         );
-        let err =
-            BrokerConfig::from_args_and_env(args(&["--group.max.size=lots"]), vec![]).unwrap_err();
+        let err = flags(&["--group.max.size=lots"]).unwrap_err();
         assert!(err.to_string().contains("group.max.size"), "{err}");
         for bad in [
             "--producer.id.expiration.ms=0",
             "--producer.id.expiration.check.interval.ms=0",
             "--producer.id.expiration.check.interval.ms=99999999999999",
         ] {
-            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            let err = flags(&[bad]).unwrap_err();
             assert!(err.to_string().contains("producer.id.expiration"), "{err}");
         }
-        let err =
-            BrokerConfig::from_args_and_env(args(&["--offset.metadata.max.bytes=-1"]), vec![])
-                .unwrap_err();
+        let err = flags(&["--offset.metadata.max.bytes=-1"]).unwrap_err();
         assert!(
             err.to_string().contains("offset.metadata.max.bytes"),
             "{err}"
         );
         for bad in ["3", "-1", "two"] {
             let flag = format!("--weir.transaction.version={bad}");
-            let err = BrokerConfig::from_args_and_env(args(&[&flag]), vec![]).unwrap_err();
+            let err = flags(&[&flag]).unwrap_err();
             assert!(
                 err.to_string().contains("weir.transaction.version"),
                 "{err}"
             );
         }
-        let ok = BrokerConfig::from_args_and_env(args(&["--weir.transaction.version=0"]), vec![])
-            .unwrap();
+        let ok = flags(&["--weir.transaction.version=0"]).unwrap();
         assert_eq!(ok.transaction_version, 0);
         assert_eq!(BrokerConfig::default().transaction_version, 2);
     }
@@ -1709,43 +1889,33 @@ mod tests {
 
     #[test]
     fn kafka_aliases_apply_unless_the_preferred_key_is_set() {
-        let c = BrokerConfig::from_args_and_env(
-            args(&[
-                "--log.retention.hours=24",
-                "--log.dir=/d",
-                "--log.roll.hours=1",
-            ]),
-            vec![],
-        )
+        let c = flags(&[
+            "--log.retention.hours=24",
+            "--log.dir=/d",
+            "--log.roll.hours=1",
+        ])
         .unwrap();
         assert_eq!(c.log_retention_ms, 24 * 3_600_000);
         assert_eq!(c.log_dirs, vec![PathBuf::from("/d")]);
-        assert_eq!(c.raw["log.roll.ms"], "3600000");
-        let c = BrokerConfig::from_args_and_env(
-            args(&[
-                "--log.retention.hours=24",
-                "--log.retention.minutes=5",
-                "--log.dirs=/a",
-                "--log.dir=/d",
-            ]),
-            vec![],
-        )
+        assert_eq!(c.topic_defaults.log.segment_ms, 3_600_000);
+        let c = flags(&[
+            "--log.retention.hours=24",
+            "--log.retention.minutes=5",
+            "--log.dirs=/a",
+            "--log.dir=/d",
+        ])
         .unwrap();
         assert_eq!(c.log_retention_ms, 5 * 60_000);
         assert_eq!(c.log_dirs, vec![PathBuf::from("/a")]);
-        let c = BrokerConfig::from_args_and_env(
-            args(&["--log.retention.hours=-1", "--log.retention.ms=1000"]),
-            vec![],
-        )
-        .unwrap();
+        let c = flags(&["--log.retention.hours=-1", "--log.retention.ms=1000"]).unwrap();
         assert_eq!(c.log_retention_ms, 1000);
-        let c =
-            BrokerConfig::from_args_and_env(args(&["--log.retention.hours=-1"]), vec![]).unwrap();
+        let c = flags(&["--log.retention.hours=-1"]).unwrap();
         assert_eq!(c.log_retention_ms, -1);
     }
 
-    /// Properties read outside `from_properties` used to fall back to their default on a bad
-    /// value; now the broker refuses to start, naming the key.
+    /// The coordinators' settings and the topic defaults were parsed by their handlers, each
+    /// falling back to a default on a bad value; now they are typed here and a bad value
+    /// stops the broker, naming the key.
     #[test]
     fn bad_values_of_properties_read_elsewhere_are_refused() {
         for bad in [
@@ -1764,19 +1934,19 @@ mod tests {
             "--fetch.max.bytes=-1",
             "--weir.request.read.timeout.ms=0",
         ] {
-            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            let err = flags(&[bad]).unwrap_err();
             let key = bad.trim_start_matches("--").split('=').next().unwrap();
             assert!(err.to_string().contains(key), "{bad}: {err}");
         }
         // Kafka's -1: no cap.
-        let c = BrokerConfig::from_args_and_env(args(&["--queued.max.request.bytes=-1"]), vec![])
-            .unwrap();
+        let c = flags(&["--queued.max.request.bytes=-1"]).unwrap();
         assert_eq!(c.queued_max_request_bytes, None);
     }
 
     #[test]
     fn environment_variables_that_name_no_property_are_not_properties() {
-        let c = BrokerConfig::from_args_and_env(
+        let c = BrokerConfig::load(
+            None,
             vec![],
             vec![
                 ("WEIR_BROKERS".to_string(), "localhost:9092".to_string()),
@@ -1785,7 +1955,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.num_partitions, 7);
-        assert!(!c.raw.contains_key("brokers"));
+        assert!(!c.static_properties().contains_key("brokers"));
     }
 
     #[test]
@@ -1794,14 +1964,11 @@ mod tests {
         assert!(c.auto_leader_rebalance_enable);
         assert_eq!(c.leader_imbalance_check_interval_seconds, 300);
         assert_eq!(c.leader_imbalance_per_broker_percentage, 10);
-        let c = BrokerConfig::from_args_and_env(
-            args(&[
-                "--auto.leader.rebalance.enable=false",
-                "--leader.imbalance.check.interval.seconds=2",
-                "--leader.imbalance.per.broker.percentage=0",
-            ]),
-            vec![],
-        )
+        let c = flags(&[
+            "--auto.leader.rebalance.enable=false",
+            "--leader.imbalance.check.interval.seconds=2",
+            "--leader.imbalance.per.broker.percentage=0",
+        ])
         .unwrap();
         assert!(!c.auto_leader_rebalance_enable);
         assert_eq!(c.leader_imbalance_check_interval_seconds, 2);
@@ -1813,9 +1980,165 @@ mod tests {
             "--leader.imbalance.per.broker.percentage=101",
             "--leader.imbalance.per.broker.percentage=-1",
         ] {
-            let err = BrokerConfig::from_args_and_env(args(&[bad]), vec![]).unwrap_err();
+            let err = flags(&[bad]).unwrap_err();
             let key = bad.trim_start_matches("--").split('=').next().unwrap();
             assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn coordinator_settings_and_topic_defaults_are_typed() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.groups.max_size, 2_147_483_647);
+        assert_eq!(c.groups.offsets_commit_timeout_ms, 5_000);
+        assert_eq!(c.transactions.state_log_num_partitions, 50);
+        assert_eq!(c.transactions.request_timeout_ms, 30_000);
+        assert_eq!(c.topic_defaults.log, LogConfig::default());
+        assert_eq!(c.topic_defaults.compression_type, CompressionType::Producer);
+        assert_eq!(c.topic_defaults.max_compaction_lag_ms, i64::MAX);
+        assert!(!c.topic_defaults.unclean_leader_election_enable);
+        assert!(c.static_properties().is_empty());
+
+        let c = flags(&[
+            "--group.max.size=7",
+            "--offsets.retention.check.interval.ms=1000",
+            "--offset.metadata.max.bytes=0",
+            "--offsets.commit.timeout.ms=250",
+            "--transaction.state.log.num.partitions=3",
+            "--transaction.state.log.replication.factor=1",
+            "--transaction.state.log.min.isr=1",
+            "--transaction.max.timeout.ms=60000",
+            "--transactional.id.expiration.ms=120000",
+            "--request.timeout.ms=1500",
+            "--log.cleanup.policy=compact,delete",
+            "--log.retention.ms=-1",
+            "--log.message.timestamp.type=LogAppendTime",
+            "--log.cleaner.min.cleanable.ratio=0.25",
+            "--log.cleaner.min.compaction.lag.ms=10",
+            "--log.segment.bytes=99999999999",
+            "--compression.type=zstd",
+            "--log.segment.delete.delay.ms=0",
+            "--log.preallocate=true",
+            "--log.roll.jitter.ms=5",
+            "--unclean.leader.election.enable=true",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.groups,
+            GroupSettings {
+                max_size: 7,
+                offsets_retention_check_interval_ms: 1000,
+                offset_metadata_max_bytes: 0,
+                offsets_commit_timeout_ms: 250,
+            }
+        );
+        assert_eq!(
+            c.transactions,
+            TransactionSettings {
+                state_log_num_partitions: 3,
+                state_log_replication_factor: 1,
+                state_log_min_isr: 1,
+                max_timeout_ms: 60_000,
+                transactional_id_expiration_ms: 120_000,
+                request_timeout_ms: 1_500,
+            }
+        );
+        let log = &c.topic_defaults.log;
+        assert!(log.cleanup_policy.compact && log.cleanup_policy.delete);
+        assert_eq!(log.retention_ms, -1);
+        assert_eq!(
+            log.message_timestamp_type,
+            weir_log::TimestampType::LogAppendTime
+        );
+        assert!((log.min_cleanable_dirty_ratio - 0.25).abs() < f64::EPSILON);
+        assert_eq!(log.min_compaction_lag_ms, 10);
+        // Capped at the log's 4 GiB rather than refused.
+        assert_eq!(log.segment_bytes, u32::MAX);
+        assert_eq!(c.topic_defaults.compression_type, CompressionType::Zstd);
+        assert_eq!(c.topic_defaults.file_delete_delay_ms, 0);
+        assert!(c.topic_defaults.preallocate);
+        assert_eq!(c.topic_defaults.segment_jitter_ms, 5);
+        assert!(c.topic_defaults.unclean_leader_election_enable);
+        assert_eq!(
+            c.topic_defaults.stored_value("compression.type").as_deref(),
+            Some("zstd")
+        );
+        assert_eq!(c.static_properties()["group.max.size"], "7");
+        assert!(c.is_static("log.cleanup.policy"));
+        assert!(!c.is_static("log.retention.bytes"));
+    }
+
+    /// The error is one line naming the key and the value, whatever the kind of value.
+    #[test]
+    fn bad_typed_values_are_one_line_naming_key_and_value() {
+        for (flag, key, value) in [
+            ("--group.max.size=abc", "group.max.size", "abc"),
+            ("--group.max.size=0", "group.max.size", "0"),
+            (
+                "--group.max.size=2147483648",
+                "group.max.size",
+                "2147483648",
+            ),
+            ("--log.cleanup.policy=bogus", "log.cleanup.policy", "bogus"),
+            ("--compression.type=brotli", "compression.type", "brotli"),
+            ("--log.preallocate=maybe", "log.preallocate", "maybe"),
+            (
+                "--log.segment.delete.delay.ms=-1",
+                "log.segment.delete.delay.ms",
+                "-1",
+            ),
+            (
+                "--log.cleaner.max.compaction.lag.ms=0",
+                "log.cleaner.max.compaction.lag.ms",
+                "0",
+            ),
+            (
+                "--log.cleaner.min.compaction.lag.ms=soon",
+                "log.cleaner.min.compaction.lag.ms",
+                "soon",
+            ),
+            (
+                "--offsets.commit.timeout.ms=0",
+                "offsets.commit.timeout.ms",
+                "0",
+            ),
+            (
+                "--transaction.state.log.replication.factor=40000",
+                "transaction.state.log.replication.factor",
+                "40000",
+            ),
+            ("--log.segment.bytes=10", "log.segment.bytes", "10"),
+            ("--log.roll.ms=0", "log.roll.ms", "0"),
+        ] {
+            let err = flags(&[flag]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains(&format!("{value:?}")),
+                "{flag}: {err}"
+            );
+            assert!(!err.contains('\n'), "{flag}: {err}");
+        }
+    }
+
+    /// `weir broker --help` lists some properties as flags of their own, with their
+    /// defaults: each is a property the broker reads, with the default it really has.
+    #[test]
+    fn the_command_lines_property_flags_match_the_config() {
+        for (key, _, help) in weir_cli::BROKER_PROPERTY_FLAGS {
+            assert_eq!(classify(key), PropertyName::Read, "{key}");
+            let builtin = builtin_default(key).or_else(|| {
+                OTHER_PROPERTIES
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .and_then(|(_, v)| *v)
+            });
+            let shown = help
+                .split_once("[default: ")
+                .and_then(|(_, rest)| rest.strip_suffix(']'));
+            match (builtin, shown) {
+                (Some(builtin), Some(shown)) => assert_eq!(builtin, shown, "{key}"),
+                (Some(builtin), None) => panic!("{key}: the help does not show {builtin}"),
+                (None, _) => {}
+            }
         }
     }
 }

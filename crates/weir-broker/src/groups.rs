@@ -157,13 +157,7 @@ impl Groups {
             num_partitions: AtomicI32::new(config.offsets_topic_num_partitions),
             owned: crate::internal_topics::PartitionLoads::default(),
             pending_txn: Mutex::new(HashMap::new()),
-            commit_timeout: Duration::from_millis(
-                config
-                    .raw
-                    .get("offsets.commit.timeout.ms")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(5_000),
-            ),
+            commit_timeout: Duration::from_millis(config.groups.offsets_commit_timeout_ms),
         }
     }
 
@@ -902,26 +896,14 @@ fn decodes(record: &(Bytes, Option<Bytes>)) -> bool {
 /// The coordinator settings from the broker's `group.*` and `offsets.*` properties.
 fn coordinator_config(config: &BrokerConfig) -> Config {
     let clamp = |v: i64| i32::try_from(v.max(0)).unwrap_or(i32::MAX);
-    let raw = |key: &str| {
-        config
-            .raw
-            .get(key)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
     let mut c = Config::default();
     c.min_session_timeout_ms = clamp(config.group_min_session_timeout_ms);
     c.max_session_timeout_ms = clamp(config.group_max_session_timeout_ms);
     c.initial_rebalance_delay_ms = clamp(config.group_initial_rebalance_delay_ms);
     c.offsets_retention_ms = config.offsets_retention_minutes.saturating_mul(60_000);
-    if let Some(size) = raw("group.max.size").filter(|s| *s > 0) {
-        c.max_size = usize::try_from(size).unwrap_or(usize::MAX);
-    }
-    if let Some(ms) = raw("offsets.retention.check.interval.ms").filter(|ms| *ms > 0) {
-        c.offsets_retention_check_interval_ms = ms;
-    }
-    if let Some(bytes) = raw("offset.metadata.max.bytes").filter(|b| *b >= 0) {
-        c.offset_metadata_max_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-    }
+    c.max_size = config.groups.max_size;
+    c.offsets_retention_check_interval_ms = config.groups.offsets_retention_check_interval_ms;
+    c.offset_metadata_max_bytes = config.groups.offset_metadata_max_bytes;
     // Random per start, so member ids handed out before and after a restart never collide.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

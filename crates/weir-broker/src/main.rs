@@ -38,7 +38,7 @@ fn run_broker(options: BrokerOptions) -> ExitCode {
     // WEIR_BROKERS and WEIR_ADMIN are the command line's (`weir topic ...`), not broker
     // properties.
     let env = std::env::vars().filter(|(k, _)| k != "WEIR_BROKERS" && k != "WEIR_ADMIN");
-    let config = match BrokerConfig::from_args_and_env(options.args, env) {
+    let config = match BrokerConfig::load(options.config.as_deref(), options.properties, env) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("weir: invalid configuration: {e}");

@@ -22,7 +22,7 @@ use weir_protocol::ErrorCode;
 pub(crate) struct Partitions {
     logs: LogManager,
     /// Broker-wide log settings (`log.*` properties) that topic overrides start from.
-    defaults: BTreeMap<String, String>,
+    defaults: LogConfig,
     /// Dynamic broker configs from the metadata image, as topic config names: the cluster-wide
     /// default overridden by this broker's own. They sit between `defaults` and a topic's
     /// overrides, as in Kafka.
@@ -49,27 +49,6 @@ pub(crate) fn append_task_failed(
     }
 }
 
-/// Maps broker properties (`log.segment.bytes`, ...) to topic-level names (`segment.bytes`).
-pub(crate) const BROKER_TO_TOPIC: &[(&str, &str)] = &[
-    ("log.segment.bytes", "segment.bytes"),
-    ("log.roll.ms", "segment.ms"),
-    ("log.retention.ms", "retention.ms"),
-    ("log.retention.bytes", "retention.bytes"),
-    ("message.max.bytes", "max.message.bytes"),
-    ("log.message.timestamp.type", "message.timestamp.type"),
-    ("log.flush.interval.messages", "flush.messages"),
-    ("log.flush.interval.ms", "flush.ms"),
-    ("log.cleanup.policy", "cleanup.policy"),
-    ("log.index.interval.bytes", "index.interval.bytes"),
-    ("log.segment.delete.delay.ms", "file.delete.delay.ms"),
-    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
-    (
-        "log.cleaner.min.cleanable.ratio",
-        "min.cleanable.dirty.ratio",
-    ),
-    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
-];
-
 /// `weir.debug.fsync.journal`: the real file system, journaling what it makes durable to
 /// `<first log dir>/fsync-journal` (paths in it are absolute, so one journal covers every data
 /// directory) for power-loss tests.
@@ -95,31 +74,11 @@ pub(crate) const FSYNC_JOURNAL: &str = "fsync-journal";
 impl Partitions {
     /// Opens (and recovers) every partition log under `log.dirs`.
     pub(crate) fn open(config: &BrokerConfig) -> Result<Self, weir_log::Error> {
-        let mut defaults = BTreeMap::new();
-        for (broker_key, topic_key) in BROKER_TO_TOPIC {
-            // `file.delete.delay.ms` is a stored-only topic config that LogConfig refuses.
-            if !crate::topic_config::is_log_config(topic_key) {
-                continue;
-            }
-            if let Some(value) = config.raw.get(*broker_key) {
-                defaults.insert((*topic_key).to_string(), value.clone());
-            }
-        }
-        // Properties left unset take LogConfig's defaults, which are Kafka's, as are the broker's.
-        // `segment.bytes` is a u32 in the log; a larger broker value is capped rather than refused.
-        defaults.insert(
-            "segment.bytes".into(),
-            config
-                .log_segment_bytes
-                .min(u64::from(u32::MAX))
-                .to_string(),
-        );
-        let default_config =
-            LogConfig::from_properties(defaults.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let defaults = config.topic_defaults.log.clone();
         let mut options = LogManagerOptions {
             cleaner_dedupe_buffer_size: config.log_cleaner_dedupe_buffer_size,
             foreign_dirs: vec![crate::cluster::METADATA_DIR.to_string()],
-            ..LogManagerOptions::new(config.log_dirs.clone(), default_config)
+            ..LogManagerOptions::new(config.log_dirs.clone(), defaults.clone())
         };
         if config.debug_fsync_journal {
             options.fs = Arc::new(fsync_journal(&config.log_dirs)?);
@@ -137,23 +96,16 @@ impl Partitions {
 
     /// The log config of `topic`: broker defaults overridden by the topic's configs.
     pub(crate) fn log_config(&self, topic: &Topic) -> Result<LogConfig, weir_log::Error> {
-        let mut props = self.defaults.clone();
-        props.extend(
-            self.dynamic
-                .read()
-                .iter()
-                .filter(|(name, _)| crate::topic_config::is_log_config(name))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        // Stored-only topic configs (min.insync.replicas, ...) are not the log's business.
-        props.extend(
-            topic
-                .configs
-                .iter()
-                .filter(|(name, _)| crate::topic_config::is_log_config(name))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        LogConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let mut config = self.defaults.clone();
+        // Dynamic broker configs, then the topic's own; stored-only topic configs
+        // (min.insync.replicas, ...) are not the log's business.
+        let dynamic = self.dynamic.read();
+        for (name, value) in dynamic.iter().chain(&topic.configs) {
+            if crate::topic_config::is_log_config(name) {
+                config.set(name, value)?;
+            }
+        }
+        Ok(config)
     }
 
     /// Sets the dynamic broker configs (topic config names) that every topic's log config

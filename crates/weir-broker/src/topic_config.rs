@@ -9,6 +9,7 @@
 //! work, but the single-node log does not act on them (yet). Any other name is refused with
 //! INVALID_CONFIG, as Kafka refuses unknown topic config names.
 
+use crate::config::BrokerConfig;
 use crate::error::AdminError;
 use crate::state::Broker;
 use crate::topics::Topic;
@@ -138,7 +139,7 @@ fn check_compression(value: &str) -> Result<(), &'static str> {
 }
 
 /// Every accepted topic config, in the order DescribeConfigs lists them. Broker synonyms are
-/// given only where `partitions.rs` actually reads the broker property.
+/// given only where the broker honours the property (`config::TopicDefaults` reads each one).
 pub(crate) const CATALOG: &[ConfigDef] = &[
     log(
         "cleanup.policy",
@@ -199,7 +200,11 @@ pub(crate) const CATALOG: &[ConfigDef] = &[
         Some("log.cleaner.min.cleanable.ratio"),
         ConfigType::Double,
     ),
-    log("min.compaction.lag.ms", None, ConfigType::Long),
+    log(
+        "min.compaction.lag.ms",
+        Some("log.cleaner.min.compaction.lag.ms"),
+        ConfigType::Long,
+    ),
     stored(
         "min.insync.replicas",
         "min.insync.replicas",
@@ -252,26 +257,28 @@ pub(crate) fn def_by_broker_key(key: &str) -> Option<&'static ConfigDef> {
     CATALOG.iter().find(|d| d.broker_synonym == Some(key))
 }
 
-/// Checks the value of broker property `key` when it is a topic default (`log.retention.ms`
-/// for `retention.ms`, ...): `None` for any other property, else whether the topic config
-/// would accept the value.
-pub(crate) fn check_broker_default(key: &str, value: &str) -> Option<Result<(), String>> {
-    let def = def_by_broker_key(key)?;
-    Some(match def.backing {
-        Backing::Stored { check, .. } => check(value).map_err(str::to_string),
-        Backing::Log => {
-            let mut config = LogConfig::default();
-            config.set(def.name, value).map_err(|e| {
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(cause) = source {
-                    reason = format!("{reason}: {cause}");
-                    source = cause.source();
-                }
-                reason
-            })
-        }
-    })
+/// The built-in default of a stored (not log) topic config; `None` for a log config, whose
+/// default is `LogConfig`'s.
+pub(crate) fn stored_default(def: &ConfigDef) -> Option<&'static str> {
+    match def.backing {
+        Backing::Stored { default, .. } => Some(default),
+        Backing::Log => None,
+    }
+}
+
+/// The default of a topic config from this broker's properties, as Kafka spells it.
+fn static_default(config: &BrokerConfig, def: &ConfigDef) -> String {
+    match def.backing {
+        Backing::Log => log_value(&config.topic_defaults.log, def.name),
+        Backing::Stored { default, .. } => match def.name {
+            // Read with the replication settings, which act on it.
+            "min.insync.replicas" => config.replication.min_insync_replicas.to_string(),
+            name => config
+                .topic_defaults
+                .stored_value(name)
+                .unwrap_or_else(|| default.to_string()),
+        },
+    }
 }
 
 /// The dynamic broker configs in force on broker `node_id`, by topic config name: the
@@ -418,15 +425,16 @@ pub(crate) fn describe_topic(broker: &Broker, topic: &Topic) -> Result<Vec<Descr
         ..topic.clone()
     };
     let default_log = broker.partitions.log_config(&defaults_probe)?;
-    let raw = &broker.config().raw;
+    let config = broker.config();
     let image = broker.topics.image();
-    let node_id = broker.config().node_id;
+    let node_id = config.node_id;
     Ok(CATALOG
         .iter()
         .map(|def| {
             let broker_value = def
                 .broker_synonym
-                .and_then(|key| raw.get(key).map(|v| (key, v.clone())));
+                .filter(|key| config.is_static(key))
+                .map(|key| (key, static_default(config, def)));
             let dynamic = def
                 .broker_synonym
                 .map(|key| dynamic_values(&image, node_id, key))
@@ -513,7 +521,7 @@ pub(crate) fn default_value(broker: &Broker, name: &str) -> Result<Option<String
 /// configs (the topic defaults, [`def_by_broker_key`]) can be altered; the rest are read-only
 /// (change them in the file or flags and restart).
 pub(crate) fn describe_broker(broker: &Broker, own: bool) -> Vec<Described> {
-    let raw = &broker.config().raw;
+    let given = broker.config().static_properties();
     let mut all: BTreeMap<String, (Option<String>, ConfigSource)> = crate::config::DEFAULTS
         .iter()
         .map(|(k, v)| (k.to_string(), (Some(v.to_string()), ConfigSource::Default)))
@@ -534,7 +542,7 @@ pub(crate) fn describe_broker(broker: &Broker, own: bool) -> Vec<Described> {
         all.entry(key.to_string())
             .or_insert((Some(builtin), ConfigSource::Default));
     }
-    for (k, v) in raw {
+    for (k, v) in given {
         all.insert(k.clone(), (Some(v.clone()), ConfigSource::StaticBroker));
     }
     let image = broker.topics.image();

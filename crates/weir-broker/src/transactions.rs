@@ -139,29 +139,14 @@ struct Settings {
 
 impl Settings {
     fn from(config: &BrokerConfig) -> Self {
-        let raw = |key: &str, default: i64| {
-            config
-                .raw
-                .get(key)
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|v| *v > 0)
-                .unwrap_or(default)
-        };
-        let int = |key: &str, default: i32| {
-            i32::try_from(raw(key, i64::from(default))).unwrap_or(default)
-        };
-        let short = |key: &str, default: i16| {
-            i16::try_from(raw(key, i64::from(default))).unwrap_or(default)
-        };
+        let t = &config.transactions;
         Self {
-            num_partitions: int("transaction.state.log.num.partitions", 50),
-            replication_factor: short("transaction.state.log.replication.factor", 3),
-            min_isr: short("transaction.state.log.min.isr", 2),
-            commit_timeout: Duration::from_millis(
-                u64::try_from(raw("request.timeout.ms", 30_000)).unwrap_or(30_000),
-            ),
-            max_timeout_ms: int("transaction.max.timeout.ms", 900_000),
-            id_expiration_ms: raw("transactional.id.expiration.ms", 604_800_000),
+            num_partitions: t.state_log_num_partitions,
+            replication_factor: t.state_log_replication_factor,
+            min_isr: t.state_log_min_isr,
+            commit_timeout: Duration::from_millis(t.request_timeout_ms),
+            max_timeout_ms: t.max_timeout_ms,
+            id_expiration_ms: t.transactional_id_expiration_ms,
         }
     }
 

@@ -687,3 +687,85 @@ async fn a_group_member_follows_until_ctrl_c() {
     assert_eq!(described[0]["offsets"][0]["committed"], 3, "{described}");
     assert_eq!(described[0]["offsets"][0]["lag"], 0, "{described}");
 }
+
+/// Runs `weir ARGS` with no broker around, for what fails or prints before one starts.
+fn weir_alone(args: &[&str]) -> Run {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// The broker's flags go through clap: `weir broker --help` lists its own flags and the
+/// common properties; an unknown flag is clap's argument error (exit status 2); and a bad
+/// value of a property, in any of its spellings, stops the broker at start with one line
+/// naming the key and the value (exit status 2).
+#[test]
+fn broker_flags_help_unknown_flags_and_bad_values() {
+    let help = weir_alone(&["broker", "--help"]).ok();
+    for flag in [
+        "--config <FILE>",
+        "--override <KEY=VALUE>",
+        "--log-format <LOG_FORMAT>",
+        "--listeners <LISTENERS>",
+        "--node.id <ID>",
+        "--log.dirs <DIRS>",
+        "--process.roles <ROLES>",
+        "--controller.quorum.voters <ID@HOST:PORT,...>",
+        "--KEY=VALUE",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    // After a property, as before clap read the broker's flags.
+    let again = weir_alone(&["--log.dirs=/nowhere", "--help"]).ok();
+    assert!(again.contains("--override <KEY=VALUE>"), "{again}");
+    let top = weir_alone(&["--help"]).ok();
+    assert!(top.contains("broker"), "{top}");
+
+    for args in [
+        &["broker", "--no-such-flag"][..],
+        &["--log.dirs=/nowhere", "--bogus=1"],
+        &["start", "--log.dirs"],
+    ] {
+        let run = weir_alone(args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.starts_with("error: "), "{args:?}: {run:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let log_dirs = format!("--log.dirs={}", dir.path().display());
+    for (args, key, value) in [
+        (&["--group.max.size=abc"][..], "group.max.size", "abc"),
+        (
+            &["broker", "--log.cleanup.policy", "bogus"],
+            "log.cleanup.policy",
+            "bogus",
+        ),
+        (
+            &["start", "--override", "compression.type=brotli"],
+            "compression.type",
+            "brotli",
+        ),
+        (&["--node.id", "minus-one"], "node.id", "minus-one"),
+    ] {
+        let mut all = args.to_vec();
+        all.extend([
+            log_dirs.as_str(),
+            "--listeners=PLAINTEXT://127.0.0.1:0",
+            "--weir.admin.listener=none",
+        ]);
+        let line = weir_alone(&all).failed(2);
+        assert!(
+            line.contains(&format!("`{key}`")) && line.contains(&format!("\"{value}\"")),
+            "{args:?}: {line}"
+        );
+    }
+    // Nothing was started: the data directory is still empty.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -24,8 +24,10 @@ pub(crate) const BROKER_HELP: &str = "\
 Settings use Kafka's property names (listeners, log.dirs, num.partitions,
 auto.create.topics.enable, log.segment.bytes, log.retention.ms, message.max.bytes, ...), from
 a TOML or server.properties file, WEIR_* environment variables (WEIR_LOG_DIRS) and flags; later
-sources win. Log level: RUST_LOG (default info, with the Raft engine's own lines at error only:
-it retries unreachable voters often).
+sources win. Every property is a flag: --KEY=VALUE or --KEY VALUE (--log.retention.ms=3600000),
+the same as --override KEY=VALUE. A bad value stops the broker with exit status 2. Log level:
+RUST_LOG (default info, with the Raft engine's own lines at error only: it retries unreachable
+voters often).
 
 A cluster: list the controllers with controller.quorum.voters=1@host:port,2@host:port,3@host:port
 and give each of them a CONTROLLER://host:port entry in listeners. process.roles says what a
@@ -37,7 +39,78 @@ Examples:
   weir                                      the same as `weir broker`
   weir broker --log.dirs=/var/lib/weir --num.partitions=3
   weir start --config server.properties --override log.retention.ms=3600000
+  weir broker --node.id 1 --listeners PLAINTEXT://:9092,CONTROLLER://:9093 \\
+      --controller.quorum.voters 1@h1:9093,2@h2:9093,3@h3:9093
   weir broker --log-format json 2> broker.log";
+
+/// The broker properties set most often on the command line (the README, docs/cluster.md,
+/// tests/cluster/cluster.sh, the bench scripts), listed by `weir broker --help` as flags of
+/// their own: name, value name, help. Any other property is `--KEY=VALUE` too, so this list
+/// only decides what the help shows. The defaults in the help texts are checked against the
+/// broker's by a test in weir-broker's config.
+pub const BROKER_PROPERTY_FLAGS: &[(&str, &str, &str)] = &[
+    (
+        "node.id",
+        "ID",
+        "This node's id, as broker and as metadata-quorum voter [default: 0]",
+    ),
+    (
+        "process.roles",
+        "ROLES",
+        "What the node runs: broker, controller or both [default: broker,controller]",
+    ),
+    (
+        "listeners",
+        "LISTENERS",
+        "Where clients connect, and a CONTROLLER://host:port entry for the other voters \
+         [default: PLAINTEXT://127.0.0.1:9092]",
+    ),
+    (
+        "advertised.listeners",
+        "LISTENERS",
+        "The host and port given to clients [default: as listeners]",
+    ),
+    (
+        "log.dirs",
+        "DIRS",
+        "Data directories, comma-separated [default: ./weir-data]",
+    ),
+    (
+        "controller.quorum.voters",
+        "ID@HOST:PORT,...",
+        "The metadata quorum's voters and their CONTROLLER listeners [default: this node alone]",
+    ),
+    (
+        "controller.quorum.bootstrap.servers",
+        "HOST:PORT,...",
+        "Controllers a broker-only node asks for the voters",
+    ),
+    (
+        "num.partitions",
+        "N",
+        "Partitions of an auto-created topic [default: 1]",
+    ),
+    (
+        "default.replication.factor",
+        "N",
+        "Replicas of an auto-created topic [default: 1]",
+    ),
+    (
+        "auto.create.topics.enable",
+        "BOOL",
+        "Whether Metadata creates unknown topics [default: true]",
+    ),
+    (
+        "log.retention.ms",
+        "MS",
+        "How long topics keep data, -1 for ever [default: 604800000]",
+    ),
+    (
+        "weir.admin.listener",
+        "IP:PORT|none",
+        "The HTTP port for /metrics and /health [default: 127.0.0.1:9644]",
+    ),
+];
 
 /// Run a Weir broker, or operate any Kafka-compatible cluster.
 #[derive(Debug, Parser)]
@@ -92,27 +165,48 @@ Examples:
     },
 }
 
-/// The broker's own flags. Every other `--KEY=VALUE` is a broker property; they are read by
-/// the broker's configuration, which also takes `--config` and `--override` among them.
+/// The broker's own flags. The property flags (`--override`, [`BROKER_PROPERTY_FLAGS`], and
+/// `--KEY=VALUE` for any other property, rewritten to `--override` before clap sees it) are
+/// added by [`broker_property_args`], which keeps their order.
 #[derive(Debug, Args)]
 pub(crate) struct BrokerArgs {
     /// A TOML or server.properties file
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
-    /// Sets a property, as --KEY=VALUE does (repeatable)
-    #[arg(long = "override", value_name = "KEY=VALUE")]
-    pub(crate) overrides: Vec<String>,
     /// Log lines as coloured text (on a terminal) or JSON objects, on stderr
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
-    /// Broker properties: --log.dirs=/data, --num.partitions=3, ...
-    #[arg(
-        value_name = "--KEY=VALUE",
-        allow_hyphen_values = true,
-        trailing_var_arg = true,
-        num_args = 0..
-    )]
-    pub(crate) properties: Vec<String>,
+}
+
+/// Id of `--override`'s values in the broker subcommand's matches.
+pub(crate) const OVERRIDE: &str = "override";
+
+/// Adds the property flags to the broker subcommand: `--override KEY=VALUE` and
+/// [`BROKER_PROPERTY_FLAGS`]. They are built here rather than derived because their values
+/// are read in command-line order (a later setting of a property wins), from the matches.
+pub(crate) fn broker_property_args(command: clap::Command) -> clap::Command {
+    let command = command.args_override_self(true).arg(
+        clap::Arg::new(OVERRIDE)
+            .long("override")
+            .value_name("KEY=VALUE")
+            .help("Sets any property, as --KEY=VALUE does (repeatable)")
+            .action(clap::ArgAction::Append)
+            .allow_hyphen_values(true)
+            .value_parser(key_value),
+    );
+    BROKER_PROPERTY_FLAGS
+        .iter()
+        .fold(command, |command, (name, value_name, help)| {
+            command.arg(
+                clap::Arg::new(*name)
+                    .long(*name)
+                    .value_name(*value_name)
+                    .help(*help)
+                    .help_heading("Broker properties (any other: --KEY=VALUE)")
+                    .allow_hyphen_values(true)
+                    .action(clap::ArgAction::Set),
+            )
+        })
 }
 
 /// How the broker writes its log lines.
@@ -437,39 +531,10 @@ fn tagged_number(s: &str) -> Result<(&str, i64), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_grammar_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    fn broker(args: &[&str]) -> BrokerArgs {
-        let cli = Cli::try_parse_from(["weir", "broker"].iter().chain(args)).unwrap();
-        match cli.command {
-            Command::Broker(b) => b,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn broker_properties_pass_through() {
-        let b = broker(&["--log.dirs=/data", "--num.partitions", "3"]);
-        assert_eq!(b.properties, ["--log.dirs=/data", "--num.partitions", "3"]);
-        let b = broker(&[
-            "--config",
-            "f.toml",
-            "--log-format",
-            "json",
-            "--override",
-            "a.b=c",
-        ]);
-        assert_eq!(b.config, Some(PathBuf::from("f.toml")));
-        assert_eq!(b.log_format, LogFormat::Json);
-        assert_eq!(b.overrides, ["a.b=c"]);
-        assert!(b.properties.is_empty());
-        let b = broker(&["--log.dirs=/x", "--config", "f.toml"]);
-        assert_eq!(b.properties, ["--log.dirs=/x", "--config", "f.toml"]);
+        crate::command().debug_assert();
     }
 
     #[test]

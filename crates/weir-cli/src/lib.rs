@@ -35,13 +35,14 @@ mod produce;
 mod template;
 mod topic;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use weir_client::{Client, ClientConfig};
 
-pub use args::LogFormat;
+pub use args::{BROKER_PROPERTY_FLAGS, LogFormat};
 pub use error::Error;
 
 use args::{Cli, Command, Connect};
@@ -60,11 +61,20 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerOptions {
-    /// The broker's configuration flags, as it reads them (`--config FILE`, `--KEY=VALUE`,
-    /// `--override KEY=VALUE`).
-    pub args: Vec<String>,
+    /// `--config FILE`: a TOML or `server.properties` file.
+    pub config: Option<PathBuf>,
+    /// Broker properties from the command line (`--KEY=VALUE`, `--KEY VALUE`,
+    /// `--override KEY=VALUE` and the flags of [`BROKER_PROPERTY_FLAGS`]) in the order given:
+    /// when a key appears twice the later one wins. Names and values are the broker's to
+    /// check.
+    pub properties: Vec<(String, String)>,
     /// How to write log lines.
     pub log_format: LogFormat,
+}
+
+/// The whole grammar: the derived one, with the broker's property flags added.
+pub(crate) fn command() -> clap::Command {
+    Cli::command().mut_subcommand("broker", args::broker_property_args)
 }
 
 /// Parses `args` (the program name first) and runs the subcommand, or returns the broker's
@@ -86,8 +96,15 @@ where
     if is_broker {
         args.insert(1.min(args.len()), OsString::from("broker"));
     }
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
+    let mut command = command();
+    let parsed = match args.get(1).and_then(|a| a.to_str()) {
+        Some("broker" | "start") => properties_as_overrides(&command, args),
+        _ => Ok(args),
+    }
+    .and_then(|args| command.try_get_matches_from_mut(args))
+    .and_then(|matches| Ok((Cli::from_arg_matches(&matches)?, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // Help and the version go to stdout with status 0, errors to stderr with 2.
             let _ = e.print();
@@ -95,24 +112,18 @@ where
         }
     };
     match cli.command {
-        // After the first property clap takes every argument as one; `--help` among them still
-        // asks for help, as it did before the broker's flags went through clap.
-        Command::Broker(broker) if broker.properties.iter().any(|a| a == "--help" || a == "-h") => {
-            // Parsed again on its own, so the help names `weir broker` as clap renders it.
-            if let Err(help) = Cli::try_parse_from(["weir", "broker", "--help"]) {
-                let _ = help.print();
-            }
-            Outcome::Exit(ExitCode::SUCCESS)
+        Command::Broker(broker) => {
+            let properties = matches
+                .subcommand_matches("broker")
+                .map(ordered_properties)
+                .unwrap_or_default();
+            Outcome::Broker(BrokerOptions {
+                config: broker.config,
+                properties,
+                log_format: broker.log_format,
+            })
         }
-        Command::Broker(broker) => match broker_options(broker) {
-            Ok(options) => Outcome::Broker(options),
-            Err(e) => {
-                eprintln!("weir: {e}");
-                Outcome::Exit(ExitCode::from(2))
-            }
-        },
         Command::Completions { shell } => {
-            let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "weir", &mut std::io::stdout());
             Outcome::Exit(ExitCode::SUCCESS)
         }
@@ -120,46 +131,95 @@ where
     }
 }
 
-/// The broker's flags in the order its configuration reads them; `--log-format` given among
-/// the properties (clap stops parsing flags at the first property) is taken out here.
-fn broker_options(broker: args::BrokerArgs) -> Result<BrokerOptions, String> {
-    let mut out = Vec::new();
-    if let Some(file) = broker.config {
-        out.push("--config".to_string());
-        out.push(file.display().to_string());
-    }
-    for kv in broker.overrides {
-        out.push("--override".to_string());
-        out.push(kv);
-    }
-    let mut log_format = broker.log_format;
-    let mut properties = broker.properties.into_iter();
-    while let Some(arg) = properties.next() {
-        let value = match arg.as_str() {
-            "--log-format" => properties.next(),
-            other => match other.strip_prefix("--log-format=") {
-                Some(v) => Some(v.to_string()),
-                None => {
-                    out.push(arg);
-                    continue;
-                }
-            },
+/// Rewrites every broker property given as a flag of its own (`--log.dirs=/data`,
+/// `--log.dirs /data`) that the grammar does not name into `--override log.dirs=/data`, so
+/// clap parses the whole command line and refuses what is neither a flag nor a property (a
+/// name without a dot) with its usual error. Kafka's property names all have a dot, but
+/// `listeners`, which is a flag of its own.
+fn properties_as_overrides(
+    command: &clap::Command,
+    args: Vec<OsString>,
+) -> Result<Vec<OsString>, clap::Error> {
+    let Some(broker) = command.find_subcommand("broker") else {
+        return Ok(args);
+    };
+    let takes_value = |name: &str| {
+        broker
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| a.get_action().takes_values())
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = args.into_iter();
+    out.extend(rest.by_ref().take(2));
+    while let Some(arg) = rest.next() {
+        let Some(flag) = arg.to_str().and_then(|a| a.strip_prefix("--")) else {
+            out.push(arg);
+            continue;
         };
-        log_format = match value.as_deref() {
-            Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            other => {
-                return Err(format!(
-                    "--log-format takes text or json, not {}",
-                    other.unwrap_or("nothing")
-                ));
+        if flag.is_empty() {
+            out.push(arg);
+            out.extend(rest);
+            break;
+        }
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (flag, None),
+        };
+        match takes_value(name) {
+            Some(takes) => {
+                let value = (takes && inline.is_none()).then(|| rest.next()).flatten();
+                out.push(arg.clone());
+                out.extend(value);
             }
-        };
+            None if name.contains('.') => {
+                let value = match inline {
+                    Some(value) => value.to_string(),
+                    None => match rest.next() {
+                        Some(value) => value.to_string_lossy().into_owned(),
+                        None => {
+                            return Err(command.clone().error(
+                                clap::error::ErrorKind::InvalidValue,
+                                format!("a value is required for '--{name} <VALUE>' but none was supplied"),
+                            ));
+                        }
+                    },
+                };
+                out.push(OsString::from("--override"));
+                out.push(OsString::from(format!("{name}={value}")));
+            }
+            None => out.push(arg),
+        }
     }
-    Ok(BrokerOptions {
-        args: out,
-        log_format,
-    })
+    Ok(out)
+}
+
+/// The broker's property flags from its matches, in command-line order.
+fn ordered_properties(matches: &clap::ArgMatches) -> Vec<(String, String)> {
+    let mut ordered = Vec::new();
+    if let (Some(values), Some(indices)) = (
+        matches.get_many::<(String, String)>(args::OVERRIDE),
+        matches.indices_of(args::OVERRIDE),
+    ) {
+        ordered.extend(
+            indices
+                .zip(values)
+                .map(|(i, (k, v))| (i, k.clone(), v.clone())),
+        );
+    }
+    for (name, _, _) in BROKER_PROPERTY_FLAGS {
+        if let (Some(values), Some(indices)) =
+            (matches.get_many::<String>(name), matches.indices_of(name))
+        {
+            ordered.extend(
+                indices
+                    .zip(values)
+                    .map(|(i, v)| (i, name.to_string(), v.clone())),
+            );
+        }
+    }
+    ordered.sort_by_key(|(i, _, _)| *i);
+    ordered.into_iter().map(|(_, k, v)| (k, v)).collect()
 }
 
 /// Runs a subcommand that talks to a cluster, on a runtime of its own.
@@ -237,24 +297,108 @@ mod tests {
         }
     }
 
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn exit_code(args: &[&str]) -> ExitCode {
+        match run(std::iter::once("weir").chain(args.iter().copied())) {
+            Outcome::Exit(code) => code,
+            Outcome::Broker(options) => panic!("ran the broker with {options:?}"),
+        }
+    }
+
     #[test]
     fn no_subcommand_runs_the_broker_with_its_flags() {
-        assert_eq!(broker(&[]).args, Vec::<String>::new());
+        assert_eq!(broker(&[]).properties, Vec::new());
         let options = broker(&["--log.dirs=/data", "--override", "num.partitions=3"]);
         assert_eq!(
-            options.args,
-            ["--log.dirs=/data", "--override", "num.partitions=3"]
+            options.properties,
+            pairs(&[("log.dirs", "/data"), ("num.partitions", "3")])
         );
+        assert_eq!(options.config, None);
         assert_eq!(options.log_format, LogFormat::Text);
         let options = broker(&["start", "--config", "s.properties", "--log-format=json"]);
-        assert_eq!(options.args, ["--config", "s.properties"]);
+        assert_eq!(options.config, Some(PathBuf::from("s.properties")));
+        assert!(options.properties.is_empty());
         assert_eq!(options.log_format, LogFormat::Json);
+        // Flags after a property are still flags; `--KEY VALUE` takes the next argument.
         let options = broker(&["--node.id=1", "--log-format", "json", "--x.y", "z"]);
-        assert_eq!(options.args, ["--node.id=1", "--x.y", "z"]);
+        assert_eq!(options.properties, pairs(&[("node.id", "1"), ("x.y", "z")]));
         assert_eq!(options.log_format, LogFormat::Json);
-        assert!(matches!(
-            run(["weir", "--node.id=1", "--log-format", "xml"]),
-            Outcome::Exit(_)
-        ));
+        assert_eq!(
+            exit_code(&["--node.id=1", "--log-format", "xml"]),
+            ExitCode::from(2)
+        );
+    }
+
+    /// The property flags of their own, `--override` and `--KEY=VALUE` interleave in
+    /// command-line order, so the last setting of a key wins whichever form set it.
+    #[test]
+    fn properties_keep_their_order() {
+        let options = broker(&[
+            "broker",
+            "--node.id",
+            "1",
+            "--override",
+            "node.id=2",
+            "--log.retention.ms",
+            "-1",
+            "--listeners=PLAINTEXT://:9092",
+            "--a.b=c=d",
+            "--config",
+            "f.toml",
+            "--node.id=3",
+        ]);
+        assert_eq!(
+            options.properties,
+            // A flag of its own given twice keeps its last value only.
+            pairs(&[
+                ("node.id", "2"),
+                ("log.retention.ms", "-1"),
+                ("listeners", "PLAINTEXT://:9092"),
+                ("a.b", "c=d"),
+                ("node.id", "3"),
+            ])
+        );
+        assert_eq!(options.config, Some(PathBuf::from("f.toml")));
+    }
+
+    #[test]
+    fn unknown_flags_and_missing_values_are_argument_errors() {
+        for args in [
+            &["--bogus"][..],
+            &["broker", "--log.dirs=/d", "--no-such-flag"],
+            &["start", "--log.dirs"],
+            &["broker", "--override", "no-equals-sign"],
+            &["broker", "positional"],
+        ] {
+            assert_eq!(exit_code(args), ExitCode::from(2), "{args:?}");
+        }
+        assert_eq!(exit_code(&["broker", "--help"]), ExitCode::SUCCESS);
+        assert_eq!(exit_code(&["--log.dirs=/d", "--help"]), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn broker_help_lists_the_property_flags() {
+        let mut command = command();
+        let help = command
+            .find_subcommand_mut("broker")
+            .map(|b| b.render_long_help().to_string())
+            .unwrap_or_default();
+        for flag in [
+            "--config <FILE>",
+            "--override <KEY=VALUE>",
+            "--log-format",
+            "--listeners <LISTENERS>",
+            "--log.dirs <DIRS>",
+            "--node.id <ID>",
+            "--controller.quorum.voters",
+            "--process.roles <ROLES>",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+        }
     }
 }

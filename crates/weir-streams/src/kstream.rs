@@ -129,33 +129,14 @@ impl StreamsBuilder {
         key_serde: impl Serde<K>,
         value_serde: impl Serde<Option<V>>,
     ) -> KTable<K, V> {
-        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
-        let name = {
-            let mut state = self.state.lock();
-            let name = state.generated_name(&format!("{topic}-STATE-STORE"));
-            state.add_store(&name, Arc::new(Arc::clone(&store)));
-            name
-        };
+        let (store, name) = self.table_store(topic);
         let node: Node<K, Change<V>> = Node::new();
         let next = node.clone();
         let shared = Arc::clone(&store);
         let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
-            if raw.key.is_none() {
-                tracing::warn!(
-                    topic = %raw.topic,
-                    partition = raw.partition,
-                    offset = raw.offset,
-                    "skipping a table record without a key"
-                );
+            let Some((key, value)) = table_record(raw, &key_serde, &value_serde, "table")? else {
                 return Ok(());
-            }
-            let failed = |part, source| deserialize_failed(raw, part, source);
-            let key = key_serde
-                .deserialize_nullable(raw.key.as_deref())
-                .map_err(|e| failed("key", e))?;
-            let value = value_serde
-                .deserialize_nullable(raw.value.as_deref())
-                .map_err(|e| failed("value", e))?;
+            };
             if raw.timestamp < 0 {
                 ctx.metrics.dropped_invalid_timestamp += 1;
                 return Ok(());
@@ -193,31 +174,13 @@ impl StreamsBuilder {
         key_serde: impl Serde<K>,
         value_serde: impl Serde<Option<V>>,
     ) -> GlobalKTable<K, V> {
-        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
-        let name = {
-            let mut state = self.state.lock();
-            let name = state.generated_name(&format!("{topic}-STATE-STORE"));
-            state.add_store(&name, Arc::new(Arc::clone(&store)));
-            name
-        };
+        let (store, name) = self.table_store(topic);
         let shared = Arc::clone(&store);
         let source = Box::new(move |_: &mut Context, raw: &RawRecord| {
-            if raw.key.is_none() {
-                tracing::warn!(
-                    topic = %raw.topic,
-                    partition = raw.partition,
-                    offset = raw.offset,
-                    "skipping a global table record without a key"
-                );
+            let Some((key, value)) = table_record(raw, &key_serde, &value_serde, "global table")?
+            else {
                 return Ok(());
-            }
-            let failed = |part, source| deserialize_failed(raw, part, source);
-            let key = key_serde
-                .deserialize_nullable(raw.key.as_deref())
-                .map_err(|e| failed("key", e))?;
-            let value = value_serde
-                .deserialize_nullable(raw.value.as_deref())
-                .map_err(|e| failed("value", e))?;
+            };
             let mut entries = shared.lock();
             match value {
                 Some(value) => entries.insert(key, (value, raw.timestamp)),
@@ -230,6 +193,15 @@ impl StreamsBuilder {
             getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
             store_name: name,
         }
+    }
+
+    /// A new key-value store for a table read from `topic`, registered under a generated name.
+    fn table_store<K: Data + Ord, V: Data>(&self, topic: &str) -> (SharedStore<K, V>, String) {
+        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let mut state = self.state.lock();
+        let name = state.generated_name(&format!("{topic}-STATE-STORE"));
+        state.add_store(&name, Arc::new(Arc::clone(&store)));
+        (store, name)
     }
 
     /// The topology built so far; refused if it is invalid (a topic read by two sources, a
@@ -252,6 +224,33 @@ impl StreamsBuilder {
             sink_topics: state.sink_topics,
         })
     }
+}
+
+/// A table topic's record as (key, new value or `None` for a tombstone); `None` for a record
+/// without a key, which tables skip (logged), as Kafka does.
+fn table_record<K, V>(
+    raw: &RawRecord,
+    key_serde: &impl Serde<K>,
+    value_serde: &impl Serde<Option<V>>,
+    what: &str,
+) -> Result<Option<(K, Option<V>)>, Error> {
+    if raw.key.is_none() {
+        tracing::warn!(
+            topic = %raw.topic,
+            partition = raw.partition,
+            offset = raw.offset,
+            "skipping a {what} record without a key"
+        );
+        return Ok(None);
+    }
+    let failed = |part, source| deserialize_failed(raw, part, source);
+    let key = key_serde
+        .deserialize_nullable(raw.key.as_deref())
+        .map_err(|e| failed("key", e))?;
+    let value = value_serde
+        .deserialize_nullable(raw.value.as_deref())
+        .map_err(|e| failed("value", e))?;
+    Ok(Some((key, value)))
 }
 
 fn deserialize_failed(raw: &RawRecord, part: &'static str, source: Error) -> Error {

@@ -735,12 +735,6 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
             }
         }
     }
-    if durable {
-        if let Err(e) = log.flush() {
-            warn!(%tp, error = %e, "cannot fsync replicated batches");
-            return Applied::Retry;
-        }
-    }
     if data.log_start_offset > log.log_start_offset()
         && data.log_start_offset <= log.log_end_offset()
     {
@@ -748,7 +742,16 @@ fn apply_fetched(broker: &Broker, w: &Work, data: PartitionData, durable: bool) 
             debug!(%tp, error = %e, "cannot follow the leader's log start offset");
         }
     }
+    // The fsync needs no role: it makes durable what is appended already, whatever the role
+    // becomes meanwhile; holding the lock through it would stall every request that reads the
+    // role (on the runtime's worker threads) for as long as the disk takes.
     drop(role);
+    if durable {
+        if let Err(e) = log.flush() {
+            warn!(%tp, error = %e, "cannot fsync replicated batches");
+            return Applied::Retry;
+        }
+    }
     replica.follower_high_watermark(data.high_watermark);
     Applied::Ok
 }

@@ -20,9 +20,11 @@ one table from one run on the same machine.
 The broker's jars come from Maven Central on first use (benches/kafka/pom.xml, `mvn
 dependency:copy-dependencies`) into ~/.cache/weir-kafka-4.4.0; needs Java 17 and Maven.
 Each JVM gets -Xmx512m (the machine has two cores; the heap is not what limits a single
-partition) and the G1 flags of Kafka's own start scripts. Nodes listen on 29092+2i (clients)
-and 29093+2i (controllers) plus --port-offset; their data goes to a temporary directory that is
-removed at the end, and every JVM is stopped on exit, error, SIGINT or SIGTERM. Every figure is
+partition) and the G1 flags of Kafka's own start scripts. Nodes listen on 29092, 29094, 29096
+(clients) and 29093, 29095, 29097 (controllers) plus --port-offset; their data goes to a
+temporary directory that is removed at the end (kept with WEIR_KAFKA_KEEP=1, to read the nodes'
+logs, which are at WARN unless WEIR_KAFKA_LOG_LEVEL says otherwise), and every JVM is stopped on
+exit, error, SIGINT, SIGTERM or SIGHUP. `--setups ''` measures Weir only. Every figure is
 printed with the 1-minute load average: the machine is shared with other builds. Prints a
 markdown table.
 """

@@ -41,13 +41,16 @@ import tempfile
 import time
 import uuid
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import replication  # noqa: E402  (its Cluster starts Weir nodes exactly as its measurement 4 does)
+# Topics, the fixed-rate runs and their rows exactly as replication.py's measurement 4, so that
+# both tables are measured the same way; a cluster here only needs `bootstrap`.
+from replication import (  # noqa: E402
+    create_topic, fixed_rate, load, log, measure_fixed_rates)
 
 KAFKA_VERSION = "4.4.0"
-RECORD = 1024
 HERE = os.path.dirname(os.path.abspath(__file__))
 POM = os.path.join(HERE, "..", "kafka", "pom.xml")
 DEFAULT_LIBS = os.path.join(os.path.expanduser("~"), ".cache", f"weir-kafka-{KAFKA_VERSION}")
@@ -76,14 +79,6 @@ FLUSH_POLICIES = {
     "fsync": ({"log.flush.interval.messages": "1"},
               "log.flush.interval.messages=1 (fsync every append)"),
 }
-
-
-def log(message):
-    print(f"# {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
-
-
-def load():
-    return os.getloadavg()[0]
 
 
 def fetch_jars(libs, mvn):
@@ -228,72 +223,6 @@ class KafkaCluster:
                 proc.wait()
 
 
-def partition_state(admin, topic):
-    meta = admin.list_topics(topic, timeout=5)
-    partition = meta.topics[topic].partitions.get(0)
-    if partition is None or meta.topics[topic].error is not None:
-        return -1, []
-    return partition.leader, sorted(partition.isrs)
-
-
-def create_topic(cluster, rf, timeout=60):
-    """As replication.py's create_topic: one partition, min.insync.replicas=2 at RF 3, and
-    only returned once it has a leader and a full ISR."""
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    name = f"ref-rf{rf}-{uuid.uuid4().hex[:8]}"
-    config = {"min.insync.replicas": "2"} if rf >= 3 else {}
-    for future in admin.create_topics(
-            [NewTopic(name, num_partitions=1, replication_factor=rf, config=config)],
-            operation_timeout=30).values():
-        future.result(timeout=30)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            leader, isr = partition_state(admin, name)
-            if leader >= 0 and len(isr) == rf:
-                return name
-        except Exception:  # Metadata not propagated yet.
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name}: no leader with a full ISR within {timeout} s")
-        time.sleep(0.05)
-
-
-def fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight):
-    out = subprocess.run([latency_tool, cluster.bootstrap, topic, str(rate), str(seconds),
-                          str(max_in_flight), "all", str(RECORD)],
-                         check=True, capture_output=True, text=True).stdout
-    fields = dict(kv.split("=", 1) for kv in out.split())
-    return {"achieved": float(fields["achieved"]),
-            "acknowledged": float(fields["acknowledged_per_s"]),
-            "p50": float(fields["p50_ms"]), "p99": float(fields["p99_ms"]),
-            "p999": float(fields["p999_ms"]), "max": float(fields["max_ms"]),
-            "errors": int(fields["errors"]), "queue_full": fields["queue_full"] == "true",
-            "unacknowledged": int(fields["unacknowledged"])}
-
-
-def measure_fixed_rates(latency_tool, cluster, rf, rates, seconds, rows, label, max_in_flight):
-    """Latency per offered rate, up to the first rate the client cannot hold (as in
-    replication.py, so that both tables stop at the same kind of point)."""
-    topic = create_topic(cluster, rf)
-    for rate in rates:
-        before = load()
-        r = fixed_rate(latency_tool, cluster, topic, rate, seconds, max_in_flight)
-        held = r["achieved"] >= 0.95 * rate and not r["queue_full"]
-        notes = [f"{r['errors']} errors" if r["errors"] else "no errors"]
-        if r["queue_full"]:
-            notes.append("client queue full (100,000 records), stopped")
-        if r["unacknowledged"]:
-            notes.append(f"{r['unacknowledged']:,} unacknowledged after 60 s, purged")
-        rows.append(f"| {label} | {rate:,} | {r['achieved']:,.0f}{'' if held else ' (not held)'} "
-                    f"| {r['acknowledged']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
-                    f"| {r['p999']:.2f} | {r['max']:.1f} | {max(before, load()):.1f} "
-                    f"| {'; '.join(notes)} |")
-        log(rows[-1])
-        if not held:
-            break
-
-
 def warm_up(latency_tool, cluster, rf, seconds):
     """A JVM broker runs interpreted until the JIT has compiled its hot paths; the first
     measured rate would otherwise include that. Weir, compiled ahead of time, needs none, but
@@ -301,7 +230,10 @@ def warm_up(latency_tool, cluster, rf, seconds):
     if seconds <= 0:
         return
     topic = create_topic(cluster, rf)
-    fixed_rate(latency_tool, cluster, topic, 10000, seconds, 5)
+    try:
+        fixed_rate(latency_tool, cluster, topic, 10000, seconds, 5)
+    finally:
+        replication.delete_topic(cluster, topic)
 
 
 def main():

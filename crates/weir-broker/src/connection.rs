@@ -374,11 +374,7 @@ async fn produce_acks_all(
     (frame_len, started): (usize, std::time::Instant),
     lane: &mut AppendLane,
 ) -> Result<Handled, ConnectionError> {
-    if request
-        .transactional_id
-        .as_deref()
-        .is_some_and(|id| !id.is_empty())
-    {
+    if produce::transactional_id(&request).is_some() {
         // KIP-890 verification reads the producer's state on each partition, which earlier
         // batches of this connection may still be about to change.
         lane.idle().await;

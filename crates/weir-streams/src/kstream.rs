@@ -521,20 +521,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, &VT) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&table.getter);
-        self.derive(move |ctx, record, next| match getter(&record.key) {
-            Some((found, _)) => {
-                let value = joiner(&record.value, &found);
-                next.forward(
-                    ctx,
-                    Record {
-                        key: record.key,
-                        value,
-                        timestamp: record.timestamp,
-                    },
-                )
-            }
-            None => Ok(()),
-        })
+        self.lookup_join(
+            move |key, _| getter(key).map(|(value, _)| value),
+            move |value, found| found.map(|found| joiner(value, found)),
+        )
     }
 
     /// Like [`KStream::join_table`], but a record whose key the table does not hold is
@@ -545,18 +535,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, Option<&VT>) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&table.getter);
-        self.derive(move |ctx, record, next| {
-            let found = getter(&record.key);
-            let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
-            next.forward(
-                ctx,
-                Record {
-                    key: record.key,
-                    value,
-                    timestamp: record.timestamp,
-                },
-            )
-        })
+        self.lookup_join(
+            move |key, _| getter(key).map(|(value, _)| value),
+            move |value, found| Some(joiner(value, found)),
+        )
     }
 
     /// Joins each record with the global table's value for the key `key_selector` computes
@@ -570,22 +552,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, &VG) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&global.getter);
-        self.derive(move |ctx, record, next| {
-            match getter(&key_selector(&record.key, &record.value)) {
-                Some((found, _)) => {
-                    let value = joiner(&record.value, &found);
-                    next.forward(
-                        ctx,
-                        Record {
-                            key: record.key,
-                            value,
-                            timestamp: record.timestamp,
-                        },
-                    )
-                }
-                None => Ok(()),
-            }
-        })
+        self.lookup_join(
+            move |key, value| getter(&key_selector(key, value)).map(|(found, _)| found),
+            move |value, found| found.map(|found| joiner(value, found)),
+        )
     }
 
     /// Like [`KStream::join_global`], but a record whose lookup key the table does not hold
@@ -597,17 +567,33 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, Option<&VG>) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&global.getter);
+        self.lookup_join(
+            move |key, value| getter(&key_selector(key, value)).map(|(found, _)| found),
+            move |value, found| Some(joiner(value, found)),
+        )
+    }
+
+    /// The stream-table joins: each record looks its partner up (`lookup`), and `joiner`
+    /// decides the output from the record's value and the partner found, if any (`None`:
+    /// nothing is forwarded). The output keeps the record's key and timestamp.
+    fn lookup_join<T, VR: Data>(
+        &self,
+        mut lookup: impl FnMut(&K, &V) -> Option<T> + Send + 'static,
+        mut joiner: impl FnMut(&V, Option<&T>) -> Option<VR> + Send + 'static,
+    ) -> KStream<K, VR> {
         self.derive(move |ctx, record, next| {
-            let found = getter(&key_selector(&record.key, &record.value));
-            let value = joiner(&record.value, found.as_ref().map(|(value, _)| value));
-            next.forward(
-                ctx,
-                Record {
-                    key: record.key,
-                    value,
-                    timestamp: record.timestamp,
-                },
-            )
+            let found = lookup(&record.key, &record.value);
+            match joiner(&record.value, found.as_ref()) {
+                Some(value) => next.forward(
+                    ctx,
+                    Record {
+                        key: record.key,
+                        value,
+                        timestamp: record.timestamp,
+                    },
+                ),
+                None => Ok(()),
+            }
         })
     }
 

@@ -50,6 +50,15 @@ use weir_protocol::{ErrorCode, Uuid};
 use weir_records::batch::BatchHeader;
 use weir_records::{RecordBatch, Records};
 
+/// The transactional id a request names, if any (an empty one is none): its transactional
+/// batches are verified with their coordinator (KIP-890) before they are appended.
+pub(crate) fn transactional_id(request: &ProduceRequest) -> Option<&str> {
+    request
+        .transactional_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+}
+
 /// acks=0 gets no response.
 pub(crate) fn wants_response(request: &ProduceRequest) -> bool {
     request.acks != 0
@@ -137,12 +146,11 @@ pub(crate) struct Prepared {
 pub(crate) async fn prepare(
     broker: &Arc<Broker>,
     ctx: &RequestContext,
-    request: ProduceRequest,
+    mut request: ProduceRequest,
 ) -> Prepared {
     let by_id = ctx.api_version >= 13;
     let acks_valid = matches!(request.acks, -1..=1);
-    let plans: Vec<TopicPlan> = request
-        .topic_data
+    let plans: Vec<TopicPlan> = std::mem::take(&mut request.topic_data)
         .into_iter()
         .map(|t| {
             let topic = if by_id {
@@ -181,11 +189,7 @@ pub(crate) async fn prepare(
             }
         })
         .collect();
-    let verified = match request
-        .transactional_id
-        .as_deref()
-        .filter(|t| !t.is_empty())
-    {
+    let verified = match transactional_id(&request) {
         Some(transactional_id) => {
             let check = crate::transactions::TxnCheck::for_version(broker, ctx.api_version, 12);
             verify_transactional(broker, transactional_id, &plans, check).await

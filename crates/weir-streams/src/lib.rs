@@ -167,6 +167,7 @@ mod error;
 mod join;
 mod kstream;
 mod ktable;
+pub mod processor;
 mod runtime;
 pub mod serdes;
 mod store;
@@ -181,6 +182,10 @@ pub use kstream::{
     TimestampExtractor,
 };
 pub use ktable::{GlobalKTable, KTable, Suppressed};
+pub use processor::{
+    Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
+    ProcessorContext, PunctuationType, Stores,
+};
 pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,

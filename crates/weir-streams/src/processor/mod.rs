@@ -3,6 +3,68 @@
 //! [`KStream::process_values`], with state stores ([`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store),
 //! [`KeyValueStore`]) and punctuation ([`ProcessorContext::schedule`]).
 //!
+//! ```
+//! use std::time::Duration;
+//! use weir_streams::processor::Record;
+//! use weir_streams::{Error, I64Serde, KeyValueStore, Processor, ProcessorContext,
+//!     PunctuationType, Stores, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic,
+//!     TestRecord, TopologyTestDriver};
+//!
+//! /// Counts per key; every 10 s of stream time, emits every key's total.
+//! struct CountPerKey(Option<KeyValueStore<String, i64>>);
+//!
+//! impl Processor<String, String, String, i64> for CountPerKey {
+//!     fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> Result<(), Error> {
+//!         let counts = ctx.key_value_store::<String, i64>("counts")?;
+//!         self.0 = Some(counts.clone());
+//!         ctx.schedule(Duration::from_secs(10), PunctuationType::StreamTime, move |time, ctx| {
+//!             for (key, count) in counts.all() {
+//!                 ctx.forward(Record::new(key, count, time))?;
+//!             }
+//!             Ok(())
+//!         })?;
+//!         Ok(())
+//!     }
+//!
+//!     fn process(
+//!         &mut self,
+//!         _ctx: &mut ProcessorContext<'_, String, i64>,
+//!         record: Record<String, String>,
+//!     ) -> Result<(), Error> {
+//!         if let Some(counts) = &self.0 {
+//!             counts.put(record.key.clone(), counts.get(&record.key).unwrap_or(0) + 1);
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Error> {
+//! let builder = StreamsBuilder::new();
+//! builder.add_state_store(Stores::key_value_store_builder(
+//!     Stores::in_memory_key_value_store("counts"),
+//!     StringSerde,
+//!     I64Serde,
+//! ));
+//! builder
+//!     .stream("events", StringSerde, StringSerde)
+//!     .process(|| CountPerKey(None), &["counts"])
+//!     .to("totals", StringSerde, I64Serde);
+//! let mut driver = TopologyTestDriver::new(builder.build()?);
+//! let events = TestInputTopic::new("events", StringSerde, StringSerde);
+//! let totals = TestOutputTopic::new("totals", StringSerde, I64Serde);
+//! for (key, time) in [("a", 1_000), ("b", 2_000), ("a", 12_000)] {
+//!     driver.pipe_input(&events, &key.to_string(), &String::new(), time)?;
+//! }
+//! // Stream-time punctuations are aligned to 0: at the first record, then at 10 s.
+//! assert_eq!(driver.read_output(&totals)?, vec![
+//!     TestRecord::new("a".to_string(), 1, 1_000),
+//!     TestRecord::new("a".to_string(), 2, 12_000),
+//!     TestRecord::new("b".to_string(), 1, 12_000),
+//! ]);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! A processor node is shared by the sink its parent stream calls for each record and by the
 //! topology's processor list, through which the task initializes, punctuates and closes it.
 //! Both run on the task's thread, one at a time; the node's lock is never taken twice on one

@@ -586,3 +586,127 @@ fn processors_are_made_initialized_and_closed_once_per_task() {
     driver.close().unwrap();
     assert_eq!(*calls.lock(), (1, 1));
 }
+
+/// Holds back each key's latest record and releases them every 10 s of stream time (a
+/// fixed-key processor: its punctuator can only forward records it was given).
+#[derive(Default)]
+struct Debounce {
+    held: Arc<Mutex<Vec<FixedKeyRecord<String, String>>>>,
+}
+
+impl FixedKeyProcessor<String, String, i64> for Debounce {
+    fn init(
+        &mut self,
+        context: &mut FixedKeyProcessorContext<'_, String, i64>,
+    ) -> Result<(), Error> {
+        let held = Arc::clone(&self.held);
+        context.schedule(
+            Duration::from_secs(10),
+            PunctuationType::StreamTime,
+            move |time, context| {
+                assert_eq!(time, context.current_stream_time_ms());
+                for record in held.lock().drain(..) {
+                    let length = record.value.len() as i64;
+                    context.forward(record.with_value(length).with_timestamp(time))?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _context: &mut FixedKeyProcessorContext<'_, String, i64>,
+        record: FixedKeyRecord<String, String>,
+    ) -> Result<(), Error> {
+        let mut held = self.held.lock();
+        held.retain(|r| r.key() != record.key());
+        held.push(record);
+        Ok(())
+    }
+}
+
+#[test]
+fn fixed_key_punctuators_forward_records_they_kept() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", StringSerde, StringSerde)
+        .process_values(Debounce::default, &[])
+        .to("totals", StringSerde, I64Serde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    for (key, value, timestamp) in [("a", "x", 5_000), ("a", "xyz", 6_000), ("b", "xy", 9_000)] {
+        driver
+            .pipe_input(&input(), &key.to_string(), &value.to_string(), timestamp)
+            .unwrap();
+    }
+    // A record is processed before the punctuation it triggers: the first is released at
+    // once (the schedule is aligned to 0), the next ones at 10 s.
+    assert_eq!(
+        driver.read_output(&totals()).unwrap(),
+        records(&[("a", 1, 5_000)])
+    );
+    pipe(&mut driver, "c", 10_000);
+    assert_eq!(
+        driver.read_output(&totals()).unwrap(),
+        records(&[("a", 3, 10_000), ("b", 2, 10_000), ("c", 0, 10_000)])
+    );
+}
+
+/// On its first punctuation, schedules a second punctuator; both record what fires.
+struct Nested(Arc<Mutex<Vec<(&'static str, i64)>>>);
+
+impl Processor<String, String, String, String> for Nested {
+    fn init(&mut self, context: &mut ProcessorContext<'_, String, String>) -> Result<(), Error> {
+        let fired = Arc::clone(&self.0);
+        let mut scheduled = false;
+        context.schedule(
+            Duration::from_secs(10),
+            PunctuationType::StreamTime,
+            move |time, context| {
+                fired.lock().push(("outer", time));
+                if !scheduled {
+                    scheduled = true;
+                    let fired = Arc::clone(&fired);
+                    context.schedule(
+                        Duration::from_secs(3),
+                        PunctuationType::StreamTime,
+                        move |time, _| {
+                            fired.lock().push(("inner", time));
+                            Ok(())
+                        },
+                    )?;
+                }
+                Ok(())
+            },
+        )?;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        _context: &mut ProcessorContext<'_, String, String>,
+        _record: Record<String, String>,
+    ) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_punctuator_scheduled_by_a_punctuator_fires_in_the_same_pass_when_due() {
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let builder = StreamsBuilder::new();
+    let shared = Arc::clone(&fired);
+    builder
+        .stream("input", StringSerde, StringSerde)
+        .process(move || Nested(Arc::clone(&shared)), &[]);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    pipe(&mut driver, "k", 1_000);
+    // The inner schedule is aligned to 0 too, so it is due at once; its next time is 3 s.
+    assert_eq!(*fired.lock(), vec![("outer", 1_000), ("inner", 1_000)]);
+    fired.lock().clear();
+    pipe(&mut driver, "k", 10_000);
+    // Both are due at 10 s (inner: 3 s, missed 6 s and 9 s); the inner one was queued at 3 s,
+    // before the outer one's 10 s.
+    assert_eq!(*fired.lock(), vec![("inner", 10_000), ("outer", 10_000)]);
+}

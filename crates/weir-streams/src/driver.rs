@@ -103,8 +103,11 @@ impl std::fmt::Debug for TopologyTestDriver {
 impl TopologyTestDriver {
     /// A driver for `topology`.
     pub fn new(topology: Topology) -> Self {
+        let mut task = Task::new(topology, DeserializationExceptionHandler::default());
+        // Wall-clock time moves only with `advance_wall_clock_time`, from now, as Kafka's.
+        task.set_mock_wall_clock(crate::processor::system_time_ms());
         Self {
-            task: Task::new(topology, DeserializationExceptionHandler::default()),
+            task,
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
         }
@@ -167,7 +170,10 @@ impl TopologyTestDriver {
             timestamp,
         };
         *offset += 1;
-        let result = self.task.process(&record);
+        let result = self
+            .task
+            .process(&record)
+            .and_then(|()| self.task.punctuate_stream_time().map(drop));
         // Outputs written before a failure were sent in a real run too.
         for output in self.task.take_outputs() {
             self.outputs
@@ -232,5 +238,44 @@ impl TopologyTestDriver {
     /// The task's counters.
     pub fn metrics(&self) -> TaskMetrics {
         self.task.metrics()
+    }
+
+    /// The driver with its mocked wall clock at `now` (milliseconds since the epoch) instead
+    /// of the system clock's time at creation (Kafka's `initialWallClockTime`). Call it before
+    /// piping anything: processors schedule wall-clock punctuations from the clock's time.
+    pub fn with_initial_wall_clock_time(mut self, now: i64) -> Self {
+        self.task.set_mock_wall_clock(now);
+        self
+    }
+
+    /// Moves the mocked wall clock forward by `advance` and fires the wall-clock punctuations
+    /// now due, each once (Kafka's `advanceWallClockTime`); what they forward to topics waits
+    /// for `read_output`.
+    pub fn advance_wall_clock_time(&mut self, advance: std::time::Duration) -> Result<(), Error> {
+        let advance = i64::try_from(advance.as_millis()).unwrap_or(i64::MAX);
+        // Processors start (and schedule from the clock) before it moves, as Kafka's start
+        // with the driver.
+        let result = self.task.init_processors().and_then(|()| {
+            let now = self.task.wall_clock_time().saturating_add(advance);
+            self.task.set_mock_wall_clock(now);
+            self.task.punctuate_wall_clock(now).map(drop)
+        });
+        for output in self.task.take_outputs() {
+            self.outputs
+                .entry(output.topic.clone())
+                .or_default()
+                .push_back(output);
+        }
+        result
+    }
+
+    /// The mocked wall-clock time (milliseconds since the epoch).
+    pub fn wall_clock_time(&self) -> i64 {
+        self.task.wall_clock_time()
+    }
+
+    /// Closes the topology's processors (Kafka's `TopologyTestDriver#close`).
+    pub fn close(mut self) -> Result<(), Error> {
+        self.task.close_processors()
     }
 }

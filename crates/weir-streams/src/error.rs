@@ -67,6 +67,18 @@ pub enum Error {
     /// The state store exists but holds other key or value types than asked for.
     #[error("state store {0} holds other key or value types")]
     StoreType(String),
+    /// A processor asked for a state store it is not connected to (not named in
+    /// `KStream::process` or `process_values`).
+    #[error("processor {processor} is not connected to state store {store}")]
+    StoreNotConnected {
+        /// The processor's name.
+        processor: String,
+        /// The store's name.
+        store: String,
+    },
+    /// A punctuation interval below one millisecond (or beyond `i64` milliseconds).
+    #[error("the minimum supported punctuation interval is 1 millisecond, got {0:?}")]
+    PunctuationInterval(std::time::Duration),
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

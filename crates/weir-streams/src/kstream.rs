@@ -52,7 +52,7 @@ where
 /// on one shared graph; [`StreamsBuilder::build`] hands the graph over as a [`Topology`].
 #[derive(Default)]
 pub struct StreamsBuilder {
-    state: Arc<Mutex<BuilderState>>,
+    pub(crate) state: Arc<Mutex<BuilderState>>,
 }
 
 impl std::fmt::Debug for StreamsBuilder {
@@ -209,7 +209,8 @@ impl StreamsBuilder {
     /// Streams and tables from this builder must not be extended afterwards: their operators
     /// would join the built topology half-way (no new sources or stores).
     pub fn build(self) -> Result<Topology, Error> {
-        let state = std::mem::take(&mut *self.state.lock());
+        let mut state = std::mem::take(&mut *self.state.lock());
+        state.connect_processor_stores();
         if !state.errors.is_empty() {
             return Err(Error::InvalidTopology(state.errors.join("; ")));
         }
@@ -222,6 +223,7 @@ impl StreamsBuilder {
             sources: state.sources,
             stores: state.stores,
             sink_topics: state.sink_topics,
+            processors: state.processors,
         })
     }
 }

@@ -5,7 +5,8 @@
 //! branch, merge...), grouping and aggregation into tables held in state stores, time
 //! (tumbling, hopping), sliding and session windows, suppression of intermediate window
 //! results, stream-table, stream-stream, table-table and foreign-key joins, and writes to
-//! topics. The topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
+//! topics, and user processors with state stores and punctuation (the processor API). The
+//! topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
 //! runs it in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible
 //! cluster.
 //!
@@ -49,6 +50,9 @@
 //!   operator to the sinks, which serialize it into output records. A [`Topology`] is one
 //!   task: its processors, its stores, its stream time.
 //! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them).
+//! - [`processor`]: the processor API: [`Processor`]s in the graph with
+//!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
+//!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client:
 //!   consume a batch, process it, produce its outputs, wait for their acknowledgements,
@@ -135,6 +139,26 @@
 //!   start: give the application a new `application.id`, or reset its group). A rebalance
 //!   during a batch hands the same instance its uncommitted records again, and its
 //!   aggregates count them twice.
+//! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a
+//!   [`FixedKeyProcessor`], which cannot change keys) put a user [`Processor`] in the graph,
+//!   made by its supplier when the task starts; `init` runs before the task's first record or
+//!   punctuation, `close` when it closes. Records it forwards go through the operators
+//!   downstream before `forward` returns; it gives each record its timestamp (the input's, or
+//!   any other). Stores added with [`StreamsBuilder::add_state_store`] are used by the
+//!   processors that name them (a name that was not added is refused at build, naming the
+//!   processor; a store not named cannot be used) and read like DSL stores through
+//!   `key_value_store`. [`ProcessorContext::schedule`] follows Kafka's `PunctuationQueue`:
+//!   stream-time punctuators are aligned to 0 and fire after a record moves stream time to or
+//!   past their next time, once however many intervals it skipped, the next time then being
+//!   the first multiple of the interval after stream time (so an equal or older timestamp
+//!   fires nothing); wall-clock punctuators start one interval after they are scheduled and
+//!   fire from the system clock in [`KafkaStreams`] (its run loop sleeps until the next one
+//!   is due; their outputs join the batch being committed) and from a mocked clock in the
+//!   test driver ([`TopologyTestDriver::advance_wall_clock_time`]). A punctuator gets the
+//!   punctuation's time; records it forwards have no [`RecordMetadata`](processor::RecordMetadata).
+//!   Punctuators due at the same time fire in the order they were scheduled. A
+//!   [`Cancellable`] stops its punctuator, also from inside it. Plain key-value stores keep
+//!   no timestamps (`get_with_timestamp` gives `-1`).
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
 //!   the producer's default partitioner on the serialized key.
 //!
@@ -154,7 +178,9 @@
 //!   (tumbling and hopping windows stay in memory until the task is dropped; sliding windows,
 //!   sessions and the stream-stream join buffers are dropped after Kafka's default retention),
 //!   window and session store queries by time range;
-//! - the processor API and punctuation; interactive queries across instances;
+//! - in the processor API: `forward` to a named child, headers, window and session stores
+//!   for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
+//!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;
 //! - a benchmark, and a comparison with Apache Kafka Streams on the same input.
@@ -167,6 +193,7 @@ mod error;
 mod join;
 mod kstream;
 mod ktable;
+pub mod processor;
 mod runtime;
 pub mod serdes;
 mod store;
@@ -181,6 +208,10 @@ pub use kstream::{
     TimestampExtractor,
 };
 pub use ktable::{GlobalKTable, KTable, Suppressed};
+pub use processor::{
+    Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
+    ProcessorContext, PunctuationType, Stores,
+};
 pub use runtime::{KafkaStreams, StreamsConfig};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,

@@ -142,6 +142,7 @@ impl KafkaStreams {
                     None => std::future::pending().await,
                 }
             };
+            let punctuation = self.task.next_wall_clock_punctuation()?;
             // `Consumer::recv` may be cancelled at any await (weir-client's consumer docs).
             let record = tokio::select! {
                 () = shutdown.as_mut() => {
@@ -149,6 +150,12 @@ impl KafkaStreams {
                     break;
                 }
                 () = wait_for_deadline => break,
+                () = sleep_until_wall_clock(punctuation) => {
+                    if self.punctuate_wall_clock(&mut deliveries).await? {
+                        deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
+                    }
+                    continue;
+                }
                 record = self.consumer.recv() => record?,
             };
             records += 1;
@@ -162,6 +169,7 @@ impl KafkaStreams {
                 timestamp: record.timestamp,
             };
             self.task.process(&raw)?;
+            self.task.punctuate_stream_time()?;
             for output in self.task.take_outputs() {
                 let mut produce = ProducerRecord::new(output.topic).timestamp(output.timestamp);
                 produce.key = output.key;
@@ -220,9 +228,40 @@ impl KafkaStreams {
     }
 
     /// Leaves the group. Everything processed was committed by the last batch.
-    pub async fn close(self) -> Result<(), Error> {
+    pub async fn close(mut self) -> Result<(), Error> {
         self.producer.flush().await;
         self.consumer.close().await?;
-        Ok(())
+        self.task.close_processors()
+    }
+
+    /// Fires the wall-clock punctuations due now and enqueues their outputs with the batch's,
+    /// so the batch's commit waits for them too; true when there were outputs.
+    async fn punctuate_wall_clock(
+        &mut self,
+        deliveries: &mut Vec<weir_client::producer::Delivery>,
+    ) -> Result<bool, Error> {
+        self.task
+            .punctuate_wall_clock(crate::processor::system_time_ms())?;
+        let outputs = self.task.take_outputs();
+        let produced = !outputs.is_empty();
+        for output in outputs {
+            let mut produce = ProducerRecord::new(output.topic).timestamp(output.timestamp);
+            produce.key = output.key;
+            produce.value = output.value;
+            deliveries.push(self.producer.enqueue(produce).await?);
+        }
+        Ok(produced)
+    }
+}
+
+/// Completes when the wall clock reaches `at` (milliseconds since the epoch); never without
+/// a time.
+async fn sleep_until_wall_clock(at: Option<i64>) {
+    match at {
+        Some(at) => {
+            let wait = at.saturating_sub(crate::processor::system_time_ms()).max(0);
+            tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
+        }
+        None => std::future::pending().await,
     }
 }

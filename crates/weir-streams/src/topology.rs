@@ -91,6 +91,8 @@ pub(crate) struct Context {
     pub(crate) stream_time: i64,
     pub(crate) outputs: Vec<RawRecord>,
     pub(crate) metrics: TaskMetrics,
+    /// The processor API's clock, input record metadata and punctuation queues.
+    pub(crate) processor_api: crate::processor::ProcessorTaskState,
 }
 
 type Sink<K, V> = Box<dyn FnMut(&mut Context, Record<K, V>) -> Result<(), Error> + Send>;
@@ -149,6 +151,8 @@ pub(crate) struct BuilderState {
     pub(crate) errors: Vec<String>,
     /// Numbers generated names, as Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000001`.
     pub(crate) next_index: u64,
+    /// The processor API's processors, which the task initializes, punctuates and closes.
+    pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
 }
 
 impl BuilderState {
@@ -185,6 +189,7 @@ pub struct Topology {
     pub(crate) sources: HashMap<String, Source>,
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
+    pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -264,6 +269,8 @@ impl Task {
     /// deserialization exception handler: by default processing stops with an error naming
     /// its topic, partition and offset.
     pub(crate) fn process(&mut self, record: &RawRecord) -> Result<(), Error> {
+        self.init_processors()?;
+        self.ctx.processor_api.record_metadata = Some(crate::processor::RecordMetadata::of(record));
         let source = self
             .topology
             .sources
@@ -314,5 +321,73 @@ impl Task {
 
     pub(crate) fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Creates and initializes the processor API's processors, once, before the task's first
+    /// record or punctuation.
+    pub(crate) fn init_processors(&mut self) -> Result<(), Error> {
+        if self.ctx.processor_api.initialized {
+            return Ok(());
+        }
+        self.ctx.processor_api.initialized = true;
+        self.ctx.processor_api.record_metadata = None;
+        for processor in &self.topology.processors {
+            processor.init(&mut self.ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Fires the stream-time punctuations due at the task's stream time (Kafka's
+    /// `StreamTask#maybePunctuateStreamTime`), after each processed record; none before the
+    /// first record.
+    pub(crate) fn punctuate_stream_time(&mut self) -> Result<bool, Error> {
+        self.init_processors()?;
+        if self.ctx.stream_time < 0 {
+            return Ok(false);
+        }
+        let now = self.ctx.stream_time;
+        crate::processor::punctuate(
+            &self.topology.processors,
+            &mut self.ctx,
+            crate::processor::PunctuationType::StreamTime,
+            now,
+        )
+    }
+
+    /// Fires the wall-clock punctuations due at `now` (Kafka's
+    /// `StreamTask#maybePunctuateSystemTime`); their outputs wait in [`Task::take_outputs`].
+    pub(crate) fn punctuate_wall_clock(&mut self, now: i64) -> Result<bool, Error> {
+        self.init_processors()?;
+        crate::processor::punctuate(
+            &self.topology.processors,
+            &mut self.ctx,
+            crate::processor::PunctuationType::WallClockTime,
+            now,
+        )
+    }
+
+    /// When the next wall-clock punctuation is due (milliseconds since the epoch), so a
+    /// runtime can wait for it; initializes the processors, which schedule in `init`.
+    pub(crate) fn next_wall_clock_punctuation(&mut self) -> Result<Option<i64>, Error> {
+        self.init_processors()?;
+        Ok(self.ctx.processor_api.next_wall_clock_punctuation())
+    }
+
+    /// Replaces the system clock by a mocked one at `now` (the test driver).
+    pub(crate) fn set_mock_wall_clock(&mut self, now: i64) {
+        self.ctx.processor_api.clock = crate::processor::WallClock::Mock(now);
+    }
+
+    /// The task's wall-clock time.
+    pub(crate) fn wall_clock_time(&self) -> i64 {
+        self.ctx.processor_api.clock.now()
+    }
+
+    /// Closes the processor API's processors (each once).
+    pub(crate) fn close_processors(&mut self) -> Result<(), Error> {
+        for processor in &self.topology.processors {
+            processor.close()?;
+        }
+        Ok(())
     }
 }

@@ -67,6 +67,16 @@ pub enum Error {
     /// The state store exists but holds other key or value types than asked for.
     #[error("state store {0} holds other key or value types")]
     StoreType(String),
+    /// A task's state store could not be restored from its changelog.
+    #[error("cannot restore state store {store} of task {partition}: {reason}")]
+    Restore {
+        /// The store (or stores) being restored.
+        store: String,
+        /// The task's partition.
+        partition: i32,
+        /// What went wrong.
+        reason: String,
+    },
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

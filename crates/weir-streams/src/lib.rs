@@ -10,15 +10,16 @@
 //! cluster.
 //!
 //! ```
-//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, Nullable, TopologyTestDriver,
-//!     TestInputTopic, TestOutputTopic, TestRecord};
+//! use weir_streams::{Grouped, StreamsBuilder, StringSerde, I64Serde, Nullable,
+//!     TopologyTestDriver, TestInputTopic, TestOutputTopic, TestRecord};
 //!
 //! # fn main() -> Result<(), weir_streams::Error> {
 //! let builder = StreamsBuilder::new();
 //! builder
 //!     .stream("words", StringSerde, StringSerde)
 //!     .flat_map_values(|line: String| line.split(' ').map(str::to_string).collect::<Vec<_>>())
-//!     .group_by(|_, word| word.clone())
+//!     // The new key needs a serde: the records go through a repartition topic.
+//!     .group_by_with(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
 //!     .count()
 //!     .to_stream()
 //!     .to("word-counts", StringSerde, Nullable(I64Serde));
@@ -177,17 +178,20 @@ mod windowed;
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
 pub use kstream::{
-    BranchedKStream, KGroupedStream, KStream, Predicate, RecordTimestamp, StreamsBuilder,
-    TimestampExtractor,
+    BranchedKStream, Grouped, KGroupedStream, KStream, Materialized, Predicate, RecordTimestamp,
+    Repartitioned, StreamsBuilder, TimestampExtractor,
 };
 pub use ktable::{GlobalKTable, KTable, Suppressed};
-pub use runtime::{KafkaStreams, StreamsConfig};
+pub use runtime::{KafkaStreams, StreamsConfig, TopologyFactory};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,
     TimeWindowedSerde,
 };
 pub use store::ReadOnlyKeyValueStore;
-pub use topology::{Data, DeserializationExceptionHandler, RawRecord, TaskMetrics, Topology};
+pub use topology::{
+    CopartitionGroup, Data, DeserializationExceptionHandler, InternalTopic, InternalTopicKind,
+    RawRecord, TaskMetrics, Topology,
+};
 pub use window::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
 };

@@ -125,6 +125,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             self.store_name.clone(),
             update,
             Some(windows.grace_ms),
+            // Window stores are not logged yet (crate docs).
+            None,
         )
     }
 }

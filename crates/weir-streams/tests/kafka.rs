@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    Grouped, I64Serde, JsonSerde, KafkaStreams, Nullable, Serde, StreamsBuilder, StreamsConfig,
-    StringSerde, Topology,
+    Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder,
+    StreamsConfig, StringSerde, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -414,5 +414,354 @@ async fn a_stream_table_join_reads_the_table_topic_with_its_tombstones() {
     let store = streams.key_value_store::<String, String>(&store).unwrap();
     assert_eq!(store.all(), vec![("c1".to_string(), "100".to_string())]);
     streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// Waits until the group `group` has `members` members, each with partitions assigned.
+async fn wait_for_members(broker: &TestBroker, group: &str, members: usize) {
+    let admin = weir_client::admin::Admin::connect(broker.config())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = admin.describe_groups(&[group]).await.unwrap();
+        let assigned = described
+            .iter()
+            .filter_map(|(_, group)| group.as_ref().ok())
+            .filter(|group| group.state == "Stable")
+            .flat_map(|group| &group.members)
+            .filter(|member| !member.assigned_partitions().unwrap().is_empty())
+            .count();
+        if assigned == members {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group}: {assigned} members with partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The latest value per key in `topic` (partition 0), as UTF-8 key and big-endian i64.
+async fn latest_counts(broker: &TestBroker, topic: &str) -> BTreeMap<String, i64> {
+    let client = broker.client().await;
+    fetch_all(&client, topic, 0)
+        .await
+        .into_iter()
+        .map(|record| {
+            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+            (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
+        })
+        .collect()
+}
+
+fn word_counts() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("words", StringSerde, StringSerde)
+        .group_by_key()
+        .count_with(Materialized::as_store("word-counts"))
+        .to_stream()
+        .to("word-counts", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+async fn produce_words(broker: &TestBroker, range: std::ops::Range<usize>) {
+    let records: Vec<(String, Option<String>)> = range
+        .map(|i| (format!("w{}", i % 10), Some("x".to_string())))
+        .collect();
+    let records: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    produce_strings(broker, "words", &records).await;
+}
+
+/// Two instances share a 4-partition input; one crashes (dropped without close, its
+/// batch uncommitted) mid-stream. After its session times out the other takes over its
+/// partitions, restores their counts from the changelog, and the final counts are the truth
+/// plus at most the records the crashed instance had processed but not committed.
+#[tokio::test]
+async fn a_surviving_instance_takes_over_the_tasks_of_a_crashed_one() {
+    const APP: &str = "word-count-ha";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let (stop_b, task_b) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    // The instance that will crash commits full batches of 30 records at once and a partial
+    // one only after a minute: when it is killed, its last records are processed, their updates
+    // logged, and their offsets not committed.
+    let mut crashing = config.clone();
+    crashing.commit_interval = Duration::from_secs(60);
+    crashing.max_poll_records = 30;
+    let (_stop_a, task_a) = start(KafkaStreams::new(word_counts, crashing).await.unwrap());
+    wait_for_members(&broker, APP, 2).await;
+
+    produce_words(&broker, 0..200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while latest_counts(&broker, "word-counts")
+        .await
+        .values()
+        .sum::<i64>()
+        < 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first half not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task_a.abort();
+    assert!(task_a.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let uncommitted = 200 - committed_to(&broker, APP, "words", 4).await;
+    assert!(
+        uncommitted > 0,
+        "the crashed instance's partial batch was not committed"
+    );
+
+    produce_words(&broker, 200..400).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while committed_to(&broker, APP, "words", 4).await < 400 {
+        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_b.send(()).unwrap();
+    let survivor = task_b.await.unwrap();
+    assert_eq!(survivor.tasks(), vec![0, 1, 2, 3], "every task moved to it");
+    // The crashed instance's committed records were not processed again: their counts came
+    // from the changelog.
+    let processed = survivor.metrics().process_total;
+    assert!(
+        processed < 400,
+        "the survivor processed {processed} records"
+    );
+    let counts = survivor
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    survivor.close().await.unwrap();
+    assert_eq!(counts.len(), 10);
+    let total: i64 = counts.iter().map(|(_, count)| count).sum();
+    assert!(
+        counts.iter().all(|(_, count)| *count >= 40),
+        "no loss: {counts:?}"
+    );
+    let duplicates = total - 400;
+    assert!(
+        duplicates <= uncommitted,
+        "{duplicates} duplicates, but only {uncommitted} records were uncommitted: {counts:?}"
+    );
+    println!("{uncommitted} records uncommitted at the crash, {duplicates} counted twice");
+    // The survivor's outputs end with the same totals.
+    assert_eq!(
+        latest_counts(&broker, "word-counts").await,
+        counts.into_iter().collect()
+    );
+    broker.stop().await;
+}
+
+/// A clean handover (an instance closes) is exact: its last batch was committed, the other
+/// instance restores the counts and goes on, nothing is counted twice.
+#[tokio::test]
+async fn a_clean_handover_keeps_exact_counts() {
+    const APP: &str = "word-count-handover";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let (stop_a, task_a) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    let (stop_b, task_b) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    wait_for_members(&broker, APP, 2).await;
+    produce_words(&broker, 0..200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed_to(&broker, APP, "words", 4).await < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first half not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_a.send(()).unwrap();
+    let leaving = task_a.await.unwrap();
+    assert!(!leaving.tasks().is_empty(), "both instances had tasks");
+    leaving.close().await.unwrap();
+
+    produce_words(&broker, 200..400).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed_to(&broker, APP, "words", 4).await < 400 {
+        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_b.send(()).unwrap();
+    let staying = task_b.await.unwrap();
+    assert_eq!(staying.tasks(), vec![0, 1, 2, 3]);
+    let counts = staying
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    staying.close().await.unwrap();
+    assert_eq!(
+        counts,
+        (0..10).map(|i| (format!("w{i}"), 40)).collect::<Vec<_>>()
+    );
+    broker.stop().await;
+}
+
+fn events_per_user() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("events", StringSerde, StringSerde)
+        // The user is in the value: records of one user are spread over the partitions.
+        .group_by_with(
+            |_, user| user.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
+        .count_with(Materialized::as_store("events-per-user"))
+        .to_stream()
+        .to("events-per-user", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+/// Runs `instances` instances of `app` over the 280 events; returns the latest count per
+/// user in the output, and each instance's store.
+async fn count_events(
+    broker: &TestBroker,
+    app: &str,
+    instances: usize,
+) -> (BTreeMap<String, i64>, Vec<Vec<(String, i64)>>) {
+    let mut config = StreamsConfig::new(app, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let mut running = Vec::new();
+    for _ in 0..instances {
+        running.push(start(
+            KafkaStreams::new(events_per_user, config.clone())
+                .await
+                .unwrap(),
+        ));
+    }
+    wait_for_members(broker, app, instances).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let repartition = format!("{app}-events-per-user-repartition");
+    while committed_to(broker, app, "events", 4).await < 280
+        || committed_to(broker, app, &repartition, 4).await < 280
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{app}: not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut stores = Vec::new();
+    for (stop, task) in running {
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        stores.push(
+            streams
+                .key_value_store::<String, i64>("events-per-user")
+                .unwrap()
+                .all(),
+        );
+        streams.close().await.unwrap();
+    }
+    (latest_counts(broker, "events-per-user").await, stores)
+}
+
+/// A group_by with a new key across a 4-partition input: two instances give the totals one
+/// instance gives, because the repartition topic routes each user to one task.
+#[tokio::test]
+async fn group_by_a_new_key_gives_the_same_totals_on_two_instances_as_on_one() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "events", 4).await;
+    create_topic(&client, "events-per-user", 1).await;
+    let events: Vec<(String, Option<String>)> = (0..280)
+        .map(|i| (format!("e{i}"), Some(format!("user{}", i % 7))))
+        .collect();
+    let events: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    produce_strings(&broker, "events", &events).await;
+    let expected: BTreeMap<String, i64> = (0..7).map(|u| (format!("user{u}"), 40)).collect();
+
+    let (two, stores) = count_events(&broker, "per-user-2", 2).await;
+    assert_eq!(two, expected);
+    assert!(
+        stores.iter().all(|store| !store.is_empty()),
+        "both instances counted users: {stores:?}"
+    );
+    let mut union: Vec<(String, i64)> = stores.concat();
+    union.sort();
+    assert_eq!(
+        union,
+        expected.clone().into_iter().collect::<Vec<_>>(),
+        "each user is counted in one task only"
+    );
+
+    // One instance, its own application (and repartition topic), on the same input.
+    let client = broker.client().await;
+    weir_client::admin::Admin::from_client(client.clone())
+        .delete_topics(&["events-per-user"])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    create_topic(&client, "events-per-user", 1).await;
+    let (one, _) = count_events(&broker, "per-user-1", 1).await;
+    assert_eq!(one, two);
+    broker.stop().await;
+}
+
+/// A join of topics with different partition counts is refused when the runtime learns the
+/// counts, naming the join and the topics.
+#[tokio::test]
+async fn a_join_of_topics_with_different_partition_counts_is_refused() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "orders", 4).await;
+    create_topic(&client, "customers", 2).await;
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+        builder
+            .stream("orders", StringSerde, StringSerde)
+            .join_table(&customers, |order, customer| format!("{order}/{customer}"))
+            .to("enriched", StringSerde, StringSerde);
+        builder.build()
+    };
+    let mut config = StreamsConfig::new("copartition", &broker.addr.to_string());
+    config.client = broker.config();
+    let error = KafkaStreams::new(topology, config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("KSTREAM-JOIN-")
+            && error.contains("customers (2 partitions)")
+            && error.contains("orders (4 partitions)"),
+        "{error}"
+    );
     broker.stop().await;
 }

@@ -411,8 +411,41 @@ async fn a_stream_table_join_reads_the_table_topic_with_its_tombstones() {
     );
     stop.send(()).unwrap();
     let streams = task.await.unwrap();
-    let store = streams.key_value_store::<String, String>(&store).unwrap();
-    assert_eq!(store.all(), vec![("c1".to_string(), "100".to_string())]);
+    let store_view = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(
+        store_view.all(),
+        vec![("c1".to_string(), "100".to_string())]
+    );
+    streams.close().await.unwrap();
+
+    // Restarted, the application reads no table record again (their offsets are committed):
+    // the table comes back from its changelog, the tombstone of c2 included.
+    let mut config = StreamsConfig::new("limits-join", &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+    produce_strings(
+        &broker,
+        "payments",
+        &[("c1", Some("30")), ("c2", Some("40"))],
+    )
+    .await;
+    let checked = wait_for_strings(&broker, "checked", 4).await;
+    assert_eq!(
+        checked[2..],
+        [
+            ("c1".to_string(), Some("30/100".to_string())),
+            ("c2".to_string(), Some("40/none".to_string())),
+        ]
+    );
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(streams.metrics().process_total, 2, "only the new payments");
+    let store_view = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(
+        store_view.all(),
+        vec![("c1".to_string(), "100".to_string())]
+    );
     streams.close().await.unwrap();
     broker.stop().await;
 }

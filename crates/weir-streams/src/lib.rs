@@ -5,9 +5,12 @@
 //! branch, merge...), grouping and aggregation into tables held in state stores, time
 //! (tumbling, hopping), sliding and session windows, suppression of intermediate window
 //! results, stream-table, stream-stream, table-table and foreign-key joins, and writes to
-//! topics. The topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
-//! runs it in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible
-//! cluster.
+//! topics. Keys changed before a stateful operator go through repartition topics, and
+//! key-value stores log their updates to changelog topics. The topology is data plus
+//! closures and does no I/O; the [`TopologyTestDriver`] runs it in-process for tests, and
+//! [`KafkaStreams`] runs it against a Kafka-compatible cluster, one task per input
+//! partition, shared by the instances of an application and restored from the changelogs
+//! when tasks move.
 //!
 //! ```
 //! use weir_streams::{Grouped, StreamsBuilder, StringSerde, I64Serde, Nullable,
@@ -40,7 +43,8 @@
 //! - [`serdes`]: the [`Serde`] trait and Kafka-compatible serdes (bytes, strings, big-endian
 //!   integers, JSON, [`Nullable`], time- and session-windowed keys).
 //! - `kstream`: the DSL. [`StreamsBuilder`] → [`KStream`] → [`KGroupedStream`] →
-//!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins.
+//!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins;
+//!   [`Grouped`], [`Materialized`], [`Repartitioned`]; repartition topics.
 //! - `ktable`: [`KTable`] operators, table-table joins, [`Suppressed`].
 //! - `window`, `windowed`: window definitions ([`TimeWindows`], [`SlidingWindows`],
 //!   [`SessionWindows`], [`JoinWindows`]) and the windowed aggregations; `join`: the
@@ -48,12 +52,15 @@
 //! - `topology`: the graph the DSL builds. Each operator registers a closure on its parent's
 //!   node; a record flows depth-first from the source that deserialized it through every
 //!   operator to the sinks, which serialize it into output records. A [`Topology`] is one
-//!   task: its processors, its stores, its stream time.
-//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them).
+//!   task: its processors, its stores, its stream time; it lists its internal topics and
+//!   co-partition groups.
+//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
+//!   changelog records and restoration.
 //! - `driver`: the [`TopologyTestDriver`].
-//! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client:
-//!   consume a batch, process it, produce its outputs, wait for their acknowledgements,
-//!   commit its input offsets (at least once).
+//! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
+//!   task per input partition built by a [`TopologyFactory`], created (and restored) on
+//!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
+//!   wait for their acknowledgements, commit its input offsets (at least once).
 //!
 //! # Semantics
 //! These follow Kafka Streams' processors (3.x) with record caching off, so every update is
@@ -128,33 +135,88 @@
 //!   and aggregations and joins treat it like any other value; Kafka Streams' aggregations
 //!   and stream joins skip records with a null key or value. Filter them out first for
 //!   Kafka's behaviour.
+//! - **Serdes.** A stream carries the serdes it was read with while its key and value types
+//!   stay (Kafka's serde inheritance): `filter`, `peek`, `merge`, branches, `group_by_key`
+//!   keep both; `map_values`/`flat_map_values` and the stream-table joins drop the value
+//!   serde, `select_key` the key serde, `map`/`flat_map` both. [`Grouped`] (for
+//!   [`KStream::group_by_with`], [`KStream::group_by_key_with`]) and [`Materialized`] (for
+//!   [`KGroupedStream::count_with`], `reduce_with`, `aggregate_with`) give or override them;
+//!   `count`'s value serde is [`I64Serde`]. There are no default serdes in a config: a
+//!   repartition topic or a changelog without its serdes refuses [`StreamsBuilder::build`],
+//!   naming the node and the missing serde.
+//! - **Repartitioning.** When the key was changed (`select_key`, `map`, `flat_map`,
+//!   `group_by` with a selector) before an aggregation, a stream-stream join or a
+//!   stream-table join, the records go through an internal topic: `<store>-repartition` for
+//!   an aggregation (Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition`),
+//!   `<name>-repartition` with [`Grouped::named`], or a generated
+//!   `KSTREAM-REPARTITION-<n>-repartition` (joins, [`KStream::repartition_with`]). The
+//!   topology names internal topics without the application id; [`KafkaStreams`] writes and
+//!   reads `<application.id>-<name>`. A sink writes the serialized record with its
+//!   timestamp, partitioned by murmur2 of the key, and a source reads it back (not counted in
+//!   `process_total` again). The test driver pipes records written to a repartition topic
+//!   back into the topology at once, in the order written, as Kafka's driver does.
+//! - **Changelogs.** Every key-value store of an aggregation (`count`, `reduce`,
+//!   `aggregate`) and of a table read from a topic writes each update to
+//!   `<store>-changelog` (compacted), on the task's partition: the serialized key, and
+//!   Kafka's timestamped value format (8-byte big-endian timestamp, then the value); a
+//!   deleted key writes a tombstone. These records are outputs of the task like any other,
+//!   so the at-least-once commit waits for them. A task created by the runtime first reads
+//!   its changelog partitions from the start to their end into its stores (tombstones delete
+//!   the key), logging store, partition, records restored and of how many, then processes.
+//!   Window, session and join-buffer stores are not logged (see below). The test driver
+//!   keeps changelog records as outputs, readable under `<store>-changelog`.
+//! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
+//!   per task. Task `p` processes partition `p` of every source topic (repartition topics
+//!   included) and owns partition `p` of every changelog: coarser than Kafka's tasks per
+//!   (sub-topology, partition), since every task holds the whole topology. The number of
+//!   tasks is the largest partition count of the source topics; internal topics are created
+//!   with that many partitions (repartition: `cleanup.policy=delete`; changelogs:
+//!   `compact`) if missing, and one that exists with another count is refused. Instances of
+//!   one application share the tasks through the group `application.id` with the range
+//!   assignor, which gives one member equal partition numbers of topics with equal partition
+//!   counts. Topics that must be co-partitioned (both sides of a join, the topics feeding
+//!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
+//!   runtime refuses to start otherwise, naming the node and each topic's count. A global
+//!   table's topic makes no task: its records go to every task of the instance.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
-//!   output of the batch is acknowledged, so no input is lost; the records after the last
-//!   commit run again after a crash (their outputs are written twice). State lives in memory
-//!   only: a restarted instance starts its aggregates, tables and join buffers empty, over
-//!   the records after the committed offsets (so a table topic should be read from the
-//!   start: give the application a new `application.id`, or reset its group). A rebalance
-//!   during a batch hands the same instance its uncommitted records again, and its
-//!   aggregates count them twice.
+//!   output of the batch (changelog records included) is acknowledged, so no input is lost;
+//!   the records after the last commit run again after a crash or a rebalance that moves
+//!   their task. Their outputs are written twice, and since the changelog already holds
+//!   their updates, the restored aggregates count them twice: after a crash, a count exceeds
+//!   the truth by at most the records (input or repartitioned) processed but not committed
+//!   when the instance died. A clean close commits everything first, so a handover is exact.
+//!   A task whose partitions are revoked and handed back in the same rebalance is kept, and
+//!   skips the records it already processed that come again; after several rebalances in
+//!   one poll it is rebuilt from its changelog. An instance that lost its membership but
+//!   still runs (a zombie) may write to a changelog partition another instance now owns:
+//!   only exactly-once (transactions, fencing) rules that out.
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
-//!   the producer's default partitioner on the serialized key.
+//!   the producer's default partitioner on the serialized key (murmur2, as Kafka's).
 //!
 //! # Not built yet
 //! Issue 12 asks for more; this increment leaves out:
-//! - repartitioning: `group_by`/`select_key` before an aggregation or join do not go through a
-//!   repartition topic, so an aggregation only sees its own task's records. That is correct
-//!   while one task reads every input partition (the test driver; one application instance)
-//!   and wrong once work is split by partition;
-//! - tasks per input partition, several instances sharing work, co-partitioning checks (a
-//!   join of topics with different partition counts is not refused);
-//! - bootstrapping global tables (the runtime reads a [`GlobalKTable`]'s topic alongside the
-//!   others instead of to its end first), `Materialized` for tables from topics and for
-//!   filter/map_values/join results (their store names are generated or absent), versioned
-//!   tables, `suppress` with a time limit or a bounded buffer;
-//! - persistent stores, changelog topics and restoration; retention for time-window stores
-//!   (tumbling and hopping windows stay in memory until the task is dropped; sliding windows,
-//!   sessions and the stream-stream join buffers are dropped after Kafka's default retention),
-//!   window and session store queries by time range;
+//! - sub-topologies: a task holds the whole topology, so a repartition topic's partition
+//!   count is the number of tasks (Kafka: the largest partition count of the upstream
+//!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
+//!   user topic needs that topic to have the largest count; no topology optimization
+//!   (merging repartition topics, source topics as changelogs);
+//! - global tables across instances: the runtime reads a [`GlobalKTable`]'s topic alongside
+//!   the others, as one more subscribed topic (not to its end first, and not by every
+//!   instance), broadcast to the instance's tasks; a task created later misses the records
+//!   read before it. Foreign-key joins keep their subscriptions in memory, in one task: they
+//!   are right only when both tables' keys meet in one task (one partition). `Materialized`
+//!   for tables from topics and for filter/map_values/join results (their store names are
+//!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
+//!   buffer (the suppression buffer is not logged);
+//! - persistent (on-disk) stores and standby replicas: stores are in memory and rebuilt from
+//!   their changelogs whenever a task is created; changelogs for window, session and
+//!   stream-stream join stores (a restored task starts them empty); retention for
+//!   time-window stores (tumbling and hopping windows stay in memory until the task is
+//!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after
+//!   Kafka's default retention), window and session store queries by time range;
+//! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
+//!   cooperative rebalancing): the eager range assignor revokes every partition at each
+//!   rebalance, and the tasks it gives back are kept;
 //! - the processor API and punctuation; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;

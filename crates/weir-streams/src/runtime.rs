@@ -97,7 +97,7 @@ const RESTORE_PROGRESS_EVERY: u64 = 10_000;
 pub type TopologyFactory = Arc<dyn Fn() -> Result<Topology, Error> + Send + Sync>;
 
 /// A topology running against a cluster (Kafka's `KafkaStreams`), as one task per input
-/// partition number (see the [module docs](self)). Several instances with one
+/// partition number (see the crate docs, *Tasks*). Several instances with one
 /// `application.id` share the partitions; when one leaves or crashes, its tasks move to the
 /// others, which restore their stores from the changelog topics first.
 pub struct KafkaStreams {

@@ -1268,9 +1268,27 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
                 None
             }
         };
-        let mut table =
-            aggregate_into_store(&input, &self.state, Some(store_name), update, None, logging);
+        let value_serde = logging
+            .as_ref()
+            .map(|(_, value_serde)| Arc::clone(value_serde));
+        let mut table = aggregate_into_store(
+            &input,
+            &self.state,
+            Some(store_name.clone()),
+            update,
+            None,
+            logging,
+        );
         table.key_serde = self.key_serde.clone();
+        table.value_serde = value_serde;
+        // The table's records come from the topics read by the aggregation: joins with it
+        // need them co-partitioned.
+        table.lineage = if self.lineage.repartition_required {
+            let name = self.repartition_name.as_deref().unwrap_or(&store_name);
+            Lineage::source(&format!("{name}-repartition"))
+        } else {
+            self.lineage.clone()
+        };
         table
     }
 }

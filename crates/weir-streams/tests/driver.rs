@@ -802,3 +802,19 @@ fn copartition_groups_name_the_join_and_its_topics() {
         vec![s("in"), s("t")]
     );
 }
+
+#[test]
+fn a_table_from_an_aggregation_is_copartitioned_with_the_stream_joining_it() {
+    let builder = StreamsBuilder::new();
+    let totals = source(&builder).group_by_key().count();
+    builder
+        .stream("payments", StringSerde, StringSerde)
+        .join_table(&totals, |payment, count| format!("{payment}#{count}"))
+        .to("out", StringSerde, StringSerde);
+    let groups = builder.build().unwrap().copartition_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(
+        groups[0].topics.iter().cloned().collect::<Vec<_>>(),
+        vec![s("in"), s("payments")]
+    );
+}

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    Grouped, JsonSerde, KafkaStreams, Nullable, Repartitioned, Serde, StreamsBuilder,
+    Grouped, JsonSerde, KafkaStreams, Materialized, Nullable, Repartitioned, Serde, StreamsBuilder,
     StreamsConfig, StringSerde, TimeWindows,
 };
 
@@ -105,10 +105,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Duration::from_secs(5),
             ))
             .materialized_as("activity-per-card")
-            .aggregate(Activity::default, |_, tx, activity| Activity {
-                count: activity.count + 1,
-                amount: activity.amount + tx.amount,
-            })
+            .aggregate_with(
+                Activity::default,
+                |_, tx, activity| Activity {
+                    count: activity.count + 1,
+                    amount: activity.amount + tx.amount,
+                },
+                // The windows are logged to a changelog topic, as JSON.
+                Materialized::default().with_value_serde(JsonSerde::<Activity>::new()),
+            )
             .to_stream()
             // The card becomes the key again, for the join with its limits.
             .flat_map(|windowed, activity| {
@@ -161,6 +166,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()
     };
 
+    create_input_topics(&bootstrap, &["transactions", "card-limits"]).await?;
     let mut config = StreamsConfig::new("fraud-detection", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
     let mut streams = KafkaStreams::new(topology, config).await?;
@@ -223,5 +229,25 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for card-1 (count) and card-2 (amount).");
+    Ok(())
+}
+
+/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
+/// to start on missing source topics, as Kafka Streams does.
+async fn create_input_topics(
+    bootstrap: &str,
+    topics: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin =
+        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    let new: Vec<_> = topics
+        .iter()
+        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
+        .collect();
+    for (topic, created) in admin.create_topics(&new).await? {
+        if created.is_ok() {
+            println!("created topic {topic}");
+        }
+    }
     Ok(())
 }

@@ -124,6 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()
     };
 
+    create_input_topics(&bootstrap, &["sensor-readings"]).await?;
     let mut config = StreamsConfig::new("iot-monitoring", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
     let mut streams = KafkaStreams::new(topology, config).await?;
@@ -172,5 +173,25 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for s2 once its average passes 30.");
+    Ok(())
+}
+
+/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
+/// to start on missing source topics, as Kafka Streams does.
+async fn create_input_topics(
+    bootstrap: &str,
+    topics: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin =
+        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    let new: Vec<_> = topics
+        .iter()
+        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
+        .collect();
+    for (topic, created) in admin.create_topics(&new).await? {
+        if created.is_ok() {
+            println!("created topic {topic}");
+        }
+    }
     Ok(())
 }

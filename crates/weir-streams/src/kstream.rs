@@ -1004,9 +1004,9 @@ pub type Repartitioned<K, V> = Grouped<K, V>;
 /// serdes of its changelog topic (overriding the grouped stream's key serde; the value serde
 /// is the aggregate's, which only `count` and `reduce` know without one).
 pub struct Materialized<K, V> {
-    store_name: Option<String>,
-    key_serde: Option<SerdeRef<K>>,
-    value_serde: Option<SerdeRef<V>>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -1199,6 +1199,8 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
             state: Arc::clone(&self.state),
             store_name,
             windows,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
         }
     }
 

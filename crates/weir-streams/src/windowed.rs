@@ -6,10 +6,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::kstream::{Update, aggregate_into_store, folding, reducing, register_store};
+use crate::kstream::{
+    Materialized, Update, aggregate_into_store, folding, reducing, register_store,
+};
 use crate::ktable::{Change, KTable};
+use crate::serdes::{I64Serde, TimeWindowedSerde};
 use crate::store::{Entries, SharedStore};
-use crate::topology::{BuilderState, Context, Data, Node, Record};
+use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
 /// The windows of a [`TimeWindowedKStream`].
@@ -28,6 +31,8 @@ pub struct TimeWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: TimeWindowing,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
@@ -51,7 +56,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
 
     /// The number of records per key and window.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1)
+        let count = folding(|| 0, |_, _, count| count + 1, |key: &Windowed<K>| &key.key);
+        self.aggregation(count, Some(Arc::new(I64Serde)))
     }
 
     /// Combines each key's values per window with `reducer(aggregate, value)`.
@@ -59,23 +65,47 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         &self,
         reducer: impl FnMut(V, V) -> V + Send + 'static,
     ) -> KTable<Windowed<K>, V> {
-        self.aggregation(reducing(reducer))
+        self.aggregation(reducing(reducer), self.value_serde.clone())
     }
 
     /// Folds each key's values per window into an aggregate that starts at `initializer()`.
+    /// A time-window store needs a serde for the aggregate (its changelog): give it with
+    /// [`TimeWindowedKStream::aggregate_with`], or the topology is refused.
     pub fn aggregate<VR: Data>(
         &self,
         initializer: impl FnMut() -> VR + Send + 'static,
         aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     ) -> KTable<Windowed<K>, VR> {
-        self.aggregation(folding(initializer, aggregator, |key: &Windowed<K>| {
-            &key.key
-        }))
+        self.aggregate_with(initializer, aggregator, Materialized::default())
     }
 
-    fn aggregation<VR: Data>(&self, update: Update<Windowed<K>, V, VR>) -> KTable<Windowed<K>, VR> {
+    /// [`TimeWindowedKStream::aggregate`] with the store's name and the aggregate's serde
+    /// from `materialized` (its key serde, if any, replaces the grouped stream's).
+    pub fn aggregate_with<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<Windowed<K>, VR> {
+        let stream = TimeWindowedKStream {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: materialized.store_name.or_else(|| self.store_name.clone()),
+            windows: self.windows,
+            key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
+            value_serde: self.value_serde.clone(),
+        };
+        let update = folding(initializer, aggregator, |key: &Windowed<K>| &key.key);
+        stream.aggregation(update, materialized.value_serde)
+    }
+
+    fn aggregation<VR: Data>(
+        &self,
+        update: Update<Windowed<K>, V, VR>,
+        value_serde: Option<SerdeRef<VR>>,
+    ) -> KTable<Windowed<K>, VR> {
         match self.windows {
-            TimeWindowing::Time(windows) => self.time_aggregation(windows, update),
+            TimeWindowing::Time(windows) => self.time_aggregation(windows, update, value_serde),
             TimeWindowing::Sliding(windows) => sliding_aggregation(
                 &self.node,
                 &self.state,
@@ -90,7 +120,38 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         &self,
         windows: TimeWindows,
         update: Update<Windowed<K>, V, VR>,
+        value_serde: Option<SerdeRef<VR>>,
     ) -> KTable<Windowed<K>, VR> {
+        // The store logs windowed keys as Kafka's windowed key format (the key's bytes, then
+        // the window start, 8 bytes big-endian); the end follows from the window size.
+        let store_name = self.store_name.clone().unwrap_or_else(|| {
+            self.state
+                .lock()
+                .generated_name("KSTREAM-AGGREGATE-STATE-STORE")
+        });
+        let logging = match (&self.key_serde, value_serde) {
+            (Some(key_serde), Some(value_serde)) => {
+                let size = std::time::Duration::from_millis(
+                    u64::try_from(windows.size_ms()).unwrap_or(u64::MAX),
+                );
+                let key_serde: SerdeRef<Windowed<K>> =
+                    Arc::new(TimeWindowedSerde::new(Arc::clone(key_serde), size));
+                Some((key_serde, value_serde))
+            }
+            (key_serde, value_serde) => {
+                let missing = match (key_serde.is_none(), value_serde.is_none()) {
+                    (true, true) => "a key serde and a value serde",
+                    (true, false) => "a key serde",
+                    _ => "a value serde",
+                };
+                self.state.lock().errors.push(format!(
+                    "{store_name}: the windowed aggregation's store needs {missing} for its \
+                     changelog topic {store_name}-changelog (give them with Grouped::with or \
+                     Materialized::with)"
+                ));
+                None
+            }
+        };
         let windowed = Node::<Windowed<K>, V>::new();
         let next = windowed.clone();
         self.node.add_sink(move |ctx, record| {
@@ -122,11 +183,10 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         aggregate_into_store(
             &windowed,
             &self.state,
-            self.store_name.clone(),
+            Some(store_name),
             update,
             Some(windows.grace_ms),
-            // Window stores are not logged yet (crate docs).
-            None,
+            logging,
         )
     }
 }

@@ -613,7 +613,11 @@ fn windowed_reduce_and_aggregate_keep_one_aggregate_per_key_and_window() {
         .to_stream()
         .map(|w, v| (format!("{}@{}", w.key, w.window.start), v))
         .to("out", StringSerde, Nullable(StringSerde));
-    let lengths = windowed.aggregate(|| 0i64, |_key, v: String, total| total + v.len() as i64);
+    let lengths = windowed.aggregate_with(
+        || 0i64,
+        |_key, v: String, total| total + v.len() as i64,
+        Materialized::default().with_value_serde(I64Serde),
+    );
     let store = lengths.store_name().unwrap().to_string();
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());
     for (k, v, ts) in [
@@ -817,4 +821,40 @@ fn a_table_from_an_aggregation_is_copartitioned_with_the_stream_joining_it() {
         groups[0].topics.iter().cloned().collect::<Vec<_>>(),
         vec![s("in"), s("payments")]
     );
+}
+
+#[test]
+fn a_time_window_store_logs_windowed_keys() {
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .group_by_key()
+        .windowed_by(TumblingWindows::of(Duration::from_millis(100)))
+        .materialized_as("per-window")
+        .count();
+    let topology = builder.build().unwrap();
+    assert_eq!(
+        topology.changelog_topic("per-window").unwrap(),
+        "per-window-changelog"
+    );
+    let mut driver = TopologyTestDriver::new(topology);
+    driver.pipe_input(&input(), &s("a"), &s("x"), 150).unwrap();
+    let changelog: Vec<TestRecord<Windowed<String>, Vec<u8>>> = driver
+        .read_output(&TestOutputTopic::new(
+            "per-window-changelog",
+            TimeWindowedSerde::new(StringSerde, Duration::from_millis(100)),
+            BytesSerde,
+        ))
+        .unwrap();
+    assert_eq!(changelog.len(), 1);
+    assert_eq!(
+        changelog[0].key,
+        Windowed {
+            key: s("a"),
+            window: Window {
+                start: 100,
+                end: 200
+            }
+        }
+    );
+    assert_eq!(changelog[0].value[8..], 1i64.to_be_bytes());
 }

@@ -217,3 +217,96 @@ fn decode_timestamped<V: 'static>(serde: &dyn Serde<V>, data: &[u8]) -> Result<(
     };
     Ok((value, timestamp))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
+    use crate::{Nullable, StreamsBuilder, StringSerde, TumblingWindows, Window, Windowed};
+
+    fn topology() -> Topology {
+        let builder = StreamsBuilder::new();
+        let stream = builder.stream("in", StringSerde, StringSerde);
+        stream.group_by_key().materialized_as("counts").count();
+        stream
+            .group_by_key()
+            .windowed_by(TumblingWindows::of(Duration::from_millis(100)))
+            .materialized_as("windowed")
+            .count();
+        builder.table("t", StringSerde, Nullable(StringSerde));
+        builder.build().unwrap()
+    }
+
+    fn record(topic: &str, key: &str, value: Option<&str>, timestamp: i64) -> RawRecord {
+        RawRecord {
+            topic: topic.to_string(),
+            partition: 2,
+            offset: 0,
+            key: Some(bytes::Bytes::from(key.to_string())),
+            value: value.map(|v| bytes::Bytes::from(v.to_string())),
+            timestamp,
+        }
+    }
+
+    /// What a task logs to its changelogs, replayed into a new task, gives it the same
+    /// stores: key-value, time-window and table stores, deletions included.
+    #[test]
+    fn a_task_restored_from_its_changelog_records_has_the_same_stores() {
+        let handler = DeserializationExceptionHandler::default;
+        let mut task = Task::new(topology(), 2, handler());
+        for (key, timestamp) in [("a", 10), ("b", 20), ("a", 150)] {
+            task.process(&record("in", key, Some("x"), timestamp))
+                .unwrap();
+        }
+        task.process(&record("t", "k1", Some("v1"), 5)).unwrap();
+        task.process(&record("t", "k2", Some("v2"), 6)).unwrap();
+        task.process(&record("t", "k1", None, 7)).unwrap();
+        let changelog = task.take_outputs();
+        assert!(
+            changelog.iter().all(|r| r.partition == 2),
+            "the task's partition"
+        );
+
+        let mut restored = Task::new(topology(), 2, handler());
+        for record in &changelog {
+            let store = record.topic.trim_end_matches("-changelog");
+            restored
+                .restore(store, record.key.as_deref(), record.value.as_deref())
+                .unwrap();
+        }
+        let counts = restored.topology().key_value_store::<String, i64>("counts");
+        assert_eq!(
+            counts.unwrap().all(),
+            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+        );
+        let windowed = restored
+            .topology()
+            .key_value_store::<Windowed<String>, i64>("windowed")
+            .unwrap();
+        let window = |start| Window {
+            start,
+            end: start + 100,
+        };
+        assert_eq!(
+            windowed.get_with_timestamp(&Windowed {
+                key: "a".to_string(),
+                window: window(100)
+            }),
+            Some((1, 150))
+        );
+        assert_eq!(windowed.approximate_num_entries(), 3);
+        let table_store = restored.topology().store_names();
+        let table_store = table_store
+            .iter()
+            .find(|name| name.starts_with("t-STATE-STORE"))
+            .unwrap();
+        let table = restored
+            .topology()
+            .key_value_store::<String, String>(table_store)
+            .unwrap();
+        assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
+    }
+}

@@ -1189,6 +1189,8 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
             state: Arc::clone(&self.state),
             store_name,
             windows,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
         }
     }
 

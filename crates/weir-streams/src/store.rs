@@ -225,7 +225,9 @@ mod tests {
     use std::time::Duration;
 
     use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
-    use crate::{Nullable, StreamsBuilder, StringSerde, TumblingWindows, Window, Windowed};
+    use crate::{
+        Nullable, SessionWindows, StreamsBuilder, StringSerde, TumblingWindows, Window, Windowed,
+    };
 
     fn topology() -> Topology {
         let builder = StreamsBuilder::new();
@@ -235,6 +237,13 @@ mod tests {
             .group_by_key()
             .windowed_by(TumblingWindows::of(Duration::from_millis(100)))
             .materialized_as("windowed")
+            .count();
+        stream
+            .group_by_key()
+            .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(50),
+            ))
+            .materialized_as("sessions")
             .count();
         builder.table("t", StringSerde, Nullable(StringSerde));
         builder.build().unwrap()
@@ -257,7 +266,7 @@ mod tests {
     fn a_task_restored_from_its_changelog_records_has_the_same_stores() {
         let handler = DeserializationExceptionHandler::default;
         let mut task = Task::new(topology(), 2, handler());
-        for (key, timestamp) in [("a", 10), ("b", 20), ("a", 150)] {
+        for (key, timestamp) in [("a", 10), ("b", 20), ("a", 40), ("a", 150)] {
             task.process(&record("in", key, Some("x"), timestamp))
                 .unwrap();
         }
@@ -280,7 +289,7 @@ mod tests {
         let counts = restored.topology().key_value_store::<String, i64>("counts");
         assert_eq!(
             counts.unwrap().all(),
-            vec![("a".to_string(), 2), ("b".to_string(), 1)]
+            vec![("a".to_string(), 3), ("b".to_string(), 1)]
         );
         let windowed = restored
             .topology()
@@ -298,6 +307,24 @@ mod tests {
             Some((1, 150))
         );
         assert_eq!(windowed.approximate_num_entries(), 3);
+        // a@40 merged a@10's session (deleted with a tombstone) into [10, 40].
+        let sessions = restored
+            .topology()
+            .key_value_store::<Windowed<String>, i64>("sessions")
+            .unwrap()
+            .all();
+        let bounds: Vec<(String, i64, i64, i64)> = sessions
+            .into_iter()
+            .map(|(w, count)| (w.key, w.window.start, w.window.end, count))
+            .collect();
+        assert_eq!(
+            bounds,
+            vec![
+                ("a".to_string(), 10, 40, 2),
+                ("a".to_string(), 150, 150, 1),
+                ("b".to_string(), 20, 20, 1)
+            ]
+        );
         let table_store = restored.topology().store_names();
         let table_store = table_store
             .iter()

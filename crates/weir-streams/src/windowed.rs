@@ -10,8 +10,8 @@ use crate::kstream::{
     Materialized, Update, aggregate_into_store, folding, reducing, register_store,
 };
 use crate::ktable::{Change, KTable};
-use crate::serdes::{I64Serde, TimeWindowedSerde};
-use crate::store::{Entries, SharedStore};
+use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
+use crate::store::{Entries, SharedStore, logged_store, write_changelog};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
@@ -530,6 +530,8 @@ pub struct SessionWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: SessionWindows,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
@@ -563,7 +565,12 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
 
     /// The number of records per session.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1, |_, a, b| a + b)
+        self.aggregate_with(
+            || 0,
+            |_, _, count| count + 1,
+            |_, a, b| a + b,
+            Materialized::default().with_value_serde(I64Serde),
+        )
     }
 
     /// Combines each session's values with `reducer(aggregate, value)`; merged sessions
@@ -574,34 +581,96 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, V> {
         let reducer = Arc::new(Mutex::new(reducer));
         let shared = Arc::clone(&reducer);
-        self.aggregation(SessionOps {
-            initializer: Box::new(|| None),
-            update: reducing(move |a, b| (shared.lock())(a, b)),
-            merger: Box::new(move |_, a, b| (reducer.lock())(a, b)),
-        })
+        self.aggregation(
+            SessionOps {
+                initializer: Box::new(|| None),
+                update: reducing(move |a, b| (shared.lock())(a, b)),
+                merger: Box::new(move |_, a, b| (reducer.lock())(a, b)),
+            },
+            self.value_serde.clone(),
+        )
     }
 
     /// Folds each session's values into an aggregate that starts at `initializer()`; when a
     /// record merges sessions, their aggregates combine with `merger(key, a, b)` (Kafka's
-    /// `Merger`) from `initializer()`, in the order the sessions end.
+    /// `Merger`) from `initializer()`, in the order the sessions end. The session store
+    /// needs a serde for the aggregate (its changelog): give it with
+    /// [`SessionWindowedKStream::aggregate_with`], or the topology is refused.
     pub fn aggregate<VR: Data>(
         &self,
         initializer: impl FnMut() -> VR + Send + 'static,
         aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
         merger: impl FnMut(&K, VR, VR) -> VR + Send + 'static,
     ) -> KTable<Windowed<K>, VR> {
-        let initializer = Arc::new(Mutex::new(initializer));
-        let shared = Arc::clone(&initializer);
-        self.aggregation(SessionOps {
-            initializer: Box::new(move || Some((shared.lock())())),
-            update: folding(move || (initializer.lock())(), aggregator, |key: &K| key),
-            merger: Box::new(merger),
-        })
+        self.aggregate_with(initializer, aggregator, merger, Materialized::default())
     }
 
-    fn aggregation<VR: Data>(&self, mut ops: SessionOps<K, V, VR>) -> KTable<Windowed<K>, VR> {
+    /// [`SessionWindowedKStream::aggregate`] with the store's name and the aggregate's serde
+    /// from `materialized` (its key serde, if any, replaces the grouped stream's).
+    pub fn aggregate_with<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        merger: impl FnMut(&K, VR, VR) -> VR + Send + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<Windowed<K>, VR> {
+        let stream = SessionWindowedKStream {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: materialized.store_name.or_else(|| self.store_name.clone()),
+            windows: self.windows,
+            key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
+            value_serde: self.value_serde.clone(),
+        };
+        let initializer = Arc::new(Mutex::new(initializer));
+        let shared = Arc::clone(&initializer);
+        stream.aggregation(
+            SessionOps {
+                initializer: Box::new(move || Some((shared.lock())())),
+                update: folding(move || (initializer.lock())(), aggregator, |key: &K| key),
+                merger: Box::new(merger),
+            },
+            materialized.value_serde,
+        )
+    }
+
+    fn aggregation<VR: Data>(
+        &self,
+        mut ops: SessionOps<K, V, VR>,
+        value_serde: Option<SerdeRef<VR>>,
+    ) -> KTable<Windowed<K>, VR> {
         let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
         let name = register_store(&self.state, self.store_name.clone(), &store);
+        // Sessions are logged with Kafka's session-windowed key format (key, end, start);
+        // a merged session is deleted with a tombstone. Sessions dropped by retention are
+        // not logged, as Kafka's dropped segments are not.
+        let changelog = match (&self.key_serde, value_serde) {
+            (Some(key_serde), Some(value_serde)) => {
+                let key_serde: SerdeRef<Windowed<K>> =
+                    Arc::new(SessionWindowedSerde::new(Arc::clone(key_serde)));
+                let topic = logged_store(
+                    &mut self.state.lock(),
+                    &name,
+                    &store,
+                    Arc::clone(&key_serde),
+                    Arc::clone(&value_serde),
+                );
+                Some((topic, key_serde, value_serde))
+            }
+            (key_serde, value_serde) => {
+                let missing = match (key_serde.is_none(), value_serde.is_none()) {
+                    (true, true) => "a key serde and a value serde",
+                    (true, false) => "a key serde",
+                    _ => "a value serde",
+                };
+                self.state.lock().errors.push(format!(
+                    "{name}: the session aggregation's store needs {missing} for its changelog \
+                     topic {name}-changelog (give them with Grouped::with or \
+                     Materialized::with)"
+                ));
+                None
+            }
+        };
         let table = Node::new();
         let next = table.clone();
         let shared = Arc::clone(&store);
@@ -681,6 +750,17 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 }
             }
             for record in out {
+                if let Some((topic, key_serde, value_serde)) = &changelog {
+                    write_changelog(
+                        ctx,
+                        topic,
+                        &**key_serde,
+                        &**value_serde,
+                        &record.key,
+                        record.value.new.as_ref(),
+                        record.timestamp,
+                    )?;
+                }
                 next.forward(ctx, record)?;
             }
             Ok(())

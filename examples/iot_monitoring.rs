@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    Grouped, JsonSerde, KafkaStreams, Nullable, Serde, SlidingWindows, StreamsBuilder,
-    StreamsConfig, StringSerde,
+    Grouped, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, SlidingWindows,
+    StreamsBuilder, StreamsConfig, StringSerde,
 };
 
 /// A sensor reading as written to `sensor-readings`.
@@ -34,7 +34,7 @@ struct Reading {
 }
 
 /// A running sum, for the average.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Sum {
     count: i64,
     total: f64,
@@ -93,10 +93,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Duration::from_secs(5),
             ))
             .materialized_as("temperature-sums")
-            .aggregate(Sum::default, |_, reading, sum| Sum {
-                count: sum.count + 1,
-                total: sum.total + reading.temperature,
-            })
+            .aggregate_with(
+                Sum::default,
+                |_, reading, sum| Sum {
+                    count: sum.count + 1,
+                    total: sum.total + reading.temperature,
+                },
+                // The windows are logged to a changelog topic, as JSON.
+                Materialized::default().with_value_serde(JsonSerde::<Sum>::new()),
+            )
             .to_stream()
             .flat_map(|windowed, sum| {
                 sum.filter(|sum| sum.count > 0).map(|sum| {

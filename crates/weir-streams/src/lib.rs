@@ -156,7 +156,7 @@
 //!   `process_total` again). The test driver pipes records written to a repartition topic
 //!   back into the topology at once, in the order written, as Kafka's driver does.
 //! - **Changelogs.** Every key-value store of an aggregation (`count`, `reduce`,
-//!   `aggregate`, also per time window, tumbling or hopping, and per session, whose
+//!   `aggregate`, also per time window, tumbling, hopping or sliding, and per session, whose
 //!   changelog keys are Kafka's windowed key formats: the key then the 8-byte window start,
 //!   or the key then the session's end and start) and of a table read from a topic writes
 //!   each update to
@@ -166,8 +166,8 @@
 //!   so the at-least-once commit waits for them. A task created by the runtime first reads
 //!   its changelog partitions from the start to their end into its stores (tombstones delete
 //!   the key), logging store, partition, records restored and of how many, then processes.
-//!   Sliding-window and join-buffer stores are not logged (see below); nor are sessions
-//!   dropped by retention (as Kafka's dropped segments). A task's
+//!   Stream-stream join buffers and suppression buffers are not logged (see below); nor are
+//!   windows and sessions dropped by retention (as Kafka's dropped segments). A task's
 //!   stream time is not restored: it starts again from the records it processes. The test
 //!   driver keeps changelog records as outputs, readable under `<store>-changelog`.
 //! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
@@ -214,8 +214,8 @@
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer (the suppression buffer is not logged);
 //! - persistent (on-disk) stores and standby replicas: stores are in memory and rebuilt from
-//!   their changelogs whenever a task is created; changelogs for sliding-window, suppression
-//!   and stream-stream join stores (a restored task starts them empty), and the
+//!   their changelogs whenever a task is created; changelogs for suppression buffers and
+//!   stream-stream join stores (a restored task starts them empty), and the
 //!   restore of stream time; retention for
 //!   time-window stores (tumbling and hopping windows stay in memory until the task is
 //!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after

@@ -226,7 +226,8 @@ mod tests {
 
     use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
     use crate::{
-        Nullable, SessionWindows, StreamsBuilder, StringSerde, TumblingWindows, Window, Windowed,
+        Nullable, SessionWindows, SlidingWindows, StreamsBuilder, StringSerde, TumblingWindows,
+        Window, Windowed,
     };
 
     fn topology() -> Topology {
@@ -244,6 +245,13 @@ mod tests {
                 Duration::from_millis(50),
             ))
             .materialized_as("sessions")
+            .count();
+        stream
+            .group_by_key()
+            .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(
+                Duration::from_millis(100),
+            ))
+            .materialized_as("sliding")
             .count();
         builder.table("t", StringSerde, Nullable(StringSerde));
         builder.build().unwrap()
@@ -325,6 +333,14 @@ mod tests {
                 ("b".to_string(), 20, 20, 1)
             ]
         );
+        let sliding = |task: &Task| {
+            task.topology()
+                .key_value_store::<Windowed<String>, i64>("sliding")
+                .unwrap()
+                .all()
+        };
+        assert!(sliding(&task).len() > 3, "{:?}", sliding(&task));
+        assert_eq!(sliding(&restored), sliding(&task));
         let table_store = restored.topology().store_names();
         let table_store = table_store
             .iter()

@@ -15,6 +15,9 @@ use crate::store::{Entries, SharedStore, logged_store, write_changelog};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
+/// A windowed store's changelog serdes: the windowed key's and the aggregate's.
+type WindowLogging<K, VR> = (SerdeRef<Windowed<K>>, SerdeRef<VR>);
+
 /// The windows of a [`TimeWindowedKStream`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TimeWindowing {
@@ -104,24 +107,6 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         update: Update<Windowed<K>, V, VR>,
         value_serde: Option<SerdeRef<VR>>,
     ) -> KTable<Windowed<K>, VR> {
-        match self.windows {
-            TimeWindowing::Time(windows) => self.time_aggregation(windows, update, value_serde),
-            TimeWindowing::Sliding(windows) => sliding_aggregation(
-                &self.node,
-                &self.state,
-                self.store_name.clone(),
-                windows,
-                update,
-            ),
-        }
-    }
-
-    fn time_aggregation<VR: Data>(
-        &self,
-        windows: TimeWindows,
-        update: Update<Windowed<K>, V, VR>,
-        value_serde: Option<SerdeRef<VR>>,
-    ) -> KTable<Windowed<K>, VR> {
         // The store logs windowed keys as Kafka's windowed key format (the key's bytes, then
         // the window start, 8 bytes big-endian); the end follows from the window size.
         let store_name = self.store_name.clone().unwrap_or_else(|| {
@@ -129,11 +114,13 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 .lock()
                 .generated_name("KSTREAM-AGGREGATE-STATE-STORE")
         });
+        let size_ms = match self.windows {
+            TimeWindowing::Time(windows) => windows.size_ms(),
+            TimeWindowing::Sliding(windows) => windows.time_difference_ms,
+        };
         let logging = match (&self.key_serde, value_serde) {
             (Some(key_serde), Some(value_serde)) => {
-                let size = std::time::Duration::from_millis(
-                    u64::try_from(windows.size_ms()).unwrap_or(u64::MAX),
-                );
+                let size = std::time::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
                 let key_serde: SerdeRef<Windowed<K>> =
                     Arc::new(TimeWindowedSerde::new(Arc::clone(key_serde), size));
                 Some((key_serde, value_serde))
@@ -152,6 +139,28 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 None
             }
         };
+        match self.windows {
+            TimeWindowing::Time(windows) => {
+                self.time_aggregation(windows, update, store_name, logging)
+            }
+            TimeWindowing::Sliding(windows) => sliding_aggregation(
+                &self.node,
+                &self.state,
+                store_name,
+                windows,
+                update,
+                logging,
+            ),
+        }
+    }
+
+    fn time_aggregation<VR: Data>(
+        &self,
+        windows: TimeWindows,
+        update: Update<Windowed<K>, V, VR>,
+        store_name: String,
+        logging: Option<WindowLogging<K, VR>>,
+    ) -> KTable<Windowed<K>, VR> {
         let windowed = Node::<Windowed<K>, V>::new();
         let next = windowed.clone();
         self.node.add_sink(move |ctx, record| {
@@ -466,12 +475,25 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
 fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     node: &Node<K, V>,
     state: &Arc<Mutex<BuilderState>>,
-    store_name: Option<String>,
+    store_name: String,
     windows: SlidingWindows,
     mut update: Update<Windowed<K>, V, VR>,
+    logging: Option<WindowLogging<K, VR>>,
 ) -> KTable<Windowed<K>, VR> {
     let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
-    let name = register_store(state, store_name, &store);
+    let name = register_store(state, Some(store_name), &store);
+    // Every change of the store is one of the records forwarded: they are what is logged.
+    // Windows dropped by retention are not logged, as Kafka's dropped segments are not.
+    let changelog = logging.map(|(key_serde, value_serde)| {
+        let topic = logged_store(
+            &mut state.lock(),
+            &name,
+            &store,
+            Arc::clone(&key_serde),
+            Arc::clone(&value_serde),
+        );
+        (topic, key_serde, value_serde)
+    });
     let table = Node::new();
     let next = table.clone();
     let shared = Arc::clone(&store);
@@ -513,6 +535,17 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             out
         };
         for record in out {
+            if let Some((topic, key_serde, value_serde)) = &changelog {
+                write_changelog(
+                    ctx,
+                    topic,
+                    &**key_serde,
+                    &**value_serde,
+                    &record.key,
+                    record.value.new.as_ref(),
+                    record.timestamp,
+                )?;
+            }
             next.forward(ctx, record)?;
         }
         Ok(())

@@ -8,10 +8,12 @@
 //! task holds the whole topology. Instances of one application share the partitions through
 //! the group with the range assignor, which hands out equal partition numbers of
 //! co-partitioned topics together; a task is created (and its stores restored from their
-//! changelogs) when its partitions are assigned, and dropped when they are revoked. Records are processed in batches: each record goes through the topology as it
-//! arrives and its outputs are enqueued at once (so they flow with the producer's linger,
-//! not the commit interval); a batch ends after `max.poll.records` records,
-//! `commit.interval.ms` after its first record, or at shutdown. Then every output of the
+//! changelogs) when its partitions are assigned, and dropped when they are revoked.
+//!
+//! Records are processed in batches: each record goes through its task as it arrives and its
+//! outputs (changelog records included) are enqueued at once (so they flow with the
+//! producer's linger, not the commit interval); a batch ends after `max.poll.records`
+//! records, `commit.interval.ms` after its first record, or at shutdown. Then every output of the
 //! batch must be acknowledged before the batch's input offsets are committed: a crash at any
 //! point loses nothing, and reprocesses at most the records since the last commit.
 //!

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use weir_streams::{
-    JsonSerde, KafkaStreams, Nullable, StreamsBuilder, StreamsConfig, StringSerde, TumblingWindows,
+    Grouped, JsonSerde, KafkaStreams, Nullable, StreamsBuilder, StreamsConfig, StringSerde,
+    TumblingWindows,
 };
 
 /// A click event as the seed producer writes it.
@@ -42,51 +43,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "localhost:9092".to_string());
     let window = Duration::from_secs(10);
 
-    let builder = StreamsBuilder::new();
-    builder
-        .stream_with_timestamp_extractor(
-            "user-activity",
-            // The seed producer sends no keys.
-            Nullable(StringSerde),
-            JsonSerde::<Click>::new(),
-            // Event time is when the click happened, not when it reached the broker.
-            |_: &Option<String>, click: &Click, record_timestamp: i64| {
-                click
-                    .timestamp
-                    .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
-            },
-        )
-        .group_by(|_, click| click.user_id.clone())
-        // Clicks up to 5 s late still count in their window.
-        .windowed_by(TumblingWindows::of(window).grace(Duration::from_secs(5)))
-        .materialized_as("actions-per-user")
-        .count()
-        .to_stream()
-        .map(|windowed, actions| {
-            let count = WindowCount {
-                user_id: windowed.key.clone(),
-                window_start: windowed.window.start,
-                window_end: windowed.window.end,
-                // Time-window counts are never deleted.
-                actions: actions.unwrap_or_default(),
-            };
-            (windowed.key, count)
-        })
-        .peek(|user, count| {
-            println!(
-                "{user}: {} action(s) in [{}, {}) ms",
-                count.actions, count.window_start, count.window_end
+    // Built once per task (input partition) by the runtime.
+    let topology = move || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream_with_timestamp_extractor(
+                "user-activity",
+                // The seed producer sends no keys.
+                Nullable(StringSerde),
+                JsonSerde::<Click>::new(),
+                // Event time is when the click happened, not when it reached the broker.
+                |_: &Option<String>, click: &Click, record_timestamp: i64| {
+                    click
+                        .timestamp
+                        .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
+                },
+            )
+            .group_by_with(
+                |_, click| click.user_id.clone(),
+                Grouped::key_serde(StringSerde),
+            )
+            // Clicks up to 5 s late still count in their window.
+            .windowed_by(TumblingWindows::of(window).grace(Duration::from_secs(5)))
+            .materialized_as("actions-per-user")
+            .count()
+            .to_stream()
+            .map(|windowed, actions| {
+                let count = WindowCount {
+                    user_id: windowed.key.clone(),
+                    window_start: windowed.window.start,
+                    window_end: windowed.window.end,
+                    // Time-window counts are never deleted.
+                    actions: actions.unwrap_or_default(),
+                };
+                (windowed.key, count)
+            })
+            .peek(|user, count| {
+                println!(
+                    "{user}: {} action(s) in [{}, {}) ms",
+                    count.actions, count.window_start, count.window_end
+                );
+            })
+            .to(
+                "user-activity-counts",
+                StringSerde,
+                JsonSerde::<WindowCount>::new(),
             );
-        })
-        .to(
-            "user-activity-counts",
-            StringSerde,
-            JsonSerde::<WindowCount>::new(),
-        );
 
+        builder.build()
+    };
+
+    create_input_topics(&bootstrap, &["user-activity"]).await?;
     let mut config = StreamsConfig::new("click-analytics", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(builder.build()?, config).await?;
+    let mut streams = KafkaStreams::new(topology, config).await?;
     println!("Counting actions per user per 10 s window on user-activity (Ctrl-C to stop)...");
     streams
         .run_until(async {
@@ -96,5 +106,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let late = streams.metrics().dropped_late;
     streams.close().await?;
     println!("Stopped; {late} late click(s) dropped.");
+    Ok(())
+}
+
+/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
+/// to start on missing source topics, as Kafka Streams does.
+async fn create_input_topics(
+    bootstrap: &str,
+    topics: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin =
+        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    let new: Vec<_> = topics
+        .iter()
+        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
+        .collect();
+    for (topic, created) in admin.create_topics(&new).await? {
+        if created.is_ok() {
+            println!("created topic {topic}");
+        }
+    }
     Ok(())
 }

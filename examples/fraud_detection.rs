@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    JsonSerde, KafkaStreams, Nullable, Serde, StreamsBuilder, StreamsConfig, StringSerde,
-    TimeWindows,
+    Grouped, JsonSerde, KafkaStreams, Materialized, Nullable, Repartitioned, Serde, StreamsBuilder,
+    StreamsConfig, StringSerde, TimeWindows,
 };
 
 /// A card transaction as written to `transactions`.
@@ -81,76 +81,95 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return produce_sample(&bootstrap).await;
     }
 
-    let builder = StreamsBuilder::new();
-    let limits = builder.table(
-        "card-limits",
-        StringSerde,
-        Nullable(JsonSerde::<CardLimit>::new()),
-    );
-    builder
-        .stream_with_timestamp_extractor(
-            "transactions",
-            Nullable(StringSerde),
-            JsonSerde::<Transaction>::new(),
-            |_: &Option<String>, tx: &Transaction, record_timestamp: i64| {
-                tx.timestamp
-                    .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
-            },
-        )
-        .group_by(|_, tx| tx.card_id.clone())
-        .windowed_by(TimeWindows::of_size_and_grace(
-            Duration::from_secs(60),
-            Duration::from_secs(5),
-        ))
-        .materialized_as("activity-per-card")
-        .aggregate(Activity::default, |_, tx, activity| Activity {
-            count: activity.count + 1,
-            amount: activity.amount + tx.amount,
-        })
-        .to_stream()
-        // The card becomes the key again, for the join with its limits.
-        .flat_map(|windowed, activity| {
-            activity.map(|activity| (windowed.key.clone(), (windowed.window, activity)))
-        })
-        .left_join_table(&limits, |(window, activity), limit| {
-            let limit = limit.unwrap_or(&DEFAULT_LIMIT);
-            (activity.count > limit.max_count || activity.amount > limit.max_amount).then(|| {
-                Alert {
-                    card_id: String::new(),
-                    window_start: window.start,
-                    window_end: window.end,
-                    count: activity.count,
-                    amount: activity.amount,
-                    max_count: limit.max_count,
-                    max_amount: limit.max_amount,
-                }
+    // Built once per task (input partition) by the runtime.
+    let topology = move || {
+        let builder = StreamsBuilder::new();
+        let limits = builder.table(
+            "card-limits",
+            StringSerde,
+            Nullable(JsonSerde::<CardLimit>::new()),
+        );
+        builder
+            .stream_with_timestamp_extractor(
+                "transactions",
+                Nullable(StringSerde),
+                JsonSerde::<Transaction>::new(),
+                |_: &Option<String>, tx: &Transaction, record_timestamp: i64| {
+                    tx.timestamp
+                        .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
+                },
+            )
+            .group_by_with(|_, tx| tx.card_id.clone(), Grouped::key_serde(StringSerde))
+            .windowed_by(TimeWindows::of_size_and_grace(
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+            ))
+            .materialized_as("activity-per-card")
+            .aggregate_with(
+                Activity::default,
+                |_, tx, activity| Activity {
+                    count: activity.count + 1,
+                    amount: activity.amount + tx.amount,
+                },
+                // The windows are logged to a changelog topic, as JSON.
+                Materialized::default().with_value_serde(JsonSerde::<Activity>::new()),
+            )
+            .to_stream()
+            // The card becomes the key again, for the join with its limits.
+            .flat_map(|windowed, activity| {
+                activity.map(|activity| {
+                    let window = (windowed.window.start, windowed.window.end);
+                    (windowed.key.clone(), (window, activity))
+                })
             })
-        })
-        .flat_map(|card, alert| {
-            alert.map(|alert| {
-                let alert = Alert {
-                    card_id: card.clone(),
-                    ..alert
-                };
-                (card, alert)
+            // The new key must reach the task holding that card's limits.
+            .repartition_with(Repartitioned::with(
+                StringSerde,
+                JsonSerde::<((i64, i64), Activity)>::new(),
+            ))
+            .left_join_table(&limits, |(window, activity), limit| {
+                let limit = limit.unwrap_or(&DEFAULT_LIMIT);
+                (activity.count > limit.max_count || activity.amount > limit.max_amount).then(
+                    || Alert {
+                        card_id: String::new(),
+                        window_start: window.0,
+                        window_end: window.1,
+                        count: activity.count,
+                        amount: activity.amount,
+                        max_count: limit.max_count,
+                        max_amount: limit.max_amount,
+                    },
+                )
             })
-        })
-        .peek(|card, alert| {
-            println!(
-                "ALERT {card}: {} transaction(s), {:.2} in [{}, {}) ms (limits {} / {:.2})",
-                alert.count,
-                alert.amount,
-                alert.window_start,
-                alert.window_end,
-                alert.max_count,
-                alert.max_amount
-            );
-        })
-        .to("fraud-alerts", StringSerde, JsonSerde::<Alert>::new());
+            .flat_map(|card, alert| {
+                alert.map(|alert| {
+                    let alert = Alert {
+                        card_id: card.clone(),
+                        ..alert
+                    };
+                    (card, alert)
+                })
+            })
+            .peek(|card, alert| {
+                println!(
+                    "ALERT {card}: {} transaction(s), {:.2} in [{}, {}) ms (limits {} / {:.2})",
+                    alert.count,
+                    alert.amount,
+                    alert.window_start,
+                    alert.window_end,
+                    alert.max_count,
+                    alert.max_amount
+                );
+            })
+            .to("fraud-alerts", StringSerde, JsonSerde::<Alert>::new());
 
+        builder.build()
+    };
+
+    create_input_topics(&bootstrap, &["transactions", "card-limits"]).await?;
     let mut config = StreamsConfig::new("fraud-detection", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(builder.build()?, config).await?;
+    let mut streams = KafkaStreams::new(topology, config).await?;
     println!("Watching transactions against card-limits (Ctrl-C to stop)...");
     streams
         .run_until(async {
@@ -210,5 +229,25 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for card-1 (count) and card-2 (amount).");
+    Ok(())
+}
+
+/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
+/// to start on missing source topics, as Kafka Streams does.
+async fn create_input_topics(
+    bootstrap: &str,
+    topics: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin =
+        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    let new: Vec<_> = topics
+        .iter()
+        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
+        .collect();
+    for (topic, created) in admin.create_topics(&new).await? {
+        if created.is_ok() {
+            println!("created topic {topic}");
+        }
+    }
     Ok(())
 }

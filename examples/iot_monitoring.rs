@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    JsonSerde, KafkaStreams, Nullable, Serde, SlidingWindows, StreamsBuilder, StreamsConfig,
-    StringSerde,
+    Grouped, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, SlidingWindows,
+    StreamsBuilder, StreamsConfig, StringSerde,
 };
 
 /// A sensor reading as written to `sensor-readings`.
@@ -34,7 +34,7 @@ struct Reading {
 }
 
 /// A running sum, for the average.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Sum {
     count: i64,
     total: f64,
@@ -70,55 +70,69 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return produce_sample(&bootstrap).await;
     }
 
-    let builder = StreamsBuilder::new();
-    let averages = builder
-        .stream_with_timestamp_extractor(
-            "sensor-readings",
-            Nullable(StringSerde),
-            JsonSerde::<Reading>::new(),
-            |_: &Option<String>, reading: &Reading, record_timestamp: i64| {
-                reading
-                    .timestamp
-                    .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
-            },
-        )
-        .group_by(|_, reading| reading.sensor_id.clone())
-        .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(
-            Duration::from_secs(30),
-            Duration::from_secs(5),
-        ))
-        .materialized_as("temperature-sums")
-        .aggregate(Sum::default, |_, reading, sum| Sum {
-            count: sum.count + 1,
-            total: sum.total + reading.temperature,
-        })
-        .to_stream()
-        .flat_map(|windowed, sum| {
-            sum.filter(|sum| sum.count > 0).map(|sum| {
-                let average = Average {
-                    sensor_id: windowed.key.clone(),
-                    window_start: windowed.window.start,
-                    window_end: windowed.window.end,
-                    readings: sum.count,
-                    average: sum.total / sum.count as f64,
-                };
-                (windowed.key, average)
+    // Built once per task (input partition) by the runtime.
+    let topology = move || {
+        let builder = StreamsBuilder::new();
+        let averages = builder
+            .stream_with_timestamp_extractor(
+                "sensor-readings",
+                Nullable(StringSerde),
+                JsonSerde::<Reading>::new(),
+                |_: &Option<String>, reading: &Reading, record_timestamp: i64| {
+                    reading
+                        .timestamp
+                        .map_or(record_timestamp, |seconds| (seconds * 1000.0) as i64)
+                },
+            )
+            .group_by_with(
+                |_, reading| reading.sensor_id.clone(),
+                Grouped::key_serde(StringSerde),
+            )
+            .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(
+                Duration::from_secs(30),
+                Duration::from_secs(5),
+            ))
+            .materialized_as("temperature-sums")
+            .aggregate_with(
+                Sum::default,
+                |_, reading, sum| Sum {
+                    count: sum.count + 1,
+                    total: sum.total + reading.temperature,
+                },
+                // The windows are logged to a changelog topic, as JSON.
+                Materialized::default().with_value_serde(JsonSerde::<Sum>::new()),
+            )
+            .to_stream()
+            .flat_map(|windowed, sum| {
+                sum.filter(|sum| sum.count > 0).map(|sum| {
+                    let average = Average {
+                        sensor_id: windowed.key.clone(),
+                        window_start: windowed.window.start,
+                        window_end: windowed.window.end,
+                        readings: sum.count,
+                        average: sum.total / sum.count as f64,
+                    };
+                    (windowed.key, average)
+                })
+            });
+        averages.to("sensor-averages", StringSerde, JsonSerde::<Average>::new());
+        averages
+            .filter(move |_, average| average.average > threshold)
+            .peek(|sensor, average| {
+                println!(
+                    "ALERT {sensor}: average {:.2} over {} reading(s) in [{}, {}] ms",
+                    average.average, average.readings, average.window_start, average.window_end
+                );
             })
-        });
-    averages.to("sensor-averages", StringSerde, JsonSerde::<Average>::new());
-    averages
-        .filter(move |_, average| average.average > threshold)
-        .peek(|sensor, average| {
-            println!(
-                "ALERT {sensor}: average {:.2} over {} reading(s) in [{}, {}] ms",
-                average.average, average.readings, average.window_start, average.window_end
-            );
-        })
-        .to("sensor-alerts", StringSerde, JsonSerde::<Average>::new());
+            .to("sensor-alerts", StringSerde, JsonSerde::<Average>::new());
 
+        builder.build()
+    };
+
+    create_input_topics(&bootstrap, &["sensor-readings"]).await?;
     let mut config = StreamsConfig::new("iot-monitoring", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(builder.build()?, config).await?;
+    let mut streams = KafkaStreams::new(topology, config).await?;
     println!(
         "Averaging sensor-readings over sliding 30 s windows, alerting above {threshold} (Ctrl-C to stop)..."
     );
@@ -164,5 +178,25 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for s2 once its average passes 30.");
+    Ok(())
+}
+
+/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
+/// to start on missing source topics, as Kafka Streams does.
+async fn create_input_topics(
+    bootstrap: &str,
+    topics: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin =
+        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
+    let new: Vec<_> = topics
+        .iter()
+        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
+        .collect();
+    for (topic, created) in admin.create_topics(&new).await? {
+        if created.is_ok() {
+            println!("created topic {topic}");
+        }
+    }
     Ok(())
 }

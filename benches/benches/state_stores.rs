@@ -91,7 +91,10 @@ impl Redb {
     }
 
     fn finish(&mut self, durability: redb::Durability) {
-        let mut txn = self.txn.take().unwrap_or_else(|| self.db.begin_write().unwrap());
+        let mut txn = self
+            .txn
+            .take()
+            .unwrap_or_else(|| self.db.begin_write().unwrap());
         txn.set_durability(durability).unwrap();
         txn.commit().unwrap();
     }
@@ -299,8 +302,18 @@ fn main() {
             fetches: 100_000,
         }
     };
-    run_case("aggregate", sizes.updates, |_| {}, |s| aggregate(s, sizes.updates));
-    run_case("restore", sizes.restored, |_| {}, |s| restore(s, sizes.restored));
+    run_case(
+        "aggregate",
+        sizes.updates,
+        |_| {},
+        |s| aggregate(s, sizes.updates),
+    );
+    run_case(
+        "restore",
+        sizes.restored,
+        |_| {},
+        |s| restore(s, sizes.restored),
+    );
     run_case("window fetch", sizes.fetches, fill_windows, |s| {
         window_fetch(s, sizes.fetches);
     });

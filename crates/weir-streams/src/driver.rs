@@ -85,7 +85,10 @@ impl<K, V> TestRecord<K, V> {
 
 /// Runs a [`Topology`] as one task, synchronously: each piped record goes through the whole
 /// topology before `pipe_input` returns, and what the topology writes waits per topic until
-/// read. Input records get offsets 0, 1, 2... per topic on partition 0.
+/// read. Input records get offsets 0, 1, 2... per topic on partition 0. Records written to a
+/// repartition topic are piped back into the topology at once, in the order written, as
+/// Kafka's driver does; changelog records wait like any output (topic `<store>-changelog`,
+/// without an application id).
 pub struct TopologyTestDriver {
     task: Task,
     outputs: HashMap<String, VecDeque<RawRecord>>,
@@ -103,7 +106,7 @@ impl std::fmt::Debug for TopologyTestDriver {
 impl TopologyTestDriver {
     /// A driver for `topology`.
     pub fn new(topology: Topology) -> Self {
-        let mut task = Task::new(topology, DeserializationExceptionHandler::default());
+        let mut task = Task::new(topology, 0, DeserializationExceptionHandler::default());
         // Wall-clock time moves only with `advance_wall_clock_time`, from now, as Kafka's.
         task.set_mock_wall_clock(crate::processor::system_time_ms());
         Self {
@@ -160,28 +163,36 @@ impl TopologyTestDriver {
         value: Option<bytes::Bytes>,
         timestamp: i64,
     ) -> Result<(), Error> {
-        let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
-        let record = RawRecord {
+        let mut pending = VecDeque::from([RawRecord {
             topic: topic.to_string(),
             partition: 0,
-            offset: *offset,
+            offset: -1,
             key,
             value,
             timestamp,
-        };
-        *offset += 1;
-        let result = self
-            .task
-            .process(&record)
-            .and_then(|()| self.task.punctuate_stream_time().map(drop));
-        // Outputs written before a failure were sent in a real run too.
-        for output in self.task.take_outputs() {
-            self.outputs
-                .entry(output.topic.clone())
-                .or_default()
-                .push_back(output);
+        }]);
+        while let Some(mut record) = pending.pop_front() {
+            let offset = self.next_offsets.entry(record.topic.clone()).or_insert(0);
+            record.offset = *offset;
+            *offset += 1;
+            let result = self
+                .task
+                .process(&record)
+                .and_then(|()| self.task.punctuate_stream_time().map(drop));
+            // Outputs written before a failure were sent in a real run too.
+            for output in self.task.take_outputs() {
+                if self.task.topology().is_repartition_topic(&output.topic) {
+                    pending.push_back(output);
+                } else {
+                    self.outputs
+                        .entry(output.topic.clone())
+                        .or_default()
+                        .push_back(output);
+                }
+            }
+            result?;
         }
-        result
+        Ok(())
     }
 
     /// Takes every record written to the output topic so far, oldest first.

@@ -79,6 +79,16 @@ pub enum Error {
     /// A punctuation interval below one millisecond (or beyond `i64` milliseconds).
     #[error("the minimum supported punctuation interval is 1 millisecond, got {0:?}")]
     PunctuationInterval(std::time::Duration),
+    /// A task's state store could not be restored from its changelog.
+    #[error("cannot restore state store {store} of task {partition}: {reason}")]
+    Restore {
+        /// The store (or stores) being restored.
+        store: String,
+        /// The task's partition.
+        partition: i32,
+        /// What went wrong.
+        reason: String,
+    },
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

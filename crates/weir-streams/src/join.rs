@@ -92,6 +92,18 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
     outer: (bool, bool),
     joiner: Joiner<V1, V2, VR>,
 ) -> KStream<K, VR> {
+    // Each side's records of a key must meet in one task: repartitioned if its key changed,
+    // and the two sides' topics co-partitioned.
+    let (left, right) = (
+        &left.repartitioned("KSTREAM-JOINTHIS"),
+        &right.repartitioned("KSTREAM-JOINOTHER"),
+    );
+    let lineage = left.lineage.union(&right.lineage);
+    {
+        let mut state = left.state.lock();
+        let name = format!("KSTREAM-JOIN-{:010}", state.copartition_groups.len() + 1);
+        state.copartition(&name, &lineage.sources);
+    }
     let state = Arc::new(Mutex::new(JoinState {
         left: JoinStore::new(),
         right: JoinStore::new(),
@@ -179,10 +191,9 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         }
         Ok(())
     });
-    KStream {
-        node,
-        state: Arc::clone(&left.state),
-    }
+    let mut stream = KStream::on(node, &left.state, lineage);
+    stream.key_serde = left.key_serde.clone();
+    stream
 }
 
 /// One record's pass through its side of the join: emit the unjoined records whose window

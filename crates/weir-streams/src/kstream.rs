@@ -10,9 +10,12 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::join::stream_stream_join;
 use crate::ktable::{Change, GlobalKTable, KTable};
-use crate::serdes::Serde;
-use crate::store::SharedStore;
-use crate::topology::{BuilderState, Context, Data, Node, RawRecord, Record, Topology};
+use crate::serdes::{I64Serde, Serde};
+use crate::store::{SharedStore, SomeOf, logged_store, write_changelog};
+use crate::topology::{
+    BuilderState, Context, Data, InternalTopic, InternalTopicKind, Lineage, Node, RawRecord,
+    Record, SerdeRef, Topology,
+};
 use crate::window::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream, TimeWindowing};
 
@@ -85,9 +88,13 @@ impl StreamsBuilder {
         value_serde: impl Serde<V>,
         mut extractor: impl TimestampExtractor<K, V>,
     ) -> KStream<K, V> {
+        let key_serde: SerdeRef<K> = Arc::new(key_serde);
+        let value_serde: SerdeRef<V> = Arc::new(value_serde);
+        let (keys, values) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
         let node = Node::new();
         let next = node.clone();
         let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
+            let (key_serde, value_serde) = (&keys, &values);
             let failed = |part, source| deserialize_failed(raw, part, source);
             let key = key_serde
                 .deserialize_nullable(raw.key.as_deref())
@@ -115,6 +122,9 @@ impl StreamsBuilder {
         KStream {
             node,
             state: Arc::clone(&self.state),
+            key_serde: Some(key_serde),
+            value_serde: Some(value_serde),
+            lineage: Lineage::source(topic),
         }
     }
 
@@ -130,11 +140,22 @@ impl StreamsBuilder {
         value_serde: impl Serde<Option<V>>,
     ) -> KTable<K, V> {
         let (store, name) = self.table_store(topic);
+        let key_serde: SerdeRef<K> = Arc::new(key_serde);
+        let nullable: SerdeRef<Option<V>> = Arc::new(value_serde);
+        let value_serde: SerdeRef<V> = Arc::new(SomeOf(Arc::clone(&nullable)));
+        let changelog = logged_store(
+            &mut self.state.lock(),
+            &name,
+            &store,
+            Arc::clone(&key_serde),
+            Arc::clone(&value_serde),
+        );
+        let (keys, values, logged) = (Arc::clone(&key_serde), nullable, Arc::clone(&value_serde));
         let node: Node<K, Change<V>> = Node::new();
         let next = node.clone();
         let shared = Arc::clone(&store);
         let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
-            let Some((key, value)) = table_record(raw, &key_serde, &value_serde, "table")? else {
+            let Some((key, value)) = table_record(raw, &*keys, &*values, "table")? else {
                 return Ok(());
             };
             if raw.timestamp < 0 {
@@ -151,6 +172,15 @@ impl StreamsBuilder {
                 }
                 .map(|(old, _)| old)
             };
+            write_changelog(
+                ctx,
+                &changelog,
+                &*keys,
+                &*logged,
+                &key,
+                value.as_ref(),
+                raw.timestamp,
+            )?;
             next.forward(
                 ctx,
                 Record {
@@ -161,7 +191,11 @@ impl StreamsBuilder {
             )
         });
         self.state.lock().add_source(topic, source);
-        KTable::materialized(node, &self.state, name, store, None)
+        let mut table = KTable::materialized(node, &self.state, name, store, None);
+        table.key_serde = Some(key_serde);
+        table.value_serde = Some(value_serde);
+        table.lineage = Lineage::source(topic);
+        table
     }
 
     /// The records of `topic` as a [`GlobalKTable`] (Kafka's `StreamsBuilder#globalTable`),
@@ -188,7 +222,10 @@ impl StreamsBuilder {
             };
             Ok(())
         });
-        self.state.lock().add_source(topic, source);
+        let mut state = self.state.lock();
+        state.add_source(topic, source);
+        state.global_topics.insert(topic.to_string());
+        drop(state);
         GlobalKTable {
             getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
             store_name: name,
@@ -224,6 +261,10 @@ impl StreamsBuilder {
             stores: state.stores,
             sink_topics: state.sink_topics,
             processors: state.processors,
+            internal_topics: state.internal_topics,
+            restorers: state.restorers,
+            copartition_groups: state.copartition_groups,
+            global_topics: state.global_topics,
         })
     }
 }
@@ -232,8 +273,8 @@ impl StreamsBuilder {
 /// without a key, which tables skip (logged), as Kafka does.
 fn table_record<K, V>(
     raw: &RawRecord,
-    key_serde: &impl Serde<K>,
-    value_serde: &impl Serde<Option<V>>,
+    key_serde: &(impl Serde<K> + ?Sized),
+    value_serde: &(impl Serde<Option<V>> + ?Sized),
     what: &str,
 ) -> Result<Option<(K, Option<V>)>, Error> {
     if raw.key.is_none() {
@@ -267,9 +308,17 @@ fn deserialize_failed(raw: &RawRecord, part: &'static str, source: Error) -> Err
 
 /// A record stream (Kafka's `KStream`): every record is an independent event. A handle: it can
 /// feed several operators, each of which gets every record.
+///
+/// A stream carries the serdes it was read with while its key and value types stay (Kafka's
+/// serde inheritance): `filter`, `peek`, `merge`, branches and `group_by_key` keep them,
+/// `map_values` drops the value serde, `select_key` the key serde, `map` both. Repartition
+/// topics and changelogs use them, or the ones given by [`Grouped`] and [`Materialized`].
 pub struct KStream<K, V> {
     pub(crate) node: Node<K, V>,
     pub(crate) state: Arc<Mutex<BuilderState>>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) lineage: Lineage,
 }
 
 impl<K, V> Clone for KStream<K, V> {
@@ -277,6 +326,42 @@ impl<K, V> Clone for KStream<K, V> {
         Self {
             node: self.node.clone(),
             state: Arc::clone(&self.state),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
+        }
+    }
+}
+
+impl<K, V> KStream<K, V> {
+    /// A stream on `node` with no serdes.
+    pub(crate) fn on(node: Node<K, V>, state: &Arc<Mutex<BuilderState>>, lineage: Lineage) -> Self {
+        Self {
+            node,
+            state: Arc::clone(state),
+            key_serde: None,
+            value_serde: None,
+            lineage,
+        }
+    }
+
+    pub(crate) fn with_serdes(
+        self,
+        key_serde: Option<SerdeRef<K>>,
+        value_serde: Option<SerdeRef<V>>,
+    ) -> Self {
+        Self {
+            key_serde,
+            value_serde,
+            ..self
+        }
+    }
+
+    /// The stream after an operator that changed its key.
+    fn rekeyed(self) -> Self {
+        Self {
+            lineage: self.lineage.rekeyed(),
+            ..self
         }
     }
 }
@@ -299,9 +384,31 @@ impl<K: Data, V: Data> KStream<K, V> {
         let next = child.clone();
         self.node
             .add_sink(move |ctx, record| process(ctx, record, &next));
+        KStream::on(child, &self.state, self.lineage.clone())
+    }
+
+    /// This stream read back from a repartition topic if its key was changed upstream, so a
+    /// stateful operator (`operator`, for messages) sees every record of a key in one task;
+    /// otherwise this stream itself.
+    pub(crate) fn repartitioned(&self, operator: &str) -> KStream<K, V> {
+        if !self.lineage.repartition_required {
+            return self.clone();
+        }
+        let name = self.state.lock().generated_name("KSTREAM-REPARTITION");
+        let node = repartition(
+            &self.node,
+            &self.state,
+            &name,
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            operator,
+        );
         KStream {
-            node: child,
+            node,
             state: Arc::clone(&self.state),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: Lineage::source(&format!("{name}-repartition")),
         }
     }
 
@@ -317,6 +424,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 Ok(())
             }
         })
+        .with_serdes(self.key_serde.clone(), self.value_serde.clone())
     }
 
     /// The records for which `predicate` does not hold.
@@ -343,6 +451,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 },
             )
         })
+        .rekeyed()
     }
 
     /// Each record with a new value; key and timestamp stay.
@@ -361,6 +470,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 },
             )
         })
+        .with_serdes(self.key_serde.clone(), None)
     }
 
     /// Each record turned into zero or more records, in order, with its timestamp.
@@ -384,6 +494,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             }
             Ok(())
         })
+        .rekeyed()
     }
 
     /// Each record turned into zero or more records with its key and timestamp.
@@ -408,6 +519,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             }
             Ok(())
         })
+        .with_serdes(self.key_serde.clone(), None)
     }
 
     /// Each record with a new key computed from it; value and timestamp stay.
@@ -426,6 +538,8 @@ impl<K: Data, V: Data> KStream<K, V> {
                 },
             )
         })
+        .with_serdes(None, self.value_serde.clone())
+        .rekeyed()
     }
 
     /// The same records, after `action` has seen each (logging, metrics).
@@ -434,6 +548,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             action(&record.key, &record.value);
             next.forward(ctx, record)
         })
+        .with_serdes(self.key_serde.clone(), self.value_serde.clone())
     }
 
     /// Calls `action` for each record; the end of this branch of the topology.
@@ -461,6 +576,9 @@ impl<K: Data, V: Data> KStream<K, V> {
         BranchedKStream {
             branches,
             state: Arc::clone(&self.state),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 
@@ -476,7 +594,10 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// The records of this stream and of `other`, in the order they arrive.
     pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
-        let merged = self.derive(|ctx, record, next| next.forward(ctx, record));
+        let mut merged = self
+            .derive(|ctx, record, next| next.forward(ctx, record))
+            .with_serdes(self.key_serde.clone(), self.value_serde.clone());
+        merged.lineage = self.lineage.union(&other.lineage);
         let next = merged.node.clone();
         other
             .node
@@ -523,7 +644,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, &VT) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&table.getter);
-        self.lookup_join(
+        self.table_side(table, "KSTREAM-JOIN").lookup_join(
             move |key, _| getter(key).map(|(value, _)| value),
             move |value, found| found.map(|found| joiner(value, found)),
         )
@@ -537,7 +658,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut joiner: impl FnMut(&V, Option<&VT>) -> VR + Send + 'static,
     ) -> KStream<K, VR> {
         let getter = Arc::clone(&table.getter);
-        self.lookup_join(
+        self.table_side(table, "KSTREAM-LEFTJOIN").lookup_join(
             move |key, _| getter(key).map(|(value, _)| value),
             move |value, found| Some(joiner(value, found)),
         )
@@ -575,6 +696,48 @@ impl<K: Data, V: Data> KStream<K, V> {
         )
     }
 
+    /// The stream side of a stream-table join: repartitioned if its key changed, and required
+    /// co-partitioned with the table's topics.
+    fn table_side<VT>(&self, table: &KTable<K, VT>, operator: &str) -> KStream<K, V> {
+        let stream = self.repartitioned(operator);
+        let mut state = self.state.lock();
+        let node = format!("{operator}-{:010}", state.copartition_groups.len() + 1);
+        state.copartition(&node, &stream.lineage.union(&table.lineage).sources);
+        drop(state);
+        stream
+    }
+
+    /// The stream through a repartition topic (Kafka's `repartition(Repartitioned)`),
+    /// `<application.id>-<name>-repartition` with the name and serdes of `repartitioned`
+    /// (the stream's serdes where it has none): records are spread over the topic's
+    /// partitions by their serialized key, so the stateful operators after it need no other
+    /// repartition.
+    pub fn repartition_with(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let name = match repartitioned.name {
+            Some(name) => name,
+            None => self.state.lock().generated_name("KSTREAM-REPARTITION"),
+        };
+        let key_serde = repartitioned.key_serde.or_else(|| self.key_serde.clone());
+        let value_serde = repartitioned
+            .value_serde
+            .or_else(|| self.value_serde.clone());
+        let node = repartition(
+            &self.node,
+            &self.state,
+            &name,
+            key_serde.clone(),
+            value_serde.clone(),
+            &name,
+        );
+        KStream {
+            node,
+            state: Arc::clone(&self.state),
+            key_serde,
+            value_serde,
+            lineage: Lineage::source(&format!("{name}-repartition")),
+        }
+    }
+
     /// The stream-table joins: each record looks its partner up (`lookup`), and `joiner`
     /// decides the output from the record's value and the partner found, if any (`None`:
     /// nothing is forwarded). The output keeps the record's key and timestamp.
@@ -597,6 +760,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 None => Ok(()),
             }
         })
+        .with_serdes(self.key_serde.clone(), None)
     }
 
     /// The windowed inner join with `other` (Kafka's `KStream#join(KStream, ValueJoiner,
@@ -658,8 +822,19 @@ impl<K: Data, V: Data> KStream<K, V> {
         stream_stream_join(self, other, windows, (true, true), joiner)
     }
 
-    /// Groups the records by their key, for an aggregation.
+    /// Groups the records by their key, for an aggregation, with the stream's serdes. If
+    /// the key was changed upstream (`select_key`, `map`, `flat_map`), the aggregation reads
+    /// the records back from a repartition topic, which needs both serdes.
     pub fn group_by_key(&self) -> KGroupedStream<K, V>
+    where
+        K: Ord,
+    {
+        self.group_by_key_with(Grouped::default())
+    }
+
+    /// [`KStream::group_by_key`] with the serdes (and the repartition topic's name) of
+    /// `grouped`, which override the stream's (Kafka's `groupByKey(Grouped)`).
+    pub fn group_by_key_with(&self, grouped: Grouped<K, V>) -> KGroupedStream<K, V>
     where
         K: Ord,
     {
@@ -667,16 +842,31 @@ impl<K: Data, V: Data> KStream<K, V> {
             node: self.node.clone(),
             state: Arc::clone(&self.state),
             store_name: None,
+            key_serde: grouped.key_serde.or_else(|| self.key_serde.clone()),
+            value_serde: grouped.value_serde.or_else(|| self.value_serde.clone()),
+            lineage: self.lineage.clone(),
+            repartition_name: grouped.name,
         }
     }
 
-    /// Groups the records by a new key computed from each. There is no repartition topic
-    /// yet: the aggregation sees the records of this task only (see the crate docs).
+    /// Groups the records by a new key computed from each; the aggregation reads them back
+    /// from a repartition topic, so records with one key meet in one task. The new key has
+    /// no serde: give it with [`KStream::group_by_with`], or the topology is refused.
     pub fn group_by<KR: Data + Ord>(
         &self,
         selector: impl FnMut(&K, &V) -> KR + Send + 'static,
     ) -> KGroupedStream<KR, V> {
-        self.select_key(selector).group_by_key()
+        self.group_by_with(selector, Grouped::default())
+    }
+
+    /// [`KStream::group_by`] with the serdes (and the repartition topic's name) of `grouped`
+    /// (Kafka's `groupBy(KeyValueMapper, Grouped)`).
+    pub fn group_by_with<KR: Data + Ord>(
+        &self,
+        selector: impl FnMut(&K, &V) -> KR + Send + 'static,
+        grouped: Grouped<KR, V>,
+    ) -> KGroupedStream<KR, V> {
+        self.select_key(selector).group_by_key_with(grouped)
     }
 }
 
@@ -689,6 +879,9 @@ type Branches<K, V> = Arc<Mutex<Vec<(Predicate<K, V>, Node<K, V>)>>>;
 pub struct BranchedKStream<K, V> {
     branches: Branches<K, V>,
     state: Arc<Mutex<BuilderState>>,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+    lineage: Lineage,
 }
 
 impl<K, V> std::fmt::Debug for BranchedKStream<K, V> {
@@ -710,6 +903,9 @@ impl<K: Data, V: Data> BranchedKStream<K, V> {
         KStream {
             node,
             state: Arc::clone(&self.state),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 
@@ -724,6 +920,150 @@ pub struct KGroupedStream<K, V> {
     node: Node<K, V>,
     state: Arc<Mutex<BuilderState>>,
     store_name: Option<String>,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+    lineage: Lineage,
+    /// The repartition topic's name from [`Grouped::named`]; else the store's name.
+    repartition_name: Option<String>,
+}
+
+/// How a stream is grouped (Kafka's `Grouped`): the serdes of the repartition topic and
+/// of the aggregation's store (overriding the stream's), and the repartition topic's name.
+pub struct Grouped<K, V> {
+    name: Option<String>,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+}
+
+impl<K, V> Default for Grouped<K, V> {
+    fn default() -> Self {
+        Self {
+            name: None,
+            key_serde: None,
+            value_serde: None,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Grouped<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grouped")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: 'static, V: 'static> Grouped<K, V> {
+    /// With both serdes (Kafka's `Grouped.with(keySerde, valueSerde)`).
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self::default()
+            .with_key_serde(key_serde)
+            .with_value_serde(value_serde)
+    }
+
+    /// The repartition topic `<application.id>-<name>-repartition` (Kafka's
+    /// `Grouped.as(name)`); the serdes come from the stream.
+    pub fn named(name: &str) -> Self {
+        Self::default().with_name(name)
+    }
+
+    /// With this key serde only (Kafka's `Grouped.keySerde`).
+    pub fn key_serde(key_serde: impl Serde<K>) -> Self {
+        Self::default().with_key_serde(key_serde)
+    }
+
+    /// With this value serde only (Kafka's `Grouped.valueSerde`).
+    pub fn value_serde(value_serde: impl Serde<V>) -> Self {
+        Self::default().with_value_serde(value_serde)
+    }
+
+    /// Names the repartition topic.
+    pub fn with_name(self, name: &str) -> Self {
+        Self {
+            name: Some(name.to_string()),
+            ..self
+        }
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(self, key_serde: impl Serde<K>) -> Self {
+        Self {
+            key_serde: Some(Arc::new(key_serde)),
+            ..self
+        }
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(self, value_serde: impl Serde<V>) -> Self {
+        Self {
+            value_serde: Some(Arc::new(value_serde)),
+            ..self
+        }
+    }
+}
+
+/// How [`KStream::repartition_with`] repartitions (Kafka's `Repartitioned`): the topic's
+/// name and serdes, as [`Grouped`] gives them (the partition count is the number of tasks).
+pub type Repartitioned<K, V> = Grouped<K, V>;
+
+/// How an aggregation's result is stored (Kafka's `Materialized`): the store's name and the
+/// serdes of its changelog topic (overriding the grouped stream's key serde; the value serde
+/// is the aggregate's, which only `count` and `reduce` know without one).
+pub struct Materialized<K, V> {
+    pub(crate) store_name: Option<String>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+}
+
+impl<K, V> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Self {
+            store_name: None,
+            key_serde: None,
+            value_serde: None,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Materialized<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Materialized")
+            .field("store_name", &self.store_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: 'static, V: 'static> Materialized<K, V> {
+    /// The store `store_name` (Kafka's `Materialized.as(storeName)`).
+    pub fn as_store(store_name: &str) -> Self {
+        Self {
+            store_name: Some(store_name.to_string()),
+            ..Self::default()
+        }
+    }
+
+    /// With both serdes (Kafka's `Materialized.with(keySerde, valueSerde)`).
+    pub fn with(key_serde: impl Serde<K>, value_serde: impl Serde<V>) -> Self {
+        Self::default()
+            .with_key_serde(key_serde)
+            .with_value_serde(value_serde)
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(self, key_serde: impl Serde<K>) -> Self {
+        Self {
+            key_serde: Some(Arc::new(key_serde)),
+            ..self
+        }
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(self, value_serde: impl Serde<V>) -> Self {
+        Self {
+            value_serde: Some(Arc::new(value_serde)),
+            ..self
+        }
+    }
 }
 
 impl<K, V> std::fmt::Debug for KGroupedStream<K, V> {
@@ -772,23 +1112,69 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
 
     /// The number of records per key.
     pub fn count(&self) -> KTable<K, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1)
+        self.count_with(Materialized::default())
+    }
+
+    /// [`KGroupedStream::count`] into the store `materialized` describes (its value serde is
+    /// [`I64Serde`] unless given).
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<K, i64> {
+        let materialized = Materialized {
+            value_serde: materialized
+                .value_serde
+                .or_else(|| Some(Arc::new(I64Serde))),
+            ..materialized
+        };
+        self.aggregation(
+            folding(|| 0, |_, _, count| count + 1, |key: &K| key),
+            materialized,
+        )
     }
 
     /// Combines each key's values with `reducer(aggregate, value)`; a key's first value is
-    /// its first aggregate.
+    /// its first aggregate. The store's changelog uses the stream's value serde.
     pub fn reduce(&self, reducer: impl FnMut(V, V) -> V + Send + 'static) -> KTable<K, V> {
-        self.aggregation(reducing(reducer))
+        self.reduce_with(reducer, Materialized::default())
+    }
+
+    /// [`KGroupedStream::reduce`] into the store `materialized` describes.
+    pub fn reduce_with(
+        &self,
+        reducer: impl FnMut(V, V) -> V + Send + 'static,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let materialized = Materialized {
+            value_serde: materialized
+                .value_serde
+                .or_else(|| self.value_serde.clone()),
+            ..materialized
+        };
+        self.aggregation(reducing(reducer), materialized)
     }
 
     /// Folds each key's values into an aggregate that starts at `initializer()`, with
-    /// `aggregator(key, value, aggregate)`.
+    /// `aggregator(key, value, aggregate)`. The aggregate has no serde for the store's
+    /// changelog: give one with [`KGroupedStream::aggregate_with`], or the topology is
+    /// refused.
     pub fn aggregate<VR: Data>(
         &self,
         initializer: impl FnMut() -> VR + Send + 'static,
         aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
-        self.aggregation(folding(initializer, aggregator, |key: &K| key))
+        self.aggregate_with(initializer, aggregator, Materialized::default())
+    }
+
+    /// [`KGroupedStream::aggregate`] into the store `materialized` describes (Kafka's
+    /// `aggregate(Initializer, Aggregator, Materialized)`).
+    pub fn aggregate_with<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        self.aggregation(
+            folding(initializer, aggregator, |key: &K| key),
+            materialized,
+        )
     }
 
     /// Aggregates per key and per time window (tumbling or hopping).
@@ -803,32 +1189,199 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
 
     /// Aggregates per key and per session (Kafka's `windowedBy(SessionWindows)`).
     pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        let (node, store_name) = self.windowed_input();
         SessionWindowedKStream {
-            node: self.node.clone(),
+            node,
             state: Arc::clone(&self.state),
-            store_name: self.store_name.clone(),
+            store_name,
             windows,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
         }
     }
 
     fn time_windowed(&self, windows: TimeWindowing) -> TimeWindowedKStream<K, V> {
+        let (node, store_name) = self.windowed_input();
         TimeWindowedKStream {
-            node: self.node.clone(),
+            node,
             state: Arc::clone(&self.state),
-            store_name: self.store_name.clone(),
+            store_name,
             windows,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
         }
     }
 
-    fn aggregation<VR: Data>(&self, update: Update<K, V, VR>) -> KTable<K, VR> {
-        aggregate_into_store(
+    /// The input of a windowed aggregation and its store's name: when a repartition is
+    /// needed, the store's name is fixed now, since the repartition topic is named after it.
+    fn windowed_input(&self) -> (Node<K, V>, Option<String>) {
+        if !self.lineage.repartition_required {
+            return (self.node.clone(), self.store_name.clone());
+        }
+        let store_name = self.store_name_or_generated();
+        (self.input(&store_name), Some(store_name))
+    }
+
+    fn store_name_or_generated(&self) -> String {
+        self.store_name.clone().unwrap_or_else(|| {
+            self.state
+                .lock()
+                .generated_name("KSTREAM-AGGREGATE-STATE-STORE")
+        })
+    }
+
+    /// The records the aggregation into `store_name` sees: read back from a repartition topic
+    /// when the key was changed upstream, so every record of a key reaches one task.
+    fn input(&self, store_name: &str) -> Node<K, V> {
+        if !self.lineage.repartition_required {
+            if self.lineage.sources.len() > 1 {
+                // One store fed by several topics needs a key's records from all in one task.
+                self.state
+                    .lock()
+                    .copartition(store_name, &self.lineage.sources);
+            }
+            return self.node.clone();
+        }
+        repartition(
             &self.node,
             &self.state,
-            self.store_name.clone(),
-            update,
-            None,
+            self.repartition_name.as_deref().unwrap_or(store_name),
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            store_name,
         )
     }
+
+    fn aggregation<VR: Data>(
+        &self,
+        update: Update<K, V, VR>,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let store_name = materialized
+            .store_name
+            .unwrap_or_else(|| self.store_name_or_generated());
+        let input = self.input(&store_name);
+        let key_serde = materialized.key_serde.or_else(|| self.key_serde.clone());
+        let logging = match (key_serde, materialized.value_serde) {
+            (Some(key_serde), Some(value_serde)) => Some((key_serde, value_serde)),
+            (key_serde, value_serde) => {
+                let missing = match (key_serde.is_none(), value_serde.is_none()) {
+                    (true, true) => "a key serde and a value serde",
+                    (true, false) => "a key serde",
+                    _ => "a value serde",
+                };
+                self.state.lock().errors.push(format!(
+                    "{store_name}: the aggregation's store needs {missing} for its changelog \
+                     topic {store_name}-changelog (give them with Grouped::with or \
+                     Materialized::with)"
+                ));
+                None
+            }
+        };
+        let value_serde = logging
+            .as_ref()
+            .map(|(_, value_serde)| Arc::clone(value_serde));
+        let mut table = aggregate_into_store(
+            &input,
+            &self.state,
+            Some(store_name.clone()),
+            update,
+            None,
+            logging,
+        );
+        table.key_serde = self.key_serde.clone();
+        table.value_serde = value_serde;
+        // The table's records come from the topics read by the aggregation: joins with it
+        // need them co-partitioned.
+        table.lineage = if self.lineage.repartition_required {
+            let name = self.repartition_name.as_deref().unwrap_or(&store_name);
+            Lineage::source(&format!("{name}-repartition"))
+        } else {
+            self.lineage.clone()
+        };
+        table
+    }
+}
+
+/// Sends the records of `node` through the repartition topic `<name>-repartition` (written
+/// by a sink, read by a new source) and returns the source's node. The sink leaves the
+/// partition to the producer's default partitioner on the serialized key (murmur2), so
+/// records with one key meet in one task. Without both serdes the topology is refused,
+/// naming `operator`.
+pub(crate) fn repartition<K: Data, V: Data>(
+    node: &Node<K, V>,
+    state: &Arc<Mutex<BuilderState>>,
+    name: &str,
+    key_serde: Option<SerdeRef<K>>,
+    value_serde: Option<SerdeRef<V>>,
+    operator: &str,
+) -> Node<K, V> {
+    let topic = format!("{name}-repartition");
+    let (key_serde, value_serde) = match (key_serde, value_serde) {
+        (Some(key_serde), Some(value_serde)) => (key_serde, value_serde),
+        (key_serde, _) => {
+            let missing = if key_serde.is_none() { "key" } else { "value" };
+            state.lock().errors.push(format!(
+                "{operator}: the key was changed upstream (select_key, map, flat_map or \
+                 group_by), so records go through the repartition topic {topic}, which needs a \
+                 {missing} serde (give it with Grouped::with / group_by_with)"
+            ));
+            return node.clone();
+        }
+    };
+    let (keys, values) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
+    let sink_topic = topic.clone();
+    node.add_sink(move |ctx, record| {
+        let failed = |part, source| Error::Serialize {
+            topic: sink_topic.clone(),
+            part,
+            source: Box::new(source),
+        };
+        let key = keys
+            .serialize_nullable(&record.key)
+            .map_err(|e| failed("key", e))?;
+        let value = values
+            .serialize_nullable(&record.value)
+            .map_err(|e| failed("value", e))?;
+        ctx.outputs.push(RawRecord {
+            topic: sink_topic.clone(),
+            partition: -1,
+            offset: -1,
+            key: key.map(Into::into),
+            value: value.map(Into::into),
+            timestamp: record.timestamp,
+        });
+        Ok(())
+    });
+    let read = Node::new();
+    let next = read.clone();
+    let source = Box::new(move |ctx: &mut Context, raw: &RawRecord| {
+        let failed = |part, source| deserialize_failed(raw, part, source);
+        let key = key_serde
+            .deserialize_nullable(raw.key.as_deref())
+            .map_err(|e| failed("key", e))?;
+        let value = value_serde
+            .deserialize_nullable(raw.value.as_deref())
+            .map_err(|e| failed("value", e))?;
+        // Not counted in process_total: the record was counted when it entered from its
+        // user topic.
+        ctx.stream_time = ctx.stream_time.max(raw.timestamp);
+        next.forward(
+            ctx,
+            Record {
+                key,
+                value,
+                timestamp: raw.timestamp,
+            },
+        )
+    });
+    let mut state = state.lock();
+    state.add_source(&topic, source);
+    state.internal_topics.insert(InternalTopic {
+        name: topic,
+        kind: InternalTopicKind::Repartition,
+    });
+    read
 }
 
 /// Registers `store` under `store_name`, or a generated name; returns the name.
@@ -847,15 +1400,29 @@ pub(crate) fn register_store<K: Send + 'static, V: Send + 'static>(
 /// store key, and forwards each updated aggregate with the largest timestamp that went into
 /// it (Kafka's semantics since KIP-258). `grace_ms` is the windows' grace period for a
 /// windowed aggregation.
+///
+/// With `logging` (the store's key and value serdes), every update is also written to the
+/// store's changelog topic.
 pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     node: &Node<K, V>,
     state: &Arc<Mutex<BuilderState>>,
     store_name: Option<String>,
     mut update: Update<K, V, VR>,
     grace_ms: Option<i64>,
+    logging: Option<(SerdeRef<K>, SerdeRef<VR>)>,
 ) -> KTable<K, VR> {
     let store: SharedStore<K, VR> = Arc::new(Mutex::new(BTreeMap::new()));
     let name = register_store(state, store_name, &store);
+    let changelog = logging.map(|(key_serde, value_serde)| {
+        let topic = logged_store(
+            &mut state.lock(),
+            &name,
+            &store,
+            Arc::clone(&key_serde),
+            Arc::clone(&value_serde),
+        );
+        (topic, key_serde, value_serde)
+    });
     let table = Node::new();
     let next = table.clone();
     let shared = Arc::clone(&store);
@@ -872,6 +1439,17 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
             entries.insert(key.clone(), (value.clone(), timestamp));
             (value, previous, timestamp)
         };
+        if let Some((topic, key_serde, value_serde)) = &changelog {
+            write_changelog(
+                ctx,
+                topic,
+                &**key_serde,
+                &**value_serde,
+                &key,
+                Some(&value),
+                timestamp,
+            )?;
+        }
         next.forward(
             ctx,
             Record {

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::kstream::KStream;
 use crate::store::SharedStore;
-use crate::topology::{BuilderState, Data, Node, Record};
+use crate::topology::{BuilderState, Data, Lineage, Node, Record, SerdeRef};
 use crate::window::Windowed;
 
 /// An update of one key of a table: the new value (`None`: the key was deleted, a tombstone)
@@ -34,6 +34,9 @@ pub struct KTable<K, V> {
     pub(crate) getter: Getter<K, V>,
     /// The grace period of the windowed aggregation upstream, which suppress needs.
     pub(crate) grace_ms: Option<i64>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
+    pub(crate) lineage: Lineage,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -44,6 +47,9 @@ impl<K, V> Clone for KTable<K, V> {
             store_name: self.store_name.clone(),
             getter: Arc::clone(&self.getter),
             grace_ms: self.grace_ms,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 }
@@ -71,6 +77,9 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             store_name: Some(store_name),
             getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
             grace_ms,
+            key_serde: None,
+            value_serde: None,
+            lineage: Lineage::default(),
         }
     }
 }
@@ -97,10 +106,9 @@ impl<K: Data, V: Data> KTable<K, V> {
                 },
             )
         });
-        KStream {
-            node,
-            state: Arc::clone(&self.state),
-        }
+        let mut stream = KStream::on(node, &self.state, self.lineage.clone());
+        stream.key_serde = self.key_serde.clone();
+        stream
     }
 
     /// A table computed from this one (no store of its own), fed by `process`.
@@ -128,6 +136,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             store_name: None,
             getter,
             grace_ms: self.grace_ms,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+            lineage: self.lineage.clone(),
         }
     }
 
@@ -167,6 +178,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             store_name: None,
             getter,
             grace_ms: self.grace_ms,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 
@@ -306,12 +320,21 @@ impl<K: Data, V: Data> KTable<K, V> {
                 None => Ok(()),
             }
         });
+        let lineage = self.lineage.union(&other.lineage);
+        {
+            let mut state = self.state.lock();
+            let name = format!("KTABLE-JOIN-{:010}", state.copartition_groups.len() + 1);
+            state.copartition(&name, &lineage.sources);
+        }
         KTable {
             node,
             state: Arc::clone(&self.state),
             store_name: None,
             getter,
             grace_ms: None,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+            lineage,
         }
     }
 }
@@ -474,6 +497,9 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             store_name: None,
             getter,
             grace_ms: None,
+            key_serde: self.key_serde.clone(),
+            value_serde: None,
+            lineage: self.lineage.union(&other.lineage),
         }
     }
 }
@@ -612,6 +638,9 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
             store_name: None,
             getter: Arc::clone(&self.getter),
             grace_ms: self.grace_ms,
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+            lineage: self.lineage.clone(),
         }
     }
 }

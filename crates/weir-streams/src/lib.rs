@@ -5,21 +5,25 @@
 //! branch, merge...), grouping and aggregation into tables held in state stores, time
 //! (tumbling, hopping), sliding and session windows, suppression of intermediate window
 //! results, stream-table, stream-stream, table-table and foreign-key joins, and writes to
-//! topics, and user processors with state stores and punctuation (the processor API). The
-//! topology is data plus closures and does no I/O; the [`TopologyTestDriver`]
-//! runs it in-process for tests, and [`KafkaStreams`] runs it against a Kafka-compatible
-//! cluster.
+//! topics, and user processors with state stores and punctuation (the processor API).
+//! Keys changed before a stateful operator go through repartition topics, and
+//! key-value stores log their updates to changelog topics. The topology is data plus
+//! closures and does no I/O; the [`TopologyTestDriver`] runs it in-process for tests, and
+//! [`KafkaStreams`] runs it against a Kafka-compatible cluster, one task per input
+//! partition, shared by the instances of an application and restored from the changelogs
+//! when tasks move.
 //!
 //! ```
-//! use weir_streams::{StreamsBuilder, StringSerde, I64Serde, Nullable, TopologyTestDriver,
-//!     TestInputTopic, TestOutputTopic, TestRecord};
+//! use weir_streams::{Grouped, StreamsBuilder, StringSerde, I64Serde, Nullable,
+//!     TopologyTestDriver, TestInputTopic, TestOutputTopic, TestRecord};
 //!
 //! # fn main() -> Result<(), weir_streams::Error> {
 //! let builder = StreamsBuilder::new();
 //! builder
 //!     .stream("words", StringSerde, StringSerde)
 //!     .flat_map_values(|line: String| line.split(' ').map(str::to_string).collect::<Vec<_>>())
-//!     .group_by(|_, word| word.clone())
+//!     // The new key needs a serde: the records go through a repartition topic.
+//!     .group_by_with(|_, word| word.clone(), Grouped::with(StringSerde, StringSerde))
 //!     .count()
 //!     .to_stream()
 //!     .to("word-counts", StringSerde, Nullable(I64Serde));
@@ -40,7 +44,8 @@
 //! - [`serdes`]: the [`Serde`] trait and Kafka-compatible serdes (bytes, strings, big-endian
 //!   integers, JSON, [`Nullable`], time- and session-windowed keys).
 //! - `kstream`: the DSL. [`StreamsBuilder`] → [`KStream`] → [`KGroupedStream`] →
-//!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins.
+//!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins;
+//!   [`Grouped`], [`Materialized`], [`Repartitioned`]; repartition topics.
 //! - `ktable`: [`KTable`] operators, table-table joins, [`Suppressed`].
 //! - `window`, `windowed`: window definitions ([`TimeWindows`], [`SlidingWindows`],
 //!   [`SessionWindows`], [`JoinWindows`]) and the windowed aggregations; `join`: the
@@ -48,15 +53,18 @@
 //! - `topology`: the graph the DSL builds. Each operator registers a closure on its parent's
 //!   node; a record flows depth-first from the source that deserialized it through every
 //!   operator to the sinks, which serialize it into output records. A [`Topology`] is one
-//!   task: its processors, its stores, its stream time.
-//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them).
+//!   task: its processors, its stores, its stream time; it lists its internal topics and
+//!   co-partition groups.
+//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
+//!   changelog records and restoration.
 //! - [`processor`]: the processor API: [`Processor`]s in the graph with
 //!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
 //!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
-//! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client:
-//!   consume a batch, process it, produce its outputs, wait for their acknowledgements,
-//!   commit its input offsets (at least once).
+//! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
+//!   task per input partition built by a [`TopologyFactory`], created (and restored) on
+//!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
+//!   wait for their acknowledgements, commit its input offsets (at least once).
 //!
 //! # Semantics
 //! These follow Kafka Streams' processors (3.x) with record caching off, so every update is
@@ -131,14 +139,66 @@
 //!   and aggregations and joins treat it like any other value; Kafka Streams' aggregations
 //!   and stream joins skip records with a null key or value. Filter them out first for
 //!   Kafka's behaviour.
+//! - **Serdes.** A stream carries the serdes it was read with while its key and value types
+//!   stay (Kafka's serde inheritance): `filter`, `peek`, `merge`, branches, `group_by_key`
+//!   keep both; `map_values`/`flat_map_values` and the stream-table joins drop the value
+//!   serde, `select_key` the key serde, `map`/`flat_map` both. [`Grouped`] (for
+//!   [`KStream::group_by_with`], [`KStream::group_by_key_with`]) and [`Materialized`] (for
+//!   [`KGroupedStream::count_with`], `reduce_with`, `aggregate_with`) give or override them;
+//!   `count`'s value serde is [`I64Serde`]. There are no default serdes in a config: a
+//!   repartition topic or a changelog without its serdes refuses [`StreamsBuilder::build`],
+//!   naming the node and the missing serde.
+//! - **Repartitioning.** When the key was changed (`select_key`, `map`, `flat_map`,
+//!   `group_by` with a selector) before an aggregation, a stream-stream join or a
+//!   stream-table join, the records go through an internal topic: `<store>-repartition` for
+//!   an aggregation (Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000003-repartition`),
+//!   `<name>-repartition` with [`Grouped::named`], or a generated
+//!   `KSTREAM-REPARTITION-<n>-repartition` (joins, [`KStream::repartition_with`]). The
+//!   topology names internal topics without the application id; [`KafkaStreams`] writes and
+//!   reads `<application.id>-<name>`. A sink writes the serialized record with its
+//!   timestamp, partitioned by murmur2 of the key, and a source reads it back (not counted in
+//!   `process_total` again). The test driver pipes records written to a repartition topic
+//!   back into the topology at once, in the order written, as Kafka's driver does.
+//! - **Changelogs.** Every key-value store of an aggregation (`count`, `reduce`,
+//!   `aggregate`, also per time window, tumbling, hopping or sliding, and per session, whose
+//!   changelog keys are Kafka's windowed key formats: the key then the 8-byte window start,
+//!   or the key then the session's end and start) and of a table read from a topic writes
+//!   each update to
+//!   `<store>-changelog` (compacted), on the task's partition: the serialized key, and
+//!   Kafka's timestamped value format (8-byte big-endian timestamp, then the value); a
+//!   deleted key writes a tombstone. These records are outputs of the task like any other,
+//!   so the at-least-once commit waits for them. A task created by the runtime first reads
+//!   its changelog partitions from the start to their end into its stores (tombstones delete
+//!   the key), logging store, partition, records restored and of how many, then processes.
+//!   Stream-stream join buffers and suppression buffers are not logged (see below); nor are
+//!   windows and sessions dropped by retention (as Kafka's dropped segments). A task's
+//!   stream time is not restored: it starts again from the records it processes. The test
+//!   driver keeps changelog records as outputs, readable under `<store>-changelog`.
+//! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
+//!   per task. Task `p` processes partition `p` of every source topic (repartition topics
+//!   included) and owns partition `p` of every changelog: coarser than Kafka's tasks per
+//!   (sub-topology, partition), since every task holds the whole topology. The number of
+//!   tasks is the largest partition count of the source topics; internal topics are created
+//!   with that many partitions (repartition: `cleanup.policy=delete`; changelogs:
+//!   `compact`) if missing, and one that exists with another count is refused. Instances of
+//!   one application share the tasks through the group `application.id` with the range
+//!   assignor, which gives one member equal partition numbers of topics with equal partition
+//!   counts. Topics that must be co-partitioned (both sides of a join, the topics feeding
+//!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
+//!   runtime refuses to start otherwise, naming the node and each topic's count. A global
+//!   table's topic makes no task: its records go to every task of the instance.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
-//!   output of the batch is acknowledged, so no input is lost; the records after the last
-//!   commit run again after a crash (their outputs are written twice). State lives in memory
-//!   only: a restarted instance starts its aggregates, tables and join buffers empty, over
-//!   the records after the committed offsets (so a table topic should be read from the
-//!   start: give the application a new `application.id`, or reset its group). A rebalance
-//!   during a batch hands the same instance its uncommitted records again, and its
-//!   aggregates count them twice.
+//!   output of the batch (changelog records included) is acknowledged, so no input is lost;
+//!   the records after the last commit run again after a crash or a rebalance that moves
+//!   their task. Their outputs are written twice, and since the changelog already holds
+//!   their updates, the restored aggregates count them twice: after a crash, a count exceeds
+//!   the truth by at most the records (input or repartitioned) processed but not committed
+//!   when the instance died. A clean close commits everything first, so a handover is exact.
+//!   A task whose partitions are revoked and handed back in the same rebalance is kept, and
+//!   skips the records it already processed that come again; after several rebalances in
+//!   one poll it is rebuilt from its changelog. An instance that lost its membership but
+//!   still runs (a zombie) may write to a changelog partition another instance now owns:
+//!   only exactly-once (transactions, fencing) rules that out.
 //! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a
 //!   [`FixedKeyProcessor`], which cannot change keys) put a user [`Processor`] in the graph,
 //!   made by its supplier when the task starts; `init` runs before the task's first record or
@@ -160,26 +220,37 @@
 //!   [`Cancellable`] stops its punctuator, also from inside it. Plain key-value stores keep
 //!   no timestamps (`get_with_timestamp` gives `-1`).
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
-//!   the producer's default partitioner on the serialized key.
+//!   the producer's default partitioner on the serialized key (murmur2, as Kafka's).
 //!
 //! # Not built yet
 //! Issue 12 asks for more; this increment leaves out:
-//! - repartitioning: `group_by`/`select_key` before an aggregation or join do not go through a
-//!   repartition topic, so an aggregation only sees its own task's records. That is correct
-//!   while one task reads every input partition (the test driver; one application instance)
-//!   and wrong once work is split by partition;
-//! - tasks per input partition, several instances sharing work, co-partitioning checks (a
-//!   join of topics with different partition counts is not refused);
-//! - bootstrapping global tables (the runtime reads a [`GlobalKTable`]'s topic alongside the
-//!   others instead of to its end first), `Materialized` for tables from topics and for
-//!   filter/map_values/join results (their store names are generated or absent), versioned
-//!   tables, `suppress` with a time limit or a bounded buffer;
-//! - persistent stores, changelog topics and restoration; retention for time-window stores
-//!   (tumbling and hopping windows stay in memory until the task is dropped; sliding windows,
-//!   sessions and the stream-stream join buffers are dropped after Kafka's default retention),
-//!   window and session store queries by time range;
-//! - in the processor API: `forward` to a named child, headers, window and session stores
-//!   for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
+//! - sub-topologies: a task holds the whole topology, so a repartition topic's partition
+//!   count is the number of tasks (Kafka: the largest partition count of the upstream
+//!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
+//!   user topic needs that topic to have the largest count; no topology optimization
+//!   (merging repartition topics, source topics as changelogs);
+//! - global tables across instances: the runtime reads a [`GlobalKTable`]'s topic alongside
+//!   the others, as one more subscribed topic (not to its end first, and not by every
+//!   instance), broadcast to the instance's tasks; a task created later misses the records
+//!   read before it. Foreign-key joins keep their subscriptions in memory, in one task: they
+//!   are right only when both tables' keys meet in one task (one partition). `Materialized`
+//!   for tables from topics and for filter/map_values/join results (their store names are
+//!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
+//!   buffer (the suppression buffer is not logged);
+//! - persistent (on-disk) stores and standby replicas: stores are in memory and rebuilt from
+//!   their changelogs whenever a task is created; changelogs for suppression buffers and
+//!   stream-stream join stores (a restored task starts them empty), and the
+//!   restore of stream time; retention for
+//!   time-window stores (tumbling and hopping windows stay in memory until the task is
+//!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after
+//!   Kafka's default retention), window and session store queries by time range;
+//! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
+//!   cooperative rebalancing): the eager range assignor revokes every partition at each
+//!   rebalance, and the tasks it gives back are kept;
+//! - in the processor API: changelogs for the stores of
+//!   [`StreamsBuilder::add_state_store`] (they are in memory and start empty in a new task,
+//!   so a processor's state does not move with its task), `forward` to a named child,
+//!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;
@@ -204,21 +275,24 @@ mod windowed;
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
 pub use kstream::{
-    BranchedKStream, KGroupedStream, KStream, Predicate, RecordTimestamp, StreamsBuilder,
-    TimestampExtractor,
+    BranchedKStream, Grouped, KGroupedStream, KStream, Materialized, Predicate, RecordTimestamp,
+    Repartitioned, StreamsBuilder, TimestampExtractor,
 };
 pub use ktable::{GlobalKTable, KTable, Suppressed};
 pub use processor::{
     Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
     ProcessorContext, PunctuationType, Stores,
 };
-pub use runtime::{KafkaStreams, StreamsConfig};
+pub use runtime::{KafkaStreams, StreamsConfig, TopologyFactory};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,
     TimeWindowedSerde,
 };
 pub use store::ReadOnlyKeyValueStore;
-pub use topology::{Data, DeserializationExceptionHandler, RawRecord, TaskMetrics, Topology};
+pub use topology::{
+    CopartitionGroup, Data, DeserializationExceptionHandler, InternalTopic, InternalTopicKind,
+    RawRecord, TaskMetrics, Topology,
+};
 pub use window::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
 };

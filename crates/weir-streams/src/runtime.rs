@@ -1,28 +1,44 @@
 //! [`KafkaStreams`]: runs a topology against a Kafka-compatible cluster, at least once.
 //!
-//! One consumer in the group `application.id` reads every source topic; one producer writes
-//! the outputs. Records are processed in batches: each record goes through the topology as it
-//! arrives and its outputs are enqueued at once (so they flow with the producer's linger,
-//! not the commit interval); a batch ends after `max.poll.records` records,
-//! `commit.interval.ms` after its first record, or at shutdown. Then every output of the
+//! One consumer in the group `application.id` reads every source topic, repartition topics
+//! included; one producer writes the outputs. The work is split into tasks, one per input
+//! partition number: task `p` is a topology of its own (built by the application's factory)
+//! that processes partition `p` of every source topic and logs its stores to partition `p` of
+//! their changelogs. This is coarser than Kafka's tasks per (sub-topology, partition): every
+//! task holds the whole topology. Instances of one application share the partitions through
+//! the group with the range assignor, which hands out equal partition numbers of
+//! co-partitioned topics together; a task is created (and its stores restored from their
+//! changelogs) when its partitions are assigned, and dropped when they are revoked.
+//!
+//! Records are processed in batches: each record goes through its task as it arrives and its
+//! outputs (changelog records included) are enqueued at once (so they flow with the
+//! producer's linger, not the commit interval); a batch ends after `max.poll.records`
+//! records, `commit.interval.ms` after its first record, or at shutdown. Then every output of the
 //! batch must be acknowledged before the batch's input offsets are committed: a crash at any
 //! point loses nothing, and reprocesses at most the records since the last commit.
 //!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::time::Instant;
-use weir_client::consumer::{Consumer, ConsumerConfig, OffsetReset, TopicPartition};
+use weir_client::admin::{Admin, NewTopic, OffsetSpec};
+use weir_client::consumer::{
+    AssignmentStrategy, Consumer, ConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
+};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
 use crate::store::ReadOnlyKeyValueStore;
-use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, TaskMetrics, Topology};
+use crate::topology::{
+    DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
+};
 
 /// Settings of a streams application, named after Kafka Streams' properties.
 #[derive(Debug, Clone)]
@@ -46,6 +62,9 @@ pub struct StreamsConfig {
     /// `default.deserialization.exception.handler` (and KIP-1034's dead-letter queue): what
     /// to do with an input record that does not deserialize (default: fail).
     pub deserialization_exception_handler: DeserializationExceptionHandler,
+    /// How long restoring one task's stores from their changelogs may wait for the next
+    /// record before it fails (default 60 s).
+    pub restore_timeout: Duration,
 }
 
 impl StreamsConfig {
@@ -59,34 +78,134 @@ impl StreamsConfig {
             auto_offset_reset: OffsetReset::Earliest,
             session_timeout: Duration::from_secs(45),
             deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
+            restore_timeout: Duration::from_secs(60),
         }
     }
 }
 
-/// A topology running against a cluster (Kafka's `KafkaStreams`), as one task that reads
-/// every partition of its source topics. Run one instance per application: state is in
-/// memory only, so a second instance would split the partitions and each would hold part of
-/// every aggregate (see the crate docs).
+/// How long a restore waits for a changelog record before it checks whether it reached the
+/// end.
+const RESTORE_POLL: Duration = Duration::from_millis(500);
+
+/// How often a consumer that receives nothing checks for assignment changes.
+const TASK_SYNC_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Restore progress is logged every this many records of a store.
+const RESTORE_PROGRESS_EVERY: u64 = 10_000;
+
+/// Builds the topology of one task; called once per task, and once at start to learn the
+/// topics and stores. It must build the same topology every time (generated names follow the
+/// order operators are added in).
+pub type TopologyFactory = Arc<dyn Fn() -> Result<Topology, Error> + Send + Sync>;
+
+/// A topology running against a cluster (Kafka's `KafkaStreams`), as one task per input
+/// partition number (see the crate docs, *Tasks*). Several instances with one
+/// `application.id` share the partitions; when one leaves or crashes, its tasks move to the
+/// others, which restore their stores from the changelog topics first.
 pub struct KafkaStreams {
-    task: Task,
+    factory: TopologyFactory,
+    tasks: BTreeMap<i32, StreamTask>,
+    client: Client,
+    admin: Admin,
     consumer: Consumer,
     producer: Producer,
     config: StreamsConfig,
+    events: Arc<Mutex<Vec<RebalanceEvent>>>,
+    /// Whether the tasks were created for the first assignment.
+    synced: bool,
+    /// `<application.id>-`, the prefix of internal topics.
+    prefix: String,
+    repartition_topics: BTreeSet<String>,
+    /// Repartition and changelog topics, by their names in the topology.
+    internal_topics: BTreeSet<String>,
+    global_topics: BTreeSet<String>,
+    /// The counters of tasks dropped so far.
+    retired: TaskMetrics,
+}
+
+/// A task and, per input partition, the offset after the last record it processed: a
+/// rebalance that keeps the task may hand it records it already processed again (their
+/// offsets were not committed yet), which it skips.
+struct StreamTask {
+    task: Task,
+    next_offsets: HashMap<(String, i32), i64>,
+}
+
+/// What the consumer's rebalance callbacks reported, for the runtime to act on after
+/// `recv` returns (callbacks cannot await restores).
+#[derive(Debug)]
+enum RebalanceEvent {
+    Assigned,
+    Revoked(Vec<TopicPartition>),
+    Lost(Vec<TopicPartition>),
+}
+
+struct Listener(Arc<Mutex<Vec<RebalanceEvent>>>);
+
+impl RebalanceListener for Listener {
+    fn revoked(&mut self, partitions: &[TopicPartition]) {
+        self.0
+            .lock()
+            .push(RebalanceEvent::Revoked(partitions.to_vec()));
+    }
+
+    fn assigned(&mut self, _partitions: &[TopicPartition]) {
+        self.0.lock().push(RebalanceEvent::Assigned);
+    }
+
+    fn lost(&mut self, partitions: &[TopicPartition]) {
+        self.0
+            .lock()
+            .push(RebalanceEvent::Lost(partitions.to_vec()));
+    }
 }
 
 impl std::fmt::Debug for KafkaStreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaStreams")
             .field("application_id", &self.config.application_id)
-            .field("topology", self.task.topology())
+            .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 impl KafkaStreams {
-    /// Connects, and joins the group `application.id` on the topology's source topics.
-    pub async fn new(topology: Topology, config: StreamsConfig) -> Result<Self, Error> {
+    /// Connects, checks the source topics (they must exist, and co-partitioned topics must
+    /// have equal partition counts), creates the missing internal topics (repartition topics
+    /// and compacted changelogs, with as many partitions as the largest source topic: the
+    /// number of tasks), and joins the group `application.id`. `factory` builds each task's
+    /// topology.
+    pub async fn new<F>(factory: F, config: StreamsConfig) -> Result<Self, Error>
+    where
+        F: Fn() -> Result<Topology, Error> + Send + Sync + 'static,
+    {
+        let factory: TopologyFactory = Arc::new(factory);
+        let template = factory()?;
+        let prefix = format!("{}-", config.application_id);
         let client = Client::connect(config.client.clone()).await?;
+        let admin = Admin::from_client(client.clone());
+        let repartition_topics: BTreeSet<String> = template
+            .internal_topics()
+            .into_iter()
+            .filter(|topic| topic.kind == InternalTopicKind::Repartition)
+            .map(|topic| topic.name)
+            .collect();
+        let user_topics: Vec<String> = template
+            .source_topics()
+            .into_iter()
+            .filter(|topic| !repartition_topics.contains(topic))
+            .collect();
+        let counts = partition_counts(&admin, &user_topics).await?;
+        // Global tables' topics go to every task: they do not make tasks.
+        let tasks = counts
+            .iter()
+            .filter(|(topic, _)| !template.global_topics.contains(*topic))
+            .map(|(_, count)| *count)
+            .max()
+            .unwrap_or(1);
+        check_copartitioning(&template, &counts, tasks)?;
+        create_internal_topics(&admin, &client, &prefix, &template, tasks).await?;
+
         let consumer_config = ConsumerConfig {
             client: config.client.clone(),
             group_id: Some(config.application_id.clone()),
@@ -96,26 +215,47 @@ impl KafkaStreams {
             session_timeout: config.session_timeout,
             // The Java client's ratio: a third of the session, at most its 3 s default.
             heartbeat_interval: (config.session_timeout / 3).min(Duration::from_secs(3)),
+            // The range assignor gives one member the same partition numbers of topics with
+            // equal partition counts: every partition of a task lands on one instance.
+            assignment_strategy: AssignmentStrategy::Range,
             ..ConsumerConfig::default()
         };
         let mut consumer = Consumer::from_client(client.clone(), consumer_config).await?;
-        let topics = topology.source_topics();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        consumer.set_rebalance_listener(Listener(Arc::clone(&events)));
+        let mut topics = user_topics;
+        topics.extend(repartition_topics.iter().map(|t| format!("{prefix}{t}")));
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let producer =
-            Producer::from_client(client, ProducerConfig::new(config.client.clone())).await?;
+            Producer::from_client(client.clone(), ProducerConfig::new(config.client.clone()))
+                .await?;
         Ok(Self {
-            task: Task::new(topology, config.deserialization_exception_handler.clone()),
+            factory,
+            tasks: BTreeMap::new(),
+            client,
+            admin,
             consumer,
             producer,
             config,
+            events,
+            synced: false,
+            prefix,
+            repartition_topics,
+            internal_topics: template
+                .internal_topics()
+                .into_iter()
+                .map(|topic| topic.name)
+                .collect(),
+            global_topics: template.global_topics.clone(),
+            retired: TaskMetrics::default(),
         })
     }
 
     /// Processes batches until `shutdown` completes, then finishes the batch under way
     /// (flush, commit) and returns. Stops with the error of a record that fails to
-    /// deserialize, an output that is not acknowledged, or the consumer; the batch under way
-    /// is then not committed, and is processed again by the next run.
+    /// deserialize, an output that is not acknowledged, a failed restore, or the consumer;
+    /// the batch under way is then not committed, and is processed again by the next run.
     pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -142,7 +282,7 @@ impl KafkaStreams {
                     None => std::future::pending().await,
                 }
             };
-            let punctuation = self.task.next_wall_clock_punctuation()?;
+            let punctuation = self.next_wall_clock_punctuation()?;
             // `Consumer::recv` may be cancelled at any await (weir-client's consumer docs).
             let record = tokio::select! {
                 () = shutdown.as_mut() => {
@@ -156,33 +296,176 @@ impl KafkaStreams {
                     }
                     continue;
                 }
+                // An idle consumer still follows rebalances: tasks are created (and restored)
+                // when their partitions are assigned, not when their first record comes.
+                () = tokio::time::sleep(TASK_SYNC_INTERVAL) => {
+                    self.sync_tasks().await?;
+                    continue;
+                }
                 record = self.consumer.recv() => record?,
             };
+            // Rebalances happen inside `recv`: the tasks follow the assignment before the
+            // record is routed.
+            self.sync_tasks().await?;
             records += 1;
             deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
+            let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
+                Some(name) if self.repartition_topics.contains(name) => name.to_string(),
+                _ => record.topic.to_string(),
+            };
             let raw = RawRecord {
-                topic: record.topic.to_string(),
+                topic,
                 partition: record.partition,
                 offset: record.offset,
                 key: record.key,
                 value: record.value,
                 timestamp: record.timestamp,
             };
-            self.task.process(&raw)?;
-            self.task.punctuate_stream_time()?;
-            for output in self.task.take_outputs() {
-                let mut produce = ProducerRecord::new(output.topic).timestamp(output.timestamp);
-                produce.key = output.key;
-                produce.value = output.value;
-                deliveries.push(self.producer.enqueue(produce).await?);
-            }
-            offsets.insert(
-                TopicPartition::new(raw.topic, raw.partition),
-                raw.offset + 1,
-            );
+            let outputs = self.process(&raw).await?;
+            enqueue_outputs(
+                &self.producer,
+                &self.internal_topics,
+                &self.prefix,
+                outputs,
+                &mut deliveries,
+            )
+            .await?;
+            let next = record.offset + 1;
+            offsets
+                .entry(TopicPartition::new(
+                    record.topic.to_string(),
+                    record.partition,
+                ))
+                .and_modify(|offset| *offset = (*offset).max(next))
+                .or_insert(next);
         }
         self.commit(deliveries, offsets).await?;
         Ok(stopped)
+    }
+
+    /// Runs `raw` through its task (every task, for a global table's topic) and returns the
+    /// outputs.
+    async fn process(&mut self, raw: &RawRecord) -> Result<Vec<RawRecord>, Error> {
+        if self.global_topics.contains(&raw.topic) {
+            let mut outputs = Vec::new();
+            for task in self.tasks.values_mut() {
+                task.task.process(raw)?;
+                task.task.punctuate_stream_time()?;
+                outputs.extend(task.task.take_outputs());
+            }
+            return Ok(outputs);
+        }
+        if !self.tasks.contains_key(&raw.partition) {
+            // The assignment holds the partition; its task is made on first use if the
+            // rebalance callbacks have not said so yet.
+            self.create_task(raw.partition).await?;
+        }
+        let Some(task) = self.tasks.get_mut(&raw.partition) else {
+            return Ok(Vec::new());
+        };
+        let position = (raw.topic.clone(), raw.partition);
+        if task
+            .next_offsets
+            .get(&position)
+            .is_some_and(|next| raw.offset < *next)
+        {
+            // Processed before a rebalance that kept the task; its outputs are on their way.
+            return Ok(Vec::new());
+        }
+        task.next_offsets.insert(position, raw.offset + 1);
+        let result = task
+            .task
+            .process(raw)
+            .and_then(|()| task.task.punctuate_stream_time().map(drop));
+        let outputs = task.task.take_outputs();
+        result.map(|()| outputs)
+    }
+
+    /// Makes the tasks follow the consumer's assignment: drops the tasks whose partitions
+    /// were revoked or lost, and creates (restoring their stores) the tasks of newly assigned
+    /// partitions. A task whose partitions were revoked and given back in the same rebalance
+    /// is kept: no other instance can have processed them in between. After several
+    /// rebalances in one `recv` that is not certain, and such tasks are rebuilt.
+    async fn sync_tasks(&mut self) -> Result<(), Error> {
+        let events = std::mem::take(&mut *self.events.lock());
+        if events.is_empty() && self.synced {
+            return Ok(());
+        }
+        self.synced = true;
+        let mut rebuild = BTreeSet::new();
+        let mut revoked = BTreeSet::new();
+        let mut assignments = 0;
+        for event in events {
+            match event {
+                RebalanceEvent::Assigned => assignments += 1,
+                RebalanceEvent::Revoked(partitions) => {
+                    revoked.extend(partitions.into_iter().map(|tp| tp.partition));
+                }
+                RebalanceEvent::Lost(partitions) => {
+                    rebuild.extend(partitions.into_iter().map(|tp| tp.partition));
+                }
+            }
+        }
+        if assignments > 1 {
+            rebuild.extend(revoked);
+        }
+        let assigned: BTreeSet<i32> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter(|tp| !self.global_topics.contains(&tp.topic))
+            .map(|tp| tp.partition)
+            .collect();
+        let dropped: Vec<i32> = self
+            .tasks
+            .keys()
+            .copied()
+            .filter(|p| !assigned.contains(p) || rebuild.contains(p))
+            .collect();
+        for partition in dropped {
+            if let Some(mut task) = self.tasks.remove(&partition) {
+                tracing::info!(task = partition, "closing task: its partitions moved");
+                if let Err(error) = task.task.close_processors() {
+                    tracing::warn!(task = partition, %error, "a processor failed to close");
+                }
+                add_metrics(&mut self.retired, task.task.metrics());
+            }
+        }
+        for partition in assigned {
+            if !self.tasks.contains_key(&partition) {
+                self.create_task(partition).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the task of `partition` and restores its stores from their changelogs.
+    async fn create_task(&mut self, partition: i32) -> Result<(), Error> {
+        let topology = (self.factory)()?;
+        let mut task = Task::new(
+            topology,
+            partition,
+            self.config.deserialization_exception_handler.clone(),
+        );
+        // This instance's own changelog writes (of a task it just dropped) must be in the
+        // changelog before it is read.
+        self.producer.flush().await;
+        let restorer = Restorer {
+            client: &self.client,
+            admin: &self.admin,
+            config: &self.config,
+            prefix: &self.prefix,
+        };
+        restorer.restore(&mut task, partition).await?;
+        tracing::info!(task = partition, "task created");
+        self.tasks.insert(
+            partition,
+            StreamTask {
+                task,
+                next_offsets: HashMap::new(),
+            },
+        );
+        Ok(())
     }
 
     /// Waits for every output of the batch to be acknowledged, then commits its input offsets.
@@ -213,45 +496,112 @@ impl KafkaStreams {
         Ok(())
     }
 
-    /// A read-only view of the local key-value state store `name` (an interactive query on
-    /// this instance).
+    /// A read-only view of the local key-value state store `name` over every task this
+    /// instance runs now (an interactive query on this instance).
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
-        self.task.topology().key_value_store(name)
+        if self.tasks.is_empty() {
+            return (self.factory)()?.key_value_store(name);
+        }
+        let mut view: Option<ReadOnlyKeyValueStore<K, V>> = None;
+        for task in self.tasks.values() {
+            let store = task.task.topology().key_value_store::<K, V>(name)?;
+            match &mut view {
+                Some(view) => view.entries.extend(store.entries),
+                None => view = Some(store),
+            }
+        }
+        view.ok_or_else(|| Error::UnknownStore(name.to_string()))
     }
 
-    /// The task's counters.
+    /// The partitions (task ids) this instance runs tasks for.
+    pub fn tasks(&self) -> Vec<i32> {
+        self.tasks.keys().copied().collect()
+    }
+
+    /// The counters of every task this instance ran, summed.
     pub fn metrics(&self) -> TaskMetrics {
-        self.task.metrics()
+        let mut metrics = self.retired;
+        for task in self.tasks.values() {
+            add_metrics(&mut metrics, task.task.metrics());
+        }
+        metrics
     }
 
-    /// Leaves the group. Everything processed was committed by the last batch.
+    /// Leaves the group. Everything processed was committed by the last batch. Then closes
+    /// every task's processors.
     pub async fn close(mut self) -> Result<(), Error> {
         self.producer.flush().await;
         self.consumer.close().await?;
-        self.task.close_processors()
+        for task in self.tasks.values_mut() {
+            task.task.close_processors()?;
+        }
+        Ok(())
     }
 
-    /// Fires the wall-clock punctuations due now and enqueues their outputs with the batch's,
-    /// so the batch's commit waits for them too; true when there were outputs.
+    /// When the next wall-clock punctuation of any task is due.
+    fn next_wall_clock_punctuation(&mut self) -> Result<Option<i64>, Error> {
+        let mut next: Option<i64> = None;
+        for task in self.tasks.values_mut() {
+            if let Some(at) = task.task.next_wall_clock_punctuation()? {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Fires every task's wall-clock punctuations due now and enqueues their outputs with the
+    /// batch's, so the batch's commit waits for them too; true when there were outputs.
     async fn punctuate_wall_clock(
         &mut self,
         deliveries: &mut Vec<weir_client::producer::Delivery>,
     ) -> Result<bool, Error> {
-        self.task
-            .punctuate_wall_clock(crate::processor::system_time_ms())?;
-        let outputs = self.task.take_outputs();
-        let produced = !outputs.is_empty();
-        for output in outputs {
-            let mut produce = ProducerRecord::new(output.topic).timestamp(output.timestamp);
-            produce.key = output.key;
-            produce.value = output.value;
-            deliveries.push(self.producer.enqueue(produce).await?);
+        let now = crate::processor::system_time_ms();
+        let mut outputs = Vec::new();
+        for task in self.tasks.values_mut() {
+            task.task.punctuate_wall_clock(now)?;
+            outputs.extend(task.task.take_outputs());
         }
+        let produced = !outputs.is_empty();
+        enqueue_outputs(
+            &self.producer,
+            &self.internal_topics,
+            &self.prefix,
+            outputs,
+            deliveries,
+        )
+        .await?;
         Ok(produced)
     }
+}
+
+/// Enqueues a task's outputs: internal topics get the application's prefix, records with a
+/// partition (changelogs) go to it. A free function over the fields it needs, so that the
+/// run loop's future stays `Send` (the instance is not `Sync`).
+async fn enqueue_outputs(
+    producer: &Producer,
+    internal_topics: &BTreeSet<String>,
+    prefix: &str,
+    outputs: Vec<RawRecord>,
+    deliveries: &mut Vec<weir_client::producer::Delivery>,
+) -> Result<(), Error> {
+    for output in outputs {
+        let topic = if internal_topics.contains(&output.topic) {
+            format!("{prefix}{}", output.topic)
+        } else {
+            output.topic
+        };
+        let mut produce = ProducerRecord::new(topic).timestamp(output.timestamp);
+        if output.partition >= 0 {
+            produce = produce.partition(output.partition);
+        }
+        produce.key = output.key;
+        produce.value = output.value;
+        deliveries.push(producer.enqueue(produce).await?);
+    }
+    Ok(())
 }
 
 /// Completes when the wall clock reaches `at` (milliseconds since the epoch); never without
@@ -264,4 +614,248 @@ async fn sleep_until_wall_clock(at: Option<i64>) {
         }
         None => std::future::pending().await,
     }
+}
+
+/// What restoring a task needs of the instance; borrowed apart from it so that the restore's
+/// future stays `Send` (the instance is not `Sync`).
+struct Restorer<'a> {
+    client: &'a Client,
+    admin: &'a Admin,
+    config: &'a StreamsConfig,
+    prefix: &'a str,
+}
+
+impl Restorer<'_> {
+    /// Reads partition `partition` of every changelog of the task's stores from the start to
+    /// its end offset into the stores, logging progress per store.
+    async fn restore(&self, task: &mut Task, partition: i32) -> Result<(), Error> {
+        let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let by_topic: HashMap<String, String> = stores
+            .iter()
+            .map(|store| (format!("{}{store}-changelog", self.prefix), store.clone()))
+            .collect();
+        let partitions: Vec<TopicPartition> = by_topic
+            .keys()
+            .map(|topic| TopicPartition::new(topic.clone(), partition))
+            .collect();
+        let starts = self.list_offsets(&partitions, OffsetSpec::Earliest).await?;
+        let ends = self.list_offsets(&partitions, OffsetSpec::Latest).await?;
+        // Per changelog still being read: (store, start, end, records restored).
+        let mut pending: HashMap<String, (String, i64, i64, u64)> = HashMap::new();
+        for tp in &partitions {
+            let store = by_topic.get(&tp.topic).cloned().unwrap_or_default();
+            let (start, end) = (
+                starts.get(tp).copied().unwrap_or(0),
+                ends.get(tp).copied().unwrap_or(0),
+            );
+            if end > start {
+                tracing::info!(store = %store, partition, records = end - start,
+                    "restoring state store from its changelog");
+                pending.insert(tp.topic.clone(), (store, start, end, 0));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let consumer_config = ConsumerConfig {
+            client: self.config.client.clone(),
+            group_id: None,
+            auto_offset_reset: OffsetReset::Earliest,
+            enable_auto_commit: false,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::from_client(self.client.clone(), consumer_config).await?;
+        let reading: Vec<TopicPartition> = pending
+            .keys()
+            .map(|topic| TopicPartition::new(topic.clone(), partition))
+            .collect();
+        consumer.assign(&reading)?;
+        let restore_failed = |store: &str, reason: String| Error::Restore {
+            store: store.to_string(),
+            partition,
+            reason,
+        };
+        let started = Instant::now();
+        while !pending.is_empty() {
+            // A short wait, then the positions: a compacted changelog may end in a gap (its
+            // last offsets compacted away), so reaching the end is the position, not a record.
+            let record = match tokio::time::timeout(RESTORE_POLL, consumer.recv()).await {
+                Ok(record) => record?,
+                Err(_) => {
+                    let topics: Vec<String> = pending.keys().cloned().collect();
+                    for topic in topics {
+                        let tp = TopicPartition::new(topic.clone(), partition);
+                        let position = consumer.position(&tp).await?;
+                        if let Some((store, start, end, restored)) = pending.get(&topic)
+                            && position >= *end
+                        {
+                            tracing::info!(store = %store, partition, restored = *restored,
+                                of = *end - *start, "state store restored");
+                            pending.remove(&topic);
+                        }
+                    }
+                    if !pending.is_empty() && started.elapsed() > self.config.restore_timeout {
+                        let stores: Vec<&str> = pending.values().map(|p| p.0.as_str()).collect();
+                        return Err(restore_failed(
+                            &stores.join(", "),
+                            format!("not at its end after {:?}", self.config.restore_timeout),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let Some((store, start, end, restored)) = pending.get_mut(&*record.topic) else {
+                continue;
+            };
+            if record.offset < *end {
+                task.restore(store, record.key.as_deref(), record.value.as_deref())?;
+                *restored += 1;
+                if *restored % RESTORE_PROGRESS_EVERY == 0 {
+                    tracing::info!(store = %store, partition, restored = *restored,
+                        of = *end - *start, "restoring state store");
+                }
+            }
+            if record.offset + 1 >= *end {
+                tracing::info!(store = %store, partition, restored = *restored,
+                    of = *end - *start, "state store restored");
+                pending.remove(&*record.topic);
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<HashMap<TopicPartition, i64>, Error> {
+        // The admin client names partitions as (topic, partition) pairs.
+        let specs: Vec<((String, i32), OffsetSpec)> = partitions
+            .iter()
+            .map(|tp| ((tp.topic.clone(), tp.partition), spec))
+            .collect();
+        let mut offsets = HashMap::new();
+        for ((topic, partition), listed) in self.admin.list_offsets(&specs).await? {
+            offsets.insert(TopicPartition::new(topic, partition), listed?.offset);
+        }
+        Ok(offsets)
+    }
+}
+
+fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
+    total.process_total += more.process_total;
+    total.dropped_invalid_timestamp += more.dropped_invalid_timestamp;
+    total.dropped_late += more.dropped_late;
+    total.dropped_deserialization_errors += more.dropped_deserialization_errors;
+}
+
+/// The partition counts of the user topics the topology reads; a missing topic refuses the
+/// start, as Kafka's `MissingSourceTopicException`.
+async fn partition_counts(
+    admin: &Admin,
+    topics: &[String],
+) -> Result<BTreeMap<String, i32>, Error> {
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut counts = BTreeMap::new();
+    for (name, described) in admin.describe_topics(&names).await? {
+        let topic = described.map_err(|error| {
+            Error::InvalidTopology(format!("source topic {name} cannot be read: {error}"))
+        })?;
+        counts.insert(name, topic.partitions.len() as i32);
+    }
+    Ok(counts)
+}
+
+/// Refuses topics that must be co-partitioned but have different partition counts, naming
+/// the node and the topics. Repartition topics get `tasks` partitions.
+fn check_copartitioning(
+    topology: &Topology,
+    counts: &BTreeMap<String, i32>,
+    tasks: i32,
+) -> Result<(), Error> {
+    for group in topology.copartition_groups() {
+        let with_counts: Vec<(String, i32)> = group
+            .topics
+            .iter()
+            .map(|topic| (topic.clone(), counts.get(topic).copied().unwrap_or(tasks)))
+            .collect();
+        let first = with_counts.first().map(|(_, count)| *count);
+        if with_counts.iter().any(|(_, count)| Some(*count) != first) {
+            let listed: Vec<String> = with_counts
+                .iter()
+                .map(|(topic, count)| format!("{topic} ({count} partitions)"))
+                .collect();
+            return Err(Error::InvalidTopology(format!(
+                "{}: its source topics must be co-partitioned (equal partition counts), but \
+                 they are {}",
+                group.node,
+                listed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates the internal topics that do not exist yet: repartition topics and compacted
+/// changelogs, each with `tasks` partitions. One that exists with another partition count is
+/// refused (its records would go to the wrong tasks).
+async fn create_internal_topics(
+    admin: &Admin,
+    client: &Client,
+    prefix: &str,
+    topology: &Topology,
+    tasks: i32,
+) -> Result<(), Error> {
+    let internal = topology.internal_topics();
+    if internal.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = internal
+        .iter()
+        .map(|topic| format!("{prefix}{}", topic.name))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut missing = Vec::new();
+    for ((name, described), topic) in admin
+        .describe_topics(&refs)
+        .await?
+        .into_iter()
+        .zip(&internal)
+    {
+        match described {
+            Ok(described) if described.partitions.len() as i32 == tasks => {}
+            Ok(described) => {
+                return Err(Error::InvalidTopology(format!(
+                    "internal topic {name} has {} partitions, the topology needs {tasks}",
+                    described.partitions.len()
+                )));
+            }
+            Err(_) => {
+                let new = NewTopic::new(name, tasks);
+                missing.push(match topic.kind {
+                    InternalTopicKind::Changelog => new.config("cleanup.policy", "compact"),
+                    _ => new.config("cleanup.policy", "delete"),
+                });
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    for (name, created) in admin.create_topics(&missing).await? {
+        match created {
+            Ok(()) => tracing::info!(topic = %name, partitions = tasks, "created internal topic"),
+            // Another instance may have created it first.
+            Err(error) => tracing::debug!(topic = %name, %error, "internal topic not created"),
+        }
+    }
+    for topic in &missing {
+        for partition in 0..tasks {
+            client.leader_for(&topic.name, partition).await?;
+        }
+    }
+    Ok(())
 }

@@ -39,6 +39,25 @@ pub trait Serde<T>: Send + Sync + 'static {
     }
 }
 
+/// A shared serde is a serde (the DSL keeps serdes behind `Arc`s to hand them down).
+impl<T: 'static> Serde<T> for std::sync::Arc<dyn Serde<T>> {
+    fn serialize(&self, value: &T) -> Result<Vec<u8>, Error> {
+        (**self).serialize(value)
+    }
+
+    fn deserialize(&self, data: &[u8]) -> Result<T, Error> {
+        (**self).deserialize(data)
+    }
+
+    fn serialize_nullable(&self, value: &T) -> Result<Option<Vec<u8>>, Error> {
+        (**self).serialize_nullable(value)
+    }
+
+    fn deserialize_nullable(&self, data: Option<&[u8]>) -> Result<T, Error> {
+        (**self).deserialize_nullable(data)
+    }
+}
+
 /// Raw bytes, as they are (Kafka's `Serdes.ByteArray()`), for `Vec<u8>` and [`Bytes`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BytesSerde;

@@ -4,7 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
+
+use crate::Error;
+use crate::serdes::Serde;
+use crate::topology::{
+    BuilderState, Context, InternalTopic, InternalTopicKind, RawRecord, Restorer, SerdeRef,
+};
 
 /// The contents of an in-memory key-value store: each key's value and the timestamp of its
 /// last update (Kafka's timestamped key-value store, KIP-258), sorted by key.
@@ -14,10 +21,12 @@ pub(crate) type Entries<K, V> = BTreeMap<K, (V, i64)>;
 pub(crate) type SharedStore<K, V> = Arc<Mutex<Entries<K, V>>>;
 
 /// A read-only view of a key-value state store (Kafka's `ReadOnlyKeyValueStore`). Reads see
-/// the store as it is at the time of the read.
+/// the store as it is at the time of the read. On [`KafkaStreams`](crate::KafkaStreams) it
+/// spans the store of every task the instance had when the view was taken (the tasks hold
+/// disjoint keys).
 pub struct ReadOnlyKeyValueStore<K, V> {
     pub(crate) name: String,
-    pub(crate) entries: SharedStore<K, V>,
+    pub(crate) entries: Vec<SharedStore<K, V>>,
 }
 
 impl<K, V> std::fmt::Debug for ReadOnlyKeyValueStore<K, V> {
@@ -36,21 +45,31 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
 
     /// The value for `key`.
     pub fn get(&self, key: &K) -> Option<V> {
-        self.entries.lock().get(key).map(|(value, _)| value.clone())
+        self.get_with_timestamp(key).map(|(value, _)| value)
     }
 
     /// The value for `key` and the timestamp of its last update.
     pub fn get_with_timestamp(&self, key: &K) -> Option<(V, i64)> {
-        self.entries.lock().get(key).cloned()
+        self.entries
+            .iter()
+            .find_map(|entries| entries.lock().get(key).cloned())
     }
 
     /// Every entry, sorted by key.
     pub fn all(&self) -> Vec<(K, V)> {
-        self.entries
-            .lock()
+        let mut all: Vec<(K, V)> = self
+            .entries
             .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
+            .flat_map(|entries| {
+                entries
+                    .lock()
+                    .iter()
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The entries with `from <= key <= to`, sorted by key.
@@ -58,15 +77,279 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
         if from > to {
             return Vec::new();
         }
-        self.entries
-            .lock()
-            .range(from.clone()..=to.clone())
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
+        let mut found: Vec<(K, V)> = self
+            .entries
+            .iter()
+            .flat_map(|entries| {
+                entries
+                    .lock()
+                    .range(from.clone()..=to.clone())
+                    .map(|(k, (v, _))| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        found
     }
 
     /// How many keys the store holds (exact for an in-memory store).
     pub fn approximate_num_entries(&self) -> u64 {
-        self.entries.lock().len() as u64
+        self.entries
+            .iter()
+            .map(|entries| entries.lock().len() as u64)
+            .sum()
+    }
+}
+
+/// A `Serde<V>` from a `Serde<Option<V>>` (a table's value serde), for changelogs, which
+/// write only present values (a deletion is a tombstone).
+pub(crate) struct SomeOf<V>(pub(crate) SerdeRef<Option<V>>);
+
+impl<V: Clone + 'static> Serde<V> for SomeOf<V> {
+    fn serialize(&self, value: &V) -> Result<Vec<u8>, Error> {
+        self.0
+            .serialize_nullable(&Some(value.clone()))?
+            .ok_or(Error::NullData)
+    }
+
+    fn deserialize(&self, data: &[u8]) -> Result<V, Error> {
+        self.0
+            .deserialize_nullable(Some(data))?
+            .ok_or(Error::NullData)
+    }
+}
+
+/// Registers the changelog topic `<store>-changelog` of a key-value store and the way to
+/// restore the store from it; returns the topic's name (without the application id).
+pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
+    state: &mut BuilderState,
+    store_name: &str,
+    store: &SharedStore<K, V>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+) -> String {
+    let topic = format!("{store_name}-changelog");
+    state.internal_topics.insert(InternalTopic {
+        name: topic.clone(),
+        kind: InternalTopicKind::Changelog,
+    });
+    let store = Arc::clone(store);
+    let restorer: Restorer = Box::new(move |key, value| {
+        // Changelog records always have a key; a record without one is not ours to restore.
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let key = key_serde.deserialize(key)?;
+        match value {
+            None => {
+                store.lock().remove(&key);
+            }
+            Some(data) => {
+                let (value, timestamp) = decode_timestamped(&*value_serde, data)?;
+                store.lock().insert(key, (value, timestamp));
+            }
+        }
+        Ok(())
+    });
+    state.restorers.insert(store_name.to_string(), restorer);
+    topic
+}
+
+/// Writes one update of a logged store to its changelog, on the task's partition: the
+/// serialized key, and Kafka's timestamped value format (8-byte big-endian timestamp, then the
+/// value), or a tombstone for a deleted key. The record is one of the task's outputs, so the
+/// at-least-once commit waits for it too.
+pub(crate) fn write_changelog<K, V>(
+    ctx: &mut Context,
+    topic: &str,
+    key_serde: &(impl Serde<K> + ?Sized),
+    value_serde: &(impl Serde<V> + ?Sized),
+    key: &K,
+    value: Option<&V>,
+    timestamp: i64,
+) -> Result<(), Error> {
+    let failed = |part, source| Error::Serialize {
+        topic: topic.to_string(),
+        part,
+        source: Box::new(source),
+    };
+    let key = key_serde.serialize(key).map_err(|e| failed("key", e))?;
+    let value = match value {
+        Some(value) => {
+            let mut data = timestamp.to_be_bytes().to_vec();
+            if let Some(bytes) = value_serde
+                .serialize_nullable(value)
+                .map_err(|e| failed("value", e))?
+            {
+                data.extend_from_slice(&bytes);
+            }
+            Some(Bytes::from(data))
+        }
+        None => None,
+    };
+    ctx.outputs.push(RawRecord {
+        topic: topic.to_string(),
+        partition: ctx.partition,
+        offset: -1,
+        key: Some(Bytes::from(key)),
+        value,
+        timestamp,
+    });
+    Ok(())
+}
+
+/// A changelog value: the 8-byte big-endian timestamp, then the serialized value (empty when
+/// the serde wrote a null).
+fn decode_timestamped<V: 'static>(serde: &dyn Serde<V>, data: &[u8]) -> Result<(V, i64), Error> {
+    let Some((timestamp, value)) = data.split_first_chunk::<8>() else {
+        return Err(Error::DataSize {
+            expected: 8,
+            actual: data.len(),
+        });
+    };
+    let timestamp = i64::from_be_bytes(*timestamp);
+    let value = if value.is_empty() {
+        serde
+            .deserialize_nullable(None)
+            .or_else(|_| serde.deserialize(value))?
+    } else {
+        serde.deserialize(value)?
+    };
+    Ok((value, timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::time::Duration;
+
+    use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
+    use crate::{
+        Nullable, SessionWindows, SlidingWindows, StreamsBuilder, StringSerde, TumblingWindows,
+        Window, Windowed,
+    };
+
+    fn topology() -> Topology {
+        let builder = StreamsBuilder::new();
+        let stream = builder.stream("in", StringSerde, StringSerde);
+        stream.group_by_key().materialized_as("counts").count();
+        stream
+            .group_by_key()
+            .windowed_by(TumblingWindows::of(Duration::from_millis(100)))
+            .materialized_as("windowed")
+            .count();
+        stream
+            .group_by_key()
+            .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+                Duration::from_millis(50),
+            ))
+            .materialized_as("sessions")
+            .count();
+        stream
+            .group_by_key()
+            .windowed_by_sliding(SlidingWindows::of_time_difference_with_no_grace(
+                Duration::from_millis(100),
+            ))
+            .materialized_as("sliding")
+            .count();
+        builder.table("t", StringSerde, Nullable(StringSerde));
+        builder.build().unwrap()
+    }
+
+    fn record(topic: &str, key: &str, value: Option<&str>, timestamp: i64) -> RawRecord {
+        RawRecord {
+            topic: topic.to_string(),
+            partition: 2,
+            offset: 0,
+            key: Some(bytes::Bytes::from(key.to_string())),
+            value: value.map(|v| bytes::Bytes::from(v.to_string())),
+            timestamp,
+        }
+    }
+
+    /// What a task logs to its changelogs, replayed into a new task, gives it the same
+    /// stores: key-value, time-window and table stores, deletions included.
+    #[test]
+    fn a_task_restored_from_its_changelog_records_has_the_same_stores() {
+        let handler = DeserializationExceptionHandler::default;
+        let mut task = Task::new(topology(), 2, handler());
+        for (key, timestamp) in [("a", 10), ("b", 20), ("a", 40), ("a", 150)] {
+            task.process(&record("in", key, Some("x"), timestamp))
+                .unwrap();
+        }
+        task.process(&record("t", "k1", Some("v1"), 5)).unwrap();
+        task.process(&record("t", "k2", Some("v2"), 6)).unwrap();
+        task.process(&record("t", "k1", None, 7)).unwrap();
+        let changelog = task.take_outputs();
+        assert!(
+            changelog.iter().all(|r| r.partition == 2),
+            "the task's partition"
+        );
+
+        let mut restored = Task::new(topology(), 2, handler());
+        for record in &changelog {
+            let store = record.topic.trim_end_matches("-changelog");
+            restored
+                .restore(store, record.key.as_deref(), record.value.as_deref())
+                .unwrap();
+        }
+        let counts = restored.topology().key_value_store::<String, i64>("counts");
+        assert_eq!(
+            counts.unwrap().all(),
+            vec![("a".to_string(), 3), ("b".to_string(), 1)]
+        );
+        let windowed = restored
+            .topology()
+            .key_value_store::<Windowed<String>, i64>("windowed")
+            .unwrap();
+        let window = |start| Window {
+            start,
+            end: start + 100,
+        };
+        assert_eq!(
+            windowed.get_with_timestamp(&Windowed {
+                key: "a".to_string(),
+                window: window(100)
+            }),
+            Some((1, 150))
+        );
+        assert_eq!(windowed.approximate_num_entries(), 3);
+        // a@40 merged a@10's session (deleted with a tombstone) into [10, 40].
+        let sessions = restored
+            .topology()
+            .key_value_store::<Windowed<String>, i64>("sessions")
+            .unwrap()
+            .all();
+        let bounds: Vec<(String, i64, i64, i64)> = sessions
+            .into_iter()
+            .map(|(w, count)| (w.key, w.window.start, w.window.end, count))
+            .collect();
+        assert_eq!(
+            bounds,
+            vec![
+                ("a".to_string(), 10, 40, 2),
+                ("a".to_string(), 150, 150, 1),
+                ("b".to_string(), 20, 20, 1)
+            ]
+        );
+        let sliding = |task: &Task| {
+            task.topology()
+                .key_value_store::<Windowed<String>, i64>("sliding")
+                .unwrap()
+                .all()
+        };
+        assert!(sliding(&task).len() > 3, "{:?}", sliding(&task));
+        assert_eq!(sliding(&restored), sliding(&task));
+        let table_store = restored.topology().store_names();
+        let table_store = table_store
+            .iter()
+            .find(|name| name.starts_with("t-STATE-STORE"))
+            .unwrap();
+        let table = restored
+            .topology()
+            .key_value_store::<String, String>(table_store)
+            .unwrap();
+        assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
     }
 }

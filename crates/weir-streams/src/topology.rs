@@ -15,7 +15,82 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Error;
+use crate::serdes::Serde;
 use crate::store::{ReadOnlyKeyValueStore, SharedStore};
+
+/// A serde shared by the operators that inherit it (Kafka's serde inheritance).
+pub(crate) type SerdeRef<T> = Arc<dyn Serde<T>>;
+
+/// What the DSL knows about where a stream's records come from: the source topics behind it
+/// (for co-partitioning checks) and whether its key was changed since (`select_key`, `map`,
+/// `flat_map`, `group_by`), so a stateful operator must repartition it first (Kafka's
+/// `repartitionRequired`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lineage {
+    pub(crate) sources: BTreeSet<String>,
+    pub(crate) repartition_required: bool,
+}
+
+impl Lineage {
+    pub(crate) fn source(topic: &str) -> Self {
+        Self {
+            sources: BTreeSet::from([topic.to_string()]),
+            repartition_required: false,
+        }
+    }
+
+    /// The lineage of a stream whose key was just changed.
+    pub(crate) fn rekeyed(&self) -> Self {
+        Self {
+            sources: self.sources.clone(),
+            repartition_required: true,
+        }
+    }
+
+    /// The lineage of two streams merged or joined.
+    pub(crate) fn union(&self, other: &Lineage) -> Self {
+        Self {
+            sources: self.sources.union(&other.sources).cloned().collect(),
+            repartition_required: self.repartition_required || other.repartition_required,
+        }
+    }
+}
+
+/// What an internal topic is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum InternalTopicKind {
+    /// Records whose key changed, written by a sink and read back by a source so that records
+    /// with one key meet in one task (`<name>-repartition`).
+    Repartition,
+    /// The updates of a state store, compacted, to restore it (`<store>-changelog`).
+    Changelog,
+}
+
+/// A topic the topology writes and reads itself. Its name here lacks the application id:
+/// [`KafkaStreams`](crate::KafkaStreams) uses `<application.id>-<name>`, as Kafka does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InternalTopic {
+    /// The name without the application id, e.g.
+    /// `KSTREAM-AGGREGATE-STATE-STORE-0000000002-repartition`.
+    pub name: String,
+    /// Repartition or changelog.
+    pub kind: InternalTopicKind,
+}
+
+/// Source topics that must have the same number of partitions, because one operator (a join,
+/// or a state store fed by several topics) needs the records of one key from all of them in
+/// one task (Kafka's co-partitioning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopartitionGroup {
+    /// The node that needs them co-partitioned (a join, a store).
+    pub node: String,
+    /// The source topics, internal ones by their names without the application id.
+    pub topics: BTreeSet<String>,
+}
+
+/// Puts a changelog record back into its store: serialized key, and value (`None`: delete).
+pub(crate) type Restorer = Box<dyn FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), Error> + Send>;
 
 /// Bounds on keys and values flowing through a topology: they are cloned when a stream feeds
 /// several operators, and tasks may run on any thread.
@@ -89,6 +164,9 @@ pub enum DeserializationExceptionHandler {
 pub(crate) struct Context {
     /// The largest timestamp of any record this task has processed; `-1` before the first.
     pub(crate) stream_time: i64,
+    /// The task's partition: the partition of every input topic it reads, and of its
+    /// changelogs.
+    pub(crate) partition: i32,
     pub(crate) outputs: Vec<RawRecord>,
     pub(crate) metrics: TaskMetrics,
     /// The processor API's clock, input record metadata and punctuation queues.
@@ -147,6 +225,10 @@ pub(crate) struct BuilderState {
     pub(crate) sources: HashMap<String, Source>,
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
+    pub(crate) internal_topics: BTreeSet<InternalTopic>,
+    pub(crate) restorers: BTreeMap<String, Restorer>,
+    pub(crate) copartition_groups: Vec<CopartitionGroup>,
+    pub(crate) global_topics: BTreeSet<String>,
     /// Problems found while building, reported by `build`.
     pub(crate) errors: Vec<String>,
     /// Numbers generated names, as Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000001`.
@@ -174,6 +256,16 @@ impl BuilderState {
         }
     }
 
+    /// Requires `topics` co-partitioned for `node`; a single topic needs nothing.
+    pub(crate) fn copartition(&mut self, node: &str, topics: &BTreeSet<String>) {
+        if topics.len() > 1 {
+            self.copartition_groups.push(CopartitionGroup {
+                node: node.to_string(),
+                topics: topics.clone(),
+            });
+        }
+    }
+
     pub(crate) fn generated_name(&mut self, prefix: &str) -> String {
         self.next_index += 1;
         format!("{prefix}-{:010}", self.next_index)
@@ -184,12 +276,17 @@ impl BuilderState {
 ///
 /// Built by [`StreamsBuilder::build`](crate::StreamsBuilder::build); run by a
 /// [`TopologyTestDriver`](crate::TopologyTestDriver) or [`KafkaStreams`](crate::KafkaStreams).
-/// It owns its processors' state, so one topology is one task: build it again for another.
+/// It owns its processors' state, so one topology is one task: build it again for another
+/// (the runtime takes a factory that builds one per task).
 pub struct Topology {
     pub(crate) sources: HashMap<String, Source>,
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
+    pub(crate) internal_topics: BTreeSet<InternalTopic>,
+    pub(crate) restorers: BTreeMap<String, Restorer>,
+    pub(crate) copartition_groups: Vec<CopartitionGroup>,
+    pub(crate) global_topics: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -203,7 +300,39 @@ impl std::fmt::Debug for Topology {
 }
 
 impl Topology {
-    /// The topics the sources read, sorted.
+    /// The internal topics (repartition and changelog), sorted by name.
+    pub fn internal_topics(&self) -> Vec<InternalTopic> {
+        self.internal_topics.iter().cloned().collect()
+    }
+
+    /// The sets of source topics that must have equal partition counts.
+    pub fn copartition_groups(&self) -> Vec<CopartitionGroup> {
+        self.copartition_groups.clone()
+    }
+
+    /// The topics read by global tables, whose every record goes to every task.
+    pub fn global_topics(&self) -> Vec<String> {
+        self.global_topics.iter().cloned().collect()
+    }
+
+    /// The name of the changelog topic of `store` (without the application id), if the
+    /// store is logged.
+    pub fn changelog_topic(&self, store: &str) -> Option<String> {
+        self.restorers
+            .contains_key(store)
+            .then(|| format!("{store}-changelog"))
+    }
+
+    /// Whether `topic` is one of the topology's repartition topics.
+    pub(crate) fn is_repartition_topic(&self, topic: &str) -> bool {
+        self.internal_topics.contains(&InternalTopic {
+            name: topic.to_string(),
+            kind: InternalTopicKind::Repartition,
+        })
+    }
+
+    /// The topics the sources read (repartition topics included, by their names without the
+    /// application id), sorted.
     pub fn source_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self.sources.keys().cloned().collect();
         topics.sort();
@@ -233,7 +362,7 @@ impl Topology {
             .ok_or_else(|| Error::StoreType(name.to_string()))?;
         Ok(ReadOnlyKeyValueStore {
             name: name.to_string(),
-            entries: Arc::clone(entries),
+            entries: vec![Arc::clone(entries)],
         })
     }
 }
@@ -246,11 +375,16 @@ pub(crate) struct Task {
 }
 
 impl Task {
-    pub(crate) fn new(topology: Topology, handler: DeserializationExceptionHandler) -> Self {
+    pub(crate) fn new(
+        topology: Topology,
+        partition: i32,
+        handler: DeserializationExceptionHandler,
+    ) -> Self {
         Self {
             topology,
             ctx: Context {
                 stream_time: -1,
+                partition,
                 ..Context::default()
             },
             on_deserialization_error: handler,
@@ -389,5 +523,18 @@ impl Task {
             processor.close()?;
         }
         Ok(())
+    }
+
+    /// Puts one changelog record of `store` back into it.
+    pub(crate) fn restore(
+        &mut self,
+        store: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), Error> {
+        match self.topology.restorers.get_mut(store) {
+            Some(restore) => restore(key, value),
+            None => Err(Error::UnknownStore(store.to_string())),
+        }
     }
 }

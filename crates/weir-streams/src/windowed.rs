@@ -6,11 +6,17 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::kstream::{Update, aggregate_into_store, folding, reducing, register_store};
+use crate::kstream::{
+    Materialized, Update, aggregate_into_store, folding, reducing, register_store,
+};
 use crate::ktable::{Change, KTable};
-use crate::store::{Entries, SharedStore};
-use crate::topology::{BuilderState, Context, Data, Node, Record};
+use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
+use crate::store::{Entries, SharedStore, logged_store, write_changelog};
+use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+
+/// A windowed store's changelog serdes: the windowed key's and the aggregate's.
+type WindowLogging<K, VR> = (SerdeRef<Windowed<K>>, SerdeRef<VR>);
 
 /// The windows of a [`TimeWindowedKStream`].
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +34,8 @@ pub struct TimeWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: TimeWindowing,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> std::fmt::Debug for TimeWindowedKStream<K, V> {
@@ -51,7 +59,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
 
     /// The number of records per key and window.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1)
+        let count = folding(|| 0, |_, _, count| count + 1, |key: &Windowed<K>| &key.key);
+        self.aggregation(count, Some(Arc::new(I64Serde)))
     }
 
     /// Combines each key's values per window with `reducer(aggregate, value)`.
@@ -59,29 +68,88 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         &self,
         reducer: impl FnMut(V, V) -> V + Send + 'static,
     ) -> KTable<Windowed<K>, V> {
-        self.aggregation(reducing(reducer))
+        self.aggregation(reducing(reducer), self.value_serde.clone())
     }
 
     /// Folds each key's values per window into an aggregate that starts at `initializer()`.
+    /// A time-window store needs a serde for the aggregate (its changelog): give it with
+    /// [`TimeWindowedKStream::aggregate_with`], or the topology is refused.
     pub fn aggregate<VR: Data>(
         &self,
         initializer: impl FnMut() -> VR + Send + 'static,
         aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
     ) -> KTable<Windowed<K>, VR> {
-        self.aggregation(folding(initializer, aggregator, |key: &Windowed<K>| {
-            &key.key
-        }))
+        self.aggregate_with(initializer, aggregator, Materialized::default())
     }
 
-    fn aggregation<VR: Data>(&self, update: Update<Windowed<K>, V, VR>) -> KTable<Windowed<K>, VR> {
+    /// [`TimeWindowedKStream::aggregate`] with the store's name and the aggregate's serde
+    /// from `materialized` (its key serde, if any, replaces the grouped stream's).
+    pub fn aggregate_with<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<Windowed<K>, VR> {
+        let stream = TimeWindowedKStream {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: materialized.store_name.or_else(|| self.store_name.clone()),
+            windows: self.windows,
+            key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
+            value_serde: self.value_serde.clone(),
+        };
+        let update = folding(initializer, aggregator, |key: &Windowed<K>| &key.key);
+        stream.aggregation(update, materialized.value_serde)
+    }
+
+    fn aggregation<VR: Data>(
+        &self,
+        update: Update<Windowed<K>, V, VR>,
+        value_serde: Option<SerdeRef<VR>>,
+    ) -> KTable<Windowed<K>, VR> {
+        // The store logs windowed keys as Kafka's windowed key format (the key's bytes, then
+        // the window start, 8 bytes big-endian); the end follows from the window size.
+        let store_name = self.store_name.clone().unwrap_or_else(|| {
+            self.state
+                .lock()
+                .generated_name("KSTREAM-AGGREGATE-STATE-STORE")
+        });
+        let size_ms = match self.windows {
+            TimeWindowing::Time(windows) => windows.size_ms(),
+            TimeWindowing::Sliding(windows) => windows.time_difference_ms,
+        };
+        let logging = match (&self.key_serde, value_serde) {
+            (Some(key_serde), Some(value_serde)) => {
+                let size = std::time::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
+                let key_serde: SerdeRef<Windowed<K>> =
+                    Arc::new(TimeWindowedSerde::new(Arc::clone(key_serde), size));
+                Some((key_serde, value_serde))
+            }
+            (key_serde, value_serde) => {
+                let missing = match (key_serde.is_none(), value_serde.is_none()) {
+                    (true, true) => "a key serde and a value serde",
+                    (true, false) => "a key serde",
+                    _ => "a value serde",
+                };
+                self.state.lock().errors.push(format!(
+                    "{store_name}: the windowed aggregation's store needs {missing} for its \
+                     changelog topic {store_name}-changelog (give them with Grouped::with or \
+                     Materialized::with)"
+                ));
+                None
+            }
+        };
         match self.windows {
-            TimeWindowing::Time(windows) => self.time_aggregation(windows, update),
+            TimeWindowing::Time(windows) => {
+                self.time_aggregation(windows, update, store_name, logging)
+            }
             TimeWindowing::Sliding(windows) => sliding_aggregation(
                 &self.node,
                 &self.state,
-                self.store_name.clone(),
+                store_name,
                 windows,
                 update,
+                logging,
             ),
         }
     }
@@ -90,6 +158,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         &self,
         windows: TimeWindows,
         update: Update<Windowed<K>, V, VR>,
+        store_name: String,
+        logging: Option<WindowLogging<K, VR>>,
     ) -> KTable<Windowed<K>, VR> {
         let windowed = Node::<Windowed<K>, V>::new();
         let next = windowed.clone();
@@ -122,9 +192,10 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         aggregate_into_store(
             &windowed,
             &self.state,
-            self.store_name.clone(),
+            Some(store_name),
             update,
             Some(windows.grace_ms),
+            logging,
         )
     }
 }
@@ -404,12 +475,25 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
 fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     node: &Node<K, V>,
     state: &Arc<Mutex<BuilderState>>,
-    store_name: Option<String>,
+    store_name: String,
     windows: SlidingWindows,
     mut update: Update<Windowed<K>, V, VR>,
+    logging: Option<WindowLogging<K, VR>>,
 ) -> KTable<Windowed<K>, VR> {
     let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
-    let name = register_store(state, store_name, &store);
+    let name = register_store(state, Some(store_name), &store);
+    // Every change of the store is one of the records forwarded: they are what is logged.
+    // Windows dropped by retention are not logged, as Kafka's dropped segments are not.
+    let changelog = logging.map(|(key_serde, value_serde)| {
+        let topic = logged_store(
+            &mut state.lock(),
+            &name,
+            &store,
+            Arc::clone(&key_serde),
+            Arc::clone(&value_serde),
+        );
+        (topic, key_serde, value_serde)
+    });
     let table = Node::new();
     let next = table.clone();
     let shared = Arc::clone(&store);
@@ -451,6 +535,17 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             out
         };
         for record in out {
+            if let Some((topic, key_serde, value_serde)) = &changelog {
+                write_changelog(
+                    ctx,
+                    topic,
+                    &**key_serde,
+                    &**value_serde,
+                    &record.key,
+                    record.value.new.as_ref(),
+                    record.timestamp,
+                )?;
+            }
             next.forward(ctx, record)?;
         }
         Ok(())
@@ -468,6 +563,8 @@ pub struct SessionWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: SessionWindows,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> std::fmt::Debug for SessionWindowedKStream<K, V> {
@@ -501,7 +598,12 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
 
     /// The number of records per session.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        self.aggregate(|| 0, |_, _, count| count + 1, |_, a, b| a + b)
+        self.aggregate_with(
+            || 0,
+            |_, _, count| count + 1,
+            |_, a, b| a + b,
+            Materialized::default().with_value_serde(I64Serde),
+        )
     }
 
     /// Combines each session's values with `reducer(aggregate, value)`; merged sessions
@@ -512,34 +614,96 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, V> {
         let reducer = Arc::new(Mutex::new(reducer));
         let shared = Arc::clone(&reducer);
-        self.aggregation(SessionOps {
-            initializer: Box::new(|| None),
-            update: reducing(move |a, b| (shared.lock())(a, b)),
-            merger: Box::new(move |_, a, b| (reducer.lock())(a, b)),
-        })
+        self.aggregation(
+            SessionOps {
+                initializer: Box::new(|| None),
+                update: reducing(move |a, b| (shared.lock())(a, b)),
+                merger: Box::new(move |_, a, b| (reducer.lock())(a, b)),
+            },
+            self.value_serde.clone(),
+        )
     }
 
     /// Folds each session's values into an aggregate that starts at `initializer()`; when a
     /// record merges sessions, their aggregates combine with `merger(key, a, b)` (Kafka's
-    /// `Merger`) from `initializer()`, in the order the sessions end.
+    /// `Merger`) from `initializer()`, in the order the sessions end. The session store
+    /// needs a serde for the aggregate (its changelog): give it with
+    /// [`SessionWindowedKStream::aggregate_with`], or the topology is refused.
     pub fn aggregate<VR: Data>(
         &self,
         initializer: impl FnMut() -> VR + Send + 'static,
         aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
         merger: impl FnMut(&K, VR, VR) -> VR + Send + 'static,
     ) -> KTable<Windowed<K>, VR> {
-        let initializer = Arc::new(Mutex::new(initializer));
-        let shared = Arc::clone(&initializer);
-        self.aggregation(SessionOps {
-            initializer: Box::new(move || Some((shared.lock())())),
-            update: folding(move || (initializer.lock())(), aggregator, |key: &K| key),
-            merger: Box::new(merger),
-        })
+        self.aggregate_with(initializer, aggregator, merger, Materialized::default())
     }
 
-    fn aggregation<VR: Data>(&self, mut ops: SessionOps<K, V, VR>) -> KTable<Windowed<K>, VR> {
+    /// [`SessionWindowedKStream::aggregate`] with the store's name and the aggregate's serde
+    /// from `materialized` (its key serde, if any, replaces the grouped stream's).
+    pub fn aggregate_with<VR: Data>(
+        &self,
+        initializer: impl FnMut() -> VR + Send + 'static,
+        aggregator: impl FnMut(&K, V, VR) -> VR + Send + 'static,
+        merger: impl FnMut(&K, VR, VR) -> VR + Send + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<Windowed<K>, VR> {
+        let stream = SessionWindowedKStream {
+            node: self.node.clone(),
+            state: Arc::clone(&self.state),
+            store_name: materialized.store_name.or_else(|| self.store_name.clone()),
+            windows: self.windows,
+            key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
+            value_serde: self.value_serde.clone(),
+        };
+        let initializer = Arc::new(Mutex::new(initializer));
+        let shared = Arc::clone(&initializer);
+        stream.aggregation(
+            SessionOps {
+                initializer: Box::new(move || Some((shared.lock())())),
+                update: folding(move || (initializer.lock())(), aggregator, |key: &K| key),
+                merger: Box::new(merger),
+            },
+            materialized.value_serde,
+        )
+    }
+
+    fn aggregation<VR: Data>(
+        &self,
+        mut ops: SessionOps<K, V, VR>,
+        value_serde: Option<SerdeRef<VR>>,
+    ) -> KTable<Windowed<K>, VR> {
         let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
         let name = register_store(&self.state, self.store_name.clone(), &store);
+        // Sessions are logged with Kafka's session-windowed key format (key, end, start);
+        // a merged session is deleted with a tombstone. Sessions dropped by retention are
+        // not logged, as Kafka's dropped segments are not.
+        let changelog = match (&self.key_serde, value_serde) {
+            (Some(key_serde), Some(value_serde)) => {
+                let key_serde: SerdeRef<Windowed<K>> =
+                    Arc::new(SessionWindowedSerde::new(Arc::clone(key_serde)));
+                let topic = logged_store(
+                    &mut self.state.lock(),
+                    &name,
+                    &store,
+                    Arc::clone(&key_serde),
+                    Arc::clone(&value_serde),
+                );
+                Some((topic, key_serde, value_serde))
+            }
+            (key_serde, value_serde) => {
+                let missing = match (key_serde.is_none(), value_serde.is_none()) {
+                    (true, true) => "a key serde and a value serde",
+                    (true, false) => "a key serde",
+                    _ => "a value serde",
+                };
+                self.state.lock().errors.push(format!(
+                    "{name}: the session aggregation's store needs {missing} for its changelog \
+                     topic {name}-changelog (give them with Grouped::with or \
+                     Materialized::with)"
+                ));
+                None
+            }
+        };
         let table = Node::new();
         let next = table.clone();
         let shared = Arc::clone(&store);
@@ -619,6 +783,17 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 }
             }
             for record in out {
+                if let Some((topic, key_serde, value_serde)) = &changelog {
+                    write_changelog(
+                        ctx,
+                        topic,
+                        &**key_serde,
+                        &**value_serde,
+                        &record.key,
+                        record.value.new.as_ref(),
+                        record.timestamp,
+                    )?;
+                }
                 next.forward(ctx, record)?;
             }
             Ok(())

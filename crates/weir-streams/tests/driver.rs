@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use weir_streams::{
-    Error, I32Serde, I64Serde, JsonSerde, KStream, Nullable, StreamsBuilder, StringSerde,
-    TestInputTopic, TestOutputTopic, TestRecord, TimeWindowedSerde, TopologyTestDriver,
-    TumblingWindows, Window, Windowed,
+    BytesSerde, Error, Grouped, I32Serde, I64Serde, JsonSerde, KStream, Materialized, Nullable,
+    StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic, TestRecord, TimeWindowedSerde,
+    TopologyTestDriver, TumblingWindows, Window, Windowed,
 };
 
 fn input() -> TestInputTopic<String, String> {
@@ -309,8 +309,12 @@ fn reduce_combines_values_per_key() {
 fn aggregate_by_a_new_key_starts_from_the_initializer() {
     let builder = StreamsBuilder::new();
     let table = source(&builder)
-        .group_by(|_, v| v.len() as i32)
-        .aggregate(|| 100, |_len, v: String, sum| sum + v.len() as i64);
+        .group_by_with(|_, v| v.len() as i32, Grouped::key_serde(I32Serde))
+        .aggregate_with(
+            || 100,
+            |_len, v: String, sum| sum + v.len() as i64,
+            Materialized::default().with_value_serde(I64Serde),
+        );
     let store = table.store_name().unwrap().to_string();
     assert!(
         store.starts_with("KSTREAM-AGGREGATE-STATE-STORE-"),
@@ -471,7 +475,10 @@ fn json_clicks_without_keys_counted_per_user_with_an_extractor() {
             // The seed producer writes seconds as a float in the value.
             |_: &Option<String>, click: &Click, _| (click.timestamp * 1000.0) as i64,
         )
-        .group_by(|_, click| click.user_id.clone())
+        .group_by_with(
+            |_, click| click.user_id.clone(),
+            Grouped::key_serde(StringSerde),
+        )
         .windowed_by(TumblingWindows::of(Duration::from_secs(10)))
         .count()
         .to_stream()
@@ -606,7 +613,11 @@ fn windowed_reduce_and_aggregate_keep_one_aggregate_per_key_and_window() {
         .to_stream()
         .map(|w, v| (format!("{}@{}", w.key, w.window.start), v))
         .to("out", StringSerde, Nullable(StringSerde));
-    let lengths = windowed.aggregate(|| 0i64, |_key, v: String, total| total + v.len() as i64);
+    let lengths = windowed.aggregate_with(
+        || 0i64,
+        |_key, v: String, total| total + v.len() as i64,
+        Materialized::default().with_value_serde(I64Serde),
+    );
     let store = lengths.store_name().unwrap().to_string();
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());
     for (k, v, ts) in [
@@ -672,4 +683,178 @@ fn a_stream_feeding_several_operators_gives_each_every_record() {
     );
     let values: Vec<_> = out(&mut driver).into_iter().map(|r| r.value).collect();
     assert_eq!(values, vec![s("1:v"), s("2:v"), s("m:v"), s("m:v")]);
+}
+
+#[test]
+fn a_new_key_without_serdes_is_refused_naming_the_node_and_the_serde() {
+    let builder = StreamsBuilder::new();
+    source(&builder).group_by(|_, v| v.len() as i32).count();
+    let error = builder.build().unwrap_err().to_string();
+    assert!(
+        error.contains("KSTREAM-AGGREGATE-STATE-STORE-0000000001")
+            && error.contains("KSTREAM-AGGREGATE-STATE-STORE-0000000001-repartition")
+            && error.contains("key serde"),
+        "{error}"
+    );
+
+    // An aggregate without a value serde cannot be logged.
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .group_by_key()
+        .aggregate(|| 0i64, |_, _, n| n + 1);
+    let error = builder.build().unwrap_err().to_string();
+    assert!(
+        error.contains("needs a value serde for its changelog topic"),
+        "{error}"
+    );
+}
+
+#[test]
+fn serdes_are_inherited_until_an_operator_changes_the_type() {
+    // filter and peek keep both serdes, so reduce after group_by_key needs none.
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .filter(|_, v| !v.is_empty())
+        .peek(|_, _| {})
+        .group_by_key()
+        .reduce(|a, b| format!("{a}+{b}"));
+    builder.build().unwrap();
+
+    // map_values drops the value serde: reduce's changelog has none.
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .map_values(|v| v.len() as i64)
+        .group_by_key()
+        .reduce(|a, b| a + b);
+    assert!(builder.build().is_err());
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .map_values(|v| v.len() as i64)
+        .group_by_key_with(Grouped::value_serde(I64Serde))
+        .reduce(|a, b| a + b);
+    builder.build().unwrap();
+}
+
+#[test]
+fn a_rekeyed_aggregation_goes_through_a_named_repartition_topic_and_logs_its_store() {
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .group_by_with(
+            |_, v| v.clone(),
+            Grouped::with(StringSerde, StringSerde).with_name("by-value"),
+        )
+        .count_with(Materialized::as_store("counts"))
+        .to_stream()
+        .to("out", StringSerde, Nullable(I64Serde));
+    let topology = builder.build().unwrap();
+    let internal: Vec<String> = topology
+        .internal_topics()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(internal, vec!["by-value-repartition", "counts-changelog"]);
+    assert_eq!(
+        topology.changelog_topic("counts").unwrap(),
+        "counts-changelog"
+    );
+    let mut driver = TopologyTestDriver::new(topology);
+    for (k, v) in [("x", "a"), ("y", "a"), ("z", "b")] {
+        driver.pipe_input(&input(), &s(k), &s(v), 7).unwrap();
+    }
+    let out = driver
+        .read_output(&TestOutputTopic::new("out", StringSerde, I64Serde))
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![rec(s("a"), 1, 7), rec(s("a"), 2, 7), rec(s("b"), 1, 7)]
+    );
+    assert_eq!(
+        driver.metrics().process_total,
+        3,
+        "repartitioned records count once"
+    );
+    // The changelog holds the timestamped format: 8-byte big-endian timestamp, then the value.
+    let changelog = driver
+        .read_output(&TestOutputTopic::new(
+            "counts-changelog",
+            StringSerde,
+            BytesSerde,
+        ))
+        .unwrap();
+    let last: &TestRecord<String, Vec<u8>> = changelog.last().unwrap();
+    assert_eq!(last.key, "b");
+    assert_eq!(last.value[..8], 7i64.to_be_bytes());
+    assert_eq!(last.value[8..], 1i64.to_be_bytes());
+}
+
+#[test]
+fn copartition_groups_name_the_join_and_its_topics() {
+    let builder = StreamsBuilder::new();
+    let table = builder.table("t", StringSerde, Nullable(StringSerde));
+    source(&builder)
+        .join_table(&table, |a, b| format!("{a}{b}"))
+        .to("out", StringSerde, StringSerde);
+    let groups = builder.build().unwrap().copartition_groups();
+    assert_eq!(groups.len(), 1);
+    assert!(
+        groups[0].node.starts_with("KSTREAM-JOIN-"),
+        "{:?}",
+        groups[0]
+    );
+    assert_eq!(
+        groups[0].topics.iter().cloned().collect::<Vec<_>>(),
+        vec![s("in"), s("t")]
+    );
+}
+
+#[test]
+fn a_table_from_an_aggregation_is_copartitioned_with_the_stream_joining_it() {
+    let builder = StreamsBuilder::new();
+    let totals = source(&builder).group_by_key().count();
+    builder
+        .stream("payments", StringSerde, StringSerde)
+        .join_table(&totals, |payment, count| format!("{payment}#{count}"))
+        .to("out", StringSerde, StringSerde);
+    let groups = builder.build().unwrap().copartition_groups();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(
+        groups[0].topics.iter().cloned().collect::<Vec<_>>(),
+        vec![s("in"), s("payments")]
+    );
+}
+
+#[test]
+fn a_time_window_store_logs_windowed_keys() {
+    let builder = StreamsBuilder::new();
+    source(&builder)
+        .group_by_key()
+        .windowed_by(TumblingWindows::of(Duration::from_millis(100)))
+        .materialized_as("per-window")
+        .count();
+    let topology = builder.build().unwrap();
+    assert_eq!(
+        topology.changelog_topic("per-window").unwrap(),
+        "per-window-changelog"
+    );
+    let mut driver = TopologyTestDriver::new(topology);
+    driver.pipe_input(&input(), &s("a"), &s("x"), 150).unwrap();
+    let changelog: Vec<TestRecord<Windowed<String>, Vec<u8>>> = driver
+        .read_output(&TestOutputTopic::new(
+            "per-window-changelog",
+            TimeWindowedSerde::new(StringSerde, Duration::from_millis(100)),
+            BytesSerde,
+        ))
+        .unwrap();
+    assert_eq!(changelog.len(), 1);
+    assert_eq!(
+        changelog[0].key,
+        Windowed {
+            key: s("a"),
+            window: Window {
+                start: 100,
+                end: 200
+            }
+        }
+    );
+    assert_eq!(changelog[0].value[8..], 1i64.to_be_bytes());
 }

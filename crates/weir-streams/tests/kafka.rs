@@ -20,8 +20,8 @@ use tokio::sync::oneshot;
 use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    I64Serde, JsonSerde, KafkaStreams, Nullable, Serde, StreamsBuilder, StreamsConfig, StringSerde,
-    Topology,
+    Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder,
+    StreamsConfig, StringSerde, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -33,7 +33,7 @@ struct Click {
 
 const APP: &str = "click-counts";
 
-fn topology() -> Topology {
+fn topology() -> Result<Topology, weir_streams::Error> {
     let builder = StreamsBuilder::new();
     builder
         // The seed producer sends JSON values without keys.
@@ -42,12 +42,15 @@ fn topology() -> Topology {
             Nullable(StringSerde),
             JsonSerde::<Click>::new(),
         )
-        .group_by(|_, click| click.user_id.clone())
+        .group_by_with(
+            |_, click| click.user_id.clone(),
+            Grouped::key_serde(StringSerde),
+        )
         .materialized_as("clicks-per-user")
         .count()
         .to_stream()
         .to("clicks-per-user", StringSerde, Nullable(I64Serde));
-    builder.build().unwrap()
+    builder.build()
 }
 
 async fn produce_clicks(broker: &TestBroker, range: std::ops::Range<usize>) {
@@ -140,7 +143,7 @@ async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged(
     let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
     config.client = broker.config();
     config.commit_interval = Duration::from_millis(200);
-    let (stop, task) = start(KafkaStreams::new(topology(), config.clone()).await.unwrap());
+    let (stop, task) = start(KafkaStreams::new(topology, config.clone()).await.unwrap());
     let counts = last_per_user(&wait_for_updates(&broker, 30).await);
     assert_eq!(
         counts,
@@ -159,17 +162,17 @@ async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged(
     // Every input record's offset is committed: the last batch was flushed at shutdown.
     assert_eq!(committed(&broker).await, 30);
 
-    // A restarted instance resumes after the committed offsets: it sees only the new records
-    // (its state is in memory, so its counts start again from zero).
+    // A restarted instance resumes after the committed offsets: it sees only the new records,
+    // and its counts go on from the totals restored from the changelog.
     produce_clicks(&broker, 30..36).await;
-    let (stop, task) = start(KafkaStreams::new(topology(), config).await.unwrap());
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
     let updates = wait_for_updates(&broker, 30 + 6).await;
     assert_eq!(updates.len(), 36, "one update per input record, none twice");
     assert_eq!(
         last_per_user(&updates[30..]),
         last_per_user(&updates[30..])
             .into_keys()
-            .map(|u| (u, 2))
+            .map(|u| (u, 12))
             .collect()
     );
     stop.send(()).unwrap();
@@ -185,9 +188,9 @@ async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged(
     assert_eq!(
         store.all(),
         vec![
-            ("user_0".into(), 2),
-            ("user_1".into(), 2),
-            ("user_2".into(), 2)
+            ("user_0".into(), 12),
+            ("user_1".into(), 12),
+            ("user_2".into(), 12)
         ]
     );
     streams.close().await.unwrap();
@@ -196,7 +199,9 @@ async fn counts_json_clicks_per_user_and_commits_after_outputs_are_acknowledged(
 }
 
 /// A crash (the task dropped mid-batch, nothing flushed or committed at exit) loses nothing:
-/// the next instance processes again exactly the records after the last commit.
+/// the next instance restores the counts from the changelog and processes again exactly the
+/// records after the last commit, so a count exceeds the truth only by records processed
+/// twice (input records, or repartitioned ones, uncommitted at the crash).
 #[tokio::test]
 async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
     let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
@@ -211,38 +216,95 @@ async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
     config.max_poll_records = 7;
     config.commit_interval = Duration::from_secs(60);
     config.session_timeout = Duration::from_millis(2000);
-    let (_stop, task) = start(KafkaStreams::new(topology(), config.clone()).await.unwrap());
+    let (_stop, task) = start(KafkaStreams::new(topology, config.clone()).await.unwrap());
     wait_for_updates(&broker, 30).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while committed(&broker).await < 28 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "4 batches of 7 not committed"
+    let repartition = format!("{APP}-clicks-per-user-repartition");
+    // The batches under way finish (their offsets are committed); then the task is killed.
+    let mut last = (-1, -1);
+    loop {
+        let now = (
+            committed_to(&broker, APP, "user-activity", 3).await,
+            committed_to(&broker, APP, &repartition, 3).await,
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if now == last {
+            break;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
-    assert_eq!(
-        committed(&broker).await,
-        28,
-        "records 29 and 30 were processed, not committed"
+    let (input_committed, repartition_committed) = last;
+    let repartition_end = end_offsets(&broker, &repartition, 3).await;
+    let uncommitted = (30 - input_committed) + (repartition_end - repartition_committed);
+    assert!(
+        uncommitted > 0,
+        "the last, partial batch was processed and not committed"
     );
 
-    let (stop, task) = start(KafkaStreams::new(topology(), config).await.unwrap());
-    let updates = wait_for_updates(&broker, 32).await;
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+    // Wait for the uncommitted records to run again; a graceful stop then commits them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed_to(&broker, APP, "user-activity", 3).await < 30
+        || last_per_user(&wait_for_updates(&broker, 30).await)
+            .values()
+            .sum::<i64>()
+            < 30
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not reprocessed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.send(()).unwrap();
     let streams = task.await.unwrap();
     assert_eq!(
         streams.metrics().process_total,
-        2,
-        "only the uncommitted records run again"
+        (30 - input_committed) as u64,
+        "only the uncommitted input records run again"
     );
+    let counts = streams
+        .key_value_store::<String, i64>("clicks-per-user")
+        .unwrap()
+        .all();
     streams.close().await.unwrap();
     assert_eq!(committed(&broker).await, 30);
-    // Outputs: 30 from the first run, and 2 duplicates (at least once) from the second.
-    assert_eq!(updates.len(), 32);
+    let total: i64 = counts.iter().map(|(_, count)| count).sum();
+    assert!(
+        counts.iter().all(|(_, count)| *count >= 10),
+        "no loss: {counts:?}"
+    );
+    assert!(
+        total - 30 <= uncommitted,
+        "{} duplicates, at most {uncommitted} records were uncommitted: {counts:?}",
+        total - 30
+    );
     broker.stop().await;
+}
+
+/// The offsets the group `group` committed on partitions `0..partitions` of `topic`, summed.
+async fn committed_to(broker: &TestBroker, group: &str, topic: &str, partitions: i32) -> i64 {
+    let mut config = ConsumerConfig::new(&broker.addr.to_string(), group);
+    config.client = broker.config();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let partitions: Vec<_> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    consumer
+        .committed(&partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .sum()
+}
+
+/// The end offsets of partitions `0..partitions` of `topic`, summed.
+async fn end_offsets(broker: &TestBroker, topic: &str, partitions: i32) -> i64 {
+    let client = broker.client().await;
+    let mut total = 0;
+    for partition in 0..partitions {
+        total += support::end_offset(&client, topic, partition).await;
+    }
+    total
 }
 
 /// The records of `topic` partition 0, as UTF-8 key and value (`None` for a null value).
@@ -301,26 +363,25 @@ async fn a_stream_table_join_reads_the_table_topic_with_its_tombstones() {
     for topic in ["limits", "payments", "limits-seen", "checked"] {
         create_topic(&client, topic, 1).await;
     }
-    let builder = StreamsBuilder::new();
-    let limits = builder.table("limits", StringSerde, Nullable(StringSerde));
-    let store = limits.store_name().unwrap().to_string();
-    limits
-        .to_stream()
-        .to("limits-seen", StringSerde, Nullable(StringSerde));
-    builder
-        .stream("payments", StringSerde, StringSerde)
-        .left_join_table(&limits, |amount, limit| {
-            format!("{amount}/{}", limit.map_or("none", String::as_str))
-        })
-        .to("checked", StringSerde, StringSerde);
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let limits = builder.table("limits", StringSerde, Nullable(StringSerde));
+        limits
+            .to_stream()
+            .to("limits-seen", StringSerde, Nullable(StringSerde));
+        builder
+            .stream("payments", StringSerde, StringSerde)
+            .left_join_table(&limits, |amount, limit| {
+                format!("{amount}/{}", limit.map_or("none", String::as_str))
+            })
+            .to("checked", StringSerde, StringSerde);
+        builder.build()
+    };
+    let store = topology().unwrap().store_names()[0].clone();
     let mut config = StreamsConfig::new("limits-join", &broker.addr.to_string());
     config.client = broker.config();
     config.commit_interval = Duration::from_millis(100);
-    let (stop, task) = start(
-        KafkaStreams::new(builder.build().unwrap(), config)
-            .await
-            .unwrap(),
-    );
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
 
     produce_strings(
         &broker,
@@ -350,8 +411,390 @@ async fn a_stream_table_join_reads_the_table_topic_with_its_tombstones() {
     );
     stop.send(()).unwrap();
     let streams = task.await.unwrap();
-    let store = streams.key_value_store::<String, String>(&store).unwrap();
-    assert_eq!(store.all(), vec![("c1".to_string(), "100".to_string())]);
+    let store_view = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(
+        store_view.all(),
+        vec![("c1".to_string(), "100".to_string())]
+    );
     streams.close().await.unwrap();
+
+    // Restarted, the application reads no table record again (their offsets are committed):
+    // the table comes back from its changelog, the tombstone of c2 included.
+    let mut config = StreamsConfig::new("limits-join", &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+    produce_strings(
+        &broker,
+        "payments",
+        &[("c1", Some("30")), ("c2", Some("40"))],
+    )
+    .await;
+    let checked = wait_for_strings(&broker, "checked", 4).await;
+    assert_eq!(
+        checked[2..],
+        [
+            ("c1".to_string(), Some("30/100".to_string())),
+            ("c2".to_string(), Some("40/none".to_string())),
+        ]
+    );
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(streams.metrics().process_total, 2, "only the new payments");
+    let store_view = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(
+        store_view.all(),
+        vec![("c1".to_string(), "100".to_string())]
+    );
+    streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// Waits until the group `group` has `members` members, each with partitions assigned.
+async fn wait_for_members(broker: &TestBroker, group: &str, members: usize) {
+    let admin = weir_client::admin::Admin::connect(broker.config())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = admin.describe_groups(&[group]).await.unwrap();
+        let assigned = described
+            .iter()
+            .filter_map(|(_, group)| group.as_ref().ok())
+            .filter(|group| group.state == "Stable")
+            .flat_map(|group| &group.members)
+            .filter(|member| !member.assigned_partitions().unwrap().is_empty())
+            .count();
+        if assigned == members {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group}: {assigned} members with partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The latest value per key in `topic` (partition 0), as UTF-8 key and big-endian i64.
+async fn latest_counts(broker: &TestBroker, topic: &str) -> BTreeMap<String, i64> {
+    let client = broker.client().await;
+    fetch_all(&client, topic, 0)
+        .await
+        .into_iter()
+        .map(|record| {
+            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+            (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
+        })
+        .collect()
+}
+
+fn word_counts() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("words", StringSerde, StringSerde)
+        .group_by_key()
+        .count_with(Materialized::as_store("word-counts"))
+        .to_stream()
+        .to("word-counts", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+async fn produce_words(broker: &TestBroker, range: std::ops::Range<usize>) {
+    let records: Vec<(String, Option<String>)> = range
+        .map(|i| (format!("w{}", i % 10), Some("x".to_string())))
+        .collect();
+    let records: Vec<(&str, Option<&str>)> = records
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    produce_strings(broker, "words", &records).await;
+}
+
+/// Two instances share a 4-partition input; one crashes (dropped without close, its
+/// batch uncommitted) mid-stream. After its session times out the other takes over its
+/// partitions, restores their counts from the changelog, and the final counts are the truth
+/// plus at most the records the crashed instance had processed but not committed.
+#[tokio::test]
+async fn a_surviving_instance_takes_over_the_tasks_of_a_crashed_one() {
+    const APP: &str = "word-count-ha";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let (stop_b, task_b) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    // The instance that will crash commits full batches of 30 records at once and a partial
+    // one only after a minute: when it is killed, its last records are processed, their updates
+    // logged, and their offsets not committed.
+    let mut crashing = config.clone();
+    crashing.commit_interval = Duration::from_secs(60);
+    crashing.max_poll_records = 30;
+    let (_stop_a, task_a) = start(KafkaStreams::new(word_counts, crashing).await.unwrap());
+    wait_for_members(&broker, APP, 2).await;
+
+    produce_words(&broker, 0..200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while latest_counts(&broker, "word-counts")
+        .await
+        .values()
+        .sum::<i64>()
+        < 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first half not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    task_a.abort();
+    assert!(task_a.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let uncommitted = 200 - committed_to(&broker, APP, "words", 4).await;
+    assert!(
+        uncommitted > 0,
+        "the crashed instance's partial batch was not committed"
+    );
+
+    produce_words(&broker, 200..400).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    while committed_to(&broker, APP, "words", 4).await < 400 {
+        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_b.send(()).unwrap();
+    let survivor = task_b.await.unwrap();
+    assert_eq!(survivor.tasks(), vec![0, 1, 2, 3], "every task moved to it");
+    // The crashed instance's committed records were not processed again: their counts came
+    // from the changelog.
+    let processed = survivor.metrics().process_total;
+    assert!(
+        processed < 400,
+        "the survivor processed {processed} records"
+    );
+    let counts = survivor
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    survivor.close().await.unwrap();
+    assert_eq!(counts.len(), 10);
+    let total: i64 = counts.iter().map(|(_, count)| count).sum();
+    assert!(
+        counts.iter().all(|(_, count)| *count >= 40),
+        "no loss: {counts:?}"
+    );
+    let duplicates = total - 400;
+    assert!(
+        duplicates <= uncommitted,
+        "{duplicates} duplicates, but only {uncommitted} records were uncommitted: {counts:?}"
+    );
+    println!("{uncommitted} records uncommitted at the crash, {duplicates} counted twice");
+    // The survivor's outputs end with the same totals.
+    assert_eq!(
+        latest_counts(&broker, "word-counts").await,
+        counts.into_iter().collect()
+    );
+    broker.stop().await;
+}
+
+/// A clean handover (an instance closes) is exact: its last batch was committed, the other
+/// instance restores the counts and goes on, nothing is counted twice.
+#[tokio::test]
+async fn a_clean_handover_keeps_exact_counts() {
+    const APP: &str = "word-count-handover";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let (stop_a, task_a) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    let (stop_b, task_b) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    wait_for_members(&broker, APP, 2).await;
+    produce_words(&broker, 0..200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed_to(&broker, APP, "words", 4).await < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first half not committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_a.send(()).unwrap();
+    let leaving = task_a.await.unwrap();
+    assert!(!leaving.tasks().is_empty(), "both instances had tasks");
+    leaving.close().await.unwrap();
+
+    produce_words(&broker, 200..400).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while committed_to(&broker, APP, "words", 4).await < 400 {
+        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_b.send(()).unwrap();
+    let staying = task_b.await.unwrap();
+    assert_eq!(staying.tasks(), vec![0, 1, 2, 3]);
+    let counts = staying
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    staying.close().await.unwrap();
+    assert_eq!(
+        counts,
+        (0..10).map(|i| (format!("w{i}"), 40)).collect::<Vec<_>>()
+    );
+    broker.stop().await;
+}
+
+fn events_per_user() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("events", StringSerde, StringSerde)
+        // The user is in the value: records of one user are spread over the partitions.
+        .group_by_with(
+            |_, user| user.clone(),
+            Grouped::with(StringSerde, StringSerde),
+        )
+        .count_with(Materialized::as_store("events-per-user"))
+        .to_stream()
+        .to("events-per-user", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+/// Runs `instances` instances of `app` over the 280 events; returns the latest count per
+/// user in the output, and each instance's store.
+async fn count_events(
+    broker: &TestBroker,
+    app: &str,
+    instances: usize,
+) -> (BTreeMap<String, i64>, Vec<Vec<(String, i64)>>) {
+    let mut config = StreamsConfig::new(app, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let mut running = Vec::new();
+    for _ in 0..instances {
+        running.push(start(
+            KafkaStreams::new(events_per_user, config.clone())
+                .await
+                .unwrap(),
+        ));
+    }
+    wait_for_members(broker, app, instances).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let repartition = format!("{app}-events-per-user-repartition");
+    while committed_to(broker, app, "events", 4).await < 280
+        || committed_to(broker, app, &repartition, 4).await < 280
+    {
+        assert!(tokio::time::Instant::now() < deadline, "{app}: not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut stores = Vec::new();
+    for (stop, task) in running {
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        stores.push(
+            streams
+                .key_value_store::<String, i64>("events-per-user")
+                .unwrap()
+                .all(),
+        );
+        streams.close().await.unwrap();
+    }
+    (latest_counts(broker, "events-per-user").await, stores)
+}
+
+/// A group_by with a new key across a 4-partition input: two instances give the totals one
+/// instance gives, because the repartition topic routes each user to one task.
+#[tokio::test]
+async fn group_by_a_new_key_gives_the_same_totals_on_two_instances_as_on_one() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "events", 4).await;
+    create_topic(&client, "events-per-user", 1).await;
+    let events: Vec<(String, Option<String>)> = (0..280)
+        .map(|i| (format!("e{i}"), Some(format!("user{}", i % 7))))
+        .collect();
+    let events: Vec<(&str, Option<&str>)> = events
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_deref()))
+        .collect();
+    produce_strings(&broker, "events", &events).await;
+    let expected: BTreeMap<String, i64> = (0..7).map(|u| (format!("user{u}"), 40)).collect();
+
+    let (two, stores) = count_events(&broker, "per-user-2", 2).await;
+    assert_eq!(two, expected);
+    assert!(
+        stores.iter().all(|store| !store.is_empty()),
+        "both instances counted users: {stores:?}"
+    );
+    let mut union: Vec<(String, i64)> = stores.concat();
+    union.sort();
+    assert_eq!(
+        union,
+        expected.clone().into_iter().collect::<Vec<_>>(),
+        "each user is counted in one task only"
+    );
+
+    // One instance, its own application (and repartition topic), on the same input.
+    let client = broker.client().await;
+    weir_client::admin::Admin::from_client(client.clone())
+        .delete_topics(&["events-per-user"])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    create_topic(&client, "events-per-user", 1).await;
+    let (one, _) = count_events(&broker, "per-user-1", 1).await;
+    assert_eq!(one, two);
+    broker.stop().await;
+}
+
+/// A join of topics with different partition counts is refused when the runtime learns the
+/// counts, naming the join and the topics.
+#[tokio::test]
+async fn a_join_of_topics_with_different_partition_counts_is_refused() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "orders", 4).await;
+    create_topic(&client, "customers", 2).await;
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+        builder
+            .stream("orders", StringSerde, StringSerde)
+            .join_table(&customers, |order, customer| format!("{order}/{customer}"))
+            .to("enriched", StringSerde, StringSerde);
+        builder.build()
+    };
+    let mut config = StreamsConfig::new("copartition", &broker.addr.to_string());
+    config.client = broker.config();
+    let error = KafkaStreams::new(topology, config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("KSTREAM-JOIN-")
+            && error.contains("customers (2 partitions)")
+            && error.contains("orders (4 partitions)"),
+        "{error}"
+    );
     broker.stop().await;
 }

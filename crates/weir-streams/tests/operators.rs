@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use weir_streams::{
-    Error, I64Serde, JoinWindows, Nullable, SessionWindowedSerde, SessionWindows, SlidingWindows,
-    StreamsBuilder, StringSerde, Suppressed, TestInputTopic, TestOutputTopic, TestRecord,
-    TimeWindowedSerde, TimeWindows, TopologyTestDriver, Window, Windowed,
+    Error, I64Serde, JoinWindows, Materialized, Nullable, SessionWindowedSerde, SessionWindows,
+    SlidingWindows, StreamsBuilder, StringSerde, Suppressed, TestInputTopic, TestOutputTopic,
+    TestRecord, TimeWindowedSerde, TimeWindows, TopologyTestDriver, Window, Windowed,
 };
 
 fn s(value: &str) -> String {
@@ -315,10 +315,11 @@ fn session_reduce_and_aggregate_merge_aggregates() {
         Nullable(StringSerde),
     );
     sessions
-        .aggregate(
+        .aggregate_with(
             || s("<"),
             |_, v, agg| format!("{agg}{v}"),
             |_, a, b| format!("{a}|{b}"),
+            Materialized::default().with_value_serde(StringSerde),
         )
         .to_stream()
         .to(

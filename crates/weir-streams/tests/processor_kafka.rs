@@ -74,22 +74,23 @@ async fn wall_clock_punctuation_writes_to_a_topic_without_new_input() {
     }
     producer.flush().await;
 
-    let builder = StreamsBuilder::new();
-    builder.add_state_store(Stores::key_value_store_builder(
-        Stores::in_memory_key_value_store("counts"),
-        StringSerde,
-        I64Serde,
-    ));
-    builder
-        .stream("events", StringSerde, StringSerde)
-        .process(CountPerKey::default, &["counts"])
-        .to("totals", StringSerde, I64Serde);
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.add_state_store(Stores::key_value_store_builder(
+            Stores::in_memory_key_value_store("counts"),
+            StringSerde,
+            I64Serde,
+        ));
+        builder
+            .stream("events", StringSerde, StringSerde)
+            .process(CountPerKey::default, &["counts"])
+            .to("totals", StringSerde, I64Serde);
+        builder.build()
+    };
     let mut config = StreamsConfig::new("punctuating-counts", &broker.addr.to_string());
     config.client = broker.config();
     config.commit_interval = Duration::from_millis(100);
-    let mut streams = KafkaStreams::new(builder.build().unwrap(), config)
-        .await
-        .unwrap();
+    let mut streams = KafkaStreams::new(topology, config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         streams

@@ -615,11 +615,14 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut supplier: impl FnMut() -> P + Send + 'static,
         store_names: &[&str],
     ) -> KStream<KR, VR> {
-        self.add_processor(
+        let child = self.add_processor(
             "KSTREAM-PROCESSOR",
             Box::new(move || Box::new(supplier())),
             store_names,
-        )
+        );
+        // The processor may change keys: a stateful operator after it repartitions, as
+        // Kafka's does after `process`.
+        KStream::on(child, &self.state, self.lineage.rekeyed())
     }
 
     /// As [`KStream::process`], with a processor that keeps each record's key (Kafka's
@@ -629,7 +632,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         mut supplier: impl FnMut() -> P + Send + 'static,
         store_names: &[&str],
     ) -> KStream<K, VR> {
-        self.add_processor(
+        let child = self.add_processor(
             "KSTREAM-PROCESSVALUES",
             Box::new(move || {
                 Box::new(FixedKey {
@@ -638,7 +641,9 @@ impl<K: Data, V: Data> KStream<K, V> {
                 })
             }),
             store_names,
-        )
+        );
+        KStream::on(child, &self.state, self.lineage.clone())
+            .with_serdes(self.key_serde.clone(), None)
     }
 
     fn add_processor<KR: Data, VR: Data>(
@@ -646,7 +651,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         prefix: &str,
         supplier: Supplier<K, V, KR, VR>,
         store_names: &[&str],
-    ) -> KStream<KR, VR> {
+    ) -> Node<KR, VR> {
         let child = Node::new();
         let cell = {
             let mut state = self.state.lock();
@@ -667,9 +672,6 @@ impl<K: Data, V: Data> KStream<K, V> {
         };
         self.node
             .add_sink(move |ctx, record| cell.lock().process(ctx, record));
-        KStream {
-            node: child,
-            state: Arc::clone(&self.state),
-        }
+        child
     }
 }

@@ -9,6 +9,9 @@
 //!
 //! Ctrl-C stops it after committing what it processed.
 
+#[path = "streams_common/mod.rs"]
+mod streams_common;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -93,38 +96,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()
     };
 
-    create_input_topics(&bootstrap, &["user-activity"]).await?;
+    streams_common::create_input_topics(&bootstrap, &["user-activity"]).await?;
     let mut config = StreamsConfig::new("click-analytics", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(topology, config).await?;
+    let streams = KafkaStreams::new(topology, config).await?;
     println!("Counting actions per user per 10 s window on user-activity (Ctrl-C to stop)...");
-    streams
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    let late = streams.metrics().dropped_late;
-    streams.close().await?;
-    println!("Stopped; {late} late click(s) dropped.");
-    Ok(())
-}
-
-/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
-/// to start on missing source topics, as Kafka Streams does.
-async fn create_input_topics(
-    bootstrap: &str,
-    topics: &[&str],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let admin =
-        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
-    let new: Vec<_> = topics
-        .iter()
-        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
-        .collect();
-    for (topic, created) in admin.create_topics(&new).await? {
-        if created.is_ok() {
-            println!("created topic {topic}");
-        }
-    }
-    Ok(())
+    streams_common::run_until_ctrl_c(streams, "click(s)").await
 }

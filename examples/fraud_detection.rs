@@ -14,6 +14,9 @@
 //! card id with values `{"max_count": 3, "max_amount": 500.0}` (a null value deletes the
 //! card's limits). Cards without limits get 5 transactions and 1000.0 a minute.
 
+#[path = "streams_common/mod.rs"]
+mod streams_common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -166,20 +169,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()
     };
 
-    create_input_topics(&bootstrap, &["transactions", "card-limits"]).await?;
+    streams_common::create_input_topics(&bootstrap, &["transactions", "card-limits"]).await?;
     let mut config = StreamsConfig::new("fraud-detection", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(topology, config).await?;
+    let streams = KafkaStreams::new(topology, config).await?;
     println!("Watching transactions against card-limits (Ctrl-C to stop)...");
-    streams
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    let late = streams.metrics().dropped_late;
-    streams.close().await?;
-    println!("Stopped; {late} late transaction(s) dropped.");
-    Ok(())
+    streams_common::run_until_ctrl_c(streams, "transaction(s)").await
 }
 
 /// Limits for two cards, then transactions: card-1 goes over its count, card-2 over its
@@ -229,25 +224,5 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for card-1 (count) and card-2 (amount).");
-    Ok(())
-}
-
-/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
-/// to start on missing source topics, as Kafka Streams does.
-async fn create_input_topics(
-    bootstrap: &str,
-    topics: &[&str],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let admin =
-        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
-    let new: Vec<_> = topics
-        .iter()
-        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
-        .collect();
-    for (topic, created) in admin.create_topics(&new).await? {
-        if created.is_ok() {
-            println!("created topic {topic}");
-        }
-    }
     Ok(())
 }

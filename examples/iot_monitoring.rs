@@ -13,6 +13,9 @@
 //! on `sensor-readings`: `{"sensor_id": "s1", "temperature": 21.5}` (key ignored; an optional
 //! `timestamp` in seconds since the epoch is the event time).
 
+#[path = "streams_common/mod.rs"]
+mod streams_common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -129,22 +132,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder.build()
     };
 
-    create_input_topics(&bootstrap, &["sensor-readings"]).await?;
+    streams_common::create_input_topics(&bootstrap, &["sensor-readings"]).await?;
     let mut config = StreamsConfig::new("iot-monitoring", &bootstrap);
     config.commit_interval = Duration::from_secs(1);
-    let mut streams = KafkaStreams::new(topology, config).await?;
+    let streams = KafkaStreams::new(topology, config).await?;
     println!(
         "Averaging sensor-readings over sliding 30 s windows, alerting above {threshold} (Ctrl-C to stop)..."
     );
-    streams
-        .run_until(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    let late = streams.metrics().dropped_late;
-    streams.close().await?;
-    println!("Stopped; {late} late reading(s) dropped.");
-    Ok(())
+    streams_common::run_until_ctrl_c(streams, "reading(s)").await
 }
 
 /// Readings from three sensors a second apart: s1 steady, s2 heating up past 30 degrees, s3
@@ -178,25 +173,5 @@ async fn produce_sample(bootstrap: &str) -> Result<(), Box<dyn std::error::Error
         delivery.await?;
     }
     println!("Sample sent: expect alerts for s2 once its average passes 30.");
-    Ok(())
-}
-
-/// Creates the input topics if they do not exist yet (3 partitions each): the runtime refuses
-/// to start on missing source topics, as Kafka Streams does.
-async fn create_input_topics(
-    bootstrap: &str,
-    topics: &[&str],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let admin =
-        weir_client::admin::Admin::connect(weir_client::ClientConfig::new(bootstrap)).await?;
-    let new: Vec<_> = topics
-        .iter()
-        .map(|topic| weir_client::admin::NewTopic::new(*topic, 3))
-        .collect();
-    for (topic, created) in admin.create_topics(&new).await? {
-        if created.is_ok() {
-            println!("created topic {topic}");
-        }
-    }
     Ok(())
 }

@@ -611,25 +611,8 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.state.lock().sink_topics.insert(topic.to_string());
         let topic = topic.to_string();
         self.node.add_sink(move |ctx, record| {
-            let failed = |part, source| Error::Serialize {
-                topic: topic.clone(),
-                part,
-                source: Box::new(source),
-            };
-            let key = key_serde
-                .serialize_nullable(&record.key)
-                .map_err(|e| failed("key", e))?;
-            let value = value_serde
-                .serialize_nullable(&record.value)
-                .map_err(|e| failed("value", e))?;
-            ctx.outputs.push(RawRecord {
-                topic: topic.clone(),
-                partition: -1,
-                offset: -1,
-                key: key.map(Into::into),
-                value: value.map(Into::into),
-                timestamp: record.timestamp,
-            });
+            ctx.outputs
+                .push(sink_record(&topic, &key_serde, &value_serde, &record)?);
             Ok(())
         });
     }
@@ -1332,25 +1315,8 @@ pub(crate) fn repartition<K: Data, V: Data>(
     let (keys, values) = (Arc::clone(&key_serde), Arc::clone(&value_serde));
     let sink_topic = topic.clone();
     node.add_sink(move |ctx, record| {
-        let failed = |part, source| Error::Serialize {
-            topic: sink_topic.clone(),
-            part,
-            source: Box::new(source),
-        };
-        let key = keys
-            .serialize_nullable(&record.key)
-            .map_err(|e| failed("key", e))?;
-        let value = values
-            .serialize_nullable(&record.value)
-            .map_err(|e| failed("value", e))?;
-        ctx.outputs.push(RawRecord {
-            topic: sink_topic.clone(),
-            partition: -1,
-            offset: -1,
-            key: key.map(Into::into),
-            value: value.map(Into::into),
-            timestamp: record.timestamp,
-        });
+        ctx.outputs
+            .push(sink_record(&sink_topic, &keys, &values, &record)?);
         Ok(())
     });
     let read = Node::new();
@@ -1463,4 +1429,33 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
         )
     });
     KTable::materialized(table, state, name, store, grace_ms)
+}
+
+/// The output record a sink writes to `topic` for `record` (the producer's partitioner picks
+/// its partition).
+fn sink_record<K, V>(
+    topic: &str,
+    key_serde: &impl Serde<K>,
+    value_serde: &impl Serde<V>,
+    record: &Record<K, V>,
+) -> Result<RawRecord, Error> {
+    let failed = |part, source| Error::Serialize {
+        topic: topic.to_string(),
+        part,
+        source: Box::new(source),
+    };
+    let key = key_serde
+        .serialize_nullable(&record.key)
+        .map_err(|e| failed("key", e))?;
+    let value = value_serde
+        .serialize_nullable(&record.value)
+        .map_err(|e| failed("value", e))?;
+    Ok(RawRecord {
+        topic: topic.to_string(),
+        partition: -1,
+        offset: -1,
+        key: key.map(Into::into),
+        value: value.map(Into::into),
+        timestamp: record.timestamp,
+    })
 }

@@ -31,7 +31,7 @@ the beginning and measures
     whose timestamp is the wall clock at produce; latency = arrival of the output record at a
     consumer minus its timestamp (every topology's outputs keep the input's timestamp);
   - peak RSS: VmHWM of the application's process at the end.
-Prints a markdown table with Weir/Kafka Streams ratios. Full: N=1M (about 10 minutes on two
+Prints a markdown table with Weir/Kafka Streams ratios. Full: N=500k (about 10 minutes on two
 shared cores); --quick: N=100k (about 3 minutes).
 
 Needs confluent-kafka (the venv /tmp/bench-venv has it; `pip install confluent-kafka`), Java 17
@@ -50,7 +50,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -229,11 +229,19 @@ class Progress:
                                "group.id": f"probe-{uuid.uuid4()}"})
 
     def committed(self):
-        offsets = self.group.committed([TopicPartition(t, 0) for t in self.inputs], timeout=10)
+        try:
+            offsets = self.group.committed([TopicPartition(t, 0) for t in self.inputs],
+                                           timeout=10)
+        except KafkaException:  # the group coordinator loading, say: ask again
+            return {}
         return {tp.topic: tp.offset for tp in offsets}
 
     def output_count(self):
-        return self.probe.get_watermark_offsets(TopicPartition(self.output, 0), timeout=10)[1]
+        try:
+            return self.probe.get_watermark_offsets(TopicPartition(self.output, 0),
+                                                    timeout=10)[1]
+        except KafkaException:  # a topic just created: its leader may not be known yet
+            return 0
 
     def close(self):
         self.group.close()
@@ -510,14 +518,15 @@ def latency_phase(broker, topology, topic, output, rate, seconds):
     phase_start = int(time.time() * 1000)
 
     def consume():
+        # poll, not consume: librdkafka's batch consume waits for its whole timeout.
         while not stop.is_set():
-            for msg in consumer.consume(1000, 0.05):
-                if msg.error():
-                    continue
-                arrived = time.time() * 1000
-                ts = msg.timestamp()[1]
-                if ts >= phase_start:
-                    latencies.append(arrived - ts)
+            msg = consumer.poll(0.05)
+            if msg is None or msg.error():
+                continue
+            arrived = time.time() * 1000
+            ts = msg.timestamp()[1]
+            if ts >= phase_start:
+                latencies.append(arrived - ts)
 
     reader = threading.Thread(target=consume)
     reader.start()
@@ -549,7 +558,7 @@ def latency_phase(broker, topology, topic, output, rate, seconds):
 
 def run_bench(args):
     build_java(args)
-    n = args.records or (100_000 if args.quick else 1_000_000)
+    n = args.records or (100_000 if args.quick else 500_000)
     rate = args.rate
     seconds = args.rate_seconds or (5 if args.quick else 15)
     broker = Broker(args.weir, 19400 + args.port_offset)
@@ -568,27 +577,35 @@ def run_bench(args):
                 broker.create_topics(list(topics.values()))
                 now_ms = int(time.time() * 1000)
                 table, records = bench_input(topology, n, now_ms)
-                if table:
-                    produce(broker.bootstrap, topics["table"], table)
-                produce(broker.bootstrap, topics["input"], records)
-                del records
                 ends = {topics["input"]: n}
                 if table:
                     ends[topics["table"]] = len(table)
+                    produce(broker.bootstrap, topics["table"], table)
+                else:
+                    produce(broker.bootstrap, topics["input"], records)
                 expected = expected_outputs(topology, n)
                 app = App(args, kind, topology, broker.bootstrap, prefix, topics["input"],
                           topics["output"], table=topics.get("table"), grace_ms=0)
                 progress = Progress(broker.bootstrap, prefix, list(ends), topics["output"])
                 load = [os.getloadavg()[0]]
+                if table:
+                    # weir-streams processes records in the order they are fetched, not in
+                    # timestamp order across the task's topics as Kafka Streams does: with
+                    # both topics written beforehand it would read the stream before the
+                    # table and join nothing. So the table is read first, then the stream is
+                    # written, as fast as the producer goes, while the application runs.
+                    wait_committed(app, progress, {topics["table"]: len(table)}, args.timeout)
+                    produce(broker.bootstrap, topics["input"], records)
+                del records
                 try:
                     first = None
-                    deadline = time.time() + args.timeout
+                    deadline = time.time() + 120
                     while first is None:
                         app.check()
                         if progress.output_count() > 0:
                             first = time.time()
                         elif time.time() > deadline:
-                            raise SystemExit(f"{kind} {topology}: no output in {args.timeout} s")
+                            raise SystemExit(f"{kind} {topology}: no output in 120 s")
                         time.sleep(0.02)
                     wait_committed(app, progress, ends, args.timeout)
                     done = time.time()
@@ -656,7 +673,7 @@ def main():
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--kinds", default="java,weir",
                         help="bench: which applications, java and/or weir")
-    parser.add_argument("--records", type=int, help="bench: N (default 1M, --quick 100k)")
+    parser.add_argument("--records", type=int, help="bench: N (default 500k, --quick 100k)")
     parser.add_argument("--rate", type=int, default=1000, help="bench: latency phase rate")
     parser.add_argument("--rate-seconds", type=int, help="bench: latency phase seconds")
     parser.add_argument("--timeout", type=int, default=600)

@@ -142,6 +142,8 @@ class App:
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp, JAVA_MAIN] + rest
         else:
             cmd = [args.streams_bench] + rest
+            if args.weir_max_poll_records:
+                cmd += ["--max-poll-records", str(args.weir_max_poll_records)]
         self.log_path = os.path.join(self.state_dir, "app.log")
         self.log = open(self.log_path, "w")
         self.started = time.time()
@@ -670,6 +672,9 @@ def main():
                         help="JVM flags for the Kafka Streams app (default: none, JVM defaults)")
     parser.add_argument("--mvn", default=os.environ.get("MVN", "mvn"))
     parser.add_argument("--port-offset", type=int, default=0)
+    parser.add_argument("--weir-max-poll-records", type=int,
+                        help="weir-streams' max.poll.records (records per flush and commit; "
+                        "default 1000, Kafka's default)")
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--kinds", default="java,weir",
                         help="bench: which applications, java and/or weir")

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
-//!     [--state-dir DIR]
+//!     [--state-dir DIR] [--max-poll-records N]
 //! ```
 //!
 //! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
@@ -18,7 +18,9 @@
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
 //! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once; state in memory
-//! (`--state-dir` is accepted for the Java side's sake and ignored). Runs until SIGTERM or
+//! (`--state-dir` is accepted for the Java side's sake and ignored). `--max-poll-records`
+//! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
+//! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
 //! SIGINT, then commits what it processed and exits.
 
 use std::time::Duration;
@@ -31,7 +33,7 @@ use weir_streams::{
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT \
-                     [--table TOPIC] [--grace-ms N] [--state-dir DIR]";
+                     [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N]";
 
 const WINDOW: Duration = Duration::from_secs(10);
 const SESSION_GAP: Duration = Duration::from_secs(5);
@@ -52,6 +54,7 @@ async fn main() -> Result<()> {
     };
     let mut table = None;
     let mut grace = Duration::ZERO;
+    let mut max_poll_records = None;
     let mut options = options.iter();
     while let Some(option) = options.next() {
         let value = options
@@ -66,6 +69,12 @@ async fn main() -> Result<()> {
                 grace = Duration::from_millis(ms);
             }
             "--state-dir" => {}
+            "--max-poll-records" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| format!("--max-poll-records {value}: {e}"))?;
+                max_poll_records = Some(n);
+            }
             _ => return Err(format!("unknown option {option}; {USAGE}").into()),
         }
     }
@@ -114,6 +123,9 @@ async fn main() -> Result<()> {
 
     let mut config = StreamsConfig::new(application_id, bootstrap);
     config.commit_interval = Duration::from_millis(100);
+    if let Some(n) = max_poll_records {
+        config.max_poll_records = n;
+    }
     let mut streams = KafkaStreams::new(builder.build()?, config).await?;
     eprintln!("started {topology}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -332,19 +332,23 @@ def compare_inputs():
         ("k1", "s5", s(5.5)), ("k1", "s6", s(7)), ("k2", "s7", s(6.5)),  # out of order
         ("k5", "s8", s(8)), ("k1", "s9", s(9)),
     ]
-    # Sessions, gap 5 s, grace 2 s.
+    # Sessions, gap 5 s, grace 2 s. Both keep a session for gap + grace (7 s) of stream time
+    # after its end (Kafka's default session store retention): an expired session no longer
+    # merges.
     session = [
         ("S1", "x", s(0)),
-        ("S1", "x", s(3)),        # merges with [0,0]
+        ("S1", "x", s(3)),        # merges with [0,0]: [0,3]
         ("S1", "x", s(10)),       # new session: 3 + 5 < 10
         ("S2", "x", s(1)),
-        ("S1", "x", s(6.5)),      # bridges [0,3] and [10,10] into [0,10]
+        ("S1", "x", s(6.5)),      # within the gap of [0,3] and [10,10], but [0,3] expired at
+                                  # stream time 10 s (retention boundary): merges into [6.5,10]
         ("S2", "x", s(20)),       # stream time 20 s
-        ("S1", "x", s(14)),       # extends [0,10] to [0,14]
-        ("S2", "x", s(2)),        # merges with [1,1], which ended before 20 - 2 s: dropped
-        ("S1", "x", s(19)),       # 14 + 5 >= 19: extends to [0,19]
+        ("S1", "x", s(14)),       # [6.5,10] expired: a session [14,14] of its own, which Kafka
+                                  # keeps (it closes at 20 - 2 - 5 s) and weir-streams drops
+        ("S2", "x", s(2)),        # a session [1,2], closed by either rule: dropped
+        ("S1", "x", s(19)),       # merges with [14,14], where that exists
         ("S3", "x", s(30)), ("S3", "x", s(26)),  # out of order, within the gap: [26,30]
-        ("S2", "x", s(25)),       # merges with [20,20]
+        ("S2", "x", s(25)),       # [20,20] expired: [25,25], late for weir-streams only
         ("S1", "x", s(31)),       # new session [31,31]
         ("S3", "x", s(30)),       # same timestamp as the session's end
     ]

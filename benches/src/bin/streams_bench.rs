@@ -1,0 +1,175 @@
+//! One topology of `benches/scripts/streams.py` on weir-streams against a running broker;
+//! `benches/kafka-streams/src/main/java/dev/weir/bench/StreamsBench.java` is the same program
+//! on Apache Kafka Streams, with the same arguments.
+//!
+//! ```text
+//! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
+//!     [--state-dir DIR] [--max-poll-records N]
+//! ```
+//!
+//! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
+//! `LongSerializer`), windowed keys as Kafka's windowed serdes write them. TOPOLOGY is one of
+//! - `stateless`: drops values starting with `-`, upper-cases the others;
+//! - `windowed-count`: count per key in 10 s tumbling windows with the grace given, every
+//!   update written;
+//! - `stream-table-join`: inner join with the table read from `--table`, value
+//!   `stream|table`;
+//! - `session`: count per key in sessions with a 5 s inactivity gap and the grace given.
+//!
+//! Record cache: none (weir-streams has none; the Java side sets
+//! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once; state in memory
+//! (`--state-dir` is accepted for the Java side's sake and ignored). `--max-poll-records`
+//! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
+//! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
+//! SIGINT, then commits what it processed and exits.
+
+use std::time::Duration;
+
+use weir_streams::{
+    I64Serde, KafkaStreams, Nullable, SessionWindowedSerde, SessionWindows, StreamsBuilder,
+    StreamsConfig, StringSerde, TimeWindowedSerde, TimeWindows, Topology,
+};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT \
+                     [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N]";
+
+/// The topologies both applications know.
+const TOPOLOGIES: [&str; 4] = [
+    "stateless",
+    "windowed-count",
+    "stream-table-join",
+    "session",
+];
+
+const WINDOW: Duration = Duration::from_secs(10);
+const SESSION_GAP: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [
+        topology,
+        bootstrap,
+        application_id,
+        input,
+        output,
+        options @ ..,
+    ] = args.as_slice()
+    else {
+        return Err(USAGE.into());
+    };
+    let mut table = None;
+    let mut grace = Duration::ZERO;
+    let mut max_poll_records = None;
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        let value = options
+            .next()
+            .ok_or_else(|| format!("{option} needs a value; {USAGE}"))?;
+        match option.as_str() {
+            "--table" => table = Some(value.clone()),
+            "--grace-ms" => {
+                let ms: u64 = value
+                    .parse()
+                    .map_err(|e| format!("--grace-ms {value}: {e}"))?;
+                grace = Duration::from_millis(ms);
+            }
+            "--state-dir" => {}
+            "--max-poll-records" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| format!("--max-poll-records {value}: {e}"))?;
+                max_poll_records = Some(n);
+            }
+            _ => return Err(format!("unknown option {option}; {USAGE}").into()),
+        }
+    }
+
+    if !TOPOLOGIES.contains(&topology.as_str()) {
+        return Err(format!("unknown topology {topology}; {USAGE}").into());
+    }
+    if topology == "stream-table-join" && table.is_none() {
+        return Err("stream-table-join needs --table TOPIC".into());
+    }
+    let (input, output) = (input.clone(), output.clone());
+    let kind = topology.clone();
+    // Built once per task by the runtime.
+    let factory = move || build_topology(&kind, &input, &output, table.as_deref(), grace);
+
+    let mut config = StreamsConfig::new(application_id, bootstrap);
+    config.commit_interval = Duration::from_millis(100);
+    if let Some(n) = max_poll_records {
+        config.max_poll_records = n;
+    }
+    let mut streams = KafkaStreams::new(factory, config).await?;
+    eprintln!("started {topology}");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    streams
+        .run_until(async {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    let metrics = streams.metrics();
+    streams.close().await?;
+    eprintln!("stopped; metrics: {metrics:?}");
+    Ok(())
+}
+
+/// One task's topology of kind `topology` (one of [`TOPOLOGIES`]).
+fn build_topology(
+    topology: &str,
+    input: &str,
+    output: &str,
+    table: Option<&str>,
+    grace: Duration,
+) -> std::result::Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    let stream = builder.stream(input, StringSerde, StringSerde);
+    match topology {
+        "stateless" => stream
+            .filter(|_, value| !value.starts_with('-'))
+            .map_values(|value| value.to_uppercase())
+            .to(output, StringSerde, StringSerde),
+        "windowed-count" => stream
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_and_grace(WINDOW, grace))
+            .count()
+            .to_stream()
+            .to(
+                output,
+                TimeWindowedSerde::new(StringSerde, WINDOW),
+                Nullable(I64Serde),
+            ),
+        "stream-table-join" => {
+            let table = builder.table(
+                table.unwrap_or_default(),
+                StringSerde,
+                Nullable(StringSerde),
+            );
+            stream
+                .join_table(&table, |value: &String, table_value: &String| {
+                    format!("{value}|{table_value}")
+                })
+                .to(output, StringSerde, StringSerde);
+        }
+        _ => stream
+            .group_by_key()
+            .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(
+                SESSION_GAP,
+                grace,
+            ))
+            .count()
+            .to_stream()
+            .to(
+                output,
+                SessionWindowedSerde::new(StringSerde),
+                Nullable(I64Serde),
+            ),
+    }
+    builder.build()
+}

@@ -99,7 +99,7 @@
 //!   before `t + gap`; their aggregates merge (Kafka's `Merger`, in the order the sessions
 //!   end) and every merged session is deleted with a tombstone (timestamp: its end) before
 //!   the new session `[min start, max end]` is forwarded (timestamp: its end). A merged
-//!   session ending before stream time minus grace is dropped; the store drops sessions
+//!   session ending before stream time minus grace minus the gap is dropped (Kafka 3.3+); the store drops sessions
 //!   ending `gap + grace` or more before the latest session end. [`SessionWindowedSerde`]
 //!   writes the key, then end, then start, as Kafka's.
 //! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the

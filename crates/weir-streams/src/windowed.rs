@@ -712,7 +712,13 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         let mut retention = Retention::new(gap_ms.saturating_add(grace_ms));
         self.node.add_sink(move |ctx, record| {
             let t = record.timestamp;
-            let close = ctx.stream_time.saturating_sub(grace_ms);
+            // Kafka's KStreamSessionWindowAggregate (3.3+): a session is closed once it
+            // ends before stream time minus grace minus the inactivity gap, so a record is
+            // late only when no session it could start or join is still open.
+            let close = ctx
+                .stream_time
+                .saturating_sub(grace_ms)
+                .saturating_sub(gap_ms);
             let mut out = Vec::new();
             {
                 let mut entries = shared.lock();

@@ -152,6 +152,40 @@ async fn assigned_partitions_read_plain_and_compressed_batches_with_seek_and_pos
 }
 
 #[tokio::test]
+async fn try_recv_takes_what_is_buffered_without_waiting() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "t", 1).await;
+    produce(&client, "t", 0, "v", 5, Compression::None).await;
+
+    let mut config = config(&broker, "unused");
+    config.group_id = None;
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.assign(&[tp("t", 0)]).unwrap();
+    // Nothing fetched yet: nothing buffered.
+    assert!(consumer.try_recv().is_none());
+    let first = recv_n(&mut consumer, 1).await;
+    assert_eq!(first[0].offset, 0);
+    // The rest of the batch came with the first fetch.
+    let mut rest = Vec::new();
+    while let Some(record) = consumer.try_recv() {
+        rest.push(record.unwrap().offset);
+    }
+    assert_eq!(rest, [1, 2, 3, 4]);
+    assert!(consumer.try_recv().is_none());
+    produce(&client, "t", 0, "w", 2, Compression::None).await;
+    assert_eq!(
+        recv_n(&mut consumer, 2)
+            .await
+            .iter()
+            .map(|r| r.offset)
+            .collect::<Vec<_>>(),
+        [5, 6]
+    );
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn auto_offset_reset_latest_none_and_out_of_range() {
     let broker = TestBroker::start(BROKER).await;
     let client = broker.client().await;

@@ -69,6 +69,12 @@
 //! # Semantics
 //! These follow Kafka Streams' processors (3.x) with record caching off, so every update is
 //! visible, as in Kafka's `TopologyTestDriver` with `statestore.cache.max.bytes=0`.
+//! - **Record order.** [`KafkaStreams`] takes every record a fetch brought in with the
+//!   one it waited for and processes them in timestamp order across partitions, each
+//!   partition's own order kept (Kafka's `PartitionGroup`: the partition whose next record
+//!   is oldest goes first), so a join sees a table update before the stream records that
+//!   follow it in time. It does not wait for a partition with nothing fetched yet, as Kafka
+//!   Streams does under `max.task.idle.ms` when the broker holds more for it.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
 //!   event time the task has processed. Operators keep the input record's timestamp;

@@ -20,7 +20,7 @@
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
 use weir_client::consumer::{
-    AssignmentStrategy, Consumer, ConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
+    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener,
+    TopicPartition,
 };
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
@@ -307,37 +308,47 @@ impl KafkaStreams {
             // Rebalances happen inside `recv`: the tasks follow the assignment before the
             // record is routed.
             self.sync_tasks().await?;
-            records += 1;
+            // Everything fetched with it is processed in timestamp order across partitions.
+            let mut received = vec![record];
+            while records + received.len() < self.config.max_poll_records {
+                match self.consumer.try_recv() {
+                    Some(record) => received.push(record?),
+                    None => break,
+                }
+            }
+            records += received.len();
             deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
-            let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
-                Some(name) if self.repartition_topics.contains(name) => name.to_string(),
-                _ => record.topic.to_string(),
-            };
-            let raw = RawRecord {
-                topic,
-                partition: record.partition,
-                offset: record.offset,
-                key: record.key,
-                value: record.value,
-                timestamp: record.timestamp,
-            };
-            let outputs = self.process(&raw).await?;
-            enqueue_outputs(
-                &self.producer,
-                &self.internal_topics,
-                &self.prefix,
-                outputs,
-                &mut deliveries,
-            )
-            .await?;
-            let next = record.offset + 1;
-            offsets
-                .entry(TopicPartition::new(
-                    record.topic.to_string(),
-                    record.partition,
-                ))
-                .and_modify(|offset| *offset = (*offset).max(next))
-                .or_insert(next);
+            for record in in_timestamp_order(received) {
+                let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
+                    Some(name) if self.repartition_topics.contains(name) => name.to_string(),
+                    _ => record.topic.to_string(),
+                };
+                let raw = RawRecord {
+                    topic,
+                    partition: record.partition,
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                    timestamp: record.timestamp,
+                };
+                let outputs = self.process(&raw).await?;
+                enqueue_outputs(
+                    &self.producer,
+                    &self.internal_topics,
+                    &self.prefix,
+                    outputs,
+                    &mut deliveries,
+                )
+                .await?;
+                let next = record.offset + 1;
+                offsets
+                    .entry(TopicPartition::new(
+                        record.topic.to_string(),
+                        record.partition,
+                    ))
+                    .and_modify(|offset| *offset = (*offset).max(next))
+                    .or_insert(next);
+            }
         }
         self.commit(deliveries, offsets).await?;
         Ok(stopped)
@@ -574,6 +585,39 @@ impl KafkaStreams {
         )
         .await?;
         Ok(produced)
+    }
+}
+
+/// `records` in the order Kafka Streams' `PartitionGroup` processes a task's buffered
+/// records: repeatedly the head of the partition whose head has the smallest timestamp
+/// (ties: the partition that arrived first). Each partition's own order is kept, so an
+/// out-of-order timestamp within a partition stays where it is. Ordering across every
+/// partition at once also orders each task's, which is what matters: a join sees a table
+/// update before the stream records that follow it in time.
+fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
+    // One queue per partition, in the order partitions first appear; none is empty yet.
+    let mut queues: Vec<VecDeque<ConsumerRecord>> = Vec::new();
+    for record in records {
+        let same_partition = |queue: &&mut VecDeque<ConsumerRecord>| {
+            queue.front().is_some_and(|head| {
+                head.partition == record.partition && head.topic == record.topic
+            })
+        };
+        match queues.iter_mut().find(same_partition) {
+            Some(queue) => queue.push_back(record),
+            None => queues.push(VecDeque::from([record])),
+        }
+    }
+    let mut ordered = Vec::new();
+    loop {
+        let next = queues
+            .iter_mut()
+            .filter_map(|queue| queue.front().map(|head| head.timestamp).zip(Some(queue)))
+            .min_by_key(|(timestamp, _)| *timestamp);
+        match next.and_then(|(_, queue)| queue.pop_front()) {
+            Some(record) => ordered.push(record),
+            None => return ordered,
+        }
     }
 }
 
@@ -858,4 +902,70 @@ async fn create_internal_topics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str, partition: i32, offset: i64, timestamp: i64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            timestamp,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn order(records: Vec<ConsumerRecord>) -> Vec<(String, i32, i64)> {
+        in_timestamp_order(records)
+            .into_iter()
+            .map(|r| (r.topic.to_string(), r.partition, r.offset))
+            .collect()
+    }
+
+    #[test]
+    fn records_go_by_their_partitions_head_timestamps() {
+        // The stream's records all arrived before the table's; the table update at 6 s must
+        // come between the stream records at 5.5 s and 7 s.
+        let received = vec![
+            record("stream", 0, 0, 5_500),
+            record("stream", 0, 1, 7_000),
+            record("table", 0, 0, 1_000),
+            record("table", 0, 1, 6_000),
+        ];
+        assert_eq!(
+            order(received),
+            [
+                ("table".into(), 0, 0),
+                ("stream".into(), 0, 0),
+                ("table".into(), 0, 1),
+                ("stream".into(), 0, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partitions_own_order_is_kept_and_ties_go_to_the_first_partition() {
+        // Partition 0's records are out of order in time: 9 s stays before 2 s. At equal
+        // head timestamps the partition that arrived first goes first.
+        let received = vec![
+            record("t", 0, 0, 9_000),
+            record("t", 0, 1, 2_000),
+            record("t", 1, 0, 9_000),
+            record("t", 1, 1, 10_000),
+        ];
+        assert_eq!(
+            order(received),
+            [
+                ("t".into(), 0, 0),
+                ("t".into(), 0, 1),
+                ("t".into(), 1, 0),
+                ("t".into(), 1, 1),
+            ]
+        );
+    }
 }

@@ -227,6 +227,18 @@ impl Consumer {
         }
     }
 
+    /// The next record already buffered from earlier fetches, without fetching or waiting;
+    /// `None` when nothing is buffered or the group needs this member to rejoin first (then
+    /// [`Consumer::recv`] does both). An application that orders what it has received (Kafka
+    /// Streams orders a task's records by timestamp across its partitions) takes everything
+    /// at hand with it after a `recv`.
+    pub fn try_recv(&mut self) -> Option<Result<ConsumerRecord>> {
+        if self.rebalancing.is_none() && self.needs_join() {
+            return None;
+        }
+        self.fetcher.next_record(&mut self.positions)
+    }
+
     /// The records as a [`futures_core::Stream`], each item what [`Consumer::recv`] returns.
     pub fn stream(&mut self) -> RecordStream<'_> {
         RecordStream::new(self)

@@ -25,8 +25,8 @@ from an empty ~/.m2 (--quick is the same run: the input is small already).
 
 bench: per topology (stateless with 100 B values, windowed-count over 100k keys,
 stream-table-join against a 10k-key table), preloads N records (the join's stream is written
-once the application has read the table: weir-streams does not process a task's topics in
-timestamp order), starts each application from the beginning and measures
+once the application has read the table, so the figure is the stream's alone; before 6a7910f
+weir-streams also needed it, as it did not order a task's topics by timestamp), starts each application from the beginning and measures
   - records/s: N over the time from its first output record to its committed input offsets
     reaching the end of the input (startup, i.e. JVM start and group join, is reported apart);
   - p99 end-to-end latency: then, with the application still running, records at a fixed rate

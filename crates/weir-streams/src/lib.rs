@@ -259,8 +259,11 @@
 //!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
-//!   transaction will go); a production exception handler;
-//! - a benchmark, and a comparison with Apache Kafka Streams on the same input.
+//!   transaction will go); a production exception handler.
+//!
+//! `benches/scripts/streams.py` runs topologies of this crate and of Apache Kafka Streams on
+//! one input, compares their outputs record by record (CI runs it) and benchmarks both
+//! (figures in `docs/benchmarks.md`).
 //!
 //! The DSL cannot build a cycle (an operator only ever feeds a node made after it), so the
 //! topology needs no cycle check.

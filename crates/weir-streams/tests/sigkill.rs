@@ -1,0 +1,215 @@
+//! An application killed with SIGKILL, a real process and not a dropped task, resumes with
+//! correct totals: its successor restores the counts from the changelog and processes again
+//! only what the killed one had not committed (at least once).
+//!
+//! The application runs in a child process: this test binary again, running only
+//! `child_application`, which does nothing unless `WEIR_STREAMS_SIGKILL_CHILD` names the
+//! broker.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+#[allow(unreachable_pub, reason = "written for weir-client's test crates")]
+#[path = "../../weir-client/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use support::{TestBroker, create_topic, fetch_all};
+use weir_client::ClientConfig;
+use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
+use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use weir_streams::{
+    I64Serde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder, StreamsConfig,
+    StringSerde, Topology,
+};
+
+const APP: &str = "sigkill-word-counts";
+const INPUT: &str = "sigkill-words";
+const OUTPUT: &str = "sigkill-word-counts";
+const PARTITIONS: i32 = 2;
+const KEYS: usize = 20;
+const CHILD_ENV: &str = "WEIR_STREAMS_SIGKILL_CHILD";
+
+fn topology() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream(INPUT, StringSerde, StringSerde)
+        .group_by_key()
+        .count_with(Materialized::as_store("counts"))
+        .to_stream()
+        .to(OUTPUT, StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+/// The application, in the child process: counts until killed.
+#[test]
+#[ignore = "the child process of an_application_killed_with_sigkill_resumes_with_correct_totals"]
+fn child_application() {
+    let Ok(bootstrap) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut config = StreamsConfig::new(APP, &bootstrap);
+        config.client = ClientConfig {
+            request_timeout: Duration::from_secs(10),
+            ..ClientConfig::new(&bootstrap)
+        };
+        // Small batches commit often, so the kill lands between commits with a few
+        // records processed and not committed.
+        config.max_poll_records = 25;
+        config.commit_interval = Duration::from_millis(200);
+        config.session_timeout = Duration::from_secs(2);
+        let mut streams = KafkaStreams::new(topology, config).await.unwrap();
+        streams.run_until(std::future::pending()).await.unwrap();
+    });
+}
+
+/// A child process running the application; killed with SIGKILL when dropped.
+struct Application(Child);
+
+impl Application {
+    fn start(bootstrap: &str) -> Self {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["child_application", "--exact", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, bootstrap)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn kill(mut self) {
+        // `Child::kill` is SIGKILL on Unix: no flush, no commit, no leaving the group.
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Application {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The offsets the application committed on the input, summed over its partitions.
+async fn committed(broker: &TestBroker) -> i64 {
+    let mut config = ConsumerConfig::new(&broker.addr.to_string(), APP);
+    config.client = broker.config();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let partitions: Vec<_> = (0..PARTITIONS)
+        .map(|p| TopicPartition::new(INPUT, p))
+        .collect();
+    consumer
+        .committed(&partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .sum()
+}
+
+/// Each key's latest count in the output topic.
+async fn latest_counts(broker: &TestBroker) -> BTreeMap<String, i64> {
+    let client = broker.client().await;
+    fetch_all(&client, OUTPUT, 0)
+        .await
+        .into_iter()
+        .map(|record| {
+            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+            (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
+        })
+        .collect()
+}
+
+/// Waits until `condition` holds, for at most 60 s.
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut condition: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_killed_with_sigkill_resumes_with_correct_totals() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, INPUT, PARTITIONS).await;
+    create_topic(&client, OUTPUT, 1).await;
+    let bootstrap = broker.addr.to_string();
+
+    // Records keep coming while the application runs, so it is killed mid-stream: KEYS
+    // records (one per key) every 20 ms, so every key ends with the same count.
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    let produced = Arc::new(AtomicUsize::new(0));
+    let producing = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let (produced, producing) = (Arc::clone(&produced), Arc::clone(&producing));
+        async move {
+            while producing.load(Ordering::SeqCst) {
+                for key in 0..KEYS {
+                    let record = ProducerRecord::new(INPUT).key(format!("w{key}")).value("x");
+                    producer.send(record).await.unwrap();
+                    produced.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+
+    let first = Application::start(&bootstrap);
+    wait_until("the first application commits 300 records", || async {
+        committed(&broker).await >= 300
+    })
+    .await;
+    // Written before the kill: the most the application can have processed.
+    let written_before_kill = produced.load(Ordering::SeqCst) as i64;
+    first.kill();
+    let committed_at_kill = committed(&broker).await;
+    let uncommitted = written_before_kill - committed_at_kill;
+
+    let second = Application::start(&bootstrap);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producing.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    let total = produced.load(Ordering::SeqCst) as i64;
+    wait_until("the second application commits every record", || async {
+        committed(&broker).await == total
+            && latest_counts(&broker).await.values().sum::<i64>() >= total
+    })
+    .await;
+    second.kill();
+
+    let counts = latest_counts(&broker).await;
+    let truth = total / KEYS as i64;
+    assert_eq!(counts.len(), KEYS);
+    assert!(
+        counts.values().all(|count| *count >= truth),
+        "no loss: {truth} records per key, counted {counts:?}"
+    );
+    let duplicates = counts.values().sum::<i64>() - total;
+    assert!(
+        duplicates <= uncommitted,
+        "{duplicates} records counted twice, at most {uncommitted} were uncommitted at the kill \
+         ({committed_at_kill} committed): {counts:?}"
+    );
+    println!(
+        "{total} records, {committed_at_kill} committed at the kill, {duplicates} counted twice \
+         (bound {uncommitted})"
+    );
+    broker.stop().await;
+}

@@ -267,6 +267,7 @@ mod ktable;
 pub mod processor;
 mod runtime;
 pub mod serdes;
+mod state;
 mod store;
 mod topology;
 mod window;

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use redb::Durability;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
 use weir_client::consumer::{
@@ -599,10 +598,7 @@ impl KafkaStreams {
                 continue;
             };
             let path = state.path().to_path_buf();
-            blocking(&path, move || {
-                state.write(&records, &checkpoints, Durability::None)
-            })
-            .await?;
+            blocking(&path, move || state.commit(&records, &checkpoints)).await?;
         }
         Ok(())
     }
@@ -1052,10 +1048,7 @@ impl LocalWriter {
         let records = std::mem::take(&mut self.records);
         let checkpoints = std::mem::take(&mut self.checkpoints);
         let path = state.path().to_path_buf();
-        blocking(&path, move || {
-            state.write(&records, &checkpoints, Durability::None)
-        })
-        .await
+        blocking(&path, move || state.commit(&records, &checkpoints)).await
     }
 }
 

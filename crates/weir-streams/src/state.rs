@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
@@ -27,6 +28,12 @@ const CHECKPOINTS: TableDefinition<'static, &str, i64> = TableDefinition::new("c
 
 /// The database's file name in a task's directory.
 pub(crate) const DATABASE_FILE: &str = "state.redb";
+
+/// Records written without `Durability::Immediate` after which a commit is made durable
+/// (Kafka's `OFFSET_DELTA_THRESHOLD_FOR_CHECKPOINT`): non-durable commits survive the process
+/// closing the database, not a kill or a power loss, which roll the database back to its last
+/// durable commit; the threshold bounds what such a restart reads again from the changelogs.
+const DURABLE_EVERY: u64 = 10_000;
 
 /// The lock file of a task's directory, and of an application's directory.
 const LOCK_FILE: &str = ".lock";
@@ -43,6 +50,8 @@ pub(crate) struct TaskState {
     dir: PathBuf,
     path: PathBuf,
     db: Database,
+    /// Records written since the last durable commit.
+    not_durable: AtomicU64,
     /// Holds the directory's advisory lock until the state is dropped: the OS releases it
     /// when the file closes, also when the process dies, so a crash leaves no stale lock.
     _lock: File,
@@ -111,6 +120,7 @@ impl TaskState {
                     dir,
                     path,
                     db,
+                    not_durable: AtomicU64::new(0),
                     _lock: lock,
                 },
                 false,
@@ -125,6 +135,7 @@ impl TaskState {
                         dir,
                         path,
                         db,
+                        not_durable: AtomicU64::new(0),
                         _lock: lock,
                     },
                     true,
@@ -144,6 +155,7 @@ impl TaskState {
             path,
             db,
             _lock,
+            ..
         } = self;
         drop(db);
         wipe_dir(&dir)?;
@@ -152,6 +164,7 @@ impl TaskState {
             dir,
             path,
             db,
+            not_durable: AtomicU64::new(0),
             _lock,
         })
     }
@@ -189,6 +202,25 @@ impl TaskState {
             }
         }
         Ok(records)
+    }
+
+    /// Writes `records` and `checkpoints` as [`TaskState::write`] does, durably once
+    /// [`DURABLE_EVERY`] records were written since the last durable commit.
+    pub(crate) fn commit(
+        &self,
+        records: &[LocalRecord],
+        checkpoints: &HashMap<String, i64>,
+    ) -> Result<(), Error> {
+        let written = self
+            .not_durable
+            .fetch_add(records.len() as u64, Ordering::Relaxed)
+            + records.len() as u64;
+        let durability = if written >= DURABLE_EVERY {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write(records, checkpoints, durability)
     }
 
     /// Writes `records` (in changelog order: a later record of a key replaces an earlier one,
@@ -235,7 +267,11 @@ impl TaskState {
                     .map_err(|e| db_error(&self.path, e))?;
             }
         }
-        txn.commit().map_err(|e| db_error(&self.path, e))
+        txn.commit().map_err(|e| db_error(&self.path, e))?;
+        if matches!(durability, Durability::Immediate) {
+            self.not_durable.store(0, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Makes every commit so far durable (an empty commit with `Durability::Immediate`): a

@@ -336,3 +336,87 @@ async fn a_second_instance_on_the_same_state_dir_is_refused() {
         .unwrap();
     broker.stop().await;
 }
+
+/// Starts an instance, feeds it one input record and waits for its commit: the time this
+/// takes, and the instance's metrics (its restore included).
+async fn time_to_first_commit(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    input: usize,
+) -> (Duration, weir_streams::TaskMetrics) {
+    let before = committed(broker, &config.application_id).await;
+    let started = std::time::Instant::now();
+    let (stop, task) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    produce_words(broker, input..input + 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while committed(broker, &config.application_id).await < before + 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    streams.close().await.unwrap();
+    (elapsed, metrics)
+}
+
+/// A measurement: the time a task whose changelog holds 200,000 records takes to restore from
+/// the changelog alone and from its local state (docs/benchmarks.md).
+/// `cargo test -p weir-streams --release --test state -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_restore_from_the_changelog_and_from_local_state() {
+    const APP: &str = "state-measure";
+    const RECORDS: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    let changelog = format!("{APP}-word-counts-changelog");
+    create_topic(&broker.client().await, &changelog, TASKS).await;
+    // Kafka's changelog format, as the store writes it: the serialized key; the 8-byte
+    // timestamp, then the serialized count.
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in 0..RECORDS {
+        let mut value = 1_000_i64.to_be_bytes().to_vec();
+        value.extend_from_slice(&1_i64.to_be_bytes());
+        let record = ProducerRecord::new(changelog.as_str())
+            .partition(0)
+            .key(format!("word-{i:07}"))
+            .value(value);
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+
+    // The same start and one commit with nothing to restore: the fixed cost to subtract.
+    let mut empty = config.clone();
+    empty.application_id = format!("{APP}-empty");
+    empty.state_dir = None;
+    let (baseline, _) = time_to_first_commit(&broker, &empty, 0).await;
+    let mut in_memory = config.clone();
+    in_memory.state_dir = None;
+    let (from_changelog, metrics) = time_to_first_commit(&broker, &in_memory, 1).await;
+    assert!(metrics.restored_from_changelog >= RECORDS as u64);
+    let (first, metrics) = time_to_first_commit(&broker, &config, 2).await;
+    assert_eq!(metrics.restored_from_local_state, 0);
+    let (from_local, metrics) = time_to_first_commit(&broker, &config, 3).await;
+    assert_eq!(metrics.restored_from_changelog, 0);
+    assert!(metrics.restored_from_local_state >= RECORDS as u64);
+    let restore = |total: Duration| total.saturating_sub(baseline).as_secs_f64();
+    println!(
+        "{RECORDS} changelog records; start to first commit: {baseline:.2?} with nothing to \
+         restore, {from_changelog:.2?} from the changelog, {first:.2?} from the changelog into \
+         a new local state, {from_local:.2?} from the local state; restore alone: {:.2} s vs \
+         {:.2} s ({:.1}x), first run with a state dir {:.2} s",
+        restore(from_changelog),
+        restore(from_local),
+        restore(from_changelog) / restore(from_local).max(0.001),
+        restore(first),
+    );
+    broker.stop().await;
+}

@@ -8,7 +8,10 @@
 //! task holds the whole topology. Instances of one application share the partitions through
 //! the group with the range assignor, which hands out equal partition numbers of
 //! co-partitioned topics together; a task is created (and its stores restored from their
-//! changelogs) when its partitions are assigned, and dropped when they are revoked.
+//! changelogs) when its partitions are assigned, and dropped when they are revoked. With
+//! `state_dir`, a task also keeps its stores' changelog records and checkpoints in a redb
+//! database of its own (`crate::state`), written at each commit and read back first when
+//! the task is created, so that only the changelog past the checkpoint is read.
 //!
 //! Records are processed in batches: each record goes through its task as it arrives and its
 //! outputs (changelog records included) are enqueued at once (so they flow with the
@@ -213,6 +216,21 @@ impl KafkaStreams {
     {
         let factory: TopologyFactory = Arc::new(factory);
         let template = factory()?;
+        // One instance per state directory, refused before anything else is done, as Kafka
+        // Streams refuses a second one ("multiple instances of Kafka Streams are running in
+        // the same state directory"): each task directory is locked as well, but an instance
+        // would only find out task by task.
+        let state_lock = match &config.state_dir {
+            Some(dir) => {
+                let dir = dir.join(&config.application_id);
+                let locked = dir.clone();
+                match blocking(&dir.clone(), move || state::try_lock(&dir)).await? {
+                    Some(lock) => Some(lock),
+                    None => return Err(Error::StateLocked { path: locked }),
+                }
+            }
+            None => None,
+        };
         let prefix = format!("{}-", config.application_id);
         let client = Client::connect(config.client.clone()).await?;
         let admin = Admin::from_client(client.clone());
@@ -259,20 +277,6 @@ impl KafkaStreams {
         topics.extend(repartition_topics.iter().map(|t| format!("{prefix}{t}")));
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        // One instance per state directory, as Kafka Streams refuses a second one ("multiple
-        // instances of Kafka Streams are running in the same state directory"): each task
-        // directory is locked as well, but an instance would only find out task by task.
-        let state_lock = match &config.state_dir {
-            Some(dir) => {
-                let dir = dir.join(&config.application_id);
-                let locked = dir.clone();
-                match blocking(&dir.clone(), move || state::try_lock(&dir)).await? {
-                    Some(lock) => Some(lock),
-                    None => return Err(Error::StateLocked { path: locked }),
-                }
-            }
-            None => None,
-        };
         let changelogs = config.state_dir.as_ref().map(|_| {
             template
                 .internal_topics()

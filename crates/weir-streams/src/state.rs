@@ -125,6 +125,7 @@ impl TaskState {
                 },
                 false,
             )),
+            Err(error) if !is_corrupt(&error) => Err(db_error(&path, error)),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error,
                     "local state does not open; wiping it and restoring from the changelogs");
@@ -278,6 +279,23 @@ impl TaskState {
     /// clean close leaves the latest state on disk, whatever the OS does next.
     pub(crate) fn persist(&self) -> Result<(), Error> {
         self.write(&[], &HashMap::new(), Durability::Immediate)
+    }
+}
+
+/// Whether a database that does not open is corrupt, so wiping it and restoring from the
+/// changelogs is the way on. Not so a database another process has open or an I/O error
+/// (permissions, a full disk): those must be fixed, not papered over by a full restore.
+fn is_corrupt(error: &redb::DatabaseError) -> bool {
+    use redb::{DatabaseError, StorageError};
+    match error {
+        DatabaseError::RepairAborted | DatabaseError::UpgradeRequired(_) => true,
+        DatabaseError::Storage(StorageError::Corrupted(_)) => true,
+        // A file shorter than its header.
+        DatabaseError::Storage(StorageError::Io(error)) => matches!(
+            error.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+        ),
+        _ => false,
     }
 }
 

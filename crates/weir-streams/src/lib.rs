@@ -218,7 +218,8 @@
 //!   records and checkpoints agree). A created task loads the local records into its stores,
 //!   then restores each changelog from its checkpoint to the end (records it reads go into
 //!   the database too), counting both in [`TaskMetrics::restored_from_local_state`] and
-//!   [`TaskMetrics::restored_from_changelog`]. A database that does not open (corrupt) or a
+//!   [`TaskMetrics::restored_from_changelog`], and the time in
+//!   [`TaskMetrics::restore_time_ms`]. A database that does not open (corrupt) or a
 //!   checkpoint outside its changelog's offsets (the topic was deleted or recreated) is
 //!   logged, wiped, and the whole changelog restored, as Kafka does. One instance per state
 //!   directory: [`KafkaStreams::new`] locks `<state_dir>/<application.id>` and refuses a

@@ -535,7 +535,9 @@ impl KafkaStreams {
             config: &self.config,
             prefix: &self.prefix,
         };
+        let restoring = Instant::now();
         let state = restorer.restore(&mut task, partition, state).await?;
+        task.count_restore_time(restoring.elapsed());
         tracing::info!(task = partition, "task created");
         self.tasks.insert(
             partition,
@@ -983,9 +985,12 @@ impl Restorer<'_> {
             Ok((state, records))
         })
         .await?;
-        let loaded = records.len() as u64;
-        for (store, key, value) in records {
-            task.restore(&store, Some(&key), Some(&value))?;
+        let mut loaded = 0;
+        for (store, records) in records {
+            loaded += records.len() as u64;
+            for (key, value) in records {
+                task.restore(&store, Some(&key), Some(&value))?;
+            }
         }
         task.count_restored(loaded, 0);
         tracing::info!(task = partition, records = loaded, path = %path.display(),
@@ -1018,6 +1023,7 @@ fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
     total.dropped_deserialization_errors += more.dropped_deserialization_errors;
     total.restored_from_changelog += more.restored_from_changelog;
     total.restored_from_local_state += more.restored_from_local_state;
+    total.restore_time_ms += more.restore_time_ms;
 }
 
 /// Writes what a restore reads from the changelogs into the task's local state, in write

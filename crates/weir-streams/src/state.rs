@@ -42,8 +42,8 @@ const LOCK_FILE: &str = ".lock";
 /// which removes the key).
 pub(crate) type LocalRecord = (String, Bytes, Option<Bytes>);
 
-/// One record loaded from the local state: store, serialized key, changelog value.
-pub(crate) type LoadedRecord = (String, Vec<u8>, Vec<u8>);
+/// The records loaded from the local state for one store: serialized key, changelog value.
+pub(crate) type LoadedStore = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 /// The open database of one task, with its directory locked.
 pub(crate) struct TaskState {
@@ -187,7 +187,7 @@ impl TaskState {
     }
 
     /// Every record held for `stores`, in key order per store.
-    pub(crate) fn load(&self, stores: &[String]) -> Result<Vec<LoadedRecord>, Error> {
+    pub(crate) fn load(&self, stores: &[String]) -> Result<Vec<LoadedStore>, Error> {
         let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
         let mut records = Vec::new();
         for store in stores {
@@ -197,10 +197,12 @@ impl TaskState {
                 Err(TableError::TableDoesNotExist(_)) => continue,
                 Err(error) => return Err(db_error(&self.path, error)),
             };
+            let mut loaded = Vec::new();
             for entry in table.iter().map_err(|e| db_error(&self.path, e))? {
                 let (key, value) = entry.map_err(|e| db_error(&self.path, e))?;
-                records.push((store.clone(), key.value().to_vec(), value.value().to_vec()));
+                loaded.push((key.value().to_vec(), value.value().to_vec()));
             }
+            records.push((store.clone(), loaded));
         }
         Ok(records)
     }

@@ -365,58 +365,66 @@ async fn time_to_first_commit(
     (elapsed, metrics)
 }
 
-/// A measurement: the time a task whose changelog holds 200,000 records takes to restore from
-/// the changelog alone and from its local state (docs/benchmarks.md).
-/// `cargo test -p weir-streams --release --test state -- --ignored --nocapture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, not a check"]
-async fn measure_restore_from_the_changelog_and_from_local_state() {
-    const APP: &str = "state-measure";
-    const RECORDS: usize = 200_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (broker, config) = setup(APP, dir.path()).await;
-    let changelog = format!("{APP}-word-counts-changelog");
+/// Writes `records` changelog records of the count store of `app` to partition 0 (task 0),
+/// in Kafka's changelog format as the store writes it (the serialized key; the 8-byte
+/// timestamp, then the count), over `keys` keys: each key's count goes up by one per record.
+async fn fill_changelog(broker: &TestBroker, app: &str, records: usize, keys: usize) {
+    let changelog = format!("{app}-word-counts-changelog");
     create_topic(&broker.client().await, &changelog, TASKS).await;
-    // Kafka's changelog format, as the store writes it: the serialized key; the 8-byte
-    // timestamp, then the serialized count.
     let producer = Producer::connect(ProducerConfig::new(broker.config()))
         .await
         .unwrap();
-    for i in 0..RECORDS {
+    for i in 0..records {
         let mut value = 1_000_i64.to_be_bytes().to_vec();
-        value.extend_from_slice(&1_i64.to_be_bytes());
+        value.extend_from_slice(&((i / keys) as i64 + 1).to_be_bytes());
         let record = ProducerRecord::new(changelog.as_str())
             .partition(0)
-            .key(format!("word-{i:07}"))
+            .key(format!("word-{:07}", i % keys))
             .value(value);
         producer.enqueue(record).await.unwrap();
     }
     producer.flush().await;
+}
 
-    // The same start and one commit with nothing to restore: the fixed cost to subtract.
-    let mut empty = config.clone();
-    empty.application_id = format!("{APP}-empty");
-    empty.state_dir = None;
-    let (baseline, _) = time_to_first_commit(&broker, &empty, 0).await;
-    let mut in_memory = config.clone();
-    in_memory.state_dir = None;
-    let (from_changelog, metrics) = time_to_first_commit(&broker, &in_memory, 1).await;
-    assert!(metrics.restored_from_changelog >= RECORDS as u64);
-    let (first, metrics) = time_to_first_commit(&broker, &config, 2).await;
-    assert_eq!(metrics.restored_from_local_state, 0);
-    let (from_local, metrics) = time_to_first_commit(&broker, &config, 3).await;
-    assert_eq!(metrics.restored_from_changelog, 0);
-    assert!(metrics.restored_from_local_state >= RECORDS as u64);
-    let restore = |total: Duration| total.saturating_sub(baseline).as_secs_f64();
-    println!(
-        "{RECORDS} changelog records; start to first commit: {baseline:.2?} with nothing to \
-         restore, {from_changelog:.2?} from the changelog, {first:.2?} from the changelog into \
-         a new local state, {from_local:.2?} from the local state; restore alone: {:.2} s vs \
-         {:.2} s ({:.1}x), first run with a state dir {:.2} s",
-        restore(from_changelog),
-        restore(from_local),
-        restore(from_changelog) / restore(from_local).max(0.001),
-        restore(first),
-    );
+/// A measurement: the restore time of a task whose changelog holds 200,000 records, from the
+/// changelog alone and from its local state (docs/benchmarks.md), with one record per key and
+/// with ten per key (a changelog not compacted yet; the local state holds one per key).
+/// `cargo test -p weir-streams --release --test state -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_restore_from_the_changelog_and_from_local_state() {
+    const RECORDS: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup("state-measure", dir.path()).await;
+    let mut input = 0;
+    for keys in [RECORDS, RECORDS / 10] {
+        let mut config = config.clone();
+        config.application_id = format!("state-measure-{keys}");
+        fill_changelog(&broker, &config.application_id, RECORDS, keys).await;
+        let mut in_memory = config.clone();
+        in_memory.state_dir = None;
+        let mut run = async |config: &StreamsConfig| {
+            input += 1;
+            time_to_first_commit(&broker, config, input).await.1
+        };
+        let from_changelog = run(&in_memory).await;
+        assert!(from_changelog.restored_from_changelog >= RECORDS as u64);
+        let first = run(&config).await;
+        assert_eq!(first.restored_from_local_state, 0);
+        let from_local = run(&config).await;
+        assert_eq!(from_local.restored_from_changelog, 0);
+        assert!(from_local.restored_from_local_state >= keys as u64);
+        println!(
+            "{RECORDS} changelog records over {keys} keys: restore from the changelog {} ms \
+             ({} records), from the changelog into a new local state {} ms, from the local \
+             state {} ms ({} records): {:.1}x",
+            from_changelog.restore_time_ms,
+            from_changelog.restored_from_changelog,
+            first.restore_time_ms,
+            from_local.restore_time_ms,
+            from_local.restored_from_local_state,
+            from_changelog.restore_time_ms as f64 / from_local.restore_time_ms.max(1) as f64,
+        );
+    }
     broker.stop().await;
 }

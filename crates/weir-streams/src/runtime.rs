@@ -1169,3 +1169,35 @@ async fn create_internal_topics(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// A task directory locked by another task waits for it, up to the timeout, then fails
+    /// with a clear error; once released, the task opens it.
+    #[tokio::test]
+    async fn a_locked_task_directory_is_waited_for_then_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("app").join("0");
+        let held = open_task_state(task_dir.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let error = open_task_state(task_dir.clone(), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(
+            matches!(&error, Error::StateLocked { path } if *path == task_dir),
+            "{error}"
+        );
+        // Released while the next one waits: it gets the directory.
+        let waiting = tokio::spawn(open_task_state(task_dir.clone(), Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(held);
+        let state = waiting.await.unwrap().unwrap();
+        assert!(state.path().starts_with(&task_dir));
+    }
+}

@@ -337,6 +337,33 @@ async fn a_second_instance_on_the_same_state_dir_is_refused() {
     broker.stop().await;
 }
 
+/// A local state left behind by a task that then ran elsewhere is behind the changelog, not
+/// wrong: when the task comes back, the instance loads it and reads the changelog from its
+/// checkpoint, which holds what the other instance added.
+#[tokio::test]
+async fn a_task_back_on_an_instance_with_an_old_local_state_reads_what_it_missed() {
+    const APP: &str = "state-return";
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (broker, config_a) = setup(APP, dir_a.path()).await;
+    let mut config_b = config_a.clone();
+    config_b.state_dir = Some(dir_b.path().to_path_buf());
+    produce_words(&broker, 0..1000).await;
+    run_until_committed(&broker, &config_a, 1000).await;
+    produce_words(&broker, 1000..1500).await;
+    let (metrics, counts) = run_until_committed(&broker, &config_b, 1500).await;
+    exact(&counts, 15);
+    assert_eq!(metrics.restored_from_local_state, 0, "a new state dir");
+    assert_eq!(metrics.restored_from_changelog, 1000);
+
+    produce_words(&broker, 1500..2000).await;
+    let (metrics, counts) = run_until_committed(&broker, &config_a, 2000).await;
+    exact(&counts, 20);
+    assert_eq!(metrics.restored_from_local_state, KEYS as u64);
+    assert_eq!(metrics.restored_from_changelog, 500, "what B logged");
+    broker.stop().await;
+}
+
 /// Starts an instance, feeds it one input record and waits for its commit: the time this
 /// takes, and the instance's metrics (its restore included).
 async fn time_to_first_commit(

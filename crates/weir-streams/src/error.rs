@@ -89,6 +89,27 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The local state of a task (its redb database or its directory, under
+    /// `StreamsConfig::state_dir`) could not be read or written.
+    #[error("local state at {}", path.display())]
+    State {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another instance holds the lock of this state directory: each instance needs a
+    /// `state_dir` of its own (as Kafka Streams' `state.dir`).
+    #[error(
+        "state directory {} is locked by another instance of the application; give each \
+         instance its own state_dir",
+        path.display()
+    )]
+    StateLocked {
+        /// The locked directory.
+        path: std::path::PathBuf,
+    },
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

@@ -417,12 +417,12 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             };
             {
                 let mut subscribed = subscribed.lock();
-                if let Some(old_key) = &old_key {
-                    if let Some(keys) = subscribed.get_mut(old_key) {
-                        keys.remove(&key);
-                        if keys.is_empty() {
-                            subscribed.remove(old_key);
-                        }
+                if let Some(old_key) = &old_key
+                    && let Some(keys) = subscribed.get_mut(old_key)
+                {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        subscribed.remove(old_key);
                     }
                 }
                 if let Some(new_key) = &new_key {

@@ -11,7 +11,10 @@
 //! closures and does no I/O; the [`TopologyTestDriver`] runs it in-process for tests, and
 //! [`KafkaStreams`] runs it against a Kafka-compatible cluster, one task per input
 //! partition, shared by the instances of an application and restored from the changelogs
-//! when tasks move.
+//! when tasks move; with a state directory, each task keeps a local copy of its stores in
+//! redb, so a restart reads only the changelog past its checkpoint.
+//!
+//! The crate needs Rust 1.90 (redb 5's minimum), above the workspace's 1.85.
 //!
 //! ```
 //! use weir_streams::{Grouped, StreamsBuilder, StringSerde, I64Serde, Nullable,
@@ -57,6 +60,9 @@
 //!   co-partition groups.
 //! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
 //!   changelog records and restoration.
+//! - `state`: a task's local state under [`StreamsConfig::state_dir`]: one redb database
+//!   with the stores' latest changelog records and the changelog checkpoints, and the locks
+//!   of the state directories.
 //! - [`processor`]: the processor API: [`Processor`]s in the graph with
 //!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
 //!   [`KeyValueStore`]) and punctuation.
@@ -176,6 +182,7 @@
 //!   so the at-least-once commit waits for them. A task created by the runtime first reads
 //!   its changelog partitions from the start to their end into its stores (tombstones delete
 //!   the key), logging store, partition, records restored and of how many, then processes.
+//!   With a state directory a task reads only the changelog past its local state (*State*).
 //!   Stream-stream join buffers and suppression buffers are not logged (see below); nor are
 //!   windows and sessions dropped by retention (as Kafka's dropped segments). A task's
 //!   stream time is not restored: it starts again from the records it processes. The test
@@ -205,6 +212,28 @@
 //!   one poll it is rebuilt from its changelog. An instance that lost its membership but
 //!   still runs (a zombie) may write to a changelog partition another instance now owns:
 //!   only exactly-once (transactions, fencing) rules that out.
+//! - **State.** With [`StreamsConfig::state_dir`] (Kafka's `state.dir`; default none: state
+//!   only in memory), task `p` keeps `<state_dir>/<application.id>/<p>/state.redb`: per
+//!   store, the latest changelog record per key (the changelog's exact bytes; a tombstone
+//!   removes the key), and per changelog partition a checkpoint, the offset after the last
+//!   record held (Kafka's `.checkpoint` file). At each commit, once every output is
+//!   acknowledged and before the input offsets are committed, the batch's changelog records
+//!   and their new checkpoints go into the task's database in one write transaction (redb's
+//!   `Durability::None`, made durable every 10,000 records, at a clean close and when the
+//!   task is dropped on revocation: after a kill the database is at an earlier commit whose
+//!   records and checkpoints agree). A created task loads the local records into its stores,
+//!   then restores each changelog from its checkpoint to the end (records it reads go into
+//!   the database too), counting both in [`TaskMetrics::restored_from_local_state`] and
+//!   [`TaskMetrics::restored_from_changelog`], and the time in
+//!   [`TaskMetrics::restore_time_ms`]. A database that does not open (corrupt) or a
+//!   checkpoint outside its changelog's offsets (the topic was deleted or recreated) is
+//!   logged, wiped, and the whole changelog restored, as Kafka does. One instance per state
+//!   directory: [`KafkaStreams::new`] locks `<state_dir>/<application.id>` and refuses a
+//!   second instance with [`Error::StateLocked`]; each task directory is locked too (a task
+//!   waits up to `restore_timeout` for it). The locks are advisory file locks the OS drops
+//!   with their process, so a crash leaves none behind. Stores are still held in memory
+//!   while a task runs: the local copy makes restarts cheap, it does not let state exceed
+//!   memory.
 //! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a
 //!   [`FixedKeyProcessor`], which cannot change keys) put a user [`Processor`] in the graph,
 //!   made by its supplier when the task starts; `init` runs before the task's first record or
@@ -243,11 +272,12 @@
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer (the suppression buffer is not logged);
-//! - persistent (on-disk) stores and standby replicas: stores are in memory and rebuilt from
-//!   their changelogs whenever a task is created; changelogs for suppression buffers and
-//!   stream-stream join stores (a restored task starts them empty), and the
-//!   restore of stream time; retention for
-//!   time-window stores (tumbling and hopping windows stay in memory until the task is
+//! - state larger than memory: stores are in memory while their task runs, the local redb
+//!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
+//!   their changelog records there, in Kafka's key formats, not in redb tables per store
+//!   kind); standby replicas; changelogs for suppression buffers and stream-stream join
+//!   stores (a restored task starts them empty), and the restore of stream time; retention
+//!   for time-window stores (tumbling and hopping windows stay in memory until the task is
 //!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after
 //!   Kafka's default retention), window and session store queries by time range;
 //! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
@@ -276,6 +306,7 @@ mod ktable;
 pub mod processor;
 mod runtime;
 pub mod serdes;
+mod state;
 mod store;
 mod topology;
 mod window;

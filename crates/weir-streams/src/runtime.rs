@@ -8,7 +8,10 @@
 //! task holds the whole topology. Instances of one application share the partitions through
 //! the group with the range assignor, which hands out equal partition numbers of
 //! co-partitioned topics together; a task is created (and its stores restored from their
-//! changelogs) when its partitions are assigned, and dropped when they are revoked.
+//! changelogs) when its partitions are assigned, and dropped when they are revoked. With
+//! `state_dir`, a task also keeps its stores' changelog records and checkpoints in a redb
+//! database of its own (`crate::state`), written at each commit and read back first when
+//! the task is created, so that only the changelog past the checkpoint is read.
 //!
 //! Records are processed in batches: each record goes through its task as it arrives and its
 //! outputs (changelog records included) are enqueued at once (so they flow with the
@@ -21,10 +24,13 @@
 //! keeps, with the produce and the offset commit inside one transaction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::fs::File;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
@@ -36,6 +42,7 @@ use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
+use crate::state::{self, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
@@ -66,6 +73,13 @@ pub struct StreamsConfig {
     /// How long restoring one task's stores from their changelogs may wait for the next
     /// record before it fails (default 60 s).
     pub restore_timeout: Duration,
+    /// `state.dir`: where each task keeps a local copy of its state stores
+    /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
+    /// so that a restarted task reads only the changelog past them. Default `None`: state
+    /// only in memory, every task restores its whole changelog (Kafka's default is a
+    /// directory under `/tmp`; a library should not write files nobody asked for, and each
+    /// instance needs a directory of its own, which only the application knows).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl StreamsConfig {
@@ -80,6 +94,7 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
             restore_timeout: Duration::from_secs(60),
+            state_dir: None,
         }
     }
 }
@@ -122,6 +137,24 @@ pub struct KafkaStreams {
     global_topics: BTreeSet<String>,
     /// The counters of tasks dropped so far.
     retired: TaskMetrics,
+    /// With a state dir: the store of each changelog topic (by its name in the topology), to
+    /// keep the changelog records the tasks write in their local state.
+    changelogs: Option<HashMap<String, String>>,
+    /// The changelog records of the batch under way, for the tasks' local state.
+    logged: Vec<Logged>,
+    /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
+    _state_lock: Option<File>,
+}
+
+/// A changelog record a task wrote in the batch under way: written to the task's local state
+/// once acknowledged, at the offset its delivery gives.
+struct Logged {
+    /// Its index among the batch's deliveries.
+    delivery: usize,
+    task: i32,
+    store: String,
+    key: Bytes,
+    value: Option<Bytes>,
 }
 
 /// A task and, per input partition, the offset after the last record it processed: a
@@ -130,6 +163,8 @@ pub struct KafkaStreams {
 struct StreamTask {
     task: Task,
     next_offsets: HashMap<(String, i32), i64>,
+    /// Its local state, with a state dir. Shared with the blocking pool while it writes.
+    state: Option<Arc<TaskState>>,
 }
 
 /// What the consumer's rebalance callbacks reported, for the runtime to act on after
@@ -182,6 +217,21 @@ impl KafkaStreams {
     {
         let factory: TopologyFactory = Arc::new(factory);
         let template = factory()?;
+        // One instance per state directory, refused before anything else is done, as Kafka
+        // Streams refuses a second one ("multiple instances of Kafka Streams are running in
+        // the same state directory"): each task directory is locked as well, but an instance
+        // would only find out task by task.
+        let state_lock = match &config.state_dir {
+            Some(dir) => {
+                let dir = dir.join(&config.application_id);
+                let locked = dir.clone();
+                match blocking(&dir.clone(), move || state::try_lock(&dir)).await? {
+                    Some(lock) => Some(lock),
+                    None => return Err(Error::StateLocked { path: locked }),
+                }
+            }
+            None => None,
+        };
         let prefix = format!("{}-", config.application_id);
         let client = Client::connect(config.client.clone()).await?;
         let admin = Admin::from_client(client.clone());
@@ -228,6 +278,17 @@ impl KafkaStreams {
         topics.extend(repartition_topics.iter().map(|t| format!("{prefix}{t}")));
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
+        let changelogs = config.state_dir.as_ref().map(|_| {
+            template
+                .internal_topics()
+                .into_iter()
+                .filter(|topic| topic.kind == InternalTopicKind::Changelog)
+                .filter_map(|topic| {
+                    let store = topic.name.strip_suffix("-changelog")?.to_string();
+                    Some((topic.name, store))
+                })
+                .collect()
+        });
         let producer =
             Producer::from_client(client.clone(), ProducerConfig::new(config.client.clone()))
                 .await?;
@@ -250,6 +311,9 @@ impl KafkaStreams {
                 .collect(),
             global_topics: template.global_topics.clone(),
             retired: TaskMetrics::default(),
+            changelogs,
+            logged: Vec::new(),
+            _state_lock: state_lock,
         })
     }
 
@@ -336,8 +400,10 @@ impl KafkaStreams {
                     &self.producer,
                     &self.internal_topics,
                     &self.prefix,
+                    self.changelogs.as_ref(),
                     outputs,
                     &mut deliveries,
+                    &mut self.logged,
                 )
                 .await?;
                 let next = record.offset + 1;
@@ -439,6 +505,8 @@ impl KafkaStreams {
                 if let Err(error) = task.task.close_processors() {
                     tracing::warn!(task = partition, %error, "a processor failed to close");
                 }
+                // Its local state holds its last commit; closing it releases its directory.
+                close_state(partition, task.state).await;
                 add_metrics(&mut self.retired, task.task.metrics());
             }
         }
@@ -459,21 +527,35 @@ impl KafkaStreams {
             self.config.deserialization_exception_handler.clone(),
         );
         // This instance's own changelog writes (of a task it just dropped) must be in the
-        // changelog before it is read.
+        // changelog before it is read; the changelog then holds them, so the new task's local
+        // state must not take them from this batch (they are behind its restored state).
         self.producer.flush().await;
+        self.logged.retain(|logged| logged.task != partition);
+        let state = match &self.config.state_dir {
+            Some(dir) => {
+                let dir = dir
+                    .join(&self.config.application_id)
+                    .join(partition.to_string());
+                Some(open_task_state(dir, self.config.restore_timeout).await?)
+            }
+            None => None,
+        };
         let restorer = Restorer {
             client: &self.client,
             admin: &self.admin,
             config: &self.config,
             prefix: &self.prefix,
         };
-        restorer.restore(&mut task, partition).await?;
+        let restoring = Instant::now();
+        let state = restorer.restore(&mut task, partition, state).await?;
+        task.count_restore_time(restoring.elapsed());
         tracing::info!(task = partition, "task created");
         self.tasks.insert(
             partition,
             StreamTask {
                 task,
                 next_offsets: HashMap::new(),
+                state,
             },
         );
         Ok(())
@@ -486,9 +568,11 @@ impl KafkaStreams {
         offsets: BTreeMap<TopicPartition, i64>,
     ) -> Result<(), Error> {
         self.producer.flush().await;
+        let mut acknowledged = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            delivery.await?;
+            acknowledged.push(delivery.await?.offset);
         }
+        self.write_local_state(&acknowledged).await?;
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
         let assigned = self.consumer.assignment();
@@ -503,6 +587,35 @@ impl KafkaStreams {
             // The outputs are acknowledged; an uncommitted batch is only processed again
             // (at least once), so the application keeps running.
             tracing::warn!(%error, "offset commit failed; the batch will be processed again");
+        }
+        Ok(())
+    }
+
+    /// Writes the batch's changelog records, now acknowledged at `offsets` (by delivery), and
+    /// the changelog offsets after them into each task's local state: one write transaction
+    /// per task, so records and checkpoints agree. Runs before the input offsets are
+    /// committed; a failed write stops the application (the local copy could otherwise miss
+    /// records its next checkpoint vouches for), as Kafka treats a failed state store write.
+    async fn write_local_state(&mut self, offsets: &[i64]) -> Result<(), Error> {
+        let logged = std::mem::take(&mut self.logged);
+        let mut per_task: BTreeMap<i32, (Vec<LocalRecord>, HashMap<String, i64>)> = BTreeMap::new();
+        for record in logged {
+            let Some(offset) = offsets.get(record.delivery).copied() else {
+                continue;
+            };
+            let (records, checkpoints) = per_task.entry(record.task).or_default();
+            let topic = format!("{}{}-changelog", self.prefix, record.store);
+            let next = checkpoints.entry(topic).or_insert(offset + 1);
+            *next = (*next).max(offset + 1);
+            records.push((record.store, record.key, record.value));
+        }
+        for (partition, (records, checkpoints)) in per_task {
+            // A task dropped during the batch closed its state at its last commit.
+            let Some(state) = self.tasks.get(&partition).and_then(|t| t.state.clone()) else {
+                continue;
+            };
+            let path = state.path().to_path_buf();
+            blocking(&path, move || state.commit(&records, &checkpoints)).await?;
         }
         Ok(())
     }
@@ -549,6 +662,9 @@ impl KafkaStreams {
         for task in self.tasks.values_mut() {
             task.task.close_processors()?;
         }
+        for (partition, task) in std::mem::take(&mut self.tasks) {
+            close_state(partition, task.state).await;
+        }
         Ok(())
     }
 
@@ -580,8 +696,10 @@ impl KafkaStreams {
             &self.producer,
             &self.internal_topics,
             &self.prefix,
+            self.changelogs.as_ref(),
             outputs,
             deliveries,
+            &mut self.logged,
         )
         .await?;
         Ok(produced)
@@ -624,14 +742,30 @@ fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
 /// Enqueues a task's outputs: internal topics get the application's prefix, records with a
 /// partition (changelogs) go to it. A free function over the fields it needs, so that the
 /// run loop's future stays `Send` (the instance is not `Sync`).
+/// With `changelogs` (a state dir), changelog records are also kept in `logged`, for the
+/// tasks' local state.
 async fn enqueue_outputs(
     producer: &Producer,
     internal_topics: &BTreeSet<String>,
     prefix: &str,
+    changelogs: Option<&HashMap<String, String>>,
     outputs: Vec<RawRecord>,
     deliveries: &mut Vec<weir_client::producer::Delivery>,
+    logged: &mut Vec<Logged>,
 ) -> Result<(), Error> {
     for output in outputs {
+        if let (Some(store), Some(key)) = (
+            changelogs.and_then(|changelogs| changelogs.get(&output.topic)),
+            &output.key,
+        ) {
+            logged.push(Logged {
+                delivery: deliveries.len(),
+                task: output.partition,
+                store: store.clone(),
+                key: key.clone(),
+                value: output.value.clone(),
+            });
+        }
         let topic = if internal_topics.contains(&output.topic) {
             format!("{prefix}{}", output.topic)
         } else {
@@ -660,6 +794,40 @@ async fn sleep_until_wall_clock(at: Option<i64>) {
     }
 }
 
+/// How often a task whose directory is locked tries the lock again.
+const STATE_LOCK_RETRY: Duration = Duration::from_millis(100);
+
+/// Locks and opens the local state of a task in `dir`. The lock may be held for a moment by
+/// a task of this process being dropped in the same rebalance, so it is tried again until
+/// `timeout` (Kafka's task lock is retried the same way) before the task fails with
+/// [`Error::StateLocked`].
+async fn open_task_state(dir: PathBuf, timeout: Duration) -> Result<TaskState, Error> {
+    let deadline = Instant::now() + timeout;
+    let lock = loop {
+        let locking = dir.clone();
+        if let Some(lock) = blocking(&dir, move || state::try_lock(&locking)).await? {
+            break lock;
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::StateLocked { path: dir });
+        }
+        tokio::time::sleep(STATE_LOCK_RETRY).await;
+    };
+    let opening = dir.clone();
+    let (state, _wiped) = blocking(&dir, move || TaskState::open(opening, lock)).await?;
+    Ok(state)
+}
+
+/// Closes a task's local state: makes its commits durable and releases its directory. A
+/// failure is logged: the state on disk is then at an earlier commit, consistent still.
+async fn close_state(partition: i32, state: Option<Arc<TaskState>>) {
+    let Some(state) = state else { return };
+    let path = state.path().to_path_buf();
+    if let Err(error) = blocking(&path, move || state.persist()).await {
+        tracing::warn!(task = partition, %error, "local state not persisted at close");
+    }
+}
+
 /// What restoring a task needs of the instance; borrowed apart from it so that the restore's
 /// future stays `Send` (the instance is not `Sync`).
 struct Restorer<'a> {
@@ -670,12 +838,21 @@ struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
-    /// Reads partition `partition` of every changelog of the task's stores from the start to
-    /// its end offset into the stores, logging progress per store.
-    async fn restore(&self, task: &mut Task, partition: i32) -> Result<(), Error> {
+    /// Restores the task's stores: first the records of its local `state` (if any), then
+    /// partition `partition` of every changelog from the local state's checkpoint (or the
+    /// start) to its end offset, logging progress per store. The changelog records read are
+    /// written to the local state too, with checkpoints at the end offsets. A checkpoint
+    /// outside a changelog's offsets (the topic was deleted or recreated) wipes the local
+    /// state first, which is then rebuilt from the whole changelogs.
+    async fn restore(
+        &self,
+        task: &mut Task,
+        partition: i32,
+        state: Option<TaskState>,
+    ) -> Result<Option<Arc<TaskState>>, Error> {
         let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
         if stores.is_empty() {
-            return Ok(());
+            return Ok(state.map(Arc::new));
         }
         let by_topic: HashMap<String, String> = stores
             .iter()
@@ -687,22 +864,48 @@ impl Restorer<'_> {
             .collect();
         let starts = self.list_offsets(&partitions, OffsetSpec::Earliest).await?;
         let ends = self.list_offsets(&partitions, OffsetSpec::Latest).await?;
+        let (state, checkpoints) = match state {
+            Some(state) => {
+                let (state, checkpoints) = self
+                    .load_local_state(task, partition, state, &stores, &starts, &ends)
+                    .await?;
+                (Some(Arc::new(state)), checkpoints)
+            }
+            None => (None, HashMap::new()),
+        };
         // Per changelog still being read: (store, start, end, records restored).
         let mut pending: HashMap<String, (String, i64, i64, u64)> = HashMap::new();
         for tp in &partitions {
             let store = by_topic.get(&tp.topic).cloned().unwrap_or_default();
             let (start, end) = (
-                starts.get(tp).copied().unwrap_or(0),
+                checkpoints
+                    .get(&tp.topic)
+                    .or(starts.get(tp))
+                    .copied()
+                    .unwrap_or(0),
                 ends.get(tp).copied().unwrap_or(0),
             );
             if end > start {
-                tracing::info!(store = %store, partition, records = end - start,
+                tracing::info!(store = %store, partition, from = start, records = end - start,
                     "restoring state store from its changelog");
                 pending.insert(tp.topic.clone(), (store, start, end, 0));
             }
         }
+        // With local state, the changelog records read are kept in it, and the checkpoints
+        // end at the end offsets (also of changelogs with nothing to read).
+        let end_checkpoints: HashMap<String, i64> = partitions
+            .iter()
+            .map(|tp| (tp.topic.clone(), ends.get(tp).copied().unwrap_or(0)))
+            .collect();
+        let mut local = LocalWriter {
+            state: state.clone(),
+            records: Vec::new(),
+            checkpoints: HashMap::new(),
+        };
         if pending.is_empty() {
-            return Ok(());
+            local.checkpoints = end_checkpoints;
+            local.flush().await?;
+            return Ok(state);
         }
         let consumer_config = ConsumerConfig {
             client: self.config.client.clone(),
@@ -717,6 +920,12 @@ impl Restorer<'_> {
             .map(|topic| TopicPartition::new(topic.clone(), partition))
             .collect();
         consumer.assign(&reading)?;
+        for tp in &reading {
+            // From the local state's checkpoint, or the changelog's start.
+            if let Some((_, start, _, _)) = pending.get(&tp.topic) {
+                consumer.seek(tp, *start)?;
+            }
+        }
         let restore_failed = |store: &str, reason: String| Error::Restore {
             store: store.to_string(),
             partition,
@@ -756,6 +965,11 @@ impl Restorer<'_> {
             };
             if record.offset < *end {
                 task.restore(store, record.key.as_deref(), record.value.as_deref())?;
+                task.count_restored(0, 1);
+                local.keep(store, &record.topic, &record);
+                if local.records.len() >= RESTORE_PROGRESS_EVERY as usize {
+                    local.flush().await?;
+                }
                 *restored += 1;
                 if *restored % RESTORE_PROGRESS_EVERY == 0 {
                     tracing::info!(store = %store, partition, restored = *restored,
@@ -768,7 +982,64 @@ impl Restorer<'_> {
                 pending.remove(&*record.topic);
             }
         }
-        Ok(())
+        local.checkpoints = end_checkpoints;
+        local.flush().await?;
+        Ok(state)
+    }
+
+    /// Puts the records of the local `state` into the task's stores and returns the state
+    /// with its checkpoints; a checkpoint outside its changelog's offsets (`starts`, `ends`)
+    /// wipes the state first (Kafka's `OffsetOutOfRange` on restore), leaving nothing to load.
+    async fn load_local_state(
+        &self,
+        task: &mut Task,
+        partition: i32,
+        state: TaskState,
+        stores: &[String],
+        starts: &HashMap<TopicPartition, i64>,
+        ends: &HashMap<TopicPartition, i64>,
+    ) -> Result<(TaskState, HashMap<String, i64>), Error> {
+        let path = state.path().to_path_buf();
+        let (state, checkpoints) = blocking(&path, move || {
+            let checkpoints = state.checkpoints()?;
+            Ok((state, checkpoints))
+        })
+        .await?;
+        let out_of_range = checkpoints.iter().find(|(topic, offset)| {
+            let tp = TopicPartition::new(topic.as_str(), partition);
+            let (start, end) = (
+                starts.get(&tp).copied().unwrap_or(0),
+                ends.get(&tp).copied().unwrap_or(0),
+            );
+            // A changelog this topology no longer has is not restored: its checkpoint
+            // does not matter.
+            starts.contains_key(&tp) && (**offset < start || **offset > end)
+        });
+        if let Some((topic, offset)) = out_of_range {
+            tracing::warn!(task = partition, changelog = %topic, checkpoint = *offset,
+                path = %path.display(),
+                "the local state's checkpoint is outside the changelog's offsets; wiping it \
+                 and restoring the whole changelogs");
+            let state = blocking(&path, move || state.wipe()).await?;
+            return Ok((state, HashMap::new()));
+        }
+        let stores = stores.to_vec();
+        let (state, records) = blocking(&path, move || {
+            let records = state.load(&stores)?;
+            Ok((state, records))
+        })
+        .await?;
+        let mut loaded = 0;
+        for (store, records) in records {
+            loaded += records.len() as u64;
+            for (key, value) in records {
+                task.restore(&store, Some(&key), Some(&value))?;
+            }
+        }
+        task.count_restored(loaded, 0);
+        tracing::info!(task = partition, records = loaded, path = %path.display(),
+            "state stores restored from local state");
+        Ok((state, checkpoints))
     }
 
     async fn list_offsets(
@@ -794,6 +1065,45 @@ fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
     total.dropped_invalid_timestamp += more.dropped_invalid_timestamp;
     total.dropped_late += more.dropped_late;
     total.dropped_deserialization_errors += more.dropped_deserialization_errors;
+    total.restored_from_changelog += more.restored_from_changelog;
+    total.restored_from_local_state += more.restored_from_local_state;
+    total.restore_time_ms += more.restore_time_ms;
+}
+
+/// Writes what a restore reads from the changelogs into the task's local state, in write
+/// transactions of [`RESTORE_PROGRESS_EVERY`] records: a restore interrupted midway keeps
+/// what it wrote, with checkpoints that vouch for it.
+struct LocalWriter {
+    state: Option<Arc<TaskState>>,
+    records: Vec<LocalRecord>,
+    checkpoints: HashMap<String, i64>,
+}
+
+impl LocalWriter {
+    fn keep(&mut self, store: &str, topic: &str, record: &weir_client::consumer::ConsumerRecord) {
+        if self.state.is_none() {
+            return;
+        }
+        if let Some(key) = &record.key {
+            self.records
+                .push((store.to_string(), key.clone(), record.value.clone()));
+        }
+        self.checkpoints
+            .insert(topic.to_string(), record.offset + 1);
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        let Some(state) = self.state.clone() else {
+            return Ok(());
+        };
+        if self.records.is_empty() && self.checkpoints.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.records);
+        let checkpoints = std::mem::take(&mut self.checkpoints);
+        let path = state.path().to_path_buf();
+        blocking(&path, move || state.commit(&records, &checkpoints)).await
+    }
 }
 
 /// The partition counts of the user topics the topology reads; a missing topic refuses the
@@ -905,6 +1215,7 @@ async fn create_internal_topics(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -967,5 +1278,31 @@ mod tests {
                 ("t".into(), 1, 1),
             ]
         );
+    }
+
+    /// A task directory locked by another task waits for it, up to the timeout, then fails
+    /// with a clear error; once released, the task opens it.
+    #[tokio::test]
+    async fn a_locked_task_directory_is_waited_for_then_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("app").join("0");
+        let held = open_task_state(task_dir.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let error = open_task_state(task_dir.clone(), Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(
+            matches!(&error, Error::StateLocked { path } if *path == task_dir),
+            "{error}"
+        );
+        // Released while the next one waits: it gets the directory.
+        let waiting = tokio::spawn(open_task_state(task_dir.clone(), Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(held);
+        let state = waiting.await.unwrap().unwrap();
+        assert!(state.path().starts_with(&task_dir));
     }
 }

@@ -352,4 +352,93 @@ mod tests {
             .unwrap();
         assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
     }
+
+    /// The same changelog records through a task's local state: written in changelog order
+    /// over two commits, the database reopened and loaded, they give the stores a restore
+    /// from the whole changelog gives (the latest record per key is all a store needs:
+    /// key-value, window, session and sliding stores and a table with a deletion).
+    #[test]
+    fn a_task_restored_from_its_local_state_has_the_same_stores() {
+        use std::collections::HashMap;
+
+        use crate::state::{LocalRecord, TaskState, try_lock};
+
+        let handler = DeserializationExceptionHandler::default;
+        let mut task = Task::new(topology(), 2, handler());
+        for (key, timestamp) in [("a", 10), ("b", 20), ("a", 40), ("a", 150), ("b", 160)] {
+            task.process(&record("in", key, Some("x"), timestamp))
+                .unwrap();
+        }
+        task.process(&record("t", "k1", Some("v1"), 5)).unwrap();
+        task.process(&record("t", "k2", Some("v2"), 6)).unwrap();
+        task.process(&record("t", "k1", None, 7)).unwrap();
+        let records: Vec<LocalRecord> = task
+            .take_outputs()
+            .into_iter()
+            .map(|r| {
+                let store = r.topic.trim_end_matches("-changelog").to_string();
+                (store, r.key.unwrap(), r.value)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("2");
+        let checkpoint = |offset| HashMap::from([("app-counts-changelog".to_string(), offset)]);
+        {
+            let lock = try_lock(&task_dir).unwrap().unwrap();
+            assert!(try_lock(&task_dir).unwrap().is_none(), "locked once");
+            let (state, wiped) = TaskState::open(task_dir.clone(), lock).unwrap();
+            assert!(!wiped);
+            let (first, second) = records.split_at(records.len() / 2);
+            state.commit(first, &checkpoint(7)).unwrap();
+            state.commit(second, &checkpoint(19)).unwrap();
+            state.persist().unwrap();
+        }
+        let lock = try_lock(&task_dir).unwrap().unwrap();
+        let (state, wiped) = TaskState::open(task_dir, lock).unwrap();
+        assert!(!wiped);
+        assert_eq!(state.checkpoints().unwrap(), checkpoint(19));
+        let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
+        let loaded = state.load(&stores).unwrap();
+        let count: usize = loaded.iter().map(|(_, records)| records.len()).sum();
+        assert!(count < records.len(), "one record per key");
+        let mut restored = Task::new(topology(), 2, handler());
+        for (store, records) in &loaded {
+            for (key, value) in records {
+                restored.restore(store, Some(key), Some(value)).unwrap();
+            }
+        }
+        // What the runtime restores without local state: every changelog record. (Not the
+        // running task's stores: windows and sessions dropped by retention are not logged.)
+        let mut task = Task::new(topology(), 2, handler());
+        for (store, key, value) in &records {
+            task.restore(store, Some(key), value.as_deref()).unwrap();
+        }
+        let all = |task: &Task, store: &str| {
+            task.topology()
+                .key_value_store::<Windowed<String>, i64>(store)
+                .unwrap()
+                .all()
+        };
+        for store in ["windowed", "sessions", "sliding"] {
+            assert!(!all(&task, store).is_empty());
+            assert_eq!(all(&restored, store), all(&task, store), "{store}");
+        }
+        let counts = |task: &Task| {
+            task.topology()
+                .key_value_store::<String, i64>("counts")
+                .unwrap()
+                .all()
+        };
+        assert_eq!(counts(&restored), counts(&task));
+        let table_store = task.topology().store_names();
+        let table_store = table_store
+            .iter()
+            .find(|name| name.starts_with("t-STATE-STORE"))
+            .unwrap();
+        let table = restored
+            .topology()
+            .key_value_store::<String, String>(table_store)
+            .unwrap();
+        assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
+    }
 }

@@ -138,6 +138,15 @@ pub struct TaskMetrics {
     /// [`DeserializationExceptionHandler::LogAndContinue`] or
     /// [`DeserializationExceptionHandler::DeadLetterQueue`].
     pub dropped_deserialization_errors: u64,
+    /// Changelog records put back into the stores from the changelog topics when the task
+    /// was created (Kafka's restore metrics).
+    pub restored_from_changelog: u64,
+    /// Records put back into the stores from the task's local state (its redb copy under
+    /// `StreamsConfig::state_dir`) when the task was created.
+    pub restored_from_local_state: u64,
+    /// Milliseconds spent restoring the stores when the task was created, from local state
+    /// and changelogs (Kafka's restore latency, summed).
+    pub restore_time_ms: u64,
 }
 
 /// What a task does with an input record whose key or value does not deserialize (Kafka's
@@ -451,6 +460,17 @@ impl Task {
 
     pub(crate) fn metrics(&self) -> TaskMetrics {
         self.ctx.metrics
+    }
+
+    /// Counts records restored into the stores: from the local state, from the changelogs.
+    pub(crate) fn count_restored(&mut self, local_state: u64, changelog: u64) {
+        self.ctx.metrics.restored_from_local_state += local_state;
+        self.ctx.metrics.restored_from_changelog += changelog;
+    }
+
+    /// Counts time spent restoring the stores.
+    pub(crate) fn count_restore_time(&mut self, time: std::time::Duration) {
+        self.ctx.metrics.restore_time_ms += u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
     }
 
     pub(crate) fn topology(&self) -> &Topology {

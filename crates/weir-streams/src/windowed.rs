@@ -460,10 +460,10 @@ impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
         if let Some(right) = right_aggregate.filter(|(_, max)| !right_exists && *max > t) {
             self.create_right_window(right);
         }
-        if let Some(previous) = previous {
-            if !starts.contains(&(previous + 1)) {
-                self.update_window(self.window_from(previous + 1), None);
-            }
+        if let Some(previous) = previous
+            && !starts.contains(&(previous + 1))
+        {
+            self.update_window(self.window_from(previous + 1), None);
         }
         match combined {
             Some((window, aggregate, max)) => self.update_window(window, Some((aggregate, max))),

@@ -1,0 +1,336 @@
+//! The local copy of a task's state stores (Kafka's `state.dir/<application.id>/<task id>/`),
+//! in one redb database per task.
+//!
+//! The changelog topics stay the system of record; the local copy is a cache of them that
+//! makes a restart cheap. Per store it holds the latest changelog record per key, exactly the
+//! bytes the changelog holds (serialized key; 8-byte timestamp then serialized value), so
+//! records restored from it and from the changelog go through the same `Task::restore`.
+//! Beside them a checkpoint table holds, per changelog topic (its partition is the task's),
+//! the offset after the last record the copy holds (Kafka's `.checkpoint` file). Records and
+//! checkpoints are written in one write transaction, so after a crash the database is at an
+//! earlier commit whose data and checkpoints agree.
+//!
+//! Every function here blocks (file I/O); the runtime calls them through
+//! `tokio::task::spawn_blocking` (see [`blocking`]).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+
+use crate::Error;
+
+/// The changelog offsets the local copy holds records up to (exclusive), by changelog topic.
+const CHECKPOINTS: TableDefinition<'static, &str, i64> = TableDefinition::new("checkpoints");
+
+/// The database's file name in a task's directory.
+pub(crate) const DATABASE_FILE: &str = "state.redb";
+
+/// Records written without `Durability::Immediate` after which a commit is made durable
+/// (Kafka's `OFFSET_DELTA_THRESHOLD_FOR_CHECKPOINT`): non-durable commits survive the process
+/// closing the database, not a kill or a power loss, which roll the database back to its last
+/// durable commit; the threshold bounds what such a restart reads again from the changelogs.
+const DURABLE_EVERY: u64 = 10_000;
+
+/// The lock file of a task's directory, and of an application's directory.
+const LOCK_FILE: &str = ".lock";
+
+/// One changelog record to keep: store, serialized key, changelog value (`None`: a tombstone,
+/// which removes the key).
+pub(crate) type LocalRecord = (String, Bytes, Option<Bytes>);
+
+/// The records loaded from the local state for one store: serialized key, changelog value.
+pub(crate) type LoadedStore = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// The open database of one task, with its directory locked.
+pub(crate) struct TaskState {
+    dir: PathBuf,
+    path: PathBuf,
+    db: Database,
+    /// Records written since the last durable commit.
+    not_durable: AtomicU64,
+    /// Holds the directory's advisory lock until the state is dropped: the OS releases it
+    /// when the file closes, also when the process dies, so a crash leaves no stale lock.
+    _lock: File,
+}
+
+impl std::fmt::Debug for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskState")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> Error {
+    Error::State {
+        path: path.to_path_buf(),
+        source: Box::new(error),
+    }
+}
+
+fn db_error(path: &Path, error: impl Into<redb::Error>) -> Error {
+    Error::State {
+        path: path.to_path_buf(),
+        source: Box::new(error.into()),
+    }
+}
+
+/// The redb table of `store`, named apart from the checkpoint table.
+fn store_table(table_name: &str) -> TableDefinition<'_, &'static [u8], &'static [u8]> {
+    TableDefinition::new(table_name)
+}
+
+fn table_name(store: &str) -> String {
+    format!("store:{store}")
+}
+
+/// Takes the exclusive advisory lock of `dir` (creating it and its lock file); `None` when
+/// another instance holds it. An advisory lock (`File::try_lock`: `flock` on Unix) rather
+/// than a file created exclusively, because the OS drops it with its holder: a crashed
+/// process leaves nothing to clean up.
+pub(crate) fn try_lock(dir: &Path) -> Result<Option<File>, Error> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let path = dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(error)) => Err(io_error(&path, error)),
+    }
+}
+
+impl TaskState {
+    /// Opens the database in the locked directory `dir`, creating it if missing. A file that
+    /// does not open as a database (corrupt) is logged and wiped: the task then restores its
+    /// whole changelog, as Kafka does with corrupted state. Returns whether it wiped.
+    pub(crate) fn open(dir: PathBuf, lock: File) -> Result<(Self, bool), Error> {
+        let path = dir.join(DATABASE_FILE);
+        match Database::create(&path) {
+            Ok(db) => Ok((
+                Self {
+                    dir,
+                    path,
+                    db,
+                    not_durable: AtomicU64::new(0),
+                    _lock: lock,
+                },
+                false,
+            )),
+            Err(error) if !is_corrupt(&error) => Err(db_error(&path, error)),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error,
+                    "local state does not open; wiping it and restoring from the changelogs");
+                wipe_dir(&dir)?;
+                let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+                Ok((
+                    Self {
+                        dir,
+                        path,
+                        db,
+                        not_durable: AtomicU64::new(0),
+                        _lock: lock,
+                    },
+                    true,
+                ))
+            }
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes everything the directory holds but its lock, and starts an empty database.
+    pub(crate) fn wipe(self) -> Result<Self, Error> {
+        let Self {
+            dir,
+            path,
+            db,
+            _lock,
+            ..
+        } = self;
+        drop(db);
+        wipe_dir(&dir)?;
+        let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+        Ok(Self {
+            dir,
+            path,
+            db,
+            not_durable: AtomicU64::new(0),
+            _lock,
+        })
+    }
+
+    /// The checkpoints: per changelog topic, the offset after the last record held.
+    pub(crate) fn checkpoints(&self) -> Result<HashMap<String, i64>, Error> {
+        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let table = match txn.open_table(CHECKPOINTS) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+            Err(error) => return Err(db_error(&self.path, error)),
+        };
+        let mut checkpoints = HashMap::new();
+        for entry in table.iter().map_err(|e| db_error(&self.path, e))? {
+            let (topic, offset) = entry.map_err(|e| db_error(&self.path, e))?;
+            checkpoints.insert(topic.value().to_string(), offset.value());
+        }
+        Ok(checkpoints)
+    }
+
+    /// Every record held for `stores`, in key order per store.
+    pub(crate) fn load(&self, stores: &[String]) -> Result<Vec<LoadedStore>, Error> {
+        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let mut records = Vec::new();
+        for store in stores {
+            let name = table_name(store);
+            let table = match txn.open_table(store_table(&name)) {
+                Ok(table) => table,
+                Err(TableError::TableDoesNotExist(_)) => continue,
+                Err(error) => return Err(db_error(&self.path, error)),
+            };
+            let mut loaded = Vec::new();
+            for entry in table.iter().map_err(|e| db_error(&self.path, e))? {
+                let (key, value) = entry.map_err(|e| db_error(&self.path, e))?;
+                loaded.push((key.value().to_vec(), value.value().to_vec()));
+            }
+            records.push((store.clone(), loaded));
+        }
+        Ok(records)
+    }
+
+    /// Writes `records` and `checkpoints` as [`TaskState::write`] does, durably once
+    /// [`DURABLE_EVERY`] records were written since the last durable commit.
+    pub(crate) fn commit(
+        &self,
+        records: &[LocalRecord],
+        checkpoints: &HashMap<String, i64>,
+    ) -> Result<(), Error> {
+        let written = self
+            .not_durable
+            .fetch_add(records.len() as u64, Ordering::Relaxed)
+            + records.len() as u64;
+        let durability = if written >= DURABLE_EVERY {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write(records, checkpoints, durability)
+    }
+
+    /// Writes `records` (in changelog order: a later record of a key replaces an earlier one,
+    /// a tombstone removes it) and the new `checkpoints` in one write transaction.
+    pub(crate) fn write(
+        &self,
+        records: &[LocalRecord],
+        checkpoints: &HashMap<String, i64>,
+        durability: Durability,
+    ) -> Result<(), Error> {
+        let mut txn = self.db.begin_write().map_err(|e| db_error(&self.path, e))?;
+        txn.set_durability(durability)
+            .map_err(|e| db_error(&self.path, e))?;
+        {
+            let mut names: HashMap<&str, String> = HashMap::new();
+            for (store, _, _) in records {
+                names
+                    .entry(store.as_str())
+                    .or_insert_with(|| table_name(store));
+            }
+            let mut tables = HashMap::new();
+            for (store, name) in &names {
+                let table = txn
+                    .open_table(store_table(name))
+                    .map_err(|e| db_error(&self.path, e))?;
+                tables.insert(*store, table);
+            }
+            for (store, key, value) in records {
+                let Some(table) = tables.get_mut(store.as_str()) else {
+                    continue;
+                };
+                match value {
+                    Some(value) => table.insert(key.as_ref(), value.as_ref()).map(drop),
+                    None => table.remove(key.as_ref()).map(drop),
+                }
+                .map_err(|e| db_error(&self.path, e))?;
+            }
+            let mut table = txn
+                .open_table(CHECKPOINTS)
+                .map_err(|e| db_error(&self.path, e))?;
+            for (topic, offset) in checkpoints {
+                table
+                    .insert(topic.as_str(), *offset)
+                    .map_err(|e| db_error(&self.path, e))?;
+            }
+        }
+        txn.commit().map_err(|e| db_error(&self.path, e))?;
+        if matches!(durability, Durability::Immediate) {
+            self.not_durable.store(0, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Makes every commit so far durable (an empty commit with `Durability::Immediate`): a
+    /// clean close leaves the latest state on disk, whatever the OS does next.
+    pub(crate) fn persist(&self) -> Result<(), Error> {
+        self.write(&[], &HashMap::new(), Durability::Immediate)
+    }
+}
+
+/// Whether a database that does not open is corrupt, so wiping it and restoring from the
+/// changelogs is the way on. Not so a database another process has open or an I/O error
+/// (permissions, a full disk): those must be fixed, not papered over by a full restore.
+fn is_corrupt(error: &redb::DatabaseError) -> bool {
+    use redb::{DatabaseError, StorageError};
+    match error {
+        DatabaseError::RepairAborted | DatabaseError::UpgradeRequired(_) => true,
+        DatabaseError::Storage(StorageError::Corrupted(_)) => true,
+        // A file shorter than its header.
+        DatabaseError::Storage(StorageError::Io(error)) => matches!(
+            error.kind(),
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+        ),
+        _ => false,
+    }
+}
+
+/// Removes every entry of `dir` but the lock file (held by this instance).
+fn wipe_dir(dir: &Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        if entry.file_name() == LOCK_FILE {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if entry.file_type().map_err(|e| io_error(&path, e))?.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| io_error(&path, e))?;
+    }
+    Ok(())
+}
+
+/// Runs blocking file work (redb, locks) on tokio's blocking pool: the runtime's futures run
+/// on any runtime, `current_thread` ones included, where `block_in_place` panics, and a
+/// commit's write must not stall the other tasks of the executor. `path` names the work in
+/// the error if it panicked.
+pub(crate) async fn blocking<T: Send + 'static>(
+    path: &Path,
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Error::State {
+            path: path.to_path_buf(),
+            source: Box::new(error),
+        })?
+}

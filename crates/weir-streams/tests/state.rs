@@ -1,0 +1,457 @@
+//! KafkaStreams with a state dir against an in-process Weir broker: tasks keep their stores in
+//! redb with changelog checkpoints, and a restarted task restores only the changelog past
+//! them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests"
+)]
+
+// The broker harness weir-client's own tests use.
+#[allow(unreachable_pub, reason = "written for weir-client's test crates")]
+#[path = "../../weir-client/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{TestBroker, create_topic};
+use tokio::sync::oneshot;
+use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
+use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use weir_streams::{
+    I64Serde, KafkaStreams, Materialized, Nullable, StreamsBuilder, StreamsConfig, StringSerde,
+    Topology,
+};
+
+/// Input partitions, so tasks.
+const TASKS: i32 = 2;
+/// Distinct words.
+const KEYS: usize = 100;
+
+fn word_counts() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("words", StringSerde, StringSerde)
+        .group_by_key()
+        .count_with(Materialized::as_store("word-counts"))
+        .to_stream()
+        .to("word-counts", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+/// Records `range` of the input: word `w{i % KEYS}`.
+async fn produce_words(broker: &TestBroker, range: std::ops::Range<usize>) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in range {
+        let record = ProducerRecord::new("words")
+            .key(format!("w{}", i % KEYS))
+            .value("x".to_string());
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+async fn setup(app: &str, state_dir: &Path) -> (TestBroker, StreamsConfig) {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "words", TASKS).await;
+    create_topic(&client, "word-counts", 1).await;
+    let mut config = StreamsConfig::new(app, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(2);
+    config.state_dir = Some(state_dir.to_path_buf());
+    (broker, config)
+}
+
+fn start(streams: KafkaStreams) -> (oneshot::Sender<()>, tokio::task::JoinHandle<KafkaStreams>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut streams = streams;
+    let task = tokio::spawn(async move {
+        streams
+            .run_until(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        streams
+    });
+    (stop, task)
+}
+
+/// The input offsets the application committed, summed over the partitions.
+async fn committed(broker: &TestBroker, app: &str) -> i64 {
+    let mut config = ConsumerConfig::new(&broker.addr.to_string(), app);
+    config.client = broker.config();
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let partitions: Vec<_> = (0..TASKS)
+        .map(|p| TopicPartition::new("words", p))
+        .collect();
+    consumer
+        .committed(&partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.unwrap_or(0))
+        .sum()
+}
+
+async fn wait_committed(broker: &TestBroker, app: &str, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed(broker, app).await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{app}: {} of {n} committed",
+            committed(broker, app).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs an instance until `n` input records are committed, stops it and closes it; returns
+/// its metrics and the counts it held.
+async fn run_until_committed(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    n: i64,
+) -> (weir_streams::TaskMetrics, Vec<(String, i64)>) {
+    let (stop, task) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    wait_committed(broker, &config.application_id, n).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    let counts = streams
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    streams.close().await.unwrap();
+    (metrics, counts)
+}
+
+fn exact(counts: &[(String, i64)], each: i64) {
+    assert_eq!(counts.len(), KEYS, "{counts:?}");
+    assert!(
+        counts.iter().all(|(_, count)| *count == each),
+        "every word {each} times: {counts:?}"
+    );
+}
+
+/// The changelog records of the store, over every task.
+async fn changelog_records(broker: &TestBroker, app: &str) -> i64 {
+    let client = broker.client().await;
+    let mut total = 0;
+    for partition in 0..TASKS {
+        total +=
+            support::end_offset(&client, &format!("{app}-word-counts-changelog"), partition).await;
+    }
+    total
+}
+
+/// (a) A clean close leaves each task's state and checkpoint on disk: the next instance on
+/// the same state dir loads them and reads nothing from the changelog.
+#[tokio::test]
+async fn a_restart_after_a_clean_close_restores_from_local_state_only() {
+    const APP: &str = "state-clean";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    produce_words(&broker, 0..1000).await;
+    let (_, counts) = run_until_committed(&broker, &config, 1000).await;
+    exact(&counts, 10);
+    for task in 0..TASKS {
+        assert!(
+            dir.path()
+                .join(APP)
+                .join(task.to_string())
+                .join("state.redb")
+                .exists()
+        );
+    }
+
+    produce_words(&broker, 1000..1500).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 1500).await;
+    exact(&counts, 15);
+    assert_eq!(
+        metrics.restored_from_changelog, 0,
+        "nothing read from the changelog"
+    );
+    assert_eq!(
+        metrics.restored_from_local_state, KEYS as u64,
+        "one record per word"
+    );
+    assert_eq!(metrics.process_total, 500);
+    broker.stop().await;
+}
+
+/// (b) After a crash (the instance dropped, nothing closed), the local state is at the last
+/// commit: the next instance reads from the changelog only what the crashed one logged after
+/// it, and the counts are within the at-least-once bound.
+#[tokio::test]
+async fn a_restart_after_a_crash_reads_only_the_changelog_after_the_last_commit() {
+    const APP: &str = "state-crash";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    produce_words(&broker, 0..1000).await;
+    // Full batches of 64 commit at once; the last, partial one would wait a minute.
+    let mut crashing = config.clone();
+    crashing.commit_interval = Duration::from_secs(60);
+    crashing.max_poll_records = 64;
+    let (_stop, task) = start(KafkaStreams::new(word_counts, crashing).await.unwrap());
+    // Every record processed (its update logged), and the commits settled.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while changelog_records(&broker, APP).await < 1000 {
+        assert!(tokio::time::Instant::now() < deadline, "not processed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let uncommitted = 1000 - committed(&broker, APP).await;
+    assert!(uncommitted > 0, "the last, partial batch was not committed");
+
+    let (metrics, counts) = run_until_committed(&broker, &config, 1000).await;
+    println!("{uncommitted} records uncommitted at the crash; after it: {metrics:?}");
+    assert_eq!(counts.len(), KEYS);
+    let total: i64 = counts.iter().map(|(_, count)| count).sum();
+    assert!(counts.iter().all(|(_, c)| *c >= 10), "no loss: {counts:?}");
+    assert!(
+        total - 1000 <= uncommitted,
+        "{} duplicates, {uncommitted} uncommitted",
+        total - 1000
+    );
+    assert!(
+        metrics.restored_from_changelog <= uncommitted as u64,
+        "{} records restored from the changelog, {uncommitted} were logged after the last \
+         commit",
+        metrics.restored_from_changelog
+    );
+    assert!(metrics.restored_from_local_state > 0);
+    assert_eq!(metrics.process_total, uncommitted as u64);
+    broker.stop().await;
+}
+
+/// (c) A corrupt database is wiped and rebuilt from the whole changelog.
+#[tokio::test]
+async fn a_corrupt_local_state_is_wiped_and_restored_from_the_changelog() {
+    const APP: &str = "state-corrupt";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    produce_words(&broker, 0..1000).await;
+    run_until_committed(&broker, &config, 1000).await;
+    for task in 0..TASKS {
+        let path = dir
+            .path()
+            .join(APP)
+            .join(task.to_string())
+            .join("state.redb");
+        std::fs::write(&path, vec![0xA5_u8; 8192]).unwrap();
+    }
+
+    produce_words(&broker, 1000..1200).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 1200).await;
+    exact(&counts, 12);
+    assert_eq!(metrics.restored_from_local_state, 0);
+    assert_eq!(
+        metrics.restored_from_changelog,
+        changelog_records(&broker, APP).await as u64 - 200,
+        "the whole changelog as it was at the restart"
+    );
+    broker.stop().await;
+}
+
+/// (d) A checkpoint beyond the changelog's end (the changelog was recreated) wipes the local
+/// state, which is rebuilt from the whole changelog.
+#[tokio::test]
+async fn a_checkpoint_beyond_the_changelog_end_wipes_the_local_state() {
+    const APP: &str = "state-ahead";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    produce_words(&broker, 0..1000).await;
+    run_until_committed(&broker, &config, 1000).await;
+    {
+        let path = dir.path().join(APP).join("0").join("state.redb");
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let checkpoints: redb::TableDefinition<'_, &str, i64> =
+                redb::TableDefinition::new("checkpoints");
+            let mut table = txn.open_table(checkpoints).unwrap();
+            table
+                .insert(format!("{APP}-word-counts-changelog").as_str(), 1_000_000)
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    produce_words(&broker, 1000..1200).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 1200).await;
+    exact(&counts, 12);
+    let task_1_records = metrics.restored_from_local_state;
+    assert!(
+        task_1_records > 0 && task_1_records < KEYS as u64,
+        "only task 1 kept its local state: {metrics:?}"
+    );
+    let client = broker.client().await;
+    let task_0_changelog =
+        support::end_offset(&client, &format!("{APP}-word-counts-changelog"), 0).await;
+    assert!(
+        metrics.restored_from_changelog > 0
+            && metrics.restored_from_changelog <= task_0_changelog as u64,
+        "task 0 restored its whole changelog: {metrics:?}"
+    );
+    broker.stop().await;
+}
+
+/// (e) A second instance on the same state dir is refused, naming the directory.
+#[tokio::test]
+async fn a_second_instance_on_the_same_state_dir_is_refused() {
+    const APP: &str = "state-locked";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    let first = KafkaStreams::new(word_counts, config.clone())
+        .await
+        .unwrap();
+    let error = KafkaStreams::new(word_counts, config.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, weir_streams::Error::StateLocked { path } if path == &dir.path().join(APP)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("is locked by another instance"));
+    // Released with the first instance.
+    first.close().await.unwrap();
+    KafkaStreams::new(word_counts, config)
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    broker.stop().await;
+}
+
+/// A local state left behind by a task that then ran elsewhere is behind the changelog, not
+/// wrong: when the task comes back, the instance loads it and reads the changelog from its
+/// checkpoint, which holds what the other instance added.
+#[tokio::test]
+async fn a_task_back_on_an_instance_with_an_old_local_state_reads_what_it_missed() {
+    const APP: &str = "state-return";
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (broker, config_a) = setup(APP, dir_a.path()).await;
+    let mut config_b = config_a.clone();
+    config_b.state_dir = Some(dir_b.path().to_path_buf());
+    produce_words(&broker, 0..1000).await;
+    run_until_committed(&broker, &config_a, 1000).await;
+    produce_words(&broker, 1000..1500).await;
+    let (metrics, counts) = run_until_committed(&broker, &config_b, 1500).await;
+    exact(&counts, 15);
+    assert_eq!(metrics.restored_from_local_state, 0, "a new state dir");
+    assert_eq!(metrics.restored_from_changelog, 1000);
+
+    produce_words(&broker, 1500..2000).await;
+    let (metrics, counts) = run_until_committed(&broker, &config_a, 2000).await;
+    exact(&counts, 20);
+    assert_eq!(metrics.restored_from_local_state, KEYS as u64);
+    assert_eq!(metrics.restored_from_changelog, 500, "what B logged");
+    broker.stop().await;
+}
+
+/// Starts an instance, feeds it one input record and waits for its commit: the time this
+/// takes, and the instance's metrics (its restore included).
+async fn time_to_first_commit(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    input: usize,
+) -> (Duration, weir_streams::TaskMetrics) {
+    let before = committed(broker, &config.application_id).await;
+    let started = std::time::Instant::now();
+    let (stop, task) = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    produce_words(broker, input..input + 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    while committed(broker, &config.application_id).await < before + 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    streams.close().await.unwrap();
+    (elapsed, metrics)
+}
+
+/// Writes `records` changelog records of the count store of `app` to partition 0 (task 0),
+/// in Kafka's changelog format as the store writes it (the serialized key; the 8-byte
+/// timestamp, then the count), over `keys` keys: each key's count goes up by one per record.
+async fn fill_changelog(broker: &TestBroker, app: &str, records: usize, keys: usize) {
+    let changelog = format!("{app}-word-counts-changelog");
+    create_topic(&broker.client().await, &changelog, TASKS).await;
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in 0..records {
+        let mut value = 1_000_i64.to_be_bytes().to_vec();
+        value.extend_from_slice(&((i / keys) as i64 + 1).to_be_bytes());
+        let record = ProducerRecord::new(changelog.as_str())
+            .partition(0)
+            .key(format!("word-{:07}", i % keys))
+            .value(value);
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// A measurement: the restore time of a task whose changelog holds 200,000 records, from the
+/// changelog alone and from its local state (docs/benchmarks.md), with one record per key and
+/// with ten per key (a changelog not compacted yet; the local state holds one per key).
+/// `cargo test -p weir-streams --release --test state -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_restore_from_the_changelog_and_from_local_state() {
+    const RECORDS: usize = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup("state-measure", dir.path()).await;
+    let mut input = 0;
+    for keys in [RECORDS, RECORDS / 10] {
+        let mut config = config.clone();
+        config.application_id = format!("state-measure-{keys}");
+        fill_changelog(&broker, &config.application_id, RECORDS, keys).await;
+        let mut in_memory = config.clone();
+        in_memory.state_dir = None;
+        let mut run = async |config: &StreamsConfig| {
+            input += 1;
+            time_to_first_commit(&broker, config, input).await.1
+        };
+        let from_changelog = run(&in_memory).await;
+        assert!(from_changelog.restored_from_changelog >= RECORDS as u64);
+        let first = run(&config).await;
+        assert_eq!(first.restored_from_local_state, 0);
+        let from_local = run(&config).await;
+        assert_eq!(from_local.restored_from_changelog, 0);
+        assert!(from_local.restored_from_local_state >= keys as u64);
+        println!(
+            "{RECORDS} changelog records over {keys} keys: restore from the changelog {} ms \
+             ({} records), from the changelog into a new local state {} ms, from the local \
+             state {} ms ({} records): {:.1}x",
+            from_changelog.restore_time_ms,
+            from_changelog.restored_from_changelog,
+            first.restore_time_ms,
+            from_local.restore_time_ms,
+            from_local.restored_from_local_state,
+            from_changelog.restore_time_ms as f64 / from_local.restore_time_ms.max(1) as f64,
+        );
+    }
+    broker.stop().await;
+}

@@ -598,18 +598,24 @@ impl KafkaStreams {
     /// records its next checkpoint vouches for), as Kafka treats a failed state store write.
     async fn write_local_state(&mut self, offsets: &[i64]) -> Result<(), Error> {
         let logged = std::mem::take(&mut self.logged);
+        // Per task: its records, and per store the offset after its last one.
         let mut per_task: BTreeMap<i32, (Vec<LocalRecord>, HashMap<String, i64>)> = BTreeMap::new();
         for record in logged {
             let Some(offset) = offsets.get(record.delivery).copied() else {
                 continue;
             };
-            let (records, checkpoints) = per_task.entry(record.task).or_default();
-            let topic = format!("{}{}-changelog", self.prefix, record.store);
-            let next = checkpoints.entry(topic).or_insert(offset + 1);
+            let (records, next_offsets) = per_task.entry(record.task).or_default();
+            let next = next_offsets
+                .entry(record.store.clone())
+                .or_insert(offset + 1);
             *next = (*next).max(offset + 1);
             records.push((record.store, record.key, record.value));
         }
-        for (partition, (records, checkpoints)) in per_task {
+        for (partition, (records, next_offsets)) in per_task {
+            let checkpoints: HashMap<String, i64> = next_offsets
+                .into_iter()
+                .map(|(store, next)| (format!("{}{store}-changelog", self.prefix), next))
+                .collect();
             // A task dropped during the batch closed its state at its last commit.
             let Some(state) = self.tasks.get(&partition).and_then(|t| t.state.clone()) else {
                 continue;

@@ -14,6 +14,7 @@
 //! `tokio::task::spawn_blocking` (see [`blocking`]).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,22 +239,15 @@ impl TaskState {
         txn.set_durability(durability)
             .map_err(|e| db_error(&self.path, e))?;
         {
-            let mut names: HashMap<&str, String> = HashMap::new();
-            for (store, _, _) in records {
-                names
-                    .entry(store.as_str())
-                    .or_insert_with(|| table_name(store));
-            }
+            // Each store's table opened once, at its first record.
             let mut tables = HashMap::new();
-            for (store, name) in &names {
-                let table = txn
-                    .open_table(store_table(name))
-                    .map_err(|e| db_error(&self.path, e))?;
-                tables.insert(*store, table);
-            }
             for (store, key, value) in records {
-                let Some(table) = tables.get_mut(store.as_str()) else {
-                    continue;
+                let table = match tables.entry(store.as_str()) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(
+                        txn.open_table(store_table(&table_name(store)))
+                            .map_err(|e| db_error(&self.path, e))?,
+                    ),
                 };
                 match value {
                     Some(value) => table.insert(key.as_ref(), value.as_ref()).map(drop),

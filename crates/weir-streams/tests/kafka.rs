@@ -12,11 +12,14 @@
 #[path = "../../weir-client/tests/support/mod.rs"]
 mod support;
 
+#[allow(dead_code, reason = "each test file uses some of the shared helpers")]
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::{committed_to, latest_counts, start, word_counts};
 use support::{TestBroker, create_topic, fetch_all};
-use tokio::sync::oneshot;
 use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
@@ -70,22 +73,6 @@ async fn produce_clicks(broker: &TestBroker, range: std::ops::Range<usize>) {
             .unwrap();
     }
     producer.flush().await;
-}
-
-/// Starts the application on a task; returns the way to stop it and the stopped instance.
-fn start(streams: KafkaStreams) -> (oneshot::Sender<()>, tokio::task::JoinHandle<KafkaStreams>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut streams = streams;
-    let task = tokio::spawn(async move {
-        streams
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        streams
-    });
-    (stop, task)
 }
 
 /// The updates in the output topic (one per input record), once there are `n`.
@@ -280,23 +267,6 @@ async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
     broker.stop().await;
 }
 
-/// The offsets the group `group` committed on partitions `0..partitions` of `topic`, summed.
-async fn committed_to(broker: &TestBroker, group: &str, topic: &str, partitions: i32) -> i64 {
-    let mut config = ConsumerConfig::new(&broker.addr.to_string(), group);
-    config.client = broker.config();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    let partitions: Vec<_> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    consumer
-        .committed(&partitions)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.unwrap_or(0))
-        .sum()
-}
-
 /// The end offsets of partitions `0..partitions` of `topic`, summed.
 async fn end_offsets(broker: &TestBroker, topic: &str, partitions: i32) -> i64 {
     let client = broker.client().await;
@@ -474,30 +444,6 @@ async fn wait_for_members(broker: &TestBroker, group: &str, members: usize) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The latest value per key in `topic` (partition 0), as UTF-8 key and big-endian i64.
-async fn latest_counts(broker: &TestBroker, topic: &str) -> BTreeMap<String, i64> {
-    let client = broker.client().await;
-    fetch_all(&client, topic, 0)
-        .await
-        .into_iter()
-        .map(|record| {
-            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
-            (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
-        })
-        .collect()
-}
-
-fn word_counts() -> Result<Topology, weir_streams::Error> {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream("words", StringSerde, StringSerde)
-        .group_by_key()
-        .count_with(Materialized::as_store("word-counts"))
-        .to_stream()
-        .to("word-counts", StringSerde, Nullable(I64Serde));
-    builder.build()
 }
 
 async fn produce_words(broker: &TestBroker, range: std::ops::Range<usize>) {

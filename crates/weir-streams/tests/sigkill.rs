@@ -16,19 +16,21 @@
 #[path = "../../weir-client/tests/support/mod.rs"]
 mod support;
 
-use std::collections::BTreeMap;
+#[allow(dead_code, reason = "each test file uses some of the shared helpers")]
+mod common;
+
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{TestBroker, create_topic, fetch_all};
+use common::{committed_to, latest_counts};
+use support::{TestBroker, create_topic};
 use weir_client::ClientConfig;
-use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    I64Serde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder, StreamsConfig,
-    StringSerde, Topology,
+    I64Serde, KafkaStreams, Materialized, Nullable, StreamsBuilder, StreamsConfig, StringSerde,
+    Topology,
 };
 
 const APP: &str = "sigkill-word-counts";
@@ -102,32 +104,7 @@ impl Drop for Application {
 
 /// The offsets the application committed on the input, summed over its partitions.
 async fn committed(broker: &TestBroker) -> i64 {
-    let mut config = ConsumerConfig::new(&broker.addr.to_string(), APP);
-    config.client = broker.config();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    let partitions: Vec<_> = (0..PARTITIONS)
-        .map(|p| TopicPartition::new(INPUT, p))
-        .collect();
-    consumer
-        .committed(&partitions)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.unwrap_or(0))
-        .sum()
-}
-
-/// Each key's latest count in the output topic.
-async fn latest_counts(broker: &TestBroker) -> BTreeMap<String, i64> {
-    let client = broker.client().await;
-    fetch_all(&client, OUTPUT, 0)
-        .await
-        .into_iter()
-        .map(|record| {
-            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
-            (key, I64Serde.deserialize(&record.value.unwrap()).unwrap())
-        })
-        .collect()
+    committed_to(broker, APP, INPUT, PARTITIONS).await
 }
 
 /// Waits until `condition` holds, for at most 60 s.
@@ -189,12 +166,12 @@ async fn an_application_killed_with_sigkill_resumes_with_correct_totals() {
     let total = produced.load(Ordering::SeqCst) as i64;
     wait_until("the second application commits every record", || async {
         committed(&broker).await == total
-            && latest_counts(&broker).await.values().sum::<i64>() >= total
+            && latest_counts(&broker, OUTPUT).await.values().sum::<i64>() >= total
     })
     .await;
     second.kill();
 
-    let counts = latest_counts(&broker).await;
+    let counts = latest_counts(&broker, OUTPUT).await;
     let truth = total / KEYS as i64;
     assert_eq!(counts.len(), KEYS);
     assert!(

@@ -13,33 +13,21 @@
 #[path = "../../weir-client/tests/support/mod.rs"]
 mod support;
 
+#[allow(dead_code, reason = "each test file uses some of the shared helpers")]
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
+use common::{committed_to, start, word_counts};
 use support::{TestBroker, create_topic};
-use tokio::sync::oneshot;
-use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
-use weir_streams::{
-    I64Serde, KafkaStreams, Materialized, Nullable, StreamsBuilder, StreamsConfig, StringSerde,
-    Topology,
-};
+use weir_streams::{KafkaStreams, StreamsConfig};
 
 /// Input partitions, so tasks.
 const TASKS: i32 = 2;
 /// Distinct words.
 const KEYS: usize = 100;
-
-fn word_counts() -> Result<Topology, weir_streams::Error> {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream("words", StringSerde, StringSerde)
-        .group_by_key()
-        .count_with(Materialized::as_store("word-counts"))
-        .to_stream()
-        .to("word-counts", StringSerde, Nullable(I64Serde));
-    builder.build()
-}
 
 /// Records `range` of the input: word `w{i % KEYS}`.
 async fn produce_words(broker: &TestBroker, range: std::ops::Range<usize>) {
@@ -68,36 +56,9 @@ async fn setup(app: &str, state_dir: &Path) -> (TestBroker, StreamsConfig) {
     (broker, config)
 }
 
-fn start(streams: KafkaStreams) -> (oneshot::Sender<()>, tokio::task::JoinHandle<KafkaStreams>) {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let mut streams = streams;
-    let task = tokio::spawn(async move {
-        streams
-            .run_until(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        streams
-    });
-    (stop, task)
-}
-
 /// The input offsets the application committed, summed over the partitions.
 async fn committed(broker: &TestBroker, app: &str) -> i64 {
-    let mut config = ConsumerConfig::new(&broker.addr.to_string(), app);
-    config.client = broker.config();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    let partitions: Vec<_> = (0..TASKS)
-        .map(|p| TopicPartition::new("words", p))
-        .collect();
-    consumer
-        .committed(&partitions)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.unwrap_or(0))
-        .sum()
+    committed_to(broker, app, "words", TASKS).await
 }
 
 async fn wait_committed(broker: &TestBroker, app: &str, n: i64) {

@@ -18,6 +18,10 @@
 //! unacknowledged=…`, where `achieved` is the rate records were handed to librdkafka and
 //! `acknowledged_per_s` the rate they were acknowledged (from the first send to the end of
 //! the final flush): with RATE above what the broker sustains, the latter is the peak.
+//!
+//! Two switches for finding where a tail comes from: `PRODUCE_LATENCY_TIMELINE` prints the
+//! slowest record of each 100 ms of the run to stderr (one stall or a steady tail?), and
+//! `PRODUCE_LATENCY_NODELAY` sets librdkafka's `socket.nagle.disable`.
 
 use parking_lot::Mutex;
 use rdkafka::ClientContext;
@@ -58,6 +62,14 @@ fn main() -> Result<()> {
         )
         .set("queue.buffering.max.messages", "100000")
         .set("message.timeout.ms", "60000")
+        .set(
+            "socket.nagle.disable",
+            if std::env::var_os("PRODUCE_LATENCY_NODELAY").is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        )
         .create_with_context(Deliveries::default())?;
     let value = vec![b'x'; size];
 
@@ -88,7 +100,15 @@ fn main() -> Result<()> {
     let total_s = start.elapsed().as_secs_f64();
     let unacknowledged = producer.in_flight_count();
     let deliveries = producer.context();
-    let mut latencies = std::mem::take(&mut *deliveries.latencies_ms.lock());
+    let samples = std::mem::take(&mut *deliveries.latencies_ms.lock());
+    if std::env::var_os("PRODUCE_LATENCY_TIMELINE").is_some() {
+        let offsets: Vec<(f64, f64)> = samples
+            .iter()
+            .map(|(at, ms)| (at.saturating_duration_since(start).as_secs_f64(), *ms))
+            .collect();
+        print_timeline(&offsets);
+    }
+    let mut latencies: Vec<f64> = samples.into_iter().map(|(_, ms)| ms).collect();
     latencies.sort_by(f64::total_cmp);
     println!(
         "rate={rate} achieved={:.0} acknowledged_per_s={:.0} p50_ms={:.3} p99_ms={:.3} \
@@ -139,10 +159,25 @@ struct Sent {
     measured: bool,
 }
 
+/// Where in the run the slow records were: with `PRODUCE_LATENCY_TIMELINE` set, the slowest
+/// record of each 100 ms of the schedule goes to stderr (offset into the run, latency), which
+/// tells a stall (one window) from a steady tail (every window).
+fn print_timeline(samples: &[(f64, f64)]) {
+    let mut worst: std::collections::BTreeMap<u64, f64> = std::collections::BTreeMap::new();
+    for &(offset_s, latency_ms) in samples {
+        let slot = worst.entry((offset_s * 10.0) as u64).or_insert(0.0);
+        *slot = slot.max(latency_ms);
+    }
+    for (slot, latency_ms) in worst {
+        eprintln!("t={:.1}s max_ms={latency_ms:.2}", slot as f64 / 10.0);
+    }
+}
+
 /// Delivery reports, collected on librdkafka's polling thread.
 #[derive(Default)]
 struct Deliveries {
-    latencies_ms: Mutex<Vec<f64>>,
+    /// When each measured record was sent, and its latency.
+    latencies_ms: Mutex<Vec<(Instant, f64)>>,
     errors: AtomicU64,
 }
 
@@ -166,7 +201,7 @@ impl ProducerContext for Deliveries {
             Ok(_) => self
                 .latencies_ms
                 .lock()
-                .push(sent.at.elapsed().as_secs_f64() * 1000.0),
+                .push((sent.at, sent.at.elapsed().as_secs_f64() * 1000.0)),
             Err(_) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
             }

@@ -310,6 +310,7 @@ mod state;
 mod store;
 mod topology;
 mod window;
+mod window_store;
 mod windowed;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
@@ -336,4 +337,5 @@ pub use topology::{
 pub use window::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
 };
+pub use window_store::{ReadOnlySessionStore, ReadOnlyWindowStore};
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream};

@@ -47,6 +47,7 @@ use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
 };
+use crate::window_store::{ReadOnlySessionStore, ReadOnlyWindowStore, WindowedStore};
 
 /// Settings of a streams application, named after Kafka Streams' properties.
 #[derive(Debug, Clone)]
@@ -142,6 +143,9 @@ pub struct KafkaStreams {
     changelogs: Option<HashMap<String, String>>,
     /// The changelog records of the batch under way, for the tasks' local state.
     logged: Vec<Logged>,
+    /// With a state dir: per task, the windows and sessions its stores' retention dropped in
+    /// the batch under way, deleted from its local state with the batch's records.
+    expired: Vec<(i32, LocalRecord)>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
 }
@@ -313,6 +317,7 @@ impl KafkaStreams {
             retired: TaskMetrics::default(),
             changelogs,
             logged: Vec::new(),
+            expired: Vec::new(),
             _state_lock: state_lock,
         })
     }
@@ -455,6 +460,12 @@ impl KafkaStreams {
             .process(raw)
             .and_then(|()| task.task.punctuate_stream_time().map(drop));
         let outputs = task.task.take_outputs();
+        let expired = task.task.take_expired();
+        if self.changelogs.is_some() {
+            let partition = raw.partition;
+            self.expired
+                .extend(expired.into_iter().map(|record| (partition, record)));
+        }
         result.map(|()| outputs)
     }
 
@@ -531,6 +542,7 @@ impl KafkaStreams {
         // state must not take them from this batch (they are behind its restored state).
         self.producer.flush().await;
         self.logged.retain(|logged| logged.task != partition);
+        self.expired.retain(|(task, _)| *task != partition);
         let state = match &self.config.state_dir {
             Some(dir) => {
                 let dir = dir
@@ -611,6 +623,10 @@ impl KafkaStreams {
             *next = (*next).max(offset + 1);
             records.push((record.store, record.key, record.value));
         }
+        // After the batch's changelog records: a window expires only after its last update.
+        for (task, record) in std::mem::take(&mut self.expired) {
+            per_task.entry(task).or_default().0.push(record);
+        }
         for (partition, (records, next_offsets)) in per_task {
             let checkpoints: HashMap<String, i64> = next_offsets
                 .into_iter()
@@ -644,6 +660,50 @@ impl KafkaStreams {
             }
         }
         view.ok_or_else(|| Error::UnknownStore(name.to_string()))
+    }
+
+    /// A read-only view of the local window store `name` over every task this instance runs
+    /// now.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>, Error> {
+        if self.tasks.is_empty() {
+            return (self.factory)()?.window_store(name);
+        }
+        let stores = self.task_stores(|topology| Ok(topology.window_store(name)?.stores))?;
+        Ok(ReadOnlyWindowStore {
+            name: name.to_string(),
+            stores,
+        })
+    }
+
+    /// A read-only view of the local session store `name` over every task this instance runs
+    /// now.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>, Error> {
+        if self.tasks.is_empty() {
+            return (self.factory)()?.session_store(name);
+        }
+        let stores = self.task_stores(|topology| Ok(topology.session_store(name)?.stores))?;
+        Ok(ReadOnlySessionStore {
+            name: name.to_string(),
+            stores,
+        })
+    }
+
+    /// Every task's windowed store, as `stores_of` finds it in the task's topology.
+    fn task_stores<K, V>(
+        &self,
+        stores_of: impl Fn(&Topology) -> Result<Vec<WindowedStore<K, V>>, Error>,
+    ) -> Result<Vec<WindowedStore<K, V>>, Error> {
+        let mut stores = Vec::new();
+        for task in self.tasks.values() {
+            stores.extend(stores_of(task.task.topology())?);
+        }
+        Ok(stores)
     }
 
     /// The partitions (task ids) this instance runs tasks for.

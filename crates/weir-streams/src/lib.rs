@@ -59,7 +59,8 @@
 //!   task: its processors, its stores, its stream time; it lists its internal topics and
 //!   co-partition groups.
 //! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
-//!   changelog records and restoration.
+//!   changelog records and restoration; `window_store`: the views of windowed aggregations'
+//!   stores by time range, [`ReadOnlyWindowStore`] and [`ReadOnlySessionStore`].
 //! - `state`: a task's local state under [`StreamsConfig::state_dir`]: one redb database
 //!   with the stores' latest changelog records and the changelog checkpoints, and the locks
 //!   of the state directories.
@@ -114,6 +115,21 @@
 //!   session ending before stream time minus grace minus the gap is dropped (Kafka 3.3+); the store drops sessions
 //!   ending `gap + grace` or more before the latest session end. [`SessionWindowedSerde`]
 //!   writes the key, then end, then start, as Kafka's.
+//! - **Retention and window queries.** A window store keeps a window until its start is at
+//!   or before the latest window start it was given minus its retention (sessions: their
+//!   end, from the latest end), as Kafka's window stores: by default a day, or size plus
+//!   grace if longer, for time windows; `2 * timeDifference + grace` for sliding windows;
+//!   gap plus grace for sessions. [`Materialized::with_retention`] sets it, and a retention
+//!   under what the windows need is refused at build (Kafka's check). Expired windows are not
+//!   queried; the store drops them each time its latest time moves on by a retention period
+//!   (Kafka drops whole segments), from the task's local state too, without logging them
+//!   (as Kafka's dropped segments are not). [`ReadOnlyWindowStore`] (Kafka's
+//!   `ReadOnlyWindowStore`: `fetch`, `fetch_range`, `backward_fetch`, `fetch_key_range`,
+//!   `fetch_all`, `all`) queries by window start, bounds inclusive, one key oldest first,
+//!   several keys by start then key (Kafka's in-memory window store's order);
+//!   [`ReadOnlySessionStore`] gives a key's sessions by end then start, and `find_sessions`
+//!   those ending at or after a time and starting at or before another. Both come from the
+//!   test driver and from [`KafkaStreams`] (over the instance's tasks).
 //! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the
 //!   latest update per windowed key in an unbounded buffer and emits it once its window end
 //!   is at or before the suppression's own stream time (from the records reaching it) minus
@@ -276,10 +292,9 @@
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
 //!   kind); standby replicas; changelogs for suppression buffers and stream-stream join
-//!   stores (a restored task starts them empty), and the restore of stream time; retention
-//!   for time-window stores (tumbling and hopping windows stay in memory until the task is
-//!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after
-//!   Kafka's default retention), window and session store queries by time range;
+//!   stores (a restored task starts them empty), and the restore of stream time; window
+//!   store queries by key range with open (null) bounds, and session store queries over a
+//!   key range;
 //! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
 //!   cooperative rebalancing): the eager range assignor revokes every partition at each
 //!   rebalance, and the tasks it gives back are kept;

@@ -80,8 +80,13 @@
 //!   one it waited for and processes them in timestamp order across partitions, each
 //!   partition's own order kept (Kafka's `PartitionGroup`: the partition whose next record
 //!   is oldest goes first), so a join sees a table update before the stream records that
-//!   follow it in time. It does not wait for a partition with nothing fetched yet, as Kafka
-//!   Streams does under `max.task.idle.ms` when the broker holds more for it.
+//!   follow it in time. With [`StreamsConfig::max_task_idle_ms`] above 0, a task with an
+//!   input partition that has nothing buffered waits for it up to that long before it
+//!   processes its other partitions' records (Kafka's rule for a partition it knows to be
+//!   caught up; the wait starts when the partition is found empty and ends when it has
+//!   records again, so an always-empty partition is waited for once). Kafka's default 0 also
+//!   waits while the consumer's fetch lag says the broker holds more for the partition;
+//!   weir-client does not report the lag, so 0 does not wait here, as -1 never does.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
 //!   event time the task has processed. Operators keep the input record's timestamp;
@@ -318,6 +323,7 @@ mod error;
 mod join;
 mod kstream;
 mod ktable;
+mod partition_group;
 pub mod processor;
 mod runtime;
 pub mod serdes;

@@ -42,6 +42,7 @@ use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
+use crate::partition_group::PartitionGroups;
 use crate::state::{self, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
@@ -74,6 +75,13 @@ pub struct StreamsConfig {
     /// How long restoring one task's stores from their changelogs may wait for the next
     /// record before it fails (default 60 s).
     pub restore_timeout: Duration,
+    /// `max.task.idle.ms`: how long a task with records to process waits for data on one of
+    /// its input partitions that has nothing buffered, so that it processes its partitions
+    /// in timestamp order (a join sees the late side first). Kafka's default 0 waits only
+    /// while the consumer knows the broker holds more for that partition (its fetch lag);
+    /// weir-client does not report the lag, so here 0 does not wait, as -1 (Kafka: never
+    /// wait). Above 0: waits up to that long each time a partition runs empty.
+    pub max_task_idle_ms: i64,
     /// `state.dir`: where each task keeps a local copy of its state stores
     /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
     /// so that a restarted task reads only the changelog past them. Default `None`: state
@@ -95,6 +103,7 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
             restore_timeout: Duration::from_secs(60),
+            max_task_idle_ms: 0,
             state_dir: None,
         }
     }
@@ -146,6 +155,8 @@ pub struct KafkaStreams {
     /// With a state dir: per task, the windows and sessions its stores' retention dropped in
     /// the batch under way, deleted from its local state with the batch's records.
     expired: Vec<(i32, LocalRecord)>,
+    /// With `max_task_idle_ms` above 0: the records fetched and not processed yet.
+    partition_groups: Option<PartitionGroups>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
 }
@@ -303,7 +314,6 @@ impl KafkaStreams {
             admin,
             consumer,
             producer,
-            config,
             events,
             synced: false,
             prefix,
@@ -318,6 +328,11 @@ impl KafkaStreams {
             changelogs,
             logged: Vec::new(),
             expired: Vec::new(),
+            partition_groups: u64::try_from(config.max_task_idle_ms)
+                .ok()
+                .filter(|idle| *idle > 0)
+                .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
+            config,
             _state_lock: state_lock,
         })
     }
@@ -353,6 +368,16 @@ impl KafkaStreams {
                 }
             };
             let punctuation = self.next_wall_clock_punctuation()?;
+            let idle_deadline = self
+                .partition_groups
+                .as_ref()
+                .and_then(PartitionGroups::next_deadline);
+            let wait_for_idle_deadline = async {
+                match idle_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             // `Consumer::recv` may be cancelled at any await (weir-client's consumer docs).
             let record = tokio::select! {
                 () = shutdown.as_mut() => {
@@ -360,6 +385,13 @@ impl KafkaStreams {
                     break;
                 }
                 () = wait_for_deadline => break,
+                // A task waited long enough for its empty partitions: it processes what it has.
+                () = wait_for_idle_deadline => {
+                    records += self
+                        .process_ready(Vec::new(), &mut deliveries, &mut offsets, &mut deadline)
+                        .await?;
+                    continue;
+                }
                 () = sleep_until_wall_clock(punctuation) => {
                     if self.punctuate_wall_clock(&mut deliveries).await? {
                         deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
@@ -385,44 +417,75 @@ impl KafkaStreams {
                     None => break,
                 }
             }
-            records += received.len();
-            deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
-            for record in in_timestamp_order(received) {
-                let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
-                    Some(name) if self.repartition_topics.contains(name) => name.to_string(),
-                    _ => record.topic.to_string(),
-                };
-                let raw = RawRecord {
-                    topic,
-                    partition: record.partition,
-                    offset: record.offset,
-                    key: record.key,
-                    value: record.value,
-                    timestamp: record.timestamp,
-                };
-                let outputs = self.process(&raw).await?;
-                enqueue_outputs(
-                    &self.producer,
-                    &self.internal_topics,
-                    &self.prefix,
-                    self.changelogs.as_ref(),
-                    outputs,
-                    &mut deliveries,
-                    &mut self.logged,
-                )
+            records += self
+                .process_ready(received, &mut deliveries, &mut offsets, &mut deadline)
                 .await?;
-                let next = record.offset + 1;
-                offsets
-                    .entry(TopicPartition::new(
-                        record.topic.to_string(),
-                        record.partition,
-                    ))
-                    .and_modify(|offset| *offset = (*offset).max(next))
-                    .or_insert(next);
-            }
         }
         self.commit(deliveries, offsets).await?;
         Ok(stopped)
+    }
+
+    /// Processes what is ready of `received` and of the records fetched before (all of it,
+    /// unless tasks wait for empty partitions under `max_task_idle_ms`), in timestamp order
+    /// across each task's partitions; returns how many records it processed.
+    async fn process_ready(
+        &mut self,
+        received: Vec<ConsumerRecord>,
+        deliveries: &mut Vec<weir_client::producer::Delivery>,
+        offsets: &mut BTreeMap<TopicPartition, i64>,
+        deadline: &mut Option<Instant>,
+    ) -> Result<usize, Error> {
+        let ready = match &mut self.partition_groups {
+            None => in_timestamp_order(received),
+            Some(groups) => {
+                groups.add(received);
+                let inputs: BTreeSet<TopicPartition> = self
+                    .consumer
+                    .assignment()
+                    .into_iter()
+                    .filter(|tp| !self.global_topics.contains(&tp.topic))
+                    .collect();
+                groups.ready(&inputs, &self.global_topics, Instant::now())
+            }
+        };
+        let count = ready.len();
+        if count > 0 {
+            deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
+        }
+        for record in ready {
+            let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
+                Some(name) if self.repartition_topics.contains(name) => name.to_string(),
+                _ => record.topic.to_string(),
+            };
+            let raw = RawRecord {
+                topic,
+                partition: record.partition,
+                offset: record.offset,
+                key: record.key,
+                value: record.value,
+                timestamp: record.timestamp,
+            };
+            let outputs = self.process(&raw).await?;
+            enqueue_outputs(
+                &self.producer,
+                &self.internal_topics,
+                &self.prefix,
+                self.changelogs.as_ref(),
+                outputs,
+                deliveries,
+                &mut self.logged,
+            )
+            .await?;
+            let next = record.offset + 1;
+            offsets
+                .entry(TopicPartition::new(
+                    record.topic.to_string(),
+                    record.partition,
+                ))
+                .and_modify(|offset| *offset = (*offset).max(next))
+                .or_insert(next);
+        }
+        Ok(count)
     }
 
     /// Runs `raw` through its task (every task, for a global table's topic) and returns the

@@ -119,6 +119,10 @@ pub enum Error {
         /// The locked directory.
         path: std::path::PathBuf,
     },
+    /// An operation the instance refuses in its current state (Kafka's
+    /// `IllegalStateException`), such as cleaning up the local state while tasks run.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

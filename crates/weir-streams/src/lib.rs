@@ -252,7 +252,12 @@
 //!   directory: [`KafkaStreams::new`] locks `<state_dir>/<application.id>` and refuses a
 //!   second instance with [`Error::StateLocked`]; each task directory is locked too (a task
 //!   waits up to `restore_timeout` for it). The locks are advisory file locks the OS drops
-//!   with their process, so a crash leaves none behind. Stores are still held in memory
+//!   with their process, so a crash leaves none behind. Kafka's state cleaner deletes, under
+//!   their locks, the task directories of tasks the instance does not run that have not
+//!   changed for [`StreamsConfig::state_cleanup_delay`] (default 10 minutes; it first runs
+//!   once the instance runs tasks, then every delay); [`KafkaStreams::cleanup`] (Kafka's
+//!   `cleanUp`) deletes every task directory of the application before the instance runs,
+//!   and is refused with [`Error::IllegalState`] once it runs tasks. Stores are still held in memory
 //!   while a task runs: the local copy makes restarts cheap, it does not let state exceed
 //!   memory.
 //! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a

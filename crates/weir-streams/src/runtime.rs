@@ -89,6 +89,11 @@ pub struct StreamsConfig {
     /// directory under `/tmp`; a library should not write files nobody asked for, and each
     /// instance needs a directory of its own, which only the application knows).
     pub state_dir: Option<PathBuf>,
+    /// `state.cleanup.delay.ms`: how long a task directory under `state_dir` of a task this
+    /// instance does not run stays unchanged before the state cleaner deletes it (default
+    /// 10 minutes). The cleaner runs at a commit once the instance runs tasks, then every
+    /// delay.
+    pub state_cleanup_delay: Duration,
 }
 
 impl StreamsConfig {
@@ -105,6 +110,7 @@ impl StreamsConfig {
             restore_timeout: Duration::from_secs(60),
             max_task_idle_ms: 0,
             state_dir: None,
+            state_cleanup_delay: Duration::from_secs(600),
         }
     }
 }
@@ -157,6 +163,8 @@ pub struct KafkaStreams {
     expired: Vec<(i32, LocalRecord)>,
     /// With `max_task_idle_ms` above 0: the records fetched and not processed yet.
     partition_groups: Option<PartitionGroups>,
+    /// When the state cleaner runs next (`None`: at the first commit with tasks).
+    next_state_cleanup: Option<Instant>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
 }
@@ -332,6 +340,7 @@ impl KafkaStreams {
                 .ok()
                 .filter(|idle| *idle > 0)
                 .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
+            next_state_cleanup: None,
             config,
             _state_lock: state_lock,
         })
@@ -422,7 +431,57 @@ impl KafkaStreams {
                 .await?;
         }
         self.commit(deliveries, offsets).await?;
+        self.clean_removed_tasks().await;
         Ok(stopped)
+    }
+
+    /// Kafka's state cleaner, when due: deletes the directories of tasks this instance does
+    /// not run that have not changed for `state_cleanup_delay`. Before the instance runs
+    /// tasks it does not know which directories are its own, so it waits for them. A failure
+    /// is logged: the directories stay until the next run.
+    async fn clean_removed_tasks(&mut self) {
+        let Some(state_dir) = &self.config.state_dir else {
+            return;
+        };
+        let now = Instant::now();
+        if self.tasks.is_empty() || self.next_state_cleanup.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next_state_cleanup = Some(now + self.config.state_cleanup_delay);
+        let app_dir = state_dir.join(&self.config.application_id);
+        let mut owned: BTreeSet<i32> = self.tasks.keys().copied().collect();
+        owned.extend(self.consumer.assignment().iter().map(|tp| tp.partition));
+        let delay = self.config.state_cleanup_delay;
+        let cleaning = app_dir.clone();
+        match blocking(&app_dir, move || {
+            state::clean_removed_tasks(&cleaning, &owned, delay)
+        })
+        .await
+        {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!(tasks = ?deleted, "deleted the local state of tasks not run here");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "state cleaner failed"),
+        }
+    }
+
+    /// Deletes this application's local state under `state_dir`, every task directory
+    /// (Kafka's `KafkaStreams#cleanUp`), so that the tasks restore from their changelogs.
+    /// Refused with [`Error::IllegalState`] once the instance runs tasks (call it before
+    /// [`KafkaStreams::run_until`]); without a state dir there is nothing to delete.
+    pub async fn cleanup(&mut self) -> Result<(), Error> {
+        if !self.tasks.is_empty() {
+            return Err(Error::IllegalState(
+                "cannot clean up the local state while the instance runs tasks".to_string(),
+            ));
+        }
+        let Some(state_dir) = &self.config.state_dir else {
+            return Ok(());
+        };
+        let app_dir = state_dir.join(&self.config.application_id);
+        let wiping = app_dir.clone();
+        blocking(&app_dir, move || state::wipe_app_dir(&wiping)).await
     }
 
     /// Processes what is ready of `received` and of the records fetched before (all of it,

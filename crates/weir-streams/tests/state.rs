@@ -550,3 +550,68 @@ async fn window_queries_span_the_tasks_and_expired_windows_leave_the_local_state
     streams.close().await.unwrap();
     broker.stop().await;
 }
+
+/// Makes a task directory `task` under the application's directory holding a file, changed
+/// `age` ago.
+fn old_task_dir(app_dir: &Path, task: i32, age: Duration) -> std::path::PathBuf {
+    let dir = app_dir.join(task.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.redb");
+    std::fs::write(&file, b"old").unwrap();
+    let then = std::time::SystemTime::now() - age;
+    for path in [&file, &dir] {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    }
+    dir
+}
+
+/// Kafka's state cleaner: a task directory this instance does not run, unchanged for
+/// `state_cleanup_delay`, is deleted; one changed more recently stays, as do the tasks it
+/// runs. `cleanup` wipes the application's local state before the instance runs, and is
+/// refused once it runs tasks.
+#[tokio::test]
+async fn the_state_cleaner_deletes_unowned_task_dirs_and_cleanup_wipes_the_local_state() {
+    const APP: &str = "state-cleaner";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    let app_dir = dir.path().join(APP);
+    let delay = config.state_cleanup_delay;
+    assert_eq!(delay, Duration::from_secs(600), "Kafka's default");
+    let stale = old_task_dir(&app_dir, 7, delay + Duration::from_secs(60));
+    let recent = old_task_dir(&app_dir, 8, delay - Duration::from_secs(60));
+    produce_words(&broker, 0..100).await;
+    let (_, counts) = run_until_committed(&broker, &config, 100).await;
+    exact(&counts, 1);
+    assert!(!stale.exists(), "not run here and unchanged for the delay");
+    assert!(recent.exists(), "changed within the delay");
+    for task in 0..TASKS {
+        assert!(app_dir.join(task.to_string()).join("state.redb").exists());
+    }
+
+    // Before it runs, an instance may wipe its local state: the tasks then restore from
+    // their changelogs.
+    let mut streams = KafkaStreams::new(word_counts, config.clone())
+        .await
+        .unwrap();
+    streams.cleanup().await.unwrap();
+    assert!(!recent.exists());
+    assert!(!app_dir.join("0").exists() && !app_dir.join("1").exists());
+    let (stop, task) = start(streams);
+    produce_words(&broker, 100..200).await;
+    wait_committed(&broker, APP, 200).await;
+    stop.send(()).unwrap();
+    let mut streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 0);
+    assert_eq!(metrics.restored_from_changelog, KEYS as u64);
+    assert!(matches!(
+        streams.cleanup().await,
+        Err(weir_streams::Error::IllegalState(_))
+    ));
+    assert!(app_dir.join("0").join("state.redb").exists());
+    streams.close().await.unwrap();
+    broker.stop().await;
+}

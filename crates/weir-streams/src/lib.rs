@@ -304,7 +304,14 @@
 //!   kind); standby replicas; changelogs for suppression buffers and stream-stream join
 //!   stores (a restored task starts them empty), and the restore of stream time; window
 //!   store queries by key range with open (null) bounds, and session store queries over a
-//!   key range;
+//!   key range; windowed stores drop expired windows a retention period apart rather than
+//!   by Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a
+//!   windowed store ([`TopologyTestDriver::key_value_store`]) still shows expired windows
+//!   until then; the state cleaner runs in the run loop after a commit, not on a thread
+//!   of its own, so an instance blocked elsewhere does not clean;
+//! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
+//!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
+//!   partition, or while the lag is unknown);
 //! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
 //!   cooperative rebalancing): the eager range assignor revokes every partition at each
 //!   rebalance, and the tasks it gives back are kept;

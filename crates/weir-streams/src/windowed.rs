@@ -62,8 +62,13 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
 
     /// The number of records per key and window.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        let count = folding(|| 0, |_, _, count| count + 1, |key: &Windowed<K>| &key.key);
-        self.aggregation(count, Some(Arc::new(I64Serde)))
+        self.count_with(Materialized::default())
+    }
+
+    /// [`TimeWindowedKStream::count`] with the store's name, key serde and retention from
+    /// `materialized` (the count's serde is [`I64Serde`] unless it gives one).
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(|| 0, |_, _, count| count + 1, counted(materialized))
     }
 
     /// Combines each key's values per window with `reducer(aggregate, value)`.
@@ -226,6 +231,14 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             Ok(())
         });
         table
+    }
+}
+
+/// A count's `materialized`, with [`I64Serde`] for the count unless it gives a serde.
+fn counted<K: 'static>(materialized: Materialized<K, i64>) -> Materialized<K, i64> {
+    match materialized.value_serde {
+        Some(_) => materialized,
+        None => materialized.with_value_serde(I64Serde),
     }
 }
 
@@ -758,11 +771,17 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
 
     /// The number of records per session.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.count_with(Materialized::default())
+    }
+
+    /// [`SessionWindowedKStream::count`] with the store's name, key serde and retention from
+    /// `materialized` (the count's serde is [`I64Serde`] unless it gives one).
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.aggregate_with(
             || 0,
             |_, _, count| count + 1,
             |_, a, b| a + b,
-            Materialized::default().with_value_serde(I64Serde),
+            counted(materialized),
         )
     }
 

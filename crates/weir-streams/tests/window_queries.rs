@@ -36,7 +36,7 @@ fn counting(
     retention: Option<Duration>,
 ) -> Result<TopologyTestDriver, Error> {
     let builder = StreamsBuilder::new();
-    let mut materialized = Materialized::as_store("counts").with_value_serde(I64Serde);
+    let mut materialized = Materialized::as_store("counts");
     if let Some(retention) = retention {
         materialized = materialized.with_retention(retention);
     }
@@ -44,7 +44,7 @@ fn counting(
         .stream("in", StringSerde, StringSerde)
         .group_by_key()
         .windowed_by(windows)
-        .aggregate_with(|| 0, |_, _, count: i64| count + 1, materialized);
+        .count_with(materialized);
     Ok(TopologyTestDriver::new(builder.build()?))
 }
 
@@ -159,7 +159,7 @@ fn sessions(retention: Option<Duration>) -> TopologyTestDriver {
     let grouped = builder
         .stream("in", StringSerde, StringSerde)
         .group_by_key();
-    let mut materialized = Materialized::as_store("sessions").with_value_serde(I64Serde);
+    let mut materialized = Materialized::as_store("sessions");
     if let Some(retention) = retention {
         materialized = materialized.with_retention(retention);
     }
@@ -167,7 +167,7 @@ fn sessions(retention: Option<Duration>) -> TopologyTestDriver {
         .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
             Duration::from_millis(10),
         ))
-        .aggregate_with(|| 0, |_, _, count| count + 1, |_, a, b| a + b, materialized);
+        .count_with(materialized);
     grouped.materialized_as("totals").count();
     TopologyTestDriver::new(builder.build().unwrap())
 }

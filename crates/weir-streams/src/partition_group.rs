@@ -105,7 +105,8 @@ impl PartitionGroups {
         queued && !waiting
     }
 
-    /// The earliest idle deadline of a task that has records waiting for it.
+    /// When the first task with records waiting becomes ready: its empty partitions' latest
+    /// idle deadline (a task waits until every one has passed).
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let waiting: BTreeSet<i32> = self
             .queues
@@ -113,11 +114,15 @@ impl PartitionGroups {
             .filter(|(_, queue)| !queue.is_empty())
             .map(|(tp, _)| tp.partition)
             .collect();
-        self.idle_deadlines
-            .iter()
-            .filter(|(tp, _)| waiting.contains(&tp.partition))
-            .map(|(_, deadline)| *deadline)
-            .min()
+        let mut ready_at: BTreeMap<i32, Instant> = BTreeMap::new();
+        for (tp, deadline) in &self.idle_deadlines {
+            let empty = self.queues.get(tp).is_none_or(VecDeque::is_empty);
+            if empty && waiting.contains(&tp.partition) {
+                let at = ready_at.entry(tp.partition).or_insert(*deadline);
+                *at = (*at).max(*deadline);
+            }
+        }
+        ready_at.into_values().min()
     }
 }
 
@@ -179,6 +184,36 @@ mod tests {
             vec![(String::from("orders"), 0), (String::from("orders"), 1)]
         );
         assert_eq!(groups.next_deadline(), None, "nothing waits");
+    }
+
+    /// A task waits until the deadline of each of its empty partitions has passed.
+    #[test]
+    fn a_task_is_ready_when_the_last_of_its_idle_deadlines_passes() {
+        let inputs: BTreeSet<TopicPartition> = ["a", "b", "c"]
+            .map(|topic| TopicPartition::new(topic, 0))
+            .into();
+        let global = BTreeSet::new();
+        let start = Instant::now();
+        let idle = Duration::from_millis(100);
+        let mut groups = PartitionGroups::new(idle);
+        // b and c found empty at the start, then b gets a record and c runs late.
+        groups.add(vec![record("a", 0, 0, 1)]);
+        assert!(groups.ready(&inputs, &global, start).is_empty());
+        groups.add(vec![record("b", 0, 0, 2)]);
+        let later = start + idle / 2;
+        assert!(
+            groups.ready(&inputs, &global, later).is_empty(),
+            "c waited for"
+        );
+        groups.add(vec![record("a", 0, 1, 3)]);
+        // Once c's deadline has passed the task goes on, until b runs empty: b is then
+        // waited for anew, and the task is ready again when b's new deadline passes.
+        let at = later + idle;
+        assert_eq!(
+            offsets(&groups.ready(&inputs, &global, at)),
+            vec![(String::from("a"), 0), (String::from("b"), 0)]
+        );
+        assert_eq!(groups.next_deadline(), Some(at + idle));
     }
 
     #[test]

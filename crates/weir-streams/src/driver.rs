@@ -8,6 +8,7 @@ use crate::Error;
 use crate::serdes::Serde;
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, TaskMetrics, Topology};
+use crate::window_store::{ReadOnlySessionStore, ReadOnlyWindowStore};
 
 /// An input topic of a test: its name and the serdes that write test records to it.
 pub struct TestInputTopic<K, V> {
@@ -179,6 +180,8 @@ impl TopologyTestDriver {
                 .task
                 .process(&record)
                 .and_then(|()| self.task.punctuate_stream_time().map(drop));
+            // The driver keeps no local state for expired windows to be deleted from.
+            drop(self.task.take_expired());
             // Outputs written before a failure were sent in a real run too.
             for output in self.task.take_outputs() {
                 if self.task.topology().is_repartition_topic(&output.topic) {
@@ -239,6 +242,23 @@ impl TopologyTestDriver {
         name: &str,
     ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
         self.task.topology().key_value_store(name)
+    }
+
+    /// A read-only view of the window store `name` (a time- or sliding-windowed
+    /// aggregation's), queried by key and time range.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>, Error> {
+        self.task.topology().window_store(name)
+    }
+
+    /// A read-only view of the session store `name` (a session-windowed aggregation's).
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>, Error> {
+        self.task.topology().session_store(name)
     }
 
     /// The task's stream time: the largest timestamp processed, `-1` before any.

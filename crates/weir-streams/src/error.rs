@@ -67,6 +67,15 @@ pub enum Error {
     /// The state store exists but holds other key or value types than asked for.
     #[error("state store {0} holds other key or value types")]
     StoreType(String),
+    /// The state store exists but is not of the kind asked for (a key-value store queried
+    /// as a window store, a window store as a session store...).
+    #[error("state store {store} is not {expected}")]
+    StoreKind {
+        /// The store's name.
+        store: String,
+        /// The kind asked for.
+        expected: &'static str,
+    },
     /// A processor asked for a state store it is not connected to (not named in
     /// `KStream::process` or `process_values`).
     #[error("processor {processor} is not connected to state store {store}")]
@@ -110,6 +119,10 @@ pub enum Error {
         /// The locked directory.
         path: std::path::PathBuf,
     },
+    /// An operation the instance refuses in its current state (Kafka's
+    /// `IllegalStateException`), such as cleaning up the local state while tasks run.
+    #[error("illegal state: {0}")]
+    IllegalState(String),
     /// The Kafka client failed (runtime only).
     #[error("Kafka client error")]
     Client(#[source] weir_client::Error),

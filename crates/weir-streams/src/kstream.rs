@@ -259,6 +259,7 @@ impl StreamsBuilder {
         Ok(Topology {
             sources: state.sources,
             stores: state.stores,
+            windowed_stores: state.windowed_stores,
             sink_topics: state.sink_topics,
             processors: state.processors,
             internal_topics: state.internal_topics,
@@ -996,12 +997,15 @@ pub struct Materialized<K, V> {
     pub(crate) store_name: Option<String>,
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
+    /// A windowed store's retention in ms (Kafka's `Materialized.withRetention`).
+    pub(crate) retention_ms: Option<i64>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
     fn default() -> Self {
         Self {
             store_name: None,
+            retention_ms: None,
             key_serde: None,
             value_serde: None,
         }
@@ -1044,6 +1048,19 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     pub fn with_value_serde(self, value_serde: impl Serde<V>) -> Self {
         Self {
             value_serde: Some(Arc::new(value_serde)),
+            ..self
+        }
+    }
+
+    /// How long a windowed aggregation's store keeps a window (Kafka's
+    /// `Materialized.withRetention`), counted back from the latest window start put (for
+    /// sessions: the latest session end). The topology is refused when it is less than the
+    /// windows need: window size plus grace (time windows), twice the time difference plus
+    /// grace (sliding windows), inactivity gap plus grace (sessions). Key-value stores
+    /// ignore it.
+    pub fn with_retention(self, retention: std::time::Duration) -> Self {
+        Self {
+            retention_ms: Some(crate::window::duration_ms(retention)),
             ..self
         }
     }
@@ -1178,6 +1195,7 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
             state: Arc::clone(&self.state),
             store_name,
             windows,
+            retention_ms: None,
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
         }
@@ -1190,6 +1208,7 @@ impl<K: Data + Ord, V: Data> KGroupedStream<K, V> {
             state: Arc::clone(&self.state),
             store_name,
             windows,
+            retention_ms: None,
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
         }
@@ -1373,17 +1392,30 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     node: &Node<K, V>,
     state: &Arc<Mutex<BuilderState>>,
     store_name: Option<String>,
-    mut update: Update<K, V, VR>,
+    update: Update<K, V, VR>,
     grace_ms: Option<i64>,
     logging: Option<(SerdeRef<K>, SerdeRef<VR>)>,
 ) -> KTable<K, VR> {
     let store: SharedStore<K, VR> = Arc::new(Mutex::new(BTreeMap::new()));
     let name = register_store(state, store_name, &store);
+    aggregate_into(node, state, name, &store, update, grace_ms, logging)
+}
+
+/// [`aggregate_into_store`] with the store made and registered as `name` by the caller.
+pub(crate) fn aggregate_into<K: Data + Ord, V: Data, VR: Data>(
+    node: &Node<K, V>,
+    state: &Arc<Mutex<BuilderState>>,
+    name: String,
+    store: &SharedStore<K, VR>,
+    mut update: Update<K, V, VR>,
+    grace_ms: Option<i64>,
+    logging: Option<(SerdeRef<K>, SerdeRef<VR>)>,
+) -> KTable<K, VR> {
     let changelog = logging.map(|(key_serde, value_serde)| {
         let topic = logged_store(
             &mut state.lock(),
             &name,
-            &store,
+            store,
             Arc::clone(&key_serde),
             Arc::clone(&value_serde),
         );
@@ -1391,7 +1423,7 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     });
     let table = Node::new();
     let next = table.clone();
-    let shared = Arc::clone(&store);
+    let shared = Arc::clone(store);
     node.add_sink(move |ctx, record| {
         let key = record.key;
         let (value, old, timestamp) = {
@@ -1428,7 +1460,7 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
             },
         )
     });
-    KTable::materialized(table, state, name, store, grace_ms)
+    KTable::materialized(table, state, name, Arc::clone(store), grace_ms)
 }
 
 /// The output record a sink writes to `topic` for `record` (the producer's partitioner picks

@@ -59,7 +59,8 @@
 //!   task: its processors, its stores, its stream time; it lists its internal topics and
 //!   co-partition groups.
 //! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
-//!   changelog records and restoration.
+//!   changelog records and restoration; `window_store`: the views of windowed aggregations'
+//!   stores by time range, [`ReadOnlyWindowStore`] and [`ReadOnlySessionStore`].
 //! - `state`: a task's local state under [`StreamsConfig::state_dir`]: one redb database
 //!   with the stores' latest changelog records and the changelog checkpoints, and the locks
 //!   of the state directories.
@@ -79,8 +80,13 @@
 //!   one it waited for and processes them in timestamp order across partitions, each
 //!   partition's own order kept (Kafka's `PartitionGroup`: the partition whose next record
 //!   is oldest goes first), so a join sees a table update before the stream records that
-//!   follow it in time. It does not wait for a partition with nothing fetched yet, as Kafka
-//!   Streams does under `max.task.idle.ms` when the broker holds more for it.
+//!   follow it in time. With [`StreamsConfig::max_task_idle_ms`] above 0, a task with an
+//!   input partition that has nothing buffered waits for it up to that long before it
+//!   processes its other partitions' records (Kafka's rule for a partition it knows to be
+//!   caught up; the wait starts when the partition is found empty and ends when it has
+//!   records again, so an always-empty partition is waited for once). Kafka's default 0 also
+//!   waits while the consumer's fetch lag says the broker holds more for the partition;
+//!   weir-client does not report the lag, so 0 does not wait here, as -1 never does.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
 //!   event time the task has processed. Operators keep the input record's timestamp;
@@ -114,6 +120,21 @@
 //!   session ending before stream time minus grace minus the gap is dropped (Kafka 3.3+); the store drops sessions
 //!   ending `gap + grace` or more before the latest session end. [`SessionWindowedSerde`]
 //!   writes the key, then end, then start, as Kafka's.
+//! - **Retention and window queries.** A window store keeps a window until its start is at
+//!   or before the latest window start it was given minus its retention (sessions: their
+//!   end, from the latest end), as Kafka's window stores: by default a day, or size plus
+//!   grace if longer, for time windows; `2 * timeDifference + grace` for sliding windows;
+//!   gap plus grace for sessions. [`Materialized::with_retention`] sets it, and a retention
+//!   under what the windows need is refused at build (Kafka's check). Expired windows are not
+//!   queried; the store drops them each time its latest time moves on by a retention period
+//!   (Kafka drops whole segments), from the task's local state too, without logging them
+//!   (as Kafka's dropped segments are not). [`ReadOnlyWindowStore`] (Kafka's
+//!   `ReadOnlyWindowStore`: `fetch`, `fetch_range`, `backward_fetch`, `fetch_key_range`,
+//!   `fetch_all`, `all`) queries by window start, bounds inclusive, one key oldest first,
+//!   several keys by start then key (Kafka's in-memory window store's order);
+//!   [`ReadOnlySessionStore`] gives a key's sessions by end then start, and `find_sessions`
+//!   those ending at or after a time and starting at or before another. Both come from the
+//!   test driver and from [`KafkaStreams`] (over the instance's tasks).
 //! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the
 //!   latest update per windowed key in an unbounded buffer and emits it once its window end
 //!   is at or before the suppression's own stream time (from the records reaching it) minus
@@ -231,7 +252,12 @@
 //!   directory: [`KafkaStreams::new`] locks `<state_dir>/<application.id>` and refuses a
 //!   second instance with [`Error::StateLocked`]; each task directory is locked too (a task
 //!   waits up to `restore_timeout` for it). The locks are advisory file locks the OS drops
-//!   with their process, so a crash leaves none behind. Stores are still held in memory
+//!   with their process, so a crash leaves none behind. Kafka's state cleaner deletes, under
+//!   their locks, the task directories of tasks the instance does not run that have not
+//!   changed for [`StreamsConfig::state_cleanup_delay`] (default 10 minutes; it first runs
+//!   once the instance runs tasks, then every delay); [`KafkaStreams::cleanup`] (Kafka's
+//!   `cleanUp`) deletes every task directory of the application before the instance runs,
+//!   and is refused with [`Error::IllegalState`] once it runs tasks. Stores are still held in memory
 //!   while a task runs: the local copy makes restarts cheap, it does not let state exceed
 //!   memory.
 //! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a
@@ -276,10 +302,16 @@
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
 //!   kind); standby replicas; changelogs for suppression buffers and stream-stream join
-//!   stores (a restored task starts them empty), and the restore of stream time; retention
-//!   for time-window stores (tumbling and hopping windows stay in memory until the task is
-//!   dropped; sliding windows, sessions and the stream-stream join buffers are dropped after
-//!   Kafka's default retention), window and session store queries by time range;
+//!   stores (a restored task starts them empty), and the restore of stream time; window
+//!   store queries by key range with open (null) bounds, and session store queries over a
+//!   key range; windowed stores drop expired windows a retention period apart rather than
+//!   by Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a
+//!   windowed store ([`TopologyTestDriver::key_value_store`]) still shows expired windows
+//!   until then; the state cleaner runs in the run loop after a commit, not on a thread
+//!   of its own, so an instance blocked elsewhere does not clean;
+//! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
+//!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
+//!   partition, or while the lag is unknown);
 //! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
 //!   cooperative rebalancing): the eager range assignor revokes every partition at each
 //!   rebalance, and the tasks it gives back are kept;
@@ -303,6 +335,7 @@ mod error;
 mod join;
 mod kstream;
 mod ktable;
+mod partition_group;
 pub mod processor;
 mod runtime;
 pub mod serdes;
@@ -310,6 +343,7 @@ mod state;
 mod store;
 mod topology;
 mod window;
+mod window_store;
 mod windowed;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
@@ -336,4 +370,5 @@ pub use topology::{
 pub use window::{
     JoinWindows, SessionWindows, SlidingWindows, TimeWindows, TumblingWindows, Window, Windowed,
 };
+pub use window_store::{ReadOnlySessionStore, ReadOnlyWindowStore};
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream};

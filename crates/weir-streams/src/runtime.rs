@@ -42,11 +42,13 @@ use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
+use crate::partition_group::PartitionGroups;
 use crate::state::{self, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
 };
+use crate::window_store::{ReadOnlySessionStore, ReadOnlyWindowStore, WindowedStore};
 
 /// Settings of a streams application, named after Kafka Streams' properties.
 #[derive(Debug, Clone)]
@@ -73,6 +75,13 @@ pub struct StreamsConfig {
     /// How long restoring one task's stores from their changelogs may wait for the next
     /// record before it fails (default 60 s).
     pub restore_timeout: Duration,
+    /// `max.task.idle.ms`: how long a task with records to process waits for data on one of
+    /// its input partitions that has nothing buffered, so that it processes its partitions
+    /// in timestamp order (a join sees the late side first). Kafka's default 0 waits only
+    /// while the consumer knows the broker holds more for that partition (its fetch lag);
+    /// weir-client does not report the lag, so here 0 does not wait, as -1 (Kafka: never
+    /// wait). Above 0: waits up to that long each time a partition runs empty.
+    pub max_task_idle_ms: i64,
     /// `state.dir`: where each task keeps a local copy of its state stores
     /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
     /// so that a restarted task reads only the changelog past them. Default `None`: state
@@ -80,6 +89,11 @@ pub struct StreamsConfig {
     /// directory under `/tmp`; a library should not write files nobody asked for, and each
     /// instance needs a directory of its own, which only the application knows).
     pub state_dir: Option<PathBuf>,
+    /// `state.cleanup.delay.ms`: how long a task directory under `state_dir` of a task this
+    /// instance does not run stays unchanged before the state cleaner deletes it (default
+    /// 10 minutes). The cleaner runs at a commit once the instance runs tasks, then every
+    /// delay.
+    pub state_cleanup_delay: Duration,
 }
 
 impl StreamsConfig {
@@ -94,7 +108,9 @@ impl StreamsConfig {
             session_timeout: Duration::from_secs(45),
             deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
             restore_timeout: Duration::from_secs(60),
+            max_task_idle_ms: 0,
             state_dir: None,
+            state_cleanup_delay: Duration::from_secs(600),
         }
     }
 }
@@ -142,6 +158,13 @@ pub struct KafkaStreams {
     changelogs: Option<HashMap<String, String>>,
     /// The changelog records of the batch under way, for the tasks' local state.
     logged: Vec<Logged>,
+    /// With a state dir: per task, the windows and sessions its stores' retention dropped in
+    /// the batch under way, deleted from its local state with the batch's records.
+    expired: Vec<(i32, LocalRecord)>,
+    /// With `max_task_idle_ms` above 0: the records fetched and not processed yet.
+    partition_groups: Option<PartitionGroups>,
+    /// When the state cleaner runs next (`None`: at the first commit with tasks).
+    next_state_cleanup: Option<Instant>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
 }
@@ -299,7 +322,6 @@ impl KafkaStreams {
             admin,
             consumer,
             producer,
-            config,
             events,
             synced: false,
             prefix,
@@ -313,6 +335,13 @@ impl KafkaStreams {
             retired: TaskMetrics::default(),
             changelogs,
             logged: Vec::new(),
+            expired: Vec::new(),
+            partition_groups: u64::try_from(config.max_task_idle_ms)
+                .ok()
+                .filter(|idle| *idle > 0)
+                .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
+            next_state_cleanup: None,
+            config,
             _state_lock: state_lock,
         })
     }
@@ -348,6 +377,16 @@ impl KafkaStreams {
                 }
             };
             let punctuation = self.next_wall_clock_punctuation()?;
+            let idle_deadline = self
+                .partition_groups
+                .as_ref()
+                .and_then(PartitionGroups::next_deadline);
+            let wait_for_idle_deadline = async {
+                match idle_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             // `Consumer::recv` may be cancelled at any await (weir-client's consumer docs).
             let record = tokio::select! {
                 () = shutdown.as_mut() => {
@@ -355,6 +394,13 @@ impl KafkaStreams {
                     break;
                 }
                 () = wait_for_deadline => break,
+                // A task waited long enough for its empty partitions: it processes what it has.
+                () = wait_for_idle_deadline => {
+                    records += self
+                        .process_ready(Vec::new(), &mut deliveries, &mut offsets, &mut deadline)
+                        .await?;
+                    continue;
+                }
                 () = sleep_until_wall_clock(punctuation) => {
                     if self.punctuate_wall_clock(&mut deliveries).await? {
                         deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
@@ -380,44 +426,125 @@ impl KafkaStreams {
                     None => break,
                 }
             }
-            records += received.len();
-            deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
-            for record in in_timestamp_order(received) {
-                let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
-                    Some(name) if self.repartition_topics.contains(name) => name.to_string(),
-                    _ => record.topic.to_string(),
-                };
-                let raw = RawRecord {
-                    topic,
-                    partition: record.partition,
-                    offset: record.offset,
-                    key: record.key,
-                    value: record.value,
-                    timestamp: record.timestamp,
-                };
-                let outputs = self.process(&raw).await?;
-                enqueue_outputs(
-                    &self.producer,
-                    &self.internal_topics,
-                    &self.prefix,
-                    self.changelogs.as_ref(),
-                    outputs,
-                    &mut deliveries,
-                    &mut self.logged,
-                )
+            records += self
+                .process_ready(received, &mut deliveries, &mut offsets, &mut deadline)
                 .await?;
-                let next = record.offset + 1;
-                offsets
-                    .entry(TopicPartition::new(
-                        record.topic.to_string(),
-                        record.partition,
-                    ))
-                    .and_modify(|offset| *offset = (*offset).max(next))
-                    .or_insert(next);
-            }
         }
         self.commit(deliveries, offsets).await?;
+        self.clean_removed_tasks().await;
         Ok(stopped)
+    }
+
+    /// Kafka's state cleaner, when due: deletes the directories of tasks this instance does
+    /// not run that have not changed for `state_cleanup_delay`. Before the instance runs
+    /// tasks it does not know which directories are its own, so it waits for them. A failure
+    /// is logged: the directories stay until the next run.
+    async fn clean_removed_tasks(&mut self) {
+        let Some(state_dir) = &self.config.state_dir else {
+            return;
+        };
+        let now = Instant::now();
+        if self.tasks.is_empty() || self.next_state_cleanup.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next_state_cleanup = Some(now + self.config.state_cleanup_delay);
+        let app_dir = state_dir.join(&self.config.application_id);
+        let mut owned: BTreeSet<i32> = self.tasks.keys().copied().collect();
+        owned.extend(self.consumer.assignment().iter().map(|tp| tp.partition));
+        let delay = self.config.state_cleanup_delay;
+        let cleaning = app_dir.clone();
+        match blocking(&app_dir, move || {
+            state::clean_removed_tasks(&cleaning, &owned, delay)
+        })
+        .await
+        {
+            Ok(deleted) if !deleted.is_empty() => {
+                tracing::info!(tasks = ?deleted, "deleted the local state of tasks not run here");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "state cleaner failed"),
+        }
+    }
+
+    /// Deletes this application's local state under `state_dir`, every task directory
+    /// (Kafka's `KafkaStreams#cleanUp`), so that the tasks restore from their changelogs.
+    /// Refused with [`Error::IllegalState`] once the instance runs tasks (call it before
+    /// [`KafkaStreams::run_until`]); without a state dir there is nothing to delete.
+    pub async fn cleanup(&mut self) -> Result<(), Error> {
+        if !self.tasks.is_empty() {
+            return Err(Error::IllegalState(
+                "cannot clean up the local state while the instance runs tasks".to_string(),
+            ));
+        }
+        let Some(state_dir) = &self.config.state_dir else {
+            return Ok(());
+        };
+        let app_dir = state_dir.join(&self.config.application_id);
+        let wiping = app_dir.clone();
+        blocking(&app_dir, move || state::wipe_app_dir(&wiping)).await
+    }
+
+    /// Processes what is ready of `received` and of the records fetched before (all of it,
+    /// unless tasks wait for empty partitions under `max_task_idle_ms`), in timestamp order
+    /// across each task's partitions; returns how many records it processed.
+    async fn process_ready(
+        &mut self,
+        received: Vec<ConsumerRecord>,
+        deliveries: &mut Vec<weir_client::producer::Delivery>,
+        offsets: &mut BTreeMap<TopicPartition, i64>,
+        deadline: &mut Option<Instant>,
+    ) -> Result<usize, Error> {
+        let ready = match &mut self.partition_groups {
+            None => in_timestamp_order(received),
+            Some(groups) => {
+                groups.add(received);
+                let inputs: BTreeSet<TopicPartition> = self
+                    .consumer
+                    .assignment()
+                    .into_iter()
+                    .filter(|tp| !self.global_topics.contains(&tp.topic))
+                    .collect();
+                groups.ready(&inputs, &self.global_topics, Instant::now())
+            }
+        };
+        let count = ready.len();
+        if count > 0 {
+            deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
+        }
+        for record in ready {
+            let topic = match record.topic.strip_prefix(self.prefix.as_str()) {
+                Some(name) if self.repartition_topics.contains(name) => name.to_string(),
+                _ => record.topic.to_string(),
+            };
+            let raw = RawRecord {
+                topic,
+                partition: record.partition,
+                offset: record.offset,
+                key: record.key,
+                value: record.value,
+                timestamp: record.timestamp,
+            };
+            let outputs = self.process(&raw).await?;
+            enqueue_outputs(
+                &self.producer,
+                &self.internal_topics,
+                &self.prefix,
+                self.changelogs.as_ref(),
+                outputs,
+                deliveries,
+                &mut self.logged,
+            )
+            .await?;
+            let next = record.offset + 1;
+            offsets
+                .entry(TopicPartition::new(
+                    record.topic.to_string(),
+                    record.partition,
+                ))
+                .and_modify(|offset| *offset = (*offset).max(next))
+                .or_insert(next);
+        }
+        Ok(count)
     }
 
     /// Runs `raw` through its task (every task, for a global table's topic) and returns the
@@ -455,6 +582,12 @@ impl KafkaStreams {
             .process(raw)
             .and_then(|()| task.task.punctuate_stream_time().map(drop));
         let outputs = task.task.take_outputs();
+        let expired = task.task.take_expired();
+        if self.changelogs.is_some() {
+            let partition = raw.partition;
+            self.expired
+                .extend(expired.into_iter().map(|record| (partition, record)));
+        }
         result.map(|()| outputs)
     }
 
@@ -531,6 +664,7 @@ impl KafkaStreams {
         // state must not take them from this batch (they are behind its restored state).
         self.producer.flush().await;
         self.logged.retain(|logged| logged.task != partition);
+        self.expired.retain(|(task, _)| *task != partition);
         let state = match &self.config.state_dir {
             Some(dir) => {
                 let dir = dir
@@ -611,6 +745,10 @@ impl KafkaStreams {
             *next = (*next).max(offset + 1);
             records.push((record.store, record.key, record.value));
         }
+        // After the batch's changelog records: a window expires only after its last update.
+        for (task, record) in std::mem::take(&mut self.expired) {
+            per_task.entry(task).or_default().0.push(record);
+        }
         for (partition, (records, next_offsets)) in per_task {
             let checkpoints: HashMap<String, i64> = next_offsets
                 .into_iter()
@@ -644,6 +782,50 @@ impl KafkaStreams {
             }
         }
         view.ok_or_else(|| Error::UnknownStore(name.to_string()))
+    }
+
+    /// A read-only view of the local window store `name` over every task this instance runs
+    /// now.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>, Error> {
+        if self.tasks.is_empty() {
+            return (self.factory)()?.window_store(name);
+        }
+        let stores = self.task_stores(|topology| Ok(topology.window_store(name)?.stores))?;
+        Ok(ReadOnlyWindowStore {
+            name: name.to_string(),
+            stores,
+        })
+    }
+
+    /// A read-only view of the local session store `name` over every task this instance runs
+    /// now.
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>, Error> {
+        if self.tasks.is_empty() {
+            return (self.factory)()?.session_store(name);
+        }
+        let stores = self.task_stores(|topology| Ok(topology.session_store(name)?.stores))?;
+        Ok(ReadOnlySessionStore {
+            name: name.to_string(),
+            stores,
+        })
+    }
+
+    /// Every task's windowed store, as `stores_of` finds it in the task's topology.
+    fn task_stores<K, V>(
+        &self,
+        stores_of: impl Fn(&Topology) -> Result<Vec<WindowedStore<K, V>>, Error>,
+    ) -> Result<Vec<WindowedStore<K, V>>, Error> {
+        let mut stores = Vec::new();
+        for task in self.tasks.values() {
+            stores.extend(stores_of(task.task.topology())?);
+        }
+        Ok(stores)
     }
 
     /// The partitions (task ids) this instance runs tasks for.

@@ -13,11 +13,12 @@
 //! Every function here blocks (file I/O); the runtime calls them through
 //! `tokio::task::spawn_blocking` (see [`blocking`]).
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
@@ -293,6 +294,95 @@ fn is_corrupt(error: &redb::DatabaseError) -> bool {
         ),
         _ => false,
     }
+}
+
+/// Deletes the task directory `dir` while holding its lock, as Kafka's state directory does;
+/// false (nothing deleted) when someone else holds it.
+pub(crate) fn delete_task_dir(dir: &Path) -> Result<bool, Error> {
+    let Some(lock) = try_lock(dir)? else {
+        return Ok(false);
+    };
+    wipe_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+    std::fs::remove_dir(dir).map_err(|e| io_error(dir, e))?;
+    drop(lock);
+    Ok(true)
+}
+
+/// The task directories under the application's directory `app_dir` (named by their task,
+/// the partition number).
+fn task_dirs(app_dir: &Path) -> Result<Vec<(i32, PathBuf)>, Error> {
+    let entries = match std::fs::read_dir(app_dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io_error(app_dir, error)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(app_dir, e))?;
+        let path = entry.path();
+        let is_dir = entry.file_type().map_err(|e| io_error(&path, e))?.is_dir();
+        let task = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok());
+        if let (true, Some(task)) = (is_dir, task) {
+            dirs.push((task, path));
+        }
+    }
+    Ok(dirs)
+}
+
+/// When the task directory `dir` last changed: the latest modification time of the
+/// directory and its files (a task writes its database at every commit and at close).
+fn last_modified(dir: &Path) -> Result<SystemTime, Error> {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|metadata| metadata.modified())
+            .map_err(|e| io_error(path, e))
+    };
+    let mut latest = modified(dir)?;
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, e))? {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        latest = latest.max(modified(&entry.path())?);
+    }
+    Ok(latest)
+}
+
+/// Kafka's state cleaner: deletes the task directories under `app_dir` of tasks other than
+/// `owned` that have not changed for `delay` (`state.cleanup.delay.ms`), each under its
+/// lock; a locked one is skipped. Returns the tasks deleted.
+pub(crate) fn clean_removed_tasks(
+    app_dir: &Path,
+    owned: &BTreeSet<i32>,
+    delay: Duration,
+) -> Result<Vec<i32>, Error> {
+    let now = SystemTime::now();
+    let mut deleted = Vec::new();
+    for (task, dir) in task_dirs(app_dir)? {
+        if owned.contains(&task) {
+            continue;
+        }
+        let idle = now
+            .duration_since(last_modified(&dir)?)
+            .unwrap_or(Duration::ZERO);
+        if idle > delay && delete_task_dir(&dir)? {
+            deleted.push(task);
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes every task directory under `app_dir` (Kafka's `KafkaStreams#cleanUp`); a task
+/// directory someone holds is refused with [`Error::StateLocked`].
+pub(crate) fn wipe_app_dir(app_dir: &Path) -> Result<(), Error> {
+    for (_, dir) in task_dirs(app_dir)? {
+        if !delete_task_dir(&dir)? {
+            return Err(Error::StateLocked { path: dir });
+        }
+    }
+    Ok(())
 }
 
 /// Removes every entry of `dir` but the lock file (held by this instance).

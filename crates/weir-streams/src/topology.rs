@@ -17,6 +17,9 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::serdes::Serde;
 use crate::store::{ReadOnlyKeyValueStore, SharedStore};
+use crate::window_store::{
+    ReadOnlySessionStore, ReadOnlyWindowStore, WindowedStoreKind, windowed_store,
+};
 
 /// A serde shared by the operators that inherit it (Kafka's serde inheritance).
 pub(crate) type SerdeRef<T> = Arc<dyn Serde<T>>;
@@ -177,6 +180,9 @@ pub(crate) struct Context {
     /// changelogs.
     pub(crate) partition: i32,
     pub(crate) outputs: Vec<RawRecord>,
+    /// Windows and sessions the stores' retention dropped since the last take: deleted from
+    /// the task's local state only (not logged, as Kafka's dropped segments are not).
+    pub(crate) expired: Vec<crate::state::LocalRecord>,
     pub(crate) metrics: TaskMetrics,
     /// The processor API's clock, input record metadata and punctuation queues.
     pub(crate) processor_api: crate::processor::ProcessorTaskState,
@@ -233,6 +239,9 @@ type Source = Box<dyn FnMut(&mut Context, &RawRecord) -> Result<(), Error> + Sen
 pub(crate) struct BuilderState {
     pub(crate) sources: HashMap<String, Source>,
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
+    /// The windowed stores among `stores`, with their retention, for window and session
+    /// queries.
+    pub(crate) windowed_stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
     pub(crate) internal_topics: BTreeSet<InternalTopic>,
     pub(crate) restorers: BTreeMap<String, Restorer>,
@@ -290,6 +299,7 @@ impl BuilderState {
 pub struct Topology {
     pub(crate) sources: HashMap<String, Source>,
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
+    pub(crate) windowed_stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
     pub(crate) internal_topics: BTreeSet<InternalTopic>,
@@ -374,6 +384,42 @@ impl Topology {
             entries: vec![Arc::clone(entries)],
         })
     }
+
+    pub(crate) fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlyWindowStore<K, V>, Error> {
+        let store = windowed_store(&self.windowed_stores, name, WindowedStoreKind::Window)
+            .map_err(|error| self.unknown_or(name, error))?;
+        Ok(ReadOnlyWindowStore {
+            name: name.to_string(),
+            stores: vec![store],
+        })
+    }
+
+    pub(crate) fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<ReadOnlySessionStore<K, V>, Error> {
+        let store = windowed_store(&self.windowed_stores, name, WindowedStoreKind::Session)
+            .map_err(|error| self.unknown_or(name, error))?;
+        Ok(ReadOnlySessionStore {
+            name: name.to_string(),
+            stores: vec![store],
+        })
+    }
+
+    /// A store missing from the windowed stores that is a key-value store is of the wrong
+    /// kind, not unknown.
+    fn unknown_or(&self, name: &str, error: Error) -> Error {
+        match error {
+            Error::UnknownStore(_) if self.stores.contains_key(name) => Error::StoreKind {
+                store: name.to_string(),
+                expected: "a windowed store",
+            },
+            error => error,
+        }
+    }
 }
 
 /// A topology with its context: processes input records one at a time.
@@ -452,6 +498,11 @@ impl Task {
 
     pub(crate) fn take_outputs(&mut self) -> Vec<RawRecord> {
         std::mem::take(&mut self.ctx.outputs)
+    }
+
+    /// The local-state deletions of what the stores' retention dropped (`Context::expired`).
+    pub(crate) fn take_expired(&mut self) -> Vec<crate::state::LocalRecord> {
+        std::mem::take(&mut self.ctx.expired)
     }
 
     pub(crate) fn stream_time(&self) -> i64 {

@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::kstream::{
-    Materialized, Update, aggregate_into_store, folding, reducing, register_store,
-};
+use bytes::Bytes;
+
+use crate::Error;
+use crate::kstream::{Materialized, Update, aggregate_into, folding, reducing, register_store};
 use crate::ktable::{Change, KTable};
 use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
 use crate::store::{Entries, SharedStore, logged_store, write_changelog};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
+use crate::window_store::{WindowedStore, WindowedStoreKind, register_windowed_store};
 
 /// A windowed store's changelog serdes: the windowed key's and the aggregate's.
 type WindowLogging<K, VR> = (SerdeRef<Windowed<K>>, SerdeRef<VR>);
@@ -34,6 +36,7 @@ pub struct TimeWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: TimeWindowing,
+    pub(crate) retention_ms: Option<i64>,
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
 }
@@ -59,8 +62,13 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
 
     /// The number of records per key and window.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
-        let count = folding(|| 0, |_, _, count| count + 1, |key: &Windowed<K>| &key.key);
-        self.aggregation(count, Some(Arc::new(I64Serde)))
+        self.count_with(Materialized::default())
+    }
+
+    /// [`TimeWindowedKStream::count`] with the store's name, key serde and retention from
+    /// `materialized` (the count's serde is [`I64Serde`] unless it gives one).
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
+        self.aggregate_with(|| 0, |_, _, count| count + 1, counted(materialized))
     }
 
     /// Combines each key's values per window with `reducer(aggregate, value)`.
@@ -95,6 +103,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             state: Arc::clone(&self.state),
             store_name: materialized.store_name.or_else(|| self.store_name.clone()),
             windows: self.windows,
+            retention_ms: materialized.retention_ms.or(self.retention_ms),
             key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
             value_serde: self.value_serde.clone(),
         };
@@ -150,6 +159,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 windows,
                 update,
                 logging,
+                self.retention_ms,
             ),
         }
     }
@@ -161,11 +171,40 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         store_name: String,
         logging: Option<WindowLogging<K, VR>>,
     ) -> KTable<Windowed<K>, VR> {
+        // Kafka's least retention for time windows; by default a day, or that if longer.
+        let least = windows.size_ms.saturating_add(windows.grace_ms);
+        let period = checked_retention(
+            &self.state,
+            &store_name,
+            self.retention_ms.or(Some(least.max(DEFAULT_RETENTION_MS))),
+            least,
+            "window size plus the grace period",
+        );
+        let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
+        let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+        let name = register_store(&self.state, Some(store_name), &store);
         let windowed = Node::<Windowed<K>, V>::new();
-        let next = windowed.clone();
+        let table = aggregate_into(
+            &windowed,
+            &self.state,
+            name.clone(),
+            &store,
+            update,
+            Some(windows.grace_ms),
+            logging,
+        );
+        let retention = StoreRetention::register(
+            &self.state,
+            &name,
+            WindowedStoreKind::Window,
+            period,
+            &store,
+            key_serde,
+        );
         self.node.add_sink(move |ctx, record| {
             // Kafka's KStreamWindowAggregate: a window takes records while its end is after
             // stream time minus grace; a record is dropped (and counted) per closed window.
+            // A window still open is never expired (the retention covers size plus grace).
             let close = ctx.stream_time.saturating_sub(windows.grace_ms);
             for window in windows.windows_for(record.timestamp) {
                 if window.end <= close {
@@ -176,7 +215,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                     key: record.key.clone(),
                     window,
                 };
-                next.forward(
+                windowed.forward(
                     ctx,
                     Record {
                         key,
@@ -184,20 +223,46 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                         timestamp: record.timestamp,
                     },
                 )?;
+                let mut entries = store.lock();
+                let mut held = retention.lock();
+                held.observe(window.start);
+                retention.purge(ctx, &mut held, &mut entries)?;
             }
             Ok(())
         });
-        // Time windows are kept until the task is dropped (no retention yet): their stores
-        // answer queries for every window so far.
-        aggregate_into_store(
-            &windowed,
-            &self.state,
-            Some(store_name),
-            update,
-            Some(windows.grace_ms),
-            logging,
-        )
+        table
     }
+}
+
+/// A count's `materialized`, with [`I64Serde`] for the count unless it gives a serde.
+fn counted<K: 'static>(materialized: Materialized<K, i64>) -> Materialized<K, i64> {
+    match materialized.value_serde {
+        Some(_) => materialized,
+        None => materialized.with_value_serde(I64Serde),
+    }
+}
+
+/// Kafka's default retention of a time-window store (a day), unless its windows need more.
+const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The retention of the windowed store `name`: the one asked for (or `least`), refusing the
+/// topology when that is under `least`, what the windows need (`needs` says what it is), as
+/// Kafka refuses it.
+fn checked_retention(
+    state: &Arc<Mutex<BuilderState>>,
+    name: &str,
+    asked: Option<i64>,
+    least: i64,
+    needs: &str,
+) -> i64 {
+    let period = asked.unwrap_or(least);
+    if period < least {
+        state.lock().errors.push(format!(
+            "{name}: the retention period of the window store must be no smaller than its \
+             {needs} ({least} ms), got {period} ms"
+        ));
+    }
+    period
 }
 
 /// A window or session store's retention, as Kafka's in-memory stores keep it: an entry
@@ -229,22 +294,113 @@ impl Retention {
         self.observed.saturating_sub(self.period)
     }
 
-    pub(crate) fn purge<K: Ord, V>(
+    /// Drops the expired entries, if the latest time moved on by a period since the last
+    /// sweep; returns their keys.
+    pub(crate) fn purge<K: Ord + Clone, V>(
         &mut self,
         entries: &mut Entries<Windowed<K>, V>,
         time_of: impl Fn(&Window) -> i64,
-    ) {
+    ) -> Vec<Windowed<K>> {
+        let mut dropped = Vec::new();
         if self.observed.saturating_sub(self.swept_at) < self.period.max(1) {
-            return;
+            return dropped;
         }
         self.swept_at = self.observed;
         let expired = self.expired_until();
-        entries.retain(|key, _| time_of(&key.window) > expired);
+        entries.retain(|key, _| {
+            let live = time_of(&key.window) > expired;
+            if !live {
+                dropped.push(key.clone());
+            }
+            live
+        });
+        dropped
+    }
+}
+
+/// A windowed store's retention and what it needs to drop expired entries from the task's
+/// local state as well.
+pub(crate) struct StoreRetention<K> {
+    name: String,
+    kind: WindowedStoreKind,
+    retention: Arc<Mutex<Retention>>,
+    key_serde: Option<SerdeRef<Windowed<K>>>,
+}
+
+impl<K: Data + Ord> StoreRetention<K> {
+    /// Registers `store` as the windowed store `name`, kept for `period` ms, for window or
+    /// session queries; a restore from its changelog or local state moves its latest time as
+    /// the records it puts back do, so restored entries that have expired are not queried,
+    /// and are dropped at the next sweep.
+    pub(crate) fn register<V: Send + 'static>(
+        state: &Arc<Mutex<BuilderState>>,
+        name: &str,
+        kind: WindowedStoreKind,
+        period: i64,
+        store: &SharedStore<Windowed<K>, V>,
+        key_serde: Option<SerdeRef<Windowed<K>>>,
+    ) -> Self {
+        let retention = Arc::new(Mutex::new(Retention::new(period)));
+        let mut state = state.lock();
+        register_windowed_store(
+            &mut state,
+            name,
+            WindowedStore {
+                kind,
+                entries: Arc::clone(store),
+                retention: Arc::clone(&retention),
+            },
+        );
+        if let Some(mut restore) = state.restorers.remove(name) {
+            let observed = Arc::clone(&retention);
+            state.restorers.insert(
+                name.to_string(),
+                Box::new(move |key, value| {
+                    if let (Some(key), Some(_)) = (key, value)
+                        && let Some(time) = kind.time_in_changelog_key(key)
+                    {
+                        observed.lock().observe(time);
+                    }
+                    restore(key, value)
+                }),
+            );
+        }
+        Self {
+            name: name.to_string(),
+            kind,
+            retention,
+            key_serde,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, Retention> {
+        self.retention.lock()
+    }
+
+    /// Drops the expired entries of `entries`, and from the task's local state (they are not
+    /// logged to the changelog: Kafka's dropped segments are not).
+    pub(crate) fn purge<V>(
+        &self,
+        ctx: &mut Context,
+        retention: &mut Retention,
+        entries: &mut Entries<Windowed<K>, V>,
+    ) -> Result<(), Error> {
+        let kind = self.kind;
+        let dropped = retention.purge(entries, |window| kind.time_of(window));
+        let Some(key_serde) = &self.key_serde else {
+            return Ok(());
+        };
+        for key in dropped {
+            let key = key_serde.serialize(&key)?;
+            ctx.expired
+                .push((self.name.clone(), Bytes::from(key), None));
+        }
+        Ok(())
     }
 }
 
 /// The key's windows (or sessions) whose start lies in `[from, to]`, oldest first.
-fn key_range<'a, K: Ord + Clone, VR>(
+pub(crate) fn key_range<'a, K: Ord + Clone, VR>(
     entries: &'a Entries<Windowed<K>, VR>,
     key: &K,
     from: i64,
@@ -479,9 +635,11 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     windows: SlidingWindows,
     mut update: Update<Windowed<K>, V, VR>,
     logging: Option<WindowLogging<K, VR>>,
+    retention_ms: Option<i64>,
 ) -> KTable<Windowed<K>, VR> {
     let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
     let name = register_store(state, Some(store_name), &store);
+    let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
     // Every change of the store is one of the records forwarded: they are what is logged.
     // Windows dropped by retention are not logged, as Kafka's dropped segments are not.
     let changelog = logging.map(|(key_serde, value_serde)| {
@@ -498,11 +656,24 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     let next = table.clone();
     let shared = Arc::clone(&store);
     let difference = windows.time_difference_ms;
-    // Kafka's default retention for sliding windows.
-    let mut retention = Retention::new(
-        difference
-            .saturating_mul(2)
-            .saturating_add(windows.grace_ms),
+    // Kafka's least (and default) retention for sliding windows.
+    let least = difference
+        .saturating_mul(2)
+        .saturating_add(windows.grace_ms);
+    let period = checked_retention(
+        state,
+        &name,
+        retention_ms,
+        least,
+        "twice the time difference plus the grace period",
+    );
+    let retention = StoreRetention::register(
+        state,
+        &name,
+        WindowedStoreKind::Window,
+        period,
+        &store,
+        key_serde,
     );
     node.add_sink(move |ctx, record| {
         let close = ctx.stream_time.saturating_sub(windows.grace_ms);
@@ -513,11 +684,12 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
         }
         let out = {
             let mut entries = shared.lock();
+            let mut held = retention.lock();
             let mut pass = SlidingPass {
                 entries: &mut entries,
                 update: &mut update,
                 ctx: &mut *ctx,
-                retention: &mut retention,
+                retention: &mut held,
                 out: Vec::new(),
                 key: record.key,
                 value: record.value,
@@ -531,7 +703,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
                 pass.process_in_order();
             }
             let out = pass.out;
-            retention.purge(&mut entries, |window| window.start);
+            retention.purge(ctx, &mut held, &mut entries)?;
             out
         };
         for record in out {
@@ -563,6 +735,7 @@ pub struct SessionWindowedKStream<K, V> {
     pub(crate) state: Arc<Mutex<BuilderState>>,
     pub(crate) store_name: Option<String>,
     pub(crate) windows: SessionWindows,
+    pub(crate) retention_ms: Option<i64>,
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
 }
@@ -598,11 +771,17 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
 
     /// The number of records per session.
     pub fn count(&self) -> KTable<Windowed<K>, i64> {
+        self.count_with(Materialized::default())
+    }
+
+    /// [`SessionWindowedKStream::count`] with the store's name, key serde and retention from
+    /// `materialized` (the count's serde is [`I64Serde`] unless it gives one).
+    pub fn count_with(&self, materialized: Materialized<K, i64>) -> KTable<Windowed<K>, i64> {
         self.aggregate_with(
             || 0,
             |_, _, count| count + 1,
             |_, a, b| a + b,
-            Materialized::default().with_value_serde(I64Serde),
+            counted(materialized),
         )
     }
 
@@ -652,6 +831,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
             state: Arc::clone(&self.state),
             store_name: materialized.store_name.or_else(|| self.store_name.clone()),
             windows: self.windows,
+            retention_ms: materialized.retention_ms.or(self.retention_ms),
             key_serde: materialized.key_serde.or_else(|| self.key_serde.clone()),
             value_serde: self.value_serde.clone(),
         };
@@ -708,8 +888,26 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         let next = table.clone();
         let shared = Arc::clone(&store);
         let SessionWindows { gap_ms, grace_ms } = self.windows;
-        // Kafka's default session store retention: gap plus grace, from the latest end put.
-        let mut retention = Retention::new(gap_ms.saturating_add(grace_ms));
+        // Kafka's least (and default) session store retention: gap plus grace, from the
+        // latest end put.
+        let period = checked_retention(
+            &self.state,
+            &name,
+            self.retention_ms,
+            gap_ms.saturating_add(grace_ms),
+            "inactivity gap plus the grace period",
+        );
+        let key_serde = changelog
+            .as_ref()
+            .map(|(_, key_serde, _)| Arc::clone(key_serde));
+        let retention = StoreRetention::register(
+            &self.state,
+            &name,
+            WindowedStoreKind::Session,
+            period,
+            &store,
+            key_serde,
+        );
         self.node.add_sink(move |ctx, record| {
             let t = record.timestamp;
             // Kafka's KStreamSessionWindowAggregate (3.3+): a session is closed once it
@@ -722,9 +920,10 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
             let mut out = Vec::new();
             {
                 let mut entries = shared.lock();
+                let mut held = retention.lock();
                 // Kafka's findSessions(key, t - gap, t + gap): sessions ending at or after
                 // t - gap that start at or before t + gap, ordered by end.
-                let live = retention.expired_until();
+                let live = held.expired_until();
                 let mut found: Vec<(Windowed<K>, VR)> =
                     key_range(&entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
                         .filter(|(key, _)| {
@@ -775,9 +974,9 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                         key: record.key,
                         window: merged,
                     };
-                    retention.observe(merged.end);
+                    held.observe(merged.end);
                     entries.insert(key.clone(), (value.clone(), merged.end));
-                    retention.purge(&mut entries, |window| window.end);
+                    retention.purge(ctx, &mut held, &mut entries)?;
                     out.push(Record {
                         key,
                         value: Change {

@@ -744,3 +744,76 @@ async fn a_join_of_topics_with_different_partition_counts_is_refused() {
     );
     broker.stop().await;
 }
+
+/// Produces `(partition, key, value, timestamp)` to `topic`.
+async fn produce_at(broker: &TestBroker, topic: &str, records: &[(i32, &str, &str, i64)]) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for (partition, key, value, timestamp) in records {
+        let record = ProducerRecord::new(topic)
+            .partition(*partition)
+            .key(key.to_string())
+            .value(value.to_string())
+            .timestamp(*timestamp);
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// `max_task_idle_ms`: an order fetched while its task's table partition has nothing
+/// buffered waits for the table side, so a customer produced after it but older is joined
+/// first; without waiting (-1) the order runs ahead and misses it. A wait that times out
+/// processes the order anyway; then, as Kafka's, the partition is not waited for again until
+/// it had records, so the test's first order goes to another task.
+#[tokio::test]
+async fn a_task_waits_max_task_idle_for_the_late_table_side() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    for (suffix, idle, expected) in [("eager", -1, "o1/none"), ("idle", 1_000, "o1/alice")] {
+        let [orders, customers, enriched] =
+            ["orders", "customers", "enriched"].map(|topic| format!("{topic}-{suffix}"));
+        create_topic(&client, &orders, 2).await;
+        create_topic(&client, &customers, 2).await;
+        create_topic(&client, &enriched, 1).await;
+        let topology = {
+            let (orders, customers, enriched) =
+                (orders.clone(), customers.clone(), enriched.clone());
+            move || {
+                let builder = StreamsBuilder::new();
+                let customers = builder.table(&customers, StringSerde, Nullable(StringSerde));
+                builder
+                    .stream(&orders, StringSerde, StringSerde)
+                    .left_join_table(&customers, |order, customer| {
+                        format!("{order}/{}", customer.map_or("none", String::as_str))
+                    })
+                    .to(&enriched, StringSerde, StringSerde);
+                builder.build()
+            }
+        };
+        let mut config = StreamsConfig::new(&format!("idle-{suffix}"), &broker.addr.to_string());
+        config.client = broker.config();
+        config.commit_interval = Duration::from_millis(100);
+        config.max_task_idle_ms = idle;
+        let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+        // A first order to task 1, to know the instance runs; with nothing ever on its table
+        // partition, a waiting task processes it once the idle time is over.
+        produce_at(&broker, &orders, &[(1, "c0", "o0", 0)]).await;
+        wait_for_strings(&broker, &enriched, 1).await;
+        produce_at(&broker, &orders, &[(0, "c1", "o1", 2_000)]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        produce_at(&broker, &customers, &[(0, "c1", "alice", 1_000)]).await;
+        let enriched = wait_for_strings(&broker, &enriched, 2).await;
+        assert_eq!(
+            enriched,
+            vec![
+                ("c0".to_string(), Some("o0/none".to_string())),
+                ("c1".to_string(), Some(expected.to_string())),
+            ],
+            "max_task_idle_ms {idle}"
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap().close().await.unwrap();
+    }
+    broker.stop().await;
+}

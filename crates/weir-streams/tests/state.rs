@@ -416,3 +416,202 @@ async fn measure_restore_from_the_changelog_and_from_local_state() {
     }
     broker.stop().await;
 }
+
+/// Clicks per key in tumbling windows of 10 ms kept 20 ms, in the store `clicks-per-window`.
+fn windowed_clicks() -> Result<weir_streams::Topology, weir_streams::Error> {
+    use weir_streams::{I64Serde, Materialized, StreamsBuilder, StringSerde, TimeWindows};
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", StringSerde, StringSerde)
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_millis(
+            10,
+        )))
+        .aggregate_with(
+            || 0,
+            |_, _, count: i64| count + 1,
+            Materialized::as_store("clicks-per-window")
+                .with_value_serde(I64Serde)
+                .with_retention(Duration::from_millis(20)),
+        );
+    builder.build()
+}
+
+/// Produces `(partition, key, timestamp)` to `clicks`.
+async fn produce_clicks(broker: &TestBroker, clicks: &[(i32, &str, i64)]) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for (partition, key, timestamp) in clicks {
+        let record = ProducerRecord::new("clicks")
+            .partition(*partition)
+            .timestamp(*timestamp)
+            .key(key.to_string())
+            .value("x".to_string());
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// Runs an instance until `n` clicks are committed and stops it (not closed).
+async fn run_clicks_until_committed(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    n: i64,
+) -> KafkaStreams {
+    let (stop, task) = start(
+        KafkaStreams::new(windowed_clicks, config.clone())
+            .await
+            .unwrap(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(broker, &config.application_id, "clicks", TASKS).await < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} clicks committed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap()
+}
+
+/// A window store queried by time range across the tasks of an instance against the broker;
+/// windows its retention dropped are gone from the tasks' local state too, so a restart
+/// does not load them.
+#[tokio::test]
+async fn window_queries_span_the_tasks_and_expired_windows_leave_the_local_state() {
+    use weir_streams::{Window, Windowed};
+    const APP: &str = "state-windows";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    create_topic(&broker.client().await, "clicks", TASKS).await;
+    let windowed = |key: &str, start| Windowed {
+        key: key.to_string(),
+        window: Window {
+            start,
+            end: start + 10,
+        },
+    };
+    // Task 0's store reaches 20: [0, 10) expires (0 <= 20 - 20) and the sweep at 20 drops
+    // it. Task 1's reaches 10.
+    produce_clicks(
+        &broker,
+        &[
+            (0, "a", 0),
+            (0, "a", 10),
+            (0, "a", 20),
+            (1, "b", 5),
+            (1, "b", 15),
+        ],
+    )
+    .await;
+    let streams = run_clicks_until_committed(&broker, &config, 5).await;
+    let store = streams
+        .window_store::<String, i64>("clicks-per-window")
+        .unwrap();
+    assert_eq!(
+        store.fetch_key_range(&"a".to_string(), &"b".to_string(), 0, 100),
+        vec![
+            (windowed("b", 0), 1),
+            (windowed("a", 10), 1),
+            (windowed("b", 10), 1),
+            (windowed("a", 20), 1),
+        ]
+    );
+    assert_eq!(store.fetch_range(&"a".to_string(), 0, 15), vec![(10, 1)]);
+    assert_eq!(store.fetch(&"b".to_string(), 0), Some(1));
+    streams.close().await.unwrap();
+
+    // 4 windows in the local state, not the 5 the changelog logged.
+    produce_clicks(&broker, &[(0, "a", 40)]).await;
+    let streams = run_clicks_until_committed(&broker, &config, 6).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 4);
+    assert_eq!(metrics.restored_from_changelog, 0);
+    // At 40 the windows at 10 and 20 expire too.
+    let store = streams
+        .window_store::<String, i64>("clicks-per-window")
+        .unwrap();
+    assert_eq!(
+        store.all(),
+        vec![
+            (windowed("b", 0), 1),
+            (windowed("b", 10), 1),
+            (windowed("a", 40), 1),
+        ]
+    );
+    streams.close().await.unwrap();
+
+    // A record to process, so that the tasks are created before the instance stops.
+    produce_clicks(&broker, &[(0, "a", 41)]).await;
+    let streams = run_clicks_until_committed(&broker, &config, 7).await;
+    assert_eq!(streams.metrics().restored_from_local_state, 3);
+    streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// Makes a task directory `task` under the application's directory holding a file, changed
+/// `age` ago.
+fn old_task_dir(app_dir: &Path, task: i32, age: Duration) -> std::path::PathBuf {
+    let dir = app_dir.join(task.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("state.redb");
+    std::fs::write(&file, b"old").unwrap();
+    let then = std::time::SystemTime::now() - age;
+    for path in [&file, &dir] {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    }
+    dir
+}
+
+/// Kafka's state cleaner: a task directory this instance does not run, unchanged for
+/// `state_cleanup_delay`, is deleted; one changed more recently stays, as do the tasks it
+/// runs. `cleanup` wipes the application's local state before the instance runs, and is
+/// refused once it runs tasks.
+#[tokio::test]
+async fn the_state_cleaner_deletes_unowned_task_dirs_and_cleanup_wipes_the_local_state() {
+    const APP: &str = "state-cleaner";
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, config) = setup(APP, dir.path()).await;
+    let app_dir = dir.path().join(APP);
+    let delay = config.state_cleanup_delay;
+    assert_eq!(delay, Duration::from_secs(600), "Kafka's default");
+    let stale = old_task_dir(&app_dir, 7, delay + Duration::from_secs(60));
+    let recent = old_task_dir(&app_dir, 8, delay - Duration::from_secs(60));
+    produce_words(&broker, 0..100).await;
+    let (_, counts) = run_until_committed(&broker, &config, 100).await;
+    exact(&counts, 1);
+    assert!(!stale.exists(), "not run here and unchanged for the delay");
+    assert!(recent.exists(), "changed within the delay");
+    for task in 0..TASKS {
+        assert!(app_dir.join(task.to_string()).join("state.redb").exists());
+    }
+
+    // Before it runs, an instance may wipe its local state: the tasks then restore from
+    // their changelogs.
+    let mut streams = KafkaStreams::new(word_counts, config.clone())
+        .await
+        .unwrap();
+    streams.cleanup().await.unwrap();
+    assert!(!recent.exists());
+    assert!(!app_dir.join("0").exists() && !app_dir.join("1").exists());
+    let (stop, task) = start(streams);
+    produce_words(&broker, 100..200).await;
+    wait_committed(&broker, APP, 200).await;
+    stop.send(()).unwrap();
+    let mut streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 0);
+    assert_eq!(metrics.restored_from_changelog, KEYS as u64);
+    assert!(matches!(
+        streams.cleanup().await,
+        Err(weir_streams::Error::IllegalState(_))
+    ));
+    assert!(app_dir.join("0").join("state.redb").exists());
+    streams.close().await.unwrap();
+    broker.stop().await;
+}

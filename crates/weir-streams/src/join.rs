@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::Error;
 use crate::kstream::KStream;
-use crate::topology::{Data, Node, Record};
+use crate::store::{
+    ValueFormat, decode_value, encode_value, log_change, register_changelog, serialize_failed,
+    split_window_store_key, window_store_key,
+};
+use crate::topology::{BuilderState, Context, Data, Node, Record, Restorer, SerdeRef};
 use crate::window::JoinWindows;
 
 /// Which input of the join a record came from. Left sorts before right.
@@ -34,11 +39,12 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
         }
     }
 
-    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) {
+    /// Buffers the record unless it is already expired; returns whether it was buffered.
+    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) -> bool {
         self.observed = self.observed.max(timestamp);
         let live = self.observed.saturating_sub(retention);
         if timestamp <= live {
-            return;
+            return false;
         }
         self.records.insert((key, timestamp, sequence), value);
         // Expired records go, so the store stays bounded by the retention.
@@ -48,6 +54,7 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
             }
             entry.remove();
         }
+        true
     }
 
     fn fetch(&self, key: &K, from: i64, to: i64, retention: i64) -> Vec<(i64, V)> {
@@ -59,6 +66,94 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
             .range((key.clone(), from, 0)..=(key.clone(), to, u64::MAX))
             .map(|((_, timestamp, _), value)| (*timestamp, value.clone()))
             .collect()
+    }
+}
+
+/// Where one side's buffer is logged: its changelog topic and the serdes of its records.
+/// Kafka's join window stores are plain window stores with duplicates retained: the
+/// changelog key is [`window_store_key`] (Kafka's seqnum: 31 bits, so the sequence wraps
+/// there), the value the serialized value alone.
+struct BufferLog<K, V> {
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> BufferLog<K, V> {
+    fn write(
+        &self,
+        ctx: &mut Context,
+        key: &K,
+        timestamp: i64,
+        sequence: u64,
+        value: &V,
+    ) -> Result<(), Error> {
+        let topic = &self.topic;
+        let key = self
+            .key_serde
+            .serialize(key)
+            .map_err(|e| serialize_failed(topic, "key", e))?;
+        let value = encode_value(ValueFormat::Plain, &*self.value_serde, value, timestamp)
+            .map_err(|e| serialize_failed(topic, "value", e))?;
+        log_change(
+            ctx,
+            topic,
+            window_store_key(&key, timestamp, seqnum(sequence)),
+            Some(value),
+            timestamp,
+        );
+        Ok(())
+    }
+}
+
+/// The sequence number a changelog key holds: Kafka's is a non-negative `int`.
+fn seqnum(sequence: u64) -> u32 {
+    (sequence & 0x7FFF_FFFF) as u32
+}
+
+/// Registers the changelog of one side's buffer, `store_name`, and its restorer, which puts
+/// each record back through the buffer's own `put` (so records the retention has expired
+/// stay out) and moves the join's sequence past the restored ones.
+fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
+    builder: &mut BuilderState,
+    store_name: &str,
+    state: &Arc<Mutex<JoinState<K, V1, V2>>>,
+    serdes: (SerdeRef<K>, SerdeRef<V>),
+    retention: i64,
+    buffer: fn(&mut JoinState<K, V1, V2>) -> &mut JoinStore<K, V>,
+) -> BufferLog<K, V> {
+    let (key_serde, value_serde) = serdes;
+    let (restored, keys, values) = (
+        Arc::clone(state),
+        Arc::clone(&key_serde),
+        Arc::clone(&value_serde),
+    );
+    let restorer: Restorer = Box::new(move |key, value| {
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let (key, timestamp, seqnum) = split_window_store_key(key)?;
+        let key = keys.deserialize(key)?;
+        let mut state = restored.lock();
+        let sequence = u64::from(seqnum);
+        match value {
+            Some(data) => {
+                let (value, _) = decode_value(ValueFormat::Plain, &*values, data)?;
+                buffer(&mut state).put(key, timestamp, sequence, value, retention);
+            }
+            None => {
+                buffer(&mut state)
+                    .records
+                    .remove(&(key, timestamp, sequence));
+            }
+        }
+        state.sequence = state.sequence.max(sequence);
+        Ok(())
+    });
+    BufferLog {
+        topic: register_changelog(builder, store_name, restorer),
+        key_serde,
+        value_serde,
     }
 }
 
@@ -99,11 +194,6 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         &right.repartitioned("KSTREAM-JOINOTHER"),
     );
     let lineage = left.lineage.union(&right.lineage);
-    {
-        let mut state = left.state.lock();
-        let name = format!("KSTREAM-JOIN-{:010}", state.copartition_groups.len() + 1);
-        state.copartition(&name, &lineage.sources);
-    }
     let state = Arc::new(Mutex::new(JoinState {
         left: JoinStore::new(),
         right: JoinStore::new(),
@@ -112,13 +202,44 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         min_time: i64::MAX,
         sequence: 0,
     }));
-    let joiner = Arc::new(Mutex::new(joiner));
-    let node: Node<K, VR> = Node::new();
-    let has_unjoined = outer.0 || outer.1;
     let retention = windows
         .before_ms
         .saturating_add(windows.after_ms)
         .saturating_add(windows.grace_ms);
+    let (left_log, right_log) = {
+        let mut builder = left.state.lock();
+        let name = format!("KSTREAM-JOIN-{:010}", builder.copartition_groups.len() + 1);
+        builder.copartition(&name, &lineage.sources);
+        // Kafka's names for the two window stores: KSTREAM-JOINTHIS-<n>-store and
+        // KSTREAM-JOINOTHER-<n>-store. Both are logged when the serdes of the key and of
+        // both values are known; a side whose serde was dropped (map_values...) cannot be.
+        let this_store = format!("{}-store", builder.generated_name("KSTREAM-JOINTHIS"));
+        let other_store = format!("{}-store", builder.generated_name("KSTREAM-JOINOTHER"));
+        match (&left.key_serde, &left.value_serde, &right.value_serde) {
+            (Some(key_serde), Some(left_values), Some(right_values)) => (
+                Some(logged_buffer(
+                    &mut builder,
+                    &this_store,
+                    &state,
+                    (Arc::clone(key_serde), Arc::clone(left_values)),
+                    retention,
+                    |state| &mut state.left,
+                )),
+                Some(logged_buffer(
+                    &mut builder,
+                    &other_store,
+                    &state,
+                    (Arc::clone(key_serde), Arc::clone(right_values)),
+                    retention,
+                    |state| &mut state.right,
+                )),
+            ),
+            _ => (None, None),
+        }
+    };
+    let joiner = Arc::new(Mutex::new(joiner));
+    let node: Node<K, VR> = Node::new();
+    let has_unjoined = outer.0 || outer.1;
 
     let (shared, join, next) = (Arc::clone(&state), Arc::clone(&joiner), node.clone());
     left.node.add_sink(move |ctx, record| {
@@ -128,13 +249,16 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut joiner = join.lock();
             state.sequence += 1;
             let t = record.timestamp;
-            state.left.put(
+            let buffered = state.left.put(
                 record.key.clone(),
                 t,
                 state.sequence,
                 record.value.clone(),
                 retention,
             );
+            if let (true, Some(log)) = (buffered, &left_log) {
+                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.right.fetch(key, from, to, retention)
             };
@@ -164,13 +288,16 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut joiner = joiner.lock();
             state.sequence += 1;
             let t = record.timestamp;
-            state.right.put(
+            let buffered = state.right.put(
                 record.key.clone(),
                 t,
                 state.sequence,
                 record.value.clone(),
                 retention,
             );
+            if let (true, Some(log)) = (buffered, &right_log) {
+                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.left.fetch(key, from, to, retention)
             };

@@ -244,6 +244,9 @@ pub(crate) struct BuilderState {
     pub(crate) next_index: u64,
     /// The processor API's processors, which the task initializes, punctuates and closes.
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
+    /// The logs of the processor API's logged stores by store name: the untyped one the
+    /// processors drain, and the typed logger (`Arc<KeyValueLogger<K, V>>`) handles write to.
+    pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
 }
 
 impl BuilderState {

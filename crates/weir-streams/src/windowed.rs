@@ -11,7 +11,7 @@ use crate::kstream::{
 };
 use crate::ktable::{Change, KTable};
 use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
-use crate::store::{Entries, SharedStore, logged_store, write_changelog};
+use crate::store::{Entries, SharedStore, ValueFormat, logged_store, write_changelog};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 
@@ -139,7 +139,9 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 None
             }
         };
-        match self.windows {
+        // The table carries the store's serdes, which a suppression downstream logs with.
+        let serdes = logging.clone();
+        let mut table = match self.windows {
             TimeWindowing::Time(windows) => {
                 self.time_aggregation(windows, update, store_name, logging)
             }
@@ -151,7 +153,12 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 update,
                 logging,
             ),
+        };
+        if let Some((key_serde, value_serde)) = serdes {
+            table.key_serde = Some(key_serde);
+            table.value_serde = Some(value_serde);
         }
+        table
     }
 
     fn time_aggregation<VR: Data>(
@@ -491,6 +498,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             &store,
             Arc::clone(&key_serde),
             Arc::clone(&value_serde),
+            ValueFormat::Timestamped,
         );
         (topic, key_serde, value_serde)
     });
@@ -687,6 +695,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                     &store,
                     Arc::clone(&key_serde),
                     Arc::clone(&value_serde),
+                    ValueFormat::Timestamped,
                 );
                 Some((topic, key_serde, value_serde))
             }
@@ -704,6 +713,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 None
             }
         };
+        let serdes = changelog.clone();
         let table = Node::new();
         let next = table.clone();
         let shared = Arc::clone(&store);
@@ -807,6 +817,11 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         // Kafka's suppression waits the inactivity gap too: a session can still grow until
         // stream time passes its end by gap plus grace.
         let suppress_after = Some(gap_ms.saturating_add(grace_ms));
-        KTable::materialized(table, &self.state, name, store, suppress_after)
+        let mut table = KTable::materialized(table, &self.state, name, store, suppress_after);
+        if let Some((_, key_serde, value_serde)) = serdes {
+            table.key_serde = Some(key_serde);
+            table.value_serde = Some(value_serde);
+        }
+        table
     }
 }

@@ -585,7 +585,9 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
     /// the suppression passes the window's end by the grace period of the windowed
     /// aggregation upstream; then they are emitted in window-end order. Tombstones (merged
     /// sessions) are never emitted. The topology is refused when no windowed aggregation is
-    /// upstream. Lookups (joins) see the unsuppressed table.
+    /// upstream. Lookups (joins) see the unsuppressed table. The buffer is logged to
+    /// `KTABLE-SUPPRESS-STATE-STORE-<n>-changelog` and restored with its task, so a window
+    /// still open when its task moves emits its final result on the next instance.
     pub fn suppress(&self, _suppressed: Suppressed) -> KTable<Windowed<K>, V> {
         let grace = match self.grace_ms {
             Some(grace) => grace,
@@ -965,5 +967,78 @@ fn logged_suppression_buffer<K: Data + Ord, V: Data>(
         topic: register_changelog(state, store, restorer),
         key_serde,
         value_serde,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::{BufferValue, RecordContext, decode_buffer_value, encode_buffer_value};
+    use crate::StringSerde;
+
+    fn context() -> RecordContext {
+        RecordContext {
+            timestamp: 5,
+            offset: 7,
+            topic: "t".to_string(),
+            partition: 0,
+        }
+    }
+
+    /// Kafka's version-3 suppression buffer value, byte by byte: context, prior, old and new
+    /// values (`-1`: null), buffer time.
+    #[test]
+    fn a_buffer_value_is_kafkas_version_3_format() {
+        let new = "v".to_string();
+        let value = BufferValue {
+            context: context(),
+            prior: None,
+            old: None,
+            new: Some(&new),
+            buffer_time: 10,
+        };
+        let data = encode_buffer_value(&StringSerde, &value).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&5_i64.to_be_bytes());
+        expected.extend_from_slice(&7_i64.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 1, b't']);
+        expected.extend_from_slice(&[0, 0, 0, 0]); // partition
+        expected.extend_from_slice(&[0, 0, 0, 0]); // no headers
+        expected.extend_from_slice(&[0xFF; 4]); // prior: null
+        expected.extend_from_slice(&[0xFF; 4]); // old: null
+        expected.extend_from_slice(&[0, 0, 0, 1, b'v']);
+        expected.extend_from_slice(&10_i64.to_be_bytes());
+        assert_eq!(data, expected);
+        let decoded = decode_buffer_value(&data).unwrap();
+        assert_eq!(decoded.context, context());
+        assert_eq!(
+            (decoded.prior, decoded.old, decoded.new, decoded.buffer_time),
+            (None, None, Some(b"v".to_vec()), 10)
+        );
+    }
+
+    /// An old value equal to the prior one is written once (the `-2` sentinel) and reads back
+    /// as both; a value cut short is an error, not a panic.
+    #[test]
+    fn an_old_value_equal_to_the_prior_is_written_once() {
+        let (prior, new) = ("p".to_string(), "n".to_string());
+        let value = BufferValue {
+            context: context(),
+            prior: Some(&prior),
+            old: Some(&prior),
+            new: Some(&new),
+            buffer_time: -1,
+        };
+        let data = encode_buffer_value(&StringSerde, &value).unwrap();
+        assert!(data.windows(4).any(|w| w == (-2_i32).to_be_bytes()));
+        let decoded = decode_buffer_value(&data).unwrap();
+        assert_eq!(decoded.prior, Some(b"p".to_vec()));
+        assert_eq!(decoded.old, Some(b"p".to_vec()));
+        assert_eq!(decoded.new, Some(b"n".to_vec()));
+        assert_eq!(decoded.buffer_time, -1);
+        for cut in [0, 10, data.len() - 1] {
+            assert!(decode_buffer_value(&data[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }

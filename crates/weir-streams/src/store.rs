@@ -534,4 +534,43 @@ mod tests {
             .unwrap();
         assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
     }
+
+    /// A join buffer's changelog key is Kafka's window-store key with duplicates retained:
+    /// key, 8-byte timestamp, 4-byte seqnum, all big-endian; it splits back into its parts.
+    #[test]
+    fn window_store_keys_are_kafkas_format_and_round_trip() {
+        use super::{split_window_store_key, window_store_key};
+
+        let key = window_store_key(b"a", 1_000, 1);
+        assert_eq!(key, [b'a', 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 1]);
+        assert_eq!(split_window_store_key(&key).unwrap(), (&b"a"[..], 1_000, 1));
+        let key = window_store_key(b"", -1, u32::MAX >> 1);
+        assert_eq!(
+            split_window_store_key(&key).unwrap(),
+            (&b""[..], -1, 0x7FFF_FFFF)
+        );
+        assert!(split_window_store_key(&[0; 11]).is_err(), "too short");
+    }
+
+    /// A processor's plain key-value store logs the value alone; the DSL's stores prefix the
+    /// timestamp. Both read back.
+    #[test]
+    fn plain_and_timestamped_changelog_values() {
+        use super::{NO_TIMESTAMP, ValueFormat, decode_value, encode_value};
+        use crate::I64Serde;
+
+        let plain = encode_value(ValueFormat::Plain, &I64Serde, &5, 99).unwrap();
+        assert_eq!(plain, 5_i64.to_be_bytes());
+        assert_eq!(
+            decode_value(ValueFormat::Plain, &I64Serde, &plain).unwrap(),
+            (5, NO_TIMESTAMP)
+        );
+        let timestamped = encode_value(ValueFormat::Timestamped, &I64Serde, &5, 99).unwrap();
+        assert_eq!(timestamped[..8], 99_i64.to_be_bytes());
+        assert_eq!(timestamped[8..], 5_i64.to_be_bytes());
+        assert_eq!(
+            decode_value(ValueFormat::Timestamped, &I64Serde, &timestamped).unwrap(),
+            (5, 99)
+        );
+    }
 }

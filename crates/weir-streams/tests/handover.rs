@@ -199,6 +199,49 @@ async fn a_processor_store_continues_its_counts_on_the_next_instance() {
     broker.stop().await;
 }
 
+/// With a state dir, a clean close keeps the processor's store in the task's local state:
+/// the next instance loads it (one record per key) and reads nothing from the changelog.
+#[tokio::test]
+async fn a_processor_store_is_kept_in_the_local_state() {
+    const APP: &str = "handover-processor-local";
+    let (broker, mut config) = setup(APP, &["events"], "event-counts-out").await;
+    let dir = tempfile::tempdir().unwrap();
+    config.state_dir = Some(dir.path().to_path_buf());
+    let records: Vec<(String, i64)> = (0..20).map(|i| (format!("k{}", i % 5), i)).collect();
+    let records: Vec<(&str, &str, i64)> =
+        records.iter().map(|(k, t)| (k.as_str(), "x", *t)).collect();
+    produce(&broker, "events", &records).await;
+    for round in 1..=2 {
+        let (stop, task) = start(
+            KafkaStreams::new(processor_counts, config.clone())
+                .await
+                .unwrap(),
+        );
+        wait_committed(&broker, APP, "events", 20 * round).await;
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        let metrics = streams.metrics();
+        let counts = streams
+            .key_value_store::<String, i64>("event-counts")
+            .unwrap()
+            .all();
+        streams.close().await.unwrap();
+        assert_eq!(
+            counts,
+            (0..5)
+                .map(|k| (format!("k{k}"), 4 * round))
+                .collect::<Vec<_>>()
+        );
+        if round == 2 {
+            assert_eq!(metrics.restored_from_local_state, 5, "one record per key");
+            assert_eq!(metrics.restored_from_changelog, 0);
+        } else {
+            produce(&broker, "events", &records).await;
+        }
+    }
+    broker.stop().await;
+}
+
 fn joined() -> Result<Topology, Error> {
     let builder = StreamsBuilder::new();
     let left = builder.stream("left", StringSerde, StringSerde);

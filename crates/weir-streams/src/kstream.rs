@@ -266,6 +266,7 @@ impl StreamsBuilder {
             restorers: state.restorers,
             copartition_groups: state.copartition_groups,
             global_topics: state.global_topics,
+            changelog_versions: state.changelog_versions,
         })
     }
 }

@@ -750,6 +750,10 @@ pub(crate) struct BufferValue<'a, V> {
     pub(crate) buffer_time: i64,
 }
 
+/// The format version of the suppression changelog values written here, which Kafka reads
+/// from the records' header `v` (without it, it would take them for its version 0).
+const SUPPRESSION_CHANGELOG_VERSION: u8 = 3;
+
 /// The length sentinel of a null value in the buffer format.
 const NULL_VALUE: i32 = -1;
 /// The length sentinel of an old value equal to the prior value (written once).
@@ -963,8 +967,12 @@ fn logged_suppression_buffer<K: Data + Ord, V: Data>(
         );
         Ok(())
     });
+    let topic = register_changelog(state, store, restorer);
+    state
+        .changelog_versions
+        .insert(topic.clone(), SUPPRESSION_CHANGELOG_VERSION);
     SuppressionLog {
-        topic: register_changelog(state, store, restorer),
+        topic,
         key_serde,
         value_serde,
     }

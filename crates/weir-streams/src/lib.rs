@@ -193,8 +193,9 @@
 //!   [`KTable::suppress`] logs to `KTABLE-SUPPRESS-STATE-STORE-<n>-changelog`: the windowed
 //!   key, and Kafka's version-3 buffer value (the input record's timestamp, offset, topic and
 //!   partition, no headers; the prior, old and new values, size-prefixed, `-1` for null, `-2`
-//!   for an old value equal to the prior; the buffer time, the window end), a tombstone when
-//!   a window's result is emitted. A task's stream time is not restored: it starts again
+//!   for an old value equal to the prior; the buffer time, the window end) with the header
+//!   `v` = 3 that tells Kafka the version ([`KafkaStreams`] writes it; the test driver's
+//!   records carry no headers), a tombstone when a window's result is emitted. A task's stream time is not restored: it starts again
 //!   from the records it processes (*Not built yet*). The test driver keeps changelog
 //!   records as outputs, readable under `<store>-changelog`.
 //! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
@@ -289,8 +290,7 @@
 //!   are right only when both tables' keys meet in one task (one partition). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
-//!   buffer; the suppression changelog's header `v` = 3 (records carry no headers here, so
-//!   Kafka would read these values as its version 0);
+//!   buffer;
 //! - state larger than memory: stores are in memory while their task runs, the local redb
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store

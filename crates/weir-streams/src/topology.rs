@@ -247,6 +247,8 @@ pub(crate) struct BuilderState {
     /// The logs of the processor API's logged stores by store name: the untyped one the
     /// processors drain, and the typed logger (`Arc<KeyValueLogger<K, V>>`) handles write to.
     pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
+    /// The changelogs whose records carry Kafka's format version in a header `v`, by topic.
+    pub(crate) changelog_versions: BTreeMap<String, u8>,
 }
 
 impl BuilderState {
@@ -299,6 +301,9 @@ pub struct Topology {
     pub(crate) restorers: BTreeMap<String, Restorer>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
     pub(crate) global_topics: BTreeSet<String>,
+    /// Kafka's `v` header of the records of these changelogs (topic names without the
+    /// application id): the runtime writes it, as the records here carry no headers.
+    pub(crate) changelog_versions: BTreeMap<String, u8>,
 }
 
 impl std::fmt::Debug for Topology {

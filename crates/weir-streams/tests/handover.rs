@@ -338,5 +338,26 @@ async fn suppressed_windows_open_at_the_handover_emit_their_final_results_once()
         ],
         "each window of [0, 10 s) once, with its final count"
     );
+    // The buffer's changelog: a value per buffered update (six) with Kafka's format version in
+    // the header `v`, a tombstone (without it) per emitted window.
+    let changelog = fetch_all(
+        &broker.client().await,
+        &format!("{APP}-KTABLE-SUPPRESS-STATE-STORE-0000000002-changelog"),
+        0,
+    )
+    .await;
+    assert_eq!(changelog.len(), 6 + 3, "{changelog:?}");
+    for record in &changelog {
+        let version: Vec<_> = record
+            .headers
+            .iter()
+            .filter(|header| &header.key[..] == b"v")
+            .map(|header| header.value.clone())
+            .collect();
+        match &record.value {
+            Some(_) => assert_eq!(version, [Some(bytes::Bytes::from_static(&[3]))]),
+            None => assert!(version.is_empty()),
+        }
+    }
     broker.stop().await;
 }

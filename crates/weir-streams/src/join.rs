@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::kstream::KStream;
 use crate::store::{
-    ValueFormat, decode_value, encode_value, log_change, register_changelog, serialize_failed,
+    ValueFormat, decode_value, encode_change, log_change, register_changelog,
     split_window_store_key, window_store_key,
 };
 use crate::topology::{BuilderState, Context, Data, Node, Record, Restorer, SerdeRef};
@@ -88,20 +88,15 @@ impl<K: 'static, V: 'static> BufferLog<K, V> {
         sequence: u64,
         value: &V,
     ) -> Result<(), Error> {
-        let topic = &self.topic;
-        let key = self
-            .key_serde
-            .serialize(key)
-            .map_err(|e| serialize_failed(topic, "key", e))?;
-        let value = encode_value(ValueFormat::Plain, &*self.value_serde, value, timestamp)
-            .map_err(|e| serialize_failed(topic, "value", e))?;
-        log_change(
-            ctx,
-            topic,
-            window_store_key(&key, timestamp, seqnum(sequence)),
+        let (key, value) = encode_change(
+            &self.topic,
+            (&*self.key_serde, &*self.value_serde),
+            key,
             Some(value),
-            timestamp,
-        );
+            (ValueFormat::Plain, timestamp),
+        )?;
+        let key = window_store_key(&key, timestamp, seqnum(sequence));
+        log_change(ctx, &self.topic, key, value, timestamp);
         Ok(())
     }
 }

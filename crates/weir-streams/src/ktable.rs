@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 
 use crate::Error;
 use crate::kstream::KStream;
-use crate::store::{SharedStore, log_change, register_changelog, serialize_failed};
+use crate::store::{SharedStore, log_change, register_changelog, serialize_failed, serialize_key};
 use crate::topology::{BuilderState, Context, Data, Lineage, Node, Record, Restorer, SerdeRef};
 use crate::window::Windowed;
 
@@ -894,9 +894,7 @@ struct SuppressionLog<K, V> {
 
 impl<K: 'static, V: 'static> SuppressionLog<K, V> {
     fn key(&self, key: &Windowed<K>) -> Result<Vec<u8>, Error> {
-        self.key_serde
-            .serialize(key)
-            .map_err(|e| serialize_failed(&self.topic, "key", e))
+        serialize_key(&self.topic, &*self.key_serde, key)
     }
 
     fn write_buffered(

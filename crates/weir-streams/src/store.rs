@@ -190,6 +190,34 @@ pub(crate) fn serialize_failed(topic: &str, part: &'static str, source: Error) -
     }
 }
 
+/// A changelog record's key, serialized; the error names the changelog.
+pub(crate) fn serialize_key<K>(
+    topic: &str,
+    serde: &(impl Serde<K> + ?Sized),
+    key: &K,
+) -> Result<Vec<u8>, Error> {
+    serde
+        .serialize(key)
+        .map_err(|e| serialize_failed(topic, "key", e))
+}
+
+/// One update of a key-value store as a changelog record's key and value (in `format`), or a
+/// tombstone for a deleted key.
+pub(crate) fn encode_change<K, V>(
+    topic: &str,
+    (key_serde, value_serde): (&(impl Serde<K> + ?Sized), &(impl Serde<V> + ?Sized)),
+    key: &K,
+    value: Option<&V>,
+    (format, timestamp): (ValueFormat, i64),
+) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
+    let key = serialize_key(topic, key_serde, key)?;
+    let value = value
+        .map(|value| encode_value(format, value_serde, value, timestamp))
+        .transpose()
+        .map_err(|e| serialize_failed(topic, "value", e))?;
+    Ok((key, value))
+}
+
 /// Writes one update of a logged timestamped store to its changelog, on the task's
 /// partition: the serialized key, and Kafka's timestamped value format, or a tombstone for a
 /// deleted key.
@@ -202,13 +230,13 @@ pub(crate) fn write_changelog<K, V>(
     value: Option<&V>,
     timestamp: i64,
 ) -> Result<(), Error> {
-    let key = key_serde
-        .serialize(key)
-        .map_err(|e| serialize_failed(topic, "key", e))?;
-    let value = value
-        .map(|value| encode_value(ValueFormat::Timestamped, value_serde, value, timestamp))
-        .transpose()
-        .map_err(|e| serialize_failed(topic, "value", e))?;
+    let (key, value) = encode_change(
+        topic,
+        (key_serde, value_serde),
+        key,
+        value,
+        (ValueFormat::Timestamped, timestamp),
+    )?;
     log_change(ctx, topic, key, value, timestamp);
     Ok(())
 }

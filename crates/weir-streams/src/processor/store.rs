@@ -12,8 +12,7 @@ use crate::Error;
 use crate::kstream::StreamsBuilder;
 use crate::serdes::Serde;
 use crate::store::{
-    NO_TIMESTAMP, SharedStore, ValueFormat, encode_value, log_change, logged_store,
-    serialize_failed,
+    NO_TIMESTAMP, SharedStore, ValueFormat, encode_change, log_change, logged_store,
 };
 use crate::topology::{Context, Data, SerdeRef};
 
@@ -76,20 +75,13 @@ pub(crate) struct KeyValueLogger<K, V> {
 
 impl<K: 'static, V: 'static> KeyValueLogger<K, V> {
     fn log(&self, key: &K, value: Option<&V>) {
-        let topic = &self.log.topic;
-        let record = self
-            .key_serde
-            .serialize(key)
-            .map_err(|e| serialize_failed(topic, "key", e))
-            .and_then(|key| {
-                let value = value
-                    .map(|value| {
-                        encode_value(ValueFormat::Plain, &*self.value_serde, value, NO_TIMESTAMP)
-                    })
-                    .transpose()
-                    .map_err(|e| serialize_failed(topic, "value", e))?;
-                Ok((key, value))
-            });
+        let record = encode_change(
+            &self.log.topic,
+            (&*self.key_serde, &*self.value_serde),
+            key,
+            value,
+            (ValueFormat::Plain, NO_TIMESTAMP),
+        );
         self.log.pending.lock().push(record);
     }
 }

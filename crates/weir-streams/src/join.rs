@@ -143,6 +143,7 @@ fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
             }
         }
         state.sequence = state.sequence.max(sequence);
+        state.restored = true;
         Ok(())
     });
     BufferLog {
@@ -155,18 +156,76 @@ fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
 /// A record waiting for a partner: its value on its own side.
 type Unjoined<V1, V2> = (Option<V1>, Option<V2>);
 
+/// Where unjoined records wait: by timestamp, side and key.
+type UnjoinedSlot<K> = (i64, Side, K);
+
 /// What both sides of one join share.
 struct JoinState<K, V1, V2> {
     left: JoinStore<K, V1>,
     right: JoinStore<K, V2>,
     /// Records still without a partner, waiting for their window to close (left and outer
     /// joins): by timestamp, side and key.
-    unjoined: BTreeMap<(i64, Side, K), Vec<Unjoined<V1, V2>>>,
+    unjoined: BTreeMap<UnjoinedSlot<K>, Vec<Unjoined<V1, V2>>>,
     /// The largest timestamp seen on either side.
     stream_time: i64,
     /// A lower bound on the timestamps in `unjoined` (Kafka's `minTime`), to skip the scan.
     min_time: i64,
     sequence: u64,
+    /// Whether records were restored into the buffers since the last record processed:
+    /// `unjoined` is then rebuilt from them before the next record.
+    restored: bool,
+}
+
+impl<K: Data + Ord, V1: Data, V2: Data> JoinState<K, V1, V2> {
+    /// After a restore, rebuilds what the buffers imply: the join's stream time (the latest
+    /// timestamp buffered on either side) and, for the outer sides, the records still
+    /// waiting for a partner: those whose window has not closed at that stream time (the
+    /// ones that had closed were emitted before the handover) and that no record buffered
+    /// on the other side joins. Kafka logs these in a third store (its shared outer-join
+    /// store); they follow from the two buffers, which are logged.
+    fn rebuild_unjoined(&mut self, windows: JoinWindows, outer: (bool, bool), retention: i64) {
+        if !std::mem::take(&mut self.restored) {
+            return;
+        }
+        let now = self.left.observed.max(self.right.observed);
+        self.stream_time = self.stream_time.max(now);
+        let open = |t: i64, look_ahead: i64| {
+            t.saturating_add(look_ahead)
+                .saturating_add(windows.grace_ms)
+                >= now
+        };
+        let window = |t: i64, before: i64, after: i64| {
+            (
+                t.saturating_sub(before).max(0),
+                t.saturating_add(after).max(0),
+            )
+        };
+        let mut waiting: Vec<(UnjoinedSlot<K>, Unjoined<V1, V2>)> = Vec::new();
+        if outer.0 {
+            for ((key, t, _), value) in &self.left.records {
+                let (from, to) = window(*t, windows.before_ms, windows.after_ms);
+                if open(*t, windows.after_ms)
+                    && self.right.fetch(key, from, to, retention).is_empty()
+                {
+                    waiting.push(((*t, Side::Left, key.clone()), (Some(value.clone()), None)));
+                }
+            }
+        }
+        if outer.1 {
+            for ((key, t, _), value) in &self.right.records {
+                let (from, to) = window(*t, windows.after_ms, windows.before_ms);
+                if open(*t, windows.before_ms)
+                    && self.left.fetch(key, from, to, retention).is_empty()
+                {
+                    waiting.push(((*t, Side::Right, key.clone()), (None, Some(value.clone()))));
+                }
+            }
+        }
+        for (slot, values) in waiting {
+            self.min_time = self.min_time.min(slot.0);
+            self.unjoined.entry(slot).or_default().push(values);
+        }
+    }
 }
 
 /// The joiner of a join of any kind: `None` when the kind needs a side that is missing.
@@ -196,6 +255,7 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         stream_time: i64::MIN,
         min_time: i64::MAX,
         sequence: 0,
+        restored: false,
     }));
     let retention = windows
         .before_ms
@@ -242,6 +302,7 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = shared.lock();
             let state = &mut *state;
             let mut joiner = join.lock();
+            state.rebuild_unjoined(windows, outer, retention);
             state.sequence += 1;
             let t = record.timestamp;
             let buffered = state.left.put(
@@ -281,6 +342,7 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = state.lock();
             let state = &mut *state;
             let mut joiner = joiner.lock();
+            state.rebuild_unjoined(windows, outer, retention);
             state.sequence += 1;
             let t = record.timestamp;
             let buffered = state.right.put(

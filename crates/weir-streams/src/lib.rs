@@ -189,7 +189,9 @@
 //!   (Kafka's names), log each buffered record: Kafka's window-store key with duplicates
 //!   retained (the serialized key, the 8-byte timestamp, a 4-byte sequence number) and the
 //!   serialized value alone; they are logged when the serdes of the key and both values are
-//!   known (not after a `map_values` that dropped one). The buffer of
+//!   known (not after a `map_values` that dropped one). A restored left or outer join
+//!   rebuilds from them the records still waiting for a partner (*Not built yet*). The
+//!   buffer of
 //!   [`KTable::suppress`] logs to `KTABLE-SUPPRESS-STATE-STORE-<n>-changelog`: the windowed
 //!   key, and Kafka's version-3 buffer value (the input record's timestamp, offset, topic and
 //!   partition, no headers; the prior, old and new values, size-prefixed, `-1` for null, `-2`
@@ -295,8 +297,11 @@
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
 //!   kind); standby replicas; the changelog of the records a left or outer stream-stream
-//!   join holds until their window closes (Kafka's shared outer-join store: after a handover
-//!   a record that had no partner yet is emitted only if one comes); the restore of stream
+//!   join holds until their window closes (Kafka's shared outer-join store): a restored task
+//!   rebuilds them from the two logged buffers instead (the records whose window is still
+//!   open at the latest buffered timestamp and that nothing buffered on the other side
+//!   joins), which, with a grace period, may emit again a record that arrived after its
+//!   window's end and was emitted at once before the handover; the restore of stream
 //!   time: Kafka commits it in each partition's offset-commit metadata, but weir-client's
 //!   offset commit sends empty metadata and `committed` returns offsets only, so a created
 //!   task starts stream time again from its records (windows that had closed may take late

@@ -285,6 +285,47 @@ async fn a_join_matches_records_buffered_before_the_handover() {
     broker.stop().await;
 }
 
+fn left_joined() -> Result<Topology, Error> {
+    let builder = StreamsBuilder::new();
+    let left = builder.stream("left", StringSerde, StringSerde);
+    let right = builder.stream("right", StringSerde, StringSerde);
+    left.left_join(
+        &right,
+        |l: &String, r: Option<&String>| format!("{l}+{}", r.map_or("-", String::as_str)),
+        JoinWindows::of_time_difference_with_no_grace(Duration::from_secs(1)),
+    )
+    .to("joined", StringSerde, StringSerde);
+    builder.build()
+}
+
+/// A left record still waiting for a partner at the handover gets its left-join result on
+/// the next instance once its window closes: it was buffered before the crash.
+#[tokio::test]
+async fn a_left_join_emits_a_record_left_unjoined_before_the_handover() {
+    const APP: &str = "handover-left-join";
+    let (broker, config) = setup(APP, &["left", "right"], "joined").await;
+    produce(&broker, "left", &[("a", "L1", 1_000)]).await;
+    produce(&broker, "right", &[("b", "R1", 1_200)]).await;
+    run_then_crash(&config, &broker, left_joined, &[("left", 1), ("right", 1)]).await;
+    let nothing = wait_for(&broker, "joined", StringSerde, 0).await;
+    assert!(nothing.is_empty(), "a's window was open: {nothing:?}");
+
+    let (stop, task) = start(
+        KafkaStreams::new(left_joined, config.clone())
+            .await
+            .unwrap(),
+    );
+    // c at 5 s closes a's window [0 s, 2 s]; c's own stays open.
+    produce(&broker, "left", &[("c", "L2", 5_000)]).await;
+    let outputs = wait_for(&broker, "joined", StringSerde, 1).await;
+    wait_committed(&broker, APP, "left", 2).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+    let outputs = wait_for(&broker, "joined", StringSerde, outputs.len()).await;
+    assert_eq!(outputs, vec![("a".to_string(), "L1+-".to_string())]);
+    broker.stop().await;
+}
+
 fn suppressed() -> Result<Topology, Error> {
     let builder = StreamsBuilder::new();
     builder

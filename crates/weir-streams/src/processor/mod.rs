@@ -502,7 +502,12 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorCell<KIn, VIn, KOut,
         };
         processor.init(&mut ctx)?;
         self.processor = Some(processor);
-        let now = task.stream_time;
+        // Writes made in `init` come before any record: a changelog record still needs a
+        // valid create time, which stream time (-1 until the first record) may not give.
+        let now = match task.stream_time {
+            time if time >= 0 => time,
+            _ => task.processor_api.clock.now(),
+        };
         drain_logs(&self.logs, task, now)
     }
 

@@ -7,8 +7,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::Error;
 use crate::kstream::KStream;
-use crate::topology::{Data, Node, Record};
+use crate::store::{
+    ValueFormat, decode_value, encode_change, log_change, register_changelog,
+    split_window_store_key, window_store_key,
+};
+use crate::topology::{BuilderState, Context, Data, Node, Record, Restorer, SerdeRef};
 use crate::window::JoinWindows;
 
 /// Which input of the join a record came from. Left sorts before right.
@@ -34,11 +39,12 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
         }
     }
 
-    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) {
+    /// Buffers the record unless it is already expired; returns whether it was buffered.
+    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) -> bool {
         self.observed = self.observed.max(timestamp);
         let live = self.observed.saturating_sub(retention);
         if timestamp <= live {
-            return;
+            return false;
         }
         self.records.insert((key, timestamp, sequence), value);
         // Expired records go, so the store stays bounded by the retention.
@@ -48,6 +54,7 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
             }
             entry.remove();
         }
+        true
     }
 
     fn fetch(&self, key: &K, from: i64, to: i64, retention: i64) -> Vec<(i64, V)> {
@@ -62,8 +69,95 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
     }
 }
 
+/// Where one side's buffer is logged: its changelog topic and the serdes of its records.
+/// Kafka's join window stores are plain window stores with duplicates retained: the
+/// changelog key is [`window_store_key`] (Kafka's seqnum: 31 bits, so the sequence wraps
+/// there), the value the serialized value alone.
+struct BufferLog<K, V> {
+    topic: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> BufferLog<K, V> {
+    fn write(
+        &self,
+        ctx: &mut Context,
+        key: &K,
+        timestamp: i64,
+        sequence: u64,
+        value: &V,
+    ) -> Result<(), Error> {
+        let (key, value) = encode_change(
+            &self.topic,
+            (&*self.key_serde, &*self.value_serde),
+            key,
+            Some(value),
+            (ValueFormat::Plain, timestamp),
+        )?;
+        let key = window_store_key(&key, timestamp, seqnum(sequence));
+        log_change(ctx, &self.topic, key, value, timestamp);
+        Ok(())
+    }
+}
+
+/// The sequence number a changelog key holds: Kafka's is a non-negative `int`.
+fn seqnum(sequence: u64) -> u32 {
+    (sequence & 0x7FFF_FFFF) as u32
+}
+
+/// Registers the changelog of one side's buffer, `store_name`, and its restorer, which puts
+/// each record back through the buffer's own `put` (so records the retention has expired
+/// stay out) and moves the join's sequence past the restored ones.
+fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
+    builder: &mut BuilderState,
+    store_name: &str,
+    state: &Arc<Mutex<JoinState<K, V1, V2>>>,
+    serdes: (SerdeRef<K>, SerdeRef<V>),
+    retention: i64,
+    buffer: fn(&mut JoinState<K, V1, V2>) -> &mut JoinStore<K, V>,
+) -> BufferLog<K, V> {
+    let (key_serde, value_serde) = serdes;
+    let (restored, keys, values) = (
+        Arc::clone(state),
+        Arc::clone(&key_serde),
+        Arc::clone(&value_serde),
+    );
+    let restorer: Restorer = Box::new(move |key, value| {
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let (key, timestamp, seqnum) = split_window_store_key(key)?;
+        let key = keys.deserialize(key)?;
+        let mut state = restored.lock();
+        let sequence = u64::from(seqnum);
+        match value {
+            Some(data) => {
+                let (value, _) = decode_value(ValueFormat::Plain, &*values, data)?;
+                buffer(&mut state).put(key, timestamp, sequence, value, retention);
+            }
+            None => {
+                buffer(&mut state)
+                    .records
+                    .remove(&(key, timestamp, sequence));
+            }
+        }
+        state.sequence = state.sequence.max(sequence);
+        state.restored = true;
+        Ok(())
+    });
+    BufferLog {
+        topic: register_changelog(builder, store_name, restorer),
+        key_serde,
+        value_serde,
+    }
+}
+
 /// A record waiting for a partner: its value on its own side.
 type Unjoined<V1, V2> = (Option<V1>, Option<V2>);
+
+/// Where unjoined records wait: by timestamp, side and key.
+type UnjoinedSlot<K> = (i64, Side, K);
 
 /// What both sides of one join share.
 struct JoinState<K, V1, V2> {
@@ -71,12 +165,67 @@ struct JoinState<K, V1, V2> {
     right: JoinStore<K, V2>,
     /// Records still without a partner, waiting for their window to close (left and outer
     /// joins): by timestamp, side and key.
-    unjoined: BTreeMap<(i64, Side, K), Vec<Unjoined<V1, V2>>>,
+    unjoined: BTreeMap<UnjoinedSlot<K>, Vec<Unjoined<V1, V2>>>,
     /// The largest timestamp seen on either side.
     stream_time: i64,
     /// A lower bound on the timestamps in `unjoined` (Kafka's `minTime`), to skip the scan.
     min_time: i64,
     sequence: u64,
+    /// Whether records were restored into the buffers since the last record processed:
+    /// `unjoined` is then rebuilt from them before the next record.
+    restored: bool,
+}
+
+impl<K: Data + Ord, V1: Data, V2: Data> JoinState<K, V1, V2> {
+    /// After a restore, rebuilds what the buffers imply: the join's stream time (the latest
+    /// timestamp buffered on either side) and, for the outer sides, the records still
+    /// waiting for a partner: those whose window has not closed at that stream time (the
+    /// ones that had closed were emitted before the handover) and that no record buffered
+    /// on the other side joins. Kafka logs these in a third store (its shared outer-join
+    /// store); they follow from the two buffers, which are logged.
+    fn rebuild_unjoined(&mut self, windows: JoinWindows, outer: (bool, bool), retention: i64) {
+        if !std::mem::take(&mut self.restored) {
+            return;
+        }
+        let now = self.left.observed.max(self.right.observed);
+        self.stream_time = self.stream_time.max(now);
+        let open = |t: i64, look_ahead: i64| {
+            t.saturating_add(look_ahead)
+                .saturating_add(windows.grace_ms)
+                >= now
+        };
+        let window = |t: i64, before: i64, after: i64| {
+            (
+                t.saturating_sub(before).max(0),
+                t.saturating_add(after).max(0),
+            )
+        };
+        let mut waiting: Vec<(UnjoinedSlot<K>, Unjoined<V1, V2>)> = Vec::new();
+        if outer.0 {
+            for ((key, t, _), value) in &self.left.records {
+                let (from, to) = window(*t, windows.before_ms, windows.after_ms);
+                if open(*t, windows.after_ms)
+                    && self.right.fetch(key, from, to, retention).is_empty()
+                {
+                    waiting.push(((*t, Side::Left, key.clone()), (Some(value.clone()), None)));
+                }
+            }
+        }
+        if outer.1 {
+            for ((key, t, _), value) in &self.right.records {
+                let (from, to) = window(*t, windows.after_ms, windows.before_ms);
+                if open(*t, windows.before_ms)
+                    && self.left.fetch(key, from, to, retention).is_empty()
+                {
+                    waiting.push(((*t, Side::Right, key.clone()), (None, Some(value.clone()))));
+                }
+            }
+        }
+        for (slot, values) in waiting {
+            self.min_time = self.min_time.min(slot.0);
+            self.unjoined.entry(slot).or_default().push(values);
+        }
+    }
 }
 
 /// The joiner of a join of any kind: `None` when the kind needs a side that is missing.
@@ -99,11 +248,6 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         &right.repartitioned("KSTREAM-JOINOTHER"),
     );
     let lineage = left.lineage.union(&right.lineage);
-    {
-        let mut state = left.state.lock();
-        let name = format!("KSTREAM-JOIN-{:010}", state.copartition_groups.len() + 1);
-        state.copartition(&name, &lineage.sources);
-    }
     let state = Arc::new(Mutex::new(JoinState {
         left: JoinStore::new(),
         right: JoinStore::new(),
@@ -111,14 +255,46 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         stream_time: i64::MIN,
         min_time: i64::MAX,
         sequence: 0,
+        restored: false,
     }));
-    let joiner = Arc::new(Mutex::new(joiner));
-    let node: Node<K, VR> = Node::new();
-    let has_unjoined = outer.0 || outer.1;
     let retention = windows
         .before_ms
         .saturating_add(windows.after_ms)
         .saturating_add(windows.grace_ms);
+    let (left_log, right_log) = {
+        let mut builder = left.state.lock();
+        let name = format!("KSTREAM-JOIN-{:010}", builder.copartition_groups.len() + 1);
+        builder.copartition(&name, &lineage.sources);
+        // Kafka's names for the two window stores: KSTREAM-JOINTHIS-<n>-store and
+        // KSTREAM-JOINOTHER-<n>-store. Both are logged when the serdes of the key and of
+        // both values are known; a side whose serde was dropped (map_values...) cannot be.
+        let this_store = format!("{}-store", builder.generated_name("KSTREAM-JOINTHIS"));
+        let other_store = format!("{}-store", builder.generated_name("KSTREAM-JOINOTHER"));
+        match (&left.key_serde, &left.value_serde, &right.value_serde) {
+            (Some(key_serde), Some(left_values), Some(right_values)) => (
+                Some(logged_buffer(
+                    &mut builder,
+                    &this_store,
+                    &state,
+                    (Arc::clone(key_serde), Arc::clone(left_values)),
+                    retention,
+                    |state| &mut state.left,
+                )),
+                Some(logged_buffer(
+                    &mut builder,
+                    &other_store,
+                    &state,
+                    (Arc::clone(key_serde), Arc::clone(right_values)),
+                    retention,
+                    |state| &mut state.right,
+                )),
+            ),
+            _ => (None, None),
+        }
+    };
+    let joiner = Arc::new(Mutex::new(joiner));
+    let node: Node<K, VR> = Node::new();
+    let has_unjoined = outer.0 || outer.1;
 
     let (shared, join, next) = (Arc::clone(&state), Arc::clone(&joiner), node.clone());
     left.node.add_sink(move |ctx, record| {
@@ -126,15 +302,19 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = shared.lock();
             let state = &mut *state;
             let mut joiner = join.lock();
+            state.rebuild_unjoined(windows, outer, retention);
             state.sequence += 1;
             let t = record.timestamp;
-            state.left.put(
+            let buffered = state.left.put(
                 record.key.clone(),
                 t,
                 state.sequence,
                 record.value.clone(),
                 retention,
             );
+            if let (true, Some(log)) = (buffered, &left_log) {
+                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.right.fetch(key, from, to, retention)
             };
@@ -162,15 +342,19 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = state.lock();
             let state = &mut *state;
             let mut joiner = joiner.lock();
+            state.rebuild_unjoined(windows, outer, retention);
             state.sequence += 1;
             let t = record.timestamp;
-            state.right.put(
+            let buffered = state.right.put(
                 record.key.clone(),
                 t,
                 state.sequence,
                 record.value.clone(),
                 retention,
             );
+            if let (true, Some(log)) = (buffered, &right_log) {
+                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.left.fetch(key, from, to, retention)
             };

@@ -11,7 +11,7 @@ use crate::Error;
 use crate::join::stream_stream_join;
 use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::{I64Serde, Serde};
-use crate::store::{SharedStore, SomeOf, logged_store, write_changelog};
+use crate::store::{SharedStore, SomeOf, ValueFormat, logged_store, write_changelog};
 use crate::topology::{
     BuilderState, Context, Data, InternalTopic, InternalTopicKind, Lineage, Node, RawRecord,
     Record, SerdeRef, Topology,
@@ -149,6 +149,7 @@ impl StreamsBuilder {
             &store,
             Arc::clone(&key_serde),
             Arc::clone(&value_serde),
+            ValueFormat::Timestamped,
         );
         let (keys, values, logged) = (Arc::clone(&key_serde), nullable, Arc::clone(&value_serde));
         let node: Node<K, Change<V>> = Node::new();
@@ -266,6 +267,7 @@ impl StreamsBuilder {
             restorers: state.restorers,
             copartition_groups: state.copartition_groups,
             global_topics: state.global_topics,
+            changelog_versions: state.changelog_versions,
         })
     }
 }
@@ -1418,6 +1420,7 @@ pub(crate) fn aggregate_into<K: Data + Ord, V: Data, VR: Data>(
             store,
             Arc::clone(&key_serde),
             Arc::clone(&value_serde),
+            ValueFormat::Timestamped,
         );
         (topic, key_serde, value_serde)
     });

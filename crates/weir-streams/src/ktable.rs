@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::Error;
 use crate::kstream::KStream;
-use crate::store::SharedStore;
-use crate::topology::{BuilderState, Data, Lineage, Node, Record, SerdeRef};
+use crate::store::{SharedStore, log_change, register_changelog, serialize_failed, serialize_key};
+use crate::topology::{BuilderState, Context, Data, Lineage, Node, Record, Restorer, SerdeRef};
 use crate::window::Windowed;
 
 /// An update of one key of a table: the new value (`None`: the key was deleted, a tombstone)
@@ -584,7 +585,9 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
     /// the suppression passes the window's end by the grace period of the windowed
     /// aggregation upstream; then they are emitted in window-end order. Tombstones (merged
     /// sessions) are never emitted. The topology is refused when no windowed aggregation is
-    /// upstream. Lookups (joins) see the unsuppressed table.
+    /// upstream. Lookups (joins) see the unsuppressed table. The buffer is logged to
+    /// `KTABLE-SUPPRESS-STATE-STORE-<n>-changelog` and restored with its task, so a window
+    /// still open when its task moves emits its final result on the next instance.
     pub fn suppress(&self, _suppressed: Suppressed) -> KTable<Windowed<K>, V> {
         let grace = match self.grace_ms {
             Some(grace) => grace,
@@ -597,26 +600,76 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
                 0
             }
         };
-        // Ordered by window end, then key: the order windows close in.
-        type Buffer<K, V> = BTreeMap<(i64, Windowed<K>), (Option<V>, i64)>;
-        let mut buffer: Buffer<K, V> = BTreeMap::new();
+        // Ordered by window end (Kafka's buffer time), then key: the order windows close in.
+        let buffer: SharedBuffer<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let log = match (&self.key_serde, &self.value_serde) {
+            (Some(key_serde), Some(value_serde)) => {
+                let mut state = self.state.lock();
+                let store = state.generated_name("KTABLE-SUPPRESS-STATE-STORE");
+                Some(logged_suppression_buffer(
+                    &mut state,
+                    &store,
+                    &buffer,
+                    Arc::clone(key_serde),
+                    Arc::clone(value_serde),
+                ))
+            }
+            // Only a windowed aggregation upstream gives a windowed table, always with its
+            // serdes (its own store refuses the build without them).
+            _ => None,
+        };
         let mut observed = i64::MIN;
         let node = Node::new();
         let next = node.clone();
         self.node.add_sink(move |ctx, record| {
             // Kafka's suppression keeps its own stream time, from the records reaching it.
             observed = observed.max(record.timestamp);
-            buffer.insert(
-                (record.key.window.end, record.key),
-                (record.value.new, record.timestamp),
-            );
-            let expiry = observed.saturating_sub(grace);
-            while let Some(entry) = buffer.first_entry() {
-                if entry.key().0 > expiry {
-                    break;
+            let buffer_time = record.key.window.end;
+            let evicted = {
+                let mut buffer = buffer.lock();
+                let slot = (buffer_time, record.key);
+                // Kafka's prior value: the old value of the first update buffered for the key.
+                let prior = match buffer.get(&slot) {
+                    Some(buffered) => buffered.prior.clone(),
+                    None => record.value.old.clone(),
+                };
+                if let Some(log) = &log {
+                    log.write_buffered(
+                        ctx,
+                        &slot.1,
+                        &BufferValue {
+                            context: RecordContext::of(ctx, record.timestamp),
+                            prior: prior.as_ref(),
+                            old: record.value.old.as_ref(),
+                            new: record.value.new.as_ref(),
+                            buffer_time,
+                        },
+                    )?;
                 }
-                let ((_, key), (value, timestamp)) = entry.remove_entry();
-                if let Some(value) = value {
+                buffer.insert(
+                    slot,
+                    Buffered {
+                        value: record.value.new,
+                        timestamp: record.timestamp,
+                        prior,
+                    },
+                );
+                let expiry = observed.saturating_sub(grace);
+                let mut evicted = Vec::new();
+                while let Some(entry) = buffer.first_entry() {
+                    if entry.key().0 > expiry {
+                        break;
+                    }
+                    evicted.push(entry.remove_entry());
+                }
+                evicted
+            };
+            for ((_, key), buffered) in evicted {
+                // The evicted key leaves the buffer: a tombstone, so a restore leaves it out.
+                if let Some(log) = &log {
+                    log.write_evicted(ctx, &key, record.timestamp)?;
+                }
+                if let Some(value) = buffered.value {
                     next.forward(
                         ctx,
                         Record {
@@ -625,7 +678,7 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
                                 new: Some(value),
                                 old: None,
                             },
-                            timestamp,
+                            timestamp: buffered.timestamp,
                         },
                     )?;
                 }
@@ -641,6 +694,357 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             lineage: self.lineage.clone(),
+        }
+    }
+}
+
+/// One windowed key's entry in a suppression buffer: its latest value (`None`: a tombstone,
+/// buffered but never emitted), that update's timestamp, and Kafka's prior value (the
+/// serialized old value of the first update buffered), which its changelog records carry.
+struct Buffered<V> {
+    value: Option<V>,
+    timestamp: i64,
+    prior: Option<V>,
+}
+
+/// A suppression buffer, by buffer time (the window end) then key.
+type SharedBuffer<K, V> = Arc<Mutex<BTreeMap<(i64, Windowed<K>), Buffered<V>>>>;
+
+/// The input record an update came from, as Kafka's suppression changelog keeps it (its
+/// `ProcessorRecordContext`; headers are not carried here, so none are written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordContext {
+    pub(crate) timestamp: i64,
+    pub(crate) offset: i64,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+}
+
+impl RecordContext {
+    /// The context of the input record being processed (none in a punctuation: offset and
+    /// partition `-1`, an empty topic).
+    fn of(ctx: &Context, timestamp: i64) -> Self {
+        match &ctx.processor_api.record_metadata {
+            Some(metadata) => Self {
+                timestamp,
+                offset: metadata.offset,
+                topic: metadata.topic.clone(),
+                partition: metadata.partition,
+            },
+            None => Self {
+                timestamp,
+                offset: -1,
+                topic: String::new(),
+                partition: -1,
+            },
+        }
+    }
+}
+
+/// A suppression buffer's changelog value (Kafka's `BufferValue`, version 3), typed.
+pub(crate) struct BufferValue<'a, V> {
+    pub(crate) context: RecordContext,
+    pub(crate) prior: Option<&'a V>,
+    pub(crate) old: Option<&'a V>,
+    pub(crate) new: Option<&'a V>,
+    pub(crate) buffer_time: i64,
+}
+
+/// The format version of the suppression changelog values written here, which Kafka reads
+/// from the records' header `v` (without it, it would take them for its version 0).
+const SUPPRESSION_CHANGELOG_VERSION: u8 = 3;
+
+/// The length sentinel of a null value in the buffer format.
+const NULL_VALUE: i32 = -1;
+/// The length sentinel of an old value equal to the prior value (written once).
+const OLD_IS_PRIOR: i32 = -2;
+
+fn put_sized(data: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => {
+            data.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            data.extend_from_slice(bytes);
+        }
+        None => data.extend_from_slice(&NULL_VALUE.to_be_bytes()),
+    }
+}
+
+/// Kafka's version-3 suppression changelog value: the record context (timestamp, offset,
+/// size-prefixed topic, partition, header count), the prior, old and new values (each
+/// size-prefixed, `-1` for null; the old value `-2` when it equals the prior), then the
+/// buffer time; every number big-endian.
+pub(crate) fn encode_buffer_value<V>(
+    serde: &(impl crate::Serde<V> + ?Sized),
+    value: &BufferValue<'_, V>,
+) -> Result<Vec<u8>, Error> {
+    let bytes = |value: Option<&V>| -> Result<Option<Vec<u8>>, Error> {
+        match value {
+            Some(value) => serde.serialize_nullable(value),
+            None => Ok(None),
+        }
+    };
+    let (prior, old, new) = (bytes(value.prior)?, bytes(value.old)?, bytes(value.new)?);
+    let context = &value.context;
+    let mut data = Vec::new();
+    data.extend_from_slice(&context.timestamp.to_be_bytes());
+    data.extend_from_slice(&context.offset.to_be_bytes());
+    put_sized(&mut data, Some(context.topic.as_bytes()));
+    data.extend_from_slice(&context.partition.to_be_bytes());
+    data.extend_from_slice(&0_i32.to_be_bytes());
+    put_sized(&mut data, prior.as_deref());
+    match &old {
+        Some(old) if prior.as_ref() == Some(old) => {
+            data.extend_from_slice(&OLD_IS_PRIOR.to_be_bytes());
+        }
+        old => put_sized(&mut data, old.as_deref()),
+    }
+    put_sized(&mut data, new.as_deref());
+    data.extend_from_slice(&value.buffer_time.to_be_bytes());
+    Ok(data)
+}
+
+/// A suppression buffer's changelog value, as its serialized parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodedBufferValue {
+    pub(crate) context: RecordContext,
+    pub(crate) prior: Option<Vec<u8>>,
+    pub(crate) old: Option<Vec<u8>>,
+    pub(crate) new: Option<Vec<u8>>,
+    pub(crate) buffer_time: i64,
+}
+
+/// Reads a value [`encode_buffer_value`] wrote (and Kafka's version 3, headers included).
+pub(crate) fn decode_buffer_value(data: &[u8]) -> Result<DecodedBufferValue, Error> {
+    let mut reader = Reader { data, at: 0 };
+    let timestamp = i64::from_be_bytes(reader.take()?);
+    let offset = i64::from_be_bytes(reader.take()?);
+    let topic = reader.sized()?.unwrap_or_default();
+    let topic = String::from_utf8(topic).map_err(Error::Utf8)?;
+    let partition = i32::from_be_bytes(reader.take()?);
+    let headers = i32::from_be_bytes(reader.take()?);
+    for _ in 0..headers.max(0) {
+        reader.sized()?;
+        reader.sized()?;
+    }
+    let prior = reader.sized()?;
+    let old = match i32::from_be_bytes(reader.take()?) {
+        OLD_IS_PRIOR => prior.clone(),
+        length => reader.bytes(length)?,
+    };
+    let new = reader.sized()?;
+    let buffer_time = i64::from_be_bytes(reader.take()?);
+    Ok(DecodedBufferValue {
+        context: RecordContext {
+            timestamp,
+            offset,
+            topic,
+            partition,
+        },
+        prior,
+        old,
+        new,
+        buffer_time,
+    })
+}
+
+/// Reads big-endian fields off a changelog value, failing on a short one.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn slice(&mut self, length: usize) -> Result<&[u8], Error> {
+        let end = self.at.saturating_add(length);
+        let slice = self.data.get(self.at..end).ok_or(Error::DataSize {
+            expected: end,
+            actual: self.data.len(),
+        })?;
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], Error> {
+        let mut array = [0; N];
+        array.copy_from_slice(self.slice(N)?);
+        Ok(array)
+    }
+
+    /// `length` bytes, or null for a negative length.
+    fn bytes(&mut self, length: i32) -> Result<Option<Vec<u8>>, Error> {
+        match usize::try_from(length) {
+            Ok(length) => Ok(Some(self.slice(length)?.to_vec())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn sized(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        let length = i32::from_be_bytes(self.take()?);
+        self.bytes(length)
+    }
+}
+
+/// Where a suppression buffer is logged (Kafka's `KTABLE-SUPPRESS-STATE-STORE-<n>`): its
+/// changelog topic and the windowed key and value serdes.
+struct SuppressionLog<K, V> {
+    topic: String,
+    key_serde: SerdeRef<Windowed<K>>,
+    value_serde: SerdeRef<V>,
+}
+
+impl<K: 'static, V: 'static> SuppressionLog<K, V> {
+    fn key(&self, key: &Windowed<K>) -> Result<Vec<u8>, Error> {
+        serialize_key(&self.topic, &*self.key_serde, key)
+    }
+
+    fn write_buffered(
+        &self,
+        ctx: &mut Context,
+        key: &Windowed<K>,
+        value: &BufferValue<'_, V>,
+    ) -> Result<(), Error> {
+        let key = self.key(key)?;
+        let data = encode_buffer_value(&*self.value_serde, value)
+            .map_err(|e| serialize_failed(&self.topic, "value", e))?;
+        log_change(ctx, &self.topic, key, Some(data), value.context.timestamp);
+        Ok(())
+    }
+
+    fn write_evicted(
+        &self,
+        ctx: &mut Context,
+        key: &Windowed<K>,
+        timestamp: i64,
+    ) -> Result<(), Error> {
+        let key = self.key(key)?;
+        log_change(ctx, &self.topic, key, None, timestamp);
+        Ok(())
+    }
+}
+
+/// Registers the changelog of the suppression buffer `store` and its restorer, which puts
+/// each buffered update back (a tombstone removes the key).
+fn logged_suppression_buffer<K: Data + Ord, V: Data>(
+    state: &mut BuilderState,
+    store: &str,
+    buffer: &SharedBuffer<K, V>,
+    key_serde: SerdeRef<Windowed<K>>,
+    value_serde: SerdeRef<V>,
+) -> SuppressionLog<K, V> {
+    let (restored, keys, values) = (
+        Arc::clone(buffer),
+        Arc::clone(&key_serde),
+        Arc::clone(&value_serde),
+    );
+    let restorer: Restorer = Box::new(move |key, value| {
+        let Some(key) = key else {
+            return Ok(());
+        };
+        let key = keys.deserialize(key)?;
+        let mut buffer = restored.lock();
+        let Some(data) = value else {
+            buffer.retain(|(_, buffered), _| *buffered != key);
+            return Ok(());
+        };
+        let decoded = decode_buffer_value(data)?;
+        let typed = |bytes: Option<Vec<u8>>| -> Result<Option<V>, Error> {
+            match bytes {
+                Some(bytes) => values.deserialize(&bytes).map(Some),
+                None => Ok(None),
+            }
+        };
+        // A key is buffered once: its restored entry replaces any other of its.
+        buffer.retain(|(_, buffered), _| *buffered != key);
+        buffer.insert(
+            (decoded.buffer_time, key),
+            Buffered {
+                value: typed(decoded.new)?,
+                timestamp: decoded.context.timestamp,
+                prior: typed(decoded.prior)?,
+            },
+        );
+        Ok(())
+    });
+    let topic = register_changelog(state, store, restorer);
+    state
+        .changelog_versions
+        .insert(topic.clone(), SUPPRESSION_CHANGELOG_VERSION);
+    SuppressionLog {
+        topic,
+        key_serde,
+        value_serde,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::{BufferValue, RecordContext, decode_buffer_value, encode_buffer_value};
+    use crate::StringSerde;
+
+    fn context() -> RecordContext {
+        RecordContext {
+            timestamp: 5,
+            offset: 7,
+            topic: "t".to_string(),
+            partition: 0,
+        }
+    }
+
+    /// Kafka's version-3 suppression buffer value, byte by byte: context, prior, old and new
+    /// values (`-1`: null), buffer time.
+    #[test]
+    fn a_buffer_value_is_kafkas_version_3_format() {
+        let new = "v".to_string();
+        let value = BufferValue {
+            context: context(),
+            prior: None,
+            old: None,
+            new: Some(&new),
+            buffer_time: 10,
+        };
+        let data = encode_buffer_value(&StringSerde, &value).unwrap();
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&5_i64.to_be_bytes());
+        expected.extend_from_slice(&7_i64.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 1, b't']);
+        expected.extend_from_slice(&[0, 0, 0, 0]); // partition
+        expected.extend_from_slice(&[0, 0, 0, 0]); // no headers
+        expected.extend_from_slice(&[0xFF; 4]); // prior: null
+        expected.extend_from_slice(&[0xFF; 4]); // old: null
+        expected.extend_from_slice(&[0, 0, 0, 1, b'v']);
+        expected.extend_from_slice(&10_i64.to_be_bytes());
+        assert_eq!(data, expected);
+        let decoded = decode_buffer_value(&data).unwrap();
+        assert_eq!(decoded.context, context());
+        assert_eq!(
+            (decoded.prior, decoded.old, decoded.new, decoded.buffer_time),
+            (None, None, Some(b"v".to_vec()), 10)
+        );
+    }
+
+    /// An old value equal to the prior one is written once (the `-2` sentinel) and reads back
+    /// as both; a value cut short is an error, not a panic.
+    #[test]
+    fn an_old_value_equal_to_the_prior_is_written_once() {
+        let (prior, new) = ("p".to_string(), "n".to_string());
+        let value = BufferValue {
+            context: context(),
+            prior: Some(&prior),
+            old: Some(&prior),
+            new: Some(&new),
+            buffer_time: -1,
+        };
+        let data = encode_buffer_value(&StringSerde, &value).unwrap();
+        assert!(data.windows(4).any(|w| w == (-2_i32).to_be_bytes()));
+        let decoded = decode_buffer_value(&data).unwrap();
+        assert_eq!(decoded.prior, Some(b"p".to_vec()));
+        assert_eq!(decoded.old, Some(b"p".to_vec()));
+        assert_eq!(decoded.new, Some(b"n".to_vec()));
+        assert_eq!(decoded.buffer_time, -1);
+        for cut in [0, 10, data.len() - 1] {
+            assert!(decode_buffer_value(&data[..cut]).is_err(), "cut at {cut}");
         }
     }
 }

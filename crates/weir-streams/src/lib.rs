@@ -204,10 +204,23 @@
 //!   its changelog partitions from the start to their end into its stores (tombstones delete
 //!   the key), logging store, partition, records restored and of how many, then processes.
 //!   With a state directory a task reads only the changelog past its local state (*State*).
-//!   Stream-stream join buffers and suppression buffers are not logged (see below); nor are
-//!   windows and sessions dropped by retention (as Kafka's dropped segments). A task's
-//!   stream time is not restored: it starts again from the records it processes. The test
-//!   driver keeps changelog records as outputs, readable under `<store>-changelog`.
+//!   Windows and sessions dropped by retention are not logged (as Kafka's dropped segments).
+//!   Stores of the processor API are logged too (*Processor API*). The two window stores of
+//!   a stream-stream join, `KSTREAM-JOINTHIS-<n>-store` and `KSTREAM-JOINOTHER-<n>-store`
+//!   (Kafka's names), log each buffered record: Kafka's window-store key with duplicates
+//!   retained (the serialized key, the 8-byte timestamp, a 4-byte sequence number) and the
+//!   serialized value alone; they are logged when the serdes of the key and both values are
+//!   known (not after a `map_values` that dropped one). A restored left or outer join
+//!   rebuilds from them the records still waiting for a partner (*Not built yet*). The
+//!   buffer of
+//!   [`KTable::suppress`] logs to `KTABLE-SUPPRESS-STATE-STORE-<n>-changelog`: the windowed
+//!   key, and Kafka's version-3 buffer value (the input record's timestamp, offset, topic and
+//!   partition, no headers; the prior, old and new values, size-prefixed, `-1` for null, `-2`
+//!   for an old value equal to the prior; the buffer time, the window end) with the header
+//!   `v` = 3 that tells Kafka the version ([`KafkaStreams`] writes it; the test driver's
+//!   records carry no headers), a tombstone when a window's result is emitted. A task's stream time is not restored: it starts again
+//!   from the records it processes (*Not built yet*). The test driver keeps changelog
+//!   records as outputs, readable under `<store>-changelog`.
 //! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
 //!   per task. Task `p` processes partition `p` of every source topic (repartition topics
 //!   included) and owns partition `p` of every changelog: coarser than Kafka's tasks per
@@ -279,7 +292,15 @@
 //!   punctuation's time; records it forwards have no [`RecordMetadata`](processor::RecordMetadata).
 //!   Punctuators due at the same time fire in the order they were scheduled. A
 //!   [`Cancellable`] stops its punctuator, also from inside it. Plain key-value stores keep
-//!   no timestamps (`get_with_timestamp` gives `-1`).
+//!   no timestamps (`get_with_timestamp` gives `-1`). Stores added with
+//!   [`StreamsBuilder::add_state_store`] are logged by default (Kafka's `withLoggingEnabled`)
+//!   to `<store>-changelog` in Kafka's plain key-value format: the serialized key and the
+//!   serialized value alone (no timestamp prefix, as a plain store has none), a tombstone for
+//!   a delete, with the timestamp of the record or punctuation being processed. A write is
+//!   logged when the processor call that made it returns; a key or value that does not
+//!   serialize fails that call. A created task restores them like the DSL's stores;
+//!   [`KeyValueStoreBuilder::with_logging_disabled`](processor::KeyValueStoreBuilder::with_logging_disabled)
+//!   keeps a store out of any changelog (it starts empty in every new task).
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
 //!   the producer's default partitioner on the serialized key (murmur2, as Kafka's).
 //!
@@ -297,27 +318,33 @@
 //!   are right only when both tables' keys meet in one task (one partition). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
-//!   buffer (the suppression buffer is not logged);
+//!   buffer;
 //! - state larger than memory: stores are in memory while their task runs, the local redb
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
-//!   kind); standby replicas; changelogs for suppression buffers and stream-stream join
-//!   stores (a restored task starts them empty), and the restore of stream time; window
-//!   store queries by key range with open (null) bounds, and session store queries over a
-//!   key range; windowed stores drop expired windows a retention period apart rather than
-//!   by Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a
-//!   windowed store ([`TopologyTestDriver::key_value_store`]) still shows expired windows
-//!   until then; the state cleaner runs in the run loop after a commit, not on a thread
-//!   of its own, so an instance blocked elsewhere does not clean;
+//!   kind); standby replicas; the changelog of the records a left or outer stream-stream
+//!   join holds until their window closes (Kafka's shared outer-join store): a restored task
+//!   rebuilds them from the two logged buffers instead (the records whose window is still
+//!   open at the latest buffered timestamp and that nothing buffered on the other side
+//!   joins), which, with a grace period, may emit again a record that arrived after its
+//!   window's end and was emitted at once before the handover; the restore of stream
+//!   time: Kafka commits it in each partition's offset-commit metadata, but weir-client's
+//!   offset commit sends empty metadata and `committed` returns offsets only, so a created
+//!   task starts stream time again from its records (windows that had closed may take late
+//!   records until it catches up); window store queries by key range with open (null)
+//!   bounds, and session store queries over a key range; windowed stores drop expired
+//!   windows a retention period apart rather than by Kafka's segment interval
+//!   (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
+//!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
+//!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
+//!   instance blocked elsewhere does not clean;
 //! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
 //!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
 //!   partition, or while the lag is unknown);
 //! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
 //!   cooperative rebalancing): the eager range assignor revokes every partition at each
 //!   rebalance, and the tasks it gives back are kept;
-//! - in the processor API: changelogs for the stores of
-//!   [`StreamsBuilder::add_state_store`] (they are in memory and start empty in a new task,
-//!   so a processor's state does not move with its task), `forward` to a named child,
+//! - in the processor API: `forward` to a named child,
 //!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a

@@ -148,8 +148,9 @@ pub struct KafkaStreams {
     /// `<application.id>-`, the prefix of internal topics.
     prefix: String,
     repartition_topics: BTreeSet<String>,
-    /// Repartition and changelog topics, by their names in the topology.
-    internal_topics: BTreeSet<String>,
+    /// Repartition and changelog topics, by their names in the topology, each with the `v`
+    /// header its records carry (Kafka's format version), if any.
+    internal_topics: BTreeMap<String, Option<u8>>,
     global_topics: BTreeSet<String>,
     /// The counters of tasks dropped so far.
     retired: TaskMetrics,
@@ -329,7 +330,10 @@ impl KafkaStreams {
             internal_topics: template
                 .internal_topics()
                 .into_iter()
-                .map(|topic| topic.name)
+                .map(|topic| {
+                    let version = template.changelog_versions.get(&topic.name).copied();
+                    (topic.name, version)
+                })
                 .collect(),
             global_topics: template.global_topics.clone(),
             retired: TaskMetrics::default(),
@@ -934,7 +938,7 @@ fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
 /// tasks' local state.
 async fn enqueue_outputs(
     producer: &Producer,
-    internal_topics: &BTreeSet<String>,
+    internal_topics: &BTreeMap<String, Option<u8>>,
     prefix: &str,
     changelogs: Option<&HashMap<String, String>>,
     outputs: Vec<RawRecord>,
@@ -954,12 +958,15 @@ async fn enqueue_outputs(
                 value: output.value.clone(),
             });
         }
-        let topic = if internal_topics.contains(&output.topic) {
-            format!("{prefix}{}", output.topic)
-        } else {
-            output.topic
+        let (topic, version) = match internal_topics.get(&output.topic) {
+            Some(version) => (format!("{prefix}{}", output.topic), *version),
+            None => (output.topic, None),
         };
         let mut produce = ProducerRecord::new(topic).timestamp(output.timestamp);
+        // Kafka sends tombstones without the header.
+        if let (Some(version), Some(_)) = (version, &output.value) {
+            produce = produce.header("v", Some(Bytes::from(vec![version])));
+        }
         if output.partition >= 0 {
             produce = produce.partition(output.partition);
         }

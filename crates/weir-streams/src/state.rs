@@ -3,8 +3,9 @@
 //!
 //! The changelog topics stay the system of record; the local copy is a cache of them that
 //! makes a restart cheap. Per store it holds the latest changelog record per key, exactly the
-//! bytes the changelog holds (serialized key; 8-byte timestamp then serialized value), so
-//! records restored from it and from the changelog go through the same `Task::restore`.
+//! bytes the changelog holds (in each store kind's format: a timestamped value, a plain one, a
+//! join buffer's window-store key, a suppression buffer's value), so records restored from it
+//! and from the changelog go through the same `Task::restore`.
 //! Beside them a checkpoint table holds, per changelog topic (its partition is the task's),
 //! the offset after the last record the copy holds (Kafka's `.checkpoint` file). Records and
 //! checkpoints are written in one write transaction, so after a crash the database is at an

@@ -119,7 +119,38 @@ impl<V: Clone + 'static> Serde<V> for SomeOf<V> {
     }
 }
 
-/// Registers the changelog topic `<store>-changelog` of a key-value store and the way to
+/// How a changelog value holds a store's value, as Kafka's store kinds write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueFormat {
+    /// The DSL's timestamped stores (KIP-258): the 8-byte big-endian timestamp of the last
+    /// update, then the serialized value.
+    Timestamped,
+    /// A plain key-value store (`Stores.keyValueStoreBuilder`), which keeps no timestamp: the
+    /// serialized value alone.
+    Plain,
+}
+
+/// The timestamp a plain store's entries carry: it keeps none.
+pub(crate) const NO_TIMESTAMP: i64 = -1;
+
+/// Registers the changelog topic `<store>-changelog` of the store `store_name`, and
+/// `restorer`, which puts its records back into the store; returns the topic's name (without
+/// the application id). Every logged store, whatever its kind, is restored through this.
+pub(crate) fn register_changelog(
+    state: &mut BuilderState,
+    store_name: &str,
+    restorer: Restorer,
+) -> String {
+    let topic = format!("{store_name}-changelog");
+    state.internal_topics.insert(InternalTopic {
+        name: topic.clone(),
+        kind: InternalTopicKind::Changelog,
+    });
+    state.restorers.insert(store_name.to_string(), restorer);
+    topic
+}
+
+/// Registers the changelog of a key-value store whose values are in `format`, and the way to
 /// restore the store from it; returns the topic's name (without the application id).
 pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
     state: &mut BuilderState,
@@ -127,12 +158,8 @@ pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
     store: &SharedStore<K, V>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
+    format: ValueFormat,
 ) -> String {
-    let topic = format!("{store_name}-changelog");
-    state.internal_topics.insert(InternalTopic {
-        name: topic.clone(),
-        kind: InternalTopicKind::Changelog,
-    });
     let store = Arc::clone(store);
     let restorer: Restorer = Box::new(move |key, value| {
         // Changelog records always have a key; a record without one is not ours to restore.
@@ -145,20 +172,55 @@ pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
                 store.lock().remove(&key);
             }
             Some(data) => {
-                let (value, timestamp) = decode_timestamped(&*value_serde, data)?;
+                let (value, timestamp) = decode_value(format, &*value_serde, data)?;
                 store.lock().insert(key, (value, timestamp));
             }
         }
         Ok(())
     });
-    state.restorers.insert(store_name.to_string(), restorer);
-    topic
+    register_changelog(state, store_name, restorer)
 }
 
-/// Writes one update of a logged store to its changelog, on the task's partition: the
-/// serialized key, and Kafka's timestamped value format (8-byte big-endian timestamp, then the
-/// value), or a tombstone for a deleted key. The record is one of the task's outputs, so the
-/// at-least-once commit waits for it too.
+/// The error of a changelog record's `part` ("key" or "value") that did not serialize.
+pub(crate) fn serialize_failed(topic: &str, part: &'static str, source: Error) -> Error {
+    Error::Serialize {
+        topic: topic.to_string(),
+        part,
+        source: Box::new(source),
+    }
+}
+
+/// A changelog record's key, serialized; the error names the changelog.
+pub(crate) fn serialize_key<K>(
+    topic: &str,
+    serde: &(impl Serde<K> + ?Sized),
+    key: &K,
+) -> Result<Vec<u8>, Error> {
+    serde
+        .serialize(key)
+        .map_err(|e| serialize_failed(topic, "key", e))
+}
+
+/// One update of a key-value store as a changelog record's key and value (in `format`), or a
+/// tombstone for a deleted key.
+pub(crate) fn encode_change<K, V>(
+    topic: &str,
+    (key_serde, value_serde): (&(impl Serde<K> + ?Sized), &(impl Serde<V> + ?Sized)),
+    key: &K,
+    value: Option<&V>,
+    (format, timestamp): (ValueFormat, i64),
+) -> Result<(Vec<u8>, Option<Vec<u8>>), Error> {
+    let key = serialize_key(topic, key_serde, key)?;
+    let value = value
+        .map(|value| encode_value(format, value_serde, value, timestamp))
+        .transpose()
+        .map_err(|e| serialize_failed(topic, "value", e))?;
+    Ok((key, value))
+}
+
+/// Writes one update of a logged timestamped store to its changelog, on the task's
+/// partition: the serialized key, and Kafka's timestamped value format, or a tombstone for a
+/// deleted key.
 pub(crate) fn write_changelog<K, V>(
     ctx: &mut Context,
     topic: &str,
@@ -168,46 +230,72 @@ pub(crate) fn write_changelog<K, V>(
     value: Option<&V>,
     timestamp: i64,
 ) -> Result<(), Error> {
-    let failed = |part, source| Error::Serialize {
-        topic: topic.to_string(),
-        part,
-        source: Box::new(source),
-    };
-    let key = key_serde.serialize(key).map_err(|e| failed("key", e))?;
-    let value = match value {
-        Some(value) => {
-            let mut data = timestamp.to_be_bytes().to_vec();
-            if let Some(bytes) = value_serde
-                .serialize_nullable(value)
-                .map_err(|e| failed("value", e))?
-            {
-                data.extend_from_slice(&bytes);
-            }
-            Some(Bytes::from(data))
-        }
-        None => None,
-    };
+    let (key, value) = encode_change(
+        topic,
+        (key_serde, value_serde),
+        key,
+        value,
+        (ValueFormat::Timestamped, timestamp),
+    )?;
+    log_change(ctx, topic, key, value, timestamp);
+    Ok(())
+}
+
+/// Writes one changelog record, already serialized, on the task's partition. The record is
+/// one of the task's outputs, so the at-least-once commit waits for it too.
+pub(crate) fn log_change(
+    ctx: &mut Context,
+    topic: &str,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+) {
     ctx.outputs.push(RawRecord {
         topic: topic.to_string(),
         partition: ctx.partition,
         offset: -1,
         key: Some(Bytes::from(key)),
-        value,
+        value: value.map(Bytes::from),
         timestamp,
     });
-    Ok(())
 }
 
-/// A changelog value: the 8-byte big-endian timestamp, then the serialized value (empty when
-/// the serde wrote a null).
-fn decode_timestamped<V: 'static>(serde: &dyn Serde<V>, data: &[u8]) -> Result<(V, i64), Error> {
-    let Some((timestamp, value)) = data.split_first_chunk::<8>() else {
-        return Err(Error::DataSize {
-            expected: 8,
-            actual: data.len(),
-        });
+/// A changelog value in `format` (a serde that writes a null gives an empty value).
+pub(crate) fn encode_value<V>(
+    format: ValueFormat,
+    serde: &(impl Serde<V> + ?Sized),
+    value: &V,
+    timestamp: i64,
+) -> Result<Vec<u8>, Error> {
+    let mut data = match format {
+        ValueFormat::Timestamped => timestamp.to_be_bytes().to_vec(),
+        ValueFormat::Plain => Vec::new(),
     };
-    let timestamp = i64::from_be_bytes(*timestamp);
+    if let Some(bytes) = serde.serialize_nullable(value)? {
+        data.extend_from_slice(&bytes);
+    }
+    Ok(data)
+}
+
+/// A changelog value in `format`: the value and its timestamp ([`NO_TIMESTAMP`] for a plain
+/// store). An empty value is the serde's null when it has one.
+pub(crate) fn decode_value<V: 'static>(
+    format: ValueFormat,
+    serde: &dyn Serde<V>,
+    data: &[u8],
+) -> Result<(V, i64), Error> {
+    let (timestamp, value) = match format {
+        ValueFormat::Timestamped => {
+            let Some((timestamp, value)) = data.split_first_chunk::<8>() else {
+                return Err(Error::DataSize {
+                    expected: 8,
+                    actual: data.len(),
+                });
+            };
+            (i64::from_be_bytes(*timestamp), value)
+        }
+        ValueFormat::Plain => (NO_TIMESTAMP, data),
+    };
     let value = if value.is_empty() {
         serde
             .deserialize_nullable(None)
@@ -216,6 +304,39 @@ fn decode_timestamped<V: 'static>(serde: &dyn Serde<V>, data: &[u8]) -> Result<(
         serde.deserialize(value)?
     };
     Ok((value, timestamp))
+}
+
+/// A window store's changelog key with duplicates retained (Kafka's `WindowKeySchema`
+/// store key, as the stream-stream join buffers write it): the serialized key, the record's
+/// 8-byte big-endian timestamp, then a 4-byte big-endian sequence number that keeps records
+/// of one key and timestamp apart.
+pub(crate) fn window_store_key(key: &[u8], timestamp: i64, seqnum: u32) -> Vec<u8> {
+    let mut data = Vec::with_capacity(key.len() + 12);
+    data.extend_from_slice(key);
+    data.extend_from_slice(&timestamp.to_be_bytes());
+    data.extend_from_slice(&seqnum.to_be_bytes());
+    data
+}
+
+/// The parts of a [`window_store_key`]: serialized key, timestamp, sequence number.
+pub(crate) fn split_window_store_key(data: &[u8]) -> Result<(&[u8], i64, u32), Error> {
+    let Some((rest, seqnum)) = data.split_last_chunk::<4>() else {
+        return Err(Error::DataSize {
+            expected: 12,
+            actual: data.len(),
+        });
+    };
+    let Some((key, timestamp)) = rest.split_last_chunk::<8>() else {
+        return Err(Error::DataSize {
+            expected: 12,
+            actual: data.len(),
+        });
+    };
+    Ok((
+        key,
+        i64::from_be_bytes(*timestamp),
+        u32::from_be_bytes(*seqnum),
+    ))
 }
 
 #[cfg(test)]
@@ -440,5 +561,44 @@ mod tests {
             .key_value_store::<String, String>(table_store)
             .unwrap();
         assert_eq!(table.all(), vec![("k2".to_string(), "v2".to_string())]);
+    }
+
+    /// A join buffer's changelog key is Kafka's window-store key with duplicates retained:
+    /// key, 8-byte timestamp, 4-byte seqnum, all big-endian; it splits back into its parts.
+    #[test]
+    fn window_store_keys_are_kafkas_format_and_round_trip() {
+        use super::{split_window_store_key, window_store_key};
+
+        let key = window_store_key(b"a", 1_000, 1);
+        assert_eq!(key, [b'a', 0, 0, 0, 0, 0, 0, 0x03, 0xE8, 0, 0, 0, 1]);
+        assert_eq!(split_window_store_key(&key).unwrap(), (&b"a"[..], 1_000, 1));
+        let key = window_store_key(b"", -1, u32::MAX >> 1);
+        assert_eq!(
+            split_window_store_key(&key).unwrap(),
+            (&b""[..], -1, 0x7FFF_FFFF)
+        );
+        assert!(split_window_store_key(&[0; 11]).is_err(), "too short");
+    }
+
+    /// A processor's plain key-value store logs the value alone; the DSL's stores prefix the
+    /// timestamp. Both read back.
+    #[test]
+    fn plain_and_timestamped_changelog_values() {
+        use super::{NO_TIMESTAMP, ValueFormat, decode_value, encode_value};
+        use crate::I64Serde;
+
+        let plain = encode_value(ValueFormat::Plain, &I64Serde, &5, 99).unwrap();
+        assert_eq!(plain, 5_i64.to_be_bytes());
+        assert_eq!(
+            decode_value(ValueFormat::Plain, &I64Serde, &plain).unwrap(),
+            (5, NO_TIMESTAMP)
+        );
+        let timestamped = encode_value(ValueFormat::Timestamped, &I64Serde, &5, 99).unwrap();
+        assert_eq!(timestamped[..8], 99_i64.to_be_bytes());
+        assert_eq!(timestamped[8..], 5_i64.to_be_bytes());
+        assert_eq!(
+            decode_value(ValueFormat::Timestamped, &I64Serde, &timestamped).unwrap(),
+            (5, 99)
+        );
     }
 }

@@ -253,6 +253,11 @@ pub(crate) struct BuilderState {
     pub(crate) next_index: u64,
     /// The processor API's processors, which the task initializes, punctuates and closes.
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
+    /// The logs of the processor API's logged stores by store name: the untyped one the
+    /// processors drain, and the typed logger (`Arc<KeyValueLogger<K, V>>`) handles write to.
+    pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
+    /// The changelogs whose records carry Kafka's format version in a header `v`, by topic.
+    pub(crate) changelog_versions: BTreeMap<String, u8>,
 }
 
 impl BuilderState {
@@ -306,6 +311,9 @@ pub struct Topology {
     pub(crate) restorers: BTreeMap<String, Restorer>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
     pub(crate) global_topics: BTreeSet<String>,
+    /// Kafka's `v` header of the records of these changelogs (topic names without the
+    /// application id): the runtime writes it, as the records here carry no headers.
+    pub(crate) changelog_versions: BTreeMap<String, u8>,
 }
 
 impl std::fmt::Debug for Topology {

@@ -12,7 +12,7 @@ use crate::Error;
 use crate::kstream::{Materialized, Update, aggregate_into, folding, reducing, register_store};
 use crate::ktable::{Change, KTable};
 use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
-use crate::store::{Entries, SharedStore, logged_store, write_changelog};
+use crate::store::{Entries, SharedStore, ValueFormat, logged_store, write_changelog};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 use crate::window_store::{WindowedStore, WindowedStoreKind, register_windowed_store};
@@ -148,7 +148,9 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 None
             }
         };
-        match self.windows {
+        // The table carries the store's serdes, which a suppression downstream logs with.
+        let serdes = logging.clone();
+        let mut table = match self.windows {
             TimeWindowing::Time(windows) => {
                 self.time_aggregation(windows, update, store_name, logging)
             }
@@ -161,7 +163,12 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 logging,
                 self.retention_ms,
             ),
+        };
+        if let Some((key_serde, value_serde)) = serdes {
+            table.key_serde = Some(key_serde);
+            table.value_serde = Some(value_serde);
         }
+        table
     }
 
     fn time_aggregation<VR: Data>(
@@ -649,6 +656,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             &store,
             Arc::clone(&key_serde),
             Arc::clone(&value_serde),
+            ValueFormat::Timestamped,
         );
         (topic, key_serde, value_serde)
     });
@@ -867,6 +875,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                     &store,
                     Arc::clone(&key_serde),
                     Arc::clone(&value_serde),
+                    ValueFormat::Timestamped,
                 );
                 Some((topic, key_serde, value_serde))
             }
@@ -884,6 +893,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 None
             }
         };
+        let serdes = changelog.clone();
         let table = Node::new();
         let next = table.clone();
         let shared = Arc::clone(&store);
@@ -1006,6 +1016,11 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         // Kafka's suppression waits the inactivity gap too: a session can still grow until
         // stream time passes its end by gap plus grace.
         let suppress_after = Some(gap_ms.saturating_add(grace_ms));
-        KTable::materialized(table, &self.state, name, store, suppress_after)
+        let mut table = KTable::materialized(table, &self.state, name, store, suppress_after);
+        if let Some((_, key_serde, value_serde)) = serdes {
+            table.key_serde = Some(key_serde);
+            table.value_serde = Some(value_serde);
+        }
+        table
     }
 }

@@ -710,3 +710,56 @@ fn a_punctuator_scheduled_by_a_punctuator_fires_in_the_same_pass_when_due() {
     // before the outer one's 10 s.
     assert_eq!(*fired.lock(), vec![("inner", 10_000), ("outer", 10_000)]);
 }
+
+/// A processor's store is logged by default: each put writes `counts-changelog` in Kafka's
+/// plain key-value format (the serialized value alone, no timestamp prefix), with the
+/// timestamp of the record processed.
+#[test]
+fn a_processor_store_logs_its_writes_in_kafkas_plain_format() {
+    let topology = counting_topology();
+    assert_eq!(
+        topology.changelog_topic("counts").as_deref(),
+        Some("counts-changelog")
+    );
+    let mut driver = TopologyTestDriver::new(topology);
+    pipe(&mut driver, "a", 1_000);
+    pipe(&mut driver, "a", 2_000);
+    // I64Serde writes 8 bytes: a timestamped value would be 16.
+    let changelog = TestOutputTopic::new("counts-changelog", StringSerde, I64Serde);
+    assert_eq!(
+        driver.read_output(&changelog).unwrap(),
+        records(&[("a", 1, 1_000), ("a", 2, 2_000)])
+    );
+}
+
+/// `with_logging_disabled` keeps the store out of any changelog.
+#[test]
+fn a_store_with_logging_disabled_has_no_changelog() {
+    let builder = StreamsBuilder::new();
+    let store = Stores::key_value_store_builder(
+        Stores::in_memory_key_value_store("counts"),
+        StringSerde,
+        I64Serde,
+    )
+    .with_logging_disabled();
+    assert!(!store.logging_enabled());
+    builder.add_state_store(store);
+    builder
+        .stream("input", StringSerde, StringSerde)
+        .process(CountPerKey::default, &["counts"])
+        .to("totals", StringSerde, I64Serde);
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.changelog_topic("counts"), None);
+    assert!(topology.internal_topics().is_empty());
+    let mut driver = TopologyTestDriver::new(topology);
+    pipe(&mut driver, "a", 1_000);
+    let changelog = TestOutputTopic::new("counts-changelog", StringSerde, I64Serde);
+    assert!(driver.is_output_empty(&changelog));
+    assert_eq!(
+        driver
+            .key_value_store::<String, i64>("counts")
+            .unwrap()
+            .get(&"a".to_string()),
+        Some(1)
+    );
+}

@@ -83,6 +83,7 @@ use parking_lot::Mutex;
 
 pub use punctuation::{Cancellable, PunctuationType, RecordMetadata};
 pub(crate) use punctuation::{ProcessorTaskState, WallClock, punctuate, system_time_ms};
+pub(crate) use store::StoreLog;
 pub use store::{KeyValueBytesStoreSupplier, KeyValueStore, KeyValueStoreBuilder, Stores};
 
 use crate::Error;
@@ -214,6 +215,9 @@ pub trait FixedKeyProcessor<K, VIn, VOut>: Send + 'static {
 
 type StoreMap = BTreeMap<String, Arc<dyn Any + Send + Sync>>;
 
+/// A logged store's log, untyped for draining, and its typed logger for store handles.
+pub(crate) type LoggedStore = (Arc<StoreLog>, Arc<dyn Any + Send + Sync>);
+
 type Punctuator<KOut, VOut> =
     Box<dyn FnMut(i64, &mut ProcessorContext<'_, KOut, VOut>) -> Result<(), Error> + Send>;
 
@@ -224,6 +228,7 @@ pub struct ProcessorContext<'a, KOut, VOut> {
     task: &'a mut Context,
     child: &'a Node<KOut, VOut>,
     stores: &'a StoreMap,
+    loggers: &'a StoreMap,
     punctuators: &'a mut HashMap<u64, Punctuator<KOut, VOut>>,
     processor: usize,
     name: &'a str,
@@ -314,9 +319,15 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         let entries = store
             .downcast_ref::<crate::store::SharedStore<K, V>>()
             .ok_or_else(|| Error::StoreType(name.to_string()))?;
+        let log = self
+            .loggers
+            .get(name)
+            .and_then(|logger| logger.downcast_ref::<Arc<store::KeyValueLogger<K, V>>>())
+            .cloned();
         Ok(KeyValueStore {
             name: name.to_string(),
             entries: Arc::clone(entries),
+            log,
         })
     }
 
@@ -326,6 +337,7 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
             task: self.task,
             child: self.child,
             stores: self.stores,
+            loggers: self.loggers,
             punctuators: self.punctuators,
             processor: self.processor,
             name: self.name,
@@ -464,6 +476,10 @@ struct ProcessorCell<KIn, VIn, KOut, VOut> {
     store_names: Vec<String>,
     /// The connected stores, resolved by name when the topology is built.
     stores: StoreMap,
+    /// The typed loggers of the connected stores that are logged, by store name.
+    loggers: StoreMap,
+    /// Their logs, drained into the task's outputs after each call into the processor.
+    logs: Vec<Arc<StoreLog>>,
     punctuators: HashMap<u64, Punctuator<KOut, VOut>>,
     child: Node<KOut, VOut>,
 }
@@ -479,13 +495,20 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorCell<KIn, VIn, KOut,
             task,
             child: &self.child,
             stores: &self.stores,
+            loggers: &self.loggers,
             punctuators: &mut self.punctuators,
             processor: self.index,
             name: &self.name,
         };
         processor.init(&mut ctx)?;
         self.processor = Some(processor);
-        Ok(())
+        // Writes made in `init` come before any record: a changelog record still needs a
+        // valid create time, which stream time (-1 until the first record) may not give.
+        let now = match task.stream_time {
+            time if time >= 0 => time,
+            _ => task.processor_api.clock.now(),
+        };
+        drain_logs(&self.logs, task, now)
     }
 
     fn process(
@@ -499,6 +522,8 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorCell<KIn, VIn, KOut,
             index,
             processor: Some(processor),
             stores,
+            loggers,
+            logs,
             punctuators,
             child,
             ..
@@ -510,26 +535,43 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorCell<KIn, VIn, KOut,
             task,
             child,
             stores,
+            loggers,
             punctuators,
             processor: *index,
             name,
         };
-        processor.process(
+        let timestamp = record.timestamp;
+        let processed = processor.process(
             &mut ctx,
             Record {
                 key: record.key,
                 value: record.value,
-                timestamp: record.timestamp,
+                timestamp,
             },
-        )
+        );
+        // Logged even when the processor failed: what it wrote is in the store.
+        let logged = drain_logs(logs, task, timestamp);
+        processed.and(logged)
     }
+}
+
+/// Hands the changelog records the stores in `logs` hold to the task, with `timestamp`.
+fn drain_logs(logs: &[Arc<StoreLog>], task: &mut Context, timestamp: i64) -> Result<(), Error> {
+    for log in logs {
+        log.drain_into(task, timestamp)?;
+    }
+    Ok(())
 }
 
 /// A processor as the task sees it, whatever its types.
 pub(crate) trait ProcessorNode: Send + Sync {
     /// Resolves the stores the processor names; the message names the processor and the
     /// missing store.
-    fn connect_stores(&self, stores: &StoreMap) -> Result<(), String>;
+    fn connect_stores(
+        &self,
+        stores: &StoreMap,
+        logs: &BTreeMap<String, LoggedStore>,
+    ) -> Result<(), String>;
     fn init(&self, task: &mut Context) -> Result<(), Error>;
     fn punctuate(&self, task: &mut Context, punctuator: u64, time: i64) -> Result<(), Error>;
     /// Forgets a cancelled punctuator.
@@ -540,9 +582,15 @@ pub(crate) trait ProcessorNode: Send + Sync {
 impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorNode
     for Mutex<ProcessorCell<KIn, VIn, KOut, VOut>>
 {
-    fn connect_stores(&self, stores: &StoreMap) -> Result<(), String> {
+    fn connect_stores(
+        &self,
+        stores: &StoreMap,
+        logs: &BTreeMap<String, LoggedStore>,
+    ) -> Result<(), String> {
         let mut cell = self.lock();
         let mut connected = BTreeMap::new();
+        let mut loggers = BTreeMap::new();
+        let mut connected_logs = Vec::new();
         for name in &cell.store_names {
             let store = stores.get(name).ok_or_else(|| {
                 format!(
@@ -552,8 +600,14 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorNode
                 )
             })?;
             connected.insert(name.clone(), Arc::clone(store));
+            if let Some((log, logger)) = logs.get(name) {
+                loggers.insert(name.clone(), Arc::clone(logger));
+                connected_logs.push(Arc::clone(log));
+            }
         }
         cell.stores = connected;
+        cell.loggers = loggers;
+        cell.logs = connected_logs;
         Ok(())
     }
 
@@ -572,13 +626,15 @@ impl<KIn: Data, VIn: Data, KOut: Data, VOut: Data> ProcessorNode
             task,
             child: &cell.child,
             stores: &cell.stores,
+            loggers: &cell.loggers,
             punctuators: &mut cell.punctuators,
             processor: cell.index,
             name: &cell.name,
         };
         let result = run(time, &mut ctx);
         cell.punctuators.insert(punctuator, run);
-        result
+        let logged = drain_logs(&cell.logs, task, time);
+        result.and(logged)
     }
 
     fn drop_punctuator(&self, punctuator: u64) {
@@ -597,7 +653,7 @@ impl BuilderState {
     /// Connects every processor to the stores it names; a missing store is a build error.
     pub(crate) fn connect_processor_stores(&mut self) {
         for processor in &self.processors {
-            if let Err(error) = processor.connect_stores(&self.stores) {
+            if let Err(error) = processor.connect_stores(&self.stores, &self.store_logs) {
                 self.errors.push(error);
             }
         }
@@ -662,6 +718,8 @@ impl<K: Data, V: Data> KStream<K, V> {
                 processor: None,
                 store_names: store_names.iter().map(ToString::to_string).collect(),
                 stores: BTreeMap::new(),
+                loggers: BTreeMap::new(),
+                logs: Vec::new(),
                 punctuators: HashMap::new(),
                 child: child.clone(),
             }));

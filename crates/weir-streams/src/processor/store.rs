@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::Error;
 use crate::kstream::StreamsBuilder;
 use crate::serdes::Serde;
-use crate::store::SharedStore;
-use crate::topology::Data;
+use crate::store::{
+    NO_TIMESTAMP, SharedStore, ValueFormat, encode_change, log_change, logged_store,
+};
+use crate::topology::{Context, Data, SerdeRef};
 
 /// A writable key-value state store (Kafka's `KeyValueStore`), as a processor connected to it
 /// gets it from [`ProcessorContext::key_value_store`](super::ProcessorContext::key_value_store).
@@ -21,6 +24,8 @@ use crate::topology::Data;
 pub struct KeyValueStore<K, V> {
     pub(crate) name: String,
     pub(crate) entries: SharedStore<K, V>,
+    /// Where its writes are logged, unless logging is disabled (or it is a DSL store).
+    pub(crate) log: Option<Arc<KeyValueLogger<K, V>>>,
 }
 
 impl<K, V> Clone for KeyValueStore<K, V> {
@@ -28,7 +33,56 @@ impl<K, V> Clone for KeyValueStore<K, V> {
         Self {
             name: self.name.clone(),
             entries: Arc::clone(&self.entries),
+            log: self.log.clone(),
         }
+    }
+}
+
+/// A logged store's changelog records not yet handed to the task: the store is written
+/// through handles that have no task context, so its writes wait here, serialized, until
+/// the processor call that made them returns ([`StoreLog::drain_into`]). A write that did not
+/// serialize waits as its error, which fails that call, as Kafka's `put` throws.
+pub(crate) struct StoreLog {
+    topic: String,
+    pending: Mutex<Vec<Result<SerializedChange, Error>>>,
+}
+
+/// A changelog record's serialized key and value (`None`: a tombstone).
+type SerializedChange = (Vec<u8>, Option<Vec<u8>>);
+
+impl StoreLog {
+    /// Writes the waiting records to the task's changelog partition with `timestamp` (the
+    /// record or punctuation being processed, as Kafka's change logging uses the record
+    /// context's); the first write that did not serialize fails.
+    pub(crate) fn drain_into(&self, ctx: &mut Context, timestamp: i64) -> Result<(), Error> {
+        let pending = std::mem::take(&mut *self.pending.lock());
+        for record in pending {
+            let (key, value) = record?;
+            log_change(ctx, &self.topic, key, value, timestamp);
+        }
+        Ok(())
+    }
+}
+
+/// Serializes the writes of one logged key-value store for its [`StoreLog`]: Kafka's plain
+/// `keyValueStoreBuilder` logs the serialized key and the serialized value alone (no
+/// timestamp prefix, unlike the DSL's timestamped stores), a tombstone for a deletion.
+pub(crate) struct KeyValueLogger<K, V> {
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    pub(crate) log: Arc<StoreLog>,
+}
+
+impl<K: 'static, V: 'static> KeyValueLogger<K, V> {
+    fn log(&self, key: &K, value: Option<&V>) {
+        let record = encode_change(
+            &self.log.topic,
+            (&*self.key_serde, &*self.value_serde),
+            key,
+            value,
+            (ValueFormat::Plain, NO_TIMESTAMP),
+        );
+        self.log.pending.lock().push(record);
     }
 }
 
@@ -40,11 +94,7 @@ impl<K, V> std::fmt::Debug for KeyValueStore<K, V> {
     }
 }
 
-/// The timestamp entries written through a plain key-value store carry: Kafka's plain stores
-/// keep none, and the shared entries hold one for timestamped (DSL) stores.
-const NO_TIMESTAMP: i64 = -1;
-
-impl<K: Ord + Clone, V: Clone> KeyValueStore<K, V> {
+impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
     /// The store's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -59,7 +109,14 @@ impl<K: Ord + Clone, V: Clone> KeyValueStore<K, V> {
     /// [`ReadOnlyKeyValueStore::get_with_timestamp`](crate::ReadOnlyKeyValueStore::get_with_timestamp)
     /// reads it, is `-1`: a plain key-value store keeps none.
     pub fn put(&self, key: K, value: V) {
+        self.logged(&key, Some(&value));
         self.entries.lock().insert(key, (value, NO_TIMESTAMP));
+    }
+
+    fn logged(&self, key: &K, value: Option<&V>) {
+        if let Some(log) = &self.log {
+            log.log(key, value);
+        }
     }
 
     /// Sets the value of `key` unless it has one; returns the value it had.
@@ -68,6 +125,7 @@ impl<K: Ord + Clone, V: Clone> KeyValueStore<K, V> {
         if let Some((old, _)) = entries.get(&key) {
             return Some(old.clone());
         }
+        self.logged(&key, Some(&value));
         entries.insert(key, (value, NO_TIMESTAMP));
         None
     }
@@ -76,13 +134,17 @@ impl<K: Ord + Clone, V: Clone> KeyValueStore<K, V> {
     pub fn put_all(&self, entries: impl IntoIterator<Item = (K, V)>) {
         let mut store = self.entries.lock();
         for (key, value) in entries {
+            self.logged(&key, Some(&value));
             store.insert(key, (value, NO_TIMESTAMP));
         }
     }
 
     /// Removes `key`; returns the value it had.
     pub fn delete(&self, key: &K) -> Option<V> {
-        self.entries.lock().remove(key).map(|(value, _)| value)
+        let old = self.entries.lock().remove(key).map(|(value, _)| value);
+        // Kafka's change logging writes the tombstone whether or not the key was there.
+        self.logged(key, None);
+        old
     }
 
     /// Every entry, sorted by key (a copy: the store may change while the caller iterates).
@@ -132,17 +194,19 @@ impl Stores {
     }
 
     /// A key-value store of `K` to `V` from `supplier`, to add with
-    /// [`StreamsBuilder::add_state_store`]. The in-memory store holds typed keys and values,
-    /// so the serdes only give the types for now; they are what a changelog topic will be
-    /// written with.
+    /// [`StreamsBuilder::add_state_store`]. The in-memory store holds typed keys and values;
+    /// the serdes write its changelog topic `<application.id>-<name>-changelog` (logging is
+    /// on by default, as Kafka's; see [`KeyValueStoreBuilder::with_logging_disabled`]).
     pub fn key_value_store_builder<K: Data + Ord, V: Data>(
         supplier: KeyValueBytesStoreSupplier,
         key_serde: impl Serde<K>,
         value_serde: impl Serde<V>,
     ) -> KeyValueStoreBuilder<K, V> {
-        let _ = (key_serde, value_serde);
         KeyValueStoreBuilder {
             name: supplier.name,
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+            logging: true,
             types: PhantomData,
         }
     }
@@ -151,6 +215,9 @@ impl Stores {
 /// Builds a key-value store (Kafka's `StoreBuilder<KeyValueStore<K, V>>`).
 pub struct KeyValueStoreBuilder<K, V> {
     name: String,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    logging: bool,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -167,6 +234,19 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Keeps the store out of any changelog (Kafka's `withLoggingDisabled`): it starts empty
+    /// whenever its task is created, on another instance or after a restart.
+    #[must_use]
+    pub fn with_logging_disabled(mut self) -> Self {
+        self.logging = false;
+        self
+    }
+
+    /// Whether the store is logged to a changelog topic (Kafka's `loggingEnabled`).
+    pub fn logging_enabled(&self) -> bool {
+        self.logging
+    }
 }
 
 impl StreamsBuilder {
@@ -174,8 +254,35 @@ impl StreamsBuilder {
     /// processors that name it in [`KStream::process`](crate::KStream::process) or
     /// [`KStream::process_values`](crate::KStream::process_values). A name already used by
     /// another store is refused by [`StreamsBuilder::build`].
+    ///
+    /// Unless [`KeyValueStoreBuilder::with_logging_disabled`], every write is logged to
+    /// `<name>-changelog`, and a task created on another instance or after a restart restores
+    /// the store from it (and from its local state) before it processes.
     pub fn add_state_store<K: Data + Ord, V: Data>(&self, builder: KeyValueStoreBuilder<K, V>) {
         let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
-        self.state.lock().add_store(&builder.name, Arc::new(store));
+        let mut state = self.state.lock();
+        state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
+        if builder.logging {
+            let topic = logged_store(
+                &mut state,
+                &builder.name,
+                &store,
+                Arc::clone(&builder.key_serde),
+                Arc::clone(&builder.value_serde),
+                ValueFormat::Plain,
+            );
+            let logger = Arc::new(KeyValueLogger {
+                key_serde: builder.key_serde,
+                value_serde: builder.value_serde,
+                log: Arc::new(StoreLog {
+                    topic,
+                    pending: Mutex::new(Vec::new()),
+                }),
+            });
+            let log = Arc::clone(&logger.log);
+            state
+                .store_logs
+                .insert(builder.name, (log, Arc::new(logger)));
+        }
     }
 }

@@ -113,22 +113,14 @@ pub(crate) async fn serve(
     let write_task = tokio::spawn({
         let queued_bytes = queued_bytes.clone();
         async move {
-            while let Some(queued) = queue.recv().await {
-                let (bytes, counted) = match queued {
-                    Queued::Ready(bytes) => {
-                        let len = bytes.len();
-                        (bytes, len)
-                    }
-                    Queued::Pending(response) => match response.await {
-                        Some(bytes) => (bytes, 0),
-                        // A response that cannot be sent: the client must not wait for it in
-                        // vain, and later responses must not take its place.
-                        _ => break,
-                    },
-                };
-                writer.write_all(&bytes).await?;
-                drop(bytes);
-                queued_bytes.send_modify(|q| *q = q.saturating_sub(counted));
+            let mut writes = ResponseWrites::default();
+            while let Some(written) = writes.next(&mut queue).await {
+                writer.write_all(&written.bytes).await?;
+                drop(written.bytes);
+                queued_bytes.send_modify(|q| *q = q.saturating_sub(written.counted));
+                if written.last {
+                    break;
+                }
             }
             writer.shutdown().await
         }
@@ -156,6 +148,107 @@ pub(crate) async fn serve(
     // Let queued responses go out (in-flight requests finish) before closing.
     drop(responses);
     let _ = write_task.await;
+}
+
+/// Responses gathered into one socket write stop growing at this size: small responses (an
+/// acks=all Produce answer is about 60 bytes) are copied together, a large one goes alone.
+const COALESCED_WRITE_BYTES: usize = 64 * 1024;
+
+/// What the writer sends next: one or more responses in order, in one buffer.
+struct Written {
+    bytes: Bytes,
+    /// Bytes of it counted in [`QueuedBytes`] (responses queued `Ready`).
+    counted: usize,
+    /// A response after these cannot be sent: the connection stops after this write.
+    last: bool,
+}
+
+/// Turns the writer's queue into socket writes, in order. When a response is ready, the ones
+/// queued behind it that are ready too go in the same write: the acks=all Produce answers
+/// that one fsync completes (librdkafka's default keeps many in flight) then cost one
+/// `write` instead of one each.
+#[derive(Default)]
+struct ResponseWrites {
+    /// A response taken from the queue that did not go in the last write: the next write
+    /// starts with it.
+    carried: Option<Queued>,
+    /// A response completed while gathering that did not fit in the last write, with the
+    /// bytes of it counted in [`QueuedBytes`].
+    completed: Option<(Bytes, usize)>,
+}
+
+impl ResponseWrites {
+    async fn next(&mut self, queue: &mut mpsc::Receiver<Queued>) -> Option<Written> {
+        let first = match (self.completed.take(), self.carried.take()) {
+            (Some(completed), _) => Ok(completed),
+            (None, Some(queued)) => Err(queued),
+            (None, None) => Err(queue.recv().await?),
+        };
+        let (first, counted) = match first {
+            Ok(completed) => completed,
+            Err(Queued::Ready(bytes)) => {
+                let len = bytes.len();
+                (bytes, len)
+            }
+            // A response that cannot be sent: the client must not wait for it in vain, and
+            // later responses must not take its place.
+            Err(Queued::Pending(response)) => (response.await?, 0),
+        };
+        let mut written = Written {
+            bytes: first,
+            counted,
+            last: false,
+        };
+        let mut gathered: Option<BytesMut> = None;
+        while written.bytes.len() + gathered.as_ref().map_or(0, BytesMut::len)
+            < COALESCED_WRITE_BYTES
+        {
+            let Ok(queued) = queue.try_recv() else {
+                break;
+            };
+            let (bytes, counted) = match queued {
+                Queued::Ready(bytes) => {
+                    let len = bytes.len();
+                    (bytes, len)
+                }
+                Queued::Pending(mut response) => {
+                    // Polled with this task's waker: if not ready it is carried to the next
+                    // write, which awaits it anyway.
+                    match std::future::poll_fn(|cx| {
+                        std::task::Poll::Ready(response.as_mut().poll(cx))
+                    })
+                    .await
+                    {
+                        std::task::Poll::Ready(Some(bytes)) => (bytes, 0),
+                        std::task::Poll::Ready(None) => {
+                            written.last = true;
+                            break;
+                        }
+                        std::task::Poll::Pending => {
+                            self.carried = Some(Queued::Pending(response));
+                            break;
+                        }
+                    }
+                }
+            };
+            let size = written.bytes.len() + gathered.as_ref().map_or(0, BytesMut::len);
+            if size + bytes.len() > COALESCED_WRITE_BYTES {
+                self.completed = Some((bytes, counted));
+                break;
+            }
+            let buffer = gathered.get_or_insert_with(|| {
+                let mut buffer = BytesMut::with_capacity(written.bytes.len() + bytes.len());
+                buffer.extend_from_slice(&written.bytes);
+                buffer
+            });
+            buffer.extend_from_slice(&bytes);
+            written.counted += counted;
+        }
+        if let Some(buffer) = gathered {
+            written.bytes = buffer.freeze();
+        }
+        Some(written)
+    }
 }
 
 /// The read buffer's size between requests; a larger one left by a large request is given back.
@@ -434,4 +527,85 @@ fn unsupported_api_versions(
         &response,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(bytes: &'static [u8]) -> Queued {
+        Queued::Ready(Bytes::from_static(bytes))
+    }
+
+    fn pending(answer: tokio::sync::oneshot::Receiver<Option<Bytes>>) -> Queued {
+        Queued::Pending(Box::pin(async move { answer.await.ok().flatten() }))
+    }
+
+    #[tokio::test]
+    async fn ready_responses_behind_a_completed_one_share_its_write_in_order() {
+        let (queue, mut received) = mpsc::channel(8);
+        let (answer_b, b) = tokio::sync::oneshot::channel();
+        let (answer_c, c) = tokio::sync::oneshot::channel();
+        answer_b.send(Some(Bytes::from_static(b"b"))).unwrap();
+        for queued in [ready(b"a"), pending(b), pending(c), ready(b"d")] {
+            assert!(queue.send(queued).await.is_ok());
+        }
+        let mut writes = ResponseWrites::default();
+        let first = writes.next(&mut received).await.unwrap();
+        assert_eq!(
+            &first.bytes[..],
+            b"ab",
+            "c is not ready: the write stops before it"
+        );
+        assert_eq!(
+            first.counted, 1,
+            "only `Ready` responses were counted when queued"
+        );
+        assert!(!first.last);
+
+        let second = tokio::spawn(async move { (writes.next(&mut received).await, received) });
+        tokio::task::yield_now().await;
+        answer_c.send(Some(Bytes::from_static(b"c"))).unwrap();
+        let (second, _received) = second.await.unwrap();
+        let second = second.unwrap();
+        assert_eq!(&second.bytes[..], b"cd");
+        assert_eq!(second.counted, 1);
+    }
+
+    #[tokio::test]
+    async fn a_response_that_cannot_be_sent_ends_the_writes_after_those_before_it() {
+        let (queue, mut received) = mpsc::channel(8);
+        let (answer, failed) = tokio::sync::oneshot::channel();
+        answer.send(None).unwrap();
+        for queued in [ready(b"a"), pending(failed), ready(b"never")] {
+            assert!(queue.send(queued).await.is_ok());
+        }
+        let mut writes = ResponseWrites::default();
+        let written = writes.next(&mut received).await.unwrap();
+        assert_eq!(&written.bytes[..], b"a");
+        assert!(written.last, "the writer stops after this write");
+    }
+
+    #[tokio::test]
+    async fn a_large_response_is_written_alone_and_not_copied() {
+        let (queue, mut received) = mpsc::channel(8);
+        let large = Bytes::from(vec![7u8; COALESCED_WRITE_BYTES]);
+        for queued in [ready(b"a"), Queued::Ready(large.clone()), ready(b"b")] {
+            assert!(queue.send(queued).await.is_ok());
+        }
+        let mut writes = ResponseWrites::default();
+        let first = writes.next(&mut received).await.unwrap();
+        assert_eq!(&first.bytes[..], b"a");
+        let second = writes.next(&mut received).await.unwrap();
+        assert_eq!(
+            second.bytes.as_ptr(),
+            large.as_ptr(),
+            "sent as queued, not copied"
+        );
+        assert_eq!(second.counted, large.len());
+        let third = writes.next(&mut received).await.unwrap();
+        assert_eq!(&third.bytes[..], b"b");
+        drop(queue);
+        assert!(writes.next(&mut received).await.is_none());
+    }
 }

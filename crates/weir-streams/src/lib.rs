@@ -363,6 +363,7 @@ mod join;
 mod kstream;
 mod ktable;
 mod partition_group;
+mod partition_time;
 pub mod processor;
 mod runtime;
 pub mod serdes;

@@ -470,3 +470,40 @@ async fn a_window_closed_before_the_handover_drops_late_records_after_it() {
     );
     assert_eq!(streams.metrics().dropped_late, 1);
 }
+
+/// Commit metadata that is not Kafka Streams' (another tool's, a corrupted one) does not stop
+/// the task: it is logged and the stream time starts unknown, so a record at any time is
+/// counted.
+#[tokio::test]
+async fn unreadable_commit_metadata_is_ignored() {
+    const APP: &str = "handover-bad-metadata";
+    let (broker, config) = setup(APP, &["clicks"], "window-counts").await;
+    let mut consumer_config =
+        weir_client::consumer::ConsumerConfig::new(&broker.addr.to_string(), APP);
+    consumer_config.client = broker.config();
+    let mut consumer = weir_client::consumer::Consumer::connect(consumer_config)
+        .await
+        .unwrap();
+    let clicks = weir_client::consumer::TopicPartition::new("clicks", 0);
+    consumer.assign(std::slice::from_ref(&clicks)).unwrap();
+    consumer
+        .commit_offsets_with_metadata(&[(
+            clicks,
+            weir_client::consumer::OffsetAndMetadata::with_metadata(0, "not base64!"),
+        )])
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+
+    produce(&broker, "clicks", &[("a", "-", 1_000)]).await;
+    let (stop, task) = start(
+        KafkaStreams::new(counted_with_grace, config.clone())
+            .await
+            .unwrap(),
+    );
+    let counts = wait_for(&broker, "window-counts", I64Serde, 1).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(counts, [("a@0".to_string(), 1)]);
+    assert_eq!(streams.metrics().dropped_late, 0);
+}

@@ -342,10 +342,10 @@
 //!   joins), which, with a grace period, may emit again a record that arrived after its
 //!   window's end and was emitted at once before the handover; the processor metadata of
 //!   Kafka's offset-commit metadata version 2 (the last window a windowed aggregation with
-//!   `EmitStrategy.onWindowClose` emitted, which this port does not have); window store queries by key range with open (null)
-//!   bounds, and session store queries over a key range; windowed stores drop expired
-//!   windows a retention period apart rather than by Kafka's segment interval
-//!   (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
+//!   `EmitStrategy.onWindowClose` emitted, which this port does not have); window store
+//!   queries by key range with open (null) bounds, and session store queries over a key
+//!   range; windowed stores drop expired windows a retention period apart rather than by
+//!   Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
 //!   instance blocked elsewhere does not clean;

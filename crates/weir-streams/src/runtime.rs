@@ -18,7 +18,9 @@
 //! producer's linger, not the commit interval); a batch ends after `max.poll.records`
 //! records, `commit.interval.ms` after its first record, or at shutdown. Then every output of the
 //! batch must be acknowledged before the batch's input offsets are committed: a crash at any
-//! point loses nothing, and reprocesses at most the records since the last commit.
+//! point loses nothing, and reprocesses at most the records since the last commit. Each
+//! offset carries its partition's time in the commit metadata (`crate::partition_time`), which
+//! a task created later reads back to resume its stream time.
 //!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.

@@ -14,8 +14,8 @@ use futures_core::Stream;
 use support::{TestBroker, create_topic};
 use weir_client::Client;
 use weir_client::consumer::{
-    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener,
-    TopicPartition,
+    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    RebalanceListener, TopicPartition,
 };
 use weir_protocol::ErrorCode;
 use weir_protocol::messages::ProduceRequest;
@@ -343,6 +343,87 @@ async fn group_splits_partitions_and_rebalances_when_members_leave_or_die() {
         seen.last().map(|(k, p)| (*k, p.len())),
         Some(("assigned", 6)),
         "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn commit_metadata_is_stored_and_read_back_and_a_too_long_one_is_refused() {
+    let mut settings = BROKER.to_vec();
+    settings.push(("offset.metadata.max.bytes", "16"));
+    let broker = TestBroker::start(&settings).await;
+    let client = broker.client().await;
+    create_topic(&client, "m", 2).await;
+
+    let mut consumer = Consumer::connect(config(&broker, "meta")).await.unwrap();
+    consumer.assign(&[tp("m", 0), tp("m", 1)]).unwrap();
+    consumer
+        .commit_offsets_with_metadata(&[
+            (
+                tp("m", 0),
+                OffsetAndMetadata::with_metadata(3, "AgAAAAAAAAPo"),
+            ),
+            (tp("m", 1), OffsetAndMetadata::new(5)),
+        ])
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+
+    // Read back by another consumer of the group, as a restarted instance would.
+    let mut consumer = Consumer::connect(config(&broker, "meta")).await.unwrap();
+    consumer.assign(&[tp("m", 0), tp("m", 1)]).unwrap();
+    let unknown = tp("m-unknown", 0);
+    assert_eq!(
+        consumer
+            .committed_with_metadata(&[tp("m", 0), tp("m", 1), unknown.clone()])
+            .await
+            .unwrap(),
+        [
+            Some(OffsetAndMetadata::with_metadata(3, "AgAAAAAAAAPo")),
+            Some(OffsetAndMetadata::new(5)),
+            None,
+        ]
+    );
+    assert_eq!(consumer.committed(&[tp("m", 0)]).await.unwrap(), [Some(3)]);
+
+    // One byte over the broker's limit: the commit fails, naming the limit, and stores nothing.
+    let err = consumer
+        .commit_offsets_with_metadata(&[(
+            tp("m", 0),
+            OffsetAndMetadata::with_metadata(9, "x".repeat(17)),
+        )])
+        .await
+        .unwrap_err();
+    match &err {
+        weir_client::Error::Kafka { code, .. } => {
+            assert_eq!(*code, ErrorCode::OFFSET_METADATA_TOO_LARGE);
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("offset.metadata.max.bytes"),
+        "{err}"
+    );
+    assert_eq!(
+        consumer
+            .committed_with_metadata(&[tp("m", 0)])
+            .await
+            .unwrap(),
+        [Some(OffsetAndMetadata::with_metadata(3, "AgAAAAAAAAPo"))]
+    );
+    // Exactly at the limit is accepted.
+    consumer
+        .commit_offsets_with_metadata(&[(
+            tp("m", 0),
+            OffsetAndMetadata::with_metadata(9, "x".repeat(16)),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        consumer
+            .committed_with_metadata(&[tp("m", 0)])
+            .await
+            .unwrap(),
+        [Some(OffsetAndMetadata::with_metadata(9, "x".repeat(16)))]
     );
 }
 

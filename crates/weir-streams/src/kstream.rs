@@ -108,7 +108,7 @@ impl StreamsBuilder {
                 return Ok(());
             }
             ctx.metrics.process_total += 1;
-            ctx.stream_time = ctx.stream_time.max(timestamp);
+            ctx.observe(&raw.topic, timestamp);
             next.forward(
                 ctx,
                 Record {
@@ -164,7 +164,7 @@ impl StreamsBuilder {
                 return Ok(());
             }
             ctx.metrics.process_total += 1;
-            ctx.stream_time = ctx.stream_time.max(raw.timestamp);
+            ctx.observe(&raw.topic, raw.timestamp);
             let old = {
                 let mut entries = shared.lock();
                 match &value {
@@ -1352,7 +1352,7 @@ pub(crate) fn repartition<K: Data, V: Data>(
             .map_err(|e| failed("value", e))?;
         // Not counted in process_total: the record was counted when it entered from its
         // user topic.
-        ctx.stream_time = ctx.stream_time.max(raw.timestamp);
+        ctx.observe(&raw.topic, raw.timestamp);
         next.forward(
             ctx,
             Record {

@@ -89,9 +89,22 @@
 //!   weir-client does not report the lag, so 0 does not wait here, as -1 never does.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
-//!   event time the task has processed. Operators keep the input record's timestamp;
-//!   aggregates carry the largest timestamp that went into them; joins the larger of the two
-//!   sides'.
+//!   event time the task has processed: the largest of its input partitions' partition
+//!   times (each the largest event time processed from that partition). [`KafkaStreams`]
+//!   commits each input partition's offset (user and repartition topics; not a global
+//!   table's) with its partition time as the commit's metadata, in Kafka Streams' format:
+//!   base64 of the version byte 2 and the time as 8 big-endian bytes, with none of the
+//!   processor metadata version 2 allows after it (Kafka Streams writes none when its
+//!   processors have none); a partition with no valid timestamp yet gets empty metadata.
+//!   A task created after a restart or a rebalance reads that metadata (versions 1 and 2,
+//!   processor metadata skipped), resumes each partition time, and starts its stream time
+//!   at their largest, as Kafka's `StreamTask` does, so a window closed before is still
+//!   closed and drops late records. Metadata it cannot read (another format, an unknown
+//!   version) or a failed fetch is logged and ignored: that partition's time, or the task's
+//!   stream time, starts unknown. The two read each other's commits, so an application can
+//!   move between Kafka Streams and this runtime keeping its stream time. Operators keep
+//!   the input record's timestamp; aggregates carry the largest timestamp that went into
+//!   them; joins the larger of the two sides'.
 //! - **Tables.** Every update is forwarded downstream at once. [`StreamsBuilder::table`]
 //!   materializes a topic: a null value (`None` of the value serde) deletes the key and is
 //!   forwarded as a tombstone, a record without a key is skipped. [`KTable::to_stream`] gives
@@ -218,8 +231,8 @@
 //!   partition, no headers; the prior, old and new values, size-prefixed, `-1` for null, `-2`
 //!   for an old value equal to the prior; the buffer time, the window end) with the header
 //!   `v` = 3 that tells Kafka the version ([`KafkaStreams`] writes it; the test driver's
-//!   records carry no headers), a tombstone when a window's result is emitted. A task's stream time is not restored: it starts again
-//!   from the records it processes (*Not built yet*). The test driver keeps changelog
+//!   records carry no headers), a tombstone when a window's result is emitted. A task's stream
+//!   time moves with it through the offset commits (*Time*). The test driver keeps changelog
 //!   records as outputs, readable under `<store>-changelog`.
 //! - **Tasks.** [`KafkaStreams::new`] takes a [`TopologyFactory`] and builds one topology
 //!   per task. Task `p` processes partition `p` of every source topic (repartition topics
@@ -327,14 +340,12 @@
 //!   rebuilds them from the two logged buffers instead (the records whose window is still
 //!   open at the latest buffered timestamp and that nothing buffered on the other side
 //!   joins), which, with a grace period, may emit again a record that arrived after its
-//!   window's end and was emitted at once before the handover; the restore of stream
-//!   time: Kafka commits it in each partition's offset-commit metadata, but weir-client's
-//!   offset commit sends empty metadata and `committed` returns offsets only, so a created
-//!   task starts stream time again from its records (windows that had closed may take late
-//!   records until it catches up); window store queries by key range with open (null)
-//!   bounds, and session store queries over a key range; windowed stores drop expired
-//!   windows a retention period apart rather than by Kafka's segment interval
-//!   (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
+//!   window's end and was emitted at once before the handover; the processor metadata of
+//!   Kafka's offset-commit metadata version 2 (the last window a windowed aggregation with
+//!   `EmitStrategy.onWindowClose` emitted, which this port does not have); window store
+//!   queries by key range with open (null) bounds, and session store queries over a key
+//!   range; windowed stores drop expired windows a retention period apart rather than by
+//!   Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
 //!   instance blocked elsewhere does not clean;
@@ -363,6 +374,7 @@ mod join;
 mod kstream;
 mod ktable;
 mod partition_group;
+mod partition_time;
 pub mod processor;
 mod runtime;
 pub mod serdes;

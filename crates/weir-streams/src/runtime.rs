@@ -18,7 +18,9 @@
 //! producer's linger, not the commit interval); a batch ends after `max.poll.records`
 //! records, `commit.interval.ms` after its first record, or at shutdown. Then every output of the
 //! batch must be acknowledged before the batch's input offsets are committed: a crash at any
-//! point loses nothing, and reprocesses at most the records since the last commit.
+//! point loses nothing, and reprocesses at most the records since the last commit. Each
+//! offset carries its partition's time in the commit metadata (`crate::partition_time`), which
+//! a task created later reads back to resume its stream time.
 //!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
@@ -35,14 +37,15 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
 use weir_client::consumer::{
-    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceListener,
-    TopicPartition,
+    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    RebalanceListener, TopicPartition,
 };
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
 use crate::partition_group::PartitionGroups;
+use crate::partition_time;
 use crate::state::{self, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
@@ -687,7 +690,12 @@ impl KafkaStreams {
         let restoring = Instant::now();
         let state = restorer.restore(&mut task, partition, state).await?;
         task.count_restore_time(restoring.elapsed());
-        tracing::info!(task = partition, "task created");
+        self.resume_stream_time(&mut task, partition).await;
+        tracing::info!(
+            task = partition,
+            stream_time = task.stream_time(),
+            "task created"
+        );
         self.tasks.insert(
             partition,
             StreamTask {
@@ -697,6 +705,64 @@ impl KafkaStreams {
             },
         );
         Ok(())
+    }
+
+    /// The name the task's sources know a subscribed topic by (a repartition topic's without
+    /// the application id); `None` for a global table's topic, which has no partition time
+    /// of its own in a task.
+    fn task_topic<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        if self.global_topics.contains(topic) {
+            return None;
+        }
+        Some(match topic.strip_prefix(self.prefix.as_str()) {
+            Some(name) if self.repartition_topics.contains(name) => name,
+            _ => topic,
+        })
+    }
+
+    /// Resumes the partition times (and so the stream time) of the task of `partition` from
+    /// the metadata committed with its input offsets, so that windows closed before a
+    /// restart or a rebalance stay closed. Metadata it cannot read, or a failed fetch, is
+    /// logged: the task then starts with its stream time unknown, as a new one does.
+    async fn resume_stream_time(&mut self, task: &mut Task, partition: i32) {
+        let inputs: Vec<TopicPartition> = task
+            .topology()
+            .source_topics()
+            .into_iter()
+            .filter(|topic| !self.global_topics.contains(topic))
+            .map(|topic| {
+                let topic = if self.repartition_topics.contains(&topic) {
+                    format!("{}{topic}", self.prefix)
+                } else {
+                    topic
+                };
+                TopicPartition::new(topic, partition)
+            })
+            .collect();
+        let committed = match self.consumer.committed_with_metadata(&inputs).await {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(task = partition, %error, "cannot read the committed partition times; the stream time starts unknown");
+                return;
+            }
+        };
+        for (tp, committed) in inputs.iter().zip(committed) {
+            let Some(committed) = committed.filter(|c| !c.metadata.is_empty()) else {
+                continue;
+            };
+            let Some(topic) = self.task_topic(&tp.topic) else {
+                continue;
+            };
+            match partition_time::decode(&committed.metadata) {
+                Some(time) => task.resume_partition_time(topic, time),
+                None => tracing::warn!(
+                    task = partition,
+                    partition = %tp,
+                    metadata = %committed.metadata,
+                    "committed metadata holds no partition time; ignored"
+                ),
+            }
+        }
     }
 
     /// Waits for every output of the batch to be acknowledged, then commits its input offsets.
@@ -714,14 +780,22 @@ impl KafkaStreams {
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
         let assigned = self.consumer.assignment();
-        let offsets: Vec<(TopicPartition, i64)> = offsets
+        let offsets: Vec<(TopicPartition, OffsetAndMetadata)> = offsets
             .into_iter()
             .filter(|(tp, _)| assigned.contains(tp))
+            .map(|(tp, offset)| {
+                let metadata = self
+                    .task_topic(&tp.topic)
+                    .and_then(|topic| self.tasks.get(&tp.partition)?.task.partition_time(topic))
+                    .map(partition_time::encode)
+                    .unwrap_or_default();
+                (tp, OffsetAndMetadata::with_metadata(offset, metadata))
+            })
             .collect();
         if offsets.is_empty() {
             return Ok(());
         }
-        if let Err(error) = self.consumer.commit_offsets(&offsets).await {
+        if let Err(error) = self.consumer.commit_offsets_with_metadata(&offsets).await {
             // The outputs are acknowledged; an uncommitted batch is only processed again
             // (at least once), so the application keeps running.
             tracing::warn!(%error, "offset commit failed; the batch will be processed again");

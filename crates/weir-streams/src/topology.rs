@@ -176,6 +176,9 @@ pub enum DeserializationExceptionHandler {
 pub(crate) struct Context {
     /// The largest timestamp of any record this task has processed; `-1` before the first.
     pub(crate) stream_time: i64,
+    /// Per source topic, the largest timestamp processed from the task's partition of it
+    /// (Kafka's partition time), committed with the topic's offset.
+    pub(crate) partition_times: HashMap<String, i64>,
     /// The task's partition: the partition of every input topic it reads, and of its
     /// changelogs.
     pub(crate) partition: i32,
@@ -186,6 +189,20 @@ pub(crate) struct Context {
     pub(crate) metrics: TaskMetrics,
     /// The processor API's clock, input record metadata and punctuation queues.
     pub(crate) processor_api: crate::processor::ProcessorTaskState,
+}
+
+impl Context {
+    /// Advances the partition time of `topic` and the task's stream time to `timestamp`,
+    /// when later: a record processed from `topic`.
+    pub(crate) fn observe(&mut self, topic: &str, timestamp: i64) {
+        self.stream_time = self.stream_time.max(timestamp);
+        match self.partition_times.get_mut(topic) {
+            Some(time) => *time = (*time).max(timestamp),
+            None => {
+                self.partition_times.insert(topic.to_string(), timestamp);
+            }
+        }
+    }
 }
 
 type Sink<K, V> = Box<dyn FnMut(&mut Context, Record<K, V>) -> Result<(), Error> + Send>;
@@ -515,6 +532,17 @@ impl Task {
 
     pub(crate) fn stream_time(&self) -> i64 {
         self.ctx.stream_time
+    }
+
+    /// The partition time of the task's partition of `topic`; `None` before its first record.
+    pub(crate) fn partition_time(&self, topic: &str) -> Option<i64> {
+        self.ctx.partition_times.get(topic).copied()
+    }
+
+    /// Resumes the partition time of `topic` from a commit; the stream time becomes the
+    /// largest partition time, as Kafka's `StreamTask` initializes it.
+    pub(crate) fn resume_partition_time(&mut self, topic: &str, time: i64) {
+        self.ctx.observe(topic, time);
     }
 
     pub(crate) fn metrics(&self) -> TaskMetrics {

@@ -402,3 +402,108 @@ async fn suppressed_windows_open_at_the_handover_emit_their_final_results_once()
     }
     broker.stop().await;
 }
+
+/// Counts clicks per key in 10 s windows that take late records for 5 s more.
+fn counted_with_grace() -> Result<Topology, Error> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", StringSerde, StringSerde)
+        .group_by_key()
+        .windowed_by(TimeWindows::of_size_and_grace(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        ))
+        .count()
+        .to_stream()
+        .map(|window, count| (format!("{}@{}", window.key, window.window.start), count))
+        .to("window-counts", StringSerde, Nullable(I64Serde));
+    builder.build()
+}
+
+/// The stream time moves with the task through the commit metadata: a window the first
+/// instance closed (stream time past its end plus grace) stays closed on the next one, which
+/// drops a late record for it instead of counting it, as Kafka Streams does.
+#[tokio::test]
+async fn a_window_closed_before_the_handover_drops_late_records_after_it() {
+    const APP: &str = "handover-stream-time";
+    let (broker, config) = setup(APP, &["clicks"], "window-counts").await;
+    // 25 s closes [0, 10 s) (its end plus grace is 15 s).
+    produce(&broker, "clicks", &[("a", "-", 1_000), ("b", "-", 25_000)]).await;
+    run_then_crash(&config, &broker, counted_with_grace, &[("clicks", 2)]).await;
+
+    // The commit carries the partition time in Kafka Streams' format: version 2, 25 000 ms.
+    let mut consumer_config =
+        weir_client::consumer::ConsumerConfig::new(&broker.addr.to_string(), APP);
+    consumer_config.client = broker.config();
+    let mut consumer = weir_client::consumer::Consumer::connect(consumer_config)
+        .await
+        .unwrap();
+    let committed = consumer
+        .committed_with_metadata(&[weir_client::consumer::TopicPartition::new("clicks", 0)])
+        .await
+        .unwrap();
+    assert_eq!(
+        committed[0].as_ref().map(|c| c.metadata.as_str()),
+        Some("AgAAAAAAAGGo")
+    );
+    drop(consumer);
+
+    // a at 2 s is late for [0, 10 s); c at 26 s comes after it, so its count shows that the
+    // late record was processed.
+    produce(&broker, "clicks", &[("a", "-", 2_000), ("c", "-", 26_000)]).await;
+    let (stop, task) = start(
+        KafkaStreams::new(counted_with_grace, config.clone())
+            .await
+            .unwrap(),
+    );
+    let counts = wait_for(&broker, "window-counts", I64Serde, 3).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            ("a@0".to_string(), 1),
+            ("b@20000".to_string(), 1),
+            ("c@20000".to_string(), 1),
+        ],
+        "the late record was counted"
+    );
+    assert_eq!(streams.metrics().dropped_late, 1);
+}
+
+/// Commit metadata that is not Kafka Streams' (another tool's, a corrupted one) does not stop
+/// the task: it is logged and the stream time starts unknown, so a record at any time is
+/// counted.
+#[tokio::test]
+async fn unreadable_commit_metadata_is_ignored() {
+    const APP: &str = "handover-bad-metadata";
+    let (broker, config) = setup(APP, &["clicks"], "window-counts").await;
+    let mut consumer_config =
+        weir_client::consumer::ConsumerConfig::new(&broker.addr.to_string(), APP);
+    consumer_config.client = broker.config();
+    let mut consumer = weir_client::consumer::Consumer::connect(consumer_config)
+        .await
+        .unwrap();
+    let clicks = weir_client::consumer::TopicPartition::new("clicks", 0);
+    consumer.assign(std::slice::from_ref(&clicks)).unwrap();
+    consumer
+        .commit_offsets_with_metadata(&[(
+            clicks,
+            weir_client::consumer::OffsetAndMetadata::with_metadata(0, "not base64!"),
+        )])
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+
+    produce(&broker, "clicks", &[("a", "-", 1_000)]).await;
+    let (stop, task) = start(
+        KafkaStreams::new(counted_with_grace, config.clone())
+            .await
+            .unwrap(),
+    );
+    let counts = wait_for(&broker, "window-counts", I64Serde, 1).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(counts, [("a@0".to_string(), 1)]);
+    assert_eq!(streams.metrics().dropped_late, 0);
+}

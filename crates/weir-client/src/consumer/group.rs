@@ -27,7 +27,7 @@ use weir_protocol::messages::{
     OffsetFetchRequest, SyncGroupRequest,
 };
 
-use super::protocol::{PROTOCOL_TYPE, TopicPartition};
+use super::protocol::{OffsetAndMetadata, PROTOCOL_TYPE, TopicPartition};
 use crate::{Client, Error, Result};
 
 /// Why the consumer must rejoin, set by the heartbeat task or a failed group request.
@@ -407,6 +407,20 @@ impl Group {
         &mut self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+        Ok(self
+            .fetch_committed_with_metadata(partitions)
+            .await?
+            .into_iter()
+            .map(|(tp, committed)| (tp, committed.map(|c| c.offset)))
+            .collect())
+    }
+
+    /// The committed offsets of `partitions` with their metadata (`None` where nothing is
+    /// committed).
+    pub(crate) async fn fetch_committed_with_metadata(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<OffsetAndMetadata>>> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for tp in partitions {
             by_topic.entry(&tp.topic).or_default().push(tp.partition);
@@ -439,17 +453,20 @@ impl Group {
                             if ErrorCode(p.error_code).is_error() && !code.is_error() {
                                 code = ErrorCode(p.error_code);
                             }
-                            let offset = (p.committed_offset >= 0).then_some(p.committed_offset);
+                            let committed = (p.committed_offset >= 0).then(|| OffsetAndMetadata {
+                                offset: p.committed_offset,
+                                metadata: p.metadata.unwrap_or_default(),
+                            });
                             offsets.insert(
                                 TopicPartition::new(topic.name.clone(), p.partition_index),
-                                offset,
+                                committed,
                             );
                         }
                     }
                     if !code.is_error() {
                         return Ok(partitions
                             .iter()
-                            .map(|tp| (tp.clone(), offsets.get(tp).copied().flatten()))
+                            .map(|tp| (tp.clone(), offsets.get(tp).cloned().flatten()))
                             .collect());
                     }
                     self.check_coordinator(code);
@@ -483,20 +500,34 @@ pub(crate) struct CommitTarget {
 impl CommitTarget {
     /// Commits `offsets`, retrying retriable errors (a moved coordinator) within the request
     /// timeout. A commit refused because the group rebalanced asks the consumer to rejoin.
-    pub(crate) async fn commit(mut self, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
+    pub(crate) async fn commit(self, offsets: Vec<(TopicPartition, i64)>) -> Result<()> {
+        self.commit_with_metadata(
+            offsets
+                .into_iter()
+                .map(|(tp, offset)| (tp, OffsetAndMetadata::new(offset)))
+                .collect(),
+        )
+        .await
+    }
+
+    /// [`CommitTarget::commit`] with each partition's metadata string.
+    pub(crate) async fn commit_with_metadata(
+        mut self,
+        offsets: Vec<(TopicPartition, OffsetAndMetadata)>,
+    ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let mut by_topic: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, offset) in offsets {
+        for (tp, committed) in offsets {
             by_topic
                 .entry(tp.topic)
                 .or_default()
                 .push(OffsetCommitRequestPartition {
                     partition_index: tp.partition,
-                    committed_offset: offset,
+                    committed_offset: committed.offset,
                     committed_leader_epoch: -1,
-                    committed_metadata: Some(String::new()),
+                    committed_metadata: Some(committed.metadata),
                     ..Default::default()
                 });
         }
@@ -538,6 +569,17 @@ impl CommitTarget {
                         .unwrap_or(ErrorCode::NONE);
                     match code {
                         ErrorCode::NONE => return Ok(()),
+                        // The bare code would not say which limit the commit broke.
+                        ErrorCode::OFFSET_METADATA_TOO_LARGE => {
+                            return Err(Error::Kafka {
+                                code,
+                                message: Some(
+                                    "a partition's commit metadata is longer than the broker's \
+                                     offset.metadata.max.bytes"
+                                        .to_string(),
+                                ),
+                            });
+                        }
                         ErrorCode::REBALANCE_IN_PROGRESS => self.signal.raise(Rejoin::Rebalance),
                         ErrorCode::ILLEGAL_GENERATION => self.signal.raise(Rejoin::Lost),
                         ErrorCode::UNKNOWN_MEMBER_ID => self.signal.raise(Rejoin::UnknownMember),

@@ -54,7 +54,7 @@ use positions::Positions;
 pub use assignor::AssignmentStrategy;
 pub use config::ConsumerConfig;
 pub use positions::OffsetReset;
-pub use protocol::TopicPartition;
+pub use protocol::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, RebalanceListener};
 pub use stream::RecordStream;
 
@@ -317,6 +317,21 @@ impl Consumer {
         Ok(())
     }
 
+    /// Commits these offsets, each with its metadata string (Kafka's
+    /// `commitSync(Map<TopicPartition, OffsetAndMetadata>)`), and waits. Metadata longer than
+    /// the broker's `offset.metadata.max.bytes` fails the commit with
+    /// `OFFSET_METADATA_TOO_LARGE`.
+    pub async fn commit_offsets_with_metadata(
+        &mut self,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<()> {
+        let target = self.group()?.commit_target(self.joined);
+        target.commit_with_metadata(offsets.to_vec()).await?;
+        self.last_committed
+            .extend(offsets.iter().map(|(tp, c)| (tp.clone(), c.offset)));
+        Ok(())
+    }
+
     /// Commits the current positions on a background task; await the handle for the result.
     pub fn commit_async(&mut self) -> Result<tokio::task::JoinHandle<Result<()>>> {
         let target = self.group()?.commit_target(self.joined);
@@ -331,6 +346,22 @@ impl Consumer {
         Ok(partitions
             .iter()
             .map(|tp| committed.get(tp).copied().flatten())
+            .collect())
+    }
+
+    /// The group's committed offsets for `partitions` with their metadata (`None` where
+    /// nothing is committed).
+    pub async fn committed_with_metadata(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<Option<OffsetAndMetadata>>> {
+        let committed = self
+            .group_mut()?
+            .fetch_committed_with_metadata(partitions)
+            .await?;
+        Ok(partitions
+            .iter()
+            .map(|tp| committed.get(tp).cloned().flatten())
             .collect())
     }
 

@@ -50,6 +50,35 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// A committed offset with the metadata string the group keeps beside it (Kafka's
+/// `OffsetAndMetadata`): free text for the application, such as Kafka Streams' partition
+/// time, bounded by the broker's `offset.metadata.max.bytes`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetAndMetadata {
+    /// The next offset to read, as Kafka stores it.
+    pub offset: i64,
+    /// The metadata; empty when none was committed.
+    pub metadata: String,
+}
+
+impl OffsetAndMetadata {
+    /// An offset with empty metadata.
+    pub fn new(offset: i64) -> Self {
+        Self {
+            offset,
+            metadata: String::new(),
+        }
+    }
+
+    /// An offset with `metadata`.
+    pub fn with_metadata(offset: i64, metadata: impl Into<String>) -> Self {
+        Self {
+            offset,
+            metadata: metadata.into(),
+        }
+    }
+}
+
 /// What a member sends in JoinGroup: the topics it wants and, for cooperative rebalancing,
 /// the partitions it still owns and the generation it got them in.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -43,6 +43,7 @@ temporary directory removed at the end; the apps' state directories are temporar
 """
 
 import argparse
+import base64
 import os
 import shutil
 import signal
@@ -243,6 +244,13 @@ class Progress:
             return {}
         return {tp.topic: tp.offset for tp in offsets}
 
+    def partition_times(self):
+        """Each input's partition time as the application committed it in the offset metadata
+        (Kafka Streams' format: base64 of a version byte, 1 or 2, then the time as 8 big-endian
+        bytes; version 2 may carry processor metadata after it); None where it is unreadable."""
+        offsets = self.group.committed([TopicPartition(t, 0) for t in self.inputs], timeout=10)
+        return {tp.topic: (decode_partition_time(tp.metadata), tp.metadata) for tp in offsets}
+
     def output_count(self):
         try:
             return self.probe.get_watermark_offsets(TopicPartition(self.output, 0),
@@ -253,6 +261,16 @@ class Progress:
     def close(self):
         self.group.close()
         self.probe.close()
+
+
+def decode_partition_time(metadata):
+    try:
+        raw = base64.b64decode(metadata or "", validate=True)
+    except ValueError:
+        return None
+    if len(raw) < 9 or raw[0] not in (1, 2):
+        return None
+    return int.from_bytes(raw[1:9], "big", signed=True)
 
 
 def wait_committed(app, progress, ends, timeout):
@@ -451,6 +469,16 @@ def run_compare(args):
                     write("input")
                 for kind in apps:
                     wait_committed(apps[kind], progress[kind], ends, args.timeout)
+                # Stream time survives a restart through the commit metadata: both must have
+                # committed the same partition times, each readable by the other.
+                committed = {kind: progress[kind].partition_times() for kind in apps}
+                log(f"{case}: committed partition times and metadata {committed}")
+                times = {kind: {t: time_ for t, (time_, _) in committed[kind].items()}
+                         for kind in apps}
+                if times["java"] != times["weir"] or None in times["java"].values():
+                    failures += 1
+                    print(f"\n{case}: committed partition times differ: Kafka Streams "
+                          f"{times['java']} | weir-streams {times['weir']}")
             finally:
                 for kind in apps:
                     progress[kind].close()

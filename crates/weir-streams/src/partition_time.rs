@@ -52,6 +52,11 @@ mod tests {
         // Version 2, partition time 1000, no processor metadata: 02 00..00 03 e8.
         assert_eq!(encode(1000), "AgAAAAAAAAPo");
         assert_eq!(decode("AgAAAAAAAAPo"), Some(1000));
+        // Committed by Apache Kafka Streams 4.4.0 for an input whose latest record had
+        // timestamp 1,000,000,040,000 (`benches/scripts/streams.py compare`, windowed-count):
+        // weir-streams commits the same string.
+        assert_eq!(decode("AgAAAOjUpaxA"), Some(1_000_000_040_000));
+        assert_eq!(encode(1_000_000_040_000), "AgAAAOjUpaxA");
         // Version 1 (Kafka Streams 2.x), same time.
         assert_eq!(decode("AQAAAAAAAAPo"), Some(1000));
         // Version 2 with processor metadata {"a": 7}: the time is read, the rest skipped.

@@ -25,9 +25,11 @@ use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream, TimeWindowing
 /// [`TaskMetrics::dropped_invalid_timestamp`](crate::TaskMetrics::dropped_invalid_timestamp).
 pub trait TimestampExtractor<K, V>: Send + 'static {
     /// The event time of a record with this key and value; `record_timestamp` is the Kafka
-    /// record's timestamp and `stream_time` the largest timestamp the task has seen (`-1`
-    /// before the first record).
-    fn extract(&mut self, key: &K, value: &V, record_timestamp: i64, stream_time: i64) -> i64;
+    /// record's timestamp and `partition_time` the largest event time seen so far on the
+    /// record's partition (`-1` before its first; Kafka's `partitionTime`), restored from the
+    /// commit metadata when the task is created, so an extractor that falls back to it
+    /// stays monotonic across restarts.
+    fn extract(&mut self, key: &K, value: &V, record_timestamp: i64, partition_time: i64) -> i64;
 }
 
 /// The Kafka record's timestamp (Kafka's `FailOnInvalidTimestamp`, but skipping instead of
@@ -36,7 +38,13 @@ pub trait TimestampExtractor<K, V>: Send + 'static {
 pub struct RecordTimestamp;
 
 impl<K, V> TimestampExtractor<K, V> for RecordTimestamp {
-    fn extract(&mut self, _key: &K, _value: &V, record_timestamp: i64, _stream_time: i64) -> i64 {
+    fn extract(
+        &mut self,
+        _key: &K,
+        _value: &V,
+        record_timestamp: i64,
+        _partition_time: i64,
+    ) -> i64 {
         record_timestamp
     }
 }
@@ -46,7 +54,7 @@ impl<K, V, F> TimestampExtractor<K, V> for F
 where
     F: FnMut(&K, &V, i64) -> i64 + Send + 'static,
 {
-    fn extract(&mut self, key: &K, value: &V, record_timestamp: i64, _stream_time: i64) -> i64 {
+    fn extract(&mut self, key: &K, value: &V, record_timestamp: i64, _partition_time: i64) -> i64 {
         self(key, value, record_timestamp)
     }
 }
@@ -102,7 +110,8 @@ impl StreamsBuilder {
             let value = value_serde
                 .deserialize_nullable(raw.value.as_deref())
                 .map_err(|e| failed("value", e))?;
-            let timestamp = extractor.extract(&key, &value, raw.timestamp, ctx.stream_time);
+            let partition_time = ctx.partition_times.get(&raw.topic).copied().unwrap_or(-1);
+            let timestamp = extractor.extract(&key, &value, raw.timestamp, partition_time);
             if timestamp < 0 {
                 ctx.metrics.dropped_invalid_timestamp += 1;
                 return Ok(());

@@ -88,7 +88,8 @@
 //!   waits while the consumer's fetch lag says the broker holds more for the partition;
 //!   weir-client does not report the lag, so 0 does not wait here, as -1 never does.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
-//!   Kafka record's timestamp); a negative one skips the record. Stream time is the largest
+//!   Kafka record's timestamp), which is given the partition time of the record's partition,
+//!   as Kafka's; a negative one skips the record. Stream time is the largest
 //!   event time the task has processed: the largest of its input partitions' partition
 //!   times (each the largest event time processed from that partition). [`KafkaStreams`]
 //!   commits each input partition's offset (user and repartition topics; not a global

@@ -517,6 +517,37 @@ fn json_clicks_without_keys_counted_per_user_with_an_extractor() {
     );
 }
 
+/// Kafka's extractor gets the partition time of the record's own partition, not the task's
+/// stream time: with two input topics they differ.
+#[test]
+fn an_extractor_is_given_its_partitions_time() {
+    struct Seen(Arc<Mutex<Vec<i64>>>);
+    impl weir_streams::TimestampExtractor<String, String> for Seen {
+        fn extract(&mut self, _: &String, _: &String, timestamp: i64, partition_time: i64) -> i64 {
+            self.0.lock().unwrap().push(partition_time);
+            timestamp
+        }
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let builder = StreamsBuilder::new();
+    let a = builder.stream("a", StringSerde, StringSerde);
+    builder
+        .stream_with_timestamp_extractor("b", StringSerde, StringSerde, Seen(seen.clone()))
+        .merge(&a)
+        .to("out", StringSerde, StringSerde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let (a, b) = (
+        TestInputTopic::new("a", StringSerde, StringSerde),
+        TestInputTopic::new("b", StringSerde, StringSerde),
+    );
+    driver.pipe_input(&a, &s("k"), &s("v"), 100).unwrap();
+    driver.pipe_input(&b, &s("k"), &s("v"), 50).unwrap();
+    driver.pipe_input(&b, &s("k"), &s("v"), 60).unwrap();
+    driver.pipe_input(&b, &s("k"), &s("v"), 55).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![-1, 50, 60]);
+    assert_eq!(driver.stream_time(), 100);
+}
+
 #[test]
 fn negative_timestamps_are_skipped_and_counted() {
     let mut driver = run(

@@ -22,6 +22,12 @@
 //! offset carries its partition's time in the commit metadata (`crate::partition_time`), which
 //! a task created later reads back to resume its stream time.
 //!
+//! Global tables' topics are not the group's: a consumer of the instance's own, outside the
+//! group, reads every partition of them (`GlobalState`, Kafka's global stream thread and
+//! global state manager) into one topology whose global stores every task looks up. It reads
+//! them to their end offsets in `KafkaStreams::new`, before any task exists, then between
+//! the tasks' records in the run loop; nothing is committed for them.
+//!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
@@ -933,11 +939,16 @@ impl KafkaStreams {
         self.tasks.keys().copied().collect()
     }
 
-    /// The counters of every task this instance ran, summed.
+    /// The counters of every task this instance ran, summed, with its global tables' records
+    /// that did not deserialize.
     pub fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.retired;
         for task in self.tasks.values() {
             add_metrics(&mut metrics, task.task.metrics());
+        }
+        // The global tables' records that did not deserialize.
+        if let Some(global) = &self.global {
+            add_metrics(&mut metrics, global.task.metrics());
         }
         metrics
     }

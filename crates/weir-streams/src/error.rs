@@ -88,6 +88,14 @@ pub enum Error {
     /// A punctuation interval below one millisecond (or beyond `i64` milliseconds).
     #[error("the minimum supported punctuation interval is 1 millisecond, got {0:?}")]
     PunctuationInterval(std::time::Duration),
+    /// A global table's topic could not be read to its end before the tasks start.
+    #[error("cannot bootstrap the global table of topic {topic}: {reason}")]
+    GlobalBootstrap {
+        /// The topic (or topics) still being read.
+        topic: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A task's state store could not be restored from its changelog.
     #[error("cannot restore state store {store} of task {partition}: {reason}")]
     Restore {

@@ -13,8 +13,8 @@ use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::{I64Serde, Serde};
 use crate::store::{SharedStore, SomeOf, ValueFormat, logged_store, write_changelog};
 use crate::topology::{
-    BuilderState, Context, Data, InternalTopic, InternalTopicKind, Lineage, Node, RawRecord,
-    Record, SerdeRef, Topology,
+    BuilderState, Context, Data, GlobalSlot, GlobalStore, InternalTopic, InternalTopicKind,
+    Lineage, Node, RawRecord, Record, SerdeRef, Topology,
 };
 use crate::window::{JoinWindows, SessionWindows, SlidingWindows, TimeWindows};
 use crate::windowed::{SessionWindowedKStream, TimeWindowedKStream, TimeWindowing};
@@ -210,8 +210,9 @@ impl StreamsBuilder {
 
     /// The records of `topic` as a [`GlobalKTable`] (Kafka's `StreamsBuilder#globalTable`),
     /// in a key-value store named `<topic>-STATE-STORE-<n>`; a null value deletes the key.
-    /// Unlike Kafka, which reads a global topic to its end before processing anything, the
-    /// runtime reads it alongside the other topics.
+    /// [`KafkaStreams`](crate::KafkaStreams) reads every partition of the topic into one
+    /// store per instance, which all its tasks look up, to its end before any task
+    /// processes a record (Kafka's global state).
     pub fn global_table<K: Data + Ord, V: Data>(
         &self,
         topic: &str,
@@ -232,12 +233,18 @@ impl StreamsBuilder {
             };
             Ok(())
         });
+        // The lookups go through a slot, so that the runtime can point every task's lookups
+        // at the one store its instance fills.
+        let slot: Arc<GlobalSlot<K, V>> = Arc::new(Mutex::new(store));
         let mut state = self.state.lock();
         state.add_source(topic, source);
         state.global_topics.insert(topic.to_string());
+        state
+            .global_stores
+            .insert(name.clone(), Arc::clone(&slot) as Arc<dyn GlobalStore>);
         drop(state);
         GlobalKTable {
-            getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
+            getter: Arc::new(move |key: &K| slot.lock().lock().get(key).cloned()),
             store_name: name,
         }
     }
@@ -276,6 +283,7 @@ impl StreamsBuilder {
             restorers: state.restorers,
             copartition_groups: state.copartition_groups,
             global_topics: state.global_topics,
+            global_stores: state.global_stores,
             changelog_versions: state.changelog_versions,
         })
     }

@@ -71,7 +71,9 @@
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
 //!   task per input partition built by a [`TopologyFactory`], created (and restored) on
 //!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
-//!   wait for their acknowledgements, commit its input offsets (at least once).
+//!   wait for their acknowledgements, commit its input offsets (at least once); the
+//!   instance's global state: the global tables' topics read outside the group into one
+//!   store per table that every task looks up.
 //!
 //! # Semantics
 //! These follow Kafka Streams' processors (3.x) with record caching off, so every update is
@@ -159,7 +161,8 @@
 //!   stream record looks up the table's current value; table updates emit nothing.
 //!   Stream-global table ([`KStream::join_global`], [`KStream::left_join_global`]): the same,
 //!   with the lookup key computed from the record; a [`GlobalKTable`]'s updates fill its
-//!   store only (no output, no stream time), as Kafka's global thread does.
+//!   store only (no output, no stream time), as Kafka's global thread does (*Global
+//!   tables*).
 //!   Stream-stream ([`KStream::join`], [`KStream::left_join`], [`KStream::outer_join`] with
 //!   [`JoinWindows`]): a left record at `t` joins right records in `[t - before, t + after]`
 //!   (bounds inclusive); both sides are buffered in window stores kept for
@@ -247,7 +250,26 @@
 //!   counts. Topics that must be co-partitioned (both sides of a join, the topics feeding
 //!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
 //!   runtime refuses to start otherwise, naming the node and each topic's count. A global
-//!   table's topic makes no task: its records go to every task of the instance.
+//!   table's topic makes no task and is not in the group's subscription (*Global tables*).
+//! - **Global tables.** As Kafka's `GlobalStreamThread` and `GlobalStateManager`: every
+//!   instance reads every partition of each [`GlobalKTable`]'s topic with a consumer of its
+//!   own, outside the group (manual assignment), into one store per table that all the
+//!   instance's tasks look up, so a stream-global table join sees the whole table on every
+//!   instance, whatever partitions its tasks have, and a task created later sees what was
+//!   read before it. [`KafkaStreams::new`] first reads each global topic from its start to
+//!   the end offsets it has then (logging per topic the records to read, progress every
+//!   10,000 records, and the records read), before any task exists; a topic that stops
+//!   short of its end for [`StreamsConfig::restore_timeout`] fails with
+//!   [`Error::GlobalBootstrap`]. The run loop then goes on reading it between the tasks'
+//!   records, so an update reaches the joins processed after it is read (there is no
+//!   ordering by timestamp with the tasks' records, as in Kafka, whose global thread runs
+//!   on its own). The topics take no part in the assignment or in co-partitioning, and no
+//!   offsets are committed for them: each start reads them again from their beginning
+//!   (*Not built yet*). A record that does not deserialize goes to the deserialization
+//!   exception handler; a global table's record meant for a dead-letter queue is logged,
+//!   not written. [`KafkaStreams::key_value_store`] on a global table's store gives the
+//!   instance's whole copy. The [`TopologyTestDriver`] runs one task, which reads the
+//!   global topics piped to it itself.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
 //!   output of the batch (changelog records included) is acknowledged, so no input is lost;
 //!   the records after the last commit run again after a crash or a rebalance that moves
@@ -325,10 +347,11 @@
 //!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
 //!   user topic needs that topic to have the largest count; no topology optimization
 //!   (merging repartition topics, source topics as changelogs);
-//! - global tables across instances: the runtime reads a [`GlobalKTable`]'s topic alongside
-//!   the others, as one more subscribed topic (not to its end first, and not by every
-//!   instance), broadcast to the instance's tasks; a task created later misses the records
-//!   read before it. Foreign-key joins keep their subscriptions in memory, in one task: they
+//! - the local checkpoint of global stores (Kafka keeps the global stores under `state.dir`
+//!   with a `.checkpoint` and reads only past it): every start reads each global topic from
+//!   its beginning, with or without a state dir; the dead-letter queue for a global table's
+//!   records that do not deserialize; Kafka's `global.consumer.` settings (the global
+//!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in memory, in one task: they
 //!   are right only when both tables' keys meet in one task (one partition). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded

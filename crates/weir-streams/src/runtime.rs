@@ -22,6 +22,12 @@
 //! offset carries its partition's time in the commit metadata (`crate::partition_time`), which
 //! a task created later reads back to resume its stream time.
 //!
+//! Global tables' topics are not the group's: a consumer of the instance's own, outside the
+//! group, reads every partition of them (`GlobalState`, Kafka's global stream thread and
+//! global state manager) into one topology whose global stores every task looks up. It reads
+//! them to their end offsets in `KafkaStreams::new`, before any task exists, then between
+//! the tasks' records in the run loop; nothing is committed for them.
+//!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
@@ -155,6 +161,8 @@ pub struct KafkaStreams {
     /// header its records carry (Kafka's format version), if any.
     internal_topics: BTreeMap<String, Option<u8>>,
     global_topics: BTreeSet<String>,
+    /// The instance's global tables, read outside the group; `None` without any.
+    global: Option<GlobalState>,
     /// The counters of tasks dropped so far.
     retired: TaskMetrics,
     /// With a state dir: the store of each changelog topic (by its name in the topology), to
@@ -301,7 +309,12 @@ impl KafkaStreams {
         let mut consumer = Consumer::from_client(client.clone(), consumer_config).await?;
         let events = Arc::new(Mutex::new(Vec::new()));
         consumer.set_rebalance_listener(Listener(Arc::clone(&events)));
-        let mut topics = user_topics;
+        // Global tables' topics are read by every instance in full, outside the group: they
+        // take no part in the assignment and get no committed offsets.
+        let mut topics: Vec<String> = user_topics
+            .into_iter()
+            .filter(|topic| !template.global_topics.contains(topic))
+            .collect();
         topics.extend(repartition_topics.iter().map(|t| format!("{prefix}{t}")));
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -319,6 +332,13 @@ impl KafkaStreams {
         let producer =
             Producer::from_client(client.clone(), ProducerConfig::new(config.client.clone()))
                 .await?;
+        let restorer = Restorer {
+            client: &client,
+            admin: &admin,
+            config: &config,
+            prefix: &prefix,
+        };
+        let global = GlobalState::bootstrap(&restorer, &factory, &counts).await?;
         Ok(Self {
             factory,
             tasks: BTreeMap::new(),
@@ -339,6 +359,7 @@ impl KafkaStreams {
                 })
                 .collect(),
             global_topics: template.global_topics.clone(),
+            global,
             retired: TaskMetrics::default(),
             changelogs,
             logged: Vec::new(),
@@ -418,6 +439,12 @@ impl KafkaStreams {
                 // when their partitions are assigned, not when their first record comes.
                 () = tokio::time::sleep(TASK_SYNC_INTERVAL) => {
                     self.sync_tasks().await?;
+                    continue;
+                }
+                record = recv_global(&mut self.global) => {
+                    if let Some(global) = &mut self.global {
+                        global.process(record?)?;
+                    }
                     continue;
                 }
                 record = self.consumer.recv() => record?,
@@ -554,18 +581,8 @@ impl KafkaStreams {
         Ok(count)
     }
 
-    /// Runs `raw` through its task (every task, for a global table's topic) and returns the
-    /// outputs.
+    /// Runs `raw` through its task and returns the outputs.
     async fn process(&mut self, raw: &RawRecord) -> Result<Vec<RawRecord>, Error> {
-        if self.global_topics.contains(&raw.topic) {
-            let mut outputs = Vec::new();
-            for task in self.tasks.values_mut() {
-                task.task.process(raw)?;
-                task.task.punctuate_stream_time()?;
-                outputs.extend(task.task.take_outputs());
-            }
-            return Ok(outputs);
-        }
         if !self.tasks.contains_key(&raw.partition) {
             // The assignment holds the partition; its task is made on first use if the
             // rebalance callbacks have not said so yet.
@@ -666,6 +683,10 @@ impl KafkaStreams {
             partition,
             self.config.deserialization_exception_handler.clone(),
         );
+        if let Some(global) = &self.global {
+            task.topology_mut()
+                .share_global_stores(global.task.topology());
+        }
         // This instance's own changelog writes (of a task it just dropped) must be in the
         // changelog before it is read; the changelog then holds them, so the new task's local
         // state must not take them from this batch (they are behind its restored state).
@@ -843,11 +864,18 @@ impl KafkaStreams {
     }
 
     /// A read-only view of the local key-value state store `name` over every task this
-    /// instance runs now (an interactive query on this instance).
+    /// instance runs now (an interactive query on this instance); a global table's store is
+    /// the instance's one copy of the whole table.
     pub fn key_value_store<K: 'static, V: 'static>(
         &self,
         name: &str,
     ) -> Result<ReadOnlyKeyValueStore<K, V>, Error> {
+        // A global table's store is the instance's, whatever tasks it runs.
+        if let Some(global) = &self.global
+            && global.task.topology().global_stores.contains_key(name)
+        {
+            return global.task.topology().key_value_store(name);
+        }
         if self.tasks.is_empty() {
             return (self.factory)()?.key_value_store(name);
         }
@@ -911,11 +939,16 @@ impl KafkaStreams {
         self.tasks.keys().copied().collect()
     }
 
-    /// The counters of every task this instance ran, summed.
+    /// The counters of every task this instance ran, summed, with its global tables' records
+    /// that did not deserialize.
     pub fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.retired;
         for task in self.tasks.values() {
             add_metrics(&mut metrics, task.task.metrics());
+        }
+        // The global tables' records that did not deserialize.
+        if let Some(global) = &self.global {
+            add_metrics(&mut metrics, global.task.metrics());
         }
         metrics
     }
@@ -1094,6 +1127,158 @@ async fn close_state(partition: i32, state: Option<Arc<TaskState>>) {
     let path = state.path().to_path_buf();
     if let Err(error) = blocking(&path, move || state.persist()).await {
         tracing::warn!(task = partition, %error, "local state not persisted at close");
+    }
+}
+
+/// The instance's global tables (Kafka's `GlobalStreamThread` and `GlobalStateManager`): a
+/// consumer outside the group assigned every partition of their topics, feeding a topology
+/// of its own whose global stores every task of the instance looks up. It reads each topic
+/// to its end before the instance runs tasks, then goes on in the run loop, so updates reach
+/// the joins. No offsets are committed for it: each start reads the topics from their
+/// beginning.
+struct GlobalState {
+    task: Task,
+    consumer: Consumer,
+}
+
+impl GlobalState {
+    /// Builds the global state of the topologies `factory` makes and reads every partition
+    /// of their global topics (`counts` holds their partition counts) from the start to the
+    /// end offsets they have now, logging progress per topic; `None` without global tables.
+    async fn bootstrap(
+        restorer: &Restorer<'_>,
+        factory: &TopologyFactory,
+        counts: &BTreeMap<String, i32>,
+    ) -> Result<Option<Self>, Error> {
+        let topology = factory()?;
+        if topology.global_topics.is_empty() {
+            return Ok(None);
+        }
+        let partitions: Vec<TopicPartition> = topology
+            .global_topics
+            .iter()
+            .flat_map(|topic| {
+                let count = counts.get(topic).copied().unwrap_or(0);
+                (0..count).map(|partition| TopicPartition::new(topic.clone(), partition))
+            })
+            .collect();
+        let task = Task::new(
+            topology,
+            -1,
+            restorer.config.deserialization_exception_handler.clone(),
+        );
+        let starts = restorer
+            .list_offsets(&partitions, OffsetSpec::Earliest)
+            .await?;
+        let ends = restorer
+            .list_offsets(&partitions, OffsetSpec::Latest)
+            .await?;
+        let consumer_config = ConsumerConfig {
+            client: restorer.config.client.clone(),
+            group_id: None,
+            auto_offset_reset: OffsetReset::Earliest,
+            enable_auto_commit: false,
+            ..ConsumerConfig::default()
+        };
+        let consumer = Consumer::from_client(restorer.client.clone(), consumer_config).await?;
+        let mut global = Self { task, consumer };
+        global.consumer.assign(&partitions)?;
+        // Per topic: (records read, records to read); per partition still behind: its end.
+        let mut progress: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        let mut pending: HashMap<TopicPartition, i64> = HashMap::new();
+        for tp in &partitions {
+            let start = starts.get(tp).copied().unwrap_or(0);
+            let end = ends.get(tp).copied().unwrap_or(0);
+            global.consumer.seek(tp, start)?;
+            progress.entry(tp.topic.clone()).or_default().1 += end - start;
+            if end > start {
+                pending.insert(tp.clone(), end);
+            }
+        }
+        for (topic, (_, records)) in &progress {
+            tracing::info!(topic = %topic, records = *records, "bootstrapping global table");
+        }
+        let started = Instant::now();
+        while !pending.is_empty() {
+            // As a restore: a compacted topic may end in a gap, so the end is a position.
+            let record = match tokio::time::timeout(RESTORE_POLL, global.consumer.recv()).await {
+                Ok(record) => record?,
+                Err(_) => {
+                    let behind: Vec<TopicPartition> = pending.keys().cloned().collect();
+                    for tp in behind {
+                        let position = global.consumer.position(&tp).await?;
+                        if pending.get(&tp).is_some_and(|end| position >= *end) {
+                            pending.remove(&tp);
+                        }
+                    }
+                    if !pending.is_empty() && started.elapsed() > restorer.config.restore_timeout {
+                        let topics: BTreeSet<&str> =
+                            pending.keys().map(|tp| tp.topic.as_str()).collect();
+                        return Err(Error::GlobalBootstrap {
+                            topic: topics.into_iter().collect::<Vec<_>>().join(", "),
+                            reason: format!(
+                                "not at its end after {:?}",
+                                restorer.config.restore_timeout
+                            ),
+                        });
+                    }
+                    continue;
+                }
+            };
+            let tp = record.topic_partition();
+            let Some(end) = pending.get(&tp).copied() else {
+                continue;
+            };
+            if record.offset < end {
+                let offset = record.offset;
+                global.process(record)?;
+                if let Some((read, of)) = progress.get_mut(&tp.topic) {
+                    *read += 1;
+                    if *read % RESTORE_PROGRESS_EVERY == 0 {
+                        tracing::info!(topic = %tp.topic, read = *read, of = *of,
+                            "bootstrapping global table");
+                    }
+                }
+                if offset + 1 < end {
+                    continue;
+                }
+            }
+            pending.remove(&tp);
+        }
+        for (topic, (read, _)) in &progress {
+            tracing::info!(topic = %topic, read = *read, elapsed = ?started.elapsed(),
+                "global table bootstrapped");
+        }
+        Ok(Some(global))
+    }
+
+    /// Puts a record of a global topic into its store. A record that does not deserialize
+    /// goes to the deserialization exception handler; a dead-letter record it makes is
+    /// not written (no task's batch carries it).
+    fn process(&mut self, record: ConsumerRecord) -> Result<(), Error> {
+        let raw = RawRecord {
+            topic: record.topic.to_string(),
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key,
+            value: record.value,
+            timestamp: record.timestamp,
+        };
+        self.task.process_global(&raw)?;
+        let dropped = self.task.take_outputs();
+        if !dropped.is_empty() {
+            tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset,
+                "a global table's dead-letter record is not written");
+        }
+        Ok(())
+    }
+}
+
+/// The next record of the global tables' consumer; never, without global tables.
+async fn recv_global(global: &mut Option<GlobalState>) -> weir_client::Result<ConsumerRecord> {
+    match global {
+        Some(global) => global.consumer.recv().await,
+        None => std::future::pending().await,
     }
 }
 

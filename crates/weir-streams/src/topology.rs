@@ -251,6 +251,29 @@ impl<K: Data, V: Data> Node<K, V> {
 
 type Source = Box<dyn FnMut(&mut Context, &RawRecord) -> Result<(), Error> + Send>;
 
+/// The store a global table's lookups read: its own, until the runtime shares another.
+pub(crate) type GlobalSlot<K, V> = Mutex<SharedStore<K, V>>;
+
+/// A global table's slot, with its key and value types erased.
+pub(crate) trait GlobalStore: Send + Sync {
+    /// Points the slot at the store `other` points at, if it holds the same types.
+    fn share(&self, other: &dyn GlobalStore);
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<K: Send + 'static, V: Send + 'static> GlobalStore for GlobalSlot<K, V> {
+    fn share(&self, other: &dyn GlobalStore) {
+        if let Some(other) = other.as_any().downcast_ref::<Self>() {
+            let shared = Arc::clone(&other.lock());
+            *self.lock() = shared;
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// What the builder collects, shared by every stream handle it gave out.
 #[derive(Default)]
 pub(crate) struct BuilderState {
@@ -264,6 +287,8 @@ pub(crate) struct BuilderState {
     pub(crate) restorers: BTreeMap<String, Restorer>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
     pub(crate) global_topics: BTreeSet<String>,
+    /// The global tables' stores by name, as the slots their lookups read.
+    pub(crate) global_stores: BTreeMap<String, Arc<dyn GlobalStore>>,
     /// Problems found while building, reported by `build`.
     pub(crate) errors: Vec<String>,
     /// Numbers generated names, as Kafka's `KSTREAM-AGGREGATE-STATE-STORE-0000000001`.
@@ -328,6 +353,7 @@ pub struct Topology {
     pub(crate) restorers: BTreeMap<String, Restorer>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
     pub(crate) global_topics: BTreeSet<String>,
+    pub(crate) global_stores: BTreeMap<String, Arc<dyn GlobalStore>>,
     /// Kafka's `v` header of the records of these changelogs (topic names without the
     /// application id): the runtime writes it, as the records here carry no headers.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
@@ -357,6 +383,20 @@ impl Topology {
     /// The topics read by global tables, whose every record goes to every task.
     pub fn global_topics(&self) -> Vec<String> {
         self.global_topics.iter().cloned().collect()
+    }
+
+    /// Makes this topology's global tables look up (and its store queries read) the stores
+    /// of `global`, a topology built by the same factory, so that the tasks of an instance
+    /// share one copy of each global table (Kafka's global state stores).
+    pub(crate) fn share_global_stores(&mut self, global: &Topology) {
+        for (name, slot) in &self.global_stores {
+            if let Some(shared) = global.global_stores.get(name) {
+                slot.share(shared.as_ref());
+            }
+            if let Some(store) = global.stores.get(name) {
+                self.stores.insert(name.clone(), Arc::clone(store));
+            }
+        }
     }
 
     /// The name of the changelog topic of `store` (without the application id), if the
@@ -484,6 +524,16 @@ impl Task {
     /// its topic, partition and offset.
     pub(crate) fn process(&mut self, record: &RawRecord) -> Result<(), Error> {
         self.init_processors()?;
+        self.process_source(record)
+    }
+
+    /// Runs a global table's record into its store, as [`Task::process`] does, without
+    /// initializing the processors: the instance's global state runs no task's processing.
+    pub(crate) fn process_global(&mut self, record: &RawRecord) -> Result<(), Error> {
+        self.process_source(record)
+    }
+
+    fn process_source(&mut self, record: &RawRecord) -> Result<(), Error> {
         self.ctx.processor_api.record_metadata = Some(crate::processor::RecordMetadata::of(record));
         let source = self
             .topology
@@ -558,6 +608,10 @@ impl Task {
     /// Counts time spent restoring the stores.
     pub(crate) fn count_restore_time(&mut self, time: std::time::Duration) {
         self.ctx.metrics.restore_time_ms += u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
+    }
+
+    pub(crate) fn topology_mut(&mut self) -> &mut Topology {
+        &mut self.topology
     }
 
     pub(crate) fn topology(&self) -> &Topology {

@@ -817,3 +817,129 @@ async fn a_task_waits_max_task_idle_for_the_late_table_side() {
     }
     broker.stop().await;
 }
+
+/// The topology of the global-table tests: orders (value: a product id) left-joined with
+/// the global table `products`, written as `<product>/<product name or none>`.
+fn orders_with_products() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    let products = builder.global_table("products-global", StringSerde, Nullable(StringSerde));
+    builder
+        .stream("orders-global", StringSerde, StringSerde)
+        .left_join_global(
+            &products,
+            |_, product: &String| product.clone(),
+            |product, name| format!("{product}/{}", name.map_or("none", String::as_str)),
+        )
+        .to("enriched-global", StringSerde, StringSerde);
+    builder.build()
+}
+
+/// Two instances of one application: each reads every partition of the 2-partition global
+/// table, written before the start, to its end before processing, so every order on the
+/// 4-partition input joins on both instances; a product renamed while they run reaches the
+/// orders after it, on every task.
+#[tokio::test]
+async fn every_instance_bootstraps_the_whole_global_table_and_follows_its_updates() {
+    const APP: &str = "global-join";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "orders-global", 4).await;
+    create_topic(&client, "products-global", 2).await;
+    create_topic(&client, "enriched-global", 1).await;
+    let products: Vec<(i32, String, String)> = (0..10)
+        .map(|p| (p % 2, format!("p{p}"), format!("name{p}")))
+        .collect();
+    let products: Vec<(i32, &str, &str, i64)> = products
+        .iter()
+        .map(|(partition, key, name)| (*partition, key.as_str(), name.as_str(), 0))
+        .collect();
+    produce_at(&broker, "products-global", &products).await;
+
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+        config.client = broker.config();
+        config.commit_interval = Duration::from_millis(100);
+        config.session_timeout = Duration::from_secs(6);
+        instances.push(start(
+            KafkaStreams::new(orders_with_products, config)
+                .await
+                .unwrap(),
+        ));
+    }
+    wait_for_members(&broker, APP, 2).await;
+    // The global table's topic is not the group's: its offsets are never committed.
+    let orders: Vec<(i32, String, String, i64)> = (0..40)
+        .map(|i| (i % 4, format!("o{i}"), format!("p{}", i % 10), 1_000))
+        .collect();
+    let orders: Vec<(i32, &str, &str, i64)> = orders
+        .iter()
+        .map(|(partition, key, product, ts)| (*partition, key.as_str(), product.as_str(), *ts))
+        .collect();
+    produce_at(&broker, "orders-global", &orders).await;
+    let enriched = wait_for_strings(&broker, "enriched-global", 40).await;
+    let mut expected: Vec<(String, Option<String>)> = (0..40)
+        .map(|i| (format!("o{i}"), Some(format!("p{0}/name{0}", i % 10))))
+        .collect();
+    expected.sort();
+    let mut joined = enriched.clone();
+    joined.sort();
+    assert_eq!(joined, expected, "every order joined, on both instances");
+
+    // A rename while running reaches the orders after it, on every partition's task.
+    produce_at(&broker, "products-global", &[(1, "p1", "renamed", 2_000)]).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let batch: Vec<(i32, String)> = (0..4).map(|p| (p, format!("r{round}-{p}"))).collect();
+        let batch: Vec<(i32, &str, &str, i64)> = batch
+            .iter()
+            .map(|(partition, key)| (*partition, key.as_str(), "p1", 3_000))
+            .collect();
+        produce_at(&broker, "orders-global", &batch).await;
+        let seen = 40 + 4 * round;
+        let latest = wait_for_strings(&broker, "enriched-global", seen).await;
+        let renamed = latest
+            .iter()
+            .filter(|(key, value)| {
+                key.starts_with(&format!("r{round}-"))
+                    && value.as_deref().is_some_and(|v| v.ends_with("/renamed"))
+            })
+            .count();
+        if renamed == 4 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rename did not reach every task: {latest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = orders_with_products()
+        .unwrap()
+        .store_names()
+        .into_iter()
+        .find(|name| name.starts_with("products-global-STATE-STORE"))
+        .unwrap();
+    let mut processed = Vec::new();
+    for (stop, task) in instances {
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        processed.push(streams.metrics().process_total);
+        let table = streams.key_value_store::<String, String>(&store).unwrap();
+        assert_eq!(table.approximate_num_entries(), 10, "the whole table");
+        assert_eq!(table.get(&"p1".to_string()).as_deref(), Some("renamed"));
+        streams.close().await.unwrap();
+    }
+    assert!(
+        processed.iter().all(|processed| *processed > 0),
+        "both instances processed orders: {processed:?}"
+    );
+    assert_eq!(
+        committed_to(&broker, APP, "products-global", 2).await,
+        0,
+        "no offsets committed for the global topic"
+    );
+    broker.stop().await;
+}

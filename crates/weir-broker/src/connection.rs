@@ -200,9 +200,7 @@ impl ResponseWrites {
             last: false,
         };
         let mut gathered: Option<BytesMut> = None;
-        while written.bytes.len() + gathered.as_ref().map_or(0, BytesMut::len)
-            < COALESCED_WRITE_BYTES
-        {
+        loop {
             let Ok(queued) = queue.try_recv() else {
                 break;
             };

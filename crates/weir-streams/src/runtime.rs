@@ -1173,14 +1173,7 @@ impl GlobalState {
         let ends = restorer
             .list_offsets(&partitions, OffsetSpec::Latest)
             .await?;
-        let consumer_config = ConsumerConfig {
-            client: restorer.config.client.clone(),
-            group_id: None,
-            auto_offset_reset: OffsetReset::Earliest,
-            enable_auto_commit: false,
-            ..ConsumerConfig::default()
-        };
-        let consumer = Consumer::from_client(restorer.client.clone(), consumer_config).await?;
+        let consumer = restorer.assigned_consumer().await?;
         let mut global = Self { task, consumer };
         global.consumer.assign(&partitions)?;
         // Per topic: (records read, records to read); per partition still behind: its end.
@@ -1292,6 +1285,19 @@ struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
+    /// A consumer outside the group, for partitions it is assigned and positions it is told
+    /// (changelog restores, global tables): it commits nothing.
+    async fn assigned_consumer(&self) -> Result<Consumer, Error> {
+        let config = ConsumerConfig {
+            client: self.config.client.clone(),
+            group_id: None,
+            auto_offset_reset: OffsetReset::Earliest,
+            enable_auto_commit: false,
+            ..ConsumerConfig::default()
+        };
+        Ok(Consumer::from_client(self.client.clone(), config).await?)
+    }
+
     /// Restores the task's stores: first the records of its local `state` (if any), then
     /// partition `partition` of every changelog from the local state's checkpoint (or the
     /// start) to its end offset, logging progress per store. The changelog records read are
@@ -1361,14 +1367,7 @@ impl Restorer<'_> {
             local.flush().await?;
             return Ok(state);
         }
-        let consumer_config = ConsumerConfig {
-            client: self.config.client.clone(),
-            group_id: None,
-            auto_offset_reset: OffsetReset::Earliest,
-            enable_auto_commit: false,
-            ..ConsumerConfig::default()
-        };
-        let mut consumer = Consumer::from_client(self.client.clone(), consumer_config).await?;
+        let mut consumer = self.assigned_consumer().await?;
         let reading: Vec<TopicPartition> = pending
             .keys()
             .map(|topic| TopicPartition::new(topic.clone(), partition))

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use common::{committed_to, latest_counts, start, word_counts};
 use support::{TestBroker, create_topic, fetch_all};
-use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
     Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder,
@@ -103,20 +102,9 @@ fn last_per_user(updates: &[(String, i64)]) -> BTreeMap<String, i64> {
     updates.iter().cloned().collect()
 }
 
+/// What the application committed on the three partitions of `user-activity`.
 async fn committed(broker: &TestBroker) -> i64 {
-    let mut config = ConsumerConfig::new(&broker.addr.to_string(), APP);
-    config.client = broker.config();
-    let mut consumer = Consumer::connect(config).await.unwrap();
-    let partitions: Vec<_> = (0..3)
-        .map(|p| TopicPartition::new("user-activity", p))
-        .collect();
-    consumer
-        .committed(&partitions)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.unwrap_or(0))
-        .sum()
+    committed_to(broker, APP, "user-activity", 3).await
 }
 
 #[tokio::test]

@@ -389,8 +389,22 @@ impl Cluster {
     }
 
     /// Pauses node `id` (SIGSTOP): its sockets stay open but nothing answers.
+    ///
+    /// Returns once every thread of the process is stopped. `kill` only queues the signal: a
+    /// thread inside a system call (an `fdatasync` say) finishes it first, so a caller that
+    /// looks at the node's files right after `kill` returns could see them still change.
     pub fn sigstop(&mut self, id: i32) {
         self.signal(id, "STOP");
+        let pid = self.running_pid(id);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while !all_threads_stopped(pid) {
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "node {id} did not stop within {STOP_TIMEOUT:?} of SIGSTOP"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Resumes node `id` after [`Cluster::sigstop`].
@@ -398,13 +412,13 @@ impl Cluster {
         self.signal(id, "CONT");
     }
 
-    fn signal(&self, id: i32, signal: &str) {
-        let pid = self
-            .node(id)
-            .child
-            .as_ref()
+    fn running_pid(&self, id: i32) -> u32 {
+        self.pid(id)
             .unwrap_or_else(|| panic!("node {id} is not running"))
-            .id();
+    }
+
+    fn signal(&self, id: i32, signal: &str) {
+        let pid = self.running_pid(id);
         // `kill(1)` rather than a libc binding: the test crate needs no unsafe code for it.
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
@@ -774,4 +788,20 @@ pub async fn coordinator_of(addr: SocketAddr, key: &str, key_type: i8) -> i32 {
         Ok(response) if response.error_code == 0 => response.node_id,
         _ => -1,
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` or `t` in
+/// `/proc/<pid>/task/<tid>/stat`). A thread that exits meanwhile counts as stopped.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        // The state follows the command name, which is in parentheses and may hold any byte.
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_none_or(|state| matches!(state, 'T' | 't' | 'Z' | 'X'))
+        })
+    })
 }

@@ -26,7 +26,10 @@
 //! group, reads every partition of them (`GlobalState`, Kafka's global stream thread and
 //! global state manager) into one topology whose global stores every task looks up. It reads
 //! them to their end offsets in `KafkaStreams::new`, before any task exists, then between
-//! the tasks' records in the run loop; nothing is committed for them.
+//! the tasks' records in the run loop; nothing is committed for them. With `state_dir`, they
+//! keep a local copy as a task does, in the `global` directory beside the tasks', written at
+//! each commit and loaded first at start, so that each global partition is read only past
+//! its checkpoint.
 //!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
@@ -93,10 +96,13 @@ pub struct StreamsConfig {
     pub max_task_idle_ms: i64,
     /// `state.dir`: where each task keeps a local copy of its state stores
     /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
-    /// so that a restarted task reads only the changelog past them. Default `None`: state
-    /// only in memory, every task restores its whole changelog (Kafka's default is a
-    /// directory under `/tmp`; a library should not write files nobody asked for, and each
-    /// instance needs a directory of its own, which only the application knows).
+    /// so that a restarted task reads only the changelog past them; the global tables keep
+    /// theirs in `<state_dir>/<application.id>/global/state.redb`, so that a restart reads
+    /// only the global topics past it. Default `None`: state only in memory, every task
+    /// restores its whole changelog and every start reads the global topics from their
+    /// beginning (Kafka's default is a directory under `/tmp`; a library should not write
+    /// files nobody asked for, and each instance needs a directory of its own, which only
+    /// the application knows).
     pub state_dir: Option<PathBuf>,
     /// `state.cleanup.delay.ms`: how long a task directory under `state_dir` of a task this
     /// instance does not run stays unchanged before the state cleaner deletes it (default
@@ -960,14 +966,14 @@ impl KafkaStreams {
         self.tasks.keys().copied().collect()
     }
 
-    /// The counters of every task this instance ran, summed, with its global tables' records
-    /// that did not deserialize.
+    /// The counters of every task this instance ran, summed, with its global tables' (their
+    /// bootstrap's restored records and time, their records that did not deserialize).
     pub fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.retired;
         for task in self.tasks.values() {
             add_metrics(&mut metrics, task.task.metrics());
         }
-        // The global tables' records that did not deserialize.
+        // The global tables' bootstrap and records that did not deserialize.
         if let Some(global) = &self.global {
             add_metrics(&mut metrics, global.task.metrics());
         }

@@ -1124,3 +1124,27 @@ async fn a_global_checkpoint_past_the_topics_end_wipes_the_local_copy() {
     streams.close().await.unwrap();
     broker.stop().await;
 }
+
+/// A running instance that reads only global records (no task input) still writes them to
+/// the global local copy at the commit interval, not only at its close: after it is killed
+/// (its task dropped, no last commit), the next start reads none of them from the topic.
+#[tokio::test]
+async fn global_records_alone_reach_the_local_copy_at_the_commit_interval() {
+    const APP: &str = "global-idle";
+    let broker = TestBroker::start(&[]).await;
+    global_topics_with_products(&broker, 0..4, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_stop, task) = start(global_instance(&broker, APP, dir.path()).await);
+    produce_at(&broker, "products-global", &[(0, "p4", "name4", 1_000)]).await;
+    // Many commit intervals (100 ms) for the record to be read and written.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    let streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 5, "p4 included");
+    assert_eq!(metrics.restored_from_changelog, 0);
+    streams.close().await.unwrap();
+    broker.stop().await;
+}

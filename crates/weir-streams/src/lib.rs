@@ -12,7 +12,8 @@
 //! [`KafkaStreams`] runs it against a Kafka-compatible cluster, one task per input
 //! partition, shared by the instances of an application and restored from the changelogs
 //! when tasks move; with a state directory, each task keeps a local copy of its stores in
-//! redb, so a restart reads only the changelog past its checkpoint.
+//! redb, so a restart reads only the changelog past its checkpoint, and so do the global
+//! tables, whose topics a restart reads only past their checkpoints.
 //!
 //! The crate needs Rust 1.90 (redb 5's minimum), above the workspace's 1.85.
 //!
@@ -63,7 +64,7 @@
 //!   stores by time range, [`ReadOnlyWindowStore`] and [`ReadOnlySessionStore`].
 //! - `state`: a task's local state under [`StreamsConfig::state_dir`]: one redb database
 //!   with the stores' latest changelog records and the changelog checkpoints, and the locks
-//!   of the state directories.
+//!   of the state directories; the global tables' local copy is one more such database.
 //! - [`processor`]: the processor API: [`Processor`]s in the graph with
 //!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
 //!   [`KeyValueStore`]) and punctuation.
@@ -264,8 +265,8 @@
 //!   records, so an update reaches the joins processed after it is read (there is no
 //!   ordering by timestamp with the tasks' records, as in Kafka, whose global thread runs
 //!   on its own). The topics take no part in the assignment or in co-partitioning, and no
-//!   offsets are committed for them: each start reads them again from their beginning
-//!   (*Not built yet*). A record that does not deserialize goes to the deserialization
+//!   offsets are committed for them: without a state dir each start reads them again from
+//!   their beginning; with one, the global local copy (*State*) holds where it is. A record that does not deserialize goes to the deserialization
 //!   exception handler; a global table's record meant for a dead-letter queue is logged,
 //!   not written. [`KafkaStreams::key_value_store`] on a global table's store gives the
 //!   instance's whole copy. The [`TopologyTestDriver`] runs one task, which reads the
@@ -308,7 +309,19 @@
 //!   `cleanUp`) deletes every task directory of the application before the instance runs,
 //!   and is refused with [`Error::IllegalState`] once it runs tasks. Stores are still held in memory
 //!   while a task runs: the local copy makes restarts cheap, it does not let state exceed
-//!   memory.
+//!   memory. The global tables keep one too, Kafka's global state directory:
+//!   `<state_dir>/<application.id>/global/state.redb`, the same format, with per global
+//!   topic the latest record per key (the topic's key and value bytes, the value after its
+//!   8-byte big-endian timestamp, which the store keeps too) and per topic partition a
+//!   checkpoint (named `<topic>-<partition>`). [`KafkaStreams::new`] loads it, then reads
+//!   each global partition from its checkpoint to its end; what it reads, and what the run
+//!   loop follows, is written at each commit as the tasks' state is (a global record starts
+//!   the batch's commit clock). The counters count it with the tasks'. A checkpoint outside
+//!   its partition's offsets (the topic was deleted, recreated or truncated), or of a
+//!   partition the topic no longer has, is logged and wipes the copy, which the bootstrap
+//!   then rebuilds from the beginning. The state cleaner leaves the `global` directory (it
+//!   is no task's); [`KafkaStreams::cleanup`] deletes it, after which the instance keeps its
+//!   global stores in memory only, its next start bootstrapping them in full.
 //! - **Processor API.** [`KStream::process`] and [`KStream::process_values`] (a
 //!   [`FixedKeyProcessor`], which cannot change keys) put a user [`Processor`] in the graph,
 //!   made by its supplier when the task starts; `init` runs before the task's first record or
@@ -347,9 +360,7 @@
 //!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
 //!   user topic needs that topic to have the largest count; no topology optimization
 //!   (merging repartition topics, source topics as changelogs);
-//! - the local checkpoint of global stores (Kafka keeps the global stores under `state.dir`
-//!   with a `.checkpoint` and reads only past it): every start reads each global topic from
-//!   its beginning, with or without a state dir; the dead-letter queue for a global table's
+//! - the dead-letter queue for a global table's
 //!   records that do not deserialize; Kafka's `global.consumer.` settings (the global
 //!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in memory, in one task: they
 //!   are right only when both tables' keys meet in one task (one partition). `Materialized`

@@ -26,7 +26,10 @@
 //! group, reads every partition of them (`GlobalState`, Kafka's global stream thread and
 //! global state manager) into one topology whose global stores every task looks up. It reads
 //! them to their end offsets in `KafkaStreams::new`, before any task exists, then between
-//! the tasks' records in the run loop; nothing is committed for them.
+//! the tasks' records in the run loop; nothing is committed for them. With `state_dir`, they
+//! keep a local copy as a task does, in the `global` directory beside the tasks', written at
+//! each commit and loaded first at start, so that each global partition is read only past
+//! its checkpoint.
 //!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
@@ -52,7 +55,7 @@ use weir_client::{Client, ClientConfig};
 use crate::Error;
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
-use crate::state::{self, LocalRecord, TaskState, blocking};
+use crate::state::{self, GLOBAL_DIR, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
@@ -93,10 +96,13 @@ pub struct StreamsConfig {
     pub max_task_idle_ms: i64,
     /// `state.dir`: where each task keeps a local copy of its state stores
     /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
-    /// so that a restarted task reads only the changelog past them. Default `None`: state
-    /// only in memory, every task restores its whole changelog (Kafka's default is a
-    /// directory under `/tmp`; a library should not write files nobody asked for, and each
-    /// instance needs a directory of its own, which only the application knows).
+    /// so that a restarted task reads only the changelog past them; the global tables keep
+    /// theirs in `<state_dir>/<application.id>/global/state.redb`, so that a restart reads
+    /// only the global topics past it. Default `None`: state only in memory, every task
+    /// restores its whole changelog and every start reads the global topics from their
+    /// beginning (Kafka's default is a directory under `/tmp`; a library should not write
+    /// files nobody asked for, and each instance needs a directory of its own, which only
+    /// the application knows).
     pub state_dir: Option<PathBuf>,
     /// `state.cleanup.delay.ms`: how long a task directory under `state_dir` of a task this
     /// instance does not run stays unchanged before the state cleaner deletes it (default
@@ -444,6 +450,13 @@ impl KafkaStreams {
                 record = recv_global(&mut self.global) => {
                     if let Some(global) = &mut self.global {
                         global.process(record?)?;
+                        // Its local copy is written at the batch's commit, which a global
+                        // record starts the clock of, as a task's record does.
+                        if global.has_local_state() {
+                            deadline.get_or_insert_with(|| {
+                                Instant::now() + self.config.commit_interval
+                            });
+                        }
                     }
                     continue;
                 }
@@ -500,8 +513,10 @@ impl KafkaStreams {
         }
     }
 
-    /// Deletes this application's local state under `state_dir`, every task directory
-    /// (Kafka's `KafkaStreams#cleanUp`), so that the tasks restore from their changelogs.
+    /// Deletes this application's local state under `state_dir`, every task directory and
+    /// the global tables' directory (Kafka's `KafkaStreams#cleanUp`), so that the tasks
+    /// restore from their changelogs and the next start bootstraps the global tables from
+    /// the beginning; this instance keeps its global stores but no local copy of them.
     /// Refused with [`Error::IllegalState`] once the instance runs tasks (call it before
     /// [`KafkaStreams::run_until`]); without a state dir there is nothing to delete.
     pub async fn cleanup(&mut self) -> Result<(), Error> {
@@ -513,6 +528,15 @@ impl KafkaStreams {
         let Some(state_dir) = &self.config.state_dir else {
             return Ok(());
         };
+        // The global tables were bootstrapped in `new`, with their local copy open: it is
+        // closed (released) to be deleted, and not written again by this instance, whose
+        // stores it could no longer vouch for. The next start bootstraps them in full.
+        if let Some(global) = &mut self.global
+            && global.has_local_state()
+        {
+            global.close_local_state().await;
+            tracing::info!("global local state closed for cleanup; not kept by this instance");
+        }
         let app_dir = state_dir.join(&self.config.application_id);
         let wiping = app_dir.clone();
         blocking(&app_dir, move || state::wipe_app_dir(&wiping)).await
@@ -798,6 +822,9 @@ impl KafkaStreams {
             acknowledged.push(delivery.await?.offset);
         }
         self.write_local_state(&acknowledged).await?;
+        if let Some(global) = &mut self.global {
+            global.write_local_state().await?;
+        }
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
         let assigned = self.consumer.assignment();
@@ -939,14 +966,14 @@ impl KafkaStreams {
         self.tasks.keys().copied().collect()
     }
 
-    /// The counters of every task this instance ran, summed, with its global tables' records
-    /// that did not deserialize.
+    /// The counters of every task this instance ran, summed, with its global tables' (their
+    /// bootstrap's restored records and time, their records that did not deserialize).
     pub fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.retired;
         for task in self.tasks.values() {
             add_metrics(&mut metrics, task.task.metrics());
         }
-        // The global tables' records that did not deserialize.
+        // The global tables' bootstrap and records that did not deserialize.
         if let Some(global) = &self.global {
             add_metrics(&mut metrics, global.task.metrics());
         }
@@ -963,6 +990,9 @@ impl KafkaStreams {
         }
         for (partition, task) in std::mem::take(&mut self.tasks) {
             close_state(partition, task.state).await;
+        }
+        if let Some(global) = &mut self.global {
+            global.close_local_state().await;
         }
         Ok(())
     }
@@ -1134,17 +1164,50 @@ async fn close_state(partition: i32, state: Option<Arc<TaskState>>) {
 /// consumer outside the group assigned every partition of their topics, feeding a topology
 /// of its own whose global stores every task of the instance looks up. It reads each topic
 /// to its end before the instance runs tasks, then goes on in the run loop, so updates reach
-/// the joins. No offsets are committed for it: each start reads the topics from their
-/// beginning.
+/// the joins. No offsets are committed for it: where it is in each partition is the global
+/// local state's checkpoint, with a state dir; without one, each start reads the topics from
+/// their beginning.
 struct GlobalState {
     task: Task,
     consumer: Consumer,
+    /// With a state dir: the global local copy (Kafka's `state.dir/<application.id>/global`)
+    /// and the records and checkpoints read since its last write, written at each commit.
+    local: LocalWriter,
+}
+
+/// The checkpoint name of a global topic's partition, `<topic>-<partition>` as Kafka names a
+/// topic partition: unlike a task's changelogs, the global copy holds every partition of its
+/// topics, so the topic alone does not say which one.
+fn global_checkpoint(tp: &TopicPartition) -> String {
+    format!("{}-{}", tp.topic, tp.partition)
+}
+
+/// The value a global record is kept under in the local copy: the record's timestamp
+/// (8 bytes, big-endian) before the value's bytes as the topic holds them, Kafka's
+/// timestamped value format. The store keeps each key's timestamp (`get_with_timestamp`),
+/// which a copy of the bare value would lose.
+fn global_local_value(timestamp: i64, value: &[u8]) -> Bytes {
+    let mut kept = Vec::with_capacity(8 + value.len());
+    kept.extend_from_slice(&timestamp.to_be_bytes());
+    kept.extend_from_slice(value);
+    Bytes::from(kept)
+}
+
+/// The timestamp and topic value of a global local copy's value; `None` for a value shorter
+/// than its timestamp, which this runtime never writes.
+fn split_global_local_value(kept: &[u8]) -> Option<(i64, &[u8])> {
+    let (timestamp, value) = kept.split_first_chunk::<8>()?;
+    Some((i64::from_be_bytes(*timestamp), value))
 }
 
 impl GlobalState {
     /// Builds the global state of the topologies `factory` makes and reads every partition
-    /// of their global topics (`counts` holds their partition counts) from the start to the
-    /// end offsets they have now, logging progress per topic; `None` without global tables.
+    /// of their global topics (`counts` holds their partition counts) to the end offsets they
+    /// have now, logging progress per topic; `None` without global tables. With a state dir,
+    /// the stores are first loaded from the global local copy, and each partition is read
+    /// from its checkpoint on (what the copy misses); what is read goes into the copy. A
+    /// checkpoint outside its partition's offsets (the topic was deleted, recreated or
+    /// truncated) wipes the copy: everything is read from the beginning again.
     async fn bootstrap(
         restorer: &Restorer<'_>,
         factory: &TopologyFactory,
@@ -1162,6 +1225,7 @@ impl GlobalState {
                 (0..count).map(|partition| TopicPartition::new(topic.clone(), partition))
             })
             .collect();
+        let restoring = Instant::now();
         let task = Task::new(
             topology,
             -1,
@@ -1174,17 +1238,40 @@ impl GlobalState {
             .list_offsets(&partitions, OffsetSpec::Latest)
             .await?;
         let consumer = restorer.assigned_consumer().await?;
-        let mut global = Self { task, consumer };
+        let mut global = Self {
+            task,
+            consumer,
+            local: LocalWriter {
+                state: None,
+                records: Vec::new(),
+                checkpoints: HashMap::new(),
+            },
+        };
+        let checkpoints = match &restorer.config.state_dir {
+            Some(dir) => {
+                let dir = dir.join(&restorer.config.application_id).join(GLOBAL_DIR);
+                let state = open_task_state(dir, restorer.config.restore_timeout).await?;
+                global
+                    .load_local_state(state, &partitions, &starts, &ends)
+                    .await?
+            }
+            None => HashMap::new(),
+        };
         global.consumer.assign(&partitions)?;
         // Per topic: (records read, records to read); per partition still behind: its end.
         let mut progress: BTreeMap<String, (u64, i64)> = BTreeMap::new();
         let mut pending: HashMap<TopicPartition, i64> = HashMap::new();
         for tp in &partitions {
-            let start = starts.get(tp).copied().unwrap_or(0);
+            // From the local copy's checkpoint, or the partition's start.
+            let from = checkpoints
+                .get(&global_checkpoint(tp))
+                .or(starts.get(tp))
+                .copied()
+                .unwrap_or(0);
             let end = ends.get(tp).copied().unwrap_or(0);
-            global.consumer.seek(tp, start)?;
-            progress.entry(tp.topic.clone()).or_default().1 += end - start;
-            if end > start {
+            global.consumer.seek(tp, from)?;
+            progress.entry(tp.topic.clone()).or_default().1 += (end - from).max(0);
+            if end > from {
                 pending.insert(tp.clone(), end);
             }
         }
@@ -1218,13 +1305,17 @@ impl GlobalState {
                     continue;
                 }
             };
+            // Every record is applied, also one past the end or of a partition already at
+            // its end: the consumer does not return it again, and the local copy's
+            // checkpoint must not pass a record the store lacks.
             let tp = record.topic_partition();
+            let offset = record.offset;
+            global.process(record)?;
             let Some(end) = pending.get(&tp).copied() else {
                 continue;
             };
-            if record.offset < end {
-                let offset = record.offset;
-                global.process(record)?;
+            if offset < end {
+                global.task.count_restored(0, 1);
                 if let Some((read, of)) = progress.get_mut(&tp.topic) {
                     *read += 1;
                     if *read % RESTORE_PROGRESS_EVERY == 0 {
@@ -1232,12 +1323,29 @@ impl GlobalState {
                             "bootstrapping global table");
                     }
                 }
-                if offset + 1 < end {
-                    continue;
-                }
             }
-            pending.remove(&tp);
+            if global.local.records.len() >= RESTORE_PROGRESS_EVERY as usize {
+                global.local.flush().await?;
+            }
+            if offset + 1 >= end {
+                pending.remove(&tp);
+            }
         }
+        // Every partition is at its end now (a compacted one maybe past its last record):
+        // the checkpoints say so, unless a record past the end was applied already.
+        if global.local.state.is_some() {
+            for tp in &partitions {
+                let end = ends.get(tp).copied().unwrap_or(0);
+                let checkpoint = global
+                    .local
+                    .checkpoints
+                    .entry(global_checkpoint(tp))
+                    .or_insert(end);
+                *checkpoint = (*checkpoint).max(end);
+            }
+        }
+        global.local.flush().await?;
+        global.task.count_restore_time(restoring.elapsed());
         for (topic, (read, _)) in &progress {
             tracing::info!(topic = %topic, read = *read, elapsed = ?started.elapsed(),
                 "global table bootstrapped");
@@ -1245,10 +1353,99 @@ impl GlobalState {
         Ok(Some(global))
     }
 
+    /// Puts the records of the global local copy `state` into the global stores and keeps
+    /// the copy; returns its checkpoints. A checkpoint outside its partition's offsets
+    /// (`starts`, `ends`), or of a partition the topic no longer has, wipes the copy first,
+    /// as a task's local state is wiped (Kafka's `OffsetOutOfRange`), leaving nothing to
+    /// load and no checkpoints.
+    async fn load_local_state(
+        &mut self,
+        state: TaskState,
+        partitions: &[TopicPartition],
+        starts: &HashMap<TopicPartition, i64>,
+        ends: &HashMap<TopicPartition, i64>,
+    ) -> Result<HashMap<String, i64>, Error> {
+        let path = state.path().to_path_buf();
+        let (state, checkpoints) = blocking(&path, move || {
+            let checkpoints = state.checkpoints()?;
+            Ok((state, checkpoints))
+        })
+        .await?;
+        let by_name: HashMap<String, &TopicPartition> = partitions
+            .iter()
+            .map(|tp| (global_checkpoint(tp), tp))
+            .collect();
+        let topics = &self.task.topology().global_topics;
+        let out_of_range =
+            checkpoints
+                .iter()
+                .find(|(name, offset)| match by_name.get(name.as_str()) {
+                    Some(tp) => {
+                        let start = starts.get(*tp).copied().unwrap_or(0);
+                        let end = ends.get(*tp).copied().unwrap_or(0);
+                        **offset < start || **offset > end
+                    }
+                    // A partition of a global topic that it no longer has: the topic was
+                    // recreated with fewer. A topic the topology no longer reads does not matter.
+                    None => name
+                        .rsplit_once('-')
+                        .is_some_and(|(topic, _)| topics.contains(topic)),
+                });
+        if let Some((partition, offset)) = out_of_range {
+            tracing::warn!(partition = %partition, checkpoint = *offset, path = %path.display(),
+                "the global local state's checkpoint is outside the global topic's offsets; \
+                 wiping it and bootstrapping the global tables from the beginning");
+            let state = blocking(&path, move || state.wipe()).await?;
+            self.local.state = Some(Arc::new(state));
+            return Ok(HashMap::new());
+        }
+        let topics: Vec<String> = topics.iter().cloned().collect();
+        let (state, records) = blocking(&path, move || {
+            let records = state.load(&topics)?;
+            Ok((state, records))
+        })
+        .await?;
+        let mut loaded = 0;
+        for (topic, records) in records {
+            loaded += records.len() as u64;
+            for (key, kept) in records {
+                let Some((timestamp, value)) = split_global_local_value(&kept) else {
+                    return Err(Error::GlobalBootstrap {
+                        topic,
+                        reason: format!(
+                            "a value of the local state at {} has no timestamp",
+                            path.display()
+                        ),
+                    });
+                };
+                let raw = RawRecord {
+                    topic: topic.clone(),
+                    partition: -1,
+                    offset: -1,
+                    key: Some(Bytes::from(key)),
+                    value: Some(Bytes::copy_from_slice(value)),
+                    timestamp,
+                };
+                self.task.process_global(&raw)?;
+                // Kept records deserialized when they were read; dropped ones are not kept.
+                self.task.take_outputs();
+            }
+        }
+        self.task.count_restored(loaded, 0);
+        tracing::info!(records = loaded, path = %path.display(),
+            "global tables restored from local state");
+        self.local.state = Some(Arc::new(state));
+        Ok(checkpoints)
+    }
+
     /// Puts a record of a global topic into its store. A record that does not deserialize
     /// goes to the deserialization exception handler; a dead-letter record it makes is
-    /// not written (no task's batch carries it).
+    /// not written (no task's batch carries it). With a state dir, the record (raw bytes,
+    /// unless the store skipped it) and the offset after it are kept for the global local
+    /// copy's next write.
     fn process(&mut self, record: ConsumerRecord) -> Result<(), Error> {
+        let dropped_before = self.task.metrics().dropped_deserialization_errors;
+        let tp = record.topic_partition();
         let raw = RawRecord {
             topic: record.topic.to_string(),
             partition: record.partition,
@@ -1263,7 +1460,50 @@ impl GlobalState {
             tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset,
                 "a global table's dead-letter record is not written");
         }
+        if self.local.state.is_none() {
+            return Ok(());
+        }
+        // A record without a key, or one that did not deserialize, left the store as it was:
+        // the copy stays as it is too, only its checkpoint moves past the record.
+        let skipped = self.task.metrics().dropped_deserialization_errors != dropped_before;
+        if let (Some(key), false) = (raw.key, skipped) {
+            let value = raw
+                .value
+                .map(|value| global_local_value(raw.timestamp, &value));
+            self.local.records.push((raw.topic, key, value));
+        }
+        self.local
+            .checkpoints
+            .insert(global_checkpoint(&tp), raw.offset + 1);
         Ok(())
+    }
+
+    /// Whether the global tables keep a local copy (a state dir): then their records are
+    /// written at the commits of the run loop, which their arrival starts.
+    fn has_local_state(&self) -> bool {
+        self.local.state.is_some()
+    }
+
+    /// Writes the global local copy's records and checkpoints kept since its last write, as
+    /// the tasks' local state is written at a commit: one write transaction, durable every
+    /// `DURABLE_EVERY` records.
+    async fn write_local_state(&mut self) -> Result<(), Error> {
+        self.local.flush().await
+    }
+
+    /// Writes what is kept, makes the global local copy durable and releases its directory.
+    /// A failure is logged: the copy on disk is then at an earlier write, consistent still.
+    async fn close_local_state(&mut self) {
+        if let Err(error) = self.local.flush().await {
+            tracing::warn!(%error, "global local state not written at close");
+        }
+        let Some(state) = self.local.state.take() else {
+            return;
+        };
+        let path = state.path().to_path_buf();
+        if let Err(error) = blocking(&path, move || state.persist()).await {
+            tracing::warn!(%error, "global local state not persisted at close");
+        }
     }
 }
 

@@ -38,6 +38,13 @@ pub(crate) const DATABASE_FILE: &str = "state.redb";
 /// durable commit; the threshold bounds what such a restart reads again from the changelogs.
 const DURABLE_EVERY: u64 = 10_000;
 
+/// The directory of the global tables' local copy under the application's directory, beside
+/// the task directories (Kafka's `state.dir/<application.id>/global`). It is a task
+/// directory in all but its name: one database of the same format, whose stores are the
+/// global topics and whose checkpoints are per topic partition (`<topic>-<partition>`). Not
+/// a number, so the state cleaner never takes it for a task's.
+pub(crate) const GLOBAL_DIR: &str = "global";
+
 /// The lock file of a task's directory, and of an application's directory.
 const LOCK_FILE: &str = ".lock";
 
@@ -312,7 +319,8 @@ pub(crate) fn delete_task_dir(dir: &Path) -> Result<bool, Error> {
 }
 
 /// The task directories under the application's directory `app_dir` (named by their task,
-/// the partition number).
+/// the partition number). The global directory, [`GLOBAL_DIR`], is not one: the cleaner
+/// must leave it to the instance, which needs it whatever tasks it runs.
 fn task_dirs(app_dir: &Path) -> Result<Vec<(i32, PathBuf)>, Error> {
     let entries = match std::fs::read_dir(app_dir) {
         Ok(entries) => entries,
@@ -375,10 +383,19 @@ pub(crate) fn clean_removed_tasks(
     Ok(deleted)
 }
 
-/// Deletes every task directory under `app_dir` (Kafka's `KafkaStreams#cleanUp`); a task
-/// directory someone holds is refused with [`Error::StateLocked`].
+/// Deletes every task directory under `app_dir`, and the global one (Kafka's
+/// `KafkaStreams#cleanUp`); a directory someone holds is refused with
+/// [`Error::StateLocked`].
 pub(crate) fn wipe_app_dir(app_dir: &Path) -> Result<(), Error> {
-    for (_, dir) in task_dirs(app_dir)? {
+    let mut dirs: Vec<PathBuf> = task_dirs(app_dir)?
+        .into_iter()
+        .map(|(_, dir)| dir)
+        .collect();
+    let global = app_dir.join(GLOBAL_DIR);
+    if global.is_dir() {
+        dirs.push(global);
+    }
+    for dir in dirs {
         if !delete_task_dir(&dir)? {
             return Err(Error::StateLocked { path: dir });
         }
@@ -418,4 +435,48 @@ pub(crate) async fn blocking<T: Send + 'static>(
             path: path.to_path_buf(),
             source: Box::new(error),
         })?
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    /// The global directory is the instance's whatever tasks it runs: the state cleaner
+    /// leaves it however long it was idle, while it deletes an idle task's directory;
+    /// cleanup deletes both.
+    #[test]
+    fn the_cleaner_keeps_the_global_directory_and_cleanup_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let app_dir = dir.path().join("app");
+        for name in ["0", GLOBAL_DIR] {
+            let task_dir = app_dir.join(name);
+            let lock = try_lock(&task_dir).unwrap().unwrap();
+            let (state, _) = TaskState::open(task_dir, lock).unwrap();
+            state.persist().unwrap();
+        }
+        // Both idle for longer than the delay.
+        std::thread::sleep(Duration::from_millis(20));
+        let deleted = clean_removed_tasks(&app_dir, &BTreeSet::new(), Duration::ZERO).unwrap();
+        assert_eq!(deleted, [0]);
+        assert!(app_dir.join(GLOBAL_DIR).join(DATABASE_FILE).exists());
+
+        wipe_app_dir(&app_dir).unwrap();
+        assert!(!app_dir.join(GLOBAL_DIR).exists());
+    }
+
+    /// A global directory held open (by a running instance) is refused, not deleted under
+    /// it.
+    #[test]
+    fn cleanup_refuses_a_held_global_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let app_dir = dir.path().join("app");
+        let global = app_dir.join(GLOBAL_DIR);
+        let _held = try_lock(&global).unwrap().unwrap();
+        let error = wipe_app_dir(&app_dir).unwrap_err();
+        assert!(
+            matches!(&error, Error::StateLocked { path } if *path == global),
+            "{error}"
+        );
+    }
 }

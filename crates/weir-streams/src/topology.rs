@@ -142,13 +142,15 @@ pub struct TaskMetrics {
     /// [`DeserializationExceptionHandler::DeadLetterQueue`].
     pub dropped_deserialization_errors: u64,
     /// Changelog records put back into the stores from the changelog topics when the task
-    /// was created (Kafka's restore metrics).
+    /// was created (Kafka's restore metrics); for the global tables, the records their
+    /// bootstrap read from the global topics (which are their changelogs, as in Kafka).
     pub restored_from_changelog: u64,
     /// Records put back into the stores from the task's local state (its redb copy under
-    /// `StreamsConfig::state_dir`) when the task was created.
+    /// `StreamsConfig::state_dir`) when the task was created; for the global tables, from
+    /// the global local copy at start.
     pub restored_from_local_state: u64,
     /// Milliseconds spent restoring the stores when the task was created, from local state
-    /// and changelogs (Kafka's restore latency, summed).
+    /// and changelogs (Kafka's restore latency, summed), and bootstrapping the global tables.
     pub restore_time_ms: u64,
 }
 

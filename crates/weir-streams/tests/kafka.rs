@@ -931,3 +931,220 @@ async fn every_instance_bootstraps_the_whole_global_table_and_follows_its_update
     );
     broker.stop().await;
 }
+
+/// Creates the topics of [`orders_with_products`] and writes the products `p<n>` for `ns`,
+/// named `name<n>`, on partition `n % 2` at `timestamp`.
+async fn global_topics_with_products(
+    broker: &TestBroker,
+    ns: std::ops::Range<usize>,
+    timestamp: i64,
+) {
+    let client = broker.client().await;
+    create_topic(&client, "orders-global", 2).await;
+    create_topic(&client, "products-global", 2).await;
+    create_topic(&client, "enriched-global", 1).await;
+    let products: Vec<(i32, String, String)> = ns
+        .map(|n| ((n % 2) as i32, format!("p{n}"), format!("name{n}")))
+        .collect();
+    let products: Vec<(i32, &str, &str, i64)> = products
+        .iter()
+        .map(|(partition, key, name)| (*partition, key.as_str(), name.as_str(), timestamp))
+        .collect();
+    produce_at(broker, "products-global", &products).await;
+}
+
+/// A [`orders_with_products`] instance of `app` keeping its local state in `dir`.
+async fn global_instance(broker: &TestBroker, app: &str, dir: &std::path::Path) -> KafkaStreams {
+    let mut config = StreamsConfig::new(app, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.state_dir = Some(dir.to_path_buf());
+    KafkaStreams::new(orders_with_products, config)
+        .await
+        .unwrap()
+}
+
+/// The name of the global table's store in [`orders_with_products`].
+fn products_store() -> String {
+    orders_with_products()
+        .unwrap()
+        .store_names()
+        .into_iter()
+        .find(|name| name.starts_with("products-global-STATE-STORE"))
+        .unwrap()
+}
+
+/// With a state dir, the global table is kept on disk (Kafka's global state directory):
+/// what the bootstrap read and what the running instance followed. A restart loads it and
+/// reads from the topic only the records written while no instance ran, a tombstone
+/// included; `cleanup` deletes the global directory.
+#[tokio::test]
+async fn a_restart_loads_the_global_table_from_local_state_and_reads_only_what_it_missed() {
+    const APP: &str = "global-local";
+    let broker = TestBroker::start(&[]).await;
+    global_topics_with_products(&broker, 0..10, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = products_store();
+
+    let streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 0);
+    assert_eq!(
+        metrics.restored_from_changelog, 10,
+        "a first start reads it all"
+    );
+    let (stop, task) = start(streams);
+    // Followed while running: a rename and a new product, seen by orders after them.
+    produce_at(
+        &broker,
+        "products-global",
+        &[(1, "p1", "renamed", 2_000), (0, "p10", "name10", 2_000)],
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0;
+    loop {
+        round += 1;
+        let (k1, k10) = (format!("r{round}-1"), format!("r{round}-10"));
+        produce_at(
+            &broker,
+            "orders-global",
+            &[
+                (0, k1.as_str(), "p1", 3_000),
+                (1, k10.as_str(), "p10", 3_000),
+            ],
+        )
+        .await;
+        let latest = wait_for_strings(&broker, "enriched-global", 2 * round).await;
+        let joined = |key: &str, expected: &str| {
+            latest
+                .iter()
+                .any(|(k, v)| k == key && v.as_deref() == Some(expected))
+        };
+        if joined(&k1, "p1/renamed") && joined(&k10, "p10/name10") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the updates did not reach the tasks: {latest:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+    assert!(
+        dir.path()
+            .join(APP)
+            .join("global")
+            .join("state.redb")
+            .exists()
+    );
+
+    // While no instance runs: a new product, a rename and a deletion.
+    produce_at(
+        &broker,
+        "products-global",
+        &[(1, "p11", "name11", 4_000), (0, "p2", "renamed2", 4_000)],
+    )
+    .await;
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    let tombstone = ProducerRecord::new("products-global")
+        .partition(1)
+        .key("p3".to_string());
+    producer.enqueue(tombstone).await.unwrap();
+    producer.flush().await;
+
+    let mut streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(
+        metrics.restored_from_local_state, 11,
+        "p0 to p10 from the local copy"
+    );
+    assert_eq!(
+        metrics.restored_from_changelog, 3,
+        "only the records written while closed"
+    );
+    let table = streams.key_value_store::<String, String>(&store).unwrap();
+    assert_eq!(table.approximate_num_entries(), 11, "{:?}", table.all());
+    let get = |key: &str| table.get_with_timestamp(&key.to_string());
+    assert_eq!(get("p0"), Some(("name0".to_string(), 0)));
+    assert_eq!(get("p1"), Some(("renamed".to_string(), 2_000)));
+    assert_eq!(get("p10"), Some(("name10".to_string(), 2_000)));
+    assert_eq!(get("p11"), Some(("name11".to_string(), 4_000)));
+    assert_eq!(get("p2"), Some(("renamed2".to_string(), 4_000)));
+    assert_eq!(get("p3"), None, "the tombstone removed it");
+
+    streams.cleanup().await.unwrap();
+    assert!(!dir.path().join(APP).join("global").exists());
+    streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// A global checkpoint past the topic's end (the topic was recreated, here on another
+/// cluster, with fewer records) wipes the local copy: the global table is bootstrapped
+/// from the topic's beginning and holds none of the old records; the next start loads the
+/// rebuilt copy.
+#[tokio::test]
+async fn a_global_checkpoint_past_the_topics_end_wipes_the_local_copy() {
+    const APP: &str = "global-recreated";
+    let dir = tempfile::tempdir().unwrap();
+    let store = products_store();
+    let old = TestBroker::start(&[]).await;
+    global_topics_with_products(&old, 0..10, 0).await;
+    global_instance(&old, APP, dir.path())
+        .await
+        .close()
+        .await
+        .unwrap();
+    old.stop().await;
+
+    let broker = TestBroker::start(&[]).await;
+    global_topics_with_products(&broker, 20..24, 0).await;
+    let streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 0, "the copy was wiped");
+    assert_eq!(metrics.restored_from_changelog, 4, "the whole topic");
+    let mut keys: Vec<String> = streams
+        .key_value_store::<String, String>(&store)
+        .unwrap()
+        .all()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["p20", "p21", "p22", "p23"]);
+    streams.close().await.unwrap();
+
+    let streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 4);
+    assert_eq!(metrics.restored_from_changelog, 0);
+    streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// A running instance that reads only global records (no task input) still writes them to
+/// the global local copy at the commit interval, not only at its close: after it is killed
+/// (its task dropped, no last commit), the next start reads none of them from the topic.
+#[tokio::test]
+async fn global_records_alone_reach_the_local_copy_at_the_commit_interval() {
+    const APP: &str = "global-idle";
+    let broker = TestBroker::start(&[]).await;
+    global_topics_with_products(&broker, 0..4, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_stop, task) = start(global_instance(&broker, APP, dir.path()).await);
+    produce_at(&broker, "products-global", &[(0, "p4", "name4", 1_000)]).await;
+    // Many commit intervals (100 ms) for the record to be read and written.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+
+    let streams = global_instance(&broker, APP, dir.path()).await;
+    let metrics = streams.metrics();
+    assert_eq!(metrics.restored_from_local_state, 5, "p4 included");
+    assert_eq!(metrics.restored_from_changelog, 0);
+    streams.close().await.unwrap();
+    broker.stop().await;
+}

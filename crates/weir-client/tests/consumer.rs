@@ -782,4 +782,14 @@ async fn a_custom_assignment_for_a_stranger_is_an_error() {
     assert!(matches!(err, weir_client::Error::Assignor { .. }), "{err}");
     assert!(err.to_string().contains("not a member"), "{err}");
     assert!(consumer.assignment().is_empty());
+    // The next `recv` rejoins: a new generation, refused the same way, not a hang.
+    assert_eq!(consumer.group_generation(), None);
+    let again = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+        .await
+        .expect("the second recv returned nothing")
+        .expect_err("an invalid assignment was accepted");
+    assert!(
+        matches!(again, weir_client::Error::Assignor { .. }),
+        "{again}"
+    );
 }

@@ -82,7 +82,7 @@ async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result
                         tracing::error!(
                             group = %group.id, generation = joined.generation,
                             assignor = used.name(), %err,
-                            "the assignor failed; this generation gets no assignment"
+                            "no assignment for this generation: leading it failed"
                         );
                         return Err(err);
                     }

@@ -76,6 +76,17 @@ pub enum Error {
     /// The producer or consumer was closed.
     #[error("client is closed")]
     Closed,
+    /// A consumer group's partition assignor failed, or returned an assignment that does not
+    /// fit the group (a member not in it, a partition not in its subscription). An
+    /// application's own [`PartitionAssignor`](crate::consumer::PartitionAssignor) returns it
+    /// to refuse a group it cannot assign.
+    #[error("partition assignor {assignor}: {reason}")]
+    Assignor {
+        /// The assignor's protocol name.
+        assignor: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A call the client's current state does not allow, such as seeking a partition the
     /// consumer is not assigned.
     #[error("illegal state: {0}")]
@@ -136,6 +147,10 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::Records(e) => Error::Records(e.clone()),
+            Error::Assignor { assignor, reason } => Error::Assignor {
+                assignor: assignor.clone(),
+                reason: reason.clone(),
+            },
             Error::Closed => Error::Closed,
             Error::IllegalState(s) => Error::IllegalState(s.clone()),
         }

@@ -9,7 +9,8 @@
 //! - [`producer`]: batching per partition, compression, idempotence, the Java client's default
 //!   partitioner.
 //! - [`consumer`]: consumer groups (classic protocol) or hand-assigned partitions, a `Stream`
-//!   of records, commits.
+//!   of records, commits; the built-in assignors or an application's own
+//!   ([`consumer::PartitionAssignor`]), with user data in JoinGroup and SyncGroup.
 //! - [`admin`]: topics, partitions, configs, groups, offsets, records, the cluster.
 //!
 //! Everything runs on tokio; nothing here blocks a runtime thread.

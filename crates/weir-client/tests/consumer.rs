@@ -1,6 +1,6 @@
 //! The consumer against an in-process Weir broker: assigned partitions, groups splitting and
-//! rebalancing partitions, commits, static membership, cooperative rebalancing, seek and
-//! `auto.offset.reset`.
+//! rebalancing partitions, commits, static membership, cooperative rebalancing, a custom
+//! assignor's user data, seek and `auto.offset.reset`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(unreachable_pub)]
@@ -14,8 +14,8 @@ use futures_core::Stream;
 use support::{TestBroker, create_topic};
 use weir_client::Client;
 use weir_client::consumer::{
-    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
-    RebalanceListener, TopicPartition,
+    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, GroupMember, MemberAssignment,
+    OffsetAndMetadata, OffsetReset, PartitionAssignor, RebalanceListener, TopicPartition,
 };
 use weir_protocol::ErrorCode;
 use weir_protocol::messages::ProduceRequest;
@@ -615,4 +615,181 @@ async fn the_group_rebalances_when_a_topic_gains_partitions() {
     produce(&client, "grows", 3, "new", 1, Compression::None).await;
     let record = recv_n(&mut consumers[0], 1).await;
     assert_eq!(record[0].partition, 3);
+}
+
+/// A custom assignor: each member's subscription carries `marker`; the leader gives every
+/// partition to the member whose marker starts with `take` and sends each member
+/// `for <its marker>`. It records what the leader saw and what `on_assignment` heard.
+#[derive(Debug)]
+struct MarkerAssignor {
+    marker: &'static str,
+    /// Every member's user data, per `assign` call this instance made as leader.
+    led: Mutex<Vec<BTreeSet<String>>>,
+    /// What `on_assignment` received, in order.
+    heard: Mutex<Vec<(Vec<TopicPartition>, Option<String>)>>,
+}
+
+impl MarkerAssignor {
+    fn new(marker: &'static str) -> Arc<Self> {
+        Arc::new(Self {
+            marker,
+            led: Mutex::new(Vec::new()),
+            heard: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn last_heard(&self) -> Option<(Vec<TopicPartition>, Option<String>)> {
+        self.heard.lock().unwrap().last().cloned()
+    }
+}
+
+fn text(bytes: Option<&bytes::Bytes>) -> Option<String> {
+    bytes.map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+impl PartitionAssignor for MarkerAssignor {
+    fn name(&self) -> &str {
+        "marker"
+    }
+
+    fn subscription_user_data(&self, _topics: &[String]) -> Option<bytes::Bytes> {
+        Some(bytes::Bytes::from(self.marker))
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[GroupMember],
+    ) -> weir_client::Result<BTreeMap<String, MemberAssignment>> {
+        let markers: Vec<String> = members
+            .iter()
+            .map(|m| text(m.user_data.as_ref()).unwrap_or_default())
+            .collect();
+        self.led
+            .lock()
+            .unwrap()
+            .push(markers.iter().cloned().collect());
+        let all: Vec<TopicPartition> = partitions_per_topic
+            .iter()
+            .flat_map(|(t, &n)| (0..n).map(move |p| TopicPartition::new(t.clone(), p)))
+            .collect();
+        Ok(members
+            .iter()
+            .zip(markers)
+            .map(|(m, marker)| {
+                let partitions = if marker.starts_with("take") {
+                    all.clone()
+                } else {
+                    Vec::new()
+                };
+                let message = bytes::Bytes::from(format!("for {marker}"));
+                (
+                    m.member_id.clone(),
+                    MemberAssignment::new(partitions).with_user_data(message),
+                )
+            })
+            .collect())
+    }
+
+    fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&bytes::Bytes>) {
+        self.heard
+            .lock()
+            .unwrap()
+            .push((partitions.to_vec(), text(user_data)));
+    }
+}
+
+/// Two consumers with a custom assignor: the subscription's user data reaches the leader,
+/// the leader's choice (not range's even split) is what the members read, and each member's
+/// `on_assignment` gets the leader's message for it before the assignment shows.
+#[tokio::test]
+async fn a_custom_assignor_carries_user_data_both_ways() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "custom", 4).await;
+    let assignors = [
+        MarkerAssignor::new("give-c1"),
+        MarkerAssignor::new("take-c2"),
+    ];
+    let mut consumers = Vec::new();
+    for assignor in &assignors {
+        let mut cfg = config(&broker, "custom-group");
+        cfg.custom_assignor = Some(Arc::clone(assignor) as Arc<dyn PartitionAssignor>);
+        let mut consumer = Consumer::connect(cfg).await.unwrap();
+        consumer.subscribe(&["custom"]).unwrap();
+        consumers.push(consumer);
+    }
+    let all: Vec<TopicPartition> = (0..4).map(|p| tp("custom", p)).collect();
+    settle(&mut consumers, |a| {
+        a[0].is_empty()
+            && a[1] == all
+            && assignors[0].last_heard() == Some((Vec::new(), Some("for give-c1".into())))
+    })
+    .await;
+    // The assignment showed only after `on_assignment` heard of it.
+    assert_eq!(
+        assignors[1].last_heard(),
+        Some((all.clone(), Some("for take-c2".into())))
+    );
+    // Whichever member led saw both markers in one round.
+    let both: BTreeSet<String> = ["give-c1".to_string(), "take-c2".to_string()].into();
+    let led: Vec<BTreeSet<String>> = assignors
+        .iter()
+        .flat_map(|a| a.led.lock().unwrap().clone())
+        .collect();
+    assert!(led.contains(&both), "{led:?}");
+    produce(&client, "custom", 3, "v", 2, Compression::None).await;
+    let records = recv_n(&mut consumers[1], 2).await;
+    assert!(records.iter().all(|r| r.partition == 3));
+}
+
+/// Assigns to a member id the group does not have.
+#[derive(Debug)]
+struct GhostAssignor;
+
+impl PartitionAssignor for GhostAssignor {
+    fn name(&self) -> &str {
+        "ghost"
+    }
+
+    fn assign(
+        &self,
+        _: &BTreeMap<String, i32>,
+        _: &[GroupMember],
+    ) -> weir_client::Result<BTreeMap<String, MemberAssignment>> {
+        Ok(BTreeMap::from([(
+            "ghost".to_string(),
+            MemberAssignment::new(vec![tp("ghosts", 0)]),
+        )]))
+    }
+}
+
+/// An assignment naming a member not in the group fails the leader's `recv` with a clear
+/// error instead of reaching the coordinator (or panicking).
+#[tokio::test]
+async fn a_custom_assignment_for_a_stranger_is_an_error() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "ghosts", 1).await;
+    let mut cfg = config(&broker, "ghost-group");
+    cfg.custom_assignor = Some(Arc::new(GhostAssignor));
+    let mut consumer = Consumer::connect(cfg).await.unwrap();
+    consumer.subscribe(&["ghosts"]).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+        .await
+        .expect("recv returned nothing")
+        .expect_err("an invalid assignment was accepted");
+    assert!(matches!(err, weir_client::Error::Assignor { .. }), "{err}");
+    assert!(err.to_string().contains("not a member"), "{err}");
+    assert!(consumer.assignment().is_empty());
+    // The next `recv` rejoins: a new generation, refused the same way, not a hang.
+    assert_eq!(consumer.group_generation(), None);
+    let again = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+        .await
+        .expect("the second recv returned nothing")
+        .expect_err("an invalid assignment was accepted");
+    assert!(
+        matches!(again, weir_client::Error::Assignor { .. }),
+        "{again}"
+    );
 }

@@ -69,6 +69,8 @@
 //!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
 //!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
+//! - `assignor`: the group's task assignor, sticky to the instance that ran a task or holds
+//!   its state.
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
 //!   task per input partition built by a [`TopologyFactory`], created (and restored) on
 //!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
@@ -246,9 +248,13 @@
 //!   tasks is the largest partition count of the source topics; internal topics are created
 //!   with that many partitions (repartition: `cleanup.policy=delete`; changelogs:
 //!   `compact`) if missing, and one that exists with another count is refused. Instances of
-//!   one application share the tasks through the group `application.id` with the range
-//!   assignor, which gives one member equal partition numbers of topics with equal partition
-//!   counts. Topics that must be co-partitioned (both sides of a join, the topics feeding
+//!   one application share the tasks through the group `application.id` with the streams
+//!   assignor (protocol `weir-streams`, a weir-client custom assignor): each instance's
+//!   subscription says which tasks it ran last and which it has local state for, and the
+//!   leader keeps a task with its last owner, else an instance with its state, else fills in
+//!   task order, balanced (counts differ by at most one), giving one instance partition N of
+//!   every subscribed topic. Instances of an earlier version, which proposed `range`, cannot
+//!   join the same group: stop them all before starting this one. Topics that must be co-partitioned (both sides of a join, the topics feeding
 //!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
 //!   runtime refuses to start otherwise, naming the node and each topic's count. A global
 //!   table's topic makes no task and is not in the group's subscription (*Global tables*).
@@ -387,9 +393,10 @@
 //! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
 //!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
 //!   partition, or while the lag is unknown);
-//! - Kafka's `StreamsPartitionAssignor` (sticky task assignment, warm-up of standbys,
-//!   cooperative rebalancing): the eager range assignor revokes every partition at each
-//!   rebalance, and the tasks it gives back are kept;
+//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up of standbys, cooperative
+//!   rebalancing, rack awareness, lag-based placement): the streams assignor is sticky but
+//!   eager, so every partition is revoked at each rebalance, and the tasks it gives back
+//!   are kept;
 //! - in the processor API: `forward` to a named child,
 //!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
@@ -403,6 +410,7 @@
 //! The DSL cannot build a cycle (an operator only ever feeds a node made after it), so the
 //! topology needs no cycle check.
 
+mod assignor;
 mod driver;
 mod error;
 mod join;

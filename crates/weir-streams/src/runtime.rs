@@ -5,10 +5,12 @@
 //! partition number: task `p` is a topology of its own (built by the application's factory)
 //! that processes partition `p` of every source topic and logs its stores to partition `p` of
 //! their changelogs. This is coarser than Kafka's tasks per (sub-topology, partition): every
-//! task holds the whole topology. Instances of one application share the partitions through
-//! the group with the range assignor, which hands out equal partition numbers of
-//! co-partitioned topics together; a task is created (and its stores restored from their
-//! changelogs) when its partitions are assigned, and dropped when they are revoked. With
+//! task holds the whole topology. Instances of one application share the tasks through the
+//! group with the streams assignor (`crate::assignor`), which hands out partition N of every
+//! subscribed topic together and keeps a task with the instance that ran it, else one that
+//! has its local state, while balancing the counts; a task is created (and its stores
+//! restored from their changelogs) when its partitions are assigned, and dropped when they
+//! are revoked. With
 //! `state_dir`, a task also keeps its stores' changelog records and checkpoints in a redb
 //! database of its own (`crate::state`), written at each commit and read back first when
 //! the task is created, so that only the changelog past the checkpoint is read.
@@ -46,13 +48,14 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
 use weir_client::consumer::{
-    AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset,
+    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, PartitionAssignor,
     RebalanceListener, TopicPartition,
 };
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
+use crate::assignor::StreamsAssignor;
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
 use crate::state::{self, GLOBAL_DIR, LocalRecord, TaskState, blocking};
@@ -155,6 +158,8 @@ pub struct KafkaStreams {
     client: Client,
     admin: Admin,
     consumer: Consumer,
+    /// The group's assignor, told which task directories this instance holds.
+    assignor: Arc<StreamsAssignor>,
     producer: Producer,
     config: StreamsConfig,
     events: Arc<Mutex<Vec<RebalanceEvent>>>,
@@ -298,6 +303,13 @@ impl KafkaStreams {
         check_copartitioning(&template, &counts, tasks)?;
         create_internal_topics(&admin, &client, &prefix, &template, tasks).await?;
 
+        let assignor = Arc::new(StreamsAssignor::default());
+        if let Some(dir) = &config.state_dir {
+            let app_dir = dir.join(&config.application_id);
+            let scanning = app_dir.clone();
+            let local = blocking(&app_dir, move || state::local_tasks(&scanning)).await?;
+            assignor.set_local_state(local);
+        }
         let consumer_config = ConsumerConfig {
             client: config.client.clone(),
             group_id: Some(config.application_id.clone()),
@@ -307,9 +319,8 @@ impl KafkaStreams {
             session_timeout: config.session_timeout,
             // The Java client's ratio: a third of the session, at most its 3 s default.
             heartbeat_interval: (config.session_timeout / 3).min(Duration::from_secs(3)),
-            // The range assignor gives one member the same partition numbers of topics with
-            // equal partition counts: every partition of a task lands on one instance.
-            assignment_strategy: AssignmentStrategy::Range,
+            // Every partition of a task lands on one instance, the one that ran it if it can.
+            custom_assignor: Some(Arc::clone(&assignor) as Arc<dyn PartitionAssignor>),
             ..ConsumerConfig::default()
         };
         let mut consumer = Consumer::from_client(client.clone(), consumer_config).await?;
@@ -351,6 +362,7 @@ impl KafkaStreams {
             client,
             admin,
             consumer,
+            assignor,
             producer,
             events,
             synced: false,
@@ -507,6 +519,7 @@ impl KafkaStreams {
         {
             Ok(deleted) if !deleted.is_empty() => {
                 tracing::info!(tasks = ?deleted, "deleted the local state of tasks not run here");
+                self.assignor.remove_local_state(&deleted);
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "state cleaner failed"),
@@ -539,7 +552,9 @@ impl KafkaStreams {
         }
         let app_dir = state_dir.join(&self.config.application_id);
         let wiping = app_dir.clone();
-        blocking(&app_dir, move || state::wipe_app_dir(&wiping)).await
+        blocking(&app_dir, move || state::wipe_app_dir(&wiping)).await?;
+        self.assignor.set_local_state([]);
+        Ok(())
     }
 
     /// Processes what is ready of `received` and of the records fetched before (all of it,
@@ -722,7 +737,9 @@ impl KafkaStreams {
                 let dir = dir
                     .join(&self.config.application_id)
                     .join(partition.to_string());
-                Some(open_task_state(dir, self.config.restore_timeout).await?)
+                let opened = open_task_state(dir, self.config.restore_timeout).await?;
+                self.assignor.add_local_state(partition);
+                Some(opened)
             }
             None => None,
         };

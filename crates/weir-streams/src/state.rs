@@ -343,6 +343,14 @@ fn task_dirs(app_dir: &Path) -> Result<Vec<(i32, PathBuf)>, Error> {
     Ok(dirs)
 }
 
+/// The tasks with a directory under `app_dir` (none when it does not exist).
+pub(crate) fn local_tasks(app_dir: &Path) -> Result<BTreeSet<i32>, Error> {
+    Ok(task_dirs(app_dir)?
+        .into_iter()
+        .map(|(task, _)| task)
+        .collect())
+}
+
 /// When the task directory `dir` last changed: the latest modification time of the
 /// directory and its files (a task writes its database at every commit and at close).
 fn last_modified(dir: &Path) -> Result<SystemTime, Error> {

@@ -15,7 +15,7 @@ mod support;
 #[allow(dead_code, reason = "each test file uses some of the shared helpers")]
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{committed_to, latest_counts, start, word_counts};
@@ -1146,5 +1146,97 @@ async fn global_records_alone_reach_the_local_copy_at_the_commit_interval() {
     assert_eq!(metrics.restored_from_local_state, 5, "p4 included");
     assert_eq!(metrics.restored_from_changelog, 0);
     streams.close().await.unwrap();
+    broker.stop().await;
+}
+
+/// Each member's partitions of `topic` in the group `group`, by the member's `client.id`,
+/// once the group is stable with `members` members that together hold `partitions`
+/// partitions of it.
+async fn wait_for_layout(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    members: usize,
+    partitions: usize,
+) -> BTreeMap<String, BTreeSet<i32>> {
+    let admin = weir_client::admin::Admin::connect(broker.config())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = admin.describe_groups(&[group]).await.unwrap();
+        let layout: BTreeMap<String, BTreeSet<i32>> = described
+            .iter()
+            .filter_map(|(_, group)| group.as_ref().ok())
+            .filter(|group| group.state == "Stable")
+            .flat_map(|group| &group.members)
+            .map(|member| {
+                let mine = member
+                    .assigned_partitions()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, p)| p)
+                    .collect();
+                (member.client_id.clone(), mine)
+            })
+            .collect();
+        let held: usize = layout.values().map(BTreeSet::len).sum();
+        if layout.len() == members && held == partitions {
+            return layout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group} never settled: {layout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The streams assignor is sticky: when one of three instances leaves, the two that stay
+/// keep every task they ran and only take over the leaver's. (The range assignor would move
+/// a task between the two that stay: with tasks 0-1, 2-3 and 4-5, the last leaving, range
+/// gives 0-2 and 3-5.)
+#[tokio::test]
+async fn the_instances_that_stay_keep_their_tasks_when_one_leaves() {
+    const APP: &str = "word-count-sticky";
+    let broker = TestBroker::start(&[
+        ("group.min.session.timeout.ms", "1000"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 6).await;
+    create_topic(&client, "word-counts", 1).await;
+
+    let mut running = BTreeMap::new();
+    for i in 0..3 {
+        let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+        config.client = broker.config();
+        config.client.client_id = format!("instance-{i}");
+        config.commit_interval = Duration::from_millis(100);
+        let instance = start(KafkaStreams::new(word_counts, config).await.unwrap());
+        running.insert(format!("instance-{i}"), instance);
+    }
+    let before = wait_for_layout(&broker, APP, "words", 3, 6).await;
+    assert!(before.values().all(|tasks| tasks.len() == 2), "{before:?}");
+    let (leaver, _) = before.iter().find(|(_, tasks)| tasks.contains(&5)).unwrap();
+    let (stop, task) = running.remove(leaver).unwrap();
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+
+    let after = wait_for_layout(&broker, APP, "words", 2, 6).await;
+    for (instance, tasks) in &after {
+        assert_eq!(tasks.len(), 3, "{after:?}");
+        assert!(
+            tasks.is_superset(&before[instance]),
+            "{instance} had {:?}, now {tasks:?}",
+            before[instance]
+        );
+    }
+    for (_, (stop, task)) in running {
+        stop.send(()).unwrap();
+        task.await.unwrap().close().await.unwrap();
+    }
     broker.stop().await;
 }

@@ -13,11 +13,19 @@
 //!
 //! Member order (`range`, `roundrobin`) is Kafka's: static members first by instance id, then
 //! dynamic members by member id.
+//!
+//! An application's own assignor implements [`PartitionAssignor`]; the consumer's module docs
+//! say how it is configured and how its data flows.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::sync::Arc;
 
-use super::protocol::{Subscription, TopicPartition};
+use bytes::Bytes;
+
+use super::protocol::{Assignment, Subscription, TopicPartition};
+use crate::{Error, Result};
 
 /// Which assignor the consumer proposes in JoinGroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,10 +40,13 @@ pub enum AssignmentStrategy {
     CooperativeSticky,
 }
 
-/// How a rebalance treats partitions the members already own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RebalanceProtocol {
+/// How a rebalance treats partitions the members already own (Kafka's `RebalanceProtocol`).
+/// An assignor says which one it follows because the consumer, not the assignor, gives
+/// partitions up around a rebalance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RebalanceProtocol {
     /// Every member gives up everything before joining.
+    #[default]
     Eager,
     /// Members keep what they own and give up only what the new assignment takes away.
     Cooperative,
@@ -94,6 +105,281 @@ pub(crate) struct Member {
     pub(crate) member_id: String,
     pub(crate) group_instance_id: Option<String>,
     pub(crate) subscription: Subscription,
+}
+
+/// An assignor of the application's own, run by whichever member the coordinator makes the
+/// group's leader, so every member of a group must configure one with the same
+/// [`name`](PartitionAssignor::name). See the [consumer's module docs](crate::consumer) for
+/// how it is configured and how its data flows.
+///
+/// It is shared between the consumer and the task that runs rebalances, hence `Send + Sync`
+/// and `&self` methods: an assignor that learns from [`on_assignment`] keeps that state
+/// behind a lock of its own.
+///
+/// [`on_assignment`]: PartitionAssignor::on_assignment
+pub trait PartitionAssignor: Send + Sync + Debug {
+    /// The protocol name proposed in JoinGroup; the coordinator only groups members that
+    /// share one.
+    fn name(&self) -> &str;
+
+    /// Whether members give up all their partitions before a rebalance (eager, the default)
+    /// or only those the new assignment takes away (cooperative). A cooperative assignor must
+    /// not hand a partition to one member while another still owns it: the owner revokes it
+    /// first and the follow-up rebalance assigns it.
+    fn protocol(&self) -> RebalanceProtocol {
+        RebalanceProtocol::Eager
+    }
+
+    /// The user data this member puts in its subscription, asked at every JoinGroup so it
+    /// can say what the member holds now; `topics` is the member's subscription. The leader
+    /// reads it in [`GroupMember::user_data`].
+    fn subscription_user_data(&self, topics: &[String]) -> Option<Bytes> {
+        let _ = topics;
+        None
+    }
+
+    /// Splits the partitions of `partitions_per_topic` (every subscribed topic that exists,
+    /// with its partition count) among `members`; keyed by member id. Members left out get
+    /// nothing. Runs on the leader only.
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[GroupMember],
+    ) -> Result<BTreeMap<String, MemberAssignment>>;
+
+    /// Tells this member what the leader assigned it, with the leader's user data for it,
+    /// before the consumer takes the partitions and calls its rebalance listener. Runs on
+    /// every member, leader included, once per generation joined.
+    fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&Bytes>) {
+        let _ = (partitions, user_data);
+    }
+}
+
+/// One member of the group as a [`PartitionAssignor`] sees it: its identity and the
+/// subscription it sent in JoinGroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupMember {
+    /// The member id the coordinator gave it; the key of the assignment.
+    pub member_id: String,
+    /// `group.instance.id` of a static member, stable across restarts.
+    pub group_instance_id: Option<String>,
+    /// The topics it subscribes to.
+    pub topics: Vec<String>,
+    /// The partitions it still owns (only cooperative members report them).
+    pub owned_partitions: Vec<TopicPartition>,
+    /// The generation it owned them in; -1 when unknown.
+    pub generation_id: i32,
+    /// What its [`PartitionAssignor::subscription_user_data`] returned.
+    pub user_data: Option<Bytes>,
+}
+
+impl GroupMember {
+    /// A member subscribed to `topics` that owns nothing and sent no user data; the other
+    /// fields are public to set (tests of an assignor build members this way).
+    pub fn new(member_id: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            member_id: member_id.into(),
+            group_instance_id: None,
+            topics,
+            owned_partitions: Vec::new(),
+            generation_id: -1,
+            user_data: None,
+        }
+    }
+
+    fn from_member(member: &Member) -> Self {
+        let sub = &member.subscription;
+        Self {
+            member_id: member.member_id.clone(),
+            group_instance_id: member.group_instance_id.clone(),
+            topics: sub.topics.clone(),
+            owned_partitions: sub.owned_partitions.clone(),
+            generation_id: sub.generation_id,
+            user_data: sub.user_data.clone(),
+        }
+    }
+}
+
+/// What a [`PartitionAssignor`] gives one member: partitions and user data the member's
+/// [`PartitionAssignor::on_assignment`] receives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct MemberAssignment {
+    /// The partitions the member is to read.
+    pub partitions: Vec<TopicPartition>,
+    /// Data for the member's assignor.
+    pub user_data: Option<Bytes>,
+}
+
+impl MemberAssignment {
+    /// `partitions` without user data.
+    pub fn new(partitions: Vec<TopicPartition>) -> Self {
+        Self {
+            partitions,
+            user_data: None,
+        }
+    }
+
+    /// The same assignment carrying `user_data`.
+    #[must_use]
+    pub fn with_user_data(mut self, user_data: Bytes) -> Self {
+        self.user_data = Some(user_data);
+        self
+    }
+}
+
+/// The assignor a consumer proposes: a built-in strategy or the application's own.
+#[derive(Debug, Clone)]
+pub(crate) enum Assignor {
+    Builtin(AssignmentStrategy),
+    Custom(Arc<dyn PartitionAssignor>),
+}
+
+impl Assignor {
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Builtin(strategy) => strategy.name(),
+            Self::Custom(assignor) => assignor.name(),
+        }
+    }
+
+    pub(crate) fn rebalance_protocol(&self) -> RebalanceProtocol {
+        match self {
+            Self::Builtin(strategy) => strategy.rebalance_protocol(),
+            Self::Custom(assignor) => assignor.protocol(),
+        }
+    }
+
+    pub(crate) fn subscription_user_data(&self, topics: &[String]) -> Option<Bytes> {
+        match self {
+            Self::Builtin(_) => None,
+            Self::Custom(assignor) => assignor.subscription_user_data(topics),
+        }
+    }
+
+    /// The assignor the group agreed on: a custom assignor is the only protocol proposed,
+    /// while with built-ins the coordinator's choice wins when this client knows it.
+    pub(crate) fn chosen(&self, protocol_name: Option<&str>) -> Self {
+        match self {
+            Self::Builtin(strategy) => Self::Builtin(
+                protocol_name
+                    .and_then(AssignmentStrategy::from_name)
+                    .unwrap_or(*strategy),
+            ),
+            Self::Custom(_) => self.clone(),
+        }
+    }
+
+    /// Runs the assignor; a custom one's answer is checked against the group first. Every
+    /// member gets an entry, possibly empty.
+    pub(crate) fn assign(
+        &self,
+        partition_counts: &BTreeMap<String, i32>,
+        members: &[Member],
+    ) -> Result<BTreeMap<String, Assignment>> {
+        match self {
+            Self::Builtin(strategy) => Ok(strategy
+                .assign(partition_counts, members)
+                .into_iter()
+                .map(|(member_id, partitions)| {
+                    (
+                        member_id,
+                        Assignment {
+                            partitions,
+                            user_data: None,
+                        },
+                    )
+                })
+                .collect()),
+            Self::Custom(assignor) => {
+                let group: Vec<GroupMember> =
+                    members.iter().map(GroupMember::from_member).collect();
+                let assigned = assignor.assign(partition_counts, &group)?;
+                check_custom(assignor.as_ref(), partition_counts, members, &assigned)?;
+                let mut out: BTreeMap<String, Assignment> = assigned
+                    .into_iter()
+                    .map(|(member_id, a)| {
+                        let mut partitions = a.partitions;
+                        partitions.sort();
+                        (
+                            member_id,
+                            Assignment {
+                                partitions,
+                                user_data: a.user_data,
+                            },
+                        )
+                    })
+                    .collect();
+                for member in members {
+                    out.entry(member.member_id.clone()).or_default();
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Hands this member's assignment to a custom assignor.
+    pub(crate) fn on_assignment(&self, assignment: &Assignment) {
+        if let Self::Custom(assignor) = self {
+            assignor.on_assignment(&assignment.partitions, assignment.user_data.as_ref());
+        }
+    }
+}
+
+/// Refuses an assignment that names a member not in the group, a partition that does not
+/// exist or whose topic its member does not subscribe to, a partition given twice, or (for a
+/// cooperative assignor) a partition given away while another member still owns it.
+fn check_custom(
+    assignor: &dyn PartitionAssignor,
+    partition_counts: &BTreeMap<String, i32>,
+    members: &[Member],
+    assigned: &BTreeMap<String, MemberAssignment>,
+) -> Result<()> {
+    let invalid = |reason: String| Error::Assignor {
+        assignor: assignor.name().to_string(),
+        reason,
+    };
+    let owners = (assignor.protocol() == RebalanceProtocol::Cooperative)
+        .then(|| valid_owners(partition_counts, members));
+    let mut given: BTreeMap<&TopicPartition, &str> = BTreeMap::new();
+    for (member_id, assignment) in assigned {
+        let Some(member) = members.iter().find(|m| &m.member_id == member_id) else {
+            return Err(invalid(format!(
+                "assigned partitions to {member_id:?}, which is not a member of the group"
+            )));
+        };
+        for tp in &assignment.partitions {
+            if !subscribes(member, &tp.topic) {
+                return Err(invalid(format!(
+                    "assigned {tp} to {member_id:?}, which does not subscribe to {:?}",
+                    tp.topic
+                )));
+            }
+            let exists = partition_counts
+                .get(&tp.topic)
+                .is_some_and(|&n| (0..n).contains(&tp.partition));
+            if !exists {
+                return Err(invalid(format!(
+                    "assigned {tp} to {member_id:?}, but that partition does not exist"
+                )));
+            }
+            if let Some(other) = given.insert(tp, member_id) {
+                return Err(invalid(format!(
+                    "assigned {tp} to both {other:?} and {member_id:?}"
+                )));
+            }
+            if let Some(owner) = owners.as_ref().and_then(|o| o.get(tp))
+                && owner != member_id
+            {
+                return Err(invalid(format!(
+                    "assigned {tp} to {member_id:?} while {owner:?} still owns it \
+                     (a cooperative assignor must let the owner revoke it first)"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn member_order(a: &Member, b: &Member) -> Ordering {
@@ -356,6 +642,200 @@ mod tests {
             .iter()
             .map(|p| TopicPartition::new(topic, *p))
             .collect()
+    }
+
+    /// Gives everything to the member whose user data is `b"take"`, and each member its id
+    /// back as user data; records what `on_assignment` hears.
+    #[derive(Debug, Default)]
+    struct Taker {
+        heard: std::sync::Mutex<Vec<(Vec<TopicPartition>, Option<Bytes>)>>,
+    }
+
+    impl PartitionAssignor for Taker {
+        fn name(&self) -> &str {
+            "taker"
+        }
+
+        fn subscription_user_data(&self, topics: &[String]) -> Option<Bytes> {
+            Some(Bytes::from(topics.join(",")))
+        }
+
+        fn assign(
+            &self,
+            partitions_per_topic: &BTreeMap<String, i32>,
+            members: &[GroupMember],
+        ) -> Result<BTreeMap<String, MemberAssignment>> {
+            let Some(taker) = members
+                .iter()
+                .find(|m| m.user_data.as_deref() == Some(&b"take"[..]))
+            else {
+                return Err(Error::Assignor {
+                    assignor: self.name().to_string(),
+                    reason: "nobody takes".to_string(),
+                });
+            };
+            let all = partitions_per_topic
+                .iter()
+                .flat_map(|(t, &n)| (0..n).map(move |p| TopicPartition::new(t.clone(), p)))
+                .collect();
+            Ok(BTreeMap::from([(
+                taker.member_id.clone(),
+                MemberAssignment::new(all).with_user_data(Bytes::from(taker.member_id.clone())),
+            )]))
+        }
+
+        fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&Bytes>) {
+            if let Ok(mut heard) = self.heard.lock() {
+                heard.push((partitions.to_vec(), user_data.cloned()));
+            }
+        }
+    }
+
+    /// Returns a fixed answer, to feed the checks.
+    #[derive(Debug)]
+    struct Fixed(Vec<(&'static str, Vec<TopicPartition>)>, RebalanceProtocol);
+
+    impl PartitionAssignor for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+
+        fn protocol(&self) -> RebalanceProtocol {
+            self.1
+        }
+
+        fn assign(
+            &self,
+            _: &BTreeMap<String, i32>,
+            _: &[GroupMember],
+        ) -> Result<BTreeMap<String, MemberAssignment>> {
+            Ok(self
+                .0
+                .iter()
+                .map(|(id, tps)| (id.to_string(), MemberAssignment::new(tps.clone())))
+                .collect())
+        }
+    }
+
+    fn with_user_data(mut m: Member, data: &'static [u8]) -> Member {
+        m.subscription.user_data = Some(Bytes::from_static(data));
+        m
+    }
+
+    #[test]
+    fn a_custom_assignor_sees_user_data_and_sends_its_own() {
+        let taker = Arc::new(Taker::default());
+        let assignor = Assignor::Custom(taker.clone());
+        assert_eq!(assignor.name(), "taker");
+        assert_eq!(assignor.rebalance_protocol(), RebalanceProtocol::Eager);
+        assert_eq!(
+            assignor.subscription_user_data(&["a".into(), "b".into()]),
+            Some(Bytes::from_static(b"a,b"))
+        );
+        let members = [
+            with_user_data(member("a", &["t"]), b"leave"),
+            with_user_data(member("b", &["t"]), b"take"),
+        ];
+        let out = assignor.assign(&counts(&[("t", 3)]), &members).unwrap();
+        // Left out members still get an (empty) assignment.
+        assert_eq!(out["a"], Assignment::default());
+        assert_eq!(out["b"].partitions, tps("t", &[0, 1, 2]));
+        assert_eq!(out["b"].user_data, Some(Bytes::from_static(b"b")));
+
+        assignor.on_assignment(&out["b"]);
+        let heard = taker.heard.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            vec![(tps("t", &[0, 1, 2]), Some(Bytes::from_static(b"b")))]
+        );
+    }
+
+    #[test]
+    fn the_assignors_own_error_comes_back() {
+        let assignor = Assignor::Custom(Arc::new(Taker::default()));
+        let err = assignor
+            .assign(&counts(&[("t", 1)]), &[member("a", &["t"])])
+            .unwrap_err();
+        assert!(err.to_string().contains("nobody takes"), "{err}");
+    }
+
+    #[test]
+    fn built_ins_carry_no_user_data_and_follow_the_coordinators_choice() {
+        let builtin = Assignor::Builtin(AssignmentStrategy::Range);
+        assert_eq!(builtin.subscription_user_data(&["t".into()]), None);
+        assert!(matches!(
+            builtin.chosen(Some("roundrobin")),
+            Assignor::Builtin(AssignmentStrategy::RoundRobin)
+        ));
+        let out = builtin
+            .assign(&counts(&[("t", 2)]), &[member("a", &["t"])])
+            .unwrap();
+        assert_eq!(out["a"].user_data, None);
+        let custom = Assignor::Custom(Arc::new(Taker::default()));
+        assert_eq!(custom.chosen(Some("range")).name(), "taker");
+    }
+
+    #[test]
+    fn invalid_custom_assignments_are_errors() {
+        let topics = counts(&[("t", 2), ("u", 1)]);
+        let members = [
+            owning(member("a", &["t"]), &tps("t", &[0]), 4),
+            member("b", &["t", "u"]),
+        ];
+        let cases: Vec<(Fixed, &str)> = vec![
+            (
+                Fixed(vec![("z", tps("t", &[0]))], RebalanceProtocol::Eager),
+                "not a member",
+            ),
+            (
+                Fixed(vec![("a", tps("u", &[0]))], RebalanceProtocol::Eager),
+                "does not subscribe",
+            ),
+            (
+                Fixed(vec![("a", tps("t", &[2]))], RebalanceProtocol::Eager),
+                "does not exist",
+            ),
+            (
+                Fixed(
+                    vec![("a", tps("t", &[1])), ("b", tps("t", &[1]))],
+                    RebalanceProtocol::Eager,
+                ),
+                "both",
+            ),
+            (
+                Fixed(vec![("b", tps("t", &[0]))], RebalanceProtocol::Cooperative),
+                "still owns",
+            ),
+        ];
+        for (fixed, expected) in cases {
+            let assignor = Assignor::Custom(Arc::new(fixed));
+            let err = assignor.assign(&topics, &members).unwrap_err();
+            assert!(matches!(err, Error::Assignor { .. }), "{err}");
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+        // Eager: what a member owned is no one's once everyone revoked.
+        let eager = Assignor::Custom(Arc::new(Fixed(
+            vec![("b", tps("t", &[0, 1]))],
+            RebalanceProtocol::Eager,
+        )));
+        assert_eq!(
+            eager.assign(&topics, &members).unwrap()["b"].partitions,
+            tps("t", &[0, 1])
+        );
+    }
+
+    #[test]
+    fn a_group_member_shows_the_whole_subscription() {
+        let mut m = owning(member("a", &["t"]), &tps("t", &[1]), 7);
+        m.group_instance_id = Some("i".into());
+        m = with_user_data(m, b"x");
+        let g = GroupMember::from_member(&m);
+        let mut expected = GroupMember::new("a", vec!["t".into()]);
+        expected.group_instance_id = Some("i".into());
+        expected.owned_partitions = tps("t", &[1]);
+        expected.generation_id = 7;
+        expected.user_data = Some(Bytes::from_static(b"x"));
+        assert_eq!(g, expected);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Consumer settings, with the Java consumer's property names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::assignor::AssignmentStrategy;
+use super::assignor::{AssignmentStrategy, PartitionAssignor};
 use super::positions::OffsetReset;
 use crate::config::{config_error, millis, parse};
 use crate::{ClientConfig, Result};
@@ -10,7 +11,10 @@ use crate::{ClientConfig, Result};
 /// How a [`Consumer`](super::Consumer) joins its group and fetches. Build it as a struct or
 /// from Java-style properties with [`ConsumerConfig::set`]; properties it does not know go to
 /// the [`ClientConfig`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two configs are equal when their settings are and they share the same custom assignor
+/// (the same `Arc`), if any: an assignor is code, not a value to compare.
+#[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// The connection settings.
     pub client: ClientConfig,
@@ -33,8 +37,14 @@ pub struct ConsumerConfig {
     /// `max.poll.interval.ms`: sent as the rebalance timeout, how long the coordinator waits
     /// for every member to rejoin (default 5 min).
     pub max_poll_interval: Duration,
-    /// `partition.assignment.strategy` (default `range`).
+    /// `partition.assignment.strategy` (default `range`); ignored when `custom_assignor` is
+    /// set.
     pub assignment_strategy: AssignmentStrategy,
+    /// An assignor of the application's own (default none). When set it is the only
+    /// protocol proposed in JoinGroup, so every member of the group needs one of the same
+    /// name. It has no property: code, not text, configures it. See
+    /// [`PartitionAssignor`].
+    pub custom_assignor: Option<Arc<dyn PartitionAssignor>>,
     /// `fetch.min.bytes`: the broker waits for this much data, up to `fetch.max.wait.ms`.
     pub fetch_min_bytes: i32,
     /// `fetch.max.bytes`: the most one fetch response may carry (default 50 MiB).
@@ -60,6 +70,7 @@ impl Default for ConsumerConfig {
             heartbeat_interval: Duration::from_secs(3),
             max_poll_interval: Duration::from_secs(300),
             assignment_strategy: AssignmentStrategy::Range,
+            custom_assignor: None,
             fetch_min_bytes: 1,
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
@@ -68,6 +79,53 @@ impl Default for ConsumerConfig {
         }
     }
 }
+
+impl PartialEq for ConsumerConfig {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured so that a new field cannot be forgotten here.
+        let Self {
+            client,
+            group_id,
+            group_instance_id,
+            auto_offset_reset,
+            enable_auto_commit,
+            auto_commit_interval,
+            session_timeout,
+            heartbeat_interval,
+            max_poll_interval,
+            assignment_strategy,
+            custom_assignor,
+            fetch_min_bytes,
+            fetch_max_bytes,
+            max_partition_fetch_bytes,
+            fetch_max_wait,
+            check_crcs,
+        } = self;
+        let same_assignor = match (custom_assignor, &other.custom_assignor) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        same_assignor
+            && *client == other.client
+            && *group_id == other.group_id
+            && *group_instance_id == other.group_instance_id
+            && *auto_offset_reset == other.auto_offset_reset
+            && *enable_auto_commit == other.enable_auto_commit
+            && *auto_commit_interval == other.auto_commit_interval
+            && *session_timeout == other.session_timeout
+            && *heartbeat_interval == other.heartbeat_interval
+            && *max_poll_interval == other.max_poll_interval
+            && *assignment_strategy == other.assignment_strategy
+            && *fetch_min_bytes == other.fetch_min_bytes
+            && *fetch_max_bytes == other.fetch_max_bytes
+            && *max_partition_fetch_bytes == other.max_partition_fetch_bytes
+            && *fetch_max_wait == other.fetch_max_wait
+            && *check_crcs == other.check_crcs
+    }
+}
+
+impl Eq for ConsumerConfig {}
 
 impl ConsumerConfig {
     /// The defaults with `bootstrap.servers` and `group.id` set.
@@ -151,6 +209,16 @@ impl ConsumerConfig {
         if self.group_instance_id.as_deref() == Some("") {
             return Err(config_error("group.instance.id", "must not be empty"));
         }
+        if self
+            .custom_assignor
+            .as_ref()
+            .is_some_and(|a| a.name().is_empty())
+        {
+            return Err(config_error(
+                "partition.assignment.strategy",
+                "the custom assignor's name must not be empty",
+            ));
+        }
         if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
             return Err(config_error(
                 "heartbeat.interval.ms",
@@ -211,6 +279,46 @@ mod tests {
         assert_eq!(config.client.bootstrap_servers, ["h:1"]);
         assert!(!config.enable_auto_commit);
         config.validate().unwrap();
+    }
+
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl PartitionAssignor for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+
+        fn assign(
+            &self,
+            _: &std::collections::BTreeMap<String, i32>,
+            _: &[super::super::GroupMember],
+        ) -> Result<std::collections::BTreeMap<String, super::super::MemberAssignment>> {
+            Ok(Default::default())
+        }
+    }
+
+    #[test]
+    fn a_custom_assignor_compares_by_identity_and_needs_a_name() {
+        let assignor: Arc<dyn PartitionAssignor> = Arc::new(Named("mine"));
+        let with = ConsumerConfig {
+            custom_assignor: Some(Arc::clone(&assignor)),
+            ..ConsumerConfig::default()
+        };
+        assert_eq!(with, with.clone());
+        assert_ne!(with, ConsumerConfig::default());
+        let other = ConsumerConfig {
+            custom_assignor: Some(Arc::new(Named("mine"))),
+            ..ConsumerConfig::default()
+        };
+        assert_ne!(with, other);
+        with.validate().unwrap();
+        let unnamed = ConsumerConfig {
+            custom_assignor: Some(Arc::new(Named(""))),
+            ..ConsumerConfig::default()
+        };
+        let err = unnamed.validate().unwrap_err();
+        assert!(err.to_string().contains("custom assignor"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! # Layout
 //! - [`ConsumerConfig`]: the Java consumer's settings.
 //! - `protocol`: the subscription and assignment bytes inside JoinGroup and SyncGroup.
-//! - `assignor`: `range`, `roundrobin` and `cooperative-sticky`, run by the group leader.
+//! - `assignor`: `range`, `roundrobin` and `cooperative-sticky`, run by the group leader, and
+//!   [`PartitionAssignor`] for an application's own (set in
+//!   [`ConsumerConfig::custom_assignor`]; its subscription and assignment user data travel
+//!   in JoinGroup and SyncGroup).
 //! - `group`: JoinGroup/SyncGroup/Heartbeat/LeaveGroup and commits, against the coordinator.
 //! - `positions`: where the consumer stands in each partition, with no I/O.
 //! - `fetcher`: Fetch requests to partition leaders and the buffer of fetched batches.
@@ -30,6 +33,83 @@
 //! }
 //! # }
 //! ```
+//!
+//! # Custom assignors
+//!
+//! An application that needs more than the built-in strategies (Kafka Streams assigns tasks
+//! sticky to the instance holding their state) implements [`PartitionAssignor`] and sets
+//! [`ConsumerConfig::custom_assignor`]. The built-ins stay a closed, `Copy`
+//! [`AssignmentStrategy`] picked by name from properties, and the user's assignor is a
+//! separate, optional field rather than a fourth variant: a trait object is neither `Copy`
+//! nor nameable in a properties file, and keeping the two apart leaves every existing
+//! configuration as it was. When set, the custom assignor is the only protocol the consumer
+//! proposes in JoinGroup and `assignment_strategy` is ignored.
+//!
+//! The data flows the way the Java client's `ConsumerPartitionAssignor` has it: every member
+//! puts [`PartitionAssignor::subscription_user_data`] into its JoinGroup subscription; the
+//! leader's [`PartitionAssignor::assign`] sees every member's subscription as a
+//! [`GroupMember`] and returns a [`MemberAssignment`] (partitions plus user data) per member;
+//! each member's [`PartitionAssignor::on_assignment`] receives its own from SyncGroup before
+//! the consumer takes the partitions or calls its rebalance listener.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::Arc;
+//!
+//! use bytes::Bytes;
+//! use weir_client::consumer::{
+//!     ConsumerConfig, GroupMember, MemberAssignment, PartitionAssignor, TopicPartition,
+//! };
+//!
+//! /// Every partition to the members that volunteer in their user data, dealt in turn.
+//! #[derive(Debug)]
+//! struct Volunteers {
+//!     volunteer: bool,
+//! }
+//!
+//! impl PartitionAssignor for Volunteers {
+//!     fn name(&self) -> &str {
+//!         "volunteers"
+//!     }
+//!
+//!     fn subscription_user_data(&self, _topics: &[String]) -> Option<Bytes> {
+//!         Some(Bytes::from_static(if self.volunteer { b"yes" } else { b"no" }))
+//!     }
+//!
+//!     fn assign(
+//!         &self,
+//!         partitions_per_topic: &BTreeMap<String, i32>,
+//!         members: &[GroupMember],
+//!     ) -> weir_client::Result<BTreeMap<String, MemberAssignment>> {
+//!         let volunteers: Vec<&GroupMember> = members
+//!             .iter()
+//!             .filter(|m| m.user_data.as_deref() == Some(&b"yes"[..]))
+//!             .collect();
+//!         let mut assignment: BTreeMap<String, MemberAssignment> = BTreeMap::new();
+//!         let partitions = partitions_per_topic
+//!             .iter()
+//!             .flat_map(|(topic, &n)| (0..n).map(move |p| TopicPartition::new(topic.clone(), p)));
+//!         for (i, tp) in partitions.enumerate() {
+//!             if let Some(member) = volunteers.get(i % volunteers.len().max(1)) {
+//!                 let entry = assignment.entry(member.member_id.clone()).or_default();
+//!                 entry.partitions.push(tp);
+//!             }
+//!         }
+//!         Ok(assignment)
+//!     }
+//! }
+//!
+//! let mut config = ConsumerConfig::new("localhost:9092", "my-consumer-group");
+//! config.custom_assignor = Some(Arc::new(Volunteers { volunteer: true }));
+//! ```
+//!
+//! The consumer checks what a custom assignor returns before sending it: a member id not in
+//! the group, a partition of a topic the member does not subscribe to or that does not exist,
+//! a partition given twice, or (cooperative assignors) a partition handed to one member while
+//! another still owns it is an [`Error::Assignor`]. The leader logs
+//! it and sends no SyncGroup for that generation: [`Consumer::recv`] returns the error, the
+//! other members' SyncGroup fails once the leader rejoins on the next `recv`, and the group
+//! tries again with a new generation.
 
 mod assignor;
 mod config;
@@ -46,12 +126,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 use tokio::task::JoinHandle;
 
-use assignor::RebalanceProtocol;
+use assignor::Assignor;
 use fetcher::Fetcher;
 use group::{Group, Rejoin};
 use positions::Positions;
 
-pub use assignor::AssignmentStrategy;
+pub use assignor::{
+    AssignmentStrategy, GroupMember, MemberAssignment, PartitionAssignor, RebalanceProtocol,
+};
 pub use config::ConsumerConfig;
 pub use positions::OffsetReset;
 pub use protocol::{OffsetAndMetadata, TopicPartition};
@@ -64,6 +146,8 @@ use crate::{Client, Error, Result};
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
+    /// The assignor proposed in JoinGroup: `config.custom_assignor` or the built-in strategy.
+    assignor: Assignor,
     /// The group; away on the rebalance task while `rebalancing` runs.
     group: Option<Group>,
     rebalancing: Option<JoinHandle<(Group, Result<rebalance::Joined>)>>,
@@ -135,7 +219,12 @@ impl Consumer {
             }
             None => None,
         };
+        let assignor = match &config.custom_assignor {
+            Some(custom) => Assignor::Custom(std::sync::Arc::clone(custom)),
+            None => Assignor::Builtin(config.assignment_strategy),
+        };
         Ok(Self {
+            assignor,
             fetcher: Fetcher::new(client.clone(), &config),
             positions: Positions::new(config.auto_offset_reset),
             next_auto_commit: Instant::now() + config.auto_commit_interval,
@@ -555,7 +644,7 @@ impl Consumer {
         let Some(mut group) = self.group.take() else {
             return Ok(());
         };
-        let strategy = self.config.assignment_strategy;
+        let protocol = self.assignor.rebalance_protocol();
         group.stop_heartbeat();
         let reason = group.signal.take();
         let owned = self.assignment();
@@ -572,7 +661,7 @@ impl Consumer {
                 }
                 self.positions.assign([], true);
             }
-            _ if self.joined && strategy.rebalance_protocol() == RebalanceProtocol::Eager => {
+            _ if self.joined && protocol == RebalanceProtocol::Eager => {
                 if self.config.enable_auto_commit {
                     commit_first.extend(self.positions.fetchable());
                 }
@@ -588,7 +677,7 @@ impl Consumer {
         self.fetcher.retain(&self.positions);
         let rejoin = rebalance::Rejoin {
             topics,
-            strategy,
+            assignor: self.assignor.clone(),
             owned: self.assignment(),
             commit_first,
         };
@@ -619,10 +708,7 @@ impl Consumer {
                 Instant::now() + self.client.config().metadata_max_age,
             )
         });
-        self.apply(
-            self.config.assignment_strategy.rebalance_protocol(),
-            joined.partitions,
-        );
+        self.apply(self.assignor.rebalance_protocol(), joined.partitions);
         Ok(())
     }
 

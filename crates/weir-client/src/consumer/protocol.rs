@@ -301,8 +301,11 @@ mod tests {
         }
 
         #[test]
-        fn assignment_round_trips(partitions in arb_partitions()) {
-            let assignment = Assignment { partitions, user_data: None };
+        fn assignment_round_trips(
+            partitions in arb_partitions(),
+            user_data in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..16)),
+        ) {
+            let assignment = Assignment { partitions, user_data: user_data.map(Bytes::from) };
             prop_assert_eq!(Assignment::decode(assignment.encode().unwrap()).unwrap(), assignment);
         }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use weir_protocol::messages::join_group_response::JoinGroupResponseMember;
 
-use super::assignor::{AssignmentStrategy, Member, RebalanceProtocol};
+use super::assignor::{Assignor, Member, RebalanceProtocol};
 use super::group::Group;
 use super::protocol::{Assignment, Subscription, TopicPartition};
 use crate::{Client, Result};
@@ -20,7 +20,7 @@ use crate::{Client, Result};
 /// What the consumer knows when it starts to rejoin.
 pub(crate) struct Rejoin {
     pub(crate) topics: Vec<String>,
-    pub(crate) strategy: AssignmentStrategy,
+    pub(crate) assignor: Assignor,
     /// Partitions kept through the rebalance (cooperative only).
     pub(crate) owned: Vec<TopicPartition>,
     /// Positions of partitions given up, committed before joining so their next owner
@@ -52,11 +52,12 @@ async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result
             tracing::warn!(%err, "commit before giving up partitions failed");
         }
     }
-    let cooperative = rejoin.strategy.rebalance_protocol() == RebalanceProtocol::Cooperative;
+    let cooperative = rejoin.assignor.rebalance_protocol() == RebalanceProtocol::Cooperative;
     loop {
         let subscription = Subscription {
             topics: rejoin.topics.clone(),
-            user_data: None,
+            // Asked at every join: it may describe what the member holds now.
+            user_data: rejoin.assignor.subscription_user_data(&rejoin.topics),
             owned_partitions: if cooperative {
                 rejoin.owned.clone()
             } else {
@@ -66,18 +67,26 @@ async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result
         };
         let joined = group
             .join(vec![(
-                rejoin.strategy.name().to_string(),
+                rejoin.assignor.name().to_string(),
                 subscription.encode()?,
             )])
             .await?;
         let (assignments, partition_counts) = match &joined.members {
             Some(members) => {
-                let used = joined
-                    .protocol_name
-                    .as_deref()
-                    .and_then(AssignmentStrategy::from_name)
-                    .unwrap_or(rejoin.strategy);
-                let (assignments, counts) = lead(client, used, members).await?;
+                let used = rejoin.assignor.chosen(joined.protocol_name.as_deref());
+                let (assignments, counts) = match lead(client, &used, members).await {
+                    Ok(led) => led,
+                    Err(err) => {
+                        // No SyncGroup for this generation: the others' fails once this
+                        // member rejoins, and the group tries again.
+                        tracing::error!(
+                            group = %group.id, generation = joined.generation,
+                            assignor = used.name(), %err,
+                            "no assignment for this generation: leading it failed"
+                        );
+                        return Err(err);
+                    }
+                };
                 (assignments, Some(counts))
             }
             None => (BTreeMap::new(), None),
@@ -87,6 +96,8 @@ async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result
             continue;
         };
         let assignment = Assignment::decode(bytes)?;
+        // Before the consumer takes the partitions or calls its listener.
+        rejoin.assignor.on_assignment(&assignment);
         tracing::debug!(
             group = %group.id, generation = joined.generation,
             partitions = assignment.partitions.len(), "joined"
@@ -103,7 +114,7 @@ async fn rebalance(group: &mut Group, client: &Client, rejoin: Rejoin) -> Result
 /// counts of every topic any of them wants; returns the assignments and those counts.
 async fn lead(
     client: &Client,
-    strategy: AssignmentStrategy,
+    assignor: &Assignor,
     members: &[JoinGroupResponseMember],
 ) -> Result<(BTreeMap<String, Bytes>, BTreeMap<String, i32>)> {
     let mut decoded = Vec::with_capacity(members.len());
@@ -131,13 +142,8 @@ async fn lead(
         }
     }
     let mut assignments = BTreeMap::new();
-    for (member_id, partitions) in strategy.assign(&partition_counts, &decoded) {
-        let bytes = Assignment {
-            partitions,
-            user_data: None,
-        }
-        .encode()?;
-        assignments.insert(member_id, bytes);
+    for (member_id, assignment) in assignor.assign(&partition_counts, &decoded)? {
+        assignments.insert(member_id, assignment.encode()?);
     }
     Ok((assignments, partition_counts))
 }

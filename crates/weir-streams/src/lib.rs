@@ -149,10 +149,13 @@
 //!   (Kafka drops whole segments), from the task's local state too, without logging them
 //!   (as Kafka's dropped segments are not). [`ReadOnlyWindowStore`] (Kafka's
 //!   `ReadOnlyWindowStore`: `fetch`, `fetch_range`, `backward_fetch`, `fetch_key_range`,
-//!   `fetch_all`, `all`) queries by window start, bounds inclusive, one key oldest first,
-//!   several keys by start then key (Kafka's in-memory window store's order);
-//!   [`ReadOnlySessionStore`] gives a key's sessions by end then start, and `find_sessions`
-//!   those ending at or after a time and starting at or before another. Both come from the
+//!   `fetch_keys` with key ranges open at either end as Kafka's null bounds, `fetch_all`,
+//!   `all`) queries by window start, bounds inclusive, one key oldest first, several keys by
+//!   start then key (Kafka's in-memory window store's order); [`ReadOnlySessionStore`] gives
+//!   a key's sessions by end then start, `find_sessions` those ending at or after a time and
+//!   starting at or before another, and `fetch_keys` / `find_sessions_of_keys` the same
+//!   over a key range (by end, then key, then start). [`ReadOnlyKeyValueStore::range_by`]
+//!   and `reverse_range_by` take key ranges open at either end too. Both come from the
 //!   test driver and from [`KafkaStreams`] (over the instance's tasks).
 //! - **Suppress.** [`KTable::suppress`] with [`Suppressed::until_window_closes`] keeps the
 //!   latest update per windowed key in an unbounded buffer and emits it once its window end
@@ -383,9 +386,8 @@
 //!   joins), which, with a grace period, may emit again a record that arrived after its
 //!   window's end and was emitted at once before the handover; the processor metadata of
 //!   Kafka's offset-commit metadata version 2 (the last window a windowed aggregation with
-//!   `EmitStrategy.onWindowClose` emitted, which this port does not have); window store
-//!   queries by key range with open (null) bounds, and session store queries over a key
-//!   range; windowed stores drop expired windows a retention period apart rather than by
+//!   `EmitStrategy.onWindowClose` emitted, which this port does not have); Kafka's
+//!   `prefixScan`; windowed stores drop expired windows a retention period apart rather than by
 //!   Kafka's segment interval (`max(retention / 2, 60 s)`), and the key-value view of a windowed store
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an

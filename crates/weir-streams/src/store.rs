@@ -2,6 +2,7 @@
 //! queries get.
 
 use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -74,22 +75,51 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
 
     /// The entries with `from <= key <= to`, sorted by key.
     pub fn range(&self, from: &K, to: &K) -> Vec<(K, V)> {
-        if from > to {
+        self.range_by((Bound::Included(from), Bound::Included(to)))
+    }
+
+    /// The entries with keys in `keys`, sorted by key. Either end may be open (Kafka's
+    /// `range(null, to)`, `range(from, null)`): `store.range_by(..=to)`,
+    /// `store.range_by((Bound::Excluded(&a), Bound::Unbounded))`. Empty when the range is.
+    pub fn range_by<'k>(&self, keys: impl RangeBounds<&'k K>) -> Vec<(K, V)>
+    where
+        K: 'k,
+    {
+        let (from, to) = (keys.start_bound().cloned(), keys.end_bound().cloned());
+        if is_empty_range(from, to) {
             return Vec::new();
         }
+        let owned = (from.cloned(), to.cloned());
         let mut found: Vec<(K, V)> = self
             .entries
             .iter()
             .flat_map(|entries| {
                 entries
                     .lock()
-                    .range(from.clone()..=to.clone())
+                    .range(owned.clone())
                     .map(|(k, (v, _))| (k.clone(), v.clone()))
                     .collect::<Vec<_>>()
             })
             .collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found
+    }
+
+    /// [`ReadOnlyKeyValueStore::range_by`], in reverse key order (Kafka's `reverseRange`).
+    pub fn reverse_range_by<'k>(&self, keys: impl RangeBounds<&'k K>) -> Vec<(K, V)>
+    where
+        K: 'k,
+    {
+        let mut found = self.range_by(keys);
+        found.reverse();
+        found
+    }
+
+    /// Every entry, in reverse key order (Kafka's `reverseAll`).
+    pub fn reverse_all(&self) -> Vec<(K, V)> {
+        let mut all = self.all();
+        all.reverse();
+        all
     }
 
     /// How many keys the store holds (exact for an in-memory store).
@@ -337,6 +367,17 @@ pub(crate) fn split_window_store_key(data: &[u8]) -> Result<(&[u8], i64, u32), E
         i64::from_be_bytes(*timestamp),
         u32::from_be_bytes(*seqnum),
     ))
+}
+
+/// Whether no key lies between `from` and `to`, so that asking a `BTreeMap` for the range
+/// (which panics on a start above its end) is skipped.
+pub(crate) fn is_empty_range<K: Ord>(from: Bound<&K>, to: Bound<&K>) -> bool {
+    match (from, to) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+    }
 }
 
 #[cfg(test)]

@@ -5,12 +5,13 @@
 //! [`Retention`] is shared with the views, so a window the store counts as expired is not
 //! seen by a query even before the store's next sweep drops it.
 
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::Error;
-use crate::store::SharedStore;
+use crate::store::{SharedStore, is_empty_range};
 use crate::topology::BuilderState;
 use crate::window::{Window, Windowed};
 use crate::windowed::{Retention, key_range};
@@ -76,10 +77,10 @@ impl<K: Ord + Clone, V: Clone> WindowedStore<K, V> {
         self.retention.lock().expired_until()
     }
 
-    /// The unexpired entries with keys in `keys` (every key: `None`) whose window `keep`s.
+    /// The unexpired entries with keys in `keys` whose window `keep`s.
     fn collect(
         &self,
-        keys: Option<(&K, &K)>,
+        keys: KeyBounds<'_, K>,
         keep: impl Fn(&Window) -> bool,
     ) -> Vec<(Windowed<K>, V)> {
         let expired = self.expired_until();
@@ -90,32 +91,53 @@ impl<K: Ord + Clone, V: Clone> WindowedStore<K, V> {
                 .then(|| (key.clone(), value.clone()))
         };
         match keys {
-            Some((from, to)) if from == to => key_range(&entries, from, i64::MIN, i64::MAX)
-                .filter_map(matching)
-                .collect(),
-            Some((from, to)) => {
-                if from > to {
+            (Bound::Included(from), Bound::Included(to)) if from == to => {
+                key_range(&entries, from, i64::MIN, i64::MAX)
+                    .filter_map(matching)
+                    .collect()
+            }
+            (from, to) => {
+                if is_empty_range(from, to) {
                     return Vec::new();
                 }
-                let low = Windowed {
-                    key: from.clone(),
-                    window: Window {
-                        start: i64::MIN,
-                        end: i64::MIN,
-                    },
+                // Every window of a key lies between its key with the lowest window and its
+                // key with the highest: an included bound takes them all, an excluded one none.
+                let windowed = |key: &K, start: i64| Windowed {
+                    key: key.clone(),
+                    window: Window { start, end: start },
                 };
-                let high = Windowed {
-                    key: to.clone(),
-                    window: Window {
-                        start: i64::MAX,
-                        end: i64::MAX,
-                    },
+                let low = match from {
+                    Bound::Included(key) => Bound::Included(windowed(key, i64::MIN)),
+                    Bound::Excluded(key) => Bound::Excluded(windowed(key, i64::MAX)),
+                    Bound::Unbounded => Bound::Unbounded,
                 };
-                entries.range(low..=high).filter_map(matching).collect()
+                let high = match to {
+                    Bound::Included(key) => Bound::Included(windowed(key, i64::MAX)),
+                    Bound::Excluded(key) => Bound::Excluded(windowed(key, i64::MIN)),
+                    Bound::Unbounded => Bound::Unbounded,
+                };
+                entries.range((low, high)).filter_map(matching).collect()
             }
-            None => entries.iter().filter_map(matching).collect(),
         }
     }
+}
+
+/// The keys a query covers: either end may be open.
+type KeyBounds<'a, K> = (Bound<&'a K>, Bound<&'a K>);
+
+/// Exactly `key`.
+fn only<K>(key: &K) -> KeyBounds<'_, K> {
+    (Bound::Included(key), Bound::Included(key))
+}
+
+/// Every key.
+fn every<'a, K>() -> KeyBounds<'a, K> {
+    (Bound::Unbounded, Bound::Unbounded)
+}
+
+/// The bounds of a caller's key range.
+fn bounds_of<'k, K>(keys: &impl RangeBounds<&'k K>) -> KeyBounds<'k, K> {
+    (keys.start_bound().cloned(), keys.end_bound().cloned())
 }
 
 /// Registers the windowed store `name` for the queries of [`ReadOnlyWindowStore`] and
@@ -205,7 +227,7 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyWindowStore<K, V> {
         let in_range = |window: &Window| (time_from..=time_to).contains(&window.start);
         merged(
             &self.stores,
-            |store| store.collect(Some((key, key)), in_range),
+            |store| store.collect(only(key), in_range),
             |key| key.window.start,
         )
         .into_iter()
@@ -230,12 +252,47 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyWindowStore<K, V> {
         time_from: i64,
         time_to: i64,
     ) -> Vec<(Windowed<K>, V)> {
+        self.fetch_keys(
+            (Bound::Included(from_key), Bound::Included(to_key)),
+            time_from,
+            time_to,
+        )
+    }
+
+    /// The windows of the keys in `keys` starting in `[time_from, time_to]`, by start, then
+    /// key. Either end of `keys` may be open, as Kafka's `fetch(null, keyTo, …)`:
+    /// `windows.fetch_keys(..=&to, from, to_time)`. Empty when the key range is.
+    pub fn fetch_keys<'k>(
+        &self,
+        keys: impl RangeBounds<&'k K>,
+        time_from: i64,
+        time_to: i64,
+    ) -> Vec<(Windowed<K>, V)>
+    where
+        K: 'k,
+    {
         let in_range = |window: &Window| (time_from..=time_to).contains(&window.start);
+        let keys = bounds_of(&keys);
         merged(
             &self.stores,
-            |store| store.collect(Some((from_key, to_key)), in_range),
+            |store| store.collect(keys, in_range),
             start_then_key,
         )
+    }
+
+    /// [`ReadOnlyWindowStore::fetch_keys`], in reverse order.
+    pub fn backward_fetch_keys<'k>(
+        &self,
+        keys: impl RangeBounds<&'k K>,
+        time_from: i64,
+        time_to: i64,
+    ) -> Vec<(Windowed<K>, V)>
+    where
+        K: 'k,
+    {
+        let mut found = self.fetch_keys(keys, time_from, time_to);
+        found.reverse();
+        found
     }
 
     /// [`ReadOnlyWindowStore::fetch_key_range`], in reverse order.
@@ -256,7 +313,7 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyWindowStore<K, V> {
         let in_range = |window: &Window| (time_from..=time_to).contains(&window.start);
         merged(
             &self.stores,
-            |store| store.collect(None, in_range),
+            |store| store.collect(every(), in_range),
             start_then_key,
         )
     }
@@ -265,7 +322,7 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyWindowStore<K, V> {
     pub fn all(&self) -> Vec<(Windowed<K>, V)> {
         merged(
             &self.stores,
-            |store| store.collect(None, |_| true),
+            |store| store.collect(every(), |_| true),
             start_then_key,
         )
     }
@@ -323,7 +380,7 @@ impl<K: Ord + Clone, V: Clone> ReadOnlySessionStore<K, V> {
         };
         merged(
             &self.stores,
-            |store| store.collect(Some((key, key)), overlaps),
+            |store| store.collect(only(key), overlaps),
             end_then_start,
         )
     }
@@ -338,6 +395,39 @@ impl<K: Ord + Clone, V: Clone> ReadOnlySessionStore<K, V> {
         let mut found = self.find_sessions(key, earliest_session_end, latest_session_start);
         found.reverse();
         found
+    }
+
+    /// The sessions of the keys in `keys` that end at or after `earliest_session_end` and
+    /// start at or before `latest_session_start`, by end, then key, then start (the order of
+    /// Kafka's in-memory session store). Either end of `keys` may be open, as Kafka's
+    /// `findSessions(null, keyTo, …)`; [`ReadOnlySessionStore::fetch_keys`] takes every time.
+    pub fn find_sessions_of_keys<'k>(
+        &self,
+        keys: impl RangeBounds<&'k K>,
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> Vec<(Windowed<K>, V)>
+    where
+        K: 'k,
+    {
+        let overlaps = |window: &Window| {
+            window.end >= earliest_session_end && window.start <= latest_session_start
+        };
+        let keys = bounds_of(&keys);
+        merged(
+            &self.stores,
+            |store| store.collect(keys, overlaps),
+            |found| (found.window.end, found.key.clone(), found.window.start),
+        )
+    }
+
+    /// Every session of the keys in `keys` (either end may be open), by end, then key, then
+    /// start.
+    pub fn fetch_keys<'k>(&self, keys: impl RangeBounds<&'k K>) -> Vec<(Windowed<K>, V)>
+    where
+        K: 'k,
+    {
+        self.find_sessions_of_keys(keys, i64::MIN, i64::MAX)
     }
 
     /// The aggregate of `key`'s session `[session_start, session_end]`.

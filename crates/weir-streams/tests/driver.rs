@@ -272,6 +272,14 @@ fn count_emits_every_update_and_fills_the_store() {
     assert_eq!(store.get_with_timestamp(&s("a")), Some((2, 3)));
     assert_eq!(store.get(&s("zzz")), None);
     assert_eq!(store.range(&s("b"), &s("c")), vec![(s("b"), 1)]);
+    // Open and excluded ends (Kafka's `range(null, to)`), and the reverse orders.
+    assert_eq!(store.range_by(..=&s("a")), vec![(s("a"), 2)]);
+    assert_eq!(store.range_by(&s("a")..), vec![(s("a"), 2), (s("b"), 1)]);
+    assert_eq!(store.range_by(&s("a")..&s("b")), vec![(s("a"), 2)]);
+    assert_eq!(store.range_by(&s("b")..&s("b")), vec![]);
+    assert_eq!(store.range_by(&s("b")..=&s("a")), vec![]);
+    assert_eq!(store.reverse_range_by(..), vec![(s("b"), 1), (s("a"), 2)]);
+    assert_eq!(store.reverse_all(), store.reverse_range_by(..));
     assert!(matches!(
         driver.key_value_store::<String, String>("counts"),
         Err(Error::StoreType(_))

@@ -2,6 +2,7 @@
 //! retention of time-window stores.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+use std::ops::Bound;
 use std::time::Duration;
 
 use weir_streams::{
@@ -116,6 +117,39 @@ fn a_window_store_answers_by_key_and_window_start_range() {
     assert_eq!(store.all()[5], (windowed("b", 30, 40), 1));
 }
 
+/// Key ranges open at either end, as Kafka's `fetch(null, keyTo, …)`, and excluded bounds.
+#[test]
+fn a_window_store_answers_key_ranges_open_at_either_end() {
+    let mut driver = counting(tumbling(10), None).unwrap();
+    pipe(&mut driver, &[("a", 1), ("b", 5), ("c", 12), ("d", 15)]);
+    let store = driver.window_store::<String, i64>("counts").unwrap();
+    let (a0, b0) = (windowed("a", 0, 10), windowed("b", 0, 10));
+    let (c10, d10) = (windowed("c", 10, 20), windowed("d", 10, 20));
+    assert_eq!(
+        store.fetch_keys(..=&s("b"), 0, 100),
+        vec![(a0.clone(), 1), (b0.clone(), 1)]
+    );
+    assert_eq!(
+        store.fetch_keys(&s("b").., 0, 100),
+        vec![(b0.clone(), 1), (c10.clone(), 1), (d10.clone(), 1)]
+    );
+    assert_eq!(
+        store.fetch_keys(.., 10, 100),
+        vec![(c10.clone(), 1), (d10.clone(), 1)]
+    );
+    // Excluded bounds leave out every window of their key.
+    assert_eq!(
+        store.fetch_keys((Bound::Excluded(&s("a")), Bound::Excluded(&s("d"))), 0, 100),
+        vec![(b0.clone(), 1), (c10.clone(), 1)]
+    );
+    assert_eq!(store.fetch_keys(&s("b")..&s("b"), 0, 100), vec![]);
+    assert_eq!(store.fetch_keys(&s("d")..=&s("a"), 0, 100), vec![]);
+    assert_eq!(
+        store.backward_fetch_keys(..&s("c"), 0, 100),
+        vec![(b0, 1), (a0, 1)]
+    );
+}
+
 #[test]
 fn hopping_and_sliding_windows_are_window_stores() {
     let hopping = TimeWindows::of_size_with_no_grace(Duration::from_millis(10))
@@ -207,6 +241,22 @@ fn a_session_store_finds_the_sessions_that_overlap_a_span() {
         a.iter().rev().cloned().collect::<Vec<_>>()
     );
     assert_eq!(store.backward_fetch(&s("a"))[0], a[2]);
+    // Several keys, either end open: by end, then key, then start.
+    assert_eq!(
+        store.fetch_keys(..),
+        vec![
+            (windowed("b", 3, 3), 1),
+            a[0].clone(),
+            a[1].clone(),
+            a[2].clone()
+        ]
+    );
+    assert_eq!(store.fetch_keys(&s("b")..), vec![(windowed("b", 3, 3), 1)]);
+    assert_eq!(
+        store.find_sessions_of_keys(..=&s("b"), 0, 10),
+        vec![(windowed("b", 3, 3), 1), a[0].clone()]
+    );
+    assert_eq!(store.find_sessions_of_keys(..&s("a"), 0, 100), vec![]);
     assert_eq!(store.fetch_session(&s("a"), 50, 58), Some(2));
     assert_eq!(store.fetch_session(&s("a"), 50, 57), None);
     // A session store is no window store, a key-value store neither.

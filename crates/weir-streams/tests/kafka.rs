@@ -751,14 +751,19 @@ async fn produce_at(broker: &TestBroker, topic: &str, records: &[(i32, &str, &st
 
 /// `max_task_idle_ms`: an order fetched while its task's table partition has nothing
 /// buffered waits for the table side, so a customer produced after it but older is joined
-/// first; without waiting (-1) the order runs ahead and misses it. A wait that times out
+/// first; without waiting (-1) the order runs ahead and misses it, and so it does at 0 (the
+/// table partition is known to be caught up: nothing to wait for). A wait that times out
 /// processes the order anyway; then, as Kafka's, the partition is not waited for again until
 /// it had records, so the test's first order goes to another task.
 #[tokio::test]
 async fn a_task_waits_max_task_idle_for_the_late_table_side() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    for (suffix, idle, expected) in [("eager", -1, "o1/none"), ("idle", 1_000, "o1/alice")] {
+    for (suffix, idle, expected) in [
+        ("eager", -1, "o1/none"),
+        ("caught-up", 0, "o1/none"),
+        ("idle", 1_000, "o1/alice"),
+    ] {
         let [orders, customers, enriched] =
             ["orders", "customers", "enriched"].map(|topic| format!("{topic}-{suffix}"));
         create_topic(&client, &orders, 2).await;

@@ -85,13 +85,15 @@
 //!   one it waited for and processes them in timestamp order across partitions, each
 //!   partition's own order kept (Kafka's `PartitionGroup`: the partition whose next record
 //!   is oldest goes first), so a join sees a table update before the stream records that
-//!   follow it in time. With [`StreamsConfig::max_task_idle_ms`] above 0, a task with an
-//!   input partition that has nothing buffered waits for it up to that long before it
-//!   processes its other partitions' records (Kafka's rule for a partition it knows to be
-//!   caught up; the wait starts when the partition is found empty and ends when it has
-//!   records again, so an always-empty partition is waited for once). Kafka's default 0 also
-//!   waits while the consumer's fetch lag says the broker holds more for the partition;
-//!   weir-client does not report the lag, so 0 does not wait here, as -1 never does.
+//!   follow it in time. Before a task goes on without an input partition that has nothing
+//!   buffered it may wait for it ([`StreamsConfig::max_task_idle_ms`], with KIP-695's fetch
+//!   lag, [`Consumer::current_lag`](weir_client::consumer::Consumer::current_lag)): with 0,
+//!   the default, it waits with no time bound while the consumer knows the broker holds
+//!   more of that partition or has had no fetch response for it yet, and goes on once it is
+//!   known to be caught up, so inputs written before the start are processed in time order
+//!   however the fetches cut them; above 0 it also waits that long after the partition is
+//!   caught up (counted from the first time it is found caught up and empty, so an
+//!   always-empty partition is waited for once); -1 never waits.
 //! - **Time.** Each record's event time comes from a [`TimestampExtractor`] (by default the
 //!   Kafka record's timestamp), which is given the partition time of the record's partition,
 //!   as Kafka's; a negative one skips the record. Stream time is the largest
@@ -392,9 +394,6 @@
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
 //!   instance blocked elsewhere does not clean;
-//! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
-//!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
-//!   partition, or while the lag is unknown);
 //! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up of standbys, cooperative
 //!   rebalancing, rack awareness, lag-based placement): the streams assignor is sticky but
 //!   eager, so every partition is revoked at each rebalance, and the tasks it gives back

@@ -90,12 +90,17 @@ pub struct StreamsConfig {
     /// How long restoring one task's stores from their changelogs may wait for the next
     /// record before it fails (default 60 s).
     pub restore_timeout: Duration,
-    /// `max.task.idle.ms`: how long a task with records to process waits for data on one of
-    /// its input partitions that has nothing buffered, so that it processes its partitions
-    /// in timestamp order (a join sees the late side first). Kafka's default 0 waits only
-    /// while the consumer knows the broker holds more for that partition (its fetch lag);
-    /// weir-client does not report the lag, so here 0 does not wait, as -1 (Kafka: never
-    /// wait). Above 0: waits up to that long each time a partition runs empty.
+    /// `max.task.idle.ms`: whether, and how long, a task with records to process waits for
+    /// data on one of its input partitions that has nothing buffered, so that it processes
+    /// its partitions in timestamp order (a join sees the late side first, and the result of
+    /// inputs written before the start does not depend on how the fetches were cut). 0 (the
+    /// default, as Kafka's, KIP-695) waits, with no time bound, while the consumer knows the
+    /// broker holds more records of that partition (its fetch lag,
+    /// [`Consumer::current_lag`](weir_client::consumer::Consumer::current_lag), is above 0)
+    /// or has had no fetch response for it yet, and stops waiting once the partition is
+    /// known to be caught up. Above 0: the same, then that many milliseconds more after it is
+    /// caught up, for records produced meanwhile. -1: never waits (each fetch's records are
+    /// still processed in timestamp order).
     pub max_task_idle_ms: i64,
     /// `state.dir`: where each task keeps a local copy of its state stores
     /// (`<state_dir>/<application.id>/<task>/state.redb`) with the changelog offsets it holds,
@@ -184,7 +189,7 @@ pub struct KafkaStreams {
     /// With a state dir: per task, the windows and sessions its stores' retention dropped in
     /// the batch under way, deleted from its local state with the batch's records.
     expired: Vec<(i32, LocalRecord)>,
-    /// With `max_task_idle_ms` above 0: the records fetched and not processed yet.
+    /// With `max_task_idle_ms` 0 or above: the records fetched and not processed yet.
     partition_groups: Option<PartitionGroups>,
     /// When the state cleaner runs next (`None`: at the first commit with tasks).
     next_state_cleanup: Option<Instant>,
@@ -384,7 +389,6 @@ impl KafkaStreams {
             expired: Vec::new(),
             partition_groups: u64::try_from(config.max_task_idle_ms)
                 .ok()
-                .filter(|idle| *idle > 0)
                 .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
             next_state_cleanup: None,
             config,
@@ -440,7 +444,8 @@ impl KafkaStreams {
                     break;
                 }
                 () = wait_for_deadline => break,
-                // A task waited long enough for its empty partitions: it processes what it has.
+                // A task waited long enough for its empty partitions, or checks again whether
+                // their fetch caught up (a response without records wakes nothing else).
                 () = wait_for_idle_deadline => {
                     records += self
                         .process_ready(Vec::new(), &mut deliveries, &mut offsets, &mut deadline)
@@ -577,7 +582,10 @@ impl KafkaStreams {
                     .into_iter()
                     .filter(|tp| !self.global_topics.contains(&tp.topic))
                     .collect();
-                groups.ready(&inputs, &self.global_topics, Instant::now())
+                let consumer = &self.consumer;
+                groups.ready(&inputs, &self.global_topics, Instant::now(), |tp| {
+                    consumer.current_lag(tp)
+                })
             }
         };
         let count = ready.len();

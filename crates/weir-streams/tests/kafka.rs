@@ -751,14 +751,19 @@ async fn produce_at(broker: &TestBroker, topic: &str, records: &[(i32, &str, &st
 
 /// `max_task_idle_ms`: an order fetched while its task's table partition has nothing
 /// buffered waits for the table side, so a customer produced after it but older is joined
-/// first; without waiting (-1) the order runs ahead and misses it. A wait that times out
+/// first; without waiting (-1) the order runs ahead and misses it, and so it does at 0 (the
+/// table partition is known to be caught up: nothing to wait for). A wait that times out
 /// processes the order anyway; then, as Kafka's, the partition is not waited for again until
 /// it had records, so the test's first order goes to another task.
 #[tokio::test]
 async fn a_task_waits_max_task_idle_for_the_late_table_side() {
     let broker = TestBroker::start(&[]).await;
     let client = broker.client().await;
-    for (suffix, idle, expected) in [("eager", -1, "o1/none"), ("idle", 1_000, "o1/alice")] {
+    for (suffix, idle, expected) in [
+        ("eager", -1, "o1/none"),
+        ("caught-up", 0, "o1/none"),
+        ("idle", 1_000, "o1/alice"),
+    ] {
         let [orders, customers, enriched] =
             ["orders", "customers", "enriched"].map(|topic| format!("{topic}-{suffix}"));
         create_topic(&client, &orders, 2).await;
@@ -800,6 +805,84 @@ async fn a_task_waits_max_task_idle_for_the_late_table_side() {
             ],
             "max_task_idle_ms {idle}"
         );
+        stop.send(()).unwrap();
+        task.await.unwrap().close().await.unwrap();
+    }
+    broker.stop().await;
+}
+
+/// `max_task_idle_ms` 0 (the default, KIP-695): with both sides of a stream-table join
+/// written before the start, every order joins the customer version of its time, however
+/// the fetches cut the topics: the customers' large values come a few hundred kilobytes per
+/// fetch while all the orders come in the first, and the task waits for the customers the
+/// broker still holds. With -1 the orders run ahead of the customers fetched so far.
+#[tokio::test]
+async fn with_no_idle_time_a_join_of_inputs_written_before_the_start_is_in_time_order() {
+    const VERSIONS: usize = 300;
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    // Each version about 8 KB: a fetch (1 MiB a partition) holds some 120 of them.
+    let padding = "x".repeat(8_000);
+    let customers: Vec<String> = (0..VERSIONS)
+        .map(|i| format!("v{i:03}|{padding}"))
+        .collect();
+    let orders: Vec<String> = (0..VERSIONS).map(|i| format!("o{i:03}")).collect();
+    let expected: Vec<(String, Option<String>)> = (0..VERSIONS)
+        .map(|i| ("c".to_string(), Some(format!("o{i:03}/v{i:03}"))))
+        .collect();
+    for (suffix, idle) in [("default", None), ("eager", Some(-1))] {
+        let [orders_topic, customers_topic, enriched] =
+            ["orders", "customers", "enriched"].map(|topic| format!("{topic}-written-{suffix}"));
+        for topic in [&orders_topic, &customers_topic, &enriched] {
+            create_topic(&client, topic, 1).await;
+        }
+        // Version i of the customer at 10 i, order i at 10 i + 5: order i joins version i.
+        let written: Vec<(i32, &str, &str, i64)> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, value)| (0, "c", value.as_str(), 10 * i as i64))
+            .collect();
+        produce_at(&broker, &customers_topic, &written).await;
+        let written: Vec<(i32, &str, &str, i64)> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, value)| (0, "c", value.as_str(), 10 * i as i64 + 5))
+            .collect();
+        produce_at(&broker, &orders_topic, &written).await;
+        let topology = {
+            let (orders, customers, enriched) = (
+                orders_topic.clone(),
+                customers_topic.clone(),
+                enriched.clone(),
+            );
+            move || {
+                let builder = StreamsBuilder::new();
+                let customers = builder.table(&customers, StringSerde, Nullable(StringSerde));
+                builder
+                    .stream(&orders, StringSerde, StringSerde)
+                    .join_table(&customers, |order, customer: &String| {
+                        let version = customer.split('|').next().unwrap_or_default();
+                        format!("{order}/{version}")
+                    })
+                    .to(&enriched, StringSerde, StringSerde);
+                builder.build()
+            }
+        };
+        let mut config = StreamsConfig::new(&format!("written-{suffix}"), &broker.addr.to_string());
+        config.client = broker.config();
+        config.commit_interval = Duration::from_millis(100);
+        if let Some(idle) = idle {
+            config.max_task_idle_ms = idle;
+        }
+        let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+        let joined = wait_for_strings(&broker, &enriched, VERSIONS).await;
+        match idle {
+            None => assert_eq!(joined, expected, "max_task_idle_ms 0"),
+            Some(_) => assert_ne!(
+                joined, expected,
+                "-1: the orders fetched at once run ahead of the customers"
+            ),
+        }
         stop.send(()).unwrap();
         task.await.unwrap().close().await.unwrap();
     }

@@ -131,6 +131,14 @@ impl Fetcher {
         (count < MAX_BUFFERED).then_some(end)
     }
 
+    /// Where the data buffered for `tp` ends: its position when nothing is buffered.
+    fn buffered_end(&self, tp: &TopicPartition, position: i64) -> i64 {
+        self.ready
+            .iter()
+            .rfind(|c| c.tp == *tp)
+            .map_or(position, |c| c.end)
+    }
+
     /// The next buffered record, advancing the position past it. Data that no longer
     /// matches the position (after a seek or a reassignment) is dropped.
     pub(crate) fn next_record(
@@ -291,6 +299,13 @@ impl Fetcher {
                 let code = ErrorCode(data.error_code);
                 match code {
                     ErrorCode::NONE => {
+                        // The high watermark counts for the lag only if the response
+                        // continues the partition's data (not one sent before a seek).
+                        if positions.position(&tp).is_some_and(|position| {
+                            self.buffered_end(&tp, position) == fetched_from
+                        }) {
+                            positions.set_high_watermark(&tp, data.high_watermark);
+                        }
                         let records = data.records.unwrap_or_default();
                         if !records.is_empty() {
                             self.buffer(tp, fetched_from, records);

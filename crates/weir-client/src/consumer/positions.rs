@@ -5,6 +5,11 @@
 //! has a position it is fetchable; every record handed to the application advances it. A fetch
 //! result only counts if it was fetched from the current position, so a `seek` made while a
 //! fetch was in flight wins over that fetch.
+//!
+//! Each partition also keeps the high watermark of its last fetch response, for the fetch lag
+//! (Kafka's `currentLag`): Kafka Streams waits on a partition the broker holds more records
+//! of, so the lag is dropped whenever it may no longer hold (a seek, a reset, a partition
+//! that leaves the assignment) and is unknown until the next response.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +62,9 @@ enum Start {
 #[derive(Debug, Default)]
 pub(crate) struct Positions {
     partitions: BTreeMap<TopicPartition, Start>,
+    /// The high watermark of each partition's last fetch response that continued from its
+    /// position; absent until one arrives.
+    high_watermarks: BTreeMap<TopicPartition, i64>,
     reset: OffsetReset,
 }
 
@@ -64,6 +72,7 @@ impl Positions {
     pub(crate) fn new(reset: OffsetReset) -> Self {
         Self {
             partitions: BTreeMap::new(),
+            high_watermarks: BTreeMap::new(),
             reset,
         }
     }
@@ -90,6 +99,10 @@ impl Positions {
             next.insert(tp, start);
         }
         self.partitions = next;
+        // Kept partitions keep their position, so their lag still holds.
+        let partitions = &self.partitions;
+        self.high_watermarks
+            .retain(|tp, _| partitions.contains_key(tp));
     }
 
     /// Adds partitions (cooperative rebalancing), leaving the others alone.
@@ -111,6 +124,7 @@ impl Positions {
     pub(crate) fn remove(&mut self, partitions: &[TopicPartition]) {
         for tp in partitions {
             self.partitions.remove(tp);
+            self.high_watermarks.remove(tp);
         }
     }
 
@@ -170,11 +184,13 @@ impl Positions {
         }
     }
 
-    /// Moves the position; the next fetch starts there.
+    /// Moves the position; the next fetch starts there, and the lag is unknown until its
+    /// response.
     pub(crate) fn seek(&mut self, tp: &TopicPartition, offset: i64) -> bool {
         match self.partitions.get_mut(tp) {
             Some(start) => {
                 *start = Start::At(offset);
+                self.high_watermarks.remove(tp);
                 true
             }
             None => false,
@@ -222,7 +238,26 @@ impl Positions {
             && *start == Start::At(fetched_from)
         {
             *start = Start::Reset;
+            self.high_watermarks.remove(tp);
         }
+    }
+
+    /// A fetch response for `tp` that continued from its position (or from the end of what
+    /// is buffered for it) gave `high_watermark`.
+    pub(crate) fn set_high_watermark(&mut self, tp: &TopicPartition, high_watermark: i64) {
+        if self.partitions.contains_key(tp) && high_watermark >= 0 {
+            self.high_watermarks.insert(tp.clone(), high_watermark);
+        }
+    }
+
+    /// How many records the broker held past the position at the last fetch response:
+    /// `None` without a position or without a response since the partition was assigned,
+    /// sought or reset. A position past the high watermark counts as no lag: there is
+    /// nothing to wait for.
+    pub(crate) fn lag(&self, tp: &TopicPartition) -> Option<i64> {
+        let position = self.position(tp)?;
+        let high_watermark = self.high_watermarks.get(tp)?;
+        Some((high_watermark - position).max(0))
     }
 }
 
@@ -303,6 +338,49 @@ mod tests {
         positions.remove(&[tp(0)]);
         positions.add([tp(3)], false);
         assert_eq!(positions.assigned().count(), 2);
+    }
+
+    /// The lag is the last response's high watermark minus the position, and is unknown
+    /// before a response and after anything that moves the position other than reading.
+    #[test]
+    fn lag_follows_the_position_and_is_dropped_when_it_may_not_hold() {
+        let mut positions = Positions::new(OffsetReset::Earliest);
+        positions.assign([tp(0), tp(1)], true);
+        positions.set_high_watermark(&tp(0), 10);
+        assert_eq!(positions.lag(&tp(0)), None, "no position yet");
+        positions.set_committed(&tp(0), Some(4));
+        assert_eq!(positions.lag(&tp(0)), Some(6));
+        assert!(positions.advance(&tp(0), 4, 10));
+        assert_eq!(positions.lag(&tp(0)), Some(0));
+        assert_eq!(positions.lag(&tp(1)), None, "never fetched");
+        // A seek makes it unknown until the next response; a stale one past the high
+        // watermark counts as nothing to read.
+        positions.seek(&tp(0), 2);
+        assert_eq!(positions.lag(&tp(0)), None);
+        positions.set_high_watermark(&tp(0), 1);
+        assert_eq!(positions.lag(&tp(0)), Some(0));
+        positions.set_high_watermark(&tp(0), 12);
+        positions.out_of_range(&tp(0), 2);
+        positions.set_reset(&tp(0), 0);
+        assert_eq!(positions.lag(&tp(0)), None, "reset");
+        // Reassignment keeps the lag of kept partitions; removed ones forget it.
+        positions.set_high_watermark(&tp(0), 3);
+        positions.set_committed(&tp(1), Some(0));
+        positions.set_high_watermark(&tp(1), 5);
+        positions.assign([tp(0), tp(2)], true);
+        assert_eq!(positions.lag(&tp(0)), Some(3));
+        positions.add([tp(1)], false);
+        positions.set_reset(&tp(1), 0);
+        assert_eq!(positions.lag(&tp(1)), None);
+        positions.remove(&[tp(0)]);
+        positions.add([tp(0)], false);
+        positions.set_reset(&tp(0), 0);
+        assert_eq!(positions.lag(&tp(0)), None);
+        positions.set_high_watermark(&tp(9), 5);
+        assert!(
+            !positions.high_watermarks.contains_key(&tp(9)),
+            "not assigned"
+        );
     }
 
     #[test]

@@ -376,7 +376,7 @@
 //! - state larger than memory: stores are in memory while their task runs, the local redb
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
-//!   kind); standby replicas; the changelog of the records a left or outer stream-stream
+//!   kind); the changelog of the records a left or outer stream-stream
 //!   join holds until their window closes (Kafka's shared outer-join store): a restored task
 //!   rebuilds them from the two logged buffers instead (the records whose window is still
 //!   open at the latest buffered timestamp and that nothing buffered on the other side
@@ -393,7 +393,7 @@
 //! - `max.task.idle.ms` at 0 waiting on the fetch lag: weir-client's consumer does not
 //!   report it, so 0 does not wait (Kafka waits while the broker holds more for an empty
 //!   partition, or while the lag is unknown);
-//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up of standbys, cooperative
+//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up replicas, cooperative
 //!   rebalancing, rack awareness, lag-based placement): the streams assignor is sticky but
 //!   eager, so every partition is revoked at each rebalance, and the tasks it gives back
 //!   are kept;

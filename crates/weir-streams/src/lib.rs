@@ -70,7 +70,7 @@
 //!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `assignor`: the group's task assignor, sticky to the instance that ran a task or holds
-//!   its state.
+//!   its state; it also places the standby replicas.
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
 //!   task per input partition built by a [`TopologyFactory`], created (and restored) on
 //!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
@@ -258,6 +258,19 @@
 //!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
 //!   runtime refuses to start otherwise, naming the node and each topic's count. A global
 //!   table's topic makes no task and is not in the group's subscription (*Global tables*).
+//! - **Standby replicas.** With [`StreamsConfig::num_standby_replicas`] (Kafka's
+//!   `num.standby.replicas`, default 0) above 0, the leader also gives each task up to that
+//!   many standbys on other instances (never the task's own, at most one per instance,
+//!   first where its local state is, then the least loaded), sent in each member's
+//!   assignment user data. An instance builds each standby's topology and feeds its stores
+//!   the task's changelog records with a consumer outside the group, read in the run loop
+//!   (with a state dir, into the task's local state too, at each commit); it reports its
+//!   standbys as tasks with local state, so a task whose instance leaves or crashes moves to
+//!   one that kept it warm, where the standby is promoted: the task keeps the standby's
+//!   stores and restores only the changelog past what the standby applied.
+//!   [`KafkaStreams::standby_tasks`] lists them and [`TaskMetrics::standby_applied`] counts
+//!   what they applied. Every instance of an application should use the same value: only
+//!   the leader's counts.
 //! - **Global tables.** As Kafka's `GlobalStreamThread` and `GlobalStateManager`: every
 //!   instance reads every partition of each [`GlobalKTable`]'s topic with a consumer of its
 //!   own, outside the group (manual assignment), into one store per table that all the

@@ -287,6 +287,7 @@ impl std::fmt::Debug for KafkaStreams {
         f.debug_struct("KafkaStreams")
             .field("application_id", &self.config.application_id)
             .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
+            .field("standby_tasks", &self.standbys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }

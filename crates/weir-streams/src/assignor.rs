@@ -21,6 +21,19 @@
 //! membership and a balanced previous assignment nothing moves. Every subscribed topic's
 //! partition N goes to task N's member.
 //!
+//! Then, with `num.standby.replicas` above 0, each task gets up to that many standby
+//! replicas on distinct members other than its active owner, one replica per pass over the
+//! tasks (dealt by owner: every owner's first task, then every owner's second...): first a
+//! member that has local state for it (while it holds fewer than its share of the standbys,
+//! rounded up), else the member with the fewest standbys so far (ties go round the members).
+//! Without local state the standby counts differ by at most one.
+//! A group of fewer than `num.standby.replicas + 1` members gets fewer standbys per task,
+//! one on every other member. Every member's standby tasks travel in its assignment's user
+//! data (`StandbyAssignment`); a member reports its standbys as tasks with local state in
+//! its next subscription, so a task whose owner leaves goes to a member that kept it warm.
+//! Only the leader's `num.standby.replicas` counts: every instance of an application should
+//! use the same value.
+//!
 //! It is eager: every instance closes its tasks before a rebalance (the runtime keeps a task
 //! given back to it in the same rebalance, see `sync_tasks`).
 //!
@@ -85,15 +98,65 @@ impl TaskHistory {
     }
 }
 
+/// The standby tasks the leader gives one member, in its assignment's user data: byte 0
+/// the version (1), then an `i32` count and that many `i32` task ids, big-endian. Versioned
+/// as [`TaskHistory`] is, so a later version can append fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StandbyAssignment {
+    pub(crate) standbys: BTreeSet<i32>,
+}
+
+impl StandbyAssignment {
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.put_u8(VERSION);
+        buf.put_i32(i32::try_from(self.standbys.len()).unwrap_or(i32::MAX));
+        for task in &self.standbys {
+            buf.put_i32(*task);
+        }
+        buf.freeze()
+    }
+
+    /// `None` when `bytes` is not an assignment this version can read.
+    pub(crate) fn decode(mut bytes: &[u8]) -> Option<Self> {
+        if bytes.remaining() < 5 || bytes.get_u8() < VERSION {
+            return None;
+        }
+        let len = usize::try_from(bytes.get_i32()).ok()?;
+        if bytes.remaining() / 4 < len {
+            return None;
+        }
+        let standbys = (0..len).map(|_| bytes.get_i32()).collect();
+        Some(Self { standbys })
+    }
+}
+
 /// The runtime's [`PartitionAssignor`]. It learns the instance's tasks from its own
 /// assignments and the tasks with local state from the runtime, which tells it as it
 /// creates and deletes task directories.
 #[derive(Debug, Default)]
 pub(crate) struct StreamsAssignor {
     history: Mutex<TaskHistory>,
+    /// `num.standby.replicas`, used when this instance leads the group.
+    num_standby_replicas: u32,
+    /// The standby tasks of this instance's last assignment, for the runtime to follow.
+    standbys: Mutex<BTreeSet<i32>>,
 }
 
 impl StreamsAssignor {
+    /// An assignor that, as leader, places `num_standby_replicas` standbys per task.
+    pub(crate) fn new(num_standby_replicas: u32) -> Self {
+        Self {
+            num_standby_replicas,
+            ..Self::default()
+        }
+    }
+
+    /// The standby tasks the last assignment gave this instance.
+    pub(crate) fn standby_tasks(&self) -> BTreeSet<i32> {
+        self.standbys.lock().clone()
+    }
+
     /// Replaces the set of tasks with local state (after scanning or wiping the directory).
     pub(crate) fn set_local_state(&self, tasks: impl IntoIterator<Item = i32>) {
         self.history.lock().with_state = tasks.into_iter().collect();
@@ -124,7 +187,13 @@ impl PartitionAssignor for StreamsAssignor {
     }
 
     fn subscription_user_data(&self, _topics: &[String]) -> Option<Bytes> {
-        Some(self.history.lock().encode())
+        // A standby's stores are as good as local state (kept in memory, or in its
+        // directory): the task restores little here.
+        let mut history = self.history.lock().clone();
+        history
+            .with_state
+            .extend(self.standbys.lock().iter().copied());
+        Some(history.encode())
     }
 
     fn assign(
@@ -156,6 +225,7 @@ impl PartitionAssignor for StreamsAssignor {
             })
             .collect();
         let by_member = assign_tasks(tasks, &instances);
+        let standbys = assign_standbys(tasks, &instances, &by_member, self.num_standby_replicas);
         Ok(members
             .iter()
             .map(|m| {
@@ -172,14 +242,24 @@ impl PartitionAssignor for StreamsAssignor {
                             .map(move |task| TopicPartition::new(topic.clone(), *task))
                     })
                     .collect();
-                (m.member_id.clone(), MemberAssignment::new(partitions))
+                let standby = StandbyAssignment {
+                    standbys: standbys.get(&m.member_id).cloned().unwrap_or_default(),
+                };
+                let assignment = MemberAssignment::new(partitions).with_user_data(standby.encode());
+                (m.member_id.clone(), assignment)
             })
             .collect())
     }
 
-    fn on_assignment(&self, partitions: &[TopicPartition], _user_data: Option<&Bytes>) {
+    fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&Bytes>) {
         // What the next join reports as owned.
         self.history.lock().owned = partitions.iter().map(|tp| tp.partition).collect();
+        // A leader of another version may send none this version reads: no standbys then.
+        let standbys = user_data
+            .and_then(|data| StandbyAssignment::decode(data))
+            .unwrap_or_default()
+            .standbys;
+        *self.standbys.lock() = standbys;
     }
 }
 
@@ -250,6 +330,80 @@ pub(crate) fn assign_tasks(
                 break;
             }
             next = rest.next();
+        }
+    }
+    members
+        .iter()
+        .map(|(id, _)| id.clone())
+        .zip(assigned)
+        .collect()
+}
+
+/// Places up to `replicas` standbys of each task `0..tasks` on `members` (member id,
+/// history), as the module docs say, given the active layout `active`. Every member gets an
+/// entry.
+pub(crate) fn assign_standbys(
+    tasks: i32,
+    members: &[(String, TaskHistory)],
+    active: &BTreeMap<String, BTreeSet<i32>>,
+    replicas: u32,
+) -> BTreeMap<String, BTreeSet<i32>> {
+    let mut assigned: Vec<BTreeSet<i32>> = vec![BTreeSet::new(); members.len()];
+    let per_task = usize::try_from(replicas)
+        .unwrap_or(usize::MAX)
+        .min(members.len().saturating_sub(1));
+    if per_task > 0 && tasks > 0 {
+        let total = usize::try_from(tasks).unwrap_or(0) * per_task;
+        // A member with state for many tasks takes their standbys only up to its share,
+        // so that local state does not pile them all on one member.
+        let share = total.div_ceil(members.len());
+        let mut next = 0;
+        // The tasks dealt by owner: each owner's first task, then each one's second, and so
+        // on. In plain task order, a run of one owner's tasks (range's layout) would pile
+        // their standbys on the others, and the last run would leave its owner short.
+        let mut order: Vec<(usize, usize, i32)> = members
+            .iter()
+            .enumerate()
+            .flat_map(|(owner, (id, _))| {
+                active
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(rank, task)| (rank, owner, *task))
+            })
+            .collect();
+        order.sort_unstable();
+        // Replica by replica, each a pass over the tasks, so that no task's later replicas
+        // go where the earlier tasks' standbys already piled up.
+        for _ in 0..per_task {
+            for &(_, _, task) in &order {
+                // The eligible member that `with_state` asks for with the fewest standbys.
+                let pick = |with_state: bool| -> Option<usize> {
+                    members
+                        .iter()
+                        .zip(&assigned)
+                        .enumerate()
+                        .filter(|(_, ((id, history), set))| {
+                            !active.get(id).is_some_and(|owned| owned.contains(&task))
+                                && !set.contains(&task)
+                                && (!with_state
+                                    || (history.with_state.contains(&task) && set.len() < share))
+                        })
+                        // Ties go round the members from the last one chosen.
+                        .min_by_key(|(i, (_, set))| {
+                            (set.len(), (i + members.len() - next) % members.len())
+                        })
+                        .map(|(i, _)| i)
+                };
+                let chosen = pick(true).or_else(|| pick(false));
+                if let Some(i) = chosen
+                    && let Some(set) = assigned.get_mut(i)
+                {
+                    set.insert(task);
+                    next = (i + 1) % members.len();
+                }
+            }
         }
     }
     members
@@ -376,6 +530,79 @@ mod tests {
         assert_eq!(TaskHistory::decode(&data), Some(history(&[1], &[5, 6])));
     }
 
+    #[test]
+    fn standby_assignment_round_trips_and_bad_bytes_are_none() {
+        let a = StandbyAssignment {
+            standbys: set(&[2, 5]),
+        };
+        assert_eq!(StandbyAssignment::decode(&a.encode()), Some(a.clone()));
+        let mut later = BytesMut::from(&a.encode()[..]);
+        later[0] = 2;
+        later.put_slice(b"more");
+        assert_eq!(StandbyAssignment::decode(&later), Some(a));
+        for bad in [
+            &[][..],
+            &[0, 0, 0, 0, 0][..],
+            &[1, 0, 0][..],
+            &[1, 0, 0, 0, 2, 0][..],
+        ] {
+            assert_eq!(StandbyAssignment::decode(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn standbys_go_to_members_with_state_then_the_least_loaded() {
+        let members = vec![
+            ("a".to_string(), history(&[0], &[])),
+            ("b".to_string(), history(&[], &[])),
+            ("c".to_string(), history(&[], &[0])),
+        ];
+        let active = assign_tasks(3, &members);
+        assert_eq!(active["a"], set(&[0]));
+        let out = assign_standbys(3, &members, &active, 1);
+        // c has state for task 0; then the fewest standbys, in member order.
+        assert_eq!(out["c"], set(&[0]));
+        assert_eq!(out["a"], set(&[1]));
+        assert_eq!(out["b"], set(&[2]));
+        // More replicas than other members: one on every other member.
+        let out = assign_standbys(3, &members, &active, 5);
+        for (id, standbys) in &out {
+            assert_eq!(standbys.len(), 2, "{id}: {out:?}");
+            assert!(standbys.is_disjoint(&active[id]));
+        }
+        // None asked for, or a member alone: none.
+        assert!(
+            assign_standbys(3, &members, &active, 0)
+                .values()
+                .all(BTreeSet::is_empty)
+        );
+        let alone = &members[..1];
+        let active = assign_tasks(3, alone);
+        assert!(
+            assign_standbys(3, alone, &active, 1)
+                .values()
+                .all(BTreeSet::is_empty)
+        );
+    }
+
+    #[test]
+    fn the_leader_sends_standbys_and_members_report_them_as_local_state() {
+        let leader = StreamsAssignor::new(1);
+        let topics: BTreeMap<String, i32> = [("in".to_string(), 2)].into();
+        let a = GroupMember::new("a", vec!["in".into()]);
+        let b = GroupMember::new("b", vec!["in".into()]);
+        let out = leader.assign(&topics, &[a, b]).unwrap();
+        let member = StreamsAssignor::new(1);
+        member.on_assignment(&out["b"].partitions, out["b"].user_data.as_ref());
+        assert_eq!(out["b"].partitions, [TopicPartition::new("in", 1)]);
+        assert_eq!(member.standby_tasks(), set(&[0]));
+        let data = member.subscription_user_data(&[]).unwrap();
+        assert_eq!(TaskHistory::decode(&data), Some(history(&[1], &[0])));
+        // A leader without standbys (or of another version) leaves none.
+        member.on_assignment(&out["b"].partitions, None);
+        assert!(member.standby_tasks().is_empty());
+    }
+
     fn arb_case() -> impl Strategy<Value = (i32, Vec<(String, TaskHistory)>)> {
         (0i32..24, 1usize..7).prop_flat_map(|(tasks, n)| {
             let task = 0..tasks.max(1) + 2;
@@ -426,6 +653,53 @@ mod tests {
         fn every_task_once_and_balanced((tasks, members) in arb_case()) {
             let out = assign_tasks(tasks, &members);
             check_complete_and_balanced(tasks, &members, &out)?;
+        }
+
+        /// Standbys never sit with their active task, a member holds at most one copy of a
+        /// task, every task gets min(replicas, members - 1), and the counts stay balanced:
+        /// within the share (rounded up) plus one, and within one of each other without
+        /// local state.
+        #[test]
+        fn standbys_are_placed_apart_and_balanced(
+            (tasks, members) in arb_case(),
+            replicas in 0u32..4,
+            with_history in any::<bool>(),
+        ) {
+            let members: Vec<(String, TaskHistory)> = if with_history {
+                members
+            } else {
+                members.into_iter().map(|(id, _)| (id, TaskHistory::default())).collect()
+            };
+            let active = assign_tasks(tasks, &members);
+            let out = assign_standbys(tasks, &members, &active, replicas);
+            prop_assert_eq!(out.len(), members.len());
+            let per_task = (replicas as usize).min(members.len() - 1);
+            for task in 0..tasks {
+                let holders: Vec<&String> =
+                    out.iter().filter(|(_, s)| s.contains(&task)).map(|(id, _)| id).collect();
+                prop_assert_eq!(holders.len(), per_task, "task {}: {:?}", task, holders);
+                for id in holders {
+                    prop_assert!(
+                        !active[id].contains(&task),
+                        "{} runs task {} and its standby",
+                        id,
+                        task
+                    );
+                }
+            }
+            for standbys in out.values() {
+                prop_assert!(standbys.iter().all(|t| (0..tasks).contains(t)));
+            }
+            let sizes: Vec<usize> = out.values().map(BTreeSet::len).collect();
+            let share = (usize::try_from(tasks).unwrap() * per_task).div_ceil(members.len());
+            let (min, max) = (
+                sizes.iter().min().copied().unwrap_or(0),
+                sizes.iter().max().copied().unwrap_or(0),
+            );
+            prop_assert!(max <= share + 1, "share {} but {:?}", share, sizes);
+            if !with_history {
+                prop_assert!(max - min <= 1, "unbalanced {:?}", sizes);
+            }
         }
 
         /// The same members again, each reporting what it got: nothing moves.

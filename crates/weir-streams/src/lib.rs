@@ -70,7 +70,7 @@
 //!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `assignor`: the group's task assignor, sticky to the instance that ran a task or holds
-//!   its state.
+//!   its state; it also places the standby replicas.
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
 //!   task per input partition built by a [`TopologyFactory`], created (and restored) on
 //!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
@@ -263,6 +263,19 @@
 //!   one store; [`Topology::copartition_groups`]) must have equal partition counts: the
 //!   runtime refuses to start otherwise, naming the node and each topic's count. A global
 //!   table's topic makes no task and is not in the group's subscription (*Global tables*).
+//! - **Standby replicas.** With [`StreamsConfig::num_standby_replicas`] (Kafka's
+//!   `num.standby.replicas`, default 0) above 0, the leader also gives each task up to that
+//!   many standbys on other instances (never the task's own, at most one per instance,
+//!   first where its local state is, then the least loaded), sent in each member's
+//!   assignment user data. An instance builds each standby's topology and feeds its stores
+//!   the task's changelog records with a consumer outside the group, read in the run loop
+//!   (with a state dir, into the task's local state too, at each commit); it reports its
+//!   standbys as tasks with local state, so a task whose instance leaves or crashes moves to
+//!   one that kept it warm, where the standby is promoted: the task keeps the standby's
+//!   stores and restores only the changelog past what the standby applied.
+//!   [`KafkaStreams::standby_tasks`] lists them and [`TaskMetrics::standby_applied`] counts
+//!   what they applied. Every instance of an application should use the same value: only
+//!   the leader's counts.
 //! - **Global tables.** As Kafka's `GlobalStreamThread` and `GlobalStateManager`: every
 //!   instance reads every partition of each [`GlobalKTable`]'s topic with a consumer of its
 //!   own, outside the group (manual assignment), into one store per table that all the
@@ -381,7 +394,7 @@
 //! - state larger than memory: stores are in memory while their task runs, the local redb
 //!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
 //!   their changelog records there, in Kafka's key formats, not in redb tables per store
-//!   kind); standby replicas; the changelog of the records a left or outer stream-stream
+//!   kind); the changelog of the records a left or outer stream-stream
 //!   join holds until their window closes (Kafka's shared outer-join store): a restored task
 //!   rebuilds them from the two logged buffers instead (the records whose window is still
 //!   open at the latest buffered timestamp and that nothing buffered on the other side
@@ -394,7 +407,7 @@
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
 //!   instance blocked elsewhere does not clean;
-//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up of standbys, cooperative
+//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up replicas, cooperative
 //!   rebalancing, rack awareness, lag-based placement): the streams assignor is sticky but
 //!   eager, so every partition is revoked at each rebalance, and the tasks it gives back
 //!   are kept;

@@ -33,6 +33,16 @@
 //! each commit and loaded first at start, so that each global partition is read only past
 //! its checkpoint.
 //!
+//! Standby replicas (`num_standby_replicas`, Kafka's standby tasks): the assignor gives an
+//! instance, beside its tasks, standby task ids in its assignment's user data. For each the
+//! runtime builds the task's topology (`StandbyTask`) and feeds its stores the records of the
+//! task's changelog partitions, read by one consumer outside the group in the run loop, as
+//! the global tables' records are; with `state_dir`, into the task's local state too, at
+//! each commit. A standby is created (from local state first, if any) and dropped as the
+//! assignment changes; when its task becomes active here, `create_task` promotes it: the
+//! task keeps its stores, and the restore reads only the changelogs past the standby's
+//! positions.
+//!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
@@ -117,6 +127,13 @@ pub struct StreamsConfig {
     /// 10 minutes). The cleaner runs at a commit once the instance runs tasks, then every
     /// delay.
     pub state_cleanup_delay: Duration,
+    /// `num.standby.replicas`: how many other instances keep a standby replica of each task,
+    /// its stores fed from their changelogs, so that when the task moves to one of them it
+    /// reads only the changelog records the standby had not applied yet (default 0, as
+    /// Kafka). The group's leader places the standbys with its own value, so every instance
+    /// of an application should use the same one. A group of `n` instances keeps at most
+    /// `n - 1` per task.
+    pub num_standby_replicas: u32,
 }
 
 impl StreamsConfig {
@@ -134,6 +151,7 @@ impl StreamsConfig {
             max_task_idle_ms: 0,
             state_dir: None,
             state_cleanup_delay: Duration::from_secs(600),
+            num_standby_replicas: 0,
         }
     }
 }
@@ -193,8 +211,30 @@ pub struct KafkaStreams {
     partition_groups: Option<PartitionGroups>,
     /// When the state cleaner runs next (`None`: at the first commit with tasks).
     next_state_cleanup: Option<Instant>,
+    /// The standby tasks the last assignment gave this instance.
+    standbys: BTreeMap<i32, StandbyTask>,
+    /// The consumer, outside the group, that reads the standbys' changelog partitions;
+    /// `None` without standbys.
+    standby_consumer: Option<Consumer>,
+    /// The standbys whose changelog partitions `standby_consumer` is assigned.
+    standby_reading: BTreeSet<i32>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
+}
+
+/// A standby replica of a task (Kafka's `StandbyTask`): the task's topology, whose stores
+/// are fed the records of the task's changelog partitions as the active task writes them,
+/// so that a takeover here starts from them. It processes no input.
+struct StandbyTask {
+    task: Task,
+    /// Per changelog topic (full name): the store it logs.
+    stores: HashMap<String, String>,
+    /// Per changelog topic: the offset after the last record applied, where a promotion's
+    /// restore starts reading.
+    positions: HashMap<String, i64>,
+    /// With a state dir: the task's local state, and the records and checkpoints applied
+    /// since its last write, written at each commit as an active task's are.
+    local: LocalWriter,
 }
 
 /// A changelog record a task wrote in the batch under way: written to the task's local state
@@ -252,6 +292,7 @@ impl std::fmt::Debug for KafkaStreams {
         f.debug_struct("KafkaStreams")
             .field("application_id", &self.config.application_id)
             .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
+            .field("standby_tasks", &self.standbys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -308,7 +349,7 @@ impl KafkaStreams {
         check_copartitioning(&template, &counts, tasks)?;
         create_internal_topics(&admin, &client, &prefix, &template, tasks).await?;
 
-        let assignor = Arc::new(StreamsAssignor::default());
+        let assignor = Arc::new(StreamsAssignor::new(config.num_standby_replicas));
         if let Some(dir) = &config.state_dir {
             let app_dir = dir.join(&config.application_id);
             let scanning = app_dir.clone();
@@ -392,6 +433,9 @@ impl KafkaStreams {
                 .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
             next_state_cleanup: None,
             config,
+            standbys: BTreeMap::new(),
+            standby_consumer: None,
+            standby_reading: BTreeSet::new(),
             _state_lock: state_lock,
         })
     }
@@ -477,6 +521,16 @@ impl KafkaStreams {
                     }
                     continue;
                 }
+                // The standbys follow their changelogs between the tasks' records.
+                record = recv_standby(&mut self.standby_consumer) => {
+                    if self.apply_standby(&record?)? {
+                        // Their local state is written at the batch's commit.
+                        deadline.get_or_insert_with(|| {
+                            Instant::now() + self.config.commit_interval
+                        });
+                    }
+                    continue;
+                }
                 record = self.consumer.recv() => record?,
             };
             // Rebalances happen inside `recv`: the tasks follow the assignment before the
@@ -515,6 +569,7 @@ impl KafkaStreams {
         let app_dir = state_dir.join(&self.config.application_id);
         let mut owned: BTreeSet<i32> = self.tasks.keys().copied().collect();
         owned.extend(self.consumer.assignment().iter().map(|tp| tp.partition));
+        owned.extend(self.standbys.keys().copied());
         let delay = self.config.state_cleanup_delay;
         let cleaning = app_dir.clone();
         match blocking(&app_dir, move || {
@@ -538,7 +593,7 @@ impl KafkaStreams {
     /// Refused with [`Error::IllegalState`] once the instance runs tasks (call it before
     /// [`KafkaStreams::run_until`]); without a state dir there is nothing to delete.
     pub async fn cleanup(&mut self) -> Result<(), Error> {
-        if !self.tasks.is_empty() {
+        if !self.tasks.is_empty() || !self.standbys.is_empty() {
             return Err(Error::IllegalState(
                 "cannot clean up the local state while the instance runs tasks".to_string(),
             ));
@@ -719,11 +774,83 @@ impl KafkaStreams {
                 self.create_task(partition).await?;
             }
         }
+        self.sync_standbys().await
+    }
+
+    /// Makes the standby tasks follow the last assignment: drops those it no longer holds
+    /// (their local state written and released), creates the new ones, and points the
+    /// standby consumer at their changelog partitions. Runs after the active tasks were
+    /// synced, so that a task active here has taken its standby over already and a standby
+    /// of a task dropped here opens its directory once the task released it.
+    async fn sync_standbys(&mut self) -> Result<(), Error> {
+        let wanted = self.assignor.standby_tasks();
+        let removed: Vec<i32> = self
+            .standbys
+            .keys()
+            .copied()
+            .filter(|p| !wanted.contains(p) || self.tasks.contains_key(p))
+            .collect();
+        for partition in removed {
+            if let Some(mut standby) = self.standbys.remove(&partition) {
+                tracing::info!(task = partition, "closing standby task: no longer assigned");
+                if let Err(error) = standby.local.flush().await {
+                    tracing::warn!(task = partition, %error, "standby local state not written");
+                }
+                close_state(partition, standby.local.state.take()).await;
+                add_metrics(&mut self.retired, standby.task.metrics());
+            }
+        }
+        for partition in wanted {
+            if !self.tasks.contains_key(&partition) && !self.standbys.contains_key(&partition) {
+                self.create_standby(partition).await?;
+            }
+        }
+        let reading: BTreeSet<i32> = self.standbys.keys().copied().collect();
+        // The consumer exists exactly while there are standbys to read.
+        if reading == self.standby_reading {
+            return Ok(());
+        }
+        if reading.is_empty() {
+            self.standby_consumer = None;
+            self.standby_reading = reading;
+            return Ok(());
+        }
+        let positions: Vec<(TopicPartition, i64)> = self
+            .standbys
+            .iter()
+            .flat_map(|(partition, standby)| {
+                standby.stores.keys().map(|topic| {
+                    let position = standby.positions.get(topic).copied().unwrap_or(0);
+                    (TopicPartition::new(topic.clone(), *partition), position)
+                })
+            })
+            .collect();
+        let consumer = match &mut self.standby_consumer {
+            Some(consumer) => consumer,
+            None => {
+                let restorer = Restorer {
+                    client: &self.client,
+                    admin: &self.admin,
+                    config: &self.config,
+                    prefix: &self.prefix,
+                };
+                let consumer = restorer.assigned_consumer().await?;
+                self.standby_consumer.insert(consumer)
+            }
+        };
+        let partitions: Vec<TopicPartition> = positions.iter().map(|(tp, _)| tp.clone()).collect();
+        consumer.assign(&partitions)?;
+        for (tp, position) in &positions {
+            consumer.seek(tp, *position)?;
+        }
+        self.standby_reading = reading;
         Ok(())
     }
 
-    /// Builds the task of `partition` and restores its stores from their changelogs.
-    async fn create_task(&mut self, partition: i32) -> Result<(), Error> {
+    /// Builds the standby of `partition`: with a state dir, its stores are loaded from the
+    /// task's local state and the changelogs are read from its checkpoints, else from their
+    /// start.
+    async fn create_standby(&mut self, partition: i32) -> Result<(), Error> {
         let topology = (self.factory)()?;
         let mut task = Task::new(
             topology,
@@ -734,23 +861,143 @@ impl KafkaStreams {
             task.topology_mut()
                 .share_global_stores(global.task.topology());
         }
+        let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
+        let by_topic: HashMap<String, String> = stores
+            .iter()
+            .map(|store| (format!("{}{store}-changelog", self.prefix), store.clone()))
+            .collect();
+        let partitions: Vec<TopicPartition> = by_topic
+            .keys()
+            .map(|topic| TopicPartition::new(topic.clone(), partition))
+            .collect();
+        let restorer = Restorer {
+            client: &self.client,
+            admin: &self.admin,
+            config: &self.config,
+            prefix: &self.prefix,
+        };
+        let starts = restorer
+            .list_offsets(&partitions, OffsetSpec::Earliest)
+            .await?;
+        let (state, checkpoints) = match &self.config.state_dir {
+            Some(dir) if !stores.is_empty() => {
+                let dir = dir
+                    .join(&self.config.application_id)
+                    .join(partition.to_string());
+                let opened = open_task_state(dir, self.config.restore_timeout).await?;
+                self.assignor.add_local_state(partition);
+                let ends = restorer
+                    .list_offsets(&partitions, OffsetSpec::Latest)
+                    .await?;
+                let (state, checkpoints) = restorer
+                    .load_local_state(&mut task, partition, opened, &stores, &starts, &ends)
+                    .await?;
+                (Some(Arc::new(state)), checkpoints)
+            }
+            _ => (None, HashMap::new()),
+        };
+        let positions: HashMap<String, i64> = partitions
+            .iter()
+            .map(|tp| {
+                let start = starts.get(tp).copied().unwrap_or(0);
+                let from = checkpoints.get(&tp.topic).copied().unwrap_or(start);
+                (tp.topic.clone(), from.max(start))
+            })
+            .collect();
+        tracing::info!(task = partition, ?positions, "standby task created");
+        self.standbys.insert(
+            partition,
+            StandbyTask {
+                task,
+                stores: by_topic,
+                positions,
+                local: LocalWriter {
+                    state,
+                    records: Vec::new(),
+                    checkpoints: HashMap::new(),
+                },
+            },
+        );
+        Ok(())
+    }
+
+    /// Applies a changelog record to its standby's store; true when it is kept for the
+    /// standby's local state (written at the commit). A record of a standby dropped since
+    /// the consumer fetched it, or one already applied, is skipped.
+    fn apply_standby(&mut self, record: &ConsumerRecord) -> Result<bool, Error> {
+        let Some(standby) = self.standbys.get_mut(&record.partition) else {
+            return Ok(false);
+        };
+        let Some(store) = standby.stores.get(&*record.topic) else {
+            return Ok(false);
+        };
+        if standby
+            .positions
+            .get(&*record.topic)
+            .is_some_and(|next| record.offset < *next)
+        {
+            return Ok(false);
+        }
+        standby
+            .task
+            .restore(store, record.key.as_deref(), record.value.as_deref())?;
+        standby.task.count_standby_applied(1);
+        standby
+            .positions
+            .insert(record.topic.to_string(), record.offset + 1);
+        standby.local.keep(store, &record.topic, record);
+        Ok(standby.local.state.is_some())
+    }
+
+    /// Builds the task of `partition` and restores its stores from their changelogs. A
+    /// standby of the task on this instance is promoted: the task takes its stores, local
+    /// state and positions over, and reads only the changelog records past them.
+    async fn create_task(&mut self, partition: i32) -> Result<(), Error> {
+        let promoted = match self.standbys.remove(&partition) {
+            Some(mut standby) => {
+                // Its local state then vouches for the positions the restore starts at.
+                standby.local.flush().await?;
+                Some((standby.task, standby.local.state.take(), standby.positions))
+            }
+            None => None,
+        };
+        let (mut task, promoted) = match promoted {
+            Some((task, state, positions)) => (task, Some((state, positions))),
+            None => {
+                let topology = (self.factory)()?;
+                let mut task = Task::new(
+                    topology,
+                    partition,
+                    self.config.deserialization_exception_handler.clone(),
+                );
+                if let Some(global) = &self.global {
+                    task.topology_mut()
+                        .share_global_stores(global.task.topology());
+                }
+                (task, None)
+            }
+        };
         // This instance's own changelog writes (of a task it just dropped) must be in the
         // changelog before it is read; the changelog then holds them, so the new task's local
         // state must not take them from this batch (they are behind its restored state).
         self.producer.flush().await;
         self.logged.retain(|logged| logged.task != partition);
         self.expired.retain(|(task, _)| *task != partition);
-        let state = match &self.config.state_dir {
-            Some(dir) => {
-                let dir = dir
-                    .join(&self.config.application_id)
-                    .join(partition.to_string());
-                let opened = open_task_state(dir, self.config.restore_timeout).await?;
-                self.assignor.add_local_state(partition);
-                Some(opened)
-            }
-            None => None,
+        let from = match promoted {
+            Some((state, positions)) => RestoreFrom::Positions { state, positions },
+            None => RestoreFrom::LocalState(match &self.config.state_dir {
+                Some(dir) => {
+                    let dir = dir
+                        .join(&self.config.application_id)
+                        .join(partition.to_string());
+                    let opened = open_task_state(dir, self.config.restore_timeout).await?;
+                    self.assignor.add_local_state(partition);
+                    Some(opened)
+                }
+                None => None,
+            }),
         };
+        let promoting = matches!(from, RestoreFrom::Positions { .. });
         let restorer = Restorer {
             client: &self.client,
             admin: &self.admin,
@@ -758,8 +1005,17 @@ impl KafkaStreams {
             prefix: &self.prefix,
         };
         let restoring = Instant::now();
-        let state = restorer.restore(&mut task, partition, state).await?;
+        let read_before = task.metrics().restored_from_changelog;
+        let state = restorer.restore(&mut task, partition, from).await?;
         task.count_restore_time(restoring.elapsed());
+        if promoting {
+            tracing::info!(
+                task = partition,
+                records = task.metrics().restored_from_changelog - read_before,
+                applied_as_standby = task.metrics().standby_applied,
+                "standby task promoted: read the changelog records it had not applied yet"
+            );
+        }
         self.resume_stream_time(&mut task, partition).await;
         tracing::info!(
             task = partition,
@@ -849,6 +1105,9 @@ impl KafkaStreams {
         self.write_local_state(&acknowledged).await?;
         if let Some(global) = &mut self.global {
             global.write_local_state().await?;
+        }
+        for standby in self.standbys.values_mut() {
+            standby.local.flush().await?;
         }
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
@@ -991,12 +1250,21 @@ impl KafkaStreams {
         self.tasks.keys().copied().collect()
     }
 
+    /// The task ids this instance keeps standby replicas of
+    /// ([`StreamsConfig::num_standby_replicas`]).
+    pub fn standby_tasks(&self) -> Vec<i32> {
+        self.standbys.keys().copied().collect()
+    }
+
     /// The counters of every task this instance ran, summed, with its global tables' (their
     /// bootstrap's restored records and time, their records that did not deserialize).
     pub fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.retired;
         for task in self.tasks.values() {
             add_metrics(&mut metrics, task.task.metrics());
+        }
+        for standby in self.standbys.values() {
+            add_metrics(&mut metrics, standby.task.metrics());
         }
         // The global tables' bootstrap and records that did not deserialize.
         if let Some(global) = &self.global {
@@ -1015,6 +1283,13 @@ impl KafkaStreams {
         }
         for (partition, task) in std::mem::take(&mut self.tasks) {
             close_state(partition, task.state).await;
+        }
+        for (partition, mut standby) in std::mem::take(&mut self.standbys) {
+            if let Err(error) = standby.local.flush().await {
+                tracing::warn!(task = partition, %error,
+                    "standby local state not written at close");
+            }
+            close_state(partition, standby.local.state.take()).await;
         }
         if let Some(global) = &mut self.global {
             global.close_local_state().await;
@@ -1540,6 +1815,27 @@ async fn recv_global(global: &mut Option<GlobalState>) -> weir_client::Result<Co
     }
 }
 
+/// Where a restore starts.
+enum RestoreFrom {
+    /// A new task: its local state (with a state dir), then the changelogs from its
+    /// checkpoints.
+    LocalState(Option<TaskState>),
+    /// A promoted standby, its stores filled: the changelogs from `positions` (the offset
+    /// after the last record applied, per changelog topic), its local state kept as it is.
+    Positions {
+        state: Option<Arc<TaskState>>,
+        positions: HashMap<String, i64>,
+    },
+}
+
+/// The next record of the standbys' changelogs; never, without standbys.
+async fn recv_standby(consumer: &mut Option<Consumer>) -> weir_client::Result<ConsumerRecord> {
+    match consumer {
+        Some(consumer) => consumer.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What restoring a task needs of the instance; borrowed apart from it so that the restore's
 /// future stays `Send` (the instance is not `Sync`).
 struct Restorer<'a> {
@@ -1563,21 +1859,26 @@ impl Restorer<'_> {
         Ok(Consumer::from_client(self.client.clone(), config).await?)
     }
 
-    /// Restores the task's stores: first the records of its local `state` (if any), then
-    /// partition `partition` of every changelog from the local state's checkpoint (or the
-    /// start) to its end offset, logging progress per store. The changelog records read are
-    /// written to the local state too, with checkpoints at the end offsets. A checkpoint
-    /// outside a changelog's offsets (the topic was deleted or recreated) wipes the local
-    /// state first, which is then rebuilt from the whole changelogs.
+    /// Restores the task's stores: for a new task, first the records of its local `state`
+    /// (if any), then partition `partition` of every changelog from the local state's
+    /// checkpoint (or the start) to its end offset; for a promoted standby, whose stores are
+    /// filled already, the changelogs from its positions. Logs progress per store. The
+    /// changelog records read are written to the local state too, with checkpoints at the
+    /// end offsets. A checkpoint outside a changelog's offsets (the topic was deleted or
+    /// recreated) wipes the local state first, which is then rebuilt from the whole
+    /// changelogs.
     async fn restore(
         &self,
         task: &mut Task,
         partition: i32,
-        state: Option<TaskState>,
+        from: RestoreFrom,
     ) -> Result<Option<Arc<TaskState>>, Error> {
         let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
         if stores.is_empty() {
-            return Ok(state.map(Arc::new));
+            return Ok(match from {
+                RestoreFrom::LocalState(state) => state.map(Arc::new),
+                RestoreFrom::Positions { state, .. } => state,
+            });
         }
         let by_topic: HashMap<String, String> = stores
             .iter()
@@ -1589,25 +1890,27 @@ impl Restorer<'_> {
             .collect();
         let starts = self.list_offsets(&partitions, OffsetSpec::Earliest).await?;
         let ends = self.list_offsets(&partitions, OffsetSpec::Latest).await?;
-        let (state, checkpoints) = match state {
-            Some(state) => {
+        let (state, checkpoints) = match from {
+            RestoreFrom::LocalState(Some(state)) => {
                 let (state, checkpoints) = self
                     .load_local_state(task, partition, state, &stores, &starts, &ends)
                     .await?;
                 (Some(Arc::new(state)), checkpoints)
             }
-            None => (None, HashMap::new()),
+            RestoreFrom::LocalState(None) => (None, HashMap::new()),
+            RestoreFrom::Positions { state, positions } => (state, positions),
         };
         // Per changelog still being read: (store, start, end, records restored).
         let mut pending: HashMap<String, (String, i64, i64, u64)> = HashMap::new();
         for tp in &partitions {
             let store = by_topic.get(&tp.topic).cloned().unwrap_or_default();
+            let first = starts.get(tp).copied().unwrap_or(0);
             let (start, end) = (
                 checkpoints
                     .get(&tp.topic)
-                    .or(starts.get(tp))
                     .copied()
-                    .unwrap_or(0),
+                    .unwrap_or(first)
+                    .max(first),
                 ends.get(tp).copied().unwrap_or(0),
             );
             if end > start {
@@ -1786,6 +2089,7 @@ fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
     total.restored_from_changelog += more.restored_from_changelog;
     total.restored_from_local_state += more.restored_from_local_state;
     total.restore_time_ms += more.restore_time_ms;
+    total.standby_applied += more.standby_applied;
 }
 
 /// Writes what a restore reads from the changelogs into the task's local state, in write

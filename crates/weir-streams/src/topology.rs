@@ -152,6 +152,9 @@ pub struct TaskMetrics {
     /// Milliseconds spent restoring the stores when the task was created, from local state
     /// and changelogs (Kafka's restore latency, summed), and bootstrapping the global tables.
     pub restore_time_ms: u64,
+    /// Changelog records applied to the task's stores while it was a standby replica on this
+    /// instance (`StreamsConfig::num_standby_replicas`), kept warm for a takeover.
+    pub standby_applied: u64,
 }
 
 /// What a task does with an input record whose key or value does not deserialize (Kafka's
@@ -605,6 +608,11 @@ impl Task {
     pub(crate) fn count_restored(&mut self, local_state: u64, changelog: u64) {
         self.ctx.metrics.restored_from_local_state += local_state;
         self.ctx.metrics.restored_from_changelog += changelog;
+    }
+
+    /// Counts changelog records a standby applied.
+    pub(crate) fn count_standby_applied(&mut self, records: u64) {
+        self.ctx.metrics.standby_applied += records;
     }
 
     /// Counts time spent restoring the stores.

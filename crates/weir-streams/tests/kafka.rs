@@ -1323,3 +1323,153 @@ async fn the_instances_that_stay_keep_their_tasks_when_one_leaves() {
     }
     broker.stop().await;
 }
+
+/// Stops a running instance, reads what `inspect` wants of it, and starts it again; its
+/// group membership stays (it does not close).
+async fn pause_and_inspect<T>(
+    running: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<KafkaStreams>,
+    ),
+    inspect: impl AsyncFnOnce(&KafkaStreams) -> T,
+) -> (
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<KafkaStreams>,
+    ),
+    T,
+) {
+    let (stop, task) = running;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let seen = inspect(&streams).await;
+    (start(streams), seen)
+}
+
+/// With `num_standby_replicas = 1`, each of two instances keeps a standby of the other's
+/// tasks, fed from their changelogs. When one crashes, the survivor promotes its standbys:
+/// it reads few or none of the changelog records (a takeover without standbys reads them
+/// all), and the counts go on exactly.
+#[tokio::test]
+async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
+    const APP: &str = "word-count-standby";
+    const RECORDS: usize = 600;
+    let broker = TestBroker::start(&[
+        ("group.min.session.timeout.ms", "1000"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(3);
+    config.num_standby_replicas = 1;
+    let mut survivor = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    let mut crashing = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    wait_for_members(&broker, APP, 2).await;
+    produce_words(&broker, 0..RECORDS).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(&broker, APP, "words", 4).await < RECORDS as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "not committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Each instance's standbys are the other's tasks, with every changelog record applied.
+    let changelog = format!("{APP}-word-counts-changelog");
+    let logged = async |tasks: &[i32]| -> i64 {
+        let mut sum = 0;
+        for task in tasks {
+            sum += support::end_offset(&client, &changelog, *task).await;
+        }
+        sum
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (others, read_before) = loop {
+        let (running, (tasks, standbys, metrics)) = pause_and_inspect(survivor, async |s| {
+            (s.tasks(), s.standby_tasks(), s.metrics())
+        })
+        .await;
+        survivor = running;
+        let (running, (crashing_tasks, crashing_standbys, crashing_metrics)) =
+            pause_and_inspect(crashing, async |s| {
+                (s.tasks(), s.standby_tasks(), s.metrics())
+            })
+            .await;
+        crashing = running;
+        let warm = |tasks: &[i32], standbys: &[i32], applied: u64, logged: i64| {
+            tasks.len() == 2
+                && standbys.len() == 2
+                && tasks.iter().all(|t| !standbys.contains(t))
+                && logged > 0
+                && i64::try_from(applied).unwrap() >= logged
+        };
+        let survivor_logged = logged(&standbys).await;
+        let crashing_logged = logged(&crashing_standbys).await;
+        if warm(&tasks, &standbys, metrics.standby_applied, survivor_logged)
+            && warm(
+                &crashing_tasks,
+                &crashing_standbys,
+                crashing_metrics.standby_applied,
+                crashing_logged,
+            )
+            && standbys == crashing_tasks
+        {
+            break (survivor_logged, metrics.restored_from_changelog);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "standbys not warm: survivor {tasks:?} standbys {standbys:?} applied {} of \
+             {survivor_logged}; other {crashing_tasks:?} standbys {crashing_standbys:?} \
+             applied {} of {crashing_logged}",
+            metrics.standby_applied,
+            crashing_metrics.standby_applied
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        others >= 200,
+        "the other's changelogs hold {others} records"
+    );
+
+    let (_, crashing_task) = crashing;
+    crashing_task.abort();
+    assert!(crashing_task.await.unwrap_err().is_cancelled());
+    produce_words(&broker, RECORDS..RECORDS + 200).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(&broker, APP, "words", 4).await < RECORDS as i64 + 200 {
+        assert!(tokio::time::Instant::now() < deadline, "not taken over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (stop, task) = survivor;
+    stop.send(()).unwrap();
+    let survivor = task.await.unwrap();
+    assert_eq!(survivor.tasks(), vec![0, 1, 2, 3], "every task moved to it");
+    assert!(survivor.standby_tasks().is_empty(), "no other instance");
+    let read = survivor.metrics().restored_from_changelog - read_before;
+    assert!(
+        read * 10 < u64::try_from(others).unwrap(),
+        "the promotion read {read} changelog records of {others}"
+    );
+    let counts = survivor
+        .key_value_store::<String, i64>("word-counts")
+        .unwrap()
+        .all();
+    survivor.close().await.unwrap();
+    let expected: BTreeMap<String, i64> = (0..10)
+        .map(|w| (format!("w{w}"), (RECORDS as i64 + 200) / 10))
+        .collect();
+    assert_eq!(counts.into_iter().collect::<BTreeMap<_, _>>(), expected);
+    assert_eq!(latest_counts(&broker, "word-counts").await, expected);
+    broker.stop().await;
+}

@@ -615,3 +615,59 @@ async fn the_state_cleaner_deletes_unowned_task_dirs_and_cleanup_wipes_the_local
     streams.close().await.unwrap();
     broker.stop().await;
 }
+
+/// A standby keeps its task's local state as the task would: after two instances with a
+/// standby each are closed, either one restarted alone loads both tasks from its own state
+/// dir and reads nothing from the changelogs (without the standby's copy, the task it did
+/// not run would read its whole changelog).
+#[tokio::test]
+async fn a_standby_keeps_its_tasks_local_state() {
+    const APP: &str = "state-standby";
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (broker, mut config_a) = setup(APP, dir_a.path()).await;
+    config_a.num_standby_replicas = 1;
+    let mut config_b = config_a.clone();
+    config_b.state_dir = Some(dir_b.path().to_path_buf());
+    let mut a = start(KafkaStreams::new(word_counts, config_a).await.unwrap());
+    let mut b = start(
+        KafkaStreams::new(word_counts, config_b.clone())
+            .await
+            .unwrap(),
+    );
+    produce_words(&broker, 0..1000).await;
+    wait_committed(&broker, APP, 1000).await;
+    let logged = changelog_records(&broker, APP).await;
+    // Every changelog record is in one active task and one standby.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (a, b) = loop {
+        let (stop, task) = a;
+        stop.send(()).unwrap();
+        let stopped_a = task.await.unwrap();
+        let (stop, task) = b;
+        stop.send(()).unwrap();
+        let stopped_b = task.await.unwrap();
+        let applied = stopped_a.metrics().standby_applied + stopped_b.metrics().standby_applied;
+        let standbys = [stopped_a.standby_tasks(), stopped_b.standby_tasks()];
+        if standbys.iter().all(|s| s.len() == 1) && i64::try_from(applied).unwrap() >= logged {
+            break (stopped_a, stopped_b);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "standbys {standbys:?} applied {applied} of {logged}"
+        );
+        a = start(stopped_a);
+        b = start(stopped_b);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Neither runs its loop now: closing one does not move its task to the other.
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+
+    produce_words(&broker, 1000..1200).await;
+    let (metrics, counts) = run_until_committed(&broker, &config_b, 1200).await;
+    exact(&counts, 12);
+    assert_eq!(metrics.restored_from_changelog, 0, "{metrics:?}");
+    assert_eq!(metrics.restored_from_local_state, KEYS as u64);
+    broker.stop().await;
+}

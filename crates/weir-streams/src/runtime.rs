@@ -847,13 +847,11 @@ impl KafkaStreams {
         Ok(())
     }
 
-    /// Builds the standby of `partition`: with a state dir, its stores are loaded from the
-    /// task's local state and the changelogs are read from its checkpoints, else from their
-    /// start.
-    async fn create_standby(&mut self, partition: i32) -> Result<(), Error> {
-        let topology = (self.factory)()?;
+    /// A new task of `partition`: a fresh topology, which looks up the instance's global
+    /// stores.
+    fn new_task(&self, partition: i32) -> Result<Task, Error> {
         let mut task = Task::new(
-            topology,
+            (self.factory)()?,
             partition,
             self.config.deserialization_exception_handler.clone(),
         );
@@ -861,6 +859,14 @@ impl KafkaStreams {
             task.topology_mut()
                 .share_global_stores(global.task.topology());
         }
+        Ok(task)
+    }
+
+    /// Builds the standby of `partition`: with a state dir, its stores are loaded from the
+    /// task's local state and the changelogs are read from its checkpoints, else from their
+    /// start.
+    async fn create_standby(&mut self, partition: i32) -> Result<(), Error> {
+        let mut task = self.new_task(partition)?;
         let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
         let by_topic: HashMap<String, String> = stores
             .iter()
@@ -963,19 +969,7 @@ impl KafkaStreams {
         };
         let (mut task, promoted) = match promoted {
             Some((task, state, positions)) => (task, Some((state, positions))),
-            None => {
-                let topology = (self.factory)()?;
-                let mut task = Task::new(
-                    topology,
-                    partition,
-                    self.config.deserialization_exception_handler.clone(),
-                );
-                if let Some(global) = &self.global {
-                    task.topology_mut()
-                        .share_global_stores(global.task.topology());
-                }
-                (task, None)
-            }
+            None => (self.new_task(partition)?, None),
         };
         // This instance's own changelog writes (of a task it just dropped) must be in the
         // changelog before it is read; the changelog then holds them, so the new task's local

@@ -68,7 +68,7 @@ use crate::Error;
 use crate::assignor::StreamsAssignor;
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
-use crate::state::{self, GLOBAL_DIR, LocalRecord, TaskState, blocking};
+use crate::state::{self, GLOBAL_DIR, LocalCopy, LocalRecord, TaskState, blocking};
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
@@ -868,10 +868,7 @@ impl KafkaStreams {
     async fn create_standby(&mut self, partition: i32) -> Result<(), Error> {
         let mut task = self.new_task(partition)?;
         let stores: Vec<String> = task.topology().restorers.keys().cloned().collect();
-        let by_topic: HashMap<String, String> = stores
-            .iter()
-            .map(|store| (format!("{}{store}-changelog", self.prefix), store.clone()))
-            .collect();
+        let by_topic = changelog_stores(&self.prefix, &stores);
         let partitions: Vec<TopicPartition> = by_topic
             .keys()
             .map(|topic| TopicPartition::new(topic.clone(), partition))
@@ -934,23 +931,21 @@ impl KafkaStreams {
         let Some(standby) = self.standbys.get_mut(&record.partition) else {
             return Ok(false);
         };
-        let Some(store) = standby.stores.get(&*record.topic) else {
+        let (Some(store), Some(next)) = (
+            standby.stores.get(&*record.topic),
+            // Every changelog of the standby has a position from its creation on.
+            standby.positions.get_mut(&*record.topic),
+        ) else {
             return Ok(false);
         };
-        if standby
-            .positions
-            .get(&*record.topic)
-            .is_some_and(|next| record.offset < *next)
-        {
+        if record.offset < *next {
             return Ok(false);
         }
         standby
             .task
             .restore(store, record.key.as_deref(), record.value.as_deref())?;
         standby.task.count_standby_applied(1);
-        standby
-            .positions
-            .insert(record.topic.to_string(), record.offset + 1);
+        *next = record.offset + 1;
         standby.local.keep(store, &record.topic, record);
         Ok(standby.local.state.is_some())
     }
@@ -959,16 +954,13 @@ impl KafkaStreams {
     /// standby of the task on this instance is promoted: the task takes its stores, local
     /// state and positions over, and reads only the changelog records past them.
     async fn create_task(&mut self, partition: i32) -> Result<(), Error> {
-        let promoted = match self.standbys.remove(&partition) {
+        let (mut task, promoted) = match self.standbys.remove(&partition) {
             Some(mut standby) => {
                 // Its local state then vouches for the positions the restore starts at.
                 standby.local.flush().await?;
-                Some((standby.task, standby.local.state.take(), standby.positions))
+                let state = standby.local.state.take();
+                (standby.task, Some((state, standby.positions)))
             }
-            None => None,
-        };
-        let (mut task, promoted) = match promoted {
-            Some((task, state, positions)) => (task, Some((state, positions))),
             None => (self.new_task(partition)?, None),
         };
         // This instance's own changelog writes (of a task it just dropped) must be in the
@@ -1156,7 +1148,7 @@ impl KafkaStreams {
         for (partition, (records, next_offsets)) in per_task {
             let checkpoints: HashMap<String, i64> = next_offsets
                 .into_iter()
-                .map(|(store, next)| (format!("{}{store}-changelog", self.prefix), next))
+                .map(|(store, next)| (changelog_topic(&self.prefix, &store), next))
                 .collect();
             // A task dropped during the batch closed its state at its last commit.
             let Some(state) = self.tasks.get(&partition).and_then(|t| t.state.clone()) else {
@@ -1660,45 +1652,43 @@ impl GlobalState {
         ends: &HashMap<TopicPartition, i64>,
     ) -> Result<HashMap<String, i64>, Error> {
         let path = state.path().to_path_buf();
-        let (state, checkpoints) = blocking(&path, move || {
-            let checkpoints = state.checkpoints()?;
-            Ok((state, checkpoints))
-        })
-        .await?;
-        let by_name: HashMap<String, &TopicPartition> = partitions
+        // Per checkpoint name: the offsets its partition has now.
+        let ranges: HashMap<String, (i64, i64)> = partitions
             .iter()
-            .map(|tp| (global_checkpoint(tp), tp))
+            .map(|tp| {
+                let start = starts.get(tp).copied().unwrap_or(0);
+                (
+                    global_checkpoint(tp),
+                    (start, ends.get(tp).copied().unwrap_or(0)),
+                )
+            })
             .collect();
-        let topics = &self.task.topology().global_topics;
-        let out_of_range =
-            checkpoints
-                .iter()
-                .find(|(name, offset)| match by_name.get(name.as_str()) {
-                    Some(tp) => {
-                        let start = starts.get(*tp).copied().unwrap_or(0);
-                        let end = ends.get(*tp).copied().unwrap_or(0);
-                        **offset < start || **offset > end
-                    }
-                    // A partition of a global topic that it no longer has: the topic was
-                    // recreated with fewer. A topic the topology no longer reads does not matter.
-                    None => name
-                        .rsplit_once('-')
-                        .is_some_and(|(topic, _)| topics.contains(topic)),
-                });
-        if let Some((partition, offset)) = out_of_range {
-            tracing::warn!(partition = %partition, checkpoint = *offset, path = %path.display(),
-                "the global local state's checkpoint is outside the global topic's offsets; \
-                 wiping it and bootstrapping the global tables from the beginning");
-            let state = blocking(&path, move || state.wipe()).await?;
-            self.local.state = Some(Arc::new(state));
-            return Ok(HashMap::new());
-        }
-        let topics: Vec<String> = topics.iter().cloned().collect();
-        let (state, records) = blocking(&path, move || {
-            let records = state.load(&topics)?;
-            Ok((state, records))
+        let topics = self.task.topology().global_topics.clone();
+        let names: Vec<String> = topics.iter().cloned().collect();
+        let (state, copy) = blocking(&path, move || {
+            state.load_checked(&names, |name, offset| match ranges.get(name) {
+                Some((start, end)) => offset < *start || offset > *end,
+                // A partition of a global topic that it no longer has: the topic was
+                // recreated with fewer. A topic the topology no longer reads does not matter.
+                None => name
+                    .rsplit_once('-')
+                    .is_some_and(|(topic, _)| topics.contains(topic)),
+            })
         })
         .await?;
+        let (records, checkpoints) = match copy {
+            LocalCopy::Loaded {
+                records,
+                checkpoints,
+            } => (records, checkpoints),
+            LocalCopy::Wiped { name, offset } => {
+                tracing::warn!(partition = %name, checkpoint = offset, path = %path.display(),
+                    "the global local state's checkpoint is outside the global topic's offsets; \
+                     wiped it, bootstrapping the global tables from the beginning");
+                self.local.state = Some(Arc::new(state));
+                return Ok(HashMap::new());
+            }
+        };
         let mut loaded = 0;
         for (topic, records) in records {
             loaded += records.len() as u64;
@@ -1874,10 +1864,7 @@ impl Restorer<'_> {
                 RestoreFrom::Positions { state, .. } => state,
             });
         }
-        let by_topic: HashMap<String, String> = stores
-            .iter()
-            .map(|store| (format!("{}{store}-changelog", self.prefix), store.clone()))
-            .collect();
+        let by_topic = changelog_stores(self.prefix, &stores);
         let partitions: Vec<TopicPartition> = by_topic
             .keys()
             .map(|topic| TopicPartition::new(topic.clone(), partition))
@@ -2015,35 +2002,38 @@ impl Restorer<'_> {
         ends: &HashMap<TopicPartition, i64>,
     ) -> Result<(TaskState, HashMap<String, i64>), Error> {
         let path = state.path().to_path_buf();
-        let (state, checkpoints) = blocking(&path, move || {
-            let checkpoints = state.checkpoints()?;
-            Ok((state, checkpoints))
-        })
-        .await?;
-        let out_of_range = checkpoints.iter().find(|(topic, offset)| {
-            let tp = TopicPartition::new(topic.as_str(), partition);
-            let (start, end) = (
-                starts.get(&tp).copied().unwrap_or(0),
-                ends.get(&tp).copied().unwrap_or(0),
-            );
-            // A changelog this topology no longer has is not restored: its checkpoint
-            // does not matter.
-            starts.contains_key(&tp) && (**offset < start || **offset > end)
-        });
-        if let Some((topic, offset)) = out_of_range {
-            tracing::warn!(task = partition, changelog = %topic, checkpoint = *offset,
-                path = %path.display(),
-                "the local state's checkpoint is outside the changelog's offsets; wiping it \
-                 and restoring the whole changelogs");
-            let state = blocking(&path, move || state.wipe()).await?;
-            return Ok((state, HashMap::new()));
-        }
+        // Per changelog of the task: the offsets it has now. A changelog this topology no
+        // longer has is not restored: its checkpoint does not matter.
+        let ranges: HashMap<String, (i64, i64)> = starts
+            .iter()
+            .filter(|(tp, _)| tp.partition == partition)
+            .map(|(tp, start)| {
+                let end = ends.get(tp).copied().unwrap_or(0);
+                (tp.topic.clone(), (*start, end))
+            })
+            .collect();
         let stores = stores.to_vec();
-        let (state, records) = blocking(&path, move || {
-            let records = state.load(&stores)?;
-            Ok((state, records))
+        let (state, copy) = blocking(&path, move || {
+            state.load_checked(&stores, |topic, offset| {
+                ranges
+                    .get(topic)
+                    .is_some_and(|(start, end)| offset < *start || offset > *end)
+            })
         })
         .await?;
+        let (records, checkpoints) = match copy {
+            LocalCopy::Loaded {
+                records,
+                checkpoints,
+            } => (records, checkpoints),
+            LocalCopy::Wiped { name, offset } => {
+                tracing::warn!(task = partition, changelog = %name, checkpoint = offset,
+                    path = %path.display(),
+                    "the local state's checkpoint is outside the changelog's offsets; wiped \
+                     it, restoring the whole changelogs");
+                return Ok((state, HashMap::new()));
+            }
+        };
         let mut loaded = 0;
         for (store, records) in records {
             loaded += records.len() as u64;
@@ -2073,6 +2063,19 @@ impl Restorer<'_> {
         }
         Ok(offsets)
     }
+}
+
+/// The full name of the changelog topic of `store` (its application's `prefix` before it).
+fn changelog_topic(prefix: &str, store: &str) -> String {
+    format!("{prefix}{store}-changelog")
+}
+
+/// The changelog topics of `stores`, each with its store.
+fn changelog_stores(prefix: &str, stores: &[String]) -> HashMap<String, String> {
+    stores
+        .iter()
+        .map(|store| (changelog_topic(prefix, store), store.clone()))
+        .collect()
 }
 
 fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {

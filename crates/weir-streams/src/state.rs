@@ -55,6 +55,17 @@ pub(crate) type LocalRecord = (String, Bytes, Option<Bytes>);
 /// The records loaded from the local state for one store: serialized key, changelog value.
 pub(crate) type LoadedStore = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
+/// What [`TaskState::load_checked`] found in a local copy.
+pub(crate) enum LocalCopy {
+    /// Its records per store and its checkpoints.
+    Loaded {
+        records: Vec<LoadedStore>,
+        checkpoints: HashMap<String, i64>,
+    },
+    /// The checkpoint `name` at `offset` was out of range: the copy is empty now.
+    Wiped { name: String, offset: i64 },
+}
+
 /// The open database of one task, with its directory locked.
 pub(crate) struct TaskState {
     dir: PathBuf,
@@ -194,6 +205,37 @@ impl TaskState {
             checkpoints.insert(topic.value().to_string(), offset.value());
         }
         Ok(checkpoints)
+    }
+
+    /// Reads the checkpoints and, unless one of them is `out_of_range` (given its name and
+    /// offset), the records held for `stores`. A checkpoint out of range (Kafka's
+    /// `OffsetOutOfRange` on restore: the topic was deleted, recreated or truncated) wipes
+    /// the copy instead, which leaves nothing to load. One blocking call for what a task's
+    /// and the global tables' restores both start with.
+    pub(crate) fn load_checked(
+        self,
+        stores: &[String],
+        out_of_range: impl Fn(&str, i64) -> bool,
+    ) -> Result<(Self, LocalCopy), Error> {
+        let checkpoints = self.checkpoints()?;
+        if let Some((name, offset)) = checkpoints
+            .iter()
+            .find(|(name, offset)| out_of_range(name, **offset))
+        {
+            let wiped = LocalCopy::Wiped {
+                name: name.clone(),
+                offset: *offset,
+            };
+            return Ok((self.wipe()?, wiped));
+        }
+        let records = self.load(stores)?;
+        Ok((
+            self,
+            LocalCopy::Loaded {
+                records,
+                checkpoints,
+            },
+        ))
     }
 
     /// Every record held for `stores`, in key order per store.

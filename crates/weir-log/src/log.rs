@@ -220,7 +220,8 @@ pub struct Log {
     flush_lock: Mutex<()>,
     /// Serializes compaction passes.
     compaction_lock: Mutex<()>,
-    /// What the checkpoint file holds.
+    /// What the checkpoint file holds. Held across every write of it, so writes go in order;
+    /// taken after `inner` when both are.
     last_checkpoint: Mutex<Option<Checkpoint>>,
     cleaner_dedupe_buffer_size: usize,
     /// Every offset below this is durable.
@@ -966,10 +967,19 @@ impl Log {
             recovery_point: inner.recovery_point,
             log_start_offset: inner.log_start_offset,
         };
-        if *self.last_checkpoint.lock() == Some(current) {
+        let mut last = self.last_checkpoint.lock();
+        if *last == Some(current) {
             return Ok(());
         }
-        self.write_checkpoint(&inner)
+        // The write fsyncs a file and the directory, milliseconds under load, and the broker
+        // checkpoints every half second: holding the log's lock across it stalled every append
+        // (and so every acks=all Produce) twice a second. `last`, taken before the log's lock
+        // is let go, keeps the writers in order: anything that changes the log and writes the
+        // checkpoint holds the log's lock and waits for `last`, so it writes after this one.
+        drop(inner);
+        checkpoint::write(&*self.fs, &self.dir, current)?;
+        *last = Some(current);
+        Ok(())
     }
 
     /// Records how far the log is compacted; only compacted logs (or logs that were) have one.
@@ -1016,8 +1026,9 @@ impl Log {
             recovery_point: inner.recovery_point,
             log_start_offset: inner.log_start_offset,
         };
+        let mut last = self.last_checkpoint.lock();
         checkpoint::write(&*self.fs, &self.dir, current)?;
-        *self.last_checkpoint.lock() = Some(current);
+        *last = Some(current);
         Ok(())
     }
 

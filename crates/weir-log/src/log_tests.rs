@@ -1352,3 +1352,111 @@ fn interrupted_merge_keeps_transaction_index_entries() {
     drop(log);
     assert_eq!(h.open_on(&h.fs.crash()).aborted_txn_entries(), entries);
 }
+
+/// A [`FaultFs`] whose next directory fsync, once armed, waits until the test lets it go:
+/// a checkpoint write held in the middle.
+#[derive(Debug)]
+struct HeldDirSyncFs {
+    inner: FaultFs,
+    armed: AtomicBool,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl FileSystem for HeldDirSyncFs {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn File>> {
+        self.inner.open(path, create)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn modified_ms(&self, path: &Path) -> std::io::Result<i64> {
+        self.inner.modified_ms(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            let _ = self.entered.send(());
+            let _ = self.release.lock().recv();
+        }
+        self.inner.sync_dir(path)
+    }
+}
+
+#[test]
+fn an_append_does_not_wait_for_a_checkpoint_being_written() {
+    let h = Harness::new(LogConfig::default());
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release, release_rx) = std::sync::mpsc::sync_channel(1);
+    let fs = Arc::new(HeldDirSyncFs {
+        inner: h.fs.clone(),
+        armed: AtomicBool::new(false),
+        entered: entered_tx,
+        release: Mutex::new(release_rx),
+    });
+    let log = Arc::new(
+        Log::open_with(
+            &h.dir,
+            LogOptions {
+                config: h.config.clone(),
+                fs: fs.clone(),
+                clock: h.clock.clone(),
+                handles: crate::HandleCache::new(2),
+                cleaner_dedupe_buffer_size: crate::DEFAULT_DEDUPE_BUFFER_SIZE,
+            },
+        )
+        .unwrap(),
+    );
+    log.append(&mut batch(3, NOW, 10), LEADER).unwrap();
+    log.flush().unwrap();
+
+    // The checkpoint (recovery point 3) stops in its directory fsync, after the rename.
+    fs.armed.store(true, Ordering::SeqCst);
+    let checkpointing = std::thread::spawn({
+        let log = log.clone();
+        move || log.checkpoint()
+    });
+    entered
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the checkpoint reaches its directory fsync");
+
+    let (appended_tx, appended) = std::sync::mpsc::channel();
+    let appending = std::thread::spawn({
+        let log = log.clone();
+        move || {
+            let info = log.append(&mut batch(2, NOW, 10), LEADER).unwrap();
+            let _ = appended_tx.send(info.first_offset);
+        }
+    });
+    let first_offset = appended.recv_timeout(std::time::Duration::from_secs(5));
+    release.send(()).unwrap();
+    checkpointing.join().unwrap().unwrap();
+    appending.join().unwrap();
+    assert_eq!(
+        first_offset.ok(),
+        Some(3),
+        "the append waited for the checkpoint's fsyncs"
+    );
+
+    // Writers stay in order: the next checkpoint holds the later recovery point.
+    log.flush().unwrap();
+    log.checkpoint().unwrap();
+    assert_eq!(
+        checkpoint::read(&*fs, &h.dir).map(|c| c.recovery_point),
+        Some(5)
+    );
+}

@@ -20,7 +20,7 @@
 
 use crate::config::ReplicationSettings;
 use crate::state::Broker;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -69,6 +69,13 @@ pub(crate) struct Replica {
     /// Held while the role changes and while a follower appends or truncates, so replicated
     /// data never lands in a log that has become a leader's meanwhile.
     pub(crate) role: Mutex<Role>,
+    /// Held shared across a leader append that has checked `role` (the Produce path), and
+    /// exclusively, before `role`, by every change of role or log: such an append cannot
+    /// outlive the role it checked, yet it does not hold `role` across its write. So the
+    /// flusher counting an fsync toward the high watermark, and an acknowledgement checking
+    /// the ISR, do not wait for the `pwrite` of the next append; under load they used to, and
+    /// spun and yielded on `role` for up to milliseconds at a time.
+    pub(crate) writes: RwLock<()>,
     view: watch::Sender<ReplicaView>,
     /// The leader's group-commit flusher.
     flusher: Flusher,
@@ -130,6 +137,11 @@ impl Flusher {
 }
 
 impl Replica {
+    /// Whether this broker leads the partition in `leader_epoch`.
+    pub(crate) fn leads_in(&self, leader_epoch: i32) -> bool {
+        matches!(&*self.role.lock(), Role::Leader(leader) if leader.leader_epoch() == leader_epoch)
+    }
+
     /// The current high watermark.
     pub(crate) fn high_watermark(&self) -> i64 {
         self.view.borrow().high_watermark
@@ -303,7 +315,10 @@ impl Replicas {
             if replica.tp.topic == crate::transactions::STATE_TOPIC {
                 broker.transactions.resign(broker, replica.tp.partition);
             }
-            *replica.role.lock() = Role::Offline;
+            {
+                let _changing = replica.writes.write();
+                *replica.role.lock() = Role::Offline;
+            }
             replica.set_leading(None, 0);
         }
     }
@@ -320,6 +335,7 @@ impl Replicas {
             topic_id,
             log,
             role: Mutex::new(Role::Offline),
+            writes: RwLock::new(()),
             view,
             flusher: Flusher::default(),
         })
@@ -355,6 +371,10 @@ impl Replicas {
                     return;
                 }
             }
+            // A change of role: every append checked against the old one finishes first.
+            drop(role);
+            let changing = replica.writes.write();
+            let mut role = replica.role.lock();
             self.fetchers.remove(tp);
             // OffsetForLeaderEpoch answers for the new epoch before anything is appended in it.
             if let Err(e) = replica.log.assign_leader_epoch(registration.leader_epoch) {
@@ -382,6 +402,7 @@ impl Replicas {
             // must not be followed by a fetch that still sees the high watermark of before.
             replica.set_leading(Some(registration.leader_epoch), hw);
             drop(role);
+            drop(changing);
             // The producer state stays: as follower this broker tracked the batches it
             // appended (`replica_fetcher`), ongoing transactions included.
             info!(topic = %tp.topic, partition = tp.partition, leader_epoch = registration.leader_epoch, log_end_offset = leo, high_watermark = hw, isr = ?registration.isr, "became leader");
@@ -399,10 +420,12 @@ impl Replicas {
             // What recovery found may not be fsynced yet.
             broker.replicas.local_log_end_offset_moved(replica);
         } else if registration.leader == NO_LEADER {
+            let changing = replica.writes.write();
             let mut role = replica.role.lock();
             if !matches!(*role, Role::Offline) {
                 *role = Role::Offline;
                 drop(role);
+                drop(changing);
                 self.fetchers.remove(tp);
                 replica.set_leading(None, 0);
                 info!(topic = %tp.topic, partition = tp.partition, "partition has no leader");
@@ -414,6 +437,7 @@ impl Replicas {
                 }
             }
         } else {
+            let changing = replica.writes.write();
             let mut role = replica.role.lock();
             if let Role::Follower {
                 leader,
@@ -429,6 +453,7 @@ impl Replicas {
                 leader_epoch: registration.leader_epoch,
             };
             drop(role);
+            drop(changing);
             replica.set_leading(None, 0);
             if tp.topic == crate::groups::OFFSETS_TOPIC {
                 broker.groups.resign(tp.partition);
@@ -703,21 +728,19 @@ pub(crate) enum LeaderAppendError {
     Log(weir_log::Error),
 }
 
-/// Appends `records` as the leader in `leader_epoch`, holding the role lock so the replica
-/// cannot turn follower meanwhile. Blocks: call it on the blocking pool.
+/// Appends `records` as the leader in `leader_epoch`, holding [`Replica::writes`] so the
+/// replica cannot turn follower meanwhile. Blocks: call it on the blocking pool.
 pub(crate) fn append_as_leader(
     replica: &Replica,
     leader_epoch: i32,
     records: &[u8],
 ) -> Result<weir_log::AppendInfo, LeaderAppendError> {
-    let role = replica.role.lock();
-    match &*role {
-        Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {
-            crate::partitions::Partitions::append_blocking(&replica.log, records, leader_epoch)
-                .map_err(LeaderAppendError::Log)
-        }
-        _ => Err(LeaderAppendError::NotLeader),
+    let _writing = replica.writes.read();
+    if !replica.leads_in(leader_epoch) {
+        return Err(LeaderAppendError::NotLeader);
     }
+    crate::partitions::Partitions::append_blocking(&replica.log, records, leader_epoch)
+        .map_err(LeaderAppendError::Log)
 }
 
 /// The `min.insync.replicas` of a topic: its own config, else this broker's dynamic config,
@@ -778,9 +801,10 @@ pub(crate) async fn isr_check_loop(broker: Arc<Broker>, mut stopped: watch::Rece
 impl Replicas {
     /// Runs `swap` with the partition quiet and puts the log it returns under the replica.
     ///
-    /// Holds the replica's role lock throughout: every leader append (`append_as_leader`, the
-    /// Produce handler) and follower append or truncation (the replica fetcher) takes it, so
-    /// nothing is written meanwhile. `Replica::log` is a plain `Arc<Log>` read by many, so the
+    /// Holds the replica's `writes` and role locks throughout: every leader append
+    /// (`append_as_leader`, the Produce handler) takes one and every other write (follower
+    /// appends and truncation, transaction markers, transactional offset commits) the other,
+    /// so nothing is written meanwhile. `Replica::log` is a plain `Arc<Log>` read by many, so the
     /// replica is replaced rather than changed: the new one, on the new log, takes over a
     /// leader's role (follower progress, ISR, pending ISR change) and shares the high
     /// watermark channel, so acks=all produces and fetches waiting on the old one carry on.
@@ -797,6 +821,7 @@ impl Replicas {
         let Some(old) = self.replicas.lock().get(tp).cloned() else {
             return swap().map(drop);
         };
+        let _changing = old.writes.write();
         let mut role = old.role.lock();
         let log = swap()?;
         let kept = match std::mem::replace(&mut *role, Role::Offline) {
@@ -808,6 +833,7 @@ impl Replicas {
             topic_id: old.topic_id,
             log,
             role: Mutex::new(kept),
+            writes: RwLock::new(()),
             view: old.view.clone(),
             flusher: Flusher::default(),
         });

@@ -207,6 +207,28 @@ struct Inner {
     epochs: LeaderEpochCache,
 }
 
+/// The lock around [`Inner`]: a `std` mutex rather than `parking_lot`'s. An append holds it
+/// across its `pwrite`, and the group-commit flusher waits for it between fsyncs.
+/// `parking_lot` spins by yielding the CPU, and on a busy machine a yielding flusher lost the
+/// CPU for milliseconds at a time (the next fsync, and every acknowledgement, waited with it);
+/// a waiter asleep on the `std` futex is woken when the lock is let go.
+#[derive(Debug)]
+struct InnerLock(std::sync::Mutex<Inner>);
+
+impl InnerLock {
+    fn new(inner: Inner) -> Self {
+        Self(std::sync::Mutex::new(inner))
+    }
+
+    /// Never fails: after a panic while the lock was held, `Inner` is as the panicking code
+    /// left it, as with `parking_lot`, which does not poison.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// The log of one partition, stored in its own directory. Shareable across threads.
 ///
 /// Dropping a log without [`Log::close`] behaves like a crash: the next open recovers.
@@ -216,7 +238,7 @@ pub struct Log {
     fs: Arc<dyn FileSystem>,
     clock: Arc<dyn Clock>,
     handles: HandleCache,
-    inner: Mutex<Inner>,
+    inner: InnerLock,
     flush_lock: Mutex<()>,
     /// Serializes compaction passes.
     compaction_lock: Mutex<()>,
@@ -226,6 +248,9 @@ pub struct Log {
     cleaner_dedupe_buffer_size: usize,
     /// Every offset below this is durable.
     flushed: AtomicI64,
+    /// `Inner::log_end_offset`, stored with it: read without the lock, which an append holds
+    /// across its write, so the flusher and acknowledgements need not wait for a `pwrite`.
+    log_end: AtomicI64,
     offline: AtomicBool,
 }
 
@@ -382,7 +407,7 @@ impl Log {
             fs: fs.clone(),
             clock: clock.clone(),
             handles: handles.clone(),
-            inner: Mutex::new(Inner {
+            inner: InnerLock::new(Inner {
                 config,
                 segments,
                 log_start_offset,
@@ -407,6 +432,7 @@ impl Log {
             last_checkpoint: Mutex::new(checkpoint),
             cleaner_dedupe_buffer_size,
             flushed: AtomicI64::new(recovery_point),
+            log_end: AtomicI64::new(log_end_offset),
             offline: AtomicBool::new(false),
         };
         // A clean open of an unchanged log writes nothing: the marker stays until the first
@@ -451,7 +477,7 @@ impl Log {
 
     /// Offset the next appended record gets.
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.lock().log_end_offset
+        self.log_end.load(Ordering::Acquire)
     }
 
     /// Every offset below this is fsynced.
@@ -794,6 +820,7 @@ impl Log {
             );
         }
         inner.log_end_offset = next;
+        self.log_end.store(next, Ordering::Release);
         Ok(AppendInfo {
             first_offset,
             last_offset,
@@ -1271,6 +1298,7 @@ impl Log {
         active.unsynced_index_files.clear();
         let leo = active.next_offset;
         inner.log_end_offset = leo;
+        self.log_end.store(leo, Ordering::Release);
         // The log may end below `offset` (a batch containing it goes whole).
         self.lower_cleaner_checkpoint(&mut inner, leo)?;
         inner.log_start_offset = inner.log_start_offset.min(leo);
@@ -1318,6 +1346,7 @@ impl Log {
             .map_err(|e| self.fail(e))?;
         inner.log_start_offset = offset;
         inner.log_end_offset = offset;
+        self.log_end.store(offset, Ordering::Release);
         inner.recovery_point = offset;
         self.flushed.store(offset, Ordering::Release);
         // After the segments are durably gone: a crash before this leaves the old entries,

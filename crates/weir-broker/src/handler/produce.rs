@@ -458,9 +458,9 @@ fn produce_partition(
     };
     let response = {
         // Held across the append: the replica cannot turn follower (and take replicated
-        // batches) in the middle of it.
-        let role = replica.role.lock();
-        match &*role {
+        // batches) in the middle of it. The role lock itself is let go before the write.
+        let _writing = replica.writes.read();
+        match &*replica.role.lock() {
             Role::Leader(leader) if leader.leader_epoch() == leader_epoch => {
                 if acks == -1 {
                     if let Err(e) = leader.check_min_isr() {
@@ -471,17 +471,17 @@ fn produce_partition(
                         );
                     }
                 }
-                append_partition(
-                    broker,
-                    topic,
-                    index,
-                    records,
-                    (&replica.log, leader_epoch),
-                    guard,
-                )
             }
             _ => return (failed(index, ErrorCode::NOT_LEADER_OR_FOLLOWER, None), None),
         }
+        append_partition(
+            broker,
+            topic,
+            index,
+            records,
+            (&replica.log, leader_epoch),
+            guard,
+        )
     };
     if response.0.error_code != 0 {
         return (response.0, None);

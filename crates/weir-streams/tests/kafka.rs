@@ -1545,7 +1545,7 @@ async fn a_joining_instance_warms_up_before_it_takes_tasks_over() {
 
     // The probing rebalance moves the warmed-up tasks over, 3 s after the assignment that
     // held them back (not at some later rebalance).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let moved = loop {
         let layout = wait_for_layout(&broker, APP, "words", 2, 4).await;
         if layout["second"].len() == 2 {

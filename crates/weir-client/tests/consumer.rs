@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -792,4 +793,135 @@ async fn a_custom_assignment_for_a_stranger_is_an_error() {
         matches!(again, weir_client::Error::Assignor { .. }),
         "{again}"
     );
+}
+
+/// Puts how many times it was asked for its user data in the subscription, so every join
+/// brings news; deals the partitions round the members.
+#[derive(Debug, Default)]
+struct CountingAssignor {
+    asked: AtomicUsize,
+}
+
+impl PartitionAssignor for CountingAssignor {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    fn subscription_user_data(&self, _topics: &[String]) -> Option<bytes::Bytes> {
+        let asked = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        Some(bytes::Bytes::from(asked.to_string()))
+    }
+
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[GroupMember],
+    ) -> weir_client::Result<BTreeMap<String, MemberAssignment>> {
+        let mut out: BTreeMap<String, MemberAssignment> = members
+            .iter()
+            .map(|m| (m.member_id.clone(), MemberAssignment::default()))
+            .collect();
+        let all = partitions_per_topic
+            .iter()
+            .flat_map(|(t, &n)| (0..n).map(move |p| TopicPartition::new(t.clone(), p)));
+        for (i, tp) in all.enumerate() {
+            let member = &members[i % members.len()].member_id;
+            out.get_mut(member).unwrap().partitions.push(tp);
+        }
+        Ok(out)
+    }
+}
+
+/// Receives on every consumer in turn until `done` holds for them and the count of records
+/// received so far, failing after `within`.
+async fn poll_until(
+    consumers: &mut [Consumer],
+    within: Duration,
+    done: impl Fn(&[Consumer], usize) -> bool,
+) {
+    let mut received = 0;
+    let deadline = tokio::time::Instant::now() + within;
+    while !done(consumers, received) {
+        let state: Vec<_> = consumers
+            .iter()
+            .map(|c| (c.group_generation(), c.assignment()))
+            .collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never got there: {state:?}, {received} records"
+        );
+        for consumer in consumers.iter_mut() {
+            if let Ok(record) =
+                tokio::time::timeout(Duration::from_millis(50), consumer.recv()).await
+            {
+                record.unwrap();
+                received += 1;
+            }
+        }
+    }
+}
+
+/// The one generation every consumer is in, with the partitions split one each.
+fn one_generation(consumers: &[Consumer]) -> Option<i32> {
+    let generations: BTreeSet<Option<i32>> = consumers
+        .iter()
+        .map(|c| c.group_generation().map(|(_, g)| g))
+        .collect();
+    let assignments: Vec<_> = consumers.iter().map(Consumer::assignment).collect();
+    match generations.into_iter().collect::<Vec<_>>()[..] {
+        [Some(generation)] if disjoint_cover(&assignments, 2, &[1, 1]) => Some(generation),
+        _ => None,
+    }
+}
+
+/// `enforce_rebalance` (Java's `enforceRebalance`): refused without a subscription; on a
+/// subscribed member, the next `recv` rejoins with fresh user data, the group moves to a
+/// new generation that every member joins, and records flow again after it.
+#[tokio::test]
+async fn enforce_rebalance_rejoins_the_group_with_fresh_user_data() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "enforced", 2).await;
+    let idle = Consumer::connect(config(&broker, "enforced-group"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        idle.enforce_rebalance(),
+        Err(weir_client::Error::IllegalState(_))
+    ));
+    let assignors = [
+        Arc::new(CountingAssignor::default()),
+        Arc::new(CountingAssignor::default()),
+    ];
+    let mut consumers = Vec::new();
+    for assignor in &assignors {
+        let mut cfg = config(&broker, "enforced-group");
+        cfg.custom_assignor = Some(Arc::clone(assignor) as Arc<dyn PartitionAssignor>);
+        let mut consumer = Consumer::connect(cfg).await.unwrap();
+        consumer.subscribe(&["enforced"]).unwrap();
+        consumers.push(consumer);
+    }
+    poll_until(&mut consumers, Duration::from_secs(20), |c, _| {
+        one_generation(c).is_some()
+    })
+    .await;
+    // Quiet for a while: no rebalance is under way by itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = one_generation(&consumers).unwrap();
+    let asked = assignors[1].asked.load(Ordering::SeqCst);
+    consumers[1].enforce_rebalance().unwrap();
+    // Asking again before the rejoin changes nothing.
+    consumers[1].enforce_rebalance().unwrap();
+    // At once, not at some later rebalance.
+    poll_until(&mut consumers, Duration::from_secs(5), |c, _| {
+        one_generation(c).is_some_and(|g| g > before)
+    })
+    .await;
+    assert!(assignors[1].asked.load(Ordering::SeqCst) > asked);
+    produce(&client, "enforced", 0, "a", 1, Compression::None).await;
+    produce(&client, "enforced", 1, "b", 1, Compression::None).await;
+    poll_until(&mut consumers, Duration::from_secs(20), |_, received| {
+        received == 2
+    })
+    .await;
 }

@@ -127,6 +127,15 @@ pub enum Error {
         /// The locked directory.
         path: std::path::PathBuf,
     },
+    /// A [`StreamsConfig`](crate::StreamsConfig) setting Kafka Streams would refuse; `key`
+    /// is its Kafka name.
+    #[error("invalid value for {key}: {reason}")]
+    Config {
+        /// The setting's Kafka key (`max.warmup.replicas`...).
+        key: &'static str,
+        /// Why the value is refused.
+        reason: String,
+    },
     /// An operation the instance refuses in its current state (Kafka's
     /// `IllegalStateException`), such as cleaning up the local state while tasks run.
     #[error("illegal state: {0}")]

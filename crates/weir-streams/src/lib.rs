@@ -70,7 +70,8 @@
 //!   [`KeyValueStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `assignor`: the group's task assignor, sticky to the instance that ran a task or holds
-//!   its state; it also places the standby replicas.
+//!   its state; it holds a task back on a caught-up instance while a warm-up replica catches
+//!   up where balance would move it (KIP-441), and places the standby replicas.
 //! - `runtime`: [`KafkaStreams`], the topology against a cluster through weir-client: one
 //!   task per input partition built by a [`TopologyFactory`], created (and restored) on
 //!   assignment and dropped on revocation; consume a batch, process it, produce its outputs,
@@ -276,6 +277,21 @@
 //!   [`KafkaStreams::standby_tasks`] lists them and [`TaskMetrics::standby_applied`] counts
 //!   what they applied. Every instance of an application should use the same value: only
 //!   the leader's counts.
+//! - **Warm-up replicas** (KIP-441). Each instance also reports its lag per task it has
+//!   state for (0 for the tasks it ran; a standby's, from its changelog consumer's fetch
+//!   lag; at start, a task directory's, from its checkpoints and the changelogs' end
+//!   offsets). When balance would move a task to an instance whose lag on it is above
+//!   [`StreamsConfig::acceptable_recovery_lag`] (default 10000) or unknown, while another
+//!   instance is within it, the task stays on the most caught-up instance and the other
+//!   gets a warm-up replica, run as a standby ([`KafkaStreams::warmup_tasks`]); at most
+//!   [`StreamsConfig::max_warmup_replicas`] (default 2) tasks per assignment, the others
+//!   move at once. While an assignment has warm-ups, the instances rejoin after
+//!   [`StreamsConfig::probing_rebalance_interval`] (default 10 minutes; a *probing
+//!   rebalance*, through weir-client's
+//!   [`Consumer::enforce_rebalance`](weir_client::consumer::Consumer::enforce_rebalance)),
+//!   and the tasks whose warm-ups caught up move then, restoring only the changelog past
+//!   them. Balance is broken only by tasks so held back. A task no instance is caught up on
+//!   is placed as balance says, and a topology without changelogs has no warm-ups.
 //! - **Global tables.** As Kafka's `GlobalStreamThread` and `GlobalStateManager`: every
 //!   instance reads every partition of each [`GlobalKTable`]'s topic with a consumer of its
 //!   own, outside the group (manual assignment), into one store per table that all the
@@ -407,10 +423,12 @@
 //!   ([`TopologyTestDriver::key_value_store`]) still shows expired windows until then; the
 //!   state cleaner runs in the run loop after a commit, not on a thread of its own, so an
 //!   instance blocked elsewhere does not clean;
-//! - the rest of Kafka's `StreamsPartitionAssignor` (warm-up replicas, cooperative
-//!   rebalancing, rack awareness, lag-based placement): the streams assignor is sticky but
-//!   eager, so every partition is revoked at each rebalance, and the tasks it gives back
-//!   are kept;
+//! - the rest of Kafka's `StreamsPartitionAssignor` (cooperative rebalancing, rack
+//!   awareness, the leader computing lags from offset sums and end offsets it looks up:
+//!   here each instance reports its own lag, and a task directory that is neither a task
+//!   nor a standby has one only until the instance's first assignment): the streams
+//!   assignor is sticky, lag-aware and places warm-ups, but eager, so
+//!   every partition is revoked at each rebalance, and the tasks it gives back are kept;
 //! - in the processor API: `forward` to a named child,
 //!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;

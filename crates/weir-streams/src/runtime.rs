@@ -43,6 +43,13 @@
 //! task keeps its stores, and the restore reads only the changelogs past the standby's
 //! positions.
 //!
+//! Warm-up replicas (KIP-441) are standbys too, listed apart in the assignment: the runtime
+//! runs them as it runs standbys. It tells the assignor each standby's lag (the standby
+//! consumer's fetch lag over the task's changelogs) every idle sync tick, after each commit
+//! and before a probing rebalance, for the next subscription; while the last assignment has
+//! warm-ups it rejoins the group `probing_rebalance_interval` after it
+//! (`Consumer::enforce_rebalance`), so that the caught-up ones take their tasks.
+//!
 //! This commit path (process, produce, flush, commit) is the one an exactly-once version
 //! keeps, with the produce and the offset commit inside one transaction.
 
@@ -65,7 +72,7 @@ use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
 
 use crate::Error;
-use crate::assignor::StreamsAssignor;
+use crate::assignor::{AssignmentConfigs, StreamsAssignor};
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
 use crate::state::{self, GLOBAL_DIR, LocalCopy, LocalRecord, TaskState, blocking};
@@ -134,6 +141,23 @@ pub struct StreamsConfig {
     /// of an application should use the same one. A group of `n` instances keeps at most
     /// `n - 1` per task.
     pub num_standby_replicas: u32,
+    /// `acceptable.recovery.lag`: how many changelog records an instance's state of a task
+    /// may be behind for the instance to count as caught up on it, and take the task over
+    /// without a warm-up first (default 10000, as Kafka; at least 0). See
+    /// [`StreamsConfig::max_warmup_replicas`].
+    pub acceptable_recovery_lag: i64,
+    /// `max.warmup.replicas` (KIP-441): when balance would move a task to an instance that
+    /// is not caught up on its state, the task stays on a caught-up one and the other gets a
+    /// *warm-up replica*, a standby that catches up, until it is within
+    /// [`StreamsConfig::acceptable_recovery_lag`]; this bounds how many tasks one assignment
+    /// holds back so (default 2, as Kafka; at least 1). Beyond it, tasks move at once, as
+    /// without warm-ups. Only the group leader's value counts.
+    pub max_warmup_replicas: u32,
+    /// `probing.rebalance.interval.ms`: while an assignment has warm-ups, how long after it
+    /// the instances rejoin the group (a *probing rebalance*) so that the tasks whose warm-ups
+    /// caught up move (default 10 minutes, as Kafka). Kafka refuses less than a minute; this
+    /// takes any non-zero interval, so that tests and small deployments can probe sooner.
+    pub probing_rebalance_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -152,7 +176,35 @@ impl StreamsConfig {
             state_dir: None,
             state_cleanup_delay: Duration::from_secs(600),
             num_standby_replicas: 0,
+            acceptable_recovery_lag: 10_000,
+            max_warmup_replicas: 2,
+            probing_rebalance_interval: Duration::from_secs(600),
         }
+    }
+
+    /// Refuses the settings Kafka Streams refuses, with [`Error::Config`] naming the key:
+    /// `acceptable.recovery.lag` below 0, `max.warmup.replicas` 0, or
+    /// `probing.rebalance.interval.ms` 0. [`KafkaStreams::new`] calls it.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.acceptable_recovery_lag < 0 {
+            return Err(Error::Config {
+                key: "acceptable.recovery.lag",
+                reason: format!("must be at least 0, got {}", self.acceptable_recovery_lag),
+            });
+        }
+        if self.max_warmup_replicas < 1 {
+            return Err(Error::Config {
+                key: "max.warmup.replicas",
+                reason: "must be at least 1, got 0".to_string(),
+            });
+        }
+        if self.probing_rebalance_interval.is_zero() {
+            return Err(Error::Config {
+                key: "probing.rebalance.interval.ms",
+                reason: "must be above 0".to_string(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +270,8 @@ pub struct KafkaStreams {
     standby_consumer: Option<Consumer>,
     /// The standbys whose changelog partitions `standby_consumer` is assigned.
     standby_reading: BTreeSet<i32>,
+    /// When the last assignment, which has warm-ups, asks this instance to rejoin the group.
+    next_probing_rebalance: Option<Instant>,
     /// The lock of `<state_dir>/<application.id>`, held while the instance lives.
     _state_lock: Option<File>,
 }
@@ -307,6 +361,7 @@ impl KafkaStreams {
     where
         F: Fn() -> Result<Topology, Error> + Send + Sync + 'static,
     {
+        config.validate()?;
         let factory: TopologyFactory = Arc::new(factory);
         let template = factory()?;
         // One instance per state directory, refused before anything else is done, as Kafka
@@ -349,12 +404,23 @@ impl KafkaStreams {
         check_copartitioning(&template, &counts, tasks)?;
         create_internal_topics(&admin, &client, &prefix, &template, tasks).await?;
 
-        let assignor = Arc::new(StreamsAssignor::new(config.num_standby_replicas));
+        let assignor = Arc::new(StreamsAssignor::new(AssignmentConfigs {
+            num_standby_replicas: config.num_standby_replicas,
+            acceptable_recovery_lag: config.acceptable_recovery_lag,
+            max_warmup_replicas: config.max_warmup_replicas,
+            probing_rebalance_interval: config.probing_rebalance_interval,
+            // Without changelogs a task has no state to catch up on anywhere.
+            stateful: template
+                .internal_topics()
+                .iter()
+                .any(|topic| topic.kind == InternalTopicKind::Changelog),
+        }));
+        let mut local = BTreeSet::new();
         if let Some(dir) = &config.state_dir {
             let app_dir = dir.join(&config.application_id);
             let scanning = app_dir.clone();
-            let local = blocking(&app_dir, move || state::local_tasks(&scanning)).await?;
-            assignor.set_local_state(local);
+            local = blocking(&app_dir, move || state::local_tasks(&scanning)).await?;
+            assignor.set_local_state(local.iter().copied());
         }
         let consumer_config = ConsumerConfig {
             client: config.client.clone(),
@@ -401,6 +467,15 @@ impl KafkaStreams {
             config: &config,
             prefix: &prefix,
         };
+        if let Some(dir) = &config.state_dir
+            && !local.is_empty()
+        {
+            let stores: Vec<String> = template.restorers.keys().cloned().collect();
+            let lags =
+                local_state_lags(&restorer, &dir.join(&config.application_id), &stores, local)
+                    .await;
+            assignor.set_local_state_lags(lags);
+        }
         let global = GlobalState::bootstrap(&restorer, &factory, &counts).await?;
         Ok(Self {
             factory,
@@ -436,6 +511,7 @@ impl KafkaStreams {
             standbys: BTreeMap::new(),
             standby_consumer: None,
             standby_reading: BTreeSet::new(),
+            next_probing_rebalance: None,
             _state_lock: state_lock,
         })
     }
@@ -481,6 +557,7 @@ impl KafkaStreams {
                     None => std::future::pending().await,
                 }
             };
+            let probe = self.next_probing_rebalance;
             // `Consumer::recv` may be cancelled at any await (weir-client's consumer docs).
             let record = tokio::select! {
                 () = shutdown.as_mut() => {
@@ -506,6 +583,19 @@ impl KafkaStreams {
                 // when their partitions are assigned, not when their first record comes.
                 () = tokio::time::sleep(TASK_SYNC_INTERVAL) => {
                     self.sync_tasks().await?;
+                    self.report_standby_lags();
+                    continue;
+                }
+                // The assignment holds tasks back while warm-ups catch up: rejoin, with fresh
+                // lags, so that the caught-up ones take their tasks.
+                () = sleep_until_probe(probe) => {
+                    self.next_probing_rebalance = None;
+                    self.report_standby_lags();
+                    tracing::info!(
+                        warmups = ?self.assignor.warmup_tasks(),
+                        "probing rebalance: rejoining the group"
+                    );
+                    self.consumer.enforce_rebalance()?;
                     continue;
                 }
                 record = recv_global(&mut self.global) => {
@@ -549,6 +639,7 @@ impl KafkaStreams {
                 .await?;
         }
         self.commit(deliveries, offsets).await?;
+        self.report_standby_lags();
         self.clean_removed_tasks().await;
         Ok(stopped)
     }
@@ -745,6 +836,13 @@ impl KafkaStreams {
         if assignments > 1 {
             rebuild.extend(revoked);
         }
+        if assignments > 0 {
+            // Every assignment restarts the probing clock, or stops it (no warm-ups left).
+            self.next_probing_rebalance = self
+                .assignor
+                .probing_rebalance_delay()
+                .map(|delay| Instant::now() + delay);
+        }
         let assigned: BTreeSet<i32> = self
             .consumer
             .assignment()
@@ -845,6 +943,24 @@ impl KafkaStreams {
         }
         self.standby_reading = reading;
         Ok(())
+    }
+
+    /// Tells the assignor how far each standby (warm-ups included) is behind its changelogs,
+    /// as the standby consumer's last fetch responses say, for the next subscription. A
+    /// standby with a changelog partition not fetched yet has an unknown lag and is left out.
+    fn report_standby_lags(&self) {
+        let mut lags = BTreeMap::new();
+        for (partition, standby) in &self.standbys {
+            let lag = standby.stores.keys().try_fold(0i64, |sum, topic| {
+                let tp = TopicPartition::new(topic.clone(), *partition);
+                let lag = self.standby_consumer.as_ref()?.current_lag(&tp)?;
+                Some(sum.saturating_add(lag))
+            });
+            if let Some(lag) = lag {
+                lags.insert(*partition, lag);
+            }
+        }
+        self.assignor.set_standby_lags(lags);
     }
 
     /// A new task of `partition`: a fresh topology, which looks up the instance's global
@@ -1237,9 +1353,23 @@ impl KafkaStreams {
     }
 
     /// The task ids this instance keeps standby replicas of
-    /// ([`StreamsConfig::num_standby_replicas`]).
+    /// ([`StreamsConfig::num_standby_replicas`]), warm-up replicas included.
     pub fn standby_tasks(&self) -> Vec<i32> {
         self.standbys.keys().copied().collect()
+    }
+
+    /// The task ids this instance keeps warm-up replicas of
+    /// ([`StreamsConfig::max_warmup_replicas`]): standbys that catch up on a task the group
+    /// holds back on another instance until this one is within
+    /// [`StreamsConfig::acceptable_recovery_lag`]. They are among
+    /// [`KafkaStreams::standby_tasks`].
+    pub fn warmup_tasks(&self) -> Vec<i32> {
+        let warmups = self.assignor.warmup_tasks();
+        self.standbys
+            .keys()
+            .copied()
+            .filter(|task| warmups.contains(task))
+            .collect()
     }
 
     /// The counters of every task this instance ran, summed, with its global tables' (their
@@ -1408,6 +1538,76 @@ async fn sleep_until_wall_clock(at: Option<i64>) {
             let wait = at.saturating_sub(crate::processor::system_time_ms()).max(0);
             tokio::time::sleep(Duration::from_millis(wait.unsigned_abs())).await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// How far the local state of each of `tasks` (directories under `app_dir`) is behind its
+/// changelogs (`stores`' topics): their end offsets minus its checkpoints, summed; a
+/// changelog without a checkpoint counts from offset 0. For the first subscription, so that
+/// a restarted instance whose checkpoints are close takes its tasks back at once. A task
+/// whose checkpoints do not read, or a failed end-offset lookup, leaves lags unknown.
+async fn local_state_lags(
+    restorer: &Restorer<'_>,
+    app_dir: &std::path::Path,
+    stores: &[String],
+    tasks: BTreeSet<i32>,
+) -> BTreeMap<i32, i64> {
+    if stores.is_empty() {
+        return BTreeMap::new();
+    }
+    let reading = app_dir.to_path_buf();
+    let checkpoints = match blocking(app_dir, move || {
+        Ok(state::local_checkpoints(&reading, &tasks))
+    })
+    .await
+    {
+        Ok(checkpoints) => checkpoints,
+        Err(error) => {
+            tracing::warn!(%error, "local checkpoints not read; their lags are unknown");
+            return BTreeMap::new();
+        }
+    };
+    let topics: Vec<String> = changelog_stores(restorer.prefix, stores)
+        .into_keys()
+        .collect();
+    let partitions: Vec<TopicPartition> = checkpoints
+        .keys()
+        .flat_map(|task| {
+            topics
+                .iter()
+                .map(move |topic| TopicPartition::new(topic.clone(), *task))
+        })
+        .collect();
+    let ends = match restorer.list_offsets(&partitions, OffsetSpec::Latest).await {
+        Ok(ends) => ends,
+        Err(error) => {
+            tracing::warn!(%error, "changelog end offsets not read; local state lags unknown");
+            return BTreeMap::new();
+        }
+    };
+    checkpoints
+        .into_iter()
+        .map(|(task, checkpoints)| {
+            let lag = topics
+                .iter()
+                .map(|topic| {
+                    let end = ends
+                        .get(&TopicPartition::new(topic.clone(), task))
+                        .copied()
+                        .unwrap_or(0);
+                    let held = checkpoints.get(topic).copied().unwrap_or(0);
+                    end.saturating_sub(held).max(0)
+                })
+                .fold(0i64, i64::saturating_add);
+            (task, lag)
+        })
+        .collect()
+}
+
+async fn sleep_until_probe(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -2248,6 +2448,33 @@ mod tests {
             value: None,
             headers: Vec::new(),
         }
+    }
+
+    #[test]
+    fn warmup_settings_default_as_kafka_and_invalid_values_are_refused() {
+        let config = StreamsConfig::new("app", "localhost:9092");
+        assert_eq!(config.acceptable_recovery_lag, 10_000);
+        assert_eq!(config.max_warmup_replicas, 2);
+        assert_eq!(config.probing_rebalance_interval, Duration::from_secs(600));
+        config.validate().unwrap();
+        let refused = |config: StreamsConfig| match config.validate() {
+            Err(Error::Config { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        let mut bad = config.clone();
+        bad.max_warmup_replicas = 0;
+        assert_eq!(refused(bad), "max.warmup.replicas");
+        let mut bad = config.clone();
+        bad.acceptable_recovery_lag = -1;
+        assert_eq!(refused(bad), "acceptable.recovery.lag");
+        let mut bad = config.clone();
+        bad.probing_rebalance_interval = Duration::ZERO;
+        assert_eq!(refused(bad), "probing.rebalance.interval.ms");
+        let mut fine = config;
+        fine.acceptable_recovery_lag = 0;
+        fine.max_warmup_replicas = 1;
+        fine.probing_rebalance_interval = Duration::from_millis(1);
+        fine.validate().unwrap();
     }
 
     fn order(records: Vec<ConsumerRecord>) -> Vec<(String, i32, i64)> {

@@ -15,7 +15,7 @@
 //! `tokio::task::spawn_blocking` (see [`blocking`]).
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,18 +193,7 @@ impl TaskState {
 
     /// The checkpoints: per changelog topic, the offset after the last record held.
     pub(crate) fn checkpoints(&self) -> Result<HashMap<String, i64>, Error> {
-        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
-        let table = match txn.open_table(CHECKPOINTS) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-            Err(error) => return Err(db_error(&self.path, error)),
-        };
-        let mut checkpoints = HashMap::new();
-        for entry in table.iter().map_err(|e| db_error(&self.path, e))? {
-            let (topic, offset) = entry.map_err(|e| db_error(&self.path, e))?;
-            checkpoints.insert(topic.value().to_string(), offset.value());
-        }
-        Ok(checkpoints)
+        read_checkpoints(&self.db, &self.path)
     }
 
     /// Reads the checkpoints and, unless one of them is `out_of_range` (given its name and
@@ -383,6 +372,59 @@ fn task_dirs(app_dir: &Path) -> Result<Vec<(i32, PathBuf)>, Error> {
         }
     }
     Ok(dirs)
+}
+
+fn read_checkpoints(
+    db: &impl ReadableDatabase,
+    path: &Path,
+) -> Result<HashMap<String, i64>, Error> {
+    let txn = db.begin_read().map_err(|e| db_error(path, e))?;
+    let table = match txn.open_table(CHECKPOINTS) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+        Err(error) => return Err(db_error(path, error)),
+    };
+    let mut checkpoints = HashMap::new();
+    for entry in table.iter().map_err(|e| db_error(path, e))? {
+        let (topic, offset) = entry.map_err(|e| db_error(path, e))?;
+        checkpoints.insert(topic.value().to_string(), offset.value());
+    }
+    Ok(checkpoints)
+}
+
+/// The checkpoints of each of `tasks` whose directory under `app_dir` holds a database,
+/// each read under the directory's lock. Nothing is written, created or wiped (the database
+/// is opened read-only, and a directory without its lock file is not locked), so that the
+/// state cleaner's view of when a directory last changed stays as it was: a directory that
+/// is locked, has no lock file or database, or whose database does not read is left out
+/// (its lag is then unknown to the assignor), and the task's own open deals with it.
+pub(crate) fn local_checkpoints(
+    app_dir: &Path,
+    tasks: &BTreeSet<i32>,
+) -> BTreeMap<i32, HashMap<String, i64>> {
+    let mut out = BTreeMap::new();
+    for task in tasks {
+        let dir = app_dir.join(task.to_string());
+        let path = dir.join(DATABASE_FILE);
+        if !path.exists() || !dir.join(LOCK_FILE).exists() {
+            continue;
+        }
+        let read = try_lock(&dir).and_then(|lock| {
+            let Some(_lock) = lock else {
+                return Ok(None);
+            };
+            let db = redb::ReadOnlyDatabase::open(&path).map_err(|e| db_error(&path, e))?;
+            read_checkpoints(&db, &path).map(Some)
+        });
+        match read {
+            Ok(Some(checkpoints)) => {
+                out.insert(*task, checkpoints);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::debug!(task, %error, "checkpoints of local state not read"),
+        }
+    }
+    out
 }
 
 /// The tasks with a directory under `app_dir` (none when it does not exist).

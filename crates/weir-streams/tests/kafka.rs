@@ -1473,3 +1473,143 @@ async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
     assert_eq!(latest_counts(&broker, "word-counts").await, expected);
     broker.stop().await;
 }
+
+/// KIP-441 warm-up replicas: a second instance joins one that runs every task of a
+/// stateful application with a few hundred changelog records per task. Balance would give
+/// it two tasks, but it has no state for them: the first instance keeps all four and the
+/// newcomer gets warm-up replicas of its two instead. A probing rebalance after
+/// `probing_rebalance_interval` finds them caught up and moves the tasks, which then read
+/// little or nothing of their changelogs; the counts stay exact throughout.
+#[tokio::test]
+async fn a_joining_instance_warms_up_before_it_takes_tasks_over() {
+    const APP: &str = "word-count-warmup";
+    const RECORDS: usize = 1200;
+    let broker = TestBroker::start(&[
+        ("group.min.session.timeout.ms", "1000"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
+    let client = broker.client().await;
+    create_topic(&client, "words", 4).await;
+    create_topic(&client, "word-counts", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(3);
+    config.probing_rebalance_interval = Duration::from_secs(3);
+    let mut first_config = config.clone();
+    first_config.client.client_id = "first".to_string();
+    let first = start(KafkaStreams::new(word_counts, first_config).await.unwrap());
+    wait_for_members(&broker, APP, 1).await;
+    produce_words(&broker, 0..RECORDS).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(&broker, APP, "words", 4).await < RECORDS as i64 {
+        assert!(tokio::time::Instant::now() < deadline, "not committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let changelog = format!("{APP}-word-counts-changelog");
+    for task in 0..4 {
+        let logged = support::end_offset(&client, &changelog, task).await;
+        assert!(logged >= 100, "task {task} logged only {logged}");
+    }
+
+    let mut second_config = config.clone();
+    second_config.client.client_id = "second".to_string();
+    let second = start(KafkaStreams::new(word_counts, second_config).await.unwrap());
+    // The first assignment with both: the first instance keeps every task.
+    let layout = wait_for_layout(&broker, APP, "words", 2, 4).await;
+    assert_eq!(layout["first"], BTreeSet::from([0, 1, 2, 3]), "{layout:?}");
+    assert!(layout["second"].is_empty(), "{layout:?}");
+    // Its warm-ups start as it syncs with that assignment (an idle instance syncs every
+    // 200 ms of its run loop: each look here must leave it that long), well before the
+    // probe.
+    let mut second = second;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let warmups = loop {
+        let (running, (tasks, warmups, standbys)) = pause_and_inspect(second, async |s| {
+            (s.tasks(), s.warmup_tasks(), s.standby_tasks())
+        })
+        .await;
+        second = running;
+        assert!(tasks.is_empty(), "{tasks:?}");
+        if warmups.len() == 2 {
+            assert_eq!(standbys, warmups, "num_standby_replicas is 0");
+            break warmups;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "warm-ups {warmups:?}, standbys {standbys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+
+    // The probing rebalance moves the warmed-up tasks over, 3 s after the assignment that
+    // held them back (not at some later rebalance).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let moved = loop {
+        let layout = wait_for_layout(&broker, APP, "words", 2, 4).await;
+        if layout["second"].len() == 2 {
+            break layout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tasks never moved: {layout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        moved["second"],
+        warmups.iter().copied().collect::<BTreeSet<_>>(),
+        "the warmed-up tasks are the ones that move"
+    );
+    let warmed: i64 = {
+        let mut sum = 0;
+        for task in &warmups {
+            sum += support::end_offset(&client, &changelog, *task).await;
+        }
+        sum
+    };
+
+    produce_words(&broker, RECORDS..RECORDS + 400).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(&broker, APP, "words", 4).await < RECORDS as i64 + 400 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not committed after the move"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut counts = BTreeMap::new();
+    for (name, (stop, task)) in [("first", first), ("second", second)] {
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        assert_eq!(streams.tasks().len(), 2, "{name}: {:?}", streams.tasks());
+        assert!(
+            streams.warmup_tasks().is_empty(),
+            "{name}: no warm-ups left"
+        );
+        if name == "second" {
+            let metrics = streams.metrics();
+            assert!(
+                metrics.standby_applied > 0
+                    && metrics.restored_from_changelog * 10 < u64::try_from(warmed).unwrap(),
+                "the warmed-up tasks read {} of {warmed} changelog records ({} applied warm)",
+                metrics.restored_from_changelog,
+                metrics.standby_applied
+            );
+        }
+        counts.extend(
+            streams
+                .key_value_store::<String, i64>("word-counts")
+                .unwrap()
+                .all(),
+        );
+        streams.close().await.unwrap();
+    }
+    let expected: BTreeMap<String, i64> = (0..10)
+        .map(|w| (format!("w{w}"), (RECORDS as i64 + 400) / 10))
+        .collect();
+    assert_eq!(counts, expected);
+    assert_eq!(latest_counts(&broker, "word-counts").await, expected);
+    broker.stop().await;
+}

@@ -671,3 +671,110 @@ async fn a_standby_keeps_its_tasks_local_state() {
     assert_eq!(metrics.restored_from_local_state, KEYS as u64);
     broker.stop().await;
 }
+
+/// The partitions of `words` each member of the group `app` holds, by `client.id`, once
+/// the group is stable with two members.
+async fn two_member_layout(
+    broker: &TestBroker,
+    app: &str,
+) -> std::collections::BTreeMap<String, Vec<i32>> {
+    let admin = weir_client::admin::Admin::connect(broker.config())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = admin.describe_groups(&[app]).await.unwrap();
+        let layout: std::collections::BTreeMap<String, Vec<i32>> = described
+            .iter()
+            .filter_map(|(_, group)| group.as_ref().ok())
+            .filter(|group| group.state == "Stable")
+            .flat_map(|group| &group.members)
+            .map(|member| {
+                let mine = member
+                    .assigned_partitions()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(t, _)| t == "words")
+                    .map(|(_, p)| p)
+                    .collect();
+                (member.client_id.clone(), mine)
+            })
+            .collect();
+        if layout.len() == 2 {
+            return layout;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{layout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An instance restarted on a state dir whose checkpoints are within
+/// `acceptable_recovery_lag` of the changelogs counts as caught up on those tasks (it
+/// reports its checkpoints' lag in its first subscription): it takes its share back at
+/// once, from local state, rather than getting warm-up replicas until a probing rebalance
+/// (10 minutes away by default).
+#[tokio::test]
+async fn a_restarted_instance_with_close_checkpoints_takes_its_tasks_back_at_once() {
+    const APP: &str = "state-caught-up";
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (broker, mut config_a) = setup(APP, dir_a.path()).await;
+    config_a.client.client_id = "a".to_string();
+    let mut config_b = config_a.clone();
+    config_b.client.client_id = "b".to_string();
+    config_b.state_dir = Some(dir_b.path().to_path_buf());
+    // A ran both tasks, then B alone, which logged a little more than A holds.
+    produce_words(&broker, 0..1000).await;
+    run_until_committed(&broker, &config_a, 1000).await;
+    produce_words(&broker, 1000..1200).await;
+    let b = start(
+        KafkaStreams::new(word_counts, config_b.clone())
+            .await
+            .unwrap(),
+    );
+    wait_committed(&broker, APP, 1200).await;
+
+    let a = start(
+        KafkaStreams::new(word_counts, config_a.clone())
+            .await
+            .unwrap(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let layout = two_member_layout(&broker, APP).await;
+        if layout["a"].len() == 1 && layout["b"].len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a did not take a task back: {layout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    produce_words(&broker, 1200..1400).await;
+    wait_committed(&broker, APP, 1400).await;
+    let mut counts = Vec::new();
+    for (name, (stop, task)) in [("a", a), ("b", b)] {
+        stop.send(()).unwrap();
+        let streams = task.await.unwrap();
+        assert_eq!(streams.tasks().len(), 1, "{name}");
+        assert!(streams.warmup_tasks().is_empty(), "{name}");
+        if name == "a" {
+            let metrics = streams.metrics();
+            assert!(metrics.restored_from_local_state > 0, "{metrics:?}");
+            assert!(
+                metrics.restored_from_changelog <= 200,
+                "only what B logged: {metrics:?}"
+            );
+        }
+        counts.extend(
+            streams
+                .key_value_store::<String, i64>("word-counts")
+                .unwrap()
+                .all(),
+        );
+        streams.close().await.unwrap();
+    }
+    exact(&counts, 14);
+    broker.stop().await;
+}

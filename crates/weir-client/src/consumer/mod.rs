@@ -300,6 +300,30 @@ impl Consumer {
             .map(|g| (g.member_id.clone(), g.generation))
     }
 
+    /// Asks for a rebalance (Java's `KafkaConsumer#enforceRebalance`): the next
+    /// [`Consumer::recv`] (or item of [`Consumer::stream`]) rejoins the group, giving up its
+    /// partitions first as the assignor's protocol says ([`Consumer::try_recv`] returns
+    /// `None` until then), and asks the assignor for fresh subscription user data, so
+    /// an assignor that bases its assignment on changing member state (Kafka Streams'
+    /// probing rebalances) gets it reassigned. It returns at once. A rebalance already under
+    /// way, or already asked for, makes it a no-op.
+    ///
+    /// As with Kafka's classic protocol, the coordinator starts a new generation when the
+    /// member leads the group or its subscription (user data included) changed; a follower
+    /// that rejoins with the same subscription gets the current generation's assignment
+    /// back. Refused with [`Error::IllegalState`] unless the consumer is subscribed.
+    pub fn enforce_rebalance(&self) -> Result<()> {
+        if self.subscription.is_none() {
+            return Err(Error::IllegalState(
+                "only a subscribed consumer can rejoin its group".to_string(),
+            ));
+        }
+        if let Some(group) = &self.group {
+            group.signal.raise(Rejoin::Rebalance);
+        }
+        Ok(())
+    }
+
     /// The next record. Joins or rejoins the group when needed, runs rebalance callbacks,
     /// looks up starting positions, commits automatically and fetches when the buffer is empty.
     pub async fn recv(&mut self) -> Result<ConsumerRecord> {

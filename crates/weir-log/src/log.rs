@@ -207,6 +207,22 @@ struct Inner {
     epochs: LeaderEpochCache,
 }
 
+impl Inner {
+    /// What the checkpoint file should hold now.
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start_offset,
+        }
+    }
+
+    /// Moves the log end offset, and its lock-free copy [`Log::log_end_offset`] reads.
+    fn set_log_end_offset(&mut self, log_end: &AtomicI64, offset: i64) {
+        self.log_end_offset = offset;
+        log_end.store(offset, Ordering::Release);
+    }
+}
+
 /// The lock around [`Inner`]: a `std` mutex rather than `parking_lot`'s. An append holds it
 /// across its `pwrite`, and the group-commit flusher waits for it between fsyncs.
 /// `parking_lot` spins by yielding the CPU, and on a busy machine a yielding flusher lost the
@@ -614,10 +630,7 @@ impl Log {
         self.flush()?;
         let _compacting = self.compaction_lock.lock();
         let inner = self.inner.lock();
-        let current = Checkpoint {
-            recovery_point: inner.recovery_point,
-            log_start_offset: inner.log_start_offset,
-        };
+        let current = inner.checkpoint();
         if *self.last_checkpoint.lock() != Some(current) {
             self.write_checkpoint(&inner)?;
         }
@@ -819,8 +832,7 @@ impl Log {
                 interval,
             );
         }
-        inner.log_end_offset = next;
-        self.log_end.store(next, Ordering::Release);
+        inner.set_log_end_offset(&self.log_end, next);
         Ok(AppendInfo {
             first_offset,
             last_offset,
@@ -990,10 +1002,7 @@ impl Log {
     /// partitions costs no fsync.
     pub fn checkpoint(&self) -> Result<()> {
         let inner = self.inner.lock();
-        let current = Checkpoint {
-            recovery_point: inner.recovery_point,
-            log_start_offset: inner.log_start_offset,
-        };
+        let current = inner.checkpoint();
         let mut last = self.last_checkpoint.lock();
         if *last == Some(current) {
             return Ok(());
@@ -1004,9 +1013,7 @@ impl Log {
         // is let go, keeps the writers in order: anything that changes the log and writes the
         // checkpoint holds the log's lock and waits for `last`, so it writes after this one.
         drop(inner);
-        checkpoint::write(&*self.fs, &self.dir, current)?;
-        *last = Some(current);
-        Ok(())
+        self.store_checkpoint(&mut last, current)
     }
 
     /// Records how far the log is compacted; only compacted logs (or logs that were) have one.
@@ -1049,11 +1056,13 @@ impl Log {
     }
 
     fn write_checkpoint(&self, inner: &Inner) -> Result<()> {
-        let current = Checkpoint {
-            recovery_point: inner.recovery_point,
-            log_start_offset: inner.log_start_offset,
-        };
-        let mut last = self.last_checkpoint.lock();
+        let current = inner.checkpoint();
+        self.store_checkpoint(&mut self.last_checkpoint.lock(), current)
+    }
+
+    /// Writes `current` to the checkpoint file, with `last` (the `last_checkpoint` guard)
+    /// held across the write so writers go in order.
+    fn store_checkpoint(&self, last: &mut Option<Checkpoint>, current: Checkpoint) -> Result<()> {
         checkpoint::write(&*self.fs, &self.dir, current)?;
         *last = Some(current);
         Ok(())
@@ -1297,8 +1306,7 @@ impl Log {
             .map_err(|e| self.fail(e))?;
         active.unsynced_index_files.clear();
         let leo = active.next_offset;
-        inner.log_end_offset = leo;
-        self.log_end.store(leo, Ordering::Release);
+        inner.set_log_end_offset(&self.log_end, leo);
         // The log may end below `offset` (a batch containing it goes whole).
         self.lower_cleaner_checkpoint(&mut inner, leo)?;
         inner.log_start_offset = inner.log_start_offset.min(leo);
@@ -1345,8 +1353,7 @@ impl Log {
             .map_err(Error::io("fsync directory", &self.dir))
             .map_err(|e| self.fail(e))?;
         inner.log_start_offset = offset;
-        inner.log_end_offset = offset;
-        self.log_end.store(offset, Ordering::Release);
+        inner.set_log_end_offset(&self.log_end, offset);
         inner.recovery_point = offset;
         self.flushed.store(offset, Ordering::Release);
         // After the segments are durably gone: a crash before this leaves the old entries,

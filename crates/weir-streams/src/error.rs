@@ -116,6 +116,10 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A persistent state store was read after its task closed (it moved to another
+    /// instance, or the application closed): Kafka's `InvalidStateStoreException`.
+    #[error("state store {0} is closed: its task is no longer on this instance")]
+    StoreClosed(String),
     /// Another instance holds the lock of this state directory: each instance needs a
     /// `state_dir` of its own (as Kafka Streams' `state.dir`).
     #[error(

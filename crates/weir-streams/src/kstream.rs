@@ -2,7 +2,6 @@
 //! them, branches, merges, joins and writes them to topics; [`KGroupedStream`] and the
 //! windowed streams aggregate them into [`KTable`]s backed by state stores.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -11,7 +10,9 @@ use crate::Error;
 use crate::join::stream_stream_join;
 use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::{I64Serde, Serde};
-use crate::store::{SharedStore, SomeOf, ValueFormat, logged_store, write_changelog};
+use crate::store::{
+    SharedStore, SomeOf, ValueFormat, logged_store, persistent_store, write_changelog,
+};
 use crate::topology::{
     BuilderState, Context, Data, GlobalSlot, GlobalStore, InternalTopic, InternalTopicKind,
     Lineage, Node, RawRecord, Record, SerdeRef, Topology,
@@ -152,14 +153,25 @@ impl StreamsBuilder {
         let key_serde: SerdeRef<K> = Arc::new(key_serde);
         let nullable: SerdeRef<Option<V>> = Arc::new(value_serde);
         let value_serde: SerdeRef<V> = Arc::new(SomeOf(Arc::clone(&nullable)));
-        let changelog = logged_store(
-            &mut self.state.lock(),
-            &name,
-            &store,
-            Arc::clone(&key_serde),
-            Arc::clone(&value_serde),
-            ValueFormat::Timestamped,
-        );
+        let changelog = {
+            let mut state = self.state.lock();
+            persistent_store(
+                &mut state,
+                &name,
+                &store,
+                Arc::clone(&key_serde),
+                Arc::clone(&value_serde),
+                ValueFormat::Timestamped,
+            );
+            logged_store(
+                &mut state,
+                &name,
+                &store,
+                Arc::clone(&key_serde),
+                Arc::clone(&value_serde),
+                ValueFormat::Timestamped,
+            )
+        };
         let (keys, values, logged) = (Arc::clone(&key_serde), nullable, Arc::clone(&value_serde));
         let node: Node<K, Change<V>> = Node::new();
         let next = node.clone();
@@ -244,14 +256,14 @@ impl StreamsBuilder {
             .insert(name.clone(), Arc::clone(&slot) as Arc<dyn GlobalStore>);
         drop(state);
         GlobalKTable {
-            getter: Arc::new(move |key: &K| slot.lock().lock().get(key).cloned()),
+            getter: Arc::new(move |key: &K| slot.lock().lock().get(key)),
             store_name: name,
         }
     }
 
     /// A new key-value store for a table read from `topic`, registered under a generated name.
     fn table_store<K: Data + Ord, V: Data>(&self, topic: &str) -> (SharedStore<K, V>, String) {
-        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let store: SharedStore<K, V> = crate::store::new_store();
         let mut state = self.state.lock();
         let name = state.generated_name(&format!("{topic}-STATE-STORE"));
         state.add_store(&name, Arc::new(Arc::clone(&store)));
@@ -285,6 +297,7 @@ impl StreamsBuilder {
             global_topics: state.global_topics,
             global_stores: state.global_stores,
             changelog_versions: state.changelog_versions,
+            persistent_stores: state.persistent_stores,
         })
     }
 }
@@ -1415,8 +1428,18 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     grace_ms: Option<i64>,
     logging: Option<(SerdeRef<K>, SerdeRef<VR>)>,
 ) -> KTable<K, VR> {
-    let store: SharedStore<K, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+    let store: SharedStore<K, VR> = crate::store::new_store();
     let name = register_store(state, store_name, &store);
+    if let Some((key_serde, value_serde)) = &logging {
+        persistent_store(
+            &mut state.lock(),
+            &name,
+            &store,
+            Arc::clone(key_serde),
+            Arc::clone(value_serde),
+            ValueFormat::Timestamped,
+        );
+    }
     aggregate_into(node, state, name, &store, update, grace_ms, logging)
 }
 

@@ -76,7 +76,7 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             node,
             state: Arc::clone(state),
             store_name: Some(store_name),
-            getter: Arc::new(move |key: &K| store.lock().get(key).cloned()),
+            getter: Arc::new(move |key: &K| store.lock().get(key)),
             grace_ms,
             key_serde: None,
             value_serde: None,

@@ -158,6 +158,16 @@ pub struct StreamsConfig {
     /// caught up move (default 10 minutes, as Kafka). Kafka refuses less than a minute; this
     /// takes any non-zero interval, so that tests and small deployments can probe sooner.
     pub probing_rebalance_interval: Duration,
+    /// With a `state_dir`: the logged key-value stores of each task (tables, the DSL's
+    /// counts, reductions and aggregations without windows, and the processor API's logged
+    /// key-value stores) are *persistent*: served from the task's local state, as Kafka's
+    /// RocksDB stores are, so that they can hold more than memory. Each keeps in memory the
+    /// entries updated since the last commit and at most this many others, the most recently
+    /// used (default 10,000 per store and task). `None` keeps every entry in memory, the
+    /// local state then being loaded whole when a task starts. Window and session stores and
+    /// the join and suppression buffers always stay in memory (their retention bounds them);
+    /// so do stores without a changelog. Without a `state_dir` nothing is persistent.
+    pub store_cache_max_entries: Option<usize>,
 }
 
 impl StreamsConfig {
@@ -179,6 +189,7 @@ impl StreamsConfig {
             acceptable_recovery_lag: 10_000,
             max_warmup_replicas: 2,
             probing_rebalance_interval: Duration::from_secs(600),
+            store_cache_max_entries: Some(10_000),
         }
     }
 
@@ -864,7 +875,7 @@ impl KafkaStreams {
                 }
                 // Its local state holds its last commit; closing it releases its directory.
                 close_state(partition, task.state).await;
-                add_metrics(&mut self.retired, task.task.metrics());
+                add_metrics(&mut self.retired, retired(task.task.metrics()));
             }
         }
         for partition in assigned {
@@ -895,7 +906,7 @@ impl KafkaStreams {
                     tracing::warn!(task = partition, %error, "standby local state not written");
                 }
                 close_state(partition, standby.local.state.take()).await;
-                add_metrics(&mut self.retired, standby.task.metrics());
+                add_metrics(&mut self.retired, retired(standby.task.metrics()));
             }
         }
         for partition in wanted {
@@ -1011,7 +1022,7 @@ impl KafkaStreams {
                 let (state, checkpoints) = restorer
                     .load_local_state(&mut task, partition, opened, &stores, &starts, &ends)
                     .await?;
-                (Some(Arc::new(state)), checkpoints)
+                (Some(state), checkpoints)
             }
             _ => (None, HashMap::new()),
         };
@@ -1074,6 +1085,7 @@ impl KafkaStreams {
             Some(mut standby) => {
                 // Its local state then vouches for the positions the restore starts at.
                 standby.local.flush().await?;
+                standby.task.local_state_written();
                 let state = standby.local.state.take();
                 (standby.task, Some((state, standby.positions)))
             }
@@ -1210,6 +1222,7 @@ impl KafkaStreams {
         }
         for standby in self.standbys.values_mut() {
             standby.local.flush().await?;
+            standby.task.local_state_written();
         }
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
@@ -1272,6 +1285,9 @@ impl KafkaStreams {
             };
             let path = state.path().to_path_buf();
             blocking(&path, move || state.commit(&records, &checkpoints)).await?;
+            if let Some(entry) = self.tasks.get(&partition) {
+                entry.task.local_state_written();
+            }
         }
         Ok(())
     }
@@ -2076,7 +2092,7 @@ impl Restorer<'_> {
                 let (state, checkpoints) = self
                     .load_local_state(task, partition, state, &stores, &starts, &ends)
                     .await?;
-                (Some(Arc::new(state)), checkpoints)
+                (Some(state), checkpoints)
             }
             RestoreFrom::LocalState(None) => (None, HashMap::new()),
             RestoreFrom::Positions { state, positions } => (state, positions),
@@ -2171,6 +2187,8 @@ impl Restorer<'_> {
                 local.keep(store, &record.topic, &record);
                 if local.records.len() >= RESTORE_PROGRESS_EVERY as usize {
                     local.flush().await?;
+                    // A persistent store restored larger than memory stays within it.
+                    task.local_state_written();
                 }
                 *restored += 1;
                 if *restored % RESTORE_PROGRESS_EVERY == 0 {
@@ -2186,12 +2204,14 @@ impl Restorer<'_> {
         }
         local.checkpoints = end_checkpoints;
         local.flush().await?;
+        task.local_state_written();
         Ok(state)
     }
 
-    /// Puts the records of the local `state` into the task's stores and returns the state
-    /// with its checkpoints; a checkpoint outside its changelog's offsets (`starts`, `ends`)
-    /// wipes the state first (Kafka's `OffsetOutOfRange` on restore), leaving nothing to load.
+    /// Serves the task's persistent stores from the local `state` and puts its records of
+    /// the other stores into them; returns the state with its checkpoints. A checkpoint
+    /// outside its changelog's offsets (`starts`, `ends`) wipes the state first (Kafka's
+    /// `OffsetOutOfRange` on restore), leaving nothing to load.
     async fn load_local_state(
         &self,
         task: &mut Task,
@@ -2200,7 +2220,7 @@ impl Restorer<'_> {
         stores: &[String],
         starts: &HashMap<TopicPartition, i64>,
         ends: &HashMap<TopicPartition, i64>,
-    ) -> Result<(TaskState, HashMap<String, i64>), Error> {
+    ) -> Result<(Arc<TaskState>, HashMap<String, i64>), Error> {
         let path = state.path().to_path_buf();
         // Per changelog of the task: the offsets it has now. A changelog this topology no
         // longer has is not restored: its checkpoint does not matter.
@@ -2212,15 +2232,39 @@ impl Restorer<'_> {
                 (tp.topic.clone(), (*start, end))
             })
             .collect();
-        let stores = stores.to_vec();
+        // The persistent stores are read where they are; only the others are loaded.
+        let persistent = match self.config.store_cache_max_entries {
+            Some(_) => task.topology().persistent_stores.keys().cloned().collect(),
+            None => BTreeSet::new(),
+        };
+        let loading: Vec<String> = stores
+            .iter()
+            .filter(|store| !persistent.contains(*store))
+            .cloned()
+            .collect();
         let (state, copy) = blocking(&path, move || {
-            state.load_checked(&stores, |topic, offset| {
+            state.load_checked(&loading, |topic, offset| {
                 ranges
                     .get(topic)
                     .is_some_and(|(start, end)| offset < *start || offset > *end)
             })
         })
         .await?;
+        let state = Arc::new(state);
+        let served = match self.config.store_cache_max_entries {
+            Some(max_cached) => {
+                let attached = task.attach_local_state(&state, max_cached);
+                let counting = Arc::clone(&state);
+                blocking(&path, move || {
+                    attached
+                        .iter()
+                        .map(|store| counting.count(store))
+                        .sum::<Result<u64, Error>>()
+                })
+                .await?
+            }
+            None => 0,
+        };
         let (records, checkpoints) = match copy {
             LocalCopy::Loaded {
                 records,
@@ -2241,9 +2285,9 @@ impl Restorer<'_> {
                 task.restore(&store, Some(&key), Some(&value))?;
             }
         }
-        task.count_restored(loaded, 0);
-        tracing::info!(task = partition, records = loaded, path = %path.display(),
-            "state stores restored from local state");
+        task.count_restored(loaded + served, 0);
+        tracing::info!(task = partition, records = loaded, served_from_disk = served,
+            path = %path.display(), "state stores restored from local state");
         Ok((state, checkpoints))
     }
 
@@ -2287,6 +2331,15 @@ fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
     total.restored_from_local_state += more.restored_from_local_state;
     total.restore_time_ms += more.restore_time_ms;
     total.standby_applied += more.standby_applied;
+    total.persistent_entries_in_memory += more.persistent_entries_in_memory;
+}
+
+/// The metrics of a task that closed: its gauges no longer count.
+fn retired(metrics: TaskMetrics) -> TaskMetrics {
+    TaskMetrics {
+        persistent_entries_in_memory: 0,
+        ..metrics
+    }
 }
 
 /// Writes what a restore reads from the changelogs into the task's local state, in write

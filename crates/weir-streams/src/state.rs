@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableError,
+};
 
 use crate::Error;
 
@@ -44,6 +47,17 @@ const DURABLE_EVERY: u64 = 10_000;
 /// global topics and whose checkpoints are per topic partition (`<topic>-<partition>`). Not
 /// a number, so the state cleaner never takes it for a task's.
 pub(crate) const GLOBAL_DIR: &str = "global";
+
+/// The page cache of each task's database (redb's default is 1 GiB): what a persistent
+/// store reads often stays in its own, typed, cache; this one serves the rest.
+const DATABASE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Opens (or creates) the database at `path` with [`DATABASE_CACHE_BYTES`] of cache.
+fn create_database(path: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder()
+        .set_cache_size(DATABASE_CACHE_BYTES)
+        .create(path)
+}
 
 /// The lock file of a task's directory, and of an application's directory.
 const LOCK_FILE: &str = ".lock";
@@ -135,7 +149,7 @@ impl TaskState {
     /// whole changelog, as Kafka does with corrupted state. Returns whether it wiped.
     pub(crate) fn open(dir: PathBuf, lock: File) -> Result<(Self, bool), Error> {
         let path = dir.join(DATABASE_FILE);
-        match Database::create(&path) {
+        match create_database(&path) {
             Ok(db) => Ok((
                 Self {
                     dir,
@@ -151,7 +165,7 @@ impl TaskState {
                 tracing::warn!(path = %path.display(), %error,
                     "local state does not open; wiping it and restoring from the changelogs");
                 wipe_dir(&dir)?;
-                let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+                let db = create_database(&path).map_err(|e| db_error(&path, e))?;
                 Ok((
                     Self {
                         dir,
@@ -181,7 +195,7 @@ impl TaskState {
         } = self;
         drop(db);
         wipe_dir(&dir)?;
-        let db = Database::create(&path).map_err(|e| db_error(&path, e))?;
+        let db = create_database(&path).map_err(|e| db_error(&path, e))?;
         Ok(Self {
             dir,
             path,
@@ -225,6 +239,30 @@ impl TaskState {
                 checkpoints,
             },
         ))
+    }
+
+    /// The changelog value held for `key` in `store`.
+    pub(crate) fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let name = table_name(store);
+        let table = match txn.open_table(store_table(&name)) {
+            Ok(table) => table,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(db_error(&self.path, error)),
+        };
+        let found = table.get(key).map_err(|e| db_error(&self.path, e))?;
+        Ok(found.map(|value| value.value().to_vec()))
+    }
+
+    /// How many keys `store` holds.
+    pub(crate) fn count(&self, store: &str) -> Result<u64, Error> {
+        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+        let name = table_name(store);
+        match txn.open_table(store_table(&name)) {
+            Ok(table) => table.len().map_err(|e| db_error(&self.path, e)),
+            Err(TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(error) => Err(db_error(&self.path, error)),
+        }
     }
 
     /// Every record held for `stores`, in key order per store.

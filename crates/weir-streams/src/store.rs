@@ -1,15 +1,17 @@
-//! In-memory key-value state stores, and the read-only view of one that tests and interactive
+//! Key-value state stores: in memory, or served from a task's local state with a bounded
+//! cache (a persistent store), and the read-only view of one that tests and interactive
 //! queries get.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Error;
 use crate::serdes::Serde;
+use crate::state::TaskState;
 use crate::topology::{
     BuilderState, Context, InternalTopic, InternalTopicKind, RawRecord, Restorer, SerdeRef,
 };
@@ -19,7 +21,358 @@ use crate::topology::{
 pub(crate) type Entries<K, V> = BTreeMap<K, (V, i64)>;
 
 /// A shared handle on one store's entries.
-pub(crate) type SharedStore<K, V> = Arc<Mutex<Entries<K, V>>>;
+pub(crate) type SharedStore<K, V> = Arc<Mutex<StoreEntries<K, V>>>;
+
+/// A new, empty, in-memory store.
+pub(crate) fn new_store<K, V>() -> SharedStore<K, V> {
+    Arc::new(Mutex::new(StoreEntries {
+        map: BTreeMap::new(),
+        disk: None,
+    }))
+}
+
+/// The entries of one task's key-value store. In memory (the default, and always for window
+/// and session stores, join and suppression buffers): `map` holds every entry. Persistent
+/// (a logged key-value store of a task with local state, once
+/// [`PersistentStore::attach`]ed): the task's local state database holds the entries as of
+/// the last commit, and `map` holds the entries updated since (which the database does not
+/// have yet) and a bounded cache of the others, so the store can outgrow memory.
+pub(crate) struct StoreEntries<K, V> {
+    map: Entries<K, V>,
+    disk: Option<Box<DiskStore<K, V>>>,
+}
+
+/// Reads a persistent store's entries from the task's local state.
+struct DiskStore<K, V> {
+    /// Weak: a read-only view kept by an application must not keep a task's directory
+    /// locked after the task moved away.
+    state: Weak<TaskState>,
+    store: String,
+    codec: Arc<dyn KeyValueCodec<K, V>>,
+    /// Clean entries (those the database holds) kept in `map` at most.
+    max_cached: usize,
+    /// The keys updated since the last commit: `map` has their value, or, if it has not the
+    /// key, they were deleted (the database still holds the old value until the commit).
+    dirty: BTreeSet<K>,
+    /// The clean keys in `map`, by last use, for evicting the least recently used.
+    last_use: BTreeMap<K, u64>,
+    by_use: BTreeMap<u64, K>,
+    clock: u64,
+    /// The first failed read, for the task to stop on (Kafka's `ProcessorStateException`):
+    /// the lookups that hit it cannot return an error themselves.
+    failed: Option<Error>,
+}
+
+/// How a persistent store's keys and values look in its changelog, and so in the local state.
+pub(crate) trait KeyValueCodec<K, V>: Send + Sync {
+    fn write_key(&self, key: &K) -> Result<Vec<u8>, Error>;
+    fn read_key(&self, data: &[u8]) -> Result<K, Error>;
+    fn read_value(&self, data: &[u8]) -> Result<(V, i64), Error>;
+}
+
+struct ChangelogCodec<K, V> {
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    format: ValueFormat,
+}
+
+impl<K: 'static, V: 'static> KeyValueCodec<K, V> for ChangelogCodec<K, V> {
+    fn write_key(&self, key: &K) -> Result<Vec<u8>, Error> {
+        self.key_serde.serialize(key)
+    }
+
+    fn read_key(&self, data: &[u8]) -> Result<K, Error> {
+        self.key_serde.deserialize(data)
+    }
+
+    fn read_value(&self, data: &[u8]) -> Result<(V, i64), Error> {
+        decode_value(self.format, &*self.value_serde, data)
+    }
+}
+
+impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
+    /// Every entry of a store that is never persistent (window and session stores, join and
+    /// suppression buffers: their operators scan them by range).
+    pub(crate) fn memory(&self) -> &Entries<K, V> {
+        debug_assert!(
+            self.disk.is_none(),
+            "a persistent store read as an in-memory one"
+        );
+        &self.map
+    }
+
+    /// [`StoreEntries::memory`], to update.
+    pub(crate) fn memory_mut(&mut self) -> &mut Entries<K, V> {
+        debug_assert!(
+            self.disk.is_none(),
+            "a persistent store written as an in-memory one"
+        );
+        &mut self.map
+    }
+
+    /// The value of `key` and the timestamp of its last update.
+    pub(crate) fn get(&mut self, key: &K) -> Option<(V, i64)> {
+        if let Some(found) = self.map.get(key) {
+            let found = found.clone();
+            if let Some(disk) = &mut self.disk {
+                disk.touch(key);
+            }
+            return Some(found);
+        }
+        let disk = self.disk.as_mut()?;
+        if disk.dirty.contains(key) {
+            return None;
+        }
+        let found = disk.read(key)?;
+        self.map.insert(key.clone(), found.clone());
+        disk.touch(key);
+        disk.evict(&mut self.map);
+        Some(found)
+    }
+
+    /// Puts `value` for `key`; returns the value it replaces.
+    pub(crate) fn insert(&mut self, key: K, value: (V, i64)) -> Option<(V, i64)> {
+        let old = self.old_value(&key);
+        self.put(key, Some(value));
+        old
+    }
+
+    /// Deletes `key`; returns the value it had.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<(V, i64)> {
+        let old = self.old_value(key);
+        self.put(key.clone(), None);
+        old
+    }
+
+    /// Puts `value` for `key`, or deletes it for `None`, without reading what it replaces.
+    pub(crate) fn put(&mut self, key: K, value: Option<(V, i64)>) {
+        if let Some(disk) = &mut self.disk {
+            disk.forget(&key);
+            disk.dirty.insert(key.clone());
+        }
+        match value {
+            Some(value) => self.map.insert(key, value),
+            None => self.map.remove(&key),
+        };
+    }
+
+    fn old_value(&mut self, key: &K) -> Option<(V, i64)> {
+        match self.disk {
+            None => self.map.get(key).cloned(),
+            Some(_) => self.get(key),
+        }
+    }
+
+    /// How many keys the store holds: exact in memory; for a persistent store, the
+    /// database's count plus the keys added since the commit (a key updated or deleted since
+    /// is counted as the database has it).
+    pub(crate) fn len(&self) -> u64 {
+        let Some(disk) = &self.disk else {
+            return self.map.len() as u64;
+        };
+        let stored = disk
+            .state
+            .upgrade()
+            .and_then(|state| state.count(&disk.store).ok())
+            .unwrap_or(0);
+        stored.saturating_add(disk.dirty.len() as u64)
+    }
+
+    /// The entries with keys in `keys`, in key order. A persistent store reads its whole
+    /// table for it: the database orders keys by their bytes, the store by `K`.
+    pub(crate) fn range(&mut self, keys: (Bound<K>, Bound<K>)) -> Vec<(K, (V, i64))> {
+        if is_empty_range(keys.0.as_ref(), keys.1.as_ref()) {
+            return Vec::new();
+        }
+        let Some(disk) = &mut self.disk else {
+            return self
+                .map
+                .range(keys)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        };
+        let mut found: BTreeMap<K, (V, i64)> = disk
+            .read_all()
+            .into_iter()
+            .filter(|(key, _)| keys.contains(key) && !disk.dirty.contains(key))
+            .collect();
+        for key in disk.dirty.range(keys) {
+            if let Some(value) = self.map.get(key) {
+                found.insert(key.clone(), value.clone());
+            }
+        }
+        found.into_iter().collect()
+    }
+}
+
+impl<K: Ord + Clone, V> DiskStore<K, V> {
+    fn read(&mut self, key: &K) -> Option<(V, i64)> {
+        self.reading(|state, store, codec| {
+            state
+                .get(store, &codec.write_key(key)?)?
+                .map(|value| codec.read_value(&value))
+                .transpose()
+        })
+    }
+
+    /// Every entry the local state holds, in the database's order (by key bytes).
+    fn read_all(&mut self) -> Vec<(K, (V, i64))> {
+        self.reading(|state, store, codec| {
+            let mut entries = Vec::new();
+            for (_, records) in state.load(&[store.to_string()])? {
+                for (key, value) in records {
+                    entries.push((codec.read_key(&key)?, codec.read_value(&value)?));
+                }
+            }
+            Ok(entries)
+        })
+    }
+
+    /// What `read` gets from the local state; on an error, nothing, and the error kept for
+    /// the task.
+    fn reading<T: Default>(
+        &mut self,
+        read: impl FnOnce(&TaskState, &str, &dyn KeyValueCodec<K, V>) -> Result<T, Error>,
+    ) -> T {
+        let result = match self.state.upgrade() {
+            Some(state) => read(&state, &self.store, &*self.codec),
+            None => Err(Error::StoreClosed(self.store.clone())),
+        };
+        result.unwrap_or_else(|error| {
+            self.fail(error);
+            T::default()
+        })
+    }
+
+    fn fail(&mut self, error: Error) {
+        tracing::error!(store = %self.store, %error, "persistent state store read failed");
+        self.failed.get_or_insert(error);
+    }
+
+    /// Marks a clean cached `key` as just used.
+    fn touch(&mut self, key: &K) {
+        if self.dirty.contains(key) {
+            return;
+        }
+        self.clock += 1;
+        if let Some(previous) = self.last_use.insert(key.clone(), self.clock) {
+            self.by_use.remove(&previous);
+        }
+        self.by_use.insert(self.clock, key.clone());
+    }
+
+    /// Takes `key` off the clean keys (it is about to be dirty).
+    fn forget(&mut self, key: &K) {
+        if let Some(previous) = self.last_use.remove(key) {
+            self.by_use.remove(&previous);
+        }
+    }
+
+    /// Drops the least recently used clean entries from `map` beyond `max_cached`.
+    fn evict(&mut self, map: &mut Entries<K, V>) {
+        while self.last_use.len() > self.max_cached {
+            let Some((_, key)) = self.by_use.pop_first() else {
+                break;
+            };
+            self.last_use.remove(&key);
+            map.remove(&key);
+        }
+    }
+}
+
+/// A persistent-capable key-value store, as the task sees it whatever its types.
+pub(crate) trait PersistentStore: Send + Sync {
+    /// Serves the store from `state` from now on, keeping at most `max_cached` clean entries
+    /// in memory. The store must be empty (a new task's, before its restore), or hold what
+    /// `state` holds plus the updates since its last commit (a standby's, promoted).
+    fn attach(&self, state: &Arc<TaskState>, max_cached: usize);
+    /// The local state now holds every update made so far: they become clean, and the
+    /// cache is cut to its bound.
+    fn committed(&self);
+    /// The first failed read of the store, if any.
+    fn take_failure(&self) -> Option<Error>;
+    /// How many entries the store holds in memory.
+    fn entries_in_memory(&self) -> u64;
+}
+
+struct Persistent<K, V> {
+    store: SharedStore<K, V>,
+    name: String,
+    codec: Arc<dyn KeyValueCodec<K, V>>,
+}
+
+impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
+    for Persistent<K, V>
+{
+    fn attach(&self, state: &Arc<TaskState>, max_cached: usize) {
+        let mut entries = self.store.lock();
+        let mut disk = DiskStore {
+            state: Arc::downgrade(state),
+            store: self.name.clone(),
+            codec: Arc::clone(&self.codec),
+            max_cached,
+            // What the store holds already is not in the database until the next commit.
+            dirty: entries.map.keys().cloned().collect(),
+            last_use: BTreeMap::new(),
+            by_use: BTreeMap::new(),
+            clock: 0,
+            failed: None,
+        };
+        if let Some(old) = entries.disk.take() {
+            disk.dirty = old.dirty;
+        }
+        entries.disk = Some(Box::new(disk));
+    }
+
+    fn committed(&self) {
+        let mut guard = self.store.lock();
+        let StoreEntries { map, disk } = &mut *guard;
+        let Some(disk) = disk else {
+            return;
+        };
+        for key in std::mem::take(&mut disk.dirty) {
+            if map.contains_key(&key) {
+                disk.touch(&key);
+            }
+        }
+        disk.evict(map);
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.store.lock().disk.as_mut()?.failed.take()
+    }
+
+    fn entries_in_memory(&self) -> u64 {
+        self.store.lock().map.len() as u64
+    }
+}
+
+/// Registers `store`, a logged key-value store whose changelog writes its keys with
+/// `key_serde` and its values in `format`, as one a task with local state serves from it.
+pub(crate) fn persistent_store<K, V>(
+    state: &mut BuilderState,
+    name: &str,
+    store: &SharedStore<K, V>,
+    key_serde: SerdeRef<K>,
+    value_serde: SerdeRef<V>,
+    format: ValueFormat,
+) where
+    K: Ord + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    state.persistent_stores.insert(
+        name.to_string(),
+        Arc::new(Persistent {
+            store: Arc::clone(store),
+            name: name.to_string(),
+            codec: Arc::new(ChangelogCodec {
+                key_serde,
+                value_serde,
+                format,
+            }),
+        }),
+    );
+}
 
 /// A read-only view of a key-value state store (Kafka's `ReadOnlyKeyValueStore`). Reads see
 /// the store as it is at the time of the read. On [`KafkaStreams`](crate::KafkaStreams) it
@@ -53,24 +406,12 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
     pub fn get_with_timestamp(&self, key: &K) -> Option<(V, i64)> {
         self.entries
             .iter()
-            .find_map(|entries| entries.lock().get(key).cloned())
+            .find_map(|entries| entries.lock().get(key))
     }
 
     /// Every entry, sorted by key.
     pub fn all(&self) -> Vec<(K, V)> {
-        let mut all: Vec<(K, V)> = self
-            .entries
-            .iter()
-            .flat_map(|entries| {
-                entries
-                    .lock()
-                    .iter()
-                    .map(|(k, (v, _))| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
+        self.range_by(..)
     }
 
     /// The entries with `from <= key <= to`, sorted by key.
@@ -93,13 +434,8 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
         let mut found: Vec<(K, V)> = self
             .entries
             .iter()
-            .flat_map(|entries| {
-                entries
-                    .lock()
-                    .range(owned.clone())
-                    .map(|(k, (v, _))| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|entries| entries.lock().range(owned.clone()))
+            .map(|(k, (v, _))| (k, v))
             .collect();
         found.sort_by(|a, b| a.0.cmp(&b.0));
         found
@@ -122,11 +458,12 @@ impl<K: Ord + Clone, V: Clone> ReadOnlyKeyValueStore<K, V> {
         all
     }
 
-    /// How many keys the store holds (exact for an in-memory store).
+    /// How many keys the store holds (exact for an in-memory store; for a persistent one, a
+    /// key updated since the last commit may count twice).
     pub fn approximate_num_entries(&self) -> u64 {
         self.entries
             .iter()
-            .map(|entries| entries.lock().len() as u64)
+            .map(|entries| entries.lock().len())
             .sum()
     }
 }
@@ -182,7 +519,7 @@ pub(crate) fn register_changelog(
 
 /// Registers the changelog of a key-value store whose values are in `format`, and the way to
 /// restore the store from it; returns the topic's name (without the application id).
-pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
+pub(crate) fn logged_store<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static>(
     state: &mut BuilderState,
     store_name: &str,
     store: &SharedStore<K, V>,
@@ -197,15 +534,10 @@ pub(crate) fn logged_store<K: Ord + Send + 'static, V: Send + 'static>(
             return Ok(());
         };
         let key = key_serde.deserialize(key)?;
-        match value {
-            None => {
-                store.lock().remove(&key);
-            }
-            Some(data) => {
-                let (value, timestamp) = decode_value(format, &*value_serde, data)?;
-                store.lock().insert(key, (value, timestamp));
-            }
-        }
+        let value = value
+            .map(|data| decode_value(format, &*value_serde, data))
+            .transpose()?;
+        store.lock().put(key, value);
         Ok(())
     });
     register_changelog(state, store_name, restorer)
@@ -619,6 +951,174 @@ mod tests {
             (&b""[..], -1, 0x7FFF_FFFF)
         );
         assert!(split_window_store_key(&[0; 11]).is_err(), "too short");
+    }
+
+    /// A persistent store against a real local state: the database holds what was
+    /// "committed" (written as the runtime writes a commit's changelog records), memory holds
+    /// what changed since and at most the cache bound of the rest.
+    mod persistent {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+
+        use bytes::Bytes;
+
+        use super::super::{
+            ChangelogCodec, Persistent, PersistentStore, SharedStore, ValueFormat, encode_value,
+            new_store,
+        };
+        use crate::state::{LocalRecord, TaskState, try_lock};
+        use crate::{I64Serde, StringSerde};
+
+        struct Fixture {
+            _dir: tempfile::TempDir,
+            state: Arc<TaskState>,
+            store: SharedStore<String, i64>,
+            handle: Persistent<String, i64>,
+        }
+
+        fn fixture(max_cached: usize) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let task_dir = dir.path().join("0");
+            let lock = try_lock(&task_dir).unwrap().unwrap();
+            let (state, _) = TaskState::open(task_dir, lock).unwrap();
+            let state = Arc::new(state);
+            let store = new_store();
+            let handle = Persistent {
+                store: Arc::clone(&store),
+                name: "counts".to_string(),
+                codec: Arc::new(ChangelogCodec {
+                    key_serde: Arc::new(StringSerde),
+                    value_serde: Arc::new(I64Serde),
+                    format: ValueFormat::Timestamped,
+                }),
+            };
+            handle.attach(&state, max_cached);
+            Fixture {
+                _dir: dir,
+                state,
+                store,
+                handle,
+            }
+        }
+
+        fn record(key: &str, value: Option<i64>) -> LocalRecord {
+            let value = value.map(|v| {
+                Bytes::from(encode_value(ValueFormat::Timestamped, &I64Serde, &v, v).unwrap())
+            });
+            ("counts".to_string(), Bytes::from(key.to_string()), value)
+        }
+
+        /// What the runtime does at a commit: the changelog records to the local state,
+        /// then the store told.
+        fn commit(f: &Fixture, records: &[LocalRecord]) {
+            f.state.commit(records, &HashMap::new()).unwrap();
+            f.handle.committed();
+        }
+
+        #[test]
+        fn a_store_larger_than_its_cache_reads_the_rest_from_the_local_state() {
+            let f = fixture(10);
+            let keys: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
+            let mut records = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                let value = i64::try_from(i).unwrap();
+                f.store.lock().insert(key.clone(), (value, value));
+                records.push(record(key, Some(value)));
+            }
+            assert_eq!(f.handle.entries_in_memory(), 100, "dirty until the commit");
+            commit(&f, &records);
+            assert_eq!(f.handle.entries_in_memory(), 10, "the cache bound");
+            // Every key, cached or not, reads back; the cache stays bounded.
+            for (i, key) in keys.iter().enumerate() {
+                let value = i64::try_from(i).unwrap();
+                assert_eq!(f.store.lock().get(key), Some((value, value)), "{key}");
+            }
+            assert_eq!(f.handle.entries_in_memory(), 10);
+            assert_eq!(f.store.lock().len(), 100);
+            let all = f
+                .store
+                .lock()
+                .range((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded));
+            assert_eq!(all.len(), 100);
+            assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
+            assert!(f.handle.take_failure().is_none());
+        }
+
+        #[test]
+        fn updates_since_the_commit_win_over_the_local_state() {
+            let f = fixture(2);
+            let mut records = Vec::new();
+            for key in ["a", "b", "c", "d"] {
+                f.store.lock().insert(key.to_string(), (1, 1));
+                records.push(record(key, Some(1)));
+            }
+            commit(&f, &records);
+            // Not committed yet: an update and a deletion of keys that may be evicted.
+            assert_eq!(f.store.lock().insert("a".to_string(), (2, 2)), Some((1, 1)));
+            assert_eq!(f.store.lock().remove(&"b".to_string()), Some((1, 1)));
+            f.store.lock().put("e".to_string(), Some((5, 5)));
+            let mut store = f.store.lock();
+            assert_eq!(store.get(&"a".to_string()), Some((2, 2)));
+            assert_eq!(store.get(&"b".to_string()), None, "deleted, not read back");
+            let range = store.range((
+                std::ops::Bound::Included("a".to_string()),
+                std::ops::Bound::Excluded("d".to_string()),
+            ));
+            let keys: Vec<(String, i64)> = range.into_iter().map(|(k, (v, _))| (k, v)).collect();
+            assert_eq!(keys, vec![("a".to_string(), 2), ("c".to_string(), 1)]);
+            drop(store);
+            // The next commit writes them; the store then forgets them from memory.
+            commit(
+                &f,
+                &[
+                    record("a", Some(2)),
+                    record("b", None),
+                    record("e", Some(5)),
+                ],
+            );
+            assert!(f.handle.entries_in_memory() <= 2);
+            let mut store = f.store.lock();
+            assert_eq!(store.get(&"a".to_string()), Some((2, 2)));
+            assert_eq!(store.get(&"b".to_string()), None);
+            assert_eq!(store.get(&"e".to_string()), Some((5, 5)));
+            assert_eq!(store.len(), 4);
+        }
+
+        #[test]
+        fn a_value_that_does_not_decode_is_a_failure_not_a_panic() {
+            let f = fixture(0);
+            let corrupt: LocalRecord = (
+                "counts".to_string(),
+                Bytes::from_static(b"k"),
+                Some(Bytes::from_static(b"short")),
+            );
+            commit(&f, &[corrupt]);
+            assert_eq!(f.store.lock().get(&"k".to_string()), None);
+            let failure = f.handle.take_failure().unwrap();
+            assert!(
+                matches!(failure, crate::Error::DataSize { expected: 8, .. }),
+                "{failure:?}"
+            );
+            assert!(f.handle.take_failure().is_none(), "reported once");
+        }
+
+        #[test]
+        fn a_store_read_after_its_task_closed_says_so() {
+            let f = fixture(0);
+            commit(&f, &[record("k", Some(1))]);
+            let Fixture {
+                _dir,
+                state,
+                store,
+                handle,
+            } = f;
+            drop(state);
+            assert_eq!(store.lock().get(&"k".to_string()), None);
+            assert!(matches!(
+                handle.take_failure(),
+                Some(crate::Error::StoreClosed(name)) if name == "counts"
+            ));
+        }
     }
 
     /// A processor's plain key-value store logs the value alone; the DSL's stores prefix the

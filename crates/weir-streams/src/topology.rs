@@ -155,6 +155,10 @@ pub struct TaskMetrics {
     /// Changelog records applied to the task's stores while it was a standby replica on this
     /// instance (`StreamsConfig::num_standby_replicas`), kept warm for a takeover.
     pub standby_applied: u64,
+    /// A gauge, not a counter: the entries the persistent key-value stores (see
+    /// `StreamsConfig::store_cache_max_entries`) of the running tasks and standbys hold in
+    /// memory now, updated since the last commit or cached.
+    pub persistent_entries_in_memory: u64,
 }
 
 /// What a task does with an input record whose key or value does not deserialize (Kafka's
@@ -305,6 +309,8 @@ pub(crate) struct BuilderState {
     pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
     /// The changelogs whose records carry Kafka's format version in a header `v`, by topic.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
+    /// The logged key-value stores, by name, that a task with local state serves from it.
+    pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl BuilderState {
@@ -362,6 +368,7 @@ pub struct Topology {
     /// Kafka's `v` header of the records of these changelogs (topic names without the
     /// application id): the runtime writes it, as the records here carry no headers.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
+    pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -497,6 +504,8 @@ pub(crate) struct Task {
     topology: Topology,
     ctx: Context,
     on_deserialization_error: DeserializationExceptionHandler,
+    /// Whether stores are served from the local state (see [`Task::attach_local_state`]).
+    persistent: bool,
 }
 
 impl Task {
@@ -513,6 +522,7 @@ impl Task {
                 ..Context::default()
             },
             on_deserialization_error: handler,
+            persistent: false,
         }
     }
 
@@ -529,7 +539,8 @@ impl Task {
     /// its topic, partition and offset.
     pub(crate) fn process(&mut self, record: &RawRecord) -> Result<(), Error> {
         self.init_processors()?;
-        self.process_source(record)
+        self.process_source(record)?;
+        self.check_persistent_stores()
     }
 
     /// Runs a global table's record into its store, as [`Task::process`] does, without
@@ -601,7 +612,16 @@ impl Task {
     }
 
     pub(crate) fn metrics(&self) -> TaskMetrics {
-        self.ctx.metrics
+        let mut metrics = self.ctx.metrics;
+        if self.persistent {
+            metrics.persistent_entries_in_memory = self
+                .topology
+                .persistent_stores
+                .values()
+                .map(|store| store.entries_in_memory())
+                .sum();
+        }
+        metrics
     }
 
     /// Counts records restored into the stores: from the local state, from the changelogs.
@@ -651,24 +671,66 @@ impl Task {
             return Ok(false);
         }
         let now = self.ctx.stream_time;
-        crate::processor::punctuate(
+        let fired = crate::processor::punctuate(
             &self.topology.processors,
             &mut self.ctx,
             crate::processor::PunctuationType::StreamTime,
             now,
-        )
+        )?;
+        self.check_persistent_stores()?;
+        Ok(fired)
     }
 
     /// Fires the wall-clock punctuations due at `now` (Kafka's
     /// `StreamTask#maybePunctuateSystemTime`); their outputs wait in [`Task::take_outputs`].
     pub(crate) fn punctuate_wall_clock(&mut self, now: i64) -> Result<bool, Error> {
         self.init_processors()?;
-        crate::processor::punctuate(
+        let fired = crate::processor::punctuate(
             &self.topology.processors,
             &mut self.ctx,
             crate::processor::PunctuationType::WallClockTime,
             now,
-        )
+        )?;
+        self.check_persistent_stores()?;
+        Ok(fired)
+    }
+
+    /// Serves the task's persistent-capable stores (logged key-value stores) from `state`,
+    /// each keeping at most `max_cached` entries it does not need in memory; returns their
+    /// names. Their records in `state` then need no loading.
+    pub(crate) fn attach_local_state(
+        &mut self,
+        state: &Arc<crate::state::TaskState>,
+        max_cached: usize,
+    ) -> Vec<String> {
+        for store in self.topology.persistent_stores.values() {
+            store.attach(state, max_cached);
+        }
+        self.persistent = !self.topology.persistent_stores.is_empty();
+        self.topology.persistent_stores.keys().cloned().collect()
+    }
+
+    /// The task's local state holds every store update made so far (written at a commit,
+    /// or by a restore): the persistent stores may drop them from memory.
+    pub(crate) fn local_state_written(&self) {
+        if self.persistent {
+            for store in self.topology.persistent_stores.values() {
+                store.committed();
+            }
+        }
+    }
+
+    /// A persistent store whose read failed stops the task (Kafka's
+    /// `ProcessorStateException`): the record it was read for went on without its state.
+    fn check_persistent_stores(&self) -> Result<(), Error> {
+        if self.persistent {
+            for store in self.topology.persistent_stores.values() {
+                if let Some(error) = store.take_failure() {
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// When the next wall-clock punctuation is due (milliseconds since the epoch), so a

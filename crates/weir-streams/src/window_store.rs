@@ -85,14 +85,15 @@ impl<K: Ord + Clone, V: Clone> WindowedStore<K, V> {
     ) -> Vec<(Windowed<K>, V)> {
         let expired = self.expired_until();
         let kind = self.kind;
-        let entries = self.entries.lock();
+        let guard = self.entries.lock();
+        let entries = guard.memory();
         let matching = |(key, (value, _)): (&Windowed<K>, &(V, i64))| {
             (kind.time_of(&key.window) > expired && keep(&key.window))
                 .then(|| (key.clone(), value.clone()))
         };
         match keys {
             (Bound::Included(from), Bound::Included(to)) if from == to => {
-                key_range(&entries, from, i64::MIN, i64::MAX)
+                key_range(entries, from, i64::MIN, i64::MAX)
                     .filter_map(matching)
                     .collect()
             }

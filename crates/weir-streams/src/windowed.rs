@@ -1,7 +1,7 @@
 //! Windowed aggregations: [`TimeWindowedKStream`] (time windows, tumbling or hopping, and
 //! sliding windows) and [`SessionWindowedKStream`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -188,7 +188,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             "window size plus the grace period",
         );
         let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
-        let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+        let store: SharedStore<Windowed<K>, VR> = crate::store::new_store();
         let name = register_store(&self.state, Some(store_name), &store);
         let windowed = Node::<Windowed<K>, V>::new();
         let table = aggregate_into(
@@ -233,7 +233,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 let mut entries = store.lock();
                 let mut held = retention.lock();
                 held.observe(window.start);
-                retention.purge(ctx, &mut held, &mut entries)?;
+                retention.purge(ctx, &mut held, entries.memory_mut())?;
             }
             Ok(())
         });
@@ -644,7 +644,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
     logging: Option<WindowLogging<K, VR>>,
     retention_ms: Option<i64>,
 ) -> KTable<Windowed<K>, VR> {
-    let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+    let store: SharedStore<Windowed<K>, VR> = crate::store::new_store();
     let name = register_store(state, Some(store_name), &store);
     let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
     // Every change of the store is one of the records forwarded: they are what is logged.
@@ -691,10 +691,11 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             return Ok(());
         }
         let out = {
-            let mut entries = shared.lock();
+            let mut guard = shared.lock();
+            let entries = guard.memory_mut();
             let mut held = retention.lock();
             let mut pass = SlidingPass {
-                entries: &mut entries,
+                entries: &mut *entries,
                 update: &mut update,
                 ctx: &mut *ctx,
                 retention: &mut held,
@@ -711,7 +712,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
                 pass.process_in_order();
             }
             let out = pass.out;
-            retention.purge(ctx, &mut held, &mut entries)?;
+            retention.purge(ctx, &mut held, entries)?;
             out
         };
         for record in out {
@@ -860,7 +861,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
         mut ops: SessionOps<K, V, VR>,
         value_serde: Option<SerdeRef<VR>>,
     ) -> KTable<Windowed<K>, VR> {
-        let store: SharedStore<Windowed<K>, VR> = Arc::new(Mutex::new(BTreeMap::new()));
+        let store: SharedStore<Windowed<K>, VR> = crate::store::new_store();
         let name = register_store(&self.state, self.store_name.clone(), &store);
         // Sessions are logged with Kafka's session-windowed key format (key, end, start);
         // a merged session is deleted with a tombstone. Sessions dropped by retention are
@@ -929,13 +930,14 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 .saturating_sub(gap_ms);
             let mut out = Vec::new();
             {
-                let mut entries = shared.lock();
+                let mut guard = shared.lock();
+                let entries = guard.memory_mut();
                 let mut held = retention.lock();
                 // Kafka's findSessions(key, t - gap, t + gap): sessions ending at or after
                 // t - gap that start at or before t + gap, ordered by end.
                 let live = held.expired_until();
                 let mut found: Vec<(Windowed<K>, VR)> =
-                    key_range(&entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
+                    key_range(entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
                         .filter(|(key, _)| {
                             key.window.end >= t.saturating_sub(gap_ms) && key.window.end > live
                         })
@@ -986,7 +988,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                     };
                     held.observe(merged.end);
                     entries.insert(key.clone(), (value.clone(), merged.end));
-                    retention.purge(ctx, &mut held, &mut entries)?;
+                    retention.purge(ctx, &mut held, entries)?;
                     out.push(Record {
                         key,
                         value: Change {

@@ -778,3 +778,72 @@ async fn a_restarted_instance_with_close_checkpoints_takes_its_tasks_back_at_onc
     exact(&counts, 14);
     broker.stop().await;
 }
+
+/// Records `range` of the input over `keys` distinct keys: key `k{i % keys}`.
+async fn produce_keys(broker: &TestBroker, range: std::ops::Range<usize>, keys: usize) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in range {
+        let record = ProducerRecord::new("words")
+            .key(format!("k{:05}", i % keys))
+            .value("x".to_string());
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// A persistent store (the default with a state dir) holds more keys than its cache: after
+/// a commit each task keeps at most `store_cache_max_entries` of them in memory, the others
+/// are read from its local state when a record needs them, and the counts are exact. A
+/// restart loads nothing: the stores are served from the local state where it is. With
+/// `store_cache_max_entries = None` the same local state is loaded into memory whole.
+#[tokio::test]
+async fn a_persistent_store_outgrows_its_cache_and_restarts_without_loading() {
+    const APP: &str = "state-persistent";
+    const DISTINCT: usize = 2_000;
+    const CACHE: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut config) = setup(APP, dir.path()).await;
+    config.store_cache_max_entries = Some(CACHE);
+    let bound = (CACHE * TASKS as usize) as u64;
+    let all_counted = |counts: &[(String, i64)], each: i64| {
+        assert_eq!(counts.len(), DISTINCT);
+        assert!(
+            counts.iter().all(|(_, count)| *count == each),
+            "every key {each} times"
+        );
+    };
+
+    produce_keys(&broker, 0..2 * DISTINCT, DISTINCT).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 2 * DISTINCT as i64).await;
+    all_counted(&counts, 2);
+    // Each task has more keys than its cache: the cache is full, and no more.
+    assert_eq!(
+        metrics.persistent_entries_in_memory, bound,
+        "entries in memory after the last commit: {metrics:?}"
+    );
+
+    produce_keys(&broker, 2 * DISTINCT..3 * DISTINCT, DISTINCT).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 3 * DISTINCT as i64).await;
+    all_counted(&counts, 3);
+    assert_eq!(metrics.restored_from_changelog, 0, "{metrics:?}");
+    assert_eq!(
+        metrics.restored_from_local_state, DISTINCT as u64,
+        "served from the local state, one entry per key"
+    );
+    assert_eq!(metrics.persistent_entries_in_memory, bound, "{metrics:?}");
+
+    // The same local state, in memory.
+    config.store_cache_max_entries = None;
+    produce_keys(&broker, 3 * DISTINCT..4 * DISTINCT, DISTINCT).await;
+    let (metrics, counts) = run_until_committed(&broker, &config, 4 * DISTINCT as i64).await;
+    all_counted(&counts, 4);
+    assert_eq!(metrics.restored_from_changelog, 0, "{metrics:?}");
+    assert_eq!(metrics.restored_from_local_state, DISTINCT as u64);
+    assert_eq!(
+        metrics.persistent_entries_in_memory, 0,
+        "nothing persistent"
+    );
+    broker.stop().await;
+}

@@ -2,8 +2,8 @@
 //! to the topology, and processors connected to them read and write them through a
 //! [`KeyValueStore`].
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -13,6 +13,7 @@ use crate::kstream::StreamsBuilder;
 use crate::serdes::Serde;
 use crate::store::{
     NO_TIMESTAMP, SharedStore, ValueFormat, encode_change, log_change, logged_store,
+    persistent_store,
 };
 use crate::topology::{Context, Data, SerdeRef};
 
@@ -102,7 +103,7 @@ impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
 
     /// The value for `key`.
     pub fn get(&self, key: &K) -> Option<V> {
-        self.entries.lock().get(key).map(|(value, _)| value.clone())
+        self.entries.lock().get(key).map(|(value, _)| value)
     }
 
     /// Sets the value of `key`. Its timestamp, as
@@ -110,7 +111,7 @@ impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
     /// reads it, is `-1`: a plain key-value store keeps none.
     pub fn put(&self, key: K, value: V) {
         self.logged(&key, Some(&value));
-        self.entries.lock().insert(key, (value, NO_TIMESTAMP));
+        self.entries.lock().put(key, Some((value, NO_TIMESTAMP)));
     }
 
     fn logged(&self, key: &K, value: Option<&V>) {
@@ -123,10 +124,10 @@ impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
     pub fn put_if_absent(&self, key: K, value: V) -> Option<V> {
         let mut entries = self.entries.lock();
         if let Some((old, _)) = entries.get(&key) {
-            return Some(old.clone());
+            return Some(old);
         }
         self.logged(&key, Some(&value));
-        entries.insert(key, (value, NO_TIMESTAMP));
+        entries.put(key, Some((value, NO_TIMESTAMP)));
         None
     }
 
@@ -135,7 +136,7 @@ impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
         let mut store = self.entries.lock();
         for (key, value) in entries {
             self.logged(&key, Some(&value));
-            store.insert(key, (value, NO_TIMESTAMP));
+            store.put(key, Some((value, NO_TIMESTAMP)));
         }
     }
 
@@ -149,28 +150,28 @@ impl<K: Ord + Clone + 'static, V: Clone + 'static> KeyValueStore<K, V> {
 
     /// Every entry, sorted by key (a copy: the store may change while the caller iterates).
     pub fn all(&self) -> Vec<(K, V)> {
-        self.entries
-            .lock()
-            .iter()
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
-            .collect()
+        self.entries_in((Bound::Unbounded, Bound::Unbounded))
     }
 
     /// The entries with `from <= key <= to`, sorted by key.
     pub fn range(&self, from: &K, to: &K) -> Vec<(K, V)> {
-        if from > to {
-            return Vec::new();
-        }
+        self.entries_in((Bound::Included(from.clone()), Bound::Included(to.clone())))
+    }
+
+    fn entries_in(&self, keys: (Bound<K>, Bound<K>)) -> Vec<(K, V)> {
         self.entries
             .lock()
-            .range(from.clone()..=to.clone())
-            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .range(keys)
+            .into_iter()
+            .map(|(k, (v, _))| (k, v))
             .collect()
     }
 
-    /// How many keys the store holds (exact for an in-memory store).
+    /// How many keys the store holds (exact for an in-memory store; see
+    /// [`ReadOnlyKeyValueStore::approximate_num_entries`](crate::ReadOnlyKeyValueStore::approximate_num_entries)
+    /// for a persistent one).
     pub fn approximate_num_entries(&self) -> u64 {
-        self.entries.lock().len() as u64
+        self.entries.lock().len()
     }
 }
 
@@ -259,10 +260,18 @@ impl StreamsBuilder {
     /// `<name>-changelog`, and a task created on another instance or after a restart restores
     /// the store from it (and from its local state) before it processes.
     pub fn add_state_store<K: Data + Ord, V: Data>(&self, builder: KeyValueStoreBuilder<K, V>) {
-        let store: SharedStore<K, V> = Arc::new(Mutex::new(BTreeMap::new()));
+        let store: SharedStore<K, V> = crate::store::new_store();
         let mut state = self.state.lock();
         state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
         if builder.logging {
+            persistent_store(
+                &mut state,
+                &builder.name,
+                &store,
+                Arc::clone(&builder.key_serde),
+                Arc::clone(&builder.value_serde),
+                ValueFormat::Plain,
+            );
             let topic = logged_store(
                 &mut state,
                 &builder.name,

@@ -26,7 +26,8 @@ documented decisions the script accepts (ACCEPTED below). About 25 s, 45 s with 
 from an empty ~/.m2 (--quick is the same run: the input is small already).
 
 bench: per topology (stateless with 100 B values, windowed-count over 100k keys,
-stream-table-join against a 10k-key table), preloads N records (the join's stream is written
+stream-table-join against a 10k-key table; count, with --topologies count, over N distinct
+keys), preloads N records (the join's stream is written
 once the application has read the table, so the figure is the stream's alone; before 6a7910f
 weir-streams also needed it, as it did not order a task's topics by timestamp), starts each application from the beginning and measures
   - records/s: N over the time from its first output record to its committed input offsets
@@ -63,6 +64,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 JAVA_DIR = os.path.join(ROOT, "benches", "kafka-streams")
 JAVA_MAIN = "dev.weir.bench.StreamsBench"
 TOPOLOGIES = ["stateless", "windowed-count", "stream-table-join", "session"]
+# bench only (compare has no case for it): a count per key without windows over N distinct keys,
+# so that the store holds N entries (--records 1000000: state beyond weir-streams' cache).
+BENCH_ONLY = ["count"]
+KINDS = ["java", "weir", "weir-disk"]
 BASE = 1_000_000_000_000  # a multiple of the 10 s window: window starts are BASE + 10 s * n
 
 # Differences between the two outputs that follow a documented decision of weir-streams
@@ -133,14 +138,18 @@ class Broker:
 
 
 class App:
-    """One topology on Kafka Streams (`java`) or weir-streams (`weir`), as a child process."""
+    """One topology on Kafka Streams (`java`, RocksDB stores in a state dir), weir-streams with
+    its stores in memory (`weir`, no state dir) or weir-streams with a state dir (`weir-disk`:
+    its key-value stores persistent, served from redb with a bounded cache), as a child
+    process."""
 
     def __init__(self, args, kind, topology, bootstrap, app_id, input_topic, output, table=None,
                  grace_ms=0):
         self.kind, self.app_id = kind, app_id
         self.state_dir = tempfile.mkdtemp(prefix=f"streams-{kind}-")
-        rest = [topology, bootstrap, app_id, input_topic, output, "--grace-ms", str(grace_ms),
-                "--state-dir", self.state_dir]
+        rest = [topology, bootstrap, app_id, input_topic, output, "--grace-ms", str(grace_ms)]
+        if kind != "weir":
+            rest += ["--state-dir", os.path.join(self.state_dir, "state")]
         if table:
             rest += ["--table", table]
         if kind == "java":
@@ -541,6 +550,8 @@ def bench_input(topology, n, now_ms):
                  for i in range(10_000)]
         return table, [(f"key-{i % 10_000}".encode(), f"event-{i}".encode(), now_ms)
                        for i in range(n)]
+    if topology == "count":
+        return [], [(f"key-{i:08}".encode(), b"x", now_ms) for i in range(n)]
     raise ValueError(topology)
 
 
@@ -584,6 +595,9 @@ def latency_phase(broker, topology, topic, output, rate, seconds):
             key, value = f"key-{i % 10_000}".encode(), f"event-{i}".encode()
         elif topology == "windowed-count":
             key, value = f"key-{i % 100_000}".encode(), b"x"
+        elif topology == "count":
+            # Keys spread over the preloaded ones: mostly not in a persistent store's cache.
+            key, value = f"key-{i * 7919 % 1_000_000:08}".encode(), b"x"
         else:
             key, value = f"k{i % 1000}".encode(), VALUE_100
         producer.produce(topic, key=key, value=value, timestamp=int(time.time() * 1000))
@@ -684,7 +698,8 @@ def run_bench(args):
     print("| topology | | records/s | startup s | outputs | p50 ms | p99 ms | peak RSS MiB | "
           "load |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    names = {"java": "Kafka Streams", "weir": "weir-streams"}
+    names = {"java": "Kafka Streams", "weir": "weir-streams",
+             "weir-disk": "weir-streams, state dir"}
     for topology in args.topologies:
         for kind in args.kinds:
             r = results.get((topology, kind))
@@ -692,10 +707,13 @@ def run_bench(args):
                 print(f"| {topology} | {names[kind]} | {r['rps']:,.0f} | {r['startup']:.1f} | "
                       f"{r['outputs']}/{r['expected']} | {r['p50']:.1f} | {r['p99']:.1f} | "
                       f"{r['rss']:.0f} | {r['load']:.1f} |")
-        j, w = results.get((topology, "java")), results.get((topology, "weir"))
-        if j and w:
-            print(f"| {topology} | **weir / Kafka Streams** | **{w['rps'] / j['rps']:.2f}×** | | "
-                  f"| | **{w['p99'] / j['p99']:.2f}×** | **{w['rss'] / j['rss']:.3f}×** | |")
+        j = results.get((topology, "java"))
+        for kind in ("weir", "weir-disk"):
+            w = results.get((topology, kind))
+            if j and w:
+                print(f"| {topology} | **{names[kind]} / Kafka Streams** | "
+                      f"**{w['rps'] / j['rps']:.2f}×** | | | | **{w['p99'] / j['p99']:.2f}×** | "
+                      f"**{w['rss'] / j['rss']:.3f}×** | |")
     return 0
 
 
@@ -717,7 +735,7 @@ def main():
                         "default 1000, Kafka's default)")
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--kinds", default="java,weir",
-                        help="bench: which applications, java and/or weir")
+                        help="bench: which applications, of " + ",".join(KINDS))
     parser.add_argument("--records", type=int, help="bench: N (default 500k, --quick 100k)")
     parser.add_argument("--rate", type=int, default=1000, help="bench: latency phase rate")
     parser.add_argument("--rate-seconds", type=int, help="bench: latency phase seconds")
@@ -726,6 +744,12 @@ def main():
     args = parser.parse_args()
     args.topologies = args.topologies.split(",")
     args.kinds = args.kinds.split(",")
+    for name in args.kinds:
+        if name not in KINDS:
+            raise SystemExit(f"unknown kind {name}: one of {', '.join(KINDS)}")
+    for name in args.topologies:
+        if name not in TOPOLOGIES + BENCH_ONLY or (args.mode == "compare" and name in BENCH_ONLY):
+            raise SystemExit(f"unknown topology {name} for {args.mode}")
     for path in (args.weir, args.streams_bench):
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{path} missing: cargo build --release -p weir-broker "

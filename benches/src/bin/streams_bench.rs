@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
-//!     [--state-dir DIR] [--max-poll-records N]
+//!     [--state-dir DIR] [--max-poll-records N] [--store-cache N]
 //! ```
 //!
 //! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
@@ -14,11 +14,16 @@
 //!   update written;
 //! - `stream-table-join`: inner join with the table read from `--table`, value
 //!   `stream|table`;
-//! - `session`: count per key in sessions with a 5 s inactivity gap and the grace given.
+//! - `session`: count per key in sessions with a 5 s inactivity gap and the grace given;
+//! - `count`: count per key, no windows, every update written.
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
-//! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once; state in memory
-//! (`--state-dir` is accepted for the Java side's sake and ignored). `--max-poll-records`
+//! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once. State in memory,
+//! unless `--state-dir` is given: then the key-value stores (the `count` and the join's table)
+//! are persistent, served from the tasks' local state with at most `--store-cache` entries
+//! (default 10,000, `StreamsConfig::store_cache_max_entries`) cached per store and task beside
+//! those updated since the last commit, as Kafka Streams' RocksDB stores are served from its
+//! state dir; window and session stores stay in memory either way. `--max-poll-records`
 //! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
 //! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
 //! SIGINT, then commits what it processed and exits.
@@ -33,14 +38,16 @@ use weir_streams::{
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT \
-                     [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N]";
+                     [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N] \
+                     [--store-cache N]";
 
 /// The topologies both applications know.
-const TOPOLOGIES: [&str; 4] = [
+const TOPOLOGIES: [&str; 5] = [
     "stateless",
     "windowed-count",
     "stream-table-join",
     "session",
+    "count",
 ];
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -63,6 +70,8 @@ async fn main() -> Result<()> {
     let mut table = None;
     let mut grace = Duration::ZERO;
     let mut max_poll_records = None;
+    let mut state_dir = None;
+    let mut store_cache = None;
     let mut options = options.iter();
     while let Some(option) = options.next() {
         let value = options
@@ -76,7 +85,13 @@ async fn main() -> Result<()> {
                     .map_err(|e| format!("--grace-ms {value}: {e}"))?;
                 grace = Duration::from_millis(ms);
             }
-            "--state-dir" => {}
+            "--state-dir" => state_dir = Some(std::path::PathBuf::from(value)),
+            "--store-cache" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| format!("--store-cache {value}: {e}"))?;
+                store_cache = Some(n);
+            }
             "--max-poll-records" => {
                 let n: usize = value
                     .parse()
@@ -102,6 +117,10 @@ async fn main() -> Result<()> {
     config.commit_interval = Duration::from_millis(100);
     if let Some(n) = max_poll_records {
         config.max_poll_records = n;
+    }
+    config.state_dir = state_dir;
+    if let Some(n) = store_cache {
+        config.store_cache_max_entries = Some(n);
     }
     let mut streams = KafkaStreams::new(factory, config).await?;
     eprintln!("started {topology}");
@@ -156,6 +175,13 @@ fn build_topology(
                     format!("{value}|{table_value}")
                 })
                 .to(output, StringSerde, StringSerde);
+        }
+        "count" => {
+            stream
+                .group_by_key()
+                .count()
+                .to_stream()
+                .to(output, StringSerde, Nullable(I64Serde))
         }
         _ => stream
             .group_by_key()

@@ -155,14 +155,14 @@ impl StreamsBuilder {
         let value_serde: SerdeRef<V> = Arc::new(SomeOf(Arc::clone(&nullable)));
         let changelog = {
             let mut state = self.state.lock();
-            persistent_store(
-                &mut state,
+            let persistent = persistent_store(
                 &name,
                 &store,
                 Arc::clone(&key_serde),
                 Arc::clone(&value_serde),
                 ValueFormat::Timestamped,
             );
+            state.persistent_stores.insert(name.clone(), persistent);
             logged_store(
                 &mut state,
                 &name,
@@ -232,17 +232,29 @@ impl StreamsBuilder {
         value_serde: impl Serde<Option<V>>,
     ) -> GlobalKTable<K, V> {
         let (store, name) = self.table_store(topic);
+        let key_serde: SerdeRef<K> = Arc::new(key_serde);
+        let nullable: SerdeRef<Option<V>> = Arc::new(value_serde);
+        // The global local state keeps each record's timestamp before its value's bytes.
+        let persistent = persistent_store(
+            topic,
+            &store,
+            Arc::clone(&key_serde),
+            Arc::new(SomeOf(Arc::clone(&nullable))),
+            ValueFormat::Timestamped,
+        );
+        self.state
+            .lock()
+            .global_persistent_stores
+            .insert(topic.to_string(), persistent);
         let shared = Arc::clone(&store);
         let source = Box::new(move |_: &mut Context, raw: &RawRecord| {
-            let Some((key, value)) = table_record(raw, &key_serde, &value_serde, "global table")?
+            let Some((key, value)) = table_record(raw, &*key_serde, &*nullable, "global table")?
             else {
                 return Ok(());
             };
-            let mut entries = shared.lock();
-            match value {
-                Some(value) => entries.insert(key, (value, raw.timestamp)),
-                None => entries.remove(&key),
-            };
+            shared
+                .lock()
+                .put(key, value.map(|value| (value, raw.timestamp)));
             Ok(())
         });
         // The lookups go through a slot, so that the runtime can point every task's lookups
@@ -298,6 +310,7 @@ impl StreamsBuilder {
             global_stores: state.global_stores,
             changelog_versions: state.changelog_versions,
             persistent_stores: state.persistent_stores,
+            global_persistent_stores: state.global_persistent_stores,
         })
     }
 }
@@ -1431,14 +1444,17 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     let store: SharedStore<K, VR> = crate::store::new_store();
     let name = register_store(state, store_name, &store);
     if let Some((key_serde, value_serde)) = &logging {
-        persistent_store(
-            &mut state.lock(),
+        let persistent = persistent_store(
             &name,
             &store,
             Arc::clone(key_serde),
             Arc::clone(value_serde),
             ValueFormat::Timestamped,
         );
+        state
+            .lock()
+            .persistent_stores
+            .insert(name.clone(), persistent);
     }
     aggregate_into(node, state, name, &store, update, grace_ms, logging)
 }

@@ -1754,7 +1754,12 @@ impl GlobalState {
                 let dir = dir.join(&restorer.config.application_id).join(GLOBAL_DIR);
                 let state = open_task_state(dir, restorer.config.restore_timeout).await?;
                 global
-                    .load_local_state(state, &partitions, &starts, &ends)
+                    .load_local_state(
+                        state,
+                        &partitions,
+                        (&starts, &ends),
+                        restorer.config.store_cache_max_entries,
+                    )
                     .await?
             }
             None => HashMap::new(),
@@ -1827,7 +1832,7 @@ impl GlobalState {
                 }
             }
             if global.local.records.len() >= RESTORE_PROGRESS_EVERY as usize {
-                global.local.flush().await?;
+                global.write_local_state().await?;
             }
             if offset + 1 >= end {
                 pending.remove(&tp);
@@ -1846,7 +1851,7 @@ impl GlobalState {
                 *checkpoint = (*checkpoint).max(end);
             }
         }
-        global.local.flush().await?;
+        global.write_local_state().await?;
         global.task.count_restore_time(restoring.elapsed());
         for (topic, (read, _)) in &progress {
             tracing::info!(topic = %topic, read = *read, elapsed = ?started.elapsed(),
@@ -1864,8 +1869,8 @@ impl GlobalState {
         &mut self,
         state: TaskState,
         partitions: &[TopicPartition],
-        starts: &HashMap<TopicPartition, i64>,
-        ends: &HashMap<TopicPartition, i64>,
+        (starts, ends): (&HashMap<TopicPartition, i64>, &HashMap<TopicPartition, i64>),
+        max_cached: Option<usize>,
     ) -> Result<HashMap<String, i64>, Error> {
         let path = state.path().to_path_buf();
         // Per checkpoint name: the offsets its partition has now.
@@ -1880,7 +1885,13 @@ impl GlobalState {
             })
             .collect();
         let topics = self.task.topology().global_topics.clone();
-        let names: Vec<String> = topics.iter().cloned().collect();
+        // The persistent stores are read where they are; only the others are loaded.
+        let persistent = &self.task.topology().global_persistent_stores;
+        let names: Vec<String> = topics
+            .iter()
+            .filter(|topic| max_cached.is_none() || !persistent.contains_key(*topic))
+            .cloned()
+            .collect();
         let (state, copy) = blocking(&path, move || {
             state.load_checked(&names, |name, offset| match ranges.get(name) {
                 Some((start, end)) => offset < *start || offset > *end,
@@ -1892,6 +1903,15 @@ impl GlobalState {
             })
         })
         .await?;
+        let state = Arc::new(state);
+        let served = match max_cached {
+            Some(max_cached) => {
+                let attached = self.task.attach_global_local_state(&state, max_cached);
+                count_records(&state, attached).await?
+            }
+            None => 0,
+        };
+        self.local.state = Some(Arc::clone(&state));
         let (records, checkpoints) = match copy {
             LocalCopy::Loaded {
                 records,
@@ -1901,7 +1921,6 @@ impl GlobalState {
                 tracing::warn!(partition = %name, checkpoint = offset, path = %path.display(),
                     "the global local state's checkpoint is outside the global topic's offsets; \
                      wiped it, bootstrapping the global tables from the beginning");
-                self.local.state = Some(Arc::new(state));
                 return Ok(HashMap::new());
             }
         };
@@ -1931,10 +1950,9 @@ impl GlobalState {
                 self.task.take_outputs();
             }
         }
-        self.task.count_restored(loaded, 0);
-        tracing::info!(records = loaded, path = %path.display(),
+        self.task.count_restored(loaded + served, 0);
+        tracing::info!(records = loaded, served_from_disk = served, path = %path.display(),
             "global tables restored from local state");
-        self.local.state = Some(Arc::new(state));
         Ok(checkpoints)
     }
 
@@ -1988,7 +2006,9 @@ impl GlobalState {
     /// the tasks' local state is written at a commit: one write transaction, durable every
     /// `DURABLE_EVERY` records.
     async fn write_local_state(&mut self) -> Result<(), Error> {
-        self.local.flush().await
+        self.local.flush().await?;
+        self.task.local_state_written();
+        Ok(())
     }
 
     /// Writes what is kept, makes the global local copy durable and releases its directory.
@@ -2254,14 +2274,7 @@ impl Restorer<'_> {
         let served = match self.config.store_cache_max_entries {
             Some(max_cached) => {
                 let attached = task.attach_local_state(&state, max_cached);
-                let counting = Arc::clone(&state);
-                blocking(&path, move || {
-                    attached
-                        .iter()
-                        .map(|store| counting.count(store))
-                        .sum::<Result<u64, Error>>()
-                })
-                .await?
+                count_records(&state, attached).await?
             }
             None => 0,
         };
@@ -2332,6 +2345,18 @@ fn add_metrics(total: &mut TaskMetrics, more: TaskMetrics) {
     total.restore_time_ms += more.restore_time_ms;
     total.standby_applied += more.standby_applied;
     total.persistent_entries_in_memory += more.persistent_entries_in_memory;
+}
+
+/// How many records `state` holds for `stores`, together.
+async fn count_records(state: &Arc<TaskState>, stores: Vec<String>) -> Result<u64, Error> {
+    let counting = Arc::clone(state);
+    blocking(state.path(), move || {
+        stores
+            .iter()
+            .map(|store| counting.count(store))
+            .sum::<Result<u64, Error>>()
+    })
+    .await
 }
 
 /// The metrics of a task that closed: its gauges no longer count.

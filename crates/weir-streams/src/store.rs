@@ -347,31 +347,28 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
     }
 }
 
-/// Registers `store`, a logged key-value store whose changelog writes its keys with
-/// `key_serde` and its values in `format`, as one a task with local state serves from it.
+/// The handle on `store` that serves it from the table `name` of a local state, whose
+/// records are a changelog's: keys written with `key_serde`, values in `format`.
 pub(crate) fn persistent_store<K, V>(
-    state: &mut BuilderState,
     name: &str,
     store: &SharedStore<K, V>,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     format: ValueFormat,
-) where
+) -> Arc<dyn PersistentStore>
+where
     K: Ord + Clone + Send + 'static,
     V: Clone + Send + 'static,
 {
-    state.persistent_stores.insert(
-        name.to_string(),
-        Arc::new(Persistent {
-            store: Arc::clone(store),
-            name: name.to_string(),
-            codec: Arc::new(ChangelogCodec {
-                key_serde,
-                value_serde,
-                format,
-            }),
+    Arc::new(Persistent {
+        store: Arc::clone(store),
+        name: name.to_string(),
+        codec: Arc::new(ChangelogCodec {
+            key_serde,
+            value_serde,
+            format,
         }),
-    );
+    })
 }
 
 /// A read-only view of a key-value state store (Kafka's `ReadOnlyKeyValueStore`). Reads see

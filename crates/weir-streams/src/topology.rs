@@ -311,6 +311,9 @@ pub(crate) struct BuilderState {
     pub(crate) changelog_versions: BTreeMap<String, u8>,
     /// The logged key-value stores, by name, that a task with local state serves from it.
     pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
+    /// The global tables' stores, by topic (their table in the global local state), which
+    /// the instance's global state serves from its local state.
+    pub(crate) global_persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl BuilderState {
@@ -369,6 +372,7 @@ pub struct Topology {
     /// application id): the runtime writes it, as the records here carry no headers.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
     pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
+    pub(crate) global_persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -409,6 +413,8 @@ impl Topology {
                 self.stores.insert(name.clone(), Arc::clone(store));
             }
         }
+        // So that a task stops on a failed read of a global store it looked up.
+        self.global_persistent_stores = global.global_persistent_stores.clone();
     }
 
     /// The name of the changelog topic of `store` (without the application id), if the
@@ -504,8 +510,8 @@ pub(crate) struct Task {
     topology: Topology,
     ctx: Context,
     on_deserialization_error: DeserializationExceptionHandler,
-    /// Whether stores are served from the local state (see [`Task::attach_local_state`]).
-    persistent: bool,
+    /// The stores served from the local state (see [`Task::attach_local_state`]).
+    attached: Vec<Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl Task {
@@ -522,7 +528,7 @@ impl Task {
                 ..Context::default()
             },
             on_deserialization_error: handler,
-            persistent: false,
+            attached: Vec::new(),
         }
     }
 
@@ -546,7 +552,8 @@ impl Task {
     /// Runs a global table's record into its store, as [`Task::process`] does, without
     /// initializing the processors: the instance's global state runs no task's processing.
     pub(crate) fn process_global(&mut self, record: &RawRecord) -> Result<(), Error> {
-        self.process_source(record)
+        self.process_source(record)?;
+        self.check_persistent_stores()
     }
 
     fn process_source(&mut self, record: &RawRecord) -> Result<(), Error> {
@@ -613,14 +620,11 @@ impl Task {
 
     pub(crate) fn metrics(&self) -> TaskMetrics {
         let mut metrics = self.ctx.metrics;
-        if self.persistent {
-            metrics.persistent_entries_in_memory = self
-                .topology
-                .persistent_stores
-                .values()
-                .map(|store| store.entries_in_memory())
-                .sum();
-        }
+        metrics.persistent_entries_in_memory = self
+            .attached
+            .iter()
+            .map(|store| store.entries_in_memory())
+            .sum();
         metrics
     }
 
@@ -703,31 +707,50 @@ impl Task {
         state: &Arc<crate::state::TaskState>,
         max_cached: usize,
     ) -> Vec<String> {
-        for store in self.topology.persistent_stores.values() {
+        let stores = self.topology.persistent_stores.clone();
+        self.attach(stores, state, max_cached)
+    }
+
+    /// [`Task::attach_local_state`] for the instance's global state: its global tables'
+    /// stores, named by topic.
+    pub(crate) fn attach_global_local_state(
+        &mut self,
+        state: &Arc<crate::state::TaskState>,
+        max_cached: usize,
+    ) -> Vec<String> {
+        let stores = self.topology.global_persistent_stores.clone();
+        self.attach(stores, state, max_cached)
+    }
+
+    fn attach(
+        &mut self,
+        stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
+        state: &Arc<crate::state::TaskState>,
+        max_cached: usize,
+    ) -> Vec<String> {
+        for store in stores.values() {
             store.attach(state, max_cached);
         }
-        self.persistent = !self.topology.persistent_stores.is_empty();
-        self.topology.persistent_stores.keys().cloned().collect()
+        self.attached = stores.values().cloned().collect();
+        stores.into_keys().collect()
     }
 
     /// The task's local state holds every store update made so far (written at a commit,
     /// or by a restore): the persistent stores may drop them from memory.
     pub(crate) fn local_state_written(&self) {
-        if self.persistent {
-            for store in self.topology.persistent_stores.values() {
-                store.committed();
-            }
+        for store in &self.attached {
+            store.committed();
         }
     }
 
     /// A persistent store whose read failed stops the task (Kafka's
     /// `ProcessorStateException`): the record it was read for went on without its state.
+    /// The global stores its lookups read count too.
     fn check_persistent_stores(&self) -> Result<(), Error> {
-        if self.persistent {
-            for store in self.topology.persistent_stores.values() {
-                if let Some(error) = store.take_failure() {
-                    return Err(error);
-                }
+        let global = self.topology.global_persistent_stores.values();
+        for store in self.attached.iter().chain(global) {
+            if let Some(error) = store.take_failure() {
+                return Err(error);
             }
         }
         Ok(())

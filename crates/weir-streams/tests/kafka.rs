@@ -1042,6 +1042,8 @@ async fn global_instance(broker: &TestBroker, app: &str, dir: &std::path::Path) 
     config.client = broker.config();
     config.commit_interval = Duration::from_millis(100);
     config.state_dir = Some(dir.to_path_buf());
+    // The global table is persistent and larger than its cache: lookups read the local state.
+    config.store_cache_max_entries = Some(2);
     KafkaStreams::new(orders_with_products, config)
         .await
         .unwrap()
@@ -1058,9 +1060,9 @@ fn products_store() -> String {
 }
 
 /// With a state dir, the global table is kept on disk (Kafka's global state directory):
-/// what the bootstrap read and what the running instance followed. A restart loads it and
-/// reads from the topic only the records written while no instance ran, a tombstone
-/// included; `cleanup` deletes the global directory.
+/// what the bootstrap read and what the running instance followed. A restart serves it from
+/// there, two entries cached, and reads from the topic only the records written while no
+/// instance ran, a tombstone included; `cleanup` deletes the global directory.
 #[tokio::test]
 async fn a_restart_loads_the_global_table_from_local_state_and_reads_only_what_it_missed() {
     const APP: &str = "global-local";
@@ -1149,6 +1151,7 @@ async fn a_restart_loads_the_global_table_from_local_state_and_reads_only_what_i
         metrics.restored_from_changelog, 3,
         "only the records written while closed"
     );
+    assert_eq!(metrics.persistent_entries_in_memory, 2, "the cache bound");
     let table = streams.key_value_store::<String, String>(&store).unwrap();
     assert_eq!(table.approximate_num_entries(), 11, "{:?}", table.all());
     let get = |key: &str| table.get_with_timestamp(&key.to_string());

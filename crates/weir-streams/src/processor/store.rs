@@ -264,14 +264,16 @@ impl StreamsBuilder {
         let mut state = self.state.lock();
         state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
         if builder.logging {
-            persistent_store(
-                &mut state,
+            let persistent = persistent_store(
                 &builder.name,
                 &store,
                 Arc::clone(&builder.key_serde),
                 Arc::clone(&builder.value_serde),
                 ValueFormat::Plain,
             );
+            state
+                .persistent_stores
+                .insert(builder.name.clone(), persistent);
             let topic = logged_store(
                 &mut state,
                 &builder.name,

@@ -31,7 +31,8 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * TOPOLOGY: stateless (drop values starting with '-', upper-case the rest), windowed-count
  * (count per key in 10 s tumbling windows with the grace given), stream-table-join (inner join
  * with the table read from --table, value "stream|table"), session (count per key in sessions
- * with a 5 s gap and the grace given). Runs until killed (SIGTERM closes it).
+ * with a 5 s gap and the grace given), count (count per key, no windows). Runs until killed
+ * (SIGTERM closes it).
  */
 public final class StreamsBench {
     private StreamsBench() {}
@@ -93,6 +94,11 @@ public final class StreamsBench {
                         .toStream();
                 counts.to(output, Produced.with(WindowedSerdes.sessionWindowedSerdeFrom(String.class), longs));
             }
+            case "count" -> stream
+                    .groupByKey()
+                    .count()
+                    .toStream()
+                    .to(output, Produced.with(strings, longs));
             default -> {
                 System.err.println("unknown topology " + topology);
                 System.exit(2);

@@ -67,7 +67,7 @@ TOPOLOGIES = ["stateless", "windowed-count", "stream-table-join", "session"]
 # bench only (compare has no case for it): a count per key without windows over N distinct keys,
 # so that the store holds N entries (--records 1000000: state beyond weir-streams' cache).
 BENCH_ONLY = ["count"]
-KINDS = ["java", "weir", "weir-disk"]
+KINDS = ["java", "weir", "weir-disk", "weir-dir-mem"]
 BASE = 1_000_000_000_000  # a multiple of the 10 s window: window starts are BASE + 10 s * n
 
 # Differences between the two outputs that follow a documented decision of weir-streams
@@ -139,9 +139,10 @@ class Broker:
 
 class App:
     """One topology on Kafka Streams (`java`, RocksDB stores in a state dir), weir-streams with
-    its stores in memory (`weir`, no state dir) or weir-streams with a state dir (`weir-disk`:
-    its key-value stores persistent, served from redb with a bounded cache), as a child
-    process."""
+    its stores in memory (`weir`, no state dir), weir-streams with a state dir (`weir-disk`:
+    its key-value stores persistent, served from redb with a bounded cache) or with a state dir
+    and every entry in memory (`weir-dir-mem`: the local state only written, as before the
+    persistent stores), as a child process."""
 
     def __init__(self, args, kind, topology, bootstrap, app_id, input_topic, output, table=None,
                  grace_ms=0):
@@ -150,6 +151,8 @@ class App:
         rest = [topology, bootstrap, app_id, input_topic, output, "--grace-ms", str(grace_ms)]
         if kind != "weir":
             rest += ["--state-dir", os.path.join(self.state_dir, "state")]
+        if kind == "weir-dir-mem":
+            rest += ["--store-cache", "all"]
         if table:
             rest += ["--table", table]
         if kind == "java":
@@ -699,7 +702,7 @@ def run_bench(args):
           "load |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     names = {"java": "Kafka Streams", "weir": "weir-streams",
-             "weir-disk": "weir-streams, state dir"}
+             "weir-disk": "weir-streams, state dir", "weir-dir-mem": "weir-streams, state dir, all cached"}
     for topology in args.topologies:
         for kind in args.kinds:
             r = results.get((topology, kind))
@@ -708,7 +711,7 @@ def run_bench(args):
                       f"{r['outputs']}/{r['expected']} | {r['p50']:.1f} | {r['p99']:.1f} | "
                       f"{r['rss']:.0f} | {r['load']:.1f} |")
         j = results.get((topology, "java"))
-        for kind in ("weir", "weir-disk"):
+        for kind in KINDS[1:]:
             w = results.get((topology, kind))
             if j and w:
                 print(f"| {topology} | **{names[kind]} / Kafka Streams** | "

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
-//!     [--state-dir DIR] [--max-poll-records N] [--store-cache N]
+//!     [--state-dir DIR] [--max-poll-records N] [--store-cache N|all]
 //! ```
 //!
 //! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
@@ -23,7 +23,8 @@
 //! are persistent, served from the tasks' local state with at most `--store-cache` entries
 //! (default 10,000, `StreamsConfig::store_cache_max_entries`) cached per store and task beside
 //! those updated since the last commit, as Kafka Streams' RocksDB stores are served from its
-//! state dir; window and session stores stay in memory either way. `--max-poll-records`
+//! state dir (`--store-cache all`: every entry in memory, the local state only written); window
+//! and session stores stay in memory either way. `--max-poll-records`
 //! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
 //! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
 //! SIGINT, then commits what it processed and exits.
@@ -39,7 +40,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT \
                      [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N] \
-                     [--store-cache N]";
+                     [--store-cache N|all]";
 
 /// The topologies both applications know.
 const TOPOLOGIES: [&str; 5] = [
@@ -86,11 +87,12 @@ async fn main() -> Result<()> {
                 grace = Duration::from_millis(ms);
             }
             "--state-dir" => state_dir = Some(std::path::PathBuf::from(value)),
+            "--store-cache" if value == "all" => store_cache = Some(None),
             "--store-cache" => {
                 let n: usize = value
                     .parse()
                     .map_err(|e| format!("--store-cache {value}: {e}"))?;
-                store_cache = Some(n);
+                store_cache = Some(Some(n));
             }
             "--max-poll-records" => {
                 let n: usize = value
@@ -119,8 +121,8 @@ async fn main() -> Result<()> {
         config.max_poll_records = n;
     }
     config.state_dir = state_dir;
-    if let Some(n) = store_cache {
-        config.store_cache_max_entries = Some(n);
+    if let Some(cache) = store_cache {
+        config.store_cache_max_entries = cache;
     }
     let mut streams = KafkaStreams::new(factory, config).await?;
     eprintln!("started {topology}");

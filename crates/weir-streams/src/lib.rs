@@ -59,7 +59,7 @@
 //!   operator to the sinks, which serialize it into output records. A [`Topology`] is one
 //!   task: its processors, its stores, its stream time; it lists its internal topics and
 //!   co-partition groups.
-//! - `store`: in-memory key-value stores ([`ReadOnlyKeyValueStore`] to read them), their
+//! - `store`: key-value stores, in memory or persistent ([`ReadOnlyKeyValueStore`] to read them), their
 //!   changelog records and restoration; `window_store`: the views of windowed aggregations'
 //!   stores by time range, [`ReadOnlyWindowStore`] and [`ReadOnlySessionStore`].
 //! - `state`: a task's local state under [`StreamsConfig::state_dir`]: one redb database
@@ -347,9 +347,16 @@
 //!   changed for [`StreamsConfig::state_cleanup_delay`] (default 10 minutes; it first runs
 //!   once the instance runs tasks, then every delay); [`KafkaStreams::cleanup`] (Kafka's
 //!   `cleanUp`) deletes every task directory of the application before the instance runs,
-//!   and is refused with [`Error::IllegalState`] once it runs tasks. Stores are still held in memory
-//!   while a task runs: the local copy makes restarts cheap, it does not let state exceed
-//!   memory. The global tables keep one too, Kafka's global state directory:
+//!   and is refused with [`Error::IllegalState`] once it runs tasks. The key-value stores
+//!   with a changelog (tables, aggregations without windows, the processor API's
+//!   [`Stores::persistent_key_value_store`]s) are then *persistent*, served from the task's
+//!   database so that they can outgrow memory: each keeps in memory the entries updated since
+//!   the last commit and at most [`StreamsConfig::store_cache_max_entries`] others (least
+//!   recently used evicted; [`TaskMetrics::persistent_entries_in_memory`] counts them), reads
+//!   the rest from the database, and a created task loads nothing for it (its entries count
+//!   in `restored_from_local_state`). A failed read stops the task with its error. Window and
+//!   session stores, join and suppression buffers and in-memory stores keep every entry in
+//!   memory; for them the local copy makes restarts cheap. The global tables keep one too, Kafka's global state directory:
 //!   `<state_dir>/<application.id>/global/state.redb`, the same format, with per global
 //!   topic the latest record per key (the topic's key and value bytes, the value after its
 //!   8-byte big-endian timestamp, which the store keeps too) and per topic partition a
@@ -407,10 +414,9 @@
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;
-//! - state larger than memory: stores are in memory while their task runs, the local redb
-//!   copy (*State*) only serves restarts (the key-value, window and session stores all keep
-//!   their changelog records there, in Kafka's key formats, not in redb tables per store
-//!   kind); the changelog of the records a left or outer stream-stream
+//! - window and session stores larger than memory: they stay in memory while their task
+//!   runs (their retention bounds them), the local redb copy (*State*) only serving restarts;
+//!   the changelog of the records a left or outer stream-stream
 //!   join holds until their window closes (Kafka's shared outer-join store): a restored task
 //!   rebuilds them from the two logged buffers instead (the records whose window is still
 //!   open at the latest buffered timestamp and that nothing buffered on the other side

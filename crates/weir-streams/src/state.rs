@@ -84,6 +84,10 @@ pub(crate) enum LocalCopy {
 pub(crate) struct TaskState {
     dir: PathBuf,
     path: PathBuf,
+    /// Per store, an open table of the last read transaction, reused by the reads until the
+    /// next write: a persistent store reads one key per lookup, and a transaction per read
+    /// would cost more than the read. Declared before `db`, so dropped before it.
+    readers: parking_lot::Mutex<HashMap<String, StoreReader>>,
     db: Database,
     /// Records written since the last durable commit.
     not_durable: AtomicU64,
@@ -150,33 +154,26 @@ impl TaskState {
     pub(crate) fn open(dir: PathBuf, lock: File) -> Result<(Self, bool), Error> {
         let path = dir.join(DATABASE_FILE);
         match create_database(&path) {
-            Ok(db) => Ok((
-                Self {
-                    dir,
-                    path,
-                    db,
-                    not_durable: AtomicU64::new(0),
-                    _lock: lock,
-                },
-                false,
-            )),
+            Ok(db) => Ok((Self::with(dir, path, db, lock), false)),
             Err(error) if !is_corrupt(&error) => Err(db_error(&path, error)),
             Err(error) => {
                 tracing::warn!(path = %path.display(), %error,
                     "local state does not open; wiping it and restoring from the changelogs");
                 wipe_dir(&dir)?;
                 let db = create_database(&path).map_err(|e| db_error(&path, e))?;
-                Ok((
-                    Self {
-                        dir,
-                        path,
-                        db,
-                        not_durable: AtomicU64::new(0),
-                        _lock: lock,
-                    },
-                    true,
-                ))
+                Ok((Self::with(dir, path, db, lock), true))
             }
+        }
+    }
+
+    fn with(dir: PathBuf, path: PathBuf, db: Database, lock: File) -> Self {
+        Self {
+            dir,
+            path,
+            readers: parking_lot::Mutex::default(),
+            db,
+            not_durable: AtomicU64::new(0),
+            _lock: lock,
         }
     }
 
@@ -190,19 +187,15 @@ impl TaskState {
             dir,
             path,
             db,
+            readers,
             _lock,
             ..
         } = self;
+        drop(readers);
         drop(db);
         wipe_dir(&dir)?;
         let db = create_database(&path).map_err(|e| db_error(&path, e))?;
-        Ok(Self {
-            dir,
-            path,
-            db,
-            not_durable: AtomicU64::new(0),
-            _lock,
-        })
+        Ok(Self::with(dir, path, db, _lock))
     }
 
     /// The checkpoints: per changelog topic, the offset after the last record held.
@@ -243,12 +236,24 @@ impl TaskState {
 
     /// The changelog value held for `key` in `store`.
     pub(crate) fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
-        let name = table_name(store);
-        let table = match txn.open_table(store_table(&name)) {
-            Ok(table) => table,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(db_error(&self.path, error)),
+        let mut readers = self.readers.lock();
+        let reader = match readers.get(store) {
+            Some(reader) => reader,
+            None => {
+                let txn = self.db.begin_read().map_err(|e| db_error(&self.path, e))?;
+                let name = table_name(store);
+                let table = match txn.open_table(store_table(&name)) {
+                    Ok(table) => Some(table),
+                    Err(TableError::TableDoesNotExist(_)) => None,
+                    Err(error) => return Err(db_error(&self.path, error)),
+                };
+                readers
+                    .entry(store.to_string())
+                    .or_insert(StoreReader(table))
+            }
+        };
+        let Some(table) = &reader.0 else {
+            return Ok(None);
         };
         let found = table.get(key).map_err(|e| db_error(&self.path, e))?;
         Ok(found.map(|value| value.value().to_vec()))
@@ -343,6 +348,8 @@ impl TaskState {
             }
         }
         txn.commit().map_err(|e| db_error(&self.path, e))?;
+        // The next read sees this write.
+        self.readers.lock().clear();
         if matches!(durability, Durability::Immediate) {
             self.not_durable.store(0, Ordering::Relaxed);
         }
@@ -355,6 +362,9 @@ impl TaskState {
         self.write(&[], &HashMap::new(), Durability::Immediate)
     }
 }
+
+/// A store's table as one read transaction saw it (`None`: it had no such table).
+struct StoreReader(Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>);
 
 /// Whether a database that does not open is corrupt, so wiping it and restoring from the
 /// changelogs is the way on. Not so a database another process has open or an I/O error

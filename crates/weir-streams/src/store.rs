@@ -2,7 +2,7 @@
 //! cache (a persistent store), and the read-only view of one that tests and interactive
 //! queries get.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Weak};
 
@@ -54,9 +54,11 @@ struct DiskStore<K, V> {
     /// The keys updated since the last commit: `map` has their value, or, if it has not the
     /// key, they were deleted (the database still holds the old value until the commit).
     dirty: BTreeSet<K>,
-    /// The clean keys in `map`, by last use, for evicting the least recently used.
+    /// The clean keys in `map` with the tick of their last use, and the uses in tick order,
+    /// for evicting the least recently used: a use whose tick is no longer its key's is
+    /// stale and skipped (cheaper than keeping a second map ordered by tick).
     last_use: BTreeMap<K, u64>,
-    by_use: BTreeMap<u64, K>,
+    uses: VecDeque<(u64, K)>,
     clock: u64,
     /// The first failed read, for the task to stop on (Kafka's `ProcessorStateException`):
     /// the lookups that hit it cannot return an error themselves.
@@ -255,27 +257,32 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
             return;
         }
         self.clock += 1;
-        if let Some(previous) = self.last_use.insert(key.clone(), self.clock) {
-            self.by_use.remove(&previous);
+        self.last_use.insert(key.clone(), self.clock);
+        self.uses.push_back((self.clock, key.clone()));
+        // Stale uses are dropped as eviction meets them; keep them from piling up under a
+        // cache that never fills.
+        if self.uses.len() > 2 * self.last_use.len() + 64 {
+            let last_use = &self.last_use;
+            self.uses
+                .retain(|(tick, key)| last_use.get(key) == Some(tick));
         }
-        self.by_use.insert(self.clock, key.clone());
     }
 
     /// Takes `key` off the clean keys (it is about to be dirty).
     fn forget(&mut self, key: &K) {
-        if let Some(previous) = self.last_use.remove(key) {
-            self.by_use.remove(&previous);
-        }
+        self.last_use.remove(key);
     }
 
     /// Drops the least recently used clean entries from `map` beyond `max_cached`.
     fn evict(&mut self, map: &mut Entries<K, V>) {
         while self.last_use.len() > self.max_cached {
-            let Some((_, key)) = self.by_use.pop_first() else {
+            let Some((tick, key)) = self.uses.pop_front() else {
                 break;
             };
-            self.last_use.remove(&key);
-            map.remove(&key);
+            if self.last_use.get(&key) == Some(&tick) {
+                self.last_use.remove(&key);
+                map.remove(&key);
+            }
         }
     }
 }
@@ -314,7 +321,7 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
             // What the store holds already is not in the database until the next commit.
             dirty: entries.map.keys().cloned().collect(),
             last_use: BTreeMap::new(),
-            by_use: BTreeMap::new(),
+            uses: VecDeque::new(),
             clock: 0,
             failed: None,
         };
@@ -1039,6 +1046,31 @@ mod tests {
             assert_eq!(all.len(), 100);
             assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
             assert!(f.handle.take_failure().is_none());
+        }
+
+        #[test]
+        fn the_least_recently_used_entry_is_evicted() {
+            let f = fixture(2);
+            let records: Vec<LocalRecord> =
+                ["a", "b", "c"].iter().map(|k| record(k, Some(1))).collect();
+            for key in ["a", "b", "c"] {
+                f.store.lock().insert(key.to_string(), (1, 1));
+            }
+            commit(&f, &records);
+            let cached = |key: &str| f.store.lock().map.contains_key(key);
+            assert!(
+                !cached("a") && cached("b") && cached("c"),
+                "a was the oldest"
+            );
+            // a read back, then used again and again: b is the least recently used now.
+            for _ in 0..200 {
+                assert_eq!(f.store.lock().get(&"a".to_string()), Some((1, 1)));
+            }
+            assert!(cached("a") && !cached("b") && cached("c"));
+            assert_eq!(f.store.lock().get(&"b".to_string()), Some((1, 1)));
+            assert!(cached("a") && cached("b") && !cached("c"));
+            let disk = f.store.lock().disk.as_ref().map(|d| d.uses.len()).unwrap();
+            assert!(disk <= 2 * 2 + 64 + 1, "stale uses are dropped: {disk}");
         }
 
         #[test]

@@ -144,9 +144,15 @@ impl Processor<String, String, String, i64> for CountPerKey {
 }
 
 fn processor_counts() -> Result<Topology, Error> {
+    processor_counts_in(Stores::in_memory_key_value_store)
+}
+
+fn processor_counts_in(
+    supplier: fn(&str) -> weir_streams::processor::KeyValueBytesStoreSupplier,
+) -> Result<Topology, Error> {
     let builder = StreamsBuilder::new();
     builder.add_state_store(Stores::key_value_store_builder(
-        Stores::in_memory_key_value_store("event-counts"),
+        supplier("event-counts"),
         StringSerde,
         I64Serde,
     ));
@@ -200,24 +206,37 @@ async fn a_processor_store_continues_its_counts_on_the_next_instance() {
 }
 
 /// With a state dir, a clean close keeps the processor's store in the task's local state:
-/// the next instance loads it (one record per key) and reads nothing from the changelog.
+/// the next instance loads it (one record per key) and reads nothing from the changelog. An
+/// in-memory store holds every key in memory; a persistent one, with a cache of 2, holds 2
+/// and reads the others from the local state.
 #[tokio::test]
 async fn a_processor_store_is_kept_in_the_local_state() {
-    const APP: &str = "handover-processor-local";
-    let (broker, mut config) = setup(APP, &["events"], "event-counts-out").await;
+    let in_memory = || processor_counts_in(Stores::in_memory_key_value_store);
+    let persistent = || processor_counts_in(Stores::persistent_key_value_store);
+    processor_store_round_trip("handover-processor-memory", in_memory, 5).await;
+    processor_store_round_trip("handover-processor-disk", persistent, 2).await;
+}
+
+async fn processor_store_round_trip(
+    app: &str,
+    topology: impl Fn() -> Result<Topology, Error> + Clone + Send + Sync + 'static,
+    in_memory: u64,
+) {
+    let (broker, mut config) = setup(app, &["events"], "event-counts-out").await;
     let dir = tempfile::tempdir().unwrap();
     config.state_dir = Some(dir.path().to_path_buf());
+    config.store_cache_max_entries = Some(2);
     let records: Vec<(String, i64)> = (0..20).map(|i| (format!("k{}", i % 5), i)).collect();
     let records: Vec<(&str, &str, i64)> =
         records.iter().map(|(k, t)| (k.as_str(), "x", *t)).collect();
     produce(&broker, "events", &records).await;
     for round in 1..=2 {
         let (stop, task) = start(
-            KafkaStreams::new(processor_counts, config.clone())
+            KafkaStreams::new(topology.clone(), config.clone())
                 .await
                 .unwrap(),
         );
-        wait_committed(&broker, APP, "events", 20 * round).await;
+        wait_committed(&broker, app, "events", 20 * round).await;
         stop.send(()).unwrap();
         let streams = task.await.unwrap();
         let metrics = streams.metrics();
@@ -232,6 +251,14 @@ async fn a_processor_store_is_kept_in_the_local_state() {
                 .map(|k| (format!("k{k}"), 4 * round))
                 .collect::<Vec<_>>()
         );
+        if in_memory < 5 {
+            assert_eq!(metrics.persistent_entries_in_memory, in_memory, "{app}");
+        } else {
+            assert_eq!(
+                metrics.persistent_entries_in_memory, 0,
+                "{app}: not persistent"
+            );
+        }
         if round == 2 {
             assert_eq!(metrics.restored_from_local_state, 5, "one record per key");
             assert_eq!(metrics.restored_from_changelog, 0);

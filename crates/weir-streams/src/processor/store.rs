@@ -184,13 +184,29 @@ pub struct Stores;
 #[derive(Debug, Clone)]
 pub struct KeyValueBytesStoreSupplier {
     name: String,
+    persistent: bool,
 }
 
 impl Stores {
-    /// An in-memory key-value store named `name`.
+    /// An in-memory key-value store named `name`: every entry stays in memory, also with a
+    /// state dir (whose local copy then only makes restarts cheap).
     pub fn in_memory_key_value_store(name: &str) -> KeyValueBytesStoreSupplier {
         KeyValueBytesStoreSupplier {
             name: name.to_string(),
+            persistent: false,
+        }
+    }
+
+    /// A persistent key-value store named `name` (Kafka's `persistentKeyValueStore`): with a
+    /// [`StreamsConfig::state_dir`](crate::StreamsConfig::state_dir) and logging on, served
+    /// from the task's local state with a bounded cache
+    /// ([`StreamsConfig::store_cache_max_entries`](crate::StreamsConfig::store_cache_max_entries)),
+    /// so that it can hold more than memory; without a state dir, or with logging disabled,
+    /// in memory.
+    pub fn persistent_key_value_store(name: &str) -> KeyValueBytesStoreSupplier {
+        KeyValueBytesStoreSupplier {
+            name: name.to_string(),
+            persistent: true,
         }
     }
 
@@ -208,6 +224,7 @@ impl Stores {
             key_serde: Arc::new(key_serde),
             value_serde: Arc::new(value_serde),
             logging: true,
+            persistent: supplier.persistent,
             types: PhantomData,
         }
     }
@@ -219,6 +236,7 @@ pub struct KeyValueStoreBuilder<K, V> {
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
     logging: bool,
+    persistent: bool,
     types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -264,16 +282,18 @@ impl StreamsBuilder {
         let mut state = self.state.lock();
         state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
         if builder.logging {
-            let persistent = persistent_store(
-                &builder.name,
-                &store,
-                Arc::clone(&builder.key_serde),
-                Arc::clone(&builder.value_serde),
-                ValueFormat::Plain,
-            );
-            state
-                .persistent_stores
-                .insert(builder.name.clone(), persistent);
+            if builder.persistent {
+                let persistent = persistent_store(
+                    &builder.name,
+                    &store,
+                    Arc::clone(&builder.key_serde),
+                    Arc::clone(&builder.value_serde),
+                    ValueFormat::Plain,
+                );
+                state
+                    .persistent_stores
+                    .insert(builder.name.clone(), persistent);
+            }
             let topic = logged_store(
                 &mut state,
                 &builder.name,

@@ -2,7 +2,7 @@
 //! cache (a persistent store), and the read-only view of one that tests and interactive
 //! queries get.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, Weak};
 
@@ -51,18 +51,29 @@ struct DiskStore<K, V> {
     codec: Arc<dyn KeyValueCodec<K, V>>,
     /// Clean entries (those the database holds) kept in `map` at most.
     max_cached: usize,
-    /// The keys updated since the last commit: `map` has their value, or, if it has not the
-    /// key, they were deleted (the database still holds the old value until the commit).
-    dirty: BTreeSet<K>,
-    /// The clean keys in `map` with the tick of their last use, and the uses in tick order,
-    /// for evicting the least recently used: a use whose tick is no longer its key's is
-    /// stale and skipped (cheaper than keeping a second map ordered by tick).
-    last_use: BTreeMap<K, u64>,
+    /// The state of every key `map` holds, and of the keys deleted since the last commit:
+    /// one map, so that a lookup or an update costs one search of it.
+    meta: BTreeMap<K, Meta>,
+    /// How many keys of `meta` are clean.
+    clean: usize,
+    /// The uses of clean keys in tick order, for evicting the least recently used: a use
+    /// whose tick is no longer its key's is stale and skipped (cheaper than a second map
+    /// ordered by tick).
     uses: VecDeque<(u64, K)>,
     clock: u64,
     /// The first failed read, for the task to stop on (Kafka's `ProcessorStateException`):
     /// the lookups that hit it cannot return an error themselves.
     failed: Option<Error>,
+}
+
+/// What a persistent store knows of a key beyond its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Meta {
+    /// Updated since the last commit: `map` has its value or, if it has not the key, it was
+    /// deleted (the database holds the old value until the commit).
+    Dirty,
+    /// The database holds its value and `map` caches it; the tick of its last use.
+    Clean(u64),
 }
 
 /// How a persistent store's keys and values look in its changelog, and so in the local state.
@@ -114,55 +125,59 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
 
     /// The value of `key` and the timestamp of its last update.
     pub(crate) fn get(&mut self, key: &K) -> Option<(V, i64)> {
+        let Some(disk) = &mut self.disk else {
+            return self.map.get(key).cloned();
+        };
         if let Some(found) = self.map.get(key) {
-            let found = found.clone();
-            if let Some(disk) = &mut self.disk {
-                disk.touch(key);
-            }
-            return Some(found);
+            disk.touch(key);
+            return Some(found.clone());
         }
-        let disk = self.disk.as_mut()?;
-        if disk.dirty.contains(key) {
+        if disk.meta.contains_key(key) {
+            // Deleted since the commit.
             return None;
         }
         let found = disk.read(key)?;
         self.map.insert(key.clone(), found.clone());
-        disk.touch(key);
+        disk.cache(key.clone());
         disk.evict(&mut self.map);
         Some(found)
     }
 
     /// Puts `value` for `key`; returns the value it replaces.
     pub(crate) fn insert(&mut self, key: K, value: (V, i64)) -> Option<(V, i64)> {
-        let old = self.old_value(&key);
-        self.put(key, Some(value));
+        let Some(disk) = &mut self.disk else {
+            return self.map.insert(key, value);
+        };
+        let old = match self.map.insert(key.clone(), value) {
+            Some(old) => Some(old),
+            None => disk.read_unless_known(&key),
+        };
+        disk.mark_dirty(key);
         old
     }
 
     /// Deletes `key`; returns the value it had.
     pub(crate) fn remove(&mut self, key: &K) -> Option<(V, i64)> {
-        let old = self.old_value(key);
-        self.put(key.clone(), None);
+        let Some(disk) = &mut self.disk else {
+            return self.map.remove(key);
+        };
+        let old = match self.map.remove(key) {
+            Some(old) => Some(old),
+            None => disk.read_unless_known(key),
+        };
+        disk.mark_dirty(key.clone());
         old
     }
 
     /// Puts `value` for `key`, or deletes it for `None`, without reading what it replaces.
     pub(crate) fn put(&mut self, key: K, value: Option<(V, i64)>) {
         if let Some(disk) = &mut self.disk {
-            disk.forget(&key);
-            disk.dirty.insert(key.clone());
+            disk.mark_dirty(key.clone());
         }
         match value {
             Some(value) => self.map.insert(key, value),
             None => self.map.remove(&key),
         };
-    }
-
-    fn old_value(&mut self, key: &K) -> Option<(V, i64)> {
-        match self.disk {
-            None => self.map.get(key).cloned(),
-            Some(_) => self.get(key),
-        }
     }
 
     /// How many keys the store holds: exact in memory; for a persistent store, the
@@ -177,7 +192,8 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
             .upgrade()
             .and_then(|state| state.count(&disk.store).ok())
             .unwrap_or(0);
-        stored.saturating_add(disk.dirty.len() as u64)
+        let dirty = disk.meta.len() - disk.clean;
+        stored.saturating_add(dirty as u64)
     }
 
     /// The entries with keys in `keys`, in key order. A persistent store reads its whole
@@ -196,10 +212,12 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
         let mut found: BTreeMap<K, (V, i64)> = disk
             .read_all()
             .into_iter()
-            .filter(|(key, _)| keys.contains(key) && !disk.dirty.contains(key))
+            .filter(|(key, _)| keys.contains(key) && disk.meta.get(key) != Some(&Meta::Dirty))
             .collect();
-        for key in disk.dirty.range(keys) {
-            if let Some(value) = self.map.get(key) {
+        for (key, meta) in disk.meta.range(keys) {
+            if *meta == Meta::Dirty
+                && let Some(value) = self.map.get(key)
+            {
                 found.insert(key.clone(), value.clone());
             }
         }
@@ -251,36 +269,88 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
         self.failed.get_or_insert(error);
     }
 
-    /// Marks a clean cached `key` as just used.
-    fn touch(&mut self, key: &K) {
-        if self.dirty.contains(key) {
-            return;
-        }
-        self.clock += 1;
-        self.last_use.insert(key.clone(), self.clock);
-        self.uses.push_back((self.clock, key.clone()));
-        // Stale uses are dropped as eviction meets them; keep them from piling up under a
-        // cache that never fills.
-        if self.uses.len() > 2 * self.last_use.len() + 64 {
-            let last_use = &self.last_use;
-            self.uses
-                .retain(|(tick, key)| last_use.get(key) == Some(tick));
+    /// The database's value of `key`, unless the key was updated or deleted since the last
+    /// commit (then the database's value is not the one replaced).
+    fn read_unless_known(&mut self, key: &K) -> Option<(V, i64)> {
+        match self.meta.get(key) {
+            Some(Meta::Dirty) => None,
+            // Cached, so `map` had it: not reached.
+            Some(Meta::Clean(_)) => None,
+            None => self.read(key),
         }
     }
 
-    /// Takes `key` off the clean keys (it is about to be dirty).
+    /// `key` was updated or deleted: the database no longer has its value.
+    fn mark_dirty(&mut self, key: K) {
+        if let Some(Meta::Clean(_)) = self.meta.insert(key, Meta::Dirty) {
+            self.clean -= 1;
+        }
+    }
+
+    /// Drops what is known of `key`: its value is to be read from the database again.
     fn forget(&mut self, key: &K) {
-        self.last_use.remove(key);
+        if let Some(Meta::Clean(_)) = self.meta.remove(key) {
+            self.clean -= 1;
+        }
+    }
+
+    /// `key`, just read from the database, is cached.
+    fn cache(&mut self, key: K) {
+        self.clock += 1;
+        self.uses.push_back((self.clock, key.clone()));
+        self.meta.insert(key, Meta::Clean(self.clock));
+        self.clean += 1;
+    }
+
+    /// Marks `key`, which `map` holds, as just used.
+    fn touch(&mut self, key: &K) {
+        let Some(Meta::Clean(tick)) = self.meta.get_mut(key) else {
+            return;
+        };
+        self.clock += 1;
+        *tick = self.clock;
+        self.uses.push_back((self.clock, key.clone()));
+        // Stale uses are dropped as eviction meets them; keep them from piling up under a
+        // cache that never fills.
+        if self.uses.len() > 2 * self.clean + 64 {
+            let meta = &self.meta;
+            self.uses
+                .retain(|(tick, key)| meta.get(key) == Some(&Meta::Clean(*tick)));
+        }
+    }
+
+    /// The database now holds every update: the dirty keys become clean (most recently
+    /// used), the deleted ones are forgotten, and the cache is cut to its bound.
+    fn committed(&mut self, map: &mut Entries<K, V>) {
+        let mut deleted = Vec::new();
+        for (key, meta) in &mut self.meta {
+            if *meta != Meta::Dirty {
+                continue;
+            }
+            if map.contains_key(key) {
+                self.clock += 1;
+                *meta = Meta::Clean(self.clock);
+                self.clean += 1;
+                self.uses.push_back((self.clock, key.clone()));
+            } else {
+                deleted.push(key.clone());
+            }
+        }
+        for key in deleted {
+            self.meta.remove(&key);
+        }
+        self.evict(map);
     }
 
     /// Drops the least recently used clean entries from `map` beyond `max_cached`.
     fn evict(&mut self, map: &mut Entries<K, V>) {
-        while self.last_use.len() > self.max_cached {
+        while self.clean > self.max_cached {
             let Some((tick, key)) = self.uses.pop_front() else {
                 break;
             };
-            if self.last_use.get(&key) == Some(&tick) {
-                self.last_use.remove(&key);
+            if self.meta.get(&key) == Some(&Meta::Clean(tick)) {
+                self.meta.remove(&key);
+                self.clean -= 1;
                 map.remove(&key);
             }
         }
@@ -312,37 +382,38 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
     for Persistent<K, V>
 {
     fn attach(&self, state: &Arc<TaskState>, max_cached: usize) {
-        let mut entries = self.store.lock();
-        let mut disk = DiskStore {
+        let mut guard = self.store.lock();
+        let StoreEntries { map, disk } = &mut *guard;
+        let (meta, clean, uses, clock) = match disk.take() {
+            // Attached again: what it knew still holds.
+            Some(old) => (old.meta, old.clean, old.uses, old.clock),
+            // What the store holds already is not in the database until the next commit.
+            None => (
+                map.keys().map(|key| (key.clone(), Meta::Dirty)).collect(),
+                0,
+                VecDeque::new(),
+                0,
+            ),
+        };
+        *disk = Some(Box::new(DiskStore {
             state: Arc::downgrade(state),
             store: self.name.clone(),
             codec: Arc::clone(&self.codec),
             max_cached,
-            // What the store holds already is not in the database until the next commit.
-            dirty: entries.map.keys().cloned().collect(),
-            last_use: BTreeMap::new(),
-            uses: VecDeque::new(),
-            clock: 0,
+            meta,
+            clean,
+            uses,
+            clock,
             failed: None,
-        };
-        if let Some(old) = entries.disk.take() {
-            disk.dirty = old.dirty;
-        }
-        entries.disk = Some(Box::new(disk));
+        }));
     }
 
     fn committed(&self) {
         let mut guard = self.store.lock();
         let StoreEntries { map, disk } = &mut *guard;
-        let Some(disk) = disk else {
-            return;
-        };
-        for key in std::mem::take(&mut disk.dirty) {
-            if map.contains_key(&key) {
-                disk.touch(&key);
-            }
+        if let Some(disk) = disk {
+            disk.committed(map);
         }
-        disk.evict(map);
     }
 
     fn take_failure(&self) -> Option<Error> {
@@ -538,10 +609,18 @@ pub(crate) fn logged_store<K: Ord + Clone + Send + 'static, V: Clone + Send + 's
             return Ok(());
         };
         let key = key_serde.deserialize(key)?;
+        let mut entries = store.lock();
+        if let Some(disk) = &mut entries.disk {
+            // The restore writes the record into the local state before the task reads the
+            // store (`LocalWriter`): the store only drops what it cached of the key.
+            disk.forget(&key);
+            entries.map.remove(&key);
+            return Ok(());
+        }
         let value = value
             .map(|data| decode_value(format, &*value_serde, data))
             .transpose()?;
-        store.lock().put(key, value);
+        entries.put(key, value);
         Ok(())
     });
     register_changelog(state, store_name, restorer)
@@ -1046,6 +1125,95 @@ mod tests {
             assert_eq!(all.len(), 100);
             assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in key order");
             assert!(f.handle.take_failure().is_none());
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Insert(u8, i64),
+            Remove(u8),
+            Put(u8, Option<i64>),
+            Get(u8),
+            Commit,
+            Range(u8, u8),
+        }
+
+        fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+            use proptest::prelude::*;
+            let key = 0..24u8;
+            prop_oneof![
+                (key.clone(), any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                key.clone().prop_map(Op::Remove),
+                (key.clone(), proptest::option::of(any::<i64>())).prop_map(|(k, v)| Op::Put(k, v)),
+                key.clone().prop_map(Op::Get),
+                Just(Op::Commit),
+                (key.clone(), key).prop_map(|(a, b)| Op::Range(a, b)),
+            ]
+        }
+
+        proptest::proptest! {
+            /// Whatever the updates, lookups, commits and cache bound, a persistent store
+            /// answers as a map holding every entry would, and holds in memory no more clean
+            /// entries than its bound.
+            #[test]
+            fn a_persistent_store_answers_as_an_in_memory_one(
+                ops in proptest::collection::vec(op(), 1..120),
+                max_cached in 0..6usize,
+            ) {
+                use std::collections::BTreeMap;
+                use std::ops::Bound;
+
+                let f = fixture(max_cached);
+                let mut model: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+                // The changelog records since the last commit, as the runtime keeps them.
+                let mut logged: Vec<LocalRecord> = Vec::new();
+                let name = |k: u8| format!("k{k:02}");
+                for op in ops {
+                    let mut store = f.store.lock();
+                    match op {
+                        Op::Insert(k, v) => {
+                            proptest::prop_assert_eq!(
+                                store.insert(name(k), (v, v)),
+                                model.insert(name(k), (v, v))
+                            );
+                            logged.push(record(&name(k), Some(v)));
+                        }
+                        Op::Remove(k) => {
+                            proptest::prop_assert_eq!(store.remove(&name(k)), model.remove(&name(k)));
+                            logged.push(record(&name(k), None));
+                        }
+                        Op::Put(k, v) => {
+                            store.put(name(k), v.map(|v| (v, v)));
+                            match v {
+                                Some(v) => model.insert(name(k), (v, v)),
+                                None => model.remove(&name(k)),
+                            };
+                            logged.push(record(&name(k), v));
+                        }
+                        Op::Get(k) => {
+                            proptest::prop_assert_eq!(store.get(&name(k)), model.get(&name(k)).copied());
+                        }
+                        Op::Commit => {
+                            drop(store);
+                            commit(&f, &std::mem::take(&mut logged));
+                            let cached = f.handle.entries_in_memory();
+                            proptest::prop_assert!(
+                                cached <= max_cached as u64,
+                                "{} cached, bound {}", cached, max_cached
+                            );
+                        }
+                        Op::Range(a, b) => {
+                            let (a, b) = (name(a.min(b)), name(a.max(b)));
+                            let found = store.range((Bound::Included(a.clone()), Bound::Excluded(b.clone())));
+                            let expected: Vec<(String, (i64, i64))> = model
+                                .range(a..b)
+                                .map(|(k, v)| (k.clone(), *v))
+                                .collect();
+                            proptest::prop_assert_eq!(found, expected);
+                        }
+                    }
+                }
+                proptest::prop_assert!(f.handle.take_failure().is_none());
+            }
         }
 
         #[test]

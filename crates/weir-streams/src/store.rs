@@ -72,8 +72,10 @@ enum Meta {
     /// Updated since the last commit: `map` has its value or, if it has not the key, it was
     /// deleted (the database holds the old value until the commit).
     Dirty,
-    /// The database holds its value and `map` caches it; the tick of its last use.
-    Clean(u64),
+    /// The database holds its value and `map` caches it: the tick at which it was queued
+    /// for eviction (in `DiskStore::uses`) and that of its last use. A use only writes
+    /// `used`, so a cache hit costs no allocation.
+    Clean { queued: u64, used: u64 },
 }
 
 /// How a persistent store's keys and values look in its changelog, and so in the local state.
@@ -275,69 +277,79 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
         match self.meta.get(key) {
             Some(Meta::Dirty) => None,
             // Cached, so `map` had it: not reached.
-            Some(Meta::Clean(_)) => None,
+            Some(Meta::Clean { .. }) => None,
             None => self.read(key),
         }
     }
 
     /// `key` was updated or deleted: the database no longer has its value.
     fn mark_dirty(&mut self, key: K) {
-        if let Some(Meta::Clean(_)) = self.meta.insert(key, Meta::Dirty) {
+        if let Some(Meta::Clean { .. }) = self.meta.insert(key, Meta::Dirty) {
             self.clean -= 1;
         }
     }
 
     /// Drops what is known of `key`: its value is to be read from the database again.
     fn forget(&mut self, key: &K) {
-        if let Some(Meta::Clean(_)) = self.meta.remove(key) {
+        if let Some(Meta::Clean { .. }) = self.meta.remove(key) {
             self.clean -= 1;
+        }
+    }
+
+    /// Queues `key` for eviction as just used; returns its `Meta`.
+    fn queue(&mut self, key: K) -> Meta {
+        self.clock += 1;
+        self.uses.push_back((self.clock, key));
+        // Stale entries are dropped as eviction meets them; keep them from piling up under
+        // a cache that never fills (keys updated at every commit are queued at every one).
+        if self.uses.len() > 2 * self.clean + 64 {
+            let meta = &self.meta;
+            self.uses.retain(
+                |(tick, key)| matches!(meta.get(key), Some(Meta::Clean { queued, .. }) if queued == tick),
+            );
+        }
+        Meta::Clean {
+            queued: self.clock,
+            used: self.clock,
         }
     }
 
     /// `key`, just read from the database, is cached.
     fn cache(&mut self, key: K) {
-        self.clock += 1;
-        self.uses.push_back((self.clock, key.clone()));
-        self.meta.insert(key, Meta::Clean(self.clock));
+        let meta = self.queue(key.clone());
+        self.meta.insert(key, meta);
         self.clean += 1;
     }
 
     /// Marks `key`, which `map` holds, as just used.
     fn touch(&mut self, key: &K) {
-        let Some(Meta::Clean(tick)) = self.meta.get_mut(key) else {
-            return;
-        };
-        self.clock += 1;
-        *tick = self.clock;
-        self.uses.push_back((self.clock, key.clone()));
-        // Stale uses are dropped as eviction meets them; keep them from piling up under a
-        // cache that never fills.
-        if self.uses.len() > 2 * self.clean + 64 {
-            let meta = &self.meta;
-            self.uses
-                .retain(|(tick, key)| meta.get(key) == Some(&Meta::Clean(*tick)));
+        if let Some(Meta::Clean { used, .. }) = self.meta.get_mut(key) {
+            self.clock += 1;
+            *used = self.clock;
         }
     }
 
     /// The database now holds every update: the dirty keys become clean (most recently
     /// used), the deleted ones are forgotten, and the cache is cut to its bound.
     fn committed(&mut self, map: &mut Entries<K, V>) {
+        let mut cleaned = Vec::new();
         let mut deleted = Vec::new();
-        for (key, meta) in &mut self.meta {
-            if *meta != Meta::Dirty {
-                continue;
-            }
-            if map.contains_key(key) {
-                self.clock += 1;
-                *meta = Meta::Clean(self.clock);
-                self.clean += 1;
-                self.uses.push_back((self.clock, key.clone()));
-            } else {
-                deleted.push(key.clone());
+        for (key, meta) in &self.meta {
+            if *meta == Meta::Dirty {
+                if map.contains_key(key) {
+                    cleaned.push(key.clone());
+                } else {
+                    deleted.push(key.clone());
+                }
             }
         }
         for key in deleted {
             self.meta.remove(&key);
+        }
+        for key in cleaned {
+            let meta = self.queue(key.clone());
+            self.meta.insert(key, meta);
+            self.clean += 1;
         }
         self.evict(map);
     }
@@ -348,11 +360,21 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
             let Some((tick, key)) = self.uses.pop_front() else {
                 break;
             };
-            if self.meta.get(&key) == Some(&Meta::Clean(tick)) {
-                self.meta.remove(&key);
-                self.clean -= 1;
-                map.remove(&key);
+            let Some(Meta::Clean { queued, used }) = self.meta.get_mut(&key) else {
+                continue;
+            };
+            if *queued != tick {
+                continue;
             }
+            if *used > *queued {
+                // Used since it was queued: a second chance, at the back.
+                *queued = *used;
+                self.uses.push_back((*used, key));
+                continue;
+            }
+            self.meta.remove(&key);
+            self.clean -= 1;
+            map.remove(&key);
         }
     }
 }
@@ -1237,6 +1259,9 @@ mod tests {
             assert!(cached("a") && !cached("b") && cached("c"));
             assert_eq!(f.store.lock().get(&"b".to_string()), Some((1, 1)));
             assert!(cached("a") && cached("b") && !cached("c"));
+            // a, queued before b but used since, gets a second chance: b goes.
+            assert_eq!(f.store.lock().get(&"c".to_string()), Some((1, 1)));
+            assert!(cached("a") && !cached("b") && cached("c"));
             let disk = f.store.lock().disk.as_ref().map(|d| d.uses.len()).unwrap();
             assert!(disk <= 2 * 2 + 64 + 1, "stale uses are dropped: {disk}");
         }

@@ -307,8 +307,9 @@
 //!   on its own). The topics take no part in the assignment or in co-partitioning, and no
 //!   offsets are committed for them: without a state dir each start reads them again from
 //!   their beginning; with one, the global local copy (*State*) holds where it is. A record that does not deserialize goes to the deserialization
-//!   exception handler; a global table's record meant for a dead-letter queue is logged,
-//!   not written. [`KafkaStreams::key_value_store`] on a global table's store gives the
+//!   exception handler; with the dead-letter queue, a global table's record goes to it as
+//!   a task's does (Kafka's KIP-1295), sent with the run loop's batch (those the bootstrap
+//!   found, with the first batch) and awaited by its commit. [`KafkaStreams::key_value_store`] on a global table's store gives the
 //!   instance's whole copy. The [`TopologyTestDriver`] runs one task, which reads the
 //!   global topics piped to it itself.
 //! - **At least once.** [`KafkaStreams`] commits a batch's input offsets only after every
@@ -407,8 +408,7 @@
 //!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
 //!   user topic needs that topic to have the largest count; no topology optimization
 //!   (merging repartition topics, source topics as changelogs);
-//! - the dead-letter queue for a global table's
-//!   records that do not deserialize; Kafka's `global.consumer.` settings (the global
+//! - Kafka's `global.consumer.` settings (the global
 //!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in memory, in one task: they
 //!   are right only when both tables' keys meet in one task (one partition). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are

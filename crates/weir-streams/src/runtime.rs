@@ -550,6 +550,10 @@ impl KafkaStreams {
         let mut deadline = None;
         let mut stopped = false;
         let mut records = 0;
+        // What the global bootstrap sent to the dead-letter queue.
+        if self.send_global_dead_letters(&mut deliveries).await? {
+            deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
+        }
         while records < self.config.max_poll_records {
             let wait_for_deadline = async {
                 match deadline {
@@ -612,9 +616,11 @@ impl KafkaStreams {
                 record = recv_global(&mut self.global) => {
                     if let Some(global) = &mut self.global {
                         global.process(record?)?;
-                        // Its local copy is written at the batch's commit, which a global
-                        // record starts the clock of, as a task's record does.
-                        if global.has_local_state() {
+                        let local = global.has_local_state();
+                        let dead = self.send_global_dead_letters(&mut deliveries).await?;
+                        // Its local copy and dead letters are written at the batch's commit,
+                        // which a global record starts the clock of, as a task's record does.
+                        if local || dead {
                             deadline.get_or_insert_with(|| {
                                 Instant::now() + self.config.commit_interval
                             });
@@ -1205,6 +1211,33 @@ impl KafkaStreams {
         }
     }
 
+    /// Sends the dead-letter records the global tables' records made (KIP-1295: a global
+    /// record that does not deserialize goes to the dead-letter queue as a task's does) with
+    /// the batch's outputs, whose commit waits for them; whether there were any.
+    async fn send_global_dead_letters(
+        &mut self,
+        deliveries: &mut Vec<weir_client::producer::Delivery>,
+    ) -> Result<bool, Error> {
+        let Some(global) = &mut self.global else {
+            return Ok(false);
+        };
+        let dead = std::mem::take(&mut global.dead_letters);
+        if dead.is_empty() {
+            return Ok(false);
+        }
+        enqueue_outputs(
+            &self.producer,
+            &self.internal_topics,
+            &self.prefix,
+            None,
+            dead,
+            deliveries,
+            &mut self.logged,
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// Waits for every output of the batch to be acknowledged, then commits its input offsets.
     async fn commit(
         &mut self,
@@ -1672,6 +1705,8 @@ async fn close_state(partition: i32, state: Option<Arc<TaskState>>) {
 struct GlobalState {
     task: Task,
     consumer: Consumer,
+    /// Dead-letter records of global records that did not deserialize, not sent yet.
+    dead_letters: Vec<RawRecord>,
     /// With a state dir: the global local copy (Kafka's `state.dir/<application.id>/global`)
     /// and the records and checkpoints read since its last write, written at each commit.
     local: LocalWriter,
@@ -1743,6 +1778,7 @@ impl GlobalState {
         let mut global = Self {
             task,
             consumer,
+            dead_letters: Vec::new(),
             local: LocalWriter {
                 state: None,
                 records: Vec::new(),
@@ -1957,8 +1993,8 @@ impl GlobalState {
     }
 
     /// Puts a record of a global topic into its store. A record that does not deserialize
-    /// goes to the deserialization exception handler; a dead-letter record it makes is
-    /// not written (no task's batch carries it). With a state dir, the record (raw bytes,
+    /// goes to the deserialization exception handler; a dead-letter record it makes waits in
+    /// `dead_letters` for the run loop's next batch. With a state dir, the record (raw bytes,
     /// unless the store skipped it) and the offset after it are kept for the global local
     /// copy's next write.
     fn process(&mut self, record: ConsumerRecord) -> Result<(), Error> {
@@ -1973,11 +2009,7 @@ impl GlobalState {
             timestamp: record.timestamp,
         };
         self.task.process_global(&raw)?;
-        let dropped = self.task.take_outputs();
-        if !dropped.is_empty() {
-            tracing::warn!(topic = %raw.topic, partition = raw.partition, offset = raw.offset,
-                "a global table's dead-letter record is not written");
-        }
+        self.dead_letters.extend(self.task.take_outputs());
         if self.local.state.is_none() {
             return Ok(());
         }

@@ -22,8 +22,8 @@ use common::{committed_to, latest_counts, start, word_counts};
 use support::{TestBroker, create_topic, fetch_all};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder,
-    StreamsConfig, StringSerde, Topology,
+    DeserializationExceptionHandler, Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized,
+    Nullable, Serde, StreamsBuilder, StreamsConfig, StringSerde, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1614,5 +1614,84 @@ async fn a_joining_instance_warms_up_before_it_takes_tasks_over() {
         .collect();
     assert_eq!(counts, expected);
     assert_eq!(latest_counts(&broker, "word-counts").await, expected);
+    broker.stop().await;
+}
+
+/// With the dead-letter queue handler, a record that does not deserialize goes to the
+/// dead-letter topic, raw, whether a task read it or the global table did (KIP-1295): a
+/// product whose name is not UTF-8, found by the bootstrap and then while running, and an
+/// order that is not; the good records around them are processed.
+#[tokio::test]
+async fn records_that_do_not_deserialize_go_to_the_dead_letter_topic_from_tasks_and_global_tables()
+{
+    let broker = TestBroker::start(&[]).await;
+    global_topics_with_products(&broker, 0..2, 0).await;
+    let client = broker.client().await;
+    create_topic(&client, "dead-letters", 1).await;
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    let not_utf8 = |topic: &str, key: &str| {
+        ProducerRecord::new(topic)
+            .partition(0)
+            .key(key.to_string())
+            .value(vec![0xFF_u8, 0xFE])
+            .timestamp(1_000)
+    };
+    producer
+        .enqueue(not_utf8("products-global", "bad-at-start"))
+        .await
+        .unwrap();
+    producer.flush().await;
+
+    let mut config = StreamsConfig::new("dead-letters", &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.deserialization_exception_handler =
+        DeserializationExceptionHandler::DeadLetterQueue("dead-letters".to_string());
+    let streams = KafkaStreams::new(orders_with_products, config)
+        .await
+        .unwrap();
+    let (stop, task) = start(streams);
+    producer
+        .enqueue(not_utf8("products-global", "bad-while-running"))
+        .await
+        .unwrap();
+    producer
+        .enqueue(not_utf8("orders-global", "bad-order"))
+        .await
+        .unwrap();
+    producer.flush().await;
+    produce_at(&broker, "orders-global", &[(0, "o1", "p1", 2_000)]).await;
+    let joined = wait_for_strings(&broker, "enriched-global", 1).await;
+    assert_eq!(
+        joined,
+        vec![("o1".to_string(), Some("p1/name1".to_string()))]
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let dead = loop {
+        let dead: BTreeSet<(String, Vec<u8>)> = fetch_all(&client, "dead-letters", 0)
+            .await
+            .into_iter()
+            .map(|r| {
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                (key, r.value.unwrap().to_vec())
+            })
+            .collect();
+        if dead.len() >= 3 || tokio::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let expected: BTreeSet<(String, Vec<u8>)> = ["bad-at-start", "bad-while-running", "bad-order"]
+        .iter()
+        .map(|key| (key.to_string(), vec![0xFF, 0xFE]))
+        .collect();
+    assert_eq!(dead, expected);
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    assert_eq!(streams.metrics().dropped_deserialization_errors, 3);
+    streams.close().await.unwrap();
     broker.stop().await;
 }

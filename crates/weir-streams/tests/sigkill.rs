@@ -4,7 +4,9 @@
 //!
 //! The application runs in a child process: this test binary again, running only
 //! `child_application`, which does nothing unless `WEIR_STREAMS_SIGKILL_CHILD` names the
-//! broker.
+//! broker. With `WEIR_STREAMS_SIGKILL_STATE_DIR` it keeps a state dir there, its count
+//! a persistent store with a cache smaller than its keys: the kill then also leaves the local
+//! state at an earlier commit, which the successor starts from.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -39,6 +41,7 @@ const OUTPUT: &str = "sigkill-word-counts";
 const PARTITIONS: i32 = 2;
 const KEYS: usize = 20;
 const CHILD_ENV: &str = "WEIR_STREAMS_SIGKILL_CHILD";
+const STATE_DIR_ENV: &str = "WEIR_STREAMS_SIGKILL_STATE_DIR";
 
 fn topology() -> Result<Topology, weir_streams::Error> {
     let builder = StreamsBuilder::new();
@@ -70,6 +73,11 @@ fn child_application() {
         config.max_poll_records = 25;
         config.commit_interval = Duration::from_millis(200);
         config.session_timeout = Duration::from_secs(2);
+        if let Ok(dir) = std::env::var(STATE_DIR_ENV) {
+            config.state_dir = Some(dir.into());
+            // Ten keys per task, three cached: lookups go to the local state.
+            config.store_cache_max_entries = Some(3);
+        }
         let mut streams = KafkaStreams::new(topology, config).await.unwrap();
         streams.run_until(std::future::pending()).await.unwrap();
     });
@@ -79,13 +87,15 @@ fn child_application() {
 struct Application(Child);
 
 impl Application {
-    fn start(bootstrap: &str) -> Self {
-        let child = Command::new(std::env::current_exe().unwrap())
+    fn start(bootstrap: &str, state_dir: Option<&std::path::Path>) -> Self {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args(["child_application", "--exact", "--ignored", "--nocapture"])
-            .env(CHILD_ENV, bootstrap)
-            .spawn()
-            .unwrap();
-        Self(child)
+            .env(CHILD_ENV, bootstrap);
+        if let Some(dir) = state_dir {
+            command.env(STATE_DIR_ENV, dir);
+        }
+        Self(command.spawn().unwrap())
     }
 
     fn kill(mut self) {
@@ -121,6 +131,17 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_application_killed_with_sigkill_resumes_with_correct_totals() {
+    killed_and_resumed(None).await;
+}
+
+/// The same with a state dir: the count is a persistent store larger than its cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_with_persistent_stores_killed_with_sigkill_resumes_with_correct_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    killed_and_resumed(Some(dir.path())).await;
+}
+
+async fn killed_and_resumed(state_dir: Option<&std::path::Path>) {
     let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
     let client = broker.client().await;
     create_topic(&client, INPUT, PARTITIONS).await;
@@ -148,7 +169,7 @@ async fn an_application_killed_with_sigkill_resumes_with_correct_totals() {
         }
     });
 
-    let first = Application::start(&bootstrap);
+    let first = Application::start(&bootstrap, state_dir);
     wait_until("the first application commits 300 records", || async {
         committed(&broker).await >= 300
     })
@@ -159,7 +180,7 @@ async fn an_application_killed_with_sigkill_resumes_with_correct_totals() {
     let committed_at_kill = committed(&broker).await;
     let uncommitted = written_before_kill - committed_at_kill;
 
-    let second = Application::start(&bootstrap);
+    let second = Application::start(&bootstrap, state_dir);
     tokio::time::sleep(Duration::from_secs(1)).await;
     producing.store(false, Ordering::SeqCst);
     writer.await.unwrap();

@@ -296,18 +296,19 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
         }
     }
 
-    /// Queues `key` for eviction as just used; returns its `Meta`.
+    /// Queues `key` for eviction as just used; returns its `Meta`, for the caller to store.
     fn queue(&mut self, key: K) -> Meta {
-        self.clock += 1;
-        self.uses.push_back((self.clock, key));
         // Stale entries are dropped as eviction meets them; keep them from piling up under
         // a cache that never fills (keys updated at every commit are queued at every one).
+        // Before the push: the new entry's key does not have its `Meta` yet.
         if self.uses.len() > 2 * self.clean + 64 {
             let meta = &self.meta;
             self.uses.retain(
                 |(tick, key)| matches!(meta.get(key), Some(Meta::Clean { queued, .. }) if queued == tick),
             );
         }
+        self.clock += 1;
+        self.uses.push_back((self.clock, key));
         Meta::Clean {
             queued: self.clock,
             used: self.clock,
@@ -1178,7 +1179,7 @@ mod tests {
             /// entries than its bound.
             #[test]
             fn a_persistent_store_answers_as_an_in_memory_one(
-                ops in proptest::collection::vec(op(), 1..120),
+                ops in proptest::collection::vec(op(), 1..400),
                 max_cached in 0..6usize,
             ) {
                 use std::collections::BTreeMap;
@@ -1222,6 +1223,17 @@ mod tests {
                                 cached <= max_cached as u64,
                                 "{} cached, bound {}", cached, max_cached
                             );
+                            // Every clean key can be evicted: its queue entry is there.
+                            let store = f.store.lock();
+                            let disk = store.disk.as_ref().unwrap();
+                            for (key, meta) in &disk.meta {
+                                if let super::super::Meta::Clean { queued, .. } = meta {
+                                    proptest::prop_assert!(
+                                        disk.uses.iter().any(|(t, k)| t == queued && k == key),
+                                        "{} is not queued", key
+                                    );
+                                }
+                            }
                         }
                         Op::Range(a, b) => {
                             let (a, b) = (name(a.min(b)), name(a.max(b)));
@@ -1264,6 +1276,29 @@ mod tests {
             assert!(cached("a") && !cached("b") && cached("c"));
             let disk = f.store.lock().disk.as_ref().map(|d| d.uses.len()).unwrap();
             assert!(disk <= 2 * 2 + 64 + 1, "stale uses are dropped: {disk}");
+        }
+
+        /// A key updated at every commit is queued at every one; the stale entries are
+        /// dropped now and then, and the key's own entry stays, so it can still be evicted.
+        #[test]
+        fn a_key_updated_at_every_commit_stays_evictable() {
+            let f = fixture(100);
+            for round in 0..300 {
+                f.store.lock().insert("hot".to_string(), (round, round));
+                commit(&f, &[record("hot", Some(round))]);
+                let store = f.store.lock();
+                let disk = store.disk.as_ref().unwrap();
+                let Some(super::super::Meta::Clean { queued, .. }) = disk.meta.get("hot") else {
+                    panic!("clean after the commit");
+                };
+                assert!(
+                    disk.uses
+                        .iter()
+                        .any(|(tick, key)| tick == queued && key == "hot"),
+                    "round {round}: the key is not queued"
+                );
+                assert!(disk.uses.len() <= 2 + 64 + 1, "{}", disk.uses.len());
+            }
         }
 
         #[test]

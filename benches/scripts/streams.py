@@ -22,7 +22,8 @@ them record by record (key, value, timestamp, in offset order), and checks that 
 the same partition time per input in their offset metadata (Kafka Streams' format, through which
 a restarted task gets its stream time back). Prints a table per case and
 every differing record (--verbose: every record); exits 1 when a difference is not one of the
-documented decisions the script accepts (ACCEPTED below). About 25 s, 45 s with the Maven build
+documented decisions the script accepts (ACCEPTED below). --weir-kind weir-disk runs the weir
+side with a state dir (its key-value stores persistent; --weir-store-cache N entries cached). About 25 s, 45 s with the Maven build
 from an empty ~/.m2 (--quick is the same run: the input is small already).
 
 bench: per topology (stateless with 100 B values, windowed-count over 100k keys,
@@ -153,6 +154,8 @@ class App:
             rest += ["--state-dir", os.path.join(self.state_dir, "state")]
         if kind == "weir-dir-mem":
             rest += ["--store-cache", "all"]
+        elif kind == "weir-disk" and args.weir_store_cache is not None:
+            rest += ["--store-cache", str(args.weir_store_cache)]
         if table:
             rest += ["--table", table]
         if kind == "java":
@@ -471,7 +474,8 @@ def run_compare(args):
             try:
                 for kind in ("java", "weir"):
                     app_id = f"cmp-{case}-{kind}-{run}"
-                    apps[kind] = App(args, kind, topology, broker.bootstrap, app_id,
+                    apps[kind] = App(args, args.weir_kind if kind == "weir" else kind, topology,
+                                     broker.bootstrap, app_id,
                                      topics["input"], outputs[kind], table=topics.get("table"),
                                      grace_ms=COMPARE_GRACE_MS)
                     progress[kind] = Progress(broker.bootstrap, app_id, list(ends),
@@ -736,6 +740,12 @@ def main():
     parser.add_argument("--weir-max-poll-records", type=int,
                         help="weir-streams' max.poll.records (records per flush and commit; "
                         "default 1000, Kafka's default)")
+    parser.add_argument("--weir-kind", default="weir", choices=KINDS[1:],
+                        help="compare: how weir-streams runs (weir: in memory; weir-disk: state "
+                        "dir, persistent key-value stores; weir-dir-mem: state dir, all cached)")
+    parser.add_argument("--weir-store-cache", type=int,
+                        help="weir-disk: entries cached per persistent store and task "
+                        "(default 10,000)")
     parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
     parser.add_argument("--kinds", default="java,weir",
                         help="bench: which applications, of " + ",".join(KINDS))

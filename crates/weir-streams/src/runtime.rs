@@ -715,6 +715,8 @@ impl KafkaStreams {
         if let Some(global) = &mut self.global
             && global.has_local_state()
         {
+            // Persistent global stores are read into memory first: their database goes.
+            global.task.detach_local_state()?;
             global.close_local_state().await;
             tracing::info!("global local state closed for cleanup; not kept by this instance");
         }

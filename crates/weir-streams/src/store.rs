@@ -393,6 +393,9 @@ pub(crate) trait PersistentStore: Send + Sync {
     fn take_failure(&self) -> Option<Error>;
     /// How many entries the store holds in memory.
     fn entries_in_memory(&self) -> u64;
+    /// Stops serving the store from its local state: every entry is read into memory (the
+    /// local state is about to be deleted). Fails if the local state does not read.
+    fn detach(&self) -> Result<(), Error>;
 }
 
 struct Persistent<K, V> {
@@ -445,6 +448,21 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
 
     fn entries_in_memory(&self) -> u64 {
         self.store.lock().map.len() as u64
+    }
+
+    fn detach(&self) -> Result<(), Error> {
+        let mut guard = self.store.lock();
+        let StoreEntries { map, disk } = &mut *guard;
+        let Some(mut disk) = disk.take() else {
+            return Ok(());
+        };
+        for (key, value) in disk.read_all() {
+            // A key updated or deleted since the last commit has its value in `map`, or none.
+            if disk.meta.get(&key) != Some(&Meta::Dirty) {
+                map.insert(key, value);
+            }
+        }
+        disk.failed.take().map_or(Ok(()), Err)
     }
 }
 
@@ -1299,6 +1317,30 @@ mod tests {
                 );
                 assert!(disk.uses.len() <= 2 + 64 + 1, "{}", disk.uses.len());
             }
+        }
+
+        /// Detached (its local state about to be deleted), a store holds every entry in
+        /// memory: the database's, and the updates since the commit over them.
+        #[test]
+        fn a_detached_store_holds_every_entry_in_memory() {
+            let f = fixture(1);
+            let records: Vec<LocalRecord> =
+                ["a", "b", "c"].iter().map(|k| record(k, Some(1))).collect();
+            for key in ["a", "b", "c"] {
+                f.store.lock().insert(key.to_string(), (1, 1));
+            }
+            commit(&f, &records);
+            f.store.lock().insert("a".to_string(), (2, 2));
+            f.store.lock().remove(&"b".to_string());
+            f.handle.detach().unwrap();
+            drop(f.state);
+            let mut store = f.store.lock();
+            assert!(store.disk.is_none());
+            let all = store.range((std::ops::Bound::Unbounded, std::ops::Bound::Unbounded));
+            assert_eq!(
+                all,
+                vec![("a".to_string(), (2, 2)), ("c".to_string(), (1, 1))]
+            );
         }
 
         #[test]

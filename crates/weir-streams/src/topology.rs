@@ -735,6 +735,15 @@ impl Task {
         stores.into_keys().collect()
     }
 
+    /// Stops serving the stores from the local state, which is about to be deleted: they
+    /// read every entry into memory and keep it there.
+    pub(crate) fn detach_local_state(&mut self) -> Result<(), Error> {
+        for store in std::mem::take(&mut self.attached) {
+            store.detach()?;
+        }
+        Ok(())
+    }
+
     /// The task's local state holds every store update made so far (written at a commit,
     /// or by a restore): the persistent stores may drop them from memory.
     pub(crate) fn local_state_written(&self) {

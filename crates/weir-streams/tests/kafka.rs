@@ -1164,6 +1164,11 @@ async fn a_restart_loads_the_global_table_from_local_state_and_reads_only_what_i
 
     streams.cleanup().await.unwrap();
     assert!(!dir.path().join(APP).join("global").exists());
+    // The instance keeps its global table, in memory now.
+    assert_eq!(table.approximate_num_entries(), 11, "{:?}", table.all());
+    assert_eq!(get("p0"), Some(("name0".to_string(), 0)));
+    assert_eq!(get("p3"), None);
+    assert_eq!(streams.metrics().persistent_entries_in_memory, 0);
     streams.close().await.unwrap();
     broker.stop().await;
 }

@@ -11,7 +11,8 @@ use crate::join::stream_stream_join;
 use crate::ktable::{Change, GlobalKTable, KTable};
 use crate::serdes::{I64Serde, Serde};
 use crate::store::{
-    SharedStore, SomeOf, ValueFormat, logged_store, persistent_store, write_changelog,
+    SharedStore, SomeOf, ValueFormat, logged_store, persistent_store, register_persistent_store,
+    write_changelog,
 };
 use crate::topology::{
     BuilderState, Context, Data, GlobalSlot, GlobalStore, InternalTopic, InternalTopicKind,
@@ -155,14 +156,13 @@ impl StreamsBuilder {
         let value_serde: SerdeRef<V> = Arc::new(SomeOf(Arc::clone(&nullable)));
         let changelog = {
             let mut state = self.state.lock();
-            let persistent = persistent_store(
+            register_persistent_store(
+                &mut state,
                 &name,
                 &store,
-                Arc::clone(&key_serde),
-                Arc::clone(&value_serde),
+                (Arc::clone(&key_serde), Arc::clone(&value_serde)),
                 ValueFormat::Timestamped,
             );
-            state.persistent_stores.insert(name.clone(), persistent);
             logged_store(
                 &mut state,
                 &name,
@@ -1444,17 +1444,13 @@ pub(crate) fn aggregate_into_store<K: Data + Ord, V: Data, VR: Data>(
     let store: SharedStore<K, VR> = crate::store::new_store();
     let name = register_store(state, store_name, &store);
     if let Some((key_serde, value_serde)) = &logging {
-        let persistent = persistent_store(
+        register_persistent_store(
+            &mut state.lock(),
             &name,
             &store,
-            Arc::clone(key_serde),
-            Arc::clone(value_serde),
+            (Arc::clone(key_serde), Arc::clone(value_serde)),
             ValueFormat::Timestamped,
         );
-        state
-            .lock()
-            .persistent_stores
-            .insert(name.clone(), persistent);
     }
     aggregate_into(node, state, name, &store, update, grace_ms, logging)
 }

@@ -991,8 +991,7 @@ impl KafkaStreams {
             self.config.deserialization_exception_handler.clone(),
         );
         if let Some(global) = &self.global {
-            task.topology_mut()
-                .share_global_stores(global.task.topology());
+            task.share_global_stores(&global.task);
         }
         Ok(task)
     }

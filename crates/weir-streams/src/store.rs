@@ -490,6 +490,23 @@ where
     })
 }
 
+/// Registers `store`, a logged key-value store named `name` whose changelog writes its keys
+/// with `key_serde` and its values in `format`, as one a task with local state serves from
+/// it ([`persistent_store`]).
+pub(crate) fn register_persistent_store<K, V>(
+    state: &mut BuilderState,
+    name: &str,
+    store: &SharedStore<K, V>,
+    (key_serde, value_serde): (SerdeRef<K>, SerdeRef<V>),
+    format: ValueFormat,
+) where
+    K: Ord + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    let persistent = persistent_store(name, store, key_serde, value_serde, format);
+    state.persistent_stores.insert(name.to_string(), persistent);
+}
+
 /// A read-only view of a key-value state store (Kafka's `ReadOnlyKeyValueStore`). Reads see
 /// the store as it is at the time of the read. On [`KafkaStreams`](crate::KafkaStreams) it
 /// spans the store of every task the instance had when the view was taken (the tasks hold
@@ -1168,6 +1185,15 @@ mod tests {
             assert!(f.handle.take_failure().is_none());
         }
 
+        /// Puts 1 (at timestamp 1) for each of `keys`, in order, and commits.
+        fn insert_and_commit(f: &Fixture, keys: &[&str]) {
+            for key in keys {
+                f.store.lock().insert((*key).to_string(), (1, 1));
+            }
+            let records: Vec<LocalRecord> = keys.iter().map(|k| record(k, Some(1))).collect();
+            commit(f, &records);
+        }
+
         #[derive(Debug, Clone)]
         enum Op {
             Insert(u8, i64),
@@ -1271,12 +1297,7 @@ mod tests {
         #[test]
         fn the_least_recently_used_entry_is_evicted() {
             let f = fixture(2);
-            let records: Vec<LocalRecord> =
-                ["a", "b", "c"].iter().map(|k| record(k, Some(1))).collect();
-            for key in ["a", "b", "c"] {
-                f.store.lock().insert(key.to_string(), (1, 1));
-            }
-            commit(&f, &records);
+            insert_and_commit(&f, &["a", "b", "c"]);
             let cached = |key: &str| f.store.lock().map.contains_key(key);
             assert!(
                 !cached("a") && cached("b") && cached("c"),
@@ -1324,12 +1345,7 @@ mod tests {
         #[test]
         fn a_detached_store_holds_every_entry_in_memory() {
             let f = fixture(1);
-            let records: Vec<LocalRecord> =
-                ["a", "b", "c"].iter().map(|k| record(k, Some(1))).collect();
-            for key in ["a", "b", "c"] {
-                f.store.lock().insert(key.to_string(), (1, 1));
-            }
-            commit(&f, &records);
+            insert_and_commit(&f, &["a", "b", "c"]);
             f.store.lock().insert("a".to_string(), (2, 2));
             f.store.lock().remove(&"b".to_string());
             f.handle.detach().unwrap();
@@ -1346,12 +1362,7 @@ mod tests {
         #[test]
         fn updates_since_the_commit_win_over_the_local_state() {
             let f = fixture(2);
-            let mut records = Vec::new();
-            for key in ["a", "b", "c", "d"] {
-                f.store.lock().insert(key.to_string(), (1, 1));
-                records.push(record(key, Some(1)));
-            }
-            commit(&f, &records);
+            insert_and_commit(&f, &["a", "b", "c", "d"]);
             // Not committed yet: an update and a deletion of keys that may be evicted.
             assert_eq!(f.store.lock().insert("a".to_string(), (2, 2)), Some((1, 1)));
             assert_eq!(f.store.lock().remove(&"b".to_string()), Some((1, 1)));

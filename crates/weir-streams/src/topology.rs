@@ -413,8 +413,6 @@ impl Topology {
                 self.stores.insert(name.clone(), Arc::clone(store));
             }
         }
-        // So that a task stops on a failed read of a global store it looked up.
-        self.global_persistent_stores = global.global_persistent_stores.clone();
     }
 
     /// The name of the changelog topic of `store` (without the application id), if the
@@ -512,6 +510,9 @@ pub(crate) struct Task {
     on_deserialization_error: DeserializationExceptionHandler,
     /// The stores served from the local state (see [`Task::attach_local_state`]).
     attached: Vec<Arc<dyn crate::store::PersistentStore>>,
+    /// The instance's persistent global stores, which this task's lookups read: a failed
+    /// read of one stops the task too.
+    watched_global: Vec<Arc<dyn crate::store::PersistentStore>>,
 }
 
 impl Task {
@@ -529,6 +530,7 @@ impl Task {
             },
             on_deserialization_error: handler,
             attached: Vec::new(),
+            watched_global: Vec::new(),
         }
     }
 
@@ -644,10 +646,6 @@ impl Task {
         self.ctx.metrics.restore_time_ms += u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
     }
 
-    pub(crate) fn topology_mut(&mut self) -> &mut Topology {
-        &mut self.topology
-    }
-
     pub(crate) fn topology(&self) -> &Topology {
         &self.topology
     }
@@ -752,12 +750,19 @@ impl Task {
         }
     }
 
+    /// Makes this task's global tables look up the stores of `global`, the instance's global
+    /// state (see [`Topology::share_global_stores`]), and watch the persistent ones.
+    pub(crate) fn share_global_stores(&mut self, global: &Task) {
+        self.topology.share_global_stores(&global.topology);
+        self.watched_global = global.attached.clone();
+    }
+
     /// A persistent store whose read failed stops the task (Kafka's
     /// `ProcessorStateException`): the record it was read for went on without its state.
-    /// The global stores its lookups read count too.
+    /// The global stores its lookups read count too. Nothing to check (and no lock taken)
+    /// when no store is persistent.
     fn check_persistent_stores(&self) -> Result<(), Error> {
-        let global = self.topology.global_persistent_stores.values();
-        for store in self.attached.iter().chain(global) {
+        for store in self.attached.iter().chain(&self.watched_global) {
             if let Some(error) = store.take_failure() {
                 return Err(error);
             }

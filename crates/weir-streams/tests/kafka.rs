@@ -18,7 +18,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{committed_to, latest_counts, start, word_counts};
+use common::{committed_to, latest_counts, start, wait_for_layout, word_counts};
 use support::{TestBroker, create_topic, fetch_all};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
@@ -1240,48 +1240,28 @@ async fn global_records_alone_reach_the_local_copy_at_the_commit_interval() {
     broker.stop().await;
 }
 
-/// Each member's partitions of `topic` in the group `group`, by the member's `client.id`,
-/// once the group is stable with `members` members that together hold `partitions`
-/// partitions of it.
-async fn wait_for_layout(
-    broker: &TestBroker,
-    group: &str,
-    topic: &str,
-    members: usize,
-    partitions: usize,
-) -> BTreeMap<String, BTreeSet<i32>> {
-    let admin = weir_client::admin::Admin::connect(broker.config())
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let described = admin.describe_groups(&[group]).await.unwrap();
-        let layout: BTreeMap<String, BTreeSet<i32>> = described
-            .iter()
-            .filter_map(|(_, group)| group.as_ref().ok())
-            .filter(|group| group.state == "Stable")
-            .flat_map(|group| &group.members)
-            .map(|member| {
-                let mine = member
-                    .assigned_partitions()
-                    .unwrap()
-                    .into_iter()
-                    .filter(|(t, _)| t == topic)
-                    .map(|(_, p)| p)
-                    .collect();
-                (member.client_id.clone(), mine)
-            })
-            .collect();
-        let held: usize = layout.values().map(BTreeSet::len).sum();
-        if layout.len() == members && held == partitions {
-            return layout;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{group} never settled: {layout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A broker for word counts shared by a group of instances: `words` with `partitions`
+/// partitions, `word-counts`, and group timeouts short enough for a test.
+async fn word_count_broker(partitions: i32) -> TestBroker {
+    let broker = TestBroker::start(&[
+        ("group.min.session.timeout.ms", "1000"),
+        ("group.initial.rebalance.delay.ms", "0"),
+    ])
+    .await;
+    let client = broker.client().await;
+    create_topic(&client, "words", partitions).await;
+    create_topic(&client, "word-counts", 1).await;
+    broker
+}
+
+/// The configuration of an instance of `app` on `broker` that commits every 100 ms and
+/// whose crash the group notices within 3 s.
+fn word_count_group_config(broker: &TestBroker, app: &str) -> StreamsConfig {
+    let mut config = StreamsConfig::new(app, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(3);
+    config
 }
 
 /// The streams assignor is sticky: when one of three instances leaves, the two that stay
@@ -1291,14 +1271,7 @@ async fn wait_for_layout(
 #[tokio::test]
 async fn the_instances_that_stay_keep_their_tasks_when_one_leaves() {
     const APP: &str = "word-count-sticky";
-    let broker = TestBroker::start(&[
-        ("group.min.session.timeout.ms", "1000"),
-        ("group.initial.rebalance.delay.ms", "0"),
-    ])
-    .await;
-    let client = broker.client().await;
-    create_topic(&client, "words", 6).await;
-    create_topic(&client, "word-counts", 1).await;
+    let broker = word_count_broker(6).await;
 
     let mut running = BTreeMap::new();
     for i in 0..3 {
@@ -1362,18 +1335,9 @@ async fn pause_and_inspect<T>(
 async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
     const APP: &str = "word-count-standby";
     const RECORDS: usize = 600;
-    let broker = TestBroker::start(&[
-        ("group.min.session.timeout.ms", "1000"),
-        ("group.initial.rebalance.delay.ms", "0"),
-    ])
-    .await;
+    let broker = word_count_broker(4).await;
     let client = broker.client().await;
-    create_topic(&client, "words", 4).await;
-    create_topic(&client, "word-counts", 1).await;
-    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
-    config.client = broker.config();
-    config.commit_interval = Duration::from_millis(100);
-    config.session_timeout = Duration::from_secs(3);
+    let mut config = word_count_group_config(&broker, APP);
     config.num_standby_replicas = 1;
     let mut survivor = start(
         KafkaStreams::new(word_counts, config.clone())
@@ -1492,18 +1456,9 @@ async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
 async fn a_joining_instance_warms_up_before_it_takes_tasks_over() {
     const APP: &str = "word-count-warmup";
     const RECORDS: usize = 1200;
-    let broker = TestBroker::start(&[
-        ("group.min.session.timeout.ms", "1000"),
-        ("group.initial.rebalance.delay.ms", "0"),
-    ])
-    .await;
+    let broker = word_count_broker(4).await;
     let client = broker.client().await;
-    create_topic(&client, "words", 4).await;
-    create_topic(&client, "word-counts", 1).await;
-    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
-    config.client = broker.config();
-    config.commit_interval = Duration::from_millis(100);
-    config.session_timeout = Duration::from_secs(3);
+    let mut config = word_count_group_config(&broker, APP);
     config.probing_rebalance_interval = Duration::from_secs(3);
     let mut first_config = config.clone();
     first_config.client.client_id = "first".to_string();

@@ -19,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{committed_to, start, word_counts};
+use common::{committed_to, start, wait_for_layout, word_counts};
 use support::{TestBroker, create_topic};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{KafkaStreams, StreamsConfig};
@@ -689,42 +689,6 @@ async fn a_standby_keeps_its_tasks_local_state() {
     broker.stop().await;
 }
 
-/// The partitions of `words` each member of the group `app` holds, by `client.id`, once
-/// the group is stable with two members.
-async fn two_member_layout(
-    broker: &TestBroker,
-    app: &str,
-) -> std::collections::BTreeMap<String, Vec<i32>> {
-    let admin = weir_client::admin::Admin::connect(broker.config())
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let described = admin.describe_groups(&[app]).await.unwrap();
-        let layout: std::collections::BTreeMap<String, Vec<i32>> = described
-            .iter()
-            .filter_map(|(_, group)| group.as_ref().ok())
-            .filter(|group| group.state == "Stable")
-            .flat_map(|group| &group.members)
-            .map(|member| {
-                let mine = member
-                    .assigned_partitions()
-                    .unwrap()
-                    .into_iter()
-                    .filter(|(t, _)| t == "words")
-                    .map(|(_, p)| p)
-                    .collect();
-                (member.client_id.clone(), mine)
-            })
-            .collect();
-        if layout.len() == 2 {
-            return layout;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{layout:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// An instance restarted on a state dir whose checkpoints are within
 /// `acceptable_recovery_lag` of the changelogs counts as caught up on those tasks (it
 /// reports its checkpoints' lag in its first subscription): it takes its share back at
@@ -758,7 +722,7 @@ async fn a_restarted_instance_with_close_checkpoints_takes_its_tasks_back_at_onc
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let layout = two_member_layout(&broker, APP).await;
+        let layout = wait_for_layout(&broker, APP, "words", 2, TASKS as usize).await;
         if layout["a"].len() == 1 && layout["b"].len() == 1 {
             break;
         }

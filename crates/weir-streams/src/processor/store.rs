@@ -13,7 +13,7 @@ use crate::kstream::StreamsBuilder;
 use crate::serdes::Serde;
 use crate::store::{
     NO_TIMESTAMP, SharedStore, ValueFormat, encode_change, log_change, logged_store,
-    persistent_store,
+    register_persistent_store,
 };
 use crate::topology::{Context, Data, SerdeRef};
 
@@ -283,16 +283,16 @@ impl StreamsBuilder {
         state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
         if builder.logging {
             if builder.persistent {
-                let persistent = persistent_store(
+                register_persistent_store(
+                    &mut state,
                     &builder.name,
                     &store,
-                    Arc::clone(&builder.key_serde),
-                    Arc::clone(&builder.value_serde),
+                    (
+                        Arc::clone(&builder.key_serde),
+                        Arc::clone(&builder.value_serde),
+                    ),
                     ValueFormat::Plain,
                 );
-                state
-                    .persistent_stores
-                    .insert(builder.name.clone(), persistent);
             }
             let topic = logged_store(
                 &mut state,

@@ -1,7 +1,9 @@
 //! What the weir-streams tests against the in-process broker share: starting an application,
-//! the offsets its group committed, the latest counts in an output topic, and a word count.
+//! the offsets its group committed, the latest counts in an output topic, a word count, and
+//! the partitions each member of a stable group holds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
@@ -74,4 +76,48 @@ pub(crate) fn word_counts() -> Result<Topology, weir_streams::Error> {
         .to_stream()
         .to("word-counts", StringSerde, Nullable(I64Serde));
     builder.build()
+}
+
+/// Each member's partitions of `topic` in the group `group`, by the member's `client.id`,
+/// once the group is stable with `members` members that together hold `partitions`
+/// partitions of it.
+pub(crate) async fn wait_for_layout(
+    broker: &TestBroker,
+    group: &str,
+    topic: &str,
+    members: usize,
+    partitions: usize,
+) -> BTreeMap<String, BTreeSet<i32>> {
+    let admin = weir_client::admin::Admin::connect(broker.config())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let described = admin.describe_groups(&[group]).await.unwrap();
+        let layout: BTreeMap<String, BTreeSet<i32>> = described
+            .iter()
+            .filter_map(|(_, group)| group.as_ref().ok())
+            .filter(|group| group.state == "Stable")
+            .flat_map(|group| &group.members)
+            .map(|member| {
+                let mine = member
+                    .assigned_partitions()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|(t, _)| t == topic)
+                    .map(|(_, p)| p)
+                    .collect();
+                (member.client_id.clone(), mine)
+            })
+            .collect();
+        let held: usize = layout.values().map(BTreeSet::len).sum();
+        if layout.len() == members && held == partitions {
+            return layout;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{group} never settled: {layout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -67,7 +67,10 @@ const LOCK_FILE: &str = ".lock";
 pub(crate) type LocalRecord = (String, Bytes, Option<Bytes>);
 
 /// The records loaded from the local state for one store: serialized key, changelog value.
-pub(crate) type LoadedStore = (String, Vec<(Vec<u8>, Vec<u8>)>);
+pub(crate) type LoadedStore = (String, Vec<StoredRecord>);
+
+/// One record of a store's local copy: its key and value, as the changelog holds them.
+pub(crate) type StoredRecord = (Vec<u8>, Vec<u8>);
 
 /// What [`TaskState::load_checked`] found in a local copy.
 pub(crate) enum LocalCopy {
@@ -236,6 +239,59 @@ impl TaskState {
 
     /// The changelog value held for `key` in `store`.
     pub(crate) fn get(&self, store: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.reading(store, |table| {
+            let found = table.get(key)?;
+            Ok(found.map(|value| value.value().to_vec()))
+        })
+        .map(Option::flatten)
+    }
+
+    /// The records of `store` with keys in `[low, high]` (compared as bytes), in key order.
+    pub(crate) fn range(
+        &self,
+        store: &str,
+        low: &[u8],
+        high: &[u8],
+    ) -> Result<Vec<StoredRecord>, Error> {
+        if low > high {
+            return Ok(Vec::new());
+        }
+        self.reading(store, |table| {
+            let mut found = Vec::new();
+            for entry in table.range(low..=high)? {
+                let (key, value) = entry?;
+                found.push((key.value().to_vec(), value.value().to_vec()));
+            }
+            Ok(found)
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    /// Calls `visit` with every key of `store`, in key order.
+    pub(crate) fn visit_keys(
+        &self,
+        store: &str,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<(), Error> {
+        self.reading(store, |table| {
+            for entry in table.iter()? {
+                let (key, _) = entry?;
+                visit(key.value());
+            }
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// What `read` gets from the table of `store` as the reused read transaction sees it;
+    /// `None` when there is no such table (nothing was written to the store yet).
+    fn reading<T>(
+        &self,
+        store: &str,
+        read: impl FnOnce(
+            &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+        ) -> Result<T, redb::StorageError>,
+    ) -> Result<Option<T>, Error> {
         let mut readers = self.readers.lock();
         let reader = match readers.get(store) {
             Some(reader) => reader,
@@ -255,8 +311,7 @@ impl TaskState {
         let Some(table) = &reader.0 else {
             return Ok(None);
         };
-        let found = table.get(key).map_err(|e| db_error(&self.path, e))?;
-        Ok(found.map(|value| value.value().to_vec()))
+        read(table).map(Some).map_err(|e| db_error(&self.path, e))
     }
 
     /// How many keys `store` holds.

@@ -15,6 +15,9 @@ use crate::state::TaskState;
 use crate::topology::{
     BuilderState, Context, InternalTopic, InternalTopicKind, RawRecord, Restorer, SerdeRef,
 };
+use crate::window::{Window, Windowed};
+use crate::window_store::WindowedStoreKind;
+use crate::windowed::{Retention, key_range};
 
 /// The contents of an in-memory key-value store: each key's value and the timestamp of its
 /// last update (Kafka's timestamped key-value store, KIP-258), sorted by key.
@@ -31,12 +34,12 @@ pub(crate) fn new_store<K, V>() -> SharedStore<K, V> {
     }))
 }
 
-/// The entries of one task's key-value store. In memory (the default, and always for window
-/// and session stores, join and suppression buffers): `map` holds every entry. Persistent
-/// (a logged key-value store of a task with local state, once
-/// [`PersistentStore::attach`]ed): the task's local state database holds the entries as of
-/// the last commit, and `map` holds the entries updated since (which the database does not
-/// have yet) and a bounded cache of the others, so the store can outgrow memory.
+/// The entries of one task's key-value store. In memory (the default, and always for join
+/// and suppression buffers): `map` holds every entry. Persistent (a logged key-value, window
+/// or session store of a task with local state, once [`PersistentStore::attach`]ed): the
+/// task's local state database holds the entries as of the last commit, and `map` holds the
+/// entries updated since (which the database does not have yet) and a bounded cache of the
+/// others, so the store can outgrow memory.
 pub(crate) struct StoreEntries<K, V> {
     map: Entries<K, V>,
     disk: Option<Box<DiskStore<K, V>>>,
@@ -106,25 +109,6 @@ impl<K: 'static, V: 'static> KeyValueCodec<K, V> for ChangelogCodec<K, V> {
 }
 
 impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
-    /// Every entry of a store that is never persistent (window and session stores, join and
-    /// suppression buffers: their operators scan them by range).
-    pub(crate) fn memory(&self) -> &Entries<K, V> {
-        debug_assert!(
-            self.disk.is_none(),
-            "a persistent store read as an in-memory one"
-        );
-        &self.map
-    }
-
-    /// [`StoreEntries::memory`], to update.
-    pub(crate) fn memory_mut(&mut self) -> &mut Entries<K, V> {
-        debug_assert!(
-            self.disk.is_none(),
-            "a persistent store written as an in-memory one"
-        );
-        &mut self.map
-    }
-
     /// The value of `key` and the timestamp of its last update.
     pub(crate) fn get(&mut self, key: &K) -> Option<(V, i64)> {
         let Some(disk) = &mut self.disk else {
@@ -224,6 +208,158 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
             }
         }
         found.into_iter().collect()
+    }
+}
+
+/// The windows (or sessions) of one key as `kind`'s stores order them in memory.
+fn windows_in<K: Ord + Clone, V: Clone>(
+    map: &Entries<Windowed<K>, V>,
+    kind: WindowedStoreKind,
+    key: &K,
+    from: i64,
+    to: i64,
+) -> Vec<(Windowed<K>, (V, i64))> {
+    let clone = |(key, value): (&Windowed<K>, &(V, i64))| (key.clone(), value.clone());
+    match kind {
+        WindowedStoreKind::Window => key_range(map, key, from, to).map(clone).collect(),
+        WindowedStoreKind::Session => key_range(map, key, i64::MIN, i64::MAX)
+            .filter(|(key, _)| (from..=to).contains(&key.window.end))
+            .map(clone)
+            .collect(),
+    }
+}
+
+/// The time ranges that cover `[from, to]` in the byte order of big-endian `i64`s, in which
+/// negative times sort after every other.
+fn byte_order_ranges(from: i64, to: i64) -> Vec<(i64, i64)> {
+    if from > to {
+        Vec::new()
+    } else if from >= 0 || to < 0 {
+        vec![(from, to)]
+    } else {
+        vec![(0, to), (from, -1)]
+    }
+}
+
+/// A window or session store: its entries by key, then window (Kafka's window and session
+/// stores), in memory or persistent.
+impl<K: Ord + Clone, V: Clone> StoreEntries<Windowed<K>, V> {
+    /// The windows of `key` whose time (`kind`'s: a window's start, a session's end) lies in
+    /// `[from, to]`, by start, then end. A persistent store reads them from its local state
+    /// too (a range of its keys: Kafka's key schemas put the times after the key) and caches
+    /// what it read.
+    pub(crate) fn windows(
+        &mut self,
+        kind: WindowedStoreKind,
+        key: &K,
+        from: i64,
+        to: i64,
+    ) -> Vec<(Windowed<K>, (V, i64))> {
+        let Some(disk) = &mut self.disk else {
+            return windows_in(&self.map, kind, key, from, to);
+        };
+        let mut read_any = false;
+        for (windowed, value) in disk.read_windows(kind, key, from, to) {
+            // A key it knows is in `map` already, or was deleted since the commit.
+            if !disk.meta.contains_key(&windowed) {
+                self.map.insert(windowed.clone(), value);
+                disk.cache(windowed);
+                read_any = true;
+            }
+        }
+        let found = windows_in(&self.map, kind, key, from, to);
+        if read_any {
+            disk.evict(&mut self.map);
+        }
+        found
+    }
+
+    /// Drops the windows whose time (`kind`'s) is at or before `expired`. Returns those
+    /// dropped from memory, and the keys (as the local state holds them) of those the local
+    /// state holds, which the caller deletes from it.
+    pub(crate) fn drop_expired(
+        &mut self,
+        kind: WindowedStoreKind,
+        expired: i64,
+    ) -> (Vec<Windowed<K>>, Vec<Vec<u8>>) {
+        let live = |key: &Windowed<K>| kind.time_of(&key.window) > expired;
+        let mut dropped = Vec::new();
+        self.map.retain(|key, _| {
+            let keep = live(key);
+            if !keep {
+                dropped.push(key.clone());
+            }
+            keep
+        });
+        let Some(disk) = &mut self.disk else {
+            return (dropped, Vec::new());
+        };
+        let mut clean = disk.clean;
+        disk.meta.retain(|key, meta| {
+            let keep = live(key);
+            if !keep && matches!(meta, Meta::Clean { .. }) {
+                clean -= 1;
+            }
+            keep
+        });
+        disk.clean = clean;
+        let stored = disk.expired_keys(kind, expired);
+        (dropped, stored)
+    }
+}
+
+impl<K: Ord + Clone, V> DiskStore<Windowed<K>, V> {
+    /// The windows of `key` whose time (`kind`'s) lies in `[from, to]` in the local state.
+    fn read_windows(
+        &mut self,
+        kind: WindowedStoreKind,
+        key: &K,
+        from: i64,
+        to: i64,
+    ) -> Vec<(Windowed<K>, (V, i64))> {
+        self.reading(|state, store, codec| {
+            // The key's bytes: its changelog key without the times that follow them.
+            let suffix = kind.times_len();
+            let probe = Windowed {
+                key: key.clone(),
+                window: Window { start: 0, end: 0 },
+            };
+            let mut prefix = codec.write_key(&probe)?;
+            prefix.truncate(prefix.len().saturating_sub(suffix));
+            let bound = |time: i64, fill: u8| {
+                let mut bound = prefix.clone();
+                bound.extend_from_slice(&time.to_be_bytes());
+                bound.resize(prefix.len() + suffix, fill);
+                bound
+            };
+            let mut found = Vec::new();
+            for (low, high) in byte_order_ranges(from, to) {
+                for (raw, value) in state.range(store, &bound(low, 0), &bound(high, 0xFF))? {
+                    // Between the bounds lie longer keys that begin with this one's bytes.
+                    if raw.len() == prefix.len() + suffix && raw.starts_with(&prefix) {
+                        found.push((codec.read_key(&raw)?, codec.read_value(&value)?));
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// The keys in the local state of the windows whose time (`kind`'s) is at or before
+    /// `expired`. Reads every key: the times follow the keys.
+    fn expired_keys(&mut self, kind: WindowedStoreKind, expired: i64) -> Vec<Vec<u8>> {
+        self.reading(|state, store, _| {
+            let mut keys = Vec::new();
+            state.visit_keys(store, |raw| {
+                if kind
+                    .time_in_changelog_key(raw)
+                    .is_some_and(|time| time <= expired)
+                {
+                    keys.push(raw.to_vec());
+                }
+            })?;
+            Ok(keys)
+        })
     }
 }
 
@@ -402,6 +538,16 @@ struct Persistent<K, V> {
     store: SharedStore<K, V>,
     name: String,
     codec: Arc<dyn KeyValueCodec<K, V>>,
+    /// A window or session store's kind and retention.
+    windowed: Option<WindowedRetention>,
+}
+
+/// What a persistent window or session store needs when it is attached: the latest time its
+/// local state holds is the one its retention counts from (a restore from the changelog
+/// moves it with each record; the local state is not restored record by record).
+pub(crate) struct WindowedRetention {
+    pub(crate) kind: WindowedStoreKind,
+    pub(crate) retention: Arc<Mutex<Retention>>,
 }
 
 impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
@@ -410,6 +556,7 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
     fn attach(&self, state: &Arc<TaskState>, max_cached: usize) {
         let mut guard = self.store.lock();
         let StoreEntries { map, disk } = &mut *guard;
+        let attached_before = disk.is_some();
         let (meta, clean, uses, clock) = match disk.take() {
             // Attached again: what it knew still holds.
             Some(old) => (old.meta, old.clean, old.uses, old.clock),
@@ -432,6 +579,20 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
             clock,
             failed: None,
         }));
+        if let (Some(windowed), false) = (&self.windowed, attached_before) {
+            let mut latest = None;
+            let read = state.visit_keys(&self.name, |raw| {
+                latest = latest.max(windowed.kind.time_in_changelog_key(raw));
+            });
+            match (read, disk) {
+                (Err(error), Some(disk)) => disk.fail(error),
+                _ => {
+                    if let Some(time) = latest {
+                        windowed.retention.lock().observe(time);
+                    }
+                }
+            }
+        }
     }
 
     fn committed(&self) {
@@ -487,6 +648,7 @@ where
             value_serde,
             format,
         }),
+        windowed: None,
     })
 }
 
@@ -505,6 +667,33 @@ pub(crate) fn register_persistent_store<K, V>(
 {
     let persistent = persistent_store(name, store, key_serde, value_serde, format);
     state.persistent_stores.insert(name.to_string(), persistent);
+}
+
+/// Registers `store`, the logged window or session store `name` (timestamped values, keys
+/// in Kafka's windowed formats), as one a task with local state serves from it.
+pub(crate) fn register_persistent_windowed_store<K, V>(
+    state: &mut BuilderState,
+    name: &str,
+    store: &SharedStore<Windowed<K>, V>,
+    (key_serde, value_serde): (SerdeRef<Windowed<K>>, SerdeRef<V>),
+    windowed: WindowedRetention,
+) where
+    K: Ord + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    let persistent = Persistent {
+        store: Arc::clone(store),
+        name: name.to_string(),
+        codec: Arc::new(ChangelogCodec {
+            key_serde,
+            value_serde,
+            format: ValueFormat::Timestamped,
+        }),
+        windowed: Some(windowed),
+    };
+    state
+        .persistent_stores
+        .insert(name.to_string(), Arc::new(persistent));
 }
 
 /// A read-only view of a key-value state store (Kafka's `ReadOnlyKeyValueStore`). Reads see
@@ -1132,6 +1321,7 @@ mod tests {
                     value_serde: Arc::new(I64Serde),
                     format: ValueFormat::Timestamped,
                 }),
+                windowed: None,
             };
             handle.attach(&state, max_cached);
             Fixture {
@@ -1428,6 +1618,317 @@ mod tests {
                 handle.take_failure(),
                 Some(crate::Error::StoreClosed(name)) if name == "counts"
             ));
+        }
+    }
+
+    /// Persistent window and session stores against a real local state: a key's windows are
+    /// a range of the database's keys (Kafka's windowed key formats), merged with what
+    /// changed since the last commit.
+    mod windowed {
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use bytes::Bytes;
+        use parking_lot::Mutex;
+
+        use super::super::{
+            ChangelogCodec, Persistent, PersistentStore, SharedStore, ValueFormat,
+            WindowedRetention, encode_value, new_store,
+        };
+        use crate::serdes::{Serde, SessionWindowedSerde, TimeWindowedSerde};
+        use crate::state::{LocalRecord, TaskState, try_lock};
+        use crate::window_store::WindowedStoreKind;
+        use crate::windowed::Retention;
+        use crate::{I64Serde, StringSerde, Window, Windowed};
+
+        /// Time windows' size.
+        const SIZE: i64 = 10;
+
+        struct Fixture {
+            _dir: tempfile::TempDir,
+            state: Arc<TaskState>,
+            store: SharedStore<Windowed<String>, i64>,
+            handle: Persistent<Windowed<String>, i64>,
+            retention: Arc<Mutex<Retention>>,
+            key_serde: Arc<dyn Serde<Windowed<String>>>,
+        }
+
+        fn key_serde(kind: WindowedStoreKind) -> Arc<dyn Serde<Windowed<String>>> {
+            match kind {
+                WindowedStoreKind::Window => Arc::new(TimeWindowedSerde::new(
+                    StringSerde,
+                    Duration::from_millis(SIZE as u64),
+                )),
+                WindowedStoreKind::Session => Arc::new(SessionWindowedSerde::new(StringSerde)),
+            }
+        }
+
+        /// A store of `kind` with `max_cached` entries cached, on the local state in `dir`.
+        fn fixture_in(
+            dir: tempfile::TempDir,
+            kind: WindowedStoreKind,
+            max_cached: usize,
+        ) -> Fixture {
+            let task_dir = dir.path().join("0");
+            let lock = try_lock(&task_dir).unwrap().unwrap();
+            let (state, _) = TaskState::open(task_dir, lock).unwrap();
+            let state = Arc::new(state);
+            let store = new_store();
+            let retention = Arc::new(Mutex::new(Retention::new(1_000)));
+            let key_serde = key_serde(kind);
+            let handle = Persistent {
+                store: Arc::clone(&store),
+                name: "windows".to_string(),
+                codec: Arc::new(ChangelogCodec {
+                    key_serde: Arc::clone(&key_serde),
+                    value_serde: Arc::new(I64Serde),
+                    format: ValueFormat::Timestamped,
+                }),
+                windowed: Some(WindowedRetention {
+                    kind,
+                    retention: Arc::clone(&retention),
+                }),
+            };
+            handle.attach(&state, max_cached);
+            Fixture {
+                _dir: dir,
+                state,
+                store,
+                handle,
+                retention,
+                key_serde,
+            }
+        }
+
+        fn fixture(kind: WindowedStoreKind, max_cached: usize) -> Fixture {
+            fixture_in(tempfile::tempdir().unwrap(), kind, max_cached)
+        }
+
+        fn windowed(
+            kind: WindowedStoreKind,
+            key: &str,
+            start: i64,
+            length: i64,
+        ) -> Windowed<String> {
+            let end = match kind {
+                WindowedStoreKind::Window => start + SIZE,
+                WindowedStoreKind::Session => start + length,
+            };
+            Windowed {
+                key: key.to_string(),
+                window: Window { start, end },
+            }
+        }
+
+        fn record(f: &Fixture, key: &Windowed<String>, value: Option<i64>) -> LocalRecord {
+            let value = value.map(|v| {
+                Bytes::from(encode_value(ValueFormat::Timestamped, &I64Serde, &v, v).unwrap())
+            });
+            let key = Bytes::from(f.key_serde.serialize(key).unwrap());
+            ("windows".to_string(), key, value)
+        }
+
+        fn commit(f: &Fixture, records: &[LocalRecord]) {
+            f.state.commit(records, &HashMap::new()).unwrap();
+            f.handle.committed();
+        }
+
+        /// Keys whose bytes begin with another's ("a", "a\0", "ab") and times on both sides of
+        /// zero: each key's query finds its own windows only, by time.
+        #[test]
+        fn a_keys_windows_are_read_from_the_local_state_and_no_other_keys() {
+            for kind in [WindowedStoreKind::Window, WindowedStoreKind::Session] {
+                let f = fixture(kind, 1);
+                let keys = ["a", "a\0", "ab", "b", ""];
+                let starts = [-20, -1, 0, 5, 300];
+                let mut records = Vec::new();
+                for key in keys {
+                    for start in starts {
+                        let windowed = windowed(kind, key, start, 3);
+                        f.store.lock().put(windowed.clone(), Some((start, start)));
+                        records.push(record(&f, &windowed, Some(start)));
+                    }
+                }
+                commit(&f, &records);
+                assert_eq!(f.handle.entries_in_memory(), 1, "{kind:?}");
+                let time = |start: i64| match kind {
+                    WindowedStoreKind::Window => start,
+                    WindowedStoreKind::Session => start + 3,
+                };
+                for key in keys {
+                    for (from, to) in [(i64::MIN, i64::MAX), (-1, 4), (0, 300), (-30, -2), (6, 2)] {
+                        let found: Vec<(String, i64)> = f
+                            .store
+                            .lock()
+                            .windows(kind, &key.to_string(), from, to)
+                            .into_iter()
+                            .map(|(w, (value, _))| (w.key, value))
+                            .collect();
+                        let expected: Vec<(String, i64)> = starts
+                            .iter()
+                            .filter(|start| (from..=to).contains(&time(**start)))
+                            .map(|start| (key.to_string(), *start))
+                            .collect();
+                        assert_eq!(found, expected, "{kind:?} {key:?} [{from}, {to}]");
+                    }
+                }
+                assert!(f.handle.entries_in_memory() <= 1);
+                assert!(f.handle.take_failure().is_none());
+            }
+        }
+
+        /// The latest time in the local state is the one the retention counts from when the
+        /// store is attached again after a restart; expired windows in the local state are
+        /// found by the sweep and deleted from it.
+        #[test]
+        fn a_restart_takes_the_retention_time_from_the_local_state_and_sweeps_it() {
+            for kind in [WindowedStoreKind::Window, WindowedStoreKind::Session] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().to_path_buf();
+                let f = fixture_in(dir, kind, 2);
+                let records: Vec<LocalRecord> = [100, 2_000, 5_000]
+                    .iter()
+                    .map(|start| {
+                        let windowed = windowed(kind, "k", *start, 4);
+                        f.store.lock().put(windowed.clone(), Some((1, 1)));
+                        record(&f, &windowed, Some(1))
+                    })
+                    .collect();
+                commit(&f, &records);
+                f.state.persist().unwrap();
+                let Fixture {
+                    _dir: dir,
+                    state,
+                    handle,
+                    store,
+                    ..
+                } = f;
+                drop((state, handle, store));
+                assert_eq!(dir.path(), path);
+                let f = fixture_in(dir, kind, 2);
+                let latest = match kind {
+                    WindowedStoreKind::Window => 5_000,
+                    WindowedStoreKind::Session => 5_004,
+                };
+                assert_eq!(f.retention.lock().latest(), latest, "{kind:?}");
+                assert_eq!(f.handle.entries_in_memory(), 0, "nothing loaded");
+                let (dropped, stored) = f.store.lock().drop_expired(kind, latest - 1_000);
+                assert!(dropped.is_empty(), "none in memory");
+                assert_eq!(stored.len(), 2, "{kind:?}: the two older windows");
+                let deletions: Vec<LocalRecord> = stored
+                    .into_iter()
+                    .map(|key| ("windows".to_string(), Bytes::from(key), None))
+                    .collect();
+                commit(&f, &deletions);
+                let left = f
+                    .store
+                    .lock()
+                    .windows(kind, &"k".to_string(), i64::MIN, i64::MAX);
+                assert_eq!(left.len(), 1, "{kind:?}");
+                assert_eq!(left[0].0.window.start, 5_000);
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Put(u8, i64, i64, i64),
+            Remove(u8, i64, i64),
+            Windows(u8, i64, i64),
+            Expire(i64),
+            Commit,
+        }
+
+        fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+            use proptest::prelude::*;
+            let key = 0..6u8;
+            let time = -30..60i64;
+            let length = 0..8i64;
+            prop_oneof![
+                4 => (key.clone(), time.clone(), length.clone(), any::<i64>())
+                    .prop_map(|(k, t, l, v)| Op::Put(k, t, l, v)),
+                1 => (key.clone(), time.clone(), length).prop_map(|(k, t, l)| Op::Remove(k, t, l)),
+                3 => (key, time.clone(), time.clone()).prop_map(|(k, a, b)| Op::Windows(k, a, b)),
+                1 => time.prop_map(Op::Expire),
+                1 => Just(Op::Commit),
+            ]
+        }
+
+        proptest::proptest! {
+            /// Whatever the updates, queries, expiries, commits and cache bound, a persistent
+            /// window or session store answers a key's windows as an in-memory one does.
+            /// Nothing is put or queried at an expired time, as the operators never do.
+            #[test]
+            fn a_persistent_windowed_store_answers_as_an_in_memory_one(
+                ops in proptest::collection::vec(op(), 1..300),
+                max_cached in 0..4usize,
+                session in proptest::bool::ANY,
+            ) {
+                let kind = if session { WindowedStoreKind::Session } else { WindowedStoreKind::Window };
+                let f = fixture(kind, max_cached);
+                let model: SharedStore<Windowed<String>, i64> = new_store();
+                let mut logged: Vec<LocalRecord> = Vec::new();
+                let mut expired_keys: Vec<LocalRecord> = Vec::new();
+                let mut expired = i64::MIN;
+                // Keys whose bytes begin with another's.
+                let name = |k: u8| ["", "a", "a\0", "ab", "b", "abc"][usize::from(k)].to_string();
+                for op in ops {
+                    let mut store = f.store.lock();
+                    let mut model = model.lock();
+                    let live = |w: &Windowed<String>| kind.time_of(&w.window) > expired;
+                    match op {
+                        Op::Put(k, t, l, v) => {
+                            let w = windowed(kind, &name(k), t, l);
+                            if live(&w) {
+                                proptest::prop_assert_eq!(
+                                    store.insert(w.clone(), (v, v)),
+                                    model.insert(w.clone(), (v, v))
+                                );
+                                logged.push(record(&f, &w, Some(v)));
+                            }
+                        }
+                        Op::Remove(k, t, l) => {
+                            let w = windowed(kind, &name(k), t, l);
+                            if live(&w) {
+                                proptest::prop_assert_eq!(store.remove(&w), model.remove(&w));
+                                logged.push(record(&f, &w, None));
+                            }
+                        }
+                        Op::Windows(k, from, to) => {
+                            let from = from.max(expired.saturating_add(1));
+                            proptest::prop_assert_eq!(
+                                store.windows(kind, &name(k), from, to),
+                                model.windows(kind, &name(k), from, to)
+                            );
+                        }
+                        Op::Expire(t) => {
+                            expired = expired.max(t);
+                            let (dropped, stored) = store.drop_expired(kind, expired);
+                            model.drop_expired(kind, expired);
+                            // Deleted from the local state after the commit's records, as
+                            // the runtime writes them.
+                            for key in dropped {
+                                expired_keys.push((
+                                    "windows".to_string(),
+                                    Bytes::from(f.key_serde.serialize(&key).unwrap()),
+                                    None,
+                                ));
+                            }
+                            for key in stored {
+                                expired_keys.push(("windows".to_string(), Bytes::from(key), None));
+                            }
+                        }
+                        Op::Commit => {
+                            drop((store, model));
+                            logged.append(&mut expired_keys);
+                            commit(&f, &std::mem::take(&mut logged));
+                            let cached = f.handle.entries_in_memory();
+                            proptest::prop_assert!(cached <= max_cached as u64);
+                        }
+                    }
+                }
+                proptest::prop_assert!(f.handle.take_failure().is_none());
+            }
         }
     }
 

@@ -1,8 +1,9 @@
 //! Read-only views of window and session stores (Kafka's `ReadOnlyWindowStore` and
 //! `ReadOnlySessionStore`), the interactive queries of windowed aggregations by time range.
 //!
-//! A windowed aggregation's store is an in-memory map sorted by key, then window; its
-//! [`Retention`] is shared with the views, so a window the store counts as expired is not
+//! A windowed aggregation's store is sorted by key, then window (in memory, or persistent
+//! with its local state in Kafka's windowed key formats); its [`Retention`] is shared with
+//! the views, so a window the store counts as expired is not
 //! seen by a query even before the store's next sweep drops it.
 
 use std::ops::{Bound, RangeBounds};
@@ -14,7 +15,7 @@ use crate::Error;
 use crate::store::{SharedStore, is_empty_range};
 use crate::topology::BuilderState;
 use crate::window::{Window, Windowed};
-use crate::windowed::{Retention, key_range};
+use crate::windowed::Retention;
 
 /// What a windowed store holds: the time its retention counts from differs (a window's
 /// start, a session's end), and so do the queries it answers.
@@ -45,6 +46,14 @@ impl WindowedStoreKind {
         };
         let bytes: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
         Some(i64::from_be_bytes(bytes))
+    }
+
+    /// How many bytes of times follow the key in a changelog key.
+    pub(crate) fn times_len(self) -> usize {
+        match self {
+            Self::Window => 8,
+            Self::Session => 16,
+        }
     }
 
     fn describe(self) -> &'static str {
@@ -85,17 +94,10 @@ impl<K: Ord + Clone, V: Clone> WindowedStore<K, V> {
     ) -> Vec<(Windowed<K>, V)> {
         let expired = self.expired_until();
         let kind = self.kind;
-        let guard = self.entries.lock();
-        let entries = guard.memory();
-        let matching = |(key, (value, _)): (&Windowed<K>, &(V, i64))| {
-            (kind.time_of(&key.window) > expired && keep(&key.window))
-                .then(|| (key.clone(), value.clone()))
-        };
-        match keys {
+        let mut entries = self.entries.lock();
+        let found = match keys {
             (Bound::Included(from), Bound::Included(to)) if from == to => {
-                key_range(entries, from, i64::MIN, i64::MAX)
-                    .filter_map(matching)
-                    .collect()
+                entries.windows(kind, from, expired.saturating_add(1), i64::MAX)
             }
             (from, to) => {
                 if is_empty_range(from, to) {
@@ -117,9 +119,14 @@ impl<K: Ord + Clone, V: Clone> WindowedStore<K, V> {
                     Bound::Excluded(key) => Bound::Excluded(windowed(key, i64::MIN)),
                     Bound::Unbounded => Bound::Unbounded,
                 };
-                entries.range((low, high)).filter_map(matching).collect()
+                entries.range((low, high))
             }
-        }
+        };
+        found
+            .into_iter()
+            .filter(|(key, _)| kind.time_of(&key.window) > expired && keep(&key.window))
+            .map(|(key, (value, _))| (key, value))
+            .collect()
     }
 }
 

@@ -12,7 +12,10 @@ use crate::Error;
 use crate::kstream::{Materialized, Update, aggregate_into, folding, reducing, register_store};
 use crate::ktable::{Change, KTable};
 use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
-use crate::store::{Entries, SharedStore, ValueFormat, logged_store, write_changelog};
+use crate::store::{
+    Entries, SharedStore, StoreEntries, ValueFormat, WindowedRetention, logged_store,
+    register_persistent_windowed_store, write_changelog,
+};
 use crate::topology::{BuilderState, Context, Data, Node, Record, SerdeRef};
 use crate::window::{SessionWindows, SlidingWindows, TimeWindows, Window, Windowed};
 use crate::window_store::{WindowedStore, WindowedStoreKind, register_windowed_store};
@@ -187,7 +190,6 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             least,
             "window size plus the grace period",
         );
-        let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
         let store: SharedStore<Windowed<K>, VR> = crate::store::new_store();
         let name = register_store(&self.state, Some(store_name), &store);
         let windowed = Node::<Windowed<K>, V>::new();
@@ -198,7 +200,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             &store,
             update,
             Some(windows.grace_ms),
-            logging,
+            logging.clone(),
         );
         let retention = StoreRetention::register(
             &self.state,
@@ -206,7 +208,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             WindowedStoreKind::Window,
             period,
             &store,
-            key_serde,
+            logging,
         );
         self.node.add_sink(move |ctx, record| {
             // Kafka's KStreamWindowAggregate: a window takes records while its end is after
@@ -233,7 +235,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 let mut entries = store.lock();
                 let mut held = retention.lock();
                 held.observe(window.start);
-                retention.purge(ctx, &mut held, entries.memory_mut())?;
+                retention.purge(ctx, &mut held, &mut entries)?;
             }
             Ok(())
         });
@@ -301,27 +303,19 @@ impl Retention {
         self.observed.saturating_sub(self.period)
     }
 
-    /// Drops the expired entries, if the latest time moved on by a period since the last
-    /// sweep; returns their keys.
-    pub(crate) fn purge<K: Ord + Clone, V>(
-        &mut self,
-        entries: &mut Entries<Windowed<K>, V>,
-        time_of: impl Fn(&Window) -> i64,
-    ) -> Vec<Windowed<K>> {
-        let mut dropped = Vec::new();
+    /// The latest time put.
+    pub(crate) fn latest(&self) -> i64 {
+        self.observed
+    }
+
+    /// Whether the latest time moved on by a period since the last sweep: then it is time
+    /// for another.
+    fn sweep_due(&mut self) -> bool {
         if self.observed.saturating_sub(self.swept_at) < self.period.max(1) {
-            return dropped;
+            return false;
         }
         self.swept_at = self.observed;
-        let expired = self.expired_until();
-        entries.retain(|key, _| {
-            let live = time_of(&key.window) > expired;
-            if !live {
-                dropped.push(key.clone());
-            }
-            live
-        });
-        dropped
+        true
     }
 }
 
@@ -338,17 +332,26 @@ impl<K: Data + Ord> StoreRetention<K> {
     /// Registers `store` as the windowed store `name`, kept for `period` ms, for window or
     /// session queries; a restore from its changelog or local state moves its latest time as
     /// the records it puts back do, so restored entries that have expired are not queried,
-    /// and are dropped at the next sweep.
-    pub(crate) fn register<V: Send + 'static>(
+    /// and are dropped at the next sweep. Logged (with `logging`'s serdes), it is one a task
+    /// with local state serves from it (persistent).
+    pub(crate) fn register<V: Data>(
         state: &Arc<Mutex<BuilderState>>,
         name: &str,
         kind: WindowedStoreKind,
         period: i64,
         store: &SharedStore<Windowed<K>, V>,
-        key_serde: Option<SerdeRef<Windowed<K>>>,
+        logging: Option<WindowLogging<K, V>>,
     ) -> Self {
         let retention = Arc::new(Mutex::new(Retention::new(period)));
         let mut state = state.lock();
+        let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
+        if let Some(serdes) = logging {
+            let windowed = WindowedRetention {
+                kind,
+                retention: Arc::clone(&retention),
+            };
+            register_persistent_windowed_store(&mut state, name, store, serdes, windowed);
+        }
         register_windowed_store(
             &mut state,
             name,
@@ -384,21 +387,29 @@ impl<K: Data + Ord> StoreRetention<K> {
         self.retention.lock()
     }
 
-    /// Drops the expired entries of `entries`, and from the task's local state (they are not
-    /// logged to the changelog: Kafka's dropped segments are not).
-    pub(crate) fn purge<V>(
+    /// Drops the expired entries of `entries`, if the latest time moved on by a period since
+    /// the last sweep (so the cost of sweeping stays proportional to what is put), and from
+    /// the task's local state (they are not logged to the changelog: Kafka's dropped segments
+    /// are not).
+    pub(crate) fn purge<V: Clone>(
         &self,
         ctx: &mut Context,
         retention: &mut Retention,
-        entries: &mut Entries<Windowed<K>, V>,
+        entries: &mut StoreEntries<Windowed<K>, V>,
     ) -> Result<(), Error> {
-        let kind = self.kind;
-        let dropped = retention.purge(entries, |window| kind.time_of(window));
+        if !retention.sweep_due() {
+            return Ok(());
+        }
+        let (dropped, stored) = entries.drop_expired(self.kind, retention.expired_until());
         let Some(key_serde) = &self.key_serde else {
             return Ok(());
         };
         for key in dropped {
             let key = key_serde.serialize(&key)?;
+            ctx.expired
+                .push((self.name.clone(), Bytes::from(key), None));
+        }
+        for key in stored {
             ctx.expired
                 .push((self.name.clone(), Bytes::from(key), None));
         }
@@ -439,7 +450,7 @@ pub(crate) fn key_range<'a, K: Ord + Clone, VR>(
 /// `KStreamSlidingWindowAggregate`, with its window store's retention (a window whose start
 /// is at or before the latest start put minus `2 * timeDifference + grace` has expired).
 struct SlidingPass<'a, K, V, VR> {
-    entries: &'a mut Entries<Windowed<K>, VR>,
+    entries: &'a mut StoreEntries<Windowed<K>, VR>,
     update: &'a mut Update<Windowed<K>, V, VR>,
     ctx: &'a mut Context,
     retention: &'a mut Retention,
@@ -455,10 +466,12 @@ struct SlidingPass<'a, K, V, VR> {
 type Found<VR> = (Window, VR, i64);
 
 impl<K: Data + Ord, V: Data, VR: Data> SlidingPass<'_, K, V, VR> {
-    fn fetch(&self, from: i64, to: i64) -> Vec<Found<VR>> {
+    fn fetch(&mut self, from: i64, to: i64) -> Vec<Found<VR>> {
         let live = self.retention.expired_until().saturating_add(1);
-        key_range(self.entries, &self.key, from.max(live), to)
-            .map(|(key, (value, timestamp))| (key.window, value.clone(), *timestamp))
+        self.entries
+            .windows(WindowedStoreKind::Window, &self.key, from.max(live), to)
+            .into_iter()
+            .map(|(key, (value, timestamp))| (key.window, value, timestamp))
             .collect()
     }
 
@@ -646,7 +659,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
 ) -> KTable<Windowed<K>, VR> {
     let store: SharedStore<Windowed<K>, VR> = crate::store::new_store();
     let name = register_store(state, Some(store_name), &store);
-    let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
+    let serdes = logging.clone();
     // Every change of the store is one of the records forwarded: they are what is logged.
     // Windows dropped by retention are not logged, as Kafka's dropped segments are not.
     let changelog = logging.map(|(key_serde, value_serde)| {
@@ -681,7 +694,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
         WindowedStoreKind::Window,
         period,
         &store,
-        key_serde,
+        serdes,
     );
     node.add_sink(move |ctx, record| {
         let close = ctx.stream_time.saturating_sub(windows.grace_ms);
@@ -691,11 +704,10 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
             return Ok(());
         }
         let out = {
-            let mut guard = shared.lock();
-            let entries = guard.memory_mut();
+            let mut entries = shared.lock();
             let mut held = retention.lock();
             let mut pass = SlidingPass {
-                entries: &mut *entries,
+                entries: &mut entries,
                 update: &mut update,
                 ctx: &mut *ctx,
                 retention: &mut held,
@@ -712,7 +724,7 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
                 pass.process_in_order();
             }
             let out = pass.out;
-            retention.purge(ctx, &mut held, entries)?;
+            retention.purge(ctx, &mut held, &mut entries)?;
             out
         };
         for record in out {
@@ -908,16 +920,16 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
             gap_ms.saturating_add(grace_ms),
             "inactivity gap plus the grace period",
         );
-        let key_serde = changelog
+        let logging = changelog
             .as_ref()
-            .map(|(_, key_serde, _)| Arc::clone(key_serde));
+            .map(|(_, key_serde, value_serde)| (Arc::clone(key_serde), Arc::clone(value_serde)));
         let retention = StoreRetention::register(
             &self.state,
             &name,
             WindowedStoreKind::Session,
             period,
             &store,
-            key_serde,
+            logging,
         );
         self.node.add_sink(move |ctx, record| {
             let t = record.timestamp;
@@ -930,19 +942,26 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                 .saturating_sub(gap_ms);
             let mut out = Vec::new();
             {
-                let mut guard = shared.lock();
-                let entries = guard.memory_mut();
+                let mut entries = shared.lock();
                 let mut held = retention.lock();
                 // Kafka's findSessions(key, t - gap, t + gap): sessions ending at or after
-                // t - gap that start at or before t + gap, ordered by end.
-                let live = held.expired_until();
-                let mut found: Vec<(Windowed<K>, VR)> =
-                    key_range(entries, &record.key, i64::MIN, t.saturating_add(gap_ms))
-                        .filter(|(key, _)| {
-                            key.window.end >= t.saturating_sub(gap_ms) && key.window.end > live
-                        })
-                        .map(|(key, (value, _))| (key.clone(), value.clone()))
-                        .collect();
+                // t - gap that start at or before t + gap, ordered by end. No session ends
+                // after the latest end put.
+                let earliest_end = t
+                    .saturating_sub(gap_ms)
+                    .max(held.expired_until().saturating_add(1));
+                let latest_start = t.saturating_add(gap_ms);
+                let mut found: Vec<(Windowed<K>, VR)> = entries
+                    .windows(
+                        WindowedStoreKind::Session,
+                        &record.key,
+                        earliest_end,
+                        held.latest(),
+                    )
+                    .into_iter()
+                    .filter(|(key, _)| key.window.start <= latest_start)
+                    .map(|(key, (value, _))| (key, value))
+                    .collect();
                 found.sort_by_key(|(key, _)| (key.window.end, key.window.start));
                 let mut aggregate = (ops.initializer)();
                 let mut merged = Window { start: t, end: t };
@@ -987,8 +1006,8 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                         window: merged,
                     };
                     held.observe(merged.end);
-                    entries.insert(key.clone(), (value.clone(), merged.end));
-                    retention.purge(ctx, &mut held, entries)?;
+                    entries.put(key.clone(), Some((value.clone(), merged.end)));
+                    retention.purge(ctx, &mut held, &mut entries)?;
                     out.push(Record {
                         key,
                         value: Change {

@@ -819,3 +819,138 @@ async fn a_persistent_store_outgrows_its_cache_and_restarts_without_loading() {
     );
     broker.stop().await;
 }
+
+/// A day boundary (windows align to the epoch), so the tumbling window below holds every
+/// record.
+const DAY_START: i64 = 1_700_006_400_000;
+
+/// Per key, a count in a day's tumbling window and one per session (an hour's gap).
+fn windowed_counts() -> Result<weir_streams::Topology, weir_streams::Error> {
+    use weir_streams::{SessionWindows, StreamsBuilder, StringSerde, TumblingWindows};
+
+    let builder = StreamsBuilder::new();
+    let grouped = builder
+        .stream("words", StringSerde, StringSerde)
+        .group_by_key();
+    grouped
+        .windowed_by(TumblingWindows::of_size_with_no_grace(Duration::from_secs(
+            86_400,
+        )))
+        .materialized_as("tumbling")
+        .count();
+    grouped
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_secs(3_600),
+        ))
+        .materialized_as("sessions")
+        .count();
+    builder.build()
+}
+
+/// Records `range` of the input: key `k{i % keys}`, timestamp `DAY_START + i`.
+async fn produce_timed_keys(broker: &TestBroker, range: std::ops::Range<usize>, keys: usize) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in range {
+        let record = ProducerRecord::new("words")
+            .key(format!("k{:05}", i % keys))
+            .value("x".to_string())
+            .timestamp(DAY_START + i as i64);
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+}
+
+/// Every key's window and session, as (key, window start, window end, count).
+type WindowedCounts = Vec<(String, i64, i64, i64)>;
+
+/// Runs the windowed counts until `n` input records are committed; returns the metrics and
+/// the tumbling windows' and the sessions' counts.
+async fn run_windowed_until_committed(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    n: i64,
+) -> (weir_streams::TaskMetrics, WindowedCounts, WindowedCounts) {
+    let (stop, task) = start(
+        KafkaStreams::new(windowed_counts, config.clone())
+            .await
+            .unwrap(),
+    );
+    wait_committed(broker, &config.application_id, n).await;
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    let flat = |found: Vec<(weir_streams::Windowed<String>, i64)>| {
+        let mut found: WindowedCounts = found
+            .into_iter()
+            .map(|(w, count)| (w.key, w.window.start, w.window.end, count))
+            .collect();
+        found.sort();
+        found
+    };
+    let windows = flat(
+        streams
+            .window_store::<String, i64>("tumbling")
+            .unwrap()
+            .all(),
+    );
+    let sessions = flat(
+        streams
+            .session_store::<String, i64>("sessions")
+            .unwrap()
+            .fetch_keys(..),
+    );
+    streams.close().await.unwrap();
+    (metrics, windows, sessions)
+}
+
+/// Window and session stores are persistent too: with more windows and sessions than the
+/// cache holds, a task reads a key's windows from its local state (a range of its keys),
+/// the counts are exact, and a restart loads nothing.
+#[tokio::test]
+async fn persistent_window_and_session_stores_outgrow_their_cache_and_restart_without_loading() {
+    const APP: &str = "state-persistent-windows";
+    const DISTINCT: usize = 1_000;
+    const CACHE: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut config) = setup(APP, dir.path()).await;
+    config.store_cache_max_entries = Some(CACHE);
+    // Two stores per task.
+    let bound = (2 * CACHE * TASKS as usize) as u64;
+    // Records i and i + DISTINCT (and i + 2 * DISTINCT) are key i's.
+    let expect = |rounds: usize, windows: &WindowedCounts, sessions: &WindowedCounts| {
+        assert_eq!(windows.len(), DISTINCT);
+        assert_eq!(sessions.len(), DISTINCT);
+        for (i, (window, session)) in windows.iter().zip(sessions).enumerate() {
+            let key = format!("k{i:05}");
+            let day_end = DAY_START + 86_400_000;
+            assert_eq!(window, &(key.clone(), DAY_START, day_end, rounds as i64));
+            let first = DAY_START + i as i64;
+            let last = first + ((rounds - 1) * DISTINCT) as i64;
+            assert_eq!(session, &(key, first, last, rounds as i64));
+        }
+    };
+
+    produce_timed_keys(&broker, 0..2 * DISTINCT, DISTINCT).await;
+    let (metrics, windows, sessions) =
+        run_windowed_until_committed(&broker, &config, 2 * DISTINCT as i64).await;
+    expect(2, &windows, &sessions);
+    assert_eq!(
+        metrics.persistent_entries_in_memory, bound,
+        "entries in memory after the last commit: {metrics:?}"
+    );
+
+    produce_timed_keys(&broker, 2 * DISTINCT..3 * DISTINCT, DISTINCT).await;
+    let (metrics, windows, sessions) =
+        run_windowed_until_committed(&broker, &config, 3 * DISTINCT as i64).await;
+    expect(3, &windows, &sessions);
+    assert_eq!(metrics.restored_from_changelog, 0, "{metrics:?}");
+    assert_eq!(
+        metrics.restored_from_local_state,
+        2 * DISTINCT as u64,
+        "served from the local state: a window and a session per key"
+    );
+    assert_eq!(metrics.persistent_entries_in_memory, bound, "{metrics:?}");
+    broker.stop().await;
+}

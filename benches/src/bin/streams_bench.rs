@@ -19,12 +19,12 @@
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
 //! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once. State in memory,
-//! unless `--state-dir` is given: then the key-value stores (the `count` and the join's table)
-//! are persistent, served from the tasks' local state with at most `--store-cache` entries
+//! unless `--state-dir` is given: then the stores (the `count`, the windowed count's window
+//! store and the join's table) are persistent, served from the tasks' local state with at most `--store-cache` entries
 //! (default 10,000, `StreamsConfig::store_cache_max_entries`) cached per store and task beside
 //! those updated since the last commit, as Kafka Streams' RocksDB stores are served from its
-//! state dir (`--store-cache all`: every entry in memory, the local state only written); window
-//! and session stores stay in memory either way. `--max-poll-records`
+//! state dir (`--store-cache all`: every entry in memory, the local state only written).
+//! `--max-poll-records`
 //! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
 //! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
 //! SIGINT, then commits what it processed and exits.

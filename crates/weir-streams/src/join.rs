@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Error;
 use crate::kstream::KStream;
 use crate::store::{
-    ValueFormat, decode_value, encode_change, log_change, register_changelog,
+    ValueFormat, decode_value, encode_change, log_change, register_changelog, serialize_key,
     split_window_store_key, window_store_key,
 };
 use crate::topology::{BuilderState, Context, Data, Node, Record, Restorer, SerdeRef};
@@ -25,17 +26,24 @@ enum Side {
 
 /// One side's window store: records by key and timestamp (duplicates kept, in arrival
 /// order), with Kafka's in-memory window store retention: records at or before the latest
-/// timestamp put minus the retention are neither stored nor found.
+/// timestamp put minus the retention are neither stored nor found, and are dropped in one
+/// sweep each time the latest timestamp has moved on by a retention period (so the cost of
+/// sweeping stays proportional to what is put).
 struct JoinStore<K, V> {
     records: BTreeMap<(K, i64, u64), V>,
     observed: i64,
+    swept_at: i64,
 }
+
+/// Where a buffered record sits in its side's store: key, timestamp, sequence.
+type BufferSlot<K> = (K, i64, u64);
 
 impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
     fn new() -> Self {
         Self {
             records: BTreeMap::new(),
             observed: i64::MIN,
+            swept_at: i64::MIN,
         }
     }
 
@@ -47,14 +55,26 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
             return false;
         }
         self.records.insert((key, timestamp, sequence), value);
-        // Expired records go, so the store stays bounded by the retention.
-        while let Some(entry) = self.records.first_entry() {
-            if entry.key().1 > live {
-                break;
-            }
-            entry.remove();
-        }
         true
+    }
+
+    /// Drops the expired records, if the latest timestamp moved on by a retention period
+    /// since the last sweep; returns where they were.
+    fn sweep(&mut self, retention: i64) -> Vec<BufferSlot<K>> {
+        let mut dropped = Vec::new();
+        if self.observed.saturating_sub(self.swept_at) < retention.max(1) {
+            return dropped;
+        }
+        self.swept_at = self.observed;
+        let live = self.observed.saturating_sub(retention);
+        self.records.retain(|slot, _| {
+            let keep = slot.1 > live;
+            if !keep {
+                dropped.push(slot.clone());
+            }
+            keep
+        });
+        dropped
     }
 
     fn fetch(&self, key: &K, from: i64, to: i64, retention: i64) -> Vec<(i64, V)> {
@@ -74,6 +94,7 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
 /// changelog key is [`window_store_key`] (Kafka's seqnum: 31 bits, so the sequence wraps
 /// there), the value the serialized value alone.
 struct BufferLog<K, V> {
+    store: String,
     topic: String,
     key_serde: SerdeRef<K>,
     value_serde: SerdeRef<V>,
@@ -97,6 +118,18 @@ impl<K: 'static, V: 'static> BufferLog<K, V> {
         )?;
         let key = window_store_key(&key, timestamp, seqnum(sequence));
         log_change(ctx, &self.topic, key, value, timestamp);
+        Ok(())
+    }
+
+    /// Deletes the records the retention dropped from the task's local state (not from the
+    /// changelog: Kafka's dropped segments are not logged either).
+    fn expire(&self, ctx: &mut Context, dropped: Vec<BufferSlot<K>>) -> Result<(), Error> {
+        for (key, timestamp, sequence) in dropped {
+            let key = serialize_key(&self.topic, &*self.key_serde, &key)?;
+            let key = window_store_key(&key, timestamp, seqnum(sequence));
+            ctx.expired
+                .push((self.store.clone(), Bytes::from(key), None));
+        }
         Ok(())
     }
 }
@@ -147,6 +180,7 @@ fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
         Ok(())
     });
     BufferLog {
+        store: store_name.to_string(),
         topic: register_changelog(builder, store_name, restorer),
         key_serde,
         value_serde,
@@ -312,8 +346,12 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
                 record.value.clone(),
                 retention,
             );
-            if let (true, Some(log)) = (buffered, &left_log) {
-                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            let dropped = state.left.sweep(retention);
+            if let Some(log) = &left_log {
+                if buffered {
+                    log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+                }
+                log.expire(ctx, dropped)?;
             }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.right.fetch(key, from, to, retention)
@@ -352,8 +390,12 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
                 record.value.clone(),
                 retention,
             );
-            if let (true, Some(log)) = (buffered, &right_log) {
-                log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+            let dropped = state.right.sweep(retention);
+            if let Some(log) = &right_log {
+                if buffered {
+                    log.write(ctx, &record.key, t, state.sequence, &record.value)?;
+                }
+                log.expire(ctx, dropped)?;
             }
             let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
                 state.left.fetch(key, from, to, retention)
@@ -503,5 +545,44 @@ fn emit_unjoined<K: Data + Ord, V1, V2, VR>(
     }
     for key in emitted {
         state.unjoined.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JoinStore;
+
+    /// Expired records go whatever their key: not only those of the smallest key (the
+    /// buffer is ordered by key first), so a join over many keys stays bounded.
+    #[test]
+    fn the_sweep_drops_every_keys_expired_records() {
+        let mut store = JoinStore::new();
+        let retention = 100;
+        assert!(store.put("b", 0, 1, "b0", retention));
+        assert!(store.put("a", 0, 2, "a0", retention));
+        assert_eq!(store.sweep(retention), vec![], "nothing expired yet");
+        assert!(store.put("a", 150, 3, "a150", retention));
+        assert!(store.put("c", 60, 4, "c60", retention));
+        let mut dropped = store.sweep(retention);
+        dropped.sort();
+        assert_eq!(dropped, vec![("a", 0, 2), ("b", 0, 1)]);
+        let left: Vec<_> = store.records.keys().copied().collect();
+        assert_eq!(left, vec![("a", 150, 3), ("c", 60, 4)]);
+        // The next sweep waits until the latest timestamp moves on by a period.
+        assert!(store.put("a", 200, 5, "a200", retention));
+        assert_eq!(store.sweep(retention), vec![]);
+        assert_eq!(
+            store.fetch(&"c", 0, 100, retention),
+            vec![],
+            "expired: not found"
+        );
+        assert!(
+            !store.put("d", 90, 6, "d90", retention),
+            "expired: not buffered"
+        );
+        assert!(store.put("a", 250, 7, "a250", retention));
+        let mut dropped = store.sweep(retention);
+        dropped.sort();
+        assert_eq!(dropped, vec![("a", 150, 3), ("c", 60, 4)]);
     }
 }

@@ -1482,15 +1482,15 @@ pub(crate) fn aggregate_into<K: Data + Ord, V: Data, VR: Data>(
     node.add_sink(move |ctx, record| {
         let key = record.key;
         let (value, old, timestamp) = {
-            let mut entries = shared.lock();
-            let (previous, previous_timestamp) = match entries.remove(&key) {
-                Some((value, timestamp)) => (Some(value), timestamp),
-                None => (None, record.timestamp),
-            };
-            let value = update(&key, record.value, previous.clone());
-            let timestamp = previous_timestamp.max(record.timestamp);
-            entries.insert(key.clone(), (value.clone(), timestamp));
-            (value, previous, timestamp)
+            let (old, (value, timestamp)) = shared.lock().update(key.clone(), |previous| {
+                let (previous, previous_timestamp) = match previous {
+                    Some((value, timestamp)) => (Some(value.clone()), *timestamp),
+                    None => (None, record.timestamp),
+                };
+                let value = update(&key, record.value, previous);
+                (value, previous_timestamp.max(record.timestamp))
+            });
+            (value, old.map(|(value, _)| value), timestamp)
         };
         if let Some((topic, key_serde, value_serde)) = &changelog {
             write_changelog(

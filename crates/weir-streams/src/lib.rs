@@ -414,9 +414,10 @@
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;
-//! - window and session stores larger than memory: they stay in memory while their task
-//!   runs (their retention bounds them), the local redb copy (*State*) only serving restarts;
-//!   the changelog of the records a left or outer stream-stream
+//! - stream-stream join buffers and suppression buffers larger than memory: they stay in
+//!   memory while their task runs (their join window or grace period bounds them; Kafka's
+//!   suppression buffer is in memory too), the local redb copy (*State*) only serving
+//!   restarts; the changelog of the records a left or outer stream-stream
 //!   join holds until their window closes (Kafka's shared outer-join store): a restored task
 //!   rebuilds them from the two logged buffers instead (the records whose window is still
 //!   open at the latest buffered timestamp and that nothing buffered on the other side

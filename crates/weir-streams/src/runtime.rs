@@ -158,15 +158,15 @@ pub struct StreamsConfig {
     /// caught up move (default 10 minutes, as Kafka). Kafka refuses less than a minute; this
     /// takes any non-zero interval, so that tests and small deployments can probe sooner.
     pub probing_rebalance_interval: Duration,
-    /// With a `state_dir`: the logged key-value stores of each task (tables, the DSL's
-    /// counts, reductions and aggregations without windows, and the processor API's logged
+    /// With a `state_dir`: the logged stores of each task (tables, the DSL's counts,
+    /// reductions and aggregations, windowed or not, and the processor API's logged
     /// key-value stores) are *persistent*: served from the task's local state, as Kafka's
     /// RocksDB stores are, so that they can hold more than memory. Each keeps in memory the
     /// entries updated since the last commit and at most this many others, the most recently
     /// used (default 10,000 per store and task). `None` keeps every entry in memory, the
-    /// local state then being loaded whole when a task starts. Window and session stores and
-    /// the join and suppression buffers always stay in memory (their retention bounds them);
-    /// so do stores without a changelog. Without a `state_dir` nothing is persistent.
+    /// local state then being loaded whole when a task starts. The stream-stream join and
+    /// suppression buffers always stay in memory (their windows bound them); so do stores
+    /// without a changelog. Without a `state_dir` nothing is persistent.
     pub store_cache_max_entries: Option<usize>,
 }
 

@@ -64,6 +64,9 @@ struct DiskStore<K, V> {
     /// ordered by tick).
     uses: VecDeque<(u64, K)>,
     clock: u64,
+    /// The keys marked dirty since the last commit (a key deleted from `meta` since may be
+    /// among them, or one twice): a commit visits them, not every key `meta` holds.
+    dirty: Vec<K>,
     /// The first failed read, for the task to stop on (Kafka's `ProcessorStateException`):
     /// the lookups that hit it cannot return an error themselves.
     failed: Option<Error>,
@@ -140,6 +143,68 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
         };
         disk.mark_dirty(key);
         old
+    }
+
+    /// Puts what `update` makes of `key`'s value (`None`: it has none) for `key`; returns
+    /// the value replaced and the one put. An aggregation's step: one search of the store (two when it is
+    /// persistent, and a read of the local state for a key it does not know) instead of a
+    /// removal and an insertion.
+    pub(crate) fn update(
+        &mut self,
+        key: K,
+        update: impl FnOnce(Option<&(V, i64)>) -> (V, i64),
+    ) -> (Option<(V, i64)>, (V, i64)) {
+        use std::collections::btree_map::Entry;
+
+        let stored = match &mut self.disk {
+            None => None,
+            Some(disk) => {
+                let unknown = match disk.meta.entry(key.clone()) {
+                    Entry::Vacant(entry) => {
+                        entry.insert(Meta::Dirty);
+                        true
+                    }
+                    Entry::Occupied(mut entry) => {
+                        if let Meta::Clean { .. } = entry.insert(Meta::Dirty) {
+                            disk.clean -= 1;
+                        } else {
+                            // Dirty already: visited at the commit once.
+                            return Self::update_in(&mut self.map, key, None, update);
+                        }
+                        false
+                    }
+                };
+                disk.dirty.push(key.clone());
+                // Unknown: the database's value, which `map` does not cache. Known: `map`
+                // holds its value, or it was deleted since the commit.
+                if unknown { disk.read(&key) } else { None }
+            }
+        };
+        Self::update_in(&mut self.map, key, stored, update)
+    }
+
+    /// [`StoreEntries::update`] on `map`, where a key it has not has the value `stored`.
+    fn update_in(
+        map: &mut Entries<K, V>,
+        key: K,
+        stored: Option<(V, i64)>,
+        update: impl FnOnce(Option<&(V, i64)>) -> (V, i64),
+    ) -> (Option<(V, i64)>, (V, i64)) {
+        use std::collections::btree_map::Entry;
+
+        match map.entry(key) {
+            Entry::Occupied(mut entry) => {
+                let value = update(Some(entry.get()));
+                let put = value.clone();
+                (Some(std::mem::replace(entry.get_mut(), value)), put)
+            }
+            Entry::Vacant(entry) => {
+                let value = update(stored.as_ref());
+                let put = value.clone();
+                entry.insert(value);
+                (stored, put)
+            }
+        }
     }
 
     /// Deletes `key`; returns the value it had.
@@ -420,8 +485,13 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
 
     /// `key` was updated or deleted: the database no longer has its value.
     fn mark_dirty(&mut self, key: K) {
-        if let Some(Meta::Clean { .. }) = self.meta.insert(key, Meta::Dirty) {
-            self.clean -= 1;
+        match self.meta.insert(key.clone(), Meta::Dirty) {
+            Some(Meta::Dirty) => {}
+            Some(Meta::Clean { .. }) => {
+                self.clean -= 1;
+                self.dirty.push(key);
+            }
+            None => self.dirty.push(key),
         }
     }
 
@@ -469,24 +539,18 @@ impl<K: Ord + Clone, V> DiskStore<K, V> {
     /// The database now holds every update: the dirty keys become clean (most recently
     /// used), the deleted ones are forgotten, and the cache is cut to its bound.
     fn committed(&mut self, map: &mut Entries<K, V>) {
-        let mut cleaned = Vec::new();
-        let mut deleted = Vec::new();
-        for (key, meta) in &self.meta {
-            if *meta == Meta::Dirty {
-                if map.contains_key(key) {
-                    cleaned.push(key.clone());
-                } else {
-                    deleted.push(key.clone());
-                }
+        for key in std::mem::take(&mut self.dirty) {
+            if self.meta.get(&key) != Some(&Meta::Dirty) {
+                // Forgotten or expired since, or already visited.
+                continue;
             }
-        }
-        for key in deleted {
-            self.meta.remove(&key);
-        }
-        for key in cleaned {
-            let meta = self.queue(key.clone());
-            self.meta.insert(key, meta);
-            self.clean += 1;
+            if map.contains_key(&key) {
+                let meta = self.queue(key.clone());
+                self.meta.insert(key, meta);
+                self.clean += 1;
+            } else {
+                self.meta.remove(&key);
+            }
         }
         self.evict(map);
     }
@@ -557,15 +621,16 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
         let mut guard = self.store.lock();
         let StoreEntries { map, disk } = &mut *guard;
         let attached_before = disk.is_some();
-        let (meta, clean, uses, clock) = match disk.take() {
+        let (meta, clean, uses, clock, dirty) = match disk.take() {
             // Attached again: what it knew still holds.
-            Some(old) => (old.meta, old.clean, old.uses, old.clock),
+            Some(old) => (old.meta, old.clean, old.uses, old.clock, old.dirty),
             // What the store holds already is not in the database until the next commit.
             None => (
                 map.keys().map(|key| (key.clone(), Meta::Dirty)).collect(),
                 0,
                 VecDeque::new(),
                 0,
+                map.keys().cloned().collect(),
             ),
         };
         *disk = Some(Box::new(DiskStore {
@@ -577,6 +642,7 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
             clean,
             uses,
             clock,
+            dirty,
             failed: None,
         }));
         if let (Some(windowed), false) = (&self.windowed, attached_before) {
@@ -1387,6 +1453,7 @@ mod tests {
         #[derive(Debug, Clone)]
         enum Op {
             Insert(u8, i64),
+            Update(u8, i64),
             Remove(u8),
             Put(u8, Option<i64>),
             Get(u8),
@@ -1399,6 +1466,7 @@ mod tests {
             let key = 0..24u8;
             prop_oneof![
                 (key.clone(), any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+                (key.clone(), any::<i64>()).prop_map(|(k, v)| Op::Update(k, v)),
                 key.clone().prop_map(Op::Remove),
                 (key.clone(), proptest::option::of(any::<i64>())).prop_map(|(k, v)| Op::Put(k, v)),
                 key.clone().prop_map(Op::Get),
@@ -1434,6 +1502,19 @@ mod tests {
                             );
                             logged.push(record(&name(k), Some(v)));
                         }
+                        Op::Update(k, v) => {
+                            // An aggregation's step: a sum (its own timestamp, as `record` logs).
+                            let step = |old: Option<&(i64, i64)>| {
+                                let sum = old.map_or(v, |(sum, _)| sum.wrapping_add(v));
+                                (sum, sum)
+                            };
+                            let (old, put) = store.update(name(k), step);
+                            let expected = model.get(&name(k)).copied();
+                            let made = step(expected.as_ref());
+                            model.insert(name(k), made);
+                            proptest::prop_assert_eq!((old, put), (expected, made));
+                            logged.push(record(&name(k), Some(made.0)));
+                        }
                         Op::Remove(k) => {
                             proptest::prop_assert_eq!(store.remove(&name(k)), model.remove(&name(k)));
                             logged.push(record(&name(k), None));
@@ -1468,6 +1549,12 @@ mod tests {
                                     );
                                 }
                             }
+                            let clean = disk
+                                .meta
+                                .values()
+                                .filter(|meta| matches!(meta, super::super::Meta::Clean { .. }))
+                                .count();
+                            proptest::prop_assert_eq!(disk.clean, clean, "the clean keys counted");
                         }
                         Op::Range(a, b) => {
                             let (a, b) = (name(a.min(b)), name(a.max(b)));

@@ -167,6 +167,8 @@ class App:
             cmd = [args.streams_bench] + rest
             if args.weir_max_poll_records:
                 cmd += ["--max-poll-records", str(args.weir_max_poll_records)]
+            if args.weir_max_uncommitted_records:
+                cmd += ["--max-uncommitted-records", str(args.weir_max_uncommitted_records)]
         self.log_path = os.path.join(self.state_dir, "app.log")
         self.log = open(self.log_path, "w")
         self.started = time.time()
@@ -738,8 +740,11 @@ def main():
     parser.add_argument("--mvn", default=os.environ.get("MVN", "mvn"))
     parser.add_argument("--port-offset", type=int, default=0)
     parser.add_argument("--weir-max-poll-records", type=int,
-                        help="weir-streams' max.poll.records (records per flush and commit; "
+                        help="weir-streams' max.poll.records (records processed at a time; "
                         "default 1000, Kafka's default)")
+    parser.add_argument("--weir-max-uncommitted-records", type=int,
+                        help="weir-streams' max_uncommitted_records (records per flush and "
+                        "commit; default 10,000)")
     parser.add_argument("--weir-kind", default="weir", choices=KINDS[1:],
                         help="compare: how weir-streams runs (weir: in memory; weir-disk: state "
                         "dir, persistent key-value stores; weir-dir-mem: state dir, all cached)")

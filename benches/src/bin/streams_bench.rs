@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
-//!     [--state-dir DIR] [--max-poll-records N] [--store-cache N|all]
+//!     [--state-dir DIR] [--max-poll-records N] [--max-uncommitted-records N]
+//!     [--store-cache N|all]
 //! ```
 //!
 //! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
@@ -24,9 +25,10 @@
 //! (default 10,000, `StreamsConfig::store_cache_max_entries`) cached per store and task beside
 //! those updated since the last commit, as Kafka Streams' RocksDB stores are served from its
 //! state dir (`--store-cache all`: every entry in memory, the local state only written).
-//! `--max-poll-records`
-//! (weir-streams only, default 1000 as Kafka's) is the most records in one batch: weir-streams
-//! flushes its outputs and commits its input offsets after every batch. Runs until SIGTERM or
+//! `--max-poll-records` (weir-streams only, default 1000 as Kafka's) is the most records
+//! processed at a time; `--max-uncommitted-records` (weir-streams only, default 10,000) the
+//! most in one batch: weir-streams flushes its outputs and commits its input offsets after
+//! every batch, or every `commit.interval.ms` (100 ms here, as on the Kafka Streams side). Runs until SIGTERM or
 //! SIGINT, then commits what it processed and exits.
 
 use std::time::Duration;
@@ -40,7 +42,7 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT \
                      [--table TOPIC] [--grace-ms N] [--state-dir DIR] [--max-poll-records N] \
-                     [--store-cache N|all]";
+                     [--max-uncommitted-records N] [--store-cache N|all]";
 
 /// The topologies both applications know.
 const TOPOLOGIES: [&str; 5] = [
@@ -71,6 +73,7 @@ async fn main() -> Result<()> {
     let mut table = None;
     let mut grace = Duration::ZERO;
     let mut max_poll_records = None;
+    let mut max_uncommitted_records = None;
     let mut state_dir = None;
     let mut store_cache = None;
     let mut options = options.iter();
@@ -100,6 +103,12 @@ async fn main() -> Result<()> {
                     .map_err(|e| format!("--max-poll-records {value}: {e}"))?;
                 max_poll_records = Some(n);
             }
+            "--max-uncommitted-records" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| format!("--max-uncommitted-records {value}: {e}"))?;
+                max_uncommitted_records = Some(n);
+            }
             _ => return Err(format!("unknown option {option}; {USAGE}").into()),
         }
     }
@@ -119,6 +128,9 @@ async fn main() -> Result<()> {
     config.commit_interval = Duration::from_millis(100);
     if let Some(n) = max_poll_records {
         config.max_poll_records = n;
+    }
+    if let Some(n) = max_uncommitted_records {
+        config.max_uncommitted_records = n;
     }
     config.state_dir = state_dir;
     if let Some(cache) = store_cache {

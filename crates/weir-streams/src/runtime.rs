@@ -17,8 +17,9 @@
 //!
 //! Records are processed in batches: each record goes through its task as it arrives and its
 //! outputs (changelog records included) are enqueued at once (so they flow with the
-//! producer's linger, not the commit interval); a batch ends after `max.poll.records`
-//! records, `commit.interval.ms` after its first record, or at shutdown. Then every output of the
+//! producer's linger, not the commit interval); a batch ends after `max_uncommitted_records`
+//! records (processed `max.poll.records` at a time), `commit.interval.ms` after its first
+//! record, or at shutdown. Then every output of the
 //! batch must be acknowledged before the batch's input offsets are committed: a crash at any
 //! point loses nothing, and reprocesses at most the records since the last commit. Each
 //! offset carries its partition's time in the commit metadata (`crate::partition_time`), which
@@ -93,8 +94,16 @@ pub struct StreamsConfig {
     /// `commit.interval.ms`: the longest a batch runs before its outputs are flushed and its
     /// input offsets committed (default 30 s, as Kafka Streams at least once).
     pub commit_interval: Duration,
-    /// `max.poll.records`: the most records in one batch (default 1000).
+    /// `max.poll.records`: the most records processed at a time, in timestamp order across
+    /// partitions, from what one fetch brought (default 1000, as Kafka Streams).
     pub max_poll_records: usize,
+    /// The most records one batch processes before its outputs are flushed and its input
+    /// offsets committed, whatever `commit_interval` (default 10,000). weir-streams' own
+    /// setting: Kafka Streams commits by interval alone, while a batch here keeps a delivery
+    /// handle per output and its changelog records until its commit, so this bounds that
+    /// memory, and what a crash processes again. A batch per poll (this no larger than
+    /// `max_poll_records`) commits more often, at a cost in throughput.
+    pub max_uncommitted_records: usize,
     /// `auto.offset.reset` for partitions the group has no offset for (default earliest, as
     /// Kafka Streams).
     pub auto_offset_reset: OffsetReset,
@@ -178,6 +187,7 @@ impl StreamsConfig {
             client: ClientConfig::new(bootstrap_servers),
             commit_interval: Duration::from_secs(30),
             max_poll_records: 1000,
+            max_uncommitted_records: 10_000,
             auto_offset_reset: OffsetReset::Earliest,
             session_timeout: Duration::from_secs(45),
             deserialization_exception_handler: DeserializationExceptionHandler::LogAndFail,
@@ -554,7 +564,8 @@ impl KafkaStreams {
         if self.send_global_dead_letters(&mut deliveries).await? {
             deadline.get_or_insert_with(|| Instant::now() + self.config.commit_interval);
         }
-        while records < self.config.max_poll_records {
+        let batch_records = self.config.max_uncommitted_records.max(1);
+        while records < batch_records {
             let wait_for_deadline = async {
                 match deadline {
                     Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -645,7 +656,9 @@ impl KafkaStreams {
             self.sync_tasks().await?;
             // Everything fetched with it is processed in timestamp order across partitions.
             let mut received = vec![record];
-            while records + received.len() < self.config.max_poll_records {
+            while received.len() < self.config.max_poll_records
+                && records + received.len() < batch_records
+            {
                 match self.consumer.try_recv() {
                     Some(record) => received.push(record?),
                     None => break,

@@ -188,7 +188,7 @@ async fn a_crash_mid_batch_reprocesses_only_the_uncommitted_records() {
     let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
     config.client = broker.config();
     // Batches of 7 records commit at once; the last, partial one would wait a minute.
-    config.max_poll_records = 7;
+    config.max_uncommitted_records = 7;
     config.commit_interval = Duration::from_secs(60);
     config.session_timeout = Duration::from_millis(2000);
     let (_stop, task) = start(KafkaStreams::new(topology, config.clone()).await.unwrap());
@@ -471,7 +471,7 @@ async fn a_surviving_instance_takes_over_the_tasks_of_a_crashed_one() {
     // logged, and their offsets not committed.
     let mut crashing = config.clone();
     crashing.commit_interval = Duration::from_secs(60);
-    crashing.max_poll_records = 30;
+    crashing.max_uncommitted_records = 30;
     let (_stop_a, task_a) = start(KafkaStreams::new(word_counts, crashing).await.unwrap());
     wait_for_members(&broker, APP, 2).await;
 

@@ -70,7 +70,7 @@ fn child_application() {
         };
         // Small batches commit often, so the kill lands between commits with a few
         // records processed and not committed.
-        config.max_poll_records = 25;
+        config.max_uncommitted_records = 25;
         config.commit_interval = Duration::from_millis(200);
         config.session_timeout = Duration::from_secs(2);
         if let Ok(dir) = std::env::var(STATE_DIR_ENV) {

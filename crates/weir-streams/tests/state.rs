@@ -172,7 +172,7 @@ async fn a_restart_after_a_crash_reads_only_the_changelog_after_the_last_commit(
     // Full batches of 64 commit at once; the last, partial one would wait a minute.
     let mut crashing = config.clone();
     crashing.commit_interval = Duration::from_secs(60);
-    crashing.max_poll_records = 64;
+    crashing.max_uncommitted_records = 64;
     let (_stop, task) = start(KafkaStreams::new(word_counts, crashing).await.unwrap());
     // Every record processed (its update logged), and the commits settled.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -264,9 +264,10 @@ pub struct KafkaStreams {
     /// `<application.id>-`, the prefix of internal topics.
     prefix: String,
     repartition_topics: BTreeSet<String>,
-    /// Repartition and changelog topics, by their names in the topology, each with the `v`
+    /// Repartition and changelog topics, by their names in the topology, each with its name
+    /// in the cluster (the application's prefix added once, not per record) and the `v`
     /// header its records carry (Kafka's format version), if any.
-    internal_topics: BTreeMap<String, Option<u8>>,
+    internal_topics: BTreeMap<String, InternalTopicName>,
     global_topics: BTreeSet<String>,
     /// The instance's global tables, read outside the group; `None` without any.
     global: Option<GlobalState>,
@@ -314,6 +315,9 @@ struct StandbyTask {
 
 /// A changelog record a task wrote in the batch under way: written to the task's local state
 /// once acknowledged, at the offset its delivery gives.
+/// An internal topic's name in the cluster and the `v` header of its records, if any.
+type InternalTopicName = (String, Option<u8>);
+
 struct Logged {
     /// Its index among the batch's deliveries.
     delivery: usize,
@@ -498,6 +502,15 @@ impl KafkaStreams {
             assignor.set_local_state_lags(lags);
         }
         let global = GlobalState::bootstrap(&restorer, &factory, &counts).await?;
+        let internal_topics = template
+            .internal_topics()
+            .into_iter()
+            .map(|topic| {
+                let version = template.changelog_versions.get(&topic.name).copied();
+                let prefixed = format!("{prefix}{}", topic.name);
+                (topic.name, (prefixed, version))
+            })
+            .collect();
         Ok(Self {
             factory,
             tasks: BTreeMap::new(),
@@ -510,14 +523,7 @@ impl KafkaStreams {
             synced: false,
             prefix,
             repartition_topics,
-            internal_topics: template
-                .internal_topics()
-                .into_iter()
-                .map(|topic| {
-                    let version = template.changelog_versions.get(&topic.name).copied();
-                    (topic.name, version)
-                })
-                .collect(),
+            internal_topics,
             global_topics: template.global_topics.clone(),
             global,
             retired: TaskMetrics::default(),
@@ -787,7 +793,6 @@ impl KafkaStreams {
             enqueue_outputs(
                 &self.producer,
                 &self.internal_topics,
-                &self.prefix,
                 self.changelogs.as_ref(),
                 outputs,
                 deliveries,
@@ -1242,7 +1247,6 @@ impl KafkaStreams {
         enqueue_outputs(
             &self.producer,
             &self.internal_topics,
-            &self.prefix,
             None,
             dead,
             deliveries,
@@ -1503,7 +1507,6 @@ impl KafkaStreams {
         enqueue_outputs(
             &self.producer,
             &self.internal_topics,
-            &self.prefix,
             self.changelogs.as_ref(),
             outputs,
             deliveries,
@@ -1554,8 +1557,7 @@ fn in_timestamp_order(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
 /// tasks' local state.
 async fn enqueue_outputs(
     producer: &Producer,
-    internal_topics: &BTreeMap<String, Option<u8>>,
-    prefix: &str,
+    internal_topics: &BTreeMap<String, InternalTopicName>,
     changelogs: Option<&HashMap<String, String>>,
     outputs: Vec<RawRecord>,
     deliveries: &mut Vec<weir_client::producer::Delivery>,
@@ -1575,7 +1577,7 @@ async fn enqueue_outputs(
             });
         }
         let (topic, version) = match internal_topics.get(&output.topic) {
-            Some(version) => (format!("{prefix}{}", output.topic), *version),
+            Some((prefixed, version)) => (prefixed.clone(), *version),
             None => (output.topic, None),
         };
         let mut produce = ProducerRecord::new(topic).timestamp(output.timestamp);

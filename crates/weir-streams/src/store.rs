@@ -146,9 +146,9 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
     }
 
     /// Puts what `update` makes of `key`'s value (`None`: it has none) for `key`; returns
-    /// the value replaced and the one put. An aggregation's step: one search of the store (two when it is
-    /// persistent, and a read of the local state for a key it does not know) instead of a
-    /// removal and an insertion.
+    /// the value replaced and the one put. An aggregation's step: one search of the store
+    /// (two when it is persistent, and a read of the local state for a key it does not know)
+    /// instead of a removal and an insertion.
     pub(crate) fn update(
         &mut self,
         key: K,

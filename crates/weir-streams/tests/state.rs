@@ -40,13 +40,26 @@ async fn produce_keyed(
     range: std::ops::Range<usize>,
     key: impl Fn(usize) -> String,
 ) {
+    produce_keyed_at(broker, range, key, |_| None).await;
+}
+
+/// [`produce_keyed`], record `i` with the timestamp `timestamp(i)` (`None`: the producer's).
+async fn produce_keyed_at(
+    broker: &TestBroker,
+    range: std::ops::Range<usize>,
+    key: impl Fn(usize) -> String,
+    timestamp: impl Fn(usize) -> Option<i64>,
+) {
     let producer = Producer::connect(ProducerConfig::new(broker.config()))
         .await
         .unwrap();
     for i in range {
-        let record = ProducerRecord::new("words")
+        let mut record = ProducerRecord::new("words")
             .key(key(i))
             .value("x".to_string());
+        if let Some(timestamp) = timestamp(i) {
+            record = record.timestamp(timestamp);
+        }
         producer.enqueue(record).await.unwrap();
     }
     producer.flush().await;
@@ -89,21 +102,32 @@ async fn run_until_committed(
     config: &StreamsConfig,
     n: i64,
 ) -> (weir_streams::TaskMetrics, Vec<(String, i64)>) {
-    let (stop, task) = start(
-        KafkaStreams::new(word_counts, config.clone())
-            .await
-            .unwrap(),
-    );
+    run_app_until_committed(broker, config, n, word_counts, |streams| {
+        streams
+            .key_value_store::<String, i64>("word-counts")
+            .unwrap()
+            .all()
+    })
+    .await
+}
+
+/// Runs an instance of `topology` until `n` input records are committed, stops it, queries
+/// it with `query` and closes it; returns its metrics and what the query found.
+async fn run_app_until_committed<T>(
+    broker: &TestBroker,
+    config: &StreamsConfig,
+    n: i64,
+    topology: fn() -> Result<weir_streams::Topology, weir_streams::Error>,
+    query: impl FnOnce(&KafkaStreams) -> T,
+) -> (weir_streams::TaskMetrics, T) {
+    let (stop, task) = start(KafkaStreams::new(topology, config.clone()).await.unwrap());
     wait_committed(broker, &config.application_id, n).await;
     stop.send(()).unwrap();
     let streams = task.await.unwrap();
     let metrics = streams.metrics();
-    let counts = streams
-        .key_value_store::<String, i64>("word-counts")
-        .unwrap()
-        .all();
+    let found = query(&streams);
     streams.close().await.unwrap();
-    (metrics, counts)
+    (metrics, found)
 }
 
 fn exact(counts: &[(String, i64)], each: i64) {
@@ -849,17 +873,8 @@ fn windowed_counts() -> Result<weir_streams::Topology, weir_streams::Error> {
 
 /// Records `range` of the input: key `k{i % keys}`, timestamp `DAY_START + i`.
 async fn produce_timed_keys(broker: &TestBroker, range: std::ops::Range<usize>, keys: usize) {
-    let producer = Producer::connect(ProducerConfig::new(broker.config()))
-        .await
-        .unwrap();
-    for i in range {
-        let record = ProducerRecord::new("words")
-            .key(format!("k{:05}", i % keys))
-            .value("x".to_string())
-            .timestamp(DAY_START + i as i64);
-        producer.enqueue(record).await.unwrap();
-    }
-    producer.flush().await;
+    let key = |i| format!("k{:05}", i % keys);
+    produce_keyed_at(broker, range, key, |i| Some(DAY_START + i as i64)).await;
 }
 
 /// Every key's window and session, as (key, window start, window end, count).
@@ -872,15 +887,6 @@ async fn run_windowed_until_committed(
     config: &StreamsConfig,
     n: i64,
 ) -> (weir_streams::TaskMetrics, WindowedCounts, WindowedCounts) {
-    let (stop, task) = start(
-        KafkaStreams::new(windowed_counts, config.clone())
-            .await
-            .unwrap(),
-    );
-    wait_committed(broker, &config.application_id, n).await;
-    stop.send(()).unwrap();
-    let streams = task.await.unwrap();
-    let metrics = streams.metrics();
     let flat = |found: Vec<(weir_streams::Windowed<String>, i64)>| {
         let mut found: WindowedCounts = found
             .into_iter()
@@ -889,19 +895,13 @@ async fn run_windowed_until_committed(
         found.sort();
         found
     };
-    let windows = flat(
-        streams
-            .window_store::<String, i64>("tumbling")
-            .unwrap()
-            .all(),
-    );
-    let sessions = flat(
-        streams
-            .session_store::<String, i64>("sessions")
-            .unwrap()
-            .fetch_keys(..),
-    );
-    streams.close().await.unwrap();
+    let query = |streams: &KafkaStreams| {
+        let windows = streams.window_store::<String, i64>("tumbling").unwrap();
+        let sessions = streams.session_store::<String, i64>("sessions").unwrap();
+        (flat(windows.all()), flat(sessions.fetch_keys(..)))
+    };
+    let (metrics, (windows, sessions)) =
+        run_app_until_committed(broker, config, n, windowed_counts, query).await;
     (metrics, windows, sessions)
 }
 

@@ -6,7 +6,9 @@
 //! `child_application`, which does nothing unless `WEIR_STREAMS_SIGKILL_CHILD` names the
 //! broker. With `WEIR_STREAMS_SIGKILL_STATE_DIR` it keeps a state dir there, its count
 //! a persistent store with a cache smaller than its keys: the kill then also leaves the local
-//! state at an earlier commit, which the successor starts from.
+//! state at an earlier commit, which the successor starts from. Beside the count, a session
+//! count (a day's inactivity gap: one session per key) goes through a session store,
+//! persistent too with a state dir, whose every record merges and replaces a session.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -31,13 +33,15 @@ use support::{TestBroker, create_topic};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    I64Serde, KafkaStreams, Materialized, Nullable, StreamsBuilder, StreamsConfig, StringSerde,
-    Topology,
+    I64Serde, KafkaStreams, Materialized, Nullable, SessionWindows, StreamsBuilder, StreamsConfig,
+    StringSerde, Topology,
 };
 
 const APP: &str = "sigkill-word-counts";
 const INPUT: &str = "sigkill-words";
 const OUTPUT: &str = "sigkill-word-counts";
+/// The session counts, keyed by the session's key.
+const SESSIONS: &str = "sigkill-session-counts";
 const PARTITIONS: i32 = 2;
 const KEYS: usize = 20;
 const CHILD_ENV: &str = "WEIR_STREAMS_SIGKILL_CHILD";
@@ -45,12 +49,24 @@ const STATE_DIR_ENV: &str = "WEIR_STREAMS_SIGKILL_STATE_DIR";
 
 fn topology() -> Result<Topology, weir_streams::Error> {
     let builder = StreamsBuilder::new();
-    builder
+    let grouped = builder
         .stream(INPUT, StringSerde, StringSerde)
-        .group_by_key()
+        .group_by_key();
+    grouped
         .count_with(Materialized::as_store("counts"))
         .to_stream()
         .to(OUTPUT, StringSerde, Nullable(I64Serde));
+    grouped
+        .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(
+            Duration::from_secs(86_400),
+        ))
+        .materialized_as("session-counts")
+        .count()
+        .to_stream()
+        // A merged session's tombstone comes before its successor's count.
+        .filter(|_, count| count.is_some())
+        .map(|session, count| (session.key, count))
+        .to(SESSIONS, StringSerde, Nullable(I64Serde));
     builder.build()
 }
 
@@ -146,6 +162,7 @@ async fn killed_and_resumed(state_dir: Option<&std::path::Path>) {
     let client = broker.client().await;
     create_topic(&client, INPUT, PARTITIONS).await;
     create_topic(&client, OUTPUT, 1).await;
+    create_topic(&client, SESSIONS, 1).await;
     let bootstrap = broker.addr.to_string();
 
     // Records keep coming while the application runs, so it is killed mid-stream: KEYS
@@ -188,26 +205,30 @@ async fn killed_and_resumed(state_dir: Option<&std::path::Path>) {
     wait_until("the second application commits every record", || async {
         committed(&broker).await == total
             && latest_counts(&broker, OUTPUT).await.values().sum::<i64>() >= total
+            && latest_counts(&broker, SESSIONS).await.values().sum::<i64>() >= total
     })
     .await;
     second.kill();
 
-    let counts = latest_counts(&broker, OUTPUT).await;
-    let truth = total / KEYS as i64;
-    assert_eq!(counts.len(), KEYS);
-    assert!(
-        counts.values().all(|count| *count >= truth),
-        "no loss: {truth} records per key, counted {counts:?}"
-    );
-    let duplicates = counts.values().sum::<i64>() - total;
-    assert!(
-        duplicates <= uncommitted,
-        "{duplicates} records counted twice, at most {uncommitted} were uncommitted at the kill \
-         ({committed_at_kill} committed): {counts:?}"
-    );
-    println!(
-        "{total} records, {committed_at_kill} committed at the kill, {duplicates} counted twice \
-         (bound {uncommitted})"
-    );
+    // The count and the session count, each on its own: the same bounds.
+    for output in [OUTPUT, SESSIONS] {
+        let counts = latest_counts(&broker, output).await;
+        let truth = total / KEYS as i64;
+        assert_eq!(counts.len(), KEYS, "{output}");
+        assert!(
+            counts.values().all(|count| *count >= truth),
+            "{output}: no loss: {truth} records per key, counted {counts:?}"
+        );
+        let duplicates = counts.values().sum::<i64>() - total;
+        assert!(
+            duplicates <= uncommitted,
+            "{output}: {duplicates} records counted twice, at most {uncommitted} were \
+             uncommitted at the kill ({committed_at_kill} committed): {counts:?}"
+        );
+        println!(
+            "{output}: {total} records, {committed_at_kill} committed at the kill, \
+             {duplicates} counted twice (bound {uncommitted})"
+        );
+    }
     broker.stop().await;
 }

@@ -375,7 +375,9 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
 
     /// Both sides of a foreign-key join. The subscriptions Kafka keeps in a store and sends
     /// through topics are an index from foreign key to this table's keys here: one task
-    /// sees both tables.
+    /// sees both tables. The index is logged (when both tables' key serdes are known) so that
+    /// a restored task has it back: its changelog key is the foreign key's bytes (after
+    /// their length, 4 bytes big-endian) then this table's key's, Kafka's `CombinedKey`.
     fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
@@ -388,6 +390,15 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         let subscriptions: Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>> =
             Arc::new(Mutex::new(BTreeMap::new()));
         let node: Node<K, Change<VR>> = Node::new();
+        let subscription_log = match (&other.key_serde, &self.key_serde) {
+            (Some(foreign_serde), Some(key_serde)) => Some(SubscriptionLog::register(
+                &mut self.state.lock(),
+                &subscriptions,
+                Arc::clone(foreign_serde),
+                Arc::clone(key_serde),
+            )),
+            _ => None,
+        };
 
         let (this_getter, other_getter) = (Arc::clone(&self.getter), Arc::clone(&other.getter));
         let (extract, join) = (Arc::clone(&extractor), Arc::clone(&joiner));
@@ -416,21 +427,24 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
                     record.value.new.as_ref().map(&mut *extract),
                 )
             };
-            {
+            if old_key != new_key {
                 let mut subscribed = subscribed.lock();
-                if let Some(old_key) = &old_key
-                    && let Some(keys) = subscribed.get_mut(old_key)
-                {
-                    keys.remove(&key);
-                    if keys.is_empty() {
-                        subscribed.remove(old_key);
-                    }
+                if let Some(old_key) = &old_key {
+                    unsubscribe(&mut subscribed, old_key, &key);
                 }
                 if let Some(new_key) = &new_key {
                     subscribed
                         .entry(new_key.clone())
                         .or_default()
                         .insert(key.clone());
+                }
+                if let Some(log) = &subscription_log {
+                    if let Some(old_key) = &old_key {
+                        log.write(ctx, old_key, &key, false, record.timestamp)?;
+                    }
+                    if let Some(new_key) = &new_key {
+                        log.write(ctx, new_key, &key, true, record.timestamp)?;
+                    }
                 }
             }
             let new = match (&record.value.new, new_key) {
@@ -502,6 +516,130 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             value_serde: None,
             lineage: self.lineage.union(&other.lineage),
         }
+    }
+}
+
+/// Drops `key`'s subscription to `foreign_key`.
+fn unsubscribe<KO: Ord, K: Ord>(
+    subscribed: &mut BTreeMap<KO, BTreeSet<K>>,
+    foreign_key: &KO,
+    key: &K,
+) {
+    if let Some(keys) = subscribed.get_mut(foreign_key) {
+        keys.remove(key);
+        if keys.is_empty() {
+            subscribed.remove(foreign_key);
+        }
+    }
+}
+
+/// The changelog of a foreign-key join's subscriptions (Kafka's subscription store,
+/// `KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE-<n>`): a record per subscription, keyed by
+/// [`combined_key`], deleted with a tombstone.
+struct SubscriptionLog<KO, K> {
+    topic: String,
+    foreign_serde: SerdeRef<KO>,
+    key_serde: SerdeRef<K>,
+}
+
+/// The value of a subscription's changelog record: a subscription has no value but its key.
+const SUBSCRIBED: &[u8] = &[1];
+
+/// Kafka's `CombinedKey` bytes: the foreign key's length (4 bytes, big-endian), its bytes,
+/// then the primary key's.
+fn combined_key(foreign: &[u8], primary: &[u8]) -> Result<Vec<u8>, Error> {
+    let length = u32::try_from(foreign.len()).map_err(|_| Error::DataSize {
+        expected: u32::MAX as usize,
+        actual: foreign.len(),
+    })?;
+    let mut key = Vec::with_capacity(4 + foreign.len() + primary.len());
+    key.extend_from_slice(&length.to_be_bytes());
+    key.extend_from_slice(foreign);
+    key.extend_from_slice(primary);
+    Ok(key)
+}
+
+/// [`combined_key`]'s parts: the foreign key's bytes and the primary key's.
+fn split_combined_key(key: &[u8]) -> Result<(&[u8], &[u8]), Error> {
+    let too_short = || Error::DataSize {
+        expected: 4,
+        actual: key.len(),
+    };
+    let length: [u8; 4] = key
+        .get(..4)
+        .ok_or_else(too_short)?
+        .try_into()
+        .map_err(|_| too_short())?;
+    let length = u32::from_be_bytes(length) as usize;
+    let rest = &key[4..];
+    if rest.len() < length {
+        return Err(Error::DataSize {
+            expected: 4 + length,
+            actual: key.len(),
+        });
+    }
+    Ok(rest.split_at(length))
+}
+
+impl<KO: Data + Ord, K: Data + Ord> SubscriptionLog<KO, K> {
+    /// Registers the changelog, whose restorer puts the subscriptions back into
+    /// `subscriptions`.
+    fn register(
+        state: &mut BuilderState,
+        subscriptions: &Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>>,
+        foreign_serde: SerdeRef<KO>,
+        key_serde: SerdeRef<K>,
+    ) -> Self {
+        let store = state.generated_name("KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE");
+        let (restored, foreign, keys) = (
+            Arc::clone(subscriptions),
+            Arc::clone(&foreign_serde),
+            Arc::clone(&key_serde),
+        );
+        let restorer: Restorer = Box::new(move |key, value| {
+            let Some(key) = key else {
+                return Ok(());
+            };
+            let (foreign_key, primary_key) = split_combined_key(key)?;
+            let (foreign_key, primary_key) = (
+                foreign.deserialize(foreign_key)?,
+                keys.deserialize(primary_key)?,
+            );
+            let mut subscribed = restored.lock();
+            match value {
+                Some(_) => {
+                    subscribed
+                        .entry(foreign_key)
+                        .or_default()
+                        .insert(primary_key);
+                }
+                None => unsubscribe(&mut subscribed, &foreign_key, &primary_key),
+            }
+            Ok(())
+        });
+        Self {
+            topic: register_changelog(state, &store, restorer),
+            foreign_serde,
+            key_serde,
+        }
+    }
+
+    /// Logs `key`'s subscription to `foreign_key`, or its end.
+    fn write(
+        &self,
+        ctx: &mut Context,
+        foreign_key: &KO,
+        key: &K,
+        subscribed: bool,
+        timestamp: i64,
+    ) -> Result<(), Error> {
+        let foreign = serialize_key(&self.topic, &*self.foreign_serde, foreign_key)?;
+        let primary = serialize_key(&self.topic, &*self.key_serde, key)?;
+        let combined = combined_key(&foreign, &primary)
+            .map_err(|e| serialize_failed(&self.topic, "key", e))?;
+        let value = subscribed.then(|| SUBSCRIBED.to_vec());
+        log_change(ctx, &self.topic, combined, value, timestamp);
+        Ok(())
     }
 }
 
@@ -1046,5 +1184,96 @@ mod tests {
         for cut in [0, 10, data.len() - 1] {
             assert!(decode_buffer_value(&data[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    /// A foreign-key join's subscriptions come back with a restored task: an update of the
+    /// other table re-emits the rows that refer to it, as before the restore, and not those
+    /// whose foreign key moved away.
+    #[test]
+    fn a_restored_foreign_key_join_still_follows_the_other_table() {
+        use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
+        use crate::{Nullable, StreamsBuilder};
+
+        fn topology() -> Topology {
+            let builder = StreamsBuilder::new();
+            let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+            let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+            orders
+                .join_foreign_key(
+                    &customers,
+                    |customer: &String| customer.clone(),
+                    |order, customer| format!("{order}/{customer}"),
+                )
+                .to_stream()
+                .to("out", StringSerde, Nullable(StringSerde));
+            builder.build().unwrap()
+        }
+        let record = |topic: &str, key: &str, value: &str, timestamp| RawRecord {
+            topic: topic.to_string(),
+            partition: 0,
+            offset: 0,
+            key: Some(bytes::Bytes::from(key.to_string())),
+            value: Some(bytes::Bytes::from(value.to_string())),
+            timestamp,
+        };
+        let joined = |outputs: Vec<RawRecord>| -> Vec<(String, String)> {
+            outputs
+                .into_iter()
+                .filter(|r| r.topic == "out")
+                .map(|r| {
+                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                    (key, String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+                })
+                .collect()
+        };
+        let handler = DeserializationExceptionHandler::default;
+        let mut task = Task::new(topology(), 0, handler());
+        task.process(&record("customers", "c1", "alice", 1))
+            .unwrap();
+        task.process(&record("customers", "c2", "carol", 2))
+            .unwrap();
+        task.process(&record("orders", "o1", "c1", 3)).unwrap();
+        task.process(&record("orders", "o2", "c1", 4)).unwrap();
+        // o2 moves from c1 to c2: its subscription to c1 ends.
+        task.process(&record("orders", "o2", "c2", 5)).unwrap();
+        let changelog = task.take_outputs();
+        assert_eq!(
+            joined(changelog.clone()),
+            [("o1", "c1/alice"), ("o2", "c1/alice"), ("o2", "c2/carol")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+
+        let mut restored = Task::new(topology(), 0, handler());
+        for r in &changelog {
+            if let Some(store) = r.topic.strip_suffix("-changelog") {
+                restored
+                    .restore(store, r.key.as_deref(), r.value.as_deref())
+                    .unwrap();
+            }
+        }
+        restored
+            .process(&record("customers", "c1", "bob", 6))
+            .unwrap();
+        restored
+            .process(&record("customers", "c2", "dave", 7))
+            .unwrap();
+        assert_eq!(
+            joined(restored.take_outputs()),
+            [("o1", "c1/bob"), ("o2", "c2/dave")].map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn combined_keys_split_back_and_refuse_a_short_key() {
+        use super::{combined_key, split_combined_key};
+
+        let key = combined_key(b"fk", b"pk").unwrap();
+        assert_eq!(key, [0, 0, 0, 2, b'f', b'k', b'p', b'k']);
+        assert_eq!(split_combined_key(&key).unwrap(), (&b"fk"[..], &b"pk"[..]));
+        assert!(split_combined_key(&[0, 0]).is_err());
+        assert!(
+            split_combined_key(&[0, 0, 0, 9, 1]).is_err(),
+            "longer than the key"
+        );
     }
 }

@@ -184,8 +184,11 @@
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
 //!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
 //!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's
-//!   subscription instructions, with the subscriptions an in-memory index instead of
-//!   topics (one task sees both tables); results carry the triggering record's timestamp.
+//!   subscription instructions, with the subscriptions an index in the task instead of
+//!   topics (one task sees both tables), logged to a changelog
+//!   (`KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE-<n>`, keys in Kafka's `CombinedKey` format)
+//!   so that a restored task has them back; results carry the triggering record's
+//!   timestamp.
 //! - **Bad input.** A key or value that does not deserialize goes to the
 //!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
 //!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
@@ -409,8 +412,9 @@
 //!   user topic needs that topic to have the largest count; no topology optimization
 //!   (merging repartition topics, source topics as changelogs);
 //! - Kafka's `global.consumer.` settings (the global
-//!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in memory, in one task: they
-//!   are right only when both tables' keys meet in one task (one partition). `Materialized`
+//!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in one task (without
+//!   Kafka's subscription and response topics): they are right only when both tables' keys
+//!   meet in one task (one partition). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;

@@ -16,6 +16,7 @@ use crate::store::{
 };
 use crate::topology::{BuilderState, Context, Data, Node, Record, Restorer, SerdeRef};
 use crate::window::JoinWindows;
+use crate::windowed::Retention;
 
 /// Which input of the join a record came from. Left sorts before right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,33 +26,31 @@ enum Side {
 }
 
 /// One side's window store: records by key and timestamp (duplicates kept, in arrival
-/// order), with Kafka's in-memory window store retention: records at or before the latest
-/// timestamp put minus the retention are neither stored nor found, and are dropped in one
-/// sweep each time the latest timestamp has moved on by a retention period (so the cost of
-/// sweeping stays proportional to what is put).
+/// order), with Kafka's in-memory window store retention (the windowed stores' [`Retention`]):
+/// records at or before the latest timestamp put minus the retention are neither stored nor
+/// found, and are dropped in one sweep each time the latest timestamp has moved on by a
+/// retention period.
 struct JoinStore<K, V> {
     records: BTreeMap<(K, i64, u64), V>,
-    observed: i64,
-    swept_at: i64,
+    retention: Retention,
 }
 
 /// Where a buffered record sits in its side's store: key, timestamp, sequence.
 type BufferSlot<K> = (K, i64, u64);
 
 impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
-    fn new() -> Self {
+    /// An empty store that keeps records for `retention` ms.
+    fn new(retention: i64) -> Self {
         Self {
             records: BTreeMap::new(),
-            observed: i64::MIN,
-            swept_at: i64::MIN,
+            retention: Retention::new(retention),
         }
     }
 
     /// Buffers the record unless it is already expired; returns whether it was buffered.
-    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V, retention: i64) -> bool {
-        self.observed = self.observed.max(timestamp);
-        let live = self.observed.saturating_sub(retention);
-        if timestamp <= live {
+    fn put(&mut self, key: K, timestamp: i64, sequence: u64, value: V) -> bool {
+        self.retention.observe(timestamp);
+        if timestamp <= self.retention.expired_until() {
             return false;
         }
         self.records.insert((key, timestamp, sequence), value);
@@ -60,13 +59,12 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
 
     /// Drops the expired records, if the latest timestamp moved on by a retention period
     /// since the last sweep; returns where they were.
-    fn sweep(&mut self, retention: i64) -> Vec<BufferSlot<K>> {
+    fn sweep(&mut self) -> Vec<BufferSlot<K>> {
         let mut dropped = Vec::new();
-        if self.observed.saturating_sub(self.swept_at) < retention.max(1) {
+        if !self.retention.sweep_due() {
             return dropped;
         }
-        self.swept_at = self.observed;
-        let live = self.observed.saturating_sub(retention);
+        let live = self.retention.expired_until();
         self.records.retain(|slot, _| {
             let keep = slot.1 > live;
             if !keep {
@@ -77,8 +75,8 @@ impl<K: Ord + Clone, V: Clone> JoinStore<K, V> {
         dropped
     }
 
-    fn fetch(&self, key: &K, from: i64, to: i64, retention: i64) -> Vec<(i64, V)> {
-        let from = from.max(self.observed.saturating_sub(retention).saturating_add(1));
+    fn fetch(&self, key: &K, from: i64, to: i64) -> Vec<(i64, V)> {
+        let from = from.max(self.retention.expired_until().saturating_add(1));
         if from > to {
             return Vec::new();
         }
@@ -147,7 +145,6 @@ fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
     store_name: &str,
     state: &Arc<Mutex<JoinState<K, V1, V2>>>,
     serdes: (SerdeRef<K>, SerdeRef<V>),
-    retention: i64,
     buffer: fn(&mut JoinState<K, V1, V2>) -> &mut JoinStore<K, V>,
 ) -> BufferLog<K, V> {
     let (key_serde, value_serde) = serdes;
@@ -167,7 +164,7 @@ fn logged_buffer<K: Data + Ord, V1: Data, V2: Data, V: Data>(
         match value {
             Some(data) => {
                 let (value, _) = decode_value(ValueFormat::Plain, &*values, data)?;
-                buffer(&mut state).put(key, timestamp, sequence, value, retention);
+                buffer(&mut state).put(key, timestamp, sequence, value);
             }
             None => {
                 buffer(&mut state)
@@ -217,11 +214,15 @@ impl<K: Data + Ord, V1: Data, V2: Data> JoinState<K, V1, V2> {
     /// ones that had closed were emitted before the handover) and that no record buffered
     /// on the other side joins. Kafka logs these in a third store (its shared outer-join
     /// store); they follow from the two buffers, which are logged.
-    fn rebuild_unjoined(&mut self, windows: JoinWindows, outer: (bool, bool), retention: i64) {
+    fn rebuild_unjoined(&mut self, windows: JoinWindows, outer: (bool, bool)) {
         if !std::mem::take(&mut self.restored) {
             return;
         }
-        let now = self.left.observed.max(self.right.observed);
+        let now = self
+            .left
+            .retention
+            .latest()
+            .max(self.right.retention.latest());
         self.stream_time = self.stream_time.max(now);
         let open = |t: i64, look_ahead: i64| {
             t.saturating_add(look_ahead)
@@ -238,9 +239,7 @@ impl<K: Data + Ord, V1: Data, V2: Data> JoinState<K, V1, V2> {
         if outer.0 {
             for ((key, t, _), value) in &self.left.records {
                 let (from, to) = window(*t, windows.before_ms, windows.after_ms);
-                if open(*t, windows.after_ms)
-                    && self.right.fetch(key, from, to, retention).is_empty()
-                {
+                if open(*t, windows.after_ms) && self.right.fetch(key, from, to).is_empty() {
                     waiting.push(((*t, Side::Left, key.clone()), (Some(value.clone()), None)));
                 }
             }
@@ -248,9 +247,7 @@ impl<K: Data + Ord, V1: Data, V2: Data> JoinState<K, V1, V2> {
         if outer.1 {
             for ((key, t, _), value) in &self.right.records {
                 let (from, to) = window(*t, windows.after_ms, windows.before_ms);
-                if open(*t, windows.before_ms)
-                    && self.left.fetch(key, from, to, retention).is_empty()
-                {
+                if open(*t, windows.before_ms) && self.left.fetch(key, from, to).is_empty() {
                     waiting.push(((*t, Side::Right, key.clone()), (None, Some(value.clone()))));
                 }
             }
@@ -282,19 +279,19 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
         &right.repartitioned("KSTREAM-JOINOTHER"),
     );
     let lineage = left.lineage.union(&right.lineage);
+    let retention = windows
+        .before_ms
+        .saturating_add(windows.after_ms)
+        .saturating_add(windows.grace_ms);
     let state = Arc::new(Mutex::new(JoinState {
-        left: JoinStore::new(),
-        right: JoinStore::new(),
+        left: JoinStore::new(retention),
+        right: JoinStore::new(retention),
         unjoined: BTreeMap::new(),
         stream_time: i64::MIN,
         min_time: i64::MAX,
         sequence: 0,
         restored: false,
     }));
-    let retention = windows
-        .before_ms
-        .saturating_add(windows.after_ms)
-        .saturating_add(windows.grace_ms);
     let (left_log, right_log) = {
         let mut builder = left.state.lock();
         let name = format!("KSTREAM-JOIN-{:010}", builder.copartition_groups.len() + 1);
@@ -311,7 +308,6 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
                     &this_store,
                     &state,
                     (Arc::clone(key_serde), Arc::clone(left_values)),
-                    retention,
                     |state| &mut state.left,
                 )),
                 Some(logged_buffer(
@@ -319,7 +315,6 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
                     &other_store,
                     &state,
                     (Arc::clone(key_serde), Arc::clone(right_values)),
-                    retention,
                     |state| &mut state.right,
                 )),
             ),
@@ -336,26 +331,22 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = shared.lock();
             let state = &mut *state;
             let mut joiner = join.lock();
-            state.rebuild_unjoined(windows, outer, retention);
+            state.rebuild_unjoined(windows, outer);
             state.sequence += 1;
             let t = record.timestamp;
-            let buffered = state.left.put(
-                record.key.clone(),
-                t,
-                state.sequence,
-                record.value.clone(),
-                retention,
-            );
-            let dropped = state.left.sweep(retention);
+            let buffered =
+                state
+                    .left
+                    .put(record.key.clone(), t, state.sequence, record.value.clone());
+            let dropped = state.left.sweep();
             if let Some(log) = &left_log {
                 if buffered {
                     log.write(ctx, &record.key, t, state.sequence, &record.value)?;
                 }
                 log.expire(ctx, dropped)?;
             }
-            let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
-                state.right.fetch(key, from, to, retention)
-            };
+            let partners =
+                |state: &JoinState<K, V1, V2>, key: &K, from, to| state.right.fetch(key, from, to);
             process(
                 state,
                 &mut **joiner,
@@ -380,26 +371,22 @@ pub(crate) fn stream_stream_join<K: Data + Ord, V1: Data, V2: Data, VR: Data>(
             let mut state = state.lock();
             let state = &mut *state;
             let mut joiner = joiner.lock();
-            state.rebuild_unjoined(windows, outer, retention);
+            state.rebuild_unjoined(windows, outer);
             state.sequence += 1;
             let t = record.timestamp;
-            let buffered = state.right.put(
-                record.key.clone(),
-                t,
-                state.sequence,
-                record.value.clone(),
-                retention,
-            );
-            let dropped = state.right.sweep(retention);
+            let buffered =
+                state
+                    .right
+                    .put(record.key.clone(), t, state.sequence, record.value.clone());
+            let dropped = state.right.sweep();
             if let Some(log) = &right_log {
                 if buffered {
                     log.write(ctx, &record.key, t, state.sequence, &record.value)?;
                 }
                 log.expire(ctx, dropped)?;
             }
-            let partners = |state: &JoinState<K, V1, V2>, key: &K, from, to| {
-                state.left.fetch(key, from, to, retention)
-            };
+            let partners =
+                |state: &JoinState<K, V1, V2>, key: &K, from, to| state.left.fetch(key, from, to);
             process(
                 state,
                 &mut **joiner,
@@ -556,32 +543,25 @@ mod tests {
     /// buffer is ordered by key first), so a join over many keys stays bounded.
     #[test]
     fn the_sweep_drops_every_keys_expired_records() {
-        let mut store = JoinStore::new();
         let retention = 100;
-        assert!(store.put("b", 0, 1, "b0", retention));
-        assert!(store.put("a", 0, 2, "a0", retention));
-        assert_eq!(store.sweep(retention), vec![], "nothing expired yet");
-        assert!(store.put("a", 150, 3, "a150", retention));
-        assert!(store.put("c", 60, 4, "c60", retention));
-        let mut dropped = store.sweep(retention);
+        let mut store = JoinStore::new(retention);
+        assert!(store.put("b", 0, 1, "b0"));
+        assert!(store.put("a", 0, 2, "a0"));
+        assert_eq!(store.sweep(), vec![], "nothing expired yet");
+        assert!(store.put("a", 150, 3, "a150"));
+        assert!(store.put("c", 60, 4, "c60"));
+        let mut dropped = store.sweep();
         dropped.sort();
         assert_eq!(dropped, vec![("a", 0, 2), ("b", 0, 1)]);
         let left: Vec<_> = store.records.keys().copied().collect();
         assert_eq!(left, vec![("a", 150, 3), ("c", 60, 4)]);
         // The next sweep waits until the latest timestamp moves on by a period.
-        assert!(store.put("a", 200, 5, "a200", retention));
-        assert_eq!(store.sweep(retention), vec![]);
-        assert_eq!(
-            store.fetch(&"c", 0, 100, retention),
-            vec![],
-            "expired: not found"
-        );
-        assert!(
-            !store.put("d", 90, 6, "d90", retention),
-            "expired: not buffered"
-        );
-        assert!(store.put("a", 250, 7, "a250", retention));
-        let mut dropped = store.sweep(retention);
+        assert!(store.put("a", 200, 5, "a200"));
+        assert_eq!(store.sweep(), vec![]);
+        assert_eq!(store.fetch(&"c", 0, 100), vec![], "expired: not found");
+        assert!(!store.put("d", 90, 6, "d90"), "expired: not buffered");
+        assert!(store.put("a", 250, 7, "a250"));
+        let mut dropped = store.sweep();
         dropped.sort();
         assert_eq!(dropped, vec![("a", 150, 3), ("c", 60, 4)]);
     }

@@ -561,17 +561,11 @@ fn combined_key(foreign: &[u8], primary: &[u8]) -> Result<Vec<u8>, Error> {
 
 /// [`combined_key`]'s parts: the foreign key's bytes and the primary key's.
 fn split_combined_key(key: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    let too_short = || Error::DataSize {
+    let (length, rest) = key.split_first_chunk::<4>().ok_or(Error::DataSize {
         expected: 4,
         actual: key.len(),
-    };
-    let length: [u8; 4] = key
-        .get(..4)
-        .ok_or_else(too_short)?
-        .try_into()
-        .map_err(|_| too_short())?;
-    let length = u32::from_be_bytes(length) as usize;
-    let rest = &key[4..];
+    })?;
+    let length = u32::from_be_bytes(*length) as usize;
     if rest.len() < length {
         return Err(Error::DataSize {
             expected: 4 + length,

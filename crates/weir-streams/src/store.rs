@@ -146,38 +146,22 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<K, V> {
     }
 
     /// Puts what `update` makes of `key`'s value (`None`: it has none) for `key`; returns
-    /// the value replaced and the one put. An aggregation's step: one search of the store
-    /// (two when it is persistent, and a read of the local state for a key it does not know)
-    /// instead of a removal and an insertion.
+    /// the value replaced and the one put. An aggregation's step: one search of `map`
+    /// instead of a removal and an insertion (and, when persistent, a read of the local state
+    /// for a key it does not know).
     pub(crate) fn update(
         &mut self,
         key: K,
         update: impl FnOnce(Option<&(V, i64)>) -> (V, i64),
     ) -> (Option<(V, i64)>, (V, i64)) {
-        use std::collections::btree_map::Entry;
-
+        // A key the persistent store does not know has the database's value, which `map`
+        // does not cache; a known one has its value in `map`, or was deleted since the commit.
         let stored = match &mut self.disk {
             None => None,
             Some(disk) => {
-                let unknown = match disk.meta.entry(key.clone()) {
-                    Entry::Vacant(entry) => {
-                        entry.insert(Meta::Dirty);
-                        true
-                    }
-                    Entry::Occupied(mut entry) => {
-                        if let Meta::Clean { .. } = entry.insert(Meta::Dirty) {
-                            disk.clean -= 1;
-                        } else {
-                            // Dirty already: visited at the commit once.
-                            return Self::update_in(&mut self.map, key, None, update);
-                        }
-                        false
-                    }
-                };
-                disk.dirty.push(key.clone());
-                // Unknown: the database's value, which `map` does not cache. Known: `map`
-                // holds its value, or it was deleted since the commit.
-                if unknown { disk.read(&key) } else { None }
+                let stored = disk.read_unless_known(&key);
+                disk.mark_dirty(key.clone());
+                stored
             }
         };
         Self::update_in(&mut self.map, key, stored, update)
@@ -340,8 +324,9 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<Windowed<K>, V> {
     }
 
     /// Drops the windows whose time (`kind`'s) is at or before `expired`. Returns those
-    /// dropped from memory, and the keys (as the local state holds them) of those the local
-    /// state holds, which the caller deletes from it.
+    /// dropped from memory that the local state does not hold yet (all of them in memory),
+    /// and the keys (as the local state holds them) of those it holds; the caller deletes
+    /// both from it.
     pub(crate) fn drop_expired(
         &mut self,
         kind: WindowedStoreKind,
@@ -359,6 +344,9 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<Windowed<K>, V> {
         let Some(disk) = &mut self.disk else {
             return (dropped, Vec::new());
         };
+        // The clean ones are in the local state, whose walk below finds them: only those
+        // updated since the commit are returned, to be deleted after it writes them.
+        dropped.retain(|key| disk.meta.get(key) == Some(&Meta::Dirty));
         let mut clean = disk.clean;
         disk.meta.retain(|key, meta| {
             let keep = live(key);

@@ -310,7 +310,7 @@ impl Retention {
 
     /// Whether the latest time moved on by a period since the last sweep: then it is time
     /// for another.
-    fn sweep_due(&mut self) -> bool {
+    pub(crate) fn sweep_due(&mut self) -> bool {
         if self.observed.saturating_sub(self.swept_at) < self.period.max(1) {
             return false;
         }

@@ -61,6 +61,11 @@ pub enum Error {
     /// A record piped to a topic that no source of the topology reads.
     #[error("no source in the topology reads topic {0}")]
     UnknownTopic(String),
+    /// A record of a foreign-key join's internal topics or stores that is not in the
+    /// format they are written in (Kafka's `SubscriptionWrapper` and
+    /// `SubscriptionResponseWrapper`).
+    #[error("invalid foreign-key join record: {0}")]
+    ForeignKeyJoinRecord(String),
     /// No state store has this name.
     #[error("no state store named {0}")]
     UnknownStore(String),

@@ -342,7 +342,7 @@ fn table_record<K, V>(
     Ok(Some((key, value)))
 }
 
-fn deserialize_failed(raw: &RawRecord, part: &'static str, source: Error) -> Error {
+pub(crate) fn deserialize_failed(raw: &RawRecord, part: &'static str, source: Error) -> Error {
     Error::Deserialize {
         topic: raw.topic.clone(),
         partition: raw.partition,
@@ -1032,7 +1032,8 @@ impl<K: 'static, V: 'static> Grouped<K, V> {
 }
 
 /// How [`KStream::repartition_with`] repartitions (Kafka's `Repartitioned`): the topic's
-/// name and serdes, as [`Grouped`] gives them (the partition count is the number of tasks).
+/// name and serdes, as [`Grouped`] gives them (the partition count is the number of tasks,
+/// or that of the user topic the stream is then joined with).
 pub type Repartitioned<K, V> = Grouped<K, V>;
 
 /// How an aggregation's result is stored (Kafka's `Materialized`): the store's name and the

@@ -1,7 +1,7 @@
 //! [`KTable`]: a changelog stream held in a state store, its operators (filter, map_values,
 //! to_stream), table-table joins, and suppress ("emit final results") for windowed tables.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -343,11 +343,15 @@ impl<K: Data, V: Data> KTable<K, V> {
 impl<K: Data + Ord, V: Data> KTable<K, V> {
     /// The inner foreign-key join with `other` (Kafka's `KTable#join(other,
     /// foreignKeyExtractor, joiner)`): each row of this table joins the row of `other` whose
-    /// key `extractor` takes from its value; the result is keyed by this table's key. A new
-    /// row emits its joined row if `other` holds the foreign key; an updated row emits it,
-    /// or a tombstone for the result it may have had; a deleted row emits a tombstone. An
-    /// update of `other` re-emits every row of this table that refers to it (a tombstone
-    /// when `other` deleted it). Results carry the triggering record's timestamp.
+    /// key `extractor` takes from its value; the result is keyed by this table's key. The
+    /// tables need no co-partitioning: subscriptions and answers go through two internal
+    /// topics, as in Kafka (see the crate's *Joins*). A new row emits its joined row if
+    /// `other` holds the foreign key; an updated row emits it, or (when it moved to a
+    /// foreign key `other` lacks) a tombstone for the result it may have had; a deleted row
+    /// emits a tombstone. An update of `other` re-emits every row of this table that refers
+    /// to it (a tombstone when `other` deleted it). Results carry the left record's
+    /// timestamp, or the right row's when later. Needs this table's key serde and `other`'s
+    /// key and value serdes.
     pub fn join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
@@ -373,11 +377,8 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         })
     }
 
-    /// Both sides of a foreign-key join. The subscriptions Kafka keeps in a store and sends
-    /// through topics are an index from foreign key to this table's keys here: one task
-    /// sees both tables. The index is logged (when both tables' key serdes are known) so that
-    /// a restored task has it back: its changelog key is the foreign key's bytes (after
-    /// their length, 4 bytes big-endian) then this table's key's, Kafka's `CombinedKey`.
+    /// Both kinds of foreign-key join, through the subscription and response topics of
+    /// [`crate::fk_join`].
     fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
@@ -385,255 +386,7 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         left: bool,
         joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
     ) -> KTable<K, VR> {
-        let extractor = Arc::new(Mutex::new(extractor));
-        let joiner = Arc::new(Mutex::new(joiner));
-        let subscriptions: Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>> =
-            Arc::new(Mutex::new(BTreeMap::new()));
-        let node: Node<K, Change<VR>> = Node::new();
-        let subscription_log = match (&other.key_serde, &self.key_serde) {
-            (Some(foreign_serde), Some(key_serde)) => Some(SubscriptionLog::register(
-                &mut self.state.lock(),
-                &subscriptions,
-                Arc::clone(foreign_serde),
-                Arc::clone(key_serde),
-            )),
-            _ => None,
-        };
-
-        let (this_getter, other_getter) = (Arc::clone(&self.getter), Arc::clone(&other.getter));
-        let (extract, join) = (Arc::clone(&extractor), Arc::clone(&joiner));
-        let getter: Getter<K, VR> = Arc::new(move |key: &K| {
-            let (value, timestamp) = this_getter(key)?;
-            let foreign_key = (extract.lock())(&value);
-            let other = other_getter(&foreign_key);
-            let joined = (join.lock())(&value, other.as_ref().map(|(other, _)| other))?;
-            Some((joined, timestamp))
-        });
-
-        // This table's updates: move the subscription, then look the foreign key up.
-        let other_getter = Arc::clone(&other.getter);
-        let (extract, join, subscribed) = (
-            Arc::clone(&extractor),
-            Arc::clone(&joiner),
-            Arc::clone(&subscriptions),
-        );
-        let next = node.clone();
-        self.node.add_sink(move |ctx, record| {
-            let key = record.key;
-            let (old_key, new_key) = {
-                let mut extract = extract.lock();
-                (
-                    record.value.old.as_ref().map(&mut *extract),
-                    record.value.new.as_ref().map(&mut *extract),
-                )
-            };
-            if old_key != new_key {
-                let mut subscribed = subscribed.lock();
-                if let Some(old_key) = &old_key {
-                    unsubscribe(&mut subscribed, old_key, &key);
-                }
-                if let Some(new_key) = &new_key {
-                    subscribed
-                        .entry(new_key.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-                if let Some(log) = &subscription_log {
-                    if let Some(old_key) = &old_key {
-                        log.write(ctx, old_key, &key, false, record.timestamp)?;
-                    }
-                    if let Some(new_key) = &new_key {
-                        log.write(ctx, new_key, &key, true, record.timestamp)?;
-                    }
-                }
-            }
-            let new = match (&record.value.new, new_key) {
-                (None, _) | (_, None) => {
-                    // A deleted row deletes its result, if it had one.
-                    if record.value.old.is_none() {
-                        return Ok(());
-                    }
-                    None
-                }
-                (Some(value), Some(foreign_key)) => {
-                    let other = other_getter(&foreign_key);
-                    let joined = (join.lock())(value, other.as_ref().map(|(other, _)| other));
-                    // Kafka's PROPAGATE_ONLY_IF_FK_VAL_AVAILABLE: a new row of an inner
-                    // join has no earlier result to delete. An updated row deletes the
-                    // result it may have had (PROPAGATE_NULL_IF_NO_FK_VAL_AVAILABLE).
-                    if joined.is_none() && !left && record.value.old.is_none() {
-                        return Ok(());
-                    }
-                    joined
-                }
-            };
-            next.forward(
-                ctx,
-                Record {
-                    key,
-                    value: Change { new, old: None },
-                    timestamp: record.timestamp,
-                },
-            )
-        });
-
-        // The other table's updates: every subscribed row again.
-        let this_getter = Arc::clone(&self.getter);
-        let next = node.clone();
-        other.node.add_sink(move |ctx, record| {
-            let keys: Vec<K> = subscriptions
-                .lock()
-                .get(&record.key)
-                .map(|keys| keys.iter().cloned().collect())
-                .unwrap_or_default();
-            for key in keys {
-                let Some((value, _)) = this_getter(&key) else {
-                    continue;
-                };
-                let new = (joiner.lock())(&value, record.value.new.as_ref());
-                if new.is_none() && record.value.old.is_none() {
-                    // Nothing was joined before and nothing is now.
-                    continue;
-                }
-                next.forward(
-                    ctx,
-                    Record {
-                        key,
-                        value: Change { new, old: None },
-                        timestamp: record.timestamp,
-                    },
-                )?;
-            }
-            Ok(())
-        });
-        KTable {
-            node,
-            state: Arc::clone(&self.state),
-            store_name: None,
-            getter,
-            grace_ms: None,
-            key_serde: self.key_serde.clone(),
-            value_serde: None,
-            lineage: self.lineage.union(&other.lineage),
-        }
-    }
-}
-
-/// Drops `key`'s subscription to `foreign_key`.
-fn unsubscribe<KO: Ord, K: Ord>(
-    subscribed: &mut BTreeMap<KO, BTreeSet<K>>,
-    foreign_key: &KO,
-    key: &K,
-) {
-    if let Some(keys) = subscribed.get_mut(foreign_key) {
-        keys.remove(key);
-        if keys.is_empty() {
-            subscribed.remove(foreign_key);
-        }
-    }
-}
-
-/// The changelog of a foreign-key join's subscriptions (Kafka's subscription store,
-/// `KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE-<n>`): a record per subscription, keyed by
-/// [`combined_key`], deleted with a tombstone.
-struct SubscriptionLog<KO, K> {
-    topic: String,
-    foreign_serde: SerdeRef<KO>,
-    key_serde: SerdeRef<K>,
-}
-
-/// The value of a subscription's changelog record: a subscription has no value but its key.
-const SUBSCRIBED: &[u8] = &[1];
-
-/// Kafka's `CombinedKey` bytes: the foreign key's length (4 bytes, big-endian), its bytes,
-/// then the primary key's.
-fn combined_key(foreign: &[u8], primary: &[u8]) -> Result<Vec<u8>, Error> {
-    let length = u32::try_from(foreign.len()).map_err(|_| Error::DataSize {
-        expected: u32::MAX as usize,
-        actual: foreign.len(),
-    })?;
-    let mut key = Vec::with_capacity(4 + foreign.len() + primary.len());
-    key.extend_from_slice(&length.to_be_bytes());
-    key.extend_from_slice(foreign);
-    key.extend_from_slice(primary);
-    Ok(key)
-}
-
-/// [`combined_key`]'s parts: the foreign key's bytes and the primary key's.
-fn split_combined_key(key: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    let (length, rest) = key.split_first_chunk::<4>().ok_or(Error::DataSize {
-        expected: 4,
-        actual: key.len(),
-    })?;
-    let length = u32::from_be_bytes(*length) as usize;
-    if rest.len() < length {
-        return Err(Error::DataSize {
-            expected: 4 + length,
-            actual: key.len(),
-        });
-    }
-    Ok(rest.split_at(length))
-}
-
-impl<KO: Data + Ord, K: Data + Ord> SubscriptionLog<KO, K> {
-    /// Registers the changelog, whose restorer puts the subscriptions back into
-    /// `subscriptions`.
-    fn register(
-        state: &mut BuilderState,
-        subscriptions: &Arc<Mutex<BTreeMap<KO, BTreeSet<K>>>>,
-        foreign_serde: SerdeRef<KO>,
-        key_serde: SerdeRef<K>,
-    ) -> Self {
-        let store = state.generated_name("KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE");
-        let (restored, foreign, keys) = (
-            Arc::clone(subscriptions),
-            Arc::clone(&foreign_serde),
-            Arc::clone(&key_serde),
-        );
-        let restorer: Restorer = Box::new(move |key, value| {
-            let Some(key) = key else {
-                return Ok(());
-            };
-            let (foreign_key, primary_key) = split_combined_key(key)?;
-            let (foreign_key, primary_key) = (
-                foreign.deserialize(foreign_key)?,
-                keys.deserialize(primary_key)?,
-            );
-            let mut subscribed = restored.lock();
-            match value {
-                Some(_) => {
-                    subscribed
-                        .entry(foreign_key)
-                        .or_default()
-                        .insert(primary_key);
-                }
-                None => unsubscribe(&mut subscribed, &foreign_key, &primary_key),
-            }
-            Ok(())
-        });
-        Self {
-            topic: register_changelog(state, &store, restorer),
-            foreign_serde,
-            key_serde,
-        }
-    }
-
-    /// Logs `key`'s subscription to `foreign_key`, or its end.
-    fn write(
-        &self,
-        ctx: &mut Context,
-        foreign_key: &KO,
-        key: &K,
-        subscribed: bool,
-        timestamp: i64,
-    ) -> Result<(), Error> {
-        let foreign = serialize_key(&self.topic, &*self.foreign_serde, foreign_key)?;
-        let primary = serialize_key(&self.topic, &*self.key_serde, key)?;
-        let combined = combined_key(&foreign, &primary)
-            .map_err(|e| serialize_failed(&self.topic, "key", e))?;
-        let value = subscribed.then(|| SUBSCRIBED.to_vec());
-        log_change(ctx, &self.topic, combined, value, timestamp);
-        Ok(())
+        crate::fk_join::foreign_key_join(self, other, extractor, left, joiner)
     }
 }
 
@@ -1178,96 +931,5 @@ mod tests {
         for cut in [0, 10, data.len() - 1] {
             assert!(decode_buffer_value(&data[..cut]).is_err(), "cut at {cut}");
         }
-    }
-
-    /// A foreign-key join's subscriptions come back with a restored task: an update of the
-    /// other table re-emits the rows that refer to it, as before the restore, and not those
-    /// whose foreign key moved away.
-    #[test]
-    fn a_restored_foreign_key_join_still_follows_the_other_table() {
-        use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
-        use crate::{Nullable, StreamsBuilder};
-
-        fn topology() -> Topology {
-            let builder = StreamsBuilder::new();
-            let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
-            let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
-            orders
-                .join_foreign_key(
-                    &customers,
-                    |customer: &String| customer.clone(),
-                    |order, customer| format!("{order}/{customer}"),
-                )
-                .to_stream()
-                .to("out", StringSerde, Nullable(StringSerde));
-            builder.build().unwrap()
-        }
-        let record = |topic: &str, key: &str, value: &str, timestamp| RawRecord {
-            topic: topic.to_string(),
-            partition: 0,
-            offset: 0,
-            key: Some(bytes::Bytes::from(key.to_string())),
-            value: Some(bytes::Bytes::from(value.to_string())),
-            timestamp,
-        };
-        let joined = |outputs: Vec<RawRecord>| -> Vec<(String, String)> {
-            outputs
-                .into_iter()
-                .filter(|r| r.topic == "out")
-                .map(|r| {
-                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-                    (key, String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-                })
-                .collect()
-        };
-        let handler = DeserializationExceptionHandler::default;
-        let mut task = Task::new(topology(), 0, handler());
-        task.process(&record("customers", "c1", "alice", 1))
-            .unwrap();
-        task.process(&record("customers", "c2", "carol", 2))
-            .unwrap();
-        task.process(&record("orders", "o1", "c1", 3)).unwrap();
-        task.process(&record("orders", "o2", "c1", 4)).unwrap();
-        // o2 moves from c1 to c2: its subscription to c1 ends.
-        task.process(&record("orders", "o2", "c2", 5)).unwrap();
-        let changelog = task.take_outputs();
-        assert_eq!(
-            joined(changelog.clone()),
-            [("o1", "c1/alice"), ("o2", "c1/alice"), ("o2", "c2/carol")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        );
-
-        let mut restored = Task::new(topology(), 0, handler());
-        for r in &changelog {
-            if let Some(store) = r.topic.strip_suffix("-changelog") {
-                restored
-                    .restore(store, r.key.as_deref(), r.value.as_deref())
-                    .unwrap();
-            }
-        }
-        restored
-            .process(&record("customers", "c1", "bob", 6))
-            .unwrap();
-        restored
-            .process(&record("customers", "c2", "dave", 7))
-            .unwrap();
-        assert_eq!(
-            joined(restored.take_outputs()),
-            [("o1", "c1/bob"), ("o2", "c2/dave")].map(|(k, v)| (k.to_string(), v.to_string()))
-        );
-    }
-
-    #[test]
-    fn combined_keys_split_back_and_refuse_a_short_key() {
-        use super::{combined_key, split_combined_key};
-
-        let key = combined_key(b"fk", b"pk").unwrap();
-        assert_eq!(key, [0, 0, 0, 2, b'f', b'k', b'p', b'k']);
-        assert_eq!(split_combined_key(&key).unwrap(), (&b"fk"[..], &b"pk"[..]));
-        assert!(split_combined_key(&[0, 0]).is_err());
-        assert!(
-            split_combined_key(&[0, 0, 0, 9, 1]).is_err(),
-            "longer than the key"
-        );
     }
 }

@@ -183,12 +183,26 @@
 //!   joins what it finds). Table-table ([`KTable::join`], [`KTable::left_join`],
 //!   [`KTable::outer_join`]): an update on either side emits the joined value, or a
 //!   tombstone when a needed side is deleted, as Kafka's `KTableKTable*Join`. Foreign-key
-//!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's
-//!   subscription instructions, with the subscriptions an index in the task instead of
-//!   topics (one task sees both tables), logged to a changelog
-//!   (`KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE-<n>`, keys in Kafka's `CombinedKey` format)
-//!   so that a restored task has them back; results carry the triggering record's
-//!   timestamp.
+//!   ([`KTable::join_foreign_key`], [`KTable::left_join_foreign_key`]): Kafka's design
+//!   (KIP-213), so the two tables need no co-partitioning. A left row's update sends
+//!   subscriptions with Kafka's instructions, keyed by foreign key, to
+//!   `KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-<n>-topic` (created with the right table's
+//!   partition count, so the producer's partitioner sends each to the task of its right
+//!   row); that task keeps them in `KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE-<n>` (logged,
+//!   keys in Kafka's `CombinedKey` format) and answers, as it does for every subscriber when
+//!   a right row changes, on `KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE-<n>-topic`, on the
+//!   partition of the left row's task; that task joins the answer with the row's current
+//!   value, or drops it when the row has since moved to another foreign key. Records are in
+//!   Kafka's `SubscriptionWrapper`/`SubscriptionResponseWrapper` formats; the hash in them is
+//!   of the serialized foreign key, not of the whole left value (so a left table without a
+//!   value serde can be joined; an update that keeps its foreign key may be joined twice
+//!   while answers are in flight, to the same final result). The left task also keeps, per
+//!   row, the foreign key it subscribed to and the last answer it accepted
+//!   (`KTABLE-FK-JOIN-SUBSCRIBER-STATE-STORE-<n>`, logged; Kafka reads the row's old value,
+//!   which tables computed by joins do not forward here), so that chained foreign-key joins
+//!   and lookups of the result work. The join needs this table's key serde and the other
+//!   table's key and value serdes, or [`StreamsBuilder::build`] refuses it. Results carry
+//!   the answer's timestamp: the left record's, or the right row's when later.
 //! - **Bad input.** A key or value that does not deserialize goes to the
 //!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
 //!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
@@ -255,8 +269,10 @@
 //!   included) and owns partition `p` of every changelog: coarser than Kafka's tasks per
 //!   (sub-topology, partition), since every task holds the whole topology. The number of
 //!   tasks is the largest partition count of the source topics; internal topics are created
-//!   with that many partitions (repartition: `cleanup.policy=delete`; changelogs:
-//!   `compact`) if missing, and one that exists with another count is refused. Instances of
+//!   with that many partitions, or with the count of the user topics they must be
+//!   co-partitioned with (a repartition topic joined with a table's topic, a foreign-key
+//!   join's registration topic), as Kafka does (repartition: `cleanup.policy=delete`;
+//!   changelogs: `compact`), if missing, and one that exists with another count is refused. Instances of
 //!   one application share the tasks through the group `application.id` with the streams
 //!   assignor (protocol `weir-streams`, a weir-client custom assignor): each instance's
 //!   subscription says which tasks it ran last and which it has local state for, and the
@@ -407,14 +423,14 @@
 //! # Not built yet
 //! Issue 12 asks for more; this increment leaves out:
 //! - sub-topologies: a task holds the whole topology, so a repartition topic's partition
-//!   count is the number of tasks (Kafka: the largest partition count of the upstream
-//!   sub-topology's sources), and a co-partition group that mixes a repartition topic with a
-//!   user topic needs that topic to have the largest count; no topology optimization
+//!   count is the number of tasks unless it must be co-partitioned with a user topic
+//!   (Kafka: the largest partition count of the upstream sub-topology's sources); no
+//!   topology optimization
 //!   (merging repartition topics, source topics as changelogs);
 //! - Kafka's `global.consumer.` settings (the global
-//!   consumer takes the instance's client settings). Foreign-key joins keep their subscriptions in one task (without
-//!   Kafka's subscription and response topics): they are right only when both tables' keys
-//!   meet in one task (one partition). `Materialized`
+//!   consumer takes the instance's client settings). A foreign-key join's
+//!   `TableJoined` (custom partitioners) and null foreign keys (the extractor returns a
+//!   key). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;
@@ -456,6 +472,7 @@
 mod assignor;
 mod driver;
 mod error;
+mod fk_join;
 mod join;
 mod kstream;
 mod ktable;

@@ -379,8 +379,8 @@ impl std::fmt::Debug for KafkaStreams {
 impl KafkaStreams {
     /// Connects, checks the source topics (they must exist, and co-partitioned topics must
     /// have equal partition counts), creates the missing internal topics (repartition topics
-    /// and compacted changelogs, with as many partitions as the largest source topic: the
-    /// number of tasks), and joins the group `application.id`. `factory` builds each task's
+    /// and compacted changelogs, with as many partitions as the largest source topic, the
+    /// number of tasks, or as the user topics they must be co-partitioned with), and joins the group `application.id`. `factory` builds each task's
     /// topology.
     pub async fn new<F>(factory: F, config: StreamsConfig) -> Result<Self, Error>
     where
@@ -426,8 +426,11 @@ impl KafkaStreams {
             .map(|(_, count)| *count)
             .max()
             .unwrap_or(1);
-        check_copartitioning(&template, &counts, tasks)?;
-        create_internal_topics(&admin, &client, &prefix, &template, tasks).await?;
+        let internal_counts = internal_partition_counts(&template, &counts, tasks);
+        let mut all_counts = counts.clone();
+        all_counts.extend(internal_counts.clone());
+        check_copartitioning(&template, &all_counts)?;
+        create_internal_topics(&admin, &client, &prefix, &template, &internal_counts).await?;
 
         let assignor = Arc::new(StreamsAssignor::new(AssignmentConfigs {
             num_standby_replicas: config.num_standby_replicas,
@@ -2468,18 +2471,38 @@ async fn partition_counts(
     Ok(counts)
 }
 
-/// Refuses topics that must be co-partitioned but have different partition counts, naming
-/// the node and the topics. Repartition topics get `tasks` partitions.
-fn check_copartitioning(
+/// The partition count of each internal topic: that of the user topics it must be
+/// co-partitioned with (a foreign-key join's registration topic takes the right table's, as
+/// a repartition topic joined with a user topic takes that topic's, in Kafka), else `tasks`.
+fn internal_partition_counts(
     topology: &Topology,
     counts: &BTreeMap<String, i32>,
     tasks: i32,
-) -> Result<(), Error> {
+) -> BTreeMap<String, i32> {
+    let groups = topology.copartition_groups();
+    topology
+        .internal_topics()
+        .into_iter()
+        .map(|topic| {
+            let count = groups
+                .iter()
+                .filter(|group| group.topics.contains(&topic.name))
+                .flat_map(|group| &group.topics)
+                .find_map(|member| counts.get(member).copied())
+                .unwrap_or(tasks);
+            (topic.name, count)
+        })
+        .collect()
+}
+
+/// Refuses topics that must be co-partitioned but have different partition counts, naming
+/// the node and the topics. `counts` has every topic's, internal ones included.
+fn check_copartitioning(topology: &Topology, counts: &BTreeMap<String, i32>) -> Result<(), Error> {
     for group in topology.copartition_groups() {
         let with_counts: Vec<(String, i32)> = group
             .topics
             .iter()
-            .map(|topic| (topic.clone(), counts.get(topic).copied().unwrap_or(tasks)))
+            .filter_map(|topic| Some((topic.clone(), *counts.get(topic)?)))
             .collect();
         let first = with_counts.first().map(|(_, count)| *count);
         if with_counts.iter().any(|(_, count)| Some(*count) != first) {
@@ -2499,14 +2522,14 @@ fn check_copartitioning(
 }
 
 /// Creates the internal topics that do not exist yet: repartition topics and compacted
-/// changelogs, each with `tasks` partitions. One that exists with another partition count is
-/// refused (its records would go to the wrong tasks).
+/// changelogs, each with its count in `counts`. One that exists with another partition count
+/// is refused (its records would go to the wrong tasks).
 async fn create_internal_topics(
     admin: &Admin,
     client: &Client,
     prefix: &str,
     topology: &Topology,
-    tasks: i32,
+    counts: &BTreeMap<String, i32>,
 ) -> Result<(), Error> {
     let internal = topology.internal_topics();
     if internal.is_empty() {
@@ -2524,16 +2547,17 @@ async fn create_internal_topics(
         .into_iter()
         .zip(&internal)
     {
+        let needed = counts.get(&topic.name).copied().unwrap_or(1);
         match described {
-            Ok(described) if described.partitions.len() as i32 == tasks => {}
+            Ok(described) if described.partitions.len() as i32 == needed => {}
             Ok(described) => {
                 return Err(Error::InvalidTopology(format!(
-                    "internal topic {name} has {} partitions, the topology needs {tasks}",
+                    "internal topic {name} has {} partitions, the topology needs {needed}",
                     described.partitions.len()
                 )));
             }
             Err(_) => {
-                let new = NewTopic::new(name, tasks);
+                let new = NewTopic::new(name, needed);
                 missing.push(match topic.kind {
                     InternalTopicKind::Changelog => new.config("cleanup.policy", "compact"),
                     _ => new.config("cleanup.policy", "delete"),
@@ -2546,13 +2570,13 @@ async fn create_internal_topics(
     }
     for (name, created) in admin.create_topics(&missing).await? {
         match created {
-            Ok(()) => tracing::info!(topic = %name, partitions = tasks, "created internal topic"),
+            Ok(()) => tracing::info!(topic = %name, "created internal topic"),
             // Another instance may have created it first.
             Err(error) => tracing::debug!(topic = %name, %error, "internal topic not created"),
         }
     }
     for topic in &missing {
-        for partition in 0..tasks {
+        for partition in 0..topic.num_partitions {
             client.leader_for(&topic.name, partition).await?;
         }
     }
@@ -2563,6 +2587,54 @@ async fn create_internal_topics(
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
     use super::*;
+
+    /// An internal topic takes the partition count of the user topics it must be
+    /// co-partitioned with: a rekeyed stream joined with a 2-partition table goes through a
+    /// 2-partition repartition topic, a foreign-key join's registration topic has the right
+    /// table's count; the others have one partition per task.
+    #[test]
+    fn internal_topics_take_the_count_of_the_topics_they_are_copartitioned_with() {
+        use crate::{Nullable, StreamsBuilder, StringSerde};
+
+        let builder = StreamsBuilder::new();
+        let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+        builder
+            .stream("payments", StringSerde, StringSerde)
+            .select_key(|_, customer| customer.clone())
+            .repartition_with(crate::Grouped::with(StringSerde, StringSerde))
+            .join_table(&customers, |payment, customer| {
+                format!("{payment}/{customer}")
+            })
+            .to("checked", StringSerde, StringSerde);
+        let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+        orders
+            .join_foreign_key(&customers, String::clone, |order, name| {
+                format!("{order}/{name}")
+            })
+            .to_stream()
+            .to("joined", StringSerde, Nullable(StringSerde));
+        let topology = builder.build().unwrap();
+        let counts = BTreeMap::from([
+            ("customers".to_string(), 2),
+            ("payments".to_string(), 4),
+            ("orders".to_string(), 4),
+        ]);
+        let internal = internal_partition_counts(&topology, &counts, 4);
+        let of = |part: &str| -> Vec<i32> {
+            internal
+                .iter()
+                .filter(|(name, _)| name.contains(part))
+                .map(|(_, count)| *count)
+                .collect()
+        };
+        assert_eq!(of("-repartition"), [2]);
+        assert_eq!(of("REGISTRATION"), [2]);
+        assert_eq!(of("RESPONSE"), [4]);
+        assert_eq!(of("-changelog"), [4, 4, 4, 4], "{internal:?}");
+        let mut all = counts.clone();
+        all.extend(internal);
+        check_copartitioning(&topology, &all).unwrap();
+    }
 
     fn record(topic: &str, partition: i32, offset: i64, timestamp: i64) -> ConsumerRecord {
         ConsumerRecord {

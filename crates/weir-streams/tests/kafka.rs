@@ -1655,3 +1655,115 @@ async fn records_that_do_not_deserialize_go_to_the_dead_letter_topic_from_tasks_
     streams.close().await.unwrap();
     broker.stop().await;
 }
+
+/// Orders (4 partitions) joined with their customers (2 partitions) by the customer named in
+/// the order: a foreign-key join needs no co-partitioning.
+fn orders_with_customers() -> Result<Topology, weir_streams::Error> {
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("fk-orders", StringSerde, Nullable(StringSerde));
+    let customers = builder.table("fk-customers", StringSerde, Nullable(StringSerde));
+    orders
+        .join_foreign_key(&customers, String::clone, |customer, name| {
+            format!("{customer}/{name}")
+        })
+        .to_stream()
+        .to("fk-out", StringSerde, Nullable(StringSerde));
+    builder.build()
+}
+
+/// The latest value per key of `fk-out` once it holds what `expected` says, in 30 s.
+async fn wait_for_latest(broker: &TestBroker, expected: &BTreeMap<String, Option<String>>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let latest: BTreeMap<String, Option<String>> =
+            read_strings(broker, "fk-out").await.into_iter().collect();
+        if &latest == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fk-out: {latest:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A foreign-key join across two instances, with tables of 4 and 2 partitions: each
+/// subscription reaches the task of its customer (the registration topic has the
+/// customers' 2 partitions), each answer the task of its order (the response topic has 4).
+/// A customer's update re-joins its orders wherever they are; an order that moves to a
+/// missing customer loses its result.
+#[tokio::test]
+async fn a_foreign_key_join_spans_partitions_and_instances() {
+    const APP: &str = "fk-join";
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, "fk-orders", 4).await;
+    create_topic(&client, "fk-customers", 2).await;
+    create_topic(&client, "fk-out", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    config.session_timeout = Duration::from_secs(6);
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let streams = KafkaStreams::new(orders_with_customers, config.clone());
+        running.push(start(streams.await.unwrap()));
+    }
+    wait_for_members(&broker, APP, 2).await;
+
+    let customers: Vec<(String, String)> = (0..10)
+        .map(|i| (format!("c{i}"), format!("name{i}")))
+        .collect();
+    let orders: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("o{i}"), format!("c{}", i % 10)))
+        .collect();
+    for (topic, pairs) in [("fk-customers", &customers), ("fk-orders", &orders)] {
+        let records: Vec<(&str, Option<&str>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .collect();
+        produce_strings(&broker, topic, &records).await;
+    }
+    let mut expected: BTreeMap<String, Option<String>> = (0..40)
+        .map(|i| (format!("o{i}"), Some(format!("c{0}/name{0}", i % 10))))
+        .collect();
+    wait_for_latest(&broker, &expected).await;
+
+    // c3 is renamed; o0 moves to c3; o1 moves to c99, which does not exist.
+    produce_strings(&broker, "fk-customers", &[("c3", Some("renamed"))]).await;
+    produce_strings(
+        &broker,
+        "fk-orders",
+        &[("o0", Some("c3")), ("o1", Some("c99"))],
+    )
+    .await;
+    for order in [0, 3, 13, 23, 33] {
+        expected.insert(format!("o{order}"), Some("c3/renamed".to_string()));
+    }
+    expected.insert("o1".to_string(), None);
+    wait_for_latest(&broker, &expected).await;
+    // c99 arrives: o1 joins it.
+    produce_strings(&broker, "fk-customers", &[("c99", Some("late"))]).await;
+    expected.insert("o1".to_string(), Some("c99/late".to_string()));
+    wait_for_latest(&broker, &expected).await;
+
+    for (stop, task) in running {
+        stop.send(()).unwrap();
+        task.await.unwrap().close().await.unwrap();
+    }
+    let admin = weir_client::admin::Admin::from_client(client.clone());
+    let internal: Vec<String> = orders_with_customers()
+        .unwrap()
+        .internal_topics()
+        .into_iter()
+        .map(|topic| format!("{APP}-{}", topic.name))
+        .collect();
+    let names: Vec<&str> = internal.iter().map(String::as_str).collect();
+    for (name, described) in admin.describe_topics(&names).await.unwrap() {
+        let partitions = described.unwrap().partitions.len();
+        let expected = if name.contains("REGISTRATION") { 2 } else { 4 };
+        assert_eq!(partitions, expected, "{name}");
+    }
+    broker.stop().await;
+}

@@ -865,6 +865,111 @@ fn foreign_key_joins_follow_both_tables() {
     );
 }
 
+/// A foreign-key join's result is a table like others: a second foreign-key join chains on
+/// it (order → customer → region) and a stream looks it up by key. The chained join's rows
+/// come from a join, which forwards no old values: the join itself remembers which foreign
+/// key each row subscribed to, so a row that moves unsubscribes and unsets its result.
+#[test]
+fn a_foreign_key_joins_result_chains_and_is_looked_up() {
+    let builder = StreamsBuilder::new();
+    // An order names its customer; a customer names its region.
+    let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+    let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+    let regions = builder.table("regions", StringSerde, Nullable(StringSerde));
+    let with_customer = orders.join_foreign_key(
+        &customers,
+        |customer: &String| customer.clone(),
+        |customer, region| format!("{customer}@{region}"),
+    );
+    with_customer
+        .join_foreign_key(
+            &regions,
+            |joined: &String| joined.split('@').nth(1).unwrap_or_default().to_string(),
+            |joined, region| format!("{joined}={region}"),
+        )
+        .to_stream()
+        .to("out", StringSerde, Nullable(StringSerde));
+    builder
+        .stream("lookups", StringSerde, StringSerde)
+        .left_join_table(&with_customer, |_, joined| {
+            joined.cloned().unwrap_or_else(|| s("none"))
+        })
+        .to("looked-up", StringSerde, StringSerde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let v = |value: &str| Some(s(value));
+    let lookups = TestInputTopic::new("lookups", StringSerde, StringSerde);
+    driver
+        .pipe_input(&table_in("regions"), &s("r1"), &v("north"), 1)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("customers"), &s("c1"), &v("r1"), 2)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("orders"), &s("o1"), &v("c1"), 3)
+        .unwrap();
+    driver.pipe_input(&lookups, &s("o1"), &s("?"), 4).unwrap();
+    // c1 moves to r2, which has no row: o1's chained result is unset.
+    driver
+        .pipe_input(&table_in("customers"), &s("c1"), &v("r2"), 5)
+        .unwrap();
+    driver.pipe_input(&lookups, &s("o1"), &s("?"), 6).unwrap();
+    // r1 changes: o1 no longer subscribes to it.
+    driver
+        .pipe_input(&table_in("regions"), &s("r1"), &v("north-east"), 7)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("regions"), &s("r2"), &v("south"), 8)
+        .unwrap();
+    driver
+        .pipe_input(&table_in("orders"), &s("o1"), &None, 9)
+        .unwrap();
+    driver.pipe_input(&lookups, &s("o1"), &s("?"), 10).unwrap();
+    assert_eq!(
+        driver.read_output(&string_out("out")).unwrap(),
+        vec![
+            rec(s("o1"), v("c1@r1=north"), 3),
+            rec(s("o1"), None, 5),
+            rec(s("o1"), v("c1@r2=south"), 8),
+            rec(s("o1"), None, 9),
+        ]
+    );
+    let looked_up = TestOutputTopic::new("looked-up", StringSerde, StringSerde);
+    assert_eq!(
+        driver.read_output(&looked_up).unwrap(),
+        vec![
+            rec(s("o1"), s("c1@r1"), 4),
+            rec(s("o1"), s("c1@r2"), 6),
+            rec(s("o1"), s("none"), 10),
+        ]
+    );
+}
+
+/// A foreign-key join sends its subscriptions and answers through topics: without the
+/// serdes they need the topology is refused, naming the join.
+#[test]
+fn a_foreign_key_join_without_the_other_tables_value_serde_is_refused() {
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+    // map_values drops the value serde.
+    let customers = builder
+        .table("customers", StringSerde, Nullable(StringSerde))
+        .map_values(|name| name.len());
+    orders
+        .join_foreign_key(&customers, String::clone, |order, len| {
+            format!("{order}{len}")
+        })
+        .to_stream()
+        .to("out", StringSerde, Nullable(StringSerde));
+    match builder.build() {
+        Err(Error::InvalidTopology(message)) => assert!(
+            message.contains("KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION-")
+                && message.contains("the other table's value serde"),
+            "{message}"
+        ),
+        other => panic!("expected an invalid topology, got {other:?}"),
+    }
+}
+
 #[test]
 fn global_table_joins_look_up_a_key_computed_from_the_record() {
     let builder = StreamsBuilder::new();

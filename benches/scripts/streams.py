@@ -9,6 +9,8 @@ commit interval, at least once, one thread; topologies:
   windowed-count     count per key, 10 s tumbling windows, grace --grace-ms, every update out
   stream-table-join  stream joined with a table read from a topic (inner)
   session            count per key in session windows, gap 5 s, grace --grace-ms
+  fk-join            (compare only) orders joined by foreign key with customers, inner and
+                     left, both read as tables; compared by final state (below)
 
     cargo build --release -p weir-broker -p weir-benches --bin weir --bin streams-bench
     python3 benches/scripts/streams.py compare [--quick]
@@ -18,7 +20,9 @@ compare: writes a fixed input (keys, values and explicit timestamps, with out-of
 records later than the grace, a table with updates and a delete, sessions that merge) to
 single-partition topics, runs each topology on both (different application ids and output
 topics), waits until each has committed its input to the end, reads both outputs and compares
-them record by record (key, value, timestamp, in offset order), and checks that both committed
+them record by record (key, value, timestamp, in offset order; fk-join, whose answers travel
+through internal topics and so interleave by timing in both, by the latest value per key, which
+must also equal the state the script computes from the input), and checks that both committed
 the same partition time per input in their offset metadata (Kafka Streams' format, through which
 a restarted task gets its stream time back). Prints a table per case and
 every differing record (--verbose: every record); exits 1 when a difference is not one of the
@@ -68,6 +72,8 @@ TOPOLOGIES = ["stateless", "windowed-count", "stream-table-join", "session"]
 # bench only (compare has no case for it): a count per key without windows over N distinct keys,
 # so that the store holds N entries (--records 1000000: state beyond weir-streams' cache).
 BENCH_ONLY = ["count"]
+# compare only: outputs compared by final state, not record by record.
+COMPARE_ONLY = ["fk-join"]
 KINDS = ["java", "weir", "weir-disk", "weir-dir-mem"]
 BASE = 1_000_000_000_000  # a multiple of the 10 s window: window starts are BASE + 10 s * n
 
@@ -389,7 +395,20 @@ def compare_inputs():
         ("S1", "x", s(31)),       # new session [31,31]
         ("S3", "x", s(30)),       # same timestamp as the session's end
     ]
+    # Foreign-key joins: orders ("customer|detail") and customers, both tables. Covers a
+    # renamed customer, a deleted one, an order that moves, one deleted, one whose customer is
+    # missing, one whose customer arrives later, and an update that keeps its customer.
+    customers = [
+        ("c1", "alice", s(1)), ("c2", "bob", s(2)), ("c3", "carol", s(3)),
+        ("c1", "alice2", s(10)), ("c2", None, s(11)), ("c4", "dave", s(20)),
+    ]
+    orders = [
+        ("o1", "c1|1", s(4)), ("o2", "c2|2", s(5)), ("o3", "c9|3", s(6)), ("o4", "c3|4", s(7)),
+        ("o5", "c4|5", s(8)), ("o1", "c3|1", s(12)), ("o4", None, s(13)), ("o2", "c2|9", s(14)),
+        ("o6", "c1|6", s(15)),
+    ]
     return {
+        "fk-join": {"table": customers, "input": orders},
         "stateless": {"input": stateless},
         "windowed-count": {"input": windowed},
         "stream-table-join": {"table": table, "input": stream},
@@ -442,7 +461,40 @@ CASES = {
     "stream-table-join": ("stream-table-join", False),
     "stream-table-join-loaded": ("stream-table-join", True),
     "session": ("session", False),
+    "fk-join": ("fk-join", False),
 }
+
+
+def final_state(records):
+    """The latest value per key of (offset, key, value, ts) records; a null value deletes."""
+    state = {}
+    for _, key, value, _ in records:
+        if value is None:
+            state.pop(key, None)
+        else:
+            state[key] = value
+    return state
+
+
+def expected_fk_join(inputs):
+    """The fk-join's final output per key, from the final orders and customers tables."""
+    def table(records):
+        return final_state([(0, k, v, ts) for k, v, ts in records])
+    orders, customers = table(inputs["input"]), table(inputs["table"])
+    expected = {}
+    for order, value in orders.items():
+        customer = customers.get(value.split("|")[0])
+        if customer is not None:
+            expected[enc(f"inner:{order}")] = enc(f"{value}/{customer}")
+        expected[enc(f"left:{order}")] = enc(f"{value}/{customer or '?'}")
+    return expected
+
+
+def wait_final_state(bootstrap, topic, expected, timeout):
+    """Reads `topic` until its final state is `expected` or `timeout` s pass."""
+    deadline = time.time() + timeout
+    while final_state(read_all(bootstrap, topic)) != expected and time.time() < deadline:
+        time.sleep(0.5)
 
 
 def run_compare(args):
@@ -499,10 +551,36 @@ def run_compare(args):
                     failures += 1
                     print(f"\n{case}: committed partition times differ: Kafka Streams "
                           f"{times['java']} | weir-streams {times['weir']}")
+                if case in COMPARE_ONLY:
+                    # Answers travel through internal topics after the inputs are committed:
+                    # wait (at most 30 s) for each application to reach the expected state.
+                    for kind in apps:
+                        wait_final_state(broker.bootstrap, outputs[kind],
+                                         expected_fk_join(inputs[case]), 30)
             finally:
                 for kind in apps:
                     progress[kind].close()
                     apps[kind].stop()
+            if case in COMPARE_ONLY:
+                # Answers may still be on their way once the inputs are committed.
+                expected = expected_fk_join(inputs[case])
+                results = {kind: read_all(broker.bootstrap, outputs[kind]) for kind in apps}
+                states = {kind: final_state(results[kind]) for kind in apps}
+                log(f"{case}: {len(results['java'])} records from Kafka Streams, "
+                    f"{len(results['weir'])} from weir-streams, {time.time() - started:.1f} s")
+                keys = sorted(set(expected) | set(states["java"]) | set(states["weir"]))
+                differing = [k for k in keys
+                             if not (states["java"].get(k) == states["weir"].get(k)
+                                     == expected.get(k))]
+                rows.append((case + " (final state per key)", len(states["java"]),
+                             len(states["weir"]), len(keys) - len(differing), 0, len(differing)))
+                if differing or args.verbose:
+                    failures += 1 if differing else 0
+                    print(f"\n{case}: key: expected | Kafka Streams | weir-streams")
+                    for k in (differing if not args.verbose else keys):
+                        print(f"  {k}: {expected.get(k)} | {states['java'].get(k)} | "
+                              f"{states['weir'].get(k)}")
+                continue
             results = {kind: read_all(broker.bootstrap, outputs[kind]) for kind in apps}
             log(f"{case}: {len(results['java'])} records from Kafka Streams, "
                 f"{len(results['weir'])} from weir-streams, {time.time() - started:.1f} s")
@@ -751,7 +829,8 @@ def main():
     parser.add_argument("--weir-store-cache", type=int,
                         help="weir-disk: entries cached per persistent store and task "
                         "(default 10,000)")
-    parser.add_argument("--topologies", default=",".join(TOPOLOGIES))
+    parser.add_argument("--topologies",
+                        help="default: every topology of the mode (compare: also fk-join)")
     parser.add_argument("--kinds", default="java,weir",
                         help="bench: which applications, of " + ",".join(KINDS))
     parser.add_argument("--records", type=int, help="bench: N (default 500k, --quick 100k)")
@@ -760,13 +839,16 @@ def main():
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--verbose", action="store_true", help="compare: print every record")
     args = parser.parse_args()
-    args.topologies = args.topologies.split(",")
+    default = TOPOLOGIES + (COMPARE_ONLY if args.mode == "compare" else [])
+    args.topologies = args.topologies.split(",") if args.topologies else default
     args.kinds = args.kinds.split(",")
     for name in args.kinds:
         if name not in KINDS:
             raise SystemExit(f"unknown kind {name}: one of {', '.join(KINDS)}")
     for name in args.topologies:
-        if name not in TOPOLOGIES + BENCH_ONLY or (args.mode == "compare" and name in BENCH_ONLY):
+        if (name not in TOPOLOGIES + BENCH_ONLY + COMPARE_ONLY
+                or (args.mode == "compare" and name in BENCH_ONLY)
+                or (args.mode == "bench" and name in COMPARE_ONLY)):
             raise SystemExit(f"unknown topology {name} for {args.mode}")
     for path in (args.weir, args.streams_bench):
         if not os.access(path, os.X_OK):

@@ -16,7 +16,10 @@
 //! - `stream-table-join`: inner join with the table read from `--table`, value
 //!   `stream|table`;
 //! - `session`: count per key in sessions with a 5 s inactivity gap and the grace given;
-//! - `count`: count per key, no windows, every update written.
+//! - `count`: count per key, no windows, every update written;
+//! - `fk-join`: `INPUT` read as a table of orders (value `customer|detail`) joined by foreign
+//!   key with the customers of `--table`: inner results keyed `inner:ORDER`, left ones
+//!   `left:ORDER`, values `order/customer` (`?` for a missing customer).
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
 //! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once. State in memory,
@@ -45,12 +48,13 @@ const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPU
                      [--max-uncommitted-records N] [--store-cache N|all]";
 
 /// The topologies both applications know.
-const TOPOLOGIES: [&str; 5] = [
+const TOPOLOGIES: [&str; 6] = [
     "stateless",
     "windowed-count",
     "stream-table-join",
     "session",
     "count",
+    "fk-join",
 ];
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -116,8 +120,8 @@ async fn main() -> Result<()> {
     if !TOPOLOGIES.contains(&topology.as_str()) {
         return Err(format!("unknown topology {topology}; {USAGE}").into());
     }
-    if topology == "stream-table-join" && table.is_none() {
-        return Err("stream-table-join needs --table TOPIC".into());
+    if (topology == "stream-table-join" || topology == "fk-join") && table.is_none() {
+        return Err(format!("{topology} needs --table TOPIC").into());
     }
     let (input, output) = (input.clone(), output.clone());
     let kind = topology.clone();
@@ -153,6 +157,29 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// `fk-join`: the orders of `input` (a table; value "customer|detail") joined by foreign key
+/// with the customers of `table`, inner (keys "inner:ORDER") and left (keys "left:ORDER",
+/// "?" for a missing customer), values "order/customer".
+fn foreign_key_joins(builder: &StreamsBuilder, input: &str, output: &str, table: &str) {
+    let orders = builder.table(input, StringSerde, Nullable(StringSerde));
+    let customers = builder.table(table, StringSerde, Nullable(StringSerde));
+    let customer_of = |order: &String| order.split('|').next().unwrap_or_default().to_string();
+    orders
+        .join_foreign_key(&customers, customer_of, |order, customer| {
+            format!("{order}/{customer}")
+        })
+        .to_stream()
+        .select_key(|key, _| format!("inner:{key}"))
+        .to(output, StringSerde, Nullable(StringSerde));
+    orders
+        .left_join_foreign_key(&customers, customer_of, |order, customer| {
+            format!("{order}/{}", customer.map_or("?", String::as_str))
+        })
+        .to_stream()
+        .select_key(|key, _| format!("left:{key}"))
+        .to(output, StringSerde, Nullable(StringSerde));
+}
+
 /// One task's topology of kind `topology` (one of [`TOPOLOGIES`]).
 fn build_topology(
     topology: &str,
@@ -162,6 +189,10 @@ fn build_topology(
     grace: Duration,
 ) -> std::result::Result<Topology, weir_streams::Error> {
     let builder = StreamsBuilder::new();
+    if topology == "fk-join" {
+        foreign_key_joins(&builder, input, output, table.unwrap_or_default());
+        return builder.build();
+    }
     let stream = builder.stream(input, StringSerde, StringSerde);
     match topology {
         "stateless" => stream

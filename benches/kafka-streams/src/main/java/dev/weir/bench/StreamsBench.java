@@ -3,6 +3,7 @@ package dev.weir.bench;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.Properties;
+import java.util.function.Function;
 import java.util.concurrent.CountDownLatch;
 
 import org.apache.kafka.common.serialization.Serde;
@@ -31,7 +32,10 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * TOPOLOGY: stateless (drop values starting with '-', upper-case the rest), windowed-count
  * (count per key in 10 s tumbling windows with the grace given), stream-table-join (inner join
  * with the table read from --table, value "stream|table"), session (count per key in sessions
- * with a 5 s gap and the grace given), count (count per key, no windows). Runs until killed
+ * with a 5 s gap and the grace given), count (count per key, no windows), fk-join (INPUT read
+ * as a table of orders whose value is "customer|detail", joined by foreign key with the
+ * customers table of --table: inner results keyed "inner:ORDER", left ones "left:ORDER", value
+ * "order/customer", "?" for a missing customer). Runs until killed
  * (SIGTERM closes it).
  */
 public final class StreamsBench {
@@ -65,8 +69,29 @@ public final class StreamsBench {
         Serde<Long> longs = Serdes.Long();
         Duration grace = Duration.ofMillis(graceMs);
         StreamsBuilder builder = new StreamsBuilder();
-        KStream<String, String> stream = builder.stream(input, Consumed.with(strings, strings));
+        if (topology.equals("fk-join")) {
+            if (table == null) {
+                System.err.println("fk-join needs --table TOPIC");
+                System.exit(2);
+            }
+            KTable<String, String> orders = builder.table(input, Consumed.with(strings, strings));
+            KTable<String, String> customers = builder.table(table, Consumed.with(strings, strings));
+            Function<String, String> customerOf = order -> order.split("\\|", -1)[0];
+            orders.join(customers, customerOf, (order, customer) -> order + "/" + customer)
+                    .toStream()
+                    .selectKey((key, value) -> "inner:" + key)
+                    .to(output, Produced.with(strings, strings));
+            orders.leftJoin(customers, customerOf,
+                            (order, customer) -> order + "/" + (customer == null ? "?" : customer))
+                    .toStream()
+                    .selectKey((key, value) -> "left:" + key)
+                    .to(output, Produced.with(strings, strings));
+        }
+        KStream<String, String> stream = topology.equals("fk-join")
+                ? null
+                : builder.stream(input, Consumed.with(strings, strings));
         switch (topology) {
+            case "fk-join" -> { }
             case "stateless" -> stream
                     .filter((k, v) -> v != null && !v.startsWith("-"))
                     .mapValues(v -> v.toUpperCase(Locale.ROOT))

@@ -107,8 +107,13 @@
 //!   processors have none); a partition with no valid timestamp yet gets empty metadata.
 //!   A task created after a restart or a rebalance reads that metadata (versions 1 and 2,
 //!   processor metadata skipped), resumes each partition time, and starts its stream time
-//!   at their largest, as Kafka's `StreamTask` does, so a window closed before is still
-//!   closed and drops late records. Metadata it cannot read (another format, an unknown
+//!   at their largest, as Kafka's `StreamTask` does (stream-time punctuations follow it).
+//!   Windowed aggregations close windows by their own observed stream time, the largest
+//!   timestamp of the records that reached them, as Kafka's processors do: a task reads a
+//!   rekeyed stream's source topic ahead of the repartitioned copies the aggregation sees,
+//!   which the task's stream time would make late; like Kafka's, that time starts over in a
+//!   new task, where a window that expired from the store (retention) starts again empty.
+//!   Metadata it cannot read (another format, an unknown
 //!   version) or a failed fetch is logged and ignored: that partition's time, or the task's
 //!   stream time, starts unknown. The two read each other's commits, so an application can
 //!   move between Kafka Streams and this runtime keeping its stream time. Operators keep
@@ -144,8 +149,9 @@
 //!   writes the key, then end, then start, as Kafka's.
 //! - **Retention and window queries.** A window store keeps a window until its start is at
 //!   or before the latest window start it was given minus its retention (sessions: their
-//!   end, from the latest end), as Kafka's window stores: by default a day, or size plus
-//!   grace if longer, for time windows; `2 * timeDifference + grace` for sliding windows;
+//!   end, from the latest end), as Kafka's window stores: by default size plus grace for
+//!   time windows (Kafka 4's default; 3.x kept a day); `2 * timeDifference + grace` for
+//!   sliding windows;
 //!   gap plus grace for sessions. [`Materialized::with_retention`] sets it, and a retention
 //!   under what the windows need is refused at build (Kafka's check). Expired windows are not
 //!   queried; the store drops them each time its latest time moves on by a retention period

@@ -181,12 +181,13 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         store_name: String,
         logging: Option<WindowLogging<K, VR>>,
     ) -> KTable<Windowed<K>, VR> {
-        // Kafka's least retention for time windows; by default a day, or that if longer.
+        // Kafka's least, and since 4.0 default, retention for time windows (3.x kept a day by
+        // default, through the `maintainMs` 4.0 removed).
         let least = windows.size_ms.saturating_add(windows.grace_ms);
         let period = checked_retention(
             &self.state,
             &store_name,
-            self.retention_ms.or(Some(least.max(DEFAULT_RETENTION_MS))),
+            self.retention_ms,
             least,
             "window size plus the grace period",
         );
@@ -210,16 +211,20 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             &store,
             logging,
         );
+        let mut observed = ObservedStreamTime::default();
         self.node.add_sink(move |ctx, record| {
             // Kafka's KStreamWindowAggregate: a window takes records while its end is after
             // stream time minus grace; a record is dropped (and counted) per closed window.
             // A window still open is never expired (the retention covers size plus grace).
-            let close = ctx.stream_time.saturating_sub(windows.grace_ms);
+            let close = observed
+                .advance(record.timestamp)
+                .saturating_sub(windows.grace_ms);
             for window in windows.windows_for(record.timestamp) {
                 if window.end <= close {
                     ctx.metrics.dropped_late += 1;
                     continue;
                 }
+                retention.forget_expired(ctx, window.start, &mut store.lock())?;
                 let key = Windowed {
                     key: record.key.clone(),
                     window,
@@ -251,9 +256,6 @@ fn counted<K: 'static>(materialized: Materialized<K, i64>) -> Materialized<K, i6
     }
 }
 
-/// Kafka's default retention of a time-window store (a day), unless its windows need more.
-const DEFAULT_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
-
 /// The retention of the windowed store `name`: the one asked for (or `least`), refusing the
 /// topology when that is under `least`, what the windows need (`needs` says what it is), as
 /// Kafka refuses it.
@@ -272,6 +274,28 @@ fn checked_retention(
         ));
     }
     period
+}
+
+/// The stream time a windowed aggregation closes its windows by: the largest timestamp of the
+/// records that reached it (Kafka's per-processor `observedStreamTime`), not the task's, which
+/// also moves with the task's other topics: a task reads a rekeyed stream's source topic ahead
+/// of the repartitioned copies its aggregation sees, and with the task's time those copies
+/// would be late. As in Kafka it starts over with the task (a new task, a restart).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ObservedStreamTime(i64);
+
+impl Default for ObservedStreamTime {
+    fn default() -> Self {
+        Self(i64::MIN)
+    }
+}
+
+impl ObservedStreamTime {
+    /// Observes a record's timestamp; returns the stream time.
+    pub(crate) fn advance(&mut self, timestamp: i64) -> i64 {
+        self.0 = self.0.max(timestamp);
+        self.0
+    }
 }
 
 /// A window or session store's retention, as Kafka's in-memory stores keep it: an entry
@@ -400,6 +424,35 @@ impl<K: Data + Ord> StoreRetention<K> {
         if !retention.sweep_due() {
             return Ok(());
         }
+        self.sweep(ctx, retention, entries)
+    }
+
+    /// Drops the expired entries before the aggregation reads `time`'s window, if that window
+    /// has expired from the store: Kafka's store holds nothing for an expired window even
+    /// when the aggregation still takes records for it, which happens while a new task's
+    /// observed stream time (see [`ObservedStreamTime`]) catches up with the store's. One
+    /// sweep per latest time at most.
+    pub(crate) fn forget_expired<V: Clone>(
+        &self,
+        ctx: &mut Context,
+        time: i64,
+        entries: &mut StoreEntries<Windowed<K>, V>,
+    ) -> Result<(), Error> {
+        let mut retention = self.retention.lock();
+        if time > retention.expired_until() || retention.swept_at == retention.observed {
+            return Ok(());
+        }
+        retention.swept_at = retention.observed;
+        self.sweep(ctx, &mut retention, entries)
+    }
+
+    /// Drops every expired entry, from the task's local state too.
+    fn sweep<V: Clone>(
+        &self,
+        ctx: &mut Context,
+        retention: &mut Retention,
+        entries: &mut StoreEntries<Windowed<K>, V>,
+    ) -> Result<(), Error> {
         let (dropped, stored) = entries.drop_expired(self.kind, retention.expired_until());
         let Some(key_serde) = &self.key_serde else {
             return Ok(());
@@ -696,8 +749,11 @@ fn sliding_aggregation<K: Data + Ord, V: Data, VR: Data>(
         &store,
         serdes,
     );
+    let mut observed = ObservedStreamTime::default();
     node.add_sink(move |ctx, record| {
-        let close = ctx.stream_time.saturating_sub(windows.grace_ms);
+        let close = observed
+            .advance(record.timestamp)
+            .saturating_sub(windows.grace_ms);
         // Even the record's right window would be closed.
         if record.timestamp + 1 + difference <= close {
             ctx.metrics.dropped_late += 1;
@@ -931,13 +987,14 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
             &store,
             logging,
         );
+        let mut observed = ObservedStreamTime::default();
         self.node.add_sink(move |ctx, record| {
             let t = record.timestamp;
             // Kafka's KStreamSessionWindowAggregate (3.3+): a session is closed once it
             // ends before stream time minus grace minus the inactivity gap, so a record is
             // late only when no session it could start or join is still open.
-            let close = ctx
-                .stream_time
+            let close = observed
+                .advance(t)
                 .saturating_sub(grace_ms)
                 .saturating_sub(gap_ms);
             let mut out = Vec::new();

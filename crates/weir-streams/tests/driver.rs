@@ -351,8 +351,10 @@ fn windowed_driver(grace: Duration) -> TopologyTestDriver {
     source(&builder)
         .group_by_key()
         .windowed_by(TumblingWindows::of(Duration::from_secs(10)).grace(grace))
-        .materialized_as("windowed-counts")
-        .count()
+        // Closed windows stay queryable for a minute (by default only size plus grace).
+        .count_with(
+            Materialized::as_store("windowed-counts").with_retention(Duration::from_secs(60)),
+        )
         .to_stream()
         .to(
             "out",
@@ -655,7 +657,10 @@ fn windowed_reduce_and_aggregate_keep_one_aggregate_per_key_and_window() {
     let lengths = windowed.aggregate_with(
         || 0i64,
         |_key, v: String, total| total + v.len() as i64,
-        Materialized::default().with_value_serde(I64Serde),
+        // Closed windows stay queryable (by default only for size plus grace).
+        Materialized::default()
+            .with_value_serde(I64Serde)
+            .with_retention(Duration::from_secs(1)),
     );
     let store = lengths.store_name().unwrap().to_string();
     let mut driver = TopologyTestDriver::new(builder.build().unwrap());

@@ -1767,3 +1767,74 @@ async fn a_foreign_key_join_spans_partitions_and_instances() {
     }
     broker.stop().await;
 }
+
+/// Windows closed by the records a windowed aggregation has seen, not by the task's other
+/// topics: a backlog rekeyed through a repartition topic is read from its source topic well
+/// ahead of its repartitioned copies (a batch of up to 10,000 records), yet none of the
+/// copies is late, with no grace at all (Kafka's processors keep their own observed stream
+/// time).
+#[tokio::test]
+async fn a_rekeyed_backlog_is_not_late_for_its_windows() {
+    const APP: &str = "rekeyed-windows";
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "clicks-backlog", 1).await;
+    create_topic(&client, "clicks-per-user", 1).await;
+    let window = Duration::from_secs(10);
+    let topology = move || {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream("clicks-backlog", StringSerde, StringSerde)
+            .group_by_with(
+                |_, user| user.clone(),
+                Grouped::with(StringSerde, StringSerde),
+            )
+            .windowed_by(weir_streams::TimeWindows::of_size_and_grace(
+                window,
+                Duration::ZERO,
+            ))
+            .count()
+            .to_stream()
+            .to(
+                "clicks-per-user",
+                weir_streams::TimeWindowedSerde::new(StringSerde, window),
+                Nullable(I64Serde),
+            );
+        builder.build()
+    };
+    // 2,000 clicks one second apart, in order: 2,000 s of event time.
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    for i in 0..2_000_i64 {
+        let record = ProducerRecord::new("clicks-backlog")
+            .key(format!("click{i}"))
+            .value(format!("user{}", i % 5))
+            .timestamp(1_000_000_000_000 + i * 1_000);
+        producer.enqueue(record).await.unwrap();
+    }
+    producer.flush().await;
+
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    let (stop, task) = start(KafkaStreams::new(topology, config).await.unwrap());
+    let repartition = format!("{APP}-KSTREAM-AGGREGATE-STATE-STORE-0000000001-repartition");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while committed_to(&broker, APP, "clicks-backlog", 1).await < 2_000
+        || committed_to(&broker, APP, &repartition, 1).await < 2_000
+    {
+        assert!(tokio::time::Instant::now() < deadline, "not counted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    let streams = task.await.unwrap();
+    let metrics = streams.metrics();
+    streams.close().await.unwrap();
+    assert_eq!(metrics.dropped_late, 0, "{metrics:?}");
+    // Each 10 s window holds two clicks of each user: its last count is 2.
+    let client = broker.client().await;
+    let outputs = fetch_all(&client, "clicks-per-user", 0).await;
+    assert_eq!(outputs.len(), 2_000, "one update per click");
+    broker.stop().await;
+}

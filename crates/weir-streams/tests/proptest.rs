@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use weir_streams::{
-    I64Serde, Nullable, SessionWindowedSerde, SessionWindows, SlidingWindows, StreamsBuilder,
-    StringSerde, Suppressed, TestInputTopic, TestOutputTopic, TimeWindowedSerde, TimeWindows,
-    TopologyTestDriver, TumblingWindows, Windowed,
+    I64Serde, Materialized, Nullable, SessionWindowedSerde, SessionWindows, SlidingWindows,
+    StreamsBuilder, StringSerde, Suppressed, TestInputTopic, TestOutputTopic, TimeWindowedSerde,
+    TimeWindows, TopologyTestDriver, TumblingWindows, Windowed,
 };
 
 fn inputs() -> impl Strategy<Value = Vec<(u8, i64)>> {
@@ -59,8 +59,8 @@ proptest! {
                 TumblingWindows::of(Duration::from_millis(size as u64))
                     .grace(Duration::from_millis(grace as u64)),
             )
-            .materialized_as("counts")
-            .count();
+            // Closed windows stay in the store (by default only size plus grace).
+            .count_with(Materialized::as_store("counts").with_retention(Duration::from_secs(3600)));
         let mut driver = TopologyTestDriver::new(builder.build().unwrap());
         let input = TestInputTopic::new("in", StringSerde, I64Serde);
         let mut model: BTreeMap<(String, i64), i64> = BTreeMap::new();
@@ -103,8 +103,8 @@ proptest! {
             .stream("in", StringSerde, I64Serde)
             .group_by_key()
             .windowed_by(windows)
-            .materialized_as("counts")
-            .count();
+            // Closed windows stay in the store (by default only size plus grace).
+            .count_with(Materialized::as_store("counts").with_retention(Duration::from_secs(3600)));
         let mut driver = TopologyTestDriver::new(builder.build().unwrap());
         let input = TestInputTopic::new("in", StringSerde, I64Serde);
         let mut model: BTreeMap<(String, i64), i64> = BTreeMap::new();
@@ -266,8 +266,8 @@ proptest! {
                 Duration::from_millis(size as u64),
                 Duration::from_millis(grace as u64),
             ))
-            .materialized_as("counts")
-            .count()
+            // Closed windows stay in the store (by default only size plus grace).
+            .count_with(Materialized::as_store("counts").with_retention(Duration::from_secs(3600)))
             .suppress(Suppressed::until_window_closes())
             .to_stream()
             .to(

@@ -277,8 +277,10 @@
 //!   tasks is the largest partition count of the source topics; internal topics are created
 //!   with that many partitions, or with the count of the user topics they must be
 //!   co-partitioned with (a repartition topic joined with a table's topic, a foreign-key
-//!   join's registration topic), as Kafka does (repartition: `cleanup.policy=delete`;
-//!   changelogs: `compact`), if missing, and one that exists with another count is refused. Instances of
+//!   join's registration topic), as Kafka does (repartition: `cleanup.policy=delete`,
+//!   `retention.ms=-1` and 50 MB segments, as Kafka's, their records deleted up to the
+//!   committed offsets every [`StreamsConfig::repartition_purge_interval`]; changelogs:
+//!   `compact`), if missing, and one that exists with another count is refused. Instances of
 //!   one application share the tasks through the group `application.id` with the streams
 //!   assignor (protocol `weir-streams`, a weir-client custom assignor): each instance's
 //!   subscription says which tasks it ran last and which it has local state for, and the

@@ -177,6 +177,12 @@ pub struct StreamsConfig {
     /// suppression buffers always stay in memory (their windows bound them); so do stores
     /// without a changelog. Without a `state_dir` nothing is persistent.
     pub store_cache_max_entries: Option<usize>,
+    /// `repartition.purge.interval.ms`: how often, at a commit, the records of the internal
+    /// topics the application reads back (repartition topics, a foreign-key join's two
+    /// topics) before the committed offsets are deleted (`DeleteRecords`), as Kafka Streams
+    /// purges them (default 30 s). Those topics are created keeping records for ever
+    /// (`retention.ms=-1`), so a stopped application loses none of them.
+    pub repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -200,6 +206,7 @@ impl StreamsConfig {
             max_warmup_replicas: 2,
             probing_rebalance_interval: Duration::from_secs(600),
             store_cache_max_entries: Some(10_000),
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 
@@ -285,6 +292,9 @@ pub struct KafkaStreams {
     partition_groups: Option<PartitionGroups>,
     /// When the state cleaner runs next (`None`: at the first commit with tasks).
     next_state_cleanup: Option<Instant>,
+    /// The committed offsets of the repartition partitions not purged yet, and when to.
+    purgeable: BTreeMap<TopicPartition, i64>,
+    next_purge: Option<Instant>,
     /// The standby tasks the last assignment gave this instance.
     standbys: BTreeMap<i32, StandbyTask>,
     /// The consumer, outside the group, that reads the standbys' changelog partitions;
@@ -537,6 +547,8 @@ impl KafkaStreams {
                 .ok()
                 .map(|idle| PartitionGroups::new(Duration::from_millis(idle))),
             next_state_cleanup: None,
+            purgeable: BTreeMap::new(),
+            next_purge: None,
             config,
             standbys: BTreeMap::new(),
             standby_consumer: None,
@@ -1300,8 +1312,47 @@ impl KafkaStreams {
             // The outputs are acknowledged; an uncommitted batch is only processed again
             // (at least once), so the application keeps running.
             tracing::warn!(%error, "offset commit failed; the batch will be processed again");
+            return Ok(());
         }
+        for (tp, committed) in &offsets {
+            let internal = tp.topic.strip_prefix(self.prefix.as_str());
+            if internal.is_some_and(|topic| self.repartition_topics.contains(topic)) {
+                self.purgeable.insert(tp.clone(), committed.offset);
+            }
+        }
+        self.purge_repartition_topics().await;
         Ok(())
+    }
+
+    /// Deletes the records of the repartition partitions before their committed offsets,
+    /// every `repartition_purge_interval` (Kafka's `maybePurgeCommittedRecords`). A failure
+    /// is logged: the next purge asks again.
+    async fn purge_repartition_topics(&mut self) {
+        let now = Instant::now();
+        let due = *self
+            .next_purge
+            .get_or_insert(now + self.config.repartition_purge_interval);
+        if now < due || self.purgeable.is_empty() {
+            return;
+        }
+        self.next_purge = Some(now + self.config.repartition_purge_interval);
+        let before: Vec<((String, i32), i64)> = std::mem::take(&mut self.purgeable)
+            .into_iter()
+            .map(|(tp, offset)| ((tp.topic, tp.partition), offset))
+            .collect();
+        match self.admin.delete_records(&before).await {
+            Ok(results) => {
+                for ((topic, partition), result) in results {
+                    match result {
+                        Ok(low) => tracing::debug!(%topic, partition, low, "purged"),
+                        Err(error) => {
+                            tracing::debug!(%topic, partition, %error, "purge refused");
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "repartition topics not purged"),
+        }
     }
 
     /// Writes the batch's changelog records, now acknowledged at `offsets` (by delivery), and
@@ -2560,7 +2611,12 @@ async fn create_internal_topics(
                 let new = NewTopic::new(name, needed);
                 missing.push(match topic.kind {
                     InternalTopicKind::Changelog => new.config("cleanup.policy", "compact"),
-                    _ => new.config("cleanup.policy", "delete"),
+                    // Kafka's repartition topic settings: purged by the application once
+                    // committed (`repartition_purge_interval`), never by retention.
+                    _ => new
+                        .config("cleanup.policy", "delete")
+                        .config("retention.ms", "-1")
+                        .config("segment.bytes", "52428800"),
                 });
             }
         }

@@ -1838,3 +1838,68 @@ async fn a_rekeyed_backlog_is_not_late_for_its_windows() {
     assert_eq!(outputs.len(), 2_000, "one update per click");
     broker.stop().await;
 }
+
+/// The records of a repartition topic are deleted once committed (Kafka's purge, every
+/// `repartition_purge_interval`), and the topic is created keeping records for ever, so
+/// retention takes none from a stopped application.
+#[tokio::test]
+async fn committed_repartition_records_are_purged() {
+    const APP: &str = "purged";
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "events", 1).await;
+    create_topic(&client, "events-per-user", 1).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(50);
+    config.repartition_purge_interval = Duration::from_millis(200);
+    let (stop, task) = start(KafkaStreams::new(events_per_user, config).await.unwrap());
+    let repartition = format!("{APP}-events-per-user-repartition");
+    let admin = weir_client::admin::Admin::from_client(client.clone());
+    let low_watermark = || async {
+        let listed = admin
+            .list_offsets(&[(
+                (repartition.clone(), 0),
+                weir_client::admin::OffsetSpec::Earliest,
+            )])
+            .await
+            .unwrap();
+        listed[0].1.as_ref().map_or(0, |listed| listed.offset)
+    };
+    // A trickle of events keeps the commits, at which purges happen, coming.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut produced = 0;
+    while low_watermark().await < 100 {
+        assert!(tokio::time::Instant::now() < deadline, "not purged");
+        let events: Vec<(String, Option<String>)> = (produced..produced + 20)
+            .map(|i| (format!("e{i}"), Some(format!("user{}", i % 3))))
+            .collect();
+        let events: Vec<(&str, Option<&str>)> = events
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        produce_strings(&broker, "events", &events).await;
+        produced += 20;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let low = low_watermark().await;
+    let committed = committed_to(&broker, APP, &repartition, 1).await;
+    assert!(low <= committed, "purged {low}, committed {committed}");
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+    let configs = admin
+        .describe_configs(&[weir_client::admin::ConfigResource::Topic(
+            repartition.clone(),
+        )])
+        .await
+        .unwrap();
+    let retention = configs[0]
+        .1
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|entry| entry.name == "retention.ms")
+        .and_then(|entry| entry.value.clone());
+    assert_eq!(retention.as_deref(), Some("-1"));
+    broker.stop().await;
+}

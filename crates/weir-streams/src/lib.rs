@@ -243,8 +243,9 @@
 //!   back into the topology at once, in the order written, as Kafka's driver does.
 //! - **Changelogs.** Every key-value store of an aggregation (`count`, `reduce`,
 //!   `aggregate`, also per time window, tumbling, hopping or sliding, and per session, whose
-//!   changelog keys are Kafka's windowed key formats: the key then the 8-byte window start,
-//!   or the key then the session's end and start) and of a table read from a topic writes
+//!   changelog keys are Kafka's window and session store key formats: the key, the 8-byte
+//!   window start and a 4-byte sequence number (0), or the key then the session's end and
+//!   start) and of a table read from a topic writes
 //!   each update to
 //!   `<store>-changelog` (compacted), on the task's partition: the serialized key, and
 //!   Kafka's timestamped value format (8-byte big-endian timestamp, then the value); a

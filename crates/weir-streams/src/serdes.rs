@@ -245,6 +245,39 @@ impl<K, S: Serde<K>> Serde<Windowed<K>> for TimeWindowedSerde<S> {
     }
 }
 
+/// A window store's changelog key, as Kafka's window stores log it (`WindowKeySchema`'s store
+/// key): the inner key's bytes, the window start (8 bytes, big-endian), then a sequence
+/// number (4 bytes, big-endian), 0 for stores that keep one value per key and window. Not
+/// [`TimeWindowedSerde`], which topics use and which has no sequence number.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowStoreKeySerde<S> {
+    windowed: TimeWindowedSerde<S>,
+}
+
+impl<S> WindowStoreKeySerde<S> {
+    pub(crate) fn new(inner: S, window_size: std::time::Duration) -> Self {
+        Self {
+            windowed: TimeWindowedSerde::new(inner, window_size),
+        }
+    }
+}
+
+impl<K, S: Serde<K>> Serde<Windowed<K>> for WindowStoreKeySerde<S> {
+    fn serialize(&self, value: &Windowed<K>) -> Result<Vec<u8>, Error> {
+        let mut data = self.windowed.serialize(value)?;
+        data.extend_from_slice(&0_u32.to_be_bytes());
+        Ok(data)
+    }
+
+    fn deserialize(&self, data: &[u8]) -> Result<Windowed<K>, Error> {
+        let (windowed, _seqnum) = data.split_last_chunk::<4>().ok_or(Error::DataSize {
+            expected: 12,
+            actual: data.len(),
+        })?;
+        self.windowed.deserialize(windowed)
+    }
+}
+
 /// A session-windowed key as Kafka's `SessionWindowedSerde` writes it: the inner key's
 /// bytes, then the session's end and start, each 8 bytes big-endian.
 #[derive(Debug, Clone, Copy)]

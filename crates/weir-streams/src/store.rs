@@ -1711,7 +1711,7 @@ mod tests {
             ChangelogCodec, Persistent, PersistentStore, SharedStore, ValueFormat,
             WindowedRetention, encode_value, new_store,
         };
-        use crate::serdes::{Serde, SessionWindowedSerde, TimeWindowedSerde};
+        use crate::serdes::{Serde, SessionWindowedSerde, WindowStoreKeySerde};
         use crate::state::{LocalRecord, TaskState, try_lock};
         use crate::window_store::WindowedStoreKind;
         use crate::windowed::Retention;
@@ -1731,7 +1731,7 @@ mod tests {
 
         fn key_serde(kind: WindowedStoreKind) -> Arc<dyn Serde<Windowed<String>>> {
             match kind {
-                WindowedStoreKind::Window => Arc::new(TimeWindowedSerde::new(
+                WindowedStoreKind::Window => Arc::new(WindowStoreKeySerde::new(
                     StringSerde,
                     Duration::from_millis(SIZE as u64),
                 )),

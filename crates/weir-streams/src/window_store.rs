@@ -36,14 +36,11 @@ impl WindowedStoreKind {
         }
     }
 
-    /// The time retention counts from, read from a changelog key in Kafka's windowed key
-    /// formats: the key, then the window start (8 bytes, big-endian); or the key, then the
-    /// session's end and start.
+    /// The time retention counts from, read from a changelog key in Kafka's window and
+    /// session store key formats: the key, then the window start (8 bytes, big-endian) and a
+    /// 4-byte sequence number; or the key, then the session's end and start.
     pub(crate) fn time_in_changelog_key(self, key: &[u8]) -> Option<i64> {
-        let at = match self {
-            Self::Window => key.len().checked_sub(8)?,
-            Self::Session => key.len().checked_sub(16)?,
-        };
+        let at = key.len().checked_sub(self.times_len())?;
         let bytes: [u8; 8] = key.get(at..at + 8)?.try_into().ok()?;
         Some(i64::from_be_bytes(bytes))
     }
@@ -51,7 +48,8 @@ impl WindowedStoreKind {
     /// How many bytes of times follow the key in a changelog key.
     pub(crate) fn times_len(self) -> usize {
         match self {
-            Self::Window => 8,
+            // The start, then the sequence number.
+            Self::Window => 12,
             Self::Session => 16,
         }
     }

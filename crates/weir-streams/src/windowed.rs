@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::Error;
 use crate::kstream::{Materialized, Update, aggregate_into, folding, reducing, register_store};
 use crate::ktable::{Change, KTable};
-use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde};
+use crate::serdes::{I64Serde, SessionWindowedSerde, WindowStoreKeySerde};
 use crate::store::{
     Entries, SharedStore, StoreEntries, ValueFormat, WindowedRetention, logged_store,
     register_persistent_windowed_store, write_changelog,
@@ -119,8 +119,9 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
         update: Update<Windowed<K>, V, VR>,
         value_serde: Option<SerdeRef<VR>>,
     ) -> KTable<Windowed<K>, VR> {
-        // The store logs windowed keys as Kafka's windowed key format (the key's bytes, then
-        // the window start, 8 bytes big-endian); the end follows from the window size.
+        // The store logs windowed keys as Kafka's window stores do (the key's bytes, the
+        // window start, 8 bytes big-endian, a 4-byte sequence number, 0); the end follows
+        // from the window size.
         let store_name = self.store_name.clone().unwrap_or_else(|| {
             self.state
                 .lock()
@@ -134,7 +135,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             (Some(key_serde), Some(value_serde)) => {
                 let size = std::time::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
                 let key_serde: SerdeRef<Windowed<K>> =
-                    Arc::new(TimeWindowedSerde::new(Arc::clone(key_serde), size));
+                    Arc::new(WindowStoreKeySerde::new(Arc::clone(key_serde), size));
                 Some((key_serde, value_serde))
             }
             (key_serde, value_serde) => {

@@ -868,7 +868,7 @@ fn a_table_from_an_aggregation_is_copartitioned_with_the_stream_joining_it() {
 }
 
 #[test]
-fn a_time_window_store_logs_windowed_keys() {
+fn a_time_window_store_logs_kafkas_window_store_keys() {
     let builder = StreamsBuilder::new();
     source(&builder)
         .group_by_key()
@@ -882,23 +882,22 @@ fn a_time_window_store_logs_windowed_keys() {
     );
     let mut driver = TopologyTestDriver::new(topology);
     driver.pipe_input(&input(), &s("a"), &s("x"), 150).unwrap();
-    let changelog: Vec<TestRecord<Windowed<String>, Vec<u8>>> = driver
+    // Kafka's window store changelog key: the key, the window start (8 bytes), then a 4-byte
+    // sequence number (0: one value per key and window), unlike TimeWindowedSerde's.
+    let changelog: Vec<TestRecord<Vec<u8>, Vec<u8>>> = driver
         .read_output(&TestOutputTopic::new(
             "per-window-changelog",
-            TimeWindowedSerde::new(StringSerde, Duration::from_millis(100)),
+            BytesSerde,
             BytesSerde,
         ))
         .unwrap();
     assert_eq!(changelog.len(), 1);
-    assert_eq!(
-        changelog[0].key,
-        Windowed {
-            key: s("a"),
-            window: Window {
-                start: 100,
-                end: 200
-            }
-        }
-    );
+    let expected = [
+        b"a".as_slice(),
+        &100_i64.to_be_bytes(),
+        &0_u32.to_be_bytes(),
+    ]
+    .concat();
+    assert_eq!(changelog[0].key, expected);
     assert_eq!(changelog[0].value[8..], 1i64.to_be_bytes());
 }

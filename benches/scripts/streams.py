@@ -24,7 +24,11 @@ them record by record (key, value, timestamp, in offset order; fk-join, whose an
 through internal topics and so interleave by timing in both, by the latest value per key, which
 must also equal the state the script computes from the input), and checks that both committed
 the same partition time per input in their offset metadata (Kafka Streams' format, through which
-a restarted task gets its stream time back). Prints a table per case and
+a restarted task gets its stream time back), and compares both applications' changelog topics
+record by record too (Kafka's formats, so that either restores the other's state). Then hands
+the windowed count over mid-input from one implementation to the other under one application id
+(Kafka Streams then weir-streams, and back), each compared with Kafka Streams restarted on
+itself. Prints a table per case and
 every differing record (--verbose: every record); exits 1 when a difference is not one of the
 documented decisions the script accepts (ACCEPTED below). --weir-kind weir-disk runs the weir
 side with a state dir (its key-value stores persistent; --weir-store-cache N entries cached). About 25 s, 45 s with the Maven build
@@ -465,6 +469,12 @@ CASES = {
 }
 
 
+def changelog_topics(broker, app_id):
+    """The application's changelog topics, sorted."""
+    topics = broker.admin().list_topics(timeout=10).topics
+    return sorted(t for t in topics if t.startswith(app_id + "-") and t.endswith("-changelog"))
+
+
 def final_state(records):
     """The latest value per key of (offset, key, value, ts) records; a null value deletes."""
     state = {}
@@ -495,6 +505,71 @@ def wait_final_state(bootstrap, topic, expected, timeout):
     deadline = time.time() + timeout
     while final_state(read_all(bootstrap, topic)) != expected and time.time() < deadline:
         time.sleep(0.5)
+
+
+def run_handover(args, broker, run):
+    """The windowed count's input in two halves, the application stopped between them and
+    restarted under the same application id on the other implementation: Kafka Streams then
+    weir-streams, and weir-streams then Kafka Streams, each compared record by record with
+    Kafka Streams then Kafka Streams. The second restores the first's changelog and resumes
+    from its committed offsets and partition times, so the formats must be Kafka's both ways.
+    Returns the table's rows and the failure count."""
+    records = compare_inputs()["windowed-count"]["input"]
+    halves = (records[:12], records[12:])
+    outputs, rows, failures = {}, [], 0
+    for first, second in (("java", "java"), ("java", "weir"), ("weir", "java")):
+        name = f"{first}-then-{second}"
+        input_topic, output = f"cmp-handover-{name}-in-{run}", f"cmp-handover-{name}-out-{run}"
+        app_id = f"cmp-handover-{name}-{run}"
+        broker.create_topics([input_topic, output])
+        written = 0
+        for kind, half in ((first, halves[0]), (second, halves[1])):
+            produce(broker.bootstrap, input_topic, [(enc(k), enc(v), ts) for k, v, ts in half])
+            written += len(half)
+            kind = args.weir_kind if kind == "weir" else kind
+            app = App(args, kind, "windowed-count", broker.bootstrap, app_id, input_topic,
+                      output, grace_ms=COMPARE_GRACE_MS)
+            progress = Progress(broker.bootstrap, app_id, [input_topic], output)
+            try:
+                wait_committed(app, progress, {input_topic: written}, args.timeout)
+            finally:
+                progress.close()
+                app.stop()
+            # Kafka Streams leaves no group on close (nor do the two share a protocol): the
+            # next instance joins once the member's session (6 s) has expired.
+            wait_group_empty(broker, app_id, 30)
+        outputs[name] = read_all(broker.bootstrap, output)
+    reference = outputs.pop("java-then-java")
+    for name, records in outputs.items():
+        equal = sum(1 for j, w in zip(reference, records) if j[1:] == w[1:])
+        rows.append((f"windowed-count, {name.replace('-', ' ')} (vs Kafka Streams then "
+                     "Kafka Streams)", len(reference), len(records), equal, 0,
+                     max(len(reference), len(records)) - equal))
+        if equal != len(reference) or len(records) != len(reference):
+            failures += 1
+            print(f"\nhandover {name}: records that differ (Kafka Streams then Kafka Streams | "
+                  f"{name})")
+            for i in range(max(len(reference), len(records))):
+                j = reference[i] if i < len(reference) else None
+                w = records[i] if i < len(records) else None
+                if j is None or w is None or j[1:] != w[1:]:
+                    print(f"  {i}: {describe('windowed-count', j)} | "
+                          f"{describe('windowed-count', w)}")
+    return rows, failures
+
+
+def wait_group_empty(broker, group, timeout):
+    admin = broker.admin()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            described = admin.describe_consumer_groups([group])[group].result()
+            if not described.members:
+                return
+        except KafkaException:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"group {group} still has members after {timeout} s")
 
 
 def run_compare(args):
@@ -581,6 +656,28 @@ def run_compare(args):
                         print(f"  {k}: {expected.get(k)} | {states['java'].get(k)} | "
                               f"{states['weir'].get(k)}")
                 continue
+            # Both applications' changelogs, record by record: the formats are Kafka's, so that
+            # either restores the other's stores.
+            changelogs = {kind: changelog_topics(broker, f"cmp-{case}-{kind}-{run}")
+                          for kind in apps}
+            if [len(changelogs[kind]) for kind in apps] != [len(changelogs["java"])] * 2:
+                failures += 1
+                print(f"\n{case}: changelog topics differ: {changelogs}")
+            for java_topic, weir_topic in zip(changelogs["java"], changelogs["weir"]):
+                java_log = read_all(broker.bootstrap, java_topic)
+                weir_log = read_all(broker.bootstrap, weir_topic)
+                equal = sum(1 for j, w in zip(java_log, weir_log) if j[1:] == w[1:])
+                name = java_topic.split("-", 4)[-1]
+                rows.append((f"{case} changelog {name}", len(java_log), len(weir_log), equal, 0,
+                             max(len(java_log), len(weir_log)) - equal))
+                if equal != len(java_log) or len(java_log) != len(weir_log):
+                    failures += 1
+                    print(f"\n{case}: changelog records that differ ({java_topic} | {weir_topic})")
+                    for i in range(max(len(java_log), len(weir_log))):
+                        j = java_log[i] if i < len(java_log) else None
+                        w = weir_log[i] if i < len(weir_log) else None
+                        if j is None or w is None or j[1:] != w[1:]:
+                            print(f"  {i}: {j and j[1:]} | {w and w[1:]}")
             results = {kind: read_all(broker.bootstrap, outputs[kind]) for kind in apps}
             log(f"{case}: {len(results['java'])} records from Kafka Streams, "
                 f"{len(results['weir'])} from weir-streams, {time.time() - started:.1f} s")
@@ -608,6 +705,10 @@ def run_compare(args):
                 for i in range(max(len(java), len(weir))):
                     print(f"  {i}: {describe(topology, java[i] if i < len(java) else None)} | "
                           f"{describe(topology, weir[i] if i < len(weir) else None)}")
+        if "windowed-count" in args.topologies:
+            handover_rows, handover_failures = run_handover(args, broker, run)
+            rows += handover_rows
+            failures += handover_failures
     finally:
         broker.stop()
     print("\n| case | Kafka Streams records | weir-streams records | equal | accepted "

@@ -183,10 +183,19 @@ impl TopologyTestDriver {
             // The driver keeps no local state for expired windows to be deleted from.
             drop(self.task.take_expired());
             // Outputs written before a failure were sent in a real run too.
-            for output in self.task.take_outputs() {
+            for mut output in self.task.take_outputs() {
                 if self.task.topology().is_repartition_topic(&output.topic) {
                     pending.push_back(output);
                 } else {
+                    // Changelogs read as Kafka's (a timestamped store's value without its
+                    // timestamp, which is the record's), as the runtime writes them.
+                    let timestamped = output
+                        .topic
+                        .strip_suffix("-changelog")
+                        .is_some_and(|store| self.task.topology().timestamped_changelog(store));
+                    if timestamped {
+                        output.value = output.value.map(crate::store::changelog_value_to_kafka);
+                    }
                     self.outputs
                         .entry(output.topic.clone())
                         .or_default()

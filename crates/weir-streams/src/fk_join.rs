@@ -287,7 +287,8 @@ fn split_combined_key(key: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     Ok(rest.split_at(length))
 }
 
-/// A changelog value in Kafka's timestamped format: the 8-byte timestamp, then the value.
+/// A timestamped store's value as the task holds it: the 8-byte timestamp, then the value (its
+/// changelog holds the value alone: [`crate::store::changelog_value_to_kafka`]).
 fn timestamped(timestamp: i64, value: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(8 + value.len());
     data.extend_from_slice(&timestamp.to_be_bytes());
@@ -641,9 +642,10 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
     }
 }
 
-/// A subscriber's changelog value, in Kafka's timestamped format: the timestamp (the
-/// answer's, or the subscription's before any), then the foreign key length-prefixed as in
-/// a `CombinedKey`, then the accepted answer in the response format, if any.
+/// A subscriber's value as the task holds it: the timestamp (the answer's, or the
+/// subscription's before any; its changelog holds it as the record's), then the foreign key
+/// length-prefixed as in a `CombinedKey`, then the accepted answer in the response format,
+/// if any.
 fn subscriber_value(
     foreign_key: &[u8],
     answer: Option<&[u8]>,
@@ -729,6 +731,10 @@ where
         extractor: Mutex::new(Box::new(extractor)),
         joiner: Mutex::new(Box::new(joiner)),
     });
+    // Both keep the timestamp in front of their values, as Kafka's timestamped stores.
+    for store in [&subscription_store, &subscriber_store] {
+        state.timestamped_changelogs.insert(store.clone());
+    }
     for topic in [&registration_topic, &response_topic] {
         state.internal_topics.insert(InternalTopic {
             name: topic.clone(),

@@ -309,6 +309,7 @@ impl StreamsBuilder {
             global_topics: state.global_topics,
             global_stores: state.global_stores,
             changelog_versions: state.changelog_versions,
+            timestamped_changelogs: state.timestamped_changelogs,
             persistent_stores: state.persistent_stores,
             global_persistent_stores: state.global_persistent_stores,
         })

@@ -247,9 +247,15 @@
 //!   window start and a 4-byte sequence number (0), or the key then the session's end and
 //!   start) and of a table read from a topic writes
 //!   each update to
-//!   `<store>-changelog` (compacted), on the task's partition: the serialized key, and
-//!   Kafka's timestamped value format (8-byte big-endian timestamp, then the value); a
-//!   deleted key writes a tombstone. These records are outputs of the task like any other,
+//!   `<store>-changelog` (compacted), on the task's partition, as Kafka's timestamped stores
+//!   log: the serialized key, the serialized value alone, and the value's timestamp as the
+//!   record's (a session store's records carry the timestamp of the record being processed,
+//!   as Kafka's, whose session store keeps none); a deleted key writes a tombstone. Inside
+//!   a task and in its local state a value keeps its 8-byte big-endian timestamp in front,
+//!   as in Kafka's RocksDB timestamped stores; the runtime drops it when it produces and
+//!   puts the record's timestamp back when it restores, so Kafka Streams and this runtime
+//!   restore each other's changelogs (`benches/scripts/streams.py compare` checks the
+//!   changelogs byte for byte and hands an application over between the two). These records are outputs of the task like any other,
 //!   so the at-least-once commit waits for them. A task created by the runtime first reads
 //!   its changelog partitions from the start to their end into its stores (tombstones delete
 //!   the key), logging store, partition, records restored and of how many, then processes.

@@ -77,7 +77,7 @@ use crate::assignor::{AssignmentConfigs, StreamsAssignor};
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
 use crate::state::{self, GLOBAL_DIR, LocalCopy, LocalRecord, TaskState, blocking};
-use crate::store::ReadOnlyKeyValueStore;
+use crate::store::{ReadOnlyKeyValueStore, changelog_value_from_kafka, changelog_value_to_kafka};
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
 };
@@ -323,11 +323,19 @@ struct StandbyTask {
     local: LocalWriter,
 }
 
+/// An internal topic as the producer writes it.
+struct InternalTopicName {
+    /// Its name in the cluster (with the application id).
+    prefixed: String,
+    /// The `v` header of its records, if any.
+    version: Option<u8>,
+    /// The changelog of a timestamped store: its values lose their timestamp when produced
+    /// ([`changelog_value_to_kafka`]).
+    timestamped: bool,
+}
+
 /// A changelog record a task wrote in the batch under way: written to the task's local state
 /// once acknowledged, at the offset its delivery gives.
-/// An internal topic's name in the cluster and the `v` header of its records, if any.
-type InternalTopicName = (String, Option<u8>);
-
 struct Logged {
     /// Its index among the batch's deliveries.
     delivery: usize,
@@ -519,9 +527,16 @@ impl KafkaStreams {
             .internal_topics()
             .into_iter()
             .map(|topic| {
-                let version = template.changelog_versions.get(&topic.name).copied();
-                let prefixed = format!("{prefix}{}", topic.name);
-                (topic.name, (prefixed, version))
+                let name = InternalTopicName {
+                    prefixed: format!("{prefix}{}", topic.name),
+                    version: template.changelog_versions.get(&topic.name).copied(),
+                    timestamped: topic.kind == InternalTopicKind::Changelog
+                        && topic
+                            .name
+                            .strip_suffix("-changelog")
+                            .is_some_and(|store| template.timestamped_changelog(store)),
+                };
+                (topic.name, name)
             })
             .collect();
         Ok(Self {
@@ -1108,12 +1123,13 @@ impl KafkaStreams {
         if record.offset < *next {
             return Ok(false);
         }
+        let value = standby.task.changelog_value(store, record);
         standby
             .task
-            .restore(store, record.key.as_deref(), record.value.as_deref())?;
+            .restore(store, record.key.as_deref(), value.as_deref())?;
         standby.task.count_standby_applied(1);
         *next = record.offset + 1;
-        standby.local.keep(store, &record.topic, record);
+        standby.local.keep(store, &record.topic, record, value);
         Ok(standby.local.state.is_some())
     }
 
@@ -1630,9 +1646,9 @@ async fn enqueue_outputs(
                 value: output.value.clone(),
             });
         }
-        let (topic, version) = match internal_topics.get(&output.topic) {
-            Some((prefixed, version)) => (prefixed.clone(), *version),
-            None => (output.topic, None),
+        let (topic, version, timestamped) = match internal_topics.get(&output.topic) {
+            Some(name) => (name.prefixed.clone(), name.version, name.timestamped),
+            None => (output.topic, None, false),
         };
         let mut produce = ProducerRecord::new(topic).timestamp(output.timestamp);
         // Kafka sends tombstones without the header.
@@ -1643,7 +1659,10 @@ async fn enqueue_outputs(
             produce = produce.partition(output.partition);
         }
         produce.key = output.key;
-        produce.value = output.value;
+        produce.value = match output.value {
+            Some(value) if timestamped => Some(changelog_value_to_kafka(value)),
+            value => value,
+        };
         deliveries.push(producer.enqueue(produce).await?);
     }
     Ok(())
@@ -1787,17 +1806,6 @@ struct GlobalState {
 /// topics, so the topic alone does not say which one.
 fn global_checkpoint(tp: &TopicPartition) -> String {
     format!("{}-{}", tp.topic, tp.partition)
-}
-
-/// The value a global record is kept under in the local copy: the record's timestamp
-/// (8 bytes, big-endian) before the value's bytes as the topic holds them, Kafka's
-/// timestamped value format. The store keeps each key's timestamp (`get_with_timestamp`),
-/// which a copy of the bare value would lose.
-fn global_local_value(timestamp: i64, value: &[u8]) -> Bytes {
-    let mut kept = Vec::with_capacity(8 + value.len());
-    kept.extend_from_slice(&timestamp.to_be_bytes());
-    kept.extend_from_slice(value);
-    Bytes::from(kept)
 }
 
 /// The timestamp and topic value of a global local copy's value; `None` for a value shorter
@@ -2089,7 +2097,7 @@ impl GlobalState {
         if let (Some(key), false) = (raw.key, skipped) {
             let value = raw
                 .value
-                .map(|value| global_local_value(raw.timestamp, &value));
+                .map(|value| changelog_value_from_kafka(&value, raw.timestamp));
             self.local.records.push((raw.topic, key, value));
         }
         self.local
@@ -2304,9 +2312,10 @@ impl Restorer<'_> {
                 continue;
             };
             if record.offset < *end {
-                task.restore(store, record.key.as_deref(), record.value.as_deref())?;
+                let value = task.changelog_value(store, &record);
+                task.restore(store, record.key.as_deref(), value.as_deref())?;
                 task.count_restored(0, 1);
-                local.keep(store, &record.topic, &record);
+                local.keep(store, &record.topic, &record, value);
                 if local.records.len() >= RESTORE_PROGRESS_EVERY as usize {
                     local.flush().await?;
                     // A persistent store restored larger than memory stays within it.
@@ -2479,13 +2488,20 @@ struct LocalWriter {
 }
 
 impl LocalWriter {
-    fn keep(&mut self, store: &str, topic: &str, record: &weir_client::consumer::ConsumerRecord) {
+    /// Keeps `record` of `store`'s changelog `topic`, with `value`, its value as the task
+    /// holds it ([`Task::changelog_value`]).
+    fn keep(
+        &mut self,
+        store: &str,
+        topic: &str,
+        record: &weir_client::consumer::ConsumerRecord,
+        value: Option<Bytes>,
+    ) {
         if self.state.is_none() {
             return;
         }
         if let Some(key) = &record.key {
-            self.records
-                .push((store.to_string(), key.clone(), record.value.clone()));
+            self.records.push((store.to_string(), key.clone(), value));
         }
         self.checkpoints
             .insert(topic.to_string(), record.offset + 1);

@@ -862,7 +862,9 @@ impl<V: Clone + 'static> Serde<V> for SomeOf<V> {
     }
 }
 
-/// How a changelog value holds a store's value, as Kafka's store kinds write it.
+/// How a store's value is held inside a task and in its local state, as Kafka's store kinds
+/// hold it (the changelog topic holds it as Kafka's changelogs do: see
+/// [`changelog_value_to_kafka`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ValueFormat {
     /// The DSL's timestamped stores (KIP-258): the 8-byte big-endian timestamp of the last
@@ -903,6 +905,9 @@ pub(crate) fn logged_store<K: Ord + Clone + Send + 'static, V: Clone + Send + 's
     value_serde: SerdeRef<V>,
     format: ValueFormat,
 ) -> String {
+    if format == ValueFormat::Timestamped {
+        state.timestamped_changelogs.insert(store_name.to_string());
+    }
     let store = Arc::clone(store);
     let restorer: Restorer = Box::new(move |key, value| {
         // Changelog records always have a key; a record without one is not ours to restore.
@@ -965,8 +970,8 @@ pub(crate) fn encode_change<K, V>(
 }
 
 /// Writes one update of a logged timestamped store to its changelog, on the task's
-/// partition: the serialized key, and Kafka's timestamped value format, or a tombstone for a
-/// deleted key.
+/// partition: the serialized key, and the value after its 8-byte timestamp (which the runtime
+/// drops when it produces: [`changelog_value_to_kafka`]), or a tombstone for a deleted key.
 pub(crate) fn write_changelog<K, V>(
     ctx: &mut Context,
     topic: &str,
@@ -1004,6 +1009,29 @@ pub(crate) fn log_change(
         value: value.map(Bytes::from),
         timestamp,
     });
+}
+
+/// A timestamped store's changelog value as Kafka's changelog holds it: the value alone, its
+/// timestamp being the record's (Kafka's `ChangeLoggingTimestampedKeyValueBytesStore` logs the
+/// raw value with the timestamp as the record's). Inside a task, and in its local state (as in
+/// Kafka's RocksDB timestamped stores), the value keeps its 8-byte timestamp first: the
+/// runtime converts at the boundary, with this when it produces and
+/// [`changelog_value_from_kafka`] when it restores.
+pub(crate) fn changelog_value_to_kafka(value: Bytes) -> Bytes {
+    if value.len() >= 8 {
+        value.slice(8..)
+    } else {
+        value
+    }
+}
+
+/// A timestamped store's changelog value read from Kafka's changelog, with the record's
+/// timestamp put back in front (see [`changelog_value_to_kafka`]).
+pub(crate) fn changelog_value_from_kafka(value: &[u8], timestamp: i64) -> Bytes {
+    let mut data = Vec::with_capacity(8 + value.len());
+    data.extend_from_slice(&timestamp.to_be_bytes());
+    data.extend_from_slice(value);
+    Bytes::from(data)
 }
 
 /// A changelog value in `format` (a serde that writes a null gives an empty value).

@@ -309,6 +309,8 @@ pub(crate) struct BuilderState {
     pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
     /// The changelogs whose records carry Kafka's format version in a header `v`, by topic.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
+    /// The stores whose values are timestamped: see [`crate::store::changelog_value_to_kafka`].
+    pub(crate) timestamped_changelogs: BTreeSet<String>,
     /// The logged key-value stores, by name, that a task with local state serves from it.
     pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
     /// The global tables' stores, by topic (their table in the global local state), which
@@ -371,6 +373,9 @@ pub struct Topology {
     /// Kafka's `v` header of the records of these changelogs (topic names without the
     /// application id): the runtime writes it, as the records here carry no headers.
     pub(crate) changelog_versions: BTreeMap<String, u8>,
+    /// The stores whose values are timestamped (see
+    /// [`crate::store::changelog_value_to_kafka`]), by name.
+    pub(crate) timestamped_changelogs: BTreeSet<String>,
     pub(crate) persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
     pub(crate) global_persistent_stores: BTreeMap<String, Arc<dyn crate::store::PersistentStore>>,
 }
@@ -421,6 +426,12 @@ impl Topology {
         self.restorers
             .contains_key(store)
             .then(|| format!("{store}-changelog"))
+    }
+
+    /// Whether `store`'s values are timestamped: its changelog values then need
+    /// [`crate::store::changelog_value_to_kafka`] and back.
+    pub(crate) fn timestamped_changelog(&self, store: &str) -> bool {
+        self.timestamped_changelogs.contains(store)
     }
 
     /// Whether `topic` is one of the topology's repartition topics.
@@ -796,6 +807,22 @@ impl Task {
     }
 
     /// Puts one changelog record of `store` back into it.
+    /// The value of a changelog record of `store` as the task and its local state hold it:
+    /// a timestamped store's gets the record's timestamp back in front
+    /// ([`crate::store::changelog_value_from_kafka`]).
+    pub(crate) fn changelog_value(
+        &self,
+        store: &str,
+        record: &weir_client::consumer::ConsumerRecord,
+    ) -> Option<Bytes> {
+        let value = record.value.as_ref()?;
+        Some(if self.topology.timestamped_changelog(store) {
+            crate::store::changelog_value_from_kafka(value, record.timestamp)
+        } else {
+            value.clone()
+        })
+    }
+
     pub(crate) fn restore(
         &mut self,
         store: &str,

@@ -1078,6 +1078,8 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
             }
             for record in out {
                 if let Some((topic, key_serde, value_serde)) = &changelog {
+                    // Kafka's session store is not timestamped: its changelog records carry
+                    // the timestamp of the record being processed.
                     write_changelog(
                         ctx,
                         topic,
@@ -1085,7 +1087,7 @@ impl<K: Data + Ord, V: Data> SessionWindowedKStream<K, V> {
                         &**value_serde,
                         &record.key,
                         record.value.new.as_ref(),
-                        record.timestamp,
+                        t,
                     )?;
                 }
                 next.forward(ctx, record)?;

@@ -142,6 +142,9 @@ public final class StreamsBench {
         // One broker: internal topics (changelogs) with one replica.
         props.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         props.put(StreamsConfig.consumerPrefix("auto.offset.reset"), "earliest");
+        // Kafka Streams does not leave the group when it closes: the compare's handover waits
+        // for the member's session to expire before the next application joins.
+        props.put(StreamsConfig.consumerPrefix("session.timeout.ms"), 6000);
         // weir-client's producer default (Kafka Streams' own default is 100 ms).
         props.put(StreamsConfig.producerPrefix("linger.ms"), 5);
 

@@ -13,6 +13,8 @@
 //! - `stateless`: drops values starting with `-`, upper-cases the others;
 //! - `windowed-count`: count per key in 10 s tumbling windows with the grace given, every
 //!   update written;
+//! - `windowed-final`: the same, each window's final count only (suppressed until the window
+//!   closes);
 //! - `stream-table-join`: inner join with the table read from `--table`, value
 //!   `stream|table`;
 //! - `session`: count per key in sessions with a 5 s inactivity gap and the grace given;
@@ -38,7 +40,7 @@ use std::time::Duration;
 
 use weir_streams::{
     I64Serde, KafkaStreams, Nullable, SessionWindowedSerde, SessionWindows, StreamsBuilder,
-    StreamsConfig, StringSerde, TimeWindowedSerde, TimeWindows, Topology,
+    StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows, Topology,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -48,9 +50,10 @@ const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPU
                      [--max-uncommitted-records N] [--store-cache N|all]";
 
 /// The topologies both applications know.
-const TOPOLOGIES: [&str; 6] = [
+const TOPOLOGIES: [&str; 7] = [
     "stateless",
     "windowed-count",
+    "windowed-final",
     "stream-table-join",
     "session",
     "count",
@@ -203,6 +206,17 @@ fn build_topology(
             .group_by_key()
             .windowed_by(TimeWindows::of_size_and_grace(WINDOW, grace))
             .count()
+            .to_stream()
+            .to(
+                output,
+                TimeWindowedSerde::new(StringSerde, WINDOW),
+                Nullable(I64Serde),
+            ),
+        "windowed-final" => stream
+            .group_by_key()
+            .windowed_by(TimeWindows::of_size_and_grace(WINDOW, grace))
+            .count()
+            .suppress(Suppressed::until_window_closes())
             .to_stream()
             .to(
                 output,

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::Error;
 use crate::kstream::{Materialized, Update, aggregate_into, folding, reducing, register_store};
 use crate::ktable::{Change, KTable};
-use crate::serdes::{I64Serde, SessionWindowedSerde, WindowStoreKeySerde};
+use crate::serdes::{I64Serde, SessionWindowedSerde, TimeWindowedSerde, WindowStoreKeySerde};
 use crate::store::{
     Entries, SharedStore, StoreEntries, ValueFormat, WindowedRetention, logged_store,
     register_persistent_windowed_store, write_changelog,
@@ -131,9 +131,14 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
             TimeWindowing::Time(windows) => windows.size_ms(),
             TimeWindowing::Sliding(windows) => windows.time_difference_ms,
         };
+        let size = std::time::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
+        // The table's windowed keys, as downstream operators (a suppression's buffer) write
+        // them: Kafka's TimeWindowedSerde, without the store's sequence number.
+        let table_key_serde = self.key_serde.as_ref().map(|key_serde| {
+            Arc::new(TimeWindowedSerde::new(Arc::clone(key_serde), size)) as SerdeRef<Windowed<K>>
+        });
         let logging = match (&self.key_serde, value_serde) {
             (Some(key_serde), Some(value_serde)) => {
-                let size = std::time::Duration::from_millis(u64::try_from(size_ms).unwrap_or(0));
                 let key_serde: SerdeRef<Windowed<K>> =
                     Arc::new(WindowStoreKeySerde::new(Arc::clone(key_serde), size));
                 Some((key_serde, value_serde))
@@ -168,8 +173,8 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                 self.retention_ms,
             ),
         };
-        if let Some((key_serde, value_serde)) = serdes {
-            table.key_serde = Some(key_serde);
+        if let Some((_, value_serde)) = serdes {
+            table.key_serde = table_key_serde;
             table.value_serde = Some(value_serde);
         }
         table

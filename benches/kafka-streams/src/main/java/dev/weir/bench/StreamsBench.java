@@ -16,6 +16,7 @@ import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.SessionWindows;
+import org.apache.kafka.streams.kstream.Suppressed;
 import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.kstream.WindowedSerdes;
@@ -30,7 +31,8 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * </pre>
  *
  * TOPOLOGY: stateless (drop values starting with '-', upper-case the rest), windowed-count
- * (count per key in 10 s tumbling windows with the grace given), stream-table-join (inner join
+ * (count per key in 10 s tumbling windows with the grace given), windowed-final (the same,
+ * each window's final count only, suppressed until it closes), stream-table-join (inner join
  * with the table read from --table, value "stream|table"), session (count per key in sessions
  * with a 5 s gap and the grace given), count (count per key, no windows), fk-join (INPUT read
  * as a table of orders whose value is "customer|detail", joined by foreign key with the
@@ -100,6 +102,14 @@ public final class StreamsBench {
                     .groupByKey()
                     .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofSeconds(10), grace))
                     .count()
+                    .toStream()
+                    .to(output, Produced.with(
+                            WindowedSerdes.timeWindowedSerdeFrom(String.class, 10_000L), longs));
+            case "windowed-final" -> stream
+                    .groupByKey()
+                    .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofSeconds(10), grace))
+                    .count()
+                    .suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
                     .toStream()
                     .to(output, Produced.with(
                             WindowedSerdes.timeWindowedSerdeFrom(String.class, 10_000L), longs));

@@ -230,7 +230,7 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                     ctx.metrics.dropped_late += 1;
                     continue;
                 }
-                retention.forget_expired(ctx, window.start, &mut store.lock())?;
+                retention.forget_expired(ctx, window.start, &store)?;
                 let key = Windowed {
                     key: record.key.clone(),
                     window,
@@ -442,14 +442,22 @@ impl<K: Data + Ord> StoreRetention<K> {
         &self,
         ctx: &mut Context,
         time: i64,
-        entries: &mut StoreEntries<Windowed<K>, V>,
+        store: &SharedStore<Windowed<K>, V>,
     ) -> Result<(), Error> {
+        let due = |retention: &Retention| {
+            time <= retention.expired_until() && retention.swept_at != retention.observed
+        };
+        // Checked before the store is locked: almost never due.
+        if !due(&self.retention.lock()) {
+            return Ok(());
+        }
+        let mut entries = store.lock();
         let mut retention = self.retention.lock();
-        if time > retention.expired_until() || retention.swept_at == retention.observed {
+        if !due(&retention) {
             return Ok(());
         }
         retention.swept_at = retention.observed;
-        self.sweep(ctx, &mut retention, entries)
+        self.sweep(ctx, &mut retention, &mut entries)
     }
 
     /// Drops every expired entry, from the task's local state too.

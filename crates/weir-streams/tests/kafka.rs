@@ -1832,10 +1832,18 @@ async fn a_rekeyed_backlog_is_not_late_for_its_windows() {
     let metrics = streams.metrics();
     streams.close().await.unwrap();
     assert_eq!(metrics.dropped_late, 0, "{metrics:?}");
-    // Each 10 s window holds two clicks of each user: its last count is 2.
+    // Every click updated its window's count; each 10 s window holds two clicks of each
+    // user, so its last count is 2.
     let client = broker.client().await;
     let outputs = fetch_all(&client, "clicks-per-user", 0).await;
     assert_eq!(outputs.len(), 2_000, "one update per click");
+    let mut last = BTreeMap::new();
+    for record in outputs {
+        let count = I64Serde.deserialize(&record.value.unwrap()).unwrap();
+        last.insert(record.key.unwrap(), count);
+    }
+    assert_eq!(last.len(), 1_000, "200 windows of 5 users");
+    assert!(last.values().all(|count| *count == 2), "{last:?}");
     broker.stop().await;
 }
 

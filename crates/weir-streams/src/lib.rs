@@ -475,7 +475,19 @@
 //!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
-//!   transaction will go); a production exception handler.
+//!   transaction will go); a production exception handler;
+//! - Kafka's numbering of generated names: Kafka numbers every node, this crate only what it
+//!   names, so beyond a topology's first store (`KSTREAM-AGGREGATE-STATE-STORE-0000000001`
+//!   on both) generated store and topic names differ from Kafka Streams': an application
+//!   handed over between the two needs its stores named (`Materialized::as_store`);
+//! - the old value a windowed aggregation sends for a new window: Kafka's is the
+//!   initializer's value, this crate's none, which shows only in a suppression buffer's
+//!   changelog (its prior and old values; an emission ignores both).
+//!
+//! Changelogs and local state written by versions before 7944257 (window store keys
+//! without their sequence number, timestamped values with the timestamp in front) are not
+//! read correctly by this version: reset such an application (`KafkaStreams::cleanup` and
+//! its internal topics deleted) before upgrading.
 //!
 //! `benches/scripts/streams.py` runs topologies of this crate and of Apache Kafka Streams on
 //! one input, compares their outputs record by record (CI runs it) and benchmarks both

@@ -1279,11 +1279,21 @@ async fn the_instances_that_stay_keep_their_tasks_when_one_leaves() {
         config.client = broker.config();
         config.client.client_id = format!("instance-{i}");
         config.commit_interval = Duration::from_millis(100);
+        // An instance that joins after the others' first assignment (under load) gets
+        // warm-ups first, not tasks: probing soon lets the layout balance.
+        config.probing_rebalance_interval = Duration::from_millis(500);
         let instance = start(KafkaStreams::new(word_counts, config).await.unwrap());
         running.insert(format!("instance-{i}"), instance);
     }
-    let before = wait_for_layout(&broker, APP, "words", 3, 6).await;
-    assert!(before.values().all(|tasks| tasks.len() == 2), "{before:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let layout = wait_for_layout(&broker, APP, "words", 3, 6).await;
+        if layout.values().all(|tasks| tasks.len() == 2) {
+            break layout;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{layout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let (leaver, _) = before.iter().find(|(_, tasks)| tasks.contains(&5)).unwrap();
     let (stop, task) = running.remove(leaver).unwrap();
     stop.send(()).unwrap();

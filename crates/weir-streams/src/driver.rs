@@ -189,11 +189,11 @@ impl TopologyTestDriver {
                 } else {
                     // Changelogs read as Kafka's (a timestamped store's value without its
                     // timestamp, which is the record's), as the runtime writes them.
-                    let timestamped = output
-                        .topic
-                        .strip_suffix("-changelog")
-                        .is_some_and(|store| self.task.topology().timestamped_changelog(store));
-                    if timestamped {
+                    if self
+                        .task
+                        .topology()
+                        .timestamped_changelog_topic(&output.topic)
+                    {
                         output.value = output.value.map(crate::store::changelog_value_to_kafka);
                     }
                     self.outputs

@@ -41,7 +41,10 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::kstream::deserialize_failed;
 use crate::ktable::{Change, Getter, KTable};
-use crate::store::{log_change, register_changelog, serialize_failed, serialize_key};
+use crate::store::{
+    log_change, register_changelog, serialize_failed, serialize_key, split_timestamped_value,
+    timestamped_value,
+};
 use crate::topology::{
     Context, Data, InternalTopic, InternalTopicKind, Node, RawRecord, Record, Restorer, SerdeRef,
 };
@@ -287,23 +290,6 @@ fn split_combined_key(key: &[u8]) -> Result<(&[u8], &[u8]), Error> {
     Ok(rest.split_at(length))
 }
 
-/// A timestamped store's value as the task holds it: the 8-byte timestamp, then the value (its
-/// changelog holds the value alone: [`crate::store::changelog_value_to_kafka`]).
-fn timestamped(timestamp: i64, value: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(8 + value.len());
-    data.extend_from_slice(&timestamp.to_be_bytes());
-    data.extend_from_slice(value);
-    data
-}
-
-fn split_timestamped(data: &[u8]) -> Result<(i64, &[u8]), Error> {
-    let (timestamp, value) = data.split_first_chunk::<8>().ok_or(Error::DataSize {
-        expected: 8,
-        actual: data.len(),
-    })?;
-    Ok((i64::from_be_bytes(*timestamp), value))
-}
-
 /// A subscription as the right side keeps it: where to answer, with which hash.
 #[derive(Debug, Clone)]
 struct Subscribed {
@@ -481,13 +467,7 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         subscriptions: &Subscriptions,
         other: &Getter<KO, VO>,
     ) -> Result<(), Error> {
-        let (Some(foreign_key), Some(value)) = (&raw.key, &raw.value) else {
-            tracing::warn!(
-                topic = %raw.topic,
-                partition = raw.partition,
-                offset = raw.offset,
-                "skipping a subscription without a foreign key or a value"
-            );
+        let Some((foreign_key, value)) = key_and_value(raw, "subscription") else {
             return Ok(());
         };
         let subscription =
@@ -519,7 +499,7 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         let key = combined_key(foreign_key, primary_key)
             .map_err(|e| serialize_failed(changelog, "key", e))?;
         let logged =
-            (!subscription.instruction.deletes()).then(|| timestamped(raw.timestamp, value));
+            (!subscription.instruction.deletes()).then(|| timestamped_value(raw.timestamp, value));
         log_change(ctx, changelog, key, logged, raw.timestamp);
 
         let typed = self
@@ -585,13 +565,7 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         raw: &RawRecord,
         this: &Getter<K, V>,
     ) -> Result<Option<Record<K, Change<VR>>>, Error> {
-        let (Some(key), Some(value)) = (&raw.key, &raw.value) else {
-            tracing::warn!(
-                topic = %raw.topic,
-                partition = raw.partition,
-                offset = raw.offset,
-                "skipping a foreign-key join answer without a key or a value"
-            );
+        let Some((key, value)) = key_and_value(raw, "foreign-key join answer") else {
             return Ok(None);
         };
         let (hash, foreign) =
@@ -601,8 +575,10 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             .key_serde
             .deserialize(key)
             .map_err(|e| deserialize_failed(raw, "key", e))?;
-        let expected = self.subscribers.lock().get(&primary_key).map(|s| s.hash);
-        if expected != hash {
+        // This table's lookup reads its own store, never this join's subscribers.
+        let mut subscribers = self.subscribers.lock();
+        let subscriber = subscribers.get_mut(&primary_key);
+        if subscriber.as_ref().map(|s| s.hash) != hash {
             tracing::trace!(topic = %raw.topic, offset = raw.offset, "stale answer dropped");
             return Ok(None);
         }
@@ -610,13 +586,12 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             .map(|data| self.foreign_value_serde.deserialize(data))
             .transpose()
             .map_err(|e| deserialize_failed(raw, "value", e))?;
-        let new = match this(&primary_key) {
-            Some((value, _)) if expected.is_some() => {
-                (self.joiner.lock())(&value, foreign.as_ref())
-            }
+        // A row without a subscriber was deleted: its answer (no hash) deletes its result.
+        let new = match (&subscriber, this(&primary_key)) {
+            (Some(_), Some((value, _))) => (self.joiner.lock())(&value, foreign.as_ref()),
             _ => None,
         };
-        if let Some(subscriber) = self.subscribers.lock().get_mut(&primary_key) {
+        if let Some(subscriber) = subscriber {
             let logged = subscriber_value(&subscriber.foreign_key, Some(value), raw.timestamp)?;
             subscriber.accepted = Some(Accepted {
                 foreign,
@@ -642,6 +617,21 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
     }
 }
 
+/// The key and value of an internal record of the join; `None`, logged, for a record that
+/// lacks either (this crate never writes one).
+fn key_and_value<'a>(raw: &'a RawRecord, what: &str) -> Option<(&'a Bytes, &'a Bytes)> {
+    if let (Some(key), Some(value)) = (&raw.key, &raw.value) {
+        return Some((key, value));
+    }
+    tracing::warn!(
+        topic = %raw.topic,
+        partition = raw.partition,
+        offset = raw.offset,
+        "skipping a {what} without a key or a value"
+    );
+    None
+}
+
 /// A subscriber's value as the task holds it: the timestamp (the answer's, or the
 /// subscription's before any; its changelog holds it as the record's), then the foreign key
 /// length-prefixed as in a `CombinedKey`, then the accepted answer in the response format,
@@ -652,7 +642,7 @@ fn subscriber_value(
     timestamp: i64,
 ) -> Result<Vec<u8>, Error> {
     let value = combined_key(foreign_key, answer.unwrap_or_default())?;
-    Ok(timestamped(timestamp, &value))
+    Ok(timestamped_value(timestamp, &value))
 }
 
 /// Builds the join of `this` with `other` (see the module's documentation). `left`: a left
@@ -796,7 +786,7 @@ fn restore_subscriptions(subscriptions: &Subscriptions) -> Restorer {
         let mut subscriptions = subscriptions.lock();
         match value {
             Some(value) => {
-                let (_, subscription) = split_timestamped(value)?;
+                let (_, subscription) = split_timestamped_value(value)?;
                 let subscription = Subscription::decode(subscription)?;
                 subscriptions
                     .entry(foreign_key.to_vec())
@@ -842,7 +832,7 @@ fn restore_subscribers<K: Data + Ord, VO: Data>(
             subscribers.lock().remove(&key);
             return Ok(());
         };
-        let (timestamp, value) = split_timestamped(value)?;
+        let (timestamp, value) = split_timestamped_value(value)?;
         let (foreign_key, answer) = split_combined_key(value)?;
         let accepted = match answer {
             [] => None,

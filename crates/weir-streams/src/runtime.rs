@@ -77,7 +77,9 @@ use crate::assignor::{AssignmentConfigs, StreamsAssignor};
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
 use crate::state::{self, GLOBAL_DIR, LocalCopy, LocalRecord, TaskState, blocking};
-use crate::store::{ReadOnlyKeyValueStore, changelog_value_from_kafka, changelog_value_to_kafka};
+use crate::store::{
+    ReadOnlyKeyValueStore, changelog_value_to_kafka, split_timestamped_value, timestamped_value,
+};
 use crate::topology::{
     DeserializationExceptionHandler, InternalTopicKind, RawRecord, Task, TaskMetrics, Topology,
 };
@@ -398,8 +400,8 @@ impl KafkaStreams {
     /// Connects, checks the source topics (they must exist, and co-partitioned topics must
     /// have equal partition counts), creates the missing internal topics (repartition topics
     /// and compacted changelogs, with as many partitions as the largest source topic, the
-    /// number of tasks, or as the user topics they must be co-partitioned with), and joins the group `application.id`. `factory` builds each task's
-    /// topology.
+    /// number of tasks, or as the user topics they must be co-partitioned with), and joins the
+    /// group `application.id`. `factory` builds each task's topology.
     pub async fn new<F>(factory: F, config: StreamsConfig) -> Result<Self, Error>
     where
         F: Fn() -> Result<Topology, Error> + Send + Sync + 'static,
@@ -530,11 +532,7 @@ impl KafkaStreams {
                 let name = InternalTopicName {
                     prefixed: format!("{prefix}{}", topic.name),
                     version: template.changelog_versions.get(&topic.name).copied(),
-                    timestamped: topic.kind == InternalTopicKind::Changelog
-                        && topic
-                            .name
-                            .strip_suffix("-changelog")
-                            .is_some_and(|store| template.timestamped_changelog(store)),
+                    timestamped: template.timestamped_changelog_topic(&topic.name),
                 };
                 (topic.name, name)
             })
@@ -1808,13 +1806,6 @@ fn global_checkpoint(tp: &TopicPartition) -> String {
     format!("{}-{}", tp.topic, tp.partition)
 }
 
-/// The timestamp and topic value of a global local copy's value; `None` for a value shorter
-/// than its timestamp, which this runtime never writes.
-fn split_global_local_value(kept: &[u8]) -> Option<(i64, &[u8])> {
-    let (timestamp, value) = kept.split_first_chunk::<8>()?;
-    Some((i64::from_be_bytes(*timestamp), value))
-}
-
 impl GlobalState {
     /// Builds the global state of the topologies `factory` makes and reads every partition
     /// of their global topics (`counts` holds their partition counts) to the end offsets they
@@ -2042,7 +2033,7 @@ impl GlobalState {
         for (topic, records) in records {
             loaded += records.len() as u64;
             for (key, kept) in records {
-                let Some((timestamp, value)) = split_global_local_value(&kept) else {
+                let Ok((timestamp, value)) = split_timestamped_value(&kept) else {
                     return Err(Error::GlobalBootstrap {
                         topic,
                         reason: format!(
@@ -2097,7 +2088,7 @@ impl GlobalState {
         if let (Some(key), false) = (raw.key, skipped) {
             let value = raw
                 .value
-                .map(|value| changelog_value_from_kafka(&value, raw.timestamp));
+                .map(|value| Bytes::from(timestamped_value(raw.timestamp, &value)));
             self.local.records.push((raw.topic, key, value));
         }
         self.local

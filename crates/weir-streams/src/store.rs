@@ -1015,8 +1015,8 @@ pub(crate) fn log_change(
 /// timestamp being the record's (Kafka's `ChangeLoggingTimestampedKeyValueBytesStore` logs the
 /// raw value with the timestamp as the record's). Inside a task, and in its local state (as in
 /// Kafka's RocksDB timestamped stores), the value keeps its 8-byte timestamp first: the
-/// runtime converts at the boundary, with this when it produces and
-/// [`changelog_value_from_kafka`] when it restores.
+/// runtime converts at the boundary, with this when it produces and [`timestamped_value`]
+/// (the record's timestamp back in front) when it restores.
 pub(crate) fn changelog_value_to_kafka(value: Bytes) -> Bytes {
     if value.len() >= 8 {
         value.slice(8..)
@@ -1025,13 +1025,23 @@ pub(crate) fn changelog_value_to_kafka(value: Bytes) -> Bytes {
     }
 }
 
-/// A timestamped store's changelog value read from Kafka's changelog, with the record's
-/// timestamp put back in front (see [`changelog_value_to_kafka`]).
-pub(crate) fn changelog_value_from_kafka(value: &[u8], timestamp: i64) -> Bytes {
+/// A timestamped value as a task and its local state hold it: the 8-byte big-endian
+/// timestamp, then the value's bytes (see [`changelog_value_to_kafka`]).
+pub(crate) fn timestamped_value(timestamp: i64, value: &[u8]) -> Vec<u8> {
     let mut data = Vec::with_capacity(8 + value.len());
     data.extend_from_slice(&timestamp.to_be_bytes());
     data.extend_from_slice(value);
-    Bytes::from(data)
+    data
+}
+
+/// The timestamp and the value's bytes of a [`timestamped_value`]; an error for data shorter
+/// than its timestamp.
+pub(crate) fn split_timestamped_value(data: &[u8]) -> Result<(i64, &[u8]), Error> {
+    let (timestamp, value) = data.split_first_chunk::<8>().ok_or(Error::DataSize {
+        expected: 8,
+        actual: data.len(),
+    })?;
+    Ok((i64::from_be_bytes(*timestamp), value))
 }
 
 /// A changelog value in `format` (a serde that writes a null gives an empty value).
@@ -1059,15 +1069,7 @@ pub(crate) fn decode_value<V: 'static>(
     data: &[u8],
 ) -> Result<(V, i64), Error> {
     let (timestamp, value) = match format {
-        ValueFormat::Timestamped => {
-            let Some((timestamp, value)) = data.split_first_chunk::<8>() else {
-                return Err(Error::DataSize {
-                    expected: 8,
-                    actual: data.len(),
-                });
-            };
-            (i64::from_be_bytes(*timestamp), value)
-        }
+        ValueFormat::Timestamped => split_timestamped_value(data)?,
         ValueFormat::Plain => (NO_TIMESTAMP, data),
     };
     let value = if value.is_empty() {

@@ -434,6 +434,14 @@ impl Topology {
         self.timestamped_changelogs.contains(store)
     }
 
+    /// Whether `topic` (without the application id) is the changelog of a store whose values
+    /// are timestamped ([`Topology::timestamped_changelog`]).
+    pub(crate) fn timestamped_changelog_topic(&self, topic: &str) -> bool {
+        topic
+            .strip_suffix("-changelog")
+            .is_some_and(|store| self.timestamped_changelog(store))
+    }
+
     /// Whether `topic` is one of the topology's repartition topics.
     pub(crate) fn is_repartition_topic(&self, topic: &str) -> bool {
         self.internal_topics.contains(&InternalTopic {
@@ -806,10 +814,9 @@ impl Task {
         Ok(())
     }
 
-    /// Puts one changelog record of `store` back into it.
     /// The value of a changelog record of `store` as the task and its local state hold it:
     /// a timestamped store's gets the record's timestamp back in front
-    /// ([`crate::store::changelog_value_from_kafka`]).
+    /// ([`crate::store::timestamped_value`]).
     pub(crate) fn changelog_value(
         &self,
         store: &str,
@@ -817,12 +824,13 @@ impl Task {
     ) -> Option<Bytes> {
         let value = record.value.as_ref()?;
         Some(if self.topology.timestamped_changelog(store) {
-            crate::store::changelog_value_from_kafka(value, record.timestamp)
+            Bytes::from(crate::store::timestamped_value(record.timestamp, value))
         } else {
             value.clone()
         })
     }
 
+    /// Puts one changelog record of `store` back into it.
     pub(crate) fn restore(
         &mut self,
         store: &str,

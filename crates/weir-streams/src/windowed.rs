@@ -230,7 +230,15 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                     ctx.metrics.dropped_late += 1;
                     continue;
                 }
-                retention.forget_expired(ctx, window.start, &store)?;
+                {
+                    // Before the aggregation reads the window: a new task's store may hold
+                    // windows expired by its restored latest time, which Kafka's store does
+                    // not return (its processors' time starts over, see ObservedStreamTime).
+                    let mut entries = store.lock();
+                    let mut held = retention.lock();
+                    held.observe(window.start);
+                    retention.purge(ctx, &mut held, &mut entries)?;
+                }
                 let key = Windowed {
                     key: record.key.clone(),
                     window,
@@ -243,10 +251,6 @@ impl<K: Data + Ord, V: Data> TimeWindowedKStream<K, V> {
                         timestamp: record.timestamp,
                     },
                 )?;
-                let mut entries = store.lock();
-                let mut held = retention.lock();
-                held.observe(window.start);
-                retention.purge(ctx, &mut held, &mut entries)?;
             }
             Ok(())
         });
@@ -430,43 +434,6 @@ impl<K: Data + Ord> StoreRetention<K> {
         if !retention.sweep_due() {
             return Ok(());
         }
-        self.sweep(ctx, retention, entries)
-    }
-
-    /// Drops the expired entries before the aggregation reads `time`'s window, if that window
-    /// has expired from the store: Kafka's store holds nothing for an expired window even
-    /// when the aggregation still takes records for it, which happens while a new task's
-    /// observed stream time (see [`ObservedStreamTime`]) catches up with the store's. One
-    /// sweep per latest time at most.
-    pub(crate) fn forget_expired<V: Clone>(
-        &self,
-        ctx: &mut Context,
-        time: i64,
-        store: &SharedStore<Windowed<K>, V>,
-    ) -> Result<(), Error> {
-        let due = |retention: &Retention| {
-            time <= retention.expired_until() && retention.swept_at != retention.observed
-        };
-        // Checked before the store is locked: almost never due.
-        if !due(&self.retention.lock()) {
-            return Ok(());
-        }
-        let mut entries = store.lock();
-        let mut retention = self.retention.lock();
-        if !due(&retention) {
-            return Ok(());
-        }
-        retention.swept_at = retention.observed;
-        self.sweep(ctx, &mut retention, &mut entries)
-    }
-
-    /// Drops every expired entry, from the task's local state too.
-    fn sweep<V: Clone>(
-        &self,
-        ctx: &mut Context,
-        retention: &mut Retention,
-        entries: &mut StoreEntries<Windowed<K>, V>,
-    ) -> Result<(), Error> {
         let (dropped, stored) = entries.drop_expired(self.kind, retention.expired_until());
         let Some(key_serde) = &self.key_serde else {
             return Ok(());

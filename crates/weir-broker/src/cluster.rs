@@ -479,9 +479,17 @@ impl ClusterNode {
                     }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
+                // The write failed on the controller (CI met one within a millisecond of the
+                // quorum's first election): ask again, as Kafka's broker lifecycle manager
+                // resends its registration until it is answered.
+                Err(e @ ControllerCallError::Log(_)) if tokio::time::Instant::now() < deadline => {
+                    warn!(error = %with_causes(&e), "registration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
                 other => {
-                    break other
-                        .map_err(|e| BrokerError::Cluster(format!("registration failed: {e}")))?;
+                    break other.map_err(|e| {
+                        BrokerError::Cluster(format!("registration failed: {}", with_causes(&e)))
+                    })?;
                 }
             }
         };
@@ -668,7 +676,7 @@ impl PeerService for ControllerService {
                     Err(ControllerCallError::NotActive { leader }) => {
                         RemoteAnswer::NotActive { leader }
                     }
-                    Err(e) => RemoteAnswer::Failed(e.to_string()),
+                    Err(e) => RemoteAnswer::Failed(with_causes(&e)),
                 },
             };
             serde_json::to_vec(&answer)
@@ -993,4 +1001,17 @@ fn write_meta_properties(
         format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n").as_bytes(),
     )
     .map_err(|e| BrokerError::Cluster(format!("{}: {e}", path.display())))
+}
+
+/// `e` and its causes on one line: controller errors travel between nodes and into start-up
+/// failures as text, and the cause is what tells a failed write's reason.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

@@ -28,8 +28,8 @@
 //! A member is *caught up* on a task when it ran the task in its last generation, or its
 //! reported lag on it is at most `acceptable.recovery.lag`. Then, in task order, while fewer
 //! than `max.warmup.replicas` tasks were held back: a task whose balanced place (above) is a
-//! member that is not caught up (lag above the bound, or unknown: no state, or a version-1
-//! subscription), while some other member is, stays with the most caught-up member (least
+//! member that is not caught up (lag above the bound, or unknown: none reported, or a
+//! version-1 subscription), while some other member is, stays with the most caught-up member (least
 //! lag; the previous owner on a tie, then member order), and its balanced place gets a
 //! *warm-up replica* of it: a standby that exists to catch up. Only this holding back breaks
 //! balance. A task no member is caught up on is placed as above: a warm-up would not be
@@ -51,11 +51,14 @@
 //! a probing rebalance. Kafka instead sends offset sums and lets the leader subtract them
 //! from the changelogs' end offsets; here [`PartitionAssignor::assign`] is synchronous and
 //! gets no client, and every standby consumer fetches continuously anyway, so it already
-//! knows its own lag. A task directory found at start reports, in the subscriptions before
-//! the instance's first assignment, its checkpoints' distance to the changelogs' end offsets
-//! as `KafkaStreams::new` looked them up, so that a restarted instance whose state is close
-//! takes its tasks back at once; after that its lag would only grow stale, and a directory
-//! that is neither a task nor a standby here reports none (unknown).
+//! knows its own lag. In the subscriptions before the instance's first assignment, every
+//! other task reports its distance to the changelogs' end offsets as `KafkaStreams::new`
+//! looked them up: from a task directory's checkpoints, so that a restarted instance whose
+//! state is close takes its tasks back at once, or, without local state, the changelogs'
+//! whole length, as Kafka's leader counts an instance without state, so that a new instance
+//! takes at once the tasks whose changelogs are within `acceptable.recovery.lag` instead of
+//! warming them up until a probing rebalance. After that these lags would only grow stale,
+//! and a task that is neither a task nor a standby here reports none (unknown).
 //!
 //! # Standby replicas
 //!
@@ -267,9 +270,10 @@ pub(crate) struct StreamsAssignor {
     /// The standby and warm-up tasks of this instance's last assignment, for the runtime
     /// to follow.
     standbys: Mutex<StandbyAssignment>,
-    /// The lags of the task directories found at start, from their checkpoints; reported
-    /// until the first assignment only, as they grow stale with the changelogs.
-    local_state_lags: Mutex<BTreeMap<i32, i64>>,
+    /// How far behind each task's changelogs this instance was at start (its checkpoints,
+    /// or nothing for a task without local state); reported until the first assignment
+    /// only, as they grow stale with the changelogs.
+    start_lags: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl StreamsAssignor {
@@ -320,10 +324,11 @@ impl StreamsAssignor {
         }
     }
 
-    /// The lags of the task directories found at start (their checkpoints against the
-    /// changelogs' end offsets), for the first subscription.
-    pub(crate) fn set_local_state_lags(&self, lags: BTreeMap<i32, i64>) {
-        *self.local_state_lags.lock() = lags;
+    /// How far behind each task's changelogs start found this instance (a task directory's
+    /// checkpoints, or nothing, against the changelogs' end offsets), for the first
+    /// subscription.
+    pub(crate) fn set_start_lags(&self, lags: BTreeMap<i32, i64>) {
+        *self.start_lags.lock() = lags;
     }
 
     /// Replaces the lags of the standbys (warm-ups included) reported in the next
@@ -350,8 +355,10 @@ impl PartitionAssignor for StreamsAssignor {
         let replicas = self.standby_tasks();
         // Lags of standbys dropped since they were reported no longer hold.
         history.lags.retain(|task, _| replicas.contains(task));
-        for (task, lag) in self.local_state_lags.lock().iter() {
-            if history.with_state.contains(task) && !replicas.contains(task) {
+        // Until the first assignment: how far behind start found every other task, with
+        // local state or without.
+        for (task, lag) in self.start_lags.lock().iter() {
+            if !replicas.contains(task) {
                 history.lags.insert(*task, *lag);
             }
         }
@@ -443,7 +450,7 @@ impl PartitionAssignor for StreamsAssignor {
     fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&Bytes>) {
         // What the next join reports as owned.
         self.history.lock().owned = partitions.iter().map(|tp| tp.partition).collect();
-        self.local_state_lags.lock().clear();
+        self.start_lags.lock().clear();
         // A leader of another version may send none this version reads: no standbys then.
         *self.standbys.lock() = user_data
             .and_then(|data| StandbyAssignment::decode(data))
@@ -1032,16 +1039,20 @@ mod tests {
     }
 
     #[test]
-    fn local_state_lags_are_reported_until_the_first_assignment() {
+    fn start_lags_are_reported_until_the_first_assignment() {
         let assignor = StreamsAssignor::default();
         assignor.set_local_state([1, 2]);
-        // 3 has no directory (any more): its lag is not reported.
-        assignor.set_local_state_lags([(1, 40), (2, 20_000), (3, 0)].into());
+        // 3 has no directory: its lag is its changelogs' length, and counts as Kafka's
+        // leader counts an instance without state.
+        assignor.set_start_lags([(1, 40), (2, 20_000), (3, 7)].into());
         let data = assignor.subscription_user_data(&[]).unwrap();
+        let reported = TaskHistory::decode(&data).unwrap();
         assert_eq!(
-            TaskHistory::decode(&data),
-            Some(with_lags(history(&[], &[1, 2]), &[(1, 40), (2, 20_000)]))
+            reported,
+            with_lags(history(&[], &[1, 2]), &[(1, 40), (2, 20_000), (3, 7)])
         );
+        assert_eq!(reported.lag(3), Some(7));
+        assert!(!reported.with_state.contains(&3));
         // As the standby of 2, its lag is the standby's.
         let standby = StandbyAssignment {
             standbys: set(&[2]),

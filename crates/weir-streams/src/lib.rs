@@ -467,8 +467,8 @@
 //!   instance blocked elsewhere does not clean;
 //! - the rest of Kafka's `StreamsPartitionAssignor` (cooperative rebalancing, rack
 //!   awareness, the leader computing lags from offset sums and end offsets it looks up:
-//!   here each instance reports its own lag, and a task directory that is neither a task
-//!   nor a standby has one only until the instance's first assignment): the streams
+//!   here each instance reports its own lag, and a task it neither runs nor keeps a standby
+//!   of has one only until the instance's first assignment): the streams
 //!   assignor is sticky, lag-aware and places warm-ups, but eager, so
 //!   every partition is revoked at each rebalance, and the tasks it gives back are kept;
 //! - in the processor API: `forward` to a named child,

@@ -515,15 +515,30 @@ impl KafkaStreams {
             config: &config,
             prefix: &prefix,
         };
-        if let Some(dir) = &config.state_dir
-            && !local.is_empty()
-        {
-            let stores: Vec<String> = template.restorers.keys().cloned().collect();
-            let lags =
-                local_state_lags(&restorer, &dir.join(&config.application_id), &stores, local)
-                    .await;
-            assignor.set_local_state_lags(lags);
-        }
+        let changelog_counts: BTreeMap<String, i32> = template
+            .restorers
+            .keys()
+            .map(|store| {
+                let count = internal_counts
+                    .get(&format!("{store}-changelog"))
+                    .copied()
+                    .unwrap_or(tasks);
+                (store.clone(), count)
+            })
+            .collect();
+        let app_dir = config
+            .state_dir
+            .as_ref()
+            .map(|dir| dir.join(&config.application_id));
+        let lags = start_lags(
+            &restorer,
+            app_dir.as_deref(),
+            &changelog_counts,
+            tasks,
+            local,
+        )
+        .await;
+        assignor.set_start_lags(lags);
         let global = GlobalState::bootstrap(&restorer, &factory, &counts).await?;
         let internal_topics = template
             .internal_topics()
@@ -1678,65 +1693,79 @@ async fn sleep_until_wall_clock(at: Option<i64>) {
     }
 }
 
-/// How far the local state of each of `tasks` (directories under `app_dir`) is behind its
-/// changelogs (`stores`' topics): their end offsets minus its checkpoints, summed; a
-/// changelog without a checkpoint counts from offset 0. For the first subscription, so that
-/// a restarted instance whose checkpoints are close takes its tasks back at once. A task
-/// whose checkpoints do not read, or a failed end-offset lookup, leaves lags unknown.
-async fn local_state_lags(
+/// How far this instance is behind each of `tasks` on its changelogs (`changelog_counts`:
+/// every logged store with its changelog's partition count), for its first subscription. A task with a
+/// directory in `local` (under `app_dir`) is behind by its changelogs' end offsets minus its
+/// checkpoints, summed (a changelog without a checkpoint counts from offset 0), so that a
+/// restarted instance whose checkpoints are close takes its tasks back at once. Any other
+/// task is behind by its changelogs' end offsets summed, as Kafka's leader counts an
+/// instance without state: a new instance takes tasks whose changelogs are short at once
+/// rather than warm them up first. A task whose checkpoints do not read has an unknown lag;
+/// a failed end-offset lookup leaves every lag unknown.
+async fn start_lags(
     restorer: &Restorer<'_>,
-    app_dir: &std::path::Path,
-    stores: &[String],
-    tasks: BTreeSet<i32>,
+    app_dir: Option<&std::path::Path>,
+    changelog_counts: &BTreeMap<String, i32>,
+    tasks: i32,
+    local: BTreeSet<i32>,
 ) -> BTreeMap<i32, i64> {
-    if stores.is_empty() {
+    if changelog_counts.is_empty() {
         return BTreeMap::new();
     }
-    let reading = app_dir.to_path_buf();
-    let checkpoints = match blocking(app_dir, move || {
-        Ok(state::local_checkpoints(&reading, &tasks))
-    })
-    .await
-    {
-        Ok(checkpoints) => checkpoints,
-        Err(error) => {
-            tracing::warn!(%error, "local checkpoints not read; their lags are unknown");
-            return BTreeMap::new();
+    let checkpoints = match app_dir {
+        Some(app_dir) if !local.is_empty() => {
+            let reading = app_dir.to_path_buf();
+            let scanned = local.clone();
+            match blocking(app_dir, move || {
+                Ok(state::local_checkpoints(&reading, &scanned))
+            })
+            .await
+            {
+                Ok(checkpoints) => checkpoints,
+                Err(error) => {
+                    tracing::warn!(%error, "local checkpoints not read; their lags are unknown");
+                    BTreeMap::new()
+                }
+            }
         }
+        _ => BTreeMap::new(),
     };
-    let topics: Vec<String> = changelog_stores(restorer.prefix, stores)
-        .into_keys()
+    let topics: Vec<(String, i32)> = changelog_counts
+        .iter()
+        .map(|(store, count)| (changelog_topic(restorer.prefix, store), *count))
         .collect();
-    let partitions: Vec<TopicPartition> = checkpoints
-        .keys()
-        .flat_map(|task| {
-            topics
-                .iter()
-                .map(move |topic| TopicPartition::new(topic.clone(), *task))
-        })
+    let partitions: Vec<TopicPartition> = topics
+        .iter()
+        .flat_map(|(topic, count)| (0..*count).map(|task| TopicPartition::new(topic.clone(), task)))
         .collect();
     let ends = match restorer.list_offsets(&partitions, OffsetSpec::Latest).await {
         Ok(ends) => ends,
         Err(error) => {
-            tracing::warn!(%error, "changelog end offsets not read; local state lags unknown");
+            tracing::warn!(%error, "changelog end offsets not read; lags unknown");
             return BTreeMap::new();
         }
     };
-    checkpoints
-        .into_iter()
-        .map(|(task, checkpoints)| {
+    let no_checkpoints = HashMap::new();
+    (0..tasks)
+        .filter_map(|task| {
+            let held = match checkpoints.get(&task) {
+                Some(checkpoints) => checkpoints,
+                // Local state whose checkpoints did not read: unknown.
+                None if local.contains(&task) => return None,
+                None => &no_checkpoints,
+            };
             let lag = topics
                 .iter()
-                .map(|topic| {
+                .map(|(topic, _)| {
                     let end = ends
                         .get(&TopicPartition::new(topic.clone(), task))
                         .copied()
                         .unwrap_or(0);
-                    let held = checkpoints.get(topic).copied().unwrap_or(0);
+                    let held = held.get(topic).copied().unwrap_or(0);
                     end.saturating_sub(held).max(0)
                 })
                 .fold(0i64, i64::saturating_add);
-            (task, lag)
+            Some((task, lag))
         })
         .collect()
 }

@@ -1267,24 +1267,36 @@ fn word_count_group_config(broker: &TestBroker, app: &str) -> StreamsConfig {
 /// The streams assignor is sticky: when one of three instances leaves, the two that stay
 /// keep every task they ran and only take over the leaver's. (The range assignor would move
 /// a task between the two that stay: with tasks 0-1, 2-3 and 4-5, the last leaving, range
-/// gives 0-2 and 3-5.)
+/// gives 0-2 and 3-5.) And an instance that joins after the others' first assignment, with
+/// no local state, takes its share at once when the changelogs are within
+/// `acceptable.recovery.lag` (its lag is their length, as Kafka's leader counts it), not after
+/// warming up until a probing rebalance (10 minutes by default).
 #[tokio::test]
 async fn the_instances_that_stay_keep_their_tasks_when_one_leaves() {
     const APP: &str = "word-count-sticky";
     let broker = word_count_broker(6).await;
+    produce_words(&broker, 0..60).await;
 
     let mut running = BTreeMap::new();
-    for i in 0..3 {
+    let mut launch = async |i: usize| {
         let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
         config.client = broker.config();
         config.client.client_id = format!("instance-{i}");
         config.commit_interval = Duration::from_millis(100);
-        // An instance that joins after the others' first assignment (under load) gets
-        // warm-ups first, not tasks: probing soon lets the layout balance.
-        config.probing_rebalance_interval = Duration::from_millis(500);
         let instance = start(KafkaStreams::new(word_counts, config).await.unwrap());
         running.insert(format!("instance-{i}"), instance);
+    };
+    launch(0).await;
+    launch(1).await;
+    let first = wait_for_layout(&broker, APP, "words", 2, 6).await;
+    assert!(first.values().all(|tasks| tasks.len() == 3), "{first:?}");
+    // The changelogs now hold the counts: the third instance is behind by their length.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while committed_to(&broker, APP, "words", 6).await < 60 {
+        assert!(tokio::time::Instant::now() < deadline, "not committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    launch(2).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let before = loop {
         let layout = wait_for_layout(&broker, APP, "words", 3, 6).await;
@@ -1457,8 +1469,9 @@ async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
 }
 
 /// KIP-441 warm-up replicas: a second instance joins one that runs every task of a
-/// stateful application with a few hundred changelog records per task. Balance would give
-/// it two tasks, but it has no state for them: the first instance keeps all four and the
+/// stateful application with a few hundred changelog records per task, more than
+/// `acceptable_recovery_lag` (50 here). Balance would give it two tasks, but it has no state
+/// for them, so it is behind by their changelogs' length: the first instance keeps all four and the
 /// newcomer gets warm-up replicas of its two instead. A probing rebalance after
 /// `probing_rebalance_interval` finds them caught up and moves the tasks, which then read
 /// little or nothing of their changelogs; the counts stay exact throughout.
@@ -1470,6 +1483,7 @@ async fn a_joining_instance_warms_up_before_it_takes_tasks_over() {
     let client = broker.client().await;
     let mut config = word_count_group_config(&broker, APP);
     config.probing_rebalance_interval = Duration::from_secs(3);
+    config.acceptable_recovery_lag = 50;
     let mut first_config = config.clone();
     first_config.client.client_id = "first".to_string();
     let first = start(KafkaStreams::new(word_counts, first_config).await.unwrap());

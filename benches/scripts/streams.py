@@ -404,15 +404,19 @@ def compare_inputs():
     ]
     # Foreign-key joins: orders ("customer|detail") and customers, both tables. Covers a
     # renamed customer, a deleted one, an order that moves, one deleted, one whose customer is
-    # missing, one whose customer arrives later, and an update that keeps its customer.
+    # missing, one whose customer arrives later, and an update that keeps its customer; and
+    # null foreign keys (no customer before the bar): a new order with none, one whose key
+    # turns null, one whose null key is set, one deleted while null. A customer keyed by the
+    # empty string tells a null key from an empty one.
     customers = [
-        ("c1", "alice", s(1)), ("c2", "bob", s(2)), ("c3", "carol", s(3)),
+        ("c1", "alice", s(1)), ("c2", "bob", s(2)), ("c3", "carol", s(3)), ("", "nobody", s(3)),
         ("c1", "alice2", s(10)), ("c2", None, s(11)), ("c4", "dave", s(20)),
     ]
     orders = [
         ("o1", "c1|1", s(4)), ("o2", "c2|2", s(5)), ("o3", "c9|3", s(6)), ("o4", "c3|4", s(7)),
         ("o5", "c4|5", s(8)), ("o1", "c3|1", s(12)), ("o4", None, s(13)), ("o2", "c2|9", s(14)),
-        ("o6", "c1|6", s(15)),
+        ("o6", "c1|6", s(15)), ("o7", "|7", s(16)), ("o5", "|5", s(17)), ("o7", "c1|7", s(18)),
+        ("o8", "|8", s(19)), ("o6", "|6", s(19)), ("o8", None, s(21)),
     ]
     return {
         "fk-join": {"table": customers, "input": orders},
@@ -518,7 +522,9 @@ def expected_fk_join(inputs):
     orders, customers = table(inputs["input"]), table(inputs["table"])
     expected = {}
     for order, value in orders.items():
-        customer = customers.get(value.split("|")[0])
+        # No customer before the bar: a null foreign key, which joins no customer.
+        key = value.split("|")[0]
+        customer = customers.get(key) if key else None
         if customer is not None:
             expected[enc(f"inner:{order}")] = enc(f"{value}/{customer}")
         expected[enc(f"left:{order}")] = enc(f"{value}/{customer or '?'}")

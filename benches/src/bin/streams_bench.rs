@@ -160,13 +160,18 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// `fk-join`: the orders of `input` (a table; value "customer|detail") joined by foreign key
-/// with the customers of `table`, inner (keys "inner:ORDER") and left (keys "left:ORDER",
-/// "?" for a missing customer), values "order/customer".
+/// `fk-join`: the orders of `input` (a table; value "customer|detail", no customer: a null
+/// foreign key) joined by foreign key with the customers of `table`, inner (keys
+/// "inner:ORDER") and left (keys "left:ORDER", "?" for a missing customer), values
+/// "order/customer".
 fn foreign_key_joins(builder: &StreamsBuilder, input: &str, output: &str, table: &str) {
     let orders = builder.table(input, StringSerde, Nullable(StringSerde));
     let customers = builder.table(table, StringSerde, Nullable(StringSerde));
-    let customer_of = |order: &String| order.split('|').next().unwrap_or_default().to_string();
+    // No customer before the bar: a null foreign key.
+    let customer_of = |order: &String| {
+        let customer = order.split('|').next().unwrap_or_default();
+        (!customer.is_empty()).then(|| customer.to_string())
+    };
     orders
         .join_foreign_key(&customers, customer_of, |order, customer| {
             format!("{order}/{customer}")

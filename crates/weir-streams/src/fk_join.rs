@@ -306,8 +306,10 @@ type Subscriptions = Arc<Mutex<BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Subscribed>>>
 /// last answer it accepted for that key.
 #[derive(Debug, Clone)]
 struct Subscriber<VO> {
-    foreign_key: Vec<u8>,
-    hash: Hash,
+    /// The foreign key, serialized, and its hash. `None`: a left join's row whose foreign
+    /// key is null; it subscribes to nothing, accepts no answer, and joins with no right
+    /// row.
+    subscribed: Option<(Vec<u8>, Hash)>,
     accepted: Option<Accepted<VO>>,
 }
 
@@ -335,43 +337,58 @@ struct Join<K, V, KO, VO, VR> {
     joiner: Mutex<Joiner<V, VO, VR>>,
 }
 
-/// Takes a left value's foreign key.
-type Extractor<V, KO> = Box<dyn FnMut(&V) -> KO + Send>;
+/// Takes a left value's foreign key (`None`: null).
+type Extractor<V, KO> = Box<dyn FnMut(&V) -> Option<KO> + Send>;
 
 /// Joins a left value with its right row's (`None`: missing); `None`: no result.
 type Joiner<V, VO, VR> = Box<dyn FnMut(&V, Option<&VO>) -> Option<VR> + Send>;
 
 impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR> {
-    /// The serialized foreign key of a left value.
-    fn foreign_key(&self, value: &V) -> Result<Vec<u8>, Error> {
-        let foreign_key = (self.extractor.lock())(value);
+    /// The serialized foreign key of a left value; `None` when it is null.
+    fn foreign_key(&self, value: &V) -> Result<Option<Vec<u8>>, Error> {
+        let Some(foreign_key) = (self.extractor.lock())(value) else {
+            return Ok(None);
+        };
         self.foreign_key_serde
             .serialize(&foreign_key)
+            .map(Some)
             .map_err(|e| serialize_failed(&self.registration_topic, "key", e))
     }
 
-    /// Step 1: the subscriptions of one left row's update, with Kafka's instructions.
+    /// Step 1: the subscriptions of one left row's update, with Kafka's instructions. A null
+    /// foreign key (Kafka 4's rules): an inner join treats the row as deleted (Kafka logs
+    /// and skips it, unsubscribing it from its previous foreign key, whose result is
+    /// deleted); a left join unsubscribes it and forwards `joiner(value, None)` to `result`
+    /// at once, since no right row can answer it (Kafka sends it through the topics to be
+    /// answered with nothing).
     fn subscribe(
         &self,
         ctx: &mut Context,
         record: &Record<K, Change<V>>,
         left: bool,
+        result: &Node<K, Change<VR>>,
     ) -> Result<(), Error> {
+        // `None`: the row was deleted; `Some(None)`: its foreign key is null.
         let new = record
             .value
             .new
             .as_ref()
             .map(|v| self.foreign_key(v))
             .transpose()?;
+        let new = if left { new } else { new.flatten().map(Some) };
         let primary_key = serialize_key(&self.registration_topic, &*self.key_serde, &record.key)?;
         let mut subscribers = self.subscribers.lock();
-        let old = subscribers.get(&record.key).map(|s| s.foreign_key.clone());
-        let hash = new.as_deref().map(murmur3_128);
+        let old = subscribers.get(&record.key).map(|s| {
+            s.subscribed
+                .as_ref()
+                .map(|(foreign_key, _)| foreign_key.clone())
+        });
+        let (old_key, new_key) = (old.clone().flatten(), new.clone().flatten());
+        let hash = new_key.as_deref().map(murmur3_128);
         let mut sends: Vec<(&[u8], Instruction)> = Vec::with_capacity(2);
-        match (&old, &new) {
-            (None, None) => return Ok(()),
-            (old, Some(new)) => {
-                let moved = old.as_ref().filter(|old| *old != new);
+        match (&old_key, &new) {
+            (old_key, Some(Some(new_key))) => {
+                let moved = old_key.as_ref().filter(|old| *old != new_key);
                 if let Some(old) = moved {
                     sends.push((old, Instruction::DeleteKeyNoPropagate));
                 }
@@ -379,7 +396,7 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
                 // when the new foreign key has no row. A new row, or one that kept its
                 // foreign key, had no result a missing right row would unset.
                 sends.push((
-                    new,
+                    new_key,
                     if left || moved.is_some() {
                         Instruction::PropagateNullIfNoFkValAvailable
                     } else {
@@ -391,6 +408,12 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             // join sends a subscription without a foreign key for it instead; the result is
             // the same tombstone.)
             (Some(old), None) => sends.push((old, Instruction::DeleteKeyAndPropagate)),
+            // A left join's row whose foreign key became null: its result is forwarded below.
+            (Some(old), Some(None)) => sends.push((old, Instruction::DeleteKeyNoPropagate)),
+            (None, None | Some(None)) => {}
+        }
+        if old.is_none() && new.is_none() {
+            return Ok(());
         }
         for (foreign_key, instruction) in sends {
             let subscription = Subscription {
@@ -411,16 +434,23 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         }
         // A row that kept its foreign key keeps its answer: it is the right row's value.
         if old != new {
-            let logged = match (new, hash) {
-                (Some(foreign_key), Some(hash)) => {
-                    let logged = subscriber_value(&foreign_key, None, record.timestamp)?;
+            let logged = match (new_key, hash, &new) {
+                (Some(foreign_key), Some(hash), _) => {
+                    let logged = subscriber_value(Some(&foreign_key), None, record.timestamp)?;
                     let subscriber = Subscriber {
-                        foreign_key,
-                        hash,
+                        subscribed: Some((foreign_key, hash)),
                         accepted: None,
                     };
                     subscribers.insert(record.key.clone(), subscriber);
                     Some(logged)
+                }
+                (_, _, Some(None)) => {
+                    let subscriber = Subscriber {
+                        subscribed: None,
+                        accepted: None,
+                    };
+                    subscribers.insert(record.key.clone(), subscriber);
+                    Some(subscriber_value(None, None, record.timestamp)?)
                 }
                 _ => {
                     subscribers.remove(&record.key);
@@ -430,7 +460,28 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             let changelog = &self.subscriber_changelog;
             log_change(ctx, changelog, primary_key, logged, record.timestamp);
         }
-        Ok(())
+        // Released first: what `result` forwards to may look this join's result up.
+        drop(subscribers);
+        let joined = match (&new, &old) {
+            (Some(None), _) => match &record.value.new {
+                Some(value) => (self.joiner.lock())(value, None),
+                None => None,
+            },
+            // A null-keyed row deleted: its result goes.
+            (None, Some(None)) => None,
+            _ => return Ok(()),
+        };
+        result.forward(
+            ctx,
+            Record {
+                key: record.key.clone(),
+                value: Change {
+                    new: joined,
+                    old: None,
+                },
+                timestamp: record.timestamp,
+            },
+        )
     }
 
     /// Steps 2 and 3: an answer to the left row `primary_key` in partition
@@ -578,7 +629,13 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         // This table's lookup reads its own store, never this join's subscribers.
         let mut subscribers = self.subscribers.lock();
         let subscriber = subscribers.get_mut(&primary_key);
-        if subscriber.as_ref().map(|s| s.hash) != hash {
+        // A row without a subscriber takes the answer to its deletion (no hash); one whose
+        // foreign key is null takes none.
+        let expected = match &subscriber {
+            None => Some(None),
+            Some(subscriber) => subscriber.subscribed.as_ref().map(|(_, hash)| Some(*hash)),
+        };
+        if expected != Some(hash) {
             tracing::trace!(topic = %raw.topic, offset = raw.offset, "stale answer dropped");
             return Ok(None);
         }
@@ -592,7 +649,8 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             _ => None,
         };
         if let Some(subscriber) = subscriber {
-            let logged = subscriber_value(&subscriber.foreign_key, Some(value), raw.timestamp)?;
+            let subscribed = subscriber.subscribed.as_ref().map(|(key, _)| &key[..]);
+            let logged = subscriber_value(subscribed, Some(value), raw.timestamp)?;
             subscriber.accepted = Some(Accepted {
                 foreign,
                 timestamp: raw.timestamp,
@@ -611,7 +669,12 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
     fn result(&self, key: &K, this: &Getter<K, V>) -> Option<(VR, i64)> {
         let (value, timestamp) = this(key)?;
         let subscribers = self.subscribers.lock();
-        let accepted = subscribers.get(key)?.accepted.as_ref()?;
+        let subscriber = subscribers.get(key)?;
+        if subscriber.subscribed.is_none() {
+            // A left join's row with a null foreign key.
+            return Some(((self.joiner.lock())(&value, None)?, timestamp));
+        }
+        let accepted = subscriber.accepted.as_ref()?;
         let joined = (self.joiner.lock())(&value, accepted.foreign.as_ref())?;
         Some((joined, timestamp.max(accepted.timestamp)))
     }
@@ -635,13 +698,17 @@ fn key_and_value<'a>(raw: &'a RawRecord, what: &str) -> Option<(&'a Bytes, &'a B
 /// A subscriber's value as the task holds it: the timestamp (the answer's, or the
 /// subscription's before any; its changelog holds it as the record's), then the foreign key
 /// length-prefixed as in a `CombinedKey`, then the accepted answer in the response format,
-/// if any.
+/// if any. A null foreign key (a left join's row, which takes no answer) is nothing after
+/// the timestamp: a `CombinedKey` has at least its 4-byte length.
 fn subscriber_value(
-    foreign_key: &[u8],
+    foreign_key: Option<&[u8]>,
     answer: Option<&[u8]>,
     timestamp: i64,
 ) -> Result<Vec<u8>, Error> {
-    let value = combined_key(foreign_key, answer.unwrap_or_default())?;
+    let value = match foreign_key {
+        Some(foreign_key) => combined_key(foreign_key, answer.unwrap_or_default())?,
+        None => Vec::new(),
+    };
     Ok(timestamped_value(timestamp, &value))
 }
 
@@ -651,7 +718,7 @@ fn subscriber_value(
 pub(crate) fn foreign_key_join<K, V, KO, VO, VR>(
     this: &KTable<K, V>,
     other: &KTable<KO, VO>,
-    extractor: impl FnMut(&V) -> KO + Send + 'static,
+    extractor: impl FnMut(&V) -> Option<KO> + Send + 'static,
     left: bool,
     joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
 ) -> KTable<K, VR>
@@ -737,9 +804,9 @@ where
     copartitioned.insert(registration_topic.clone());
     state.copartition(&registration, &copartitioned);
 
-    let subscribing = Arc::clone(&join);
+    let (subscribing, forwarding) = (Arc::clone(&join), node.clone());
     this.node
-        .add_sink(move |ctx, record| subscribing.subscribe(ctx, &record, left));
+        .add_sink(move |ctx, record| subscribing.subscribe(ctx, &record, left, &forwarding));
 
     let (receiving, other_getter, subscribed) = (
         Arc::clone(&join),
@@ -833,6 +900,14 @@ fn restore_subscribers<K: Data + Ord, VO: Data>(
             return Ok(());
         };
         let (timestamp, value) = split_timestamped_value(value)?;
+        if value.is_empty() {
+            let subscriber = Subscriber {
+                subscribed: None,
+                accepted: None,
+            };
+            subscribers.lock().insert(key, subscriber);
+            return Ok(());
+        }
         let (foreign_key, answer) = split_combined_key(value)?;
         let accepted = match answer {
             [] => None,
@@ -843,8 +918,7 @@ fn restore_subscribers<K: Data + Ord, VO: Data>(
             }
         };
         let subscriber = Subscriber {
-            foreign_key: foreign_key.to_vec(),
-            hash: murmur3_128(foreign_key),
+            subscribed: Some((foreign_key.to_vec(), murmur3_128(foreign_key))),
             accepted,
         };
         subscribers.lock().insert(key, subscriber);
@@ -1058,6 +1132,75 @@ mod tests {
             joined(&outputs),
             [("o1", "c1/bob"), ("o2", "c2/dave")].map(|(k, v)| (k.to_string(), v.to_string()))
         );
+    }
+
+    /// Orders left-joined with their customers; an order without a customer (an empty
+    /// value) has a null foreign key.
+    fn orders_left_with_customers() -> Topology {
+        let builder = StreamsBuilder::new();
+        let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+        let customers = builder.table("customers", StringSerde, Nullable(StringSerde));
+        orders
+            .left_join_foreign_key(
+                &customers,
+                |customer: &String| (!customer.is_empty()).then(|| customer.clone()),
+                |order, customer| format!("{order}/{}", customer.map_or("?", String::as_str)),
+            )
+            .to_stream()
+            .to("out", StringSerde, Nullable(StringSerde));
+        builder.build().unwrap()
+    }
+
+    /// The results among `outputs`, tombstones as `None`.
+    fn results(outputs: &[RawRecord]) -> Vec<(String, Option<String>)> {
+        let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+        outputs
+            .iter()
+            .filter(|r| r.topic == "out")
+            .map(|r| (text(r.key.as_ref().unwrap()), r.value.as_ref().map(text)))
+            .collect()
+    }
+
+    /// A left join's row whose foreign key turns null drops the answer to its earlier
+    /// subscription, and its null key survives a restore: deleting the row afterwards
+    /// deletes its result.
+    #[test]
+    fn a_null_foreign_key_takes_no_answer_and_is_restored() {
+        let handler = DeserializationExceptionHandler::default;
+        let mut task = Task::new(orders_left_with_customers(), 0, handler());
+        run(&mut task, record("customers", "c1", "alice", 1));
+        // o1 subscribes to c1, then its key turns null, before the subscription arrives.
+        task.process(&record("orders", "o1", "c1", 2)).unwrap();
+        task.process(&record("orders", "o1", "", 3)).unwrap();
+        let mut outputs = task.take_outputs();
+        let registrations: Vec<RawRecord> = outputs
+            .iter()
+            .filter(|r| task.topology().is_repartition_topic(&r.topic))
+            .cloned()
+            .collect();
+        assert_eq!(registrations.len(), 2, "c1, then c1 dropped");
+        for subscription in registrations {
+            outputs.extend(run(&mut task, subscription));
+        }
+        assert_eq!(
+            results(&outputs),
+            [("o1".to_string(), Some("/?".to_string()))],
+            "the null key's result at once; c1's answer came after: dropped"
+        );
+
+        let mut restored = Task::new(orders_left_with_customers(), 0, handler());
+        for r in &outputs {
+            if let Some(store) = r.topic.strip_suffix("-changelog") {
+                restored
+                    .restore(store, r.key.as_deref(), r.value.as_deref())
+                    .unwrap();
+            }
+        }
+        let mut outputs = run(&mut restored, record("customers", "c1", "bob", 4));
+        let mut deleted = record("orders", "o1", "", 5);
+        deleted.value = None;
+        outputs.extend(run(&mut restored, deleted));
+        assert_eq!(results(&outputs), [("o1".to_string(), None)]);
     }
 
     /// A row that moves to another foreign key before the answer for the first arrives

@@ -352,12 +352,17 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
     /// to it (a tombstone when `other` deleted it). Results carry the left record's
     /// timestamp, or the right row's when later. Needs this table's key serde and `other`'s
     /// key and value serdes.
-    pub fn join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+    ///
+    /// `extractor` returns the foreign key, or an `Option` of it: a row whose foreign key is
+    /// `None` (Java's null) joins nothing, as a deleted row (a tombstone for the result it
+    /// had), which Kafka logs as skipped.
+    pub fn join_foreign_key<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
         &self,
         other: &KTable<KO, VO>,
-        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut extractor: impl FnMut(&V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
+        let extractor = move |value: &V| extractor(value).into();
         self.foreign_key_join(other, extractor, false, move |value, other| {
             other.map(|other| joiner(value, other))
         })
@@ -365,13 +370,16 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
 
     /// The left foreign-key join with `other` (Kafka's `KTable#leftJoin(other,
     /// foreignKeyExtractor, joiner)`): as [`KTable::join_foreign_key`], but a row whose
-    /// foreign key `other` does not hold is emitted as `joiner(value, None)`.
-    pub fn left_join_foreign_key<KO: Data + Ord, VO: Data, VR: Data>(
+    /// foreign key `other` does not hold is emitted as `joiner(value, None)`, and so is a row
+    /// whose foreign key is `None` (Java's null, as Kafka 3.7's KIP-962), at once: it
+    /// subscribes to nothing.
+    pub fn left_join_foreign_key<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
         &self,
         other: &KTable<KO, VO>,
-        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        mut extractor: impl FnMut(&V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
+        let extractor = move |value: &V| extractor(value).into();
         self.foreign_key_join(other, extractor, true, move |value, other| {
             Some(joiner(value, other))
         })
@@ -382,7 +390,7 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
     fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
-        extractor: impl FnMut(&V) -> KO + Send + 'static,
+        extractor: impl FnMut(&V) -> Option<KO> + Send + 'static,
         left: bool,
         joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
     ) -> KTable<K, VR> {

@@ -208,7 +208,11 @@
 //!   which tables computed by joins do not forward here), so that chained foreign-key joins
 //!   and lookups of the result work. The join needs this table's key serde and the other
 //!   table's key and value serdes, or [`StreamsBuilder::build`] refuses it. Results carry
-//!   the answer's timestamp: the left record's, or the right row's when later.
+//!   the answer's timestamp: the left record's, or the right row's when later. The extractor
+//!   may return an `Option` of the key: a `None` (Java's null) foreign key joins nothing, as
+//!   Kafka 4.4 does: the inner join treats the row as deleted (a tombstone for the result it
+//!   had), the left join unsubscribes it and emits `joiner(value, None)` at once (Kafka sends
+//!   it through the topics, to be answered with nothing; the results are the same).
 //! - **Bad input.** A key or value that does not deserialize goes to the
 //!   [`DeserializationExceptionHandler`] of [`StreamsConfig`] (or of the test driver): by
 //!   default processing stops with [`Error::Deserialize`] naming topic, partition and offset
@@ -444,8 +448,8 @@
 //!   (merging repartition topics, source topics as changelogs);
 //! - Kafka's `global.consumer.` settings (the global
 //!   consumer takes the instance's client settings). A foreign-key join's
-//!   `TableJoined` (custom partitioners) and null foreign keys (the extractor returns a
-//!   key). `Materialized`
+//!   `TableJoined` (custom partitioners) and Kafka 4's extractor of key and value
+//!   (KIP-1104). `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;

@@ -865,6 +865,81 @@ fn foreign_key_joins_follow_both_tables() {
     );
 }
 
+/// A null foreign key (the extractor returns `None`), as Kafka 4.4: the inner join treats the
+/// row as deleted (a tombstone for the result it had, nothing for a new row); the left join
+/// emits `joiner(value, None)` at once, each time the row changes, and a tombstone when the
+/// row is deleted. Neither answers from the right table reach such a row, and its left
+/// result is looked up like any other.
+#[test]
+fn a_null_foreign_key_joins_nothing() {
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+    let products = builder.table("products", StringSerde, Nullable(StringSerde));
+    // An order's value is "product:quantity"; no product before the colon is a null key.
+    let product = |order: &String| {
+        let product = order.split(':').next().unwrap_or_default();
+        (!product.is_empty()).then(|| product.to_string())
+    };
+    orders
+        .join_foreign_key(&products, product, |order, name| format!("{order}={name}"))
+        .to_stream()
+        .to("inner", StringSerde, Nullable(StringSerde));
+    let left = orders.left_join_foreign_key(&products, product, |order, name| {
+        format!("{order}={}", name.map_or("?", String::as_str))
+    });
+    left.to_stream()
+        .to("left-out", StringSerde, Nullable(StringSerde));
+    builder
+        .stream("lookups", StringSerde, StringSerde)
+        .left_join_table(&left, |_, joined| {
+            joined.cloned().unwrap_or_else(|| s("none"))
+        })
+        .to("looked-up", StringSerde, StringSerde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let (o, p) = (table_in("orders"), table_in("products"));
+    let lookups = TestInputTopic::new("lookups", StringSerde, StringSerde);
+    let v = |value: &str| Some(s(value));
+    driver.pipe_input(&p, &s("p1"), &v("apple"), 1).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v("p1:2"), 2).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v(":3"), 3).unwrap();
+    driver.pipe_input(&o, &s("o2"), &v(":1"), 4).unwrap();
+    driver.pipe_input(&lookups, &s("o2"), &s("?"), 5).unwrap();
+    driver
+        .pipe_input(&p, &s("p1"), &v("green apple"), 6)
+        .unwrap();
+    driver.pipe_input(&o, &s("o2"), &v(":5"), 7).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v("p1:4"), 8).unwrap();
+    driver.pipe_input(&o, &s("o2"), &None, 9).unwrap();
+    driver.pipe_input(&lookups, &s("o2"), &s("?"), 10).unwrap();
+    // Inner: o1 joins apple (2), its key turns null: its result is deleted (3); o2 is new
+    // with a null key: nothing (4, 7, 9); p1 changes while no order subscribes (6); o1
+    // subscribes again (8).
+    assert_eq!(
+        driver.read_output(&string_out("inner")).unwrap(),
+        vec![
+            rec(s("o1"), v("p1:2=apple"), 2),
+            rec(s("o1"), None, 3),
+            rec(s("o1"), v("p1:4=green apple"), 8),
+        ]
+    );
+    assert_eq!(
+        driver.read_output(&string_out("left-out")).unwrap(),
+        vec![
+            rec(s("o1"), v("p1:2=apple"), 2),
+            rec(s("o1"), v(":3=?"), 3),
+            rec(s("o2"), v(":1=?"), 4),
+            rec(s("o2"), v(":5=?"), 7),
+            rec(s("o1"), v("p1:4=green apple"), 8),
+            rec(s("o2"), None, 9),
+        ]
+    );
+    let looked_up = TestOutputTopic::new("looked-up", StringSerde, StringSerde);
+    assert_eq!(
+        driver.read_output(&looked_up).unwrap(),
+        vec![rec(s("o2"), s(":1=?"), 5), rec(s("o2"), s("none"), 10)]
+    );
+}
+
 /// A foreign-key join's result is a table like others: a second foreign-key join chains on
 /// it (order → customer → region) and a stream looks it up by key. The chained join's rows
 /// come from a join, which forwards no old values: the join itself remembers which foreign

@@ -78,7 +78,11 @@ public final class StreamsBench {
             }
             KTable<String, String> orders = builder.table(input, Consumed.with(strings, strings));
             KTable<String, String> customers = builder.table(table, Consumed.with(strings, strings));
-            Function<String, String> customerOf = order -> order.split("\\|", -1)[0];
+            // No customer before the bar: a null foreign key.
+            Function<String, String> customerOf = order -> {
+                String customer = order.split("\\|", -1)[0];
+                return customer.isEmpty() ? null : customer;
+            };
             orders.join(customers, customerOf, (order, customer) -> order + "/" + customer)
                     .toStream()
                     .selectKey((key, value) -> "inner:" + key)

@@ -1405,9 +1405,22 @@ impl KafkaStreams {
             records.push((record.store, record.key, record.value));
         }
         // After the batch's changelog records: a window expires only after its last update.
-        for (task, record) in std::mem::take(&mut self.expired) {
+        // Deleting a key costs about what writing one does: a commit deletes at most as many
+        // as it writes, or `EXPIRED_PER_COMMIT`, and leaves the rest to the next ones, so that
+        // a bulk expiry (all of a store's windows when its time jumps) does not hold one
+        // commit, and the records waiting on it, up. An expired key is never written again
+        // (its records are late), so its deletion may wait.
+        let written: BTreeMap<i32, usize> = per_task
+            .iter()
+            .map(|(task, (records, _))| (*task, records.len()))
+            .collect();
+        let (now, later) = split_expired(std::mem::take(&mut self.expired), &written, |task| {
+            self.tasks.contains_key(&task)
+        });
+        for (task, record) in now {
             per_task.entry(task).or_default().0.push(record);
         }
+        self.expired = later;
         for (partition, (records, next_offsets)) in per_task {
             let checkpoints: HashMap<String, i64> = next_offsets
                 .into_iter()
@@ -2453,6 +2466,40 @@ impl Restorer<'_> {
     }
 }
 
+/// The fewest expired keys a commit deletes from a task's local state (when it writes fewer
+/// records): a few milliseconds of redb's time.
+const EXPIRED_PER_COMMIT: usize = 1000;
+
+/// Deletions of expired keys from tasks' local state, by task.
+type TaskDeletions = Vec<(i32, LocalRecord)>;
+
+/// Splits the deletions of expired keys, in order, into those a commit makes now (per task,
+/// as many as it writes records, `written`, or [`EXPIRED_PER_COMMIT`]) and those left for
+/// later (of the tasks that are still `live`).
+fn split_expired(
+    expired: TaskDeletions,
+    written: &BTreeMap<i32, usize>,
+    live: impl Fn(i32) -> bool,
+) -> (TaskDeletions, TaskDeletions) {
+    let mut deleted: BTreeMap<i32, usize> = BTreeMap::new();
+    let (mut now, mut later) = (Vec::new(), Vec::new());
+    for (task, record) in expired {
+        let budget = written
+            .get(&task)
+            .copied()
+            .unwrap_or(0)
+            .max(EXPIRED_PER_COMMIT);
+        let count = deleted.entry(task).or_default();
+        if *count < budget {
+            *count += 1;
+            now.push((task, record));
+        } else if live(task) {
+            later.push((task, record));
+        }
+    }
+    (now, later)
+}
+
 /// The full name of the changelog topic of `store` (its application's `prefix` before it).
 fn changelog_topic(prefix: &str, store: &str) -> String {
     format!("{prefix}{store}-changelog")
@@ -2678,6 +2725,45 @@ async fn create_internal_topics(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
+    /// A bulk expiry is spread over commits: each deletes as many keys as it writes records,
+    /// or `EXPIRED_PER_COMMIT`, per task, oldest first; a dropped task's deletions go.
+    #[test]
+    fn expired_keys_are_deleted_a_commit_at_a_time() {
+        use super::{EXPIRED_PER_COMMIT, split_expired};
+        let deletion = |i: usize| {
+            (
+                "windows".to_string(),
+                bytes::Bytes::from(i.to_string()),
+                None,
+            )
+        };
+        let mut expired: Vec<(i32, crate::state::LocalRecord)> = Vec::new();
+        for i in 0..2 * EXPIRED_PER_COMMIT + 10 {
+            expired.push((0, deletion(i)));
+            expired.push((1, deletion(i)));
+            expired.push((2, deletion(i)));
+        }
+        // Task 1 writes many records in this commit; task 2 was dropped.
+        let written = [(0, 3), (1, 2 * EXPIRED_PER_COMMIT)].into();
+        let (now, later) = split_expired(expired, &written, |task| task != 2);
+        let count = |list: &[(i32, crate::state::LocalRecord)], task| {
+            list.iter().filter(|(t, _)| *t == task).count()
+        };
+        assert_eq!(count(&now, 0), EXPIRED_PER_COMMIT);
+        assert_eq!(count(&now, 1), 2 * EXPIRED_PER_COMMIT);
+        assert_eq!(count(&now, 2), EXPIRED_PER_COMMIT);
+        assert_eq!(count(&later, 0), EXPIRED_PER_COMMIT + 10);
+        assert_eq!(count(&later, 1), 10);
+        assert_eq!(count(&later, 2), 0, "a dropped task's deletions go");
+        // Oldest first: the first left for later follows the last deleted now.
+        let first_later = later.iter().find(|(t, _)| *t == 0).unwrap();
+        assert_eq!(first_later.1.1, EXPIRED_PER_COMMIT.to_string());
+        // The next commit, writing nothing, takes the next ones.
+        let (now, later) = split_expired(later, &BTreeMap::new(), |_| true);
+        assert_eq!(count(&now, 0), EXPIRED_PER_COMMIT);
+        assert_eq!(count(&later, 0), 10);
+    }
+
     use super::*;
 
     /// An internal topic takes the partition count of the user topics it must be

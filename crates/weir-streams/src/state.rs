@@ -17,6 +17,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -281,6 +282,39 @@ impl TaskState {
             Ok(())
         })
         .map(drop)
+    }
+
+    /// Calls `visit` with at most `limit` keys of `store` after `after` (from the first key
+    /// without it), in key order; returns the last key visited when it stopped at `limit`,
+    /// to go on from, or `None` when it reached the end.
+    pub(crate) fn visit_keys_after(
+        &self,
+        store: &str,
+        after: Option<&[u8]>,
+        limit: usize,
+        mut visit: impl FnMut(&[u8]),
+    ) -> Result<Option<Vec<u8>>, Error> {
+        self.reading(store, |table| {
+            let range = match after {
+                Some(after) => {
+                    let bounds: (Bound<&[u8]>, Bound<&[u8]>) =
+                        (Bound::Excluded(after), Bound::Unbounded);
+                    table.range(bounds)?
+                }
+                None => table.iter()?,
+            };
+            let mut visited = 0;
+            for entry in range {
+                let (key, _) = entry?;
+                visit(key.value());
+                visited += 1;
+                if visited == limit {
+                    return Ok(Some(key.value().to_vec()));
+                }
+            }
+            Ok(None)
+        })
+        .map(Option::flatten)
     }
 
     /// What `read` gets from the table of `store` as the reused read transaction sees it;

@@ -70,7 +70,21 @@ struct DiskStore<K, V> {
     /// The first failed read, for the task to stop on (Kafka's `ProcessorStateException`):
     /// the lookups that hit it cannot return an error themselves.
     failed: Option<Error>,
+    /// A window or session store's sweep of its local state for expired keys, under way.
+    sweep: Option<Sweep>,
 }
+
+/// A sweep of a windowed store's local state for keys expired at `until`: a step at a time
+/// (see [`SWEEP_STEP`]), so a sweep over many keys holds no record up for long.
+struct Sweep {
+    until: i64,
+    /// The last key visited; `None` before the first step.
+    after: Option<Vec<u8>>,
+}
+
+/// How many keys of the local state one step of a sweep visits (about a millisecond's
+/// work): a store of 100,000 windows was swept in one go in 70 ms, which a record waited for.
+const SWEEP_STEP: usize = 2048;
 
 /// What a persistent store knows of a key beyond its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,8 +370,22 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<Windowed<K>, V> {
             keep
         });
         disk.clean = clean;
-        let stored = disk.expired_keys(kind, expired);
+        // A sweep still under way has found what is older; this one finds the rest.
+        disk.sweep = Some(Sweep {
+            until: expired,
+            after: None,
+        });
+        let stored = disk.sweep_step(kind);
         (dropped, stored)
+    }
+
+    /// The next step of the sweep [`StoreEntries::drop_expired`] started, if it is not done:
+    /// the expired keys it found in the local state, to be deleted.
+    pub(crate) fn continue_sweep(&mut self, kind: WindowedStoreKind) -> Vec<Vec<u8>> {
+        match &mut self.disk {
+            Some(disk) if disk.sweep.is_some() => disk.sweep_step(kind),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -398,21 +426,28 @@ impl<K: Ord + Clone, V> DiskStore<Windowed<K>, V> {
         })
     }
 
-    /// The keys in the local state of the windows whose time (`kind`'s) is at or before
-    /// `expired`. Reads every key: the times follow the keys.
-    fn expired_keys(&mut self, kind: WindowedStoreKind, expired: i64) -> Vec<Vec<u8>> {
-        self.reading(|state, store, _| {
-            let mut keys = Vec::new();
-            state.visit_keys(store, |raw| {
+    /// One step of the sweep under way: the expired keys among the next [`SWEEP_STEP`] keys
+    /// of the local state. A failed read ends the sweep (the failure stops the task).
+    fn sweep_step(&mut self, kind: WindowedStoreKind) -> Vec<Vec<u8>> {
+        let Some(Sweep { until, after }) = self.sweep.take() else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        let next = self.reading(|state, store, _| {
+            state.visit_keys_after(store, after.as_deref(), SWEEP_STEP, |raw| {
                 if kind
                     .time_in_changelog_key(raw)
-                    .is_some_and(|time| time <= expired)
+                    .is_some_and(|time| time <= until)
                 {
                     keys.push(raw.to_vec());
                 }
-            })?;
-            Ok(keys)
-        })
+            })
+        });
+        self.sweep = next.map(|after| Sweep {
+            until,
+            after: Some(after),
+        });
+        keys
     }
 }
 
@@ -632,6 +667,8 @@ impl<K: Ord + Clone + Send + 'static, V: Clone + Send + 'static> PersistentStore
             clock,
             dirty,
             failed: None,
+            // A sweep starts over at the next one due.
+            sweep: None,
         }));
         if let (Some(windowed), false) = (&self.windowed, attached_before) {
             let mut latest = None;
@@ -1933,6 +1970,53 @@ mod tests {
                 assert_eq!(left.len(), 1, "{kind:?}");
                 assert_eq!(left[0].0.window.start, 5_000);
             }
+        }
+
+        /// A sweep of a local state larger than a step goes a step per call: each finds the
+        /// expired keys among the next `SWEEP_STEP` keys, and together they find every expired
+        /// key once and no other, while a new window is put between the steps.
+        #[test]
+        fn a_large_local_state_is_swept_a_step_at_a_time() {
+            use super::super::SWEEP_STEP;
+            let kind = WindowedStoreKind::Window;
+            let f = fixture_in(tempfile::tempdir().unwrap(), kind, 2);
+            // Two windows per key: at 0 (to expire) and at 10,000 (kept).
+            let keys = SWEEP_STEP + SWEEP_STEP / 2;
+            let mut records = Vec::new();
+            for i in 0..keys {
+                for start in [0, 10_000] {
+                    let windowed = windowed(kind, &format!("k{i:05}"), start, 4);
+                    f.store.lock().put(windowed.clone(), Some((1, 1)));
+                    records.push(record(&f, &windowed, Some(1)));
+                }
+            }
+            commit(&f, &records);
+            let (_, first) = f.store.lock().drop_expired(kind, 5_000);
+            assert_eq!(
+                first.len(),
+                SWEEP_STEP / 2,
+                "one step visits SWEEP_STEP keys"
+            );
+            let extra = windowed(kind, "a-new-key", 0, 4);
+            f.store.lock().put(extra.clone(), Some((1, 1)));
+            commit(&f, &[record(&f, &extra, Some(1))]);
+            let mut found = first;
+            loop {
+                let step = f.store.lock().continue_sweep(kind);
+                if step.is_empty() {
+                    break;
+                }
+                found.extend(step);
+            }
+            let mut unique = found.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(unique.len(), found.len(), "each key found once");
+            // The new key sorts before the cursor: the next sweep finds it.
+            assert_eq!(found.len(), keys, "every expired window of the local state");
+            assert!(f.store.lock().continue_sweep(kind).is_empty(), "done");
+            let (_, again) = f.store.lock().drop_expired(kind, 5_000);
+            assert!(again.len() <= SWEEP_STEP, "a new sweep starts over");
         }
 
         #[derive(Debug, Clone)]

@@ -431,10 +431,12 @@ impl<K: Data + Ord> StoreRetention<K> {
         retention: &mut Retention,
         entries: &mut StoreEntries<Windowed<K>, V>,
     ) -> Result<(), Error> {
-        if !retention.sweep_due() {
-            return Ok(());
-        }
-        let (dropped, stored) = entries.drop_expired(self.kind, retention.expired_until());
+        let (dropped, stored) = if retention.sweep_due() {
+            entries.drop_expired(self.kind, retention.expired_until())
+        } else {
+            // A persistent store sweeps its local state a step per record.
+            (Vec::new(), entries.continue_sweep(self.kind))
+        };
         let Some(key_serde) = &self.key_serde else {
             return Ok(());
         };

@@ -333,20 +333,20 @@ struct Join<K, V, KO, VO, VR> {
     subscription_changelog: String,
     subscriber_changelog: String,
     subscribers: Subscribers<K, VO>,
-    extractor: Mutex<Extractor<V, KO>>,
+    extractor: Mutex<Extractor<K, V, KO>>,
     joiner: Mutex<Joiner<V, VO, VR>>,
 }
 
-/// Takes a left value's foreign key (`None`: null).
-type Extractor<V, KO> = Box<dyn FnMut(&V) -> Option<KO> + Send>;
+/// Takes a left row's foreign key from its key and value (`None`: null).
+type Extractor<K, V, KO> = Box<dyn FnMut(&K, &V) -> Option<KO> + Send>;
 
 /// Joins a left value with its right row's (`None`: missing); `None`: no result.
 type Joiner<V, VO, VR> = Box<dyn FnMut(&V, Option<&VO>) -> Option<VR> + Send>;
 
 impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR> {
-    /// The serialized foreign key of a left value; `None` when it is null.
-    fn foreign_key(&self, value: &V) -> Result<Option<Vec<u8>>, Error> {
-        let Some(foreign_key) = (self.extractor.lock())(value) else {
+    /// The serialized foreign key of a left row; `None` when it is null.
+    fn foreign_key(&self, key: &K, value: &V) -> Result<Option<Vec<u8>>, Error> {
+        let Some(foreign_key) = (self.extractor.lock())(key, value) else {
             return Ok(None);
         };
         self.foreign_key_serde
@@ -373,7 +373,7 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             .value
             .new
             .as_ref()
-            .map(|v| self.foreign_key(v))
+            .map(|v| self.foreign_key(&record.key, v))
             .transpose()?;
         let new = if left { new } else { new.flatten().map(Some) };
         let primary_key = serialize_key(&self.registration_topic, &*self.key_serde, &record.key)?;
@@ -718,7 +718,7 @@ fn subscriber_value(
 pub(crate) fn foreign_key_join<K, V, KO, VO, VR>(
     this: &KTable<K, V>,
     other: &KTable<KO, VO>,
-    extractor: impl FnMut(&V) -> Option<KO> + Send + 'static,
+    extractor: impl FnMut(&K, &V) -> Option<KO> + Send + 'static,
     left: bool,
     joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
 ) -> KTable<K, VR>

@@ -360,9 +360,20 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         &self,
         other: &KTable<KO, VO>,
         mut extractor: impl FnMut(&V) -> F + Send + 'static,
+        joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.join_foreign_key_with_key(other, move |_: &K, value: &V| extractor(value), joiner)
+    }
+
+    /// [`KTable::join_foreign_key`] with an extractor that takes the row's key as well as its
+    /// value (Kafka 4's `KTable#join(other, BiFunction<K, V, KO>, joiner)`, KIP-1104).
+    pub fn join_foreign_key_with_key<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
+        &self,
+        other: &KTable<KO, VO>,
+        mut extractor: impl FnMut(&K, &V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
-        let extractor = move |value: &V| extractor(value).into();
+        let extractor = move |key: &K, value: &V| extractor(key, value).into();
         self.foreign_key_join(other, extractor, false, move |value, other| {
             other.map(|other| joiner(value, other))
         })
@@ -377,9 +388,26 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         &self,
         other: &KTable<KO, VO>,
         mut extractor: impl FnMut(&V) -> F + Send + 'static,
+        joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.left_join_foreign_key_with_key(other, move |_: &K, value: &V| extractor(value), joiner)
+    }
+
+    /// [`KTable::left_join_foreign_key`] with an extractor that takes the row's key as well
+    /// as its value (Kafka 4's `KTable#leftJoin(other, BiFunction<K, V, KO>, joiner)`,
+    /// KIP-1104).
+    pub fn left_join_foreign_key_with_key<
+        KO: Data + Ord,
+        VO: Data,
+        VR: Data,
+        F: Into<Option<KO>>,
+    >(
+        &self,
+        other: &KTable<KO, VO>,
+        mut extractor: impl FnMut(&K, &V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
     ) -> KTable<K, VR> {
-        let extractor = move |value: &V| extractor(value).into();
+        let extractor = move |key: &K, value: &V| extractor(key, value).into();
         self.foreign_key_join(other, extractor, true, move |value, other| {
             Some(joiner(value, other))
         })
@@ -390,7 +418,7 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
     fn foreign_key_join<KO: Data + Ord, VO: Data, VR: Data>(
         &self,
         other: &KTable<KO, VO>,
-        extractor: impl FnMut(&V) -> Option<KO> + Send + 'static,
+        extractor: impl FnMut(&K, &V) -> Option<KO> + Send + 'static,
         left: bool,
         joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
     ) -> KTable<K, VR> {

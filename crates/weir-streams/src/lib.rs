@@ -448,8 +448,8 @@
 //!   (merging repartition topics, source topics as changelogs);
 //! - Kafka's `global.consumer.` settings (the global
 //!   consumer takes the instance's client settings). A foreign-key join's
-//!   `TableJoined` (custom partitioners) and Kafka 4's extractor of key and value
-//!   (KIP-1104). `Materialized`
+//!   `TableJoined` (custom partitioners: sinks have no `StreamPartitioner` either).
+//!   `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
 //!   buffer;

@@ -940,6 +940,55 @@ fn a_null_foreign_key_joins_nothing() {
     );
 }
 
+/// Kafka 4's extractor of key and value (KIP-1104): orders keyed "region/order" join their
+/// region by the key's prefix; a key without one has a null foreign key.
+#[test]
+fn a_foreign_key_can_come_from_the_rows_key() {
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+    let regions = builder.table("regions", StringSerde, Nullable(StringSerde));
+    let region =
+        |key: &String, _: &String| key.split_once('/').map(|(region, _)| region.to_string());
+    orders
+        .join_foreign_key_with_key(&regions, region, |order, region| {
+            format!("{order}@{region}")
+        })
+        .to_stream()
+        .to("inner", StringSerde, Nullable(StringSerde));
+    orders
+        .left_join_foreign_key_with_key(&regions, region, |order, region| {
+            format!("{order}@{}", region.map_or("?", String::as_str))
+        })
+        .to_stream()
+        .to("left-out", StringSerde, Nullable(StringSerde));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    let (o, r) = (table_in("orders"), table_in("regions"));
+    let v = |value: &str| Some(s(value));
+    driver.pipe_input(&r, &s("r1"), &v("north"), 1).unwrap();
+    driver.pipe_input(&o, &s("r1/o1"), &v("2"), 2).unwrap();
+    driver.pipe_input(&o, &s("o2"), &v("1"), 3).unwrap();
+    driver
+        .pipe_input(&r, &s("r1"), &v("north-east"), 4)
+        .unwrap();
+    driver.pipe_input(&o, &s("r2/o3"), &v("5"), 5).unwrap();
+    assert_eq!(
+        driver.read_output(&string_out("inner")).unwrap(),
+        vec![
+            rec(s("r1/o1"), v("2@north"), 2),
+            rec(s("r1/o1"), v("2@north-east"), 4),
+        ]
+    );
+    assert_eq!(
+        driver.read_output(&string_out("left-out")).unwrap(),
+        vec![
+            rec(s("r1/o1"), v("2@north"), 2),
+            rec(s("o2"), v("1@?"), 3),
+            rec(s("r1/o1"), v("2@north-east"), 4),
+            rec(s("r2/o3"), v("5@?"), 5),
+        ]
+    );
+}
+
 /// A foreign-key join's result is a table like others: a second foreign-key join chains on
 /// it (order → customer → region) and a stream looks it up by key. The chained join's rows
 /// come from a join, which forwards no old values: the join itself remembers which foreign

@@ -29,12 +29,12 @@
 //! reported lag on it is at most `acceptable.recovery.lag`. Then, in task order, while fewer
 //! than `max.warmup.replicas` tasks were held back: a task whose balanced place (above) is a
 //! member that is not caught up (lag above the bound, or unknown: none reported, or a
-//! version-1 subscription), while some other member is, stays with the most caught-up member (least
-//! lag; the previous owner on a tie, then member order), and its balanced place gets a
-//! *warm-up replica* of it: a standby that exists to catch up. Only this holding back breaks
-//! balance. A task no member is caught up on is placed as above: a warm-up would not be
-//! better off than the task itself. A topology without changelogs has no state to catch up:
-//! every member is caught up on every task and there are no warm-ups.
+//! version-1 subscription), while some other member is, stays with the most caught-up
+//! member (least lag; the previous owner on a tie, then member order), and its balanced
+//! place gets a *warm-up replica* of it: a standby that exists to catch up. Only this
+//! holding back breaks balance. A task no member is caught up on is placed as above: a
+//! warm-up would not be better off than the task itself. A topology without changelogs has
+//! no state to catch up: every member is caught up on every task and there are no warm-ups.
 //!
 //! With warm-ups in the assignment, every member's assignment says when to rejoin: after
 //! `probing.rebalance.interval.ms`, each instance reports its lags afresh and calls

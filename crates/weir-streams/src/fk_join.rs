@@ -383,12 +383,12 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
                 .as_ref()
                 .map(|(foreign_key, _)| foreign_key.clone())
         });
-        let (old_key, new_key) = (old.clone().flatten(), new.clone().flatten());
-        let hash = new_key.as_deref().map(murmur3_128);
+        let old_key = old.as_ref().and_then(Option::as_ref);
+        let hash = new.as_ref().and_then(Option::as_deref).map(murmur3_128);
         let mut sends: Vec<(&[u8], Instruction)> = Vec::with_capacity(2);
-        match (&old_key, &new) {
+        match (old_key, &new) {
             (old_key, Some(Some(new_key))) => {
-                let moved = old_key.as_ref().filter(|old| *old != new_key);
+                let moved = old_key.filter(|old| *old != new_key);
                 if let Some(old) = moved {
                     sends.push((old, Instruction::DeleteKeyNoPropagate));
                 }
@@ -434,25 +434,20 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         }
         // A row that kept its foreign key keeps its answer: it is the right row's value.
         if old != new {
-            let logged = match (new_key, hash, &new) {
-                (Some(foreign_key), Some(hash), _) => {
-                    let logged = subscriber_value(Some(&foreign_key), None, record.timestamp)?;
+            let logged = match &new {
+                // Subscribed to its foreign key, or (a left join's null key) to nothing.
+                Some(foreign_key) => {
+                    let subscribed = foreign_key.clone().zip(hash);
+                    let key = subscribed.as_ref().map(|(key, _)| &key[..]);
+                    let logged = subscriber_value(key, None, record.timestamp)?;
                     let subscriber = Subscriber {
-                        subscribed: Some((foreign_key, hash)),
+                        subscribed,
                         accepted: None,
                     };
                     subscribers.insert(record.key.clone(), subscriber);
                     Some(logged)
                 }
-                (_, _, Some(None)) => {
-                    let subscriber = Subscriber {
-                        subscribed: None,
-                        accepted: None,
-                    };
-                    subscribers.insert(record.key.clone(), subscriber);
-                    Some(subscriber_value(None, None, record.timestamp)?)
-                }
-                _ => {
+                None => {
                     subscribers.remove(&record.key);
                     None
                 }

@@ -520,7 +520,7 @@ impl KafkaStreams {
             .keys()
             .map(|store| {
                 let count = internal_counts
-                    .get(&format!("{store}-changelog"))
+                    .get(&changelog_topic("", store))
                     .copied()
                     .unwrap_or(tasks);
                 (store.clone(), count)
@@ -1707,14 +1707,14 @@ async fn sleep_until_wall_clock(at: Option<i64>) {
 }
 
 /// How far this instance is behind each of `tasks` on its changelogs (`changelog_counts`:
-/// every logged store with its changelog's partition count), for its first subscription. A task with a
-/// directory in `local` (under `app_dir`) is behind by its changelogs' end offsets minus its
-/// checkpoints, summed (a changelog without a checkpoint counts from offset 0), so that a
-/// restarted instance whose checkpoints are close takes its tasks back at once. Any other
-/// task is behind by its changelogs' end offsets summed, as Kafka's leader counts an
-/// instance without state: a new instance takes tasks whose changelogs are short at once
-/// rather than warm them up first. A task whose checkpoints do not read has an unknown lag;
-/// a failed end-offset lookup leaves every lag unknown.
+/// every logged store with its changelog's partition count), for its first subscription. A
+/// task with a directory in `local` (under `app_dir`) is behind by its changelogs' end
+/// offsets minus its checkpoints, summed (a changelog without a checkpoint counts from
+/// offset 0), so that a restarted instance whose checkpoints are close takes its tasks back
+/// at once. Any other task is behind by its changelogs' end offsets summed, as Kafka's
+/// leader counts an instance without state: a new instance takes tasks whose changelogs are
+/// short at once rather than warm them up first. A task whose checkpoints do not read has
+/// an unknown lag; a failed end-offset lookup leaves every lag unknown.
 async fn start_lags(
     restorer: &Restorer<'_>,
     app_dir: Option<&std::path::Path>,
@@ -2725,11 +2725,12 @@ async fn create_internal_topics(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 mod tests {
+    use super::*;
+
     /// A bulk expiry is spread over commits: each deletes as many keys as it writes records,
     /// or `EXPIRED_PER_COMMIT`, per task, oldest first; a dropped task's deletions go.
     #[test]
     fn expired_keys_are_deleted_a_commit_at_a_time() {
-        use super::{EXPIRED_PER_COMMIT, split_expired};
         let deletion = |i: usize| {
             (
                 "windows".to_string(),
@@ -2763,8 +2764,6 @@ mod tests {
         assert_eq!(count(&now, 0), EXPIRED_PER_COMMIT);
         assert_eq!(count(&later, 0), 10);
     }
-
-    use super::*;
 
     /// An internal topic takes the partition count of the user topics it must be
     /// co-partitioned with: a rekeyed stream joined with a 2-partition table goes through a

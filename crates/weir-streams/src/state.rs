@@ -269,19 +269,9 @@ impl TaskState {
     }
 
     /// Calls `visit` with every key of `store`, in key order.
-    pub(crate) fn visit_keys(
-        &self,
-        store: &str,
-        mut visit: impl FnMut(&[u8]),
-    ) -> Result<(), Error> {
-        self.reading(store, |table| {
-            for entry in table.iter()? {
-                let (key, _) = entry?;
-                visit(key.value());
-            }
-            Ok(())
-        })
-        .map(drop)
+    pub(crate) fn visit_keys(&self, store: &str, visit: impl FnMut(&[u8])) -> Result<(), Error> {
+        self.visit_keys_after(store, None, usize::MAX, visit)
+            .map(drop)
     }
 
     /// Calls `visit` with at most `limit` keys of `store` after `after` (from the first key

@@ -382,10 +382,9 @@ impl<K: Ord + Clone, V: Clone> StoreEntries<Windowed<K>, V> {
     /// The next step of the sweep [`StoreEntries::drop_expired`] started, if it is not done:
     /// the expired keys it found in the local state, to be deleted.
     pub(crate) fn continue_sweep(&mut self, kind: WindowedStoreKind) -> Vec<Vec<u8>> {
-        match &mut self.disk {
-            Some(disk) if disk.sweep.is_some() => disk.sweep_step(kind),
-            _ => Vec::new(),
-        }
+        self.disk
+            .as_mut()
+            .map_or_else(Vec::new, |disk| disk.sweep_step(kind))
     }
 }
 

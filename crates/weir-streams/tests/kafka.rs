@@ -1471,8 +1471,8 @@ async fn a_crashed_instances_tasks_are_promoted_from_the_survivors_standbys() {
 /// KIP-441 warm-up replicas: a second instance joins one that runs every task of a
 /// stateful application with a few hundred changelog records per task, more than
 /// `acceptable_recovery_lag` (50 here). Balance would give it two tasks, but it has no state
-/// for them, so it is behind by their changelogs' length: the first instance keeps all four and the
-/// newcomer gets warm-up replicas of its two instead. A probing rebalance after
+/// for them, so it is behind by their changelogs' length: the first instance keeps all four
+/// and the newcomer gets warm-up replicas of its two instead. A probing rebalance after
 /// `probing_rebalance_interval` finds them caught up and moves the tasks, which then read
 /// little or nothing of their changelogs; the counts stay exact throughout.
 #[tokio::test]

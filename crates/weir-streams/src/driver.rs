@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::Error;
+use crate::partitioner::PartitionCounts;
 use crate::serdes::Serde;
 use crate::store::ReadOnlyKeyValueStore;
 use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, TaskMetrics, Topology};
@@ -110,6 +111,8 @@ impl TopologyTestDriver {
         let mut task = Task::new(topology, 0, DeserializationExceptionHandler::default());
         // Wall-clock time moves only with `advance_wall_clock_time`, from now, as Kafka's.
         task.set_mock_wall_clock(crate::processor::system_time_ms());
+        // Every topic has one partition, as the driver's records are all on partition 0.
+        task.set_partition_counts(Arc::new(PartitionCounts::every_topic(1)));
         Self {
             task,
             outputs: HashMap::new(),

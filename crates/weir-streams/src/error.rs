@@ -58,6 +58,11 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A [`StreamPartitioner`](crate::StreamPartitioner) chose a partition the topic does
+    /// not have (or, in a foreign-key join, more than one), or a topic's partition count is
+    /// unknown.
+    #[error("stream partitioner: {0}")]
+    Partitioner(String),
     /// A record piped to a topic that no source of the topology reads.
     #[error("no source in the topology reads topic {0}")]
     UnknownTopic(String),

@@ -41,12 +41,16 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::kstream::deserialize_failed;
 use crate::ktable::{Change, Getter, KTable};
+use crate::partitioner::{
+    PartitionerRef, StreamPartitioner, choose_single_partition, partition_for_key,
+};
 use crate::store::{
     log_change, register_changelog, serialize_failed, serialize_key, split_timestamped_value,
     timestamped_value,
 };
 use crate::topology::{
-    Context, Data, InternalTopic, InternalTopicKind, Node, RawRecord, Record, Restorer, SerdeRef,
+    BuilderState, Context, Data, InternalTopic, InternalTopicKind, Node, RawRecord, Record,
+    Restorer, SerdeRef,
 };
 
 /// Kafka's `SubscriptionWrapper.Instruction`: what the right side does with a subscription.
@@ -335,6 +339,10 @@ struct Join<K, V, KO, VO, VR> {
     subscribers: Subscribers<K, VO>,
     extractor: Mutex<Extractor<K, V, KO>>,
     joiner: Mutex<Joiner<V, VO, VR>>,
+    /// [`TableJoined`]'s partitioners: the left table's, which places answers, and the
+    /// right table's, which places subscriptions.
+    partitioner: Option<PartitionerRef<K, ()>>,
+    other_partitioner: Option<PartitionerRef<KO, ()>>,
 }
 
 /// Takes a left row's foreign key from its key and value (`None`: null).
@@ -415,17 +423,22 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
         if old.is_none() && new.is_none() {
             return Ok(());
         }
+        let primary_partition = if sends.is_empty() {
+            ctx.partition
+        } else {
+            self.answer_partition(ctx, &record.key, &primary_key)?
+        };
         for (foreign_key, instruction) in sends {
             let subscription = Subscription {
                 hash,
                 instruction,
                 primary_key: primary_key.clone(),
-                primary_partition: ctx.partition,
+                primary_partition,
             };
+            let partition = self.subscription_partition(ctx, foreign_key)?;
             ctx.outputs.push(RawRecord {
                 topic: self.registration_topic.clone(),
-                // The producer's partitioner, as the right table's records were partitioned.
-                partition: -1,
+                partition,
                 offset: -1,
                 key: Some(Bytes::copy_from_slice(foreign_key)),
                 value: Some(Bytes::from(subscription.encode())),
@@ -497,6 +510,45 @@ impl<K: Data + Ord, V: Data, KO: Data, VO: Data, VR: Data> Join<K, V, KO, VO, VR
             value: Some(Bytes::from(encode_response(hash, foreign))),
             timestamp,
         });
+    }
+
+    /// The partition a left row's answers go to: its task's, or with the left table's
+    /// partitioner, the one it chooses for the row's key (the producer's default partitioner
+    /// when it chooses none). Kafka applies that partitioner to the answer as it is sent;
+    /// the subscription carries the result here, which is the same partition.
+    fn answer_partition(&self, ctx: &Context, key: &K, serialized: &[u8]) -> Result<i32, Error> {
+        let Some(partitioner) = &self.partitioner else {
+            return Ok(ctx.partition);
+        };
+        let counts = &ctx.partition_counts;
+        let topic = &self.response_topic;
+        Ok(
+            match choose_single_partition(&**partitioner, counts, topic, key, &())? {
+                Some(partition) => partition,
+                None => partition_for_key(serialized, counts.count(topic)?),
+            },
+        )
+    }
+
+    /// The partition of a subscription to `foreign_key` (serialized): the producer's
+    /// default partitioner's, as the right table's records were partitioned, unless the
+    /// right table has a partitioner, which gets the foreign key read back.
+    fn subscription_partition(&self, ctx: &Context, foreign_key: &[u8]) -> Result<i32, Error> {
+        let Some(partitioner) = &self.other_partitioner else {
+            return Ok(-1);
+        };
+        let topic = &self.registration_topic;
+        let typed = self
+            .foreign_key_serde
+            .deserialize(foreign_key)
+            .map_err(|e| {
+                Error::Partitioner(format!(
+                    "the foreign key sent to {topic} does not read back: {e}"
+                ))
+            })?;
+        let chosen =
+            choose_single_partition(&**partitioner, &ctx.partition_counts, topic, &typed, &())?;
+        Ok(chosen.unwrap_or(-1))
     }
 
     fn serialize_foreign_value(&self, value: &VO) -> Result<Vec<u8>, Error> {
@@ -707,6 +759,82 @@ fn subscriber_value(
     Ok(timestamped_value(timestamp, &value))
 }
 
+/// How a foreign-key join is named and partitioned (Kafka's `TableJoined`, KIP-775).
+///
+/// - A name makes the join's internal topics and stores `<name>-subscription-registration-topic`,
+///   `<name>-subscription-response-topic`, `<name>-subscription-store` (Kafka's) and
+///   `<name>-subscriber-store` (this crate's), instead of generated names that shift when the
+///   topology changes.
+/// - The partitioners are for tables whose topics were not partitioned by the producer's
+///   default partitioner: `partitioner` is the left table's, which places the answers to
+///   a left row, and `other_partitioner` the right table's, which places the subscriptions
+///   to a foreign key so that they reach the task that holds it. Each must choose a single
+///   partition, or `None` for the default partitioner. The values they get are `()`: Kafka
+///   gives them null.
+pub struct TableJoined<K, KO> {
+    pub(crate) name: Option<String>,
+    pub(crate) partitioner: Option<PartitionerRef<K, ()>>,
+    pub(crate) other_partitioner: Option<PartitionerRef<KO, ()>>,
+}
+
+impl<K, KO> Default for TableJoined<K, KO> {
+    fn default() -> Self {
+        Self {
+            name: None,
+            partitioner: None,
+            other_partitioner: None,
+        }
+    }
+}
+
+impl<K, KO> std::fmt::Debug for TableJoined<K, KO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableJoined")
+            .field("name", &self.name)
+            .field("partitioner", &self.partitioner.is_some())
+            .field("other_partitioner", &self.other_partitioner.is_some())
+            .finish()
+    }
+}
+
+impl<K: 'static, KO: 'static> TableJoined<K, KO> {
+    /// The left table's and the right table's partitioners (Kafka's `TableJoined.with`).
+    pub fn with(
+        partitioner: impl StreamPartitioner<K, ()>,
+        other_partitioner: impl StreamPartitioner<KO, ()>,
+    ) -> Self {
+        Self::default()
+            .with_partitioner(partitioner)
+            .with_other_partitioner(other_partitioner)
+    }
+
+    /// Named `name` (Kafka's `TableJoined.as`).
+    pub fn named(name: &str) -> Self {
+        Self::default().with_name(name)
+    }
+
+    /// Names the join.
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// The left table's partitioner.
+    pub fn with_partitioner(mut self, partitioner: impl StreamPartitioner<K, ()>) -> Self {
+        self.partitioner = Some(Arc::new(partitioner));
+        self
+    }
+
+    /// The right table's partitioner.
+    pub fn with_other_partitioner(
+        mut self,
+        other_partitioner: impl StreamPartitioner<KO, ()>,
+    ) -> Self {
+        self.other_partitioner = Some(Arc::new(other_partitioner));
+        self
+    }
+}
+
 /// Builds the join of `this` with `other` (see the module's documentation). `left`: a left
 /// join, whose joiner gets `None` for a missing right row; an inner join's returns `None`
 /// for it.
@@ -716,6 +844,7 @@ pub(crate) fn foreign_key_join<K, V, KO, VO, VR>(
     extractor: impl FnMut(&K, &V) -> Option<KO> + Send + 'static,
     left: bool,
     joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
+    table_joined: TableJoined<K, KO>,
 ) -> KTable<K, VR>
 where
     K: Data + Ord,
@@ -726,7 +855,22 @@ where
 {
     let node: Node<K, Change<VR>> = Node::new();
     let mut state = this.state.lock();
-    let registration = state.generated_name("KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION");
+    let TableJoined {
+        name,
+        partitioner,
+        other_partitioner,
+    } = table_joined;
+    // Kafka's names: a named join's, else generated ones (four, here: this crate's
+    // subscriber store has a name of its own).
+    let name_of = |state: &mut BuilderState, suffix: &str, prefix: &str| match &name {
+        Some(name) => format!("{name}-{suffix}"),
+        None => state.generated_name(prefix),
+    };
+    let registration = name_of(
+        &mut state,
+        "subscription-registration",
+        "KTABLE-FK-JOIN-SUBSCRIPTION-REGISTRATION",
+    );
     let result = |getter: Getter<K, VR>| KTable {
         node: node.clone(),
         state: Arc::clone(&this.state),
@@ -756,9 +900,21 @@ where
                 return result(Arc::new(|_: &K| None));
             }
         };
-    let subscription_store = state.generated_name("KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE");
-    let response = state.generated_name("KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE");
-    let subscriber_store = state.generated_name("KTABLE-FK-JOIN-SUBSCRIBER-STATE-STORE");
+    let subscription_store = name_of(
+        &mut state,
+        "subscription-store",
+        "KTABLE-FK-JOIN-SUBSCRIPTION-STATE-STORE",
+    );
+    let response = name_of(
+        &mut state,
+        "subscription-response",
+        "KTABLE-FK-JOIN-SUBSCRIPTION-RESPONSE",
+    );
+    let subscriber_store = name_of(
+        &mut state,
+        "subscriber-store",
+        "KTABLE-FK-JOIN-SUBSCRIBER-STATE-STORE",
+    );
     let (registration_topic, response_topic) =
         (format!("{registration}-topic"), format!("{response}-topic"));
     let subscriptions: Subscriptions = Arc::default();
@@ -782,6 +938,8 @@ where
         response_topic: response_topic.clone(),
         extractor: Mutex::new(Box::new(extractor)),
         joiner: Mutex::new(Box::new(joiner)),
+        partitioner,
+        other_partitioner,
     });
     // Both keep the timestamp in front of their values, as Kafka's timestamped stores.
     for store in [&subscription_store, &subscriber_store] {

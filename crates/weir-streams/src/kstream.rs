@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use crate::Error;
 use crate::join::stream_stream_join;
 use crate::ktable::{Change, GlobalKTable, KTable};
+use crate::partitioner::{Produced, choose_partitions};
 use crate::serdes::{I64Serde, Serde};
 use crate::store::{
     SharedStore, SomeOf, ValueFormat, logged_store, persistent_store, register_persistent_store,
@@ -302,6 +303,7 @@ impl StreamsBuilder {
             stores: state.stores,
             windowed_stores: state.windowed_stores,
             sink_topics: state.sink_topics,
+            partitioned_sink_topics: state.partitioned_sink_topics,
             processors: state.processors,
             internal_topics: state.internal_topics,
             restorers: state.restorers,
@@ -655,11 +657,50 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// Writes every record to `topic`, with its timestamp; the producer's partitioner picks
     /// the partition from the serialized key.
     pub fn to(&self, topic: &str, key_serde: impl Serde<K>, value_serde: impl Serde<V>) {
-        self.state.lock().sink_topics.insert(topic.to_string());
+        self.to_with(topic, Produced::with(key_serde, value_serde));
+    }
+
+    /// Writes every record to `topic` as `produced` says (Kafka's `to(topic, Produced)`):
+    /// with its serdes, and with its [`StreamPartitioner`](crate::StreamPartitioner) if it
+    /// has one, which may drop a record or write it to several partitions. The instance
+    /// looks up the partition count of a topic written with a partitioner when it starts,
+    /// and refuses to start if the topic does not exist.
+    pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
+        let mut state = self.state.lock();
+        state.sink_topics.insert(topic.to_string());
+        if produced.partitioner.is_some() {
+            state.partitioned_sink_topics.insert(topic.to_string());
+        }
+        drop(state);
         let topic = topic.to_string();
         self.node.add_sink(move |ctx, record| {
-            ctx.outputs
-                .push(sink_record(&topic, &key_serde, &value_serde, &record)?);
+            let Produced {
+                key_serde,
+                value_serde,
+                partitioner,
+            } = &produced;
+            let partitions = match partitioner {
+                Some(partitioner) => choose_partitions(
+                    &**partitioner,
+                    &ctx.partition_counts,
+                    &topic,
+                    &record.key,
+                    &record.value,
+                )?,
+                None => None,
+            };
+            let raw = sink_record(&topic, &**key_serde, &**value_serde, &record)?;
+            match partitions {
+                None => ctx.outputs.push(raw),
+                Some(partitions) => {
+                    for partition in partitions {
+                        ctx.outputs.push(RawRecord {
+                            partition,
+                            ..raw.clone()
+                        });
+                    }
+                }
+            }
             Ok(())
         });
     }
@@ -1524,8 +1565,8 @@ pub(crate) fn aggregate_into<K: Data + Ord, V: Data, VR: Data>(
 /// its partition).
 fn sink_record<K, V>(
     topic: &str,
-    key_serde: &impl Serde<K>,
-    value_serde: &impl Serde<V>,
+    key_serde: &(impl Serde<K> + ?Sized),
+    value_serde: &(impl Serde<V> + ?Sized),
     record: &Record<K, V>,
 ) -> Result<RawRecord, Error> {
     let failed = |part, source| Error::Serialize {

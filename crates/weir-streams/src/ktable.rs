@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::Error;
+use crate::fk_join::TableJoined;
 use crate::kstream::KStream;
 use crate::store::{SharedStore, log_change, register_changelog, serialize_failed, serialize_key};
 use crate::topology::{BuilderState, Context, Data, Lineage, Node, Record, Restorer, SerdeRef};
@@ -370,13 +371,25 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
     pub fn join_foreign_key_with_key<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
         &self,
         other: &KTable<KO, VO>,
+        extractor: impl FnMut(&K, &V) -> F + Send + 'static,
+        joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.join_foreign_key_with(other, extractor, joiner, TableJoined::default())
+    }
+
+    /// [`KTable::join_foreign_key_with_key`], named and partitioned as `table_joined` says
+    /// (Kafka's `KTable#join(other, foreignKeyExtractor, joiner, TableJoined)`). A value-only
+    /// extractor `f` is `|_, value| f(value)` here.
+    pub fn join_foreign_key_with<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
+        &self,
+        other: &KTable<KO, VO>,
         mut extractor: impl FnMut(&K, &V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, &VO) -> VR + Send + 'static,
+        table_joined: TableJoined<K, KO>,
     ) -> KTable<K, VR> {
         let extractor = move |key: &K, value: &V| extractor(key, value).into();
-        self.foreign_key_join(other, extractor, false, move |value, other| {
-            other.map(|other| joiner(value, other))
-        })
+        let joiner = move |value: &V, other: Option<&VO>| other.map(|other| joiner(value, other));
+        self.foreign_key_join(other, extractor, false, joiner, table_joined)
     }
 
     /// The left foreign-key join with `other` (Kafka's `KTable#leftJoin(other,
@@ -404,13 +417,24 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
     >(
         &self,
         other: &KTable<KO, VO>,
+        extractor: impl FnMut(&K, &V) -> F + Send + 'static,
+        joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+    ) -> KTable<K, VR> {
+        self.left_join_foreign_key_with(other, extractor, joiner, TableJoined::default())
+    }
+
+    /// [`KTable::left_join_foreign_key_with_key`], named and partitioned as `table_joined`
+    /// says (Kafka's `KTable#leftJoin(other, foreignKeyExtractor, joiner, TableJoined)`).
+    pub fn left_join_foreign_key_with<KO: Data + Ord, VO: Data, VR: Data, F: Into<Option<KO>>>(
+        &self,
+        other: &KTable<KO, VO>,
         mut extractor: impl FnMut(&K, &V) -> F + Send + 'static,
         mut joiner: impl FnMut(&V, Option<&VO>) -> VR + Send + 'static,
+        table_joined: TableJoined<K, KO>,
     ) -> KTable<K, VR> {
         let extractor = move |key: &K, value: &V| extractor(key, value).into();
-        self.foreign_key_join(other, extractor, true, move |value, other| {
-            Some(joiner(value, other))
-        })
+        let joiner = move |value: &V, other: Option<&VO>| Some(joiner(value, other));
+        self.foreign_key_join(other, extractor, true, joiner, table_joined)
     }
 
     /// Both kinds of foreign-key join, through the subscription and response topics of
@@ -421,8 +445,9 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
         extractor: impl FnMut(&K, &V) -> Option<KO> + Send + 'static,
         left: bool,
         joiner: impl FnMut(&V, Option<&VO>) -> Option<VR> + Send + 'static,
+        table_joined: TableJoined<K, KO>,
     ) -> KTable<K, VR> {
-        crate::fk_join::foreign_key_join(self, other, extractor, left, joiner)
+        crate::fk_join::foreign_key_join(self, other, extractor, left, joiner, table_joined)
     }
 }
 

@@ -437,7 +437,11 @@
 //!   [`KeyValueStoreBuilder::with_logging_disabled`](processor::KeyValueStoreBuilder::with_logging_disabled)
 //!   keeps a store out of any changelog (it starts empty in every new task).
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
-//!   the producer's default partitioner on the serialized key (murmur2, as Kafka's).
+//!   the producer's default partitioner on the serialized key (murmur2, as Kafka's), or by a
+//!   [`StreamPartitioner`] given in [`Produced`] ([`KStream::to_with`]), which may drop a
+//!   record or multicast it. A foreign-key join takes a [`TableJoined`]: a name for its
+//!   topics and stores, partitioners for tables partitioned their own way. A repartition
+//!   topic has no partitioner (Kafka's `Repartitioned.streamPartitioner`).
 //!
 //! # Not built yet
 //! Issue 12 asks for more; this increment leaves out:
@@ -447,8 +451,7 @@
 //!   topology optimization
 //!   (merging repartition topics, source topics as changelogs);
 //! - Kafka's `global.consumer.` settings (the global
-//!   consumer takes the instance's client settings). A foreign-key join's
-//!   `TableJoined` (custom partitioners: sinks have no `StreamPartitioner` either).
+//!   consumer takes the instance's client settings). A partitioner for repartition topics.
 //!   `Materialized`
 //!   for tables from topics and for filter/map_values/join results (their store names are
 //!   generated or absent), versioned tables, `suppress` with a time limit or a bounded
@@ -509,6 +512,7 @@ mod kstream;
 mod ktable;
 mod partition_group;
 mod partition_time;
+mod partitioner;
 pub mod processor;
 mod runtime;
 pub mod serdes;
@@ -521,11 +525,13 @@ mod windowed;
 
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
+pub use fk_join::TableJoined;
 pub use kstream::{
     BranchedKStream, Grouped, KGroupedStream, KStream, Materialized, Predicate, RecordTimestamp,
     Repartitioned, StreamsBuilder, TimestampExtractor,
 };
 pub use ktable::{GlobalKTable, KTable, Suppressed};
+pub use partitioner::{Produced, StreamPartitioner};
 pub use processor::{
     Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
     ProcessorContext, PunctuationType, Stores,

@@ -76,6 +76,7 @@ use crate::Error;
 use crate::assignor::{AssignmentConfigs, StreamsAssignor};
 use crate::partition_group::PartitionGroups;
 use crate::partition_time;
+use crate::partitioner::PartitionCounts;
 use crate::state::{self, GLOBAL_DIR, LocalCopy, LocalRecord, TaskState, blocking};
 use crate::store::{
     ReadOnlyKeyValueStore, changelog_value_to_kafka, split_timestamped_value, timestamped_value,
@@ -259,6 +260,8 @@ pub type TopologyFactory = Arc<dyn Fn() -> Result<Topology, Error> + Send + Sync
 /// others, which restore their stores from the changelog topics first.
 pub struct KafkaStreams {
     factory: TopologyFactory,
+    /// The partition counts of the topics written with a partitioner, for every task.
+    partition_counts: Arc<PartitionCounts>,
     tasks: BTreeMap<i32, StreamTask>,
     client: Client,
     admin: Admin,
@@ -438,7 +441,7 @@ impl KafkaStreams {
             .into_iter()
             .filter(|topic| !repartition_topics.contains(topic))
             .collect();
-        let counts = partition_counts(&admin, &user_topics).await?;
+        let counts = topic_partition_counts(&admin, &user_topics, "source").await?;
         // Global tables' topics go to every task: they do not make tasks.
         let tasks = counts
             .iter()
@@ -450,6 +453,10 @@ impl KafkaStreams {
         let mut all_counts = counts.clone();
         all_counts.extend(internal_counts.clone());
         check_copartitioning(&template, &all_counts)?;
+        let sinks: Vec<String> = template.partitioned_sink_topics.iter().cloned().collect();
+        let sink_counts =
+            topic_partition_counts(&admin, &sinks, "sink (written with a partitioner)").await?;
+        all_counts.extend(sink_counts);
         create_internal_topics(&admin, &client, &prefix, &template, &internal_counts).await?;
 
         let assignor = Arc::new(StreamsAssignor::new(AssignmentConfigs {
@@ -554,6 +561,7 @@ impl KafkaStreams {
             .collect();
         Ok(Self {
             factory,
+            partition_counts: Arc::new(PartitionCounts::of(all_counts)),
             tasks: BTreeMap::new(),
             client,
             admin,
@@ -1051,6 +1059,7 @@ impl KafkaStreams {
             partition,
             self.config.deserialization_exception_handler.clone(),
         );
+        task.set_partition_counts(Arc::clone(&self.partition_counts));
         if let Some(global) = &self.global {
             task.share_global_stores(&global.task);
         }
@@ -2588,17 +2597,18 @@ impl LocalWriter {
     }
 }
 
-/// The partition counts of the user topics the topology reads; a missing topic refuses the
-/// start, as Kafka's `MissingSourceTopicException`.
-async fn partition_counts(
+/// The partition counts of user topics the topology reads or writes (`role`); a missing
+/// topic refuses the start, as Kafka's `MissingSourceTopicException` for a source.
+async fn topic_partition_counts(
     admin: &Admin,
     topics: &[String],
+    role: &str,
 ) -> Result<BTreeMap<String, i32>, Error> {
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     let mut counts = BTreeMap::new();
     for (name, described) in admin.describe_topics(&names).await? {
         let topic = described.map_err(|error| {
-            Error::InvalidTopology(format!("source topic {name} cannot be read: {error}"))
+            Error::InvalidTopology(format!("{role} topic {name} cannot be read: {error}"))
         })?;
         counts.insert(name, topic.partitions.len() as i32);
     }

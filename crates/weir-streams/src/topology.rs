@@ -192,6 +192,9 @@ pub(crate) struct Context {
     /// changelogs.
     pub(crate) partition: i32,
     pub(crate) outputs: Vec<RawRecord>,
+    /// The partition counts of the topics written with a
+    /// [`StreamPartitioner`](crate::StreamPartitioner).
+    pub(crate) partition_counts: Arc<crate::partitioner::PartitionCounts>,
     /// Windows and sessions the stores' retention dropped since the last take: deleted from
     /// the task's local state only (not logged, as Kafka's dropped segments are not).
     pub(crate) expired: Vec<crate::state::LocalRecord>,
@@ -292,6 +295,9 @@ pub(crate) struct BuilderState {
     /// queries.
     pub(crate) windowed_stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
+    /// The sink topics written with a [`StreamPartitioner`](crate::StreamPartitioner),
+    /// whose partition counts the tasks need.
+    pub(crate) partitioned_sink_topics: BTreeSet<String>,
     pub(crate) internal_topics: BTreeSet<InternalTopic>,
     pub(crate) restorers: BTreeMap<String, Restorer>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
@@ -364,6 +370,8 @@ pub struct Topology {
     pub(crate) stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) windowed_stores: BTreeMap<String, Arc<dyn Any + Send + Sync>>,
     pub(crate) sink_topics: BTreeSet<String>,
+    /// The sink topics written with a [`StreamPartitioner`](crate::StreamPartitioner).
+    pub(crate) partitioned_sink_topics: BTreeSet<String>,
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
     pub(crate) internal_topics: BTreeSet<InternalTopic>,
     pub(crate) restorers: BTreeMap<String, Restorer>,
@@ -794,6 +802,14 @@ impl Task {
     pub(crate) fn next_wall_clock_punctuation(&mut self) -> Result<Option<i64>, Error> {
         self.init_processors()?;
         Ok(self.ctx.processor_api.next_wall_clock_punctuation())
+    }
+
+    /// The partition counts of the topics this task writes with a partitioner.
+    pub(crate) fn set_partition_counts(
+        &mut self,
+        counts: Arc<crate::partitioner::PartitionCounts>,
+    ) {
+        self.ctx.partition_counts = counts;
     }
 
     /// Replaces the system clock by a mocked one at `now` (the test driver).

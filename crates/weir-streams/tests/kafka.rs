@@ -23,7 +23,7 @@ use support::{TestBroker, create_topic, fetch_all};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
     DeserializationExceptionHandler, Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized,
-    Nullable, Serde, StreamsBuilder, StreamsConfig, StringSerde, Topology,
+    Nullable, Produced, Serde, StreamsBuilder, StreamsConfig, StringSerde, TableJoined, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1789,6 +1789,170 @@ async fn a_foreign_key_join_spans_partitions_and_instances() {
         let expected = if name.contains("REGISTRATION") { 2 } else { 4 };
         assert_eq!(partitions, expected, "{name}");
     }
+    broker.stop().await;
+}
+
+/// The number at the end of a key such as `c7` or `o12`.
+fn key_number(key: &str) -> i32 {
+    key.trim_start_matches(char::is_alphabetic).parse().unwrap()
+}
+
+/// Orders (2 partitions) and customers (3 partitions) written by their key's number modulo
+/// the partition count, not by the default partitioner: the foreign-key join places its
+/// subscriptions and answers with the same rule (`TableJoined`), and the joined orders are
+/// written with a partitioner of their own that multicasts `o0` and drops `o1`.
+fn orders_with_partitioned_customers() -> Result<Topology, weir_streams::Error> {
+    // The response topic has as many partitions as there are tasks (3, as in Kafka), more
+    // than the orders: their partitioner names the partition of the orders' topic, where
+    // the answers must go, not one computed from the count it is given.
+    let orders_partitioner = |_: &str, key: &String, _: &(), _| Some(vec![key_number(key) % 2]);
+    let customers_partitioner =
+        |_: &str, key: &String, _: &(), partitions: i32| Some(vec![key_number(key) % partitions]);
+    let builder = StreamsBuilder::new();
+    let orders = builder.table("cp-orders", StringSerde, Nullable(StringSerde));
+    let customers = builder.table("cp-customers", StringSerde, Nullable(StringSerde));
+    let routed = |_: &str, key: &String, _: &Option<String>, partitions: i32| match key_number(key)
+    {
+        0 => Some((0..partitions).collect()),
+        1 => Some(Vec::new()),
+        n if n % 5 == 0 => None,
+        n => Some(vec![n % partitions]),
+    };
+    orders
+        .join_foreign_key_with(
+            &customers,
+            |_, customer: &String| customer.clone(),
+            |customer, name| format!("{customer}/{name}"),
+            TableJoined::with(orders_partitioner, customers_partitioner)
+                .with_name("orders-customers"),
+        )
+        .to_stream()
+        .to_with(
+            "cp-routed",
+            Produced::with(StringSerde, Nullable(StringSerde)).with_stream_partitioner(routed),
+        );
+    builder.build()
+}
+
+/// A foreign-key join of tables partitioned by a rule of their own finds every customer
+/// (with the default partitioner, most subscriptions would reach a task without their
+/// customer, and the inner join would emit nothing for them), and a sink's partitioner puts
+/// each result where it says: on every partition, on none, by its rule, or by the default
+/// partitioner.
+#[tokio::test]
+async fn stream_partitioners_place_a_foreign_key_joins_topics_and_a_sinks_records() {
+    const APP: &str = "custom-partitioners";
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "cp-orders", 2).await;
+    create_topic(&client, "cp-customers", 3).await;
+    create_topic(&client, "cp-routed", 3).await;
+    let mut config = StreamsConfig::new(APP, &broker.addr.to_string());
+    config.client = broker.config();
+    config.commit_interval = Duration::from_millis(100);
+    let streams = KafkaStreams::new(orders_with_partitioned_customers, config.clone());
+    let (stop, task) = start(streams.await.unwrap());
+
+    let customers: Vec<(i32, String, String)> = (0..9)
+        .map(|i| (i % 3, format!("c{i}"), format!("name{i}")))
+        .collect();
+    let orders: Vec<(i32, String, String)> = (0..30)
+        .map(|i| (i % 2, format!("o{i}"), format!("c{}", i % 9)))
+        .collect();
+    for (topic, records) in [("cp-customers", &customers), ("cp-orders", &orders)] {
+        let records: Vec<(i32, &str, &str, i64)> = records
+            .iter()
+            .map(|(partition, key, value)| (*partition, key.as_str(), value.as_str(), 1_000))
+            .collect();
+        produce_at(&broker, topic, &records).await;
+    }
+
+    // Where each order's result must land: o0 everywhere, o1 nowhere, a multiple of 5 by
+    // the default partitioner (murmur2 of the key, as the Java client's), the rest by number.
+    let mut expected: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    for i in 0..30 {
+        let key = format!("o{i}");
+        let partitions = match i {
+            0 => vec![0, 1, 2],
+            1 => vec![],
+            n if n % 5 == 0 => vec![weir_client::producer::partitioner::partition_for_key(
+                key.as_bytes(),
+                3,
+            )],
+            n => vec![n % 3],
+        };
+        for partition in partitions {
+            let value = format!("c{0}/name{0}", i % 9);
+            expected
+                .entry(partition)
+                .or_default()
+                .insert(format!("{key}={value}"));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut found: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+        for partition in 0..3 {
+            for record in fetch_all(&client, "cp-routed", partition).await {
+                let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+                let value = StringSerde.deserialize(&record.value.unwrap()).unwrap();
+                found
+                    .entry(partition)
+                    .or_default()
+                    .insert(format!("{key}={value}"));
+            }
+        }
+        if found == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cp-routed: {found:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+
+    // The named join's internal topics, with the partition counts of the tables they serve.
+    let admin = weir_client::admin::Admin::from_client(client.clone());
+    let names = [
+        format!("{APP}-orders-customers-subscription-registration-topic"),
+        format!("{APP}-orders-customers-subscription-response-topic"),
+    ];
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let described = admin.describe_topics(&names).await.unwrap();
+    let counts: Vec<usize> = described
+        .into_iter()
+        .map(|(_, topic)| topic.unwrap().partitions.len())
+        .collect();
+    // Both have the customers' 3: the registration topic is co-partitioned with them, and
+    // the response topic has one partition per task.
+    assert_eq!(counts, [3, 3]);
+    broker.stop().await;
+}
+
+/// A sink written with a partitioner needs its topic's partition count: a missing topic
+/// refuses the start, naming it.
+#[tokio::test]
+async fn a_missing_topic_written_with_a_partitioner_refuses_the_start() {
+    let broker = TestBroker::start(&[]).await;
+    let client = broker.client().await;
+    create_topic(&client, "cp-in", 1).await;
+    let topology = || {
+        let builder = StreamsBuilder::new();
+        builder.stream("cp-in", StringSerde, StringSerde).to_with(
+            "cp-nowhere",
+            Produced::with(StringSerde, StringSerde)
+                .with_stream_partitioner(|_: &str, _: &String, _: &String, _| None),
+        );
+        builder.build()
+    };
+    let mut config = StreamsConfig::new("cp-missing", &broker.addr.to_string());
+    config.client = broker.config();
+    let error = KafkaStreams::new(topology, config).await.err().unwrap();
+    let message = error.to_string();
+    assert!(message.contains("cp-nowhere"), "{message}");
     broker.stop().await;
 }
 

@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use weir_streams::{
-    Error, I64Serde, JoinWindows, Materialized, Nullable, SessionWindowedSerde, SessionWindows,
-    SlidingWindows, StreamsBuilder, StringSerde, Suppressed, TestInputTopic, TestOutputTopic,
-    TestRecord, TimeWindowedSerde, TimeWindows, TopologyTestDriver, Window, Windowed,
+    Error, I64Serde, JoinWindows, Materialized, Nullable, Produced, SessionWindowedSerde,
+    SessionWindows, SlidingWindows, StreamsBuilder, StringSerde, Suppressed, TableJoined,
+    TestInputTopic, TestOutputTopic, TestRecord, TimeWindowedSerde, TimeWindows,
+    TopologyTestDriver, Window, Windowed,
 };
 
 fn s(value: &str) -> String {
@@ -986,6 +987,102 @@ fn a_foreign_key_can_come_from_the_rows_key() {
             rec(s("r1/o1"), v("2@north-east"), 4),
             rec(s("r2/o3"), v("5@?"), 5),
         ]
+    );
+}
+
+/// A sink's partitioner in the driver, where every topic has one partition: `None` is the
+/// default partitioner, an empty list drops the record, a partition named twice is written
+/// once, and a partition the topic does not have fails the record, naming the topic.
+#[test]
+fn a_sinks_partitioner_drops_or_places_records() {
+    let builder = StreamsBuilder::new();
+    let partitioner = |topic: &str, key: &String, _: &i64, partitions: i32| {
+        assert_eq!((topic, partitions), ("routed", 1));
+        match key.as_str() {
+            "default" => None,
+            "drop" => Some(vec![]),
+            "twice" => Some(vec![0, 0]),
+            _ => Some(vec![1]),
+        }
+    };
+    builder.stream("in", StringSerde, I64Serde).to_with(
+        "routed",
+        Produced::with(StringSerde, I64Serde).with_stream_partitioner(partitioner),
+    );
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    for (key, timestamp) in [("default", 1), ("drop", 2), ("twice", 3)] {
+        driver
+            .pipe_input(&counts_in(), &s(key), &timestamp, timestamp)
+            .unwrap();
+    }
+    let error = driver
+        .pipe_input(&counts_in(), &s("beyond"), &4, 4)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Partitioner(m) if m.contains("partition 1 of topic routed")),
+        "{error}"
+    );
+    let out = TestOutputTopic::new("routed", StringSerde, I64Serde);
+    assert_eq!(
+        driver.read_output(&out).unwrap(),
+        vec![rec(s("default"), 1, 1), rec(s("twice"), 3, 3)]
+    );
+}
+
+/// A named foreign-key join's internal topics and stores take Kafka's names from it, and
+/// its partitioners' choices must be single partitions: dropping a subscription (no
+/// partition) is refused, as Kafka refuses it.
+#[test]
+fn a_named_foreign_key_join_names_its_topics_and_checks_its_partitioners() {
+    let build = |none: bool| {
+        let builder = StreamsBuilder::new();
+        let orders = builder.table("orders", StringSerde, Nullable(StringSerde));
+        let regions = builder.table("regions", StringSerde, Nullable(StringSerde));
+        let regions_partitioner =
+            move |_: &str, _: &String, _: &(), _| Some(if none { vec![] } else { vec![0] });
+        orders
+            .join_foreign_key_with(
+                &regions,
+                |_, region: &String| region.clone(),
+                |order, region| format!("{order}@{region}"),
+                TableJoined::named("by-region").with_other_partitioner(regions_partitioner),
+            )
+            .to_stream()
+            .to("inner", StringSerde, Nullable(StringSerde));
+        builder.build().unwrap()
+    };
+    let topology = build(false);
+    let internal: Vec<String> = topology
+        .internal_topics()
+        .into_iter()
+        .map(|topic| topic.name)
+        .collect();
+    assert_eq!(
+        internal,
+        [
+            "by-region-subscriber-store-changelog",
+            "by-region-subscription-registration-topic",
+            "by-region-subscription-response-topic",
+            "by-region-subscription-store-changelog",
+            "orders-STATE-STORE-0000000001-changelog",
+            "regions-STATE-STORE-0000000002-changelog",
+        ]
+    );
+    let mut driver = TopologyTestDriver::new(topology);
+    let (o, r) = (table_in("orders"), table_in("regions"));
+    let v = |value: &str| Some(s(value));
+    driver.pipe_input(&r, &s("r1"), &v("north"), 1).unwrap();
+    driver.pipe_input(&o, &s("o1"), &v("r1"), 2).unwrap();
+    assert_eq!(
+        driver.read_output(&string_out("inner")).unwrap(),
+        vec![rec(s("o1"), v("r1@north"), 2)]
+    );
+
+    let mut driver = TopologyTestDriver::new(build(true));
+    let error = driver.pipe_input(&o, &s("o1"), &v("r1"), 2).unwrap_err();
+    assert!(
+        matches!(&error, Error::Partitioner(m) if m.contains("must choose one partition")),
+        "{error}"
     );
 }
 

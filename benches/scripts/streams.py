@@ -12,6 +12,9 @@ commit interval, at least once, one thread; topologies:
   session            count per key in session windows, gap 5 s, grace --grace-ms
   fk-join            (compare only) orders joined by foreign key with customers, inner and
                      left, both read as tables; compared by final state (below)
+  partitioned        (compare only) stateless, written to a 3-partition topic with a
+                     StreamPartitioner that multicasts, drops, defers to the default
+                     partitioner or picks by value; compared partition by partition
 
     cargo build --release -p weir-broker -p weir-benches --bin weir --bin streams-bench
     python3 benches/scripts/streams.py compare [--quick]
@@ -78,9 +81,11 @@ TOPOLOGIES = ["stateless", "windowed-count", "stream-table-join", "session"]
 # so that the store holds N entries (--records 1000000: state beyond weir-streams' cache).
 BENCH_ONLY = ["count"]
 # compare only: outputs compared by final state, not record by record.
-COMPARE_ONLY = ["fk-join", "windowed-final"]
+COMPARE_ONLY = ["fk-join", "windowed-final", "partitioned"]
 # compared by the latest value per key: their intermediate records interleave by timing.
 FINAL_STATE = ["fk-join"]
+# output topics with more than one partition: compared partition by partition.
+OUTPUT_PARTITIONS = {"partitioned": 3}
 KINDS = ["java", "weir", "weir-disk", "weir-dir-mem"]
 BASE = 1_000_000_000_000  # a multiple of the 10 s window: window starts are BASE + 10 s * n
 
@@ -144,9 +149,9 @@ class Broker:
     def admin(self):
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
-    def create_topics(self, names):
+    def create_topics(self, names, partitions=1):
         admin = self.admin()  # kept alive until the futures complete
-        futures = admin.create_topics([NewTopic(n, 1, 1) for n in names])
+        futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
         for future in futures.values():
             future.result()
 
@@ -250,10 +255,10 @@ def produce(bootstrap, topic, records):
         raise SystemExit(f"produce to {topic}: {errors[:3]}")
 
 
-def end_offset(bootstrap, topic):
+def end_offset(bootstrap, topic, partition=0):
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4()}"})
     try:
-        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1]
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
     finally:
         consumer.close()
 
@@ -317,12 +322,12 @@ def wait_committed(app, progress, ends, timeout):
                      f"after {timeout} s; log:\n" + open(app.log_path).read()[-3000:])
 
 
-def read_all(bootstrap, topic):
-    """Every record of partition 0: (offset, key, value, timestamp)."""
-    end = end_offset(bootstrap, topic)
+def read_all(bootstrap, topic, partition=0):
+    """Every record of a partition: (offset, key, value, timestamp)."""
+    end = end_offset(bootstrap, topic, partition)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4()}",
                          "enable.auto.commit": False, "enable.partition.eof": True})
-    consumer.assign([TopicPartition(topic, 0, 0)])
+    consumer.assign([TopicPartition(topic, partition, 0)])
     records = []
     deadline = time.time() + 60
     while len(records) < end and time.time() < deadline:
@@ -474,6 +479,7 @@ CASES = {
     "stream-table-join-loaded": ("stream-table-join", True),
     "session": ("session", False),
     "fk-join": ("fk-join", False),
+    "partitioned": ("partitioned", False),
 }
 
 
@@ -612,6 +618,7 @@ def run_compare(args):
     inputs = compare_inputs()
     inputs["stream-table-join-loaded"] = inputs["stream-table-join"]
     inputs["windowed-final"] = inputs["windowed-count"]
+    inputs["partitioned"] = inputs["stateless"]
     cases = [c for c in CASES if CASES[c][0] in args.topologies]
     try:
         run = uuid.uuid4().hex[:6]
@@ -619,7 +626,8 @@ def run_compare(args):
             topology, table_first = CASES[case]
             topics = {role: f"cmp-{case}-{role}-{run}" for role in inputs[case]}
             outputs = {kind: f"cmp-{case}-out-{kind}-{run}" for kind in ("java", "weir")}
-            broker.create_topics(list(topics.values()) + list(outputs.values()))
+            broker.create_topics(list(topics.values()))
+            broker.create_topics(list(outputs.values()), OUTPUT_PARTITIONS.get(case, 1))
 
             def write(role):
                 produce(broker.bootstrap, topics[role],
@@ -725,7 +733,14 @@ def run_compare(args):
                         w = weir_log[i] if i < len(weir_log) else None
                         if j is None or w is None or j[1:] != w[1:]:
                             print(f"  {i}: {j and j[1:]} | {w and w[1:]}")
-            results = {kind: read_all(broker.bootstrap, outputs[kind]) for kind in apps}
+            # Partition by partition, each record's key prefixed with its partition.
+            partitioned = case in OUTPUT_PARTITIONS
+            results = {kind: [(offset, b"p%d/" % p + (key or b"") if partitioned else key,
+                               value, ts)
+                              for p in range(OUTPUT_PARTITIONS.get(case, 1))
+                              for offset, key, value, ts
+                              in read_all(broker.bootstrap, outputs[kind], p)]
+                       for kind in apps}
             log(f"{case}: {len(results['java'])} records from Kafka Streams, "
                 f"{len(results['weir'])} from weir-streams, {time.time() - started:.1f} s")
             java, weir = results["java"], results["weir"]

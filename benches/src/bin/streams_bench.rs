@@ -21,7 +21,10 @@
 //! - `count`: count per key, no windows, every update written;
 //! - `fk-join`: `INPUT` read as a table of orders (value `customer|detail`) joined by foreign
 //!   key with the customers of `--table`: inner results keyed `inner:ORDER`, left ones
-//!   `left:ORDER`, values `order/customer` (`?` for a missing customer).
+//!   `left:ORDER`, values `order/customer` (`?` for a missing customer);
+//! - `partitioned`: `stateless`, written with a `StreamPartitioner`: key `k0` to every
+//!   partition, `k1` by the default partitioner, `k2` to none, others to the value's length
+//!   modulo the partition count.
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
 //! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once. State in memory,
@@ -39,8 +42,9 @@
 use std::time::Duration;
 
 use weir_streams::{
-    I64Serde, KafkaStreams, Nullable, SessionWindowedSerde, SessionWindows, StreamsBuilder,
-    StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows, Topology,
+    I64Serde, KafkaStreams, Nullable, Produced, SessionWindowedSerde, SessionWindows,
+    StreamsBuilder, StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows,
+    Topology,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -50,7 +54,7 @@ const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPU
                      [--max-uncommitted-records N] [--store-cache N|all]";
 
 /// The topologies both applications know.
-const TOPOLOGIES: [&str; 7] = [
+const TOPOLOGIES: [&str; 8] = [
     "stateless",
     "windowed-count",
     "windowed-final",
@@ -58,6 +62,7 @@ const TOPOLOGIES: [&str; 7] = [
     "session",
     "count",
     "fk-join",
+    "partitioned",
 ];
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -207,6 +212,20 @@ fn build_topology(
             .filter(|_, value| !value.starts_with('-'))
             .map_values(|value| value.to_uppercase())
             .to(output, StringSerde, StringSerde),
+        "partitioned" => stream
+            .filter(|_, value| !value.starts_with('-'))
+            .map_values(|value| value.to_uppercase())
+            .to_with(
+                output,
+                Produced::with(StringSerde, StringSerde).with_stream_partitioner(
+                    |_: &str, key: &String, value: &String, partitions: i32| match key.as_str() {
+                        "k0" => Some((0..partitions).collect()),
+                        "k1" => None,
+                        "k2" => Some(Vec::new()),
+                        _ => Some(vec![i32::try_from(value.len()).unwrap_or(0) % partitions]),
+                    },
+                ),
+            ),
         "windowed-count" => stream
             .group_by_key()
             .windowed_by(TimeWindows::of_size_and_grace(WINDOW, grace))

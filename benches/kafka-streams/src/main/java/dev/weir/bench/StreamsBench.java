@@ -2,7 +2,11 @@ package dev.weir.bench;
 
 import java.time.Duration;
 import java.util.Locale;
+import java.util.Optional;
 import java.util.Properties;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import java.util.function.Function;
 import java.util.concurrent.CountDownLatch;
 
@@ -37,7 +41,9 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * with a 5 s gap and the grace given), count (count per key, no windows), fk-join (INPUT read
  * as a table of orders whose value is "customer|detail", joined by foreign key with the
  * customers table of --table: inner results keyed "inner:ORDER", left ones "left:ORDER", value
- * "order/customer", "?" for a missing customer). Runs until killed
+ * "order/customer", "?" for a missing customer), partitioned (stateless, written with a
+ * StreamPartitioner: key k0 to every partition, k1 by the default partitioner, k2 to none,
+ * others to the value's length modulo the partition count). Runs until killed
  * (SIGTERM closes it).
  */
 public final class StreamsBench {
@@ -102,6 +108,17 @@ public final class StreamsBench {
                     .filter((k, v) -> v != null && !v.startsWith("-"))
                     .mapValues(v -> v.toUpperCase(Locale.ROOT))
                     .to(output, Produced.with(strings, strings));
+            case "partitioned" -> stream
+                    .filter((k, v) -> v != null && !v.startsWith("-"))
+                    .mapValues(v -> v.toUpperCase(Locale.ROOT))
+                    .to(output, Produced.with(strings, strings).withStreamPartitioner(
+                            (topic, key, value, partitions) -> switch (key) {
+                                case "k0" -> Optional.of(IntStream.range(0, partitions).boxed()
+                                        .collect(Collectors.toSet()));
+                                case "k1" -> Optional.empty();
+                                case "k2" -> Optional.of(Set.of());
+                                default -> Optional.of(Set.of(value.length() % partitions));
+                            }));
             case "windowed-count" -> stream
                     .groupByKey()
                     .windowedBy(TimeWindows.ofSizeAndGrace(Duration.ofSeconds(10), grace))

@@ -434,8 +434,8 @@ impl<K: Data + Ord> StoreRetention<K> {
         let (dropped, stored) = if retention.sweep_due() {
             entries.drop_expired(self.kind, retention.expired_until())
         } else {
-            // A persistent store sweeps its local state a step per record.
-            (Vec::new(), entries.continue_sweep(self.kind))
+            // A sweep goes on a step per record.
+            entries.continue_sweep(self.kind)
         };
         let Some(key_serde) = &self.key_serde else {
             return Ok(());

@@ -12,6 +12,8 @@ commit interval, at least once, one thread; topologies:
   session            count per key in session windows, gap 5 s, grace --grace-ms
   fk-join            (compare only) orders joined by foreign key with customers, inner and
                      left, both read as tables; compared by final state (below)
+  table-group-by     (compare only) a table of users counted per region (KTable#groupBy):
+                     moves, deletes, updates that keep the region
   partitioned        (compare only) stateless, written to a 3-partition topic with a
                      StreamPartitioner that multicasts, drops, defers to the default
                      partitioner or picks by value; compared partition by partition
@@ -81,7 +83,7 @@ TOPOLOGIES = ["stateless", "windowed-count", "stream-table-join", "session"]
 # so that the store holds N entries (--records 1000000: state beyond weir-streams' cache).
 BENCH_ONLY = ["count"]
 # compare only: outputs compared by final state, not record by record.
-COMPARE_ONLY = ["fk-join", "windowed-final", "partitioned"]
+COMPARE_ONLY = ["fk-join", "windowed-final", "partitioned", "table-group-by"]
 # compared by the latest value per key: their intermediate records interleave by timing.
 FINAL_STATE = ["fk-join"]
 # output topics with more than one partition: compared partition by partition.
@@ -423,7 +425,15 @@ def compare_inputs():
         ("o6", "c1|6", s(15)), ("o7", "|7", s(16)), ("o5", "|5", s(17)), ("o7", "c1|7", s(18)),
         ("o8", "|8", s(19)), ("o6", "|6", s(19)), ("o8", None, s(21)),
     ]
+    # Users ("region|detail") counted per region: moves (subtracted, then added), updates that
+    # keep the region (one change), deletes, a region that empties.
+    users = [
+        ("u1", "eu|1", s(1)), ("u2", "eu|2", s(2)), ("u3", "us|3", s(3)), ("u1", "us|4", s(4)),
+        ("u3", "us|5", s(5)), ("u2", None, s(6)), ("u4", "ap|6", s(7)), ("u4", "eu|7", s(8)),
+        ("u1", None, s(9)), ("u5", "us|8", s(10)), ("u9", None, s(11)),
+    ]
     return {
+        "table-group-by": {"input": users},
         "fk-join": {"table": customers, "input": orders},
         "stateless": {"input": stateless},
         "windowed-count": {"input": windowed},
@@ -459,7 +469,8 @@ def describe(topology, record):
         k = key.decode(errors="replace") if key is not None else "null"
     if value is None:
         v = "null"
-    elif topology in ("windowed-count", "windowed-final", "session") and len(value) == 8:
+    elif (topology in ("windowed-count", "windowed-final", "session", "table-group-by")
+          and len(value) == 8):
         v = str(int.from_bytes(value, "big", signed=True))
     else:
         v = value.decode(errors="replace")
@@ -480,13 +491,15 @@ CASES = {
     "session": ("session", False),
     "fk-join": ("fk-join", False),
     "partitioned": ("partitioned", False),
+    "table-group-by": ("table-group-by", False),
 }
 
 
 def changelog_topics(broker, app_id):
-    """The application's changelog topics, sorted."""
+    """The application's changelog and repartition topics, sorted."""
     topics = broker.admin().list_topics(timeout=10).topics
-    return sorted(t for t in topics if t.startswith(app_id + "-") and t.endswith("-changelog"))
+    return sorted(t for t in topics if t.startswith(app_id + "-")
+                  and (t.endswith("-changelog") or t.endswith("-repartition")))
 
 
 def buffer_value_sans_prior(data):
@@ -656,6 +669,21 @@ def run_compare(args):
                     write("input")
                 for kind in apps:
                     wait_committed(apps[kind], progress[kind], ends, args.timeout)
+                # A repartition topic is read by a later step: wait until each application has
+                # committed it to its end, which is final once the inputs are committed (their
+                # offsets are committed after the records they led to are acknowledged).
+                for kind in apps:
+                    app_id = f"cmp-{case}-{kind}-{run}"
+                    repartitions = [t for t in changelog_topics(broker, app_id)
+                                    if t.endswith("-repartition")]
+                    if repartitions:
+                        reading = Progress(broker.bootstrap, app_id, repartitions, outputs[kind])
+                        try:
+                            wait_committed(apps[kind], reading,
+                                           {t: end_offset(broker.bootstrap, t)
+                                            for t in repartitions}, args.timeout)
+                        finally:
+                            reading.close()
                 # Stream time survives a restart through the commit metadata: both must have
                 # committed the same partition times, each readable by the other.
                 committed = {kind: progress[kind].partition_times() for kind in apps}
@@ -697,7 +725,8 @@ def run_compare(args):
                               f"{states['weir'].get(k)}")
                 continue
             # Both applications' changelogs, record by record: the formats are Kafka's, so that
-            # either restores the other's stores.
+            # either restores the other's stores; and their repartition topics (a regrouped
+            # table's changes in Kafka's Changed format), which either reads of the other.
             changelogs = {kind: changelog_topics(broker, f"cmp-{case}-{kind}-{run}")
                           for kind in apps}
             if [len(changelogs[kind]) for kind in apps] != [len(changelogs["java"])] * 2:
@@ -723,7 +752,8 @@ def run_compare(args):
                     # (this crate numbers what it names, Kafka every node): not a format
                     # difference, but a handover would need the stores named.
                     name = f"{name} / {weir_name}"
-                rows.append((f"{case} changelog {name}", len(java_log), len(weir_log), equal, 0,
+                kind_of = "repartition" if java_topic.endswith("-repartition") else "changelog"
+                rows.append((f"{case} {kind_of} {name}", len(java_log), len(weir_log), equal, 0,
                              max(len(java_log), len(weir_log)) - equal))
                 if equal != len(java_log) or len(java_log) != len(weir_log):
                     failures += 1

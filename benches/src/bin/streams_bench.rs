@@ -24,7 +24,9 @@
 //!   `left:ORDER`, values `order/customer` (`?` for a missing customer);
 //! - `partitioned`: `stateless`, written with a `StreamPartitioner`: key `k0` to every
 //!   partition, `k1` by the default partitioner, `k2` to none, others to the value's length
-//!   modulo the partition count.
+//!   modulo the partition count;
+//! - `table-group-by`: `INPUT` read as a table of users (value `region|detail`), counted per
+//!   region (`KTable::group_by`).
 //!
 //! Record cache: none (weir-streams has none; the Java side sets
 //! `statestore.cache.max.bytes=0`); `commit.interval.ms` 100; at least once. State in memory,
@@ -42,7 +44,7 @@
 use std::time::Duration;
 
 use weir_streams::{
-    I64Serde, KafkaStreams, Nullable, Produced, SessionWindowedSerde, SessionWindows,
+    Grouped, I64Serde, KafkaStreams, Nullable, Produced, SessionWindowedSerde, SessionWindows,
     StreamsBuilder, StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows,
     Topology,
 };
@@ -54,7 +56,7 @@ const USAGE: &str = "usage: streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPU
                      [--max-uncommitted-records N] [--store-cache N|all]";
 
 /// The topologies both applications know.
-const TOPOLOGIES: [&str; 8] = [
+const TOPOLOGIES: [&str; 9] = [
     "stateless",
     "windowed-count",
     "windowed-final",
@@ -63,6 +65,7 @@ const TOPOLOGIES: [&str; 8] = [
     "count",
     "fk-join",
     "partitioned",
+    "table-group-by",
 ];
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -204,6 +207,19 @@ fn build_topology(
     let builder = StreamsBuilder::new();
     if topology == "fk-join" {
         foreign_key_joins(&builder, input, output, table.unwrap_or_default());
+        return builder.build();
+    }
+    if topology == "table-group-by" {
+        let region = |_: &String, user: &String| {
+            let region = user.split('|').next().unwrap_or_default();
+            (region.to_string(), user.clone())
+        };
+        builder
+            .table(input, StringSerde, Nullable(StringSerde))
+            .group_by_with(region, Grouped::with(StringSerde, StringSerde))
+            .count()
+            .to_stream()
+            .to(output, StringSerde, Nullable(I64Serde));
         return builder.build();
     }
     let stream = builder.stream(input, StringSerde, StringSerde);

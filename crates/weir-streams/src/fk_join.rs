@@ -881,6 +881,7 @@ where
         value_serde: None,
         // The result is keyed and partitioned as this table.
         lineage: this.lineage.clone(),
+        old_values: false,
     };
     let (key_serde, foreign_key_serde, foreign_value_serde) =
         match (&this.key_serde, &other.key_serde, &other.value_serde) {

@@ -1001,9 +1001,9 @@ pub struct KGroupedStream<K, V> {
 /// How a stream is grouped (Kafka's `Grouped`): the serdes of the repartition topic and
 /// of the aggregation's store (overriding the stream's), and the repartition topic's name.
 pub struct Grouped<K, V> {
-    name: Option<String>,
-    key_serde: Option<SerdeRef<K>>,
-    value_serde: Option<SerdeRef<V>>,
+    pub(crate) name: Option<String>,
+    pub(crate) key_serde: Option<SerdeRef<K>>,
+    pub(crate) value_serde: Option<SerdeRef<V>>,
 }
 
 impl<K, V> Default for Grouped<K, V> {

@@ -39,6 +39,9 @@ pub struct KTable<K, V> {
     pub(crate) key_serde: Option<SerdeRef<K>>,
     pub(crate) value_serde: Option<SerdeRef<V>>,
     pub(crate) lineage: Lineage,
+    /// Whether its updates carry the replaced value (`Change::old`), which a regrouping
+    /// subtracts: a join's result and a suppression's do not.
+    pub(crate) old_values: bool,
 }
 
 impl<K, V> Clone for KTable<K, V> {
@@ -52,6 +55,7 @@ impl<K, V> Clone for KTable<K, V> {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             lineage: self.lineage.clone(),
+            old_values: self.old_values,
         }
     }
 }
@@ -82,6 +86,7 @@ impl<K: Data + Ord, V: Data> KTable<K, V> {
             key_serde: None,
             value_serde: None,
             lineage: Lineage::default(),
+            old_values: true,
         }
     }
 }
@@ -141,6 +146,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             key_serde: self.key_serde.clone(),
             value_serde: None,
             lineage: self.lineage.clone(),
+            old_values: self.old_values,
         }
     }
 
@@ -183,6 +189,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             lineage: self.lineage.clone(),
+            old_values: self.old_values,
         }
     }
 
@@ -337,6 +344,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             key_serde: self.key_serde.clone(),
             value_serde: None,
             lineage,
+            old_values: false,
         }
     }
 }
@@ -640,6 +648,7 @@ impl<K: Data + Ord, V: Data> KTable<Windowed<K>, V> {
             key_serde: self.key_serde.clone(),
             value_serde: self.value_serde.clone(),
             lineage: self.lineage.clone(),
+            old_values: false,
         }
     }
 }

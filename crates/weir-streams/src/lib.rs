@@ -50,7 +50,10 @@
 //! - `kstream`: the DSL. [`StreamsBuilder`] → [`KStream`] → [`KGroupedStream`] →
 //!   [`TimeWindowedKStream`] / [`SessionWindowedKStream`] → [`KTable`]; stream joins;
 //!   [`Grouped`], [`Materialized`], [`Repartitioned`]; repartition topics.
-//! - `ktable`: [`KTable`] operators, table-table joins, [`Suppressed`].
+//! - `ktable`: [`KTable`] operators, table-table joins, [`Suppressed`]; `grouped_table`:
+//!   [`KTable::group_by`] → [`KGroupedTable`] (count, reduce, aggregate with a subtractor);
+//!   `fk_join`: the foreign-key join and [`TableJoined`]; `partitioner`:
+//!   [`StreamPartitioner`] and [`Produced`].
 //! - `window`, `windowed`: window definitions ([`TimeWindows`], [`SlidingWindows`],
 //!   [`SessionWindows`], [`JoinWindows`]) and the windowed aggregations; `join`: the
 //!   stream-stream join.
@@ -507,6 +510,7 @@ mod assignor;
 mod driver;
 mod error;
 mod fk_join;
+mod grouped_table;
 mod join;
 mod kstream;
 mod ktable;
@@ -526,6 +530,7 @@ mod windowed;
 pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use error::Error;
 pub use fk_join::TableJoined;
+pub use grouped_table::KGroupedTable;
 pub use kstream::{
     BranchedKStream, Grouped, KGroupedStream, KStream, Materialized, Predicate, RecordTimestamp,
     Repartitioned, StreamsBuilder, TimestampExtractor,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use weir_streams::{
-    Error, I64Serde, JoinWindows, Materialized, Nullable, Produced, SessionWindowedSerde,
+    Error, Grouped, I64Serde, JoinWindows, Materialized, Nullable, Produced, SessionWindowedSerde,
     SessionWindows, SlidingWindows, StreamsBuilder, StringSerde, Suppressed, TableJoined,
     TestInputTopic, TestOutputTopic, TestRecord, TimeWindowedSerde, TimeWindows,
     TopologyTestDriver, Window, Windowed,
@@ -988,6 +988,140 @@ fn a_foreign_key_can_come_from_the_rows_key() {
             rec(s("r2/o3"), v("5@?"), 5),
         ]
     );
+}
+
+/// Users ("region:score") regrouped by region: a user that moves is subtracted from its old
+/// region and added to the new one (two records, the subtraction first), an update that
+/// keeps its region is one change (subtracted, then added), and a deleted user is
+/// subtracted. Count, a reduce with an adder and a subtractor, and an aggregate that shows
+/// the order of its calls.
+#[test]
+fn a_table_regrouped_by_a_new_key_adds_and_subtracts_its_rows() {
+    let builder = StreamsBuilder::new();
+    let users = builder.table("users", StringSerde, Nullable(StringSerde));
+    let by_region = |_: &String, value: &String| {
+        let (region, score) = value.split_once(':').unwrap();
+        (region.to_string(), score.to_string())
+    };
+    let grouped = Grouped::with(StringSerde, StringSerde);
+    users
+        .group_by_with(by_region, grouped)
+        .count()
+        .to_stream()
+        .to("counts", StringSerde, Nullable(I64Serde));
+    let scores = |_: &String, value: &String| {
+        let (region, score) = value.split_once(':').unwrap();
+        (region.to_string(), score.parse::<i64>().unwrap())
+    };
+    users
+        .group_by_with(
+            scores,
+            Grouped::with(StringSerde, I64Serde).with_name("sums"),
+        )
+        .reduce(|sum, score| sum + score, |sum, score| sum - score)
+        .to_stream()
+        .to("sums", StringSerde, Nullable(I64Serde));
+    users
+        .group_by_with(
+            by_region,
+            Grouped::with(StringSerde, StringSerde).with_name("calls"),
+        )
+        .aggregate_with(
+            String::new,
+            |_, score, calls| format!("{calls}+{score}"),
+            |_, score, calls| format!("{calls}-{score}"),
+            Materialized::with(StringSerde, StringSerde),
+        )
+        .to_stream()
+        .to("calls", StringSerde, Nullable(StringSerde));
+    let topology = builder.build().unwrap();
+    let count_store = topology
+        .store_names()
+        .into_iter()
+        .find(|name| name.starts_with("KTABLE-AGGREGATE-STATE-STORE"))
+        .unwrap();
+    let mut driver = TopologyTestDriver::new(topology);
+    let users_in = table_in("users");
+    let v = |value: &str| Some(s(value));
+    for (user, value, timestamp) in [
+        ("u1", v("eu:5"), 1),
+        ("u2", v("eu:3"), 2),
+        ("u3", v("us:7"), 3),
+        ("u1", v("us:5"), 4),
+        ("u3", v("us:9"), 5),
+        ("u2", None, 6),
+    ] {
+        driver
+            .pipe_input(&users_in, &s(user), &value, timestamp)
+            .unwrap();
+    }
+    let counts = TestOutputTopic::new("counts", StringSerde, Nullable(I64Serde));
+    assert_eq!(
+        driver.read_output(&counts).unwrap(),
+        vec![
+            rec(s("eu"), Some(1), 1),
+            rec(s("eu"), Some(2), 2),
+            rec(s("us"), Some(1), 3),
+            rec(s("eu"), Some(1), 4),
+            rec(s("us"), Some(2), 4),
+            rec(s("us"), Some(2), 5),
+            rec(s("eu"), Some(0), 6),
+        ]
+    );
+    let sums = TestOutputTopic::new("sums", StringSerde, Nullable(I64Serde));
+    assert_eq!(
+        driver.read_output(&sums).unwrap(),
+        vec![
+            rec(s("eu"), Some(5), 1),
+            rec(s("eu"), Some(8), 2),
+            rec(s("us"), Some(7), 3),
+            rec(s("eu"), Some(3), 4),
+            rec(s("us"), Some(12), 4),
+            rec(s("us"), Some(14), 5),
+            rec(s("eu"), Some(0), 6),
+        ]
+    );
+    let calls = driver.read_output(&string_out("calls")).unwrap();
+    assert_eq!(
+        calls.last().unwrap(),
+        &rec(s("eu"), v("+5+3-5-3"), 6),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&rec(s("us"), v("+7+5-7+9"), 5)),
+        "the same key's change subtracts, then adds: {calls:?}"
+    );
+    // The count's store is logged as Kafka's: the key and the 8-byte count.
+    let changelog =
+        TestOutputTopic::new(&format!("{count_store}-changelog"), StringSerde, I64Serde);
+    let logged = driver.read_output(&changelog).unwrap();
+    assert_eq!(logged.last().unwrap(), &rec(s("eu"), 0, 6), "{logged:?}");
+}
+
+/// Grouping a join's result is refused when built: the regrouped aggregation subtracts old
+/// values, which a join's result does not send. Missing serdes are named too.
+#[test]
+fn a_regrouping_that_cannot_work_is_refused_when_built() {
+    let builder = StreamsBuilder::new();
+    let a = builder.table("a", StringSerde, Nullable(StringSerde));
+    let b = builder.table("b", StringSerde, Nullable(StringSerde));
+    a.join(&b, |x, y| format!("{x}{y}"))
+        .group_by_with(
+            |k, v| (k.clone(), v.clone()),
+            Grouped::with(StringSerde, StringSerde),
+        )
+        .count();
+    let error = builder.build().unwrap_err().to_string();
+    assert!(error.contains("does not send its old values"), "{error}");
+
+    let builder = StreamsBuilder::new();
+    builder
+        .table("a", StringSerde, Nullable(StringSerde))
+        .group_by(|k, v| (k.clone(), v.clone()))
+        .count();
+    let error = builder.build().unwrap_err().to_string();
+    assert!(error.contains("KTABLE-AGGREGATE-STATE-STORE"), "{error}");
+    assert!(error.contains("-repartition"), "{error}");
 }
 
 /// A sink's partitioner in the driver, where every topic has one partition: `None` is the

@@ -15,7 +15,9 @@ import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Produced;
@@ -43,7 +45,8 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * customers table of --table: inner results keyed "inner:ORDER", left ones "left:ORDER", value
  * "order/customer", "?" for a missing customer), partitioned (stateless, written with a
  * StreamPartitioner: key k0 to every partition, k1 by the default partitioner, k2 to none,
- * others to the value's length modulo the partition count). Runs until killed
+ * others to the value's length modulo the partition count), table-group-by (INPUT read as a
+ * table of users whose value is "region|detail", counted per region). Runs until killed
  * (SIGTERM closes it).
  */
 public final class StreamsBench {
@@ -99,11 +102,21 @@ public final class StreamsBench {
                     .selectKey((key, value) -> "left:" + key)
                     .to(output, Produced.with(strings, strings));
         }
-        KStream<String, String> stream = topology.equals("fk-join")
+        if (topology.equals("table-group-by")) {
+            // Users ("region|detail") counted per region; a null value deletes the user.
+            builder.table(input, Consumed.with(strings, strings))
+                    .groupBy((user, value) -> KeyValue.pair(value.split("\\|", -1)[0], value),
+                             Grouped.with(strings, strings))
+                    .count()
+                    .toStream()
+                    .to(output, Produced.with(strings, longs));
+        }
+        boolean tables = topology.equals("fk-join") || topology.equals("table-group-by");
+        KStream<String, String> stream = tables
                 ? null
                 : builder.stream(input, Consumed.with(strings, strings));
         switch (topology) {
-            case "fk-join" -> { }
+            case "fk-join", "table-group-by" -> { }
             case "stateless" -> stream
                     .filter((k, v) -> v != null && !v.startsWith("-"))
                     .mapValues(v -> v.toUpperCase(Locale.ROOT))

@@ -202,12 +202,18 @@ impl Client {
     /// COORDINATOR_NOT_AVAILABLE and COORDINATOR_LOAD_IN_PROGRESS within `request.timeout.ms`.
     /// Not cached: callers keep it until the coordinator answers NOT_COORDINATOR.
     pub async fn find_coordinator(&self, group: &str) -> Result<i32> {
+        self.find_coordinator_of(group, 0).await
+    }
+
+    /// The id of the broker coordinating `key` of `key_type` (0 a consumer group, 1 a
+    /// transactional id), retrying as [`Client::find_coordinator`] does.
+    pub(crate) async fn find_coordinator_of(&self, key: &str, key_type: i8) -> Result<i32> {
         let deadline = Instant::now() + self.inner.config.request_timeout;
         let mut backoff = self.retry_backoff();
         loop {
             let request = FindCoordinatorRequest {
-                key: group.to_string(),
-                key_type: 0,
+                key: key.to_string(),
+                key_type,
                 ..FindCoordinatorRequest::default()
             };
             let result = self.send_any(request).await;

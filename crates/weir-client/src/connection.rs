@@ -26,7 +26,10 @@ use weir_protocol::{ApiKey, ErrorCode, Message, Request, VersionRange};
 /// semantics the client does not implement: Produce and Fetch v13 and DeleteTopics v6 address
 /// topics by id, FindCoordinator v4 and OffsetFetch v8 batch several keys in another shape,
 /// ListGroups v5 filters by group type, InitProducerId v5 and DescribeCluster v2 belong to
-/// features (transactions v2, controller endpoints) the client does not use.
+/// features (transactions v2, controller endpoints) the client does not use. The transactional
+/// APIs stop where the Java 3.x client does (AddPartitionsToTxn v3, AddOffsetsToTxn, EndTxn and
+/// TxnOffsetCommit v3): later versions belong to transaction version 2, whose implicit adds the
+/// client does not use.
 pub(crate) const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Produce, VersionRange { min: 3, max: 12 }),
     (ApiKey::Fetch, VersionRange { min: 4, max: 12 }),
@@ -60,6 +63,10 @@ pub(crate) const CLIENT_VERSIONS: &[(ApiKey, VersionRange)] = &[
     ),
     (ApiKey::OffsetDelete, VersionRange { min: 0, max: 0 }),
     (ApiKey::DescribeCluster, VersionRange { min: 0, max: 1 }),
+    (ApiKey::AddPartitionsToTxn, VersionRange { min: 0, max: 3 }),
+    (ApiKey::AddOffsetsToTxn, VersionRange { min: 0, max: 3 }),
+    (ApiKey::EndTxn, VersionRange { min: 0, max: 3 }),
+    (ApiKey::TxnOffsetCommit, VersionRange { min: 0, max: 3 }),
 ];
 
 /// The range this client speaks for `api_key`, if it speaks it at all.

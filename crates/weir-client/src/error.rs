@@ -91,6 +91,29 @@ pub enum Error {
     /// consumer is not assigned.
     #[error("illegal state: {0}")]
     IllegalState(String),
+    /// A transactional producer met an error it cannot recover from: another producer with
+    /// the same `transactional.id` fenced it (PRODUCER_FENCED), the coordinator refused the
+    /// transaction's state (INVALID_TXN_STATE), authorization failed. Every later call
+    /// returns this again; drop the producer and create a new one.
+    #[error("transactional producer failed and cannot be used further")]
+    FatalTransaction {
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The current transaction cannot commit (one of its records was not delivered, an
+    /// offset commit was refused): call
+    /// [`Producer::abort_transaction`](crate::producer::Producer::abort_transaction), then
+    /// start again.
+    #[error("the transaction must be aborted")]
+    AbortableTransaction {
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
+    /// The record was discarded, unsent, because its transaction was aborted.
+    #[error("the record's transaction was aborted before it was sent")]
+    TransactionAborted,
 }
 
 impl Error {
@@ -99,6 +122,18 @@ impl Error {
         Error::Kafka {
             code,
             message: None,
+        }
+    }
+
+    /// The Kafka error code behind this error, looking through the transactional wrappers
+    /// ([`Error::FatalTransaction`], [`Error::AbortableTransaction`]).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Kafka { code, .. } => Some(*code),
+            Error::FatalTransaction { source } | Error::AbortableTransaction { source } => {
+                source.code()
+            }
+            _ => None,
         }
     }
 
@@ -153,6 +188,13 @@ impl Error {
             },
             Error::Closed => Error::Closed,
             Error::IllegalState(s) => Error::IllegalState(s.clone()),
+            Error::FatalTransaction { source } => Error::FatalTransaction {
+                source: Box::new(source.duplicate()),
+            },
+            Error::AbortableTransaction { source } => Error::AbortableTransaction {
+                source: Box::new(source.duplicate()),
+            },
+            Error::TransactionAborted => Error::TransactionAborted,
         }
     }
 }

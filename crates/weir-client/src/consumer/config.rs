@@ -55,6 +55,30 @@ pub struct ConsumerConfig {
     pub fetch_max_wait: Duration,
     /// `check.crcs`: verify each batch's CRC-32C (default true).
     pub check_crcs: bool,
+    /// `isolation.level`: whether records of open and aborted transactions are read (default
+    /// `read_uncommitted`).
+    pub isolation_level: IsolationLevel,
+}
+
+/// Which transactional records a consumer reads (`isolation.level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// `read_uncommitted`: every record up to the high watermark, aborted ones included.
+    #[default]
+    ReadUncommitted,
+    /// `read_committed`: records up to the last stable offset, without those of aborted
+    /// transactions.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The value carried in Fetch and ListOffsets requests.
+    pub fn wire_value(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -76,6 +100,7 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             fetch_max_wait: Duration::from_millis(500),
             check_crcs: true,
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -100,6 +125,7 @@ impl PartialEq for ConsumerConfig {
             max_partition_fetch_bytes,
             fetch_max_wait,
             check_crcs,
+            isolation_level,
         } = self;
         let same_assignor = match (custom_assignor, &other.custom_assignor) {
             (None, None) => true,
@@ -122,6 +148,7 @@ impl PartialEq for ConsumerConfig {
             && *max_partition_fetch_bytes == other.max_partition_fetch_bytes
             && *fetch_max_wait == other.fetch_max_wait
             && *check_crcs == other.check_crcs
+            && *isolation_level == other.isolation_level
     }
 }
 
@@ -193,6 +220,18 @@ impl ConsumerConfig {
             }
             "fetch.max.wait.ms" => self.fetch_max_wait = millis("fetch.max.wait.ms", value)?,
             "check.crcs" => self.check_crcs = parse("check.crcs", value)?,
+            "isolation.level" => {
+                self.isolation_level = match value.trim() {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    other => {
+                        return Err(config_error(
+                            "isolation.level",
+                            format!("{other:?} is not read_uncommitted or read_committed"),
+                        ));
+                    }
+                }
+            }
             _ => {
                 self.client.set(key, value)?;
             }
@@ -278,6 +317,9 @@ mod tests {
         );
         assert_eq!(config.client.bootstrap_servers, ["h:1"]);
         assert!(!config.enable_auto_commit);
+        assert_eq!(config.isolation_level, IsolationLevel::ReadUncommitted);
+        config.set("isolation.level", "read_committed").unwrap();
+        assert_eq!(config.isolation_level, IsolationLevel::ReadCommitted);
         config.validate().unwrap();
     }
 
@@ -328,6 +370,7 @@ mod tests {
             ("auto.offset.reset", "oldest"),
             ("partition.assignment.strategy", "sticky"),
             ("fetch.min.bytes", "x"),
+            ("isolation.level", "serializable"),
         ] {
             let err = config.set(key, value).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");

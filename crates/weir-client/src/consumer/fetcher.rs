@@ -20,11 +20,13 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use weir_protocol::ErrorCode;
 use weir_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use weir_protocol::messages::fetch_response::AbortedTransaction;
 use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use weir_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest};
-use weir_records::{RecordBatch, RecordBatches, Records};
+use weir_records::{ControlRecord, ControlRecordType, RecordBatch, RecordBatches, Records};
 
 use super::ConsumerConfig;
+use super::config::IsolationLevel;
 use super::group::millis_i32;
 use super::positions::Positions;
 use super::protocol::TopicPartition;
@@ -54,6 +56,11 @@ struct Completed {
     /// The offset after the last complete batch: the position once all of it is used up, and
     /// where the partition's next fetch starts.
     end: i64,
+    /// read_committed: the response's aborted transactions not yet reached, by first offset.
+    aborted: VecDeque<AbortedTransaction>,
+    /// read_committed: producers whose transaction reached here was aborted (until their
+    /// ABORT marker): their transactional batches are skipped.
+    aborted_producers: HashSet<i64>,
 }
 
 /// Responses buffered per partition before it is fetched no further.
@@ -66,6 +73,7 @@ pub(crate) struct Fetcher {
     max_bytes: i32,
     partition_max_bytes: i32,
     check_crcs: bool,
+    isolation_level: IsolationLevel,
     in_flight: HashMap<i32, HashSet<TopicPartition>>,
     outcomes_tx: mpsc::UnboundedSender<Outcome>,
     outcomes: mpsc::UnboundedReceiver<Outcome>,
@@ -85,6 +93,7 @@ impl Fetcher {
             max_bytes: config.fetch_max_bytes,
             partition_max_bytes: config.max_partition_fetch_bytes,
             check_crcs: config.check_crcs,
+            isolation_level: config.isolation_level,
             retry_backoff: client.config().retry_backoff,
             client,
             in_flight: HashMap::new(),
@@ -243,7 +252,7 @@ impl Fetcher {
             max_wait_ms: millis_i32(self.max_wait),
             min_bytes: self.min_bytes,
             max_bytes: self.max_bytes,
-            isolation_level: 0,
+            isolation_level: self.isolation_level.wire_value(),
             session_id: 0,
             // -1: a full fetch outside any incremental fetch session.
             session_epoch: -1,
@@ -304,11 +313,27 @@ impl Fetcher {
                         if positions.position(&tp).is_some_and(|position| {
                             self.buffered_end(&tp, position) == fetched_from
                         }) {
-                            positions.set_high_watermark(&tp, data.high_watermark);
+                            // read_committed reads no further than the last stable offset, so
+                            // that is where its lag is measured to, as in the Java client.
+                            let end = match self.isolation_level {
+                                IsolationLevel::ReadCommitted if data.last_stable_offset >= 0 => {
+                                    data.last_stable_offset
+                                }
+                                _ => data.high_watermark,
+                            };
+                            positions.set_high_watermark(&tp, end);
                         }
                         let records = data.records.unwrap_or_default();
+                        // A read_uncommitted fetch gets no aborted transactions; a broker
+                        // sending some anyway must not hide records.
+                        let aborted = match self.isolation_level {
+                            IsolationLevel::ReadCommitted => {
+                                data.aborted_transactions.unwrap_or_default()
+                            }
+                            IsolationLevel::ReadUncommitted => Vec::new(),
+                        };
                         if !records.is_empty() {
-                            self.buffer(tp, fetched_from, records);
+                            self.buffer(tp, fetched_from, records, aborted);
                         }
                     }
                     ErrorCode::OFFSET_OUT_OF_RANGE => positions.out_of_range(&tp, fetched_from),
@@ -327,7 +352,13 @@ impl Fetcher {
         fatal.map_or(Ok(()), Err)
     }
 
-    fn buffer(&mut self, tp: TopicPartition, fetched_from: i64, records: Bytes) {
+    fn buffer(
+        &mut self,
+        tp: TopicPartition,
+        fetched_from: i64,
+        records: Bytes,
+        mut aborted: Vec<AbortedTransaction>,
+    ) {
         let topic = match self.topics.get(&tp.topic) {
             Some(topic) => topic.clone(),
             None => {
@@ -348,6 +379,11 @@ impl Fetcher {
             current_end: fetched_from,
             start: fetched_from,
             end,
+            aborted: {
+                aborted.sort_by_key(|a| a.first_offset);
+                aborted.into()
+            },
+            aborted_producers: HashSet::new(),
         });
     }
 
@@ -376,7 +412,7 @@ impl Fetcher {
         for (broker, topics) in by_broker {
             let request = ListOffsetsRequest {
                 replica_id: -1,
-                isolation_level: 0,
+                isolation_level: self.isolation_level.wire_value(),
                 topics: topics
                     .into_iter()
                     .map(|(name, partitions)| ListOffsetsTopic {
@@ -452,6 +488,13 @@ impl Completed {
                 Some(Err(err)) => return Err(corrupt(&self.tp, err)),
                 Some(Ok(batch)) => batch,
             };
+            // Before the position check: a transaction aborted later may have started in a
+            // batch the position is already past.
+            if self.is_aborted(&batch)? {
+                self.current_end = batch.next_offset();
+                self.next = self.next.max(self.current_end);
+                continue;
+            }
             if batch.next_offset() <= self.next {
                 continue;
             }
@@ -467,6 +510,42 @@ impl Completed {
             self.current = Some(batch.records().map_err(|e| corrupt(&self.tp, e))?);
         }
     }
+}
+
+impl Completed {
+    /// Whether `batch` belongs to an aborted transaction (read_committed only): the response's
+    /// aborted transactions that start at or before the batch's last offset mark their
+    /// producers aborted, and a producer's ABORT marker ends that. Control batches are never
+    /// "aborted" themselves; they are skipped as control batches.
+    fn is_aborted(&mut self, batch: &RecordBatch) -> Result<bool> {
+        let header = batch.header();
+        if header.producer_id < 0 {
+            return Ok(false);
+        }
+        while let Some(first) = self.aborted.front() {
+            if first.first_offset > batch.last_offset() {
+                break;
+            }
+            self.aborted_producers.insert(first.producer_id);
+            self.aborted.pop_front();
+        }
+        let attributes = batch.attributes();
+        if attributes.is_control() {
+            if is_abort_marker(batch).map_err(|e| corrupt(&self.tp, e))? {
+                self.aborted_producers.remove(&header.producer_id);
+            }
+            return Ok(false);
+        }
+        Ok(attributes.is_transactional() && self.aborted_producers.contains(&header.producer_id))
+    }
+}
+
+/// Whether a control batch holds an ABORT marker.
+fn is_abort_marker(batch: &RecordBatch) -> weir_records::Result<bool> {
+    let Some(record) = batch.records()?.next().transpose()? else {
+        return Ok(false);
+    };
+    Ok(ControlRecord::from_record(&record)?.record_type == ControlRecordType::Abort)
 }
 
 fn corrupt(tp: &TopicPartition, err: weir_records::Error) -> Error {
@@ -501,6 +580,8 @@ mod tests {
             current_end: next,
             start: next,
             end: next,
+            aborted: VecDeque::new(),
+            aborted_producers: HashSet::new(),
         }
     }
 
@@ -546,6 +627,96 @@ mod tests {
         buf.extend_from_slice(&marker);
         let mut c = completed(buf.freeze(), 0);
         assert_eq!(drain(&mut c), (vec![0], 2));
+    }
+
+    fn txn_batch(base: i64, producer: i64, values: &[&str]) -> Bytes {
+        let mut builder = RecordBatchBuilder::new();
+        builder
+            .base_offset(base)
+            .producer(producer, 0, 0)
+            .transactional(true);
+        for v in values {
+            builder.push(Record::new(0, None, Some(v.as_bytes())));
+        }
+        builder.build().unwrap()
+    }
+
+    fn marker(base: i64, producer: i64, commit: bool) -> Bytes {
+        let marker = if commit {
+            EndTransactionMarker::commit(0)
+        } else {
+            EndTransactionMarker::abort(0)
+        };
+        marker
+            .batch_builder(producer, 0, 0)
+            .base_offset(base)
+            .build()
+            .unwrap()
+    }
+
+    /// Two producers interleaved on one partition: 7 aborts its first transaction and
+    /// commits its second, 8 commits; a non-transactional batch of producer 9 in between.
+    fn interleaved() -> Bytes {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&txn_batch(0, 7, &["a7", "b7"]));
+        buf.extend_from_slice(&txn_batch(2, 8, &["a8"]));
+        buf.extend_from_slice(&batch(3, &["plain"], Compression::None));
+        buf.extend_from_slice(&txn_batch(4, 7, &["c7"]));
+        buf.extend_from_slice(&marker(5, 7, false));
+        buf.extend_from_slice(&txn_batch(6, 8, &["b8"]));
+        buf.extend_from_slice(&marker(7, 8, true));
+        buf.extend_from_slice(&txn_batch(8, 7, &["d7"]));
+        buf.extend_from_slice(&marker(9, 7, true));
+        buf.freeze()
+    }
+
+    fn aborted(producer_id: i64, first_offset: i64) -> AbortedTransaction {
+        AbortedTransaction {
+            producer_id,
+            first_offset,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn read_committed_skips_aborted_transactions_and_their_markers() {
+        let mut c = completed(interleaved(), 0);
+        c.aborted = vec![aborted(7, 0)].into();
+        let (offsets, next) = drain(&mut c);
+        assert_eq!(offsets, [2, 3, 6, 8]);
+        assert_eq!(next, 10);
+    }
+
+    #[test]
+    fn without_aborted_transactions_every_data_record_is_read() {
+        let mut c = completed(interleaved(), 0);
+        let (offsets, next) = drain(&mut c);
+        assert_eq!(offsets, [0, 1, 2, 3, 4, 6, 8]);
+        assert_eq!(next, 10);
+    }
+
+    /// The position may be inside an aborted transaction that started before it (the
+    /// broker lists it by its first offset, below the fetch offset).
+    #[test]
+    fn an_aborted_transaction_that_started_before_the_position_is_skipped() {
+        let mut c = completed(interleaved(), 1);
+        c.aborted = vec![aborted(7, 0)].into();
+        assert_eq!(drain(&mut c), (vec![2, 3, 6, 8], 10));
+        let mut c = completed(interleaved(), 4);
+        c.aborted = vec![aborted(7, 0)].into();
+        assert_eq!(drain(&mut c), (vec![6, 8], 10));
+    }
+
+    /// A response that is nothing but an aborted transaction and its marker still moves the
+    /// position to its end, so the consumer does not fetch it again for ever.
+    #[test]
+    fn a_response_of_only_aborted_data_moves_the_position() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&txn_batch(10, 7, &["x", "y"]));
+        buf.extend_from_slice(&marker(12, 7, false));
+        let mut c = completed(buf.freeze(), 10);
+        c.aborted = vec![aborted(7, 10), aborted(3, 50)].into();
+        assert_eq!(drain(&mut c), (vec![], 13));
     }
 
     #[test]

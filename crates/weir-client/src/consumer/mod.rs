@@ -134,13 +134,41 @@ use positions::Positions;
 pub use assignor::{
     AssignmentStrategy, GroupMember, MemberAssignment, PartitionAssignor, RebalanceProtocol,
 };
-pub use config::ConsumerConfig;
+pub use config::{ConsumerConfig, IsolationLevel};
 pub use positions::OffsetReset;
 pub use protocol::{OffsetAndMetadata, TopicPartition};
 pub use record::{ConsumerRecord, RebalanceListener};
 pub use stream::RecordStream;
 
 use crate::{Client, Error, Result};
+
+/// A consumer's place in its group, as a transactional producer commits offsets for it
+/// (Java's `ConsumerGroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// `group.id`.
+    pub group_id: String,
+    /// The member's generation, or -1 outside one.
+    pub generation_id: i32,
+    /// The member id the coordinator gave, or empty.
+    pub member_id: String,
+    /// `group.instance.id` of a static member.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata naming only the group (generation -1, no member): the coordinator then
+    /// commits without checking membership, as for a group whose members assign partitions
+    /// themselves.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
 
 /// Reads records from a cluster. See the [module docs](self).
 pub struct Consumer {
@@ -298,6 +326,22 @@ impl Consumer {
             .as_ref()
             .filter(|_| self.joined)
             .map(|g| (g.member_id.clone(), g.generation))
+    }
+
+    /// The group's id, this member's generation and ids, for
+    /// [`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
+    /// (Java's `groupMetadata()`): the group coordinator then refuses offsets of a member that
+    /// was fenced by a rebalance. Before the member has joined, generation -1 and an empty
+    /// member id. `None` without a `group.id`.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        let joined = self.group.as_ref().filter(|_| self.joined);
+        Some(ConsumerGroupMetadata {
+            group_id,
+            generation_id: joined.map_or(-1, |g| g.generation),
+            member_id: joined.map(|g| g.member_id.clone()).unwrap_or_default(),
+            group_instance_id: self.config.group_instance_id.clone(),
+        })
     }
 
     /// Asks for a rebalance (Java's `KafkaConsumer#enforceRebalance`): the next

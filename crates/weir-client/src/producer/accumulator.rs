@@ -3,6 +3,7 @@
 
 use super::Delivery;
 use super::partitioner::{StickyPartitioner, partition_for_key};
+use super::transaction::{Phase, Transaction};
 use super::{ProducerConfig, ProducerRecord, RecordMetadata};
 use crate::client::{Backoff, Client};
 use crate::error::{Error, Result};
@@ -192,6 +193,8 @@ pub(crate) struct State {
     /// Flushes in progress: while any, batches close without waiting for `linger.ms`.
     pub(crate) flushing: usize,
     pub(crate) closed: bool,
+    /// The transaction, for a producer with a `transactional.id`.
+    pub(crate) txn: Option<Transaction>,
 }
 
 /// What the producer's tasks share.
@@ -207,6 +210,10 @@ pub(crate) struct Shared {
     /// Records enqueued and not yet completed.
     pending: AtomicUsize,
     memory: Semaphore,
+    /// Serializes the transactional calls (init, begin, offsets, commit, abort).
+    pub(crate) txn_op: tokio::sync::Mutex<()>,
+    /// Signalled when an AddPartitionsToTxn completes.
+    pub(crate) txn_changed: Notify,
 }
 
 impl Shared {
@@ -225,16 +232,27 @@ impl Shared {
                 needs_producer_id: false,
                 flushing: 0,
                 closed: false,
+                txn: config
+                    .transactional_id
+                    .clone()
+                    .map(|id| Transaction::new(id, config.transaction_timeout)),
             }),
             config,
             wake: Notify::new(),
             idle: Notify::new(),
             pending: AtomicUsize::new(0),
+            txn_op: tokio::sync::Mutex::new(()),
+            txn_changed: Notify::new(),
         })
     }
 
     /// Adds a record to its partition's open batch.
     pub(crate) async fn append(&self, record: ProducerRecord) -> Result<Delivery> {
+        // Checked again under the lock that appends; this spares a misplaced send the wait
+        // for memory or metadata.
+        if let Some(txn) = &self.state.lock().txn {
+            txn.check("send", &[Phase::InTransaction])?;
+        }
         let size = record_size(&record);
         let limit = self.config.max_request_size.min(self.config.buffer_memory);
         if size + BATCH_OVERHEAD > limit {
@@ -320,6 +338,9 @@ impl Shared {
         size: usize,
         timestamp: i64,
     ) -> Result<Delivery> {
+        if let Some(txn) = &state.txn {
+            txn.check("send", &[Phase::InTransaction])?;
+        }
         if partitions == 0 {
             return Err(Error::Kafka {
                 code: ErrorCode::UNKNOWN_TOPIC_OR_PARTITION,
@@ -416,6 +437,11 @@ impl Shared {
 
     /// Resolves a batch's deliveries and gives back its memory.
     pub(crate) fn complete(&self, batch: Batch, result: Result<(i64, i64)>) {
+        if let Err(err) = &result {
+            if let Some(txn) = self.state.lock().txn.as_mut() {
+                txn.record_failed(err, batch.sequence.is_some());
+            }
+        }
         let count = batch.count;
         batch.outcome.finish(result.map_err(Arc::new));
         self.memory.add_permits(batch.size);

@@ -1,5 +1,5 @@
-//! The producer: batching per partition, compression, idempotence, the Java client's default
-//! partitioner.
+//! The producer: batching per partition, compression, idempotence, transactions, the Java
+//! client's default partitioner.
 //!
 //! # Layout
 //! - [`ProducerConfig`]: the Java producer's settings (`acks`, `linger.ms`, `batch.size`,
@@ -8,6 +8,9 @@
 //! - `accumulator` (private): per-partition queues of batches, sequence numbers, memory.
 //! - `sender` (private): one task that decides which batches are sendable and one task per
 //!   broker that encodes them into Produce requests, in order, and completes them.
+//! - `transaction` (private): with a `transactional.id`, the transaction's state and the
+//!   requests to the transaction and group coordinators (InitProducerId, AddPartitionsToTxn,
+//!   AddOffsetsToTxn, TxnOffsetCommit, EndTxn).
 //!
 //! Records flow `Producer::enqueue` → the partition's open batch → (full, or `linger.ms`
 //! passed, or `flush`) ready queue → the leader's broker task → Produce request → response →
@@ -27,13 +30,47 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # Transactions
+//!
+//! With `transactional.id` set, records are sent in transactions, as with the Java client's
+//! `KafkaProducer`: [`Producer::init_transactions`] once, then [`Producer::begin_transaction`],
+//! sends, optionally [`Producer::send_offsets_to_transaction`] for a consume-transform-produce
+//! loop, and [`Producer::commit_transaction`] or [`Producer::abort_transaction`]. Consumers
+//! with `isolation.level=read_committed` see a transaction's records once it commits, and never
+//! those of an aborted one. An error wrapped in [`Error::AbortableTransaction`](crate::Error)
+//! asks for an abort; one wrapped in [`Error::FatalTransaction`](crate::Error) (fenced by a
+//! newer producer with the same id, for example) means the producer is done.
+//!
+//! ```no_run
+//! # async fn run() -> weir_client::Result<()> {
+//! use weir_client::ClientConfig;
+//! use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+//!
+//! let mut config = ProducerConfig::new(ClientConfig::new("localhost:9092"));
+//! config.set("transactional.id", "orders-writer")?;
+//! let producer = Producer::connect(config).await?;
+//! producer.init_transactions().await?;
+//! producer.begin_transaction()?;
+//! producer.enqueue(ProducerRecord::new("orders").value("o-1")).await?;
+//! producer.enqueue(ProducerRecord::new("payments").value("p-1")).await?;
+//! match producer.commit_transaction().await {
+//!     Ok(()) => {}
+//!     Err(weir_client::Error::AbortableTransaction { .. }) => producer.abort_transaction().await?,
+//!     Err(err) => return Err(err),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod accumulator;
 pub mod partitioner;
 mod sender;
+mod transaction;
 
 use crate::client::Client;
 use crate::config::{ClientConfig, config_error, millis, parse};
+use crate::consumer::{ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use crate::error::Result;
 use accumulator::Shared;
 use bytes::Bytes;
@@ -99,6 +136,12 @@ pub struct ProducerConfig {
     /// `max.request.size`: the largest Produce request, and so the largest record (default
     /// 1 MiB).
     pub max_request_size: usize,
+    /// `transactional.id` (default none): makes the producer transactional (see
+    /// [`Producer::init_transactions`]). Needs idempotence.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: how long the coordinator lets a transaction stay open before
+    /// it aborts it (default 60 s; brokers cap it at `transaction.max.timeout.ms`).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -116,6 +159,8 @@ impl Default for ProducerConfig {
             buffer_memory: 32 * 1024 * 1024,
             max_block: Duration::from_secs(60),
             max_request_size: 1024 * 1024,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -176,6 +221,10 @@ impl ProducerConfig {
             "buffer.memory" => self.buffer_memory = parse("buffer.memory", value)?,
             "max.block.ms" => self.max_block = millis("max.block.ms", value)?,
             "max.request.size" => self.max_request_size = parse("max.request.size", value)?,
+            "transactional.id" => self.transactional_id = Some(value.to_string()),
+            "transaction.timeout.ms" => {
+                self.transaction_timeout = millis("transaction.timeout.ms", value)?
+            }
             _ => {
                 self.client.set(key, value)?;
             }
@@ -186,6 +235,27 @@ impl ProducerConfig {
     /// Checks the values against each other and against their ranges.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
+        if let Some(id) = &self.transactional_id {
+            if id.is_empty() {
+                return Err(config_error("transactional.id", "must not be empty"));
+            }
+            // As the Java client: a transactional producer is idempotent, and saying
+            // otherwise is a contradiction, not a request to turn it off.
+            if !self.enable_idempotence {
+                return Err(config_error(
+                    "enable.idempotence",
+                    "a transactional.id needs idempotence (enable.idempotence=true, acks=all)",
+                ));
+            }
+        }
+        if self.transaction_timeout.is_zero()
+            || self.transaction_timeout.as_millis() > i32::MAX as u128
+        {
+            return Err(config_error(
+                "transaction.timeout.ms",
+                "must be between 1 and 2147483647",
+            ));
+        }
         if self.enable_idempotence && self.acks != Acks::All {
             return Err(config_error(
                 "enable.idempotence",
@@ -367,7 +437,8 @@ impl Producer {
     pub async fn from_client(client: Client, config: ProducerConfig) -> Result<Self> {
         config.validate()?;
         let shared = Shared::new(client, config);
-        if shared.config.enable_idempotence {
+        // A transactional producer gets its id from init_transactions.
+        if shared.config.enable_idempotence && shared.config.transactional_id.is_none() {
             sender::init_producer_id(&shared).await?;
         }
         tokio::spawn(sender::run(shared.clone()));
@@ -399,6 +470,50 @@ impl Producer {
     pub fn producer_id(&self) -> Option<(i64, i16)> {
         self.handle.shared.producer_id()
     }
+
+    /// Registers the `transactional.id` with its transaction coordinator and gets the
+    /// producer id and epoch for it (FindCoordinator, InitProducerId). This fences every
+    /// earlier producer with the same id, and the coordinator aborts a transaction one left
+    /// open. Call once, before any other transactional call; retries while the coordinator is
+    /// loading, moving or busy for up to `max.block.ms`, and may be called again after such a
+    /// timeout.
+    pub async fn init_transactions(&self) -> Result<()> {
+        transaction::init_transactions(&self.handle.shared).await
+    }
+
+    /// Starts a transaction: the records sent until [`Producer::commit_transaction`] or
+    /// [`Producer::abort_transaction`] become visible to `read_committed` consumers together,
+    /// or never.
+    pub fn begin_transaction(&self) -> Result<()> {
+        transaction::begin_transaction(&self.handle.shared)
+    }
+
+    /// Commits `offsets` (the next offsets to read) for the consumer group as part of the
+    /// transaction: they become the group's committed offsets if the transaction commits and
+    /// are dropped if it aborts (Java's `sendOffsetsToTransaction`). Pass the consuming
+    /// consumer's [`Consumer::group_metadata`](crate::consumer::Consumer::group_metadata),
+    /// so that the coordinator refuses the offsets of a member fenced by a rebalance.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        transaction::send_offsets(&self.handle.shared, offsets, group).await
+    }
+
+    /// Sends every pending record of the transaction, then commits it. If a record failed,
+    /// nothing is committed and [`Error::AbortableTransaction`](crate::Error) is returned: the
+    /// transaction must be aborted. A timeout may be retried by calling again.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        transaction::commit_transaction(&self.handle.shared).await
+    }
+
+    /// Aborts the transaction: records not yet sent fail with
+    /// [`Error::TransactionAborted`](crate::Error), those sent are aborted; offsets sent to the
+    /// transaction are dropped. A timeout may be retried by calling again.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        transaction::abort_transaction(&self.handle.shared).await
+    }
 }
 
 #[cfg(test)]
@@ -425,6 +540,44 @@ mod tests {
         config.validate().unwrap();
         config.set("enable.idempotence", "true").unwrap();
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn a_transactional_id_needs_idempotence() {
+        let mut config = ProducerConfig::default();
+        config
+            .set("transactional.id", "tx")
+            .unwrap()
+            .set("transaction.timeout.ms", "30000")
+            .unwrap();
+        assert_eq!(config.transactional_id.as_deref(), Some("tx"));
+        assert_eq!(config.transaction_timeout, Duration::from_secs(30));
+        config.validate().unwrap();
+        config.set("enable.idempotence", "false").unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(Error::Config {
+                key: "enable.idempotence",
+                ..
+            })
+        ));
+        // acks=1 turns idempotence off, which a transactional producer cannot do without.
+        let mut config = ProducerConfig::default();
+        config.set("transactional.id", "tx").unwrap();
+        config.set("acks", "1").unwrap();
+        assert!(config.validate().is_err());
+        let mut config = ProducerConfig::default();
+        config.set("transactional.id", "").unwrap();
+        assert!(config.validate().is_err());
+        config.transactional_id = None;
+        config.set("transaction.timeout.ms", "0").unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(Error::Config {
+                key: "transaction.timeout.ms",
+                ..
+            })
+        ));
     }
 
     #[test]

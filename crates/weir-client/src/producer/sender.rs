@@ -11,6 +11,7 @@
 
 use super::Acks;
 use super::accumulator::{Batch, ProducerIdentity, Shared, add_sequence, until};
+use super::transaction::{self, PartitionKey};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -69,7 +70,21 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut refreshing = false;
     let (refresh_done_tx, mut refresh_done) = mpsc::unbounded_channel::<()>();
     loop {
-        let round = collect(&shared);
+        let mut round = collect(&shared);
+        if !round.needs_add.is_empty() {
+            // One AddPartitionsToTxn at a time, with every partition waiting for one.
+            let start = match shared.state.lock().txn.as_mut() {
+                Some(txn) if txn.adding.is_empty() && !txn.failed() => {
+                    txn.adding.extend(round.needs_add.iter().cloned());
+                    true
+                }
+                _ => false,
+            };
+            if start {
+                let partitions = std::mem::take(&mut round.needs_add);
+                tokio::spawn(transaction::add_partitions(shared.clone(), partitions));
+            }
+        }
         if round.needs_producer_id && !initializing {
             initializing = true;
             let shared = shared.clone();
@@ -135,6 +150,8 @@ struct Round {
     next_wake: Option<Instant>,
     needs_metadata: bool,
     needs_producer_id: bool,
+    /// Partitions with batches to send that are not in the transaction yet.
+    needs_add: Vec<PartitionKey>,
     closed: bool,
 }
 
@@ -144,17 +161,37 @@ fn collect(shared: &Shared) -> Round {
     let config = &shared.config;
     let mut round = Round::default();
     let mut expired = Vec::new();
-    let mut state = shared.state.lock();
+    let mut failed = Vec::new();
+    let mut guard = shared.state.lock();
+    let state = &mut *guard;
     round.closed = state.closed;
     let hurry = state.flushing > 0 || state.closed;
     let producer = state.producer;
     let idempotent = config.enable_idempotence;
     let waiting_for_id = idempotent && (state.needs_producer_id || producer.id < 0);
-    round.needs_producer_id = waiting_for_id;
+    // A transactional producer gets its id from init_transactions only.
+    round.needs_producer_id = waiting_for_id && state.txn.is_none();
+    // Once the transaction failed, nothing more of it is sent.
+    let failure = state
+        .txn
+        .as_ref()
+        .filter(|t| t.failed())
+        .map(|t| t.failure());
     let wake_at = |round: &mut Round, at: Instant| {
         round.next_wake = Some(round.next_wake.map_or(at, |w| w.min(at)));
     };
     for ((topic, partition), queue) in state.partitions.iter_mut() {
+        if let Some(failure) = &failure {
+            failed.extend(
+                queue
+                    .open
+                    .take()
+                    .into_iter()
+                    .chain(queue.ready.drain(..))
+                    .map(|batch| (batch, failure.duplicate())),
+            );
+            continue;
+        }
         if let Some(open) = &queue.open {
             let due = open.created + config.linger;
             if hurry || due <= now {
@@ -193,6 +230,15 @@ fn collect(shared: &Shared) -> Round {
             if waiting_for_id {
                 break;
             }
+            if let Some(txn) = &state.txn {
+                let key = (topic.clone(), *partition);
+                if !txn.added.contains(&key) {
+                    if !txn.adding.contains(&key) {
+                        round.needs_add.push(key);
+                    }
+                    break;
+                }
+            }
             let Some(leader) = shared.client.cached_leader(topic, *partition) else {
                 round.needs_metadata = true;
                 wake_at(&mut round, now + shared.client.config().retry_backoff);
@@ -212,9 +258,12 @@ fn collect(shared: &Shared) -> Round {
             round.outgoing.entry(leader).or_default().push(batch);
         }
     }
-    drop(state);
+    drop(guard);
     for batch in expired {
         shared.complete(batch, Err(Error::Timeout(config.delivery_timeout)));
+    }
+    for (batch, err) in failed {
+        shared.complete(batch, Err(err));
     }
     round
 }
@@ -249,7 +298,8 @@ async fn broker_task(shared: Arc<Shared>, broker: i32, mut rx: mpsc::UnboundedRe
         for request in split_requests(batches, shared.config.max_request_size) {
             let mut ready = Vec::with_capacity(request.len());
             for mut batch in request {
-                match encode(shared.config.compression, &mut batch) {
+                let transactional = shared.config.transactional_id.is_some();
+                match encode(shared.config.compression, transactional, &mut batch) {
                     Ok(()) => ready.push(batch),
                     Err(err) => finish(&shared, batch, Err(err)),
                 }
@@ -323,7 +373,11 @@ fn split_requests(batches: Vec<Batch>, max_size: usize) -> Vec<Vec<Batch>> {
 
 /// Encodes the batch once; the records move into the encoding. A batch sequenced again under
 /// a new producer id (after a reset) is decoded and encoded afresh, which is rare.
-fn encode(compression: weir_records::Compression, batch: &mut Batch) -> Result<()> {
+fn encode(
+    compression: weir_records::Compression,
+    transactional: bool,
+    batch: &mut Batch,
+) -> Result<()> {
     let (id, epoch, sequence) = batch.sequence.unwrap_or((-1, -1, -1));
     if let Some(encoded) = &batch.encoded {
         let header = weir_records::batch::BatchHeader::parse(encoded)?;
@@ -342,6 +396,7 @@ fn encode(compression: weir_records::Compression, batch: &mut Batch) -> Result<(
     builder.compression(compression);
     if batch.sequence.is_some() {
         builder.producer(id, epoch, sequence);
+        builder.transactional(transactional);
     }
     for record in batch.records.drain(..) {
         builder.push(record);
@@ -368,7 +423,7 @@ fn produce_request(shared: &Shared, batches: &[Batch]) -> ProduceRequest {
         }
     }
     ProduceRequest {
-        transactional_id: None,
+        transactional_id: shared.config.transactional_id.clone(),
         acks: shared.config.acks.wire_value(),
         timeout_ms: i32::try_from(shared.client.config().request_timeout.as_millis())
             .unwrap_or(i32::MAX),
@@ -529,10 +584,16 @@ fn finish(shared: &Shared, batch: Batch, result: Result<(i64, i64)>) {
     shared.wake.notify_one();
 }
 
-/// Asks the sender to obtain a new producer id before sending more.
+/// Asks the sender to obtain a new producer id before sending more; a transactional producer
+/// bumps its epoch when the transaction is aborted instead (its batch's failure makes the
+/// transaction abortable).
 fn reset_producer_id(shared: &Shared) {
     if shared.config.enable_idempotence {
         let mut state = shared.state.lock();
+        if let Some(txn) = state.txn.as_mut() {
+            txn.bump_epoch = true;
+            return;
+        }
         if !state.needs_producer_id {
             tracing::info!("producer id reset after a sequence error");
             state.needs_producer_id = true;
@@ -588,15 +649,15 @@ mod tests {
             weir_records::Record::new(6, None, Some(b"v2")),
         ];
         b.sequence = Some((7, 0, 40));
-        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        encode(weir_records::Compression::Zstd, false, &mut b).unwrap();
         assert!(b.records.is_empty());
         let first = b.encoded.clone().unwrap();
         // Encoding again with the same sequence keeps the bytes.
-        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        encode(weir_records::Compression::Zstd, false, &mut b).unwrap();
         assert_eq!(b.encoded.as_ref(), Some(&first));
 
         b.sequence = Some((8, 1, 0));
-        encode(weir_records::Compression::Zstd, &mut b).unwrap();
+        encode(weir_records::Compression::Zstd, false, &mut b).unwrap();
         let again = weir_records::RecordBatch::new(b.encoded.clone().unwrap()).unwrap();
         let header = again.header();
         assert_eq!(

@@ -541,7 +541,7 @@ pub use processor::{
     Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
     ProcessorContext, PunctuationType, Stores,
 };
-pub use runtime::{KafkaStreams, StreamsConfig, TopologyFactory};
+pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, TopologyFactory};
 pub use serdes::{
     BytesSerde, I32Serde, I64Serde, JsonSerde, Nullable, Serde, SessionWindowedSerde, StringSerde,
     TimeWindowedSerde,

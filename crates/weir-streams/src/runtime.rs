@@ -66,8 +66,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 use weir_client::admin::{Admin, NewTopic, OffsetSpec};
 use weir_client::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset, PartitionAssignor,
-    RebalanceListener, TopicPartition,
+    Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, OffsetAndMetadata, OffsetReset,
+    PartitionAssignor, RebalanceListener, TopicPartition,
 };
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::{Client, ClientConfig};
@@ -186,6 +186,27 @@ pub struct StreamsConfig {
     /// purges them (default 30 s). Those topics are created keeping records for ever
     /// (`retention.ms=-1`), so a stopped application loses none of them.
     pub repartition_purge_interval: Duration,
+    /// `processing.guarantee` (default at least once). See [`ProcessingGuarantee`].
+    pub processing_guarantee: ProcessingGuarantee,
+}
+
+/// `processing.guarantee`: what a crash or a rebalance may do to the outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProcessingGuarantee {
+    /// `at_least_once`: a batch's outputs are acknowledged before its input offsets are
+    /// committed, so a crash loses nothing and processes again at most the records since
+    /// the last commit; their outputs and changelog records are written twice.
+    #[default]
+    AtLeastOnce,
+    /// `exactly_once_v2` (KIP-447): each batch's outputs, changelog records and input
+    /// offsets are written in one transaction of the instance's transactional producer, so
+    /// a `read_committed` consumer sees every input's effect once. The instance reads its
+    /// inputs, changelogs and global topics `read_committed`. A batch that a rebalance or a
+    /// failed commit interrupts is aborted, and the tasks are rebuilt from their committed
+    /// state. Kafka Streams commits every 100 ms under it: set `commit_interval` to match,
+    /// since the latency of an output is the time to its transaction's commit.
+    ExactlyOnceV2,
 }
 
 impl StreamsConfig {
@@ -210,6 +231,7 @@ impl StreamsConfig {
             probing_rebalance_interval: Duration::from_secs(600),
             store_cache_max_entries: Some(10_000),
             repartition_purge_interval: Duration::from_secs(30),
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         }
     }
 
@@ -260,6 +282,16 @@ pub type TopologyFactory = Arc<dyn Fn() -> Result<Topology, Error> + Send + Sync
 /// others, which restore their stores from the changelog topics first.
 pub struct KafkaStreams {
     factory: TopologyFactory,
+    /// Exactly once: the producer is transactional, and `in_transaction` says whether the
+    /// batch under way began its transaction.
+    exactly_once: bool,
+    in_transaction: bool,
+    /// Exactly once: whether the batch under way processed a record (its effects are in
+    /// the tasks' memory and in the open transaction, or would be committed with it).
+    batch_dirty: bool,
+    /// Exactly once: the batch under way was aborted (a rebalance or a failed commit); its
+    /// deliveries and offsets are dropped by the run loop.
+    batch_aborted: bool,
     /// The partition counts of the topics written with a partitioner, for every task.
     partition_counts: Arc<PartitionCounts>,
     tasks: BTreeMap<i32, StreamTask>,
@@ -488,6 +520,7 @@ impl KafkaStreams {
             heartbeat_interval: (config.session_timeout / 3).min(Duration::from_secs(3)),
             // Every partition of a task lands on one instance, the one that ran it if it can.
             custom_assignor: Some(Arc::clone(&assignor) as Arc<dyn PartitionAssignor>),
+            isolation_level: isolation_level(&config),
             ..ConsumerConfig::default()
         };
         let mut consumer = Consumer::from_client(client.clone(), consumer_config).await?;
@@ -513,9 +546,24 @@ impl KafkaStreams {
                 })
                 .collect()
         });
-        let producer =
-            Producer::from_client(client.clone(), ProducerConfig::new(config.client.clone()))
-                .await?;
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let mut producer_config = ProducerConfig::new(config.client.clone());
+        if exactly_once {
+            // Kafka's EOS v2 id, `<application.id>-<process id>-<thread>`: unique per start,
+            // since the group generation (KIP-447), not the id, fences a zombie's commits.
+            producer_config.transactional_id = Some(format!(
+                "{}-{}-1",
+                config.application_id,
+                process_id()
+            ));
+            // Kafka Streams' default under exactly once: a crashed instance's open
+            // transaction is aborted, and its tasks' changelogs readable, after 10 s.
+            producer_config.transaction_timeout = Duration::from_secs(10);
+        }
+        let producer = Producer::from_client(client.clone(), producer_config).await?;
+        if exactly_once {
+            producer.init_transactions().await?;
+        }
         let restorer = Restorer {
             client: &client,
             admin: &admin,
@@ -561,6 +609,10 @@ impl KafkaStreams {
             .collect();
         Ok(Self {
             factory,
+            exactly_once,
+            in_transaction: false,
+            batch_dirty: false,
+            batch_aborted: false,
             partition_counts: Arc::new(PartitionCounts::of(all_counts)),
             tasks: BTreeMap::new(),
             client,
@@ -601,8 +653,19 @@ impl KafkaStreams {
     pub async fn run_until(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            if self.run_batch(shutdown.as_mut()).await? {
-                return Ok(());
+            match self.run_batch(shutdown.as_mut()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(error) => {
+                    // Nothing of the failed batch may become visible.
+                    if self.in_transaction {
+                        self.in_transaction = false;
+                        if let Err(abort) = self.producer.abort_transaction().await {
+                            tracing::warn!(%abort, "the failed batch's transaction not aborted");
+                        }
+                    }
+                    return Err(error);
+                }
             }
         }
     }
@@ -666,6 +729,7 @@ impl KafkaStreams {
                 // when their partitions are assigned, not when their first record comes.
                 () = tokio::time::sleep(TASK_SYNC_INTERVAL) => {
                     self.sync_tasks().await?;
+                    self.drop_aborted(&mut deliveries, &mut offsets, &mut deadline);
                     self.report_standby_lags();
                     continue;
                 }
@@ -711,6 +775,7 @@ impl KafkaStreams {
             // Rebalances happen inside `recv`: the tasks follow the assignment before the
             // record is routed.
             self.sync_tasks().await?;
+            self.drop_aborted(&mut deliveries, &mut offsets, &mut deadline);
             // Everything fetched with it is processed in timestamp order across partitions.
             let mut received = vec![record];
             while received.len() < self.config.max_poll_records
@@ -841,6 +906,10 @@ impl KafkaStreams {
                 timestamp: record.timestamp,
             };
             let outputs = self.process(&raw).await?;
+            self.batch_dirty = true;
+            if !outputs.is_empty() {
+                self.open_transaction()?;
+            }
             enqueue_outputs(
                 &self.producer,
                 &self.internal_topics,
@@ -907,6 +976,18 @@ impl KafkaStreams {
             return Ok(());
         }
         self.synced = true;
+        // Exactly once: a rebalance gave up the partitions under the batch's transaction,
+        // whose offsets this member may no longer commit (Kafka Streams commits before it
+        // gives them up; this consumer's callbacks cannot wait for a commit). The batch is
+        // aborted; its tasks are rebuilt below, and every partition is read again from its
+        // committed offset, as the eager rebalance assigned it.
+        let gave_up = events
+            .iter()
+            .any(|event| matches!(event, RebalanceEvent::Revoked(_) | RebalanceEvent::Lost(_)));
+        if self.exactly_once && self.batch_dirty && gave_up {
+            tracing::info!("a rebalance interrupted the batch: its transaction is aborted");
+            self.abort_batch(false).await?;
+        }
         let mut rebuild = BTreeSet::new();
         let mut revoked = BTreeSet::new();
         let mut assignments = 0;
@@ -1297,6 +1378,10 @@ impl KafkaStreams {
         if dead.is_empty() {
             return Ok(false);
         }
+        if self.exactly_once && !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
         enqueue_outputs(
             &self.producer,
             &self.internal_topics,
@@ -1309,18 +1394,141 @@ impl KafkaStreams {
         Ok(true)
     }
 
-    /// Waits for every output of the batch to be acknowledged, then commits its input offsets.
+    /// Begins the batch's transaction under exactly once, if it has not begun.
+    fn open_transaction(&mut self) -> Result<(), Error> {
+        if self.exactly_once && !self.in_transaction {
+            self.producer.begin_transaction()?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    /// After an aborted batch (`batch_aborted`), drops what the run loop kept of it: its
+    /// deliveries (aborted), its offsets (not to be committed) and its commit deadline.
+    fn drop_aborted(
+        &mut self,
+        deliveries: &mut Vec<weir_client::producer::Delivery>,
+        offsets: &mut BTreeMap<TopicPartition, i64>,
+        deadline: &mut Option<Instant>,
+    ) {
+        if std::mem::take(&mut self.batch_aborted) {
+            deliveries.clear();
+            offsets.clear();
+            *deadline = None;
+        }
+    }
+
+    /// Exactly once: aborts the batch under way. Its transaction is aborted, and every task
+    /// is dropped without writing its local state, since their memory holds the batch's
+    /// effects: they are created again from their local state and changelogs, as of the last
+    /// commit, and read their partitions again from the committed offsets. After a rebalance
+    /// the consumer reads from there already; otherwise (`rewind`) it rejoins the group,
+    /// which gives every partition up and takes it back at its committed offset.
+    async fn abort_batch(&mut self, rewind: bool) -> Result<(), Error> {
+        if self.in_transaction {
+            self.in_transaction = false;
+            self.producer.abort_transaction().await?;
+        }
+        for (partition, mut task) in std::mem::take(&mut self.tasks) {
+            tracing::info!(task = partition, "closing task dirty: its batch was aborted");
+            if let Err(error) = task.task.close_processors() {
+                tracing::warn!(task = partition, %error, "a processor failed to close");
+            }
+            close_state(partition, task.state).await;
+            add_metrics(&mut self.retired, retired(task.task.metrics()));
+        }
+        self.logged.clear();
+        self.expired.clear();
+        self.batch_dirty = false;
+        self.batch_aborted = true;
+        if rewind {
+            self.consumer.enforce_rebalance()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every output of the batch to be acknowledged, then commits its input offsets
+    /// (under exactly once, with its outputs, in its transaction).
     async fn commit(
         &mut self,
         deliveries: Vec<weir_client::producer::Delivery>,
         offsets: BTreeMap<TopicPartition, i64>,
     ) -> Result<(), Error> {
+        if self.exactly_once {
+            return self.commit_transaction(deliveries, offsets).await;
+        }
         self.producer.flush().await;
         let mut acknowledged = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
             acknowledged.push(delivery.await?.offset);
         }
-        self.write_local_state(&acknowledged).await?;
+        self.write_local_states(&acknowledged).await?;
+        let offsets = self.offsets_to_commit(offsets);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.consumer.commit_offsets_with_metadata(&offsets).await {
+            // The outputs are acknowledged; an uncommitted batch is only processed again
+            // (at least once), so the application keeps running.
+            tracing::warn!(%error, "offset commit failed; the batch will be processed again");
+            return Ok(());
+        }
+        self.committed(&offsets).await;
+        Ok(())
+    }
+
+    /// Exactly once: commits the batch's transaction with its input offsets (KIP-447: the
+    /// group coordinator refuses them if a rebalance fenced this member), then writes the
+    /// local states, which must hold committed data only. A rebalance during the batch, or a
+    /// commit refused, aborts it instead ([`KafkaStreams::abort_batch`]); a fatal error
+    /// (this producer fenced) stops the application.
+    async fn commit_transaction(
+        &mut self,
+        deliveries: Vec<weir_client::producer::Delivery>,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), Error> {
+        if !self.events.lock().is_empty() {
+            // A rebalance the tasks have not followed yet: it aborts a dirty batch.
+            self.sync_tasks().await?;
+            if std::mem::take(&mut self.batch_aborted) {
+                return Ok(());
+            }
+        }
+        let offsets = self.offsets_to_commit(offsets);
+        if !offsets.is_empty() || self.in_transaction {
+            self.open_transaction()?;
+            let group = self.consumer.group_metadata();
+            let committed = commit_with_offsets(&self.producer, &offsets, group).await;
+            match committed {
+                Ok(()) => self.in_transaction = false,
+                Err(Error::Client(error @ weir_client::Error::FatalTransaction { .. })) => {
+                    self.in_transaction = false;
+                    return Err(Error::Client(error));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "transaction not committed: the batch is aborted \
+                        and processed again from the committed offsets");
+                    self.abort_batch(true).await?;
+                    self.batch_aborted = false;
+                    return Ok(());
+                }
+            }
+        }
+        // Committed: every delivery is acknowledged (a failed one fails the commit).
+        let mut acknowledged = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            acknowledged.push(delivery.await?.offset);
+        }
+        self.batch_dirty = false;
+        self.write_local_states(&acknowledged).await?;
+        self.committed(&offsets).await;
+        Ok(())
+    }
+
+    /// Writes the batch's changelog records (acknowledged at `acknowledged`) into the tasks'
+    /// local state, and the global tables' and standbys' records read since the last commit.
+    async fn write_local_states(&mut self, acknowledged: &[i64]) -> Result<(), Error> {
+        self.write_local_state(acknowledged).await?;
         if let Some(global) = &mut self.global {
             global.write_local_state().await?;
         }
@@ -1328,10 +1536,18 @@ impl KafkaStreams {
             standby.local.flush().await?;
             standby.task.local_state_written();
         }
+        Ok(())
+    }
+
+    /// The batch's input offsets to commit, with each partition's time as metadata.
+    fn offsets_to_commit(
+        &self,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Vec<(TopicPartition, OffsetAndMetadata)> {
         // A partition revoked during the batch is another member's now: committing it could
         // move its offset past what the new owner has processed.
         let assigned = self.consumer.assignment();
-        let offsets: Vec<(TopicPartition, OffsetAndMetadata)> = offsets
+        offsets
             .into_iter()
             .filter(|(tp, _)| assigned.contains(tp))
             .map(|(tp, offset)| {
@@ -1342,24 +1558,18 @@ impl KafkaStreams {
                     .unwrap_or_default();
                 (tp, OffsetAndMetadata::with_metadata(offset, metadata))
             })
-            .collect();
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        if let Err(error) = self.consumer.commit_offsets_with_metadata(&offsets).await {
-            // The outputs are acknowledged; an uncommitted batch is only processed again
-            // (at least once), so the application keeps running.
-            tracing::warn!(%error, "offset commit failed; the batch will be processed again");
-            return Ok(());
-        }
-        for (tp, committed) in &offsets {
+            .collect()
+    }
+
+    /// After `offsets` were committed: the repartition records before them may be purged.
+    async fn committed(&mut self, offsets: &[(TopicPartition, OffsetAndMetadata)]) {
+        for (tp, committed) in offsets {
             let internal = tp.topic.strip_prefix(self.prefix.as_str());
             if internal.is_some_and(|topic| self.repartition_topics.contains(topic)) {
                 self.purgeable.insert(tp.clone(), committed.offset);
             }
         }
         self.purge_repartition_topics().await;
-        Ok(())
     }
 
     /// Deletes the records of the repartition partitions before their committed offsets,
@@ -1609,6 +1819,10 @@ impl KafkaStreams {
             outputs.extend(task.task.take_outputs());
         }
         let produced = !outputs.is_empty();
+        if produced {
+            self.batch_dirty = true;
+            self.open_transaction()?;
+        }
         enqueue_outputs(
             &self.producer,
             &self.internal_topics,
@@ -1701,6 +1915,39 @@ async fn enqueue_outputs(
         deliveries.push(producer.enqueue(produce).await?);
     }
     Ok(())
+}
+
+/// Sends `offsets` to the producer's transaction for the consumer `group`, then commits it.
+/// A free function, so that the run loop's future stays `Send`.
+async fn commit_with_offsets(
+    producer: &Producer,
+    offsets: &[(TopicPartition, OffsetAndMetadata)],
+    group: Option<weir_client::consumer::ConsumerGroupMetadata>,
+) -> Result<(), Error> {
+    if !offsets.is_empty() {
+        let group = group
+            .ok_or_else(|| Error::IllegalState("the consumer has no group".to_string()))?;
+        producer.send_offsets_to_transaction(offsets, &group).await?;
+    }
+    producer.commit_transaction().await?;
+    Ok(())
+}
+
+/// How the instance's consumers read: `read_committed` under exactly once, so that no
+/// aborted output, changelog record or input is seen.
+fn isolation_level(config: &StreamsConfig) -> IsolationLevel {
+    match config.processing_guarantee {
+        ProcessingGuarantee::ExactlyOnceV2 => IsolationLevel::ReadCommitted,
+        _ => IsolationLevel::ReadUncommitted,
+    }
+}
+
+/// This start's process id, for the transactional id: the process and the clock, in hex.
+fn process_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!("{:x}-{nanos:x}", std::process::id())
 }
 
 /// Completes when the wall clock reaches `at` (milliseconds since the epoch); never without
@@ -2226,6 +2473,7 @@ impl Restorer<'_> {
             group_id: None,
             auto_offset_reset: OffsetReset::Earliest,
             enable_auto_commit: false,
+            isolation_level: isolation_level(self.config),
             ..ConsumerConfig::default()
         };
         Ok(Consumer::from_client(self.client.clone(), config).await?)

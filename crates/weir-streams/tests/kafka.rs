@@ -18,12 +18,14 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{committed_to, latest_counts, start, wait_for_layout, word_counts};
+use common::{
+    committed_to, latest_counts, read_committed_counts, start, wait_for_layout, word_counts,
+};
 use support::{TestBroker, create_topic, fetch_all};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
     DeserializationExceptionHandler, Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized,
-    Nullable, Produced, Serde, StreamsBuilder, StreamsConfig, StringSerde, TableJoined, Topology,
+    Nullable, ProcessingGuarantee, Produced, Serde, StreamsBuilder, StreamsConfig, StringSerde, TableJoined, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1262,6 +1264,60 @@ fn word_count_group_config(broker: &TestBroker, app: &str) -> StreamsConfig {
     config.commit_interval = Duration::from_millis(100);
     config.session_timeout = Duration::from_secs(3);
     config
+}
+
+/// Exactly once across rebalances: a second instance joins while records keep coming, then
+/// the first leaves. A rebalance in the middle of a batch aborts the batch's transaction
+/// and rebuilds the tasks from what was committed, so a `read_committed` consumer of the
+/// counts reads, per word, 1, 2, 3... with no count repeated or skipped.
+#[tokio::test]
+async fn exactly_once_counts_stay_exact_across_rebalances() {
+    const APP: &str = "word-count-exactly-once";
+    let broker = word_count_broker(4).await;
+    let mut config = word_count_group_config(&broker, APP);
+    config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+    let writing = tokio::spawn({
+        let broker_config = broker.config();
+        async move {
+            let producer = Producer::connect(ProducerConfig::new(broker_config))
+                .await
+                .unwrap();
+            for i in 0..600 {
+                let record = ProducerRecord::new("words").key(format!("w{}", i % 10)).value("x");
+                producer.send(record).await.unwrap();
+                if i % 20 == 19 {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
+        }
+    });
+    let first = start(KafkaStreams::new(word_counts, config.clone()).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = start(KafkaStreams::new(word_counts, config).await.unwrap());
+    wait_for_members(&broker, APP, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stop, task) = first;
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+    writing.await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while committed_to(&broker, APP, "words", 4).await < 600 {
+        assert!(tokio::time::Instant::now() < deadline, "not every record committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (stop, task) = second;
+    stop.send(()).unwrap();
+    task.await.unwrap().close().await.unwrap();
+    let mut per_word: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (word, count) in read_committed_counts(&broker, "word-counts").await {
+        per_word.entry(word).or_default().push(count);
+    }
+    assert_eq!(per_word.len(), 10);
+    for (word, counts) in &per_word {
+        let expected: Vec<i64> = (1..=60).collect();
+        assert!(counts == &expected, "{word}: each of 60 records counted once, read {counts:?}");
+    }
+    broker.stop().await;
 }
 
 /// The streams assignor is sticky: when one of three instances leaves, the two that stay

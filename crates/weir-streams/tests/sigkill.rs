@@ -28,13 +28,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{committed_to, latest_counts};
+use common::{committed_to, latest_counts, read_committed_counts};
 use support::{TestBroker, create_topic};
 use weir_client::ClientConfig;
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
-    I64Serde, KafkaStreams, Materialized, Nullable, SessionWindows, StreamsBuilder, StreamsConfig,
-    StringSerde, Topology,
+    I64Serde, KafkaStreams, Materialized, Nullable, ProcessingGuarantee, SessionWindows,
+    StreamsBuilder, StreamsConfig, StringSerde, Topology,
 };
 
 const APP: &str = "sigkill-word-counts";
@@ -46,6 +46,8 @@ const PARTITIONS: i32 = 2;
 const KEYS: usize = 20;
 const CHILD_ENV: &str = "WEIR_STREAMS_SIGKILL_CHILD";
 const STATE_DIR_ENV: &str = "WEIR_STREAMS_SIGKILL_STATE_DIR";
+/// Set: the child runs exactly once (`ProcessingGuarantee::ExactlyOnceV2`).
+const EXACTLY_ONCE_ENV: &str = "WEIR_STREAMS_SIGKILL_EXACTLY_ONCE";
 
 fn topology() -> Result<Topology, weir_streams::Error> {
     let builder = StreamsBuilder::new();
@@ -94,6 +96,10 @@ fn child_application() {
             // Ten keys per task, three cached: lookups go to the local state.
             config.store_cache_max_entries = Some(3);
         }
+        if std::env::var(EXACTLY_ONCE_ENV).is_ok() {
+            config.processing_guarantee = ProcessingGuarantee::ExactlyOnceV2;
+            config.commit_interval = Duration::from_millis(100);
+        }
         let mut streams = KafkaStreams::new(topology, config).await.unwrap();
         streams.run_until(std::future::pending()).await.unwrap();
     });
@@ -104,12 +110,19 @@ struct Application(Child);
 
 impl Application {
     fn start(bootstrap: &str, state_dir: Option<&std::path::Path>) -> Self {
+        Self::start_with(bootstrap, state_dir, false)
+    }
+
+    fn start_with(bootstrap: &str, state_dir: Option<&std::path::Path>, exactly_once: bool) -> Self {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args(["child_application", "--exact", "--ignored", "--nocapture"])
             .env(CHILD_ENV, bootstrap);
         if let Some(dir) = state_dir {
             command.env(STATE_DIR_ENV, dir);
+        }
+        if exactly_once {
+            command.env(EXACTLY_ONCE_ENV, "1");
         }
         Self(command.spawn().unwrap())
     }
@@ -229,6 +242,78 @@ async fn killed_and_resumed(state_dir: Option<&std::path::Path>) {
             "{output}: {total} records, {committed_at_kill} committed at the kill, \
              {duplicates} counted twice (bound {uncommitted})"
         );
+    }
+    broker.stop().await;
+}
+
+/// Exactly once: an application killed with SIGKILL mid-stream, twice, and resumed counts
+/// each record once. A `read_committed` consumer of the counts sees, per key, 1, 2, 3...
+/// with no value repeated or skipped (at least once repeats the counts of the records
+/// processed again), ending at the number of records of the key; the session counts too.
+/// The killed instance's open transaction is aborted by its timeout (10 s), which its
+/// successor's restore and offset fetch wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exactly_once_application_killed_with_sigkill_counts_each_record_once() {
+    let broker = TestBroker::start(&[("group.min.session.timeout.ms", "1000")]).await;
+    let client = broker.client().await;
+    create_topic(&client, INPUT, PARTITIONS).await;
+    create_topic(&client, OUTPUT, 1).await;
+    create_topic(&client, SESSIONS, 1).await;
+    let bootstrap = broker.addr.to_string();
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    let produced = Arc::new(AtomicUsize::new(0));
+    let producing = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let (produced, producing) = (Arc::clone(&produced), Arc::clone(&producing));
+        async move {
+            while producing.load(Ordering::SeqCst) {
+                for key in 0..KEYS {
+                    let record = ProducerRecord::new(INPUT).key(format!("w{key}")).value("x");
+                    producer.send(record).await.unwrap();
+                    produced.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for (round, at_least) in [(0, 200), (1, 600)] {
+        // One run in memory, one with a state dir: both restore from what was committed.
+        let state_dir = (round == 1).then(|| dir.path());
+        let application = Application::start_with(&bootstrap, state_dir, true);
+        wait_until("the application commits records", || async {
+            committed(&broker).await >= at_least
+        })
+        .await;
+        application.kill();
+    }
+    let last = Application::start_with(&bootstrap, Some(dir.path()), true);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producing.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    let total = produced.load(Ordering::SeqCst) as i64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while committed(&broker).await < total {
+        assert!(tokio::time::Instant::now() < deadline, "not every record committed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    last.kill();
+    let truth = total / KEYS as i64;
+    for output in [OUTPUT, SESSIONS] {
+        let mut per_key: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+        for (key, count) in read_committed_counts(&broker, output).await {
+            per_key.entry(key).or_default().push(count);
+        }
+        assert_eq!(per_key.len(), KEYS, "{output}");
+        for (key, counts) in &per_key {
+            let expected: Vec<i64> = (1..=truth).collect();
+            assert!(
+                counts == &expected,
+                "{output} {key}: each of {truth} records counted once, read {counts:?}"
+            );
+        }
     }
     broker.stop().await;
 }

@@ -99,6 +99,11 @@ pub(crate) struct Group {
     heartbeat_interval: Duration,
     heartbeat: Option<JoinHandle<()>>,
     pub(crate) signal: Arc<Signal>,
+    /// OffsetFetch's `require_stable` (KIP-447), for a `read_committed` consumer: a partition
+    /// with transactional offsets not yet committed or aborted answers
+    /// UNSTABLE_OFFSET_COMMIT, retried, rather than the offset before them, which a
+    /// transaction committing meanwhile would make stale (and its records read twice).
+    pub(crate) require_stable: bool,
 }
 
 impl Drop for Group {
@@ -128,6 +133,7 @@ impl Group {
             heartbeat_interval,
             heartbeat: None,
             signal: Arc::new(Signal::default()),
+            require_stable: false,
         }
     }
 
@@ -437,6 +443,7 @@ impl Group {
                     })
                     .collect(),
             ),
+            require_stable: self.require_stable,
             ..Default::default()
         };
         let mut backoff = Duration::from_millis(50);

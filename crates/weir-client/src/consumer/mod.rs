@@ -236,14 +236,16 @@ impl Consumer {
                 group_config.request_timeout = group_config
                     .request_timeout
                     .max(config.max_poll_interval + std::time::Duration::from_secs(5));
-                Some(Group::new(
+                let mut group = Group::new(
                     Client::connect(group_config).await?,
                     group_id.clone(),
                     config.group_instance_id.clone(),
                     config.session_timeout,
                     config.max_poll_interval,
                     config.heartbeat_interval,
-                ))
+                );
+                group.require_stable = config.isolation_level == IsolationLevel::ReadCommitted;
+                Some(group)
             }
             None => None,
         };

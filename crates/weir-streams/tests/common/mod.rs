@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use weir_client::consumer::{Consumer, ConsumerConfig, TopicPartition};
+use weir_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, TopicPartition};
 use weir_streams::{
     I64Serde, KafkaStreams, Materialized, Nullable, Serde, StreamsBuilder, StringSerde, Topology,
 };
@@ -120,4 +120,36 @@ pub(crate) async fn wait_for_layout(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Every record of partition 0 of `topic` that a `read_committed` consumer reads, as (key,
+/// count), once the partition has no open transaction.
+pub(crate) async fn read_committed_counts(broker: &TestBroker, topic: &str) -> Vec<(String, i64)> {
+    let client = broker.client().await;
+    let end = crate::support::end_offset(&client, topic, 0).await;
+    let config = ConsumerConfig {
+        client: broker.config(),
+        group_id: None,
+        isolation_level: IsolationLevel::ReadCommitted,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let partition = TopicPartition::new(topic.to_string(), 0);
+    consumer.assign(std::slice::from_ref(&partition)).unwrap();
+    consumer.seek(&partition, 0).unwrap();
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while consumer.position(&partition).await.unwrap() < end {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic}: read_committed stopped before {end}"
+        );
+        if let Ok(record) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+        {
+            let record = record.unwrap();
+            let key = StringSerde.deserialize(&record.key.unwrap()).unwrap();
+            records.push((key, I64Serde.deserialize(&record.value.unwrap()).unwrap()));
+        }
+    }
+    records
 }

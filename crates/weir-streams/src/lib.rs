@@ -528,7 +528,7 @@ pub use kstream::{
 pub use ktable::{GlobalKTable, KTable, Suppressed};
 pub use processor::{
     Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
-    ProcessorContext, PunctuationType, Stores,
+    ProcessorContext, PunctuationType, SessionStore, StoreBuilder, Stores, WindowStore,
 };
 pub use runtime::{KafkaStreams, StreamsConfig, TopologyFactory};
 pub use serdes::{

@@ -8,6 +8,8 @@ use std::ops::RangeBounds;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::store::{StoreBuilder, StoreLog, StoreLogger, Stores, sealed};
 use crate::kstream::StreamsBuilder;
 use crate::serdes::{Serde, SessionWindowedSerde, WindowStoreKeySerde};
@@ -410,6 +412,13 @@ impl<K: Data + Ord, V: Data> HandleParts<K, V> {
         retention.observe(time);
         if time > retention.expired_until() {
             entries.put(key, value.map(|value| (value, NO_TIMESTAMP)));
+        } else if let Some(logger) = &self.logger {
+            // The task's local state takes the changelog's records: the dropped one is
+            // deleted from it again, after it (a key that did not serialize failed the
+            // call already).
+            if let Ok(stored) = logger.key_serde.serialize(&key) {
+                self.log.expire(vec![Bytes::from(stored)]);
+            }
         }
         match self.retention.expire(&mut retention, &mut entries) {
             Ok(keys) => self.log.expire(keys),
@@ -735,5 +744,255 @@ impl<K: Data + Ord, V: Data> SessionStore<K, V> {
     /// [`SessionStore::fetch`], newest first (Kafka's `backwardFetch`).
     pub fn backward_fetch(&self, key: &K) -> Vec<(Windowed<K>, V)> {
         self.view.backward_fetch(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use crate::processor::{Processor, ProcessorContext, Record};
+    use crate::state::{LocalRecord, TaskState, try_lock};
+    use crate::store::changelog_value_to_kafka;
+    use crate::topology::{DeserializationExceptionHandler, RawRecord, Task, Topology};
+    use crate::{
+        Error, I64Serde, SessionStore, Stores, StreamsBuilder, StringSerde, TumblingWindows,
+        Window, WindowStore, Windowed,
+    };
+
+    const SIZE: i64 = 100;
+
+    /// Puts each record's count of its tumbling window in `windows` and a one-record session
+    /// in `sessions`.
+    #[derive(Default)]
+    struct Both(Option<(WindowStore<String, i64>, SessionStore<String, i64>)>);
+
+    impl Processor<String, String, String, String> for Both {
+        fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> Result<(), Error> {
+            self.0 = Some((ctx.window_store("windows")?, ctx.session_store("sessions")?));
+            Ok(())
+        }
+
+        fn process(
+            &mut self,
+            _ctx: &mut ProcessorContext<'_, String, String>,
+            record: Record<String, String>,
+        ) -> Result<(), Error> {
+            let (windows, sessions) = self.0.as_ref().unwrap();
+            let start = record.timestamp - record.timestamp.rem_euclid(SIZE);
+            let count = windows.fetch(&record.key, start).unwrap_or(0) + 1;
+            windows.put(record.key.clone(), count, start);
+            let t = record.timestamp;
+            let session = Window { start: t, end: t };
+            sessions.put(
+                Windowed {
+                    key: record.key,
+                    window: session,
+                },
+                count,
+            );
+            Ok(())
+        }
+    }
+
+    /// Both stores persistent (retention 300 ms), and the DSL's count over the same tumbling
+    /// windows (materialized as `dsl`), whose changelog keys the window store must share.
+    fn topology() -> Topology {
+        let builder = StreamsBuilder::new();
+        let retention = Duration::from_millis(300);
+        builder.add_state_store(Stores::window_store_builder(
+            Stores::persistent_window_store(
+                "windows",
+                retention,
+                Duration::from_millis(SIZE as u64),
+                false,
+            ),
+            StringSerde,
+            I64Serde,
+        ));
+        builder.add_state_store(Stores::session_store_builder(
+            Stores::persistent_session_store("sessions", retention),
+            StringSerde,
+            I64Serde,
+        ));
+        let stream = builder.stream("in", StringSerde, StringSerde);
+        stream.process(Both::default, &["windows", "sessions"]);
+        stream
+            .group_by_key()
+            .windowed_by(TumblingWindows::of(Duration::from_millis(SIZE as u64)))
+            .materialized_as("dsl")
+            .count();
+        builder.build().unwrap()
+    }
+
+    fn record(key: &str, timestamp: i64) -> RawRecord {
+        RawRecord {
+            topic: "in".to_string(),
+            partition: 0,
+            offset: 0,
+            key: Some(Bytes::from(key.to_string())),
+            value: Some(Bytes::from_static(b"x")),
+            timestamp,
+        }
+    }
+
+    fn task() -> Task {
+        Task::new(topology(), 0, DeserializationExceptionHandler::default())
+    }
+
+    /// Every window and session the stores show (the read-only views, which the driver and
+    /// `KafkaStreams` give).
+    fn contents(task: &Task) -> (Vec<(Windowed<String>, i64)>, Vec<(Windowed<String>, i64)>) {
+        let windows = task.topology().window_store::<String, i64>("windows");
+        let sessions = task.topology().session_store::<String, i64>("sessions");
+        let mut sessions: Vec<_> = ["a", "b"]
+            .iter()
+            .flat_map(|key| sessions.as_ref().unwrap().fetch(&key.to_string()))
+            .collect();
+        sessions.sort();
+        (windows.unwrap().all(), sessions)
+    }
+
+    const INPUT: [(&str, i64); 7] = [
+        ("a", 10),
+        ("b", 20),
+        ("a", 150),
+        ("a", 160),
+        ("b", 420),
+        ("a", 30),
+        ("a", 450),
+    ];
+
+    /// A task restored from what the processor's stores logged has the same windows and
+    /// sessions, and the same retention: what had expired stays unseen (`a@0`, the session
+    /// `a@10`), though the changelog holds it.
+    #[test]
+    fn stores_restored_from_their_changelog_have_the_same_windows_and_sessions() {
+        let mut running = task();
+        for (key, time) in INPUT {
+            running.process(&record(key, time)).unwrap();
+        }
+        let changelog = running.take_outputs();
+        let (windows, sessions) = contents(&running);
+        // Latest start 400: windows starting at or before 100 have expired.
+        let starts: Vec<(&str, i64, i64)> = windows
+            .iter()
+            .map(|(w, count)| (w.key.as_str(), w.window.start, *count))
+            .collect();
+        assert_eq!(starts, vec![("a", 400, 1), ("b", 400, 1)]);
+        // Latest end 450: sessions ending at or before 150 have expired (a@30 was dropped).
+        let ends: Vec<(&str, i64)> = sessions
+            .iter()
+            .map(|(s, _)| (s.key.as_str(), s.window.end))
+            .collect();
+        assert_eq!(ends, vec![("a", 160), ("a", 450), ("b", 420)]);
+
+        let mut restored = task();
+        for record in &changelog {
+            let store = record.topic.trim_end_matches("-changelog");
+            restored
+                .restore(store, record.key.as_deref(), record.value.as_deref())
+                .unwrap();
+        }
+        assert_eq!(contents(&restored), (windows, sessions));
+
+        // The window store's changelog keys are the DSL's window store keys, byte for byte.
+        // Only the processor's store logs the put of the expired window a@0 (at 30), as
+        // Kafka's change logging logs what it is given; the DSL drops the late record first.
+        let keys = |topic: &str| -> Vec<(Bytes, i64)> {
+            changelog
+                .iter()
+                .filter(|r| {
+                    r.topic == topic && !(topic == "windows-changelog" && r.timestamp == 30)
+                })
+                .map(|r| (r.key.clone().unwrap(), r.timestamp))
+                .collect()
+        };
+        assert_eq!(keys("windows-changelog").len(), 6);
+        assert_eq!(keys("windows-changelog"), keys("dsl-changelog"));
+        // Values as Kafka's changelogs hold them: the DSL's timestamped ones without their
+        // timestamp, the plain window store's as they are.
+        let values = |topic: &str, kafka: fn(Bytes) -> Bytes| -> Vec<Bytes> {
+            changelog
+                .iter()
+                .filter(|r| {
+                    r.topic == topic && !(topic == "windows-changelog" && r.timestamp == 30)
+                })
+                .map(|r| kafka(r.value.clone().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            values("windows-changelog", |v| v),
+            values("dsl-changelog", changelog_value_to_kafka)
+        );
+    }
+
+    /// Served from a task's local state (one entry cached), the stores read their windows
+    /// from it, their expired keys are deleted from it, and a task over the same local state
+    /// (after a restart) finds the same windows and sessions with the same retention.
+    #[test]
+    fn persistent_stores_are_served_from_and_restored_from_local_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let task_dir = dir.path().join("0");
+        let expected;
+        {
+            let lock = try_lock(&task_dir).unwrap().unwrap();
+            let (state, _) = TaskState::open(task_dir.clone(), lock).unwrap();
+            let state = Arc::new(state);
+            let mut running = task();
+            let attached = running.attach_local_state(&state, 1);
+            assert!(attached.contains(&"windows".to_string()), "{attached:?}");
+            assert!(attached.contains(&"sessions".to_string()), "{attached:?}");
+            for (key, time) in INPUT {
+                running.process(&record(key, time)).unwrap();
+                // What the runtime's commit writes: the changelog records, then the local
+                // state deletions of what retention dropped.
+                let mut records: Vec<LocalRecord> = running
+                    .take_outputs()
+                    .into_iter()
+                    .map(|r| {
+                        let store = r.topic.trim_end_matches("-changelog").to_string();
+                        (store, r.key.unwrap(), r.value)
+                    })
+                    .collect();
+                records.extend(running.take_expired());
+                state.commit(&records, &HashMap::new()).unwrap();
+                running.local_state_written();
+            }
+            expected = contents(&running);
+            // An in-memory run of the same records gives the same stores.
+            let mut memory = task();
+            for (key, time) in INPUT {
+                memory.process(&record(key, time)).unwrap();
+            }
+            assert_eq!(contents(&memory), expected);
+            // The expired windows are gone from the local state too.
+            let mut stored = Vec::new();
+            state
+                .visit_keys("windows", |key| stored.push(key.to_vec()))
+                .unwrap();
+            assert_eq!(stored.len(), 2, "{stored:?}");
+            state.persist().unwrap();
+        }
+        let lock = try_lock(&task_dir).unwrap().unwrap();
+        let (state, _) = TaskState::open(task_dir, lock).unwrap();
+        let state = Arc::new(state);
+        let mut restarted = task();
+        restarted.attach_local_state(&state, 1);
+        assert_eq!(contents(&restarted), expected);
+        // Its retention goes on from the latest time in the local state: a window of 100
+        // (expired at 400) stays out.
+        restarted.process(&record("b", 199)).unwrap();
+        let windows = restarted
+            .topology()
+            .window_store::<String, i64>("windows")
+            .unwrap();
+        assert_eq!(windows.fetch(&"b".to_string(), 100), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The processor API (Kafka's `org.apache.kafka.streams.processor.api`): user
 //! [`Processor`]s wired into a DSL topology with [`KStream::process`] and
 //! [`KStream::process_values`], with state stores ([`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store),
-//! [`KeyValueStore`]) and punctuation ([`ProcessorContext::schedule`]).
+//! [`KeyValueStore`], [`WindowStore`], [`SessionStore`]) and punctuation
+//! ([`ProcessorContext::schedule`]).
 //!
 //! ```
 //! use std::time::Duration;

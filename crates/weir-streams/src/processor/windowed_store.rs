@@ -848,7 +848,9 @@ mod tests {
 
     /// Every window and session the stores show (the read-only views, which the driver and
     /// `KafkaStreams` give).
-    fn contents(task: &Task) -> (Vec<(Windowed<String>, i64)>, Vec<(Windowed<String>, i64)>) {
+    type Found = Vec<(Windowed<String>, i64)>;
+
+    fn contents(task: &Task) -> (Found, Found) {
         let windows = task.topology().window_store::<String, i64>("windows");
         let sessions = task.topology().session_store::<String, i64>("sessions");
         let mut sessions: Vec<_> = ["a", "b"]

@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_streams::processor::Record;
+use weir_streams::processor::{FixedKeyRecord, Record};
 use weir_streams::{
-    BytesSerde, Error, I64Serde, Nullable, Processor, ProcessorContext, SessionStore, StoreBuilder,
-    Stores, StreamsBuilder, StringSerde, TestInputTopic, TestOutputTopic, TestRecord, Topology,
-    TopologyTestDriver, Window, WindowStore, Windowed,
+    BytesSerde, Error, FixedKeyProcessor, FixedKeyProcessorContext, I64Serde, Nullable, Processor,
+    ProcessorContext, SessionStore, StoreBuilder, Stores, StreamsBuilder, StringSerde,
+    TestInputTopic, TestOutputTopic, TestRecord, Topology, TopologyTestDriver, Window, WindowStore,
+    Windowed,
 };
 
 const SIZE: i64 = 10_000;
@@ -154,6 +155,12 @@ fn a_processor_counts_per_key_in_its_own_tumbling_windows() {
     assert_eq!(view.fetch(&a, 10_000), None);
     pipe(&mut driver, "a", "x", 25_000);
     assert_eq!(view.fetch(&a, 20_000), Some(1));
+    // The expired windows were swept from the store, and the late one never stored: it holds
+    // the two live windows alone (read as the key-value store of windowed keys it also is).
+    let raw = driver
+        .key_value_store::<Windowed<String>, i64>("windows")
+        .unwrap();
+    assert_eq!(raw.approximate_num_entries(), 2);
     assert_eq!(
         view.all(),
         vec![
@@ -482,4 +489,66 @@ fn invalid_window_stores_are_refused_at_build_naming_the_store() {
         false,
     ));
     assert!(message.contains("state store windows"), "{message}");
+}
+
+/// Keeps each record's key and puts a one-record session per record through a
+/// `FixedKeyProcessorContext`; forwards how many sessions the key has.
+#[derive(Default)]
+struct SessionsPerKey(Option<SessionStore<String, i64>>);
+
+impl FixedKeyProcessor<String, String, i64> for SessionsPerKey {
+    fn init(
+        &mut self,
+        context: &mut FixedKeyProcessorContext<'_, String, i64>,
+    ) -> Result<(), Error> {
+        assert!(matches!(
+            context.window_store::<String, i64>("sessions"),
+            Err(Error::StoreKind { .. })
+        ));
+        self.0 = Some(context.session_store("sessions")?);
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        context: &mut FixedKeyProcessorContext<'_, String, i64>,
+        record: FixedKeyRecord<String, String>,
+    ) -> Result<(), Error> {
+        let sessions = self.0.as_ref().unwrap();
+        let t = record.timestamp;
+        let key = record.key().clone();
+        sessions.put(windowed(&key, t, t), 1);
+        let count = i64::try_from(sessions.fetch(&key).len()).unwrap();
+        context.forward(record.with_value(count))
+    }
+}
+
+#[test]
+fn fixed_key_processors_open_session_stores_too() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(
+        Stores::session_store_builder(
+            Stores::in_memory_session_store("sessions", ms(RETENTION)),
+            StringSerde,
+            I64Serde,
+        )
+        .with_logging_disabled(),
+    );
+    builder
+        .stream("input", StringSerde, StringSerde)
+        .process_values(SessionsPerKey::default, &["sessions"])
+        .to("counts", StringSerde, I64Serde);
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap());
+    for time in [1_000, 2_000, 2_000] {
+        pipe(&mut driver, "a", "x", time);
+    }
+    let counts = TestOutputTopic::new("counts", StringSerde, I64Serde);
+    let counts: Vec<i64> = driver
+        .read_output(&counts)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    // The same session put twice is one session.
+    assert_eq!(counts, vec![1, 2, 2]);
 }

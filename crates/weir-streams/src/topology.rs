@@ -135,7 +135,8 @@ pub struct TaskMetrics {
     /// Records skipped because their timestamp is negative.
     pub dropped_invalid_timestamp: u64,
     /// Records dropped by a windowed aggregation because their window had closed (its end plus
-    /// the grace period is at or before stream time).
+    /// the grace period is at or before stream time), and puts a processor's window or
+    /// session store dropped because their window had expired.
     pub dropped_late: u64,
     /// Records skipped because their key or value did not deserialize, under
     /// [`DeserializationExceptionHandler::LogAndContinue`] or

@@ -151,8 +151,10 @@ fn a_processor_counts_per_key_in_its_own_tumbling_windows() {
     assert_eq!(view.fetch(&b, 0), None);
     // An out-of-order record of an expired window is dropped on put; one of a window still
     // retained (20 s > 40 s - 30 s) is kept.
+    assert_eq!(driver.metrics().dropped_late, 0);
     pipe(&mut driver, "a", "x", 15_000);
     assert_eq!(view.fetch(&a, 10_000), None);
+    assert_eq!(driver.metrics().dropped_late, 1);
     pipe(&mut driver, "a", "x", 25_000);
     assert_eq!(view.fetch(&a, 20_000), Some(1));
     // The expired windows were swept from the store, and the late one never stored: it holds

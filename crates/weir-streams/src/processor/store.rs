@@ -5,6 +5,7 @@
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -51,6 +52,9 @@ pub(crate) struct StoreLog {
     /// The keys a window or session store's retention dropped, as the local state holds
     /// them: deleted from it, not logged (as Kafka's dropped segments are not).
     expired: Mutex<Vec<Bytes>>,
+    /// Puts a window or session store dropped because their window had expired, for the
+    /// task's `dropped_late` (Kafka counts them in its dropped-records metric).
+    dropped: AtomicU64,
 }
 
 /// A changelog record's serialized key and value (`None`: a tombstone).
@@ -63,7 +67,13 @@ impl StoreLog {
             topic,
             pending: Mutex::new(Vec::new()),
             expired: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
         }
+    }
+
+    /// Counts a put dropped because its window had expired.
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Fails the processor call that made a write (a windowed key of an expired window
@@ -83,6 +93,7 @@ impl StoreLog {
     /// record or punctuation being processed, as Kafka's change logging uses the record
     /// context's); the first write that did not serialize fails.
     pub(crate) fn drain_into(&self, ctx: &mut Context, timestamp: i64) -> Result<(), Error> {
+        ctx.metrics.dropped_late += self.dropped.swap(0, Ordering::Relaxed);
         let expired = std::mem::take(&mut *self.expired.lock());
         ctx.expired.extend(
             expired

@@ -412,11 +412,12 @@ impl<K: Data + Ord, V: Data> HandleParts<K, V> {
         retention.observe(time);
         if time > retention.expired_until() {
             entries.put(key, value.map(|value| (value, NO_TIMESTAMP)));
-        } else if let Some(logger) = &self.logger {
+        } else {
+            self.log.dropped();
             // The task's local state takes the changelog's records: the dropped one is
-            // deleted from it again, after it (a key that did not serialize failed the
-            // call already).
-            if let Ok(stored) = logger.key_serde.serialize(&key) {
+            // deleted from it again, after it (a key that did not serialize failed the call
+            // already).
+            if let Some(Ok(stored)) = self.logger.as_ref().map(|l| l.key_serde.serialize(&key)) {
                 self.log.expire(vec![Bytes::from(stored)]);
             }
         }

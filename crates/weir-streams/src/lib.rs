@@ -440,7 +440,8 @@
 //!   opened with [`ProcessorContext::window_store`] and [`ProcessorContext::session_store`]
 //!   as a [`WindowStore`] or [`SessionStore`]) are the DSL's windowed stores written through
 //!   a handle: the same retention (a put whose window start, or session end, is at or before
-//!   the store's latest one minus the retention is dropped; expired windows are swept), local
+//!   the store's latest one minus the retention is dropped, counted in `dropped_late`;
+//!   expired windows are swept), local
 //!   state and restore, logged in Kafka's window store key format (key, start, sequence
 //!   number 0: the DSL's bytes) or session store key format (key, end, start) with the value
 //!   alone. A put the store drops as expired is logged all the same, as Kafka's change

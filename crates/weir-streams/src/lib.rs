@@ -70,7 +70,7 @@
 //!   of the state directories; the global tables' local copy is one more such database.
 //! - [`processor`]: the processor API: [`Processor`]s in the graph with
 //!   [`KStream::process`], their [`ProcessorContext`], user stores ([`Stores`],
-//!   [`KeyValueStore`]) and punctuation.
+//!   [`KeyValueStore`], [`WindowStore`], [`SessionStore`]) and punctuation.
 //! - `driver`: the [`TopologyTestDriver`].
 //! - `assignor`: the group's task assignor, sticky to the instance that ran a task or holds
 //!   its state; it holds a task back on a caught-up instance while a warm-up replica catches
@@ -438,7 +438,17 @@
 //!   logged when the processor call that made it returns; a key or value that does not
 //!   serialize fails that call. A created task restores them like the DSL's stores;
 //!   [`KeyValueStoreBuilder::with_logging_disabled`](processor::KeyValueStoreBuilder::with_logging_disabled)
-//!   keeps a store out of any changelog (it starts empty in every new task).
+//!   keeps a store out of any changelog (it starts empty in every new task). Window and
+//!   session stores ([`Stores::window_store_builder`], [`Stores::session_store_builder`],
+//!   opened with [`ProcessorContext::window_store`] and [`ProcessorContext::session_store`]
+//!   as a [`WindowStore`] or [`SessionStore`]) are the DSL's windowed stores written through
+//!   a handle: the same retention (a put whose window start, or session end, is at or before
+//!   the store's latest one minus the retention is dropped, counted in `dropped_late`;
+//!   expired windows are swept), local
+//!   state and restore, logged in Kafka's window store key format (key, start, sequence
+//!   number 0: the DSL's bytes) or session store key format (key, end, start) with the value
+//!   alone. A put the store drops as expired is logged all the same, as Kafka's change
+//!   logging logs it. `retain_duplicates` is not supported (refused at build).
 //! - **Records.** Headers are not carried from inputs to outputs; outputs are partitioned by
 //!   the producer's default partitioner on the serialized key (murmur2, as Kafka's), or by a
 //!   [`StreamPartitioner`] given in [`Produced`] ([`KStream::to_with`]), which may drop a
@@ -482,7 +492,8 @@
 //!   assignor is sticky, lag-aware and places warm-ups, but eager, so
 //!   every partition is revoked at each rebalance, and the tasks it gives back are kept;
 //! - in the processor API: `forward` to a named child,
-//!   headers, window and session stores for processors, `Topology#addProcessor` (processors are placed with the DSL only), and
+//!   headers, window stores that retain duplicates, record caching of user stores,
+//!   `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
 //! - exactly-once (the runtime's process → produce → flush → commit path is where a
 //!   transaction will go); a production exception handler;
@@ -539,7 +550,7 @@ pub use ktable::{GlobalKTable, KTable, Suppressed};
 pub use partitioner::{Produced, StreamPartitioner};
 pub use processor::{
     Cancellable, FixedKeyProcessor, FixedKeyProcessorContext, KeyValueStore, Processor,
-    ProcessorContext, PunctuationType, Stores,
+    ProcessorContext, PunctuationType, SessionStore, StoreBuilder, Stores, WindowStore,
 };
 pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, TopologyFactory};
 pub use serdes::{

@@ -1814,9 +1814,15 @@ impl KafkaStreams {
     ) -> Result<bool, Error> {
         let now = crate::processor::system_time_ms();
         let mut outputs = Vec::new();
-        for task in self.tasks.values_mut() {
+        for (partition, task) in &mut self.tasks {
             task.task.punctuate_wall_clock(now)?;
             outputs.extend(task.task.take_outputs());
+            // A punctuator's writes to a processor's window store may expire windows too.
+            let expired = task.task.take_expired();
+            if self.changelogs.is_some() {
+                self.expired
+                    .extend(expired.into_iter().map(|record| (*partition, record)));
+            }
         }
         let produced = !outputs.is_empty();
         if produced {

@@ -824,14 +824,15 @@ pub(crate) fn register_persistent_store<K, V>(
     state.persistent_stores.insert(name.to_string(), persistent);
 }
 
-/// Registers `store`, the logged window or session store `name` (timestamped values, keys
-/// in Kafka's windowed formats), as one a task with local state serves from it.
+/// Registers `store`, the logged window or session store `name` (values in `format`: the
+/// DSL's are timestamped, the processor API's plain; keys in Kafka's windowed formats), as
+/// one a task with local state serves from it.
 pub(crate) fn register_persistent_windowed_store<K, V>(
     state: &mut BuilderState,
     name: &str,
     store: &SharedStore<Windowed<K>, V>,
     (key_serde, value_serde): (SerdeRef<Windowed<K>>, SerdeRef<V>),
-    windowed: WindowedRetention,
+    (windowed, format): (WindowedRetention, ValueFormat),
 ) where
     K: Ord + Clone + Send + 'static,
     V: Clone + Send + 'static,
@@ -842,7 +843,7 @@ pub(crate) fn register_persistent_windowed_store<K, V>(
         codec: Arc::new(ChangelogCodec {
             key_serde,
             value_serde,
-            format: ValueFormat::Timestamped,
+            format,
         }),
         windowed: Some(windowed),
     };

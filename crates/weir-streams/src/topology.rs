@@ -135,7 +135,8 @@ pub struct TaskMetrics {
     /// Records skipped because their timestamp is negative.
     pub dropped_invalid_timestamp: u64,
     /// Records dropped by a windowed aggregation because their window had closed (its end plus
-    /// the grace period is at or before stream time).
+    /// the grace period is at or before stream time), and puts a processor's window or
+    /// session store dropped because their window had expired.
     pub dropped_late: u64,
     /// Records skipped because their key or value did not deserialize, under
     /// [`DeserializationExceptionHandler::LogAndContinue`] or
@@ -310,8 +311,10 @@ pub(crate) struct BuilderState {
     pub(crate) next_index: u64,
     /// The processor API's processors, which the task initializes, punctuates and closes.
     pub(crate) processors: Vec<Arc<dyn crate::processor::ProcessorNode>>,
-    /// The logs of the processor API's logged stores by store name: the untyped one the
-    /// processors drain, and the typed logger (`Arc<KeyValueLogger<K, V>>`) handles write to.
+    /// The logs of the processor API's logged stores (and of all its window and session
+    /// stores) by store name: the untyped one the processors drain, and what handles are
+    /// made of: a key-value store's typed logger (`Arc<StoreLogger<K, V>>`), a window or
+    /// session store's `WindowedHandle`.
     pub(crate) store_logs: BTreeMap<String, crate::processor::LoggedStore>,
     /// The changelogs whose records carry Kafka's format version in a header `v`, by topic.
     pub(crate) changelog_versions: BTreeMap<String, u8>,

@@ -376,18 +376,38 @@ impl<K: Data + Ord> StoreRetention<K> {
         store: &SharedStore<Windowed<K>, V>,
         logging: Option<WindowLogging<K, V>>,
     ) -> Self {
+        Self::register_in(
+            &mut state.lock(),
+            name,
+            (kind, period),
+            store,
+            logging,
+            Some(ValueFormat::Timestamped),
+        )
+    }
+
+    /// As [`StoreRetention::register`]; a logged store is persistent only with a
+    /// `persistent` value format (the processor API's in-memory stores are not, and its
+    /// persistent ones keep plain values).
+    pub(crate) fn register_in<V: Data>(
+        state: &mut BuilderState,
+        name: &str,
+        (kind, period): (WindowedStoreKind, i64),
+        store: &SharedStore<Windowed<K>, V>,
+        logging: Option<WindowLogging<K, V>>,
+        persistent: Option<ValueFormat>,
+    ) -> Self {
         let retention = Arc::new(Mutex::new(Retention::new(period)));
-        let mut state = state.lock();
         let key_serde = logging.as_ref().map(|(key_serde, _)| Arc::clone(key_serde));
-        if let Some(serdes) = logging {
+        if let (Some(serdes), Some(format)) = (logging, persistent) {
             let windowed = WindowedRetention {
                 kind,
                 retention: Arc::clone(&retention),
             };
-            register_persistent_windowed_store(&mut state, name, store, serdes, windowed);
+            register_persistent_windowed_store(state, name, store, serdes, (windowed, format));
         }
         register_windowed_store(
-            &mut state,
+            state,
             name,
             WindowedStore {
                 kind,
@@ -421,6 +441,11 @@ impl<K: Data + Ord> StoreRetention<K> {
         self.retention.lock()
     }
 
+    /// The retention, shared with the store's read-only views.
+    pub(crate) fn shared(&self) -> &Arc<Mutex<Retention>> {
+        &self.retention
+    }
+
     /// Drops the expired entries of `entries`, if the latest time moved on by a period since
     /// the last sweep (so the cost of sweeping stays proportional to what is put), and from
     /// the task's local state (they are not logged to the changelog: Kafka's dropped segments
@@ -431,6 +456,19 @@ impl<K: Data + Ord> StoreRetention<K> {
         retention: &mut Retention,
         entries: &mut StoreEntries<Windowed<K>, V>,
     ) -> Result<(), Error> {
+        for key in self.expire(retention, entries)? {
+            ctx.expired.push((self.name.clone(), key, None));
+        }
+        Ok(())
+    }
+
+    /// What [`StoreRetention::purge`] does, for a caller without the task's context (a
+    /// processor's store handle): returns the keys to delete from the task's local state.
+    pub(crate) fn expire<V: Clone>(
+        &self,
+        retention: &mut Retention,
+        entries: &mut StoreEntries<Windowed<K>, V>,
+    ) -> Result<Vec<Bytes>, Error> {
         let (dropped, stored) = if retention.sweep_due() {
             entries.drop_expired(self.kind, retention.expired_until())
         } else {
@@ -438,18 +476,14 @@ impl<K: Data + Ord> StoreRetention<K> {
             entries.continue_sweep(self.kind)
         };
         let Some(key_serde) = &self.key_serde else {
-            return Ok(());
+            return Ok(Vec::new());
         };
+        let mut expired = Vec::with_capacity(dropped.len() + stored.len());
         for key in dropped {
-            let key = key_serde.serialize(&key)?;
-            ctx.expired
-                .push((self.name.clone(), Bytes::from(key), None));
+            expired.push(Bytes::from(key_serde.serialize(&key)?));
         }
-        for key in stored {
-            ctx.expired
-                .push((self.name.clone(), Bytes::from(key), None));
-        }
-        Ok(())
+        expired.extend(stored.into_iter().map(Bytes::from));
+        Ok(expired)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The processor API (Kafka's `org.apache.kafka.streams.processor.api`): user
 //! [`Processor`]s wired into a DSL topology with [`KStream::process`] and
 //! [`KStream::process_values`], with state stores ([`StreamsBuilder::add_state_store`](crate::StreamsBuilder::add_state_store),
-//! [`KeyValueStore`]) and punctuation ([`ProcessorContext::schedule`]).
+//! [`KeyValueStore`], [`WindowStore`], [`SessionStore`]) and punctuation
+//! ([`ProcessorContext::schedule`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -72,6 +73,7 @@
 
 mod punctuation;
 mod store;
+mod windowed_store;
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
@@ -84,11 +86,18 @@ use parking_lot::Mutex;
 pub use punctuation::{Cancellable, PunctuationType, RecordMetadata};
 pub(crate) use punctuation::{ProcessorTaskState, WallClock, punctuate, system_time_ms};
 pub(crate) use store::StoreLog;
-pub use store::{KeyValueBytesStoreSupplier, KeyValueStore, KeyValueStoreBuilder, Stores};
+pub use store::{
+    KeyValueBytesStoreSupplier, KeyValueStore, KeyValueStoreBuilder, StoreBuilder, Stores,
+};
+pub use windowed_store::{
+    SessionBytesStoreSupplier, SessionStore, SessionStoreBuilder, WindowBytesStoreSupplier,
+    WindowStore, WindowStoreBuilder,
+};
 
 use crate::Error;
 use crate::kstream::KStream;
 use crate::topology::{BuilderState, Context, Data, Node, Record as TopologyRecord};
+use crate::window_store::WindowedStoreKind;
 
 /// A record as a processor gets and forwards it (Kafka's `api.Record`, without headers).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,26 +318,86 @@ impl<KOut, VOut> ProcessorContext<'_, KOut, VOut> {
         &self,
         name: &str,
     ) -> Result<KeyValueStore<K, V>, Error> {
-        let store = self
-            .stores
-            .get(name)
-            .ok_or_else(|| Error::StoreNotConnected {
-                processor: self.name.to_string(),
+        let store = self.connected(name)?;
+        // A window or session store holds windowed keys, but is written through its handle.
+        if self.windowed_handle(name).is_some() {
+            return Err(Error::StoreKind {
                 store: name.to_string(),
-            })?;
+                expected: "a key-value store",
+            });
+        }
         let entries = store
             .downcast_ref::<crate::store::SharedStore<K, V>>()
             .ok_or_else(|| Error::StoreType(name.to_string()))?;
         let log = self
             .loggers
             .get(name)
-            .and_then(|logger| logger.downcast_ref::<Arc<store::KeyValueLogger<K, V>>>())
+            .and_then(|logger| logger.downcast_ref::<Arc<store::StoreLogger<K, V>>>())
             .cloned();
         Ok(KeyValueStore {
             name: name.to_string(),
             entries: Arc::clone(entries),
             log,
         })
+    }
+
+    /// The window store `name` (Kafka's `getStateStore`), which must be connected to this
+    /// processor and added as a window store
+    /// ([`Stores::window_store_builder`]); the error says which of these it is not, or that
+    /// it holds other key or value types.
+    pub fn window_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<K, V>, Error> {
+        self.typed_handle(name, WindowedStoreKind::Window)
+    }
+
+    /// The session store `name` (Kafka's `getStateStore`), as
+    /// [`ProcessorContext::window_store`] ([`Stores::session_store_builder`]).
+    pub fn session_store<K: 'static, V: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<K, V>, Error> {
+        self.typed_handle(name, WindowedStoreKind::Session)
+    }
+
+    fn connected(&self, name: &str) -> Result<&Arc<dyn Any + Send + Sync>, Error> {
+        self.stores
+            .get(name)
+            .ok_or_else(|| Error::StoreNotConnected {
+                processor: self.name.to_string(),
+                store: name.to_string(),
+            })
+    }
+
+    fn windowed_handle(&self, name: &str) -> Option<&windowed_store::WindowedHandle> {
+        self.loggers.get(name)?.downcast_ref()
+    }
+
+    fn typed_handle<H: Clone + 'static>(
+        &self,
+        name: &str,
+        kind: WindowedStoreKind,
+    ) -> Result<H, Error> {
+        self.connected(name)?;
+        match self.windowed_handle(name) {
+            Some(found) if found.kind == kind => found
+                .handle
+                .downcast_ref::<H>()
+                .cloned()
+                .ok_or_else(|| Error::StoreType(name.to_string())),
+            _ => Err(Error::StoreKind {
+                store: name.to_string(),
+                expected: match kind {
+                    WindowedStoreKind::Window => {
+                        "a window store added with StreamsBuilder::add_state_store"
+                    }
+                    WindowedStoreKind::Session => {
+                        "a session store added with StreamsBuilder::add_state_store"
+                    }
+                },
+            }),
+        }
     }
 
     /// The same context for a shorter borrow, to wrap in a [`FixedKeyProcessorContext`].
@@ -414,6 +483,22 @@ impl<K, VOut> FixedKeyProcessorContext<'_, K, VOut> {
         name: &str,
     ) -> Result<KeyValueStore<KS, VS>, Error> {
         self.inner.key_value_store(name)
+    }
+
+    /// See [`ProcessorContext::window_store`].
+    pub fn window_store<KS: 'static, VS: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<WindowStore<KS, VS>, Error> {
+        self.inner.window_store(name)
+    }
+
+    /// See [`ProcessorContext::session_store`].
+    pub fn session_store<KS: 'static, VS: 'static>(
+        &self,
+        name: &str,
+    ) -> Result<SessionStore<KS, VS>, Error> {
+        self.inner.session_store(name)
     }
 }
 

@@ -5,7 +5,9 @@
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::Error;
@@ -26,7 +28,7 @@ pub struct KeyValueStore<K, V> {
     pub(crate) name: String,
     pub(crate) entries: SharedStore<K, V>,
     /// Where its writes are logged, unless logging is disabled (or it is a DSL store).
-    pub(crate) log: Option<Arc<KeyValueLogger<K, V>>>,
+    pub(crate) log: Option<Arc<StoreLogger<K, V>>>,
 }
 
 impl<K, V> Clone for KeyValueStore<K, V> {
@@ -44,18 +46,60 @@ impl<K, V> Clone for KeyValueStore<K, V> {
 /// the processor call that made them returns ([`StoreLog::drain_into`]). A write that did not
 /// serialize waits as its error, which fails that call, as Kafka's `put` throws.
 pub(crate) struct StoreLog {
+    store: String,
     topic: String,
     pending: Mutex<Vec<Result<SerializedChange, Error>>>,
+    /// The keys a window or session store's retention dropped, as the local state holds
+    /// them: deleted from it, not logged (as Kafka's dropped segments are not).
+    expired: Mutex<Vec<Bytes>>,
+    /// Puts a window or session store dropped because their window had expired, for the
+    /// task's `dropped_late` (Kafka counts them in its dropped-records metric).
+    dropped: AtomicU64,
 }
 
 /// A changelog record's serialized key and value (`None`: a tombstone).
 type SerializedChange = (Vec<u8>, Option<Vec<u8>>);
 
 impl StoreLog {
+    pub(crate) fn new(store: &str, topic: String) -> Self {
+        Self {
+            store: store.to_string(),
+            topic,
+            pending: Mutex::new(Vec::new()),
+            expired: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a put dropped because its window had expired.
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fails the processor call that made a write (a windowed key of an expired window
+    /// that did not serialize, to delete it from the local state).
+    pub(crate) fn fail(&self, error: Error) {
+        self.pending.lock().push(Err(error));
+    }
+
+    /// Keys to delete from the task's local state when the processor call returns.
+    pub(crate) fn expire(&self, keys: Vec<Bytes>) {
+        if !keys.is_empty() {
+            self.expired.lock().extend(keys);
+        }
+    }
+
     /// Writes the waiting records to the task's changelog partition with `timestamp` (the
     /// record or punctuation being processed, as Kafka's change logging uses the record
     /// context's); the first write that did not serialize fails.
     pub(crate) fn drain_into(&self, ctx: &mut Context, timestamp: i64) -> Result<(), Error> {
+        ctx.metrics.dropped_late += self.dropped.swap(0, Ordering::Relaxed);
+        let expired = std::mem::take(&mut *self.expired.lock());
+        ctx.expired.extend(
+            expired
+                .into_iter()
+                .map(|key| (self.store.clone(), key, None)),
+        );
         let pending = std::mem::take(&mut *self.pending.lock());
         for record in pending {
             let (key, value) = record?;
@@ -65,17 +109,19 @@ impl StoreLog {
     }
 }
 
-/// Serializes the writes of one logged key-value store for its [`StoreLog`]: Kafka's plain
-/// `keyValueStoreBuilder` logs the serialized key and the serialized value alone (no
-/// timestamp prefix, unlike the DSL's timestamped stores), a tombstone for a deletion.
-pub(crate) struct KeyValueLogger<K, V> {
-    key_serde: SerdeRef<K>,
-    value_serde: SerdeRef<V>,
+/// Serializes the writes of one logged store for its [`StoreLog`]: Kafka's plain
+/// `keyValueStoreBuilder`, `windowStoreBuilder` and `sessionStoreBuilder` log the serialized
+/// key (a window or session store's in Kafka's windowed key formats) and the serialized
+/// value alone (no timestamp prefix, unlike the DSL's timestamped stores), a tombstone for a
+/// deletion.
+pub(crate) struct StoreLogger<K, V> {
+    pub(crate) key_serde: SerdeRef<K>,
+    pub(crate) value_serde: SerdeRef<V>,
     pub(crate) log: Arc<StoreLog>,
 }
 
-impl<K: 'static, V: 'static> KeyValueLogger<K, V> {
-    fn log(&self, key: &K, value: Option<&V>) {
+impl<K: 'static, V: 'static> StoreLogger<K, V> {
+    pub(crate) fn log(&self, key: &K, value: Option<&V>) {
         let record = encode_change(
             &self.log.topic,
             (&*self.key_serde, &*self.value_serde),
@@ -268,52 +314,81 @@ impl<K, V> KeyValueStoreBuilder<K, V> {
     }
 }
 
+/// A state store to add with [`StreamsBuilder::add_state_store`] (Kafka's `StoreBuilder`):
+/// a [`KeyValueStoreBuilder`], [`WindowStoreBuilder`](super::WindowStoreBuilder) or
+/// [`SessionStoreBuilder`](super::SessionStoreBuilder), from [`Stores`]. Sealed: a store is
+/// one of these.
+pub trait StoreBuilder: sealed::Sealed {
+    /// The store's name.
+    fn name(&self) -> &str;
+
+    /// Whether the store is logged to a changelog topic (Kafka's `loggingEnabled`).
+    fn logging_enabled(&self) -> bool;
+}
+
+pub(crate) mod sealed {
+    /// Adds a store to a builder's topology; only the crate's builders implement it.
+    pub trait Sealed {
+        fn add_to(self, builder: &crate::StreamsBuilder);
+    }
+}
+
+impl<K: Data + Ord, V: Data> StoreBuilder for KeyValueStoreBuilder<K, V> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn logging_enabled(&self) -> bool {
+        self.logging
+    }
+}
+
 impl StreamsBuilder {
     /// Adds a state store to the topology (Kafka's `StreamsBuilder#addStateStore`), for the
     /// processors that name it in [`KStream::process`](crate::KStream::process) or
-    /// [`KStream::process_values`](crate::KStream::process_values). A name already used by
-    /// another store is refused by [`StreamsBuilder::build`].
+    /// [`KStream::process_values`](crate::KStream::process_values): a key-value, window or
+    /// session store from [`Stores`]. A name already used by another store, and a window or
+    /// session store [`Stores`] would refuse (a retention below the window size...), are
+    /// refused by [`StreamsBuilder::build`], naming the store.
     ///
-    /// Unless [`KeyValueStoreBuilder::with_logging_disabled`], every write is logged to
+    /// Unless the builder's `with_logging_disabled`, every write is logged to
     /// `<name>-changelog`, and a task created on another instance or after a restart restores
     /// the store from it (and from its local state) before it processes.
-    pub fn add_state_store<K: Data + Ord, V: Data>(&self, builder: KeyValueStoreBuilder<K, V>) {
+    pub fn add_state_store(&self, builder: impl StoreBuilder) {
+        sealed::Sealed::add_to(builder, self);
+    }
+}
+
+impl<K: Data + Ord, V: Data> sealed::Sealed for KeyValueStoreBuilder<K, V> {
+    fn add_to(self, streams: &StreamsBuilder) {
         let store: SharedStore<K, V> = crate::store::new_store();
-        let mut state = self.state.lock();
-        state.add_store(&builder.name, Arc::new(Arc::clone(&store)));
-        if builder.logging {
-            if builder.persistent {
+        let mut state = streams.state.lock();
+        state.add_store(&self.name, Arc::new(Arc::clone(&store)));
+        if self.logging {
+            if self.persistent {
                 register_persistent_store(
                     &mut state,
-                    &builder.name,
+                    &self.name,
                     &store,
-                    (
-                        Arc::clone(&builder.key_serde),
-                        Arc::clone(&builder.value_serde),
-                    ),
+                    (Arc::clone(&self.key_serde), Arc::clone(&self.value_serde)),
                     ValueFormat::Plain,
                 );
             }
             let topic = logged_store(
                 &mut state,
-                &builder.name,
+                &self.name,
                 &store,
-                Arc::clone(&builder.key_serde),
-                Arc::clone(&builder.value_serde),
+                Arc::clone(&self.key_serde),
+                Arc::clone(&self.value_serde),
                 ValueFormat::Plain,
             );
-            let logger = Arc::new(KeyValueLogger {
-                key_serde: builder.key_serde,
-                value_serde: builder.value_serde,
-                log: Arc::new(StoreLog {
-                    topic,
-                    pending: Mutex::new(Vec::new()),
-                }),
+            let logger = Arc::new(StoreLogger {
+                key_serde: self.key_serde,
+                value_serde: self.value_serde,
+                log: Arc::new(StoreLog::new(&self.name, topic)),
             });
             let log = Arc::clone(&logger.log);
-            state
-                .store_logs
-                .insert(builder.name, (log, Arc::new(logger)));
+            state.store_logs.insert(self.name, (log, Arc::new(logger)));
         }
     }
 }

@@ -169,7 +169,8 @@ class App:
                  grace_ms=0):
         self.kind, self.app_id = kind, app_id
         self.state_dir = tempfile.mkdtemp(prefix=f"streams-{kind}-")
-        rest = [topology, bootstrap, app_id, input_topic, output, "--grace-ms", str(grace_ms)]
+        rest = [topology, bootstrap, app_id, input_topic, output, "--grace-ms", str(grace_ms),
+                "--guarantee", args.guarantee]
         if kind != "weir":
             rest += ["--state-dir", os.path.join(self.state_dir, "state")]
         if kind == "weir-dir-mem":
@@ -1031,6 +1032,10 @@ def main():
     parser.add_argument("--rate-seconds", type=int, help="bench: latency phase seconds")
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--verbose", action="store_true", help="compare: print every record")
+    parser.add_argument("--guarantee", default="at_least_once",
+                        choices=["at_least_once", "exactly_once_v2"],
+                        help="processing.guarantee of both applications (outputs are read "
+                             "read_committed, librdkafka's default)")
     args = parser.parse_args()
     default = TOPOLOGIES + (COMPARE_ONLY if args.mode == "compare" else [])
     args.topologies = args.topologies.split(",") if args.topologies else default

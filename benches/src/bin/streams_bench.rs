@@ -5,7 +5,7 @@
 //! ```text
 //! streams-bench TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N]
 //!     [--state-dir DIR] [--max-poll-records N] [--max-uncommitted-records N]
-//!     [--store-cache N|all]
+//!     [--store-cache N|all] [--guarantee at_least_once|exactly_once_v2]
 //! ```
 //!
 //! Keys and values are UTF-8 strings, counts 8-byte big-endian integers (Kafka's
@@ -39,12 +39,13 @@
 //! processed at a time; `--max-uncommitted-records` (weir-streams only, default 10,000) the
 //! most in one batch: weir-streams flushes its outputs and commits its input offsets after
 //! every batch, or every `commit.interval.ms` (100 ms here, as on the Kafka Streams side). Runs until SIGTERM or
-//! SIGINT, then commits what it processed and exits.
+//! SIGINT, then commits what it processed and exits. `--guarantee` is `processing.guarantee`
+//! (default at least once, as on the Kafka Streams side).
 
 use std::time::Duration;
 
 use weir_streams::{
-    Grouped, I64Serde, KafkaStreams, Nullable, Produced, SessionWindowedSerde, SessionWindows,
+    Grouped, I64Serde, KafkaStreams, ProcessingGuarantee, Nullable, Produced, SessionWindowedSerde, SessionWindows,
     StreamsBuilder, StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows,
     Topology,
 };
@@ -91,6 +92,7 @@ async fn main() -> Result<()> {
     let mut max_uncommitted_records = None;
     let mut state_dir = None;
     let mut store_cache = None;
+    let mut guarantee = ProcessingGuarantee::AtLeastOnce;
     let mut options = options.iter();
     while let Some(option) = options.next() {
         let value = options
@@ -117,6 +119,16 @@ async fn main() -> Result<()> {
                     .parse()
                     .map_err(|e| format!("--max-poll-records {value}: {e}"))?;
                 max_poll_records = Some(n);
+            }
+            "--guarantee" => {
+                guarantee = match value.as_str() {
+                    "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+                    "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
+                    _ => {
+                        let expected = "at_least_once or exactly_once_v2";
+                        return Err(format!("--guarantee {value}: {expected}").into());
+                    }
+                };
             }
             "--max-uncommitted-records" => {
                 let n: usize = value
@@ -148,6 +160,7 @@ async fn main() -> Result<()> {
         config.max_uncommitted_records = n;
     }
     config.state_dir = state_dir;
+    config.processing_guarantee = guarantee;
     if let Some(cache) = store_cache {
         config.store_cache_max_entries = cache;
     }

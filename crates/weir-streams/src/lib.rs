@@ -364,7 +364,27 @@
 //!   skips the records it already processed that come again; after several rebalances in
 //!   one poll it is rebuilt from its changelog. An instance that lost its membership but
 //!   still runs (a zombie) may write to a changelog partition another instance now owns:
-//!   only exactly-once (transactions, fencing) rules that out.
+//!   only exactly once rules that out.
+//! - **Exactly once.** With [`StreamsConfig::processing_guarantee`] set to
+//!   [`ProcessingGuarantee::ExactlyOnceV2`] (Kafka's `exactly_once_v2`, KIP-447), the instance's
+//!   producer is transactional (`<application.id>-<process>-1`, a 10 s transaction timeout as
+//!   Kafka Streams sets) and a batch's outputs, changelog records and input offsets
+//!   (`send_offsets_to_transaction` with the consumer's group metadata, which fences a member
+//!   a rebalance left behind) are one transaction, begun by the batch's first output and
+//!   committed at its end. Every consumer of the instance (group, restores, standbys, global
+//!   tables) reads `read_committed`, and the group consumer's offset fetches ask for stable
+//!   offsets. The local state is written after the commit, so it never holds what an abort
+//!   discards. Kafka Streams commits before a rebalance takes partitions away; this
+//!   consumer's rebalance callbacks cannot wait for a commit, so a rebalance during a batch
+//!   that processed records aborts it instead: every task is closed dirty and created again
+//!   from its local state and changelogs, and the partitions, given back by the eager
+//!   rebalance, are read again from the committed offsets. A refused commit does the same,
+//!   and rejoins the group to read the partitions again. A crashed instance's transaction
+//!   stays open until its timeout: its successor's restore and offset fetch wait for it.
+//!   Restores read changelogs to their high watermark, not the last stable offset. Tests:
+//!   `tests/sigkill.rs` (two SIGKILLs, each key's counts read `read_committed` are 1, 2, 3...
+//!   with none repeated; the at-least-once runtime fails it) and `tests/kafka.rs` (an
+//!   instance joins and one leaves while records come).
 //! - **State.** With [`StreamsConfig::state_dir`] (Kafka's `state.dir`; default none: state
 //!   only in memory), task `p` keeps `<state_dir>/<application.id>/<p>/state.redb`: per
 //!   store, the latest changelog record per key (the changelog's exact bytes; a tombstone
@@ -495,8 +515,9 @@
 //!   headers, window stores that retain duplicates, record caching of user stores,
 //!   `Topology#addProcessor` (processors are placed with the DSL only), and
 //!   the old `Transformer`s; interactive queries across instances;
-//! - exactly-once (the runtime's process → produce → flush → commit path is where a
-//!   transaction will go); a production exception handler;
+//! - a production exception handler; exactly once's commit before a rebalance (a
+//!   rebalance during a batch aborts it here), and Kafka's `exactly_once` (v1, one producer
+//!   per task);
 //! - Kafka's numbering of generated names: Kafka numbers every node, this crate only what it
 //!   names, so beyond a topology's first store (`KSTREAM-AGGREGATE-STATE-STORE-0000000001`
 //!   on both) generated store and topic names differ from Kafka Streams': an application

@@ -551,11 +551,8 @@ impl KafkaStreams {
         if exactly_once {
             // Kafka's EOS v2 id, `<application.id>-<process id>-<thread>`: unique per start,
             // since the group generation (KIP-447), not the id, fences a zombie's commits.
-            producer_config.transactional_id = Some(format!(
-                "{}-{}-1",
-                config.application_id,
-                process_id()
-            ));
+            producer_config.transactional_id =
+                Some(format!("{}-{}-1", config.application_id, process_id()));
             // Kafka Streams' default under exactly once: a crashed instance's open
             // transaction is aborted, and its tasks' changelogs readable, after 10 s.
             producer_config.transaction_timeout = Duration::from_secs(10);
@@ -1430,7 +1427,10 @@ impl KafkaStreams {
             self.producer.abort_transaction().await?;
         }
         for (partition, mut task) in std::mem::take(&mut self.tasks) {
-            tracing::info!(task = partition, "closing task dirty: its batch was aborted");
+            tracing::info!(
+                task = partition,
+                "closing task dirty: its batch was aborted"
+            );
             if let Err(error) = task.task.close_processors() {
                 tracing::warn!(task = partition, %error, "a processor failed to close");
             }
@@ -1931,9 +1931,11 @@ async fn commit_with_offsets(
     group: Option<weir_client::consumer::ConsumerGroupMetadata>,
 ) -> Result<(), Error> {
     if !offsets.is_empty() {
-        let group = group
-            .ok_or_else(|| Error::IllegalState("the consumer has no group".to_string()))?;
-        producer.send_offsets_to_transaction(offsets, &group).await?;
+        let group =
+            group.ok_or_else(|| Error::IllegalState("the consumer has no group".to_string()))?;
+        producer
+            .send_offsets_to_transaction(offsets, &group)
+            .await?;
     }
     producer.commit_transaction().await?;
     Ok(())

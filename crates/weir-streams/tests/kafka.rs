@@ -25,7 +25,8 @@ use support::{TestBroker, create_topic, fetch_all};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_streams::{
     DeserializationExceptionHandler, Grouped, I64Serde, JsonSerde, KafkaStreams, Materialized,
-    Nullable, ProcessingGuarantee, Produced, Serde, StreamsBuilder, StreamsConfig, StringSerde, TableJoined, Topology,
+    Nullable, ProcessingGuarantee, Produced, Serde, StreamsBuilder, StreamsConfig, StringSerde,
+    TableJoined, Topology,
 };
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -1283,7 +1284,9 @@ async fn exactly_once_counts_stay_exact_across_rebalances() {
                 .await
                 .unwrap();
             for i in 0..600 {
-                let record = ProducerRecord::new("words").key(format!("w{}", i % 10)).value("x");
+                let record = ProducerRecord::new("words")
+                    .key(format!("w{}", i % 10))
+                    .value("x");
                 producer.send(record).await.unwrap();
                 if i % 20 == 19 {
                     tokio::time::sleep(Duration::from_millis(25)).await;
@@ -1291,7 +1294,11 @@ async fn exactly_once_counts_stay_exact_across_rebalances() {
             }
         }
     });
-    let first = start(KafkaStreams::new(word_counts, config.clone()).await.unwrap());
+    let first = start(
+        KafkaStreams::new(word_counts, config.clone())
+            .await
+            .unwrap(),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = start(KafkaStreams::new(word_counts, config).await.unwrap());
     wait_for_members(&broker, APP, 2).await;
@@ -1302,7 +1309,10 @@ async fn exactly_once_counts_stay_exact_across_rebalances() {
     writing.await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while committed_to(&broker, APP, "words", 4).await < 600 {
-        assert!(tokio::time::Instant::now() < deadline, "not every record committed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every record committed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (stop, task) = second;
@@ -1315,7 +1325,10 @@ async fn exactly_once_counts_stay_exact_across_rebalances() {
     assert_eq!(per_word.len(), 10);
     for (word, counts) in &per_word {
         let expected: Vec<i64> = (1..=60).collect();
-        assert!(counts == &expected, "{word}: each of 60 records counted once, read {counts:?}");
+        assert!(
+            counts == &expected,
+            "{word}: each of 60 records counted once, read {counts:?}"
+        );
     }
     broker.stop().await;
 }

@@ -113,7 +113,11 @@ impl Application {
         Self::start_with(bootstrap, state_dir, false)
     }
 
-    fn start_with(bootstrap: &str, state_dir: Option<&std::path::Path>, exactly_once: bool) -> Self {
+    fn start_with(
+        bootstrap: &str,
+        state_dir: Option<&std::path::Path>,
+        exactly_once: bool,
+    ) -> Self {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
             .args(["child_application", "--exact", "--ignored", "--nocapture"])
@@ -296,7 +300,10 @@ async fn an_exactly_once_application_killed_with_sigkill_counts_each_record_once
     let total = produced.load(Ordering::SeqCst) as i64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while committed(&broker).await < total {
-        assert!(tokio::time::Instant::now() < deadline, "not every record committed");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every record committed"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     last.kill();

@@ -34,6 +34,7 @@ import org.apache.kafka.streams.kstream.WindowedSerdes;
  * <pre>
  * java -cp 'target/streams-bench.jar:target/lib/*' dev.weir.bench.StreamsBench \
  *     TOPOLOGY BOOTSTRAP APPLICATION_ID INPUT OUTPUT [--table TOPIC] [--grace-ms N] [--state-dir DIR]
+ *         [--guarantee at_least_once|exactly_once_v2]
  * </pre>
  *
  * TOPOLOGY: stateless (drop values starting with '-', upper-case the rest), windowed-count
@@ -64,11 +65,13 @@ public final class StreamsBench {
         String table = null;
         long graceMs = 0;
         String stateDir = System.getProperty("java.io.tmpdir") + "/streams-bench-" + args[2];
+        String guarantee = StreamsConfig.AT_LEAST_ONCE;
         for (int i = 5; i + 1 < args.length; i += 2) {
             switch (args[i]) {
                 case "--table" -> table = args[i + 1];
                 case "--grace-ms" -> graceMs = Long.parseLong(args[i + 1]);
                 case "--state-dir" -> stateDir = args[i + 1];
+                case "--guarantee" -> guarantee = args[i + 1];
                 default -> {
                     System.err.println("unknown option " + args[i]);
                     System.exit(2);
@@ -179,7 +182,7 @@ public final class StreamsBench {
         props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[1]);
         props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
-        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         // Every update is forwarded, as weir-streams does (it has no record cache).
         props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 100);

@@ -571,3 +571,48 @@ async fn librdkafka_reads_our_committed_transactions_and_we_read_its() {
     let all = read(&broker, IsolationLevel::ReadUncommitted, "theirs", 1).await;
     assert_eq!(all, [strings(&["r1", "r2", "rx", "ry", "r3"])]);
 }
+
+/// A record the broker refuses makes the transaction abortable: the commit fails and
+/// commits nothing, the abort succeeds, and since the refused batch left a gap in the
+/// partition's sequence, the abort bumps the epoch so the next transaction starts again at
+/// sequence 0 and commits.
+#[tokio::test]
+async fn a_failed_record_makes_the_commit_fail_and_the_abort_recover() {
+    let mut props = BROKER.to_vec();
+    props.push(("message.max.bytes", "4096"));
+    let broker = TestBroker::start(&props).await;
+    create_topic(&broker.client().await, "refused", 1).await;
+    let producer = txn_producer(&broker, "refused-tx").await;
+    let (_, epoch) = producer.producer_id().unwrap();
+
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "lost").await;
+    let err = producer
+        .send(
+            ProducerRecord::new("refused")
+                .partition(0)
+                .value(vec![b'x'; 10_000]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{err}");
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{err}");
+    // Sends are refused until the abort.
+    let err = producer
+        .send(ProducerRecord::new("refused").partition(0).value("no"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    producer.abort_transaction().await.unwrap();
+    let (_, bumped) = producer.producer_id().unwrap();
+    assert!(bumped > epoch, "epoch {epoch} not bumped: {bumped}");
+
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "kept").await;
+    producer.commit_transaction().await.unwrap();
+    commit_sentinel(&producer, "refused", 1).await;
+    let committed = read(&broker, IsolationLevel::ReadCommitted, "refused", 1).await;
+    assert_eq!(committed, [strings(&["kept"])]);
+}

@@ -616,3 +616,56 @@ async fn a_failed_record_makes_the_commit_fail_and_the_abort_recover() {
     let committed = read(&broker, IsolationLevel::ReadCommitted, "refused", 1).await;
     assert_eq!(committed, [strings(&["kept"])]);
 }
+
+/// `auto.offset.reset=latest` lists offsets at the consumer's isolation level: a
+/// read_committed consumer starts at the last stable offset, before an open transaction, and
+/// reads that transaction once it commits; a read_uncommitted one starts at the high
+/// watermark, after it.
+#[tokio::test]
+async fn latest_is_the_last_stable_offset_for_read_committed() {
+    let broker = TestBroker::start(BROKER).await;
+    create_topic(&broker.client().await, "open", 1).await;
+    let producer = txn_producer(&broker, "open-tx").await;
+    producer.begin_transaction().unwrap();
+    send(&producer, "open", 0, "c0").await;
+    producer.commit_transaction().await.unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, "open", 0, "o1").await;
+    send(&producer, "open", 0, "o2").await;
+    // c0 at 0, its marker at 1 (written before o1 was accepted: the coordinator adds no
+    // partition to the next transaction until the markers are written), the open transaction
+    // from 2.
+    let tp = TopicPartition::new("open", 0);
+    let mut positions = Vec::new();
+    let mut readers = Vec::new();
+    for isolation in [
+        IsolationLevel::ReadCommitted,
+        IsolationLevel::ReadUncommitted,
+    ] {
+        let mut config = reader_config(&broker, isolation);
+        config.auto_offset_reset = OffsetReset::Latest;
+        let mut consumer = Consumer::connect(config).await.unwrap();
+        consumer.assign(std::slice::from_ref(&tp)).unwrap();
+        positions.push(consumer.position(&tp).await.unwrap());
+        readers.push(consumer);
+    }
+    assert_eq!(positions, [2, 4]);
+    producer.commit_transaction().await.unwrap();
+    commit_sentinel(&producer, "open", 1).await;
+    let deadline = Instant::now() + WAIT;
+    let mut values = Vec::new();
+    let committed = &mut readers[0];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let record = tokio::time::timeout(left, committed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("read only {values:?}"))
+            .unwrap();
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        if value == SENTINEL {
+            break;
+        }
+        values.push(value);
+    }
+    assert_eq!(values, strings(&["o1", "o2"]));
+}

@@ -382,6 +382,19 @@ async fn offsets_sent_to_a_transaction_commit_with_it_and_not_when_it_aborts() {
     let output = read(&broker, IsolationLevel::ReadCommitted, "out", 1).await;
     assert_eq!(output, [strings(&["V0", "V1", "V2"])]);
 
+    // A member whose generation is not the group's (a zombie after a rebalance) is refused,
+    // and the transaction must abort.
+    let mut stale = consumer.group_metadata().unwrap();
+    stale.generation_id += 1;
+    producer.begin_transaction().unwrap();
+    let err = producer
+        .send_offsets_to_transaction(&[(input.clone(), OffsetAndMetadata::new(6))], &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::ILLEGAL_GENERATION), "{err}");
+    producer.abort_transaction().await.unwrap();
+
     // Offsets of a group with no members (generation -1) are accepted too.
     producer.begin_transaction().unwrap();
     producer

@@ -188,6 +188,10 @@ pub struct Consumer {
     subscription: Option<Vec<String>>,
     /// Whether the member has joined its current generation.
     joined: bool,
+    /// The member id and generation last joined, kept through a rebalance: offsets sent to a
+    /// transaction meanwhile carry them and are refused if the generation has moved on,
+    /// instead of being committed without a membership check.
+    member: Option<(String, i32)>,
     positions: Positions,
     fetcher: Fetcher,
     listener: Option<Box<dyn RebalanceListener>>,
@@ -264,6 +268,7 @@ impl Consumer {
             revoked_positions: Vec::new(),
             subscription: None,
             joined: false,
+            member: None,
             listener: None,
             last_committed: BTreeMap::new(),
         })
@@ -332,14 +337,15 @@ impl Consumer {
     /// [`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
     /// (Java's `groupMetadata()`): the group coordinator then refuses offsets of a member that
     /// was fenced by a rebalance. Before the member has joined, generation -1 and an empty
-    /// member id. `None` without a `group.id`.
+    /// member id; during a rebalance, the generation last joined. `None` without a
+    /// `group.id`.
     pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
         let group_id = self.config.group_id.clone()?;
-        let joined = self.group.as_ref().filter(|_| self.joined);
+        let (member_id, generation_id) = self.member.clone().unwrap_or((String::new(), -1));
         Some(ConsumerGroupMetadata {
             group_id,
-            generation_id: joined.map_or(-1, |g| g.generation),
-            member_id: joined.map(|g| g.member_id.clone()).unwrap_or_default(),
+            generation_id,
+            member_id,
             group_instance_id: self.config.group_instance_id.clone(),
         })
     }
@@ -596,6 +602,7 @@ impl Consumer {
         }
         self.subscription = None;
         self.joined = false;
+        self.member = None;
         self.led = None;
         self.positions.assign([], true);
         self.fetcher.retain(&self.positions);
@@ -781,6 +788,10 @@ impl Consumer {
         self.group = Some(group);
         let joined = result?;
         self.joined = true;
+        self.member = self
+            .group
+            .as_ref()
+            .map(|g| (g.member_id.clone(), g.generation));
         self.led = joined.partition_counts.map(|counts| {
             (
                 counts,

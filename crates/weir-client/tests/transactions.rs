@@ -625,6 +625,23 @@ async fn a_failed_record_makes_the_commit_fail_and_the_abort_recover() {
     producer.begin_transaction().unwrap();
     send(&producer, "refused", 0, "kept").await;
     producer.commit_transaction().await.unwrap();
+
+    // A record refused before it reached a batch (no partition 7) makes the transaction
+    // abortable too, so the commit cannot leave it out unnoticed.
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "also lost").await;
+    let err = producer
+        .send(ProducerRecord::new("refused").partition(7).value("nowhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+        "{err}"
+    );
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    producer.abort_transaction().await.unwrap();
     commit_sentinel(&producer, "refused", 1).await;
     let committed = read(&broker, IsolationLevel::ReadCommitted, "refused", 1).await;
     assert_eq!(committed, [strings(&["kept"])]);

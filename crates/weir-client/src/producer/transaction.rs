@@ -433,6 +433,28 @@ pub(crate) fn begin_transaction(shared: &Shared) -> Result<()> {
     })
 }
 
+/// A record of the transaction was refused before it reached a batch (an unknown partition,
+/// too large, no metadata within `max.block.ms`): as in the Java client the transaction must
+/// abort, so that a commit cannot leave the record out unnoticed. Errors of the call's state
+/// itself change nothing.
+pub(crate) fn send_failed(shared: &Shared, err: &Error) {
+    if matches!(
+        err,
+        Error::IllegalState(_)
+            | Error::FatalTransaction { .. }
+            | Error::AbortableTransaction { .. }
+            | Error::TransactionAborted
+            | Error::Closed
+    ) {
+        return;
+    }
+    if let Some(txn) = shared.state.lock().txn.as_mut() {
+        if txn.phase == Phase::InTransaction {
+            txn.fail(err.duplicate());
+        }
+    }
+}
+
 /// Adds `partitions` to the transaction (AddPartitionsToTxn), for the sender. On failure the
 /// transaction fails, and the sender fails the partitions' batches.
 pub(crate) async fn add_partitions(shared: Arc<Shared>, partitions: Vec<PartitionKey>) {

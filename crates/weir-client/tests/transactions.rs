@@ -699,3 +699,68 @@ async fn latest_is_the_last_stable_offset_for_read_committed() {
     }
     assert_eq!(values, strings(&["o1", "o2"]));
 }
+
+/// The last stable offset of a partition (ListOffsets latest at isolation level 1).
+async fn last_stable_offset(client: &weir_client::Client, topic: &str, partition: i32) -> i64 {
+    use weir_protocol::messages::ListOffsetsRequest;
+    use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let leader = client.leader_for(topic, partition).await.unwrap();
+    let (response, _) = client
+        .send_to(
+            leader,
+            ListOffsetsRequest {
+                replica_id: -1,
+                isolation_level: 1,
+                topics: vec![ListOffsetsTopic {
+                    name: topic.into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition_index: partition,
+                        current_leader_epoch: -1,
+                        timestamp: -1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+/// `transaction.timeout.ms` reaches the coordinator: a transaction left open longer is
+/// aborted by it (the last stable offset moves past it), and the producer, whose epoch the
+/// abort bumped, is fenced.
+#[tokio::test]
+async fn the_coordinator_aborts_a_transaction_open_past_its_timeout() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "slow", 1).await;
+    let mut config = producer_config(&broker, Some("slow-tx"));
+    config.set("transaction.timeout.ms", "1000").unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, "slow", 0, "late").await;
+    assert_eq!(last_stable_offset(&client, "slow", 0).await, 0);
+
+    let deadline = Instant::now() + WAIT;
+    while last_stable_offset(&client, "slow", 0).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the transaction was never aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::FatalTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::PRODUCER_FENCED), "{err}");
+
+    let next = txn_producer(&broker, "slow-tx").await;
+    commit_sentinel(&next, "slow", 1).await;
+    let committed = read(&broker, IsolationLevel::ReadCommitted, "slow", 1).await;
+    assert!(committed[0].is_empty(), "{committed:?}");
+}

@@ -764,3 +764,147 @@ async fn the_coordinator_aborts_a_transaction_open_past_its_timeout() {
     let committed = read(&broker, IsolationLevel::ReadCommitted, "slow", 1).await;
     assert!(committed[0].is_empty(), "{committed:?}");
 }
+
+/// A broker that names itself the coordinator and answers every InitProducerId with
+/// COORDINATOR_LOAD_IN_PROGRESS, counting them.
+async fn loading_coordinator(attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use weir_protocol::ApiKey;
+    use weir_protocol::header::{decode_request, encode_response};
+    use weir_protocol::messages::api_versions_response::ApiVersion;
+    use weir_protocol::messages::metadata_response::MetadataResponseBroker;
+    use weir_protocol::messages::{
+        ApiVersionsResponse, FindCoordinatorResponse, InitProducerIdResponse, MetadataResponse,
+        RequestBody,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = i32::from(listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let attempts = attempts.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut size = [0u8; 4];
+                    if socket.read_exact(&mut size).await.is_err() {
+                        return;
+                    }
+                    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+                    socket.read_exact(&mut frame).await.unwrap();
+                    let request = decode_request(frame.into()).unwrap();
+                    let version = request.header.request_api_version;
+                    let id = request.header.correlation_id;
+                    let mut out = bytes::BytesMut::new();
+                    match request.body {
+                        RequestBody::ApiVersions(_) => {
+                            let keys = [
+                                ApiKey::ApiVersions,
+                                ApiKey::Metadata,
+                                ApiKey::FindCoordinator,
+                                ApiKey::InitProducerId,
+                            ];
+                            let response = ApiVersionsResponse {
+                                api_keys: keys
+                                    .iter()
+                                    .map(|k| ApiVersion {
+                                        api_key: *k as i16,
+                                        min_version: 0,
+                                        max_version: k.valid_versions().max,
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            };
+                            encode_response(&mut out, ApiKey::ApiVersions, version, id, &response)
+                        }
+                        RequestBody::Metadata(_) => {
+                            let response = MetadataResponse {
+                                brokers: vec![MetadataResponseBroker {
+                                    node_id: 7,
+                                    host: "127.0.0.1".into(),
+                                    port,
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            };
+                            encode_response(&mut out, ApiKey::Metadata, version, id, &response)
+                        }
+                        RequestBody::FindCoordinator(_) => {
+                            let response = FindCoordinatorResponse {
+                                node_id: 7,
+                                host: "127.0.0.1".into(),
+                                port,
+                                ..Default::default()
+                            };
+                            encode_response(
+                                &mut out,
+                                ApiKey::FindCoordinator,
+                                version,
+                                id,
+                                &response,
+                            )
+                        }
+                        RequestBody::InitProducerId(_) => {
+                            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let response = InitProducerIdResponse {
+                                error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code(),
+                                producer_id: -1,
+                                producer_epoch: -1,
+                                ..Default::default()
+                            };
+                            encode_response(
+                                &mut out,
+                                ApiKey::InitProducerId,
+                                version,
+                                id,
+                                &response,
+                            )
+                        }
+                        _ => return,
+                    }
+                    .unwrap();
+                    socket.write_all(&out).await.unwrap();
+                }
+            });
+        }
+    });
+    format!("127.0.0.1:{port}")
+}
+
+/// init_transactions retries a coordinator that keeps loading for `max.block.ms`, then gives
+/// up with the coordinator's error, and may be called again.
+#[tokio::test]
+async fn init_transactions_gives_up_after_max_block() {
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = loading_coordinator(attempts.clone()).await;
+    let mut config = ProducerConfig::new(weir_client::ClientConfig::new(&addr));
+    config
+        .set("transactional.id", "loading")
+        .unwrap()
+        .set("max.block.ms", "400")
+        .unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    let started = Instant::now();
+    let err = producer.init_transactions().await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max.block.ms"), "{err}");
+    assert!(took >= Duration::from_millis(400), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // Not initialized, not broken: the call may be repeated.
+    let err = producer.init_transactions().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+        "{err}"
+    );
+    assert!(matches!(
+        producer.begin_transaction(),
+        Err(Error::IllegalState(_))
+    ));
+}

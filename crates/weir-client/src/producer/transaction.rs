@@ -188,8 +188,9 @@ impl Transaction {
     }
 }
 
-/// On the transactional path the Java client reports INVALID_PRODUCER_EPOCH as fencing (a
-/// newer epoch exists: another instance or the coordinator's timeout abort took over).
+/// On the transactional path INVALID_PRODUCER_EPOCH is reported as fencing: a newer epoch
+/// exists (another instance, or the coordinator's abort of a timed-out transaction), and the
+/// next coordinator call would answer PRODUCER_FENCED anyway (docs/transactions.md).
 fn fenced(err: Error) -> Error {
     match err {
         Error::Kafka {

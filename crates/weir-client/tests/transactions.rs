@@ -680,6 +680,18 @@ async fn latest_is_the_last_stable_offset_for_read_committed() {
         readers.push(consumer);
     }
     assert_eq!(positions, [2, 4]);
+    // Lag is measured to the last stable offset: nothing to read yet, though the high
+    // watermark is 2 records further.
+    let committed = &mut readers[0];
+    let deadline = Instant::now() + WAIT;
+    let lag = loop {
+        let _ = tokio::time::timeout(Duration::from_millis(50), committed.recv()).await;
+        if let Some(lag) = committed.current_lag(&tp) {
+            break lag;
+        }
+        assert!(Instant::now() < deadline, "no fetch answered");
+    };
+    assert_eq!(lag, 0);
     producer.commit_transaction().await.unwrap();
     commit_sentinel(&producer, "open", 1).await;
     let deadline = Instant::now() + WAIT;

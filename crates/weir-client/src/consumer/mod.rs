@@ -564,12 +564,12 @@ impl Consumer {
     }
 
     /// How many records the broker held for `partition` past the consumer's position, as of
-    /// the last fetch response (its high watermark minus the position; Kafka's
+    /// the last fetch response (its high watermark, or with `read_committed` its last stable
+    /// offset, minus the position; Kafka's
     /// `KafkaConsumer#currentLag`). `None` while it is unknown: the partition is not
     /// assigned, has no position yet, or had no fetch response since it was assigned, sought
     /// or reset. It asks the broker nothing: Kafka Streams checks it for every empty input
     /// partition on every record to decide whether a task waits for more (`max.task.idle.ms`).
-    /// This consumer reads uncommitted records, so the lag counts up to the high watermark.
     pub fn current_lag(&self, partition: &TopicPartition) -> Option<i64> {
         self.positions.lag(partition)
     }

@@ -382,6 +382,19 @@ async fn offsets_sent_to_a_transaction_commit_with_it_and_not_when_it_aborts() {
     let output = read(&broker, IsolationLevel::ReadCommitted, "out", 1).await;
     assert_eq!(output, [strings(&["V0", "V1", "V2"])]);
 
+    // A member whose generation is not the group's (a zombie after a rebalance) is refused,
+    // and the transaction must abort.
+    let mut stale = consumer.group_metadata().unwrap();
+    stale.generation_id += 1;
+    producer.begin_transaction().unwrap();
+    let err = producer
+        .send_offsets_to_transaction(&[(input.clone(), OffsetAndMetadata::new(6))], &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::ILLEGAL_GENERATION), "{err}");
+    producer.abort_transaction().await.unwrap();
+
     // Offsets of a group with no members (generation -1) are accepted too.
     producer.begin_transaction().unwrap();
     producer
@@ -570,4 +583,340 @@ async fn librdkafka_reads_our_committed_transactions_and_we_read_its() {
     assert_eq!(committed, [strings(&["r1", "r2", "r3"])]);
     let all = read(&broker, IsolationLevel::ReadUncommitted, "theirs", 1).await;
     assert_eq!(all, [strings(&["r1", "r2", "rx", "ry", "r3"])]);
+}
+
+/// A record the broker refuses makes the transaction abortable: the commit fails and
+/// commits nothing, the abort succeeds, and since the refused batch left a gap in the
+/// partition's sequence, the abort bumps the epoch so the next transaction starts again at
+/// sequence 0 and commits.
+#[tokio::test]
+async fn a_failed_record_makes_the_commit_fail_and_the_abort_recover() {
+    let mut props = BROKER.to_vec();
+    props.push(("message.max.bytes", "4096"));
+    let broker = TestBroker::start(&props).await;
+    create_topic(&broker.client().await, "refused", 1).await;
+    let producer = txn_producer(&broker, "refused-tx").await;
+    let (_, epoch) = producer.producer_id().unwrap();
+
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "lost").await;
+    let err = producer
+        .send(
+            ProducerRecord::new("refused")
+                .partition(0)
+                .value(vec![b'x'; 10_000]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{err}");
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::MESSAGE_TOO_LARGE), "{err}");
+    // Sends are refused until the abort.
+    let err = producer
+        .send(ProducerRecord::new("refused").partition(0).value("no"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    producer.abort_transaction().await.unwrap();
+    let (_, bumped) = producer.producer_id().unwrap();
+    assert!(bumped > epoch, "epoch {epoch} not bumped: {bumped}");
+
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "kept").await;
+    producer.commit_transaction().await.unwrap();
+
+    // A record refused before it reached a batch (no partition 7) makes the transaction
+    // abortable too, so the commit cannot leave it out unnoticed.
+    producer.begin_transaction().unwrap();
+    send(&producer, "refused", 0, "also lost").await;
+    let err = producer
+        .send(ProducerRecord::new("refused").partition(7).value("nowhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::UNKNOWN_TOPIC_OR_PARTITION),
+        "{err}"
+    );
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::AbortableTransaction { .. }), "{err}");
+    producer.abort_transaction().await.unwrap();
+    commit_sentinel(&producer, "refused", 1).await;
+    let committed = read(&broker, IsolationLevel::ReadCommitted, "refused", 1).await;
+    assert_eq!(committed, [strings(&["kept"])]);
+}
+
+/// `auto.offset.reset=latest` lists offsets at the consumer's isolation level: a
+/// read_committed consumer starts at the last stable offset, before an open transaction, and
+/// reads that transaction once it commits; a read_uncommitted one starts at the high
+/// watermark, after it.
+#[tokio::test]
+async fn latest_is_the_last_stable_offset_for_read_committed() {
+    let broker = TestBroker::start(BROKER).await;
+    create_topic(&broker.client().await, "open", 1).await;
+    let producer = txn_producer(&broker, "open-tx").await;
+    producer.begin_transaction().unwrap();
+    send(&producer, "open", 0, "c0").await;
+    producer.commit_transaction().await.unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, "open", 0, "o1").await;
+    send(&producer, "open", 0, "o2").await;
+    // c0 at 0, its marker at 1 (written before o1 was accepted: the coordinator adds no
+    // partition to the next transaction until the markers are written), the open transaction
+    // from 2.
+    let tp = TopicPartition::new("open", 0);
+    let mut positions = Vec::new();
+    let mut readers = Vec::new();
+    for isolation in [
+        IsolationLevel::ReadCommitted,
+        IsolationLevel::ReadUncommitted,
+    ] {
+        let mut config = reader_config(&broker, isolation);
+        config.auto_offset_reset = OffsetReset::Latest;
+        let mut consumer = Consumer::connect(config).await.unwrap();
+        consumer.assign(std::slice::from_ref(&tp)).unwrap();
+        positions.push(consumer.position(&tp).await.unwrap());
+        readers.push(consumer);
+    }
+    assert_eq!(positions, [2, 4]);
+    // Lag is measured to the last stable offset: nothing to read yet, though the high
+    // watermark is 2 records further.
+    let committed = &mut readers[0];
+    let deadline = Instant::now() + WAIT;
+    let lag = loop {
+        let _ = tokio::time::timeout(Duration::from_millis(50), committed.recv()).await;
+        if let Some(lag) = committed.current_lag(&tp) {
+            break lag;
+        }
+        assert!(Instant::now() < deadline, "no fetch answered");
+    };
+    assert_eq!(lag, 0);
+    producer.commit_transaction().await.unwrap();
+    commit_sentinel(&producer, "open", 1).await;
+    let deadline = Instant::now() + WAIT;
+    let mut values = Vec::new();
+    let committed = &mut readers[0];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let record = tokio::time::timeout(left, committed.recv())
+            .await
+            .unwrap_or_else(|_| panic!("read only {values:?}"))
+            .unwrap();
+        let value = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+        if value == SENTINEL {
+            break;
+        }
+        values.push(value);
+    }
+    assert_eq!(values, strings(&["o1", "o2"]));
+}
+
+/// The last stable offset of a partition (ListOffsets latest at isolation level 1).
+async fn last_stable_offset(client: &weir_client::Client, topic: &str, partition: i32) -> i64 {
+    use weir_protocol::messages::ListOffsetsRequest;
+    use weir_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let leader = client.leader_for(topic, partition).await.unwrap();
+    let (response, _) = client
+        .send_to(
+            leader,
+            ListOffsetsRequest {
+                replica_id: -1,
+                isolation_level: 1,
+                topics: vec![ListOffsetsTopic {
+                    name: topic.into(),
+                    partitions: vec![ListOffsetsPartition {
+                        partition_index: partition,
+                        current_leader_epoch: -1,
+                        timestamp: -1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let p = &response.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+/// `transaction.timeout.ms` reaches the coordinator: a transaction left open longer is
+/// aborted by it (the last stable offset moves past it), and the producer, whose epoch the
+/// abort bumped, is fenced.
+#[tokio::test]
+async fn the_coordinator_aborts_a_transaction_open_past_its_timeout() {
+    let broker = TestBroker::start(BROKER).await;
+    let client = broker.client().await;
+    create_topic(&client, "slow", 1).await;
+    let mut config = producer_config(&broker, Some("slow-tx"));
+    config.set("transaction.timeout.ms", "1000").unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    send(&producer, "slow", 0, "late").await;
+    assert_eq!(last_stable_offset(&client, "slow", 0).await, 0);
+
+    let deadline = Instant::now() + WAIT;
+    while last_stable_offset(&client, "slow", 0).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the transaction was never aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let err = producer.commit_transaction().await.unwrap_err();
+    assert!(matches!(err, Error::FatalTransaction { .. }), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::PRODUCER_FENCED), "{err}");
+
+    let next = txn_producer(&broker, "slow-tx").await;
+    commit_sentinel(&next, "slow", 1).await;
+    let committed = read(&broker, IsolationLevel::ReadCommitted, "slow", 1).await;
+    assert!(committed[0].is_empty(), "{committed:?}");
+}
+
+/// A broker that names itself the coordinator and answers every InitProducerId with
+/// COORDINATOR_LOAD_IN_PROGRESS, counting them.
+async fn loading_coordinator(attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use weir_protocol::ApiKey;
+    use weir_protocol::header::{decode_request, encode_response};
+    use weir_protocol::messages::api_versions_response::ApiVersion;
+    use weir_protocol::messages::metadata_response::MetadataResponseBroker;
+    use weir_protocol::messages::{
+        ApiVersionsResponse, FindCoordinatorResponse, InitProducerIdResponse, MetadataResponse,
+        RequestBody,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = i32::from(listener.local_addr().unwrap().port());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let attempts = attempts.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut size = [0u8; 4];
+                    if socket.read_exact(&mut size).await.is_err() {
+                        return;
+                    }
+                    let mut frame = vec![0u8; i32::from_be_bytes(size) as usize];
+                    socket.read_exact(&mut frame).await.unwrap();
+                    let request = decode_request(frame.into()).unwrap();
+                    let version = request.header.request_api_version;
+                    let id = request.header.correlation_id;
+                    let mut out = bytes::BytesMut::new();
+                    match request.body {
+                        RequestBody::ApiVersions(_) => {
+                            let keys = [
+                                ApiKey::ApiVersions,
+                                ApiKey::Metadata,
+                                ApiKey::FindCoordinator,
+                                ApiKey::InitProducerId,
+                            ];
+                            let response = ApiVersionsResponse {
+                                api_keys: keys
+                                    .iter()
+                                    .map(|k| ApiVersion {
+                                        api_key: *k as i16,
+                                        min_version: 0,
+                                        max_version: k.valid_versions().max,
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            };
+                            encode_response(&mut out, ApiKey::ApiVersions, version, id, &response)
+                        }
+                        RequestBody::Metadata(_) => {
+                            let response = MetadataResponse {
+                                brokers: vec![MetadataResponseBroker {
+                                    node_id: 7,
+                                    host: "127.0.0.1".into(),
+                                    port,
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            };
+                            encode_response(&mut out, ApiKey::Metadata, version, id, &response)
+                        }
+                        RequestBody::FindCoordinator(_) => {
+                            let response = FindCoordinatorResponse {
+                                node_id: 7,
+                                host: "127.0.0.1".into(),
+                                port,
+                                ..Default::default()
+                            };
+                            encode_response(
+                                &mut out,
+                                ApiKey::FindCoordinator,
+                                version,
+                                id,
+                                &response,
+                            )
+                        }
+                        RequestBody::InitProducerId(_) => {
+                            attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let response = InitProducerIdResponse {
+                                error_code: ErrorCode::COORDINATOR_LOAD_IN_PROGRESS.code(),
+                                producer_id: -1,
+                                producer_epoch: -1,
+                                ..Default::default()
+                            };
+                            encode_response(
+                                &mut out,
+                                ApiKey::InitProducerId,
+                                version,
+                                id,
+                                &response,
+                            )
+                        }
+                        _ => return,
+                    }
+                    .unwrap();
+                    socket.write_all(&out).await.unwrap();
+                }
+            });
+        }
+    });
+    format!("127.0.0.1:{port}")
+}
+
+/// init_transactions retries a coordinator that keeps loading for `max.block.ms`, then gives
+/// up with the coordinator's error, and may be called again.
+#[tokio::test]
+async fn init_transactions_gives_up_after_max_block() {
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = loading_coordinator(attempts.clone()).await;
+    let mut config = ProducerConfig::new(weir_client::ClientConfig::new(&addr));
+    config
+        .set("transactional.id", "loading")
+        .unwrap()
+        .set("max.block.ms", "400")
+        .unwrap();
+    let producer = Producer::connect(config).await.unwrap();
+    let started = Instant::now();
+    let err = producer.init_transactions().await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max.block.ms"), "{err}");
+    assert!(took >= Duration::from_millis(400), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // Not initialized, not broken: the call may be repeated.
+    let err = producer.init_transactions().await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(ErrorCode::COORDINATOR_LOAD_IN_PROGRESS),
+        "{err}"
+    );
+    assert!(matches!(
+        producer.begin_transaction(),
+        Err(Error::IllegalState(_))
+    ));
 }

@@ -188,6 +188,10 @@ pub struct Consumer {
     subscription: Option<Vec<String>>,
     /// Whether the member has joined its current generation.
     joined: bool,
+    /// The member id and generation last joined, kept through a rebalance: offsets sent to a
+    /// transaction meanwhile carry them and are refused if the generation has moved on,
+    /// instead of being committed without a membership check.
+    member: Option<(String, i32)>,
     positions: Positions,
     fetcher: Fetcher,
     listener: Option<Box<dyn RebalanceListener>>,
@@ -266,6 +270,7 @@ impl Consumer {
             revoked_positions: Vec::new(),
             subscription: None,
             joined: false,
+            member: None,
             listener: None,
             last_committed: BTreeMap::new(),
         })
@@ -334,14 +339,15 @@ impl Consumer {
     /// [`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
     /// (Java's `groupMetadata()`): the group coordinator then refuses offsets of a member that
     /// was fenced by a rebalance. Before the member has joined, generation -1 and an empty
-    /// member id. `None` without a `group.id`.
+    /// member id; during a rebalance, the generation last joined. `None` without a
+    /// `group.id`.
     pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
         let group_id = self.config.group_id.clone()?;
-        let joined = self.group.as_ref().filter(|_| self.joined);
+        let (member_id, generation_id) = self.member.clone().unwrap_or((String::new(), -1));
         Some(ConsumerGroupMetadata {
             group_id,
-            generation_id: joined.map_or(-1, |g| g.generation),
-            member_id: joined.map(|g| g.member_id.clone()).unwrap_or_default(),
+            generation_id,
+            member_id,
             group_instance_id: self.config.group_instance_id.clone(),
         })
     }
@@ -560,12 +566,12 @@ impl Consumer {
     }
 
     /// How many records the broker held for `partition` past the consumer's position, as of
-    /// the last fetch response (its high watermark minus the position; Kafka's
+    /// the last fetch response (its high watermark, or with `read_committed` its last stable
+    /// offset, minus the position; Kafka's
     /// `KafkaConsumer#currentLag`). `None` while it is unknown: the partition is not
     /// assigned, has no position yet, or had no fetch response since it was assigned, sought
     /// or reset. It asks the broker nothing: Kafka Streams checks it for every empty input
     /// partition on every record to decide whether a task waits for more (`max.task.idle.ms`).
-    /// This consumer reads uncommitted records, so the lag counts up to the high watermark.
     pub fn current_lag(&self, partition: &TopicPartition) -> Option<i64> {
         self.positions.lag(partition)
     }
@@ -598,6 +604,7 @@ impl Consumer {
         }
         self.subscription = None;
         self.joined = false;
+        self.member = None;
         self.led = None;
         self.positions.assign([], true);
         self.fetcher.retain(&self.positions);
@@ -783,6 +790,10 @@ impl Consumer {
         self.group = Some(group);
         let joined = result?;
         self.joined = true;
+        self.member = self
+            .group
+            .as_ref()
+            .map(|g| (g.member_id.clone(), g.generation));
         self.led = joined.partition_counts.map(|counts| {
             (
                 counts,

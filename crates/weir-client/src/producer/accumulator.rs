@@ -249,9 +249,11 @@ impl Shared {
     /// Adds a record to its partition's open batch.
     pub(crate) async fn append(&self, record: ProducerRecord) -> Result<Delivery> {
         // Checked again under the lock that appends; this spares a misplaced send the wait
-        // for memory or metadata.
-        if let Some(txn) = &self.state.lock().txn {
-            txn.check("send", &[Phase::InTransaction])?;
+        // for memory or metadata. Only transactional producers pay for the extra lock.
+        if self.config.transactional_id.is_some() {
+            if let Some(txn) = &self.state.lock().txn {
+                txn.check("send", &[Phase::InTransaction])?;
+            }
         }
         let size = record_size(&record);
         let limit = self.config.max_request_size.min(self.config.buffer_memory);

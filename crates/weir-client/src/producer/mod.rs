@@ -456,8 +456,14 @@ impl Producer {
 
     /// Adds `record` to its partition's batch and returns its [`Delivery`]. Waits (up to
     /// `max.block.ms`) while the topic's metadata is unknown or `buffer.memory` is used up.
+    ///
+    /// In a transaction, a record refused here makes the transaction abortable.
     pub async fn enqueue(&self, record: ProducerRecord) -> Result<Delivery> {
-        self.handle.shared.append(record).await
+        let result = self.handle.shared.append(record).await;
+        if let Err(err) = &result {
+            transaction::send_failed(&self.handle.shared, err);
+        }
+        result
     }
 
     /// Sends every batch now, without waiting for `linger.ms`, and waits until every record

@@ -188,8 +188,9 @@ impl Transaction {
     }
 }
 
-/// On the transactional path the Java client reports INVALID_PRODUCER_EPOCH as fencing (a
-/// newer epoch exists: another instance or the coordinator's timeout abort took over).
+/// On the transactional path INVALID_PRODUCER_EPOCH is reported as fencing: a newer epoch
+/// exists (another instance, or the coordinator's abort of a timed-out transaction), and the
+/// next coordinator call would answer PRODUCER_FENCED anyway (docs/transactions.md).
 fn fenced(err: Error) -> Error {
     match err {
         Error::Kafka {
@@ -431,6 +432,28 @@ pub(crate) fn begin_transaction(shared: &Shared) -> Result<()> {
         t.phase = Phase::InTransaction;
         Ok(())
     })
+}
+
+/// A record of the transaction was refused before it reached a batch (an unknown partition,
+/// too large, no metadata within `max.block.ms`): as in the Java client the transaction must
+/// abort, so that a commit cannot leave the record out unnoticed. Errors of the call's state
+/// itself change nothing.
+pub(crate) fn send_failed(shared: &Shared, err: &Error) {
+    if matches!(
+        err,
+        Error::IllegalState(_)
+            | Error::FatalTransaction { .. }
+            | Error::AbortableTransaction { .. }
+            | Error::TransactionAborted
+            | Error::Closed
+    ) {
+        return;
+    }
+    if let Some(txn) = shared.state.lock().txn.as_mut() {
+        if txn.phase == Phase::InTransaction {
+            txn.fail(err.duplicate());
+        }
+    }
 }
 
 /// Adds `partitions` to the transaction (AddPartitionsToTxn), for the sender. On failure the

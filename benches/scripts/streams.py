@@ -72,7 +72,7 @@ import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -333,11 +333,20 @@ def read_all(bootstrap, topic, partition=0):
     consumer.assign([TopicPartition(topic, partition, 0)])
     records = []
     deadline = time.time() + 60
-    while len(records) < end and time.time() < deadline:
+    # Under exactly once, transaction markers take offsets too: the end is reached when the
+    # consumer's position is, not when `end` records were read. Until a transaction's markers
+    # are written (just after its commit) a read_committed read stops short of it: an end of
+    # partition event there is not the end.
+    at_end = end == 0
+    while not at_end and time.time() < deadline:
         for msg in consumer.consume(1000, 1.0):
             if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    position = consumer.position([TopicPartition(topic, partition)])[0].offset
+                    at_end = at_end or position >= end
                 continue
             records.append((msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]))
+            at_end = at_end or msg.offset() + 1 >= end
     consumer.close()
     return records
 
@@ -679,10 +688,13 @@ def run_compare(args):
                                     if t.endswith("-repartition")]
                     if repartitions:
                         reading = Progress(broker.bootstrap, app_id, repartitions, outputs[kind])
+                        # After the last record: under exactly once a transaction marker may
+                        # follow it, which a commit need not pass.
+                        ends_r = {t: max((r[0] + 1 for r in read_all(broker.bootstrap, t)),
+                                         default=0)
+                                  for t in repartitions}
                         try:
-                            wait_committed(apps[kind], reading,
-                                           {t: end_offset(broker.bootstrap, t)
-                                            for t in repartitions}, args.timeout)
+                            wait_committed(apps[kind], reading, ends_r, args.timeout)
                         finally:
                             reading.close()
                 # Stream time survives a restart through the commit metadata: both must have
@@ -743,6 +755,14 @@ def run_compare(args):
                     # values (Kafka's windowed aggregation sends its initializer's value as the
                     # old value of a new window, this crate none; an emission ignores both).
                     java_log, weir_log = ([(0, k, buffer_value_sans_prior(v), 0)
+                                           for k, v in sorted(final_state(log).items())]
+                                          for log in (java_log, weir_log))
+                elif args.guarantee == "exactly_once_v2" and java_topic.endswith("-changelog"):
+                    # The broker's cleaner was seen compacting one application's changelog
+                    # before this read (the inputs' 2001 timestamps roll a segment per append;
+                    # the cleaner takes the dirtiest log first): compared by what a restore
+                    # reads, the latest value per key.
+                    java_log, weir_log = ([(0, k, v, 0)
                                            for k, v in sorted(final_state(log).items())]
                                           for log in (java_log, weir_log))
                 equal = sum(1 for j, w in zip(java_log, weir_log) if j[1:] == w[1:])

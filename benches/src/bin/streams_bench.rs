@@ -45,9 +45,9 @@
 use std::time::Duration;
 
 use weir_streams::{
-    Grouped, I64Serde, KafkaStreams, ProcessingGuarantee, Nullable, Produced, SessionWindowedSerde, SessionWindows,
-    StreamsBuilder, StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde, TimeWindows,
-    Topology,
+    Grouped, I64Serde, KafkaStreams, Nullable, ProcessingGuarantee, Produced, SessionWindowedSerde,
+    SessionWindows, StreamsBuilder, StreamsConfig, StringSerde, Suppressed, TimeWindowedSerde,
+    TimeWindows, Topology,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;

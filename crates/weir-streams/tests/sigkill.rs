@@ -145,6 +145,37 @@ impl Drop for Application {
     }
 }
 
+/// Records keep coming while the application runs, so it is killed mid-stream: KEYS
+/// records (one per key) every 20 ms, so every key ends with the same count. Returns how many
+/// were written, the switch that stops the writer, and the writer.
+async fn keep_writing(
+    broker: &TestBroker,
+) -> (
+    Arc<AtomicUsize>,
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let producer = Producer::connect(ProducerConfig::new(broker.config()))
+        .await
+        .unwrap();
+    let produced = Arc::new(AtomicUsize::new(0));
+    let producing = Arc::new(AtomicBool::new(true));
+    let writer = tokio::spawn({
+        let (produced, producing) = (Arc::clone(&produced), Arc::clone(&producing));
+        async move {
+            while producing.load(Ordering::SeqCst) {
+                for key in 0..KEYS {
+                    let record = ProducerRecord::new(INPUT).key(format!("w{key}")).value("x");
+                    producer.send(record).await.unwrap();
+                    produced.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    (produced, producing, writer)
+}
+
 /// The offsets the application committed on the input, summed over its partitions.
 async fn committed(broker: &TestBroker) -> i64 {
     committed_to(broker, APP, INPUT, PARTITIONS).await
@@ -182,26 +213,7 @@ async fn killed_and_resumed(state_dir: Option<&std::path::Path>) {
     create_topic(&client, SESSIONS, 1).await;
     let bootstrap = broker.addr.to_string();
 
-    // Records keep coming while the application runs, so it is killed mid-stream: KEYS
-    // records (one per key) every 20 ms, so every key ends with the same count.
-    let producer = Producer::connect(ProducerConfig::new(broker.config()))
-        .await
-        .unwrap();
-    let produced = Arc::new(AtomicUsize::new(0));
-    let producing = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn({
-        let (produced, producing) = (Arc::clone(&produced), Arc::clone(&producing));
-        async move {
-            while producing.load(Ordering::SeqCst) {
-                for key in 0..KEYS {
-                    let record = ProducerRecord::new(INPUT).key(format!("w{key}")).value("x");
-                    producer.send(record).await.unwrap();
-                    produced.fetch_add(1, Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
+    let (produced, producing, writer) = keep_writing(&broker).await;
 
     let first = Application::start(&bootstrap, state_dir);
     wait_until("the first application commits 300 records", || async {
@@ -264,24 +276,7 @@ async fn an_exactly_once_application_killed_with_sigkill_counts_each_record_once
     create_topic(&client, OUTPUT, 1).await;
     create_topic(&client, SESSIONS, 1).await;
     let bootstrap = broker.addr.to_string();
-    let producer = Producer::connect(ProducerConfig::new(broker.config()))
-        .await
-        .unwrap();
-    let produced = Arc::new(AtomicUsize::new(0));
-    let producing = Arc::new(AtomicBool::new(true));
-    let writer = tokio::spawn({
-        let (produced, producing) = (Arc::clone(&produced), Arc::clone(&producing));
-        async move {
-            while producing.load(Ordering::SeqCst) {
-                for key in 0..KEYS {
-                    let record = ProducerRecord::new(INPUT).key(format!("w{key}")).value("x");
-                    producer.send(record).await.unwrap();
-                    produced.fetch_add(1, Ordering::SeqCst);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    });
+    let (produced, producing, writer) = keep_writing(&broker).await;
     let dir = tempfile::tempdir().unwrap();
     for (round, at_least) in [(0, 200), (1, 600)] {
         // One run in memory, one with a state dir: both restore from what was committed.

@@ -520,8 +520,11 @@
 //!   per task);
 //! - Kafka's numbering of generated names: Kafka numbers every node, this crate only what it
 //!   names, so beyond a topology's first store (`KSTREAM-AGGREGATE-STATE-STORE-0000000001`
-//!   on both) generated store and topic names differ from Kafka Streams': an application
-//!   handed over between the two needs its stores named (`Materialized::as_store`);
+//!   on both; a table read first is `<topic>-STATE-STORE-0000000000` in Kafka, `...01` here)
+//!   generated store and topic names differ from Kafka Streams': an application handed over
+//!   between the two needs its stores named (`Materialized::as_store`);
+//! - [`KTable::group_by`] of a table that sends no old values (a join's or a suppression's
+//!   result): refused when built, where Kafka materializes the table to get them;
 //! - the old value a windowed aggregation sends for a new window: Kafka's is the
 //!   initializer's value, this crate's none, which shows only in a suppression buffer's
 //!   changelog (its prior and old values; an emission ignores both).

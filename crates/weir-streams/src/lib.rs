@@ -477,7 +477,7 @@
 //!   topic has no partitioner (Kafka's `Repartitioned.streamPartitioner`).
 //!
 //! # Not built yet
-//! Issue 12 asks for more; this increment leaves out:
+//! Kafka Streams has more; this crate leaves out:
 //! - sub-topologies: a task holds the whole topology, so a repartition topic's partition
 //!   count is the number of tasks unless it must be co-partitioned with a user topic
 //!   (Kafka: the largest partition count of the upstream sub-topology's sources); no

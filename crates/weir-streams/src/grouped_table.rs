@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use weir_records::varint::{put_varint, read_varint};
 
 use crate::Error;
 use crate::kstream::{Grouped, Materialized, register_store, repartition};
@@ -61,7 +62,7 @@ impl<V: 'static> Serde<Change<V>> for ChangedSerde<V> {
             (Some(new), Some(old)) => {
                 let length = i32::try_from(new.len())
                     .map_err(|_| Error::Serde("a change's new value over 2 GiB".to_string()))?;
-                put_zigzag_varint(&mut out, length);
+                put_varint(&mut out, length);
                 out.extend_from_slice(&new);
                 out.extend_from_slice(&old);
                 out.push(NEW_AND_OLD);
@@ -96,8 +97,8 @@ impl<V: 'static> Serde<Change<V>> for ChangedSerde<V> {
                 old: Some(self.inner.deserialize(body)?),
             }),
             NEW_AND_OLD => {
-                let (length, rest) =
-                    read_zigzag_varint(body).ok_or_else(|| invalid("bad length"))?;
+                let (length, read) = read_varint(body).map_err(|_| invalid("bad length"))?;
+                let rest = &body[read..];
                 let length = usize::try_from(length)
                     .ok()
                     .filter(|length| *length <= rest.len())
@@ -111,29 +112,6 @@ impl<V: 'static> Serde<Change<V>> for ChangedSerde<V> {
             other => Err(invalid(&format!("unknown flag {other}"))),
         }
     }
-}
-
-/// Kafka's `ByteUtils.writeVarint`: zigzag, then 7 bits a byte, low first.
-fn put_zigzag_varint(out: &mut Vec<u8>, value: i32) {
-    let mut rest = ((value << 1) ^ (value >> 31)) as u32;
-    while rest >= 0x80 {
-        out.push((rest as u8 & 0x7f) | 0x80);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
-/// The zigzag varint at the start of `data` and the bytes after it.
-fn read_zigzag_varint(data: &[u8]) -> Option<(i32, &[u8])> {
-    let mut value: u32 = 0;
-    for (i, byte) in data.iter().enumerate().take(5) {
-        value |= u32::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            let decoded = ((value >> 1) as i32) ^ -((value & 1) as i32);
-            return Some((decoded, &data[i + 1..]));
-        }
-    }
-    None
 }
 
 /// A table regrouped by a new key (Kafka's `KGroupedTable`), from [`KTable::group_by`]:

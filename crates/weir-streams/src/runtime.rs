@@ -1375,10 +1375,7 @@ impl KafkaStreams {
         if dead.is_empty() {
             return Ok(false);
         }
-        if self.exactly_once && !self.in_transaction {
-            self.producer.begin_transaction()?;
-            self.in_transaction = true;
-        }
+        self.open_transaction()?;
         enqueue_outputs(
             &self.producer,
             &self.internal_topics,
